@@ -1,0 +1,2 @@
+//! The software fingerprint of a run, captured cheaply and cached by content
+//! key.

@@ -1,0 +1,1 @@
+//! Host and user identity, and what kind of stdin the child has.

@@ -1,0 +1,20 @@
+/*!
+Runs a program exactly as if it had been run directly, and records it.
+
+[`record`] spawns the child (on pipes, or on pseudo-terminals where plumb's own
+stdout/stderr are terminals), forwards signals, copies its output through
+unchanged while handing every read to a [`Sink`], and on exit returns the
+finished [`plumb_model::Run`] with exit status, exception, rusage and
+fingerprint. It does not know where records go: that is the sink's business.
+*/
+#![deny(missing_docs)]
+
+pub mod exception;
+pub mod files;
+pub mod fingerprint;
+pub mod host;
+pub mod redact;
+pub mod supervise;
+
+pub use redact::Redactor;
+pub use supervise::{RecordError, RunOptions, Sink, record};

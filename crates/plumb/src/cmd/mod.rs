@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod demo;
+pub mod query;
+pub mod run;

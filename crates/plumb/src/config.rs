@@ -1,0 +1,1 @@
+//! Configuration: built-in default < plumb.toml < PLUMB_* environment < flags.

@@ -1,0 +1,62 @@
+//! The `plumb` command: argument parsing and wiring only. The work lives in
+//! the library crates.
+
+mod cmd;
+mod config;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Record, gather, watch and break distributed applications.
+#[derive(Debug, Parser)]
+#[command(name = "plumb", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command exactly as if run directly, and record it.
+    Run(cmd::run::Args),
+    /// List recorded runs.
+    Ls(cmd::query::LsArgs),
+    /// Show everything recorded about one run.
+    Show(cmd::query::ShowArgs),
+    /// Print (or follow) a run's output.
+    Logs(cmd::query::LogsArgs),
+    /// Search all recorded output.
+    Search(cmd::query::SearchArgs),
+    /// Say why two runs differ.
+    Diff(cmd::query::DiffArgs),
+    /// Run the demo workload and show what plumb recorded.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(a) => cmd::run::main(a),
+        Command::Ls(a) => cmd::query::ls(a),
+        Command::Show(a) => cmd::query::show(a),
+        Command::Logs(a) => cmd::query::logs(a),
+        Command::Search(a) => cmd::query::search(a),
+        Command::Diff(a) => cmd::query::diff(a),
+        Command::Demo(a) => cmd::demo::main(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // Errors are printed once, here, with their cause chain.
+            eprintln!("plumb: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
