@@ -357,11 +357,11 @@ fn rust_backtrace(lines: &[String], mut i: usize) -> (Vec<Frame>, usize) {
     while i < lines.len() {
         let t = lines[i].trim_start();
         if let Some(at) = t.strip_prefix("at ") {
-            if let Some(last) = frames.last_mut().filter(|f| f.file.is_none()) {
-                if let Some((file, line)) = rust_location(at.trim_end()) {
-                    last.file = Some(file);
-                    last.line = Some(line);
-                }
+            if let Some(last) = frames.last_mut().filter(|f| f.file.is_none())
+                && let Some((file, line)) = rust_location(at.trim_end())
+            {
+                last.file = Some(file);
+                last.line = Some(line);
             }
             i += 1;
             continue;
@@ -412,13 +412,13 @@ fn rust_last(lines: &[String]) -> Option<(usize, Exception)> {
         let mut current = quoted.to_string();
         let mut j = start;
         loop {
-            if let Some((msg, loc)) = current.rsplit_once("', ") {
-                if let Some(l) = rust_location(loc.trim_end()) {
-                    message_lines.push(msg.to_string());
-                    location = Some(l);
-                    i = j + 1;
-                    break;
-                }
+            if let Some((msg, loc)) = current.rsplit_once("', ")
+                && let Some(l) = rust_location(loc.trim_end())
+            {
+                message_lines.push(msg.to_string());
+                location = Some(l);
+                i = j + 1;
+                break;
             }
             message_lines.push(current);
             j += 1;
@@ -454,14 +454,14 @@ fn rust_last(lines: &[String]) -> Option<(usize, Exception)> {
         frames = rust_backtrace(lines, i + 1).0;
         frames.reverse();
     }
-    if frames.is_empty() {
-        if let Some((file, line)) = &location {
-            frames.push(Frame {
-                file: Some(file.clone()),
-                line: Some(*line),
-                function: None,
-            });
-        }
+    if frames.is_empty()
+        && let Some((file, line)) = &location
+    {
+        frames.push(Frame {
+            file: Some(file.clone()),
+            line: Some(*line),
+            function: None,
+        });
     }
     Some((
         start,
@@ -567,10 +567,10 @@ fn java_last(lines: &[String]) -> Option<(usize, Exception)> {
         } else if let Some(frame) = java_frame(line) {
             // Suppressed exceptions' frames are indented one tab deeper.
             let nested = line.starts_with("\t\t") || line.starts_with("        ");
-            if !(in_suppressed && nested) {
-                if let Some(e) = chain.last_mut() {
-                    e.frames.push(frame);
-                }
+            if !(in_suppressed && nested)
+                && let Some(e) = chain.last_mut()
+            {
+                e.frames.push(frame);
             }
         } else {
             break;
@@ -802,12 +802,13 @@ pub fn normalize_message(message: &str) -> String {
             }
             continue;
         }
-        if matches!(c, b'\'' | b'"' | b'`') && word_boundary(i) {
-            if let Some(len) = b[i + 1..].iter().position(|&x| x == c) {
-                out.push_str("<str>");
-                i += len + 2;
-                continue;
-            }
+        if matches!(c, b'\'' | b'"' | b'`')
+            && word_boundary(i)
+            && let Some(len) = b[i + 1..].iter().position(|&x| x == c)
+        {
+            out.push_str("<str>");
+            i += len + 2;
+            continue;
         }
         if c.is_ascii_hexdigit() && word_boundary(i) {
             // A hex run of 8 or more with a digit in it: a hash or an id.
