@@ -1,0 +1,268 @@
+#![deny(missing_docs)]
+//! `plumb-proxy`: a TCP fault-injection proxy whose HTTP admin API is
+//! wire-compatible with Toxiproxy 2.x, so existing Toxiproxy clients drive it
+//! unchanged.
+//!
+//! - Every Toxiproxy endpoint (`/proxies`, `/proxies/{p}`,
+//!   `/proxies/{p}/toxics`, `/proxies/{p}/toxics/{t}`, `/populate`, `/reset`,
+//!   `/version`), the same statuses, JSON shapes, defaults and error bodies;
+//!   POST and PATCH both update.
+//! - Every standard toxic (latency with jitter, bandwidth, slow_close,
+//!   timeout, reset_peer, slicer, limit_data, noop), per-connection toxicity,
+//!   both streams, live changes reaching open connections.
+//! - Beyond Toxiproxy: toxics in /populate and the config file (`"toxics"` in
+//!   a proxy entry), `slow_open` and `refuse_open`, toxics limited to client
+//!   addresses (`"clients": ["10.0.0.0/8"]` on a toxic), `stall` windows and
+//!   `drop_connection`, half-close propagated, live byte/connection/toxic
+//!   metrics on `/metrics` (Prometheus text), and an event log of every change
+//!   with UTC nanosecond timestamps on `/events`.
+//! - Connections no toxic touches are forwarded with `splice(2)`, without
+//!   copying through userspace.
+//!
+//! # Using it in-process
+//!
+//! ```no_run
+//! use serde_json::json;
+//!
+//! // Starts the admin API (and every proxy) on a thread of its own.
+//! let server = plumb_proxy::spawn("127.0.0.1:0").unwrap();
+//! let api = server.client();
+//! let proxy = api.create_proxy("db", "127.0.0.1:0", "127.0.0.1:5432").unwrap();
+//! println!("connect to {}", proxy["listen"]);
+//! api.add_toxic("db", &json!({"type": "latency", "attributes": {"latency": 100}})).unwrap();
+//! api.add_toxic("db", &json!({"type": "reset_peer", "attributes": {"timeout": 500}})).unwrap();
+//! server.shutdown();
+//! ```
+//!
+//! Inside a tokio runtime, use [`Server::bind`] and [`Server::serve`]
+//! instead.
+
+mod api;
+pub mod client;
+mod link;
+pub mod model;
+mod state;
+
+pub use api::TOXIPROXY_VERSION;
+pub use client::{Client, ClientError};
+pub use state::{EVENT_CAPACITY, Event};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors from starting or running a server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The admin address could not be bound.
+    #[error("cannot listen for the admin API on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A config file could not be read.
+    #[error("cannot read proxy config {path}: {source}")]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A config file was read but is not a valid list of proxies, or a proxy
+    /// in it could not start.
+    #[error("proxy config {path}: {source}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        source: model::ApiError,
+    },
+    /// Serving failed.
+    #[error("admin API server failed: {0}")]
+    Serve(std::io::Error),
+    /// The server thread could not start.
+    #[error("cannot start the proxy server thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// An admin API server with its proxies, bound but not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    registry: Arc<state::Registry>,
+}
+
+impl Server {
+    /// Binds the admin API to `addr` (e.g. `127.0.0.1:8474`, or port 0 for a
+    /// free one). Must be called inside a tokio runtime.
+    pub async fn bind(addr: &str) -> Result<Server, Error> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(Server {
+            listener,
+            addr: bound,
+            registry: Arc::new(state::Registry::default()),
+        })
+    }
+
+    /// The bound admin address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Creates the proxies listed in a config file (the `/populate` format:
+    /// a JSON array of `{"name","listen","upstream","enabled","toxics"}`).
+    /// Returns how many proxies it set up. Must be called inside a tokio
+    /// runtime.
+    pub fn load_config(&self, path: &Path) -> Result<usize, Error> {
+        let body = std::fs::read(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let list = model::decode_populate(&body).map_err(|source| Error::Config {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (done, err) = self.registry.populate(&list);
+        match err {
+            Some(source) => Err(Error::Config {
+                path: path.to_path_buf(),
+                source,
+            }),
+            None => Ok(done.len()),
+        }
+    }
+
+    /// Serves the admin API until `shutdown` completes, then stops every
+    /// proxy and closes its connections.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let registry = Arc::clone(&self.registry);
+        let app = api::router(Arc::clone(&self.registry));
+        tracing::info!(addr = %self.addr, "proxy admin API listening");
+        let r = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(Error::Serve);
+        for p in registry.list() {
+            let _ = registry.delete(&p.name);
+        }
+        r
+    }
+}
+
+/// A server running on a thread of its own; see [`spawn`]. Dropping it shuts
+/// the server down.
+#[derive(Debug)]
+pub struct ServerHandle {
+    admin_addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The admin API address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// A blocking client for this server's admin API.
+    pub fn client(&self) -> Client {
+        Client::new(self.admin_addr.to_string())
+    }
+
+    /// Stops the server, its proxies and their connections, and waits for
+    /// the thread to end.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Starts a server on `admin_addr` in a new thread with its own tokio
+/// runtime, for programs that are not async. Returns once the admin API is
+/// bound.
+pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, Error>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let addr = admin_addr.to_string();
+    let thread = std::thread::Builder::new()
+        .name("plumb-proxy".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(Error::Thread(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let server = match Server::bind(&addr).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(server.local_addr()));
+                if let Err(error) = server
+                    .serve(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                {
+                    tracing::error!(%error, "proxy server stopped");
+                }
+            });
+        })
+        .map_err(Error::Thread)?;
+    match ready_rx.recv() {
+        Ok(Ok(admin_addr)) => Ok(ServerHandle {
+            admin_addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(Error::Thread(std::io::Error::other(
+                "server thread ended before binding",
+            )))
+        }
+    }
+}

@@ -1,0 +1,798 @@
+//! Moving bytes: the accept loop, and per connection two directions, each
+//! either zero-copy (`splice(2)` through a pipe, while no toxic applies) or a
+//! userspace pipeline that runs the toxic chain.
+//!
+//! A direction starts on the zero-copy path if no toxic applies to it and
+//! moves to the userspace path for good the first time one does; after the
+//! toxic is removed it keeps copying in userspace, with an empty chain.
+
+use crate::model::{Stream, ToxicKind};
+use crate::state::{Proxy, ToxicEntry, ToxicSet, dir_index};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Shutdown};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+
+/// Largest read on the userspace path.
+const READ_CHUNK: usize = 32 * 1024;
+/// Chunks buffered between reader and toxic chain, as in Toxiproxy.
+const CHUNK_QUEUE: usize = 1024;
+/// Pipe size asked for on the zero-copy path; bigger pipes mean fewer
+/// syscalls per byte.
+const PIPE_SIZE: usize = 1 << 20;
+
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    upstream: Arc<str>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok((sock, peer)) => {
+                    tokio::spawn(serve(sock, peer.ip(), Arc::clone(&proxy), Arc::clone(&upstream), stop.clone()));
+                }
+                Err(error) => {
+                    // Usually out of file descriptors; back off instead of spinning.
+                    tracing::warn!(proxy = %proxy.name, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Decrements the active-connection gauge however the connection ends.
+struct ActiveGuard<'a>(&'a Proxy);
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn set_reset_on_close(s: &TcpStream) {
+    // SO_LINGER 0 makes close() send RST and discard unsent data.
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+/// Whether a toxic applies to a connection from `ip`: its client ranges
+/// match and a roll against its toxicity succeeds.
+fn roll(t: &ToxicEntry, ip: IpAddr) -> bool {
+    if let Some(ranges) = &t.spec.clients
+        && !ranges.iter().any(|r| r.contains(ip))
+    {
+        return false;
+    }
+    t.spec.toxicity >= 1.0 || (t.spec.toxicity > 0.0 && fastrand::f32() < t.spec.toxicity)
+}
+
+async fn serve(
+    client: TcpStream,
+    ip: IpAddr,
+    proxy: Arc<Proxy>,
+    upstream: Arc<str>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let m = &proxy.metrics;
+    m.connections_total.fetch_add(1, Ordering::Relaxed);
+    m.connections_active.fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(&proxy);
+    let toxics = proxy.toxics_rx();
+
+    // Toxics that act on the opening of the connection.
+    let open: Vec<Arc<ToxicEntry>> = toxics
+        .borrow()
+        .iter()
+        .filter(|t| t.spec.kind.acts_on_open())
+        .cloned()
+        .collect();
+    for t in open {
+        if !roll(&t, ip) {
+            continue;
+        }
+        m.activated(&t.spec.name, t.spec.kind.type_name());
+        match t.spec.kind {
+            ToxicKind::RefuseOpen => {
+                set_reset_on_close(&client);
+                return;
+            }
+            ToxicKind::SlowOpen { delay } => {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(delay as u64)) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let server = tokio::select! {
+        _ = stop.changed() => return,
+        r = TcpStream::connect(&*upstream) => match r {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(proxy = %proxy.name, %upstream, %error, "upstream connect failed");
+                return;
+            }
+        }
+    };
+    // Latency through the proxy matters more than packet count here.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+
+    let (kill_tx, _) = watch::channel(false);
+    let cx = Cx {
+        proxy: &proxy,
+        ip,
+        kill: &kill_tx,
+        client: &client,
+        server: &server,
+    };
+    let up = direction(&client, &server, Stream::Upstream, &cx, toxics.clone());
+    let down = direction(&server, &client, Stream::Downstream, &cx, toxics);
+    tokio::select! {
+        _ = stop.changed() => {}
+        _ = async { tokio::join!(up, down) } => {}
+    }
+    // Both sockets close here: FIN, or RST where a toxic set SO_LINGER 0.
+}
+
+/// What one connection's directions share.
+struct Cx<'a> {
+    proxy: &'a Proxy,
+    ip: IpAddr,
+    /// Set when the whole connection must end (reset, limit, timeout, error).
+    kill: &'a watch::Sender<bool>,
+    client: &'a TcpStream,
+    server: &'a TcpStream,
+}
+
+impl Cx<'_> {
+    fn kill(&self) {
+        let _ = self.kill.send(true);
+    }
+    fn reset(&self) {
+        set_reset_on_close(self.client);
+        set_reset_on_close(self.server);
+        self.kill();
+    }
+}
+
+/// Per connection and direction: which toxics applied, and their state.
+struct Rolled {
+    version: u64,
+    active: bool,
+    since: Instant,
+    /// Bandwidth: when the next byte may leave.
+    next_free: Instant,
+    /// limit_data: bytes passed so far.
+    passed: u64,
+}
+
+struct Chain {
+    stream: Stream,
+    ip: IpAddr,
+    rolled: HashMap<String, Rolled>,
+    active: Vec<Arc<ToxicEntry>>,
+}
+
+impl Chain {
+    fn new(stream: Stream, ip: IpAddr) -> Self {
+        Chain {
+            stream,
+            ip,
+            rolled: HashMap::new(),
+            active: Vec::new(),
+        }
+    }
+
+    /// Re-reads the toxic set. Toxics seen before keep their roll and state
+    /// unless they were updated. Returns true if an active timeout toxic was
+    /// removed, which closes the connection as in Toxiproxy.
+    fn rebuild(&mut self, set: &ToxicSet, proxy: &Proxy) -> bool {
+        let now = Instant::now();
+        let mut timeout_removed = false;
+        let mut keep = HashMap::with_capacity(set.len());
+        let mut active = Vec::new();
+        for t in set.iter() {
+            if t.spec.stream != self.stream || t.spec.kind.acts_on_open() {
+                continue;
+            }
+            let r = match self.rolled.remove(&t.spec.name) {
+                Some(r) if r.version == t.version => r,
+                _ => {
+                    let on = roll(t, self.ip);
+                    if on {
+                        proxy
+                            .metrics
+                            .activated(&t.spec.name, t.spec.kind.type_name());
+                    }
+                    Rolled {
+                        version: t.version,
+                        active: on,
+                        since: now,
+                        next_free: now,
+                        passed: 0,
+                    }
+                }
+            };
+            if r.active {
+                active.push(Arc::clone(t));
+            }
+            keep.insert(t.spec.name.clone(), r);
+        }
+        for (name, r) in self.rolled.drain() {
+            let was_timeout = self
+                .active
+                .iter()
+                .any(|t| t.spec.name == name && matches!(t.spec.kind, ToxicKind::Timeout { .. }));
+            if r.active && was_timeout {
+                timeout_removed = true;
+            }
+        }
+        self.rolled = keep;
+        self.active = active;
+        timeout_removed
+    }
+
+    /// The earliest moment an active timeout toxic closes the connection.
+    fn deadline(&self) -> Option<Instant> {
+        self.active
+            .iter()
+            .filter_map(|t| match t.spec.kind {
+                ToxicKind::Timeout { timeout } if timeout > 0 => self
+                    .rolled
+                    .get(&t.spec.name)
+                    .map(|r| r.since + Duration::from_millis(timeout as u64)),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+enum End {
+    /// The source finished and the end was passed on.
+    Eof,
+    /// The connection is over.
+    Killed,
+}
+
+async fn direction(
+    src: &TcpStream,
+    dst: &TcpStream,
+    stream: Stream,
+    cx: &Cx<'_>,
+    mut toxics: watch::Receiver<ToxicSet>,
+) {
+    let mut chain = Chain::new(stream, cx.ip);
+    let set = toxics.borrow_and_update().clone();
+    if chain.rebuild(&set, cx.proxy) {
+        cx.kill();
+        return;
+    }
+    let mut kill = cx.kill.subscribe();
+    if chain.active.is_empty() {
+        match splice_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await {
+            Ok(Some(End::Eof)) => return,
+            Ok(Some(End::Killed)) => {
+                cx.kill();
+                return;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(proxy = %cx.proxy.name, ?stream, %error, "connection ended");
+                cx.kill();
+                return;
+            }
+        }
+    }
+    match userspace_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await {
+        Ok(End::Eof) => {}
+        Ok(End::Killed) => cx.kill(),
+        Err(error) => {
+            tracing::debug!(proxy = %cx.proxy.name, ?stream, %error, "connection ended");
+            cx.kill();
+        }
+    }
+}
+
+fn half_close(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).shutdown(Shutdown::Write);
+}
+
+/// A pipe for splice(2), closed on drop.
+struct Pipe {
+    r: RawFd,
+    w: RawFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A larger pipe lets one splice move more bytes; failure (limits)
+        // only costs speed.
+        // SAFETY: fcntl on a descriptor we just created.
+        unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+        Ok(Pipe {
+            r: fds[0],
+            w: fds[1],
+        })
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are ours and closed exactly once.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on descriptors that outlive the call; null
+    // offsets because sockets and pipes have none.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Zero-copy forwarding. Returns `Ok(None)` when a toxic starts to apply,
+/// with the pipe drained, so the caller can continue in userspace.
+async fn splice_path(
+    src: &TcpStream,
+    dst: &TcpStream,
+    stream: Stream,
+    cx: &Cx<'_>,
+    toxics: &mut watch::Receiver<ToxicSet>,
+    kill: &mut watch::Receiver<bool>,
+    chain: &mut Chain,
+) -> io::Result<Option<End>> {
+    let d = dir_index(stream);
+    let m = &cx.proxy.metrics;
+    // Created on first data so idle connections hold no pipe.
+    let mut pipe: Option<Pipe> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = kill.changed() => return Ok(Some(End::Killed)),
+            r = toxics.changed() => {
+                if r.is_err() {
+                    return Ok(Some(End::Killed));
+                }
+                let set = toxics.borrow_and_update().clone();
+                if chain.rebuild(&set, cx.proxy) {
+                    return Ok(Some(End::Killed));
+                }
+                if !chain.active.is_empty() {
+                    return Ok(None);
+                }
+                continue;
+            }
+            r = src.readable() => r?,
+        }
+        let p = match &pipe {
+            Some(p) => p,
+            None => pipe.insert(Pipe::new()?),
+        };
+        let n = match src.try_io(Interest::READABLE, || {
+            splice(src.as_raw_fd(), p.w, PIPE_SIZE)
+        }) {
+            Ok(0) => {
+                half_close(dst);
+                return Ok(Some(End::Eof));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        m.received[d].fetch_add(n as u64, Ordering::Relaxed);
+        let mut left = n;
+        while left > 0 {
+            tokio::select! {
+                biased;
+                _ = kill.changed() => return Ok(Some(End::Killed)),
+                r = dst.writable() => r?,
+            }
+            match dst.try_io(Interest::WRITABLE, || splice(p.r, dst.as_raw_fd(), left)) {
+                Ok(k) => {
+                    left -= k;
+                    m.sent[d].fetch_add(k as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+enum Chunk {
+    Data(Vec<u8>, Instant),
+    Eof,
+    Failed(io::Error),
+}
+
+enum Item {
+    Data(Vec<u8>),
+    Eof,
+    /// Close the connection (FIN).
+    Close,
+    /// Reset the connection (RST).
+    Reset,
+}
+
+/// A piece of work moving down the chain: it has passed `idx` toxics and may
+/// not move on before `wait`.
+struct Work {
+    idx: usize,
+    at: Instant,
+    wait: Option<Instant>,
+    item: Item,
+}
+
+async fn reader(src: &TcpStream, stream: Stream, cx: &Cx<'_>, tx: mpsc::Sender<Chunk>) {
+    let d = dir_index(stream);
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        if let Err(e) = src.readable().await {
+            let _ = tx.send(Chunk::Failed(e)).await;
+            return;
+        }
+        match src.try_read(&mut buf) {
+            Ok(0) => {
+                let _ = tx.send(Chunk::Eof).await;
+                return;
+            }
+            Ok(n) => {
+                cx.proxy.metrics.received[d].fetch_add(n as u64, Ordering::Relaxed);
+                if tx
+                    .send(Chunk::Data(buf[..n].to_vec(), Instant::now()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                let _ = tx.send(Chunk::Failed(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn write_all(
+    dst: &TcpStream,
+    mut buf: &[u8],
+    kill: &mut watch::Receiver<bool>,
+) -> io::Result<bool> {
+    while !buf.is_empty() {
+        tokio::select! {
+            biased;
+            _ = kill.changed() => return Ok(false),
+            r = dst.writable() => r?,
+        }
+        match dst.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// What interrupted a wait.
+enum Woke {
+    Ready,
+    Changed,
+    Killed,
+    TimedOut,
+}
+
+async fn wait(
+    until: Option<Instant>,
+    deadline: Option<Instant>,
+    toxics: &mut watch::Receiver<ToxicSet>,
+    kill: &mut watch::Receiver<bool>,
+) -> Woke {
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    tokio::select! {
+        biased;
+        _ = kill.changed() => Woke::Killed,
+        r = toxics.changed() => if r.is_err() { Woke::Killed } else { Woke::Changed },
+        _ = sleep_until(deadline.unwrap_or(far)) => Woke::TimedOut,
+        _ = sleep_until(until.unwrap_or(far)) => Woke::Ready,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn userspace_path(
+    src: &TcpStream,
+    dst: &TcpStream,
+    stream: Stream,
+    cx: &Cx<'_>,
+    toxics: &mut watch::Receiver<ToxicSet>,
+    kill: &mut watch::Receiver<bool>,
+    chain: &mut Chain,
+) -> io::Result<End> {
+    let (tx, mut rx) = mpsc::channel(CHUNK_QUEUE);
+    let read = async {
+        reader(src, stream, cx, tx).await;
+        // The chain decides when the direction ends.
+        std::future::pending::<()>().await
+    };
+    let process = async {
+        let d = dir_index(stream);
+        let mut stack: Vec<Work> = Vec::new();
+        loop {
+            let deadline = chain.deadline();
+            let mut w = match stack.pop() {
+                Some(w) => w,
+                None => {
+                    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+                    tokio::select! {
+                        biased;
+                        _ = kill.changed() => return Ok(End::Killed),
+                        r = toxics.changed() => {
+                            if r.is_err() {
+                                return Ok(End::Killed);
+                            }
+                            let set = toxics.borrow_and_update().clone();
+                            if chain.rebuild(&set, cx.proxy) {
+                                return Ok(End::Killed);
+                            }
+                            continue;
+                        }
+                        _ = sleep_until(deadline.unwrap_or(far)) => return Ok(End::Killed),
+                        c = rx.recv() => match c {
+                            Some(Chunk::Data(data, at)) => Work { idx: 0, at, wait: None, item: Item::Data(data) },
+                            Some(Chunk::Eof) => Work { idx: 0, at: Instant::now(), wait: None, item: Item::Eof },
+                            Some(Chunk::Failed(e)) => return Err(e),
+                            None => return Ok(End::Killed),
+                        },
+                    }
+                }
+            };
+            if let Some(until) = w.wait.take() {
+                match wait(Some(until), deadline, toxics, kill).await {
+                    Woke::Ready => {}
+                    Woke::Killed | Woke::TimedOut => return Ok(End::Killed),
+                    Woke::Changed => {
+                        let set = toxics.borrow_and_update().clone();
+                        if chain.rebuild(&set, cx.proxy) {
+                            return Ok(End::Killed);
+                        }
+                        // Everything still queued runs through the new chain;
+                        // latency is measured from read time, so a latency
+                        // toxic that stays is not applied twice.
+                        stack.push(w);
+                        for s in stack.iter_mut() {
+                            s.idx = 0;
+                            s.wait = None;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if w.idx >= chain.active.len() {
+                match w.item {
+                    Item::Data(data) => {
+                        if !write_all(dst, &data, kill).await? {
+                            return Ok(End::Killed);
+                        }
+                        cx.proxy.metrics.sent[d].fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    Item::Eof => {
+                        half_close(dst);
+                        return Ok(End::Eof);
+                    }
+                    Item::Close => return Ok(End::Killed),
+                    Item::Reset => {
+                        cx.reset();
+                        return Ok(End::Killed);
+                    }
+                }
+                continue;
+            }
+            let t = Arc::clone(&chain.active[w.idx]);
+            apply(&t, w, chain, &mut stack);
+        }
+    };
+    tokio::select! {
+        r = process => r,
+        _ = read => unreachable!("the reader never finishes on its own"),
+    }
+}
+
+/// Runs one toxic on one piece of work, pushing what comes out (in reverse,
+/// since the stack pops from the end).
+fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) {
+    let now = Instant::now();
+    let next = w.idx + 1;
+    let end = chain.active.len();
+    let is_data = matches!(w.item, Item::Data(_));
+    let state = chain.rolled.get_mut(&t.spec.name);
+    match (&t.spec.kind, w.item) {
+        (ToxicKind::Latency { latency, jitter }, Item::Data(data)) => {
+            let j = if *jitter > 0 {
+                fastrand::i64(-*jitter..*jitter)
+            } else {
+                0
+            };
+            let delay = (*latency + j).max(0) as u64;
+            stack.push(Work {
+                idx: next,
+                at: w.at,
+                wait: Some(w.at + Duration::from_millis(delay)),
+                item: Item::Data(data),
+            });
+        }
+        (ToxicKind::Bandwidth { rate }, Item::Data(data)) => {
+            let rate = (*rate).max(1) as u64;
+            // One piece per 100 ms of budget keeps the pace smooth.
+            let piece = (rate * 100).max(1) as usize;
+            let mut free = state.as_ref().map(|s| s.next_free).unwrap_or(now).max(now);
+            let mut out = Vec::new();
+            for p in data.chunks(piece) {
+                free += Duration::from_nanos(p.len() as u64 * 1_000_000 / rate);
+                out.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: Some(free),
+                    item: Item::Data(p.to_vec()),
+                });
+            }
+            if let Some(s) = state {
+                s.next_free = free;
+            }
+            stack.extend(out.into_iter().rev());
+        }
+        (ToxicKind::SlowClose { delay }, Item::Eof) => {
+            w.idx = next;
+            w.wait = Some(now + Duration::from_millis(*delay as u64));
+            w.item = Item::Eof;
+            stack.push(w);
+        }
+        (ToxicKind::Timeout { .. }, Item::Data(_)) => {
+            // Data vanishes; the deadline closes the connection.
+        }
+        (ToxicKind::ResetPeer { timeout }, item) if is_data || matches!(item, Item::Eof) => {
+            stack.push(Work {
+                idx: end,
+                at: w.at,
+                wait: Some(now + Duration::from_millis(*timeout as u64)),
+                item: Item::Reset,
+            });
+        }
+        (
+            ToxicKind::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            },
+            Item::Data(data),
+        ) if *average_size > 0 => {
+            let mut out = Vec::new();
+            let mut rest = &data[..];
+            let mut at = now;
+            while !rest.is_empty() {
+                let var = (*size_variation).min(*average_size - 1).max(0);
+                let size = if var > 0 {
+                    *average_size + fastrand::i64(-var..=var)
+                } else {
+                    *average_size
+                };
+                let size = (size.max(1) as usize).min(rest.len());
+                out.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: Some(at),
+                    item: Item::Data(rest[..size].to_vec()),
+                });
+                rest = &rest[size..];
+                at += Duration::from_micros(*delay as u64);
+            }
+            stack.extend(out.into_iter().rev());
+        }
+        (ToxicKind::LimitData { bytes }, Item::Data(mut data)) => {
+            let limit = *bytes as u64;
+            let passed = state.as_ref().map(|s| s.passed).unwrap_or(0);
+            let room = limit.saturating_sub(passed) as usize;
+            let reached = data.len() >= room;
+            data.truncate(room);
+            if let Some(s) = state {
+                s.passed += data.len() as u64;
+            }
+            if reached {
+                stack.push(Work {
+                    idx: end,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Close,
+                });
+            }
+            if !data.is_empty() {
+                stack.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Data(data),
+                });
+            }
+        }
+        (ToxicKind::Stall { interval, duration }, Item::Data(data))
+            if *interval > 0 && *duration > 0 =>
+        {
+            let origin = state.as_ref().map(|s| s.since).unwrap_or(now);
+            let interval = Duration::from_millis(*interval as u64);
+            let duration = Duration::from_millis(*duration as u64);
+            let phase =
+                Duration::from_nanos(((now - origin).as_nanos() % interval.as_nanos()) as u64);
+            let wait = (phase < duration).then(|| now + (duration - phase));
+            stack.push(Work {
+                idx: next,
+                at: w.at,
+                wait,
+                item: Item::Data(data),
+            });
+        }
+        (ToxicKind::DropConnection { per_mille }, Item::Data(data)) => {
+            if fastrand::i64(0..1000) < *per_mille {
+                stack.push(Work {
+                    idx: end,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Reset,
+                });
+            } else {
+                stack.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Data(data),
+                });
+            }
+        }
+        (_, item) => {
+            // Toxics that leave this kind of item alone.
+            stack.push(Work {
+                idx: next,
+                at: w.at,
+                wait: None,
+                item,
+            });
+        }
+    }
+}

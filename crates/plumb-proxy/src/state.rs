@@ -1,0 +1,589 @@
+//! The proxy collection: proxies, their toxics, their listeners, their
+//! metrics, and the event log of every change.
+
+use crate::model::{ApiError, ProxyCreate, ProxyUpdate, ToxicSpec, ToxicUpdate};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// A toxic as installed: the spec plus a version that changes on every update,
+/// so live connections can tell which toxics changed.
+#[derive(Debug)]
+pub(crate) struct ToxicEntry {
+    pub spec: ToxicSpec,
+    pub version: u64,
+}
+
+/// The toxics of a proxy in insertion order; replaced whole on every change.
+pub(crate) type ToxicSet = Arc<Vec<Arc<ToxicEntry>>>;
+
+/// Counters for one proxy. Bytes are counted as they move, so they are live
+/// while a connection is open (Toxiproxy counts only when a link ends).
+#[derive(Debug, Default)]
+pub(crate) struct ProxyMetrics {
+    /// Bytes read, indexed by [`dir_index`].
+    pub received: [AtomicU64; 2],
+    /// Bytes written, indexed by [`dir_index`].
+    pub sent: [AtomicU64; 2],
+    pub connections_total: AtomicU64,
+    pub connections_active: AtomicU64,
+    /// Times each toxic was switched on for a connection, by name and type.
+    pub activations: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+/// Index into the per-direction counters: 0 upstream, 1 downstream.
+pub(crate) fn dir_index(s: crate::model::Stream) -> usize {
+    match s {
+        crate::model::Stream::Upstream => 0,
+        crate::model::Stream::Downstream => 1,
+    }
+}
+
+impl ProxyMetrics {
+    pub fn activated(&self, name: &str, kind: &'static str) {
+        *lock(&self.activations)
+            .entry((name.to_string(), kind))
+            .or_insert(0) += 1;
+    }
+}
+
+struct ProxyInner {
+    listen: String,
+    upstream: String,
+    enabled: bool,
+    /// Dropping (or signalling) this stops the listener and every connection
+    /// it accepted.
+    runner: Option<watch::Sender<bool>>,
+}
+
+/// One proxy.
+pub(crate) struct Proxy {
+    pub name: String,
+    inner: Mutex<ProxyInner>,
+    toxics: watch::Sender<ToxicSet>,
+    pub metrics: ProxyMetrics,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, carrying on if a panicking holder poisoned it: every
+/// critical section here leaves the data consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Proxy {
+    pub fn toxics_rx(&self) -> watch::Receiver<ToxicSet> {
+        self.toxics.subscribe()
+    }
+
+    fn toxics_now(&self) -> ToxicSet {
+        self.toxics.borrow().clone()
+    }
+
+    /// The JSON shape of `GET /proxies/{name}`.
+    pub fn to_json(&self) -> Value {
+        let inner = lock(&self.inner);
+        json!({
+            "name": self.name,
+            "listen": inner.listen,
+            "upstream": inner.upstream,
+            "enabled": inner.enabled,
+            "toxics": self.toxics_now().iter().map(|t| t.spec.to_json()).collect::<Vec<_>>(),
+        })
+    }
+
+    fn listen_upstream(&self) -> (String, String) {
+        let inner = lock(&self.inner);
+        (inner.listen.clone(), inner.upstream.clone())
+    }
+
+    /// Binds the listener and starts accepting. Must run inside a tokio
+    /// runtime.
+    fn start(self: &Arc<Self>, inner: &mut ProxyInner) -> Result<(), ApiError> {
+        if inner.runner.is_some() {
+            return Ok(());
+        }
+        let listen = if inner.listen.is_empty() {
+            "127.0.0.1:0".to_string()
+        } else {
+            inner.listen.clone()
+        };
+        let addr = resolve(&listen)?;
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+        let bound = std_listener
+            .local_addr()
+            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+        inner.listen = bound.to_string();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        inner.runner = Some(stop_tx);
+        inner.enabled = true;
+        tokio::spawn(crate::link::accept_loop(
+            listener,
+            Arc::clone(self),
+            Arc::from(inner.upstream.as_str()),
+            stop_rx,
+        ));
+        tracing::info!(proxy = %self.name, listen = %bound, upstream = %inner.upstream, "proxy started");
+        Ok(())
+    }
+
+    fn stop(&self, inner: &mut ProxyInner) {
+        if let Some(tx) = inner.runner.take() {
+            // Receivers see the change (or the drop) and close everything.
+            let _ = tx.send(true);
+            tracing::info!(proxy = %self.name, "proxy stopped");
+        }
+        inner.enabled = false;
+    }
+}
+
+fn resolve(listen: &str) -> Result<SocketAddr, ApiError> {
+    listen
+        .to_socket_addrs()
+        .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?
+        .next()
+        .ok_or_else(|| ApiError::new(500, format!("listen tcp {listen}: no address found")))
+}
+
+/// One recorded change: a proxy or toxic created, updated or removed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// UTC time in nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// What happened, e.g. `toxic_added`.
+    pub kind: String,
+    /// The proxy concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// The toxic concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toxic: Option<String>,
+    /// The new state (proxy or toxic JSON), if any.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+}
+
+/// How many events are kept in memory; older ones are dropped first and
+/// counted.
+pub const EVENT_CAPACITY: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct EventLog {
+    events: VecDeque<Event>,
+    next_seq: u64,
+    dropped: u64,
+}
+
+/// All proxies of a server.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
+    events: Mutex<EventLog>,
+    toxic_versions: AtomicU64,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Registry {
+    fn record(&self, kind: &str, proxy: Option<&str>, toxic: Option<&str>, detail: Value) {
+        let mut log = lock(&self.events);
+        log.next_seq += 1;
+        let ev = Event {
+            seq: log.next_seq,
+            ts_ns: now_ns(),
+            kind: kind.to_string(),
+            proxy: proxy.map(str::to_string),
+            toxic: toxic.map(str::to_string),
+            detail,
+        };
+        if log.events.len() >= EVENT_CAPACITY {
+            log.events.pop_front();
+            log.dropped += 1;
+        }
+        log.events.push_back(ev);
+    }
+
+    /// Events with `seq > since`, and how many were dropped for lack of room.
+    pub fn events_since(&self, since: u64) -> (Vec<Event>, u64) {
+        let log = lock(&self.events);
+        (
+            log.events
+                .iter()
+                .filter(|e| e.seq > since)
+                .cloned()
+                .collect(),
+            log.dropped,
+        )
+    }
+
+    fn entry(&self, spec: ToxicSpec) -> Arc<ToxicEntry> {
+        Arc::new(ToxicEntry {
+            spec,
+            version: self.toxic_versions.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Proxy>, ApiError> {
+        lock(&self.proxies)
+            .get(name)
+            .cloned()
+            .ok_or_else(ApiError::proxy_not_found)
+    }
+
+    pub fn list(&self) -> Vec<Arc<Proxy>> {
+        lock(&self.proxies).values().cloned().collect()
+    }
+
+    fn new_proxy(&self, c: &ProxyCreate) -> Arc<Proxy> {
+        let set: Vec<_> = c.toxics.iter().map(|t| self.entry(t.clone())).collect();
+        let (tx, _rx) = watch::channel(Arc::new(set));
+        Arc::new(Proxy {
+            name: c.name.clone(),
+            inner: Mutex::new(ProxyInner {
+                listen: c.listen.clone(),
+                upstream: c.upstream.clone(),
+                enabled: false,
+                runner: None,
+            }),
+            toxics: tx,
+            metrics: ProxyMetrics::default(),
+        })
+    }
+
+    /// `POST /proxies`.
+    pub fn create(&self, c: &ProxyCreate) -> Result<Arc<Proxy>, ApiError> {
+        let mut proxies = lock(&self.proxies);
+        if proxies.contains_key(&c.name) {
+            return Err(ApiError::proxy_exists());
+        }
+        let proxy = self.new_proxy(c);
+        if c.enabled {
+            proxy.start(&mut lock(&proxy.inner))?;
+        }
+        proxies.insert(c.name.clone(), Arc::clone(&proxy));
+        drop(proxies);
+        self.record("proxy_created", Some(&c.name), None, proxy.to_json());
+        Ok(proxy)
+    }
+
+    /// `POST|PATCH /proxies/{name}`.
+    pub fn update(&self, name: &str, u: &ProxyUpdate) -> Result<Arc<Proxy>, ApiError> {
+        let proxy = self.get(name)?;
+        {
+            let mut inner = lock(&proxy.inner);
+            let listen_changed = u.listen.as_ref().is_some_and(|l| *l != inner.listen);
+            let upstream_changed = u.upstream.as_ref().is_some_and(|l| *l != inner.upstream);
+            if listen_changed || upstream_changed {
+                // A new address means a new listener; connections through the
+                // old one are dropped, as in Toxiproxy.
+                let was_enabled = inner.enabled;
+                proxy.stop(&mut inner);
+                if let Some(l) = &u.listen {
+                    inner.listen = l.clone();
+                }
+                if let Some(up) = &u.upstream {
+                    inner.upstream = up.clone();
+                }
+                if u.enabled.unwrap_or(was_enabled) {
+                    proxy.start(&mut inner)?;
+                }
+            } else {
+                match u.enabled {
+                    Some(true) => proxy.start(&mut inner)?,
+                    Some(false) => proxy.stop(&mut inner),
+                    None => {}
+                }
+            }
+        }
+        self.record("proxy_updated", Some(name), None, proxy.to_json());
+        Ok(proxy)
+    }
+
+    /// `DELETE /proxies/{name}`.
+    pub fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let proxy = lock(&self.proxies)
+            .remove(name)
+            .ok_or_else(ApiError::proxy_not_found)?;
+        proxy.stop(&mut lock(&proxy.inner));
+        self.record("proxy_deleted", Some(name), None, Value::Null);
+        Ok(())
+    }
+
+    /// `POST /reset`: every proxy enabled, every toxic removed.
+    pub fn reset(&self) -> Result<(), ApiError> {
+        for proxy in self.list() {
+            let mut inner = lock(&proxy.inner);
+            proxy.start(&mut inner)?;
+            proxy.toxics.send_replace(Arc::new(Vec::new()));
+        }
+        self.record("reset", None, None, Value::Null);
+        Ok(())
+    }
+
+    /// `POST /populate`: create or replace each listed proxy. Returns the
+    /// proxies handled so far and the first error, if any.
+    pub fn populate(&self, list: &[ProxyCreate]) -> (Vec<Arc<Proxy>>, Option<ApiError>) {
+        let mut done = Vec::with_capacity(list.len());
+        for c in list {
+            match self.add_or_replace(c) {
+                Ok(p) => done.push(p),
+                Err(e) => return (done, Some(e)),
+            }
+        }
+        (done, None)
+    }
+
+    fn add_or_replace(&self, c: &ProxyCreate) -> Result<Arc<Proxy>, ApiError> {
+        if let Ok(existing) = self.get(&c.name) {
+            let (listen, upstream) = existing.listen_upstream();
+            let same_listen = c.listen.is_empty()
+                || resolve(&c.listen).ok() == resolve(&listen).ok() && !c.listen.ends_with(":0");
+            if same_listen && upstream == c.upstream {
+                // Unchanged proxies keep their connections and toxics, unless
+                // the entry lists toxics of its own (plumb extension).
+                if !c.toxics.is_empty() {
+                    let set: Vec<_> = c.toxics.iter().map(|t| self.entry(t.clone())).collect();
+                    existing.toxics.send_replace(Arc::new(set));
+                    self.record("toxics_replaced", Some(&c.name), None, existing.to_json());
+                }
+                return Ok(existing);
+            }
+            self.delete(&c.name)?;
+        }
+        self.create(c)
+    }
+
+    /// `POST /proxies/{name}/toxics`.
+    pub fn add_toxic(&self, proxy: &str, spec: ToxicSpec) -> Result<Value, ApiError> {
+        let proxy = self.get(proxy)?;
+        let _guard = lock(&proxy.inner);
+        let current = proxy.toxics_now();
+        if current.iter().any(|t| t.spec.name == spec.name) {
+            return Err(ApiError::toxic_exists());
+        }
+        let json = spec.to_json();
+        let mut next: Vec<_> = current.iter().cloned().collect();
+        next.push(self.entry(spec));
+        proxy.toxics.send_replace(Arc::new(next));
+        drop(_guard);
+        self.record(
+            "toxic_added",
+            Some(&proxy.name),
+            json["name"].as_str(),
+            json.clone(),
+        );
+        Ok(json)
+    }
+
+    /// `GET /proxies/{name}/toxics/{toxic}`.
+    pub fn toxic(&self, proxy: &str, toxic: &str) -> Result<Value, ApiError> {
+        let proxy = self.get(proxy)?;
+        proxy
+            .toxics_now()
+            .iter()
+            .find(|t| t.spec.name == toxic)
+            .map(|t| t.spec.to_json())
+            .ok_or_else(ApiError::toxic_not_found)
+    }
+
+    /// `GET /proxies/{name}/toxics`.
+    pub fn toxics(&self, proxy: &str) -> Result<Value, ApiError> {
+        let proxy = self.get(proxy)?;
+        Ok(Value::Array(
+            proxy
+                .toxics_now()
+                .iter()
+                .map(|t| t.spec.to_json())
+                .collect(),
+        ))
+    }
+
+    /// `POST|PATCH /proxies/{name}/toxics/{toxic}`.
+    pub fn update_toxic(
+        &self,
+        proxy: &str,
+        toxic: &str,
+        u: &ToxicUpdate,
+    ) -> Result<Value, ApiError> {
+        let proxy = self.get(proxy)?;
+        let _guard = lock(&proxy.inner);
+        let current = proxy.toxics_now();
+        let pos = current
+            .iter()
+            .position(|t| t.spec.name == toxic)
+            .ok_or_else(ApiError::toxic_not_found)?;
+        let mut spec = current[pos].spec.clone();
+        spec.kind = spec.kind.merged(&u.attributes)?;
+        if let Some(t) = u.toxicity {
+            spec.toxicity = t;
+        }
+        if let Some(c) = &u.clients {
+            spec.clients = c.clone();
+        }
+        let json = spec.to_json();
+        let mut next: Vec<_> = current.iter().cloned().collect();
+        next[pos] = self.entry(spec);
+        proxy.toxics.send_replace(Arc::new(next));
+        drop(_guard);
+        self.record(
+            "toxic_updated",
+            Some(&proxy.name),
+            Some(toxic),
+            json.clone(),
+        );
+        Ok(json)
+    }
+
+    /// `DELETE /proxies/{name}/toxics/{toxic}`.
+    pub fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), ApiError> {
+        let proxy = self.get(proxy)?;
+        let _guard = lock(&proxy.inner);
+        let current = proxy.toxics_now();
+        if !current.iter().any(|t| t.spec.name == toxic) {
+            return Err(ApiError::toxic_not_found());
+        }
+        let next: Vec<_> = current
+            .iter()
+            .filter(|t| t.spec.name != toxic)
+            .cloned()
+            .collect();
+        proxy.toxics.send_replace(Arc::new(next));
+        drop(_guard);
+        self.record("toxic_removed", Some(&proxy.name), Some(toxic), Value::Null);
+        Ok(())
+    }
+
+    /// Prometheus text exposition of every proxy's counters.
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let proxies = self.list();
+        let dirs = ["upstream", "downstream"];
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let mut section =
+            |name: &str, help: &str, kind: &str, rows: &mut dyn FnMut(&mut String)| {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                rows(&mut out);
+            };
+        let labels = |p: &Proxy| {
+            let (listen, upstream) = p.listen_upstream();
+            format!(
+                "proxy=\"{}\",listener=\"{}\",upstream=\"{}\"",
+                esc(&p.name),
+                esc(&listen),
+                esc(&upstream)
+            )
+        };
+        section(
+            "toxiproxy_proxy_received_bytes_total",
+            "Bytes read by the proxy, per direction, counted as they arrive.",
+            "counter",
+            &mut |o| {
+                for p in &proxies {
+                    for (i, d) in dirs.iter().enumerate() {
+                        let _ = writeln!(
+                            o,
+                            "toxiproxy_proxy_received_bytes_total{{direction=\"{d}\",{}}} {}",
+                            labels(p),
+                            p.metrics.received[i].load(Ordering::Relaxed)
+                        );
+                    }
+                }
+            },
+        );
+        section(
+            "toxiproxy_proxy_sent_bytes_total",
+            "Bytes written by the proxy, per direction, counted as they leave.",
+            "counter",
+            &mut |o| {
+                for p in &proxies {
+                    for (i, d) in dirs.iter().enumerate() {
+                        let _ = writeln!(
+                            o,
+                            "toxiproxy_proxy_sent_bytes_total{{direction=\"{d}\",{}}} {}",
+                            labels(p),
+                            p.metrics.sent[i].load(Ordering::Relaxed)
+                        );
+                    }
+                }
+            },
+        );
+        section(
+            "plumb_proxy_connections_total",
+            "Client connections accepted.",
+            "counter",
+            &mut |o| {
+                for p in &proxies {
+                    let _ = writeln!(
+                        o,
+                        "plumb_proxy_connections_total{{{}}} {}",
+                        labels(p),
+                        p.metrics.connections_total.load(Ordering::Relaxed)
+                    );
+                }
+            },
+        );
+        section(
+            "plumb_proxy_connections_active",
+            "Client connections open now.",
+            "gauge",
+            &mut |o| {
+                for p in &proxies {
+                    let _ = writeln!(
+                        o,
+                        "plumb_proxy_connections_active{{{}}} {}",
+                        labels(p),
+                        p.metrics.connections_active.load(Ordering::Relaxed)
+                    );
+                }
+            },
+        );
+        section(
+            "plumb_proxy_toxic_activations_total",
+            "Times a toxic was switched on for a connection.",
+            "counter",
+            &mut |o| {
+                for p in &proxies {
+                    for ((name, kind), n) in lock(&p.metrics.activations).iter() {
+                        let _ = writeln!(
+                            o,
+                            "plumb_proxy_toxic_activations_total{{proxy=\"{}\",toxic=\"{}\",type=\"{kind}\"}} {n}",
+                            esc(&p.name),
+                            esc(name)
+                        );
+                    }
+                }
+            },
+        );
+        out
+    }
+}
