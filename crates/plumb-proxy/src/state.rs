@@ -55,9 +55,17 @@ struct ProxyInner {
     listen: String,
     upstream: String,
     enabled: bool,
-    /// Dropping (or signalling) this stops the listener and every connection
-    /// it accepted.
-    runner: Option<watch::Sender<bool>>,
+    runner: Option<Runner>,
+}
+
+/// A running listener.
+struct Runner {
+    /// Signalling (or dropping) this stops the accept loop and every
+    /// connection it accepted.
+    stop: watch::Sender<bool>,
+    /// The listening socket, shut down synchronously on stop so its port can
+    /// be bound again at once (the accept task closes it a moment later).
+    fd: std::os::fd::RawFd,
 }
 
 /// One proxy.
@@ -132,7 +140,10 @@ impl Proxy {
             .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
         inner.listen = bound.to_string();
         let (stop_tx, stop_rx) = watch::channel(false);
-        inner.runner = Some(stop_tx);
+        inner.runner = Some(Runner {
+            stop: stop_tx,
+            fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+        });
         inner.enabled = true;
         tokio::spawn(crate::link::accept_loop(
             listener,
@@ -145,9 +156,13 @@ impl Proxy {
     }
 
     fn stop(&self, inner: &mut ProxyInner) {
-        if let Some(tx) = inner.runner.take() {
+        if let Some(r) = inner.runner.take() {
+            // The accept task owns the socket and exits only after the signal
+            // below, so the descriptor is still this listener here.
+            // SAFETY: shutdown(2) on a descriptor that is open and ours.
+            unsafe { libc::shutdown(r.fd, libc::SHUT_RDWR) };
             // Receivers see the change (or the drop) and close everything.
-            let _ = tx.send(true);
+            let _ = r.stop.send(true);
             tracing::info!(proxy = %self.name, "proxy stopped");
         }
         inner.enabled = false;

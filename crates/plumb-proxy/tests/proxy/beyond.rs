@@ -1,0 +1,262 @@
+//! What plumb adds to Toxiproxy: connection-open toxics, client-address
+//! targeting, stall windows, dropped connections, half-close, toxics in
+//! /populate and config files, live metrics, and the event log.
+
+use crate::support::*;
+use serde_json::json;
+use std::io::{ErrorKind, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+#[test]
+fn refuse_open_and_slow_open() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    f.toxic("p", json!({"type": "refuse_open"}));
+    let mut s = connect(addr);
+    let _ = s.write_all(b"x");
+    let (_, end) = read_to_end(&mut s);
+    assert_eq!(end, Err(ErrorKind::ConnectionReset));
+    f.api.remove_toxic("p", "refuse_open_downstream").unwrap();
+
+    f.toxic(
+        "p",
+        json!({"type": "slow_open", "attributes": {"delay": 300}}),
+    );
+    let t = Instant::now();
+    let mut s = connect(addr);
+    round_trip(&mut s, b"hi");
+    assert!(
+        t.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        t.elapsed()
+    );
+    // Only the opening is slow.
+    assert!(round_trip(&mut s, b"again") < Duration::from_millis(250));
+}
+
+#[test]
+fn toxics_can_target_client_addresses() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    f.toxic(
+        "p",
+        json!({"type": "latency", "attributes": {"latency": 300}, "clients": ["127.0.0.2/32"]}),
+    );
+    let shown = f
+        .api
+        .call("GET", "/proxies/p/toxics/latency_downstream", None)
+        .unwrap();
+    assert_eq!(shown["clients"], json!(["127.0.0.2"]));
+    // From 127.0.0.1: untouched.
+    assert!(round_trip(&mut connect(addr), b"a") < Duration::from_millis(250));
+    // From 127.0.0.2: slowed.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.2:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(round_trip(&mut s, b"b") >= Duration::from_millis(280));
+}
+
+#[test]
+fn stall_windows_pause_data() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    f.toxic(
+        "p",
+        json!({"type": "stall", "attributes": {"interval": 10000, "duration": 400}}),
+    );
+    let mut s = connect(addr);
+    // The connection starts inside a stall window.
+    assert!(round_trip(&mut s, b"a") >= Duration::from_millis(300));
+    assert!(round_trip(&mut s, b"b") < Duration::from_millis(300));
+    let r = f
+        .api
+        .raw(
+            "POST",
+            "/proxies/p/toxics",
+            Some(br#"{"name":"bad","type":"stall","attributes":{"interval":10,"duration":20}}"#),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn drop_connection_resets() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    f.toxic(
+        "p",
+        json!({"type": "drop_connection", "stream": "upstream", "attributes": {"per_mille": 1000}}),
+    );
+    let mut s = connect(addr);
+    s.write_all(b"x").unwrap();
+    assert_eq!(read_to_end(&mut s).1, Err(ErrorKind::ConnectionReset));
+}
+
+#[test]
+fn half_close_is_propagated() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    for with_toxic in [false, true] {
+        if with_toxic {
+            // The userspace path must behave the same as the splice path.
+            f.toxic("p", json!({"type": "noop"}));
+            f.toxic("p", json!({"type": "noop", "stream": "upstream"}));
+        }
+        let mut s = connect(addr);
+        s.write_all(b"request").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        // The echo server answers EOF only after reading ours; we still get
+        // the whole answer on the open half.
+        let (data, end) = read_to_end(&mut s);
+        assert_eq!(data, b"request", "with toxic: {with_toxic}");
+        assert_eq!(end, Ok(()));
+    }
+}
+
+#[test]
+fn toxics_in_populate_and_config() {
+    let f = server();
+    let up = echo_server();
+    let list = json!([{"name": "db", "listen": "127.0.0.1:0", "upstream": up.to_string(),
+        "toxics": [{"type": "latency", "attributes": {"latency": 200}}]}]);
+    let r = f.api.populate(&list).unwrap();
+    assert_eq!(r["proxies"][0]["toxics"][0]["name"], "latency_downstream");
+    let addr = r["proxies"][0]["listen"].as_str().unwrap().parse().unwrap();
+    assert!(round_trip(&mut connect(addr), b"x") >= Duration::from_millis(180));
+    let bad = json!([{"name": "x", "upstream": "127.0.0.1:1", "toxics": [{"type": "nope"}]}]);
+    let e = f.api.populate(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("invalid toxic type") && e.contains("toxics[0] of proxy x"),
+        "{e}"
+    );
+
+    // A config file, read by the server at start.
+    let dir = std::env::temp_dir().join(format!("plumb-proxy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("proxies.json");
+    std::fs::write(&path, list.to_string()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let server = plumb_proxy::Server::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(server.load_config(&path).unwrap(), 1);
+        std::fs::write(&path, b"{not json").unwrap();
+        let e = server.load_config(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("proxies.json") && e.contains("bad request body"),
+            "{e}"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn metric(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+#[test]
+fn metrics_update_while_connections_are_open() {
+    let f = server();
+    let addr = f.proxy("m", echo_server());
+    let mut s = connect(addr);
+    round_trip(&mut s, &pattern(5000));
+    let text = f.api.metrics().unwrap();
+    let up = "toxiproxy_proxy_sent_bytes_total{direction=\"upstream\",proxy=\"m\"";
+    let down = "toxiproxy_proxy_received_bytes_total{direction=\"downstream\",proxy=\"m\"";
+    assert_eq!(
+        metric(&text, up),
+        5000,
+        "counted before the connection ends"
+    );
+    assert_eq!(metric(&text, down), 5000);
+    assert_eq!(
+        metric(&text, "plumb_proxy_connections_active{proxy=\"m\""),
+        1
+    );
+    f.toxic("m", json!({"type": "noop"}));
+    round_trip(&mut s, b"12345");
+    let text = f.api.metrics().unwrap();
+    assert_eq!(metric(&text, up), 5005);
+    assert_eq!(
+        metric(
+            &text,
+            "plumb_proxy_toxic_activations_total{proxy=\"m\",toxic=\"noop_downstream\",type=\"noop\"}"
+        ),
+        1
+    );
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(
+        &f.api.metrics().unwrap(),
+        "plumb_proxy_connections_active{proxy=\"m\"",
+    ) != 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "connection never counted as closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_change_is_an_event() {
+    let f = server();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    f.proxy("e", echo_server());
+    f.toxic("e", latency(1));
+    f.api
+        .update_toxic(
+            "e",
+            "latency_downstream",
+            &json!({"attributes": {"latency": 2}}),
+        )
+        .unwrap();
+    f.api.remove_toxic("e", "latency_downstream").unwrap();
+    f.api.update_proxy("e", &json!({"enabled": false})).unwrap();
+    f.api.reset().unwrap();
+    f.api.delete_proxy("e").unwrap();
+    let v = f.api.events(0).unwrap();
+    let evs = v["events"].as_array().unwrap();
+    let kinds: Vec<_> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "proxy_created",
+            "toxic_added",
+            "toxic_updated",
+            "toxic_removed",
+            "proxy_updated",
+            "reset",
+            "proxy_deleted"
+        ]
+    );
+    let mut last = before;
+    for e in evs {
+        let ts = e["ts_ns"].as_u64().unwrap();
+        assert!(ts >= last, "UTC ns timestamps in order");
+        last = ts;
+    }
+    assert_eq!(evs[2]["detail"]["attributes"]["latency"], 2);
+    let later = f.api.events(evs[4]["seq"].as_u64().unwrap()).unwrap();
+    assert_eq!(later["events"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        f.api.raw("GET", "/events?since=x", None).unwrap().status,
+        400
+    );
+}

@@ -1,0 +1,125 @@
+//! Test fixtures: upstream servers on 127.0.0.1 and a running proxy server.
+
+use plumb_proxy::{Client, ServerHandle};
+use serde_json::{Value, json};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A TCP echo server: every byte read is written back; EOF is answered with
+/// EOF after the echo, so half-close can be observed.
+pub fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = s.shutdown(Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A server that sends `n` bytes (a repeating pattern) to each connection,
+/// then closes.
+pub fn source_server(n: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let data = pattern(n);
+                let _ = s.write_all(&data);
+            });
+        }
+    });
+    addr
+}
+
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+pub struct Fixture {
+    pub server: ServerHandle,
+    pub api: Client,
+}
+
+pub fn server() -> Fixture {
+    let server = plumb_proxy::spawn("127.0.0.1:0").unwrap();
+    let api = server.client();
+    Fixture { server, api }
+}
+
+impl Fixture {
+    /// Creates a proxy to `upstream` on a free port; returns its address.
+    pub fn proxy(&self, name: &str, upstream: SocketAddr) -> SocketAddr {
+        let p = self
+            .api
+            .create_proxy(name, "127.0.0.1:0", &upstream.to_string())
+            .unwrap();
+        p["listen"].as_str().unwrap().parse().unwrap()
+    }
+    pub fn toxic(&self, proxy: &str, body: Value) -> Value {
+        self.api.add_toxic(proxy, &body).unwrap()
+    }
+    pub fn admin(&self) -> String {
+        self.server.admin_addr().to_string()
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes or panics after the socket's read timeout.
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Sends `msg` and times until the echo is back in full.
+pub fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Duration {
+    let t = Instant::now();
+    s.write_all(msg).unwrap();
+    let back = read_n(s, msg.len());
+    assert_eq!(back, msg);
+    t.elapsed()
+}
+
+/// Reads until EOF or error; returns the bytes and how it ended.
+pub fn read_to_end(s: &mut TcpStream) -> (Vec<u8>, Result<(), ErrorKind>) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, Ok(())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Err(e.kind())),
+        }
+    }
+}
+
+pub fn latency(ms: i64) -> Value {
+    json!({"type": "latency", "attributes": {"latency": ms}})
+}
