@@ -208,7 +208,7 @@ fn git_state_clean_then_dirty() {
         root.canonicalize().unwrap()
     );
     assert!(!g.dirty && g.diff_sha256.is_none());
-    assert!(!stats.git_cache_hit);
+    assert!(!stats.git_cache_hit && stats.git_status_run);
 
     // Untracked files do not make it dirty; editing a tracked one does,
     // without any change to the cache key.
@@ -216,10 +216,22 @@ fn git_state_clean_then_dirty() {
     let (_, fp, stats) = capture(&opts);
     assert!(!fp.git.unwrap().dirty);
     assert!(stats.git_cache_hit);
+    assert!(
+        !stats.git_status_run,
+        "no tracked file changed: no git process"
+    );
     std::fs::write(root.join("train.py"), "print('v2')\n").unwrap();
-    let (_, fp, _) = capture(&opts);
+    let (_, fp, stats) = capture(&opts);
+    assert!(stats.git_status_run, "a tracked file changed: git decides");
     let g = fp.git.unwrap();
     assert!(g.dirty);
+    let (_, again, stats) = capture(&opts);
+    assert!(!stats.git_status_run);
+    assert_eq!(
+        again.git.as_ref(),
+        Some(&g),
+        "the same dirty state, from the cache"
+    );
     let diff = Command::new("git")
         .args(["diff", "HEAD", "--binary"])
         .current_dir(root)

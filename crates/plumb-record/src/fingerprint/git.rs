@@ -2,11 +2,17 @@
 //!
 //! Finding the repository is done here (walking up to a `.git`), so a
 //! directory outside any repository costs a few `stat`s and no process.
-//! Commit, branch and remote come from `git` itself and are cached by what
-//! they depend on (HEAD, the ref it names, the index and the config); the
-//! dirty flag is asked of `git status` on every run, since editing a file
-//! changes no key, and the diff's hash is cached by the status output and
-//! the dirty files' content keys.
+//! Commit, branch, remote and the list of tracked files come from `git`
+//! itself and are cached by what they depend on (HEAD, the ref it names,
+//! the index and the config).
+//!
+//! Dirtiness is checked on every run, the way git checks it: by the `stat`
+//! data (modification and change times, inode, size, mode) of every tracked
+//! file. The dirty flag and the diff's hash are cached under a key made of
+//! all that data, so when no tracked file changed since the last run no git
+//! process is started; when any did, `git status --porcelain
+//! --untracked-files=no` and `git diff HEAD` decide, and their answer is
+//! cached under the new key.
 
 use plumb_model::GitState;
 use serde::{Deserialize, Serialize};
@@ -26,6 +32,26 @@ struct Identity {
     commit: String,
     branch: Option<String>,
     remote: Option<String>,
+    /// Tracked paths, relative to the work tree's top.
+    tracked: Vec<String>,
+    /// Whether any tracked path is a submodule, whose dirtiness `stat`
+    /// cannot tell.
+    submodules: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Dirtiness {
+    dirty: bool,
+    diff_sha256: Option<String>,
+}
+
+/// What git found or was spared.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GitWork {
+    /// Commit, branch, remote and tracked files came from the cache.
+    pub(crate) identity_cached: bool,
+    /// `git status` had to be run.
+    pub(crate) status_run: bool,
 }
 
 /// The work tree's top directory and its git directory, found by walking
@@ -89,7 +115,7 @@ fn identity_key(git_dir: &Path) -> Option<String> {
     ))
 }
 
-fn identity(root: &Path, git_dir: &Path) -> Identity {
+fn identity(root: &Path, git_dir: &Path) -> Option<Identity> {
     let mut rev = git(root);
     rev.args(["rev-parse", "--verify", "-q", "HEAD"]);
     let commit = git_stdout(rev)
@@ -107,11 +133,27 @@ fn identity(root: &Path, git_dir: &Path) -> Identity {
     let remote = git_stdout(remote)
         .map(|o| strip_credentials(String::from_utf8_lossy(&o).trim()))
         .filter(|r| !r.is_empty());
-    Identity {
+    let mut ls = git(root);
+    ls.args(["ls-files", "-z", "--stage"]);
+    let mut tracked = Vec::new();
+    let mut submodules = false;
+    for entry in git_stdout(ls)?.split(|&b| b == 0).filter(|e| !e.is_empty()) {
+        // `mode object stage\tpath`
+        let entry = String::from_utf8_lossy(entry);
+        let Some((meta, path)) = entry.split_once('\t') else {
+            continue;
+        };
+        submodules |= meta.starts_with("160000");
+        tracked.push(path.to_string());
+    }
+    tracked.dedup();
+    Some(Identity {
         commit,
         branch,
         remote,
-    }
+        tracked,
+        submodules,
+    })
 }
 
 /// The URL without user name and password (`https://TOKEN@host/x` is
@@ -138,34 +180,48 @@ pub(crate) fn strip_credentials(url: &str) -> String {
 }
 
 /// Git state of the repository containing `cwd`, or `None` outside one (or
-/// when git cannot read it). Also returns whether commit, branch and remote
-/// came from the cache.
-pub(crate) fn git_state(cwd: &Path, cache: &Cache) -> (Option<GitState>, bool) {
+/// when git cannot read it), and what it took.
+pub(crate) fn git_state(cwd: &Path, cache: &Cache) -> (Option<GitState>, GitWork) {
+    let mut work = GitWork::default();
     let Some((root, git_dir)) = discover(cwd) else {
-        return (None, false);
-    };
-    // Dirtiness first: if git cannot read the repository at all (not
-    // installed, a repository owned by someone else), there is no state.
-    let mut status = git(&root);
-    status.args(["status", "--porcelain", "-z", "--untracked-files=no"]);
-    let Some(status) = git_stdout(status) else {
-        return (None, false);
+        return (None, work);
     };
     let key = identity_key(&git_dir);
     let cached = key.as_deref().and_then(|k| cache.get::<Identity>("git", k));
-    let hit = cached.is_some();
-    let id = cached.unwrap_or_else(|| {
-        let id = identity(&root, &git_dir);
-        if let Some(k) = &key {
-            cache.put("git", k, &id);
+    work.identity_cached = cached.is_some();
+    let id = match cached {
+        Some(id) => id,
+        None => {
+            // If git cannot read the repository at all (not installed, a
+            // repository owned by someone else), there is no state.
+            let Some(id) = identity(&root, &git_dir) else {
+                return (None, work);
+            };
+            if let Some(k) = &key {
+                cache.put("git", k, &id);
+            }
+            id
         }
-        id
-    });
-    let dirty = !status.is_empty();
-    let diff_sha256 = if dirty && !id.commit.is_empty() {
-        diff_hash(&root, &id.commit, &status, cache)
-    } else {
-        None
+    };
+    let worktree = match (&key, id.submodules) {
+        (Some(k), false) => Some(worktree_key(k, &root, &id.tracked)),
+        _ => None,
+    };
+    let dirtiness = match worktree
+        .as_deref()
+        .and_then(|w| cache.get::<Dirtiness>("gitdirty", w))
+    {
+        Some(d) => d,
+        None => {
+            work.status_run = true;
+            let Some(d) = dirtiness(&root, &id.commit) else {
+                return (None, work);
+            };
+            if let Some(w) = &worktree {
+                cache.put("gitdirty", w, &d);
+            }
+            d
+        }
     };
     (
         Some(GitState {
@@ -173,38 +229,55 @@ pub(crate) fn git_state(cwd: &Path, cache: &Cache) -> (Option<GitState>, bool) {
             commit: id.commit,
             branch: id.branch,
             remote: id.remote,
-            dirty,
-            diff_sha256,
+            dirty: dirtiness.dirty,
+            diff_sha256: dirtiness.diff_sha256,
         }),
-        hit,
+        work,
     )
 }
 
-/// SHA-256 of `git diff HEAD`, cached by the commit, the status output and
-/// the content keys of the files it names.
-fn diff_hash(root: &Path, commit: &str, status: &[u8], cache: &Cache) -> Option<String> {
-    let mut key = format!("{}\0{commit}\0", root.display());
-    for entry in status.split(|&b| b == 0).filter(|e| !e.is_empty()) {
-        // `XY path`; a rename's original path follows as its own entry.
-        let path = if entry.len() > 3 && entry[2] == b' ' {
-            &entry[3..]
-        } else {
-            entry
-        };
-        let path = String::from_utf8_lossy(path);
-        key.push_str(&String::from_utf8_lossy(entry));
-        key.push('\0');
-        key.push_str(&format!("{:?}\0", stat_key(&root.join(&*path))));
+/// A hash of the identity key and the `stat` data of every tracked file:
+/// equal keys mean no tracked file was touched.
+fn worktree_key(identity_key: &str, root: &Path, tracked: &[String]) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    h.update(identity_key.as_bytes());
+    for path in tracked {
+        h.update([0]);
+        h.update(path.as_bytes());
+        match std::fs::symlink_metadata(root.join(path)) {
+            Ok(m) => h.update(
+                format!(
+                    "\0{}.{}:{}.{}:{}:{}:{:o}",
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.ino(),
+                    m.size(),
+                    m.mode()
+                )
+                .as_bytes(),
+            ),
+            Err(_) => h.update(b"\0missing"),
+        }
     }
-    if let Some(h) = cache.get::<String>("gitdiff", &key) {
-        return Some(h);
-    }
-    let mut diff = git(root);
-    diff.args(["diff", "HEAD", "--binary", "--no-ext-diff", "--no-color"]);
-    let out = git_stdout(diff)?;
-    let h = plumb_model::hex(&Sha256::digest(&out));
-    cache.put("gitdiff", &key, &h);
-    Some(h)
+    plumb_model::hex(&h.finalize())
+}
+
+/// Asks git: `git status` for the flag, `git diff HEAD` for the hash.
+fn dirtiness(root: &Path, commit: &str) -> Option<Dirtiness> {
+    let mut status = git(root);
+    status.args(["status", "--porcelain", "-z", "--untracked-files=no"]);
+    let dirty = !git_stdout(status)?.is_empty();
+    let diff_sha256 = if dirty && !commit.is_empty() {
+        let mut diff = git(root);
+        diff.args(["diff", "HEAD", "--binary", "--no-ext-diff", "--no-color"]);
+        git_stdout(diff).map(|out| plumb_model::hex(&Sha256::digest(&out)))
+    } else {
+        None
+    };
+    Some(Dirtiness { dirty, diff_sha256 })
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! the machine, hashes the executable, lists the Python packages, runs the
 //! tool version commands and reads the git state, each through a persistent
 //! cache under `cache_dir` keyed by what the answer depends on, so that an
-//! unchanged environment costs a few `stat`s and one `git status`.
+//! unchanged environment costs a few file reads and `stat`s and starts no
+//! process at all.
 //! [`Capture::finish`] joins both after the child has exited.
 //!
 //! ```no_run
@@ -73,6 +74,9 @@ pub struct CaptureStats {
     pub tools_run: u32,
     /// Whether commit, branch and remote came from the cache.
     pub git_cache_hit: bool,
+    /// Whether `git status` had to be run because a tracked file's `stat`
+    /// data changed since the last run (or there was none).
+    pub git_status_run: bool,
 }
 
 /// A fingerprint capture running beside the child.
@@ -166,9 +170,10 @@ fn describe(opts: &CaptureOptions) -> (Fingerprint, CaptureStats) {
     let (tools, runs) = program::tool_versions(&opts.tools, &opts.env, &opts.cwd, &cache);
     fp.tools = tools;
     stats.tools_run = runs;
-    let (git, hit) = git::git_state(&opts.cwd, &cache);
+    let (git, work) = git::git_state(&opts.cwd, &cache);
     fp.git = git;
-    stats.git_cache_hit = hit;
+    stats.git_cache_hit = work.identity_cached;
+    stats.git_status_run = work.status_run;
     (fp, stats)
 }
 
