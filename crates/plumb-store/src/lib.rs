@@ -1,1 +1,443 @@
-//! plumb storage.
+/*!
+plumb's storage: runs, fingerprints and output, on SQLite, and search.
+
+The embedded store is one SQLite file (`plumb.db`, WAL mode) in the store
+directory. Runs are rows with their whole record as JSON plus indexed
+columns; fingerprints are stored once by content hash; output is stored in
+compressed, checksummed chunks with a word filter each (see [`chunk`]), so
+that a search reads a few bytes per chunk and decompresses only the chunks
+that may match. Nothing outside this crate writes SQL.
+
+```
+let dir = tempfile::tempdir().unwrap();
+let store = plumb_store::Store::open(dir.path()).unwrap();
+let run = plumb_model::Run::new(plumb_model::new_id(), "job".into(), plumb_model::Timestamp::now());
+store.put_run(&run).unwrap();
+assert_eq!(store.get_run(run.id).unwrap().name, "job");
+```
+*/
+#![deny(missing_docs)]
+
+pub mod bloom;
+pub mod chunk;
+mod error;
+mod query;
+mod schema;
+pub mod spool;
+mod writer;
+
+pub use error::{Result, StoreError};
+pub use query::{OutputCursor, RunFilter, RunSummary, SearchOptions};
+pub use writer::{Destination, RunWriter, WriterConfig};
+
+use plumb_model::{Fingerprint, Run, Uuid};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The database file name inside a store directory.
+pub const DB_FILE: &str = "plumb.db";
+
+/// An open store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+/// The default store directory: `$PLUMB_HOME`, else `$XDG_DATA_HOME/plumb`,
+/// else `~/.local/share/plumb`.
+pub fn default_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("PLUMB_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("plumb");
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/share/plumb")
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    ///
+    /// Refuses a file at the database path that is not a plumb store, and a
+    /// store from a newer plumb, without writing anything to it.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            what: "cannot create store directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        check_not_foreign(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Self::init(conn, dir, &path)
+    }
+
+    /// Opens an existing store read-only (for queries where the directory
+    /// may not be writable). Errors if there is none.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        check_not_foreign(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        check_version(&path, version)?;
+        Ok(store)
+    }
+
+    fn init(conn: Connection, dir: &Path, path: &Path) -> Result<Store> {
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if app_id != 0 && app_id != schema::APPLICATION_ID {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+                reason: format!("SQLite application id {app_id:#x} is not plumb's"),
+            });
+        }
+        if app_id == 0 && version == 0 {
+            let tables: i64 = conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )?;
+            if tables > 0 {
+                return Err(StoreError::Foreign {
+                    path: path.to_path_buf(),
+                    reason: format!("an SQLite database with {tables} other tables"),
+                });
+            }
+        }
+        check_version(path, version)?;
+        // WAL lets readers and the many concurrent recorders proceed together;
+        // NORMAL sync keeps commits cheap and the file consistent after a crash.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let Some(step) = schema::MIGRATIONS.get(version as usize) else {
+                return Ok(());
+            };
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+            tx.commit()?;
+        }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Inserts or replaces a run record (by id), with its tags.
+    pub fn put_run(&self, run: &Run) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        put_run_tx(&tx, run)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores a fingerprint under its hash (once).
+    pub fn put_fingerprint(&self, hash: &str, fp: &Fingerprint) -> Result<()> {
+        let json = serde_json::to_string(fp).expect("fingerprint serializes");
+        self.conn.execute(
+            "INSERT OR IGNORE INTO fingerprints (hash, record) VALUES (?1, ?2)",
+            params![hash, json],
+        )?;
+        Ok(())
+    }
+
+    /// Stores output chunks of a run. Chunks already stored (same run,
+    /// stream and part) are skipped, so replays are harmless.
+    pub fn put_chunks(&self, run_id: Uuid, host: &str, chunks: &[chunk::SealedChunk]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        put_chunks_tx(&tx, run_id, host, chunks)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a run's oldest output chunks (never its first of each stream)
+    /// until at most `cap` raw bytes remain; returns the bytes dropped.
+    pub fn enforce_output_cap(&self, run_id: Uuid, cap: u64) -> Result<u64> {
+        let id = run_id.to_string();
+        let total: i64 = self.conn.query_row(
+            "SELECT coalesce(sum(raw_bytes), 0) FROM chunks WHERE run_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )?;
+        let mut excess = total - cap as i64;
+        if excess <= 0 {
+            return Ok(0);
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let victims: Vec<(i64, i64)> = {
+            let mut st = tx.prepare(
+                "SELECT id, raw_bytes FROM chunks c WHERE run_id = ?1
+                 AND part > 0 ORDER BY t_min, part",
+            )?;
+            let rows = st.query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut dropped = 0u64;
+        for (cid, bytes) in victims {
+            if excess <= 0 {
+                break;
+            }
+            tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])?;
+            tx.execute("DELETE FROM chunk_data WHERE id = ?1", [cid])?;
+            excess -= bytes;
+            dropped += bytes as u64;
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// The run with this id.
+    pub fn get_run(&self, id: Uuid) -> Result<Run> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM runs WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let json = json.ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        serde_json::from_str(&json).map_err(|source| StoreError::Json {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    /// The fingerprint with this hash, if stored.
+    pub fn get_fingerprint(&self, hash: &str) -> Result<Option<Fingerprint>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM fingerprints WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|source| StoreError::Json {
+                id: hash.to_string(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    /// Resolves a run reference: a full id, a unique prefix of one (with or
+    /// without hyphens, at least 4 hex digits), `last`, or `last~N` (the Nth
+    /// run before the last).
+    pub fn resolve(&self, reference: &str) -> Result<Uuid> {
+        let r = reference.trim();
+        if r == "last" || r.starts_with("last~") {
+            let n: i64 = if r == "last" {
+                0
+            } else {
+                r[5..]
+                    .parse()
+                    .map_err(|_| StoreError::BadReference(reference.to_string()))?
+            };
+            let id: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT id FROM runs ORDER BY started_ns DESC, id DESC LIMIT 1 OFFSET ?1",
+                    [n],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            return id
+                .and_then(|s| Uuid::parse_str(&s).ok())
+                .ok_or_else(|| StoreError::NoSuchRun(reference.to_string()));
+        }
+        let hex: String = r.chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
+        if hex.len() < 4 || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::BadReference(reference.to_string()));
+        }
+        let upper = format!("{hex}g");
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM runs WHERE hexid >= ?1 AND hexid < ?2 ORDER BY hexid LIMIT 6")?;
+        let ids: Vec<String> = st
+            .query_map(params![hex, upper], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match ids.as_slice() {
+            [] => Err(StoreError::NoSuchRun(reference.to_string())),
+            [one] => Uuid::parse_str(one).map_err(|_| StoreError::Corrupt(format!("bad run id {one}"))),
+            many => Err(StoreError::Ambiguous {
+                prefix: reference.to_string(),
+                candidates: many.iter().take(5).cloned().collect(),
+                more: many.len() > 5,
+            }),
+        }
+    }
+
+    /// Imports every finished spool file in `dir` (see [`spool`]); returns
+    /// how many runs were imported.
+    pub fn import_spool(&self, dir: &Path) -> Result<usize> {
+        spool::import_dir(self, dir)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+pub(crate) fn put_run_tx(tx: &rusqlite::Transaction<'_>, run: &Run) -> Result<()> {
+    let json = serde_json::to_string(run).expect("run serializes");
+    let id = run.id.to_string();
+    let exit = run.exit.as_ref();
+    tx.execute(
+        "INSERT INTO runs (id, hexid, name, host, state, started_ns, ended_ns, exit_code, signal, fingerprint, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, host = excluded.host, state = excluded.state,
+           started_ns = excluded.started_ns, ended_ns = excluded.ended_ns, exit_code = excluded.exit_code,
+           signal = excluded.signal, fingerprint = excluded.fingerprint, record = excluded.record",
+        params![
+            id,
+            run.id.simple().to_string(),
+            run.name,
+            run.host.hostname,
+            run.state.as_str(),
+            run.started.as_nanos(),
+            run.ended.map(|t| t.as_nanos()),
+            exit.and_then(|e| e.code),
+            exit.and_then(|e| e.signal),
+            run.fingerprint,
+            json
+        ],
+    )?;
+    tx.execute("DELETE FROM run_tags WHERE run_id = ?1", [&id])?;
+    for (k, v) in &run.tags {
+        tx.execute(
+            "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![id, k, v],
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn put_chunks_tx(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: Uuid,
+    host: &str,
+    chunks: &[chunk::SealedChunk],
+) -> Result<()> {
+    let id = run_id.to_string();
+    let mut meta = tx.prepare_cached(
+        "INSERT OR IGNORE INTO chunks (run_id, host, stream, part, first_seq, t_min, t_max, lines, raw_bytes, crc, bloom)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut data = tx.prepare_cached("INSERT INTO chunk_data (id, data) VALUES (?1, ?2)")?;
+    for c in chunks {
+        let inserted = meta.execute(params![
+            id,
+            host,
+            c.stream.as_u8(),
+            c.part as i64,
+            c.first_seq as i64,
+            c.t_min.as_nanos(),
+            c.t_max.as_nanos(),
+            c.lines as i64,
+            c.raw_bytes as i64,
+            c.crc as i64,
+            c.bloom,
+        ])?;
+        if inserted == 1 {
+            data.execute(params![tx.last_insert_rowid(), c.data])?;
+        }
+    }
+    Ok(())
+}
+
+fn check_version(path: &Path, version: i64) -> Result<()> {
+    let supported = schema::MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses, before SQLite touches it, a file at the database path that is not
+/// an SQLite database at all (so it is never overwritten or "repaired").
+fn check_not_foreign(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                what: "cannot inspect",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !meta.is_file() {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason: "it is not a regular file".into(),
+        });
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).map_err(|source| StoreError::Io {
+        what: "cannot open",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let n = f.read(&mut head).map_err(|source| StoreError::Io {
+        what: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if n < 16 || &head != b"SQLite format 3\0" {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason: "it is not an SQLite database".into(),
+        });
+    }
+    Ok(())
+}

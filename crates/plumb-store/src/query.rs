@@ -1,0 +1,373 @@
+//! Reading the store: listing runs, replaying output, searching.
+
+use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
+use crate::chunk::{self, DecodedChunk};
+use crate::error::{Result, StoreError};
+use crate::Store;
+use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
+use rusqlite::{MAIN_DB, params_from_iter, types::Value};
+use serde::Serialize;
+
+/// Which runs `list` returns.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Exact run name.
+    pub name: Option<String>,
+    /// Exact host name.
+    pub host: Option<String>,
+    /// Only runs that did not succeed (and are not running).
+    pub failed: bool,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// Only runs started at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only runs with all these tags.
+    pub tags: Vec<(String, String)>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// One line of `plumb ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Host name.
+    pub host: String,
+    /// State.
+    pub state: RunState,
+    /// Start time.
+    pub started: Timestamp,
+    /// End time.
+    pub ended: Option<Timestamp>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Terminating signal.
+    pub signal: Option<i32>,
+}
+
+/// What `search` looks for and where.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    /// The text; matched case-insensitively as a substring of a line, and
+    /// its words must appear whole (the word filters find candidate chunks).
+    pub text: String,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Only this run.
+    pub run: Option<Uuid>,
+    /// Only this stream.
+    pub stream: Option<Stream>,
+    /// Only lines read at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only lines read before this time.
+    pub until: Option<Timestamp>,
+    /// At most this many hits, newest chunks first (0: no limit).
+    pub limit: usize,
+}
+
+/// Metadata of a stored chunk.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkMeta {
+    pub id: i64,
+    pub run_id: String,
+    pub host: String,
+    pub stream: Stream,
+    pub part: i64,
+    pub crc: u32,
+}
+
+impl Store {
+    /// Runs matching `filter`, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let mut sql = String::from(
+            "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal FROM runs WHERE 1=1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(n) = &filter.name {
+            sql.push_str(" AND name = ?");
+            args.push(Value::Text(n.clone()));
+        }
+        if let Some(h) = &filter.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if filter.failed {
+            sql.push_str(" AND state IN ('failed', 'killed', 'evicted')");
+        }
+        if let Some(s) = filter.state {
+            sql.push_str(" AND state = ?");
+            args.push(Value::Text(s.as_str().into()));
+        }
+        if let Some(t) = filter.since {
+            sql.push_str(" AND started_ns >= ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        for (k, v) in &filter.tags {
+            sql.push_str(" AND id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)");
+            args.push(Value::Text(k.clone()));
+            args.push(Value::Text(v.clone()));
+        }
+        sql.push_str(" ORDER BY started_ns DESC, id DESC");
+        if filter.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", filter.limit));
+        }
+        let mut st = self.conn().prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(args), |r| {
+            let id: String = r.get(0)?;
+            let state: String = r.get(3)?;
+            Ok((id, state, RunSummary {
+                id: Uuid::nil(),
+                name: r.get(1)?,
+                host: r.get(2)?,
+                state: RunState::Running,
+                started: Timestamp::from_nanos(r.get(4)?),
+                ended: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_nanos),
+                exit_code: r.get(6)?,
+                signal: r.get(7)?,
+            }))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, state, mut s) = row?;
+            s.id = Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("bad run id {id}")))?;
+            s.state = state
+                .parse()
+                .map_err(|e: String| StoreError::Corrupt(format!("run {id}: {e}")))?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// How many runs are stored.
+    pub fn count_runs(&self) -> Result<u64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub(crate) fn chunk_metas(&self, run_id: Uuid, stream: Stream, after_part: Option<i64>) -> Result<Vec<ChunkMeta>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT id, run_id, host, stream, part, crc FROM chunks
+             WHERE run_id = ?1 AND stream = ?2 AND part > ?3 ORDER BY part",
+        )?;
+        let rows = st.query_map(
+            rusqlite::params![run_id.to_string(), stream.as_u8(), after_part.unwrap_or(-1)],
+            meta_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub(crate) fn load_chunk(&self, meta: &ChunkMeta) -> Result<DecodedChunk> {
+        let data: Vec<u8> = self.conn().query_row(
+            "SELECT data FROM chunk_data WHERE id = ?1",
+            [meta.id],
+            |r| r.get(0),
+        )?;
+        chunk::decode(&data, meta.crc).map_err(|e| match e {
+            StoreError::Corrupt(m) => StoreError::Corrupt(format!(
+                "{m} (run {}, {} chunk {})",
+                meta.run_id,
+                meta.stream.as_str(),
+                meta.part
+            )),
+            other => other,
+        })
+    }
+
+    /// Replays a run's output in the order it was produced, calling `out`
+    /// with each read's stream, time and bytes. With `only`, one stream.
+    /// `cursor` carries the position between calls (for following a live
+    /// run); pass `OutputCursor::default()` to start at the beginning.
+    pub fn replay_output(
+        &self,
+        run_id: Uuid,
+        only: Option<Stream>,
+        cursor: &mut OutputCursor,
+        mut out: impl FnMut(Stream, Timestamp, &[u8]) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let streams: Vec<Stream> = match only {
+            Some(s) => vec![s],
+            None => vec![Stream::Stdout, Stream::Stderr],
+        };
+        // Per stream: the chunks not yet replayed, decoded one at a time.
+        let mut pending: Vec<(Stream, std::collections::VecDeque<ChunkMeta>)> = Vec::new();
+        for s in &streams {
+            let after = cursor.last_part(*s);
+            pending.push((*s, self.chunk_metas(run_id, *s, after)?.into()));
+        }
+        let mut current: Vec<Option<(DecodedChunk, usize)>> = vec![None; pending.len()];
+        loop {
+            // Make sure each stream has a decoded chunk with segments left.
+            for (i, (_, queue)) in pending.iter_mut().enumerate() {
+                while current[i]
+                    .as_ref()
+                    .is_none_or(|(d, pos)| *pos >= d.marks.len())
+                {
+                    match queue.pop_front() {
+                        Some(meta) => {
+                            let stream = meta.stream;
+                            let first = meta.part;
+                            current[i] = Some((self.load_chunk(&meta)?, 0));
+                            cursor.set_last_part(stream, first);
+                        }
+                        None => {
+                            current[i] = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            // Emit the segment with the smallest sequence number.
+            let next = current
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|(d, pos)| (d.marks[*pos].seq, i)))
+                .min();
+            let Some((_, i)) = next else {
+                return Ok(());
+            };
+            let (d, pos) = current[i].as_mut().expect("chosen above");
+            let (_, range) = d.segments().nth(*pos).expect("in range");
+            let time = d.marks[*pos].time;
+            out(pending[i].0, time, &d.raw[range]).map_err(|source| StoreError::Io {
+                what: "cannot write output of run",
+                path: run_id.to_string().into(),
+                source,
+            })?;
+            *pos += 1;
+        }
+    }
+
+    /// Lines of recorded output containing `opts.text`, newest chunks first.
+    pub fn search(&self, opts: &SearchOptions) -> Result<Vec<OutputLine>> {
+        let mut words = Vec::new();
+        chunk::for_each_word(opts.text.as_bytes(), |h| words.push(h));
+        let needle = opts.text.to_ascii_lowercase().into_bytes();
+        if needle.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = String::from(
+            "SELECT id, run_id, host, stream, part, crc, length(bloom) FROM chunks WHERE 1=1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(h) = &opts.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if let Some(r) = &opts.run {
+            sql.push_str(" AND run_id = ?");
+            args.push(Value::Text(r.to_string()));
+        }
+        if let Some(s) = opts.stream {
+            sql.push_str(" AND stream = ?");
+            args.push(Value::Integer(s.as_u8() as i64));
+        }
+        if let Some(t) = opts.since {
+            sql.push_str(" AND t_max >= ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        if let Some(t) = opts.until {
+            sql.push_str(" AND t_min < ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        let mut st = self.conn().prepare(&sql)?;
+        let metas = st.query_map(params_from_iter(args), |r| {
+            Ok((meta_from_row(r)?, r.get::<_, i64>(6)?))
+        })?;
+        let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
+        let mut block = [0u8; BLOCK_BYTES];
+        let mut hits = Vec::new();
+        'chunks: for row in metas {
+            let (meta, bloom_len) = row?;
+            let nblocks = bloom_len as usize / BLOCK_BYTES;
+            if nblocks > 0 && nblocks.is_power_of_two() {
+                // Read only the one 32-byte block each word selects.
+                match blob.as_mut() {
+                    Some(b) => b.reopen(meta.id)?,
+                    None => {
+                        blob = Some(self.conn().blob_open(MAIN_DB, c"chunks", c"bloom", meta.id, true)?);
+                    }
+                }
+                let b = blob.as_ref().expect("opened above");
+                for h in &words {
+                    let i = block_index(*h, nblocks);
+                    b.read_at_exact(&mut block, i * BLOCK_BYTES)?;
+                    if !block_may_contain(&block, *h) {
+                        continue 'chunks;
+                    }
+                }
+            }
+            let d = self.load_chunk(&meta)?;
+            let run_id = Uuid::parse_str(&meta.run_id)
+                .map_err(|_| StoreError::Corrupt(format!("bad run id {}", meta.run_id)))?;
+            let lower = d.raw.to_ascii_lowercase();
+            let finder = memchr::memmem::Finder::new(&needle);
+            let mut from = 0;
+            while let Some(p) = finder.find(&lower[from..]) {
+                let at = from + p;
+                let start = memchr::memrchr(b'\n', &d.raw[..at]).map_or(0, |i| i + 1);
+                let end = memchr::memchr(b'\n', &d.raw[at..]).map_or(d.raw.len(), |i| at + i);
+                let time = d.time_at(start);
+                from = end + 1;
+                if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
+                    if from >= lower.len() {
+                        break;
+                    }
+                    continue;
+                }
+                hits.push(OutputLine {
+                    run_id,
+                    host: meta.host.clone(),
+                    stream: meta.stream,
+                    time,
+                    text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
+                });
+                if opts.limit > 0 && hits.len() >= opts.limit {
+                    break 'chunks;
+                }
+                if from >= lower.len() {
+                    break;
+                }
+            }
+        }
+        Ok(hits)
+    }
+}
+
+fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkMeta> {
+    let stream: u8 = r.get(3)?;
+    Ok(ChunkMeta {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        host: r.get(2)?,
+        stream: Stream::from_u8(stream).unwrap_or(Stream::Stdout),
+        part: r.get(4)?,
+        crc: r.get::<_, i64>(5)? as u32,
+    })
+}
+
+/// How far `replay_output` has got, per stream.
+#[derive(Debug, Clone, Default)]
+pub struct OutputCursor {
+    stdout: Option<i64>,
+    stderr: Option<i64>,
+}
+
+impl OutputCursor {
+    fn last_part(&self, s: Stream) -> Option<i64> {
+        match s {
+            Stream::Stdout => self.stdout,
+            Stream::Stderr => self.stderr,
+        }
+    }
+    fn set_last_part(&mut self, s: Stream, seq: i64) {
+        match s {
+            Stream::Stdout => self.stdout = Some(seq),
+            Stream::Stderr => self.stderr = Some(seq),
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Writing one run as it happens, off the child's path.
+//!
+//! [`RunWriter`] takes the recorder's events (start, output reads,
+//! fingerprint, end) through a bounded channel to its own thread, which cuts
+//! output into chunks and writes them to the store in batches. If the store
+//! cannot be opened or written (read-only, full, locked too long), it says so
+//! once through the warning callback and from then on writes everything to a
+//! spool file instead, to be imported by a later plumb. Recording never fails
+//! the run.
+
+use crate::chunk::{ChunkBuilder, SealedChunk};
+use crate::spool::SpoolFile;
+use crate::{Store, put_chunks_tx, put_run_tx};
+use plumb_model::{Fingerprint, Run, Stream, Timestamp};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Settings of a [`RunWriter`].
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// The store directory.
+    pub store_dir: PathBuf,
+    /// Spool directories to fall back to, in order.
+    pub spool_dirs: Vec<PathBuf>,
+    /// Raw output bytes kept per run; beyond it the oldest chunks (but the
+    /// first of each stream) are dropped and counted.
+    pub output_cap: u64,
+    /// Partial chunks are written at least this often, so a live run's
+    /// output can be followed and searched.
+    pub flush_interval: Duration,
+    /// How long a write may wait for a locked store before spooling.
+    pub busy_timeout: Duration,
+}
+
+/// Where the run's records ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// In the store.
+    Store,
+    /// In a spool file, to be imported later.
+    Spool(PathBuf),
+    /// Nowhere: both the store and every spool directory failed.
+    Lost,
+}
+
+enum Msg {
+    Started(Box<Run>),
+    Output {
+        stream: Stream,
+        seq: u64,
+        time: Timestamp,
+        data: Vec<u8>,
+    },
+    Fingerprint(String, Box<Fingerprint>),
+    Finished(Box<Run>),
+}
+
+/// Writes one run's records on a thread of its own; see the module docs.
+pub struct RunWriter {
+    tx: Option<SyncSender<Msg>>,
+    thread: Option<JoinHandle<Destination>>,
+}
+
+impl std::fmt::Debug for RunWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunWriter").finish_non_exhaustive()
+    }
+}
+
+impl RunWriter {
+    /// Starts the writer thread. `warn` is called at most once, with one
+    /// line saying what failed and where the records go instead.
+    pub fn start(config: WriterConfig, warn: Box<dyn Fn(&str) + Send>) -> RunWriter {
+        // 128 reads of at most 64 KiB: a bounded buffer between the child and
+        // the store, so a slow disk slows the child rather than growing memory.
+        let (tx, rx) = sync_channel(128);
+        let thread = std::thread::Builder::new()
+            .name("plumb-writer".into())
+            .spawn(move || Worker::new(config, warn).run(rx))
+            .expect("spawn writer thread");
+        RunWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, msg: Msg) {
+        if let Some(tx) = &self.tx {
+            // The worker only stops after `Finished`; a send error means it
+            // panicked, and recording must still not fail the run.
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// The run has started.
+    pub fn started(&self, run: &Run) {
+        self.send(Msg::Started(Box::new(run.clone())));
+    }
+
+    /// One read of output.
+    pub fn output(&self, stream: Stream, seq: u64, time: Timestamp, data: &[u8]) {
+        self.send(Msg::Output {
+            stream,
+            seq,
+            time,
+            data: data.to_vec(),
+        });
+    }
+
+    /// The fingerprint.
+    pub fn fingerprint(&self, hash: &str, fp: &Fingerprint) {
+        self.send(Msg::Fingerprint(hash.to_string(), Box::new(fp.clone())));
+    }
+
+    /// The run has ended: writes what is left and waits for the thread.
+    pub fn finish(mut self, run: &Run) -> Destination {
+        self.send(Msg::Finished(Box::new(run.clone())));
+        drop(self.tx.take());
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(Destination::Lost)
+    }
+}
+
+enum Target {
+    Store(Store),
+    Spool(SpoolFile),
+    Lost,
+}
+
+struct Worker {
+    config: WriterConfig,
+    warn: Option<Box<dyn Fn(&str) + Send>>,
+    target: Target,
+    run: Option<Run>,
+    builders: [ChunkBuilder; 2],
+    sealed: Vec<SealedChunk>,
+    last_write: Instant,
+    fingerprint: Option<(String, Box<Fingerprint>)>,
+    stored_bytes: u64,
+    dropped: u64,
+}
+
+impl Worker {
+    fn new(config: WriterConfig, warn: Box<dyn Fn(&str) + Send>) -> Worker {
+        Worker {
+            config,
+            warn: Some(warn),
+            target: Target::Lost,
+            run: None,
+            builders: [ChunkBuilder::new(Stream::Stdout), ChunkBuilder::new(Stream::Stderr)],
+            sealed: Vec::new(),
+            last_write: Instant::now(),
+            fingerprint: None,
+            stored_bytes: 0,
+            dropped: 0,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) -> Destination {
+        self.target = match Store::open(&self.config.store_dir) {
+            Ok(store) => {
+                let _ = store.conn().busy_timeout(self.config.busy_timeout);
+                Target::Store(store)
+            }
+            Err(e) => self.fall_back(&format!("cannot open store: {e}")),
+        };
+        loop {
+            match rx.recv_timeout(self.config.flush_interval) {
+                Ok(Msg::Started(run)) => {
+                    self.run = Some(*run);
+                    self.write(true);
+                }
+                Ok(Msg::Output {
+                    stream,
+                    seq,
+                    time,
+                    data,
+                }) => {
+                    let b = &mut self.builders[(stream.as_u8() - 1) as usize];
+                    b.push(seq, time, &data, &mut self.sealed);
+                    if self.sealed.len() >= 4 || self.last_write.elapsed() >= self.config.flush_interval {
+                        self.flush_partial();
+                        self.write(false);
+                    }
+                }
+                Ok(Msg::Fingerprint(hash, fp)) => {
+                    self.fingerprint = Some((hash, fp));
+                }
+                Ok(Msg::Finished(run)) => {
+                    for b in &mut self.builders {
+                        b.flush(&mut self.sealed);
+                    }
+                    self.run = Some(*run);
+                    self.write(true);
+                    return match &self.target {
+                        Target::Store(_) => Destination::Store,
+                        Target::Spool(s) => Destination::Spool(s.path().to_path_buf()),
+                        Target::Lost => Destination::Lost,
+                    };
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush_partial();
+                    self.write(false);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The recorder went away without finishing: keep what we have.
+                    for b in &mut self.builders {
+                        b.flush(&mut self.sealed);
+                    }
+                    self.write(false);
+                    return Destination::Lost;
+                }
+            }
+        }
+    }
+
+    /// Seals partial chunks of a live run once the flush interval passed.
+    fn flush_partial(&mut self) {
+        if self.last_write.elapsed() >= self.config.flush_interval {
+            for b in &mut self.builders {
+                b.flush(&mut self.sealed);
+            }
+        }
+    }
+
+    /// Writes sealed chunks (and the run record when `with_run`).
+    fn write(&mut self, with_run: bool) {
+        if self.sealed.is_empty() && !with_run {
+            self.last_write = Instant::now();
+            return;
+        }
+        if let Some(run) = self.run.as_mut() {
+            run.output.dropped_bytes = run.output.dropped_bytes.max(self.dropped);
+        }
+        let result = match &mut self.target {
+            Target::Store(store) => write_store(
+                store,
+                self.run.as_ref(),
+                with_run,
+                &self.sealed,
+                self.fingerprint.as_ref(),
+            ),
+            Target::Spool(spool) => write_spool(spool, self.run.as_ref(), with_run, &self.sealed, self.fingerprint.as_ref()),
+            Target::Lost => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.stored_bytes += self.sealed.iter().map(|c| c.raw_bytes).sum::<u64>();
+                self.sealed.clear();
+                self.enforce_cap();
+            }
+            Err(e) => {
+                let what = match self.target {
+                    Target::Store(_) => "cannot write to store",
+                    _ => "cannot write spool",
+                };
+                self.target = self.fall_back(&format!("{what}: {e}"));
+                // Everything known so far goes to the new target: the store may
+                // hold part of it already, and import skips what it has.
+                let _ = match &mut self.target {
+                    Target::Spool(spool) => {
+                        write_spool(spool, self.run.as_ref(), true, &self.sealed, self.fingerprint.as_ref())
+                    }
+                    _ => Ok(()),
+                };
+                self.sealed.clear();
+            }
+        }
+        self.last_write = Instant::now();
+    }
+
+    fn enforce_cap(&mut self) {
+        if self.stored_bytes <= self.config.output_cap {
+            return;
+        }
+        if let (Target::Store(store), Some(run)) = (&self.target, &self.run) {
+            if let Ok(dropped) = store.enforce_output_cap(run.id, self.config.output_cap) {
+                self.dropped += dropped;
+                self.stored_bytes -= dropped;
+            }
+        }
+    }
+
+    fn fall_back(&mut self, reason: &str) -> Target {
+        let run_id = self
+            .run
+            .as_ref()
+            .map(|r| r.id)
+            .unwrap_or_else(plumb_model::new_id);
+        let dirs: Vec<PathBuf> = self
+            .config
+            .spool_dirs
+            .iter()
+            .filter(|d| !d.starts_with(&self.config.store_dir) || !matches!(self.target, Target::Spool(_)))
+            .cloned()
+            .collect();
+        let (target, line) = match SpoolFile::create(&dirs, run_id) {
+            Ok(s) => {
+                let line = format!(
+                    "plumb: warning: {reason}; recording to spool {} (imported by the next plumb command)",
+                    s.path().display()
+                );
+                (Target::Spool(s), line)
+            }
+            Err(e) => (
+                Target::Lost,
+                format!("plumb: warning: {reason}; and {e}: this run is not recorded"),
+            ),
+        };
+        if let Some(warn) = self.warn.take() {
+            warn(&line);
+        }
+        target
+    }
+}
+
+fn write_store(
+    store: &Store,
+    run: Option<&Run>,
+    with_run: bool,
+    chunks: &[SealedChunk],
+    fp: Option<&(String, Box<Fingerprint>)>,
+) -> crate::Result<()> {
+    let tx = store.conn().unchecked_transaction()?;
+    if let Some(run) = run {
+        if !chunks.is_empty() {
+            put_chunks_tx(&tx, run.id, &run.host.hostname, chunks)?;
+        }
+        if with_run {
+            if let Some((hash, fp)) = fp {
+                tx.execute(
+                    "INSERT OR IGNORE INTO fingerprints (hash, record) VALUES (?1, ?2)",
+                    rusqlite::params![hash, serde_json::to_string(fp).expect("serializes")],
+                )?;
+            }
+            put_run_tx(&tx, run)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn write_spool(
+    spool: &mut SpoolFile,
+    run: Option<&Run>,
+    with_run: bool,
+    chunks: &[SealedChunk],
+    fp: Option<&(String, Box<Fingerprint>)>,
+) -> crate::Result<()> {
+    if with_run {
+        if let Some(run) = run {
+            spool.put_run(run)?;
+        }
+        if let Some((hash, fp)) = fp {
+            spool.put_fingerprint(hash, fp)?;
+        }
+    }
+    spool.put_chunks(chunks)?;
+    if with_run {
+        spool.sync()?;
+    }
+    Ok(())
+}
