@@ -518,6 +518,29 @@ timeout: 30
         assert!(r.error.unwrap().contains("is a directory"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn redaction_never_panics_and_keeps_line_count(text in "(?s).{0,400}") {
+            let out = redact_config_text(&text, &redactor());
+            // Lines are replaced one for one, except PEM blocks and YAML
+            // block values, which this random text rarely forms.
+            if !text.contains("-----BEGIN ") && !text.contains(": |") && !text.contains(": >") {
+                proptest::prop_assert_eq!(out.matches('\n').count(), text.matches('\n').count());
+            }
+        }
+
+        #[test]
+        fn secret_assignments_never_survive(
+            key in "(password|api_key|TOKEN|db_secret)",
+            sep in "( = |=|: )",
+            value in "[A-Za-z0-9]{6,20}",
+        ) {
+            let text = format!("{key}{sep}{value}\n");
+            let out = redact_config_text(&text, &redactor());
+            proptest::prop_assert!(!out.contains(&value), "{}", out);
+        }
+    }
+
     #[test]
     fn record_file_streams_large_files() {
         let dir = tempfile::tempdir().unwrap();

@@ -370,6 +370,11 @@ proptest! {
     }
 
     #[test]
+    fn normalization_never_panics(s in "(?s).{0,200}") {
+        let _ = normalize_message(&s);
+    }
+
+    #[test]
     fn arbitrary_traceback_fragments_never_panic(lines in proptest::collection::vec(fragment(), 0..40)) {
         let text = lines.join("\n");
         if let Some(e) = parse(text.as_bytes()) {
