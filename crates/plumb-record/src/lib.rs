@@ -9,11 +9,14 @@ fingerprint. It does not know where records go: that is the sink's business.
 */
 #![deny(missing_docs)]
 
+mod capture;
 pub mod exception;
 pub mod files;
 pub mod fingerprint;
 pub mod host;
+mod pty;
 pub mod redact;
+mod signals;
 pub mod supervise;
 
 pub use redact::Redactor;

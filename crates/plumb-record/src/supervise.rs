@@ -3,12 +3,17 @@
 //! API contract (the `plumb` binary and the store sink are written against
 //! it; change it only together with them):
 
-use plumb_model::{Fingerprint, Run, Stream, Timestamp};
+use plumb_model::{ExitStatus, Fingerprint, Run, RunState, Rusage, Stream, Timestamp};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
-use crate::Redactor;
+use crate::capture::{self, Source};
+use crate::signals::Forwarder;
+use crate::{Redactor, exception, files, fingerprint, host, pty};
 
 /// What to run and what to capture.
 #[derive(Debug, Clone)]
@@ -83,7 +88,364 @@ pub enum RecordError {
 
 /// Runs the command, forwards output and signals, and returns the finished
 /// run. The caller exits with `run.exit.shell_code()`.
+///
+/// The child inherits stdin, the environment (plus `extra_env`), the working
+/// directory, the process group and the session. Its stdout and stderr are
+/// pseudo-terminals where the recorder's own are terminals, pipes otherwise;
+/// every read is copied unchanged to the recorder's stdout or stderr before
+/// the sink sees it.
+///
+/// Work before the spawn is kept to a few system calls (plus hashing of the
+/// configuration and input files the caller named); host, user and
+/// environment capture run while the child already runs.
 pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError> {
-    let _ = (opts, sink);
-    Err(RecordError::NoCommand)
+    let Some(program) = opts.argv.first().cloned() else {
+        return Err(RecordError::NoCommand);
+    };
+    let started = Timestamp::now();
+    let stdin = host::stdin_kind();
+    let cwd = std::env::current_dir();
+    // Configuration and input files describe the state before the run, so
+    // they are read before the child can change them.
+    let config_files: Vec<_> = opts
+        .config_files
+        .iter()
+        .map(|p| files::record_config(p, &opts.redactor))
+        .collect();
+    let inputs: Vec<_> = opts.inputs.iter().map(|p| files::record_file(p)).collect();
+
+    let stdout = Output::new(libc::STDOUT_FILENO)?;
+    let stderr = Output::new(libc::STDERR_FILENO)?;
+    let winch_from = [libc::STDOUT_FILENO, libc::STDERR_FILENO]
+        .into_iter()
+        .find(|&fd| is_tty(fd));
+    let mut winch_to = Vec::new();
+    for out in [&stdout, &stderr] {
+        if let Output::Pty(p) = out {
+            winch_to.push(p.master.try_clone().map_err(|source| RecordError::Os {
+                what: "duplicating a pty master",
+                source,
+            })?);
+        }
+    }
+    let forwarder = Forwarder::install(winch_to, winch_from).map_err(|source| RecordError::Os {
+        what: "installing signal handlers",
+        source,
+    })?;
+    let (reaped_r, reaped_w) = std::io::pipe().map_err(|source| RecordError::Os {
+        what: "creating a pipe",
+        source,
+    })?;
+
+    let stdout_tty = matches!(stdout, Output::Pty(_));
+    let stderr_tty = matches!(stderr, Output::Pty(_));
+    let mut cmd = Command::new(&program);
+    cmd.args(&opts.argv[1..])
+        .stdin(Stdio::inherit())
+        .envs(opts.extra_env.iter().map(|(k, v)| (k, v)));
+    let (stdout_stdio, stdout_read) = stdout.split();
+    let (stderr_stdio, stderr_read) = stderr.split();
+    cmd.stdout(stdout_stdio).stderr(stderr_stdio);
+    let child = cmd.spawn().map_err(|source| RecordError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    // Close our copies of the child's ends (held by `cmd`), or end of file
+    // would never come.
+    drop(cmd);
+    let pid = child.id();
+    forwarder.set_child(pid);
+
+    // Everything from here on runs beside the child.
+    let env_os: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| {
+            !opts
+                .extra_env
+                .iter()
+                .any(|(e, _)| k.as_os_str() == e.as_str())
+        })
+        .collect();
+    let cwd_path = cwd.as_ref().cloned().unwrap_or_default();
+    let capture_opts = fingerprint::CaptureOptions {
+        cache_dir: opts.cache_dir.clone(),
+        argv: opts.argv.clone(),
+        cwd: cwd_path.clone(),
+        env: env_os.clone(),
+        python: opts.python.clone(),
+        tools: opts.tools.clone(),
+    };
+    let fingerprint_capture = fingerprint::Capture::start(&capture_opts, pid);
+
+    let sources: Vec<Source> = [
+        (stdout_read, Stream::Stdout, libc::STDOUT_FILENO),
+        (stderr_read, Stream::Stderr, libc::STDERR_FILENO),
+    ]
+    .into_iter()
+    .map(|(fd, stream, copy_to)| Source {
+        fd,
+        stream,
+        copy_to,
+    })
+    .collect();
+
+    let sink = Mutex::new(sink);
+    let (mut run, captured, waited) = std::thread::scope(|scope| {
+        // Hold the sink until `started` has been called, so that no output
+        // reaches it first; the capture thread still copies to the terminal
+        // meanwhile.
+        let mut guard = sink.lock().unwrap_or_else(|e| e.into_inner());
+        let capture_thread = std::thread::Builder::new()
+            .name("plumb-capture".into())
+            .spawn_scoped(scope, || capture::run(sources, &reaped_r.into(), &sink));
+        let capture_thread = match capture_thread {
+            Ok(t) => Some(t),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the output capture thread");
+                None
+            }
+        };
+
+        let mut run = Run::new(opts.run_id, run_name(&opts), started);
+        run.tags = opts.tags.clone();
+        run.argv = opts
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        match &cwd {
+            Ok(p) => run.cwd = p.to_string_lossy().into_owned(),
+            Err(error) => run
+                .warnings
+                .push(format!("working directory unknown: {error}")),
+        }
+        run.pid = pid;
+        run.stdin = stdin.to_string();
+        run.host = host::host_info();
+        run.user = host::user_info();
+        run.env = env_os
+            .iter()
+            .map(|(k, v)| {
+                let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+                let value = opts.redactor.redact(&k, &v);
+                (k.into_owned(), value)
+            })
+            .collect();
+        run.config_files = config_files;
+        run.inputs = inputs;
+        run.scheduler = fingerprint::scheduler_ids(&env_os);
+        run.container = fingerprint::container_id();
+        run.output.stdout_tty = stdout_tty;
+        run.output.stderr_tty = stderr_tty;
+        guard.started(&run);
+        drop(guard);
+
+        let waited = forwarder.reap(pid);
+        run.ended = Some(Timestamp::now());
+        // Tell the capture thread the child is gone: it drains what is left
+        // and stops even if a grandchild holds the streams open.
+        let _ = std::io::Write::write_all(&mut &reaped_w, b"x");
+        let captured = match capture_thread.map(|t| t.join()) {
+            Some(Ok(c)) => c,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => capture::Captured::default(),
+        };
+        (run, captured, waited)
+    });
+    let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+    drop(forwarder);
+    drop(child);
+
+    match waited {
+        Ok((status, usage)) => {
+            run.exit = Some(exit_status(status));
+            run.rusage = Some(rusage(&usage));
+        }
+        Err(error) => {
+            run.warnings
+                .push(format!("cannot collect the exit status: {error}"));
+            run.exit = Some(ExitStatus::default());
+        }
+    }
+    run.state = match &run.exit {
+        Some(ExitStatus { code: Some(0), .. }) => RunState::Succeeded,
+        Some(ExitStatus {
+            signal: Some(_), ..
+        }) => RunState::Killed,
+        _ => RunState::Failed,
+    };
+    run.output.stdout_bytes = captured.stdout_bytes;
+    run.output.stderr_bytes = captured.stderr_bytes;
+    run.output.lines = captured.lines;
+    run.warnings.extend(captured.warnings);
+    if run.state.is_failure() {
+        run.exception = exception::parse(&captured.stderr_tail);
+    }
+    run.outputs = opts.outputs.iter().map(|p| files::record_file(p)).collect();
+
+    let (hash, fp) = fingerprint_capture.finish();
+    sink.fingerprint(&hash, &fp);
+    run.fingerprint = Some(hash);
+    sink.finished(&run);
+    Ok(run)
+}
+
+/// The run's name: the one given, else the program's base name.
+fn run_name(opts: &RunOptions) -> String {
+    if let Some(name) = &opts.name {
+        return name.clone();
+    }
+    let program = Path::new(&opts.argv[0]);
+    program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Where one of the child's output streams goes.
+enum Output {
+    /// A pty, because the recorder's own descriptor is a terminal.
+    Pty(pty::Pty),
+    /// A pipe: (read end, write end).
+    Pipe(OwnedFd, OwnedFd),
+}
+
+impl Output {
+    fn new(fd: RawFd) -> Result<Output, RecordError> {
+        if is_tty(fd) {
+            let p = pty::open(fd).map_err(|source| RecordError::Os {
+                what: "opening a pseudo-terminal",
+                source,
+            })?;
+            return Ok(Output::Pty(p));
+        }
+        let (r, w) = std::io::pipe().map_err(|source| RecordError::Os {
+            what: "creating a pipe",
+            source,
+        })?;
+        Ok(Output::Pipe(r.into(), w.into()))
+    }
+
+    /// The child's end, and the recorder's.
+    fn split(self) -> (Stdio, OwnedFd) {
+        match self {
+            Output::Pty(p) => (Stdio::from(p.slave), p.master),
+            Output::Pipe(r, w) => (Stdio::from(w), r),
+        }
+    }
+}
+
+fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty has no memory effects.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Decodes a `wait` status.
+fn exit_status(status: libc::c_int) -> ExitStatus {
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        ExitStatus {
+            code: None,
+            signal: Some(signal),
+            signal_name: signal_name(signal),
+            core_dumped: libc::WCOREDUMP(status),
+        }
+    } else {
+        ExitStatus {
+            code: Some(libc::WEXITSTATUS(status)),
+            ..ExitStatus::default()
+        }
+    }
+}
+
+/// `SIGKILL` for 9, and so on; by the platform's own numbering.
+pub fn signal_name(signal: i32) -> Option<String> {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGURG => "SIGURG",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGIO => "SIGIO",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGSYS => "SIGSYS",
+        s if s >= libc::SIGRTMIN() && s <= libc::SIGRTMAX() => {
+            return Some(format!("SIGRTMIN+{}", s - libc::SIGRTMIN()));
+        }
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
+fn micros(t: libc::timeval) -> u64 {
+    (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64
+}
+
+/// Converts `wait4`'s usage; `ru_maxrss` is in KiB on Linux.
+fn rusage(u: &libc::rusage) -> Rusage {
+    let n = |v: libc::c_long| v.max(0) as u64;
+    Rusage {
+        user_us: micros(u.ru_utime),
+        system_us: micros(u.ru_stime),
+        max_rss_kib: n(u.ru_maxrss),
+        minor_faults: n(u.ru_minflt),
+        major_faults: n(u.ru_majflt),
+        in_blocks: n(u.ru_inblock),
+        out_blocks: n(u.ru_oublock),
+        voluntary_switches: n(u.ru_nvcsw),
+        involuntary_switches: n(u.ru_nivcsw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_follow_the_platform() {
+        assert_eq!(signal_name(libc::SIGKILL).as_deref(), Some("SIGKILL"));
+        assert_eq!(signal_name(libc::SIGSEGV).as_deref(), Some("SIGSEGV"));
+        assert_eq!(signal_name(0), None);
+    }
+
+    #[test]
+    fn name_defaults_to_the_program_base_name() {
+        let opts = RunOptions {
+            argv: vec!["/usr/bin/python3".into(), "x.py".into()],
+            name: None,
+            tags: BTreeMap::new(),
+            config_files: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            redactor: Redactor::new(b"k"),
+            cache_dir: PathBuf::new(),
+            python: None,
+            tools: BTreeMap::new(),
+            extra_env: Vec::new(),
+            run_id: plumb_model::new_id(),
+        };
+        assert_eq!(run_name(&opts), "python3");
+    }
 }

@@ -1,0 +1,242 @@
+//! The capture loop: one thread polls the child's stdout and stderr, copies
+//! every read unchanged to the recorder's own stdout or stderr, and then hands
+//! it to the sink.
+//!
+//! The terminal write comes first and no lock is held during it, so the
+//! child's output reaches the user as fast as it would directly; the sink is
+//! only locked for the hand-over.
+
+use plumb_model::{Stream, Timestamp};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::Sink;
+
+/// Bytes per read: large enough for bulk output, small enough to keep the
+/// recorder's memory flat.
+const READ_SIZE: usize = 64 * 1024;
+
+/// How long output is still read after the child was reaped once the pipes
+/// are quiet: a grandchild that inherited them may hold them open forever.
+const QUIET_AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// The most time spent reading after the child was reaped, even while a
+/// grandchild keeps writing.
+const MAX_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// How much of the end of stderr is kept for exception parsing.
+pub(crate) const STDERR_TAIL: usize = 256 * 1024;
+
+/// One of the child's output streams.
+#[derive(Debug)]
+pub(crate) struct Source {
+    /// The read end (pipe) or master (pty).
+    pub fd: OwnedFd,
+    /// Which stream it carries.
+    pub stream: Stream,
+    /// The recorder's own descriptor that the bytes are copied to.
+    pub copy_to: RawFd,
+}
+
+/// What the capture loop saw.
+#[derive(Debug, Default)]
+pub(crate) struct Captured {
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub lines: u64,
+    /// The last [`STDERR_TAIL`] bytes of stderr.
+    pub stderr_tail: Vec<u8>,
+    /// Problems that did not stop the run.
+    pub warnings: Vec<String>,
+    /// Whether stdout (0) and stderr (1) ended without a newline so far.
+    partial: [bool; 2],
+}
+
+struct Open {
+    source: Source,
+    /// False once copying to the recorder's descriptor failed.
+    copying: bool,
+}
+
+/// Runs until the child has been reaped (a byte arrives on `reaped`) and its
+/// streams are closed or quiet; see [`QUIET_AFTER_EXIT`].
+pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn Sink>) -> Captured {
+    let mut open: Vec<Open> = sources
+        .into_iter()
+        .map(|source| Open {
+            source,
+            copying: true,
+        })
+        .collect();
+    let mut out = Captured::default();
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut seq: u64 = 0;
+    let mut reaped_at: Option<Instant> = None;
+    let mut last_data = Instant::now();
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
+    loop {
+        let timeout_ms = match reaped_at {
+            None => -1,
+            Some(at) => {
+                if open.is_empty() {
+                    break;
+                }
+                let now = Instant::now();
+                let deadline = (last_data.max(at) + QUIET_AFTER_EXIT).min(at + MAX_AFTER_EXIT);
+                if now >= deadline {
+                    break;
+                }
+                (deadline - now).as_millis().max(1) as libc::c_int
+            }
+        };
+        fds.clear();
+        fds.extend(open.iter().map(|o| libc::pollfd {
+            fd: o.source.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        if reaped_at.is_none() {
+            fds.push(libc::pollfd {
+                fd: reaped.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: fds is a valid array of fds.len() pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            out.warnings
+                .push(format!("output capture stopped: poll: {error}"));
+            break;
+        }
+        if reaped_at.is_none() && fds.last().is_some_and(|p| p.revents != 0) {
+            reaped_at = Some(Instant::now());
+        }
+        // Walk backwards so that closing a stream does not shift the indices
+        // of the ones still to be looked at.
+        for i in (0..open.len()).rev() {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            let fd = open[i].source.fd.as_raw_fd();
+            // SAFETY: reads into a buffer we own.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                last_data = Instant::now();
+                let data = &buf[..n as usize];
+                let keep = deliver(&mut open[i], data, seq, sink, &mut out);
+                seq += 1;
+                if !keep {
+                    open.remove(i);
+                }
+                continue;
+            }
+            if n < 0 {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                    // A pty master reports EIO once every slave is closed:
+                    // that is its end of file.
+                    Some(libc::EIO) => {}
+                    _ => out.warnings.push(format!(
+                        "reading the child's {} failed: {error}",
+                        open[i].source.stream.as_str()
+                    )),
+                }
+            }
+            open.remove(i);
+        }
+    }
+    for o in &open {
+        tracing::debug!(
+            stream = o.source.stream.as_str(),
+            "stopped reading: a process other than the child still holds the stream open"
+        );
+    }
+    out.lines += out.partial.iter().filter(|&&p| p).count() as u64;
+    if out.stderr_tail.len() > STDERR_TAIL {
+        let cut = out.stderr_tail.len() - STDERR_TAIL;
+        out.stderr_tail.drain(..cut);
+    }
+    out
+}
+
+/// Copies one read to the recorder's descriptor, counts it and hands it to
+/// the sink. Returns false when the stream should be closed: the reader of
+/// the recorder's stdout went away, and closing our end gives the child the
+/// SIGPIPE it would have had if run directly.
+fn deliver(
+    o: &mut Open,
+    data: &[u8],
+    seq: u64,
+    sink: &Mutex<&mut dyn Sink>,
+    out: &mut Captured,
+) -> bool {
+    let mut keep = true;
+    if o.copying
+        && let Err(error) = write_all(o.source.copy_to, data)
+    {
+        o.copying = false;
+        if error.raw_os_error() == Some(libc::EPIPE) {
+            keep = false;
+        } else {
+            out.warnings.push(format!(
+                "copying the child's {} failed: {error}",
+                o.source.stream.as_str()
+            ));
+        }
+    }
+    let time = Timestamp::now();
+    out.lines += memchr::memchr_iter(b'\n', data).count() as u64;
+    // A stream's unfinished last line is counted once, at the end.
+    out.partial[usize::from(o.source.stream == Stream::Stderr)] = data.last() != Some(&b'\n');
+    match o.source.stream {
+        Stream::Stdout => out.stdout_bytes += data.len() as u64,
+        Stream::Stderr => {
+            out.stderr_bytes += data.len() as u64;
+            out.stderr_tail.extend_from_slice(data);
+            if out.stderr_tail.len() > 2 * STDERR_TAIL {
+                let cut = out.stderr_tail.len() - STDERR_TAIL;
+                out.stderr_tail.drain(..cut);
+            }
+        }
+    }
+    sink.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .output(o.source.stream, seq, time, data);
+    keep
+}
+
+/// Writes everything to a descriptor that may be non-blocking (a terminal
+/// shared with a parent that set O_NONBLOCK) or interrupted by signals.
+fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: writes from a slice we borrow.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n >= 0 {
+            data = &data[n as usize..];
+            continue;
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, -1) };
+            }
+            _ => return Err(error),
+        }
+    }
+    Ok(())
+}
