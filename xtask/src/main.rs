@@ -5,6 +5,8 @@
 
 use anyhow::{Result, bail};
 
+mod bench_proxy;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
@@ -21,10 +23,11 @@ fn main() -> Result<()> {
     }
 }
 
-const BENCHES: &[&str] = &[];
+const BENCHES: &[&str] = &["proxy"];
 
-fn bench(name: &str, _rest: &[&str]) -> Result<()> {
+fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
+        "proxy" => bench_proxy::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached or the exchange broke off.
-    #[error("talking to the proxy admin API at {addr}: {source}")]
+    #[error("talking to the proxy admin API at {addr}")]
     Io {
         /// Admin address.
         addr: String,

@@ -56,7 +56,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The admin address could not be bound.
-    #[error("cannot listen for the admin API on {addr}: {source}")]
+    #[error("cannot listen for the admin API on {addr}")]
     Bind {
         /// The address asked for.
         addr: String,
@@ -64,7 +64,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A config file could not be read.
-    #[error("cannot read proxy config {path}: {source}")]
+    #[error("cannot read proxy config {path}")]
     ConfigRead {
         /// The file.
         path: PathBuf,
@@ -73,19 +73,19 @@ pub enum Error {
     },
     /// A config file was read but is not a valid list of proxies, or a proxy
     /// in it could not start.
-    #[error("proxy config {path}: {source}")]
+    #[error("proxy config {path}: {reason}")]
     Config {
         /// The file.
         path: PathBuf,
         /// What was wrong.
-        source: model::ApiError,
+        reason: model::ApiError,
     },
     /// Serving failed.
-    #[error("admin API server failed: {0}")]
-    Serve(std::io::Error),
+    #[error("admin API server failed")]
+    Serve(#[source] std::io::Error),
     /// The server thread could not start.
-    #[error("cannot start the proxy server thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start the proxy server thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// An admin API server with its proxies, bound but not yet serving.
@@ -131,15 +131,15 @@ impl Server {
             path: path.to_path_buf(),
             source,
         })?;
-        let list = model::decode_populate(&body).map_err(|source| Error::Config {
+        let list = model::decode_populate(&body).map_err(|reason| Error::Config {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
         let (done, err) = self.registry.populate(&list);
         match err {
-            Some(source) => Err(Error::Config {
+            Some(reason) => Err(Error::Config {
                 path: path.to_path_buf(),
-                source,
+                reason,
             }),
             None => Ok(done.len()),
         }
@@ -265,4 +265,41 @@ pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
             )))
         }
     }
+}
+
+/// Raises this process's open-file limit as far as it may go: to the
+/// kernel's `nr_open` ceiling when the process is privileged, else to its hard
+/// limit. A proxy holds two sockets (and, while forwarding, a pipe) per
+/// connection. Returns the new soft limit.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let ceiling: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read or fill the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let target: libc::rlim_t = ceiling.max(lim.rlim_max);
+        let want = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: target,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+            return Ok(target);
+        }
+        // Unprivileged: the hard limit is as far as we may go.
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur)
 }

@@ -1,5 +1,6 @@
 //! One module per command group.
 
 pub mod demo;
+pub mod proxy;
 pub mod query;
 pub mod run;

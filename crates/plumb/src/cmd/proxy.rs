@@ -1,0 +1,258 @@
+//! `plumb proxy`: run the Toxiproxy-compatible fault-injection proxy, or talk
+//! to a running one.
+
+use anyhow::{Context, bail};
+use plumb_proxy::Client;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Without a subcommand: run the proxy server. With one: act as a client of
+/// the server at --host/--port.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Admin API host to listen on (server) or to talk to (client).
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1",
+        env = "PLUMB_PROXY_HOST"
+    )]
+    host: String,
+    /// Admin API port.
+    #[arg(long, global = true, default_value_t = 8474, env = "PLUMB_PROXY_PORT")]
+    port: u16,
+    /// Server mode: proxies to create at start (a JSON array in /populate
+    /// format; entries may carry "toxics").
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// List proxies and their toxics.
+    List,
+    /// Show one proxy as JSON.
+    Show { name: String },
+    /// Create a proxy.
+    Add {
+        name: String,
+        /// Address to forward to, e.g. 127.0.0.1:5432.
+        #[arg(long)]
+        upstream: String,
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Delete a proxy.
+    Delete { name: String },
+    /// Start listening again.
+    Enable { name: String },
+    /// Stop listening and close every connection (toxics are kept).
+    Disable { name: String },
+    /// Remove every toxic and enable every proxy.
+    Reset,
+    /// Create or replace proxies from a JSON file (the /populate format).
+    Populate { file: PathBuf },
+    /// Manage toxics.
+    #[command(subcommand)]
+    Toxic(ToxicCmd),
+    /// Print the change log (proxy and toxic events with UTC timestamps).
+    Events {
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Print the Prometheus metrics.
+    Metrics,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ToxicCmd {
+    /// Add a toxic, e.g. `toxic add db --type latency -a latency=100`.
+    Add {
+        proxy: String,
+        /// latency, bandwidth, slow_close, timeout, reset_peer, slicer,
+        /// limit_data, noop, slow_open, refuse_open, stall, drop_connection.
+        #[arg(long = "type", short = 't')]
+        kind: String,
+        /// Defaults to <type>_<stream>.
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// upstream (client to server) or downstream.
+        #[arg(long, short = 's', default_value = "downstream")]
+        stream: String,
+        /// Probability per connection, 0.0 to 1.0.
+        #[arg(long, default_value_t = 1.0)]
+        toxicity: f64,
+        /// Attribute as KEY=INTEGER; repeatable.
+        #[arg(long = "attribute", short = 'a', value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// Only affect these client addresses or CIDR ranges; repeatable.
+        #[arg(long = "client")]
+        clients: Vec<String>,
+    },
+    /// Change a toxic's attributes or toxicity.
+    Update {
+        proxy: String,
+        name: String,
+        #[arg(long)]
+        toxicity: Option<f64>,
+        #[arg(long = "attribute", short = 'a', value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Remove a toxic.
+    Remove { proxy: String, name: String },
+}
+
+fn attributes(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("attribute {p:?} must look like KEY=VALUE");
+        };
+        let n: i64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("attribute {k}: {v:?} is not an integer"))?;
+        m.insert(k.trim().to_string(), Value::from(n));
+    }
+    Ok(m)
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let admin = format!("{}:{}", args.host, args.port);
+    let Some(cmd) = args.command else {
+        return serve(&admin, args.config);
+    };
+    if args.config.is_some() {
+        bail!(
+            "--config is for server mode (plumb proxy without a subcommand); use `plumb proxy populate FILE` against a running server"
+        );
+    }
+    let api = Client::new(admin);
+    match cmd {
+        Cmd::List => {
+            let all = api.proxies()?;
+            println!(
+                "{:<20} {:<22} {:<22} {:<8} TOXICS",
+                "NAME", "LISTEN", "UPSTREAM", "ENABLED"
+            );
+            for (name, p) in all.as_object().into_iter().flatten() {
+                let toxics: Vec<String> = p["toxics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        format!(
+                            "{}({},{})",
+                            t["name"].as_str().unwrap_or(""),
+                            t["type"].as_str().unwrap_or(""),
+                            t["stream"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<20} {:<22} {:<22} {:<8} {}",
+                    name,
+                    p["listen"].as_str().unwrap_or(""),
+                    p["upstream"].as_str().unwrap_or(""),
+                    p["enabled"].to_string(),
+                    toxics.join(" ")
+                );
+            }
+        }
+        Cmd::Show { name } => print_json(&api.proxy(&name)?)?,
+        Cmd::Add {
+            name,
+            upstream,
+            listen,
+            disabled,
+        } => {
+            let body =
+                json!({"name": name, "listen": listen, "upstream": upstream, "enabled": !disabled});
+            print_json(&api.call("POST", "/proxies", Some(&body))?)?;
+        }
+        Cmd::Delete { name } => api.delete_proxy(&name)?,
+        Cmd::Enable { name } => print_json(&api.update_proxy(&name, &json!({"enabled": true}))?)?,
+        Cmd::Disable { name } => print_json(&api.update_proxy(&name, &json!({"enabled": false}))?)?,
+        Cmd::Reset => api.reset()?,
+        Cmd::Populate { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let v: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            print_json(&api.populate(&v)?)?;
+        }
+        Cmd::Toxic(ToxicCmd::Add {
+            proxy,
+            kind,
+            name,
+            stream,
+            toxicity,
+            attributes: a,
+            clients,
+        }) => {
+            let mut body = json!({"type": kind, "stream": stream, "toxicity": toxicity, "attributes": attributes(&a)?});
+            if let Some(n) = name {
+                body["name"] = Value::from(n);
+            }
+            if !clients.is_empty() {
+                body["clients"] = Value::from(clients);
+            }
+            print_json(&api.add_toxic(&proxy, &body)?)?;
+        }
+        Cmd::Toxic(ToxicCmd::Update {
+            proxy,
+            name,
+            toxicity,
+            attributes: a,
+        }) => {
+            let mut body = json!({"attributes": attributes(&a)?});
+            if let Some(t) = toxicity {
+                body["toxicity"] = Value::from(t);
+            }
+            print_json(&api.update_toxic(&proxy, &name, &body)?)?;
+        }
+        Cmd::Toxic(ToxicCmd::Remove { proxy, name }) => api.remove_toxic(&proxy, &name)?,
+        Cmd::Events { since } => print_json(&api.events(since)?)?,
+        Cmd::Metrics => print!("{}", api.metrics()?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(admin: &str, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    if let Err(error) = plumb_proxy::raise_fd_limit() {
+        tracing::warn!(%error, "cannot raise the open-file limit");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let server = plumb_proxy::Server::bind(admin).await?;
+        if let Some(path) = &config {
+            let n = server.load_config(path)?;
+            tracing::info!(proxies = n, config = %path.display(), "config loaded");
+        }
+        // Scripts wait for this line to know the API is up.
+        eprintln!("plumb proxy: admin API on http://{}", server.local_addr());
+        server
+            .serve(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
