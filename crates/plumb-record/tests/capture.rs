@@ -149,6 +149,7 @@ fn corrupt_cache_files_are_ignored_and_rewritten() {
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     assert!(files.len() >= 2, "{files:?}");
     for f in &files {
@@ -274,4 +275,24 @@ fn tools_and_non_python_programs() {
     opts.python = Some("python3".into());
     let (_, fp, _) = capture(&opts);
     assert!(fp.python.is_some());
+}
+
+#[test]
+fn concurrent_cold_captures_list_packages_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let opts = options(cache.path(), cwd.path(), &["python3", "-c", "pass"]);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let opts = opts.clone();
+            std::thread::spawn(move || capture(&opts))
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let scans = results.iter().filter(|(_, _, s)| s.python_scanned).count();
+    assert_eq!(scans, 1, "one recorder lists, the others wait and read");
+    for (_, fp, _) in &results {
+        assert_eq!(fp.python, results[0].1.python);
+        assert!(fp.python.is_some());
+    }
 }

@@ -86,6 +86,40 @@ impl Cache {
     }
 }
 
+/// An exclusive lock on one cache entry, released when dropped.
+#[derive(Debug)]
+pub(crate) struct EntryLock {
+    _file: std::fs::File,
+}
+
+impl Cache {
+    /// Waits for an exclusive lock on the entry `key`, so that of many
+    /// recorders starting at once with a cold cache, one computes an
+    /// expensive entry and the others then read it. `None` when the cache
+    /// directory is unusable (then everyone computes for themselves).
+    pub(crate) fn lock(&self, kind: &str, key: &str) -> Option<EntryLock> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(&self.dir).ok()?;
+        let path = self.file(kind, key).with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok()?;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Some(EntryLock { _file: file });
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return None;
+            }
+        }
+    }
+}
+
 /// What identifies a file's content without reading it: size, modification
 /// time, inode and device. `None` when it does not exist.
 pub(crate) fn stat_key(path: &Path) -> Option<String> {

@@ -159,15 +159,26 @@ pub(crate) fn python_env(
         key.push_str(&v.unwrap_or_default().to_string_lossy());
     }
     let interp_stat = stat_key(interp);
-    if let Some(entry) = cache.get::<Entry>("python", &key)
-        && entry.interpreter == interp_stat
-        && stat_key(Path::new(&entry.env.executable)) == entry.executable
-        && entry
-            .watched
-            .iter()
-            .all(|(p, m)| mtime_ns(Path::new(p)) == *m)
-    {
-        return (Some(entry.env), false);
+    let fresh = || {
+        cache
+            .get::<Entry>("python", &key)
+            .filter(|entry| {
+                entry.interpreter == interp_stat
+                    && stat_key(Path::new(&entry.env.executable)) == entry.executable
+                    && entry
+                        .watched
+                        .iter()
+                        .all(|(p, m)| mtime_ns(Path::new(p)) == *m)
+            })
+            .map(|entry| entry.env)
+    };
+    if let Some(env) = fresh() {
+        return (Some(env), false);
+    }
+    // Many recorders starting at once: one lists, the others wait and read.
+    let _lock = cache.lock("python", &key);
+    if let Some(env) = fresh() {
+        return (Some(env), false);
     }
     let Some(scan) = scan(interp, opts) else {
         return (None, true);
