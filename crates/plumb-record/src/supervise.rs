@@ -157,14 +157,10 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
     forwarder.set_child(pid);
 
     // Everything from here on runs beside the child.
-    let env_os: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            !opts
-                .extra_env
-                .iter()
-                .any(|(e, _)| k.as_os_str() == e.as_str())
-        })
-        .collect();
+    // The recorder's own environment, which the child inherited: the
+    // variables `extra_env` adds or overrides for the child are plumb's, not
+    // the user's, so their values are never recorded.
+    let env_os: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let cwd_path = cwd.as_ref().cloned().unwrap_or_default();
     let capture_opts = fingerprint::CaptureOptions {
         cache_dir: opts.cache_dir.clone(),

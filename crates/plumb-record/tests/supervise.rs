@@ -1,7 +1,7 @@
 //! The recorder runs a program exactly as if it had been run directly: real
 //! processes, real pipes and pseudo-terminals, real signals.
 //!
-//! Most tests drive the `record_cmd` example (a recording process that writes
+//! Most tests drive the `record_cmd` binary (a recording process that writes
 //! what its sink was given to a JSON-lines file), so that exit codes, signals
 //! and terminals are those of a separate recording process.
 
@@ -11,28 +11,17 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The example binary, built by cargo alongside the tests.
+/// The recording process, built by cargo for these tests.
 fn record_cmd() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile dir");
-    let path = dir.join("examples").join("record_cmd");
-    assert!(
-        path.exists(),
-        "{} missing: build it with `cargo build -p plumb-record --examples`",
-        path.display()
-    );
-    path
+    PathBuf::from(env!("CARGO_BIN_EXE_record_cmd"))
 }
 
-/// What the example's sink received.
+/// What the recording process's sink received.
 #[derive(Debug)]
 struct Events {
     started: Run,
@@ -513,4 +502,99 @@ fn record_in_process_returns_the_finished_run() {
     assert_eq!(run.exit.as_ref().unwrap().code, Some(7));
     assert_eq!(run.name, "sh");
     assert_eq!((sink.started, sink.finished), (1, 1));
+}
+
+/// Reads from `r` until `needle` has been seen, returning what was read.
+fn read_until(r: &mut impl Read, needle: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        let n = r.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream closed before {:?} appeared",
+            String::from_utf8_lossy(needle)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    seen
+}
+
+#[test]
+fn window_resizes_reach_the_childs_terminal() {
+    let (master, slave) = openpty(24, 80);
+    // fd 3 keeps the child's stdout (the pty) for `stty`, since inside $(...)
+    // fd 1 is the substitution's pipe.
+    let script = "exec 3>&1; stty size <&3; echo ready >&2; i=0; \
+                  while [ \"$(stty size <&3)\" = '24 80' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+                  stty size <&3";
+    let Recording { dir, mut cmd } = Recording::sh(script);
+    cmd.stdout(Stdio::from(slave)).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut stderr = child.stderr.take().unwrap();
+    read_until(&mut stderr, b"ready\n");
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 132,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: sets the size of our own pty; then tells the recorder, as the
+    // terminal would tell its foreground process group.
+    unsafe {
+        assert_eq!(libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size), 0);
+        libc::kill(child.id() as libc::pid_t, libc::SIGWINCH);
+    }
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    assert!(status.success());
+    let ev = Events::read(&dir.path().join("events.jsonl"));
+    assert_eq!(ev.stream(Stream::Stdout), b"24 80\n50 132\n");
+    drop(master);
+}
+
+#[test]
+fn terminal_interrupts_are_not_forwarded_a_second_time() {
+    // The child counts SIGINTs with their origin: blocked, then taken one at
+    // a time, so it can tell the terminal's (SI_KERNEL) from a forwarded one.
+    let child_py = "import signal\n\
+                    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])\n\
+                    print('ready', flush=True)\n\
+                    first = signal.sigtimedwait([signal.SIGINT], 10)\n\
+                    second = signal.sigtimedwait([signal.SIGINT], 0.5)\n\
+                    print(first and first.si_code, second and second.si_code, flush=True)\n";
+    let (master, slave) = openpty(24, 80);
+    let Recording { dir, mut cmd } = Recording::new(&[], &["python3", "-c", child_py]);
+    let slave_fd = slave.as_raw_fd();
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec. The
+    // recorder becomes a session leader with the test's pty as its
+    // controlling terminal, so ^C on it reaches the recorder's process group
+    // (which the child shares) from the kernel.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setsid() < 0 || libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    drop(slave);
+    let mut stdout = child.stdout.take().unwrap();
+    read_until(&mut stdout, b"ready\n");
+    let mut term = std::fs::File::from(master);
+    term.write_all(b"\x03").unwrap();
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "the recorder survived ^C: {status:?}");
+    let line = String::from_utf8_lossy(&rest);
+    // SI_KERNEL is 0x80: the terminal's interrupt, and no second one.
+    assert_eq!(line.trim(), "128 None", "child saw: {line}");
+    let ev = Events::read(&dir.path().join("events.jsonl"));
+    assert_eq!(ev.finished.stdin, "tty");
+    drop(term);
 }

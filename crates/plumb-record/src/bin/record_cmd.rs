@@ -7,6 +7,9 @@
 //!
 //! The recorder's integration tests drive it as a separate process, so that
 //! signals, terminals and exit codes are those of a real recording process.
+//! It is a binary target rather than an example because cargo builds binary
+//! targets for integration tests (`CARGO_BIN_EXE_record_cmd`) and does not
+//! build examples for `cargo nextest run`.
 
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
 use plumb_record::{RecordError, Redactor, RunOptions, Sink, record};
@@ -94,7 +97,12 @@ fn main() -> ExitCode {
         }
     };
     let mut sink = JsonLines(std::io::BufWriter::new(file));
-    let cache_dir = std::env::temp_dir().join("plumb-record-example-cache");
+    // The fingerprint cache sits beside the events file, so that every
+    // recording can be thrown away with its directory.
+    let cache_dir = std::path::Path::new(&events)
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("fingerprint-cache");
     let opts = RunOptions {
         argv,
         name,
@@ -102,7 +110,7 @@ fn main() -> ExitCode {
         config_files: Vec::new(),
         inputs: Vec::new(),
         outputs: Vec::new(),
-        redactor: Redactor::new(b"record_cmd example key"),
+        redactor: Redactor::new(b"record_cmd key"),
         cache_dir,
         python: None::<PathBuf>,
         tools: BTreeMap::new(),
