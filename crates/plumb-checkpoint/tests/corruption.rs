@@ -329,3 +329,15 @@ fn invalid_settings_are_refused_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_payload_larger_than_one_writeback_chunk_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let payload: Vec<u8> = (0..20 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let mut ckpt = open(tmp.path());
+    let info = ckpt.save_bytes("raw", &payload).unwrap();
+    assert_eq!(info.size, payload.len() as u64 + 52);
+    drop(ckpt);
+    let ckpt = open(tmp.path());
+    assert_eq!(ckpt.restored_bytes().unwrap(), payload.as_slice());
+}

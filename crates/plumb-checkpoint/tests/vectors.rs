@@ -115,7 +115,11 @@ fn shared_vectors_decode_as_the_manifest_says_in_both_directions() {
             (seq, time_ns, encoding),
             "{file}"
         );
-        assert_eq!(rfc3339(header.time_ns), v["time"].as_str().unwrap(), "{file}");
+        assert_eq!(
+            rfc3339(header.time_ns),
+            v["time"].as_str().unwrap(),
+            "{file}"
+        );
         match v.get("state") {
             Some(state) => {
                 let decoded: Value = serde_json::from_slice(payload).unwrap();
