@@ -28,13 +28,19 @@ const SMALL_OPS: usize = 200;
 const SMALL_ROUNDS: usize = 3;
 
 pub fn run(rest: &[&str]) -> Result<()> {
-    let base = match rest {
-        [] => std::env::temp_dir().join(format!("plumb-bench-checkpoint-{}", std::process::id())),
-        ["--dir", dir] => {
-            PathBuf::from(dir).join(format!("plumb-bench-checkpoint-{}", std::process::id()))
+    let mut dir = std::env::temp_dir();
+    let mut nonzero = false;
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        match *arg {
+            "--dir" => dir = PathBuf::from(args.next().context("--dir needs a directory")?),
+            "--nonzero" => nonzero = true,
+            other => bail!(
+                "usage: cargo xtask bench checkpoint [--dir DIR] [--nonzero]; unknown argument {other:?}"
+            ),
         }
-        other => bail!("usage: cargo xtask bench checkpoint [--dir DIR]; got {other:?}"),
-    };
+    }
+    let base = dir.join(format!("plumb-bench-checkpoint-{}", std::process::id()));
     fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let result = run_in(&base, nonzero);
     let _ = fs::remove_dir_all(&base);

@@ -5,6 +5,7 @@
 
 use anyhow::{Result, bail};
 
+mod bench_checkpoint;
 mod bench_proxy;
 
 fn main() -> Result<()> {
@@ -23,10 +24,11 @@ fn main() -> Result<()> {
     }
 }
 
-const BENCHES: &[&str] = &["proxy"];
+const BENCHES: &[&str] = &["checkpoint", "proxy"];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
+        "checkpoint" => bench_checkpoint::run(rest),
         "proxy" => bench_proxy::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }

@@ -31,6 +31,8 @@ enum Command {
     Diff(cmd::query::DiffArgs),
     /// Run the demo workload and show what plumb recorded.
     Demo(cmd::demo::Args),
+    /// Inspect checkpoint directories: list, verify, show.
+    Checkpoint(cmd::checkpoint::Args),
     /// Run the Toxiproxy-compatible fault-injection proxy, or drive a running one.
     Proxy(cmd::proxy::Args),
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Search(a) => cmd::query::search(a),
         Command::Diff(a) => cmd::query::diff(a),
         Command::Demo(a) => cmd::demo::main(a),
+        Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),
     };
     match result {

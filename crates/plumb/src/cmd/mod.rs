@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod checkpoint;
 pub mod demo;
 pub mod proxy;
 pub mod query;
