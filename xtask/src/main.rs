@@ -17,11 +17,41 @@ fn main() -> Result<()> {
         .as_slice()
     {
         ["bench", name, rest @ ..] => bench(name, rest),
+        ["test", rest @ ..] => test(rest),
         _ => {
-            eprintln!("usage: cargo xtask bench <{}>", BENCHES.join("|"));
+            eprintln!(
+                "usage: cargo xtask test | cargo xtask bench <{}>",
+                BENCHES.join("|")
+            );
             bail!("unknown xtask command: {args:?}")
         }
     }
+}
+
+/// The whole test suite: every crate's tests under nextest, then the Python
+/// package's tests under pytest.
+fn test(extra: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf();
+    let status = std::process::Command::new(&cargo)
+        .current_dir(&root)
+        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(extra)
+        .status()?;
+    if !status.success() {
+        bail!("cargo nextest failed: {status}");
+    }
+    let status = std::process::Command::new("python3")
+        .current_dir(&root)
+        .args(["-m", "pytest", "-q", "python/tests"])
+        .status()?;
+    if !status.success() {
+        bail!("pytest failed: {status}");
+    }
+    Ok(())
 }
 
 const BENCHES: &[&str] = &["checkpoint", "proxy"];

@@ -152,6 +152,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn inserted_hashes_are_found_after_folding(hashes in proptest::collection::vec(any::<u64>(), 1..500), blocks in 1usize..256) {
             let mut b = Bloom::with_blocks(blocks);

@@ -27,7 +27,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The store was written by a newer plumb.
-    #[error("store {path} has schema version {found}, newer than this plumb's {supported}; upgrade plumb")]
+    #[error(
+        "store {path} has schema version {found}, newer than this plumb's {supported}; upgrade plumb"
+    )]
     TooNew {
         /// The path.
         path: PathBuf,
@@ -53,7 +55,9 @@ pub enum StoreError {
         more: bool,
     },
     /// A run reference was malformed.
-    #[error("`{0}` is not a run reference: use a run id, a unique prefix of one (at least 4 hex digits), `last` or `last~N`")]
+    #[error(
+        "`{0}` is not a run reference: use a run id, a unique prefix of one (at least 4 hex digits), `last` or `last~N`"
+    )]
     BadReference(String),
     /// A stored JSON record could not be read.
     #[error("stored record {id} does not parse: {source}")]

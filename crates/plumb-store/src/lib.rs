@@ -182,7 +182,12 @@ impl Store {
 
     /// Stores output chunks of a run. Chunks already stored (same run,
     /// stream and part) are skipped, so replays are harmless.
-    pub fn put_chunks(&self, run_id: Uuid, host: &str, chunks: &[chunk::SealedChunk]) -> Result<()> {
+    pub fn put_chunks(
+        &self,
+        run_id: Uuid,
+        host: &str,
+        chunks: &[chunk::SealedChunk],
+    ) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         put_chunks_tx(&tx, run_id, host, chunks)?;
         tx.commit()?;
@@ -286,20 +291,26 @@ impl Store {
                 .and_then(|s| Uuid::parse_str(&s).ok())
                 .ok_or_else(|| StoreError::NoSuchRun(reference.to_string()));
         }
-        let hex: String = r.chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
+        let hex: String = r
+            .chars()
+            .filter(|c| *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
         if hex.len() < 4 || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(StoreError::BadReference(reference.to_string()));
         }
         let upper = format!("{hex}g");
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM runs WHERE hexid >= ?1 AND hexid < ?2 ORDER BY hexid LIMIT 6")?;
+        let mut st = self.conn.prepare(
+            "SELECT id FROM runs WHERE hexid >= ?1 AND hexid < ?2 ORDER BY hexid LIMIT 6",
+        )?;
         let ids: Vec<String> = st
             .query_map(params![hex, upper], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         match ids.as_slice() {
             [] => Err(StoreError::NoSuchRun(reference.to_string())),
-            [one] => Uuid::parse_str(one).map_err(|_| StoreError::Corrupt(format!("bad run id {one}"))),
+            [one] => {
+                Uuid::parse_str(one).map_err(|_| StoreError::Corrupt(format!("bad run id {one}")))
+            }
             many => Err(StoreError::Ambiguous {
                 prefix: reference.to_string(),
                 candidates: many.iter().take(5).cloned().collect(),

@@ -1,9 +1,9 @@
 //! Reading the store: listing runs, replaying output, searching.
 
+use crate::Store;
 use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, DecodedChunk};
 use crate::error::{Result, StoreError};
-use crate::Store;
 use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, params_from_iter, types::Value};
 use serde::Serialize;
@@ -118,21 +118,26 @@ impl Store {
         let rows = st.query_map(params_from_iter(args), |r| {
             let id: String = r.get(0)?;
             let state: String = r.get(3)?;
-            Ok((id, state, RunSummary {
-                id: Uuid::nil(),
-                name: r.get(1)?,
-                host: r.get(2)?,
-                state: RunState::Running,
-                started: Timestamp::from_nanos(r.get(4)?),
-                ended: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_nanos),
-                exit_code: r.get(6)?,
-                signal: r.get(7)?,
-            }))
+            Ok((
+                id,
+                state,
+                RunSummary {
+                    id: Uuid::nil(),
+                    name: r.get(1)?,
+                    host: r.get(2)?,
+                    state: RunState::Running,
+                    started: Timestamp::from_nanos(r.get(4)?),
+                    ended: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_nanos),
+                    exit_code: r.get(6)?,
+                    signal: r.get(7)?,
+                },
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, state, mut s) = row?;
-            s.id = Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("bad run id {id}")))?;
+            s.id = Uuid::parse_str(&id)
+                .map_err(|_| StoreError::Corrupt(format!("bad run id {id}")))?;
             s.state = state
                 .parse()
                 .map_err(|e: String| StoreError::Corrupt(format!("run {id}: {e}")))?;
@@ -148,7 +153,12 @@ impl Store {
             .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
-    pub(crate) fn chunk_metas(&self, run_id: Uuid, stream: Stream, after_part: Option<i64>) -> Result<Vec<ChunkMeta>> {
+    pub(crate) fn chunk_metas(
+        &self,
+        run_id: Uuid,
+        stream: Stream,
+        after_part: Option<i64>,
+    ) -> Result<Vec<ChunkMeta>> {
         let mut st = self.conn().prepare_cached(
             "SELECT id, run_id, host, stream, part, crc FROM chunks
              WHERE run_id = ?1 AND stream = ?2 AND part > ?3 ORDER BY part",
@@ -289,7 +299,10 @@ impl Store {
                 match blob.as_mut() {
                     Some(b) => b.reopen(meta.id)?,
                     None => {
-                        blob = Some(self.conn().blob_open(MAIN_DB, c"chunks", c"bloom", meta.id, true)?);
+                        blob = Some(
+                            self.conn()
+                                .blob_open(MAIN_DB, c"chunks", c"bloom", meta.id, true)?,
+                        );
                     }
                 }
                 let b = blob.as_ref().expect("opened above");

@@ -70,7 +70,10 @@ impl SpoolFile {
             }
         }
         let (path, source) = last_err.unwrap_or_else(|| {
-            (PathBuf::from("<none>"), std::io::Error::other("no spool directory"))
+            (
+                PathBuf::from("<none>"),
+                std::io::Error::other("no spool directory"),
+            )
         });
         Err(StoreError::Io {
             what: "cannot create a spool file in",

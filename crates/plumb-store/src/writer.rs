@@ -151,7 +151,10 @@ impl Worker {
             warn: Some(warn),
             target: Target::Lost,
             run: None,
-            builders: [ChunkBuilder::new(Stream::Stdout), ChunkBuilder::new(Stream::Stderr)],
+            builders: [
+                ChunkBuilder::new(Stream::Stdout),
+                ChunkBuilder::new(Stream::Stderr),
+            ],
             sealed: Vec::new(),
             last_write: Instant::now(),
             fingerprint: None,
@@ -182,7 +185,9 @@ impl Worker {
                 }) => {
                     let b = &mut self.builders[(stream.as_u8() - 1) as usize];
                     b.push(seq, time, &data, &mut self.sealed);
-                    if self.sealed.len() >= 4 || self.last_write.elapsed() >= self.config.flush_interval {
+                    if self.sealed.len() >= 4
+                        || self.last_write.elapsed() >= self.config.flush_interval
+                    {
                         self.flush_partial();
                         self.write(false);
                     }
@@ -244,7 +249,13 @@ impl Worker {
                 &self.sealed,
                 self.fingerprint.as_ref(),
             ),
-            Target::Spool(spool) => write_spool(spool, self.run.as_ref(), with_run, &self.sealed, self.fingerprint.as_ref()),
+            Target::Spool(spool) => write_spool(
+                spool,
+                self.run.as_ref(),
+                with_run,
+                &self.sealed,
+                self.fingerprint.as_ref(),
+            ),
             Target::Lost => Ok(()),
         };
         match result {
@@ -262,9 +273,13 @@ impl Worker {
                 // Everything known so far goes to the new target: the store may
                 // hold part of it already, and import skips what it has.
                 let _ = match &mut self.target {
-                    Target::Spool(spool) => {
-                        write_spool(spool, self.run.as_ref(), true, &self.sealed, self.fingerprint.as_ref())
-                    }
+                    Target::Spool(spool) => write_spool(
+                        spool,
+                        self.run.as_ref(),
+                        true,
+                        &self.sealed,
+                        self.fingerprint.as_ref(),
+                    ),
                     _ => Ok(()),
                 };
                 self.sealed.clear();
@@ -295,7 +310,9 @@ impl Worker {
             .config
             .spool_dirs
             .iter()
-            .filter(|d| !d.starts_with(&self.config.store_dir) || !matches!(self.target, Target::Spool(_)))
+            .filter(|d| {
+                !d.starts_with(&self.config.store_dir) || !matches!(self.target, Target::Spool(_))
+            })
             .cloned()
             .collect();
         let (target, line) = match SpoolFile::create(&dirs, run_id) {

@@ -1,1 +1,209 @@
 //! Configuration: built-in default < plumb.toml < PLUMB_* environment < flags.
+//!
+//! plumb.toml is found at `$PLUMB_CONFIG`, else `./plumb.toml`, else
+//! `$XDG_CONFIG_HOME/plumb/plumb.toml` (or `~/.config/plumb/plumb.toml`).
+//! A missing file is fine; an unknown key or a wrong type is an error that
+//! names the file and the key.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything configurable, after all layers are applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The embedded store's directory.
+    pub home: PathBuf,
+    /// Raw output bytes kept per run.
+    pub output_cap: u64,
+    /// Extra secret name fragments.
+    pub redact_names: Vec<String>,
+    /// Names never redacted by name.
+    pub redact_allow: Vec<String>,
+    /// Extra tools to version: name -> command.
+    pub tools: BTreeMap<String, String>,
+    /// Python interpreter to fingerprint.
+    pub python: Option<PathBuf>,
+    /// Configuration files recorded for every run.
+    pub config_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    home: Option<PathBuf>,
+    output_cap: Option<String>,
+    python: Option<PathBuf>,
+    #[serde(default)]
+    tools: BTreeMap<String, String>,
+    #[serde(default)]
+    redact: RedactConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedactConfig {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+/// The default per-run output cap: 1 GiB.
+pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 30;
+
+fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PLUMB_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from("plumb.toml");
+    if local.is_file() {
+        return Some(local);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let p = base.join("plumb/plumb.toml");
+    p.is_file().then_some(p)
+}
+
+impl Config {
+    /// Loads all layers below flags.
+    pub fn load() -> Result<Config> {
+        let file = match config_path() {
+            Some(p) => read_file(&p)?,
+            None => FileConfig::default(),
+        };
+        let mut cfg = Config {
+            home: plumb_store::default_dir(),
+            output_cap: DEFAULT_OUTPUT_CAP,
+            redact_names: file.redact.names,
+            redact_allow: file.redact.allow,
+            tools: file.tools,
+            python: file.python,
+            config_files: Vec::new(),
+        };
+        if let Some(h) = file.home {
+            if std::env::var_os("PLUMB_HOME").is_none_or(|v| v.is_empty()) {
+                cfg.home = h;
+            }
+        }
+        if let Some(c) = file.output_cap {
+            cfg.output_cap = parse_size(&c).context("plumb.toml: output_cap")?;
+        }
+        if let Some(v) = env("PLUMB_OUTPUT_CAP") {
+            cfg.output_cap = parse_size(&v).context("PLUMB_OUTPUT_CAP")?;
+        }
+        if let Some(v) = env("PLUMB_PYTHON") {
+            cfg.python = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("PLUMB_CONFIG_FILES") {
+            cfg.config_files = std::env::split_paths(&v).collect();
+        }
+        if let Some(v) = env("PLUMB_REDACT") {
+            cfg.redact_names.extend(
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// The redaction key, created once per store (random, mode 0600). When
+    /// the store directory cannot hold it, a key derived from the user id
+    /// is used, so markers are still stable on this machine.
+    pub fn redaction_key(&self) -> Vec<u8> {
+        let path = self.home.join("redact.key");
+        if let Ok(k) = std::fs::read(&path) {
+            if k.len() >= 16 {
+                return k;
+            }
+        }
+        let mut key = vec![0u8; 32];
+        let random = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key));
+        if random.is_ok() && write_private(&path, &key).is_ok() {
+            return key;
+        }
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        format!("plumb-fallback-key-{uid}").into_bytes()
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("configuration file {} is invalid", path.display()))
+}
+
+/// Parses `512`, `64K`, `10M`, `1G`, `1GiB` into bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().with_context(|| {
+        format!("`{s}` is not a size: expected a number and an optional unit (K, M, G)")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => bail!("`{s}`: unknown size unit `{other}` (use K, M, G or T)"),
+    };
+    n.checked_mul(mult)
+        .with_context(|| format!("`{s}` is too large"))
+}
+
+/// Parses `key=value`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
+        assert!(
+            parse_size("12Q")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown size unit")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<FileConfig>("colour = 1").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -1,7 +1,183 @@
-//! `plumb demo`.
-use std::process::ExitCode;
+//! `plumb demo`: a small real workload recorded on the embedded store, then
+//! what plumb says about it.
+//!
+//! Everything the demo writes lives in the store directory (its scripts in
+//! `<store>/demo/`); the runs are tagged `demo=<session>` so they can be told
+//! apart from the user's own.
+
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Arguments of `plumb demo`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-pub fn main(_a: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("being built")
+pub struct Args {
+    /// Python interpreter to run the workload with.
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+}
+
+const TRAIN: &str = r#"
+import os, sys, json, time
+size = os.environ.get("MODEL_SIZE", "small")
+steps = {"small": 3, "large": 5}.get(size, 3)
+for step in range(steps):
+    print(f"step {step}: loss={1.0 / (step + 1):.3f}", flush=True)
+    time.sleep(0.05)
+print(json.dumps({"model": size, "steps": steps, "status": "converged"}))
+"#;
+
+const FAIL: &str = r#"
+import json, sys
+def load_config(path):
+    with open(path) as f:
+        return json.load(f)
+def main():
+    try:
+        cfg = load_config("/nonexistent/plumb-demo.json")
+    except FileNotFoundError as e:
+        raise RuntimeError("cannot start the pipeline without its configuration") from e
+print("starting pipeline", flush=True)
+print("warning: retrying once", file=sys.stderr, flush=True)
+main()
+"#;
+
+const KILLED: &str = r#"
+import os, signal, time
+print("worker 3: holding the lock", flush=True)
+time.sleep(0.1)
+os.kill(os.getpid(), signal.SIGKILL)
+"#;
+
+/// A fake installed distribution, so one run has a different package set
+/// without touching the network or the system.
+const EXTRA_METADATA: &str = "Metadata-Version: 2.1\nName: plumb-demo-extra\nVersion: 2.0.1\n";
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let home = cfg.home.clone();
+    let dir = home.join("demo");
+    std::fs::create_dir_all(dir.join("site/plumb_demo_extra-2.0.1.dist-info"))
+        .with_context(|| format!("cannot create the demo directory in {}", dir.display()))?;
+    for (name, text) in [
+        ("train.py", TRAIN),
+        ("fail.py", FAIL),
+        ("killed.py", KILLED),
+    ] {
+        std::fs::write(dir.join(name), text)?;
+    }
+    std::fs::write(
+        dir.join("site/plumb_demo_extra-2.0.1.dist-info/METADATA"),
+        EXTRA_METADATA,
+    )?;
+    let config = dir.join("train.toml");
+    std::fs::write(
+        &config,
+        "learning_rate = 0.01\nbatch = 32\napi_token = \"demo-not-a-real-token\"\n",
+    )?;
+    let python = which(&args.python).with_context(|| {
+        format!(
+            "the demo runs Python scripts, and `{}` was not found",
+            args.python.display()
+        )
+    })?;
+    let session = plumb_model::new_id().simple().to_string()[20..].to_string();
+    let me = std::env::current_exe().context("cannot find the plumb executable")?;
+    println!(
+        "plumb demo: store {}  (session tag demo={session})\n",
+        home.display()
+    );
+
+    let run = |title: &str,
+               name: &str,
+               script: &str,
+               extra: &[(&str, &str)],
+               flags: &[&str]|
+     -> Result<i32> {
+        println!("── {title}");
+        let mut cmd = Command::new(&me);
+        cmd.env("PLUMB_HOME", &home)
+            .args(["run", "--name", name, "--tag", &format!("demo={session}")])
+            .args(flags)
+            .arg("--")
+            .arg(&python)
+            .arg(dir.join(script));
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let status = cmd.status().context("cannot start plumb run")?;
+        let code = status.code().unwrap_or(255);
+        println!("   exit code {code}\n");
+        Ok(code)
+    };
+    let config_flag = format!("--config={}", config.display());
+    let ok = run(
+        "a run that succeeds",
+        "train",
+        "train.py",
+        &[],
+        &[&config_flag],
+    )?;
+    let site = dir.join("site");
+    let site = site.to_string_lossy();
+    run(
+        "the same job with another environment and package set",
+        "train",
+        "train.py",
+        &[
+            ("MODEL_SIZE", "large"),
+            ("PYTHONPATH", &site),
+            ("API_TOKEN", "s3cr3t-demo-value"),
+        ],
+        &[&config_flag],
+    )?;
+    let failed = run(
+        "a run that dies with a traceback",
+        "ingest",
+        "fail.py",
+        &[],
+        &[],
+    )?;
+    let killed = run("a run killed by a signal", "worker", "killed.py", &[], &[])?;
+    if ok != 0 || failed != 1 || killed != 137 {
+        bail!(
+            "unexpected exit codes from the demo workload: {ok}, {failed}, {killed} (expected 0, 1, 137)"
+        );
+    }
+
+    let plumb = |title: &str, args: &[&str]| -> Result<()> {
+        println!("── $ plumb {}   ({title})", args.join(" "));
+        let status = Command::new(&me)
+            .env("PLUMB_HOME", &home)
+            .args(args)
+            .status()?;
+        if !status.success() {
+            bail!("`plumb {}` failed with {status}", args.join(" "));
+        }
+        println!();
+        Ok(())
+    };
+    let tag = format!("demo={session}");
+    plumb("what ran", &["ls", "--tag", &tag])?;
+    plumb("everything recorded about the failure", &["show", "last~1"])?;
+    plumb(
+        "why the two training runs differ",
+        &["diff", "last~3", "last~2"],
+    )?;
+    plumb(
+        "search all recorded output",
+        &["search", "loss", "--limit", "4"],
+    )?;
+    println!("Try: plumb ls · plumb show last · plumb logs last~3 -t · plumb search converged");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn which(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -1,29 +1,532 @@
-//! `plumb ls`, `show`, `logs`, `search`, `diff`.
+//! `plumb ls`, `show`, `logs`, `search`, `diff`: reading the store.
+
+use crate::config::{Config, parse_key_value};
+use anyhow::{Context, Result};
+use plumb_model::{Run, RunState, Stream, Timestamp, parse_duration_ns};
+use plumb_store::{OutputCursor, RunFilter, SearchOptions, Store};
+use std::io::Write;
 use std::process::ExitCode;
 
+/// Arguments of `plumb ls`.
 #[derive(Debug, clap::Args)]
-pub struct LsArgs {}
-#[derive(Debug, clap::Args)]
-pub struct ShowArgs {}
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {}
-#[derive(Debug, clap::Args)]
-pub struct SearchArgs {}
-#[derive(Debug, clap::Args)]
-pub struct DiffArgs {}
+pub struct LsArgs {
+    /// Only runs with this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only runs on this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only runs that failed, were killed or evicted.
+    #[arg(long)]
+    pub failed: bool,
+    /// Only runs in this state (running, succeeded, failed, killed, evicted).
+    #[arg(long)]
+    pub state: Option<RunState>,
+    /// Only runs started within this long ago (`90s`, `2h`, `3d`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs with this tag, `key=value` (repeatable).
+    #[arg(long = "tag", value_parser = parse_key_value)]
+    pub tags: Vec<(String, String)>,
+    /// At most this many runs, newest first (0: all).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn ls(_a: LsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("being built")
+/// Arguments of `plumb show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// A run id, a unique prefix of one, `last` or `last~N`.
+    pub run: String,
+    /// Print JSON (the run and its fingerprint).
+    #[arg(long)]
+    pub json: bool,
 }
-pub fn show(_a: ShowArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("being built")
+
+/// Arguments of `plumb logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// A run id, a unique prefix of one, `last` or `last~N`.
+    pub run: String,
+    /// Only this stream (stdout or stderr).
+    #[arg(long)]
+    pub stream: Option<Stream>,
+    /// Keep printing new output until the run ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Prefix each line with its time and stream.
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
 }
-pub fn logs(_a: LogsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("being built")
+
+/// Arguments of `plumb search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// Text to find (case-insensitive; its words must appear whole).
+    pub text: String,
+    /// Only output from this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only output of this run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only this stream.
+    #[arg(long)]
+    pub stream: Option<Stream>,
+    /// Only output within this long ago (`90s`, `2h`, `3d`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many hits (0: all).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
-pub fn search(_a: SearchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("being built")
+
+/// Arguments of `plumb diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The first run (id, prefix, `last`, `last~N`).
+    pub a: String,
+    /// The second run.
+    pub b: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
-pub fn diff(_a: DiffArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("being built")
+
+/// Opens the store for reading, importing waiting spool files first when it
+/// is writable.
+pub fn open_store(cfg: &Config) -> Result<Store> {
+    match Store::open(&cfg.home) {
+        Ok(store) => {
+            for dir in plumb_store::spool::candidate_dirs(&cfg.home) {
+                if let Err(e) = store.import_spool(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "spool import failed");
+                }
+            }
+            Ok(store)
+        }
+        Err(
+            e @ (plumb_store::StoreError::Foreign { .. } | plumb_store::StoreError::TooNew { .. }),
+        ) => Err(e.into()),
+        Err(rw) => Store::open_read_only(&cfg.home)
+            .with_context(|| format!("cannot open the store in {} ({rw})", cfg.home.display())),
+    }
+}
+
+fn since(s: &Option<String>) -> Result<Option<Timestamp>> {
+    s.as_deref()
+        .map(|d| {
+            let ns = parse_duration_ns(d).map_err(anyhow::Error::msg)?;
+            Ok(Timestamp::from_nanos(Timestamp::now().as_nanos() - ns))
+        })
+        .transpose()
+}
+
+/// A run id as shown in tables: its first 18 characters (time and some
+/// randomness), enough to be a unique prefix in practice.
+pub fn short_id(id: &plumb_model::Uuid) -> String {
+    id.to_string()[..18].to_string()
+}
+
+/// A duration in a compact human form.
+pub fn human_duration(ns: i64) -> String {
+    let s = ns as f64 / 1e9;
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1e3)
+    } else if s < 120.0 {
+        format!("{s:.1}s")
+    } else if s < 7200.0 {
+        format!("{:.0}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
+    } else {
+        format!("{:.0}h{:02.0}m", (s / 3600.0).floor(), (s % 3600.0) / 60.0)
+    }
+}
+
+pub fn ls(a: LsArgs) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let store = open_store(&cfg)?;
+    let runs = store.list_runs(&RunFilter {
+        name: a.name,
+        host: a.host,
+        failed: a.failed,
+        state: a.state,
+        since: since(&a.since)?,
+        tags: a.tags,
+        limit: a.limit,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &runs)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}",
+        "ID", "NAME", "HOST", "STATE", "STARTED", "DURATION", "EXIT"
+    )?;
+    let now = Timestamp::now().as_nanos();
+    for r in &runs {
+        let dur = r.ended.map_or(now, |e| e.as_nanos()) - r.started.as_nanos();
+        let exit = match (r.exit_code, r.signal) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(s)) => format!("sig{s}"),
+            _ => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}",
+            short_id(&r.id),
+            truncate(&r.name, 20),
+            truncate(&r.host, 16),
+            r.state.as_str(),
+            r.started.to_rfc3339_secs(),
+            human_duration(dur),
+            exit
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn show(a: ShowArgs) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let store = open_store(&cfg)?;
+    let id = store.resolve(&a.run)?;
+    let run = store.get_run(id)?;
+    let fp = match &run.fingerprint {
+        Some(h) => store.get_fingerprint(h)?,
+        None => None,
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "run": run, "fingerprint": fp }),
+        )?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render_run(&run, fp.as_ref()).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The readable form of `plumb show`.
+pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "run       {}", run.id);
+    let _ = writeln!(s, "name      {}", run.name);
+    let _ = writeln!(s, "state     {}", run.state.as_str());
+    if let Some(e) = &run.exit {
+        match (e.code, e.signal) {
+            (Some(c), _) => {
+                let _ = writeln!(s, "exit      code {c}");
+            }
+            (None, Some(sig)) => {
+                let _ = writeln!(
+                    s,
+                    "exit      signal {sig} ({}){}",
+                    e.signal_name.as_deref().unwrap_or("?"),
+                    if e.core_dumped { ", core dumped" } else { "" }
+                );
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(s, "started   {}", run.started);
+    if let Some(end) = run.ended {
+        let _ = writeln!(
+            s,
+            "ended     {}  ({})",
+            end,
+            human_duration(end.as_nanos() - run.started.as_nanos())
+        );
+    }
+    if !run.tags.is_empty() {
+        let tags: Vec<String> = run.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "tags      {}", tags.join(" "));
+    }
+    let _ = writeln!(s, "command   {}", shell_words(&run.argv));
+    let _ = writeln!(s, "cwd       {}", run.cwd);
+    let _ = writeln!(
+        s,
+        "host      {} ({}) {}",
+        run.host.hostname,
+        run.host.fqdn,
+        run.host.ips.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "user      {} uid={} gid={} groups={:?}",
+        run.user.name, run.user.uid, run.user.gid, run.user.groups
+    );
+    let _ = writeln!(s, "pid       {}   stdin: {}", run.pid, run.stdin);
+    if !run.scheduler.is_empty() {
+        let ids: Vec<String> = run
+            .scheduler
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "scheduler {}", ids.join(" "));
+    }
+    if let Some(c) = &run.container {
+        let _ = writeln!(s, "container {c}");
+    }
+    if let Some(ex) = &run.exception {
+        let _ = writeln!(s, "\nexception ({})", ex.language);
+        render_exception(&mut s, ex, "  ");
+    }
+    if let Some(r) = &run.rusage {
+        let _ = writeln!(
+            s,
+            "\nresources user {:.3}s  system {:.3}s  max RSS {} KiB  faults {}/{}  blocks in/out {}/{}  ctx switches {}/{}",
+            r.user_us as f64 / 1e6,
+            r.system_us as f64 / 1e6,
+            r.max_rss_kib,
+            r.minor_faults,
+            r.major_faults,
+            r.in_blocks,
+            r.out_blocks,
+            r.voluntary_switches,
+            r.involuntary_switches
+        );
+    }
+    let o = &run.output;
+    let _ = writeln!(
+        s,
+        "output    stdout {} B{}  stderr {} B{}  {} lines{}",
+        o.stdout_bytes,
+        if o.stdout_tty { " (tty)" } else { "" },
+        o.stderr_bytes,
+        if o.stderr_tty { " (tty)" } else { "" },
+        o.lines,
+        if o.dropped_bytes > 0 {
+            format!("  ({} B dropped over the cap)", o.dropped_bytes)
+        } else {
+            String::new()
+        }
+    );
+    for (title, files) in [
+        ("config", &run.config_files),
+        ("input", &run.inputs),
+        ("output", &run.outputs),
+    ] {
+        for f in files.iter() {
+            let _ = writeln!(
+                s,
+                "{title:<9} {}  {}  {}{}",
+                f.path,
+                f.size.map_or("-".into(), |n| format!("{n} B")),
+                f.sha256.as_deref().map_or("-", |h| &h[..h.len().min(16)]),
+                f.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!("  ({e})"))
+            );
+        }
+    }
+    if !run.warnings.is_empty() {
+        let _ = writeln!(s, "\nwarnings");
+        for w in &run.warnings {
+            let _ = writeln!(s, "  {w}");
+        }
+    }
+    let _ = writeln!(s, "\nenvironment ({} variables)", run.env.len());
+    for (k, v) in &run.env {
+        let _ = writeln!(s, "  {k}={v}");
+    }
+    if let Some(fp) = fp {
+        let _ = writeln!(
+            s,
+            "\nsoftware  (fingerprint {})",
+            run.fingerprint.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(
+            s,
+            "  os        {} ({} {}), kernel {}, {}",
+            fp.os.pretty, fp.os.id, fp.os.version, fp.os.kernel, fp.os.arch
+        );
+        let _ = writeln!(s, "  cpu       {} x {}", fp.cpu_count, fp.cpu_model);
+        let _ = writeln!(s, "  memory    {} MiB", fp.memory_bytes >> 20);
+        let _ = writeln!(s, "  libc      {}", fp.libc);
+        if let Some(e) = &fp.executable {
+            let _ = writeln!(
+                s,
+                "  program   {}  sha256 {}",
+                e.path,
+                e.sha256.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(g) = &fp.git {
+            let _ = writeln!(
+                s,
+                "  git       {} {}{} {}",
+                g.root,
+                g.commit,
+                g.branch
+                    .as_deref()
+                    .map_or(String::new(), |b| format!(" ({b})")),
+                if g.dirty { "dirty" } else { "clean" }
+            );
+        }
+        if let Some(py) = &fp.python {
+            let _ = writeln!(
+                s,
+                "  python    {} {} ({} packages)",
+                py.executable,
+                py.version,
+                py.packages.len()
+            );
+        }
+        for (k, v) in &fp.tools {
+            let _ = writeln!(s, "  tool      {k}: {v}");
+        }
+        let _ = writeln!(s, "  libraries ({})", fp.libraries.len());
+        for l in &fp.libraries {
+            let _ = writeln!(s, "    {} {}", l.path, l.version.as_deref().unwrap_or(""));
+        }
+    }
+    s
+}
+
+fn render_exception(s: &mut String, ex: &plumb_model::Exception, indent: &str) {
+    use std::fmt::Write as _;
+    for cause in &ex.causes {
+        render_exception(s, cause, indent);
+        let _ = writeln!(s, "{indent}  which led to:");
+    }
+    let _ = writeln!(s, "{indent}{}: {}", ex.kind, ex.message);
+    for f in &ex.frames {
+        let _ = writeln!(
+            s,
+            "{indent}  at {} ({}:{})",
+            f.function.as_deref().unwrap_or("?"),
+            f.file.as_deref().unwrap_or("?"),
+            f.line.map_or("?".into(), |l| l.to_string())
+        );
+    }
+    let _ = writeln!(s, "{indent}fingerprint {}", ex.fingerprint);
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn logs(a: LogsArgs) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let store = open_store(&cfg)?;
+    let id = store.resolve(&a.run)?;
+    let mut cursor = OutputCursor::default();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut at_line_start = true;
+    loop {
+        store.replay_output(id, a.stream, &mut cursor, |stream, time, bytes| {
+            if !a.timestamps {
+                return out.write_all(bytes);
+            }
+            for piece in bytes.split_inclusive(|b| *b == b'\n') {
+                if at_line_start {
+                    write!(out, "{} {} ", time, stream.as_str())?;
+                }
+                out.write_all(piece)?;
+                at_line_start = piece.ends_with(b"\n");
+            }
+            Ok(())
+        })?;
+        out.flush()?;
+        if !a.follow || store.get_run(id)?.state != RunState::Running {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn search(a: SearchArgs) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let store = open_store(&cfg)?;
+    let run = a.run.as_deref().map(|r| store.resolve(r)).transpose()?;
+    let hits = store.search(&SearchOptions {
+        text: a.text,
+        host: a.host,
+        run,
+        stream: a.stream,
+        since: since(&a.since)?,
+        until: None,
+        limit: a.limit,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &hits)?;
+        writeln!(out)?;
+    } else {
+        for h in &hits {
+            writeln!(
+                out,
+                "{}  {}  {}  {}  {}",
+                short_id(&h.run_id),
+                h.time,
+                h.host,
+                h.stream.as_str(),
+                h.text
+            )?;
+        }
+    }
+    Ok(if hits.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn diff(a: DiffArgs) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let store = open_store(&cfg)?;
+    let load = |r: &str| -> Result<(Run, Option<plumb_model::Fingerprint>)> {
+        let run = store.get_run(store.resolve(r)?)?;
+        let fp = match &run.fingerprint {
+            Some(h) => store.get_fingerprint(h)?,
+            None => None,
+        };
+        Ok((run, fp))
+    };
+    let (ra, fa) = load(&a.a)?;
+    let (rb, fb) = load(&a.b)?;
+    let d = plumb_model::diff::diff(&ra, fa.as_ref(), &rb, fb.as_ref());
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &d)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(d.render_text().as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
