@@ -35,6 +35,10 @@ assert_eq!(again.restore::<State>()?, Some(State { next_item: 1000, total: 49950
 # Ok::<(), plumb_checkpoint::CheckpointError>(())
 ```
 
+`examples/evictable.rs` is a complete program to try eviction by hand, and
+`plumb checkpoint ls|verify|show DIR` inspects a directory from the shell.
+The Python package in `python/plumb` reads and writes the same files.
+
 Any serde format works through the raw-bytes API:
 [`Checkpointer::save_bytes`] with an encoding name of your choice, and
 [`Checkpointer::restored_bytes`] with [`CheckpointInfo::encoding`].
