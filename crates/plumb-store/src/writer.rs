@@ -232,60 +232,68 @@ impl Worker {
         }
     }
 
-    /// Writes sealed chunks (and the run record when `with_run`).
+    /// Writes sealed chunks (and then the run record when `with_run`).
     fn write(&mut self, with_run: bool) {
-        if self.sealed.is_empty() && !with_run {
-            self.last_write = Instant::now();
-            return;
+        if !self.sealed.is_empty() {
+            let chunks = std::mem::take(&mut self.sealed);
+            if self.write_to_target(false, &chunks) {
+                self.stored_bytes += chunks.iter().map(|c| c.raw_bytes).sum::<u64>();
+                self.enforce_cap();
+            }
         }
-        if let Some(run) = self.run.as_mut() {
-            run.output.dropped_bytes = run.output.dropped_bytes.max(self.dropped);
+        if with_run {
+            // After the cap was enforced, so the record counts what it dropped.
+            if let Some(run) = self.run.as_mut() {
+                run.output.dropped_bytes = run.output.dropped_bytes.max(self.dropped);
+            }
+            self.write_to_target(true, &[]);
         }
+        self.last_write = Instant::now();
+    }
+
+    /// One write to the current target; on failure, falls back to the spool
+    /// and writes everything known there. Returns whether the first target
+    /// took it.
+    fn write_to_target(&mut self, with_run: bool, chunks: &[SealedChunk]) -> bool {
         let result = match &mut self.target {
             Target::Store(store) => write_store(
                 store,
                 self.run.as_ref(),
                 with_run,
-                &self.sealed,
+                chunks,
                 self.fingerprint.as_ref(),
             ),
             Target::Spool(spool) => write_spool(
                 spool,
                 self.run.as_ref(),
                 with_run,
-                &self.sealed,
+                chunks,
                 self.fingerprint.as_ref(),
             ),
             Target::Lost => Ok(()),
         };
         match result {
-            Ok(()) => {
-                self.stored_bytes += self.sealed.iter().map(|c| c.raw_bytes).sum::<u64>();
-                self.sealed.clear();
-                self.enforce_cap();
-            }
+            Ok(()) => true,
             Err(e) => {
                 let what = match self.target {
                     Target::Store(_) => "cannot write to store",
                     _ => "cannot write spool",
                 };
                 self.target = self.fall_back(&format!("{what}: {e}"));
-                // Everything known so far goes to the new target: the store may
-                // hold part of it already, and import skips what it has.
-                let _ = match &mut self.target {
-                    Target::Spool(spool) => write_spool(
+                // The store may hold part of the run already; import skips
+                // what it has, so the spool gets everything known.
+                if let Target::Spool(spool) = &mut self.target {
+                    let _ = write_spool(
                         spool,
                         self.run.as_ref(),
                         true,
-                        &self.sealed,
+                        chunks,
                         self.fingerprint.as_ref(),
-                    ),
-                    _ => Ok(()),
-                };
-                self.sealed.clear();
+                    );
+                }
+                false
             }
         }
-        self.last_write = Instant::now();
     }
 
     fn enforce_cap(&mut self) {

@@ -1,0 +1,444 @@
+//! The `plumb` executable end to end: real processes, a real store in a
+//! temporary directory.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(PLUMB);
+        c.args(args)
+            .env("PLUMB_HOME", self.path())
+            .env("PLUMB_SPOOL", self.dir.path().join("spool"))
+            .env_remove("PLUMB_CONFIG")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "plumb {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn exit_codes_and_output_pass_through_unchanged() {
+    let home = Home::new();
+    for (script, code) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 255", 255),
+        ("kill -TERM $$", 143),
+        ("kill -KILL $$", 137),
+    ] {
+        let o = home.run(&["run", "--", "sh", "-c", script]);
+        assert_eq!(o.status.code(), Some(code), "{script}: {}", stderr(&o));
+    }
+    // Binary bytes, no final newline, both streams: identical to a direct run.
+    let script = "printf 'a\\000b\\377\\n'; printf 'to err' >&2; printf 'no newline'";
+    let direct = Command::new("sh").args(["-c", script]).output().unwrap();
+    let recorded = home.run(&["run", "--", "sh", "-c", script]);
+    assert_eq!(recorded.stdout, direct.stdout);
+    assert_eq!(recorded.stderr, direct.stderr);
+    // And `plumb logs` replays stdout byte for byte.
+    let logs = home.run(&["logs", "last", "--stream", "stdout"]);
+    assert_eq!(logs.stdout, direct.stdout);
+    let runs = home.json(&["ls", "--json", "--limit", "0"]);
+    assert_eq!(runs.as_array().unwrap().len(), 6);
+    let killed = &runs[1];
+    assert_eq!(killed["state"], "killed");
+    assert_eq!(killed["signal"], 9);
+}
+
+#[test]
+fn stdin_is_piped_through() {
+    let home = Home::new();
+    let mut child = home
+        .cmd(&["run", "--", "sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello plumb\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"HELLO PLUMB\n");
+    let show = home.json(&["show", "last", "--json"]);
+    assert_eq!(show["run"]["stdin"], "pipe");
+}
+
+#[test]
+fn python_exception_is_recorded_and_searchable() {
+    let home = Home::new();
+    let o = home.run(&[
+        "run",
+        "--name",
+        "parse",
+        "--tag",
+        "team=data",
+        "--",
+        "python3",
+        "-c",
+        "def f(x):\n    raise KeyError('missing column ' + x)\nprint('zebracorn begins')\nf('price')",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let show = home.json(&["show", "last", "--json"]);
+    let ex = &show["run"]["exception"];
+    assert_eq!(ex["type"], "KeyError");
+    assert!(
+        ex["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing column price")
+    );
+    assert_eq!(
+        ex["frames"].as_array().unwrap().last().unwrap()["function"],
+        "f"
+    );
+    assert_eq!(show["run"]["name"], "parse");
+    assert_eq!(show["run"]["tags"]["team"], "data");
+    assert!(
+        show["fingerprint"]["python"]["packages"]
+            .as_object()
+            .is_some_and(|p| !p.is_empty())
+    );
+
+    let hits = home.json(&["search", "zebracorn", "--json"]);
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    assert_eq!(hits[0]["text"], "zebracorn begins");
+    assert_eq!(hits[0]["stream"], "stdout");
+    let none = home.run(&["search", "unicornzebra"]);
+    assert_eq!(none.status.code(), Some(1));
+    let filtered = home.json(&[
+        "ls",
+        "--json",
+        "--failed",
+        "--tag",
+        "team=data",
+        "--name",
+        "parse",
+    ]);
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn secrets_never_reach_the_store_files() {
+    let home = Home::new();
+    let secret_env = "hunter2-env-9f8e7d";
+    let secret_url = "pw-in-url-5a4b3c";
+    let secret_cfg = "cfg-secret-1b2c3d";
+    let cfg = home.dir.path().join("app.toml");
+    std::fs::write(&cfg, format!("threads = 4\napi_key = \"{secret_cfg}\"\n")).unwrap();
+    let o = home
+        .cmd(&[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .env("DB_PASSWORD", secret_env)
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{secret_url}@db:5432/x"),
+        )
+        .env("HARMLESS", "visible-value")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let show = home.json(&["show", "last", "--json"]);
+    assert_eq!(show["run"]["env"]["HARMLESS"], "visible-value");
+    assert!(
+        show["run"]["env"]["DB_PASSWORD"]
+            .as_str()
+            .unwrap()
+            .starts_with("[redacted:")
+    );
+    assert!(
+        show["run"]["config_files"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("threads = 4")
+    );
+    // Every byte of every file in the store, the WAL included.
+    let mut files = vec![home.path()];
+    let mut seen = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            seen += bytes.len();
+            for s in [secret_env, secret_url, secret_cfg] {
+                assert!(
+                    memchr::memmem::find(&bytes, s.as_bytes()).is_none(),
+                    "secret {s} found in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(
+        seen > 10_000,
+        "the store should hold the record ({seen} bytes read)"
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_runs_make_two_hundred_records() {
+    let home = Home::new();
+    // Create the store first, as a user's first run would.
+    assert!(home.run(&["run", "--", "true"]).status.success());
+    let children: Vec<_> = (0..200)
+        .map(|i| {
+            home.cmd(&[
+                "run",
+                "--name",
+                "par",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo line-{i}; exit {}", i % 3),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, mut c) in children.into_iter().enumerate() {
+        assert_eq!(c.wait().unwrap().code(), Some((i % 3) as i32));
+    }
+    let runs = home.json(&["ls", "--json", "--name", "par", "--limit", "0"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 200);
+    assert!(runs.iter().all(|r| r["state"] != "running"));
+    let ids: std::collections::BTreeSet<_> = runs
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 200);
+    let hits = home.json(&["search", "line-199", "--json"]);
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_unwritable_store_still_runs_the_job_and_spools_the_record() {
+    let home = Home::new();
+    assert!(home.run(&["run", "--", "true"]).status.success());
+    // A store that cannot be created: tests run as root, which ignores
+    // permission bits, so put the store path under a regular file.
+    let blocked = home.dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"a file").unwrap();
+    let o = home
+        .cmd(&["run", "--", "sh", "-c", "echo still-ran; exit 7"])
+        .env("PLUMB_HOME", blocked.join("store"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(o.stdout, b"still-ran\n");
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "exactly one warning line: {err}");
+    assert!(
+        err.starts_with("plumb: warning:") && err.contains("spool"),
+        "{err}"
+    );
+    // The spool file waits; the next command against a working store
+    // imports it (the spool dir is shared through PLUMB_SPOOL).
+    let spooled: Vec<_> = std::fs::read_dir(home.dir.path().join("spool"))
+        .unwrap()
+        .collect();
+    assert_eq!(spooled.len(), 1);
+    let runs = home.json(&["ls", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["exit_code"], 7);
+    let logs = home.run(&["logs", "last"]);
+    assert_eq!(logs.stdout, b"still-ran\n");
+    assert_eq!(
+        std::fs::read_dir(home.dir.path().join("spool"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn bad_run_references_get_clear_errors() {
+    let home = Home::new();
+    for _ in 0..2 {
+        assert!(home.run(&["run", "--", "true"]).status.success());
+    }
+    let o = home.run(&["show", "ffffffff"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no run matches `ffffffff`"),
+        "{}",
+        stderr(&o)
+    );
+    // Both runs share their leading time digits.
+    let runs = home.json(&["ls", "--json"]);
+    let id = runs[0]["id"].as_str().unwrap();
+    let o = home.run(&["show", &id[..4]]);
+    assert!(stderr(&o).contains("is ambiguous"), "{}", stderr(&o));
+    let o = home.run(&["show", "not-an-id!"]);
+    assert!(
+        stderr(&o).contains("is not a run reference"),
+        "{}",
+        stderr(&o)
+    );
+    let o = home.run(&["show", "last~5"]);
+    assert!(
+        stderr(&o).contains("no run matches `last~5`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(home.run(&["show", &id[..18]]).status.success());
+    assert!(home.run(&["diff", "last", "last~1"]).status.success());
+}
+
+#[test]
+fn a_missing_config_file_stops_before_running() {
+    let home = Home::new();
+    let marker = home.dir.path().join("ran");
+    let o = home.run(&[
+        "run",
+        "--config",
+        "/nonexistent/app.toml",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent/app.toml does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!marker.exists());
+    let o = home.run(&["run", "--", "/nonexistent/program"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        stderr(&o).contains("cannot run `/nonexistent/program`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_foreign_file_at_the_store_path_is_refused_and_kept() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.path()).unwrap();
+    let db = home.path().join("plumb.db");
+    let foreign = b"this is somebody's notes, not a database\n".repeat(100);
+    std::fs::write(&db, &foreign).unwrap();
+    let o = home.run(&["ls"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is not a plumb store"),
+        "{}",
+        stderr(&o)
+    );
+    // The job still runs; its record goes to the spool; the file is untouched.
+    let o = home.run(&["run", "--", "sh", "-c", "exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("is not a plumb store"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), foreign);
+
+    // Another application's SQLite database is refused too.
+    std::fs::remove_file(&db).unwrap();
+    let status = Command::new("python3")
+        .args(["-c", &format!("import sqlite3; c = sqlite3.connect('{}'); c.execute('create table notes (t)'); c.commit()", db.display())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = std::fs::read(&db).unwrap();
+    let o = home.run(&["ls"]);
+    assert!(
+        stderr(&o).contains("is not a plumb store"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+#[test]
+fn bad_configuration_is_named() {
+    let home = Home::new();
+    let cfg = home.dir.path().join("plumb.toml");
+    std::fs::write(&cfg, "output_cap = \"12 parsecs\"\n").unwrap();
+    let o = home
+        .cmd(&["ls"])
+        .env("PLUMB_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("output_cap"), "{}", stderr(&o));
+    std::fs::write(&cfg, "colour = true\n").unwrap();
+    let o = home
+        .cmd(&["ls"])
+        .env("PLUMB_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("colour"), "{}", stderr(&o));
+}
+
+#[test]
+fn output_over_the_cap_keeps_head_and_tail_and_counts_the_rest() {
+    let home = Home::new();
+    // 4 MiB of numbered lines with a 1 MiB cap.
+    let o = home
+        .cmd(&["run", "--", "python3", "-c", "import sys\nfor i in range(200000): sys.stdout.write(f'line {i:08d} ' + 'x' * 4 + '\\n')"])
+        .env("PLUMB_OUTPUT_CAP", "1M")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout.len(), 200_000 * 19);
+    let show = home.json(&["show", "last", "--json"]);
+    let dropped = show["run"]["output"]["dropped_bytes"].as_u64().unwrap();
+    assert!(dropped >= 2 << 20, "dropped {dropped}");
+    let logs = home.run(&["logs", "last"]);
+    let text = String::from_utf8(logs.stdout).unwrap();
+    assert!(text.starts_with("line 00000000 "));
+    assert!(text.ends_with("line 00199999 xxxx\n"));
+    assert!((text.len() as u64) < 2 << 20);
+}
