@@ -180,6 +180,11 @@ struct Rolled {
     next_free: Instant,
     /// limit_data: bytes passed so far.
     passed: u64,
+    /// http_drip: inside a response body.
+    http_body: bool,
+    /// http_drip: the last bytes of headers seen, to find their end across
+    /// chunks.
+    http_tail: Vec<u8>,
 }
 
 struct Chain {
@@ -226,6 +231,8 @@ impl Chain {
                         since: now,
                         next_free: now,
                         passed: 0,
+                        http_body: false,
+                        http_tail: Vec::new(),
                     }
                 }
             };
@@ -450,6 +457,8 @@ enum Item {
     Close,
     /// Reset the connection (RST).
     Reset,
+    /// Answer the client with these bytes, then close (HTTP toxics).
+    Respond(Vec<u8>),
 }
 
 /// A piece of work moving down the chain: it has passed `idx` toxics and may
@@ -623,6 +632,10 @@ async fn userspace_path(
                         cx.reset();
                         return Ok(End::Killed);
                     }
+                    Item::Respond(bytes) => {
+                        let _ = write_all(cx.client, &bytes, kill).await;
+                        return Ok(End::Killed);
+                    }
                 }
                 continue;
             }
@@ -785,6 +798,89 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 });
             }
         }
+        (ToxicKind::HttpLatency { latency }, Item::Data(data)) => {
+            let wait = starts_message(chain.stream, &data)
+                .then(|| now + Duration::from_millis(*latency as u64));
+            stack.push(Work {
+                idx: next,
+                at: w.at,
+                wait,
+                item: Item::Data(data),
+            });
+        }
+        (ToxicKind::HttpError { status, per_mille }, Item::Data(data)) => {
+            if starts_message(chain.stream, &data) && fastrand::i64(0..1000) < *per_mille {
+                stack.push(Work {
+                    idx: end,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Respond(http_error_response(*status as u16)),
+                });
+            } else {
+                stack.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Data(data),
+                });
+            }
+        }
+        (ToxicKind::HttpDrip { bytes, delay }, Item::Data(data)) => {
+            let Some(s) = state else {
+                stack.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Data(data),
+                });
+                return;
+            };
+            if s.http_body && starts_message(chain.stream, &data) {
+                s.http_body = false;
+                s.http_tail.clear();
+            }
+            let body_from = if s.http_body {
+                0
+            } else {
+                // Look for the end of the headers, which may straddle chunks.
+                let mut seen = std::mem::take(&mut s.http_tail);
+                let carried = seen.len();
+                seen.extend_from_slice(&data[..data.len().min(65536)]);
+                match seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    Some(p) => {
+                        s.http_body = true;
+                        (p + 4).saturating_sub(carried)
+                    }
+                    None => {
+                        s.http_tail = seen[seen.len().saturating_sub(3)..].to_vec();
+                        data.len()
+                    }
+                }
+            };
+            let mut out = Vec::new();
+            if body_from > 0 {
+                out.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: None,
+                    item: Item::Data(data[..body_from].to_vec()),
+                });
+            }
+            let piece = (*bytes).max(1) as usize;
+            let gap = Duration::from_millis(*delay as u64);
+            let mut free = s.next_free.max(now);
+            for p in data[body_from..].chunks(piece) {
+                free += gap;
+                out.push(Work {
+                    idx: next,
+                    at: w.at,
+                    wait: Some(free),
+                    item: Item::Data(p.to_vec()),
+                });
+            }
+            s.next_free = free;
+            stack.extend(out.into_iter().rev());
+        }
         (_, item) => {
             // Toxics that leave this kind of item alone.
             stack.push(Work {
@@ -795,4 +891,47 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
             });
         }
     }
+}
+
+/// Whether a chunk begins an HTTP/1 message: a request upstream, a response
+/// downstream. A heuristic: keep-alive messages that start mid-chunk are not
+/// seen, which is rare for request/response traffic.
+fn starts_message(stream: Stream, d: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"PATCH ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    match stream {
+        Stream::Upstream => METHODS.iter().any(|m| d.starts_with(m)),
+        Stream::Downstream => d.starts_with(b"HTTP/1."),
+    }
+}
+
+fn http_error_response(status: u16) -> Vec<u8> {
+    let reason = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Injected",
+    };
+    let body = format!("plumb proxy: injected {status}\n");
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }

@@ -168,6 +168,29 @@ pub enum ToxicKind {
         /// Chance per 1000 chunks.
         per_mille: i64,
     },
+    /// plumb, HTTP/1: delays each request (upstream) or response
+    /// (downstream) by `latency` ms, once per message rather than per chunk.
+    HttpLatency {
+        /// Milliseconds.
+        latency: i64,
+    },
+    /// plumb, HTTP/1, upstream only: answers `per_mille`/1000 of requests
+    /// itself with `status` (e.g. 503 or 429) and closes the connection; the
+    /// server never sees them.
+    HttpError {
+        /// HTTP status code, 100 to 599.
+        status: i64,
+        /// Share of requests, per 1000.
+        per_mille: i64,
+    },
+    /// plumb, HTTP/1, downstream only: response headers pass at once, the body
+    /// is dripped `bytes` bytes every `delay` ms.
+    HttpDrip {
+        /// Bytes per piece, at least 1.
+        bytes: i64,
+        /// Milliseconds between pieces.
+        delay: i64,
+    },
 }
 
 /// The toxic type names this server knows, in documentation order.
@@ -184,6 +207,9 @@ pub const TOXIC_TYPES: &[&str] = &[
     "refuse_open",
     "stall",
     "drop_connection",
+    "http_latency",
+    "http_error",
+    "http_drip",
 ];
 
 impl ToxicKind {
@@ -202,6 +228,9 @@ impl ToxicKind {
             ToxicKind::RefuseOpen => "refuse_open",
             ToxicKind::Stall { .. } => "stall",
             ToxicKind::DropConnection { .. } => "drop_connection",
+            ToxicKind::HttpLatency { .. } => "http_latency",
+            ToxicKind::HttpError { .. } => "http_error",
+            ToxicKind::HttpDrip { .. } => "http_drip",
         }
     }
 
@@ -231,6 +260,13 @@ impl ToxicKind {
                 duration: 0,
             },
             "drop_connection" => ToxicKind::DropConnection { per_mille: 0 },
+            "http_latency" => ToxicKind::HttpLatency { latency: 0 },
+            // Without attributes: every request answered 503.
+            "http_error" => ToxicKind::HttpError {
+                status: 503,
+                per_mille: 1000,
+            },
+            "http_drip" => ToxicKind::HttpDrip { bytes: 1, delay: 0 },
             _ => return Err(ApiError::invalid_type()),
         };
         kind.merged(attrs)
@@ -291,6 +327,17 @@ impl ToxicKind {
                 ToxicKind::DropConnection { per_mille } => {
                     *per_mille = get("per_mille", *per_mille, 0, 1000)?;
                 }
+                ToxicKind::HttpLatency { latency } => {
+                    *latency = get("latency", *latency, 0, MAX_DURATION_MS)?;
+                }
+                ToxicKind::HttpError { status, per_mille } => {
+                    *status = get("status", *status, 100, 599)?;
+                    *per_mille = get("per_mille", *per_mille, 0, 1000)?;
+                }
+                ToxicKind::HttpDrip { bytes, delay } => {
+                    *bytes = get("bytes", *bytes, 1, MAX_BYTES)?;
+                    *delay = get("delay", *delay, 0, MAX_DURATION_MS)?;
+                }
             }
         }
         Ok(k)
@@ -320,6 +367,11 @@ impl ToxicKind {
                 json!({"interval": interval, "duration": duration})
             }
             ToxicKind::DropConnection { per_mille } => json!({"per_mille": per_mille}),
+            ToxicKind::HttpLatency { latency } => json!({"latency": latency}),
+            ToxicKind::HttpError { status, per_mille } => {
+                json!({"status": status, "per_mille": per_mille})
+            }
+            ToxicKind::HttpDrip { bytes, delay } => json!({"bytes": bytes, "delay": delay}),
         }
     }
 
@@ -696,11 +748,31 @@ pub fn decode_toxic_create(body: &[u8]) -> Result<ToxicSpec, ApiError> {
 }
 
 fn toxic_from_map(m: &Map<String, Value>) -> Result<ToxicSpec, ApiError> {
-    let stream_name = opt_string(m, "stream")?.unwrap_or_else(|| "downstream".into());
-    let stream = Stream::parse(&stream_name).ok_or_else(ApiError::invalid_stream)?;
     let type_name = opt_string(m, "type")?.unwrap_or_default();
+    // Toxiproxy's default is downstream; an http_error toxic only makes sense
+    // on requests, so it defaults to upstream.
+    let default_stream = if type_name == "http_error" {
+        "upstream"
+    } else {
+        "downstream"
+    };
+    let stream_name = opt_string(m, "stream")?.unwrap_or_else(|| default_stream.into());
+    let stream = Stream::parse(&stream_name).ok_or_else(ApiError::invalid_stream)?;
     let attrs = opt_attributes(m)?;
     let kind = ToxicKind::from_attributes(&type_name, &attrs)?;
+    match (&kind, stream) {
+        (ToxicKind::HttpError { .. }, Stream::Downstream) => {
+            return Err(ApiError::bad_body(
+                "an http_error toxic answers requests: give it stream upstream",
+            ));
+        }
+        (ToxicKind::HttpDrip { .. }, Stream::Upstream) => {
+            return Err(ApiError::bad_body(
+                "an http_drip toxic slows response bodies: give it stream downstream",
+            ));
+        }
+        _ => {}
+    }
     let name = opt_string(m, "name")?
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("{type_name}_{}", stream.as_str()));

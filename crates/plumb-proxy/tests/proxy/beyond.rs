@@ -13,8 +13,8 @@ fn refuse_open_and_slow_open() {
     let f = server();
     let addr = f.proxy("p", echo_server());
     f.toxic("p", json!({"type": "refuse_open"}));
+    // Reading only: a write racing the RST would consume the error.
     let mut s = connect(addr);
-    let _ = s.write_all(b"x");
     let (_, end) = read_to_end(&mut s);
     assert_eq!(end, Err(ErrorKind::ConnectionReset));
     f.api.remove_toxic("p", "refuse_open_downstream").unwrap();
@@ -259,4 +259,100 @@ fn every_change_is_an_event() {
         f.api.raw("GET", "/events?since=x", None).unwrap().status,
         400
     );
+}
+
+#[test]
+fn http_error_answers_a_share_of_requests() {
+    use std::sync::atomic::Ordering;
+    let f = server();
+    let (up, seen) = http_server(5);
+    let addr = f.proxy("web", up);
+    let t = f.toxic(
+        "web",
+        json!({"type": "http_error", "attributes": {"status": 429, "per_mille": 1000}}),
+    );
+    assert_eq!(t["stream"], "upstream", "http_error defaults to requests");
+    let mut s = connect(addr);
+    let (status, body) = http_get(&mut s);
+    assert_eq!(status, 429);
+    assert!(String::from_utf8_lossy(&body).contains("injected 429"));
+    assert_eq!(
+        read_to_end(&mut s).0,
+        b"",
+        "connection closed after the answer"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the server never saw it");
+
+    f.api
+        .update_toxic(
+            "web",
+            "http_error_upstream",
+            &json!({"attributes": {"status": 503, "per_mille": 500}}),
+        )
+        .unwrap();
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..30 {
+        *codes.entry(http_get(&mut connect(addr)).0).or_insert(0) += 1;
+    }
+    assert!(
+        codes.get(&503).is_some_and(|n| *n > 0) && codes.get(&200).is_some_and(|n| *n > 0),
+        "{codes:?}"
+    );
+    let r = f
+        .api
+        .raw(
+            "POST",
+            "/proxies/web/toxics",
+            Some(br#"{"type":"http_error","stream":"downstream"}"#),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn http_latency_is_per_request() {
+    let f = server();
+    let (up, _) = http_server(100_000);
+    let addr = f.proxy("web", up);
+    f.toxic(
+        "web",
+        json!({"type": "http_latency", "stream": "upstream", "attributes": {"latency": 200}}),
+    );
+    let mut s = connect(addr);
+    for _ in 0..2 {
+        let t = Instant::now();
+        let (status, body) = http_get(&mut s);
+        assert_eq!(status, 200);
+        assert!(body == pattern(100_000));
+        let d = t.elapsed();
+        // Once per request, not once per chunk of the 100 kB answer.
+        assert!(
+            d >= Duration::from_millis(190) && d < Duration::from_millis(1500),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn http_drip_slows_the_body_only() {
+    let f = server();
+    let (up, _) = http_server(100);
+    let addr = f.proxy("web", up);
+    f.toxic(
+        "web",
+        json!({"type": "http_drip", "attributes": {"bytes": 10, "delay": 30}}),
+    );
+    let mut s = connect(addr);
+    for _ in 0..2 {
+        let t = Instant::now();
+        let (status, body) = http_get(&mut s);
+        assert_eq!(status, 200);
+        assert_eq!(body, pattern(100));
+        // Ten pieces, 30 ms apart.
+        assert!(
+            t.elapsed() >= Duration::from_millis(270),
+            "{:?}",
+            t.elapsed()
+        );
+    }
 }

@@ -81,6 +81,27 @@ proptest! {
     }
 
     #[test]
+    fn decoded_toxics_re_decode_the_same(
+        kind in prop::sample::select(model::TOXIC_TYPES),
+        stream in prop::sample::select(vec!["upstream", "downstream", "UpStream"]),
+        attrs in prop::collection::btree_map(
+            prop::sample::select(vec!["latency", "jitter", "rate", "delay", "timeout", "bytes", "average_size", "size_variation", "interval", "duration", "per_mille"]),
+            0i64..2000,
+            0..4,
+        ),
+        clients in prop::option::of(prop::collection::vec("(10|127|192)\\.[0-9]{1,2}\\.0\\.[0-9]{1,2}(/[0-9]{1,2})?", 0..3)),
+    ) {
+        let mut body = json!({"type": kind, "stream": stream, "attributes": attrs});
+        if let Some(c) = clients {
+            body["clients"] = json!(c);
+        }
+        if let Ok(t) = model::decode_toxic_create(body.to_string().as_bytes()) {
+            let again = model::decode_toxic_create(t.to_json().to_string().as_bytes()).unwrap();
+            prop_assert_eq!(again, t);
+        }
+    }
+
+    #[test]
     fn toxic_attributes_round_trip(latency in 0i64..86_400_000, jitter in 0i64..1000, tox in 0.0f64..=1.0) {
         let body = json!({"type": "latency", "toxicity": tox, "attributes": {"latency": latency, "jitter": jitter}});
         let t = model::decode_toxic_create(body.to_string().as_bytes()).unwrap();

@@ -123,3 +123,73 @@ pub fn read_to_end(s: &mut TcpStream) -> (Vec<u8>, Result<(), ErrorKind>) {
 pub fn latency(ms: i64) -> Value {
     json!({"type": "latency", "attributes": {"latency": ms}})
 }
+
+/// A keep-alive HTTP/1.1 server answering every request with 200 and a body
+/// of `body_len` bytes; counts requests seen.
+pub fn http_server(
+    body_len: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(p) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..p + 4);
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\n\r\n");
+                        let mut resp = head.into_bytes();
+                        resp.extend(pattern(body_len));
+                        if s.write_all(&resp).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Sends a GET on `s` and reads one response; returns status and body.
+pub fn http_get(s: &mut TcpStream) -> (u16, Vec<u8>) {
+    s.write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..p]).to_string();
+            let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            while got.len() < p + 4 + len {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed mid-body");
+                got.extend_from_slice(&buf[..n]);
+            }
+            return (status, got[p + 4..p + 4 + len].to_vec());
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a response");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
