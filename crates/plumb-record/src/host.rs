@@ -58,6 +58,56 @@ pub fn host_info() -> HostInfo {
     }
 }
 
+/// A fully qualified name being resolved in the background.
+///
+/// Resolving may query DNS, which on a misconfigured node blocks for
+/// seconds; the recorder must not make a short job that much longer, so it
+/// waits only a bounded time and falls back to the host name.
+#[derive(Debug)]
+pub struct FqdnLookup {
+    hostname: String,
+    result: Option<std::sync::mpsc::Receiver<Option<String>>>,
+    resolved: Option<String>,
+}
+
+impl FqdnLookup {
+    /// Starts resolving `hostname` on its own thread.
+    pub fn start(hostname: String) -> FqdnLookup {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = hostname.clone();
+        let spawned = std::thread::Builder::new()
+            .name("plumb-fqdn".into())
+            .spawn(move || {
+                let _ = tx.send(fqdn(&name));
+            });
+        FqdnLookup {
+            hostname,
+            result: spawned.ok().map(|_| rx),
+            resolved: None,
+        }
+    }
+
+    /// The name, waiting at most `budget` for the lookup; the host name when
+    /// it does not resolve or has not resolved yet.
+    pub fn get(&mut self, budget: std::time::Duration) -> String {
+        if self.resolved.is_none()
+            && let Some(rx) = &self.result
+        {
+            match rx.recv_timeout(budget) {
+                Ok(name) => {
+                    self.resolved = Some(name.unwrap_or_else(|| self.hostname.clone()));
+                    self.result = None;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => self.result = None,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.resolved
+            .clone()
+            .unwrap_or_else(|| self.hostname.clone())
+    }
+}
+
 /// `gethostname(2)`, lossily decoded; empty when it fails.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -225,6 +275,15 @@ mod tests {
             let parsed: IpAddr = ip.parse().expect("an IP address");
             assert!(!parsed.is_loopback(), "{ip} is loopback");
         }
+    }
+
+    #[test]
+    fn background_lookup_agrees_with_the_direct_one() {
+        let host = host_info();
+        let mut lookup = FqdnLookup::start(host.hostname.clone());
+        assert_eq!(lookup.get(std::time::Duration::from_secs(10)), host.fqdn);
+        // Asking again returns the same answer without waiting.
+        assert_eq!(lookup.get(std::time::Duration::ZERO), host.fqdn);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::capture::{self, Source};
 use crate::signals::Forwarder;
@@ -171,6 +172,8 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
         tools: opts.tools.clone(),
     };
     let fingerprint_capture = fingerprint::Capture::start(&capture_opts, pid);
+    let hostname = host::hostname();
+    let mut fqdn = host::FqdnLookup::start(hostname.clone());
 
     let sources: Vec<Source> = [
         (stdout_read, Stream::Stdout, libc::STDOUT_FILENO),
@@ -216,7 +219,11 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
         }
         run.pid = pid;
         run.stdin = stdin.to_string();
-        run.host = host::host_info();
+        run.host = plumb_model::HostInfo {
+            fqdn: fqdn.get(FQDN_WAIT_AT_START),
+            hostname,
+            ips: host::non_loopback_ips(),
+        };
         run.user = host::user_info();
         run.env = env_os
             .iter()
@@ -277,6 +284,8 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
         run.exception = exception::parse(&captured.stderr_tail);
     }
     run.outputs = opts.outputs.iter().map(|p| files::record_file(p)).collect();
+    // The lookup has had the whole run to finish by now.
+    run.host.fqdn = fqdn.get(FQDN_WAIT_AT_END);
 
     let (hash, fp) = fingerprint_capture.finish();
     sink.fingerprint(&hash, &fp);
@@ -284,6 +293,15 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
     sink.finished(&run);
     Ok(run)
 }
+
+/// How long the start record waits for the host's fully qualified name; it
+/// is usually in /etc/hosts or a DNS cache and arrives in well under this.
+const FQDN_WAIT_AT_START: Duration = Duration::from_millis(5);
+
+/// How long the finished record waits for it at most after the child
+/// exited, so that a DNS server that does not answer costs a short job
+/// little.
+const FQDN_WAIT_AT_END: Duration = Duration::from_millis(50);
 
 /// The run's name: the one given, else the program's base name.
 fn run_name(opts: &RunOptions) -> String {
