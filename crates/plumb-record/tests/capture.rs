@@ -296,3 +296,30 @@ fn concurrent_cold_captures_list_packages_once() {
         assert!(fp.python.is_some());
     }
 }
+
+#[test]
+fn libraries_of_a_program_executed_later_are_sampled() {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    // The shell waits, then becomes Python (as a wrapper or a shim does).
+    let script = format!("sleep 0.4; exec {python} -c 'import time, ssl; time.sleep(0.4)'");
+    let opts = options(cache.path(), cwd.path(), &["sh", "-c", &script]);
+    let (_, fp, stats) = capture(&opts);
+    assert!(
+        fp.libraries
+            .iter()
+            .any(|l| l.path.contains("libssl") || l.path.contains("_ssl")),
+        "{stats:?} {:?}",
+        fp.libraries
+    );
+    assert!(
+        fp.libraries
+            .iter()
+            .all(|l| !l.path.ends_with("ld.so.cache"))
+    );
+}

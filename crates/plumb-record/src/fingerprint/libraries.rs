@@ -10,8 +10,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// Pauses between samples: early ones catch short programs, later ones
-/// libraries loaded along the way; after these, one sample a second.
-const SCHEDULE_MS: &[u64] = &[2, 8, 40, 200];
+/// libraries loaded along the way; after these, one sample a second. When
+/// the child executes another program (a wrapper or a pyenv shim running
+/// the real interpreter), the schedule starts over, since the new program
+/// maps its libraries in its first milliseconds.
+const SCHEDULE_MS: &[u64] = &[2, 8, 40, 200, 250, 500];
 const STEADY_MS: u64 = 1000;
 
 /// What the sampler saw.
@@ -30,6 +33,8 @@ pub(crate) fn sample_until(pid: u32, stop: Receiver<()>) -> Samples {
     // The process's start time guards against reading another process that
     // was given the same pid after the child was reaped.
     let started = start_time(&stat_path);
+    let exe_path = format!("/proc/{pid}/exe");
+    let mut exe = std::fs::read_link(&exe_path).ok();
     let mut step = 0;
     loop {
         match std::fs::read(&maps_path) {
@@ -39,6 +44,11 @@ pub(crate) fn sample_until(pid: u32, stop: Receiver<()>) -> Samples {
             }
             // Gone, reused or not ours to read: nothing more to learn.
             _ => break,
+        }
+        let now = std::fs::read_link(&exe_path).ok();
+        if now.is_some() && now != exe {
+            exe = now;
+            step = 0;
         }
         let pause = SCHEDULE_MS.get(step).copied().unwrap_or(STEADY_MS);
         step += 1;
@@ -83,9 +93,15 @@ pub(crate) fn parse_maps(text: &str, into: &mut BTreeSet<String>) {
     }
 }
 
+/// `*.so` or `*.so.<version>`; not `/etc/ld.so.cache`, which the loader
+/// maps too.
 fn is_shared_object(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    name.ends_with(".so") || name.contains(".so.")
+    name.ends_with(".so")
+        || name.find(".so.").is_some_and(|i| {
+            let v = &name[i + 4..];
+            !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
 }
 
 /// The version in a library's file name: `libssl.so.3` -> `3`,
@@ -147,6 +163,7 @@ mod tests {
 7f7785600000-7f7785601000 r--p 00000000 08:01 99 /home/a b/lib/libspace-2.0.so (deleted)
 7ffd5a1f0000-7ffd5a211000 rw-p 00000000 00:00 0                          [stack]
 7f7785700000-7f7785701000 rw-p 00000000 00:00 0
+7f7785800000-7f7785801000 r--p 00000000 08:01 77 /etc/ld.so.cache
 ";
         let mut set = BTreeSet::new();
         parse_maps(maps, &mut set);
