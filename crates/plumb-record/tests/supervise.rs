@@ -598,3 +598,19 @@ fn terminal_interrupts_are_not_forwarded_a_second_time() {
     assert_eq!(ev.finished.stdin, "tty");
     drop(term);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_child_with_sigpipe_as_it_would_directly() {
+    // `plumb run -- yes | head -n1` must end, as `yes | head -n1` does.
+    let Recording { dir, mut cmd } = Recording::new(&[], &["yes"]);
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    read_until(&mut stdout, b"y\n");
+    drop(stdout);
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(128 + libc::SIGPIPE));
+    let ev = Events::read(&dir.path().join("events.jsonl"));
+    let exit = ev.finished.exit.as_ref().unwrap();
+    assert_eq!(exit.signal, Some(libc::SIGPIPE));
+}
