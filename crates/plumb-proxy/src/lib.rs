@@ -16,6 +16,10 @@
 //!   `drop_connection`, half-close propagated, live byte/connection/toxic
 //!   metrics on `/metrics` (Prometheus text), and an event log of every change
 //!   with UTC nanosecond timestamps on `/events`.
+//! - UDP proxies (`"protocol": "udp"` when creating a proxy) with `latency`,
+//!   `loss`, `duplicate` and `reorder` toxics.
+//! - HTTP/1-aware toxics: `http_latency` per request, `http_error` answering a
+//!   share of requests with a chosen status, `http_drip` for slow bodies.
 //! - Connections no toxic touches are forwarded with `splice(2)`, without
 //!   copying through userspace.
 //!
@@ -42,6 +46,7 @@ pub mod client;
 mod link;
 pub mod model;
 mod state;
+mod udp;
 
 pub use api::TOXIPROXY_VERSION;
 pub use client::{Client, ClientError};

@@ -409,6 +409,36 @@ async fn splice_path(
             }
             r = src.readable() => r?,
         }
+        if pipe.is_none() {
+            // Readiness can be reported on a socket with nothing to read
+            // yet; peek first so idle connections never get a pipe.
+            let mut probe = [0u8; 1];
+            let peeked = src.try_io(Interest::READABLE, || {
+                // SAFETY: recv into a one-byte buffer we own, non-blocking.
+                let n = unsafe {
+                    libc::recv(
+                        src.as_raw_fd(),
+                        probe.as_mut_ptr().cast(),
+                        1,
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match peeked {
+                Ok(0) => {
+                    half_close(dst);
+                    return Ok(Some(End::Eof));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
         let p = match &pipe {
             Some(p) => p,
             None => pipe.insert(Pipe::new()?),

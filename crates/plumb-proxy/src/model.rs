@@ -168,6 +168,24 @@ pub enum ToxicKind {
         /// Chance per 1000 chunks.
         per_mille: i64,
     },
+    /// plumb, UDP proxies: drops `per_mille`/1000 of datagrams.
+    Loss {
+        /// Share per 1000.
+        per_mille: i64,
+    },
+    /// plumb, UDP proxies: sends `per_mille`/1000 of datagrams twice.
+    Duplicate {
+        /// Share per 1000.
+        per_mille: i64,
+    },
+    /// plumb, UDP proxies: holds `per_mille`/1000 of datagrams back by
+    /// `delay` ms so later ones overtake them.
+    Reorder {
+        /// Share per 1000.
+        per_mille: i64,
+        /// Milliseconds.
+        delay: i64,
+    },
     /// plumb, HTTP/1: delays each request (upstream) or response
     /// (downstream) by `latency` ms, once per message rather than per chunk.
     HttpLatency {
@@ -210,6 +228,9 @@ pub const TOXIC_TYPES: &[&str] = &[
     "http_latency",
     "http_error",
     "http_drip",
+    "loss",
+    "duplicate",
+    "reorder",
 ];
 
 impl ToxicKind {
@@ -231,6 +252,9 @@ impl ToxicKind {
             ToxicKind::HttpLatency { .. } => "http_latency",
             ToxicKind::HttpError { .. } => "http_error",
             ToxicKind::HttpDrip { .. } => "http_drip",
+            ToxicKind::Loss { .. } => "loss",
+            ToxicKind::Duplicate { .. } => "duplicate",
+            ToxicKind::Reorder { .. } => "reorder",
         }
     }
 
@@ -267,6 +291,12 @@ impl ToxicKind {
                 per_mille: 1000,
             },
             "http_drip" => ToxicKind::HttpDrip { bytes: 1, delay: 0 },
+            "loss" => ToxicKind::Loss { per_mille: 0 },
+            "duplicate" => ToxicKind::Duplicate { per_mille: 0 },
+            "reorder" => ToxicKind::Reorder {
+                per_mille: 0,
+                delay: 10,
+            },
             _ => return Err(ApiError::invalid_type()),
         };
         kind.merged(attrs)
@@ -338,6 +368,13 @@ impl ToxicKind {
                     *bytes = get("bytes", *bytes, 1, MAX_BYTES)?;
                     *delay = get("delay", *delay, 0, MAX_DURATION_MS)?;
                 }
+                ToxicKind::Loss { per_mille } | ToxicKind::Duplicate { per_mille } => {
+                    *per_mille = get("per_mille", *per_mille, 0, 1000)?;
+                }
+                ToxicKind::Reorder { per_mille, delay } => {
+                    *per_mille = get("per_mille", *per_mille, 0, 1000)?;
+                    *delay = get("delay", *delay, 0, MAX_DURATION_MS)?;
+                }
             }
         }
         Ok(k)
@@ -372,6 +409,32 @@ impl ToxicKind {
                 json!({"status": status, "per_mille": per_mille})
             }
             ToxicKind::HttpDrip { bytes, delay } => json!({"bytes": bytes, "delay": delay}),
+            ToxicKind::Loss { per_mille } | ToxicKind::Duplicate { per_mille } => {
+                json!({"per_mille": per_mille})
+            }
+            ToxicKind::Reorder { per_mille, delay } => {
+                json!({"per_mille": per_mille, "delay": delay})
+            }
+        }
+    }
+
+    /// Whether this toxic can act on a proxy of `protocol`.
+    pub fn applies_to(&self, protocol: Protocol) -> bool {
+        let udp = matches!(
+            self,
+            ToxicKind::Noop
+                | ToxicKind::Latency { .. }
+                | ToxicKind::Loss { .. }
+                | ToxicKind::Duplicate { .. }
+                | ToxicKind::Reorder { .. }
+        );
+        let udp_only = matches!(
+            self,
+            ToxicKind::Loss { .. } | ToxicKind::Duplicate { .. } | ToxicKind::Reorder { .. }
+        );
+        match protocol {
+            Protocol::Udp => udp,
+            Protocol::Tcp => !udp_only,
         }
     }
 
@@ -467,6 +530,36 @@ impl fmt::Display for ClientRange {
     }
 }
 
+/// Transport of a proxy. Toxiproxy knows only TCP; `"protocol": "udp"` on
+/// a new proxy is a plumb extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// A TCP proxy (the default).
+    #[default]
+    Tcp,
+    /// A UDP relay: one upstream socket per client address.
+    Udp,
+}
+
+impl Protocol {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// The error for a toxic on a proxy it cannot act on.
+pub fn not_applicable(kind: &ToxicKind, protocol: Protocol) -> ApiError {
+    ApiError::bad_body(format!(
+        "toxic type {} does not apply to {} proxies",
+        kind.type_name(),
+        protocol.as_str()
+    ))
+}
+
 /// A toxic as configured on a proxy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToxicSpec {
@@ -511,6 +604,8 @@ pub struct ProxyCreate {
     pub upstream: String,
     /// Whether to start listening at once.
     pub enabled: bool,
+    /// plumb extension: TCP (default) or UDP.
+    pub protocol: Protocol,
     /// plumb extension: toxics to install with the proxy.
     pub toxics: Vec<ToxicSpec>,
 }
@@ -659,6 +754,15 @@ fn proxy_create_from_map(
     }
     let listen = opt_string(m, "listen")?.unwrap_or_default();
     let enabled = opt_bool(m, "enabled")?.unwrap_or(true);
+    let protocol = match opt_string(m, "protocol")?.as_deref() {
+        None | Some("tcp") => Protocol::Tcp,
+        Some("udp") => Protocol::Udp,
+        Some(other) => {
+            return Err(ApiError::bad_body(format!(
+                "field protocol must be tcp or udp, got {other:?}"
+            )));
+        }
+    };
     let toxics = match m.get("toxics") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => {
@@ -675,6 +779,13 @@ fn proxy_create_from_map(
                         format!("{} (toxics[{i}] of proxy {name})", e.message),
                     )
                 })?;
+                if !t.kind.applies_to(protocol) {
+                    let e = not_applicable(&t.kind, protocol);
+                    return Err(ApiError::new(
+                        e.status,
+                        format!("{} (toxics[{i}] of proxy {name})", e.message),
+                    ));
+                }
                 if out.iter().any(|o| o.name == t.name) {
                     return Err(ApiError::new(
                         409,
@@ -700,6 +811,7 @@ fn proxy_create_from_map(
         listen,
         upstream,
         enabled,
+        protocol,
         toxics,
     })
 }

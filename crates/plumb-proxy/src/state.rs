@@ -1,7 +1,9 @@
 //! The proxy collection: proxies, their toxics, their listeners, their
 //! metrics, and the event log of every change.
 
-use crate::model::{ApiError, ProxyCreate, ProxyUpdate, ToxicSpec, ToxicUpdate};
+use crate::model::{
+    ApiError, Protocol, ProxyCreate, ProxyUpdate, ToxicSpec, ToxicUpdate, not_applicable,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -52,6 +54,7 @@ impl ProxyMetrics {
 }
 
 struct ProxyInner {
+    protocol: Protocol,
     listen: String,
     upstream: String,
     enabled: bool,
@@ -102,13 +105,18 @@ impl Proxy {
     /// The JSON shape of `GET /proxies/{name}`.
     pub fn to_json(&self) -> Value {
         let inner = lock(&self.inner);
-        json!({
+        let mut v = json!({
             "name": self.name,
             "listen": inner.listen,
             "upstream": inner.upstream,
             "enabled": inner.enabled,
             "toxics": self.toxics_now().iter().map(|t| t.spec.to_json()).collect::<Vec<_>>(),
-        })
+        });
+        // TCP proxies keep Toxiproxy's exact shape.
+        if inner.protocol == Protocol::Udp {
+            v["protocol"] = json!("udp");
+        }
+        v
     }
 
     fn listen_upstream(&self) -> (String, String) {
@@ -128,6 +136,9 @@ impl Proxy {
             inner.listen.clone()
         };
         let addr = resolve(&listen)?;
+        if inner.protocol == Protocol::Udp {
+            return self.start_udp(inner, &listen, addr);
+        }
         let std_listener = std::net::TcpListener::bind(addr)
             .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
         let bound = std_listener
@@ -155,12 +166,56 @@ impl Proxy {
         Ok(())
     }
 
+    fn start_udp(
+        self: &Arc<Self>,
+        inner: &mut ProxyInner,
+        listen: &str,
+        addr: SocketAddr,
+    ) -> Result<(), ApiError> {
+        let err = |e: std::io::Error| ApiError::new(500, format!("listen udp {listen}: {e}"));
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            None,
+        )
+        .map_err(err)?;
+        // Lets a re-enabled proxy bind its port again while the previous
+        // socket is still being closed by its task.
+        sock.set_reuse_address(true).map_err(err)?;
+        sock.bind(&addr.into()).map_err(err)?;
+        sock.set_nonblocking(true).map_err(err)?;
+        let std_sock: std::net::UdpSocket = sock.into();
+        let bound = std_sock.local_addr().map_err(err)?;
+        let udp = tokio::net::UdpSocket::from_std(std_sock).map_err(err)?;
+        inner.listen = bound.to_string();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        inner.runner = Some(Runner {
+            stop: stop_tx,
+            fd: -1,
+        });
+        inner.enabled = true;
+        tokio::spawn(crate::udp::run(
+            Arc::new(udp),
+            Arc::clone(self),
+            Arc::from(inner.upstream.as_str()),
+            stop_rx,
+        ));
+        tracing::info!(proxy = %self.name, listen = %bound, upstream = %inner.upstream, "udp proxy started");
+        Ok(())
+    }
+
+    fn protocol(&self) -> Protocol {
+        lock(&self.inner).protocol
+    }
+
     fn stop(&self, inner: &mut ProxyInner) {
         if let Some(r) = inner.runner.take() {
             // The accept task owns the socket and exits only after the signal
             // below, so the descriptor is still this listener here.
-            // SAFETY: shutdown(2) on a descriptor that is open and ours.
-            unsafe { libc::shutdown(r.fd, libc::SHUT_RDWR) };
+            if r.fd >= 0 {
+                // SAFETY: shutdown(2) on a descriptor that is open and ours.
+                unsafe { libc::shutdown(r.fd, libc::SHUT_RDWR) };
+            }
             // Receivers see the change (or the drop) and close everything.
             let _ = r.stop.send(true);
             tracing::info!(proxy = %self.name, "proxy stopped");
@@ -279,6 +334,7 @@ impl Registry {
         Arc::new(Proxy {
             name: c.name.clone(),
             inner: Mutex::new(ProxyInner {
+                protocol: c.protocol,
                 listen: c.listen.clone(),
                 upstream: c.upstream.clone(),
                 enabled: false,
@@ -377,7 +433,7 @@ impl Registry {
             let (listen, upstream) = existing.listen_upstream();
             let same_listen = c.listen.is_empty()
                 || resolve(&c.listen).ok() == resolve(&listen).ok() && !c.listen.ends_with(":0");
-            if same_listen && upstream == c.upstream {
+            if same_listen && upstream == c.upstream && existing.protocol() == c.protocol {
                 // Unchanged proxies keep their connections and toxics, unless
                 // the entry lists toxics of its own (plumb extension).
                 if !c.toxics.is_empty() {
@@ -395,7 +451,10 @@ impl Registry {
     /// `POST /proxies/{name}/toxics`.
     pub fn add_toxic(&self, proxy: &str, spec: ToxicSpec) -> Result<Value, ApiError> {
         let proxy = self.get(proxy)?;
-        let _guard = lock(&proxy.inner);
+        let guard = lock(&proxy.inner);
+        if !spec.kind.applies_to(guard.protocol) {
+            return Err(not_applicable(&spec.kind, guard.protocol));
+        }
         let current = proxy.toxics_now();
         if current.iter().any(|t| t.spec.name == spec.name) {
             return Err(ApiError::toxic_exists());
@@ -404,7 +463,7 @@ impl Registry {
         let mut next: Vec<_> = current.iter().cloned().collect();
         next.push(self.entry(spec));
         proxy.toxics.send_replace(Arc::new(next));
-        drop(_guard);
+        drop(guard);
         self.record(
             "toxic_added",
             Some(&proxy.name),

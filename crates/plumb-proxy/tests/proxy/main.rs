@@ -7,3 +7,4 @@ mod clients;
 mod decode;
 mod support;
 mod toxics;
+mod udp;
