@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 mod bench_checkpoint;
 mod bench_proxy;
+mod bench_recorder;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,14 +29,19 @@ fn main() -> Result<()> {
     }
 }
 
+/// The workspace's top directory.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
 /// The whole test suite: every crate's tests under nextest, then the Python
 /// package's tests under pytest.
 fn test(extra: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf();
+    let root = workspace_root();
     let status = std::process::Command::new(&cargo)
         .current_dir(&root)
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -54,12 +60,13 @@ fn test(extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-const BENCHES: &[&str] = &["checkpoint", "proxy"];
+const BENCHES: &[&str] = &["checkpoint", "proxy", "recorder"];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
         "checkpoint" => bench_checkpoint::run(rest),
         "proxy" => bench_proxy::run(rest),
+        "recorder" => bench_recorder::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }
 }

@@ -94,7 +94,7 @@ impl Redactor {
     /// Whether a variable or key of this name holds a secret.
     pub fn is_secret_name(&self, name: &str) -> bool {
         let upper = name.to_ascii_uppercase();
-        if self.allow.iter().any(|a| *a == upper) {
+        if self.allow.contains(&upper) {
             return false;
         }
         if self.fragments.iter().any(|f| upper.contains(f.as_str())) {

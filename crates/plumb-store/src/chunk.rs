@@ -209,7 +209,20 @@ pub fn encode(stream: Stream, marks: &[ReadMark], raw: &[u8]) -> SealedChunk {
         t = m.time.as_nanos();
     }
     payload.extend_from_slice(raw);
-    let data = lz4_flex::compress_prepend_size(&payload);
+    // Building the word filter and compressing are independent; for a full
+    // chunk do them on two cores so a chatty program waits less.
+    let (data, bloom) = if raw.len() >= 64 * 1024 {
+        std::thread::scope(|s| {
+            let bloom = s.spawn(|| word_filter(raw).to_bytes());
+            let data = lz4_flex::compress_prepend_size(&payload);
+            (data, bloom.join().expect("word filter thread"))
+        })
+    } else {
+        (
+            lz4_flex::compress_prepend_size(&payload),
+            word_filter(raw).to_bytes(),
+        )
+    };
     let crc = crc32c::crc32c(&data);
     let mut lines = memchr::memchr_iter(b'\n', raw).count() as u64;
     if raw.last().is_some_and(|b| *b != b'\n') {
@@ -230,7 +243,7 @@ pub fn encode(stream: Stream, marks: &[ReadMark], raw: &[u8]) -> SealedChunk {
         lines,
         raw_bytes: raw.len() as u64,
         crc,
-        bloom: word_filter(raw).to_bytes(),
+        bloom,
         data,
     }
 }
@@ -305,25 +318,45 @@ const WORD: [bool; 256] = {
 /// Calls `f` with the hash of every word in `text` (ASCII case folded).
 #[inline]
 pub fn for_each_word(text: &[u8], mut f: impl FnMut(u64)) {
-    let mut h: u64 = FNV_OFFSET;
-    let mut in_word = false;
-    for &b in text {
-        if WORD[b as usize] {
-            h = (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(FNV_PRIME);
-            in_word = true;
-        } else if in_word {
-            f(finish(h));
-            h = FNV_OFFSET;
-            in_word = false;
+    let n = text.len();
+    let mut i = 0;
+    while i < n {
+        while i < n && !WORD[text[i] as usize] {
+            i += 1;
         }
-    }
-    if in_word {
-        f(finish(h));
+        let start = i;
+        while i < n && WORD[text[i] as usize] {
+            i += 1;
+        }
+        if i > start {
+            f(hash_word(&text[start..i]));
+        }
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// Hashes a word eight bytes at a time. Case folding is an OR with 0x20 on
+/// every byte: it maps ASCII capitals to small letters, leaves digits alone,
+/// and changes `_` and non-ASCII bytes consistently on both the indexing and
+/// the query side, which is all a filter needs.
+#[inline]
+fn hash_word(w: &[u8]) -> u64 {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    const K: u64 = 0x9fb2_1c65_1e98_df25;
+    let mut h = 0x9e37_79b9_7f4a_7c15 ^ w.len() as u64;
+    let mut chunks = w.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes(c.try_into().expect("8 bytes")) | FOLD;
+        h = (h ^ v).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        let v = u64::from_le_bytes(b) | (FOLD >> (8 * (8 - rest.len())));
+        h = (h ^ v).wrapping_mul(K).rotate_left(29);
+    }
+    finish(h)
+}
 
 /// A full-avalanche finish, because the filter uses both halves of the hash.
 #[inline]

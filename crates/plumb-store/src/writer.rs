@@ -167,6 +167,12 @@ impl Worker {
         self.target = match Store::open(&self.config.store_dir) {
             Ok(store) => {
                 let _ = store.conn().busy_timeout(self.config.busy_timeout);
+                // Checkpoint (and fsync) every 64 MiB of WAL rather than every
+                // 4 MiB: a run writing a lot of output should not wait on the
+                // disk every few megabytes.
+                let _ = store
+                    .conn()
+                    .pragma_update(None, "wal_autocheckpoint", 16384);
                 Target::Store(store)
             }
             Err(e) => self.fall_back(&format!("cannot open store: {e}")),

@@ -1,0 +1,423 @@
+//! `cargo xtask bench recorder`: what recording costs.
+//!
+//! 1. Overhead on a short job: `plumb run -- PY -c pass` against `PY -c pass`
+//!    (PY is the interpreter itself, not a shim), warm fingerprint cache.
+//!    Target: median ratio <= 1.25.
+//! 2. Output: `plumb run -- cat F | wc -c` against `cat F | tee out.log | wc -c`,
+//!    F = 1 GiB of 100-byte lines, everything stored. Target: median ratio
+//!    <= 1.25, plumb's peak RSS < 64 MiB.
+//! 3. `plumb search` for a rare word over 10 million stored lines: p50 <= 200 ms.
+//! 4. `plumb ls` over 100,000 runs: <= 100 ms.
+//!
+//! Options: `--quick` (smaller sizes, for a smoke run), `--only N` (one part).
+
+use anyhow::{Context, Result, bail};
+use plumb_model::{Run, RunState, Stream, Timestamp};
+use plumb_store::Store;
+use plumb_store::chunk::ChunkBuilder;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub fn run(args: &[&str]) -> Result<()> {
+    let quick = args.contains(&"--quick");
+    let only: Option<u32> = args
+        .iter()
+        .position(|a| *a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok());
+    let root = crate::workspace_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "plumb"])
+        .status()?;
+    if !status.success() {
+        bail!("building plumb failed");
+    }
+    let plumb = root.join("target/release/plumb");
+    let work = root.join("target/bench-recorder");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    println!(
+        "bench recorder (plumb {}){}",
+        plumb.display(),
+        if quick { " --quick" } else { "" }
+    );
+    if only.is_none_or(|n| n == 1) {
+        overhead(&plumb, &work, if quick { 10 } else { 40 })?;
+    }
+    if only.is_none_or(|n| n == 2) {
+        output(
+            &plumb,
+            &work,
+            if quick { 64 << 20 } else { 1 << 30 },
+            if quick { 1 } else { 3 },
+        )?;
+    }
+    if only.is_none_or(|n| n == 3) {
+        search(&plumb, &work, if quick { 1_000_000 } else { 10_000_000 })?;
+    }
+    if only.is_none_or(|n| n == 4) {
+        list(&plumb, &work, if quick { 10_000 } else { 100_000 })?;
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "meets target" } else { "MISSES target" }
+}
+
+fn overhead(plumb: &Path, work: &Path, reps: usize) -> Result<()> {
+    let py = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .context("python3 is needed for the overhead benchmark")?;
+    let py = String::from_utf8(py.stdout)?.trim().to_string();
+    let home = work.join("overhead-store");
+    let time = |with_plumb: bool| -> Result<f64> {
+        let mut c = if with_plumb {
+            let mut c = Command::new(plumb);
+            c.args(["run", "--", &py, "-c", "pass"]);
+            c
+        } else {
+            let mut c = Command::new(&py);
+            c.args(["-c", "pass"]);
+            c
+        };
+        c.env("PLUMB_HOME", &home)
+            .current_dir(work)
+            .stdout(Stdio::null());
+        let t = Instant::now();
+        let s = c.status()?;
+        if !s.success() {
+            bail!("job failed: {s}");
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    // Warm the store, the fingerprint cache and the page cache.
+    for _ in 0..3 {
+        time(true)?;
+        time(false)?;
+    }
+    let (mut bare, mut rec) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        bare.push(time(false)?);
+        rec.push(time(true)?);
+    }
+    let (b, r) = (median(&mut bare), median(&mut rec));
+    let ratio = r / b;
+    println!(
+        "1. short job: `{py} -c pass` bare {b:.1} ms, under plumb run {r:.1} ms (medians of {reps}): +{:.1} ms, ratio {ratio:.2} (target <= 1.25: {}; Sacred file observer 17.7x)",
+        r - b,
+        verdict(ratio <= 1.25)
+    );
+    Ok(())
+}
+
+fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
+    let f = work.join("lines.txt");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&f)?);
+        let mut n = 0u64;
+        let mut i = 0u64;
+        let words = [
+            "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+        ];
+        while n < size {
+            // 100-byte lines: a counter, a few words, padding.
+            let mut line = format!(
+                "{i:012} {} {} {} request took {} ms status={}",
+                words[(i % 8) as usize],
+                words[(i / 8 % 8) as usize],
+                words[(i / 64 % 8) as usize],
+                i % 997,
+                200 + (i % 5)
+            );
+            line.truncate(99);
+            while line.len() < 99 {
+                line.push('.');
+            }
+            line.push('\n');
+            w.write_all(line.as_bytes())?;
+            n += 100;
+            i += 1;
+        }
+    }
+    let fs = f.to_string_lossy().to_string();
+    let tee_log = work.join("out.log");
+    let home = work.join("output-store");
+    let (mut base, mut rec, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let _ = std::fs::remove_file(&tee_log);
+        let t = Instant::now();
+        let s = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "cat '{fs}' | tee '{}' | wc -c > /dev/null",
+                    tee_log.display()
+                ),
+            ])
+            .status()?;
+        if !s.success() {
+            bail!("baseline pipeline failed");
+        }
+        base.push(t.elapsed().as_secs_f64());
+
+        let _ = std::fs::remove_dir_all(&home);
+        let t = Instant::now();
+        let mut wc = Command::new("wc")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let child = Command::new(plumb)
+            .args(["run", "--", "cat", &fs])
+            .env("PLUMB_HOME", &home)
+            .stdout(wc.stdin.take().expect("piped"))
+            .spawn()?;
+        let (code, maxrss_kib) = wait4(child.id())?;
+        let counted = wc.wait_with_output()?;
+        rec.push(t.elapsed().as_secs_f64());
+        if code != 0 {
+            bail!("plumb run failed with {code}");
+        }
+        let n: u64 = String::from_utf8_lossy(&counted.stdout).trim().parse()?;
+        if n != size.div_ceil(100) * 100 {
+            bail!("wc counted {n} bytes, expected {size}");
+        }
+        rss.push(maxrss_kib as f64 / 1024.0);
+    }
+    let stored = dir_size(&home);
+    let (b, r) = (median(&mut base), median(&mut rec));
+    let peak = rss.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "2. output: {} MiB of 100-byte lines: `cat|tee|wc` {b:.2} s, `plumb run -- cat|wc` {r:.2} s (medians of {reps}): ratio {:.2} (target <= 1.25: {}); {:.0} MB/s through plumb; plumb peak RSS {peak:.1} MiB (target < 64: {}); store {:.1} MiB on disk ({:.2}x of raw)",
+        size >> 20,
+        r / b,
+        verdict(r / b <= 1.25),
+        size as f64 / r / 1e6,
+        verdict(peak < 64.0),
+        stored as f64 / (1 << 20) as f64,
+        stored as f64 / size as f64
+    );
+    let _ = std::fs::remove_file(&f);
+    let _ = std::fs::remove_file(&tee_log);
+    Ok(())
+}
+
+fn wait4(pid: u32) -> Result<(i32, i64)> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
+    if r < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, ru.ru_maxrss))
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => stack.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Fills a store with `lines` lines of output over 100 runs on 10 hosts,
+/// with the word `zyzzyvarare` in exactly 3 lines.
+fn fill_output(home: &Path, lines: u64) -> Result<()> {
+    let store = Store::open(home)?;
+    let runs = 100u64;
+    let per_run = lines / runs;
+    let t0 = Timestamp::now().as_nanos() - 3_600_000_000_000;
+    let rare = [per_run / 3, per_run / 2, per_run - 5];
+    for r in 0..runs {
+        let mut run = Run::new(
+            plumb_model::new_id(),
+            "ingest".into(),
+            Timestamp::from_nanos(t0),
+        );
+        run.host.hostname = format!("node-{:02}", r % 10);
+        run.state = RunState::Succeeded;
+        store.put_run(&run)?;
+        let mut b = ChunkBuilder::new(Stream::Stdout);
+        let mut sealed = Vec::new();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        for i in 0..per_run {
+            let word = if r == 42 && rare.contains(&i) {
+                "zyzzyvarare"
+            } else {
+                "ok"
+            };
+            let line = format!(
+                "{:012} worker={} shard={} op=write key=user:{} latency_ms={} result={word}\n",
+                r * per_run + i,
+                i % 16,
+                i % 64,
+                (i * 7919) % 1_000_003,
+                i % 250
+            );
+            buf.extend_from_slice(line.as_bytes());
+            if buf.len() >= 60_000 {
+                let ts = Timestamp::from_nanos(t0 + (r * per_run + i) as i64 * 300_000);
+                b.push(i, ts, &buf, &mut sealed);
+                buf.clear();
+            }
+            if sealed.len() >= 16 {
+                store.put_chunks(run.id, &run.host.hostname, &sealed)?;
+                sealed.clear();
+            }
+        }
+        let ts = Timestamp::from_nanos(t0 + ((r + 1) * per_run) as i64 * 300_000);
+        b.push(per_run, ts, &buf, &mut sealed);
+        b.flush(&mut sealed);
+        store.put_chunks(run.id, &run.host.hostname, &sealed)?;
+    }
+    Ok(())
+}
+
+fn time_cmd(plumb: &Path, home: &Path, args: &[&str]) -> Result<(f64, Vec<u8>)> {
+    let t = Instant::now();
+    let o = Command::new(plumb)
+        .args(args)
+        .env("PLUMB_HOME", home)
+        .output()?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !o.status.success() {
+        bail!(
+            "plumb {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok((ms, o.stdout))
+}
+
+fn search(plumb: &Path, work: &Path, lines: u64) -> Result<()> {
+    let home = work.join("search-store");
+    let t = Instant::now();
+    fill_output(&home, lines)?;
+    let fill = t.elapsed().as_secs_f64();
+    let raw = lines * 90;
+    let stored = dir_size(&home);
+    println!(
+        "   (stored {lines} lines, ~{} MiB raw, in {fill:.1} s: {:.0}k lines/s through chunking and indexing; {:.1} MiB on disk, {:.2}x of raw)",
+        raw >> 20,
+        lines as f64 / fill / 1e3,
+        stored as f64 / (1 << 20) as f64,
+        stored as f64 / raw as f64
+    );
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let (ms, out) = time_cmd(plumb, &home, &["search", "zyzzyvarare", "--json"])?;
+        let hits: serde_json::Value = serde_json::from_slice(&out)?;
+        if hits.as_array().map(|a| a.len()) != Some(3) {
+            bail!("expected 3 hits, got {hits}");
+        }
+        times.push(ms);
+    }
+    let p50 = median(&mut times);
+    let mut filtered = Vec::new();
+    for _ in 0..7 {
+        let (ms, _) = time_cmd(
+            plumb,
+            &home,
+            &[
+                "search",
+                "zyzzyvarare",
+                "--host",
+                "node-02",
+                "--since",
+                "1h",
+            ],
+        )?;
+        filtered.push(ms);
+    }
+    let fp50 = median(&mut filtered);
+    println!(
+        "3. search for a rare word over {lines} lines: p50 {p50:.0} ms (target <= 200: {}); filtered by host and the last hour: p50 {fp50:.0} ms (whole process, start to exit)",
+        verdict(p50 <= 200.0)
+    );
+    Ok(())
+}
+
+fn list(plumb: &Path, work: &Path, runs: u64) -> Result<()> {
+    let home = work.join("ls-store");
+    {
+        let store = Store::open(&home)?;
+        let t0 = Timestamp::now().as_nanos() - runs as i64 * 1_000_000_000;
+        let mut batch = Vec::with_capacity(1000);
+        for i in 0..runs {
+            let mut run = Run::new(
+                plumb_model::new_id(),
+                format!("job-{}", i % 50),
+                Timestamp::from_nanos(t0 + i as i64 * 1_000_000_000),
+            );
+            run.host.hostname = format!("node-{:03}", i % 100);
+            run.state = if i % 10 == 0 {
+                RunState::Failed
+            } else {
+                RunState::Succeeded
+            };
+            run.ended = Some(Timestamp::from_nanos(
+                t0 + i as i64 * 1_000_000_000 + 500_000_000,
+            ));
+            run.argv = vec!["python3".into(), "train.py".into(), format!("--seed={i}")];
+            for k in 0..30 {
+                run.env.insert(format!("VAR_{k}"), format!("value-{k}"));
+            }
+            batch.push(run);
+            if batch.len() == 1000 {
+                store.put_runs(&batch)?;
+                batch.clear();
+            }
+        }
+        store.put_runs(&batch)?;
+    }
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let (ms, out) = time_cmd(plumb, &home, &["ls"])?;
+        if out.iter().filter(|b| **b == b'\n').count() != 51 {
+            bail!("ls printed {} lines", out.len());
+        }
+        times.push(ms);
+    }
+    let p50 = median(&mut times);
+    let mut filt = Vec::new();
+    for _ in 0..9 {
+        let (ms, _) = time_cmd(
+            plumb,
+            &home,
+            &["ls", "--failed", "--name", "job-7", "--host", "node-007"],
+        )?;
+        filt.push(ms);
+    }
+    println!(
+        "4. plumb ls over {runs} runs: p50 {p50:.1} ms (target <= 100: {}); with --failed --name --host: p50 {:.1} ms (whole process, start to exit)",
+        verdict(p50 <= 100.0),
+        median(&mut filt)
+    );
+    Ok(())
+}
