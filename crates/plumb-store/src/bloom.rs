@@ -125,7 +125,7 @@ impl Bloom {
     /// Reads the stored form; `None` when the length is not a power-of-two
     /// number of blocks.
     pub fn from_bytes(bytes: &[u8]) -> Option<Bloom> {
-        if bytes.is_empty() || bytes.len() % BLOCK_BYTES != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK_BYTES) {
             return None;
         }
         let n = bytes.len() / BLOCK_BYTES;

@@ -28,7 +28,7 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use query::{OutputCursor, RunFilter, RunSummary, SearchOptions};
-pub use writer::{Destination, RunWriter, WriterConfig};
+pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
 
 use plumb_model::{Fingerprint, Run, Uuid};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};

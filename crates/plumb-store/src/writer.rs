@@ -72,7 +72,7 @@ impl std::fmt::Debug for RunWriter {
 impl RunWriter {
     /// Starts the writer thread. `warn` is called at most once, with one
     /// line saying what failed and where the records go instead.
-    pub fn start(config: WriterConfig, warn: Box<dyn Fn(&str) + Send>) -> RunWriter {
+    pub fn start(config: WriterConfig, warn: WarnFn) -> RunWriter {
         // 128 reads of at most 64 KiB: a bounded buffer between the child and
         // the store, so a slow disk slows the child rather than growing memory.
         let (tx, rx) = sync_channel(128);
@@ -125,6 +125,9 @@ impl RunWriter {
     }
 }
 
+/// Says, once, what failed and where records go instead.
+pub type WarnFn = Box<dyn Fn(&str) + Send>;
+
 enum Target {
     Store(Store),
     Spool(SpoolFile),
@@ -133,7 +136,7 @@ enum Target {
 
 struct Worker {
     config: WriterConfig,
-    warn: Option<Box<dyn Fn(&str) + Send>>,
+    warn: Option<WarnFn>,
     target: Target,
     run: Option<Run>,
     builders: [ChunkBuilder; 2],
@@ -145,7 +148,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(config: WriterConfig, warn: Box<dyn Fn(&str) + Send>) -> Worker {
+    fn new(config: WriterConfig, warn: WarnFn) -> Worker {
         Worker {
             config,
             warn: Some(warn),
@@ -306,11 +309,11 @@ impl Worker {
         if self.stored_bytes <= self.config.output_cap {
             return;
         }
-        if let (Target::Store(store), Some(run)) = (&self.target, &self.run) {
-            if let Ok(dropped) = store.enforce_output_cap(run.id, self.config.output_cap) {
-                self.dropped += dropped;
-                self.stored_bytes -= dropped;
-            }
+        if let (Target::Store(store), Some(run)) = (&self.target, &self.run)
+            && let Ok(dropped) = store.enforce_output_cap(run.id, self.config.output_cap)
+        {
+            self.dropped += dropped;
+            self.stored_bytes -= dropped;
         }
     }
 

@@ -85,10 +85,10 @@ impl Config {
             python: file.python,
             config_files: Vec::new(),
         };
-        if let Some(h) = file.home {
-            if std::env::var_os("PLUMB_HOME").is_none_or(|v| v.is_empty()) {
-                cfg.home = h;
-            }
+        if let Some(h) = file.home
+            && std::env::var_os("PLUMB_HOME").is_none_or(|v| v.is_empty())
+        {
+            cfg.home = h;
         }
         if let Some(c) = file.output_cap {
             cfg.output_cap = parse_size(&c).context("plumb.toml: output_cap")?;
@@ -117,10 +117,10 @@ impl Config {
     /// is used, so markers are still stable on this machine.
     pub fn redaction_key(&self) -> Vec<u8> {
         let path = self.home.join("redact.key");
-        if let Ok(k) = std::fs::read(&path) {
-            if k.len() >= 16 {
-                return k;
-            }
+        if let Ok(k) = std::fs::read(&path)
+            && k.len() >= 16
+        {
+            return k;
         }
         let mut key = vec![0u8; 32];
         let random = std::fs::File::open("/dev/urandom")
