@@ -442,3 +442,36 @@ fn output_over_the_cap_keeps_head_and_tail_and_counts_the_rest() {
     assert!(text.ends_with("line 00199999 xxxx\n"));
     assert!((text.len() as u64) < 2 << 20);
 }
+
+#[test]
+fn logs_follow_a_live_run_until_it_ends() {
+    let home = Home::new();
+    assert!(home.run(&["run", "--", "true"]).status.success());
+    let mut live = home
+        .cmd(&[
+            "run",
+            "--name",
+            "live",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo tick $i; sleep 0.6; done",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the live run is in the store, then follow it.
+    let mut found = false;
+    for _ in 0..100 {
+        let runs = home.json(&["ls", "--json", "--name", "live"]);
+        if runs.as_array().is_some_and(|a| !a.is_empty()) {
+            found = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(found, "the live run never appeared");
+    let follow = home.run(&["logs", "last", "--follow"]);
+    assert!(live.wait().unwrap().success());
+    assert_eq!(follow.stdout, b"tick 1\ntick 2\ntick 3\n");
+}
