@@ -162,7 +162,9 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn kill(&self) {
-        let _ = self.kill.send(true);
+        // `send` drops the value when no receiver exists yet; the other
+        // direction may subscribe later and must still see it.
+        self.kill.send_replace(true);
     }
     fn reset(&self) {
         set_reset_on_close(self.client);
@@ -291,6 +293,13 @@ async fn direction(
         return;
     }
     let mut kill = cx.kill.subscribe();
+    // A receiver made now counts the current value as seen: if the other
+    // direction already ended the connection (say, a reset on the first
+    // bytes, read before this direction first ran), `changed()` would never
+    // fire and this direction would hold both sockets open forever.
+    if *kill.borrow() {
+        return;
+    }
     if chain.active.is_empty() {
         match splice_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await {
             Ok(Some(End::Eof)) => return,
