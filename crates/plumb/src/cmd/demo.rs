@@ -50,6 +50,35 @@ time.sleep(0.1)
 os.kill(os.getpid(), signal.SIGKILL)
 "#;
 
+const ECHO_SERVER: &str = r#"
+import socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+open(sys.argv[1], "w").write(str(srv.getsockname()[1]))
+print(f"echo server on port {srv.getsockname()[1]}", flush=True)
+srv.settimeout(30)
+conn, _ = srv.accept()
+with conn:
+    while data := conn.recv(4096):
+        conn.sendall(data)
+print("client went away", flush=True)
+"#;
+
+const ECHO_CLIENT: &str = r#"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+for i in range(40):
+    t = time.monotonic()
+    s.sendall(f"ping {i}\n".encode())
+    reply = s.recv(4096)
+    if not reply:
+        raise ConnectionError(f"server closed the connection at request {i}")
+    print(f"request {i}: {(time.monotonic() - t) * 1000:.1f} ms", flush=True)
+    time.sleep(0.1)
+"#;
+
 /// A fake installed distribution, so one run has a different package set
 /// without touching the network or the system.
 const EXTRA_METADATA: &str = "Metadata-Version: 2.1\nName: plumb-demo-extra\nVersion: 2.0.1\n";
@@ -169,8 +198,112 @@ pub fn main(args: Args) -> Result<ExitCode> {
         "search all recorded output",
         &["search", "loss", "--limit", "4"],
     )?;
-    println!("Try: plumb ls · plumb show last · plumb logs last~3 -t · plumb search converged");
+    proxy_section(&me, &home, &dir, &python, &session)?;
+    println!(
+        "Try: plumb ls · plumb show last · plumb logs last -t · plumb search converged · plumb proxy --help"
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Two workload processes talk through `plumb proxy`; the demo injects
+/// latency and then a reset while they run, and shows both in the records.
+fn proxy_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &str) -> Result<()> {
+    use std::time::{Duration, Instant};
+    println!("── breaking the network on purpose: a client talks to a server through plumb proxy");
+    std::fs::write(dir.join("echo_server.py"), ECHO_SERVER)?;
+    std::fs::write(dir.join("echo_client.py"), ECHO_CLIENT)?;
+    let port_file = dir.join("echo.port");
+    let _ = std::fs::remove_file(&port_file);
+    let tag = format!("demo={session}");
+    let recorded = |name: &str, args: &[&std::ffi::OsStr]| {
+        let mut c = Command::new(me);
+        c.env("PLUMB_HOME", home)
+            .args(["run", "--name", name, "--tag", &tag, "--"])
+            .arg(python)
+            .args(args);
+        c
+    };
+    let mut server = recorded(
+        "echo-server",
+        &[
+            dir.join("echo_server.py").as_os_str(),
+            port_file.as_os_str(),
+        ],
+    )
+    .spawn()
+    .context("cannot start the echo server")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        {
+            break p;
+        }
+        if Instant::now() > deadline {
+            let _ = server.kill();
+            bail!("the demo's echo server did not start within 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let proxy = plumb_proxy::spawn("127.0.0.1:0").context("cannot start plumb proxy")?;
+    let api = proxy.client();
+    let created = api
+        .create_proxy("echo", "127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        .context("cannot create the demo proxy")?;
+    let listen = created["listen"].as_str().unwrap_or_default().to_string();
+    let proxy_port = listen.rsplit(':').next().unwrap_or_default().to_string();
+    println!(
+        "   plumb proxy admin API on http://{}, proxy `echo` {listen} -> 127.0.0.1:{port}",
+        proxy.admin_addr()
+    );
+    let mut client = recorded(
+        "echo-client",
+        &[
+            dir.join("echo_client.py").as_os_str(),
+            std::ffi::OsStr::new(&proxy_port),
+        ],
+    )
+    .spawn()
+    .context("cannot start the echo client")?;
+    std::thread::sleep(Duration::from_millis(500));
+    println!("   >> injecting 150 ms of latency on the server's answers");
+    api.add_toxic(
+        "echo",
+        &serde_json::json!({"type": "latency", "attributes": {"latency": 150}}),
+    )
+    .context("cannot add the latency toxic")?;
+    std::thread::sleep(Duration::from_millis(1000));
+    println!("   >> resetting the connection (reset_peer)");
+    api.add_toxic("echo", &serde_json::json!({"type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0}}))
+        .context("cannot add the reset_peer toxic")?;
+    let status = client.wait()?;
+    let _ = server.wait();
+    println!("   client exit code {}\n", status.code().unwrap_or(255));
+    let events = api.events(0).unwrap_or_default();
+    println!("── the faults, as plumb proxy recorded them (UTC)");
+    for e in events["events"].as_array().into_iter().flatten() {
+        let t = plumb_model::Timestamp::from_nanos(e["ts_ns"].as_i64().unwrap_or(0));
+        println!(
+            "   {t}  {} {}",
+            e["kind"].as_str().unwrap_or("?"),
+            e["toxic"].as_str().or(e["proxy"].as_str()).unwrap_or("")
+        );
+    }
+    proxy.shutdown();
+    println!();
+    let plumb = |args: &[&str]| -> Result<()> {
+        println!("── $ plumb {}", args.join(" "));
+        Command::new(me)
+            .env("PLUMB_HOME", home)
+            .args(args)
+            .status()?;
+        println!();
+        Ok(())
+    };
+    plumb(&["logs", "last", "--timestamps"])?;
+    plumb(&["ls", "--tag", &tag, "--limit", "2"])?;
+    Ok(())
 }
 
 fn which(program: &Path) -> Option<PathBuf> {
