@@ -53,7 +53,7 @@ pub(crate) async fn accept_loop(
 }
 
 /// Decrements the active-connection gauge however the connection ends.
-struct ActiveGuard<'a>(&'a Proxy);
+pub(crate) struct ActiveGuard<'a>(pub(crate) &'a Proxy);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0

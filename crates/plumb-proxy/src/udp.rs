@@ -1,6 +1,7 @@
 //! UDP proxies: one upstream socket per client address ("session"), with
 //! datagram toxics (latency, loss, duplicate, reorder) applied per datagram.
 
+use crate::link::ActiveGuard;
 use crate::model::{Stream, ToxicKind};
 use crate::state::{Proxy, ToxicSet, dir_index};
 use std::collections::HashMap;
@@ -60,16 +61,6 @@ pub(crate) async fn run(
         if sessions.len() > SWEEP_AT {
             sessions.retain(|_, tx| !tx.is_closed());
         }
-    }
-}
-
-struct ActiveGuard<'a>(&'a Proxy);
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-            .metrics
-            .connections_active
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -195,12 +195,15 @@ impl Store {
 
     /// Stores a fingerprint under its hash (once).
     pub fn put_fingerprint(&self, hash: &str, fp: &Fingerprint) -> Result<()> {
-        let json = serde_json::to_string(fp).expect("fingerprint serializes");
-        self.conn.execute(
-            "INSERT OR IGNORE INTO fingerprints (hash, record) VALUES (?1, ?2)",
-            params![hash, json],
-        )?;
-        Ok(())
+        put_fingerprint_conn(&self.conn, hash, fp)
+    }
+
+    /// The fingerprint a run refers to, if it has one and it is stored.
+    pub fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>> {
+        match &run.fingerprint {
+            Some(hash) => self.get_fingerprint(hash),
+            None => Ok(None),
+        }
     }
 
     /// Stores output chunks of a run. Chunks already stored (same run,
@@ -384,6 +387,16 @@ pub(crate) fn put_run_tx(tx: &rusqlite::Transaction<'_>, run: &Run) -> Result<()
             params![id, k, v],
         )?;
     }
+    Ok(())
+}
+
+/// Stores a fingerprint once (a transaction derefs to its connection).
+pub(crate) fn put_fingerprint_conn(conn: &Connection, hash: &str, fp: &Fingerprint) -> Result<()> {
+    let json = serde_json::to_string(fp).expect("fingerprint serializes");
+    conn.execute(
+        "INSERT OR IGNORE INTO fingerprints (hash, record) VALUES (?1, ?2)",
+        params![hash, json],
+    )?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 
 use crate::chunk::SealedChunk;
 use crate::error::{Result, StoreError};
-use crate::{Store, put_chunks_tx, put_run_tx};
+use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -243,10 +243,7 @@ fn import_bytes(store: &Store, bytes: &[u8]) -> Result<bool> {
     let tx = store.conn().unchecked_transaction()?;
     put_run_tx(&tx, &run)?;
     for (hash, fp) in &fps {
-        tx.execute(
-            "INSERT OR IGNORE INTO fingerprints (hash, record) VALUES (?1, ?2)",
-            rusqlite::params![hash, serde_json::to_string(fp).expect("serializes")],
-        )?;
+        put_fingerprint_conn(&tx, hash, fp)?;
     }
     put_chunks_tx(&tx, run.id, &run.host.hostname, &chunks)?;
     tx.commit()?;

@@ -10,7 +10,7 @@
 
 use crate::chunk::{ChunkBuilder, SealedChunk};
 use crate::spool::SpoolFile;
-use crate::{Store, put_chunks_tx, put_run_tx};
+use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -366,10 +366,7 @@ fn write_store(
         }
         if with_run {
             if let Some((hash, fp)) = fp {
-                tx.execute(
-                    "INSERT OR IGNORE INTO fingerprints (hash, record) VALUES (?1, ?2)",
-                    rusqlite::params![hash, serde_json::to_string(fp).expect("serializes")],
-                )?;
+                put_fingerprint_conn(&tx, hash, fp)?;
             }
             put_run_tx(&tx, run)?;
         }

@@ -209,10 +209,7 @@ pub fn show(a: ShowArgs) -> Result<ExitCode> {
     let store = open_store(&cfg)?;
     let id = store.resolve(&a.run)?;
     let run = store.get_run(id)?;
-    let fp = match &run.fingerprint {
-        Some(h) => store.get_fingerprint(h)?,
-        None => None,
-    };
+    let fp = store.run_fingerprint(&run)?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(
@@ -512,10 +509,7 @@ pub fn diff(a: DiffArgs) -> Result<ExitCode> {
     let store = open_store(&cfg)?;
     let load = |r: &str| -> Result<(Run, Option<plumb_model::Fingerprint>)> {
         let run = store.get_run(store.resolve(r)?)?;
-        let fp = match &run.fingerprint {
-            Some(h) => store.get_fingerprint(h)?,
-            None => None,
-        };
+        let fp = store.run_fingerprint(&run)?;
         Ok((run, fp))
     };
     let (ra, fa) = load(&a.a)?;
