@@ -21,6 +21,7 @@ assert!(run.started.to_rfc3339().ends_with('Z'));
 mod time;
 
 pub mod diff;
+pub mod telemetry;
 
 pub use time::{Timestamp, parse_duration_ns};
 

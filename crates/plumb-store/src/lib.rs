@@ -24,6 +24,7 @@ mod error;
 mod query;
 mod schema;
 pub mod spool;
+pub mod telemetry;
 mod writer;
 
 pub use error::{Result, StoreError};

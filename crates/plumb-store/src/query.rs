@@ -347,6 +347,8 @@ impl Store {
                 }
             }
         }
+        // Log records from instrumented applications (crate::telemetry).
+        self.search_logs(opts, &mut hits)?;
         Ok(hits)
     }
 }

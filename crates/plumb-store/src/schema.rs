@@ -61,4 +61,63 @@ pub const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
     );
     "#,
+    // 1 -> 2 (helper "otlp"): OpenTelemetry telemetry: log_chunks,
+    // log_chunk_data, log_seen, spans, metric_points.
+    r#"
+    CREATE TABLE log_chunks (
+        id        INTEGER PRIMARY KEY,
+        source    TEXT NOT NULL,           -- the run id, or service@host
+        run_id    TEXT,                    -- the plumb run, when plumb.run.id was given
+        service   TEXT NOT NULL,
+        host      TEXT NOT NULL,
+        t_min     INTEGER NOT NULL,
+        t_max     INTEGER NOT NULL,
+        lines     INTEGER NOT NULL,
+        raw_bytes INTEGER NOT NULL,
+        crc       INTEGER NOT NULL,
+        bloom     BLOB NOT NULL,
+        resource  TEXT NOT NULL            -- the sender's resource attributes, JSON
+    );
+    CREATE INDEX log_chunks_run ON log_chunks(run_id, t_min) WHERE run_id IS NOT NULL;
+    CREATE INDEX log_chunks_source ON log_chunks(source, t_min);
+    CREATE INDEX log_chunks_host ON log_chunks(host, t_max);
+    CREATE TABLE log_chunk_data (
+        id   INTEGER PRIMARY KEY,          -- = log_chunks.id
+        data BLOB NOT NULL
+    );
+    CREATE TABLE log_seen (
+        t INTEGER NOT NULL,                -- record time, ns
+        h INTEGER NOT NULL,                -- hash of the record's fields
+        PRIMARY KEY (t, h)
+    ) WITHOUT ROWID;
+    CREATE TABLE spans (
+        trace_id       TEXT NOT NULL,
+        span_id        TEXT NOT NULL,
+        parent_span_id TEXT,
+        run_id         TEXT,
+        service        TEXT NOT NULL,
+        host           TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        start_ns       INTEGER NOT NULL,
+        end_ns         INTEGER NOT NULL,
+        status         INTEGER NOT NULL,   -- 0 unset, 1 ok, 2 error
+        record         TEXT NOT NULL,      -- the whole span as JSON
+        PRIMARY KEY (trace_id, span_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX spans_run ON spans(run_id, start_ns) WHERE run_id IS NOT NULL;
+    CREATE INDEX spans_start ON spans(start_ns);
+    CREATE TABLE metric_points (
+        name    TEXT NOT NULL,
+        series  INTEGER NOT NULL,          -- hash of attributes and resource
+        time_ns INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        value   REAL NOT NULL,
+        run_id  TEXT,
+        service TEXT NOT NULL,
+        host    TEXT NOT NULL,
+        record  TEXT NOT NULL,             -- the whole point as JSON
+        PRIMARY KEY (name, series, time_ns)
+    ) WITHOUT ROWID;
+    CREATE INDEX metric_points_time ON metric_points(time_ns);
+    "#,
 ];

@@ -1,0 +1,824 @@
+//! Telemetry from instrumented applications: OTLP log records, spans and
+//! metric points.
+//!
+//! Log records are by far the most numerous, so they are stored the way run
+//! output is: one human-readable line per record (see
+//! [`LogRecord::write_line`]), packed into compressed, checksummed chunks
+//! with a word filter each ([`crate::chunk`] format), in `log_chunks` /
+//! `log_chunk_data`. A chunk holds the records of one source from one ingest
+//! request; its source is the plumb run when the records carry
+//! `plumb.run.id`, else `service@host`. Search scans chunk filters exactly as
+//! it does for output, so `plumb search` finds log lines too.
+//!
+//! Ingest is split in two so that the writer thread does little: [`prepare_logs`]
+//! renders, hashes, compresses and filters a request's records (any thread,
+//! in parallel), and [`Store::put_prepared_logs`] writes many prepared
+//! requests in one transaction. Each record's identity is its time and a hash
+//! of its own fields ([`LogRecord::content_hash`]); `log_seen` remembers every
+//! identity stored, so a retried request, however re-batched, stores nothing
+//! twice. In the common case nothing is a duplicate and the prepared chunk is
+//! written as is; otherwise the chunk is rebuilt from the new records only.
+//!
+//! Spans (fewer, richer) are rows keyed by trace and span id with the whole
+//! span as JSON; metric points are rows keyed by name, series and time.
+
+use crate::Store;
+use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
+use crate::chunk::{self, ReadMark, SealedChunk};
+use crate::error::{Result, StoreError};
+use crate::query::SearchOptions;
+use plumb_model::telemetry::{LogBatch, LogLine, MetricPoint, Source, Span};
+use plumb_model::{OutputLine, Stream, Timestamp, Uuid};
+use rusqlite::{MAIN_DB, OptionalExtension, params, params_from_iter, types::Value};
+
+/// The stream value log hits carry in [`OutputLine`]: a program's log
+/// records are its diagnostics, which is what stderr carries for programs
+/// that do not use OpenTelemetry (Python's `logging` writes there).
+pub const LOG_STREAM: Stream = Stream::Stderr;
+
+/// One source's records from one request, rendered and encoded.
+#[derive(Debug, Clone)]
+struct PreparedGroup {
+    source: String,
+    run_id: Option<Uuid>,
+    service: String,
+    host: String,
+    resource: String,
+    /// Identity of each record: (time ns, content hash).
+    keys: Vec<(i64, i64)>,
+    /// One mark per record: where its line starts, and its time.
+    marks: Vec<ReadMark>,
+    raw: Vec<u8>,
+    chunk: SealedChunk,
+}
+
+/// Log records rendered and encoded, ready for [`Store::put_prepared_logs`].
+#[derive(Debug, Clone, Default)]
+pub struct PreparedLogs {
+    groups: Vec<PreparedGroup>,
+}
+
+impl PreparedLogs {
+    /// Number of records.
+    pub fn records(&self) -> usize {
+        self.groups.iter().map(|g| g.keys.len()).sum()
+    }
+
+    /// Raw bytes of the rendered lines.
+    pub fn raw_bytes(&self) -> usize {
+        self.groups.iter().map(|g| g.raw.len()).sum()
+    }
+}
+
+/// How many records an ingest stored and how many it had already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Newly stored.
+    pub stored: usize,
+    /// Already stored before (retries), skipped.
+    pub duplicates: usize,
+}
+
+impl std::ops::AddAssign for Ingested {
+    fn add_assign(&mut self, o: Ingested) {
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// Renders, hashes and encodes log batches (CPU only, no store access).
+/// Records of one source go into chunks of at most about
+/// [`chunk::CHUNK_TARGET`] raw bytes.
+pub fn prepare_logs(batches: &[LogBatch]) -> PreparedLogs {
+    let mut groups = Vec::new();
+    let mut line = String::with_capacity(512);
+    for batch in batches {
+        if batch.records.is_empty() {
+            continue;
+        }
+        let source = &batch.source;
+        let source_hash = source.hash();
+        let resource = serde_json::to_string(&source.resource).expect("attributes serialize");
+        let mut keys = Vec::new();
+        let mut marks = Vec::new();
+        let mut raw = Vec::with_capacity(batch.records.len() * 300);
+        for r in &batch.records {
+            line.clear();
+            r.write_line(source, &mut line);
+            marks.push(ReadMark {
+                offset: raw.len() as u32,
+                seq: marks.len() as u64,
+                time: r.time,
+            });
+            keys.push((r.time.as_nanos(), r.content_hash(source_hash) as i64));
+            raw.extend_from_slice(line.as_bytes());
+            raw.push(b'\n');
+            if raw.len() >= chunk::CHUNK_TARGET {
+                groups.push(group(
+                    source,
+                    &resource,
+                    std::mem::take(&mut keys),
+                    std::mem::take(&mut marks),
+                    std::mem::take(&mut raw),
+                ));
+            }
+        }
+        if !keys.is_empty() {
+            groups.push(group(source, &resource, keys, marks, raw));
+        }
+    }
+    PreparedLogs { groups }
+}
+
+fn group(
+    source: &Source,
+    resource: &str,
+    keys: Vec<(i64, i64)>,
+    marks: Vec<ReadMark>,
+    raw: Vec<u8>,
+) -> PreparedGroup {
+    let chunk = chunk::encode(LOG_STREAM, &marks, &raw);
+    PreparedGroup {
+        source: source.key(),
+        run_id: source.run_id,
+        service: source.service.clone(),
+        host: source.host.clone(),
+        resource: resource.to_owned(),
+        keys,
+        marks,
+        raw,
+        chunk,
+    }
+}
+
+/// A stable UUID standing for a source that is not a run, so that search
+/// hits (which name a run) can name it: version 8 ("custom"), from a hash
+/// of the source key.
+pub fn source_uuid(key: &str) -> Uuid {
+    let h = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+    uuid::Builder::from_custom_bytes(h.to_be_bytes()).into_uuid()
+}
+
+impl StoreError {
+    /// True when the failure is the disk (or quota) being full: ingest
+    /// should answer "retry later" rather than "bad request".
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        ) || matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+
+    /// True when another writer held the database too long.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+impl Store {
+    /// Stores log batches in one transaction; see [`prepare_logs`].
+    pub fn put_logs(&self, batches: &[LogBatch]) -> Result<Ingested> {
+        let counts = self.put_prepared_logs(&[prepare_logs(batches)])?;
+        Ok(counts.into_iter().next().unwrap_or_default())
+    }
+
+    /// Stores prepared log records of several requests in one transaction,
+    /// skipping records already stored. Returns the counts per request, in
+    /// order.
+    pub fn put_prepared_logs(&self, requests: &[PreparedLogs]) -> Result<Vec<Ingested>> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut counts = Vec::with_capacity(requests.len());
+        {
+            let mut seen =
+                tx.prepare_cached("INSERT OR IGNORE INTO log_seen (t, h) VALUES (?1, ?2)")?;
+            let mut meta = tx.prepare_cached(
+                "INSERT INTO log_chunks (source, run_id, service, host, t_min, t_max, lines, raw_bytes, crc, bloom, resource)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut data =
+                tx.prepare_cached("INSERT INTO log_chunk_data (id, data) VALUES (?1, ?2)")?;
+            for req in requests {
+                let mut count = Ingested::default();
+                for g in &req.groups {
+                    let mut fresh = Vec::with_capacity(g.keys.len());
+                    for (t, h) in &g.keys {
+                        fresh.push(seen.execute(params![t, h])? == 1);
+                    }
+                    let new = fresh.iter().filter(|f| **f).count();
+                    count.stored += new;
+                    count.duplicates += g.keys.len() - new;
+                    if new == 0 {
+                        continue;
+                    }
+                    let rebuilt;
+                    let c = if new == g.keys.len() {
+                        &g.chunk
+                    } else {
+                        rebuilt = rebuild(g, &fresh);
+                        &rebuilt
+                    };
+                    meta.execute(params![
+                        g.source,
+                        g.run_id.map(|u| u.to_string()),
+                        g.service,
+                        g.host,
+                        c.t_min.as_nanos(),
+                        c.t_max.as_nanos(),
+                        c.lines as i64,
+                        c.raw_bytes as i64,
+                        c.crc as i64,
+                        c.bloom,
+                        g.resource,
+                    ])?;
+                    data.execute(params![tx.last_insert_rowid(), c.data])?;
+                }
+                counts.push(count);
+            }
+        }
+        tx.commit()?;
+        Ok(counts)
+    }
+
+    /// Stores spans (once each: a retried span is skipped). Returns how many
+    /// were new.
+    pub fn put_spans(&self, spans: &[Span]) -> Result<usize> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut stored = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_span_id, run_id, service, host, name, start_ns, end_ns, status, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for s in spans {
+                let json = serde_json::to_string(s).expect("span serializes");
+                stored += st.execute(params![
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.source.run_id.map(|u| u.to_string()),
+                    s.source.service,
+                    s.source.host,
+                    s.name,
+                    s.start.as_nanos(),
+                    s.end.as_nanos(),
+                    s.status.as_i32(),
+                    json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// Stores metric points (once each per name, series and time). Returns
+    /// how many were new.
+    pub fn put_metric_points(&self, points: &[MetricPoint]) -> Result<usize> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut stored = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metric_points (name, series, time_ns, kind, value, run_id, service, host, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for p in points {
+                let json = serde_json::to_string(p).expect("metric point serializes");
+                stored += st.execute(params![
+                    p.name,
+                    p.series_hash() as i64,
+                    p.time.as_nanos(),
+                    p.kind.as_str(),
+                    p.value,
+                    p.source.run_id.map(|u| u.to_string()),
+                    p.source.service,
+                    p.source.host,
+                    json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// Log lines of a run, oldest first, at most `limit` (0: all).
+    pub fn run_logs(&self, run_id: Uuid, limit: usize) -> Result<Vec<LogLine>> {
+        self.logs_where("run_id = ?1", run_id.to_string(), limit)
+    }
+
+    /// Log lines of a source that is not a run (`service@host`), oldest
+    /// first, at most `limit` (0: all).
+    pub fn source_logs(&self, source: &str, limit: usize) -> Result<Vec<LogLine>> {
+        self.logs_where("source = ?1", source.to_owned(), limit)
+    }
+
+    fn logs_where(&self, cond: &str, arg: String, limit: usize) -> Result<Vec<LogLine>> {
+        let mut st = self.conn().prepare(&format!(
+            "SELECT c.id, c.source, c.run_id, c.crc, d.data FROM log_chunks c
+             JOIN log_chunk_data d ON d.id = c.id WHERE c.{cond} ORDER BY c.t_min, c.id"
+        ))?;
+        let mut rows = st.query([arg])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (id, source, run): (i64, String, Option<String>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            let crc = r.get::<_, i64>(3)? as u32;
+            let data: Vec<u8> = r.get(4)?;
+            let run_id = run.and_then(|s| Uuid::parse_str(&s).ok());
+            let d = decode_log_chunk(id, &data, crc)?;
+            for (_, range) in d.segments() {
+                let start = range.start;
+                let text = trim_newline(&d.raw[range]);
+                out.push(LogLine {
+                    time: d.time_at(start),
+                    source: source.clone(),
+                    run_id,
+                    text: String::from_utf8_lossy(text).into_owned(),
+                });
+                if limit > 0 && out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Spans of a run, by start time.
+    pub fn run_spans(&self, run_id: Uuid) -> Result<Vec<Span>> {
+        self.spans_where("run_id = ?1", run_id.to_string())
+    }
+
+    /// Spans of a trace, by start time.
+    pub fn trace_spans(&self, trace_id: &str) -> Result<Vec<Span>> {
+        self.spans_where("trace_id = ?1", trace_id.to_ascii_lowercase())
+    }
+
+    fn spans_where(&self, cond: &str, arg: String) -> Result<Vec<Span>> {
+        let mut st = self.conn().prepare(&format!(
+            "SELECT trace_id, span_id, record FROM spans WHERE {cond} ORDER BY start_ns, span_id"
+        ))?;
+        let rows = st.query_map([arg], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (t, s, json) = row?;
+            out.push(
+                serde_json::from_str(&json).map_err(|source| StoreError::Json {
+                    id: format!("span {t}/{s}"),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Points of a metric at or after `since`, oldest first, at most
+    /// `limit` (0: all).
+    pub fn metric_points(
+        &self,
+        name: &str,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<MetricPoint>> {
+        let mut st = self.conn().prepare(
+            "SELECT record FROM metric_points WHERE name = ?1 AND time_ns >= ?2
+             ORDER BY time_ns, series LIMIT ?3",
+        )?;
+        let limit = if limit == 0 { -1 } else { limit as i64 };
+        let rows = st.query_map(
+            params![name, since.map_or(i64::MIN, |t| t.as_nanos()), limit],
+            |r| r.get::<_, String>(0),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row?;
+            out.push(
+                serde_json::from_str(&json).map_err(|source| StoreError::Json {
+                    id: format!("metric point of {name}"),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Number of log records stored.
+    pub fn count_log_records(&self) -> Result<u64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT coalesce(sum(lines), 0) FROM log_chunks", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// Whether a run has any log records or spans (used to say where to
+    /// look for them).
+    pub fn run_has_telemetry(&self, run_id: Uuid) -> Result<bool> {
+        let id = run_id.to_string();
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM log_chunks WHERE run_id = ?1)
+                 OR EXISTS (SELECT 1 FROM spans WHERE run_id = ?1)",
+                [&id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// Log lines containing `opts.text`, newest chunks first, appended to
+    /// `hits` until `opts.limit` hits in all. Called by [`Store::search`].
+    pub(crate) fn search_logs(
+        &self,
+        opts: &SearchOptions,
+        hits: &mut Vec<OutputLine>,
+    ) -> Result<()> {
+        if opts.stream.is_some_and(|s| s != LOG_STREAM) {
+            return Ok(());
+        }
+        if opts.limit > 0 && hits.len() >= opts.limit {
+            return Ok(());
+        }
+        let mut words = Vec::new();
+        chunk::for_each_word(opts.text.as_bytes(), |h| words.push(h));
+        let needle = opts.text.to_ascii_lowercase().into_bytes();
+        if needle.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
+            "SELECT id, source, run_id, host, crc, length(bloom) FROM log_chunks WHERE 1=1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(h) = &opts.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if let Some(r) = &opts.run {
+            sql.push_str(" AND run_id = ?");
+            args.push(Value::Text(r.to_string()));
+        }
+        if let Some(t) = opts.since {
+            sql.push_str(" AND t_max >= ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        if let Some(t) = opts.until {
+            sql.push_str(" AND t_min < ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        let mut st = self.conn().prepare(&sql)?;
+        let metas = st.query_map(params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)? as u32,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
+        let mut block = [0u8; BLOCK_BYTES];
+        let finder = memchr::memmem::Finder::new(&needle);
+        'chunks: for row in metas {
+            let (id, source, run, host, crc, bloom_len) = row?;
+            let nblocks = bloom_len as usize / BLOCK_BYTES;
+            if nblocks > 0 && nblocks.is_power_of_two() {
+                // As for output: read only the one block each word selects.
+                match blob.as_mut() {
+                    Some(b) => b.reopen(id)?,
+                    None => {
+                        blob = Some(self.conn().blob_open(
+                            MAIN_DB,
+                            c"log_chunks",
+                            c"bloom",
+                            id,
+                            true,
+                        )?);
+                    }
+                }
+                let b = blob.as_ref().expect("opened above");
+                for h in &words {
+                    b.read_at_exact(&mut block, block_index(*h, nblocks) * BLOCK_BYTES)?;
+                    if !block_may_contain(&block, *h) {
+                        continue 'chunks;
+                    }
+                }
+            }
+            let data: Vec<u8> = self.conn().query_row(
+                "SELECT data FROM log_chunk_data WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let d = decode_log_chunk(id, &data, crc)?;
+            let run_id = run
+                .and_then(|s| Uuid::parse_str(&s).ok())
+                .unwrap_or_else(|| source_uuid(&source));
+            let lower = d.raw.to_ascii_lowercase();
+            let mut from = 0;
+            while from < lower.len() {
+                let Some(p) = finder.find(&lower[from..]) else {
+                    break;
+                };
+                let at = from + p;
+                let start = memchr::memrchr(b'\n', &d.raw[..at]).map_or(0, |i| i + 1);
+                let end = memchr::memchr(b'\n', &d.raw[at..]).map_or(d.raw.len(), |i| at + i);
+                from = end + 1;
+                let time = d.time_at(start);
+                if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
+                    continue;
+                }
+                hits.push(OutputLine {
+                    run_id,
+                    host: host.clone(),
+                    stream: LOG_STREAM,
+                    time,
+                    text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
+                });
+                if opts.limit > 0 && hits.len() >= opts.limit {
+                    break 'chunks;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Re-encodes a group with only the records not stored before.
+fn rebuild(g: &PreparedGroup, fresh: &[bool]) -> SealedChunk {
+    let mut marks = Vec::new();
+    let mut raw = Vec::new();
+    for (i, m) in g.marks.iter().enumerate() {
+        if !fresh[i] {
+            continue;
+        }
+        let end = g
+            .marks
+            .get(i + 1)
+            .map_or(g.raw.len(), |n| n.offset as usize);
+        marks.push(ReadMark {
+            offset: raw.len() as u32,
+            seq: marks.len() as u64,
+            time: m.time,
+        });
+        raw.extend_from_slice(&g.raw[m.offset as usize..end]);
+    }
+    chunk::encode(LOG_STREAM, &marks, &raw)
+}
+
+fn decode_log_chunk(id: i64, data: &[u8], crc: u32) -> Result<chunk::DecodedChunk> {
+    chunk::decode(data, crc).map_err(|e| match e {
+        StoreError::Corrupt(m) => StoreError::Corrupt(format!("{m} (log chunk {id})")),
+        other => other,
+    })
+}
+
+fn trim_newline(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\n").unwrap_or(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_model::telemetry::{
+        Attributes, LogBody, LogRecord, MetricKind, RUN_ID_ATTRIBUTE, SpanEvent, SpanKind,
+        StatusCode,
+    };
+    use serde_json::json;
+
+    fn source(run: Option<Uuid>, host: &str) -> Source {
+        let mut r = Attributes::new();
+        r.insert("service.name".into(), json!("shop"));
+        r.insert("host.name".into(), json!(host));
+        if let Some(id) = run {
+            r.insert(RUN_ID_ATTRIBUTE.into(), json!(id.to_string()));
+        }
+        Source::from_resource(r)
+    }
+
+    fn record(i: i64, body: &str) -> LogRecord {
+        LogRecord {
+            time: Timestamp::from_nanos(1_764_000_000_000_000_000 + i * 1_000_000),
+            observed: Timestamp::from_nanos(1_764_000_000_000_000_000 + i * 1_000_000),
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: LogBody::Text(body.into()),
+            attributes: Attributes::new(),
+            trace_id: None,
+            span_id: None,
+            scope: "test".into(),
+        }
+    }
+
+    fn batch(source: &Source, range: std::ops::Range<i64>) -> LogBatch {
+        LogBatch {
+            source: source.clone(),
+            records: range
+                .map(|i| record(i, &format!("order {i} shipped")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn retried_records_are_stored_once_however_batched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = plumb_model::new_id();
+        let s = source(Some(run), "web-1");
+        let first = store.put_logs(&[batch(&s, 0..100)]).unwrap();
+        assert_eq!(
+            first,
+            Ingested {
+                stored: 100,
+                duplicates: 0
+            }
+        );
+        // A retry of the same request, then a re-batched one overlapping it.
+        let again = store.put_logs(&[batch(&s, 0..100)]).unwrap();
+        assert_eq!(
+            again,
+            Ingested {
+                stored: 0,
+                duplicates: 100
+            }
+        );
+        let overlap = store
+            .put_logs(&[batch(&s, 50..120), batch(&s, 120..130)])
+            .unwrap();
+        assert_eq!(
+            overlap,
+            Ingested {
+                stored: 30,
+                duplicates: 50
+            }
+        );
+        let lines = store.run_logs(run, 0).unwrap();
+        assert_eq!(lines.len(), 130);
+        let mut bodies: Vec<String> = lines
+            .iter()
+            .map(|l| l.text.split("@web-1 ").nth(1).unwrap().to_string())
+            .collect();
+        bodies.sort();
+        bodies.dedup();
+        assert_eq!(bodies.len(), 130, "every record exactly once");
+        assert!(
+            lines[0].text.starts_with("2025-11-24T"),
+            "{}",
+            lines[0].text
+        );
+        assert!(lines[0].text.contains(" INFO shop@web-1 order 0 shipped"));
+        assert_eq!(store.count_log_records().unwrap(), 130);
+    }
+
+    #[test]
+    fn search_finds_log_lines_by_run_and_by_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = plumb_model::new_id();
+        let with_run = source(Some(run), "web-1");
+        let no_run = source(None, "db-2");
+        let mut b = batch(&with_run, 0..500);
+        b.records[250].body = LogBody::Text("disk quota zanzibar exceeded".into());
+        store.put_logs(&[b, batch(&no_run, 1000..1200)]).unwrap();
+        let hits = store
+            .search(&SearchOptions {
+                text: "Zanzibar".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].run_id, run);
+        assert_eq!(hits[0].host, "web-1");
+        assert!(hits[0].text.contains("disk quota zanzibar exceeded"));
+        assert_eq!(hits[0].time, record(250, "").time);
+        // Records without a run are filed under their source.
+        let hits = store
+            .search(&SearchOptions {
+                text: "order 1100 shipped".into(),
+                host: Some("db-2".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].run_id, source_uuid("shop@db-2"));
+        assert_eq!(store.source_logs("shop@db-2", 0).unwrap().len(), 200);
+        // Filters exclude what they should.
+        let none = store
+            .search(&SearchOptions {
+                text: "zanzibar".into(),
+                host: Some("db-2".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(none.is_empty());
+        let none = store
+            .search(&SearchOptions {
+                text: "zanzibar".into(),
+                stream: Some(Stream::Stdout),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn spans_and_metric_points_are_stored_once_and_found_by_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = plumb_model::new_id();
+        let s = source(Some(run), "web-1");
+        let mut exc = Attributes::new();
+        exc.insert("exception.type".into(), json!("ValueError"));
+        let span = |id: &str, parent: Option<&str>, start: i64| Span {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_owned),
+            name: format!("op-{id}"),
+            kind: SpanKind::Server,
+            start: Timestamp::from_nanos(start),
+            end: Timestamp::from_nanos(start + 10),
+            status: StatusCode::Error,
+            status_message: "boom".into(),
+            attributes: Attributes::new(),
+            events: vec![SpanEvent {
+                time: Timestamp::from_nanos(start + 5),
+                name: "exception".into(),
+                attributes: exc.clone(),
+            }],
+            scope: "t".into(),
+            source: s.clone(),
+        };
+        let spans = vec![
+            span("b7ad6b7169203331", None, 100),
+            span("00f067aa0ba902b7", Some("b7ad6b7169203331"), 200),
+        ];
+        assert_eq!(store.put_spans(&spans).unwrap(), 2);
+        assert_eq!(
+            store.put_spans(&spans).unwrap(),
+            0,
+            "a retry stores nothing"
+        );
+        let got = store.run_spans(run).unwrap();
+        assert_eq!(got, spans);
+        assert_eq!(got[1].exceptions().count(), 1);
+        assert_eq!(
+            store
+                .trace_spans("0AF7651916CD43DD8448EB211C80319C")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(store.run_has_telemetry(run).unwrap());
+        assert!(!store.run_has_telemetry(plumb_model::new_id()).unwrap());
+
+        let point = |t: i64, v: f64| MetricPoint {
+            name: "queue.depth".into(),
+            kind: MetricKind::Gauge,
+            unit: "1".into(),
+            time: Timestamp::from_nanos(t),
+            start: None,
+            value: v,
+            count: None,
+            buckets: None,
+            attributes: Attributes::new(),
+            source: s.clone(),
+        };
+        let points = vec![point(10, 1.0), point(20, 3.5)];
+        assert_eq!(store.put_metric_points(&points).unwrap(), 2);
+        assert_eq!(store.put_metric_points(&points).unwrap(), 0);
+        assert_eq!(store.metric_points("queue.depth", None, 0).unwrap(), points);
+        assert_eq!(
+            store
+                .metric_points("queue.depth", Some(Timestamp::from_nanos(15)), 0)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn big_batches_are_cut_into_several_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = source(None, "web-1");
+        let prepared = prepare_logs(&[batch(&s, 0..20_000)]);
+        assert!(
+            prepared.groups.len() > 1,
+            "{} groups",
+            prepared.groups.len()
+        );
+        assert_eq!(prepared.records(), 20_000);
+        let counts = store.put_prepared_logs(&[prepared]).unwrap();
+        assert_eq!(counts[0].stored, 20_000);
+        assert_eq!(store.source_logs("shop@web-1", 0).unwrap().len(), 20_000);
+    }
+}
