@@ -308,7 +308,8 @@ fn shown(s: &str) -> String {
 /// differing hash alone is reported.
 ///
 /// Never reported: ids, start and end times, pids, schema version, attempt
-/// numbers, scheduler job ids (they differ by construction). Resource use
+/// numbers and limits, eviction timings (the state and exit already say a
+/// run was evicted), scheduler job ids (they differ by construction). Resource use
 /// is reported only beyond [`RESOURCE_FACTOR`] and a small absolute floor.
 ///
 /// Redacted values (see [`is_redacted`]) are compared by their markers,

@@ -21,7 +21,11 @@ assert!(run.started.to_rfc3339().ends_with('Z'));
 mod time;
 
 pub mod diff;
+pub mod node;
 pub mod telemetry;
+mod eviction;
+
+pub use eviction::Eviction;
 
 pub use time::{Timestamp, parse_duration_ns};
 
@@ -376,6 +380,13 @@ pub struct Run {
     /// The first attempt's id, for retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_attempt: Option<Uuid>,
+    /// How many attempts the retry policy allowed in all, when `plumb run
+    /// --retries` was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The eviction warning and its timings, when one came during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction: Option<Eviction>,
     /// Problems the recorder met that did not stop the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -415,6 +426,8 @@ impl Run {
             output: OutputSummary::default(),
             attempt: 1,
             first_attempt: None,
+            max_attempts: None,
+            eviction: None,
             warnings: Vec::new(),
         }
     }

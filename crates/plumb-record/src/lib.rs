@@ -6,18 +6,26 @@ stdout/stderr are terminals), forwards signals, copies its output through
 unchanged while handing every read to a [`Sink`], and on exit returns the
 finished [`plumb_model::Run`] with exit status, exception, rusage and
 fingerprint. It does not know where records go: that is the sink's business.
+
+[`record_supervised`] adds eviction handling ([`evict`]: a warning signal,
+a grace period, then SIGKILL; [`cloud`]: spot and preemption notices from
+instance metadata) and the attempt's place among retries ([`retry`]: which
+outcomes are tried again, full-jitter backoff).
 */
 #![deny(missing_docs)]
 
 mod capture;
+pub mod cloud;
+pub mod evict;
 pub mod exception;
 pub mod files;
 pub mod fingerprint;
 pub mod host;
 mod pty;
 pub mod redact;
+pub mod retry;
 mod signals;
 pub mod supervise;
 
 pub use redact::Redactor;
-pub use supervise::{RecordError, RunOptions, Sink, record};
+pub use supervise::{RecordError, RunOptions, Sink, Supervision, record, record_supervised};

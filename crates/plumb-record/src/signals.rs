@@ -13,11 +13,19 @@
 //! `SI_TKILL`) are forwarded. Terminal-generated ones (Ctrl-C, Ctrl-\, a
 //! hang-up; `SI_KERNEL`) already reached the child, which stays in the
 //! recorder's process group, and must not arrive twice.
+//!
+//! With eviction handling on (see [`crate::evict`]), SIGTERM is not
+//! forwarded as is: it becomes the configured warning signal, and a grace
+//! timer SIGKILLs the child if it has not exited when the grace runs out.
+//! Cloud notices take the same path through a [`Warner`].
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use plumb_model::{Eviction, Timestamp};
 
 /// The signals forwarded to the child.
 pub const FORWARDED: [libc::c_int; 6] = [
@@ -55,6 +63,19 @@ struct Target {
     winch_to: Vec<OwnedFd>,
     /// The recorder's own terminal whose size the ptys follow.
     winch_from: Option<RawFd>,
+    /// How eviction warnings are handled, when they are.
+    evict: Option<EvictPolicy>,
+    /// Notified when the child has been reaped, so that a grace timer
+    /// stops waiting at once.
+    reaped_cv: Condvar,
+}
+
+/// The part of [`crate::evict::EvictOptions`] the signal path needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EvictPolicy {
+    pub signal: libc::c_int,
+    pub grace: Duration,
+    pub on_sigterm: bool,
 }
 
 struct TargetState {
@@ -62,6 +83,8 @@ struct TargetState {
     reaped: bool,
     /// Signals that arrived before the child existed.
     pending: Vec<libc::c_int>,
+    /// The eviction in progress, from the first warning on.
+    eviction: Option<Eviction>,
 }
 
 /// While alive, signals sent to this process are forwarded to one child and
@@ -147,6 +170,8 @@ fn dispatch(read: OwnedFd) {
                             crate::pty::copy_window_size(from, to.as_raw_fd());
                         }
                     }
+                } else if sig == libc::SIGTERM && target.evict.is_some_and(|e| e.on_sigterm) {
+                    warn(target, "SIGTERM", None);
                 } else {
                     let mut state = lock(&target.state);
                     match state.pid {
@@ -164,6 +189,118 @@ fn dispatch(read: OwnedFd) {
     }
 }
 
+/// Starts an eviction: sends the warning signal to the child (or keeps it
+/// for when the child exists) and a grace timer that SIGKILLs it. Later
+/// warnings change nothing: the first one set the deadline.
+fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
+    let Some(policy) = target.evict else {
+        return;
+    };
+    let mut state = lock(&target.state);
+    if state.reaped {
+        return;
+    }
+    if let Some(e) = &state.eviction {
+        tracing::info!(source, first = %e.source, "eviction warning ignored: an eviction is already under way");
+        return;
+    }
+    let signal = crate::supervise::signal_name(policy.signal)
+        .unwrap_or_else(|| policy.signal.to_string());
+    tracing::warn!(
+        source,
+        signal = %signal,
+        grace_s = policy.grace.as_secs_f64(),
+        "eviction warning: passing it on to the program"
+    );
+    state.eviction = Some(Eviction {
+        warned: Timestamp::now(),
+        source: source.to_string(),
+        detail,
+        signal,
+        grace_ns: i64::try_from(policy.grace.as_nanos()).unwrap_or(i64::MAX),
+        ended: None,
+        grace_expired: false,
+        killed_group: false,
+    });
+    if let Some(pid) = state.pid {
+        // SAFETY: the pid is our unreaped child (checked above, under the
+        // lock `reap` takes before reaping).
+        unsafe { libc::kill(pid, policy.signal) };
+    }
+    drop(state);
+    let target = Arc::clone(target);
+    let spawned = std::thread::Builder::new()
+        .name("plumb-grace".into())
+        .spawn(move || grace_timer(&target, policy.grace));
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the grace timer; the program will not be killed when the grace runs out");
+    }
+}
+
+/// Waits until the child is reaped or the grace runs out; in the second
+/// case SIGKILLs it, and its process group when it made its own (a
+/// program that started workers in its own group must not leave them
+/// behind).
+fn grace_timer(target: &Target, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    let mut state = lock(&target.state);
+    loop {
+        if state.reaped {
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        state = target
+            .reaped_cv
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    let Some(pid) = state.pid else {
+        return;
+    };
+    // SAFETY: plain system calls on our unreaped child, under the lock.
+    let (pgid, own) = unsafe { (libc::getpgid(pid), libc::getpgrp()) };
+    let group = pgid == pid && pgid != own;
+    tracing::warn!(pid, group, "grace period over: killing the program");
+    unsafe {
+        if group {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+        libc::kill(pid, libc::SIGKILL);
+    }
+    if let Some(e) = &mut state.eviction {
+        e.grace_expired = true;
+        e.killed_group = group;
+    }
+}
+
+/// Passes eviction warnings from elsewhere (a cloud notice) to one run.
+#[derive(Clone)]
+pub(crate) struct Warner {
+    target: Arc<Target>,
+}
+
+impl std::fmt::Debug for Warner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warner").finish_non_exhaustive()
+    }
+}
+
+impl Warner {
+    /// Starts the eviction, exactly as SIGTERM does with eviction handling.
+    pub(crate) fn warn(&self, source: &str, detail: Option<String>) {
+        warn(&self.target, source, detail);
+    }
+
+    /// Whether the child has been reaped: nothing left to warn.
+    pub(crate) fn done(&self) -> bool {
+        lock(&self.target.state).reaped
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not stop signal forwarding.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -173,7 +310,11 @@ impl Forwarder {
     /// Installs the handlers (if no other run is being recorded) and
     /// registers a run whose child does not exist yet. `winch_to` are the
     /// pty masters that follow the size of the terminal `winch_from`.
-    pub(crate) fn install(winch_to: Vec<OwnedFd>, winch_from: Option<RawFd>) -> io::Result<Self> {
+    pub(crate) fn install(
+        winch_to: Vec<OwnedFd>,
+        winch_from: Option<RawFd>,
+        evict: Option<EvictPolicy>,
+    ) -> io::Result<Self> {
         if let Err(e) = DISPATCHER.get_or_init(start_dispatcher) {
             return Err(io::Error::new(e.kind(), e.to_string()));
         }
@@ -182,9 +323,12 @@ impl Forwarder {
                 pid: None,
                 reaped: false,
                 pending: Vec::new(),
+                eviction: None,
             }),
             winch_to,
             winch_from,
+            evict,
+            reaped_cv: Condvar::new(),
         });
         let mut registry = lock(&REGISTRY);
         if registry.targets.is_empty() {
@@ -222,6 +366,24 @@ impl Forwarder {
             // SAFETY: pid is our child, not yet reaped.
             unsafe { libc::kill(pid, sig) };
         }
+        // A warning that came before the child existed is passed on now.
+        if let (Some(_), Some(policy)) = (&state.eviction, self.target.evict) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, policy.signal) };
+        }
+    }
+
+    /// A handle that starts an eviction of this run from another thread.
+    pub(crate) fn warner(&self) -> Warner {
+        Warner {
+            target: Arc::clone(&self.target),
+        }
+    }
+
+    /// The eviction that happened during this run, if any; complete once
+    /// the child has been reaped.
+    pub(crate) fn eviction(&self) -> Option<Eviction> {
+        lock(&self.target.state).eviction.clone()
     }
 
     /// Waits for the child to exit, then reaps it with `wait4` while holding
@@ -248,11 +410,16 @@ impl Forwarder {
             let error = io::Error::last_os_error();
             if error.kind() != io::ErrorKind::Interrupted {
                 lock(&self.target.state).reaped = true;
+                self.target.reaped_cv.notify_all();
                 return Err(error);
             }
         }
         let mut state = lock(&self.target.state);
         state.reaped = true;
+        if let Some(e) = &mut state.eviction {
+            e.ended = Some(Timestamp::now());
+        }
+        self.target.reaped_cv.notify_all();
         loop {
             let mut status = 0;
             // SAFETY: status and usage are valid for the call.

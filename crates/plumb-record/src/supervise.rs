@@ -9,12 +9,13 @@ use std::ffi::OsString;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::capture::{self, Source};
-use crate::signals::Forwarder;
-use crate::{Redactor, exception, files, fingerprint, host, pty};
+use crate::evict::EvictOptions;
+use crate::signals::{EvictPolicy, Forwarder};
+use crate::{Redactor, cloud, exception, files, fingerprint, host, pty};
 
 /// What to run and what to capture.
 #[derive(Debug, Clone)]
@@ -45,6 +46,32 @@ pub struct RunOptions {
     pub extra_env: Vec<(String, String)>,
     /// The run's id, chosen by the caller (UUIDv7).
     pub run_id: plumb_model::Uuid,
+}
+
+/// How a run is supervised beyond plain recording: which attempt it is,
+/// and how eviction warnings are handled. The default is attempt 1 of 1,
+/// with signals forwarded unchanged.
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    /// Attempt number, 1 for the first.
+    pub attempt: u32,
+    /// The first attempt's id, for the second attempt on.
+    pub first_attempt: Option<plumb_model::Uuid>,
+    /// How many attempts the retry policy allows in all, when retrying.
+    pub max_attempts: Option<u32>,
+    /// Eviction handling; `None` forwards every signal unchanged.
+    pub evict: Option<EvictOptions>,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Supervision {
+            attempt: 1,
+            first_attempt: None,
+            max_attempts: None,
+            evict: None,
+        }
+    }
 }
 
 /// Where a run's records go. Implemented by the caller (the store, a spool).
@@ -100,6 +127,24 @@ pub enum RecordError {
 /// configuration and input files the caller named); host, user and
 /// environment capture run while the child already runs.
 pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError> {
+    record_supervised(opts, &Supervision::default(), sink)
+}
+
+/// [`record`], with eviction handling and the attempt's place in a series
+/// of retries.
+///
+/// With [`Supervision::evict`] set, an eviction warning (SIGTERM to the
+/// recorder when [`EvictOptions::on_sigterm`], or a cloud notice) sends
+/// [`EvictOptions::signal`] to the child, which then has
+/// [`EvictOptions::grace`] to exit before it is SIGKILLed. The run is
+/// recorded with its [`plumb_model::Eviction`] and in state
+/// [`RunState::Evicted`], unless the child still exited with code 0 (it
+/// finished its work).
+pub fn record_supervised(
+    opts: RunOptions,
+    sup: &Supervision,
+    sink: &mut dyn Sink,
+) -> Result<Run, RecordError> {
     let Some(program) = opts.argv.first().cloned() else {
         return Err(RecordError::NoCommand);
     };
@@ -129,10 +174,16 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
             })?);
         }
     }
-    let forwarder = Forwarder::install(winch_to, winch_from).map_err(|source| RecordError::Os {
-        what: "installing signal handlers",
-        source,
-    })?;
+    let policy = sup.evict.as_ref().map(|e| EvictPolicy {
+        signal: e.signal,
+        grace: e.grace,
+        on_sigterm: e.on_sigterm,
+    });
+    let forwarder =
+        Forwarder::install(winch_to, winch_from, policy).map_err(|source| RecordError::Os {
+            what: "installing signal handlers",
+            source,
+        })?;
     let (reaped_r, reaped_w) = std::io::pipe().map_err(|source| RecordError::Os {
         what: "creating a pipe",
         source,
@@ -156,6 +207,24 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
     drop(cmd);
     let pid = child.id();
     forwarder.set_child(pid);
+    let watch_warnings = Arc::new(Mutex::new(Vec::new()));
+    // Dropped when this function returns, which stops the polling.
+    let _cloud_watcher = match sup.evict.as_ref().and_then(|e| e.cloud.clone()) {
+        Some(watch) => {
+            match cloud::watch(watch, forwarder.warner(), Arc::clone(&watch_warnings)) {
+                Ok(w) => Some(w),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start watching for cloud notices");
+                    watch_warnings
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("cloud notices not watched: {error}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
 
     // Everything from here on runs beside the child.
     // The recorder's own environment, which the child inherited: the
@@ -205,6 +274,9 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
         };
 
         let mut run = Run::new(opts.run_id, run_name(&opts), started);
+        run.attempt = sup.attempt;
+        run.first_attempt = sup.first_attempt;
+        run.max_attempts = sup.max_attempts;
         run.tags = opts.tags.clone();
         run.argv = opts
             .argv
@@ -255,7 +327,11 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
         (run, captured, waited)
     });
     let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+    run.eviction = forwarder.eviction();
     drop(forwarder);
+    run.warnings.extend(
+        std::mem::take(&mut *watch_warnings.lock().unwrap_or_else(|e| e.into_inner())),
+    );
     drop(child);
 
     match waited {
@@ -271,6 +347,7 @@ pub fn record(opts: RunOptions, sink: &mut dyn Sink) -> Result<Run, RecordError>
     }
     run.state = match &run.exit {
         Some(ExitStatus { code: Some(0), .. }) => RunState::Succeeded,
+        _ if run.eviction.is_some() => RunState::Evicted,
         Some(ExitStatus {
             signal: Some(_), ..
         }) => RunState::Killed,
