@@ -18,6 +18,7 @@ assert_eq!(store.get_run(run.id).unwrap().name, "job");
 */
 #![deny(missing_docs)]
 
+mod backend;
 pub mod bloom;
 pub mod chunk;
 mod error;
@@ -25,6 +26,7 @@ mod query;
 mod schema;
 pub mod spool;
 pub mod telemetry;
+pub mod tokens;
 mod writer;
 
 pub use error::{Result, StoreError};

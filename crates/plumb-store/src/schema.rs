@@ -120,4 +120,14 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX metric_points_time ON metric_points(time_ns);
     "#,
+    // 2 -> 3 (helper "collector"): collector access tokens (tokens),
+    // stored as SHA-256 hashes only.
+    r#"
+    CREATE TABLE tokens (
+        hash       TEXT PRIMARY KEY,       -- SHA-256 of the token, lowercase hex
+        role       TEXT NOT NULL,          -- agent, viewer or admin
+        name       TEXT NOT NULL,          -- a label for humans
+        created_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -27,6 +27,14 @@ pub struct Config {
     pub python: Option<PathBuf>,
     /// Configuration files recorded for every run.
     pub config_files: Vec<PathBuf>,
+    /// The collector's base URL (`collector =`, PLUMB_COLLECTOR): where
+    /// runs are shipped and queries go.
+    pub collector: Option<String>,
+    /// The bearer token for the collector (`token =`, PLUMB_TOKEN).
+    pub token: Option<String>,
+    /// A PEM file of the CA that signed the collector's certificate, for a
+    /// private CA (`ca_cert =`, PLUMB_CA_CERT).
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +47,9 @@ struct FileConfig {
     tools: BTreeMap<String, String>,
     #[serde(default)]
     redact: RedactConfig,
+    collector: Option<String>,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +95,9 @@ impl Config {
             tools: file.tools,
             python: file.python,
             config_files: Vec::new(),
+            collector: file.collector.filter(|c| !c.trim().is_empty()),
+            token: file.token.filter(|t| !t.trim().is_empty()),
+            ca_cert: file.ca_cert,
         };
         if let Some(h) = file.home
             && std::env::var_os("PLUMB_HOME").is_none_or(|v| v.is_empty())
@@ -95,6 +109,15 @@ impl Config {
         }
         if let Some(v) = env("PLUMB_OUTPUT_CAP") {
             cfg.output_cap = parse_size(&v).context("PLUMB_OUTPUT_CAP")?;
+        }
+        if let Some(v) = env("PLUMB_COLLECTOR") {
+            cfg.collector = Some(v);
+        }
+        if let Some(v) = env("PLUMB_TOKEN") {
+            cfg.token = Some(v);
+        }
+        if let Some(v) = env("PLUMB_CA_CERT") {
+            cfg.ca_cert = Some(PathBuf::from(v));
         }
         if let Some(v) = env("PLUMB_PYTHON") {
             cfg.python = Some(PathBuf::from(v));

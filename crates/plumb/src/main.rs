@@ -35,6 +35,8 @@ enum Command {
     Checkpoint(cmd::checkpoint::Args),
     /// Run the Toxiproxy-compatible fault-injection proxy, or drive a running one.
     Proxy(cmd::proxy::Args),
+    /// Run the collector: ingest from every node, serve the query API.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::main(a),
         Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),
+        Command::Serve(a) => cmd::serve::main(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,206 @@
+//! Who may do what: bearer tokens with a role.
+//!
+//! A token is 32 random bytes, shown once as `plumb_<64 hex digits>`; the
+//! store keeps only its SHA-256. Presented tokens are hashed and compared
+//! against every stored hash in constant time.
+//!
+//! When auth is on: always when any token exists in the store, and always
+//! when the collector listens on a non-loopback address (which, without
+//! tokens, it refuses to do unless `--insecure`). A collector on loopback
+//! with no tokens is open to local users, so one machine needs no setup.
+//! `--insecure` switches checks off entirely.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header, request::Parts};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read runs, logs, nodes, metrics.
+    Viewer,
+    /// Write: ingest runs, logs, node reports.
+    Agent,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether a holder of `self` may do what needs `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self == Role::Admin || self == needed
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "agent" => Ok(Role::Agent),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role `{other}`: use agent, viewer or admin"
+            )),
+        }
+    }
+}
+
+/// The auth state shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    inner: Arc<AuthInner>,
+}
+
+#[derive(Debug)]
+struct AuthInner {
+    /// Checks switched off (`--insecure`).
+    disabled: bool,
+    /// Listening on a non-loopback address: auth on even without tokens.
+    required: bool,
+    cache: Mutex<TokenCache>,
+}
+
+#[derive(Debug)]
+struct TokenCache {
+    /// (SHA-256 of the token, role).
+    tokens: Vec<([u8; 32], Role)>,
+    loaded: Option<Instant>,
+}
+
+/// How long a loaded token list is trusted before it is read again, so
+/// tokens created (or revoked) while the collector runs take effect soon.
+const TOKEN_REFRESH: Duration = Duration::from_secs(1);
+
+impl Auth {
+    /// Auth as configured: `disabled` with `--insecure`; `required` when
+    /// listening on a non-loopback address.
+    pub fn new(disabled: bool, required: bool) -> Auth {
+        Auth {
+            inner: Arc::new(AuthInner {
+                disabled,
+                required,
+                cache: Mutex::new(TokenCache {
+                    tokens: Vec::new(),
+                    loaded: None,
+                }),
+            }),
+        }
+    }
+
+    /// Replaces the known token hashes (called with what the store holds).
+    pub fn set_tokens(&self, tokens: Vec<([u8; 32], Role)>) {
+        let mut c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.tokens = tokens;
+        c.loaded = Some(Instant::now());
+    }
+
+    fn stale(&self) -> bool {
+        let c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.loaded.is_none_or(|t| t.elapsed() > TOKEN_REFRESH)
+    }
+
+    /// Checks `presented` (the bearer token, if any) against the known
+    /// tokens for `needed`.
+    pub fn check(&self, presented: Option<&str>, needed: Role) -> Result<(), ApiError> {
+        if self.inner.disabled {
+            return Ok(());
+        }
+        let c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.tokens.is_empty() && !self.inner.required {
+            return Ok(());
+        }
+        let Some(token) = presented else {
+            return Err(ApiError::Unauthorized(format!(
+                "this collector requires a token: send `Authorization: Bearer <token>` with a {} token (create one with `plumb token create --role {}`)",
+                needed.as_str(),
+                needed.as_str()
+            )));
+        };
+        let hash = crate::tokens::hash_token(token);
+        let mut found: Option<Role> = None;
+        for (h, role) in &c.tokens {
+            // Every stored hash is compared, in constant time, so timing
+            // says nothing about which (if any) matched.
+            if crate::tokens::ct_eq(h, &hash) {
+                found = Some(*role);
+            }
+        }
+        match found {
+            None => Err(ApiError::Unauthorized(
+                "the token presented is not known to this collector".into(),
+            )),
+            Some(role) if role.allows(needed) => Ok(()),
+            Some(role) => Err(ApiError::Forbidden(format!(
+                "a {} token cannot do this: it needs a {} token",
+                role.as_str(),
+                needed.as_str()
+            ))),
+        }
+    }
+}
+
+/// The bearer token in `headers`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Checks that the request's token has `needed`, reloading the token list
+/// from the store when it is stale. Usable from any route module.
+pub async fn require(state: &AppState, headers: &HeaderMap, needed: Role) -> Result<(), ApiError> {
+    if state.auth.inner.disabled {
+        return Ok(());
+    }
+    if state.auth.stale() {
+        let tokens = state.db.read(|s| s.token_hashes()).await?;
+        state.auth.set_tokens(
+            tokens
+                .into_iter()
+                .filter_map(|(h, r)| Some((h, r.parse().ok()?)))
+                .collect(),
+        );
+    }
+    state.auth.check(bearer(headers), needed)
+}
+
+/// Extractor: the request carries a viewer (or admin) token when auth is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer;
+
+/// Extractor: the request carries an agent (or admin) token when auth is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Agent;
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(state, &parts.headers, Role::Viewer).await?;
+        Ok(Viewer)
+    }
+}
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(state, &parts.headers, Role::Agent).await?;
+        Ok(Agent)
+    }
+}

@@ -1,0 +1,152 @@
+//! [`Db`]: the one way async code reaches the store.
+//!
+//! SQLite connections are `Send` but not `Sync`, and SQLite allows one
+//! writer at a time anyway. So one thread owns the read-write
+//! [`plumb_store::Store`] and runs write closures in arrival order, and a
+//! small pool of read-only stores serves reads on tokio's blocking threads
+//! (WAL mode lets them read while the writer writes).
+
+use crate::error::ApiError;
+use plumb_store::Store;
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::{Semaphore, oneshot};
+
+type Job = Box<dyn FnOnce(&Store) + Send>;
+
+/// Handle to the store's writer thread and reader pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    writer: mpsc::SyncSender<Job>,
+    readers: Arc<ReaderPool>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("readers", &self.readers.size)
+            .finish()
+    }
+}
+
+struct ReaderPool {
+    idle: Mutex<Vec<Store>>,
+    permits: Semaphore,
+    size: usize,
+}
+
+/// How many write closures may wait for the writer before senders wait too;
+/// this is the back-pressure that keeps memory bounded under overload.
+const WRITE_QUEUE: usize = 256;
+
+impl Db {
+    /// Opens the store in `dir` (creating it), starts the writer thread and
+    /// opens `readers` read-only connections.
+    pub fn open(dir: &Path, readers: usize) -> Result<Db, plumb_store::StoreError> {
+        let store = Store::open(dir)?;
+        let mut idle = Vec::with_capacity(readers.max(1));
+        for _ in 0..readers.max(1) {
+            idle.push(Store::open_read_only(dir)?);
+        }
+        let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("plumb-db-writer".into())
+            .spawn(move || {
+                // Ends when every Db clone (and so every sender) is dropped.
+                for job in rx {
+                    job(&store);
+                }
+            })
+            .map_err(|source| plumb_store::StoreError::Io {
+                what: "cannot start the store writer thread for",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let size = idle.len();
+        Ok(Db {
+            writer: tx,
+            readers: Arc::new(ReaderPool {
+                idle: Mutex::new(idle),
+                permits: Semaphore::new(size),
+                size,
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer thread, after every write submitted before it.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> plumb_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = tx.send(f(store));
+        });
+        let writer = self.writer.clone();
+        // The queue is bounded, so sending may block: keep it off the
+        // async workers.
+        tokio::task::spawn_blocking(move || writer.send(job))
+            .await
+            .map_err(|e| ApiError::Internal(format!("store writer task failed: {e}")))?
+            .map_err(|_| ApiError::Unavailable {
+                message: "the store writer has stopped".into(),
+                retry_after: 5,
+            })?;
+        let result = rx.await.map_err(|_| ApiError::Unavailable {
+            message: "the store writer stopped before finishing the request".into(),
+            retry_after: 5,
+        })?;
+        Ok(result?)
+    }
+
+    /// Runs `f` with a read-only store on a blocking thread. It sees every
+    /// write that completed before it started.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> plumb_store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = self.readers.clone();
+        let _permit = pool
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal("reader pool closed".into()))?;
+        let pool2 = pool.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let lease = Lease {
+                store: Some(
+                    pool2
+                        .idle
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .pop()
+                        .expect("a permit guarantees an idle reader"),
+                ),
+                pool: &pool2,
+            };
+            f(lease.store.as_ref().expect("set above"))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("store reader task failed: {e}")))?;
+        Ok(result?)
+    }
+}
+
+/// A reader borrowed from the pool; returned on drop, even if the closure
+/// panics, so the pool never shrinks.
+struct Lease<'a> {
+    store: Option<Store>,
+    pool: &'a ReaderPool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(s);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The collector's one error type, and how it becomes an HTTP response.
+//!
+//! Every handler returns `Result<_, ApiError>`; the status code and the JSON
+//! body `{"error": "..."}` are chosen here and nowhere else, so clients see
+//! one shape for every failure.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use plumb_store::StoreError;
+
+/// Everything a request can fail with, by HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the message names what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no credentials, or unknown ones.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid credentials without the role needed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413: the body is larger than accepted.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: a content type or encoding the endpoint does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429: the client should slow down and retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What is overloaded.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// 503: the collector cannot take this now (disk full, shutting down);
+    /// retry after the given seconds.
+    #[error("{message}")]
+    Unavailable {
+        /// Why.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// 500: a fault on our side; the message is logged and returned.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NoSuchRun(_) => ApiError::NotFound(e.to_string()),
+            StoreError::BadReference(_) | StoreError::Ambiguous { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
+            _ if is_disk_full(&e) => ApiError::Unavailable {
+                message: format!("the collector's disk is full: {e}"),
+                retry_after: 30,
+            },
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// True when the store failed for lack of space, which clears up by itself
+/// once space is freed: clients should retry rather than give up.
+fn is_disk_full(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sqlite(rusqlite_err) => {
+            let text = rusqlite_err.to_string();
+            text.contains("database or disk is full") || text.contains("disk I/O error")
+        }
+        StoreError::Io { source, .. } => source.raw_os_error() == Some(28), // ENOSPC
+        _ => false,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self, "request refused");
+        }
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        let mut resp = (status, body).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"plumb\""),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,344 @@
+/*!
+plumb's collector: the server behind `plumb serve`.
+
+It ingests run records and output shipped from `plumb run` on every node
+(and, through its route modules, OpenTelemetry data and node reports),
+stores them in a [`plumb_store::Store`], and answers the versioned JSON
+query API under `/api/v1` that the CLI uses. It checks bearer tokens
+([`auth`]), exports Prometheus metrics on `/metrics` ([`metrics`]), and
+serves HTTP or, with a certificate, HTTPS.
+
+Tests and the demo start one in-process on a free loopback port:
+
+```no_run
+let dir = tempfile::tempdir().unwrap();
+let config = plumb_collector::CollectorConfig::new(dir.path().to_path_buf());
+let handle = plumb_collector::spawn(config).unwrap();
+println!("collector on http://{}", handle.addr());
+handle.shutdown();
+```
+*/
+#![deny(missing_docs)]
+
+pub mod auth;
+mod db;
+mod error;
+pub mod metrics;
+pub mod runs;
+pub mod tokens;
+
+pub use auth::Role;
+pub use db::Db;
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+use axum::Router;
+use axum::routing::get;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How a collector runs.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// The store directory.
+    pub data: PathBuf,
+    /// TLS certificate chain and private key (PEM files); plain HTTP without.
+    pub tls: Option<TlsFiles>,
+    /// Switch auth off entirely, and allow non-loopback listening without
+    /// tokens.
+    pub insecure: bool,
+    /// Read-only store connections for queries.
+    pub readers: usize,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+impl CollectorConfig {
+    /// Defaults: plain HTTP, auth as described in [`auth`], 4 readers.
+    pub fn new(data: PathBuf) -> CollectorConfig {
+        CollectorConfig {
+            data,
+            tls: None,
+            insecure: false,
+            readers: 4,
+        }
+    }
+}
+
+/// Why a collector could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] plumb_store::StoreError),
+    /// A socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is not usable; the message says why.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Everything a request handler can reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub db: Db,
+    /// Token checks.
+    pub auth: auth::Auth,
+    /// The metrics registry.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Opens the store in `config.data` and builds the shared state.
+    /// `non_loopback` is whether any listener is on a non-loopback address.
+    pub fn open(config: &CollectorConfig, non_loopback: bool) -> Result<AppState, CollectorError> {
+        let db = Db::open(&config.data, config.readers)?;
+        Ok(AppState {
+            db,
+            auth: auth::Auth::new(config.insecure, non_loopback),
+            metrics: Metrics::new(),
+        })
+    }
+}
+
+/// The whole HTTP API: every route module merged, plus health checks and
+/// metrics.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::handler))
+        .merge(runs::routes())
+        // Route modules of other capabilities merge here, one line each:
+        // .merge(otlp::routes())
+        // .merge(nodes::routes())
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the store answers a query.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, ApiError> {
+    state.db.read(|s| s.count_runs()).await?;
+    Ok("ready\n")
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn launch(
+    config: CollectorConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CollectorError> {
+    launch_on(config, vec![listener], shutdown).await
+}
+
+/// Serves the same API on every listener (`plumb serve` has one for the
+/// API and one on the OTLP port) until `shutdown` completes.
+pub async fn launch_on(
+    config: CollectorConfig,
+    listeners: Vec<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CollectorError> {
+    let mut addrs = Vec::new();
+    for l in &listeners {
+        addrs.push(l.local_addr().map_err(|source| CollectorError::Io {
+            what: "cannot read the listening address".into(),
+            source,
+        })?);
+    }
+    let state = AppState::open(&config, addrs.iter().any(|a| !a.ip().is_loopback()))?;
+    check_exposure(&config, &state, &addrs).await?;
+    let app = router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let mut rx = stop_rx.clone();
+        let app = app.clone();
+        servers.spawn(serve(app, listener, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
+    }
+    while let Some(res) = servers.join_next().await {
+        res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
+    }
+    Ok(())
+}
+
+/// Refuses to listen on a non-loopback address with no tokens and no TLS
+/// choice made, unless `--insecure`.
+pub async fn check_exposure(
+    config: &CollectorConfig,
+    state: &AppState,
+    addrs: &[SocketAddr],
+) -> Result<(), CollectorError> {
+    if config.insecure {
+        return Ok(());
+    }
+    let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) else {
+        return Ok(());
+    };
+    let tokens = state
+        .db
+        .read(|s| s.token_hashes())
+        .await
+        .map_err(|e| CollectorError::Config(e.to_string()))?;
+    if tokens.is_empty() {
+        return Err(CollectorError::Config(format!(
+            "refusing to listen on {open}, a non-loopback address, with no tokens: anyone could read and write. Create tokens with `plumb token create --role agent|viewer|admin`, or pass --insecure"
+        )));
+    }
+    Ok(())
+}
+
+/// Serves `app` on `listener` (plain HTTP) until `shutdown`.
+pub async fn serve(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CollectorError> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| CollectorError::Io {
+            what: "the HTTP server failed".into(),
+            source,
+        })
+}
+
+/// A collector running on its own thread (tests, demo).
+#[derive(Debug)]
+pub struct Handle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), CollectorError>>>,
+}
+
+impl Handle {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL (`http://` or `https://` per its configuration is the
+    /// caller's knowledge; this is the plain form).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it and waits for it to finish.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "collector ended with an error"),
+                Err(_) => tracing::warn!("collector thread panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts a collector on 127.0.0.1 (a free port) on its own runtime thread.
+pub fn spawn(config: CollectorConfig) -> Result<Handle, CollectorError> {
+    let std_listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| CollectorError::Io {
+            what: "cannot bind 127.0.0.1:0".into(),
+            source,
+        })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|source| CollectorError::Io {
+            what: "cannot make the listener non-blocking".into(),
+            source,
+        })?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|source| CollectorError::Io {
+            what: "cannot read the listening address".into(),
+            source,
+        })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let thread = std::thread::Builder::new()
+        .name("plumb-collector".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|source| CollectorError::Io {
+                    what: "cannot start the collector runtime".into(),
+                    source,
+                })?;
+            rt.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
+                        CollectorError::Io {
+                            what: "cannot register the listener".into(),
+                            source,
+                        }
+                    })?;
+                let _ = ready_tx.send(Ok(()));
+                launch(config, listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        })
+        .map_err(|source| CollectorError::Io {
+            what: "cannot start the collector thread".into(),
+            source,
+        })?;
+    let mut handle = Handle {
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    };
+    if ready_rx.recv().is_err() {
+        // The thread ended before it was ready: report its error.
+        let err = handle
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .and_then(|r| r.err())
+            .unwrap_or_else(|| CollectorError::Config("collector thread ended early".into()));
+        handle.stop = None;
+        return Err(err);
+    }
+    Ok(handle)
+}

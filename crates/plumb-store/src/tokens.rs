@@ -1,0 +1,100 @@
+//! Collector access tokens: only their SHA-256 hashes are stored, so a copy
+//! of the store gives nobody access.
+
+use crate::Store;
+use crate::error::{Result, StoreError};
+use rusqlite::params;
+
+/// A stored token, without the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// Its role name (`agent`, `viewer`, `admin`).
+    pub role: String,
+    /// A label for humans.
+    pub name: String,
+    /// When it was created.
+    pub created: plumb_model::Timestamp,
+}
+
+impl Store {
+    /// Stores a token's hash with its role and label.
+    pub fn add_token(&self, hash: &[u8; 32], role: &str, name: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO tokens (hash, role, name, created_ns) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                plumb_model::hex(hash),
+                role,
+                name,
+                plumb_model::Timestamp::now().as_nanos()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored token, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT hash, role, name, created_ns FROM tokens ORDER BY created_ns")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hex, role, name, created) = row?;
+            let hash = parse_hash(&hex).ok_or_else(|| {
+                StoreError::Corrupt(format!("token hash `{hex}` is not 64 hex digits"))
+            })?;
+            out.push(TokenInfo {
+                hash,
+                role,
+                name,
+                created: plumb_model::Timestamp::from_nanos(created),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The (hash, role) of every stored token.
+    pub fn token_hashes(&self) -> Result<Vec<([u8; 32], String)>> {
+        Ok(self
+            .tokens()?
+            .into_iter()
+            .map(|t| (t.hash, t.role))
+            .collect())
+    }
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_round_trip_by_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let hash = [7u8; 32];
+        store.add_token(&hash, "viewer", "ci").unwrap();
+        assert_eq!(
+            store.token_hashes().unwrap(),
+            vec![(hash, "viewer".to_string())]
+        );
+        assert!(store.add_token(&hash, "agent", "dup").is_err());
+    }
+}
