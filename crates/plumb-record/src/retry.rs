@@ -155,6 +155,15 @@ impl RetryOn {
     }
 }
 
+/// Whether an attempt ended because the user interrupted it (Ctrl-C: the
+/// program died of SIGINT or exited with 130, as shells report it). Such
+/// an attempt is never retried: the user asked for the job to stop.
+pub fn interrupted(run: &Run) -> bool {
+    run.exit
+        .as_ref()
+        .is_some_and(|e| e.signal == Some(libc::SIGINT) || e.code == Some(130))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +216,8 @@ mod tests {
         assert!(!on.matches(&ended(RunState::Killed, None, Some(9))));
         let on: RetryOn = "killed".parse().unwrap();
         assert!(on.matches(&ended(RunState::Killed, None, Some(9))));
+        assert!(interrupted(&ended(RunState::Killed, None, Some(libc::SIGINT))));
+        assert!(!interrupted(&ended(RunState::Failed, Some(75), None)));
         for bad in ["0", "256", "oops", ""] {
             let e = bad.parse::<RetryOn>().unwrap_err().to_string();
             assert!(e.contains(&format!("`{bad}`")), "{e}");

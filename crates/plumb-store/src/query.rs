@@ -46,6 +46,11 @@ pub struct RunSummary {
     pub exit_code: Option<i32>,
     /// Terminating signal.
     pub signal: Option<i32>,
+    /// Attempt number, 1 for the first (`plumb run --retries`).
+    pub attempt: u32,
+    /// How many attempts the retry policy allowed, when retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 /// What `search` looks for and where.
@@ -83,7 +88,9 @@ impl Store {
     /// Runs matching `filter`, newest first.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let mut sql = String::from(
-            "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal FROM runs WHERE 1=1",
+            "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal, \
+             json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts') \
+             FROM runs WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
         if let Some(n) = &filter.name {
@@ -130,6 +137,8 @@ impl Store {
                     ended: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_nanos),
                     exit_code: r.get(6)?,
                     signal: r.get(7)?,
+                    attempt: r.get::<_, Option<u32>>(8)?.unwrap_or(1),
+                    max_attempts: r.get(9)?,
                 },
             ))
         })?;

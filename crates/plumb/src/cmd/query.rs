@@ -168,8 +168,8 @@ pub fn ls(a: LsArgs) -> Result<ExitCode> {
     }
     writeln!(
         out,
-        "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}",
-        "ID", "NAME", "HOST", "STATE", "STARTED", "DURATION", "EXIT"
+        "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}",
+        "ID", "NAME", "HOST", "STATE", "STARTED", "DURATION", "EXIT", "ATTEMPT"
     )?;
     let now = Timestamp::now().as_nanos();
     for r in &runs {
@@ -179,16 +179,23 @@ pub fn ls(a: LsArgs) -> Result<ExitCode> {
             (None, Some(s)) => format!("sig{s}"),
             _ => "-".into(),
         };
+        // `2/4` for retried runs; `-` for a run that was never retried.
+        let attempt = match r.max_attempts {
+            Some(max) => format!("{}/{max}", r.attempt),
+            None if r.attempt > 1 => r.attempt.to_string(),
+            None => "-".into(),
+        };
         writeln!(
             out,
-            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}",
+            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}",
             short_id(&r.id),
             truncate(&r.name, 20),
             truncate(&r.host, 16),
             r.state.as_str(),
             r.started.to_rfc3339_secs(),
             human_duration(dur),
-            exit
+            exit,
+            attempt
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -254,6 +261,43 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             end,
             human_duration(end.as_nanos() - run.started.as_nanos())
         );
+    }
+    if run.max_attempts.is_some() || run.attempt > 1 {
+        let max = run.max_attempts.map_or(String::new(), |m| format!(" of {m}"));
+        let first = run
+            .first_attempt
+            .map_or(String::new(), |f| format!("  (first attempt {f})"));
+        let _ = writeln!(s, "attempt   {}{max}{first}", run.attempt);
+    }
+    if let Some(e) = &run.eviction {
+        let _ = writeln!(
+            s,
+            "evicted   warned {} by {}, sent {}, grace {}",
+            e.warned,
+            e.source,
+            e.signal,
+            human_duration(e.grace_ns)
+        );
+        if let Some(ended) = e.ended {
+            let _ = writeln!(
+                s,
+                "          ended {} ({} after the warning){}",
+                ended,
+                human_duration(ended.as_nanos() - e.warned.as_nanos()),
+                if e.grace_expired {
+                    if e.killed_group {
+                        ": grace ran out, process group SIGKILLed"
+                    } else {
+                        ": grace ran out, SIGKILLed"
+                    }
+                } else {
+                    ", within the grace"
+                }
+            );
+        }
+        if let Some(d) = &e.detail {
+            let _ = writeln!(s, "          notice {d}");
+        }
     }
     if !run.tags.is_empty() {
         let tags: Vec<String> = run.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();

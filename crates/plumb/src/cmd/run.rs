@@ -1,13 +1,18 @@
 //! `plumb run`: run a command exactly as if run directly, and record it.
 
 use crate::config::{Config, parse_key_value};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
-use plumb_record::{Redactor, RunOptions, Sink};
+use plumb_record::cloud::CloudWatch;
+use plumb_record::evict::EvictOptions;
+use plumb_record::retry::{Backoff, RetryOn};
+use plumb_record::{Redactor, RunOptions, Sink, Supervision};
 use plumb_store::{Destination, RunWriter, WriterConfig};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Arguments of `plumb run`.
@@ -29,6 +34,38 @@ pub struct Args {
     /// An output file to hash after the run (repeatable).
     #[arg(long = "output")]
     pub outputs: Vec<PathBuf>,
+    /// Eviction: on SIGTERM, send the program the --on-evict signal, give
+    /// it this long to exit (`30s`), then SIGKILL it; the run is recorded
+    /// as evicted. Without it SIGTERM is forwarded unchanged.
+    #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
+    pub grace: Option<Duration>,
+    /// The warning signal sent to the program on eviction (default SIGTERM).
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub on_evict: Option<i32>,
+    /// Poll this cloud's instance metadata for an interruption notice and
+    /// treat one as an eviction warning: aws, gcp, azure, or a URL.
+    #[arg(long, value_name = "aws|gcp|azure|URL")]
+    pub watch_cloud: Option<String>,
+    /// The metadata service's base URL (default http://169.254.169.254).
+    #[arg(long, value_name = "URL")]
+    pub metadata_url: Option<String>,
+    /// How often to poll for the cloud notice.
+    #[arg(long, value_name = "DURATION", value_parser = parse_grace, default_value = "5s")]
+    pub watch_interval: Duration,
+    /// Run the command again up to N times after a failure or an eviction.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Wait between attempts: exponential from BASE up to CAP, full jitter.
+    #[arg(long, value_name = "BASE..CAP", default_value = "1s..5m")]
+    pub backoff: Backoff,
+    /// Which outcomes are retried: exit codes and the words failure,
+    /// killed, evicted, comma-separated (default: failure,evicted).
+    #[arg(long, value_name = "OUTCOMES")]
+    pub retry_on: Option<RetryOn>,
+    /// The program's checkpoint directory, passed as PLUMB_CHECKPOINT_DIR
+    /// (default: <plumb home>/checkpoints/<first attempt's id>).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -37,6 +74,45 @@ pub struct Args {
         value_name = "CMD"
     )]
     pub command: Vec<OsString>,
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!("`{s}` is negative: a duration must be zero or more"));
+    }
+    plumb_model::parse_duration_ns(s).map(|ns| Duration::from_nanos(ns.max(0) as u64))
+}
+
+fn parse_signal(s: &str) -> Result<i32, String> {
+    plumb_record::evict::parse_signal(s).map_err(|e| e.to_string())
+}
+
+/// How eviction is handled, from the arguments; `None` leaves signal
+/// forwarding as it is without them.
+pub fn evict_options(args: &Args) -> Result<Option<EvictOptions>> {
+    let cloud = match &args.watch_cloud {
+        Some(spec) => Some(CloudWatch::new(
+            spec,
+            args.metadata_url.as_deref(),
+            args.watch_interval,
+        )?),
+        None if args.metadata_url.is_some() => {
+            bail!("--metadata-url needs --watch-cloud aws|gcp|azure")
+        }
+        None => None,
+    };
+    if args.grace.is_none() && cloud.is_none() {
+        if args.on_evict.is_some() {
+            bail!("--on-evict needs --grace (for SIGTERM) or --watch-cloud (for cloud notices)");
+        }
+        return Ok(None);
+    }
+    Ok(Some(EvictOptions {
+        signal: args.on_evict.unwrap_or(libc::SIGTERM),
+        grace: args.grace.unwrap_or(plumb_record::evict::DEFAULT_GRACE),
+        on_sigterm: args.grace.is_some(),
+        cloud,
+    }))
 }
 
 /// Forwards the recorder's events to the store writer.
@@ -110,8 +186,94 @@ pub fn options(cfg: &Config, args: &Args, run_id: plumb_model::Uuid) -> Result<R
 
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    let run_id = plumb_model::new_id();
-    let opts = options(&cfg, &args, run_id)?;
+    // Everything that can be wrong with the arguments is found before
+    // anything runs.
+    let evict = evict_options(&args)?;
+    let retry_on = args.retry_on.clone().unwrap_or_default();
+    let max_attempts = args.retries.saturating_add(1);
+    let first_id = plumb_model::new_id();
+    let checkpoint_dir = if args.checkpoint_dir.is_some()
+        || args.retries > 0
+        || evict.is_some()
+    {
+        let dir = args
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| cfg.home.join("checkpoints").join(first_id.to_string()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the checkpoint directory {}", dir.display()))?;
+        Some(dir)
+    } else {
+        None
+    };
+    // Ctrl-C or SIGTERM while waiting between attempts stops retrying.
+    // While a child runs the recorder's own handlers take over (and restore
+    // these afterwards).
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.retries > 0 {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))
+                .context("installing the signal handlers for retries")?;
+        }
+    }
+    let mut attempt = 1;
+    loop {
+        let run_id = if attempt == 1 {
+            first_id
+        } else {
+            plumb_model::new_id()
+        };
+        let mut opts = options(&cfg, &args, run_id)?;
+        opts.extra_env
+            .push(("PLUMB_ATTEMPT".into(), attempt.to_string()));
+        if let Some(dir) = &checkpoint_dir {
+            opts.extra_env.push((
+                "PLUMB_CHECKPOINT_DIR".into(),
+                dir.to_string_lossy().into_owned(),
+            ));
+        }
+        let sup = Supervision {
+            attempt,
+            first_attempt: (attempt > 1).then_some(first_id),
+            max_attempts: (args.retries > 0).then_some(max_attempts),
+            evict: evict.clone(),
+        };
+        let run = match record_attempt(&cfg, opts, &sup)? {
+            Ok(run) => run,
+            Err(code) => return Ok(code),
+        };
+        let code = run.exit.as_ref().map_or(255, |e| e.shell_code());
+        let code = ExitCode::from(code.clamp(0, 255) as u8);
+        if attempt >= max_attempts
+            || !retry_on.matches(&run)
+            || plumb_record::retry::interrupted(&run)
+        {
+            return Ok(code);
+        }
+        let delay = args.backoff.delay(attempt - 1, fastrand::f64());
+        eprintln!(
+            "plumb: attempt {attempt}/{max_attempts} {} ({}); attempt {} in {}",
+            run.state.as_str(),
+            describe_exit(&run),
+            attempt + 1,
+            crate::cmd::query::human_duration(delay.as_nanos() as i64)
+        );
+        if !sleep_unless(&stop, delay) {
+            eprintln!("plumb: interrupted while waiting; not retrying");
+            return Ok(code);
+        }
+        attempt += 1;
+    }
+}
+
+/// Records one attempt. The inner error is the exit code for a command
+/// that could not be started at all (not worth retrying: a missing program
+/// does not appear by itself).
+fn record_attempt(
+    cfg: &Config,
+    opts: RunOptions,
+    sup: &Supervision,
+) -> Result<std::result::Result<Run, ExitCode>> {
     let writer = RunWriter::start(
         WriterConfig {
             store_dir: cfg.home.clone(),
@@ -126,11 +288,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
         writer: Some(writer),
         destination: None,
     };
-    match plumb_record::record(opts, &mut sink) {
-        Ok(run) => {
-            let code = run.exit.as_ref().map_or(255, |e| e.shell_code());
-            Ok(ExitCode::from(code.clamp(0, 255) as u8))
-        }
+    match plumb_record::record_supervised(opts, sup, &mut sink) {
+        Ok(run) => Ok(Ok(run)),
         Err(plumb_record::RecordError::Spawn { program, source }) => {
             eprintln!("plumb: cannot run `{program}`: {source}");
             // The codes a shell uses: 127 not found, 126 found but not runnable.
@@ -139,8 +298,34 @@ pub fn main(args: Args) -> Result<ExitCode> {
             } else {
                 126
             };
-            Ok(ExitCode::from(code))
+            Ok(Err(ExitCode::from(code)))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+fn describe_exit(run: &Run) -> String {
+    match run.exit.as_ref().map(|e| (e.code, e.signal)) {
+        Some((Some(c), _)) => format!("exit code {c}"),
+        Some((None, Some(s))) => format!(
+            "signal {}",
+            plumb_record::supervise::signal_name(s).unwrap_or_else(|| s.to_string())
+        ),
+        _ => "no exit status".into(),
+    }
+}
+
+/// Sleeps for `d` unless `stop` is set first; false when stopped.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let deadline = std::time::Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }
 }
