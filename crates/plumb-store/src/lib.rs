@@ -22,6 +22,7 @@ mod backend;
 pub mod bloom;
 pub mod chunk;
 mod error;
+pub mod nodes;
 mod query;
 mod schema;
 pub mod spool;

@@ -130,4 +130,26 @@ pub const MIGRATIONS: &[&str] = &[
         created_ns INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 3 -> 4 (helper "ship"): nodes (last report, failure-detector window,
+    // state) and node_transitions (every state change with its time).
+    r#"
+    CREATE TABLE nodes (
+        name         TEXT PRIMARY KEY,
+        state        TEXT NOT NULL,        -- up, busy, suspect, down
+        since_ns     INTEGER NOT NULL,     -- when it entered that state
+        last_seen_ns INTEGER NOT NULL,     -- last heartbeat, collector clock
+        report       TEXT NOT NULL,        -- the last NodeReport as JSON
+        intervals    TEXT NOT NULL,        -- recent inter-arrival ms, JSON array
+        fingerprint  TEXT                  -- hash of the last fingerprint
+    ) WITHOUT ROWID;
+    CREATE TABLE node_transitions (
+        id         INTEGER PRIMARY KEY,
+        node       TEXT NOT NULL,
+        from_state TEXT,
+        to_state   TEXT NOT NULL,
+        at_ns      INTEGER NOT NULL,
+        phi        REAL NOT NULL
+    );
+    CREATE INDEX node_transitions_node ON node_transitions(node, id);
+    "#,
 ];

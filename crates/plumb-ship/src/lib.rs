@@ -1,0 +1,103 @@
+/*!
+The client side of plumb's shipping: everything a node sends to the collector
+goes through here.
+
+A recorder with a collector configured writes its run to a spool file in the
+node's [`Outbox`] (the run spool format of `plumb_store::spool`), and a
+[`Shipper`] sends the file's frames in gzip batches to the collector's
+`POST /api/v1/ingest/spool`, remembering in a sidecar file (synced) how far
+the collector acknowledged. A failed request is retried after an
+exponential backoff with full jitter ([`Backoff`]), never sooner than the
+server's `Retry-After`. Ingest is idempotent on record ids and chunk
+positions, so a batch sent twice (a crash between the reply and the sidecar
+write) is stored once. Files fully shipped after their run ended are
+deleted. The outbox is bounded: when full, the oldest finished files are
+dropped and counted, and `plumb agent` reports the counts to the collector.
+
+This crate is blocking (ureq with rustls); it pulls in no async runtime.
+
+```
+let dir = tempfile::tempdir().unwrap();
+let outbox = plumb_ship::Outbox::open(dir.path(), 1 << 20).unwrap();
+assert_eq!(outbox.stats().files, 0);
+let b = plumb_ship::Backoff::default();
+assert!(b.next_delay(3, None) <= b.ceiling(3));
+```
+*/
+#![deny(missing_docs)]
+
+mod backoff;
+mod client;
+pub mod outbox;
+mod shipper;
+
+pub use backoff::Backoff;
+pub use client::{Client, ClientConfig, Reply};
+pub use outbox::{DEFAULT_SPOOL_MAX, Dropped, Outbox, SpoolEntry};
+pub use shipper::{
+    BackgroundShipper, DEFAULT_BATCH, PassReport, SPOOL_MEDIA_TYPE, SPOOL_PATH, Shipper,
+};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything shipping can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The collector URL is not `http://...` or `https://...`.
+    #[error("`{0}` is not a collector URL: expected http://HOST:PORT or https://HOST:PORT")]
+    BadUrl(String),
+    /// The CA certificate file could not be used.
+    #[error("CA certificate {path} (PLUMB_CA_CERT): {reason}")]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No connection, a timeout, or a TLS failure: retry later.
+    #[error("cannot reach the collector at {url}: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// 429 or 503: the collector is overloaded or out of disk; retry after
+    /// `retry_after` when given.
+    #[error("collector busy ({status}): {message}")]
+    Busy {
+        /// HTTP status.
+        status: u16,
+        /// The server's `Retry-After`.
+        retry_after: Option<Duration>,
+        /// Its message.
+        message: String,
+    },
+    /// Another 5xx: retry later.
+    #[error("collector error ({status}): {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// A 4xx other than 429: the request itself was refused.
+    #[error("collector refused the request ({status}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// A local file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
