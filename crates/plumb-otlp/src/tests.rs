@@ -1,0 +1,209 @@
+use super::*;
+use plumb_model::telemetry::{LogBody, SpanKind, StatusCode};
+use proptest::prelude::*;
+
+const LOGS: &str = r#"{"resourceLogs":[{
+  "resource":{"attributes":[
+    {"key":"service.name","value":{"stringValue":"shop"}},
+    {"key":"host.name","value":{"stringValue":"web-1"}},
+    {"key":"plumb.run.id","value":{"stringValue":"0193a0f4-5b2c-7d3e-8f10-123456789abc"}}]},
+  "scopeLogs":[{"scope":{"name":"orders"},"logRecords":[
+    {"timeUnixNano":"1764000000000000000","severityNumber":17,"severityText":"ERROR",
+     "body":{"stringValue":"payment failed"},
+     "attributes":[{"key":"order","value":{"intValue":"42"}}],
+     "traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331"},
+    {"observedTimeUnixNano":"1764000000500000000",
+     "body":{"kvlistValue":{"values":[{"key":"k","value":{"boolValue":true}}]}}},
+    {"timeUnixNano":"1764000001000000000","body":{"stringValue":"bad ids"},"traceId":"0af765"}
+  ]}]}]}"#;
+
+const TRACES: &str = r#"{"resourceSpans":[{
+  "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},
+  "scopeSpans":[{"scope":{"name":"t"},"spans":[
+    {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"checkout",
+     "kind":2,"startTimeUnixNano":"1764000000000000000","endTimeUnixNano":"1764000000200000000",
+     "status":{"code":2,"message":"boom"},
+     "events":[{"timeUnixNano":"1764000000100000000","name":"exception",
+       "attributes":[{"key":"exception.type","value":{"stringValue":"ValueError"}}]}]},
+    {"traceId":"0af7651916cd43dd8448eb211c80319c","name":"no span id",
+     "startTimeUnixNano":"1764000000000000000"}
+  ]}]}]}"#;
+
+const METRICS: &str = r#"{"resourceMetrics":[{"resource":{},"scopeMetrics":[{"metrics":[
+  {"name":"queue.depth","unit":"1","gauge":{"dataPoints":[
+     {"timeUnixNano":"1764000000000000000","asInt":"7","attributes":[{"key":"q","value":{"stringValue":"a"}}]},
+     {"timeUnixNano":"1764000000000000000"}]}},
+  {"name":"latency","unit":"s","histogram":{"aggregationTemporality":2,"dataPoints":[
+     {"timeUnixNano":"1764000000000000000","count":"3","sum":0.6,"bucketCounts":["1","2"],"explicitBounds":[0.1]}]}}
+]}]}]}"#;
+
+#[test]
+fn json_logs_decode_with_partial_rejection() {
+    let logs = decode_logs(LOGS.as_bytes(), Format::Json).unwrap();
+    assert_eq!(logs.batches.len(), 1);
+    let b = &logs.batches[0];
+    assert_eq!(b.source.service, "shop");
+    assert_eq!(b.source.host, "web-1");
+    assert_eq!(
+        b.source.run_id.unwrap().to_string(),
+        "0193a0f4-5b2c-7d3e-8f10-123456789abc"
+    );
+    assert_eq!(b.records.len(), 2);
+    let r = &b.records[0];
+    assert_eq!(r.time.as_nanos(), 1_764_000_000_000_000_000);
+    assert_eq!(r.severity_number, 17);
+    assert_eq!(r.body, LogBody::Text("payment failed".into()));
+    assert_eq!(r.attributes["order"], serde_json::json!(42));
+    assert_eq!(
+        r.trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
+    assert_eq!(r.scope, "orders");
+    // No event time: the observed time stands in.
+    let r = &b.records[1];
+    assert_eq!(r.time.as_nanos(), 1_764_000_000_500_000_000);
+    assert_eq!(r.body, LogBody::Json(serde_json::json!({"k": true})));
+    assert_eq!(logs.rejected, 1);
+    assert!(
+        logs.message.contains("trace_id has 3 bytes, not 16"),
+        "{}",
+        logs.message
+    );
+}
+
+#[test]
+fn protobuf_and_json_decode_to_the_same_records() {
+    let pb = logs_json_to_protobuf(LOGS.as_bytes()).unwrap();
+    let from_pb = decode_logs(&pb, Format::Protobuf).unwrap();
+    let from_json = decode_logs(LOGS.as_bytes(), Format::Json).unwrap();
+    assert_eq!(from_pb.batches, from_json.batches);
+    assert_eq!(from_pb.rejected, 1);
+}
+
+#[test]
+fn traces_decode_kind_status_events_and_reject_missing_ids() {
+    let t = decode_traces(TRACES.as_bytes(), Format::Json).unwrap();
+    assert_eq!(t.spans.len(), 1);
+    let s = &t.spans[0];
+    assert_eq!(s.name, "checkout");
+    assert_eq!(s.kind, SpanKind::Server);
+    assert_eq!(s.status, StatusCode::Error);
+    assert_eq!(s.status_message, "boom");
+    assert_eq!(s.exceptions().count(), 1);
+    assert_eq!(s.end.as_nanos() - s.start.as_nanos(), 200_000_000);
+    assert_eq!(t.rejected, 1);
+    assert!(t.message.contains("span_id is missing"), "{}", t.message);
+    let pb = traces_json_to_protobuf(TRACES.as_bytes()).unwrap();
+    assert_eq!(decode_traces(&pb, Format::Protobuf).unwrap().spans, t.spans);
+}
+
+#[test]
+fn metrics_decode_gauges_and_histograms() {
+    let m = decode_metrics(METRICS.as_bytes(), Format::Json).unwrap();
+    assert_eq!(m.points.len(), 2);
+    assert_eq!(m.points[0].name, "queue.depth");
+    assert_eq!(m.points[0].value, 7.0);
+    assert_eq!(m.points[0].attributes["q"], serde_json::json!("a"));
+    assert_eq!(m.points[1].count, Some(3));
+    assert_eq!(m.points[1].value, 0.6);
+    assert_eq!(m.rejected, 1, "{}", m.message);
+    assert!(m.message.contains("queue.depth"));
+}
+
+#[test]
+fn responses_carry_partial_success_only_when_needed() {
+    assert_eq!(logs_response(0, "", Format::Json), b"{}");
+    let body: serde_json::Value =
+        serde_json::from_slice(&logs_response(2, "why", Format::Json)).unwrap();
+    assert_eq!(
+        body["partialSuccess"]["rejectedLogRecords"],
+        serde_json::json!(2)
+    );
+    assert_eq!(body["partialSuccess"]["errorMessage"], "why");
+    let pb = traces_response(1, "x", Format::Protobuf);
+    let back = ExportTraceServiceResponse::decode(pb.as_slice()).unwrap();
+    assert_eq!(back.partial_success.unwrap().rejected_spans, 1);
+    assert!(metrics_response(0, "", Format::Protobuf).is_empty());
+    let err: serde_json::Value = serde_json::from_slice(&error_body("bad", None)).unwrap();
+    assert_eq!(err["message"], "bad");
+}
+
+#[test]
+fn bad_bodies_get_errors_that_name_the_problem() {
+    let pb = logs_json_to_protobuf(LOGS.as_bytes()).unwrap();
+    let e = decode_logs(&pb[..pb.len() / 2], Format::Protobuf).unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed(_)));
+    assert!(
+        e.to_string()
+            .contains("not a protobuf ExportLogsServiceRequest"),
+        "{e}"
+    );
+    let e = decode_logs(b"{\"resourceLogs\": [", Format::Json).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not an OTLP JSON ExportLogsServiceRequest"),
+        "{e}"
+    );
+    // Wrong types: a string where a list belongs.
+    let e = decode_logs(br#"{"resourceLogs":"nope"}"#, Format::Json).unwrap_err();
+    assert!(e.to_string().contains("invalid type"), "{e}");
+    let e = decode_traces(
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
+        Format::Json,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed(_)), "{e}");
+}
+
+#[test]
+fn content_types_and_encodings() {
+    assert_eq!(
+        Format::from_content_type(Some("application/json; charset=utf-8")).unwrap(),
+        Format::Json
+    );
+    assert_eq!(
+        Format::from_content_type(Some("Application/X-Protobuf")).unwrap(),
+        Format::Protobuf
+    );
+    let e = Format::from_content_type(Some("text/plain")).unwrap_err();
+    assert!(matches!(e, DecodeError::ContentType(_)));
+    assert!(e.to_string().contains("text/plain"));
+    assert!(Format::from_content_type(None).is_err());
+
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(LOGS.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let plain = decompress(&gz, Some("gzip"), 1 << 20).unwrap();
+    assert_eq!(&plain[..], LOGS.as_bytes());
+    let e = decompress(&gz, Some("gzip"), 100).unwrap_err();
+    assert!(matches!(e, DecodeError::TooLarge(_)), "{e}");
+    let e = decompress(&gz[..gz.len() / 2], Some("gzip"), 1 << 20).unwrap_err();
+    assert!(e.to_string().contains("does not decompress"), "{e}");
+    let e = decompress(b"not gzip at all", Some("gzip"), 1 << 20).unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed(_)));
+    let e = decompress(b"x", Some("br"), 1 << 20).unwrap_err();
+    assert!(matches!(e, DecodeError::ContentType(_)));
+    assert_eq!(&decompress(b"x", None, 1).unwrap()[..], b"x");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    // Arbitrary bytes never panic a decoder: they decode or give an error.
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        for f in [Format::Protobuf, Format::Json] {
+            let _ = decode_logs(&bytes, f);
+            let _ = decode_traces(&bytes, f);
+            let _ = decode_metrics(&bytes, f);
+        }
+        let _ = decompress(&bytes, Some("gzip"), 1 << 16);
+    }
+
+    // Cutting a valid protobuf body anywhere never panics either.
+    #[test]
+    fn truncated_protobuf_never_panics(cut in 0usize..2000) {
+        let pb = logs_json_to_protobuf(LOGS.as_bytes()).unwrap();
+        let _ = decode_logs(&pb[..cut.min(pb.len())], Format::Protobuf);
+    }
+}
