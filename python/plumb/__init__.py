@@ -5,6 +5,8 @@
   with :data:`EXIT_EVICTED` (75).
 - :func:`traced`: logs calls, returns, exceptions and durations through the
   standard :mod:`logging` module.
+- :class:`PlumbHandler`: a :class:`logging.Handler` that ships records to a
+  plumb collector as OTLP/HTTP JSON, spooling them locally while it is away.
 
 Standard library only.
 """
@@ -19,6 +21,7 @@ from .checkpoint import (
     Locked,
     StorageFull,
 )
+from .log import PlumbHandler
 from .traced import traced
 
 __version__ = "0.1.0"
@@ -33,4 +36,5 @@ __all__ = [
     "EXIT_EVICTED",
     "DEFAULT_SIGNALS",
     "traced",
+    "PlumbHandler",
 ]

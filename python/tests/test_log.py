@@ -1,0 +1,237 @@
+"""plumb.PlumbHandler against a real HTTP server on 127.0.0.1."""
+
+import http.server
+import json
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+import plumb
+from plumb.log import otlp_severity
+
+
+class Collector:
+    """A real HTTP server that records every POSTed body and answers
+    ``status`` (200 by default), optionally slowly."""
+
+    def __init__(self, port=0):
+        self.bodies = []
+        self.headers = []
+        self.status = 200
+        self.delay = 0.0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(n)
+                if outer.delay:
+                    time.sleep(outer.delay)
+                if outer.status == 200:
+                    outer.bodies.append(json.loads(body))
+                    outer.headers.append((self.path, dict(self.headers)))
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def records(self):
+        out = []
+        for body in self.bodies:
+            for rl in body["resourceLogs"]:
+                for sl in rl["scopeLogs"]:
+                    for r in sl["logRecords"]:
+                        out.append((rl["resource"], sl["scope"], r))
+        return out
+
+
+def attrs(kvs):
+    out = {}
+    for kv in kvs:
+        (kind, value), = kv["value"].items()
+        out[kv["key"]] = value
+    return out
+
+
+@pytest.fixture
+def collector():
+    c = Collector()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def logger():
+    log = logging.getLogger("plumb.tests.app")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    yield log
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+
+
+def test_records_go_out_as_otlp_json_with_resource_exception_and_extras(collector, logger, tmp_path, monkeypatch):
+    monkeypatch.setenv("PLUMB_RUN_ID", "0192f0c4-1111-7000-8000-000000000001")
+    monkeypatch.setenv("PLUMB_TOKEN", "s3cret")
+    h = plumb.PlumbHandler(collector.url, service_name="trainer", spool_dir=str(tmp_path), flush_interval=0.05)
+    logger.addHandler(h)
+    logger.warning("disk %s is %d%% full", "/data", 93, extra={"disk": "/data", "pct": 93, "ok": False})
+    try:
+        raise ValueError("bad shard 7")
+    except ValueError:
+        logger.exception("shard failed")
+    logging.getLogger("plumb.tests.other").addHandler(h)
+    logging.getLogger("plumb.tests.other").error("elsewhere")
+    assert h.flush(10)
+    logging.getLogger("plumb.tests.other").removeHandler(h)
+
+    path, headers = collector.headers[0]
+    assert path == "/v1/logs"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Authorization"] == "Bearer s3cret"
+    recs = collector.records()
+    assert len(recs) == 3
+    resource, scope, warn = recs[0]
+    res = attrs(resource["attributes"])
+    assert res["service.name"] == "trainer"
+    assert res["plumb.run.id"] == "0192f0c4-1111-7000-8000-000000000001"
+    assert res["process.pid"] == str(os.getpid())
+    assert scope["name"] == "plumb.tests.app"
+    assert isinstance(warn["timeUnixNano"], str) and int(warn["timeUnixNano"]) > 1_600_000_000 * 10**9
+    assert warn["severityNumber"] == 13 and warn["severityText"] == "WARNING"
+    assert warn["body"] == {"stringValue": "disk /data is 93% full"}
+    a = attrs(warn["attributes"])
+    assert a["disk"] == "/data" and a["pct"] == "93" and a["ok"] is False
+    assert a["code.function"] == "test_records_go_out_as_otlp_json_with_resource_exception_and_extras"
+    assert int(a["code.lineno"]) > 0
+
+    _, _, exc = recs[1]
+    assert exc["severityNumber"] == 17
+    e = attrs(exc["attributes"])
+    assert e["exception.type"] == "ValueError"
+    assert e["exception.message"] == "bad shard 7"
+    assert "Traceback" in e["exception.stacktrace"] and "bad shard 7" in e["exception.stacktrace"]
+    assert recs[2][1]["name"] == "plumb.tests.other"
+    assert h.sent == 3 and h.dropped == 0 and h.spooled == 0
+
+
+def test_unreachable_collector_spools_then_delivers_in_order(logger, tmp_path):
+    # A port with nobody behind it, then a collector started on it.
+    probe = Collector()
+    port = probe.port
+    probe.stop()
+    h = plumb.PlumbHandler(
+        f"http://127.0.0.1:{port}", spool_dir=str(tmp_path), flush_interval=0.05, retry_interval=0.1, timeout=1
+    )
+    logger.addHandler(h)
+    for i in range(5):
+        logger.info("early %d", i)
+    assert h.flush(10)
+    spool = tmp_path / f"logs-{os.getpid()}.jsonl"
+    lines = spool.read_text().splitlines()
+    assert lines, "nothing spooled"
+    spooled = [r["body"]["stringValue"] for line in lines for r in json.loads(line)["resourceLogs"][0]["scopeLogs"][0]["logRecords"]]
+    assert spooled == [f"early {i}" for i in range(5)]
+    assert h.spooled == 5 and h.sent == 0
+
+    c = Collector(port)
+    try:
+        logger.info("late")
+        assert h.flush(10)
+        deadline = time.monotonic() + 10
+        while spool.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not spool.exists()
+        got = [r["body"]["stringValue"] for _, _, r in c.records()]
+        assert got == [f"early {i}" for i in range(5)] + ["late"]
+        assert h.sent == 6
+    finally:
+        c.stop()
+
+
+def test_without_a_collector_everything_goes_to_the_spool(logger, tmp_path, monkeypatch):
+    monkeypatch.delenv("PLUMB_COLLECTOR", raising=False)
+    monkeypatch.setenv("PLUMB_SPOOL", str(tmp_path))
+    h = plumb.PlumbHandler(flush_interval=0.05)
+    logger.addHandler(h)
+    logger.error("kept locally")
+    assert h.flush(10)
+    doc = json.loads((tmp_path / f"logs-{os.getpid()}.jsonl").read_text().splitlines()[0])
+    assert doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["body"]["stringValue"] == "kept locally"
+
+
+def test_a_full_queue_drops_and_counts_never_blocks(collector, logger, tmp_path):
+    collector.delay = 0.3
+    h = plumb.PlumbHandler(collector.url, spool_dir=str(tmp_path), queue_size=5, batch_size=2, flush_interval=0.01)
+    logger.addHandler(h)
+    for i in range(200):
+        logger.info("r%d", i)
+    assert h.dropped > 0
+    collector.delay = 0
+    assert h.flush(30)
+    logger.info("after")
+    assert h.flush(10)
+    bodies = [r["body"]["stringValue"] for _, _, r in collector.records()]
+    real = [b for b in bodies if b.startswith("r")]
+    assert len(real) + h.dropped == 200
+    notices = [b for b in bodies if "records dropped" in b]
+    assert notices and sum(int(n.split(": ")[1].split()[0]) for n in notices) == h.dropped
+
+
+def test_a_malformed_batch_is_rejected_not_spooled(collector, logger, tmp_path):
+    collector.status = 400
+    h = plumb.PlumbHandler(collector.url, spool_dir=str(tmp_path), flush_interval=0.05)
+    logger.addHandler(h)
+    logger.info("x")
+    assert h.flush(10)
+    assert h.rejected == 1 and h.spooled == 0
+    assert not (tmp_path / f"logs-{os.getpid()}.jsonl").exists()
+
+
+def test_server_errors_are_spooled_for_later(collector, logger, tmp_path):
+    collector.status = 503
+    h = plumb.PlumbHandler(collector.url, spool_dir=str(tmp_path), flush_interval=0.05, retry_interval=0.05)
+    logger.addHandler(h)
+    logger.info("wait for me")
+    assert h.flush(10)
+    assert h.spooled == 1
+    collector.status = 200
+    deadline = time.monotonic() + 10
+    while not collector.records() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r["body"]["stringValue"] for _, _, r in collector.records()] == ["wait for me"]
+
+
+def test_severity_numbers_follow_opentelemetry():
+    assert otlp_severity(logging.DEBUG) == 5
+    assert otlp_severity(logging.INFO) == 9
+    assert otlp_severity(logging.WARNING) == 13
+    assert otlp_severity(logging.ERROR) == 17
+    assert otlp_severity(logging.CRITICAL) == 21
+    assert otlp_severity(25) == 11
+    assert otlp_severity(1) == 1
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="collector 'ftp://x'"):
+        plumb.PlumbHandler("ftp://x")
+    with pytest.raises(ValueError, match="batch_size"):
+        plumb.PlumbHandler("http://127.0.0.1:1", batch_size=0)
