@@ -45,11 +45,13 @@ mod api;
 pub mod client;
 mod link;
 pub mod model;
+mod ship;
 mod state;
 mod udp;
 
 pub use api::TOXIPROXY_VERSION;
 pub use client::{Client, ClientError};
+pub use ship::{EventShipper, LOGS_PATH};
 pub use state::{EVENT_CAPACITY, Event};
 
 use std::future::Future;
@@ -148,6 +150,13 @@ impl Server {
             }),
             None => Ok(done.len()),
         }
+    }
+
+    /// Ships every proxy and toxic change, from now on, to the collector
+    /// behind `client` as OTLP/HTTP JSON log records, until the returned
+    /// handle is dropped. See the `ship` module for the guarantees.
+    pub fn ship_events(&self, client: plumb_ship::Client) -> std::io::Result<EventShipper> {
+        ship::spawn(Arc::clone(&self.registry), client)
     }
 
     /// Serves the admin API until `shutdown` completes, then stops every
