@@ -1,0 +1,242 @@
+/*!
+`plumb agent`, the node daemon: a heartbeat every few seconds with the
+node's load, memory, disks, network and plumb runs in progress, its software
+fingerprint whenever it changes, and the node's outbox shipped to the
+collector (runs recorded while the collector was away).
+
+Heartbeats are sent directly, not spooled: a heartbeat is worth something
+only when it arrives on time, since the collector's failure detector reads
+health from arrival times. The fingerprint, which does matter late, is
+repeated in every heartbeat until one is acknowledged.
+
+The agent keeps nothing but its outbox on disk, and it is light: one thread
+sleeping between heartbeats, one shipping, a few small `/proc` reads each.
+
+```no_run
+let cfg = plumb_agent::AgentConfig::new("http://127.0.0.1:7700", "/tmp/outbox".into());
+let agent = plumb_agent::Agent::new(cfg).unwrap();
+agent.run(&std::sync::atomic::AtomicBool::new(false));
+```
+*/
+#![deny(missing_docs)]
+
+pub mod host;
+
+use plumb_model::Timestamp;
+use plumb_model::node::{NODE_REPORT_VERSION, NodeFingerprint, NodeReport};
+use plumb_ship::{Client, ClientConfig, Outbox, ShipError, Shipper};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The collector's node-report endpoint.
+pub const NODE_PATH: &str = "/api/v1/ingest/node";
+
+/// Everything the agent can fail with at start (afterwards it never fails:
+/// it logs and retries).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Shipping setup failed (bad URL, CA file, outbox directory).
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+    /// The node name is empty or has characters that do not belong in one.
+    #[error(
+        "node name `{0}` is not valid: use 1-253 letters, digits, `.`, `-` or `_` (the default is the host name)"
+    )]
+    BadName(String),
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// How to reach the collector.
+    pub client: ClientConfig,
+    /// Node name (default: the host name).
+    pub name: String,
+    /// Labels sent with every heartbeat.
+    pub labels: BTreeMap<String, String>,
+    /// Time between heartbeats.
+    pub interval: Duration,
+    /// The node's outbox.
+    pub outbox: PathBuf,
+    /// Its bound.
+    pub spool_max: u64,
+    /// Cache directory for the fingerprint capture.
+    pub cache_dir: PathBuf,
+    /// Python interpreter to fingerprint.
+    pub python: Option<PathBuf>,
+    /// Extra tools to version.
+    pub tools: BTreeMap<String, String>,
+    /// How often the fingerprint is taken again to see whether it changed.
+    pub fingerprint_every: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults: host name, 5 s interval, 1 GiB outbox, fingerprint every
+    /// 10 minutes, token and CA from the environment.
+    pub fn new(collector: &str, outbox: PathBuf) -> AgentConfig {
+        AgentConfig {
+            client: ClientConfig::from_env(collector),
+            name: plumb_record::host::hostname(),
+            labels: BTreeMap::new(),
+            interval: Duration::from_secs(5),
+            cache_dir: outbox.join(".cache"),
+            outbox,
+            spool_max: plumb_ship::DEFAULT_SPOOL_MAX,
+            python: None,
+            tools: BTreeMap::new(),
+            fingerprint_every: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    client: Client,
+    outbox: Outbox,
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+impl Agent {
+    /// Checks the settings and opens the outbox.
+    pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
+        if !valid_name(&config.name) {
+            return Err(AgentError::BadName(config.name.clone()));
+        }
+        let client = Client::new(&config.client)?;
+        let outbox = Outbox::open(&config.outbox, config.spool_max)?;
+        Ok(Agent {
+            config,
+            client,
+            outbox,
+        })
+    }
+
+    /// One heartbeat's report (without fingerprint).
+    pub fn report(&self, seq: u64) -> NodeReport {
+        NodeReport {
+            version: NODE_REPORT_VERSION,
+            node: self.config.name.clone(),
+            sent: Timestamp::now(),
+            seq,
+            interval_ms: self.config.interval.as_millis() as u64,
+            labels: self.config.labels.clone(),
+            boot_id: host::boot_id(),
+            uptime_s: host::uptime(),
+            cpu: host::cpu_load(),
+            memory: host::memory(),
+            disks: host::disks(),
+            network: host::network(),
+            runs_in_progress: self.outbox.runs_in_progress(),
+            spool: self.outbox.stats(),
+            fingerprint: None,
+        }
+    }
+
+    /// Sends heartbeats and ships the outbox until `stop` is set.
+    pub fn run(&self, stop: &AtomicBool) {
+        let pending_fp: Arc<Mutex<Option<NodeFingerprint>>> = Arc::new(Mutex::new(None));
+        self.start_fingerprints(pending_fp.clone());
+        // Shipping may take long when a backlog waits; it has its own thread
+        // so heartbeats stay on time.
+        let shipper = Shipper::new(self.outbox.clone(), self.client.clone(), &self.config.name)
+            .spawn(self.config.interval.min(Duration::from_secs(2)));
+        let mut seq = 0u64;
+        let mut next = Instant::now();
+        let mut failures = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let mut report = self.report(seq);
+            report.fingerprint = pending_fp.lock().expect("fingerprint lock").clone();
+            let body = serde_json::to_vec(&report).expect("report serializes");
+            match self
+                .client
+                .post(NODE_PATH, "application/json", &body, false, &[])
+            {
+                Ok(_) => {
+                    if failures > 0 {
+                        tracing::info!(after = failures, "collector reachable again");
+                    }
+                    failures = 0;
+                    // Acknowledged: stop repeating it, unless a newer one
+                    // arrived meanwhile.
+                    let mut fp = pending_fp.lock().expect("fingerprint lock");
+                    if fp.as_ref().map(|f| &f.hash) == report.fingerprint.as_ref().map(|f| &f.hash)
+                    {
+                        *fp = None;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, "heartbeat not delivered");
+                    }
+                }
+            }
+            seq += 1;
+            // A fixed schedule rather than "interval after the last send":
+            // the collector's failure detector learns the rhythm, and a slow
+            // send must not shift every later heartbeat.
+            next += self.config.interval;
+            let now = Instant::now();
+            if next < now {
+                next = now;
+            }
+            sleep_until(next, stop);
+        }
+        let _ = shipper.finish(Duration::from_secs(2));
+    }
+
+    fn start_fingerprints(&self, pending: Arc<Mutex<Option<NodeFingerprint>>>) {
+        let opts = plumb_record::fingerprint::CaptureOptions {
+            cache_dir: self.config.cache_dir.clone(),
+            argv: Vec::new(),
+            cwd: PathBuf::from("/"),
+            env: Vec::new(),
+            python: self.config.python.clone(),
+            tools: self.config.tools.clone(),
+        };
+        let every = self.config.fingerprint_every;
+        // A daemon thread: it sleeps most of the time and ends with the
+        // process.
+        let _ = std::thread::Builder::new()
+            .name("plumb-fingerprint".into())
+            .spawn(move || {
+                let mut last = String::new();
+                loop {
+                    // The agent's own process stands in for "a program on
+                    // this node": its libraries are the system's.
+                    let capture =
+                        plumb_record::fingerprint::Capture::start(&opts, std::process::id());
+                    let (hash, fingerprint) = capture.finish();
+                    if hash != last {
+                        tracing::info!(%hash, "node fingerprint changed");
+                        last = hash.clone();
+                        *pending.lock().expect("fingerprint lock") =
+                            Some(NodeFingerprint { hash, fingerprint });
+                    }
+                    std::thread::sleep(every);
+                }
+            });
+    }
+}
+
+fn sleep_until(t: Instant, stop: &AtomicBool) {
+    // Short naps so a stop request is honoured within 100 ms.
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(100)));
+    }
+}
