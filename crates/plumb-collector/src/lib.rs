@@ -21,6 +21,8 @@ handle.shutdown();
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod body;
+pub mod client;
 mod db;
 mod error;
 pub mod metrics;

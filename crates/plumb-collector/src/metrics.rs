@@ -170,7 +170,7 @@ impl Metrics {
             &self.registry.lock().unwrap_or_else(|p| p.into_inner()),
         )
         .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
-        Ok(out)
+        Ok(openmetrics_to_prometheus(&out))
     }
 
     /// Records one finished ingest request.
@@ -197,6 +197,40 @@ impl Metrics {
     }
 }
 
+/// Rewrites OpenMetrics text (what prometheus-client writes) as the
+/// Prometheus text format 0.0.4, which every scraper and `promtool check
+/// metrics` read: counter families are named with their `_total` suffix,
+/// and the `# UNIT` and `# EOF` lines, unknown to that format, are dropped.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// `GET /metrics` (viewer).
 pub async fn handler(
     _: crate::auth::Viewer,
@@ -206,7 +240,7 @@ pub async fn handler(
     Ok((
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
     )

@@ -1,19 +1,356 @@
-//! Runs: native ingest from `plumb run` spools, and the query API that
-//! `plumb ls/show/logs/search/diff --collector` use.
+//! Runs: native ingest of `plumb run` records (spool frames), and the query
+//! API that `plumb ls/show/logs/search/diff --collector` use.
+//!
+//! | method, path | role | what |
+//! |---|---|---|
+//! | `POST /api/v1/ingest/spool` | agent | spool frames (`application/x-plumb-spool`, optionally gzip) |
+//! | `GET /api/v1/runs` | viewer | runs, filters as `plumb ls`: `name`, `host`, `failed`, `state`, `since` (ns), `tag=k=v`..., `limit` |
+//! | `GET /api/v1/runs/{ref}` | viewer | `{"run", "fingerprint"}`; `ref` is an id, a prefix, `last` or `last~N` |
+//! | `GET /api/v1/runs/{ref}/id` | viewer | `{"id"}`: the reference resolved |
+//! | `GET /api/v1/runs/{ref}/output` | viewer | output segments from `cursor` on (see [`OUTPUT_MEDIA_TYPE`]) |
+//! | `GET /api/v1/fingerprints/{hash}` | viewer | a fingerprint |
+//! | `GET /api/v1/search` | viewer | output lines: `text`, `host`, `run`, `stream`, `since`, `until` (ns), `limit` |
+//! | `GET /api/v1/diff?a=&b=` | viewer | why two runs differ |
 
-use crate::AppState;
+use crate::auth::{Agent, Viewer};
+use crate::error::ApiError;
+use crate::{AppState, body};
+use axum::Json;
 use axum::Router;
-use axum::routing::get;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use plumb_model::{RunState, Stream, Timestamp};
+use plumb_store::spool::{ImportError, ImportStats};
+use plumb_store::{OutputCursor, RunFilter, SearchOptions, StoreError};
+use serde::Deserialize;
+use std::time::Instant;
+
+/// The media type of a native ingest body: spool frames.
+pub const SPOOL_MEDIA_TYPE: &str = "application/x-plumb-spool";
+
+/// The media type of `GET .../output`: a sequence of segments, each
+/// `u8 stream (1 stdout, 2 stderr) | i64 time ns (LE) | u32 length (LE) |
+/// bytes`, so output comes back byte for byte. The cursor to continue from
+/// is in the `x-plumb-cursor` header, the run's state in `x-plumb-run-state`.
+pub const OUTPUT_MEDIA_TYPE: &str = "application/x-plumb-output";
+
+/// Header carrying the output cursor (JSON).
+pub const CURSOR_HEADER: &str = "x-plumb-cursor";
+/// Header carrying the run's state with its output.
+pub const STATE_HEADER: &str = "x-plumb-run-state";
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/runs/count", get(count))
+    Router::new()
+        .route("/api/v1/ingest/spool", post(ingest_spool))
+        .route("/api/v1/runs", get(list))
+        .route("/api/v1/runs/{reference}", get(show))
+        .route("/api/v1/runs/{reference}/id", get(resolve))
+        .route("/api/v1/runs/{reference}/output", get(output))
+        .route("/api/v1/fingerprints/{hash}", get(fingerprint))
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/diff", get(diff))
 }
 
-async fn count(
-    _: crate::auth::Viewer,
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<axum::Json<serde_json::Value>, crate::ApiError> {
-    let n = state.db.read(|s| s.count_runs()).await?;
-    Ok(axum::Json(serde_json::json!({ "runs": n })))
+async fn ingest_spool(
+    _: Agent,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = ingest_spool_inner(&state, &headers, request).await;
+    let (code, sent, records, resp) = match result {
+        Ok((stats, sent)) => {
+            let records = stats.runs
+                + stats.runs_kept
+                + stats.fingerprints
+                + stats.chunks
+                + stats.chunks_duplicate;
+            (200, sent, records, Json(stats).into_response())
+        }
+        Err((e, sent)) => (e.status().as_u16(), sent, 0, e.into_response()),
+    };
+    state.metrics.observe_ingest(
+        "spool",
+        code,
+        sent,
+        records,
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn ingest_spool_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: Body,
+) -> Result<(ImportStats, u64), (ApiError, u64)> {
+    body::expect_content_type(headers, &[SPOOL_MEDIA_TYPE]).map_err(|e| (e, 0))?;
+    let (bytes, sent) = body::read(headers, request, body::MAX_BODY)
+        .await
+        .map_err(|e| (e, 0))?;
+    let stats = state
+        .db
+        .write(move |store| {
+            // A bad body is an answer, not a store failure: carry it out of
+            // the closure as a value.
+            match store.import_frames(&bytes) {
+                Ok(stats) => Ok(Ok(stats)),
+                Err(ImportError::Store(e)) => Err(e),
+                Err(other) => Ok(Err(other.to_string())),
+            }
+        })
+        .await
+        .map_err(|e| (e, sent))?
+        .map_err(|msg| {
+            (
+                ApiError::BadRequest(format!("bad spool body, nothing stored: {msg}")),
+                sent,
+            )
+        })?;
+    Ok((stats, sent))
+}
+
+/// Query of `GET /api/v1/runs`, as pairs so `tag` may repeat.
+fn run_filter(pairs: Vec<(String, String)>) -> Result<RunFilter, ApiError> {
+    let mut f = RunFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "name" => f.name = Some(v),
+            "host" => f.host = Some(v),
+            "failed" => f.failed = parse_bool("failed", &v)?,
+            "state" => f.state = Some(v.parse::<RunState>().map_err(ApiError::BadRequest)?),
+            "since" => f.since = Some(parse_ns("since", &v)?),
+            "tag" => match v.split_once('=') {
+                Some((tk, tv)) if !tk.is_empty() => f.tags.push((tk.into(), tv.into())),
+                _ => {
+                    return Err(ApiError::BadRequest(format!("tag `{v}` is not key=value")));
+                }
+            },
+            "limit" => f.limit = parse_num("limit", &v)?,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{other}`: use name, host, failed, state, since, tag, limit"
+                )));
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "`{name}={v}`: expected true or false"
+        ))),
+    }
+}
+
+fn parse_num(name: &str, v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .map_err(|_| ApiError::BadRequest(format!("`{name}={v}`: expected a whole number")))
+}
+
+fn parse_ns(name: &str, v: &str) -> Result<Timestamp, ApiError> {
+    v.parse::<i64>().map(Timestamp::from_nanos).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "`{name}={v}`: expected nanoseconds since the Unix epoch"
+        ))
+    })
+}
+
+async fn list(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Vec<plumb_store::RunSummary>>, ApiError> {
+    let filter = run_filter(pairs)?;
+    Ok(Json(state.db.read(move |s| s.list_runs(&filter)).await?))
+}
+
+async fn show(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (run, fp) = state
+        .db
+        .read(move |s| {
+            let run = s.get_run(s.resolve(&reference)?)?;
+            let fp = s.run_fingerprint(&run)?;
+            Ok((run, fp))
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "run": run, "fingerprint": fp })))
+}
+
+async fn resolve(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = state.db.read(move |s| s.resolve(&reference)).await?;
+    Ok(Json(serde_json::json!({ "id": id })))
+}
+
+async fn fingerprint(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Json<plumb_model::Fingerprint>, ApiError> {
+    let h = hash.clone();
+    match state.db.read(move |s| s.get_fingerprint(&h)).await? {
+        Some(fp) => Ok(Json(fp)),
+        None => Err(ApiError::NotFound(format!("no fingerprint `{hash}`"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputQuery {
+    stream: Option<String>,
+    cursor: Option<String>,
+}
+
+fn parse_stream(v: &str) -> Result<Stream, ApiError> {
+    match v {
+        "stdout" => Ok(Stream::Stdout),
+        "stderr" => Ok(Stream::Stderr),
+        other => Err(ApiError::BadRequest(format!(
+            "stream `{other}`: expected stdout or stderr"
+        ))),
+    }
+}
+
+async fn output(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Query(q): Query<OutputQuery>,
+) -> Result<Response, ApiError> {
+    let only = q.stream.as_deref().map(parse_stream).transpose()?;
+    let mut cursor: OutputCursor = match q.cursor.as_deref() {
+        None | Some("") => OutputCursor::default(),
+        Some(c) => serde_json::from_str(c).map_err(|e| {
+            ApiError::BadRequest(format!("cursor `{c}` is not one this collector gave: {e}"))
+        })?,
+    };
+    let (bytes, cursor, run_state) = state
+        .db
+        .read(move |s| {
+            let id = s.resolve(&reference)?;
+            // The state is read before the output, so a client that sees
+            // "finished" has also been given all of the output.
+            let run_state = s.get_run(id)?.state;
+            let mut buf = Vec::new();
+            s.replay_output(id, only, &mut cursor, |stream, time, data| {
+                buf.push(stream.as_u8());
+                buf.extend_from_slice(&time.as_nanos().to_le_bytes());
+                buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                buf.extend_from_slice(data);
+                Ok(())
+            })?;
+            Ok((buf, cursor, run_state))
+        })
+        .await?;
+    let cursor_json = serde_json::to_string(&cursor).expect("cursor serializes");
+    let mut resp = Response::new(Body::from(Bytes::from(bytes)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OUTPUT_MEDIA_TYPE),
+    );
+    h.insert(
+        CURSOR_HEADER,
+        HeaderValue::from_str(&cursor_json).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    h.insert(STATE_HEADER, HeaderValue::from_static(run_state.as_str()));
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    text: String,
+    host: Option<String>,
+    run: Option<String>,
+    stream: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+}
+
+async fn search(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Vec<plumb_model::OutputLine>>, ApiError> {
+    let mut opts = SearchOptions {
+        text: q.text,
+        host: q.host,
+        run: None,
+        stream: q.stream.as_deref().map(parse_stream).transpose()?,
+        since: q
+            .since
+            .as_deref()
+            .map(|v| parse_ns("since", v))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|v| parse_ns("until", v))
+            .transpose()?,
+        limit: q
+            .limit
+            .as_deref()
+            .map(|v| parse_num("limit", v))
+            .transpose()?
+            .unwrap_or(100),
+    };
+    let run = q.run;
+    let hits = state
+        .db
+        .read(move |s| {
+            opts.run = run.as_deref().map(|r| s.resolve(r)).transpose()?;
+            s.search(&opts)
+        })
+        .await?;
+    Ok(Json(hits))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    a: String,
+    b: String,
+}
+
+async fn diff(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(q): Query<DiffQuery>,
+) -> Result<Json<plumb_model::diff::RunDiff>, ApiError> {
+    let d = state
+        .db
+        .read(move |s| {
+            let load = |r: &str| -> Result<_, StoreError> {
+                let run = s.get_run(s.resolve(r)?)?;
+                let fp = s.run_fingerprint(&run)?;
+                Ok((run, fp))
+            };
+            let (ra, fa) = load(&q.a)?;
+            let (rb, fb) = load(&q.b)?;
+            Ok(plumb_model::diff::diff(&ra, fa.as_ref(), &rb, fb.as_ref()))
+        })
+        .await?;
+    Ok(Json(d))
 }

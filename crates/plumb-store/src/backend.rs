@@ -1,9 +1,69 @@
-//! What the collector and the CLI need from a store, as traits, so that a
-//! server database (PostgreSQL) can stand beside the embedded SQLite store.
+//! What the collector and the CLI need from a store, as one trait, so a
+//! server database (PostgreSQL) can stand beside the embedded SQLite store,
+//! and the CLI can read a remote collector the same way it reads the local
+//! store.
 
-use crate::Store;
-use crate::error::Result;
-use plumb_model::RunState;
+use crate::error::{Result, StoreError};
+use crate::{OutputCursor, RunFilter, RunSummary, SearchOptions, Store};
+use plumb_model::{Fingerprint, OutputLine, Run, RunState, Stream, Timestamp, Uuid};
+
+/// Where replayed output goes: each read's stream, time and bytes.
+pub type OutputSink<'a> = dyn FnMut(Stream, Timestamp, &[u8]) -> std::io::Result<()> + 'a;
+
+/// Reading runs, their output and fingerprints. Implemented by [`Store`]
+/// (SQLite) and by the collector's HTTP client.
+pub trait RunStore {
+    /// The backend's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Runs matching `filter`, newest first.
+    fn list_runs(&self, filter: &RunFilter) -> std::result::Result<Vec<RunSummary>, Self::Error>;
+    /// Resolves a run reference (id, unique prefix, `last`, `last~N`).
+    fn resolve(&self, reference: &str) -> std::result::Result<Uuid, Self::Error>;
+    /// The run with this id.
+    fn get_run(&self, id: Uuid) -> std::result::Result<Run, Self::Error>;
+    /// The fingerprint a run refers to, if stored.
+    fn run_fingerprint(&self, run: &Run) -> std::result::Result<Option<Fingerprint>, Self::Error>;
+    /// Lines of output containing `opts.text`.
+    fn search(&self, opts: &SearchOptions) -> std::result::Result<Vec<OutputLine>, Self::Error>;
+    /// Replays a run's output from `cursor` on, in production order.
+    fn replay_output(
+        &self,
+        run_id: Uuid,
+        only: Option<Stream>,
+        cursor: &mut OutputCursor,
+        out: &mut OutputSink<'_>,
+    ) -> std::result::Result<(), Self::Error>;
+}
+
+impl RunStore for Store {
+    type Error = StoreError;
+
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        Store::list_runs(self, filter)
+    }
+    fn resolve(&self, reference: &str) -> Result<Uuid> {
+        Store::resolve(self, reference)
+    }
+    fn get_run(&self, id: Uuid) -> Result<Run> {
+        Store::get_run(self, id)
+    }
+    fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>> {
+        Store::run_fingerprint(self, run)
+    }
+    fn search(&self, opts: &SearchOptions) -> Result<Vec<OutputLine>> {
+        Store::search(self, opts)
+    }
+    fn replay_output(
+        &self,
+        run_id: Uuid,
+        only: Option<Stream>,
+        cursor: &mut OutputCursor,
+        out: &mut OutputSink<'_>,
+    ) -> Result<()> {
+        Store::replay_output(self, run_id, only, cursor, out)
+    }
+}
 
 impl Store {
     /// How many runs are stored in each state (states with none omitted).

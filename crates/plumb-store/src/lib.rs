@@ -30,6 +30,7 @@ pub mod telemetry;
 pub mod tokens;
 mod writer;
 
+pub use backend::{OutputSink, RunStore};
 pub use error::{Result, StoreError};
 pub use query::{OutputCursor, RunFilter, RunSummary, SearchOptions};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};

@@ -28,7 +28,7 @@ pub struct RunFilter {
 }
 
 /// One line of `plumb ls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RunSummary {
     /// Run id.
     pub id: Uuid,
@@ -374,8 +374,9 @@ fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkMeta> {
     })
 }
 
-/// How far `replay_output` has got, per stream.
-#[derive(Debug, Clone, Default)]
+/// How far `replay_output` has got, per stream. Serializable, so a remote
+/// client can hand it back to continue where it stopped.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct OutputCursor {
     stdout: Option<i64>,
     stderr: Option<i64>,

@@ -9,6 +9,11 @@
 //! mid-write) is ignored; everything before it is imported. The writer holds
 //! an exclusive `flock` on the file while the run is going on, and importers
 //! skip locked files.
+//!
+//! The same frames are the body of the collector's native ingest request;
+//! [`Store::import_frames`] checks them strictly (a torn or corrupt frame is
+//! an error naming its index, and nothing is stored) because a request body,
+//! unlike a file left by a dead recorder, can simply be sent again.
 
 use crate::chunk::SealedChunk;
 use crate::error::{Result, StoreError};
@@ -101,40 +106,18 @@ impl SpoolFile {
 
     /// Appends a run record.
     pub fn put_run(&mut self, run: &Run) -> Result<()> {
-        let mut p = vec![KIND_RUN];
-        p.extend(serde_json::to_vec(run).expect("run serializes"));
-        self.frame(&p)
+        self.frame(&run_payload(run))
     }
 
     /// Appends a fingerprint.
     pub fn put_fingerprint(&mut self, hash: &str, fp: &Fingerprint) -> Result<()> {
-        let mut p = vec![KIND_FINGERPRINT];
-        p.extend_from_slice(&(hash.len() as u16).to_le_bytes());
-        p.extend_from_slice(hash.as_bytes());
-        p.extend(serde_json::to_vec(fp).expect("fingerprint serializes"));
-        self.frame(&p)
+        self.frame(&fingerprint_payload(hash, fp))
     }
 
     /// Appends output chunks.
     pub fn put_chunks(&mut self, chunks: &[SealedChunk]) -> Result<()> {
         for c in chunks {
-            let mut p = Vec::with_capacity(64 + c.bloom.len() + c.data.len());
-            p.push(KIND_CHUNK);
-            p.push(c.stream.as_u8());
-            for v in [c.part, c.first_seq] {
-                p.extend_from_slice(&v.to_le_bytes());
-            }
-            for v in [c.t_min.as_nanos(), c.t_max.as_nanos()] {
-                p.extend_from_slice(&v.to_le_bytes());
-            }
-            for v in [c.lines, c.raw_bytes] {
-                p.extend_from_slice(&v.to_le_bytes());
-            }
-            p.extend_from_slice(&c.crc.to_le_bytes());
-            p.extend_from_slice(&(c.bloom.len() as u32).to_le_bytes());
-            p.extend_from_slice(&c.bloom);
-            p.extend_from_slice(&c.data);
-            self.frame(&p)?;
+            self.frame(&chunk_payload(c))?;
         }
         Ok(())
     }
@@ -146,6 +129,70 @@ impl SpoolFile {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+fn run_payload(run: &Run) -> Vec<u8> {
+    let mut p = vec![KIND_RUN];
+    p.extend(serde_json::to_vec(run).expect("run serializes"));
+    p
+}
+
+fn fingerprint_payload(hash: &str, fp: &Fingerprint) -> Vec<u8> {
+    let mut p = vec![KIND_FINGERPRINT];
+    p.extend_from_slice(&(hash.len() as u16).to_le_bytes());
+    p.extend_from_slice(hash.as_bytes());
+    p.extend(serde_json::to_vec(fp).expect("fingerprint serializes"));
+    p
+}
+
+fn chunk_payload(c: &SealedChunk) -> Vec<u8> {
+    let mut p = Vec::with_capacity(64 + c.bloom.len() + c.data.len());
+    p.push(KIND_CHUNK);
+    p.push(c.stream.as_u8());
+    for v in [c.part, c.first_seq] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [c.t_min.as_nanos(), c.t_max.as_nanos()] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [c.lines, c.raw_bytes] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    p.extend_from_slice(&c.crc.to_le_bytes());
+    p.extend_from_slice(&(c.bloom.len() as u32).to_le_bytes());
+    p.extend_from_slice(&c.bloom);
+    p.extend_from_slice(&c.data);
+    p
+}
+
+/// Spool frames built in memory: a request body for the collector's native
+/// ingest, byte for byte what a spool file would hold.
+#[derive(Debug, Clone, Default)]
+pub struct Frames {
+    /// The encoded frames.
+    pub bytes: Vec<u8>,
+}
+
+impl Frames {
+    /// Appends a run record.
+    pub fn put_run(&mut self, run: &Run) -> &mut Self {
+        encode_frame(&run_payload(run), &mut self.bytes);
+        self
+    }
+
+    /// Appends a fingerprint.
+    pub fn put_fingerprint(&mut self, hash: &str, fp: &Fingerprint) -> &mut Self {
+        encode_frame(&fingerprint_payload(hash, fp), &mut self.bytes);
+        self
+    }
+
+    /// Appends output chunks.
+    pub fn put_chunks(&mut self, chunks: &[SealedChunk]) -> &mut Self {
+        for c in chunks {
+            encode_frame(&chunk_payload(c), &mut self.bytes);
+        }
+        self
     }
 }
 
@@ -241,7 +288,7 @@ fn import_bytes(store: &Store, bytes: &[u8]) -> Result<bool> {
         return Ok(false);
     };
     let tx = store.conn().unchecked_transaction()?;
-    put_run_tx(&tx, &run)?;
+    put_run_unless_less_final(&tx, &run)?;
     for (hash, fp) in &fps {
         put_fingerprint_conn(&tx, hash, fp)?;
     }
@@ -274,4 +321,336 @@ fn parse_chunk(p: &[u8]) -> Option<SealedChunk> {
         bloom: p[FIXED..FIXED + bloom_len].to_vec(),
         data: p[FIXED + bloom_len..].to_vec(),
     })
+}
+
+/// What one [`Store::import_frames`] call stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImportStats {
+    /// Frames read.
+    pub frames: u64,
+    /// Run records stored (inserted or replaced).
+    pub runs: u64,
+    /// Run records not stored because the store already held a more final
+    /// record of the same run (a finished run is never made running again).
+    pub runs_kept: u64,
+    /// Fingerprint frames (stored once by hash).
+    pub fingerprints: u64,
+    /// Output chunks newly stored.
+    pub chunks: u64,
+    /// Output chunks already stored (a retry), skipped.
+    pub chunks_duplicate: u64,
+}
+
+/// Why a body of frames was refused. Nothing from it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A frame is torn, corrupt or does not make sense.
+    #[error("frame {index} (at byte {offset}): {reason}")]
+    Frame {
+        /// The frame's position, from 0.
+        index: usize,
+        /// Its byte offset in the body.
+        offset: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The body holds no frames.
+    #[error("the body holds no frames")]
+    Empty,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Item {
+    Run(Box<Run>),
+    Fingerprint(String, Box<Fingerprint>),
+    Chunk(SealedChunk),
+}
+
+/// Parses every frame strictly, so a bad body is refused before anything
+/// is written.
+fn parse_strict(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
+    let mut items = Vec::new();
+    let mut off = 0usize;
+    let mut index = 0usize;
+    let mut have_run = false;
+    while off < bytes.len() {
+        let bad = |reason: String| ImportError::Frame {
+            index,
+            offset: off,
+            reason,
+        };
+        let rest = &bytes[off..];
+        if rest.len() < 8 {
+            return Err(bad(format!(
+                "truncated header: {} bytes where a frame header needs 8",
+                rest.len()
+            )));
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4"));
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4"));
+        if len > MAX_FRAME {
+            return Err(bad(format!(
+                "length {len} exceeds the largest frame, {MAX_FRAME} bytes"
+            )));
+        }
+        if len == 0 {
+            return Err(bad("empty payload".into()));
+        }
+        if rest.len() < 8 + len as usize {
+            return Err(bad(format!(
+                "truncated: the header says {len} payload bytes, {} remain",
+                rest.len() - 8
+            )));
+        }
+        let f = &rest[8..8 + len as usize];
+        let actual = crc32c::crc32c(f);
+        if actual != crc {
+            return Err(bad(format!(
+                "checksum mismatch: header says CRC32C {crc:#010x}, payload has {actual:#010x}"
+            )));
+        }
+        match f[0] {
+            KIND_RUN => {
+                let run: Run = serde_json::from_slice(&f[1..])
+                    .map_err(|e| bad(format!("run record is not valid: {e}")))?;
+                have_run = true;
+                items.push(Item::Run(Box::new(run)));
+            }
+            KIND_FINGERPRINT => {
+                if f.len() < 3 {
+                    return Err(bad("fingerprint frame too short for its hash length".into()));
+                }
+                let n = u16::from_le_bytes([f[1], f[2]]) as usize;
+                if f.len() < 3 + n {
+                    return Err(bad(format!(
+                        "fingerprint hash length {n} runs past the frame"
+                    )));
+                }
+                let hash = std::str::from_utf8(&f[3..3 + n])
+                    .map_err(|_| bad("fingerprint hash is not UTF-8".into()))?
+                    .to_string();
+                let fp: Fingerprint = serde_json::from_slice(&f[3 + n..])
+                    .map_err(|e| bad(format!("fingerprint is not valid: {e}")))?;
+                items.push(Item::Fingerprint(hash, Box::new(fp)));
+            }
+            KIND_CHUNK => {
+                if !have_run {
+                    return Err(bad(
+                        "an output chunk comes before any run record; chunks belong to the run record before them".into(),
+                    ));
+                }
+                let c = parse_chunk(&f[1..])
+                    .ok_or_else(|| bad("output chunk header is malformed".into()))?;
+                // The data must decode and match its checksum: a chunk that
+                // cannot be read back must not be acknowledged.
+                crate::chunk::decode(&c.data, c.crc)
+                    .map_err(|e| bad(format!("output chunk does not decode: {e}")))?;
+                items.push(Item::Chunk(c));
+            }
+            k => return Err(bad(format!("unknown frame kind {k}"))),
+        }
+        off += 8 + len as usize;
+        index += 1;
+    }
+    if items.is_empty() {
+        return Err(ImportError::Empty);
+    }
+    Ok(items)
+}
+
+/// Stores `run` unless the store holds a more final record of it: a run
+/// that has ended is never turned back into a running one by a record that
+/// arrives late (retries and several shippers reorder records).
+/// Returns whether it was stored.
+fn put_run_unless_less_final(tx: &rusqlite::Transaction<'_>, run: &Run) -> Result<bool> {
+    use rusqlite::OptionalExtension;
+    if run.state == plumb_model::RunState::Running {
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT state FROM runs WHERE id = ?1",
+                [run.id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if existing.is_some_and(|s| s != plumb_model::RunState::Running.as_str()) {
+            return Ok(false);
+        }
+    }
+    put_run_tx(tx, run)?;
+    Ok(true)
+}
+
+impl Store {
+    /// Imports a body of spool frames (the format of a spool file) in one
+    /// transaction: all of it or, on any bad frame, nothing. Output chunks
+    /// and fingerprints belong to the run record before them. Idempotent:
+    /// a repeated body stores nothing new.
+    pub fn import_frames(&self, bytes: &[u8]) -> std::result::Result<ImportStats, ImportError> {
+        let items = parse_strict(bytes)?;
+        let mut stats = ImportStats {
+            frames: items.len() as u64,
+            ..Default::default()
+        };
+        let tx = self
+            .conn()
+            .unchecked_transaction()
+            .map_err(StoreError::from)?;
+        let mut current: Option<(plumb_model::Uuid, String)> = None;
+        let mut pending: Vec<SealedChunk> = Vec::new();
+        let flush = |tx: &rusqlite::Transaction<'_>,
+                     current: &Option<(plumb_model::Uuid, String)>,
+                     pending: &mut Vec<SealedChunk>,
+                     stats: &mut ImportStats|
+         -> Result<()> {
+            let Some((id, host)) = current else {
+                return Ok(());
+            };
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let count = |tx: &rusqlite::Transaction<'_>| -> Result<i64> {
+                Ok(tx.query_row(
+                    "SELECT count(*) FROM chunks WHERE run_id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )?)
+            };
+            let before = count(tx)?;
+            put_chunks_tx(tx, *id, host, pending)?;
+            let added = (count(tx)? - before) as u64;
+            stats.chunks += added;
+            stats.chunks_duplicate += pending.len() as u64 - added;
+            pending.clear();
+            Ok(())
+        };
+        for item in items {
+            match item {
+                Item::Run(run) => {
+                    flush(&tx, &current, &mut pending, &mut stats)?;
+                    if put_run_unless_less_final(&tx, &run)? {
+                        stats.runs += 1;
+                    } else {
+                        stats.runs_kept += 1;
+                    }
+                    current = Some((run.id, run.host.hostname.clone()));
+                }
+                Item::Fingerprint(hash, fp) => {
+                    put_fingerprint_conn(&tx, &hash, &fp)?;
+                    stats.fingerprints += 1;
+                }
+                Item::Chunk(c) => pending.push(c),
+            }
+        }
+        flush(&tx, &current, &mut pending, &mut stats)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(stats)
+    }
+}
+
+/// Encodes frames the way a spool file holds them: for tests and for
+/// shippers that build request bodies without a file.
+pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::chunk::ChunkBuilder;
+    use plumb_model::{RunState, new_id};
+
+    fn run(state: RunState) -> Run {
+        let mut r = Run::new(new_id(), "job".into(), Timestamp::now());
+        r.state = state;
+        r.host.hostname = "node-a".into();
+        r
+    }
+
+    fn chunks(text: &str) -> Vec<SealedChunk> {
+        let mut b = ChunkBuilder::new(Stream::Stdout);
+        let mut out = Vec::new();
+        b.push(0, Timestamp::now(), text.as_bytes(), &mut out);
+        b.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_body_imports_once_and_a_repeat_stores_nothing_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = run(RunState::Succeeded);
+        let mut f = Frames::default();
+        f.put_run(&r).put_chunks(&chunks("hello needle\n"));
+        let first = store.import_frames(&f.bytes).unwrap();
+        assert_eq!(
+            (first.runs, first.chunks, first.chunks_duplicate),
+            (1, 1, 0)
+        );
+        let again = store.import_frames(&f.bytes).unwrap();
+        assert_eq!((again.chunks, again.chunks_duplicate), (0, 1));
+        assert_eq!(store.count_runs().unwrap(), 1);
+        let hits = store
+            .search(&crate::SearchOptions {
+                text: "needle".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+    }
+
+    #[test]
+    fn a_late_running_record_never_replaces_a_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut done = run(RunState::Failed);
+        let mut early = done.clone();
+        early.state = RunState::Running;
+        done.ended = Some(Timestamp::now());
+        let mut f = Frames::default();
+        f.put_run(&done);
+        store.import_frames(&f.bytes).unwrap();
+        let mut late = Frames::default();
+        late.put_run(&early);
+        let stats = store.import_frames(&late.bytes).unwrap();
+        assert_eq!((stats.runs, stats.runs_kept), (0, 1));
+        assert_eq!(store.get_run(done.id).unwrap().state, RunState::Failed);
+    }
+
+    #[test]
+    fn a_corrupt_frame_is_named_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut f = Frames::default();
+        f.put_run(&run(RunState::Succeeded))
+            .put_run(&run(RunState::Succeeded));
+        let second = f.bytes.len() / 2 + 12;
+        f.bytes[second] ^= 0xff;
+        let err = store.import_frames(&f.bytes).unwrap_err().to_string();
+        assert!(err.contains("frame 1") && err.contains("checksum"), "{err}");
+        assert_eq!(store.count_runs().unwrap(), 0);
+        let cut = &f.bytes[..f.bytes.len() - 3];
+        let err = store.import_frames(cut).unwrap_err().to_string();
+        assert!(
+            err.contains("frame 1") && err.contains("truncated"),
+            "{err}"
+        );
+        assert_eq!(store.count_runs().unwrap(), 0);
+    }
+
+    #[test]
+    fn chunks_before_any_run_record_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut f = Frames::default();
+        f.put_chunks(&chunks("orphan\n"));
+        let err = store.import_frames(&f.bytes).unwrap_err().to_string();
+        assert!(
+            err.contains("frame 0") && err.contains("before any run"),
+            "{err}"
+        );
+    }
 }

@@ -1,15 +1,69 @@
-//! `plumb ls`, `show`, `logs`, `search`, `diff`: reading the store.
+//! `plumb ls`, `show`, `logs`, `search`, `diff`: reading the store, local
+//! or a collector's. Each command is written once against
+//! [`plumb_store::RunStore`]; only where the data comes from differs.
 
 use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result};
+use plumb_collector::client::{Client, ClientConfig, RemoteStore};
 use plumb_model::{Run, RunState, Stream, Timestamp, parse_duration_ns};
-use plumb_store::{OutputCursor, RunFilter, SearchOptions, Store};
+use plumb_store::{OutputCursor, RunFilter, RunStore, SearchOptions, Store};
 use std::io::Write;
 use std::process::ExitCode;
+
+/// Where a query reads from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// Read from this collector (`http://host:7700`) instead of the local
+    /// store (default: `collector` in plumb.toml or PLUMB_COLLECTOR).
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+    /// Read the local store even when a collector is configured.
+    #[arg(long, conflicts_with = "collector")]
+    pub local: bool,
+}
+
+/// The store a query reads.
+enum Source {
+    Local(Store),
+    Remote(RemoteStore),
+}
+
+/// Runs `$body` with `$s` bound to whichever store `$src` is; the body is
+/// generic code over [`RunStore`], written once.
+macro_rules! with_source {
+    ($src:expr, |$s:ident| $body:expr) => {
+        match $src {
+            Source::Local(ref $s) => $body,
+            Source::Remote(ref $s) => $body,
+        }
+    };
+}
+
+fn open_source(args: &SourceArgs) -> Result<Source> {
+    let cfg = Config::load()?;
+    let url = if args.local {
+        None
+    } else {
+        args.collector.clone().or(cfg.collector.clone())
+    };
+    match url {
+        None => Ok(Source::Local(open_store(&cfg)?)),
+        Some(url) => {
+            let client = Client::new(&ClientConfig {
+                token: cfg.token.clone(),
+                ca_cert: cfg.ca_cert.clone(),
+                ..ClientConfig::new(url)
+            })?;
+            Ok(Source::Remote(RemoteStore::new(client)))
+        }
+    }
+}
 
 /// Arguments of `plumb ls`.
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Only runs with this name.
     #[arg(long)]
     pub name: Option<String>,
@@ -39,6 +93,8 @@ pub struct LsArgs {
 /// Arguments of `plumb show`.
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// A run id, a unique prefix of one, `last` or `last~N`.
     pub run: String,
     /// Print JSON (the run and its fingerprint).
@@ -49,6 +105,8 @@ pub struct ShowArgs {
 /// Arguments of `plumb logs`.
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// A run id, a unique prefix of one, `last` or `last~N`.
     pub run: String,
     /// Only this stream (stdout or stderr).
@@ -65,6 +123,8 @@ pub struct LogsArgs {
 /// Arguments of `plumb search`.
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Text to find (case-insensitive; its words must appear whole).
     pub text: String,
     /// Only output from this host.
@@ -90,6 +150,8 @@ pub struct SearchArgs {
 /// Arguments of `plumb diff`.
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// The first run (id, prefix, `last`, `last~N`).
     pub a: String,
     /// The second run.
@@ -149,8 +211,10 @@ pub fn human_duration(ns: i64) -> String {
 }
 
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
-    let cfg = Config::load()?;
-    let store = open_store(&cfg)?;
+    with_source!(open_source(&a.source)?, |s| ls_on(s, a))
+}
+
+fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
     let runs = store.list_runs(&RunFilter {
         name: a.name,
         host: a.host,
@@ -212,8 +276,10 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 pub fn show(a: ShowArgs) -> Result<ExitCode> {
-    let cfg = Config::load()?;
-    let store = open_store(&cfg)?;
+    with_source!(open_source(&a.source)?, |s| show_on(s, a))
+}
+
+fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
     let id = store.resolve(&a.run)?;
     let run = store.get_run(id)?;
     let fp = store.run_fingerprint(&run)?;
@@ -263,7 +329,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
         );
     }
     if run.max_attempts.is_some() || run.attempt > 1 {
-        let max = run.max_attempts.map_or(String::new(), |m| format!(" of {m}"));
+        let max = run
+            .max_attempts
+            .map_or(String::new(), |m| format!(" of {m}"));
         let first = run
             .first_attempt
             .map_or(String::new(), |f| format!("  (first attempt {f})"));
@@ -481,15 +549,17 @@ fn shell_words(argv: &[String]) -> String {
 }
 
 pub fn logs(a: LogsArgs) -> Result<ExitCode> {
-    let cfg = Config::load()?;
-    let store = open_store(&cfg)?;
+    with_source!(open_source(&a.source)?, |s| logs_on(s, a))
+}
+
+fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
     let id = store.resolve(&a.run)?;
     let mut cursor = OutputCursor::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut at_line_start = true;
     loop {
-        store.replay_output(id, a.stream, &mut cursor, |stream, time, bytes| {
+        store.replay_output(id, a.stream, &mut cursor, &mut |stream, time, bytes| {
             if !a.timestamps {
                 return out.write_all(bytes);
             }
@@ -512,8 +582,10 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
 }
 
 pub fn search(a: SearchArgs) -> Result<ExitCode> {
-    let cfg = Config::load()?;
-    let store = open_store(&cfg)?;
+    with_source!(open_source(&a.source)?, |s| search_on(s, a))
+}
+
+fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
     let run = a.run.as_deref().map(|r| store.resolve(r)).transpose()?;
     let hits = store.search(&SearchOptions {
         text: a.text,
@@ -549,8 +621,10 @@ pub fn search(a: SearchArgs) -> Result<ExitCode> {
 }
 
 pub fn diff(a: DiffArgs) -> Result<ExitCode> {
-    let cfg = Config::load()?;
-    let store = open_store(&cfg)?;
+    with_source!(open_source(&a.source)?, |s| diff_on(s, a))
+}
+
+fn diff_on<S: RunStore>(store: &S, a: DiffArgs) -> Result<ExitCode> {
     let load = |r: &str| -> Result<(Run, Option<plumb_model::Fingerprint>)> {
         let run = store.get_run(store.resolve(r)?)?;
         let fp = store.run_fingerprint(&run)?;
