@@ -34,8 +34,13 @@ pub fn run(args: &[&str]) -> Result<()> {
     if !status.success() {
         bail!("building plumb failed");
     }
-    let plumb = root.join("target/release/plumb");
-    let work = root.join("target/bench-recorder");
+    // Where cargo put it: CARGO_TARGET_DIR when set, else target/.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let plumb = target.join("release/plumb");
+    let work = target.join("bench-recorder");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     println!(
@@ -195,6 +200,10 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
         rss.push(maxrss_kib as f64 / 1024.0);
     }
     let stored = dir_size(&home);
+    // Output faster than the recorder indexes as it goes is indexed by the
+    // first search that reads it: report that deferred cost too.
+    let (first, _) = time_cmd(plumb, &home, &["search", "zyzzyvarare"])?;
+    let (second, _) = time_cmd(plumb, &home, &["search", "zyzzyvarare"])?;
     let (b, r) = (median(&mut base), median(&mut rec));
     let peak = rss.iter().cloned().fold(0.0, f64::max);
     println!(
@@ -206,6 +215,9 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
         verdict(peak < 64.0),
         stored as f64 / (1 << 20) as f64,
         stored as f64 / size as f64
+    );
+    println!(
+        "   first search over that store (indexes what the recorder left unindexed): {first:.0} ms; the next one: {second:.0} ms"
     );
     let _ = std::fs::remove_file(&f);
     let _ = std::fs::remove_file(&tee_log);

@@ -5,6 +5,12 @@
 //! The terminal write comes first and no lock is held during it, so the
 //! child's output reaches the user as fast as it would directly; the sink is
 //! only locked for the hand-over.
+//!
+//! When both the child's stream and the recorder's own are pipes (output
+//! piped on to another program), the bytes are duplicated in the kernel
+//! with tee(2) and then read once, instead of being read and written back:
+//! one copy of every byte fewer on the busiest path. The child's pipes are
+//! also enlarged, so a chatty child is read in fewer, larger reads.
 
 use plumb_model::{Stream, Timestamp};
 use std::io;
@@ -15,8 +21,13 @@ use std::time::{Duration, Instant};
 use crate::Sink;
 
 /// Bytes per read: large enough for bulk output, small enough to keep the
-/// recorder's memory flat.
-const READ_SIZE: usize = 64 * 1024;
+/// recorder's memory flat (the writer queues a bounded number of reads).
+const READ_SIZE: usize = 256 * 1024;
+
+/// Capacity asked for the child's output pipes (the default is 64 KiB).
+/// Refused above /proc/sys/fs/pipe-max-size for unprivileged users, which
+/// only costs speed.
+const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// How long output is still read after the child was reaped once the pipes
 /// are quiet: a grandchild that inherited them may hold them open forever.
@@ -58,6 +69,15 @@ struct Open {
     source: Source,
     /// False once copying to the recorder's descriptor failed.
     copying: bool,
+    /// Whether bytes are copied with tee(2): both ends are pipes and the
+    /// kernel has not refused it yet.
+    tee: bool,
+}
+
+fn is_pipe(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into a stat we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO }
 }
 
 /// Runs until the child has been reaped (a byte arrives on `reaped`) and its
@@ -65,9 +85,19 @@ struct Open {
 pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn Sink>) -> Captured {
     let mut open: Vec<Open> = sources
         .into_iter()
-        .map(|source| Open {
-            source,
-            copying: true,
+        .map(|source| {
+            let fd = source.fd.as_raw_fd();
+            let from_pipe = is_pipe(fd);
+            if from_pipe {
+                // SAFETY: F_SETPIPE_SZ on a pipe we own; failure is harmless.
+                unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
+            }
+            let tee = from_pipe && is_pipe(source.copy_to);
+            Open {
+                source,
+                copying: true,
+                tee,
+            }
         })
         .collect();
     let mut out = Captured::default();
@@ -125,12 +155,24 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
                 continue;
             }
             let fd = open[i].source.fd.as_raw_fd();
-            // SAFETY: reads into a buffer we own.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let mut copied = false;
+            let mut teed = None;
+            if open[i].tee && open[i].copying {
+                teed = tee_read(fd, open[i].source.copy_to, &mut buf);
+                // Refused or failed on the way out: the plain path below
+                // writes, sees the same error and handles it as always.
+                open[i].tee = teed.is_some();
+                copied = teed.is_some_and(|n| n > 0);
+            }
+            let n = match teed {
+                Some(n) => n,
+                // SAFETY: reads into a buffer we own.
+                None => unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) },
+            };
             if n > 0 {
                 last_data = Instant::now();
                 let data = &buf[..n as usize];
-                let keep = deliver(&mut open[i], data, seq, sink, &mut out);
+                let keep = deliver(&mut open[i], data, copied, seq, sink, &mut out);
                 seq += 1;
                 if !keep {
                     open.remove(i);
@@ -167,19 +209,73 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
     out
 }
 
-/// Copies one read to the recorder's descriptor, counts it and hands it to
-/// the sink. Returns false when the stream should be closed: the reader of
-/// the recorder's stdout went away, and closing our end gives the child the
-/// SIGPIPE it would have had if run directly.
+/// Duplicates what is waiting in pipe `from` into pipe `to` with tee(2),
+/// then reads those same bytes from `from` into `buf`. Returns the number
+/// read (0 at end of file, -1 with errno set when the read failed), or
+/// `None` when tee refused or failed, with nothing consumed from `from`.
+fn tee_read(from: RawFd, to: RawFd, buf: &mut [u8]) -> Option<isize> {
+    let n = loop {
+        // SAFETY: tee only takes descriptors and a length.
+        let n = unsafe { libc::tee(from, to, buf.len(), 0) };
+        if n >= 0 {
+            break n as usize;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => {
+                // `to` is non-blocking and full (a shared descriptor whose
+                // owner set O_NONBLOCK): wait until it drains.
+                let mut p = libc::pollfd {
+                    fd: to,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, -1) };
+                if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    };
+    if n == 0 {
+        // No writer and nothing left: end of file.
+        return Some(0);
+    }
+    // Exactly the duplicated bytes are taken out; nobody else reads `from`.
+    let mut got = 0;
+    while got < n {
+        // SAFETY: reads into the part of a buffer we own not yet filled.
+        let r = unsafe { libc::read(from, buf[got..n].as_mut_ptr().cast(), n - got) };
+        if r > 0 {
+            got += r as usize;
+        } else if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            // Cannot happen while the bytes tee saw are still in the pipe;
+            // report what was read so far, or the error.
+            return Some(if got > 0 { got as isize } else { r });
+        }
+    }
+    Some(n as isize)
+}
+
+/// Copies one read to the recorder's descriptor (unless `copied` already),
+/// counts it and hands it to the sink. Returns false when the stream should
+/// be closed: the reader of the recorder's stdout went away, and closing our
+/// end gives the child the SIGPIPE it would have had if run directly.
 fn deliver(
     o: &mut Open,
     data: &[u8],
+    copied: bool,
     seq: u64,
     sink: &Mutex<&mut dyn Sink>,
     out: &mut Captured,
 ) -> bool {
     let mut keep = true;
     if o.copying
+        && !copied
         && let Err(error) = write_all(o.source.copy_to, data)
     {
         o.copying = false;

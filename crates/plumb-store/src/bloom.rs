@@ -28,10 +28,12 @@ pub struct Bloom {
 }
 
 /// Which block a hash selects in a filter of `nblocks` blocks (a power of two).
+#[inline(always)]
 pub fn block_index(hash: u64, nblocks: usize) -> usize {
     ((hash >> 32) as usize) & (nblocks - 1)
 }
 
+#[inline(always)]
 fn mask(hash: u64) -> [u32; 8] {
     let key = hash as u32;
     let mut m = [0u32; 8];
@@ -64,7 +66,7 @@ impl Bloom {
     }
 
     /// Adds a word's hash.
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, hash: u64) {
         let i = block_index(hash, self.blocks.len());
         let m = mask(hash);

@@ -9,6 +9,11 @@
 //! (CRC32C); its words are summarized in a [`Bloom`] filter that search
 //! consults before decompressing anything.
 //!
+//! Building that filter costs more CPU than compressing, so a recorder under
+//! a flood of output may store chunks without one (an empty `bloom`, see
+//! [`IndexPolicy`]). Search scans such chunks in full, so nothing is missed,
+//! and stores the filters it builds on the way for the searches after it.
+//!
 //! Encoded payload (before compression), format 1:
 //! `u8 format` `varint nreads` then per read `varint offset_delta`,
 //! `varint seq_delta`, `varint zigzag(time_delta_ns)`, then the raw bytes.
@@ -95,6 +100,24 @@ impl DecodedChunk {
     }
 }
 
+/// When a sealed chunk gets its word filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexPolicy {
+    /// Always, as it is sealed.
+    Always,
+    /// As it is sealed while the stream's output stays under
+    /// `bytes_per_sec`, with bursts of up to `burst` bytes (a token bucket).
+    /// Beyond that rate chunks are stored without a filter: indexing then
+    /// would take more CPU than the program being recorded, on cores that
+    /// program needs. Search indexes them when it first scans them.
+    RateLimited {
+        /// Sustained rate of raw bytes indexed as sealed.
+        bytes_per_sec: u64,
+        /// Raw bytes that may be indexed at once after a quiet spell.
+        burst: u64,
+    },
+}
+
 /// Accumulates one stream's reads and seals chunks.
 #[derive(Debug)]
 pub struct ChunkBuilder {
@@ -102,16 +125,58 @@ pub struct ChunkBuilder {
     parts: u64,
     raw: Vec<u8>,
     marks: Vec<ReadMark>,
+    policy: IndexPolicy,
+    /// Raw bytes that may still be indexed now (RateLimited only).
+    tokens: f64,
+    refilled: std::time::Instant,
+    /// Reused for every chunk's uncompressed payload.
+    payload: Vec<u8>,
 }
 
 impl ChunkBuilder {
-    /// An empty builder for `stream`.
+    /// An empty builder for `stream` that indexes every chunk.
     pub fn new(stream: Stream) -> ChunkBuilder {
+        ChunkBuilder::with_policy(stream, IndexPolicy::Always)
+    }
+
+    /// An empty builder for `stream` that indexes chunks as `policy` says.
+    pub fn with_policy(stream: Stream, policy: IndexPolicy) -> ChunkBuilder {
+        let tokens = match policy {
+            IndexPolicy::Always => 0.0,
+            IndexPolicy::RateLimited { burst, .. } => burst as f64,
+        };
         ChunkBuilder {
             stream,
             parts: 0,
             raw: Vec::with_capacity(CHUNK_TARGET + 64 * 1024),
             marks: Vec::new(),
+            policy,
+            tokens,
+            refilled: std::time::Instant::now(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// Whether the chunk about to be sealed, of `len` raw bytes, gets its
+    /// word filter now.
+    fn index_now(&mut self, len: usize) -> bool {
+        match self.policy {
+            IndexPolicy::Always => true,
+            IndexPolicy::RateLimited {
+                bytes_per_sec,
+                burst,
+            } => {
+                let now = std::time::Instant::now();
+                let elapsed = now.duration_since(self.refilled).as_secs_f64();
+                self.refilled = now;
+                self.tokens = (self.tokens + elapsed * bytes_per_sec as f64).min(burst as f64);
+                if self.tokens >= len as f64 {
+                    self.tokens -= len as f64;
+                    true
+                } else {
+                    false
+                }
+            }
         }
     }
 
@@ -175,13 +240,20 @@ impl ChunkBuilder {
             );
         }
         self.marks.truncate(n_in);
-        let carry = self.raw.split_off(cut);
-        let mut sealed = encode(self.stream, &self.marks, &self.raw);
+        let index = self.index_now(cut);
+        let mut sealed = encode_into(
+            self.stream,
+            &self.marks,
+            &self.raw[..cut],
+            index,
+            &mut self.payload,
+        );
         sealed.part = self.parts;
         self.parts += 1;
         out.push(sealed);
-        self.raw.clear();
-        self.raw.extend_from_slice(&carry);
+        // The unfinished line moves to the front; the buffer is kept, so
+        // its pages are not faulted in again for every chunk.
+        self.raw.drain(..cut);
         self.marks = carry_marks;
     }
 
@@ -192,18 +264,31 @@ impl ChunkBuilder {
     }
 }
 
-/// Encodes a chunk from its reads and bytes.
+/// Encodes a chunk from its reads and bytes, with its word filter.
 pub fn encode(stream: Stream, marks: &[ReadMark], raw: &[u8]) -> SealedChunk {
-    let mut payload = Vec::with_capacity(raw.len() + marks.len() * 6 + 8);
+    encode_into(stream, marks, raw, true, &mut Vec::new())
+}
+
+/// Encodes a chunk, with its word filter when `index` (else an empty
+/// `bloom`), building the payload in `payload` (a buffer kept for reuse).
+pub fn encode_into(
+    stream: Stream,
+    marks: &[ReadMark],
+    raw: &[u8],
+    index: bool,
+    payload: &mut Vec<u8>,
+) -> SealedChunk {
+    payload.clear();
+    payload.reserve(raw.len() + marks.len() * 6 + 8);
     payload.push(FORMAT);
-    put_varint(&mut payload, marks.len() as u64);
+    put_varint(payload, marks.len() as u64);
     // The first read's sequence number and time are stored as deltas from 0.
     let (mut off, mut seq, mut t) = (0u64, 0u64, 0i64);
     let first_time = marks.first().map_or(0, |m| m.time.as_nanos());
     for m in marks {
-        put_varint(&mut payload, m.offset as u64 - off);
-        put_varint(&mut payload, m.seq - seq);
-        put_varint(&mut payload, zigzag(m.time.as_nanos() - t));
+        put_varint(payload, m.offset as u64 - off);
+        put_varint(payload, m.seq - seq);
+        put_varint(payload, zigzag(m.time.as_nanos() - t));
         off = m.offset as u64;
         seq = m.seq;
         t = m.time.as_nanos();
@@ -211,15 +296,18 @@ pub fn encode(stream: Stream, marks: &[ReadMark], raw: &[u8]) -> SealedChunk {
     payload.extend_from_slice(raw);
     // Building the word filter and compressing are independent; for a full
     // chunk do them on two cores so a chatty program waits less.
-    let (data, bloom) = if raw.len() >= 64 * 1024 {
+    let payload = &payload[..];
+    let (data, bloom) = if !index {
+        (lz4_flex::compress_prepend_size(payload), Vec::new())
+    } else if raw.len() >= 64 * 1024 {
         std::thread::scope(|s| {
             let bloom = s.spawn(|| word_filter(raw).to_bytes());
-            let data = lz4_flex::compress_prepend_size(&payload);
+            let data = lz4_flex::compress_prepend_size(payload);
             (data, bloom.join().expect("word filter thread"))
         })
     } else {
         (
-            lz4_flex::compress_prepend_size(&payload),
+            lz4_flex::compress_prepend_size(payload),
             word_filter(raw).to_bytes(),
         )
     };
@@ -297,9 +385,153 @@ pub fn decode(data: &[u8], crc: u32) -> Result<DecodedChunk> {
 /// then folded while it stays under a third full.
 pub fn word_filter(raw: &[u8]) -> Bloom {
     let mut bloom = Bloom::with_blocks((raw.len() / 2 / 256).max(1));
-    for_each_word(raw, |h| bloom.insert(h));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { insert_words_avx2(raw, &mut bloom) };
+        } else {
+            insert_words(raw, &mut bloom);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    insert_words(raw, &mut bloom);
     bloom.fold_to(0.33);
     bloom
+}
+
+/// [`insert_words`] compiled for AVX2, where a filter update (eight lanes,
+/// eight multiplies) is a handful of vector instructions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn insert_words_avx2(raw: &[u8], bloom: &mut Bloom) {
+    insert_words(raw, bloom);
+}
+
+/// Inserts every word of `raw`. Every word is inserted, repeated or not:
+/// checking first would cost a branch that mispredicts on every new word.
+#[inline(always)]
+fn insert_words(raw: &[u8], bloom: &mut Bloom) {
+    for_each_word_fast(raw, |h| bloom.insert(h));
+}
+
+/// The same words and hashes as [`for_each_word`], found 64 bytes at a time:
+/// a bit mask of word bytes per block (SIMD on x86_64) turns the byte loop
+/// into a walk over word boundaries, and short words are hashed from one
+/// 8-byte load. Indexing calls this for every byte of output, so it is the
+/// recorder's hot path; search uses the plain version on its short queries.
+#[inline(always)]
+pub fn for_each_word_fast(text: &[u8], mut f: impl FnMut(u64)) {
+    let n = text.len();
+    // Start of the word that continues into the current block, if any.
+    let mut open: Option<usize> = None;
+    let mut base = 0;
+    while base < n {
+        let mut pad = [0u8; 64];
+        let block: &[u8; 64] = match text.get(base..base + 64) {
+            Some(b) => b.try_into().expect("64 bytes"),
+            None => {
+                // The tail, padded with non-word bytes so its last word ends.
+                pad[..n - base].copy_from_slice(&text[base..]);
+                &pad
+            }
+        };
+        let m = word_mask(block);
+        let prev = u64::from(open.is_some());
+        let shifted = (m << 1) | prev;
+        let starts = m & !shifted;
+        let ends = !m & shifted;
+        let mut edges = starts | ends;
+        while edges != 0 {
+            let i = edges.trailing_zeros() as usize;
+            edges &= edges - 1;
+            let at = base + i;
+            match open.take() {
+                None => open = Some(at),
+                Some(s) => f(hash_span(text, s, at.min(n))),
+            }
+        }
+        base += 64;
+    }
+    if let Some(s) = open {
+        f(hash_span(text, s, n));
+    }
+}
+
+/// Bit `i` is set when `block[i]` is a word byte (see [`WORD`]).
+#[inline(always)]
+fn word_mask(block: &[u8; 64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline; the loads read 16
+        // bytes each from a 64-byte array.
+        unsafe {
+            let mut m = 0u64;
+            for k in 0..4 {
+                let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
+                let lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+                // Unsigned range checks as signed compares after a shift of
+                // the range's start to -128.
+                let letter = _mm_cmplt_epi8(
+                    _mm_add_epi8(lower, _mm_set1_epi8((128u8 - b'a') as i8)),
+                    _mm_set1_epi8(-128 + 26),
+                );
+                let digit = _mm_cmplt_epi8(
+                    _mm_add_epi8(v, _mm_set1_epi8((128u8 - b'0') as i8)),
+                    _mm_set1_epi8(-128 + 10),
+                );
+                let under = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
+                let word = _mm_or_si128(_mm_or_si128(letter, digit), under);
+                // Non-ASCII bytes have their top bit set: movemask of v.
+                let bits = (_mm_movemask_epi8(word) | _mm_movemask_epi8(v)) as u32 as u64;
+                m |= (bits & 0xffff) << (16 * k);
+            }
+            m
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0u64;
+        for (i, b) in block.iter().enumerate() {
+            m |= u64::from(WORD[*b as usize]) << i;
+        }
+        m
+    }
+}
+
+/// Keeps the first `i` bytes of a little-endian word.
+const KEEP: [u64; 9] = {
+    let mut t = [0u64; 9];
+    let mut i = 1;
+    while i <= 8 {
+        t[i] = u64::MAX >> (8 * (8 - i));
+        i += 1;
+    }
+    t
+};
+
+/// [`hash_word`] of `text[s..e]`. Words of up to 16 bytes (nearly all) are
+/// hashed from two loads without branching on their length, which would
+/// mispredict on mixed text.
+#[inline(always)]
+fn hash_span(text: &[u8], s: usize, e: usize) -> u64 {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    const K: u64 = 0x9fb2_1c65_1e98_df25;
+    let len = e - s;
+    if len <= 16
+        && let Some(b) = text.get(s..s + 16)
+    {
+        let lo = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let hi = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        let v0 = (lo | FOLD) & KEEP[len.min(8)];
+        let v1 = (hi | FOLD) & KEEP[len.saturating_sub(8)];
+        let h0 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
+        let h1 = (h0 ^ v0).wrapping_mul(K).rotate_left(29);
+        let h2 = (h1 ^ v1).wrapping_mul(K).rotate_left(29);
+        return finish(if len > 8 { h2 } else { h1 });
+    }
+    hash_word(&text[s..e])
 }
 
 /// Byte classes: true for bytes that belong to words. ASCII letters, digits
@@ -442,6 +674,74 @@ mod tests {
             let lines: u64 = out.iter().map(|c| c.lines).sum();
             prop_assert!(lines >= memchr::memchr_iter(b'\n', &all).count() as u64);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Stored filters and queries must agree on every word and hash, so
+        /// the fast scanner must equal the plain one byte for byte.
+        #[test]
+        fn fast_word_scan_equals_plain_scan(text in proptest::collection::vec(prop_oneof![
+            Just(b' '), Just(b'\n'), Just(b'_'), Just(b'A'), Just(b'z'), Just(b'9'),
+            Just(0xc3u8), Just(b'@'), Just(b'['), Just(b'`'), Just(b'{'), Just(b'/'), Just(b':'),
+            any::<u8>(),
+        ], 0..400)) {
+            let (mut plain, mut fast) = (Vec::new(), Vec::new());
+            for_each_word(&text, |h| plain.push(h));
+            for_each_word_fast(&text, |h| fast.push(h));
+            prop_assert_eq!(plain, fast);
+        }
+    }
+
+    #[test]
+    fn fast_word_scan_handles_words_across_blocks_and_ends() {
+        for len in [1usize, 7, 8, 9, 63, 64, 65, 130] {
+            for lead in [0usize, 1, 56, 60, 63, 64] {
+                let mut text = vec![b' '; lead];
+                text.extend(std::iter::repeat_n(b'Q', len));
+                for tail in [0usize, 1, 5] {
+                    let mut t = text.clone();
+                    t.extend(std::iter::repeat_n(b'.', tail));
+                    let (mut plain, mut fast) = (Vec::new(), Vec::new());
+                    for_each_word(&t, |h| plain.push(h));
+                    for_each_word_fast(&t, |h| fast.push(h));
+                    assert_eq!(plain.len(), 1, "len {len} lead {lead} tail {tail}");
+                    assert_eq!(plain, fast, "len {len} lead {lead} tail {tail}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rate_limited_indexing_stores_chunks_without_filters_past_the_burst() {
+        let line = b"0123456789 abcdefghi\n";
+        let policy = IndexPolicy::RateLimited {
+            bytes_per_sec: 0,
+            burst: CHUNK_TARGET as u64 + 4096,
+        };
+        let mut b = ChunkBuilder::with_policy(Stream::Stdout, policy);
+        let mut out = Vec::new();
+        for i in 0..40_000u64 {
+            b.push(i, Timestamp::from_nanos(i as i64), line, &mut out);
+        }
+        b.flush(&mut out);
+        assert!(out.len() >= 3);
+        assert!(
+            Bloom::from_bytes(&out[0].bloom).is_some(),
+            "first chunk indexed"
+        );
+        assert!(
+            out[1..].iter().all(|c| c.bloom.is_empty()),
+            "later ones not"
+        );
+        // Unindexed chunks still hold every byte.
+        let all: Vec<u8> = replay(&out).into_iter().flat_map(|(_, b)| b).collect();
+        assert_eq!(all, line.repeat(40_000));
+        let mut always = ChunkBuilder::new(Stream::Stdout);
+        let mut out = Vec::new();
+        always.push(0, Timestamp::from_nanos(0), &line.repeat(40_000), &mut out);
+        always.flush(&mut out);
+        assert!(out.iter().all(|c| Bloom::from_bytes(&c.bloom).is_some()));
     }
 
     #[test]

@@ -300,6 +300,9 @@ impl Store {
         let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
         let mut block = [0u8; BLOCK_BYTES];
         let mut hits = Vec::new();
+        // Word filters built here for chunks stored without one, kept for
+        // the searches after this one.
+        let mut built: Vec<(i64, Vec<u8>)> = Vec::new();
         'chunks: for row in metas {
             let (meta, bloom_len) = row?;
             let nblocks = bloom_len as usize / BLOCK_BYTES;
@@ -324,6 +327,9 @@ impl Store {
                 }
             }
             let d = self.load_chunk(&meta)?;
+            if nblocks == 0 {
+                built.push((meta.id, chunk::word_filter(&d.raw).to_bytes()));
+            }
             let run_id = Uuid::parse_str(&meta.run_id)
                 .map_err(|_| StoreError::Corrupt(format!("bad run id {}", meta.run_id)))?;
             let lower = d.raw.to_ascii_lowercase();
@@ -356,9 +362,56 @@ impl Store {
                 }
             }
         }
+        drop(blob);
+        drop(st);
+        if !built.is_empty() {
+            // Best effort: a read-only store is still searched in full.
+            if let Err(error) = self.store_filters(&built) {
+                tracing::debug!(%error, chunks = built.len(), "cannot store word filters built by search");
+            }
+        }
         // Log records from instrumented applications (crate::telemetry).
         self.search_logs(opts, &mut hits)?;
         Ok(hits)
+    }
+}
+
+impl Store {
+    /// Stores word filters for chunks that were written without one.
+    fn store_filters(&self, filters: &[(i64, Vec<u8>)]) -> Result<()> {
+        let tx = self.conn().unchecked_transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE chunks SET bloom = ?2 WHERE id = ?1 AND length(bloom) = 0",
+            )?;
+            for (id, bloom) in filters {
+                st.execute(rusqlite::params![id, bloom])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Builds and stores the word filters of up to `max_chunks` chunks that
+    /// were stored without one (see [`chunk::IndexPolicy`]); returns how many
+    /// it indexed. Search does this on its own for the chunks it scans; this
+    /// lets a quiet moment do it ahead of a search.
+    pub fn index_pending(&self, max_chunks: usize) -> Result<usize> {
+        let metas: Vec<ChunkMeta> = {
+            let mut st = self.conn().prepare(
+                "SELECT id, run_id, host, stream, part, crc FROM chunks
+                 WHERE length(bloom) = 0 ORDER BY id LIMIT ?1",
+            )?;
+            let rows = st.query_map([max_chunks as i64], meta_from_row)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut built = Vec::with_capacity(metas.len());
+        for meta in &metas {
+            let d = self.load_chunk(meta)?;
+            built.push((meta.id, chunk::word_filter(&d.raw).to_bytes()));
+        }
+        self.store_filters(&built)?;
+        Ok(built.len())
     }
 }
 
@@ -394,5 +447,89 @@ impl OutputCursor {
             Stream::Stdout => self.stdout = Some(seq),
             Stream::Stderr => self.stderr = Some(seq),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{ChunkBuilder, IndexPolicy};
+    use plumb_model::Run;
+
+    /// A run whose output chunks were stored without word filters, as the
+    /// recorder does under a flood of output.
+    fn store_with_unindexed_run(dir: &std::path::Path) -> (Store, Uuid) {
+        let store = Store::open(dir).unwrap();
+        let run = Run::new(plumb_model::new_id(), "flood".into(), Timestamp::now());
+        store.put_run(&run).unwrap();
+        let policy = IndexPolicy::RateLimited {
+            bytes_per_sec: 0,
+            burst: 0,
+        };
+        let mut b = ChunkBuilder::with_policy(Stream::Stdout, policy);
+        let mut sealed = Vec::new();
+        let mut text = Vec::new();
+        for i in 0..30_000u32 {
+            let word = if i == 21_111 { "needleword" } else { "hay" };
+            text.extend_from_slice(format!("line {i} {word} status=ok\n").as_bytes());
+        }
+        for (i, read) in text.chunks(64 * 1024).enumerate() {
+            b.push(i as u64, Timestamp::now(), read, &mut sealed);
+        }
+        b.flush(&mut sealed);
+        assert!(sealed.len() >= 2 && sealed.iter().all(|c| c.bloom.is_empty()));
+        store.put_chunks(run.id, "node-1", &sealed).unwrap();
+        (store, run.id)
+    }
+
+    fn unindexed(store: &Store) -> i64 {
+        store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM chunks WHERE length(bloom) = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn search_finds_words_in_unindexed_chunks_and_indexes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, run_id) = store_with_unindexed_run(dir.path());
+        let opts = SearchOptions {
+            text: "NeedleWord".into(),
+            ..Default::default()
+        };
+        let hits = store.search(&opts).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].text, "line 21111 needleword status=ok");
+        assert_eq!(hits[0].run_id, run_id);
+        assert_eq!(unindexed(&store), 0, "search stored the filters it built");
+        // The stored filters find the word, and skip chunks without it.
+        assert_eq!(store.search(&opts).unwrap().len(), 1);
+        let none = SearchOptions {
+            text: "absentword".into(),
+            ..Default::default()
+        };
+        assert!(store.search(&none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn index_pending_indexes_what_the_recorder_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_unindexed_run(dir.path());
+        let before = unindexed(&store);
+        assert_eq!(store.index_pending(1).unwrap(), 1);
+        assert_eq!(unindexed(&store), before - 1);
+        assert_eq!(store.index_pending(100).unwrap() as i64, before - 1);
+        assert_eq!(unindexed(&store), 0);
+        let hits = store
+            .search(&SearchOptions {
+                text: "needleword".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 1);
     }
 }

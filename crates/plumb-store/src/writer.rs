@@ -8,7 +8,7 @@
 //! spool file instead, to be imported by a later plumb. Recording never fails
 //! the run.
 
-use crate::chunk::{ChunkBuilder, SealedChunk};
+use crate::chunk::{ChunkBuilder, IndexPolicy, SealedChunk};
 use crate::spool::SpoolFile;
 use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
@@ -73,12 +73,36 @@ impl RunWriter {
     /// Starts the writer thread. `warn` is called at most once, with one
     /// line saying what failed and where the records go instead.
     pub fn start(config: WriterConfig, warn: WarnFn) -> RunWriter {
-        // 128 reads of at most 64 KiB: a bounded buffer between the child and
+        // 64 reads of at most 256 KiB: a bounded buffer between the child and
         // the store, so a slow disk slows the child rather than growing memory.
-        let (tx, rx) = sync_channel(128);
+        let (tx, rx) = sync_channel(64);
         let thread = std::thread::Builder::new()
             .name("plumb-writer".into())
             .spawn(move || Worker::new(config, warn).run(rx))
+            .expect("spawn writer thread");
+        RunWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Like [`RunWriter::start`], but records to the spool file of `run_id`
+    /// in the first of `config.spool_dirs` that works, not the store: for
+    /// runs shipped to a collector (`plumb_ship`). Falls back to the store
+    /// when no spool directory works.
+    pub fn start_spooled(
+        config: WriterConfig,
+        run_id: plumb_model::Uuid,
+        warn: WarnFn,
+    ) -> RunWriter {
+        let (tx, rx) = sync_channel(64);
+        let thread = std::thread::Builder::new()
+            .name("plumb-writer".into())
+            .spawn(move || {
+                let mut w = Worker::new(config, warn);
+                w.spool_first = Some(run_id);
+                w.run(rx)
+            })
             .expect("spawn writer thread");
         RunWriter {
             tx: Some(tx),
@@ -125,6 +149,16 @@ impl RunWriter {
     }
 }
 
+/// Output is indexed for search as it is written up to 16 MiB/s per stream,
+/// which covers nearly every program at a cost of about 2% of one core. A
+/// program that floods its output past that (a `cat` of a big file) gets
+/// the rest indexed by the first search that reads it, instead of paying
+/// twice the CPU of compression on the cores it is running on.
+const INDEX_POLICY: IndexPolicy = IndexPolicy::RateLimited {
+    bytes_per_sec: 16 << 20,
+    burst: 32 << 20,
+};
+
 /// Says, once, what failed and where records go instead.
 pub type WarnFn = Box<dyn Fn(&str) + Send>;
 
@@ -145,6 +179,8 @@ struct Worker {
     fingerprint: Option<(String, Box<Fingerprint>)>,
     stored_bytes: u64,
     dropped: u64,
+    /// Record to this run's spool file rather than the store.
+    spool_first: Option<plumb_model::Uuid>,
 }
 
 impl Worker {
@@ -155,30 +191,38 @@ impl Worker {
             target: Target::Lost,
             run: None,
             builders: [
-                ChunkBuilder::new(Stream::Stdout),
-                ChunkBuilder::new(Stream::Stderr),
+                ChunkBuilder::with_policy(Stream::Stdout, INDEX_POLICY),
+                ChunkBuilder::with_policy(Stream::Stderr, INDEX_POLICY),
             ],
             sealed: Vec::new(),
             last_write: Instant::now(),
             fingerprint: None,
             stored_bytes: 0,
             dropped: 0,
+            spool_first: None,
         }
     }
 
     fn run(mut self, rx: Receiver<Msg>) -> Destination {
-        self.target = match Store::open(&self.config.store_dir) {
-            Ok(store) => {
-                let _ = store.conn().busy_timeout(self.config.busy_timeout);
-                // Checkpoint (and fsync) every 64 MiB of WAL rather than every
-                // 4 MiB: a run writing a lot of output should not wait on the
-                // disk every few megabytes.
-                let _ = store
-                    .conn()
-                    .pragma_update(None, "wal_autocheckpoint", 16384);
-                Target::Store(store)
+        let spooled = self
+            .spool_first
+            .and_then(|id| SpoolFile::create(&self.config.spool_dirs, id).ok());
+        self.target = if let Some(spool) = spooled {
+            Target::Spool(spool)
+        } else {
+            match Store::open(&self.config.store_dir) {
+                Ok(store) => {
+                    let _ = store.conn().busy_timeout(self.config.busy_timeout);
+                    // Checkpoint (and fsync) every 64 MiB of WAL rather than every
+                    // 4 MiB: a run writing a lot of output should not wait on the
+                    // disk every few megabytes.
+                    let _ = store
+                        .conn()
+                        .pragma_update(None, "wal_autocheckpoint", 16384);
+                    Target::Store(store)
+                }
+                Err(e) => self.fall_back(&format!("cannot open store: {e}")),
             }
-            Err(e) => self.fall_back(&format!("cannot open store: {e}")),
         };
         loop {
             match rx.recv_timeout(self.config.flush_interval) {
