@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 
 mod bench_checkpoint;
+mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
 
@@ -60,11 +61,12 @@ fn test(extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-const BENCHES: &[&str] = &["checkpoint", "proxy", "recorder"];
+const BENCHES: &[&str] = &["checkpoint", "ingest", "proxy", "recorder"];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
         "checkpoint" => bench_checkpoint::run(rest),
+        "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),

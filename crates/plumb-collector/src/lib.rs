@@ -26,6 +26,7 @@ pub mod client;
 mod db;
 mod error;
 pub mod metrics;
+pub mod otlp;
 pub mod runs;
 pub mod tokens;
 
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::handler))
         .merge(runs::routes())
+        .merge(otlp::routes())
         // Route modules of other capabilities merge here, one line each:
         // .merge(otlp::routes())
         // .merge(nodes::routes())

@@ -410,6 +410,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Moves everything in the write-ahead log into the database file and
+    /// truncates the log (for measuring the store's size on disk).
+    pub fn checkpoint_wal(&self) -> Result<()> {
+        self.conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Number of log records stored.
     pub fn count_log_records(&self) -> Result<u64> {
         Ok(self
