@@ -5,6 +5,7 @@
 
 use anyhow::{Result, bail};
 
+mod bench_agent;
 mod bench_checkpoint;
 mod bench_ingest;
 mod bench_proxy;
@@ -61,10 +62,11 @@ fn test(extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-const BENCHES: &[&str] = &["checkpoint", "ingest", "proxy", "recorder"];
+const BENCHES: &[&str] = &["agent", "checkpoint", "ingest", "proxy", "recorder"];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
+        "agent" => bench_agent::run(rest),
         "checkpoint" => bench_checkpoint::run(rest),
         "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),

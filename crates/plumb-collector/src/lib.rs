@@ -26,6 +26,7 @@ pub mod client;
 mod db;
 mod error;
 pub mod metrics;
+pub mod nodes;
 pub mod otlp;
 pub mod runs;
 pub mod tokens;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::handler))
         .merge(runs::routes())
+        .merge(nodes::routes(&state))
         .merge(otlp::routes())
         // Route modules of other capabilities merge here, one line each:
         // .merge(otlp::routes())

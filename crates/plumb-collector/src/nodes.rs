@@ -130,6 +130,14 @@ async fn evaluator(state: AppState) {
                 for row in store.nodes()? {
                     let p = phi_of(&row, now, started);
                     let to = policy.state(p, &row.report);
+                    // A node cannot fail without first being late: when one
+                    // tick sees it go from on time to down, it passed through
+                    // suspect in between, and the history says so.
+                    if to == NodeState::Down
+                        && matches!(row.state, NodeState::Up | NodeState::Busy)
+                    {
+                        store.set_node_state(&row.name, NodeState::Suspect, now, p)?;
+                    }
                     if to != row.state && store.set_node_state(&row.name, to, now, p)? {
                         tracing::info!(node = %row.name, from = %row.state, to = %to, phi = p, "node state changed");
                     }

@@ -279,7 +279,7 @@ pub const PHI_WINDOW: usize = 100;
 ///
 /// The inter-arrival times are modelled as normal with the window's mean and
 /// standard deviation. Two guards keep a loaded machine from flapping: the
-/// standard deviation is at least a quarter of the mean (a perfectly regular
+/// standard deviation is at least half the mean (a perfectly regular
 /// node would otherwise be suspect after a few milliseconds of delay), and
 /// one whole declared interval of lateness is accepted before φ starts to
 /// climb. φ = -log10(P(a heartbeat arrives later than `elapsed`)), computed
@@ -288,14 +288,14 @@ pub const PHI_WINDOW: usize = 100;
 pub fn phi(elapsed_ms: f64, intervals_ms: &[f64], declared_ms: f64) -> f64 {
     let declared = declared_ms.max(1.0);
     let (mean, std) = if intervals_ms.len() < 3 {
-        (declared, declared / 4.0)
+        (declared, declared / 2.0)
     } else {
         let n = intervals_ms.len() as f64;
         let mean = intervals_ms.iter().sum::<f64>() / n;
         let var = intervals_ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
         (mean, var.sqrt())
     };
-    let std = std.max(mean / 4.0).max(1.0);
+    let std = std.max(mean / 2.0).max(1.0);
     let elapsed = elapsed_ms.max(0.0);
     let y = (elapsed - mean - declared) / std;
     let e = (-y * (1.5976 + 0.070566 * y * y)).exp();

@@ -35,6 +35,9 @@ pub struct Config {
     /// A PEM file of the CA that signed the collector's certificate, for a
     /// private CA (`ca_cert =`, PLUMB_CA_CERT).
     pub ca_cert: Option<PathBuf>,
+    /// Bound of the outbox of runs waiting to be shipped (`spool_max =`,
+    /// PLUMB_SPOOL_MAX); when full the oldest runs are dropped and counted.
+    pub spool_max: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,7 @@ struct FileConfig {
     collector: Option<String>,
     token: Option<String>,
     ca_cert: Option<PathBuf>,
+    spool_max: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,7 +102,14 @@ impl Config {
             collector: file.collector.filter(|c| !c.trim().is_empty()),
             token: file.token.filter(|t| !t.trim().is_empty()),
             ca_cert: file.ca_cert,
+            spool_max: plumb_ship::DEFAULT_SPOOL_MAX,
         };
+        if let Some(c) = file.spool_max {
+            cfg.spool_max = parse_size(&c).context("plumb.toml: spool_max")?;
+        }
+        if let Some(v) = env("PLUMB_SPOOL_MAX") {
+            cfg.spool_max = parse_size(&v).context("PLUMB_SPOOL_MAX")?;
+        }
         if let Some(h) = file.home
             && std::env::var_os("PLUMB_HOME").is_none_or(|v| v.is_empty())
         {

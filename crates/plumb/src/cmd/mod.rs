@@ -1,7 +1,9 @@
 //! One module per command group.
 
+pub mod agent;
 pub mod checkpoint;
 pub mod demo;
+pub mod nodes;
 pub mod proxy;
 pub mod query;
 pub mod run;

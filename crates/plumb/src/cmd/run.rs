@@ -274,7 +274,11 @@ fn record_attempt(
     opts: RunOptions,
     sup: &Supervision,
 ) -> Result<std::result::Result<Run, ExitCode>> {
-    let writer = RunWriter::start(
+    let run_id = opts.run_id;
+    // With a collector configured the run goes to the outbox and is shipped
+    // as it goes (see cmd::agent); without one, to the local store.
+    let (writer, shipper) = crate::cmd::agent::start_writer(
+        cfg,
         WriterConfig {
             store_dir: cfg.home.clone(),
             spool_dirs: plumb_store::spool::candidate_dirs(&cfg.home),
@@ -282,13 +286,18 @@ fn record_attempt(
             flush_interval: Duration::from_secs(1),
             busy_timeout: Duration::from_secs(5),
         },
+        run_id,
         Box::new(|line| eprintln!("{line}")),
     );
     let mut sink = StoreSink {
         writer: Some(writer),
         destination: None,
     };
-    match plumb_record::record_supervised(opts, sup, &mut sink) {
+    let recorded = plumb_record::record_supervised(opts, sup, &mut sink);
+    if let Some(shipper) = shipper {
+        crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
+    }
+    match recorded {
         Ok(run) => Ok(Ok(run)),
         Err(plumb_record::RecordError::Spawn { program, source }) => {
             eprintln!("plumb: cannot run `{program}`: {source}");

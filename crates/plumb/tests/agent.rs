@@ -1,0 +1,164 @@
+//! `plumb agent` and node states with real processes: an agent stopped with
+//! SIGSTOP goes suspect, then down; SIGCONT brings it back up; every
+//! transition is recorded and `plumb nodes` shows the node.
+
+mod ship_common;
+
+use ship_common::*;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn transitions(url: &str) -> Vec<(String, String)> {
+    let Some(body) = get(url, "/api/v1/nodes/transitions?node=stopper") else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["from"].as_str().unwrap_or("-").to_string(),
+                t["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collector");
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let serve = Serve::start(&data, free_port());
+    let url = serve.url.clone();
+    let agent = Proc(
+        plumb(&home)
+            .args([
+                "agent",
+                "--name",
+                "stopper",
+                "--label",
+                "role=test",
+                "--interval",
+                "1s",
+                "--collector",
+                &url,
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let state = |url: &str| -> String {
+        get(url, "/api/v1/nodes")
+            .and_then(|b| {
+                let v: serde_json::Value = serde_json::from_str(&b).ok()?;
+                v.as_array()?
+                    .iter()
+                    .find(|n| n["node"] == "stopper")
+                    .map(|n| n["state"].as_str().unwrap().to_string())
+            })
+            .unwrap_or_default()
+    };
+    assert!(wait_for(Duration::from_secs(20), || state(&url) == "up"
+        || state(&url) == "busy"));
+    // A few heartbeats so the detector learns the rhythm.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(agent.0.id(), libc::SIGSTOP);
+    assert!(
+        wait_for(Duration::from_secs(40), || state(&url) == "down"),
+        "a stopped agent is declared down; transitions: {:?}",
+        transitions(&url)
+    );
+    signal(agent.0.id(), libc::SIGCONT);
+    assert!(
+        wait_for(Duration::from_secs(20), || matches!(
+            state(&url).as_str(),
+            "up" | "busy"
+        )),
+        "the agent comes back"
+    );
+    let t = transitions(&url);
+    let pos = |from: &str, to: &str| t.iter().position(|(f, x)| f == from && x == to);
+    let suspect = t
+        .iter()
+        .position(|(_, x)| x == "suspect")
+        .expect("went suspect");
+    let down = pos("suspect", "down").unwrap_or_else(|| panic!("suspect -> down in {t:?}"));
+    assert!(suspect < down, "suspect before down: {t:?}");
+    assert!(
+        t[down + 1..]
+            .iter()
+            .any(|(f, x)| f == "down" && (x == "up" || x == "busy")),
+        "{t:?}"
+    );
+    // The CLI shows the node with its state and its history.
+    let out = plumb(&home)
+        .args(["nodes", "--collector", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("stopper"), "{text}");
+    let hist = plumb(&home)
+        .args(["nodes", "--collector", &url, "--history", "stopper"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&hist.stdout);
+    assert!(text.contains("suspect") && text.contains("down"), "{text}");
+    // JSON carries the report: labels, disks, fingerprint hash.
+    let json = plumb(&home)
+        .args(["nodes", "--collector", &url, "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let node = &v[0];
+    assert_eq!(node["report"]["labels"]["role"], "test");
+    assert!(node["report"]["cpu"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(node["report"]["memory"]["total"].as_u64().unwrap() > 0);
+    assert!(
+        node["fingerprint"].as_str().is_some_and(|h| h.len() == 64),
+        "{node}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = plumb(tmp.path()).args(["agent"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no collector"));
+    let out = plumb(tmp.path())
+        .args(["agent", "--collector", "ftp://x", "--name", "n"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a collector URL"),
+        "{out:?}"
+    );
+    let out = plumb(tmp.path())
+        .args([
+            "agent",
+            "--collector",
+            "http://127.0.0.1:1",
+            "--name",
+            "bad name",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("node name"),
+        "{out:?}"
+    );
+    let out = plumb(tmp.path())
+        .args([
+            "agent",
+            "--collector",
+            "http://127.0.0.1:1",
+            "--interval",
+            "fast",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

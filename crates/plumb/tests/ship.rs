@@ -1,0 +1,297 @@
+//! Shipping that loses nothing, with real processes: `plumb run` with a
+//! collector that is down, `plumb agent` shipping what was left behind, a
+//! collector killed with SIGKILL while agents and recorders stream, and an
+//! outbox bound that drops the oldest runs and says so.
+
+mod ship_common;
+
+use ship_common::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The run id a child printed as its first stderr line.
+fn run_id_from(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find(|l| l.len() == 36 && l.matches('-').count() == 4)
+        .unwrap_or_else(|| panic!("no run id in stderr: {}", String::from_utf8_lossy(stderr)))
+        .to_string()
+}
+
+fn seq(n: u32) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("{i}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Runs `sh -c script` under `plumb run` with `collector` configured; returns
+/// (run id, stdout).
+fn run_shipped(home: &Path, collector: &str, script: &str) -> (String, Vec<u8>) {
+    let out = plumb(home)
+        .env("PLUMB_COLLECTOR", collector)
+        .args(["run", "--", "sh", "-c"])
+        .arg(format!("echo $PLUMB_RUN_ID >&2; {script}"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "plumb run failed: {out:?}");
+    (run_id_from(&out.stderr), out.stdout)
+}
+
+#[test]
+fn collector_down_for_the_whole_job_then_up_the_next_run_ships_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("node");
+    let data = tmp.path().join("collector");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Nothing listens: the job runs and exits as usual, its output intact.
+    let (id, stdout) = run_shipped(&home, &url, "seq 1 20000");
+    assert_eq!(stdout, seq(20000), "the job's own output is untouched");
+    let outbox = home.join("outbox");
+    assert_eq!(spool_files(&outbox).len(), 1, "the run waits in the outbox");
+    // The collector comes up; the next run ships itself and the one before.
+    let _serve = Serve::start(&data, port);
+    let (id2, _) = run_shipped(&home, &url, "echo second");
+    assert!(
+        wait_for(Duration::from_secs(30), || stored_ended(&data, &id)
+            && stored_ended(&data, &id2)),
+        "both runs reach the collector"
+    );
+    assert_eq!(
+        stored_stdout(&data, &id).unwrap(),
+        seq(20000),
+        "every line, once, in order"
+    );
+    assert_eq!(stored_stdout(&data, &id2).unwrap(), b"second\n");
+    assert!(
+        wait_for(Duration::from_secs(10), || spool_files(&outbox).is_empty()),
+        "shipped files leave the outbox: {:?}",
+        spool_files(&outbox)
+    );
+}
+
+#[test]
+fn collector_down_for_the_whole_job_then_up_the_agent_ships_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("node");
+    let data = tmp.path().join("collector");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (id, _) = run_shipped(&home, &url, &format!("seq 1 {}", 1000 * (i + 1)));
+        ids.push(id);
+    }
+    assert_eq!(spool_files(&home.join("outbox")).len(), 3);
+    let _serve = Serve::start(&data, port);
+    let _agent = Proc(
+        plumb(&home)
+            .args([
+                "agent",
+                "--name",
+                "shipper-node",
+                "--interval",
+                "500ms",
+                "--collector",
+                &url,
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || ids
+            .iter()
+            .all(|id| stored_ended(&data, id))),
+        "the agent ships every run left behind"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            stored_stdout(&data, id).unwrap(),
+            seq(1000 * (i as u32 + 1))
+        );
+    }
+    assert!(wait_for(Duration::from_secs(10), || spool_files(
+        &home.join("outbox")
+    )
+    .is_empty()));
+}
+
+#[test]
+fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("node");
+    let data = tmp.path().join("collector");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Incompressible output: each run's spool file is about 40 KiB, and the
+    // bound holds one of them.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let out = plumb(&home)
+            .env("PLUMB_COLLECTOR", &url)
+            .env("PLUMB_SPOOL_MAX", "50K")
+            .args([
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "echo $PLUMB_RUN_ID >&2; head -c 30000 /dev/urandom | od -An -tx1 | head -c 40000",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        ids.push(run_id_from(&out.stderr));
+    }
+    let left = spool_files(&home.join("outbox"));
+    assert!(left.len() < 3, "the bound dropped something: {left:?}");
+    let _serve = Serve::start(&data, port);
+    let _agent = Proc(
+        plumb(&home)
+            .env("PLUMB_SPOOL_MAX", "50K")
+            .args([
+                "agent",
+                "--name",
+                "tiny-spool",
+                "--interval",
+                "300ms",
+                "--collector",
+                &url,
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The newest run survives and arrives; the oldest was dropped.
+    assert!(wait_for(Duration::from_secs(30), || stored_ended(
+        &data, &ids[2]
+    )));
+    assert!(
+        !stored_ended(&data, &ids[0]),
+        "the oldest run was dropped, not shipped"
+    );
+    let mut dropped = 0;
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let Some(body) = get(&url, "/api/v1/nodes") else {
+                return false;
+            };
+            let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
+            dropped = nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["node"] == "tiny-spool")
+                .map_or(0, |n| {
+                    n["report"]["spool"]["dropped_runs"].as_u64().unwrap()
+                });
+            dropped >= 1
+        }),
+        "the drop count reaches the collector"
+    );
+    let metrics = get(&url, "/metrics").unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "plumb_node_spool_dropped_runs{{node=\"tiny-spool\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing() {
+    const PER_RUN: u32 = 50_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collector");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut serve = Serve::start(&data, port);
+    let mut agents = Vec::new();
+    let mut recorders = Vec::new();
+    for n in 0..4 {
+        let home = tmp.path().join(format!("node{n}"));
+        std::fs::create_dir_all(&home).unwrap();
+        agents.push(Proc(
+            plumb(&home)
+                .args([
+                    "agent",
+                    "--name",
+                    &format!("node-{n}"),
+                    "--interval",
+                    "500ms",
+                    "--collector",
+                    &url,
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+        // 50,000 numbered lines over about 3 seconds, so the collector dies
+        // while they stream.
+        let script = format!(
+            "echo $PLUMB_RUN_ID >&2; awk 'BEGIN {{ for (i = 1; i <= {PER_RUN}; i++) {{ print i; if (i % 5000 == 0) {{ fflush(); system(\"sleep 0.3\") }} }} }}'"
+        );
+        recorders.push((
+            home.clone(),
+            plumb(&home)
+                .env("PLUMB_COLLECTOR", &url)
+                .args(["run", "--", "sh", "-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    serve.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    let _serve = Serve::start(&data, port);
+    let mut ids = Vec::new();
+    for (home, child) in recorders {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            out.stdout,
+            seq(PER_RUN),
+            "the job's own output is untouched"
+        );
+        ids.push((home, run_id_from(&out.stderr)));
+    }
+    assert!(
+        wait_for(Duration::from_secs(90), || ids
+            .iter()
+            .all(|(_, id)| stored_ended(&data, id))),
+        "every run reaches the restarted collector"
+    );
+    for (home, id) in &ids {
+        assert_eq!(
+            stored_stdout(&data, id).unwrap(),
+            seq(PER_RUN),
+            "run {id}: every one of the {PER_RUN} lines exactly once, in order"
+        );
+        assert!(
+            wait_for(Duration::from_secs(15), || spool_files(
+                &home.join("outbox")
+            )
+            .is_empty()),
+            "{}: outbox emptied",
+            home.display()
+        );
+    }
+    let nodes: serde_json::Value =
+        serde_json::from_str(&get(&url, "/api/v1/nodes").unwrap()).unwrap();
+    assert_eq!(
+        nodes.as_array().unwrap().len(),
+        4,
+        "every agent's heartbeats arrived"
+    );
+    drop(agents);
+}

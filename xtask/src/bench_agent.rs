@@ -1,0 +1,164 @@
+//! `cargo xtask bench agent`: what `plumb agent` costs a node.
+//!
+//! Runs a release `plumb serve` and a `plumb agent` at the default 5 s
+//! interval for 30 s (`--seconds N` to change, `--interval D` to try
+//! another interval), then reads the agent's CPU time from
+//! `/proc/PID/stat` and its peak RSS (VmHWM) from `/proc/PID/status`.
+//! Targets (issue 3): under 1% of one core and under 20 MiB RSS. For scale,
+//! the baseline is the budget itself: the ratios printed are figure/target.
+
+use anyhow::{Context, Result, bail};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CPU_TARGET_PCT: f64 = 1.0;
+const RSS_TARGET_MIB: f64 = 20.0;
+
+pub fn run(args: &[&str]) -> Result<()> {
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1))
+            .copied()
+    };
+    let seconds: u64 = opt("--seconds").map_or(Ok(30), str::parse)?;
+    let interval = opt("--interval").unwrap_or("5s");
+    let root = crate::workspace_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "plumb"])
+        .status()?;
+    if !status.success() {
+        bail!("building plumb failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let plumb = target.join("release/plumb");
+    let work = target.join("bench-agent");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    println!(
+        "bench agent (plumb {}, interval {interval}, {seconds} s)",
+        plumb.display()
+    );
+
+    let mut serve = Command::new(&plumb)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-listen",
+            "off",
+            "--data",
+        ])
+        .arg(work.join("collector"))
+        .env("PLUMB_HOME", work.join("collector"))
+        .env_remove("PLUMB_COLLECTOR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting plumb serve")?;
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().expect("piped")).read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .nth(1)
+        .context("plumb serve printed no address")?
+        .to_string();
+    let mut agent = Command::new(&plumb)
+        .args([
+            "agent",
+            "--name",
+            "bench-node",
+            "--collector",
+            &url,
+            "--interval",
+            interval,
+        ])
+        .env("PLUMB_HOME", work.join("node"))
+        .env_remove("PLUMB_COLLECTOR")
+        .spawn()
+        .context("starting plumb agent")?;
+    let pid = agent.id();
+    // The first seconds include start-up and the first fingerprint (which
+    // runs once, then every 10 minutes): measured separately.
+    std::thread::sleep(Duration::from_secs(3));
+    let (t0, cpu0) = (Instant::now(), cpu_seconds(pid)?);
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (wall, cpu1) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)?);
+    let hwm = vm_kib(pid, "VmHWM:")? as f64 / 1024.0;
+    let rss = vm_kib(pid, "VmRSS:")? as f64 / 1024.0;
+    let heartbeats = count_heartbeats(&url);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = serve.kill();
+    let _ = serve.wait();
+
+    let pct = (cpu1 - cpu0) / wall * 100.0;
+    println!(
+        "  start-up CPU (first 3 s, fingerprint included): {:.3} s",
+        cpu0
+    );
+    println!(
+        "  steady CPU: {pct:.3}% of one core over {wall:.1} s  target < {CPU_TARGET_PCT}%  ratio {:.2}  {}",
+        pct / CPU_TARGET_PCT,
+        verdict(pct < CPU_TARGET_PCT)
+    );
+    println!(
+        "  peak RSS: {hwm:.1} MiB (now {rss:.1} MiB)  target < {RSS_TARGET_MIB} MiB  ratio {:.2}  {}",
+        hwm / RSS_TARGET_MIB,
+        verdict(hwm < RSS_TARGET_MIB)
+    );
+    if let Some(n) = heartbeats {
+        println!("  node state at the end: {n}");
+    }
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "meets target" } else { "MISSES target" }
+}
+
+/// User + system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; fields are counted after its ')'.
+    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11).context("no utime")?.parse()?;
+    let stime: f64 = f.get(12).context("no stime")?.parse()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((utime + stime) / hz)
+}
+
+fn vm_kib(pid: u32, key: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("odd status line")?
+        .parse()?)
+}
+
+fn count_heartbeats(url: &str) -> Option<String> {
+    let body = ureq::get(&format!("{url}/api/v1/nodes"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let n = v.as_array()?.first()?;
+    Some(format!(
+        "{} (last heartbeat seq {})",
+        n["state"].as_str()?,
+        n["report"]["seq"]
+    ))
+}
