@@ -212,7 +212,9 @@ fn request(
     let mut stream = stream.ok_or(last)?;
     let io = |e: std::io::Error| format!("{method} http://{}{target}: {e}", url.authority);
     stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
+    stream
+        .set_write_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(io)?;
     let mut req = format!(
         "{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: plumb\r\nAccept: */*\r\nConnection: close\r\n",
         url.authority
@@ -336,8 +338,12 @@ impl Poller {
                             token
                         }
                     };
-                    let (status, body) =
-                        request(&url, "GET", &target, &[("X-aws-ec2-metadata-token", &token)])?;
+                    let (status, body) = request(
+                        &url,
+                        "GET",
+                        &target,
+                        &[("X-aws-ec2-metadata-token", &token)],
+                    )?;
                     match status {
                         200 => return Ok(Some(String::from_utf8_lossy(&body).trim().to_string())),
                         404 => return Ok(None),
@@ -397,7 +403,8 @@ impl Poller {
                         // (a checkpoint and a restart) costs less than a
                         // missed one.
                         name.is_empty()
-                            || resources.is_none_or(|r| r.is_empty() || r.iter().any(|r| r == &name))
+                            || resources
+                                .is_none_or(|r| r.is_empty() || r.iter().any(|r| r == &name))
                     })
                     .map(|e| e.to_string()))
             }
@@ -407,7 +414,8 @@ impl Poller {
                 match status {
                     200..=299 => {
                         let text = String::from_utf8_lossy(&body).trim().to_string();
-                        Ok((!text.is_empty() && !text.eq_ignore_ascii_case("false")).then_some(text))
+                        Ok((!text.is_empty() && !text.eq_ignore_ascii_case("false"))
+                            .then_some(text))
                     }
                     404 => Ok(None),
                     _ => Err(unexpected(status, &target, &body)),

@@ -216,7 +216,11 @@ mod tests {
         assert!(!on.matches(&ended(RunState::Killed, None, Some(9))));
         let on: RetryOn = "killed".parse().unwrap();
         assert!(on.matches(&ended(RunState::Killed, None, Some(9))));
-        assert!(interrupted(&ended(RunState::Killed, None, Some(libc::SIGINT))));
+        assert!(interrupted(&ended(
+            RunState::Killed,
+            None,
+            Some(libc::SIGINT)
+        )));
         assert!(!interrupted(&ended(RunState::Failed, Some(75), None)));
         for bad in ["0", "256", "oops", ""] {
             let e = bad.parse::<RetryOn>().unwrap_err().to_string();

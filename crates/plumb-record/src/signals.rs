@@ -204,8 +204,8 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
         tracing::info!(source, first = %e.source, "eviction warning ignored: an eviction is already under way");
         return;
     }
-    let signal = crate::supervise::signal_name(policy.signal)
-        .unwrap_or_else(|| policy.signal.to_string());
+    let signal =
+        crate::supervise::signal_name(policy.signal).unwrap_or_else(|| policy.signal.to_string());
     tracing::warn!(
         source,
         signal = %signal,

@@ -210,19 +210,17 @@ pub fn record_supervised(
     let watch_warnings = Arc::new(Mutex::new(Vec::new()));
     // Dropped when this function returns, which stops the polling.
     let _cloud_watcher = match sup.evict.as_ref().and_then(|e| e.cloud.clone()) {
-        Some(watch) => {
-            match cloud::watch(watch, forwarder.warner(), Arc::clone(&watch_warnings)) {
-                Ok(w) => Some(w),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot start watching for cloud notices");
-                    watch_warnings
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!("cloud notices not watched: {error}"));
-                    None
-                }
+        Some(watch) => match cloud::watch(watch, forwarder.warner(), Arc::clone(&watch_warnings)) {
+            Ok(w) => Some(w),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start watching for cloud notices");
+                watch_warnings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("cloud notices not watched: {error}"));
+                None
             }
-        }
+        },
         None => None,
     };
 
@@ -329,9 +327,9 @@ pub fn record_supervised(
     let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     run.eviction = forwarder.eviction();
     drop(forwarder);
-    run.warnings.extend(
-        std::mem::take(&mut *watch_warnings.lock().unwrap_or_else(|e| e.into_inner())),
-    );
+    run.warnings.extend(std::mem::take(
+        &mut *watch_warnings.lock().unwrap_or_else(|e| e.into_inner()),
+    ));
     drop(child);
 
     match waited {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod checkpoint;
 pub mod demo;
+pub mod evict_demo;
 pub mod nodes;
 pub mod proxy;
 pub mod query;

@@ -78,7 +78,9 @@ pub struct Args {
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
     if s.trim_start().starts_with('-') {
-        return Err(format!("`{s}` is negative: a duration must be zero or more"));
+        return Err(format!(
+            "`{s}` is negative: a duration must be zero or more"
+        ));
     }
     plumb_model::parse_duration_ns(s).map(|ns| Duration::from_nanos(ns.max(0) as u64))
 }
@@ -192,10 +194,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let retry_on = args.retry_on.clone().unwrap_or_default();
     let max_attempts = args.retries.saturating_add(1);
     let first_id = plumb_model::new_id();
-    let checkpoint_dir = if args.checkpoint_dir.is_some()
-        || args.retries > 0
-        || evict.is_some()
-    {
+    let checkpoint_dir = if args.checkpoint_dir.is_some() || args.retries > 0 || evict.is_some() {
         let dir = args
             .checkpoint_dir
             .clone()

@@ -1,0 +1,732 @@
+//! Eviction and retries in `plumb run`, end to end: real processes, real
+//! signals, a real metadata server on 127.0.0.1, a real store.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(PLUMB);
+        c.args(args)
+            .env("PLUMB_HOME", self.store())
+            .env("PLUMB_SPOOL", self.dir.path().join("spool"))
+            .env_remove("PLUMB_CONFIG")
+            .env_remove("PLUMB_COLLECTOR")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Starts `plumb run` with piped output.
+    fn spawn(&self, args: &[&str]) -> Running {
+        spawn(self.cmd(args))
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "plumb {args:?}: {}",
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Every recorded run, oldest first, in full.
+    fn runs(&self) -> Vec<serde_json::Value> {
+        let list = self.json(&["ls", "--json", "--limit", "0"]);
+        let mut runs: Vec<serde_json::Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| self.json(&["show", "--json", r["id"].as_str().unwrap()])["run"].clone())
+            .collect();
+        runs.reverse();
+        runs
+    }
+}
+
+fn spawn(mut c: Command) -> Running {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    Running {
+        child,
+        stdout,
+        stderr: Some(stderr),
+    }
+}
+
+struct Running {
+    child: Child,
+    stdout: mpsc::Receiver<(Instant, String)>,
+    stderr: Option<ChildStderr>,
+}
+
+impl Running {
+    /// Waits (bounded) for a stdout line containing `needle`; returns when
+    /// it was read.
+    fn wait_for(&self, needle: &str) -> Instant {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok((t, line)) if line.contains(needle) => return t,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no `{needle}` on stdout within 20 s");
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: the pid is our unreaped child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits (bounded) for plumb to exit: (exit code, remaining stdout, stderr).
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        let mut err = String::new();
+        let mut stderr = self.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let _ = stderr.read_to_string(&mut err);
+            err
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("plumb did not exit within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        while let Ok((_, line)) = self.stdout.recv_timeout(Duration::from_secs(5)) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        (status.code(), out, reader.join().unwrap())
+    }
+}
+
+fn lines(stdout: ChildStdout) -> mpsc::Receiver<(Instant, String)> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send((Instant::now(), line)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A child that says `ready`, then waits; on SIGUSR1 or SIGTERM it says
+/// which and exits 75, as a program that saved its checkpoint would.
+const POLITE: &str = "trap 'echo got-usr1; exit 75' USR1; trap 'echo got-term; exit 75' TERM; \
+     echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; exit 9";
+
+#[test]
+fn sigterm_becomes_the_chosen_warning_and_the_run_is_recorded_evicted() {
+    let home = Home::new();
+    let run = home.spawn(&[
+        "run",
+        "--grace",
+        "20s",
+        "--on-evict",
+        "SIGUSR1",
+        "--",
+        "sh",
+        "-c",
+        POLITE,
+    ]);
+    run.wait_for("ready");
+    run.signal(libc::SIGTERM);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, Some(75), "{err}");
+    assert!(
+        out.contains("got-usr1") && !out.contains("got-term"),
+        "{out}"
+    );
+
+    let runs = home.runs();
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert_eq!(r["state"], "evicted");
+    let e = &r["eviction"];
+    assert_eq!(e["source"], "SIGTERM");
+    assert_eq!(e["signal"], "SIGUSR1");
+    assert_eq!(e["grace_ns"], 20_000_000_000i64);
+    assert_eq!(e["grace_expired"], false);
+    // Integer nanoseconds since the epoch, UTC: within the run.
+    let warned = e["warned"].as_i64().unwrap();
+    let ended = e["ended"].as_i64().unwrap();
+    assert!(warned >= r["started"].as_i64().unwrap(), "{r}");
+    assert!(
+        ended >= warned && ended <= r["ended"].as_i64().unwrap() + 1_000_000_000,
+        "{r}"
+    );
+    // And the readable form says so.
+    let show = home.run(&["show", "last"]);
+    let shown = text(&show.stdout);
+    assert!(shown.contains("state     evicted"), "{shown}");
+    assert!(shown.contains("by SIGTERM, sent SIGUSR1"), "{shown}");
+    assert!(shown.contains("within the grace"), "{shown}");
+}
+
+#[test]
+fn without_grace_sigterm_is_forwarded_unchanged() {
+    let home = Home::new();
+    let run = home.spawn(&["run", "--", "sh", "-c", POLITE]);
+    run.wait_for("ready");
+    run.signal(libc::SIGTERM);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, Some(75), "{err}");
+    assert!(out.contains("got-term"), "{out}");
+    let runs = home.runs();
+    assert_eq!(runs[0]["state"], "failed");
+    assert!(runs[0].get("eviction").is_none());
+}
+
+#[test]
+fn a_child_ignoring_the_warning_is_killed_with_its_group_after_the_grace() {
+    let home = Home::new();
+    // setsid gives the program its own process group (it is not a group
+    // leader, so setsid does not fork); its background sleep is in it too.
+    let run = home.spawn(&[
+        "run",
+        "--grace",
+        "1s",
+        "--",
+        "setsid",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 60 & echo grandchild $!; echo ready; wait; echo survived",
+    ]);
+    let mut grandchild = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while grandchild.is_none() && Instant::now() < deadline {
+        if let Ok((_, line)) = run.stdout.recv_timeout(Duration::from_secs(1))
+            && let Some(pid) = line.strip_prefix("grandchild ")
+        {
+            grandchild = Some(pid.trim().parse::<i32>().unwrap());
+        }
+    }
+    let grandchild = grandchild.expect("the program printed its background pid");
+    run.wait_for("ready");
+    let sent = Instant::now();
+    run.signal(libc::SIGTERM);
+    let (code, out, err) = run.finish();
+    let took = sent.elapsed();
+    assert_eq!(code, Some(137), "{err}");
+    assert!(!out.contains("survived"), "{out}");
+    assert!(took >= Duration::from_millis(900), "killed after {took:?}");
+    // The whole group went: the background sleep is gone (or a zombie
+    // waiting for a reaper that is not us).
+    let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
+    assert!(
+        stat.is_empty() || state == Some("Z"),
+        "grandchild {grandchild} still alive: {stat}"
+    );
+
+    let r = &home.runs()[0];
+    assert_eq!(r["state"], "evicted");
+    assert_eq!(r["exit"]["signal"], 9);
+    assert_eq!(r["eviction"]["grace_expired"], true);
+    assert_eq!(r["eviction"]["killed_group"], true);
+    assert_eq!(r["eviction"]["signal"], "SIGTERM");
+}
+
+/// A fake instance-metadata service for AWS (IMDSv2), GCP and Azure that
+/// serves "no notice" until `notice` is set.
+struct Metadata {
+    base: String,
+    notice: Arc<AtomicBool>,
+    /// Requests for the notice itself, with the right headers.
+    polls: Arc<AtomicUsize>,
+}
+
+impl Metadata {
+    fn start() -> Metadata {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let notice = Arc::new(AtomicBool::new(false));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (n, p) = (Arc::clone(&notice), Arc::clone(&polls));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let (status, body) = answer(&head, n.load(Ordering::SeqCst), &p);
+                let reason = if status == 200 { "OK" } else { "Error" };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Metadata {
+            base,
+            notice,
+            polls,
+        }
+    }
+}
+
+/// The documented answers: (status, body).
+fn answer(head: &str, notice: bool, polls: &AtomicUsize) -> (u16, String) {
+    let request_line = head.lines().next().unwrap_or("");
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    match (request_line.split_whitespace().next(), path) {
+        (Some("PUT"), "/latest/api/token") => {
+            match header("X-aws-ec2-metadata-token-ttl-seconds") {
+                Some(_) => (200, "token-abc".into()),
+                None => (400, "missing TTL".into()),
+            }
+        }
+        (Some("GET"), "/latest/meta-data/spot/instance-action") => {
+            if header("X-aws-ec2-metadata-token").as_deref() != Some("token-abc") {
+                return (401, String::new());
+            }
+            polls.fetch_add(1, Ordering::SeqCst);
+            if notice {
+                (
+                    200,
+                    r#"{"action": "terminate", "time": "2026-11-27T18:00:00Z"}"#.into(),
+                )
+            } else {
+                (404, "Not Found".into())
+            }
+        }
+        (Some("GET"), "/computeMetadata/v1/instance/preempted") => {
+            if header("Metadata-Flavor").as_deref() != Some("Google") {
+                return (403, String::new());
+            }
+            polls.fetch_add(1, Ordering::SeqCst);
+            (200, if notice { "TRUE" } else { "FALSE" }.into())
+        }
+        (Some("GET"), "/metadata/scheduledevents?api-version=2020-07-01") => {
+            if header("Metadata").as_deref() != Some("true") {
+                return (400, String::new());
+            }
+            polls.fetch_add(1, Ordering::SeqCst);
+            // A neighbour's freeze is always listed; our preemption only
+            // once the notice is on.
+            let mut events = vec![
+                r#"{"EventId":"A1","EventType":"Freeze","ResourceType":"VirtualMachine","Resources":["vm0"],"EventStatus":"Scheduled","NotBefore":"Fri, 27 Nov 2026 18:00:00 GMT"}"#,
+                r#"{"EventId":"A2","EventType":"Preempt","ResourceType":"VirtualMachine","Resources":["vm0"],"EventStatus":"Scheduled","NotBefore":"Fri, 27 Nov 2026 18:00:00 GMT"}"#,
+            ];
+            if notice {
+                events.push(r#"{"EventId":"B2","EventType":"Preempt","ResourceType":"VirtualMachine","Resources":["vm1"],"EventStatus":"Scheduled","NotBefore":"Fri, 27 Nov 2026 18:00:30 GMT"}"#);
+            }
+            (
+                200,
+                format!(
+                    r#"{{"DocumentIncarnation":2,"Events":[{}]}}"#,
+                    events.join(",")
+                ),
+            )
+        }
+        (Some("GET"), "/metadata/instance/compute/name?api-version=2021-02-01&format=text") => {
+            (200, "vm1".into())
+        }
+        _ => (404, "unknown path".into()),
+    }
+}
+
+/// The notice appears mid-run; the program gets its warning within one
+/// poll interval (plus generous slack for a loaded machine).
+fn cloud_notice_reaches_the_program(cloud: &str, detail: &str) {
+    let meta = Metadata::start();
+    let home = Home::new();
+    let run = home.spawn(&[
+        "run",
+        "--watch-cloud",
+        cloud,
+        "--metadata-url",
+        &meta.base,
+        "--watch-interval",
+        "300ms",
+        "--grace",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        POLITE,
+    ]);
+    run.wait_for("ready");
+    // Let it poll and see no notice first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while meta.polls.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        meta.polls.load(Ordering::SeqCst) >= 2,
+        "{cloud}: never polled"
+    );
+    let on = Instant::now();
+    meta.notice.store(true, Ordering::SeqCst);
+    let warned = run.wait_for("got-term");
+    let delay = warned.duration_since(on);
+    assert!(
+        delay < Duration::from_millis(300) + Duration::from_secs(3),
+        "{cloud}: warning took {delay:?}"
+    );
+    let (code, _, err) = run.finish();
+    assert_eq!(code, Some(75), "{err}");
+    let r = &home.runs()[0];
+    assert_eq!(r["state"], "evicted");
+    assert_eq!(r["eviction"]["source"], cloud);
+    let got = r["eviction"]["detail"].as_str().unwrap();
+    assert!(got.contains(detail), "{cloud}: detail {got}");
+}
+
+#[test]
+fn aws_spot_notice_with_imdsv2_token() {
+    cloud_notice_reaches_the_program("aws", "terminate");
+}
+
+#[test]
+fn gcp_preemption_notice() {
+    cloud_notice_reaches_the_program("gcp", "TRUE");
+}
+
+#[test]
+fn azure_preempt_event_for_this_machine_only() {
+    cloud_notice_reaches_the_program("azure", "B2");
+}
+
+#[test]
+fn an_unreachable_metadata_service_is_one_warning_not_a_failure() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = Home::new();
+    let out = home.run(&[
+        "run",
+        "--watch-cloud",
+        "aws",
+        "--metadata-url",
+        &format!("http://127.0.0.1:{port}"),
+        "--watch-interval",
+        "50ms",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.6; echo done; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n");
+    let r = &home.runs()[0];
+    assert_eq!(r["state"], "failed");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.contains("cloud notice"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("cannot connect"), "{warnings:?}");
+    assert_eq!(
+        text(&out.stderr)
+            .matches("cannot read the interruption notice")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn retries_number_and_link_attempts_and_share_a_checkpoint_dir() {
+    let home = Home::new();
+    let out = home.run(&[
+        "run",
+        "--retries",
+        "3",
+        "--backoff",
+        "10ms..40ms",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$PLUMB_ATTEMPT $PLUMB_CHECKPOINT_DIR\"; test -d \"$PLUMB_CHECKPOINT_DIR\" || exit 99; \
+         [ \"$PLUMB_ATTEMPT\" = 3 ] || exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("attempt 1/4 failed (exit code 7); attempt 2 in"),
+        "{err}"
+    );
+
+    let runs = home.runs();
+    assert_eq!(runs.len(), 3);
+    let first = runs[0]["id"].as_str().unwrap();
+    let dir = home.store().join("checkpoints").join(first);
+    assert!(dir.is_dir());
+    for (i, r) in runs.iter().enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(r["attempt"], n);
+        assert_eq!(r["max_attempts"], 4);
+        assert_eq!(lines[i], format!("{n} {}", dir.display()));
+        if n == 1 {
+            assert!(r.get("first_attempt").is_none());
+        } else {
+            assert_eq!(r["first_attempt"], first);
+        }
+    }
+    assert_eq!(runs[2]["state"], "succeeded");
+    let ls = text(&home.run(&["ls"]).stdout);
+    assert!(ls.contains("ATTEMPT") && ls.contains("2/4"), "{ls}");
+}
+
+#[test]
+fn retry_on_selects_outcomes_and_the_last_exit_code_is_plumbs() {
+    let home = Home::new();
+    let args = |on: &'static str| {
+        vec![
+            "run",
+            "--retries",
+            "2",
+            "--backoff",
+            "1ms..5ms",
+            "--retry-on",
+            on,
+            "--",
+            "sh",
+            "-c",
+            "exit 7",
+        ]
+    };
+    // 7 is not among the outcomes: one attempt.
+    let out = home.run(&args("75,evicted"));
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(home.runs().len(), 1);
+    // 7 is: every attempt, and the last one's code.
+    let out = home.run(&args("7"));
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(home.runs().len(), 4);
+}
+
+#[test]
+fn an_interrupt_during_the_backoff_stops_retrying() {
+    let home = Home::new();
+    let mut child = home
+        .cmd(&[
+            "run",
+            "--retries",
+            "5",
+            "--backoff",
+            "30s..30s",
+            "--",
+            "sh",
+            "-c",
+            "exit 4",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut seen = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("attempt 2 in") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("attempt 2 in"), "{seen}");
+    // SAFETY: our unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    // The wait is drawn from [0, 30 s]; it is next to impossible that it
+    // ended before the signal, in which case the signal reached attempt 2.
+    if rest.contains("not retrying") {
+        assert_eq!(status.code(), Some(4));
+        assert_eq!(home.runs().len(), 1);
+    } else {
+        assert!(home.runs().len() <= 2);
+    }
+}
+
+#[test]
+fn bad_eviction_and_retry_arguments_are_refused_before_anything_runs() {
+    let home = Home::new();
+    let marker = home.dir.path().join("ran");
+    let marker_s = marker.to_str().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["--backoff", "5m..1s"], "must not exceed"),
+        (vec!["--grace", "-1"], "negative"),
+        (
+            vec!["--grace", "10s", "--on-evict", "SIGFOO"],
+            "unknown signal `SIGFOO`",
+        ),
+        (vec!["--watch-cloud", "oracle"], "unknown cloud `oracle`"),
+        (vec!["--retry-on", "maybe"], "retry-on `maybe`"),
+        (vec!["--on-evict", "USR1"], "--on-evict needs --grace"),
+        (
+            vec!["--watch-cloud", "aws", "--metadata-url", "https://x"],
+            "https is not supported",
+        ),
+    ] {
+        let mut all = vec!["run"];
+        all.extend(args.iter().copied());
+        all.extend(["--", "touch", marker_s.as_str()]);
+        let out = home.run(&all);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!marker.exists(), "{args:?} ran the command");
+    }
+}
+
+/// A Python program using plumb's checkpoint library: sums i*i over
+/// 0..N, slowly, saving every step; on SIGTERM it saves and exits 75.
+const WORKER: &str = r#"
+import os, sys, time
+from plumb.checkpoint import Checkpointer
+n = int(sys.argv[1])
+with Checkpointer(os.environ["PLUMB_CHECKPOINT_DIR"], every_steps=1) as ck:
+    state = ck.restore({"next": 0, "sum": 0})
+    print(f"attempt {os.environ.get('PLUMB_ATTEMPT')} starts at {state['next']}", flush=True)
+    while state["next"] < n:
+        state["sum"] = (state["sum"] + state["next"] * state["next"]) % 1000000007
+        state["next"] += 1
+        if state["next"] == 5:
+            print("working", flush=True)
+        time.sleep(0.02)
+        ck.at_safe_point(state)
+    print(f"result {state['sum']}", flush=True)
+"#;
+
+fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python")
+}
+
+#[test]
+fn python_worker_is_evicted_saves_is_retried_and_resumes_to_the_same_result() {
+    let home = Home::new();
+    let script = home.dir.path().join("worker.py");
+    std::fs::write(&script, WORKER).unwrap();
+    let script = script.to_str().unwrap().to_string();
+    let n = "60";
+
+    // Uninterrupted, directly.
+    let direct = Command::new("python3")
+        .args([&script, n])
+        .env("PYTHONPATH", python_dir())
+        .env("PLUMB_CHECKPOINT_DIR", home.dir.path().join("direct-ckpt"))
+        .output()
+        .unwrap();
+    assert!(direct.status.success(), "{}", text(&direct.stderr));
+    let expected = text(&direct.stdout)
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .unwrap()
+        .to_string();
+
+    let mut cmd_args = vec![
+        "run",
+        "--retries",
+        "3",
+        "--grace",
+        "5s",
+        "--backoff",
+        "10ms..50ms",
+        "--",
+        "python3",
+    ];
+    cmd_args.extend([script.as_str(), n]);
+    let mut c = home.cmd(&cmd_args);
+    c.env("PYTHONPATH", python_dir());
+    let run = spawn(c);
+    run.wait_for("working");
+    run.signal(libc::SIGTERM);
+    let (code, out, err) = run.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let last = out.lines().last().unwrap_or("");
+    assert_eq!(last, expected, "stdout: {out}\nstderr: {err}");
+    let resumed = out
+        .lines()
+        .find(|l| l.starts_with("attempt 2 starts at "))
+        .unwrap_or_else(|| panic!("no second attempt: {out}"));
+    let at: u32 = resumed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(at >= 5, "resumed from {at}, not from its checkpoint");
+
+    let runs = home.runs();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["state"], "evicted");
+    assert_eq!(runs[0]["exit"]["code"], 75);
+    assert_eq!(runs[0]["eviction"]["source"], "SIGTERM");
+    assert_eq!(runs[1]["state"], "succeeded");
+    assert_eq!(runs[1]["attempt"], 2);
+    assert_eq!(runs[1]["first_attempt"], runs[0]["id"]);
+}
