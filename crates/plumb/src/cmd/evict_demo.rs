@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -46,6 +46,12 @@ with Checkpointer(os.environ["PLUMB_CHECKPOINT_DIR"], every_steps=1) as ck:
 /// Runs the scene against the store in `plumb_home`, printing what happens;
 /// a few seconds in all. `python` runs the worker.
 pub fn demo_scene(plumb_home: &Path, python: &Path) -> Result<()> {
+    let plumb = std::env::current_exe().context("finding the plumb executable")?;
+    scene(&plumb, plumb_home, python, &mut std::io::stdout().lock())
+}
+
+/// The scene, run with the `plumb` executable at `plumb`, written to `out`.
+fn scene(plumb: &Path, plumb_home: &Path, python: &Path, out: &mut dyn Write) -> Result<()> {
     let dir = plumb_home.join("demo").join("evict");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("plumb_checkpoint.py"), CHECKPOINT_PY)?;
@@ -55,14 +61,17 @@ pub fn demo_scene(plumb_home: &Path, python: &Path) -> Result<()> {
     // A fresh start each time the demo runs.
     let _ = std::fs::remove_dir_all(&checkpoints);
 
-    let plumb = std::env::current_exe().context("finding the plumb executable")?;
-    println!("== eviction: a worker is evicted mid-run, saves, is retried and resumes ==");
-    println!(
+    writeln!(
+        out,
+        "== eviction: a worker is evicted mid-run, saves, is retried and resumes =="
+    )?;
+    writeln!(
+        out,
         "$ plumb run --grace 5s --retries 2 --backoff 200ms..500ms -- {} worker.py",
         python.display()
-    );
+    )?;
     let start = Instant::now();
-    let mut child = Command::new(&plumb)
+    let mut child = Command::new(plumb)
         .args([
             "run",
             "--name",
@@ -118,13 +127,14 @@ pub fn demo_scene(plumb_home: &Path, python: &Path) -> Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) => {
-                println!("{} {line}", stamp(start));
+                writeln!(out, "{} {line}", stamp(start))?;
                 if !evicted && line.contains("step 15") {
                     evicted = true;
-                    println!(
+                    writeln!(
+                        out,
                         "{} demo: SIGTERM to plumb, as Kubernetes or Slurm would send it",
                         stamp(start)
-                    );
+                    )?;
                     // SAFETY: our own unreaped child.
                     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
                 }
@@ -139,20 +149,24 @@ pub fn demo_scene(plumb_home: &Path, python: &Path) -> Result<()> {
         }
     }
     let status = child.wait()?;
-    println!(
+    writeln!(
+        out,
         "{} plumb run exited with {} (the last attempt's code)",
         stamp(start),
         status.code().map_or("a signal".into(), |c| c.to_string())
-    );
+    )?;
 
-    println!("\n$ plumb ls --tag demo=evict --limit 2");
-    let ls = Command::new(&plumb)
+    writeln!(out, "\n$ plumb ls --tag demo=evict --limit 2")?;
+    let ls = Command::new(plumb)
         .args(["ls", "--tag", "demo=evict", "--limit", "2"])
         .env("PLUMB_HOME", plumb_home)
         .output()?;
-    print!("{}", String::from_utf8_lossy(&ls.stdout));
-    println!("\n$ plumb show <the evicted attempt>   (eviction lines)");
-    let show = Command::new(&plumb)
+    write!(out, "{}", String::from_utf8_lossy(&ls.stdout))?;
+    writeln!(
+        out,
+        "\n$ plumb show <the evicted attempt>   (eviction lines)"
+    )?;
+    let show = Command::new(plumb)
         .args(["show", "last~1"])
         .env("PLUMB_HOME", plumb_home)
         .output()?;
@@ -163,8 +177,44 @@ pub fn demo_scene(plumb_home: &Path, python: &Path) -> Result<()> {
             || line.starts_with("evicted")
             || line.starts_with("          ")
         {
-            println!("{line}");
+            writeln!(out, "{line}")?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_is_evicted_retried_and_resumes_to_the_uninterrupted_sum() {
+        // Unit tests run from target/<profile>/deps; the plumb executable
+        // (built for the integration tests) is one directory up.
+        let exe = std::env::current_exe().unwrap();
+        let plumb = exe.parent().unwrap().parent().unwrap().join("plumb");
+        if !plumb.exists() {
+            panic!("{} not built", plumb.display());
+        }
+        let home = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        scene(&plumb, home.path(), Path::new("python3"), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("demo: SIGTERM to plumb"), "{text}");
+        assert!(
+            text.contains("eviction warning, checkpoint saved"),
+            "{text}"
+        );
+        assert!(
+            text.contains("attempt 2: resuming from checkpoint at step"),
+            "{text}"
+        );
+        assert!(
+            text.contains("done, sum = 20540 (uninterrupted: 20540)"),
+            "{text}"
+        );
+        assert!(text.contains("exited with 0"), "{text}");
+        assert!(text.contains("evicted") && text.contains("1/3"), "{text}");
+        assert!(text.contains("by SIGTERM, sent SIGTERM"), "{text}");
+    }
 }
