@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod demo;
 pub mod evict_demo;
 pub mod nodes;
+pub mod otlp;
 pub mod proxy;
 pub mod query;
 pub mod run;
