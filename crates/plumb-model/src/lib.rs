@@ -21,9 +21,9 @@ assert!(run.started.to_rfc3339().ends_with('Z'));
 mod time;
 
 pub mod diff;
+mod eviction;
 pub mod node;
 pub mod telemetry;
-mod eviction;
 
 pub use eviction::Eviction;
 
