@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod otlp;
 pub mod runs;
+pub mod tls;
 pub mod tokens;
 
 pub use auth::Role;
@@ -164,6 +165,24 @@ pub async fn launch_on(
     listeners: Vec<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CollectorError> {
+    prepare(config, listeners).await?.run(shutdown).await
+}
+
+/// A collector whose store is open and whose configuration was checked,
+/// ready to serve.
+#[derive(Debug)]
+pub struct Prepared {
+    listeners: Vec<tokio::net::TcpListener>,
+    state: AppState,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+/// Opens the store and checks the configuration (TLS files, exposure)
+/// without serving yet, so errors are reported before anything listens.
+pub async fn prepare(
+    config: CollectorConfig,
+    listeners: Vec<tokio::net::TcpListener>,
+) -> Result<Prepared, CollectorError> {
     let mut addrs = Vec::new();
     for l in &listeners {
         addrs.push(l.local_addr().map_err(|source| CollectorError::Io {
@@ -171,26 +190,74 @@ pub async fn launch_on(
             source,
         })?);
     }
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let state = AppState::open(&config, addrs.iter().any(|a| !a.ip().is_loopback()))?;
     check_exposure(&config, &state, &addrs).await?;
-    let app = router(state);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut servers = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let mut rx = stop_rx.clone();
-        let app = app.clone();
-        servers.spawn(serve(app, listener, async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }));
+    Ok(Prepared {
+        listeners,
+        state,
+        tls,
+    })
+}
+
+impl Prepared {
+    /// The shared state (to add metrics or inspect the store before serving).
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
-    while let Some(res) = servers.join_next().await {
-        res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CollectorError> {
+        let Prepared {
+            listeners,
+            state,
+            tls,
+        } = self;
+        let app = router(state);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in listeners {
+            let mut rx = stop_rx.clone();
+            let app = app.clone();
+            let stop = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            match &tls {
+                None => {
+                    servers.spawn(serve(app, listener, stop));
+                }
+                Some(tls) => {
+                    let listener =
+                        tls::TlsListener::new(listener, tls.clone()).map_err(|source| {
+                            CollectorError::Io {
+                                what: "cannot start the TLS listener".into(),
+                                source,
+                            }
+                        })?;
+                    servers.spawn(async move {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                            .map_err(|source| CollectorError::Io {
+                                what: "the HTTPS server failed".into(),
+                                source,
+                            })
+                    });
+                }
+            }
+        }
+        while let Some(res) = servers.join_next().await {
+            res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Refuses to listen on a non-loopback address with no tokens and no TLS
@@ -319,11 +386,19 @@ pub fn spawn(config: CollectorConfig) -> Result<Handle, CollectorError> {
                             source,
                         }
                     })?;
+                let prepared = match prepare(config, vec![listener]).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return Err(e);
+                    }
+                };
                 let _ = ready_tx.send(Ok(()));
-                launch(config, listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
+                prepared
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
             })
         })
         .map_err(|source| CollectorError::Io {
@@ -335,16 +410,19 @@ pub fn spawn(config: CollectorConfig) -> Result<Handle, CollectorError> {
         stop: Some(stop),
         thread: Some(thread),
     };
-    if ready_rx.recv().is_err() {
-        // The thread ended before it was ready: report its error.
-        let err = handle
-            .thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .and_then(|r| r.err())
-            .unwrap_or_else(|| CollectorError::Config("collector thread ended early".into()));
-        handle.stop = None;
-        return Err(err);
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => {
+            // It could not start: report the error its thread ended with.
+            handle.stop = None;
+            let err = handle
+                .thread
+                .take()
+                .and_then(|t| t.join().ok())
+                .and_then(|r| r.err())
+                .unwrap_or_else(|| CollectorError::Config("collector thread ended early".into()));
+            return Err(err);
+        }
     }
     Ok(handle)
 }

@@ -37,6 +37,8 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Run the collector: ingest from every node, serve the query API.
     Serve(cmd::serve::Args),
+    /// Create and list the collector's access tokens.
+    Token(cmd::token::Args),
     /// The node daemon: heartbeats to the collector, and shipping of runs left behind.
     Agent(cmd::agent::Args),
     /// List the nodes the collector knows, with their state.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),
         Command::Serve(a) => cmd::serve::main(a),
+        Command::Token(a) => cmd::token::main(a),
         Command::Agent(a) => cmd::agent::main(a),
         Command::Nodes(a) => cmd::nodes::main(a),
     };

@@ -10,3 +10,4 @@ pub mod proxy;
 pub mod query;
 pub mod run;
 pub mod serve;
+pub mod token;

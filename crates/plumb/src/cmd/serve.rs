@@ -97,3 +97,108 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// A collector started by the demo: a separate `plumb serve` process.
+/// Stopped when dropped, unless [`DemoCollector::leave_running`] is called.
+// Used by `plumb demo` (crates/plumb/src/cmd/demo.rs), wired by the lead.
+#[allow(dead_code)]
+#[derive(Debug)]
+pub struct DemoCollector {
+    child: Option<std::process::Child>,
+    /// Base URL of the API.
+    pub api: String,
+    /// Base URL of the OTLP/HTTP port.
+    pub otlp: String,
+}
+
+#[allow(dead_code)]
+impl DemoCollector {
+    /// Keeps the collector running after the demo ends; returns its pid.
+    pub fn leave_running(mut self) -> Option<u32> {
+        self.child.take().map(|c| c.id())
+    }
+}
+
+impl Drop for DemoCollector {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM first: the collector shuts down gracefully.
+            // SAFETY: kill with a pid we own and a valid signal.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The demo's collector scene: starts `plumb serve` on free loopback ports
+/// with its store in `<store_dir>/collector`, waits until it is ready, and
+/// prints where it listens. Bounded: gives up after 10 s.
+#[allow(dead_code)]
+pub fn demo_scene(store_dir: &std::path::Path) -> Result<DemoCollector> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().context("cannot find the plumb executable")?;
+    let data = store_dir.join("collector");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("cannot start plumb serve")?;
+    let stdout = child.stdout.take().context("no stdout from plumb serve")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().and_then(|l| l.ok());
+        let second = lines.next().and_then(|l| l.ok());
+        let _ = tx.send((first, second));
+    });
+    let mut demo = DemoCollector {
+        child: Some(child),
+        api: String::new(),
+        otlp: String::new(),
+    };
+    let (api, otlp) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .context("plumb serve did not report its address within 10 s")?;
+    demo.api = api
+        .and_then(|l| l.strip_prefix("api  ").map(String::from))
+        .context("plumb serve did not print its API address")?;
+    demo.otlp = otlp
+        .and_then(|l| l.strip_prefix("otlp ").map(String::from))
+        .unwrap_or_default();
+    let client = plumb_collector::client::Client::new(
+        &plumb_collector::client::ClientConfig::new(demo.api.clone()),
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client.get_raw("/readyz", &[]).is_err() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the collector at {} did not become ready within 10 s",
+            demo.api
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("collector   {}  (store {})", demo.api, data.display());
+    println!("            plumb ls --collector {}", demo.api);
+    if !demo.otlp.is_empty() {
+        println!("OTLP/HTTP   {}  (OTEL_EXPORTER_OTLP_ENDPOINT)", demo.otlp);
+    }
+    Ok(demo)
+}

@@ -1,0 +1,78 @@
+//! `plumb token`: access tokens for the collector.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use plumb_collector::Role;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `plumb token`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// What to do with tokens.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once: only its hash is kept).
+    Create {
+        /// What it allows: agent (write), viewer (read) or admin (both).
+        #[arg(long)]
+        role: Role,
+        /// A label for humans, e.g. the node or person it is for.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The collector's store directory (default: the configured store).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// List tokens (role, label, creation time; never the token).
+    Ls {
+        /// The collector's store directory (default: the configured store).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+pub fn main(a: Args) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    match a.command {
+        TokenCommand::Create { role, name, data } => {
+            let dir = data.unwrap_or(cfg.home);
+            let store = plumb_store::Store::open(&dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let token = plumb_collector::tokens::create(&store, role, &name)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{token}")?;
+            eprintln!(
+                "plumb: created a {} token; it is shown only this once. Clients send it as PLUMB_TOKEN (or `token =` in plumb.toml).",
+                role.as_str()
+            );
+        }
+        TokenCommand::Ls { data } => {
+            let dir = data.unwrap_or(cfg.home);
+            let store = plumb_store::Store::open_read_only(&dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<8}  {:<20}  {:<16}  CREATED",
+                "ROLE", "NAME", "HASH"
+            )?;
+            for t in store.tokens()? {
+                writeln!(
+                    out,
+                    "{:<8}  {:<20}  {:<16}  {}",
+                    t.role,
+                    t.name,
+                    &plumb_model::hex(&t.hash)[..16],
+                    t.created.to_rfc3339_secs()
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

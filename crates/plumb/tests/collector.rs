@@ -1,0 +1,585 @@
+//! The collector end to end: `plumb serve` as a real process on a free
+//! loopback port, fed by real recorded runs, read by the real CLI.
+
+use plumb_collector::client::{Client, ClientConfig, ClientError, RemoteStore};
+use plumb_model::{Run, RunState, Stream, Timestamp, new_id};
+use plumb_store::RunStore;
+use plumb_store::chunk::ChunkBuilder;
+use plumb_store::spool::Frames;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+
+/// A `plumb` command with a clean environment: no configured collector.
+fn plumb(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(PLUMB);
+    c.args(args)
+        .env_remove("PLUMB_CONFIG")
+        .env_remove("PLUMB_COLLECTOR")
+        .env_remove("PLUMB_TOKEN")
+        .env_remove("PLUMB_CA_CERT")
+        .env("PLUMB_HOME", dir.join("home"))
+        .env("PLUMB_SPOOL", dir.join("spool"))
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    c
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `plumb serve` on free loopback ports; killed on drop.
+struct Server {
+    child: Child,
+    api: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut c = plumb(
+            data.parent().unwrap(),
+            &["serve", "--listen", "127.0.0.1:0"],
+        );
+        c.args(["--otlp-listen", "off", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let api = line
+            .strip_prefix("api  ")
+            .unwrap_or_else(|| panic!("plumb serve printed `{line}` instead of its address"))
+            .trim()
+            .to_string();
+        Server { child, api }
+    }
+
+    fn client(&self, token: Option<&str>) -> Client {
+        Client::new(&ClientConfig {
+            token: token.map(String::from),
+            ..ClientConfig::new(self.api.clone())
+        })
+        .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Records `script` with `plumb run` while the store is unusable, so its
+/// records land in a spool file, and returns that file's bytes.
+fn recorded_spool(dir: &Path, name: &str, script: &str) -> Vec<u8> {
+    let spool = dir.join("spool");
+    let before: Vec<PathBuf> = list(&spool);
+    let out = plumb(dir, &["run", "--name", name, "--", "sh", "-c", script])
+        .env("PLUMB_HOME", "/dev/null/no-store")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("recording to spool"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new: Vec<PathBuf> = list(&spool)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    std::fs::read(&new[0]).unwrap()
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// A synthetic run with `lines` lines of output, as spool frames.
+fn synthetic(name: &str, lines: usize) -> (Run, Frames, Vec<u8>) {
+    let mut run = Run::new(new_id(), name.into(), Timestamp::now());
+    run.host.hostname = "node-t".into();
+    run.state = RunState::Succeeded;
+    run.ended = Some(Timestamp::now());
+    let mut b = ChunkBuilder::new(Stream::Stdout);
+    let mut chunks = Vec::new();
+    let mut text = Vec::new();
+    for i in 0..lines {
+        let line = format!("{name} line {i} payload\n");
+        b.push(i as u64, Timestamp::now(), line.as_bytes(), &mut chunks);
+        text.extend_from_slice(line.as_bytes());
+    }
+    b.flush(&mut chunks);
+    let mut f = Frames::default();
+    f.put_run(&run).put_chunks(&chunks);
+    (run, f, text)
+}
+
+fn output_of(store: &RemoteStore, id: plumb_model::Uuid) -> Vec<u8> {
+    let mut got = Vec::new();
+    store
+        .replay_output(id, None, &mut Default::default(), &mut |_, _, b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    got
+}
+
+#[test]
+fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let a = recorded_spool(dir, "alpha", "echo hello collector; echo oops >&2; exit 3");
+    let b = recorded_spool(dir, "beta", "echo hello again");
+    let server = Server::start(&dir.join("srv"), &[], &[]);
+    let client = server.client(None);
+    for body in [&a, &b] {
+        let stats = client.post_frames(body).unwrap();
+        assert_eq!(stats.runs + stats.runs_kept, 2, "{stats:?}"); // running, then final
+        assert!(stats.chunks >= 1, "{stats:?}");
+    }
+    // The local store imports the very same spool files.
+    ok(plumb(dir, &["ls"]).output().unwrap(), "local ls");
+    for args in [
+        vec!["ls"],
+        vec!["ls", "--json", "--failed"],
+        vec!["show", "last~1"],
+        vec!["show", "last", "--json"],
+        vec!["logs", "last~1", "-t"],
+        vec!["logs", "last~1", "--stream", "stderr"],
+        vec!["search", "hello"],
+        vec!["search", "oops", "--json"],
+        vec!["diff", "last", "last~1"],
+    ] {
+        let local = ok(plumb(dir, &args).output().unwrap(), "local");
+        let mut remote_args = args.clone();
+        remote_args.extend(["--collector", &server.api]);
+        let remote = ok(plumb(dir, &remote_args).output().unwrap(), "remote");
+        assert!(!local.stdout.is_empty(), "{args:?} printed nothing");
+        assert_eq!(
+            String::from_utf8_lossy(&local.stdout),
+            String::from_utf8_lossy(&remote.stdout),
+            "plumb {args:?}"
+        );
+    }
+    // A reference that matches nothing is the same clear error remotely.
+    let out = plumb(dir, &["show", "ffff0000", "--collector", &server.api])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no run matches `ffff0000`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends a raw HTTP request and returns (status, body).
+fn raw_http(api: &str, head: &str, body: &[u8]) -> (u16, String) {
+    let addr = api.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in `{text}`"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn post(api: &str, content_type: &str, encoding: Option<&str>, body: &[u8]) -> (u16, String) {
+    let head = format!(
+        "POST /api/v1/ingest/spool HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\n{}Content-Length: {}\r\n\r\n",
+        encoding.map_or(String::new(), |e| format!("Content-Encoding: {e}\r\n")),
+        body.len()
+    );
+    raw_http(api, &head, body)
+}
+
+#[test]
+fn malformed_bodies_get_a_4xx_naming_the_problem_and_harm_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("srv"), &[], &[]);
+    let client = server.client(None);
+    let (good, frames, text) = synthetic("kept", 50);
+    client.post_frames(&frames.bytes).unwrap();
+    let (_, other, _) = synthetic("never", 5);
+    let bytes = &other.bytes;
+    let mut flipped = bytes.clone();
+    let at = flipped.len() - 10;
+    flipped[at] ^= 0x55;
+    let st = "application/x-plumb-spool";
+    let cases: Vec<(&str, u16, &str, Option<&str>, Vec<u8>)> = vec![
+        (
+            "truncated",
+            400,
+            st,
+            None,
+            bytes[..bytes.len() - 7].to_vec(),
+        ),
+        ("checksum", 400, st, None, flipped),
+        ("not valid gzip", 400, st, Some("gzip"), bytes.clone()),
+        (
+            "Content-Type `application/json`",
+            415,
+            "application/json",
+            None,
+            bytes.clone(),
+        ),
+        ("Content-Encoding `br`", 415, st, Some("br"), bytes.clone()),
+        ("no frames", 400, st, None, Vec::new()),
+    ];
+    for (needle, status, ct, enc, body) in cases {
+        let (got, msg) = post(&server.api, ct, enc, &body);
+        assert_eq!(got, status, "{needle}: {msg}");
+        assert!(msg.contains(needle), "expected `{needle}` in {msg}");
+        let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
+        assert!(v["error"].is_string(), "{msg}");
+    }
+    // Oversized: refused from its Content-Length, before it is read.
+    let head = "POST /api/v1/ingest/spool HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-plumb-spool\r\nContent-Length: 100000000\r\n\r\n";
+    let (got, msg) = raw_http(&server.api, head, b"");
+    assert_eq!(got, 413, "{msg}");
+    assert!(msg.contains("larger than 64 MiB"), "{msg}");
+    // Still serving, and what was stored is intact; nothing else arrived.
+    let store = RemoteStore::new(client);
+    let runs = store.list_runs(&Default::default()).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].id, good.id);
+    assert_eq!(output_of(&store, good.id), text);
+}
+
+/// The HTTP status of a client call (200 for success).
+fn status<T>(r: Result<T, ClientError>) -> u16 {
+    match r {
+        Ok(_) => 200,
+        Err(ClientError::Status { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn tokens_gate_reading_and_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("srv");
+    let make = |role: &str| -> String {
+        let out = ok(
+            plumb(dir, &["token", "create", "--role", role, "--data"])
+                .arg(&data)
+                .output()
+                .unwrap(),
+            "token create",
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let agent = make("agent");
+    let viewer = make("viewer");
+    let admin = make("admin");
+    assert!(
+        agent.starts_with("plumb_") && agent.len() == 6 + 64,
+        "{agent}"
+    );
+    // Only hashes are stored: the token itself is nowhere in the store.
+    for entry in list(&data) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            memchr::memmem::find(&bytes, agent.as_bytes()).is_none(),
+            "token found in {}",
+            entry.display()
+        );
+    }
+    let server = Server::start(&data, &[], &[]);
+    let (_, frames, _) = synthetic("secret-job", 3);
+    // Writing: agent or admin only.
+    assert_eq!(status(server.client(None).post_frames(&frames.bytes)), 401);
+    assert_eq!(
+        status(
+            server
+                .client(Some("plumb_bogus"))
+                .post_frames(&frames.bytes)
+        ),
+        401
+    );
+    assert_eq!(
+        status(server.client(Some(&viewer)).post_frames(&frames.bytes)),
+        403
+    );
+    assert_eq!(
+        status(server.client(Some(&agent)).post_frames(&frames.bytes)),
+        200
+    );
+    assert_eq!(
+        status(server.client(Some(&admin)).post_frames(&frames.bytes)),
+        200
+    );
+    // Reading: nothing without a viewer (or admin) token.
+    let paths = [
+        "/api/v1/runs",
+        "/api/v1/runs/last",
+        "/api/v1/runs/last/id",
+        "/api/v1/runs/last/output",
+        "/api/v1/search?text=job",
+        "/api/v1/diff?a=last&b=last",
+        "/api/v1/fingerprints/x",
+        "/metrics",
+    ];
+    for p in paths {
+        let get = |t: Option<&str>| status(server.client(t).get_raw(p, &[]).map(|_| ()));
+        assert_eq!(get(None), 401, "{p} without a token");
+        assert_eq!(get(Some(&agent)), 403, "{p} with an agent token");
+        let with_viewer = get(Some(&viewer));
+        assert!(
+            with_viewer == 200 || with_viewer == 404,
+            "{p}: {with_viewer}"
+        );
+        assert_eq!(get(Some(&admin)), with_viewer, "{p} with admin");
+    }
+    // The CLI takes its token from PLUMB_TOKEN.
+    let out = plumb(dir, &["ls", "--collector", &server.api])
+        .env("PLUMB_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ok(out, "ls").stdout).contains("secret-job"));
+    let out = plumb(dir, &["ls", "--collector", &server.api])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // Health checks stay open for load balancers.
+    assert_eq!(
+        status(server.client(None).get_raw("/healthz", &[]).map(|_| ())),
+        200
+    );
+}
+
+#[test]
+fn a_non_loopback_address_without_tokens_is_refused_unless_insecure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = plumb(
+        tmp.path(),
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--otlp-listen",
+            "off",
+            "--data",
+        ],
+    )
+    .arg(tmp.path().join("srv"))
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("non-loopback") && err.contains("--insecure"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_with_a_private_ca_works_and_a_client_without_it_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut server = Server::start(
+        &dir.join("srv"),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(server.api.starts_with("https://"), "{}", server.api);
+    let (run, frames, text) = synthetic("over-tls", 10);
+    let trusted = Client::new(&ClientConfig {
+        ca_cert: Some(cert_path.clone()),
+        ..ClientConfig::new(server.api.clone())
+    })
+    .unwrap();
+    trusted.post_frames(&frames.bytes).unwrap();
+    assert_eq!(output_of(&RemoteStore::new(trusted), run.id), text);
+    // Without the CA the certificate is not trusted.
+    let untrusted = Client::new(&ClientConfig::new(server.api.clone())).unwrap();
+    match untrusted.post_frames(&frames.bytes) {
+        Err(ClientError::Transport { message, .. }) => {
+            assert!(message.to_lowercase().contains("certificate"), "{message}")
+        }
+        other => panic!("a client without the CA connected: {other:?}"),
+    }
+    // The CLI verifies with PLUMB_CA_CERT.
+    let out = plumb(dir, &["logs", "last", "--collector", &server.api])
+        .env("PLUMB_CA_CERT", &cert_path)
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "logs over TLS").stdout, text);
+    let out = plumb(dir, &["ls", "--collector", &server.api])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the CLI trusted an unknown certificate"
+    );
+    // Plain HTTP to the TLS port gets nothing useful.
+    let plain = server.api.replace("https://", "http://");
+    assert!(
+        Client::new(&ClientConfig::new(plain))
+            .unwrap()
+            .get_raw("/healthz", &[])
+            .is_err()
+    );
+    let _ = server.child.kill();
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("srv"), &[], &[]);
+    let client = server.client(None);
+    let (_, frames, _) = synthetic("metered", 5);
+    client.post_frames(&frames.bytes).unwrap();
+    let _ = post(&server.api, "text/plain", None, b"x");
+    let (body, headers) = client.get_raw("/metrics", &[]).unwrap();
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{headers:?}"
+    );
+    for needle in [
+        "plumb_ingest_requests_total{endpoint=\"spool\",code=\"200\"} 1",
+        "plumb_ingest_requests_total{endpoint=\"spool\",code=\"415\"} 1",
+        "plumb_ingest_latency_seconds_bucket",
+        "plumb_runs{state=\"succeeded\"} 1",
+    ] {
+        assert!(text.contains(needle), "no `{needle}` in\n{text}");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; see .ci/install-collector.sh)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("srv");
+    let mut server = Server::start(&data, &[], &[]);
+    let api = server.api.clone();
+    // Four senders, each with its own runs; each remembers what was
+    // acknowledged.
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let api = api.clone();
+            std::thread::spawn(move || {
+                let client = Client::new(&ClientConfig {
+                    timeout: Duration::from_secs(10),
+                    ..ClientConfig::new(api)
+                })
+                .unwrap();
+                let mut sent = Vec::new();
+                let mut acked = Vec::new();
+                for i in 0..150 {
+                    let (run, frames, text) = synthetic(&format!("s{s}-{i}"), 200);
+                    let result = client.post_frames(&frames.bytes);
+                    sent.push((run.id, frames, text));
+                    match result {
+                        Ok(_) => acked.push(run.id),
+                        Err(_) => break,
+                    }
+                }
+                (sent, acked)
+            })
+        })
+        .collect();
+    // Let them get going, then kill the collector without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let probe = server.client(None);
+    let store = RemoteStore::new(probe);
+    while store.list_runs(&Default::default()).map_or(0, |r| r.len()) < 40 {
+        assert!(Instant::now() < deadline, "ingest did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let results: Vec<_> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    let acked: usize = results.iter().map(|(_, a)| a.len()).sum();
+    assert!(acked >= 40, "only {acked} acknowledged");
+    // Restart on the same store; every sender retries everything it sent
+    // (at-least-once), which must not duplicate anything.
+    let server = Server::start(&data, &[], &[]);
+    let client = server.client(None);
+    let store = RemoteStore::new(client.clone());
+    for (sent, acked) in &results {
+        for (id, _, text) in sent.iter().filter(|(id, _, _)| acked.contains(id)) {
+            assert_eq!(
+                &output_of(&store, *id),
+                text,
+                "acknowledged run {id} after kill -9"
+            );
+        }
+        for (_, frames, _) in sent {
+            client.post_frames(&frames.bytes).unwrap();
+        }
+        for (id, _, text) in sent {
+            assert_eq!(&output_of(&store, *id), text, "run {id} after retries");
+        }
+    }
+    let total: usize = results.iter().map(|(s, _)| s.len()).sum();
+    let runs = store.list_runs(&plumb_store::RunFilter::default()).unwrap();
+    assert_eq!(runs.len(), total, "each run stored exactly once");
+}
