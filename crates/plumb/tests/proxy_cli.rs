@@ -263,3 +263,116 @@ fn server_config_and_populate_create_proxies_with_toxics() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("server mode"));
 }
+
+/// A `plumb serve` collector on free loopback ports, killed on drop.
+struct Collector {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(PLUMB)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--otlp-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data")
+            .arg(data.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("plumb serve exited before printing its address")
+                .unwrap();
+            if let Some(u) = line.strip_prefix("api") {
+                break u.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Collector {
+            child,
+            url,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn proxy_events_reach_the_collector_and_are_searchable() {
+    let collector = Collector::start();
+    let home = tempfile::tempdir().unwrap();
+    // Started through `env` so the collector setting reaches the server.
+    let mut child = Command::new(PLUMB)
+        .args(["proxy", "--host", "127.0.0.1", "--port", "0"])
+        .env("PLUMB_COLLECTOR", &collector.url)
+        .env("PLUMB_HOME", home.path())
+        .env_remove("PLUMB_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("plumb proxy exited early").unwrap();
+        if let Some(addr) = line.strip_prefix("plumb proxy: admin API on http://") {
+            break addr.trim().parse::<SocketAddr>().unwrap().port();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let server = Server { child, port };
+
+    let upstream = echo_upstream().to_string();
+    server.ok(&["add", "orders", "--upstream", &upstream]);
+    server.ok(&[
+        "toxic",
+        "add",
+        "orders",
+        "-t",
+        "latency",
+        "-n",
+        "slowdb",
+        "-a",
+        "latency=120",
+    ]);
+
+    // Shipping is asynchronous: poll the collector's search, bounded.
+    let mut found = String::new();
+    for _ in 0..50 {
+        let out = Command::new(PLUMB)
+            .args(["search", "--collector", &collector.url, "slowdb"])
+            .env("PLUMB_HOME", home.path())
+            .env_remove("PLUMB_CONFIG")
+            .output()
+            .unwrap();
+        found = String::from_utf8_lossy(&out.stdout).into_owned();
+        if found.contains("toxic_added") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        found.contains("toxic_added")
+            && found.contains("proxy=orders")
+            && found.contains("latency=120"),
+        "the toxic event is searchable at the collector: {found:?}"
+    );
+}

@@ -245,6 +245,23 @@ fn serve(admin: &str, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             let n = server.load_config(path)?;
             tracing::info!(proxies = n, config = %path.display(), "config loaded");
         }
+        // With a collector configured, every proxy and toxic change is
+        // shipped to it as a log record, on the same timeline as the runs.
+        let cfg = crate::config::Config::load()?;
+        let _events = match cfg.collector {
+            Some(url) => {
+                let client = plumb_ship::Client::new(&plumb_ship::ClientConfig {
+                    collector: url.clone(),
+                    token: cfg.token,
+                    ca_cert: cfg.ca_cert,
+                    timeout: std::time::Duration::from_secs(10),
+                })
+                .with_context(|| format!("collector {url}"))?;
+                eprintln!("plumb proxy: shipping events to {url}");
+                Some(server.ship_events(client).context("starting the event shipper")?)
+            }
+            None => None,
+        };
         // Scripts wait for this line to know the API is up.
         eprintln!("plumb proxy: admin API on http://{}", server.local_addr());
         server
