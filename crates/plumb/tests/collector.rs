@@ -247,7 +247,9 @@ fn malformed_bodies_get_a_4xx_naming_the_problem_and_harm_nothing() {
     let at = flipped.len() - 10;
     flipped[at] ^= 0x55;
     let st = "application/x-plumb-spool";
-    let cases: Vec<(&str, u16, &str, Option<&str>, Vec<u8>)> = vec![
+    // (what the error names, status, content type, encoding, body)
+    type Case<'a> = (&'a str, u16, &'a str, Option<&'a str>, Vec<u8>);
+    let cases: Vec<Case<'_>> = vec![
         (
             "truncated",
             400,

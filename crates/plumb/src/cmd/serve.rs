@@ -101,7 +101,6 @@ async fn shutdown_signal() {
 /// A collector started by the demo: a separate `plumb serve` process.
 /// Stopped when dropped, unless [`DemoCollector::leave_running`] is called.
 // Used by `plumb demo` (crates/plumb/src/cmd/demo.rs), wired by the lead.
-#[allow(dead_code)]
 #[derive(Debug)]
 pub struct DemoCollector {
     child: Option<std::process::Child>,
@@ -111,9 +110,9 @@ pub struct DemoCollector {
     pub otlp: String,
 }
 
-#[allow(dead_code)]
 impl DemoCollector {
     /// Keeps the collector running after the demo ends; returns its pid.
+    #[allow(dead_code)]
     pub fn leave_running(mut self) -> Option<u32> {
         self.child.take().map(|c| c.id())
     }
@@ -141,7 +140,6 @@ impl Drop for DemoCollector {
 /// The demo's collector scene: starts `plumb serve` on free loopback ports
 /// with its store in `<store_dir>/collector`, waits until it is ready, and
 /// prints where it listens. Bounded: gives up after 10 s.
-#[allow(dead_code)]
 pub fn demo_scene(store_dir: &std::path::Path) -> Result<DemoCollector> {
     use std::io::BufRead;
     let exe = std::env::current_exe().context("cannot find the plumb executable")?;
