@@ -147,9 +147,6 @@ pub fn finish_shipping(cfg: &Config, shipper: BackgroundShipper, run_id: plumb_m
 /// `spool_root`) reporting to `collector_url`, waits for their first
 /// heartbeats, and prints what `plumb nodes` shows. The agents are left
 /// running; the caller ends them (kill and wait) when the demo is over.
-// `plumb demo` calls it once the lead wires the scene in (demo.rs is not
-// this module's to edit); until then only the build sees it.
-#[allow(dead_code)]
 pub fn demo_scene(collector_url: &str, spool_root: &Path) -> Result<Vec<std::process::Child>> {
     let exe = std::env::current_exe().context("cannot find the plumb executable")?;
     let mut agents = Vec::new();

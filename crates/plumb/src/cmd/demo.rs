@@ -199,10 +199,84 @@ pub fn main(args: Args) -> Result<ExitCode> {
         &["search", "loss", "--limit", "4"],
     )?;
     proxy_section(&me, &home, &dir, &python, &session)?;
+    println!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
+    crate::cmd::evict_demo::demo_scene(&home, &python)?;
+    println!();
+    fleet_section(&me, &home, &dir, &python, &session)?;
     println!(
-        "Try: plumb ls · plumb show last · plumb logs last -t · plumb search converged · plumb proxy --help"
+        "Try: plumb ls · plumb show last · plumb logs last -t · plumb search converged · plumb proxy --help · plumb serve"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A collector (`plumb serve`) and three agents as separate processes; the
+/// workload ships its runs to the collector, an OpenTelemetry program sends
+/// logs and spans to it, and the CLI reads it all back from the collector.
+/// Everything started here is stopped before the demo ends.
+fn fleet_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &str) -> Result<()> {
+    println!("── one place for the whole fleet: a collector and three agents");
+    let collector = crate::cmd::serve::demo_scene(home)?;
+    let mut agents = crate::cmd::agent::demo_scene(&collector.api, &dir.join("agents"))?;
+    let result = (|| -> Result<()> {
+        println!();
+        println!(
+            "── the workload again, shipped to the collector (PLUMB_COLLECTOR={})",
+            collector.api
+        );
+        for (name, script) in [("train", "train.py"), ("ingest", "fail.py")] {
+            let status = Command::new(me)
+                .env("PLUMB_HOME", home)
+                .env("PLUMB_COLLECTOR", &collector.api)
+                .env("PLUMB_SPOOL", dir.join("fleet-spool"))
+                .args(["run", "--name", name, "--tag", &format!("demo={session}")])
+                .args(["--tag", "where=collector", "--"])
+                .arg(python)
+                .arg(dir.join(script))
+                .status()
+                .context("cannot start plumb run")?;
+            println!("   exit code {}", status.code().unwrap_or(255));
+        }
+        println!();
+        if !collector.otlp.is_empty() {
+            println!(
+                "── an OpenTelemetry program sends logs and spans, unchanged but for its endpoint"
+            );
+            crate::cmd::otlp::demo_scene(&collector.otlp, &collector.api, home)?;
+            println!();
+        }
+        for args in [
+            vec![
+                "ls",
+                "--collector",
+                &collector.api,
+                "--tag",
+                "where=collector",
+            ],
+            vec!["nodes", "--collector", &collector.api],
+        ] {
+            println!("── $ plumb {}", args.join(" "));
+            let status = Command::new(me)
+                .env("PLUMB_HOME", home)
+                .args(&args)
+                .status()?;
+            if !status.success() {
+                bail!("`plumb {}` failed with {status}", args.join(" "));
+            }
+            println!();
+        }
+        Ok(())
+    })();
+    for a in &mut agents {
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+    drop(collector);
+    println!(
+        "   (the demo's collector and agents are stopped; its store stays in {}; start one with `plumb serve --data {}`)\n",
+        home.join("collector").display(),
+        home.join("collector").display()
+    );
+    result
 }
 
 /// Two workload processes talk through `plumb proxy`; the demo injects

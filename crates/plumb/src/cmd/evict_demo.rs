@@ -5,10 +5,6 @@
 //! (python/plumb/checkpoint.py, built into this binary and written next to
 //! the worker), so what the demo shows is what a user's program gets.
 
-// Until `plumb demo` calls `demo_scene` (the lead wires it into demo.rs),
-// nothing in the binary does.
-#![allow(dead_code)]
-
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

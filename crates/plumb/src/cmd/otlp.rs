@@ -17,9 +17,6 @@ const APP: &str = include_str!("../../tests/otlp/otel_app.py");
 /// store the run itself is recorded in. Skips, saying so in one line, when
 /// the OpenTelemetry Python SDK is not installed. Bounded: the program is
 /// killed after 20 seconds.
-// `plumb demo` calls it once the lead wires the scene into demo.rs (not
-// this module's to edit); until then only the build sees it.
-#[allow(dead_code)]
 pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()> {
     let has_sdk = Command::new("python3")
         .args([
@@ -98,7 +95,6 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
 }
 
 /// A GET over a fresh loopback connection; the body.
-#[allow(dead_code)]
 fn get(base: &str, path: &str) -> Result<String> {
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr)?;

@@ -100,7 +100,6 @@ async fn shutdown_signal() {
 
 /// A collector started by the demo: a separate `plumb serve` process.
 /// Stopped when dropped, unless [`DemoCollector::leave_running`] is called.
-// Used by `plumb demo` (crates/plumb/src/cmd/demo.rs), wired by the lead.
 #[derive(Debug)]
 pub struct DemoCollector {
     child: Option<std::process::Child>,
