@@ -258,7 +258,11 @@ fn serve(admin: &str, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 })
                 .with_context(|| format!("collector {url}"))?;
                 eprintln!("plumb proxy: shipping events to {url}");
-                Some(server.ship_events(client).context("starting the event shipper")?)
+                Some(
+                    server
+                        .ship_events(client)
+                        .context("starting the event shipper")?,
+                )
             }
             None => None,
         };
