@@ -16,14 +16,22 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(PLUMB)
-            .args(["proxy", "--host", "127.0.0.1", "--port", "0"])
+        Server::start_with_env(extra, &[])
+    }
+
+    /// Starts a server with extra arguments and environment variables.
+    fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
+        let mut cmd = Command::new(PLUMB);
+        cmd.args(["proxy", "--host", "127.0.0.1", "--port", "0"])
             .args(extra)
+            .env_remove("PLUMB_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
         // The server announces its admin address on stderr once it listens.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let port = loop {
@@ -319,26 +327,13 @@ impl Drop for Collector {
 fn proxy_events_reach_the_collector_and_are_searchable() {
     let collector = Collector::start();
     let home = tempfile::tempdir().unwrap();
-    // Started through `env` so the collector setting reaches the server.
-    let mut child = Command::new(PLUMB)
-        .args(["proxy", "--host", "127.0.0.1", "--port", "0"])
-        .env("PLUMB_COLLECTOR", &collector.url)
-        .env("PLUMB_HOME", home.path())
-        .env_remove("PLUMB_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("plumb proxy exited early").unwrap();
-        if let Some(addr) = line.strip_prefix("plumb proxy: admin API on http://") {
-            break addr.trim().parse::<SocketAddr>().unwrap().port();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let server = Server { child, port };
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("PLUMB_COLLECTOR", std::path::Path::new(&collector.url)),
+            ("PLUMB_HOME", home.path()),
+        ],
+    );
 
     let upstream = echo_upstream().to_string();
     server.ok(&["add", "orders", "--upstream", &upstream]);
