@@ -22,6 +22,7 @@ mod time;
 
 pub mod diff;
 mod eviction;
+pub mod insights;
 pub mod node;
 pub mod telemetry;
 
