@@ -21,6 +21,7 @@ assert_eq!(store.get_run(run.id).unwrap().name, "job");
 mod backend;
 pub mod bloom;
 pub mod chunk;
+pub mod dash;
 mod error;
 pub mod nodes;
 mod query;
