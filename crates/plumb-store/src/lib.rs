@@ -23,6 +23,7 @@ pub mod bloom;
 pub mod chunk;
 pub mod dash;
 mod error;
+pub mod insights;
 pub mod nodes;
 mod query;
 mod schema;

@@ -152,4 +152,55 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX node_transitions_node ON node_transitions(node, id);
     "#,
+    // 4 -> 5 (helper "insights"): error groups (error_groups, error_events,
+    // error_hosts, error_runs) and the queue of failed runs to group
+    // (error_queue, filled by triggers on runs, drained in the background).
+    r#"
+    CREATE TABLE error_groups (
+        fingerprint   TEXT PRIMARY KEY,
+        kind          TEXT NOT NULL,
+        message       TEXT NOT NULL,       -- of the first occurrence
+        language      TEXT NOT NULL,
+        sample        TEXT NOT NULL,       -- an Exception as JSON, frames included
+        first_seen_ns INTEGER NOT NULL,
+        last_seen_ns  INTEGER NOT NULL,
+        count         INTEGER NOT NULL,
+        runs          INTEGER NOT NULL,    -- distinct runs
+        resolved_ns   INTEGER,             -- set while resolved
+        regressed_ns  INTEGER              -- the last occurrence after a resolution
+    ) WITHOUT ROWID;
+    CREATE INDEX error_groups_last ON error_groups(last_seen_ns);
+    CREATE TABLE error_events (
+        key         TEXT PRIMARY KEY,      -- run:<id> or otlp:<time>:<hash>, filed once
+        fingerprint TEXT NOT NULL,
+        run_id      TEXT,
+        host        TEXT NOT NULL,
+        at_ns       INTEGER NOT NULL,
+        source      TEXT NOT NULL          -- run or otlp
+    ) WITHOUT ROWID;
+    CREATE INDEX error_events_group ON error_events(fingerprint, at_ns);
+    CREATE TABLE error_hosts (
+        fingerprint TEXT NOT NULL,
+        host        TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        PRIMARY KEY (fingerprint, host)
+    ) WITHOUT ROWID;
+    CREATE TABLE error_runs (
+        fingerprint TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, run_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE error_queue (
+        id     INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE
+    );
+    CREATE TRIGGER runs_error_queue_insert AFTER INSERT ON runs
+        WHEN new.state IN ('failed', 'killed', 'evicted')
+        BEGIN INSERT OR IGNORE INTO error_queue (run_id) VALUES (new.id); END;
+    CREATE TRIGGER runs_error_queue_update AFTER UPDATE OF state, record ON runs
+        WHEN new.state IN ('failed', 'killed', 'evicted')
+        BEGIN INSERT OR IGNORE INTO error_queue (run_id) VALUES (new.id); END;
+    INSERT OR IGNORE INTO error_queue (run_id)
+        SELECT id FROM runs WHERE state IN ('failed', 'killed', 'evicted');
+    "#,
 ];

@@ -1,0 +1,252 @@
+use super::*;
+use plumb_model::insights::ErrorQuery;
+use plumb_model::{ExitStatus, Frame, new_id};
+
+const S: i64 = 1_000_000_000;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    (dir, s)
+}
+
+/// A fingerprint stand-in: the store only needs a stable function.
+fn fp(e: &Exception) -> String {
+    format!("{}:{}", e.kind, e.frames.len())
+}
+
+fn failed(name: &str, host: &str, at_s: i64, kind: &str) -> Run {
+    let mut r = Run::new(new_id(), name.into(), Timestamp::from_nanos(at_s * S));
+    r.state = RunState::Failed;
+    r.ended = Some(Timestamp::from_nanos(at_s * S + S / 2));
+    r.exit = Some(ExitStatus {
+        code: Some(1),
+        ..Default::default()
+    });
+    r.host.hostname = host.into();
+    r.exception = Some(Exception {
+        language: "python".into(),
+        kind: kind.into(),
+        message: "boom".into(),
+        frames: vec![Frame {
+            file: Some("app.py".into()),
+            line: Some(3),
+            function: Some("main".into()),
+        }],
+        ..Default::default()
+    });
+    r
+}
+
+fn query(now_s: i64) -> ErrorQuery {
+    ErrorQuery::at(Timestamp::from_nanos(now_s * S))
+}
+
+#[test]
+fn failed_runs_are_queued_by_the_trigger_and_grouped_once() {
+    let (_d, s) = store();
+    let runs = [
+        failed("job", "n1", 100, "ValueError"),
+        failed("job", "n2", 101, "ValueError"),
+        failed("job", "n3", 102, "ValueError"),
+        failed("job", "n1", 103, "KeyError"),
+    ];
+    s.put_runs(&runs).unwrap();
+    let mut ok = Run::new(new_id(), "job".into(), Timestamp::from_nanos(90 * S));
+    ok.state = RunState::Succeeded;
+    s.put_run(&ok).unwrap();
+    assert_eq!(
+        s.error_queue_len().unwrap(),
+        4,
+        "only failed runs are queued"
+    );
+    let d = s.drain_error_queue(100, &fp).unwrap();
+    assert_eq!((d.taken, d.filed), (4, 4));
+    // Re-ingesting the same runs queues them again but counts nothing twice.
+    s.put_runs(&runs).unwrap();
+    let d = s.drain_error_queue(100, &fp).unwrap();
+    assert_eq!((d.taken, d.filed), (4, 0));
+    let groups = s.error_groups(&query(200)).unwrap();
+    assert_eq!(groups.len(), 2);
+    let v = groups.iter().find(|g| g.kind == "ValueError").unwrap();
+    assert_eq!((v.count, v.runs), (3, 3));
+    assert_eq!(v.hosts, ["n1", "n2", "n3"]);
+    assert_eq!(v.status, ErrorStatus::New);
+    assert_eq!(v.first_seen, Timestamp::from_nanos(100 * S + S / 2));
+    // Most recently seen first.
+    assert_eq!(groups[0].kind, "KeyError");
+    let detail = s
+        .error_group(&v.fingerprint, Timestamp::from_nanos(200 * S), 3600, 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.occurrences.len(), 3);
+    assert_eq!(detail.occurrences[0].host, "n3");
+    assert_eq!(detail.sample.frames.len(), 1);
+    assert!(
+        s.error_group("nope", Timestamp::from_nanos(0), 1, 1)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn status_new_then_ongoing_resolved_and_regressed() {
+    let (_d, s) = store();
+    s.put_run(&failed("job", "n1", 100, "ValueError")).unwrap();
+    s.drain_error_queue(10, &fp).unwrap();
+    let mut q = query(100 + 3600);
+    q.new_window_s = 60;
+    let g = &s.error_groups(&q).unwrap()[0];
+    assert_eq!(g.status, ErrorStatus::Ongoing, "older than the new window");
+    assert!(
+        s.resolve_error_group(&g.fingerprint, Timestamp::from_nanos(200 * S))
+            .unwrap()
+    );
+    assert!(
+        !s.resolve_error_group("nope", Timestamp::from_nanos(0))
+            .unwrap()
+    );
+    assert_eq!(s.error_groups(&q).unwrap()[0].status, ErrorStatus::Resolved);
+    q.status = Some(ErrorStatus::Ongoing);
+    assert!(s.error_groups(&q).unwrap().is_empty(), "status filter");
+    q.status = None;
+    // It comes back after the resolution: regressed.
+    s.put_run(&failed("job", "n2", 300, "ValueError")).unwrap();
+    s.drain_error_queue(10, &fp).unwrap();
+    let g = &s.error_groups(&q).unwrap()[0];
+    assert_eq!(g.status, ErrorStatus::Regressed);
+    assert_eq!(g.count, 2);
+    assert!(g.resolved_at.is_none());
+    // Quiet for long enough: resolved automatically, at the end of the quiet
+    // period; then it comes back again.
+    assert_eq!(
+        s.auto_resolve_error_groups(Timestamp::from_nanos(400 * S), 50)
+            .unwrap(),
+        1
+    );
+    let g = &s.error_groups(&q).unwrap()[0];
+    assert_eq!(g.status, ErrorStatus::Resolved);
+    assert_eq!(g.resolved_at, Some(Timestamp::from_nanos(350 * S + S / 2)));
+    s.put_run(&failed("job", "n2", 500, "ValueError")).unwrap();
+    s.drain_error_queue(10, &fp).unwrap();
+    let g = &s.error_groups(&q).unwrap()[0];
+    assert_eq!(g.status, ErrorStatus::Regressed);
+    assert_eq!(g.regressed_at, Some(Timestamp::from_nanos(500 * S + S / 2)));
+    let (by_status, total) = s
+        .error_group_counts(Timestamp::from_nanos(600 * S), 60)
+        .unwrap();
+    assert_eq!(by_status, [(ErrorStatus::Regressed, 1)]);
+    assert_eq!(total, 3);
+}
+
+#[test]
+fn otlp_occurrences_are_idempotent_by_key() {
+    let (_d, s) = store();
+    let e = Exception {
+        language: "python".into(),
+        kind: "ValueError".into(),
+        message: "x".into(),
+        fingerprint: "abc".into(),
+        ..Default::default()
+    };
+    let occ = NewOccurrence {
+        key: "otlp:1:2".into(),
+        exception: e,
+        run_id: None,
+        host: "h".into(),
+        at: Timestamp::from_nanos(5 * S),
+        source: OccurrenceSource::Otlp,
+    };
+    assert_eq!(
+        s.record_error_occurrences(&[occ.clone(), occ.clone()])
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.record_error_occurrences(&[occ]).unwrap(), 0);
+    let g = &s.error_groups(&query(10)).unwrap()[0];
+    assert_eq!((g.count, g.runs), (1, 0));
+    let d = s
+        .error_group("abc", Timestamp::from_nanos(10 * S), 60, 5)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.occurrences[0].source, OccurrenceSource::Otlp);
+}
+
+fn finished(name: &str, start_s: i64, dur_ms: i64, state: RunState) -> Run {
+    let mut r = Run::new(new_id(), name.into(), Timestamp::from_nanos(start_s * S));
+    r.state = state;
+    r.ended = Some(Timestamp::from_nanos(start_s * S + dur_ms * 1_000_000));
+    r
+}
+
+#[test]
+fn duration_stats_use_the_latest_successful_runs() {
+    let (_d, s) = store();
+    // 20 successful runs of 100..2000 ms, and failed ones that do not count.
+    let mut runs: Vec<Run> = (1..=20)
+        .map(|i| finished("job", i * 10, i * 100, RunState::Succeeded))
+        .collect();
+    runs.push(finished("job", 5, 99_000, RunState::Failed));
+    runs.push(finished("other", 5, 7, RunState::Succeeded));
+    s.put_runs(&runs).unwrap();
+    let st = s.duration_stats("job", 100).unwrap();
+    assert_eq!(st.n, 20);
+    assert!((st.p50_s - 1.0).abs() < 1e-9, "{st:?}");
+    assert!((st.p95_s - 1.9).abs() < 1e-9, "{st:?}");
+    // A window of 5: the latest five (1.6 .. 2.0 s).
+    let st = s.duration_stats("job", 5).unwrap();
+    assert_eq!(st.n, 5);
+    assert!((st.p50_s - 1.8).abs() < 1e-9, "{st:?}");
+    let none = s.duration_stats("missing", 100).unwrap();
+    assert_eq!((none.n, none.p95_s), (0, 0.0));
+}
+
+#[test]
+fn slow_runs_need_history_and_exceed_the_p95() {
+    let (_d, s) = store();
+    let runs: Vec<Run> = (1..=20)
+        .map(|i| finished("job", i, 1000, RunState::Succeeded))
+        .collect();
+    s.put_runs(&runs).unwrap();
+    let slow = Run::new(new_id(), "job".into(), Timestamp::from_nanos(100 * S));
+    let quick = Run::new(
+        new_id(),
+        "job".into(),
+        Timestamp::from_nanos(104 * S + S / 2),
+    );
+    let unknown = Run::new(new_id(), "fresh".into(), Timestamp::from_nanos(10 * S));
+    s.put_runs(&[slow.clone(), quick, unknown]).unwrap();
+    let cfg = SlowConfig {
+        min_elapsed_s: 0.0,
+        ..Default::default()
+    };
+    let found = s.slow_runs(Timestamp::from_nanos(105 * S), &cfg).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].run_id, slow.id);
+    assert!((found[0].factor - 5.0).abs() < 1e-9);
+    assert!((found[0].p95_s - 1.0).abs() < 1e-9);
+    // A higher factor or more history required: nothing.
+    let strict = SlowConfig {
+        factor: 6.0,
+        ..cfg.clone()
+    };
+    assert!(
+        s.slow_runs(Timestamp::from_nanos(105 * S), &strict)
+            .unwrap()
+            .is_empty()
+    );
+    let more = SlowConfig {
+        min_history: 21,
+        ..cfg
+    };
+    assert!(
+        s.slow_runs(Timestamp::from_nanos(105 * S), &more)
+            .unwrap()
+            .is_empty()
+    );
+    let d = s
+        .run_duration(runs[0].id, Timestamp::from_nanos(105 * S), 100)
+        .unwrap();
+    assert!((d.duration_s - 1.0).abs() < 1e-9);
+    assert_eq!(d.factor, Some(1.0));
+}
