@@ -178,7 +178,32 @@ pub async fn require(state: &AppState, headers: &HeaderMap, needed: Role) -> Res
                 .collect(),
         );
     }
-    state.auth.check(bearer(headers), needed)
+    // The dashboard's login cookie stands in for a bearer header, for
+    // reading only: a cookie is sent by the browser on its own, so it must
+    // never authorize a write (no cross-site request can ingest).
+    let presented = bearer(headers).or_else(|| {
+        (needed == Role::Viewer)
+            .then(|| cookie_token(headers))
+            .flatten()
+    });
+    state.auth.check(presented, needed)
+}
+
+/// The name of the dashboard's login cookie, which holds a viewer token
+/// (set by `/login`, HttpOnly, SameSite=Strict).
+pub const COOKIE: &str = "plumb_token";
+
+/// The token in the dashboard's login cookie, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE && !v.is_empty()).then_some(v)
+        })
 }
 
 /// Extractor: the request carries a viewer (or admin) token when auth is on.

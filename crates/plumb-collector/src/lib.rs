@@ -31,6 +31,7 @@ pub mod otlp;
 pub mod runs;
 pub mod tls;
 pub mod tokens;
+pub mod web;
 
 pub use auth::Role;
 pub use db::Db;
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::routes())
         .merge(nodes::routes(&state))
         .merge(otlp::routes())
+        .merge(web::routes())
         // Route modules of other capabilities merge here, one line each:
         // .merge(otlp::routes())
         // .merge(nodes::routes())

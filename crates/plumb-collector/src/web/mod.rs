@@ -1,0 +1,433 @@
+//! The web dashboard: server-side rendered HTML on the collector's own
+//! listener, beside the API it mirrors.
+//!
+//! | page | JSON twin | what |
+//! |---|---|---|
+//! | `/` | | redirects to `/runs` |
+//! | `/runs?q=` | `/api/v1/pages/runs?q=` | runs, qualifier search, keyset pages |
+//! | `/runs/{id}` | `/api/v1/pages/runs/{id}` | one run: record, output (live tail), spans, logs |
+//! | `/runs/{id}/diff` | `/api/v1/pages/runs/{id}/diff` | the diff against the previous run of its name |
+//! | `/nodes` | `/api/v1/pages/nodes` | nodes, disks, fingerprint outliers |
+//! | `/nodes/{name}` | `/api/v1/nodes/{name}` | one node and its state history |
+//! | `/search?q=` | `/api/v1/pages/search?q=` | output and OTLP log lines, linked to their run |
+//! | `/login` | | a form that stores a viewer token in a cookie |
+//!
+//! Each page's data comes from one `*_data` function that both the HTML
+//! handler and its JSON twin call, so the two never disagree. Every value
+//! that reaches HTML passes through [`esc`]. Assets are embedded in the
+//! binary and served under a content hash with year-long caching; there is
+//! no CDN, font or framework, and every page works without JavaScript except
+//! the live parts (running durations, the output tail).
+
+mod nodes;
+mod runs;
+mod search;
+
+use crate::AppState;
+use crate::auth::{self, Role};
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use plumb_model::Timestamp;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+/// The routes of the dashboard and of its JSON twins.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/runs") }))
+        .route("/assets/{tag}/{file}", get(asset))
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent(&asset_url("favicon.svg")) }),
+        )
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .merge(runs::routes())
+        .merge(nodes::routes())
+        .merge(search::routes())
+}
+
+/// Escapes text for HTML element content and quoted attribute values. The
+/// one place user data becomes HTML: every page calls it for every value.
+pub fn esc(s: &str) -> Cow<'_, str> {
+    if !s.contains(['<', '>', '&', '"', '\'']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Percent-encodes a value for a URL query or path segment.
+pub fn url_enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+struct Asset {
+    name: &'static str,
+    body: &'static [u8],
+    content_type: &'static str,
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "style.css",
+        body: include_bytes!("assets/style.css"),
+        content_type: "text/css; charset=utf-8",
+    },
+    Asset {
+        name: "live.js",
+        body: include_bytes!("assets/live.js"),
+        content_type: "text/javascript; charset=utf-8",
+    },
+    Asset {
+        name: "favicon.svg",
+        body: include_bytes!("assets/favicon.svg"),
+        content_type: "image/svg+xml",
+    },
+];
+
+/// A hash of every asset: part of their URLs, so a new binary's assets are
+/// never mixed with cached old ones.
+static ASSET_TAG: LazyLock<String> = LazyLock::new(|| {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in ASSETS {
+        h.update(a.name.as_bytes());
+        h.update(a.body);
+    }
+    plumb_model::hex(&h.finalize()[..6])
+});
+
+/// The URL of an embedded asset.
+pub fn asset_url(name: &str) -> String {
+    format!("/assets/{}/{name}", *ASSET_TAG)
+}
+
+async fn asset(Path((tag, file)): Path<(String, String)>) -> Response {
+    let Some(a) = ASSETS.iter().find(|a| a.name == file) else {
+        return (StatusCode::NOT_FOUND, "no such asset\n").into_response();
+    };
+    // An old tag still gets the current file, but not for long: only the
+    // current tag is immutable.
+    let cache = if tag == *ASSET_TAG {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, a.content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        a.body,
+    )
+        .into_response()
+}
+
+/// The sections of the navigation bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// Runs.
+    Runs,
+    /// Nodes.
+    Nodes,
+    /// Search.
+    Search,
+    /// Anything else.
+    None,
+}
+
+/// Wraps a page body in the common layout: skip link, navigation, the
+/// search box (`/` focuses it), the stylesheet and the script.
+pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
+    let item = |n: Nav, href: &str, label: &str| {
+        let current = if n == nav {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        format!("<a href=\"{href}\"{current}>{label}</a>")
+    };
+    let mut s = String::with_capacity(body.len() + 2048);
+    let _ = write!(
+        s,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title} · plumb</title>\
+<link rel=\"icon\" href=\"{icon}\" type=\"image/svg+xml\">\
+<link rel=\"stylesheet\" href=\"{css}\">\
+<script src=\"{js}\" defer></script></head><body>\
+<a class=\"skip\" href=\"#main\">Skip to content</a>\
+<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {search_link}</nav>\
+<form role=\"search\" action=\"/search\" method=\"get\"><label for=\"q\" class=\"skip\">Search output and logs</label>\
+<input id=\"q\" name=\"q\" type=\"search\" placeholder=\"Search output and logs (press /)\" value=\"{sv}\"><button type=\"submit\">Search</button></form>\
+</header><main id=\"main\" tabindex=\"-1\">{body}</main></body></html>\n",
+        title = esc(title),
+        icon = asset_url("favicon.svg"),
+        css = asset_url("style.css"),
+        js = asset_url("live.js"),
+        runs = item(Nav::Runs, "/runs", "Runs"),
+        nodes = item(Nav::Nodes, "/nodes", "Nodes"),
+        search_link = item(Nav::Search, "/search", "Search"),
+        sv = esc(search),
+    );
+    Html(s)
+}
+
+/// A failed page: the API error rendered as HTML with its status.
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self.0, "page failed");
+        }
+        let body = format!(
+            "<h1>{} {}</h1><p class=\"error-box\">{}</p><p><a href=\"/runs\">Back to runs</a></p>",
+            status.as_u16(),
+            esc(status.canonical_reason().unwrap_or("")),
+            esc(&self.0.to_string())
+        );
+        (status, layout("Error", Nav::None, "", &body)).into_response()
+    }
+}
+
+/// Extractor for pages: like [`auth::Viewer`], but a browser without a
+/// token is sent to the login form instead of getting a JSON 401.
+#[derive(Debug, Clone, Copy)]
+pub struct PageViewer;
+
+/// Why a page request was refused.
+#[derive(Debug)]
+pub enum PageAuthRejection {
+    /// Not logged in: go to the login form, then come back.
+    Login(String),
+    /// Anything else (wrong role, store down).
+    Error(PageError),
+}
+
+impl IntoResponse for PageAuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            PageAuthRejection::Login(next) => {
+                Redirect::to(&format!("/login?next={}", url_enc(&next))).into_response()
+            }
+            PageAuthRejection::Error(e) => e.into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PageViewer {
+    type Rejection = PageAuthRejection;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, PageAuthRejection> {
+        match auth::require(state, &parts.headers, Role::Viewer).await {
+            Ok(()) => Ok(PageViewer),
+            Err(ApiError::Unauthorized(_)) => Err(PageAuthRejection::Login(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string(),
+            )),
+            Err(e) => Err(PageAuthRejection::Error(PageError(e))),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a local path may follow a login, never another site.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/runs",
+    }
+}
+
+fn login_page(next: &str, error: Option<&str>) -> Html<String> {
+    let err = error
+        .map(|e| format!("<p class=\"error-box\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Log in</h1>{err}<p>This collector requires a token. Paste a viewer token \
+(create one with <code>plumb token create --role viewer</code>); it is kept in an \
+HttpOnly cookie for this site only.</p>\
+<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+<p><label for=\"token\">Token</label><br><input id=\"token\" name=\"token\" type=\"password\" \
+autocomplete=\"current-password\" size=\"70\" required autofocus></p>\
+<p><button type=\"submit\">Log in</button></p></form>",
+        next = esc(next)
+    );
+    layout("Log in", Nav::None, "", &body)
+}
+
+async fn login_form(Query(q): Query<NextQuery>) -> Html<String> {
+    login_page(safe_next(q.next.as_deref()), None)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(state): State<AppState>, axum::Form(form): axum::Form<LoginForm>) -> Response {
+    let next = safe_next(form.next.as_deref()).to_string();
+    let token = form.token.trim().to_string();
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    match auth::require(&state, &headers, Role::Viewer).await {
+        Ok(()) => {
+            let cookie = format!(
+                "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
+                auth::COOKIE
+            );
+            let mut resp = Redirect::to(&next).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => (e.status(), login_page(&next, Some(&e.to_string()))).into_response(),
+    }
+}
+
+async fn logout() -> Response {
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+            auth::COOKIE
+        ))
+        .expect("static cookie"),
+    );
+    resp
+}
+
+/// A duration for humans: `42s`, `3m05s`, `2h10m`, `3d4h`.
+pub fn human_duration(ns: i64) -> String {
+    let s = ns.max(0) / 1_000_000_000;
+    if ns > 0 && s == 0 {
+        return format!("{}ms", ns / 1_000_000);
+    }
+    let (m, s) = (s / 60, s % 60);
+    if m == 0 {
+        return format!("{s}s");
+    }
+    let (h, m) = (m / 60, m % 60);
+    if h == 0 {
+        return format!("{m}m{s:02}s");
+    }
+    if h < 48 {
+        return format!("{h}h{m:02}m");
+    }
+    format!("{}d{}h", h / 24, h % 24)
+}
+
+/// A time cell: UTC to the second, with the full time as a tooltip.
+pub fn time_cell(t: Timestamp) -> String {
+    format!(
+        "<time datetime=\"{full}\" title=\"{full}\">{short}</time>",
+        full = t.to_rfc3339(),
+        short = t.to_rfc3339_secs().replace('T', " ").trim_end_matches('Z')
+    )
+}
+
+/// "x ago" relative to now.
+pub fn ago(t: Timestamp) -> String {
+    format!(
+        "{} ago",
+        human_duration(Timestamp::now().as_nanos() - t.as_nanos())
+    )
+}
+
+/// Bytes for humans, binary units.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A state badge.
+pub fn badge(state: &str) -> String {
+    format!("<span class=\"state st-{s}\">{s}</span>", s = esc(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esc_neutralizes_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+        assert!(matches!(esc("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn login_never_redirects_off_site() {
+        assert_eq!(safe_next(Some("/runs/abc")), "/runs/abc");
+        assert_eq!(safe_next(Some("//evil.example/")), "/runs");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/runs");
+        assert_eq!(safe_next(None), "/runs");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(5_000_000), "5ms");
+        assert_eq!(human_duration(42_000_000_000), "42s");
+        assert_eq!(human_duration(185_000_000_000), "3m05s");
+        assert_eq!(human_duration(7_800_000_000_000), "2h10m");
+    }
+}

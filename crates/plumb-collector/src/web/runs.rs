@@ -1,0 +1,740 @@
+//! `/runs` (qualifier search, keyset pages), `/runs/{id}` (everything the
+//! recorder captured, output with a live tail, spans and logs) and
+//! `/runs/{id}/diff`, with their JSON twins.
+
+use super::{
+    Nav, PageError, PageViewer, badge, bytes, esc, human_duration, layout, time_cell, url_enc,
+};
+use crate::AppState;
+use crate::auth::Viewer;
+use crate::error::ApiError;
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use axum::routing::get;
+use axum::{Json, Router};
+use plumb_model::diff::RunDiff;
+use plumb_model::telemetry::{LogLine, Span, StatusCode};
+use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, Uuid, parse_duration_ns};
+use plumb_store::OutputCursor;
+use plumb_store::dash::{PageKey, RunQuery, RunsPage};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Runs per page.
+const PAGE: usize = 50;
+/// Output kept on a run page; the rest is a `plumb logs` away.
+const OUTPUT_CAP: usize = 1 << 20;
+/// Log lines shown on a run page.
+const LOG_CAP: usize = 1000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/diff", get(diff_page))
+        .route("/api/v1/pages/runs", get(runs_json))
+        .route("/api/v1/pages/runs/{id}", get(run_json))
+        .route("/api/v1/pages/runs/{id}/diff", get(diff_json))
+}
+
+/// Parses the runs search box: qualifiers `name:` `host:` `state:`
+/// `tag:k=v` `since:2h` (or an RFC 3339 time), and free words that must
+/// appear in the run name. The message of an error names the bad part.
+pub fn parse_run_query(q: &str) -> Result<RunQuery, String> {
+    let mut out = RunQuery {
+        limit: PAGE,
+        ..Default::default()
+    };
+    for word in q.split_whitespace() {
+        let Some((key, value)) = word.split_once(':') else {
+            out.text.push(word.to_string());
+            continue;
+        };
+        if value.is_empty() {
+            return Err(format!("`{word}`: `{key}:` needs a value after the colon"));
+        }
+        match key {
+            "name" => out.name = Some(value.to_string()),
+            "host" => out.host = Some(value.to_string()),
+            "state" => {
+                out.state = Some(value.parse::<RunState>().map_err(|_| {
+                    format!(
+                        "`{word}`: unknown state `{value}`; use running, succeeded, failed, killed or evicted"
+                    )
+                })?)
+            }
+            "tag" => match value.split_once('=') {
+                Some((k, v)) if !k.is_empty() => out.tags.push((k.into(), v.into())),
+                _ => return Err(format!("`{word}`: a tag is written tag:key=value")),
+            },
+            "since" => {
+                let at = match parse_duration_ns(value) {
+                    Ok(ns) => Timestamp::from_nanos(Timestamp::now().as_nanos() - ns),
+                    Err(_) => Timestamp::parse_rfc3339(value).map_err(|_| {
+                        format!(
+                            "`{word}`: since takes a duration ago (90s, 15m, 2h, 3d) or an RFC 3339 time"
+                        )
+                    })?,
+                };
+                out.since = Some(at);
+            }
+            // A colon in a free word (a URL, a time) is just text.
+            _ if value.starts_with("//") || key.chars().any(|c| !c.is_ascii_alphabetic()) => {
+                out.text.push(word.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "`{word}`: unknown qualifier `{other}:`; use name:, host:, state:, tag:key=value, since:"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsParams {
+    q: Option<String>,
+    after: Option<String>,
+}
+
+/// What `/runs` shows.
+#[derive(Debug, Serialize)]
+pub struct RunsView {
+    /// The search box's text.
+    pub q: String,
+    /// What was wrong with it, if anything (the page then lists all runs).
+    pub error: Option<String>,
+    /// The page.
+    #[serde(flatten)]
+    pub page: RunsPage,
+    /// Whether this is a later page.
+    pub paged: bool,
+    /// When it was read.
+    pub now: Timestamp,
+}
+
+async fn runs_data(state: &AppState, p: RunsParams) -> Result<RunsView, ApiError> {
+    let q = p.q.unwrap_or_default();
+    let (mut query, error) = match parse_run_query(&q) {
+        Ok(query) => (query, None),
+        Err(e) => (
+            RunQuery {
+                limit: PAGE,
+                ..Default::default()
+            },
+            Some(e),
+        ),
+    };
+    if let Some(a) = p.after.as_deref().filter(|a| !a.is_empty()) {
+        query.after = Some(PageKey::decode(a).map_err(ApiError::BadRequest)?);
+    }
+    let paged = query.after.is_some();
+    let page = state.db.read(move |s| s.runs_page(&query)).await?;
+    Ok(RunsView {
+        q,
+        error,
+        page,
+        paged,
+        now: Timestamp::now(),
+    })
+}
+
+async fn runs_json(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(p): Query<RunsParams>,
+) -> Result<Json<RunsView>, ApiError> {
+    let v = runs_data(&state, p).await?;
+    if let Some(e) = &v.error {
+        return Err(ApiError::BadRequest(e.clone()));
+    }
+    Ok(Json(v))
+}
+
+fn duration_cell(started: Timestamp, ended: Option<Timestamp>, running: bool) -> String {
+    match ended {
+        Some(e) => human_duration(e.as_nanos() - started.as_nanos()),
+        None if running => format!(
+            "<span data-started=\"{}\">{}</span>",
+            started.as_nanos(),
+            human_duration(Timestamp::now().as_nanos() - started.as_nanos())
+        ),
+        None => "—".into(),
+    }
+}
+
+async fn runs_page(
+    _: PageViewer,
+    State(state): State<AppState>,
+    Query(p): Query<RunsParams>,
+) -> Result<Html<String>, PageError> {
+    let v = runs_data(&state, p).await?;
+    let mut b = String::with_capacity(16 * 1024);
+    b.push_str("<h1>Runs</h1>");
+    let _ = write!(
+        b,
+        "<form class=\"filter\" method=\"get\" action=\"/runs\" role=\"search\">\
+<label for=\"runs-q\" class=\"skip\">Filter runs</label>\
+<input id=\"runs-q\" name=\"q\" type=\"search\" value=\"{}\" \
+placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" aria-describedby=\"runs-help\">\
+<button type=\"submit\">Filter</button></form>\
+<p id=\"runs-help\" class=\"muted\">Qualifiers: <code>name:</code> <code>host:</code> <code>state:</code> \
+<code>tag:key=value</code> <code>since:2h</code>; other words must appear in the run name.</p>",
+        esc(&v.q)
+    );
+    if let Some(e) = &v.error {
+        let _ = write!(
+            b,
+            "<p class=\"error-box\" role=\"alert\" id=\"query-error\">{}</p>",
+            esc(e)
+        );
+    }
+    if v.page.runs.is_empty() {
+        b.push_str("<p>No runs match.</p>");
+    } else {
+        b.push_str(
+            "<table id=\"runs\"><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Name</th>\
+<th scope=\"col\">Host</th><th scope=\"col\">State</th><th scope=\"col\">Started (UTC)</th>\
+<th scope=\"col\" class=\"num\">Duration</th><th scope=\"col\" class=\"num\">Exit</th><th scope=\"col\">Attempt</th></tr></thead><tbody>",
+        );
+        for r in &v.page.runs {
+            let id = r.id.to_string();
+            let exit = match (r.exit_code, r.signal) {
+                (Some(c), _) => c.to_string(),
+                (None, Some(s)) => format!("signal {s}"),
+                _ => "—".into(),
+            };
+            let attempt = match r.max_attempts {
+                Some(m) => format!("{}/{m}", r.attempt),
+                None if r.attempt > 1 => r.attempt.to_string(),
+                None => String::new(),
+            };
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\"><a href=\"/runs/{id}\">{short}</a></td><td>{name}</td><td>{host}</td>\
+<td>{state}</td><td>{started}</td><td class=\"num\">{dur}</td><td class=\"num\">{exit}</td><td>{attempt}</td></tr>",
+                short = &id[..13.min(id.len())],
+                name = esc(&r.name),
+                host = esc(&r.host),
+                state = badge(r.state.as_str()),
+                started = time_cell(r.started),
+                dur = duration_cell(r.started, r.ended, r.state == RunState::Running),
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    b.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
+    if v.paged {
+        let _ = write!(b, "<a href=\"/runs?q={}\">Newest</a>", url_enc(&v.q));
+    }
+    if let Some(next) = &v.page.next {
+        let _ = write!(
+            b,
+            "<a href=\"/runs?q={}&amp;after={}\" rel=\"next\">Older runs</a>",
+            url_enc(&v.q),
+            url_enc(next)
+        );
+    }
+    b.push_str("</nav>");
+    Ok(layout("Runs", Nav::Runs, "", &b))
+}
+
+/// One read of a run's output, as the page shows it.
+#[derive(Debug, Serialize)]
+pub struct Segment {
+    /// stdout or stderr.
+    pub stream: Stream,
+    /// When it was read.
+    pub time: Timestamp,
+    /// The bytes, lossily decoded.
+    pub text: String,
+}
+
+/// What `/runs/{id}` shows.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    /// The record.
+    pub run: Run,
+    /// Its fingerprint, if stored.
+    pub fingerprint: Option<Fingerprint>,
+    /// The previous run of the same name, for the diff link.
+    pub previous: Option<Uuid>,
+    /// Its output, up to 1 MiB.
+    pub output: Vec<Segment>,
+    /// Whether output was left out.
+    pub output_truncated: bool,
+    /// Where a live tail continues (`GET /api/v1/runs/{id}/output?cursor=`).
+    pub cursor: OutputCursor,
+    /// Its OTLP log lines (the first 1000).
+    pub logs: Vec<LogLine>,
+    /// Its OTLP spans.
+    pub spans: Vec<Span>,
+}
+
+async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiError> {
+    state
+        .db
+        .read(move |s| {
+            let id = s.resolve(&reference)?;
+            let run = s.get_run(id)?;
+            let fingerprint = s.run_fingerprint(&run)?;
+            let previous = s.previous_run(id)?;
+            let mut output = Vec::new();
+            let mut kept = 0usize;
+            let mut truncated = false;
+            let mut cursor = OutputCursor::default();
+            s.replay_output(id, None, &mut cursor, |stream, time, data| {
+                if kept + data.len() > OUTPUT_CAP {
+                    truncated = true;
+                } else {
+                    kept += data.len();
+                    output.push(Segment {
+                        stream,
+                        time,
+                        text: String::from_utf8_lossy(data).into_owned(),
+                    });
+                }
+                Ok(())
+            })?;
+            let logs = s.run_logs(id, LOG_CAP)?;
+            let spans = s.run_spans(id)?;
+            Ok(RunView {
+                run,
+                fingerprint,
+                previous,
+                output,
+                output_truncated: truncated,
+                cursor,
+                logs,
+                spans,
+            })
+        })
+        .await
+}
+
+async fn run_json(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    Ok(Json(run_data(&state, id).await?))
+}
+
+fn kv(b: &mut String, k: &str, v: &str) {
+    let _ = write!(b, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+}
+
+async fn run_page(
+    _: PageViewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let v = run_data(&state, id).await?;
+    let r = &v.run;
+    let id = r.id.to_string();
+    let running = r.state == RunState::Running;
+    let mut b = String::with_capacity(64 * 1024);
+    let _ = write!(
+        b,
+        "<h1>{name} <span id=\"run-state\" class=\"state st-{st}\">{st}</span></h1>\
+<p class=\"mono\">{id}</p>",
+        name = esc(&r.name),
+        st = r.state.as_str(),
+    );
+    match v.previous {
+        Some(p) => {
+            let _ = write!(
+                b,
+                "<p><a href=\"/runs/{id}/diff\">Diff against the previous run of this name</a> \
+(<a class=\"mono\" href=\"/runs/{p}\">{p}</a>)</p>"
+            );
+        }
+        None => b.push_str("<p class=\"muted\">No earlier run of this name to diff against.</p>"),
+    }
+    b.push_str("<div class=\"cols\"><section aria-labelledby=\"h-run\"><h2 id=\"h-run\">Run</h2><dl class=\"kv\">");
+    kv(&mut b, "command", &shell_words(&r.argv));
+    kv(&mut b, "cwd", &r.cwd);
+    kv(&mut b, "host", &r.host.hostname);
+    kv(&mut b, "user", &r.user.name);
+    let _ = write!(b, "<dt>started</dt><dd>{}</dd>", time_cell(r.started));
+    if let Some(e) = r.ended {
+        let _ = write!(b, "<dt>ended</dt><dd>{}</dd>", time_cell(e));
+    }
+    let _ = write!(
+        b,
+        "<dt>duration</dt><dd>{}</dd>",
+        duration_cell(r.started, r.ended, running)
+    );
+    if let Some(x) = &r.exit {
+        kv(
+            &mut b,
+            "exit",
+            &match (x.code, x.signal) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(s)) => format!(
+                    "signal {s}{}{}",
+                    x.signal_name
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default(),
+                    if x.core_dumped { ", core dumped" } else { "" }
+                ),
+                _ => "unknown".into(),
+            },
+        );
+    }
+    if r.attempt > 1 || r.max_attempts.is_some() {
+        kv(
+            &mut b,
+            "attempt",
+            &format!(
+                "{}{}",
+                r.attempt,
+                r.max_attempts
+                    .map(|m| format!(" of {m}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    if let Some(first) = r.first_attempt {
+        let _ = write!(
+            b,
+            "<dt>first attempt</dt><dd><a class=\"mono\" href=\"/runs/{first}\">{first}</a></dd>"
+        );
+    }
+    if let Some(e) = &r.eviction {
+        kv(
+            &mut b,
+            "eviction",
+            &serde_json::to_string(e).unwrap_or_default(),
+        );
+    }
+    for (k, val) in &r.tags {
+        kv(&mut b, &format!("tag {k}"), val);
+    }
+    kv(
+        &mut b,
+        "output",
+        &format!(
+            "{} stdout, {} stderr, {} lines{}",
+            bytes(r.output.stdout_bytes),
+            bytes(r.output.stderr_bytes),
+            r.output.lines,
+            if r.output.dropped_bytes > 0 {
+                format!(", {} dropped", bytes(r.output.dropped_bytes))
+            } else {
+                String::new()
+            }
+        ),
+    );
+    if let Some(h) = &r.fingerprint {
+        kv(&mut b, "fingerprint", h);
+    }
+    for w in &r.warnings {
+        kv(&mut b, "warning", w);
+    }
+    b.push_str(
+        "</dl></section><section aria-labelledby=\"h-env\"><h2 id=\"h-env\">Environment</h2>",
+    );
+    if let Some(fp) = &v.fingerprint {
+        b.push_str("<dl class=\"kv\">");
+        kv(&mut b, "os", &fp.os.pretty);
+        kv(&mut b, "kernel", &fp.os.kernel);
+        kv(
+            &mut b,
+            "cpu",
+            &format!("{} × {}", fp.cpu_count, fp.cpu_model),
+        );
+        if let Some(g) = &fp.git {
+            kv(
+                &mut b,
+                "git",
+                &format!(
+                    "{} {}{}",
+                    g.branch.as_deref().unwrap_or("(detached)"),
+                    g.commit,
+                    if g.dirty { " (dirty)" } else { "" }
+                ),
+            );
+        }
+        if let Some(p) = &fp.python {
+            kv(&mut b, "python", &format!("{} {}", p.executable, p.version));
+        }
+        b.push_str("</dl>");
+    }
+    if !r.env.is_empty() {
+        let _ = write!(
+            b,
+            "<details><summary>Environment variables ({}, secrets redacted as stored)</summary><table><thead><tr><th scope=\"col\">Variable</th><th scope=\"col\">Value</th></tr></thead><tbody>",
+            r.env.len()
+        );
+        for (k, val) in &r.env {
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
+                esc(k),
+                esc(val)
+            );
+        }
+        b.push_str("</tbody></table></details>");
+    }
+    b.push_str("</section></div>");
+    if let Some(ex) = &r.exception {
+        let _ = write!(
+            b,
+            "<section aria-labelledby=\"h-exc\"><h2 id=\"h-exc\">Exception</h2><p><strong>{}</strong>: {}</p><pre class=\"output\">",
+            esc(&ex.kind),
+            esc(&ex.message)
+        );
+        for f in &ex.frames {
+            let _ = writeln!(
+                b,
+                "{}:{} in {}",
+                esc(f.file.as_deref().unwrap_or("?")),
+                f.line.map(|l| l.to_string()).unwrap_or_default(),
+                esc(f.function.as_deref().unwrap_or("?"))
+            );
+        }
+        b.push_str("</pre></section>");
+    }
+    // Output: each read is a span; the first read at a time carries the
+    // anchor `t<ns>` that search hits link to.
+    b.push_str("<section aria-labelledby=\"h-out\"><h2 id=\"h-out\">Output</h2>");
+    let cursor = serde_json::to_string(&v.cursor).unwrap_or_default();
+    let _ = write!(
+        b,
+        "<pre class=\"output\" id=\"output\" tabindex=\"0\" aria-label=\"Output\" data-run=\"{id}\" data-cursor=\"{}\"{}>",
+        esc(&cursor),
+        if running { " data-live=\"1\"" } else { "" }
+    );
+    let mut anchors = std::collections::HashSet::new();
+    for seg in &v.output {
+        let t = seg.time.as_nanos();
+        let class = if seg.stream == Stream::Stderr {
+            " class=\"err\""
+        } else {
+            ""
+        };
+        if anchors.insert(t) {
+            let _ = write!(b, "<span id=\"t{t}\"{class}>{}</span>", esc(&seg.text));
+        } else {
+            let _ = write!(b, "<span{class}>{}</span>", esc(&seg.text));
+        }
+    }
+    b.push_str("</pre>");
+    if v.output_truncated {
+        let _ = write!(
+            b,
+            "<p class=\"note\">Only the first {} are shown: <code>plumb logs {id}</code> prints all of it.</p>",
+            bytes(OUTPUT_CAP as u64)
+        );
+    }
+    if running {
+        b.push_str("<p class=\"muted\">Running: new output appears here as it arrives.</p>");
+    }
+    b.push_str("</section>");
+    render_spans(&mut b, &v.spans);
+    if !v.logs.is_empty() {
+        b.push_str("<section aria-labelledby=\"h-logs\"><h2 id=\"h-logs\">Logs (OpenTelemetry)</h2><pre class=\"output\" tabindex=\"0\">");
+        for l in &v.logs {
+            let t = l.time.as_nanos();
+            if anchors.insert(t) {
+                let _ = writeln!(b, "<span id=\"t{t}\">{}</span>", esc(&l.text));
+            } else {
+                let _ = writeln!(b, "{}", esc(&l.text));
+            }
+        }
+        b.push_str("</pre></section>");
+    }
+    Ok(layout(&r.name, Nav::Runs, "", &b))
+}
+
+/// A simple waterfall: each span a bar placed by its start and end within
+/// the run's first start and last end.
+fn render_spans(b: &mut String, spans: &[Span]) {
+    if spans.is_empty() {
+        return;
+    }
+    let t0 = spans.iter().map(|s| s.start.as_nanos()).min().unwrap_or(0);
+    let t1 = spans.iter().map(|s| s.end.as_nanos()).max().unwrap_or(t0);
+    let total = (t1 - t0).max(1) as f64;
+    b.push_str(
+        "<section aria-labelledby=\"h-spans\"><h2 id=\"h-spans\">Spans (OpenTelemetry)</h2><table id=\"spans\"><thead><tr>\
+<th scope=\"col\">Span</th><th scope=\"col\">Service</th><th scope=\"col\" class=\"num\">Duration</th><th scope=\"col\">Timeline</th></tr></thead><tbody>",
+    );
+    for s in spans {
+        let left = (s.start.as_nanos() - t0) as f64 / total * 100.0;
+        let width =
+            ((s.end.as_nanos() - s.start.as_nanos()).max(0) as f64 / total * 100.0).max(0.3);
+        let err = s.status == StatusCode::Error;
+        let indent = if s.parent_span_id.is_some() {
+            "↳ "
+        } else {
+            ""
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{indent}{name}{e}</td><td>{svc}</td><td class=\"num\">{dur}</td>\
+<td><div class=\"waterfall\" aria-hidden=\"true\"><span{cls} style=\"left:{left:.2}%;width:{width:.2}%\"></span></div></td></tr>",
+            name = esc(&s.name),
+            e = if err {
+                format!(" {}", badge("error"))
+            } else {
+                String::new()
+            },
+            svc = esc(&s.source.service),
+            dur = human_duration(s.end.as_nanos() - s.start.as_nanos()),
+            cls = if err { " class=\"error\"" } else { "" },
+        );
+    }
+    b.push_str("</tbody></table></section>");
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What `/runs/{id}/diff` shows.
+#[derive(Debug, Serialize)]
+pub struct DiffView {
+    /// The run.
+    pub run: Uuid,
+    /// The previous run of its name, if any.
+    pub previous: Option<Uuid>,
+    /// previous → run, when there is a previous run.
+    pub diff: Option<RunDiff>,
+}
+
+async fn diff_data(state: &AppState, reference: String) -> Result<DiffView, ApiError> {
+    state
+        .db
+        .read(move |s| {
+            let id = s.resolve(&reference)?;
+            let Some(prev) = s.previous_run(id)? else {
+                return Ok(DiffView {
+                    run: id,
+                    previous: None,
+                    diff: None,
+                });
+            };
+            let (ra, rb) = (s.get_run(prev)?, s.get_run(id)?);
+            let (fa, fb) = (s.run_fingerprint(&ra)?, s.run_fingerprint(&rb)?);
+            Ok(DiffView {
+                run: id,
+                previous: Some(prev),
+                diff: Some(plumb_model::diff::diff(&ra, fa.as_ref(), &rb, fb.as_ref())),
+            })
+        })
+        .await
+}
+
+async fn diff_json(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DiffView>, ApiError> {
+    Ok(Json(diff_data(&state, id).await?))
+}
+
+async fn diff_page(
+    _: PageViewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let v = diff_data(&state, id).await?;
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<h1>Diff</h1><p>Run <a class=\"mono\" href=\"/runs/{r}\">{r}</a>",
+        r = v.run
+    );
+    match (&v.previous, &v.diff) {
+        (Some(p), Some(d)) => {
+            let _ = write!(
+                b,
+                " against the previous run of its name, <a class=\"mono\" href=\"/runs/{p}\">{p}</a>.</p><p>{}</p>",
+                esc(&d.summary())
+            );
+            if d.is_empty() {
+                b.push_str("<p>No differences.</p>");
+            } else {
+                b.push_str(
+                    "<table id=\"diff\"><thead><tr><th scope=\"col\">What</th><th scope=\"col\">Key</th>\
+<th scope=\"col\">Previous</th><th scope=\"col\">This run</th></tr></thead><tbody>",
+                );
+                for x in &d.differences {
+                    let _ = write!(
+                        b,
+                        "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}",
+                        esc(x.category.as_str()),
+                        esc(&x.key),
+                        esc(x.a.as_deref().unwrap_or("—")),
+                        esc(x.b.as_deref().unwrap_or("—")),
+                    );
+                    if !x.detail.is_empty() {
+                        b.push_str("<pre>");
+                        for line in &x.detail {
+                            let _ = writeln!(b, "{}", esc(line));
+                        }
+                        b.push_str("</pre>");
+                    }
+                    b.push_str("</td></tr>");
+                }
+                b.push_str("</tbody></table>");
+            }
+        }
+        _ => b.push_str(": no earlier run of its name.</p>"),
+    }
+    Ok(layout("Diff", Nav::Runs, "", &b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualifiers_parse_and_bad_ones_are_named() {
+        let q = parse_run_query("name:train host:gpu-3 state:failed tag:team=ml since:2h loss nan")
+            .unwrap();
+        assert_eq!(q.name.as_deref(), Some("train"));
+        assert_eq!(q.host.as_deref(), Some("gpu-3"));
+        assert_eq!(q.state, Some(RunState::Failed));
+        assert_eq!(q.tags, vec![("team".into(), "ml".into())]);
+        let ago = Timestamp::now().as_nanos() - q.since.unwrap().as_nanos();
+        assert!((7_100e9 as i64..7_300e9 as i64).contains(&ago), "{ago}");
+        assert_eq!(q.text, vec!["loss".to_string(), "nan".into()]);
+        let e = parse_run_query("since:banana").unwrap_err();
+        assert!(e.contains("since:banana"), "{e}");
+        let e = parse_run_query("state:sleepy").unwrap_err();
+        assert!(e.contains("sleepy") && e.contains("running"), "{e}");
+        let e = parse_run_query("colour:red").unwrap_err();
+        assert!(e.contains("colour:"), "{e}");
+        assert!(
+            parse_run_query("tag:novalue")
+                .unwrap_err()
+                .contains("key=value")
+        );
+        assert!(
+            parse_run_query("name:")
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert_eq!(
+            parse_run_query("http://x").unwrap().text,
+            vec!["http://x".to_string()]
+        );
+    }
+}
