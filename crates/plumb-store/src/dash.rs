@@ -50,7 +50,8 @@ impl PageKey {
 
     /// Parses [`PageKey::encode`]'s form.
     pub fn decode(s: &str) -> std::result::Result<PageKey, String> {
-        let bad = || format!("page key `{s}` is not one this collector gave (expected <ns>_<run id>)");
+        let bad =
+            || format!("page key `{s}` is not one this collector gave (expected <ns>_<run id>)");
         let (ns, id) = s.split_once('_').ok_or_else(bad)?;
         let started_ns = ns.parse().map_err(|_| bad())?;
         Uuid::parse_str(id).map_err(|_| bad())?;
@@ -174,10 +175,8 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        id.map(|s| {
-            Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("bad run id {s}")))
-        })
-        .transpose()
+        id.map(|s| Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("bad run id {s}"))))
+            .transpose()
     }
 
     /// Which of `ids` are stored runs (log records of programs outside any
