@@ -25,13 +25,13 @@ pub mod body;
 pub mod client;
 mod db;
 mod error;
+pub mod insights;
 pub mod metrics;
 pub mod nodes;
 pub mod otlp;
 pub mod runs;
 pub mod tls;
 pub mod tokens;
-pub mod web;
 
 pub use auth::Role;
 pub use db::Db;
@@ -56,6 +56,8 @@ pub struct CollectorConfig {
     pub insecure: bool,
     /// Read-only store connections for queries.
     pub readers: usize,
+    /// Error grouping and slow-run detection (`[insights]`).
+    pub insights: plumb_model::insights::InsightsConfig,
 }
 
 /// PEM files for TLS.
@@ -75,6 +77,7 @@ impl CollectorConfig {
             tls: None,
             insecure: false,
             readers: 4,
+            insights: Default::default(),
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// The metrics registry.
     pub metrics: Metrics,
+    /// Error grouping and slow-run detection settings.
+    pub insights: std::sync::Arc<plumb_model::insights::InsightsConfig>,
 }
 
 impl AppState {
@@ -118,6 +123,7 @@ impl AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),
             metrics: Metrics::new(),
+            insights: std::sync::Arc::new(config.insights.clone()),
         })
     }
 }
@@ -132,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::routes())
         .merge(nodes::routes(&state))
         .merge(otlp::routes())
-        .merge(web::routes())
+        .merge(insights::routes(&state))
         // Route modules of other capabilities merge here, one line each:
         // .merge(otlp::routes())
         // .merge(nodes::routes())

@@ -276,11 +276,12 @@ async fn export_inner(
     })?;
     match signal {
         Signal::Logs => {
-            let (prepared, rejected, message) = cpu(move || {
+            let (prepared, rejected, message, exceptions) = cpu(move || {
                 let plain = plumb_otlp::decompress(&bytes, encoding.as_deref(), MAX_DECOMPRESSED)?;
                 let logs = plumb_otlp::decode_logs(&plain, format)?;
                 let prepared = plumb_store::telemetry::prepare_logs(&logs.batches);
-                Ok((prepared, logs.rejected, logs.message))
+                let exceptions = crate::insights::otlp_occurrences(&logs.batches);
+                Ok((prepared, logs.rejected, logs.message, exceptions))
             })
             .await?;
             let counts = state
@@ -288,6 +289,7 @@ async fn export_inner(
                 .write(move |s| Ok(s.put_prepared_logs(&[prepared])))
                 .await??;
             let stored = counts.first().map_or(0, |c| c.stored) as u64;
+            crate::insights::record_otlp(state, exceptions).await?;
             Ok((
                 ok(
                     format,
