@@ -20,6 +20,7 @@ assert!(run.started.to_rfc3339().ends_with('Z'));
 
 mod time;
 
+pub mod alerts;
 pub mod diff;
 mod eviction;
 pub mod insights;
