@@ -3,8 +3,9 @@
 //! userspace pipeline that runs the toxic chain.
 //!
 //! A direction starts on the zero-copy path if no toxic applies to it and
-//! moves to the userspace path for good the first time one does; after the
-//! toxic is removed it keeps copying in userspace, with an empty chain.
+//! moves to the userspace path when one does. Once no toxic applies any more
+//! and the chain holds nothing (no delayed chunk, nothing queued), it goes
+//! back to zero-copy.
 
 use crate::model::{Stream, ToxicKind};
 use crate::state::{Proxy, ToxicEntry, ToxicSet, dir_index};
@@ -300,27 +301,27 @@ async fn direction(
     if *kill.borrow() {
         return;
     }
-    if chain.active.is_empty() {
-        match splice_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await {
+    // Alternate between the paths: zero-copy while no toxic applies, the
+    // userspace chain while one does, and back once the chain is empty
+    // and nothing is queued in it.
+    loop {
+        let r = if chain.active.is_empty() {
+            splice_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await
+        } else {
+            userspace_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await
+        };
+        match r {
             Ok(Some(End::Eof)) => return,
             Ok(Some(End::Killed)) => {
                 cx.kill();
                 return;
             }
-            Ok(None) => {}
+            Ok(None) => continue,
             Err(error) => {
                 tracing::debug!(proxy = %cx.proxy.name, ?stream, %error, "connection ended");
                 cx.kill();
                 return;
             }
-        }
-    }
-    match userspace_path(src, dst, stream, cx, &mut toxics, &mut kill, &mut chain).await {
-        Ok(End::Eof) => {}
-        Ok(End::Killed) => cx.kill(),
-        Err(error) => {
-            tracing::debug!(proxy = %cx.proxy.name, ?stream, %error, "connection ended");
-            cx.kill();
         }
     }
 }
@@ -333,6 +334,8 @@ fn half_close(s: &TcpStream) {
 struct Pipe {
     r: RawFd,
     w: RawFd,
+    /// Its capacity in bytes.
+    size: usize,
 }
 
 impl Pipe {
@@ -344,12 +347,20 @@ impl Pipe {
             return Err(io::Error::last_os_error());
         }
         // A larger pipe lets one splice move more bytes; failure (limits)
-        // only costs speed.
+        // only costs speed, so the default size is kept then.
         // SAFETY: fcntl on a descriptor we just created.
-        unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+        let size = unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+        let size = if size > 0 {
+            size as usize
+        } else {
+            // SAFETY: as above.
+            let now = unsafe { libc::fcntl(fds[1], libc::F_GETPIPE_SZ) };
+            if now > 0 { now as usize } else { 65536 }
+        };
         Ok(Pipe {
             r: fds[0],
             w: fds[1],
+            size,
         })
     }
 }
@@ -384,8 +395,44 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
+/// Whether `src` has at least one byte to read (or its end), without
+/// taking it. `Ok(None)`: nothing yet.
+fn peek(src: &TcpStream) -> io::Result<Option<usize>> {
+    let mut probe = [0u8; 1];
+    let r = src.try_io(Interest::READABLE, || {
+        // SAFETY: recv into a one-byte buffer we own, non-blocking.
+        let n = unsafe {
+            libc::recv(
+                src.as_raw_fd(),
+                probe.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    });
+    match r {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes moved on the zero-copy path between cooperative yields, so one
+/// busy stream cannot starve the other connections on its worker thread.
+const SPLICE_BURST: usize = 16 << 20;
+
 /// Zero-copy forwarding. Returns `Ok(None)` when a toxic starts to apply,
 /// with the pipe drained, so the caller can continue in userspace.
+///
+/// The pipe is kept as full as the source allows: each round splices in as
+/// much as the pipe has room for and out as much as it holds, and waits on
+/// readiness only when neither side can move. Toxic changes and kills are
+/// noticed between rounds without awaiting.
 async fn splice_path(
     src: &TcpStream,
     dst: &TcpStream,
@@ -399,7 +446,86 @@ async fn splice_path(
     let m = &cx.proxy.metrics;
     // Created on first data so idle connections hold no pipe.
     let mut pipe: Option<Pipe> = None;
+    // Bytes in the pipe, read from src and not yet written to dst.
+    let mut held = 0usize;
+    let mut eof = false;
+    // Set once a toxic applies: read no more, drain the pipe, then leave.
+    let mut leaving = false;
+    let mut burst = 0usize;
     loop {
+        if !matches!(kill.has_changed(), Ok(false)) {
+            return Ok(Some(End::Killed));
+        }
+        match toxics.has_changed() {
+            Ok(false) => {}
+            Ok(true) => {
+                let set = toxics.borrow_and_update().clone();
+                if chain.rebuild(&set, cx.proxy) {
+                    return Ok(Some(End::Killed));
+                }
+                leaving = !chain.active.is_empty();
+            }
+            Err(_) => return Ok(Some(End::Killed)),
+        }
+        if leaving && held == 0 {
+            return Ok(None);
+        }
+        if eof && held == 0 {
+            half_close(dst);
+            return Ok(Some(End::Eof));
+        }
+        let mut moved = 0usize;
+        let want_read = !eof && !leaving;
+        if want_read && pipe.is_none() {
+            // Readiness can be reported on a socket with nothing to read
+            // yet; peek first so idle connections never get a pipe.
+            match peek(src)? {
+                Some(0) => eof = true,
+                Some(_) => {
+                    pipe = Some(Pipe::new()?);
+                }
+                None => {}
+            }
+        }
+        if let Some(p) = &pipe {
+            if want_read && held < p.size {
+                match src.try_io(Interest::READABLE, || {
+                    splice(src.as_raw_fd(), p.w, p.size - held)
+                }) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        held += n;
+                        moved += n;
+                        m.received[d].fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if held > 0 {
+                match dst.try_io(Interest::WRITABLE, || splice(p.r, dst.as_raw_fd(), held)) {
+                    Ok(k) => {
+                        held -= k;
+                        moved += k;
+                        m.sent[d].fetch_add(k as u64, Ordering::Relaxed);
+                        m.zero_copy[d].fetch_add(k as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if moved > 0 || (eof && held == 0) {
+            burst += moved;
+            if burst >= SPLICE_BURST {
+                burst = 0;
+                tokio::task::yield_now().await;
+            }
+            continue;
+        }
+        burst = 0;
+        let room = pipe.as_ref().is_none_or(|p| held < p.size);
+        let want_read = want_read && room;
         tokio::select! {
             biased;
             _ = kill.changed() => return Ok(Some(End::Killed)),
@@ -411,74 +537,10 @@ async fn splice_path(
                 if chain.rebuild(&set, cx.proxy) {
                     return Ok(Some(End::Killed));
                 }
-                if !chain.active.is_empty() {
-                    return Ok(None);
-                }
-                continue;
+                leaving = !chain.active.is_empty();
             }
-            r = src.readable() => r?,
-        }
-        if pipe.is_none() {
-            // Readiness can be reported on a socket with nothing to read
-            // yet; peek first so idle connections never get a pipe.
-            let mut probe = [0u8; 1];
-            let peeked = src.try_io(Interest::READABLE, || {
-                // SAFETY: recv into a one-byte buffer we own, non-blocking.
-                let n = unsafe {
-                    libc::recv(
-                        src.as_raw_fd(),
-                        probe.as_mut_ptr().cast(),
-                        1,
-                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match peeked {
-                Ok(0) => {
-                    half_close(dst);
-                    return Ok(Some(End::Eof));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let p = match &pipe {
-            Some(p) => p,
-            None => pipe.insert(Pipe::new()?),
-        };
-        let n = match src.try_io(Interest::READABLE, || {
-            splice(src.as_raw_fd(), p.w, PIPE_SIZE)
-        }) {
-            Ok(0) => {
-                half_close(dst);
-                return Ok(Some(End::Eof));
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        m.received[d].fetch_add(n as u64, Ordering::Relaxed);
-        let mut left = n;
-        while left > 0 {
-            tokio::select! {
-                biased;
-                _ = kill.changed() => return Ok(Some(End::Killed)),
-                r = dst.writable() => r?,
-            }
-            match dst.try_io(Interest::WRITABLE, || splice(p.r, dst.as_raw_fd(), left)) {
-                Ok(k) => {
-                    left -= k;
-                    m.sent[d].fetch_add(k as u64, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+            r = src.readable(), if want_read => r?,
+            r = dst.writable(), if held > 0 => r?,
         }
     }
 }
@@ -513,28 +575,26 @@ async fn reader(src: &TcpStream, stream: Stream, cx: &Cx<'_>, tx: mpsc::Sender<C
     let d = dir_index(stream);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        // A slot in the queue is taken before reading, so the bytes read
+        // are queued without awaiting: dropping this future at any await
+        // (to go back to zero-copy) never loses data.
+        let Ok(slot) = tx.reserve().await else { return };
         if let Err(e) = src.readable().await {
-            let _ = tx.send(Chunk::Failed(e)).await;
+            slot.send(Chunk::Failed(e));
             return;
         }
         match src.try_read(&mut buf) {
             Ok(0) => {
-                let _ = tx.send(Chunk::Eof).await;
+                slot.send(Chunk::Eof);
                 return;
             }
             Ok(n) => {
                 cx.proxy.metrics.received[d].fetch_add(n as u64, Ordering::Relaxed);
-                if tx
-                    .send(Chunk::Data(buf[..n].to_vec(), Instant::now()))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+                slot.send(Chunk::Data(buf[..n].to_vec(), Instant::now()));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                let _ = tx.send(Chunk::Failed(e)).await;
+                slot.send(Chunk::Failed(e));
                 return;
             }
         }
@@ -594,7 +654,7 @@ async fn userspace_path(
     toxics: &mut watch::Receiver<ToxicSet>,
     kill: &mut watch::Receiver<bool>,
     chain: &mut Chain,
-) -> io::Result<End> {
+) -> io::Result<Option<End>> {
     let (tx, mut rx) = mpsc::channel(CHUNK_QUEUE);
     let read = async {
         reader(src, stream, cx, tx).await;
@@ -608,27 +668,33 @@ async fn userspace_path(
             let deadline = chain.deadline();
             let mut w = match stack.pop() {
                 Some(w) => w,
+                None if chain.active.is_empty() && rx.is_empty() => {
+                    // A safe point: no toxic applies and nothing read is
+                    // still on its way, so zero-copy can take over. The
+                    // reader holds no bytes between its awaits.
+                    return Ok(None);
+                }
                 None => {
                     let far = Instant::now() + Duration::from_secs(86_400 * 365);
                     tokio::select! {
                         biased;
-                        _ = kill.changed() => return Ok(End::Killed),
+                        _ = kill.changed() => return Ok(Some(End::Killed)),
                         r = toxics.changed() => {
                             if r.is_err() {
-                                return Ok(End::Killed);
+                                return Ok(Some(End::Killed));
                             }
                             let set = toxics.borrow_and_update().clone();
                             if chain.rebuild(&set, cx.proxy) {
-                                return Ok(End::Killed);
+                                return Ok(Some(End::Killed));
                             }
                             continue;
                         }
-                        _ = sleep_until(deadline.unwrap_or(far)) => return Ok(End::Killed),
+                        _ = sleep_until(deadline.unwrap_or(far)) => return Ok(Some(End::Killed)),
                         c = rx.recv() => match c {
                             Some(Chunk::Data(data, at)) => Work { idx: 0, at, wait: None, item: Item::Data(data) },
                             Some(Chunk::Eof) => Work { idx: 0, at: Instant::now(), wait: None, item: Item::Eof },
                             Some(Chunk::Failed(e)) => return Err(e),
-                            None => return Ok(End::Killed),
+                            None => return Ok(Some(End::Killed)),
                         },
                     }
                 }
@@ -636,11 +702,11 @@ async fn userspace_path(
             if let Some(until) = w.wait.take() {
                 match wait(Some(until), deadline, toxics, kill).await {
                     Woke::Ready => {}
-                    Woke::Killed | Woke::TimedOut => return Ok(End::Killed),
+                    Woke::Killed | Woke::TimedOut => return Ok(Some(End::Killed)),
                     Woke::Changed => {
                         let set = toxics.borrow_and_update().clone();
                         if chain.rebuild(&set, cx.proxy) {
-                            return Ok(End::Killed);
+                            return Ok(Some(End::Killed));
                         }
                         // Everything still queued runs through the new chain;
                         // latency is measured from read time, so a latency
@@ -658,22 +724,22 @@ async fn userspace_path(
                 match w.item {
                     Item::Data(data) => {
                         if !write_all(dst, &data, kill).await? {
-                            return Ok(End::Killed);
+                            return Ok(Some(End::Killed));
                         }
                         cx.proxy.metrics.sent[d].fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
                     Item::Eof => {
                         half_close(dst);
-                        return Ok(End::Eof);
+                        return Ok(Some(End::Eof));
                     }
-                    Item::Close => return Ok(End::Killed),
+                    Item::Close => return Ok(Some(End::Killed)),
                     Item::Reset => {
                         cx.reset();
-                        return Ok(End::Killed);
+                        return Ok(Some(End::Killed));
                     }
                     Item::Respond(bytes) => {
                         let _ = write_all(cx.client, &bytes, kill).await;
-                        return Ok(End::Killed);
+                        return Ok(Some(End::Killed));
                     }
                 }
                 continue;

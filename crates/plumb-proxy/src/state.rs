@@ -31,6 +31,9 @@ pub(crate) struct ProxyMetrics {
     pub received: [AtomicU64; 2],
     /// Bytes written, indexed by [`dir_index`].
     pub sent: [AtomicU64; 2],
+    /// Of `sent`, the bytes moved by splice(2) without a userspace copy,
+    /// so users (and tests) can see which path a proxy's traffic takes.
+    pub zero_copy: [AtomicU64; 2],
     pub connections_total: AtomicU64,
     pub connections_active: AtomicU64,
     /// Times each toxic was switched on for a connection, by name and type.
@@ -606,6 +609,23 @@ impl Registry {
                             "toxiproxy_proxy_sent_bytes_total{{direction=\"{d}\",{}}} {}",
                             labels(p),
                             p.metrics.sent[i].load(Ordering::Relaxed)
+                        );
+                    }
+                }
+            },
+        );
+        section(
+            "plumb_proxy_zero_copy_bytes_total",
+            "Of the bytes sent, those forwarded with splice(2), without a copy through userspace (no toxic applied).",
+            "counter",
+            &mut |o| {
+                for p in &proxies {
+                    for (i, d) in dirs.iter().enumerate() {
+                        let _ = writeln!(
+                            o,
+                            "plumb_proxy_zero_copy_bytes_total{{direction=\"{d}\",{}}} {}",
+                            labels(p),
+                            p.metrics.zero_copy[i].load(Ordering::Relaxed)
                         );
                     }
                 }

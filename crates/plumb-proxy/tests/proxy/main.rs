@@ -8,3 +8,4 @@ mod decode;
 mod support;
 mod toxics;
 mod udp;
+mod zerocopy;
