@@ -1,0 +1,539 @@
+//! The web dashboard in real headless Chromium: a real `plumb serve` fed by
+//! real `plumb run`s, real `plumb agent`s and OTLP posted to its endpoints;
+//! each page is driven by a script in tests/dashboard/ (playwright-core over
+//! Debian's chromium) that prints what the page showed, asserted here.
+//! Screenshots are kept under the test's output directory (printed).
+//!
+//! Needs chromium, node and tests/dashboard/node_modules: run
+//! `.ci/install-dashboard.sh`. Without them the tests fail, naming it.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scripts() -> PathBuf {
+    workspace().join("tests/dashboard")
+}
+
+/// Fails (never skips) when the browser tooling is missing.
+fn require_tools() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+        || std::env::var_os("CHROMIUM").is_some();
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let pw = scripts().join("node_modules/playwright-core").exists();
+    assert!(
+        chromium && node && pw,
+        "the dashboard tests need chromium ({chromium}), node ({node}) and tests/dashboard/node_modules/playwright-core ({pw}): run .ci/install-dashboard.sh"
+    );
+}
+
+fn out_dir(test: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("dashboard")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    println!("screenshots of {test}: {}", d.display());
+    d
+}
+
+/// A `plumb` command with a clean environment.
+fn plumb(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(PLUMB);
+    c.args(args)
+        .env_remove("PLUMB_CONFIG")
+        .env_remove("PLUMB_COLLECTOR")
+        .env_remove("PLUMB_TOKEN")
+        .env_remove("PLUMB_CA_CERT")
+        .env("PLUMB_HOME", dir.join("home"))
+        .env("PLUMB_SPOOL", dir.join("spool"))
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    c
+}
+
+/// A child process killed and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `plumb serve` on a free loopback port.
+fn serve(data: &Path) -> (Proc, String) {
+    let mut c = plumb(
+        data.parent().unwrap(),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    c.args(["--otlp-listen", "off", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let api = line
+        .strip_prefix("api  ")
+        .unwrap_or_else(|| panic!("plumb serve printed `{line}` instead of its address"))
+        .trim()
+        .to_string();
+    (Proc(child), api)
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+fn http(url: &str, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String) {
+    let host = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Bodies here are small JSON: undo chunked encoding if present.
+    let body = if body.contains("\r\n") && !body.trim_start().starts_with(['{', '[']) {
+        body.split("\r\n")
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, p)| p)
+            .collect()
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn get_json(url: &str, path: &str) -> Value {
+    let (code, body) = http(url, "GET", path, "text/plain", b"");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+/// Runs `tests/dashboard/<script>` against `url` and returns what it printed.
+fn page(script: &str, url: &str, out: &Path, args: Value) -> Value {
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(url)
+        .arg(out)
+        .arg(args.to_string())
+        .current_dir(scripts())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{script} failed: {}\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"));
+    assert_eq!(
+        v["dialogs"],
+        Value::Array(vec![]),
+        "{script}: a script from the data ran"
+    );
+    assert_eq!(
+        v["console_errors"],
+        Value::Array(vec![]),
+        "{script}: errors in the page"
+    );
+    v
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn record(dir: &Path, api: &str, name: &str, tags: &[&str], script: &str) {
+    let mut args = vec!["run", "--name", name];
+    for t in tags {
+        args.extend(["--tag", t]);
+    }
+    args.extend(["--", "sh", "-c", script]);
+    let out = plumb(dir, &args)
+        .env("PLUMB_COLLECTOR", api)
+        .output()
+        .unwrap();
+    // A failing program is recorded, and plumb run exits with its code.
+    assert!(
+        out.status.code().is_some(),
+        "plumb run {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run_ids(api: &str, name: &str) -> Vec<String> {
+    let v = get_json(api, &format!("/api/v1/runs?name={name}&limit=100"));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn node_report(name: &str, fingerprint_os: &str) -> Value {
+    serde_json::json!({
+        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
+        "labels": {"team": "ml"},
+        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
+        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
+        "disks": [{"mount": "/", "fs_type": "ext4", "device": "/dev/sda1",
+                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
+        "runs_in_progress": 2,
+        "fingerprint": {"hash": format!("odd-{fingerprint_os}"), "fingerprint": {"os": {"id": fingerprint_os, "version": "1", "pretty": fingerprint_os, "kernel": "6", "arch": "x86_64"}}}
+    })
+}
+
+#[test]
+fn every_page_shows_the_fleet_in_a_real_browser() {
+    require_tools();
+    let out = out_dir("pages");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_server, api) = serve(&dir.join("srv"));
+
+    // Two real agents with the same labels (so the same fingerprint), and a
+    // third node whose report carries a different one.
+    let agent = |name: &str| {
+        let spool = dir.join(format!("agent-{name}"));
+        Proc(
+            plumb(
+                dir,
+                &[
+                    "agent",
+                    "--collector",
+                    &api,
+                    "--name",
+                    name,
+                    "--label",
+                    "team=ml",
+                    "--interval",
+                    "300ms",
+                ],
+            )
+            .arg("--spool")
+            .arg(&spool)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        )
+    };
+    let _a = agent("node-a");
+    let b = agent("node-b");
+    let (code, body) = http(
+        &api,
+        "POST",
+        "/api/v1/ingest/node",
+        "application/json",
+        node_report("node-odd", "plan9").to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Runs: two of the same name (for the diff), a failure, a name and a
+    // tag that are markup, and one still running.
+    record(
+        dir,
+        &api,
+        "train",
+        &["team=ml"],
+        "echo epoch 1 loss 0.9; echo dashword alpha",
+    );
+    record(
+        dir,
+        &api,
+        "train",
+        &["team=ml"],
+        "echo epoch 2 loss 0.4; echo dashword beta; true",
+    );
+    record(dir, &api, "flaky", &[], "echo boom >&2; exit 3");
+    record(
+        dir,
+        &api,
+        "<script>alert(1)</script>",
+        &["x=<b>y</b>"],
+        "echo hi",
+    );
+    let live = Proc(
+        plumb(
+            dir,
+            &[
+                "run",
+                "--name",
+                "sleeper",
+                "--",
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 120 ]; do echo tick $i; i=$((i+1)); sleep 0.5; done",
+            ],
+        )
+        .env("PLUMB_COLLECTOR", &api)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    wait_for("the runs to reach the collector", 60, || {
+        run_ids(&api, "train").len() == 2
+            && run_ids(&api, "flaky").len() == 1
+            && run_ids(&api, "sleeper").len() == 1
+            && run_ids(&api, "%3Cscript%3Ealert(1)%3C%2Fscript%3E").len() == 1
+    });
+    let train = run_ids(&api, "train");
+    let (newest_train, sleeper) = (train[0].clone(), run_ids(&api, "sleeper")[0].clone());
+
+    // OTLP: a log line and a span attached to the newest train run.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let resource = serde_json::json!({"attributes": [
+        {"key": "service.name", "value": {"stringValue": "trainer"}},
+        {"key": "plumb.run.id", "value": {"stringValue": newest_train}}]});
+    let logs = serde_json::json!({"resourceLogs": [{"resource": resource, "scopeLogs": [{"scope": {},
+        "logRecords": [{"timeUnixNano": now.to_string(), "severityNumber": 9, "severityText": "INFO",
+                        "body": {"stringValue": "otlp dashword gamma"}}]}]}]});
+    let (code, body) = http(
+        &api,
+        "POST",
+        "/v1/logs",
+        "application/json",
+        logs.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let spans = serde_json::json!({"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {},
+        "spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                   "name": "epoch-span", "kind": 1, "startTimeUnixNano": (now - 2_000_000_000).to_string(),
+                   "endTimeUnixNano": now.to_string(), "status": {}}]}]}]});
+    let (code, body) = http(
+        &api,
+        "POST",
+        "/v1/traces",
+        "application/json",
+        spans.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // node-b stops: the detector takes it through suspect to down.
+    wait_for("both agents to report", 30, || {
+        let v = get_json(&api, "/api/v1/nodes");
+        v.as_array().unwrap().len() == 3
+    });
+    drop(b);
+    wait_for("node-b to be down", 60, || {
+        get_json(&api, "/api/v1/nodes/node-b")["node"]["state"] == "down"
+    });
+
+    // Nodes.
+    let v = page(
+        "nodes.mjs",
+        &api,
+        &out,
+        serde_json::json!({"node": "node-b"}),
+    );
+    let rows = v["rows"].as_array().unwrap();
+    let row = |n: &str| {
+        rows.iter()
+            .find(|r| r["node"] == n)
+            .unwrap_or_else(|| panic!("no {n}: {v}"))
+    };
+    assert!(
+        ["up", "busy"].contains(&row("node-a")["state"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(row("node-b")["state"], "down", "{v}");
+    assert_eq!(row("node-odd")["marker"], true, "{v}");
+    assert_eq!(row("node-a")["marker"], false, "{v}");
+    assert_eq!(row("node-odd")["disks"], 1, "{v}");
+    assert_eq!(row("node-a")["clock"], "—", "{v}");
+    assert!(
+        strs(&v["headers"]).contains(&"Clock offset".to_string()),
+        "{v}"
+    );
+    assert!(
+        v["detail_url"].as_str().unwrap().ends_with("/nodes/node-b"),
+        "{v}"
+    );
+    let history = strs(&v["history"]);
+    assert!(
+        history.contains(&"suspect".to_string()) && history.contains(&"down".to_string()),
+        "node-b's history shows suspect then down: {v}"
+    );
+
+    // Runs.
+    let v = page("runs.mjs", &api, &out, Value::Null);
+    let names = strs(&v["names"]);
+    assert!(
+        names.contains(&"<script>alert(1)</script>".to_string()),
+        "shown as text: {v}"
+    );
+    assert_eq!(v["script_tags_in_table"], 0, "{v}");
+    assert!(
+        v["live"].as_u64().unwrap() >= 1,
+        "the running run has a live duration: {v}"
+    );
+    assert_eq!(
+        v["focus_after_slash"], "q",
+        "`/` focuses the search box: {v}"
+    );
+    assert_eq!(v["first_tab"], "Skip to content", "{v}");
+    assert_eq!(strs(&v["failed_names"]), vec!["flaky".to_string()], "{v}");
+    assert_eq!(strs(&v["failed_states"]), vec!["failed".to_string()], "{v}");
+    let err = v["bad_query_error"].as_str().unwrap();
+    assert!(err.contains("since:banana"), "{v}");
+    assert_eq!(
+        strs(&v["tag_names"]),
+        vec!["train".to_string(), "train".into()],
+        "{v}"
+    );
+
+    // One run, its diff, and a live tail.
+    let v = page(
+        "run.mjs",
+        &api,
+        &out,
+        serde_json::json!({"run": newest_train, "live": sleeper}),
+    );
+    assert!(v["h1"].as_str().unwrap().starts_with("train"), "{v}");
+    assert!(
+        v["output"].as_str().unwrap().contains("dashword beta"),
+        "{v}"
+    );
+    assert_eq!(v["kv"]["exit"], "code 0", "{v}");
+    assert_eq!(v["kv"]["tag team"], "ml", "{v}");
+    assert_eq!(strs(&v["spans"]), vec!["epoch-span".to_string()], "{v}");
+    assert!(
+        v["diff_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/runs/{newest_train}/diff")),
+        "{v}"
+    );
+    assert!(
+        !strs(&v["diff_keys"]).is_empty(),
+        "the two runs' commands differ: {v}"
+    );
+    assert!(v["live_after"].as_u64() > v["live_before"].as_u64(), "{v}");
+    drop(live);
+
+    // Search: output and OTLP log hits, linking into the run.
+    let v = page(
+        "search.mjs",
+        &api,
+        &out,
+        serde_json::json!({"word": "dashword"}),
+    );
+    let lines = strs(&v["lines"]);
+    assert!(lines.iter().any(|l| l == "dashword alpha"), "{v}");
+    assert!(lines.iter().any(|l| l == "dashword beta"), "{v}");
+    assert!(
+        lines.iter().any(|l| l.contains("otlp dashword gamma")),
+        "{v}"
+    );
+    let links = strs(&v["links"]);
+    assert!(
+        links
+            .iter()
+            .all(|l| l.starts_with("/runs/") && l.contains("#t")),
+        "{v}"
+    );
+    assert!(v["landed"].as_str().unwrap().contains("/runs/"), "{v}");
+    assert!(
+        v["target_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("dashword")),
+        "the link lands on the line: {v}"
+    );
+}
+
+#[test]
+fn with_tokens_the_browser_logs_in_with_a_viewer_token() {
+    require_tools();
+    let out = out_dir("login");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("srv");
+    let o = plumb(dir, &["token", "create", "--role", "viewer", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (_server, api) = serve(&data);
+    // Without the cookie or a header, the API refuses and pages redirect.
+    let (code, _) = http(&api, "GET", "/api/v1/pages/nodes", "text/plain", b"");
+    assert_eq!(code, 401);
+    let v = page("login.mjs", &api, &out, serde_json::json!({"token": token}));
+    assert_eq!(v["redirected_to"], "/login", "{v}");
+    assert!(
+        v["bad_token_error"].as_str().unwrap().contains("not known"),
+        "{v}"
+    );
+    assert_eq!(v["after_login"], "/nodes", "{v}");
+    assert_eq!(v["h1"], "Nodes", "{v}");
+}
