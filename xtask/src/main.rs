@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 mod bench_agent;
 mod bench_checkpoint;
+mod bench_dashboard;
 mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
@@ -62,12 +63,13 @@ fn test(extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-const BENCHES: &[&str] = &["agent", "checkpoint", "ingest", "proxy", "recorder"];
+const BENCHES: &[&str] = &["agent", "checkpoint", "dashboard", "ingest", "proxy", "recorder"];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
         "agent" => bench_agent::run(rest),
         "checkpoint" => bench_checkpoint::run(rest),
+        "dashboard" => bench_dashboard::run(rest),
         "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
