@@ -81,34 +81,76 @@ fn parse_meminfo(text: &str) -> MemoryInfo {
 
 /// Real mounted file systems with their space and inodes, one per device.
 pub fn disks() -> Vec<DiskInfo> {
+    disks_with(&[])
+}
+
+/// [`disks`], plus each of `always` whatever its file system type (a
+/// tmpfs a job writes to can fill up as surely as a disk). A path that is
+/// not itself a mount point is reported under its own name, with the type
+/// and device of the mount that holds it.
+pub fn disks_with(always: &[std::path::PathBuf]) -> Vec<DiskInfo> {
     let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounts = parse_mounts(&text);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (device, mount, fs_type) in parse_mounts(&text) {
+    for (device, mount, fs_type) in &mounts {
         if PSEUDO_FS.contains(&fs_type.as_str()) || !seen.insert(device.clone()) {
             continue;
         }
-        let Ok(c) = CString::new(mount.as_bytes()) else {
+        if let Some(d) = statvfs(mount, fs_type, device) {
+            out.push(d);
+        }
+    }
+    for path in always {
+        let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        let Some(p) = p.to_str() else {
             continue;
         };
-        // SAFETY: statvfs writes into the zeroed struct we own; the path is
-        // NUL-terminated.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        if out.iter().any(|d| d.mount == p) {
             continue;
         }
-        let frsize = st.f_frsize as u64;
-        out.push(DiskInfo {
-            mount,
-            fs_type,
-            device,
-            total: st.f_blocks as u64 * frsize,
-            available: st.f_bavail as u64 * frsize,
-            inodes_total: st.f_files as u64,
-            inodes_free: st.f_ffree as u64,
-        });
+        // The mount holding it: the longest mount point that prefixes it
+        // (the last such line wins, as the kernel stacks mounts).
+        let holder = mounts
+            .iter()
+            .filter(|(_, m, _)| {
+                m == "/"
+                    || p == m
+                    || p.strip_prefix(m.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            })
+            .max_by_key(|(_, m, _)| m.len());
+        let (device, fs_type) = holder
+            .map(|(d, _, t)| (d.clone(), t.clone()))
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        match statvfs(p, &fs_type, &device) {
+            Some(d) => out.push(d),
+            None => {
+                tracing::warn!(mount = %p, "cannot read the space of a mount given with --mount")
+            }
+        }
     }
     out
+}
+
+fn statvfs(mount: &str, fs_type: &str, device: &str) -> Option<DiskInfo> {
+    let c = CString::new(mount.as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is
+    // NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    let frsize = st.f_frsize as u64;
+    Some(DiskInfo {
+        mount: mount.to_string(),
+        fs_type: fs_type.to_string(),
+        device: device.to_string(),
+        total: st.f_blocks as u64 * frsize,
+        available: st.f_bavail as u64 * frsize,
+        inodes_total: st.f_files as u64,
+        inodes_free: st.f_ffree as u64,
+    })
 }
 
 /// `(device, mount point, type)` of each line, with the octal escapes of
@@ -190,6 +232,18 @@ pub fn boot_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_path_is_reported_whatever_its_type() {
+        let dir = std::env::temp_dir();
+        let d = disks_with(std::slice::from_ref(&dir));
+        let want = std::fs::canonicalize(&dir).unwrap();
+        let got = d
+            .iter()
+            .find(|x| std::path::Path::new(&x.mount) == want || want.starts_with(&x.mount))
+            .expect("the chosen path or its mount is reported");
+        assert!(got.total > 0);
+    }
 
     #[test]
     fn meminfo_parses_in_bytes() {

@@ -71,6 +71,8 @@ pub struct AgentConfig {
     pub tools: BTreeMap<String, String>,
     /// How often the fingerprint is taken again to see whether it changed.
     pub fingerprint_every: Duration,
+    /// Mount points always reported, whatever their file system type.
+    pub mounts: Vec<PathBuf>,
 }
 
 impl AgentConfig {
@@ -88,6 +90,7 @@ impl AgentConfig {
             python: None,
             tools: BTreeMap::new(),
             fingerprint_every: Duration::from_secs(600),
+            mounts: Vec::new(),
         }
     }
 }
@@ -135,7 +138,7 @@ impl Agent {
             uptime_s: host::uptime(),
             cpu: host::cpu_load(),
             memory: host::memory(),
-            disks: host::disks(),
+            disks: host::disks_with(&self.config.mounts),
             network: host::network(),
             runs_in_progress: self.outbox.runs_in_progress(),
             spool: self.outbox.stats(),

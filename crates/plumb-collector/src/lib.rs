@@ -20,6 +20,7 @@ handle.shutdown();
 */
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod client;
@@ -58,6 +59,8 @@ pub struct CollectorConfig {
     pub readers: usize,
     /// Error grouping and slow-run detection (`[insights]`).
     pub insights: plumb_model::insights::InsightsConfig,
+    /// Alert rules, evaluation and delivery (`[alerts]` in plumb.toml).
+    pub alerts: alerts::AlertsConfig,
 }
 
 /// PEM files for TLS.
@@ -78,6 +81,7 @@ impl CollectorConfig {
             insecure: false,
             readers: 4,
             insights: Default::default(),
+            alerts: alerts::AlertsConfig::default(),
         }
     }
 }
@@ -139,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .merge(nodes::routes(&state))
         .merge(otlp::routes())
         .merge(insights::routes(&state))
+        .merge(alerts::routes())
         // Route modules of other capabilities merge here, one line each:
         // .merge(otlp::routes())
         // .merge(nodes::routes())
@@ -201,6 +206,7 @@ pub async fn prepare(
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let state = AppState::open(&config, addrs.iter().any(|a| !a.ip().is_loopback()))?;
     check_exposure(&config, &state, &addrs).await?;
+    alerts::start(&state, &config.alerts, addrs.first().copied()).await?;
     Ok(Prepared {
         listeners,
         state,

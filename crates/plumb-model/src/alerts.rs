@@ -72,9 +72,13 @@ impl AlertState {
 
     /// Parses a lowercase name.
     pub fn parse(s: &str) -> Option<AlertState> {
-        [AlertState::Pending, AlertState::Firing, AlertState::Resolved]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            AlertState::Pending,
+            AlertState::Firing,
+            AlertState::Resolved,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 

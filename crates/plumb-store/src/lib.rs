@@ -18,6 +18,7 @@ assert_eq!(store.get_run(run.id).unwrap().name, "job");
 */
 #![deny(missing_docs)]
 
+pub mod alerts;
 mod backend;
 pub mod bloom;
 pub mod chunk;

@@ -203,4 +203,36 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO error_queue (run_id)
         SELECT id FROM runs WHERE state IN ('failed', 'killed', 'evicted');
     "#,
+    // (helper "alerts"): alerts (every alert's state by fingerprint: since,
+    // fired, resolved, last notified), alert_rules (the effective rules as
+    // JSON), disk_samples (per node and mount, for the disk-fill prediction).
+    r#"
+    CREATE TABLE alerts (
+        fingerprint      TEXT PRIMARY KEY,  -- hash of the sorted labels
+        name             TEXT NOT NULL,     -- alertname
+        severity         TEXT NOT NULL,
+        state            TEXT NOT NULL,     -- pending, firing, resolved
+        labels           TEXT NOT NULL,     -- JSON object
+        annotations      TEXT NOT NULL,     -- JSON [summary, description]
+        active_ns        INTEGER NOT NULL,  -- condition holds since
+        starts_ns        INTEGER NOT NULL,  -- fired at (active_ns while pending)
+        ends_ns          INTEGER,           -- resolved at
+        last_notified_ns INTEGER,
+        notified_state   TEXT               -- what the last notification said
+    ) WITHOUT ROWID;
+    CREATE INDEX alerts_state ON alerts(state, ends_ns);
+    CREATE TABLE alert_rules (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        rules TEXT NOT NULL
+    );
+    CREATE TABLE disk_samples (
+        node      TEXT NOT NULL,
+        mount     TEXT NOT NULL,
+        t_ns      INTEGER NOT NULL,         -- collector clock at arrival
+        available INTEGER NOT NULL,
+        total     INTEGER NOT NULL,
+        PRIMARY KEY (node, mount, t_ns)
+    ) WITHOUT ROWID;
+    CREATE INDEX disk_samples_time ON disk_samples(t_ns);
+    "#,
 ];

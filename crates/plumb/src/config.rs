@@ -38,6 +38,11 @@ pub struct Config {
     /// Bound of the outbox of runs waiting to be shipped (`spool_max =`,
     /// PLUMB_SPOOL_MAX); when full the oldest runs are dropped and counted.
     pub spool_max: u64,
+    /// Alert rules and receivers (`[alerts]`), used by `plumb serve`.
+    pub alerts: plumb_collector::alerts::AlertsConfig,
+    /// Mounts `plumb agent` always reports, whatever their file system type
+    /// (`[agent] mounts = [...]`).
+    pub agent_mounts: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +59,16 @@ struct FileConfig {
     token: Option<String>,
     ca_cert: Option<PathBuf>,
     spool_max: Option<String>,
+    alerts: Option<plumb_collector::alerts::AlertsConfig>,
+    #[serde(default)]
+    agent: AgentFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFileConfig {
+    #[serde(default)]
+    mounts: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +118,8 @@ impl Config {
             token: file.token.filter(|t| !t.trim().is_empty()),
             ca_cert: file.ca_cert,
             spool_max: plumb_ship::DEFAULT_SPOOL_MAX,
+            alerts: file.alerts.unwrap_or_default(),
+            agent_mounts: file.agent.mounts,
         };
         if let Some(c) = file.spool_max {
             cfg.spool_max = parse_size(&c).context("plumb.toml: spool_max")?;
@@ -233,6 +250,25 @@ mod tests {
                 .to_string()
                 .contains("unknown size unit")
         );
+    }
+
+    #[test]
+    fn alert_rules_parse_and_bad_ones_are_named() {
+        let f: FileConfig = toml::from_str(
+            "[alerts]\ninterval = \"200ms\"\n[alerts.rules.disk_low]\nwarning_below = 20\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:9/x\"\n",
+        )
+        .unwrap();
+        let a = f.alerts.unwrap();
+        assert_eq!(a.interval.0, std::time::Duration::from_millis(200));
+        assert_eq!(a.rules.disk_low.warning_below, 20.0);
+        assert_eq!(a.rules.disk_low.critical_below, 5.0);
+        assert_eq!(a.webhook.len(), 1);
+        let err =
+            toml::from_str::<FileConfig>("[alerts.rules.disk_low]\nwarn_below = 3\n").unwrap_err();
+        assert!(err.to_string().contains("warn_below"), "{err}");
+        let err =
+            toml::from_str::<FileConfig>("[alerts.rules.node_down]\nfor = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
     }
 
     #[test]

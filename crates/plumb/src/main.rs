@@ -43,6 +43,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// List the nodes the collector knows, with their state.
     Nodes(cmd::nodes::Args),
+    /// The collector's alerts (firing and resolved), or its rules.
+    Alerts(cmd::alerts::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Token(a) => cmd::token::main(a),
         Command::Agent(a) => cmd::agent::main(a),
         Command::Nodes(a) => cmd::nodes::main(a),
+        Command::Alerts(a) => cmd::alerts::main(a),
     };
     match result {
         Ok(code) => code,

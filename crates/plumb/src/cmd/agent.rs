@@ -30,6 +30,11 @@ pub struct Args {
     /// `plumb run` leaves runs the collector did not take yet.
     #[arg(long)]
     pub spool: Option<PathBuf>,
+    /// A mount point always reported, whatever its file system type
+    /// (tmpfs and other pseudo file systems are skipped otherwise);
+    /// repeatable, added to `[agent] mounts` of plumb.toml.
+    #[arg(long = "mount", value_name = "PATH")]
+    pub mounts: Vec<PathBuf>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -74,6 +79,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.cache_dir = cfg.home.join("cache");
     ac.python = cfg.python.clone();
     ac.tools = cfg.tools.clone();
+    ac.mounts = cfg.agent_mounts.clone();
+    ac.mounts.extend(args.mounts);
     let agent = plumb_agent::Agent::new(ac).context("cannot start the agent")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod agent;
+pub mod alerts;
 pub mod checkpoint;
 pub mod demo;
 pub mod evict_demo;

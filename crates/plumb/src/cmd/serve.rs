@@ -34,6 +34,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     let mut config = plumb_collector::CollectorConfig::new(a.data.unwrap_or(cfg.home));
     config.insecure = a.insecure;
+    config.alerts = cfg.alerts;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         config.tls = Some(plumb_collector::TlsFiles { cert, key });
     }
@@ -140,6 +141,15 @@ impl Drop for DemoCollector {
 /// with its store in `<store_dir>/collector`, waits until it is ready, and
 /// prints where it listens. Bounded: gives up after 10 s.
 pub fn demo_scene(store_dir: &std::path::Path) -> Result<DemoCollector> {
+    demo_scene_with(store_dir, None)
+}
+
+/// [`demo_scene`] with `config` as the collector's plumb.toml (the alerts
+/// demo's rules and webhook, see `cmd::alerts::demo_prepare`).
+pub fn demo_scene_with(
+    store_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<DemoCollector> {
     use std::io::BufRead;
     let exe = std::env::current_exe().context("cannot find the plumb executable")?;
     let data = store_dir.join("collector");
@@ -153,6 +163,7 @@ pub fn demo_scene(store_dir: &std::path::Path) -> Result<DemoCollector> {
             "--data",
         ])
         .arg(&data)
+        .envs(config.map(|c| ("PLUMB_CONFIG", c)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

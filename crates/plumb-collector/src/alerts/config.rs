@@ -1,0 +1,372 @@
+//! The `[alerts]` section of plumb.toml, typed, with its defaults and its
+//! checks. Unknown keys are refused by serde (the TOML reader names the key
+//! and line); values out of range by [`AlertsConfig::validate`], naming the
+//! key.
+
+use plumb_model::alerts::Severity;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::time::Duration;
+
+/// A duration written as `15s`, `200ms`, `4h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// From seconds.
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+
+    /// Nanoseconds, saturated to i64.
+    pub fn as_nanos(self) -> i64 {
+        self.0.as_nanos().min(i64::MAX as u128) as i64
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let s = String::deserialize(d)?;
+        let ns = plumb_model::parse_duration_ns(&s).map_err(serde::de::Error::custom)?;
+        if ns < 0 {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is negative: a duration must be 0 or more"
+            )));
+        }
+        Ok(Dur(Duration::from_nanos(ns as u64)))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+/// Alert rules, evaluation and delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Evaluate rules at all.
+    pub enabled: bool,
+    /// Time between evaluations.
+    pub interval: Dur,
+    /// A firing alert is notified again after this long.
+    pub repeat_interval: Dur,
+    /// At most this many alert notifications a minute (per alert; the rest
+    /// wait for a later evaluation).
+    pub max_per_minute: u32,
+    /// The collector's URL as receivers should link to it (`externalURL`,
+    /// `generatorURL`); default: the API listener.
+    pub external_url: Option<String>,
+    /// The rules.
+    pub rules: Rules,
+    /// Webhooks (`[[alerts.webhook]]`).
+    pub webhook: Vec<WebhookConfig>,
+    /// Commands (`[[alerts.exec]]`).
+    pub exec: Vec<ExecConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            interval: Dur::secs(15),
+            repeat_interval: Dur::secs(4 * 3600),
+            max_per_minute: 30,
+            external_url: None,
+            rules: Rules::default(),
+            webhook: Vec::new(),
+            exec: Vec::new(),
+        }
+    }
+}
+
+/// Every rule, under `[alerts.rules.<name>]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rules {
+    /// Disk available below a share of its size, per node and mount.
+    pub disk_low: DiskLowRule,
+    /// Disk predicted to fill soon at its current rate.
+    pub disk_fill: DiskFillRule,
+    /// A node the failure detector declared down.
+    pub node_down: BasicRule,
+    /// A running run longer than usual for its name.
+    pub slow_run: SlowRunRule,
+    /// Too many failures among a job name's last runs.
+    pub failure_rate: FailureRateRule,
+    /// An error group first seen since the rule started.
+    pub new_error: BasicRule,
+}
+
+/// Settings every rule has; `severity` and `for` default per rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BasicRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Option<Severity>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Option<Dur>,
+    /// Text added to every alert's description (e.g. why a threshold is
+    /// unusual).
+    pub note: Option<String>,
+}
+
+impl Default for BasicRule {
+    fn default() -> Self {
+        BasicRule {
+            enabled: true,
+            severity: None,
+            for_: None,
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.disk_low]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskLowRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Warning when available space is below this percentage of the size.
+    pub warning_below: f64,
+    /// Critical when below this percentage (0: never critical).
+    pub critical_below: f64,
+    /// Only these mount points (default: every reported mount).
+    pub mounts: Vec<String>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for DiskLowRule {
+    fn default() -> Self {
+        DiskLowRule {
+            enabled: true,
+            warning_below: 10.0,
+            critical_below: 5.0,
+            mounts: Vec::new(),
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.disk_fill]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskFillRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Fire when the disk is predicted to be full within this.
+    pub within: Dur,
+    /// The recent samples the rate is fitted to (older ones are dropped).
+    pub window: Dur,
+    /// No prediction until the samples span at least this.
+    pub min_span: Dur,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for DiskFillRule {
+    fn default() -> Self {
+        DiskFillRule {
+            enabled: true,
+            severity: Severity::Warning,
+            within: Dur::secs(24 * 3600),
+            window: Dur::secs(6 * 3600),
+            min_span: Dur::secs(3600),
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.slow_run]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowRunRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Slow when elapsed exceeds `factor` x the p95 of the name's past runs.
+    pub factor: f64,
+    /// Past successful runs of the name needed before judging.
+    pub min_history: usize,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for SlowRunRule {
+    fn default() -> Self {
+        let d = plumb_model::insights::SlowConfig::default();
+        SlowRunRule {
+            enabled: true,
+            severity: Severity::Warning,
+            factor: d.factor,
+            min_history: d.min_history,
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.failure_rate]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailureRateRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Fire when the share of failed runs is above this (0 to 1).
+    pub above: f64,
+    /// Over a job name's last this many finished runs.
+    pub last: u32,
+    /// Only judge names with at least this many finished runs.
+    pub min_runs: u32,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for FailureRateRule {
+    fn default() -> Self {
+        FailureRateRule {
+            enabled: true,
+            severity: Severity::Warning,
+            above: 0.5,
+            last: 10,
+            min_runs: 5,
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[[alerts.webhook]]`: a JSON POST of Alertmanager's webhook payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Per attempt.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_webhook_timeout() -> Dur {
+    Dur::secs(10)
+}
+
+/// `[[alerts.exec]]`: a command (run with `sh -c`) given the same JSON on
+/// stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The command line.
+    pub command: String,
+    /// It is killed after this long.
+    #[serde(default = "default_exec_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_exec_timeout() -> Dur {
+    Dur::secs(30)
+}
+
+impl AlertsConfig {
+    /// Checks values serde cannot: ranges, URLs, empty commands. The error
+    /// names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let r = &self.rules;
+        let pct = |key: &str, v: f64| {
+            if (0.0..=100.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "alerts.rules.{key} = {v}: a percentage between 0 and 100"
+                ))
+            }
+        };
+        if self.interval.0 < Duration::from_millis(10) {
+            return Err(format!(
+                "alerts.interval = {:?}: use 10ms or more",
+                self.interval.0
+            ));
+        }
+        if self.max_per_minute == 0 {
+            return Err("alerts.max_per_minute = 0: use 1 or more".into());
+        }
+        pct("disk_low.warning_below", r.disk_low.warning_below)?;
+        pct("disk_low.critical_below", r.disk_low.critical_below)?;
+        if r.disk_low.critical_below > r.disk_low.warning_below {
+            return Err(format!(
+                "alerts.rules.disk_low.critical_below = {} is above warning_below = {}: critical must be the lower threshold",
+                r.disk_low.critical_below, r.disk_low.warning_below
+            ));
+        }
+        if r.disk_fill.min_span.0 > r.disk_fill.window.0 {
+            return Err(format!(
+                "alerts.rules.disk_fill.min_span ({:?}) is longer than its window ({:?}): no prediction could ever be made",
+                r.disk_fill.min_span.0, r.disk_fill.window.0
+            ));
+        }
+        if !(r.slow_run.factor.is_finite() && r.slow_run.factor > 0.0) {
+            return Err(format!(
+                "alerts.rules.slow_run.factor = {}: a positive number",
+                r.slow_run.factor
+            ));
+        }
+        if !(0.0..1.0).contains(&r.failure_rate.above) {
+            return Err(format!(
+                "alerts.rules.failure_rate.above = {}: a share from 0 up to (not including) 1, e.g. 0.5",
+                r.failure_rate.above
+            ));
+        }
+        if r.failure_rate.last == 0 || r.failure_rate.min_runs > r.failure_rate.last {
+            return Err(format!(
+                "alerts.rules.failure_rate: last = {} must be at least 1 and at least min_runs = {}",
+                r.failure_rate.last, r.failure_rate.min_runs
+            ));
+        }
+        for (i, w) in self.webhook.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(format!(
+                    "alerts.webhook[{i}].url = {:?}: not an http:// or https:// URL",
+                    w.url
+                ));
+            }
+        }
+        for (i, e) in self.exec.iter().enumerate() {
+            if e.command.trim().is_empty() {
+                return Err(format!("alerts.exec[{i}].command is empty"));
+            }
+        }
+        if let Some(u) = &self.external_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(format!(
+                "alerts.external_url = {u:?}: not an http:// or https:// URL"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Delivery: webhooks (a JSON POST of Alertmanager's payload) and commands
+//! (the same JSON on stdin), off the evaluation path. Evaluation hands
+//! payloads over with `try_send` on a bounded channel and never waits;
+//! each delivery runs on a blocking thread, retried with bounded
+//! exponential backoff, at most a few at a time.
+
+use super::config::{Dur, ExecConfig, WebhookConfig};
+use plumb_model::alerts::WebhookPayload;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Attempts per delivery (the first included).
+const ATTEMPTS: u32 = 5;
+/// Backoff before the second attempt; doubles, capped at [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Deliveries in flight at once.
+const CONCURRENCY: usize = 4;
+/// Payloads waiting for delivery; beyond this they are dropped and counted.
+pub const QUEUE: usize = 256;
+
+/// Labels of the notification counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `webhook` or `exec`.
+    pub receiver: String,
+    /// `sent`, `failed` (after every retry) or `dropped` (queue full).
+    pub outcome: String,
+}
+
+/// Where payloads go.
+#[derive(Debug, Clone)]
+pub struct Receivers {
+    /// Webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Commands.
+    pub execs: Vec<ExecConfig>,
+    /// Outcome counter.
+    pub counter: Family<OutcomeLabels, Counter>,
+}
+
+impl Receivers {
+    fn count(&self, receiver: &str, outcome: &str) {
+        self.counter
+            .get_or_create(&OutcomeLabels {
+                receiver: receiver.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Whether there is anywhere to send to.
+    pub fn any(&self) -> bool {
+        !self.webhooks.is_empty() || !self.execs.is_empty()
+    }
+
+    /// Hands `payloads` to the delivery task without waiting; counts what
+    /// did not fit.
+    pub fn enqueue(
+        &self,
+        tx: &tokio::sync::mpsc::Sender<WebhookPayload>,
+        payloads: Vec<WebhookPayload>,
+    ) {
+        for p in payloads {
+            if tx.try_send(p).is_err() {
+                tracing::warn!("alert delivery queue full: a notification was dropped");
+                self.count("queue", "dropped");
+            }
+        }
+    }
+}
+
+/// Delivers every payload received to every receiver until the channel
+/// closes.
+pub async fn run(receivers: Receivers, mut rx: tokio::sync::mpsc::Receiver<WebhookPayload>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let receivers = Arc::new(receivers);
+    while let Some(payload) = rx.recv().await {
+        for i in 0..receivers.webhooks.len() {
+            let mut p = payload.clone();
+            p.receiver = format!("webhook-{i}");
+            spawn_one(&permits, &receivers, move |r| {
+                let w = &r.webhooks[i];
+                let out = post(w, &p);
+                ("webhook", w.url.clone(), out)
+            })
+            .await;
+        }
+        for i in 0..receivers.execs.len() {
+            let mut p = payload.clone();
+            p.receiver = format!("exec-{i}");
+            spawn_one(&permits, &receivers, move |r| {
+                let e = &r.execs[i];
+                let out = exec(e, &p);
+                ("exec", e.command.clone(), out)
+            })
+            .await;
+        }
+    }
+}
+
+async fn spawn_one(
+    permits: &Arc<tokio::sync::Semaphore>,
+    receivers: &Arc<Receivers>,
+    attempt: impl Fn(&Receivers) -> (&'static str, String, Result<(), String>) + Send + 'static,
+) {
+    let Ok(permit) = permits.clone().acquire_owned().await else {
+        return;
+    };
+    let r = receivers.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut backoff = FIRST_BACKOFF;
+        for n in 1..=ATTEMPTS {
+            let (kind, target, result) = attempt(&r);
+            match result {
+                Ok(()) => {
+                    r.count(kind, "sent");
+                    return;
+                }
+                Err(e) if n == ATTEMPTS => {
+                    tracing::warn!(receiver = kind, %target, error = %e, attempts = n, "alert notification failed; giving up");
+                    r.count(kind, "failed");
+                }
+                Err(e) => {
+                    tracing::info!(receiver = kind, %target, error = %e, attempt = n, "alert notification failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    });
+}
+
+fn post(w: &WebhookConfig, p: &WebhookPayload) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(w.timeout.0))
+        .build()
+        .into();
+    let body = serde_json::to_vec(p).expect("payload serializes");
+    let resp = agent
+        .post(&w.url)
+        .header("Content-Type", "application/json")
+        .header("User-Agent", concat!("plumb/", env!("CARGO_PKG_VERSION")))
+        .send(&body[..])
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", resp.status()))
+    }
+}
+
+/// Runs the command with `sh -c`, the payload on stdin and `PLUMB_ALERT_*`
+/// variables; kills it after its timeout.
+fn exec(e: &ExecConfig, p: &WebhookPayload) -> Result<(), String> {
+    let body = serde_json::to_vec(p).expect("payload serializes");
+    let names: Vec<&str> = p
+        .alerts
+        .iter()
+        .filter_map(|a| a.labels.get("alertname").map(String::as_str))
+        .collect();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&e.command)
+        .env("PLUMB_ALERT_STATUS", &p.status)
+        .env("PLUMB_ALERT_COUNT", p.alerts.len().to_string())
+        .env("PLUMB_ALERT_NAMES", names.join(","))
+        .env("PLUMB_ALERT_GROUP", &p.group_key)
+        .env(
+            "PLUMB_ALERT_SUMMARY",
+            p.alerts
+                .iter()
+                .map(|a| a.annotations.get("summary").cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|err| format!("cannot start `sh -c {}`: {err}", e.command))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its stdin is fine: a broken pipe
+        // here is not a failure of the notification.
+        let _ = stdin.write_all(&body);
+    }
+    wait_with_timeout(&mut child, e.timeout)
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, timeout: Dur) -> Result<(), String> {
+    let deadline = Instant::now() + timeout.0;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("the command ended with {status}")),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the command ran longer than {:?} and was killed",
+                    timeout.0
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(err) => return Err(format!("cannot wait for the command: {err}")),
+        }
+    }
+}

@@ -1,0 +1,717 @@
+//! What fires: the rules turned into candidate alerts from one snapshot of
+//! the store, and the candidates reconciled with the stored alerts into
+//! state changes and notifications. Pure functions: no I/O here.
+
+use super::config::AlertsConfig;
+use plumb_model::Timestamp;
+use plumb_model::alerts::{Alert, AlertState, Annotations, RuleInfo, Severity, fingerprint};
+use plumb_model::insights::{ErrorGroup, ErrorStatus, SlowRun};
+use plumb_model::node::{NodeState, NodeStatus};
+use plumb_store::alerts::{AlertRow, JobOutcomes};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// Everything the rules read, taken in one store read.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every node with its last report.
+    pub nodes: Vec<NodeStatus>,
+    /// Disk samples per (node, mount).
+    pub disk_samples: HashMap<(String, String), Vec<(Timestamp, u64)>>,
+    /// Outcomes of recent job names.
+    pub jobs: Vec<JobOutcomes>,
+    /// Runs running longer than usual.
+    pub slow_runs: Vec<SlowRun>,
+    /// Error groups seen recently.
+    pub error_groups: Vec<ErrorGroup>,
+    /// Every stored alert.
+    pub alerts: Vec<AlertRow>,
+}
+
+/// A condition that holds now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Labels, `alertname` and `severity` included.
+    pub labels: BTreeMap<String, String>,
+    /// Summary and description.
+    pub annotations: Annotations,
+    /// Severity.
+    pub severity: Severity,
+    /// The rule's `for`.
+    pub for_: Duration,
+}
+
+fn candidate(
+    alertname: &str,
+    severity: Severity,
+    for_: Duration,
+    labels: &[(&str, &str)],
+    summary: String,
+    mut description: String,
+    note: &Option<String>,
+) -> Candidate {
+    let mut l: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.insert("alertname".into(), alertname.into());
+    l.insert("severity".into(), severity.as_str().into());
+    if let Some(n) = note {
+        description.push(' ');
+        description.push_str(n);
+    }
+    Candidate {
+        labels: l,
+        annotations: Annotations {
+            summary,
+            description,
+        },
+        severity,
+        for_,
+    }
+}
+
+/// Alert names, one per rule.
+pub const DISK_LOW: &str = "DiskSpaceLow";
+/// See [`DISK_LOW`].
+pub const DISK_FILL: &str = "DiskWillFill";
+/// See [`DISK_LOW`].
+pub const NODE_DOWN: &str = "NodeDown";
+/// See [`DISK_LOW`].
+pub const SLOW_RUN: &str = "RunLongerThanUsual";
+/// See [`DISK_LOW`].
+pub const FAILURE_RATE: &str = "JobFailureRate";
+/// See [`DISK_LOW`].
+pub const NEW_ERROR: &str = "NewErrorGroup";
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+fn human_secs(s: f64) -> String {
+    crate::alerts::human(Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// The candidates of every enabled rule. `started` is when evaluation
+/// started on this collector (a "new" error group is one first seen since).
+pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<Candidate> {
+    let r = &cfg.rules;
+    let mut out = Vec::new();
+    for n in &snap.nodes {
+        // A node that is down reports nothing new: its last disks would
+        // fire stale alerts. Node down says what matters.
+        let down = n.state == NodeState::Down;
+        for d in &n.report.disks {
+            if down || d.total == 0 {
+                continue;
+            }
+            let pct = d.available as f64 * 100.0 / d.total as f64;
+            if r.disk_low.enabled
+                && (r.disk_low.mounts.is_empty() || r.disk_low.mounts.contains(&d.mount))
+            {
+                let sev = if pct < r.disk_low.critical_below {
+                    Some(Severity::Critical)
+                } else if pct < r.disk_low.warning_below {
+                    Some(Severity::Warning)
+                } else {
+                    None
+                };
+                if let Some(sev) = sev {
+                    let threshold = if sev == Severity::Critical {
+                        r.disk_low.critical_below
+                    } else {
+                        r.disk_low.warning_below
+                    };
+                    out.push(candidate(
+                        DISK_LOW,
+                        sev,
+                        r.disk_low.for_.0,
+                        &[("node", &n.node), ("mount", &d.mount)],
+                        format!("{} on {} has {pct:.1}% space left", d.mount, n.node),
+                        format!(
+                            "{} of {} available on {} ({}, {}) on node {}: below the {threshold}% threshold.",
+                            gib(d.available),
+                            gib(d.total),
+                            d.mount,
+                            d.device,
+                            d.fs_type,
+                            n.node
+                        ),
+                        &r.disk_low.note,
+                    ));
+                }
+            }
+            if r.disk_fill.enabled
+                && let Some(s) = snap.disk_samples.get(&(n.node.clone(), d.mount.clone()))
+                && let Some(left) = plumb_model::alerts::predict_fill_seconds(
+                    s,
+                    r.disk_fill.min_span.0.as_secs_f64(),
+                )
+                && left <= r.disk_fill.within.0.as_secs_f64()
+            {
+                out.push(candidate(
+                    DISK_FILL,
+                    r.disk_fill.severity,
+                    r.disk_fill.for_.0,
+                    &[("node", &n.node), ("mount", &d.mount)],
+                    format!(
+                        "{} on {} is predicted to fill in {}",
+                        d.mount,
+                        n.node,
+                        human_secs(left)
+                    ),
+                    format!(
+                        "At the rate of the last {} samples ({} available now), {} on node {} has no space left in {}: within the {} threshold.",
+                        s.len(),
+                        gib(d.available),
+                        d.mount,
+                        n.node,
+                        human_secs(left),
+                        crate::alerts::human(r.disk_fill.within.0)
+                    ),
+                    &r.disk_fill.note,
+                ));
+            }
+        }
+        if r.node_down.enabled && down {
+            out.push(candidate(
+                NODE_DOWN,
+                r.node_down.severity.unwrap_or(Severity::Critical),
+                r.node_down.for_.map(|d| d.0).unwrap_or_default(),
+                &[("node", &n.node)],
+                format!("node {} is down", n.node),
+                format!(
+                    "No heartbeat from node {} since {} (down since {}).",
+                    n.node, n.last_heartbeat, n.since
+                ),
+                &r.node_down.note,
+            ));
+        }
+    }
+    if r.slow_run.enabled {
+        for s in &snap.slow_runs {
+            let id = s.run_id.to_string();
+            out.push(candidate(
+                SLOW_RUN,
+                r.slow_run.severity,
+                r.slow_run.for_.0,
+                &[("job", &s.name), ("node", &s.host), ("run_id", &id)],
+                format!("run {} of {} is taking longer than usual", id, s.name),
+                format!(
+                    "Run {id} of {} on {} has been running for {}; its name's p50 is {} and p95 {} ({:.1}x the p95).",
+                    s.name,
+                    s.host,
+                    human_secs(s.elapsed_s),
+                    human_secs(s.p50_s),
+                    human_secs(s.p95_s),
+                    s.factor
+                ),
+                &r.slow_run.note,
+            ));
+        }
+    }
+    if r.failure_rate.enabled {
+        for j in &snap.jobs {
+            if j.runs < r.failure_rate.min_runs {
+                continue;
+            }
+            let share = j.failed as f64 / j.runs as f64;
+            if share > r.failure_rate.above {
+                out.push(candidate(
+                    FAILURE_RATE,
+                    r.failure_rate.severity,
+                    r.failure_rate.for_.0,
+                    &[("job", &j.name)],
+                    format!(
+                        "{} of the last {} runs of {} failed",
+                        j.failed, j.runs, j.name
+                    ),
+                    format!(
+                        "{:.0}% of the last {} finished runs of {} did not succeed (threshold {:.0}%); the latest ran on {}.",
+                        share * 100.0,
+                        j.runs,
+                        j.name,
+                        r.failure_rate.above * 100.0,
+                        j.last_host
+                    ),
+                    &r.failure_rate.note,
+                ));
+            }
+        }
+    }
+    if r.new_error.enabled {
+        let already: HashSet<&str> = snap
+            .alerts
+            .iter()
+            .filter(|a| a.alert.name == NEW_ERROR && a.alert.state != AlertState::Resolved)
+            .filter_map(|a| a.alert.labels.get("error").map(String::as_str))
+            .collect();
+        for g in &snap.error_groups {
+            // New since this collector watches, or already alerting before
+            // a restart; either way only while the group counts as new.
+            if g.status != ErrorStatus::New
+                || !(g.first_seen >= started || already.contains(g.fingerprint.as_str()))
+            {
+                continue;
+            }
+            let hosts = g.hosts.join(", ");
+            out.push(candidate(
+                NEW_ERROR,
+                r.new_error.severity.unwrap_or(Severity::Warning),
+                r.new_error.for_.map(|d| d.0).unwrap_or_default(),
+                &[("error", &g.fingerprint), ("kind", &g.kind)],
+                format!("new error: {}: {}", g.kind, first_line(&g.message)),
+                format!(
+                    "A new {} error group {} ({}) first seen {}: {} occurrence(s) in {} run(s) on {}.",
+                    g.language, g.fingerprint, g.kind, g.first_seen, g.count, g.runs, hosts
+                ),
+                &r.new_error.note,
+            ));
+        }
+    }
+    out
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("");
+    if l.chars().count() > 200 {
+        l.chars().take(200).collect::<String>() + "..."
+    } else {
+        l.to_string()
+    }
+}
+
+/// What one evaluation changes.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Rows to insert or replace.
+    pub put: Vec<AlertRow>,
+    /// Fingerprints to delete (pending alerts whose condition cleared).
+    pub delete: Vec<String>,
+    /// Alerts to notify about, as they are after this evaluation.
+    pub notify: Vec<Alert>,
+}
+
+/// Limits notifications to a number per minute.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    sent: std::collections::VecDeque<Timestamp>,
+}
+
+impl RateLimit {
+    /// Whether one more may go at `now` with at most `per_minute`; counts it
+    /// if so.
+    pub fn allow(&mut self, now: Timestamp, per_minute: u32) -> bool {
+        let minute_ago = now.as_nanos() - 60_000_000_000;
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| t.as_nanos() <= minute_ago)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() >= per_minute as usize {
+            return false;
+        }
+        self.sent.push_back(now);
+        true
+    }
+}
+
+/// Reconciles the stored alerts with the candidates at `now`:
+/// new conditions go pending (or straight to firing with no `for`), pending
+/// ones fire once their `for` has passed, firing ones whose condition
+/// cleared resolve, pending ones that cleared are forgotten. An alert is
+/// notified when it fires, when it resolves after a firing notification,
+/// and again every `repeat_interval` while firing; never twice for the same
+/// state otherwise, so restarts and repeated evaluations do not re-notify.
+pub fn reconcile(
+    cfg: &AlertsConfig,
+    stored: &[AlertRow],
+    candidates: Vec<Candidate>,
+    now: Timestamp,
+    limit: &mut RateLimit,
+) -> Outcome {
+    let mut by_fp: HashMap<&str, &AlertRow> = stored
+        .iter()
+        .map(|r| (r.alert.fingerprint.as_str(), r))
+        .collect();
+    let mut out = Outcome::default();
+    let mut seen = HashSet::new();
+    for c in candidates {
+        let fp = fingerprint(&c.labels);
+        if !seen.insert(fp.clone()) {
+            continue;
+        }
+        let prev = by_fp.remove(fp.as_str());
+        let for_ns = c.for_.as_nanos().min(i64::MAX as u128) as i64;
+        let (active_since, was, starts_at, notified, last_notified) = match prev {
+            Some(p) if p.alert.state != AlertState::Resolved => (
+                p.active_since,
+                p.alert.state,
+                p.alert.starts_at,
+                p.notified,
+                p.alert.last_notified,
+            ),
+            // A resolved alert that holds again is a new episode; what was
+            // notified about the last one still counts, so its firing is
+            // told.
+            Some(p) => (
+                now,
+                AlertState::Resolved,
+                now,
+                p.notified,
+                p.alert.last_notified,
+            ),
+            None => (now, AlertState::Resolved, now, None, None),
+        };
+        let state = if now.as_nanos() - active_since.as_nanos() >= for_ns {
+            AlertState::Firing
+        } else {
+            AlertState::Pending
+        };
+        let starts_at = if state == AlertState::Firing && was != AlertState::Firing {
+            now
+        } else if was == AlertState::Firing {
+            starts_at
+        } else {
+            active_since
+        };
+        let mut row = AlertRow {
+            alert: Alert {
+                fingerprint: fp,
+                name: c.labels["alertname"].clone(),
+                severity: c.severity,
+                state,
+                labels: c.labels,
+                annotations: c.annotations,
+                starts_at,
+                ends_at: None,
+                last_notified,
+            },
+            active_since,
+            notified,
+        };
+        if state == AlertState::Firing {
+            let due = notified != Some(AlertState::Firing)
+                || last_notified.is_none_or(|t| {
+                    now.as_nanos() - t.as_nanos() >= cfg.repeat_interval.as_nanos()
+                });
+            if due && limit.allow(now, cfg.max_per_minute) {
+                row.alert.last_notified = Some(now);
+                row.notified = Some(AlertState::Firing);
+                out.notify.push(row.alert.clone());
+            }
+        }
+        out.put.push(row);
+    }
+    for (fp, p) in by_fp {
+        match p.alert.state {
+            AlertState::Pending => out.delete.push(fp.to_string()),
+            AlertState::Firing => {
+                let mut row = p.clone();
+                row.alert.state = AlertState::Resolved;
+                row.alert.ends_at = Some(now);
+                notify_resolved(cfg, &mut row, now, limit, &mut out.notify);
+                out.put.push(row);
+            }
+            AlertState::Resolved => {
+                // Resolved, but the resolution could not be told yet (rate
+                // limit): try again.
+                if p.notified == Some(AlertState::Firing) {
+                    let mut row = p.clone();
+                    notify_resolved(cfg, &mut row, now, limit, &mut out.notify);
+                    if row.notified != p.notified {
+                        out.put.push(row);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn notify_resolved(
+    cfg: &AlertsConfig,
+    row: &mut AlertRow,
+    now: Timestamp,
+    limit: &mut RateLimit,
+    notify: &mut Vec<Alert>,
+) {
+    if row.notified == Some(AlertState::Firing) && limit.allow(now, cfg.max_per_minute) {
+        row.notified = Some(AlertState::Resolved);
+        row.alert.last_notified = Some(now);
+        notify.push(row.alert.clone());
+    }
+}
+
+/// The effective rules, for `plumb alerts rules` and the dashboard.
+pub fn rule_infos(cfg: &AlertsConfig) -> Vec<RuleInfo> {
+    let r = &cfg.rules;
+    let secs = |d: Duration| d.as_secs_f64();
+    vec![
+        RuleInfo {
+            rule: "disk_low".into(),
+            alertname: DISK_LOW.into(),
+            enabled: r.disk_low.enabled,
+            severity: if r.disk_low.critical_below > 0.0 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            for_s: secs(r.disk_low.for_.0),
+            condition: format!(
+                "disk available below {}% (warning) or {}% (critical), per node and mount{}",
+                r.disk_low.warning_below,
+                r.disk_low.critical_below,
+                if r.disk_low.mounts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (only {})", r.disk_low.mounts.join(", "))
+                }
+            ),
+        },
+        RuleInfo {
+            rule: "disk_fill".into(),
+            alertname: DISK_FILL.into(),
+            enabled: r.disk_fill.enabled,
+            severity: r.disk_fill.severity,
+            for_s: secs(r.disk_fill.for_.0),
+            condition: format!(
+                "disk predicted to fill within {} at the rate of the last {} (least squares, at least {} of samples)",
+                crate::alerts::human(r.disk_fill.within.0),
+                crate::alerts::human(r.disk_fill.window.0),
+                crate::alerts::human(r.disk_fill.min_span.0)
+            ),
+        },
+        RuleInfo {
+            rule: "node_down".into(),
+            alertname: NODE_DOWN.into(),
+            enabled: r.node_down.enabled,
+            severity: r.node_down.severity.unwrap_or(Severity::Critical),
+            for_s: r.node_down.for_.map(|d| secs(d.0)).unwrap_or(0.0),
+            condition: "node declared down by the failure detector".into(),
+        },
+        RuleInfo {
+            rule: "slow_run".into(),
+            alertname: SLOW_RUN.into(),
+            enabled: r.slow_run.enabled,
+            severity: r.slow_run.severity,
+            for_s: secs(r.slow_run.for_.0),
+            condition: format!(
+                "running longer than {}x the p95 of its name's past runs (at least {} of them)",
+                r.slow_run.factor, r.slow_run.min_history
+            ),
+        },
+        RuleInfo {
+            rule: "failure_rate".into(),
+            alertname: FAILURE_RATE.into(),
+            enabled: r.failure_rate.enabled,
+            severity: r.failure_rate.severity,
+            for_s: secs(r.failure_rate.for_.0),
+            condition: format!(
+                "more than {:.0}% of a job name's last {} finished runs failed (at least {} runs)",
+                r.failure_rate.above * 100.0,
+                r.failure_rate.last,
+                r.failure_rate.min_runs
+            ),
+        },
+        RuleInfo {
+            rule: "new_error".into(),
+            alertname: NEW_ERROR.into(),
+            enabled: r.new_error.enabled,
+            severity: r.new_error.severity.unwrap_or(Severity::Warning),
+            for_s: r.new_error.for_.map(|d| secs(d.0)).unwrap_or(0.0),
+            condition: "an error group first seen since the collector started watching".into(),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_model::node::{CpuLoad, DiskInfo, MemoryInfo, NodeReport};
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_nanos(1_800_000_000_000_000_000 + s * 1_000_000_000)
+    }
+
+    fn node(name: &str, state: NodeState, avail: u64) -> NodeStatus {
+        NodeStatus {
+            node: name.into(),
+            state,
+            since: t(0),
+            last_heartbeat: t(0),
+            phi: 0.0,
+            fingerprint: None,
+            report: NodeReport {
+                version: 1,
+                node: name.into(),
+                sent: t(0),
+                seq: 0,
+                interval_ms: 1000,
+                labels: Default::default(),
+                boot_id: String::new(),
+                uptime_s: 0.0,
+                cpu: CpuLoad::default(),
+                memory: MemoryInfo::default(),
+                disks: vec![DiskInfo {
+                    mount: "/data".into(),
+                    fs_type: "ext4".into(),
+                    device: "/dev/sdb".into(),
+                    total: 1000,
+                    available: avail,
+                    inodes_total: 0,
+                    inodes_free: 0,
+                }],
+                network: vec![],
+                runs_in_progress: 0,
+                spool: Default::default(),
+                fingerprint: None,
+            },
+        }
+    }
+
+    fn run(
+        cfg: &AlertsConfig,
+        stored: &mut Vec<AlertRow>,
+        snap: &Snapshot,
+        now: Timestamp,
+    ) -> Vec<Alert> {
+        let c = evaluate(cfg, snap, t(0));
+        let out = reconcile(cfg, stored, c, now, &mut RateLimit::default());
+        stored.retain(|r| {
+            !out.delete.contains(&r.alert.fingerprint)
+                && !out
+                    .put
+                    .iter()
+                    .any(|p| p.alert.fingerprint == r.alert.fingerprint)
+        });
+        stored.extend(out.put);
+        out.notify
+    }
+
+    #[test]
+    fn disk_thresholds_pick_the_worst_severity() {
+        let cfg = AlertsConfig::default();
+        let snap = Snapshot {
+            nodes: vec![
+                node("ok", NodeState::Up, 500),
+                node("low", NodeState::Up, 80),
+                node("full", NodeState::Up, 30),
+                node("gone", NodeState::Down, 0),
+            ],
+            ..Default::default()
+        };
+        let c = evaluate(&cfg, &snap, t(0));
+        let got: Vec<_> = c
+            .iter()
+            .map(|c| {
+                (
+                    c.labels["alertname"].as_str(),
+                    c.labels["node"].as_str(),
+                    c.severity,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (DISK_LOW, "low", Severity::Warning),
+                (DISK_LOW, "full", Severity::Critical),
+                (NODE_DOWN, "gone", Severity::Critical),
+            ]
+        );
+    }
+
+    #[test]
+    fn fires_once_then_resolves_once_and_repeats_after_the_interval() {
+        let mut cfg = AlertsConfig::default();
+        cfg.rules.disk_low.for_ = super::super::config::Dur::secs(10);
+        cfg.repeat_interval = super::super::config::Dur::secs(100);
+        let mut stored = Vec::new();
+        let full = Snapshot {
+            nodes: vec![node("n", NodeState::Up, 10)],
+            ..Default::default()
+        };
+        // Pending for 10 s: nothing told.
+        assert!(run(&cfg, &mut stored, &full, t(0)).is_empty());
+        assert_eq!(stored[0].alert.state, AlertState::Pending);
+        assert!(run(&cfg, &mut stored, &full, t(5)).is_empty());
+        let fired = run(&cfg, &mut stored, &full, t(10));
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].state, AlertState::Firing);
+        assert_eq!(fired[0].starts_at, t(10));
+        // Still firing: not told again until the repeat interval.
+        assert!(run(&cfg, &mut stored, &full, t(20)).is_empty());
+        assert!(run(&cfg, &mut stored, &full, t(60)).is_empty());
+        assert_eq!(run(&cfg, &mut stored, &full, t(111)).len(), 1);
+        // Cleared: resolved once.
+        let ok = Snapshot {
+            nodes: vec![node("n", NodeState::Up, 900)],
+            ..Default::default()
+        };
+        let resolved = run(&cfg, &mut stored, &ok, t(120));
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].state, AlertState::Resolved);
+        assert_eq!(resolved[0].ends_at, Some(t(120)));
+        assert!(run(&cfg, &mut stored, &ok, t(130)).is_empty());
+        // A pending alert that clears is forgotten without a word.
+        run(&cfg, &mut stored, &full, t(140));
+        assert_eq!(
+            stored
+                .iter()
+                .filter(|r| r.alert.state == AlertState::Pending)
+                .count(),
+            1
+        );
+        assert!(run(&cfg, &mut stored, &ok, t(141)).is_empty());
+        assert!(stored.iter().all(|r| r.alert.state == AlertState::Resolved));
+    }
+
+    #[test]
+    fn the_rate_limit_defers_and_a_later_evaluation_tells() {
+        let cfg = AlertsConfig {
+            max_per_minute: 1,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            nodes: vec![node("a", NodeState::Up, 1), node("b", NodeState::Up, 1)],
+            ..Default::default()
+        };
+        let mut limit = RateLimit::default();
+        let c = evaluate(&cfg, &snap, t(0));
+        let out = reconcile(&cfg, &[], c, t(0), &mut limit);
+        assert_eq!(out.notify.len(), 1);
+        let stored = out.put;
+        let c = evaluate(&cfg, &snap, t(0));
+        assert!(
+            reconcile(&cfg, &stored, c.clone(), t(30), &mut limit)
+                .notify
+                .is_empty()
+        );
+        assert_eq!(
+            reconcile(&cfg, &stored, c, t(61), &mut limit).notify.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn failure_rate_needs_enough_runs_and_more_than_the_share() {
+        let cfg = AlertsConfig::default();
+        let job = |name: &str, runs, failed| JobOutcomes {
+            name: name.into(),
+            runs,
+            failed,
+            last_host: "h".into(),
+        };
+        let snap = Snapshot {
+            jobs: vec![job("few", 4, 4), job("half", 10, 5), job("bad", 10, 6)],
+            ..Default::default()
+        };
+        let c = evaluate(&cfg, &snap, t(0));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].labels["job"], "bad");
+        assert_eq!(c[0].labels["alertname"], FAILURE_RATE);
+    }
+}

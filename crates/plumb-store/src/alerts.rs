@@ -1,0 +1,349 @@
+//! Alerts: the state of every alert by fingerprint (so a restarted
+//! collector knows what fired and what it already notified), the effective
+//! rules (so every reader shows the same ones), disk samples for the
+//! disk-fill prediction, and the per-job outcome counts the failure-rate
+//! rule reads.
+//!
+//! The collector decides what fires (`plumb_collector::alerts`); this module
+//! only keeps it.
+
+use crate::Store;
+use crate::error::{Result, StoreError};
+use plumb_model::Timestamp;
+use plumb_model::alerts::{Alert, AlertState, Annotations, Severity};
+use rusqlite::{OptionalExtension, params};
+
+/// An alert as stored: the listed [`Alert`] plus what evaluation needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    /// The alert; its state may be [`AlertState::Pending`] here.
+    pub alert: Alert,
+    /// When its condition started to hold (before its `for` passed).
+    pub active_since: Timestamp,
+    /// The state the last notification about it told (`None`: never
+    /// notified).
+    pub notified: Option<AlertState>,
+}
+
+/// Outcomes of a job name's most recent finished runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcomes {
+    /// The run name.
+    pub name: String,
+    /// Finished runs counted (at most the limit asked for).
+    pub runs: u32,
+    /// Of those, the ones that did not succeed.
+    pub failed: u32,
+    /// Host of the most recent one.
+    pub last_host: String,
+}
+
+impl Store {
+    /// Every stored alert (pending, firing and kept resolved ones).
+    pub fn alert_rows(&self) -> Result<Vec<AlertRow>> {
+        let mut st = self.conn().prepare(
+            "SELECT fingerprint, name, severity, state, labels, annotations, active_ns,
+                    starts_ns, ends_ns, last_notified_ns, notified_state
+             FROM alerts ORDER BY starts_ns DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (fp, name, sev, state, labels, ann, active, starts, ends, notified_at, notified) =
+                r?;
+            let json_err = |what: &str, source| StoreError::Json {
+                id: format!("alert {fp} {what}"),
+                source,
+            };
+            let labels = serde_json::from_str(&labels).map_err(|e| json_err("labels", e))?;
+            let (summary, description): (String, String) =
+                serde_json::from_str(&ann).map_err(|e| json_err("annotations", e))?;
+            let bad =
+                |what: &str, v: &str| StoreError::Corrupt(format!("alert {fp}: {what} `{v}`"));
+            out.push(AlertRow {
+                alert: Alert {
+                    severity: Severity::parse(&sev).ok_or_else(|| bad("severity", &sev))?,
+                    state: AlertState::parse(&state).ok_or_else(|| bad("state", &state))?,
+                    fingerprint: fp.clone(),
+                    name,
+                    labels,
+                    annotations: Annotations {
+                        summary,
+                        description,
+                    },
+                    starts_at: Timestamp::from_nanos(starts),
+                    ends_at: ends.map(Timestamp::from_nanos),
+                    last_notified: notified_at.map(Timestamp::from_nanos),
+                },
+                active_since: Timestamp::from_nanos(active),
+                notified: notified
+                    .as_deref()
+                    .map(|s| AlertState::parse(s).ok_or_else(|| bad("notified state", s)))
+                    .transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Inserts or replaces alerts (by fingerprint) and deletes others, in
+    /// one transaction: one evaluation's outcome is stored whole or not at
+    /// all.
+    pub fn put_alert_rows(&self, rows: &[AlertRow], delete: &[String]) -> Result<()> {
+        let tx = self.conn().unchecked_transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO alerts (fingerprint, name, severity, state, labels,
+                    annotations, active_ns, starts_ns, ends_ns, last_notified_ns, notified_state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for row in rows {
+                let a = &row.alert;
+                put.execute(params![
+                    a.fingerprint,
+                    a.name,
+                    a.severity.as_str(),
+                    a.state.as_str(),
+                    serde_json::to_string(&a.labels).expect("labels serialize"),
+                    serde_json::to_string(&(&a.annotations.summary, &a.annotations.description))
+                        .expect("strings serialize"),
+                    row.active_since.as_nanos(),
+                    a.starts_at.as_nanos(),
+                    a.ends_at.map(|t| t.as_nanos()),
+                    a.last_notified.map(|t| t.as_nanos()),
+                    row.notified.map(|s| s.as_str()),
+                ])?;
+            }
+            let mut del = tx.prepare_cached("DELETE FROM alerts WHERE fingerprint = ?1")?;
+            for fp in delete {
+                del.execute([fp])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets resolved alerts that ended before `before`, and all but the
+    /// `keep` most recent resolved ones, so the history stays bounded.
+    pub fn prune_resolved_alerts(&self, before: Timestamp, keep: usize) -> Result<usize> {
+        let n = self.conn().execute(
+            "DELETE FROM alerts WHERE state = 'resolved' AND (ends_ns < ?1 OR fingerprint IN (
+                SELECT fingerprint FROM alerts WHERE state = 'resolved'
+                ORDER BY ends_ns DESC LIMIT -1 OFFSET ?2))",
+            params![before.as_nanos(), keep as i64],
+        )?;
+        Ok(n)
+    }
+
+    /// Stores the effective rules (JSON), replacing the previous ones.
+    pub fn set_alert_rules(&self, json: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO alert_rules (id, rules) VALUES (1, ?1)",
+            [json],
+        )?;
+        Ok(())
+    }
+
+    /// The effective rules as last stored (JSON), if any.
+    pub fn alert_rules(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT rules FROM alert_rules WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Records a disk sample unless the mount's last one is less than
+    /// `min_gap_ns` older, then drops samples older than `window_start` and
+    /// all but the `keep` newest of the mount. Returns whether it was
+    /// recorded.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_disk_sample(
+        &self,
+        node: &str,
+        mount: &str,
+        at: Timestamp,
+        available: u64,
+        total: u64,
+        min_gap_ns: i64,
+        window_start: Timestamp,
+        keep: usize,
+    ) -> Result<bool> {
+        let tx = self.conn().unchecked_transaction()?;
+        let last: Option<i64> = tx.query_row(
+            "SELECT MAX(t_ns) FROM disk_samples WHERE node = ?1 AND mount = ?2",
+            params![node, mount],
+            |r| r.get(0),
+        )?;
+        if last.is_some_and(|l| at.as_nanos() - l < min_gap_ns) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO disk_samples (node, mount, t_ns, available, total)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![node, mount, at.as_nanos(), available as i64, total as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM disk_samples WHERE node = ?1 AND mount = ?2 AND (t_ns < ?3 OR t_ns IN (
+                SELECT t_ns FROM disk_samples WHERE node = ?1 AND mount = ?2
+                ORDER BY t_ns DESC LIMIT -1 OFFSET ?4))",
+            params![node, mount, window_start.as_nanos(), keep as i64],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// A mount's samples `(time, available bytes)`, oldest first.
+    pub fn disk_samples(&self, node: &str, mount: &str) -> Result<Vec<(Timestamp, u64)>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT t_ns, available FROM disk_samples WHERE node = ?1 AND mount = ?2 ORDER BY t_ns",
+        )?;
+        let rows = st.query_map(params![node, mount], |r| {
+            Ok((
+                Timestamp::from_nanos(r.get(0)?),
+                r.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Drops the samples of mounts no node reports any more.
+    pub fn forget_disk_samples_before(&self, before: Timestamp) -> Result<usize> {
+        Ok(self.conn().execute(
+            "DELETE FROM disk_samples WHERE t_ns < ?1",
+            [before.as_nanos()],
+        )?)
+    }
+
+    /// For every run name with a run started since `since`, the outcomes of
+    /// its `last` most recent finished runs.
+    pub fn job_outcomes(&self, since: Timestamp, last: u32) -> Result<Vec<JobOutcomes>> {
+        let mut names = self
+            .conn()
+            .prepare_cached("SELECT DISTINCT name FROM runs WHERE started_ns >= ?1")?;
+        let names: Vec<String> = names
+            .query_map([since.as_nanos()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut per = self.conn().prepare_cached(
+            "SELECT state, host FROM runs WHERE name = ?1 AND state != 'running'
+             ORDER BY started_ns DESC LIMIT ?2",
+        )?;
+        let mut out = Vec::new();
+        for name in names {
+            let rows: Vec<(String, String)> = per
+                .query_map(params![name, last], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            if rows.is_empty() {
+                continue;
+            }
+            out.push(JobOutcomes {
+                runs: rows.len() as u32,
+                failed: rows.iter().filter(|(s, _)| s != "succeeded").count() as u32,
+                last_host: rows[0].1.clone(),
+                name,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn row(fp: &str, state: AlertState, ends: Option<i64>) -> AlertRow {
+        AlertRow {
+            alert: Alert {
+                fingerprint: fp.into(),
+                name: "NodeDown".into(),
+                severity: Severity::Critical,
+                state,
+                labels: BTreeMap::from([("node".to_string(), "n1".to_string())]),
+                annotations: Annotations {
+                    summary: "s".into(),
+                    description: "d".into(),
+                },
+                starts_at: Timestamp::from_nanos(10),
+                ends_at: ends.map(Timestamp::from_nanos),
+                last_notified: Some(Timestamp::from_nanos(11)),
+            },
+            active_since: Timestamp::from_nanos(5),
+            notified: Some(AlertState::Firing),
+        }
+    }
+
+    #[test]
+    fn alerts_round_trip_and_resolved_history_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let firing = row("a", AlertState::Firing, None);
+        store
+            .put_alert_rows(
+                &[
+                    firing.clone(),
+                    row("b", AlertState::Resolved, Some(100)),
+                    row("c", AlertState::Resolved, Some(200)),
+                    row("d", AlertState::Resolved, Some(300)),
+                ],
+                &[],
+            )
+            .unwrap();
+        let all = store.alert_rows().unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all.iter().find(|r| r.alert.fingerprint == "a"),
+            Some(&firing)
+        );
+        // Ended before 150: b goes; keep 1 of the rest: d stays.
+        store
+            .prune_resolved_alerts(Timestamp::from_nanos(150), 1)
+            .unwrap();
+        let mut left: Vec<_> = store
+            .alert_rows()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.alert.fingerprint)
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["a", "d"]);
+        store.put_alert_rows(&[], &["a".to_string()]).unwrap();
+        assert_eq!(store.alert_rows().unwrap().len(), 1);
+        store.set_alert_rules("[1]").unwrap();
+        store.set_alert_rules("[2]").unwrap();
+        assert_eq!(store.alert_rules().unwrap().as_deref(), Some("[2]"));
+    }
+
+    #[test]
+    fn disk_samples_are_thinned_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = Timestamp::from_nanos;
+        for i in 0..20 {
+            store
+                .add_disk_sample("n", "/", t(i * 10), 1000 - i as u64, 2000, 20, t(0), 5)
+                .unwrap();
+        }
+        // One in two was too close to the previous; five kept.
+        let s = store.disk_samples("n", "/").unwrap();
+        assert_eq!(
+            s.iter().map(|x| x.0.as_nanos()).collect::<Vec<_>>(),
+            vec![100, 120, 140, 160, 180]
+        );
+        assert!(store.disk_samples("n", "/other").unwrap().is_empty());
+    }
+}
