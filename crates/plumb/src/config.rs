@@ -38,6 +38,9 @@ pub struct Config {
     /// Bound of the outbox of runs waiting to be shipped (`spool_max =`,
     /// PLUMB_SPOOL_MAX); when full the oldest runs are dropped and counted.
     pub spool_max: u64,
+    /// Error grouping and slow-run detection (`[insights]`), used by
+    /// `plumb serve`, `plumb errors` and `plumb slow`.
+    pub insights: plumb_model::insights::InsightsConfig,
     /// Alert rules and receivers (`[alerts]`), used by `plumb serve`.
     pub alerts: plumb_collector::alerts::AlertsConfig,
     /// Mounts `plumb agent` always reports, whatever their file system type
@@ -59,6 +62,7 @@ struct FileConfig {
     token: Option<String>,
     ca_cert: Option<PathBuf>,
     spool_max: Option<String>,
+    insights: Option<plumb_model::insights::InsightsConfig>,
     alerts: Option<plumb_collector::alerts::AlertsConfig>,
     #[serde(default)]
     agent: AgentFileConfig,
@@ -118,6 +122,7 @@ impl Config {
             token: file.token.filter(|t| !t.trim().is_empty()),
             ca_cert: file.ca_cert,
             spool_max: plumb_ship::DEFAULT_SPOOL_MAX,
+            insights: file.insights.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
             agent_mounts: file.agent.mounts,
         };

@@ -45,6 +45,10 @@ enum Command {
     Nodes(cmd::nodes::Args),
     /// The collector's alerts (firing and resolved), or its rules.
     Alerts(cmd::alerts::Args),
+    /// Failures grouped by exception fingerprint: list, show, resolve.
+    Errors(cmd::errors::Args),
+    /// Running runs that take longer than usual for their name.
+    Slow(cmd::slow::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         Command::Agent(a) => cmd::agent::main(a),
         Command::Nodes(a) => cmd::nodes::main(a),
         Command::Alerts(a) => cmd::alerts::main(a),
+        Command::Errors(a) => cmd::errors::main(a),
+        Command::Slow(a) => cmd::slow::main(a),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     let mut config = plumb_collector::CollectorConfig::new(a.data.unwrap_or(cfg.home));
     config.insecure = a.insecure;
+    config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         config.tls = Some(plumb_collector::TlsFiles { cert, key });

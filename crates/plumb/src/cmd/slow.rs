@@ -1,0 +1,132 @@
+//! `plumb slow`: running runs that take longer than usual for their name,
+//! from the local store or a collector; `plumb slow --name NAME` prints the
+//! name's duration statistics.
+
+use crate::cmd::query::{SourceArgs, human_duration, open_store};
+use crate::config::Config;
+use anyhow::{Context, Result};
+use plumb_model::Timestamp;
+use plumb_model::insights::{DurationStats, SlowRun, SlowRuns};
+use std::process::ExitCode;
+
+/// Arguments of `plumb slow`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Print the p50/p95 duration of this run name instead.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+enum Answer {
+    Slow(Vec<SlowRun>),
+    Stats(DurationStats),
+}
+
+fn query(args: &Args) -> Result<Answer> {
+    let cfg = Config::load()?;
+    let url = if args.source.local {
+        None
+    } else {
+        args.source.collector.clone().or(cfg.collector.clone())
+    };
+    match url {
+        None => {
+            let store = open_store(&cfg)?;
+            let slow = &cfg.insights.slow;
+            Ok(match &args.name {
+                Some(n) => Answer::Stats(store.duration_stats(n, slow.window)?),
+                None => Answer::Slow(store.slow_runs(Timestamp::now(), slow)?),
+            })
+        }
+        Some(url) => {
+            let client = plumb_ship::Client::new(&crate::cmd::agent::client_config(&cfg, &url))?;
+            let path = match &args.name {
+                Some(n) => format!("/api/v1/durations/{}", encode_segment(n)),
+                None => "/api/v1/runs/slow".to_string(),
+            };
+            let reply = client.get(&path)?;
+            let bad = || format!("unexpected answer from {url}{path} (is it a plumb collector?)");
+            Ok(match &args.name {
+                Some(_) => Answer::Stats(serde_json::from_str(&reply.body).with_context(bad)?),
+                None => {
+                    let s: SlowRuns = serde_json::from_str(&reply.body).with_context(bad)?;
+                    Answer::Slow(s.runs)
+                }
+            })
+        }
+    }
+}
+
+/// Percent-encodes a path segment (run names may hold spaces or slashes).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn secs(s: f64) -> String {
+    human_duration((s * 1e9) as i64)
+}
+
+/// Prints slow runs as a table.
+pub fn print_table(runs: &[SlowRun], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<36} {:<20} {:<16} {:>9} {:>8} {:>8} {:>7}",
+        "RUN", "NAME", "HOST", "ELAPSED", "P50", "P95", "FACTOR"
+    )?;
+    for r in runs {
+        writeln!(
+            out,
+            "{:<36} {:<20} {:<16} {:>9} {:>8} {:>8} {:>6.1}x",
+            r.run_id,
+            r.name,
+            r.host,
+            secs(r.elapsed_s),
+            secs(r.p50_s),
+            secs(r.p95_s),
+            r.factor
+        )?;
+    }
+    if runs.is_empty() {
+        writeln!(out, "(no run is taking longer than usual)")?;
+    }
+    Ok(())
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    match query(&args)? {
+        Answer::Slow(runs) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&SlowRuns { runs })?);
+            } else {
+                print_table(&runs, &mut std::io::stdout().lock())?;
+            }
+        }
+        Answer::Stats(s) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "{}: {} successful runs, p50 {}, p95 {}",
+                    s.name,
+                    s.n,
+                    secs(s.p50_s),
+                    secs(s.p95_s)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
