@@ -4,9 +4,13 @@
 //! 8 concurrent HTTP senders post OTLP/HTTP protobuf log batches (1,000
 //! records of ~230-byte lines each, uncompressed, one host per sender) to a
 //! collector on loopback until `--lines` records (default 10 million) are
-//! acknowledged. Printed, each with its target and ratio:
-//! 1. lines/s (target >= 250,000), MB/s of raw lines, p99 acknowledgement
-//!    latency;
+//! acknowledged. Bodies are built before each timed round (at most 2
+//! million lines), so only sending and ingest compete for the 2 cores.
+//! Printed, each with its target and ratio:
+//! 1. lines/s (target >= 250,000), MB/s of raw lines (the same target at
+//!    the measured line size), p99 acknowledgement latency (<= 1 s), and the
+//!    collector's CPU per line, which stays meaningful when other work loads
+//!    the machine;
 //! 2. time until a just-acknowledged line is searchable (target <= 2 s);
 //! 3. bytes on disk per stored line against the raw line (target <= 1.2x);
 //! 4. search p50 for a rare term over everything stored (target <= 200 ms),
@@ -26,12 +30,18 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use plumb_model::Timestamp;
 use plumb_store::{SearchOptions, Store};
 use prost::Message;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const SENDERS: usize = 8;
 const BATCH: usize = 1000;
+/// The issue's targets.
+const LINES_TARGET: f64 = 250_000.0;
+/// The issue names no latency target; an exporter's default timeout is
+/// 10 s, and a second keeps a synchronous sender's batches flowing.
+const P99_TARGET_MS: f64 = 1000.0;
+/// Lines whose request bodies are built ahead of one timed round.
+const ROUND: usize = 2_000_000;
 /// Record times are spread over this span, so a one-hour window holds a
 /// tenth of the data.
 const SPAN_NS: i64 = 10 * 3600 * 1_000_000_000;
@@ -68,53 +78,108 @@ pub fn run(args: &[&str]) -> Result<()> {
     let url = format!("{}/v1/logs", collector.url());
     let base = Timestamp::now().as_nanos() - SPAN_NS;
 
-    // 1. Throughput and acknowledgement latency.
-    let next_batch = Arc::new(AtomicU64::new(0));
-    let raw_bytes = Arc::new(AtomicU64::new(0));
+    // 1. Throughput and acknowledgement latency. Request bodies are built
+    // before each timed round (rounds of at most ROUND lines, to bound the
+    // memory they take): making up log lines is the senders' work, not the
+    // collector's, and on 2 cores it would otherwise take CPU the collector
+    // needs. Only the sending is timed.
     let batches = lines.div_ceil(BATCH as u64);
-    let started = Instant::now();
-    let mut threads = Vec::new();
-    for sender in 0..SENDERS {
-        let (url, next_batch, raw_bytes) = (url.clone(), next_batch.clone(), raw_bytes.clone());
-        threads.push(std::thread::spawn(move || -> Result<Vec<Duration>> {
-            let agent = agent();
-            let mut latencies = Vec::new();
-            loop {
-                let b = next_batch.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
-                    return Ok(latencies);
-                }
-                let (body, raw) = batch(sender, b, lines, base);
-                raw_bytes.fetch_add(raw, Ordering::Relaxed);
-                let t = Instant::now();
-                let status = post(&agent, &url, &body)?;
-                latencies.push(t.elapsed());
-                if status != 200 {
-                    bail!("the collector answered {status} to batch {b}");
-                }
-            }
-        }));
-    }
+    let per_round = (ROUND as u64 / BATCH as u64).max(1);
     let mut latencies = Vec::new();
-    for t in threads {
-        latencies.extend(t.join().expect("sender thread")?);
+    let mut raw = 0u64;
+    let mut secs = 0.0f64;
+    let mut collector_cpu = 0.0f64;
+    let mut process_cpu = 0.0f64;
+    let mut first = 0u64;
+    while first < batches {
+        let last = (first + per_round).min(batches);
+        let ready = Arc::new(Barrier::new(SENDERS + 1));
+        let done = Arc::new(Barrier::new(SENDERS + 1));
+        let mut threads = Vec::new();
+        for sender in 0..SENDERS {
+            let (url, ready, done) = (url.clone(), ready.clone(), done.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("bench-sender-{sender}"))
+                .spawn(move || -> Result<(Vec<Duration>, u64)> {
+                    let agent = agent();
+                    let mut bodies = Vec::new();
+                    let mut raw = 0;
+                    for b in (first + sender as u64..last).step_by(SENDERS) {
+                        let (body, r) = batch(sender, b, lines, base);
+                        raw += r;
+                        bodies.push((b, body));
+                    }
+                    ready.wait();
+                    let mut latencies = Vec::with_capacity(bodies.len());
+                    let mut failed = None;
+                    for (b, body) in &bodies {
+                        let t = Instant::now();
+                        match post(&agent, &url, body) {
+                            Ok(200) => latencies.push(t.elapsed()),
+                            Ok(status) => {
+                                failed = Some(anyhow::anyhow!(
+                                    "the collector answered {status} to batch {b}"
+                                ));
+                                break;
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    done.wait();
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok((latencies, raw)),
+                    }
+                })?;
+            threads.push(thread);
+        }
+        ready.wait();
+        let (cpu0, proc0) = (collector_cpu_secs(), process_cpu_secs());
+        let t = Instant::now();
+        done.wait();
+        secs += t.elapsed().as_secs_f64();
+        collector_cpu += collector_cpu_secs() - cpu0;
+        process_cpu += process_cpu_secs() - proc0;
+        for t in threads {
+            let (l, r) = t.join().expect("sender thread")?;
+            latencies.extend(l);
+            raw += r;
+        }
+        first = last;
     }
-    let secs = started.elapsed().as_secs_f64();
     latencies.sort();
     let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
     let sent = batches * BATCH as u64;
-    let raw = raw_bytes.load(Ordering::Relaxed);
     let rate = sent as f64 / secs;
-    println!("1. ingest");
+    let mbs = raw as f64 / secs / 1e6;
+    let mbs_target = LINES_TARGET * raw as f64 / sent as f64 / 1e6;
+    let p99_ms = p99.as_secs_f64() * 1e3;
+    let per_line_us = collector_cpu / sent as f64 * 1e6;
+    println!("1. ingest ({secs:.1} s of sending)");
     println!(
-        "   lines/s: {rate:.0}  (target >= 250000, ratio {:.2})",
-        rate / 250_000.0
+        "   lines/s: {rate:.0}  (target >= {LINES_TARGET:.0}, ratio {:.2})",
+        rate / LINES_TARGET
     );
-    println!("   MB/s of raw lines: {:.1}", raw as f64 / secs / 1e6);
     println!(
-        "   p99 acknowledgement latency: {:.1} ms ({} requests)",
-        p99.as_secs_f64() * 1e3,
-        latencies.len()
+        "   MB/s of raw lines: {mbs:.1}  (target >= {mbs_target:.1}, the line target at this line size, ratio {:.2})",
+        mbs / mbs_target
+    );
+    println!(
+        "   p99 acknowledgement latency: {p99_ms:.1} ms over {} requests  (target <= {P99_TARGET_MS:.0} ms, ratio {:.2})",
+        latencies.len(),
+        p99_ms / P99_TARGET_MS
+    );
+    println!(
+        "   collector CPU: {per_line_us:.2} core-us per line ({collector_cpu:.1} core-s; whole process with senders {:.1} core-s); load average {}",
+        process_cpu,
+        load_average()
+    );
+    println!(
+        "   on 2 idle cores with the senders elsewhere this CPU cost would allow {:.0} lines/s (a projection, not a measurement)",
+        2e6 / per_line_us
     );
 
     // 2. How soon an acknowledged line is searchable.
@@ -220,6 +285,52 @@ pub fn run(args: &[&str]) -> Result<()> {
         "peers for scale: OpenTelemetry Collector ~10000 log records/s per core; SQLite + inline FTS5 27k-44k rows/s here"
     );
     Ok(())
+}
+
+/// CPU seconds (user + system) of this process's threads other than the
+/// benchmark's own senders and main thread: the collector's share.
+fn collector_cpu_secs() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // The name sits in parentheses and may hold spaces: split after it.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        if name.starts_with("bench-sender") || name == "xtask" {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+        let u: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let s: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        ticks += u + s;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+/// CPU seconds (user + system) of the whole process.
+fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split(' ').next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn agent() -> ureq::Agent {

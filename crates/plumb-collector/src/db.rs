@@ -5,14 +5,33 @@
 //! [`plumb_store::Store`] and runs write closures in arrival order, and a
 //! small pool of read-only stores serves reads on tokio's blocking threads
 //! (WAL mode lets them read while the writer writes).
+//!
+//! Log ingest is group-committed: when the writer takes a log request it
+//! also takes every log request already waiting behind it and stores them
+//! all in one transaction, then answers each. A commit is the writer's
+//! fixed cost (WAL frames for every page touched), so under load many
+//! senders share it; a request is still answered only after the commit that
+//! holds it, so what is acknowledged survives a crash exactly as before.
 
 use crate::error::ApiError;
 use plumb_store::Store;
+use plumb_store::telemetry::{Ingested, PreparedLogs};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{Semaphore, oneshot};
 
-type Job = Box<dyn FnOnce(&Store) + Send>;
+/// Work for the writer thread.
+enum Job {
+    /// Any write, run on its own.
+    Any(Box<dyn FnOnce(&Store) + Send>),
+    /// Prepared log records, committed together with other waiting ones.
+    Logs(PreparedLogs, oneshot::Sender<plumb_store::Result<Ingested>>),
+}
+
+/// The most log requests one transaction takes: enough to share a commit
+/// among all of a busy collector's senders, few enough that the first
+/// waits little for the last.
+const MAX_GROUP: usize = 32;
 
 /// Handle to the store's writer thread and reader pool. Cheap to clone.
 #[derive(Clone)]
@@ -53,8 +72,38 @@ impl Db {
             .name("plumb-db-writer".into())
             .spawn(move || {
                 // Ends when every Db clone (and so every sender) is dropped.
-                for job in rx {
-                    job(&store);
+                let mut next = None;
+                loop {
+                    let job = match next.take() {
+                        Some(job) => job,
+                        None => match rx.recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
+                    };
+                    match job {
+                        Job::Any(f) => f(&store),
+                        Job::Logs(first, reply) => {
+                            let mut requests = vec![first];
+                            let mut replies = vec![reply];
+                            // Take what is already waiting, keeping order:
+                            // a different job ends the group and runs next.
+                            while requests.len() < MAX_GROUP {
+                                match rx.try_recv() {
+                                    Ok(Job::Logs(p, r)) => {
+                                        requests.push(p);
+                                        replies.push(r);
+                                    }
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            commit_logs(&store, requests, replies);
+                        }
+                    }
                 }
             })
             .map_err(|source| plumb_store::StoreError::Io {
@@ -79,9 +128,34 @@ impl Db {
         f: impl FnOnce(&Store) -> plumb_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |store| {
+        let job = Job::Any(Box::new(move |store| {
             let _ = tx.send(f(store));
-        });
+        }));
+        self.submit(job).await?;
+        let result = rx.await.map_err(|_| ApiError::Unavailable {
+            message: "the store writer stopped before finishing the request".into(),
+            retry_after: 5,
+        })?;
+        Ok(result?)
+    }
+
+    /// Stores prepared log records, in one transaction with other log
+    /// requests waiting at the same time (see the module documentation).
+    /// Answers once the transaction holding them committed. The store's own
+    /// error is returned as is, for the caller to map (disk full, busy).
+    pub async fn put_logs(
+        &self,
+        prepared: PreparedLogs,
+    ) -> Result<plumb_store::Result<Ingested>, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Logs(prepared, tx)).await?;
+        rx.await.map_err(|_| ApiError::Unavailable {
+            message: "the store writer stopped before finishing the request".into(),
+            retry_after: 5,
+        })
+    }
+
+    async fn submit(&self, job: Job) -> Result<(), ApiError> {
         let writer = self.writer.clone();
         // The queue is bounded, so sending may block: keep it off the
         // async workers.
@@ -92,11 +166,7 @@ impl Db {
                 message: "the store writer has stopped".into(),
                 retry_after: 5,
             })?;
-        let result = rx.await.map_err(|_| ApiError::Unavailable {
-            message: "the store writer stopped before finishing the request".into(),
-            retry_after: 5,
-        })?;
-        Ok(result?)
+        Ok(())
     }
 
     /// Runs `f` with a read-only store on a blocking thread. It sees every
@@ -129,6 +199,35 @@ impl Db {
         .await
         .map_err(|e| ApiError::Internal(format!("store reader task failed: {e}")))?;
         Ok(result?)
+    }
+}
+
+/// Commits a group of log requests in one transaction and answers each.
+/// If the group fails, each request is tried alone, so that one request's
+/// failure is its own and the others still get stored.
+fn commit_logs(
+    store: &Store,
+    requests: Vec<PreparedLogs>,
+    replies: Vec<oneshot::Sender<plumb_store::Result<Ingested>>>,
+) {
+    if requests.len() > 1 {
+        match store.put_prepared_logs(&requests) {
+            Ok(counts) => {
+                for (reply, count) in replies.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(count));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, requests = requests.len(), "group commit failed; storing its requests one by one");
+            }
+        }
+    }
+    for (request, reply) in requests.into_iter().zip(replies) {
+        let result = store
+            .put_prepared_logs(std::slice::from_ref(&request))
+            .map(|c| c.into_iter().next().unwrap_or_default());
+        let _ = reply.send(result);
     }
 }
 

@@ -284,11 +284,7 @@ async fn export_inner(
                 Ok((prepared, logs.rejected, logs.message, exceptions))
             })
             .await?;
-            let counts = state
-                .db
-                .write(move |s| Ok(s.put_prepared_logs(&[prepared])))
-                .await??;
-            let stored = counts.first().map_or(0, |c| c.stored) as u64;
+            let stored = state.db.put_logs(prepared).await??.stored as u64;
             crate::insights::record_otlp(state, exceptions).await?;
             Ok((
                 ok(
