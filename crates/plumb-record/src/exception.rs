@@ -777,7 +777,8 @@ pub fn fingerprint(e: &Exception) -> String {
 }
 
 /// Replaces the parts of a message that vary between occurrences of the same
-/// failure: UUIDs, hex addresses and hashes, quoted strings, numbers.
+/// failure: UUIDs, hex addresses and hashes, quoted strings, file paths,
+/// numbers.
 pub fn normalize_message(message: &str) -> String {
     let b = message.as_bytes();
     let mut out = String::with_capacity(message.len());
@@ -810,6 +811,11 @@ pub fn normalize_message(message: &str) -> String {
             i += len + 2;
             continue;
         }
+        if let Some(len) = path_at(b, i) {
+            out.push_str("<path>");
+            i += len;
+            continue;
+        }
         if c.is_ascii_hexdigit() && word_boundary(i) {
             // A hex run of 8 or more with a digit in it: a hash or an id.
             let run = b[i..].iter().take_while(|x| x.is_ascii_hexdigit()).count();
@@ -838,6 +844,33 @@ pub fn normalize_message(message: &str) -> String {
         i += len;
     }
     out
+}
+
+/// The length of an unquoted absolute or home-relative path starting at
+/// `b[i]` (`/var/data/x.csv`, `~/x`), without trailing punctuation, if
+/// one starts there: after a space or an opening delimiter, never inside a
+/// word (`km/h`, `1/2`).
+fn path_at(b: &[u8], i: usize) -> Option<usize> {
+    let starts = match b[i] {
+        b'/' => true,
+        b'~' => b.get(i + 1) == Some(&b'/'),
+        _ => false,
+    };
+    let after_delimiter =
+        i == 0 || b[i - 1].is_ascii_whitespace() || b"(=:[,<{".contains(&b[i - 1]);
+    if !starts || !after_delimiter {
+        return None;
+    }
+    let mut len = b[i..]
+        .iter()
+        .take_while(|&&x| !x.is_ascii_whitespace() && !b"'\"`),;]>}".contains(&x))
+        .count();
+    while len > 0 && b".:".contains(&b[i + len - 1]) {
+        len -= 1;
+    }
+    // A lone `/` or `~/` is an operator or a word, not a path.
+    let body = &b[i..i + len];
+    (body.iter().filter(|x| x.is_ascii_alphanumeric()).count() > 0).then_some(len)
 }
 
 fn is_uuid_at(b: &[u8], i: usize) -> bool {

@@ -329,6 +329,20 @@ fn message_normalization() {
     );
     assert_eq!(normalize_message("don't stop"), "don't stop");
     assert_eq!(normalize_message("café 3.5"), "café <n>");
+    assert_eq!(
+        normalize_message("cannot open /var/data/run-17.csv: denied (~/cache/x.db)."),
+        "cannot open <path>: denied (<path>)."
+    );
+    assert_eq!(
+        normalize_message("speed 3 km/h, a / b"),
+        "speed <n> km/h, a / b"
+    );
+    // Different files, same failure: one group.
+    let a = parse(b"panic: cannot read /srv/a/input-1.json: EOF\n").unwrap();
+    let b = parse(b"panic: cannot read /home/u/b.json: EOF\n").unwrap();
+    assert_eq!(a.fingerprint, b.fingerprint);
+    let c = parse(b"panic: cannot write /home/u/b.json: EOF\n").unwrap();
+    assert_ne!(a.fingerprint, c.fingerprint);
     // Without application frames, messages differing only in values group.
     let a = parse(b"panic: timeout after 30s talking to 10.0.0.1\n").unwrap();
     let b = parse(b"panic: timeout after 45s talking to 10.0.0.7\n").unwrap();
