@@ -46,8 +46,10 @@ const SAMPLES_PER_MOUNT: usize = 256;
 /// Resolved alerts kept at most, and for at most this long.
 const RESOLVED_KEEP: usize = 1000;
 const RESOLVED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Job names judged by the failure-rate rule: those with a run this recent.
-const JOB_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Job names judged by the failure-rate rule: those with a run this recent
+/// (a name that has not run for a day has no failure rate worth waking
+/// anyone for, and the look-back bounds the scan of a large store).
+const JOB_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
 /// A duration in words: `3h20m`, `45s`, `250ms`.
 pub fn human(d: Duration) -> String {
