@@ -1,0 +1,542 @@
+//! Error groups and slow-run detection end to end, with real processes:
+//! Python programs failing under `plumb run` on three "nodes" (each in its
+//! own UTS namespace with its own host name, via `unshare`), shipped to a
+//! real `plumb serve`; an OpenTelemetry Python program logging the same
+//! exception over OTLP; quick runs then a sleeping one flagged while it runs.
+//!
+//! Needs python3, `unshare` (util-linux) and, for the OTLP test, the
+//! OpenTelemetry Python SDK (`.ci/install-otlp.sh`); promtool when present.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+
+/// A `plumb serve` child on free loopback ports, killed on drop.
+struct Serve {
+    child: Child,
+    api: String,
+    otlp: String,
+}
+
+impl Serve {
+    /// Starts a collector with its store in `data` and `config` as its
+    /// plumb.toml.
+    fn start(data: &Path, config: &str) -> Serve {
+        std::fs::create_dir_all(data).unwrap();
+        let toml = data.join("plumb.toml");
+        std::fs::write(&toml, config).unwrap();
+        let mut child = Command::new(PLUMB)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--otlp-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("PLUMB_HOME", data)
+            .env("PLUMB_CONFIG", &toml)
+            .env_remove("PLUMB_COLLECTOR")
+            .env_remove("PLUMB_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("plumb serve starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut api, mut otlp) = (String::new(), String::new());
+        for _ in 0..2 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["api", url] => api = url.to_string(),
+                ["otlp", url] => otlp = url.to_string(),
+                other => panic!("unexpected plumb serve output {other:?}"),
+            }
+        }
+        let s = Serve { child, api, otlp };
+        assert!(
+            wait_for(Duration::from_secs(30), || get(&s.api, "/readyz").is_some()),
+            "collector never became ready"
+        );
+        s
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(base: &str) -> plumb_ship::Client {
+    plumb_ship::Client::new(&plumb_ship::ClientConfig {
+        collector: base.to_string(),
+        token: None,
+        ca_cert: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+/// A GET; `None` unless it answers 2xx.
+fn get(base: &str, path: &str) -> Option<String> {
+    client(base).get(path).ok().map(|r| r.body)
+}
+
+fn get_json(base: &str, path: &str) -> Value {
+    let body = get(base, path).unwrap_or_else(|| panic!("GET {path} failed"));
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+fn app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/insights/app.py")
+}
+
+/// A `plumb` command with an isolated home, shipping to `collector` when
+/// given.
+fn plumb(home: &Path, collector: Option<&str>) -> Command {
+    let mut c = Command::new(PLUMB);
+    c.env("PLUMB_HOME", home)
+        .env("PLUMB_SPOOL", home.join("spool"))
+        .env("PLUMB_OUTBOX", home.join("outbox"))
+        .env_remove("PLUMB_COLLECTOR")
+        .env_remove("PLUMB_CONFIG")
+        .env_remove("PLUMB_TOKEN")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .stdin(Stdio::null());
+    if let Some(url) = collector {
+        c.env("PLUMB_COLLECTOR", url);
+    }
+    c
+}
+
+/// `plumb run -- python3 app.py MODE ARG` on a node called `host` (its own
+/// UTS namespace, so the recorder records that host name).
+fn run_app_on(host: &str, home: &Path, collector: Option<&str>, mode: &str, arg: &str) -> Output {
+    let cmd = plumb(home, collector);
+    let mut u = Command::new("unshare");
+    u.args([
+        "-r",
+        "-u",
+        "sh",
+        "-c",
+        "hostname \"$0\" && exec \"$@\"",
+        host,
+        PLUMB,
+    ])
+    .args(["run", "--name", "shop", "--", "python3"])
+    .arg(app())
+    .args([mode, arg]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => u.env(k, v),
+            None => u.env_remove(k),
+        };
+    }
+    u.stdin(Stdio::null()).output().expect("unshare runs")
+}
+
+fn groups(api: &str) -> Vec<Value> {
+    get_json(api, "/api/v1/errors")["groups"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn group_of<'a>(groups: &'a [Value], kind: &str) -> Option<&'a Value> {
+    groups.iter().find(|g| g["kind"] == kind)
+}
+
+fn unshare_works() -> bool {
+    Command::new("unshare")
+        .args(["-r", "-u", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
+    assert!(
+        unshare_works(),
+        "these tests need `unshare -r -u` (util-linux, user namespaces)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("collector"), "");
+    for (i, node) in ["node-1", "node-2", "node-3"].iter().enumerate() {
+        let home = tmp.path().join(node);
+        let out = run_app_on(
+            node,
+            &home,
+            Some(&serve.api),
+            "charge",
+            &format!("{}", 100 + i),
+        );
+        assert_eq!(out.status.code(), Some(1), "python's exit code: {out:?}");
+    }
+    let home4 = tmp.path().join("node-4");
+    let out = run_app_on("node-4", &home4, Some(&serve.api), "lookup", "user-7");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let g = groups(&serve.api);
+            group_of(&g, "ValueError").is_some_and(|v| v["count"] == 3)
+                && group_of(&g, "KeyError").is_some()
+        }),
+        "groups never formed: {:?}",
+        groups(&serve.api)
+    );
+    let g = groups(&serve.api);
+    assert_eq!(g.len(), 2, "{g:?}");
+    let v = group_of(&g, "ValueError").unwrap();
+    assert_eq!(v["runs"], 3);
+    assert_eq!(
+        v["hosts"],
+        serde_json::json!(["node-1", "node-2", "node-3"])
+    );
+    assert_eq!(v["status"], "new");
+    assert_eq!(v["language"], "python");
+    let k = group_of(&g, "KeyError").unwrap();
+    assert_eq!(
+        (k["count"].as_u64(), k["hosts"][0].as_str()),
+        (Some(1), Some("node-4"))
+    );
+    let fp = v["fingerprint"].as_str().unwrap().to_string();
+
+    // The detail page: three occurrences from runs, one per host.
+    let d = get_json(&serve.api, &format!("/api/v1/errors/{fp}"));
+    assert_eq!(d["occurrences"].as_array().unwrap().len(), 3);
+    assert!(
+        d["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["source"] == "run")
+    );
+    assert_eq!(d["sample"]["type"], "ValueError");
+    assert!(
+        get(&serve.api, "/api/v1/errors/0123456789abcdef").is_none(),
+        "unknown group: 404"
+    );
+
+    // The CLI against the collector: the table, then resolve.
+    let out = plumb(tmp.path(), None)
+        .args(["errors", "--collector", &serve.api])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        table.contains("STATUS") && table.contains("TYPE: MESSAGE"),
+        "{table}"
+    );
+    let line = table
+        .lines()
+        .find(|l| l.contains("ValueError"))
+        .expect("a ValueError row");
+    assert!(line.contains(&fp) && line.contains("new"), "{line}");
+    assert!(table.contains("KeyError: 'user-7'"), "{table}");
+    let out = plumb(tmp.path(), None)
+        .args(["errors", "resolve", &fp, "--collector", &serve.api])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let g = groups(&serve.api);
+    assert_eq!(group_of(&g, "ValueError").unwrap()["status"], "resolved");
+    let out = plumb(tmp.path(), None)
+        .args([
+            "errors",
+            "resolve",
+            "feedfacefeedface",
+            "--collector",
+            &serve.api,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("feedfacefeedface"),
+        "{out:?}"
+    );
+
+    // It comes back on node-2: regressed, counted once more.
+    let out = run_app_on(
+        "node-2",
+        &tmp.path().join("node-2"),
+        Some(&serve.api),
+        "charge",
+        "999",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["status"] == "regressed")
+        }),
+        "never regressed: {:?}",
+        groups(&serve.api)
+    );
+    let g = groups(&serve.api);
+    let v = group_of(&g, "ValueError").unwrap();
+    assert_eq!(
+        (v["count"].as_u64(), v["runs"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 3);
+    let out = plumb(tmp.path(), None)
+        .args(["errors", "--status", "regressed", "--collector", &serve.api])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("ValueError") && !table.contains("KeyError"),
+        "{table}"
+    );
+    let metrics = get(&serve.api, "/metrics").unwrap();
+    assert!(
+        metrics.contains("plumb_error_groups{status=\"regressed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn otlp_exception_log_joins_the_run_group_and_a_quiet_group_regresses() {
+    assert!(
+        unshare_works(),
+        "these tests need `unshare -r -u` (util-linux, user namespaces)"
+    );
+    let has_otel = Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_otel,
+        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // Groups quiet for 2 s are resolved.
+    let serve = Serve::start(&tmp.path().join("collector"), "[insights]\nquiet_s = 2\n");
+    let home = tmp.path().join("node-a");
+    let out = run_app_on("node-a", &home, Some(&serve.api), "charge", "1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["status"] == "resolved")
+        }),
+        "never resolved after the quiet period: {:?}",
+        groups(&serve.api)
+    );
+    // The same exception, caught and logged through the OpenTelemetry SDK
+    // by a program on another node (not under plumb run).
+    let out = Command::new("unshare")
+        .args([
+            "-r",
+            "-u",
+            "sh",
+            "-c",
+            "hostname otel-node && exec \"$@\"",
+            "sh",
+            "python3",
+        ])
+        .arg(app())
+        .args(["otel", "2"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
+        .env("OTEL_SERVICE_NAME", "shop")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "host.name=otel-node")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["count"] == 2)
+        }),
+        "the OTLP record did not join the group: {:?}",
+        groups(&serve.api)
+    );
+    let g = groups(&serve.api);
+    assert_eq!(g.len(), 1, "one group, not two: {g:?}");
+    let v = &g[0];
+    assert_eq!(v["status"], "regressed", "{v}");
+    assert_eq!(v["runs"], 1, "the OTLP record belongs to no run");
+    assert_eq!(v["hosts"], serde_json::json!(["node-a", "otel-node"]));
+    let fp = v["fingerprint"].as_str().unwrap();
+    let d = get_json(&serve.api, &format!("/api/v1/errors/{fp}"));
+    let sources: Vec<&str> = d["occurrences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["otlp", "run"], "newest first");
+}
+
+#[test]
+fn failed_runs_in_the_local_store_are_grouped_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    for order in ["5", "6"] {
+        let out = plumb(home, None)
+            .args(["run", "--", "python3"])
+            .arg(app())
+            .args(["charge", order])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    }
+    let out = plumb(home, None)
+        .args(["errors", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = v["groups"].as_array().unwrap();
+    assert_eq!(g.len(), 1, "{v}");
+    assert_eq!(g[0]["count"], 2);
+    let fp = g[0]["fingerprint"].as_str().unwrap();
+    let out = plumb(home, None)
+        .args(["errors", "show", fp])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("ValueError: card declined for order"),
+        "{text}"
+    );
+    assert!(
+        text.contains("app.py:") && text.contains("in charge"),
+        "{text}"
+    );
+    let out = plumb(home, None)
+        .args(["errors", "show", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`nope`"),
+        "{out:?}"
+    );
+    let out = plumb(home, None)
+        .args(["errors", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("yesterday"),
+        "{out:?}"
+    );
+}
+
+fn slow_metric(api: &str) -> Option<i64> {
+    get(api, "/metrics")?
+        .lines()
+        .find_map(|l| l.strip_prefix("plumb_runs_longer_than_usual "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("collector"), "");
+    let home = tmp.path().join("node");
+    // 20 quick runs, five at a time.
+    for _ in 0..4 {
+        let children: Vec<Child> = (0..5)
+            .map(|_| {
+                plumb(&home, Some(&serve.api))
+                    .args(["run", "--name", "nightly", "--", "sh", "-c", "sleep 0.05"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            get(&serve.api, "/api/v1/durations/nightly")
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .is_some_and(|v| v["n"] == 20)
+        }),
+        "the quick runs never all arrived"
+    );
+    let stats = get_json(&serve.api, "/api/v1/durations/nightly");
+    let p95 = stats["p95_s"].as_f64().unwrap();
+    assert!(p95 > 0.04 && p95 < 5.0, "{stats}");
+    assert_eq!(
+        get_json(&serve.api, "/api/v1/runs/slow")["runs"],
+        serde_json::json!([])
+    );
+    assert_eq!(slow_metric(&serve.api), Some(0));
+
+    // Long enough to pass the 1 s floor and the p95 of quick runs, even on
+    // a loaded machine.
+    let mut slow = plumb(&home, Some(&serve.api))
+        .args(["run", "--name", "nightly", "--", "sh", "-c", "sleep 8"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut flagged = Value::Null;
+    let seen = wait_for(Duration::from_secs(7), || {
+        flagged = get_json(&serve.api, "/api/v1/runs/slow");
+        flagged["runs"].as_array().is_some_and(|r| r.len() == 1)
+    });
+    assert!(seen, "the sleeping run was never flagged: {flagged}");
+    let r = &flagged["runs"][0];
+    assert_eq!(r["name"], "nightly");
+    assert!(r["factor"].as_f64().unwrap() > 1.0, "{r}");
+    assert!(r["elapsed_s"].as_f64().unwrap() > p95, "{r}");
+    assert_eq!(slow_metric(&serve.api), Some(1));
+    let out = plumb(&home, None)
+        .args(["slow", "--collector", &serve.api])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("nightly") && table.contains("FACTOR"),
+        "{table}"
+    );
+    if let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        let body = get(&serve.api, "/metrics").unwrap();
+        p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {out:?}");
+    }
+
+    assert!(slow.wait().unwrap().success());
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            get_json(&serve.api, "/api/v1/runs/slow")["runs"] == serde_json::json!([])
+                && slow_metric(&serve.api) == Some(0)
+        }),
+        "still flagged after it finished"
+    );
+}
