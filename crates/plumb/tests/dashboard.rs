@@ -315,6 +315,13 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     record(
         dir,
         &api,
+        "pyfail",
+        &[],
+        "python3 -c 'raise ValueError(\"dash boom\")'",
+    );
+    record(
+        dir,
+        &api,
         "<script>alert(1)</script>",
         &["x=<b>y</b>"],
         "echo hi",
@@ -341,6 +348,7 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     wait_for("the runs to reach the collector", 60, || {
         run_ids(&api, "train").len() == 2
             && run_ids(&api, "flaky").len() == 1
+            && run_ids(&api, "pyfail").len() == 1
             && run_ids(&api, "sleeper").len() == 1
             && run_ids(&api, "%3Cscript%3Ealert(1)%3C%2Fscript%3E").len() == 1
     });
@@ -442,8 +450,16 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         "`/` focuses the search box: {v}"
     );
     assert_eq!(v["first_tab"], "Skip to content", "{v}");
-    assert_eq!(strs(&v["failed_names"]), vec!["flaky".to_string()], "{v}");
-    assert_eq!(strs(&v["failed_states"]), vec!["failed".to_string()], "{v}");
+    assert_eq!(
+        strs(&v["failed_names"]),
+        vec!["pyfail".to_string(), "flaky".into()],
+        "{v}"
+    );
+    assert_eq!(
+        strs(&v["failed_states"]),
+        vec!["failed".to_string(), "failed".into()],
+        "{v}"
+    );
     let err = v["bad_query_error"].as_str().unwrap();
     assert!(err.contains("since:banana"), "{v}");
     assert_eq!(
@@ -480,6 +496,31 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     );
     assert!(v["live_after"].as_u64() > v["live_before"].as_u64(), "{v}");
     drop(live);
+
+    // Errors: the Python exception is grouped (by the collector's grouping
+    // task, about once a second) and links back to its run.
+    let pyfail = run_ids(&api, "pyfail")[0].clone();
+    wait_for("the exception to be grouped", 30, || {
+        get_json(&api, "/api/v1/errors")["groups"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty())
+    });
+    let v = page("errors.mjs", &api, &out, Value::Null);
+    let groups = v["groups"].as_array().unwrap();
+    let g = groups
+        .iter()
+        .find(|g| g["error"].as_str().unwrap().contains("ValueError"))
+        .unwrap_or_else(|| panic!("no ValueError group: {v}"));
+    assert_eq!(groups.len(), 1, "only the exception makes a group: {v}");
+    assert!(g["error"].as_str().unwrap().contains("dash boom"), "{v}");
+    assert_eq!(g["status"], "new", "{v}");
+    assert_eq!(g["count"], "1", "{v}");
+    assert!(v["h1"].as_str().unwrap().starts_with("ValueError"), "{v}");
+    assert_eq!(
+        strs(&v["occurrence_links"]),
+        vec![format!("/runs/{pyfail}")],
+        "{v}"
+    );
 
     // Search: output and OTLP log hits, linking into the run.
     let v = page(

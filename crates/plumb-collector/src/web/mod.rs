@@ -10,6 +10,8 @@
 //! | `/nodes` | `/api/v1/pages/nodes` | nodes, disks, fingerprint outliers |
 //! | `/nodes/{name}` | `/api/v1/nodes/{name}` | one node and its state history |
 //! | `/search?q=` | `/api/v1/pages/search?q=` | output and OTLP log lines, linked to their run |
+//! | `/errors` | `/api/v1/errors` | error groups with new / regressed markers |
+//! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: hosts, sample, occurrences |
 //! | `/login` | | a form that stores a viewer token in a cookie |
 //!
 //! Each page's data comes from one `*_data` function that both the HTML
@@ -19,6 +21,7 @@
 //! no CDN, font or framework, and every page works without JavaScript except
 //! the live parts (running durations, the output tail).
 
+mod errors;
 mod nodes;
 mod runs;
 mod search;
@@ -50,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .merge(runs::routes())
         .merge(nodes::routes())
         .merge(search::routes())
+        .merge(errors::routes())
 }
 
 /// Escapes text for HTML element content and quoted attribute values. The
@@ -156,6 +160,8 @@ pub enum Nav {
     Nodes,
     /// Search.
     Search,
+    /// Error groups.
+    Errors,
     /// Anything else.
     None,
 }
@@ -181,7 +187,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
 <link rel=\"stylesheet\" href=\"{css}\">\
 <script src=\"{js}\" defer></script></head><body>\
 <a class=\"skip\" href=\"#main\">Skip to content</a>\
-<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {search_link}</nav>\
+<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {search_link}</nav>\
 <form role=\"search\" action=\"/search\" method=\"get\"><label for=\"q\" class=\"skip\">Search output and logs</label>\
 <input id=\"q\" name=\"q\" type=\"search\" placeholder=\"Search output and logs (press /)\" value=\"{sv}\"><button type=\"submit\">Search</button></form>\
 </header><main id=\"main\" tabindex=\"-1\">{body}</main></body></html>\n",
@@ -191,6 +197,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
         js = asset_url("live.js"),
         runs = item(Nav::Runs, "/runs", "Runs"),
         nodes = item(Nav::Nodes, "/nodes", "Nodes"),
+        errors = item(Nav::Errors, "/errors", "Errors"),
         search_link = item(Nav::Search, "/search", "Search"),
         sv = esc(search),
     );

@@ -13,6 +13,7 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use plumb_model::diff::RunDiff;
+use plumb_model::insights::{RunDuration, SlowRun};
 use plumb_model::telemetry::{LogLine, Span, StatusCode};
 use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, Uuid, parse_duration_ns};
 use plumb_store::OutputCursor;
@@ -110,6 +111,9 @@ pub struct RunsView {
     pub page: RunsPage,
     /// Whether this is a later page.
     pub paged: bool,
+    /// Running runs longer than usual (first page only), as
+    /// `/api/v1/runs/slow` lists them.
+    pub slow: Vec<SlowRun>,
     /// When it was read.
     pub now: Timestamp,
 }
@@ -130,12 +134,25 @@ async fn runs_data(state: &AppState, p: RunsParams) -> Result<RunsView, ApiError
         query.after = Some(PageKey::decode(a).map_err(ApiError::BadRequest)?);
     }
     let paged = query.after.is_some();
-    let page = state.db.read(move |s| s.runs_page(&query)).await?;
+    let slow_cfg = state.insights.slow.clone();
+    let (page, slow) = state
+        .db
+        .read(move |s| {
+            let page = s.runs_page(&query)?;
+            let slow = if paged {
+                Vec::new()
+            } else {
+                s.slow_runs(Timestamp::now(), &slow_cfg)?
+            };
+            Ok((page, slow))
+        })
+        .await?;
     Ok(RunsView {
         q,
         error,
         page,
         paged,
+        slow,
         now: Timestamp::now(),
     })
 }
@@ -150,6 +167,10 @@ async fn runs_json(
         return Err(ApiError::BadRequest(e.clone()));
     }
     Ok(Json(v))
+}
+
+fn secs(s: f64) -> String {
+    human_duration((s * 1e9) as i64)
 }
 
 fn duration_cell(started: Timestamp, ended: Option<Timestamp>, running: bool) -> String {
@@ -189,6 +210,29 @@ placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" ar
             "<p class=\"error-box\" role=\"alert\" id=\"query-error\">{}</p>",
             esc(e)
         );
+    }
+    if !v.slow.is_empty() {
+        b.push_str(
+            "<section aria-labelledby=\"h-slow\"><h2 id=\"h-slow\">Longer than usual</h2><table id=\"slow\"><thead><tr>\
+<th scope=\"col\">Run</th><th scope=\"col\">Name</th><th scope=\"col\">Host</th><th scope=\"col\" class=\"num\">Running for</th>\
+<th scope=\"col\" class=\"num\">p50</th><th scope=\"col\" class=\"num\">p95</th><th scope=\"col\" class=\"num\">× p95</th></tr></thead><tbody>",
+        );
+        for r in &v.slow {
+            let id = r.run_id.to_string();
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\"><a href=\"/runs/{id}\">{short}</a></td><td>{name}</td><td>{host}</td>\
+<td class=\"num\">{dur}</td><td class=\"num\">{p50}</td><td class=\"num\">{p95}</td><td class=\"num\">{f:.1}</td></tr>",
+                short = &id[..13.min(id.len())],
+                name = esc(&r.name),
+                host = esc(&r.host),
+                dur = duration_cell(r.started, None, true),
+                p50 = secs(r.p50_s),
+                p95 = secs(r.p95_s),
+                f = r.factor,
+            );
+        }
+        b.push_str("</tbody></table></section><h2>All runs</h2>");
     }
     if v.page.runs.is_empty() {
         b.push_str("<p>No runs match.</p>");
@@ -270,9 +314,14 @@ pub struct RunView {
     pub logs: Vec<LogLine>,
     /// Its OTLP spans.
     pub spans: Vec<Span>,
+    /// Its duration against its name's p50/p95 (`/api/v1/runs/{id}/duration`).
+    pub duration: RunDuration,
+    /// Running longer than usual, by the collector's slow-run settings.
+    pub longer_than_usual: bool,
 }
 
 async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiError> {
+    let slow_cfg = state.insights.slow.clone();
     state
         .db
         .read(move |s| {
@@ -299,7 +348,16 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
             })?;
             let logs = s.run_logs(id, LOG_CAP)?;
             let spans = s.run_spans(id)?;
+            let duration = s.run_duration(id, Timestamp::now(), slow_cfg.window)?;
+            // The same test as Store::slow_runs applies to running runs.
+            let longer_than_usual = run.state == RunState::Running
+                && duration.stats.n >= slow_cfg.min_history.max(1)
+                && duration.stats.p95_s > 0.0
+                && duration.duration_s >= slow_cfg.min_elapsed_s
+                && duration.duration_s > slow_cfg.factor * duration.stats.p95_s;
             Ok(RunView {
+                duration,
+                longer_than_usual,
                 run,
                 fingerprint,
                 previous,
@@ -363,9 +421,27 @@ async fn run_page(
     }
     let _ = write!(
         b,
-        "<dt>duration</dt><dd>{}</dd>",
-        duration_cell(r.started, r.ended, running)
+        "<dt>duration</dt><dd>{}{}</dd>",
+        duration_cell(r.started, r.ended, running),
+        if v.longer_than_usual {
+            " <span class=\"state st-warning\" id=\"slow-flag\">longer than usual</span>"
+        } else {
+            ""
+        }
     );
+    let st = &v.duration.stats;
+    if st.n > 0 {
+        kv(
+            &mut b,
+            "usual duration",
+            &format!(
+                "p50 {}, p95 {} over the last {} runs of this name",
+                secs(st.p50_s),
+                secs(st.p95_s),
+                st.n
+            ),
+        );
+    }
     if let Some(x) = &r.exit {
         kv(
             &mut b,
