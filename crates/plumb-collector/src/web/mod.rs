@@ -12,6 +12,7 @@
 //! | `/search?q=` | `/api/v1/pages/search?q=` | output and OTLP log lines, linked to their run |
 //! | `/errors` | `/api/v1/errors` | error groups with new / regressed markers |
 //! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: hosts, sample, occurrences |
+//! | `/alerts` | `/api/v1/alerts` | firing and resolved alerts, rules |
 //! | `/login` | | a form that stores a viewer token in a cookie |
 //!
 //! Each page's data comes from one `*_data` function that both the HTML
@@ -21,6 +22,7 @@
 //! no CDN, font or framework, and every page works without JavaScript except
 //! the live parts (running durations, the output tail).
 
+mod alerts;
 mod errors;
 mod nodes;
 mod runs;
@@ -54,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .merge(nodes::routes())
         .merge(search::routes())
         .merge(errors::routes())
+        .merge(alerts::routes())
 }
 
 /// Escapes text for HTML element content and quoted attribute values. The
@@ -162,6 +165,8 @@ pub enum Nav {
     Search,
     /// Error groups.
     Errors,
+    /// Alerts.
+    Alerts,
     /// Anything else.
     None,
 }
@@ -187,7 +192,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
 <link rel=\"stylesheet\" href=\"{css}\">\
 <script src=\"{js}\" defer></script></head><body>\
 <a class=\"skip\" href=\"#main\">Skip to content</a>\
-<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {search_link}</nav>\
+<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {alerts} {search_link}</nav>\
 <form role=\"search\" action=\"/search\" method=\"get\"><label for=\"q\" class=\"skip\">Search output and logs</label>\
 <input id=\"q\" name=\"q\" type=\"search\" placeholder=\"Search output and logs (press /)\" value=\"{sv}\"><button type=\"submit\">Search</button></form>\
 </header><main id=\"main\" tabindex=\"-1\">{body}</main></body></html>\n",
@@ -198,6 +203,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
         runs = item(Nav::Runs, "/runs", "Runs"),
         nodes = item(Nav::Nodes, "/nodes", "Nodes"),
         errors = item(Nav::Errors, "/errors", "Errors"),
+        alerts = item(Nav::Alerts, "/alerts", "Alerts"),
         search_link = item(Nav::Search, "/search", "Search"),
         sv = esc(search),
     );
