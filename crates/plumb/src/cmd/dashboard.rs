@@ -1,0 +1,52 @@
+//! The dashboard's scene in `plumb demo`: every page of a running collector
+//! fetched once (so a broken page shows up in the demo), then where to open
+//! it in a browser.
+
+// `plumb demo` calls demo_scene once the lead wires it in.
+#![allow(dead_code)]
+
+use anyhow::{Context, Result};
+use plumb_collector::client::{Client, ClientConfig};
+use std::time::Instant;
+
+/// The pages a user opens first, with what each shows.
+const PAGES: &[(&str, &str)] = &[
+    (
+        "/runs",
+        "runs, filters such as `state:failed since:2h`, runs longer than usual",
+    ),
+    (
+        "/nodes",
+        "nodes: state, load, memory, disks, fingerprint outliers",
+    ),
+    ("/errors", "error groups, new and regressed"),
+    ("/alerts", "firing and resolved alerts, rules"),
+    (
+        "/search?q=error",
+        "every line of output and logs containing `error`",
+    ),
+];
+
+/// Fetches each dashboard page of the collector at `collector_url` once
+/// and prints its URL, size and time, then the address to open.
+pub fn demo_scene(collector_url: &str) -> Result<()> {
+    let base = collector_url.trim_end_matches('/');
+    let client = Client::new(&ClientConfig::new(base.to_string()))
+        .context("cannot reach the collector for the dashboard scene")?;
+    println!("== the web dashboard, served by plumb serve on the same port as its API");
+    for (path, what) in PAGES {
+        let t = Instant::now();
+        let (body, _) = client
+            .get_raw(path, &[])
+            .with_context(|| format!("the dashboard page {base}{path} failed"))?;
+        println!(
+            "  {base}{path:<18} {:>6} KiB in {:>4} ms  {what}",
+            body.len() / 1024,
+            t.elapsed().as_millis()
+        );
+    }
+    println!(
+        "open {base}/ in a browser (press / to search; every page has a JSON twin under /api/v1)"
+    );
+    Ok(())
+}
