@@ -47,7 +47,7 @@ fn otlp_exception_with_a_stacktrace_joins_the_run_group() {
             2,
         ),
     ]);
-    let occ = otlp_occurrences(&[b.clone()]);
+    let occ = otlp_occurrences(std::slice::from_ref(&b));
     assert_eq!(
         occ.len(),
         1,

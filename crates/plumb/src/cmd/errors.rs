@@ -56,7 +56,7 @@ pub enum Sub {
 
 /// Where the groups come from.
 enum Source {
-    Local(Store, Config),
+    Local(Store, Box<Config>),
     Remote(plumb_ship::Client, String),
 }
 
@@ -83,7 +83,7 @@ fn open(args: &SourceArgs) -> Result<Source> {
                 }
             }
             store.auto_resolve_error_groups(Timestamp::now(), cfg.insights.quiet_s)?;
-            Ok(Source::Local(store, cfg))
+            Ok(Source::Local(store, Box::new(cfg)))
         }
     }
 }
