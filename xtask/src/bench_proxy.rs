@@ -7,6 +7,10 @@
 //! Targets: throughput >= 80% of direct; added p50 <= 30 us, p99 <= 200 us;
 //! 10k idle connections under 200 MiB RSS.
 //!
+//! The machine is usually shared, so direct, plumb and noxious take turns
+//! within each round and every round prints its own ratios; the spread of
+//! plumb/direct over the rounds shows how much the load moved the figures.
+//!
 //! The proxy runs in its own process so its memory can be read from /proc:
 //! `$PLUMB_BIN proxy` when PLUMB_BIN is set, else this program re-run in
 //! server mode (the same `plumb_proxy` library code as `plumb proxy`).
@@ -21,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const STREAM_BYTES: u64 = 1 << 30;
-const STREAM_RUNS: usize = 3;
+const STREAM_RUNS: usize = 5;
 const ROUND_TRIPS: usize = 20_000;
 const IDLE_CONNECTIONS: usize = 10_000;
 
@@ -159,34 +163,30 @@ fn echo() -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Best of a few runs of sending STREAM_BYTES through `to`, in bytes/s.
-fn throughput(to: SocketAddr, done: &mpsc::Receiver<u64>) -> Result<f64> {
+/// One run of sending STREAM_BYTES through `to`, in bytes/s.
+fn one_stream(to: SocketAddr, done: &mpsc::Receiver<u64>) -> Result<f64> {
     let buf = vec![0x5au8; 1 << 20];
-    let mut best = 0f64;
-    for _ in 0..STREAM_RUNS {
-        let mut s = TcpStream::connect(to)?;
-        let t = Instant::now();
-        let mut left = STREAM_BYTES;
-        while left > 0 {
-            let k = left.min(buf.len() as u64) as usize;
-            s.write_all(&buf[..k])?;
-            left -= k as u64;
-        }
-        drop(s);
-        let got = done
-            .recv_timeout(Duration::from_secs(120))
-            .context("the sink never finished")?;
-        let secs = t.elapsed().as_secs_f64();
-        if got != STREAM_BYTES {
-            bail!("sink got {got} of {STREAM_BYTES} bytes");
-        }
-        best = best.max(got as f64 / secs);
+    let mut s = TcpStream::connect(to)?;
+    let t = Instant::now();
+    let mut left = STREAM_BYTES;
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        s.write_all(&buf[..k])?;
+        left -= k as u64;
     }
-    Ok(best)
+    drop(s);
+    let got = done
+        .recv_timeout(Duration::from_secs(120))
+        .context("the sink never finished")?;
+    let secs = t.elapsed().as_secs_f64();
+    if got != STREAM_BYTES {
+        bail!("sink got {got} of {STREAM_BYTES} bytes");
+    }
+    Ok(got as f64 / secs)
 }
 
 /// Round-trip times of 64-byte messages, sorted, in microseconds.
-fn round_trips(to: SocketAddr) -> Result<Vec<f64>> {
+fn round_trips(to: SocketAddr, count: usize) -> Result<Vec<f64>> {
     let mut s = TcpStream::connect(to)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -196,14 +196,13 @@ fn round_trips(to: SocketAddr) -> Result<Vec<f64>> {
         s.write_all(&msg)?;
         s.read_exact(&mut back)?;
     }
-    let mut out = Vec::with_capacity(ROUND_TRIPS);
-    for _ in 0..ROUND_TRIPS {
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
         let t = Instant::now();
         s.write_all(&msg)?;
         s.read_exact(&mut back)?;
         out.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    out.sort_by(f64::total_cmp);
     Ok(out)
 }
 
@@ -266,26 +265,48 @@ struct Figures {
     idle: Option<(u64, u64)>,
 }
 
-fn measure(peer: &Peer, idle_n: usize) -> Result<Figures> {
-    let (sink_addr, done) = sink()?;
-    let p = peer.proxy("bench_stream", sink_addr)?;
-    let gbps = throughput(p, &done)? / 1e9;
-    let e = echo()?;
-    let p = peer.proxy("bench_rtt", e)?;
-    let rt = round_trips(p)?;
-    let idle = if idle_n > 0 {
-        let (h, held) = holder()?;
-        let p = peer.proxy("bench_idle", h)?;
-        Some(idle_rss(peer, p, &held, idle_n)?)
-    } else {
-        None
-    };
-    Ok(Figures {
-        gbps,
-        p50: pct(&rt, 0.5),
-        p99: pct(&rt, 0.99),
-        idle,
-    })
+/// Where each contender's stream and echo traffic goes, and what it
+/// measured so far.
+struct Lane {
+    name: &'static str,
+    stream_to: SocketAddr,
+    done: mpsc::Receiver<u64>,
+    echo_to: SocketAddr,
+    rates: Vec<f64>,
+    rtts: Vec<f64>,
+}
+
+impl Lane {
+    fn new(name: &'static str, peer: Option<&Peer>) -> Result<Lane> {
+        let (sink_addr, done) = sink()?;
+        let e = echo()?;
+        let (stream_to, echo_to) = match peer {
+            Some(p) => (
+                p.proxy("bench_stream", sink_addr)?,
+                p.proxy("bench_rtt", e)?,
+            ),
+            None => (sink_addr, e),
+        };
+        Ok(Lane {
+            name,
+            stream_to,
+            done,
+            echo_to,
+            rates: Vec::new(),
+            rtts: Vec::new(),
+        })
+    }
+
+    fn figures(&self, idle: Option<(u64, u64)>) -> Figures {
+        let mut rtts = self.rtts.clone();
+        rtts.sort_by(f64::total_cmp);
+        Figures {
+            gbps: self.rates.iter().copied().fold(0.0, f64::max) / 1e9,
+            p50: pct(&rtts, 0.5),
+            p99: pct(&rtts, 0.99),
+            idle,
+        }
+    }
 }
 
 pub fn run(rest: &[&str]) -> Result<()> {
@@ -298,43 +319,91 @@ pub fn run(rest: &[&str]) -> Result<()> {
     // is too low for 10,000, measure fewer and scale per connection.
     let idle_n = IDLE_CONNECTIONS.min((limit as usize).saturating_sub(400) / 2);
     println!(
-        "bench proxy: single stream {} GiB x{STREAM_RUNS} (best), {ROUND_TRIPS} round trips of 64 B, {idle_n} idle connections (open-file limit {limit})",
+        "bench proxy: single stream {} GiB x{STREAM_RUNS} rounds (best; contenders take turns in each round), {ROUND_TRIPS} round trips of 64 B, {idle_n} idle connections (open-file limit {limit})",
         STREAM_BYTES >> 30
     );
 
-    // Direct loopback baseline.
-    let (sink_addr, done) = sink()?;
-    let direct_gbps = throughput(sink_addr, &done)? / 1e9;
-    let e = echo()?;
-    let direct_rt = round_trips(e)?;
-    let (d50, d99) = (pct(&direct_rt, 0.5), pct(&direct_rt, 0.99));
-    println!(
-        "direct    throughput {direct_gbps:6.2} GB/s   rtt p50 {d50:7.1} us  p99 {d99:7.1} us"
-    );
-
     let admin = free_port()?;
-    let cmd = plumb_cmd(admin)?;
-    let plumb = Peer::start("plumb", cmd, admin)?;
-    let ours = measure(&plumb, idle_n)?;
-    drop(plumb);
-
-    let noxious = match std::env::var_os("NOXIOUS_BIN") {
+    let plumb = Peer::start("plumb", plumb_cmd(admin)?, admin)?;
+    let noxious_peer = match std::env::var_os("NOXIOUS_BIN") {
         Some(bin) if PathBuf::from(&bin).exists() => {
             let admin = free_port()?;
             let mut cmd = Command::new(bin);
             cmd.args(["--host", "127.0.0.1", "--port", &admin.port().to_string()]);
-            // noxious is not asked to hold 10k connections: its limit is
-            // the inherited soft limit, and the figure of interest is ours.
-            match Peer::start("noxious", cmd, admin).and_then(|peer| measure(&peer, 0)) {
-                Ok(f) => Some(f),
+            match Peer::start("noxious", cmd, admin) {
+                Ok(p) => Some(p),
                 Err(error) => {
-                    println!("noxious   failed: {error:#}");
+                    println!("noxious   failed to start: {error:#}");
                     None
                 }
             }
         }
         _ => None,
     };
+
+    // The machine is shared, so the contenders take turns: each round
+    // measures direct, plumb and noxious back to back, and the ratios of a
+    // round compare figures taken under the same load.
+    let mut lanes = vec![
+        Lane::new("direct", None)?,
+        Lane::new("plumb", Some(&plumb))?,
+    ];
+    if let Some(n) = &noxious_peer {
+        lanes.push(Lane::new("noxious", Some(n))?);
+    }
+    for round in 0..STREAM_RUNS {
+        let mut line = format!("round {}:", round + 1);
+        for lane in lanes.iter_mut() {
+            let rate = one_stream(lane.stream_to, &lane.done)
+                .with_context(|| format!("{} stream", lane.name))?;
+            lane.rates.push(rate);
+            let rt = round_trips(lane.echo_to, ROUND_TRIPS / STREAM_RUNS)
+                .with_context(|| format!("{} round trips", lane.name))?;
+            lane.rtts.extend(rt);
+            line += &format!("  {} {:.2} GB/s", lane.name, rate / 1e9);
+        }
+        let direct = lanes[0].rates[round];
+        line += &format!(
+            "  plumb/direct {:.1}%",
+            100.0 * lanes[1].rates[round] / direct
+        );
+        if lanes.len() > 2 {
+            line += &format!(
+                "  noxious/direct {:.1}%",
+                100.0 * lanes[2].rates[round] / direct
+            );
+        }
+        println!("{line}");
+    }
+    let ratios: Vec<f64> = (0..STREAM_RUNS)
+        .map(|r| lanes[1].rates[r] / lanes[0].rates[r])
+        .collect();
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    println!(
+        "plumb/direct per round: {:.1}% .. {:.1}%",
+        lo * 100.0,
+        hi * 100.0
+    );
+
+    let idle = if idle_n > 0 {
+        let (h, held) = holder()?;
+        let p = plumb.proxy("bench_idle", h)?;
+        Some(idle_rss(&plumb, p, &held, idle_n)?)
+    } else {
+        None
+    };
+    let direct = lanes[0].figures(None);
+    let direct_gbps = direct.gbps;
+    let (d50, d99) = (direct.p50, direct.p99);
+    println!(
+        "direct    throughput {direct_gbps:6.2} GB/s   rtt p50 {d50:7.1} us  p99 {d99:7.1} us"
+    );
+    let ours = lanes[1].figures(idle);
+    let noxious = lanes.get(2).map(|l| l.figures(None));
+    drop(plumb);
+    drop(noxious_peer);
 
     let show = |name: &str, f: &Figures| {
         println!(
