@@ -62,6 +62,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes the token with this hash, so it stops working (a running
+    /// collector rereads its tokens every second). Returns whether it
+    /// existed.
+    pub fn delete_token(&self, hash: &[u8; 32]) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM tokens WHERE hash = ?1",
+            params![plumb_model::hex(hash)],
+        )?;
+        Ok(n > 0)
+    }
+
     /// The (hash, role) of every stored token.
     pub fn token_hashes(&self) -> Result<Vec<([u8; 32], String)>> {
         Ok(self
@@ -96,5 +107,8 @@ mod tests {
             vec![(hash, "viewer".to_string())]
         );
         assert!(store.add_token(&hash, "agent", "dup").is_err());
+        assert!(store.delete_token(&hash).unwrap());
+        assert!(!store.delete_token(&hash).unwrap(), "already gone");
+        assert!(store.token_hashes().unwrap().is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! `plumb token`: access tokens for the collector.
 
 use crate::config::Config;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use plumb_collector::Role;
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,6 +29,19 @@ pub enum TokenCommand {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Revoke a token, named by the start of its hash as `plumb token ls`
+    /// shows it; a running collector refuses it within a second or two.
+    Revoke {
+        /// At least 8 hex digits of the token's hash (from `plumb token ls`).
+        hash: String,
+        /// Allow revoking the last token, which leaves a loopback collector
+        /// open to every local user (it needs no token when it has none).
+        #[arg(long)]
+        force: bool,
+        /// The collector's store directory (default: the configured store).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// List tokens (role, label, creation time; never the token).
     Ls {
         /// The collector's store directory (default: the configured store).
@@ -50,6 +63,49 @@ pub fn main(a: Args) -> Result<ExitCode> {
             eprintln!(
                 "plumb: created a {} token; it is shown only this once. Clients send it as PLUMB_TOKEN (or `token =` in plumb.toml).",
                 role.as_str()
+            );
+        }
+        TokenCommand::Revoke { hash, force, data } => {
+            let prefix = hash.trim().to_ascii_lowercase();
+            if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!(
+                    "`{hash}` is not a token hash prefix: give at least 8 hex digits of the HASH column of `plumb token ls`"
+                );
+            }
+            let dir = data.unwrap_or(cfg.home);
+            let store = plumb_store::Store::open(&dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let tokens = store.tokens()?;
+            let matching: Vec<_> = tokens
+                .iter()
+                .filter(|t| plumb_model::hex(&t.hash).starts_with(&prefix))
+                .collect();
+            let token = match matching.as_slice() {
+                [] => bail!(
+                    "no token's hash starts with `{prefix}` in {} (see `plumb token ls`)",
+                    dir.display()
+                ),
+                [one] => *one,
+                many => bail!(
+                    "`{prefix}` matches {} tokens: give more digits of the hash",
+                    many.len()
+                ),
+            };
+            if tokens.len() == 1 && !force {
+                bail!(
+                    "this is the last token: without tokens a loopback collector lets every local user read and write. Create another token first, or pass --force"
+                );
+            }
+            store.delete_token(&token.hash)?;
+            eprintln!(
+                "plumb: revoked the {} token {} ({}); a running collector refuses it within 2 s",
+                token.role,
+                &plumb_model::hex(&token.hash)[..16],
+                if token.name.is_empty() {
+                    "no name"
+                } else {
+                    &token.name
+                }
             );
         }
         TokenCommand::Ls { data } => {
