@@ -54,6 +54,9 @@ const JOB_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 /// A duration in words: `3h20m`, `45s`, `250ms`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
+    if d.is_zero() {
+        return "0s".into();
+    }
     if s == 0 {
         return format!("{}ms", d.as_millis());
     }
@@ -391,6 +394,7 @@ mod tests {
     fn durations_read_as_words() {
         assert_eq!(human(Duration::from_secs(12_000)), "3h20m");
         assert_eq!(human(Duration::from_millis(250)), "250ms");
+        assert_eq!(human(Duration::ZERO), "0s");
         assert_eq!(human(Duration::from_secs(90_061)), "1d1h1m");
     }
 
