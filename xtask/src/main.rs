@@ -63,7 +63,14 @@ fn test(extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-const BENCHES: &[&str] = &["agent", "checkpoint", "dashboard", "ingest", "proxy", "recorder"];
+const BENCHES: &[&str] = &[
+    "agent",
+    "checkpoint",
+    "dashboard",
+    "ingest",
+    "proxy",
+    "recorder",
+];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {

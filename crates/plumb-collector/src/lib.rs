@@ -33,6 +33,7 @@ pub mod otlp;
 pub mod runs;
 pub mod tls;
 pub mod tokens;
+pub mod web;
 
 pub use auth::Role;
 pub use db::Db;
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .merge(otlp::routes())
         .merge(insights::routes(&state))
         .merge(alerts::routes())
+        .merge(web::routes())
         // Route modules of other capabilities merge here, one line each:
         // .merge(otlp::routes())
         // .merge(nodes::routes())

@@ -136,8 +136,6 @@ pub fn main(args: Args) -> Result<ExitCode> {
 }
 
 /// The demo's alert receiver and the configuration that points at it.
-// Called by `plumb demo` once the lead wires the alerts scene in.
-#[allow(dead_code)]
 #[derive(Debug)]
 pub struct AlertsDemo {
     /// A plumb.toml with the demo's alert rules and webhook: give it to the
@@ -153,8 +151,6 @@ pub struct AlertsDemo {
 /// writes `<store_dir>/alerts-demo.toml` with a demo disk rule. The demo
 /// threshold (warn below 100% available) is above any disk's real usage, so
 /// it fires without filling anything; its note says so.
-// Called by `plumb demo` once the lead wires the alerts scene in.
-#[allow(dead_code)]
 pub fn demo_prepare(store_dir: &Path) -> Result<AlertsDemo> {
     std::fs::create_dir_all(store_dir)
         .with_context(|| format!("cannot create {}", store_dir.display()))?;
@@ -202,8 +198,6 @@ url = "http://{addr}/alerts"
 }
 
 /// Reads one HTTP request and answers 200; returns its body.
-// Called by `plumb demo` once the lead wires the alerts scene in.
-#[allow(dead_code)]
 fn read_post(mut stream: std::net::TcpStream) -> Option<String> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -235,8 +229,6 @@ fn read_post(mut stream: std::net::TcpStream) -> Option<String> {
 /// to reach the webhook receiver, prints the payload it got and what
 /// `plumb alerts` shows. Returns the agent; the caller ends it (kill and
 /// wait) when the demo is over.
-// Called by `plumb demo` once the lead wires the alerts scene in.
-#[allow(dead_code)]
 pub fn demo_scene(
     collector_url: &str,
     demo: &AlertsDemo,

@@ -2,9 +2,6 @@
 //! fetched once (so a broken page shows up in the demo), then where to open
 //! it in a browser.
 
-// `plumb demo` calls demo_scene once the lead wires it in.
-#![allow(dead_code)]
-
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig};
 use std::time::Instant;

@@ -16,6 +16,14 @@ pub struct Args {
     /// Python interpreter to run the workload with.
     #[arg(long, default_value = "python3")]
     pub python: PathBuf,
+    /// Keep the collector and its dashboard running at the end until Enter
+    /// is pressed. The default is to keep it when standard input is a
+    /// terminal, and to stop everything otherwise (CI, scripts).
+    #[arg(long, overrides_with = "no_keep")]
+    pub keep: bool,
+    /// Stop everything at the end, even on a terminal.
+    #[arg(long)]
+    pub no_keep: bool,
 }
 
 const TRAIN: &str = r#"
@@ -202,7 +210,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
     println!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
     crate::cmd::evict_demo::demo_scene(&home, &python)?;
     println!();
-    fleet_section(&me, &home, &dir, &python, &session)?;
+    let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
+    fleet_section(&me, &home, &dir, &python, &session, keep)?;
     println!(
         "Try: plumb ls · plumb show last · plumb logs last -t · plumb search converged · plumb proxy --help · plumb serve"
     );
@@ -213,9 +222,18 @@ pub fn main(args: Args) -> Result<ExitCode> {
 /// workload ships its runs to the collector, an OpenTelemetry program sends
 /// logs and spans to it, and the CLI reads it all back from the collector.
 /// Everything started here is stopped before the demo ends.
-fn fleet_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &str) -> Result<()> {
+fn fleet_section(
+    me: &Path,
+    home: &Path,
+    dir: &Path,
+    python: &Path,
+    session: &str,
+    keep: bool,
+) -> Result<()> {
     println!("── one place for the whole fleet: a collector and three agents");
-    let collector = crate::cmd::serve::demo_scene(home)?;
+    // The collector starts with the alerts scene's rules and webhook.
+    let alerts_demo = crate::cmd::alerts::demo_prepare(&dir.join("alerts"))?;
+    let collector = crate::cmd::serve::demo_scene_with(home, Some(&alerts_demo.config))?;
     let mut agents = crate::cmd::agent::demo_scene(&collector.api, &dir.join("agents"))?;
     let result = (|| -> Result<()> {
         println!();
@@ -264,9 +282,42 @@ fn fleet_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &st
             }
             println!();
         }
+        println!("── errors grouped across runs, and a run taking longer than usual");
+        agents.push(crate::cmd::errors::demo_scene(&collector.api, dir, 600)?);
+        println!();
+        println!("── alerts: a disk rule fires and its webhook is called");
+        agents.push(crate::cmd::alerts::demo_scene(
+            &collector.api,
+            &alerts_demo,
+            &dir.join("agents"),
+        )?);
+        println!();
+        crate::cmd::dashboard::demo_scene(&collector.api)?;
+        println!();
+        if keep {
+            println!(
+                "   The dashboard stays up at {}/ : press Enter to stop the collector, its agents and the slow run.",
+                collector.api.trim_end_matches('/')
+            );
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        } else {
+            println!(
+                "   (standard input is not a terminal, so the demo stops now; `plumb demo --keep` leaves the dashboard up)"
+            );
+        }
         Ok(())
     })();
     for a in &mut agents {
+        // SIGTERM first, so a `plumb run` among them records how it ended.
+        // SAFETY: kill(2) on a child we started and have not reaped.
+        unsafe { libc::kill(a.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    for a in &mut agents {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline && matches!(a.try_wait(), Ok(None)) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = a.kill();
         let _ = a.wait();
     }

@@ -291,8 +291,6 @@ pub fn main(args: Args) -> Result<ExitCode> {
 }
 
 /// The program the demo runs: fails in one of two ways, or succeeds.
-// Used by `plumb demo` once the lead wires the scene in.
-#[allow(dead_code)]
 const DEMO_APP: &str = r#"import sys
 def charge(order):
     raise ValueError(f"card declined for order {order}")
@@ -312,7 +310,6 @@ elif mode == "lookup":
 /// it, and prints what `plumb errors` and `plumb slow` show. Returns the
 /// sleeping run's process (`plumb run`), still running, for the caller to
 /// wait for or kill. Bounded: about ten seconds on a loaded machine.
-#[allow(dead_code)]
 pub fn demo_scene(
     collector_url: &str,
     work_dir: &std::path::Path,

@@ -139,14 +139,10 @@ impl Drop for DemoCollector {
 }
 
 /// The demo's collector scene: starts `plumb serve` on free loopback ports
-/// with its store in `<store_dir>/collector`, waits until it is ready, and
-/// prints where it listens. Bounded: gives up after 10 s.
-pub fn demo_scene(store_dir: &std::path::Path) -> Result<DemoCollector> {
-    demo_scene_with(store_dir, None)
-}
-
-/// [`demo_scene`] with `config` as the collector's plumb.toml (the alerts
-/// demo's rules and webhook, see `cmd::alerts::demo_prepare`).
+/// with its store in `<store_dir>/collector` and `config` as its plumb.toml
+/// (the alerts demo's rules and webhook, see `cmd::alerts::demo_prepare`),
+/// waits until it is ready, and prints where it listens. Bounded: gives up
+/// after 10 s.
 pub fn demo_scene_with(
     store_dir: &std::path::Path,
     config: Option<&std::path::Path>,
