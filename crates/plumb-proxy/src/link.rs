@@ -14,7 +14,7 @@ use std::io;
 use std::net::{IpAddr, Shutdown};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
@@ -571,10 +571,22 @@ struct Work {
     item: Item,
 }
 
-async fn reader(src: &TcpStream, stream: Stream, cx: &Cx<'_>, tx: mpsc::Sender<Chunk>) {
+/// Reads `src` into `tx` until the stream ends, or until `stop` is set:
+/// then it reads nothing more and waits (keeping `tx` open) for the caller
+/// to drop it, so the queue can drain and the direction reach a safe point.
+async fn reader(
+    src: &TcpStream,
+    stream: Stream,
+    cx: &Cx<'_>,
+    tx: mpsc::Sender<Chunk>,
+    stop: &AtomicBool,
+) {
     let d = dir_index(stream);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return std::future::pending().await;
+        }
         // A slot in the queue is taken before reading, so the bytes read
         // are queued without awaiting: dropping this future at any await
         // (to go back to zero-copy) never loses data.
@@ -656,8 +668,12 @@ async fn userspace_path(
     chain: &mut Chain,
 ) -> io::Result<Option<End>> {
     let (tx, mut rx) = mpsc::channel(CHUNK_QUEUE);
+    // Set once no toxic applies: the reader stops, so what it already queued
+    // drains and the direction goes back to zero-copy even while the peer
+    // keeps sending faster than the chain empties.
+    let stop_reading = AtomicBool::new(false);
     let read = async {
-        reader(src, stream, cx, tx).await;
+        reader(src, stream, cx, tx, &stop_reading).await;
         // The chain decides when the direction ends.
         std::future::pending::<()>().await
     };
@@ -666,12 +682,16 @@ async fn userspace_path(
         let mut stack: Vec<Work> = Vec::new();
         loop {
             let deadline = chain.deadline();
+            if stack.is_empty() && chain.active.is_empty() {
+                stop_reading.store(true, Ordering::Relaxed);
+            }
             let mut w = match stack.pop() {
                 Some(w) => w,
-                None if chain.active.is_empty() && rx.is_empty() => {
-                    // A safe point: no toxic applies and nothing read is
-                    // still on its way, so zero-copy can take over. The
-                    // reader holds no bytes between its awaits.
+                None if stop_reading.load(Ordering::Relaxed) && rx.is_empty() => {
+                    // A safe point: the reader has stopped and nothing it
+                    // read is still on its way, so the caller picks the path
+                    // again (zero-copy, unless a toxic came back meanwhile).
+                    // The reader holds no bytes between its awaits.
                     return Ok(None);
                 }
                 None => {

@@ -98,7 +98,12 @@ impl Store {
             args.push(Value::Integer(t.as_nanos()));
         }
         for (k, v) in &q.tags {
-            sql.push_str(" AND id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)");
+            // A probe per candidate row while walking runs newest first, so a
+            // common tag stops at one page instead of collecting every run
+            // that has it and sorting them.
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM run_tags WHERE run_id = runs.id AND key = ? AND value = ?)",
+            );
             args.push(Value::Text(k.clone()));
             args.push(Value::Text(v.clone()));
         }

@@ -235,4 +235,11 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX disk_samples_time ON disk_samples(t_ns);
     "#,
+    // 6 -> 7: runs_name also covers state and ended_ns, so a name's duration
+    // statistics (p50/p95, slow runs) are read from the index alone instead
+    // of one table row, with its whole JSON record, per past run.
+    r#"
+    DROP INDEX runs_name;
+    CREATE INDEX runs_name ON runs(name, started_ns, state, ended_ns);
+    "#,
 ];
