@@ -11,6 +11,16 @@
 //! within each round and every round prints its own ratios; the spread of
 //! plumb/direct over the rounds shows how much the load moved the figures.
 //!
+//! Wall-clock throughput moves with the load other programs put on the
+//! machine, so every stream also measures CPU time per GiB moved: the
+//! proxy's (utime + stime of its process from /proc/<pid>/stat, before and
+//! after the stream) and the two ends' (this process's getrusage, which
+//! holds the sending thread and the sink's reading thread). On a machine
+//! with two cores the three parties share, the CPU spent per byte is what
+//! bounds the proxied stream, so `direct ends / (ends + proxy)` is the
+//! CPU-bound estimate of the throughput ratio, printed beside the measured
+//! one.
+//!
 //! The proxy runs in its own process so its memory can be read from /proc:
 //! `$PLUMB_BIN proxy` when PLUMB_BIN is set, else this program re-run in
 //! server mode (the same `plumb_proxy` library code as `plumb proxy`).
@@ -84,6 +94,34 @@ impl Peer {
             .parse()
             .ok()
     }
+}
+
+/// utime + stime of process `pid`, in seconds, from /proc/<pid>/stat. The
+/// kernel sums every thread, exited ones included.
+fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields are counted
+    // after its closing parenthesis, where field 3 (state) comes first.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((utime + stime) as f64 / hz.max(1) as f64)
+}
+
+/// CPU seconds (user + system) used by this process: the benchmark's own
+/// threads, which are the sender and the sink while a stream runs.
+fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn free_port() -> Result<SocketAddr> {
@@ -163,10 +201,27 @@ fn echo() -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// One run of sending STREAM_BYTES through `to`, in bytes/s.
-fn one_stream(to: SocketAddr, done: &mpsc::Receiver<u64>) -> Result<f64> {
+/// One stream's figures.
+struct StreamRun {
+    /// Bytes per second.
+    rate: f64,
+    /// CPU seconds per GiB used by the proxy process, if there is one.
+    proxy_cpu: Option<f64>,
+    /// CPU seconds per GiB used by the sender and the sink (this process).
+    ends_cpu: f64,
+}
+
+/// One run of sending STREAM_BYTES through `to`, with the proxy process in
+/// between (`proxy_pid`, if any) measured for CPU.
+fn one_stream(
+    to: SocketAddr,
+    done: &mpsc::Receiver<u64>,
+    proxy_pid: Option<u32>,
+) -> Result<StreamRun> {
     let buf = vec![0x5au8; 1 << 20];
     let mut s = TcpStream::connect(to)?;
+    let proxy_before = proxy_pid.and_then(proc_cpu_secs);
+    let ends_before = self_cpu_secs();
     let t = Instant::now();
     let mut left = STREAM_BYTES;
     while left > 0 {
@@ -179,10 +234,19 @@ fn one_stream(to: SocketAddr, done: &mpsc::Receiver<u64>) -> Result<f64> {
         .recv_timeout(Duration::from_secs(120))
         .context("the sink never finished")?;
     let secs = t.elapsed().as_secs_f64();
+    let ends_after = self_cpu_secs();
+    let proxy_after = proxy_pid.and_then(proc_cpu_secs);
     if got != STREAM_BYTES {
         bail!("sink got {got} of {STREAM_BYTES} bytes");
     }
-    Ok(got as f64 / secs)
+    let gib = got as f64 / (1u64 << 30) as f64;
+    Ok(StreamRun {
+        rate: got as f64 / secs,
+        proxy_cpu: proxy_before
+            .zip(proxy_after)
+            .map(|(b, a)| (a - b).max(0.0) / gib),
+        ends_cpu: (ends_after - ends_before).max(0.0) / gib,
+    })
 }
 
 /// Round-trip times of 64-byte messages, sorted, in microseconds.
@@ -204,6 +268,16 @@ fn round_trips(to: SocketAddr, count: usize) -> Result<Vec<f64>> {
         out.push(t.elapsed().as_secs_f64() * 1e6);
     }
     Ok(out)
+}
+
+/// Median, minimum and maximum; zeros for no values.
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (pct(&s, 0.5), s[0], s[s.len() - 1])
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -272,7 +346,13 @@ struct Lane {
     stream_to: SocketAddr,
     done: mpsc::Receiver<u64>,
     echo_to: SocketAddr,
+    /// The proxy's process, measured for CPU.
+    pid: Option<u32>,
     rates: Vec<f64>,
+    /// Proxy CPU seconds per GiB, per round.
+    proxy_cpu: Vec<f64>,
+    /// The ends' CPU seconds per GiB, per round.
+    ends_cpu: Vec<f64>,
     rtts: Vec<f64>,
 }
 
@@ -292,7 +372,10 @@ impl Lane {
             stream_to,
             done,
             echo_to,
+            pid: peer.map(|p| p.child.id()),
             rates: Vec::new(),
+            proxy_cpu: Vec::new(),
+            ends_cpu: Vec::new(),
             rtts: Vec::new(),
         })
     }
@@ -354,13 +437,18 @@ pub fn run(rest: &[&str]) -> Result<()> {
     for round in 0..STREAM_RUNS {
         let mut line = format!("round {}:", round + 1);
         for lane in lanes.iter_mut() {
-            let rate = one_stream(lane.stream_to, &lane.done)
+            let run = one_stream(lane.stream_to, &lane.done, lane.pid)
                 .with_context(|| format!("{} stream", lane.name))?;
-            lane.rates.push(rate);
+            lane.rates.push(run.rate);
+            lane.ends_cpu.push(run.ends_cpu);
+            lane.proxy_cpu.extend(run.proxy_cpu);
             let rt = round_trips(lane.echo_to, ROUND_TRIPS / STREAM_RUNS)
                 .with_context(|| format!("{} round trips", lane.name))?;
             lane.rtts.extend(rt);
-            line += &format!("  {} {:.2} GB/s", lane.name, rate / 1e9);
+            line += &format!("  {} {:.2} GB/s", lane.name, run.rate / 1e9);
+            if let Some(c) = run.proxy_cpu {
+                line += &format!(" (proxy {c:.3} cpu-s/GiB)");
+            }
         }
         let direct = lanes[0].rates[round];
         line += &format!(
@@ -386,6 +474,30 @@ pub fn run(rest: &[&str]) -> Result<()> {
         lo * 100.0,
         hi * 100.0
     );
+    // CPU per GiB moved: medians over the rounds, with their range.
+    println!("cpu seconds per GiB moved (median of {STREAM_RUNS} rounds, range):");
+    for lane in &lanes {
+        let (m, l, h) = spread(&lane.ends_cpu);
+        let mut line = format!("  {:<8} sender+sink {m:.3} ({l:.3} .. {h:.3})", lane.name);
+        if !lane.proxy_cpu.is_empty() {
+            let (m, l, h) = spread(&lane.proxy_cpu);
+            line += &format!("   proxy {m:.3} ({l:.3} .. {h:.3})");
+        }
+        println!("{line}");
+    }
+    let cpu_total = |lane: &Lane| spread(&lane.ends_cpu).0 + spread(&lane.proxy_cpu).0;
+    let cpu_estimate = cpu_total(&lanes[0]) / cpu_total(&lanes[1]);
+    println!(
+        "  CPU-bound estimate of plumb/direct on 2 cores (direct's cpu per GiB / plumb path's): {:.1}%",
+        100.0 * cpu_estimate
+    );
+    if lanes.len() > 2 {
+        println!(
+            "  CPU-bound estimate of noxious/direct: {:.1}%; plumb's proxy cpu per GiB is {:.2}x noxious's",
+            100.0 * cpu_total(&lanes[0]) / cpu_total(&lanes[2]),
+            spread(&lanes[1].proxy_cpu).0 / spread(&lanes[2].proxy_cpu).0
+        );
+    }
 
     let idle = if idle_n > 0 {
         let (h, held) = holder()?;
@@ -441,6 +553,11 @@ pub fn run(rest: &[&str]) -> Result<()> {
         "  throughput >= 80% of direct: {:.1}% -> {}",
         ratio * 100.0,
         verdict(ratio >= 0.8)
+    );
+    println!(
+        "  (CPU-bound estimate, independent of other load: {:.1}% -> {})",
+        cpu_estimate * 100.0,
+        verdict(cpu_estimate >= 0.8)
     );
     println!(
         "  added p50 <= 30 us: {:.1} us -> {}",
