@@ -300,6 +300,18 @@ async fn evaluate_once(
             })
             .await?;
     }
+    // The slow-run rule reads the collector's cached list when it judges by
+    // the same settings as `[insights]`; otherwise it computes its own.
+    let slow_cfg = plumb_model::insights::SlowConfig {
+        factor: cfg.rules.slow_run.factor,
+        min_history: cfg.rules.slow_run.min_history,
+        ..state.insights.slow.clone()
+    };
+    let cached_slow = if cfg.rules.slow_run.enabled && slow_cfg == state.insights.slow {
+        Some(crate::insights::slow_runs(state).await?)
+    } else {
+        None
+    };
     let c = cfg.clone();
     let snap = state
         .db
@@ -338,15 +350,10 @@ async fn evaluate_once(
             } else {
                 Vec::new()
             };
-            let slow_runs = if r.slow_run.enabled {
-                let sc = plumb_model::insights::SlowConfig {
-                    factor: r.slow_run.factor,
-                    min_history: r.slow_run.min_history,
-                    ..Default::default()
-                };
-                store.slow_runs(now, &sc)?
-            } else {
-                Vec::new()
+            let slow_runs = match cached_slow {
+                Some(runs) => runs,
+                None if r.slow_run.enabled => store.slow_runs(now, &slow_cfg)?,
+                None => Vec::new(),
             };
             let error_groups = if r.new_error.enabled {
                 let mut q = plumb_model::insights::ErrorQuery::at(now);

@@ -15,6 +15,11 @@
 //! second through the store's writer, a bounded batch per write. OTLP log
 //! records are checked for `exception.*` attributes on the decoding threads
 //! ([`otlp_occurrences`]); only those that have them reach the writer.
+//!
+//! Slow runs are computed once a second by [`spawn_slow_watch`]'s task into
+//! a [`SlowCache`]; the API, the runs page, `/metrics` and the slow-run alert
+//! rule all read that list ([`slow_runs`]) instead of scanning the store per
+//! request.
 
 use crate::AppState;
 use crate::auth::{Role, Viewer};
@@ -26,7 +31,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use plumb_model::insights::{
     DurationStats, ErrorGroup, ErrorGroupDetail, ErrorGroups, ErrorQuery, ErrorStatus,
-    InsightsConfig, OccurrenceSource, RunDuration, SlowRuns,
+    InsightsConfig, OccurrenceSource, RunDuration, SlowRun, SlowRuns,
 };
 use plumb_model::telemetry::LogBatch;
 use plumb_model::{Exception, Timestamp};
@@ -40,6 +45,13 @@ use std::time::Duration;
 /// How often queued failed runs are grouped and quiet groups resolved.
 pub const GROUP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the slow-run list is recomputed.
+pub const SLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A cached slow-run list older than this (the task is stuck behind a busy
+/// store, or has not run yet) is recomputed by the reader instead.
+const SLOW_STALE: Duration = Duration::from_secs(5);
+
 /// Failed runs grouped per store write; the writer serves ingest between
 /// batches.
 const DRAIN_BATCH: usize = 500;
@@ -52,10 +64,11 @@ const MAX_BATCHES: usize = 20;
 const RECENT: usize = 50;
 
 /// The routes of this module; registers the metrics and starts the
-/// grouping task.
+/// grouping and slow-run tasks.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    register_metrics(&state.metrics, state.insights.clone());
+    register_metrics(&state.metrics, state.insights.clone(), state.slow.clone());
     spawn_grouper(state);
+    spawn_slow_watch(state);
     Router::new()
         .route("/api/v1/errors", get(list))
         .route("/api/v1/errors/{fingerprint}", get(show))
@@ -86,6 +99,104 @@ pub fn spawn_grouper(state: &AppState) {
             tick.tick().await;
             if let Err(e) = group_once(&state).await {
                 tracing::warn!(error = %e, "grouping failed runs into errors failed; retrying");
+            }
+        }
+    });
+}
+
+/// The running runs that take longer than usual, as last computed: shared
+/// by every clone (one per collector, in [`AppState`]).
+#[derive(Debug, Clone, Default)]
+pub struct SlowCache {
+    last: Arc<std::sync::RwLock<Option<SlowList>>>,
+}
+
+#[derive(Debug)]
+struct SlowList {
+    computed: std::time::Instant,
+    runs: Arc<Vec<SlowRun>>,
+}
+
+impl SlowCache {
+    /// The list if it was computed within `max_age`, with each run's
+    /// elapsed time and factor brought up to `now` (the list is up to a
+    /// second old; a run's age is not).
+    pub fn get(&self, now: Timestamp, max_age: Duration) -> Option<Vec<SlowRun>> {
+        let g = self.last.read().unwrap_or_else(|p| p.into_inner());
+        let l = g.as_ref().filter(|l| l.computed.elapsed() <= max_age)?;
+        Some(
+            l.runs
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    let elapsed = (now.as_nanos() - r.started.as_nanos()) as f64 / 1e9;
+                    if elapsed > r.elapsed_s {
+                        r.elapsed_s = elapsed;
+                        if r.p95_s > 0.0 {
+                            r.factor = elapsed / r.p95_s;
+                        }
+                    }
+                    r
+                })
+                .collect(),
+        )
+    }
+
+    /// How many runs the last list holds (0 before the first).
+    pub fn len(&self) -> usize {
+        let g = self.last.read().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().map_or(0, |l| l.runs.len())
+    }
+
+    /// Whether the last list is empty (or there is none yet).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the list.
+    pub fn set(&self, runs: Vec<SlowRun>) {
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some(SlowList {
+            computed: std::time::Instant::now(),
+            runs: Arc::new(runs),
+        });
+    }
+}
+
+/// Recomputes the slow-run list into the cache (one bounded store read).
+pub async fn refresh_slow_runs(state: &AppState) -> Result<Vec<SlowRun>, ApiError> {
+    let cfg = state.insights.slow.clone();
+    let runs = state
+        .db
+        .read(move |s| s.slow_runs(Timestamp::now(), &cfg))
+        .await?;
+    state.slow.set(runs.clone());
+    Ok(runs)
+}
+
+/// Running runs longer than usual, by the collector's `[insights]`
+/// settings: the cached list, or a fresh one when the cache is stale.
+pub async fn slow_runs(state: &AppState) -> Result<Vec<SlowRun>, ApiError> {
+    match state.slow.get(Timestamp::now(), SLOW_STALE) {
+        Some(runs) => Ok(runs),
+        None => refresh_slow_runs(state).await,
+    }
+}
+
+/// Starts the task that recomputes the slow-run list every
+/// [`SLOW_INTERVAL`] (when there is a tokio runtime; without one, readers
+/// compute it themselves).
+pub fn spawn_slow_watch(state: &AppState) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let state = state.clone();
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(SLOW_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresh_slow_runs(&state).await {
+                tracing::warn!(error = %e, "computing the slow-run list failed; retrying");
             }
         }
     });
@@ -289,12 +400,9 @@ async fn resolve(
 }
 
 async fn slow(_: Viewer, State(state): State<AppState>) -> Result<Json<SlowRuns>, ApiError> {
-    let cfg = state.insights.slow.clone();
-    let runs = state
-        .db
-        .read(move |s| s.slow_runs(Timestamp::now(), &cfg))
-        .await?;
-    Ok(Json(SlowRuns { runs }))
+    Ok(Json(SlowRuns {
+        runs: slow_runs(&state).await?,
+    }))
 }
 
 async fn run_duration(
@@ -331,7 +439,7 @@ struct StatusLabels {
     status: String,
 }
 
-fn register_metrics(metrics: &Metrics, config: Arc<InsightsConfig>) {
+fn register_metrics(metrics: &Metrics, config: Arc<InsightsConfig>, slow_cache: SlowCache) {
     let slow = Gauge::<i64>::default();
     let groups = Family::<StatusLabels, Gauge>::default();
     let occurrences = Gauge::<i64>::default();
@@ -348,7 +456,13 @@ fn register_metrics(metrics: &Metrics, config: Arc<InsightsConfig>) {
     );
     metrics.on_scrape(Arc::new(move |store| {
         let now = Timestamp::now();
-        slow.set(store.slow_runs(now, &config.slow)?.len() as i64);
+        // The list the dashboard shows; computed here only when the task
+        // has not kept it fresh.
+        let n = match slow_cache.get(now, SLOW_STALE) {
+            Some(runs) => runs.len(),
+            None => store.slow_runs(now, &config.slow)?.len(),
+        };
+        slow.set(n as i64);
         let (by_status, total) = store.error_group_counts(now, config.new_window_s)?;
         for s in [
             ErrorStatus::New,

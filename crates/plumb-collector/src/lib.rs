@@ -117,6 +117,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Error grouping and slow-run detection settings.
     pub insights: std::sync::Arc<plumb_model::insights::InsightsConfig>,
+    /// The slow-run list, recomputed every second by the insights task.
+    pub slow: insights::SlowCache,
 }
 
 impl AppState {
@@ -129,6 +131,7 @@ impl AppState {
             auth: auth::Auth::new(config.insecure, non_loopback),
             metrics: Metrics::new(),
             insights: std::sync::Arc::new(config.insights.clone()),
+            slow: insights::SlowCache::default(),
         })
     }
 }

@@ -7,6 +7,10 @@
 //! | `GET /api/v1/nodes` | viewer | every node as a [`NodeStatus`], by name |
 //! | `GET /api/v1/nodes/transitions` | viewer | state changes, oldest first: `node`, `limit` |
 //!
+//! [`NodeView`], [`NodeDetail`] and [`node_detail`] are what the dashboard's
+//! node pages, their JSON twins and `plumb nodes show` (on a local store)
+//! all read.
+//!
 //! A heartbeat's arrival time on the collector's clock (never the node's, which
 //! may be skewed) feeds the node's window of inter-arrival times. A task
 //! evaluates φ for every node twice a second and records each change of
@@ -28,7 +32,8 @@ use plumb_store::nodes::NodeRow;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +108,138 @@ fn register_metrics(state: &AppState) {
         }
         Ok(())
     }));
+}
+
+/// State changes kept in a [`NodeDetail`].
+pub const HISTORY: usize = 200;
+
+/// Runs in progress listed in a [`NodeDetail`] at most.
+pub const RUNNING: usize = 100;
+
+/// A node as the dashboard and `plumb nodes show` present it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Name.
+    pub node: String,
+    /// State.
+    pub state: NodeState,
+    /// In that state since.
+    pub since: Timestamp,
+    /// Last heartbeat (collector clock).
+    pub last_heartbeat: Timestamp,
+    /// The last report.
+    pub report: NodeReport,
+    /// Content hash of its software fingerprint.
+    pub fingerprint: Option<String>,
+    /// The label group it is compared with (`k=v,...`, empty for none).
+    pub group: String,
+    /// Its fingerprint differs from the most common one of its group.
+    pub fingerprint_differs: bool,
+    /// Clock offset against the collector, once agents measure it.
+    pub clock_offset_ms: Option<f64>,
+}
+
+/// Everything known about one node: `GET /api/v1/nodes/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDetail {
+    /// The node.
+    pub node: NodeView,
+    /// Its state changes, oldest first (the latest [`HISTORY`]).
+    pub transitions: Vec<NodeTransition>,
+    /// Its runs in progress as the store holds them, newest first (at most
+    /// [`RUNNING`]; the report's `runs_in_progress` is the node's own count).
+    #[serde(default)]
+    pub running: Vec<plumb_store::RunSummary>,
+}
+
+fn group_key(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The nodes as views, each marked when its fingerprint differs from the
+/// majority of the nodes with the same labels (a group of one has nothing
+/// to differ from). `rows` must be every node, for the comparison.
+pub fn views(rows: Vec<NodeRow>) -> Vec<NodeView> {
+    let mut counts: HashMap<(String, &str), usize> = HashMap::new();
+    let mut sizes: HashMap<String, usize> = HashMap::new();
+    let keys: Vec<String> = rows.iter().map(|r| group_key(&r.report.labels)).collect();
+    for (r, g) in rows.iter().zip(&keys) {
+        if let Some(fp) = r.fingerprint.as_deref() {
+            *counts.entry((g.clone(), fp)).or_default() += 1;
+            *sizes.entry(g.clone()).or_default() += 1;
+        }
+    }
+    let mut majority: HashMap<&str, (&str, usize)> = HashMap::new();
+    for ((g, fp), n) in &counts {
+        let e = majority.entry(g.as_str()).or_insert((fp, 0));
+        // Ties go to the smaller hash, so the marker does not flicker.
+        if *n > e.1 || (*n == e.1 && *fp < e.0) {
+            *e = (fp, *n);
+        }
+    }
+    let marked: Vec<bool> = rows
+        .iter()
+        .zip(&keys)
+        .map(
+            |(r, g)| match (r.fingerprint.as_deref(), majority.get(g.as_str())) {
+                (Some(fp), Some((m, _))) => sizes.get(g).copied().unwrap_or(0) > 1 && fp != *m,
+                _ => false,
+            },
+        )
+        .collect();
+    rows.into_iter()
+        .zip(keys)
+        .zip(marked)
+        .map(|((r, group), differs)| NodeView {
+            node: r.name,
+            state: r.state,
+            since: r.since,
+            last_heartbeat: r.last_seen,
+            report: r.report,
+            fingerprint: r.fingerprint,
+            group,
+            fingerprint_differs: differs,
+            clock_offset_ms: None,
+        })
+        .collect()
+}
+
+/// Everything the store knows about node `name`: its view (compared with
+/// its group), its state history and its runs in progress; `None` when no
+/// node of that name has reported.
+pub fn node_detail(
+    store: &plumb_store::Store,
+    name: &str,
+) -> plumb_store::Result<Option<NodeDetail>> {
+    let Some(row) = store.node(name)? else {
+        return Ok(None);
+    };
+    // The outlier marker compares the node with the others of its group,
+    // so the group's rows are needed, not just this one.
+    let labels = row.report.labels.clone();
+    let mut rows: Vec<NodeRow> = store
+        .nodes()?
+        .into_iter()
+        .filter(|r| r.name != name && r.report.labels == labels)
+        .collect();
+    rows.insert(0, row);
+    let node = views(rows).swap_remove(0);
+    let transitions = store.node_transitions(Some(name), HISTORY)?;
+    let running = store.list_runs(&plumb_store::RunFilter {
+        host: Some(name.to_string()),
+        state: Some(plumb_model::RunState::Running),
+        limit: RUNNING,
+        ..Default::default()
+    })?;
+    Ok(Some(NodeDetail {
+        node,
+        transitions,
+        running,
+    }))
 }
 
 /// φ of a stored node at `now`.

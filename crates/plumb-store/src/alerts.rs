@@ -238,8 +238,10 @@ impl Store {
         let names: Vec<String> = names
             .query_map([since.as_nanos()], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        // Finished means ended: a run still running, or waiting for a
+        // slot or a retry, has no outcome to count yet.
         let mut per = self.conn().prepare_cached(
-            "SELECT state, host FROM runs WHERE name = ?1 AND state != 'running'
+            "SELECT state, host FROM runs WHERE name = ?1 AND ended_ns IS NOT NULL
              ORDER BY started_ns DESC LIMIT ?2",
         )?;
         let mut out = Vec::new();

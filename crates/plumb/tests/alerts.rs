@@ -431,3 +431,372 @@ fn bad_alert_rules_are_named_and_stop_the_collector() {
         assert!(err.contains(needle), "{toml}: no `{needle}` in {err}");
     }
 }
+
+/// Checks the Alertmanager v4 webhook shape of a payload sent by the
+/// collector at `url` for one alert `alertname` in `status`, and returns
+/// that alert.
+fn assert_v4(p: &Value, url: &str, alertname: &str, status: &str) -> Value {
+    assert_eq!(p["version"], "4", "{p}");
+    assert_eq!(p["status"], status, "{p}");
+    assert_eq!(p["receiver"], "webhook-0", "{p}");
+    assert_eq!(p["groupLabels"]["alertname"], alertname, "{p}");
+    assert_eq!(
+        p["groupKey"],
+        format!("{{}}:{{alertname=\"{alertname}\"}}").as_str(),
+        "{p}"
+    );
+    assert_eq!(p["truncatedAlerts"], 0, "{p}");
+    assert_eq!(p["externalURL"], url, "{p}");
+    assert_eq!(p["commonLabels"]["alertname"], alertname, "{p}");
+    let alerts = p["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "one alert in the group: {p}");
+    let a = alerts[0].clone();
+    assert_eq!(a["status"], status, "{a}");
+    assert_eq!(a["labels"]["alertname"], alertname, "{a}");
+    assert!(a["labels"]["severity"].is_string(), "{a}");
+    assert!(a["startsAt"].as_str().unwrap().ends_with('Z'), "{a}");
+    if status == "firing" {
+        assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z", "{a}");
+    } else {
+        let ends = a["endsAt"].as_str().unwrap();
+        assert!(
+            ends != "0001-01-01T00:00:00Z" && ends >= a["startsAt"].as_str().unwrap(),
+            "a resolved alert ends after it starts: {a}"
+        );
+    }
+    assert_eq!(a["fingerprint"].as_str().unwrap().len(), 16, "{a}");
+    assert!(a["generatorURL"].as_str().unwrap().starts_with(url), "{a}");
+    assert!(
+        !a["annotations"]["summary"].as_str().unwrap().is_empty(),
+        "{a}"
+    );
+    assert!(a["annotations"]["description"].is_string(), "{a}");
+    a
+}
+
+/// A plumb.toml evaluating every 200 ms with only `rule` enabled (so the
+/// machine's own state cannot fire anything else), plus `extra` lines for
+/// that rule, and the receiver as the one webhook.
+fn one_rule_config(dir: &Path, receiver: &Receiver, rule: &str, extra: &str) -> PathBuf {
+    let mut toml = String::from("[alerts]\ninterval = \"200ms\"\n\n");
+    for r in [
+        "disk_low",
+        "disk_fill",
+        "node_down",
+        "slow_run",
+        "failure_rate",
+        "new_error",
+    ] {
+        toml.push_str(&format!("[alerts.rules.{r}]\nenabled = {}\n", r == rule));
+        if r == rule {
+            toml.push_str(extra);
+            toml.push('\n');
+        }
+        toml.push('\n');
+    }
+    toml.push_str(&format!("[[alerts.webhook]]\nurl = \"{}\"\n", receiver.url));
+    let path = dir.join("plumb.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// `plumb run --name NAME -- sh -c SCRIPT`, shipped to `url`; returns its
+/// exit code.
+fn run_shipped(home: &Path, url: &str, name: &str, script: &str) -> Option<i32> {
+    plumb(home)
+        .env("PLUMB_COLLECTOR", url)
+        .env("PLUMB_SPOOL", home.join("spool"))
+        .env("PLUMB_OUTBOX", home.join("outbox"))
+        .args(["run", "--name", name, "--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .code()
+}
+
+/// Runs of `name` the collector holds as finished.
+fn finished_runs(url: &str, name: &str) -> usize {
+    get(url, &format!("/api/v1/runs?name={name}"))
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| {
+            let runs = v
+                .as_array()
+                .cloned()
+                .or_else(|| v["runs"].as_array().cloned())?;
+            Some(
+                runs.iter()
+                    .filter(|r| !r["ended"].is_null() && r["name"] == name)
+                    .count(),
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// Restarts the collector after kill -9, lets it evaluate several times, and
+/// checks nothing was told again.
+fn restart_tells_nothing_new(
+    collector: &mut Serve,
+    data: &Path,
+    config: &Path,
+    port: u16,
+    receiver: &Receiver,
+) -> Serve {
+    let before = receiver.got.lock().unwrap().len();
+    collector.kill9();
+    let again = serve(data, config, port);
+    // Ten evaluations at 200 ms, and time for a delivery to arrive.
+    std::thread::sleep(Duration::from_millis(2500));
+    let got = receiver.got.lock().unwrap();
+    assert_eq!(
+        got.len(),
+        before,
+        "a restarted collector notified again: {:?}",
+        &got[before..]
+    );
+    again
+}
+
+#[test]
+fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = one_rule_config(
+        tmp.path(),
+        &receiver,
+        "failure_rate",
+        "above = 0.5\nlast = 4\nmin_runs = 4",
+    );
+    let data = tmp.path().join("collector");
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let mut collector = serve(&data, &config, port);
+    let url = collector.url.clone();
+
+    // Three failures out of three: not enough runs to judge yet.
+    for _ in 0..3 {
+        assert_eq!(run_shipped(&home, &url, "etl", "exit 3"), Some(3));
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || finished_runs(&url, "etl") == 3),
+        "the runs reach the collector"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        receiver.got.lock().unwrap().is_empty(),
+        "three runs are below min_runs = 4: {:?}",
+        receiver.got.lock().unwrap()
+    );
+
+    // The fourth failure: 4 of the last 4 failed.
+    assert_eq!(run_shipped(&home, &url, "etl", "exit 3"), Some(3));
+    assert!(
+        wait_for(Duration::from_secs(30), || !receiver
+            .matching("JobFailureRate", "firing")
+            .is_empty()),
+        "the failure rate fires; alerts: {}",
+        alerts(&url)
+    );
+    let p = receiver.matching("JobFailureRate", "firing")[0].clone();
+    let a = assert_v4(&p, &url, "JobFailureRate", "firing");
+    assert_eq!(a["labels"]["job"], "etl", "{a}");
+    assert_eq!(a["labels"]["severity"], "warning", "{a}");
+    assert_eq!(p["commonLabels"]["job"], "etl", "{p}");
+    assert!(
+        a["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("4 of the last 4 runs of etl failed"),
+        "{a}"
+    );
+    let fp = a["fingerprint"].as_str().unwrap().to_string();
+
+    // Restarted while firing: still firing, told once.
+    let mut collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    let list = alerts(&url);
+    assert!(
+        list["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["fingerprint"] == fp.as_str() && a["state"] == "firing"),
+        "{list}"
+    );
+
+    // Three successes: 1 of the last 4 failed, below the share: resolved.
+    for _ in 0..3 {
+        assert_eq!(run_shipped(&home, &url, "etl", "true"), Some(0));
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || !receiver
+            .matching("JobFailureRate", "resolved")
+            .is_empty()),
+        "the failure rate resolves; alerts: {}",
+        alerts(&url)
+    );
+    let r = receiver.matching("JobFailureRate", "resolved")[0].clone();
+    let ra = assert_v4(&r, &url, "JobFailureRate", "resolved");
+    assert_eq!(ra["fingerprint"], fp.as_str());
+    assert_eq!(ra["startsAt"], a["startsAt"], "the same episode");
+    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    assert_eq!(receiver.matching("JobFailureRate", "firing").len(), 1);
+    assert_eq!(receiver.matching("JobFailureRate", "resolved").len(), 1);
+}
+
+#[test]
+fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = one_rule_config(
+        tmp.path(),
+        &receiver,
+        "slow_run",
+        "min_history = 3\nfactor = 1.0",
+    );
+    let data = tmp.path().join("collector");
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let mut collector = serve(&data, &config, port);
+    let url = collector.url.clone();
+    for _ in 0..3 {
+        assert_eq!(run_shipped(&home, &url, "nightly", "true"), Some(0));
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || finished_runs(&url, "nightly")
+            == 3),
+        "the quick runs reach the collector"
+    );
+    // Quick runs take milliseconds; a run of several seconds passes both
+    // their p95 and the 1 s floor, even on a loaded machine.
+    let slow = Proc(
+        plumb(&home)
+            .env("PLUMB_COLLECTOR", &url)
+            .env("PLUMB_SPOOL", home.join("spool"))
+            .env("PLUMB_OUTBOX", home.join("outbox"))
+            .args(["run", "--name", "nightly", "--", "sleep", "6"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || !receiver
+            .matching("RunLongerThanUsual", "firing")
+            .is_empty()),
+        "the slow run fires; alerts: {}",
+        alerts(&url)
+    );
+    let p = receiver.matching("RunLongerThanUsual", "firing")[0].clone();
+    let a = assert_v4(&p, &url, "RunLongerThanUsual", "firing");
+    assert_eq!(a["labels"]["job"], "nightly", "{a}");
+    assert_eq!(a["labels"]["severity"], "warning", "{a}");
+    let run_id = a["labels"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(run_id.len(), 36, "{a}");
+    assert!(a["labels"]["node"].is_string(), "{a}");
+    assert!(
+        a["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("longer than usual"),
+        "{a}"
+    );
+
+    // The run ends: the condition clears and the resolution is told.
+    let mut slow = slow;
+    assert!(slow.0.wait().unwrap().success());
+    assert!(
+        wait_for(Duration::from_secs(30), || !receiver
+            .matching("RunLongerThanUsual", "resolved")
+            .is_empty()),
+        "the slow run resolves once it ends; alerts: {}",
+        alerts(&url)
+    );
+    let r = receiver.matching("RunLongerThanUsual", "resolved")[0].clone();
+    let ra = assert_v4(&r, &url, "RunLongerThanUsual", "resolved");
+    assert_eq!(ra["labels"]["run_id"], run_id.as_str());
+    assert_eq!(ra["fingerprint"], a["fingerprint"]);
+    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    assert_eq!(receiver.matching("RunLongerThanUsual", "firing").len(), 1);
+    assert_eq!(receiver.matching("RunLongerThanUsual", "resolved").len(), 1);
+}
+
+#[test]
+fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = one_rule_config(tmp.path(), &receiver, "new_error", "");
+    let data = tmp.path().join("collector");
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let mut collector = serve(&data, &config, port);
+    let url = collector.url.clone();
+    let script = "python3 -c 'raise KeyError(\"alert-e2e\")'";
+    assert_eq!(run_shipped(&home, &url, "lookup", script), Some(1));
+    assert!(
+        wait_for(Duration::from_secs(30), || !receiver
+            .matching("NewErrorGroup", "firing")
+            .is_empty()),
+        "the new error group fires; alerts: {}",
+        alerts(&url)
+    );
+    let p = receiver.matching("NewErrorGroup", "firing")[0].clone();
+    let a = assert_v4(&p, &url, "NewErrorGroup", "firing");
+    assert_eq!(a["labels"]["kind"], "KeyError", "{a}");
+    let group = a["labels"]["error"].as_str().unwrap().to_string();
+    let groups: Value = serde_json::from_str(&get(&url, "/api/v1/errors").unwrap()).unwrap();
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["fingerprint"] == group.as_str() && g["status"] == "new"),
+        "the label names the error group: {groups}"
+    );
+    assert!(
+        a["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("KeyError"),
+        "{a}"
+    );
+
+    // A restarted collector starts watching anew, yet the group it already
+    // alerted about is neither forgotten (resolved) nor told again.
+    let mut collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    // The same error again only counts in the group: no second alert.
+    assert_eq!(run_shipped(&home, &url, "lookup", script), Some(1));
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            get(&url, &format!("/api/v1/errors/{group}"))
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .is_some_and(|g| g["group"]["count"] == 2)
+        }),
+        "the second occurrence joins the group"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(receiver.matching("NewErrorGroup", "firing").len(), 1);
+    assert!(receiver.matching("NewErrorGroup", "resolved").is_empty());
+
+    // Resolving the group clears the condition: the alert resolves.
+    let out = plumb(&home)
+        .args(["errors", "resolve", &group, "--collector", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(Duration::from_secs(30), || !receiver
+            .matching("NewErrorGroup", "resolved")
+            .is_empty()),
+        "the alert resolves with its group; alerts: {}",
+        alerts(&url)
+    );
+    let r = receiver.matching("NewErrorGroup", "resolved")[0].clone();
+    let ra = assert_v4(&r, &url, "NewErrorGroup", "resolved");
+    assert_eq!(ra["labels"]["error"], group.as_str());
+    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    assert_eq!(receiver.matching("NewErrorGroup", "firing").len(), 1);
+    assert_eq!(receiver.matching("NewErrorGroup", "resolved").len(), 1);
+}

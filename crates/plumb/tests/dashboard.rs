@@ -578,3 +578,55 @@ fn with_tokens_the_browser_logs_in_with_a_viewer_token() {
     assert_eq!(v["after_login"], "/nodes", "{v}");
     assert_eq!(v["h1"], "Nodes", "{v}");
 }
+
+#[test]
+fn the_nodes_page_follows_node_changes_without_a_reload() {
+    require_tools();
+    let out = out_dir("nodes-live");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_server, api) = serve(&dir.join("srv"));
+    let mut calm = node_report("calm", "debian");
+    let (code, body) = http(
+        &api,
+        "POST",
+        "/api/v1/ingest/node",
+        "application/json",
+        calm.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    // Without the script the page is complete: the server renders the row.
+    let (code, html) = http(&api, "GET", "/nodes", "text/plain", b"");
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("<tr data-node=\"calm\">") && html.contains("st-up"),
+        "{html}"
+    );
+    // Its next heartbeat carries a load of 5 per CPU: busy.
+    calm["seq"] = 2.into();
+    calm["cpu"]["load1"] = 20.0.into();
+    let v = page(
+        "nodes_live.mjs",
+        &api,
+        &out,
+        serde_json::json!({
+            "node": "calm",
+            "busy_report": calm,
+            "new_report": node_report("newcomer", "debian"),
+        }),
+    );
+    assert_eq!(v["before"], "up", "{v}");
+    assert_eq!(v["after"], "busy", "{v}");
+    assert_eq!(v["same_document"], true, "the page was reloaded: {v}");
+    assert_eq!(v["loads"], 1, "{v}");
+    assert_eq!(v["poll"], "/api/v1/pages/nodes", "{v}");
+    assert!(v["refreshed"].is_string(), "{v}");
+    assert_eq!(v["load_cell"], "20.00 / 4", "{v}");
+    assert_eq!(v["new_disks"], 1, "{v}");
+    assert_eq!(strs(&v["rows"]), ["calm", "newcomer"], "{v}");
+    let counts = v["counts"].as_str().unwrap();
+    assert!(
+        counts.starts_with("2 nodes:") && counts.contains("up 1") && counts.contains("busy 1"),
+        "{v}"
+    );
+}

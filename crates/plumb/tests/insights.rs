@@ -508,6 +508,20 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
     assert!(r["factor"].as_f64().unwrap() > 1.0, "{r}");
     assert!(r["elapsed_s"].as_f64().unwrap() > p95, "{r}");
     assert_eq!(slow_metric(&serve.api), Some(1));
+    // The dashboard's runs page lists it as longer than usual, from the
+    // same cached list.
+    let id = r["run_id"].as_str().unwrap();
+    let html = get(&serve.api, "/runs").expect("GET /runs");
+    let section = html
+        .split("id=\"h-slow\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no \"Longer than usual\" section on /runs: {html}"));
+    assert!(section.starts_with(">Longer than usual<"), "{section}");
+    let table = section.split("</table>").next().unwrap();
+    assert!(
+        table.contains(&format!("/runs/{id}")) && table.contains("nightly"),
+        "the slow run is in the section: {table}"
+    );
     let out = plumb(&home, None)
         .args(["slow", "--collector", &serve.api])
         .output()
@@ -536,6 +550,7 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
         wait_for(Duration::from_secs(30), || {
             get_json(&serve.api, "/api/v1/runs/slow")["runs"] == serde_json::json!([])
                 && slow_metric(&serve.api) == Some(0)
+                && get(&serve.api, "/runs").is_some_and(|h| !h.contains("id=\"h-slow\""))
         }),
         "still flagged after it finished"
     );

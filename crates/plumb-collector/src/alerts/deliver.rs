@@ -10,6 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,7 +158,7 @@ fn post(w: &WebhookConfig, p: &WebhookPayload) -> Result<(), String> {
 }
 
 /// Runs the command with `sh -c`, the payload on stdin and `PLUMB_ALERT_*`
-/// variables; kills it after its timeout.
+/// variables; kills its whole process group after its timeout.
 fn exec(e: &ExecConfig, p: &WebhookPayload) -> Result<(), String> {
     let body = serde_json::to_vec(p).expect("payload serializes");
     let names: Vec<&str> = p
@@ -183,12 +184,19 @@ fn exec(e: &ExecConfig, p: &WebhookPayload) -> Result<(), String> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
+        // Its own process group, so a timeout reaches whatever the command
+        // started (a mailer's children, `cmd &`), not just `sh`.
+        .process_group(0)
         .spawn()
         .map_err(|err| format!("cannot start `sh -c {}`: {err}", e.command))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A command that does not read its stdin is fine: a broken pipe
-        // here is not a failure of the notification.
-        let _ = stdin.write_all(&body);
+        // On its own thread: a command that neither reads its stdin nor
+        // exits would otherwise block this write past the timeout once the
+        // payload outgrows the pipe. A broken pipe (a command that does not
+        // read its stdin) is not a failure of the notification.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
     }
     wait_with_timeout(&mut child, e.timeout)
 }
@@ -200,7 +208,7 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Dur) -> Result<()
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("the command ended with {status}")),
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
+                kill_group(child);
                 let _ = child.wait();
                 return Err(format!(
                     "the command ran longer than {:?} and was killed",
@@ -210,5 +218,77 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Dur) -> Result<()
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(err) => return Err(format!("cannot wait for the command: {err}")),
         }
+    }
+}
+
+/// SIGKILLs the process group `child` leads. The child is not reaped yet,
+/// so its pid (the group's id) cannot have been reused.
+fn kill_group(child: &mut std::process::Child) {
+    let Ok(pgid) = libc::pid_t::try_from(child.id()) else {
+        let _ = child.kill();
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals that process group; it
+    // touches no memory of ours.
+    if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+        let _ = child.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Whether `pid` is gone (or a zombie waiting for whoever adopted it).
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_timed_out_command_is_killed_with_the_processes_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let e = ExecConfig {
+            // The grandchild outlives sh unless the whole group is killed.
+            command: format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
+            timeout: Dur(Duration::from_millis(500)),
+        };
+        let p = WebhookPayload::new("", "http://127.0.0.1:1", BTreeMap::new(), &[]);
+        let err = exec(&e, &p).unwrap_err();
+        assert!(err.contains("was killed"), "{err}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let pid = pid.trim();
+        assert!(pid.parse::<u32>().is_ok(), "{pid:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            gone(pid),
+            "the grandchild `sleep 300` (pid {pid}) survived the timeout"
+        );
+    }
+
+    #[test]
+    fn a_command_that_ignores_a_large_payload_still_times_out() {
+        // More than a pipe holds, to a command that never reads it.
+        let e = ExecConfig {
+            command: "sleep 300".into(),
+            timeout: Dur(Duration::from_millis(300)),
+        };
+        let mut p = WebhookPayload::new("", "http://127.0.0.1:1", BTreeMap::new(), &[]);
+        // Not in a variable: only the JSON on stdin grows.
+        p.common_annotations
+            .insert("bulk".into(), "x".repeat(1 << 20));
+        let started = Instant::now();
+        let err = exec(&e, &p).unwrap_err();
+        assert!(err.contains("was killed"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(60), "exec returned");
     }
 }

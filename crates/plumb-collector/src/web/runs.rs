@@ -134,19 +134,12 @@ async fn runs_data(state: &AppState, p: RunsParams) -> Result<RunsView, ApiError
         query.after = Some(PageKey::decode(a).map_err(ApiError::BadRequest)?);
     }
     let paged = query.after.is_some();
-    let slow_cfg = state.insights.slow.clone();
-    let (page, slow) = state
-        .db
-        .read(move |s| {
-            let page = s.runs_page(&query)?;
-            let slow = if paged {
-                Vec::new()
-            } else {
-                s.slow_runs(Timestamp::now(), &slow_cfg)?
-            };
-            Ok((page, slow))
-        })
-        .await?;
+    let slow = if paged {
+        Vec::new()
+    } else {
+        crate::insights::slow_runs(state).await?
+    };
+    let page = state.db.read(move |s| s.runs_page(&query)).await?;
     Ok(RunsView {
         q,
         error,

@@ -1,8 +1,10 @@
-//! `plumb nodes`: the fleet as the collector sees it.
+//! `plumb nodes`: the fleet as the collector sees it; `plumb nodes show
+//! NAME`: everything known about one node.
 
 use crate::cmd::agent::client_config;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
+use plumb_collector::nodes::NodeDetail;
 use plumb_model::Timestamp;
 use plumb_model::node::{NodeStatus, NodeTransition};
 use plumb_ship::Client;
@@ -12,15 +14,34 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub collector: Option<String>,
     /// Print JSON.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// Print the recorded state transitions (of NODE, or of every node)
     /// instead of the current states.
     #[arg(long, value_name = "NODE", num_args = 0..=1, default_missing_value = "")]
     pub history: Option<String>,
+    #[command(subcommand)]
+    pub what: Option<What>,
+}
+
+/// `plumb nodes` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Everything known about one node: state and since when, load, memory,
+    /// disks, fingerprint (and whether it differs from its group), runs in
+    /// progress, the history of its state changes. Reads the collector, or
+    /// with `--local` (or no collector configured) the local store, as on
+    /// the collector's own machine.
+    Show {
+        /// The node's name.
+        name: String,
+        /// Read the local store even when a collector is configured.
+        #[arg(long)]
+        local: bool,
+    },
 }
 
 /// The nodes, from the collector.
@@ -119,8 +140,203 @@ fn print_history(v: &[NodeTransition]) {
     }
 }
 
+/// One node, from the collector or, without one, the local store.
+fn detail(cfg: &Config, collector: Option<String>, local: bool, name: &str) -> Result<NodeDetail> {
+    if local && collector.is_some() {
+        bail!("--local and --collector ask for two different sources: pass one");
+    }
+    let url = if local {
+        None
+    } else {
+        collector.or_else(|| cfg.collector.clone())
+    };
+    let Some(url) = url else {
+        let store = plumb_store::Store::open_read_only(&cfg.home)
+            .with_context(|| format!("cannot open the store in {}", cfg.home.display()))?;
+        return plumb_collector::nodes::node_detail(&store, name)?.with_context(|| {
+            format!(
+                "no node `{name}` has reported to the store in {} (is it a collector's store? `plumb nodes` lists the known ones)",
+                cfg.home.display()
+            )
+        });
+    };
+    let client = Client::new(&client_config(cfg, &url))?;
+    let path = format!("/api/v1/nodes/{}", path_segment(name));
+    match client.get(&path) {
+        Ok(reply) => serde_json::from_str(&reply.body).with_context(|| {
+            format!("unexpected answer from {url}{path} (is it a plumb collector?)")
+        }),
+        Err(plumb_ship::ShipError::Rejected { status: 404, .. }) => {
+            bail!("no node `{name}` has reported to {url} (`plumb nodes` lists the known ones)")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Percent-encodes a path segment (node names are letters, digits, `.`,
+/// `-`, `_`; anything else is a typo, and must still reach the collector
+/// intact to be named in its answer).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn pct(avail: u64, total: u64) -> String {
+    if total == 0 {
+        "-".into()
+    } else {
+        format!("{:.0}%", avail as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Prints one node for people.
+pub fn print_detail(d: &NodeDetail) {
+    let n = &d.node;
+    let r = &n.report;
+    let kv = |k: &str, v: String| println!("{k:<18} {v}");
+    kv("node", n.node.clone());
+    kv(
+        "state",
+        format!(
+            "{} since {} ({})",
+            n.state.as_str(),
+            n.since.to_rfc3339_secs(),
+            ago(n.since)
+        ),
+    );
+    kv(
+        "last heartbeat",
+        format!(
+            "{} ({})",
+            n.last_heartbeat.to_rfc3339_secs(),
+            ago(n.last_heartbeat)
+        ),
+    );
+    kv(
+        "load 1/5/15",
+        format!(
+            "{:.2} {:.2} {:.2} on {} CPUs",
+            r.cpu.load1, r.cpu.load5, r.cpu.load15, r.cpu.cpus
+        ),
+    );
+    kv(
+        "memory",
+        if r.memory.total == 0 {
+            "-".into()
+        } else {
+            format!(
+                "{} free of {} ({})",
+                bytes(r.memory.available),
+                bytes(r.memory.total),
+                pct(r.memory.available, r.memory.total)
+            )
+        },
+    );
+    kv(
+        "uptime",
+        crate::cmd::query::human_duration((r.uptime_s * 1e9) as i64),
+    );
+    let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    kv(
+        "labels",
+        if labels.is_empty() {
+            "-".into()
+        } else {
+            labels.join(",")
+        },
+    );
+    kv(
+        "fingerprint",
+        match &n.fingerprint {
+            None => "- (not reported)".into(),
+            Some(fp) if n.fingerprint_differs => format!(
+                "{fp}  DIFFERS from most nodes labelled {}",
+                if n.group.is_empty() {
+                    "(none)"
+                } else {
+                    &n.group
+                }
+            ),
+            Some(fp) => format!("{fp}  (same as its group)"),
+        },
+    );
+    kv(
+        "clock offset",
+        n.clock_offset_ms
+            .map_or_else(|| "- (not measured)".into(), |o| format!("{o:.1} ms")),
+    );
+    kv(
+        "spool",
+        format!(
+            "{} files, {}; dropped {} runs ({})",
+            r.spool.files,
+            bytes(r.spool.bytes),
+            r.spool.dropped_runs,
+            bytes(r.spool.dropped_bytes)
+        ),
+    );
+    println!("\nDISKS");
+    if r.disks.is_empty() {
+        println!("  (none reported)");
+    }
+    for d in &r.disks {
+        println!(
+            "  {:<24} {:>8} free of {:>8} ({:>4})  {} {}",
+            d.mount,
+            bytes(d.available),
+            bytes(d.total),
+            pct(d.available, d.total),
+            d.fs_type,
+            d.device
+        );
+    }
+    println!(
+        "\nRUNS IN PROGRESS: {} by the node's last report, {} in the store",
+        r.runs_in_progress,
+        d.running.len()
+    );
+    for run in &d.running {
+        println!(
+            "  {}  {:<24} started {} ({})",
+            run.id,
+            run.name,
+            run.started.to_rfc3339_secs(),
+            ago(run.started)
+        );
+    }
+    println!("\nSTATE HISTORY (oldest first)");
+    if d.transitions.is_empty() {
+        println!("  (no state changes recorded)");
+    }
+    for t in &d.transitions {
+        println!(
+            "  {:<22} {:<8} -> {:<8} phi {:.1}",
+            t.at.to_rfc3339_secs(),
+            t.from.map_or("-", |s| s.as_str()),
+            t.to.as_str(),
+            t.phi
+        );
+    }
+}
+
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
+    if let Some(What::Show { name, local }) = &args.what {
+        let d = detail(&cfg, args.collector.clone(), *local, name)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        } else {
+            print_detail(&d);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(url) = args.collector.clone().or_else(|| cfg.collector.clone()) else {
         bail!(
             "no collector: pass --collector URL, or set PLUMB_COLLECTOR or `collector =` in plumb.toml"

@@ -1,6 +1,6 @@
 // plumb dashboard: the only script. Everything works without it except the
 // live parts: durations of running runs, the live tail of a run's output,
-// and `/` to focus the search box.
+// the nodes table refreshing itself, and `/` to focus the search box.
 (function () {
   "use strict";
 
@@ -77,5 +77,123 @@
         .catch(function () { setTimeout(poll, 5000); });
     };
     setTimeout(poll, 1000);
+  }
+  // The nodes table keeps itself current: every few seconds it fetches the
+  // page's JSON twin and rewrites the rows whose node changed. Rows are built
+  // with DOM calls and textContent only, never markup from the data. The
+  // server-rendered table is complete without this.
+  var nodes = document.querySelector("table#nodes[data-poll]");
+  if (nodes) {
+    var every = Number(nodes.getAttribute("data-every")) || 3000;
+    var body = nodes.tBodies[0];
+    var el = function (tag, cls, text) {
+      var e = document.createElement(tag);
+      if (cls) e.className = cls;
+      if (text !== undefined) e.textContent = text;
+      return e;
+    };
+    var bytes = function (n) {
+      var u = ["B", "KiB", "MiB", "GiB", "TiB"], v = n, i = 0;
+      while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+      return i === 0 ? n + " B" : v.toFixed(1) + " " + u[i];
+    };
+    var isoSecs = function (ns) {
+      return new Date(ns / 1e6).toISOString().replace(/\.\d+Z$/, "Z");
+    };
+    var cell = function (cls, text) { return el("td", cls, text); };
+    var nodeCells = function (n) {
+      var r = n.report, out = [];
+      var c = cell(), a = el("a", null, n.node);
+      a.href = "/nodes/" + encodeURIComponent(n.node);
+      c.appendChild(a); out.push(c);
+      c = cell(); c.appendChild(el("span", "state st-" + n.state, n.state)); out.push(c);
+      c = cell(); c.title = isoSecs(n.since); out.push(c);
+      out.push(cell(null, r.cpu.load1.toFixed(2) + " / " + r.cpu.cpus));
+      out.push(cell(null, r.memory.total ? bytes(r.memory.available) + " / " + bytes(r.memory.total) : "\u2014"));
+      c = cell("disk");
+      r.disks.forEach(function (d, i) {
+        var pct = d.total > 0 ? d.available / d.total * 100 : 0;
+        if (i > 0) c.appendChild(el("br"));
+        c.appendChild(document.createTextNode(d.mount + " "));
+        var bar = el("span", pct < 10 ? "bar low" : pct < 25 ? "bar mid" : "bar");
+        bar.style.setProperty("--p", pct.toFixed(0) + "%");
+        c.appendChild(bar);
+        c.appendChild(document.createTextNode(" " + bytes(d.available) + " / " + bytes(d.total)));
+      });
+      out.push(c);
+      out.push(cell(null, n.clock_offset_ms == null ? "\u2014" : n.clock_offset_ms.toFixed(1) + " ms"));
+      c = cell();
+      if (n.fingerprint) {
+        c.appendChild(el("code", null, n.fingerprint.slice(0, 12)));
+        if (n.fingerprint_differs) {
+          c.appendChild(document.createTextNode(" "));
+          var m = el("span", "marker", "\u2260 group");
+          m.title = "differs from most nodes labelled " + (n.group || "(none)");
+          c.appendChild(m);
+        }
+      } else {
+        c.textContent = "\u2014";
+      }
+      out.push(c);
+      out.push(cell(null, String(r.runs_in_progress)));
+      return out;
+    };
+    // What a row shows, apart from the age that changes every poll.
+    var shown = function (n) {
+      var r = n.report;
+      return JSON.stringify([n.state, n.since, r.cpu.load1, r.cpu.cpus, r.memory, r.disks,
+        n.clock_offset_ms, n.fingerprint, n.fingerprint_differs, n.group, r.runs_in_progress]);
+    };
+    var update = function (v) {
+      var rows = {}, i;
+      for (i = 0; i < body.rows.length; i++) rows[body.rows[i].getAttribute("data-node")] = body.rows[i];
+      var counts = {}, order = [], added = false;
+      v.nodes.forEach(function (n) {
+        counts[n.state] = (counts[n.state] || 0) + 1;
+        var tr = rows[n.node];
+        delete rows[n.node];
+        if (!tr) {
+          tr = document.createElement("tr");
+          tr.setAttribute("data-node", n.node);
+          added = true;
+        }
+        var sig = shown(n);
+        // Server-rendered rows have no signature yet: rebuilt once, so the
+        // table is in the script's own form from the first poll on.
+        if (tr.getAttribute("data-shown") !== sig) {
+          while (tr.firstChild) tr.removeChild(tr.firstChild);
+          nodeCells(n).forEach(function (c) { tr.appendChild(c); });
+          tr.setAttribute("data-shown", sig);
+        }
+        tr.cells[2].textContent = human(v.now - n.since) + " ago";
+        order.push(tr);
+      });
+      var removed = false;
+      for (var gone in rows) { body.removeChild(rows[gone]); removed = true; }
+      if (added || removed) order.forEach(function (tr) { body.appendChild(tr); });
+      var summary = document.getElementById("node-counts");
+      if (summary) {
+        summary.firstChild.textContent = String(v.nodes.length);
+        var spans = summary.querySelectorAll("[data-count]");
+        for (i = 0; i < spans.length; i++) spans[i].textContent = String(counts[spans[i].getAttribute("data-count")] || 0);
+      }
+      if (v.nodes.length) {
+        nodes.hidden = false;
+        var none = document.getElementById("no-nodes");
+        if (none) none.parentNode.removeChild(none);
+      }
+      nodes.setAttribute("data-refreshed", String(v.now));
+    };
+    var refresh = function () {
+      if (document.hidden) { setTimeout(refresh, every); return; }
+      fetch(nodes.getAttribute("data-poll"), { credentials: "same-origin" })
+        .then(function (r) {
+          if (!r.ok) throw new Error("HTTP " + r.status);
+          return r.json();
+        })
+        .then(function (v) { update(v); setTimeout(refresh, every); })
+        .catch(function () { setTimeout(refresh, every * 5); });
+    };
+    setTimeout(refresh, every);
   }
 })();

@@ -1,0 +1,220 @@
+//! `plumb nodes show NAME` with real processes: a real `plumb serve`, a
+//! real `plumb agent` reporting this machine, a real `plumb run` in progress
+//! on it, and reports posted for nodes of one label group, one of them with
+//! a different software fingerprint. Read from the collector, then from
+//! its store directly (`--local`); an unknown name is an error naming it.
+
+mod ship_common;
+
+use serde_json::Value;
+use ship_common::*;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+fn report(name: &str, fingerprint: &str) -> Value {
+    serde_json::json!({
+        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
+        "labels": {"rack": "r7"},
+        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
+        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
+        "disks": [{"mount": "/scratch", "fs_type": "xfs", "device": "/dev/sdz1",
+                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
+        "runs_in_progress": 0,
+        "fingerprint": {"hash": fingerprint, "fingerprint": {"os": {"id": fingerprint, "version": "1",
+                        "pretty": fingerprint, "kernel": "6", "arch": "x86_64"}}}
+    })
+}
+
+fn post_report(url: &str, body: &Value) {
+    let client = plumb_ship::Client::new(&plumb_ship::ClientConfig {
+        collector: url.to_string(),
+        token: None,
+        ca_cert: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    client
+        .post(
+            "/api/v1/ingest/node",
+            "application/json",
+            body.to_string().as_bytes(),
+            false,
+            &[],
+        )
+        .expect("the collector takes the report");
+}
+
+fn show(home: &Path, args: &[&str]) -> Output {
+    plumb(home)
+        .args(["nodes", "show"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "plumb nodes show failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("collector");
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let serve = Serve::start(&data, free_port());
+    let url = serve.url.clone();
+
+    // A run in progress, shipped as it runs.
+    let _sleeper = Proc(
+        plumb(&home)
+            .env("PLUMB_COLLECTOR", &url)
+            .env("PLUMB_SPOOL", home.join("spool"))
+            .env("PLUMB_OUTBOX", home.join("outbox"))
+            .args(["run", "--name", "long-job", "--", "sleep", "60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut run = Value::Null;
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            run = get(&url, "/api/v1/runs?name=long-job")
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .map(|v| v[0].clone())
+                .unwrap_or(Value::Null);
+            run["state"] == "running"
+        }),
+        "the running run reaches the collector"
+    );
+    let run_id = run["id"].as_str().unwrap().to_string();
+    // The agent reports this machine under the name runs record as host.
+    let host = run["host"].as_str().unwrap().to_string();
+    let _agent = Proc(
+        plumb(&home)
+            .args(["agent", "--name", &host, "--interval", "200ms"])
+            .args(["--collector", &url, "--spool"])
+            .arg(home.join("agent-spool"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Three nodes of rack r7: two agree on their software, one does not.
+    post_report(&url, &report("twin-1", "fp-same"));
+    post_report(&url, &report("twin-2", "fp-same"));
+    post_report(&url, &report("odd-1", "fp-odd"));
+    assert!(
+        wait_for(Duration::from_secs(30), || get(
+            &url,
+            &format!("/api/v1/nodes/{host}")
+        )
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .is_some_and(|v| v["node"]["fingerprint"].is_string()
+            && !v["node"]["report"]["disks"].as_array().unwrap().is_empty())),
+        "the agent reports its disks and fingerprint"
+    );
+
+    // The collector's view, for people.
+    let out = text(&show(&home, &[&host, "--collector", &url]));
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` line in\n{out}"))
+            .to_string()
+    };
+    assert!(line("node").ends_with(&host), "{out}");
+    let state = line("state");
+    assert!(
+        (state.contains("up since") || state.contains("busy since")) && state.contains(" ago)"),
+        "{out}"
+    );
+    assert!(line("load 1/5/15").contains("CPUs"), "{out}");
+    assert!(line("memory").contains("free of"), "{out}");
+    assert!(line("fingerprint").contains("(same as its group)"), "{out}");
+    assert!(out.contains("\nDISKS\n"), "{out}");
+    let disks = out
+        .split("\nDISKS\n")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(
+        disks.lines().any(|l| l.contains(" free of ")),
+        "a disk line with its free space: {out}"
+    );
+    assert!(out.contains("RUNS IN PROGRESS"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&run_id) && l.contains("long-job")),
+        "the run in progress is listed: {out}"
+    );
+    assert!(out.contains("STATE HISTORY"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("-        -> up") || l.contains("-        -> busy")),
+        "the first transition (from nothing) is in the history: {out}"
+    );
+
+    // JSON: the same document as GET /api/v1/nodes/{name}.
+    let out = text(&show(&home, &[&host, "--collector", &url, "--json"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["node"]["node"], host.as_str());
+    assert_eq!(v["running"][0]["id"], run_id.as_str(), "{v}");
+    assert_eq!(v["running"][0]["state"], "running", "{v}");
+    assert!(!v["transitions"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["node"]["fingerprint_differs"], false);
+
+    // The outlier of its group says so; its peers do not.
+    let odd = text(&show(&home, &["odd-1", "--collector", &url]));
+    assert!(
+        odd.contains("fp-odd  DIFFERS from most nodes labelled rack=r7"),
+        "{odd}"
+    );
+    assert!(odd.contains("/scratch") && odd.contains("xfs"), "{odd}");
+    let twin = text(&show(&home, &["twin-1", "--collector", &url]));
+    assert!(twin.contains("fp-same  (same as its group)"), "{twin}");
+
+    // The collector's own store, read where it lies (PLUMB_HOME = its data
+    // directory), without asking the collector.
+    let local = plumb(&data)
+        .args(["nodes", "show", "odd-1", "--local", "--json"])
+        .output()
+        .unwrap();
+    let lv: Value = serde_json::from_str(&text(&local)).unwrap();
+    assert_eq!(lv["node"]["node"], "odd-1");
+    assert_eq!(lv["node"]["fingerprint_differs"], true, "{lv}");
+    let local = plumb(&data)
+        .args(["nodes", "show", &host, "--local"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&local).contains(&run_id),
+        "the local store lists the run too"
+    );
+
+    // Unknown names are named, remotely and locally.
+    for (dir, args) in [
+        (&home, vec!["no-such-node", "--collector", url.as_str()]),
+        (&data, vec!["no-such-node", "--local"]),
+    ] {
+        let o = plumb(dir)
+            .args(["nodes", "show"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("no node `no-such-node`"), "{args:?}: {err}");
+    }
+    drop(serve);
+}
