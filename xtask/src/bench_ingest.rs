@@ -88,8 +88,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     let mut latencies = Vec::new();
     let mut raw = 0u64;
     let mut secs = 0.0f64;
-    let mut collector_cpu = 0.0f64;
     let mut process_cpu = 0.0f64;
+    let mut sender_cpu = 0.0f64;
+    let mut writer_cpu = 0.0f64;
     let mut first = 0u64;
     while first < batches {
         let last = (first + per_round).min(batches);
@@ -100,7 +101,7 @@ pub fn run(args: &[&str]) -> Result<()> {
             let (url, ready, done) = (url.clone(), ready.clone(), done.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("bench-sender-{sender}"))
-                .spawn(move || -> Result<(Vec<Duration>, u64)> {
+                .spawn(move || -> Result<(Vec<Duration>, u64, f64)> {
                     let agent = agent();
                     let mut bodies = Vec::new();
                     let mut raw = 0;
@@ -110,6 +111,7 @@ pub fn run(args: &[&str]) -> Result<()> {
                         bodies.push((b, body));
                     }
                     ready.wait();
+                    let cpu0 = thread_cpu_secs();
                     let mut latencies = Vec::with_capacity(bodies.len());
                     let mut failed = None;
                     for (b, body) in &bodies {
@@ -128,25 +130,27 @@ pub fn run(args: &[&str]) -> Result<()> {
                             }
                         }
                     }
+                    let cpu = thread_cpu_secs() - cpu0;
                     done.wait();
                     match failed {
                         Some(e) => Err(e),
-                        None => Ok((latencies, raw)),
+                        None => Ok((latencies, raw, cpu)),
                     }
                 })?;
             threads.push(thread);
         }
         ready.wait();
-        let (cpu0, proc0) = (collector_cpu_secs(), process_cpu_secs());
+        let (proc0, writer0) = (process_cpu_secs(), writer_cpu_secs());
         let t = Instant::now();
         done.wait();
         secs += t.elapsed().as_secs_f64();
-        collector_cpu += collector_cpu_secs() - cpu0;
         process_cpu += process_cpu_secs() - proc0;
+        writer_cpu += writer_cpu_secs() - writer0;
         for t in threads {
-            let (l, r) = t.join().expect("sender thread")?;
+            let (l, r, cpu) = t.join().expect("sender thread")?;
             latencies.extend(l);
             raw += r;
+            sender_cpu += cpu;
         }
         first = last;
     }
@@ -157,7 +161,21 @@ pub fn run(args: &[&str]) -> Result<()> {
     let mbs = raw as f64 / secs / 1e6;
     let mbs_target = LINES_TARGET * raw as f64 / sent as f64 / 1e6;
     let p99_ms = p99.as_secs_f64() * 1e3;
+    // The process is the collector plus the senders (the main thread only
+    // waits on the barriers), so the collector's share is the difference.
+    let collector_cpu = (process_cpu - sender_cpu).max(0.0);
     let per_line_us = collector_cpu / sent as f64 * 1e6;
+    let sender_us = sender_cpu / sent as f64 * 1e6;
+    let writer_us = writer_cpu / sent as f64 * 1e6;
+    // The writer is one thread: it caps the rate at one core's worth
+    // whatever the other threads leave free.
+    let writer_cap = if writer_us > 0.0 {
+        1e6 / writer_us
+    } else {
+        f64::INFINITY
+    };
+    let alone = (2e6 / per_line_us).min(writer_cap);
+    let shared = (2e6 / (per_line_us + sender_us)).min(writer_cap);
     println!("1. ingest ({secs:.1} s of sending)");
     println!(
         "   lines/s: {rate:.0}  (target >= {LINES_TARGET:.0}, ratio {:.2})",
@@ -173,13 +191,19 @@ pub fn run(args: &[&str]) -> Result<()> {
         p99_ms / P99_TARGET_MS
     );
     println!(
-        "   collector CPU: {per_line_us:.2} core-us per line ({collector_cpu:.1} core-s; whole process with senders {:.1} core-s); load average {}",
-        process_cpu,
+        "   CPU per line: collector {per_line_us:.2} core-us (of which store writer thread {writer_us:.2}), senders {sender_us:.2} core-us  ({collector_cpu:.1} + {sender_cpu:.1} core-s; load average {})",
         load_average()
     );
     println!(
-        "   on 2 idle cores with the senders elsewhere this CPU cost would allow {:.0} lines/s (a projection, not a measurement)",
-        2e6 / per_line_us
+        "   lines/s these CPU costs allow on 2 idle cores (projections, comparable across runs under load):"
+    );
+    println!(
+        "     senders on the same 2 cores: {shared:.0}  (target >= {LINES_TARGET:.0}, ratio {:.2})",
+        shared / LINES_TARGET
+    );
+    println!(
+        "     senders elsewhere: {alone:.0}  (ratio {:.2}); the writer thread alone caps at {writer_cap:.0}",
+        alone / LINES_TARGET
     );
 
     // 2. How soon an acknowledged line is searchable.
@@ -287,9 +311,19 @@ pub fn run(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// CPU seconds (user + system) of this process's threads other than the
-/// benchmark's own senders and main thread: the collector's share.
-fn collector_cpu_secs() -> f64 {
+/// CPU seconds (user + system) of the calling thread.
+fn thread_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU seconds (user + system) of the collector's store writer thread
+/// (`plumb-db-writer`, which lives as long as the collector), from its
+/// `/proc/self/task/TID/stat`.
+fn writer_cpu_secs() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
@@ -302,8 +336,7 @@ fn collector_cpu_secs() -> f64 {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let name = &stat[open + 1..close];
-        if name.starts_with("bench-sender") || name == "xtask" {
+        if &stat[open + 1..close] != "plumb-db-writer" {
             continue;
         }
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
