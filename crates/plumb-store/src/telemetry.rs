@@ -27,7 +27,7 @@ use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, ReadMark, SealedChunk};
 use crate::error::{Result, StoreError};
 use crate::query::SearchOptions;
-use plumb_model::telemetry::{LogBatch, LogLine, MetricPoint, Source, Span};
+use plumb_model::telemetry::{LogBatch, LogLine, MetricPoint, Source, Span, TimeText};
 use plumb_model::{OutputLine, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, OptionalExtension, params, params_from_iter, types::Value};
 
@@ -91,7 +91,7 @@ impl std::ops::AddAssign for Ingested {
 /// [`chunk::CHUNK_TARGET`] raw bytes.
 pub fn prepare_logs(batches: &[LogBatch]) -> PreparedLogs {
     let mut groups = Vec::new();
-    let mut line = String::with_capacity(512);
+    let mut times = TimeText::default();
     for batch in batches {
         if batch.records.is_empty() {
             continue;
@@ -101,30 +101,29 @@ pub fn prepare_logs(batches: &[LogBatch]) -> PreparedLogs {
         let resource = serde_json::to_string(&source.resource).expect("attributes serialize");
         let mut keys = Vec::new();
         let mut marks = Vec::new();
-        let mut raw = Vec::with_capacity(batch.records.len() * 300);
+        // Lines are rendered straight into the chunk's text: no copy.
+        let mut raw = String::with_capacity(batch.records.len() * 300);
         for r in &batch.records {
-            line.clear();
-            r.write_line(source, &mut line);
             marks.push(ReadMark {
                 offset: raw.len() as u32,
                 seq: marks.len() as u64,
                 time: r.time,
             });
+            r.write_line_with(source, &mut times, &mut raw);
+            raw.push('\n');
             keys.push((r.time.as_nanos(), r.content_hash(source_hash) as i64));
-            raw.extend_from_slice(line.as_bytes());
-            raw.push(b'\n');
             if raw.len() >= chunk::CHUNK_TARGET {
                 groups.push(group(
                     source,
                     &resource,
                     std::mem::take(&mut keys),
                     std::mem::take(&mut marks),
-                    std::mem::take(&mut raw),
+                    std::mem::take(&mut raw).into_bytes(),
                 ));
             }
         }
         if !keys.is_empty() {
-            groups.push(group(source, &resource, keys, marks, raw));
+            groups.push(group(source, &resource, keys, marks, raw.into_bytes()));
         }
     }
     PreparedLogs { groups }
@@ -561,27 +560,64 @@ impl Store {
 /// writer's time. The smaller sizes take the rest of a group.
 const SEEN_ROWS: [usize; 3] = [256, 16, 1];
 
-/// Records the identities in `log_seen` and says which were new. One
-/// multi-row `INSERT OR IGNORE ... RETURNING` per slice: the rows it returns
-/// are exactly the ones it inserted, so in the common case (nothing seen
-/// before) the count alone says all are new.
+/// Records the identities in `log_seen` and says which were new.
+///
+/// The common case is that none was seen before, and plain multi-row
+/// `INSERT OR IGNORE` statements prove it by their change counts alone.
+/// `RETURNING` would name the rows inserted, but SQLite buffers returned
+/// rows in a temporary table, which doubled the cost of the writer's
+/// busiest statement; so it is only used, after rolling the plain inserts
+/// back, when some identity was already there (a retry) or repeats.
 fn mark_seen(tx: &rusqlite::Transaction<'_>, keys: &[(i64, i64)]) -> Result<Vec<bool>> {
+    tx.execute_batch("SAVEPOINT log_seen")?;
+    let mut inserted = 0;
+    let mut at = 0;
+    while at < keys.len() {
+        let rows = seen_rows(keys.len() - at);
+        let slice = &keys[at..at + rows];
+        let mut st = tx.prepare_cached(&seen_sql(rows, false))?;
+        inserted += st.execute(params_from_iter(slice.iter().flat_map(|(t, h)| [t, h])))?;
+        at += rows;
+    }
+    if inserted == keys.len() {
+        tx.execute_batch("RELEASE log_seen")?;
+        return Ok(vec![true; keys.len()]);
+    }
+    tx.execute_batch("ROLLBACK TO log_seen; RELEASE log_seen")?;
+    mark_seen_returning(tx, keys)
+}
+
+/// The statement size for the next `left` keys.
+fn seen_rows(left: usize) -> usize {
+    SEEN_ROWS
+        .into_iter()
+        .find(|r| *r <= left)
+        .expect("the last size is 1")
+}
+
+/// `INSERT OR IGNORE INTO log_seen` of `rows` rows, with `RETURNING` or not.
+fn seen_sql(rows: usize, returning: bool) -> String {
+    let mut sql = String::with_capacity(70 + rows * 6);
+    sql.push_str("INSERT OR IGNORE INTO log_seen (t, h) VALUES (?,?)");
+    for _ in 1..rows {
+        sql.push_str(",(?,?)");
+    }
+    if returning {
+        sql.push_str(" RETURNING t, h");
+    }
+    sql
+}
+
+/// [`mark_seen`] when some identities may be stored already: one multi-row
+/// `INSERT OR IGNORE ... RETURNING` per slice, whose returned rows are
+/// exactly the ones it inserted.
+fn mark_seen_returning(tx: &rusqlite::Transaction<'_>, keys: &[(i64, i64)]) -> Result<Vec<bool>> {
     let mut fresh = vec![false; keys.len()];
     let mut at = 0;
     while at < keys.len() {
-        let left = keys.len() - at;
-        let rows = SEEN_ROWS
-            .into_iter()
-            .find(|r| *r <= left)
-            .expect("the last size is 1");
+        let rows = seen_rows(keys.len() - at);
         let slice = &keys[at..at + rows];
-        let mut sql = String::with_capacity(60 + rows * 8);
-        sql.push_str("INSERT OR IGNORE INTO log_seen (t, h) VALUES (?,?)");
-        for _ in 1..rows {
-            sql.push_str(",(?,?)");
-        }
-        sql.push_str(" RETURNING t, h");
-        let mut st = tx.prepare_cached(&sql)?;
+        let mut st = tx.prepare_cached(&seen_sql(rows, true))?;
         let mut returned = st.query(params_from_iter(slice.iter().flat_map(|(t, h)| [t, h])))?;
         let mut inserted = Vec::with_capacity(rows);
         while let Some(r) = returned.next()? {
