@@ -111,6 +111,9 @@ pub struct OutputChunk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
+    /// Not started yet: waiting for a throttle slot, or backing off before a
+    /// retry ([`Run::waiting`] says which and until when).
+    Waiting,
     /// Started and not yet finished (or the recorder died before it could say).
     Running,
     /// Exited with code 0.
@@ -121,18 +124,39 @@ pub enum RunState {
     Killed,
     /// Stopped after an eviction warning (signal or cloud notice).
     Evicted,
+    /// Given up while waiting (the recorder was interrupted): the command
+    /// never started.
+    Cancelled,
 }
 
 impl RunState {
     /// The state's name as shown and stored.
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Waiting => "waiting",
             RunState::Running => "running",
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
             RunState::Killed => "killed",
             RunState::Evicted => "evicted",
+            RunState::Cancelled => "cancelled",
         }
+    }
+
+    /// Every state, in the order of a run's life.
+    pub const ALL: [RunState; 7] = [
+        RunState::Waiting,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Killed,
+        RunState::Evicted,
+        RunState::Cancelled,
+    ];
+
+    /// True once the run has ended, one way or another.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunState::Waiting | RunState::Running)
     }
 
     /// True for every state in which the run did not succeed.
@@ -148,12 +172,19 @@ impl std::str::FromStr for RunState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
+            "waiting" => RunState::Waiting,
             "running" => RunState::Running,
             "succeeded" => RunState::Succeeded,
             "failed" => RunState::Failed,
             "killed" => RunState::Killed,
             "evicted" => RunState::Evicted,
-            other => return Err(format!("unknown run state `{other}`")),
+            "cancelled" => RunState::Cancelled,
+            other => {
+                return Err(format!(
+                    "unknown run state `{other}`: expected one of {}",
+                    RunState::ALL.map(RunState::as_str).join(", ")
+                ));
+            }
         })
     }
 }
@@ -389,9 +420,49 @@ pub struct Run {
     /// The eviction warning and its timings, when one came during the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction: Option<Eviction>,
+    /// What the run waited for before it started (a throttle slot, or a
+    /// retry's backoff); kept after it started, with the wait's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     /// Problems the recorder met that did not stop the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// Why a run is (or was) in state [`RunState::Waiting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitKind {
+    /// Backing off before a retry (`plumb run --retries`).
+    Backoff,
+    /// Waiting for a free slot of a throttle (`plumb run --throttle`).
+    Throttle,
+}
+
+/// A run's wait before it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// What it waits for.
+    pub kind: WaitKind,
+    /// In words: which throttle and how full it is, or which attempt failed
+    /// and how.
+    pub reason: String,
+    /// When the wait began (UTC).
+    pub since: Timestamp,
+    /// When the wait is planned to end: a backoff's end; unknown for a
+    /// throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// When it actually ended (the run started, or was cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Timestamp>,
+}
+
+impl Waiting {
+    /// Nanoseconds waited, up to `now` while still waiting.
+    pub fn waited_ns(&self, now: Timestamp) -> i64 {
+        self.ended.unwrap_or(now).as_nanos() - self.since.as_nanos()
+    }
 }
 
 fn one() -> u32 {
@@ -430,6 +501,7 @@ impl Run {
             first_attempt: None,
             max_attempts: None,
             eviction: None,
+            waiting: None,
             warnings: Vec::new(),
         }
     }

@@ -26,6 +26,7 @@ pub mod redact;
 pub mod retry;
 mod signals;
 pub mod supervise;
+pub mod throttle;
 
 pub use redact::Redactor;
 pub use supervise::{RecordError, RunOptions, Sink, Supervision, record, record_supervised};

@@ -61,6 +61,9 @@ pub struct Supervision {
     pub max_attempts: Option<u32>,
     /// Eviction handling; `None` forwards every signal unchanged.
     pub evict: Option<EvictOptions>,
+    /// The wait that came before this attempt (a throttle slot, a retry's
+    /// backoff), recorded on the run with the moment it ended.
+    pub waited: Option<plumb_model::Waiting>,
 }
 
 impl Default for Supervision {
@@ -70,6 +73,7 @@ impl Default for Supervision {
             first_attempt: None,
             max_attempts: None,
             evict: None,
+            waited: None,
         }
     }
 }
@@ -275,6 +279,10 @@ pub fn record_supervised(
         run.attempt = sup.attempt;
         run.first_attempt = sup.first_attempt;
         run.max_attempts = sup.max_attempts;
+        run.waiting = sup.waited.clone().map(|mut w| {
+            w.ended = Some(started);
+            w
+        });
         run.tags = opts.tags.clone();
         run.argv = opts
             .argv
@@ -367,6 +375,37 @@ pub fn record_supervised(
     run.fingerprint = Some(hash);
     sink.finished(&run);
     Ok(run)
+}
+
+/// The record of an attempt that has not started yet: in state
+/// [`RunState::Waiting`], with what it waits for, and what is known before
+/// the command runs (name, tags, command line, working directory, host,
+/// user, attempt). When the attempt starts, [`record_supervised`] writes
+/// the full record under the same id over it.
+pub fn waiting_run(opts: &RunOptions, sup: &Supervision, waiting: plumb_model::Waiting) -> Run {
+    let mut run = Run::new(opts.run_id, run_name(opts), waiting.since);
+    run.state = RunState::Waiting;
+    run.attempt = sup.attempt;
+    run.first_attempt = sup.first_attempt;
+    run.max_attempts = sup.max_attempts;
+    run.tags = opts.tags.clone();
+    run.argv = opts
+        .argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Ok(p) = std::env::current_dir() {
+        run.cwd = p.to_string_lossy().into_owned();
+    }
+    let hostname = host::hostname();
+    run.host = plumb_model::HostInfo {
+        fqdn: hostname.clone(),
+        hostname,
+        ips: host::non_loopback_ips(),
+    };
+    run.user = host::user_info();
+    run.waiting = Some(waiting);
+    run
 }
 
 /// How long the start record waits for the host's fully qualified name; it

@@ -466,7 +466,16 @@ fn parse_strict(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
 /// Returns whether it was stored.
 fn put_run_unless_less_final(tx: &rusqlite::Transaction<'_>, run: &Run) -> Result<bool> {
     use rusqlite::OptionalExtension;
-    if run.state == plumb_model::RunState::Running {
+    // waiting, then running, then any final state: a record never moves a
+    // run backwards along that line.
+    fn stage(state: plumb_model::RunState) -> u8 {
+        match state {
+            plumb_model::RunState::Waiting => 0,
+            plumb_model::RunState::Running => 1,
+            _ => 2,
+        }
+    }
+    if !run.state.is_final() {
         let existing: Option<String> = tx
             .query_row(
                 "SELECT state FROM runs WHERE id = ?1",
@@ -474,7 +483,8 @@ fn put_run_unless_less_final(tx: &rusqlite::Transaction<'_>, run: &Run) -> Resul
                 |r| r.get(0),
             )
             .optional()?;
-        if existing.is_some_and(|s| s != plumb_model::RunState::Running.as_str()) {
+        let existing = existing.and_then(|s| s.parse::<plumb_model::RunState>().ok());
+        if existing.is_some_and(|s| stage(s) > stage(run.state)) {
             return Ok(false);
         }
     }

@@ -630,3 +630,88 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
         "{v}"
     );
 }
+
+#[test]
+fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, api) = serve(&dir.path().join("data"));
+    let release = dir.path().join("release");
+    // Holds the only slot of throttle `t` until `release` exists (bounded).
+    let mut holder = Proc(
+        plumb(
+            dir.path(),
+            &[
+                "run",
+                "--throttle",
+                "t=1",
+                "--",
+                "sh",
+                "-c",
+                &format!(
+                    "echo holding; i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+                    release.display()
+                ),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(holder.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "holding");
+    let mut queued = Proc(
+        plumb(
+            dir.path(),
+            &[
+                "run",
+                "--throttle",
+                "t=1",
+                "--name",
+                "queued",
+                "--",
+                "echo",
+                "started",
+            ],
+        )
+        .env("PLUMB_COLLECTOR", &api)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let state = || get_json(&api, "/api/v1/runs?name=queued")[0]["state"].clone();
+    wait_for("the waiting run to reach the collector", 30, || {
+        state() == "waiting"
+    });
+    let id = run_ids(&api, "queued")[0].clone();
+    let (code, list) = http(&api, "GET", "/runs?q=state%3Awaiting", "text/plain", b"");
+    assert_eq!(code, 200);
+    assert!(
+        list.contains("queued") && list.contains("st-waiting"),
+        "{list}"
+    );
+    let (code, page) = http(&api, "GET", &format!("/runs/{id}"), "text/plain", b"");
+    assert_eq!(code, 200);
+    assert!(page.contains("id=\"waiting\""), "{page}");
+    assert!(page.contains("throttle `t` (all 1 held)"), "{page}");
+    assert!(page.contains("data-live"), "{page}");
+
+    std::fs::write(&release, b"").unwrap();
+    wait_for("the queued run to finish at the collector", 30, || {
+        state() == "succeeded"
+    });
+    let run = &get_json(&api, &format!("/api/v1/runs/{id}"))["run"];
+    assert_eq!(run["waiting"]["kind"], "throttle", "{run}");
+    assert_eq!(run["waiting"]["ended"], run["started"], "{run}");
+    let (_, page) = http(&api, "GET", &format!("/runs/{id}"), "text/plain", b"");
+    assert!(
+        page.contains("<dt>waited</dt>") && !page.contains("data-live"),
+        "{page}"
+    );
+    assert_eq!(queued.0.wait().unwrap().code(), Some(0));
+    assert_eq!(holder.0.wait().unwrap().code(), Some(0));
+}

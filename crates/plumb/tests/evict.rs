@@ -602,6 +602,22 @@ fn an_interrupt_during_the_backoff_stops_retrying() {
         line.clear();
     }
     assert!(seen.contains("attempt 2 in"), "{seen}");
+    // Meanwhile attempt 2 is on record as waiting, with why and until when.
+    let waiting = home.wait_for_state("waiting");
+    assert_eq!(waiting["attempt"], 2);
+    let w = &waiting["waiting"];
+    assert_eq!(w["kind"], "backoff", "{waiting}");
+    let reason = w["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("before attempt 2 of 6") && reason.contains("exit code 4"),
+        "{reason}"
+    );
+    assert!(w["until"].as_i64().unwrap() >= w["since"].as_i64().unwrap());
+    let shown = text(&home.run(&["show", waiting["id"].as_str().unwrap()]).stdout);
+    assert!(
+        shown.contains("state     waiting") && shown.contains("left)"),
+        "{shown}"
+    );
     // SAFETY: our unreaped child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let mut rest = String::new();
@@ -609,12 +625,141 @@ fn an_interrupt_during_the_backoff_stops_retrying() {
     let status = child.wait().unwrap();
     // The wait is drawn from [0, 30 s]; it is next to impossible that it
     // ended before the signal, in which case the signal reached attempt 2.
-    if rest.contains("not retrying") {
+    if rest.contains("the command was not started") {
         assert_eq!(status.code(), Some(4));
-        assert_eq!(home.runs().len(), 1);
+        let runs = home.runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[1]["state"], "cancelled");
+        assert!(runs[1]["waiting"]["ended"].is_i64(), "{}", runs[1]);
     } else {
         assert!(home.runs().len() <= 2);
     }
+}
+
+impl Home {
+    /// Waits (bounded) until the newest run is in `state`; returns it.
+    fn wait_for_state(&self, state: &str) -> serde_json::Value {
+        for _ in 0..400 {
+            let out = self.run(&["show", "--json", "last"]);
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                if v["run"]["state"] == state {
+                    return v["run"].clone();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the newest run did not reach state {state} within 20 s");
+    }
+}
+
+/// A command holding a throttle slot until `release` exists (bounded).
+fn holder(release: &Path) -> String {
+    format!(
+        "echo holding; i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        release.display()
+    )
+}
+
+#[test]
+fn a_full_throttle_keeps_the_next_run_waiting_on_record_until_a_slot_frees() {
+    let home = Home::new();
+    let release = home.dir.path().join("release");
+    let hold = holder(&release);
+    let first = home.spawn(&[
+        "run",
+        "--throttle",
+        "db=1",
+        "--name",
+        "first",
+        "--",
+        "sh",
+        "-c",
+        &hold,
+    ]);
+    first.wait_for("holding");
+    let second = home.spawn(&[
+        "run",
+        "--throttle",
+        "db=1",
+        "--name",
+        "second",
+        "--",
+        "sh",
+        "-c",
+        "echo second-ran",
+    ]);
+    let waiting = home.wait_for_state("waiting");
+    assert_eq!(waiting["name"], "second");
+    assert_eq!(waiting["waiting"]["kind"], "throttle");
+    let reason = waiting["waiting"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("throttle `db`") && reason.contains("all 1 held"),
+        "{reason}"
+    );
+    assert!(waiting["waiting"].get("until").is_none());
+    // Still waiting a little later: the command has not run.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        second.stdout.try_recv().is_err(),
+        "the second run started while the slot was held"
+    );
+    let ls = text(&home.run(&["ls", "--state", "waiting"]).stdout);
+    assert!(ls.contains("second") && !ls.contains("first"), "{ls}");
+
+    std::fs::write(&release, b"").unwrap();
+    let (code, _, _) = first.finish();
+    assert_eq!(code, Some(0));
+    let (code, out, err) = second.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("second-ran"), "{out}");
+    assert!(err.contains("waiting for a slot of throttle `db`"), "{err}");
+    let runs = home.runs();
+    let second = runs.iter().find(|r| r["name"] == "second").unwrap();
+    let first = runs.iter().find(|r| r["name"] == "first").unwrap();
+    assert_eq!(second["state"], "succeeded");
+    let w = &second["waiting"];
+    assert_eq!(w["kind"], "throttle");
+    // It started after the first one ended, and the wait ended as it started.
+    assert!(second["started"].as_i64().unwrap() >= first["ended"].as_i64().unwrap());
+    assert_eq!(w["ended"], second["started"]);
+    let shown = text(&home.run(&["show", second["id"].as_str().unwrap()]).stdout);
+    assert!(shown.contains("waited    "), "{shown}");
+}
+
+#[test]
+fn two_slots_let_two_runs_through_and_an_interrupt_cancels_the_third() {
+    let home = Home::new();
+    let release = home.dir.path().join("release");
+    let hold = holder(&release);
+    let a = home.spawn(&["run", "--throttle", "pool=2", "--", "sh", "-c", &hold]);
+    let b = home.spawn(&["run", "--throttle", "pool=2", "--", "sh", "-c", &hold]);
+    a.wait_for("holding");
+    b.wait_for("holding");
+    let marker = home.dir.path().join("third-ran");
+    let third = home.spawn(&[
+        "run",
+        "--throttle",
+        "pool=2",
+        "--name",
+        "third",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
+    let waiting = home.wait_for_state("waiting");
+    assert_eq!(waiting["name"], "third");
+    third.signal(libc::SIGTERM);
+    let (code, _, err) = third.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("the command was not started"), "{err}");
+    assert!(!marker.exists());
+    let cancelled = home.wait_for_state("cancelled");
+    assert_eq!(cancelled["name"], "third");
+    assert!(cancelled["ended"].is_i64());
+    std::fs::write(&release, b"").unwrap();
+    assert_eq!(a.finish().0, Some(0));
+    assert_eq!(b.finish().0, Some(0));
 }
 
 #[test]
@@ -631,6 +776,10 @@ fn bad_eviction_and_retry_arguments_are_refused_before_anything_runs() {
         ),
         (vec!["--watch-cloud", "oracle"], "unknown cloud `oracle`"),
         (vec!["--retry-on", "maybe"], "retry-on `maybe`"),
+        (vec!["--throttle", "gpu"], "expected NAME=N"),
+        (vec!["--throttle", "gpu=0"], "from 1 to 4096"),
+        (vec!["--throttle", "../x=1"], "the name must be"),
+        (vec!["--throttle-dir", "/tmp"], "--throttle"),
         (vec!["--on-evict", "USR1"], "--on-evict needs --grace"),
         (
             vec!["--watch-cloud", "aws", "--metadata-url", "https://x"],

@@ -60,7 +60,8 @@ pub fn parse_run_query(q: &str) -> Result<RunQuery, String> {
             "state" => {
                 out.state = Some(value.parse::<RunState>().map_err(|_| {
                     format!(
-                        "`{word}`: unknown state `{value}`; use running, succeeded, failed, killed or evicted"
+                        "`{word}`: unknown state `{value}`; use {}",
+                        RunState::ALL.map(RunState::as_str).join(", ")
                     )
                 })?)
             }
@@ -164,6 +165,32 @@ async fn runs_json(
 
 fn secs(s: f64) -> String {
     human_duration((s * 1e9) as i64)
+}
+
+/// What a run waited for (or waits for): the reason, since when, until
+/// when if known, and how long.
+fn waiting_kv(b: &mut String, w: &plumb_model::Waiting) {
+    let now = Timestamp::now();
+    let (label, how_long) = match w.ended {
+        Some(_) => ("waited", human_duration(w.waited_ns(now))),
+        None => (
+            "waiting",
+            format!(
+                "<span data-started=\"{}\">{}</span> so far",
+                w.since.as_nanos(),
+                human_duration(w.waited_ns(now))
+            ),
+        ),
+    };
+    let until = match (w.ended, w.until) {
+        (None, Some(u)) => format!(", until {}", time_cell(u)),
+        _ => String::new(),
+    };
+    let _ = write!(
+        b,
+        "<dt>{label}</dt><dd id=\"waiting\">{how_long}{until}: {}</dd>",
+        esc(&w.reason)
+    );
 }
 
 fn duration_cell(started: Timestamp, ended: Option<Timestamp>, running: bool) -> String {
@@ -385,6 +412,8 @@ async fn run_page(
     let r = &v.run;
     let id = r.id.to_string();
     let running = r.state == RunState::Running;
+    // A waiting run is followed too: the page picks up its start.
+    let live = !r.state.is_final();
     let mut b = String::with_capacity(64 * 1024);
     let _ = write!(
         b,
@@ -452,6 +481,9 @@ async fn run_page(
                 _ => "unknown".into(),
             },
         );
+    }
+    if let Some(w) = &r.waiting {
+        waiting_kv(&mut b, w);
     }
     if r.attempt > 1 || r.max_attempts.is_some() {
         kv(
@@ -575,7 +607,7 @@ async fn run_page(
         b,
         "<pre class=\"output\" id=\"output\" tabindex=\"0\" aria-label=\"Output\" data-run=\"{id}\" data-cursor=\"{}\"{}>",
         esc(&cursor),
-        if running { " data-live=\"1\"" } else { "" }
+        if live { " data-live=\"1\"" } else { "" }
     );
     let mut anchors = std::collections::HashSet::new();
     for seg in &v.output {
@@ -601,6 +633,8 @@ async fn run_page(
     }
     if running {
         b.push_str("<p class=\"muted\">Running: new output appears here as it arrives.</p>");
+    } else if r.state == RunState::Waiting {
+        b.push_str("<p class=\"muted\">Waiting: its output appears here once it starts.</p>");
     }
     b.push_str("</section>");
     render_spans(&mut b, &v.spans);

@@ -73,7 +73,8 @@ pub struct LsArgs {
     /// Only runs that failed, were killed or evicted.
     #[arg(long)]
     pub failed: bool,
-    /// Only runs in this state (running, succeeded, failed, killed, evicted).
+    /// Only runs in this state (waiting, running, succeeded, failed, killed,
+    /// evicted, cancelled).
     #[arg(long)]
     pub state: Option<RunState>,
     /// Only runs started within this long ago (`90s`, `2h`, `3d`).
@@ -297,6 +298,21 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
 }
 
 /// The readable form of `plumb show`.
+/// The `waited` line of `plumb show`: what the run waited for and how long.
+fn render_waiting(w: &plumb_model::Waiting) -> String {
+    let now = Timestamp::now();
+    let how_long = human_duration(w.waited_ns(now));
+    match (w.ended, w.until) {
+        (Some(_), _) => format!("waited    {how_long} from {}: {}", w.since, w.reason),
+        (None, Some(until)) => format!(
+            "waiting   {how_long} so far, until {until} ({} left): {}",
+            human_duration((until.as_nanos() - now.as_nanos()).max(0)),
+            w.reason
+        ),
+        (None, None) => format!("waiting   {how_long} so far: {}", w.reason),
+    }
+}
+
 pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -336,6 +352,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             .first_attempt
             .map_or(String::new(), |f| format!("  (first attempt {f})"));
         let _ = writeln!(s, "attempt   {}{max}{first}", run.attempt);
+    }
+    if let Some(w) = &run.waiting {
+        let _ = writeln!(s, "{}", render_waiting(w));
     }
     if let Some(e) = &run.eviction {
         let _ = writeln!(
@@ -573,7 +592,7 @@ fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
             Ok(())
         })?;
         out.flush()?;
-        if !a.follow || store.get_run(id)?.state != RunState::Running {
+        if !a.follow || store.get_run(id)?.state.is_final() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));

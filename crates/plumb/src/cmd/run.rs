@@ -2,10 +2,11 @@
 
 use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result, bail};
-use plumb_model::{Fingerprint, Run, Stream, Timestamp};
+use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, WaitKind, Waiting};
 use plumb_record::cloud::CloudWatch;
 use plumb_record::evict::EvictOptions;
 use plumb_record::retry::{Backoff, RetryOn};
+use plumb_record::throttle::ThrottleSpec;
 use plumb_record::{Redactor, RunOptions, Sink, Supervision};
 use plumb_store::{Destination, RunWriter, WriterConfig};
 use std::ffi::OsString;
@@ -62,6 +63,15 @@ pub struct Args {
     /// killed, evicted, comma-separated (default: failure,evicted).
     #[arg(long, value_name = "OUTCOMES")]
     pub retry_on: Option<RetryOn>,
+    /// Wait for one of N slots of the throttle NAME before starting, so at
+    /// most N runs holding it run at once on this machine (or on every
+    /// machine sharing --throttle-dir). The run is recorded as waiting
+    /// meanwhile.
+    #[arg(long, value_name = "NAME=N")]
+    pub throttle: Option<ThrottleSpec>,
+    /// Where throttles keep their slot files (default <plumb home>/throttle).
+    #[arg(long, value_name = "DIR", requires = "throttle")]
+    pub throttle_dir: Option<PathBuf>,
     /// The program's checkpoint directory, passed as PLUMB_CHECKPOINT_DIR
     /// (default: <plumb home>/checkpoints/<first attempt's id>).
     #[arg(long, value_name = "DIR")]
@@ -205,17 +215,31 @@ pub fn main(args: Args) -> Result<ExitCode> {
     } else {
         None
     };
-    // Ctrl-C or SIGTERM while waiting between attempts stops retrying.
-    // While a child runs the recorder's own handlers take over (and restore
-    // these afterwards).
+    // Ctrl-C or SIGTERM while waiting (between attempts, or for a throttle
+    // slot) stops the wait. While a child runs the recorder's own handlers
+    // take over (and restore these afterwards).
     let stop = Arc::new(AtomicBool::new(false));
-    if args.retries > 0 {
+    if args.retries > 0 || args.throttle.is_some() {
         for sig in [libc::SIGINT, libc::SIGTERM] {
             signal_hook::flag::register(sig, Arc::clone(&stop))
-                .context("installing the signal handlers for retries")?;
+                .context("installing the signal handlers for waiting")?;
         }
     }
+    let throttle = args.throttle.as_ref().map(|spec| {
+        let root = args
+            .throttle_dir
+            .clone()
+            .unwrap_or_else(|| cfg.home.join("throttle"));
+        (spec, root.join(&spec.name))
+    });
+    if let Some((spec, dir)) = &throttle {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("throttle `{}`: cannot create {}", spec.name, dir.display())
+        })?;
+    }
     let mut attempt = 1;
+    let mut backoff: Option<(Duration, String)> = None;
+    let mut last_code = None;
     loop {
         let run_id = if attempt == 1 {
             first_id
@@ -231,15 +255,27 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 dir.to_string_lossy().into_owned(),
             ));
         }
-        let sup = Supervision {
+        let mut sup = Supervision {
             attempt,
             first_attempt: (attempt > 1).then_some(first_id),
             max_attempts: (args.retries > 0).then_some(max_attempts),
             evict: evict.clone(),
+            waited: None,
         };
-        let run = match record_attempt(&cfg, opts, &sup)? {
-            Ok(run) => run,
-            Err(code) => return Ok(code),
+        let wait = Wait {
+            backoff: backoff.take(),
+            throttle: throttle.as_ref().map(|(spec, dir)| (*spec, dir.as_path())),
+            stop: &stop,
+        };
+        let run = match record_attempt(&cfg, opts, &mut sup, wait)? {
+            Attempt::Ran(run) => *run,
+            Attempt::NotStarted(code) => return Ok(code),
+            Attempt::Cancelled => {
+                eprintln!("plumb: interrupted while waiting; the command was not started");
+                // The previous attempt's outcome, else what a shell reports
+                // for an interrupted command.
+                return Ok(last_code.unwrap_or(ExitCode::from(130)));
+            }
         };
         let code = run.exit.as_ref().map_or(255, |e| e.shell_code());
         let code = ExitCode::from(code.clamp(0, 255) as u8);
@@ -249,6 +285,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         {
             return Ok(code);
         }
+        last_code = Some(code);
         let delay = args.backoff.delay(attempt - 1, fastrand::f64());
         eprintln!(
             "plumb: attempt {attempt}/{max_attempts} {} ({}); attempt {} in {}",
@@ -257,11 +294,124 @@ pub fn main(args: Args) -> Result<ExitCode> {
             attempt + 1,
             crate::cmd::query::human_duration(delay.as_nanos() as i64)
         );
-        if !sleep_unless(&stop, delay) {
-            eprintln!("plumb: interrupted while waiting; not retrying");
-            return Ok(code);
-        }
+        let reason = format!(
+            "backing off before attempt {} of {max_attempts}: attempt {attempt} {} ({})",
+            attempt + 1,
+            run.state.as_str(),
+            describe_exit(&run)
+        );
+        backoff = Some((delay, reason));
         attempt += 1;
+    }
+}
+
+/// What an attempt waits for before it starts.
+struct Wait<'a> {
+    /// A retry's backoff and why.
+    backoff: Option<(Duration, String)>,
+    /// A throttle and its slot directory.
+    throttle: Option<(&'a ThrottleSpec, &'a std::path::Path)>,
+    /// Set by SIGINT/SIGTERM: give up waiting.
+    stop: &'a AtomicBool,
+}
+
+/// How an attempt went.
+enum Attempt {
+    /// The command ran (whatever its outcome).
+    Ran(Box<Run>),
+    /// The command could not be started; the exit code to report.
+    NotStarted(ExitCode),
+    /// Interrupted while waiting: the command never started.
+    Cancelled,
+}
+
+/// How often a throttle's slots are tried while all are held.
+const THROTTLE_POLL: Duration = Duration::from_millis(100);
+
+/// Waits as `wait` says, keeping the attempt's record in state waiting
+/// (stored, and shipped when a collector is configured). Returns the slot
+/// held, if any, or `None` when interrupted, after recording the attempt
+/// as cancelled.
+fn wait_to_start(
+    opts: &RunOptions,
+    sup: &mut Supervision,
+    wait: Wait<'_>,
+    sink: &mut StoreSink,
+) -> Result<Option<Option<plumb_record::throttle::Slot>>> {
+    let since = Timestamp::now();
+    let mut record = None;
+    if let Some((delay, reason)) = wait.backoff {
+        let waiting = Waiting {
+            kind: WaitKind::Backoff,
+            reason,
+            since,
+            until: Some(Timestamp::from_nanos(
+                since.as_nanos() + delay.as_nanos() as i64,
+            )),
+            ended: None,
+        };
+        let run = plumb_record::supervise::waiting_run(opts, sup, waiting);
+        sink.started(&run);
+        let waited = sleep_unless(wait.stop, delay);
+        record = Some(run);
+        if !waited {
+            cancel(record, sink);
+            return Ok(None);
+        }
+    }
+    let mut slot = None;
+    if let Some((spec, dir)) = wait.throttle {
+        let take = || {
+            plumb_record::throttle::try_acquire(dir, spec)
+                .with_context(|| format!("throttle `{}`: cannot use {}", spec.name, dir.display()))
+        };
+        slot = take()?;
+        if slot.is_none() {
+            let reason = format!(
+                "waiting for a slot of throttle `{}` (all {} held)",
+                spec.name, spec.slots
+            );
+            eprintln!("plumb: {reason}");
+            let mut run = record.take().unwrap_or_else(|| {
+                let w = Waiting {
+                    kind: WaitKind::Throttle,
+                    reason: String::new(),
+                    since,
+                    until: None,
+                    ended: None,
+                };
+                plumb_record::supervise::waiting_run(opts, sup, w)
+            });
+            if let Some(w) = run.waiting.as_mut() {
+                w.kind = WaitKind::Throttle;
+                w.reason = reason;
+                w.until = None;
+            }
+            sink.started(&run);
+            record = Some(run);
+            while slot.is_none() {
+                if !sleep_unless(wait.stop, THROTTLE_POLL) {
+                    cancel(record, sink);
+                    return Ok(None);
+                }
+                slot = take()?;
+            }
+        }
+    }
+    sup.waited = record.and_then(|r| r.waiting);
+    Ok(Some(slot))
+}
+
+/// Records a waiting attempt as cancelled: it ends without having started.
+fn cancel(record: Option<Run>, sink: &mut StoreSink) {
+    if let Some(mut run) = record {
+        let now = Timestamp::now();
+        run.state = RunState::Cancelled;
+        run.ended = Some(now);
+        if let Some(w) = run.waiting.as_mut() {
+            w.ended = Some(now);
+        }
+        sink.finished(&run);
     }
 }
 
@@ -271,8 +421,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
 fn record_attempt(
     cfg: &Config,
     opts: RunOptions,
-    sup: &Supervision,
-) -> Result<std::result::Result<Run, ExitCode>> {
+    sup: &mut Supervision,
+    wait: Wait<'_>,
+) -> Result<Attempt> {
     let run_id = opts.run_id;
     // With a collector configured the run goes to the outbox and is shipped
     // as it goes (see cmd::agent); without one, to the local store.
@@ -292,12 +443,45 @@ fn record_attempt(
         writer: Some(writer),
         destination: None,
     };
-    let recorded = plumb_record::record_supervised(opts, sup, &mut sink);
+    let waited = wait_to_start(&opts, sup, wait, &mut sink);
+    let (recorded, _slot) = match waited {
+        Ok(Some(slot)) => (
+            Some(plumb_record::record_supervised(opts, sup, &mut sink)),
+            slot,
+        ),
+        Ok(None) => (None, None),
+        Err(e) => {
+            // A throttle directory that cannot be used: the attempt is
+            // recorded as cancelled rather than left waiting forever.
+            cancel(
+                plumb_record::supervise::waiting_run(
+                    &opts,
+                    sup,
+                    Waiting {
+                        kind: WaitKind::Throttle,
+                        reason: format!("{e:#}"),
+                        since: Timestamp::now(),
+                        until: None,
+                        ended: None,
+                    },
+                )
+                .into(),
+                &mut sink,
+            );
+            if let Some(shipper) = shipper {
+                crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
+            }
+            return Err(e);
+        }
+    };
     if let Some(shipper) = shipper {
         crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
     }
+    let Some(recorded) = recorded else {
+        return Ok(Attempt::Cancelled);
+    };
     match recorded {
-        Ok(run) => Ok(Ok(run)),
+        Ok(run) => Ok(Attempt::Ran(Box::new(run))),
         Err(plumb_record::RecordError::Spawn { program, source }) => {
             eprintln!("plumb: cannot run `{program}`: {source}");
             // The codes a shell uses: 127 not found, 126 found but not runnable.
@@ -306,7 +490,7 @@ fn record_attempt(
             } else {
                 126
             };
-            Ok(Err(ExitCode::from(code)))
+            Ok(Attempt::NotStarted(ExitCode::from(code)))
         }
         Err(e) => Err(e.into()),
     }

@@ -66,9 +66,11 @@
           }
           if (atBottom) out.scrollTop = out.scrollHeight;
           var st = document.getElementById("run-state");
-          if (state && st && state !== "running") {
+          if (state && st && st.textContent !== state) {
             st.textContent = state;
             st.className = "state st-" + state;
+          }
+          if (state && state !== "running" && state !== "waiting") {
             out.removeAttribute("data-live");
             return;
           }
