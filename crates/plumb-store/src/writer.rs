@@ -2,18 +2,23 @@
 //!
 //! [`RunWriter`] takes the recorder's events (start, output reads,
 //! fingerprint, end) through a bounded channel to its own thread, which cuts
-//! output into chunks and writes them to the store in batches. If the store
+//! output into chunks and writes them to the store in batches. Once a run
+//! fills whole chunks, they are compressed on compressor threads of their
+//! own while the writer thread goes on cutting and writing, so a flood of
+//! output is compressed on every core that is free rather than on one. If the store
 //! cannot be opened or written (read-only, full, locked too long), it says so
 //! once through the warning callback and from then on writes everything to a
 //! spool file instead, to be imported by a later plumb. Recording never fails
 //! the run.
 
-use crate::chunk::{ChunkBuilder, IndexPolicy, SealedChunk};
+use crate::chunk::{CHUNK_TARGET, ChunkBuilder, IndexPolicy, RawChunk, SealedChunk};
 use crate::spool::SpoolFile;
 use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -181,6 +186,8 @@ struct Worker {
     dropped: u64,
     /// Record to this run's spool file rather than the store.
     spool_first: Option<plumb_model::Uuid>,
+    /// Started at the first full chunk; short runs never start it.
+    compressors: Option<Compressors>,
 }
 
 impl Worker {
@@ -200,6 +207,7 @@ impl Worker {
             stored_bytes: 0,
             dropped: 0,
             spool_first: None,
+            compressors: None,
         }
     }
 
@@ -236,8 +244,11 @@ impl Worker {
                     time,
                     data,
                 }) => {
-                    let b = &mut self.builders[(stream.as_u8() - 1) as usize];
-                    b.push(seq, time, &data, &mut self.sealed);
+                    let mut raws = Vec::new();
+                    self.builders[(stream.as_u8() - 1) as usize]
+                        .push_raw(seq, time, &data, &mut raws);
+                    self.dispatch(raws);
+                    self.collect(false);
                     if self.sealed.len() >= 4
                         || self.last_write.elapsed() >= self.config.flush_interval
                     {
@@ -249,9 +260,7 @@ impl Worker {
                     self.fingerprint = Some((hash, fp));
                 }
                 Ok(Msg::Finished(run)) => {
-                    for b in &mut self.builders {
-                        b.flush(&mut self.sealed);
-                    }
+                    self.flush_all();
                     self.run = Some(*run);
                     self.write(true);
                     return match &self.target {
@@ -261,14 +270,13 @@ impl Worker {
                     };
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    self.collect(false);
                     self.flush_partial();
                     self.write(false);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     // The recorder went away without finishing: keep what we have.
-                    for b in &mut self.builders {
-                        b.flush(&mut self.sealed);
-                    }
+                    self.flush_all();
                     self.write(false);
                     return Destination::Lost;
                 }
@@ -276,12 +284,47 @@ impl Worker {
         }
     }
 
-    /// Seals partial chunks of a live run once the flush interval passed.
+    /// Seals partial chunks of a live run once the flush interval passed,
+    /// and waits for them, so they are written now.
     fn flush_partial(&mut self) {
         if self.last_write.elapsed() >= self.config.flush_interval {
-            for b in &mut self.builders {
-                b.flush(&mut self.sealed);
+            self.flush_all();
+        }
+    }
+
+    /// Seals what every stream has waiting and waits for every chunk still
+    /// being compressed.
+    fn flush_all(&mut self) {
+        let mut raws = Vec::new();
+        for b in &mut self.builders {
+            b.flush_raw(&mut raws);
+        }
+        self.dispatch(raws);
+        self.collect(true);
+    }
+
+    /// Compresses cut chunks: on the compressor threads once a run has
+    /// filled a whole chunk (starting them then), else here, in order.
+    fn dispatch(&mut self, raws: Vec<RawChunk>) {
+        for raw in raws {
+            if self.compressors.is_none() && raw.raw.len() >= CHUNK_TARGET {
+                self.compressors = Compressors::start();
             }
+            match &mut self.compressors {
+                Some(c) => c.submit(raw),
+                None => {
+                    self.sealed.push(raw.seal());
+                    self.builders[(raw.stream.as_u8() - 1) as usize].recycle(raw.raw);
+                }
+            }
+        }
+    }
+
+    /// Takes the chunks the compressors have finished, in the order they
+    /// were cut; with `wait`, waits for all of them.
+    fn collect(&mut self, wait: bool) {
+        if let Some(c) = &mut self.compressors {
+            c.collect(wait, &mut self.sealed, &mut self.builders);
         }
     }
 
@@ -393,6 +436,133 @@ impl Worker {
             warn(&line);
         }
         target
+    }
+}
+
+/// Compressor threads: two, so that a flood of output is compressed on
+/// both cores when the program being recorded leaves one idle, and a chunk
+/// is never waiting while another is being written.
+const COMPRESSORS: usize = 2;
+
+/// Cut chunks waiting for a compressor (each holds up to a read beyond
+/// [`CHUNK_TARGET`] bytes). When they are all taken the writer thread
+/// waits, and so, through the bounded event channel, does the child.
+const QUEUED_CHUNKS: usize = 4;
+
+/// A compressor's answer: the chunk's number, the chunk (None if sealing it
+/// panicked), and its byte buffer for reuse.
+type Compressed = (u64, Option<SealedChunk>, Vec<u8>);
+
+/// The compressor threads of one run, and the chunks they have finished.
+struct Compressors {
+    jobs: Option<SyncSender<(u64, RawChunk)>>,
+    results: Receiver<Compressed>,
+    threads: Vec<JoinHandle<()>>,
+    /// Chunks handed over so far; the next one gets this number.
+    submitted: u64,
+    /// Chunks taken back in order so far.
+    taken: u64,
+    /// Chunks finished ahead of one cut before them.
+    early: BTreeMap<u64, Option<SealedChunk>>,
+}
+
+impl Compressors {
+    /// Starts the threads; None if not even one could be started, and then
+    /// chunks are compressed on the writer thread as before.
+    fn start() -> Option<Compressors> {
+        let (jobs, job_rx) = sync_channel::<(u64, RawChunk)>(QUEUED_CHUNKS);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (result_tx, results) = channel();
+        let threads: Vec<JoinHandle<()>> = (0..COMPRESSORS)
+            .filter_map(|i| {
+                let job_rx = Arc::clone(&job_rx);
+                let result_tx: Sender<Compressed> = result_tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("plumb-lz4-{i}"))
+                    .spawn(move || compress_jobs(&job_rx, &result_tx))
+                    .ok()
+            })
+            .collect();
+        if threads.is_empty() {
+            return None;
+        }
+        Some(Compressors {
+            jobs: Some(jobs),
+            results,
+            threads,
+            submitted: 0,
+            taken: 0,
+            early: BTreeMap::new(),
+        })
+    }
+
+    fn submit(&mut self, raw: RawChunk) {
+        let n = self.submitted;
+        self.submitted += 1;
+        let unsent = match &self.jobs {
+            Some(jobs) => jobs.send((n, raw)).err().map(|e| e.0.1),
+            None => Some(raw),
+        };
+        // Every compressor is gone (cannot happen short of a panic outside
+        // sealing): seal it here, in its place in the order.
+        if let Some(raw) = unsent {
+            self.early.insert(n, Some(raw.seal()));
+        }
+    }
+
+    fn collect(
+        &mut self,
+        wait: bool,
+        sealed: &mut Vec<SealedChunk>,
+        builders: &mut [ChunkBuilder; 2],
+    ) {
+        loop {
+            while let Some(chunk) = self.early.remove(&self.taken) {
+                sealed.extend(chunk);
+                self.taken += 1;
+            }
+            if self.taken == self.submitted {
+                return;
+            }
+            let got = if wait {
+                self.results.recv().ok()
+            } else {
+                self.results.try_recv().ok()
+            };
+            let Some((n, chunk, buf)) = got else {
+                return;
+            };
+            if let Some(c) = &chunk {
+                builders[(c.stream.as_u8() - 1) as usize].recycle(buf);
+            }
+            self.early.insert(n, chunk);
+        }
+    }
+}
+
+impl Drop for Compressors {
+    fn drop(&mut self) {
+        // Closing the queue ends the threads once it is empty.
+        drop(self.jobs.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A compressor thread: seals chunks from the queue until it is closed.
+fn compress_jobs(jobs: &Mutex<Receiver<(u64, RawChunk)>>, results: &Sender<Compressed>) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((n, raw)) = job else {
+            return;
+        };
+        // A panic while sealing loses that chunk, not the run: the writer
+        // is told, so it does not wait for it.
+        let sealed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raw.seal())).ok();
+        if results.send((n, sealed, raw.raw)).is_err() {
+            return;
+        }
     }
 }
 
