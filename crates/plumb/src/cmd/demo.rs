@@ -255,6 +255,42 @@ fn fleet_section(
             println!("   exit code {}", status.code().unwrap_or(255));
         }
         println!();
+        println!("── a throttle with one slot: the second backup waits for it, on record");
+        for name in ["backup-1", "backup-2"] {
+            agents.push(
+                Command::new(me)
+                    .env("PLUMB_HOME", home)
+                    .env("PLUMB_COLLECTOR", &collector.api)
+                    .env("PLUMB_SPOOL", dir.join("fleet-spool"))
+                    .args(["run", "--throttle", "backup=1", "--name", name])
+                    .args(["--tag", &format!("demo={session}"), "--", "sleep", "600"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .context("cannot start plumb run --throttle")?,
+            );
+            // The first takes the slot before the second asks for it.
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+        // The waiting record reaches the collector within a shipping round.
+        for _ in 0..50 {
+            let out = Command::new(me)
+                .env("PLUMB_HOME", home)
+                .args([
+                    "ls",
+                    "--collector",
+                    &collector.api,
+                    "--state",
+                    "waiting",
+                    "--json",
+                ])
+                .output()?;
+            if String::from_utf8_lossy(&out.stdout).contains("backup-2") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        println!();
         if !collector.otlp.is_empty() {
             println!(
                 "── an OpenTelemetry program sends logs and spans, unchanged but for its endpoint"
@@ -270,6 +306,7 @@ fn fleet_section(
                 "--tag",
                 "where=collector",
             ],
+            vec!["ls", "--collector", &collector.api, "--name", "backup-2"],
             vec!["nodes", "--collector", &collector.api],
         ] {
             println!("── $ plumb {}", args.join(" "));
