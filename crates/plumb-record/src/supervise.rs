@@ -275,20 +275,11 @@ pub fn record_supervised(
             }
         };
 
-        let mut run = Run::new(opts.run_id, run_name(&opts), started);
-        run.attempt = sup.attempt;
-        run.first_attempt = sup.first_attempt;
-        run.max_attempts = sup.max_attempts;
+        let mut run = skeleton(&opts, sup, started);
         run.waiting = sup.waited.clone().map(|mut w| {
             w.ended = Some(started);
             w
         });
-        run.tags = opts.tags.clone();
-        run.argv = opts
-            .argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
         match &cwd {
             Ok(p) => run.cwd = p.to_string_lossy().into_owned(),
             Err(error) => run
@@ -377,14 +368,10 @@ pub fn record_supervised(
     Ok(run)
 }
 
-/// The record of an attempt that has not started yet: in state
-/// [`RunState::Waiting`], with what it waits for, and what is known before
-/// the command runs (name, tags, command line, working directory, host,
-/// user, attempt). When the attempt starts, [`record_supervised`] writes
-/// the full record under the same id over it.
-pub fn waiting_run(opts: &RunOptions, sup: &Supervision, waiting: plumb_model::Waiting) -> Run {
-    let mut run = Run::new(opts.run_id, run_name(opts), waiting.since);
-    run.state = RunState::Waiting;
+/// What a run's record takes from the options and the supervision alone:
+/// id, name, attempt numbering, tags and command line.
+fn skeleton(opts: &RunOptions, sup: &Supervision, started: Timestamp) -> Run {
+    let mut run = Run::new(opts.run_id, run_name(opts), started);
     run.attempt = sup.attempt;
     run.first_attempt = sup.first_attempt;
     run.max_attempts = sup.max_attempts;
@@ -394,6 +381,17 @@ pub fn waiting_run(opts: &RunOptions, sup: &Supervision, waiting: plumb_model::W
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    run
+}
+
+/// The record of an attempt that has not started yet: in state
+/// [`RunState::Waiting`], with what it waits for, and what is known before
+/// the command runs (name, tags, command line, working directory, host,
+/// user, attempt). When the attempt starts, [`record_supervised`] writes
+/// the full record under the same id over it.
+pub fn waiting_run(opts: &RunOptions, sup: &Supervision, waiting: plumb_model::Waiting) -> Run {
+    let mut run = skeleton(opts, sup, waiting.since);
+    run.state = RunState::Waiting;
     if let Ok(p) = std::env::current_dir() {
         run.cwd = p.to_string_lossy().into_owned();
     }
