@@ -155,6 +155,7 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
         }
     }
     let fs = f.to_string_lossy().to_string();
+    let size_on_disk = std::fs::metadata(&f)?.len();
     let tee_log = work.join("out.log");
     let home = work.join("output-store");
     let gib = size as f64 / (1u64 << 30) as f64;
@@ -200,6 +201,9 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
         let child = Command::new(plumb)
             .args(["run", "--", "cat", &fs])
             .env("PLUMB_HOME", &home)
+            // Everything is stored: the default cap (1 GiB) is just below
+            // the file's whole lines.
+            .env("PLUMB_OUTPUT_CAP", (2 * size).to_string())
             .stdout(wc.stdin.take().expect("piped"))
             .spawn()?;
         let usage = wait4(child.id())?;
@@ -220,6 +224,12 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
             .filter_map(|k| shown["run"]["rusage"][k].as_u64())
             .sum::<u64>() as f64
             / 1e6;
+        let output = &shown["run"]["output"];
+        if output["stdout_bytes"].as_u64() != Some(size_on_disk)
+            || output["dropped_bytes"].as_u64() != Some(0)
+        {
+            bail!("plumb did not store all of the output: {output}");
+        }
         let own = (usage.cpu_s - child_cpu) / gib;
         plumb_cpu.push(own);
         ratios.push(r / b);
@@ -238,9 +248,10 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
     let (second, _) = time_cmd(plumb, &home, &["search", "zyzzyvarare"])?;
     let (b, r) = (median(&mut base), median(&mut rec));
     let peak = rss.iter().cloned().fold(0.0, f64::max);
+    let wal = std::fs::metadata(home.join("plumb.db-wal")).map_or(0, |m| m.len());
     let ratio = median(&mut ratios);
     println!(
-        "2. output: {} MiB of 100-byte lines: `cat|tee|wc` {b:.2} s, `plumb run -- cat|wc` {r:.2} s (medians of {reps}): ratio {ratio:.2}, rounds {:.2}..{:.2} (target <= 1.25: {}); {:.0} MB/s through plumb; plumb peak RSS {peak:.1} MiB (target < 64: {}); store {:.1} MiB on disk ({:.2}x of raw)",
+        "2. output: {} MiB of 100-byte lines: `cat|tee|wc` {b:.2} s, `plumb run -- cat|wc` {r:.2} s (medians of {reps}): ratio {ratio:.2}, rounds {:.2}..{:.2} (target <= 1.25: {}); {:.0} MB/s through plumb; plumb peak RSS {peak:.1} MiB (target < 64: {}); store {:.1} MiB on disk ({:.2}x of raw), of which {:.1} MiB is WAL the next write trims",
         size >> 20,
         ratios[0],
         ratios[ratios.len() - 1],
@@ -248,7 +259,8 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
         size as f64 / r / 1e6,
         verdict(peak < 64.0),
         stored as f64 / (1 << 20) as f64,
-        stored as f64 / size as f64
+        stored as f64 / size as f64,
+        wal as f64 / (1 << 20) as f64
     );
     println!(
         "   CPU per GiB (medians): plumb {:.2} s, tee {:.2} s",

@@ -93,6 +93,19 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
                 unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
             }
             let tee = from_pipe && is_pipe(source.copy_to);
+            if tee {
+                // tee(2) duplicates no more than the pipe out has room for:
+                // at the default 64 KiB, a flood arrives in reads a quarter
+                // of a chunk long, which must then be copied together. The
+                // pipe only grows (a reader that made it bigger keeps that).
+                // SAFETY: F_GETPIPE_SZ/F_SETPIPE_SZ on a pipe; failure is
+                // harmless.
+                unsafe {
+                    if libc::fcntl(source.copy_to, libc::F_GETPIPE_SZ) < PIPE_SIZE {
+                        libc::fcntl(source.copy_to, libc::F_SETPIPE_SZ, PIPE_SIZE);
+                    }
+                }
+            }
             Open {
                 source,
                 copying: true,
@@ -101,7 +114,8 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
         })
         .collect();
     let mut out = Captured::default();
-    let mut buf = vec![0u8; READ_SIZE];
+    // A buffer lent by the sink and not used yet (the read found nothing).
+    let mut held: Option<Vec<u8>> = None;
     let mut seq: u64 = 0;
     let mut reaped_at: Option<Instant> = None;
     let mut last_data = Instant::now();
@@ -158,29 +172,38 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
             let mut copied = false;
             let mut teed = None;
             if open[i].tee && open[i].copying {
-                teed = tee_read(fd, open[i].source.copy_to, &mut buf);
+                teed = tee(fd, open[i].source.copy_to, READ_SIZE);
                 // Refused or failed on the way out: the plain path below
                 // writes, sees the same error and handles it as always.
                 open[i].tee = teed.is_some();
                 copied = teed.is_some_and(|n| n > 0);
             }
+            // The read goes straight into a buffer of the sink's, after
+            // what it holds.
+            let mut buf = held
+                .take()
+                .unwrap_or_else(|| sink.lock().unwrap_or_else(|e| e.into_inner()).lend());
+            let start = buf.len();
             let n = match teed {
-                Some(n) => n,
-                // SAFETY: reads into a buffer we own.
-                None => unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) },
+                Some(0) => 0,
+                // Exactly the duplicated bytes are taken out; nobody else
+                // reads `fd`.
+                Some(n) => read_exactly(fd, &mut buf, n),
+                None => read_append(fd, &mut buf, READ_SIZE),
             };
+            let error = (n < 0).then(io::Error::last_os_error);
             if n > 0 {
                 last_data = Instant::now();
-                let data = &buf[..n as usize];
-                let keep = deliver(&mut open[i], data, copied, seq, sink, &mut out);
+                let keep = deliver(&mut open[i], buf, start, copied, seq, sink, &mut out);
                 seq += 1;
                 if !keep {
                     open.remove(i);
                 }
                 continue;
             }
-            if n < 0 {
-                let error = io::Error::last_os_error();
+            buf.truncate(start);
+            held = Some(buf);
+            if let Some(error) = error {
                 match error.raw_os_error() {
                     Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
                     // A pty master reports EIO once every slave is closed:
@@ -209,16 +232,15 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
     out
 }
 
-/// Duplicates what is waiting in pipe `from` into pipe `to` with tee(2),
-/// then reads those same bytes from `from` into `buf`. Returns the number
-/// read (0 at end of file, -1 with errno set when the read failed), or
-/// `None` when tee refused or failed, with nothing consumed from `from`.
-fn tee_read(from: RawFd, to: RawFd, buf: &mut [u8]) -> Option<isize> {
-    let n = loop {
+/// Duplicates up to `max` bytes waiting in pipe `from` into pipe `to` with
+/// tee(2), leaving them in `from` to be read. Returns the number
+/// duplicated (0 at end of file), or `None` when tee refused or failed.
+fn tee(from: RawFd, to: RawFd, max: usize) -> Option<isize> {
+    loop {
         // SAFETY: tee only takes descriptors and a length.
-        let n = unsafe { libc::tee(from, to, buf.len(), 0) };
+        let n = unsafe { libc::tee(from, to, max, 0) };
         if n >= 0 {
-            break n as usize;
+            return Some(n);
         }
         match io::Error::last_os_error().raw_os_error() {
             Some(libc::EINTR) => {}
@@ -238,27 +260,39 @@ fn tee_read(from: RawFd, to: RawFd, buf: &mut [u8]) -> Option<isize> {
             }
             _ => return None,
         }
-    };
-    if n == 0 {
-        // No writer and nothing left: end of file.
-        return Some(0);
     }
-    // Exactly the duplicated bytes are taken out; nobody else reads `from`.
+}
+
+/// One read(2) of at most `max` bytes appended to `buf`: what read returned.
+fn read_append(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> isize {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: reads into the buffer's spare capacity, which has room for
+    // `max` bytes; only the bytes read are then counted as initialized.
+    let r = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), max) };
+    if r > 0 {
+        // SAFETY: read initialized `r` bytes right after the old length.
+        unsafe { buf.set_len(buf.len() + r as usize) };
+    }
+    r
+}
+
+/// Appends exactly `n` bytes known to be waiting in `fd` (tee just saw them)
+/// to `buf`. Returns `n`, or what was read before a failure, or the error.
+fn read_exactly(fd: RawFd, buf: &mut Vec<u8>, n: isize) -> isize {
     let mut got = 0;
     while got < n {
-        // SAFETY: reads into the part of a buffer we own not yet filled.
-        let r = unsafe { libc::read(from, buf[got..n].as_mut_ptr().cast(), n - got) };
+        let r = read_append(fd, buf, (n - got) as usize);
         if r > 0 {
-            got += r as usize;
+            got += r;
         } else if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
         } else {
-            // Cannot happen while the bytes tee saw are still in the pipe;
-            // report what was read so far, or the error.
-            return Some(if got > 0 { got as isize } else { r });
+            // Cannot happen while the bytes tee saw are still in the pipe.
+            return if got > 0 { got } else { r };
         }
     }
-    Some(n as isize)
+    n
 }
 
 /// Copies one read to the recorder's descriptor (unless `copied` already),
@@ -267,12 +301,14 @@ fn tee_read(from: RawFd, to: RawFd, buf: &mut [u8]) -> Option<isize> {
 /// end gives the child the SIGPIPE it would have had if run directly.
 fn deliver(
     o: &mut Open,
-    data: &[u8],
+    buf: Vec<u8>,
+    start: usize,
     copied: bool,
     seq: u64,
     sink: &Mutex<&mut dyn Sink>,
     out: &mut Captured,
 ) -> bool {
+    let data = &buf[start..];
     let mut keep = true;
     if o.copying
         && !copied
@@ -303,9 +339,13 @@ fn deliver(
             }
         }
     }
-    sink.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .output(o.source.stream, seq, time, data);
+    sink.lock().unwrap_or_else(|e| e.into_inner()).output_owned(
+        o.source.stream,
+        seq,
+        time,
+        buf,
+        start,
+    );
     keep
 }
 

@@ -88,6 +88,25 @@ pub trait Sink: Send {
     fn started(&mut self, run: &Run);
     /// One read of the child's output, in the order read.
     fn output(&mut self, stream: Stream, seq: u64, time: Timestamp, data: &[u8]);
+    /// A buffer for the next read of output: the read is appended to what
+    /// it holds and the buffer comes back through [`Sink::output_owned`].
+    /// A sink that keeps output in buffers of its own (the store writer)
+    /// lends one, so no byte is copied on the way. By default a new buffer.
+    fn lend(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// One read of the child's output, `buf[start..]`, in a buffer from
+    /// [`Sink::lend`], handed over. By default passed to [`Sink::output`].
+    fn output_owned(
+        &mut self,
+        stream: Stream,
+        seq: u64,
+        time: Timestamp,
+        buf: Vec<u8>,
+        start: usize,
+    ) {
+        self.output(stream, seq, time, &buf[start..]);
+    }
     /// The software fingerprint, once captured (before `finished`).
     fn fingerprint(&mut self, hash: &str, fingerprint: &Fingerprint);
     /// The child has exited and been reaped; `run` is complete.

@@ -198,7 +198,8 @@ fn large_output_is_identical_to_a_direct_run() {
     assert!(ev.stream(Stream::Stdout) == plain.stdout);
     assert!(ev.stream(Stream::Stderr) == plain.stderr);
     assert_eq!(ev.finished.output.lines, 520_000);
-    assert!(ev.outputs.iter().all(|o| o.3.len() <= 64 * 1024));
+    // Reads are bounded (256 KiB), so memory stays flat however big the output.
+    assert!(ev.outputs.iter().all(|o| o.3.len() <= 256 * 1024));
 }
 
 #[test]

@@ -143,17 +143,26 @@ pub struct RawChunk {
     pub part: u64,
     /// The reads its bytes came from.
     pub marks: Vec<ReadMark>,
-    /// The bytes.
+    /// The buffer holding the bytes, from [`RawChunk::base`] on (a buffer
+    /// adopted from a read keeps room in front, see
+    /// [`ChunkBuilder::push_owned`]).
     pub raw: Vec<u8>,
+    /// Where the chunk's bytes start in `raw`.
+    pub base: usize,
     /// Whether it gets its word filter when sealed (see [`IndexPolicy`]).
     pub index: bool,
 }
 
 impl RawChunk {
+    /// The chunk's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.raw[self.base..]
+    }
+
     /// Encodes it: compressed, checksummed, with its word filter if
     /// [`RawChunk::index`].
     pub fn seal(&self) -> SealedChunk {
-        let mut sealed = encode_with(self.stream, &self.marks, &self.raw, self.index);
+        let mut sealed = encode_with(self.stream, &self.marks, self.bytes(), self.index);
         sealed.part = self.part;
         sealed
     }
@@ -161,7 +170,13 @@ impl RawChunk {
 
 /// Capacity of a chunk's byte buffer: a chunk is sealed once past
 /// [`CHUNK_TARGET`], so it holds the target plus the rest of one read.
-const BUF_CAPACITY: usize = CHUNK_TARGET + 64 * 1024;
+pub const BUF_CAPACITY: usize = CHUNK_TARGET + 64 * 1024;
+
+/// Room kept in front of a read in a buffer handed to
+/// [`ChunkBuilder::push_owned`]: the unfinished line carried over from the
+/// previous chunk is put there, so the read's bytes stay where they were
+/// read and become the chunk without being copied.
+pub const READ_HEADROOM: usize = 4096;
 
 /// Buffers of encoded chunks kept for reuse per builder.
 const SPARE_BUFFERS: usize = 8;
@@ -171,7 +186,9 @@ const SPARE_BUFFERS: usize = 8;
 pub struct ChunkBuilder {
     stream: Stream,
     parts: u64,
+    /// The waiting bytes are `raw[base..]`.
     raw: Vec<u8>,
+    base: usize,
     marks: Vec<ReadMark>,
     policy: IndexPolicy,
     /// Raw bytes that may still be indexed now (RateLimited only).
@@ -199,6 +216,7 @@ impl ChunkBuilder {
             stream,
             parts: 0,
             raw: Vec::with_capacity(BUF_CAPACITY),
+            base: 0,
             marks: Vec::new(),
             policy,
             tokens,
@@ -232,7 +250,7 @@ impl ChunkBuilder {
 
     /// Raw bytes waiting.
     pub fn pending(&self) -> usize {
-        self.raw.len()
+        self.raw.len() - self.base
     }
 
     /// Adds one read; encodes and returns the chunks that became full.
@@ -261,24 +279,71 @@ impl ChunkBuilder {
     pub fn push_raw(&mut self, seq: u64, time: Timestamp, data: &[u8], out: &mut Vec<RawChunk>) {
         let mut data = data;
         while !data.is_empty() {
-            let room = CHUNK_MAX - self.raw.len();
+            let room = CHUNK_MAX - self.pending();
             let take = room.min(data.len());
             self.marks.push(ReadMark {
-                offset: self.raw.len() as u32,
+                offset: self.pending() as u32,
                 seq,
                 time,
             });
             self.raw.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.raw.len() >= CHUNK_TARGET {
+            if self.pending() >= CHUNK_TARGET {
                 self.seal_full(out);
             }
         }
     }
 
+    /// Adds one read given as a buffer whose bytes from `start` on are the
+    /// read; returns the chunks that became full, not encoded yet.
+    ///
+    /// When what is waiting (normally the unfinished line of the last
+    /// chunk) fits in the room before `start`, it is copied there and the
+    /// buffer becomes this builder's: the read's bytes are not copied at
+    /// all. Otherwise they are appended, as [`ChunkBuilder::push_raw`] does,
+    /// and the buffer is kept for reuse.
+    pub fn push_owned(
+        &mut self,
+        seq: u64,
+        time: Timestamp,
+        mut buf: Vec<u8>,
+        start: usize,
+        out: &mut Vec<RawChunk>,
+    ) {
+        let waiting = self.pending();
+        let read = buf.len().saturating_sub(start);
+        if read == 0 {
+            self.recycle(buf);
+            return;
+        }
+        if waiting > start || waiting + read > CHUNK_MAX || buf.capacity() < BUF_CAPACITY {
+            self.push_raw(seq, time, &buf[start..], out);
+            self.recycle(buf);
+            return;
+        }
+        let base = start - waiting;
+        buf[base..start].copy_from_slice(&self.raw[self.base..]);
+        let old = std::mem::replace(&mut self.raw, buf);
+        self.base = base;
+        self.recycle(old);
+        self.marks.push(ReadMark {
+            offset: waiting as u32,
+            seq,
+            time,
+        });
+        if self.pending() >= CHUNK_TARGET {
+            self.seal_full(out);
+        }
+    }
+
+    /// Spare buffers kept.
+    pub fn spares(&self) -> usize {
+        self.spare.len()
+    }
+
     /// Cuts whatever is waiting into a chunk, not encoded yet.
     pub fn flush_raw(&mut self, out: &mut Vec<RawChunk>) {
-        let len = self.raw.len();
+        let len = self.pending();
         self.seal_at(len, out);
     }
 
@@ -293,9 +358,9 @@ impl ChunkBuilder {
     /// Seals up to the last newline once past the target (or everything at
     /// the maximum), keeping the unfinished line for the next chunk.
     fn seal_full(&mut self, out: &mut Vec<RawChunk>) {
-        let cut = match memchr::memrchr(b'\n', &self.raw) {
+        let cut = match memchr::memrchr(b'\n', &self.raw[self.base..]) {
             Some(nl) => nl + 1,
-            None if self.raw.len() >= CHUNK_MAX => self.raw.len(),
+            None if self.pending() >= CHUNK_MAX => self.pending(),
             None => return,
         };
         self.seal_at(cut, out);
@@ -315,7 +380,7 @@ impl ChunkBuilder {
                 ..*m
             })
             .collect();
-        if cut < self.raw.len() && carry_marks.first().is_none_or(|m| m.offset != 0) {
+        if cut < self.pending() && carry_marks.first().is_none_or(|m| m.offset != 0) {
             let straddling = self.marks[n_in - 1];
             carry_marks.insert(
                 0,
@@ -335,14 +400,16 @@ impl ChunkBuilder {
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY));
         next.clear();
-        next.extend_from_slice(&self.raw[cut..]);
-        self.raw.truncate(cut);
+        next.extend_from_slice(&self.raw[self.base + cut..]);
+        self.raw.truncate(self.base + cut);
         let raw = std::mem::replace(&mut self.raw, next);
+        let base = std::mem::replace(&mut self.base, 0);
         out.push(RawChunk {
             stream: self.stream,
             part: self.parts,
             marks,
             raw,
+            base,
             index,
         });
         self.parts += 1;
@@ -1089,7 +1156,7 @@ mod tests {
             assert_eq!(r.part, part as u64);
             let sealed = r.seal();
             assert_eq!(sealed.part, part as u64);
-            assert!(sealed.data.len() * 3 < r.raw.len(), "compressed");
+            assert!(sealed.data.len() * 3 < r.bytes().len(), "compressed");
             let d = decode(&sealed.data, sealed.crc).unwrap();
             assert_eq!(d.marks, r.marks);
             got.extend_from_slice(&d.raw);
@@ -1127,9 +1194,59 @@ mod tests {
         b.push_raw(2, Timestamp::from_nanos(2), b"short\n", &mut raws);
         b.flush_raw(&mut raws);
         assert_eq!(raws.len(), 1);
-        assert_eq!(raws[0].raw, b"short\n");
+        assert_eq!(raws[0].bytes(), b"short\n");
         let d = decode(&raws[0].seal().data, raws[0].seal().crc).unwrap();
         assert_eq!(d.raw, b"short\n");
+    }
+
+    #[test]
+    fn reads_handed_over_make_the_same_chunks_as_reads_copied() {
+        // Lines of varying length, read in pieces of varying size (some
+        // bigger than a chunk, some a few bytes), once copied with
+        // `push_raw` and once handed over in buffers with room in front.
+        let mut all = Vec::new();
+        for i in 0..40_000u32 {
+            all.extend_from_slice(
+                format!("line {i} {}\n", "x".repeat((i % 97) as usize)).as_bytes(),
+            );
+        }
+        all.extend_from_slice(b"no newline at the end");
+        let sizes = [1usize, 7, 4096, 65_536, 262_144, 300_000, 13, 200_000];
+        let (mut copied, mut owned) = (
+            ChunkBuilder::new(Stream::Stdout),
+            ChunkBuilder::new(Stream::Stdout),
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut adopted = 0;
+        let (mut at, mut k) = (0, 0);
+        while at < all.len() {
+            let n = sizes[k % sizes.len()].min(all.len() - at);
+            let read = &all[at..at + n];
+            let t = Timestamp::from_nanos(k as i64);
+            copied.push_raw(k as u64, t, read, &mut a);
+            let mut buf = Vec::with_capacity(BUF_CAPACITY + READ_HEADROOM);
+            buf.resize(READ_HEADROOM, 0xEE);
+            buf.extend_from_slice(read);
+            let before = owned.raw.as_ptr();
+            owned.push_owned(k as u64, t, buf, READ_HEADROOM, &mut b);
+            adopted += usize::from(owned.raw.as_ptr() != before && owned.base > 0);
+            at += n;
+            k += 1;
+        }
+        copied.flush_raw(&mut a);
+        owned.flush_raw(&mut b);
+        assert!(adopted >= 5, "buffers adopted {adopted}");
+        assert_eq!(a.len(), b.len());
+        let mut joined = Vec::new();
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.bytes(), y.bytes(), "part {}", x.part);
+            assert_eq!(x.marks, y.marks, "part {}", x.part);
+            assert_eq!(x.part, y.part);
+            let d = decode(&y.seal().data, y.seal().crc).unwrap();
+            assert_eq!(d.raw, y.bytes());
+            joined.extend_from_slice(&d.raw);
+        }
+        assert_eq!(joined, all);
     }
 
     #[test]

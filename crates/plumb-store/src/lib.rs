@@ -141,6 +141,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A WAL that grew during a flood of output (see the writer's
+        // checkpointer) is cut back to this when it next restarts.
+        conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
         // A short-lived `plumb run` must not pay for a checkpoint and its
         // fsyncs when it closes; checkpoints happen as the WAL grows.
         conn.set_db_config(

@@ -11,7 +11,9 @@
 //! spool file instead, to be imported by a later plumb. Recording never fails
 //! the run.
 
-use crate::chunk::{CHUNK_TARGET, ChunkBuilder, IndexPolicy, RawChunk, SealedChunk};
+use crate::chunk::{
+    BUF_CAPACITY, CHUNK_TARGET, ChunkBuilder, IndexPolicy, READ_HEADROOM, RawChunk, SealedChunk,
+};
 use crate::spool::SpoolFile;
 use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
 use plumb_model::{Fingerprint, Run, Stream, Timestamp};
@@ -56,7 +58,9 @@ enum Msg {
         stream: Stream,
         seq: u64,
         time: Timestamp,
+        /// The read is `data[start..]`.
         data: Vec<u8>,
+        start: usize,
     },
     Fingerprint(String, Box<Fingerprint>),
     Finished(Box<Run>),
@@ -66,7 +70,15 @@ enum Msg {
 pub struct RunWriter {
     tx: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<Destination>>,
+    /// Buffers of chunks already written, for [`RunWriter::lend`].
+    free: Receiver<Vec<u8>>,
 }
+
+/// Reads queued for the writer thread, of up to 256 KiB each.
+const QUEUED_READS: usize = 32;
+
+/// Buffers waiting in [`RunWriter`]'s free list.
+const FREE_BUFFERS: usize = 8;
 
 impl std::fmt::Debug for RunWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,16 +90,18 @@ impl RunWriter {
     /// Starts the writer thread. `warn` is called at most once, with one
     /// line saying what failed and where the records go instead.
     pub fn start(config: WriterConfig, warn: WarnFn) -> RunWriter {
-        // 64 reads of at most 256 KiB: a bounded buffer between the child and
-        // the store, so a slow disk slows the child rather than growing memory.
-        let (tx, rx) = sync_channel(64);
+        // A bounded buffer between the child and the store, so a slow disk
+        // slows the child rather than growing memory.
+        let (tx, rx) = sync_channel(QUEUED_READS);
+        let (free_tx, free) = sync_channel(FREE_BUFFERS);
         let thread = std::thread::Builder::new()
             .name("plumb-writer".into())
-            .spawn(move || Worker::new(config, warn).run(rx))
+            .spawn(move || Worker::new(config, warn, free_tx).run(rx))
             .expect("spawn writer thread");
         RunWriter {
             tx: Some(tx),
             thread: Some(thread),
+            free,
         }
     }
 
@@ -100,11 +114,12 @@ impl RunWriter {
         run_id: plumb_model::Uuid,
         warn: WarnFn,
     ) -> RunWriter {
-        let (tx, rx) = sync_channel(64);
+        let (tx, rx) = sync_channel(QUEUED_READS);
+        let (free_tx, free) = sync_channel(FREE_BUFFERS);
         let thread = std::thread::Builder::new()
             .name("plumb-writer".into())
             .spawn(move || {
-                let mut w = Worker::new(config, warn);
+                let mut w = Worker::new(config, warn, free_tx);
                 w.spool_first = Some(run_id);
                 w.run(rx)
             })
@@ -112,6 +127,7 @@ impl RunWriter {
         RunWriter {
             tx: Some(tx),
             thread: Some(thread),
+            free,
         }
     }
 
@@ -135,6 +151,39 @@ impl RunWriter {
             seq,
             time,
             data: data.to_vec(),
+            start: 0,
+        });
+    }
+
+    /// A buffer to read output into, for [`RunWriter::output_owned`]: its
+    /// length is the room kept in front, and it has room for at least
+    /// [`CHUNK_TARGET`] bytes after that. A chunk's buffer once it has been
+    /// written, or a new one.
+    pub fn lend(&self) -> Vec<u8> {
+        self.free.try_recv().unwrap_or_else(|_| {
+            let mut buf = Vec::with_capacity(BUF_CAPACITY + READ_HEADROOM);
+            buf.resize(READ_HEADROOM, 0);
+            buf
+        })
+    }
+
+    /// One read of output, `buf[start..]`, in a buffer that is handed over
+    /// (normally from [`RunWriter::lend`]): when it has room in front, it
+    /// becomes the chunk without its bytes being copied.
+    pub fn output_owned(
+        &self,
+        stream: Stream,
+        seq: u64,
+        time: Timestamp,
+        buf: Vec<u8>,
+        start: usize,
+    ) {
+        self.send(Msg::Output {
+            stream,
+            seq,
+            time,
+            data: buf,
+            start,
         });
     }
 
@@ -188,10 +237,14 @@ struct Worker {
     spool_first: Option<plumb_model::Uuid>,
     /// Started at the first full chunk; short runs never start it.
     compressors: Option<Compressors>,
+    /// Started with the compressors, when the run writes to the store.
+    checkpointer: Option<Checkpointer>,
+    /// Buffers handed back to [`RunWriter::lend`].
+    free: SyncSender<Vec<u8>>,
 }
 
 impl Worker {
-    fn new(config: WriterConfig, warn: WarnFn) -> Worker {
+    fn new(config: WriterConfig, warn: WarnFn, free: SyncSender<Vec<u8>>) -> Worker {
         Worker {
             config,
             warn: Some(warn),
@@ -208,6 +261,8 @@ impl Worker {
             dropped: 0,
             spool_first: None,
             compressors: None,
+            checkpointer: None,
+            free,
         }
     }
 
@@ -243,10 +298,11 @@ impl Worker {
                     seq,
                     time,
                     data,
+                    start,
                 }) => {
                     let mut raws = Vec::new();
                     self.builders[(stream.as_u8() - 1) as usize]
-                        .push_raw(seq, time, &data, &mut raws);
+                        .push_owned(seq, time, data, start, &mut raws);
                     self.dispatch(raws);
                     self.collect(false);
                     if self.sealed.len() >= 4
@@ -307,14 +363,17 @@ impl Worker {
     /// filled a whole chunk (starting them then), else here, in order.
     fn dispatch(&mut self, raws: Vec<RawChunk>) {
         for raw in raws {
-            if self.compressors.is_none() && raw.raw.len() >= CHUNK_TARGET {
+            if self.compressors.is_none() && raw.bytes().len() >= CHUNK_TARGET {
                 self.compressors = Compressors::start();
+                if let Target::Store(store) = &self.target {
+                    self.checkpointer = Checkpointer::start(store);
+                }
             }
             match &mut self.compressors {
                 Some(c) => c.submit(raw),
                 None => {
                     self.sealed.push(raw.seal());
-                    self.builders[(raw.stream.as_u8() - 1) as usize].recycle(raw.raw);
+                    recycle(&mut self.builders, &self.free, raw.stream, raw.raw);
                 }
             }
         }
@@ -324,7 +383,7 @@ impl Worker {
     /// were cut; with `wait`, waits for all of them.
     fn collect(&mut self, wait: bool) {
         if let Some(c) = &mut self.compressors {
-            c.collect(wait, &mut self.sealed, &mut self.builders);
+            c.collect(wait, &mut self.sealed, &mut self.builders, &self.free);
         }
     }
 
@@ -333,6 +392,9 @@ impl Worker {
         if !self.sealed.is_empty() {
             let chunks = std::mem::take(&mut self.sealed);
             if self.write_to_target(false, &chunks) {
+                if let Some(c) = &mut self.checkpointer {
+                    c.wrote(chunks.iter().map(|c| c.data.len() as u64).sum());
+                }
                 self.stored_bytes += chunks.iter().map(|c| c.raw_bytes).sum::<u64>();
                 self.enforce_cap();
             }
@@ -439,6 +501,65 @@ impl Worker {
     }
 }
 
+/// Bytes written to the WAL between checkpoints while a run floods its
+/// output: 16384 pages of 4 KiB, the writer connection's usual
+/// `wal_autocheckpoint`.
+const CHECKPOINT_EVERY: u64 = 64 << 20;
+
+/// Checkpoints the WAL on a thread and connection of its own while a run
+/// writes a lot of output.
+///
+/// A checkpoint copies the WAL into the database and fsyncs both, which
+/// takes a few hundred milliseconds per 64 MiB here. Run on the writer
+/// thread (as `wal_autocheckpoint` does), it stalls the writer, then the
+/// compressors behind it, then the child: a flood spent a third of its time
+/// waiting on checkpoints. A passive checkpoint on another connection runs
+/// beside the writer's commits instead. It is not waited for when the run
+/// ends: a checkpoint cut short by exit is safe (the WAL stays valid), and
+/// the next writer's autocheckpoint finishes the job. The price: while the
+/// writer keeps appending, the WAL is never fully copied, so it cannot
+/// restart from its beginning and grows with the flood; it is cut back to
+/// 64 MiB (`journal_size_limit`, set in [`Store::open`]) when it next
+/// restarts.
+struct Checkpointer {
+    nudge: SyncSender<()>,
+    since: u64,
+}
+
+impl Checkpointer {
+    /// Opens the second connection and starts the thread; turns off the
+    /// writer connection's own checkpoints only once that worked.
+    fn start(store: &Store) -> Option<Checkpointer> {
+        let conn = rusqlite::Connection::open(store.dir().join(crate::DB_FILE)).ok()?;
+        conn.busy_timeout(Duration::from_secs(5)).ok()?;
+        let (nudge, rx) = sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("plumb-ckpt".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Busy or partial is fine: the next nudge goes on.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .ok()?;
+        store
+            .conn()
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .ok()?;
+        Some(Checkpointer { nudge, since: 0 })
+    }
+
+    /// `bytes` more were committed to the WAL.
+    fn wrote(&mut self, bytes: u64) {
+        self.since += bytes;
+        if self.since >= CHECKPOINT_EVERY {
+            self.since = 0;
+            // Full means a checkpoint is waiting already.
+            let _ = self.nudge.try_send(());
+        }
+    }
+}
+
 /// Compressor threads: two, so that a flood of output is compressed on
 /// both cores when the program being recorded leaves one idle, and a chunk
 /// is never waiting while another is being written.
@@ -515,6 +636,7 @@ impl Compressors {
         wait: bool,
         sealed: &mut Vec<SealedChunk>,
         builders: &mut [ChunkBuilder; 2],
+        free: &SyncSender<Vec<u8>>,
     ) {
         loop {
             while let Some(chunk) = self.early.remove(&self.taken) {
@@ -533,7 +655,7 @@ impl Compressors {
                 return;
             };
             if let Some(c) = &chunk {
-                builders[(c.stream.as_u8() - 1) as usize].recycle(buf);
+                recycle(builders, free, c.stream, buf);
             }
             self.early.insert(n, chunk);
         }
@@ -547,6 +669,28 @@ impl Drop for Compressors {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// Gives a written chunk's buffer back: to the builder of its stream while
+/// it has fewer than two spare (it needs them for carried-over lines), else
+/// to the capture through [`RunWriter::lend`].
+fn recycle(
+    builders: &mut [ChunkBuilder; 2],
+    free: &SyncSender<Vec<u8>>,
+    stream: Stream,
+    buf: Vec<u8>,
+) {
+    let b = &mut builders[(stream.as_u8() - 1) as usize];
+    if b.spares() < 2 || buf.capacity() < BUF_CAPACITY {
+        b.recycle(buf);
+        return;
+    }
+    let mut buf = buf;
+    buf.clear();
+    buf.resize(READ_HEADROOM, 0);
+    if let Err(std::sync::mpsc::TrySendError::Full(buf)) = free.try_send(buf) {
+        b.recycle(buf);
     }
 }
 

@@ -144,6 +144,24 @@ impl Sink for StoreSink {
             w.output(stream, seq, time, data);
         }
     }
+    fn lend(&mut self) -> Vec<u8> {
+        match &self.writer {
+            Some(w) => w.lend(),
+            None => Vec::new(),
+        }
+    }
+    fn output_owned(
+        &mut self,
+        stream: Stream,
+        seq: u64,
+        time: Timestamp,
+        buf: Vec<u8>,
+        start: usize,
+    ) {
+        if let Some(w) = &self.writer {
+            w.output_owned(stream, seq, time, buf, start);
+        }
+    }
     fn fingerprint(&mut self, hash: &str, fingerprint: &Fingerprint) {
         if let Some(w) = &self.writer {
             w.fingerprint(hash, fingerprint);
