@@ -319,6 +319,11 @@ impl Worker {
                     self.flush_all();
                     self.run = Some(*run);
                     self.write(true);
+                    if let (Some(c), Target::Store(store)) =
+                        (self.checkpointer.take(), &self.target)
+                    {
+                        c.finish(store);
+                    }
                     return match &self.target {
                         Target::Store(_) => Destination::Store,
                         Target::Spool(s) => Destination::Spool(s.path().to_path_buf()),
@@ -502,9 +507,9 @@ impl Worker {
 }
 
 /// Bytes written to the WAL between checkpoints while a run floods its
-/// output: 16384 pages of 4 KiB, the writer connection's usual
-/// `wal_autocheckpoint`.
-const CHECKPOINT_EVERY: u64 = 64 << 20;
+/// output. Small, so that little is left uncopied when the run ends: the
+/// next writer's autocheckpoint copies that, on its own time.
+const CHECKPOINT_EVERY: u64 = 16 << 20;
 
 /// Checkpoints the WAL on a thread and connection of its own while a run
 /// writes a lot of output.
@@ -524,6 +529,7 @@ const CHECKPOINT_EVERY: u64 = 64 << 20;
 struct Checkpointer {
     nudge: SyncSender<()>,
     since: u64,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -533,7 +539,7 @@ impl Checkpointer {
         let conn = rusqlite::Connection::open(store.dir().join(crate::DB_FILE)).ok()?;
         conn.busy_timeout(Duration::from_secs(5)).ok()?;
         let (nudge, rx) = sync_channel::<()>(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("plumb-ckpt".into())
             .spawn(move || {
                 while rx.recv().is_ok() {
@@ -546,7 +552,25 @@ impl Checkpointer {
             .conn()
             .pragma_update(None, "wal_autocheckpoint", 0)
             .ok()?;
-        Some(Checkpointer { nudge, since: 0 })
+        Some(Checkpointer {
+            nudge,
+            since: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// The run is written: waits for the pass under way, then copies what
+    /// is left and empties the WAL. A WAL left long would be copied again in
+    /// full by the next writer (the next process rebuilds the WAL index, and
+    /// with it forgets what was copied already).
+    fn finish(self, store: &Store) {
+        drop(self.nudge);
+        if let Some(t) = self.thread {
+            let _ = t.join();
+        }
+        let _ = store
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 
     /// `bytes` more were committed to the WAL.
@@ -753,4 +777,72 @@ fn write_spool(
         spool.sync()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::OutputCursor;
+    use plumb_model::{RunState, new_id};
+
+    #[test]
+    fn a_flood_in_lent_buffers_is_stored_whole_and_leaves_the_wal_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let config = WriterConfig {
+            store_dir: dir.path().to_path_buf(),
+            spool_dirs: vec![dir.path().join("spool")],
+            output_cap: 1 << 40,
+            flush_interval: Duration::from_millis(200),
+            busy_timeout: Duration::from_secs(5),
+        };
+        let warned = Arc::new(Mutex::new(Vec::<String>::new()));
+        let w2 = Arc::clone(&warned);
+        let writer = RunWriter::start(
+            config,
+            Box::new(move |l| w2.lock().unwrap().push(l.to_string())),
+        );
+        let mut run = Run::new(new_id(), "flood".into(), Timestamp::now());
+        writer.started(&run);
+        // 96 MiB in reads of 256 KiB that do not end on a line: enough
+        // compressed output for several checkpoints of the WAL.
+        let mut all = Vec::new();
+        let mut i = 0u64;
+        while all.len() < 96 << 20 {
+            all.extend_from_slice(
+                format!("{i:012} request {} took {} ms\n", i % 7919, i % 997).as_bytes(),
+            );
+            i += 1;
+        }
+        for (seq, read) in all.chunks(256 * 1024 - 3).enumerate() {
+            let mut buf = writer.lend();
+            let start = buf.len();
+            assert_eq!(start, READ_HEADROOM);
+            buf.extend_from_slice(read);
+            writer.output_owned(Stream::Stdout, seq as u64, Timestamp::now(), buf, start);
+        }
+        run.state = RunState::Succeeded;
+        assert_eq!(writer.finish(&run), Destination::Store);
+        assert!(
+            warned.lock().unwrap().is_empty(),
+            "{:?}",
+            warned.lock().unwrap()
+        );
+        let wal = std::fs::metadata(dir.path().join("plumb.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the WAL is emptied when a flood ends");
+        let store = Store::open(dir.path()).unwrap();
+        let mut got = Vec::new();
+        store
+            .replay_output(run.id, None, &mut OutputCursor::default(), |_, _, b| {
+                got.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            got == all,
+            "stored {} of {} bytes, or different ones",
+            got.len(),
+            all.len()
+        );
+    }
 }
