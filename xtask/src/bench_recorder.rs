@@ -251,7 +251,7 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
     let wal = std::fs::metadata(home.join("plumb.db-wal")).map_or(0, |m| m.len());
     let ratio = median(&mut ratios);
     println!(
-        "2. output: {} MiB of 100-byte lines: `cat|tee|wc` {b:.2} s, `plumb run -- cat|wc` {r:.2} s (medians of {reps}): ratio {ratio:.2}, rounds {:.2}..{:.2} (target <= 1.25: {}); {:.0} MB/s through plumb; plumb peak RSS {peak:.1} MiB (target < 64: {}); store {:.1} MiB on disk ({:.2}x of raw), of which {:.1} MiB is WAL the next write trims",
+        "2. output: {} MiB of 100-byte lines: `cat|tee|wc` {b:.2} s, `plumb run -- cat|wc` {r:.2} s (medians of {reps}): ratio {ratio:.2}, rounds {:.2}..{:.2} (target <= 1.25: {}); {:.0} MB/s through plumb; plumb peak RSS {peak:.1} MiB (target < 64: {}); store {:.1} MiB on disk ({:.2}x of raw), of which {:.1} MiB is WAL (the first search's filters; a flood leaves it empty)",
         size >> 20,
         ratios[0],
         ratios[ratios.len() - 1],
