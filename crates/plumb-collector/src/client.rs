@@ -328,7 +328,11 @@ impl RunStore for RemoteStore {
     }
 
     fn search(&self, o: &SearchOptions) -> Result<Vec<OutputLine>, ClientError> {
-        let mut q: Vec<(&str, String)> = vec![("text", o.text.clone())];
+        let mut q: Vec<(&str, String)> =
+            vec![("text", o.text.clone()), ("mode", o.mode.as_str().into())];
+        if o.ignore_case {
+            q.push(("ignore_case", "true".into()));
+        }
         if let Some(h) = &o.host {
             q.push(("host", h.clone()));
         }

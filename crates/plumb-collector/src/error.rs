@@ -72,9 +72,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::NoSuchRun(_) => ApiError::NotFound(e.to_string()),
-            StoreError::BadReference(_) | StoreError::Ambiguous { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
+            StoreError::BadReference(_)
+            | StoreError::Ambiguous { .. }
+            | StoreError::BadQuery(_) => ApiError::BadRequest(e.to_string()),
             _ if is_disk_full(&e) => ApiError::Unavailable {
                 message: format!("the collector's disk is full: {e}"),
                 retry_after: 30,

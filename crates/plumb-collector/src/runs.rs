@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use plumb_model::{RunState, Stream, Timestamp};
 use plumb_store::spool::{ImportError, ImportStats};
-use plumb_store::{OutputCursor, RunFilter, SearchOptions, StoreError};
+use plumb_store::{OutputCursor, RunFilter, SearchMode, SearchOptions, StoreError};
 use serde::Deserialize;
 use std::time::Instant;
 
@@ -281,6 +281,8 @@ async fn output(
 #[serde(deny_unknown_fields)]
 struct SearchQuery {
     text: String,
+    mode: Option<String>,
+    ignore_case: Option<String>,
     host: Option<String>,
     run: Option<String>,
     stream: Option<String>,
@@ -294,8 +296,27 @@ async fn search(
     State(state): State<AppState>,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<Vec<plumb_model::OutputLine>>, ApiError> {
+    let mode = match q.mode.as_deref() {
+        None => SearchMode::Words,
+        Some(m) => SearchMode::parse(m).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "mode `{m}` is not a search mode: use words, substring or regex"
+            ))
+        })?,
+    };
+    let ignore_case = match q.ignore_case.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(v) => {
+            return Err(ApiError::BadRequest(format!(
+                "ignore_case `{v}` is not true or false"
+            )));
+        }
+    };
     let mut opts = SearchOptions {
         text: q.text,
+        mode,
+        ignore_case,
         host: q.host,
         run: None,
         stream: q.stream.as_deref().map(parse_stream).transpose()?,

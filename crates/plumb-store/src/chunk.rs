@@ -848,6 +848,13 @@ const WORD: [bool; 256] = {
     t
 };
 
+/// Whether `b` belongs to a word: ASCII letters and digits, `_`, and every
+/// non-ASCII byte. The word filters and search's line check share it.
+#[inline]
+pub fn is_word_byte(b: u8) -> bool {
+    WORD[b as usize]
+}
+
 /// Calls `f` with the hash of every word in `text` (ASCII case folded).
 #[inline]
 pub fn for_each_word(text: &[u8], mut f: impl FnMut(u64)) {

@@ -59,6 +59,9 @@ pub enum StoreError {
         "`{0}` is not a run reference: use a run id, a unique prefix of one (at least 4 hex digits), `last` or `last~N`"
     )]
     BadReference(String),
+    /// A search query could not be understood.
+    #[error("bad search: {0}")]
+    BadQuery(String),
     /// A stored JSON record could not be read.
     #[error("stored record {id} does not parse: {source}")]
     Json {

@@ -25,6 +25,7 @@ pub mod chunk;
 pub mod dash;
 mod error;
 pub mod insights;
+mod matcher;
 pub mod nodes;
 mod query;
 mod schema;
@@ -35,6 +36,7 @@ mod writer;
 
 pub use backend::{OutputSink, RunStore};
 pub use error::{Result, StoreError};
+pub use matcher::{Matcher, SearchMode};
 pub use query::{OutputCursor, RunFilter, RunSummary, SearchOptions};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
 

@@ -4,6 +4,7 @@ use crate::Store;
 use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, DecodedChunk};
 use crate::error::{Result, StoreError};
+use crate::matcher::{Matcher, SearchMode};
 use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, params_from_iter, types::Value};
 use serde::Serialize;
@@ -56,9 +57,13 @@ pub struct RunSummary {
 /// What `search` looks for and where.
 #[derive(Debug, Clone, Default)]
 pub struct SearchOptions {
-    /// The text; matched case-insensitively as a substring of a line, and
-    /// its words must appear whole (the word filters find candidate chunks).
+    /// The text, read as `mode` says (see [`crate::matcher`]).
     pub text: String,
+    /// Whole words (the default), a literal substring, or a regex.
+    pub mode: SearchMode,
+    /// Whether substring and regex searches ignore case (word searches
+    /// always do).
+    pub ignore_case: bool,
     /// Only this host.
     pub host: Option<String>,
     /// Only this run.
@@ -262,12 +267,8 @@ impl Store {
 
     /// Lines of recorded output containing `opts.text`, newest chunks first.
     pub fn search(&self, opts: &SearchOptions) -> Result<Vec<OutputLine>> {
-        let mut words = Vec::new();
-        chunk::for_each_word(opts.text.as_bytes(), |h| words.push(h));
-        let needle = opts.text.to_ascii_lowercase().into_bytes();
-        if needle.is_empty() {
-            return Ok(Vec::new());
-        }
+        let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
+        let words = matcher.required_words();
         let mut sql = String::from(
             "SELECT id, run_id, host, stream, part, crc, length(bloom) FROM chunks WHERE 1=1",
         );
@@ -318,7 +319,7 @@ impl Store {
                     }
                 }
                 let b = blob.as_ref().expect("opened above");
-                for h in &words {
+                for h in words {
                     let i = block_index(*h, nblocks);
                     b.read_at_exact(&mut block, i * BLOCK_BYTES)?;
                     if !block_may_contain(&block, *h) {
@@ -332,20 +333,11 @@ impl Store {
             }
             let run_id = Uuid::parse_str(&meta.run_id)
                 .map_err(|_| StoreError::Corrupt(format!("bad run id {}", meta.run_id)))?;
-            let lower = d.raw.to_ascii_lowercase();
-            let finder = memchr::memmem::Finder::new(&needle);
-            let mut from = 0;
-            while let Some(p) = finder.find(&lower[from..]) {
-                let at = from + p;
-                let start = memchr::memrchr(b'\n', &d.raw[..at]).map_or(0, |i| i + 1);
-                let end = memchr::memchr(b'\n', &d.raw[at..]).map_or(d.raw.len(), |i| at + i);
+            let mut full = false;
+            matcher.for_each_match(&d.raw, |start, end| {
                 let time = d.time_at(start);
-                from = end + 1;
                 if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
-                    if from >= lower.len() {
-                        break;
-                    }
-                    continue;
+                    return true;
                 }
                 hits.push(OutputLine {
                     run_id,
@@ -354,12 +346,11 @@ impl Store {
                     time,
                     text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
                 });
-                if opts.limit > 0 && hits.len() >= opts.limit {
-                    break 'chunks;
-                }
-                if from >= lower.len() {
-                    break;
-                }
+                full = opts.limit > 0 && hits.len() >= opts.limit;
+                !full
+            });
+            if full {
+                break 'chunks;
             }
         }
         drop(blob);
@@ -371,7 +362,7 @@ impl Store {
             }
         }
         // Log records from instrumented applications (crate::telemetry).
-        self.search_logs(opts, &mut hits)?;
+        self.search_logs(opts, &matcher, &mut hits)?;
         Ok(hits)
     }
 }
@@ -531,5 +522,74 @@ mod tests {
             })
             .unwrap();
         assert_eq!(hits.len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Search finds the same lines whatever the chunking, and whether
+        /// chunks were stored with word filters or without: exactly the
+        /// lines a naive scan of the text finds, for every mode.
+        #[test]
+        fn results_never_depend_on_chunking_or_filters(
+            lines in proptest::collection::vec("[a-c0-9 _.-]{0,10}", 1..60),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..6),
+            indexed in proptest::collection::vec(proptest::prelude::any::<bool>(), 7),
+            query in "[a-c0-9][a-c0-9 .-]{0,4}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let run = Run::new(plumb_model::new_id(), "p".into(), Timestamp::now());
+            store.put_run(&run).unwrap();
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(lines.len())).collect();
+            bounds.push(0);
+            bounds.push(lines.len());
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut sealed = Vec::new();
+            for (k, w) in bounds.windows(2).enumerate() {
+                let raw: String = lines[w[0]..w[1]].iter().map(|l| format!("{l}\n")).collect();
+                let marks = [chunk::ReadMark { offset: 0, seq: k as u64, time: Timestamp::from_nanos(1 + k as i64) }];
+                let mut c = chunk::encode_with(Stream::Stdout, &marks, raw.as_bytes(), indexed[k % 7]);
+                c.part = k as u64;
+                c.first_seq = k as u64;
+                sealed.push(c);
+            }
+            store.put_chunks(run.id, "h", &sealed).unwrap();
+            for mode in [SearchMode::Words, SearchMode::Substring, SearchMode::Regex] {
+                let text = if mode == SearchMode::Regex { regex::escape(&query) } else { query.clone() };
+                let Ok(m) = Matcher::new(&text, mode, false) else { continue };
+                let mut got: Vec<String> = store
+                    .search(&SearchOptions { text: text.clone(), mode, ..Default::default() })
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| l.text)
+                    .collect();
+                let mut want: Vec<String> = lines.iter().filter(|l| naive(mode, &query, l)).cloned().collect();
+                got.sort();
+                want.sort();
+                proptest::prop_assert_eq!(got, want, "mode {:?} query {:?}", mode, query);
+                drop(m);
+            }
+        }
+    }
+
+    /// Each mode written the simple way, line by line.
+    fn naive(mode: SearchMode, text: &str, line: &str) -> bool {
+        let words = |s: &str| -> Vec<String> {
+            s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_ascii_lowercase)
+                .collect()
+        };
+        match mode {
+            SearchMode::Words => {
+                let lw = words(line);
+                text.split_whitespace().all(|t| {
+                    let tw = words(t);
+                    lw.windows(tw.len()).any(|w| w == tw.as_slice())
+                })
+            }
+            SearchMode::Substring | SearchMode::Regex => line.contains(text),
+        }
     }
 }

@@ -26,6 +26,7 @@ use crate::Store;
 use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, ReadMark, SealedChunk};
 use crate::error::{Result, StoreError};
+use crate::matcher::Matcher;
 use crate::query::SearchOptions;
 use plumb_model::telemetry::{LogBatch, LogLine, MetricPoint, Source, Span, TimeText};
 use plumb_model::{OutputLine, Stream, Timestamp, Uuid};
@@ -442,6 +443,7 @@ impl Store {
     pub(crate) fn search_logs(
         &self,
         opts: &SearchOptions,
+        matcher: &Matcher,
         hits: &mut Vec<OutputLine>,
     ) -> Result<()> {
         if opts.stream.is_some_and(|s| s != LOG_STREAM) {
@@ -450,12 +452,7 @@ impl Store {
         if opts.limit > 0 && hits.len() >= opts.limit {
             return Ok(());
         }
-        let mut words = Vec::new();
-        chunk::for_each_word(opts.text.as_bytes(), |h| words.push(h));
-        let needle = opts.text.to_ascii_lowercase().into_bytes();
-        if needle.is_empty() {
-            return Ok(());
-        }
+        let words = matcher.required_words();
         let mut sql = String::from(
             "SELECT id, source, run_id, host, crc, length(bloom) FROM log_chunks WHERE 1=1",
         );
@@ -490,7 +487,6 @@ impl Store {
         })?;
         let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
         let mut block = [0u8; BLOCK_BYTES];
-        let finder = memchr::memmem::Finder::new(&needle);
         'chunks: for row in metas {
             let (id, source, run, host, crc, bloom_len) = row?;
             let nblocks = bloom_len as usize / BLOCK_BYTES;
@@ -509,7 +505,7 @@ impl Store {
                     }
                 }
                 let b = blob.as_ref().expect("opened above");
-                for h in &words {
+                for h in words {
                     b.read_at_exact(&mut block, block_index(*h, nblocks) * BLOCK_BYTES)?;
                     if !block_may_contain(&block, *h) {
                         continue 'chunks;
@@ -525,19 +521,11 @@ impl Store {
             let run_id = run
                 .and_then(|s| Uuid::parse_str(&s).ok())
                 .unwrap_or_else(|| source_uuid(&source));
-            let lower = d.raw.to_ascii_lowercase();
-            let mut from = 0;
-            while from < lower.len() {
-                let Some(p) = finder.find(&lower[from..]) else {
-                    break;
-                };
-                let at = from + p;
-                let start = memchr::memrchr(b'\n', &d.raw[..at]).map_or(0, |i| i + 1);
-                let end = memchr::memchr(b'\n', &d.raw[at..]).map_or(d.raw.len(), |i| at + i);
-                from = end + 1;
+            let mut full = false;
+            matcher.for_each_match(&d.raw, |start, end| {
                 let time = d.time_at(start);
                 if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
-                    continue;
+                    return true;
                 }
                 hits.push(OutputLine {
                     run_id,
@@ -546,9 +534,11 @@ impl Store {
                     time,
                     text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
                 });
-                if opts.limit > 0 && hits.len() >= opts.limit {
-                    break 'chunks;
-                }
+                full = opts.limit > 0 && hits.len() >= opts.limit;
+                !full
+            });
+            if full {
+                break 'chunks;
             }
         }
         Ok(())

@@ -475,3 +475,52 @@ fn logs_follow_a_live_run_until_it_ends() {
     assert!(live.wait().unwrap().success());
     assert_eq!(follow.stdout, b"tick 1\ntick 2\ntick 3\n");
 }
+
+/// Issue 13, item 8: one documented meaning of a search, whatever the
+/// chunking. A run prints 30,000 lines, enough for several chunks.
+#[test]
+fn search_means_whole_words_phrases_substrings_or_regexes() {
+    let home = Home::new();
+    let script = "for i in $(seq 0 29999); do echo \"line $i widget-$((i % 100)) ok\"; done; \
+                  echo 'warning: disk slow' >&2";
+    let o = home.run(&["run", "--", "sh", "-c", script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let count = |args: &[&str]| -> usize {
+        let mut all = vec!["search", "--limit", "0", "--json"];
+        all.extend_from_slice(args);
+        let out = home.run(&all);
+        if out.status.code() == Some(1) {
+            return 0;
+        }
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // widget-5 is the words `widget` `5` in sequence: not widget-50..59.
+    assert_eq!(count(&["widget-5"]), 300);
+    // Words in any order, with punctuation between them.
+    assert_eq!(count(&["disk warning"]), 1);
+    assert_eq!(count(&["\"warning disk\""]), 1);
+    assert_eq!(count(&["\"disk warning\""]), 0);
+    // Whole words: `line 1943` is that line only (in any order, `line 19`
+    // also finds every `widget-19`); substrings are grep's.
+    assert_eq!(count(&["line 1943"]), 1);
+    assert_eq!(count(&["line 19"]), 300);
+    assert_eq!(count(&["\"line 19\""]), 1);
+    assert_eq!(count(&["--substring", "line 19"]), 1111);
+    assert_eq!(count(&["--substring", "line 1943 "]), 1);
+    assert_eq!(count(&["--substring", "LINE 19"]), 0);
+    assert_eq!(count(&["--substring", "-i", "LINE 19"]), 1111);
+    assert_eq!(count(&["--regex", "^line 2999[0-9] "]), 10);
+    // Bad queries are named, exit 2.
+    for bad in [&["--", "..."][..], &["\"open"], &["--regex", "("]] {
+        let mut args = vec!["search"];
+        args.extend_from_slice(bad);
+        let out = home.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&out).contains("search"), "{bad:?}: {}", stderr(&out));
+    }
+}

@@ -48,6 +48,9 @@ pub struct SearchView {
     pub hits: Vec<Hit>,
     /// Whether there may be more than shown.
     pub more: bool,
+    /// Why the text could not be searched for (`"open quote`, `--`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 async fn search_data(state: &AppState, q: String) -> Result<SearchView, ApiError> {
@@ -57,6 +60,15 @@ async fn search_data(state: &AppState, q: String) -> Result<SearchView, ApiError
             q,
             hits: Vec::new(),
             more: false,
+            error: None,
+        });
+    }
+    if let Err(e) = plumb_store::Matcher::new(&text, Default::default(), false) {
+        return Ok(SearchView {
+            q,
+            hits: Vec::new(),
+            more: false,
+            error: Some(e.to_string()),
         });
     }
     let (lines, runs) = state
@@ -85,7 +97,12 @@ async fn search_data(state: &AppState, q: String) -> Result<SearchView, ApiError
             Hit { line, link }
         })
         .collect();
-    Ok(SearchView { q, hits, more })
+    Ok(SearchView {
+        q,
+        hits,
+        more,
+        error: None,
+    })
 }
 
 async fn search_json(
@@ -105,13 +122,16 @@ async fn search_page(
     let mut b = String::with_capacity(16 * 1024);
     b.push_str("<h1>Search</h1>");
     if v.q.trim().is_empty() {
-        b.push_str("<p>Type words in the search box above (press <kbd>/</kbd>) to find them in every run's output and in OpenTelemetry logs.</p>");
+        b.push_str("<p>Type words in the search box above (press <kbd>/</kbd>) to find them in every run's output and in OpenTelemetry logs. \
+A line matches when it holds every word, in any order, ignoring case; <q>widget-5</q> or a \"quoted phrase\" matches its words in sequence.</p>");
+    } else if let Some(e) = &v.error {
+        let _ = write!(b, "<p class=\"error\">{}</p>", esc(e));
     } else if v.hits.is_empty() {
-        let _ = write!(b, "<p>No line contains <q>{}</q>.</p>", esc(&v.q));
+        let _ = write!(b, "<p>No line holds the words <q>{}</q>.</p>", esc(&v.q));
     } else {
         let _ = write!(
             b,
-            "<p>{}{} lines contain <q>{}</q>.</p><table id=\"hits\"><thead><tr><th scope=\"col\">When (UTC)</th><th scope=\"col\">Host</th>\
+            "<p>{}{} lines hold the words <q>{}</q>.</p><table id=\"hits\"><thead><tr><th scope=\"col\">When (UTC)</th><th scope=\"col\">Host</th>\
 <th scope=\"col\">Run</th><th scope=\"col\">Line</th></tr></thead><tbody>",
             if v.more { "The first " } else { "" },
             v.hits.len(),

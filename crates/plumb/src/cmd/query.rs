@@ -6,7 +6,7 @@ use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig, RemoteStore};
 use plumb_model::{Run, RunState, Stream, Timestamp, parse_duration_ns};
-use plumb_store::{OutputCursor, RunFilter, RunStore, SearchOptions, Store};
+use plumb_store::{OutputCursor, RunFilter, RunStore, SearchMode, SearchOptions, Store};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -126,8 +126,21 @@ pub struct LogsArgs {
 pub struct SearchArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Text to find (case-insensitive; its words must appear whole).
+    /// What to find. By default whole words in any order, ignoring case; a
+    /// term with punctuation inside (`widget-5`) or a "quoted phrase"
+    /// matches its words in sequence.
     pub text: String,
+    /// Match TEXT literally anywhere in a line, as `grep -F` does
+    /// (case-sensitive unless -i).
+    #[arg(long, conflicts_with = "regex")]
+    pub substring: bool,
+    /// TEXT is a regular expression, matched against each line (Rust regex
+    /// syntax; case-sensitive unless -i).
+    #[arg(long, short = 'e')]
+    pub regex: bool,
+    /// Ignore case in --substring and --regex searches.
+    #[arg(long, short = 'i')]
+    pub ignore_case: bool,
     /// Only output from this host.
     #[arg(long)]
     pub host: Option<String>,
@@ -608,6 +621,14 @@ fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
     let run = a.run.as_deref().map(|r| store.resolve(r)).transpose()?;
     let hits = store.search(&SearchOptions {
         text: a.text,
+        mode: if a.regex {
+            SearchMode::Regex
+        } else if a.substring {
+            SearchMode::Substring
+        } else {
+            SearchMode::Words
+        },
+        ignore_case: a.ignore_case,
         host: a.host,
         run,
         stream: a.stream,
