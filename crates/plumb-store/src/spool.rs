@@ -22,6 +22,7 @@ use plumb_model::{Fingerprint, Run, Stream, Timestamp};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const KIND_RUN: u8 = 1;
@@ -29,21 +30,85 @@ const KIND_FINGERPRINT: u8 = 2;
 const KIND_CHUNK: u8 = 3;
 const MAX_FRAME: u32 = 64 * 1024 * 1024;
 
-/// The spool directories to try, in order: `$PLUMB_SPOOL`, then
-/// `<store>/spool`, `$XDG_RUNTIME_DIR/plumb-spool`, `/tmp/plumb-spool-<uid>`.
+/// The spool directories to try, in order: `$PLUMB_SPOOL` (as given: a
+/// directory the user chose, imported by every store that uses it), then
+/// `<store>/spool`, then the fallbacks outside the store,
+/// `$XDG_RUNTIME_DIR/plumb-spool/<key>` and `/tmp/plumb-spool-<uid>/<key>`,
+/// where `<key>` names the store ([`store_key`]): a fallback spool belongs
+/// to one store and only that store imports it.
 pub fn candidate_dirs(store_dir: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(s) = std::env::var_os("PLUMB_SPOOL").filter(|v| !v.is_empty()) {
         dirs.push(PathBuf::from(s));
     }
     dirs.push(store_dir.join("spool"));
+    let key = store_key(store_dir);
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        dirs.push(PathBuf::from(x).join("plumb-spool"));
+        dirs.push(PathBuf::from(x).join("plumb-spool").join(&key));
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    dirs.push(PathBuf::from(format!("/tmp/plumb-spool-{uid}")));
+    dirs.push(PathBuf::from(format!("/tmp/plumb-spool-{uid}")).join(&key));
     dirs
+}
+
+/// A short name for the store at `store_dir`, the same for every spelling
+/// of its path that resolves alike: the hash of its absolute path (with
+/// symbolic links resolved where the path exists).
+pub fn store_key(store_dir: &Path) -> String {
+    let abs = std::fs::canonicalize(store_dir)
+        .or_else(|_| std::path::absolute(store_dir))
+        .unwrap_or_else(|_| store_dir.to_path_buf());
+    let h = xxhash_rust::xxh3::xxh3_64(abs.as_os_str().as_encoded_bytes());
+    format!("store-{h:016x}")
+}
+
+/// Creates `dir` (and missing parents) private to this user (0700,
+/// whatever the umask). `dir` and a parent named `plumb-spool*` (the
+/// per-user directory in /tmp) must be real directories owned by this user
+/// that nobody else may write: in a shared place such as /tmp, another user
+/// could have created them first to read or replace spooled records. Such
+/// a directory is refused, naming it; one of ours that others could merely
+/// read is tightened to 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let parent = dir.parent().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("plumb-spool"))
+    });
+    for d in std::iter::once(dir).chain(parent) {
+        let m = std::fs::symlink_metadata(d)?;
+        if !m.is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory (a symbolic link or a file): refusing to spool there",
+                d.display()
+            )));
+        }
+        if m.uid() != uid {
+            return Err(std::io::Error::other(format!(
+                "{} belongs to uid {}, not to this user (uid {uid}): refusing to spool there",
+                d.display(),
+                m.uid()
+            )));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} may be written by other users (mode {:o}): refusing to spool there",
+                d.display(),
+                m.mode() & 0o7777
+            )));
+        }
+        if m.mode() & 0o077 != 0 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// An open spool file for one run.
@@ -51,6 +116,8 @@ pub fn candidate_dirs(store_dir: &Path) -> Vec<PathBuf> {
 pub struct SpoolFile {
     file: File,
     path: PathBuf,
+    /// Bytes of whole frames written so far.
+    len: u64,
 }
 
 impl SpoolFile {
@@ -60,14 +127,20 @@ impl SpoolFile {
         let mut last_err = None;
         for dir in dirs {
             let attempt = (|| -> std::io::Result<SpoolFile> {
-                std::fs::create_dir_all(dir)?;
+                create_private_dir(dir)?;
                 let path = dir.join(format!("{run_id}.spool"));
-                let file = OpenOptions::new().create(true).append(true).open(&path)?;
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)?;
                 // SAFETY: flock on a valid, owned descriptor.
                 if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(SpoolFile { file, path })
+                let len = file.metadata()?.len();
+                Ok(SpoolFile { file, path, len })
             })();
             match attempt {
                 Ok(f) => return Ok(f),
@@ -101,7 +174,34 @@ impl SpoolFile {
             what: "cannot write spool file",
             path: self.path.clone(),
             source,
-        })
+        })?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes of whole frames in the file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Cuts the file back to `len` bytes, undoing a write that failed part
+    /// way (a full disk), so the file holds whole frames only; an empty file
+    /// is removed. Returns whether the file is still there.
+    pub fn roll_back(&mut self, len: u64) -> bool {
+        if len == 0 {
+            let _ = std::fs::remove_file(&self.path);
+            self.len = 0;
+            return false;
+        }
+        if self.file.set_len(len).is_ok() {
+            self.len = len;
+        }
+        true
     }
 
     /// Appends a run record.

@@ -87,8 +87,9 @@ impl std::fmt::Debug for RunWriter {
 }
 
 impl RunWriter {
-    /// Starts the writer thread. `warn` is called at most once, with one
-    /// line saying what failed and where the records go instead.
+    /// Starts the writer thread. `warn` is called with one line each time
+    /// the records move (store to spool, spool to another spool, nowhere),
+    /// saying what failed and where the records go instead.
     pub fn start(config: WriterConfig, warn: WarnFn) -> RunWriter {
         // A bounded buffer between the child and the store, so a slow disk
         // slows the child rather than growing memory.
@@ -224,7 +225,14 @@ enum Target {
 
 struct Worker {
     config: WriterConfig,
-    warn: Option<WarnFn>,
+    warn: WarnFn,
+    /// Why records left the store, said once the new destination took a
+    /// write (so the warning names the file that really holds them).
+    moved: Option<String>,
+    /// Spool directories where a write failed during this run.
+    failed_dirs: Vec<PathBuf>,
+    /// Whether the warning that nothing can be written was given.
+    told_lost: bool,
     target: Target,
     run: Option<Run>,
     builders: [ChunkBuilder; 2],
@@ -247,7 +255,10 @@ impl Worker {
     fn new(config: WriterConfig, warn: WarnFn, free: SyncSender<Vec<u8>>) -> Worker {
         Worker {
             config,
-            warn: Some(warn),
+            warn,
+            moved: None,
+            failed_dirs: Vec::new(),
+            told_lost: false,
             target: Target::Lost,
             run: None,
             builders: [
@@ -414,47 +425,136 @@ impl Worker {
         self.last_write = Instant::now();
     }
 
-    /// One write to the current target; on failure, falls back to the spool
-    /// and writes everything known there. Returns whether the first target
-    /// took it.
+    /// One write to the current target. When it fails, the next spool
+    /// directory that works takes everything known (run record,
+    /// fingerprint, these chunks); a spool write that fails part way is
+    /// rolled back, so every spool file holds whole frames. When nothing
+    /// can be written, the chunks are counted as dropped (on the run's
+    /// record, if that can still be written somewhere later). Returns
+    /// whether the first target took it.
     fn write_to_target(&mut self, with_run: bool, chunks: &[SealedChunk]) -> bool {
-        let result = match &mut self.target {
-            Target::Store(store) => write_store(
-                store,
-                self.run.as_ref(),
-                with_run,
-                chunks,
-                self.fingerprint.as_ref(),
-            ),
-            Target::Spool(spool) => write_spool(
-                spool,
-                self.run.as_ref(),
-                with_run,
-                chunks,
-                self.fingerprint.as_ref(),
-            ),
-            Target::Lost => Ok(()),
-        };
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                let what = match self.target {
-                    Target::Store(_) => "cannot write to store",
-                    _ => "cannot write spool",
-                };
-                self.target = self.fall_back(&format!("{what}: {e}"));
-                // The store may hold part of the run already; import skips
-                // what it has, so the spool gets everything known.
-                if let Target::Spool(spool) = &mut self.target {
-                    let _ = write_spool(
+        let mut with_run = with_run;
+        let mut first = true;
+        // Bounded: every failure moves on to another directory or to Lost.
+        for _ in 0..self.config.spool_dirs.len() + 3 {
+            let result = match &mut self.target {
+                Target::Store(store) => write_store(
+                    store,
+                    self.run.as_ref(),
+                    with_run,
+                    chunks,
+                    self.fingerprint.as_ref(),
+                ),
+                Target::Spool(spool) => {
+                    let mark = spool.len();
+                    let r = write_spool(
                         spool,
                         self.run.as_ref(),
-                        true,
+                        with_run,
                         chunks,
                         self.fingerprint.as_ref(),
                     );
+                    if r.is_err() {
+                        spool.roll_back(mark);
+                    }
+                    r
                 }
-                false
+                Target::Lost if with_run => {
+                    // Space may have been freed since: try every directory
+                    // again for the run's record.
+                    self.failed_dirs.clear();
+                    self.target = self.next_spool();
+                    if matches!(self.target, Target::Lost) {
+                        self.count_lost(chunks);
+                        return false;
+                    }
+                    continue;
+                }
+                Target::Lost => {
+                    self.count_lost(chunks);
+                    return false;
+                }
+            };
+            match result {
+                Ok(()) => {
+                    if let (Some(reason), Target::Spool(s)) = (self.moved.take(), &self.target) {
+                        (self.warn)(&format!(
+                            "plumb: warning: {reason}; recording to spool {} (imported by the next plumb command)",
+                            s.path().display()
+                        ));
+                    }
+                    return first;
+                }
+                Err(e) => {
+                    first = false;
+                    let what = match &self.target {
+                        Target::Store(_) => "cannot write to store",
+                        _ => "cannot write spool",
+                    };
+                    if let Target::Spool(s) = &self.target
+                        && let Some(dir) = s.path().parent()
+                    {
+                        self.failed_dirs.push(dir.to_path_buf());
+                    }
+                    if self.moved.is_none() {
+                        self.moved = Some(format!("{what}: {e}"));
+                    }
+                    self.checkpointer = None;
+                    self.target = self.next_spool();
+                    with_run = true;
+                }
+            }
+        }
+        self.count_lost(chunks);
+        false
+    }
+
+    /// Counts chunks that could be written nowhere as dropped, and says so
+    /// once.
+    fn count_lost(&mut self, chunks: &[SealedChunk]) {
+        let bytes: u64 = chunks.iter().map(|c| c.raw_bytes).sum();
+        self.dropped += bytes;
+        if let Some(run) = self.run.as_mut() {
+            run.output.dropped_bytes = run.output.dropped_bytes.max(self.dropped);
+        }
+        if !self.told_lost {
+            self.told_lost = true;
+            let reason = self
+                .moved
+                .clone()
+                .unwrap_or_else(|| "cannot write the store".into());
+            (self.warn)(&format!(
+                "plumb: warning: {reason}; and no spool directory can be written ({}): output is counted as dropped until one can",
+                self.config
+                    .spool_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+
+    /// The first spool directory that has not failed during this run and
+    /// takes a new spool file, else [`Target::Lost`].
+    fn next_spool(&mut self) -> Target {
+        let run_id = self
+            .run
+            .as_ref()
+            .map(|r| r.id)
+            .unwrap_or_else(plumb_model::new_id);
+        let dirs: Vec<PathBuf> = self
+            .config
+            .spool_dirs
+            .iter()
+            .filter(|d| !self.failed_dirs.contains(d))
+            .cloned()
+            .collect();
+        match SpoolFile::create(&dirs, run_id) {
+            Ok(s) => Target::Spool(s),
+            Err(error) => {
+                tracing::debug!(%error, "no spool directory works");
+                Target::Lost
             }
         }
     }
@@ -471,38 +571,11 @@ impl Worker {
         }
     }
 
+    /// Leaves the store for a spool; the warning follows the first write
+    /// there.
     fn fall_back(&mut self, reason: &str) -> Target {
-        let run_id = self
-            .run
-            .as_ref()
-            .map(|r| r.id)
-            .unwrap_or_else(plumb_model::new_id);
-        let dirs: Vec<PathBuf> = self
-            .config
-            .spool_dirs
-            .iter()
-            .filter(|d| {
-                !d.starts_with(&self.config.store_dir) || !matches!(self.target, Target::Spool(_))
-            })
-            .cloned()
-            .collect();
-        let (target, line) = match SpoolFile::create(&dirs, run_id) {
-            Ok(s) => {
-                let line = format!(
-                    "plumb: warning: {reason}; recording to spool {} (imported by the next plumb command)",
-                    s.path().display()
-                );
-                (Target::Spool(s), line)
-            }
-            Err(e) => (
-                Target::Lost,
-                format!("plumb: warning: {reason}; and {e}: this run is not recorded"),
-            ),
-        };
-        if let Some(warn) = self.warn.take() {
-            warn(&line);
-        }
-        target
+        self.moved = Some(reason.to_string());
+        self.next_spool()
     }
 }
 
