@@ -3,6 +3,7 @@
 
 mod cmd;
 mod config;
+mod logging;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -53,13 +54,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let daemon = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Agent(_) | Command::Proxy(_)
+    );
+    logging::init(daemon);
+    if matches!(
+        cli.command,
+        Command::Ls(_)
+            | Command::Show(_)
+            | Command::Logs(_)
+            | Command::Search(_)
+            | Command::Diff(_)
+            | Command::Nodes(_)
+            | Command::Alerts(_)
+            | Command::Errors(_)
+            | Command::Slow(_)
+            | Command::Checkpoint(_)
+    ) {
+        logging::die_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Run(a) => cmd::run::main(a),
         Command::Ls(a) => cmd::query::ls(a),
@@ -80,6 +94,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing is wrong.
+        Err(err) if logging::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // Errors are printed once, here, with their cause chain.
             eprintln!("plumb: error: {err:#}");

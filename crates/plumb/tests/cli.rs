@@ -727,3 +727,46 @@ fn a_fallback_spool_is_imported_only_into_its_own_store() {
     assert_eq!(runs[0]["name"], "echo");
     assert!(!spool.exists());
 }
+
+/// Issue 13, items 11 and 12: a reader that goes away ends plumb quietly,
+/// and plumb's own warnings carry no colour off a terminal and say `plumb:`.
+#[test]
+fn closed_pipes_end_quietly_and_warnings_are_plain() {
+    let home = Home::new();
+    let o = home.run(&["run", "--", "seq", "1", "200000"]);
+    assert!(o.status.success());
+    for reader in [
+        "logs last | head -1",
+        "search --substring 1 --limit 0 | head -1",
+        "ls --limit 0 | head -1",
+        "show last | head -1",
+    ] {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "\"$PLUMB\" {reader}; echo \"status ${{PIPESTATUS:-x}}\" >&2"
+            ))
+            .env("PLUMB", PLUMB)
+            .env("PLUMB_HOME", home.path())
+            .env("PLUMB_SPOOL", home.dir.path().join("spool"))
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("panicked"),
+            "{reader}: {err}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).lines().count(),
+            1,
+            "{reader}"
+        );
+    }
+    // An unreadable spool file makes the next command warn: one plain line.
+    std::fs::create_dir_all(home.dir.path().join("spool")).unwrap();
+    std::fs::write(home.dir.path().join("spool").join("x.spool"), b"").unwrap();
+    let o = home.run(&["ls"]);
+    let err = stderr(&o);
+    assert!(err.starts_with("plumb: warning: "), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
