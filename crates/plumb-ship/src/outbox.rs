@@ -22,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,11 +76,17 @@ pub struct Outbox {
 impl Outbox {
     /// Opens (creating) the outbox in `dir`, bounded to `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Outbox, ShipError> {
-        std::fs::create_dir_all(dir).map_err(|source| ShipError::Io {
-            what: "cannot create the outbox directory",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        // Private whatever the umask: it holds runs waiting to be shipped.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| ShipError::Io {
+                what: "cannot create the outbox directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
         Ok(Outbox {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -219,6 +226,7 @@ impl Outbox {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|source| ShipError::Io {
                 what: "cannot open",
@@ -261,6 +269,7 @@ pub(crate) fn lock_sidecar(path: &Path) -> std::io::Result<File> {
         .truncate(false)
         .read(true)
         .write(true)
+        .mode(0o600)
         .open(path)?;
     // SAFETY: flock on a valid, owned descriptor.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -292,7 +301,14 @@ pub(crate) fn write_acked(f: &File, off: u64) -> std::io::Result<()> {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    let mut f = {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+    };
     f.write_all(bytes)?;
     f.sync_data()?;
     std::fs::rename(&tmp, path)?;

@@ -71,19 +71,68 @@ pub fn default_dir() -> PathBuf {
     home.join(".local/share/plumb")
 }
 
+/// Makes a store made by an older plumb (or under a loose umask) private:
+/// the directory 0700, the database, its WAL and shared-memory files 0600.
+/// Only files this user owns are changed, and each change is said once.
+fn tighten_modes(dir: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let files = [
+        (dir.to_path_buf(), 0o700),
+        (dir.join(DB_FILE), 0o600),
+        (dir.join(format!("{DB_FILE}-wal")), 0o600),
+        (dir.join(format!("{DB_FILE}-shm")), 0o600),
+    ];
+    for (p, want) in files {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let mode = m.mode() & 0o777;
+        if m.uid() == uid && mode & !want != 0 {
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want)) {
+                Ok(()) => tracing::warn!(
+                    path = %p.display(),
+                    "made private (mode {want:o}, was {mode:o}): it holds environments, command lines and output"
+                ),
+                Err(error) => {
+                    tracing::warn!(path = %p.display(), %error, "others may read this store file")
+                }
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
     ///
     /// Refuses a file at the database path that is not a plumb store, and a
     /// store from a newer plumb, without writing anything to it.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            what: "cannot create store directory",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StoreError::Io {
+                what: "cannot create store directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
         let path = dir.join(DB_FILE);
         check_not_foreign(&path)?;
+        // The store holds environments, command lines and output: private
+        // to its owner whatever the umask. SQLite gives the WAL and
+        // shared-memory files the database file's mode, so creating the
+        // database 0600 first covers all three.
+        if !path.exists() {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+        }
+        tighten_modes(dir);
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -770,3 +770,72 @@ fn closed_pipes_end_quietly_and_warnings_are_plain() {
     assert!(err.starts_with("plumb: warning: "), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+/// Issue 21, item 4: under the usual umask 022, nothing plumb writes to a
+/// store (database, WAL, shared memory, fingerprint cache, spool, outbox)
+/// can be read by another user.
+#[test]
+fn store_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let run = |extra: &[(&str, &str)], script: &str| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("umask 022; exec \"$PLUMB\" {script}"))
+            .env("PLUMB", PLUMB)
+            .env("PLUMB_HOME", &home)
+            .env_remove("PLUMB_SPOOL")
+            .env_remove("PLUMB_CONFIG")
+            .env("XDG_RUNTIME_DIR", dir.path().join("runtime"))
+            .env("MYSQL_PWD", "hunter2-private")
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    assert!(run(&[], "run -- sh -c 'echo recorded'").status.success());
+    // With a collector that is away, the run waits in the outbox.
+    let o = run(
+        &[
+            ("PLUMB_COLLECTOR", "http://127.0.0.1:9"),
+            ("PLUMB_SHIP_TIMEOUT", "1s"),
+        ],
+        "run -- echo shipped-later",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut seen = 0;
+    let mut check = |p: &std::path::Path| {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        assert_eq!(
+            m.mode() & 0o077,
+            0,
+            "{} has mode {:o}",
+            p.display(),
+            m.mode() & 0o777
+        );
+        seen += 1;
+    };
+    check(&home);
+    for p in walk_all(&home) {
+        check(&p);
+    }
+    assert!(seen >= 6, "only {seen} paths checked");
+    for name in ["plumb.db", "cache"] {
+        assert!(home.join(name).exists(), "{name}");
+    }
+}
+
+fn walk_all(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        out.push(p.clone());
+        if p.is_dir() {
+            out.extend(walk_all(&p));
+        }
+    }
+    out
+}

@@ -62,7 +62,7 @@ impl Cache {
 
     fn try_put<T: Serialize>(&self, kind: &str, key: &str, value: &T) -> std::io::Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(&self.dir)?;
+        create_private_dir(&self.dir)?;
         let path = self.file(kind, key);
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
@@ -75,7 +75,14 @@ impl Cache {
         })
         .map_err(std::io::Error::other)?;
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)?
+            };
             f.write_all(&json)?;
             std::fs::rename(&tmp, &path)
         })();
@@ -84,6 +91,16 @@ impl Cache {
         }
         result
     }
+}
+
+/// Creates the cache directory 0700 whatever the umask: entries describe
+/// the user's software and paths.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// An exclusive lock on one cache entry, released when dropped.
@@ -99,12 +116,14 @@ impl Cache {
     /// directory is unusable (then everyone computes for themselves).
     pub(crate) fn lock(&self, kind: &str, key: &str) -> Option<EntryLock> {
         use std::os::fd::AsRawFd;
-        std::fs::create_dir_all(&self.dir).ok()?;
+        use std::os::unix::fs::OpenOptionsExt;
+        create_private_dir(&self.dir).ok()?;
         let path = self.file(kind, key).with_extension("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(path)
             .ok()?;
         loop {
