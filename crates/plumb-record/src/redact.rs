@@ -26,6 +26,16 @@ pub const DEFAULT_SECRET_FRAGMENTS: &[&str] = &[
     "ACCESS_KEY",
     "SIGNING_KEY",
     "DSN",
+    "PASS",
+    "_PWD",
+    "PWD_",
+    "CONNECTION_STRING",
+    "CONNSTR",
+    "WEBHOOK",
+    "KUBECONFIG",
+    "ACCOUNTKEY",
+    "ACCOUNT_KEY",
+    "SAS_",
 ];
 
 /// Value prefixes of well-known credential formats, redacted whatever the name.
@@ -126,14 +136,154 @@ impl Redactor {
         redacted_marker(&plumb_model::hex(&digest[..4]))
     }
 
-    /// `value` itself, or its marker when the name or the value is secret.
+    /// `value` itself, or its marker when the name or the value is secret;
+    /// secrets inside an ordinary value are replaced one by one
+    /// ([`Redactor::redact_text`]).
     pub fn redact(&self, name: &str, value: &str) -> String {
         if self.is_secret_name(name) || self.is_secret_value(value) {
             self.marker(value)
         } else {
-            value.to_string()
+            self.redact_text(value)
         }
     }
+
+    /// `text` with every secret inside it replaced by its marker: PEM
+    /// private keys, passwords and long keys in URLs, `key=value` and
+    /// `"key": "value"` pairs whose key names a secret (`password=`,
+    /// `AccountKey=`, `secret=`, ...), `Authorization:` and `Bearer`
+    /// credentials, and well-known token formats (GitHub, GitLab, Slack,
+    /// AWS, OpenAI, Stripe, Hugging Face, npm, PyPI, Google, SendGrid,
+    /// JWTs, Slack webhooks). Text without any is returned unchanged.
+    pub fn redact_text(&self, text: &str) -> String {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for pattern in secret_patterns() {
+            if !pattern.is_match(&out) {
+                continue;
+            }
+            let replaced = pattern
+                .replace_all(&out, |c: &regex::Captures<'_>| {
+                    let whole = c.get(0).expect("group 0");
+                    let secret = c.name("s").unwrap_or(whole);
+                    let mut r = String::with_capacity(whole.len());
+                    r.push_str(&text_of(&out, whole.start(), secret.start()));
+                    r.push_str(&self.marker(secret.as_str()));
+                    r.push_str(&text_of(&out, secret.end(), whole.end()));
+                    r
+                })
+                .into_owned();
+            out = std::borrow::Cow::Owned(replaced);
+        }
+        out.into_owned()
+    }
+
+    /// A command line as recorded: each argument through
+    /// [`Redactor::redact_text`], and the argument after a flag that names
+    /// a secret (`--password hunter2`, `--token X`) replaced whole.
+    pub fn redact_argv(&self, argv: &[String]) -> Vec<String> {
+        let mut out = Vec::with_capacity(argv.len());
+        let mut next_is_secret = false;
+        for a in argv {
+            if next_is_secret {
+                out.push(self.marker(a));
+                next_is_secret = false;
+                continue;
+            }
+            if let Some(flag) = a.strip_prefix("--").or_else(|| a.strip_prefix('-'))
+                && !flag.is_empty()
+                && !flag.contains('=')
+                && flag.len() > 1
+                && self.is_secret_name(&flag.replace('-', "_"))
+            {
+                next_is_secret = true;
+            }
+            out.push(self.redact_text(a));
+        }
+        out
+    }
+
+    /// Every field of a run record that holds text the program's user
+    /// wrote or its environment held, redacted: name, command line, tags,
+    /// environment values, configuration file contents, the exception
+    /// chain's messages. The output itself is left as the program wrote it.
+    pub fn redact_run(&self, run: &mut plumb_model::Run) {
+        run.name = self.redact_text(&run.name);
+        run.argv = self.redact_argv(&run.argv);
+        run.tags = std::mem::take(&mut run.tags)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = self.redact(&k, &v);
+                (self.redact_text(&k), v)
+            })
+            .collect();
+        for v in run.env.values_mut() {
+            if !is_marker(v) {
+                *v = self.redact_text(v);
+            }
+        }
+        for c in &mut run.config_files {
+            if let Some(text) = c.content.as_mut() {
+                *text = self.redact_text(text);
+            }
+        }
+        if let Some(e) = run.exception.as_mut() {
+            self.redact_exception(e);
+        }
+        run.warnings = run.warnings.iter().map(|w| self.redact_text(w)).collect();
+    }
+
+    fn redact_exception(&self, e: &mut plumb_model::Exception) {
+        e.message = self.redact_text(&e.message);
+        for c in &mut e.causes {
+            self.redact_exception(c);
+        }
+    }
+}
+
+fn is_marker(v: &str) -> bool {
+    v.starts_with("[redacted:") && v.ends_with(']')
+}
+
+fn text_of(s: &str, from: usize, to: usize) -> String {
+    s[from..to].to_string()
+}
+
+/// The patterns of [`Redactor::redact_text`]; the group `s`, where there is
+/// one, is the secret (else the whole match is).
+fn secret_patterns() -> &'static [regex::Regex] {
+    static PATTERNS: std::sync::LazyLock<Vec<regex::Regex>> = std::sync::LazyLock::new(|| {
+        [
+            // PEM private keys, also inside JSON strings (escaped newlines)
+            // and cut short.
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----(?s:.*?)(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|$)",
+            // URL passwords, and long keys alone in a URL's user part.
+            r#"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@'"]*:(?P<s>[^/\s@'"]+)@"#,
+            r"(?i)\b[a-z][a-z0-9+.-]*://(?P<s>[A-Za-z0-9_\-.~%]{16,})@",
+            // key=value and "key": "value" pairs whose key names a secret.
+            r#"(?i)(?:^|[^a-z0-9])[a-z0-9_]*?(?:password|passwd|pwd|pass|passphrase|secret|token|accountkey|sharedaccesskey|apikey|api_key|api-key|access_key|client_secret|credential|sig|signature)"?\s*[=:]\s*"?(?P<s>[^\s;&,"'}\]\\]+)"#,
+            // HTTP credentials.
+            r#"(?i)authorization\s*[:=]\s*"?(?:(?:bearer|basic|token|digest)\s+)?(?P<s>[^\s"']{8,})"#,
+            r"(?i)\bbearer\s+(?P<s>[A-Za-z0-9._~+/=-]{16,})",
+            // Token formats (after gitleaks' rules).
+            r"\b(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{20,}",
+            r"\bgithub_pat_[A-Za-z0-9_]{20,}",
+            r"\bglpat-[A-Za-z0-9_-]{20,}",
+            r"\bxox[abeprs]-[A-Za-z0-9-]{10,}",
+            r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
+            r"\bsk-[A-Za-z0-9_-]{20,}",
+            r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
+            r"\bhf_[A-Za-z0-9]{20,}",
+            r"\bnpm_[A-Za-z0-9]{30,}",
+            r"\bpypi-[A-Za-z0-9_-]{40,}",
+            r"\bAIza[0-9A-Za-z_-]{35}",
+            r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}",
+            r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]+",
+        ]
+        .iter()
+        .map(|p| regex::Regex::new(p).expect("secret patterns compile"))
+        .collect()
+    });
+    &PATTERNS
 }
 
 /// `scheme://user:password@host...` with a non-empty password.
@@ -241,5 +391,99 @@ mod tests {
         let r = Redactor::new(b"k").with_allowed_names(["GIT_AUTHOR_NAME".to_string()]);
         assert!(!r.is_secret_name("GIT_AUTHOR_NAME"));
         assert!(r.is_secret_name("GIT_AUTHOR_TOKEN"));
+    }
+
+    /// Issue 21, item 5: each of these secrets is found inside an ordinary
+    /// value and replaced; the text around it stays readable.
+    #[test]
+    fn secrets_inside_values_are_replaced_and_the_rest_kept() {
+        let r = Redactor::new(b"k");
+        let cases: &[(&str, &str, &str)] = &[
+            // (name, value, the secret that must not survive)
+            ("MYSQL_PWD", "s3cr3t-mysql", "s3cr3t-mysql"),
+            ("SSHPASS", "s3cr3t-ssh", "s3cr3t-ssh"),
+            ("PGPASS", "s3cr3t-pg", "s3cr3t-pg"),
+            ("DB_PASS", "s3cr3t-db", "s3cr3t-db"),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://example.invalid/hook/abc",
+                "hook/abc",
+            ),
+            (
+                "KUBECONFIG_DATA",
+                "YXBpVmVyc2lvbjogdjE=",
+                "YXBpVmVyc2lvbjogdjE=",
+            ),
+            (
+                "JDBC_URL",
+                "jdbc:mysql://db:3306/app?user=u&password=s3cr3t-jdbc&ssl=1",
+                "s3cr3t-jdbc",
+            ),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=s3cr3tAzureKey==;EndpointSuffix=x",
+                "s3cr3tAzureKey",
+            ),
+            (
+                "SETTINGS",
+                "{\"key\": \"-----BEGIN RSA PRIVATE KEY-----\\nMIIEs3cr3tPem\\n-----END RSA PRIVATE KEY-----\"}",
+                "MIIEs3cr3tPem",
+            ),
+            (
+                "UPSTREAM",
+                "https://abcdef0123456789s3cr3t@api.example.invalid/v1",
+                "abcdef0123456789s3cr3t",
+            ),
+            (
+                "HF_HOME_X",
+                "hf_abcdefghijklmnopqrstuvwxyz012345",
+                "hf_abcdefghijklmnopqrstuvwxyz012345",
+            ),
+            (
+                "STRIPE",
+                "sk_live_abcdefghijklmnop1234",
+                "sk_live_abcdefghijklmnop1234",
+            ),
+            ("NOTE", "call with token=s3cr3t-tag please", "s3cr3t-tag"),
+            ("NOTE", "postgres://u:s3cr3t-pw@h/db", "s3cr3t-pw"),
+        ];
+        for (name, value, secret) in cases {
+            let out = r.redact(name, value);
+            assert!(!out.contains(secret), "{name}={value} -> {out}");
+            assert!(out.contains("[redacted:"), "{name}={value} -> {out}");
+        }
+        let argv: Vec<String> = [
+            "curl",
+            "-H",
+            "Authorization: Bearer abcdef0123456789abcdef",
+            "--password=s3cr3t-flag",
+            "--token",
+            "s3cr3t-next",
+            "https://example.invalid/x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = r.redact_argv(&argv).join(" ");
+        for secret in ["abcdef0123456789abcdef", "s3cr3t-flag", "s3cr3t-next"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(
+            out.starts_with("curl -H Authorization: Bearer [redacted:"),
+            "{out}"
+        );
+        assert!(out.ends_with("https://example.invalid/x"), "{out}");
+        // Ordinary text stays as it was.
+        for plain in [
+            "PATH=/usr/bin:/bin",
+            "ssh://git@example.invalid/x.git",
+            "bypass cache",
+            "max_tokens=5",
+            "3 of 10 passed",
+        ] {
+            assert_eq!(r.redact_text(plain), plain);
+        }
+        assert_eq!(r.redact("PWD", "/home/ann"), "/home/ann");
+        assert_eq!(r.redact("OLDPWD", "/tmp"), "/tmp");
     }
 }

@@ -839,3 +839,113 @@ fn walk_all(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Issue 21, item 5: one secret of each kind, planted in the environment,
+/// the command line, tags, a configuration file, the exception message and
+/// the run name, reaches neither the store (WAL included) nor a spool file.
+#[test]
+fn planted_secrets_reach_no_file_plumb_writes() {
+    let home = Home::new();
+    let secrets = [
+        "mysql-pwd-71x",
+        "sshpass-72x",
+        "pgpass-73x",
+        "dbpass-74x",
+        "jdbcpw-75x",
+        "AzureKey76x",
+        "PemBody77x",
+        "urlkey0123456789x78",
+        "hf_abcdefghijklmnopqrstu79x",
+        "sk_live_abcdefghijklmn80x",
+        "hooks81x",
+        "kubedata82x",
+        "argvpw-83x",
+        "bearer0123456789abc84x",
+        "tagtoken-85x",
+        "tagurlpw-86x",
+        "namepw-88x",
+    ];
+    let cfg = home.dir.path().join("app.json");
+    std::fs::write(
+        &cfg,
+        "{\"tls\": \"-----BEGIN PRIVATE KEY-----\\nPemBody77x\\n-----END PRIVATE KEY-----\"}",
+    )
+    .unwrap();
+    let script =
+        "import sys\nraise RuntimeError('cannot connect to postgres://app:excpw-87x@db/x')";
+    let mut c = home.cmd(&[
+        "run",
+        "--name",
+        "job password=namepw-88x",
+        "--tag",
+        "token=tagtoken-85x",
+        "--tag",
+        "db=postgres://u:tagurlpw-86x@h/x",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        script,
+        "--password=argvpw-83x",
+        "Authorization: Bearer bearer0123456789abc84x",
+    ]);
+    for (k, v) in [
+        ("MYSQL_PWD", "mysql-pwd-71x"),
+        ("SSHPASS", "sshpass-72x"),
+        ("PGPASS", "pgpass-73x"),
+        ("DB_PASS", "dbpass-74x"),
+        ("JDBC_URL", "jdbc:pg://h/db?password=jdbcpw-75x"),
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AccountName=a;AccountKey=AzureKey76x;x=y",
+        ),
+        (
+            "UPSTREAM",
+            "https://urlkey0123456789x78@api.example.invalid/",
+        ),
+        ("HF_X", "hf_abcdefghijklmnopqrstu79x"),
+        ("PAY", "sk_live_abcdefghijklmn80x"),
+        ("SLACK_WEBHOOK_URL", "https://example.invalid/hooks81x"),
+        ("KUBECONFIG_DATA", "kubedata82x"),
+    ] {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let show = home.json(&["show", "last", "--json"]);
+    assert_eq!(show["run"]["exception"]["type"], "RuntimeError");
+    // The exception's message is redacted; the output it was parsed from
+    // stays as the program wrote it (so that secret is not grepped for).
+    let message = show["run"]["exception"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("excpw-87x") && message.contains("[redacted:"),
+        "{message}"
+    );
+    // The same run once more into a spool (the store unusable).
+    let blocked = home.dir.path().join("blocked");
+    std::fs::write(&blocked, b"file").unwrap();
+    let o2 = c.env("PLUMB_HOME", blocked.join("store")).output().unwrap();
+    assert!(stderr(&o2).contains("spool"), "{}", stderr(&o2));
+    let mut seen = 0;
+    for p in walk_all(home.dir.path()) {
+        if p.is_dir() || p == cfg {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        seen += 1;
+        for s in secrets {
+            assert!(
+                memchr::memmem::find(&bytes, s.as_bytes()).is_none(),
+                "{s} found in {}",
+                p.display()
+            );
+        }
+    }
+    assert!(seen >= 3);
+    assert!(
+        walk_all(&home.dir.path().join("spool"))
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".spool"))
+    );
+}

@@ -127,16 +127,20 @@ pub fn evict_options(args: &Args) -> Result<Option<EvictOptions>> {
     }))
 }
 
-/// Forwards the recorder's events to the store writer.
+/// Forwards the recorder's events to the store writer, with every field
+/// of the run record redacted on the way (`Redactor::redact_run`).
 struct StoreSink {
     writer: Option<RunWriter>,
     destination: Option<Destination>,
+    redactor: Redactor,
 }
 
 impl Sink for StoreSink {
     fn started(&mut self, run: &Run) {
         if let Some(w) = &self.writer {
-            w.started(run);
+            let mut run = run.clone();
+            self.redactor.redact_run(&mut run);
+            w.started(&run);
         }
     }
     fn output(&mut self, stream: Stream, seq: u64, time: Timestamp, data: &[u8]) {
@@ -169,7 +173,9 @@ impl Sink for StoreSink {
     }
     fn finished(&mut self, run: &Run) {
         if let Some(w) = self.writer.take() {
-            self.destination = Some(w.finish(run));
+            let mut run = run.clone();
+            self.redactor.redact_run(&mut run);
+            self.destination = Some(w.finish(&run));
         }
     }
 }
@@ -460,6 +466,7 @@ fn record_attempt(
     let mut sink = StoreSink {
         writer: Some(writer),
         destination: None,
+        redactor: opts.redactor.clone(),
     };
     let waited = wait_to_start(&opts, sup, wait, &mut sink);
     let (recorded, _slot) = match waited {
