@@ -21,6 +21,7 @@ pub mod exception;
 pub mod files;
 pub mod fingerprint;
 pub mod host;
+pub mod name;
 mod pty;
 pub mod redact;
 pub mod retry;

@@ -221,6 +221,8 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
         ended: None,
         grace_expired: false,
         killed_group: false,
+        signalled: 0,
+        killed: 0,
     });
     if let Some(pid) = state.pid {
         // SAFETY: the pid is our unreaped child (checked above, under the

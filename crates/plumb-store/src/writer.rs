@@ -227,7 +227,7 @@ struct Worker {
     warn: Option<WarnFn>,
     target: Target,
     run: Option<Run>,
-    builders: [ChunkBuilder; 2],
+    builders: [ChunkBuilder; 3],
     sealed: Vec<SealedChunk>,
     last_write: Instant,
     fingerprint: Option<(String, Box<Fingerprint>)>,
@@ -253,6 +253,7 @@ impl Worker {
             builders: [
                 ChunkBuilder::with_policy(Stream::Stdout, INDEX_POLICY),
                 ChunkBuilder::with_policy(Stream::Stderr, INDEX_POLICY),
+                ChunkBuilder::with_policy(Stream::Combined, INDEX_POLICY),
             ],
             sealed: Vec::new(),
             last_write: Instant::now(),
@@ -659,7 +660,7 @@ impl Compressors {
         &mut self,
         wait: bool,
         sealed: &mut Vec<SealedChunk>,
-        builders: &mut [ChunkBuilder; 2],
+        builders: &mut [ChunkBuilder; 3],
         free: &SyncSender<Vec<u8>>,
     ) {
         loop {
@@ -700,7 +701,7 @@ impl Drop for Compressors {
 /// it has fewer than two spare (it needs them for carried-over lines), else
 /// to the capture through [`RunWriter::lend`].
 fn recycle(
-    builders: &mut [ChunkBuilder; 2],
+    builders: &mut [ChunkBuilder; 3],
     free: &SyncSender<Vec<u8>>,
     stream: Stream,
     buf: Vec<u8>,

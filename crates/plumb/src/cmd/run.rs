@@ -19,7 +19,8 @@ use std::time::Duration;
 /// Arguments of `plumb run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run name (default: the program's base name).
+    /// Run name (default: the script or module run, e.g. `train` for
+    /// `python3 train.py`, else the program's base name).
     #[arg(long)]
     pub name: Option<String>,
     /// A tag, `key=value` (repeatable).
@@ -501,14 +502,12 @@ fn record_attempt(
     match recorded {
         Ok(run) => Ok(Attempt::Ran(Box::new(run))),
         Err(plumb_record::RecordError::Spawn { program, source }) => {
+            // The failed launch is already recorded (state failed, with the
+            // reason); the codes are a shell's: 127 not found, 126 found
+            // but not runnable.
             eprintln!("plumb: cannot run `{program}`: {source}");
-            // The codes a shell uses: 127 not found, 126 found but not runnable.
-            let code = if source.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            Ok(Attempt::NotStarted(ExitCode::from(code)))
+            let code = plumb_record::supervise::launch_exit_code(&source);
+            Ok(Attempt::NotStarted(ExitCode::from(code as u8)))
         }
         Err(e) => Err(e.into()),
     }
