@@ -28,6 +28,7 @@ pub mod retry;
 mod signals;
 pub mod supervise;
 pub mod throttle;
+mod tree;
 
 pub use redact::Redactor;
 pub use supervise::{RecordError, RunOptions, Sink, Supervision, record, record_supervised};

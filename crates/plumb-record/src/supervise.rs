@@ -65,6 +65,10 @@ pub struct Supervision {
     /// The wait that came before this attempt (a throttle slot, a retry's
     /// backoff), recorded on the run with the moment it ended.
     pub waited: Option<plumb_model::Waiting>,
+    /// Whether processes the command leaves running when it ends (orphans,
+    /// re-parented to the recorder) are SIGKILLed; they are reported on
+    /// [`Run::orphans`] either way.
+    pub kill_orphans: bool,
 }
 
 impl Default for Supervision {
@@ -75,6 +79,7 @@ impl Default for Supervision {
             max_attempts: None,
             evict: None,
             waited: None,
+            kill_orphans: false,
         }
     }
 }
@@ -228,6 +233,11 @@ pub fn record_supervised(
         Some(o) => matches!(o, Output::Pty(_)),
         None => stdout_tty,
     };
+    // Orphans of the run (a shell's background job, a daemon, a pool's
+    // workers whose parent died) are re-parented to the recorder rather
+    // than init, so they can still be signalled on eviction and reported
+    // when the run ends.
+    crate::tree::become_subreaper();
     let mut cmd = Command::new(&program);
     cmd.args(&opts.argv[1..])
         .stdin(Stdio::inherit())
@@ -386,6 +396,10 @@ pub fn record_supervised(
     });
     let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     run.eviction = forwarder.eviction();
+    run.forwarded = forwarder.forwarded();
+    let (orphans, killed) = forwarder.orphans(sup.kill_orphans);
+    run.orphans = orphans;
+    run.orphans_killed = killed;
     drop(forwarder);
     run.warnings.extend(std::mem::take(
         &mut *watch_warnings.lock().unwrap_or_else(|e| e.into_inner()),

@@ -77,6 +77,12 @@ pub struct Args {
     /// (default: <plumb home>/checkpoints/<first attempt's id>).
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// SIGKILL the processes the command leaves running when it ends
+    /// (background jobs, daemons, workers whose parent died; found because
+    /// plumb is their subreaper). Without it they are only reported: on
+    /// the record and in a `plumb:` line on stderr.
+    #[arg(long)]
+    pub kill_orphans: bool,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -280,6 +286,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             max_attempts: (args.retries > 0).then_some(max_attempts),
             evict: evict.clone(),
             waited: None,
+            kill_orphans: args.kill_orphans,
         };
         let wait = Wait {
             backoff: backoff.take(),
@@ -296,6 +303,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 return Ok(last_code.unwrap_or(ExitCode::from(130)));
             }
         };
+        report_orphans(&run);
         let code = run.exit.as_ref().map_or(255, |e| e.shell_code());
         let code = ExitCode::from(code.clamp(0, 255) as u8);
         if attempt >= max_attempts
@@ -510,6 +518,31 @@ fn record_attempt(
             Ok(Attempt::NotStarted(ExitCode::from(code as u8)))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// One `plumb:` line on stderr about processes the command left running.
+fn report_orphans(run: &Run) {
+    if run.orphans.is_empty() {
+        return;
+    }
+    let list: Vec<String> = run
+        .orphans
+        .iter()
+        .map(|o| format!("{} ({})", o.pid, o.command))
+        .collect();
+    let n = run.orphans.len();
+    let what = if n == 1 { "process" } else { "processes" };
+    if run.orphans_killed {
+        eprintln!(
+            "plumb: the command left {n} {what} running; killed (--kill-orphans): {}",
+            list.join(", ")
+        );
+    } else {
+        eprintln!(
+            "plumb: the command left {n} {what} running (plumb run --kill-orphans kills them): {}",
+            list.join(", ")
+        );
     }
 }
 
