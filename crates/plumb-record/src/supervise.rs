@@ -151,8 +151,12 @@ pub enum RecordError {
 /// The child inherits stdin, the environment (plus `extra_env`), the working
 /// directory, the process group and the session. Its stdout and stderr are
 /// pseudo-terminals where the recorder's own are terminals, pipes otherwise;
-/// every read is copied unchanged to the recorder's stdout or stderr before
-/// the sink sees it.
+/// one pipe or pty for both (recorded as [`Stream::Combined`]) when the
+/// recorder's own stdout and stderr are the same place, so their order is
+/// kept as it would be directly. Every read is copied unchanged to the
+/// recorder's stdout or stderr before the sink sees it. The recorder
+/// becomes a child subreaper, so orphans of the run are re-parented to it
+/// and reported on [`Run::orphans`].
 ///
 /// Work before the spawn is kept to a few system calls (plus hashing of the
 /// configuration and input files the caller named); host, user and
