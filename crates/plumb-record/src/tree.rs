@@ -249,11 +249,15 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as libc::pid_t;
-        // Bounded: the background sleep starts within moments.
+        // Bounded: the background sleep starts within moments (the fork
+        // shows first with the shell's command line, then the exec).
         let mut procs = Vec::new();
-        for _ in 0..200 {
+        for _ in 0..500 {
             procs = run_processes(Some(pid), &[]);
-            if procs.len() >= 2 {
+            if procs
+                .iter()
+                .any(|p| p.pid != pid && command_line(p.pid) == "sleep 30")
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
