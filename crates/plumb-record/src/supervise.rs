@@ -589,9 +589,10 @@ impl Output {
 
 /// Whether descriptors `a` and `b` lead to the same place: the same file,
 /// pipe or terminal (same device and inode). For a regular file they must
-/// also share one open file description (`> f 2>&1`, one offset); `> f
-/// 2> f` opens the file twice, and the two streams then overwrite each
-/// other, which only separate channels reproduce. Where the kernel cannot
+/// also share one open file description (`> f 2>&1`, one offset) or both
+/// append (`>> f 2>> f`); `> f 2> f` opens the file twice, and the two
+/// streams then overwrite each other, which only separate channels
+/// reproduce. Where the kernel cannot
 /// tell (kcmp(2) refused), the same inode is taken as the same place.
 pub(crate) fn same_destination(a: RawFd, b: RawFd) -> bool {
     let stat = |fd: RawFd| {
@@ -606,6 +607,13 @@ pub(crate) fn same_destination(a: RawFd, b: RawFd) -> bool {
         return false;
     }
     if (sa.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        return true;
+    }
+    // Two descriptions that both append (`>> f 2>> f`) write in the order
+    // of the writes, as one channel does.
+    // SAFETY: F_GETFL only reads the descriptors' flags.
+    let appends = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_APPEND != 0;
+    if appends(a) && appends(b) {
         return true;
     }
     // SAFETY: kcmp only compares kernel objects of our own process.

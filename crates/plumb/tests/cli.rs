@@ -550,7 +550,11 @@ fn output_to_one_file_or_pipe_keeps_the_order_of_both_streams() {
     let home = Home::new();
     let dir = home.dir.path().to_path_buf();
     for (what, program) in alternating_programs(&dir) {
-        for (how, redirect) in [("file", "> {f} 2>&1"), ("pipe", "2>&1 | cat > {f}")] {
+        for (how, redirect) in [
+            ("file", "> {f} 2>&1"),
+            ("appending", ">> {f} 2>> {f}"),
+            ("pipe", "2>&1 | cat > {f}"),
+        ] {
             let direct_f = dir.join(format!("{what}-{how}-direct.txt"));
             let plumb_f = dir.join(format!("{what}-{how}-plumb.txt"));
             let d = sh_line(
