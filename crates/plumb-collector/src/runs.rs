@@ -32,7 +32,7 @@ use std::time::Instant;
 pub const SPOOL_MEDIA_TYPE: &str = "application/x-plumb-spool";
 
 /// The media type of `GET .../output`: a sequence of segments, each
-/// `u8 stream (1 stdout, 2 stderr) | i64 time ns (LE) | u32 length (LE) |
+/// `u8 stream (1 stdout, 2 stderr, 3 combined) | i64 time ns (LE) | u32 length (LE) |
 /// bytes`, so output comes back byte for byte. The cursor to continue from
 /// is in the `x-plumb-cursor` header, the run's state in `x-plumb-run-state`.
 pub const OUTPUT_MEDIA_TYPE: &str = "application/x-plumb-output";
@@ -225,8 +225,9 @@ fn parse_stream(v: &str) -> Result<Stream, ApiError> {
     match v {
         "stdout" => Ok(Stream::Stdout),
         "stderr" => Ok(Stream::Stderr),
+        "combined" => Ok(Stream::Combined),
         other => Err(ApiError::BadRequest(format!(
-            "stream `{other}`: expected stdout or stderr"
+            "stream `{other}`: expected stdout, stderr or combined"
         ))),
     }
 }

@@ -31,6 +31,15 @@ pub struct Eviction {
     /// made one), not only to the program.
     #[serde(default)]
     pub killed_group: bool,
+    /// How many processes the warning signal reached: the program and
+    /// every descendant of it alive at the time (shell wrappers, workers,
+    /// processes that made their own group or session).
+    #[serde(default)]
+    pub signalled: u32,
+    /// How many processes were SIGKILLed when the grace ran out (0 when
+    /// everything exited in time).
+    #[serde(default)]
+    pub killed: u32,
 }
 
 impl Eviction {
@@ -69,6 +78,8 @@ mod tests {
             ended: Some(Timestamp::from_nanos(4_000)),
             grace_expired: true,
             killed_group: false,
+            signalled: 3,
+            killed: 1,
         });
         let back: Run = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
         assert_eq!(back, run);

@@ -51,22 +51,34 @@ pub enum Stream {
     Stdout,
     /// File descriptor 2.
     Stderr,
+    /// Both, through one channel: the recorder's stdout and stderr were the
+    /// same file, pipe or terminal, so the child was given one pipe (or one
+    /// pty) for both and their bytes are in the order it wrote them, with
+    /// no way to tell which stream each came from.
+    Combined,
 }
 
 impl Stream {
-    /// The stream's name as shown to users and stored (`stdout`, `stderr`).
+    /// Every stream, in storage order.
+    pub const ALL: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Combined];
+
+    /// The stream's name as shown to users and stored (`stdout`, `stderr`,
+    /// `combined`).
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+            Stream::Combined => "combined",
         }
     }
 
-    /// The stream's number in storage: 1 for stdout, 2 for stderr.
+    /// The stream's number in storage: 1 for stdout, 2 for stderr, 3 for
+    /// combined.
     pub fn as_u8(self) -> u8 {
         match self {
             Stream::Stdout => 1,
             Stream::Stderr => 2,
+            Stream::Combined => 3,
         }
     }
 
@@ -75,6 +87,7 @@ impl Stream {
         match n {
             1 => Some(Stream::Stdout),
             2 => Some(Stream::Stderr),
+            3 => Some(Stream::Combined),
             _ => None,
         }
     }
@@ -86,8 +99,9 @@ impl std::str::FromStr for Stream {
         match s {
             "stdout" | "out" | "1" => Ok(Stream::Stdout),
             "stderr" | "err" | "2" => Ok(Stream::Stderr),
+            "combined" => Ok(Stream::Combined),
             other => Err(format!(
-                "unknown stream `{other}`: expected `stdout` or `stderr`"
+                "unknown stream `{other}`: expected `stdout`, `stderr` or `combined`"
             )),
         }
     }
@@ -324,7 +338,8 @@ pub struct Rusage {
 /// What was captured of the run's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct OutputSummary {
-    /// Bytes written to stdout.
+    /// Bytes written to stdout; when [`OutputSummary::combined`], bytes
+    /// written to stdout and stderr together.
     pub stdout_bytes: u64,
     /// Bytes written to stderr.
     pub stderr_bytes: u64,
@@ -339,6 +354,11 @@ pub struct OutputSummary {
     /// Whether stderr was a terminal (pty) for the child.
     #[serde(default)]
     pub stderr_tty: bool,
+    /// Whether stdout and stderr went to the same file, pipe or terminal,
+    /// and so were captured through one channel as [`Stream::Combined`]:
+    /// their bytes are counted in `stdout_bytes` and `stderr_bytes` is 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub combined: bool,
 }
 
 /// Everything recorded about one run.
@@ -424,9 +444,46 @@ pub struct Run {
     /// retry's backoff); kept after it started, with the wait's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// Why the command could not be started at all (not found, not
+    /// executable); such a run is failed with exit code 127 or 126, and
+    /// started and ended at the same moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_error: Option<String>,
+    /// Processes the command left running when it ended (daemons,
+    /// forgotten workers), found among plumb's descendants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<Orphan>,
+    /// Whether those orphans were killed (`plumb run --kill-orphans`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphans_killed: bool,
+    /// Interrupts (SIGINT, SIGTERM without eviction handling) sent to the
+    /// recorder by a process and passed on to every process of the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarded: Vec<ForwardedSignal>,
     /// Problems the recorder met that did not stop the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// An interrupt passed on to every process of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedSignal {
+    /// The signal's name (`SIGINT`).
+    pub signal: String,
+    /// When it was passed on (UTC).
+    pub time: Timestamp,
+    /// How many processes it reached: the program and its descendants.
+    pub processes: u32,
+}
+
+/// A process the command left behind when it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    /// Its process id when the run ended.
+    pub pid: u32,
+    /// Its command line (`/proc/PID/cmdline`, arguments joined by spaces),
+    /// or its name when the command line is empty.
+    pub command: String,
 }
 
 /// Why a run is (or was) in state [`RunState::Waiting`].
@@ -502,6 +559,10 @@ impl Run {
             max_attempts: None,
             eviction: None,
             waiting: None,
+            launch_error: None,
+            orphans: Vec::new(),
+            orphans_killed: false,
+            forwarded: Vec::new(),
             warnings: Vec::new(),
         }
     }

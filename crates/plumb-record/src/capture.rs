@@ -57,12 +57,14 @@ pub(crate) struct Captured {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub lines: u64,
-    /// The last [`STDERR_TAIL`] bytes of stderr.
+    /// The last [`STDERR_TAIL`] bytes of stderr (of the combined output
+    /// when the streams were combined).
     pub stderr_tail: Vec<u8>,
     /// Problems that did not stop the run.
     pub warnings: Vec<String>,
-    /// Whether stdout (0) and stderr (1) ended without a newline so far.
-    partial: [bool; 2],
+    /// Whether stdout (0), stderr (1) and combined output (2) ended
+    /// without a newline so far.
+    partial: [bool; 3],
 }
 
 struct Open {
@@ -327,11 +329,18 @@ fn deliver(
     let time = Timestamp::now();
     out.lines += memchr::memchr_iter(b'\n', data).count() as u64;
     // A stream's unfinished last line is counted once, at the end.
-    out.partial[usize::from(o.source.stream == Stream::Stderr)] = data.last() != Some(&b'\n');
+    out.partial[usize::from(o.source.stream.as_u8() - 1)] = data.last() != Some(&b'\n');
     match o.source.stream {
         Stream::Stdout => out.stdout_bytes += data.len() as u64,
-        Stream::Stderr => {
-            out.stderr_bytes += data.len() as u64;
+        // Combined output is counted as stdout's and is also the tail the
+        // exception parser reads: a traceback is the last thing written
+        // either way.
+        Stream::Stderr | Stream::Combined => {
+            if o.source.stream == Stream::Combined {
+                out.stdout_bytes += data.len() as u64;
+            } else {
+                out.stderr_bytes += data.len() as u64;
+            }
             out.stderr_tail.extend_from_slice(data);
             if out.stderr_tail.len() > 2 * STDERR_TAIL {
                 let cut = out.stderr_tail.len() - STDERR_TAIL;

@@ -21,12 +21,14 @@ pub mod exception;
 pub mod files;
 pub mod fingerprint;
 pub mod host;
+pub mod name;
 mod pty;
 pub mod redact;
 pub mod retry;
 mod signals;
 pub mod supervise;
 pub mod throttle;
+mod tree;
 
 pub use redact::Redactor;
 pub use supervise::{RecordError, RunOptions, Sink, Supervision, record, record_supervised};

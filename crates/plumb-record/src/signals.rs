@@ -14,10 +14,21 @@
 //! hang-up; `SI_KERNEL`) already reached the child, which stays in the
 //! recorder's process group, and must not arrive twice.
 //!
+//! SIGINT and SIGTERM, which ask the job to stop, go to every process of the
+//! run ([`crate::tree`]: the program, its descendants, orphans re-parented
+//! to the recorder), whatever groups or sessions they made; the other
+//! signals go to the program alone, as they would run directly.
+//!
 //! With eviction handling on (see [`crate::evict`]), SIGTERM is not
-//! forwarded as is: it becomes the configured warning signal, and a grace
-//! timer SIGKILLs the child if it has not exited when the grace runs out.
+//! forwarded as is: it becomes the configured warning signal, sent to every
+//! process of the run, and a grace timer SIGKILLs every process still alive
+//! when the grace runs out. The run ends when its last process has ended.
 //! Cloud notices take the same path through a [`Warner`].
+//!
+//! Lock order: `REGISTRY`, then a target's `state`, then the leaf locks
+//! `PROGRAMS` and [`tree::HELPERS`]. Reaping anything (the program or an
+//! adopted orphan) happens under the target's `state`, as does signalling,
+//! so no pid is signalled after this process reaped it.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -25,7 +36,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use plumb_model::{Eviction, Timestamp};
+use plumb_model::{Eviction, ForwardedSignal, Orphan, Timestamp};
+
+use crate::tree;
 
 /// The signals forwarded to the child.
 pub const FORWARDED: [libc::c_int; 6] = [
@@ -46,6 +59,22 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     targets: Vec::new(),
 });
 
+/// The programs of the runs being recorded in this process (not reaped
+/// yet): children of the recorder that are no run's orphans.
+static PROGRAMS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+fn programs() -> Vec<libc::pid_t> {
+    lock(&PROGRAMS).clone()
+}
+
+/// How long the processes that got an interrupt have, after the program
+/// ended, to end too before those still alive are reported as orphans.
+const AFTER_INTERRUPT: Duration = Duration::from_secs(2);
+
+/// How long after the grace the recorder waits for SIGKILLed processes
+/// (one in uninterruptible sleep takes its time) before it stops waiting.
+const AFTER_KILL: Duration = Duration::from_secs(10);
+
 /// Set once the self-pipe and its dispatcher thread exist.
 static DISPATCHER: OnceLock<io::Result<()>> = OnceLock::new();
 
@@ -65,8 +94,8 @@ struct Target {
     winch_from: Option<RawFd>,
     /// How eviction warnings are handled, when they are.
     evict: Option<EvictPolicy>,
-    /// Notified when the child has been reaped, so that a grace timer
-    /// stops waiting at once.
+    /// Notified when the run's last process has ended (`done`), so that a
+    /// grace timer stops waiting at once.
     reaped_cv: Condvar,
 }
 
@@ -81,6 +110,11 @@ pub(crate) struct EvictPolicy {
 struct TargetState {
     pid: Option<libc::pid_t>,
     reaped: bool,
+    /// The program has been reaped and, where the run was being stopped
+    /// (an eviction, an interrupt), every other process of it has ended.
+    done: bool,
+    /// Interrupts passed on to every process of the run.
+    forwarded: Vec<ForwardedSignal>,
     /// Signals that arrived before the child existed.
     pending: Vec<libc::c_int>,
     /// The eviction in progress, from the first warning on.
@@ -176,6 +210,16 @@ fn dispatch(read: OwnedFd) {
                     let mut state = lock(&target.state);
                     match state.pid {
                         _ if state.reaped => {}
+                        Some(pid) if sig == libc::SIGINT || sig == libc::SIGTERM => {
+                            let procs = tree::run_processes(Some(pid), &others(pid));
+                            let processes = tree::signal_all(&procs, sig);
+                            state.forwarded.push(ForwardedSignal {
+                                signal: crate::supervise::signal_name(sig)
+                                    .unwrap_or_else(|| sig.to_string()),
+                                time: Timestamp::now(),
+                                processes,
+                            });
+                        }
                         // SAFETY: the pid is our unreaped child (see `reap`),
                         // so it cannot have been reused.
                         Some(pid) => unsafe {
@@ -221,11 +265,17 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
         ended: None,
         grace_expired: false,
         killed_group: false,
+        signalled: 0,
+        killed: 0,
     });
     if let Some(pid) = state.pid {
-        // SAFETY: the pid is our unreaped child (checked above, under the
-        // lock `reap` takes before reaping).
-        unsafe { libc::kill(pid, policy.signal) };
+        // The program is unreaped (checked above, under the lock `reap`
+        // takes before reaping); its descendants are checked by pidfd.
+        let procs = tree::run_processes(Some(pid), &others(pid));
+        let n = tree::signal_all(&procs, policy.signal);
+        if let Some(e) = &mut state.eviction {
+            e.signalled = n;
+        }
     }
     drop(state);
     let target = Arc::clone(target);
@@ -237,15 +287,21 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
     }
 }
 
-/// Waits until the child is reaped or the grace runs out; in the second
-/// case SIGKILLs it, and its process group when it made its own (a
-/// program that started workers in its own group must not leave them
-/// behind).
+/// The other runs' programs, which are no orphans of this one.
+fn others(pid: libc::pid_t) -> Vec<libc::pid_t> {
+    programs().into_iter().filter(|&p| p != pid).collect()
+}
+
+/// Waits until the run's last process has ended or the grace runs out; in
+/// the second case SIGKILLs every process of the run still alive: the
+/// program, its process group when it made its own, its descendants
+/// whatever group or session they made, and orphans re-parented to the
+/// recorder.
 fn grace_timer(target: &Target, grace: Duration) {
     let deadline = Instant::now() + grace;
     let mut state = lock(&target.state);
     loop {
-        if state.reaped {
+        if state.done {
             return;
         }
         let now = Instant::now();
@@ -261,19 +317,31 @@ fn grace_timer(target: &Target, grace: Duration) {
     let Some(pid) = state.pid else {
         return;
     };
-    // SAFETY: plain system calls on our unreaped child, under the lock.
-    let (pgid, own) = unsafe { (libc::getpgid(pid), libc::getpgrp()) };
-    let group = pgid == pid && pgid != own;
-    tracing::warn!(pid, group, "grace period over: killing the program");
-    unsafe {
-        if group {
-            libc::killpg(pgid, libc::SIGKILL);
+    let program = (!state.reaped).then_some(pid);
+    let procs = tree::run_processes(program, &others(pid));
+    let mut group = false;
+    if !state.reaped {
+        // SAFETY: plain system calls on our unreaped child, under the lock.
+        let (pgid, own) = unsafe { (libc::getpgid(pid), libc::getpgrp()) };
+        group = pgid == pid && pgid != own;
+        unsafe {
+            if group {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+            libc::kill(pid, libc::SIGKILL);
         }
-        libc::kill(pid, libc::SIGKILL);
     }
+    let killed = tree::signal_all(&procs, libc::SIGKILL);
+    tracing::warn!(
+        pid,
+        group,
+        killed,
+        "grace period over: killing every process of the run"
+    );
     if let Some(e) = &mut state.eviction {
         e.grace_expired = true;
         e.killed_group = group;
+        e.killed = killed;
     }
 }
 
@@ -295,9 +363,10 @@ impl Warner {
         warn(&self.target, source, detail);
     }
 
-    /// Whether the child has been reaped: nothing left to warn.
+    /// Whether the run is over (its program reaped, and its other
+    /// processes ended where it was being stopped): nothing left to warn.
     pub(crate) fn done(&self) -> bool {
-        lock(&self.target.state).reaped
+        lock(&self.target.state).done
     }
 }
 
@@ -322,6 +391,8 @@ impl Forwarder {
             state: Mutex::new(TargetState {
                 pid: None,
                 reaped: false,
+                done: false,
+                forwarded: Vec::new(),
                 pending: Vec::new(),
                 eviction: None,
             }),
@@ -362,6 +433,7 @@ impl Forwarder {
         let mut state = lock(&self.target.state);
         let pid = pid as libc::pid_t;
         state.pid = Some(pid);
+        lock(&PROGRAMS).push(pid);
         for sig in std::mem::take(&mut state.pending) {
             // SAFETY: pid is our child, not yet reaped.
             unsafe { libc::kill(pid, sig) };
@@ -370,6 +442,9 @@ impl Forwarder {
         if let (Some(_), Some(policy)) = (&state.eviction, self.target.evict) {
             // SAFETY: as above.
             unsafe { libc::kill(pid, policy.signal) };
+            if let Some(e) = &mut state.eviction {
+                e.signalled = 1;
+            }
         }
     }
 
@@ -386,9 +461,62 @@ impl Forwarder {
         lock(&self.target.state).eviction.clone()
     }
 
+    /// The interrupts passed on to every process of the run.
+    pub(crate) fn forwarded(&self) -> Vec<ForwardedSignal> {
+        lock(&self.target.state).forwarded.clone()
+    }
+
+    /// After [`Forwarder::reap`]: the processes of the run still alive
+    /// (orphans re-parented to the recorder, and theirs). With `kill`, each
+    /// is SIGKILLed and waited for (a bounded while). Returns them and
+    /// whether they were killed and are gone.
+    pub(crate) fn orphans(&self, kill: bool) -> (Vec<Orphan>, bool) {
+        let state = lock(&self.target.state);
+        reap_adopted();
+        let procs = tree::run_processes(None, &programs());
+        let orphans: Vec<Orphan> = procs
+            .iter()
+            .map(|p| Orphan {
+                pid: p.pid as u32,
+                command: tree::command_line(p.pid),
+            })
+            .collect();
+        if !kill || procs.is_empty() {
+            return (orphans, false);
+        }
+        tree::signal_all(&procs, libc::SIGKILL);
+        drop(state);
+        let gone = self.wait_for_tree(Instant::now() + AFTER_KILL);
+        (orphans, gone)
+    }
+
+    /// Waits (reaping adopted orphans as they end) until no process of the
+    /// run is left or `until`. Returns whether none is left.
+    fn wait_for_tree(&self, until: Instant) -> bool {
+        // Bounded by `until`; each round sleeps a little.
+        loop {
+            {
+                let _state = lock(&self.target.state);
+                reap_adopted();
+            }
+            if tree::run_processes(None, &programs()).is_empty() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the child to exit, then reaps it with `wait4` while holding
     /// the lock the dispatcher takes before forwarding, so a signal is never
-    /// sent to a pid that has been reaped and possibly reused.
+    /// sent to a pid that has been reaped and possibly reused. Orphans of
+    /// the run that end meanwhile (re-parented to the recorder, a child
+    /// subreaper) are reaped too, never the program's status. When the run
+    /// was being stopped (an eviction, an interrupt), it then waits for
+    /// the run's other processes to end as well: until the grace timer has
+    /// killed them, or for [`AFTER_INTERRUPT`].
     pub(crate) fn reap(&self, pid: u32) -> io::Result<(libc::c_int, libc::rusage)> {
         let pid = pid as libc::pid_t;
         // First wait without reaping: the zombie keeps its pid reserved while
@@ -396,44 +524,84 @@ impl Forwarder {
         loop {
             // SAFETY: info is valid for the call.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                lock(&self.target.state).reaped = true;
+            let rc =
+                unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            if rc != 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                let mut state = lock(&self.target.state);
+                state.reaped = true;
+                state.done = true;
+                drop(state);
                 self.target.reaped_cv.notify_all();
+                lock(&PROGRAMS).retain(|&p| p != pid);
                 return Err(error);
             }
+            // SAFETY: waitid filled a SIGCHLD siginfo.
+            let ended = unsafe { info.si_pid() };
+            if ended == pid {
+                break;
+            }
+            if tree::is_helper(ended) || programs().contains(&ended) {
+                // Another thread waits for that one; let it.
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            // An orphan re-parented to us: nobody else will reap it.
+            let _state = lock(&self.target.state);
+            // SAFETY: reaps one zombie child by pid, under the lock.
+            unsafe { libc::waitpid(ended, std::ptr::null_mut(), libc::WNOHANG) };
         }
         let mut state = lock(&self.target.state);
         state.reaped = true;
-        if let Some(e) = &mut state.eviction {
-            e.ended = Some(Timestamp::now());
-        }
-        self.target.reaped_cv.notify_all();
-        loop {
+        let result = loop {
             let mut status = 0;
             // SAFETY: status and usage are valid for the call.
             let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
             let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
             if rc == pid {
-                return Ok((status, usage));
+                break Ok((status, usage));
             }
             let error = io::Error::last_os_error();
             if rc < 0 && error.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(error);
+            break Err(error);
+        };
+        lock(&PROGRAMS).retain(|&p| p != pid);
+        let until = match (&state.eviction, self.target.evict) {
+            (Some(e), Some(policy)) => {
+                let warned_ago = Duration::from_nanos(
+                    (Timestamp::now().as_nanos() - e.warned.as_nanos()).max(0) as u64,
+                );
+                Some(Instant::now() + policy.grace.saturating_sub(warned_ago) + AFTER_KILL)
+            }
+            _ if !state.forwarded.is_empty() => Some(Instant::now() + AFTER_INTERRUPT),
+            _ => None,
+        };
+        drop(state);
+        if let Some(until) = until {
+            self.wait_for_tree(until);
         }
+        let mut state = lock(&self.target.state);
+        state.done = true;
+        if let Some(e) = &mut state.eviction {
+            e.ended = Some(Timestamp::now());
+        }
+        drop(state);
+        self.target.reaped_cv.notify_all();
+        result
+    }
+}
+
+/// Reaps the recorder's adopted children that have ended (orphans of a
+/// run); the caller holds a target's `state` lock.
+fn reap_adopted() {
+    for p in tree::adopted_zombies(&programs()) {
+        // SAFETY: reaps one zombie child by pid.
+        unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
     }
 }
 

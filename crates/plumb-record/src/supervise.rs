@@ -7,7 +7,7 @@ use plumb_model::{ExitStatus, Fingerprint, Run, RunState, Rusage, Stream, Timest
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::{OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +22,8 @@ use crate::{Redactor, cloud, exception, files, fingerprint, host, pty};
 pub struct RunOptions {
     /// Program and arguments. Must not be empty.
     pub argv: Vec<OsString>,
-    /// Run name; default: the program's base name.
+    /// Run name; default: derived from the command line by
+    /// [`crate::name::default_name`] (`python3 train.py` is `train`).
     pub name: Option<String>,
     /// User tags.
     pub tags: BTreeMap<String, String>,
@@ -64,6 +65,10 @@ pub struct Supervision {
     /// The wait that came before this attempt (a throttle slot, a retry's
     /// backoff), recorded on the run with the moment it ended.
     pub waited: Option<plumb_model::Waiting>,
+    /// Whether processes the command leaves running when it ends (orphans,
+    /// re-parented to the recorder) are SIGKILLed; they are reported on
+    /// [`Run::orphans`] either way.
+    pub kill_orphans: bool,
 }
 
 impl Default for Supervision {
@@ -74,6 +79,7 @@ impl Default for Supervision {
             max_attempts: None,
             evict: None,
             waited: None,
+            kill_orphans: false,
         }
     }
 }
@@ -119,7 +125,9 @@ pub enum RecordError {
     /// No command was given.
     #[error("no command given: use `plumb run -- CMD ARGS...`")]
     NoCommand,
-    /// The program could not be executed.
+    /// The program could not be executed. The failed run (with
+    /// [`Run::launch_error`] and the shell's exit code, see
+    /// [`launch_exit_code`]) has already been given to [`Sink::finished`].
     #[error("cannot run `{program}`: {source}")]
     Spawn {
         /// The program as given.
@@ -143,8 +151,12 @@ pub enum RecordError {
 /// The child inherits stdin, the environment (plus `extra_env`), the working
 /// directory, the process group and the session. Its stdout and stderr are
 /// pseudo-terminals where the recorder's own are terminals, pipes otherwise;
-/// every read is copied unchanged to the recorder's stdout or stderr before
-/// the sink sees it.
+/// one pipe or pty for both (recorded as [`Stream::Combined`]) when the
+/// recorder's own stdout and stderr are the same place, so their order is
+/// kept as it would be directly. Every read is copied unchanged to the
+/// recorder's stdout or stderr before the sink sees it. The recorder
+/// becomes a child subreaper, so orphans of the run are re-parented to it
+/// and reported on [`Run::orphans`].
 ///
 /// Work before the spawn is kept to a few system calls (plus hashing of the
 /// configuration and input files the caller named); host, user and
@@ -183,13 +195,21 @@ pub fn record_supervised(
         .collect();
     let inputs: Vec<_> = opts.inputs.iter().map(|p| files::record_file(p)).collect();
 
+    // When stdout and stderr are one file, pipe or terminal, the child gets
+    // one channel for both, as it would have directly: two channels copied
+    // by two reads could not keep the order of its writes.
+    let combined = same_destination(libc::STDOUT_FILENO, libc::STDERR_FILENO);
     let stdout = Output::new(libc::STDOUT_FILENO)?;
-    let stderr = Output::new(libc::STDERR_FILENO)?;
+    let stderr = if combined {
+        None
+    } else {
+        Some(Output::new(libc::STDERR_FILENO)?)
+    };
     let winch_from = [libc::STDOUT_FILENO, libc::STDERR_FILENO]
         .into_iter()
         .find(|&fd| is_tty(fd));
     let mut winch_to = Vec::new();
-    for out in [&stdout, &stderr] {
+    for out in std::iter::once(&stdout).chain(stderr.as_ref()) {
         if let Output::Pty(p) = out {
             winch_to.push(p.master.try_clone().map_err(|source| RecordError::Os {
                 what: "duplicating a pty master",
@@ -213,18 +233,56 @@ pub fn record_supervised(
     })?;
 
     let stdout_tty = matches!(stdout, Output::Pty(_));
-    let stderr_tty = matches!(stderr, Output::Pty(_));
+    let stderr_tty = match &stderr {
+        Some(o) => matches!(o, Output::Pty(_)),
+        None => stdout_tty,
+    };
+    // Orphans of the run (a shell's background job, a daemon, a pool's
+    // workers whose parent died) are re-parented to the recorder rather
+    // than init, so they can still be signalled on eviction and reported
+    // when the run ends.
+    crate::tree::become_subreaper();
     let mut cmd = Command::new(&program);
     cmd.args(&opts.argv[1..])
         .stdin(Stdio::inherit())
         .envs(opts.extra_env.iter().map(|(k, v)| (k, v)));
-    let (stdout_stdio, stdout_read) = stdout.split();
-    let (stderr_stdio, stderr_read) = stderr.split();
-    cmd.stdout(stdout_stdio).stderr(stderr_stdio);
-    let child = cmd.spawn().map_err(|source| RecordError::Spawn {
-        program: program.to_string_lossy().into_owned(),
-        source,
-    })?;
+    let (stdout_end, stdout_read) = stdout.split();
+    let mut sources = Vec::with_capacity(2);
+    match stderr {
+        Some(stderr) => {
+            let (stderr_end, stderr_read) = stderr.split();
+            cmd.stdout(stdout_end).stderr(stderr_end);
+            sources.push((stdout_read, Stream::Stdout, libc::STDOUT_FILENO));
+            sources.push((stderr_read, Stream::Stderr, libc::STDERR_FILENO));
+        }
+        None => {
+            let stderr_end = stdout_end.try_clone().map_err(|source| RecordError::Os {
+                what: "duplicating the output channel",
+                source,
+            })?;
+            cmd.stdout(stdout_end).stderr(stderr_end);
+            // Either descriptor of the recorder reaches the same place;
+            // stdout is the one written to.
+            sources.push((stdout_read, Stream::Combined, libc::STDOUT_FILENO));
+        }
+    }
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            let program = program.to_string_lossy().into_owned();
+            let mut run = skeleton(&opts, sup, started);
+            run.waiting = sup.waited.clone().map(|mut w| {
+                w.ended = Some(started);
+                w
+            });
+            launch_failed(&mut run, &opts, &cwd, &program, &source);
+            run.config_files = config_files;
+            run.inputs = inputs;
+            run.stdin = stdin.to_string();
+            sink.finished(&run);
+            return Err(RecordError::Spawn { program, source });
+        }
+    };
     // Close our copies of the child's ends (held by `cmd`), or end of file
     // would never come.
     drop(cmd);
@@ -265,17 +323,14 @@ pub fn record_supervised(
     let hostname = host::hostname();
     let mut fqdn = host::FqdnLookup::start(hostname.clone());
 
-    let sources: Vec<Source> = [
-        (stdout_read, Stream::Stdout, libc::STDOUT_FILENO),
-        (stderr_read, Stream::Stderr, libc::STDERR_FILENO),
-    ]
-    .into_iter()
-    .map(|(fd, stream, copy_to)| Source {
-        fd,
-        stream,
-        copy_to,
-    })
-    .collect();
+    let sources: Vec<Source> = sources
+        .into_iter()
+        .map(|(fd, stream, copy_to)| Source {
+            fd,
+            stream,
+            copy_to,
+        })
+        .collect();
 
     let sink = Mutex::new(sink);
     let (mut run, captured, waited) = std::thread::scope(|scope| {
@@ -327,6 +382,7 @@ pub fn record_supervised(
         run.container = fingerprint::container_id();
         run.output.stdout_tty = stdout_tty;
         run.output.stderr_tty = stderr_tty;
+        run.output.combined = combined;
         guard.started(&run);
         drop(guard);
 
@@ -344,6 +400,10 @@ pub fn record_supervised(
     });
     let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     run.eviction = forwarder.eviction();
+    run.forwarded = forwarder.forwarded();
+    let (orphans, killed) = forwarder.orphans(sup.kill_orphans);
+    run.orphans = orphans;
+    run.orphans_killed = killed;
     drop(forwarder);
     run.warnings.extend(std::mem::take(
         &mut *watch_warnings.lock().unwrap_or_else(|e| e.into_inner()),
@@ -385,6 +445,57 @@ pub fn record_supervised(
     run.fingerprint = Some(hash);
     sink.finished(&run);
     Ok(run)
+}
+
+/// Fills in the record of a command that could not be started: failed,
+/// with the exit code a shell gives (127 not found, 126 anything else), the
+/// reason, and the same identity (host, user, working directory,
+/// environment) as a run that started; it starts and ends at once.
+fn launch_failed(
+    run: &mut Run,
+    opts: &RunOptions,
+    cwd: &std::io::Result<PathBuf>,
+    program: &str,
+    error: &std::io::Error,
+) {
+    run.state = RunState::Failed;
+    run.ended = Some(run.started);
+    run.exit = Some(ExitStatus {
+        code: Some(launch_exit_code(error)),
+        ..ExitStatus::default()
+    });
+    run.launch_error = Some(format!("cannot run `{program}`: {error}"));
+    match cwd {
+        Ok(p) => run.cwd = p.to_string_lossy().into_owned(),
+        Err(error) => run
+            .warnings
+            .push(format!("working directory unknown: {error}")),
+    }
+    let hostname = host::hostname();
+    run.host = plumb_model::HostInfo {
+        fqdn: hostname.clone(),
+        hostname,
+        ips: host::non_loopback_ips(),
+    };
+    run.user = host::user_info();
+    run.env = std::env::vars_os()
+        .map(|(k, v)| {
+            let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+            let value = opts.redactor.redact(&k, &v);
+            (k.into_owned(), value)
+        })
+        .collect();
+}
+
+/// The exit code a shell reports for a command it could not start: 127
+/// when the program was not found, 126 when it was found but could not be
+/// executed.
+pub fn launch_exit_code(error: &std::io::Error) -> i32 {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
 }
 
 /// What a run's record takes from the options and the supervision alone:
@@ -434,17 +545,13 @@ const FQDN_WAIT_AT_START: Duration = Duration::from_millis(5);
 /// little.
 const FQDN_WAIT_AT_END: Duration = Duration::from_millis(50);
 
-/// The run's name: the one given, else the program's base name.
+/// The run's name: the one given, else one derived from the command line
+/// ([`crate::name::default_name`]: the script, not the interpreter).
 fn run_name(opts: &RunOptions) -> String {
-    if let Some(name) = &opts.name {
-        return name.clone();
+    match &opts.name {
+        Some(name) => name.clone(),
+        None => crate::name::default_name(&opts.argv),
     }
-    let program = Path::new(&opts.argv[0]);
-    program
-        .file_name()
-        .unwrap_or(program.as_os_str())
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Where one of the child's output streams goes.
@@ -472,12 +579,58 @@ impl Output {
     }
 
     /// The child's end, and the recorder's.
-    fn split(self) -> (Stdio, OwnedFd) {
+    fn split(self) -> (OwnedFd, OwnedFd) {
         match self {
-            Output::Pty(p) => (Stdio::from(p.slave), p.master),
-            Output::Pipe(r, w) => (Stdio::from(w), r),
+            Output::Pty(p) => (p.slave, p.master),
+            Output::Pipe(r, w) => (w, r),
         }
     }
+}
+
+/// Whether descriptors `a` and `b` lead to the same place: the same file,
+/// pipe or terminal (same device and inode). For a regular file they must
+/// also share one open file description (`> f 2>&1`, one offset) or both
+/// append (`>> f 2>> f`); `> f 2> f` opens the file twice, and the two
+/// streams then overwrite each other, which only separate channels
+/// reproduce. Where the kernel cannot
+/// tell (kcmp(2) refused), the same inode is taken as the same place.
+pub(crate) fn same_destination(a: RawFd, b: RawFd) -> bool {
+    let stat = |fd: RawFd| {
+        // SAFETY: fstat writes into a stat we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
+    };
+    let (Some(sa), Some(sb)) = (stat(a), stat(b)) else {
+        return false;
+    };
+    if sa.st_dev != sb.st_dev || sa.st_ino != sb.st_ino {
+        return false;
+    }
+    if (sa.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        return true;
+    }
+    // Two descriptions that both append (`>> f 2>> f`) write in the order
+    // of the writes, as one channel does.
+    // SAFETY: F_GETFL only reads the descriptors' flags.
+    let appends = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_APPEND != 0;
+    if appends(a) && appends(b) {
+        return true;
+    }
+    // SAFETY: kcmp only compares kernel objects of our own process.
+    let pid = unsafe { libc::getpid() };
+    const KCMP_FILE: libc::c_long = 0;
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid as libc::c_long,
+            pid as libc::c_long,
+            KCMP_FILE,
+            a as libc::c_long,
+            b as libc::c_long,
+        )
+    };
+    // 0: the same open file description; -1: kcmp is not available here.
+    rc <= 0
 }
 
 fn is_tty(fd: RawFd) -> bool {
@@ -576,7 +729,7 @@ mod tests {
     }
 
     #[test]
-    fn name_defaults_to_the_program_base_name() {
+    fn name_defaults_to_the_script_and_a_given_name_wins() {
         let opts = RunOptions {
             argv: vec!["/usr/bin/python3".into(), "x.py".into()],
             name: None,
@@ -591,6 +744,11 @@ mod tests {
             extra_env: Vec::new(),
             run_id: plumb_model::new_id(),
         };
-        assert_eq!(run_name(&opts), "python3");
+        assert_eq!(run_name(&opts), "x");
+        let named = RunOptions {
+            name: Some("nightly".into()),
+            ..opts
+        };
+        assert_eq!(run_name(&named), "nightly");
     }
 }

@@ -425,6 +425,7 @@ fn identity_and_resource_use_are_recorded() {
 struct Collect {
     started: usize,
     finished: usize,
+    runs: Vec<Run>,
 }
 
 impl Sink for Collect {
@@ -433,8 +434,9 @@ impl Sink for Collect {
     }
     fn output(&mut self, _stream: Stream, _seq: u64, _time: Timestamp, _data: &[u8]) {}
     fn fingerprint(&mut self, _hash: &str, _fingerprint: &Fingerprint) {}
-    fn finished(&mut self, _run: &Run) {
+    fn finished(&mut self, run: &Run) {
         self.finished += 1;
+        self.runs.push(run.clone());
     }
 }
 
@@ -483,7 +485,24 @@ fn a_missing_or_non_executable_program_is_a_spawn_error() {
         record(options(Vec::new()), &mut sink),
         Err(RecordError::NoCommand)
     ));
-    assert_eq!((sink.started, sink.finished), (0, 0));
+    // Both failures were recorded as finished runs; no command, nothing.
+    assert_eq!((sink.started, sink.finished), (0, 2));
+    let [missing, denied] = &sink.runs[..] else {
+        panic!("two runs recorded");
+    };
+    assert_eq!(missing.state, plumb_model::RunState::Failed);
+    assert_eq!(missing.exit.as_ref().and_then(|e| e.code), Some(127));
+    assert!(
+        missing
+            .launch_error
+            .as_deref()
+            .unwrap()
+            .contains("No such file"),
+        "{missing:?}"
+    );
+    assert_eq!(missing.ended, Some(missing.started));
+    assert_eq!(denied.exit.as_ref().and_then(|e| e.code), Some(126));
+    assert!(!denied.cwd.is_empty() && !denied.env.is_empty());
 
     // The recording process maps them as a shell does.
     let mut rec = Recording::new(&[], &["/nonexistent/plumb-no-such-program"]);

@@ -77,7 +77,7 @@ impl Store {
         let limit = q.limit.clamp(1, 1000);
         let mut sql = String::from(
             "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal, \
-             json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts') \
+             json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts'), json_extract(record, '$.launch_error') \
              FROM runs WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
@@ -140,6 +140,7 @@ impl Store {
                     signal: r.get(7)?,
                     attempt: r.get::<_, Option<u32>>(8)?.unwrap_or(1),
                     max_attempts: r.get(9)?,
+                    launch_error: r.get(10)?,
                 },
             ))
         })?;

@@ -73,7 +73,8 @@ pub fn default_dir() -> PathBuf {
 
 /// Makes a store made by an older plumb (or under a loose umask) private:
 /// the directory 0700, the database, its WAL and shared-memory files 0600.
-/// Only files this user owns are changed, and each change is said once.
+/// Only files this user owns are changed (quietly: a warning on the
+/// program's stderr would change what a recorded run looks like).
 fn tighten_modes(dir: &Path) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -91,7 +92,7 @@ fn tighten_modes(dir: &Path) {
         let mode = m.mode() & 0o777;
         if m.uid() == uid && mode & !want != 0 {
             match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want)) {
-                Ok(()) => tracing::warn!(
+                Ok(()) => tracing::debug!(
                     path = %p.display(),
                     "made private (mode {want:o}, was {mode:o}): it holds environments, command lines and output"
                 ),

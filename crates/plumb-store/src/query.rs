@@ -52,6 +52,10 @@ pub struct RunSummary {
     /// How many attempts the retry policy allowed, when retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// Why the command could not be started, when it could not
+    /// ([`plumb_model::Run::launch_error`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_error: Option<String>,
 }
 
 /// What `search` looks for and where.
@@ -94,7 +98,7 @@ impl Store {
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let mut sql = String::from(
             "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal, \
-             json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts') \
+             json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts'), json_extract(record, '$.launch_error') \
              FROM runs WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
@@ -144,6 +148,7 @@ impl Store {
                     signal: r.get(7)?,
                     attempt: r.get::<_, Option<u32>>(8)?.unwrap_or(1),
                     max_attempts: r.get(9)?,
+                    launch_error: r.get(10)?,
                 },
             ))
         })?;
@@ -214,7 +219,7 @@ impl Store {
     ) -> Result<()> {
         let streams: Vec<Stream> = match only {
             Some(s) => vec![s],
-            None => vec![Stream::Stdout, Stream::Stderr],
+            None => Stream::ALL.to_vec(),
         };
         // Per stream: the chunks not yet replayed, decoded one at a time.
         let mut pending: Vec<(Stream, std::collections::VecDeque<ChunkMeta>)> = Vec::new();
@@ -282,8 +287,11 @@ impl Store {
             args.push(Value::Text(r.to_string()));
         }
         if let Some(s) = opts.stream {
-            sql.push_str(" AND stream = ?");
+            // Combined output holds stdout and stderr both, so a search of
+            // either looks at it too; its hits say `combined`.
+            sql.push_str(" AND stream IN (?, ?)");
             args.push(Value::Integer(s.as_u8() as i64));
+            args.push(Value::Integer(Stream::Combined.as_u8() as i64));
         }
         if let Some(t) = opts.since {
             sql.push_str(" AND t_max >= ?");
@@ -424,6 +432,9 @@ fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkMeta> {
 pub struct OutputCursor {
     stdout: Option<i64>,
     stderr: Option<i64>,
+    /// Absent from cursors of older clients, which knew no combined stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    combined: Option<i64>,
 }
 
 impl OutputCursor {
@@ -431,12 +442,14 @@ impl OutputCursor {
         match s {
             Stream::Stdout => self.stdout,
             Stream::Stderr => self.stderr,
+            Stream::Combined => self.combined,
         }
     }
     fn set_last_part(&mut self, s: Stream, seq: i64) {
         match s {
             Stream::Stdout => self.stdout = Some(seq),
             Stream::Stderr => self.stderr = Some(seq),
+            Stream::Combined => self.combined = Some(seq),
         }
     }
 }

@@ -235,7 +235,7 @@ struct Worker {
     told_lost: bool,
     target: Target,
     run: Option<Run>,
-    builders: [ChunkBuilder; 2],
+    builders: [ChunkBuilder; 3],
     sealed: Vec<SealedChunk>,
     last_write: Instant,
     fingerprint: Option<(String, Box<Fingerprint>)>,
@@ -264,6 +264,7 @@ impl Worker {
             builders: [
                 ChunkBuilder::with_policy(Stream::Stdout, INDEX_POLICY),
                 ChunkBuilder::with_policy(Stream::Stderr, INDEX_POLICY),
+                ChunkBuilder::with_policy(Stream::Combined, INDEX_POLICY),
             ],
             sealed: Vec::new(),
             last_write: Instant::now(),
@@ -732,7 +733,7 @@ impl Compressors {
         &mut self,
         wait: bool,
         sealed: &mut Vec<SealedChunk>,
-        builders: &mut [ChunkBuilder; 2],
+        builders: &mut [ChunkBuilder; 3],
         free: &SyncSender<Vec<u8>>,
     ) {
         loop {
@@ -773,7 +774,7 @@ impl Drop for Compressors {
 /// it has fewer than two spare (it needs them for carried-over lines), else
 /// to the capture through [`RunWriter::lend`].
 fn recycle(
-    builders: &mut [ChunkBuilder; 2],
+    builders: &mut [ChunkBuilder; 3],
     free: &SyncSender<Vec<u8>>,
     stream: Stream,
     buf: Vec<u8>,

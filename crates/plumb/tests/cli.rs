@@ -949,3 +949,353 @@ fn planted_secrets_reach_no_file_plumb_writes() {
             .any(|p| p.to_string_lossy().ends_with(".spool"))
     );
 }
+
+/// The C program of the output-order tests: write(2) calls alternating
+/// between stdout and stderr, some of them partial lines, so any reordering
+/// or gluing across the streams shows.
+const ALTERNATE_C: &str = r#"
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    char b[64];
+    for (int i = 0; i < 300; i++) {
+        int n = snprintf(b, sizeof b, "out %d\n", i);
+        write(1, b, n);
+        n = snprintf(b, sizeof b, "err %d\n", i);
+        write(2, b, n);
+        if (i % 50 == 0) {
+            write(1, "par", 3);
+            write(2, "tial\n", 5);
+        }
+    }
+    return 3;
+}
+"#;
+
+/// The programs of the output-order tests, as shell words: Python
+/// (unbuffered), a C program compiled here with gcc, and a shell.
+fn alternating_programs(dir: &std::path::Path) -> Vec<(String, String)> {
+    let py = dir.join("order.py");
+    std::fs::write(
+        &py,
+        "import sys\nfor i in range(300):\n    print('out', i)\n    print('err', i, file=sys.stderr)\n",
+    )
+    .unwrap();
+    let c = dir.join("alternate.c");
+    std::fs::write(&c, ALTERNATE_C).unwrap();
+    let exe = dir.join("alternate");
+    let gcc = Command::new("gcc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&c)
+        .output()
+        .expect("gcc is needed for this test");
+    assert!(gcc.status.success(), "gcc: {}", stderr(&gcc));
+    vec![
+        (
+            "python".into(),
+            format!("env PYTHONUNBUFFERED=1 python3 {}", py.display()),
+        ),
+        ("c".into(), exe.display().to_string()),
+        (
+            "shell".into(),
+            "sh -c 'i=0; while [ $i -lt 300 ]; do echo out $i; echo err $i >&2; i=$((i+1)); done; printf end'"
+                .into(),
+        ),
+    ]
+}
+
+/// Runs a shell command line (with its redirections) in the home's
+/// directory, with the home's environment.
+fn sh_line(home: &Home, line: &str) -> Output {
+    let mut c = Command::new("sh");
+    c.args(["-c", line])
+        .env("PLUMB_HOME", home.path())
+        .env("PLUMB_SPOOL", home.dir.path().join("spool"))
+        .env_remove("PLUMB_CONFIG")
+        .current_dir(home.dir.path())
+        .stdin(Stdio::null());
+    c.output().unwrap()
+}
+
+#[test]
+fn output_to_one_file_or_pipe_keeps_the_order_of_both_streams() {
+    let home = Home::new();
+    let dir = home.dir.path().to_path_buf();
+    for (what, program) in alternating_programs(&dir) {
+        for (how, redirect) in [
+            ("file", "> {f} 2>&1"),
+            ("appending", ">> {f} 2>> {f}"),
+            ("pipe", "2>&1 | cat > {f}"),
+        ] {
+            let direct_f = dir.join(format!("{what}-{how}-direct.txt"));
+            let plumb_f = dir.join(format!("{what}-{how}-plumb.txt"));
+            let d = sh_line(
+                &home,
+                &format!(
+                    "{program} {}",
+                    redirect.replace("{f}", &direct_f.display().to_string())
+                ),
+            );
+            let p = sh_line(
+                &home,
+                &format!(
+                    "{PLUMB} run -- {program} {}",
+                    redirect.replace("{f}", &plumb_f.display().to_string())
+                ),
+            );
+            assert_eq!(
+                p.status.code(),
+                d.status.code(),
+                "{what} {how}: {}",
+                stderr(&p)
+            );
+            let (direct, recorded) = (
+                std::fs::read(&direct_f).unwrap(),
+                std::fs::read(&plumb_f).unwrap(),
+            );
+            assert!(direct.len() > 3000, "{what} {how}: the program ran");
+            assert_eq!(
+                String::from_utf8_lossy(&recorded),
+                String::from_utf8_lossy(&direct),
+                "{what} {how}: byte for byte as run directly"
+            );
+            let run = home.json(&["show", "last", "--json"]);
+            assert_eq!(run["run"]["output"]["combined"], true, "{what} {how}");
+            assert_eq!(run["run"]["output"]["stdout_bytes"], direct.len());
+            let logs = home.run(&["logs", "last"]);
+            assert_eq!(
+                logs.stdout, direct,
+                "{what} {how}: plumb logs replays the same order"
+            );
+            // Every line is labelled combined, none is glued or half.
+            let t = home.run(&["logs", "last", "--timestamps"]);
+            let text = String::from_utf8_lossy(&t.stdout).into_owned();
+            let direct_lines: Vec<&str> = std::str::from_utf8(&direct).unwrap().lines().collect();
+            let labelled: Vec<&str> = text
+                .lines()
+                .map(|l| {
+                    let rest = l.split_once(' ').expect("time").1;
+                    rest.strip_prefix("combined ")
+                        .unwrap_or_else(|| panic!("{what} {how}: {l}"))
+                })
+                .collect();
+            assert_eq!(labelled, direct_lines, "{what} {how}");
+            // Asking for one stream of a combined run says why it gets both.
+            let one = home.run(&["logs", "last", "--stream", "stderr"]);
+            assert_eq!(one.stdout, direct);
+            assert!(stderr(&one).contains("combined"), "{}", stderr(&one));
+        }
+    }
+    // The failure of a combined run is still parsed from its tail.
+    let py = dir.join("boom.py");
+    std::fs::write(&py, "print('working')\nraise ValueError('bad input 42')\n").unwrap();
+    let o = sh_line(
+        &home,
+        &format!(
+            "{PLUMB} run -- python3 {} > {}/boom.txt 2>&1",
+            py.display(),
+            dir.display()
+        ),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let run = home.json(&["show", "last", "--json"]);
+    assert_eq!(run["run"]["output"]["combined"], true);
+    assert_eq!(run["run"]["exception"]["type"], "ValueError");
+}
+
+#[test]
+fn separate_files_keep_each_stream_exact_and_logs_never_glue_them() {
+    let home = Home::new();
+    let dir = home.dir.path().to_path_buf();
+    for (what, program) in alternating_programs(&dir) {
+        let d = sh_line(&home, &format!("{program} > d.out 2> d.err"));
+        let p = sh_line(&home, &format!("{PLUMB} run -- {program} > p.out 2> p.err"));
+        assert_eq!(p.status.code(), d.status.code(), "{what}");
+        for s in ["out", "err"] {
+            assert_eq!(
+                std::fs::read(dir.join(format!("p.{s}"))).unwrap(),
+                std::fs::read(dir.join(format!("d.{s}"))).unwrap(),
+                "{what} std{s}"
+            );
+        }
+        let run = home.json(&["show", "last", "--json"]);
+        assert!(run["run"]["output"].get("combined").is_none(), "{run}");
+        let logs = home.run(&["logs", "last", "--stream", "stderr"]);
+        assert_eq!(
+            logs.stdout,
+            std::fs::read(dir.join("d.err")).unwrap(),
+            "{what}"
+        );
+    }
+    // A partial stdout line, then a stderr line, then the rest of the
+    // stdout line: each labelled line holds one stream's bytes only.
+    let script = "printf part; sleep 0.3; echo 'err line' >&2; sleep 0.3; echo ial";
+    let p = sh_line(
+        &home,
+        &format!("{PLUMB} run -- sh -c \"{script}\" > p.out 2> p.err"),
+    );
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert_eq!(std::fs::read(dir.join("p.out")).unwrap(), b"partial\n");
+    let t = home.run(&["logs", "last", "--timestamps"]);
+    let text = String::from_utf8_lossy(&t.stdout).into_owned();
+    let labelled: Vec<(&str, &str)> = text
+        .lines()
+        .map(|l| {
+            let rest = l.split_once(' ').expect("time").1;
+            rest.split_once(' ').unwrap_or((rest, ""))
+        })
+        .collect();
+    assert_eq!(
+        labelled,
+        [
+            ("stdout", "part"),
+            ("stderr", "err line"),
+            ("stdout", "ial")
+        ],
+        "{text}"
+    );
+}
+
+/// Opens a pty pair for the test's own use: (master, slave).
+fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty fills both descriptors.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh descriptors owned by nobody else.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// Runs `line` through `sh -c` with stdout and stderr on one new terminal
+/// and returns what the terminal showed.
+fn on_terminal(home: &Home, line: &str) -> Vec<u8> {
+    use std::io::Read;
+    let (master, slave) = openpty();
+    let mut c = Command::new("sh");
+    c.args(["-c", line])
+        .env("PLUMB_HOME", home.path())
+        .env("PLUMB_SPOOL", home.dir.path().join("spool"))
+        .env_remove("PLUMB_CONFIG")
+        .current_dir(home.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let reader = std::thread::spawn(move || {
+        let mut file = std::fs::File::from(master);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => break, // EIO once every slave is closed.
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{line} did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    reader.join().unwrap()
+}
+
+#[test]
+fn output_to_one_terminal_keeps_the_order_of_both_streams() {
+    let home = Home::new();
+    let dir = home.dir.path().to_path_buf();
+    for (what, program) in alternating_programs(&dir) {
+        let direct = on_terminal(&home, &program);
+        let recorded = on_terminal(&home, &format!("{PLUMB} run -- {program}"));
+        assert!(direct.len() > 3000, "{what}");
+        assert_eq!(
+            String::from_utf8_lossy(&recorded),
+            String::from_utf8_lossy(&direct),
+            "{what}: the terminal shows what it shows when run directly"
+        );
+        let run = home.json(&["show", "last", "--json"]);
+        assert_eq!(run["run"]["output"]["combined"], true, "{what}");
+        assert_eq!(run["run"]["output"]["stdout_tty"], true, "{what}");
+        // The terminal turned \n into \r\n; the record has the bytes the
+        // program wrote.
+        let logs = home.run(&["logs", "last"]);
+        assert_eq!(
+            logs.stdout,
+            direct
+                .split(|&b| b == b'\r')
+                .flatten()
+                .copied()
+                .collect::<Vec<u8>>(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn commands_that_cannot_start_are_recorded_as_failed_with_the_reason() {
+    let home = Home::new();
+    let o = home.run(&["run", "--tag", "k=v", "--", "/nonexistent/cmd", "--flag"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        stderr(&o).contains("cannot run `/nonexistent/cmd`"),
+        "{}",
+        stderr(&o)
+    );
+    let script = home.dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let o = home.run(&["run", "--", script.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(126));
+    assert!(stderr(&o).contains("not-executable.sh"), "{}", stderr(&o));
+
+    let runs = home.json(&["ls", "--json"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for (r, code, reason) in [
+        (&runs[0], 126, "Permission denied"),
+        (&runs[1], 127, "No such file or directory"),
+    ] {
+        assert_eq!(r["state"], "failed");
+        assert_eq!(r["exit_code"], code);
+        assert!(r["launch_error"].as_str().unwrap().contains(reason), "{r}");
+        assert_eq!(r["started"], r["ended"]);
+    }
+    let text = String::from_utf8(home.run(&["ls"]).stdout).unwrap();
+    assert!(text.contains("cannot run `/nonexistent/cmd`"), "{text}");
+
+    let shown = home.json(&["show", runs[1]["id"].as_str().unwrap(), "--json"]);
+    let run = &shown["run"];
+    assert_eq!(
+        run["argv"],
+        serde_json::json!(["/nonexistent/cmd", "--flag"])
+    );
+    assert_eq!(run["tags"]["k"], "v");
+    assert_eq!(run["cwd"], home.dir.path().to_str().unwrap());
+    assert!(!run["host"]["hostname"].as_str().unwrap().is_empty());
+    assert!(run["env"].as_object().unwrap().contains_key("PLUMB_HOME"));
+    let text = String::from_utf8(home.run(&["show", "last~1"]).stdout).unwrap();
+    assert!(
+        text.contains("launch    failed: cannot run `/nonexistent/cmd`: No such file"),
+        "{text}"
+    );
+}

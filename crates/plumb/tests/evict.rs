@@ -879,3 +879,172 @@ fn python_worker_is_evicted_saves_is_retried_and_resumes_to_the_same_result() {
     assert_eq!(runs[1]["attempt"], 2);
     assert_eq!(runs[1]["first_attempt"], runs[0]["id"]);
 }
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
+    !stat.is_empty() && state != Some("Z")
+}
+
+/// Reads `pid N` lines from the run's stdout until `count` pids were seen
+/// (bounded), then waits for `ready`.
+fn pids(run: &Running, count: usize) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.len() < count && Instant::now() < deadline {
+        if let Ok((_, line)) = run.stdout.recv_timeout(Duration::from_secs(1))
+            && let Some(pid) = line.strip_prefix("pid ")
+        {
+            pids.push(pid.trim().parse::<i32>().unwrap());
+        }
+    }
+    assert_eq!(pids.len(), count, "the program printed its pids: {pids:?}");
+    pids
+}
+
+/// A Python program that prints its pid, ignores SIGTERM (as a program
+/// that saves and goes on, or a careless one) and runs for a minute.
+const STUBBORN: &str = "import os, signal, sys, time\n\
+signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+if 'setsid' in sys.argv: os.setsid()\n\
+print('pid', os.getpid(), flush=True)\n\
+time.sleep(60)\n";
+
+#[test]
+fn eviction_reaches_a_grandchild_behind_a_shell_and_one_that_made_its_own_session() {
+    let home = Home::new();
+    let py = home.dir.path().join("stubborn.py");
+    std::fs::write(&py, STUBBORN).unwrap();
+    for setsid in [false, true] {
+        let script = format!(
+            "python3 {} {}; echo after",
+            py.display(),
+            if setsid { "setsid" } else { "" }
+        );
+        let run = home.spawn(&["run", "--grace", "1s", "--", "sh", "-c", &script]);
+        let grandchild = pids(&run, 1)[0];
+        run.signal(libc::SIGTERM);
+        let (code, out, err) = run.finish();
+        assert!(!out.contains("after"), "{out}");
+        assert!(code.is_some(), "{err}");
+        assert!(
+            !alive(grandchild),
+            "setsid={setsid}: the grandchild {grandchild} outlived plumb"
+        );
+        let r = home.runs().pop().unwrap();
+        assert_eq!(r["state"], "evicted", "{r}");
+        let e = &r["eviction"];
+        assert_eq!(
+            e["signalled"], 2,
+            "the shell and python got the warning: {e}"
+        );
+        assert_eq!(e["killed"], 1, "python ignored it and was killed: {e}");
+        assert_eq!(e["grace_expired"], true);
+        let shown = text(&home.run(&["show", "last"]).stdout);
+        assert!(
+            shown.contains("SIGTERM signalled 2 processes, 1 SIGKILLed"),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn eviction_reaches_every_worker_of_a_multiprocessing_pool() {
+    let home = Home::new();
+    let py = home.dir.path().join("pool.py");
+    std::fs::write(
+        &py,
+        r"import multiprocessing as mp, os, signal, time
+def work(i):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # One write per line: the workers share the pipe.
+    os.write(1, b'pid %d\n' % os.getpid())
+    time.sleep(60)
+if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with mp.get_context('fork').Pool(3) as p:
+        p.map(work, range(3), chunksize=1)
+",
+    )
+    .unwrap();
+    let run = home.spawn(&[
+        "run",
+        "--grace",
+        "1s",
+        "--",
+        "python3",
+        py.to_str().unwrap(),
+    ]);
+    let workers = pids(&run, 3);
+    run.signal(libc::SIGTERM);
+    let (code, _, err) = run.finish();
+    assert_eq!(code, Some(137), "{err}");
+    for w in &workers {
+        assert!(!alive(*w), "worker {w} outlived plumb");
+    }
+    let r = home.runs().pop().unwrap();
+    let e = &r["eviction"];
+    assert_eq!(e["signalled"], 4, "the parent and its three workers: {e}");
+    assert_eq!(e["killed"], 4, "{e}");
+    assert_eq!(r["name"], "pool");
+}
+
+#[test]
+fn an_interrupt_reaches_every_process_of_the_run() {
+    let home = Home::new();
+    let py = home.dir.path().join("sleeper.py");
+    std::fs::write(
+        &py,
+        "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(60)\n",
+    )
+    .unwrap();
+    let script = format!("python3 {}; echo after", py.display());
+    let run = home.spawn(&["run", "--", "sh", "-c", &script]);
+    let grandchild = pids(&run, 1)[0];
+    run.signal(libc::SIGINT);
+    let (_, _, err) = run.finish();
+    assert!(!alive(grandchild), "python outlived the interrupt: {err}");
+    let r = home.runs().pop().unwrap();
+    assert_eq!(r["forwarded"][0]["signal"], "SIGINT", "{r}");
+    assert_eq!(r["forwarded"][0]["processes"], 2, "{r}");
+}
+
+#[test]
+fn an_orphan_left_at_a_normal_end_is_reported_and_killed_only_when_asked() {
+    let home = Home::new();
+    let script = "sleep 30 >/dev/null 2>&1 & echo pid $!; exit 0";
+    for kill in [false, true] {
+        let mut args = vec!["run"];
+        if kill {
+            args.push("--kill-orphans");
+        }
+        args.extend(["--", "sh", "-c", script]);
+        let run = home.spawn(&args);
+        let orphan = pids(&run, 1)[0];
+        let (code, _, err) = run.finish();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            err.contains("plumb: the command left 1 process running"),
+            "{err}"
+        );
+        assert!(err.contains(&format!("{orphan} (sleep 30)")), "{err}");
+        let r = home.runs().pop().unwrap();
+        assert_eq!(r["orphans"][0]["pid"], orphan, "{r}");
+        assert_eq!(r["orphans"][0]["command"], "sleep 30");
+        if kill {
+            assert_eq!(r["orphans_killed"], true);
+            assert!(!alive(orphan), "--kill-orphans killed {orphan}");
+        } else {
+            assert!(r.get("orphans_killed").is_none(), "{r}");
+            assert!(alive(orphan), "without --kill-orphans {orphan} runs on");
+            // SAFETY: the test's own orphan, alive just above.
+            unsafe { libc::kill(orphan, libc::SIGKILL) };
+        }
+    }
+}

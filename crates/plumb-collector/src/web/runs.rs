@@ -518,9 +518,19 @@ async fn run_page(
         &mut b,
         "output",
         &format!(
-            "{} stdout, {} stderr, {} lines{}",
-            bytes(r.output.stdout_bytes),
-            bytes(r.output.stderr_bytes),
+            "{}, {} lines{}",
+            if r.output.combined {
+                format!(
+                    "{} stdout and stderr combined (they went to the same place)",
+                    bytes(r.output.stdout_bytes)
+                )
+            } else {
+                format!(
+                    "{} stdout, {} stderr",
+                    bytes(r.output.stdout_bytes),
+                    bytes(r.output.stderr_bytes)
+                )
+            },
             r.output.lines,
             if r.output.dropped_bytes > 0 {
                 format!(", {} dropped", bytes(r.output.dropped_bytes))
@@ -531,6 +541,25 @@ async fn run_page(
     );
     if let Some(h) = &r.fingerprint {
         kv(&mut b, "fingerprint", h);
+    }
+    if let Some(e) = &r.launch_error {
+        kv(&mut b, "launch failed", e);
+    }
+    if !r.orphans.is_empty() {
+        let list: Vec<String> = r
+            .orphans
+            .iter()
+            .map(|o| format!("{} {}", o.pid, o.command))
+            .collect();
+        kv(
+            &mut b,
+            if r.orphans_killed {
+                "orphans (killed)"
+            } else {
+                "orphans left running"
+            },
+            &list.join("; "),
+        );
     }
     for w in &r.warnings {
         kv(&mut b, "warning", w);
@@ -610,12 +639,21 @@ async fn run_page(
         if live { " data-live=\"1\"" } else { "" }
     );
     let mut anchors = std::collections::HashSet::new();
+    // A read of one stream that follows an unfinished line of the other
+    // starts on a line of its own: run directly, the two would have glued
+    // on a terminal, but the page labels each stream and must not show one
+    // line made of both.
+    let mut open_line: Option<Stream> = None;
     for seg in &v.output {
         let t = seg.time.as_nanos();
-        let class = if seg.stream == Stream::Stderr {
-            " class=\"err\""
-        } else {
-            ""
+        if open_line.is_some_and(|s| s != seg.stream) {
+            b.push('\n');
+        }
+        open_line = (!seg.text.ends_with('\n') && !seg.text.is_empty()).then_some(seg.stream);
+        let class = match seg.stream {
+            Stream::Stderr => " class=\"err\"",
+            Stream::Combined => " class=\"combined\"",
+            Stream::Stdout => "",
         };
         if anchors.insert(t) {
             let _ = write!(b, "<span id=\"t{t}\"{class}>{}</span>", esc(&seg.text));

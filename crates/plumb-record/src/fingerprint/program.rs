@@ -72,6 +72,13 @@ pub(crate) fn run_limited(mut cmd: Command, limit: Duration) -> Option<Output> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // Registered as a helper while it lives, with the registry held across
+    // the spawn: the recorder reaps children that belong to no run (orphans
+    // re-parented to it), and must never reap this one before
+    // `wait_with_output` does.
+    let mut helpers = crate::tree::HELPERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(error) => {
@@ -80,9 +87,16 @@ pub(crate) fn run_limited(mut cmd: Command, limit: Duration) -> Option<Output> {
         }
     };
     let pid = child.id();
+    helpers.push(pid as libc::pid_t);
+    drop(helpers);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
+        let out = child.wait_with_output();
+        crate::tree::HELPERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&p| p != pid as libc::pid_t);
+        let _ = tx.send(out);
     });
     match rx.recv_timeout(limit) {
         Ok(Ok(out)) => Some(out),

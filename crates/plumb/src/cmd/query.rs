@@ -110,7 +110,9 @@ pub struct LogsArgs {
     pub source: SourceArgs,
     /// A run id, a unique prefix of one, `last` or `last~N`.
     pub run: String,
-    /// Only this stream (stdout or stderr).
+    /// Only this stream (stdout or stderr). A run whose stdout and stderr
+    /// went to the same place was recorded as one combined stream, which
+    /// is shown whole (with a note) whichever is asked for.
     #[arg(long)]
     pub stream: Option<Stream>,
     /// Keep printing new output until the run ends.
@@ -147,7 +149,8 @@ pub struct SearchArgs {
     /// Only output of this run.
     #[arg(long)]
     pub run: Option<String>,
-    /// Only this stream.
+    /// Only this stream (stdout or stderr; combined output, which holds
+    /// both, matches either).
     #[arg(long)]
     pub stream: Option<Stream>,
     /// Only output within this long ago (`90s`, `2h`, `3d`).
@@ -263,9 +266,14 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
             None if r.attempt > 1 => r.attempt.to_string(),
             None => "-".into(),
         };
+        // A command that never started says why, after the columns.
+        let why = r
+            .launch_error
+            .as_deref()
+            .map_or(String::new(), |e| format!("  {e}"));
         writeln!(
             out,
-            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}",
+            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}{why}",
             short_id(&r.id),
             truncate(&r.name, 20),
             truncate(&r.host, 16),
@@ -348,6 +356,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             _ => {}
         }
     }
+    if let Some(e) = &run.launch_error {
+        let _ = writeln!(s, "launch    failed: {e}");
+    }
     let _ = writeln!(s, "started   {}", run.started);
     if let Some(end) = run.ended {
         let _ = writeln!(
@@ -393,6 +404,16 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
                 } else {
                     ", within the grace"
                 }
+            );
+        }
+        if e.signalled > 0 {
+            let _ = writeln!(
+                s,
+                "          {} signalled {} process{}, {} SIGKILLed",
+                e.signal,
+                e.signalled,
+                if e.signalled == 1 { "" } else { "es" },
+                e.killed
             );
         }
         if let Some(d) = &e.detail {
@@ -449,20 +470,56 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
         );
     }
     let o = &run.output;
-    let _ = writeln!(
-        s,
-        "output    stdout {} B{}  stderr {} B{}  {} lines{}",
-        o.stdout_bytes,
-        if o.stdout_tty { " (tty)" } else { "" },
-        o.stderr_bytes,
-        if o.stderr_tty { " (tty)" } else { "" },
-        o.lines,
-        if o.dropped_bytes > 0 {
-            format!("  ({} B dropped over the cap)", o.dropped_bytes)
-        } else {
-            String::new()
+    if o.combined {
+        let _ = writeln!(
+            s,
+            "output    combined {} B{} (stdout and stderr went to the same place; captured as one stream)  {} lines{}",
+            o.stdout_bytes,
+            if o.stdout_tty { " (tty)" } else { "" },
+            o.lines,
+            if o.dropped_bytes > 0 {
+                format!("  ({} B dropped over the cap)", o.dropped_bytes)
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "output    stdout {} B{}  stderr {} B{}  {} lines{}",
+            o.stdout_bytes,
+            if o.stdout_tty { " (tty)" } else { "" },
+            o.stderr_bytes,
+            if o.stderr_tty { " (tty)" } else { "" },
+            o.lines,
+            if o.dropped_bytes > 0 {
+                format!("  ({} B dropped over the cap)", o.dropped_bytes)
+            } else {
+                String::new()
+            }
+        );
+    }
+    for f in &run.forwarded {
+        let _ = writeln!(
+            s,
+            "signal    {} at {} passed to {} process{}",
+            f.signal,
+            f.time,
+            f.processes,
+            if f.processes == 1 { "" } else { "es" }
+        );
+    }
+    if !run.orphans.is_empty() {
+        let _ = writeln!(
+            s,
+            "orphans   {} left running at the end{}",
+            run.orphans.len(),
+            if run.orphans_killed { ", killed" } else { "" }
+        );
+        for o in &run.orphans {
+            let _ = writeln!(s, "          pid {} {}", o.pid, o.command);
         }
-    );
+    }
     for (title, files) in [
         ("config", &run.config_files),
         ("input", &run.inputs),
@@ -586,21 +643,44 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
 
 fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
     let id = store.resolve(&a.run)?;
+    let mut only = a.stream;
+    if let Some(asked @ (Stream::Stdout | Stream::Stderr)) = a.stream
+        && store.get_run(id)?.output.combined
+    {
+        // The child had one channel for both streams (plumb's stdout and
+        // stderr were the same place), so which bytes were stderr is not
+        // known: show all of it rather than nothing, and say so.
+        eprintln!(
+            "plumb: run {} was recorded with stdout and stderr combined (both went to the same file, pipe or terminal), so its {} cannot be told apart; showing the combined output",
+            short_id(&id),
+            asked.as_str()
+        );
+        only = Some(Stream::Combined);
+    }
     let mut cursor = OutputCursor::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut at_line_start = true;
+    // The stream whose line is unfinished on the output, if any.
+    let mut open_line: Option<Stream> = None;
     loop {
-        store.replay_output(id, a.stream, &mut cursor, &mut |stream, time, bytes| {
+        store.replay_output(id, only, &mut cursor, &mut |stream, time, bytes| {
             if !a.timestamps {
                 return out.write_all(bytes);
             }
+            // A read of one stream after an unfinished line of the other
+            // starts a labelled line of its own: a partial stdout line must
+            // never carry stderr's text under stdout's label. The rest of
+            // the unfinished line later gets a label of its own too.
+            if open_line.is_some_and(|s| s != stream) {
+                out.write_all(b"\n")?;
+                open_line = None;
+            }
             for piece in bytes.split_inclusive(|b| *b == b'\n') {
-                if at_line_start {
+                if open_line.is_none() {
                     write!(out, "{} {} ", time, stream.as_str())?;
                 }
                 out.write_all(piece)?;
-                at_line_start = piece.ends_with(b"\n");
+                open_line = (!piece.ends_with(b"\n")).then_some(stream);
             }
             Ok(())
         })?;

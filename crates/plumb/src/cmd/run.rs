@@ -19,7 +19,8 @@ use std::time::Duration;
 /// Arguments of `plumb run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run name (default: the program's base name).
+    /// Run name (default: the script or module run, e.g. `train` for
+    /// `python3 train.py`, else the program's base name).
     #[arg(long)]
     pub name: Option<String>,
     /// A tag, `key=value` (repeatable).
@@ -76,6 +77,12 @@ pub struct Args {
     /// (default: <plumb home>/checkpoints/<first attempt's id>).
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// SIGKILL the processes the command leaves running when it ends
+    /// (background jobs, daemons, workers whose parent died; found because
+    /// plumb is their subreaper). Without it they are only reported: on
+    /// the record and in a `plumb:` line on stderr.
+    #[arg(long)]
+    pub kill_orphans: bool,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -285,6 +292,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             max_attempts: (args.retries > 0).then_some(max_attempts),
             evict: evict.clone(),
             waited: None,
+            kill_orphans: args.kill_orphans,
         };
         let wait = Wait {
             backoff: backoff.take(),
@@ -301,6 +309,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 return Ok(last_code.unwrap_or(ExitCode::from(130)));
             }
         };
+        report_orphans(&run);
         let code = run.exit.as_ref().map_or(255, |e| e.shell_code());
         let code = ExitCode::from(code.clamp(0, 255) as u8);
         if attempt >= max_attempts
@@ -508,16 +517,39 @@ fn record_attempt(
     match recorded {
         Ok(run) => Ok(Attempt::Ran(Box::new(run))),
         Err(plumb_record::RecordError::Spawn { program, source }) => {
+            // The failed launch is already recorded (state failed, with the
+            // reason); the codes are a shell's: 127 not found, 126 found
+            // but not runnable.
             eprintln!("plumb: cannot run `{program}`: {source}");
-            // The codes a shell uses: 127 not found, 126 found but not runnable.
-            let code = if source.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            Ok(Attempt::NotStarted(ExitCode::from(code)))
+            let code = plumb_record::supervise::launch_exit_code(&source);
+            Ok(Attempt::NotStarted(ExitCode::from(code as u8)))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// One `plumb:` line on stderr about processes the command left running.
+fn report_orphans(run: &Run) {
+    if run.orphans.is_empty() {
+        return;
+    }
+    let list: Vec<String> = run
+        .orphans
+        .iter()
+        .map(|o| format!("{} ({})", o.pid, o.command))
+        .collect();
+    let n = run.orphans.len();
+    let what = if n == 1 { "process" } else { "processes" };
+    if run.orphans_killed {
+        eprintln!(
+            "plumb: the command left {n} {what} running; killed (--kill-orphans): {}",
+            list.join(", ")
+        );
+    } else {
+        eprintln!(
+            "plumb: the command left {n} {what} running (plumb run --kill-orphans kills them): {}",
+            list.join(", ")
+        );
     }
 }
 

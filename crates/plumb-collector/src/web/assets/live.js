@@ -42,6 +42,7 @@
     var cursor = out.getAttribute("data-cursor") || "";
     var decoder = new TextDecoder();
     var polls = 0;
+    var openLine = 0;
     var poll = function () {
       polls++;
       fetch("/api/v1/runs/" + encodeURIComponent(run) + "/output?cursor=" + encodeURIComponent(cursor),
@@ -60,7 +61,13 @@
             var len = v.getUint32(p + 9, true);
             var span = document.createElement("span");
             if (stream === 2) span.className = "err";
-            span.textContent = decoder.decode(new Uint8Array(buf, p + 13, len));
+            if (stream === 3) span.className = "combined";
+            var text = decoder.decode(new Uint8Array(buf, p + 13, len));
+            // One stream's read after the other's unfinished line starts
+            // a line of its own, as the server-rendered page does.
+            if (openLine && openLine !== stream) out.appendChild(document.createTextNode("\n"));
+            openLine = text.length && text[text.length - 1] !== "\n" ? stream : 0;
+            span.textContent = text;
             out.appendChild(span);
             p += 13 + len;
           }
