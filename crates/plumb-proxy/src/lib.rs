@@ -52,7 +52,7 @@ mod udp;
 pub use api::TOXIPROXY_VERSION;
 pub use client::{Client, ClientError};
 pub use ship::{EventShipper, LOGS_PATH};
-pub use state::{EVENT_CAPACITY, Event};
+pub use state::{DEFAULT_MAX_CONNECTIONS, EVENT_CAPACITY, Event};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,11 +117,21 @@ impl Server {
             addr: addr.to_string(),
             source,
         })?;
+        let registry = Arc::new(state::Registry::default());
+        registry.set_admin(bound);
         Ok(Server {
             listener,
             addr: bound,
-            registry: Arc::new(state::Registry::default()),
+            registry,
         })
+    }
+
+    /// How many connections each proxy serves at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); more are closed as they arrive and
+    /// counted in `plumb_proxy_connections_refused_total`. Applies to
+    /// proxies created afterwards.
+    pub fn set_max_connections_per_proxy(&self, n: u64) {
+        self.registry.set_max_connections(n);
     }
 
     /// The bound admin address.
@@ -184,6 +194,7 @@ impl Server {
 #[derive(Debug)]
 pub struct ServerHandle {
     admin_addr: SocketAddr,
+    registry: Arc<state::Registry>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -192,6 +203,11 @@ impl ServerHandle {
     /// The admin API address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// See [`Server::set_max_connections_per_proxy`].
+    pub fn set_max_connections_per_proxy(&self, n: u64) {
+        self.registry.set_max_connections(n);
     }
 
     /// A blocking client for this server's admin API.
@@ -225,7 +241,8 @@ impl Drop for ServerHandle {
 /// runtime, for programs that are not async. Returns once the admin API is
 /// bound.
 pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, Error>>();
+    type Ready = Result<(SocketAddr, Arc<state::Registry>), Error>;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let addr = admin_addr.to_string();
     let thread = std::thread::Builder::new()
@@ -250,7 +267,7 @@ pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(server.local_addr()));
+                let _ = ready_tx.send(Ok((server.local_addr(), Arc::clone(&server.registry))));
                 if let Err(error) = server
                     .serve(async {
                         let _ = stop_rx.await;
@@ -263,8 +280,9 @@ pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
         })
         .map_err(Error::Thread)?;
     match ready_rx.recv() {
-        Ok(Ok(admin_addr)) => Ok(ServerHandle {
+        Ok(Ok((admin_addr, registry))) => Ok(ServerHandle {
             admin_addr,
+            registry,
             stop: Some(stop_tx),
             thread: Some(thread),
         }),
