@@ -178,15 +178,72 @@ impl Server {
         let registry = Arc::clone(&self.registry);
         let app = api::router(Arc::clone(&self.registry));
         tracing::info!(addr = %self.addr, "proxy admin API listening");
-        let r = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(Error::Serve);
+        let r = serve_admin(self.listener, app, shutdown).await;
         for p in registry.list() {
             let _ = registry.delete(&p.name);
         }
         r
     }
+}
+
+/// How long an admin API client has to send a request's headers; also how
+/// long an idle keep-alive connection stays open.
+pub const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the admin API with a header timeout (axum::serve has none, so a
+/// client sending headers a byte at a time, or many idle connections, held
+/// connections forever), backing off on accept errors.
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut failures: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            r = listener.accept() => match r {
+                Ok((sock, _)) => {
+                    failures = 0;
+                    let app = app.clone();
+                    let mut stop = stop_rx.clone();
+                    conns.spawn(async move {
+                        let mut b = hyper::server::conn::http1::Builder::new();
+                        b.timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(ADMIN_HEADER_TIMEOUT);
+                        let conn = b.serve_connection(
+                            hyper_util::rt::TokioIo::new(sock),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        );
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => return,
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    });
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures % 100 == 1 {
+                        tracing::warn!(%error, failures, "admin API: cannot accept a connection");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }
 
 /// A server running on a thread of its own; see [`spawn`]. Dropping it shuts

@@ -503,3 +503,36 @@ fn issue_21_connections_past_a_proxy_s_cap_are_closed_and_counted() {
     }
     assert!(ok, "the proxy never served again");
 }
+
+/// Issue 21, the admin API's side: a client sending its headers a byte at a
+/// time is cut off rather than held forever.
+#[test]
+fn issue_21_the_admin_api_cuts_off_slow_headers() {
+    use std::io::Read;
+    let f = server();
+    let mut s = TcpStream::connect(f.server.admin_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let head = b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    // One byte a second, for up to 40 s; the timeout is 10 s.
+    for b in head.iter().take(40) {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            _ => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "slow headers held an admin API connection for 40 s");
+    assert_eq!(f.api.raw("GET", "/version", None).unwrap().status, 200);
+}
