@@ -432,6 +432,7 @@ fn issue_21_a_30_kb_otlp_bomb_gets_413_and_memory_stays_bounded() {
         200
     );
     let peak = serve.peak_kib();
+    eprintln!("peak memory (VmHWM) after three bombs: {} MiB", peak / 1024);
     assert!(
         peak < 512 * 1024,
         "the collector peaked at {} MiB decoding bombs",
