@@ -79,8 +79,13 @@ struct AuthInner {
 struct TokenCache {
     /// (SHA-256 of the token, role).
     tokens: Vec<([u8; 32], Role)>,
+    /// (SHA-256 of a dashboard session id, its token's role).
+    sessions: Vec<([u8; 32], Role)>,
     loaded: Option<Instant>,
 }
+
+/// How long a dashboard session lasts (the cookie's Max-Age too).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long a loaded token list is trusted before it is read again, so
 /// tokens created (or revoked) while the collector runs take effect soon.
@@ -96,6 +101,7 @@ impl Auth {
                 required,
                 cache: Mutex::new(TokenCache {
                     tokens: Vec::new(),
+                    sessions: Vec::new(),
                     loaded: None,
                 }),
             }),
@@ -107,6 +113,48 @@ impl Auth {
         let mut c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
         c.tokens = tokens;
         c.loaded = Some(Instant::now());
+    }
+
+    /// Replaces the known dashboard sessions.
+    pub fn set_sessions(&self, sessions: Vec<([u8; 32], Role)>) {
+        let mut c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.sessions = sessions;
+    }
+
+    /// Makes the next check reread tokens and sessions from the store (after
+    /// a login or logout changed them).
+    pub fn invalidate(&self) {
+        let mut c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.loaded = None;
+    }
+
+    /// Checks a dashboard session id (from the cookie) for `needed`.
+    pub fn check_session(&self, session: &str, needed: Role) -> Result<(), ApiError> {
+        if self.inner.disabled {
+            return Ok(());
+        }
+        let c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.tokens.is_empty() && !self.inner.required {
+            return Ok(());
+        }
+        let hash = crate::tokens::hash_token(session);
+        let mut found: Option<Role> = None;
+        for (h, role) in &c.sessions {
+            if crate::tokens::ct_eq(h, &hash) {
+                found = Some(*role);
+            }
+        }
+        match found {
+            Some(role) if role.allows(needed) => Ok(()),
+            Some(role) => Err(ApiError::Forbidden(format!(
+                "a {} session cannot do this: it needs a {} token",
+                role.as_str(),
+                needed.as_str()
+            ))),
+            None => Err(ApiError::Unauthorized(
+                "the dashboard session is not known (logged out, expired, or its token was revoked): log in again".into(),
+            )),
+        }
     }
 
     fn stale(&self) -> bool {
@@ -170,31 +218,45 @@ pub async fn require(state: &AppState, headers: &HeaderMap, needed: Role) -> Res
         return Ok(());
     }
     if state.auth.stale() {
-        let tokens = state.db.read(|s| s.token_hashes()).await?;
-        state.auth.set_tokens(
-            tokens
-                .into_iter()
-                .filter_map(|(h, r)| Some((h, r.parse().ok()?)))
-                .collect(),
+        let since = plumb_model::Timestamp::from_nanos(
+            plumb_model::Timestamp::now()
+                .as_nanos()
+                .saturating_sub(SESSION_LIFETIME.as_nanos() as i64),
         );
+        let (tokens, sessions) = state
+            .db
+            .read(move |s| Ok((s.token_hashes()?, s.session_hashes(since)?)))
+            .await?;
+        let parse = |v: Vec<([u8; 32], String)>| -> Vec<([u8; 32], Role)> {
+            v.into_iter()
+                .filter_map(|(h, r)| Some((h, r.parse().ok()?)))
+                .collect()
+        };
+        state.auth.set_sessions(parse(sessions));
+        state.auth.set_tokens(parse(tokens));
     }
     // The dashboard's login cookie stands in for a bearer header, for
     // reading only: a cookie is sent by the browser on its own, so it must
-    // never authorize a write (no cross-site request can ingest).
-    let presented = bearer(headers).or_else(|| {
-        (needed == Role::Viewer)
-            .then(|| cookie_token(headers))
-            .flatten()
-    });
-    state.auth.check(presented, needed)
+    // never authorize a write (no cross-site request can ingest). It holds
+    // a session id, never the token: the store keeps the id's hash, bound
+    // to the token, and revoking the token ends the session.
+    if let Some(token) = bearer(headers) {
+        return state.auth.check(Some(token), needed);
+    }
+    if needed == Role::Viewer
+        && let Some(session) = cookie_session(headers)
+    {
+        return state.auth.check_session(session, needed);
+    }
+    state.auth.check(None, needed)
 }
 
-/// The name of the dashboard's login cookie, which holds a viewer token
-/// (set by `/login`, HttpOnly, SameSite=Strict).
-pub const COOKIE: &str = "plumb_token";
+/// The name of the dashboard's login cookie, which holds a session id
+/// (set by `/login`: HttpOnly, SameSite=Strict, Secure under TLS).
+pub const COOKIE: &str = "plumb_session";
 
-/// The token in the dashboard's login cookie, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+/// The session id in the dashboard's login cookie, if any.
+pub fn cookie_session(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -204,6 +266,39 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
             let (k, v) = kv.trim().split_once('=')?;
             (k == COOKIE && !v.is_empty()).then_some(v)
         })
+}
+
+/// What every session id starts with.
+pub const SESSION_PREFIX: &str = "plumbs_";
+
+/// Opens a dashboard session for `token` (already checked): stores the
+/// hash of a new random id bound to the token's hash, and returns the id.
+pub async fn open_session(state: &AppState, token: &str) -> Result<String, ApiError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| ApiError::Internal(format!("cannot get random bytes for a session: {e}")))?;
+    let id = format!("{SESSION_PREFIX}{}", plumb_model::hex(&secret));
+    let (hash, token_hash) = (
+        crate::tokens::hash_token(&id),
+        crate::tokens::hash_token(token),
+    );
+    state
+        .db
+        .write(move |s| s.add_session(&hash, &token_hash))
+        .await?;
+    state.auth.invalidate();
+    Ok(id)
+}
+
+/// Ends the session in the request's cookie, if any.
+pub async fn close_session(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(id) = cookie_session(headers) else {
+        return Ok(());
+    };
+    let hash = crate::tokens::hash_token(id);
+    state.db.write(move |s| s.delete_session(&hash)).await?;
+    state.auth.invalidate();
+    Ok(())
 }
 
 /// Extractor: the request carries a viewer (or admin) token when auth is on.

@@ -26,11 +26,13 @@ pub mod body;
 pub mod client;
 mod db;
 mod error;
+pub mod guard;
 pub mod insights;
 pub mod metrics;
 pub mod nodes;
 pub mod otlp;
 pub mod runs;
+pub mod server;
 pub mod tls;
 pub mod tokens;
 pub mod web;
@@ -62,6 +64,47 @@ pub struct CollectorConfig {
     pub insights: plumb_model::insights::InsightsConfig,
     /// Alert rules, evaluation and delivery (`[alerts]` in plumb.toml).
     pub alerts: alerts::AlertsConfig,
+    /// Timeouts, connection and memory limits against hostile clients.
+    pub limits: ServerLimits,
+}
+
+/// Limits that keep slow, idle or hostile clients from exhausting the
+/// collector (see SECURITY.md).
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// How long a client has to send a request's headers, counted from
+    /// when the collector starts waiting for them; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_timeout: std::time::Duration,
+    /// How long a request's whole body may take to arrive (408 past it).
+    pub body_timeout: std::time::Duration,
+    /// Connections served at once; past it the oldest is closed (an idle
+    /// one at once, a busy one after its response). Lowered to fit the
+    /// process's descriptor limit.
+    pub max_connections: usize,
+    /// Memory for ingest bodies, decompressed and decoded, across all
+    /// requests in flight, in bytes.
+    pub ingest_memory: u64,
+    /// What one OTLP request may decode to.
+    pub otlp: plumb_otlp::Limits,
+    /// Host names (or `name:port`) the collector answers to besides
+    /// loopback names and the addresses it listens on (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for ServerLimits {
+    /// 10 s for headers, 60 s for a body, 1024 connections, 1 GiB of
+    /// ingest memory, OTLP's default limits, no extra hosts.
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(60),
+            max_connections: 1024,
+            ingest_memory: 1 << 30,
+            otlp: plumb_otlp::Limits::default(),
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 /// PEM files for TLS.
@@ -83,6 +126,7 @@ impl CollectorConfig {
             readers: 4,
             insights: Default::default(),
             alerts: alerts::AlertsConfig::default(),
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -119,6 +163,12 @@ pub struct AppState {
     pub insights: std::sync::Arc<plumb_model::insights::InsightsConfig>,
     /// The slow-run list, recomputed every second by the insights task.
     pub slow: insights::SlowCache,
+    /// Timeouts and limits.
+    pub limits: std::sync::Arc<ServerLimits>,
+    /// Memory shared by the ingest requests in flight.
+    pub budget: body::MemoryBudget,
+    /// Serving HTTPS: cookies are marked `Secure`.
+    pub tls: bool,
 }
 
 impl AppState {
@@ -132,6 +182,9 @@ impl AppState {
             metrics: Metrics::new(),
             insights: std::sync::Arc::new(config.insights.clone()),
             slow: insights::SlowCache::default(),
+            limits: std::sync::Arc::new(config.limits.clone()),
+            budget: body::MemoryBudget::new(config.limits.ingest_memory),
+            tls: config.tls.is_some(),
         })
     }
 }
@@ -149,9 +202,14 @@ pub fn router(state: AppState) -> Router {
         .merge(insights::routes(&state))
         .merge(alerts::routes())
         .merge(web::routes())
-        // Route modules of other capabilities merge here, one line each:
-        // .merge(otlp::routes())
-        // .merge(nodes::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.limits.body_timeout,
+            server::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -235,6 +293,7 @@ impl Prepared {
             state,
             tls,
         } = self;
+        let limits = state.limits.clone();
         let app = router(state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -248,29 +307,18 @@ impl Prepared {
             let stop = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            match &tls {
-                None => {
-                    servers.spawn(serve(app, listener, stop));
-                }
+            let incoming = match &tls {
+                None => server::Incoming::Tcp(listener),
                 Some(tls) => {
-                    let listener =
-                        tls::TlsListener::new(listener, tls.clone()).map_err(|source| {
-                            CollectorError::Io {
-                                what: "cannot start the TLS listener".into(),
-                                source,
-                            }
-                        })?;
-                    servers.spawn(async move {
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(stop)
-                            .await
-                            .map_err(|source| CollectorError::Io {
-                                what: "the HTTPS server failed".into(),
-                                source,
-                            })
-                    });
+                    server::Incoming::Tls(tls::TlsListener::new(listener, tls.clone()).map_err(
+                        |source| CollectorError::Io {
+                            what: "cannot start the TLS listener".into(),
+                            source,
+                        },
+                    )?)
                 }
-            }
+            };
+            servers.spawn(server::serve(app, incoming, limits.clone(), stop));
         }
         while let Some(res) = servers.join_next().await {
             res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
@@ -305,19 +353,20 @@ pub async fn check_exposure(
     Ok(())
 }
 
-/// Serves `app` on `listener` (plain HTTP) until `shutdown`.
+/// Serves `app` on `listener` (plain HTTP) with `limits` until `shutdown`.
 pub async fn serve(
     app: Router,
     listener: tokio::net::TcpListener,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CollectorError> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| CollectorError::Io {
-            what: "the HTTP server failed".into(),
-            source,
-        })
+    server::serve(
+        app,
+        server::Incoming::Tcp(listener),
+        std::sync::Arc::new(limits),
+        shutdown,
+    )
+    .await
 }
 
 /// A collector running on its own thread (tests, demo).

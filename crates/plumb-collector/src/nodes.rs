@@ -316,7 +316,7 @@ async fn ingest_node_inner(
     request: Body,
 ) -> Result<(serde_json::Value, u64), ApiError> {
     body::expect_content_type(headers, &["application/json"])?;
-    let (bytes, sent) = body::read(headers, request, MAX_REPORT).await?;
+    let (bytes, sent, _lease) = body::read(&state.budget, headers, request, MAX_REPORT).await?;
     let report: NodeReport = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("bad node report: {e}")))?;
     if report.node.is_empty()

@@ -95,6 +95,9 @@ impl From<DecodeError> for OtlpError {
             DecodeError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             DecodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DecodeError::Malformed(_) => StatusCode::BAD_REQUEST,
+            DecodeError::Busy(_) => {
+                return OtlpError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry(1);
+            }
         };
         OtlpError::new(status, e.to_string())
     }
@@ -248,6 +251,23 @@ async fn export_inner(
     body: Body,
 ) -> Result<(Response, u64), OtlpError> {
     crate::auth::require(state, headers, Role::Agent).await?;
+    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(text(header::CONTENT_TYPE))?;
+    let encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
+    // An oversized body is read up to the limit rather than refused from
+    // its Content-Length alone: a client that is still writing when the
+    // connection closes sees a broken pipe instead of the 413 and its reason.
+    // The body is read before any permit or memory is taken, so slow
+    // senders hold nothing other exporters need; the body deadline bounds
+    // how long one may take.
+    let declared = text(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| crate::body::read_error(&e, || ApiError::PayloadTooLarge(String::new())))
+        .map_err(|e| match e {
+            ApiError::PayloadTooLarge(_) => too_large(declared),
+            other => OtlpError::from(other),
+        })?;
     let Ok(_permit) = ingest.in_flight.try_acquire() else {
         return Err(OtlpError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -257,31 +277,47 @@ async fn export_inner(
         )
         .retry(1));
     };
-    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    let format = Format::from_content_type(text(header::CONTENT_TYPE))?;
-    let encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
-    // An oversized body is read up to the limit rather than refused from
-    // its Content-Length alone: a client that is still writing when the
-    // connection closes sees a broken pipe instead of the 413 and its reason.
-    let declared = text(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-        if error_chain(&e).contains("length limit") {
-            too_large(declared)
-        } else {
-            OtlpError::new(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            )
+    let lease = state
+        .budget
+        .lease(bytes.len() as u64)
+        .map_err(|s| OtlpError::from(ApiError::from(s)))?;
+    let limits = state.limits.otlp;
+    // Decompression and decoding lease memory as they go: the inflated
+    // body in steps, then what the scan says decoding will build, so the
+    // requests in flight together stay within the ingest budget.
+    let decode = move |signal: plumb_otlp::Signal, mut lease: crate::body::Lease| {
+        let mut short = None;
+        let plain = plumb_otlp::decompress_metered(
+            &bytes,
+            encoding.as_deref(),
+            MAX_DECOMPRESSED,
+            &mut |n| {
+                lease.grow(n as u64).map_err(|s| {
+                    let m = s.message();
+                    short = Some(s);
+                    DecodeError::Busy(m)
+                })
+            },
+        );
+        if let Some(s) = short {
+            return Err(OtlpError::from(ApiError::from(s)));
         }
-    })?;
+        let plain = plain?.into_owned();
+        let cost = plumb_otlp::scan(&plain, format, signal, &limits)?;
+        lease
+            .grow(cost.decoded_bytes())
+            .map_err(|s| OtlpError::from(ApiError::from(s)))?;
+        Ok((plain, lease))
+    };
     match signal {
         Signal::Logs => {
-            let (prepared, rejected, message, exceptions) = cpu(move || {
-                let plain = plumb_otlp::decompress(&bytes, encoding.as_deref(), MAX_DECOMPRESSED)?;
-                let logs = plumb_otlp::decode_logs(&plain, format)?;
+            let (prepared, rejected, message, exceptions, _lease) = cpu(move || {
+                let (plain, lease) = decode(plumb_otlp::Signal::Logs, lease)?;
+                let logs = plumb_otlp::decode_logs_within(&plain, format, &limits)?;
+                drop(plain);
                 let prepared = plumb_store::telemetry::prepare_logs(&logs.batches);
                 let exceptions = crate::insights::otlp_occurrences(&logs.batches);
-                Ok((prepared, logs.rejected, logs.message, exceptions))
+                Ok((prepared, logs.rejected, logs.message, exceptions, lease))
             })
             .await?;
             let stored = state.db.put_logs(prepared).await??.stored as u64;
@@ -295,9 +331,12 @@ async fn export_inner(
             ))
         }
         Signal::Traces => {
-            let traces = cpu(move || {
-                let plain = plumb_otlp::decompress(&bytes, encoding.as_deref(), MAX_DECOMPRESSED)?;
-                Ok(plumb_otlp::decode_traces(&plain, format)?)
+            let (traces, _lease) = cpu(move || {
+                let (plain, lease) = decode(plumb_otlp::Signal::Traces, lease)?;
+                Ok((
+                    plumb_otlp::decode_traces_within(&plain, format, &limits)?,
+                    lease,
+                ))
             })
             .await?;
             let (rejected, message) = (traces.rejected, traces.message);
@@ -312,9 +351,12 @@ async fn export_inner(
             ))
         }
         Signal::Metrics => {
-            let m = cpu(move || {
-                let plain = plumb_otlp::decompress(&bytes, encoding.as_deref(), MAX_DECOMPRESSED)?;
-                Ok(plumb_otlp::decode_metrics(&plain, format)?)
+            let (m, _lease) = cpu(move || {
+                let (plain, lease) = decode(plumb_otlp::Signal::Metrics, lease)?;
+                Ok((
+                    plumb_otlp::decode_metrics_within(&plain, format, &limits)?,
+                    lease,
+                ))
             })
             .await?;
             let (rejected, message) = (m.rejected, m.message);
@@ -342,17 +384,6 @@ fn too_large(len: Option<u64>) -> OtlpError {
             "the request body{sent} is larger than the {MAX_BODY}-byte limit; send smaller batches"
         ),
     )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Runs CPU work (decompression, decoding, chunk encoding) off the async

@@ -90,7 +90,7 @@ async fn ingest_spool_inner(
     request: Body,
 ) -> Result<(ImportStats, u64), (ApiError, u64)> {
     body::expect_content_type(headers, &[SPOOL_MEDIA_TYPE]).map_err(|e| (e, 0))?;
-    let (bytes, sent) = body::read(headers, request, body::MAX_BODY)
+    let (bytes, sent, _lease) = body::read(&state.budget, headers, request, body::MAX_BODY)
         .await
         .map_err(|e| (e, 0))?;
     let stats = state

@@ -107,6 +107,18 @@ impl TlsListener {
     }
 }
 
+impl TlsListener {
+    /// The next connection whose handshake completed.
+    pub(crate) async fn next(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept task ended (its listener is gone): no more
+            // connections will come.
+            None => std::future::pending().await,
+        }
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;

@@ -27,7 +27,10 @@ assert_eq!(logs.rejected, 0);
 */
 #![deny(missing_docs)]
 
+mod budget;
 mod convert;
+
+pub use budget::{Cost, ITEM_COST, Limits, Signal, scan};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -95,6 +98,10 @@ pub enum DecodeError {
     /// The body is not what it claims to be: 400.
     #[error("{0}")]
     Malformed(String),
+    /// The memory for this request is not available now (others in flight
+    /// hold it): 429, retry later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Undoes the request's `Content-Encoding` (`gzip`, or none/`identity`),
@@ -105,6 +112,22 @@ pub fn decompress<'a>(
     content_encoding: Option<&str>,
     limit: usize,
 ) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
+    decompress_metered(body, content_encoding, limit, &mut |_| Ok(()))
+}
+
+/// How much output [`decompress_metered`] asks for at a time.
+pub const DECOMPRESS_STEP: usize = 1 << 20;
+
+/// [`decompress`], asking `reserve(n)` before the output grows by `n`
+/// bytes (in steps of [`DECOMPRESS_STEP`]), so a caller can count the
+/// memory against a budget shared by many requests and stop when it is
+/// spent; `reserve`'s error ends decompression.
+pub fn decompress_metered<'a>(
+    body: &'a [u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+    reserve: &mut dyn FnMut(usize) -> Result<(), DecodeError>,
+) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
     let enc = content_encoding.unwrap_or("").trim();
     if enc.is_empty() || enc.eq_ignore_ascii_case("identity") {
         return Ok(std::borrow::Cow::Borrowed(body));
@@ -114,15 +137,26 @@ pub fn decompress<'a>(
             "Content-Encoding `{enc}` is not supported: send gzip or no encoding"
         )));
     }
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let mut out = Vec::new();
     let mut reader = flate2::read::GzDecoder::new(body).take(limit as u64 + 1);
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Malformed(format!("the gzip body does not decompress: {e}")))?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge(format!(
-            "the body decompresses to more than the {limit}-byte limit"
-        )));
+    loop {
+        let step = DECOMPRESS_STEP.min(limit + 1 - out.len().min(limit));
+        reserve(step)?;
+        let before = out.len();
+        (&mut reader)
+            .take(step as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                DecodeError::Malformed(format!("the gzip body does not decompress: {e}"))
+            })?;
+        if out.len() > limit {
+            return Err(DecodeError::TooLarge(format!(
+                "the body decompresses to more than the {limit}-byte limit"
+            )));
+        }
+        if out.len() - before < step {
+            break;
+        }
     }
     Ok(std::borrow::Cow::Owned(out))
 }
@@ -181,20 +215,51 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(
     }
 }
 
-/// Decodes an `ExportLogsServiceRequest`.
+/// Decodes an `ExportLogsServiceRequest` within the default [`Limits`].
 pub fn decode_logs(body: &[u8], format: Format) -> Result<Logs, DecodeError> {
+    decode_logs_within(body, format, &Limits::default())
+}
+
+/// Decodes an `ExportLogsServiceRequest`, refusing it (before decoding)
+/// when it holds more than `limits` allow.
+pub fn decode_logs_within(
+    body: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<Logs, DecodeError> {
+    scan(body, format, Signal::Logs, limits)?;
     let req: ExportLogsServiceRequest = decode(body, format, "ExportLogsServiceRequest")?;
     Ok(convert::logs(req))
 }
 
-/// Decodes an `ExportTraceServiceRequest`.
+/// Decodes an `ExportTraceServiceRequest` within the default [`Limits`].
 pub fn decode_traces(body: &[u8], format: Format) -> Result<Traces, DecodeError> {
+    decode_traces_within(body, format, &Limits::default())
+}
+
+/// Decodes an `ExportTraceServiceRequest` within `limits`.
+pub fn decode_traces_within(
+    body: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<Traces, DecodeError> {
+    scan(body, format, Signal::Traces, limits)?;
     let req: ExportTraceServiceRequest = decode(body, format, "ExportTraceServiceRequest")?;
     Ok(convert::traces(req))
 }
 
-/// Decodes an `ExportMetricsServiceRequest`.
+/// Decodes an `ExportMetricsServiceRequest` within the default [`Limits`].
 pub fn decode_metrics(body: &[u8], format: Format) -> Result<Metrics, DecodeError> {
+    decode_metrics_within(body, format, &Limits::default())
+}
+
+/// Decodes an `ExportMetricsServiceRequest` within `limits`.
+pub fn decode_metrics_within(
+    body: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<Metrics, DecodeError> {
+    scan(body, format, Signal::Metrics, limits)?;
     let req: ExportMetricsServiceRequest = decode(body, format, "ExportMetricsServiceRequest")?;
     Ok(convert::metrics(req))
 }

@@ -207,3 +207,275 @@ proptest! {
         let _ = decode_logs(&pb[..cut.min(pb.len())], Format::Protobuf);
     }
 }
+
+mod budget {
+    //! The pre-decoding scan against what prost actually builds.
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn any_value() -> impl Strategy<Value = AnyValue> {
+        let leaf = prop_oneof![
+            "[a-z]{0,8}".prop_map(|s| AnyValue {
+                value: Some(Value::StringValue(s))
+            }),
+            any::<i64>().prop_map(|i| AnyValue {
+                value: Some(Value::IntValue(i))
+            }),
+            any::<bool>().prop_map(|b| AnyValue {
+                value: Some(Value::BoolValue(b))
+            }),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(|values| AnyValue {
+                    value: Some(Value::ArrayValue(ArrayValue { values }))
+                }),
+                proptest::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(|kvs| AnyValue {
+                    value: Some(Value::KvlistValue(KeyValueList {
+                        values: kvs
+                            .into_iter()
+                            .map(|(key, v)| KeyValue {
+                                key,
+                                value: Some(v),
+                                ..Default::default()
+                            })
+                            .collect()
+                    }))
+                }),
+            ]
+        })
+    }
+
+    fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+        proptest::collection::vec(("[a-z]{1,6}", any_value()), 0..4).prop_map(|kvs| {
+            kvs.into_iter()
+                .map(|(key, v)| KeyValue {
+                    key,
+                    value: Some(v),
+                    ..Default::default()
+                })
+                .collect()
+        })
+    }
+
+    fn record() -> impl Strategy<Value = LogRecord> {
+        (
+            any::<u64>(),
+            proptest::option::of(any_value()),
+            attributes(),
+        )
+            .prop_map(|(t, body, attributes)| LogRecord {
+                time_unix_nano: t,
+                body,
+                attributes,
+                ..Default::default()
+            })
+    }
+
+    fn request() -> impl Strategy<Value = ExportLogsServiceRequest> {
+        let scope = (
+            proptest::option::of(attributes()),
+            proptest::collection::vec(record(), 0..5),
+        )
+            .prop_map(|(scope, log_records)| ScopeLogs {
+                scope: scope.map(|attributes| InstrumentationScope {
+                    name: "s".into(),
+                    attributes,
+                    ..Default::default()
+                }),
+                log_records,
+                ..Default::default()
+            });
+        let resource = (
+            proptest::option::of(attributes()),
+            proptest::collection::vec(scope, 0..3),
+        )
+            .prop_map(|(resource, scope_logs)| ResourceLogs {
+                resource: resource.map(|attributes| Resource {
+                    attributes,
+                    ..Default::default()
+                }),
+                scope_logs,
+                ..Default::default()
+            });
+        proptest::collection::vec(resource, 0..3)
+            .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
+    }
+
+    /// Messages prost builds for `req`, counted from the decoded structs.
+    fn messages(req: &ExportLogsServiceRequest) -> u64 {
+        fn value(v: &AnyValue) -> u64 {
+            1 + match &v.value {
+                Some(Value::ArrayValue(a)) => 1 + a.values.iter().map(value).sum::<u64>(),
+                Some(Value::KvlistValue(l)) => 1 + attrs(&l.values),
+                _ => 0,
+            }
+        }
+        fn attrs(kvs: &[KeyValue]) -> u64 {
+            kvs.iter()
+                .map(|kv| 1 + kv.value.as_ref().map_or(0, value))
+                .sum()
+        }
+        1 + req
+            .resource_logs
+            .iter()
+            .map(|r| {
+                1 + r
+                    .resource
+                    .as_ref()
+                    .map_or(0, |res| 1 + attrs(&res.attributes))
+                    + r.scope_logs
+                        .iter()
+                        .map(|s| {
+                            1 + s.scope.as_ref().map_or(0, |sc| 1 + attrs(&sc.attributes))
+                                + s.log_records
+                                    .iter()
+                                    .map(|l| {
+                                        1 + l.body.as_ref().map_or(0, value) + attrs(&l.attributes)
+                                    })
+                                    .sum::<u64>()
+                        })
+                        .sum::<u64>()
+            })
+            .sum::<u64>()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        // The scan counts exactly the messages prost builds, in both
+        // encodings, and a decoder refuses a request one message over its
+        // budget and accepts it at the budget.
+        #[test]
+        fn scan_counts_what_decoding_builds(req in request()) {
+            let want = messages(&req);
+            let pb = prost::Message::encode_to_vec(&req);
+            let json = serde_json::to_vec(&req).unwrap();
+            for (body, format) in [(&pb, Format::Protobuf), (&json, Format::Json)] {
+                let cost = scan(body, format, Signal::Logs, &Limits::default()).unwrap();
+                prop_assert_eq!(cost.items, want, "{:?}", format);
+                let exact = Limits { max_items: want, ..Limits::default() };
+                prop_assert!(decode_logs_within(body, format, &exact).is_ok());
+                let under = Limits { max_items: want - 1, ..Limits::default() };
+                let refused = decode_logs_within(body, format, &under);
+                prop_assert!(matches!(refused, Err(DecodeError::TooLarge(_))), "{:?}", format);
+            }
+        }
+
+        // Whatever the bytes, the scan never lets through more than the
+        // budget: a body it accepts decodes to at most `max_items` messages.
+        #[test]
+        fn scan_never_passes_more_than_the_budget(req in request(), max in 1u64..40) {
+            let want = messages(&req);
+            let pb = prost::Message::encode_to_vec(&req);
+            let limits = Limits { max_items: max, ..Limits::default() };
+            match decode_logs_within(&pb, Format::Protobuf, &limits) {
+                Ok(_) => prop_assert!(want <= max),
+                Err(DecodeError::TooLarge(_)) => prop_assert!(want > max),
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+
+    /// The request of issue 21: millions of empty log records, a few
+    /// megabytes of protobuf, gzip-compressible to kilobytes.
+    fn empty_records_bomb(records: usize) -> Vec<u8> {
+        // ResourceLogs { ScopeLogs { LogRecord {}... } }: each empty record
+        // is field 2, length 0.
+        let scope: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], records)
+            .flatten()
+            .collect();
+        let mut scope_logs = vec![0x12];
+        put_varint(&mut scope_logs, scope.len() as u64);
+        scope_logs.extend_from_slice(&scope);
+        let mut resource_logs = vec![0x0a];
+        put_varint(&mut resource_logs, scope_logs.len() as u64);
+        resource_logs.extend_from_slice(&scope_logs);
+        resource_logs
+    }
+
+    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    #[test]
+    fn millions_of_empty_records_are_refused_before_decoding() {
+        let body = empty_records_bomb(4_000_000);
+        let err = decode_logs(&body, Format::Protobuf).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge(_)), "{err}");
+        assert!(err.to_string().contains("524288 messages"), "{err}");
+        let json = format!(
+            "{{\"resourceLogs\":[{{\"scopeLogs\":[{{\"logRecords\":[{}{{}}]}}]}}]}}",
+            "{},".repeat(1_000_000)
+        );
+        let err = decode_logs(json.as_bytes(), Format::Json).unwrap_err();
+        assert!(err.to_string().contains("524288 messages"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_naming_the_limit() {
+        let mut v = AnyValue {
+            value: Some(Value::IntValue(1)),
+        };
+        for _ in 0..40 {
+            v = AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })),
+            };
+        }
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        body: Some(v),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let pb = prost::Message::encode_to_vec(&req);
+        let err = decode_logs(&pb, Format::Protobuf).unwrap_err();
+        assert!(err.to_string().contains("32 levels"), "{err}");
+        let json = serde_json::to_vec(&req).unwrap();
+        let err = decode_logs(&json, Format::Json).unwrap_err();
+        assert!(err.to_string().contains("32 levels"), "{err}");
+    }
+
+    #[test]
+    fn metered_decompression_stops_when_the_budget_says_so() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let body = gz.finish().unwrap();
+        let mut granted = 0usize;
+        let err = decompress_metered(&body, Some("gzip"), 64 << 20, &mut |n| {
+            if granted + n > 3 << 20 {
+                return Err(DecodeError::Busy("no memory".into()));
+            }
+            granted += n;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, DecodeError::Busy(_)));
+        assert_eq!(granted, 3 << 20);
+        // Without a budget it inflates in full, and the steps add up.
+        let mut asked = 0usize;
+        let out = decompress_metered(&body, Some("gzip"), 64 << 20, &mut |n| {
+            asked += n;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out.len(), 8 << 20);
+        assert!(asked >= 8 << 20);
+    }
+}

@@ -52,7 +52,7 @@ mod udp;
 pub use api::TOXIPROXY_VERSION;
 pub use client::{Client, ClientError};
 pub use ship::{EventShipper, LOGS_PATH};
-pub use state::{EVENT_CAPACITY, Event};
+pub use state::{DEFAULT_MAX_CONNECTIONS, EVENT_CAPACITY, Event};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,11 +117,21 @@ impl Server {
             addr: addr.to_string(),
             source,
         })?;
+        let registry = Arc::new(state::Registry::default());
+        registry.set_admin(bound);
         Ok(Server {
             listener,
             addr: bound,
-            registry: Arc::new(state::Registry::default()),
+            registry,
         })
+    }
+
+    /// How many connections each proxy serves at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); more are closed as they arrive and
+    /// counted in `plumb_proxy_connections_refused_total`. Applies to
+    /// proxies created afterwards.
+    pub fn set_max_connections_per_proxy(&self, n: u64) {
+        self.registry.set_max_connections(n);
     }
 
     /// The bound admin address.
@@ -168,10 +178,7 @@ impl Server {
         let registry = Arc::clone(&self.registry);
         let app = api::router(Arc::clone(&self.registry));
         tracing::info!(addr = %self.addr, "proxy admin API listening");
-        let r = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(Error::Serve);
+        let r = serve_admin(self.listener, app, shutdown).await;
         for p in registry.list() {
             let _ = registry.delete(&p.name);
         }
@@ -179,11 +186,72 @@ impl Server {
     }
 }
 
+/// How long an admin API client has to send a request's headers; also how
+/// long an idle keep-alive connection stays open.
+pub const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the admin API with a header timeout (axum::serve has none, so a
+/// client sending headers a byte at a time, or many idle connections, held
+/// connections forever), backing off on accept errors.
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut failures: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            r = listener.accept() => match r {
+                Ok((sock, _)) => {
+                    failures = 0;
+                    let app = app.clone();
+                    let mut stop = stop_rx.clone();
+                    conns.spawn(async move {
+                        let mut b = hyper::server::conn::http1::Builder::new();
+                        b.timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(ADMIN_HEADER_TIMEOUT);
+                        let conn = b.serve_connection(
+                            hyper_util::rt::TokioIo::new(sock),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        );
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => return,
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    });
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures % 100 == 1 {
+                        tracing::warn!(%error, failures, "admin API: cannot accept a connection");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
 /// A server running on a thread of its own; see [`spawn`]. Dropping it shuts
 /// the server down.
 #[derive(Debug)]
 pub struct ServerHandle {
     admin_addr: SocketAddr,
+    registry: Arc<state::Registry>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -192,6 +260,11 @@ impl ServerHandle {
     /// The admin API address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// See [`Server::set_max_connections_per_proxy`].
+    pub fn set_max_connections_per_proxy(&self, n: u64) {
+        self.registry.set_max_connections(n);
     }
 
     /// A blocking client for this server's admin API.
@@ -225,7 +298,8 @@ impl Drop for ServerHandle {
 /// runtime, for programs that are not async. Returns once the admin API is
 /// bound.
 pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, Error>>();
+    type Ready = Result<(SocketAddr, Arc<state::Registry>), Error>;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let addr = admin_addr.to_string();
     let thread = std::thread::Builder::new()
@@ -250,7 +324,7 @@ pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(server.local_addr()));
+                let _ = ready_tx.send(Ok((server.local_addr(), Arc::clone(&server.registry))));
                 if let Err(error) = server
                     .serve(async {
                         let _ = stop_rx.await;
@@ -263,8 +337,9 @@ pub fn spawn(admin_addr: &str) -> Result<ServerHandle, Error> {
         })
         .map_err(Error::Thread)?;
     match ready_rx.recv() {
-        Ok(Ok(admin_addr)) => Ok(ServerHandle {
+        Ok(Ok((admin_addr, registry))) => Ok(ServerHandle {
             admin_addr,
+            registry,
             stop: Some(stop_tx),
             thread: Some(thread),
         }),

@@ -35,18 +35,37 @@ pub(crate) async fn accept_loop(
     upstream: Arc<str>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut failures: u64 = 0;
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => return,
             r = listener.accept() => match r {
                 Ok((sock, peer)) => {
+                    // A cap per proxy: a loop through proxies, or a client
+                    // opening connections without end, stops here instead
+                    // of taking every descriptor the process has.
+                    if proxy.metrics.connections_active.load(Ordering::Relaxed) >= proxy.max_connections {
+                        let refused = proxy.metrics.connections_refused.fetch_add(1, Ordering::Relaxed) + 1;
+                        if refused % 1000 == 1 {
+                            tracing::warn!(proxy = %proxy.name, max_connections = proxy.max_connections, refused, "connection limit reached: closing new connections");
+                        }
+                        drop(sock);
+                        continue;
+                    }
+                    // Counted here, not in the task, so a burst of accepts
+                    // sees the connections before their tasks run.
+                    proxy.metrics.connections_active.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(serve(sock, peer.ip(), Arc::clone(&proxy), Arc::clone(&upstream), stop.clone()));
                 }
                 Err(error) => {
-                    // Usually out of file descriptors; back off instead of spinning.
-                    tracing::warn!(proxy = %proxy.name, %error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Usually out of file descriptors; back off instead of
+                    // spinning, and log the first of a run of failures only.
+                    failures += 1;
+                    if failures % 100 == 1 {
+                        tracing::warn!(proxy = %proxy.name, %error, failures, "accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -89,7 +108,7 @@ async fn serve(
 ) {
     let m = &proxy.metrics;
     m.connections_total.fetch_add(1, Ordering::Relaxed);
-    m.connections_active.fetch_add(1, Ordering::Relaxed);
+    // The accept loop counted it active; the guard counts it out.
     let _active = ActiveGuard(&proxy);
     let toxics = proxy.toxics_rx();
 

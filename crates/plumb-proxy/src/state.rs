@@ -36,6 +36,9 @@ pub(crate) struct ProxyMetrics {
     pub zero_copy: [AtomicU64; 2],
     pub connections_total: AtomicU64,
     pub connections_active: AtomicU64,
+    /// Connections closed at once because the proxy had
+    /// [`Registry::max_connections`] open already.
+    pub connections_refused: AtomicU64,
     /// Times each toxic was switched on for a connection, by name and type.
     pub activations: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
@@ -77,6 +80,8 @@ struct Runner {
 /// One proxy.
 pub(crate) struct Proxy {
     pub name: String,
+    /// Connections it serves at once; more are closed as they come.
+    pub max_connections: u64,
     inner: Mutex<ProxyInner>,
     toxics: watch::Sender<ToxicSet>,
     pub metrics: ProxyMetrics,
@@ -125,6 +130,13 @@ impl Proxy {
     fn listen_upstream(&self) -> (String, String) {
         let inner = lock(&self.inner);
         (inner.listen.clone(), inner.upstream.clone())
+    }
+
+    /// The address it listens on while running.
+    fn bound(&self) -> Option<SocketAddr> {
+        let inner = lock(&self.inner);
+        inner.runner.as_ref()?;
+        inner.listen.parse().ok()
     }
 
     /// Binds the listener and starts accepting. Must run inside a tokio
@@ -267,11 +279,46 @@ struct EventLog {
 }
 
 /// All proxies of a server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
     proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
     events: Mutex<EventLog>,
     toxic_versions: AtomicU64,
+    /// The admin API's address, which no upstream may name.
+    admin: Mutex<Option<SocketAddr>>,
+    /// Connections each proxy serves at once (see [`DEFAULT_MAX_CONNECTIONS`]).
+    max_connections: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            proxies: Mutex::default(),
+            events: Mutex::default(),
+            toxic_versions: AtomicU64::new(0),
+            admin: Mutex::new(None),
+            max_connections: AtomicU64::new(DEFAULT_MAX_CONNECTIONS),
+        }
+    }
+}
+
+/// Connections one proxy serves at once unless configured otherwise:
+/// enough for any test's connection pool, and a bound on a loop through
+/// proxies (each hop holds two descriptors per connection).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+
+/// Whether connecting to `upstream` reaches the socket listening on
+/// `listener`: the same port, and the same address, or one side the
+/// unspecified address (0.0.0.0 or ::, which a connection reaches through
+/// loopback and a listener there accepts on loopback).
+pub(crate) fn reaches(upstream: SocketAddr, listener: SocketAddr) -> bool {
+    if upstream.port() != listener.port() {
+        return false;
+    }
+    let (u, l) = (upstream.ip().to_canonical(), listener.ip().to_canonical());
+    u == l
+        || (u.is_unspecified() && (l.is_loopback() || l.is_unspecified()))
+        || (l.is_unspecified() && (u.is_loopback() || u.is_unspecified()))
 }
 
 fn now_ns() -> u64 {
@@ -282,6 +329,59 @@ fn now_ns() -> u64 {
 }
 
 impl Registry {
+    /// Remembers the admin API's address, so no upstream may name it.
+    pub fn set_admin(&self, addr: SocketAddr) {
+        *lock(&self.admin) = Some(addr);
+    }
+
+    /// Sets how many connections each proxy created from now on serves at
+    /// once.
+    pub fn set_max_connections(&self, n: u64) {
+        self.max_connections.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Refuses an upstream that is one of this process's own listeners
+    /// (the admin API, a running proxy's listener, or `own`, the proxy's
+    /// own): every connection through it would open another, without end.
+    /// An upstream that does not resolve (yet) is left to fail when
+    /// connected to.
+    fn check_upstream(
+        &self,
+        proxies: &BTreeMap<String, Arc<Proxy>>,
+        name: &str,
+        upstream: &str,
+        own: Option<SocketAddr>,
+    ) -> Result<(), ApiError> {
+        let Ok(addrs) = upstream.to_socket_addrs() else {
+            return Ok(());
+        };
+        let mut listeners: Vec<(String, SocketAddr)> = Vec::new();
+        if let Some(a) = *lock(&self.admin) {
+            listeners.push(("the admin API of this plumb proxy".into(), a));
+        }
+        for (n, p) in proxies {
+            if n != name
+                && let Some(a) = p.bound()
+            {
+                listeners.push((format!("the listener of proxy {n}"), a));
+            }
+        }
+        if let Some(a) = own {
+            listeners.push((format!("the listener of proxy {name} itself"), a));
+        }
+        for u in addrs {
+            if let Some((what, l)) = listeners.iter().find(|(_, l)| reaches(u, *l)) {
+                return Err(ApiError::new(
+                    400,
+                    format!(
+                        "proxy {name}: upstream {upstream} is {what} ({l}): every connection would loop back into this process"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn record(&self, kind: &str, proxy: Option<&str>, toxic: Option<&str>, detail: Value) {
         let mut log = lock(&self.events);
         log.next_seq += 1;
@@ -336,6 +436,7 @@ impl Registry {
         let (tx, _rx) = watch::channel(Arc::new(set));
         Arc::new(Proxy {
             name: c.name.clone(),
+            max_connections: self.max_connections.load(Ordering::Relaxed),
             inner: Mutex::new(ProxyInner {
                 protocol: c.protocol,
                 listen: c.listen.clone(),
@@ -354,9 +455,17 @@ impl Registry {
         if proxies.contains_key(&c.name) {
             return Err(ApiError::proxy_exists());
         }
+        self.check_upstream(&proxies, &c.name, &c.upstream, resolve(&c.listen).ok())?;
         let proxy = self.new_proxy(c);
         if c.enabled {
-            proxy.start(&mut lock(&proxy.inner))?;
+            let mut inner = lock(&proxy.inner);
+            proxy.start(&mut inner)?;
+            // With port 0 the listener's address is known only now.
+            let bound = inner.listen.parse().ok();
+            if let Err(e) = self.check_upstream(&proxies, &c.name, &c.upstream, bound) {
+                proxy.stop(&mut inner);
+                return Err(e);
+            }
         }
         proxies.insert(c.name.clone(), Arc::clone(&proxy));
         drop(proxies);
@@ -368,7 +477,11 @@ impl Registry {
     pub fn update(&self, name: &str, u: &ProxyUpdate) -> Result<Arc<Proxy>, ApiError> {
         let proxy = self.get(name)?;
         {
+            let proxies = lock(&self.proxies);
             let mut inner = lock(&proxy.inner);
+            let upstream = u.upstream.as_ref().unwrap_or(&inner.upstream).clone();
+            let listen = u.listen.as_ref().unwrap_or(&inner.listen).clone();
+            self.check_upstream(&proxies, name, &upstream, resolve(&listen).ok())?;
             let listen_changed = u.listen.as_ref().is_some_and(|l| *l != inner.listen);
             let upstream_changed = u.upstream.as_ref().is_some_and(|l| *l != inner.upstream);
             if listen_changed || upstream_changed {
@@ -384,6 +497,11 @@ impl Registry {
                 }
                 if u.enabled.unwrap_or(was_enabled) {
                     proxy.start(&mut inner)?;
+                    let bound = inner.listen.parse().ok();
+                    if let Err(e) = self.check_upstream(&proxies, name, &upstream, bound) {
+                        proxy.stop(&mut inner);
+                        return Err(e);
+                    }
                 }
             } else {
                 match u.enabled {
@@ -657,6 +775,21 @@ impl Registry {
                         "plumb_proxy_connections_active{{{}}} {}",
                         labels(p),
                         p.metrics.connections_active.load(Ordering::Relaxed)
+                    );
+                }
+            },
+        );
+        section(
+            "plumb_proxy_connections_refused_total",
+            "Client connections closed at once because the proxy served its most connections already.",
+            "counter",
+            &mut |o| {
+                for p in &proxies {
+                    let _ = writeln!(
+                        o,
+                        "plumb_proxy_connections_refused_total{{{}}} {}",
+                        labels(p),
+                        p.metrics.connections_refused.load(Ordering::Relaxed)
                     );
                 }
             },

@@ -242,4 +242,15 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX runs_name;
     CREATE INDEX runs_name ON runs(name, started_ns, state, ended_ns);
     "#,
+    // 7 -> 8 (helper "sec"): dashboard login sessions, stored as SHA-256
+    // hashes of their ids, each bound to the token it was opened with and
+    // deleted with it.
+    r#"
+    CREATE TABLE sessions (
+        hash       TEXT PRIMARY KEY,       -- SHA-256 of the session id, lowercase hex
+        token_hash TEXT NOT NULL,          -- tokens.hash of the token that opened it
+        created_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_token ON sessions(token_hash);
+    "#,
 ];

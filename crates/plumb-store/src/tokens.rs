@@ -65,12 +65,59 @@ impl Store {
     /// Deletes the token with this hash, so it stops working (a running
     /// collector rereads its tokens every second). Returns whether it
     /// existed.
+    /// Its dashboard sessions go with it.
     pub fn delete_token(&self, hash: &[u8; 32]) -> Result<bool> {
+        let hex = plumb_model::hex(hash);
+        let tx = self.conn().unchecked_transaction()?;
+        tx.execute("DELETE FROM sessions WHERE token_hash = ?1", params![hex])?;
+        let n = tx.execute("DELETE FROM tokens WHERE hash = ?1", params![hex])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Stores a dashboard session (the hash of its id) opened with the
+    /// token whose hash is `token`.
+    pub fn add_session(&self, hash: &[u8; 32], token: &[u8; 32]) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO sessions (hash, token_hash, created_ns) VALUES (?1, ?2, ?3)",
+            params![
+                plumb_model::hex(hash),
+                plumb_model::hex(token),
+                plumb_model::Timestamp::now().as_nanos()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a dashboard session (logging out). Returns whether it
+    /// existed.
+    pub fn delete_session(&self, hash: &[u8; 32]) -> Result<bool> {
         let n = self.conn().execute(
-            "DELETE FROM tokens WHERE hash = ?1",
+            "DELETE FROM sessions WHERE hash = ?1",
             params![plumb_model::hex(hash)],
         )?;
         Ok(n > 0)
+    }
+
+    /// The (session hash, role) of every session opened since `since` whose
+    /// token still exists.
+    pub fn session_hashes(&self, since: plumb_model::Timestamp) -> Result<Vec<([u8; 32], String)>> {
+        let mut st = self.conn().prepare(
+            "SELECT s.hash, t.role FROM sessions s JOIN tokens t ON t.hash = s.token_hash \
+             WHERE s.created_ns >= ?1",
+        )?;
+        let rows = st.query_map(params![since.as_nanos()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hex, role) = row?;
+            let hash = parse_hash(&hex).ok_or_else(|| {
+                StoreError::Corrupt(format!("session hash `{hex}` is not 64 hex digits"))
+            })?;
+            out.push((hash, role));
+        }
+        Ok(out)
     }
 
     /// The (hash, role) of every stored token.
@@ -110,5 +157,31 @@ mod tests {
         assert!(store.delete_token(&hash).unwrap());
         assert!(!store.delete_token(&hash).unwrap(), "already gone");
         assert!(store.token_hashes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sessions_end_with_their_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let (token, session, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        store.add_token(&token, "viewer", "web").unwrap();
+        store.add_session(&session, &token).unwrap();
+        store.add_session(&other, &token).unwrap();
+        let epoch = plumb_model::Timestamp::from_nanos(0);
+        assert_eq!(store.session_hashes(epoch).unwrap().len(), 2);
+        assert!(store.delete_session(&other).unwrap());
+        // A session survives reopening the store (a collector restart).
+        drop(store);
+        let store = crate::Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.session_hashes(epoch).unwrap(),
+            vec![(session, "viewer".to_string())]
+        );
+        // Too old to count.
+        let later = plumb_model::Timestamp::from_nanos(i64::MAX);
+        assert!(store.session_hashes(later).unwrap().is_empty());
+        // Revoking the token ends it.
+        assert!(store.delete_token(&token).unwrap());
+        assert!(store.session_hashes(epoch).unwrap().is_empty());
     }
 }

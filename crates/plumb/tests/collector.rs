@@ -227,7 +227,7 @@ fn raw_http(api: &str, head: &str, body: &[u8]) -> (u16, String) {
 
 fn post(api: &str, content_type: &str, encoding: Option<&str>, body: &[u8]) -> (u16, String) {
     let head = format!(
-        "POST /api/v1/ingest/spool HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\n{}Content-Length: {}\r\n\r\n",
+        "POST /api/v1/ingest/spool HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: {content_type}\r\n{}Content-Length: {}\r\n\r\n",
         encoding.map_or(String::new(), |e| format!("Content-Encoding: {e}\r\n")),
         body.len()
     );
@@ -277,7 +277,7 @@ fn malformed_bodies_get_a_4xx_naming_the_problem_and_harm_nothing() {
         assert!(v["error"].is_string(), "{msg}");
     }
     // Oversized: refused from its Content-Length, before it is read.
-    let head = "POST /api/v1/ingest/spool HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-plumb-spool\r\nContent-Length: 100000000\r\n\r\n";
+    let head = "POST /api/v1/ingest/spool HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-plumb-spool\r\nContent-Length: 100000000\r\n\r\n";
     let (got, msg) = raw_http(&server.api, head, b"");
     assert_eq!(got, 413, "{msg}");
     assert!(msg.contains("larger than 64 MiB"), "{msg}");
@@ -595,4 +595,212 @@ fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     let total: usize = results.iter().map(|(s, _)| s.len()).sum();
     let runs = store.list_runs(&plumb_store::RunFilter::default()).unwrap();
     assert_eq!(runs.len(), total, "each run stored exactly once");
+}
+
+/// Sends a raw HTTP request and returns (status, head, body).
+fn raw_http_full(api: &str, head: &str, body: &[u8]) -> (u16, String, String) {
+    let addr = api.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in `{text}`"));
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn get_with(api: &str, path: &str, extra: &str) -> (u16, String, String) {
+    let host = api.trim_start_matches("http://");
+    raw_http_full(
+        api,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n"),
+        b"",
+    )
+}
+
+#[test]
+fn issue_21_other_sites_cannot_use_a_browser_against_an_open_collector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("srv"),
+        &["--allow-host", "plumb.test"],
+        &[],
+    );
+    let api = &server.api;
+    let port = api.rsplit(':').next().unwrap();
+    // DNS rebinding: a name of the attacker's resolving to 127.0.0.1.
+    let (code, _, body) = raw_http_full(
+        api,
+        "GET /api/v1/runs HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n",
+        b"",
+    );
+    assert_eq!(code, 421, "{body}");
+    assert!(body.contains("attacker.example"), "{body}");
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("plumb.test:{port}"),
+    ] {
+        let (code, _, body) = raw_http_full(
+            api,
+            &format!("GET /api/v1/runs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+            b"",
+        );
+        assert_eq!(code, 200, "{host}: {body}");
+    }
+    // A page elsewhere posting (no-cors) to a state-changing endpoint.
+    let host = api.trim_start_matches("http://");
+    let resolve = |extra: &str| {
+        raw_http_full(
+            api,
+            &format!(
+                "POST /api/v1/errors/0123456789abcdef/resolve HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+            ),
+            b"",
+        )
+    };
+    let (code, _, body) = resolve("Origin: http://evil.example\r\n");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("evil.example"), "{body}");
+    let (code, _, body) = resolve("Sec-Fetch-Site: cross-site\r\n");
+    assert_eq!(code, 403, "{body}");
+    // The same request from this origin, or from a client that is not a
+    // browser, reaches the endpoint (which knows no such group).
+    assert_eq!(resolve(&format!("Origin: http://{host}\r\n")).0, 404);
+    assert_eq!(resolve("").0, 404);
+    // Pages cannot be framed or sniffed, and run only their own scripts.
+    let (code, head, _) = get_with(api, "/runs", "");
+    assert_eq!(code, 200);
+    assert!(
+        head.contains("content-security-policy: default-src 'self'; script-src 'self'"),
+        "{head}"
+    );
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}
+
+#[test]
+fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("srv");
+    let out = ok(
+        plumb(dir, &["token", "create", "--role", "viewer", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "token create",
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // A second token keeps auth on once the viewer's is revoked.
+    ok(
+        plumb(dir, &["token", "create", "--role", "admin", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "token create",
+    );
+    let mut server = Server::start(&data, &[], &[]);
+    let login = |api: &str, next: &str| {
+        let host = api.trim_start_matches("http://");
+        let form = format!("token={token}&next={next}");
+        raw_http_full(
+            api,
+            &format!(
+                "POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+                form.len()
+            ),
+            form.as_bytes(),
+        )
+    };
+    let port = server.api.rsplit(':').next().unwrap().to_string();
+    // A tab after the slash: browsers drop it and go to //127.0.0.1:PORT.
+    let (code, head, _) = login(&server.api, &format!("%2F%09%2F127.0.0.1:{port}%2Fphish"));
+    assert_eq!(code, 303, "{head}");
+    assert!(head.contains("\r\nlocation: /\r\n"), "{head}");
+    // A newline is not a 500 with the cookie set anyway.
+    let (code, head, _) = login(&server.api, "%2Fruns%0D%0AX-Evil:%201");
+    assert_eq!(code, 303, "{head}");
+    assert!(head.contains("\r\nlocation: /\r\n"), "{head}");
+    assert!(!head.contains("x-evil"), "{head}");
+    // A path here is followed.
+    let (code, head, _) = login(&server.api, "%2Fnodes");
+    assert_eq!(code, 303);
+    assert!(head.contains("\r\nlocation: /nodes\r\n"), "{head}");
+    // The cookie is a session id, not the token.
+    let set_cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a cookie")
+        .to_string();
+    assert!(
+        !set_cookie.contains(&token.to_ascii_lowercase()),
+        "{set_cookie}"
+    );
+    assert!(
+        set_cookie.contains("httponly") && set_cookie.contains("samesite=strict"),
+        "{set_cookie}"
+    );
+    let session = set_cookie.split(';').next().unwrap().to_string();
+    let with_cookie = |api: &str| {
+        get_with(
+            api,
+            "/api/v1/pages/nodes",
+            &format!("Cookie: {session}\r\n"),
+        )
+        .0
+    };
+    assert_eq!(with_cookie(&server.api), 200);
+    assert_eq!(
+        get_with(
+            &server.api,
+            "/api/v1/pages/nodes",
+            "Cookie: plumb_session=plumbs_forged\r\n"
+        )
+        .0,
+        401
+    );
+    // The session survives a restart of the collector.
+    drop(server);
+    server = Server::start(&data, &[], &[]);
+    assert_eq!(with_cookie(&server.api), 200);
+    // Revoking the token ends it (the collector rereads within a second).
+    let ls = ok(
+        plumb(dir, &["token", "ls", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "token ls",
+    );
+    let ls = String::from_utf8(ls.stdout).unwrap();
+    let hash = ls
+        .lines()
+        .filter(|l| l.contains("viewer"))
+        .flat_map(|l| l.split_whitespace())
+        .find(|w| w.len() >= 16 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no viewer hash in `{ls}`"))
+        .to_string();
+    ok(
+        plumb(dir, &["token", "revoke", &hash, "--data"])
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "token revoke",
+    );
+    let mut refused = false;
+    for _ in 0..50 {
+        if with_cookie(&server.api) == 401 {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused, "a session outlived its revoked token");
 }

@@ -286,12 +286,44 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only a local path may follow a login, never another site.
+/// Only a path on this collector may follow a login, never another site:
+/// it must start with a single `/`, and neither it nor its percent-decoded
+/// form may hold `//` at the start, a backslash or a control character
+/// (browsers drop tabs and newlines, so `/\t/host` becomes `//host`).
+/// Anything else goes to `/`.
 fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/runs",
+    let Some(n) = next else { return "/" };
+    let decoded = percent_decode(n);
+    let ok = |p: &str| {
+        let b = p.as_bytes();
+        b.first() == Some(&b'/')
+            && b.get(1) != Some(&b'/')
+            && !p.contains('\\')
+            && !p.chars().any(|c| c.is_control())
+    };
+    if ok(n) && ok(&decoded) { n } else { "/" }
+}
+
+/// `%XX` sequences decoded (as Latin-1 bytes, enough to see control
+/// characters and slashes); invalid sequences are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(char::from((h * 16 + l) as u8));
+            i += 3;
+            continue;
+        }
+        out.push(b[i] as char);
+        i += 1;
     }
+    out
 }
 
 fn login_page(next: &str, error: Option<&str>) -> Html<String> {
@@ -328,32 +360,41 @@ async fn login(State(state): State<AppState>, axum::Form(form): axum::Form<Login
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.insert(header::AUTHORIZATION, v);
     }
-    match auth::require(&state, &headers, Role::Viewer).await {
-        Ok(()) => {
-            let cookie = format!(
-                "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
-                auth::COOKIE
-            );
-            let mut resp = Redirect::to(&next).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            resp
-        }
-        Err(e) => (e.status(), login_page(&next, Some(&e.to_string()))).into_response(),
+    if let Err(e) = auth::require(&state, &headers, Role::Viewer).await {
+        return (e.status(), login_page(&next, Some(&e.to_string()))).into_response();
     }
+    // The cookie holds a session id, never the token itself: the store
+    // keeps the id's hash bound to the token, so revoking the token ends
+    // the session, and a stolen cookie is not a token usable elsewhere.
+    let session = match auth::open_session(&state, &token).await {
+        Ok(id) => id,
+        Err(e) => return (e.status(), login_page(&next, Some(&e.to_string()))).into_response(),
+    };
+    let secure = if state.tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        auth::COOKIE,
+        auth::SESSION_LIFETIME.as_secs()
+    );
+    let mut resp = Redirect::to(&next).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
-async fn logout() -> Response {
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = auth::close_session(&state, &headers).await {
+        return PageError(e).into_response();
+    }
+    let secure = if state.tls { "; Secure" } else { "" };
     let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&format!(
-            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-            auth::COOKIE
-        ))
-        .expect("static cookie"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
+        auth::COOKIE
+    )) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
     resp
 }
 
@@ -431,9 +472,17 @@ mod tests {
     #[test]
     fn login_never_redirects_off_site() {
         assert_eq!(safe_next(Some("/runs/abc")), "/runs/abc");
-        assert_eq!(safe_next(Some("//evil.example/")), "/runs");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/runs");
-        assert_eq!(safe_next(None), "/runs");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(None), "/");
+        // Issue 21: browsers drop tabs and newlines, making `//host`.
+        assert_eq!(safe_next(Some("/\t/127.0.0.1:9/phish")), "/");
+        assert_eq!(safe_next(Some("/%09/127.0.0.1:9/phish")), "/");
+        assert_eq!(safe_next(Some("/runs\nSet-Cookie: x=1")), "/");
+        assert_eq!(safe_next(Some("/%2F/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/%5Cevil.example")), "/");
+        assert_eq!(safe_next(Some("/runs?q=a%20b")), "/runs?q=a%20b");
     }
 
     #[test]

@@ -356,3 +356,183 @@ fn http_drip_slows_the_body_only() {
         );
     }
 }
+
+/// Issue 21: a proxy whose upstream was its own listen address took 20,000
+/// descriptors within a second and wedged every other proxy and the API.
+#[test]
+fn issue_21_an_upstream_that_is_one_of_this_process_s_listeners_is_refused() {
+    let f = server();
+    let up = echo_server();
+    let refused = |r: plumb_proxy::client::RawResponse, what: &str| {
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 400, "{what}: {text}");
+        assert!(text.contains("loop back"), "{what}: {text}");
+        text
+    };
+    // Its own listen address, on a port known in advance.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for upstream in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("0.0.0.0:{port}"),
+    ] {
+        let body =
+            json!({"name": "self", "listen": format!("127.0.0.1:{port}"), "upstream": upstream});
+        let r = f
+            .api
+            .raw("POST", "/proxies", Some(body.to_string().as_bytes()))
+            .unwrap();
+        let text = refused(r, &upstream);
+        assert!(text.contains("proxy self itself"), "{text}");
+    }
+    // The admin API.
+    let body = json!({"name": "admin", "listen": "127.0.0.1:0", "upstream": f.admin()});
+    let text = refused(
+        f.api
+            .raw("POST", "/proxies", Some(body.to_string().as_bytes()))
+            .unwrap(),
+        "admin",
+    );
+    assert!(text.contains("admin API"), "{text}");
+    // Another proxy's listener, also when a 0.0.0.0 listener is named by
+    // loopback.
+    let a = f.proxy("a", up);
+    let body = json!({"name": "b", "listen": "127.0.0.1:0", "upstream": a.to_string()});
+    let text = refused(
+        f.api
+            .raw("POST", "/proxies", Some(body.to_string().as_bytes()))
+            .unwrap(),
+        "another proxy",
+    );
+    assert!(text.contains("proxy a"), "{text}");
+    let wide = f
+        .api
+        .create_proxy("wide", "0.0.0.0:0", &up.to_string())
+        .unwrap();
+    let wide_port = wide["listen"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let body =
+        json!({"name": "c", "listen": "127.0.0.1:0", "upstream": format!("127.0.0.1:{wide_port}")});
+    refused(
+        f.api
+            .raw("POST", "/proxies", Some(body.to_string().as_bytes()))
+            .unwrap(),
+        "0.0.0.0 listener",
+    );
+    // On update, and through /populate.
+    f.proxy("d", up);
+    let body = json!({"upstream": a.to_string()});
+    refused(
+        f.api
+            .raw("POST", "/proxies/d", Some(body.to_string().as_bytes()))
+            .unwrap(),
+        "update",
+    );
+    assert_eq!(f.api.proxies().unwrap()["d"]["upstream"], up.to_string());
+    let body = json!([{"name": "e", "listen": format!("127.0.0.1:{port}"), "upstream": format!("127.0.0.1:{port}")}]);
+    refused(
+        f.api
+            .raw("POST", "/populate", Some(body.to_string().as_bytes()))
+            .unwrap(),
+        "populate",
+    );
+    // Nothing half-created, and the API still answers.
+    let proxies = f.api.proxies().unwrap();
+    let names: Vec<&String> = proxies.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["a", "d", "wide"]);
+    assert_eq!(f.api.raw("GET", "/version", None).unwrap().status, 200);
+    // Proxies still pass traffic.
+    let mut s = connect(a);
+    round_trip(&mut s, b"still here");
+}
+
+/// Issue 21: each proxy serves a bounded number of connections, so a loop
+/// through proxies (of two processes) or a flood of clients cannot take
+/// every descriptor; the excess is closed at once and counted.
+#[test]
+fn issue_21_connections_past_a_proxy_s_cap_are_closed_and_counted() {
+    let f = server();
+    f.server.set_max_connections_per_proxy(5);
+    let up = echo_server();
+    let p = f.proxy("capped", up);
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = connect(p);
+        round_trip(&mut s, b"ping");
+        held.push(s);
+    }
+    // Past the cap: closed without reaching the upstream.
+    for _ in 0..7 {
+        let mut s = connect(p);
+        let _ = s.write_all(b"ping");
+        let (got, _) = read_to_end(&mut s);
+        assert!(got.is_empty(), "a connection past the cap was served");
+    }
+    let metrics = f.api.metrics().unwrap();
+    assert!(
+        metrics.contains("plumb_proxy_connections_refused_total{proxy=\"capped\""),
+        "{metrics}"
+    );
+    let refused: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("plumb_proxy_connections_refused_total{proxy=\"capped\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert_eq!(refused, 7, "{metrics}");
+    // Room again once held connections close.
+    drop(held);
+    let mut ok = false;
+    for _ in 0..50 {
+        let mut s = connect(p);
+        let _ = s.write_all(b"ping");
+        let mut buf = [0u8; 4];
+        if std::io::Read::read_exact(&mut s, &mut buf).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok, "the proxy never served again");
+}
+
+/// Issue 21, the admin API's side: a client sending its headers a byte at a
+/// time is cut off rather than held forever.
+#[test]
+fn issue_21_the_admin_api_cuts_off_slow_headers() {
+    use std::io::Read;
+    let f = server();
+    let mut s = TcpStream::connect(f.server.admin_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let head = b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    // One byte a second, for up to 40 s; the timeout is 10 s.
+    for b in head.iter().take(40) {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            _ => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "slow headers held an admin API connection for 40 s");
+    assert_eq!(f.api.raw("GET", "/version", None).unwrap().status, 200);
+}

@@ -26,6 +26,10 @@ pub struct Args {
     /// format; entries may carry "toxics").
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Server mode: connections each proxy serves at once; more are closed
+    /// as they arrive and counted in /metrics.
+    #[arg(long, default_value_t = plumb_proxy::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: u64,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -133,7 +137,7 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let admin = format!("{}:{}", args.host, args.port);
     let Some(cmd) = args.command else {
-        return serve(&admin, args.config);
+        return serve(&admin, args.config, args.max_connections);
     };
     if args.config.is_some() {
         bail!(
@@ -231,7 +235,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(admin: &str, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn serve(admin: &str, config: Option<PathBuf>, max_connections: u64) -> anyhow::Result<ExitCode> {
     if let Err(error) = plumb_proxy::raise_fd_limit() {
         tracing::warn!(%error, "cannot raise the open-file limit");
     }
@@ -241,6 +245,7 @@ fn serve(admin: &str, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let server = plumb_proxy::Server::bind(admin).await?;
+        server.set_max_connections_per_proxy(max_connections);
         if let Some(path) = &config {
             let n = server.load_config(path)?;
             tracing::info!(proxies = n, config = %path.display(), "config loaded");

@@ -28,12 +28,45 @@ pub struct Args {
     /// No token checks, and allow non-loopback addresses without tokens.
     #[arg(long)]
     pub insecure: bool,
+    /// A host name (or name:port) browsers and clients may reach the
+    /// collector by, besides loopback names and the listen addresses;
+    /// repeat for more. Requests naming any other Host get 421.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// How long a client has to send a request's headers; also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub header_timeout: std::time::Duration,
+    /// How long a request's whole body may take to arrive (408 past it).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub body_timeout: std::time::Duration,
+    /// Connections served at once; past it the oldest is closed. Lowered
+    /// to fit the descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Memory for ingest bodies (decompressed and decoded) across all
+    /// requests in flight, in MiB; a request that does not fit gets 429.
+    #[arg(long, default_value_t = 1024)]
+    pub ingest_memory_mib: u64,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let ns = plumb_model::parse_duration_ns(s)?;
+    if ns <= 0 {
+        return Err(format!("`{s}` is not a positive duration"));
+    }
+    Ok(std::time::Duration::from_nanos(ns as u64))
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     let mut config = plumb_collector::CollectorConfig::new(a.data.unwrap_or(cfg.home));
     config.insecure = a.insecure;
+    config.limits.allowed_hosts = a.allow_host;
+    config.limits.header_timeout = a.header_timeout;
+    config.limits.body_timeout = a.body_timeout;
+    config.limits.max_connections = a.max_connections;
+    config.limits.ingest_memory = a.ingest_memory_mib << 20;
     config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
