@@ -26,6 +26,7 @@ mod eviction;
 pub mod insights;
 pub mod node;
 pub mod telemetry;
+pub mod text;
 
 pub use eviction::Eviction;
 

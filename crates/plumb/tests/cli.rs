@@ -1299,3 +1299,34 @@ fn commands_that_cannot_start_are_recorded_as_failed_with_the_reason() {
         "{text}"
     );
 }
+
+/// Issue 21, item 6: a run name holding terminal escapes (window title,
+/// clear screen, clipboard write) prints as text in `ls` and `show`.
+#[test]
+fn terminal_escapes_in_recorded_text_print_as_text() {
+    let home = Home::new();
+    let evil = "job\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}]52;c;ZXZpbA==\u{7}";
+    let o = home.run(&[
+        "run",
+        "--name",
+        evil,
+        "--tag",
+        "t=\u{1b}[31mred",
+        "--",
+        "true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in [&["ls"][..], &["show", "last"]] {
+        let out = home.run(args);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{args:?}: {text:?}"
+        );
+        assert!(text.contains("job\\u{1b}]0;pwned"), "{args:?}: {text}");
+    }
+    // JSON keeps the value exactly (escaped as JSON escapes it).
+    let runs = home.json(&["ls", "--json"]);
+    assert_eq!(runs[0]["name"], evil);
+}

@@ -5,6 +5,7 @@
 use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig, RemoteStore};
+use plumb_model::text::{escape_cell, escape_controls};
 use plumb_model::{Run, RunState, Stream, Timestamp, parse_duration_ns};
 use plumb_store::{OutputCursor, RunFilter, RunStore, SearchMode, SearchOptions, Store};
 use std::io::Write;
@@ -270,13 +271,13 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
         let why = r
             .launch_error
             .as_deref()
-            .map_or(String::new(), |e| format!("  {e}"));
+            .map_or(String::new(), |e| format!("  {}", escape_cell(e)));
         writeln!(
             out,
             "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}{why}",
             short_id(&r.id),
-            truncate(&r.name, 20),
-            truncate(&r.host, 16),
+            truncate(&escape_cell(&r.name), 20),
+            truncate(&escape_cell(&r.host), 16),
             r.state.as_str(),
             r.started.to_rfc3339_secs(),
             human_duration(dur),
@@ -313,7 +314,8 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
         )?;
         writeln!(out)?;
     } else {
-        out.write_all(render_run(&run, fp.as_ref()).as_bytes())?;
+        // Everything in it came from the run or the node that sent it.
+        out.write_all(escape_controls(&render_run(&run, fp.as_ref())).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }
