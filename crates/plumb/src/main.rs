@@ -3,6 +3,7 @@
 
 mod cmd;
 mod config;
+mod exit;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // Errors are printed once, here, with their cause chain.
             eprintln!("plumb: error: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::for_error(&err))
         }
     }
 }
