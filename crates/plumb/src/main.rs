@@ -39,7 +39,7 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Run the collector: ingest from every node, serve the query API.
     Serve(cmd::serve::Args),
-    /// Create and list the collector's access tokens.
+    /// Create, list and revoke the collector's access tokens.
     Token(cmd::token::Args),
     /// The node daemon: heartbeats to the collector, and shipping of runs left behind.
     Agent(cmd::agent::Args),

@@ -1393,3 +1393,24 @@ fn commands_that_cannot_start_are_recorded_as_failed_with_the_reason() {
         "{text}"
     );
 }
+
+#[test]
+fn helps_name_the_collector_alike_and_token_says_it_revokes() {
+    let home = Home::new();
+    for cmd in [
+        "ls", "show", "search", "errors", "slow", "nodes", "alerts", "agent",
+    ] {
+        let help = String::from_utf8_lossy(&home.run(&[cmd, "--help"]).stdout).into_owned();
+        assert!(
+            help.contains("--collector <URL>"),
+            "plumb {cmd} --help: {help}"
+        );
+        assert!(!help.contains("<COLLECTOR>"), "plumb {cmd} --help: {help}");
+    }
+    let help = String::from_utf8_lossy(&home.run(&["--help"]).stdout).into_owned();
+    let token = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("token"))
+        .unwrap();
+    assert!(token.contains("revoke"), "{token}");
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "URL")]
     pub collector: Option<String>,
     /// Print JSON.
     #[arg(long, global = true)]
