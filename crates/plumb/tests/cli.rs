@@ -557,7 +557,9 @@ fn logs_follow_a_live_run_until_it_ends() {
     // Wait (bounded) until the live run is in the store, then follow it.
     let mut found = false;
     for _ in 0..100 {
-        let runs = home.json(&["ls", "--json", "--name", "live"]);
+        // `ls` with a filter that matches nothing yet exits 1 (as grep).
+        let o = home.run(&["ls", "--json", "--name", "live"]);
+        let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         if runs.as_array().is_some_and(|a| !a.is_empty()) {
             found = true;
             break;
