@@ -51,23 +51,9 @@ const RESOLVED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
 /// anyone for, and the look-back bounds the scan of a large store).
 const JOB_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
-/// A duration in words: `3h20m`, `45s`, `250ms`.
+/// A duration in words, as everywhere in plumb (`plumb_model::display`).
 pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if s == 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let (days, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
-    let mut out = String::new();
-    for (v, u) in [(days, "d"), (h, "h"), (m, "m"), (sec, "s")] {
-        if v > 0 && out.len() < 6 {
-            out.push_str(&format!("{v}{u}"));
-        }
-    }
-    out
+    plumb_model::display::duration(d.as_nanos().min(i64::MAX as u128) as i64)
 }
 
 /// Labels of `plumb_alerts_firing`.
@@ -402,7 +388,7 @@ mod tests {
         assert_eq!(human(Duration::from_secs(12_000)), "3h20m");
         assert_eq!(human(Duration::from_millis(250)), "250ms");
         assert_eq!(human(Duration::ZERO), "0s");
-        assert_eq!(human(Duration::from_secs(90_061)), "1d1h1m");
+        assert_eq!(human(Duration::from_secs(90_061)), "1d1h");
     }
 
     #[test]

@@ -296,13 +296,12 @@ pub async fn record_otlp(
     Ok(())
 }
 
+/// `since=`: nanoseconds since the epoch (what programs send), else a
+/// moment in the one syntax of [`plumb_model::parse_moment`].
 fn parse_since(v: &str) -> Result<Timestamp, ApiError> {
     v.parse::<i64>().map(Timestamp::from_nanos).or_else(|_| {
-        Timestamp::parse_rfc3339(v).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "since `{v}` is neither nanoseconds since the epoch nor an RFC 3339 time: {e}"
-            ))
-        })
+        plumb_model::parse_moment(v, Timestamp::now())
+            .map_err(|e| ApiError::BadRequest(format!("since: {e}")))
     })
 }
 

@@ -22,6 +22,7 @@ mod time;
 
 pub mod alerts;
 pub mod diff;
+pub mod display;
 mod eviction;
 pub mod insights;
 pub mod node;
@@ -30,7 +31,7 @@ pub mod text;
 
 pub use eviction::Eviction;
 
-pub use time::{Timestamp, parse_duration_ns};
+pub use time::{Timestamp, parse_duration, parse_duration_ns, parse_moment};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

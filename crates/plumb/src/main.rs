@@ -3,6 +3,7 @@
 
 mod cmd;
 mod config;
+mod exit;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -38,7 +39,7 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Run the collector: ingest from every node, serve the query API.
     Serve(cmd::serve::Args),
-    /// Create and list the collector's access tokens.
+    /// Create, list and revoke the collector's access tokens.
     Token(cmd::token::Args),
     /// The node daemon: heartbeats to the collector, and shipping of runs left behind.
     Agent(cmd::agent::Args),
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // Errors are printed once, here, with their cause chain.
             eprintln!("plumb: error: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::for_error(&err))
         }
     }
 }

@@ -304,8 +304,10 @@ fn bad_run_references_get_clear_errors() {
     for _ in 0..2 {
         assert!(home.run(&["run", "--", "true"]).status.success());
     }
+    // A well-formed reference that names no run is "not found" (1, as
+    // grep); a malformed or ambiguous one is trouble (2).
     let o = home.run(&["show", "ffffffff"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no run matches `ffffffff`"),
         "{}",
@@ -316,7 +318,9 @@ fn bad_run_references_get_clear_errors() {
     let id = runs[0]["id"].as_str().unwrap();
     let o = home.run(&["show", &id[..4]]);
     assert!(stderr(&o).contains("is ambiguous"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2));
     let o = home.run(&["show", "not-an-id!"]);
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("is not a run reference"),
         "{}",
@@ -328,8 +332,98 @@ fn bad_run_references_get_clear_errors() {
         "{}",
         stderr(&o)
     );
+    assert_eq!(o.status.code(), Some(1));
     assert!(home.run(&["show", &id[..18]]).status.success());
-    assert!(home.run(&["diff", "last", "last~1"]).status.success());
+    assert!(home.run(&["diff", "last", &id[..18]]).status.success());
+}
+
+#[test]
+fn times_and_durations_have_one_syntax_and_bad_ones_are_named() {
+    let home = Home::new();
+    assert!(home.run(&["run", "--", "true"]).status.success());
+    // A moment is an RFC 3339 time (Z or an offset) or a duration ago.
+    for since in ["2000-01-01T00:00:00Z", "2000-01-01T01:00:00+01:00", "1h30m"] {
+        let o = home.run(&["ls", "--since", since]);
+        assert!(o.status.success(), "--since {since}: {}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    }
+    // A time in the future matches nothing: exit 1, as grep.
+    let o = home.run(&["ls", "--since", "2200-01-01T00:00:00Z"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Bad values are named, with what would be accepted, and exit 2.
+    for (args, named) in [
+        (vec!["ls", "--since", "yesterday"], "`yesterday`"),
+        (vec!["ls", "--since", "2026-13-03T06:30:00Z"], "2026-13-03"),
+        (vec!["errors", "--since", "soon"], "`soon`"),
+        (vec!["search", "--since", "5", "x"], "`5`"),
+    ] {
+        let o = home.run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("--since") && err.contains(named),
+            "{args:?}: {err}"
+        );
+    }
+    // Durations need a unit everywhere: a bare 5 is refused by every flag.
+    for args in [
+        vec!["run", "--grace", "5", "--", "true"],
+        vec!["run", "--retries", "1", "--backoff", "1..5", "--", "true"],
+        vec!["agent", "--interval", "5"],
+    ] {
+        let o = home.run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("no unit"), "{args:?}: {}", stderr(&o));
+    }
+    assert!(
+        home.run(&["run", "--grace", "1m30s", "--", "true"])
+            .status
+            .success()
+    );
+    // The same duration reads the same in ls as on the dashboard.
+    let o = home.run(&["run", "--", "sh", "-c", "sleep 0.2; kill -9 $$"]);
+    assert_eq!(o.status.code(), Some(137));
+    let table = String::from_utf8_lossy(&home.run(&["ls", "--limit", "1"]).stdout).into_owned();
+    assert!(table.contains("SIGKILL"), "{table}");
+    assert!(
+        table.contains("ms ") || table.contains(".2s") || table.contains(".3s"),
+        "{table}"
+    );
+}
+
+#[test]
+fn exit_codes_follow_diff_and_grep() {
+    let home = Home::new();
+    assert!(
+        home.run(&["run", "--name", "same", "--", "true"])
+            .status
+            .success()
+    );
+    // A run against itself is the same (two runs of `true` may differ in
+    // the libraries sampled while they ran).
+    assert_eq!(home.run(&["diff", "last", "last"]).status.code(), Some(0));
+    let o = home.run(&["run", "--name", "same", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "plumb run passes the code through"
+    );
+    // The runs differ (exit code 3 against 0): 1, as diff(1).
+    let o = home.run(&["diff", "last", "last~1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("exit"));
+    // Filters that match nothing: 1; a plain listing: 0.
+    assert_eq!(home.run(&["ls", "--name", "nosuch"]).status.code(), Some(1));
+    assert_eq!(
+        home.run(&["ls", "--name", "nosuch", "--json"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(home.run(&["ls", "--name", "same"]).status.code(), Some(0));
+    assert_eq!(home.run(&["search", "nosuchword"]).status.code(), Some(1));
+    // A usage error is 2.
+    assert_eq!(home.run(&["ls", "--bogus"]).status.code(), Some(2));
 }
 
 #[test]
@@ -463,7 +557,9 @@ fn logs_follow_a_live_run_until_it_ends() {
     // Wait (bounded) until the live run is in the store, then follow it.
     let mut found = false;
     for _ in 0..100 {
-        let runs = home.json(&["ls", "--json", "--name", "live"]);
+        // `ls` with a filter that matches nothing yet exits 1 (as grep).
+        let o = home.run(&["ls", "--json", "--name", "live"]);
+        let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         if runs.as_array().is_some_and(|a| !a.is_empty()) {
             found = true;
             break;
@@ -1329,4 +1425,25 @@ fn terminal_escapes_in_recorded_text_print_as_text() {
     // JSON keeps the value exactly (escaped as JSON escapes it).
     let runs = home.json(&["ls", "--json"]);
     assert_eq!(runs[0]["name"], evil);
+}
+
+#[test]
+fn helps_name_the_collector_alike_and_token_says_it_revokes() {
+    let home = Home::new();
+    for cmd in [
+        "ls", "show", "search", "errors", "slow", "nodes", "alerts", "agent",
+    ] {
+        let help = String::from_utf8_lossy(&home.run(&[cmd, "--help"]).stdout).into_owned();
+        assert!(
+            help.contains("--collector <URL>"),
+            "plumb {cmd} --help: {help}"
+        );
+        assert!(!help.contains("<COLLECTOR>"), "plumb {cmd} --help: {help}");
+    }
+    let help = String::from_utf8_lossy(&home.run(&["--help"]).stdout).into_owned();
+    let token = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("token"))
+        .unwrap();
+    assert!(token.contains("revoke"), "{token}");
 }

@@ -398,25 +398,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     resp
 }
 
-/// A duration for humans: `42s`, `3m05s`, `2h10m`, `3d4h`.
-pub fn human_duration(ns: i64) -> String {
-    let s = ns.max(0) / 1_000_000_000;
-    if ns > 0 && s == 0 {
-        return format!("{}ms", ns / 1_000_000);
-    }
-    let (m, s) = (s / 60, s % 60);
-    if m == 0 {
-        return format!("{s}s");
-    }
-    let (h, m) = (m / 60, m % 60);
-    if h == 0 {
-        return format!("{m}m{s:02}s");
-    }
-    if h < 48 {
-        return format!("{h}h{m:02}m");
-    }
-    format!("{}d{}h", h / 24, h % 24)
-}
+/// Durations as everywhere in plumb (`plumb_model::display`).
+pub use plumb_model::display::duration as human_duration;
 
 /// A time cell: UTC to the second, with the full time as a tooltip.
 pub fn time_cell(t: Timestamp) -> String {
@@ -435,21 +418,8 @@ pub fn ago(t: Timestamp) -> String {
     )
 }
 
-/// Bytes for humans, binary units.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Sizes as everywhere in plumb (`plumb_model::display`).
+pub use plumb_model::display::size as bytes;
 
 /// A state badge.
 pub fn badge(state: &str) -> String {

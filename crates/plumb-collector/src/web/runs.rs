@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use plumb_model::diff::RunDiff;
 use plumb_model::insights::{RunDuration, SlowRun};
 use plumb_model::telemetry::{LogLine, Span, StatusCode};
-use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, Uuid, parse_duration_ns};
+use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, Uuid};
 use plumb_store::OutputCursor;
 use plumb_store::dash::{PageKey, RunQuery, RunsPage};
 use serde::{Deserialize, Serialize};
@@ -70,15 +70,10 @@ pub fn parse_run_query(q: &str) -> Result<RunQuery, String> {
                 _ => return Err(format!("`{word}`: a tag is written tag:key=value")),
             },
             "since" => {
-                let at = match parse_duration_ns(value) {
-                    Ok(ns) => Timestamp::from_nanos(Timestamp::now().as_nanos() - ns),
-                    Err(_) => Timestamp::parse_rfc3339(value).map_err(|_| {
-                        format!(
-                            "`{word}`: since takes a duration ago (90s, 15m, 2h, 3d) or an RFC 3339 time"
-                        )
-                    })?,
-                };
-                out.since = Some(at);
+                out.since = Some(
+                    plumb_model::parse_moment(value, Timestamp::now())
+                        .map_err(|e| format!("`{word}`: since: {e}"))?,
+                );
             }
             // A colon in a free word (a URL, a time) is just text.
             _ if value.starts_with("//") || key.chars().any(|c| !c.is_ascii_alphabetic()) => {
@@ -266,7 +261,7 @@ placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" ar
             let id = r.id.to_string();
             let exit = match (r.exit_code, r.signal) {
                 (Some(c), _) => c.to_string(),
-                (None, Some(s)) => format!("signal {s}"),
+                (None, Some(s)) => plumb_model::display::exit(None, Some(s)),
                 _ => "—".into(),
             };
             let attempt = match r.max_attempts {

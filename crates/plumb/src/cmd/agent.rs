@@ -15,7 +15,7 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR).
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     pub collector: Option<String>,
     /// This node's name (default: the host name).
     #[arg(long)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "URL")]
     pub collector: Option<String>,
     /// Print JSON.
     #[arg(long, global = true)]
@@ -48,7 +48,7 @@ pub fn fetch(client: &Client) -> Result<AlertList> {
 
 fn ago(t: Timestamp) -> String {
     let ns = (Timestamp::now().as_nanos() - t.as_nanos()).max(0);
-    format!("{} ago", crate::cmd::query::human_duration(ns))
+    format!("{} ago", plumb_model::display::duration(ns))
 }
 
 /// Prints alerts as a table: STATE SEVERITY NAME LABELS SINCE.

@@ -2,11 +2,12 @@
 //! local store or a collector; `plumb errors show FP`, `plumb errors
 //! resolve FP`.
 
-use crate::cmd::query::{SourceArgs, human_duration, open_store};
+use crate::cmd::query::{SourceArgs, open_store};
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
+use plumb_model::Timestamp;
+use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{ErrorGroup, ErrorGroupDetail, ErrorGroups, ErrorQuery, ErrorStatus};
-use plumb_model::{Timestamp, parse_duration_ns};
 use plumb_store::Store;
 use std::process::ExitCode;
 
@@ -99,13 +100,7 @@ fn remote_json<T: serde::de::DeserializeOwned>(
 }
 
 fn parse_since(s: &str) -> Result<Timestamp> {
-    if let Ok(t) = Timestamp::parse_rfc3339(s) {
-        return Ok(t);
-    }
-    let ns = parse_duration_ns(s).map_err(|e| {
-        anyhow::anyhow!("--since `{s}` is neither a duration (`2h`) nor an RFC 3339 time: {e}")
-    })?;
-    Ok(Timestamp::from_nanos(Timestamp::now().as_nanos() - ns))
+    plumb_model::parse_moment(s, Timestamp::now()).map_err(|e| anyhow::anyhow!("--since: {e}"))
 }
 
 /// The groups `args` asks for.

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "URL")]
     pub collector: Option<String>,
     /// Print JSON.
     #[arg(long, global = true)]
@@ -57,22 +57,11 @@ pub fn fetch(client: &Client) -> Result<Vec<NodeStatus>> {
 
 fn ago(t: Timestamp) -> String {
     let ns = (Timestamp::now().as_nanos() - t.as_nanos()).max(0);
-    format!("{} ago", crate::cmd::query::human_duration(ns))
+    format!("{} ago", plumb_model::display::duration(ns))
 }
 
 fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.1}{}", UNITS[u])
-    }
+    plumb_model::display::size(n)
 }
 
 /// Prints the nodes as a table.
@@ -241,7 +230,7 @@ pub fn print_detail(d: &NodeDetail) {
     );
     kv(
         "uptime",
-        crate::cmd::query::human_duration((r.uptime_s * 1e9) as i64),
+        plumb_model::display::duration((r.uptime_s * 1e9) as i64),
     );
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     kv(

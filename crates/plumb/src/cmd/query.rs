@@ -5,8 +5,9 @@
 use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig, RemoteStore};
+use plumb_model::display::duration as human_duration;
 use plumb_model::text::{escape_cell, escape_controls};
-use plumb_model::{Run, RunState, Stream, Timestamp, parse_duration_ns};
+use plumb_model::{Run, RunState, Stream, Timestamp};
 use plumb_store::{OutputCursor, RunFilter, RunStore, SearchMode, SearchOptions, Store};
 use std::io::Write;
 use std::process::ExitCode;
@@ -199,11 +200,12 @@ pub fn open_store(cfg: &Config) -> Result<Store> {
     }
 }
 
-fn since(s: &Option<String>) -> Result<Option<Timestamp>> {
+/// `--since`: a moment, in the one syntax of [`plumb_model::parse_moment`].
+pub fn since(s: &Option<String>) -> Result<Option<Timestamp>> {
     s.as_deref()
         .map(|d| {
-            let ns = parse_duration_ns(d).map_err(anyhow::Error::msg)?;
-            Ok(Timestamp::from_nanos(Timestamp::now().as_nanos() - ns))
+            plumb_model::parse_moment(d, Timestamp::now())
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))
         })
         .transpose()
 }
@@ -214,25 +216,19 @@ pub fn short_id(id: &plumb_model::Uuid) -> String {
     id.to_string()[..18].to_string()
 }
 
-/// A duration in a compact human form.
-pub fn human_duration(ns: i64) -> String {
-    let s = ns as f64 / 1e9;
-    if s < 1.0 {
-        format!("{:.0}ms", s * 1e3)
-    } else if s < 120.0 {
-        format!("{s:.1}s")
-    } else if s < 7200.0 {
-        format!("{:.0}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
-    } else {
-        format!("{:.0}h{:02.0}m", (s / 3600.0).floor(), (s % 3600.0) / 60.0)
-    }
-}
-
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
     with_source!(open_source(&a.source)?, |s| ls_on(s, a))
 }
 
 fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
+    // Like grep, filters that match nothing exit 1; a plain `plumb ls` of
+    // an empty store is not a failed search.
+    let filtered = a.name.is_some()
+        || a.host.is_some()
+        || a.failed
+        || a.state.is_some()
+        || a.since.is_some()
+        || !a.tags.is_empty();
     let runs = store.list_runs(&RunFilter {
         name: a.name,
         host: a.host,
@@ -246,21 +242,17 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
     if a.json {
         serde_json::to_writer_pretty(&mut out, &runs)?;
         writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(found_code(runs.is_empty() && filtered));
     }
     writeln!(
         out,
-        "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}",
+        "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>7}  {:>7}",
         "ID", "NAME", "HOST", "STATE", "STARTED", "DURATION", "EXIT", "ATTEMPT"
     )?;
     let now = Timestamp::now().as_nanos();
     for r in &runs {
         let dur = r.ended.map_or(now, |e| e.as_nanos()) - r.started.as_nanos();
-        let exit = match (r.exit_code, r.signal) {
-            (Some(c), _) => c.to_string(),
-            (None, Some(s)) => format!("sig{s}"),
-            _ => "-".into(),
-        };
+        let exit = plumb_model::display::exit(r.exit_code, r.signal);
         // `2/4` for retried runs; `-` for a run that was never retried.
         let attempt = match r.max_attempts {
             Some(max) => format!("{}/{max}", r.attempt),
@@ -274,7 +266,7 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
             .map_or(String::new(), |e| format!("  {}", escape_cell(e)));
         writeln!(
             out,
-            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>4}  {:>7}{why}",
+            "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>7}  {:>7}{why}",
             short_id(&r.id),
             truncate(&escape_cell(&r.name), 20),
             truncate(&escape_cell(&r.host), 16),
@@ -285,7 +277,7 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
             attempt
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(found_code(runs.is_empty() && filtered))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -735,11 +727,7 @@ fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
             )?;
         }
     }
-    Ok(if hits.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(found_code(hits.is_empty()))
 }
 
 pub fn diff(a: DiffArgs) -> Result<ExitCode> {
@@ -762,5 +750,20 @@ fn diff_on<S: RunStore>(store: &S, a: DiffArgs) -> Result<ExitCode> {
     } else {
         out.write_all(d.render_text().as_bytes())?;
     }
-    Ok(ExitCode::SUCCESS)
+    // As diff(1): 0 when the runs are the same, 1 when they differ.
+    Ok(if d.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::DIFFERENT)
+    })
+}
+
+/// The exit code of a query by what it found, as grep's: 0 when something
+/// matched, 1 when nothing did (see `crate::exit`).
+pub fn found_code(nothing: bool) -> ExitCode {
+    if nothing {
+        ExitCode::from(crate::exit::NOT_FOUND)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -250,11 +250,15 @@ pub fn main(args: Args) -> Result<ExitCode> {
     // slot) stops the wait. While a child runs the recorder's own handlers
     // take over (and restore these afterwards).
     let stop = Arc::new(AtomicBool::new(false));
+    // Which of the two stopped the wait, for the exit code.
+    let terminated = Arc::new(AtomicBool::new(false));
     if args.retries > 0 || args.throttle.is_some() {
         for sig in [libc::SIGINT, libc::SIGTERM] {
             signal_hook::flag::register(sig, Arc::clone(&stop))
                 .context("installing the signal handlers for waiting")?;
         }
+        signal_hook::flag::register(libc::SIGTERM, Arc::clone(&terminated))
+            .context("installing the signal handlers for waiting")?;
     }
     let throttle = args.throttle.as_ref().map(|spec| {
         let root = args
@@ -270,7 +274,6 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     let mut attempt = 1;
     let mut backoff: Option<(Duration, String)> = None;
-    let mut last_code = None;
     loop {
         let run_id = if attempt == 1 {
             first_id
@@ -304,9 +307,14 @@ pub fn main(args: Args) -> Result<ExitCode> {
             Attempt::NotStarted(code) => return Ok(code),
             Attempt::Cancelled => {
                 eprintln!("plumb: interrupted while waiting; the command was not started");
-                // The previous attempt's outcome, else what a shell reports
-                // for an interrupted command.
-                return Ok(last_code.unwrap_or(ExitCode::from(130)));
+                // What a shell reports for an interrupted command, whatever
+                // the previous attempt did: the user stopped plumb, and a
+                // script must be able to tell that from the program failing.
+                return Ok(ExitCode::from(if terminated.load(Ordering::SeqCst) {
+                    crate::exit::TERMINATED
+                } else {
+                    crate::exit::INTERRUPTED
+                }));
             }
         };
         report_orphans(&run);
@@ -318,14 +326,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
         {
             return Ok(code);
         }
-        last_code = Some(code);
         let delay = args.backoff.delay(attempt - 1, fastrand::f64());
         eprintln!(
             "plumb: attempt {attempt}/{max_attempts} {} ({}); attempt {} in {}",
             run.state.as_str(),
             describe_exit(&run),
             attempt + 1,
-            crate::cmd::query::human_duration(delay.as_nanos() as i64)
+            plumb_model::display::duration(delay.as_nanos() as i64)
         );
         let reason = format!(
             "backing off before attempt {} of {max_attempts}: attempt {attempt} {} ({})",

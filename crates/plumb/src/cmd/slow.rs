@@ -2,10 +2,11 @@
 //! from the local store or a collector; `plumb slow --name NAME` prints the
 //! name's duration statistics.
 
-use crate::cmd::query::{SourceArgs, human_duration, open_store};
+use crate::cmd::query::{SourceArgs, open_store};
 use crate::config::Config;
 use anyhow::{Context, Result};
 use plumb_model::Timestamp;
+use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{DurationStats, SlowRun, SlowRuns};
 use std::process::ExitCode;
 

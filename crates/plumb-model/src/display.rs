@@ -1,0 +1,149 @@
+//! The one way plumb shows durations, sizes and exit statuses to people,
+//! shared by the CLI's tables and the dashboard so the same run reads the
+//! same everywhere. Durations are written in the syntax
+//! [`crate::parse_duration_ns`] reads back.
+
+/// A duration for people: `250ms`, `4.2s`, `59s`, `1m59s`, `2h10m`, `3d4h`.
+/// Below a minute it keeps a tenth of a second while under ten seconds;
+/// above it keeps the two largest units. Negative values show as `0s`.
+pub fn duration(ns: i64) -> String {
+    let ns = ns.max(0);
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", ns / 1_000_000);
+    }
+    if ns < 10_000_000_000 {
+        // Tenths, truncated, so a value never shows as the next unit up.
+        let tenths = ns / 100_000_000;
+        return format!("{}.{}s", tenths / 10, tenths % 10);
+    }
+    let s = ns / 1_000_000_000;
+    let (m, s) = (s / 60, s % 60);
+    if m == 0 {
+        return format!("{s}s");
+    }
+    let (h, m) = (m / 60, m % 60);
+    if h == 0 {
+        return format!("{m}m{s:02}s");
+    }
+    let (d, h) = (h / 24, h % 24);
+    if d == 0 {
+        return format!("{h}h{m:02}m");
+    }
+    format!("{d}d{h}h")
+}
+
+/// A size in bytes for people, binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// How a process ended, for people: its exit code (`0`, `1`), or the
+/// signal that killed it by name (`SIGKILL`), or `-` while unknown.
+pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(s)) => signal_name(s),
+        (None, None) => "-".into(),
+    }
+}
+
+/// A signal's name (`SIGTERM`), or `SIG<n>` for one without a common name.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return format!("SIG{signal}"),
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_duration_ns;
+    use proptest::prelude::*;
+
+    #[test]
+    fn one_duration_reads_the_same_everywhere() {
+        assert_eq!(duration(119_000_000_000), "1m59s");
+        assert_eq!(duration(250_000_000), "250ms");
+        assert_eq!(duration(4_260_000_000), "4.2s");
+        assert_eq!(duration(42_000_000_000), "42s");
+        assert_eq!(duration(7_800_000_000_000), "2h10m");
+        assert_eq!(
+            duration(3 * 86_400_000_000_000 + 4 * 3_600_000_000_000),
+            "3d4h"
+        );
+        assert_eq!(duration(-5), "0s");
+        assert_eq!(duration(0), "0s");
+    }
+
+    #[test]
+    fn sizes_and_exits() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
+        assert_eq!(exit(Some(1), None), "1");
+        assert_eq!(exit(None, Some(9)), "SIGKILL");
+        assert_eq!(exit(None, Some(40)), "SIG40");
+        assert_eq!(exit(None, None), "-");
+    }
+
+    proptest! {
+        /// What the formatter writes, the parser reads back, to within the
+        /// precision the formatter kept (its last unit).
+        #[test]
+        fn formatted_durations_parse_back(ns in 0i64..(400 * 86_400_000_000_000)) {
+            let text = duration(ns);
+            let back = parse_duration_ns(&text).unwrap();
+            let precision = if ns < 1_000_000_000 {
+                1_000_000
+            } else if ns < 10_000_000_000 {
+                100_000_000
+            } else if ns < 3_600_000_000_000 {
+                1_000_000_000
+            } else if ns < 86_400_000_000_000 {
+                60_000_000_000
+            } else {
+                3_600_000_000_000
+            };
+            prop_assert!(back <= ns && ns - back < precision, "{ns} -> {text} -> {back}");
+        }
+
+        /// Any duration written as units parses to the sum of its parts.
+        #[test]
+        fn compound_durations_add_up(h in 0i64..100, m in 0i64..60, s in 0i64..60, ms in 0i64..1000) {
+            let text = format!("{h}h{m}m{s}s{ms}ms");
+            let want = ((h * 60 + m) * 60 + s) * 1_000_000_000 + ms * 1_000_000;
+            prop_assert_eq!(parse_duration_ns(&text).unwrap(), want);
+        }
+    }
+}
