@@ -15,9 +15,11 @@ puts it on a bounded queue; a background thread sends batches. When the
 queue is full, records are dropped and counted (``handler.dropped``; the next
 batch carries a warning record saying how many). When the collector cannot
 be reached, a batch is appended to a local spool file (JSON lines, one OTLP
-request per line, under ``$PLUMB_SPOOL`` or ``~/.local/share/plumb/spool``,
-named ``logs-<pid>.jsonl``) and sent later, oldest first, once the collector
-answers again. Without a collector configured every batch goes to the spool.
+request per line, named ``logs-<pid>.jsonl``, under ``$PLUMB_SPOOL``, else
+``$PLUMB_OUTBOX/logs``, else ``$PLUMB_HOME/outbox/logs``) and sent later,
+oldest first, once the collector answers again. Without a collector
+configured every batch goes to the spool. Files left by processes that have
+exited are taken over and sent by any later handler (see ``_adopt``).
 
 Each record carries: its time, severity, message, logger name (as the
 instrumentation scope), source location, thread, the exception's type,
@@ -32,10 +34,12 @@ Standard library only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import queue
+import re
 import socket
 import ssl
 import sys
@@ -46,6 +50,13 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
 
+from .traced import clean_traceback
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: spool files of dead processes are left alone
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["PlumbHandler", "otlp_severity"]
 
 # The attributes every LogRecord has; anything else came from ``extra=``.
@@ -54,6 +65,13 @@ _STANDARD = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 _SCOPE_VERSION = "0.1.0"
+
+# Each process's lock on its spool files, per spool directory (see _hold_lock).
+_LOCKS: Dict[Any, Optional[int]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+# Put on the queue by flush(): the shipper then tries the spool at once.
+_DRAIN: Dict[str, Any] = {}
 
 
 def otlp_severity(levelno: int) -> int:
@@ -95,12 +113,30 @@ def _attrs(d: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [{"key": k, "value": _value(v)} for k, v in d.items() if v is not None]
 
 
+def _plumb_home() -> str:
+    """The store directory, chosen as plumb chooses it: ``$PLUMB_HOME``, else
+    ``$XDG_DATA_HOME/plumb``, else ``~/.local/share/plumb``."""
+    home = os.environ.get("PLUMB_HOME")
+    if home:
+        return home
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "plumb")
+
+
 def _default_spool_dir() -> str:
+    """``$PLUMB_SPOOL``, else ``logs`` in plumb's outbox (``$PLUMB_OUTBOX``,
+    else ``<plumb home>/outbox``), beside the runs waiting to be shipped."""
     env = os.environ.get("PLUMB_SPOOL")
     if env:
         return env
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "plumb", "spool")
+    outbox = os.environ.get("PLUMB_OUTBOX") or os.path.join(_plumb_home(), "outbox")
+    return os.path.join(outbox, "logs")
+
+
+# Spool files: ``logs-<pid>.jsonl`` (what process <pid> spooled) and
+# ``logs-<pid>-<n>.jsonl`` (files of dead processes that <pid> took over).
+# Either belongs to <pid> while it holds ``logs-<pid>.lock``.
+_SPOOL_NAME = re.compile(r"^logs-(\d+)(?:-\d+)?\.jsonl$")
 
 
 class PlumbHandler(logging.Handler):
@@ -115,7 +151,8 @@ class PlumbHandler(logging.Handler):
     - ``batch_size``: records per request (default 512).
     - ``flush_interval``: longest a record waits before being sent, seconds.
     - ``queue_size``: records held before new ones are dropped (default 10000).
-    - ``spool_dir``: default ``$PLUMB_SPOOL`` or ``~/.local/share/plumb/spool``.
+    - ``spool_dir``: default ``$PLUMB_SPOOL``, ``$PLUMB_OUTBOX/logs`` or
+      ``$PLUMB_HOME/outbox/logs``.
     - ``retry_interval``: how often a spooled batch is retried, seconds.
     - ``timeout``: per request, seconds.
     """
@@ -150,7 +187,14 @@ class PlumbHandler(logging.Handler):
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
         self.timeout = timeout
-        self.spool_path = os.path.join(spool_dir or _default_spool_dir(), f"logs-{os.getpid()}.jsonl")
+        self.spool_dir = spool_dir or _default_spool_dir()
+        self.spool_path = os.path.join(self.spool_dir, f"logs-{os.getpid()}.jsonl")
+        # Held for the handler's life: while it is, no other process takes
+        # this process's spool files; once the process is gone, the kernel
+        # releases it and any handler may take them over.
+        self._lock_file = self._hold_lock()
+        self._taken = itertools.count()
+        self._last_adopt_try = 0.0
         self.dropped = 0
         """Records dropped because the queue was full."""
         self.rejected = 0
@@ -215,6 +259,10 @@ class PlumbHandler(logging.Handler):
             etype, evalue, tb = record.exc_info
             attributes["exception.type"] = getattr(etype, "__qualname__", str(etype))
             attributes["exception.message"] = str(evalue)
+            if evalue is not None:
+                # Without the frames of @traced wrappers, as the user wrote it.
+                clean_traceback(evalue)
+                tb = evalue.__traceback__
             attributes["exception.stacktrace"] = "".join(traceback.format_exception(etype, evalue, tb))
         elif record.exc_text:
             attributes["exception.stacktrace"] = record.exc_text
@@ -237,9 +285,17 @@ class PlumbHandler(logging.Handler):
         }
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Waits until everything queued so far was sent or spooled; False on timeout."""
+        """Waits until everything queued so far was sent or spooled, and the
+        spool (with the files dead processes left) was tried once; False on
+        timeout."""
         if self._closed and not self._thread.is_alive():
             return self._pending == 0
+        with self._pending_lock:
+            try:
+                self._queue.put_nowait(_DRAIN)
+                self._pending += 1
+            except queue.Full:
+                pass
         self._flush_request.set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -268,6 +324,7 @@ class PlumbHandler(logging.Handler):
             batch: List[Dict[str, Any]] = []
             taken = 0
             stop = False
+            drain = False
             deadline = time.monotonic() + self.flush_interval
             while len(batch) < self.batch_size:
                 wait = deadline - time.monotonic()
@@ -280,8 +337,11 @@ class PlumbHandler(logging.Handler):
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
                 taken += 1
+                if item is _DRAIN:
+                    drain = True
+                    break
+                batch.append(item)
             if self._queue.empty():
                 self._flush_request.clear()
             try:
@@ -291,8 +351,8 @@ class PlumbHandler(logging.Handler):
                     batch.append(self._drop_notice(drops))
                 if batch:
                     self._ship(batch)
-                elif time.monotonic() - self._last_spool_try >= self.retry_interval:
-                    self._drain_spool()
+                if drain or (not batch and time.monotonic() - self._last_spool_try >= self.retry_interval):
+                    self._drain_spool(adopt_now=drain)
             except Exception as e:  # the shipper must survive anything
                 self._warn_once("internal", f"plumb log handler: {e!r}")
             with self._pending_lock:
@@ -333,7 +393,7 @@ class PlumbHandler(logging.Handler):
     def _ship(self, batch: List[Dict[str, Any]]) -> None:
         body = json.dumps(self._payload(batch), separators=(",", ":")).encode()
         # Older batches go first, so that the collector sees records in order.
-        if os.path.exists(self.spool_path) and not self._drain_spool():
+        if self._own_spool_files() and not self._drain_spool():
             self._spool(body, len(batch))
             return
         outcome = self._post(body)
@@ -376,18 +436,137 @@ class PlumbHandler(logging.Handler):
             self.dropped += records
             self._warn_once("spool", f"plumb log handler: cannot write the spool {self.spool_path}: {e}")
 
-    def _drain_spool(self) -> bool:
-        """Sends spooled batches oldest first; True when the spool is empty."""
+    def _hold_lock(self) -> Optional[int]:
+        """This process's lock on its spool files in ``spool_dir``, shared by
+        every handler of the process (a flock is per open file, so a second
+        one would fail) and held until the process exits."""
+        if fcntl is None:
+            return None
+        key = (os.getpid(), os.path.abspath(self.spool_dir))
+        with _LOCKS_GUARD:
+            if key not in _LOCKS:
+                _LOCKS[key] = self._take_lock()
+            return _LOCKS[key]
+
+    def _take_lock(self) -> Optional[int]:
+        assert fcntl is not None
+        try:
+            os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(self.spool_dir, f"logs-{os.getpid()}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            # Without the lock this process's files could be taken while it
+            # lives; the spool still works, and nothing is taken from others
+            # (see _adopt), which needs the directory anyway.
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            # Another live process with our pid (another pid namespace) holds
+            # it: share nothing with it rather than wait.
+            os.close(fd)
+            return None
+        return fd
+
+    def _own_spool_files(self) -> List[str]:
+        """This process's spool file and the files it took over, oldest
+        first."""
+        me = str(os.getpid())
+        try:
+            names = os.listdir(self.spool_dir)
+        except OSError:
+            return []
+        taken = []
+        own = False
+        for name in names:
+            m = _SPOOL_NAME.match(name)
+            if m is None or m.group(1) != me:
+                continue
+            if name == f"logs-{me}.jsonl":
+                own = True
+            else:
+                taken.append(name)
+        taken.sort(key=lambda n: int(n.rsplit("-", 1)[1].split(".")[0]))
+        paths = [os.path.join(self.spool_dir, n) for n in taken]
+        if own:
+            paths.append(self.spool_path)
+        return paths
+
+    def _adopt(self) -> None:
+        """Takes over the spool files of processes that are gone.
+
+        A file ``logs-<pid>...`` belongs to a dead process when its lock
+        ``logs-<pid>.lock`` can be taken (the kernel drops a flock when its
+        holder dies, so a reused pid or a live process is never mistaken for
+        a dead one). Holding that lock, the file is renamed to a name of this
+        process: the rename is atomic, so when several handlers adopt at
+        once each file goes to exactly one of them, and a handler that dies
+        while sending leaves its files to the next one.
+        """
+        if fcntl is None or self._lock_file is None:
+            return
+        me = str(os.getpid())
+        try:
+            names = sorted(os.listdir(self.spool_dir))
+        except OSError:
+            return
+        owners: Dict[str, List[str]] = {}
+        for name in names:
+            m = _SPOOL_NAME.match(name)
+            if m is not None and m.group(1) != me:
+                owners.setdefault(m.group(1), []).append(name)
+        for pid, files in owners.items():
+            lock = os.path.join(self.spool_dir, f"logs-{pid}.lock")
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process is alive
+                for name in files:
+                    target = os.path.join(self.spool_dir, f"logs-{me}-{next(self._taken)}.jsonl")
+                    try:
+                        os.rename(os.path.join(self.spool_dir, name), target)
+                    except FileNotFoundError:
+                        pass  # another handler took it first
+                    except OSError as e:
+                        self._warn_once("adopt", f"plumb log handler: cannot take over the spool file {name}: {e}")
+                # The dead process's lock is not needed any more. Removed
+                # while held, so a handler that opened it meanwhile finds no
+                # file to take (the renames are done).
+                try:
+                    os.unlink(lock)
+                except OSError:
+                    pass
+            finally:
+                os.close(fd)
+
+    def _drain_spool(self, adopt_now: bool = False) -> bool:
+        """Sends spooled batches oldest first, this process's own and those
+        of dead processes it takes over; True when none is left."""
         self._last_spool_try = time.monotonic()
         if self.endpoint is None:
-            return not os.path.exists(self.spool_path)
+            return not self._own_spool_files()
+        now = time.monotonic()
+        if adopt_now or now - self._last_adopt_try >= self.retry_interval or self._last_adopt_try == 0.0:
+            self._last_adopt_try = now
+            self._adopt()
+        for path in self._own_spool_files():
+            if not self._drain_file(path):
+                return False
+        return True
+
+    def _drain_file(self, path: str) -> bool:
+        """Sends one spool file's batches oldest first; True when it is gone."""
         try:
-            with open(self.spool_path, "rb") as f:
+            with open(path, "rb") as f:
                 lines = [line for line in f.read().split(b"\n") if line.strip()]
         except FileNotFoundError:
             return True
         except OSError as e:
-            self._warn_once("spool-read", f"plumb log handler: cannot read the spool {self.spool_path}: {e}")
+            self._warn_once("spool-read", f"plumb log handler: cannot read the spool {path}: {e}")
             return False
         done = 0
         for line in lines:
@@ -402,16 +581,16 @@ class PlumbHandler(logging.Handler):
             done += 1
         try:
             if done == len(lines):
-                os.unlink(self.spool_path)
+                os.unlink(path)
                 return True
             if done:
                 # Keep what is left; the rename makes the rewrite atomic.
-                tmp = self.spool_path + ".tmp"
+                tmp = path + ".tmp"
                 with open(tmp, "wb") as f:
                     f.write(b"".join(line + b"\n" for line in lines[done:]))
-                os.replace(tmp, self.spool_path)
+                os.replace(tmp, path)
         except OSError as e:
-            self._warn_once("spool-write", f"plumb log handler: cannot rewrite the spool {self.spool_path}: {e}")
+            self._warn_once("spool-write", f"plumb log handler: cannot rewrite the spool {path}: {e}")
         return False
 
     def _warn_once(self, key: str, message: str) -> None:

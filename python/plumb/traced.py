@@ -28,6 +28,16 @@ Every record carries ``plumb_function`` (qualified name), ``plumb_call_id``
 its file and line are those of the traced function. Arguments and values are
 shown with ``reprlib`` so huge objects stay short.
 
+Tracebacks stay the user's: a traced function's wrapper is a frame of the
+running program, so Python puts it into every traceback passing through it.
+Each wrapper sets ``__tracebackhide__`` (which pytest and IPython honour), and
+the first use of ``traced`` installs ``sys.excepthook`` and
+``threading.excepthook`` hooks (calling the ones they replace) that cut the
+wrappers out of an uncaught exception's traceback and of its causes';
+:func:`clean_traceback` does the same for code that prints tracebacks
+itself, and :class:`plumb.PlumbHandler` applies it to the stack traces it
+ships.
+
 When the logger is not enabled for ``level`` a traced call costs one level
 check. ``PLUMB_TRACED_NOOP=1`` in the environment makes the decorator return
 functions unchanged.
@@ -41,10 +51,13 @@ import itertools
 import logging
 import os
 import reprlib
+import sys
+import threading
 import time
+from types import TracebackType
 from typing import Any, Callable, Iterable, Optional
 
-__all__ = ["traced"]
+__all__ = ["traced", "clean_traceback"]
 
 _call_ids = itertools.count(1)
 _repr = reprlib.Repr()
@@ -142,6 +155,7 @@ def _wrap(func: Callable, logger: logging.Logger, level: int, exc_level: int) ->
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # noqa: F841 (read by pytest and IPython)
             if not enabled(level):
                 return await func(*args, **kwargs)
             call_id = tracer.call(args, kwargs)
@@ -154,6 +168,8 @@ def _wrap(func: Callable, logger: logging.Logger, level: int, exc_level: int) ->
             tracer.returned(call_id, start, value)
             return value
 
+        _WRAPPER_CODES.add(async_wrapper.__code__)
+        _install_hooks()
         return async_wrapper
 
     if inspect.isgeneratorfunction(func):
@@ -161,6 +177,7 @@ def _wrap(func: Callable, logger: logging.Logger, level: int, exc_level: int) ->
         # its return (or exception), including the time spent suspended.
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # noqa: F841 (read by pytest and IPython)
             if not enabled(level):
                 return (yield from func(*args, **kwargs))
             call_id = tracer.call(args, kwargs)
@@ -173,10 +190,13 @@ def _wrap(func: Callable, logger: logging.Logger, level: int, exc_level: int) ->
             tracer.returned(call_id, start, value)
             return value
 
+        _WRAPPER_CODES.add(gen_wrapper.__code__)
+        _install_hooks()
         return gen_wrapper
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841 (read by pytest and IPython)
         if not enabled(level):
             return func(*args, **kwargs)
         call_id = tracer.call(args, kwargs)
@@ -189,7 +209,72 @@ def _wrap(func: Callable, logger: logging.Logger, level: int, exc_level: int) ->
         tracer.returned(call_id, start, value)
         return value
 
+    _WRAPPER_CODES.add(wrapper.__code__)
+    _install_hooks()
     return wrapper
+
+
+# The code objects of the wrappers above: one per kind, shared by every
+# wrapped function, so a traceback entry is a wrapper's when its frame runs
+# one of them.
+_WRAPPER_CODES: set = set()
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def clean_traceback(exc: BaseException) -> BaseException:
+    """Cuts the frames of ``traced`` wrappers out of ``exc``'s traceback and
+    out of those of its causes and contexts; returns ``exc``."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = _trim(e.__traceback__)
+        todo.extend([e.__cause__, e.__context__])
+        todo.extend(getattr(e, "exceptions", ()) or ())
+    return exc
+
+
+def _trim(tb: Optional[TracebackType]) -> Optional[TracebackType]:
+    while tb is not None and tb.tb_frame.f_code in _WRAPPER_CODES:
+        tb = tb.tb_next
+    head = tb
+    while tb is not None:
+        nxt = tb.tb_next
+        while nxt is not None and nxt.tb_frame.f_code in _WRAPPER_CODES:
+            nxt = nxt.tb_next
+        tb.tb_next = nxt
+        tb = nxt
+    return head
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        previous = sys.excepthook
+
+        def excepthook(etype: Any, value: Any, tb: Any) -> None:
+            if isinstance(value, BaseException):
+                clean_traceback(value)
+                tb = value.__traceback__
+            previous(etype, value, tb)
+
+        sys.excepthook = excepthook
+        previous_thread = threading.excepthook
+
+        def thread_excepthook(args: Any) -> None:
+            if args.exc_value is not None:
+                clean_traceback(args.exc_value)
+                args = threading.ExceptHookArgs((args.exc_type, args.exc_value, args.exc_value.__traceback__, args.thread))
+            previous_thread(args)
+
+        threading.excepthook = thread_excepthook
 
 
 def _wrap_class(cls: type, logger: Optional[logging.Logger], level: int, exc_level: int, methods: Optional[Iterable[str]], exclude: Iterable[str]) -> type:

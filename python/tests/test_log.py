@@ -4,6 +4,9 @@ import http.server
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -235,3 +238,130 @@ def test_bad_arguments_are_named():
         plumb.PlumbHandler("ftp://x")
     with pytest.raises(ValueError, match="batch_size"):
         plumb.PlumbHandler("http://127.0.0.1:1", batch_size=0)
+
+
+# -- spool files of dead processes -------------------------------------------
+
+PKG = os.path.dirname(os.path.dirname(os.path.abspath(plumb.__file__)))
+
+SPOOLER = """
+import logging, sys, plumb
+h = plumb.PlumbHandler(sys.argv[1], spool_dir=sys.argv[2], flush_interval=0.05, timeout=1)
+log = logging.getLogger("stage")
+log.propagate = False
+log.addHandler(h)
+log.setLevel(logging.INFO)
+for i in range(int(sys.argv[4])):
+    log.info("%s %d", sys.argv[3], i)
+h.flush()
+if len(sys.argv) > 5:
+    sys.stdout.write("spooled\\n"); sys.stdout.flush()
+    sys.stdin.read()  # stays alive until the test closes stdin
+"""
+
+DRAINER = """
+import sys, plumb
+h = plumb.PlumbHandler(sys.argv[1], spool_dir=sys.argv[2], flush_interval=0.05, timeout=5)
+h.close()
+print(h.sent)
+"""
+
+
+def _python(code, *args, **kw):
+    env = dict(os.environ, PYTHONPATH=PKG)
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True, timeout=60, **kw)
+
+
+def _down_url():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def _bodies(c):
+    return [r["body"]["stringValue"] for _, _, r in c.records()]
+
+
+def test_default_spool_dir_follows_plumb_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("PLUMB_SPOOL", raising=False)
+    monkeypatch.delenv("PLUMB_OUTBOX", raising=False)
+    monkeypatch.setenv("PLUMB_HOME", str(tmp_path / "home"))
+    h = plumb.PlumbHandler(None)
+    try:
+        assert h.spool_path == str(tmp_path / "home" / "outbox" / "logs" / f"logs-{os.getpid()}.jsonl")
+    finally:
+        h.close()
+    monkeypatch.setenv("PLUMB_OUTBOX", str(tmp_path / "box"))
+    h = plumb.PlumbHandler(None)
+    try:
+        assert os.path.dirname(h.spool_path) == str(tmp_path / "box" / "logs")
+    finally:
+        h.close()
+
+
+def test_records_a_dead_process_spooled_are_sent_by_a_later_handler(collector, tmp_path):
+    spool = tmp_path / "spool"
+    stage = _python(SPOOLER, _down_url(), spool, "stage", 3)
+    assert stage.returncode == 0, stage.stderr
+    left = [p.name for p in spool.glob("logs-*.jsonl")]
+    assert len(left) == 1, left
+    assert collector.records() == []
+
+    later = _python(DRAINER, collector.url, spool)
+    assert later.returncode == 0, later.stderr
+    assert sorted(_bodies(collector)) == ["stage 0", "stage 1", "stage 2"]
+    assert later.stdout.strip() == "3"
+    assert list(spool.glob("logs-*.jsonl")) == []
+
+
+def test_two_handlers_draining_at_once_send_each_record_once(collector, tmp_path):
+    spool = tmp_path / "spool"
+    down = _down_url()
+    env = dict(os.environ, PYTHONPATH=PKG)
+    stages = [
+        subprocess.Popen([sys.executable, "-c", SPOOLER, down, str(spool), f"s{n}", "20"], env=env, stderr=subprocess.PIPE)
+        for n in range(6)
+    ]
+    for p in stages:
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    assert len(list(spool.glob("logs-*.jsonl"))) == 6
+    drainers = [
+        subprocess.Popen([sys.executable, "-c", DRAINER, collector.url, str(spool)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    sent = []
+    for p in drainers:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        sent.append(int(out))
+    bodies = _bodies(collector)
+    expected = sorted(f"s{n} {i}" for n in range(6) for i in range(20))
+    assert sorted(bodies) == expected, "every record exactly once"
+    assert sum(sent) == 120
+    assert list(spool.glob("logs-*.jsonl")) == []
+
+
+def test_a_live_process_spool_is_never_taken(collector, tmp_path):
+    spool = tmp_path / "spool"
+    env = dict(os.environ, PYTHONPATH=PKG)
+    live = subprocess.Popen(
+        [sys.executable, "-c", SPOOLER, _down_url(), str(spool), "live", "2", "wait"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert live.stdout.readline().strip() == "spooled"
+        own = spool / f"logs-{live.pid}.jsonl"
+        assert own.exists()
+        first = _python(DRAINER, collector.url, spool)
+        assert first.returncode == 0, first.stderr
+        assert collector.records() == [] and own.exists(), "a live process keeps its spool"
+    finally:
+        live.stdin.close()
+        live.wait(timeout=30)
+    # Its handler could not reach the collector when it exited, so the file
+    # is still there; now that the process is gone it is taken over.
+    second = _python(DRAINER, collector.url, spool)
+    assert second.returncode == 0, second.stderr
+    assert sorted(_bodies(collector)) == ["live 0", "live 1"]

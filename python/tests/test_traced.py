@@ -148,3 +148,40 @@ def test_noop_switch(monkeypatch):
         return 1
 
     assert plumb.traced(f) is f
+
+
+def test_tracebacks_do_not_show_the_wrapper(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import logging, threading, plumb\n"
+        "logging.basicConfig(level=logging.DEBUG)\n"
+        "@plumb.traced\n"
+        "def parse(x):\n"
+        "    return int(x)\n"
+        "@plumb.traced\n"
+        "def load(x):\n"
+        "    try:\n"
+        "        return parse(x)\n"
+        "    except ValueError as e:\n"
+        "        raise RuntimeError('cannot load') from e\n"
+        "t = threading.Thread(target=load, args=('thread',))\n"
+        "t.start(); t.join()\n"
+        "load('main')\n"
+    )
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(plumb.__file__)))
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=pkg),
+    )
+    assert out.returncode == 1
+    err = out.stderr
+    # Both tracebacks (the thread's and the main one), each with its cause.
+    lines = err.splitlines()
+    assert sum(line.startswith("ValueError: invalid literal") for line in lines) == 2, err
+    assert sum(line.startswith("RuntimeError: cannot load") for line in lines) == 2, err
+    assert 'line 14, in <module>' in err and 'in load' in err and 'in parse' in err, err
+    assert "traced.py" not in err and "in wrapper" not in err, err

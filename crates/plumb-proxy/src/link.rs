@@ -631,7 +631,13 @@ enum Item {
 /// not move on before `wait`.
 struct Work {
     idx: usize,
+    /// The chunk's timestamp, as in Toxiproxy: its read time plus the
+    /// latency already applied, so each latency toxic in the chain adds its
+    /// own delay to what the previous ones left.
     at: Instant,
+    /// When the chunk was read; the chain starts over from here when it
+    /// changes, so a latency toxic that stays is not applied twice.
+    read: Instant,
     wait: Option<Instant>,
     item: Item,
 }
@@ -776,8 +782,8 @@ async fn userspace_path(
                         }
                         _ = sleep_until(deadline.unwrap_or(far)) => return Ok(Some(End::Killed)),
                         c = rx.recv() => match c {
-                            Some(Chunk::Data(data, at)) => Work { idx: 0, at, wait: None, item: Item::Data(data) },
-                            Some(Chunk::Eof) => Work { idx: 0, at: Instant::now(), wait: None, item: Item::Eof },
+                            Some(Chunk::Data(data, at)) => Work { idx: 0, at, read: at, wait: None, item: Item::Data(data) },
+                            Some(Chunk::Eof) => { let now = Instant::now(); Work { idx: 0, at: now, read: now, wait: None, item: Item::Eof } }
                             Some(Chunk::Failed(e)) => return Err(e),
                             None => return Ok(Some(End::Killed)),
                         },
@@ -793,12 +799,14 @@ async fn userspace_path(
                         if chain.rebuild(&set, cx.proxy) {
                             return Ok(Some(End::Killed));
                         }
-                        // Everything still queued runs through the new chain;
-                        // latency is measured from read time, so a latency
-                        // toxic that stays is not applied twice.
+                        // Everything still queued runs through the new chain
+                        // from its start; latency is measured again from read
+                        // time, so a latency toxic that stays is not applied
+                        // twice.
                         stack.push(w);
                         for s in stack.iter_mut() {
                             s.idx = 0;
+                            s.at = s.read;
                             s.wait = None;
                         }
                         continue;
@@ -855,10 +863,15 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 0
             };
             let delay = (*latency + j).max(0) as u64;
+            // The delay counts from the chunk's timestamp, which the latency
+            // toxics before this one moved on: two 100 ms toxics make 200 ms,
+            // while a stream of chunks still moves at full rate.
+            let until = w.at + Duration::from_millis(delay);
             stack.push(Work {
                 idx: next,
-                at: w.at,
-                wait: Some(w.at + Duration::from_millis(delay)),
+                at: until,
+                read: w.read,
+                wait: Some(until),
                 item: Item::Data(data),
             });
         }
@@ -873,6 +886,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 out.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: Some(free),
                     item: Item::Data(p.to_vec()),
                 });
@@ -882,10 +896,12 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
             }
             stack.extend(out.into_iter().rev());
         }
-        (ToxicKind::SlowClose { delay }, Item::Eof) => {
+        (ToxicKind::SlowClose { delay }, item @ (Item::Eof | Item::Close)) => {
+            // The end of the stream, whether the source's or one a toxic
+            // before this one made (limit_data), is what slow_close delays.
             w.idx = next;
             w.wait = Some(now + Duration::from_millis(*delay as u64));
-            w.item = Item::Eof;
+            w.item = item;
             stack.push(w);
         }
         (ToxicKind::Timeout { .. }, Item::Data(_)) => {
@@ -895,6 +911,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
             stack.push(Work {
                 idx: end,
                 at: w.at,
+                read: w.read,
                 wait: Some(now + Duration::from_millis(*timeout as u64)),
                 item: Item::Reset,
             });
@@ -921,6 +938,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 out.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: Some(at),
                     item: Item::Data(rest[..size].to_vec()),
                 });
@@ -939,9 +957,13 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 s.passed += data.len() as u64;
             }
             if reached {
+                // The close goes on down the chain behind the data, so the
+                // toxics after this one (latency, slow_close) act on it as on
+                // the end of any stream.
                 stack.push(Work {
-                    idx: end,
+                    idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Close,
                 });
@@ -950,6 +972,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 stack.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Data(data),
                 });
@@ -967,6 +990,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
             stack.push(Work {
                 idx: next,
                 at: w.at,
+                read: w.read,
                 wait,
                 item: Item::Data(data),
             });
@@ -976,6 +1000,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 stack.push(Work {
                     idx: end,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Reset,
                 });
@@ -983,6 +1008,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 stack.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Data(data),
                 });
@@ -994,6 +1020,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
             stack.push(Work {
                 idx: next,
                 at: w.at,
+                read: w.read,
                 wait,
                 item: Item::Data(data),
             });
@@ -1003,6 +1030,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 stack.push(Work {
                     idx: end,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Respond(http_error_response(*status as u16)),
                 });
@@ -1010,6 +1038,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 stack.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Data(data),
                 });
@@ -1020,6 +1049,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 stack.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Data(data),
                 });
@@ -1052,6 +1082,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 out.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: None,
                     item: Item::Data(data[..body_from].to_vec()),
                 });
@@ -1064,6 +1095,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
                 out.push(Work {
                     idx: next,
                     at: w.at,
+                    read: w.read,
                     wait: Some(free),
                     item: Item::Data(p.to_vec()),
                 });
@@ -1076,6 +1108,7 @@ fn apply(t: &ToxicEntry, mut w: Work, chain: &mut Chain, stack: &mut Vec<Work>) 
             stack.push(Work {
                 idx: next,
                 at: w.at,
+                read: w.read,
                 wait: None,
                 item,
             });

@@ -715,3 +715,46 @@ fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
     assert_eq!(queued.0.wait().unwrap().code(), Some(0));
     assert_eq!(holder.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn the_run_page_shows_the_whole_exception_chain_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, api) = serve(&dir.path().join("data"));
+    std::fs::write(
+        dir.path().join("chain.py"),
+        "def load():\n    raise KeyError('<missing> & gone')\n\ntry:\n    load()\nexcept KeyError as e:\n    raise RuntimeError('config <broken>') from e\n",
+    )
+    .unwrap();
+    record(dir.path(), &api, "chain", &[], "python3 chain.py");
+    wait_for("the failed run at the collector", 30, || {
+        get_json(&api, "/api/v1/runs?name=chain")[0]["state"] == "failed"
+    });
+    let id = run_ids(&api, "chain")[0].clone();
+    let run = &get_json(&api, &format!("/api/v1/runs/{id}"))["run"];
+    assert_eq!(run["exception"]["causes"][0]["type"], "KeyError", "{run}");
+    let (code, page) = http(&api, "GET", &format!("/runs/{id}"), "text/plain", b"");
+    assert_eq!(code, 200);
+    let section = &page[page.find("id=\"h-exc\"").expect("an exception section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    // The cause first, then what it led to, as `plumb show` prints them.
+    let cause = section
+        .find("<strong>KeyError</strong>: &quot;&lt;missing&gt; &amp; gone&quot;")
+        .or_else(|| section.find("<strong>KeyError</strong>: &#39;&lt;missing&gt; &amp; gone&#39;"))
+        .or_else(|| {
+            section.find("<strong>KeyError</strong>: &#x27;&lt;missing&gt; &amp; gone&#x27;")
+        })
+        .unwrap_or_else(|| panic!("the cause, escaped: {section}"));
+    let led = section.find("which led to:").expect("which led to");
+    let top = section
+        .find("<strong>RuntimeError</strong>: config &lt;broken&gt;")
+        .unwrap_or_else(|| panic!("the exception, escaped: {section}"));
+    assert!(cause < led && led < top, "{section}");
+    assert!(
+        section.contains("at load (") && section.contains("chain.py:2)"),
+        "{section}"
+    );
+    assert!(
+        !section.contains("<broken>") && !section.contains("<missing>"),
+        "{section}"
+    );
+}

@@ -606,22 +606,9 @@ async fn run_page(
     }
     b.push_str("</section></div>");
     if let Some(ex) = &r.exception {
-        let _ = write!(
-            b,
-            "<section aria-labelledby=\"h-exc\"><h2 id=\"h-exc\">Exception</h2><p><strong>{}</strong>: {}</p><pre class=\"output\">",
-            esc(&ex.kind),
-            esc(&ex.message)
-        );
-        for f in &ex.frames {
-            let _ = writeln!(
-                b,
-                "{}:{} in {}",
-                esc(f.file.as_deref().unwrap_or("?")),
-                f.line.map(|l| l.to_string()).unwrap_or_default(),
-                esc(f.function.as_deref().unwrap_or("?"))
-            );
-        }
-        b.push_str("</pre></section>");
+        b.push_str("<section aria-labelledby=\"h-exc\"><h2 id=\"h-exc\">Exception</h2>");
+        exception_chain(&mut b, ex);
+        b.push_str("</section>");
     }
     // Output: each read is a span; the first read at a time carries the
     // anchor `t<ns>` that search hits link to.
@@ -835,6 +822,35 @@ async fn diff_page(
         _ => b.push_str(": no earlier run of its name.</p>"),
     }
     Ok(layout("Diff", Nav::Runs, "", &b))
+}
+
+/// The whole exception chain, in `plumb show`'s order and words: each cause
+/// (innermost first, as the language prints them) followed by "which led
+/// to:", then the exception itself; frames as "at function (file:line)".
+fn exception_chain(b: &mut String, ex: &plumb_model::Exception) {
+    for cause in &ex.causes {
+        exception_chain(b, cause);
+        b.push_str("<p class=\"muted\">which led to:</p>");
+    }
+    let _ = write!(
+        b,
+        "<p><strong>{}</strong>: {}</p>",
+        esc(&ex.kind),
+        esc(&ex.message)
+    );
+    if !ex.frames.is_empty() {
+        b.push_str("<pre class=\"output\">");
+        for f in &ex.frames {
+            let _ = writeln!(
+                b,
+                "at {} ({}:{})",
+                esc(f.function.as_deref().unwrap_or("?")),
+                esc(f.file.as_deref().unwrap_or("?")),
+                f.line.map_or("?".into(), |l| l.to_string())
+            );
+        }
+        b.push_str("</pre>");
+    }
 }
 
 #[cfg(test)]

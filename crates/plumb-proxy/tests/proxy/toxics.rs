@@ -281,3 +281,108 @@ fn noop_passes_through() {
     assert!(read_n(&mut s, msg.len()) == msg);
     t.join().unwrap();
 }
+
+// Composition: as in Toxiproxy, the toxics of one stream form a chain in
+// creation order and each acts on what the one before it let through.
+
+#[test]
+fn two_latency_toxics_on_one_stream_add_up() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    f.toxic(
+        "p",
+        json!({"name": "first", "type": "latency", "attributes": {"latency": 100}}),
+    );
+    f.toxic(
+        "p",
+        json!({"name": "second", "type": "latency", "attributes": {"latency": 100}}),
+    );
+    let mut s = connect(addr);
+    let d = round_trip(&mut s, b"ping");
+    assert!(d >= Duration::from_millis(200), "100 ms + 100 ms: {d:?}");
+    // Still pipelined: five chunks 20 ms apart do not take 5 x 200 ms.
+    let t = Instant::now();
+    for i in 0..5u8 {
+        s.write_all(&[i]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read_n(&mut s, 5), vec![0, 1, 2, 3, 4]);
+    let d = t.elapsed();
+    assert!(d >= Duration::from_millis(280), "{d:?}");
+    assert!(d < Duration::from_millis(1000), "{d:?}");
+}
+
+#[test]
+fn two_bandwidth_toxics_the_slower_wins_in_either_order() {
+    for (a, b) in [(400, 100), (100, 400)] {
+        let f = server();
+        let addr = f.proxy("p", source_server(100_000));
+        for (name, rate) in [("a", a), ("b", b)] {
+            f.toxic(
+                "p",
+                json!({"name": name, "type": "bandwidth", "attributes": {"rate": rate}}),
+            );
+        }
+        let mut s = connect(addr);
+        let t = Instant::now();
+        let (data, end) = read_to_end(&mut s);
+        let d = t.elapsed();
+        assert_eq!(end, Ok(()));
+        assert!(data == pattern(100_000));
+        // 100 KB at 100 KB/s: a second.
+        assert!(d >= Duration::from_millis(900), "{a} then {b} KB/s: {d:?}");
+        assert!(d < Duration::from_secs(5), "{a} then {b} KB/s: {d:?}");
+    }
+}
+
+#[test]
+fn latency_then_slicer_delays_add_up() {
+    let f = server();
+    let addr = f.proxy("p", echo_server());
+    f.toxic("p", latency(150));
+    f.toxic(
+        "p",
+        json!({"type": "slicer", "attributes": {"average_size": 10, "delay": 2000}}),
+    );
+    let mut s = connect(addr);
+    let msg = pattern(1000);
+    let d = round_trip(&mut s, &msg);
+    // 150 ms of latency, then 100 slices 2 ms apart.
+    assert!(d >= Duration::from_millis(150 + 190), "{d:?}");
+}
+
+#[test]
+fn limit_data_then_slow_close_delays_the_close_it_makes() {
+    let f = server();
+    let addr = f.proxy("p", source_server(10_000));
+    f.toxic(
+        "p",
+        json!({"type": "limit_data", "attributes": {"bytes": 1234}}),
+    );
+    f.toxic(
+        "p",
+        json!({"type": "slow_close", "attributes": {"delay": 300}}),
+    );
+    let t = Instant::now();
+    let (data, _) = read_to_end(&mut connect(addr));
+    assert_eq!(data, pattern(1234));
+    assert!(
+        t.elapsed() >= Duration::from_millis(280),
+        "the close limit_data makes passes slow_close: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn two_limit_data_toxics_the_smaller_wins() {
+    let f = server();
+    let addr = f.proxy("p", source_server(10_000));
+    for (name, bytes) in [("big", 5000), ("small", 1234)] {
+        f.toxic(
+            "p",
+            json!({"name": name, "type": "limit_data", "attributes": {"bytes": bytes}}),
+        );
+    }
+    let (data, _) = read_to_end(&mut connect(addr));
+    assert_eq!(data, pattern(1234));
+}
