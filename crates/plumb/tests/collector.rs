@@ -172,10 +172,25 @@ fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
         vec!["search", "oops", "--json"], // one hit: order-free
         vec!["diff", "last", "last~1"],
     ] {
-        let local = ok(plumb(dir, &args).output().unwrap(), "local");
+        // `diff` exits 1 when the runs differ, as diff(1) does; both sides
+        // must say the same.
+        let expect = if args[0] == "diff" { Some(1) } else { Some(0) };
+        let local = plumb(dir, &args).output().unwrap();
+        assert_eq!(
+            local.status.code(),
+            expect,
+            "local {args:?}: {}",
+            String::from_utf8_lossy(&local.stderr)
+        );
         let mut remote_args = args.clone();
         remote_args.extend(["--collector", &server.api]);
-        let remote = ok(plumb(dir, &remote_args).output().unwrap(), "remote");
+        let remote = plumb(dir, &remote_args).output().unwrap();
+        assert_eq!(
+            remote.status.code(),
+            expect,
+            "remote {args:?}: {}",
+            String::from_utf8_lossy(&remote.stderr)
+        );
         assert!(!local.stdout.is_empty(), "{args:?} printed nothing");
         let (mut l, mut r) = (
             String::from_utf8_lossy(&local.stdout).into_owned(),
