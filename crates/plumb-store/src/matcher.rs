@@ -254,11 +254,11 @@ fn parse_terms(text: &str) -> Result<Vec<Vec<Vec<u8>>>> {
     Ok(terms)
 }
 
-/// The words of `text`, lowercased, split as the word filters split them.
-fn split_words(text: &[u8]) -> Vec<Vec<u8>> {
-    let mut words = Vec::new();
+/// The byte ranges of the words of `text`, split as the word filters
+/// split them ([`chunk::is_word_byte`]).
+fn word_spans(text: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut i = 0;
-    while i < text.len() {
+    std::iter::from_fn(move || {
         while i < text.len() && !chunk::is_word_byte(text[i]) {
             i += 1;
         }
@@ -266,29 +266,20 @@ fn split_words(text: &[u8]) -> Vec<Vec<u8>> {
         while i < text.len() && chunk::is_word_byte(text[i]) {
             i += 1;
         }
-        if i > start {
-            words.push(text[start..i].to_ascii_lowercase());
-        }
-    }
-    words
+        (i > start).then_some((start, i))
+    })
+}
+
+/// The words of `text`, lowercased.
+fn split_words(text: &[u8]) -> Vec<Vec<u8>> {
+    word_spans(text)
+        .map(|(s, e)| text[s..e].to_ascii_lowercase())
+        .collect()
 }
 
 /// Whether every term appears in `line` as consecutive whole words.
 fn words_match(terms: &[Vec<Vec<u8>>], line: &[u8]) -> bool {
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < line.len() {
-        while i < line.len() && !chunk::is_word_byte(line[i]) {
-            i += 1;
-        }
-        let start = i;
-        while i < line.len() && chunk::is_word_byte(line[i]) {
-            i += 1;
-        }
-        if i > start {
-            spans.push((start, i));
-        }
-    }
+    let spans: Vec<(usize, usize)> = word_spans(line).collect();
     let word = |k: usize| &line[spans[k].0..spans[k].1];
     terms.iter().all(|term| {
         spans.len() >= term.len()
@@ -304,17 +295,9 @@ fn words_match(terms: &[Vec<Vec<u8>>], line: &[u8]) -> bool {
 /// literal appears: those with a non-word byte on both sides inside it.
 fn inner_word_hashes(text: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < text.len() {
-        while i < text.len() && !chunk::is_word_byte(text[i]) {
-            i += 1;
-        }
-        let start = i;
-        while i < text.len() && chunk::is_word_byte(text[i]) {
-            i += 1;
-        }
-        if i > start && start > 0 && i < text.len() {
-            chunk::for_each_word(&text[start..i], |h| out.push(h));
+    for (start, end) in word_spans(text) {
+        if start > 0 && end < text.len() {
+            chunk::for_each_word(&text[start..end], |h| out.push(h));
         }
     }
     out.sort_unstable();

@@ -755,17 +755,9 @@ fn a_full_disk_loses_no_output_and_the_warning_names_the_real_spool() {
     }
 }
 
+/// Every file under `dir` (directories left out).
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    walk_all(dir).into_iter().filter(|p| !p.is_dir()).collect()
 }
 
 /// Issue 13, item 3: a fallback spool outside the store belongs to that
