@@ -6,7 +6,7 @@
 //! the CA in `ca_cert` when one is given (a private CA).
 
 use crate::runs::{CURSOR_HEADER, OUTPUT_MEDIA_TYPE, SPOOL_MEDIA_TYPE};
-use plumb_model::{Fingerprint, OutputLine, Run, Stream, Timestamp, Uuid};
+use plumb_model::{Fingerprint, OutputLine, Run, Stream, Uuid};
 use plumb_store::spool::ImportStats;
 use plumb_store::{OutputCursor, OutputSink, RunFilter, RunStore, RunSummary, SearchOptions};
 use std::path::PathBuf;
@@ -382,23 +382,12 @@ impl RunStore for RemoteStore {
                 "content type `{ct}`, expected {OUTPUT_MEDIA_TYPE}"
             )));
         }
-        let mut p = &body[..];
-        while !p.is_empty() {
-            if p.len() < 13 {
-                return Err(decode("truncated output segment header".into()));
-            }
-            let stream =
-                Stream::from_u8(p[0]).ok_or_else(|| decode(format!("unknown stream {}", p[0])))?;
-            let time = i64::from_le_bytes(p[1..9].try_into().expect("8"));
-            let len = u32::from_le_bytes(p[9..13].try_into().expect("4")) as usize;
-            if p.len() < 13 + len {
-                return Err(decode("truncated output segment".into()));
-            }
-            out(stream, Timestamp::from_nanos(time), &p[13..13 + len]).map_err(|e| {
+        crate::runs::decode_replayed(&body, &mut *out).map_err(|e| match e {
+            crate::runs::DecodeError::Malformed(message) => decode(message),
+            crate::runs::DecodeError::Write(e) => {
                 ClientError::Config(format!("cannot write output of run {run_id}: {e}"))
-            })?;
-            p = &p[13 + len..];
-        }
+            }
+        })?;
         let next = headers
             .get(CURSOR_HEADER)
             .and_then(|v| v.to_str().ok())

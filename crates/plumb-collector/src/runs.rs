@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use plumb_model::{RunState, Stream, Timestamp};
 use plumb_store::spool::{ImportError, ImportStats};
-use plumb_store::{OutputCursor, RunFilter, SearchMode, SearchOptions, StoreError};
+use plumb_store::{OutputCursor, Replayed, RunFilter, SearchMode, SearchOptions, StoreError};
 use serde::Deserialize;
 use std::time::Instant;
 
@@ -33,7 +33,8 @@ pub const SPOOL_MEDIA_TYPE: &str = "application/x-plumb-spool";
 
 /// The media type of `GET .../output`: a sequence of segments, each
 /// `u8 stream (1 stdout, 2 stderr, 3 combined) | i64 time ns (LE) | u32 length (LE) |
-/// bytes`, so output comes back byte for byte. The cursor to continue from
+/// bytes`, so output comes back byte for byte; stream 0 marks the gap where
+/// output over the run's cap was dropped (see [`decode_replayed`]). The cursor to continue from
 /// is in the `x-plumb-cursor` header, the run's state in `x-plumb-run-state`.
 pub const OUTPUT_MEDIA_TYPE: &str = "application/x-plumb-output";
 
@@ -232,6 +233,92 @@ fn parse_stream(v: &str) -> Result<Stream, ApiError> {
     }
 }
 
+/// Appends one piece of replayed output in the wire form of
+/// [`OUTPUT_MEDIA_TYPE`]: `u8 stream`, `i64 time`, `u32 len`, the bytes
+/// (little-endian). The gap over the output cap is stream 0, time 0, and
+/// `u64 dropped`, `u64 cap`, then the line that marks it (for the
+/// dashboard's live view); see [`decode_replayed`].
+fn encode_replayed(buf: &mut Vec<u8>, piece: Replayed<'_>) {
+    let (stream, time, data): (u8, i64, &[u8]) = match piece {
+        Replayed::Read {
+            stream,
+            time,
+            bytes,
+        } => (stream.as_u8(), time.as_nanos(), bytes),
+        Replayed::Gap { dropped, cap } => {
+            let line = plumb_model::display::output_gap(dropped, cap);
+            buf.push(GAP_STREAM);
+            buf.extend_from_slice(&0i64.to_le_bytes());
+            buf.extend_from_slice(&(16 + line.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&dropped.to_le_bytes());
+            buf.extend_from_slice(&cap.to_le_bytes());
+            buf.extend_from_slice(line.as_bytes());
+            return;
+        }
+    };
+    buf.push(stream);
+    buf.extend_from_slice(&time.to_le_bytes());
+    buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    buf.extend_from_slice(data);
+}
+
+/// The stream number of a gap in the output wire form.
+const GAP_STREAM: u8 = 0;
+
+/// Reads the pieces of a body in the wire form of [`OUTPUT_MEDIA_TYPE`]
+/// (see [`encode_replayed`]), calling `out` with each; an error names what
+/// is malformed.
+pub fn decode_replayed(
+    mut p: &[u8],
+    mut out: impl FnMut(Replayed<'_>) -> std::io::Result<()>,
+) -> Result<(), DecodeError> {
+    while !p.is_empty() {
+        if p.len() < 13 {
+            return Err(DecodeError::Malformed(
+                "truncated output segment header".into(),
+            ));
+        }
+        let time = i64::from_le_bytes(p[1..9].try_into().expect("8"));
+        let len = u32::from_le_bytes(p[9..13].try_into().expect("4")) as usize;
+        if p.len() < 13 + len {
+            return Err(DecodeError::Malformed("truncated output segment".into()));
+        }
+        let data = &p[13..13 + len];
+        let piece = if p[0] == GAP_STREAM {
+            if len < 16 {
+                return Err(DecodeError::Malformed(format!(
+                    "gap of {len} bytes, expected at least 16"
+                )));
+            }
+            Replayed::Gap {
+                dropped: u64::from_le_bytes(data[..8].try_into().expect("8")),
+                cap: u64::from_le_bytes(data[8..16].try_into().expect("8")),
+            }
+        } else {
+            Replayed::Read {
+                stream: Stream::from_u8(p[0])
+                    .ok_or_else(|| DecodeError::Malformed(format!("unknown stream {}", p[0])))?,
+                time: Timestamp::from_nanos(time),
+                bytes: data,
+            }
+        };
+        out(piece).map_err(DecodeError::Write)?;
+        p = &p[13 + len..];
+    }
+    Ok(())
+}
+
+/// Why a body of replayed output could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not in the wire form.
+    #[error("{0}")]
+    Malformed(String),
+    /// Writing a piece failed.
+    #[error("{0}")]
+    Write(std::io::Error),
+}
+
 async fn output(
     _: Viewer,
     State(state): State<AppState>,
@@ -253,11 +340,8 @@ async fn output(
             // "finished" has also been given all of the output.
             let run_state = s.get_run(id)?.state;
             let mut buf = Vec::new();
-            s.replay_output(id, only, &mut cursor, |stream, time, data| {
-                buf.push(stream.as_u8());
-                buf.extend_from_slice(&time.as_nanos().to_le_bytes());
-                buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
-                buf.extend_from_slice(data);
+            s.replay_output(id, only, &mut cursor, |piece| {
+                encode_replayed(&mut buf, piece);
                 Ok(())
             })?;
             Ok((buf, cursor, run_state))

@@ -51,6 +51,17 @@ pub fn size(n: u64) -> String {
     }
 }
 
+/// The line that marks where a run's output over its cap was dropped, as
+/// `plumb logs` and the dashboard show it in place.
+pub fn output_gap(dropped: u64, cap: u64) -> String {
+    format!(
+        "[plumb: {} of output dropped here: over the run's output cap of {}, the first and the last {} are kept]",
+        size(dropped),
+        size(cap),
+        size(cap / 2)
+    )
+}
+
 /// How a process ended, for people: its exit code (`0`, `1`), or the
 /// signal that killed it by name (`SIGKILL`), or `-` while unknown.
 pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {

@@ -361,6 +361,27 @@ pub struct OutputSummary {
     /// their bytes are counted in `stdout_bytes` and `stderr_bytes` is 0.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub combined: bool,
+    /// Where output was dropped over the per-run cap, once the run wrote
+    /// more than half of it; see [`OutputGap`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<OutputGap>,
+}
+
+/// The one place in a run's output where bytes over the cap were dropped.
+///
+/// A run keeps the first half of its output cap (the head: how it started)
+/// and the newest bytes up to the rest of the cap (the tail: how it ended).
+/// Reads after the head have sequence numbers above `after_seq`, so a
+/// reader replaying the output in order knows where the gap is and marks it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputGap {
+    /// Sequence number of the head's last read.
+    pub after_seq: u64,
+    /// The cap in force: raw bytes kept at most, head and tail together.
+    pub cap: u64,
+    /// Bytes dropped at the gap (also counted in
+    /// [`OutputSummary::dropped_bytes`]); 0 while nothing was dropped.
+    pub dropped: u64,
 }
 
 /// Everything recorded about one run.

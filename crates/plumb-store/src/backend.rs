@@ -4,11 +4,12 @@
 //! store.
 
 use crate::error::{Result, StoreError};
-use crate::{OutputCursor, RunFilter, RunSummary, SearchOptions, Store};
-use plumb_model::{Fingerprint, OutputLine, Run, RunState, Stream, Timestamp, Uuid};
+use crate::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, Store};
+use plumb_model::{Fingerprint, OutputLine, Run, RunState, Stream, Uuid};
 
-/// Where replayed output goes: each read's stream, time and bytes.
-pub type OutputSink<'a> = dyn FnMut(Stream, Timestamp, &[u8]) -> std::io::Result<()> + 'a;
+/// Where replayed output goes: each read's stream, time and bytes, and the
+/// gap over the output cap in its place.
+pub type OutputSink<'a> = dyn FnMut(Replayed<'_>) -> std::io::Result<()> + 'a;
 
 /// Reading runs, their output and fingerprints. Implemented by [`Store`]
 /// (SQLite) and by the collector's HTTP client.

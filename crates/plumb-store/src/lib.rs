@@ -21,6 +21,7 @@ assert_eq!(store.get_run(run.id).unwrap().name, "job");
 pub mod alerts;
 mod backend;
 pub mod bloom;
+mod cap;
 pub mod chunk;
 pub mod dash;
 mod error;
@@ -37,7 +38,7 @@ mod writer;
 pub use backend::{OutputSink, RunStore};
 pub use error::{Result, StoreError};
 pub use matcher::{Matcher, SearchMode};
-pub use query::{OutputCursor, RunFilter, RunSummary, SearchOptions};
+pub use query::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
 
 use plumb_model::{Fingerprint, Run, Uuid};
@@ -283,42 +284,6 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a run's oldest output chunks (never its first of each stream)
-    /// until at most `cap` raw bytes remain; returns the bytes dropped.
-    pub fn enforce_output_cap(&self, run_id: Uuid, cap: u64) -> Result<u64> {
-        let id = run_id.to_string();
-        let total: i64 = self.conn.query_row(
-            "SELECT coalesce(sum(raw_bytes), 0) FROM chunks WHERE run_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )?;
-        let mut excess = total - cap as i64;
-        if excess <= 0 {
-            return Ok(0);
-        }
-        let tx = self.conn.unchecked_transaction()?;
-        let victims: Vec<(i64, i64)> = {
-            let mut st = tx.prepare(
-                "SELECT id, raw_bytes FROM chunks c WHERE run_id = ?1
-                 AND part > 0 ORDER BY t_min, part",
-            )?;
-            let rows = st.query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let mut dropped = 0u64;
-        for (cid, bytes) in victims {
-            if excess <= 0 {
-                break;
-            }
-            tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])?;
-            tx.execute("DELETE FROM chunk_data WHERE id = ?1", [cid])?;
-            excess -= bytes;
-            dropped += bytes as u64;
-        }
-        tx.commit()?;
-        Ok(dropped)
-    }
-
     /// The run with this id.
     pub fn get_run(&self, id: Uuid) -> Result<Run> {
         let json: Option<String> = self
@@ -420,6 +385,10 @@ impl Store {
 }
 
 pub(crate) fn put_run_tx(tx: &rusqlite::Transaction<'_>, run: &Run) -> Result<()> {
+    // A final record of a run over its output cap drops what is over it,
+    // wherever the record lands (see `cap`).
+    let settled = cap::settle(tx, run)?;
+    let run = settled.as_ref().unwrap_or(run);
     let json = serde_json::to_string(run).expect("run serializes");
     let id = run.id.to_string();
     let exit = run.exit.as_ref();

@@ -207,16 +207,34 @@ impl Store {
     }
 
     /// Replays a run's output in the order it was produced, calling `out`
-    /// with each read's stream, time and bytes. With `only`, one stream.
-    /// `cursor` carries the position between calls (for following a live
-    /// run); pass `OutputCursor::default()` to start at the beginning.
+    /// with each read's stream, time and bytes, and with the gap where
+    /// output over the run's cap was dropped (once, in its place). With
+    /// `only`, one stream. `cursor` carries the position between calls
+    /// (for following a live run); pass `OutputCursor::default()` to start
+    /// at the beginning.
     pub fn replay_output(
         &self,
         run_id: Uuid,
         only: Option<Stream>,
         cursor: &mut OutputCursor,
-        mut out: impl FnMut(Stream, Timestamp, &[u8]) -> std::io::Result<()>,
+        mut out: impl FnMut(Replayed<'_>) -> std::io::Result<()>,
     ) -> Result<()> {
+        let io = |source| StoreError::Io {
+            what: "cannot write output of run",
+            path: run_id.to_string().into(),
+            source,
+        };
+        // A gap is marked once a run has settled its cap (its final
+        // record), for readers that had not passed it: a live follower that
+        // had saw the bytes dropped since as they came.
+        let mut gap = if cursor.gap_done {
+            None
+        } else {
+            self.get_run(run_id)?
+                .output
+                .gap
+                .filter(|g| g.dropped > 0 && cursor.seq.is_none_or(|s| s <= g.after_seq))
+        };
         let streams: Vec<Stream> = match only {
             Some(s) => vec![s],
             None => Stream::ALL.to_vec(),
@@ -255,17 +273,29 @@ impl Store {
                 .enumerate()
                 .filter_map(|(i, c)| c.as_ref().map(|(d, pos)| (d.marks[*pos].seq, i)))
                 .min();
-            let Some((_, i)) = next else {
+            if let Some(g) = gap
+                && next.is_none_or(|(seq, _)| seq > g.after_seq)
+            {
+                out(Replayed::Gap {
+                    dropped: g.dropped,
+                    cap: g.cap,
+                })
+                .map_err(io)?;
+                cursor.gap_done = true;
+                gap = None;
+            }
+            let Some((seq, i)) = next else {
                 return Ok(());
             };
             let (d, pos) = current[i].as_mut().expect("chosen above");
             let (_, range) = d.segments().nth(*pos).expect("in range");
-            let time = d.marks[*pos].time;
-            out(pending[i].0, time, &d.raw[range]).map_err(|source| StoreError::Io {
-                what: "cannot write output of run",
-                path: run_id.to_string().into(),
-                source,
-            })?;
+            out(Replayed::Read {
+                stream: pending[i].0,
+                time: d.marks[*pos].time,
+                bytes: &d.raw[range],
+            })
+            .map_err(io)?;
+            cursor.seq = Some(cursor.seq.map_or(seq, |s| s.max(seq)));
             *pos += 1;
         }
     }
@@ -435,6 +465,44 @@ pub struct OutputCursor {
     /// Absent from cursors of older clients, which knew no combined stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     combined: Option<i64>,
+    /// Whether the gap over the output cap was replayed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    gap_done: bool,
+    /// The highest sequence number replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+/// One piece of a run's output, as [`Store::replay_output`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed<'a> {
+    /// One read's bytes, unchanged.
+    Read {
+        /// Its stream.
+        stream: Stream,
+        /// When it was read.
+        time: Timestamp,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// Output over the run's cap was dropped here (see
+    /// [`plumb_model::OutputGap`]).
+    Gap {
+        /// Bytes dropped.
+        dropped: u64,
+        /// The cap in force.
+        cap: u64,
+    },
+}
+
+impl Replayed<'_> {
+    /// The program's bytes in this piece (none for a gap).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Replayed::Read { bytes, .. } => bytes,
+            Replayed::Gap { .. } => &[],
+        }
+    }
 }
 
 impl OutputCursor {

@@ -18,7 +18,7 @@
 use crate::chunk::SealedChunk;
 use crate::error::{Result, StoreError};
 use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
-use plumb_model::{Fingerprint, Run, Stream, Timestamp};
+use plumb_model::{Fingerprint, OutputGap, Run, Stream, Timestamp};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -388,11 +388,13 @@ fn import_bytes(store: &Store, bytes: &[u8]) -> Result<bool> {
         return Ok(false);
     };
     let tx = store.conn().unchecked_transaction()?;
-    put_run_unless_less_final(&tx, &run)?;
+    // Chunks before the record: a final record over the output cap
+    // settles the cap over the chunks stored (see `cap`).
+    put_chunks_tx(&tx, run.id, &run.host.hostname, &chunks)?;
     for (hash, fp) in &fps {
         put_fingerprint_conn(&tx, hash, fp)?;
     }
-    put_chunks_tx(&tx, run.id, &run.host.hostname, &chunks)?;
+    put_run_unless_less_final(&tx, &run)?;
     tx.commit()?;
     Ok(true)
 }
@@ -607,14 +609,14 @@ impl Store {
             .conn()
             .unchecked_transaction()
             .map_err(StoreError::from)?;
-        let mut current: Option<(plumb_model::Uuid, String)> = None;
+        let mut current: Option<(plumb_model::Uuid, String, Option<OutputGap>)> = None;
         let mut pending: Vec<SealedChunk> = Vec::new();
         let flush = |tx: &rusqlite::Transaction<'_>,
-                     current: &Option<(plumb_model::Uuid, String)>,
+                     current: &Option<(plumb_model::Uuid, String, Option<OutputGap>)>,
                      pending: &mut Vec<SealedChunk>,
                      stats: &mut ImportStats|
          -> Result<()> {
-            let Some((id, host)) = current else {
+            let Some((id, host, gap)) = current else {
                 return Ok(());
             };
             if pending.is_empty() {
@@ -633,6 +635,11 @@ impl Store {
             stats.chunks += added;
             stats.chunks_duplicate += pending.len() as u64 - added;
             pending.clear();
+            // A run over its output cap: keep storage bounded while it goes
+            // on; its final record settles the cap to the byte.
+            if let Some(gap) = gap {
+                crate::cap::drop_over_cap(tx, *id, gap, false)?;
+            }
             Ok(())
         };
         for item in items {
@@ -644,7 +651,7 @@ impl Store {
                     } else {
                         stats.runs_kept += 1;
                     }
-                    current = Some((run.id, run.host.hostname.clone()));
+                    current = Some((run.id, run.host.hostname.clone(), run.output.gap));
                 }
                 Item::Fingerprint(hash, fp) => {
                     put_fingerprint_conn(&tx, &hash, &fp)?;

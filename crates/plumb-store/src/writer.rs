@@ -16,7 +16,7 @@ use crate::chunk::{
 };
 use crate::spool::SpoolFile;
 use crate::{Store, put_chunks_tx, put_fingerprint_conn, put_run_tx};
-use plumb_model::{Fingerprint, Run, Stream, Timestamp};
+use plumb_model::{Fingerprint, OutputGap, Run, Stream, Timestamp};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
@@ -31,8 +31,9 @@ pub struct WriterConfig {
     pub store_dir: PathBuf,
     /// Spool directories to fall back to, in order.
     pub spool_dirs: Vec<PathBuf>,
-    /// Raw output bytes kept per run; beyond it the oldest chunks (but the
-    /// first of each stream) are dropped and counted.
+    /// Raw output bytes kept per run: the first half of it and the newest
+    /// bytes up to the rest; what lies between is dropped, counted and
+    /// marked (see the `cap` module).
     pub output_cap: u64,
     /// Partial chunks are written at least this often, so a live run's
     /// output can be followed and searched.
@@ -240,7 +241,12 @@ struct Worker {
     last_write: Instant,
     fingerprint: Option<(String, Box<Fingerprint>)>,
     stored_bytes: u64,
+    /// Bytes that could be written nowhere (not those over the cap).
     dropped: u64,
+    /// Room left in the head: the first half of the output cap.
+    head_left: u64,
+    /// Set once the head is full.
+    gap: Option<OutputGap>,
     /// Record to this run's spool file rather than the store.
     spool_first: Option<plumb_model::Uuid>,
     /// Started at the first full chunk; short runs never start it.
@@ -254,6 +260,7 @@ struct Worker {
 impl Worker {
     fn new(config: WriterConfig, warn: WarnFn, free: SyncSender<Vec<u8>>) -> Worker {
         Worker {
+            head_left: config.output_cap / 2,
             config,
             warn,
             moved: None,
@@ -271,6 +278,7 @@ impl Worker {
             fingerprint: None,
             stored_bytes: 0,
             dropped: 0,
+            gap: None,
             spool_first: None,
             compressors: None,
             checkpointer: None,
@@ -311,25 +319,15 @@ impl Worker {
                     time,
                     data,
                     start,
-                }) => {
-                    let mut raws = Vec::new();
-                    self.builders[(stream.as_u8() - 1) as usize]
-                        .push_owned(seq, time, data, start, &mut raws);
-                    self.dispatch(raws);
-                    self.collect(false);
-                    if self.sealed.len() >= 4
-                        || self.last_write.elapsed() >= self.config.flush_interval
-                    {
-                        self.flush_partial();
-                        self.write(false);
-                    }
-                }
+                }) => self.output(stream, seq, time, data, start),
                 Ok(Msg::Fingerprint(hash, fp)) => {
                     self.fingerprint = Some((hash, fp));
                 }
                 Ok(Msg::Finished(run)) => {
                     self.flush_all();
-                    self.run = Some(*run);
+                    let mut run = *run;
+                    run.output.gap = self.gap;
+                    self.run = Some(run);
                     self.write(true);
                     if let (Some(c), Target::Store(store)) =
                         (self.checkpointer.take(), &self.target)
@@ -354,6 +352,61 @@ impl Worker {
                     return Destination::Lost;
                 }
             }
+        }
+    }
+
+    /// One read: into the head while the head has room (cut there to the
+    /// byte), else into the tail, numbered above the head's last read (see
+    /// the `cap` module).
+    fn output(&mut self, stream: Stream, seq: u64, time: Timestamp, data: Vec<u8>, start: usize) {
+        let len = (data.len() - start) as u64;
+        match self.gap {
+            Some(gap) => self.take_read(stream, seq.max(gap.after_seq) + 1, time, data, start),
+            None if len <= self.head_left => {
+                self.head_left -= len;
+                self.take_read(stream, seq, time, data, start);
+            }
+            None => {
+                // The head fills within this read: once per run.
+                let head = self.head_left as usize;
+                if head > 0 {
+                    let part = data[start..start + head].to_vec();
+                    self.take_read(stream, seq, time, part, 0);
+                }
+                self.head_left = 0;
+                // Seal the head's chunks so that no chunk holds bytes of
+                // both head and tail, and say where the gap is: a collector
+                // or a spool import can drop over the cap as the run goes.
+                self.flush_all();
+                self.gap = Some(OutputGap {
+                    after_seq: seq,
+                    cap: self.config.output_cap,
+                    dropped: 0,
+                });
+                if let Some(run) = self.run.as_mut() {
+                    run.output.gap = self.gap;
+                }
+                self.write(true);
+                self.take_read(stream, seq + 1, time, data, start + head);
+            }
+        }
+    }
+
+    fn take_read(
+        &mut self,
+        stream: Stream,
+        seq: u64,
+        time: Timestamp,
+        data: Vec<u8>,
+        start: usize,
+    ) {
+        let mut raws = Vec::new();
+        self.builders[(stream.as_u8() - 1) as usize].push_owned(seq, time, data, start, &mut raws);
+        self.dispatch(raws);
+        self.collect(false);
+        if self.sealed.len() >= 4 || self.last_write.elapsed() >= self.config.flush_interval {
+            self.flush_partial();
+            self.write(false);
         }
     }
 
@@ -560,14 +613,16 @@ impl Worker {
         }
     }
 
+    /// Drops whole chunks at the old end of the tail while the run goes on;
+    /// the final record settles the cap to the byte and counts the drop
+    /// (`cap::settle`), so nothing is added to `dropped` here.
     fn enforce_cap(&mut self) {
         if self.stored_bytes <= self.config.output_cap {
             return;
         }
-        if let (Target::Store(store), Some(run)) = (&self.target, &self.run)
-            && let Ok(dropped) = store.enforce_output_cap(run.id, self.config.output_cap)
+        if let (Target::Store(store), Some(run), Some(gap)) = (&self.target, &self.run, &self.gap)
+            && let Ok(dropped) = crate::cap::drop_over_cap(store.conn(), run.id, gap, false)
         {
-            self.dropped += dropped;
             self.stored_bytes -= dropped;
         }
     }
@@ -907,8 +962,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut got = Vec::new();
         store
-            .replay_output(run.id, None, &mut OutputCursor::default(), |_, _, b| {
-                got.extend_from_slice(b);
+            .replay_output(run.id, None, &mut OutputCursor::default(), |p| {
+                got.extend_from_slice(p.bytes());
                 Ok(())
             })
             .unwrap();

@@ -516,25 +516,116 @@ fn bad_configuration_is_named() {
     assert!(stderr(&o).contains("colour"), "{}", stderr(&o));
 }
 
+/// What `plumb logs` prints of a run that wrote `all` under `cap`: the
+/// first half of the cap, the marker on a line of its own, the last half.
+pub fn capped(all: &[u8], cap: usize) -> Vec<u8> {
+    let (head, tail) = (&all[..cap / 2], &all[all.len() - (cap - cap / 2)..]);
+    let mut want = head.to_vec();
+    if !head.ends_with(b"\n") {
+        want.push(b'\n');
+    }
+    let dropped = (all.len() - cap) as u64;
+    want.extend_from_slice(plumb_model::display::output_gap(dropped, cap as u64).as_bytes());
+    want.push(b'\n');
+    want.extend_from_slice(tail);
+    want
+}
+
+/// Issue 13, item 4: over the cap a run keeps the first half of the cap
+/// and the last half, to the byte, and `logs` marks the gap in its place.
 #[test]
-fn output_over_the_cap_keeps_head_and_tail_and_counts_the_rest() {
+fn output_over_the_cap_keeps_head_and_tail_to_the_byte_and_marks_the_gap() {
     let home = Home::new();
-    // 4 MiB of numbered lines with a 1 MiB cap.
+    // 3.8 MB of numbered lines under a 1 MiB cap; the head ends mid-line.
+    let script =
+        "import sys\nfor i in range(200000): sys.stdout.write(f'line {i:08d} ' + 'x' * 4 + '\\n')";
     let o = home
-        .cmd(&["run", "--", "python3", "-c", "import sys\nfor i in range(200000): sys.stdout.write(f'line {i:08d} ' + 'x' * 4 + '\\n')"])
+        .cmd(&["run", "--", "python3", "-c", script])
         .env("PLUMB_OUTPUT_CAP", "1M")
         .output()
         .unwrap();
     assert!(o.status.success());
-    assert_eq!(o.stdout.len(), 200_000 * 19);
+    let all = o.stdout;
+    assert_eq!(all.len(), 200_000 * 19, "the program's own output is whole");
     let show = home.json(&["show", "last", "--json"]);
-    let dropped = show["run"]["output"]["dropped_bytes"].as_u64().unwrap();
-    assert!(dropped >= 2 << 20, "dropped {dropped}");
+    let output = &show["run"]["output"];
+    assert_eq!(output["dropped_bytes"], all.len() as u64 - (1 << 20));
+    assert_eq!(output["gap"]["dropped"], all.len() as u64 - (1 << 20));
     let logs = home.run(&["logs", "last"]);
-    let text = String::from_utf8(logs.stdout).unwrap();
-    assert!(text.starts_with("line 00000000 "));
-    assert!(text.ends_with("line 00199999 xxxx\n"));
-    assert!((text.len() as u64) < 2 << 20);
+    assert!(logs.status.success());
+    let want = capped(&all, 1 << 20);
+    assert!(
+        logs.stdout == want,
+        "logs gave {} bytes, expected {}; around the gap: {:?}",
+        logs.stdout.len(),
+        want.len(),
+        String::from_utf8_lossy(&logs.stdout[(1 << 19) - 40..(1 << 19) + 200])
+    );
+    // Timestamps keep the marker on its own line too.
+    let stamped = String::from_utf8(home.run(&["logs", "last", "--timestamps"]).stdout).unwrap();
+    let marker: Vec<&str> = stamped
+        .lines()
+        .filter(|l| l.starts_with("[plumb: "))
+        .collect();
+    assert_eq!(marker.len(), 1, "one marker");
+    // Search covers what was kept, and says where output was dropped.
+    let hit = home.run(&["search", "00199999"]);
+    assert_eq!(hit.status.code(), Some(0));
+    assert!(
+        stderr(&hit).contains("dropped 2.6 MiB of output over its cap of 1.0 MiB"),
+        "{}",
+        stderr(&hit)
+    );
+    let miss = home.run(&["search", "00100000"]);
+    assert_eq!(miss.status.code(), Some(1), "the middle was dropped");
+}
+
+/// The same cap when the store cannot be written and the run is spooled:
+/// the import settles it, exactly as a run written to the store.
+#[test]
+fn a_spooled_run_over_the_cap_is_capped_to_the_byte_when_imported() {
+    let home = Home::new();
+    assert!(home.run(&["run", "--", "true"]).status.success());
+    let blocked = home.dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"a file").unwrap();
+    // Both streams, to separate pipes: the cap counts them together.
+    let script = "import sys\nfor i in range(50000):\n    (sys.stdout if i % 3 else sys.stderr).write(f'{i} ' * 3 + '\\n')";
+    let o = home
+        .cmd(&["run", "--", "python3", "-u", "-c", script])
+        .env("PLUMB_HOME", blocked.join("store"))
+        .env("PLUMB_OUTPUT_CAP", "64K")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // What the program wrote: its stdout, and its stderr without plumb's
+    // warning that the store could not be written.
+    let own_stderr: usize = o
+        .stderr
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|l| !l.starts_with(b"plumb:"))
+        .map(|l| l.len())
+        .sum();
+    let written = o.stdout.len() + own_stderr;
+    let text = home.run(&["logs", "last"]).stdout;
+    let marker = plumb_model::display::output_gap((written - (64 << 10)) as u64, 64 << 10);
+    let at = text
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .unwrap_or_else(|| panic!("no marker `{marker}` in {} bytes", text.len()));
+    // The head is half the cap (plus the newline plumb puts before the
+    // marker when the head ends mid-line); the tail the other half.
+    let (before, after) = (&text[..at], &text[at + marker.len() + 1..]);
+    assert!(
+        before.len() == 32 << 10 || (before.len() == (32 << 10) + 1 && before.ends_with(b"\n")),
+        "head of {} bytes",
+        before.len()
+    );
+    assert_eq!(after.len(), 32 << 10, "tail bytes");
+    let show = home.json(&["show", "last", "--json"]);
+    assert_eq!(
+        show["run"]["output"]["dropped_bytes"],
+        (written - (64 << 10)) as u64
+    );
 }
 
 #[test]

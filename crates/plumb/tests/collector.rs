@@ -138,8 +138,8 @@ fn synthetic(name: &str, lines: usize) -> (Run, Frames, Vec<u8>) {
 fn output_of(store: &RemoteStore, id: plumb_model::Uuid) -> Vec<u8> {
     let mut got = Vec::new();
     store
-        .replay_output(id, None, &mut Default::default(), &mut |_, _, b| {
-            got.extend_from_slice(b);
+        .replay_output(id, None, &mut Default::default(), &mut |p| {
+            got.extend_from_slice(p.bytes());
             Ok(())
         })
         .unwrap();
@@ -818,4 +818,62 @@ fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(refused, "a session outlived its revoked token");
+}
+
+/// Issue 13, item 4, through a collector: the final record settles the cap
+/// on the collector's store, and `logs --collector` marks the gap as the
+/// local store does.
+#[test]
+fn a_run_over_the_cap_shipped_to_a_collector_keeps_head_and_tail_to_the_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[], &[]);
+    let script = "import sys\nfor i in range(100000): sys.stdout.write(f'row {i:06d}\\n')";
+    let out = ok(
+        plumb(
+            dir.path(),
+            &[
+                "run",
+                "--collector",
+                &server.api,
+                "--",
+                "python3",
+                "-c",
+                script,
+            ],
+        )
+        .env("PLUMB_OUTPUT_CAP", "100K")
+        .output()
+        .unwrap(),
+        "plumb run",
+    );
+    let all = out.stdout;
+    assert_eq!(all.len(), 100_000 * 11);
+    let cap = 100 << 10;
+    let mut want = all[..cap / 2].to_vec();
+    if !want.ends_with(b"\n") {
+        want.push(b'\n');
+    }
+    want.extend_from_slice(
+        plumb_model::display::output_gap((all.len() - cap) as u64, cap as u64).as_bytes(),
+    );
+    want.push(b'\n');
+    want.extend_from_slice(&all[all.len() - cap / 2..]);
+    // The run is shipped when it ends; wait (bounded) for the collector.
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let o = plumb(dir.path(), &["logs", "last", "--collector", &server.api])
+            .output()
+            .unwrap();
+        got = o.stdout;
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        got == want,
+        "logs from the collector: {} bytes, expected {}",
+        got.len(),
+        want.len()
+    );
 }

@@ -16,8 +16,8 @@ use plumb_model::diff::RunDiff;
 use plumb_model::insights::{RunDuration, SlowRun};
 use plumb_model::telemetry::{LogLine, Span, StatusCode};
 use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, Uuid};
-use plumb_store::OutputCursor;
 use plumb_store::dash::{PageKey, RunQuery, RunsPage};
+use plumb_store::{OutputCursor, Replayed};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -308,6 +308,10 @@ pub struct Segment {
     pub time: Timestamp,
     /// The bytes, lossily decoded.
     pub text: String,
+    /// Whether this marks where output over the cap was dropped (`text`
+    /// then says how much).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gap: bool,
 }
 
 /// What `/runs/{id}` shows.
@@ -348,16 +352,33 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
             let mut kept = 0usize;
             let mut truncated = false;
             let mut cursor = OutputCursor::default();
-            s.replay_output(id, None, &mut cursor, |stream, time, data| {
-                if kept + data.len() > OUTPUT_CAP {
-                    truncated = true;
-                } else {
-                    kept += data.len();
-                    output.push(Segment {
+            s.replay_output(id, None, &mut cursor, |piece| {
+                match piece {
+                    Replayed::Read { .. } if truncated => {}
+                    Replayed::Read {
                         stream,
                         time,
-                        text: String::from_utf8_lossy(data).into_owned(),
-                    });
+                        bytes,
+                    } => {
+                        if kept + bytes.len() > OUTPUT_CAP {
+                            truncated = true;
+                        } else {
+                            kept += bytes.len();
+                            output.push(Segment {
+                                stream,
+                                time,
+                                text: String::from_utf8_lossy(bytes).into_owned(),
+                                gap: false,
+                            });
+                        }
+                    }
+                    Replayed::Gap { dropped, cap } if !truncated => output.push(Segment {
+                        stream: Stream::Stdout,
+                        time: Timestamp::from_nanos(0),
+                        text: plumb_model::display::output_gap(dropped, cap),
+                        gap: true,
+                    }),
+                    Replayed::Gap { .. } => {}
                 }
                 Ok(())
             })?;
@@ -627,6 +648,13 @@ async fn run_page(
     // line made of both.
     let mut open_line: Option<Stream> = None;
     for seg in &v.output {
+        if seg.gap {
+            if open_line.take().is_some() {
+                b.push('\n');
+            }
+            let _ = writeln!(b, "<span class=\"gap\">{}</span>", esc(&seg.text));
+            continue;
+        }
         let t = seg.time.as_nanos();
         if open_line.is_some_and(|s| s != seg.stream) {
             b.push('\n');

@@ -5,10 +5,10 @@
 use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig, RemoteStore};
-use plumb_model::display::duration as human_duration;
+use plumb_model::display::{self, duration as human_duration};
 use plumb_model::text::{escape_cell, escape_controls};
 use plumb_model::{Run, RunState, Stream, Timestamp};
-use plumb_store::{OutputCursor, RunFilter, RunStore, SearchMode, SearchOptions, Store};
+use plumb_store::{OutputCursor, Replayed, RunFilter, RunStore, SearchMode, SearchOptions, Store};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -657,8 +657,25 @@ fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
     // The stream whose line is unfinished on the output, if any.
     let mut open_line: Option<Stream> = None;
     loop {
-        store.replay_output(id, only, &mut cursor, &mut |stream, time, bytes| {
+        store.replay_output(id, only, &mut cursor, &mut |piece| {
+            let (stream, time, bytes) = match piece {
+                Replayed::Read {
+                    stream,
+                    time,
+                    bytes,
+                } => (stream, time, bytes),
+                Replayed::Gap { dropped, cap } => {
+                    // On a line of its own, where the bytes were dropped.
+                    if open_line.take().is_some() {
+                        out.write_all(b"\n")?;
+                    }
+                    return writeln!(out, "{}", display::output_gap(dropped, cap));
+                }
+            };
             if !a.timestamps {
+                if let Some(last) = bytes.last() {
+                    open_line = (*last != b'\n').then_some(stream);
+                }
                 return out.write_all(bytes);
             }
             // A read of one stream after an unfinished line of the other
@@ -727,7 +744,29 @@ fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
             )?;
         }
     }
+    note_gaps(store, run.into_iter().chain(hits.iter().map(|h| h.run_id)));
     Ok(found_code(hits.is_empty()))
+}
+
+/// Says on stderr, once per run, which runs searched dropped output over
+/// their cap: a search covers only what was kept.
+fn note_gaps<S: RunStore>(store: &S, runs: impl Iterator<Item = plumb_model::Uuid>) {
+    let mut seen = std::collections::HashSet::new();
+    for id in runs {
+        if !seen.insert(id) || seen.len() > 100 {
+            continue;
+        }
+        if let Ok(run) = store.get_run(id)
+            && let Some(gap) = run.output.gap.filter(|g| g.dropped > 0)
+        {
+            eprintln!(
+                "plumb: run {} dropped {} of output over its cap of {} (`plumb logs` marks where); search covers what was kept",
+                short_id(&id),
+                display::size(gap.dropped),
+                display::size(gap.cap)
+            );
+        }
+    }
 }
 
 pub fn diff(a: DiffArgs) -> Result<ExitCode> {

@@ -83,6 +83,13 @@ pub struct Args {
     /// the record and in a `plumb:` line on stderr.
     #[arg(long)]
     pub kill_orphans: bool,
+    /// Ship the run to this collector (`http://host:7700`) instead of the
+    /// local store (default: `collector` in plumb.toml or PLUMB_COLLECTOR).
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+    /// Record to the local store even when a collector is configured.
+    #[arg(long, conflicts_with = "collector")]
+    pub local: bool,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -228,9 +235,22 @@ pub fn options(cfg: &Config, args: &Args, run_id: plumb_model::Uuid) -> Result<R
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
-    let cfg = Config::load()?;
+    let mut cfg = Config::load()?;
+    if let Some(url) = &args.collector {
+        cfg.collector = Some(url.clone());
+    } else if args.local {
+        cfg.collector = None;
+    }
     // Everything that can be wrong with the arguments is found before
-    // anything runs.
+    // anything runs. A command starting with `-` is a mistyped option
+    // (the command may start with anything, so clap takes it as one).
+    if let Some(first) = args.command.first().and_then(|c| c.to_str())
+        && first.starts_with('-')
+    {
+        bail!(
+            "`{first}` is not an option of `plumb run` (see `plumb run --help`); the command to run goes after `--`"
+        );
+    }
     let evict = evict_options(&args)?;
     let retry_on = args.retry_on.clone().unwrap_or_default();
     let max_attempts = args.retries.saturating_add(1);

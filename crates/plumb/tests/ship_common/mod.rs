@@ -157,15 +157,10 @@ pub fn stored_stdout(data: &Path, run: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut cursor = plumb_store::OutputCursor::default();
     store
-        .replay_output(
-            id,
-            Some(plumb_model::Stream::Stdout),
-            &mut cursor,
-            |_, _, b| {
-                out.extend_from_slice(b);
-                Ok(())
-            },
-        )
+        .replay_output(id, Some(plumb_model::Stream::Stdout), &mut cursor, |p| {
+            out.extend_from_slice(p.bytes());
+            Ok(())
+        })
         .ok()?;
     Some(out)
 }

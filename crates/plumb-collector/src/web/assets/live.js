@@ -35,7 +35,8 @@
   }
 
   // Live tail: poll the run's output endpoint from the cursor the page was
-  // rendered with; segments are u8 stream | i64 time ns | u32 len | bytes.
+  // rendered with; segments are u8 stream | i64 time ns | u32 len | bytes
+  // (stream 0: the gap over the output cap).
   var out = document.querySelector("pre[data-live]");
   if (out) {
     var run = out.getAttribute("data-run");
@@ -62,6 +63,18 @@
             var span = document.createElement("span");
             if (stream === 2) span.className = "err";
             if (stream === 3) span.className = "combined";
+            if (stream === 0 && len >= 16) {
+              // The gap over the output cap: two u64 counts, then the
+              // line that says so, as the server words it.
+              if (openLine) out.appendChild(document.createTextNode("\n"));
+              openLine = 0;
+              span.className = "gap";
+              span.textContent = decoder.decode(new Uint8Array(buf, p + 13 + 16, len - 16));
+              out.appendChild(span);
+              out.appendChild(document.createTextNode("\n"));
+              p += 13 + len;
+              continue;
+            }
             var text = decoder.decode(new Uint8Array(buf, p + 13, len));
             // One stream's read after the other's unfinished line starts
             // a line of its own, as the server-rendered page does.
