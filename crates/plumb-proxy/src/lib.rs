@@ -80,12 +80,14 @@ pub enum Error {
     },
     /// A config file was read but is not a valid list of proxies, or a proxy
     /// in it could not start.
-    #[error("proxy config {path}: {reason}")]
+    #[error("proxy config {}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Config {
         /// The file.
         path: PathBuf,
+        /// The line where the proxy at fault (or the syntax error) is.
+        line: Option<usize>,
         /// What was wrong.
-        reason: model::ApiError,
+        reason: String,
     },
     /// Serving failed.
     #[error("admin API server failed")]
@@ -148,16 +150,30 @@ impl Server {
             path: path.to_path_buf(),
             source,
         })?;
-        let list = model::decode_populate(&body).map_err(|reason| Error::Config {
+        let fail = |line: Option<usize>, reason: String| Error::Config {
             path: path.to_path_buf(),
+            line,
             reason,
-        })?;
+        };
+        // Each proxy's own text, to name the line an error is on.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| fail(Some(e.line()), e.to_string()))?;
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body)
+            .map_err(|_| fail(None, "expected a JSON array of proxies".into()))?;
+        let line_of = |raw: &serde_json::value::RawValue| {
+            let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            1 + body[..start].iter().filter(|b| **b == b'\n').count()
+        };
+        let mut list = Vec::with_capacity(items.len());
+        for (i, raw) in items.iter().enumerate() {
+            let c = model::decode_populate_item(raw.get().as_bytes(), i)
+                .map_err(|e| fail(Some(line_of(raw)), e.message))?;
+            list.push(c);
+        }
         let (done, err) = self.registry.populate(&list);
         match err {
-            Some(reason) => Err(Error::Config {
-                path: path.to_path_buf(),
-                reason,
-            }),
+            // Proxies start in order: the first not done is the one at fault.
+            Some(e) => Err(fail(items.get(done.len()).map(|r| line_of(r)), e.message)),
             None => Ok(done.len()),
         }
     }

@@ -830,17 +830,29 @@ pub fn decode_populate(body: &[u8]) -> Result<Vec<ProxyCreate>, ApiError> {
         }
     };
     items
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(m) => proxy_create_from_map(m, Some(i)),
-            other => Err(ApiError::bad_body(format!(
-                "proxy {} must be an object, got {}",
-                i + 1,
-                json_kind(other)
-            ))),
-        })
+        .map(|(i, item)| populate_item(item, i))
         .collect()
+}
+
+/// Decodes one proxy of a `/populate` list (the `index`th, from 0).
+pub fn decode_populate_item(body: &[u8], index: usize) -> Result<ProxyCreate, ApiError> {
+    populate_item(
+        serde_json::from_slice(body).map_err(ApiError::bad_body)?,
+        index,
+    )
+}
+
+fn populate_item(item: Value, index: usize) -> Result<ProxyCreate, ApiError> {
+    match item {
+        Value::Object(m) => proxy_create_from_map(&m, Some(index)),
+        other => Err(ApiError::bad_body(format!(
+            "proxy {} must be an object, got {}",
+            index + 1,
+            json_kind(&other)
+        ))),
+    }
 }
 
 /// Decodes the body of `POST|PATCH /proxies/{name}`.

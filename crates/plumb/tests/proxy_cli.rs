@@ -172,12 +172,35 @@ fn cli_client_drives_a_running_server_end_to_end() {
     assert_eq!(server.json(&["enable", "db"])["enabled"], true);
     round_trip(&listen).unwrap();
 
-    // Every change above is in the event log, in order, with UTC times.
-    let events = server.json(&["events"]);
+    // Every change above is in the event log, in order, with UTC times:
+    // a table by default, the API's JSON with --json.
+    let events = server.json(&["events", "--json"]);
     let text = events.to_string();
     for needle in ["latency_downstream", "db"] {
         assert!(text.contains(needle), "events lack {needle}: {text}");
     }
+    let table = server.ok(&["events"]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].contains("TIME (UTC)"), "{table}");
+    assert_eq!(
+        rows.len() - 1,
+        events["events"].as_array().unwrap().len(),
+        "{table}"
+    );
+    let added = rows
+        .iter()
+        .find(|r| r.contains("toxic_added"))
+        .unwrap_or_else(|| panic!("no toxic_added row: {table}"));
+    let time = added.split_whitespace().nth(1).unwrap();
+    assert!(
+        time.ends_with('Z')
+            && plumb_model::parse_moment(time, plumb_model::Timestamp::now()).is_ok(),
+        "an RFC 3339 UTC time, not {time}: {added}"
+    );
+    assert!(
+        added.contains("db") && added.contains("latency_downstream"),
+        "{added}"
+    );
 
     let metrics = server.ok(&["metrics"]);
     assert!(metrics.contains("db"), "metrics name the proxy: {metrics}");
@@ -201,17 +224,16 @@ fn cli_client_reports_bad_input_and_server_errors_clearly() {
         "{err}"
     );
 
-    // The server's own refusals come back with their message and a failure.
+    // An unknown toxic type is named, with the valid ones, before any
+    // request is sent.
     let out = server.cli(&["toxic", "add", "api", "-t", "no_such_toxic"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no_such_toxic")
-            || String::from_utf8_lossy(&out.stderr)
-                .to_lowercase()
-                .contains("invalid toxic"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["no_such_toxic", "latency", "bandwidth", "drop_connection"] {
+        assert!(err.contains(needle), "lacks {needle}: {err}");
+    }
+
+    // The server's own refusals come back with their message and a failure.
     let out = server.cli(&["add", "api", "--upstream", &upstream]);
     assert!(!out.status.success(), "a duplicate proxy is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
@@ -265,6 +287,43 @@ fn server_config_and_populate_create_proxies_with_toxics() {
         server.json(&["show", "cache"])["toxics"],
         serde_json::json!([])
     );
+
+    // A bad config names the file and the line of the proxy at fault (or
+    // of the syntax error), without HTTP status codes.
+    let bad = dir.path().join("bad.json");
+    for (text, line, needle) in [
+        (
+            format!(
+                "[\n  {{\"name\": \"a\", \"listen\": \"127.0.0.1:0\", \"upstream\": \"{upstream}\"}},\n  {{\"name\": \"b\", \"listen\": \"127.0.0.1:0\",\n   \"upstream\": \"{upstream}\", \"toxics\": [{{\"type\": \"nope\"}}]}}\n]"
+            ),
+            3,
+            "invalid toxic type",
+        ),
+        (
+            "[\n  {\"name\": \"a\",,}\n]".to_string(),
+            2,
+            "key must be a string",
+        ),
+        ("{\"name\": \"a\"}".to_string(), 0, "array of proxies"),
+    ] {
+        std::fs::write(&bad, &text).unwrap();
+        let out = Command::new(PLUMB)
+            .args(["proxy", "--host", "127.0.0.1", "--port", "0", "--config"])
+            .arg(&bad)
+            .env_remove("PLUMB_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let at = match line {
+            0 => format!("{}:", bad.display()),
+            n => format!("{}:{n}:", bad.display()),
+        };
+        assert!(err.contains(&at), "names {at}: {err}");
+        assert!(err.contains(needle), "says {needle}: {err}");
+        assert!(!err.contains("HTTP"), "{err}");
+    }
 
     // --config is refused in client mode with a message saying why.
     let out = server.cli(&["--config", config.to_str().unwrap(), "list"]);

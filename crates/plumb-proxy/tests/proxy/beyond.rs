@@ -151,7 +151,7 @@ fn toxics_in_populate_and_config() {
         std::fs::write(&path, b"{not json").unwrap();
         let e = server.load_config(&path).unwrap_err().to_string();
         assert!(
-            e.contains("proxies.json") && e.contains("bad request body"),
+            e.contains("proxies.json:1:") && e.contains("key must be a string"),
             "{e}"
         );
     });

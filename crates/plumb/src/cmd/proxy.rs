@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use plumb_proxy::Client;
 use serde_json::{Map, Value, json};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,11 +67,14 @@ enum Cmd {
     /// Manage toxics.
     #[command(subcommand)]
     Toxic(ToxicCmd),
-    /// Print the change log (proxy and toxic events with UTC timestamps).
+    /// Print the change log: proxy and toxic events with UTC times.
     Events {
         /// Only events after this sequence number.
         #[arg(long, default_value_t = 0)]
         since: u64,
+        /// Print the API's JSON (times as nanoseconds) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the Prometheus metrics.
     Metrics,
@@ -81,9 +85,8 @@ enum ToxicCmd {
     /// Add a toxic, e.g. `toxic add db --type latency -a latency=100`.
     Add {
         proxy: String,
-        /// latency, bandwidth, slow_close, timeout, reset_peer, slicer,
-        /// limit_data, noop, slow_open, refuse_open, stall, drop_connection.
-        #[arg(long = "type", short = 't')]
+        /// The toxic's type.
+        #[arg(long = "type", short = 't', value_parser = clap::builder::PossibleValuesParser::new(plumb_proxy::model::TOXIC_TYPES))]
         kind: String,
         /// Defaults to <type>_<stream>.
         #[arg(long, short = 'n')]
@@ -127,6 +130,41 @@ fn attributes(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
         m.insert(k.trim().to_string(), Value::from(n));
     }
     Ok(m)
+}
+
+/// The change log as a table: sequence number, UTC time, what happened,
+/// the proxy and toxic concerned. Names come from API clients, so control
+/// characters are escaped.
+fn print_events(v: &Value) -> anyhow::Result<()> {
+    use plumb_model::text::escape_cell;
+    let mut out = std::io::stdout().lock();
+    if let Some(n) = v["dropped"].as_u64().filter(|n| *n > 0) {
+        eprintln!(
+            "plumb: {n} older events were dropped from the proxy's log (it keeps the last {})",
+            plumb_proxy::EVENT_CAPACITY
+        );
+    }
+    writeln!(
+        out,
+        "{:>6}  {:<30}  {:<16}  {:<20}  TOXIC",
+        "SEQ", "TIME (UTC)", "EVENT", "PROXY"
+    )?;
+    for e in v["events"].as_array().into_iter().flatten() {
+        let time = e["ts_ns"]
+            .as_u64()
+            .map(|ns| plumb_model::Timestamp::from_nanos(ns as i64).to_string())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:>6}  {:<30}  {:<16}  {:<20}  {}",
+            e["seq"].as_u64().unwrap_or(0),
+            time,
+            escape_cell(e["kind"].as_str().unwrap_or("")),
+            escape_cell(e["proxy"].as_str().unwrap_or("-")),
+            escape_cell(e["toxic"].as_str().unwrap_or("-")),
+        )?;
+    }
+    Ok(())
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
@@ -229,7 +267,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             print_json(&api.update_toxic(&proxy, &name, &body)?)?;
         }
         Cmd::Toxic(ToxicCmd::Remove { proxy, name }) => api.remove_toxic(&proxy, &name)?,
-        Cmd::Events { since } => print_json(&api.events(since)?)?,
+        Cmd::Events { since, json: true } => print_json(&api.events(since)?)?,
+        Cmd::Events { since, json: false } => print_events(&api.events(since)?)?,
         Cmd::Metrics => print!("{}", api.metrics()?),
     }
     Ok(ExitCode::SUCCESS)
