@@ -150,9 +150,39 @@ impl Store {
         Ok(n)
     }
 
-    /// Marks a group resolved at `at`. Returns false when there is no group
-    /// with that fingerprint.
+    /// The full fingerprint of the one error group whose fingerprint starts
+    /// with `prefix` (as run ids take unique prefixes); `None` when no group
+    /// does, an [`StoreError::Ambiguous`] error naming some when several do.
+    pub fn resolve_error_fingerprint(&self, prefix: &str) -> Result<Option<String>> {
+        let prefix = prefix.trim().to_string();
+        if prefix.is_empty() {
+            return Ok(None);
+        }
+        // A range on the primary key: every string starting with the prefix.
+        let mut st = self.conn().prepare_cached(
+            "SELECT fingerprint FROM error_groups WHERE fingerprint >= ?1 AND fingerprint < ?1 || char(1114111)
+             ORDER BY fingerprint LIMIT 6",
+        )?;
+        let found: Vec<String> = st
+            .query_map([&prefix], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.into_iter().next()),
+            n => Err(StoreError::Ambiguous {
+                prefix,
+                more: n > 5,
+                candidates: found.into_iter().take(5).collect(),
+            }),
+        }
+    }
+
+    /// Marks a group resolved at `at`; `fingerprint` may be a unique
+    /// prefix. Returns false when there is no such group.
     pub fn resolve_error_group(&self, fingerprint: &str, at: Timestamp) -> Result<bool> {
+        let Some(fingerprint) = self.resolve_error_fingerprint(fingerprint)? else {
+            return Ok(false);
+        };
         let n = self.conn().execute(
             "UPDATE error_groups SET resolved_ns = ?2 WHERE fingerprint = ?1",
             params![fingerprint, at.as_nanos()],
@@ -192,8 +222,9 @@ impl Store {
         Ok(groups)
     }
 
-    /// One group with its latest `recent` occurrences, counts per host and
-    /// its sample exception; `None` when there is no such group.
+    /// One group (by fingerprint or a unique prefix of one) with its latest
+    /// `recent` occurrences, counts per host and its sample exception;
+    /// `None` when there is no such group.
     pub fn error_group(
         &self,
         fingerprint: &str,
@@ -201,6 +232,10 @@ impl Store {
         new_window_s: u64,
         recent: usize,
     ) -> Result<Option<ErrorGroupDetail>> {
+        let Some(fingerprint) = self.resolve_error_fingerprint(fingerprint)? else {
+            return Ok(None);
+        };
+        let fingerprint = fingerprint.as_str();
         let sql = format!(
             "SELECT fingerprint, kind, message, language, count, runs, first_seen_ns,
                     last_seen_ns, resolved_ns, regressed_ns, {STATUS_SQL} AS status, sample

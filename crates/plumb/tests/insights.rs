@@ -254,7 +254,7 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
     assert!(line.contains(&fp) && line.contains("new"), "{line}");
     assert!(table.contains("KeyError: 'user-7'"), "{table}");
     let out = plumb(tmp.path(), None)
-        .args(["errors", "resolve", &fp, "--collector", &serve.api])
+        .args(["errors", "resolve", &fp[..8], "--collector", &serve.api])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -412,8 +412,9 @@ fn failed_runs_in_the_local_store_are_grouped_too() {
     assert_eq!(g.len(), 1, "{v}");
     assert_eq!(g[0]["count"], 2);
     let fp = g[0]["fingerprint"].as_str().unwrap();
+    // A unique prefix names the group, as it names a run.
     let out = plumb(home, None)
-        .args(["errors", "show", fp])
+        .args(["errors", "show", &fp[..6]])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
