@@ -428,8 +428,8 @@ class PlumbHandler(logging.Handler):
 
     def _spool(self, body: bytes, records: int) -> None:
         try:
-            os.makedirs(os.path.dirname(self.spool_path), exist_ok=True)
-            with open(self.spool_path, "ab") as f:
+            os.makedirs(os.path.dirname(self.spool_path), mode=0o700, exist_ok=True)
+            with _private(self.spool_path, os.O_APPEND) as f:
                 f.write(body + b"\n")
             self.spooled += records
         except OSError as e:
@@ -586,7 +586,7 @@ class PlumbHandler(logging.Handler):
             if done:
                 # Keep what is left; the rename makes the rewrite atomic.
                 tmp = path + ".tmp"
-                with open(tmp, "wb") as f:
+                with _private(tmp, os.O_TRUNC) as f:
                     f.write(b"".join(line + b"\n" for line in lines[done:]))
                 os.replace(tmp, path)
         except OSError as e:
@@ -601,6 +601,13 @@ class PlumbHandler(logging.Handler):
                 sys.stderr.write(message + "\n")
             except Exception:
                 pass
+
+
+def _private(path: str, mode: int):
+    """Opens ``path`` for writing (``mode``: ``os.O_APPEND`` or
+    ``os.O_TRUNC``), created 0600 whatever the umask: spooled records hold
+    what the application logged."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | mode, 0o600), "ab" if mode == os.O_APPEND else "wb")
 
 
 def _count_records(line: bytes) -> int:

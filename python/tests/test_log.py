@@ -181,6 +181,23 @@ def test_without_a_collector_everything_goes_to_the_spool(logger, tmp_path, monk
     assert doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["body"]["stringValue"] == "kept locally"
 
 
+def test_spool_files_are_private_whatever_the_umask(logger, tmp_path, monkeypatch):
+    monkeypatch.delenv("PLUMB_COLLECTOR", raising=False)
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("PLUMB_SPOOL", str(spool))
+    old = os.umask(0o022)
+    try:
+        h = plumb.PlumbHandler(flush_interval=0.05)
+        logger.addHandler(h)
+        logger.error("MYSQL_PWD is not for other users")
+        assert h.flush(10)
+    finally:
+        os.umask(old)
+    assert (spool.stat().st_mode & 0o777) == 0o700
+    files = list(spool.glob("logs-*.jsonl"))
+    assert files and all((f.stat().st_mode & 0o777) == 0o600 for f in files), [oct(f.stat().st_mode) for f in files]
+
+
 def test_a_full_queue_drops_and_counts_never_blocks(collector, logger, tmp_path):
     collector.delay = 0.3
     h = plumb.PlumbHandler(collector.url, spool_dir=str(tmp_path), queue_size=5, batch_size=2, flush_interval=0.01)

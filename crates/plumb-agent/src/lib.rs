@@ -1,8 +1,9 @@
 /*!
 `plumb agent`, the node daemon: a heartbeat every few seconds with the
 node's load, memory, disks, network and plumb runs in progress, its software
-fingerprint whenever it changes, and the node's outbox shipped to the
-collector (runs recorded while the collector was away).
+fingerprint whenever it changes, the node's outbox shipped to the
+collector (runs recorded while the collector was away), and the log records
+Python processes spooled and never sent ([`PythonLogSpool`]).
 
 Heartbeats are sent directly, not spooled: a heartbeat is worth something
 only when it arrives on time, since the collector's failure detector reads
@@ -10,7 +11,8 @@ health from arrival times. The fingerprint, which does matter late, is
 repeated in every heartbeat until one is acknowledged.
 
 The agent keeps nothing but its outbox on disk, and it is light: one thread
-sleeping between heartbeats, one shipping, a few small `/proc` reads each.
+sleeping between heartbeats, one shipping, one for Python's spooled logs, a
+few small `/proc` reads each.
 
 ```no_run
 let cfg = plumb_agent::AgentConfig::new("http://127.0.0.1:7700", "/tmp/outbox".into());
@@ -21,6 +23,8 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 #![deny(missing_docs)]
 
 pub mod host;
+mod pylogs;
+pub use pylogs::{Drained, PythonLogSpool};
 
 use plumb_model::Timestamp;
 use plumb_model::node::{NODE_REPORT_VERSION, NodeFingerprint, NodeReport};
@@ -154,6 +158,24 @@ impl Agent {
         // so heartbeats stay on time.
         let shipper = Shipper::new(self.outbox.clone(), self.client.clone(), &self.config.name)
             .spawn(self.config.interval.min(Duration::from_secs(2)));
+        // Log records of Python processes that ended before sending them.
+        let python_logs = {
+            let mut spool = PythonLogSpool::new(self.config.outbox.join("logs"));
+            let client = self.client.clone();
+            let pause = self.config.interval.min(Duration::from_secs(2));
+            let stop_logs = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop_logs);
+            let thread = std::thread::Builder::new()
+                .name("python-logs".into())
+                .spawn(move || {
+                    while !flag.load(Ordering::Relaxed) {
+                        spool.drain(&client);
+                        sleep_until(Instant::now() + pause, &flag);
+                    }
+                })
+                .ok();
+            (stop_logs, thread)
+        };
         let mut seq = 0u64;
         let mut next = Instant::now();
         let mut failures = 0u32;
@@ -197,6 +219,10 @@ impl Agent {
             sleep_until(next, stop);
         }
         let _ = shipper.finish(Duration::from_secs(2));
+        python_logs.0.store(true, Ordering::Relaxed);
+        if let Some(t) = python_logs.1 {
+            let _ = t.join();
+        }
     }
 
     fn start_fingerprints(&self, pending: Arc<Mutex<Option<NodeFingerprint>>>) {

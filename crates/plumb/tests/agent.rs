@@ -162,3 +162,111 @@ fn bad_arguments_are_named() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Issue 13, item 19: log records a short Python stage spooled while the
+/// collector was down are sent by `plumb agent` on that node once it is up,
+/// each once, though no Python process ever runs there again; a live
+/// process's spool is left to it.
+#[test]
+fn the_agent_sends_what_dead_python_processes_spooled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let down = format!("http://127.0.0.1:{}", free_port());
+    // The handler's default spool follows PLUMB_HOME: <home>/outbox/logs.
+    let stage = |words: &str, stay: bool| {
+        let script = "import logging, sys, plumb\n\
+h = plumb.PlumbHandler(sys.argv[1], flush_interval=0.05, timeout=1, retry_interval=3600 if sys.argv[3] == 'stay' else 5)\n\
+log = logging.getLogger('stage'); log.propagate = False; log.addHandler(h); log.setLevel(logging.INFO)\n\
+for w in sys.argv[2].split(): log.info('%s', w)\n\
+h.flush()\n\
+if sys.argv[3] == 'stay':\n    print('spooled', flush=True); sys.stdin.read()\n";
+        plumb(&home)
+            .env("PYTHONPATH", &python)
+            .args([
+                "run", "--local", "--", "python3", "-c", script, &down, words,
+            ])
+            .arg(if stay { "stay" } else { "go" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The live stage first: a handler takes over the files of processes
+    // dead when it retries, and this one retries only after an hour.
+    let mut live = stage("delta-44", true);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(live.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let first = stage("alpha-41 beta-42", false).wait_with_output().unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let second = stage("gamma-43", false).wait_with_output().unwrap();
+    assert!(second.status.success());
+    let spool = home.join("outbox").join("logs");
+    let waiting = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            .count()
+    };
+    assert_eq!(waiting(&spool), 3, "one spool file per stage");
+
+    let data = tmp.path().join("collector");
+    let serve = Serve::start(&data, free_port());
+    let _agent = Proc(
+        plumb(&home)
+            .args([
+                "agent",
+                "--name",
+                "n1",
+                "--interval",
+                "1s",
+                "--collector",
+                &serve.url,
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let found = |word: &str| {
+        plumb(&home)
+            .args(["search", word, "--json", "--collector", &serve.url])
+            .output()
+            .map(|o| {
+                serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                    .ok()
+                    .and_then(|v| v.as_array().map(Vec::len))
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || found("alpha-41") == 1
+            && found("beta-42") == 1
+            && found("gamma-43") == 1),
+        "the dead stages' records reach the collector: {} {} {}; spool {:?}",
+        found("alpha-41"),
+        found("beta-42"),
+        found("gamma-43"),
+        std::fs::read_dir(&spool)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || waiting(&spool) == 1),
+        "sent files are removed; the live stage's stays"
+    );
+    // A few more rounds: nothing is sent twice, the live one is not taken.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(found("alpha-41"), 1, "sent once");
+    assert_eq!(found("delta-44"), 0, "a live process's spool is its own");
+    drop(live.stdin.take());
+    let _ = live.wait();
+}
