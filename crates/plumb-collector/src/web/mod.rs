@@ -462,4 +462,65 @@ mod tests {
         assert_eq!(human_duration(185_000_000_000), "3m05s");
         assert_eq!(human_duration(7_800_000_000_000), "2h10m");
     }
+
+    /// Issue 13, item 13: the dashboard's ticking durations (live.js) and
+    /// every other duration shown read alike. Runs the script's own
+    /// function in node when node is installed (CI installs it for the
+    /// dashboard tests).
+    #[test]
+    fn live_durations_read_as_the_cli_prints_them() {
+        let js = include_str!("assets/live.js");
+        let start = js
+            .find("function human(ns) {")
+            .expect("live.js has human()");
+        let end = start + js[start..].find("\n  }\n").expect("human() ends") + 4;
+        let values: Vec<i64> = vec![
+            -5,
+            0,
+            1,
+            999_999,
+            5_000_000,
+            999_999_999,
+            1_000_000_000,
+            4_250_000_000,
+            9_999_999_999,
+            10_000_000_000,
+            59_900_000_000,
+            60_000_000_000,
+            119_000_000_000,
+            3_599_000_000_000,
+            3_600_000_000_000,
+            86_399_000_000_000,
+            86_400_000_000_000,
+            200_000_000_000_000,
+        ];
+        let script = format!(
+            "{}\nconsole.log([{}].map(human).join(\"\\n\"));",
+            &js[start..end],
+            values
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let out = match std::process::Command::new("node")
+            .arg("-e")
+            .arg(&script)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("skipped: node is not installed ({e})");
+                return;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        let want: Vec<String> = values.iter().map(|v| human_duration(*v)).collect();
+        assert_eq!(got.lines().collect::<Vec<_>>(), want);
+    }
 }

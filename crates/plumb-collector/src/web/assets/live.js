@@ -12,14 +12,23 @@
     if (q) { e.preventDefault(); q.focus(); q.select(); }
   });
 
+  // The same rules as plumb_model::display::duration (a test in web/mod.rs
+  // compares the two), so a ticking duration reads as the CLI prints it.
   function human(ns) {
-    var s = Math.max(0, Math.floor(ns / 1e9));
-    if (s < 60) return s + "s";
-    var m = Math.floor(s / 60); s %= 60;
-    if (m < 60) return m + "m" + (s < 10 ? "0" : "") + s + "s";
+    ns = Math.max(0, ns);
+    if (ns === 0) return "0s";
+    if (ns < 1e9) return Math.floor(ns / 1e6) + "ms";
+    if (ns < 1e10) {
+      var t = Math.floor(ns / 1e8);
+      return Math.floor(t / 10) + "." + (t % 10) + "s";
+    }
+    var s = Math.floor(ns / 1e9), m = Math.floor(s / 60); s %= 60;
+    if (m === 0) return s + "s";
     var h = Math.floor(m / 60); m %= 60;
-    if (h < 48) return h + "h" + (m < 10 ? "0" : "") + m + "m";
-    return Math.floor(h / 24) + "d" + (h % 24) + "h";
+    if (h === 0) return m + "m" + (s < 10 ? "0" : "") + s + "s";
+    var d = Math.floor(h / 24); h %= 24;
+    if (d === 0) return h + "h" + (m < 10 ? "0" : "") + m + "m";
+    return d + "d" + h + "h";
   }
 
   function tickDurations() {
