@@ -3,7 +3,7 @@ The client side of plumb's shipping: everything a node sends to the collector
 goes through here.
 
 A recorder with a collector configured writes its run to a spool file in the
-node's [`Outbox`] (the run spool format of `plumb_store::spool`), and a
+node's [`Outbox`] (spool files of `plumb_model::frame` frames), and a
 [`Shipper`] sends the file's frames in gzip batches to the collector's
 `POST /api/v1/ingest/spool`, remembering in a sidecar file (synced) how far
 the collector acknowledged. A failed request is retried after an

@@ -1,7 +1,7 @@
 //! The outbox: a directory of spool files waiting to be shipped, bounded in
 //! size, with how far each was acknowledged.
 //!
-//! Spool files are the run spool format of `plumb_store::spool` (one
+//! Spool files hold `plumb_model::frame` frames, as the recorder writes them (one
 //! `<run id>.spool` per run, self-delimiting frames). Beside each, a sidecar
 //! `<run id>.spool.acked` holds the byte offset up to which the collector
 //! acknowledged it (16 bytes: the offset and its complement, so a torn write
@@ -26,10 +26,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Frame kind of a run record, as in `plumb_store::spool`.
-pub(crate) const KIND_RUN: u8 = 1;
-/// Largest frame accepted, as in `plumb_store::spool`.
-pub(crate) const MAX_FRAME: u32 = 64 * 1024 * 1024;
+use plumb_model::frame::{HEADER, Header, KIND_RUN};
 
 /// The default bound of an outbox: 1 GiB.
 pub const DEFAULT_SPOOL_MAX: u64 = 1 << 30;
@@ -343,35 +340,33 @@ pub(crate) fn read_batch(file: &File, start: u64, len: u64, max: usize) -> std::
         ..Default::default()
     };
     let mut pos = start;
-    let mut header = [0u8; 8];
-    while pos + 8 <= len {
+    let mut header = [0u8; HEADER];
+    while pos + HEADER as u64 <= len {
         file.read_exact_at(&mut header, pos)?;
-        let flen = u32::from_le_bytes(header[..4].try_into().expect("4"));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4"));
-        if flen == 0 || flen > MAX_FRAME {
+        let Ok(h) = Header::parse(&header) else {
             b.corrupt = true;
             break;
-        }
-        if pos + 8 + u64::from(flen) > len {
+        };
+        if pos + h.frame_len() as u64 > len {
             break;
         }
-        if b.frames > 0 && b.bytes.len() + 8 + flen as usize > max {
+        if b.frames > 0 && b.bytes.len() + h.frame_len() > max {
             break;
         }
         let at = b.bytes.len();
         b.bytes.extend_from_slice(&header);
-        b.bytes.resize(at + 8 + flen as usize, 0);
-        file.read_exact_at(&mut b.bytes[at + 8..], pos + 8)?;
-        if crc32c::crc32c(&b.bytes[at + 8..]) != crc {
+        b.bytes.resize(at + h.frame_len(), 0);
+        file.read_exact_at(&mut b.bytes[at + HEADER..], pos + HEADER as u64)?;
+        if h.check(&b.bytes[at + HEADER..]).is_err() {
             b.bytes.truncate(at);
             b.corrupt = true;
             break;
         }
-        if b.bytes[at + 8] == KIND_RUN {
+        if b.bytes[at + HEADER] == KIND_RUN {
             b.last_run = Some(b.bytes[at..].to_vec());
         }
         b.frames += 1;
-        pos += 8 + u64::from(flen);
+        pos += h.frame_len() as u64;
         b.end = pos;
     }
     Ok(b)
@@ -382,19 +377,22 @@ pub(crate) fn read_batch(file: &File, start: u64, len: u64, max: usize) -> std::
 pub(crate) fn last_run_frame(file: &File, until: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut pos = 0u64;
     let mut last = None;
-    let mut header = [0u8; 9];
-    while pos + 9 <= until {
+    // The header and the kind byte after it.
+    let mut header = [0u8; HEADER + 1];
+    while pos + (HEADER as u64) < until {
         file.read_exact_at(&mut header, pos)?;
-        let flen = u32::from_le_bytes(header[..4].try_into().expect("4"));
-        if flen == 0 || flen > MAX_FRAME || pos + 8 + u64::from(flen) > until {
+        let Ok(h) = Header::parse(header.first_chunk().expect("a header")) else {
+            break;
+        };
+        if pos + h.frame_len() as u64 > until {
             break;
         }
-        if header[8] == KIND_RUN {
-            let mut frame = vec![0u8; 8 + flen as usize];
+        if header[HEADER] == KIND_RUN {
+            let mut frame = vec![0u8; h.frame_len()];
             file.read_exact_at(&mut frame, pos)?;
             last = Some(frame);
         }
-        pos += 8 + u64::from(flen);
+        pos += h.frame_len() as u64;
     }
     Ok(last)
 }
@@ -418,9 +416,8 @@ mod tests {
     fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut p = vec![kind];
         p.extend_from_slice(body);
-        let mut f = (p.len() as u32).to_le_bytes().to_vec();
-        f.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
-        f.extend_from_slice(&p);
+        let mut f = Vec::new();
+        plumb_model::frame::encode(&p, &mut f);
         f
     }
 

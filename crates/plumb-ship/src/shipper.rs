@@ -179,10 +179,9 @@ impl Shipper {
             if batch.frames == 0 {
                 break;
             }
-            let prefix = self
-                .run_frames
-                .get(path)
-                .filter(|_| batch.bytes.get(8) != Some(&crate::outbox::KIND_RUN));
+            let prefix = self.run_frames.get(path).filter(|_| {
+                batch.bytes.get(plumb_model::frame::HEADER) != Some(&plumb_model::frame::KIND_RUN)
+            });
             let body = match prefix {
                 Some(p) => [p.as_slice(), &batch.bytes].concat(),
                 None => batch.bytes.clone(),

@@ -25,10 +25,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-const KIND_RUN: u8 = 1;
-const KIND_FINGERPRINT: u8 = 2;
-const KIND_CHUNK: u8 = 3;
-const MAX_FRAME: u32 = 64 * 1024 * 1024;
+use plumb_model::frame::{self, KIND_CHUNK, KIND_FINGERPRINT, KIND_RUN};
 
 /// The spool directories to try, in order: `$PLUMB_SPOOL` (as given: a
 /// directory the user chose, imported by every store that uses it), then
@@ -166,10 +163,8 @@ impl SpoolFile {
     }
 
     fn frame(&mut self, payload: &[u8]) -> Result<()> {
-        let mut buf = Vec::with_capacity(payload.len() + 8);
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-        buf.extend_from_slice(payload);
+        let mut buf = Vec::new();
+        frame::encode(payload, &mut buf);
         self.file.write_all(&buf).map_err(|source| StoreError::Io {
             what: "cannot write spool file",
             path: self.path.clone(),
@@ -277,20 +272,20 @@ pub struct Frames {
 impl Frames {
     /// Appends a run record.
     pub fn put_run(&mut self, run: &Run) -> &mut Self {
-        encode_frame(&run_payload(run), &mut self.bytes);
+        frame::encode(&run_payload(run), &mut self.bytes);
         self
     }
 
     /// Appends a fingerprint.
     pub fn put_fingerprint(&mut self, hash: &str, fp: &Fingerprint) -> &mut Self {
-        encode_frame(&fingerprint_payload(hash, fp), &mut self.bytes);
+        frame::encode(&fingerprint_payload(hash, fp), &mut self.bytes);
         self
     }
 
     /// Appends output chunks.
     pub fn put_chunks(&mut self, chunks: &[SealedChunk]) -> &mut Self {
         for c in chunks {
-            encode_frame(&chunk_payload(c), &mut self.bytes);
+            frame::encode(&chunk_payload(c), &mut self.bytes);
         }
         self
     }
@@ -336,31 +331,11 @@ pub(crate) fn import_dir(store: &Store, dir: &Path) -> Result<usize> {
     Ok(imported)
 }
 
-/// Parses the frames of a spool file; stops at the first torn or corrupt one.
-pub fn read_frames(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut frames = Vec::new();
-    let mut p = bytes;
-    while p.len() >= 8 {
-        let len = u32::from_le_bytes(p[..4].try_into().expect("4"));
-        let crc = u32::from_le_bytes(p[4..8].try_into().expect("4"));
-        if len > MAX_FRAME || p.len() < 8 + len as usize {
-            break;
-        }
-        let payload = &p[8..8 + len as usize];
-        if crc32c::crc32c(payload) != crc || payload.is_empty() {
-            break;
-        }
-        frames.push(payload);
-        p = &p[8 + len as usize..];
-    }
-    frames
-}
-
 fn import_bytes(store: &Store, bytes: &[u8]) -> Result<bool> {
     let mut run: Option<Run> = None;
     let mut fps = Vec::new();
     let mut chunks = Vec::new();
-    for f in read_frames(bytes) {
+    for f in frame::whole(bytes) {
         match f[0] {
             KIND_RUN => {
                 if let Ok(r) = serde_json::from_slice::<Run>(&f[1..]) {
@@ -483,36 +458,11 @@ fn parse_strict(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
             offset: off,
             reason,
         };
-        let rest = &bytes[off..];
-        if rest.len() < 8 {
-            return Err(bad(format!(
-                "truncated header: {} bytes where a frame header needs 8",
-                rest.len()
-            )));
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4"));
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4"));
-        if len > MAX_FRAME {
-            return Err(bad(format!(
-                "length {len} exceeds the largest frame, {MAX_FRAME} bytes"
-            )));
-        }
-        if len == 0 {
-            return Err(bad("empty payload".into()));
-        }
-        if rest.len() < 8 + len as usize {
-            return Err(bad(format!(
-                "truncated: the header says {len} payload bytes, {} remain",
-                rest.len() - 8
-            )));
-        }
-        let f = &rest[8..8 + len as usize];
-        let actual = crc32c::crc32c(f);
-        if actual != crc {
-            return Err(bad(format!(
-                "checksum mismatch: header says CRC32C {crc:#010x}, payload has {actual:#010x}"
-            )));
-        }
+        let (f, rest) = match frame::next(&bytes[off..]) {
+            Ok(Some(found)) => found,
+            Ok(None) => break,
+            Err(e) => return Err(bad(e.to_string())),
+        };
         match f[0] {
             KIND_RUN => {
                 let run: Run = serde_json::from_slice(&f[1..])
@@ -553,7 +503,7 @@ fn parse_strict(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
             }
             k => return Err(bad(format!("unknown frame kind {k}"))),
         }
-        off += 8 + len as usize;
+        off = bytes.len() - rest.len();
         index += 1;
     }
     if items.is_empty() {
@@ -664,14 +614,6 @@ impl Store {
         tx.commit().map_err(StoreError::from)?;
         Ok(stats)
     }
-}
-
-/// Encodes frames the way a spool file holds them: for tests and for
-/// shippers that build request bodies without a file.
-pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 #[cfg(test)]
