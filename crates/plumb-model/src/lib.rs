@@ -26,10 +26,12 @@ pub mod display;
 mod eviction;
 pub mod insights;
 pub mod node;
+mod secret;
 pub mod telemetry;
 pub mod text;
 
 pub use eviction::Eviction;
+pub use secret::Secret;
 
 pub use time::{Timestamp, parse_duration, parse_duration_ns, parse_moment};
 
