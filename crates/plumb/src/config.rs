@@ -192,8 +192,14 @@ impl Config {
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // The key usually lives in the store directory, which is made here
+    // when it is new: private (0700) whatever the umask, as the store makes
+    // it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path.parent().unwrap_or(Path::new(".")))?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -59,7 +59,7 @@ fn entries(dir: &Path) -> anyhow::Result<Vec<Entry>> {
 
 fn ls(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let entries = entries(dir)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     if json {
         for e in &entries {
             let line = match &e.check {
@@ -108,7 +108,7 @@ fn ls(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     let entries = entries(dir)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     let mut corrupt = 0;
     for e in &entries {
         match &e.check {
@@ -148,7 +148,7 @@ fn show(dir: &Path, seq: Option<u64>) -> anyhow::Result<ExitCode> {
         info.time_rfc3339(),
         info.path.display()
     );
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     if info.encoding == "json" {
         let value: serde_json::Value = serde_json::from_slice(&payload).with_context(|| {
             format!(

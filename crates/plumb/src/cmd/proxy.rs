@@ -1,7 +1,9 @@
 //! `plumb proxy`: run the Toxiproxy-compatible fault-injection proxy, or talk
 //! to a running one.
 
+use crate::out::{out, outln};
 use anyhow::{Context, bail};
+use plumb_model::text::Cell;
 use plumb_proxy::Client;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
@@ -130,7 +132,7 @@ fn attributes(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -148,9 +150,12 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::List => {
             let all = api.proxies()?;
-            println!(
+            outln!(
                 "{:<20} {:<22} {:<22} {:<8} TOXICS",
-                "NAME", "LISTEN", "UPSTREAM", "ENABLED"
+                "NAME",
+                "LISTEN",
+                "UPSTREAM",
+                "ENABLED"
             );
             for (name, p) in all.as_object().into_iter().flatten() {
                 let toxics: Vec<String> = p["toxics"]
@@ -166,13 +171,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
                         )
                     })
                     .collect();
-                println!(
+                outln!(
                     "{:<20} {:<22} {:<22} {:<8} {}",
-                    name,
-                    p["listen"].as_str().unwrap_or(""),
-                    p["upstream"].as_str().unwrap_or(""),
+                    Cell(name),
+                    Cell(p["listen"].as_str().unwrap_or("")),
+                    Cell(p["upstream"].as_str().unwrap_or("")),
                     p["enabled"].to_string(),
-                    toxics.join(" ")
+                    Cell(&toxics.join(" "))
                 );
             }
         }
@@ -230,7 +235,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Toxic(ToxicCmd::Remove { proxy, name }) => api.remove_toxic(&proxy, &name)?,
         Cmd::Events { since } => print_json(&api.events(since)?)?,
-        Cmd::Metrics => print!("{}", api.metrics()?),
+        Cmd::Metrics => out!("{}", api.metrics()?),
     }
     Ok(ExitCode::SUCCESS)
 }
