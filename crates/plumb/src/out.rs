@@ -11,9 +11,10 @@
 //! a newline in a value cannot forge a row.
 //!
 //! `clippy.toml` forbids `println!`, `print!` and `std::io::stdout` in this
-//! crate, so a new command cannot print around it by accident; a module
-//! that must write bytes as they are (a run's own output in `plumb logs`)
-//! is let off with an `allow` on its `mod` line, saying why.
+//! crate, so a new command cannot print around it by accident. Bytes that
+//! must pass as they are (a checkpoint's binary payload) go through
+//! [`raw_stdout`], by name; `cmd/query.rs` (`logs` writes a run's output as
+//! the program wrote it) is let off with an `allow` on its `mod` line.
 
 use plumb_model::text::Escaping;
 use std::io::{StdoutLock, Write};
@@ -24,6 +25,13 @@ use std::io::{StdoutLock, Write};
 #[allow(clippy::disallowed_methods)]
 pub fn stdout() -> Escaping<StdoutLock<'static>> {
     Escaping::new(std::io::stdout().lock())
+}
+
+/// Standard output as it is, for bytes that must reach it unchanged (a
+/// payload meant for a file or a pipe), never for text from elsewhere.
+#[allow(clippy::disallowed_methods)]
+pub fn raw_stdout() -> StdoutLock<'static> {
+    std::io::stdout().lock()
 }
 
 /// Writes `args` to [`stdout`], as `print!` does: a failure to write other
