@@ -156,7 +156,11 @@ impl Agent {
         self.start_fingerprints(pending_fp.clone());
         // Shipping may take long when a backlog waits; it has its own thread
         // so heartbeats stay on time.
+        // A refused token is said here, once, for heartbeats and shipping
+        // alike (the shipper would say it again); a batch refused as too
+        // large is the shipper's to say.
         let shipper = Shipper::new(self.outbox.clone(), self.client.clone(), &self.config.name)
+            .quiet_refusals(&[401, 403])
             .spawn(self.config.interval.min(Duration::from_secs(2)));
         // Log records of Python processes that ended before sending them.
         let python_logs = {
@@ -179,6 +183,8 @@ impl Agent {
         let mut seq = 0u64;
         let mut next = Instant::now();
         let mut failures = 0u32;
+        // The refusal last said: once per cause, again only after a success.
+        let mut said: Option<u16> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut report = self.report(seq);
             report.fingerprint = pending_fp.lock().expect("fingerprint lock").clone();
@@ -192,6 +198,7 @@ impl Agent {
                         tracing::info!(after = failures, "collector reachable again");
                     }
                     failures = 0;
+                    said = None;
                     // Acknowledged: stop repeating it, unless a newer one
                     // arrived meanwhile.
                     let mut fp = pending_fp.lock().expect("fingerprint lock");
@@ -202,8 +209,21 @@ impl Agent {
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(error = %e, failures, "heartbeat not delivered");
+                    match e.refusal() {
+                        Some(r) if said != Some(r.status) => {
+                            tracing::warn!(
+                                collector = self.client.base(),
+                                "the collector {}; heartbeats are refused and runs wait in the outbox {} until it is accepted",
+                                r.why,
+                                self.outbox.dir().display()
+                            );
+                            said = Some(r.status);
+                        }
+                        Some(_) => {}
+                        None if failures == 1 || failures.is_power_of_two() => {
+                            tracing::warn!(error = %e, failures, "heartbeat not delivered");
+                        }
+                        None => {}
                     }
                 }
             }

@@ -6,7 +6,7 @@
 //! the CA in `ca_cert` when one is given (a private CA).
 
 use crate::runs::{CURSOR_HEADER, OUTPUT_MEDIA_TYPE, SPOOL_MEDIA_TYPE};
-use plumb_model::{Fingerprint, OutputLine, Run, Stream, Uuid};
+use plumb_model::{Fingerprint, OutputLine, Run, Secret, Stream, Uuid};
 use plumb_store::spool::ImportStats;
 use plumb_store::{OutputCursor, OutputSink, RunFilter, RunStore, RunSummary, SearchOptions};
 use std::path::PathBuf;
@@ -17,8 +17,8 @@ use std::time::Duration;
 pub struct ClientConfig {
     /// Base URL, `http://host:7700` or `https://...`.
     pub url: String,
-    /// Bearer token, if the collector wants one.
-    pub token: Option<String>,
+    /// Bearer token, if the collector wants one; `Debug` hides it.
+    pub token: Option<Secret>,
     /// PEM file of the CA that signed the collector's certificate.
     pub ca_cert: Option<PathBuf>,
     /// Longest time one request may take.
@@ -77,7 +77,7 @@ pub enum ClientError {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 /// The largest answer read (output of a big run comes in one answer).
@@ -143,7 +143,7 @@ impl Client {
 
     fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            Some(t) => req.header("Authorization", format!("Bearer {}", t.expose())),
             None => req,
         }
     }
@@ -408,4 +408,25 @@ fn path_segment(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_config_client_or_store_hides_the_token() {
+        let mut config = ClientConfig::new("http://127.0.0.1:9");
+        config.token = Some(Secret::new("viewer-secret-77ab"));
+        let client = Client::new(&config).unwrap();
+        let store = RemoteStore::new(client.clone());
+        for shown in [
+            format!("{config:?}"),
+            format!("{client:?}"),
+            format!("{store:#?}"),
+        ] {
+            assert!(!shown.contains("viewer-secret-77ab"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 }

@@ -27,10 +27,12 @@ mod eviction;
 pub mod frame;
 pub mod insights;
 pub mod node;
+mod secret;
 pub mod telemetry;
 pub mod text;
 
 pub use eviction::Eviction;
+pub use secret::Secret;
 
 pub use time::{Timestamp, parse_duration, parse_duration_ns, parse_moment};
 

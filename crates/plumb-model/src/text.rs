@@ -3,8 +3,11 @@
 //! Run names, tags, host names, commands and messages come from any node
 //! with an agent token and from the programs plumb records. Printed raw,
 //! an `ESC ]0;` sequence retitles the terminal window, `ESC [2J` clears
-//! it, `ESC ]52;` writes the clipboard. Every table and `plumb show`
-//! passes such text through [`escape_controls`].
+//! it, `ESC ]52;` writes the clipboard. Everything the CLI prints for
+//! people goes through an [`Escaping`] writer, so no control character
+//! but newline and tab reaches the terminal whatever a command forgets;
+//! table cells are also wrapped in [`Cell`], so a value holding a newline
+//! cannot forge a row.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -46,6 +49,81 @@ pub fn escape_cell(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A `Display` of untrusted text for one table cell: [`escape_cell`].
+#[derive(Debug, Clone, Copy)]
+pub struct Cell<'a>(pub &'a str);
+
+impl std::fmt::Display for Cell<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad` keeps width and alignment (`{:<20}`) working.
+        f.pad(&escape_cell(self.0))
+    }
+}
+
+/// A writer that passes text through [`escape_controls`]: every control
+/// character but newline and tab is written as its escape (`\u{1b}`), so
+/// whatever is written to it cannot drive the terminal. Bytes that are
+/// not UTF-8 pass as they are (a terminal does not act on them), except
+/// C1 controls (U+0080 to U+009F), which are escaped even when a write
+/// splits one.
+#[derive(Debug)]
+pub struct Escaping<W: std::io::Write> {
+    inner: W,
+    /// The first byte (0xC2) of a two-byte character whose second byte
+    /// has not been written yet.
+    pending_c2: bool,
+}
+
+impl<W: std::io::Write> Escaping<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Escaping<W> {
+        Escaping {
+            inner,
+            pending_c2: false,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Escaping<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in buf {
+            if std::mem::take(&mut self.pending_c2) {
+                if (0x80..0xa0).contains(&b) {
+                    out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes());
+                    continue;
+                }
+                out.push(0xc2);
+            }
+            match b {
+                b'\n' | b'\t' => out.push(b),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                0..0x20 | 0x7f => {
+                    out.extend_from_slice(format!("\\u{{{b:x}}}").as_bytes());
+                }
+                0xc2 => self.pending_c2 = true,
+                _ => out.push(b),
+            }
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.pending_c2) {
+            self.inner.write_all(&[0xc2])?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for Escaping<W> {
+    fn drop(&mut self) {
+        // A lone 0xC2 at the very end is not a control; give it back.
+        let _ = std::io::Write::flush(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +139,24 @@ mod tests {
         );
         assert!(matches!(escape_controls("plain\ttext\n"), Cow::Borrowed(_)));
         assert_eq!(escape_cell("a\nb\tc"), "a\\nb\\tc");
+    }
+
+    #[test]
+    fn the_escaping_writer_writes_what_escape_controls_gives() {
+        use std::io::Write as _;
+        let evil = "job\u{1b}]0;pwned\u{7}\u{1b}[2J é \u{9b}31m\u{7f}\r\tend\n";
+        let mut buf = Vec::new();
+        {
+            let mut w = Escaping::new(&mut buf);
+            // Byte by byte, so a C1 control is split across writes.
+            for b in evil.as_bytes() {
+                w.write_all(&[*b]).unwrap();
+            }
+        }
+        assert_eq!(String::from_utf8(buf).unwrap(), escape_controls(evil));
+        let mut buf = Vec::new();
+        let title = "a\u{1b}[2J";
+        writeln!(Escaping::new(&mut buf), "{title}|{:<6}|", Cell("x\ny")).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "a\\u{1b}[2J|x\\ny  |\n");
     }
 }

@@ -29,6 +29,8 @@ assert_eq!(logs.rejected, 0);
 
 mod budget;
 mod convert;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use budget::{Cost, ITEM_COST, Limits, Signal, scan};
 

@@ -373,11 +373,34 @@ mod budget {
         fn scan_never_passes_more_than_the_budget(req in request(), max in 1u64..40) {
             let want = messages(&req);
             let pb = prost::Message::encode_to_vec(&req);
+            let json = serde_json::to_vec(&req).unwrap();
             let limits = Limits { max_items: max, ..Limits::default() };
-            match decode_logs_within(&pb, Format::Protobuf, &limits) {
-                Ok(_) => prop_assert!(want <= max),
-                Err(DecodeError::TooLarge(_)) => prop_assert!(want > max),
-                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            for (body, format) in [(&pb, Format::Protobuf), (&json, Format::Json)] {
+                match decode_logs_within(body, format, &limits) {
+                    Ok(_) => prop_assert!(want <= max, "{:?}", format),
+                    Err(DecodeError::TooLarge(_)) => prop_assert!(want > max, "{:?}", format),
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
+            }
+        }
+
+        // Random bytes, and valid bodies with random bytes spliced in,
+        // never get more records past a small budget than it allows, in
+        // either encoding (the fuzz target's checks, on stable).
+        #[test]
+        fn mangled_bodies_never_pass_more_than_the_budget(
+            req in request(),
+            at in any::<proptest::sample::Index>(),
+            junk in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let pb = prost::Message::encode_to_vec(&req);
+            let json = serde_json::to_vec(&req).unwrap();
+            for body in [pb, json] {
+                let mut mangled = body.clone();
+                let i = at.index(mangled.len() + 1);
+                mangled.splice(i..i, junk.iter().copied());
+                crate::fuzzing::decode_otlp(&body);
+                crate::fuzzing::decode_otlp(&mangled);
             }
         }
     }
@@ -478,4 +501,22 @@ mod budget {
         assert_eq!(out.len(), 8 << 20);
         assert!(asked >= 8 << 20);
     }
+}
+
+/// Replays the checked-in corpus of the fuzz target `decode_otlp` (the
+/// inputs that once failed and a few seeds) through the target's own
+/// checks, on the stable toolchain.
+#[test]
+fn fuzz_corpus_replays_clean() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode_otlp");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        eprintln!("replaying {}", path.display());
+        crate::fuzzing::decode_otlp(&data);
+        n += 1;
+    }
+    assert!(n >= 5, "{n} inputs in {}", dir.display());
 }

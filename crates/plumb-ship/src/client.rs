@@ -2,34 +2,23 @@
 //! that verifies the collector, and replies classified into what to do next.
 
 use crate::ShipError;
+use plumb_model::Secret;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How to reach the collector.
-#[derive(Clone)]
+/// How to reach the collector. Its `Debug` hides the token ([`Secret`]).
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Base URL, e.g. `http://collector:7700` or `https://...`.
     pub collector: String,
     /// Bearer token (an agent token for ingest, a viewer token for reads).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// PEM file with the private CA that signed the collector's certificate
     /// (`PLUMB_CA_CERT`); without it, the Mozilla root store is used.
     pub ca_cert: Option<PathBuf>,
     /// Upper bound on one request, connection included.
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for ClientConfig {
-    // The token is a credential: never print it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("collector", &self.collector)
-            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
-            .field("ca_cert", &self.ca_cert)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 impl ClientConfig {
@@ -39,7 +28,7 @@ impl ClientConfig {
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
         ClientConfig {
             collector: collector.to_string(),
-            token: var("PLUMB_TOKEN"),
+            token: var("PLUMB_TOKEN").map(Secret::from),
             ca_cert: var("PLUMB_CA_CERT").map(PathBuf::from),
             timeout: Duration::from_secs(20),
         }
@@ -60,13 +49,14 @@ pub struct Reply {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("base", &self.base)
+            .field("token", &self.token)
             .finish_non_exhaustive()
     }
 }
@@ -134,7 +124,7 @@ impl Client {
         let url = format!("{}{}", self.base, path);
         let mut req = self.agent.post(&url).header("Content-Type", content_type);
         if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
         }
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -158,7 +148,7 @@ impl Client {
         let url = format!("{}{}", self.base, path);
         let mut req = self.agent.get(&url);
         if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
         }
         Self::classify(&url, req.call())
     }
@@ -209,4 +199,24 @@ fn error_message(body: &str) -> String {
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or_else(|| body.chars().take(500).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_config_or_client_hides_the_token() {
+        let config = ClientConfig {
+            collector: "http://127.0.0.1:9".into(),
+            token: Some(Secret::new("agent-secret-4f1d")),
+            ca_cert: None,
+            timeout: Duration::from_secs(1),
+        };
+        let client = Client::new(&config).unwrap();
+        for shown in [format!("{config:?}"), format!("{client:#?}")] {
+            assert!(!shown.contains("agent-secret-4f1d"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 }

@@ -101,3 +101,38 @@ pub enum ShipError {
         source: std::io::Error,
     },
 }
+
+impl ShipError {
+    /// For a refusal that waiting will not cure by itself (401, 403, 413),
+    /// what the collector refused and what to do, in words for people:
+    /// without it a wrong token looks like an outage.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let ShipError::Rejected { status, message } = self else {
+            return None;
+        };
+        let why = match status {
+            401 => format!(
+                "refused the token (401: {message}): check PLUMB_TOKEN, or `token =` in plumb.toml"
+            ),
+            403 => format!(
+                "refused the token's role (403: {message}): shipping needs an agent token (`plumb token create --role agent`)"
+            ),
+            413 => format!("refused a batch as too large (413: {message})"),
+            _ => return None,
+        };
+        Some(Refusal {
+            status: *status,
+            why,
+        })
+    }
+}
+
+/// The collector refused the sender or what it sent ([`ShipError::refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status: 401, 403 or 413.
+    pub status: u16,
+    /// What was refused and what to do, e.g. "refused the token (401:
+    /// ...): check PLUMB_TOKEN, or `token =` in plumb.toml".
+    pub why: String,
+}

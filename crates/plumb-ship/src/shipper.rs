@@ -37,6 +37,10 @@ pub struct PassReport {
     pub files_bad: u64,
     /// Runs dropped by the bound in this pass.
     pub dropped_runs: u64,
+    /// The last refusal of the token or of a batch (401, 403, 413), if
+    /// any: records refused stay in the outbox (401, 403) or are set aside
+    /// (413), and the sender should say why.
+    pub refused: Option<crate::Refusal>,
 }
 
 /// Ships one outbox; see the crate docs.
@@ -54,6 +58,9 @@ pub struct Shipper {
     /// run, and the collector needs to know whose output it is.
     run_frames: HashMap<PathBuf, Vec<u8>>,
     failures: u32,
+    /// Refusals (HTTP statuses) the caller reports itself, so the
+    /// background thread does not warn of them.
+    quiet_refusals: Vec<u16>,
 }
 
 enum FileOutcome {
@@ -74,10 +81,25 @@ impl Shipper {
             client,
             backoff: Backoff::default(),
             batch_bytes: DEFAULT_BATCH,
-            node: node.to_string(),
+            // A header value cannot hold control characters: a host name
+            // with one (a hostile or broken node) would fail every request
+            // and the outbox would never drain. Escaped, it still names it.
+            node: plumb_model::text::escape_cell(node).into_owned(),
             run_frames: HashMap::new(),
             failures: 0,
+            quiet_refusals: Vec::new(),
         }
+    }
+
+    /// The background thread ([`Shipper::spawn`]) warns when the collector
+    /// refuses the token (401, 403) or a batch (413), once per cause until
+    /// shipping succeeds again, except for the `statuses` given here, which
+    /// the caller says itself: `plumb run` says all three at its end,
+    /// naming its run; `plumb agent` says 401 and 403 once for heartbeats
+    /// and shipping alike.
+    pub fn quiet_refusals(mut self, statuses: &[u16]) -> Shipper {
+        self.quiet_refusals = statuses.to_vec();
+        self
     }
 
     /// The outbox.
@@ -199,7 +221,14 @@ impl Shipper {
                 {
                     // The collector judged the data itself bad: retrying
                     // cannot help. Keep it aside for a human.
-                    tracing::error!(path = %path.display(), error = %e, "collector refused a spool batch; setting the file aside as .spool.bad");
+                    // A refusal with advice (413) is said by the background
+                    // thread or the caller, with what to do; others here.
+                    match e.refusal() {
+                        Some(r) => report.refused = Some(r),
+                        None => {
+                            tracing::error!(path = %path.display(), error = %e, "collector refused a spool batch; setting the file aside as .spool.bad")
+                        }
+                    }
                     return Ok(self.set_aside(path, &side_path));
                 }
                 Err(e) => return Err(e),
@@ -273,20 +302,41 @@ impl Shipper {
     fn background(&mut self, idle: Duration, stop: Receiver<()>, done: Sender<PassReport>) {
         let mut total = PassReport::default();
         let mut wait = Duration::ZERO;
+        // The refusal last warned about: the same cause is said once, not
+        // at every retry; a success forgets it, so a relapse is said again.
+        let mut said: Option<u16> = None;
         loop {
-            match stop.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => {}
+            let last = match stop.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => false,
                 // Told to finish (or the handle is gone): one last pass,
                 // whatever the backoff says, then report.
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                    if let Ok(r) = self.pass() {
-                        add(&mut total, &r);
-                    }
-                    let _ = done.send(total);
-                    return;
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let result = self.pass();
+            let refused = match &result {
+                Ok(r) => r.refused.clone(),
+                Err(e) => e.refusal(),
+            };
+            if let Some(r) = &refused {
+                if !self.quiet_refusals.contains(&r.status) && said != Some(r.status) {
+                    tracing::warn!(
+                        collector = self.client.base(),
+                        outbox = %self.outbox.dir().display(),
+                        "the collector {}; {}",
+                        r.why,
+                        if r.status == 413 {
+                            "the refused spool file is set aside as .spool.bad"
+                        } else {
+                            "runs stay in the outbox and are sent once it is accepted"
+                        }
+                    );
                 }
+                said = Some(r.status);
+                total.refused = refused;
+            } else if result.is_ok() {
+                said = None;
             }
-            wait = match self.pass() {
+            wait = match result {
                 Ok(r) => {
                     add(&mut total, &r);
                     idle
@@ -297,6 +347,10 @@ impl Shipper {
                     d
                 }
             };
+            if last {
+                let _ = done.send(total);
+                return;
+            }
         }
     }
 }
@@ -308,6 +362,9 @@ fn add(total: &mut PassReport, r: &PassReport) {
     total.files_done += r.files_done;
     total.files_bad += r.files_bad;
     total.dropped_runs += r.dropped_runs;
+    if r.refused.is_some() {
+        total.refused = r.refused.clone();
+    }
 }
 
 /// A shipper running on its own thread.

@@ -74,8 +74,9 @@ pub fn default_dir() -> PathBuf {
 
 /// Makes a store made by an older plumb (or under a loose umask) private:
 /// the directory 0700, the database, its WAL and shared-memory files 0600.
-/// Only files this user owns are changed (quietly: a warning on the
-/// program's stderr would change what a recorded run looks like).
+/// Only files this user owns are changed, and each change is reported
+/// once, as a warning naming the file and its old mode (once: the next
+/// command finds it private), so a user learns that others could read it.
 fn tighten_modes(dir: &Path) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -93,9 +94,9 @@ fn tighten_modes(dir: &Path) {
         let mode = m.mode() & 0o777;
         if m.uid() == uid && mode & !want != 0 {
             match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want)) {
-                Ok(()) => tracing::debug!(
-                    path = %p.display(),
-                    "made private (mode {want:o}, was {mode:o}): it holds environments, command lines and output"
+                Ok(()) => tracing::warn!(
+                    "{} was readable by other users (mode {mode:o}); made it private ({want:o}): it holds environments, command lines and output",
+                    p.display()
                 ),
                 Err(error) => {
                     tracing::warn!(path = %p.display(), %error, "others may read this store file")

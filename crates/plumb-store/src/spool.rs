@@ -82,20 +82,20 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     for d in std::iter::once(dir).chain(parent) {
         let m = std::fs::symlink_metadata(d)?;
         if !m.is_dir() {
-            return Err(std::io::Error::other(format!(
+            return Err(refused(format!(
                 "{} is not a directory (a symbolic link or a file): refusing to spool there",
                 d.display()
             )));
         }
         if m.uid() != uid {
-            return Err(std::io::Error::other(format!(
+            return Err(refused(format!(
                 "{} belongs to uid {}, not to this user (uid {uid}): refusing to spool there",
                 d.display(),
                 m.uid()
             )));
         }
         if m.mode() & 0o022 != 0 {
-            return Err(std::io::Error::other(format!(
+            return Err(refused(format!(
                 "{} may be written by other users (mode {:o}): refusing to spool there",
                 d.display(),
                 m.mode() & 0o7777
@@ -103,9 +103,31 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         }
         if m.mode() & 0o077 != 0 {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+            tracing::warn!(
+                "{} was readable by other users (mode {:o}); made it private (0700): spooled records hold environments, command lines and output",
+                d.display(),
+                m.mode() & 0o777
+            );
         }
     }
     Ok(())
+}
+
+/// A directory refused for safety (not ours, writable by others, not a
+/// directory), as opposed to one that merely cannot be created.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(message: String) -> std::io::Error {
+    std::io::Error::other(Refused(message))
 }
 
 /// An open spool file for one run.
@@ -141,7 +163,14 @@ impl SpoolFile {
             })();
             match attempt {
                 Ok(f) => return Ok(f),
-                Err(e) => last_err = Some((dir.clone(), e)),
+                Err(e) => {
+                    // Said at once, whether or not a later directory works:
+                    // someone may have prepared a trap in a shared place.
+                    if let Some(r) = e.get_ref().and_then(|x| x.downcast_ref::<Refused>()) {
+                        tracing::warn!("{r}");
+                    }
+                    last_err = Some((dir.clone(), e));
+                }
             }
         }
         let (path, source) = last_err.unwrap_or_else(|| {

@@ -31,7 +31,7 @@ pub struct Config {
     /// runs are shipped and queries go.
     pub collector: Option<String>,
     /// The bearer token for the collector (`token =`, PLUMB_TOKEN).
-    pub token: Option<String>,
+    pub token: Option<plumb_model::Secret>,
     /// A PEM file of the CA that signed the collector's certificate, for a
     /// private CA (`ca_cert =`, PLUMB_CA_CERT).
     pub ca_cert: Option<PathBuf>,
@@ -59,7 +59,7 @@ struct FileConfig {
     #[serde(default)]
     redact: RedactConfig,
     collector: Option<String>,
-    token: Option<String>,
+    token: Option<plumb_model::Secret>,
     ca_cert: Option<PathBuf>,
     spool_max: Option<String>,
     insights: Option<plumb_model::insights::InsightsConfig>,
@@ -119,7 +119,7 @@ impl Config {
             python: file.python,
             config_files: Vec::new(),
             collector: file.collector.filter(|c| !c.trim().is_empty()),
-            token: file.token.filter(|t| !t.trim().is_empty()),
+            token: file.token.filter(|t| !t.expose().trim().is_empty()),
             ca_cert: file.ca_cert,
             spool_max: plumb_ship::DEFAULT_SPOOL_MAX,
             insights: file.insights.unwrap_or_default(),
@@ -147,7 +147,7 @@ impl Config {
             cfg.collector = Some(v);
         }
         if let Some(v) = env("PLUMB_TOKEN") {
-            cfg.token = Some(v);
+            cfg.token = Some(v.into());
         }
         if let Some(v) = env("PLUMB_CA_CERT") {
             cfg.ca_cert = Some(PathBuf::from(v));
@@ -192,8 +192,14 @@ impl Config {
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // The key usually lives in the store directory, which is made here
+    // when it is new: private (0700) whatever the umask, as the store makes
+    // it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path.parent().unwrap_or(Path::new(".")))?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -244,6 +250,15 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_the_config_hides_the_token() {
+        let f: FileConfig = toml::from_str("token = \"file-secret-91c2\"\n").unwrap();
+        let shown = format!("{f:?}");
+        assert!(!shown.contains("file-secret-91c2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert_eq!(f.token.unwrap().expose(), "file-secret-91c2");
+    }
 
     #[test]
     fn sizes_parse() {

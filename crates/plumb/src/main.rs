@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod exit;
 mod logging;
+mod out;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -1007,6 +1007,206 @@ fn store_files_are_private_whatever_the_umask() {
     }
 }
 
+/// Whether `user` can read `path` (`cat` a file, `ls` a directory), as
+/// that user, through `runuser`.
+fn readable_by(user: &str, path: &std::path::Path) -> bool {
+    let tool = if path.is_dir() { "ls" } else { "cat" };
+    Command::new("runuser")
+        .args(["-u", user, "--", tool])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Issue 21, item 4, with a real second user: under umask 022, `nobody`
+/// cannot read the store, its database and WAL, the fingerprint cache, the
+/// outbox and its spool files, nor the fallback spool in /tmp, even where
+/// the directories above are opened to everyone; a fallback directory
+/// that `nobody` prepared, or that anyone may write, is refused with a
+/// warning naming it.
+#[test]
+fn a_second_user_reads_no_file_plumb_writes() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let runuser = Command::new("runuser").arg("--help").output().is_ok();
+    if !root || !runuser {
+        eprintln!(
+            "skipped: needs root and runuser to act as a second user (root: {root}, runuser: {runuser})"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Opened to everyone, so only the modes plumb chose stand between
+    // `nobody` and the files.
+    let open_up = |p: &std::path::Path| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap()
+    };
+    open_up(dir.path());
+    let home = dir.path().join("home");
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    open_up(&runtime);
+    let run = |home: &std::path::Path, extra: &[(&str, &str)], script: &str| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("umask 022; exec \"$PLUMB\" {script}"))
+            .env("PLUMB", PLUMB)
+            .env("PLUMB_HOME", home)
+            .env_remove("PLUMB_SPOOL")
+            .env_remove("PLUMB_CONFIG")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("MYSQL_PWD", "hunter2-private")
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    assert!(
+        run(&home, &[], "run -- sh -c 'echo recorded'")
+            .status
+            .success()
+    );
+    let o = run(
+        &home,
+        &[("PLUMB_COLLECTOR", "http://127.0.0.1:9")],
+        "run -- echo shipped-later",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A store that cannot be written: the run goes to the fallback spool
+    // in /tmp (as root, permissions stop nothing, so a file stands in the
+    // store's place).
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, b"not a directory").unwrap();
+    let o = run(&broken, &[], "run -- echo spooled-in-tmp");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spool = spool_named(&stderr(&o)).unwrap_or_else(|| panic!("{}", stderr(&o)));
+    assert!(
+        spool.starts_with("/tmp/plumb-spool-0/"),
+        "{}",
+        spool.display()
+    );
+    let spool_dir = spool.parent().unwrap().to_path_buf();
+
+    let mut paths = vec![home.clone()];
+    paths.extend(walk_all(&home));
+    paths.extend([spool_dir.clone(), spool.clone()]);
+    for name in ["plumb.db", "cache", "outbox"] {
+        assert!(paths.contains(&home.join(name)), "{name} was not written");
+    }
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "spool")),
+        "no spool file in {paths:?}"
+    );
+    for p in &paths {
+        assert!(!readable_by("nobody", p), "nobody reads {}", p.display());
+    }
+    // Even with every directory opened up (the shared /tmp/plumb-spool-0
+    // only to be passed through, for a moment), the files stay unreadable.
+    let tmp_parent = spool_dir.parent().unwrap();
+    std::fs::set_permissions(tmp_parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+    for p in &paths {
+        if p.is_dir() {
+            open_up(p);
+        }
+    }
+    let readable: Vec<_> = paths
+        .iter()
+        .filter(|p| p.is_file() && readable_by("nobody", p))
+        .collect();
+    std::fs::set_permissions(tmp_parent, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(readable.is_empty(), "nobody reads {readable:?}");
+    std::fs::remove_dir_all(&spool_dir).unwrap();
+
+    // A fallback directory `nobody` made first, then one anyone may
+    // write: each is refused, named, and the run goes elsewhere.
+    let trap = runtime.join("plumb-spool");
+    let made = Command::new("runuser")
+        .args(["-u", "nobody", "--", "mkdir", "-m", "0777"])
+        .arg(&trap)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let o = run(
+        &broken,
+        &[("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+        "run -- echo not-in-the-trap",
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "plumb: warning: {} belongs to uid 65534",
+            trap.display()
+        )),
+        "{err}"
+    );
+    let spool = spool_named(&err).unwrap_or_else(|| panic!("{err}"));
+    assert!(!spool.starts_with(&trap), "{}", spool.display());
+    std::fs::remove_dir_all(spool.parent().unwrap()).unwrap();
+    std::fs::remove_dir_all(&trap).unwrap();
+    std::fs::create_dir(&trap).unwrap();
+    open_up(&trap);
+    let o = run(
+        &broken,
+        &[("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+        "run -- echo not-in-the-open-one",
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "plumb: warning: {} may be written by other users (mode 777)",
+            trap.display()
+        )),
+        "{err}"
+    );
+    let spool = spool_named(&err).unwrap_or_else(|| panic!("{err}"));
+    assert!(!spool.starts_with(&trap), "{}", spool.display());
+    std::fs::remove_dir_all(spool.parent().unwrap()).unwrap();
+}
+
+/// Issue 21, item 4: a store left readable by an older plumb or a loose
+/// umask is made private by the next command, which says so, naming each
+/// file; the command after says nothing.
+#[test]
+fn a_store_with_loose_modes_is_reported_and_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    assert!(home.run(&["run", "--", "true"]).status.success());
+    let db = home.path().join("plumb.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = home.run(&["ls"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "plumb: warning: {} was readable by other users (mode 644); made it private (600)",
+            db.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "plumb: warning: {} was readable by other users (mode 755); made it private (700)",
+            home.path().display()
+        )),
+        "{err}"
+    );
+    let o = home.run(&["ls"]);
+    assert!(
+        !stderr(&o).contains("readable by other users"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 fn walk_all(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -73,7 +73,7 @@ impl Server {
 
     fn client(&self, token: Option<&str>) -> Client {
         Client::new(&ClientConfig {
-            token: token.map(String::from),
+            token: token.map(plumb_model::Secret::from),
             ..ClientConfig::new(self.api.clone())
         })
         .unwrap()

@@ -47,7 +47,7 @@ fn out_dir(test: &str) -> PathBuf {
         .join(test);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    println!("screenshots of {test}: {}", d.display());
+    eprintln!("screenshots of {test}: {}", d.display());
     d
 }
 

@@ -295,3 +295,134 @@ fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing()
     );
     drop(agents);
 }
+
+/// Issue 13, item 15: a collector that refuses the token (401) or its role
+/// (403) is named as such by `plumb run`, once, with what to do; the run
+/// keeps its exit status and stays spooled; `plumb agent` says it once,
+/// not at every retry, and ships the runs once given the right token.
+#[test]
+fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("node");
+    let data = tmp.path().join("collector");
+    std::fs::create_dir_all(&home).unwrap();
+    let token = |role: &str| {
+        let out = plumb(&home)
+            .args(["token", "create", "--role", role, "--data"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let agent_token = token("agent");
+    let viewer_token = token("viewer");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _serve = Serve::start(&data, port);
+    let outbox = home.join("outbox");
+
+    let run_with = |tok: &str| {
+        let out = plumb(&home)
+            .env("PLUMB_COLLECTOR", &url)
+            .env("PLUMB_TOKEN", tok)
+            .args(["run", "--", "sh", "-c", "echo $PLUMB_RUN_ID >&2; exit 3"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "the program's exit status");
+        let id = run_id_from(&out.stderr);
+        (id, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (id1, err) = run_with("not-a-token");
+    let said = format!("plumb: the collector at {url} refused the token (401");
+    assert_eq!(err.matches(&said).count(), 1, "said once: {err}");
+    assert!(err.contains("check PLUMB_TOKEN"), "{err}");
+    assert!(
+        err.contains(&format!("run {id1} stays spooled in {}", outbox.display())),
+        "{err}"
+    );
+    assert!(!err.contains("did not take all"), "{err}");
+    let (id2, err) = run_with(&viewer_token);
+    assert!(
+        err.contains("refused the token's role (403") && err.contains("--role agent"),
+        "{err}"
+    );
+    assert_eq!(spool_files(&outbox).len(), 2, "both runs stay spooled");
+    assert!(!stored_ended(&data, &id1) && !stored_ended(&data, &id2));
+
+    // The agent with the wrong token: one warning, however many retries.
+    let agent = |tok: &str, log: &Path| {
+        Proc(
+            plumb(&home)
+                .env("PLUMB_TOKEN", tok)
+                .args(["agent", "--name", "n1", "--interval", "200ms"])
+                .args(["--collector", &url])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let log = tmp.path().join("agent.log");
+    let refused = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("the collector refused the token (401")
+            .count()
+    };
+    let wrong = agent("not-a-token", &log);
+    assert!(
+        wait_for(Duration::from_secs(20), || refused() >= 1),
+        "the agent says why"
+    );
+    // Time for more than a dozen refused heartbeats (one each 200 ms) and
+    // several shipping retries (backing off from 200 ms).
+    std::thread::sleep(Duration::from_secs(3));
+    drop(wrong);
+    assert_eq!(refused(), 1, "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(spool_files(&outbox).len(), 2);
+
+    let _right = agent(&agent_token, &tmp.path().join("agent2.log"));
+    assert!(
+        wait_for(Duration::from_secs(30), || stored_ended(&data, &id1)
+            && stored_ended(&data, &id2)),
+        "the runs left spooled reach the collector once the token is right"
+    );
+}
+
+/// Issue 13, item 15, for a batch over the collector's limit (413): the
+/// run keeps its exit status, its spool is set aside (retrying the same
+/// batch cannot help), and `plumb run` says so once, naming the file.
+#[test]
+fn a_batch_refused_as_too_large_is_named_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("node");
+    let data = tmp.path().join("collector");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // 1 MiB for decompressing bodies: a batch of several MiB of output
+    // can never fit, so it is refused with 413, not 429.
+    let _serve = Serve::start_with(&data, port, &["--ingest-memory-mib", "1"]);
+    let out = plumb(&home)
+        .env("PLUMB_COLLECTOR", &url)
+        .args(["run", "--", "sh", "-c"])
+        .arg("echo $PLUMB_RUN_ID >&2; seq 1 1000000; exit 4")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "the program's exit status");
+    let id = run_id_from(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let aside = home.join("outbox").join(format!("{id}.spool.bad"));
+    let said = format!("plumb: the collector at {url} refused a batch as too large (413");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("is kept in {}", aside.display())),
+        "{err}"
+    );
+    assert!(aside.exists());
+}

@@ -2,6 +2,7 @@
 //! configured.
 
 use crate::config::{Config, parse_key_value};
+use crate::out::outln;
 use anyhow::{Context, Result, bail};
 use plumb_ship::{BackgroundShipper, Client, ClientConfig, Outbox, Shipper};
 use plumb_store::{RunWriter, WarnFn, WriterConfig};
@@ -122,7 +123,10 @@ pub fn start_writer(
     match client {
         Ok(client) => {
             let node = plumb_record::host::hostname();
-            let shipper = Shipper::new(outbox, client, &node).spawn(Duration::from_millis(500));
+            // A refusal is said once, naming the run, by finish_shipping.
+            let shipper = Shipper::new(outbox, client, &node)
+                .quiet_refusals(&[401, 403, 413])
+                .spawn(Duration::from_millis(500));
             (writer, Some(shipper))
         }
         Err(e) => {
@@ -136,16 +140,31 @@ pub fn start_writer(
 }
 
 /// Gives the shipper at most 2 s to ship what is left of the run; what it
-/// cannot ship stays in the outbox for `plumb agent` or the next run.
+/// cannot ship stays in the outbox for `plumb agent` or the next run. When
+/// the collector refused the token or a batch, says so once, with what to
+/// do: a wrong token must not look like an outage.
 pub fn finish_shipping(cfg: &Config, shipper: BackgroundShipper, run_id: plumb_model::Uuid) {
-    let _ = shipper.finish(Duration::from_secs(2));
+    let report = shipper.finish(Duration::from_secs(2));
     let dir = plumb_ship::outbox::default_dir(&cfg.home);
     let left = dir.join(format!("{run_id}.spool"));
-    if left.exists() {
-        eprintln!(
+    let aside = dir.join(format!("{run_id}.spool.bad"));
+    let url = cfg.collector.as_deref().unwrap_or_default();
+    match report.and_then(|r| r.refused) {
+        Some(r) if left.exists() => eprintln!(
+            "plumb: the collector at {url} {}; run {run_id} stays spooled in {} and will be sent once it is accepted (by `plumb agent` or the next `plumb run`)",
+            r.why,
+            dir.display()
+        ),
+        Some(r) if aside.exists() => eprintln!(
+            "plumb: the collector at {url} {}; run {run_id} was not sent and is kept in {}",
+            r.why,
+            aside.display()
+        ),
+        _ if left.exists() => eprintln!(
             "plumb: note: the collector did not take all of run {run_id} yet; it waits in {} for `plumb agent` or the next `plumb run`",
             dir.display()
-        );
+        ),
+        _ => {}
     }
 }
 
@@ -169,7 +188,7 @@ pub fn demo_scene(collector_url: &str, spool_root: &Path) -> Result<Vec<std::pro
             .context("cannot start a demo agent")?;
         agents.push(child);
     }
-    println!("Started 3 agents (demo-node-1..3) reporting to {collector_url} every second.");
+    outln!("Started 3 agents (demo-node-1..3) reporting to {collector_url} every second.");
     let cfg = Config::load()?;
     let client = Client::new(&client_config(&cfg, collector_url))?;
     // Bounded: the first heartbeats come within a second or two.
@@ -185,7 +204,7 @@ pub fn demo_scene(collector_url: &str, spool_root: &Path) -> Result<Vec<std::pro
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("$ plumb nodes");
+    outln!("$ plumb nodes");
     crate::cmd::nodes::print_table(&crate::cmd::nodes::fetch(&client)?);
     Ok(agents)
 }

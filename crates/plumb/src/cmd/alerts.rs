@@ -3,9 +3,11 @@
 
 use crate::cmd::agent::client_config;
 use crate::config::Config;
+use crate::out::outln;
 use anyhow::{Context, Result, bail};
 use plumb_model::Timestamp;
 use plumb_model::alerts::{AlertList, AlertState};
+use plumb_model::text::Cell;
 use plumb_ship::Client;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -53,9 +55,12 @@ fn ago(t: Timestamp) -> String {
 
 /// Prints alerts as a table: STATE SEVERITY NAME LABELS SINCE.
 pub fn print_table(list: &AlertList, firing_only: bool) {
-    println!(
+    outln!(
         "{:<9} {:<9} {:<20} {:<50} SINCE",
-        "STATE", "SEVERITY", "NAME", "LABELS"
+        "STATE",
+        "SEVERITY",
+        "NAME",
+        "LABELS"
     );
     let mut n = 0;
     for a in &list.alerts {
@@ -74,29 +79,33 @@ pub fn print_table(list: &AlertList, firing_only: bool) {
             AlertState::Resolved => format!("resolved {}", a.ends_at.map(ago).unwrap_or_default()),
             _ => ago(a.starts_at),
         };
-        println!(
+        outln!(
             "{:<9} {:<9} {:<20} {:<50} {}",
             a.state.as_str(),
             a.severity.as_str(),
-            a.name,
-            labels,
+            Cell(&a.name),
+            Cell(&labels),
             since
         );
-        println!("          {}", a.annotations.summary);
+        outln!("          {}", Cell(&a.annotations.summary));
     }
     if n == 0 {
-        println!("(no alerts)");
+        outln!("(no alerts)");
     }
 }
 
 /// Prints the rules as a table.
 pub fn print_rules(list: &AlertList) {
-    println!(
+    outln!(
         "{:<13} {:<19} {:<8} {:<9} {:>6}  CONDITION",
-        "RULE", "ALERTNAME", "ENABLED", "SEVERITY", "FOR"
+        "RULE",
+        "ALERTNAME",
+        "ENABLED",
+        "SEVERITY",
+        "FOR"
     );
     for r in &list.rules {
-        println!(
+        outln!(
             "{:<13} {:<19} {:<8} {:<9} {:>6}  {}",
             r.rule,
             r.alertname,
@@ -107,7 +116,7 @@ pub fn print_rules(list: &AlertList) {
         );
     }
     if list.rules.is_empty() {
-        println!("(the collector has stored no rules yet)");
+        outln!("(the collector has stored no rules yet)");
     }
 }
 
@@ -121,14 +130,14 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let client = Client::new(&client_config(&cfg, &url))?;
     let list = fetch(&client)?;
     match (args.what, args.json) {
-        (Some(What::Rules), true) => println!("{}", serde_json::to_string_pretty(&list.rules)?),
+        (Some(What::Rules), true) => outln!("{}", serde_json::to_string_pretty(&list.rules)?),
         (Some(What::Rules), false) => print_rules(&list),
         (None, true) => {
             let mut l = list;
             if args.firing {
                 l.alerts.retain(|a| a.state == AlertState::Firing);
             }
-            println!("{}", serde_json::to_string_pretty(&l.alerts)?)
+            outln!("{}", serde_json::to_string_pretty(&l.alerts)?)
         }
         (None, false) => print_table(&list, args.firing),
     }
@@ -244,7 +253,7 @@ pub fn demo_scene(
         .stdin(std::process::Stdio::null())
         .spawn()
         .context("cannot start the demo's disk agent")?;
-    println!(
+    outln!(
         "Started agent demo-disk reporting {} to {collector_url}; the demo disk rule watches it.",
         demo.mount.display()
     );
@@ -263,24 +272,24 @@ pub fn demo_scene(
     match got {
         Some(body) => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            println!("The webhook receiver got an Alertmanager-style payload:");
-            println!(
+            outln!("The webhook receiver got an Alertmanager-style payload:");
+            outln!(
                 "  status={} alerts={} groupKey={}",
                 v["status"],
                 v["alerts"].as_array().map_or(0, |a| a.len()),
                 v["groupKey"]
             );
             if let Some(a) = v["alerts"].get(0) {
-                println!("  labels={}", a["labels"]);
-                println!("  summary={}", a["annotations"]["summary"]);
-                println!("  description={}", a["annotations"]["description"]);
+                outln!("  labels={}", a["labels"]);
+                outln!("  summary={}", a["annotations"]["summary"]);
+                outln!("  description={}", a["annotations"]["description"]);
             }
         }
-        None => println!("The demo disk alert did not reach the webhook receiver within 20 s."),
+        None => outln!("The demo disk alert did not reach the webhook receiver within 20 s."),
     }
     let cfg = Config::load()?;
     let client = Client::new(&client_config(&cfg, collector_url))?;
-    println!("$ plumb alerts");
+    outln!("$ plumb alerts");
     print_table(&fetch(&client)?, false);
     Ok(agent)
 }

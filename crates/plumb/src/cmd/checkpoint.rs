@@ -59,7 +59,7 @@ fn entries(dir: &Path) -> anyhow::Result<Vec<Entry>> {
 
 fn ls(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let entries = entries(dir)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     if json {
         for e in &entries {
             let line = match &e.check {
@@ -108,7 +108,7 @@ fn ls(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     let entries = entries(dir)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     let mut corrupt = 0;
     for e in &entries {
         match &e.check {
@@ -148,7 +148,6 @@ fn show(dir: &Path, seq: Option<u64>) -> anyhow::Result<ExitCode> {
         info.time_rfc3339(),
         info.path.display()
     );
-    let mut out = std::io::stdout().lock();
     if info.encoding == "json" {
         let value: serde_json::Value = serde_json::from_slice(&payload).with_context(|| {
             format!(
@@ -156,11 +155,15 @@ fn show(dir: &Path, seq: Option<u64>) -> anyhow::Result<ExitCode> {
                 info.path.display()
             )
         })?;
+        let mut out = crate::out::stdout();
         serde_json::to_writer_pretty(&mut out, &value)?;
         writeln!(out)?;
+        out.flush()?;
     } else {
+        // The program's own bytes, for a file or a pipe: as they are.
+        let mut out = crate::out::raw_stdout();
         out.write_all(&payload)?;
+        out.flush()?;
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! fetched once (so a broken page shows up in the demo), then where to open
 //! it in a browser.
 
+use crate::out::outln;
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig};
 use std::time::Instant;
@@ -30,19 +31,19 @@ pub fn demo_scene(collector_url: &str) -> Result<()> {
     let base = collector_url.trim_end_matches('/');
     let client = Client::new(&ClientConfig::new(base.to_string()))
         .context("cannot reach the collector for the dashboard scene")?;
-    println!("== the web dashboard, served by plumb serve on the same port as its API");
+    outln!("== the web dashboard, served by plumb serve on the same port as its API");
     for (path, what) in PAGES {
         let t = Instant::now();
         let (body, _) = client
             .get_raw(path, &[])
             .with_context(|| format!("the dashboard page {base}{path} failed"))?;
-        println!(
+        outln!(
             "  {base}{path:<18} {:>6} KiB in {:>4} ms  {what}",
             body.len() / 1024,
             t.elapsed().as_millis()
         );
     }
-    println!(
+    outln!(
         "open {base}/ in a browser (press / to search; every page has a JSON twin under /api/v1)"
     );
     Ok(())

@@ -6,6 +6,7 @@
 //! apart from the user's own.
 
 use crate::config::Config;
+use crate::out::outln;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -121,7 +122,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     })?;
     let session = plumb_model::new_id().simple().to_string()[20..].to_string();
     let me = std::env::current_exe().context("cannot find the plumb executable")?;
-    println!(
+    outln!(
         "plumb demo: store {}  (session tag demo={session})\n",
         home.display()
     );
@@ -132,7 +133,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
                extra: &[(&str, &str)],
                flags: &[&str]|
      -> Result<i32> {
-        println!("── {title}");
+        outln!("── {title}");
         let mut cmd = Command::new(&me);
         cmd.env("PLUMB_HOME", &home)
             .args(["run", "--name", name, "--tag", &format!("demo={session}")])
@@ -145,7 +146,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         }
         let status = cmd.status().context("cannot start plumb run")?;
         let code = status.code().unwrap_or(255);
-        println!("   exit code {code}\n");
+        outln!("   exit code {code}\n");
         Ok(code)
     };
     let config_flag = format!("--config={}", config.display());
@@ -184,7 +185,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
 
     let plumb = |title: &str, args: &[&str]| -> Result<()> {
-        println!("── $ plumb {}   ({title})", args.join(" "));
+        outln!("── $ plumb {}   ({title})", args.join(" "));
         let status = Command::new(&me)
             .env("PLUMB_HOME", &home)
             .args(args)
@@ -194,7 +195,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         if !status.success() && !differ {
             bail!("`plumb {}` failed with {status}", args.join(" "));
         }
-        println!();
+        outln!();
         Ok(())
     };
     let tag = format!("demo={session}");
@@ -209,12 +210,12 @@ pub fn main(args: Args) -> Result<ExitCode> {
         &["search", "loss", "--limit", "4"],
     )?;
     proxy_section(&me, &home, &dir, &python, &session)?;
-    println!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
+    outln!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
     crate::cmd::evict_demo::demo_scene(&home, &python)?;
-    println!();
+    outln!();
     let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
     fleet_section(&me, &home, &dir, &python, &session, keep)?;
-    println!(
+    outln!(
         "Try: plumb ls · plumb show last · plumb logs last -t · plumb search converged · plumb proxy --help · plumb serve"
     );
     Ok(ExitCode::SUCCESS)
@@ -232,14 +233,14 @@ fn fleet_section(
     session: &str,
     keep: bool,
 ) -> Result<()> {
-    println!("── one place for the whole fleet: a collector and three agents");
+    outln!("── one place for the whole fleet: a collector and three agents");
     // The collector starts with the alerts scene's rules and webhook.
     let alerts_demo = crate::cmd::alerts::demo_prepare(&dir.join("alerts"))?;
     let collector = crate::cmd::serve::demo_scene_with(home, Some(&alerts_demo.config))?;
     let mut agents = crate::cmd::agent::demo_scene(&collector.api, &dir.join("agents"))?;
     let result = (|| -> Result<()> {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "── the workload again, shipped to the collector (PLUMB_COLLECTOR={})",
             collector.api
         );
@@ -254,10 +255,10 @@ fn fleet_section(
                 .arg(dir.join(script))
                 .status()
                 .context("cannot start plumb run")?;
-            println!("   exit code {}", status.code().unwrap_or(255));
+            outln!("   exit code {}", status.code().unwrap_or(255));
         }
-        println!();
-        println!("── a throttle with one slot: the second backup waits for it, on record");
+        outln!();
+        outln!("── a throttle with one slot: the second backup waits for it, on record");
         for name in ["backup-1", "backup-2"] {
             agents.push(
                 Command::new(me)
@@ -292,13 +293,13 @@ fn fleet_section(
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        println!();
+        outln!();
         if !collector.otlp.is_empty() {
-            println!(
+            outln!(
                 "── an OpenTelemetry program sends logs and spans, unchanged but for its endpoint"
             );
             crate::cmd::otlp::demo_scene(&collector.otlp, &collector.api, home)?;
-            println!();
+            outln!();
         }
         for args in [
             vec![
@@ -311,7 +312,7 @@ fn fleet_section(
             vec!["ls", "--collector", &collector.api, "--name", "backup-2"],
             vec!["nodes", "--collector", &collector.api],
         ] {
-            println!("── $ plumb {}", args.join(" "));
+            outln!("── $ plumb {}", args.join(" "));
             let status = Command::new(me)
                 .env("PLUMB_HOME", home)
                 .args(&args)
@@ -319,29 +320,29 @@ fn fleet_section(
             if !status.success() {
                 bail!("`plumb {}` failed with {status}", args.join(" "));
             }
-            println!();
+            outln!();
         }
-        println!("── errors grouped across runs, and a run taking longer than usual");
+        outln!("── errors grouped across runs, and a run taking longer than usual");
         agents.push(crate::cmd::errors::demo_scene(&collector.api, dir, 600)?);
-        println!();
-        println!("── alerts: a disk rule fires and its webhook is called");
+        outln!();
+        outln!("── alerts: a disk rule fires and its webhook is called");
         agents.push(crate::cmd::alerts::demo_scene(
             &collector.api,
             &alerts_demo,
             &dir.join("agents"),
         )?);
-        println!();
+        outln!();
         crate::cmd::dashboard::demo_scene(&collector.api)?;
-        println!();
+        outln!();
         if keep {
-            println!(
+            outln!(
                 "   The dashboard stays up at {}/ : press Enter to stop the collector, its agents and the slow run.",
                 collector.api.trim_end_matches('/')
             );
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
         } else {
-            println!(
+            outln!(
                 "   (standard input is not a terminal, so the demo stops now; `plumb demo --keep` leaves the dashboard up)"
             );
         }
@@ -361,7 +362,7 @@ fn fleet_section(
         let _ = a.wait();
     }
     drop(collector);
-    println!(
+    outln!(
         "   (the demo's collector and agents are stopped; its store stays in {}; start one with `plumb serve --data {}`)\n",
         home.join("collector").display(),
         home.join("collector").display()
@@ -373,7 +374,7 @@ fn fleet_section(
 /// latency and then a reset while they run, and shows both in the records.
 fn proxy_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &str) -> Result<()> {
     use std::time::{Duration, Instant};
-    println!("── breaking the network on purpose: a client talks to a server through plumb proxy");
+    outln!("── breaking the network on purpose: a client talks to a server through plumb proxy");
     std::fs::write(dir.join("echo_server.py"), ECHO_SERVER)?;
     std::fs::write(dir.join("echo_client.py"), ECHO_CLIENT)?;
     let port_file = dir.join("echo.port");
@@ -417,7 +418,7 @@ fn proxy_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &st
         .context("cannot create the demo proxy")?;
     let listen = created["listen"].as_str().unwrap_or_default().to_string();
     let proxy_port = listen.rsplit(':').next().unwrap_or_default().to_string();
-    println!(
+    outln!(
         "   plumb proxy admin API on http://{}, proxy `echo` {listen} -> 127.0.0.1:{port}",
         proxy.admin_addr()
     );
@@ -431,38 +432,38 @@ fn proxy_section(me: &Path, home: &Path, dir: &Path, python: &Path, session: &st
     .spawn()
     .context("cannot start the echo client")?;
     std::thread::sleep(Duration::from_millis(500));
-    println!("   >> injecting 150 ms of latency on the server's answers");
+    outln!("   >> injecting 150 ms of latency on the server's answers");
     api.add_toxic(
         "echo",
         &serde_json::json!({"type": "latency", "attributes": {"latency": 150}}),
     )
     .context("cannot add the latency toxic")?;
     std::thread::sleep(Duration::from_millis(1000));
-    println!("   >> resetting the connection (reset_peer)");
+    outln!("   >> resetting the connection (reset_peer)");
     api.add_toxic("echo", &serde_json::json!({"type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0}}))
         .context("cannot add the reset_peer toxic")?;
     let status = client.wait()?;
     let _ = server.wait();
-    println!("   client exit code {}\n", status.code().unwrap_or(255));
+    outln!("   client exit code {}\n", status.code().unwrap_or(255));
     let events = api.events(0).unwrap_or_default();
-    println!("── the faults, as plumb proxy recorded them (UTC)");
+    outln!("── the faults, as plumb proxy recorded them (UTC)");
     for e in events["events"].as_array().into_iter().flatten() {
         let t = plumb_model::Timestamp::from_nanos(e["ts_ns"].as_i64().unwrap_or(0));
-        println!(
+        outln!(
             "   {t}  {} {}",
             e["kind"].as_str().unwrap_or("?"),
             e["toxic"].as_str().or(e["proxy"].as_str()).unwrap_or("")
         );
     }
     proxy.shutdown();
-    println!();
+    outln!();
     let plumb = |args: &[&str]| -> Result<()> {
-        println!("── $ plumb {}", args.join(" "));
+        outln!("── $ plumb {}", args.join(" "));
         Command::new(me)
             .env("PLUMB_HOME", home)
             .args(args)
             .status()?;
-        println!();
+        outln!();
         Ok(())
     };
     plumb(&["logs", "last", "--timestamps"])?;

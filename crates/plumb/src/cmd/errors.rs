@@ -4,10 +4,12 @@
 
 use crate::cmd::query::{SourceArgs, open_store};
 use crate::config::Config;
+use crate::out::outln;
 use anyhow::{Context, Result, bail};
 use plumb_model::Timestamp;
 use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{ErrorGroup, ErrorGroupDetail, ErrorGroups, ErrorQuery, ErrorStatus};
+use plumb_model::text::Cell;
 use plumb_store::Store;
 use std::process::ExitCode;
 
@@ -163,8 +165,8 @@ pub fn print_table(groups: &[ErrorGroup], out: &mut impl std::io::Write) -> std:
             g.hosts.len(),
             ago(g.first_seen),
             ago(g.last_seen),
-            g.kind,
-            shorten(&g.message, 80)
+            Cell(&g.kind),
+            Cell(&shorten(&g.message, 80))
         )?;
     }
     if groups.is_empty() {
@@ -175,9 +177,9 @@ pub fn print_table(groups: &[ErrorGroup], out: &mut impl std::io::Write) -> std:
 
 fn print_detail(d: &ErrorGroupDetail) {
     let g = &d.group;
-    println!("{}: {}", g.kind, g.message);
-    println!("fingerprint {}  language {}", g.fingerprint, g.language);
-    println!(
+    outln!("{}: {}", g.kind, g.message);
+    outln!("fingerprint {}  language {}", g.fingerprint, g.language);
+    outln!(
         "status      {}{}",
         g.status,
         g.regressed_at
@@ -185,37 +187,37 @@ fn print_detail(d: &ErrorGroupDetail) {
             .map(|t| format!(" (since {})", t.to_rfc3339_secs()))
             .unwrap_or_default()
     );
-    println!("count       {} in {} runs", g.count, g.runs);
-    println!(
+    outln!("count       {} in {} runs", g.count, g.runs);
+    outln!(
         "first seen  {} ({})",
         g.first_seen.to_rfc3339_secs(),
         ago(g.first_seen)
     );
-    println!(
+    outln!(
         "last seen   {} ({})",
         g.last_seen.to_rfc3339_secs(),
         ago(g.last_seen)
     );
-    println!("hosts");
+    outln!("hosts");
     for h in &d.by_host {
-        println!("  {:<24} {}", h.host, h.count);
+        outln!("  {:<24} {}", Cell(&h.host), h.count);
     }
-    println!("sample");
+    outln!("sample");
     for f in &d.sample.frames {
-        println!(
+        outln!(
             "  {}:{} in {}",
             f.file.as_deref().unwrap_or("?"),
             f.line.map_or("?".into(), |l| l.to_string()),
             f.function.as_deref().unwrap_or("?")
         );
     }
-    println!("  {}: {}", d.sample.kind, d.sample.message);
-    println!("recent");
+    outln!("  {}: {}", d.sample.kind, d.sample.message);
+    outln!("recent");
     for o in &d.occurrences {
-        println!(
+        outln!(
             "  {}  {:<20} {:<5} {}",
             o.at.to_rfc3339_secs(),
-            o.host,
+            Cell(&o.host),
             o.source.as_str(),
             o.run_id.map(|r| r.to_string()).unwrap_or_default()
         );
@@ -227,9 +229,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
         None => {
             let groups = groups(&args)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&ErrorGroups { groups })?);
+                outln!("{}", serde_json::to_string_pretty(&ErrorGroups { groups })?);
             } else {
-                print_table(&groups, &mut std::io::stdout().lock())?;
+                print_table(&groups, &mut crate::out::stdout())?;
             }
         }
         Some(Sub::Show {
@@ -254,7 +256,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 }
             };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
+                outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
                 print_detail(&detail);
             }
@@ -279,7 +281,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
                     )?;
                 }
             }
-            println!("resolved {fingerprint}");
+            outln!("resolved {fingerprint}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -369,8 +371,8 @@ pub fn demo_scene(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("$ plumb errors --collector {collector_url}");
-    print_table(&groups, &mut std::io::stdout().lock())?;
+    outln!("$ plumb errors --collector {collector_url}");
+    print_table(&groups, &mut crate::out::stdout())?;
     let slow = plumb(&[
         "run",
         "--name",
@@ -395,7 +397,7 @@ pub fn demo_scene(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("$ plumb slow --collector {collector_url}");
-    crate::cmd::slow::print_table(&runs, &mut std::io::stdout().lock())?;
+    outln!("$ plumb slow --collector {collector_url}");
+    crate::cmd::slow::print_table(&runs, &mut crate::out::stdout())?;
     Ok(slow)
 }

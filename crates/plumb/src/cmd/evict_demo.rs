@@ -43,7 +43,7 @@ with Checkpointer(os.environ["PLUMB_CHECKPOINT_DIR"], every_steps=1) as ck:
 /// a few seconds in all. `python` runs the worker.
 pub fn demo_scene(plumb_home: &Path, python: &Path) -> Result<()> {
     let plumb = std::env::current_exe().context("finding the plumb executable")?;
-    scene(&plumb, plumb_home, python, &mut std::io::stdout().lock())
+    scene(&plumb, plumb_home, python, &mut crate::out::stdout())
 }
 
 /// The scene, run with the `plumb` executable at `plumb`, written to `out`.

@@ -3,10 +3,12 @@
 
 use crate::cmd::agent::client_config;
 use crate::config::Config;
+use crate::out::outln;
 use anyhow::{Context, Result, bail};
 use plumb_collector::nodes::NodeDetail;
 use plumb_model::Timestamp;
 use plumb_model::node::{NodeStatus, NodeTransition};
+use plumb_model::text::Cell;
 use plumb_ship::Client;
 use std::process::ExitCode;
 
@@ -66,7 +68,7 @@ fn bytes(n: u64) -> String {
 
 /// Prints the nodes as a table.
 pub fn print_table(nodes: &[NodeStatus]) {
-    println!(
+    outln!(
         "{:<20} {:<8} {:<10} {:<12} {:<16} {:<18} {:>5} {:>12}",
         "NODE",
         "STATE",
@@ -95,33 +97,37 @@ pub fn print_table(nodes: &[NodeStatus]) {
                 bytes(r.spool.dropped_bytes)
             )
         };
-        println!(
+        outln!(
             "{:<20} {:<8} {:<10} {:<12} {:<16} {:<18} {:>5} {:>12}",
-            n.node,
+            Cell(&n.node),
             n.state.as_str(),
             ago(n.since),
             ago(n.last_heartbeat),
             load,
-            disk,
+            Cell(&disk),
             r.runs_in_progress,
             drops
         );
     }
     if nodes.is_empty() {
-        println!("(no nodes yet: start `plumb agent --collector URL` on each node)");
+        outln!("(no nodes yet: start `plumb agent --collector URL` on each node)");
     }
 }
 
 fn print_history(v: &[NodeTransition]) {
-    println!(
+    outln!(
         "{:<24} {:<20} {:<8} {:<8} {:>6}",
-        "TIME", "NODE", "FROM", "TO", "PHI"
+        "TIME",
+        "NODE",
+        "FROM",
+        "TO",
+        "PHI"
     );
     for t in v {
-        println!(
+        outln!(
             "{:<24} {:<20} {:<8} {:<8} {:>6.1}",
             t.at.to_rfc3339_secs(),
-            t.node,
+            Cell(&t.node),
             t.from.map_or("-", |s| s.as_str()),
             t.to.as_str(),
             t.phi
@@ -189,8 +195,8 @@ fn pct(avail: u64, total: u64) -> String {
 pub fn print_detail(d: &NodeDetail) {
     let n = &d.node;
     let r = &n.report;
-    let kv = |k: &str, v: String| println!("{k:<18} {v}");
-    kv("node", n.node.clone());
+    let kv = |k: &str, v: String| outln!("{k:<18} {v}");
+    kv("node", Cell(&n.node).to_string());
     kv(
         "state",
         format!(
@@ -232,7 +238,11 @@ pub fn print_detail(d: &NodeDetail) {
         "uptime",
         plumb_model::display::duration((r.uptime_s * 1e9) as i64),
     );
-    let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let labels: Vec<String> = r
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{}={}", Cell(k), Cell(v)))
+        .collect();
     kv(
         "labels",
         if labels.is_empty() {
@@ -271,41 +281,41 @@ pub fn print_detail(d: &NodeDetail) {
             bytes(r.spool.dropped_bytes)
         ),
     );
-    println!("\nDISKS");
+    outln!("\nDISKS");
     if r.disks.is_empty() {
-        println!("  (none reported)");
+        outln!("  (none reported)");
     }
     for d in &r.disks {
-        println!(
+        outln!(
             "  {:<24} {:>8} free of {:>8} ({:>4})  {} {}",
-            d.mount,
+            Cell(&d.mount),
             bytes(d.available),
             bytes(d.total),
             pct(d.available, d.total),
-            d.fs_type,
-            d.device
+            Cell(&d.fs_type),
+            Cell(&d.device)
         );
     }
-    println!(
+    outln!(
         "\nRUNS IN PROGRESS: {} by the node's last report, {} in the store",
         r.runs_in_progress,
         d.running.len()
     );
     for run in &d.running {
-        println!(
+        outln!(
             "  {}  {:<24} started {} ({})",
             run.id,
-            run.name,
+            Cell(&run.name),
             run.started.to_rfc3339_secs(),
             ago(run.started)
         );
     }
-    println!("\nSTATE HISTORY (oldest first)");
+    outln!("\nSTATE HISTORY (oldest first)");
     if d.transitions.is_empty() {
-        println!("  (no state changes recorded)");
+        outln!("  (no state changes recorded)");
     }
     for t in &d.transitions {
-        println!(
+        outln!(
             "  {:<22} {:<8} -> {:<8} phi {:.1}",
             t.at.to_rfc3339_secs(),
             t.from.map_or("-", |s| s.as_str()),
@@ -320,7 +330,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     if let Some(What::Show { name, local }) = &args.what {
         let d = detail(&cfg, args.collector.clone(), *local, name)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&d)?);
+            outln!("{}", serde_json::to_string_pretty(&d)?);
         } else {
             print_detail(&d);
         }
@@ -342,7 +352,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         let v: Vec<NodeTransition> = serde_json::from_str(&reply.body)
             .with_context(|| format!("unexpected answer from {url}{path}"))?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print_history(&v);
         }
@@ -350,7 +360,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     let nodes = fetch(&client)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        outln!("{}", serde_json::to_string_pretty(&nodes)?);
     } else {
         print_table(&nodes);
     }

@@ -2,6 +2,7 @@
 //! Python program, run under `plumb run`, exports logs and spans to the
 //! demo's collector, which attaches them to the run.
 
+use crate::out::outln;
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -28,7 +29,7 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
         .status()
         .is_ok_and(|s| s.success());
     if !has_sdk {
-        println!(
+        outln!(
             "OpenTelemetry: skipped (python3 with opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http is not installed; see .ci/install-otlp.sh)"
         );
         return Ok(());
@@ -37,8 +38,8 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let app = dir.join("otel_app.py");
     std::fs::write(&app, APP).with_context(|| format!("cannot write {}", app.display()))?;
-    println!("OpenTelemetry: a Python program using the OpenTelemetry SDK, under plumb run,");
-    println!("  exporting to {otlp_url} (OTEL_EXPORTER_OTLP_ENDPOINT, nothing else changed)");
+    outln!("OpenTelemetry: a Python program using the OpenTelemetry SDK, under plumb run,");
+    outln!("  exporting to {otlp_url} (OTEL_EXPORTER_OTLP_ENDPOINT, nothing else changed)");
     let mut child = Command::new(std::env::current_exe()?)
         .args(["run", "--name", "otel-demo", "--", "python3"])
         .arg(&app)
@@ -73,7 +74,7 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
         .map(str::trim)
         .filter(|_| status.is_some_and(|s| s.success()))
     else {
-        println!("  the program did not finish in time; its telemetry may be partial");
+        outln!("  the program did not finish in time; its telemetry may be partial");
         return Ok(());
     };
     let logs = get(api_url, &format!("/api/v1/telemetry/runs/{run_id}/logs")).unwrap_or_default();
@@ -84,13 +85,13 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
             .and_then(|v| v.as_array().map(Vec::len))
             .unwrap_or(0)
     };
-    println!(
+    outln!(
         "  the collector attached {} log records and {} spans to run {run_id}",
         count(&logs),
         count(&spans)
     );
-    println!("  see them: plumb search --collector {api_url} declined");
-    println!("            {api_url}/api/v1/telemetry/runs/{run_id}/logs  (and /spans)");
+    outln!("  see them: plumb search --collector {api_url} declined");
+    outln!("            {api_url}/api/v1/telemetry/runs/{run_id}/logs  (and /spans)");
     Ok(())
 }
 

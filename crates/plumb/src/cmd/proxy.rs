@@ -1,7 +1,9 @@
 //! `plumb proxy`: run the Toxiproxy-compatible fault-injection proxy, or talk
 //! to a running one.
 
+use crate::out::{out, outln};
 use anyhow::{Context, bail};
+use plumb_model::text::Cell;
 use plumb_proxy::Client;
 use serde_json::{Map, Value, json};
 use std::io::Write;
@@ -136,8 +138,7 @@ fn attributes(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
 /// the proxy and toxic concerned. Names come from API clients, so control
 /// characters are escaped.
 fn print_events(v: &Value) -> anyhow::Result<()> {
-    use plumb_model::text::escape_cell;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     if let Some(n) = v["dropped"].as_u64().filter(|n| *n > 0) {
         eprintln!(
             "plumb: {n} older events were dropped from the proxy's log (it keeps the last {})",
@@ -159,16 +160,16 @@ fn print_events(v: &Value) -> anyhow::Result<()> {
             "{:>6}  {:<30}  {:<16}  {:<20}  {}",
             e["seq"].as_u64().unwrap_or(0),
             time,
-            escape_cell(e["kind"].as_str().unwrap_or("")),
-            escape_cell(e["proxy"].as_str().unwrap_or("-")),
-            escape_cell(e["toxic"].as_str().unwrap_or("-")),
+            Cell(e["kind"].as_str().unwrap_or("")),
+            Cell(e["proxy"].as_str().unwrap_or("-")),
+            Cell(e["toxic"].as_str().unwrap_or("-")),
         )?;
     }
     Ok(())
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -186,9 +187,12 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::List => {
             let all = api.proxies()?;
-            println!(
+            outln!(
                 "{:<20} {:<22} {:<22} {:<8} TOXICS",
-                "NAME", "LISTEN", "UPSTREAM", "ENABLED"
+                "NAME",
+                "LISTEN",
+                "UPSTREAM",
+                "ENABLED"
             );
             for (name, p) in all.as_object().into_iter().flatten() {
                 let toxics: Vec<String> = p["toxics"]
@@ -204,13 +208,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
                         )
                     })
                     .collect();
-                println!(
+                outln!(
                     "{:<20} {:<22} {:<22} {:<8} {}",
-                    name,
-                    p["listen"].as_str().unwrap_or(""),
-                    p["upstream"].as_str().unwrap_or(""),
+                    Cell(name),
+                    Cell(p["listen"].as_str().unwrap_or("")),
+                    Cell(p["upstream"].as_str().unwrap_or("")),
                     p["enabled"].to_string(),
-                    toxics.join(" ")
+                    Cell(&toxics.join(" "))
                 );
             }
         }
@@ -269,7 +273,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Toxic(ToxicCmd::Remove { proxy, name }) => api.remove_toxic(&proxy, &name)?,
         Cmd::Events { since, json: true } => print_json(&api.events(since)?)?,
         Cmd::Events { since, json: false } => print_events(&api.events(since)?)?,
-        Cmd::Metrics => print!("{}", api.metrics()?),
+        Cmd::Metrics => out!("{}", api.metrics()?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `plumb serve`: the collector.
 
 use crate::config::Config;
+use crate::out::outln;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -101,7 +102,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
         }
         // Tests and scripts read the bound addresses from stdout.
         {
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::out::stdout();
             writeln!(out, "api  {scheme}://{}", listeners[0].local_addr()?)?;
             if let Some(l) = listeners.get(1) {
                 writeln!(out, "otlp {scheme}://{}", l.local_addr()?)?;
@@ -233,10 +234,10 @@ pub fn demo_scene_with(
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    println!("collector   {}  (store {})", demo.api, data.display());
-    println!("            plumb ls --collector {}", demo.api);
+    outln!("collector   {}  (store {})", demo.api, data.display());
+    outln!("            plumb ls --collector {}", demo.api);
     if !demo.otlp.is_empty() {
-        println!("OTLP/HTTP   {}  (OTEL_EXPORTER_OTLP_ENDPOINT)", demo.otlp);
+        outln!("OTLP/HTTP   {}  (OTEL_EXPORTER_OTLP_ENDPOINT)", demo.otlp);
     }
     Ok(demo)
 }

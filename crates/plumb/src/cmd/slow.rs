@@ -4,10 +4,12 @@
 
 use crate::cmd::query::{SourceArgs, open_store};
 use crate::config::Config;
+use crate::out::outln;
 use anyhow::{Context, Result};
 use plumb_model::Timestamp;
 use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{DurationStats, SlowRun, SlowRuns};
+use plumb_model::text::Cell;
 use std::process::ExitCode;
 
 /// Arguments of `plumb slow`.
@@ -92,8 +94,8 @@ pub fn print_table(runs: &[SlowRun], out: &mut impl std::io::Write) -> std::io::
             out,
             "{:<36} {:<20} {:<16} {:>9} {:>8} {:>8} {:>6.1}x",
             r.run_id,
-            r.name,
-            r.host,
+            Cell(&r.name),
+            Cell(&r.host),
             secs(r.elapsed_s),
             secs(r.p50_s),
             secs(r.p95_s),
@@ -110,16 +112,16 @@ pub fn main(args: Args) -> Result<ExitCode> {
     match query(&args)? {
         Answer::Slow(runs) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&SlowRuns { runs })?);
+                outln!("{}", serde_json::to_string_pretty(&SlowRuns { runs })?);
             } else {
-                print_table(&runs, &mut std::io::stdout().lock())?;
+                print_table(&runs, &mut crate::out::stdout())?;
             }
         }
         Answer::Stats(s) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!(
+                outln!(
                     "{}: {} successful runs, p50 {}, p95 {}",
                     s.name,
                     s.n,

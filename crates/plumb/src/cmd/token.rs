@@ -58,7 +58,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
             let store = plumb_store::Store::open(&dir)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
             let token = plumb_collector::tokens::create(&store, role, &name)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::out::stdout();
             writeln!(out, "{token}")?;
             eprintln!(
                 "plumb: created a {} token; it is shown only this once. Clients send it as PLUMB_TOKEN (or `token =` in plumb.toml).",
@@ -112,7 +112,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
             let dir = data.unwrap_or(cfg.home);
             let store = plumb_store::Store::open_read_only(&dir)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::out::stdout();
             writeln!(
                 out,
                 "{:<8}  {:<20}  {:<16}  CREATED",

@@ -28,9 +28,15 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(data: &Path, port: u16) -> Serve {
+        Serve::start_with(data, port, &[])
+    }
+
+    /// [`Serve::start`] with more `plumb serve` flags.
+    pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Serve {
         let mut child = Command::new(PLUMB)
             .args(["serve", "--otlp-listen", "off", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .arg("--data")
             .arg(data)
             .env("PLUMB_HOME", data)
