@@ -453,6 +453,45 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
     );
     assert!(page.contains("class=\"waterfall\""), "{page}");
 
+    // A record from Python's logging module through plumb.PlumbHandler,
+    // outside any run, is a log record too, with its service and severity.
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let handler = Command::new("python3")
+        .args([
+            "-c",
+            "import logging, plumb\n\
+h = plumb.PlumbHandler(service_name='billing')\n\
+log = logging.getLogger('billing')\n\
+log.addHandler(h)\n\
+log.error('invoice %s refused', __import__('sys').argv[1])\n\
+assert h.flush(20), 'not sent'\n\
+h.close()",
+        ])
+        .arg(&marker)
+        .env("PYTHONPATH", &py)
+        .env("PLUMB_COLLECTOR", api)
+        .env("PLUMB_HOME", &home)
+        .env_remove("PLUMB_RUN_ID")
+        .env_remove("PLUMB_SPOOL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        handler.status.success(),
+        "{}",
+        String::from_utf8_lossy(&handler.stderr)
+    );
+    let found = plumb(
+        &home,
+        &["search", "--collector", api, "--json", "invoice", &marker],
+    );
+    let hits: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(hits.as_array().map(Vec::len), Some(1), "{hits}");
+    assert_eq!(hits[0]["kind"], "log", "{hits}");
+    assert_eq!(hits[0]["service"], "billing", "{hits}");
+    assert_eq!(hits[0]["severity"], "ERROR", "{hits}");
+    assert!(hits[0].get("run_id").is_none(), "{hits}");
+
     // A log record's text from the network is escaped on the terminal.
     let evil = serde_json::json!({"resourceLogs": [{"resource": {"attributes": [
         {"key": "service.name", "value": {"stringValue": "evil"}}]},
@@ -475,6 +514,88 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
         "{shown:?}"
     );
     assert!(shown.contains("  log       evil ERROR "), "{shown:?}");
+}
+
+/// `plumb logs` of a run whose program sent log records: `--stream log`
+/// shows only them, `--timestamps` shows them among the output by time,
+/// labelled `log` with service and severity; plain `logs` is the output
+/// alone, byte for byte.
+#[test]
+fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
+    assert!(
+        python_has_otel(),
+        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("collector"));
+    let home = dir.path().join("home");
+    let marker = format!("zq{}logs", std::process::id());
+    // The run itself is shipped to the collector too.
+    let out = Command::new(PLUMB)
+        .args(["run", "--", "python3"])
+        .arg(app())
+        .arg(&marker)
+        .env("PLUMB_HOME", &home)
+        .env("PLUMB_SPOOL", dir.path().join("spool"))
+        .env("PLUMB_COLLECTOR", &serve.api)
+        .env_remove("PLUMB_CONFIG")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
+        .env("OTEL_SERVICE_NAME", "shop-logs")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let program_output = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run_id = program_output
+        .lines()
+        .find_map(|l| l.strip_prefix("plumb run id "))
+        .expect("the program prints its run id")
+        .trim()
+        .to_string();
+    let api = serve.api.as_str();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !plumb(&home, &["show", "--collector", api, &run_id])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the collector"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let only = stdout(&plumb(
+        &home,
+        &["logs", "--collector", api, &run_id, "--stream", "log"],
+    ));
+    assert_eq!(only.lines().count(), 22, "{only}");
+    assert!(
+        only.lines()
+            .any(|l| l.starts_with("shop-logs WARN payment declined for order 42")),
+        "{only}"
+    );
+    let plain = stdout(&plumb(&home, &["logs", "--collector", api, &run_id]));
+    assert!(!plain.contains("shop-logs"), "output only: {plain}");
+    assert!(
+        plain.contains(&format!("sent telemetry with {marker}")),
+        "{plain}"
+    );
+    let all = stdout(&plumb(&home, &["logs", "--collector", api, &run_id, "-t"]));
+    let declined = line_of(&all, " log shop-logs WARN payment declined");
+    let sent = line_of(&all, " stdout sent telemetry");
+    assert!(declined < sent, "by time: logged before printing: {all}");
+    assert_eq!(
+        all.lines()
+            .filter(|l| l.contains(" log shop-logs "))
+            .count(),
+        22,
+        "{all}"
+    );
 }
 
 #[test]
