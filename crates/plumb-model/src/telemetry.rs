@@ -358,6 +358,21 @@ impl LogLine {
     }
 }
 
+impl LogLine {
+    /// [`LogLine::message`] without the trace and span ids it ends with,
+    /// for where the trace is shown already (`plumb trace`, the trace
+    /// page).
+    pub fn message_in_trace(&self) -> &str {
+        let m = self.message();
+        match (&self.trace_id, &self.span_id) {
+            (Some(t), Some(s)) => m
+                .strip_suffix(&format!(" trace_id={t} span_id={s}"))
+                .unwrap_or(m),
+            _ => m,
+        }
+    }
+}
+
 /// How a stored line names its sender: `service@host`, or the service alone.
 fn sender(service: &str, host: &str) -> String {
     if host.is_empty() {

@@ -167,7 +167,7 @@ fn render(b: &mut String, t: &Trace) {
 <td><div class=\"waterfall\" aria-hidden=\"true\"><span class=\"mark\" style=\"left:{left:.2}%\"></span></div></td></tr>",
                     sevc = esc(&l.severity.to_ascii_lowercase()),
                     sev = esc(&l.severity),
-                    msg = esc(l.message()),
+                    msg = esc(l.message_in_trace()),
                     svc = esc(&l.service),
                     off = human_duration(at - t0),
                     left = pct(at),

@@ -945,7 +945,7 @@ pub fn render_trace(t: &Trace) -> String {
                     truncate(&escape_cell(&l.service), 16),
                     "log",
                     escape_cell(&l.severity),
-                    escape_cell(l.message()),
+                    escape_cell(l.message_in_trace()),
                 );
             }
         }
