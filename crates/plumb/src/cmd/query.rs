@@ -804,6 +804,19 @@ pub fn search(a: SearchArgs) -> Result<ExitCode> {
 fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
     let run = a.run.as_deref().map(|r| store.resolve(r)).transpose()?;
     let (kinds, text) = plumb_store::take_kinds(&a.text.join(" "))?;
+    if a.stream.is_some()
+        && !kinds.is_empty()
+        && !kinds.contains(&plumb_model::telemetry::Kind::Output)
+    {
+        anyhow::bail!(
+            "--stream applies to program output only, and the search asks for {} records: drop --stream or add kind:output",
+            kinds
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+    }
     let hits = store.search(&SearchOptions {
         text,
         mode: if a.regex {
