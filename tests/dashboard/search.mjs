@@ -1,5 +1,5 @@
-// /search: hits across output and OTLP logs, each linking to its run at
-// that moment (the anchored line is the :target).
+// /search: hits across output, log records and spans, each linking to its
+// run at that moment (the anchored line is the :target).
 import { withPage, BASE, args, texts } from "./lib.mjs";
 
 await withPage(async (page, r, shot) => {
@@ -8,10 +8,11 @@ await withPage(async (page, r, shot) => {
   await page.keyboard.type(args.word);
   await page.keyboard.press("Enter");
   await page.waitForURL(/\/search\?q=/);
-  r.lines = await texts(page, "#hits tbody td:nth-child(4)");
-  r.links = await page.$$eval("#hits tbody a", (as) => as.map((a) => a.getAttribute("href")));
+  r.lines = await texts(page, "#hits tbody td.line");
+  r.kinds = await texts(page, "#hits tbody td.kind");
+  r.links = await page.$$eval("#hits tbody td.run a", (as) => as.map((a) => a.getAttribute("href")));
   r.shot_search = await shot("search");
-  await page.click("#hits tbody a >> nth=0");
+  await page.click("#hits tbody td.run a >> nth=0");
   await page.waitForLoadState();
   r.landed = page.url();
   r.target_text = await page.evaluate(() => {

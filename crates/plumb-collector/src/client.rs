@@ -6,7 +6,8 @@
 //! the CA in `ca_cert` when one is given (a private CA).
 
 use crate::runs::{CURSOR_HEADER, OUTPUT_MEDIA_TYPE, SPOOL_MEDIA_TYPE};
-use plumb_model::{Fingerprint, OutputLine, Run, Secret, Stream, Uuid};
+use plumb_model::telemetry::{Hit, LogLine, Trace};
+use plumb_model::{Fingerprint, Run, Secret, Stream, Uuid};
 use plumb_store::spool::ImportStats;
 use plumb_store::{OutputCursor, OutputSink, RunFilter, RunStore, RunSummary, SearchOptions};
 use std::path::PathBuf;
@@ -327,7 +328,17 @@ impl RunStore for RemoteStore {
         }
     }
 
-    fn search(&self, o: &SearchOptions) -> Result<Vec<OutputLine>, ClientError> {
+    fn trace(&self, reference: &str) -> Result<Trace, ClientError> {
+        self.client
+            .get_json(&format!("/api/v1/traces/{}", path_segment(reference)), &[])
+    }
+
+    fn run_logs(&self, id: Uuid) -> Result<Vec<LogLine>, ClientError> {
+        self.client
+            .get_json(&format!("/api/v1/telemetry/runs/{id}/logs"), &[])
+    }
+
+    fn search(&self, o: &SearchOptions) -> Result<Vec<Hit>, ClientError> {
         let mut q: Vec<(&str, String)> =
             vec![("text", o.text.clone()), ("mode", o.mode.as_str().into())];
         if o.ignore_case {
@@ -341,6 +352,10 @@ impl RunStore for RemoteStore {
         }
         if let Some(s) = o.stream {
             q.push(("stream", s.as_str().into()));
+        }
+        if !o.kinds.is_empty() {
+            let kinds: Vec<&str> = o.kinds.iter().map(|k| k.as_str()).collect();
+            q.push(("kind", kinds.join(",")));
         }
         if let Some(t) = o.since {
             q.push(("since", t.as_nanos().to_string()));

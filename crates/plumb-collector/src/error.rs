@@ -75,7 +75,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::NoSuchRun(_) => ApiError::NotFound(e.to_string()),
+            StoreError::NoSuchRun(_) | StoreError::NoSuchTrace(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             StoreError::BadReference(_)
             | StoreError::Ambiguous { .. }
             | StoreError::BadQuery(_) => ApiError::BadRequest(e.to_string()),

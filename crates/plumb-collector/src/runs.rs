@@ -9,7 +9,7 @@
 //! | `GET /api/v1/runs/{ref}/id` | viewer | `{"id"}`: the reference resolved |
 //! | `GET /api/v1/runs/{ref}/output` | viewer | output segments from `cursor` on (see [`OUTPUT_MEDIA_TYPE`]) |
 //! | `GET /api/v1/fingerprints/{hash}` | viewer | a fingerprint |
-//! | `GET /api/v1/search` | viewer | output lines: `text`, `host`, `run`, `stream`, `since`, `until` (ns), `limit` |
+//! | `GET /api/v1/search` | viewer | output lines, log records and spans (`plumb_model::telemetry::Hit`): `text`, `mode`, `ignore_case`, `kind` (`output,log,span`; default all), `host`, `run`, `stream`, `since`, `until` (ns), `limit` |
 //! | `GET /api/v1/diff?a=&b=` | viewer | why two runs differ |
 
 use crate::auth::{Agent, Viewer};
@@ -371,6 +371,7 @@ struct SearchQuery {
     host: Option<String>,
     run: Option<String>,
     stream: Option<String>,
+    kind: Option<String>,
     since: Option<String>,
     until: Option<String>,
     limit: Option<String>,
@@ -380,7 +381,7 @@ async fn search(
     _: Viewer,
     State(state): State<AppState>,
     Query(q): Query<SearchQuery>,
-) -> Result<Json<Vec<plumb_model::OutputLine>>, ApiError> {
+) -> Result<Json<Vec<plumb_model::telemetry::Hit>>, ApiError> {
     let mode = match q.mode.as_deref() {
         None => SearchMode::Words,
         Some(m) => SearchMode::parse(m).ok_or_else(|| {
@@ -405,6 +406,13 @@ async fn search(
         host: q.host,
         run: None,
         stream: q.stream.as_deref().map(parse_stream).transpose()?,
+        kinds: match q.kind.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|k| k.parse().map_err(ApiError::BadRequest))
+                .collect::<Result<_, _>>()?,
+        },
         since: q
             .since
             .as_deref()

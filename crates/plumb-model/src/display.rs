@@ -3,13 +3,21 @@
 //! same everywhere. Durations are written in the syntax
 //! [`crate::parse_duration_ns`] reads back.
 
-/// A duration for people: `250ms`, `4.2s`, `59s`, `1m59s`, `2h10m`, `3d4h`.
-/// Below a minute it keeps a tenth of a second while under ten seconds;
-/// above it keeps the two largest units. Negative values show as `0s`.
+/// A duration for people: `750ns`, `42us`, `250ms`, `4.2s`, `59s`, `1m59s`,
+/// `2h10m`, `3d4h`. Below a minute it keeps a tenth of a second while under
+/// ten seconds; above it keeps the two largest units. Below a millisecond
+/// (spans often are) it keeps whole microseconds, or nanoseconds below
+/// one. Negative values show as `0s`.
 pub fn duration(ns: i64) -> String {
     let ns = ns.max(0);
     if ns == 0 {
         return "0s".into();
+    }
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}us", ns / 1_000);
     }
     if ns < 1_000_000_000 {
         return format!("{}ms", ns / 1_000_000);
@@ -115,6 +123,8 @@ mod tests {
         );
         assert_eq!(duration(-5), "0s");
         assert_eq!(duration(0), "0s");
+        assert_eq!(duration(750), "750ns");
+        assert_eq!(duration(42_500), "42us");
     }
 
     #[test]
@@ -135,7 +145,11 @@ mod tests {
         fn formatted_durations_parse_back(ns in 0i64..(400 * 86_400_000_000_000)) {
             let text = duration(ns);
             let back = parse_duration_ns(&text).unwrap();
-            let precision = if ns < 1_000_000_000 {
+            let precision = if ns < 1_000 {
+                1
+            } else if ns < 1_000_000 {
+                1_000
+            } else if ns < 1_000_000_000 {
                 1_000_000
             } else if ns < 10_000_000_000 {
                 100_000_000

@@ -292,6 +292,234 @@ pub struct LogLine {
     pub run_id: Option<Uuid>,
     /// The line as stored (see [`LogRecord::write_line`]).
     pub text: String,
+    /// The sender's `service.name`.
+    #[serde(default)]
+    pub service: String,
+    /// The sender's `host.name` (empty when it gave none).
+    #[serde(default)]
+    pub host: String,
+    /// The severity as stored (`INFO`, `WARN`, ...; see [`severity_name`]).
+    #[serde(default)]
+    pub severity: String,
+    /// The trace the record was made in, when it was made inside a span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The span it was made in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+}
+
+impl LogLine {
+    /// A stored line with the fields that [`LogRecord::write_line`] put in
+    /// its text read back out: the severity between the time and
+    /// `service@host`, and the `trace_id=` it ends with, if any. `service`
+    /// and `host` are the source's, which the store keeps beside the text.
+    pub fn parse(
+        time: Timestamp,
+        source: String,
+        run_id: Option<Uuid>,
+        service: String,
+        host: String,
+        text: String,
+    ) -> LogLine {
+        let (severity, trace_id, span_id) = {
+            let after_time = text.split_once(' ').map_or("", |(_, rest)| rest);
+            let severity = after_time
+                .find(&format!(" {} ", sender(&service, &host)))
+                .map_or("", |at| &after_time[..at]);
+            let ids = line_trace_ids(&text);
+            (
+                severity.to_owned(),
+                ids.map(|(t, _)| t.to_owned()),
+                ids.map(|(_, s)| s.to_owned()),
+            )
+        };
+        LogLine {
+            time,
+            source,
+            run_id,
+            text,
+            service,
+            host,
+            severity,
+            trace_id,
+            span_id,
+        }
+    }
+
+    /// The record's message and attributes: the stored line without the
+    /// time, severity and sender it starts with.
+    pub fn message(&self) -> &str {
+        let marker = format!(" {} ", sender(&self.service, &self.host));
+        match self.text.find(&marker) {
+            Some(at) => &self.text[at + marker.len()..],
+            None => &self.text,
+        }
+    }
+}
+
+impl LogLine {
+    /// [`LogLine::message`] without the trace and span ids it ends with,
+    /// for where the trace is shown already (`plumb trace`, the trace
+    /// page).
+    pub fn message_in_trace(&self) -> &str {
+        let m = self.message();
+        match (&self.trace_id, &self.span_id) {
+            (Some(t), Some(s)) => m
+                .strip_suffix(&format!(" trace_id={t} span_id={s}"))
+                .unwrap_or(m),
+            _ => m,
+        }
+    }
+}
+
+/// How a stored line names its sender: `service@host`, or the service alone.
+fn sender(service: &str, host: &str) -> String {
+    if host.is_empty() {
+        service.to_owned()
+    } else {
+        format!("{service}@{host}")
+    }
+}
+
+/// The trace and span ids a stored line ends with: ` trace_id=<32 hex>
+/// span_id=<16 hex>`, as [`LogRecord::write_line`] ends the line of a
+/// record made in a span. Only that exact ending counts, so an attribute
+/// that happens to be called `trace_id` does not put a record in a trace.
+fn line_trace_ids(text: &str) -> Option<(&str, &str)> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let (head, span) = text.rsplit_once(" span_id=")?;
+    let (_, trace) = head.rsplit_once(" trace_id=")?;
+    (hex(span, 16) && hex(trace, 32)).then_some((trace, span))
+}
+
+/// One trace: its spans by start time and the log records made inside it,
+/// by time (`plumb trace`, the dashboard's trace page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The trace id, 32 hex digits.
+    pub trace_id: String,
+    /// Its spans, by start time.
+    pub spans: Vec<Span>,
+    /// Log records carrying its trace id, by time.
+    pub logs: Vec<LogLine>,
+}
+
+/// One row of a trace shown as a tree ([`Trace::rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceRow {
+    /// A span: its index in [`Trace::spans`] and its depth (0 for roots).
+    Span {
+        /// Index in [`Trace::spans`].
+        index: usize,
+        /// Depth in the tree.
+        depth: usize,
+    },
+    /// A log record: its index in [`Trace::logs`] and its depth (one more
+    /// than its span's).
+    Log {
+        /// Index in [`Trace::logs`].
+        index: usize,
+        /// Depth in the tree.
+        depth: usize,
+    },
+}
+
+impl TraceRow {
+    fn index(&self) -> usize {
+        match self {
+            TraceRow::Span { index, .. } | TraceRow::Log { index, .. } => *index,
+        }
+    }
+
+    /// Its depth in the tree.
+    pub fn depth(&self) -> usize {
+        match self {
+            TraceRow::Span { depth, .. } | TraceRow::Log { depth, .. } => *depth,
+        }
+    }
+}
+
+impl Trace {
+    /// The trace in display order, as a tree: each root (a span whose
+    /// parent is not in the trace, or a log record made in no span of it)
+    /// by time, each span followed by what happened inside it (its child
+    /// spans and its log records, by time), depth first.
+    pub fn rows(&self) -> Vec<TraceRow> {
+        let ids: std::collections::HashSet<&str> =
+            self.spans.iter().map(|s| s.span_id.as_str()).collect();
+        // (time, spans before logs at the same time, row) under each parent.
+        type Entry = (Timestamp, u8, TraceRow);
+        let mut inside: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+        let mut roots: Vec<Entry> = Vec::new();
+        let spans = self.spans.iter().enumerate().map(|(index, s)| {
+            let row = TraceRow::Span { index, depth: 0 };
+            let parent = s.parent_span_id.as_deref().filter(|p| *p != s.span_id);
+            (parent, (s.start, 0, row))
+        });
+        let logs = self.logs.iter().enumerate().map(|(index, l)| {
+            let row = TraceRow::Log { index, depth: 0 };
+            (l.span_id.as_deref(), (l.time, 1, row))
+        });
+        for (parent, e) in spans.chain(logs) {
+            match parent {
+                Some(p) if ids.contains(p) => inside.entry(p).or_default().push(e),
+                _ => roots.push(e),
+            }
+        }
+        let by_time = |v: &mut Vec<Entry>| v.sort_by_key(|(t, k, r)| (*t, *k, r.index()));
+        by_time(&mut roots);
+        inside.values_mut().for_each(by_time);
+        let mut out = Vec::with_capacity(self.spans.len() + self.logs.len());
+        // An explicit stack keeps a deep (or cyclic, from a confused
+        // sender) parent chain from overflowing ours; `seen` ends cycles.
+        let mut seen = vec![false; self.spans.len()];
+        let mut stack: Vec<(TraceRow, usize)> =
+            roots.into_iter().rev().map(|(_, _, r)| (r, 0)).collect();
+        while let Some((row, depth)) = stack.pop() {
+            match row {
+                TraceRow::Log { index, .. } => out.push(TraceRow::Log { index, depth }),
+                TraceRow::Span { index, .. } => {
+                    if std::mem::replace(&mut seen[index], true) {
+                        continue;
+                    }
+                    out.push(TraceRow::Span { index, depth });
+                    if let Some(kids) = inside.get(self.spans[index].span_id.as_str()) {
+                        stack.extend(kids.iter().rev().map(|(_, _, r)| (*r, depth + 1)));
+                    }
+                }
+            }
+        }
+        // Spans only reachable through a cycle are shown as roots.
+        for (index, s) in seen.iter().enumerate() {
+            if !s {
+                out.push(TraceRow::Span { index, depth: 0 });
+            }
+        }
+        out
+    }
+
+    /// The spans of [`Trace::rows`] alone: (index in [`Trace::spans`],
+    /// depth).
+    pub fn tree(&self) -> Vec<(usize, usize)> {
+        self.rows()
+            .into_iter()
+            .filter_map(|r| match r {
+                TraceRow::Span { index, depth } => Some((index, depth)),
+                TraceRow::Log { .. } => None,
+            })
+            .collect()
+    }
+
+    /// When the trace started (its earliest span start), if it has spans.
+    pub fn start(&self) -> Option<Timestamp> {
+        self.spans.iter().map(|s| s.start).min()
+    }
+
+    /// When it ended (its latest span end), if it has spans.
+    pub fn end(&self) -> Option<Timestamp> {
+        self.spans.iter().map(|s| s.end).max()
+    }
 }
 
 /// What kind of operation a span is (OTLP `SpanKind`).
@@ -347,6 +575,15 @@ impl StatusCode {
             1 => StatusCode::Ok,
             2 => StatusCode::Error,
             _ => StatusCode::Unset,
+        }
+    }
+
+    /// The name shown (`unset`, `ok`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "unset",
+            StatusCode::Ok => "ok",
+            StatusCode::Error => "error",
         }
     }
 
@@ -416,6 +653,193 @@ impl Span {
     /// The exception events of the span.
     pub fn exceptions(&self) -> impl Iterator<Item = &SpanEvent> {
         self.events.iter().filter(|e| e.name == "exception")
+    }
+
+    /// How long it took, in nanoseconds (0 if its end precedes its start).
+    pub fn duration_ns(&self) -> i64 {
+        (self.end.as_nanos() - self.start.as_nanos()).max(0)
+    }
+
+    /// The one line search matches a span against: `name service@host
+    /// key=value ...` with its attributes, its status when not unset and
+    /// its status message. Newlines become `\n`, as in log lines.
+    pub fn search_line(&self) -> String {
+        let mut out = String::with_capacity(64 + self.name.len());
+        push_escaped(&mut out, &self.name);
+        out.push(' ');
+        push_escaped(&mut out, &sender(&self.source.service, &self.source.host));
+        for (k, v) in &self.attributes {
+            out.push(' ');
+            push_escaped(&mut out, k);
+            out.push('=');
+            match v {
+                serde_json::Value::String(s) => push_escaped(&mut out, s),
+                other => push_escaped(&mut out, &other.to_string()),
+            }
+        }
+        if self.status != StatusCode::Unset {
+            out.push_str(" status=");
+            out.push_str(self.status.as_str());
+        }
+        if !self.status_message.is_empty() {
+            out.push(' ');
+            push_escaped(&mut out, &self.status_message);
+        }
+        out
+    }
+}
+
+/// What kind of record a search hit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Output of a recorded run (stdout, stderr or combined).
+    Output,
+    /// A log record (OTLP, `plumb.PlumbHandler`, `plumb proxy` events).
+    Log,
+    /// A span of a trace.
+    Span,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 3] = [Kind::Output, Kind::Log, Kind::Span];
+
+    /// The name users type and see (`output`, `log`, `span`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Output => "output",
+            Kind::Log => "log",
+            Kind::Span => "span",
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Kind, String> {
+        match s {
+            "output" => Ok(Kind::Output),
+            "log" | "logs" => Ok(Kind::Log),
+            "span" | "spans" => Ok(Kind::Span),
+            other => Err(format!(
+                "unknown kind `{other}`: expected output, log or span"
+            )),
+        }
+    }
+}
+
+/// A span found by search: enough to show it and to open its trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanHit {
+    /// The trace, 32 hex digits.
+    pub trace_id: String,
+    /// The span, 16 hex digits.
+    pub span_id: String,
+    /// The operation.
+    pub name: String,
+    /// The sender's `service.name`.
+    pub service: String,
+    /// The sender's `host.name`.
+    pub host: String,
+    /// The plumb run, when the sender ran under `plumb run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
+    /// Start.
+    pub time: Timestamp,
+    /// Duration in nanoseconds.
+    pub duration_ns: i64,
+    /// How it ended.
+    pub status: StatusCode,
+    /// The line that matched ([`Span::search_line`]).
+    pub text: String,
+}
+
+impl SpanHit {
+    /// The hit for `span`, whose [`Span::search_line`] is `text`.
+    pub fn new(span: &Span, text: String) -> SpanHit {
+        SpanHit {
+            trace_id: span.trace_id.clone(),
+            span_id: span.span_id.clone(),
+            name: span.name.clone(),
+            service: span.source.service.clone(),
+            host: span.source.host.clone(),
+            run_id: span.source.run_id,
+            time: span.start,
+            duration_ns: span.duration_ns(),
+            status: span.status,
+            text,
+        }
+    }
+}
+
+/// One search hit: a line of a run's output, a log record or a span. In
+/// JSON, an object with `"kind"` beside the fields of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Hit {
+    /// A line of a run's output.
+    Output(crate::OutputLine),
+    /// A log record.
+    Log(LogLine),
+    /// A span.
+    Span(SpanHit),
+}
+
+impl Hit {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Hit::Output(_) => Kind::Output,
+            Hit::Log(_) => Kind::Log,
+            Hit::Span(_) => Kind::Span,
+        }
+    }
+
+    /// The run it belongs to, if any.
+    pub fn run_id(&self) -> Option<Uuid> {
+        match self {
+            Hit::Output(l) => Some(l.run_id),
+            Hit::Log(l) => l.run_id,
+            Hit::Span(s) => s.run_id,
+        }
+    }
+
+    /// When it happened (a span: when it started).
+    pub fn time(&self) -> Timestamp {
+        match self {
+            Hit::Output(l) => l.time,
+            Hit::Log(l) => l.time,
+            Hit::Span(s) => s.time,
+        }
+    }
+
+    /// The host it came from.
+    pub fn host(&self) -> &str {
+        match self {
+            Hit::Output(l) => &l.host,
+            Hit::Log(l) => &l.host,
+            Hit::Span(s) => &s.host,
+        }
+    }
+
+    /// The line that matched: the output line, the stored log line, the
+    /// span's [`Span::search_line`].
+    pub fn text(&self) -> &str {
+        match self {
+            Hit::Output(l) => &l.text,
+            Hit::Log(l) => &l.text,
+            Hit::Span(s) => &s.text,
+        }
+    }
+
+    /// The trace it belongs to: a span's, or a log record's made in a span.
+    pub fn trace_id(&self) -> Option<&str> {
+        match self {
+            Hit::Output(_) => None,
+            Hit::Log(l) => l.trace_id.as_deref(),
+            Hit::Span(s) => Some(&s.trace_id),
+        }
     }
 }
 

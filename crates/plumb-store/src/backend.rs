@@ -5,7 +5,8 @@
 
 use crate::error::{Result, StoreError};
 use crate::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, Store};
-use plumb_model::{Fingerprint, OutputLine, Run, RunState, Stream, Uuid};
+use plumb_model::telemetry::{Hit, LogLine, Trace};
+use plumb_model::{Fingerprint, Run, RunState, Stream, Uuid};
 
 /// Where replayed output goes: each read's stream, time and bytes, and the
 /// gap over the output cap in its place.
@@ -25,8 +26,12 @@ pub trait RunStore {
     fn get_run(&self, id: Uuid) -> std::result::Result<Run, Self::Error>;
     /// The fingerprint a run refers to, if stored.
     fn run_fingerprint(&self, run: &Run) -> std::result::Result<Option<Fingerprint>, Self::Error>;
-    /// Lines of output containing `opts.text`.
-    fn search(&self, opts: &SearchOptions) -> std::result::Result<Vec<OutputLine>, Self::Error>;
+    /// Output lines, log records and spans matching `opts.text`.
+    fn search(&self, opts: &SearchOptions) -> std::result::Result<Vec<Hit>, Self::Error>;
+    /// A trace (id or unique prefix) with its spans and log records.
+    fn trace(&self, reference: &str) -> std::result::Result<Trace, Self::Error>;
+    /// The log records a run's program sent (OTLP), oldest first.
+    fn run_logs(&self, id: Uuid) -> std::result::Result<Vec<LogLine>, Self::Error>;
     /// Replays a run's output from `cursor` on, in production order.
     fn replay_output(
         &self,
@@ -52,8 +57,14 @@ impl RunStore for Store {
     fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>> {
         Store::run_fingerprint(self, run)
     }
-    fn search(&self, opts: &SearchOptions) -> Result<Vec<OutputLine>> {
+    fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
         Store::search(self, opts)
+    }
+    fn trace(&self, reference: &str) -> Result<Trace> {
+        Store::trace(self, reference)
+    }
+    fn run_logs(&self, id: Uuid) -> Result<Vec<LogLine>> {
+        Store::run_logs(self, id, 0)
     }
     fn replay_output(
         &self,

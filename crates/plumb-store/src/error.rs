@@ -59,6 +59,10 @@ pub enum StoreError {
         "`{0}` is not a run reference: use a run id, a unique prefix of one (at least 4 hex digits), `last` or `last~N`"
     )]
     BadReference(String),
+    /// A trace reference (an id or a unique prefix of one) matched no
+    /// stored trace.
+    #[error("no trace matches `{0}`")]
+    NoSuchTrace(String),
     /// A search query could not be understood.
     #[error("bad search: {0}")]
     BadQuery(String),

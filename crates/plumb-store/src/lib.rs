@@ -38,7 +38,7 @@ mod writer;
 pub use backend::{OutputSink, RunStore};
 pub use error::{Result, StoreError};
 pub use matcher::{Matcher, SearchMode};
-pub use query::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions};
+pub use query::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, take_kinds};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
 
 use plumb_model::{Fingerprint, Run, Uuid};

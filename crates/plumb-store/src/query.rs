@@ -5,6 +5,7 @@ use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, DecodedChunk};
 use crate::error::{Result, StoreError};
 use crate::matcher::{Matcher, SearchMode};
+use plumb_model::telemetry::{Hit, Kind};
 use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, params_from_iter, types::Value};
 use serde::Serialize;
@@ -72,14 +73,71 @@ pub struct SearchOptions {
     pub host: Option<String>,
     /// Only this run.
     pub run: Option<Uuid>,
-    /// Only this stream.
+    /// Only this stream (output only: log records and spans have none).
     pub stream: Option<Stream>,
+    /// Only these kinds of record; empty means every kind (see
+    /// [`take_kinds`]).
+    pub kinds: Vec<Kind>,
     /// Only lines read at or after this time.
     pub since: Option<Timestamp>,
     /// Only lines read before this time.
     pub until: Option<Timestamp>,
     /// At most this many hits, newest chunks first (0: no limit).
     pub limit: usize,
+}
+
+impl SearchOptions {
+    /// Whether records of `kind` are searched: those asked for (every kind
+    /// when none was), and only output when a stream was asked for.
+    pub fn wants(&self, kind: Kind) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && (self.stream.is_none() || kind == Kind::Output)
+    }
+}
+
+/// Takes the `kind:` qualifiers (`kind:output`, `kind:log`, `kind:span`)
+/// off the start and the end of a search text, the one syntax the CLI and
+/// the dashboard share; returns the kinds and the text left, which is
+/// otherwise untouched (a substring keeps its spaces). Qualifiers elsewhere
+/// are searched for as text. An unknown kind is an error naming it.
+pub fn take_kinds(text: &str) -> Result<(Vec<Kind>, String)> {
+    fn qualifier(token: &str) -> Option<&str> {
+        token.strip_prefix("kind:")
+    }
+    let mut kinds = Vec::new();
+    let mut add = |value: &str| -> Result<()> {
+        for v in value.split(',') {
+            let k: Kind = v.parse().map_err(StoreError::BadQuery)?;
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        Ok(())
+    };
+    let ws = |c: char| c.is_ascii_whitespace();
+    // Only a qualifier and the blanks that separate it are taken: a text
+    // without one comes back byte for byte (`--substring "line 1 "`).
+    let mut rest = text;
+    loop {
+        let body = rest.trim_start_matches(ws);
+        let end = body.find(ws).unwrap_or(body.len());
+        let Some(value) = qualifier(&body[..end]) else {
+            break;
+        };
+        add(value)?;
+        rest = body[end..].trim_start_matches(ws);
+    }
+    loop {
+        let body = rest.trim_end_matches(ws);
+        let start = body.rfind(ws).map_or(0, |i| i + 1);
+        let Some(value) = qualifier(&body[start..]) else {
+            break;
+        };
+        add(value)?;
+        rest = body[..start].trim_end_matches(ws);
+    }
+    kinds.sort_unstable();
+    Ok((kinds, rest.to_owned()))
 }
 
 /// Metadata of a stored chunk.
@@ -300,9 +358,33 @@ impl Store {
         }
     }
 
-    /// Lines of recorded output containing `opts.text`, newest chunks first.
-    pub fn search(&self, opts: &SearchOptions) -> Result<Vec<OutputLine>> {
+    /// Records matching `opts.text`: lines of recorded output (newest
+    /// chunks first), then log records (newest chunks first), then spans
+    /// (newest first), of the kinds `opts` wants, at most `opts.limit`.
+    pub fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
         let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
+        let mut hits = Vec::new();
+        if opts.wants(Kind::Output) {
+            self.search_output(opts, &matcher, &mut hits)?;
+        }
+        // Log records and spans from instrumented applications
+        // (crate::telemetry).
+        if opts.wants(Kind::Log) {
+            self.search_logs(opts, &matcher, &mut hits)?;
+        }
+        if opts.wants(Kind::Span) {
+            self.search_spans(opts, &matcher, &mut hits)?;
+        }
+        Ok(hits)
+    }
+
+    /// Lines of recorded output matching, appended to `hits`.
+    fn search_output(
+        &self,
+        opts: &SearchOptions,
+        matcher: &Matcher,
+        hits: &mut Vec<Hit>,
+    ) -> Result<()> {
         let words = matcher.required_words();
         let mut sql = String::from(
             "SELECT id, run_id, host, stream, part, crc, length(bloom) FROM chunks WHERE 1=1",
@@ -338,7 +420,6 @@ impl Store {
         })?;
         let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
         let mut block = [0u8; BLOCK_BYTES];
-        let mut hits = Vec::new();
         // Word filters built here for chunks stored without one, kept for
         // the searches after this one.
         let mut built: Vec<(i64, Vec<u8>)> = Vec::new();
@@ -377,13 +458,13 @@ impl Store {
                 if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
                     return true;
                 }
-                hits.push(OutputLine {
+                hits.push(Hit::Output(OutputLine {
                     run_id,
                     host: meta.host.clone(),
                     stream: meta.stream,
                     time,
                     text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
-                });
+                }));
                 full = opts.limit > 0 && hits.len() >= opts.limit;
                 !full
             });
@@ -399,9 +480,7 @@ impl Store {
                 tracing::debug!(%error, chunks = built.len(), "cannot store word filters built by search");
             }
         }
-        // Log records from instrumented applications (crate::telemetry).
-        self.search_logs(opts, &matcher, &mut hits)?;
-        Ok(hits)
+        Ok(())
     }
 }
 
@@ -575,8 +654,8 @@ mod tests {
         };
         let hits = store.search(&opts).unwrap();
         assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].text, "line 21111 needleword status=ok");
-        assert_eq!(hits[0].run_id, run_id);
+        assert_eq!(hits[0].text(), "line 21111 needleword status=ok");
+        assert_eq!(hits[0].run_id(), Some(run_id));
         assert_eq!(unindexed(&store), 0, "search stored the filters it built");
         // The stored filters find the word, and skip chunks without it.
         assert_eq!(store.search(&opts).unwrap().len(), 1);
@@ -603,6 +682,27 @@ mod tests {
             })
             .unwrap();
         assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn kind_qualifiers_come_off_the_start_and_the_end_only() {
+        let take = |t: &str| take_kinds(t).unwrap();
+        assert_eq!(
+            take("kind:span checkout"),
+            (vec![Kind::Span], "checkout".into())
+        );
+        assert_eq!(
+            take("disk  full kind:log,output"),
+            (vec![Kind::Output, Kind::Log], "disk  full".into())
+        );
+        assert_eq!(
+            take("kind:log a kind:span b kind:log"),
+            (vec![Kind::Log], "a kind:span b".into())
+        );
+        assert_eq!(take("plain words"), (vec![], "plain words".into()));
+        assert_eq!(take(" line 1 "), (vec![], " line 1 ".into()));
+        let err = take_kinds("kind:metric x").unwrap_err().to_string();
+        assert!(err.contains("unknown kind `metric`"), "{err}");
     }
 
     proptest::proptest! {
@@ -643,7 +743,7 @@ mod tests {
                     .search(&SearchOptions { text: text.clone(), mode, ..Default::default() })
                     .unwrap()
                     .into_iter()
-                    .map(|l| l.text)
+                    .map(|l| l.text().to_owned())
                     .collect();
                 let mut want: Vec<String> = lines.iter().filter(|l| naive(mode, &query, l)).cloned().collect();
                 got.sort();

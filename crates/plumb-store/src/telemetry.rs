@@ -27,15 +27,19 @@ use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, ReadMark, SealedChunk};
 use crate::error::{Result, StoreError};
 use crate::matcher::Matcher;
+use crate::matcher::SearchMode;
 use crate::query::SearchOptions;
-use plumb_model::telemetry::{LogBatch, LogLine, MetricPoint, Source, Span, TimeText};
-use plumb_model::{OutputLine, Stream, Timestamp, Uuid};
+use plumb_model::telemetry::{
+    Hit, Kind, LogBatch, LogLine, MetricPoint, Source, Span, SpanHit, TimeText, Trace,
+};
+use plumb_model::{Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, OptionalExtension, params, params_from_iter, types::Value};
 
-/// The stream value log hits carry in [`OutputLine`]: a program's log
-/// records are its diagnostics, which is what stderr carries for programs
-/// that do not use OpenTelemetry (Python's `logging` writes there).
-pub const LOG_STREAM: Stream = Stream::Stderr;
+/// The stream number written into log chunks' own headers (the chunk
+/// format has the field). It has always been 2 and stays so, so chunks
+/// stored by any version read alike; it means nothing for log records,
+/// which are their own kind ([`Kind::Log`]) wherever they are shown.
+const LOG_CHUNK_STREAM: Stream = Stream::Stderr;
 
 /// One source's records from one request, rendered and encoded.
 #[derive(Debug, Clone)]
@@ -137,7 +141,7 @@ fn group(
     marks: Vec<ReadMark>,
     raw: Vec<u8>,
 ) -> PreparedGroup {
-    let chunk = chunk::encode(LOG_STREAM, &marks, &raw);
+    let chunk = chunk::encode(LOG_CHUNK_STREAM, &marks, &raw);
     PreparedGroup {
         source: source.key(),
         run_id: source.run_id,
@@ -149,14 +153,6 @@ fn group(
         raw,
         chunk,
     }
-}
-
-/// A stable UUID standing for a source that is not a run, so that search
-/// hits (which name a run) can name it: version 8 ("custom"), from a hash
-/// of the source key.
-pub fn source_uuid(key: &str) -> Uuid {
-    let h = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
-    uuid::Builder::from_custom_bytes(h.to_be_bytes()).into_uuid()
 }
 
 impl StoreError {
@@ -312,7 +308,7 @@ impl Store {
 
     fn logs_where(&self, cond: &str, arg: String, limit: usize) -> Result<Vec<LogLine>> {
         let mut st = self.conn().prepare(&format!(
-            "SELECT c.id, c.source, c.run_id, c.crc, d.data FROM log_chunks c
+            "SELECT c.id, c.source, c.run_id, c.crc, d.data, c.service, c.host FROM log_chunks c
              JOIN log_chunk_data d ON d.id = c.id WHERE c.{cond} ORDER BY c.t_min, c.id"
         ))?;
         let mut rows = st.query([arg])?;
@@ -322,17 +318,20 @@ impl Store {
                 (r.get(0)?, r.get(1)?, r.get(2)?);
             let crc = r.get::<_, i64>(3)? as u32;
             let data: Vec<u8> = r.get(4)?;
+            let (service, host): (String, String) = (r.get(5)?, r.get(6)?);
             let run_id = run.and_then(|s| Uuid::parse_str(&s).ok());
             let d = decode_log_chunk(id, &data, crc)?;
             for (_, range) in d.segments() {
                 let start = range.start;
                 let text = trim_newline(&d.raw[range]);
-                out.push(LogLine {
-                    time: d.time_at(start),
-                    source: source.clone(),
+                out.push(LogLine::parse(
+                    d.time_at(start),
+                    source.clone(),
                     run_id,
-                    text: String::from_utf8_lossy(text).into_owned(),
-                });
+                    service.clone(),
+                    host.clone(),
+                    String::from_utf8_lossy(text).into_owned(),
+                ));
                 if limit > 0 && out.len() >= limit {
                     return Ok(out);
                 }
@@ -444,17 +443,14 @@ impl Store {
         &self,
         opts: &SearchOptions,
         matcher: &Matcher,
-        hits: &mut Vec<OutputLine>,
+        hits: &mut Vec<Hit>,
     ) -> Result<()> {
-        if opts.stream.is_some_and(|s| s != LOG_STREAM) {
-            return Ok(());
-        }
         if opts.limit > 0 && hits.len() >= opts.limit {
             return Ok(());
         }
         let words = matcher.required_words();
         let mut sql = String::from(
-            "SELECT id, source, run_id, host, crc, length(bloom) FROM log_chunks WHERE 1=1",
+            "SELECT id, source, run_id, host, crc, length(bloom), service FROM log_chunks WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
         if let Some(h) = &opts.host {
@@ -483,12 +479,13 @@ impl Store {
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)? as u32,
                 r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
         let mut block = [0u8; BLOCK_BYTES];
         'chunks: for row in metas {
-            let (id, source, run, host, crc, bloom_len) = row?;
+            let (id, source, run, host, crc, bloom_len, service) = row?;
             let nblocks = bloom_len as usize / BLOCK_BYTES;
             if nblocks > 0 && nblocks.is_power_of_two() {
                 // As for output: read only the one block each word selects.
@@ -518,22 +515,23 @@ impl Store {
                 |r| r.get(0),
             )?;
             let d = decode_log_chunk(id, &data, crc)?;
-            let run_id = run
-                .and_then(|s| Uuid::parse_str(&s).ok())
-                .unwrap_or_else(|| source_uuid(&source));
+            // Records sent from outside any run belong to none: no made-up
+            // run id stands in for their source.
+            let run_id = run.and_then(|s| Uuid::parse_str(&s).ok());
             let mut full = false;
             matcher.for_each_match(&d.raw, |start, end| {
                 let time = d.time_at(start);
                 if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
                     return true;
                 }
-                hits.push(OutputLine {
-                    run_id,
-                    host: host.clone(),
-                    stream: LOG_STREAM,
+                hits.push(Hit::Log(LogLine::parse(
                     time,
-                    text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
-                });
+                    source.clone(),
+                    run_id,
+                    service.clone(),
+                    host.clone(),
+                    String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
+                )));
                 full = opts.limit > 0 && hits.len() >= opts.limit;
                 !full
             });
@@ -542,6 +540,131 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+impl Store {
+    /// Spans whose [`Span::search_line`] matches, newest first, appended
+    /// to `hits` until `opts.limit` hits in all. Called by
+    /// [`Store::search`]. Each candidate span's line is built from its
+    /// stored record: spans are far fewer than log lines, and the same
+    /// [`Matcher`] then means the same thing for all three kinds.
+    pub(crate) fn search_spans(
+        &self,
+        opts: &SearchOptions,
+        matcher: &Matcher,
+        hits: &mut Vec<Hit>,
+    ) -> Result<()> {
+        if opts.limit > 0 && hits.len() >= opts.limit {
+            return Ok(());
+        }
+        let mut sql = String::from("SELECT trace_id, span_id, record FROM spans WHERE 1=1");
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(h) = &opts.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if let Some(r) = &opts.run {
+            sql.push_str(" AND run_id = ?");
+            args.push(Value::Text(r.to_string()));
+        }
+        if let Some(t) = opts.since {
+            sql.push_str(" AND start_ns >= ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        if let Some(t) = opts.until {
+            sql.push_str(" AND start_ns < ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        sql.push_str(" ORDER BY start_ns DESC, trace_id, span_id");
+        let mut st = self.conn().prepare(&sql)?;
+        let mut rows = st.query(params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let (t, s, json): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let span: Span = serde_json::from_str(&json).map_err(|source| StoreError::Json {
+                id: format!("span {t}/{s}"),
+                source,
+            })?;
+            let line = span.search_line();
+            if matcher.line_matches(line.as_bytes()) {
+                hits.push(Hit::Span(SpanHit::new(&span, line)));
+                if opts.limit > 0 && hits.len() >= opts.limit {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The trace id a reference names: a trace id, or a unique prefix of
+    /// one (at least 4 hex digits), among the stored spans. A full id with
+    /// no span stored still names its trace when log records carry it.
+    pub fn resolve_trace(&self, reference: &str) -> Result<String> {
+        let hex = reference.trim().to_ascii_lowercase();
+        if hex.len() < 4 || hex.len() > 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::BadQuery(format!(
+                "`{reference}` is not a trace reference: use a trace id (32 hex digits) or a unique prefix of one (at least 4)"
+            )));
+        }
+        let upper = format!("{hex}g");
+        let mut st = self.conn().prepare(
+            "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ?1 AND trace_id < ?2 ORDER BY trace_id LIMIT 6",
+        )?;
+        let ids: Vec<String> = st
+            .query_map(params![hex, upper], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] if hex.len() == 32 => Ok(hex),
+            [] => Err(StoreError::NoSuchTrace(reference.to_owned())),
+            many => Err(StoreError::Ambiguous {
+                prefix: reference.to_owned(),
+                candidates: many.iter().take(5).cloned().collect(),
+                more: many.len() > 5,
+            }),
+        }
+    }
+
+    /// A trace: its spans and the log records made inside it (those whose
+    /// line carries its `trace_id=`), found by a word search of the log
+    /// chunks around the trace's time, so the word filters skip the rest.
+    pub fn trace(&self, reference: &str) -> Result<Trace> {
+        let trace_id = self.resolve_trace(reference)?;
+        let spans = self.trace_spans(&trace_id)?;
+        // Records of a span are made while it runs; a minute either side
+        // allows for clocks of different hosts that disagree.
+        const SLACK_NS: i64 = 60_000_000_000;
+        let start = spans.iter().map(|s| s.start.as_nanos()).min();
+        let end = spans.iter().map(|s| s.end.as_nanos()).max();
+        let opts = SearchOptions {
+            text: format!("trace_id={trace_id}"),
+            mode: SearchMode::Words,
+            kinds: vec![Kind::Log],
+            since: start.map(|t| Timestamp::from_nanos(t.saturating_sub(SLACK_NS))),
+            until: end.map(|t| Timestamp::from_nanos(t.saturating_add(SLACK_NS))),
+            ..Default::default()
+        };
+        let matcher = Matcher::new(&opts.text, opts.mode, false)?;
+        let mut hits = Vec::new();
+        self.search_logs(&opts, &matcher, &mut hits)?;
+        let mut logs: Vec<LogLine> = hits
+            .into_iter()
+            .filter_map(|h| match h {
+                // The words matched; the line must also carry the id as
+                // its own trace, not as some attribute's value.
+                Hit::Log(l) if l.trace_id.as_deref() == Some(trace_id.as_str()) => Some(l),
+                _ => None,
+            })
+            .collect();
+        if spans.is_empty() && logs.is_empty() {
+            return Err(StoreError::NoSuchTrace(reference.to_owned()));
+        }
+        logs.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.text.cmp(&b.text)));
+        Ok(Trace {
+            trace_id,
+            spans,
+            logs,
+        })
     }
 }
 
@@ -649,7 +772,7 @@ fn rebuild(g: &PreparedGroup, fresh: &[bool]) -> SealedChunk {
         });
         raw.extend_from_slice(&g.raw[m.offset as usize..end]);
     }
-    chunk::encode(LOG_STREAM, &marks, &raw)
+    chunk::encode(LOG_CHUNK_STREAM, &marks, &raw)
 }
 
 fn decode_log_chunk(id: i64, data: &[u8], crc: u32) -> Result<chunk::DecodedChunk> {
@@ -799,11 +922,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].run_id, run);
-        assert_eq!(hits[0].host, "web-1");
-        assert!(hits[0].text.contains("disk quota zanzibar exceeded"));
-        assert_eq!(hits[0].time, record(250, "").time);
-        // Records without a run are filed under their source.
+        let Hit::Log(l) = &hits[0] else {
+            panic!("a log record is a log hit: {hits:?}")
+        };
+        assert_eq!(l.run_id, Some(run));
+        assert_eq!(l.host, "web-1");
+        assert_eq!(l.service, "shop");
+        assert_eq!(l.severity, "INFO");
+        assert_eq!(l.message(), "disk quota zanzibar exceeded");
+        assert_eq!(l.time, record(250, "").time);
+        // Records without a run are filed under their source, and belong
+        // to no run.
         let hits = store
             .search(&SearchOptions {
                 text: "order 1100 shipped".into(),
@@ -812,25 +941,181 @@ mod tests {
             })
             .unwrap();
         assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].run_id, source_uuid("shop@db-2"));
+        assert_eq!(hits[0].kind(), Kind::Log);
+        assert_eq!(hits[0].run_id(), None);
         assert_eq!(store.source_logs("shop@db-2", 0).unwrap().len(), 200);
-        // Filters exclude what they should.
-        let none = store
-            .search(&SearchOptions {
+        // Filters exclude what they should: log records are neither output
+        // nor on any stream.
+        for opts in [
+            SearchOptions {
                 text: "zanzibar".into(),
                 host: Some("db-2".into()),
                 ..Default::default()
-            })
-            .unwrap();
-        assert!(none.is_empty());
-        let none = store
-            .search(&SearchOptions {
+            },
+            SearchOptions {
                 text: "zanzibar".into(),
-                stream: Some(Stream::Stdout),
+                stream: Some(Stream::Stderr),
+                ..Default::default()
+            },
+            SearchOptions {
+                text: "zanzibar".into(),
+                kinds: vec![Kind::Output, Kind::Span],
+                ..Default::default()
+            },
+        ] {
+            let none = store.search(&opts).unwrap();
+            assert!(none.is_empty(), "{opts:?}: {none:?}");
+        }
+    }
+
+    fn span_of(trace: &str, id: &str, parent: Option<&str>, name: &str, start: i64) -> Span {
+        let mut attributes = Attributes::new();
+        attributes.insert("order.id".into(), json!(42));
+        Span {
+            trace_id: trace.into(),
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_owned),
+            name: name.into(),
+            kind: SpanKind::Internal,
+            start: Timestamp::from_nanos(1_764_000_000_000_000_000 + start),
+            end: Timestamp::from_nanos(1_764_000_000_000_000_000 + start + 1_000_000),
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            attributes,
+            events: Vec::new(),
+            scope: "t".into(),
+            source: source(None, "web-1"),
+        }
+    }
+
+    #[test]
+    fn spans_are_found_by_name_service_and_attributes_and_traces_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t1 = "0af7651916cd43dd8448eb211c80319c";
+        let t2 = "0af7000016cd43dd8448eb211c80319d";
+        store
+            .put_spans(&[
+                span_of(t1, "b7ad6b7169203331", None, "checkout", 0),
+                span_of(
+                    t1,
+                    "00f067aa0ba902b7",
+                    Some("b7ad6b7169203331"),
+                    "charge-card",
+                    100,
+                ),
+                span_of(t2, "1111111111111111", None, "refund", 50),
+            ])
+            .unwrap();
+        let find = |text: &str| -> Vec<String> {
+            store
+                .search(&SearchOptions {
+                    text: text.into(),
+                    kinds: vec![Kind::Span],
+                    ..Default::default()
+                })
+                .unwrap()
+                .into_iter()
+                .map(|h| match h {
+                    Hit::Span(s) => s.name,
+                    other => panic!("not a span: {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(find("checkout"), ["checkout"]);
+        // Words in sequence, as for output: `charge` finds `charge-card`.
+        assert_eq!(find("charge"), ["charge-card"]);
+        assert_eq!(find("shop"), ["charge-card", "refund", "checkout"]);
+        assert_eq!(find("order.id=42 refund"), ["refund"]);
+        assert!(find("nosuchspan").is_empty());
+        // A span hit names its trace and no run.
+        let hits = store
+            .search(&SearchOptions {
+                text: "refund".into(),
                 ..Default::default()
             })
             .unwrap();
-        assert!(none.is_empty());
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].trace_id(), Some(t2));
+        assert_eq!(hits[0].run_id(), None);
+
+        // Traces by a unique prefix; an ambiguous one is refused.
+        assert_eq!(store.resolve_trace("0af76519").unwrap(), t1);
+        assert!(matches!(
+            store.resolve_trace("0af7"),
+            Err(StoreError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            store.resolve_trace("ffff"),
+            Err(StoreError::NoSuchTrace(_))
+        ));
+        assert!(matches!(
+            store.resolve_trace("zz!"),
+            Err(StoreError::BadQuery(_))
+        ));
+    }
+
+    #[test]
+    fn a_trace_holds_its_spans_as_a_tree_and_the_logs_made_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+        store
+            .put_spans(&[
+                span_of(t, "00000000000000a1", None, "checkout", 0),
+                span_of(
+                    t,
+                    "00000000000000b2",
+                    Some("00000000000000a1"),
+                    "charge",
+                    200,
+                ),
+                span_of(
+                    t,
+                    "00000000000000c3",
+                    Some("00000000000000a1"),
+                    "reserve",
+                    100,
+                ),
+                span_of(t, "00000000000000d4", Some("00000000000000c3"), "lock", 150),
+            ])
+            .unwrap();
+        let s = source(None, "web-1");
+        let mut inside = record(0, "card declined");
+        inside.trace_id = Some(t.into());
+        inside.span_id = Some("00000000000000b2".into());
+        let mut other = record(1, "another trace");
+        other.trace_id = Some("ffffffffffffffffffffffffffffffff".into());
+        // Naming the trace as an attribute does not put a record in it.
+        let mut mention = record(2, "mentions it");
+        mention.attributes.insert("trace_id".into(), json!(t));
+        store
+            .put_logs(&[LogBatch {
+                source: s,
+                records: vec![inside, other, mention, record(3, "no trace")],
+            }])
+            .unwrap();
+        let trace = store.trace("4bf92f").unwrap();
+        assert_eq!(trace.trace_id, t);
+        let order: Vec<(&str, usize)> = trace
+            .tree()
+            .into_iter()
+            .map(|(i, depth)| (trace.spans[i].name.as_str(), depth))
+            .collect();
+        assert_eq!(
+            order,
+            [("checkout", 0), ("reserve", 1), ("lock", 2), ("charge", 1)]
+        );
+        assert_eq!(trace.logs.len(), 1, "{:?}", trace.logs);
+        assert_eq!(
+            trace.logs[0].message(),
+            format!("card declined trace_id={t} span_id=00000000000000b2")
+        );
+        assert_eq!(trace.logs[0].trace_id.as_deref(), Some(t));
+        assert!(matches!(
+            store.trace("abcdef"),
+            Err(StoreError::NoSuchTrace(_))
+        ));
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub fn for_error(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<NotFound>().is_some()
             || matches!(
                 cause.downcast_ref::<plumb_store::StoreError>(),
-                Some(plumb_store::StoreError::NoSuchRun(_))
+                Some(
+                    plumb_store::StoreError::NoSuchRun(_) | plumb_store::StoreError::NoSuchTrace(_)
+                )
             )
             || matches!(
                 cause.downcast_ref::<plumb_collector::client::ClientError>(),

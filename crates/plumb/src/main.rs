@@ -28,8 +28,10 @@ enum Command {
     Show(cmd::query::ShowArgs),
     /// Print (or follow) a run's output.
     Logs(cmd::query::LogsArgs),
-    /// Search all recorded output.
+    /// Search recorded output, log records and spans.
     Search(cmd::query::SearchArgs),
+    /// Show one trace: its spans as a tree, with their log records.
+    Trace(cmd::query::TraceArgs),
     /// Say why two runs differ.
     Diff(cmd::query::DiffArgs),
     /// Run the demo workload and show what plumb recorded.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             | Command::Show(_)
             | Command::Logs(_)
             | Command::Search(_)
+            | Command::Trace(_)
             | Command::Diff(_)
             | Command::Nodes(_)
             | Command::Alerts(_)
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Show(a) => cmd::query::show(a),
         Command::Logs(a) => cmd::query::logs(a),
         Command::Search(a) => cmd::query::search(a),
+        Command::Trace(a) => cmd::query::trace(a),
         Command::Diff(a) => cmd::query::diff(a),
         Command::Demo(a) => cmd::demo::main(a),
         Command::Checkpoint(a) => cmd::checkpoint::main(a),

@@ -702,6 +702,12 @@ fn search_means_whole_words_phrases_substrings_or_regexes() {
     assert_eq!(count(&["--substring", "LINE 19"]), 0);
     assert_eq!(count(&["--substring", "-i", "LINE 19"]), 1111);
     assert_eq!(count(&["--regex", "^line 2999[0-9] "]), 10);
+    // Issue 13, item 9: `kind:` qualifiers at either end, in one argument
+    // or several; program output is kind `output`.
+    assert_eq!(count(&["kind:output", "disk warning"]), 1);
+    assert_eq!(count(&["disk warning kind:output"]), 1);
+    assert_eq!(count(&["kind:log,span disk warning"]), 0);
+    assert_eq!(count(&["--substring", "kind:output line 1943 "]), 1);
     // Bad queries are named, exit 2.
     for bad in [&["--", "..."][..], &["\"open"], &["--regex", "("]] {
         let mut args = vec!["search"];
@@ -709,6 +715,16 @@ fn search_means_whole_words_phrases_substrings_or_regexes() {
         let out = home.run(&args);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(stderr(&out).contains("search"), "{bad:?}: {}", stderr(&out));
+    }
+    for (bad, named) in [
+        (&["kind:metric", "disk"][..], "unknown kind `metric`"),
+        (&["--stream", "stderr", "kind:log", "disk"], "--stream"),
+    ] {
+        let mut args = vec!["search"];
+        args.extend_from_slice(bad);
+        let out = home.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&out).contains(named), "{bad:?}: {}", stderr(&out));
     }
 }
 

@@ -365,7 +365,10 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         {"key": "plumb.run.id", "value": {"stringValue": newest_train}}]});
     let logs = serde_json::json!({"resourceLogs": [{"resource": resource, "scopeLogs": [{"scope": {},
         "logRecords": [{"timeUnixNano": now.to_string(), "severityNumber": 9, "severityText": "INFO",
-                        "body": {"stringValue": "otlp dashword gamma"}}]}]}]});
+                        "body": {"stringValue": "otlp dashword gamma"}},
+                       {"timeUnixNano": (now - 700_000_000).to_string(), "severityNumber": 13,
+                        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "00000000000c41d0",
+                        "body": {"stringValue": "child <b>warned</b>"}}]}]}]});
     let (code, body) = http(
         &api,
         "POST",
@@ -377,7 +380,11 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     let spans = serde_json::json!({"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {},
         "spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
                    "name": "epoch-span", "kind": 1, "startTimeUnixNano": (now - 2_000_000_000).to_string(),
-                   "endTimeUnixNano": now.to_string(), "status": {}}]}]}]});
+                   "endTimeUnixNano": now.to_string(), "status": {}},
+                  {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "00000000000c41d0",
+                   "parentSpanId": "eee19b7ec3c1b174", "name": "epoch-child", "kind": 1,
+                   "startTimeUnixNano": (now - 1_000_000_000).to_string(),
+                   "endTimeUnixNano": (now - 500_000_000).to_string(), "status": {"code": 2}}]}]}]});
     let (code, body) = http(
         &api,
         "POST",
@@ -482,7 +489,11 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     );
     assert_eq!(v["kv"]["exit"], "code 0", "{v}");
     assert_eq!(v["kv"]["tag team"], "ml", "{v}");
-    assert_eq!(strs(&v["spans"]), vec!["epoch-span".to_string()], "{v}");
+    assert_eq!(
+        strs(&v["spans"]),
+        vec!["epoch-span".to_string(), "↳ epoch-child error".into()],
+        "{v}"
+    );
     assert!(
         v["diff_url"]
             .as_str()
@@ -496,6 +507,60 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     );
     assert!(v["live_after"].as_u64() > v["live_before"].as_u64(), "{v}");
     drop(live);
+
+    // The trace: from a span hit and from the run's spans, a waterfall in
+    // tree order with the child's log record beneath it.
+    let v = page(
+        "trace.mjs",
+        &api,
+        &out,
+        serde_json::json!({"run": newest_train, "span": "epoch-child"}),
+    );
+    assert_eq!(strs(&v["search_kinds"]), vec!["span".to_string()], "{v}");
+    assert!(
+        v["from_search"]
+            .as_str()
+            .unwrap()
+            .ends_with("/traces/5b8efff798038103d269b633813fc60c#s00000000000c41d0"),
+        "{v}"
+    );
+    assert_eq!(
+        v["target"],
+        format!("epoch-child run {}", &newest_train[..8]),
+        "the span hit lands on its row: {v}"
+    );
+    assert!(
+        v["from_run"]
+            .as_str()
+            .unwrap()
+            .contains("/traces/5b8efff798038103d269b633813fc60c"),
+        "{v}"
+    );
+    assert!(
+        v["h1"]
+            .as_str()
+            .unwrap()
+            .contains("5b8efff798038103d269b633813fc60c"),
+        "{v}"
+    );
+    assert_eq!(
+        strs(&v["rows"]),
+        vec![
+            format!("span:epoch-span run {}", &newest_train[..8]),
+            format!("span:epoch-child run {}", &newest_train[..8]),
+            "log:WARN child <b>warned</b>".into(),
+        ],
+        "{v}"
+    );
+    let bars = v["bars"].as_array().unwrap();
+    let bar = |i: usize| (bars[i][0].as_f64().unwrap(), bars[i][1].as_f64().unwrap());
+    assert_eq!(bar(0), (0.0, 100.0), "the root spans the waterfall: {v}");
+    let (left, width) = bar(1);
+    assert!(
+        (left - 50.0).abs() < 1.0 && (width - 25.0).abs() < 1.0,
+        "{v}"
+    );
+    assert!(v["dialogs"].as_array().unwrap().is_empty(), "{v}");
 
     // Errors: the Python exception is grouped (by the collector's grouping
     // task, about once a second) and links back to its run.
@@ -535,6 +600,11 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     assert!(
         lines.iter().any(|l| l.contains("otlp dashword gamma")),
         "{v}"
+    );
+    let kinds = strs(&v["kinds"]);
+    assert!(
+        kinds.contains(&"log".to_string()) && kinds.contains(&"stdout".to_string()),
+        "log records are their own kind: {v}"
     );
     let links = strs(&v["links"]);
     assert!(

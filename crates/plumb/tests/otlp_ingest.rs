@@ -182,7 +182,10 @@ fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
     };
     let hits = hits.as_array().expect("search answered a list");
     assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["kind"], "log", "a log record, not output: {hits:?}");
     assert_eq!(hits[0]["run_id"], run_id.as_str(), "attached to the run");
+    assert_eq!(hits[0]["service"], "shop-test");
+    assert_eq!(hits[0]["severity"], "WARN");
     let text = hits[0]["text"].as_str().unwrap();
     assert!(text.contains("WARN shop-test"), "{text}");
     assert!(text.contains("payment declined for order 42"), "{text}");
@@ -213,6 +216,385 @@ fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
     assert!(
         spans.contains("card declined"),
         "the exception event: {spans}"
+    );
+}
+
+/// `plumb` with a clean environment reading `home` (or the collector).
+fn plumb(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(PLUMB)
+        .args(args)
+        .env("PLUMB_HOME", home)
+        .env_remove("PLUMB_COLLECTOR")
+        .env_remove("PLUMB_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The position of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line holds `{needle}`:\n{text}"))
+}
+
+#[test]
+fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
+    assert!(
+        python_has_otel(),
+        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let serve = Serve::start(&data);
+    let home = dir.path().join("home");
+    let marker = format!("zq{}free", std::process::id());
+    // The program runs on its own, not under `plumb run`.
+    let out = Command::new("python3")
+        .arg(app())
+        .arg(&marker)
+        .env_remove("PLUMB_RUN_ID")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
+        .env("OTEL_SERVICE_NAME", "shop-free")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the instrumented program failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api = serve.api.as_str();
+
+    // The log record: kind `log`, its service and severity, no run.
+    let found = plumb(&home, &["search", "--collector", api, "--json", &marker]);
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let hits: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["kind"], "log");
+    assert_eq!(hits[0]["service"], "shop-free");
+    assert_eq!(hits[0]["severity"], "WARN");
+    assert!(
+        hits[0].get("run_id").is_none(),
+        "belongs to no run: {hits:?}"
+    );
+    let trace_id = hits[0]["trace_id"]
+        .as_str()
+        .expect("made in a span")
+        .to_string();
+    // As a table: the RUN column is empty, KIND says log.
+    let table = stdout(&plumb(&home, &["search", "--collector", api, &marker]));
+    let row = table.lines().next().unwrap();
+    assert!(row.starts_with(&" ".repeat(18)), "RUN is empty: {row:?}");
+    // Columns: time, host (this program names none), kind, service,
+    // severity, message.
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[1..4], ["log", "shop-free", "WARN"], "{row:?}");
+    assert!(row.contains("payment declined for order 42"), "{row:?}");
+    // It is not program output, and `kind:log` finds it.
+    let none = plumb(
+        &home,
+        &[
+            "search",
+            "--collector",
+            api,
+            &format!("kind:output {marker}"),
+        ],
+    );
+    assert_eq!(none.status.code(), Some(1), "{}", stdout(&none));
+    let logs = plumb(
+        &home,
+        &["search", "--collector", api, &format!("kind:log {marker}")],
+    );
+    assert_eq!(stdout(&logs), table);
+
+    // Spans: by name, by service, by attribute, each naming its trace.
+    let spans = |q: &str| -> Vec<String> {
+        let o = plumb(
+            &home,
+            &[
+                "search",
+                "--collector",
+                api,
+                "--json",
+                &format!("kind:span {q}"),
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|h| {
+                        assert_eq!(h["kind"], "span", "{h}");
+                        assert_eq!(h["trace_id"], trace_id.as_str(), "{h}");
+                        assert!(h.get("run_id").is_none(), "{h}");
+                        h["name"].as_str().unwrap().to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(spans("charge"), ["charge"]);
+    let mut by_service = spans("shop-free");
+    by_service.sort();
+    assert_eq!(by_service, ["charge", "checkout"]);
+    assert_eq!(spans("order.id=42"), ["checkout"]);
+    let row2 = stdout(&plumb(
+        &home,
+        &["search", "--collector", api, "kind:span charge"],
+    ));
+    assert!(
+        row2.starts_with(&" ".repeat(18)) && row2.contains("  span  "),
+        "{row2:?}"
+    );
+    assert!(
+        row2.contains("error") && row2.contains(&format!("trace={trace_id}")),
+        "{row2:?}"
+    );
+
+    // The trace by a prefix: the spans as a tree, each log record under
+    // the span it was made in, in time order.
+    let prefix = &trace_id[..10];
+    let shown = plumb(&home, &["trace", "--collector", api, prefix]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let text = stdout(&shown);
+    assert!(text.starts_with(&format!("trace {trace_id} ")), "{text}");
+    assert!(text.contains("2 spans  2 log records"), "{text}");
+    let checkout = line_of(&text, " checkout");
+    let started = line_of(&text, "checkout started for order 42");
+    let charge = line_of(&text, " charge");
+    let declined = line_of(&text, "payment declined");
+    assert!(
+        checkout < started && started < charge && charge < declined,
+        "{text}"
+    );
+    let depth = |l: usize, name: &str| {
+        let line = text.lines().nth(l).unwrap();
+        line[line.find(name).unwrap() - 2..].starts_with("  ") as usize
+    };
+    assert!(
+        depth(charge, "charge") == 1 && text.lines().nth(charge).unwrap().contains("span  error"),
+        "{text}"
+    );
+    assert!(
+        text.lines().nth(declined).unwrap().contains("log   WARN"),
+        "{text}"
+    );
+    // The same from the embedded store the collector writes.
+    let local = plumb(&data, &["trace", "--local", prefix]);
+    assert_eq!(
+        stdout(&local),
+        text,
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let json = plumb(&home, &["trace", "--collector", api, "--json", prefix]);
+    let t: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(t["spans"].as_array().unwrap().len(), 2, "{t}");
+    assert_eq!(t["logs"].as_array().unwrap().len(), 2, "{t}");
+    // An unknown trace is "not found" (1), a malformed one trouble (2).
+    assert_eq!(
+        plumb(&home, &["trace", "--collector", api, "ffffffff"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        plumb(&home, &["trace", "--collector", api, "xyz"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // The dashboard's trace page: a waterfall with the parent's row first,
+    // the log records beneath their spans.
+    let (status, page) = http(api, "GET", &format!("/traces/{prefix}"), "text/html", b"");
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<String> = t["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["span_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .map(|(n, id)| format!("{n}={id}"))
+        .collect();
+    let row_at = |name: &str| {
+        let id = ids
+            .iter()
+            .find_map(|x| x.strip_prefix(&format!("{name}=")))
+            .unwrap();
+        page.find(&format!("id=\"s{id}\""))
+            .unwrap_or_else(|| panic!("no row for {name}: {page}"))
+    };
+    let at_declined = page
+        .find("payment declined")
+        .expect("the log record is shown");
+    assert!(
+        row_at("checkout") < row_at("charge") && row_at("charge") < at_declined,
+        "{page}"
+    );
+    assert!(page.contains("class=\"waterfall\""), "{page}");
+
+    // A record from Python's logging module through plumb.PlumbHandler,
+    // outside any run, is a log record too, with its service and severity.
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let handler = Command::new("python3")
+        .args([
+            "-c",
+            "import logging, plumb\n\
+h = plumb.PlumbHandler(service_name='billing')\n\
+log = logging.getLogger('billing')\n\
+log.addHandler(h)\n\
+log.error('invoice %s refused', __import__('sys').argv[1])\n\
+assert h.flush(20), 'not sent'\n\
+h.close()",
+        ])
+        .arg(&marker)
+        .env("PYTHONPATH", &py)
+        .env("PLUMB_COLLECTOR", api)
+        .env("PLUMB_HOME", &home)
+        .env_remove("PLUMB_RUN_ID")
+        .env_remove("PLUMB_SPOOL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        handler.status.success(),
+        "{}",
+        String::from_utf8_lossy(&handler.stderr)
+    );
+    let found = plumb(
+        &home,
+        &["search", "--collector", api, "--json", "invoice", &marker],
+    );
+    let hits: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(hits.as_array().map(Vec::len), Some(1), "{hits}");
+    assert_eq!(hits[0]["kind"], "log", "{hits}");
+    assert_eq!(hits[0]["service"], "billing", "{hits}");
+    assert_eq!(hits[0]["severity"], "ERROR", "{hits}");
+    assert!(hits[0].get("run_id").is_none(), "{hits}");
+
+    // A log record's text from the network is escaped on the terminal.
+    let evil = serde_json::json!({"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "evil"}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": "1764000000000000000",
+            "severityNumber": 17, "body": {"stringValue": format!("{marker}x \u{1b}]0;owned\u{7}")}}]}]}]});
+    let (status, body) = http(
+        &serve.otlp,
+        "POST",
+        "/v1/logs",
+        "application/json",
+        evil.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let shown = stdout(&plumb(
+        &home,
+        &["search", "--collector", api, &format!("{marker}x")],
+    ));
+    assert!(
+        !shown.contains('\u{1b}') && shown.contains("\\u{1b}]0;owned"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("  log       evil ERROR "), "{shown:?}");
+}
+
+/// `plumb logs` of a run whose program sent log records: `--stream log`
+/// shows only them, `--timestamps` shows them among the output by time,
+/// labelled `log` with service and severity; plain `logs` is the output
+/// alone, byte for byte.
+#[test]
+fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
+    assert!(
+        python_has_otel(),
+        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("collector"));
+    let home = dir.path().join("home");
+    let marker = format!("zq{}logs", std::process::id());
+    // The run itself is shipped to the collector too.
+    let out = Command::new(PLUMB)
+        .args(["run", "--", "python3"])
+        .arg(app())
+        .arg(&marker)
+        .env("PLUMB_HOME", &home)
+        .env("PLUMB_SPOOL", dir.path().join("spool"))
+        .env("PLUMB_COLLECTOR", &serve.api)
+        .env_remove("PLUMB_CONFIG")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
+        .env("OTEL_SERVICE_NAME", "shop-logs")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let program_output = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run_id = program_output
+        .lines()
+        .find_map(|l| l.strip_prefix("plumb run id "))
+        .expect("the program prints its run id")
+        .trim()
+        .to_string();
+    let api = serve.api.as_str();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !plumb(&home, &["show", "--collector", api, &run_id])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the collector"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let only = stdout(&plumb(
+        &home,
+        &["logs", "--collector", api, &run_id, "--stream", "log"],
+    ));
+    assert_eq!(only.lines().count(), 22, "{only}");
+    assert!(
+        only.lines()
+            .any(|l| l.starts_with("shop-logs WARN payment declined for order 42")),
+        "{only}"
+    );
+    let plain = stdout(&plumb(&home, &["logs", "--collector", api, &run_id]));
+    assert!(!plain.contains("shop-logs"), "output only: {plain}");
+    assert!(
+        plain.contains(&format!("sent telemetry with {marker}")),
+        "{plain}"
+    );
+    let all = stdout(&plumb(&home, &["logs", "--collector", api, &run_id, "-t"]));
+    let declined = line_of(&all, " log shop-logs WARN payment declined");
+    let sent = line_of(&all, " stdout sent telemetry");
+    assert!(declined < sent, "by time: logged before printing: {all}");
+    assert_eq!(
+        all.lines()
+            .filter(|l| l.contains(" log shop-logs "))
+            .count(),
+        22,
+        "{all}"
     );
 }
 

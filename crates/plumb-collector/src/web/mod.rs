@@ -9,7 +9,8 @@
 //! | `/runs/{id}/diff` | `/api/v1/pages/runs/{id}/diff` | the diff against the previous run of its name |
 //! | `/nodes` | `/api/v1/pages/nodes` | nodes, disks, fingerprint outliers |
 //! | `/nodes/{name}` | `/api/v1/nodes/{name}` | one node and its state history |
-//! | `/search?q=` | `/api/v1/pages/search?q=` | output and OTLP log lines, linked to their run |
+//! | `/search?q=` | `/api/v1/pages/search?q=` | output lines, log records and spans, linked to their run and trace |
+//! | `/traces/{id}` | `/api/v1/traces/{id}` | one trace: spans as a waterfall, each with its log records |
 //! | `/errors` | `/api/v1/errors` | error groups with new / regressed markers |
 //! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: hosts, sample, occurrences |
 //! | `/alerts` | `/api/v1/alerts` | firing and resolved alerts, rules |
@@ -27,6 +28,7 @@ mod errors;
 mod nodes;
 mod runs;
 mod search;
+mod traces;
 
 use crate::AppState;
 use crate::auth::{self, Role};
@@ -55,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(runs::routes())
         .merge(nodes::routes())
         .merge(search::routes())
+        .merge(traces::routes())
         .merge(errors::routes())
         .merge(alerts::routes())
 }

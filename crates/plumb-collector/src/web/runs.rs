@@ -702,7 +702,7 @@ async fn run_page(
 }
 
 /// A simple waterfall: each span a bar placed by its start and end within
-/// the run's first start and last end.
+/// the run's first start and last end, its name linking to its trace's page.
 fn render_spans(b: &mut String, spans: &[Span]) {
     if spans.is_empty() {
         return;
@@ -726,9 +726,11 @@ fn render_spans(b: &mut String, spans: &[Span]) {
         };
         let _ = write!(
             b,
-            "<tr><td>{indent}{name}{e}</td><td>{svc}</td><td class=\"num\">{dur}</td>\
+            "<tr><td>{indent}<a href=\"/traces/{trace}#s{span}\">{name}</a>{e}</td><td>{svc}</td><td class=\"num\">{dur}</td>\
 <td><div class=\"waterfall\" aria-hidden=\"true\"><span{cls} style=\"left:{left:.2}%;width:{width:.2}%\"></span></div></td></tr>",
             name = esc(&s.name),
+            trace = esc(&s.trace_id),
+            span = esc(&s.span_id),
             e = if err {
                 format!(" {}", badge("error"))
             } else {

@@ -1,6 +1,7 @@
 //! The OpenTelemetry scene of `plumb demo`: an unmodified OpenTelemetry
 //! Python program, run under `plumb run`, exports logs and spans to the
-//! demo's collector, which attaches them to the run.
+//! demo's collector, which attaches them to the run; `plumb trace` then
+//! shows the trace it made.
 
 use crate::out::outln;
 use anyhow::{Context, Result};
@@ -92,6 +93,28 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
     );
     outln!("  see them: plumb search --collector {api_url} declined");
     outln!("            {api_url}/api/v1/telemetry/runs/{run_id}/logs  (and /spans)");
+    // The trace the program made: its spans as a tree, each with the log
+    // records made inside it, found by a prefix of the trace id.
+    let trace_id = serde_json::from_str::<serde_json::Value>(&spans)
+        .ok()
+        .and_then(|v| v.get(0)?.get("trace_id")?.as_str().map(str::to_owned));
+    if let Some(trace_id) = trace_id {
+        let prefix = &trace_id[..12.min(trace_id.len())];
+        outln!("  its trace: plumb trace --collector {api_url} {prefix}");
+        let shown = Command::new(std::env::current_exe()?)
+            .args(["trace", "--collector", api_url, prefix])
+            .env("PLUMB_HOME", plumb_home)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run plumb trace")?;
+        for line in String::from_utf8_lossy(&shown.stdout).lines() {
+            // Log lines carry every attribute; the demo shows their start.
+            outln!("    {}", line.chars().take(110).collect::<String>());
+        }
+        outln!("  and as a waterfall: {api_url}/traces/{prefix}");
+        outln!("  spans are searched too: plumb search --collector {api_url} kind:span charge");
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use crate::config::{Config, parse_key_value};
 use anyhow::{Context, Result};
 use plumb_collector::client::{Client, ClientConfig, RemoteStore};
 use plumb_model::display::{self, duration as human_duration};
+use plumb_model::telemetry::{Hit, LogLine, StatusCode, Trace, TraceRow};
 use plumb_model::text::{escape_cell, escape_controls};
 use plumb_model::{Run, RunState, Stream, Timestamp};
 use plumb_store::{OutputCursor, Replayed, RunFilter, RunStore, SearchMode, SearchOptions, Store};
@@ -112,17 +113,44 @@ pub struct LogsArgs {
     pub source: SourceArgs,
     /// A run id, a unique prefix of one, `last` or `last~N`.
     pub run: String,
-    /// Only this stream (stdout or stderr). A run whose stdout and stderr
-    /// went to the same place was recorded as one combined stream, which
-    /// is shown whole (with a note) whichever is asked for.
+    /// Only this stream (stdout or stderr), or `log`: only the log records
+    /// the program sent (OpenTelemetry, `plumb.PlumbHandler`). A run whose
+    /// stdout and stderr went to the same place was recorded as one
+    /// combined stream, which is shown whole (with a note) whichever is
+    /// asked for.
     #[arg(long)]
-    pub stream: Option<Stream>,
+    pub stream: Option<LogsStream>,
     /// Keep printing new output until the run ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// Prefix each line with its time and stream.
+    /// Prefix each line with its time and stream, and show the run's log
+    /// records among its output by time, labelled `log` with their service
+    /// and severity.
     #[arg(long, short = 't')]
     pub timestamps: bool,
+}
+
+/// What `plumb logs --stream` shows: one output stream, or the log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogsStream {
+    /// One output stream.
+    Output(Stream),
+    /// The log records.
+    Log,
+}
+
+impl std::str::FromStr for LogsStream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "log" | "logs" => Ok(LogsStream::Log),
+            other => other.parse().map(LogsStream::Output).map_err(|_| {
+                format!(
+                    "unknown stream `{other}`: expected `stdout`, `stderr`, `combined` or `log`"
+                )
+            }),
+        }
+    }
 }
 
 /// Arguments of `plumb search`.
@@ -130,10 +158,15 @@ pub struct LogsArgs {
 pub struct SearchArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// What to find. By default whole words in any order, ignoring case; a
-    /// term with punctuation inside (`widget-5`) or a "quoted phrase"
-    /// matches its words in sequence.
-    pub text: String,
+    /// What to find, in run output, log records and spans (by name,
+    /// service and attributes). By default whole words in any order,
+    /// ignoring case; a term with punctuation inside (`widget-5`) or a
+    /// "quoted phrase" matches its words in sequence. Starting or ending
+    /// TEXT with `kind:output`, `kind:log` or `kind:span` (repeatable, or
+    /// `kind:log,span`) finds only those. Several arguments are one text,
+    /// joined by single spaces (`plumb search kind:span checkout`).
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
     /// Match TEXT literally anywhere in a line, as `grep -F` does
     /// (case-sensitive unless -i).
     #[arg(long, conflicts_with = "regex")]
@@ -162,6 +195,18 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `plumb trace`.
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// A trace id (32 hex digits) or a unique prefix of one.
+    pub trace: String,
+    /// Print JSON (the spans and log records).
     #[arg(long)]
     pub json: bool,
 }
@@ -637,8 +682,31 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
 
 fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
     let id = store.resolve(&a.run)?;
-    let mut only = a.stream;
-    if let Some(asked @ (Stream::Stdout | Stream::Stderr)) = a.stream
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if a.stream == Some(LogsStream::Log) {
+        // Only the log records; they are printed as they were stored, less
+        // the time unless asked for.
+        let mut printed = 0;
+        loop {
+            let logs = store.run_logs(id)?;
+            for l in logs.iter().skip(printed) {
+                write_log_line(&mut out, l, a.timestamps)?;
+            }
+            printed = printed.max(logs.len());
+            out.flush()?;
+            if !a.follow || store.get_run(id)?.state.is_final() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut only = match a.stream {
+        Some(LogsStream::Output(s)) => Some(s),
+        _ => None,
+    };
+    if let Some(asked @ (Stream::Stdout | Stream::Stderr)) = only
         && store.get_run(id)?.output.combined
     {
         // The child had one channel for both streams (plumb's stdout and
@@ -651,12 +719,24 @@ fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
         );
         only = Some(Stream::Combined);
     }
+    // With timestamps and every stream, the run's log records are shown
+    // among its output, each at its time.
+    let with_logs = a.timestamps && a.stream.is_none();
     let mut cursor = OutputCursor::default();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     // The stream whose line is unfinished on the output, if any.
     let mut open_line: Option<Stream> = None;
+    // Log records printed so far, in the store's order.
+    let mut logs_printed = 0;
     loop {
+        let mut pending: std::collections::VecDeque<LogLine> = if with_logs {
+            let mut fresh: Vec<LogLine> =
+                store.run_logs(id)?.into_iter().skip(logs_printed).collect();
+            logs_printed += fresh.len();
+            fresh.sort_by_key(|l| l.time);
+            fresh.into()
+        } else {
+            Default::default()
+        };
         store.replay_output(id, only, &mut cursor, &mut |piece| {
             let (stream, time, bytes) = match piece {
                 Replayed::Read {
@@ -678,6 +758,15 @@ fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
                 }
                 return out.write_all(bytes);
             }
+            // Log records made before this read come first, each on a
+            // line of its own.
+            while pending.front().is_some_and(|l| l.time <= time) {
+                if open_line.take().is_some() {
+                    out.write_all(b"\n")?;
+                }
+                let l = pending.pop_front().expect("checked above");
+                write_log_line(&mut out, &l, true)?;
+            }
             // A read of one stream after an unfinished line of the other
             // starts a labelled line of its own: a partial stdout line must
             // never carry stderr's text under stdout's label. The rest of
@@ -695,6 +784,12 @@ fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
             }
             Ok(())
         })?;
+        if !pending.is_empty() && open_line.take().is_some() {
+            out.write_all(b"\n")?;
+        }
+        for l in pending {
+            write_log_line(&mut out, &l, true)?;
+        }
         out.flush()?;
         if !a.follow || store.get_run(id)?.state.is_final() {
             break;
@@ -704,14 +799,43 @@ fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One log record as `plumb logs` prints it: `[TIME log ]SERVICE SEVERITY
+/// message`, its text escaped (it came from the network).
+fn write_log_line(out: &mut impl Write, l: &LogLine, timestamps: bool) -> std::io::Result<()> {
+    if timestamps {
+        write!(out, "{} log ", l.time)?;
+    }
+    writeln!(
+        out,
+        "{} {} {}",
+        escape_cell(&l.service),
+        escape_cell(&l.severity),
+        escape_cell(l.message())
+    )
+}
+
 pub fn search(a: SearchArgs) -> Result<ExitCode> {
     with_source!(open_source(&a.source)?, |s| search_on(s, a))
 }
 
 fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
     let run = a.run.as_deref().map(|r| store.resolve(r)).transpose()?;
+    let (kinds, text) = plumb_store::take_kinds(&a.text.join(" "))?;
+    if a.stream.is_some()
+        && !kinds.is_empty()
+        && !kinds.contains(&plumb_model::telemetry::Kind::Output)
+    {
+        anyhow::bail!(
+            "--stream applies to program output only, and the search asks for {} records: drop --stream or add kind:output",
+            kinds
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+    }
     let hits = store.search(&SearchOptions {
-        text: a.text,
+        text,
         mode: if a.regex {
             SearchMode::Regex
         } else if a.substring {
@@ -723,6 +847,7 @@ fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
         host: a.host,
         run,
         stream: a.stream,
+        kinds,
         since: since(&a.since)?,
         until: None,
         limit: a.limit,
@@ -733,18 +858,45 @@ fn search_on<S: RunStore>(store: &S, a: SearchArgs) -> Result<ExitCode> {
         writeln!(out)?;
     } else {
         for h in &hits {
+            // RUN is empty for records sent from outside any run; KIND is
+            // the output stream, `log` or `span`.
+            let run = h.run_id().map_or(String::new(), |id| short_id(&id));
+            let (kind, text) = match h {
+                Hit::Output(o) => (o.stream.as_str(), escape_cell(&o.text).into_owned()),
+                Hit::Log(l) => (
+                    "log",
+                    format!(
+                        "{} {} {}",
+                        escape_cell(&l.service),
+                        escape_cell(&l.severity),
+                        escape_cell(l.message())
+                    ),
+                ),
+                Hit::Span(s) => (
+                    "span",
+                    format!(
+                        "{} {} {} {} trace={}",
+                        escape_cell(&s.service),
+                        escape_cell(&s.name),
+                        human_duration(s.duration_ns),
+                        s.status.as_str(),
+                        escape_cell(&s.trace_id)
+                    ),
+                ),
+            };
             writeln!(
                 out,
-                "{}  {}  {}  {}  {}",
-                short_id(&h.run_id),
-                h.time,
-                h.host,
-                h.stream.as_str(),
-                h.text
+                "{run:<18}  {}  {}  {kind:<8}  {text}",
+                h.time(),
+                escape_cell(h.host()),
             )?;
         }
     }
-    note_gaps(store, run.into_iter().chain(hits.iter().map(|h| h.run_id)));
+    note_gaps(
+        store,
+        run.into_iter()
+            .chain(hits.iter().filter_map(|h| h.run_id())),
+    );
     Ok(found_code(hits.is_empty()))
 }
 
@@ -767,6 +919,94 @@ fn note_gaps<S: RunStore>(store: &S, runs: impl Iterator<Item = plumb_model::Uui
             );
         }
     }
+}
+
+pub fn trace(a: TraceArgs) -> Result<ExitCode> {
+    with_source!(open_source(&a.source)?, |s| trace_on(s, a))
+}
+
+fn trace_on<S: RunStore>(store: &S, a: TraceArgs) -> Result<ExitCode> {
+    let t = store.trace(&a.trace)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &t)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render_trace(&t).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The readable form of `plumb trace`: a header, then one row per span as
+/// an indented tree (start offset from the trace's start, duration,
+/// service, status, name), each span's log records beneath it by time.
+pub fn render_trace(t: &Trace) -> String {
+    use std::fmt::Write as _;
+    let t0 = t
+        .start()
+        .into_iter()
+        .chain(t.logs.first().map(|l| l.time))
+        .min()
+        .unwrap_or(Timestamp::from_nanos(0));
+    let t1 = t
+        .end()
+        .into_iter()
+        .chain(t.logs.last().map(|l| l.time))
+        .max()
+        .unwrap_or(t0);
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "trace {}  started {}  took {}  {}  {}",
+        t.trace_id,
+        t0,
+        human_duration(t1.as_nanos() - t0.as_nanos()),
+        plural(t.spans.len(), "span"),
+        plural(t.logs.len(), "log record"),
+    );
+    let _ = writeln!(
+        s,
+        "{:>9}  {:>9}  {:<16}  {:<4}  {:<6}  NAME",
+        "START", "DURATION", "SERVICE", "KIND", "STATUS"
+    );
+    for row in t.rows() {
+        let indent = "  ".repeat(row.depth());
+        match row {
+            TraceRow::Span { index, .. } => {
+                let sp = &t.spans[index];
+                let msg = if sp.status == StatusCode::Error && !sp.status_message.is_empty() {
+                    format!(": {}", escape_cell(&sp.status_message))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    s,
+                    "{:>9}  {:>9}  {:<16}  {:<4}  {:<6}  {indent}{}{msg}",
+                    format!("+{}", human_duration(sp.start.as_nanos() - t0.as_nanos())),
+                    human_duration(sp.duration_ns()),
+                    truncate(&escape_cell(&sp.source.service), 16),
+                    "span",
+                    sp.status.as_str(),
+                    escape_cell(&sp.name),
+                );
+            }
+            TraceRow::Log { index, .. } => {
+                let l = &t.logs[index];
+                let _ = writeln!(
+                    s,
+                    "{:>9}  {:>9}  {:<16}  {:<4}  {:<6}  {indent}{}",
+                    format!("+{}", human_duration(l.time.as_nanos() - t0.as_nanos())),
+                    "",
+                    truncate(&escape_cell(&l.service), 16),
+                    "log",
+                    escape_cell(&l.severity),
+                    escape_cell(l.message_in_trace()),
+                );
+            }
+        }
+    }
+    s
 }
 
 pub fn diff(a: DiffArgs) -> Result<ExitCode> {

@@ -38,7 +38,8 @@ def main() -> int:
 
     log = logging.getLogger("shop")
     tracer = trace.get_tracer("shop")
-    with tracer.start_as_current_span("checkout"):
+    with tracer.start_as_current_span("checkout") as checkout:
+        checkout.set_attribute("order.id", 42)
         log.info("checkout started for order %d", 42)
         with tracer.start_as_current_span("charge") as span:
             try:

@@ -17,6 +17,8 @@
   function human(ns) {
     ns = Math.max(0, ns);
     if (ns === 0) return "0s";
+    if (ns < 1e3) return Math.floor(ns) + "ns";
+    if (ns < 1e6) return Math.floor(ns / 1e3) + "us";
     if (ns < 1e9) return Math.floor(ns / 1e6) + "ms";
     if (ns < 1e10) {
       var t = Math.floor(ns / 1e8);
