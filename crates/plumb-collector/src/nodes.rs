@@ -352,21 +352,27 @@ async fn ingest_node_inner(
 }
 
 async fn list(_: Viewer, State(state): State<AppState>) -> Result<Json<Vec<NodeStatus>>, ApiError> {
-    let rows = state.db.read(|store| store.nodes()).await?;
+    Ok(Json(state.db.read(node_statuses).await?))
+}
+
+/// Every node the store knows, with its state and φ now: what
+/// `GET /api/v1/nodes` answers, and what `plumb nodes --local` prints on
+/// the collector's own machine.
+pub fn node_statuses(store: &plumb_store::Store) -> plumb_store::Result<Vec<NodeStatus>> {
     let now = Timestamp::now();
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| NodeStatus {
-                phi: phi_of(&r, now, Timestamp::from_nanos(0)),
-                node: r.name,
-                state: r.state,
-                since: r.since,
-                last_heartbeat: r.last_seen,
-                report: r.report,
-                fingerprint: r.fingerprint,
-            })
-            .collect(),
-    ))
+    Ok(store
+        .nodes()?
+        .into_iter()
+        .map(|r| NodeStatus {
+            phi: phi_of(&r, now, Timestamp::from_nanos(0)),
+            node: r.name,
+            state: r.state,
+            since: r.since,
+            last_heartbeat: r.last_seen,
+            report: r.report,
+            fingerprint: r.fingerprint,
+        })
+        .collect())
 }
 
 /// Query of `GET /api/v1/nodes/transitions`.

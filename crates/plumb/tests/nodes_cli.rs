@@ -201,6 +201,45 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
         text(&local).contains(&run_id),
         "the local store lists the run too"
     );
+    // `plumb nodes` reads the same sources as `nodes show`: the collector's
+    // list and the local store's list are the same nodes in the same states.
+    let remote_list: Value = serde_json::from_str(&text(
+        &plumb(&home)
+            .args(["nodes", "--json", "--collector", &url])
+            .output()
+            .unwrap(),
+    ))
+    .unwrap();
+    let local_list: Value = serde_json::from_str(&text(
+        &plumb(&data)
+            .args(["nodes", "--json", "--local"])
+            .output()
+            .unwrap(),
+    ))
+    .unwrap();
+    let names_states = |v: &Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["node"].as_str().unwrap().into(),
+                    n["state"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert!(names_states(&remote_list).len() >= 3, "{remote_list}");
+    assert_eq!(names_states(&local_list), names_states(&remote_list));
+    // Without any collector configured, a node's own (empty) store is read
+    // and says why it is empty, rather than failing.
+    let empty = plumb(&home).args(["nodes"]).output().unwrap();
+    assert!(empty.status.success(), "{empty:?}");
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("no node has reported to the store"),
+        "{empty:?}"
+    );
+    assert!(String::from_utf8_lossy(&empty.stdout).starts_with("NODE"));
 
     // Unknown names are named, remotely and locally.
     for (dir, args) in [

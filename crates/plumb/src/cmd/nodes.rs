@@ -1,5 +1,6 @@
 //! `plumb nodes`: the fleet as the collector sees it; `plumb nodes show
-//! NAME`: everything known about one node.
+//! NAME`: everything known about one node. Both read the collector, or with
+//! `--local` (or no collector configured) the local store, alike.
 
 use crate::cmd::agent::client_config;
 use crate::config::Config;
@@ -15,9 +16,14 @@ use std::process::ExitCode;
 /// Arguments of `plumb nodes`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR).
+    /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR);
+    /// without one, the local store (a collector's own store, on its
+    /// machine).
     #[arg(long, global = true, value_name = "URL")]
     pub collector: Option<String>,
+    /// Read the local store even when a collector is configured.
+    #[arg(long, global = true, conflicts_with = "collector")]
+    pub local: bool,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -40,9 +46,6 @@ pub enum What {
     Show {
         /// The node's name.
         name: String,
-        /// Read the local store even when a collector is configured.
-        #[arg(long)]
-        local: bool,
     },
 }
 
@@ -135,19 +138,25 @@ fn print_history(v: &[NodeTransition]) {
     }
 }
 
-/// One node, from the collector or, without one, the local store.
-fn detail(cfg: &Config, collector: Option<String>, local: bool, name: &str) -> Result<NodeDetail> {
-    if local && collector.is_some() {
-        bail!("--local and --collector ask for two different sources: pass one");
-    }
-    let url = if local {
+/// The collector to read, or `None` for the local store: `--local`, else
+/// `--collector`, else the configured one.
+fn source(cfg: &Config, args: &Args) -> Option<String> {
+    if args.local {
         None
     } else {
-        collector.or_else(|| cfg.collector.clone())
-    };
+        args.collector.clone().or_else(|| cfg.collector.clone())
+    }
+}
+
+fn local_store(cfg: &Config) -> Result<plumb_store::Store> {
+    plumb_store::Store::open_read_only(&cfg.home)
+        .with_context(|| format!("cannot open the store in {}", cfg.home.display()))
+}
+
+/// One node, from the collector or, without one, the local store.
+fn detail(cfg: &Config, url: Option<String>, name: &str) -> Result<NodeDetail> {
     let Some(url) = url else {
-        let store = plumb_store::Store::open_read_only(&cfg.home)
-            .with_context(|| format!("cannot open the store in {}", cfg.home.display()))?;
+        let store = local_store(cfg)?;
         return plumb_collector::nodes::node_detail(&store, name)?.with_context(|| {
             format!(
                 "no node `{name}` has reported to the store in {} (is it a collector's store? `plumb nodes` lists the known ones)",
@@ -327,8 +336,9 @@ pub fn print_detail(d: &NodeDetail) {
 
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    if let Some(What::Show { name, local }) = &args.what {
-        let d = detail(&cfg, args.collector.clone(), *local, name)?;
+    let url = source(&cfg, &args);
+    if let Some(What::Show { name }) = &args.what {
+        let d = detail(&cfg, url, name)?;
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&d)?);
         } else {
@@ -336,10 +346,47 @@ pub fn main(args: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(url) = args.collector.clone().or_else(|| cfg.collector.clone()) else {
-        bail!(
-            "no collector: pass --collector URL, or set PLUMB_COLLECTOR or `collector =` in plumb.toml"
-        );
+    let Some(url) = url else {
+        // Without a collector, the local store: the collector's own store
+        // on its machine, or an empty one on a node.
+        // A node's home may hold no store yet: then no node has reported.
+        if !cfg.home.join(plumb_store::DB_FILE).exists() {
+            eprintln!(
+                "plumb: no node has reported to the store in {} (there is none yet; nodes report to a collector with `plumb agent --collector URL`; read one with --collector URL)",
+                cfg.home.display()
+            );
+            if args.json {
+                outln!("[]");
+            } else if args.history.is_some() {
+                print_history(&[]);
+            } else {
+                print_table(&[]);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let store = local_store(&cfg)?;
+        if let Some(node) = args.history {
+            let v = store.node_transitions((!node.is_empty()).then_some(node.as_str()), 1000)?;
+            if args.json {
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_history(&v);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let nodes = plumb_collector::nodes::node_statuses(&store)?;
+        if nodes.is_empty() {
+            eprintln!(
+                "plumb: no node has reported to the store in {} (nodes report to a collector with `plumb agent --collector URL`; read one with --collector URL)",
+                cfg.home.display()
+            );
+        }
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&nodes)?);
+        } else {
+            print_table(&nodes);
+        }
+        return Ok(ExitCode::SUCCESS);
     };
     let client = Client::new(&client_config(&cfg, &url))?;
     if let Some(node) = args.history {
