@@ -9,6 +9,7 @@ use plumb_model::telemetry::{Hit, Kind};
 use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, params_from_iter, types::Value};
 use serde::Serialize;
+use std::fmt::Write as _;
 
 /// Which runs `list` returns.
 #[derive(Debug, Clone, Default)]
@@ -390,28 +391,13 @@ impl Store {
             "SELECT id, run_id, host, stream, part, crc, length(bloom) FROM chunks WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
-        if let Some(h) = &opts.host {
-            sql.push_str(" AND host = ?");
-            args.push(Value::Text(h.clone()));
-        }
-        if let Some(r) = &opts.run {
-            sql.push_str(" AND run_id = ?");
-            args.push(Value::Text(r.to_string()));
-        }
+        common_filters(opts, "t_max", "t_min", &mut sql, &mut args);
         if let Some(s) = opts.stream {
             // Combined output holds stdout and stderr both, so a search of
             // either looks at it too; its hits say `combined`.
             sql.push_str(" AND stream IN (?, ?)");
             args.push(Value::Integer(s.as_u8() as i64));
             args.push(Value::Integer(Stream::Combined.as_u8() as i64));
-        }
-        if let Some(t) = opts.since {
-            sql.push_str(" AND t_max >= ?");
-            args.push(Value::Integer(t.as_nanos()));
-        }
-        if let Some(t) = opts.until {
-            sql.push_str(" AND t_min < ?");
-            args.push(Value::Integer(t.as_nanos()));
         }
         sql.push_str(" ORDER BY id DESC");
         let mut st = self.conn().prepare(&sql)?;
@@ -533,6 +519,35 @@ fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkMeta> {
         part: r.get(4)?,
         crc: r.get::<_, i64>(5)? as u32,
     })
+}
+
+/// The terms every kind of search shares, appended to `sql` (which ends in
+/// a WHERE clause) with their values: host, run, and the time window, on
+/// `since_col` (something at or after `since`) and `until_col` (before
+/// `until`).
+pub(crate) fn common_filters(
+    opts: &SearchOptions,
+    since_col: &str,
+    until_col: &str,
+    sql: &mut String,
+    args: &mut Vec<Value>,
+) {
+    if let Some(h) = &opts.host {
+        sql.push_str(" AND host = ?");
+        args.push(Value::Text(h.clone()));
+    }
+    if let Some(r) = &opts.run {
+        sql.push_str(" AND run_id = ?");
+        args.push(Value::Text(r.to_string()));
+    }
+    if let Some(t) = opts.since {
+        let _ = write!(sql, " AND {since_col} >= ?");
+        args.push(Value::Integer(t.as_nanos()));
+    }
+    if let Some(t) = opts.until {
+        let _ = write!(sql, " AND {until_col} < ?");
+        args.push(Value::Integer(t.as_nanos()));
+    }
 }
 
 /// How far `replay_output` has got, per stream. Serializable, so a remote

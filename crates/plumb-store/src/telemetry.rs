@@ -453,22 +453,7 @@ impl Store {
             "SELECT id, source, run_id, host, crc, length(bloom), service FROM log_chunks WHERE 1=1",
         );
         let mut args: Vec<Value> = Vec::new();
-        if let Some(h) = &opts.host {
-            sql.push_str(" AND host = ?");
-            args.push(Value::Text(h.clone()));
-        }
-        if let Some(r) = &opts.run {
-            sql.push_str(" AND run_id = ?");
-            args.push(Value::Text(r.to_string()));
-        }
-        if let Some(t) = opts.since {
-            sql.push_str(" AND t_max >= ?");
-            args.push(Value::Integer(t.as_nanos()));
-        }
-        if let Some(t) = opts.until {
-            sql.push_str(" AND t_min < ?");
-            args.push(Value::Integer(t.as_nanos()));
-        }
+        crate::query::common_filters(opts, "t_max", "t_min", &mut sql, &mut args);
         sql.push_str(" ORDER BY id DESC");
         let mut st = self.conn().prepare(&sql)?;
         let metas = st.query_map(params_from_iter(args), |r| {
@@ -560,22 +545,7 @@ impl Store {
         }
         let mut sql = String::from("SELECT trace_id, span_id, record FROM spans WHERE 1=1");
         let mut args: Vec<Value> = Vec::new();
-        if let Some(h) = &opts.host {
-            sql.push_str(" AND host = ?");
-            args.push(Value::Text(h.clone()));
-        }
-        if let Some(r) = &opts.run {
-            sql.push_str(" AND run_id = ?");
-            args.push(Value::Text(r.to_string()));
-        }
-        if let Some(t) = opts.since {
-            sql.push_str(" AND start_ns >= ?");
-            args.push(Value::Integer(t.as_nanos()));
-        }
-        if let Some(t) = opts.until {
-            sql.push_str(" AND start_ns < ?");
-            args.push(Value::Integer(t.as_nanos()));
-        }
+        crate::query::common_filters(opts, "start_ns", "start_ns", &mut sql, &mut args);
         sql.push_str(" ORDER BY start_ns DESC, trace_id, span_id");
         let mut st = self.conn().prepare(&sql)?;
         let mut rows = st.query(params_from_iter(args))?;
