@@ -81,7 +81,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// The fingerprint every group uses: plumb-record's, so that runs and OTLP
 /// records of the same failure agree.
 pub fn fingerprint(e: &Exception) -> String {
-    plumb_record::exception::fingerprint(e)
+    plumb_model::exception::fingerprint(e)
 }
 
 /// Starts the task that groups queued failed runs and resolves quiet groups
@@ -244,7 +244,7 @@ pub fn otlp_occurrences(batches: &[LogBatch]) -> Vec<NewOccurrence> {
                 continue;
             }
             let parsed = text("exception.stacktrace")
-                .and_then(|st| plumb_record::exception::parse(st.as_bytes()));
+                .and_then(|st| plumb_model::exception::parse(st.as_bytes()));
             let exception = parsed.unwrap_or_else(|| {
                 let language = source
                     .resource

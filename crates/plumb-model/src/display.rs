@@ -80,28 +80,55 @@ pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
-/// A signal's name (`SIGTERM`), or `SIG<n>` for one without a common name.
+/// A signal's name (`SIGTERM`), or `SIG<n>` for one without a name.
 pub fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        _ => return format!("SIG{signal}"),
-    };
-    name.into()
+    match signal_known(signal) {
+        Some(name) => name.into(),
+        None => format!("SIG{signal}"),
+    }
+}
+
+/// The name of a standard Linux signal by its number (`SIGKILL` for 9), or
+/// `None`. One table for every crate: the recorder names the signals it
+/// sees (and checks this table against the platform's own numbers in its
+/// tests), and a collector names signals from other machines without
+/// depending on its own platform.
+pub fn signal_known(signal: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    let k = usize::try_from(signal).ok()?.checked_sub(1)?;
+    NAMES.get(k).copied()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod alerts;
 pub mod diff;
 pub mod display;
 mod eviction;
+pub mod exception;
 pub mod frame;
 pub mod insights;
 pub mod node;

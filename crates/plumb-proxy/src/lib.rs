@@ -45,6 +45,7 @@ mod api;
 pub mod client;
 mod link;
 pub mod model;
+mod proxy;
 mod ship;
 mod state;
 mod udp;

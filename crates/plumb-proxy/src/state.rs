@@ -4,239 +4,94 @@
 use crate::model::{
     ApiError, Protocol, ProxyCreate, ProxyUpdate, ToxicSpec, ToxicUpdate, not_applicable,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// A toxic as installed: the spec plus a version that changes on every update,
-/// so live connections can tell which toxics changed.
-#[derive(Debug)]
-pub(crate) struct ToxicEntry {
-    pub spec: ToxicSpec,
-    pub version: u64,
+use crate::proxy::{Proxy, ProxyInner, ProxyMetrics, Runner, ToxicEntry, lock};
+
+/// Binds `proxy`'s listener and starts accepting. Must run inside a tokio
+/// runtime.
+fn start(proxy: &Arc<Proxy>, inner: &mut ProxyInner) -> Result<(), ApiError> {
+    if inner.runner.is_some() {
+        return Ok(());
+    }
+    let listen = if inner.listen.is_empty() {
+        "127.0.0.1:0".to_string()
+    } else {
+        inner.listen.clone()
+    };
+    let addr = resolve(&listen)?;
+    if inner.protocol == Protocol::Udp {
+        return start_udp(proxy, inner, &listen, addr);
+    }
+    let std_listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+    let bound = std_listener
+        .local_addr()
+        .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)
+        .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
+    inner.listen = bound.to_string();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    inner.runner = Some(Runner {
+        stop: stop_tx,
+        fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+    });
+    inner.enabled = true;
+    tokio::spawn(crate::link::accept_loop(
+        listener,
+        Arc::clone(proxy),
+        Arc::from(inner.upstream.as_str()),
+        stop_rx,
+    ));
+    tracing::info!(proxy = %proxy.name, listen = %bound, upstream = %inner.upstream, "proxy started");
+    Ok(())
 }
 
-/// The toxics of a proxy in insertion order; replaced whole on every change.
-pub(crate) type ToxicSet = Arc<Vec<Arc<ToxicEntry>>>;
-
-/// Counters for one proxy. Bytes are counted as they move, so they are live
-/// while a connection is open (Toxiproxy counts only when a link ends).
-#[derive(Debug, Default)]
-pub(crate) struct ProxyMetrics {
-    /// Bytes read, indexed by [`dir_index`].
-    pub received: [AtomicU64; 2],
-    /// Bytes written, indexed by [`dir_index`].
-    pub sent: [AtomicU64; 2],
-    /// Of `sent`, the bytes moved by splice(2) without a userspace copy,
-    /// so users (and tests) can see which path a proxy's traffic takes.
-    pub zero_copy: [AtomicU64; 2],
-    pub connections_total: AtomicU64,
-    pub connections_active: AtomicU64,
-    /// Connections closed at once because the proxy had
-    /// [`Registry::max_connections`] open already.
-    pub connections_refused: AtomicU64,
-    /// Times each toxic was switched on for a connection, by name and type.
-    pub activations: Mutex<BTreeMap<(String, &'static str), u64>>,
-}
-
-/// Index into the per-direction counters: 0 upstream, 1 downstream.
-pub(crate) fn dir_index(s: crate::model::Stream) -> usize {
-    match s {
-        crate::model::Stream::Upstream => 0,
-        crate::model::Stream::Downstream => 1,
-    }
-}
-
-impl ProxyMetrics {
-    pub fn activated(&self, name: &str, kind: &'static str) {
-        *lock(&self.activations)
-            .entry((name.to_string(), kind))
-            .or_insert(0) += 1;
-    }
-}
-
-struct ProxyInner {
-    protocol: Protocol,
-    listen: String,
-    upstream: String,
-    enabled: bool,
-    runner: Option<Runner>,
-}
-
-/// A running listener.
-struct Runner {
-    /// Signalling (or dropping) this stops the accept loop and every
-    /// connection it accepted.
-    stop: watch::Sender<bool>,
-    /// The listening socket, shut down synchronously on stop so its port can
-    /// be bound again at once (the accept task closes it a moment later).
-    fd: std::os::fd::RawFd,
-}
-
-/// One proxy.
-pub(crate) struct Proxy {
-    pub name: String,
-    /// Connections it serves at once; more are closed as they come.
-    pub max_connections: u64,
-    inner: Mutex<ProxyInner>,
-    toxics: watch::Sender<ToxicSet>,
-    pub metrics: ProxyMetrics,
-}
-
-impl std::fmt::Debug for Proxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Locks a mutex, carrying on if a panicking holder poisoned it: every
-/// critical section here leaves the data consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Proxy {
-    pub fn toxics_rx(&self) -> watch::Receiver<ToxicSet> {
-        self.toxics.subscribe()
-    }
-
-    fn toxics_now(&self) -> ToxicSet {
-        self.toxics.borrow().clone()
-    }
-
-    /// The JSON shape of `GET /proxies/{name}`.
-    pub fn to_json(&self) -> Value {
-        let inner = lock(&self.inner);
-        let mut v = json!({
-            "name": self.name,
-            "listen": inner.listen,
-            "upstream": inner.upstream,
-            "enabled": inner.enabled,
-            "toxics": self.toxics_now().iter().map(|t| t.spec.to_json()).collect::<Vec<_>>(),
-        });
-        // TCP proxies keep Toxiproxy's exact shape.
-        if inner.protocol == Protocol::Udp {
-            v["protocol"] = json!("udp");
-        }
-        v
-    }
-
-    fn listen_upstream(&self) -> (String, String) {
-        let inner = lock(&self.inner);
-        (inner.listen.clone(), inner.upstream.clone())
-    }
-
-    /// The address it listens on while running.
-    fn bound(&self) -> Option<SocketAddr> {
-        let inner = lock(&self.inner);
-        inner.runner.as_ref()?;
-        inner.listen.parse().ok()
-    }
-
-    /// Binds the listener and starts accepting. Must run inside a tokio
-    /// runtime.
-    fn start(self: &Arc<Self>, inner: &mut ProxyInner) -> Result<(), ApiError> {
-        if inner.runner.is_some() {
-            return Ok(());
-        }
-        let listen = if inner.listen.is_empty() {
-            "127.0.0.1:0".to_string()
-        } else {
-            inner.listen.clone()
-        };
-        let addr = resolve(&listen)?;
-        if inner.protocol == Protocol::Udp {
-            return self.start_udp(inner, &listen, addr);
-        }
-        let std_listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
-        let bound = std_listener
-            .local_addr()
-            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(|e| ApiError::new(500, format!("listen tcp {listen}: {e}")))?;
-        inner.listen = bound.to_string();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        inner.runner = Some(Runner {
-            stop: stop_tx,
-            fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
-        });
-        inner.enabled = true;
-        tokio::spawn(crate::link::accept_loop(
-            listener,
-            Arc::clone(self),
-            Arc::from(inner.upstream.as_str()),
-            stop_rx,
-        ));
-        tracing::info!(proxy = %self.name, listen = %bound, upstream = %inner.upstream, "proxy started");
-        Ok(())
-    }
-
-    fn start_udp(
-        self: &Arc<Self>,
-        inner: &mut ProxyInner,
-        listen: &str,
-        addr: SocketAddr,
-    ) -> Result<(), ApiError> {
-        let err = |e: std::io::Error| ApiError::new(500, format!("listen udp {listen}: {e}"));
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::DGRAM,
-            None,
-        )
-        .map_err(err)?;
-        // Lets a re-enabled proxy bind its port again while the previous
-        // socket is still being closed by its task.
-        sock.set_reuse_address(true).map_err(err)?;
-        sock.bind(&addr.into()).map_err(err)?;
-        sock.set_nonblocking(true).map_err(err)?;
-        let std_sock: std::net::UdpSocket = sock.into();
-        let bound = std_sock.local_addr().map_err(err)?;
-        let udp = tokio::net::UdpSocket::from_std(std_sock).map_err(err)?;
-        inner.listen = bound.to_string();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        inner.runner = Some(Runner {
-            stop: stop_tx,
-            fd: -1,
-        });
-        inner.enabled = true;
-        tokio::spawn(crate::udp::run(
-            Arc::new(udp),
-            Arc::clone(self),
-            Arc::from(inner.upstream.as_str()),
-            stop_rx,
-        ));
-        tracing::info!(proxy = %self.name, listen = %bound, upstream = %inner.upstream, "udp proxy started");
-        Ok(())
-    }
-
-    fn protocol(&self) -> Protocol {
-        lock(&self.inner).protocol
-    }
-
-    fn stop(&self, inner: &mut ProxyInner) {
-        if let Some(r) = inner.runner.take() {
-            // The accept task owns the socket and exits only after the signal
-            // below, so the descriptor is still this listener here.
-            if r.fd >= 0 {
-                // SAFETY: shutdown(2) on a descriptor that is open and ours.
-                unsafe { libc::shutdown(r.fd, libc::SHUT_RDWR) };
-            }
-            // Receivers see the change (or the drop) and close everything.
-            let _ = r.stop.send(true);
-            tracing::info!(proxy = %self.name, "proxy stopped");
-        }
-        inner.enabled = false;
-    }
+fn start_udp(
+    proxy: &Arc<Proxy>,
+    inner: &mut ProxyInner,
+    listen: &str,
+    addr: SocketAddr,
+) -> Result<(), ApiError> {
+    let err = |e: std::io::Error| ApiError::new(500, format!("listen udp {listen}: {e}"));
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        None,
+    )
+    .map_err(err)?;
+    // Lets a re-enabled proxy bind its port again while the previous
+    // socket is still being closed by its task.
+    sock.set_reuse_address(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.set_nonblocking(true).map_err(err)?;
+    let std_sock: std::net::UdpSocket = sock.into();
+    let bound = std_sock.local_addr().map_err(err)?;
+    let udp = tokio::net::UdpSocket::from_std(std_sock).map_err(err)?;
+    inner.listen = bound.to_string();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    inner.runner = Some(Runner {
+        stop: stop_tx,
+        fd: -1,
+    });
+    inner.enabled = true;
+    tokio::spawn(crate::udp::run(
+        Arc::new(udp),
+        Arc::clone(proxy),
+        Arc::from(inner.upstream.as_str()),
+        stop_rx,
+    ));
+    tracing::info!(proxy = %proxy.name, listen = %bound, upstream = %inner.upstream, "udp proxy started");
+    Ok(())
 }
 
 fn resolve(listen: &str) -> Result<SocketAddr, ApiError> {
@@ -459,7 +314,7 @@ impl Registry {
         let proxy = self.new_proxy(c);
         if c.enabled {
             let mut inner = lock(&proxy.inner);
-            proxy.start(&mut inner)?;
+            start(&proxy, &mut inner)?;
             // With port 0 the listener's address is known only now.
             let bound = inner.listen.parse().ok();
             if let Err(e) = self.check_upstream(&proxies, &c.name, &c.upstream, bound) {
@@ -496,7 +351,7 @@ impl Registry {
                     inner.upstream = up.clone();
                 }
                 if u.enabled.unwrap_or(was_enabled) {
-                    proxy.start(&mut inner)?;
+                    start(&proxy, &mut inner)?;
                     let bound = inner.listen.parse().ok();
                     if let Err(e) = self.check_upstream(&proxies, name, &upstream, bound) {
                         proxy.stop(&mut inner);
@@ -505,7 +360,7 @@ impl Registry {
                 }
             } else {
                 match u.enabled {
-                    Some(true) => proxy.start(&mut inner)?,
+                    Some(true) => start(&proxy, &mut inner)?,
                     Some(false) => proxy.stop(&mut inner),
                     None => {}
                 }
@@ -529,7 +384,7 @@ impl Registry {
     pub fn reset(&self) -> Result<(), ApiError> {
         for proxy in self.list() {
             let mut inner = lock(&proxy.inner);
-            proxy.start(&mut inner)?;
+            start(&proxy, &mut inner)?;
             proxy.toxics.send_replace(Arc::new(Vec::new()));
         }
         self.record("reset", None, None, Value::Null);

@@ -1,9 +1,9 @@
 //! UDP proxies: one upstream socket per client address ("session"), with
 //! datagram toxics (latency, loss, duplicate, reorder) applied per datagram.
 
-use crate::link::ActiveGuard;
 use crate::model::{Stream, ToxicKind};
-use crate::state::{Proxy, ToxicSet, dir_index};
+use crate::proxy::ActiveGuard;
+use crate::proxy::{Proxy, ToxicSet, dir_index};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ struct Rolls {
 }
 
 impl Rolls {
-    fn active(&mut self, t: &crate::state::ToxicEntry, proxy: &Proxy) -> bool {
+    fn active(&mut self, t: &crate::proxy::ToxicEntry, proxy: &Proxy) -> bool {
         if let Some((v, on)) = self.rolled.get(&t.spec.name)
             && *v == t.version
         {

@@ -69,7 +69,7 @@ pub fn parse_signal(s: &str) -> Result<libc::c_int, UnknownSignal> {
     };
     (1..=libc::SIGRTMAX())
         .filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP)
-        .find(|&n| crate::supervise::signal_name(n).as_deref() == Some(name.as_str()))
+        .find(|&n| crate::signals::signal_name(n).as_deref() == Some(name.as_str()))
         .ok_or_else(|| UnknownSignal(s.to_string()))
 }
 

@@ -17,7 +17,6 @@ outcomes are tried again, full-jitter backoff).
 mod capture;
 pub mod cloud;
 pub mod evict;
-pub mod exception;
 pub mod files;
 pub mod fingerprint;
 pub mod host;
@@ -31,4 +30,5 @@ pub mod throttle;
 mod tree;
 
 pub use redact::Redactor;
+pub use signals::signal_name;
 pub use supervise::{RecordError, RunOptions, Sink, Supervision, record, record_supervised};

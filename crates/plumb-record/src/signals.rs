@@ -214,8 +214,7 @@ fn dispatch(read: OwnedFd) {
                             let procs = tree::run_processes(Some(pid), &others(pid));
                             let processes = tree::signal_all(&procs, sig);
                             state.forwarded.push(ForwardedSignal {
-                                signal: crate::supervise::signal_name(sig)
-                                    .unwrap_or_else(|| sig.to_string()),
+                                signal: signal_name(sig).unwrap_or_else(|| sig.to_string()),
                                 time: Timestamp::now(),
                                 processes,
                             });
@@ -248,8 +247,7 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
         tracing::info!(source, first = %e.source, "eviction warning ignored: an eviction is already under way");
         return;
     }
-    let signal =
-        crate::supervise::signal_name(policy.signal).unwrap_or_else(|| policy.signal.to_string());
+    let signal = signal_name(policy.signal).unwrap_or_else(|| policy.signal.to_string());
     tracing::warn!(
         source,
         signal = %signal,
@@ -619,5 +617,74 @@ fn restore(saved: &mut Vec<(libc::c_int, libc::sigaction)>) {
     for (sig, old) in saved.drain(..) {
         // SAFETY: `old` is what sigaction returned for this signal.
         unsafe { libc::sigaction(sig, &old, std::ptr::null_mut()) };
+    }
+}
+/// `SIGKILL` for 9, and so on: the standard names from
+/// [`plumb_model::display::signal_known`], and `SIGRTMIN+n` for real-time
+/// signals by this platform's numbering.
+pub fn signal_name(signal: i32) -> Option<String> {
+    if let Some(name) = plumb_model::display::signal_known(signal) {
+        return Some(name.to_string());
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    (min..=max)
+        .contains(&signal)
+        .then(|| format!("SIGRTMIN+{}", signal - min))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_follow_the_platform() {
+        // The one table in plumb-model must agree with this platform's
+        // numbering for every signal it names.
+        let platform = [
+            (libc::SIGHUP, "SIGHUP"),
+            (libc::SIGINT, "SIGINT"),
+            (libc::SIGQUIT, "SIGQUIT"),
+            (libc::SIGILL, "SIGILL"),
+            (libc::SIGTRAP, "SIGTRAP"),
+            (libc::SIGABRT, "SIGABRT"),
+            (libc::SIGBUS, "SIGBUS"),
+            (libc::SIGFPE, "SIGFPE"),
+            (libc::SIGKILL, "SIGKILL"),
+            (libc::SIGUSR1, "SIGUSR1"),
+            (libc::SIGSEGV, "SIGSEGV"),
+            (libc::SIGUSR2, "SIGUSR2"),
+            (libc::SIGPIPE, "SIGPIPE"),
+            (libc::SIGALRM, "SIGALRM"),
+            (libc::SIGTERM, "SIGTERM"),
+            (libc::SIGSTKFLT, "SIGSTKFLT"),
+            (libc::SIGCHLD, "SIGCHLD"),
+            (libc::SIGCONT, "SIGCONT"),
+            (libc::SIGSTOP, "SIGSTOP"),
+            (libc::SIGTSTP, "SIGTSTP"),
+            (libc::SIGTTIN, "SIGTTIN"),
+            (libc::SIGTTOU, "SIGTTOU"),
+            (libc::SIGURG, "SIGURG"),
+            (libc::SIGXCPU, "SIGXCPU"),
+            (libc::SIGXFSZ, "SIGXFSZ"),
+            (libc::SIGVTALRM, "SIGVTALRM"),
+            (libc::SIGPROF, "SIGPROF"),
+            (libc::SIGWINCH, "SIGWINCH"),
+            (libc::SIGIO, "SIGIO"),
+            (libc::SIGPWR, "SIGPWR"),
+            (libc::SIGSYS, "SIGSYS"),
+        ];
+        for (number, name) in platform {
+            assert_eq!(
+                signal_name(number).as_deref(),
+                Some(name),
+                "signal {number}"
+            );
+        }
+        assert_eq!(
+            signal_name(libc::SIGRTMIN() + 2).as_deref(),
+            Some("SIGRTMIN+2")
+        );
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(-1), None);
     }
 }

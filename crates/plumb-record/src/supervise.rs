@@ -15,7 +15,8 @@ use std::time::Duration;
 use crate::capture::{self, Source};
 use crate::evict::EvictOptions;
 use crate::signals::{EvictPolicy, Forwarder};
-use crate::{Redactor, cloud, exception, files, fingerprint, host, pty};
+use crate::{Redactor, cloud, files, fingerprint, host, pty};
+use plumb_model::exception;
 
 /// What to run and what to capture.
 #[derive(Debug, Clone)]
@@ -645,7 +646,7 @@ fn exit_status(status: libc::c_int) -> ExitStatus {
         ExitStatus {
             code: None,
             signal: Some(signal),
-            signal_name: signal_name(signal),
+            signal_name: crate::signals::signal_name(signal),
             core_dumped: libc::WCOREDUMP(status),
         }
     } else {
@@ -654,47 +655,6 @@ fn exit_status(status: libc::c_int) -> ExitStatus {
             ..ExitStatus::default()
         }
     }
-}
-
-/// `SIGKILL` for 9, and so on; by the platform's own numbering.
-pub fn signal_name(signal: i32) -> Option<String> {
-    let name = match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGCHLD => "SIGCHLD",
-        libc::SIGCONT => "SIGCONT",
-        libc::SIGSTOP => "SIGSTOP",
-        libc::SIGTSTP => "SIGTSTP",
-        libc::SIGTTIN => "SIGTTIN",
-        libc::SIGTTOU => "SIGTTOU",
-        libc::SIGURG => "SIGURG",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGVTALRM => "SIGVTALRM",
-        libc::SIGPROF => "SIGPROF",
-        libc::SIGWINCH => "SIGWINCH",
-        libc::SIGIO => "SIGIO",
-        libc::SIGPWR => "SIGPWR",
-        libc::SIGSYS => "SIGSYS",
-        s if s >= libc::SIGRTMIN() && s <= libc::SIGRTMAX() => {
-            return Some(format!("SIGRTMIN+{}", s - libc::SIGRTMIN()));
-        }
-        _ => return None,
-    };
-    Some(name.to_string())
 }
 
 fn micros(t: libc::timeval) -> u64 {
@@ -720,13 +680,6 @@ fn rusage(u: &libc::rusage) -> Rusage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signal_names_follow_the_platform() {
-        assert_eq!(signal_name(libc::SIGKILL).as_deref(), Some("SIGKILL"));
-        assert_eq!(signal_name(libc::SIGSEGV).as_deref(), Some("SIGSEGV"));
-        assert_eq!(signal_name(0), None);
-    }
 
     #[test]
     fn name_defaults_to_the_script_and_a_given_name_wins() {

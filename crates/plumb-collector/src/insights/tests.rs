@@ -35,7 +35,7 @@ fn batch(records: Vec<LogRecord>) -> LogBatch {
 #[test]
 fn otlp_exception_with_a_stacktrace_joins_the_run_group() {
     // The same traceback a run would have died with, on stderr.
-    let from_run = plumb_record::exception::parse(TRACEBACK.as_bytes()).unwrap();
+    let from_run = plumb_model::exception::parse(TRACEBACK.as_bytes()).unwrap();
     let b = batch(vec![
         record(&[("code.lineno", "4")], 1),
         record(

@@ -80,7 +80,7 @@ fn open(args: &SourceArgs) -> Result<Source> {
             // The local store has no background task: group the failed runs
             // recorded since the last look, and resolve quiet groups, now.
             loop {
-                let d = store.drain_error_queue(1000, &plumb_record::exception::fingerprint)?;
+                let d = store.drain_error_queue(1000, &plumb_model::exception::fingerprint)?;
                 if d.taken < 1000 {
                     break;
                 }

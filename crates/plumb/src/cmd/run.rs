@@ -585,7 +585,7 @@ fn describe_exit(run: &Run) -> String {
         Some((Some(c), _)) => format!("exit code {c}"),
         Some((None, Some(s))) => format!(
             "signal {}",
-            plumb_record::supervise::signal_name(s).unwrap_or_else(|| s.to_string())
+            plumb_record::signal_name(s).unwrap_or_else(|| s.to_string())
         ),
         _ => "no exit status".into(),
     }

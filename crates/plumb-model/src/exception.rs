@@ -10,12 +10,12 @@
 //!
 //! ```
 //! let stderr = b"Traceback (most recent call last):\n  File \"app.py\", line 3, in <module>\n    main()\nValueError: bad input\n";
-//! let e = plumb_record::exception::parse(stderr).unwrap();
+//! let e = plumb_model::exception::parse(stderr).unwrap();
 //! assert_eq!((e.language.as_str(), e.kind.as_str(), e.message.as_str()), ("python", "ValueError", "bad input"));
 //! assert_eq!(e.frames[0].line, Some(3));
 //! ```
 
-use plumb_model::{Exception, Frame};
+use crate::{Exception, Frame};
 use sha2::{Digest, Sha256};
 
 /// How many chained causes are followed at most; a guard against pathological
@@ -773,7 +773,7 @@ pub fn fingerprint(e: &Exception) -> String {
         h.update(b"message\0");
         h.update(normalize_message(&e.message).as_bytes());
     }
-    plumb_model::hex(&h.finalize()[..8])
+    crate::hex(&h.finalize()[..8])
 }
 
 /// Replaces the parts of a message that vary between occurrences of the same
