@@ -15,8 +15,10 @@ use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, header, request::Parts};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
 
 /// What a token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,10 +139,10 @@ impl Auth {
         if c.tokens.is_empty() && !self.inner.required {
             return Ok(());
         }
-        let hash = crate::tokens::hash_token(session);
+        let hash = hash_token(session);
         let mut found: Option<Role> = None;
         for (h, role) in &c.sessions {
-            if crate::tokens::ct_eq(h, &hash) {
+            if ct_eq(h, &hash) {
                 found = Some(*role);
             }
         }
@@ -179,12 +181,12 @@ impl Auth {
                 needed.as_str()
             )));
         };
-        let hash = crate::tokens::hash_token(token);
+        let hash = hash_token(token);
         let mut found: Option<Role> = None;
         for (h, role) in &c.tokens {
             // Every stored hash is compared, in constant time, so timing
             // says nothing about which (if any) matched.
-            if crate::tokens::ct_eq(h, &hash) {
+            if ct_eq(h, &hash) {
                 found = Some(*role);
             }
         }
@@ -278,10 +280,7 @@ pub async fn open_session(state: &AppState, token: &str) -> Result<String, ApiEr
     getrandom::fill(&mut secret)
         .map_err(|e| ApiError::Internal(format!("cannot get random bytes for a session: {e}")))?;
     let id = format!("{SESSION_PREFIX}{}", plumb_model::hex(&secret));
-    let (hash, token_hash) = (
-        crate::tokens::hash_token(&id),
-        crate::tokens::hash_token(token),
-    );
+    let (hash, token_hash) = (hash_token(&id), hash_token(token));
     state
         .db
         .write(move |s| s.add_session(&hash, &token_hash))
@@ -295,7 +294,7 @@ pub async fn close_session(state: &AppState, headers: &HeaderMap) -> Result<(), 
     let Some(id) = cookie_session(headers) else {
         return Ok(());
     };
-    let hash = crate::tokens::hash_token(id);
+    let hash = hash_token(id);
     state.db.write(move |s| s.delete_session(&hash)).await?;
     state.auth.invalidate();
     Ok(())
@@ -323,4 +322,46 @@ impl FromRequestParts<AppState> for Agent {
         require(state, &parts.headers, Role::Agent).await?;
         Ok(Agent)
     }
+}
+
+// Making and checking tokens. The store keeps only hashes
+// ([`plumb_store::Store::add_token`]); the token itself is shown once.
+
+/// What every token starts with, so one found in a log or a paste is
+/// recognisable (and greppable by secret scanners).
+pub const TOKEN_PREFIX: &str = "plumb_";
+
+/// SHA-256 of a presented token.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+/// Equality of two hashes in time independent of where they differ.
+pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Creates a token with `role`, stores its hash, and returns the token
+/// (the only time it exists in clear).
+pub fn create_token(
+    store: &plumb_store::Store,
+    role: Role,
+    name: &str,
+) -> Result<String, TokenError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| TokenError::Random(e.to_string()))?;
+    let token = format!("{TOKEN_PREFIX}{}", plumb_model::hex(&secret));
+    store.add_token(&hash_token(&token), role.as_str(), name)?;
+    Ok(token)
+}
+
+/// Why a token could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The OS random source failed.
+    #[error("cannot get random bytes for a token: {0}")]
+    Random(String),
+    /// The store refused it.
+    #[error(transparent)]
+    Store(#[from] plumb_store::StoreError),
 }

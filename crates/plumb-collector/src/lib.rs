@@ -34,7 +34,6 @@ pub mod otlp;
 pub mod runs;
 pub mod server;
 pub mod tls;
-pub mod tokens;
 pub mod web;
 
 pub use auth::Role;

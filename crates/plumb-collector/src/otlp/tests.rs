@@ -253,8 +253,8 @@ fn ingest_needs_an_agent_token_and_queries_a_viewer_token() {
     let (agent_token, viewer_token) = {
         let store = plumb_store::Store::open(dir.path()).unwrap();
         (
-            crate::tokens::create(&store, Role::Agent, "a").unwrap(),
-            crate::tokens::create(&store, Role::Viewer, "v").unwrap(),
+            crate::auth::create_token(&store, Role::Agent, "a").unwrap(),
+            crate::auth::create_token(&store, Role::Viewer, "v").unwrap(),
         )
     };
     let h = crate::spawn(CollectorConfig::new(dir.path().to_path_buf())).unwrap();

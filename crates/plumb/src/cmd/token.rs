@@ -57,7 +57,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
             let dir = data.unwrap_or(cfg.home);
             let store = plumb_store::Store::open(&dir)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            let token = plumb_collector::tokens::create(&store, role, &name)?;
+            let token = plumb_collector::auth::create_token(&store, role, &name)?;
             let mut out = crate::out::stdout();
             writeln!(out, "{token}")?;
             eprintln!(
