@@ -7,12 +7,14 @@
 set -euo pipefail
 
 if ! command -v python3 >/dev/null; then
+    echo "install-checkpoint: installing python3 python3-pip (apt)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends python3 python3-pip
 fi
 
 pip_install() {
+    echo "install-checkpoint: installing $* (pip)"
     python3 -m pip install --quiet "$@" \
         || python3 -m pip install --quiet --break-system-packages "$@"
 }

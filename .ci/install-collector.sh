@@ -7,5 +7,6 @@ if command -v promtool >/dev/null 2>&1; then
 fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-collector: installing prometheus (apt, for promtool)"
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus

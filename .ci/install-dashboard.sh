@@ -12,10 +12,12 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ! command -v node >/dev/null 2>&1; then need+=(nodejs npm); fi
 if [ "${#need[@]}" -gt 0 ]; then
+    echo "install-dashboard: installing ${need[*]} (apt)"
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need[@]}" fonts-dejavu-core
 fi
 
 if [ ! -d tests/dashboard/node_modules/playwright-core ]; then
+    echo "install-dashboard: installing playwright-core (npm ci in tests/dashboard)"
     (cd tests/dashboard && npm ci --no-audit --no-fund)
 fi

@@ -5,6 +5,7 @@
 set -euo pipefail
 
 if ! command -v python3 >/dev/null; then
+    echo "install-otlp: installing python3 python3-pip (apt)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends python3 python3-pip
@@ -12,6 +13,7 @@ fi
 
 if ! python3 -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
     pkgs=(opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2)
+    echo "install-otlp: installing ${pkgs[*]} (pip)"
     python3 -m pip install --quiet "${pkgs[@]}" \
         || python3 -m pip install --quiet --break-system-packages "${pkgs[@]}"
 fi

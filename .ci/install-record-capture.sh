@@ -8,6 +8,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import importlib.metadata as m; m.version("pip")' >/dev/null 2>&1 || need+=(python3-pip)
 command -v git >/dev/null 2>&1 || need+=(git)
 if [ "${#need[@]}" -gt 0 ]; then
+    echo "install-record-capture: installing ${need[*]} (apt)"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
 fi

@@ -7,7 +7,8 @@
 //! Targets (issue 3): under 1% of one core and under 20 MiB RSS. For scale,
 //! the baseline is the budget itself: the ratios printed are figure/target.
 
-use anyhow::{Context, Result, bail};
+use crate::measure::{self, cpu_seconds, verdict, vm_kib};
+use anyhow::{Context, Result};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,22 +25,8 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
     let seconds: u64 = opt("--seconds").map_or(Ok(30), str::parse)?;
     let interval = opt("--interval").unwrap_or("5s");
-    let root = crate::workspace_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "plumb"])
-        .status()?;
-    if !status.success() {
-        bail!("building plumb failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
-    let plumb = target.join("release/plumb");
-    let work = target.join("bench-agent");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
+    let plumb = measure::release_plumb()?;
+    let work = measure::fresh_work_dir("agent")?;
     println!(
         "bench agent (plumb {}, interval {interval}, {seconds} s)",
         plumb.display()
@@ -115,36 +102,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         println!("  node state at the end: {n}");
     }
     Ok(())
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "meets target" } else { "MISSES target" }
-}
-
-/// User + system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces; fields are counted after its ')'.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11).context("no utime")?.parse()?;
-    let stime: f64 = f.get(12).context("no stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((utime + stime) / hz)
-}
-
-fn vm_kib(pid: u32, key: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("odd status line")?
-        .parse()?)
 }
 
 fn count_heartbeats(url: &str) -> Option<String> {

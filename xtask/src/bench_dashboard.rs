@@ -55,11 +55,7 @@ pub fn run(args: &[&str]) -> Result<()> {
             .context("--n needs a number")?,
         None => 30,
     };
-    let root = crate::workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::measure::target_dir();
     let dir = target
         .join("bench-dashboard")
         .join(format!("seed-v{SEED_VERSION}"));

@@ -22,6 +22,7 @@
 //!
 //! Options: `--lines N`, `--quick` (1 million lines).
 
+use crate::measure;
 use anyhow::{Context, Result, bail};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -59,11 +60,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         None if quick => 1_000_000,
         None => 10_000_000,
     };
-    let root = crate::workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::measure::target_dir();
     let work = target.join("bench-ingest");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -111,7 +108,7 @@ pub fn run(args: &[&str]) -> Result<()> {
                         bodies.push((b, body));
                     }
                     ready.wait();
-                    let cpu0 = thread_cpu_secs();
+                    let cpu0 = measure::own_cpu_seconds(libc::RUSAGE_THREAD);
                     let mut latencies = Vec::with_capacity(bodies.len());
                     let mut failed = None;
                     for (b, body) in &bodies {
@@ -130,7 +127,7 @@ pub fn run(args: &[&str]) -> Result<()> {
                             }
                         }
                     }
-                    let cpu = thread_cpu_secs() - cpu0;
+                    let cpu = measure::own_cpu_seconds(libc::RUSAGE_THREAD) - cpu0;
                     done.wait();
                     match failed {
                         Some(e) => Err(e),
@@ -140,12 +137,15 @@ pub fn run(args: &[&str]) -> Result<()> {
             threads.push(thread);
         }
         ready.wait();
-        let (proc0, writer0) = (process_cpu_secs(), writer_cpu_secs());
+        let (proc0, writer0) = (
+            measure::own_cpu_seconds(libc::RUSAGE_SELF),
+            measure::threads_cpu_seconds("plumb-db-writer"),
+        );
         let t = Instant::now();
         done.wait();
         secs += t.elapsed().as_secs_f64();
-        process_cpu += process_cpu_secs() - proc0;
-        writer_cpu += writer_cpu_secs() - writer0;
+        process_cpu += measure::own_cpu_seconds(libc::RUSAGE_SELF) - proc0;
+        writer_cpu += measure::threads_cpu_seconds("plumb-db-writer") - writer0;
         for t in threads {
             let (l, r, cpu) = t.join().expect("sender thread")?;
             latencies.extend(l);
@@ -192,7 +192,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     );
     println!(
         "   CPU per line: collector {per_line_us:.2} core-us (of which store writer thread {writer_us:.2}), senders {sender_us:.2} core-us  ({collector_cpu:.1} + {sender_cpu:.1} core-s; load average {})",
-        load_average()
+        measure::load_average()
     );
     println!(
         "   lines/s these CPU costs allow on 2 idle cores (projections, comparable across runs under load):"
@@ -309,61 +309,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         "peers for scale: OpenTelemetry Collector ~10000 log records/s per core; SQLite + inline FTS5 27k-44k rows/s here"
     );
     Ok(())
-}
-
-/// CPU seconds (user + system) of the calling thread.
-fn thread_cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU seconds (user + system) of the collector's store writer thread
-/// (`plumb-db-writer`, which lives as long as the collector), from its
-/// `/proc/self/task/TID/stat`.
-fn writer_cpu_secs() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for t in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        // The name sits in parentheses and may hold spaces: split after it.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] != "plumb-db-writer" {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-        let u: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let s: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        ticks += u + s;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks as f64 / hz
-}
-
-/// CPU seconds (user + system) of the whole process.
-fn process_cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split(' ').next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn agent() -> ureq::Agent {

@@ -25,6 +25,7 @@
 //! `$PLUMB_BIN proxy` when PLUMB_BIN is set, else this program re-run in
 //! server mode (the same `plumb_proxy` library code as `plumb proxy`).
 
+use crate::measure;
 use anyhow::{Context, Result, bail};
 use plumb_proxy::Client;
 use std::io::{Read, Write};
@@ -85,43 +86,8 @@ impl Peer {
     }
 
     fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
+        measure::vm_kib(self.child.id(), "VmRSS:").ok()
     }
-}
-
-/// utime + stime of process `pid`, in seconds, from /proc/<pid>/stat. The
-/// kernel sums every thread, exited ones included.
-fn proc_cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; fields are counted
-    // after its closing parenthesis, where field 3 (state) comes first.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace();
-    let utime: u64 = f.nth(11)?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    // SAFETY: sysconf reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some((utime + stime) as f64 / hz.max(1) as f64)
-}
-
-/// CPU seconds (user + system) used by this process: the benchmark's own
-/// threads, which are the sender and the sink while a stream runs.
-fn self_cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn free_port() -> Result<SocketAddr> {
@@ -220,8 +186,8 @@ fn one_stream(
 ) -> Result<StreamRun> {
     let buf = vec![0x5au8; 1 << 20];
     let mut s = TcpStream::connect(to)?;
-    let proxy_before = proxy_pid.and_then(proc_cpu_secs);
-    let ends_before = self_cpu_secs();
+    let proxy_before = proxy_pid.and_then(|p| measure::cpu_seconds(p).ok());
+    let ends_before = measure::own_cpu_seconds(libc::RUSAGE_SELF);
     let t = Instant::now();
     let mut left = STREAM_BYTES;
     while left > 0 {
@@ -234,8 +200,8 @@ fn one_stream(
         .recv_timeout(Duration::from_secs(120))
         .context("the sink never finished")?;
     let secs = t.elapsed().as_secs_f64();
-    let ends_after = self_cpu_secs();
-    let proxy_after = proxy_pid.and_then(proc_cpu_secs);
+    let ends_after = measure::own_cpu_seconds(libc::RUSAGE_SELF);
+    let proxy_after = proxy_pid.and_then(|p| measure::cpu_seconds(p).ok());
     if got != STREAM_BYTES {
         bail!("sink got {got} of {STREAM_BYTES} bytes");
     }

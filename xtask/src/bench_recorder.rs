@@ -11,6 +11,7 @@
 //!
 //! Options: `--quick` (smaller sizes, for a smoke run), `--only N` (one part).
 
+use crate::measure::{self, dir_size, median, verdict, wait4};
 use anyhow::{Context, Result, bail};
 use plumb_model::{Run, RunState, Stream, Timestamp};
 use plumb_store::Store;
@@ -26,23 +27,8 @@ pub fn run(args: &[&str]) -> Result<()> {
         .position(|a| *a == "--only")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok());
-    let root = crate::workspace_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "plumb"])
-        .status()?;
-    if !status.success() {
-        bail!("building plumb failed");
-    }
-    // Where cargo put it: CARGO_TARGET_DIR when set, else target/.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
-    let plumb = target.join("release/plumb");
-    let work = target.join("bench-recorder");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
+    let plumb = measure::release_plumb()?;
+    let work = measure::fresh_work_dir("recorder")?;
     println!(
         "bench recorder (plumb {}){}",
         plumb.display(),
@@ -66,15 +52,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         list(&plumb, &work, if quick { 10_000 } else { 100_000 })?;
     }
     Ok(())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "meets target" } else { "MISSES target" }
 }
 
 fn overhead(plumb: &Path, work: &Path, reps: usize) -> Result<()> {
@@ -275,36 +252,6 @@ fn output(plumb: &Path, work: &Path, size: u64, reps: usize) -> Result<()> {
     Ok(())
 }
 
-/// What wait4 reports of a finished child.
-struct Usage {
-    code: i32,
-    maxrss_kib: i64,
-    /// User plus system CPU, seconds (including descendants it reaped).
-    cpu_s: f64,
-}
-
-fn wait4(pid: u32) -> Result<Usage> {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid out-pointers.
-    let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
-    if r < 0 {
-        bail!("wait4: {}", std::io::Error::last_os_error());
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Usage {
-        code,
-        maxrss_kib: ru.ru_maxrss,
-        cpu_s: secs(ru.ru_utime) + secs(ru.ru_stime),
-    })
-}
-
 /// Checks what `wc -c` printed against the size of the file.
 fn check_count(wc_stdout: &[u8], size: u64) -> Result<()> {
     let n: u64 = String::from_utf8_lossy(wc_stdout).trim().parse()?;
@@ -312,23 +259,6 @@ fn check_count(wc_stdout: &[u8], size: u64) -> Result<()> {
         bail!("wc counted {n} bytes, expected {size}");
     }
     Ok(())
-}
-
-fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if let Ok(rd) = std::fs::read_dir(&d) {
-            for e in rd.flatten() {
-                match e.metadata() {
-                    Ok(m) if m.is_dir() => stack.push(e.path()),
-                    Ok(m) => total += m.len(),
-                    Err(_) => {}
-                }
-            }
-        }
-    }
-    total
 }
 
 /// Fills a store with `lines` lines of output over 100 runs on 10 hosts,

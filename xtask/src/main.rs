@@ -11,6 +11,7 @@ mod bench_dashboard;
 mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
+mod measure;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,25 +41,67 @@ pub fn workspace_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// The whole test suite: every crate's tests under nextest, then the Python
-/// package's tests under pytest.
+/// The whole test suite: first what the tests need from outside Rust
+/// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool;
+/// each installs only what is missing and says what it installs), then
+/// every crate's tests under nextest, then the Python package's tests
+/// under pytest. Each stage's time is printed at the end.
 fn test(extra: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();
+    let mut times = Vec::new();
+    let started = std::time::Instant::now();
+    let mut scripts: Vec<_> = std::fs::read_dir(root.join(".ci"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("install-") && n.ends_with(".sh"))
+        })
+        .collect();
+    scripts.sort();
+    println!(
+        "== test dependencies: {} install scripts in .ci/ (each installs only what is missing)",
+        scripts.len()
+    );
+    for script in &scripts {
+        let status = std::process::Command::new("bash")
+            .current_dir(&root)
+            .arg(script)
+            .status()?;
+        if !status.success() {
+            bail!(
+                "{} failed ({status}); the tests that need it would fail",
+                script.display()
+            );
+        }
+    }
+    times.push(("install test dependencies", started.elapsed()));
+
+    let started = std::time::Instant::now();
+    println!("== cargo nextest run --workspace");
     let status = std::process::Command::new(&cargo)
         .current_dir(&root)
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(extra)
         .status()?;
+    times.push(("cargo nextest (build and run)", started.elapsed()));
     if !status.success() {
         bail!("cargo nextest failed: {status}");
     }
+    let started = std::time::Instant::now();
+    println!("== pytest python/tests");
     let status = std::process::Command::new("python3")
         .current_dir(&root)
         .args(["-m", "pytest", "-q", "python/tests"])
         .status()?;
+    times.push(("pytest", started.elapsed()));
     if !status.success() {
         bail!("pytest failed: {status}");
+    }
+    for (stage, t) in times {
+        println!("{:7.1}s  {stage}", t.as_secs_f64());
     }
     Ok(())
 }

@@ -170,10 +170,53 @@ pub fn whole(bytes: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// The body of the fuzz target `read_frames` (in `fuzz/`), as a plain
+/// function so the stable tests replay its checked-in corpus
+/// (`fuzz/corpus/read_frames`). Any bytes read as frames must give whole
+/// frames and then stop, never panic; the frames read must encode back to
+/// exactly the bytes they were read from.
+#[doc(hidden)]
+pub fn fuzz_read_frames(data: &[u8]) {
+    let payloads = whole(data);
+    let mut again = Vec::new();
+    for p in &payloads {
+        encode(p, &mut again);
+    }
+    assert!(data.starts_with(&again), "frames re-encode to their bytes");
+    // Stepping with `next` stops at the same place, with an error unless
+    // the bytes ended there.
+    let mut rest = data;
+    let mut n = 0;
+    loop {
+        match next(rest) {
+            Ok(Some((_, after))) => {
+                assert!(after.len() < rest.len());
+                rest = after;
+                n += 1;
+            }
+            Ok(None) => {
+                assert_eq!(again.len(), data.len());
+                break;
+            }
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                assert!(again.len() < data.len());
+                break;
+            }
+        }
+    }
+    assert_eq!(n, payloads.len());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn fuzz_corpus_replays_clean() {
+        crate::fuzzing::replay("read_frames", 3, fuzz_read_frames);
+    }
 
     proptest! {
         #[test]

@@ -26,6 +26,7 @@ pub mod display;
 mod eviction;
 pub mod exception;
 pub mod frame;
+pub mod fuzzing;
 pub mod insights;
 pub mod node;
 mod secret;

@@ -508,15 +508,5 @@ mod budget {
 /// checks, on the stable toolchain.
 #[test]
 fn fuzz_corpus_replays_clean() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode_otlp");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        eprintln!("replaying {}", path.display());
-        crate::fuzzing::decode_otlp(&data);
-        n += 1;
-    }
-    assert!(n >= 5, "{n} inputs in {}", dir.display());
+    plumb_model::fuzzing::replay("decode_otlp", 5, crate::fuzzing::decode_otlp);
 }

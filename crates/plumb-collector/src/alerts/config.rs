@@ -38,7 +38,14 @@ impl<'de> Deserialize<'de> for Dur {
 
 impl Serialize for Dur {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+        // Whole milliseconds read best; anything finer is kept exactly, so
+        // a printed configuration reads back the same.
+        let ns = self.0.as_nanos();
+        if ns.is_multiple_of(1_000_000) {
+            s.serialize_str(&format!("{}ms", ns / 1_000_000))
+        } else {
+            s.serialize_str(&format!("{ns}ns"))
+        }
     }
 }
 
@@ -368,5 +375,41 @@ impl AlertsConfig {
             ));
         }
         Ok(())
+    }
+}
+/// The body of the fuzz target `alerts_config` (in `fuzz/`), as a plain
+/// function so the stable tests replay its checked-in corpus
+/// (`fuzz/corpus/alerts_config`). Any text must parse to a configuration
+/// or give an error, never panic; a configuration that parses must print
+/// (as `plumb alerts` shows it) to text that parses to the same
+/// configuration.
+#[doc(hidden)]
+pub fn fuzz_alerts_config(data: &[u8]) {
+    let Ok(c) = serde_json::from_slice::<AlertsConfig>(data) else {
+        return;
+    };
+    let _ = c.validate();
+    let text = serde_json::to_vec(&c).expect("a configuration serializes");
+    let again: AlertsConfig =
+        serde_json::from_slice(&text).expect("a printed configuration parses");
+    assert_eq!(again, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_corpus_replays_clean() {
+        plumb_model::fuzzing::replay("alerts_config", 3, fuzz_alerts_config);
+    }
+
+    #[test]
+    fn durations_finer_than_a_millisecond_print_exactly() {
+        let c: AlertsConfig = serde_json::from_str(r#"{"interval":"1500us"}"#).unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.contains(r#""interval":"1500000ns""#), "{text}");
+        let again: AlertsConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(again.interval, Dur(Duration::from_micros(1500)));
     }
 }

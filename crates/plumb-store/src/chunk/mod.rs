@@ -25,7 +25,7 @@ mod lz4;
 mod words;
 
 pub use builder::{BUF_CAPACITY, ChunkBuilder, READ_HEADROOM};
-pub use codec::{MAGIC_V2, decode, encode, encode_with};
+pub use codec::{MAGIC_V2, decode, encode, encode_with, fuzz_decode_chunk};
 pub use words::{for_each_word, for_each_word_fast, is_word_byte, word_filter};
 
 use plumb_model::{Stream, Timestamp};
