@@ -126,3 +126,79 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    type Edges = BTreeMap<String, BTreeSet<String>>;
+
+    /// The plumb crates each crate's Cargo.toml names under `[dependencies]`.
+    fn cargo_edges() -> Edges {
+        let root = super::workspace_root();
+        let mut edges = Edges::new();
+        for entry in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+            let manifest = entry.path().join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut deps = BTreeSet::new();
+            let mut in_deps = false;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with('[') {
+                    in_deps = line == "[dependencies]";
+                } else if in_deps && line.starts_with("plumb-") {
+                    let dep = line.split(['.', ' ', '=']).next().unwrap();
+                    deps.insert(dep.to_string());
+                }
+            }
+            edges.insert(name, deps);
+        }
+        edges
+    }
+
+    /// The list in ARCHITECTURE.md's "Crate dependencies" section.
+    fn stated_edges() -> Edges {
+        let text =
+            std::fs::read_to_string(super::workspace_root().join("ARCHITECTURE.md")).unwrap();
+        let section = text
+            .split("## Crate dependencies")
+            .nth(1)
+            .expect("ARCHITECTURE.md has a Crate dependencies section");
+        let block = section
+            .split("```text\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("the section has a ```text block");
+        block
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (from, to) = l.split_once("->").expect("lines read `crate -> deps`");
+                (
+                    from.trim().to_string(),
+                    to.split_whitespace().map(str::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn architecture_names_every_crate_edge() {
+        let (cargo, stated) = (cargo_edges(), stated_edges());
+        for (krate, deps) in &cargo {
+            assert_eq!(
+                stated.get(krate),
+                Some(deps),
+                "ARCHITECTURE.md's edges of {krate} differ from its Cargo.toml"
+            );
+        }
+        let extra: Vec<_> = stated.keys().filter(|k| !cargo.contains_key(*k)).collect();
+        assert!(
+            extra.is_empty(),
+            "ARCHITECTURE.md names crates that do not exist: {extra:?}"
+        );
+    }
+}
