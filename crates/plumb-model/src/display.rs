@@ -80,6 +80,112 @@ pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
+/// How a run ended, as `plumb show` and the run page both word it:
+/// `code 1`, `signal 9 (SIGKILL), core dumped`, or `unknown`.
+pub fn exit_status(e: &crate::ExitStatus) -> String {
+    match (e.code, e.signal) {
+        (Some(c), _) => format!("code {c}"),
+        (None, Some(sig)) => format!(
+            "signal {sig} ({}){}",
+            e.signal_name.clone().unwrap_or_else(|| signal_name(sig)),
+            if e.core_dumped { ", core dumped" } else { "" }
+        ),
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// Which attempt a run is (`2 of 3`), or `None` for a run without
+/// retries.
+pub fn attempt(run: &crate::Run) -> Option<String> {
+    (run.max_attempts.is_some() || run.attempt > 1).then(|| {
+        let max = run
+            .max_attempts
+            .map_or(String::new(), |m| format!(" of {m}"));
+        format!("{}{max}", run.attempt)
+    })
+}
+
+/// What a run wrote, in one line: bytes per stream (or combined), lines,
+/// and what was dropped over the cap.
+pub fn output_summary(o: &crate::OutputSummary) -> String {
+    let tty = |t: bool| if t { " (tty)" } else { "" };
+    let streams = if o.combined {
+        format!(
+            "stdout and stderr combined {}{} (they went to the same place)",
+            size(o.stdout_bytes),
+            tty(o.stdout_tty)
+        )
+    } else {
+        format!(
+            "stdout {}{}, stderr {}{}",
+            size(o.stdout_bytes),
+            tty(o.stdout_tty),
+            size(o.stderr_bytes),
+            tty(o.stderr_tty)
+        )
+    };
+    let dropped = if o.dropped_bytes > 0 {
+        format!(", {} dropped over the cap", size(o.dropped_bytes))
+    } else {
+        String::new()
+    };
+    format!("{streams}, {} lines{dropped}", o.lines)
+}
+
+/// The story of an eviction, one line per step: the warning, how the
+/// run ended, whom the signal reached, the notice itself.
+pub fn eviction(e: &crate::Eviction) -> Vec<String> {
+    let mut lines = vec![format!(
+        "warned {} by {}, sent {}, grace {}",
+        e.warned,
+        e.source,
+        e.signal,
+        duration(e.grace_ns)
+    )];
+    if let Some(ended) = e.ended {
+        lines.push(format!(
+            "ended {} ({} after the warning){}",
+            ended,
+            duration(ended.as_nanos() - e.warned.as_nanos()),
+            match (e.grace_expired, e.killed_group) {
+                (true, true) => ": grace ran out, process group SIGKILLed",
+                (true, false) => ": grace ran out, SIGKILLed",
+                (false, _) => ", within the grace",
+            }
+        ));
+    }
+    if e.signalled > 0 {
+        lines.push(format!(
+            "{} signalled {} process{}, {} SIGKILLed",
+            e.signal,
+            e.signalled,
+            if e.signalled == 1 { "" } else { "es" },
+            e.killed
+        ));
+    }
+    if let Some(d) = &e.detail {
+        lines.push(format!("notice {d}"));
+    }
+    lines
+}
+
+/// Processes a run left behind: the heading and one line per process.
+pub fn orphans(run: &crate::Run) -> Option<(String, Vec<String>)> {
+    (!run.orphans.is_empty()).then(|| {
+        (
+            format!(
+                "{} left running at the end{}",
+                run.orphans.len(),
+                if run.orphans_killed { ", killed" } else { "" }
+            ),
+            run.orphans
+                .iter()
+                .map(|o| format!("pid {} {}", o.pid, o.command))
+                .collect(),
+        )
+    })
+}
+
 /// A signal's name (`SIGTERM`), or `SIG<n>` for one without a name.
 pub fn signal_name(signal: i32) -> String {
     match signal_known(signal) {
@@ -136,6 +242,57 @@ mod tests {
     use super::*;
     use crate::parse_duration_ns;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_run_is_described_once_for_the_cli_and_the_page() {
+        let e = crate::ExitStatus {
+            signal: Some(9),
+            core_dumped: true,
+            ..Default::default()
+        };
+        assert_eq!(exit_status(&e), "signal 9 (SIGKILL), core dumped");
+        let e = crate::ExitStatus {
+            code: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(exit_status(&e), "code 3");
+        let o = crate::OutputSummary {
+            stdout_bytes: 2048,
+            stderr_bytes: 5,
+            lines: 7,
+            dropped_bytes: 1 << 20,
+            stdout_tty: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            output_summary(&o),
+            format!(
+                "stdout {} (tty), stderr {}, 7 lines, {} dropped over the cap",
+                size(2048),
+                size(5),
+                size(1 << 20)
+            )
+        );
+        let ev = crate::Eviction {
+            warned: crate::Timestamp::from_nanos(1_000_000_000),
+            source: "SIGTERM".into(),
+            signal: "SIGTERM".into(),
+            grace_ns: 5_000_000_000,
+            ended: Some(crate::Timestamp::from_nanos(7_000_000_000)),
+            grace_expired: true,
+            killed_group: true,
+            signalled: 2,
+            killed: 1,
+            detail: None,
+        };
+        let lines = eviction(&ev);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[1].ends_with("(6.0s after the warning): grace ran out, process group SIGKILLed"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[2], "SIGTERM signalled 2 processes, 1 SIGKILLed");
+    }
 
     #[test]
     fn one_duration_reads_the_same_everywhere() {

@@ -481,38 +481,13 @@ async fn run_page(
         );
     }
     if let Some(x) = &r.exit {
-        kv(
-            &mut b,
-            "exit",
-            &match (x.code, x.signal) {
-                (Some(c), _) => format!("code {c}"),
-                (None, Some(s)) => format!(
-                    "signal {s}{}{}",
-                    x.signal_name
-                        .as_deref()
-                        .map(|n| format!(" ({n})"))
-                        .unwrap_or_default(),
-                    if x.core_dumped { ", core dumped" } else { "" }
-                ),
-                _ => "unknown".into(),
-            },
-        );
+        kv(&mut b, "exit", &plumb_model::display::exit_status(x));
     }
     if let Some(w) = &r.waiting {
         waiting_kv(&mut b, w);
     }
-    if r.attempt > 1 || r.max_attempts.is_some() {
-        kv(
-            &mut b,
-            "attempt",
-            &format!(
-                "{}{}",
-                r.attempt,
-                r.max_attempts
-                    .map(|m| format!(" of {m}"))
-                    .unwrap_or_default()
-            ),
-        );
+    if let Some(attempt) = plumb_model::display::attempt(r) {
+        kv(&mut b, "attempt", &attempt);
     }
     if let Some(first) = r.first_attempt {
         let _ = write!(
@@ -524,7 +499,7 @@ async fn run_page(
         kv(
             &mut b,
             "eviction",
-            &serde_json::to_string(e).unwrap_or_default(),
+            &plumb_model::display::eviction(e).join("; "),
         );
     }
     for (k, val) in &r.tags {
@@ -533,27 +508,7 @@ async fn run_page(
     kv(
         &mut b,
         "output",
-        &format!(
-            "{}, {} lines{}",
-            if r.output.combined {
-                format!(
-                    "{} stdout and stderr combined (they went to the same place)",
-                    bytes(r.output.stdout_bytes)
-                )
-            } else {
-                format!(
-                    "{} stdout, {} stderr",
-                    bytes(r.output.stdout_bytes),
-                    bytes(r.output.stderr_bytes)
-                )
-            },
-            r.output.lines,
-            if r.output.dropped_bytes > 0 {
-                format!(", {} dropped", bytes(r.output.dropped_bytes))
-            } else {
-                String::new()
-            }
-        ),
+        &plumb_model::display::output_summary(&r.output),
     );
     if let Some(h) = &r.fingerprint {
         kv(&mut b, "fingerprint", h);
@@ -561,20 +516,11 @@ async fn run_page(
     if let Some(e) = &r.launch_error {
         kv(&mut b, "launch failed", e);
     }
-    if !r.orphans.is_empty() {
-        let list: Vec<String> = r
-            .orphans
-            .iter()
-            .map(|o| format!("{} {}", o.pid, o.command))
-            .collect();
+    if let Some((heading, lines)) = plumb_model::display::orphans(r) {
         kv(
             &mut b,
-            if r.orphans_killed {
-                "orphans (killed)"
-            } else {
-                "orphans left running"
-            },
-            &list.join("; "),
+            "orphans",
+            &format!("{heading}: {}", lines.join("; ")),
         );
     }
     for w in &r.warnings {

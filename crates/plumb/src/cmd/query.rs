@@ -380,20 +380,7 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     let _ = writeln!(s, "name      {}", run.name);
     let _ = writeln!(s, "state     {}", run.state.as_str());
     if let Some(e) = &run.exit {
-        match (e.code, e.signal) {
-            (Some(c), _) => {
-                let _ = writeln!(s, "exit      code {c}");
-            }
-            (None, Some(sig)) => {
-                let _ = writeln!(
-                    s,
-                    "exit      signal {sig} ({}){}",
-                    e.signal_name.as_deref().unwrap_or("?"),
-                    if e.core_dumped { ", core dumped" } else { "" }
-                );
-            }
-            _ => {}
-        }
+        let _ = writeln!(s, "exit      {}", display::exit_status(e));
     }
     if let Some(e) = &run.launch_error {
         let _ = writeln!(s, "launch    failed: {e}");
@@ -407,56 +394,19 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             human_duration(end.as_nanos() - run.started.as_nanos())
         );
     }
-    if run.max_attempts.is_some() || run.attempt > 1 {
-        let max = run
-            .max_attempts
-            .map_or(String::new(), |m| format!(" of {m}"));
+    if let Some(attempt) = display::attempt(run) {
         let first = run
             .first_attempt
             .map_or(String::new(), |f| format!("  (first attempt {f})"));
-        let _ = writeln!(s, "attempt   {}{max}{first}", run.attempt);
+        let _ = writeln!(s, "attempt   {attempt}{first}");
     }
     if let Some(w) = &run.waiting {
         let _ = writeln!(s, "{}", render_waiting(w));
     }
     if let Some(e) = &run.eviction {
-        let _ = writeln!(
-            s,
-            "evicted   warned {} by {}, sent {}, grace {}",
-            e.warned,
-            e.source,
-            e.signal,
-            human_duration(e.grace_ns)
-        );
-        if let Some(ended) = e.ended {
-            let _ = writeln!(
-                s,
-                "          ended {} ({} after the warning){}",
-                ended,
-                human_duration(ended.as_nanos() - e.warned.as_nanos()),
-                if e.grace_expired {
-                    if e.killed_group {
-                        ": grace ran out, process group SIGKILLed"
-                    } else {
-                        ": grace ran out, SIGKILLed"
-                    }
-                } else {
-                    ", within the grace"
-                }
-            );
-        }
-        if e.signalled > 0 {
-            let _ = writeln!(
-                s,
-                "          {} signalled {} process{}, {} SIGKILLed",
-                e.signal,
-                e.signalled,
-                if e.signalled == 1 { "" } else { "es" },
-                e.killed
-            );
-        }
-        if let Some(d) = &e.detail {
-            let _ = writeln!(s, "          notice {d}");
+        for (k, line) in display::eviction(e).iter().enumerate() {
+            let label = if k == 0 { "evicted" } else { "" };
+            let _ = writeln!(s, "{label:<9} {line}");
         }
     }
     if !run.tags.is_empty() {
@@ -508,36 +458,7 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             r.involuntary_switches
         );
     }
-    let o = &run.output;
-    if o.combined {
-        let _ = writeln!(
-            s,
-            "output    combined {} B{} (stdout and stderr went to the same place; captured as one stream)  {} lines{}",
-            o.stdout_bytes,
-            if o.stdout_tty { " (tty)" } else { "" },
-            o.lines,
-            if o.dropped_bytes > 0 {
-                format!("  ({} B dropped over the cap)", o.dropped_bytes)
-            } else {
-                String::new()
-            }
-        );
-    } else {
-        let _ = writeln!(
-            s,
-            "output    stdout {} B{}  stderr {} B{}  {} lines{}",
-            o.stdout_bytes,
-            if o.stdout_tty { " (tty)" } else { "" },
-            o.stderr_bytes,
-            if o.stderr_tty { " (tty)" } else { "" },
-            o.lines,
-            if o.dropped_bytes > 0 {
-                format!("  ({} B dropped over the cap)", o.dropped_bytes)
-            } else {
-                String::new()
-            }
-        );
-    }
+    let _ = writeln!(s, "output    {}", display::output_summary(&run.output));
     for f in &run.forwarded {
         let _ = writeln!(
             s,
@@ -548,15 +469,10 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             if f.processes == 1 { "" } else { "es" }
         );
     }
-    if !run.orphans.is_empty() {
-        let _ = writeln!(
-            s,
-            "orphans   {} left running at the end{}",
-            run.orphans.len(),
-            if run.orphans_killed { ", killed" } else { "" }
-        );
-        for o in &run.orphans {
-            let _ = writeln!(s, "          pid {} {}", o.pid, o.command);
+    if let Some((heading, lines)) = display::orphans(run) {
+        let _ = writeln!(s, "orphans   {heading}");
+        for line in lines {
+            let _ = writeln!(s, "          {line}");
         }
     }
     for (title, files) in [
