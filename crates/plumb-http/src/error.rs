@@ -29,7 +29,10 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     /// No connection, a timeout, a TLS failure, or the exchange broke off.
-    #[error("cannot reach {service} {url}: {message}")]
+    /// (The message is in parentheses, not after a colon: a URL ending in
+    /// `/token` followed by `: ...` reads as a credential to plumb's
+    /// redactor, which would hide the reason in a run's warnings.)
+    #[error("cannot reach {service} {url} ({message})")]
     Transport {
         /// What the server is.
         service: &'static str,

@@ -254,7 +254,7 @@ fn a_refused_connection_is_retryable_and_names_the_url() {
     assert!(e.is_retryable());
     let shown = e.to_string();
     assert!(
-        shown.starts_with(&format!("cannot reach webhook {base}/hook: cannot connect")),
+        shown.starts_with(&format!("cannot reach webhook {base}/hook (cannot connect")),
         "{shown}"
     );
 }
