@@ -63,13 +63,28 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one shipping request may take; the shipper retries later.
 const SHIP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A command reading a collector tries three times when the connection
+/// cannot be made or the collector says it is busy (429, 502-504), waiting
+/// up to 0.2 s, then 0.4 s (or the `Retry-After` it asked for, up to 5 s):
+/// a collector restarting or briefly overloaded is not an error, and one
+/// that is away is reported within a second.
+const READ_RETRY: plumb_http::Retry = plumb_http::Retry {
+    attempts: 3,
+    backoff: plumb_http::Backoff {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(5),
+    },
+};
+
 /// The client settings for the collector at `url`: the configured token
-/// (`PLUMB_TOKEN`, `token =`) and CA (`PLUMB_CA_CERT`, `ca_cert =`).
+/// (`PLUMB_TOKEN`, `token =`) and CA (`PLUMB_CA_CERT`, `ca_cert =`), and
+/// the retries of a reading command.
 pub fn client_config(cfg: &Config, url: &str) -> plumb_http::Config {
     plumb_http::Config {
         token: cfg.token.clone(),
         ca_cert: cfg.ca_cert.clone(),
         timeout: READ_TIMEOUT,
+        retry: READ_RETRY,
         ..plumb_http::Config::new(url)
     }
 }
@@ -79,7 +94,8 @@ pub fn client(cfg: &Config, url: &str) -> Result<plumb_http::Client> {
     Ok(plumb_http::Client::new(&client_config(cfg, url))?)
 }
 
-/// The same settings for the shipper (`plumb run`, `plumb agent`).
+/// The same settings for the shipper (`plumb run`, `plumb agent`), which
+/// retries whole passes itself.
 pub fn ship_config(cfg: &Config, url: &str) -> plumb_ship::ClientConfig {
     let http = client_config(cfg, url);
     plumb_ship::ClientConfig {

@@ -298,8 +298,10 @@ fn serve(admin: &str, config: Option<PathBuf>, max_connections: u64) -> anyhow::
         let cfg = crate::config::Config::load()?;
         let _events = match cfg.collector.clone() {
             Some(url) => {
+                // The event shipper backs off between batches itself.
                 let client = plumb_http::Client::new(&plumb_http::Config {
                     timeout: std::time::Duration::from_secs(10),
+                    retry: plumb_http::Retry::NEVER,
                     ..crate::target::client_config(&cfg, &url)
                 })
                 .with_context(|| format!("collector {url}"))?;
