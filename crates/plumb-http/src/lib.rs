@@ -106,6 +106,10 @@ pub struct Config {
     pub retry: Retry,
     /// The largest response body read; larger is an [`Error::Decode`].
     pub max_body: u64,
+    /// Whether `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (and `NO_PROXY`)
+    /// apply. Off for servers only reachable directly: a cloud's
+    /// link-local metadata service, a local proxy admin API.
+    pub env_proxy: bool,
 }
 
 impl Config {
@@ -120,6 +124,7 @@ impl Config {
             timeout: Duration::from_secs(60),
             retry: Retry::NEVER,
             max_body: DEFAULT_MAX_BODY,
+            env_proxy: true,
         }
     }
 
@@ -185,7 +190,11 @@ impl Client {
         if let Some(path) = &config.ca_cert {
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&read_ca(path)?));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut builder = ureq::Agent::config_builder();
+        if !config.env_proxy {
+            builder = builder.proxy(None);
+        }
+        let agent: ureq::Agent = builder
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout))
             .timeout_connect(Some(config.timeout.min(MAX_CONNECT)))

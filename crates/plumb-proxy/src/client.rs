@@ -61,6 +61,8 @@ impl Client {
         let url = format!("http://{addr}");
         let http = plumb_http::Client::new(&plumb_http::Config {
             timeout: Duration::from_secs(30),
+            // The admin API is reached directly, as Toxiproxy's clients do.
+            env_proxy: false,
             ..plumb_http::Config::new(url.clone()).service(SERVICE)
         })
         .map_err(|_| url);

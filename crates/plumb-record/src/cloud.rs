@@ -192,6 +192,8 @@ fn client(url: &HttpUrl) -> Result<plumb_http::Client, String> {
     plumb_http::Client::new(&plumb_http::Config {
         timeout: REQUEST_TIMEOUT,
         max_body: MAX_BODY,
+        // The service is on the local link: a proxy could not reach it.
+        env_proxy: false,
         ..plumb_http::Config::new(format!("http://{}", url.authority)).service("metadata service")
     })
     .map_err(|e| e.to_string())
