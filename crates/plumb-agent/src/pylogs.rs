@@ -152,10 +152,8 @@ impl PythonLogSpool {
         for line in &lines {
             match client.post(LOGS_PATH, "application/json", line, false, &[]) {
                 Ok(_) => done.sent += 1,
-                Err(ShipError::Rejected {
-                    status: 400 | 413,
-                    message,
-                }) => {
+                Err(ShipError::Http(e)) if matches!(e.status(), Some(400 | 413)) => {
+                    let message = e.message().unwrap_or_default();
                     tracing::warn!(file = %path.display(), %message, "the collector refused a spooled Python log request; dropped");
                     done.rejected += 1;
                 }

@@ -89,8 +89,14 @@ pub async fn start(
     if !config.enabled {
         return Ok(());
     }
+    let webhooks = config
+        .webhook
+        .iter()
+        .map(|w| deliver::Webhook::new(w.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CollectorError::Config(format!("alerts.webhook: {e}")))?;
     let receivers = deliver::Receivers {
-        webhooks: config.webhook.clone(),
+        webhooks,
         execs: config.exec.clone(),
         counter,
     };

@@ -1,84 +1,66 @@
-//! A blocking client of the collector's API, and [`RemoteStore`]: the
-//! [`plumb_store::RunStore`] of a remote collector, so the CLI reads a
-//! collector exactly as it reads the local store.
+//! The collector's query API as a client sees it: [`Client`] (the one
+//! HTTP client, [`plumb_http::Client`], with the calls the CLI needs) and
+//! [`RemoteStore`], the [`plumb_store::RunStore`] of a remote collector, so
+//! the CLI reads a collector exactly as it reads the local store.
 //!
 //! HTTPS certificates are verified against Mozilla's roots, or only against
 //! the CA in `ca_cert` when one is given (a private CA).
 
 use crate::runs::{CURSOR_HEADER, OUTPUT_MEDIA_TYPE, SPOOL_MEDIA_TYPE};
+use plumb_http::{HeaderMap, encode_segment as path_segment};
 use plumb_model::telemetry::{Hit, LogLine, Trace};
-use plumb_model::{Fingerprint, Run, Secret, Stream, Uuid};
+use plumb_model::{Fingerprint, Run, Stream, Uuid};
 use plumb_store::spool::ImportStats;
 use plumb_store::{OutputCursor, OutputSink, RunFilter, RunStore, RunSummary, SearchOptions};
-use std::path::PathBuf;
-use std::time::Duration;
 
-/// Where the collector is and how to reach it.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Base URL, `http://host:7700` or `https://...`.
-    pub url: String,
-    /// Bearer token, if the collector wants one; `Debug` hides it.
-    pub token: Option<Secret>,
-    /// PEM file of the CA that signed the collector's certificate.
-    pub ca_cert: Option<PathBuf>,
-    /// Longest time one request may take.
-    pub timeout: Duration,
+/// Where the collector is and how to reach it: the one client's settings.
+pub type ClientConfig = plumb_http::Config;
+
+/// What a request to the collector can fail with: the one client's error,
+/// which keeps the URL, the status and the collector's message.
+pub type ClientError = plumb_http::Error;
+
+/// What reading a remote collector as a [`RunStore`] can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The request failed or the collector refused it.
+    #[error(transparent)]
+    Http(#[from] ClientError),
+    /// A run's output came, but could not be written where it was asked
+    /// to go (a closed pipe).
+    #[error("cannot write the output of run {run}")]
+    Write {
+        /// The run.
+        run: Uuid,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-impl ClientConfig {
-    /// A config for `url` with no token, the default roots and a 60 s
-    /// timeout.
-    pub fn new(url: impl Into<String>) -> ClientConfig {
-        ClientConfig {
-            url: url.into(),
-            token: None,
-            ca_cert: None,
-            timeout: Duration::from_secs(60),
+impl RemoteError {
+    /// The HTTP status, when the collector answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RemoteError::Http(e) => e.status(),
+            RemoteError::Write { .. } => None,
         }
     }
 }
 
-/// What a request to the collector can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The collector answered with an error; its message is kept.
-    #[error("collector {url} answered {status}: {message}")]
-    Status {
-        /// The URL asked.
-        url: String,
-        /// HTTP status.
-        status: u16,
-        /// The `error` of its JSON body (or the body).
-        message: String,
-    },
-    /// The collector could not be reached, or TLS failed.
-    #[error("cannot reach collector {url}: {message}")]
-    Transport {
-        /// The URL asked.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The answer did not parse.
-    #[error("unexpected answer from collector {url}: {message}")]
-    Decode {
-        /// The URL asked.
-        url: String,
-        /// What was wrong with it.
-        message: String,
-    },
-    /// The configuration is not usable.
-    #[error("{0}")]
-    Config(String),
-}
-
-/// A connection to one collector. Cheap to clone.
+/// A connection to one collector. Cheap to clone; its `Debug` hides the
+/// token.
 #[derive(Debug, Clone)]
 pub struct Client {
-    agent: ureq::Agent,
-    base: String,
-    token: Option<Secret>,
+    http: plumb_http::Client,
+}
+
+impl From<plumb_http::Client> for Client {
+    /// The collector's calls over a client made elsewhere (the CLI's,
+    /// with its token and CA).
+    fn from(http: plumb_http::Client) -> Client {
+        Client { http }
+    }
 }
 
 /// The largest answer read (output of a big run comes in one answer).
@@ -88,95 +70,19 @@ impl Client {
     /// A client for `config`; reads the CA file now, so a bad path is
     /// reported at once.
     pub fn new(config: &ClientConfig) -> Result<Client, ClientError> {
-        let base = config.url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Config(format!(
-                "collector URL `{}` must start with http:// or https://",
-                config.url
-            )));
-        }
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(path) = &config.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| {
-                ClientError::Config(format!(
-                    "cannot read CA certificate {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    ClientError::Config(format!(
-                        "CA certificate {} is not valid PEM: {e}",
-                        path.display()
-                    ))
-                })?;
-            if certs.is_empty() {
-                return Err(ClientError::Config(format!(
-                    "CA certificate file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(tls.build())
-            .http_status_as_error(false)
-            .timeout_global(Some(config.timeout))
-            .build()
-            .into();
         Ok(Client {
-            agent,
-            base,
-            token: config.token.clone(),
+            http: plumb_http::Client::new(config)?,
         })
+    }
+
+    /// The client underneath, for requests of other shapes.
+    pub fn http(&self) -> &plumb_http::Client {
+        &self.http
     }
 
     /// The base URL.
     pub fn url(&self) -> &str {
-        &self.base
-    }
-
-    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {}", t.expose())),
-            None => req,
-        }
-    }
-
-    fn check(
-        &self,
-        url: &str,
-        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        let mut resp = result.map_err(|e| ClientError::Transport {
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .unwrap_or_default();
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-        Err(ClientError::Status {
-            url: url.to_string(),
-            status,
-            message,
-        })
+        self.http.base()
     }
 
     /// GET `path` with `query`, as raw bytes and the response headers.
@@ -184,24 +90,14 @@ impl Client {
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<(Vec<u8>, ureq::http::HeaderMap), ClientError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.auth(self.agent.get(&url));
-        for (k, v) in query {
-            req = req.query(*k, v);
-        }
-        let mut resp = self.check(&url, req.call())?;
-        let headers = resp.headers().clone();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()
-            .map_err(|e| ClientError::Transport {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        Ok((body, headers))
+    ) -> Result<(Vec<u8>, HeaderMap), ClientError> {
+        let resp = self
+            .http
+            .get(path)
+            .queries(query)
+            .max_body(MAX_ANSWER)
+            .send()?;
+        Ok((resp.body, resp.headers))
     }
 
     /// GET `path` with `query`, parsed as JSON.
@@ -210,39 +106,17 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ClientError> {
-        let (body, _) = self.get_raw(path, query)?;
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
-            url: format!("{}{path}", self.base),
-            message: e.to_string(),
-        })
+        self.http.get(path).queries(query).send()?.json()
     }
 
     /// POSTs spool frames (gzipped) to native ingest.
     pub fn post_frames(&self, frames: &[u8]) -> Result<ImportStats, ClientError> {
-        use std::io::Write;
-        let url = format!("{}/api/v1/ingest/spool", self.base);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(frames)
-            .map_err(|e| ClientError::Config(format!("cannot compress: {e}")))?;
-        let body = gz
-            .finish()
-            .map_err(|e| ClientError::Config(format!("cannot compress: {e}")))?;
-        let req = self
-            .auth(self.agent.post(&url))
-            .header("Content-Type", SPOOL_MEDIA_TYPE)
-            .header("Content-Encoding", "gzip");
-        let mut resp = self.check(&url, req.send(&body[..]))?;
-        let bytes = resp
-            .body_mut()
-            .read_to_vec()
-            .map_err(|e| ClientError::Transport {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            message: e.to_string(),
-        })
+        self.http
+            .post("/api/v1/ingest/spool")
+            .bytes(SPOOL_MEDIA_TYPE, frames.to_vec())
+            .gzip()
+            .send()?
+            .json()
     }
 }
 
@@ -272,9 +146,9 @@ struct Shown {
 }
 
 impl RunStore for RemoteStore {
-    type Error = ClientError;
+    type Error = RemoteError;
 
-    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, ClientError> {
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, RemoteError> {
         let mut q: Vec<(&str, String)> = Vec::new();
         if let Some(n) = &f.name {
             q.push(("name", n.clone()));
@@ -295,10 +169,10 @@ impl RunStore for RemoteStore {
             q.push(("tag", format!("{k}={v}")));
         }
         q.push(("limit", f.limit.to_string()));
-        self.client.get_json("/api/v1/runs", &q)
+        Ok(self.client.get_json("/api/v1/runs", &q)?)
     }
 
-    fn resolve(&self, reference: &str) -> Result<Uuid, ClientError> {
+    fn resolve(&self, reference: &str) -> Result<Uuid, RemoteError> {
         #[derive(serde::Deserialize)]
         struct Id {
             id: Uuid,
@@ -309,12 +183,12 @@ impl RunStore for RemoteStore {
         Ok(id.id)
     }
 
-    fn get_run(&self, id: Uuid) -> Result<Run, ClientError> {
+    fn get_run(&self, id: Uuid) -> Result<Run, RemoteError> {
         let s: Shown = self.client.get_json(&format!("/api/v1/runs/{id}"), &[])?;
         Ok(s.run)
     }
 
-    fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>, ClientError> {
+    fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>, RemoteError> {
         let Some(hash) = &run.fingerprint else {
             return Ok(None);
         };
@@ -323,22 +197,24 @@ impl RunStore for RemoteStore {
             .get_json(&format!("/api/v1/fingerprints/{}", path_segment(hash)), &[])
         {
             Ok(fp) => Ok(Some(fp)),
-            Err(ClientError::Status { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
-    fn trace(&self, reference: &str) -> Result<Trace, ClientError> {
-        self.client
-            .get_json(&format!("/api/v1/traces/{}", path_segment(reference)), &[])
+    fn trace(&self, reference: &str) -> Result<Trace, RemoteError> {
+        Ok(self
+            .client
+            .get_json(&format!("/api/v1/traces/{}", path_segment(reference)), &[])?)
     }
 
-    fn run_logs(&self, id: Uuid) -> Result<Vec<LogLine>, ClientError> {
-        self.client
-            .get_json(&format!("/api/v1/telemetry/runs/{id}/logs"), &[])
+    fn run_logs(&self, id: Uuid) -> Result<Vec<LogLine>, RemoteError> {
+        Ok(self
+            .client
+            .get_json(&format!("/api/v1/telemetry/runs/{id}/logs"), &[])?)
     }
 
-    fn search(&self, o: &SearchOptions) -> Result<Vec<Hit>, ClientError> {
+    fn search(&self, o: &SearchOptions) -> Result<Vec<Hit>, RemoteError> {
         let mut q: Vec<(&str, String)> =
             vec![("text", o.text.clone()), ("mode", o.mode.as_str().into())];
         if o.ignore_case {
@@ -364,7 +240,7 @@ impl RunStore for RemoteStore {
             q.push(("until", t.as_nanos().to_string()));
         }
         q.push(("limit", o.limit.to_string()));
-        self.client.get_json("/api/v1/search", &q)
+        Ok(self.client.get_json("/api/v1/search", &q)?)
     }
 
     fn replay_output(
@@ -373,9 +249,9 @@ impl RunStore for RemoteStore {
         only: Option<Stream>,
         cursor: &mut OutputCursor,
         out: &mut OutputSink<'_>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), RemoteError> {
         let path = format!("/api/v1/runs/{run_id}/output");
-        let url = format!("{}{path}", self.client.base);
+        let url = self.client.http.url(&path);
         let mut q: Vec<(&str, String)> = vec![(
             "cursor",
             serde_json::to_string(cursor).expect("cursor serializes"),
@@ -384,9 +260,12 @@ impl RunStore for RemoteStore {
             q.push(("stream", s.as_str().into()));
         }
         let (body, headers) = self.client.get_raw(&path, &q)?;
-        let decode = |message: String| ClientError::Decode {
-            url: url.clone(),
-            message,
+        let decode = |message: String| {
+            RemoteError::Http(ClientError::Decode {
+                service: "collector",
+                url: url.clone(),
+                message,
+            })
         };
         let ct = headers
             .get("content-type")
@@ -399,9 +278,10 @@ impl RunStore for RemoteStore {
         }
         crate::runs::decode_replayed(&body, &mut *out).map_err(|e| match e {
             crate::runs::DecodeError::Malformed(message) => decode(message),
-            crate::runs::DecodeError::Write(e) => {
-                ClientError::Config(format!("cannot write output of run {run_id}: {e}"))
-            }
+            crate::runs::DecodeError::Write(source) => RemoteError::Write {
+                run: run_id,
+                source,
+            },
         })?;
         let next = headers
             .get(CURSOR_HEADER)
@@ -412,19 +292,6 @@ impl RunStore for RemoteStore {
     }
 }
 
-/// Percent-encodes a run reference or hash for use as one path segment.
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,7 +299,7 @@ mod tests {
     #[test]
     fn debug_of_a_config_client_or_store_hides_the_token() {
         let mut config = ClientConfig::new("http://127.0.0.1:9");
-        config.token = Some(Secret::new("viewer-secret-77ab"));
+        config.token = Some(plumb_model::Secret::new("viewer-secret-77ab"));
         let client = Client::new(&config).unwrap();
         let store = RemoteStore::new(client.clone());
         for shown in [

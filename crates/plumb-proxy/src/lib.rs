@@ -182,7 +182,7 @@ impl Server {
     /// Ships every proxy and toxic change, from now on, to the collector
     /// behind `client` as OTLP/HTTP JSON log records, until the returned
     /// handle is dropped. See the `ship` module for the guarantees.
-    pub fn ship_events(&self, client: plumb_ship::Client) -> std::io::Result<EventShipper> {
+    pub fn ship_events(&self, client: plumb_http::Client) -> std::io::Result<EventShipper> {
         ship::spawn(Arc::clone(&self.registry), client)
     }
 

@@ -43,7 +43,7 @@ impl Drop for EventShipper {
 
 pub(crate) fn spawn(
     registry: Arc<Registry>,
-    client: plumb_ship::Client,
+    client: plumb_http::Client,
 ) -> std::io::Result<EventShipper> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -57,8 +57,8 @@ pub(crate) fn spawn(
     })
 }
 
-fn run(registry: &Registry, client: &plumb_ship::Client, host: &str, stop: &AtomicBool) {
-    let backoff = plumb_ship::Backoff::default();
+fn run(registry: &Registry, client: &plumb_http::Client, host: &str, stop: &AtomicBool) {
+    let backoff = plumb_http::Backoff::default();
     let mut shipped = 0u64;
     let mut failures = 0u32;
     let mut warned = false;
@@ -69,13 +69,13 @@ fn run(registry: &Registry, client: &plumb_ship::Client, host: &str, stop: &Atom
         if !events.is_empty() {
             let batch = &events[..events.len().min(BATCH)];
             let body = otlp_logs_json(batch, host, dropped);
-            match client.post(
-                LOGS_PATH,
-                "application/json",
-                body.as_bytes(),
-                body.len() > 4096,
-                &[],
-            ) {
+            let mut req = client
+                .post(LOGS_PATH)
+                .bytes("application/json", body.clone());
+            if body.len() > 4096 {
+                req = req.gzip();
+            }
+            match req.send() {
                 Ok(_) => {
                     shipped = batch.last().map_or(shipped, |e| e.seq);
                     failures = 0;

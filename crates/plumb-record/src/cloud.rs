@@ -18,14 +18,13 @@
 //! - Any other URL: a 2xx answer whose body is neither empty nor `false` is
 //!   a notice; 404 (or an empty or `false` body) means none.
 //!
-//! The services speak plain HTTP on the local link, so a small HTTP/1.1
-//! client over `TcpStream` does; there is no TLS to speak. A poll runs on
-//! its own thread and stops with the run. An unreachable service is
-//! reported once as a warning (on the run too), never a failure of the job.
+//! The services speak plain HTTP on the local link (https is refused), and
+//! are asked through plumb's one HTTP client, [`plumb_http`], with short
+//! timeouts and a small body cap. A poll runs on its own thread and stops
+//! with the run. An unreachable service is reported once as a warning (on
+//! the run too), never a failure of the job.
 
 use crate::signals::Warner;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -133,7 +132,7 @@ impl CloudWatch {
     }
 }
 
-/// A URL split for a plain HTTP/1.1 request.
+/// A metadata URL, checked (plain http, a host, a numeric port) and split.
 #[derive(Debug, Clone)]
 struct HttpUrl {
     /// `host:port`, for connecting and for the Host header.
@@ -187,106 +186,39 @@ impl HttpUrl {
     }
 }
 
-/// One HTTP/1.1 exchange, `Connection: close`: (status, body).
+/// The client for the service at `url`: plain http, [`REQUEST_TIMEOUT`]
+/// per request (connection included), bodies up to [`MAX_BODY`].
+fn client(url: &HttpUrl) -> Result<plumb_http::Client, String> {
+    plumb_http::Client::new(&plumb_http::Config {
+        timeout: REQUEST_TIMEOUT,
+        max_body: MAX_BODY,
+        // The service is on the local link: a proxy could not reach it.
+        env_proxy: false,
+        ..plumb_http::Config::new(format!("http://{}", url.authority)).service("metadata service")
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// One exchange: (status, body), whatever the status.
 fn request(
-    url: &HttpUrl,
-    method: &str,
+    client: &plumb_http::Client,
+    method: plumb_http::Method,
     target: &str,
     headers: &[(&str, &str)],
 ) -> Result<(u16, Vec<u8>), String> {
-    let addrs = url
-        .authority
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.authority))?;
-    let mut last = format!("{} has no address", url.authority);
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
-        }
-    }
-    let mut stream = stream.ok_or(last)?;
-    let io = |e: std::io::Error| format!("{method} http://{}{target}: {e}", url.authority);
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
-    stream
-        .set_write_timeout(Some(REQUEST_TIMEOUT))
-        .map_err(io)?;
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: plumb\r\nAccept: */*\r\nConnection: close\r\n",
-        url.authority
-    );
+    let mut req = client.request(method, target).header("Accept", "*/*");
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(k, *v);
     }
-    if method == "PUT" {
-        req.push_str("Content-Length: 0\r\n");
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).map_err(io)?;
-    let mut raw = Vec::new();
-    stream
-        .take(MAX_BODY + 64 * 1024)
-        .read_to_end(&mut raw)
-        .map_err(io)?;
-    parse_response(&raw).ok_or_else(|| {
-        format!(
-            "{method} http://{}{target}: not an HTTP response",
-            url.authority
-        )
-    })
-}
-
-/// Splits a whole `Connection: close` response into status and body,
-/// decoding a chunked body.
-fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let end = memchr::memmem::find(raw, b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.split_whitespace();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status: u16 = parts.next()?.parse().ok()?;
-    let mut chunked = false;
-    let mut length = None;
-    for line in lines {
-        let (k, v) = line.split_once(':')?;
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        } else if k.eq_ignore_ascii_case("content-length") {
-            length = v.parse::<usize>().ok();
-        }
-    }
-    let mut body = &raw[end + 4..];
-    if chunked {
-        let mut out = Vec::new();
-        loop {
-            let line_end = memchr::memmem::find(body, b"\r\n")?;
-            let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            body = &body[line_end + 2..];
-            if size == 0 {
-                return Some((status, out));
-            }
-            out.extend_from_slice(body.get(..size)?);
-            body = body.get(size + 2..)?;
-        }
-    }
-    if let Some(n) = length {
-        body = &body[..n.min(body.len())];
-    }
-    Some((status, body.to_vec()))
+    let resp = req.send_any().map_err(|e| e.to_string())?;
+    Ok((resp.status, resp.body))
 }
 
 /// Polls one service, keeping what it needs between polls.
 struct Poller {
     watch: CloudWatch,
+    /// The client, made at the first poll (or the reason it cannot be).
+    client: Option<plumb_http::Client>,
     /// The AWS IMDSv2 session token.
     aws_token: Option<String>,
     /// This machine's name in Azure, to tell its events from its
@@ -302,6 +234,7 @@ impl Poller {
     fn new(watch: CloudWatch) -> Poller {
         Poller {
             watch,
+            client: None,
             aws_token: None,
             azure_name: None,
         }
@@ -309,6 +242,15 @@ impl Poller {
 
     fn poll(&mut self) -> Result<Option<String>, String> {
         let url = self.watch.url.clone();
+        let client = match &self.client {
+            Some(c) => c.clone(),
+            None => {
+                let c = client(&url)?;
+                self.client = Some(c.clone());
+                c
+            }
+        };
+        let (get, put) = (plumb_http::Method::GET, plumb_http::Method::PUT);
         let unexpected = |status: u16, target: &str, body: &[u8]| {
             format!(
                 "GET http://{}{target}: unexpected status {status}: {}",
@@ -325,8 +267,8 @@ impl Poller {
                         None => {
                             let t = url.target("/latest/api/token");
                             let (status, body) = request(
-                                &url,
-                                "PUT",
+                                &client,
+                                put.clone(),
                                 &t,
                                 &[("X-aws-ec2-metadata-token-ttl-seconds", AWS_TOKEN_TTL)],
                             )?;
@@ -339,8 +281,8 @@ impl Poller {
                         }
                     };
                     let (status, body) = request(
-                        &url,
-                        "GET",
+                        &client,
+                        get.clone(),
                         &target,
                         &[("X-aws-ec2-metadata-token", &token)],
                     )?;
@@ -360,7 +302,7 @@ impl Poller {
             Provider::Gcp => {
                 let target = url.target("/computeMetadata/v1/instance/preempted");
                 let (status, body) =
-                    request(&url, "GET", &target, &[("Metadata-Flavor", "Google")])?;
+                    request(&client, get, &target, &[("Metadata-Flavor", "Google")])?;
                 if status != 200 {
                     return Err(unexpected(status, &target, &body));
                 }
@@ -371,7 +313,7 @@ impl Poller {
             }
             Provider::Azure => {
                 let target = url.target("/metadata/scheduledevents?api-version=2020-07-01");
-                let (status, body) = request(&url, "GET", &target, &[("Metadata", "true")])?;
+                let (status, body) = request(&client, get, &target, &[("Metadata", "true")])?;
                 if status != 200 {
                     return Err(unexpected(status, &target, &body));
                 }
@@ -393,7 +335,7 @@ impl Poller {
                 if preempts.is_empty() {
                     return Ok(None);
                 }
-                let name = self.azure_name().to_string();
+                let name = self.azure_name(&client).to_string();
                 Ok(preempts
                     .into_iter()
                     .find(|e| {
@@ -410,7 +352,7 @@ impl Poller {
             }
             Provider::Url => {
                 let target = url.target("");
-                let (status, body) = request(&url, "GET", &target, &[])?;
+                let (status, body) = request(&client, get, &target, &[])?;
                 match status {
                     200..=299 => {
                         let text = String::from_utf8_lossy(&body).trim().to_string();
@@ -425,12 +367,17 @@ impl Poller {
     }
 
     /// This VM's name from Azure's instance metadata, asked once.
-    fn azure_name(&mut self) -> &str {
+    fn azure_name(&mut self, client: &plumb_http::Client) -> &str {
         if self.azure_name.is_none() {
             let url = &self.watch.url;
             let target =
                 url.target("/metadata/instance/compute/name?api-version=2021-02-01&format=text");
-            let name = match request(url, "GET", &target, &[("Metadata", "true")]) {
+            let name = match request(
+                client,
+                plumb_http::Method::GET,
+                &target,
+                &[("Metadata", "true")],
+            ) {
                 Ok((200, body)) => String::from_utf8_lossy(&body).trim().to_string(),
                 _ => String::new(),
             };
@@ -541,21 +488,6 @@ mod tests {
             CloudWatch::new("aws", None, Duration::ZERO),
             Err(CloudError::ZeroInterval)
         ));
-    }
-
-    #[test]
-    fn responses_parse_with_length_or_chunks() {
-        let (s, b) =
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nTRUEjunk").unwrap();
-        assert_eq!((s, b.as_slice()), (200, b"TRUE".as_slice()));
-        let (s, b) = parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((s, b.as_slice()), (200, b"abcde".as_slice()));
-        let (s, b) = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\n").unwrap();
-        assert_eq!((s, b.len()), (404, 0));
-        assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_none());
     }
 
     #[test]

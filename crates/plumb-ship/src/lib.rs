@@ -14,7 +14,8 @@ write) is stored once. Files fully shipped after their run ended are
 deleted. The outbox is bounded: when full, the oldest finished files are
 dropped and counted, and `plumb agent` reports the counts to the collector.
 
-This crate is blocking (ureq with rustls); it pulls in no async runtime.
+This crate is blocking (the one client, `plumb-http`); it pulls in no async
+runtime.
 
 ```
 let dir = tempfile::tempdir().unwrap();
@@ -26,70 +27,27 @@ assert!(b.next_delay(3, None) <= b.ceiling(3));
 */
 #![deny(missing_docs)]
 
-mod backoff;
 mod client;
 pub mod outbox;
 mod shipper;
 
-pub use backoff::Backoff;
 pub use client::{Client, ClientConfig, Reply};
 pub use outbox::{DEFAULT_SPOOL_MAX, Dropped, Outbox, SpoolEntry};
+pub use plumb_http::{Backoff, Refusal};
 pub use shipper::{
     BackgroundShipper, DEFAULT_BATCH, PassReport, SPOOL_MEDIA_TYPE, SPOOL_PATH, Shipper,
 };
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Everything shipping can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
-    /// The collector URL is not `http://...` or `https://...`.
-    #[error("`{0}` is not a collector URL: expected http://HOST:PORT or https://HOST:PORT")]
-    BadUrl(String),
-    /// The CA certificate file could not be used.
-    #[error("CA certificate {path} (PLUMB_CA_CERT): {reason}")]
-    CaCert {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No connection, a timeout, or a TLS failure: retry later.
-    #[error("cannot reach the collector at {url}: {reason}")]
-    Unreachable {
-        /// The URL.
-        url: String,
-        /// The transport error.
-        reason: String,
-    },
-    /// 429 or 503: the collector is overloaded or out of disk; retry after
-    /// `retry_after` when given.
-    #[error("collector busy ({status}): {message}")]
-    Busy {
-        /// HTTP status.
-        status: u16,
-        /// The server's `Retry-After`.
-        retry_after: Option<Duration>,
-        /// Its message.
-        message: String,
-    },
-    /// Another 5xx: retry later.
-    #[error("collector error ({status}): {message}")]
-    Server {
-        /// HTTP status.
-        status: u16,
-        /// Its message.
-        message: String,
-    },
-    /// A 4xx other than 429: the request itself was refused.
-    #[error("collector refused the request ({status}): {message}")]
-    Rejected {
-        /// HTTP status.
-        status: u16,
-        /// Its message.
-        message: String,
-    },
+    /// The exchange with the collector failed: a bad URL or CA file, no
+    /// connection, or an answer other than 2xx (with its status, message
+    /// and `Retry-After`).
+    #[error(transparent)]
+    Http(#[from] plumb_http::Error),
     /// A local file operation failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -104,35 +62,20 @@ pub enum ShipError {
 
 impl ShipError {
     /// For a refusal that waiting will not cure by itself (401, 403, 413),
-    /// what the collector refused and what to do, in words for people:
-    /// without it a wrong token looks like an outage.
+    /// what the collector refused and what to do
+    /// ([`plumb_http::Error::refusal`]).
     pub fn refusal(&self) -> Option<Refusal> {
-        let ShipError::Rejected { status, message } = self else {
-            return None;
-        };
-        let why = match status {
-            401 => format!(
-                "refused the token (401: {message}): check PLUMB_TOKEN, or `token =` in plumb.toml"
-            ),
-            403 => format!(
-                "refused the token's role (403: {message}): shipping needs an agent token (`plumb token create --role agent`)"
-            ),
-            413 => format!("refused a batch as too large (413: {message})"),
-            _ => return None,
-        };
-        Some(Refusal {
-            status: *status,
-            why,
-        })
+        match self {
+            ShipError::Http(e) => e.refusal(),
+            ShipError::Io { .. } => None,
+        }
     }
-}
 
-/// The collector refused the sender or what it sent ([`ShipError::refusal`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// HTTP status: 401, 403 or 413.
-    pub status: u16,
-    /// What was refused and what to do, e.g. "refused the token (401:
-    /// ...): check PLUMB_TOKEN, or `token =` in plumb.toml".
-    pub why: String,
+    /// The HTTP status, when the collector answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ShipError::Http(e) => e.status(),
+            ShipError::Io { .. } => None,
+        }
+    }
 }

@@ -149,8 +149,8 @@ impl Shipper {
     /// How long to wait after a failed pass.
     pub fn retry_delay(&self, err: &ShipError) -> Duration {
         let retry_after = match err {
-            ShipError::Busy { retry_after, .. } => *retry_after,
-            _ => None,
+            ShipError::Http(e) => e.retry_after(),
+            ShipError::Io { .. } => None,
         };
         self.backoff
             .next_delay(self.failures.saturating_sub(1), retry_after)
@@ -216,8 +216,10 @@ impl Shipper {
                 &[("X-Plumb-Node", self.node.clone())],
             ) {
                 Ok(_) => {}
-                Err(e @ ShipError::Rejected { status, .. })
-                    if !matches!(status, 401 | 403 | 404) =>
+                Err(e)
+                    if e.status().is_some_and(|s| {
+                        (400..500).contains(&s) && !matches!(s, 401 | 403 | 404 | 408 | 429)
+                    }) =>
                 {
                     // The collector judged the data itself bad: retrying
                     // cannot help. Keep it aside for a human.

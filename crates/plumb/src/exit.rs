@@ -38,13 +38,24 @@ pub fn for_error(err: &anyhow::Error) -> u8 {
                     plumb_store::StoreError::NoSuchRun(_) | plumb_store::StoreError::NoSuchTrace(_)
                 )
             )
-            || matches!(
-                cause.downcast_ref::<plumb_collector::client::ClientError>(),
-                Some(plumb_collector::client::ClientError::Status { status: 404, .. })
-            )
+            || http_status(cause) == Some(404)
         {
             return NOT_FOUND;
         }
     }
     TROUBLE
+}
+
+/// The HTTP status a collector answered, if `cause` is the one client's
+/// error or one of the errors wrapping it.
+fn http_status(cause: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    if let Some(e) = cause.downcast_ref::<plumb_http::Error>() {
+        return e.status();
+    }
+    if let Some(e) = cause.downcast_ref::<plumb_collector::client::RemoteError>() {
+        return e.status();
+    }
+    cause
+        .downcast_ref::<plumb_ship::ShipError>()
+        .and_then(plumb_ship::ShipError::status)
 }

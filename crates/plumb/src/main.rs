@@ -6,6 +6,7 @@ mod config;
 mod exit;
 mod logging;
 mod out;
+mod target;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -2,7 +2,8 @@
 //! (the same JSON on stdin), off the evaluation path. Evaluation hands
 //! payloads over with `try_send` on a bounded channel and never waits;
 //! each delivery runs on a blocking thread, retried with bounded
-//! exponential backoff, at most a few at a time.
+//! exponential backoff, at most a few at a time. Each webhook has one HTTP
+//! client for all its deliveries, so connections are reused.
 
 use super::config::{Dur, ExecConfig, WebhookConfig};
 use plumb_model::alerts::WebhookPayload;
@@ -16,9 +17,13 @@ use std::time::{Duration, Instant};
 
 /// Attempts per delivery (the first included).
 const ATTEMPTS: u32 = 5;
-/// Backoff before the second attempt; doubles, capped at [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The wait before the second attempt (0.5 s), doubling up to 8 s: the
+/// ceilings of the one backoff schedule, without jitter, since a handful
+/// of receivers cannot stampede anyone.
+const BACKOFF: plumb_http::Backoff = plumb_http::Backoff {
+    base: Duration::from_millis(500),
+    cap: Duration::from_secs(8),
+};
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 4;
 /// Payloads waiting for delivery; beyond this they are dropped and counted.
@@ -33,11 +38,30 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// One webhook and the client that posts to it.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Its settings.
+    pub config: WebhookConfig,
+    client: plumb_http::Client,
+}
+
+impl Webhook {
+    /// A webhook with its own client; fails on a URL that is not http(s).
+    pub fn new(config: WebhookConfig) -> Result<Webhook, plumb_http::Error> {
+        let client = plumb_http::Client::new(&plumb_http::Config {
+            timeout: config.timeout.0,
+            ..plumb_http::Config::new(config.url.clone()).service("webhook")
+        })?;
+        Ok(Webhook { config, client })
+    }
+}
+
 /// Where payloads go.
 #[derive(Debug, Clone)]
 pub struct Receivers {
     /// Webhooks.
-    pub webhooks: Vec<WebhookConfig>,
+    pub webhooks: Vec<Webhook>,
     /// Commands.
     pub execs: Vec<ExecConfig>,
     /// Outcome counter.
@@ -87,7 +111,7 @@ pub async fn run(receivers: Receivers, mut rx: tokio::sync::mpsc::Receiver<Webho
             spawn_one(&permits, &receivers, move |r| {
                 let w = &r.webhooks[i];
                 let out = post(w, &p);
-                ("webhook", w.url.clone(), out)
+                ("webhook", w.config.url.clone(), out)
             })
             .await;
         }
@@ -115,7 +139,6 @@ async fn spawn_one(
     let r = receivers.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut backoff = FIRST_BACKOFF;
         for n in 1..=ATTEMPTS {
             let (kind, target, result) = attempt(&r);
             match result {
@@ -129,32 +152,20 @@ async fn spawn_one(
                 }
                 Err(e) => {
                     tracing::info!(receiver = kind, %target, error = %e, attempt = n, "alert notification failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    std::thread::sleep(BACKOFF.ceiling(n - 1));
                 }
             }
         }
     });
 }
 
-fn post(w: &WebhookConfig, p: &WebhookPayload) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(w.timeout.0))
-        .build()
-        .into();
-    let body = serde_json::to_vec(p).expect("payload serializes");
-    let resp = agent
-        .post(&w.url)
-        .header("Content-Type", "application/json")
-        .header("User-Agent", concat!("plumb/", env!("CARGO_PKG_VERSION")))
-        .send(&body[..])
-        .map_err(|e| e.to_string())?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("answered {}", resp.status()))
-    }
+fn post(w: &Webhook, p: &WebhookPayload) -> Result<(), String> {
+    w.client
+        .post("")
+        .json(p)
+        .send()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the command with `sh -c`, the payload on stdin and `PLUMB_ALERT_*`

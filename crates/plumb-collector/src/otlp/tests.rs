@@ -33,7 +33,7 @@ const TRACES: &str = r#"{"resourceSpans":[{
 
 struct Reply {
     status: u16,
-    headers: ureq::http::HeaderMap,
+    headers: plumb_http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -43,42 +43,38 @@ impl Reply {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+fn client(h: &Handle) -> plumb_http::Client {
+    plumb_http::Client::new(&plumb_http::Config {
+        max_body: 64 << 20,
+        ..plumb_http::Config::new(h.url())
+    })
+    .unwrap()
+}
+
+fn reply(r: plumb_http::Response) -> Reply {
+    Reply {
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
+    }
 }
 
 fn post(h: &Handle, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let mut req = agent().post(format!("{}{path}", h.url()));
+    let c = client(h);
+    let mut req = c.post(path).body(body);
     for (k, v) in headers {
-        req = req.header(*k, *v);
+        req = req.header(k, *v);
     }
-    let mut resp = req.send(body).expect("request reaches the collector");
-    Reply {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.body_mut().read_to_vec().unwrap_or_default(),
-    }
+    reply(req.send_any().expect("request reaches the collector"))
 }
 
 fn get(h: &Handle, path: &str, token: Option<&str>) -> Reply {
-    let mut req = agent().get(format!("{}{path}", h.url()));
+    let c = client(h);
+    let mut req = c.get(path);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
-    let mut resp = req.call().expect("request reaches the collector");
-    Reply {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap_or_default(),
-    }
+    reply(req.send_any().expect("request reaches the collector"))
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {

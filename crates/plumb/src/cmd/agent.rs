@@ -3,8 +3,9 @@
 
 use crate::config::{Config, parse_key_value};
 use crate::out::outln;
+use crate::target::ship_config;
 use anyhow::{Context, Result, bail};
-use plumb_ship::{BackgroundShipper, Client, ClientConfig, Outbox, Shipper};
+use plumb_ship::{BackgroundShipper, Client, Outbox, Shipper};
 use plumb_store::{RunWriter, WarnFn, WriterConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,16 +49,6 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(ns as u64))
 }
 
-/// The client settings for `url` from the configuration.
-pub fn client_config(cfg: &Config, url: &str) -> ClientConfig {
-    ClientConfig {
-        collector: url.to_string(),
-        token: cfg.token.clone(),
-        ca_cert: cfg.ca_cert.clone(),
-        timeout: Duration::from_secs(20),
-    }
-}
-
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     let Some(url) = args.collector.clone().or_else(|| cfg.collector.clone()) else {
@@ -70,7 +61,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| plumb_ship::outbox::default_dir(&cfg.home));
     let mut ac = plumb_agent::AgentConfig::new(&url, outbox);
-    ac.client = client_config(&cfg, &url);
+    ac.client = ship_config(&cfg, &url);
     if let Some(n) = args.name {
         ac.name = n;
     }
@@ -118,7 +109,7 @@ pub fn start_writer(
     // Make room before this run adds to it.
     outbox.enforce_bound();
     config.spool_dirs.insert(0, dir);
-    let client = Client::new(&client_config(cfg, url));
+    let client = Client::new(&ship_config(cfg, url));
     let writer = RunWriter::start_spooled(config, run_id, warn);
     match client {
         Ok(client) => {
@@ -190,7 +181,7 @@ pub fn demo_scene(collector_url: &str, spool_root: &Path) -> Result<Vec<std::pro
     }
     outln!("Started 3 agents (demo-node-1..3) reporting to {collector_url} every second.");
     let cfg = Config::load()?;
-    let client = Client::new(&client_config(&cfg, collector_url))?;
+    let client = crate::target::client(&cfg, collector_url)?;
     // Bounded: the first heartbeats come within a second or two.
     for _ in 0..50 {
         let nodes = crate::cmd::nodes::fetch(&client)?;

@@ -1,14 +1,14 @@
 //! `plumb alerts`: the collector's alerts, and its effective rules; and the
 //! demo's fired disk alert.
 
-use crate::cmd::agent::client_config;
 use crate::config::Config;
 use crate::out::outln;
+use crate::target::get_json;
 use anyhow::{Context, Result, bail};
+use plumb_http::Client;
 use plumb_model::Timestamp;
 use plumb_model::alerts::{AlertList, AlertState};
 use plumb_model::text::Cell;
-use plumb_ship::Client;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,13 +39,7 @@ pub enum What {
 
 /// The alerts and rules, from the collector.
 pub fn fetch(client: &Client) -> Result<AlertList> {
-    let reply = client.get("/api/v1/alerts")?;
-    serde_json::from_str(&reply.body).with_context(|| {
-        format!(
-            "unexpected answer from {}/api/v1/alerts (is it a plumb collector?)",
-            client.base()
-        )
-    })
+    get_json(client, "/api/v1/alerts")
 }
 
 fn ago(t: Timestamp) -> String {
@@ -127,7 +121,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             "no collector: pass --collector URL, or set PLUMB_COLLECTOR or `collector =` in plumb.toml"
         );
     };
-    let client = Client::new(&client_config(&cfg, &url))?;
+    let client = crate::target::client(&cfg, &url)?;
     let list = fetch(&client)?;
     match (args.what, args.json) {
         (Some(What::Rules), true) => outln!("{}", serde_json::to_string_pretty(&list.rules)?),
@@ -288,7 +282,7 @@ pub fn demo_scene(
         None => outln!("The demo disk alert did not reach the webhook receiver within 20 s."),
     }
     let cfg = Config::load()?;
-    let client = Client::new(&client_config(&cfg, collector_url))?;
+    let client = crate::target::client(&cfg, collector_url)?;
     outln!("$ plumb alerts");
     print_table(&fetch(&client)?, false);
     Ok(agent)

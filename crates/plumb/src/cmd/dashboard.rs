@@ -4,7 +4,6 @@
 
 use crate::out::outln;
 use anyhow::{Context, Result};
-use plumb_collector::client::{Client, ClientConfig};
 use std::time::Instant;
 
 /// The pages a user opens first, with what each shows.
@@ -29,14 +28,16 @@ const PAGES: &[(&str, &str)] = &[
 /// and prints its URL, size and time, then the address to open.
 pub fn demo_scene(collector_url: &str) -> Result<()> {
     let base = collector_url.trim_end_matches('/');
-    let client = Client::new(&ClientConfig::new(base.to_string()))
+    let client = plumb_http::Client::new(&plumb_http::Config::new(base))
         .context("cannot reach the collector for the dashboard scene")?;
     outln!("== the web dashboard, served by plumb serve on the same port as its API");
     for (path, what) in PAGES {
         let t = Instant::now();
-        let (body, _) = client
-            .get_raw(path, &[])
-            .with_context(|| format!("the dashboard page {base}{path} failed"))?;
+        let body = client
+            .get(path)
+            .send()
+            .with_context(|| format!("the dashboard page {base}{path} failed"))?
+            .body;
         outln!(
             "  {base}{path:<18} {:>6} KiB in {:>4} ms  {what}",
             body.len() / 1024,

@@ -2,9 +2,10 @@
 //! local store or a collector; `plumb errors show FP`, `plumb errors
 //! resolve FP`.
 
-use crate::cmd::query::{SourceArgs, open_store};
+use crate::cmd::query::open_store;
 use crate::config::Config;
 use crate::out::outln;
+use crate::target::{SourceArgs, Target, get_json};
 use anyhow::{Context, Result, bail};
 use plumb_model::Timestamp;
 use plumb_model::display::duration as human_duration;
@@ -42,8 +43,6 @@ pub enum Sub {
     Show {
         /// The group's fingerprint.
         fingerprint: String,
-        #[command(flatten)]
-        source: SourceArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -52,30 +51,20 @@ pub enum Sub {
     Resolve {
         /// The group's fingerprint.
         fingerprint: String,
-        #[command(flatten)]
-        source: SourceArgs,
     },
 }
 
 /// Where the groups come from.
 enum Source {
     Local(Store, Box<Config>),
-    Remote(plumb_ship::Client, String),
+    Remote(plumb_http::Client),
 }
 
 fn open(args: &SourceArgs) -> Result<Source> {
     let cfg = Config::load()?;
-    let url = if args.local {
-        None
-    } else {
-        args.collector.clone().or(cfg.collector.clone())
-    };
-    match url {
-        Some(url) => {
-            let client = plumb_ship::Client::new(&crate::cmd::agent::client_config(&cfg, &url))?;
-            Ok(Source::Remote(client, url))
-        }
-        None => {
+    match args.target(&cfg)? {
+        Target::Collector(client) => Ok(Source::Remote(client)),
+        Target::Local => {
             let store = open_store(&cfg)?;
             // The local store has no background task: group the failed runs
             // recorded since the last look, and resolve quiet groups, now.
@@ -89,16 +78,6 @@ fn open(args: &SourceArgs) -> Result<Source> {
             Ok(Source::Local(store, Box::new(cfg)))
         }
     }
-}
-
-fn remote_json<T: serde::de::DeserializeOwned>(
-    client: &plumb_ship::Client,
-    url: &str,
-    path: &str,
-) -> Result<T> {
-    let reply = client.get(path)?;
-    serde_json::from_str(&reply.body)
-        .with_context(|| format!("unexpected answer from {url}{path} (is it a plumb collector?)"))
 }
 
 fn parse_since(s: &str) -> Result<Timestamp> {
@@ -119,7 +98,7 @@ pub fn groups(args: &Args) -> Result<Vec<ErrorGroup>> {
             };
             Ok(store.error_groups(&q)?)
         }
-        Source::Remote(client, url) => {
+        Source::Remote(client) => {
             let mut path = format!("/api/v1/errors?limit={}", args.limit);
             if let Some(t) = since {
                 path.push_str(&format!("&since={}", t.as_nanos()));
@@ -127,7 +106,7 @@ pub fn groups(args: &Args) -> Result<Vec<ErrorGroup>> {
             if let Some(s) = args.status {
                 path.push_str(&format!("&status={s}"));
             }
-            let g: ErrorGroups = remote_json(&client, &url, &path)?;
+            let g: ErrorGroups = get_json(&client, &path)?;
             Ok(g.groups)
         }
     }
@@ -234,12 +213,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 print_table(&groups, &mut crate::out::stdout())?;
             }
         }
-        Some(Sub::Show {
-            fingerprint,
-            source,
-            json,
-        }) => {
-            let detail: ErrorGroupDetail = match open(source)? {
+        Some(Sub::Show { fingerprint, json }) => {
+            let detail: ErrorGroupDetail = match open(&args.source)? {
                 Source::Local(store, cfg) => {
                     match store.error_group(
                         fingerprint,
@@ -251,9 +226,10 @@ pub fn main(args: Args) -> Result<ExitCode> {
                         None => bail!("no error group with fingerprint `{fingerprint}`"),
                     }
                 }
-                Source::Remote(client, url) => {
-                    remote_json(&client, &url, &format!("/api/v1/errors/{fingerprint}"))?
-                }
+                Source::Remote(client) => get_json(
+                    &client,
+                    &format!("/api/v1/errors/{}", plumb_http::encode_segment(fingerprint)),
+                )?,
             };
             if *json {
                 outln!("{}", serde_json::to_string_pretty(&detail)?);
@@ -261,24 +237,21 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 print_detail(&detail);
             }
         }
-        Some(Sub::Resolve {
-            fingerprint,
-            source,
-        }) => {
-            match open(source)? {
+        Some(Sub::Resolve { fingerprint }) => {
+            match open(&args.source)? {
                 Source::Local(store, _) => {
                     if !store.resolve_error_group(fingerprint, Timestamp::now())? {
                         bail!("no error group with fingerprint `{fingerprint}`");
                     }
                 }
-                Source::Remote(client, _) => {
-                    client.post(
-                        &format!("/api/v1/errors/{fingerprint}/resolve"),
-                        "application/json",
-                        b"{}",
-                        false,
-                        &[],
-                    )?;
+                Source::Remote(client) => {
+                    client
+                        .post(&format!(
+                            "/api/v1/errors/{}/resolve",
+                            plumb_http::encode_segment(fingerprint)
+                        ))
+                        .bytes("application/json", b"{}".to_vec())
+                        .send()?;
                 }
             }
             outln!("resolved {fingerprint}");
@@ -361,11 +334,11 @@ pub fn demo_scene(
         c.wait()?;
     }
     let cfg = Config::load()?;
-    let client = plumb_ship::Client::new(&crate::cmd::agent::client_config(&cfg, collector_url))?;
+    let client = crate::target::client(&cfg, collector_url)?;
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut groups: Vec<ErrorGroup> = Vec::new();
     while Instant::now() < deadline {
-        groups = remote_json::<ErrorGroups>(&client, collector_url, "/api/v1/errors")?.groups;
+        groups = get_json::<ErrorGroups>(&client, "/api/v1/errors")?.groups;
         if groups.iter().map(|g| g.count).sum::<u64>() >= 4 {
             break;
         }
@@ -386,12 +359,7 @@ pub fn demo_scene(
     let deadline = Instant::now() + Duration::from_secs(slow_secs.min(8));
     let mut runs = Vec::new();
     while Instant::now() < deadline {
-        runs = remote_json::<plumb_model::insights::SlowRuns>(
-            &client,
-            collector_url,
-            "/api/v1/runs/slow",
-        )?
-        .runs;
+        runs = get_json::<plumb_model::insights::SlowRuns>(&client, "/api/v1/runs/slow")?.runs;
         if !runs.is_empty() {
             break;
         }

@@ -2,28 +2,24 @@
 //! NAME`: everything known about one node. Both read the collector, or with
 //! `--local` (or no collector configured) the local store, alike.
 
-use crate::cmd::agent::client_config;
 use crate::config::Config;
 use crate::out::outln;
+use crate::target::{SourceArgs, Target, get_json};
 use anyhow::{Context, Result, bail};
 use plumb_collector::nodes::NodeDetail;
+use plumb_http::Client;
 use plumb_model::Timestamp;
 use plumb_model::node::{NodeStatus, NodeTransition};
 use plumb_model::text::Cell;
-use plumb_ship::Client;
 use std::process::ExitCode;
 
 /// Arguments of `plumb nodes`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The collector's URL (default: `collector =` or PLUMB_COLLECTOR);
-    /// without one, the local store (a collector's own store, on its
-    /// machine).
-    #[arg(long, global = true, value_name = "URL")]
-    pub collector: Option<String>,
-    /// Read the local store even when a collector is configured.
-    #[arg(long, global = true, conflicts_with = "collector")]
-    pub local: bool,
+    /// Without a collector, the local store is read (a collector's own
+    /// store, on its machine).
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -51,13 +47,7 @@ pub enum What {
 
 /// The nodes, from the collector.
 pub fn fetch(client: &Client) -> Result<Vec<NodeStatus>> {
-    let reply = client.get("/api/v1/nodes")?;
-    serde_json::from_str(&reply.body).with_context(|| {
-        format!(
-            "unexpected answer from {}/api/v1/nodes (is it a plumb collector?)",
-            client.base()
-        )
-    })
+    get_json(client, "/api/v1/nodes")
 }
 
 fn ago(t: Timestamp) -> String {
@@ -138,24 +128,14 @@ fn print_history(v: &[NodeTransition]) {
     }
 }
 
-/// The collector to read, or `None` for the local store: `--local`, else
-/// `--collector`, else the configured one.
-fn source(cfg: &Config, args: &Args) -> Option<String> {
-    if args.local {
-        None
-    } else {
-        args.collector.clone().or_else(|| cfg.collector.clone())
-    }
-}
-
 fn local_store(cfg: &Config) -> Result<plumb_store::Store> {
     plumb_store::Store::open_read_only(&cfg.home)
         .with_context(|| format!("cannot open the store in {}", cfg.home.display()))
 }
 
 /// One node, from the collector or, without one, the local store.
-fn detail(cfg: &Config, url: Option<String>, name: &str) -> Result<NodeDetail> {
-    let Some(url) = url else {
+fn detail(cfg: &Config, target: &Target, name: &str) -> Result<NodeDetail> {
+    let Target::Collector(client) = target else {
         let store = local_store(cfg)?;
         return plumb_collector::nodes::node_detail(&store, name)?.with_context(|| {
             format!(
@@ -164,32 +144,19 @@ fn detail(cfg: &Config, url: Option<String>, name: &str) -> Result<NodeDetail> {
             )
         });
     };
-    let client = Client::new(&client_config(cfg, &url))?;
-    let path = format!("/api/v1/nodes/{}", path_segment(name));
-    match client.get(&path) {
-        Ok(reply) => serde_json::from_str(&reply.body).with_context(|| {
-            format!("unexpected answer from {url}{path} (is it a plumb collector?)")
-        }),
-        Err(plumb_ship::ShipError::Rejected { status: 404, .. }) => {
-            bail!("no node `{name}` has reported to {url} (`plumb nodes` lists the known ones)")
+    let path = format!("/api/v1/nodes/{}", plumb_http::encode_segment(name));
+    match get_json(client, &path) {
+        Err(e)
+            if e.downcast_ref::<plumb_http::Error>()
+                .is_some_and(|e| e.status() == Some(404)) =>
+        {
+            bail!(
+                "no node `{name}` has reported to {} (`plumb nodes` lists the known ones)",
+                client.base()
+            )
         }
-        Err(e) => Err(e.into()),
+        other => other,
     }
-}
-
-/// Percent-encodes a path segment (node names are letters, digits, `.`,
-/// `-`, `_`; anything else is a typo, and must still reach the collector
-/// intact to be named in its answer).
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn pct(avail: u64, total: u64) -> String {
@@ -336,9 +303,9 @@ pub fn print_detail(d: &NodeDetail) {
 
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    let url = source(&cfg, &args);
+    let target = args.source.target(&cfg)?;
     if let Some(What::Show { name }) = &args.what {
-        let d = detail(&cfg, url, name)?;
+        let d = detail(&cfg, &target, name)?;
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&d)?);
         } else {
@@ -346,7 +313,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(url) = url else {
+    let Target::Collector(client) = target else {
         // Without a collector, the local store: the collector's own store
         // on its machine, or an empty one on a node.
         // A node's home may hold no store yet: then no node has reported.
@@ -388,16 +355,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let client = Client::new(&client_config(&cfg, &url))?;
     if let Some(node) = args.history {
-        let path = if node.is_empty() {
-            "/api/v1/nodes/transitions".to_string()
-        } else {
-            format!("/api/v1/nodes/transitions?node={node}")
-        };
-        let reply = client.get(&path)?;
-        let v: Vec<NodeTransition> = serde_json::from_str(&reply.body)
-            .with_context(|| format!("unexpected answer from {url}{path}"))?;
+        let mut req = client.get("/api/v1/nodes/transitions");
+        if !node.is_empty() {
+            req = req.query("node", node);
+        }
+        let resp = req.send()?;
+        let v: Vec<NodeTransition> = resp.json()?;
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {

@@ -5,7 +5,7 @@
 
 use crate::out::outln;
 use anyhow::{Context, Result};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -118,19 +118,11 @@ pub fn demo_scene(otlp_url: &str, api_url: &str, plumb_home: &Path) -> Result<()
     Ok(())
 }
 
-/// A GET over a fresh loopback connection; the body.
+/// A GET of the demo's collector; the body.
 fn get(base: &str, path: &str) -> Result<String> {
-    let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    Ok(resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
+    let client = plumb_http::Client::new(&plumb_http::Config {
+        timeout: Duration::from_secs(10),
+        ..plumb_http::Config::new(base)
+    })?;
+    Ok(client.get(path).send()?.text())
 }

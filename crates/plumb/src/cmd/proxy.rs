@@ -296,13 +296,13 @@ fn serve(admin: &str, config: Option<PathBuf>, max_connections: u64) -> anyhow::
         // With a collector configured, every proxy and toxic change is
         // shipped to it as a log record, on the same timeline as the runs.
         let cfg = crate::config::Config::load()?;
-        let _events = match cfg.collector {
+        let _events = match cfg.collector.clone() {
             Some(url) => {
-                let client = plumb_ship::Client::new(&plumb_ship::ClientConfig {
-                    collector: url.clone(),
-                    token: cfg.token,
-                    ca_cert: cfg.ca_cert,
+                // The event shipper backs off between batches itself.
+                let client = plumb_http::Client::new(&plumb_http::Config {
                     timeout: std::time::Duration::from_secs(10),
+                    retry: plumb_http::Retry::NEVER,
+                    ..crate::target::client_config(&cfg, &url)
                 })
                 .with_context(|| format!("collector {url}"))?;
                 eprintln!("plumb proxy: shipping events to {url}");

@@ -3,8 +3,9 @@
 //! [`plumb_store::RunStore`]; only where the data comes from differs.
 
 use crate::config::{Config, parse_key_value};
+use crate::target::{SourceArgs, Target};
 use anyhow::{Context, Result};
-use plumb_collector::client::{Client, ClientConfig, RemoteStore};
+use plumb_collector::client::RemoteStore;
 use plumb_model::display::{self, duration as human_duration};
 use plumb_model::telemetry::{Hit, LogLine, StatusCode, Trace, TraceRow};
 use plumb_model::text::{escape_cell, escape_controls};
@@ -12,18 +13,6 @@ use plumb_model::{Run, RunState, Stream, Timestamp};
 use plumb_store::{OutputCursor, Replayed, RunFilter, RunStore, SearchMode, SearchOptions, Store};
 use std::io::Write;
 use std::process::ExitCode;
-
-/// Where a query reads from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SourceArgs {
-    /// Read from this collector (`http://host:7700`) instead of the local
-    /// store (default: `collector` in plumb.toml or PLUMB_COLLECTOR).
-    #[arg(long, value_name = "URL")]
-    pub collector: Option<String>,
-    /// Read the local store even when a collector is configured.
-    #[arg(long, conflicts_with = "collector")]
-    pub local: bool,
-}
 
 /// The store a query reads.
 enum Source {
@@ -44,22 +33,10 @@ macro_rules! with_source {
 
 fn open_source(args: &SourceArgs) -> Result<Source> {
     let cfg = Config::load()?;
-    let url = if args.local {
-        None
-    } else {
-        args.collector.clone().or(cfg.collector.clone())
-    };
-    match url {
-        None => Ok(Source::Local(open_store(&cfg)?)),
-        Some(url) => {
-            let client = Client::new(&ClientConfig {
-                token: cfg.token.clone(),
-                ca_cert: cfg.ca_cert.clone(),
-                ..ClientConfig::new(url)
-            })?;
-            Ok(Source::Remote(RemoteStore::new(client)))
-        }
-    }
+    Ok(match args.target(&cfg)? {
+        Target::Local => Source::Local(open_store(&cfg)?),
+        Target::Collector(client) => Source::Remote(RemoteStore::new(client.into())),
+    })
 }
 
 /// Arguments of `plumb ls`.

@@ -346,7 +346,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         {
             return Ok(code);
         }
-        let delay = args.backoff.delay(attempt - 1, fastrand::f64());
+        let delay = args.backoff.next_delay(attempt - 1, None);
         eprintln!(
             "plumb: attempt {attempt}/{max_attempts} {} ({}); attempt {} in {}",
             run.state.as_str(),

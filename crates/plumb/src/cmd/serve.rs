@@ -222,11 +222,9 @@ pub fn demo_scene_with(
     demo.otlp = otlp
         .and_then(|l| l.strip_prefix("otlp ").map(String::from))
         .unwrap_or_default();
-    let client = plumb_collector::client::Client::new(
-        &plumb_collector::client::ClientConfig::new(demo.api.clone()),
-    )?;
+    let client = plumb_http::Client::new(&plumb_http::Config::new(demo.api.clone()))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while client.get_raw("/readyz", &[]).is_err() {
+    while client.get("/readyz").send().is_err() {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "the collector at {} did not become ready within 10 s",

@@ -2,10 +2,11 @@
 //! from the local store or a collector; `plumb slow --name NAME` prints the
 //! name's duration statistics.
 
-use crate::cmd::query::{SourceArgs, open_store};
+use crate::cmd::query::open_store;
 use crate::config::Config;
 use crate::out::outln;
-use anyhow::{Context, Result};
+use crate::target::{SourceArgs, Target, get_json};
+use anyhow::Result;
 use plumb_model::Timestamp;
 use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{DurationStats, SlowRun, SlowRuns};
@@ -32,13 +33,8 @@ enum Answer {
 
 fn query(args: &Args) -> Result<Answer> {
     let cfg = Config::load()?;
-    let url = if args.source.local {
-        None
-    } else {
-        args.source.collector.clone().or(cfg.collector.clone())
-    };
-    match url {
-        None => {
+    match args.source.target(&cfg)? {
+        Target::Local => {
             let store = open_store(&cfg)?;
             let slow = &cfg.insights.slow;
             Ok(match &args.name {
@@ -46,36 +42,14 @@ fn query(args: &Args) -> Result<Answer> {
                 None => Answer::Slow(store.slow_runs(Timestamp::now(), slow)?),
             })
         }
-        Some(url) => {
-            let client = plumb_ship::Client::new(&crate::cmd::agent::client_config(&cfg, &url))?;
-            let path = match &args.name {
-                Some(n) => format!("/api/v1/durations/{}", encode_segment(n)),
-                None => "/api/v1/runs/slow".to_string(),
-            };
-            let reply = client.get(&path)?;
-            let bad = || format!("unexpected answer from {url}{path} (is it a plumb collector?)");
-            Ok(match &args.name {
-                Some(_) => Answer::Stats(serde_json::from_str(&reply.body).with_context(bad)?),
-                None => {
-                    let s: SlowRuns = serde_json::from_str(&reply.body).with_context(bad)?;
-                    Answer::Slow(s.runs)
-                }
-            })
-        }
+        Target::Collector(client) => Ok(match &args.name {
+            Some(n) => Answer::Stats(get_json(
+                &client,
+                &format!("/api/v1/durations/{}", plumb_http::encode_segment(n)),
+            )?),
+            None => Answer::Slow(get_json::<SlowRuns>(&client, "/api/v1/runs/slow")?.runs),
+        }),
     }
-}
-
-/// Percent-encodes a path segment (run names may hold spaces or slashes).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn secs(s: f64) -> String {

@@ -1,11 +1,56 @@
-//! Exponential backoff with full jitter.
+//! Exponential backoff with full jitter, the one schedule plumb waits by:
+//! this client's retries, the shipper's passes, `plumb run --retries` and
+//! alert deliveries.
 //!
-//! After the `n`th consecutive failure the client sleeps a uniformly random
+//! After the `n`th consecutive failure the waiter sleeps a uniformly random
 //! time in `[0, min(cap, base * 2^n)]` ("full jitter", as in the AWS
-//! architecture blog's analysis): a fleet whose collector comes back does not
-//! retry in lockstep. A `Retry-After` from the server is a floor on top.
+//! architecture blog's analysis): a fleet whose collector comes back, or
+//! whose jobs were all evicted at once, does not come back in lockstep. A
+//! `Retry-After` from the server is a floor on top.
 
 use std::time::Duration;
+
+/// A bad `BASE..CAP` (`plumb run --backoff`).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BackoffError {
+    /// Not `BASE..CAP`.
+    #[error("backoff `{0}`: expected BASE..CAP, like 1s..5m")]
+    Syntax(String),
+    /// A bound that is not a duration.
+    #[error("backoff `{given}`: {why}")]
+    BadDuration {
+        /// The whole value.
+        given: String,
+        /// What is wrong with the bound.
+        why: String,
+    },
+    /// The bounds are the wrong way round.
+    #[error("backoff `{0}`: the first bound (the base) must not exceed the second (the cap)")]
+    Reversed(String),
+}
+
+impl std::str::FromStr for Backoff {
+    type Err = BackoffError;
+    /// `BASE..CAP`, each a duration with its unit (`1s..5m`).
+    fn from_str(s: &str) -> Result<Self, BackoffError> {
+        let (a, b) = s
+            .split_once("..")
+            .ok_or_else(|| BackoffError::Syntax(s.to_string()))?;
+        let bound = |t: &str| {
+            plumb_model::parse_duration_ns(t)
+                .map(|ns| Duration::from_nanos(ns.max(0) as u64))
+                .map_err(|why| BackoffError::BadDuration {
+                    given: s.to_string(),
+                    why,
+                })
+        };
+        let (base, cap) = (bound(a)?, bound(b)?);
+        if base > cap {
+            return Err(BackoffError::Reversed(s.to_string()));
+        }
+        Ok(Backoff { base, cap })
+    }
+}
 
 /// A backoff schedule; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +104,23 @@ impl Backoff {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn backoff_parses_base_and_cap() {
+        let b: Backoff = "1s..5m".parse().unwrap();
+        assert_eq!(b.base, Duration::from_secs(1));
+        assert_eq!(b.cap, Duration::from_secs(300));
+        assert!(matches!(
+            "5m..1s".parse::<Backoff>(),
+            Err(BackoffError::Reversed(_))
+        ));
+        assert!(matches!(
+            "1s".parse::<Backoff>(),
+            Err(BackoffError::Syntax(_))
+        ));
+        let e = "1x..2s".parse::<Backoff>().unwrap_err().to_string();
+        assert!(e.contains("`1x..2s`"), "{e}");
+    }
 
     #[test]
     fn ceilings_double_then_stop_at_the_cap() {
