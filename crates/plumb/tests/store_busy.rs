@@ -1,0 +1,233 @@
+//! A busy store gets the same answer on every ingesting endpoint: while
+//! another process holds the collector's SQLite database (`BEGIN
+//! EXCLUSIVE` on its file, as a backup or a `plumb` command on the same
+//! store would), spool, node, OTLP log and OTLP trace ingest answer 503
+//! with Retry-After; once the lock is released the retried request is
+//! stored, and nothing stored before is lost or damaged.
+
+mod support;
+
+use plumb_model::{Run, RunState, Stream, Timestamp, new_id};
+use plumb_store::chunk::ChunkBuilder;
+use plumb_store::spool::Frames;
+use support::*;
+
+/// A collector whose writer gives up on a held database after 300 ms
+/// rather than the default 30 s, so the test sees the busy answer quickly.
+fn collector() -> Serve {
+    Serve::builder()
+        .otlp()
+        .args(["--busy-timeout", "300ms"])
+        .start()
+}
+
+/// Holds the collector's database with `BEGIN EXCLUSIVE` from another
+/// connection until dropped.
+struct Held(rusqlite::Connection);
+
+impl Held {
+    fn new(serve: &Serve) -> Held {
+        let c = rusqlite::Connection::open(serve.data.join(plumb_store::DB_FILE)).unwrap();
+        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        Held(c)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
+}
+
+/// Posts `body` to `base` + `path` while the database is held, asserts the
+/// busy answer, then releases it and posts again, asserting success.
+fn busy_then_stored(serve: &Serve, base: &str, path: &str, content_type: &str, body: &[u8]) {
+    let headers = [("Content-Type", content_type)];
+    let held = Held::new(serve);
+    let a = http(base, "POST", path, &headers, body);
+    assert_eq!(a.status, 503, "POST {path} on a held store: {}", a.text());
+    assert_eq!(a.retry_after(), Some(1), "POST {path}: {:?}", a.headers);
+    assert!(
+        a.text().contains("busy"),
+        "the answer says why: {}",
+        a.text()
+    );
+    drop(held);
+    let a = http(base, "POST", path, &headers, body);
+    assert_eq!(a.status, 200, "POST {path} retried: {}", a.text());
+    let c = rusqlite::Connection::open(serve.data.join(plumb_store::DB_FILE)).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// A finished run with one line of output, as spool frames.
+fn spool_body(name: &str) -> Vec<u8> {
+    let mut run = Run::new(new_id(), name.into(), Timestamp::now());
+    run.state = RunState::Succeeded;
+    run.ended = Some(Timestamp::now());
+    let mut b = ChunkBuilder::new(Stream::Stdout);
+    let mut chunks = Vec::new();
+    b.push(
+        0,
+        Timestamp::now(),
+        format!("{name} says hi\n").as_bytes(),
+        &mut chunks,
+    );
+    b.flush(&mut chunks);
+    let mut f = Frames::default();
+    f.put_run(&run).put_chunks(&chunks);
+    f.bytes
+}
+
+#[test]
+fn spool_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
+    let serve = collector();
+    let spool = "application/x-plumb-spool";
+    let first = http(
+        &serve.api,
+        "POST",
+        "/api/v1/ingest/spool",
+        &[("Content-Type", spool)],
+        &spool_body("before-lock"),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    busy_then_stored(
+        &serve,
+        &serve.api,
+        "/api/v1/ingest/spool",
+        spool,
+        &spool_body("during-lock"),
+    );
+    let runs = serve.get_json("/api/v1/runs");
+    let mut names: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["before-lock", "during-lock"]);
+}
+
+fn node_report(name: &str, seq: u64) -> Vec<u8> {
+    serde_json::json!({
+        "version": 1, "node": name, "sent": 0, "seq": seq, "interval_ms": 60000,
+        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
+        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
+        "disks": [], "runs_in_progress": 0
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn node_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
+    let serve = collector();
+    let json = "application/json";
+    let first = http(
+        &serve.api,
+        "POST",
+        "/api/v1/ingest/node",
+        &[("Content-Type", json)],
+        &node_report("steady", 1),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    busy_then_stored(
+        &serve,
+        &serve.api,
+        "/api/v1/ingest/node",
+        json,
+        &node_report("late", 1),
+    );
+    let nodes = serve.get_json("/api/v1/nodes");
+    let mut names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["late", "steady"]);
+}
+
+fn logs_body(run: &str, marker: &str) -> Vec<u8> {
+    serde_json::json!({"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "busy"}},
+        {"key": "plumb.run.id", "value": {"stringValue": run}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": Timestamp::now().as_nanos().to_string(),
+            "severityNumber": 9, "body": {"stringValue": format!("record {marker}")}}]}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn otlp_logs_on_a_busy_store_answer_503_and_the_retry_is_stored_once() {
+    let serve = collector();
+    let run = new_id().to_string();
+    let json = "application/json";
+    let first = http(
+        serve.otlp(),
+        "POST",
+        "/v1/logs",
+        &[("Content-Type", json)],
+        &logs_body(&run, "before-lock"),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    busy_then_stored(
+        &serve,
+        serve.otlp(),
+        "/v1/logs",
+        json,
+        &logs_body(&run, "during-lock"),
+    );
+    let lines = serve.get_json(&format!("/api/v1/telemetry/runs/{run}/logs"));
+    let mut texts: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].contains("record before-lock"), "{texts:?}");
+    assert!(texts[1].contains("record during-lock"), "{texts:?}");
+}
+
+fn spans_body(trace: &str, span: &str, name: &str) -> Vec<u8> {
+    let now = Timestamp::now().as_nanos();
+    serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "busy"}}]},
+        "scopeSpans": [{"scope": {}, "spans": [{"traceId": trace, "spanId": span, "name": name,
+            "kind": 1, "startTimeUnixNano": (now - 1_000_000).to_string(),
+            "endTimeUnixNano": now.to_string(), "status": {}}]}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn otlp_traces_on_a_busy_store_answer_503_and_the_retry_is_stored_once() {
+    let serve = collector();
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let json = "application/json";
+    let first = http(
+        serve.otlp(),
+        "POST",
+        "/v1/traces",
+        &[("Content-Type", json)],
+        &spans_body(trace, "eee19b7ec3c1b174", "before-lock"),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    busy_then_stored(
+        &serve,
+        serve.otlp(),
+        "/v1/traces",
+        json,
+        &spans_body(trace, "00000000000c41d0", "during-lock"),
+    );
+    let stored = serve.get_json(&format!("/api/v1/traces/{trace}"));
+    let text = stored.to_string();
+    assert_eq!(text.matches("\"before-lock\"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"during-lock\"").count(), 1, "{text}");
+}
