@@ -96,18 +96,17 @@ impl From<StoreError> for ApiError {
                 message: format!("the collector's store is busy, retry later: {e}"),
                 retry_after: BUSY_RETRY_SECS,
             },
-            ErrorKind::DiskFull => ApiError::Unavailable {
-                message: format!("the collector's disk is full, retry later: {e}"),
-                retry_after: STORAGE_RETRY_SECS,
-            },
-            ErrorKind::ReadOnly => ApiError::Unavailable {
-                message: format!("the collector's store is read-only, retry later: {e}"),
-                retry_after: STORAGE_RETRY_SECS,
-            },
-            ErrorKind::Io => ApiError::Unavailable {
-                message: format!("the collector's disk failed to write, retry later: {e}"),
-                retry_after: STORAGE_RETRY_SECS,
-            },
+            kind @ (ErrorKind::DiskFull | ErrorKind::ReadOnly | ErrorKind::Io) => {
+                let why = match kind {
+                    ErrorKind::DiskFull => "disk is full",
+                    ErrorKind::ReadOnly => "store is read-only",
+                    _ => "disk failed to write",
+                };
+                ApiError::Unavailable {
+                    message: format!("the collector's {why}, retry later: {e}"),
+                    retry_after: STORAGE_RETRY_SECS,
+                }
+            }
             ErrorKind::Corrupt | ErrorKind::Other => ApiError::Internal(e.to_string()),
         }
     }

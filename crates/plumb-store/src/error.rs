@@ -153,19 +153,20 @@ mod tests {
     use crate::Store;
     use std::time::Duration;
 
+    /// The kind of the error `sql` fails with on `store`.
+    fn kind_of(store: &Store, sql: &str) -> ErrorKind {
+        let e = StoreError::from(store.conn().execute_batch(sql).unwrap_err());
+        e.kind()
+    }
+
     #[test]
     fn a_database_held_by_another_connection_is_busy() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let holder = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        store.conn().busy_timeout(Duration::ZERO).unwrap();
-        let e = store
-            .conn()
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::from)
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        store.set_busy_timeout(Duration::ZERO).unwrap();
+        assert_eq!(kind_of(&store, "BEGIN IMMEDIATE"), ErrorKind::Busy);
     }
 
     #[test]
@@ -173,12 +174,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path()).unwrap());
         let ro = Store::open_read_only(dir.path()).unwrap();
-        let e = ro
-            .conn()
-            .execute_batch("CREATE TABLE t (x)")
-            .map_err(StoreError::from)
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::ReadOnly, "{e}");
+        assert_eq!(kind_of(&ro, "CREATE TABLE t (x)"), ErrorKind::ReadOnly);
     }
 
     #[test]

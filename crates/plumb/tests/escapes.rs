@@ -6,13 +6,13 @@
 //! from the collector and from a local store, prints no ESC byte and shows
 //! the escaped form instead.
 
-mod ship_common;
+mod support;
 
 use serde_json::Value;
-use ship_common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::*;
 
 const TITLE: &str = "\u{1b}]0;x\u{7}";
 const CLEAR: &str = "\u{1b}[2J";
@@ -25,7 +25,7 @@ fn evil(what: &str) -> String {
 /// `plumb ARGS` with an isolated home; its stdout, after checking that it
 /// succeeded, held no ESC byte and showed the escaped title sequence.
 fn printed(home: &Path, args: &[&str], shows: &str) -> String {
-    let out = plumb(home)
+    let out = plumb_in(home)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -49,13 +49,6 @@ fn printed(home: &Path, args: &[&str], shows: &str) -> String {
     text
 }
 
-fn unshare_works() -> bool {
-    Command::new("unshare")
-        .args(["-r", "-u", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn control_characters_from_other_machines_never_reach_the_terminal() {
     if !unshare_works() {
@@ -66,8 +59,8 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
     let data = tmp.path().join("collector");
     let home = tmp.path().join("node");
     std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data, free_port());
-    let url = serve.url.clone();
+    let serve = Serve::start(&data);
+    let url = serve.api.clone();
 
     // A failing run named, hosted and failing with escapes: the host name
     // is set in a UTS namespace of its own, as a hostile node would.
@@ -84,8 +77,6 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
         .env("PLUMB_COLLECTOR", &url)
         .env("PLUMB_SPOOL", home.join("spool"))
         .env("PLUMB_OUTBOX", home.join("outbox"))
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("PLUMB_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -127,9 +118,10 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
             .and_then(|v| v["groups"].as_array().cloned())
             .unwrap_or_default()
     };
-    assert!(
-        wait_for(Duration::from_secs(30), || !groups(()).is_empty()),
-        "the run's error reaches the collector"
+    wait_for(
+        "the run's error reaches the collector",
+        Duration::from_secs(30),
+        || (!groups(()).is_empty()).then_some(()),
     );
     let fingerprint = groups(())[0]["fingerprint"].as_str().unwrap().to_string();
 

@@ -4,13 +4,13 @@
 //! a different software fingerprint. Read from the collector, then from
 //! its store directly (`--local`); an unknown name is an error naming it.
 
-mod ship_common;
+mod support;
 
 use serde_json::Value;
-use ship_common::*;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
+use support::*;
 
 fn report(name: &str, fingerprint: &str) -> Value {
     serde_json::json!({
@@ -46,7 +46,7 @@ fn post_report(url: &str, body: &Value) {
 }
 
 fn show(home: &Path, args: &[&str]) -> Output {
-    plumb(home)
+    plumb_in(home)
         .args(["nodes", "show"])
         .args(args)
         .stdin(Stdio::null())
@@ -69,12 +69,12 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     let data = tmp.path().join("collector");
     let home = tmp.path().join("node");
     std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data, free_port());
-    let url = serve.url.clone();
+    let serve = Serve::start(&data);
+    let url = serve.api.clone();
 
     // A run in progress, shipped as it runs.
     let _sleeper = Proc(
-        plumb(&home)
+        plumb_in(&home)
             .env("PLUMB_COLLECTOR", &url)
             .env("PLUMB_SPOOL", home.join("spool"))
             .env("PLUMB_OUTBOX", home.join("outbox"))
@@ -85,42 +85,40 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
             .unwrap(),
     );
     let mut run = Value::Null;
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            run = get(&url, "/api/v1/runs?name=long-job")
-                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-                .map(|v| v[0].clone())
-                .unwrap_or(Value::Null);
-            run["state"] == "running"
-        }),
-        "the running run reaches the collector"
+    wait_for(
+        "the running run reaches the collector",
+        Duration::from_secs(30),
+        || {
+            ({
+                run = get(&url, "/api/v1/runs?name=long-job")
+                    .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                    .map(|v| v[0].clone())
+                    .unwrap_or(Value::Null);
+                run["state"] == "running"
+            })
+            .then_some(())
+        },
     );
     let run_id = run["id"].as_str().unwrap().to_string();
     // The agent reports this machine under the name runs record as host.
     let host = run["host"].as_str().unwrap().to_string();
-    let _agent = Proc(
-        plumb(&home)
-            .args(["agent", "--name", &host, "--interval", "200ms"])
-            .args(["--collector", &url, "--spool"])
-            .arg(home.join("agent-spool"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = Agent::start(&home, &url, &host, "200ms", &["--spool", "agent-spool"]);
     // Three nodes of rack r7: two agree on their software, one does not.
     post_report(&url, &report("twin-1", "fp-same"));
     post_report(&url, &report("twin-2", "fp-same"));
     post_report(&url, &report("odd-1", "fp-odd"));
-    assert!(
-        wait_for(Duration::from_secs(30), || get(
-            &url,
-            &format!("/api/v1/nodes/{host}")
-        )
-        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-        .is_some_and(|v| v["node"]["fingerprint"].is_string()
-            && !v["node"]["report"]["disks"].as_array().unwrap().is_empty())),
-        "the agent reports its disks and fingerprint"
+    wait_for(
+        "the agent reports its disks and fingerprint",
+        Duration::from_secs(30),
+        || {
+            (get(&url, &format!("/api/v1/nodes/{host}"))
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .is_some_and(|v| {
+                    v["node"]["fingerprint"].is_string()
+                        && !v["node"]["report"]["disks"].as_array().unwrap().is_empty()
+                }))
+            .then_some(())
+        },
     );
 
     // The collector's view, for people.
@@ -186,14 +184,14 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
 
     // The collector's own store, read where it lies (PLUMB_HOME = its data
     // directory), without asking the collector.
-    let local = plumb(&data)
+    let local = plumb_in(&data)
         .args(["nodes", "show", "odd-1", "--local", "--json"])
         .output()
         .unwrap();
     let lv: Value = serde_json::from_str(&text(&local)).unwrap();
     assert_eq!(lv["node"]["node"], "odd-1");
     assert_eq!(lv["node"]["fingerprint_differs"], true, "{lv}");
-    let local = plumb(&data)
+    let local = plumb_in(&data)
         .args(["nodes", "show", &host, "--local"])
         .output()
         .unwrap();
@@ -204,14 +202,14 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     // `plumb nodes` reads the same sources as `nodes show`: the collector's
     // list and the local store's list are the same nodes in the same states.
     let remote_list: Value = serde_json::from_str(&text(
-        &plumb(&home)
+        &plumb_in(&home)
             .args(["nodes", "--json", "--collector", &url])
             .output()
             .unwrap(),
     ))
     .unwrap();
     let local_list: Value = serde_json::from_str(&text(
-        &plumb(&data)
+        &plumb_in(&data)
             .args(["nodes", "--json", "--local"])
             .output()
             .unwrap(),
@@ -233,7 +231,7 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     assert_eq!(names_states(&local_list), names_states(&remote_list));
     // Without any collector configured, a node's own (empty) store is read
     // and says why it is empty, rather than failing.
-    let empty = plumb(&home).args(["nodes"]).output().unwrap();
+    let empty = plumb_in(&home).args(["nodes"]).output().unwrap();
     assert!(empty.status.success(), "{empty:?}");
     assert!(
         String::from_utf8_lossy(&empty.stderr).contains("no node has reported to the store"),
@@ -246,7 +244,7 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
         (&home, vec!["no-such-node", "--collector", url.as_str()]),
         (&data, vec!["no-such-node", "--local"]),
     ] {
-        let o = plumb(dir)
+        let o = plumb_in(dir)
             .args(["nodes", "show"])
             .args(&args)
             .output()

@@ -39,12 +39,22 @@ impl Drop for Held {
     }
 }
 
-/// Posts `body` to `base` + `path` while the database is held, asserts the
-/// busy answer, then releases it and posts again, asserting success.
-fn busy_then_stored(serve: &Serve, base: &str, path: &str, content_type: &str, body: &[u8]) {
+/// Posts `before` to `base` + `path` (stored), then `during` while the
+/// database is held: asserts the busy answer, releases the database, posts
+/// `during` again and asserts it is stored and the database is intact.
+fn busy_then_stored(
+    serve: &Serve,
+    base: &str,
+    path: &str,
+    content_type: &str,
+    before: &[u8],
+    during: &[u8],
+) {
     let headers = [("Content-Type", content_type)];
+    let a = http(base, "POST", path, &headers, before);
+    assert_eq!(a.status, 200, "POST {path}: {}", a.text());
     let held = Held::new(serve);
-    let a = http(base, "POST", path, &headers, body);
+    let a = http(base, "POST", path, &headers, during);
     assert_eq!(a.status, 503, "POST {path} on a held store: {}", a.text());
     assert_eq!(a.retry_after(), Some(1), "POST {path}: {:?}", a.headers);
     assert!(
@@ -53,13 +63,25 @@ fn busy_then_stored(serve: &Serve, base: &str, path: &str, content_type: &str, b
         a.text()
     );
     drop(held);
-    let a = http(base, "POST", path, &headers, body);
+    let a = http(base, "POST", path, &headers, during);
     assert_eq!(a.status, 200, "POST {path} retried: {}", a.text());
     let c = rusqlite::Connection::open(serve.data.join(plumb_store::DB_FILE)).unwrap();
     let check: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
+}
+
+/// The `field` of each object in the JSON array `list`, sorted.
+fn sorted(list: &serde_json::Value, field: &str) -> Vec<String> {
+    let mut all: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[field].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    all
 }
 
 /// A finished run with one line of output, as spool frames.
@@ -84,30 +106,17 @@ fn spool_body(name: &str) -> Vec<u8> {
 #[test]
 fn spool_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
     let serve = collector();
+    let (before, during) = (spool_body("before-lock"), spool_body("during-lock"));
     let spool = "application/x-plumb-spool";
-    let first = http(
-        &serve.api,
-        "POST",
-        "/api/v1/ingest/spool",
-        &[("Content-Type", spool)],
-        &spool_body("before-lock"),
-    );
-    assert_eq!(first.status, 200, "{}", first.text());
     busy_then_stored(
         &serve,
         &serve.api,
         "/api/v1/ingest/spool",
         spool,
-        &spool_body("during-lock"),
+        &before,
+        &during,
     );
-    let runs = serve.get_json("/api/v1/runs");
-    let mut names: Vec<&str> = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    names.sort();
+    let names = sorted(&serve.get_json("/api/v1/runs"), "name");
     assert_eq!(names, ["before-lock", "during-lock"]);
 }
 
@@ -125,30 +134,17 @@ fn node_report(name: &str, seq: u64) -> Vec<u8> {
 #[test]
 fn node_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
     let serve = collector();
+    let (before, during) = (node_report("steady", 1), node_report("late", 1));
     let json = "application/json";
-    let first = http(
-        &serve.api,
-        "POST",
-        "/api/v1/ingest/node",
-        &[("Content-Type", json)],
-        &node_report("steady", 1),
-    );
-    assert_eq!(first.status, 200, "{}", first.text());
     busy_then_stored(
         &serve,
         &serve.api,
         "/api/v1/ingest/node",
         json,
-        &node_report("late", 1),
+        &before,
+        &during,
     );
-    let nodes = serve.get_json("/api/v1/nodes");
-    let mut names: Vec<&str> = nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["node"].as_str().unwrap())
-        .collect();
-    names.sort();
+    let names = sorted(&serve.get_json("/api/v1/nodes"), "node");
     assert_eq!(names, ["late", "steady"]);
 }
 
@@ -166,30 +162,22 @@ fn logs_body(run: &str, marker: &str) -> Vec<u8> {
 fn otlp_logs_on_a_busy_store_answer_503_and_the_retry_is_stored_once() {
     let serve = collector();
     let run = new_id().to_string();
-    let json = "application/json";
-    let first = http(
-        serve.otlp(),
-        "POST",
-        "/v1/logs",
-        &[("Content-Type", json)],
-        &logs_body(&run, "before-lock"),
+    let (before, during) = (
+        logs_body(&run, "before-lock"),
+        logs_body(&run, "during-lock"),
     );
-    assert_eq!(first.status, 200, "{}", first.text());
     busy_then_stored(
         &serve,
         serve.otlp(),
         "/v1/logs",
-        json,
-        &logs_body(&run, "during-lock"),
+        "application/json",
+        &before,
+        &during,
     );
-    let lines = serve.get_json(&format!("/api/v1/telemetry/runs/{run}/logs"));
-    let mut texts: Vec<&str> = lines
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["text"].as_str().unwrap())
-        .collect();
-    texts.sort();
+    let texts = sorted(
+        &serve.get_json(&format!("/api/v1/telemetry/runs/{run}/logs")),
+        "text",
+    );
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[0].contains("record before-lock"), "{texts:?}");
     assert!(texts[1].contains("record during-lock"), "{texts:?}");
@@ -210,24 +198,19 @@ fn spans_body(trace: &str, span: &str, name: &str) -> Vec<u8> {
 fn otlp_traces_on_a_busy_store_answer_503_and_the_retry_is_stored_once() {
     let serve = collector();
     let trace = "5b8efff798038103d269b633813fc60c";
-    let json = "application/json";
-    let first = http(
-        serve.otlp(),
-        "POST",
-        "/v1/traces",
-        &[("Content-Type", json)],
-        &spans_body(trace, "eee19b7ec3c1b174", "before-lock"),
-    );
-    assert_eq!(first.status, 200, "{}", first.text());
+    let before = spans_body(trace, "eee19b7ec3c1b174", "before-lock");
+    let during = spans_body(trace, "00000000000c41d0", "during-lock");
     busy_then_stored(
         &serve,
         serve.otlp(),
         "/v1/traces",
-        json,
-        &spans_body(trace, "00000000000c41d0", "during-lock"),
+        "application/json",
+        &before,
+        &during,
     );
-    let stored = serve.get_json(&format!("/api/v1/traces/{trace}"));
-    let text = stored.to_string();
+    let text = serve
+        .get_json(&format!("/api/v1/traces/{trace}"))
+        .to_string();
     assert_eq!(text.matches("\"before-lock\"").count(), 1, "{text}");
     assert_eq!(text.matches("\"during-lock\"").count(), 1, "{text}");
 }

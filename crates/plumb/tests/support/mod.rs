@@ -43,6 +43,18 @@ pub fn plumb_in(home: &Path) -> Command {
     c
 }
 
+/// [`plumb`] `ARGS` with its store in `dir/home` and its spool in
+/// `dir/spool`, run in `dir`: for tests whose commands share a directory
+/// with the collector they talk to.
+pub fn plumb_at(dir: &Path, args: &[&str]) -> Command {
+    let mut c = plumb();
+    c.args(args)
+        .env("PLUMB_HOME", dir.join("home"))
+        .env("PLUMB_SPOOL", dir.join("spool"))
+        .current_dir(dir);
+    c
+}
+
 /// Asserts that `out` succeeded, naming `what` and showing its stderr if not.
 #[track_caller]
 pub fn ok(out: Output, what: &str) -> Output {
@@ -61,8 +73,9 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A fresh, empty plumb home (`PLUMB_HOME`) in a temporary directory,
-/// removed on drop.
+/// A fresh, empty plumb home in a temporary directory, removed on drop:
+/// the store is `DIR/store` (`PLUMB_HOME`), the spool `DIR/spool`
+/// (`PLUMB_SPOOL`), and commands run in `DIR`.
 pub struct Home {
     tmp: tempfile::TempDir,
 }
@@ -80,15 +93,24 @@ impl Home {
         }
     }
 
-    /// The home directory (also the store directory).
-    pub fn path(&self) -> &Path {
+    /// The temporary directory holding store and spool; the commands'
+    /// working directory.
+    pub fn dir(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// The store directory (`PLUMB_HOME`).
+    pub fn store(&self) -> PathBuf {
+        self.dir().join("store")
     }
 
     /// `plumb ARGS` in this home.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = plumb_in(self.path());
-        c.args(args);
+        let mut c = plumb();
+        c.args(args)
+            .env("PLUMB_HOME", self.store())
+            .env("PLUMB_SPOOL", self.dir().join("spool"))
+            .current_dir(self.dir());
         c
     }
 
@@ -97,15 +119,17 @@ impl Home {
         self.cmd(args).output().unwrap()
     }
 
-    /// Runs `plumb ARGS` and asserts it succeeded.
+    /// Runs `plumb ARGS`, asserts it succeeded and parses its stdout as
+    /// JSON.
     #[track_caller]
-    pub fn ok(&self, args: &[&str]) -> Output {
-        ok(self.run(args), &format!("plumb {}", args.join(" ")))
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = ok(self.run(args), &format!("plumb {args:?}"));
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// The store this home's commands wrote, opened read-only.
-    pub fn store(&self) -> plumb_store::Store {
-        plumb_store::Store::open_read_only(self.path()).unwrap()
+    pub fn open_store(&self) -> plumb_store::Store {
+        plumb_store::Store::open_read_only(&self.store()).unwrap()
     }
 }
 
@@ -126,6 +150,86 @@ pub fn signal(pid: u32, sig: i32) {
     unsafe {
         libc::kill(pid as i32, sig);
     }
+}
+
+/// A small tmpfs mounted over a fresh temporary directory (mode 0700), for
+/// tests that fill a disk; unmounted on drop. Mounting needs root
+/// (CAP_SYS_ADMIN): the test fails naming why when it cannot.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount(8) (disk tests need it, as root): {e}"));
+        assert!(
+            out.status.success(),
+            "cannot mount a {size} tmpfs (disk tests need root or CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Grows or shrinks the mounted file system.
+    pub fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        ok(out, "mount -o remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+/// Asserts that `promtool check metrics` accepts `text` (Prometheus's
+/// exposition format checker; Debian package prometheus).
+#[track_caller]
+pub fn promtool_ok(text: &str) {
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; see .ci/install-collector.sh)");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether this machine lets an unprivileged user namespace set its own
+/// host name (`unshare -r -u`), which the multi-node tests use.
+pub fn unshare_works() -> bool {
+    Command::new("unshare")
+        .args(["-r", "-u", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A child process killed (and reaped) on drop.
@@ -379,18 +483,15 @@ impl Serve {
             .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
     }
 
-    /// `GET path` on the API with no token; `None` unless it answers 200.
+    /// [`get`] on the API.
     pub fn get(&self, path: &str) -> Option<String> {
-        let a = http(&self.api, "GET", path, &[], b"");
-        (a.status == 200).then(|| a.text())
+        get(&self.api, path)
     }
 
-    /// `GET path` on the API, parsed as JSON; panics unless it answers 200.
+    /// [`get_json`] on the API.
     #[track_caller]
     pub fn get_json(&self, path: &str) -> serde_json::Value {
-        let a = http(&self.api, "GET", path, &[], b"");
-        assert_eq!(a.status, 200, "GET {path}: {}", a.text());
-        a.json()
+        get_json(&self.api, path)
     }
 }
 
@@ -458,8 +559,8 @@ impl Agent {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    /// Header names in lower case, in the order received.
-    pub headers: Vec<(String, String)>,
+    /// Headers by lower-case name (the last of a repeated one).
+    pub headers: std::collections::HashMap<String, String>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
 }
@@ -467,11 +568,9 @@ pub struct Answer {
 impl Answer {
     /// The first header called `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
         self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Retry-After in seconds, if sent.
@@ -481,6 +580,11 @@ impl Answer {
 
     pub fn text(&self) -> String {
         text(&self.body)
+    }
+
+    /// The status and the body as text, for tests that compare both.
+    pub fn status_and_text(&self) -> (u16, String) {
+        (self.status, self.text())
     }
 
     #[track_caller]
@@ -549,13 +653,13 @@ pub fn parse_answer(resp: &[u8]) -> Answer {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
-    let headers: Vec<(String, String)> = lines
+    let headers: std::collections::HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     let body = if chunked { dechunk(raw) } else { raw.to_vec() };
     Answer {
         status,
@@ -579,6 +683,25 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         raw = raw.get(end + 2..).unwrap_or_default();
     }
     out
+}
+
+/// `GET path` with no token; `None` unless it answers 2xx.
+pub fn get(base: &str, path: &str) -> Option<String> {
+    let a = http(base, "GET", path, &[], b"");
+    (200..300).contains(&a.status).then(|| a.text())
+}
+
+/// `GET path` with no token, parsed as JSON; panics unless it answers 2xx.
+#[track_caller]
+pub fn get_json(base: &str, path: &str) -> serde_json::Value {
+    let a = http(base, "GET", path, &[], b"");
+    assert!(
+        (200..300).contains(&a.status),
+        "GET {path}: {} {}",
+        a.status,
+        a.text()
+    );
+    a.json()
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, and returns that; panics
