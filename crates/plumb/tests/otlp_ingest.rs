@@ -23,12 +23,9 @@ fn python_has_otel() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn app() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/otel_app.py")
-}
-
-#[test]
-fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
+/// The test data of one OpenTelemetry test: a collector with OTLP and a
+/// temporary directory for the rest.
+fn otel_setup() -> (tempfile::TempDir, Serve) {
     assert!(
         python_has_otel(),
         "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
@@ -38,25 +35,47 @@ fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
         .data(&dir.path().join("collector"))
         .otlp()
         .start();
-    let local = dir.path().join("local");
-    let marker = format!("zq{}marker", std::process::id());
-    let out = plumb()
+    (dir, serve)
+}
+
+/// `plumb run -- python3 otel_app.py MARKER` with its store in `home`,
+/// exporting to `serve` as `service` (and shipping the run to `collector`
+/// when given); asserts it succeeded.
+fn run_app(
+    serve: &Serve,
+    home: &Path,
+    marker: &str,
+    service: &str,
+    collector: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = plumb();
+    if let Some(url) = collector {
+        cmd.env("PLUMB_COLLECTOR", url);
+    }
+    let out = cmd
         .args(["run", "--", "python3"])
         .arg(app())
-        .arg(&marker)
-        .env("PLUMB_HOME", &local)
-        .env("PLUMB_SPOOL", dir.path().join("spool"))
+        .arg(marker)
+        .env("PLUMB_HOME", home)
+        .env("PLUMB_SPOOL", home.join("spool"))
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", serve.otlp())
-        .env("OTEL_SERVICE_NAME", "shop-test")
-        .stdin(Stdio::null())
+        .env("OTEL_SERVICE_NAME", service)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "the instrumented program failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(out, "the instrumented program")
+}
+
+fn app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/otel_app.py")
+}
+
+#[test]
+fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
+    let (dir, serve) = otel_setup();
+    let local = dir.path().join("local");
+    let marker = format!("zq{}marker", std::process::id());
+    let out = run_app(&serve, &local, &marker, "shop-test", None);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sent telemetry"));
     // The run as the local store recorded it.
     let ls = plumb()
@@ -156,13 +175,8 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
-    assert!(
-        python_has_otel(),
-        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("collector");
-    let serve = Serve::builder().data(&data).otlp().start();
+    let (dir, serve) = otel_setup();
+    let data = serve.data.clone();
     let home = dir.path().join("home");
     let marker = format!("zq{}free", std::process::id());
     // The program runs on its own, not under `plumb run`.
@@ -434,36 +448,11 @@ h.close()",
 /// alone, byte for byte.
 #[test]
 fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
-    assert!(
-        python_has_otel(),
-        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::builder()
-        .data(&dir.path().join("collector"))
-        .otlp()
-        .start();
+    let (dir, serve) = otel_setup();
     let home = dir.path().join("home");
     let marker = format!("zq{}logs", std::process::id());
     // The run itself is shipped to the collector too.
-    let out = plumb()
-        .args(["run", "--", "python3"])
-        .arg(app())
-        .arg(&marker)
-        .env("PLUMB_HOME", &home)
-        .env("PLUMB_SPOOL", dir.path().join("spool"))
-        .env("PLUMB_COLLECTOR", &serve.api)
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", serve.otlp())
-        .env("OTEL_SERVICE_NAME", "shop-logs")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_app(&serve, &home, &marker, "shop-logs", Some(&serve.api));
     let program_output = String::from_utf8_lossy(&out.stdout).into_owned();
     let run_id = program_output
         .lines()
