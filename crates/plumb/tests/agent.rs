@@ -27,13 +27,15 @@ fn transitions(url: &str) -> Vec<(String, String)> {
 
 #[test]
 fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data);
-    let url = serve.api.clone();
-    let agent = Agent::start(&home, &url, "stopper", "1s", &["--label", "role=test"]);
+    let site = Site::new();
+    let _serve = site.serve();
+    let agent = Agent::start(
+        &site.home,
+        &site.url,
+        "stopper",
+        "1s",
+        &["--label", "role=test"],
+    );
     let state = |url: &str| -> String {
         get(url, "/api/v1/nodes")
             .and_then(|b| {
@@ -46,7 +48,7 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
             .unwrap_or_default()
     };
     wait_for("the agent to come up", Duration::from_secs(20), || {
-        (state(&url) == "up" || state(&url) == "busy").then_some(())
+        (state(&site.url) == "up" || state(&site.url) == "busy").then_some(())
     });
     // A few heartbeats so the detector learns the rhythm.
     std::thread::sleep(Duration::from_secs(3));
@@ -54,13 +56,13 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
     wait_for(
         "a stopped agent to be declared down",
         Duration::from_secs(40),
-        || (state(&url) == "down").then_some(()),
+        || (state(&site.url) == "down").then_some(()),
     );
     signal(agent.pid(), libc::SIGCONT);
     wait_for("the agent to come back", Duration::from_secs(20), || {
-        (matches!(state(&url).as_str(), "up" | "busy")).then_some(())
+        (matches!(state(&site.url).as_str(), "up" | "busy")).then_some(())
     });
-    let t = transitions(&url);
+    let t = transitions(&site.url);
     let pos = |from: &str, to: &str| t.iter().position(|(f, x)| f == from && x == to);
     let suspect = t
         .iter()
@@ -75,21 +77,21 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
         "{t:?}"
     );
     // The CLI shows the node with its state and its history.
-    let out = plumb_in(&home)
-        .args(["nodes", "--collector", &url])
+    let out = plumb_in(&site.home)
+        .args(["nodes", "--collector", &site.url])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("stopper"), "{text}");
-    let hist = plumb_in(&home)
-        .args(["nodes", "--collector", &url, "--history", "stopper"])
+    let hist = plumb_in(&site.home)
+        .args(["nodes", "--collector", &site.url, "--history", "stopper"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&hist.stdout);
     assert!(text.contains("suspect") && text.contains("down"), "{text}");
     // JSON carries the report: labels, disks, fingerprint hash.
-    let json = plumb_in(&home)
-        .args(["nodes", "--collector", &url, "--json"])
+    let json = plumb_in(&site.home)
+        .args(["nodes", "--collector", &site.url, "--json"])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

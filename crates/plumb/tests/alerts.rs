@@ -42,6 +42,15 @@ impl Receiver {
     }
 
     /// Payloads whose alerts include `alertname` with `status`.
+    /// Waits up to `secs` for a payload with an alert `alertname` in
+    /// `status`, and returns the first.
+    fn first(&self, alertname: &str, status: &str, secs: u64) -> Value {
+        let what = format!("{alertname} {status} at the webhook");
+        wait_for(&what, Duration::from_secs(secs), || {
+            self.matching(alertname, status).into_iter().next()
+        })
+    }
+
     fn matching(&self, alertname: &str, status: &str) -> Vec<Value> {
         self.got
             .lock()
@@ -168,12 +177,7 @@ timeout = "5s"
     // Fill it past 95%: the critical disk alert fires.
     let fill = mount.join("fill");
     std::fs::write(&fill, vec![1u8; 15 * 1024 * 1024 + 512 * 1024]).unwrap();
-    wait_for(
-        "a firing payload reaches the webhook",
-        Duration::from_secs(30),
-        || (!receiver.matching("DiskSpaceLow", "firing").is_empty()).then_some(()),
-    );
-    let p = &receiver.matching("DiskSpaceLow", "firing")[0];
+    let p = &receiver.first("DiskSpaceLow", "firing", 30);
     assert_eq!(p["version"], "4");
     assert_eq!(p["status"], "firing");
     assert_eq!(p["receiver"], "webhook-0");
@@ -294,12 +298,7 @@ timeout = "5s"
 
     // Freeing the space resolves it, told once.
     std::fs::remove_file(&fill).unwrap();
-    wait_for(
-        "a resolved payload reaches the webhook",
-        Duration::from_secs(30),
-        || (!receiver.matching("DiskSpaceLow", "resolved").is_empty()).then_some(()),
-    );
-    let r = &receiver.matching("DiskSpaceLow", "resolved")[0];
+    let r = &receiver.first("DiskSpaceLow", "resolved", 30);
     assert_eq!(r["status"], "resolved");
     assert_eq!(r["alerts"][0]["fingerprint"], fp.as_str());
     assert_ne!(r["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
@@ -307,12 +306,7 @@ timeout = "5s"
 
     // A killed agent: its node goes down and that fires.
     drop(agent);
-    wait_for(
-        "node down reaches the webhook",
-        Duration::from_secs(60),
-        || (!receiver.matching("NodeDown", "firing").is_empty()).then_some(()),
-    );
-    let d = &receiver.matching("NodeDown", "firing")[0];
+    let d = &receiver.first("NodeDown", "firing", 60);
     assert_eq!(d["alerts"][0]["labels"]["node"], "disky");
     assert_eq!(d["alerts"][0]["labels"]["severity"], "critical");
     assert_eq!(receiver.matching("DiskSpaceLow", "resolved").len(), 1);
@@ -453,46 +447,64 @@ fn finished_runs(url: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Restarts the collector after kill -9, lets it evaluate several times, and
-/// checks nothing was told again.
-fn restart_tells_nothing_new(
-    collector: &mut Serve,
-    data: &Path,
-    config: &Path,
+/// What the single-rule tests share: a webhook receiver, a collector with
+/// only `rule` enabled on a fixed port (so a restart keeps its address) and
+/// a node's home beside it.
+struct RuleTest {
+    receiver: Receiver,
+    collector: Serve,
+    url: String,
+    home: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
     port: u16,
-    receiver: &Receiver,
-) -> Serve {
-    let before = receiver.got.lock().unwrap().len();
-    collector.kill9();
-    let again = serve(data, config, port);
-    // Ten evaluations at 200 ms, and time for a delivery to arrive.
-    std::thread::sleep(Duration::from_millis(2500));
-    let got = receiver.got.lock().unwrap();
-    assert_eq!(
-        got.len(),
-        before,
-        "a restarted collector notified again: {:?}",
-        &got[before..]
-    );
-    again
+    _tmp: tempfile::TempDir,
+}
+
+impl RuleTest {
+    fn start(rule: &str, extra: &str) -> RuleTest {
+        let tmp = tempfile::tempdir().unwrap();
+        let receiver = Receiver::start();
+        let config = one_rule_config(tmp.path(), &receiver, rule, extra);
+        let data = tmp.path().join("collector");
+        let home = tmp.path().join("node");
+        std::fs::create_dir_all(&home).unwrap();
+        let port = free_port();
+        let collector = serve(&data, &config, port);
+        RuleTest {
+            receiver,
+            url: collector.api.clone(),
+            collector,
+            home,
+            data,
+            config,
+            port,
+            _tmp: tmp,
+        }
+    }
+
+    /// Restarts the collector after kill -9, lets it evaluate several
+    /// times, and checks nothing was told again.
+    fn restart_tells_nothing_new(&mut self) {
+        let before = self.receiver.got.lock().unwrap().len();
+        self.collector.kill9();
+        self.collector = serve(&self.data, &self.config, self.port);
+        // Ten evaluations at 200 ms, and time for a delivery to arrive.
+        std::thread::sleep(Duration::from_millis(2500));
+        let got = self.receiver.got.lock().unwrap();
+        assert_eq!(
+            got.len(),
+            before,
+            "a restarted collector notified again: {:?}",
+            &got[before..]
+        );
+    }
 }
 
 #[test]
 fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let config = one_rule_config(
-        tmp.path(),
-        &receiver,
-        "failure_rate",
-        "above = 0.5\nlast = 4\nmin_runs = 4",
-    );
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let mut collector = serve(&data, &config, port);
-    let url = collector.api.clone();
+    let mut t = RuleTest::start("failure_rate", "above = 0.5\nlast = 4\nmin_runs = 4");
+    let (url, home) = (t.url.clone(), t.home.clone());
 
     // Three failures out of three: not enough runs to judge yet.
     for _ in 0..3 {
@@ -505,17 +517,14 @@ fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recover
     );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
-        receiver.got.lock().unwrap().is_empty(),
+        t.receiver.got.lock().unwrap().is_empty(),
         "three runs are below min_runs = 4: {:?}",
-        receiver.got.lock().unwrap()
+        t.receiver.got.lock().unwrap()
     );
 
     // The fourth failure: 4 of the last 4 failed.
     assert_eq!(run_shipped(&home, &url, "etl", "exit 3"), Some(3));
-    wait_for("the failure rate fires", Duration::from_secs(30), || {
-        (!receiver.matching("JobFailureRate", "firing").is_empty()).then_some(())
-    });
-    let p = receiver.matching("JobFailureRate", "firing")[0].clone();
+    let p = t.receiver.first("JobFailureRate", "firing", 30);
     let a = assert_v4(&p, &url, "JobFailureRate", "firing");
     assert_eq!(a["labels"]["job"], "etl", "{a}");
     assert_eq!(a["labels"]["severity"], "warning", "{a}");
@@ -530,7 +539,7 @@ fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recover
     let fp = a["fingerprint"].as_str().unwrap().to_string();
 
     // Restarted while firing: still firing, told once.
-    let mut collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    t.restart_tells_nothing_new();
     let list = alerts(&url);
     assert!(
         list["alerts"]
@@ -545,34 +554,19 @@ fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recover
     for _ in 0..3 {
         assert_eq!(run_shipped(&home, &url, "etl", "true"), Some(0));
     }
-    wait_for("the failure rate resolves", Duration::from_secs(30), || {
-        (!receiver.matching("JobFailureRate", "resolved").is_empty()).then_some(())
-    });
-    let r = receiver.matching("JobFailureRate", "resolved")[0].clone();
+    let r = t.receiver.first("JobFailureRate", "resolved", 30);
     let ra = assert_v4(&r, &url, "JobFailureRate", "resolved");
     assert_eq!(ra["fingerprint"], fp.as_str());
     assert_eq!(ra["startsAt"], a["startsAt"], "the same episode");
-    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
-    assert_eq!(receiver.matching("JobFailureRate", "firing").len(), 1);
-    assert_eq!(receiver.matching("JobFailureRate", "resolved").len(), 1);
+    t.restart_tells_nothing_new();
+    assert_eq!(t.receiver.matching("JobFailureRate", "firing").len(), 1);
+    assert_eq!(t.receiver.matching("JobFailureRate", "resolved").len(), 1);
 }
 
 #[test]
 fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_quiet() {
-    let tmp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let config = one_rule_config(
-        tmp.path(),
-        &receiver,
-        "slow_run",
-        "min_history = 3\nfactor = 1.0",
-    );
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let mut collector = serve(&data, &config, port);
-    let url = collector.api.clone();
+    let mut t = RuleTest::start("slow_run", "min_history = 3\nfactor = 1.0");
+    let (url, home) = (t.url.clone(), t.home.clone());
     for _ in 0..3 {
         assert_eq!(run_shipped(&home, &url, "nightly", "true"), Some(0));
     }
@@ -594,10 +588,7 @@ fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_qui
             .spawn()
             .unwrap(),
     );
-    wait_for("the slow run fires", Duration::from_secs(20), || {
-        (!receiver.matching("RunLongerThanUsual", "firing").is_empty()).then_some(())
-    });
-    let p = receiver.matching("RunLongerThanUsual", "firing")[0].clone();
+    let p = t.receiver.first("RunLongerThanUsual", "firing", 20);
     let a = assert_v4(&p, &url, "RunLongerThanUsual", "firing");
     assert_eq!(a["labels"]["job"], "nightly", "{a}");
     assert_eq!(a["labels"]["severity"], "warning", "{a}");
@@ -615,42 +606,25 @@ fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_qui
     // The run ends: the condition clears and the resolution is told.
     let mut slow = slow;
     assert!(slow.0.wait().unwrap().success());
-    wait_for(
-        "the slow run resolves once it ends",
-        Duration::from_secs(30),
-        || {
-            (!receiver
-                .matching("RunLongerThanUsual", "resolved")
-                .is_empty())
-            .then_some(())
-        },
-    );
-    let r = receiver.matching("RunLongerThanUsual", "resolved")[0].clone();
+    let r = t.receiver.first("RunLongerThanUsual", "resolved", 30);
     let ra = assert_v4(&r, &url, "RunLongerThanUsual", "resolved");
     assert_eq!(ra["labels"]["run_id"], run_id.as_str());
     assert_eq!(ra["fingerprint"], a["fingerprint"]);
-    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
-    assert_eq!(receiver.matching("RunLongerThanUsual", "firing").len(), 1);
-    assert_eq!(receiver.matching("RunLongerThanUsual", "resolved").len(), 1);
+    t.restart_tells_nothing_new();
+    assert_eq!(t.receiver.matching("RunLongerThanUsual", "firing").len(), 1);
+    assert_eq!(
+        t.receiver.matching("RunLongerThanUsual", "resolved").len(),
+        1
+    );
 }
 
 #[test]
 fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
-    let tmp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let config = one_rule_config(tmp.path(), &receiver, "new_error", "");
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let mut collector = serve(&data, &config, port);
-    let url = collector.api.clone();
+    let mut t = RuleTest::start("new_error", "");
+    let (url, home) = (t.url.clone(), t.home.clone());
     let script = "python3 -c 'raise KeyError(\"alert-e2e\")'";
     assert_eq!(run_shipped(&home, &url, "lookup", script), Some(1));
-    wait_for("the new error group fires", Duration::from_secs(30), || {
-        (!receiver.matching("NewErrorGroup", "firing").is_empty()).then_some(())
-    });
-    let p = receiver.matching("NewErrorGroup", "firing")[0].clone();
+    let p = t.receiver.first("NewErrorGroup", "firing", 30);
     let a = assert_v4(&p, &url, "NewErrorGroup", "firing");
     assert_eq!(a["labels"]["kind"], "KeyError", "{a}");
     let group = a["labels"]["error"].as_str().unwrap().to_string();
@@ -673,7 +647,7 @@ fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
 
     // A restarted collector starts watching anew, yet the group it already
     // alerted about is neither forgotten (resolved) nor told again.
-    let mut collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    t.restart_tells_nothing_new();
     // The same error again only counts in the group: no second alert.
     assert_eq!(run_shipped(&home, &url, "lookup", script), Some(1));
     wait_for(
@@ -689,8 +663,8 @@ fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
         },
     );
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(receiver.matching("NewErrorGroup", "firing").len(), 1);
-    assert!(receiver.matching("NewErrorGroup", "resolved").is_empty());
+    assert_eq!(t.receiver.matching("NewErrorGroup", "firing").len(), 1);
+    assert!(t.receiver.matching("NewErrorGroup", "resolved").is_empty());
 
     // Resolving the group clears the condition: the alert resolves.
     let out = plumb_in(&home)
@@ -698,15 +672,10 @@ fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    wait_for(
-        "the alert resolves with its group",
-        Duration::from_secs(30),
-        || (!receiver.matching("NewErrorGroup", "resolved").is_empty()).then_some(()),
-    );
-    let r = receiver.matching("NewErrorGroup", "resolved")[0].clone();
+    let r = t.receiver.first("NewErrorGroup", "resolved", 30);
     let ra = assert_v4(&r, &url, "NewErrorGroup", "resolved");
     assert_eq!(ra["labels"]["error"], group.as_str());
-    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
-    assert_eq!(receiver.matching("NewErrorGroup", "firing").len(), 1);
-    assert_eq!(receiver.matching("NewErrorGroup", "resolved").len(), 1);
+    t.restart_tells_nothing_new();
+    assert_eq!(t.receiver.matching("NewErrorGroup", "firing").len(), 1);
+    assert_eq!(t.receiver.matching("NewErrorGroup", "resolved").len(), 1);
 }

@@ -65,19 +65,15 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data);
-    let url = serve.api.clone();
+    let site = Site::new();
+    let serve = site.serve();
 
     // A run in progress, shipped as it runs.
     let _sleeper = Proc(
-        plumb_in(&home)
-            .env("PLUMB_COLLECTOR", &url)
-            .env("PLUMB_SPOOL", home.join("spool"))
-            .env("PLUMB_OUTBOX", home.join("outbox"))
+        plumb_in(&site.home)
+            .env("PLUMB_COLLECTOR", &site.url)
+            .env("PLUMB_SPOOL", site.home.join("spool"))
+            .env("PLUMB_OUTBOX", site.home.join("outbox"))
             .args(["run", "--name", "long-job", "--", "sleep", "60"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -90,7 +86,7 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
         Duration::from_secs(30),
         || {
             ({
-                run = get(&url, "/api/v1/runs?name=long-job")
+                run = get(&site.url, "/api/v1/runs?name=long-job")
                     .and_then(|b| serde_json::from_str::<Value>(&b).ok())
                     .map(|v| v[0].clone())
                     .unwrap_or(Value::Null);
@@ -102,16 +98,22 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     let run_id = run["id"].as_str().unwrap().to_string();
     // The agent reports this machine under the name runs record as host.
     let host = run["host"].as_str().unwrap().to_string();
-    let _agent = Agent::start(&home, &url, &host, "200ms", &["--spool", "agent-spool"]);
+    let _agent = Agent::start(
+        &site.home,
+        &site.url,
+        &host,
+        "200ms",
+        &["--spool", "agent-spool"],
+    );
     // Three nodes of rack r7: two agree on their software, one does not.
-    post_report(&url, &report("twin-1", "fp-same"));
-    post_report(&url, &report("twin-2", "fp-same"));
-    post_report(&url, &report("odd-1", "fp-odd"));
+    post_report(&site.url, &report("twin-1", "fp-same"));
+    post_report(&site.url, &report("twin-2", "fp-same"));
+    post_report(&site.url, &report("odd-1", "fp-odd"));
     wait_for(
         "the agent reports its disks and fingerprint",
         Duration::from_secs(30),
         || {
-            (get(&url, &format!("/api/v1/nodes/{host}"))
+            (get(&site.url, &format!("/api/v1/nodes/{host}"))
                 .and_then(|b| serde_json::from_str::<Value>(&b).ok())
                 .is_some_and(|v| {
                     v["node"]["fingerprint"].is_string()
@@ -122,7 +124,7 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     );
 
     // The collector's view, for people.
-    let out = text(&show(&home, &[&host, "--collector", &url]));
+    let out = text(&show(&site.home, &[&host, "--collector", &site.url]));
     let line = |key: &str| {
         out.lines()
             .find(|l| l.starts_with(key))
@@ -164,7 +166,10 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     );
 
     // JSON: the same document as GET /api/v1/nodes/{name}.
-    let out = text(&show(&home, &[&host, "--collector", &url, "--json"]));
+    let out = text(&show(
+        &site.home,
+        &[&host, "--collector", &site.url, "--json"],
+    ));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["node"]["node"], host.as_str());
     assert_eq!(v["running"][0]["id"], run_id.as_str(), "{v}");
@@ -173,25 +178,25 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     assert_eq!(v["node"]["fingerprint_differs"], false);
 
     // The outlier of its group says so; its peers do not.
-    let odd = text(&show(&home, &["odd-1", "--collector", &url]));
+    let odd = text(&show(&site.home, &["odd-1", "--collector", &site.url]));
     assert!(
         odd.contains("fp-odd  DIFFERS from most nodes labelled rack=r7"),
         "{odd}"
     );
     assert!(odd.contains("/scratch") && odd.contains("xfs"), "{odd}");
-    let twin = text(&show(&home, &["twin-1", "--collector", &url]));
+    let twin = text(&show(&site.home, &["twin-1", "--collector", &site.url]));
     assert!(twin.contains("fp-same  (same as its group)"), "{twin}");
 
-    // The collector's own store, read where it lies (PLUMB_HOME = its data
+    // The collector's own store, read where it lies (PLUMB_HOME = its site.data
     // directory), without asking the collector.
-    let local = plumb_in(&data)
+    let local = plumb_in(&site.data)
         .args(["nodes", "show", "odd-1", "--local", "--json"])
         .output()
         .unwrap();
     let lv: Value = serde_json::from_str(&text(&local)).unwrap();
     assert_eq!(lv["node"]["node"], "odd-1");
     assert_eq!(lv["node"]["fingerprint_differs"], true, "{lv}");
-    let local = plumb_in(&data)
+    let local = plumb_in(&site.data)
         .args(["nodes", "show", &host, "--local"])
         .output()
         .unwrap();
@@ -202,14 +207,14 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     // `plumb nodes` reads the same sources as `nodes show`: the collector's
     // list and the local store's list are the same nodes in the same states.
     let remote_list: Value = serde_json::from_str(&text(
-        &plumb_in(&home)
-            .args(["nodes", "--json", "--collector", &url])
+        &plumb_in(&site.home)
+            .args(["nodes", "--json", "--collector", &site.url])
             .output()
             .unwrap(),
     ))
     .unwrap();
     let local_list: Value = serde_json::from_str(&text(
-        &plumb_in(&data)
+        &plumb_in(&site.data)
             .args(["nodes", "--json", "--local"])
             .output()
             .unwrap(),
@@ -231,7 +236,7 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     assert_eq!(names_states(&local_list), names_states(&remote_list));
     // Without any collector configured, a node's own (empty) store is read
     // and says why it is empty, rather than failing.
-    let empty = plumb_in(&home).args(["nodes"]).output().unwrap();
+    let empty = plumb_in(&site.home).args(["nodes"]).output().unwrap();
     assert!(empty.status.success(), "{empty:?}");
     assert!(
         String::from_utf8_lossy(&empty.stderr).contains("no node has reported to the store"),
@@ -241,8 +246,11 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
 
     // Unknown names are named, remotely and locally.
     for (dir, args) in [
-        (&home, vec!["no-such-node", "--collector", url.as_str()]),
-        (&data, vec!["no-such-node", "--local"]),
+        (
+            &site.home,
+            vec!["no-such-node", "--collector", site.url.as_str()],
+        ),
+        (&site.data, vec!["no-such-node", "--local"]),
     ] {
         let o = plumb_in(dir)
             .args(["nodes", "show"])

@@ -42,31 +42,26 @@ fn run_shipped(home: &Path, collector: &str, script: &str) -> (String, Vec<u8>) 
 
 #[test]
 fn collector_down_for_the_whole_job_then_up_the_next_run_ships_everything() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     // Nothing listens: the job runs and exits as usual, its output intact.
-    let (id, stdout) = run_shipped(&home, &url, "seq 1 20000");
+    let (id, stdout) = run_shipped(&site.home, &site.url, "seq 1 20000");
     assert_eq!(stdout, seq(20000), "the job's own output is untouched");
-    let outbox = home.join("outbox");
+    let outbox = site.home.join("outbox");
     assert_eq!(spool_files(&outbox).len(), 1, "the run waits in the outbox");
     // The collector comes up; the next run ships itself and the one before.
-    let _serve = Serve::builder().data(&data).port(port).start();
-    let (id2, _) = run_shipped(&home, &url, "echo second");
+    let _serve = Serve::builder().data(&site.data).port(site.port).start();
+    let (id2, _) = run_shipped(&site.home, &site.url, "echo second");
     wait_for(
         "both runs reach the collector",
         Duration::from_secs(30),
-        || (stored_ended(&data, &id) && stored_ended(&data, &id2)).then_some(()),
+        || (stored_ended(&site.data, &id) && stored_ended(&site.data, &id2)).then_some(()),
     );
     assert_eq!(
-        stored_stdout(&data, &id).unwrap(),
+        stored_stdout(&site.data, &id).unwrap(),
         seq(20000),
         "every line, once, in order"
     );
-    assert_eq!(stored_stdout(&data, &id2).unwrap(), b"second\n");
+    assert_eq!(stored_stdout(&site.data, &id2).unwrap(), b"second\n");
     wait_for(
         "shipped files leave the outbox",
         Duration::from_secs(10),
@@ -76,50 +71,40 @@ fn collector_down_for_the_whole_job_then_up_the_next_run_ships_everything() {
 
 #[test]
 fn collector_down_for_the_whole_job_then_up_the_agent_ships_everything() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (id, _) = run_shipped(&home, &url, &format!("seq 1 {}", 1000 * (i + 1)));
+        let (id, _) = run_shipped(&site.home, &site.url, &format!("seq 1 {}", 1000 * (i + 1)));
         ids.push(id);
     }
-    assert_eq!(spool_files(&home.join("outbox")).len(), 3);
-    let _serve = Serve::builder().data(&data).port(port).start();
-    let _agent = Agent::start(&home, &url, "shipper-node", "500ms", &[]);
+    assert_eq!(spool_files(&site.home.join("outbox")).len(), 3);
+    let _serve = Serve::builder().data(&site.data).port(site.port).start();
+    let _agent = Agent::start(&site.home, &site.url, "shipper-node", "500ms", &[]);
     wait_for(
         "the agent ships every run left behind",
         Duration::from_secs(30),
-        || (ids.iter().all(|id| stored_ended(&data, id))).then_some(()),
+        || (ids.iter().all(|id| stored_ended(&site.data, id))).then_some(()),
     );
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
-            stored_stdout(&data, id).unwrap(),
+            stored_stdout(&site.data, id).unwrap(),
             seq(1000 * (i as u32 + 1))
         );
     }
     wait_for("the outbox to empty", Duration::from_secs(10), || {
-        (spool_files(&home.join("outbox")).is_empty()).then_some(())
+        (spool_files(&site.home.join("outbox")).is_empty()).then_some(())
     });
 }
 
 #[test]
 fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     // Incompressible output: each run's spool file is about 40 KiB, and the
     // bound holds one of them.
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let out = plumb_in(&home)
-            .env("PLUMB_COLLECTOR", &url)
+        let out = plumb_in(&site.home)
+            .env("PLUMB_COLLECTOR", &site.url)
             .env("PLUMB_SPOOL_MAX", "50K")
             .args([
                 "run",
@@ -134,11 +119,11 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
         assert!(out.status.success());
         ids.push(run_id_from(&out.stderr));
     }
-    let left = spool_files(&home.join("outbox"));
+    let left = spool_files(&site.home.join("outbox"));
     assert!(left.len() < 3, "the bound dropped something: {left:?}");
-    let _serve = Serve::builder().data(&data).port(port).start();
+    let _serve = Serve::builder().data(&site.data).port(site.port).start();
     let _agent = Proc(
-        plumb_in(&home)
+        plumb_in(&site.home)
             .env("PLUMB_SPOOL_MAX", "50K")
             .args([
                 "agent",
@@ -147,7 +132,7 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
                 "--interval",
                 "300ms",
                 "--collector",
-                &url,
+                &site.url,
             ])
             .stdin(Stdio::null())
             .spawn()
@@ -157,17 +142,17 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
     wait_for(
         "the newest run at the collector",
         Duration::from_secs(30),
-        || (stored_ended(&data, &ids[2])).then_some(()),
+        || (stored_ended(&site.data, &ids[2])).then_some(()),
     );
     assert!(
-        !stored_ended(&data, &ids[0]),
+        !stored_ended(&site.data, &ids[0]),
         "the oldest run was dropped, not shipped"
     );
     let dropped = wait_for(
         "the drop count at the collector",
         Duration::from_secs(15),
         || {
-            let body = get(&url, "/api/v1/nodes")?;
+            let body = get(&site.url, "/api/v1/nodes")?;
             let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
             let dropped = nodes
                 .as_array()
@@ -180,7 +165,7 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
             (dropped >= 1).then_some(dropped)
         },
     );
-    let metrics = get(&url, "/metrics").unwrap();
+    let metrics = get(&site.url, "/metrics").unwrap();
     assert!(
         metrics.contains(&format!(
             "plumb_node_spool_dropped_runs{{node=\"tiny-spool\"}} {dropped}"
@@ -366,21 +351,16 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
 /// batch cannot help), and `plumb run` says so once, naming the file.
 #[test]
 fn a_batch_refused_as_too_large_is_named_and_kept() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     // 1 MiB for decompressing bodies: a batch of several MiB of output
     // can never fit, so it is refused with 413, not 429.
     let _serve = Serve::builder()
-        .data(&data)
-        .port(port)
+        .data(&site.data)
+        .port(site.port)
         .args(["--ingest-memory-mib", "1"])
         .start();
-    let out = plumb_in(&home)
-        .env("PLUMB_COLLECTOR", &url)
+    let out = plumb_in(&site.home)
+        .env("PLUMB_COLLECTOR", &site.url)
         .args(["run", "--", "sh", "-c"])
         .arg("echo $PLUMB_RUN_ID >&2; seq 1 1000000; exit 4")
         .stdin(Stdio::null())
@@ -390,8 +370,11 @@ fn a_batch_refused_as_too_large_is_named_and_kept() {
     assert_eq!(out.status.code(), Some(4), "the program's exit status");
     let id = run_id_from(&out.stderr);
     let err = String::from_utf8_lossy(&out.stderr);
-    let aside = home.join("outbox").join(format!("{id}.spool.bad"));
-    let said = format!("plumb: the collector at {url} refused a batch as too large (413");
+    let aside = site.home.join("outbox").join(format!("{id}.spool.bad"));
+    let said = format!(
+        "plumb: the collector at {} refused a batch as too large (413",
+        site.url
+    );
     assert_eq!(err.matches(&said).count(), 1, "{err}");
     assert!(
         err.contains(&format!("is kept in {}", aside.display())),

@@ -144,6 +144,51 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A node's home (`DIR/node`, created) beside a collector's store directory
+/// (`DIR/collector`) in a fresh temporary directory, and a port picked for
+/// the collector so it can start late or restart at the same URL: the
+/// setting of the shipping and agent tests.
+pub struct Site {
+    pub home: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`, whether or not the collector is up.
+    pub url: String,
+    tmp: tempfile::TempDir,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site::new()
+    }
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("node");
+        std::fs::create_dir_all(&home).unwrap();
+        let port = free_port();
+        Site {
+            home,
+            data: tmp.path().join("collector"),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            tmp,
+        }
+    }
+
+    /// The temporary directory holding both.
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Starts the collector on the site's store and port.
+    pub fn serve(&self) -> Serve {
+        Serve::builder().data(&self.data).port(self.port).start()
+    }
+}
+
 /// Sends `sig` to a process this test started.
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) with a pid this test spawned and a valid signal.
