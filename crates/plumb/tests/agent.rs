@@ -108,42 +108,25 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
 #[test]
 fn bad_arguments_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = plumb_in(tmp.path()).args(["agent"]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no collector"));
-    let out = plumb_in(tmp.path())
-        .args(["agent", "--collector", "ftp://x", "--name", "n"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a collector URL"),
-        "{out:?}"
-    );
-    let out = plumb_in(tmp.path())
-        .args([
-            "agent",
-            "--collector",
-            "http://127.0.0.1:1",
-            "--name",
-            "bad name",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("node name"),
-        "{out:?}"
-    );
-    let out = plumb_in(tmp.path())
-        .args([
-            "agent",
-            "--collector",
-            "http://127.0.0.1:1",
-            "--interval",
-            "fast",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let url = "http://127.0.0.1:1";
+    // (arguments, what the error names; empty: only that it fails)
+    let cases: [(&[&str], &str); 4] = [
+        (&["agent"], "no collector"),
+        (
+            &["agent", "--collector", "ftp://x", "--name", "n"],
+            "not a collector URL",
+        ),
+        (
+            &["agent", "--collector", url, "--name", "bad name"],
+            "node name",
+        ),
+        (&["agent", "--collector", url, "--interval", "fast"], ""),
+    ];
+    for (args, names) in cases {
+        let out = plumb_in(tmp.path()).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(text(&out.stderr).contains(names), "{args:?}: {out:?}");
+    }
 }
 
 /// Issue 13, item 19: log records a short Python stage spooled while the

@@ -133,17 +133,13 @@ fn run_ids(api: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn node_report(name: &str, fingerprint_os: &str) -> Value {
-    serde_json::json!({
-        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
-        "labels": {"team": "ml"},
-        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
-        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
-        "disks": [{"mount": "/", "fs_type": "ext4", "device": "/dev/sda1",
-                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
-        "runs_in_progress": 2,
-        "fingerprint": {"hash": format!("odd-{fingerprint_os}"), "fingerprint": {"os": {"id": fingerprint_os, "version": "1", "pretty": fingerprint_os, "kernel": "6", "arch": "x86_64"}}}
-    })
+/// A report of a node of team ml with two runs in progress, whose
+/// software differs from this machine's (OS `fingerprint_os`).
+fn team_report(name: &str, fingerprint_os: &str) -> Value {
+    let mut r = node_report(name, &format!("odd-{fingerprint_os}"), fingerprint_os);
+    r["labels"] = serde_json::json!({"team": "ml"});
+    r["runs_in_progress"] = 2.into();
+    r
 }
 
 #[test]
@@ -189,7 +185,7 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         "POST",
         "/api/v1/ingest/node",
         &[("Content-Type", "application/json")],
-        node_report("node-odd", "plan9").to_string().as_bytes(),
+        team_report("node-odd", "plan9").to_string().as_bytes(),
     )
     .status_and_text();
     assert_eq!(code, 200, "{body}");
@@ -576,7 +572,7 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
     let dir = tmp.path();
     let server = Serve::start(&dir.join("srv"));
     let api = server.api.clone();
-    let mut calm = node_report("calm", "debian");
+    let mut calm = team_report("calm", "debian");
     let (code, body) = http(
         &api,
         "POST",
@@ -603,7 +599,7 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
         serde_json::json!({
             "node": "calm",
             "busy_report": calm,
-            "new_report": node_report("newcomer", "debian"),
+            "new_report": team_report("newcomer", "debian"),
         }),
     );
     assert_eq!(v["before"], "up", "{v}");

@@ -12,18 +12,14 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 use support::*;
 
+/// A report of a node of rack r7 with a scratch disk.
 fn report(name: &str, fingerprint: &str) -> Value {
-    serde_json::json!({
-        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
-        "labels": {"rack": "r7"},
-        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
-        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
-        "disks": [{"mount": "/scratch", "fs_type": "xfs", "device": "/dev/sdz1",
-                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
-        "runs_in_progress": 0,
-        "fingerprint": {"hash": fingerprint, "fingerprint": {"os": {"id": fingerprint, "version": "1",
-                        "pretty": fingerprint, "kernel": "6", "arch": "x86_64"}}}
-    })
+    let mut r = node_report(name, fingerprint, fingerprint);
+    r["labels"] = serde_json::json!({"rack": "r7"});
+    r["disks"][0]["mount"] = "/scratch".into();
+    r["disks"][0]["fs_type"] = "xfs".into();
+    r["disks"][0]["device"] = "/dev/sdz1".into();
+    r
 }
 
 fn post_report(url: &str, body: &Value) {

@@ -39,17 +39,14 @@ impl Drop for Held {
     }
 }
 
-/// Posts `before` to `base` + `path` (stored), then `during` while the
-/// database is held: asserts the busy answer, releases the database, posts
-/// `during` again and asserts it is stored and the database is intact.
-fn busy_then_stored(
-    serve: &Serve,
-    base: &str,
-    path: &str,
-    content_type: &str,
-    before: &[u8],
-    during: &[u8],
-) {
+/// An ingest endpoint: base URL, path and the content type it takes.
+struct Endpoint<'a>(&'a str, &'a str, &'a str);
+
+/// Posts `before` to `endpoint` (stored), then `during` while the database
+/// is held: asserts the busy answer, releases the database, posts `during`
+/// again and asserts it is stored and the database is intact.
+fn busy_then_stored(serve: &Serve, endpoint: Endpoint, before: &[u8], during: &[u8]) {
+    let Endpoint(base, path, content_type) = endpoint;
     let headers = [("Content-Type", content_type)];
     let a = http(base, "POST", path, &headers, before);
     assert_eq!(a.status, 200, "POST {path}: {}", a.text());
@@ -108,42 +105,23 @@ fn spool_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
     let serve = collector();
     let (before, during) = (spool_body("before-lock"), spool_body("during-lock"));
     let spool = "application/x-plumb-spool";
-    busy_then_stored(
-        &serve,
-        &serve.api,
-        "/api/v1/ingest/spool",
-        spool,
-        &before,
-        &during,
-    );
+    let endpoint = Endpoint(&serve.api, "/api/v1/ingest/spool", spool);
+    busy_then_stored(&serve, endpoint, &before, &during);
     let names = sorted(&serve.get_json("/api/v1/runs"), "name");
     assert_eq!(names, ["before-lock", "during-lock"]);
 }
 
-fn node_report(name: &str, seq: u64) -> Vec<u8> {
-    serde_json::json!({
-        "version": 1, "node": name, "sent": 0, "seq": seq, "interval_ms": 60000,
-        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
-        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
-        "disks": [], "runs_in_progress": 0
-    })
-    .to_string()
-    .into_bytes()
+fn node_body(name: &str) -> Vec<u8> {
+    node_report(name, "fp", "debian").to_string().into_bytes()
 }
 
 #[test]
 fn node_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
     let serve = collector();
-    let (before, during) = (node_report("steady", 1), node_report("late", 1));
+    let (before, during) = (node_body("steady"), node_body("late"));
     let json = "application/json";
-    busy_then_stored(
-        &serve,
-        &serve.api,
-        "/api/v1/ingest/node",
-        json,
-        &before,
-        &during,
-    );
+    let endpoint = Endpoint(&serve.api, "/api/v1/ingest/node", json);
+    busy_then_stored(&serve, endpoint, &before, &during);
     let names = sorted(&serve.get_json("/api/v1/nodes"), "node");
     assert_eq!(names, ["late", "steady"]);
 }
@@ -166,14 +144,8 @@ fn otlp_logs_on_a_busy_store_answer_503_and_the_retry_is_stored_once() {
         logs_body(&run, "before-lock"),
         logs_body(&run, "during-lock"),
     );
-    busy_then_stored(
-        &serve,
-        serve.otlp(),
-        "/v1/logs",
-        "application/json",
-        &before,
-        &during,
-    );
+    let endpoint = Endpoint(serve.otlp(), "/v1/logs", "application/json");
+    busy_then_stored(&serve, endpoint, &before, &during);
     let texts = sorted(
         &serve.get_json(&format!("/api/v1/telemetry/runs/{run}/logs")),
         "text",
@@ -200,14 +172,8 @@ fn otlp_traces_on_a_busy_store_answer_503_and_the_retry_is_stored_once() {
     let trace = "5b8efff798038103d269b633813fc60c";
     let before = spans_body(trace, "eee19b7ec3c1b174", "before-lock");
     let during = spans_body(trace, "00000000000c41d0", "during-lock");
-    busy_then_stored(
-        &serve,
-        serve.otlp(),
-        "/v1/traces",
-        "application/json",
-        &before,
-        &during,
-    );
+    let endpoint = Endpoint(serve.otlp(), "/v1/traces", "application/json");
+    busy_then_stored(&serve, endpoint, &before, &during);
     let text = serve
         .get_json(&format!("/api/v1/traces/{trace}"))
         .to_string();

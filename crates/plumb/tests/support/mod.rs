@@ -730,6 +730,24 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A node report as `plumb agent` posts it to `/api/v1/ingest/node`, for
+/// node `name`: 4 CPUs, 8 GiB of memory (3 available), one ext4 disk at `/`
+/// with 4 of 100 GiB free, and a software fingerprint `hash` whose OS is
+/// `os`. Tests set the fields they look at (labels, disks, runs).
+pub fn node_report(name: &str, hash: &str, os: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
+        "labels": {},
+        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
+        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
+        "disks": [{"mount": "/", "fs_type": "ext4", "device": "/dev/sda1",
+                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
+        "runs_in_progress": 0,
+        "fingerprint": {"hash": hash, "fingerprint": {"os": {"id": os, "version": "1",
+                        "pretty": os, "kernel": "6", "arch": "x86_64"}}}
+    })
+}
+
 /// `GET path` with no token; `None` unless it answers 2xx.
 pub fn get(base: &str, path: &str) -> Option<String> {
     let a = http(base, "GET", path, &[], b"");
