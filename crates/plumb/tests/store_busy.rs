@@ -100,15 +100,27 @@ fn spool_body(name: &str) -> Vec<u8> {
     f.bytes
 }
 
+/// A busy store on an API ingest endpoint (`path`, taking `content_type`):
+/// afterwards `list` names both bodies' records by `field`, once each.
+fn busy_api_ingest(path: &str, content_type: &str, bodies: [Vec<u8>; 2], list: &str, field: &str) {
+    let serve = collector();
+    let endpoint = Endpoint(&serve.api, path, content_type);
+    busy_then_stored(&serve, endpoint, &bodies[0], &bodies[1]);
+    let names = sorted(&serve.get_json(list), field);
+    assert_eq!(names, ["before-lock", "during-lock"]);
+}
+
 #[test]
 fn spool_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
-    let serve = collector();
-    let (before, during) = (spool_body("before-lock"), spool_body("during-lock"));
+    let bodies = [spool_body("before-lock"), spool_body("during-lock")];
     let spool = "application/x-plumb-spool";
-    let endpoint = Endpoint(&serve.api, "/api/v1/ingest/spool", spool);
-    busy_then_stored(&serve, endpoint, &before, &during);
-    let names = sorted(&serve.get_json("/api/v1/runs"), "name");
-    assert_eq!(names, ["before-lock", "during-lock"]);
+    busy_api_ingest(
+        "/api/v1/ingest/spool",
+        spool,
+        bodies,
+        "/api/v1/runs",
+        "name",
+    );
 }
 
 fn node_body(name: &str) -> Vec<u8> {
@@ -117,13 +129,9 @@ fn node_body(name: &str) -> Vec<u8> {
 
 #[test]
 fn node_ingest_on_a_busy_store_answers_503_and_the_retry_is_stored() {
-    let serve = collector();
-    let (before, during) = (node_body("steady"), node_body("late"));
+    let bodies = [node_body("before-lock"), node_body("during-lock")];
     let json = "application/json";
-    let endpoint = Endpoint(&serve.api, "/api/v1/ingest/node", json);
-    busy_then_stored(&serve, endpoint, &before, &during);
-    let names = sorted(&serve.get_json("/api/v1/nodes"), "node");
-    assert_eq!(names, ["late", "steady"]);
+    busy_api_ingest("/api/v1/ingest/node", json, bodies, "/api/v1/nodes", "node");
 }
 
 fn logs_body(run: &str, marker: &str) -> Vec<u8> {
