@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -80,26 +80,6 @@ impl Drop for Server {
     }
 }
 
-/// An echo server on a free loopback port, one thread per connection.
-fn echo_upstream() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// One round trip of a short message through `addr`; returns its duration.
 fn round_trip(addr: &str) -> std::io::Result<Duration> {
     let mut s = TcpStream::connect(addr)?;
@@ -115,7 +95,7 @@ fn round_trip(addr: &str) -> std::io::Result<Duration> {
 #[test]
 fn cli_client_drives_a_running_server_end_to_end() {
     let server = Server::start(&[]);
-    let upstream = echo_upstream();
+    let upstream = echo_server();
 
     let created = server.json(&["add", "db", "--upstream", &upstream.to_string()]);
     assert_eq!(created["name"], "db");
@@ -212,7 +192,7 @@ fn cli_client_drives_a_running_server_end_to_end() {
 #[test]
 fn cli_client_reports_bad_input_and_server_errors_clearly() {
     let server = Server::start(&[]);
-    let upstream = echo_upstream().to_string();
+    let upstream = echo_server().to_string();
     server.ok(&["add", "api", "--upstream", &upstream]);
 
     // A malformed attribute never reaches the server.
@@ -248,7 +228,7 @@ fn cli_client_reports_bad_input_and_server_errors_clearly() {
 #[test]
 fn server_config_and_populate_create_proxies_with_toxics() {
     let dir = tempfile::tempdir().unwrap();
-    let upstream = echo_upstream().to_string();
+    let upstream = echo_server().to_string();
     let config = dir.path().join("proxies.json");
     std::fs::write(
         &config,
@@ -342,7 +322,7 @@ fn proxy_events_reach_the_collector_and_are_searchable() {
         ],
     );
 
-    let upstream = echo_upstream().to_string();
+    let upstream = echo_server().to_string();
     server.ok(&["add", "orders", "--upstream", &upstream]);
     server.ok(&[
         "toxic",

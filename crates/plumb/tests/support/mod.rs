@@ -7,6 +7,13 @@
 
 #![allow(dead_code)]
 
+// The upstream servers of plumb-proxy's tests, so `plumb proxy` is tested
+// against the same echo.
+#[path = "../../../plumb-proxy/tests/proxy/upstream.rs"]
+mod upstream;
+#[allow(unused_imports)] // Only the proxy tests use it.
+pub use upstream::echo_server;
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
