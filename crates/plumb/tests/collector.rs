@@ -4,10 +4,7 @@
 mod support;
 
 use plumb_collector::client::{Client, ClientConfig, ClientError, RemoteStore};
-use plumb_model::{Run, RunState, Stream, Timestamp, new_id};
 use plumb_store::RunStore;
-use plumb_store::chunk::ChunkBuilder;
-use plumb_store::spool::Frames;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
@@ -47,26 +44,6 @@ fn list(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
-}
-
-/// A synthetic run with `lines` lines of output, as spool frames.
-fn synthetic(name: &str, lines: usize) -> (Run, Frames, Vec<u8>) {
-    let mut run = Run::new(new_id(), name.into(), Timestamp::now());
-    run.host.hostname = "node-t".into();
-    run.state = RunState::Succeeded;
-    run.ended = Some(Timestamp::now());
-    let mut b = ChunkBuilder::new(Stream::Stdout);
-    let mut chunks = Vec::new();
-    let mut text = Vec::new();
-    for i in 0..lines {
-        let line = format!("{name} line {i} payload\n");
-        b.push(i as u64, Timestamp::now(), line.as_bytes(), &mut chunks);
-        text.extend_from_slice(line.as_bytes());
-    }
-    b.flush(&mut chunks);
-    let mut f = Frames::default();
-    f.put_run(&run).put_chunks(&chunks);
-    (run, f, text)
 }
 
 fn output_of(store: &RemoteStore, id: plumb_model::Uuid) -> Vec<u8> {
@@ -174,9 +151,9 @@ fn malformed_bodies_get_a_4xx_naming_the_problem_and_harm_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Serve::builder().data(&tmp.path().join("srv")).start();
     let client = client(&server.api, None);
-    let (good, frames, text) = synthetic("kept", 50);
+    let (good, frames, text) = spooled_run("kept", 50);
     client.post_frames(&frames.bytes).unwrap();
-    let (_, other, _) = synthetic("never", 5);
+    let (_, other, _) = spooled_run("never", 5);
     let bytes = &other.bytes;
     let mut flipped = bytes.clone();
     let at = flipped.len() - 10;
@@ -265,7 +242,7 @@ fn tokens_gate_reading_and_writing() {
         );
     }
     let server = Serve::builder().data(&data).start();
-    let (_, frames, _) = synthetic("secret-job", 3);
+    let (_, frames, _) = spooled_run("secret-job", 3);
     // Writing: agent or admin only.
     assert_eq!(
         status(client(&server.api, None).post_frames(&frames.bytes)),
@@ -363,7 +340,7 @@ fn tls_with_a_private_ca_works_and_a_client_without_it_refuses() {
     let server = Serve::builder().data(&dir.join("srv")).tls().start();
     let cert_path = server.ca.clone().unwrap();
     assert!(server.api.starts_with("https://"), "{}", server.api);
-    let (run, frames, text) = synthetic("over-tls", 10);
+    let (run, frames, text) = spooled_run("over-tls", 10);
     let trusted = Client::new(&ClientConfig {
         ca_cert: Some(cert_path.clone()),
         ..ClientConfig::new(server.api.clone())
@@ -407,7 +384,7 @@ fn metrics_pass_promtool() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Serve::builder().data(&tmp.path().join("srv")).start();
     let client = client(&server.api, None);
-    let (_, frames, _) = synthetic("metered", 5);
+    let (_, frames, _) = spooled_run("metered", 5);
     client.post_frames(&frames.bytes).unwrap();
     let _ = post(&server.api, "text/plain", None, b"x");
     let (body, headers) = client.get_raw("/metrics", &[]).unwrap();
@@ -450,7 +427,7 @@ fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
                 let mut sent = Vec::new();
                 let mut acked = Vec::new();
                 for i in 0..150 {
-                    let (run, frames, text) = synthetic(&format!("s{s}-{i}"), 200);
+                    let (run, frames, text) = spooled_run(&format!("s{s}-{i}"), 200);
                     let result = client.post_frames(&frames.bytes);
                     sent.push((run.id, frames, text));
                     match result {

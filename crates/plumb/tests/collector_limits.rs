@@ -44,6 +44,24 @@ fn logs_body(run: &str, sender: usize, first: usize, n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An OTLP/HTTP JSON traces request of `n` spans of one trace, with
+/// attributes that do not compress away.
+fn spans_body(n: usize) -> Vec<u8> {
+    let spans: Vec<String> = (0..n)
+        .map(|i| {
+            let noise = fastrand::Rng::with_seed(i as u64).u64(..);
+            format!(
+                r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"{i:016x}","name":"span-{i}","kind":1,"startTimeUnixNano":"1764000000000000000","endTimeUnixNano":"1764000000000001000","attributes":[{{"key":"noise","value":{{"stringValue":"{noise:016x}"}}}}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"limits"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+    .into_bytes()
+}
+
 /// Posts until the collector accepts, honouring Retry-After on 429 and
 /// 503 (at most `tries` attempts, each wait capped at 1 s).
 fn post_with_retry(otlp: &str, body: &[u8], tries: usize) -> u16 {
@@ -475,12 +493,37 @@ fn a_full_disk_gives_503_with_retry_after_loses_nothing_acknowledged_and_recover
     }
     let full = full.expect("503 once the disk is full");
     assert!(acked > 0, "some batches fit before the disk filled");
-    assert!(full.retry_after().is_some_and(|s| s >= 1));
-    assert!(
-        full.text().contains("disk is full"),
-        "the answer says why: {}",
-        full.text()
+    // Every ingest endpoint answers a full disk alike: 503, Retry-After 30,
+    // saying why.
+    let (_, frames, _) = spooled_run("too-big", 100_000);
+    let spool = [("Content-Type", "application/x-plumb-spool")];
+    let spooled = http(
+        &serve.api,
+        "POST",
+        "/api/v1/ingest/spool",
+        &spool,
+        &frames.bytes,
     );
+    let traced = http(
+        serve.otlp(),
+        "POST",
+        "/v1/traces",
+        &JSON,
+        &spans_body(20_000),
+    );
+    for (what, a) in [
+        ("OTLP logs", full),
+        ("spool", spooled),
+        ("OTLP traces", traced),
+    ] {
+        assert_eq!(a.status, 503, "{what}: {}", a.text());
+        assert_eq!(a.retry_after(), Some(30), "{what}: {:?}", a.headers);
+        assert!(
+            a.text().contains("disk is full"),
+            "{what}: the answer says why: {}",
+            a.text()
+        );
+    }
     // Reading still works, and every acknowledged record is there once.
     let seen = stored_markers(&serve.api, &run);
     assert_eq!(seen.len(), acked);

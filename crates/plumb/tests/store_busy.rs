@@ -7,9 +7,7 @@
 
 mod support;
 
-use plumb_model::{Run, RunState, Stream, Timestamp, new_id};
-use plumb_store::chunk::ChunkBuilder;
-use plumb_store::spool::Frames;
+use plumb_model::{Timestamp, new_id};
 use support::*;
 
 /// A collector whose writer gives up on a held database after 300 ms
@@ -81,23 +79,9 @@ fn sorted(list: &serde_json::Value, field: &str) -> Vec<String> {
     all
 }
 
-/// A finished run with one line of output, as spool frames.
+/// A finished run called `name`, as spool frames.
 fn spool_body(name: &str) -> Vec<u8> {
-    let mut run = Run::new(new_id(), name.into(), Timestamp::now());
-    run.state = RunState::Succeeded;
-    run.ended = Some(Timestamp::now());
-    let mut b = ChunkBuilder::new(Stream::Stdout);
-    let mut chunks = Vec::new();
-    b.push(
-        0,
-        Timestamp::now(),
-        format!("{name} says hi\n").as_bytes(),
-        &mut chunks,
-    );
-    b.flush(&mut chunks);
-    let mut f = Frames::default();
-    f.put_run(&run).put_chunks(&chunks);
-    f.bytes
+    spooled_run(name, 1).1.bytes
 }
 
 /// A busy store on an API ingest endpoint (`path`, taking `content_type`):

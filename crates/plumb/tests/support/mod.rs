@@ -790,6 +790,32 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A finished run with `lines` lines of output (`NAME line I payload`), as
+/// the spool frames `plumb run` would ship: the run, the frames and the
+/// output they hold.
+pub fn spooled_run(
+    name: &str,
+    lines: usize,
+) -> (plumb_model::Run, plumb_store::spool::Frames, Vec<u8>) {
+    use plumb_model::{Run, RunState, Stream, Timestamp, new_id};
+    let mut run = Run::new(new_id(), name.into(), Timestamp::now());
+    run.host.hostname = "node-t".into();
+    run.state = RunState::Succeeded;
+    run.ended = Some(Timestamp::now());
+    let mut b = plumb_store::chunk::ChunkBuilder::new(Stream::Stdout);
+    let mut chunks = Vec::new();
+    let mut text = Vec::new();
+    for i in 0..lines {
+        let line = format!("{name} line {i} payload\n");
+        b.push(i as u64, Timestamp::now(), line.as_bytes(), &mut chunks);
+        text.extend_from_slice(line.as_bytes());
+    }
+    b.flush(&mut chunks);
+    let mut f = plumb_store::spool::Frames::default();
+    f.put_run(&run).put_chunks(&chunks);
+    (run, f, text)
+}
+
 /// Spool files waiting in an outbox or spool directory.
 pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
