@@ -634,6 +634,16 @@ impl Answer {
         text(&self.body)
     }
 
+    /// Asserts "retry later": 503 with Retry-After `secs`, and a message
+    /// naming `why`; `what` names the request in the failure.
+    #[track_caller]
+    pub fn assert_retry_later(&self, what: &str, secs: u64, why: &str) {
+        let text = self.text();
+        assert_eq!(self.status, 503, "{what}: {text}");
+        assert_eq!(self.retry_after(), Some(secs), "{what}: {:?}", self.headers);
+        assert!(text.contains(why), "{what}: the answer says why: {text}");
+    }
+
     /// The status and the body as text, for tests that compare both.
     pub fn status_and_text(&self) -> (u16, String) {
         (self.status, self.text())
