@@ -215,19 +215,10 @@ fn tokens_gate_reading_and_writing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("srv");
-    let make = |role: &str| -> String {
-        let out = ok(
-            plumb_at(dir, &["token", "create", "--role", role, "--data"])
-                .arg(&data)
-                .output()
-                .unwrap(),
-            "token create",
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let agent = make("agent");
-    let viewer = make("viewer");
-    let admin = make("admin");
+    let server = Serve::builder().data(&data).tokens().start();
+    let agent = server.agent.clone().unwrap();
+    let viewer = server.viewer.clone().unwrap();
+    let admin = server.admin.clone().unwrap();
     assert!(
         agent.starts_with("plumb_") && agent.len() == 6 + 64,
         "{agent}"
@@ -241,7 +232,6 @@ fn tokens_gate_reading_and_writing() {
             entry.display()
         );
     }
-    let server = Serve::builder().data(&data).start();
     let (_, frames, _) = spooled_run("secret-job", 3);
     // Writing: agent or admin only.
     assert_eq!(
