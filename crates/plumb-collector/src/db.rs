@@ -60,9 +60,15 @@ const WRITE_QUEUE: usize = 256;
 
 impl Db {
     /// Opens the store in `dir` (creating it), starts the writer thread and
-    /// opens `readers` read-only connections.
-    pub fn open(dir: &Path, readers: usize) -> Result<Db, plumb_store::StoreError> {
+    /// opens `readers` read-only connections. A write waits up to
+    /// `busy_timeout` for another process holding the database.
+    pub fn open(
+        dir: &Path,
+        readers: usize,
+        busy_timeout: std::time::Duration,
+    ) -> Result<Db, plumb_store::StoreError> {
         let store = Store::open(dir)?;
+        store.set_busy_timeout(busy_timeout)?;
         let mut idle = Vec::with_capacity(readers.max(1));
         for _ in 0..readers.max(1) {
             idle.push(Store::open_read_only(dir)?);

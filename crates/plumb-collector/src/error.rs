@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use plumb_store::StoreError;
+use plumb_store::{ErrorKind, StoreError};
 
 /// Everything a request can fail with, by HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -72,34 +72,54 @@ impl ApiError {
     }
 }
 
+/// Seconds a client waits before retrying a busy store: the writer that
+/// holds it (a backup, a `plumb` process on the same file) is usually done
+/// within a second.
+const BUSY_RETRY_SECS: u64 = 1;
+
+/// Seconds a client waits before retrying when the store cannot write
+/// (disk full, read-only, I/O errors): this needs an operator, so retrying
+/// often only adds load.
+const STORAGE_RETRY_SECS: u64 = 30;
+
+/// The one map from a store failure to an HTTP answer, used by every
+/// endpoint (ingest, OTLP, reads, alerts, pages). Conditions that clear by
+/// themselves or once an operator acts answer 503 with Retry-After, which
+/// every plumb sender and OTLP exporters retry (OTLP/HTTP retries 429, 502,
+/// 503 and 504 only, so disk full is 503 rather than 507).
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::NoSuchRun(_) | StoreError::NoSuchTrace(_) => {
-                ApiError::NotFound(e.to_string())
-            }
-            StoreError::BadReference(_)
-            | StoreError::Ambiguous { .. }
-            | StoreError::BadQuery(_) => ApiError::BadRequest(e.to_string()),
-            _ if is_disk_full(&e) => ApiError::Unavailable {
-                message: format!("the collector's disk is full: {e}"),
-                retry_after: 30,
+        match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(e.to_string()),
+            ErrorKind::BadInput => ApiError::BadRequest(e.to_string()),
+            ErrorKind::Busy => ApiError::Unavailable {
+                message: format!("the collector's store is busy, retry later: {e}"),
+                retry_after: BUSY_RETRY_SECS,
             },
-            _ => ApiError::Internal(e.to_string()),
+            kind @ (ErrorKind::DiskFull | ErrorKind::ReadOnly | ErrorKind::Io) => {
+                let why = match kind {
+                    ErrorKind::DiskFull => "disk is full",
+                    ErrorKind::ReadOnly => "store is read-only",
+                    _ => "disk failed to write",
+                };
+                ApiError::Unavailable {
+                    message: format!("the collector's {why}, retry later: {e}"),
+                    retry_after: STORAGE_RETRY_SECS,
+                }
+            }
+            ErrorKind::Corrupt | ErrorKind::Other => ApiError::Internal(e.to_string()),
         }
     }
 }
 
-/// True when the store failed for lack of space, which clears up by itself
-/// once space is freed: clients should retry rather than give up.
-fn is_disk_full(e: &StoreError) -> bool {
-    match e {
-        StoreError::Sqlite(rusqlite_err) => {
-            let text = rusqlite_err.to_string();
-            text.contains("database or disk is full") || text.contains("disk I/O error")
+impl ApiError {
+    /// Seconds to send in Retry-After, for the answers that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
-        StoreError::Io { source, .. } => source.raw_os_error() == Some(28), // ENOSPC
-        _ => false,
     }
 }
 
@@ -111,11 +131,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request refused");
         }
-        let retry_after = match &self {
-            ApiError::TooManyRequests { retry_after, .. }
-            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        };
+        let retry_after = self.retry_after();
         let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
         let mut resp = (status, body).into_response();
         if let Some(secs) = retry_after {

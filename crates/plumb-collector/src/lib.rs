@@ -89,11 +89,16 @@ pub struct ServerLimits {
     /// Host names (or `name:port`) the collector answers to besides
     /// loopback names and the addresses it listens on (`--allow-host`).
     pub allowed_hosts: Vec<String>,
+    /// How long the store's writer waits for another process holding the
+    /// database (a backup, a `plumb` command on the same file) before the
+    /// request gets 503 with Retry-After.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for ServerLimits {
     /// 10 s for headers, 60 s for a body, 1024 connections, 1 GiB of
-    /// ingest memory, OTLP's default limits, no extra hosts.
+    /// ingest memory, OTLP's default limits, no extra hosts, 30 s for a
+    /// busy store.
     fn default() -> ServerLimits {
         ServerLimits {
             header_timeout: std::time::Duration::from_secs(10),
@@ -102,6 +107,7 @@ impl Default for ServerLimits {
             ingest_memory: 1 << 30,
             otlp: plumb_otlp::Limits::default(),
             allowed_hosts: Vec::new(),
+            busy_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -174,7 +180,7 @@ impl AppState {
     /// Opens the store in `config.data` and builds the shared state.
     /// `non_loopback` is whether any listener is on a non-loopback address.
     pub fn open(config: &CollectorConfig, non_loopback: bool) -> Result<AppState, CollectorError> {
-        let db = Db::open(&config.data, config.readers)?;
+        let db = Db::open(&config.data, config.readers, config.limits.busy_timeout)?;
         Ok(AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),

@@ -105,37 +105,20 @@ impl From<DecodeError> for OtlpError {
 
 impl From<ApiError> for OtlpError {
     fn from(e: ApiError) -> Self {
-        let retry = match &e {
-            ApiError::TooManyRequests { retry_after, .. }
-            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        };
         OtlpError {
             status: e.status(),
             message: e.to_string(),
-            retry_after: retry,
+            retry_after: e.retry_after(),
             format: None,
         }
     }
 }
 
+/// Through [`ApiError`], so OTLP answers a store failure with the same
+/// status and Retry-After as every other endpoint.
 impl From<StoreError> for OtlpError {
     fn from(e: StoreError) -> Self {
-        if e.is_disk_full() {
-            OtlpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the collector's disk is full, retry later: {e}"),
-            )
-            .retry(30)
-        } else if e.is_busy() {
-            OtlpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the store is busy, retry later: {e}"),
-            )
-            .retry(1)
-        } else {
-            OtlpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
+        OtlpError::from(ApiError::from(e))
     }
 }
 

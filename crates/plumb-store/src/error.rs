@@ -76,5 +76,123 @@ pub enum StoreError {
     },
 }
 
+/// What kind of failure a [`StoreError`] is, for callers that must answer
+/// differently to each (a server choosing an HTTP status, a client deciding
+/// whether to retry). Read from SQLite's result codes and the OS error
+/// number, never from message text, so a reworded message changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another connection holds the database longer than the busy timeout;
+    /// trying again shortly works.
+    Busy,
+    /// The disk (or the quota) is full; trying again works once space is
+    /// freed.
+    DiskFull,
+    /// The operating system reported an I/O error (SQLite's `SQLITE_IOERR`
+    /// or another errno): often a filling disk seen part way through a
+    /// write, sometimes failing hardware.
+    Io,
+    /// The database or its directory cannot be written (read-only file
+    /// system or file).
+    ReadOnly,
+    /// What is stored fails a consistency check, or the file is damaged.
+    Corrupt,
+    /// A run or trace reference matched nothing.
+    NotFound,
+    /// The caller's input (a reference or query) is malformed or ambiguous.
+    BadInput,
+    /// Anything else: a fault to report, not to retry.
+    Other,
+}
+
+impl StoreError {
+    /// The kind of this failure; see [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Sqlite(e) => sqlite_kind(e),
+            StoreError::Io { source, .. } => io_kind(source),
+            StoreError::Corrupt(_) | StoreError::Json { .. } => ErrorKind::Corrupt,
+            StoreError::NoSuchRun(_) | StoreError::NoSuchTrace(_) => ErrorKind::NotFound,
+            StoreError::Ambiguous { .. }
+            | StoreError::BadReference(_)
+            | StoreError::BadQuery(_) => ErrorKind::BadInput,
+            StoreError::Foreign { .. } | StoreError::TooNew { .. } => ErrorKind::Other,
+        }
+    }
+}
+
+fn sqlite_kind(e: &rusqlite::Error) -> ErrorKind {
+    use rusqlite::ErrorCode;
+    let rusqlite::Error::SqliteFailure(failure, _) = e else {
+        return ErrorKind::Other;
+    };
+    match failure.code {
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Busy,
+        ErrorCode::DiskFull => ErrorKind::DiskFull,
+        ErrorCode::SystemIoFailure => ErrorKind::Io,
+        ErrorCode::ReadOnly => ErrorKind::ReadOnly,
+        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Corrupt,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => ErrorKind::DiskFull,
+        Some(libc::EROFS) => ErrorKind::ReadOnly,
+        _ => ErrorKind::Io,
+    }
+}
+
 /// Result with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use std::time::Duration;
+
+    /// The kind of the error `sql` fails with on `store`.
+    fn kind_of(store: &Store, sql: &str) -> ErrorKind {
+        let e = StoreError::from(store.conn().execute_batch(sql).unwrap_err());
+        e.kind()
+    }
+
+    #[test]
+    fn a_database_held_by_another_connection_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let holder = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        store.set_busy_timeout(Duration::ZERO).unwrap();
+        assert_eq!(kind_of(&store, "BEGIN IMMEDIATE"), ErrorKind::Busy);
+    }
+
+    #[test]
+    fn writing_through_a_read_only_store_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let ro = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(kind_of(&ro, "CREATE TABLE t (x)"), ErrorKind::ReadOnly);
+    }
+
+    #[test]
+    fn os_errors_are_classified_by_errno() {
+        let io = |errno| StoreError::Io {
+            what: "cannot write",
+            path: "x".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        assert_eq!(io(libc::ENOSPC).kind(), ErrorKind::DiskFull);
+        assert_eq!(io(libc::EDQUOT).kind(), ErrorKind::DiskFull);
+        assert_eq!(io(libc::EROFS).kind(), ErrorKind::ReadOnly);
+        assert_eq!(io(libc::EIO).kind(), ErrorKind::Io);
+        assert_eq!(
+            StoreError::NoSuchRun("x".into()).kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(StoreError::BadQuery("x".into()).kind(), ErrorKind::BadInput);
+        assert_eq!(StoreError::Corrupt("x".into()).kind(), ErrorKind::Corrupt);
+    }
+}

@@ -36,7 +36,7 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{OutputSink, RunStore};
-pub use error::{Result, StoreError};
+pub use error::{ErrorKind, Result, StoreError};
 pub use matcher::{Matcher, SearchMode};
 pub use query::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, take_kinds};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
@@ -378,6 +378,13 @@ impl Store {
     /// how many runs were imported.
     pub fn import_spool(&self, dir: &Path) -> Result<usize> {
         spool::import_dir(self, dir)
+    }
+
+    /// How long a write waits for another connection that holds the
+    /// database before failing with [`ErrorKind::Busy`] (30 s by default).
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<()> {
+        self.conn.busy_timeout(timeout)?;
+        Ok(())
     }
 
     pub(crate) fn conn(&self) -> &Connection {

@@ -155,27 +155,6 @@ fn group(
     }
 }
 
-impl StoreError {
-    /// True when the failure is the disk (or quota) being full: ingest
-    /// should answer "retry later" rather than "bad request".
-    pub fn is_disk_full(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DiskFull
-        ) || matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
-    }
-
-    /// True when another writer held the database too long.
-    pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        )
-    }
-}
-
 impl Store {
     /// Stores log batches in one transaction; see [`prepare_logs`].
     pub fn put_logs(&self, batches: &[LogBatch]) -> Result<Ingested> {

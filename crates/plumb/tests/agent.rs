@@ -2,11 +2,11 @@
 //! SIGSTOP goes suspect, then down; SIGCONT brings it back up; every
 //! transition is recorded and `plumb nodes` shows the node.
 
-mod ship_common;
+mod support;
 
-use ship_common::*;
 use std::process::Stdio;
 use std::time::Duration;
+use support::*;
 
 fn transitions(url: &str) -> Vec<(String, String)> {
     let Some(body) = get(url, "/api/v1/nodes/transitions?node=stopper") else {
@@ -27,28 +27,14 @@ fn transitions(url: &str) -> Vec<(String, String)> {
 
 #[test]
 fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data, free_port());
-    let url = serve.url.clone();
-    let agent = Proc(
-        plumb(&home)
-            .args([
-                "agent",
-                "--name",
-                "stopper",
-                "--label",
-                "role=test",
-                "--interval",
-                "1s",
-                "--collector",
-                &url,
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let site = Site::new();
+    let _serve = site.serve();
+    let agent = Agent::start(
+        &site.home,
+        &site.url,
+        "stopper",
+        "1s",
+        &["--label", "role=test"],
     );
     let state = |url: &str| -> String {
         get(url, "/api/v1/nodes")
@@ -61,25 +47,22 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
             })
             .unwrap_or_default()
     };
-    assert!(wait_for(Duration::from_secs(20), || state(&url) == "up"
-        || state(&url) == "busy"));
+    wait_for("the agent to come up", Duration::from_secs(20), || {
+        (state(&site.url) == "up" || state(&site.url) == "busy").then_some(())
+    });
     // A few heartbeats so the detector learns the rhythm.
     std::thread::sleep(Duration::from_secs(3));
-    signal(agent.0.id(), libc::SIGSTOP);
-    assert!(
-        wait_for(Duration::from_secs(40), || state(&url) == "down"),
-        "a stopped agent is declared down; transitions: {:?}",
-        transitions(&url)
+    signal(agent.pid(), libc::SIGSTOP);
+    wait_for(
+        "a stopped agent to be declared down",
+        Duration::from_secs(40),
+        || (state(&site.url) == "down").then_some(()),
     );
-    signal(agent.0.id(), libc::SIGCONT);
-    assert!(
-        wait_for(Duration::from_secs(20), || matches!(
-            state(&url).as_str(),
-            "up" | "busy"
-        )),
-        "the agent comes back"
-    );
-    let t = transitions(&url);
+    signal(agent.pid(), libc::SIGCONT);
+    wait_for("the agent to come back", Duration::from_secs(20), || {
+        (matches!(state(&site.url).as_str(), "up" | "busy")).then_some(())
+    });
+    let t = transitions(&site.url);
     let pos = |from: &str, to: &str| t.iter().position(|(f, x)| f == from && x == to);
     let suspect = t
         .iter()
@@ -94,21 +77,21 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
         "{t:?}"
     );
     // The CLI shows the node with its state and its history.
-    let out = plumb(&home)
-        .args(["nodes", "--collector", &url])
+    let out = plumb_in(&site.home)
+        .args(["nodes", "--collector", &site.url])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("stopper"), "{text}");
-    let hist = plumb(&home)
-        .args(["nodes", "--collector", &url, "--history", "stopper"])
+    let hist = plumb_in(&site.home)
+        .args(["nodes", "--collector", &site.url, "--history", "stopper"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&hist.stdout);
     assert!(text.contains("suspect") && text.contains("down"), "{text}");
     // JSON carries the report: labels, disks, fingerprint hash.
-    let json = plumb(&home)
-        .args(["nodes", "--collector", &url, "--json"])
+    let json = plumb_in(&site.home)
+        .args(["nodes", "--collector", &site.url, "--json"])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
@@ -125,42 +108,25 @@ fn a_stopped_agent_goes_suspect_then_down_and_comes_back_up() {
 #[test]
 fn bad_arguments_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = plumb(tmp.path()).args(["agent"]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no collector"));
-    let out = plumb(tmp.path())
-        .args(["agent", "--collector", "ftp://x", "--name", "n"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a collector URL"),
-        "{out:?}"
-    );
-    let out = plumb(tmp.path())
-        .args([
-            "agent",
-            "--collector",
-            "http://127.0.0.1:1",
-            "--name",
-            "bad name",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("node name"),
-        "{out:?}"
-    );
-    let out = plumb(tmp.path())
-        .args([
-            "agent",
-            "--collector",
-            "http://127.0.0.1:1",
-            "--interval",
-            "fast",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let url = "http://127.0.0.1:1";
+    // (arguments, what the error names; empty: only that it fails)
+    let cases: [(&[&str], &str); 4] = [
+        (&["agent"], "no collector"),
+        (
+            &["agent", "--collector", "ftp://x", "--name", "n"],
+            "not a collector URL",
+        ),
+        (
+            &["agent", "--collector", url, "--name", "bad name"],
+            "node name",
+        ),
+        (&["agent", "--collector", url, "--interval", "fast"], ""),
+    ];
+    for (args, names) in cases {
+        let out = plumb_in(tmp.path()).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(text(&out.stderr).contains(names), "{args:?}: {out:?}");
+    }
 }
 
 /// Issue 13, item 19: log records a short Python stage spooled while the
@@ -182,7 +148,7 @@ log = logging.getLogger('stage'); log.propagate = False; log.addHandler(h); log.
 for w in sys.argv[2].split(): log.info('%s', w)\n\
 h.flush()\n\
 if sys.argv[3] == 'stay':\n    print('spooled', flush=True); sys.stdin.read()\n";
-        plumb(&home)
+        plumb_in(&home)
             .env("PYTHONPATH", &python)
             .args([
                 "run", "--local", "--", "python3", "-c", script, &down, words,
@@ -217,25 +183,11 @@ if sys.argv[3] == 'stay':\n    print('spooled', flush=True); sys.stdin.read()\n"
     assert_eq!(waiting(&spool), 3, "one spool file per stage");
 
     let data = tmp.path().join("collector");
-    let serve = Serve::start(&data, free_port());
-    let _agent = Proc(
-        plumb(&home)
-            .args([
-                "agent",
-                "--name",
-                "n1",
-                "--interval",
-                "1s",
-                "--collector",
-                &serve.url,
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let serve = Serve::start(&data);
+    let _agent = Agent::start(&home, &serve.api, "n1", "1s", &[]);
     let found = |word: &str| {
-        plumb(&home)
-            .args(["search", word, "--json", "--collector", &serve.url])
+        plumb_in(&home)
+            .args(["search", word, "--json", "--collector", &serve.api])
             .output()
             .map(|o| {
                 serde_json::from_slice::<serde_json::Value>(&o.stdout)
@@ -245,23 +197,18 @@ if sys.argv[3] == 'stay':\n    print('spooled', flush=True); sys.stdin.read()\n"
             })
             .unwrap_or(0)
     };
-    assert!(
-        wait_for(Duration::from_secs(30), || found("alpha-41") == 1
-            && found("beta-42") == 1
-            && found("gamma-43") == 1),
-        "the dead stages' records reach the collector: {} {} {}; spool {:?}",
-        found("alpha-41"),
-        found("beta-42"),
-        found("gamma-43"),
-        std::fs::read_dir(&spool)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect::<Vec<_>>()
+    wait_for(
+        "the dead stages' records to reach the collector",
+        Duration::from_secs(30),
+        || {
+            (found("alpha-41") == 1 && found("beta-42") == 1 && found("gamma-43") == 1)
+                .then_some(())
+        },
     );
-    assert!(
-        wait_for(Duration::from_secs(10), || waiting(&spool) == 1),
-        "sent files are removed; the live stage's stays"
+    wait_for(
+        "sent files are removed; the live stage's stays",
+        Duration::from_secs(10),
+        || (waiting(&spool) == 1).then_some(()),
     );
     // A few more rounds: nothing is sent twice, the live one is not taken.
     std::thread::sleep(Duration::from_secs(3));

@@ -8,42 +8,15 @@
 //! Needs root (to mount the tmpfs), as tests have on this machine and in CI;
 //! and promtool (Debian package prometheus, see .ci/install-collector.sh).
 
-mod ship_common;
+mod support;
 
 use serde_json::Value;
-use ship_common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run mount (tests need it, as root): {e}"));
-        assert!(
-            out.status.success(),
-            "cannot mount a {size} tmpfs at {} (the disk-alert test needs root): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use support::*;
 
 /// A webhook receiver on 127.0.0.1: keeps every JSON body posted to it.
 struct Receiver {
@@ -69,6 +42,15 @@ impl Receiver {
     }
 
     /// Payloads whose alerts include `alertname` with `status`.
+    /// Waits up to `secs` for a payload with an alert `alertname` in
+    /// `status`, and returns the first.
+    fn first(&self, alertname: &str, status: &str, secs: u64) -> Value {
+        let what = format!("{alertname} {status} at the webhook");
+        wait_for(&what, Duration::from_secs(secs), || {
+            self.matching(alertname, status).into_iter().next()
+        })
+    }
+
     fn matching(&self, alertname: &str, status: &str) -> Vec<Value> {
         self.got
             .lock()
@@ -119,60 +101,33 @@ fn read_request(mut stream: std::net::TcpStream) -> Option<Vec<u8>> {
 /// `plumb serve` with `config` as its plumb.toml on a fixed port (so a
 /// restart keeps the address); killed on drop.
 fn serve(data: &Path, config: &Path, port: u16) -> Serve {
-    let mut child = Command::new(PLUMB)
-        .args(["serve", "--otlp-listen", "off", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data")
-        .arg(data)
-        .env("PLUMB_HOME", data)
+    Serve::builder()
+        .data(data)
+        .port(port)
         .env("PLUMB_CONFIG", config)
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("api"), "plumb serve printed {line:?}");
-    let url = format!("http://127.0.0.1:{port}");
-    assert!(
-        wait_for(Duration::from_secs(30), || get(&url, "/readyz").is_some()),
-        "collector never ready"
-    );
-    Serve { child, url }
+        .start()
+}
+
+/// Waits until the file at `path` holds `needle` (what the exec command
+/// writes), and returns its text.
+fn file_with(path: &Path, needle: &str) -> String {
+    let what = format!("`{needle}` in {}", path.display());
+    wait_for(&what, Duration::from_secs(10), || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|t| t.contains(needle))
+    })
 }
 
 fn alerts(url: &str) -> Value {
     serde_json::from_str(&get(url, "/api/v1/alerts").expect("GET /api/v1/alerts")).unwrap()
 }
 
-fn promtool_ok(text: &str) {
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; see .ci/install-collector.sh)");
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_filling_tmpfs_fires_the_disk_alert_to_a_webhook_and_an_exec_then_resolves() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = Tmpfs::mount(&tmp.path().join("small"), "16m");
-    let mount = std::fs::canonicalize(&fs.0).unwrap();
+    let fs = Tmpfs::mount("16m");
+    let mount = std::fs::canonicalize(fs.path()).unwrap();
     let mount_s = mount.to_str().unwrap().to_string();
     let receiver = Receiver::start();
     let exec_out = tmp.path().join("exec.jsonl");
@@ -209,36 +164,20 @@ timeout = "5s"
     std::fs::create_dir_all(&home).unwrap();
     let port = free_port();
     let mut collector = serve(&data, &config, port);
-    let url = collector.url.clone();
-    let agent = Proc(
-        plumb(&home)
-            .args(["agent", "--name", "disky", "--interval", "200ms"])
-            .args(["--collector", &url, "--mount"])
-            .arg(&mount)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let url = collector.api.clone();
+    let agent = Agent::start(&home, &url, "disky", "200ms", &["--mount", &mount_s]);
     // The agent reports the tmpfs although tmpfs is skipped by default.
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            get(&url, "/api/v1/nodes").is_some_and(|b| b.contains(&mount_s))
-        }),
-        "the agent reports the tmpfs given with --mount"
+    wait_for(
+        "the agent reports the tmpfs given with --mount",
+        Duration::from_secs(20),
+        || ({ get(&url, "/api/v1/nodes").is_some_and(|b| b.contains(&mount_s)) }).then_some(()),
     );
     assert!(receiver.matching("DiskSpaceLow", "firing").is_empty());
 
     // Fill it past 95%: the critical disk alert fires.
     let fill = mount.join("fill");
     std::fs::write(&fill, vec![1u8; 15 * 1024 * 1024 + 512 * 1024]).unwrap();
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("DiskSpaceLow", "firing")
-            .is_empty()),
-        "a firing payload reaches the webhook; got {:?}",
-        receiver.got.lock().unwrap()
-    );
-    let p = &receiver.matching("DiskSpaceLow", "firing")[0];
+    let p = &receiver.first("DiskSpaceLow", "firing", 30);
     assert_eq!(p["version"], "4");
     assert_eq!(p["status"], "firing");
     assert_eq!(p["receiver"], "webhook-0");
@@ -270,13 +209,7 @@ timeout = "5s"
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(receiver.matching("DiskSpaceLow", "firing").len(), 1);
     // The exec command got the same JSON on stdin, and the variables.
-    assert!(
-        wait_for(Duration::from_secs(10), || std::fs::read_to_string(
-            &exec_out
-        )
-        .is_ok_and(|t| t.contains("DiskSpaceLow"))),
-        "the exec command wrote its stdin"
-    );
+    file_with(&exec_out, "DiskSpaceLow");
     let first: Value = serde_json::from_str(
         std::fs::read_to_string(&exec_out)
             .unwrap()
@@ -313,7 +246,7 @@ timeout = "5s"
             .iter()
             .any(|r| r["rule"] == "disk_low")
     );
-    let out = plumb(&home)
+    let out = plumb_in(&home)
         .args(["alerts", "--collector", &url])
         .output()
         .unwrap();
@@ -326,7 +259,7 @@ timeout = "5s"
             && text.contains("node=disky"),
         "{text}"
     );
-    let out = plumb(&home)
+    let out = plumb_in(&home)
         .args(["alerts", "rules", "--collector", &url])
         .output()
         .unwrap();
@@ -365,34 +298,15 @@ timeout = "5s"
 
     // Freeing the space resolves it, told once.
     std::fs::remove_file(&fill).unwrap();
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("DiskSpaceLow", "resolved")
-            .is_empty()),
-        "a resolved payload reaches the webhook"
-    );
-    let r = &receiver.matching("DiskSpaceLow", "resolved")[0];
+    let r = &receiver.first("DiskSpaceLow", "resolved", 30);
     assert_eq!(r["status"], "resolved");
     assert_eq!(r["alerts"][0]["fingerprint"], fp.as_str());
     assert_ne!(r["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
-    assert!(
-        wait_for(Duration::from_secs(10), || std::fs::read_to_string(
-            &exec_env
-        )
-        .is_ok_and(|t| t.contains("resolved DiskSpaceLow"))),
-        "the exec command is told of the resolution"
-    );
+    file_with(&exec_env, "resolved DiskSpaceLow");
 
     // A killed agent: its node goes down and that fires.
     drop(agent);
-    assert!(
-        wait_for(Duration::from_secs(60), || !receiver
-            .matching("NodeDown", "firing")
-            .is_empty()),
-        "node down reaches the webhook; alerts: {}",
-        alerts(&url)
-    );
-    let d = &receiver.matching("NodeDown", "firing")[0];
+    let d = &receiver.first("NodeDown", "firing", 60);
     assert_eq!(d["alerts"][0]["labels"]["node"], "disky");
     assert_eq!(d["alerts"][0]["labels"]["severity"], "critical");
     assert_eq!(receiver.matching("DiskSpaceLow", "resolved").len(), 1);
@@ -417,7 +331,7 @@ fn bad_alert_rules_are_named_and_stop_the_collector() {
     ] {
         let config = tmp.path().join("plumb.toml");
         std::fs::write(&config, toml).unwrap();
-        let out = Command::new(PLUMB)
+        let out = plumb()
             .args(["serve", "--otlp-listen", "off", "--listen", "127.0.0.1:0"])
             .arg("--data")
             .arg(tmp.path().join("data"))
@@ -503,7 +417,7 @@ fn one_rule_config(dir: &Path, receiver: &Receiver, rule: &str, extra: &str) -> 
 /// `plumb run --name NAME -- sh -c SCRIPT`, shipped to `url`; returns its
 /// exit code.
 fn run_shipped(home: &Path, url: &str, name: &str, script: &str) -> Option<i32> {
-    plumb(home)
+    plumb_in(home)
         .env("PLUMB_COLLECTOR", url)
         .env("PLUMB_SPOOL", home.join("spool"))
         .env("PLUMB_OUTBOX", home.join("outbox"))
@@ -533,72 +447,84 @@ fn finished_runs(url: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Restarts the collector after kill -9, lets it evaluate several times, and
-/// checks nothing was told again.
-fn restart_tells_nothing_new(
-    collector: &mut Serve,
-    data: &Path,
-    config: &Path,
+/// What the single-rule tests share: a webhook receiver, a collector with
+/// only `rule` enabled on a fixed port (so a restart keeps its address) and
+/// a node's home beside it.
+struct RuleTest {
+    receiver: Receiver,
+    collector: Serve,
+    url: String,
+    home: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
     port: u16,
-    receiver: &Receiver,
-) -> Serve {
-    let before = receiver.got.lock().unwrap().len();
-    collector.kill9();
-    let again = serve(data, config, port);
-    // Ten evaluations at 200 ms, and time for a delivery to arrive.
-    std::thread::sleep(Duration::from_millis(2500));
-    let got = receiver.got.lock().unwrap();
-    assert_eq!(
-        got.len(),
-        before,
-        "a restarted collector notified again: {:?}",
-        &got[before..]
-    );
-    again
+    _tmp: tempfile::TempDir,
+}
+
+impl RuleTest {
+    fn start(rule: &str, extra: &str) -> RuleTest {
+        let tmp = tempfile::tempdir().unwrap();
+        let receiver = Receiver::start();
+        let config = one_rule_config(tmp.path(), &receiver, rule, extra);
+        let data = tmp.path().join("collector");
+        let home = tmp.path().join("node");
+        std::fs::create_dir_all(&home).unwrap();
+        let port = free_port();
+        let collector = serve(&data, &config, port);
+        RuleTest {
+            receiver,
+            url: collector.api.clone(),
+            collector,
+            home,
+            data,
+            config,
+            port,
+            _tmp: tmp,
+        }
+    }
+
+    /// Restarts the collector after kill -9, lets it evaluate several
+    /// times, and checks nothing was told again.
+    fn restart_tells_nothing_new(&mut self) {
+        let before = self.receiver.got.lock().unwrap().len();
+        self.collector.kill9();
+        self.collector = serve(&self.data, &self.config, self.port);
+        // Ten evaluations at 200 ms, and time for a delivery to arrive.
+        std::thread::sleep(Duration::from_millis(2500));
+        let got = self.receiver.got.lock().unwrap();
+        assert_eq!(
+            got.len(),
+            before,
+            "a restarted collector notified again: {:?}",
+            &got[before..]
+        );
+    }
 }
 
 #[test]
 fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let config = one_rule_config(
-        tmp.path(),
-        &receiver,
-        "failure_rate",
-        "above = 0.5\nlast = 4\nmin_runs = 4",
-    );
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let mut collector = serve(&data, &config, port);
-    let url = collector.url.clone();
+    let mut t = RuleTest::start("failure_rate", "above = 0.5\nlast = 4\nmin_runs = 4");
+    let (url, home) = (t.url.clone(), t.home.clone());
 
     // Three failures out of three: not enough runs to judge yet.
     for _ in 0..3 {
         assert_eq!(run_shipped(&home, &url, "etl", "exit 3"), Some(3));
     }
-    assert!(
-        wait_for(Duration::from_secs(20), || finished_runs(&url, "etl") == 3),
-        "the runs reach the collector"
+    wait_for(
+        "the runs reach the collector",
+        Duration::from_secs(20),
+        || (finished_runs(&url, "etl") == 3).then_some(()),
     );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
-        receiver.got.lock().unwrap().is_empty(),
+        t.receiver.got.lock().unwrap().is_empty(),
         "three runs are below min_runs = 4: {:?}",
-        receiver.got.lock().unwrap()
+        t.receiver.got.lock().unwrap()
     );
 
     // The fourth failure: 4 of the last 4 failed.
     assert_eq!(run_shipped(&home, &url, "etl", "exit 3"), Some(3));
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("JobFailureRate", "firing")
-            .is_empty()),
-        "the failure rate fires; alerts: {}",
-        alerts(&url)
-    );
-    let p = receiver.matching("JobFailureRate", "firing")[0].clone();
+    let p = t.receiver.first("JobFailureRate", "firing", 30);
     let a = assert_v4(&p, &url, "JobFailureRate", "firing");
     assert_eq!(a["labels"]["job"], "etl", "{a}");
     assert_eq!(a["labels"]["severity"], "warning", "{a}");
@@ -613,7 +539,7 @@ fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recover
     let fp = a["fingerprint"].as_str().unwrap().to_string();
 
     // Restarted while firing: still firing, told once.
-    let mut collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    t.restart_tells_nothing_new();
     let list = alerts(&url);
     assert!(
         list["alerts"]
@@ -628,50 +554,31 @@ fn a_job_failing_too_often_fires_survives_a_restart_and_resolves_when_it_recover
     for _ in 0..3 {
         assert_eq!(run_shipped(&home, &url, "etl", "true"), Some(0));
     }
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("JobFailureRate", "resolved")
-            .is_empty()),
-        "the failure rate resolves; alerts: {}",
-        alerts(&url)
-    );
-    let r = receiver.matching("JobFailureRate", "resolved")[0].clone();
+    let r = t.receiver.first("JobFailureRate", "resolved", 30);
     let ra = assert_v4(&r, &url, "JobFailureRate", "resolved");
     assert_eq!(ra["fingerprint"], fp.as_str());
     assert_eq!(ra["startsAt"], a["startsAt"], "the same episode");
-    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
-    assert_eq!(receiver.matching("JobFailureRate", "firing").len(), 1);
-    assert_eq!(receiver.matching("JobFailureRate", "resolved").len(), 1);
+    t.restart_tells_nothing_new();
+    assert_eq!(t.receiver.matching("JobFailureRate", "firing").len(), 1);
+    assert_eq!(t.receiver.matching("JobFailureRate", "resolved").len(), 1);
 }
 
 #[test]
 fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_quiet() {
-    let tmp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let config = one_rule_config(
-        tmp.path(),
-        &receiver,
-        "slow_run",
-        "min_history = 3\nfactor = 1.0",
-    );
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let mut collector = serve(&data, &config, port);
-    let url = collector.url.clone();
+    let mut t = RuleTest::start("slow_run", "min_history = 3\nfactor = 1.0");
+    let (url, home) = (t.url.clone(), t.home.clone());
     for _ in 0..3 {
         assert_eq!(run_shipped(&home, &url, "nightly", "true"), Some(0));
     }
-    assert!(
-        wait_for(Duration::from_secs(20), || finished_runs(&url, "nightly")
-            == 3),
-        "the quick runs reach the collector"
+    wait_for(
+        "the quick runs reach the collector",
+        Duration::from_secs(20),
+        || (finished_runs(&url, "nightly") == 3).then_some(()),
     );
     // Quick runs take milliseconds; a run of several seconds passes both
     // their p95 and the 1 s floor, even on a loaded machine.
     let slow = Proc(
-        plumb(&home)
+        plumb_in(&home)
             .env("PLUMB_COLLECTOR", &url)
             .env("PLUMB_SPOOL", home.join("spool"))
             .env("PLUMB_OUTBOX", home.join("outbox"))
@@ -681,14 +588,7 @@ fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_qui
             .spawn()
             .unwrap(),
     );
-    assert!(
-        wait_for(Duration::from_secs(20), || !receiver
-            .matching("RunLongerThanUsual", "firing")
-            .is_empty()),
-        "the slow run fires; alerts: {}",
-        alerts(&url)
-    );
-    let p = receiver.matching("RunLongerThanUsual", "firing")[0].clone();
+    let p = t.receiver.first("RunLongerThanUsual", "firing", 20);
     let a = assert_v4(&p, &url, "RunLongerThanUsual", "firing");
     assert_eq!(a["labels"]["job"], "nightly", "{a}");
     assert_eq!(a["labels"]["severity"], "warning", "{a}");
@@ -706,43 +606,25 @@ fn a_run_longer_than_usual_fires_then_resolves_when_it_ends_and_a_restart_is_qui
     // The run ends: the condition clears and the resolution is told.
     let mut slow = slow;
     assert!(slow.0.wait().unwrap().success());
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("RunLongerThanUsual", "resolved")
-            .is_empty()),
-        "the slow run resolves once it ends; alerts: {}",
-        alerts(&url)
-    );
-    let r = receiver.matching("RunLongerThanUsual", "resolved")[0].clone();
+    let r = t.receiver.first("RunLongerThanUsual", "resolved", 30);
     let ra = assert_v4(&r, &url, "RunLongerThanUsual", "resolved");
     assert_eq!(ra["labels"]["run_id"], run_id.as_str());
     assert_eq!(ra["fingerprint"], a["fingerprint"]);
-    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
-    assert_eq!(receiver.matching("RunLongerThanUsual", "firing").len(), 1);
-    assert_eq!(receiver.matching("RunLongerThanUsual", "resolved").len(), 1);
+    t.restart_tells_nothing_new();
+    assert_eq!(t.receiver.matching("RunLongerThanUsual", "firing").len(), 1);
+    assert_eq!(
+        t.receiver.matching("RunLongerThanUsual", "resolved").len(),
+        1
+    );
 }
 
 #[test]
 fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
-    let tmp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let config = one_rule_config(tmp.path(), &receiver, "new_error", "");
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let mut collector = serve(&data, &config, port);
-    let url = collector.url.clone();
+    let mut t = RuleTest::start("new_error", "");
+    let (url, home) = (t.url.clone(), t.home.clone());
     let script = "python3 -c 'raise KeyError(\"alert-e2e\")'";
     assert_eq!(run_shipped(&home, &url, "lookup", script), Some(1));
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("NewErrorGroup", "firing")
-            .is_empty()),
-        "the new error group fires; alerts: {}",
-        alerts(&url)
-    );
-    let p = receiver.matching("NewErrorGroup", "firing")[0].clone();
+    let p = t.receiver.first("NewErrorGroup", "firing", 30);
     let a = assert_v4(&p, &url, "NewErrorGroup", "firing");
     assert_eq!(a["labels"]["kind"], "KeyError", "{a}");
     let group = a["labels"]["error"].as_str().unwrap().to_string();
@@ -765,38 +647,35 @@ fn a_new_error_group_fires_once_across_a_restart_and_resolves_with_the_group() {
 
     // A restarted collector starts watching anew, yet the group it already
     // alerted about is neither forgotten (resolved) nor told again.
-    let mut collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
+    t.restart_tells_nothing_new();
     // The same error again only counts in the group: no second alert.
     assert_eq!(run_shipped(&home, &url, "lookup", script), Some(1));
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            get(&url, &format!("/api/v1/errors/{group}"))
-                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-                .is_some_and(|g| g["group"]["count"] == 2)
-        }),
-        "the second occurrence joins the group"
+    wait_for(
+        "the second occurrence joins the group",
+        Duration::from_secs(30),
+        || {
+            ({
+                get(&url, &format!("/api/v1/errors/{group}"))
+                    .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                    .is_some_and(|g| g["group"]["count"] == 2)
+            })
+            .then_some(())
+        },
     );
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(receiver.matching("NewErrorGroup", "firing").len(), 1);
-    assert!(receiver.matching("NewErrorGroup", "resolved").is_empty());
+    assert_eq!(t.receiver.matching("NewErrorGroup", "firing").len(), 1);
+    assert!(t.receiver.matching("NewErrorGroup", "resolved").is_empty());
 
     // Resolving the group clears the condition: the alert resolves.
-    let out = plumb(&home)
+    let out = plumb_in(&home)
         .args(["errors", "resolve", &group, "--collector", &url])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(
-        wait_for(Duration::from_secs(30), || !receiver
-            .matching("NewErrorGroup", "resolved")
-            .is_empty()),
-        "the alert resolves with its group; alerts: {}",
-        alerts(&url)
-    );
-    let r = receiver.matching("NewErrorGroup", "resolved")[0].clone();
+    let r = t.receiver.first("NewErrorGroup", "resolved", 30);
     let ra = assert_v4(&r, &url, "NewErrorGroup", "resolved");
     assert_eq!(ra["labels"]["error"], group.as_str());
-    let _collector = restart_tells_nothing_new(&mut collector, &data, &config, port, &receiver);
-    assert_eq!(receiver.matching("NewErrorGroup", "firing").len(), 1);
-    assert_eq!(receiver.matching("NewErrorGroup", "resolved").len(), 1);
+    t.restart_tells_nothing_new();
+    assert_eq!(t.receiver.matching("NewErrorGroup", "firing").len(), 1);
+    assert_eq!(t.receiver.matching("NewErrorGroup", "resolved").len(), 1);
 }

@@ -1,21 +1,21 @@
 //! `plumb checkpoint ls|verify|show`, run as the built binary against real
 //! checkpoint directories.
 
+mod support;
+
 use plumb_checkpoint::Checkpointer;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+use support::*;
 
-fn plumb(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plumb"))
+/// `plumb checkpoint ARGS DIR`.
+fn checkpoint(args: &[&str], dir: &Path) -> Output {
+    plumb()
         .arg("checkpoint")
         .args(args)
         .arg(dir)
         .output()
         .unwrap()
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
 }
 
 /// Three JSON checkpoints, step 1 to 3.
@@ -40,7 +40,7 @@ fn ls_shows_sequence_utc_time_size_and_validity() {
         b"not a checkpoint at all, just some bytes in its place",
     )
     .unwrap();
-    let out = plumb(&["ls"], tmp.path());
+    let out = checkpoint(&["ls"], tmp.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -61,7 +61,7 @@ fn ls_shows_sequence_utc_time_size_and_validity() {
     );
     assert!(lines[3].trim_end().ends_with("ok"));
 
-    let out = plumb(&["ls", "--json"], tmp.path());
+    let out = checkpoint(&["ls", "--json"], tmp.path());
     let rows: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -76,7 +76,7 @@ fn ls_shows_sequence_utc_time_size_and_validity() {
 fn verify_exits_non_zero_and_names_each_corrupt_file() {
     let tmp = tempfile::tempdir().unwrap();
     let paths = three(tmp.path());
-    let out = plumb(&["verify"], tmp.path());
+    let out = checkpoint(&["verify"], tmp.path());
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("3 valid, 0 corrupt"));
 
@@ -89,7 +89,7 @@ fn verify_exits_non_zero_and_names_each_corrupt_file() {
     let mut bytes = std::fs::read(&paths[2]).unwrap();
     bytes[50] ^= 0x10;
     std::fs::write(&paths[2], bytes).unwrap();
-    let out = plumb(&["verify"], tmp.path());
+    let out = checkpoint(&["verify"], tmp.path());
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     for bad in [&paths[0], &paths[2]] {
@@ -110,7 +110,7 @@ fn verify_exits_non_zero_and_names_each_corrupt_file() {
 fn show_prints_the_newest_valid_state_or_a_chosen_one() {
     let tmp = tempfile::tempdir().unwrap();
     let paths = three(tmp.path());
-    let out = plumb(&["show"], tmp.path());
+    let out = checkpoint(&["show"], tmp.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state, serde_json::json!({"step": 3, "name": "train"}));
@@ -118,23 +118,23 @@ fn show_prints_the_newest_valid_state_or_a_chosen_one() {
 
     // The newest is corrupt: show falls back to the previous one.
     std::fs::write(&paths[2], vec![0u8; 100]).unwrap();
-    let out = plumb(&["show"], tmp.path());
+    let out = checkpoint(&["show"], tmp.path());
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["step"], 2);
 
-    let out = plumb(&["show", "--seq", "1"], tmp.path());
+    let out = checkpoint(&["show", "--seq", "1"], tmp.path());
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["step"], 1);
 
     // Asking for the corrupt one by number is an error naming it.
-    let out = plumb(&["show", "--seq", "3"], tmp.path());
+    let out = checkpoint(&["show", "--seq", "3"], tmp.path());
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&paths[2].display().to_string()) && stderr.contains("corrupt"),
         "{stderr}"
     );
-    let out = plumb(&["show", "--seq", "9"], tmp.path());
+    let out = checkpoint(&["show", "--seq", "9"], tmp.path());
     assert!(text(&out.stderr).contains("no checkpoint with sequence number 9"));
 }
 
@@ -147,16 +147,16 @@ fn raw_payloads_and_bad_directories() {
         .unwrap();
     ckpt.save_bytes("raw", b"\x00\x01binary\xff").unwrap();
     drop(ckpt);
-    let out = plumb(&["show"], tmp.path());
+    let out = checkpoint(&["show"], tmp.path());
     assert_eq!(out.stdout, b"\x00\x01binary\xff");
 
     let missing = tmp.path().join("missing");
-    let out = plumb(&["verify"], &missing);
+    let out = checkpoint(&["verify"], &missing);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("is not a directory"));
     let empty = tempfile::tempdir().unwrap();
-    let out = plumb(&["ls"], empty.path());
+    let out = checkpoint(&["ls"], empty.path());
     assert!(text(&out.stdout).contains("no checkpoints in"));
-    let out = plumb(&["show"], empty.path());
+    let out = checkpoint(&["show"], empty.path());
     assert!(text(&out.stderr).contains("no valid checkpoint"));
 }

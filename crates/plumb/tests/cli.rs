@@ -1,51 +1,11 @@
 //! The `plumb` executable end to end: real processes, a real store in a
 //! temporary directory.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(PLUMB);
-        c.args(args)
-            .env("PLUMB_HOME", self.path())
-            .env("PLUMB_SPOOL", self.dir.path().join("spool"))
-            .env_remove("PLUMB_CONFIG")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "plumb {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
+use support::*;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -162,7 +122,7 @@ fn secrets_never_reach_the_store_files() {
     let secret_env = "hunter2-env-9f8e7d";
     let secret_url = "pw-in-url-5a4b3c";
     let secret_cfg = "cfg-secret-1b2c3d";
-    let cfg = home.dir.path().join("app.toml");
+    let cfg = home.dir().join("app.toml");
     std::fs::write(&cfg, format!("threads = 4\napi_key = \"{secret_cfg}\"\n")).unwrap();
     let o = home
         .cmd(&[
@@ -198,7 +158,7 @@ fn secrets_never_reach_the_store_files() {
             .contains("threads = 4")
     );
     // Every byte of every file in the store, the WAL included.
-    let mut files = vec![home.path()];
+    let mut files = vec![home.store()];
     let mut seen = 0;
     while let Some(p) = files.pop() {
         if p.is_dir() {
@@ -264,7 +224,7 @@ fn an_unwritable_store_still_runs_the_job_and_spools_the_record() {
     assert!(home.run(&["run", "--", "true"]).status.success());
     // A store that cannot be created: tests run as root, which ignores
     // permission bits, so put the store path under a regular file.
-    let blocked = home.dir.path().join("not-a-dir");
+    let blocked = home.dir().join("not-a-dir");
     std::fs::write(&blocked, b"a file").unwrap();
     let o = home
         .cmd(&["run", "--", "sh", "-c", "echo still-ran; exit 7"])
@@ -281,7 +241,7 @@ fn an_unwritable_store_still_runs_the_job_and_spools_the_record() {
     );
     // The spool file waits; the next command against a working store
     // imports it (the spool dir is shared through PLUMB_SPOOL).
-    let spooled: Vec<_> = std::fs::read_dir(home.dir.path().join("spool"))
+    let spooled: Vec<_> = std::fs::read_dir(home.dir().join("spool"))
         .unwrap()
         .collect();
     assert_eq!(spooled.len(), 1);
@@ -291,9 +251,7 @@ fn an_unwritable_store_still_runs_the_job_and_spools_the_record() {
     let logs = home.run(&["logs", "last"]);
     assert_eq!(logs.stdout, b"still-ran\n");
     assert_eq!(
-        std::fs::read_dir(home.dir.path().join("spool"))
-            .unwrap()
-            .count(),
+        std::fs::read_dir(home.dir().join("spool")).unwrap().count(),
         0
     );
 }
@@ -429,7 +387,7 @@ fn exit_codes_follow_diff_and_grep() {
 #[test]
 fn a_missing_config_file_stops_before_running() {
     let home = Home::new();
-    let marker = home.dir.path().join("ran");
+    let marker = home.dir().join("ran");
     let o = home.run(&[
         "run",
         "--config",
@@ -457,8 +415,8 @@ fn a_missing_config_file_stops_before_running() {
 #[test]
 fn a_foreign_file_at_the_store_path_is_refused_and_kept() {
     let home = Home::new();
-    std::fs::create_dir_all(home.path()).unwrap();
-    let db = home.path().join("plumb.db");
+    std::fs::create_dir_all(home.store()).unwrap();
+    let db = home.store().join("plumb.db");
     let foreign = b"this is somebody's notes, not a database\n".repeat(100);
     std::fs::write(&db, &foreign).unwrap();
     let o = home.run(&["ls"]);
@@ -498,7 +456,7 @@ fn a_foreign_file_at_the_store_path_is_refused_and_kept() {
 #[test]
 fn bad_configuration_is_named() {
     let home = Home::new();
-    let cfg = home.dir.path().join("plumb.toml");
+    let cfg = home.dir().join("plumb.toml");
     std::fs::write(&cfg, "output_cap = \"12 parsecs\"\n").unwrap();
     let o = home
         .cmd(&["ls"])
@@ -586,7 +544,7 @@ fn output_over_the_cap_keeps_head_and_tail_to_the_byte_and_marks_the_gap() {
 fn a_spooled_run_over_the_cap_is_capped_to_the_byte_when_imported() {
     let home = Home::new();
     assert!(home.run(&["run", "--", "true"]).status.success());
-    let blocked = home.dir.path().join("not-a-dir");
+    let blocked = home.dir().join("not-a-dir");
     std::fs::write(&blocked, b"a file").unwrap();
     // Both streams, to separate pipes: the cap counts them together.
     let script = "import sys\nfor i in range(50000):\n    (sys.stdout if i % 3 else sys.stderr).write(f'{i} ' * 3 + '\\n')";
@@ -728,50 +686,6 @@ fn search_means_whole_words_phrases_substrings_or_regexes() {
     }
 }
 
-/// A tmpfs mounted over a temporary directory, unmounted on drop. Mounting
-/// needs root (CAP_SYS_ADMIN); the test fails naming why when it cannot.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let o = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .expect("run mount(8)");
-        assert!(
-            o.status.success(),
-            "cannot mount a {size} tmpfs (the full-disk tests need root): {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn resize(&self, size: &str) {
-        let o = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 /// A program printing 6,001 lines of 791 random hex digits (4.8 MB that
 /// does not compress): more than a 2 MB disk holds.
 const BIG_OUTPUT: &str = "import random\nrandom.seed(7)\nfor i in range(6001): print(f'line {i:05d} ' + '%0780x' % random.getrandbits(3120))";
@@ -791,13 +705,11 @@ fn a_full_disk_loses_no_output_and_the_warning_names_the_real_spool() {
     for full_before in [false, true] {
         let disk = Tmpfs::mount("2m");
         let runtime = tempfile::tempdir().unwrap();
-        let home = disk.dir.path().join("home");
+        let home = disk.path().join("home");
         let cmd = |args: &[&str]| {
-            let mut c = Command::new(PLUMB);
+            let mut c = plumb();
             c.args(args)
                 .env("PLUMB_HOME", &home)
-                .env_remove("PLUMB_SPOOL")
-                .env_remove("PLUMB_CONFIG")
                 .env("XDG_RUNTIME_DIR", runtime.path())
                 .current_dir(runtime.path())
                 .stdin(Stdio::null());
@@ -810,7 +722,7 @@ fn a_full_disk_loses_no_output_and_the_warning_names_the_real_spool() {
                 .status
                 .success()
         );
-        let filler = disk.dir.path().join("filler");
+        let filler = disk.path().join("filler");
         if full_before {
             let _ = Command::new("dd")
                 .args(["if=/dev/zero", "bs=64k"])
@@ -853,7 +765,7 @@ fn a_full_disk_loses_no_output_and_the_warning_names_the_real_spool() {
         assert_eq!(show["run"]["name"], "big");
         assert_eq!(show["run"]["output"]["lines"], 6001);
         assert_eq!(show["run"]["output"]["dropped_bytes"], 0);
-        let bad: Vec<_> = walk(disk.dir.path())
+        let bad: Vec<_> = walk(disk.path())
             .into_iter()
             .chain(walk(runtime.path()))
             .filter(|p| p.to_string_lossy().ends_with(".bad"))
@@ -875,11 +787,9 @@ fn a_fallback_spool_is_imported_only_into_its_own_store() {
     let runtime = dir.path().join("runtime");
     std::fs::create_dir(&runtime).unwrap();
     let cmd = |home: &std::path::Path, args: &[&str]| {
-        let mut c = Command::new(PLUMB);
+        let mut c = plumb();
         c.args(args)
             .env("PLUMB_HOME", home)
-            .env_remove("PLUMB_SPOOL")
-            .env_remove("PLUMB_CONFIG")
             .env("XDG_RUNTIME_DIR", &runtime)
             .current_dir(dir.path())
             .stdin(Stdio::null());
@@ -942,8 +852,8 @@ fn closed_pipes_end_quietly_and_warnings_are_plain() {
                 "\"$PLUMB\" {reader}; echo \"status ${{PIPESTATUS:-x}}\" >&2"
             ))
             .env("PLUMB", PLUMB)
-            .env("PLUMB_HOME", home.path())
-            .env("PLUMB_SPOOL", home.dir.path().join("spool"))
+            .env("PLUMB_HOME", home.store())
+            .env("PLUMB_SPOOL", home.dir().join("spool"))
             .output()
             .unwrap();
         let err = stderr(&o);
@@ -958,8 +868,8 @@ fn closed_pipes_end_quietly_and_warnings_are_plain() {
         );
     }
     // An unreadable spool file makes the next command warn: one plain line.
-    std::fs::create_dir_all(home.dir.path().join("spool")).unwrap();
-    std::fs::write(home.dir.path().join("spool").join("x.spool"), b"").unwrap();
+    std::fs::create_dir_all(home.dir().join("spool")).unwrap();
+    std::fs::write(home.dir().join("spool").join("x.spool"), b"").unwrap();
     let o = home.run(&["ls"]);
     let err = stderr(&o);
     assert!(err.starts_with("plumb: warning: "), "{err}");
@@ -980,8 +890,6 @@ fn store_files_are_private_whatever_the_umask() {
             .arg(format!("umask 022; exec \"$PLUMB\" {script}"))
             .env("PLUMB", PLUMB)
             .env("PLUMB_HOME", &home)
-            .env_remove("PLUMB_SPOOL")
-            .env_remove("PLUMB_CONFIG")
             .env("XDG_RUNTIME_DIR", dir.path().join("runtime"))
             .env("MYSQL_PWD", "hunter2-private")
             .current_dir(dir.path())
@@ -1072,8 +980,6 @@ fn a_second_user_reads_no_file_plumb_writes() {
             .arg(format!("umask 022; exec \"$PLUMB\" {script}"))
             .env("PLUMB", PLUMB)
             .env("PLUMB_HOME", home)
-            .env_remove("PLUMB_SPOOL")
-            .env_remove("PLUMB_CONFIG")
             .env_remove("XDG_RUNTIME_DIR")
             .env("MYSQL_PWD", "hunter2-private")
             .current_dir(dir.path())
@@ -1196,9 +1102,9 @@ fn a_store_with_loose_modes_is_reported_and_made_private() {
     use std::os::unix::fs::PermissionsExt;
     let home = Home::new();
     assert!(home.run(&["run", "--", "true"]).status.success());
-    let db = home.path().join("plumb.db");
+    let db = home.store().join("plumb.db");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(home.store(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = home.run(&["ls"]);
     let err = stderr(&o);
     assert!(
@@ -1211,7 +1117,7 @@ fn a_store_with_loose_modes_is_reported_and_made_private() {
     assert!(
         err.contains(&format!(
             "plumb: warning: {} was readable by other users (mode 755); made it private (700)",
-            home.path().display()
+            home.store().display()
         )),
         "{err}"
     );
@@ -1260,7 +1166,7 @@ fn planted_secrets_reach_no_file_plumb_writes() {
         "tagurlpw-86x",
         "namepw-88x",
     ];
-    let cfg = home.dir.path().join("app.json");
+    let cfg = home.dir().join("app.json");
     std::fs::write(
         &cfg,
         "{\"tls\": \"-----BEGIN PRIVATE KEY-----\\nPemBody77x\\n-----END PRIVATE KEY-----\"}",
@@ -1318,12 +1224,12 @@ fn planted_secrets_reach_no_file_plumb_writes() {
         "{message}"
     );
     // The same run once more into a spool (the store unusable).
-    let blocked = home.dir.path().join("blocked");
+    let blocked = home.dir().join("blocked");
     std::fs::write(&blocked, b"file").unwrap();
     let o2 = c.env("PLUMB_HOME", blocked.join("store")).output().unwrap();
     assert!(stderr(&o2).contains("spool"), "{}", stderr(&o2));
     let mut seen = 0;
-    for p in walk_all(home.dir.path()) {
+    for p in walk_all(home.dir()) {
         if p.is_dir() || p == cfg {
             continue;
         }
@@ -1339,7 +1245,7 @@ fn planted_secrets_reach_no_file_plumb_writes() {
     }
     assert!(seen >= 3);
     assert!(
-        walk_all(&home.dir.path().join("spool"))
+        walk_all(&home.dir().join("spool"))
             .iter()
             .any(|p| p.to_string_lossy().ends_with(".spool"))
     );
@@ -1406,10 +1312,9 @@ fn alternating_programs(dir: &std::path::Path) -> Vec<(String, String)> {
 fn sh_line(home: &Home, line: &str) -> Output {
     let mut c = Command::new("sh");
     c.args(["-c", line])
-        .env("PLUMB_HOME", home.path())
-        .env("PLUMB_SPOOL", home.dir.path().join("spool"))
-        .env_remove("PLUMB_CONFIG")
-        .current_dir(home.dir.path())
+        .env("PLUMB_HOME", home.store())
+        .env("PLUMB_SPOOL", home.dir().join("spool"))
+        .current_dir(home.dir())
         .stdin(Stdio::null());
     c.output().unwrap()
 }
@@ -1417,7 +1322,7 @@ fn sh_line(home: &Home, line: &str) -> Output {
 #[test]
 fn output_to_one_file_or_pipe_keeps_the_order_of_both_streams() {
     let home = Home::new();
-    let dir = home.dir.path().to_path_buf();
+    let dir = home.dir().to_path_buf();
     for (what, program) in alternating_programs(&dir) {
         for (how, redirect) in [
             ("file", "> {f} 2>&1"),
@@ -1503,7 +1408,7 @@ fn output_to_one_file_or_pipe_keeps_the_order_of_both_streams() {
 #[test]
 fn separate_files_keep_each_stream_exact_and_logs_never_glue_them() {
     let home = Home::new();
-    let dir = home.dir.path().to_path_buf();
+    let dir = home.dir().to_path_buf();
     for (what, program) in alternating_programs(&dir) {
         let d = sh_line(&home, &format!("{program} > d.out 2> d.err"));
         let p = sh_line(&home, &format!("{PLUMB} run -- {program} > p.out 2> p.err"));
@@ -1584,10 +1489,9 @@ fn on_terminal(home: &Home, line: &str) -> Vec<u8> {
     let (master, slave) = openpty();
     let mut c = Command::new("sh");
     c.args(["-c", line])
-        .env("PLUMB_HOME", home.path())
-        .env("PLUMB_SPOOL", home.dir.path().join("spool"))
-        .env_remove("PLUMB_CONFIG")
-        .current_dir(home.dir.path())
+        .env("PLUMB_HOME", home.store())
+        .env("PLUMB_SPOOL", home.dir().join("spool"))
+        .current_dir(home.dir())
         .stdin(Stdio::null())
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
@@ -1619,7 +1523,7 @@ fn on_terminal(home: &Home, line: &str) -> Vec<u8> {
 #[test]
 fn output_to_one_terminal_keeps_the_order_of_both_streams() {
     let home = Home::new();
-    let dir = home.dir.path().to_path_buf();
+    let dir = home.dir().to_path_buf();
     for (what, program) in alternating_programs(&dir) {
         let direct = on_terminal(&home, &program);
         let recorded = on_terminal(&home, &format!("{PLUMB} run -- {program}"));
@@ -1657,7 +1561,7 @@ fn commands_that_cannot_start_are_recorded_as_failed_with_the_reason() {
         "{}",
         stderr(&o)
     );
-    let script = home.dir.path().join("not-executable.sh");
+    let script = home.dir().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     let o = home.run(&["run", "--", script.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(126));
@@ -1685,7 +1589,7 @@ fn commands_that_cannot_start_are_recorded_as_failed_with_the_reason() {
         serde_json::json!(["/nonexistent/cmd", "--flag"])
     );
     assert_eq!(run["tags"]["k"], "v");
-    assert_eq!(run["cwd"], home.dir.path().to_str().unwrap());
+    assert_eq!(run["cwd"], home.dir().to_str().unwrap());
     assert!(!run["host"]["hostname"].as_str().unwrap().is_empty());
     assert!(run["env"].as_object().unwrap().contains_key("PLUMB_HOME"));
     let text = String::from_utf8(home.run(&["show", "last~1"]).stdout).unwrap();

@@ -1,90 +1,21 @@
 //! The collector end to end: `plumb serve` as a real process on a free
 //! loopback port, fed by real recorded runs, read by the real CLI.
 
+mod support;
+
 use plumb_collector::client::{Client, ClientConfig, ClientError, RemoteStore};
-use plumb_model::{Run, RunState, Stream, Timestamp, new_id};
 use plumb_store::RunStore;
-use plumb_store::chunk::ChunkBuilder;
-use plumb_store::spool::Frames;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::*;
 
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-/// A `plumb` command with a clean environment: no configured collector.
-fn plumb(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(PLUMB);
-    c.args(args)
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_TOKEN")
-        .env_remove("PLUMB_CA_CERT")
-        .env("PLUMB_HOME", dir.join("home"))
-        .env("PLUMB_SPOOL", dir.join("spool"))
-        .current_dir(dir)
-        .stdin(Stdio::null());
-    c
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// `plumb serve` on free loopback ports; killed on drop.
-struct Server {
-    child: Child,
-    api: String,
-}
-
-impl Server {
-    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut c = plumb(
-            data.parent().unwrap(),
-            &["serve", "--listen", "127.0.0.1:0"],
-        );
-        c.args(["--otlp-listen", "off", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let api = line
-            .strip_prefix("api  ")
-            .unwrap_or_else(|| panic!("plumb serve printed `{line}` instead of its address"))
-            .trim()
-            .to_string();
-        Server { child, api }
-    }
-
-    fn client(&self, token: Option<&str>) -> Client {
-        Client::new(&ClientConfig {
-            token: token.map(plumb_model::Secret::from),
-            ..ClientConfig::new(self.api.clone())
-        })
-        .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A client of `api` with `token`.
+fn client(api: &str, token: Option<&str>) -> Client {
+    Client::new(&ClientConfig {
+        token: token.map(plumb_model::Secret::from),
+        ..ClientConfig::new(api.to_string())
+    })
+    .unwrap()
 }
 
 /// Records `script` with `plumb run` while the store is unusable, so its
@@ -92,7 +23,7 @@ impl Drop for Server {
 fn recorded_spool(dir: &Path, name: &str, script: &str) -> Vec<u8> {
     let spool = dir.join("spool");
     let before: Vec<PathBuf> = list(&spool);
-    let out = plumb(dir, &["run", "--name", name, "--", "sh", "-c", script])
+    let out = plumb_at(dir, &["run", "--name", name, "--", "sh", "-c", script])
         .env("PLUMB_HOME", "/dev/null/no-store")
         .output()
         .unwrap();
@@ -115,26 +46,6 @@ fn list(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A synthetic run with `lines` lines of output, as spool frames.
-fn synthetic(name: &str, lines: usize) -> (Run, Frames, Vec<u8>) {
-    let mut run = Run::new(new_id(), name.into(), Timestamp::now());
-    run.host.hostname = "node-t".into();
-    run.state = RunState::Succeeded;
-    run.ended = Some(Timestamp::now());
-    let mut b = ChunkBuilder::new(Stream::Stdout);
-    let mut chunks = Vec::new();
-    let mut text = Vec::new();
-    for i in 0..lines {
-        let line = format!("{name} line {i} payload\n");
-        b.push(i as u64, Timestamp::now(), line.as_bytes(), &mut chunks);
-        text.extend_from_slice(line.as_bytes());
-    }
-    b.flush(&mut chunks);
-    let mut f = Frames::default();
-    f.put_run(&run).put_chunks(&chunks);
-    (run, f, text)
-}
-
 fn output_of(store: &RemoteStore, id: plumb_model::Uuid) -> Vec<u8> {
     let mut got = Vec::new();
     store
@@ -152,15 +63,15 @@ fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
     let dir = tmp.path();
     let a = recorded_spool(dir, "alpha", "echo hello collector; echo oops >&2; exit 3");
     let b = recorded_spool(dir, "beta", "echo hello again");
-    let server = Server::start(&dir.join("srv"), &[], &[]);
-    let client = server.client(None);
+    let server = Serve::builder().data(&dir.join("srv")).start();
+    let client = client(&server.api, None);
     for body in [&a, &b] {
         let stats = client.post_frames(body).unwrap();
         assert_eq!(stats.runs + stats.runs_kept, 2, "{stats:?}"); // running, then final
         assert!(stats.chunks >= 1, "{stats:?}");
     }
     // The local store imports the very same spool files.
-    ok(plumb(dir, &["ls"]).output().unwrap(), "local ls");
+    ok(plumb_at(dir, &["ls"]).output().unwrap(), "local ls");
     for args in [
         vec!["ls"],
         vec!["ls", "--json", "--failed"],
@@ -175,7 +86,7 @@ fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
         // `diff` exits 1 when the runs differ, as diff(1) does; both sides
         // must say the same.
         let expect = if args[0] == "diff" { Some(1) } else { Some(0) };
-        let local = plumb(dir, &args).output().unwrap();
+        let local = plumb_at(dir, &args).output().unwrap();
         assert_eq!(
             local.status.code(),
             expect,
@@ -184,7 +95,7 @@ fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
         );
         let mut remote_args = args.clone();
         remote_args.extend(["--collector", &server.api]);
-        let remote = plumb(dir, &remote_args).output().unwrap();
+        let remote = plumb_at(dir, &remote_args).output().unwrap();
         assert_eq!(
             remote.status.code(),
             expect,
@@ -210,7 +121,7 @@ fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
         assert_eq!(l, r, "plumb {args:?}");
     }
     // A reference that matches nothing is the same clear error remotely.
-    let out = plumb(dir, &["show", "ffff0000", "--collector", &server.api])
+    let out = plumb_at(dir, &["show", "ffff0000", "--collector", &server.api])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -223,21 +134,7 @@ fn the_cli_prints_the_same_from_a_collector_as_from_the_local_store() {
 
 /// Sends a raw HTTP request and returns (status, body).
 fn raw_http(api: &str, head: &str, body: &[u8]) -> (u16, String) {
-    let addr = api.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in `{text}`"));
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    http_raw(api, head, body).status_and_text()
 }
 
 fn post(api: &str, content_type: &str, encoding: Option<&str>, body: &[u8]) -> (u16, String) {
@@ -252,11 +149,11 @@ fn post(api: &str, content_type: &str, encoding: Option<&str>, body: &[u8]) -> (
 #[test]
 fn malformed_bodies_get_a_4xx_naming_the_problem_and_harm_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("srv"), &[], &[]);
-    let client = server.client(None);
-    let (good, frames, text) = synthetic("kept", 50);
+    let server = Serve::builder().data(&tmp.path().join("srv")).start();
+    let client = client(&server.api, None);
+    let (good, frames, text) = spooled_run("kept", 50);
     client.post_frames(&frames.bytes).unwrap();
-    let (_, other, _) = synthetic("never", 5);
+    let (_, other, _) = spooled_run("never", 5);
     let bytes = &other.bytes;
     let mut flipped = bytes.clone();
     let at = flipped.len() - 10;
@@ -318,19 +215,10 @@ fn tokens_gate_reading_and_writing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("srv");
-    let make = |role: &str| -> String {
-        let out = ok(
-            plumb(dir, &["token", "create", "--role", role, "--data"])
-                .arg(&data)
-                .output()
-                .unwrap(),
-            "token create",
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let agent = make("agent");
-    let viewer = make("viewer");
-    let admin = make("admin");
+    let server = Serve::builder().data(&data).tokens().start();
+    let agent = server.agent.clone().unwrap();
+    let viewer = server.viewer.clone().unwrap();
+    let admin = server.admin.clone().unwrap();
     assert!(
         agent.starts_with("plumb_") && agent.len() == 6 + 64,
         "{agent}"
@@ -344,28 +232,26 @@ fn tokens_gate_reading_and_writing() {
             entry.display()
         );
     }
-    let server = Server::start(&data, &[], &[]);
-    let (_, frames, _) = synthetic("secret-job", 3);
+    let (_, frames, _) = spooled_run("secret-job", 3);
     // Writing: agent or admin only.
-    assert_eq!(status(server.client(None).post_frames(&frames.bytes)), 401);
     assert_eq!(
-        status(
-            server
-                .client(Some("plumb_bogus"))
-                .post_frames(&frames.bytes)
-        ),
+        status(client(&server.api, None).post_frames(&frames.bytes)),
         401
     );
     assert_eq!(
-        status(server.client(Some(&viewer)).post_frames(&frames.bytes)),
+        status(client(&server.api, Some("plumb_bogus")).post_frames(&frames.bytes)),
+        401
+    );
+    assert_eq!(
+        status(client(&server.api, Some(&viewer)).post_frames(&frames.bytes)),
         403
     );
     assert_eq!(
-        status(server.client(Some(&agent)).post_frames(&frames.bytes)),
+        status(client(&server.api, Some(&agent)).post_frames(&frames.bytes)),
         200
     );
     assert_eq!(
-        status(server.client(Some(&admin)).post_frames(&frames.bytes)),
+        status(client(&server.api, Some(&admin)).post_frames(&frames.bytes)),
         200
     );
     // Reading: nothing without a viewer (or admin) token.
@@ -380,7 +266,7 @@ fn tokens_gate_reading_and_writing() {
         "/metrics",
     ];
     for p in paths {
-        let get = |t: Option<&str>| status(server.client(t).get_raw(p, &[]).map(|_| ()));
+        let get = |t: Option<&str>| status(client(&server.api, t).get_raw(p, &[]).map(|_| ()));
         assert_eq!(get(None), 401, "{p} without a token");
         assert_eq!(get(Some(&agent)), 403, "{p} with an agent token");
         let with_viewer = get(Some(&viewer));
@@ -391,19 +277,23 @@ fn tokens_gate_reading_and_writing() {
         assert_eq!(get(Some(&admin)), with_viewer, "{p} with admin");
     }
     // The CLI takes its token from PLUMB_TOKEN.
-    let out = plumb(dir, &["ls", "--collector", &server.api])
+    let out = plumb_at(dir, &["ls", "--collector", &server.api])
         .env("PLUMB_TOKEN", &viewer)
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&ok(out, "ls").stdout).contains("secret-job"));
-    let out = plumb(dir, &["ls", "--collector", &server.api])
+    let out = plumb_at(dir, &["ls", "--collector", &server.api])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     // Health checks stay open for load balancers.
     assert_eq!(
-        status(server.client(None).get_raw("/healthz", &[]).map(|_| ())),
+        status(
+            client(&server.api, None)
+                .get_raw("/healthz", &[])
+                .map(|_| ())
+        ),
         200
     );
 }
@@ -411,7 +301,7 @@ fn tokens_gate_reading_and_writing() {
 #[test]
 fn a_non_loopback_address_without_tokens_is_refused_unless_insecure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = plumb(
+    let out = plumb_at(
         tmp.path(),
         &[
             "serve",
@@ -437,25 +327,10 @@ fn a_non_loopback_address_without_tokens_is_refused_unless_insecure() {
 fn tls_with_a_private_ca_works_and_a_client_without_it_refuses() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let cert_path = dir.join("cert.pem");
-    let key_path = dir.join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let mut server = Server::start(
-        &dir.join("srv"),
-        &[
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let server = Serve::builder().data(&dir.join("srv")).tls().start();
+    let cert_path = server.ca.clone().unwrap();
     assert!(server.api.starts_with("https://"), "{}", server.api);
-    let (run, frames, text) = synthetic("over-tls", 10);
+    let (run, frames, text) = spooled_run("over-tls", 10);
     let trusted = Client::new(&ClientConfig {
         ca_cert: Some(cert_path.clone()),
         ..ClientConfig::new(server.api.clone())
@@ -472,12 +347,12 @@ fn tls_with_a_private_ca_works_and_a_client_without_it_refuses() {
         other => panic!("a client without the CA connected: {other:?}"),
     }
     // The CLI verifies with PLUMB_CA_CERT.
-    let out = plumb(dir, &["logs", "last", "--collector", &server.api])
+    let out = plumb_at(dir, &["logs", "last", "--collector", &server.api])
         .env("PLUMB_CA_CERT", &cert_path)
         .output()
         .unwrap();
     assert_eq!(ok(out, "logs over TLS").stdout, text);
-    let out = plumb(dir, &["ls", "--collector", &server.api])
+    let out = plumb_at(dir, &["ls", "--collector", &server.api])
         .output()
         .unwrap();
     assert!(
@@ -492,15 +367,14 @@ fn tls_with_a_private_ca_works_and_a_client_without_it_refuses() {
             .get_raw("/healthz", &[])
             .is_err()
     );
-    let _ = server.child.kill();
 }
 
 #[test]
 fn metrics_pass_promtool() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("srv"), &[], &[]);
-    let client = server.client(None);
-    let (_, frames, _) = synthetic("metered", 5);
+    let server = Serve::builder().data(&tmp.path().join("srv")).start();
+    let client = client(&server.api, None);
+    let (_, frames, _) = spooled_run("metered", 5);
     client.post_frames(&frames.bytes).unwrap();
     let _ = post(&server.api, "text/plain", None, b"x");
     let (body, headers) = client.get_raw("/metrics", &[]).unwrap();
@@ -520,33 +394,14 @@ fn metrics_pass_promtool() {
     ] {
         assert!(text.contains(needle), "no `{needle}` in\n{text}");
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; see .ci/install-collector.sh)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_ok(&text);
 }
 
 #[test]
 fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("srv");
-    let mut server = Server::start(&data, &[], &[]);
+    let mut server = Serve::builder().data(&data).start();
     let api = server.api.clone();
     // Four senders, each with its own runs; each remembers what was
     // acknowledged.
@@ -562,7 +417,7 @@ fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
                 let mut sent = Vec::new();
                 let mut acked = Vec::new();
                 for i in 0..150 {
-                    let (run, frames, text) = synthetic(&format!("s{s}-{i}"), 200);
+                    let (run, frames, text) = spooled_run(&format!("s{s}-{i}"), 200);
                     let result = client.post_frames(&frames.bytes);
                     sent.push((run.id, frames, text));
                     match result {
@@ -576,21 +431,20 @@ fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
         .collect();
     // Let them get going, then kill the collector without warning.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let probe = server.client(None);
+    let probe = client(&server.api, None);
     let store = RemoteStore::new(probe);
     while store.list_runs(&Default::default()).map_or(0, |r| r.len()) < 40 {
         assert!(Instant::now() < deadline, "ingest did not get going");
         std::thread::sleep(Duration::from_millis(20));
     }
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill9();
     let results: Vec<_> = senders.into_iter().map(|t| t.join().unwrap()).collect();
     let acked: usize = results.iter().map(|(_, a)| a.len()).sum();
     assert!(acked >= 40, "only {acked} acknowledged");
     // Restart on the same store; every sender retries everything it sent
     // (at-least-once), which must not duplicate anything.
-    let server = Server::start(&data, &[], &[]);
-    let client = server.client(None);
+    let server = Serve::builder().data(&data).start();
+    let client = client(&server.api, None);
     let store = RemoteStore::new(client.clone());
     for (sent, acked) in &results {
         for (id, _, text) in sent.iter().filter(|(id, _, _)| acked.contains(id)) {
@@ -612,23 +466,16 @@ fn kill_9_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     assert_eq!(runs.len(), total, "each run stored exactly once");
 }
 
-/// Sends a raw HTTP request and returns (status, head, body).
+/// Sends a raw HTTP request and returns (status, head in lower case, body).
 fn raw_http_full(api: &str, head: &str, body: &[u8]) -> (u16, String, String) {
-    let addr = api.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in `{text}`"));
-    (status, head.to_ascii_lowercase(), body.to_string())
+    let a = http_raw(api, head, body);
+    let fields: String = a
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let head = format!("http/1.1 {}\r\n{fields}", a.status);
+    (a.status, head.to_ascii_lowercase(), a.text())
 }
 
 fn get_with(api: &str, path: &str, extra: &str) -> (u16, String, String) {
@@ -643,11 +490,10 @@ fn get_with(api: &str, path: &str, extra: &str) -> (u16, String, String) {
 #[test]
 fn issue_21_other_sites_cannot_use_a_browser_against_an_open_collector() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &tmp.path().join("srv"),
-        &["--allow-host", "plumb.test"],
-        &[],
-    );
+    let server = Serve::builder()
+        .data(&tmp.path().join("srv"))
+        .args(["--allow-host", "plumb.test"])
+        .start();
     let api = &server.api;
     let port = api.rsplit(':').next().unwrap();
     // DNS rebinding: a name of the attacker's resolving to 127.0.0.1.
@@ -707,7 +553,7 @@ fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
     let dir = tmp.path();
     let data = dir.join("srv");
     let out = ok(
-        plumb(dir, &["token", "create", "--role", "viewer", "--data"])
+        plumb_at(dir, &["token", "create", "--role", "viewer", "--data"])
             .arg(&data)
             .output()
             .unwrap(),
@@ -716,13 +562,13 @@ fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     // A second token keeps auth on once the viewer's is revoked.
     ok(
-        plumb(dir, &["token", "create", "--role", "admin", "--data"])
+        plumb_at(dir, &["token", "create", "--role", "admin", "--data"])
             .arg(&data)
             .output()
             .unwrap(),
         "token create",
     );
-    let mut server = Server::start(&data, &[], &[]);
+    let mut server = Serve::builder().data(&data).start();
     let login = |api: &str, next: &str| {
         let host = api.trim_start_matches("http://");
         let form = format!("token={token}&next={next}");
@@ -784,11 +630,11 @@ fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
     );
     // The session survives a restart of the collector.
     drop(server);
-    server = Server::start(&data, &[], &[]);
+    server = Serve::builder().data(&data).start();
     assert_eq!(with_cookie(&server.api), 200);
     // Revoking the token ends it (the collector rereads within a second).
     let ls = ok(
-        plumb(dir, &["token", "ls", "--data"])
+        plumb_at(dir, &["token", "ls", "--data"])
             .arg(&data)
             .output()
             .unwrap(),
@@ -803,7 +649,7 @@ fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
         .unwrap_or_else(|| panic!("no viewer hash in `{ls}`"))
         .to_string();
     ok(
-        plumb(dir, &["token", "revoke", &hash, "--data"])
+        plumb_at(dir, &["token", "revoke", &hash, "--data"])
             .arg(&data)
             .output()
             .unwrap(),
@@ -826,10 +672,10 @@ fn issue_21_login_redirects_only_here_and_its_cookie_is_a_revocable_session() {
 #[test]
 fn a_run_over_the_cap_shipped_to_a_collector_keeps_head_and_tail_to_the_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[], &[]);
+    let server = Serve::builder().data(&dir.path().join("data")).start();
     let script = "import sys\nfor i in range(100000): sys.stdout.write(f'row {i:06d}\\n')";
     let out = ok(
-        plumb(
+        plumb_at(
             dir.path(),
             &[
                 "run",
@@ -861,7 +707,7 @@ fn a_run_over_the_cap_shipped_to_a_collector_keeps_head_and_tail_to_the_byte() {
     // The run is shipped when it ends; wait (bounded) for the collector.
     let mut got = Vec::new();
     for _ in 0..100 {
-        let o = plumb(dir.path(), &["logs", "last", "--collector", &server.api])
+        let o = plumb_at(dir.path(), &["logs", "last", "--collector", &server.api])
             .output()
             .unwrap();
         got = o.stdout;

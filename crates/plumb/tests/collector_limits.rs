@@ -9,199 +9,21 @@
 //! The disk-full test mounts a tmpfs, so it needs root (CAP_SYS_ADMIN); it
 //! fails, naming why, when the mount does not work.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
+use support::*;
 
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-/// A `plumb serve` child on free loopback ports, killed on drop.
-struct Serve {
-    child: Child,
-    api: String,
-    otlp: String,
-    /// Its stderr (the log), beside the store rather than in it, so a
-    /// test that fills the store's disk does not fill the log's.
-    log: PathBuf,
-    _log_dir: tempfile::TempDir,
+/// A collector on `data` with OTLP, logging warnings only.
+fn collector(data: &Path) -> ServeBuilder {
+    Serve::builder().data(data).otlp().env("PLUMB_LOG", "warn")
 }
 
-impl Serve {
-    fn start(data: &Path) -> Serve {
-        Serve::start_with(data, &[], None)
-    }
-
-    /// `plumb serve` with `extra` arguments, under `ulimit -n nofile` when
-    /// given (through `sh -c`, so the limit is the collector's own).
-    fn start_with(data: &Path, extra: &[&str], nofile: Option<u32>) -> Serve {
-        let mut args: Vec<String> = [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-listen",
-            "127.0.0.1:0",
-            "--data",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(data.display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut cmd = match nofile {
-            None => {
-                let mut c = Command::new(PLUMB);
-                c.args(&args);
-                c
-            }
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(PLUMB)
-                    .args(&args);
-                c
-            }
-        };
-        let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("serve.log");
-        let mut child = cmd
-            .env("PLUMB_HOME", data)
-            .env("PLUMB_LOG", "warn")
-            .env_remove("PLUMB_COLLECTOR")
-            .env_remove("PLUMB_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("plumb serve starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut api, mut otlp) = (String::new(), String::new());
-        for _ in 0..2 {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                ["api", url] => api = url.to_string(),
-                ["otlp", url] => otlp = url.to_string(),
-                other => panic!("unexpected plumb serve output {other:?}"),
-            }
-        }
-        assert!(!api.is_empty() && !otlp.is_empty());
-        Serve {
-            child,
-            api,
-            otlp,
-            log,
-            _log_dir: log_dir,
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        self.status_kib("VmRSS:")
-    }
-
-    /// The most memory the collector has held (VmHWM), in KiB.
-    fn peak_kib(&self) -> u64 {
-        self.status_kib("VmHWM:")
-    }
-
-    fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP answer: status, Retry-After, body.
-struct Answer {
-    status: u16,
-    retry_after: Option<u64>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// One HTTP/1.1 request over a fresh loopback connection.
-fn request(base: &str, method: &str, path: &str, body: &[u8]) -> Answer {
-    request_as(base, method, path, body, None)
-}
-
-/// [`request`] with a bearer token.
-fn request_as(base: &str, method: &str, path: &str, body: &[u8], token: Option<&str>) -> Answer {
-    let addr = base.trim_start_matches("http://");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    parse(&resp)
-}
-
-fn parse(resp: &[u8]) -> Answer {
-    let split = memchr::memmem::find(resp, b"\r\n\r\n").expect("a complete HTTP head");
-    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .map(|v| v.trim().to_owned())
-    };
-    let retry_after = header("retry-after").map(|v| v.parse().unwrap());
-    let raw = &resp[split + 4..];
-    let body = if header("transfer-encoding").as_deref() == Some("chunked") {
-        dechunk(raw)
-    } else {
-        raw.to_vec()
-    };
-    Answer {
-        status,
-        retry_after,
-        body,
-    }
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = memchr::memmem::find(raw, b"\r\n").expect("a chunk size line");
-        let size_text = std::str::from_utf8(&raw[..eol]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = &raw[eol + 2 + size + 2..];
-    }
-}
+const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
 /// An OTLP/HTTP JSON logs request: records `first..first + n` of `sender`,
 /// attached to `run` (so the API lists them by run). Each body carries a
@@ -222,14 +44,32 @@ fn logs_body(run: &str, sender: usize, first: usize, n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An OTLP/HTTP JSON traces request of `n` spans of one trace, with
+/// attributes that do not compress away.
+fn spans_body(n: usize) -> Vec<u8> {
+    let spans: Vec<String> = (0..n)
+        .map(|i| {
+            let noise = fastrand::Rng::with_seed(i as u64).u64(..);
+            format!(
+                r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"{i:016x}","name":"span-{i}","kind":1,"startTimeUnixNano":"1764000000000000000","endTimeUnixNano":"1764000000000001000","attributes":[{{"key":"noise","value":{{"stringValue":"{noise:016x}"}}}}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"limits"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+    .into_bytes()
+}
+
 /// Posts until the collector accepts, honouring Retry-After on 429 and
 /// 503 (at most `tries` attempts, each wait capped at 1 s).
 fn post_with_retry(otlp: &str, body: &[u8], tries: usize) -> u16 {
     for _ in 0..tries {
-        let a = request(otlp, "POST", "/v1/logs", body);
+        let a = http(otlp, "POST", "/v1/logs", &JSON, body);
         match a.status {
             429 | 503 => {
-                let secs = a.retry_after.expect("429 and 503 carry Retry-After");
+                let secs = a.retry_after().expect("429 and 503 carry Retry-After");
                 std::thread::sleep(Duration::from_millis((secs * 1000).min(1000)));
             }
             other => return other,
@@ -241,10 +81,11 @@ fn post_with_retry(otlp: &str, body: &[u8], tries: usize) -> u16 {
 /// The markers (`rec-S-I`) of a run's stored log lines, with how often each
 /// is stored, read through the query API.
 fn stored_markers(api: &str, run: &str) -> HashMap<String, usize> {
-    let a = request(
+    let a = http(
         api,
         "GET",
         &format!("/api/v1/telemetry/runs/{run}/logs"),
+        &JSON,
         b"",
     );
     assert_eq!(a.status, 200, "{}", a.text());
@@ -267,13 +108,13 @@ fn two_hundred_thousand_records_from_eight_senders_are_stored_exactly_once() {
     const PER_SENDER: usize = 25_000;
     const BATCH: usize = 1000;
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = collector(dir.path()).start();
     let runs: Vec<String> = (0..SENDERS)
         .map(|_| plumb_model::new_id().to_string())
         .collect();
     std::thread::scope(|s| {
         for (sender, run) in runs.iter().enumerate() {
-            let otlp = serve.otlp.clone();
+            let otlp = serve.otlp().to_string();
             s.spawn(move || {
                 for first in (0..PER_SENDER).step_by(BATCH) {
                     let body = logs_body(run, sender, first, BATCH);
@@ -313,8 +154,8 @@ fn slow_senders_hold_no_ingest_slot_and_memory_stays_bounded() {
     // held every slot and every other exporter got 429.
     const SLOW: usize = 72;
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
-    let addr = serve.otlp.trim_start_matches("http://").to_owned();
+    let serve = collector(dir.path()).start();
+    let addr = serve.otlp().trim_start_matches("http://").to_owned();
     // Each announces a 1 MiB body and sends 10 bytes of it.
     let mut held = Vec::new();
     for _ in 0..SLOW {
@@ -328,13 +169,13 @@ fn slow_senders_hold_no_ingest_slot_and_memory_stays_bounded() {
     }
     // Every slow request reached the collector: a request sent on a
     // connection opened after them is answered.
-    assert_eq!(request(&serve.api, "GET", "/healthz", b"").status, 200);
-    let rss_before = serve.rss_kib();
+    assert_eq!(http(&serve.api, "GET", "/healthz", &JSON, b"").status, 200);
+    let rss_before = serve.status_kib("VmRSS:");
     // An exporter is served while the slow ones drip, every time.
     let run = plumb_model::new_id().to_string();
     for i in 0..50 {
         let body = logs_body(&run, 0, i * 40, 40);
-        let a = request(&serve.otlp, "POST", "/v1/logs", &body);
+        let a = http(serve.otlp(), "POST", "/v1/logs", &JSON, &body);
         assert_eq!(
             a.status,
             200,
@@ -342,7 +183,7 @@ fn slow_senders_hold_no_ingest_slot_and_memory_stays_bounded() {
             a.text()
         );
     }
-    let rss_after = serve.rss_kib();
+    let rss_after = serve.status_kib("VmRSS:");
     assert!(
         rss_after < rss_before + 64 * 1024,
         "50 requests beside {SLOW} slow ones grew the collector from {rss_before} KiB to {rss_after} KiB"
@@ -378,30 +219,19 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// One request with a gzip body and the given content type.
 fn post_gzip(base: &str, path: &str, content_type: &str, body: &[u8]) -> Answer {
-    let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    parse(&resp)
+    let headers = [("Content-Type", content_type), ("Content-Encoding", "gzip")];
+    http(base, "POST", path, &headers, body)
 }
 
 #[test]
 fn issue_21_a_30_kb_otlp_bomb_gets_413_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = collector(dir.path()).start();
     // 15 million empty records: 30 MB of protobuf, some 30 KB gzipped.
     // Decoded, they took 2.7 GB and killed the collector.
     let logs = gzip(&empty_records_protobuf(15_000_000));
     assert!(logs.len() < 64 * 1024, "the bomb is {} bytes", logs.len());
-    let a = post_gzip(&serve.otlp, "/v1/logs", "application/x-protobuf", &logs);
+    let a = post_gzip(serve.otlp(), "/v1/logs", "application/x-protobuf", &logs);
     assert_eq!(a.status, 413, "{}", a.text());
     assert!(
         a.text().contains("524288 messages"),
@@ -409,7 +239,7 @@ fn issue_21_a_30_kb_otlp_bomb_gets_413_and_memory_stays_bounded() {
         a.text()
     );
     // The same shape is a ScopeSpans full of empty spans on /v1/traces.
-    let a = post_gzip(&serve.otlp, "/v1/traces", "application/x-protobuf", &logs);
+    let a = post_gzip(serve.otlp(), "/v1/traces", "application/x-protobuf", &logs);
     assert_eq!(a.status, 413, "{}", a.text());
     // And JSON: a million `{}` records.
     let json = format!(
@@ -417,7 +247,7 @@ fn issue_21_a_30_kb_otlp_bomb_gets_413_and_memory_stays_bounded() {
         "{},".repeat(3_000_000)
     );
     let a = post_gzip(
-        &serve.otlp,
+        serve.otlp(),
         "/v1/logs",
         "application/json",
         &gzip(json.as_bytes()),
@@ -425,13 +255,13 @@ fn issue_21_a_30_kb_otlp_bomb_gets_413_and_memory_stays_bounded() {
     assert_eq!(a.status, 413, "{}", a.text());
     assert!(a.text().contains("messages"), "{}", a.text());
     // Still serving, and it never held much.
-    assert_eq!(request(&serve.api, "GET", "/healthz", b"").status, 200);
+    assert_eq!(http(&serve.api, "GET", "/healthz", &JSON, b"").status, 200);
     let run = plumb_model::new_id().to_string();
     assert_eq!(
-        post_with_retry(&serve.otlp, &logs_body(&run, 0, 0, 10), 5),
+        post_with_retry(serve.otlp(), &logs_body(&run, 0, 0, 10), 5),
         200
     );
-    let peak = serve.peak_kib();
+    let peak = serve.status_kib("VmHWM:");
     eprintln!("peak memory (VmHWM) after three bombs: {} MiB", peak / 1024);
     assert!(
         peak < 512 * 1024,
@@ -464,11 +294,9 @@ fn read_until_closed(s: &mut TcpStream, bound: usize) -> (Vec<u8>, bool) {
 #[test]
 fn issue_21_slow_headers_idle_connections_and_dripping_bodies_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start_with(
-        dir.path(),
-        &["--header-timeout", "2s", "--body-timeout", "3s"],
-        None,
-    );
+    let serve = collector(dir.path())
+        .args(["--header-timeout", "2s", "--body-timeout", "3s"])
+        .start();
     let addr = serve.api.trim_start_matches("http://").to_owned();
     // Headers at one byte a second: closed long before the 40 bytes are in.
     let mut slow = TcpStream::connect(&addr).unwrap();
@@ -502,7 +330,7 @@ fn issue_21_slow_headers_idle_connections_and_dripping_bodies_are_cut_off() {
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     assert!(closed, "an idle keep-alive connection stayed open");
     // A body dripping a byte every 200 ms is answered 408 at the deadline.
-    let otlp = serve.otlp.trim_start_matches("http://").to_owned();
+    let otlp = serve.otlp().trim_start_matches("http://").to_owned();
     let mut drip = TcpStream::connect(&otlp).unwrap();
     write!(
         drip,
@@ -532,14 +360,17 @@ fn issue_21_slow_headers_idle_connections_and_dripping_bodies_are_cut_off() {
         "a dripping body got: {answer:?}"
     );
     assert!(answer.contains("body deadline"), "{answer}");
-    assert_eq!(request(&serve.api, "GET", "/healthz", b"").status, 200);
+    assert_eq!(http(&serve.api, "GET", "/healthz", &JSON, b"").status, 200);
 }
 
 #[test]
 fn issue_21_idle_connections_past_the_descriptor_limit_do_not_lock_out_healthz() {
     let dir = tempfile::tempdir().unwrap();
     // 100 descriptors: 120 idle connections would exhaust them.
-    let serve = Serve::start_with(dir.path(), &["--header-timeout", "60s"], Some(100));
+    let serve = collector(dir.path())
+        .args(["--header-timeout", "60s"])
+        .nofile(100)
+        .start();
     let addr = serve.api.trim_start_matches("http://").to_owned();
     let idle: Vec<TcpStream> = (0..120)
         .map(|_| TcpStream::connect(&addr).unwrap())
@@ -582,7 +413,7 @@ fn issue_21_idle_connections_past_the_descriptor_limit_do_not_lock_out_healthz()
 #[test]
 fn issue_21_healthz_answers_while_forty_gzip_bombs_inflate() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = collector(dir.path()).start();
     // 63 MiB of zeros gzip to some 64 KB: a spool upload that inflates to
     // just under the 64 MiB limit.
     let bomb = std::sync::Arc::new(gzip(&vec![0u8; 63 << 20]));
@@ -606,7 +437,7 @@ fn issue_21_healthz_answers_while_forty_gzip_bombs_inflate() {
     // Wait until the bombs are being read (bounded), then ask for /healthz.
     std::thread::sleep(Duration::from_millis(200));
     let started = std::time::Instant::now();
-    let health = request(&serve.api, "GET", "/healthz", b"");
+    let health = http(&serve.api, "GET", "/healthz", &JSON, b"");
     let latency = started.elapsed();
     let finished_before = done.load(std::sync::atomic::Ordering::SeqCst);
     let statuses: Vec<u16> = senders.into_iter().map(|t| t.join().unwrap()).collect();
@@ -623,49 +454,13 @@ fn issue_21_healthz_answers_while_forty_gzip_bombs_inflate() {
     }
 }
 
-/// A tmpfs mounted over a temporary directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Tmpfs { dir },
-            Ok(o) => panic!(
-                "cannot mount a {size} tmpfs for the disk-full test (it needs root or CAP_SYS_ADMIN): mount said {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => panic!("cannot run mount(8) for the disk-full test: {e}"),
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_gives_503_with_retry_after_loses_nothing_acknowledged_and_recovers() {
     let disk = Tmpfs::mount("16m");
     let data = disk.path().join("store");
     std::fs::create_dir(&data).unwrap();
     let filler = disk.path().join("filler");
-    let serve = Serve::start(&data);
+    let serve = collector(&data).start();
     // Leave the store about 2 MiB, then fill it with acknowledged batches.
     let free = {
         // SAFETY: statvfs fills the struct it is given.
@@ -680,10 +475,11 @@ fn a_full_disk_gives_503_with_retry_after_loses_nothing_acknowledged_and_recover
     let mut acked = 0;
     let mut full = None;
     for b in 0..400 {
-        let a = request(
-            &serve.otlp,
+        let a = http(
+            serve.otlp(),
             "POST",
             "/v1/logs",
+            &JSON,
             &logs_body(&run, 0, b * BATCH, BATCH),
         );
         match a.status {
@@ -697,12 +493,31 @@ fn a_full_disk_gives_503_with_retry_after_loses_nothing_acknowledged_and_recover
     }
     let full = full.expect("503 once the disk is full");
     assert!(acked > 0, "some batches fit before the disk filled");
-    assert!(full.retry_after.is_some_and(|s| s >= 1));
-    assert!(
-        full.text().contains("disk is full"),
-        "the answer says why: {}",
-        full.text()
+    // Every ingest endpoint answers a full disk alike: 503, Retry-After 30,
+    // saying why.
+    let (_, frames, _) = spooled_run("too-big", 100_000);
+    let spool = [("Content-Type", "application/x-plumb-spool")];
+    let spooled = http(
+        &serve.api,
+        "POST",
+        "/api/v1/ingest/spool",
+        &spool,
+        &frames.bytes,
     );
+    let traced = http(
+        serve.otlp(),
+        "POST",
+        "/v1/traces",
+        &JSON,
+        &spans_body(20_000),
+    );
+    for (what, a) in [
+        ("OTLP logs", full),
+        ("spool", spooled),
+        ("OTLP traces", traced),
+    ] {
+        a.assert_retry_later(what, 30, "disk is full");
+    }
     // Reading still works, and every acknowledged record is there once.
     let seen = stored_markers(&serve.api, &run);
     assert_eq!(seen.len(), acked);
@@ -713,7 +528,7 @@ fn a_full_disk_gives_503_with_retry_after_loses_nothing_acknowledged_and_recover
     let mut next = refused_first;
     for _ in 0..3 {
         let body = logs_body(&run, 0, next, BATCH);
-        assert_eq!(post_with_retry(&serve.otlp, &body, 10), 200);
+        assert_eq!(post_with_retry(serve.otlp(), &body, 10), 200);
         next += BATCH;
     }
     let seen = stored_markers(&serve.api, &run);
@@ -723,18 +538,17 @@ fn a_full_disk_gives_503_with_retry_after_loses_nothing_acknowledged_and_recover
     }
     // The store survives a restart intact.
     drop(serve);
-    let serve = Serve::start(&data);
+    let serve = collector(&data).start();
     assert_eq!(stored_markers(&serve.api, &run).len(), next);
 }
 
 fn token_cmd(data: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(PLUMB)
+    plumb()
         .arg("token")
         .args(args)
         .arg("--data")
         .arg(data)
         .env("PLUMB_HOME", data)
-        .env_remove("PLUMB_CONFIG")
         .output()
         .unwrap()
 }
@@ -750,10 +564,21 @@ fn a_revoked_token_stops_working() {
     };
     let agent = create("agent");
     let viewer = create("viewer");
-    let serve = Serve::start(data);
+    let serve = collector(data).start();
     let run = plumb_model::new_id().to_string();
     let body = logs_body(&run, 0, 0, 5);
-    let post = |token: &str| request_as(&serve.otlp, "POST", "/v1/logs", &body, Some(token));
+    let post = |token: &str| {
+        http(
+            serve.otlp(),
+            "POST",
+            "/v1/logs",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {token}")),
+            ],
+            &body,
+        )
+    };
     assert_eq!(post(&agent).status, 200);
     // The agent token's hash, as `plumb token ls` shows it.
     let ls = token_cmd(data, &["ls"]);
@@ -786,12 +611,15 @@ fn a_revoked_token_stops_working() {
     let refused = refused.expect("the revoked token is refused within 5 s");
     assert!(refused.text().contains("not known"), "{}", refused.text());
     // The other token still works, and the last one is not revoked lightly.
-    let a = request_as(
+    let a = http(
         &serve.api,
         "GET",
         &format!("/api/v1/telemetry/runs/{run}/logs"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {viewer}")),
+        ],
         b"",
-        Some(&viewer),
     );
     assert_eq!(a.status, 200, "{}", a.text());
     let viewer_prefix = listing

@@ -7,14 +7,14 @@
 //! Needs chromium, node and tests/dashboard/node_modules: run
 //! `.ci/install-dashboard.sh`. Without them the tests fail, naming it.
 
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -49,109 +49,6 @@ fn out_dir(test: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     eprintln!("screenshots of {test}: {}", d.display());
     d
-}
-
-/// A `plumb` command with a clean environment.
-fn plumb(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(PLUMB);
-    c.args(args)
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_TOKEN")
-        .env_remove("PLUMB_CA_CERT")
-        .env("PLUMB_HOME", dir.join("home"))
-        .env("PLUMB_SPOOL", dir.join("spool"))
-        .current_dir(dir)
-        .stdin(Stdio::null());
-    c
-}
-
-/// A child process killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `plumb serve` on a free loopback port.
-fn serve(data: &Path) -> (Proc, String) {
-    let mut c = plumb(
-        data.parent().unwrap(),
-        &["serve", "--listen", "127.0.0.1:0"],
-    );
-    c.args(["--otlp-listen", "off", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let api = line
-        .strip_prefix("api  ")
-        .unwrap_or_else(|| panic!("plumb serve printed `{line}` instead of its address"))
-        .trim()
-        .to_string();
-    (Proc(child), api)
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, body).
-fn http(url: &str, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String) {
-    let host = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    // Bodies here are small JSON: undo chunked encoding if present.
-    let body = if body.contains("\r\n") && !body.trim_start().starts_with(['{', '[']) {
-        body.split("\r\n")
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 1)
-            .map(|(_, p)| p)
-            .collect()
-    } else {
-        body
-    };
-    (status, body)
-}
-
-fn get_json(url: &str, path: &str) -> Value {
-    let (code, body) = http(url, "GET", path, "text/plain", b"");
-    assert_eq!(code, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
-
-/// Waits (bounded) until `f` holds.
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {secs}s waiting for {what}");
 }
 
 /// Runs `tests/dashboard/<script>` against `url` and returns what it printed.
@@ -215,7 +112,7 @@ fn record(dir: &Path, api: &str, name: &str, tags: &[&str], script: &str) {
         args.extend(["--tag", t]);
     }
     args.extend(["--", "sh", "-c", script]);
-    let out = plumb(dir, &args)
+    let out = plumb_at(dir, &args)
         .env("PLUMB_COLLECTOR", api)
         .output()
         .unwrap();
@@ -236,17 +133,13 @@ fn run_ids(api: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn node_report(name: &str, fingerprint_os: &str) -> Value {
-    serde_json::json!({
-        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
-        "labels": {"team": "ml"},
-        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
-        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
-        "disks": [{"mount": "/", "fs_type": "ext4", "device": "/dev/sda1",
-                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
-        "runs_in_progress": 2,
-        "fingerprint": {"hash": format!("odd-{fingerprint_os}"), "fingerprint": {"os": {"id": fingerprint_os, "version": "1", "pretty": fingerprint_os, "kernel": "6", "arch": "x86_64"}}}
-    })
+/// A report of a node of team ml with two runs in progress, whose
+/// software differs from this machine's (OS `fingerprint_os`).
+fn team_report(name: &str, fingerprint_os: &str) -> Value {
+    let mut r = node_report(name, &format!("odd-{fingerprint_os}"), fingerprint_os);
+    r["labels"] = serde_json::json!({"team": "ml"});
+    r["runs_in_progress"] = 2.into();
+    r
 }
 
 #[test]
@@ -255,14 +148,15 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     let out = out_dir("pages");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (_server, api) = serve(&dir.join("srv"));
+    let server = Serve::start(&dir.join("srv"));
+    let api = server.api.clone();
 
     // Two real agents with the same labels (so the same fingerprint), and a
     // third node whose report carries a different one.
     let agent = |name: &str| {
         let spool = dir.join(format!("agent-{name}"));
         Proc(
-            plumb(
+            plumb_at(
                 dir,
                 &[
                     "agent",
@@ -290,9 +184,10 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         &api,
         "POST",
         "/api/v1/ingest/node",
-        "application/json",
-        node_report("node-odd", "plan9").to_string().as_bytes(),
-    );
+        &[("Content-Type", "application/json")],
+        team_report("node-odd", "plan9").to_string().as_bytes(),
+    )
+    .status_and_text();
     assert_eq!(code, 200, "{body}");
 
     // Runs: two of the same name (for the diff), a failure, a name and a
@@ -327,7 +222,7 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         "echo hi",
     );
     let live = Proc(
-        plumb(
+        plumb_at(
             dir,
             &[
                 "run",
@@ -345,13 +240,20 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         .spawn()
         .unwrap(),
     );
-    wait_for("the runs to reach the collector", 60, || {
-        run_ids(&api, "train").len() == 2
-            && run_ids(&api, "flaky").len() == 1
-            && run_ids(&api, "pyfail").len() == 1
-            && run_ids(&api, "sleeper").len() == 1
-            && run_ids(&api, "%3Cscript%3Ealert(1)%3C%2Fscript%3E").len() == 1
-    });
+    wait_for(
+        "the runs to reach the collector",
+        Duration::from_secs(60),
+        || {
+            ({
+                run_ids(&api, "train").len() == 2
+                    && run_ids(&api, "flaky").len() == 1
+                    && run_ids(&api, "pyfail").len() == 1
+                    && run_ids(&api, "sleeper").len() == 1
+                    && run_ids(&api, "%3Cscript%3Ealert(1)%3C%2Fscript%3E").len() == 1
+            })
+            .then_some(())
+        },
+    );
     let train = run_ids(&api, "train");
     let (newest_train, sleeper) = (train[0].clone(), run_ids(&api, "sleeper")[0].clone());
 
@@ -373,9 +275,10 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         &api,
         "POST",
         "/v1/logs",
-        "application/json",
+        &[("Content-Type", "application/json")],
         logs.to_string().as_bytes(),
-    );
+    )
+    .status_and_text();
     assert_eq!(code, 200, "{body}");
     let spans = serde_json::json!({"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {},
         "spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
@@ -389,19 +292,23 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
         &api,
         "POST",
         "/v1/traces",
-        "application/json",
+        &[("Content-Type", "application/json")],
         spans.to_string().as_bytes(),
-    );
+    )
+    .status_and_text();
     assert_eq!(code, 200, "{body}");
 
     // node-b stops: the detector takes it through suspect to down.
-    wait_for("both agents to report", 30, || {
-        let v = get_json(&api, "/api/v1/nodes");
-        v.as_array().unwrap().len() == 3
+    wait_for("both agents to report", Duration::from_secs(30), || {
+        ({
+            let v = get_json(&api, "/api/v1/nodes");
+            v.as_array().unwrap().len() == 3
+        })
+        .then_some(())
     });
     drop(b);
-    wait_for("node-b to be down", 60, || {
-        get_json(&api, "/api/v1/nodes/node-b")["node"]["state"] == "down"
+    wait_for("node-b to be down", Duration::from_secs(60), || {
+        ({ get_json(&api, "/api/v1/nodes/node-b")["node"]["state"] == "down" }).then_some(())
     });
 
     // Nodes.
@@ -565,11 +472,18 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
     // Errors: the Python exception is grouped (by the collector's grouping
     // task, about once a second) and links back to its run.
     let pyfail = run_ids(&api, "pyfail")[0].clone();
-    wait_for("the exception to be grouped", 30, || {
-        get_json(&api, "/api/v1/errors")["groups"]
-            .as_array()
-            .is_some_and(|g| !g.is_empty())
-    });
+    wait_for(
+        "the exception to be grouped",
+        Duration::from_secs(30),
+        || {
+            ({
+                get_json(&api, "/api/v1/errors")["groups"]
+                    .as_array()
+                    .is_some_and(|g| !g.is_empty())
+            })
+            .then_some(())
+        },
+    );
     let v = page("errors.mjs", &api, &out, Value::Null);
     let groups = v["groups"].as_array().unwrap();
     let g = groups
@@ -629,15 +543,16 @@ fn with_tokens_the_browser_logs_in_with_a_viewer_token() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("srv");
-    let o = plumb(dir, &["token", "create", "--role", "viewer", "--data"])
+    let o = plumb_at(dir, &["token", "create", "--role", "viewer", "--data"])
         .arg(&data)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let (_server, api) = serve(&data);
+    let server = Serve::start(&data);
+    let api = server.api.clone();
     // Without the cookie or a header, the API refuses and pages redirect.
-    let (code, _) = http(&api, "GET", "/api/v1/pages/nodes", "text/plain", b"");
+    let (code, _) = http(&api, "GET", "/api/v1/pages/nodes", &[], b"").status_and_text();
     assert_eq!(code, 401);
     let v = page("login.mjs", &api, &out, serde_json::json!({"token": token}));
     assert_eq!(v["redirected_to"], "/login", "{v}");
@@ -655,18 +570,20 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
     let out = out_dir("nodes-live");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (_server, api) = serve(&dir.join("srv"));
-    let mut calm = node_report("calm", "debian");
+    let server = Serve::start(&dir.join("srv"));
+    let api = server.api.clone();
+    let mut calm = team_report("calm", "debian");
     let (code, body) = http(
         &api,
         "POST",
         "/api/v1/ingest/node",
-        "application/json",
+        &[("Content-Type", "application/json")],
         calm.to_string().as_bytes(),
-    );
+    )
+    .status_and_text();
     assert_eq!(code, 200, "{body}");
     // Without the script the page is complete: the server renders the row.
-    let (code, html) = http(&api, "GET", "/nodes", "text/plain", b"");
+    let (code, html) = http(&api, "GET", "/nodes", &[], b"").status_and_text();
     assert_eq!(code, 200);
     assert!(
         html.contains("<tr data-node=\"calm\">") && html.contains("st-up"),
@@ -682,7 +599,7 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
         serde_json::json!({
             "node": "calm",
             "busy_report": calm,
-            "new_report": node_report("newcomer", "debian"),
+            "new_report": team_report("newcomer", "debian"),
         }),
     );
     assert_eq!(v["before"], "up", "{v}");
@@ -704,13 +621,12 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
 #[test]
 fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let (_serve, api) = serve(&dir.path().join("data"));
+    let serve = Serve::start(&dir.path().join("data"));
+    let api = serve.api.clone();
     let release = dir.path().join("release");
     // Holds the only slot of throttle `t` until `release` exists (bounded).
     let mut holder = Proc(
-        plumb(
-            dir.path(),
-            &[
+        plumb_at(dir.path(), &[
                 "run",
                 "--throttle",
                 "t=1",
@@ -721,8 +637,7 @@ fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
                     "echo holding; i=0; while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
                     release.display()
                 ),
-            ],
-        )
+            ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -734,7 +649,7 @@ fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
         .unwrap();
     assert_eq!(line.trim(), "holding");
     let mut queued = Proc(
-        plumb(
+        plumb_at(
             dir.path(),
             &[
                 "run",
@@ -754,30 +669,34 @@ fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
         .unwrap(),
     );
     let state = || get_json(&api, "/api/v1/runs?name=queued")[0]["state"].clone();
-    wait_for("the waiting run to reach the collector", 30, || {
-        state() == "waiting"
-    });
+    wait_for(
+        "the waiting run to reach the collector",
+        Duration::from_secs(30),
+        || ({ state() == "waiting" }).then_some(()),
+    );
     let id = run_ids(&api, "queued")[0].clone();
-    let (code, list) = http(&api, "GET", "/runs?q=state%3Awaiting", "text/plain", b"");
+    let (code, list) = http(&api, "GET", "/runs?q=state%3Awaiting", &[], b"").status_and_text();
     assert_eq!(code, 200);
     assert!(
         list.contains("queued") && list.contains("st-waiting"),
         "{list}"
     );
-    let (code, page) = http(&api, "GET", &format!("/runs/{id}"), "text/plain", b"");
+    let (code, page) = http(&api, "GET", &format!("/runs/{id}"), &[], b"").status_and_text();
     assert_eq!(code, 200);
     assert!(page.contains("id=\"waiting\""), "{page}");
     assert!(page.contains("throttle `t` (all 1 held)"), "{page}");
     assert!(page.contains("data-live"), "{page}");
 
     std::fs::write(&release, b"").unwrap();
-    wait_for("the queued run to finish at the collector", 30, || {
-        state() == "succeeded"
-    });
+    wait_for(
+        "the queued run to finish at the collector",
+        Duration::from_secs(30),
+        || ({ state() == "succeeded" }).then_some(()),
+    );
     let run = &get_json(&api, &format!("/api/v1/runs/{id}"))["run"];
     assert_eq!(run["waiting"]["kind"], "throttle", "{run}");
     assert_eq!(run["waiting"]["ended"], run["started"], "{run}");
-    let (_, page) = http(&api, "GET", &format!("/runs/{id}"), "text/plain", b"");
+    let (_, page) = http(&api, "GET", &format!("/runs/{id}"), &[], b"").status_and_text();
     assert!(
         page.contains("<dt>waited</dt>") && !page.contains("data-live"),
         "{page}"
@@ -789,20 +708,23 @@ fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
 #[test]
 fn the_run_page_shows_the_whole_exception_chain_escaped() {
     let dir = tempfile::tempdir().unwrap();
-    let (_serve, api) = serve(&dir.path().join("data"));
+    let serve = Serve::start(&dir.path().join("data"));
+    let api = serve.api.clone();
     std::fs::write(
         dir.path().join("chain.py"),
         "def load():\n    raise KeyError('<missing> & gone')\n\ntry:\n    load()\nexcept KeyError as e:\n    raise RuntimeError('config <broken>') from e\n",
     )
     .unwrap();
     record(dir.path(), &api, "chain", &[], "python3 chain.py");
-    wait_for("the failed run at the collector", 30, || {
-        get_json(&api, "/api/v1/runs?name=chain")[0]["state"] == "failed"
-    });
+    wait_for(
+        "the failed run at the collector",
+        Duration::from_secs(30),
+        || ({ get_json(&api, "/api/v1/runs?name=chain")[0]["state"] == "failed" }).then_some(()),
+    );
     let id = run_ids(&api, "chain")[0].clone();
     let run = &get_json(&api, &format!("/api/v1/runs/{id}"))["run"];
     assert_eq!(run["exception"]["causes"][0]["type"], "KeyError", "{run}");
-    let (code, page) = http(&api, "GET", &format!("/runs/{id}"), "text/plain", b"");
+    let (code, page) = http(&api, "GET", &format!("/runs/{id}"), &[], b"").status_and_text();
     assert_eq!(code, 200);
     let section = &page[page.find("id=\"h-exc\"").expect("an exception section")..];
     let section = &section[..section.find("</section>").unwrap()];

@@ -6,13 +6,13 @@
 //! from the collector and from a local store, prints no ESC byte and shows
 //! the escaped form instead.
 
-mod ship_common;
+mod support;
 
 use serde_json::Value;
-use ship_common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::*;
 
 const TITLE: &str = "\u{1b}]0;x\u{7}";
 const CLEAR: &str = "\u{1b}[2J";
@@ -25,7 +25,7 @@ fn evil(what: &str) -> String {
 /// `plumb ARGS` with an isolated home; its stdout, after checking that it
 /// succeeded, held no ESC byte and showed the escaped title sequence.
 fn printed(home: &Path, args: &[&str], shows: &str) -> String {
-    let out = plumb(home)
+    let out = plumb_in(home)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -49,25 +49,14 @@ fn printed(home: &Path, args: &[&str], shows: &str) -> String {
     text
 }
 
-fn unshare_works() -> bool {
-    Command::new("unshare")
-        .args(["-r", "-u", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn control_characters_from_other_machines_never_reach_the_terminal() {
     if !unshare_works() {
         eprintln!("skipped: needs `unshare -r -u` to give the run its own host name");
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data, free_port());
-    let url = serve.url.clone();
+    let site = Site::new();
+    let serve = site.serve();
 
     // A failing run named, hosted and failing with escapes: the host name
     // is set in a UTS namespace of its own, as a hostile node would.
@@ -80,12 +69,10 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
         .args(["run", "--name", &name, "--", "python3", "-c"])
         .arg("import sys\ndef charge():\n    raise ValueError(sys.argv[1])\ncharge()\n")
         .arg(evil("msg"))
-        .env("PLUMB_HOME", &home)
-        .env("PLUMB_COLLECTOR", &url)
-        .env("PLUMB_SPOOL", home.join("spool"))
-        .env("PLUMB_OUTBOX", home.join("outbox"))
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("PLUMB_TOKEN")
+        .env("PLUMB_HOME", &site.home)
+        .env("PLUMB_COLLECTOR", &site.url)
+        .env("PLUMB_SPOOL", site.home.join("spool"))
+        .env("PLUMB_OUTBOX", site.home.join("outbox"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -106,7 +93,7 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
         "runs_in_progress": 0
     });
     plumb_ship::Client::new(&plumb_ship::ClientConfig {
-        collector: url.clone(),
+        collector: site.url.clone(),
         token: None,
         ca_cert: None,
         timeout: Duration::from_secs(10),
@@ -122,25 +109,26 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
     .expect("the collector takes the report");
 
     let groups = |_: ()| -> Vec<Value> {
-        get(&url, "/api/v1/errors")
+        get(&site.url, "/api/v1/errors")
             .and_then(|b| serde_json::from_str::<Value>(&b).ok())
             .and_then(|v| v["groups"].as_array().cloned())
             .unwrap_or_default()
     };
-    assert!(
-        wait_for(Duration::from_secs(30), || !groups(()).is_empty()),
-        "the run's error reaches the collector"
+    wait_for(
+        "the run's error reaches the collector",
+        Duration::from_secs(30),
+        || (!groups(()).is_empty()).then_some(()),
     );
     let fingerprint = groups(())[0]["fingerprint"].as_str().unwrap().to_string();
 
-    let c = ["--collector", url.as_str()];
+    let c = ["--collector", site.url.as_str()];
     let local = ["--local"];
     // Each command, from the collector, then reading the collector's
     // store directly (`ls` and `show` read the local store by default).
-    for (home, more) in [(&home, &c[..]), (&data, &[][..])] {
+    for (dir, more) in [(&site.home, &c[..]), (&site.data, &[][..])] {
         let run = |args: &[&str], shows: &str| {
             let args: Vec<&str> = args.iter().chain(more).copied().collect();
-            printed(home, &args, shows);
+            printed(dir, &args, shows);
         };
         run(&["ls"], "job");
         run(&["ls"], "host");
@@ -149,10 +137,10 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
         run(&["nodes", "show", &node], "rack");
         run(&["nodes", "show", &node], "/dev/x");
     }
-    for (home, more) in [(&home, &c[..]), (&data, &local[..])] {
+    for (dir, more) in [(&site.home, &c[..]), (&site.data, &local[..])] {
         let run = |args: &[&str], shows: &str| {
             let args: Vec<&str> = args.iter().chain(more).copied().collect();
-            printed(home, &args, shows);
+            printed(dir, &args, shows);
         };
         run(&["errors"], "msg");
         run(&["errors", "show", &fingerprint], "host");
@@ -160,6 +148,6 @@ fn control_characters_from_other_machines_never_reach_the_terminal() {
         run(&["slow", "--name", &name], "job");
     }
     // `nodes` lists from a collector only.
-    printed(&home, &["nodes", "--collector", &url], "/mnt");
+    printed(&site.home, &["nodes", "--collector", &site.url], "/mnt");
     drop(serve);
 }

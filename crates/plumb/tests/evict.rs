@@ -1,60 +1,22 @@
 //! Eviction and retries in `plumb run`, end to end: real processes, real
 //! signals, a real metadata server on 127.0.0.1, a real store.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+use support::*;
 
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-struct Home {
-    dir: tempfile::TempDir,
-}
-
+/// What these tests add to the shared [`Home`].
 impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(PLUMB);
-        c.args(args)
-            .env("PLUMB_HOME", self.store())
-            .env("PLUMB_SPOOL", self.dir.path().join("spool"))
-            .env_remove("PLUMB_CONFIG")
-            .env_remove("PLUMB_COLLECTOR")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
     /// Starts `plumb run` with piped output.
     fn spawn(&self, args: &[&str]) -> Running {
         spawn(self.cmd(args))
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "plumb {args:?}: {}",
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// Every recorded run, oldest first, in full.
@@ -95,7 +57,7 @@ struct Running {
 impl Running {
     /// Waits (bounded) for a stdout line containing `needle`; returns when
     /// it was read.
-    fn wait_for(&self, needle: &str) -> Instant {
+    fn wait_for_line(&self, needle: &str) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(20);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stdout.recv_timeout(left) {
@@ -153,10 +115,6 @@ fn lines(stdout: ChildStdout) -> mpsc::Receiver<(Instant, String)> {
     rx
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// A child that says `ready`, then waits; on SIGUSR1 or SIGTERM it says
 /// which and exits 75, as a program that saved its checkpoint would.
 const POLITE: &str = "trap 'echo got-usr1; exit 75' USR1; trap 'echo got-term; exit 75' TERM; \
@@ -176,7 +134,7 @@ fn sigterm_becomes_the_chosen_warning_and_the_run_is_recorded_evicted() {
         "-c",
         POLITE,
     ]);
-    run.wait_for("ready");
+    run.wait_for_line("ready");
     run.signal(libc::SIGTERM);
     let (code, out, err) = run.finish();
     assert_eq!(code, Some(75), "{err}");
@@ -214,7 +172,7 @@ fn sigterm_becomes_the_chosen_warning_and_the_run_is_recorded_evicted() {
 fn without_grace_sigterm_is_forwarded_unchanged() {
     let home = Home::new();
     let run = home.spawn(&["run", "--", "sh", "-c", POLITE]);
-    run.wait_for("ready");
+    run.wait_for_line("ready");
     run.signal(libc::SIGTERM);
     let (code, out, err) = run.finish();
     assert_eq!(code, Some(75), "{err}");
@@ -249,7 +207,7 @@ fn a_child_ignoring_the_warning_is_killed_with_its_group_after_the_grace() {
         }
     }
     let grandchild = grandchild.expect("the program printed its background pid");
-    run.wait_for("ready");
+    run.wait_for_line("ready");
     let sent = Instant::now();
     run.signal(libc::SIGTERM);
     let (code, out, err) = run.finish();
@@ -414,7 +372,7 @@ fn cloud_notice_reaches_the_program(cloud: &str, detail: &str) {
         "-c",
         POLITE,
     ]);
-    run.wait_for("ready");
+    run.wait_for_line("ready");
     // Let it poll and see no notice first.
     let deadline = Instant::now() + Duration::from_secs(20);
     while meta.polls.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
@@ -426,7 +384,7 @@ fn cloud_notice_reaches_the_program(cloud: &str, detail: &str) {
     );
     let on = Instant::now();
     meta.notice.store(true, Ordering::SeqCst);
-    let warned = run.wait_for("got-term");
+    let warned = run.wait_for_line("got-term");
     let delay = warned.duration_since(on);
     assert!(
         delay < Duration::from_millis(300) + Duration::from_secs(3),
@@ -666,7 +624,7 @@ fn holder(release: &Path) -> String {
 #[test]
 fn a_full_throttle_keeps_the_next_run_waiting_on_record_until_a_slot_frees() {
     let home = Home::new();
-    let release = home.dir.path().join("release");
+    let release = home.dir().join("release");
     let hold = holder(&release);
     let first = home.spawn(&[
         "run",
@@ -679,7 +637,7 @@ fn a_full_throttle_keeps_the_next_run_waiting_on_record_until_a_slot_frees() {
         "-c",
         &hold,
     ]);
-    first.wait_for("holding");
+    first.wait_for_line("holding");
     let second = home.spawn(&[
         "run",
         "--throttle",
@@ -732,13 +690,13 @@ fn a_full_throttle_keeps_the_next_run_waiting_on_record_until_a_slot_frees() {
 #[test]
 fn two_slots_let_two_runs_through_and_an_interrupt_cancels_the_third() {
     let home = Home::new();
-    let release = home.dir.path().join("release");
+    let release = home.dir().join("release");
     let hold = holder(&release);
     let a = home.spawn(&["run", "--throttle", "pool=2", "--", "sh", "-c", &hold]);
     let b = home.spawn(&["run", "--throttle", "pool=2", "--", "sh", "-c", &hold]);
-    a.wait_for("holding");
-    b.wait_for("holding");
-    let marker = home.dir.path().join("third-ran");
+    a.wait_for_line("holding");
+    b.wait_for_line("holding");
+    let marker = home.dir().join("third-ran");
     let third = home.spawn(&[
         "run",
         "--throttle",
@@ -769,7 +727,7 @@ fn two_slots_let_two_runs_through_and_an_interrupt_cancels_the_third() {
 #[test]
 fn bad_eviction_and_retry_arguments_are_refused_before_anything_runs() {
     let home = Home::new();
-    let marker = home.dir.path().join("ran");
+    let marker = home.dir().join("ran");
     let marker_s = marker.to_str().unwrap().to_string();
     for (args, expect) in [
         (vec!["--backoff", "5m..1s"], "must not exceed"),
@@ -827,7 +785,7 @@ fn python_dir() -> PathBuf {
 #[test]
 fn python_worker_is_evicted_saves_is_retried_and_resumes_to_the_same_result() {
     let home = Home::new();
-    let script = home.dir.path().join("worker.py");
+    let script = home.dir().join("worker.py");
     std::fs::write(&script, WORKER).unwrap();
     let script = script.to_str().unwrap().to_string();
     let n = "60";
@@ -836,7 +794,7 @@ fn python_worker_is_evicted_saves_is_retried_and_resumes_to_the_same_result() {
     let direct = Command::new("python3")
         .args([&script, n])
         .env("PYTHONPATH", python_dir())
-        .env("PLUMB_CHECKPOINT_DIR", home.dir.path().join("direct-ckpt"))
+        .env("PLUMB_CHECKPOINT_DIR", home.dir().join("direct-ckpt"))
         .output()
         .unwrap();
     assert!(direct.status.success(), "{}", text(&direct.stderr));
@@ -861,7 +819,7 @@ fn python_worker_is_evicted_saves_is_retried_and_resumes_to_the_same_result() {
     let mut c = home.cmd(&cmd_args);
     c.env("PYTHONPATH", python_dir());
     let run = spawn(c);
-    run.wait_for("working");
+    run.wait_for_line("working");
     run.signal(libc::SIGTERM);
     let (code, out, err) = run.finish();
     assert_eq!(code, Some(0), "{err}");
@@ -923,7 +881,7 @@ time.sleep(60)\n";
 #[test]
 fn eviction_reaches_a_grandchild_behind_a_shell_and_one_that_made_its_own_session() {
     let home = Home::new();
-    let py = home.dir.path().join("stubborn.py");
+    let py = home.dir().join("stubborn.py");
     std::fs::write(&py, STUBBORN).unwrap();
     for setsid in [false, true] {
         let script = format!(
@@ -961,7 +919,7 @@ fn eviction_reaches_a_grandchild_behind_a_shell_and_one_that_made_its_own_sessio
 #[test]
 fn eviction_reaches_every_worker_of_a_multiprocessing_pool() {
     let home = Home::new();
-    let py = home.dir.path().join("pool.py");
+    let py = home.dir().join("pool.py");
     std::fs::write(
         &py,
         r"import multiprocessing as mp, os, signal, time
@@ -1002,7 +960,7 @@ if __name__ == '__main__':
 #[test]
 fn an_interrupt_reaches_every_process_of_the_run() {
     let home = Home::new();
-    let py = home.dir.path().join("sleeper.py");
+    let py = home.dir().join("sleeper.py");
     std::fs::write(
         &py,
         "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(60)\n",

@@ -2,22 +2,12 @@
 //! `plumb serve`: records logged by a Python program are found by
 //! `plumb search` in the collector's store.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-/// Kills the collector when the test ends, however it ends.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::Command;
+use std::time::Duration;
+use support::*;
 
 const APP: &str = r#"
 import logging, sys
@@ -40,34 +30,8 @@ print(f"sent={h.sent} spooled={h.spooled} rejected={h.rejected}")
 fn python_log_records_reach_a_real_collector_and_are_searchable() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let mut child = Command::new(PLUMB)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .env("PLUMB_HOME", &data)
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let serve = Serve(child);
-    let mut otlp = None;
-    for line in BufReader::new(stdout).lines().take(10) {
-        let line = line.unwrap();
-        if let Some(url) = line.strip_prefix("otlp ") {
-            otlp = Some(url.trim().to_string());
-            break;
-        }
-    }
-    let otlp = otlp.expect("plumb serve printed its OTLP address");
+    let serve = Serve::builder().data(&data).otlp().start();
+    let otlp = serve.otlp().to_string();
 
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
     let script = dir.path().join("app.py");
@@ -90,20 +54,18 @@ fn python_log_records_reach_a_real_collector_and_are_searchable() {
 
     // The collector writes in the background: ask until the records show
     // up (bounded).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let found = loop {
-        let s = Command::new(PLUMB)
-            .args(["search", "zebrafinch", "--json"])
-            .env("PLUMB_HOME", &data)
-            .env_remove("PLUMB_COLLECTOR")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&s.stdout).into_owned();
-        if text.contains("zebrafinch") || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let found = wait_for(
+        "the records in the collector's store",
+        Duration::from_secs(20),
+        || {
+            let s = plumb_in(&data)
+                .args(["search", "zebrafinch", "--json"])
+                .output()
+                .unwrap();
+            let found = text(&s.stdout);
+            found.contains("zebrafinch").then_some(found)
+        },
+    );
     assert!(
         found.contains("checkpoint zebrafinch saved at step 42"),
         "{found}"

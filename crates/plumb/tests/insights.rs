@@ -7,103 +7,25 @@
 //! Needs python3, `unshare` (util-linux) and, for the OTLP test, the
 //! OpenTelemetry Python SDK (`.ci/install-otlp.sh`); promtool when present.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::*;
 
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-/// A `plumb serve` child on free loopback ports, killed on drop.
-struct Serve {
-    child: Child,
-    api: String,
-    otlp: String,
-}
-
-impl Serve {
-    /// Starts a collector with its store in `data` and `config` as its
-    /// plumb.toml.
-    fn start(data: &Path, config: &str) -> Serve {
-        std::fs::create_dir_all(data).unwrap();
-        let toml = data.join("plumb.toml");
-        std::fs::write(&toml, config).unwrap();
-        let mut child = Command::new(PLUMB)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--otlp-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data")
-            .arg(data)
-            .env("PLUMB_HOME", data)
-            .env("PLUMB_CONFIG", &toml)
-            .env_remove("PLUMB_COLLECTOR")
-            .env_remove("PLUMB_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("plumb serve starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut api, mut otlp) = (String::new(), String::new());
-        for _ in 0..2 {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                ["api", url] => api = url.to_string(),
-                ["otlp", url] => otlp = url.to_string(),
-                other => panic!("unexpected plumb serve output {other:?}"),
-            }
-        }
-        let s = Serve { child, api, otlp };
-        assert!(
-            wait_for(Duration::from_secs(30), || get(&s.api, "/readyz").is_some()),
-            "collector never became ready"
-        );
-        s
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(base: &str) -> plumb_ship::Client {
-    plumb_ship::Client::new(&plumb_ship::ClientConfig {
-        collector: base.to_string(),
-        token: None,
-        ca_cert: None,
-        timeout: Duration::from_secs(10),
-    })
-    .unwrap()
-}
-
-/// A GET; `None` unless it answers 2xx.
-fn get(base: &str, path: &str) -> Option<String> {
-    client(base).get(path).ok().map(|r| r.body)
-}
-
-fn get_json(base: &str, path: &str) -> Value {
-    let body = get(base, path).unwrap_or_else(|| panic!("GET {path} failed"));
-    serde_json::from_str(&body).unwrap()
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
+/// Starts a collector (with OTLP) with its store in `data` and `config`
+/// as its plumb.toml.
+fn serve(data: &Path, config: &str) -> Serve {
+    std::fs::create_dir_all(data).unwrap();
+    let toml = data.join("plumb.toml");
+    std::fs::write(&toml, config).unwrap();
+    Serve::builder()
+        .data(data)
+        .otlp()
+        .env("PLUMB_CONFIG", &toml)
+        .start()
 }
 
 fn app() -> PathBuf {
@@ -112,14 +34,11 @@ fn app() -> PathBuf {
 
 /// A `plumb` command with an isolated home, shipping to `collector` when
 /// given.
-fn plumb(home: &Path, collector: Option<&str>) -> Command {
-    let mut c = Command::new(PLUMB);
+fn node_cmd(home: &Path, collector: Option<&str>) -> Command {
+    let mut c = plumb();
     c.env("PLUMB_HOME", home)
         .env("PLUMB_SPOOL", home.join("spool"))
         .env("PLUMB_OUTBOX", home.join("outbox"))
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("PLUMB_TOKEN")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .stdin(Stdio::null());
     if let Some(url) = collector {
@@ -131,7 +50,7 @@ fn plumb(home: &Path, collector: Option<&str>) -> Command {
 /// `plumb run -- python3 app.py MODE ARG` on a node called `host` (its own
 /// UTS namespace, so the recorder records that host name).
 fn run_app_on(host: &str, home: &Path, collector: Option<&str>, mode: &str, arg: &str) -> Output {
-    let cmd = plumb(home, collector);
+    let cmd = node_cmd(home, collector);
     let mut u = Command::new("unshare");
     u.args([
         "-r",
@@ -165,13 +84,6 @@ fn group_of<'a>(groups: &'a [Value], kind: &str) -> Option<&'a Value> {
     groups.iter().find(|g| g["kind"] == kind)
 }
 
-fn unshare_works() -> bool {
-    Command::new("unshare")
-        .args(["-r", "-u", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
     assert!(
@@ -179,7 +91,7 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
         "these tests need `unshare -r -u` (util-linux, user namespaces)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&tmp.path().join("collector"), "");
+    let serve = serve(&tmp.path().join("collector"), "");
     for (i, node) in ["node-1", "node-2", "node-3"].iter().enumerate() {
         let home = tmp.path().join(node);
         let out = run_app_on(
@@ -194,15 +106,14 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
     let home4 = tmp.path().join("node-4");
     let out = run_app_on("node-4", &home4, Some(&serve.api), "lookup", "user-7");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        wait_for(Duration::from_secs(30), || {
+    wait_for("the error groups to form", Duration::from_secs(30), || {
+        ({
             let g = groups(&serve.api);
             group_of(&g, "ValueError").is_some_and(|v| v["count"] == 3)
                 && group_of(&g, "KeyError").is_some()
-        }),
-        "groups never formed: {:?}",
-        groups(&serve.api)
-    );
+        })
+        .then_some(())
+    });
     let g = groups(&serve.api);
     assert_eq!(g.len(), 2, "{g:?}");
     let v = group_of(&g, "ValueError").unwrap();
@@ -237,7 +148,7 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
     );
 
     // The CLI against the collector: the table, then resolve.
-    let out = plumb(tmp.path(), None)
+    let out = node_cmd(tmp.path(), None)
         .args(["errors", "--collector", &serve.api])
         .output()
         .unwrap();
@@ -253,14 +164,14 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
         .expect("a ValueError row");
     assert!(line.contains(&fp) && line.contains("new"), "{line}");
     assert!(table.contains("KeyError: 'user-7'"), "{table}");
-    let out = plumb(tmp.path(), None)
+    let out = node_cmd(tmp.path(), None)
         .args(["errors", "resolve", &fp[..8], "--collector", &serve.api])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let g = groups(&serve.api);
     assert_eq!(group_of(&g, "ValueError").unwrap()["status"], "resolved");
-    let out = plumb(tmp.path(), None)
+    let out = node_cmd(tmp.path(), None)
         .args([
             "errors",
             "resolve",
@@ -285,13 +196,12 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
         "999",
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        wait_for(Duration::from_secs(30), || {
+    wait_for("the group to regress", Duration::from_secs(30), || {
+        ({
             group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["status"] == "regressed")
-        }),
-        "never regressed: {:?}",
-        groups(&serve.api)
-    );
+        })
+        .then_some(())
+    });
     let g = groups(&serve.api);
     let v = group_of(&g, "ValueError").unwrap();
     assert_eq!(
@@ -299,7 +209,7 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
         (Some(4), Some(4))
     );
     assert_eq!(v["hosts"].as_array().unwrap().len(), 3);
-    let out = plumb(tmp.path(), None)
+    let out = node_cmd(tmp.path(), None)
         .args(["errors", "--status", "regressed", "--collector", &serve.api])
         .output()
         .unwrap();
@@ -334,16 +244,20 @@ fn otlp_exception_log_joins_the_run_group_and_a_quiet_group_regresses() {
     );
     let tmp = tempfile::tempdir().unwrap();
     // Groups quiet for 2 s are resolved.
-    let serve = Serve::start(&tmp.path().join("collector"), "[insights]\nquiet_s = 2\n");
+    let serve = serve(&tmp.path().join("collector"), "[insights]\nquiet_s = 2\n");
     let home = tmp.path().join("node-a");
     let out = run_app_on("node-a", &home, Some(&serve.api), "charge", "1");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["status"] == "resolved")
-        }),
-        "never resolved after the quiet period: {:?}",
-        groups(&serve.api)
+    wait_for(
+        "the group to resolve after the quiet period",
+        Duration::from_secs(30),
+        || {
+            ({
+                group_of(&groups(&serve.api), "ValueError")
+                    .is_some_and(|v| v["status"] == "resolved")
+            })
+            .then_some(())
+        },
     );
     // The same exception, caught and logged through the OpenTelemetry SDK
     // by a program on another node (not under plumb run).
@@ -359,18 +273,19 @@ fn otlp_exception_log_joins_the_run_group_and_a_quiet_group_regresses() {
         ])
         .arg(app())
         .args(["otel", "2"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", serve.otlp())
         .env("OTEL_SERVICE_NAME", "shop")
         .env("OTEL_RESOURCE_ATTRIBUTES", "host.name=otel-node")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["count"] == 2)
-        }),
-        "the OTLP record did not join the group: {:?}",
-        groups(&serve.api)
+    wait_for(
+        "the OTLP record to join the group",
+        Duration::from_secs(30),
+        || {
+            ({ group_of(&groups(&serve.api), "ValueError").is_some_and(|v| v["count"] == 2) })
+                .then_some(())
+        },
     );
     let g = groups(&serve.api);
     assert_eq!(g.len(), 1, "one group, not two: {g:?}");
@@ -394,7 +309,7 @@ fn failed_runs_in_the_local_store_are_grouped_too() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     for order in ["5", "6"] {
-        let out = plumb(home, None)
+        let out = node_cmd(home, None)
             .args(["run", "--", "python3"])
             .arg(app())
             .args(["charge", order])
@@ -402,7 +317,7 @@ fn failed_runs_in_the_local_store_are_grouped_too() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
     }
-    let out = plumb(home, None)
+    let out = node_cmd(home, None)
         .args(["errors", "--json"])
         .output()
         .unwrap();
@@ -413,7 +328,7 @@ fn failed_runs_in_the_local_store_are_grouped_too() {
     assert_eq!(g[0]["count"], 2);
     let fp = g[0]["fingerprint"].as_str().unwrap();
     // A unique prefix names the group, as it names a run.
-    let out = plumb(home, None)
+    let out = node_cmd(home, None)
         .args(["errors", "show", &fp[..6]])
         .output()
         .unwrap();
@@ -427,7 +342,7 @@ fn failed_runs_in_the_local_store_are_grouped_too() {
         text.contains("app.py:") && text.contains("in charge"),
         "{text}"
     );
-    let out = plumb(home, None)
+    let out = node_cmd(home, None)
         .args(["errors", "show", "nope"])
         .output()
         .unwrap();
@@ -436,7 +351,7 @@ fn failed_runs_in_the_local_store_are_grouped_too() {
         String::from_utf8_lossy(&out.stderr).contains("`nope`"),
         "{out:?}"
     );
-    let out = plumb(home, None)
+    let out = node_cmd(home, None)
         .args(["errors", "--since", "yesterday"])
         .output()
         .unwrap();
@@ -457,13 +372,13 @@ fn slow_metric(api: &str) -> Option<i64> {
 #[test]
 fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&tmp.path().join("collector"), "");
+    let serve = serve(&tmp.path().join("collector"), "");
     let home = tmp.path().join("node");
     // 20 quick runs, five at a time.
     for _ in 0..4 {
         let children: Vec<Child> = (0..5)
             .map(|_| {
-                plumb(&home, Some(&serve.api))
+                node_cmd(&home, Some(&serve.api))
                     .args(["run", "--name", "nightly", "--", "sh", "-c", "sleep 0.05"])
                     .stdout(Stdio::null())
                     .spawn()
@@ -474,14 +389,14 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
             assert!(c.wait().unwrap().success());
         }
     }
-    assert!(
-        wait_for(Duration::from_secs(30), || {
+    wait_for("the quick runs to arrive", Duration::from_secs(30), || {
+        ({
             get(&serve.api, "/api/v1/durations/nightly")
                 .and_then(|b| serde_json::from_str::<Value>(&b).ok())
                 .is_some_and(|v| v["n"] == 20)
-        }),
-        "the quick runs never all arrived"
-    );
+        })
+        .then_some(())
+    });
     let stats = get_json(&serve.api, "/api/v1/durations/nightly");
     let p95 = stats["p95_s"].as_f64().unwrap();
     assert!(p95 > 0.04 && p95 < 5.0, "{stats}");
@@ -493,17 +408,22 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
 
     // Long enough to pass the 1 s floor and the p95 of quick runs, even on
     // a loaded machine.
-    let mut slow = plumb(&home, Some(&serve.api))
+    let mut slow = node_cmd(&home, Some(&serve.api))
         .args(["run", "--name", "nightly", "--", "sh", "-c", "sleep 8"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut flagged = Value::Null;
-    let seen = wait_for(Duration::from_secs(7), || {
-        flagged = get_json(&serve.api, "/api/v1/runs/slow");
-        flagged["runs"].as_array().is_some_and(|r| r.len() == 1)
-    });
-    assert!(seen, "the sleeping run was never flagged: {flagged}");
+    let flagged = wait_for(
+        "the sleeping run to be flagged",
+        Duration::from_secs(7),
+        || {
+            let flagged = get_json(&serve.api, "/api/v1/runs/slow");
+            flagged["runs"]
+                .as_array()
+                .is_some_and(|r| r.len() == 1)
+                .then_some(flagged)
+        },
+    );
     let r = &flagged["runs"][0];
     assert_eq!(r["name"], "nightly");
     assert!(r["factor"].as_f64().unwrap() > 1.0, "{r}");
@@ -523,7 +443,7 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
         table.contains(&format!("/runs/{id}")) && table.contains("nightly"),
         "the slow run is in the section: {table}"
     );
-    let out = plumb(&home, None)
+    let out = node_cmd(&home, None)
         .args(["slow", "--collector", &serve.api])
         .output()
         .unwrap();
@@ -547,12 +467,16 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
     }
 
     assert!(slow.wait().unwrap().success());
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            get_json(&serve.api, "/api/v1/runs/slow")["runs"] == serde_json::json!([])
-                && slow_metric(&serve.api) == Some(0)
-                && get(&serve.api, "/runs").is_some_and(|h| !h.contains("id=\"h-slow\""))
-        }),
-        "still flagged after it finished"
+    wait_for(
+        "the slow run to be unflagged once it finished",
+        Duration::from_secs(30),
+        || {
+            ({
+                get_json(&serve.api, "/api/v1/runs/slow")["runs"] == serde_json::json!([])
+                    && slow_metric(&serve.api) == Some(0)
+                    && get(&serve.api, "/runs").is_some_and(|h| !h.contains("id=\"h-slow\""))
+            })
+            .then_some(())
+        },
     );
 }

@@ -4,26 +4,22 @@
 //! a different software fingerprint. Read from the collector, then from
 //! its store directly (`--local`); an unknown name is an error naming it.
 
-mod ship_common;
+mod support;
 
 use serde_json::Value;
-use ship_common::*;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
+use support::*;
 
+/// A report of a node of rack r7 with a scratch disk.
 fn report(name: &str, fingerprint: &str) -> Value {
-    serde_json::json!({
-        "version": 1, "node": name, "sent": 0, "seq": 1, "interval_ms": 60000,
-        "labels": {"rack": "r7"},
-        "cpu": {"load1": 0.25, "load5": 0.2, "load15": 0.1, "cpus": 4},
-        "memory": {"total": 8u64 << 30, "available": 3u64 << 30, "swap_total": 0, "swap_free": 0},
-        "disks": [{"mount": "/scratch", "fs_type": "xfs", "device": "/dev/sdz1",
-                   "total": 100u64 << 30, "available": 4u64 << 30, "inodes_total": 1000, "inodes_free": 900}],
-        "runs_in_progress": 0,
-        "fingerprint": {"hash": fingerprint, "fingerprint": {"os": {"id": fingerprint, "version": "1",
-                        "pretty": fingerprint, "kernel": "6", "arch": "x86_64"}}}
-    })
+    let mut r = node_report(name, fingerprint, fingerprint);
+    r["labels"] = serde_json::json!({"rack": "r7"});
+    r["disks"][0]["mount"] = "/scratch".into();
+    r["disks"][0]["fs_type"] = "xfs".into();
+    r["disks"][0]["device"] = "/dev/sdz1".into();
+    r
 }
 
 fn post_report(url: &str, body: &Value) {
@@ -46,7 +42,7 @@ fn post_report(url: &str, body: &Value) {
 }
 
 fn show(home: &Path, args: &[&str]) -> Output {
-    plumb(home)
+    plumb_in(home)
         .args(["nodes", "show"])
         .args(args)
         .stdin(Stdio::null())
@@ -65,19 +61,15 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("collector");
-    let home = tmp.path().join("node");
-    std::fs::create_dir_all(&home).unwrap();
-    let serve = Serve::start(&data, free_port());
-    let url = serve.url.clone();
+    let site = Site::new();
+    let serve = site.serve();
 
     // A run in progress, shipped as it runs.
     let _sleeper = Proc(
-        plumb(&home)
-            .env("PLUMB_COLLECTOR", &url)
-            .env("PLUMB_SPOOL", home.join("spool"))
-            .env("PLUMB_OUTBOX", home.join("outbox"))
+        plumb_in(&site.home)
+            .env("PLUMB_COLLECTOR", &site.url)
+            .env("PLUMB_SPOOL", site.home.join("spool"))
+            .env("PLUMB_OUTBOX", site.home.join("outbox"))
             .args(["run", "--name", "long-job", "--", "sleep", "60"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -85,46 +77,50 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
             .unwrap(),
     );
     let mut run = Value::Null;
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            run = get(&url, "/api/v1/runs?name=long-job")
-                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-                .map(|v| v[0].clone())
-                .unwrap_or(Value::Null);
-            run["state"] == "running"
-        }),
-        "the running run reaches the collector"
+    wait_for(
+        "the running run reaches the collector",
+        Duration::from_secs(30),
+        || {
+            ({
+                run = get(&site.url, "/api/v1/runs?name=long-job")
+                    .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                    .map(|v| v[0].clone())
+                    .unwrap_or(Value::Null);
+                run["state"] == "running"
+            })
+            .then_some(())
+        },
     );
     let run_id = run["id"].as_str().unwrap().to_string();
     // The agent reports this machine under the name runs record as host.
     let host = run["host"].as_str().unwrap().to_string();
-    let _agent = Proc(
-        plumb(&home)
-            .args(["agent", "--name", &host, "--interval", "200ms"])
-            .args(["--collector", &url, "--spool"])
-            .arg(home.join("agent-spool"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = Agent::start(
+        &site.home,
+        &site.url,
+        &host,
+        "200ms",
+        &["--spool", "agent-spool"],
     );
     // Three nodes of rack r7: two agree on their software, one does not.
-    post_report(&url, &report("twin-1", "fp-same"));
-    post_report(&url, &report("twin-2", "fp-same"));
-    post_report(&url, &report("odd-1", "fp-odd"));
-    assert!(
-        wait_for(Duration::from_secs(30), || get(
-            &url,
-            &format!("/api/v1/nodes/{host}")
-        )
-        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-        .is_some_and(|v| v["node"]["fingerprint"].is_string()
-            && !v["node"]["report"]["disks"].as_array().unwrap().is_empty())),
-        "the agent reports its disks and fingerprint"
+    post_report(&site.url, &report("twin-1", "fp-same"));
+    post_report(&site.url, &report("twin-2", "fp-same"));
+    post_report(&site.url, &report("odd-1", "fp-odd"));
+    wait_for(
+        "the agent reports its disks and fingerprint",
+        Duration::from_secs(30),
+        || {
+            (get(&site.url, &format!("/api/v1/nodes/{host}"))
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .is_some_and(|v| {
+                    v["node"]["fingerprint"].is_string()
+                        && !v["node"]["report"]["disks"].as_array().unwrap().is_empty()
+                }))
+            .then_some(())
+        },
     );
 
     // The collector's view, for people.
-    let out = text(&show(&home, &[&host, "--collector", &url]));
+    let out = text(&show(&site.home, &[&host, "--collector", &site.url]));
     let line = |key: &str| {
         out.lines()
             .find(|l| l.starts_with(key))
@@ -166,7 +162,10 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     );
 
     // JSON: the same document as GET /api/v1/nodes/{name}.
-    let out = text(&show(&home, &[&host, "--collector", &url, "--json"]));
+    let out = text(&show(
+        &site.home,
+        &[&host, "--collector", &site.url, "--json"],
+    ));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["node"]["node"], host.as_str());
     assert_eq!(v["running"][0]["id"], run_id.as_str(), "{v}");
@@ -175,25 +174,25 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     assert_eq!(v["node"]["fingerprint_differs"], false);
 
     // The outlier of its group says so; its peers do not.
-    let odd = text(&show(&home, &["odd-1", "--collector", &url]));
+    let odd = text(&show(&site.home, &["odd-1", "--collector", &site.url]));
     assert!(
         odd.contains("fp-odd  DIFFERS from most nodes labelled rack=r7"),
         "{odd}"
     );
     assert!(odd.contains("/scratch") && odd.contains("xfs"), "{odd}");
-    let twin = text(&show(&home, &["twin-1", "--collector", &url]));
+    let twin = text(&show(&site.home, &["twin-1", "--collector", &site.url]));
     assert!(twin.contains("fp-same  (same as its group)"), "{twin}");
 
-    // The collector's own store, read where it lies (PLUMB_HOME = its data
+    // The collector's own store, read where it lies (PLUMB_HOME = its site.data
     // directory), without asking the collector.
-    let local = plumb(&data)
+    let local = plumb_in(&site.data)
         .args(["nodes", "show", "odd-1", "--local", "--json"])
         .output()
         .unwrap();
     let lv: Value = serde_json::from_str(&text(&local)).unwrap();
     assert_eq!(lv["node"]["node"], "odd-1");
     assert_eq!(lv["node"]["fingerprint_differs"], true, "{lv}");
-    let local = plumb(&data)
+    let local = plumb_in(&site.data)
         .args(["nodes", "show", &host, "--local"])
         .output()
         .unwrap();
@@ -204,14 +203,14 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     // `plumb nodes` reads the same sources as `nodes show`: the collector's
     // list and the local store's list are the same nodes in the same states.
     let remote_list: Value = serde_json::from_str(&text(
-        &plumb(&home)
-            .args(["nodes", "--json", "--collector", &url])
+        &plumb_in(&site.home)
+            .args(["nodes", "--json", "--collector", &site.url])
             .output()
             .unwrap(),
     ))
     .unwrap();
     let local_list: Value = serde_json::from_str(&text(
-        &plumb(&data)
+        &plumb_in(&site.data)
             .args(["nodes", "--json", "--local"])
             .output()
             .unwrap(),
@@ -233,7 +232,7 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     assert_eq!(names_states(&local_list), names_states(&remote_list));
     // Without any collector configured, a node's own (empty) store is read
     // and says why it is empty, rather than failing.
-    let empty = plumb(&home).args(["nodes"]).output().unwrap();
+    let empty = plumb_in(&site.home).args(["nodes"]).output().unwrap();
     assert!(empty.status.success(), "{empty:?}");
     assert!(
         String::from_utf8_lossy(&empty.stderr).contains("no node has reported to the store"),
@@ -243,10 +242,13 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
 
     // Unknown names are named, remotely and locally.
     for (dir, args) in [
-        (&home, vec!["no-such-node", "--collector", url.as_str()]),
-        (&data, vec!["no-such-node", "--local"]),
+        (
+            &site.home,
+            vec!["no-such-node", "--collector", site.url.as_str()],
+        ),
+        (&site.data, vec!["no-such-node", "--local"]),
     ] {
-        let o = plumb(dir)
+        let o = plumb_in(dir)
             .args(["nodes", "show"])
             .args(&args)
             .output()

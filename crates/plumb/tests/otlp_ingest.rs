@@ -6,100 +6,12 @@
 //! Needs the OpenTelemetry Python SDK and OTLP/HTTP exporter
 //! (`.ci/install-otlp.sh`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
-
-/// A `plumb serve` child on free loopback ports, killed on drop.
-struct Serve {
-    child: Child,
-    api: String,
-    otlp: String,
-}
-
-impl Serve {
-    fn start(data: &Path) -> Serve {
-        let mut child = Command::new(PLUMB)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--otlp-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data")
-            .arg(data)
-            .env("PLUMB_HOME", data)
-            .env_remove("PLUMB_COLLECTOR")
-            .env_remove("PLUMB_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("plumb serve starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut api, mut otlp) = (String::new(), String::new());
-        for _ in 0..2 {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                ["api", url] => api = url.to_string(),
-                ["otlp", url] => otlp = url.to_string(),
-                other => panic!("unexpected plumb serve output {other:?}"),
-            }
-        }
-        assert!(!api.is_empty() && !otlp.is_empty());
-        Serve { child, api, otlp }
-    }
-
-    fn kill9(mut self) {
-        kill_9(self.child.id());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kill_9(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// One HTTP/1.1 request over a fresh loopback connection: (status, body).
-fn http(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let resp = String::from_utf8_lossy(&resp).into_owned();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    // Bodies of these small answers may come chunked; the tests only
-    // look for substrings, which chunk framing does not break up here.
-    (status, body)
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
 
 fn python_has_otel() -> bool {
     Command::new("python3")
@@ -111,46 +23,64 @@ fn python_has_otel() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The test data of one OpenTelemetry test: a collector with OTLP and a
+/// temporary directory for the rest.
+fn otel_setup() -> (tempfile::TempDir, Serve) {
+    assert!(
+        python_has_otel(),
+        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::builder()
+        .data(&dir.path().join("collector"))
+        .otlp()
+        .start();
+    (dir, serve)
+}
+
+/// `plumb run -- python3 otel_app.py MARKER` with its store in `home`,
+/// exporting to `serve` as `service` (and shipping the run to `collector`
+/// when given); asserts it succeeded.
+fn run_app(
+    serve: &Serve,
+    home: &Path,
+    marker: &str,
+    service: &str,
+    collector: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = plumb();
+    if let Some(url) = collector {
+        cmd.env("PLUMB_COLLECTOR", url);
+    }
+    let out = cmd
+        .args(["run", "--", "python3"])
+        .arg(app())
+        .arg(marker)
+        .env("PLUMB_HOME", home)
+        .env("PLUMB_SPOOL", home.join("spool"))
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", serve.otlp())
+        .env("OTEL_SERVICE_NAME", service)
+        .output()
+        .unwrap();
+    ok(out, "the instrumented program")
+}
+
 fn app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/otel_app.py")
 }
 
 #[test]
 fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
-    assert!(
-        python_has_otel(),
-        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("collector"));
+    let (dir, serve) = otel_setup();
     let local = dir.path().join("local");
     let marker = format!("zq{}marker", std::process::id());
-    let out = Command::new(PLUMB)
-        .args(["run", "--", "python3"])
-        .arg(app())
-        .arg(&marker)
-        .env("PLUMB_HOME", &local)
-        .env("PLUMB_SPOOL", dir.path().join("spool"))
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
-        .env("OTEL_SERVICE_NAME", "shop-test")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the instrumented program failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_app(&serve, &local, &marker, "shop-test", None);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sent telemetry"));
     // The run as the local store recorded it.
-    let ls = Command::new(PLUMB)
+    let ls = plumb()
         .args(["ls", "--local", "--json"])
         .env("PLUMB_HOME", &local)
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_CONFIG")
         .output()
         .unwrap();
     assert!(
@@ -166,20 +96,21 @@ fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
 
     // The exporter acknowledged before the program exited, so the lines are
     // there now; allow a moment anyway for a loaded machine.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let hits = loop {
-        let out = Command::new(PLUMB)
-            .args(["search", "--collector", &serve.api, "--json", &marker])
-            .env("PLUMB_HOME", &local)
-            .env_remove("PLUMB_CONFIG")
-            .output()
-            .unwrap();
-        let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if hits.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
-            break hits;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let hits = wait_for(
+        "the marker in the collector's search",
+        Duration::from_secs(20),
+        || {
+            let out = plumb()
+                .args(["search", "--collector", &serve.api, "--json", &marker])
+                .env("PLUMB_HOME", &local)
+                .output()
+                .unwrap();
+            let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            hits.as_array()
+                .is_some_and(|a| !a.is_empty())
+                .then_some(hits)
+        },
+    );
     let hits = hits.as_array().expect("search answered a list");
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0]["kind"], "log", "a log record, not output: {hits:?}");
@@ -196,18 +127,20 @@ fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
         &serve.api,
         "GET",
         &format!("/api/v1/telemetry/runs/{run_id}/logs"),
-        "application/json",
+        &[],
         b"",
-    );
+    )
+    .status_and_text();
     assert_eq!(status, 200, "{logs}");
     assert_eq!(logs.matches("line ").count(), 20, "{logs}");
     let (status, spans) = http(
         &serve.api,
         "GET",
         &format!("/api/v1/telemetry/runs/{run_id}/spans"),
-        "application/json",
+        &[],
         b"",
-    );
+    )
+    .status_and_text();
     assert_eq!(status, 200, "{spans}");
     assert!(
         spans.contains("\"checkout\"") && spans.contains("\"charge\""),
@@ -220,12 +153,10 @@ fn python_otel_program_under_plumb_run_is_searchable_and_attached_to_its_run() {
 }
 
 /// `plumb` with a clean environment reading `home` (or the collector).
-fn plumb(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(PLUMB)
+fn output_in(home: &Path, args: &[&str]) -> std::process::Output {
+    plumb()
         .args(args)
         .env("PLUMB_HOME", home)
-        .env_remove("PLUMB_COLLECTOR")
-        .env_remove("PLUMB_CONFIG")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -244,13 +175,8 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
-    assert!(
-        python_has_otel(),
-        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("collector");
-    let serve = Serve::start(&data);
+    let (dir, serve) = otel_setup();
+    let data = serve.data.clone();
     let home = dir.path().join("home");
     let marker = format!("zq{}free", std::process::id());
     // The program runs on its own, not under `plumb run`.
@@ -259,7 +185,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
         .arg(&marker)
         .env_remove("PLUMB_RUN_ID")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", serve.otlp())
         .env("OTEL_SERVICE_NAME", "shop-free")
         .stdin(Stdio::null())
         .output()
@@ -272,7 +198,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
     let api = serve.api.as_str();
 
     // The log record: kind `log`, its service and severity, no run.
-    let found = plumb(&home, &["search", "--collector", api, "--json", &marker]);
+    let found = output_in(&home, &["search", "--collector", api, "--json", &marker]);
     assert!(
         found.status.success(),
         "{}",
@@ -293,7 +219,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
         .expect("made in a span")
         .to_string();
     // As a table: the RUN column is empty, KIND says log.
-    let table = stdout(&plumb(&home, &["search", "--collector", api, &marker]));
+    let table = stdout(&output_in(&home, &["search", "--collector", api, &marker]));
     let row = table.lines().next().unwrap();
     assert!(row.starts_with(&" ".repeat(18)), "RUN is empty: {row:?}");
     // Columns: time, host (this program names none), kind, service,
@@ -302,7 +228,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
     assert_eq!(&cols[1..4], ["log", "shop-free", "WARN"], "{row:?}");
     assert!(row.contains("payment declined for order 42"), "{row:?}");
     // It is not program output, and `kind:log` finds it.
-    let none = plumb(
+    let none = output_in(
         &home,
         &[
             "search",
@@ -312,7 +238,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
         ],
     );
     assert_eq!(none.status.code(), Some(1), "{}", stdout(&none));
-    let logs = plumb(
+    let logs = output_in(
         &home,
         &["search", "--collector", api, &format!("kind:log {marker}")],
     );
@@ -320,7 +246,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
 
     // Spans: by name, by service, by attribute, each naming its trace.
     let spans = |q: &str| -> Vec<String> {
-        let o = plumb(
+        let o = output_in(
             &home,
             &[
                 "search",
@@ -349,7 +275,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
     by_service.sort();
     assert_eq!(by_service, ["charge", "checkout"]);
     assert_eq!(spans("order.id=42"), ["checkout"]);
-    let row2 = stdout(&plumb(
+    let row2 = stdout(&output_in(
         &home,
         &["search", "--collector", api, "kind:span charge"],
     ));
@@ -365,7 +291,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
     // The trace by a prefix: the spans as a tree, each log record under
     // the span it was made in, in time order.
     let prefix = &trace_id[..10];
-    let shown = plumb(&home, &["trace", "--collector", api, prefix]);
+    let shown = output_in(&home, &["trace", "--collector", api, prefix]);
     assert!(
         shown.status.success(),
         "{}",
@@ -395,26 +321,26 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
         "{text}"
     );
     // The same from the embedded store the collector writes.
-    let local = plumb(&data, &["trace", "--local", prefix]);
+    let local = output_in(&data, &["trace", "--local", prefix]);
     assert_eq!(
         stdout(&local),
         text,
         "{}",
         String::from_utf8_lossy(&local.stderr)
     );
-    let json = plumb(&home, &["trace", "--collector", api, "--json", prefix]);
+    let json = output_in(&home, &["trace", "--collector", api, "--json", prefix]);
     let t: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(t["spans"].as_array().unwrap().len(), 2, "{t}");
     assert_eq!(t["logs"].as_array().unwrap().len(), 2, "{t}");
     // An unknown trace is "not found" (1), a malformed one trouble (2).
     assert_eq!(
-        plumb(&home, &["trace", "--collector", api, "ffffffff"])
+        output_in(&home, &["trace", "--collector", api, "ffffffff"])
             .status
             .code(),
         Some(1)
     );
     assert_eq!(
-        plumb(&home, &["trace", "--collector", api, "xyz"])
+        output_in(&home, &["trace", "--collector", api, "xyz"])
             .status
             .code(),
         Some(2)
@@ -422,7 +348,7 @@ fn telemetry_from_outside_any_run_is_its_own_kind_and_its_trace_is_shown() {
 
     // The dashboard's trace page: a waterfall with the parent's row first,
     // the log records beneath their spans.
-    let (status, page) = http(api, "GET", &format!("/traces/{prefix}"), "text/html", b"");
+    let (status, page) = http(api, "GET", &format!("/traces/{prefix}"), &[], b"").status_and_text();
     assert_eq!(status, 200, "{page}");
     let ids: Vec<String> = t["spans"]
         .as_array()
@@ -472,7 +398,6 @@ h.close()",
         .env("PLUMB_COLLECTOR", api)
         .env("PLUMB_HOME", &home)
         .env_remove("PLUMB_RUN_ID")
-        .env_remove("PLUMB_SPOOL")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -481,7 +406,7 @@ h.close()",
         "{}",
         String::from_utf8_lossy(&handler.stderr)
     );
-    let found = plumb(
+    let found = output_in(
         &home,
         &["search", "--collector", api, "--json", "invoice", &marker],
     );
@@ -498,14 +423,15 @@ h.close()",
         "scopeLogs": [{"logRecords": [{"timeUnixNano": "1764000000000000000",
             "severityNumber": 17, "body": {"stringValue": format!("{marker}x \u{1b}]0;owned\u{7}")}}]}]}]});
     let (status, body) = http(
-        &serve.otlp,
+        serve.otlp(),
         "POST",
         "/v1/logs",
-        "application/json",
+        &[("Content-Type", "application/json")],
         evil.to_string().as_bytes(),
-    );
+    )
+    .status_and_text();
     assert_eq!(status, 200, "{body}");
-    let shown = stdout(&plumb(
+    let shown = stdout(&output_in(
         &home,
         &["search", "--collector", api, &format!("{marker}x")],
     ));
@@ -522,34 +448,11 @@ h.close()",
 /// alone, byte for byte.
 #[test]
 fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
-    assert!(
-        python_has_otel(),
-        "the OpenTelemetry Python SDK is missing: run .ci/install-otlp.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&dir.path().join("collector"));
+    let (dir, serve) = otel_setup();
     let home = dir.path().join("home");
     let marker = format!("zq{}logs", std::process::id());
     // The run itself is shipped to the collector too.
-    let out = Command::new(PLUMB)
-        .args(["run", "--", "python3"])
-        .arg(app())
-        .arg(&marker)
-        .env("PLUMB_HOME", &home)
-        .env("PLUMB_SPOOL", dir.path().join("spool"))
-        .env("PLUMB_COLLECTOR", &serve.api)
-        .env_remove("PLUMB_CONFIG")
-        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &serve.otlp)
-        .env("OTEL_SERVICE_NAME", "shop-logs")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_app(&serve, &home, &marker, "shop-logs", Some(&serve.api));
     let program_output = String::from_utf8_lossy(&out.stdout).into_owned();
     let run_id = program_output
         .lines()
@@ -558,18 +461,13 @@ fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
         .trim()
         .to_string();
     let api = serve.api.as_str();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !plumb(&home, &["show", "--collector", api, &run_id])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the collector"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let only = stdout(&plumb(
+    wait_for("the run at the collector", Duration::from_secs(30), || {
+        output_in(&home, &["show", "--collector", api, &run_id])
+            .status
+            .success()
+            .then_some(())
+    });
+    let only = stdout(&output_in(
         &home,
         &["logs", "--collector", api, &run_id, "--stream", "log"],
     ));
@@ -579,13 +477,16 @@ fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
             .any(|l| l.starts_with("shop-logs WARN payment declined for order 42")),
         "{only}"
     );
-    let plain = stdout(&plumb(&home, &["logs", "--collector", api, &run_id]));
+    let plain = stdout(&output_in(&home, &["logs", "--collector", api, &run_id]));
     assert!(!plain.contains("shop-logs"), "output only: {plain}");
     assert!(
         plain.contains(&format!("sent telemetry with {marker}")),
         "{plain}"
     );
-    let all = stdout(&plumb(&home, &["logs", "--collector", api, &run_id, "-t"]));
+    let all = stdout(&output_in(
+        &home,
+        &["logs", "--collector", api, &run_id, "-t"],
+    ));
     let declined = line_of(&all, " log shop-logs WARN payment declined");
     let sent = line_of(&all, " stdout sent telemetry");
     assert!(declined < sent, "by time: logged before printing: {all}");
@@ -602,8 +503,8 @@ fn plumb_logs_shows_a_runs_log_records_as_their_own_kind() {
 fn acknowledged_records_survive_kill_9_of_the_collector() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let serve = Serve::start(&data);
-    let otlp = serve.otlp.clone();
+    let mut serve = Serve::builder().data(&data).otlp().start();
+    let otlp = serve.otlp().to_string();
     let run = "0193a0f4-5b2c-7d3e-8f10-00000000beef";
     let mut acked = 0;
     for b in 0..20u64 {
@@ -623,21 +524,23 @@ fn acknowledged_records_survive_kill_9_of_the_collector() {
             &otlp,
             "POST",
             "/v1/logs",
-            "application/json",
+            &[("Content-Type", "application/json")],
             body.as_bytes(),
-        );
+        )
+        .status_and_text();
         assert_eq!(status, 200, "{text}");
         acked += 500;
     }
     serve.kill9();
-    let serve = Serve::start(&data);
+    let serve = Serve::builder().data(&data).otlp().start();
     let (status, logs) = http(
         &serve.api,
         "GET",
         &format!("/api/v1/telemetry/runs/{run}/logs"),
-        "application/json",
+        &[],
         b"",
-    );
+    )
+    .status_and_text();
     assert_eq!(status, 200);
     assert_eq!(
         logs.matches("record ").count(),

@@ -1,12 +1,13 @@
 //! `plumb proxy` as a server and as a command-line client of that server:
 //! real processes, a real TCP echo upstream on 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const PLUMB: &str = env!("CARGO_BIN_EXE_plumb");
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
 
 /// A `plumb proxy` server process, killed on drop.
 struct Server {
@@ -21,10 +22,9 @@ impl Server {
 
     /// Starts a server with extra arguments and environment variables.
     fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
-        let mut cmd = Command::new(PLUMB);
+        let mut cmd = plumb();
         cmd.args(["proxy", "--host", "127.0.0.1", "--port", "0"])
             .args(extra)
-            .env_remove("PLUMB_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -49,7 +49,7 @@ impl Server {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(PLUMB)
+        plumb()
             .args(["proxy", "--port", &self.port.to_string()])
             .args(args)
             .stdin(Stdio::null())
@@ -80,26 +80,6 @@ impl Drop for Server {
     }
 }
 
-/// An echo server on a free loopback port, one thread per connection.
-fn echo_upstream() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// One round trip of a short message through `addr`; returns its duration.
 fn round_trip(addr: &str) -> std::io::Result<Duration> {
     let mut s = TcpStream::connect(addr)?;
@@ -115,7 +95,7 @@ fn round_trip(addr: &str) -> std::io::Result<Duration> {
 #[test]
 fn cli_client_drives_a_running_server_end_to_end() {
     let server = Server::start(&[]);
-    let upstream = echo_upstream();
+    let upstream = echo_server();
 
     let created = server.json(&["add", "db", "--upstream", &upstream.to_string()]);
     assert_eq!(created["name"], "db");
@@ -212,7 +192,7 @@ fn cli_client_drives_a_running_server_end_to_end() {
 #[test]
 fn cli_client_reports_bad_input_and_server_errors_clearly() {
     let server = Server::start(&[]);
-    let upstream = echo_upstream().to_string();
+    let upstream = echo_server().to_string();
     server.ok(&["add", "api", "--upstream", &upstream]);
 
     // A malformed attribute never reaches the server.
@@ -248,7 +228,7 @@ fn cli_client_reports_bad_input_and_server_errors_clearly() {
 #[test]
 fn server_config_and_populate_create_proxies_with_toxics() {
     let dir = tempfile::tempdir().unwrap();
-    let upstream = echo_upstream().to_string();
+    let upstream = echo_server().to_string();
     let config = dir.path().join("proxies.json");
     std::fs::write(
         &config,
@@ -307,10 +287,9 @@ fn server_config_and_populate_create_proxies_with_toxics() {
         ("{\"name\": \"a\"}".to_string(), 0, "array of proxies"),
     ] {
         std::fs::write(&bad, &text).unwrap();
-        let out = Command::new(PLUMB)
+        let out = plumb()
             .args(["proxy", "--host", "127.0.0.1", "--port", "0", "--config"])
             .arg(&bad)
-            .env_remove("PLUMB_CONFIG")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -331,70 +310,19 @@ fn server_config_and_populate_create_proxies_with_toxics() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("server mode"));
 }
 
-/// A `plumb serve` collector on free loopback ports, killed on drop.
-struct Collector {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Collector {
-    fn start() -> Collector {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(PLUMB)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--otlp-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data")
-            .arg(data.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("plumb serve exited before printing its address")
-                .unwrap();
-            if let Some(u) = line.strip_prefix("api") {
-                break u.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Collector {
-            child,
-            url,
-            _data: data,
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn proxy_events_reach_the_collector_and_are_searchable() {
-    let collector = Collector::start();
+    let collector = Serve::builder().start();
     let home = tempfile::tempdir().unwrap();
     let server = Server::start_with_env(
         &[],
         &[
-            ("PLUMB_COLLECTOR", std::path::Path::new(&collector.url)),
+            ("PLUMB_COLLECTOR", std::path::Path::new(&collector.api)),
             ("PLUMB_HOME", home.path()),
         ],
     );
 
-    let upstream = echo_upstream().to_string();
+    let upstream = echo_server().to_string();
     server.ok(&["add", "orders", "--upstream", &upstream]);
     server.ok(&[
         "toxic",
@@ -409,20 +337,18 @@ fn proxy_events_reach_the_collector_and_are_searchable() {
     ]);
 
     // Shipping is asynchronous: poll the collector's search, bounded.
-    let mut found = String::new();
-    for _ in 0..50 {
-        let out = Command::new(PLUMB)
-            .args(["search", "--collector", &collector.url, "slowdb"])
-            .env("PLUMB_HOME", home.path())
-            .env_remove("PLUMB_CONFIG")
-            .output()
-            .unwrap();
-        found = String::from_utf8_lossy(&out.stdout).into_owned();
-        if found.contains("toxic_added") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let found = wait_for(
+        "the toxic event at the collector",
+        Duration::from_secs(10),
+        || {
+            let out = plumb_in(home.path())
+                .args(["search", "--collector", &collector.api, "slowdb"])
+                .output()
+                .unwrap();
+            let found = text(&out.stdout);
+            found.contains("toxic_added").then_some(found)
+        },
+    );
     assert!(
         found.contains("toxic_added")
             && found.contains("proxy=orders")

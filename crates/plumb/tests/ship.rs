@@ -3,12 +3,12 @@
 //! collector killed with SIGKILL while agents and recorders stream, and an
 //! outbox bound that drops the oldest runs and says so.
 
-mod ship_common;
+mod support;
 
-use ship_common::*;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+use support::*;
 
 /// The run id a child printed as its first stderr line.
 fn run_id_from(stderr: &[u8]) -> String {
@@ -29,7 +29,7 @@ fn seq(n: u32) -> Vec<u8> {
 /// Runs `sh -c script` under `plumb run` with `collector` configured; returns
 /// (run id, stdout).
 fn run_shipped(home: &Path, collector: &str, script: &str) -> (String, Vec<u8>) {
-    let out = plumb(home)
+    let out = plumb_in(home)
         .env("PLUMB_COLLECTOR", collector)
         .args(["run", "--", "sh", "-c"])
         .arg(format!("echo $PLUMB_RUN_ID >&2; {script}"))
@@ -42,100 +42,69 @@ fn run_shipped(home: &Path, collector: &str, script: &str) -> (String, Vec<u8>) 
 
 #[test]
 fn collector_down_for_the_whole_job_then_up_the_next_run_ships_everything() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     // Nothing listens: the job runs and exits as usual, its output intact.
-    let (id, stdout) = run_shipped(&home, &url, "seq 1 20000");
+    let (id, stdout) = run_shipped(&site.home, &site.url, "seq 1 20000");
     assert_eq!(stdout, seq(20000), "the job's own output is untouched");
-    let outbox = home.join("outbox");
+    let outbox = site.home.join("outbox");
     assert_eq!(spool_files(&outbox).len(), 1, "the run waits in the outbox");
     // The collector comes up; the next run ships itself and the one before.
-    let _serve = Serve::start(&data, port);
-    let (id2, _) = run_shipped(&home, &url, "echo second");
-    assert!(
-        wait_for(Duration::from_secs(30), || stored_ended(&data, &id)
-            && stored_ended(&data, &id2)),
-        "both runs reach the collector"
+    let _serve = Serve::builder().data(&site.data).port(site.port).start();
+    let (id2, _) = run_shipped(&site.home, &site.url, "echo second");
+    wait_for(
+        "both runs reach the collector",
+        Duration::from_secs(30),
+        || (stored_ended(&site.data, &id) && stored_ended(&site.data, &id2)).then_some(()),
     );
     assert_eq!(
-        stored_stdout(&data, &id).unwrap(),
+        stored_stdout(&site.data, &id).unwrap(),
         seq(20000),
         "every line, once, in order"
     );
-    assert_eq!(stored_stdout(&data, &id2).unwrap(), b"second\n");
-    assert!(
-        wait_for(Duration::from_secs(10), || spool_files(&outbox).is_empty()),
-        "shipped files leave the outbox: {:?}",
-        spool_files(&outbox)
+    assert_eq!(stored_stdout(&site.data, &id2).unwrap(), b"second\n");
+    wait_for(
+        "shipped files leave the outbox",
+        Duration::from_secs(10),
+        || (spool_files(&outbox).is_empty()).then_some(()),
     );
 }
 
 #[test]
 fn collector_down_for_the_whole_job_then_up_the_agent_ships_everything() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (id, _) = run_shipped(&home, &url, &format!("seq 1 {}", 1000 * (i + 1)));
+        let (id, _) = run_shipped(&site.home, &site.url, &format!("seq 1 {}", 1000 * (i + 1)));
         ids.push(id);
     }
-    assert_eq!(spool_files(&home.join("outbox")).len(), 3);
-    let _serve = Serve::start(&data, port);
-    let _agent = Proc(
-        plumb(&home)
-            .args([
-                "agent",
-                "--name",
-                "shipper-node",
-                "--interval",
-                "500ms",
-                "--collector",
-                &url,
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        wait_for(Duration::from_secs(30), || ids
-            .iter()
-            .all(|id| stored_ended(&data, id))),
-        "the agent ships every run left behind"
+    assert_eq!(spool_files(&site.home.join("outbox")).len(), 3);
+    let _serve = Serve::builder().data(&site.data).port(site.port).start();
+    let _agent = Agent::start(&site.home, &site.url, "shipper-node", "500ms", &[]);
+    wait_for(
+        "the agent ships every run left behind",
+        Duration::from_secs(30),
+        || (ids.iter().all(|id| stored_ended(&site.data, id))).then_some(()),
     );
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
-            stored_stdout(&data, id).unwrap(),
+            stored_stdout(&site.data, id).unwrap(),
             seq(1000 * (i as u32 + 1))
         );
     }
-    assert!(wait_for(Duration::from_secs(10), || spool_files(
-        &home.join("outbox")
-    )
-    .is_empty()));
+    wait_for("the outbox to empty", Duration::from_secs(10), || {
+        (spool_files(&site.home.join("outbox")).is_empty()).then_some(())
+    });
 }
 
 #[test]
 fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     // Incompressible output: each run's spool file is about 40 KiB, and the
     // bound holds one of them.
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let out = plumb(&home)
-            .env("PLUMB_COLLECTOR", &url)
+        let out = plumb_in(&site.home)
+            .env("PLUMB_COLLECTOR", &site.url)
             .env("PLUMB_SPOOL_MAX", "50K")
             .args([
                 "run",
@@ -150,11 +119,11 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
         assert!(out.status.success());
         ids.push(run_id_from(&out.stderr));
     }
-    let left = spool_files(&home.join("outbox"));
+    let left = spool_files(&site.home.join("outbox"));
     assert!(left.len() < 3, "the bound dropped something: {left:?}");
-    let _serve = Serve::start(&data, port);
+    let _serve = Serve::builder().data(&site.data).port(site.port).start();
     let _agent = Proc(
-        plumb(&home)
+        plumb_in(&site.home)
             .env("PLUMB_SPOOL_MAX", "50K")
             .args([
                 "agent",
@@ -163,28 +132,29 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
                 "--interval",
                 "300ms",
                 "--collector",
-                &url,
+                &site.url,
             ])
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
     );
     // The newest run survives and arrives; the oldest was dropped.
-    assert!(wait_for(Duration::from_secs(30), || stored_ended(
-        &data, &ids[2]
-    )));
+    wait_for(
+        "the newest run at the collector",
+        Duration::from_secs(30),
+        || (stored_ended(&site.data, &ids[2])).then_some(()),
+    );
     assert!(
-        !stored_ended(&data, &ids[0]),
+        !stored_ended(&site.data, &ids[0]),
         "the oldest run was dropped, not shipped"
     );
-    let mut dropped = 0;
-    assert!(
-        wait_for(Duration::from_secs(15), || {
-            let Some(body) = get(&url, "/api/v1/nodes") else {
-                return false;
-            };
+    let dropped = wait_for(
+        "the drop count at the collector",
+        Duration::from_secs(15),
+        || {
+            let body = get(&site.url, "/api/v1/nodes")?;
             let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
-            dropped = nodes
+            let dropped = nodes
                 .as_array()
                 .unwrap()
                 .iter()
@@ -192,11 +162,10 @@ fn a_full_outbox_drops_the_oldest_runs_and_the_collector_shows_the_count() {
                 .map_or(0, |n| {
                     n["report"]["spool"]["dropped_runs"].as_u64().unwrap()
                 });
-            dropped >= 1
-        }),
-        "the drop count reaches the collector"
+            (dropped >= 1).then_some(dropped)
+        },
     );
-    let metrics = get(&url, "/metrics").unwrap();
+    let metrics = get(&site.url, "/metrics").unwrap();
     assert!(
         metrics.contains(&format!(
             "plumb_node_spool_dropped_runs{{node=\"tiny-spool\"}} {dropped}"
@@ -212,26 +181,18 @@ fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing()
     let data = tmp.path().join("collector");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut serve = Serve::start(&data, port);
+    let mut serve = Serve::builder().data(&data).port(port).start();
     let mut agents = Vec::new();
     let mut recorders = Vec::new();
     for n in 0..4 {
         let home = tmp.path().join(format!("node{n}"));
         std::fs::create_dir_all(&home).unwrap();
-        agents.push(Proc(
-            plumb(&home)
-                .args([
-                    "agent",
-                    "--name",
-                    &format!("node-{n}"),
-                    "--interval",
-                    "500ms",
-                    "--collector",
-                    &url,
-                ])
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
+        agents.push(Agent::start(
+            &home,
+            &url,
+            &format!("node-{n}"),
+            "500ms",
+            &[],
         ));
         // 50,000 numbered lines over about 3 seconds, so the collector dies
         // while they stream.
@@ -240,7 +201,7 @@ fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing()
         );
         recorders.push((
             home.clone(),
-            plumb(&home)
+            plumb_in(&home)
                 .env("PLUMB_COLLECTOR", &url)
                 .args(["run", "--", "sh", "-c", &script])
                 .stdin(Stdio::null())
@@ -253,7 +214,7 @@ fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing()
     std::thread::sleep(Duration::from_millis(1500));
     serve.kill9();
     std::thread::sleep(Duration::from_millis(1000));
-    let _serve = Serve::start(&data, port);
+    let _serve = Serve::builder().data(&data).port(port).start();
     let mut ids = Vec::new();
     for (home, child) in recorders {
         let out = child.wait_with_output().unwrap();
@@ -265,11 +226,10 @@ fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing()
         );
         ids.push((home, run_id_from(&out.stderr)));
     }
-    assert!(
-        wait_for(Duration::from_secs(90), || ids
-            .iter()
-            .all(|(_, id)| stored_ended(&data, id))),
-        "every run reaches the restarted collector"
+    wait_for(
+        "every run reaches the restarted collector",
+        Duration::from_secs(90),
+        || (ids.iter().all(|(_, id)| stored_ended(&data, id))).then_some(()),
     );
     for (home, id) in &ids {
         assert_eq!(
@@ -277,14 +237,9 @@ fn kill_9_of_the_collector_while_4_agents_and_4_recorders_stream_loses_nothing()
             seq(PER_RUN),
             "run {id}: every one of the {PER_RUN} lines exactly once, in order"
         );
-        assert!(
-            wait_for(Duration::from_secs(15), || spool_files(
-                &home.join("outbox")
-            )
-            .is_empty()),
-            "{}: outbox emptied",
-            home.display()
-        );
+        wait_for("the outbox to empty", Duration::from_secs(15), || {
+            (spool_files(&home.join("outbox")).is_empty()).then_some(())
+        });
     }
     let nodes: serde_json::Value =
         serde_json::from_str(&get(&url, "/api/v1/nodes").unwrap()).unwrap();
@@ -307,7 +262,7 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
     let data = tmp.path().join("collector");
     std::fs::create_dir_all(&home).unwrap();
     let token = |role: &str| {
-        let out = plumb(&home)
+        let out = plumb_in(&home)
             .args(["token", "create", "--role", role, "--data"])
             .arg(&data)
             .output()
@@ -319,11 +274,11 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
     let viewer_token = token("viewer");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let _serve = Serve::start(&data, port);
+    let _serve = Serve::builder().data(&data).port(port).start();
     let outbox = home.join("outbox");
 
     let run_with = |tok: &str| {
-        let out = plumb(&home)
+        let out = plumb_in(&home)
             .env("PLUMB_COLLECTOR", &url)
             .env("PLUMB_TOKEN", tok)
             .args(["run", "--", "sh", "-c", "echo $PLUMB_RUN_ID >&2; exit 3"])
@@ -354,7 +309,7 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
     // The agent with the wrong token: one warning, however many retries.
     let agent = |tok: &str, log: &Path| {
         Proc(
-            plumb(&home)
+            plumb_in(&home)
                 .env("PLUMB_TOKEN", tok)
                 .args(["agent", "--name", "n1", "--interval", "200ms"])
                 .args(["--collector", &url])
@@ -373,10 +328,9 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
             .count()
     };
     let wrong = agent("not-a-token", &log);
-    assert!(
-        wait_for(Duration::from_secs(20), || refused() >= 1),
-        "the agent says why"
-    );
+    wait_for("the agent says why", Duration::from_secs(20), || {
+        (refused() >= 1).then_some(())
+    });
     // Time for more than a dozen refused heartbeats (one each 200 ms) and
     // several shipping retries (backing off from 200 ms).
     std::thread::sleep(Duration::from_secs(3));
@@ -385,10 +339,10 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
     assert_eq!(spool_files(&outbox).len(), 2);
 
     let _right = agent(&agent_token, &tmp.path().join("agent2.log"));
-    assert!(
-        wait_for(Duration::from_secs(30), || stored_ended(&data, &id1)
-            && stored_ended(&data, &id2)),
-        "the runs left spooled reach the collector once the token is right"
+    wait_for(
+        "the runs left spooled reach the collector once the token is right",
+        Duration::from_secs(30),
+        || (stored_ended(&data, &id1) && stored_ended(&data, &id2)).then_some(()),
     );
 }
 
@@ -397,17 +351,16 @@ fn a_refused_token_is_named_once_and_the_run_stays_spooled_until_accepted() {
 /// batch cannot help), and `plumb run` says so once, naming the file.
 #[test]
 fn a_batch_refused_as_too_large_is_named_and_kept() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("node");
-    let data = tmp.path().join("collector");
-    std::fs::create_dir_all(&home).unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let site = Site::new();
     // 1 MiB for decompressing bodies: a batch of several MiB of output
     // can never fit, so it is refused with 413, not 429.
-    let _serve = Serve::start_with(&data, port, &["--ingest-memory-mib", "1"]);
-    let out = plumb(&home)
-        .env("PLUMB_COLLECTOR", &url)
+    let _serve = Serve::builder()
+        .data(&site.data)
+        .port(site.port)
+        .args(["--ingest-memory-mib", "1"])
+        .start();
+    let out = plumb_in(&site.home)
+        .env("PLUMB_COLLECTOR", &site.url)
         .args(["run", "--", "sh", "-c"])
         .arg("echo $PLUMB_RUN_ID >&2; seq 1 1000000; exit 4")
         .stdin(Stdio::null())
@@ -417,8 +370,11 @@ fn a_batch_refused_as_too_large_is_named_and_kept() {
     assert_eq!(out.status.code(), Some(4), "the program's exit status");
     let id = run_id_from(&out.stderr);
     let err = String::from_utf8_lossy(&out.stderr);
-    let aside = home.join("outbox").join(format!("{id}.spool.bad"));
-    let said = format!("plumb: the collector at {url} refused a batch as too large (413");
+    let aside = site.home.join("outbox").join(format!("{id}.spool.bad"));
+    let said = format!(
+        "plumb: the collector at {} refused a batch as too large (413",
+        site.url
+    );
     assert_eq!(err.matches(&said).count(), 1, "{err}");
     assert!(
         err.contains(&format!("is kept in {}", aside.display())),

@@ -235,7 +235,12 @@ impl IntoResponse for PageError {
             esc(status.canonical_reason().unwrap_or("")),
             esc(&self.0.to_string())
         );
-        (status, layout("Error", Nav::None, "", &body)).into_response()
+        let mut resp = (status, layout("Error", Nav::None, "", &body)).into_response();
+        if let Some(secs) = self.0.retry_after() {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

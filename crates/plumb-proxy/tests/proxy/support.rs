@@ -3,58 +3,12 @@
 use plumb_proxy::{Client, ServerHandle};
 use serde_json::{Value, json};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// A TCP echo server: every byte read is written back; EOF is answered with
-/// EOF after the echo, so half-close can be observed.
-pub fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16384];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => {
-                            let _ = s.shutdown(Shutdown::Write);
-                            return;
-                        }
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A server that sends `n` bytes (a repeating pattern) to each connection,
-/// then closes.
-pub fn source_server(n: usize) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let data = pattern(n);
-                let _ = s.write_all(&data);
-            });
-        }
-    });
-    addr
-}
-
-pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
+#[path = "upstream.rs"]
+mod upstream;
+pub use upstream::*;
 
 pub struct Fixture {
     pub server: ServerHandle,

@@ -49,6 +49,10 @@ pub struct Args {
     /// requests in flight, in MiB; a request that does not fit gets 429.
     #[arg(long, default_value_t = 1024)]
     pub ingest_memory_mib: u64,
+    /// How long a write waits for another process holding the store's
+    /// database before the request gets 503 with Retry-After.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub busy_timeout: std::time::Duration,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -68,6 +72,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     config.limits.body_timeout = a.body_timeout;
     config.limits.max_connections = a.max_connections;
     config.limits.ingest_memory = a.ingest_memory_mib << 20;
+    config.limits.busy_timeout = a.busy_timeout;
     config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
