@@ -5,18 +5,18 @@
 //! nodes; the local store holds another, so every answer shows which one
 //! it came from.
 
-mod ship_common;
+mod support;
 
 use serde_json::Value;
-use ship_common::*;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
+use support::*;
 
 /// Records `cmd` as a run called `name` in `home`'s store, or on the
 /// collector at `collector`.
 fn record(home: &Path, collector: Option<&str>, name: &str, cmd: &[&str]) {
-    let mut c = plumb(home);
+    let mut c = plumb_in(home);
     if let Some(url) = collector {
         c.env("PLUMB_COLLECTOR", url)
             .env("PLUMB_OUTBOX", home.join("outbox"))
@@ -37,7 +37,7 @@ fn record(home: &Path, collector: Option<&str>, name: &str, cmd: &[&str]) {
 
 /// `plumb ARGS` in `home`, with PLUMB_COLLECTOR set to `collector`.
 fn query(home: &Path, collector: &str, args: &[&str]) -> Output {
-    plumb(home)
+    plumb_in(home)
         .env("PLUMB_COLLECTOR", collector)
         .args(args)
         .stdin(Stdio::null())
@@ -74,8 +74,8 @@ fn ls_errors_slow_and_nodes_read_the_configured_collector_or_with_local_the_loca
     let elsewhere = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let serve = Serve::start(&tmp.path().join("collector"), free_port());
-    let url = serve.url.clone();
+    let serve = Serve::start(&tmp.path().join("collector"));
+    let url = serve.api.clone();
 
     // The collector's data: a KeyError, one success of `shared`, a node.
     record(
@@ -88,12 +88,7 @@ fn ls_errors_slow_and_nodes_read_the_configured_collector_or_with_local_the_loca
     plumb_http::Client::new(&plumb_http::Config::new(&url))
         .unwrap()
         .post("/api/v1/ingest/node")
-        .json(&serde_json::json!({
-            "version": 1, "node": "remote-node", "sent": 0, "seq": 1, "interval_ms": 60000,
-            "cpu": {"load1": 0.1, "load5": 0.1, "load15": 0.1, "cpus": 1},
-            "memory": {"total": 1u64 << 30, "available": 1u64 << 29, "swap_total": 0, "swap_free": 0},
-            "disks": [], "runs_in_progress": 0
-        }))
+        .json(&node_report("remote-node", "f00d", "linux"))
         .send()
         .expect("the collector takes the node report");
 
@@ -109,13 +104,15 @@ fn ls_errors_slow_and_nodes_read_the_configured_collector_or_with_local_the_loca
 
     // Both runs reached the collector (shipped at the end of each run, or
     // soon after by the outbox).
-    assert!(
-        wait_for(Duration::from_secs(30), || {
+    wait_for(
+        "the collector's runs listed through PLUMB_COLLECTOR",
+        Duration::from_secs(30),
+        || {
             let v = json(&home, &url, &["ls", "--json"]);
             let n = names(&v, "name");
-            n.contains(&"remote-fails".to_string()) && n.contains(&"shared".to_string())
-        }),
-        "the collector's runs are listed through PLUMB_COLLECTOR"
+            (n.contains(&"remote-fails".to_string()) && n.contains(&"shared".to_string()))
+                .then_some(())
+        },
     );
 
     // ls
@@ -126,13 +123,13 @@ fn ls_errors_slow_and_nodes_read_the_configured_collector_or_with_local_the_loca
     assert!(!local.contains(&"remote-fails".to_string()), "{local:?}");
 
     // errors (the collector groups failures in the background: wait)
-    let mut kinds = Vec::new();
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            kinds = names(&json(&home, &url, &["errors", "--json"])["groups"], "kind");
-            !kinds.is_empty()
-        }),
-        "the collector's error groups are read through PLUMB_COLLECTOR"
+    let kinds = wait_for(
+        "the collector's error groups read through PLUMB_COLLECTOR",
+        Duration::from_secs(30),
+        || {
+            let kinds = names(&json(&home, &url, &["errors", "--json"])["groups"], "kind");
+            (!kinds.is_empty()).then_some(kinds)
+        },
     );
     assert!(kinds.iter().all(|k| k.contains("KeyError")), "{kinds:?}");
     let local = names(
