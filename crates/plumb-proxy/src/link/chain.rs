@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Whether a toxic applies to a connection from `ip`: its client ranges
@@ -101,6 +102,17 @@ impl Chain {
         self.rolled = keep;
         self.active = active;
         timeout_removed
+    }
+
+    /// Takes the toxic set that `toxics` now holds ([`Chain::rebuild`]).
+    /// Returns true when the connection must end.
+    pub(super) fn refresh(
+        &mut self,
+        toxics: &mut watch::Receiver<ToxicSet>,
+        proxy: &Proxy,
+    ) -> bool {
+        let set = toxics.borrow_and_update().clone();
+        self.rebuild(&set, proxy)
     }
 
     /// The earliest moment an active timeout toxic closes the connection.

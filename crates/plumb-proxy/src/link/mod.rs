@@ -185,8 +185,7 @@ async fn direction(
     mut toxics: watch::Receiver<ToxicSet>,
 ) {
     let mut chain = Chain::new(stream, cx.ip);
-    let set = toxics.borrow_and_update().clone();
-    if chain.rebuild(&set, cx.proxy) {
+    if chain.refresh(&mut toxics, cx.proxy) {
         cx.kill();
         return;
     }

@@ -187,8 +187,7 @@ pub(super) async fn splice_path(
         match toxics.has_changed() {
             Ok(false) => {}
             Ok(true) => {
-                let set = toxics.borrow_and_update().clone();
-                if chain.rebuild(&set, cx.proxy) {
+                if chain.refresh(toxics, cx.proxy) {
                     return Ok(Some(End::Killed));
                 }
                 leaving = !chain.active.is_empty();
@@ -258,11 +257,7 @@ pub(super) async fn splice_path(
             biased;
             _ = kill.changed() => return Ok(Some(End::Killed)),
             r = toxics.changed() => {
-                if r.is_err() {
-                    return Ok(Some(End::Killed));
-                }
-                let set = toxics.borrow_and_update().clone();
-                if chain.rebuild(&set, cx.proxy) {
+                if r.is_err() || chain.refresh(toxics, cx.proxy) {
                     return Ok(Some(End::Killed));
                 }
                 leaving = !chain.active.is_empty();

@@ -180,11 +180,7 @@ pub(super) async fn userspace_path(
                         biased;
                         _ = kill.changed() => return Ok(Some(End::Killed)),
                         r = toxics.changed() => {
-                            if r.is_err() {
-                                return Ok(Some(End::Killed));
-                            }
-                            let set = toxics.borrow_and_update().clone();
-                            if chain.rebuild(&set, cx.proxy) {
+                            if r.is_err() || chain.refresh(toxics, cx.proxy) {
                                 return Ok(Some(End::Killed));
                             }
                             continue;
@@ -204,8 +200,7 @@ pub(super) async fn userspace_path(
                     Woke::Ready => {}
                     Woke::Killed | Woke::TimedOut => return Ok(Some(End::Killed)),
                     Woke::Changed => {
-                        let set = toxics.borrow_and_update().clone();
-                        if chain.rebuild(&set, cx.proxy) {
+                        if chain.refresh(toxics, cx.proxy) {
                             return Ok(Some(End::Killed));
                         }
                         // Everything still queued runs through the new chain
