@@ -20,6 +20,7 @@ use plumb_model::node::{
 use plumb_model::{Fingerprint, OsInfo, Run, RunState, Stream, Timestamp, Uuid};
 use plumb_store::Store;
 use plumb_store::chunk::ChunkBuilder;
+use plumb_store::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -95,8 +96,10 @@ pub fn run(args: &[&str]) -> Result<()> {
             meta
         }
     };
-    let handle = plumb_collector::spawn(plumb_collector::CollectorConfig::new(dir.clone()))
-        .context("starting the collector")?;
+    let handle = plumb_collector::spawn(plumb_collector::CollectorConfig::new(
+        std::sync::Arc::new(plumb_store::SqliteConnector::new(dir.clone())),
+    ))
+    .context("starting the collector")?;
     let url = handle.url();
     println!(
         "collector {url}; {NODES} nodes, {RUNS} runs, {} output lines; {n} requests per page",

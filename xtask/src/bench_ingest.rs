@@ -29,6 +29,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use plumb_model::Timestamp;
+use plumb_store::prelude::*;
 use plumb_store::{SearchOptions, Store};
 use prost::Message;
 use std::sync::{Arc, Barrier};
@@ -69,7 +70,9 @@ pub fn run(args: &[&str]) -> Result<()> {
         work.display()
     );
 
-    let mut config = plumb_collector::CollectorConfig::new(work.clone());
+    let mut config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(
+        plumb_store::SqliteConnector::new(work.clone()),
+    ));
     config.insecure = true;
     let collector = plumb_collector::spawn(config)?;
     let url = format!("{}/v1/logs", collector.url());

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use plumb_model::{Run, RunState, Stream, Timestamp};
 use plumb_store::Store;
 use plumb_store::chunk::ChunkBuilder;
+use plumb_store::prelude::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -184,7 +184,7 @@ pub fn routes() -> Router<AppState> {
 /// Firing alerts (newest first), then resolved ones (latest resolution
 /// first), and the effective rules. One function serves the API and the
 /// dashboard.
-pub fn alert_list(store: &plumb_store::Store) -> plumb_store::Result<AlertList> {
+pub fn alert_list(store: &dyn plumb_store::Backend) -> plumb_store::Result<AlertList> {
     let mut alerts: Vec<Alert> = store
         .alert_rows()?
         .into_iter()

@@ -344,7 +344,7 @@ pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// Creates a token with `role`, stores its hash, and returns the token
 /// (the only time it exists in clear).
 pub fn create_token(
-    store: &plumb_store::Store,
+    store: &dyn plumb_store::Backend,
     role: Role,
     name: &str,
 ) -> Result<String, TokenError> {

@@ -1,10 +1,12 @@
 //! [`Db`]: the one way async code reaches the store.
 //!
-//! SQLite connections are `Send` but not `Sync`, and SQLite allows one
-//! writer at a time anyway. So one thread owns the read-write
-//! [`plumb_store::Store`] and runs write closures in arrival order, and a
-//! small pool of read-only stores serves reads on tokio's blocking threads
-//! (WAL mode lets them read while the writer writes).
+//! The collector sees the store only as a [`plumb_store::Backend`], opened
+//! through a [`Connector`], so it never names the database behind it.
+//! Connections are `Send` but need not be `Sync` (SQLite's are not), and
+//! SQLite allows one writer at a time anyway. So one thread owns the
+//! writing connection and runs write closures in arrival order, and a small
+//! pool of reading connections serves reads on tokio's blocking threads
+//! (SQLite's WAL mode lets them read while the writer writes).
 //!
 //! Log ingest is group-committed: when the writer takes a log request it
 //! also takes every log request already waiting behind it and stores them
@@ -14,16 +16,18 @@
 //! holds it, so what is acknowledged survives a crash exactly as before.
 
 use crate::error::ApiError;
-use plumb_store::Store;
 use plumb_store::telemetry::{Ingested, PreparedLogs};
-use std::path::Path;
+use plumb_store::{Backend, Connector};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{Semaphore, oneshot};
+
+/// A write to run on the writer thread.
+type WriteFn = Box<dyn FnOnce(&dyn Backend) + Send>;
 
 /// Work for the writer thread.
 enum Job {
     /// Any write, run on its own.
-    Any(Box<dyn FnOnce(&Store) + Send>),
+    Any(WriteFn),
     /// Prepared log records, committed together with other waiting ones.
     Logs(PreparedLogs, oneshot::Sender<plumb_store::Result<Ingested>>),
 }
@@ -49,7 +53,7 @@ impl std::fmt::Debug for Db {
 }
 
 struct ReaderPool {
-    idle: Mutex<Vec<Store>>,
+    idle: Mutex<Vec<Box<dyn Backend>>>,
     permits: Semaphore,
     size: usize,
 }
@@ -59,19 +63,13 @@ struct ReaderPool {
 const WRITE_QUEUE: usize = 256;
 
 impl Db {
-    /// Opens the store in `dir` (creating it), starts the writer thread and
-    /// opens `readers` read-only connections. A write waits up to
-    /// `busy_timeout` for another process holding the database.
-    pub fn open(
-        dir: &Path,
-        readers: usize,
-        busy_timeout: std::time::Duration,
-    ) -> Result<Db, plumb_store::StoreError> {
-        let store = Store::open(dir)?;
-        store.set_busy_timeout(busy_timeout)?;
+    /// Opens the writing connection (creating the store if need be),
+    /// starts the writer thread and opens `readers` reading connections.
+    pub fn open(connector: &dyn Connector, readers: usize) -> Result<Db, plumb_store::StoreError> {
+        let store = connector.writer()?;
         let mut idle = Vec::with_capacity(readers.max(1));
         for _ in 0..readers.max(1) {
-            idle.push(Store::open_read_only(dir)?);
+            idle.push(connector.reader()?);
         }
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         std::thread::Builder::new()
@@ -88,7 +86,7 @@ impl Db {
                         },
                     };
                     match job {
-                        Job::Any(f) => f(&store),
+                        Job::Any(f) => f(&*store),
                         Job::Logs(first, reply) => {
                             let mut requests = vec![first];
                             let mut replies = vec![reply];
@@ -107,14 +105,14 @@ impl Db {
                                     Err(_) => break,
                                 }
                             }
-                            commit_logs(&store, requests, replies);
+                            commit_logs(&*store, requests, replies);
                         }
                     }
                 }
             })
             .map_err(|source| plumb_store::StoreError::Io {
                 what: "cannot start the store writer thread for",
-                path: dir.to_path_buf(),
+                path: connector.describe().into(),
                 source,
             })?;
         let size = idle.len();
@@ -131,7 +129,7 @@ impl Db {
     /// Runs `f` on the writer thread, after every write submitted before it.
     pub async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> plumb_store::Result<T> + Send + 'static,
+        f: impl FnOnce(&dyn Backend) -> plumb_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
         let job = Job::Any(Box::new(move |store| {
@@ -179,7 +177,7 @@ impl Db {
     /// write that completed before it started.
     pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> plumb_store::Result<T> + Send + 'static,
+        f: impl FnOnce(&dyn Backend) -> plumb_store::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let pool = self.readers.clone();
         let _permit = pool
@@ -200,7 +198,7 @@ impl Db {
                 ),
                 pool: &pool2,
             };
-            f(lease.store.as_ref().expect("set above"))
+            f(lease.store.as_deref().expect("set above"))
         })
         .await
         .map_err(|e| ApiError::Internal(format!("store reader task failed: {e}")))?;
@@ -212,7 +210,7 @@ impl Db {
 /// If the group fails, each request is tried alone, so that one request's
 /// failure is its own and the others still get stored.
 fn commit_logs(
-    store: &Store,
+    store: &dyn Backend,
     requests: Vec<PreparedLogs>,
     replies: Vec<oneshot::Sender<plumb_store::Result<Ingested>>>,
 ) {
@@ -240,7 +238,7 @@ fn commit_logs(
 /// A reader borrowed from the pool; returned on drop, even if the closure
 /// panics, so the pool never shrinks.
 struct Lease<'a> {
-    store: Option<Store>,
+    store: Option<Box<dyn Backend>>,
     pool: &'a ReaderPool,
 }
 

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request contradicts what is stored.
+    #[error("{0}")]
+    Conflict(String),
     /// 408: the request body did not arrive within the body deadline.
     #[error("{0}")]
     RequestTimeout(String),
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -92,6 +96,7 @@ impl From<StoreError> for ApiError {
         match e.kind() {
             ErrorKind::NotFound => ApiError::NotFound(e.to_string()),
             ErrorKind::BadInput => ApiError::BadRequest(e.to_string()),
+            ErrorKind::Conflict => ApiError::Conflict(e.to_string()),
             ErrorKind::Busy => ApiError::Unavailable {
                 message: format!("the collector's store is busy, retry later: {e}"),
                 retry_after: BUSY_RETRY_SECS,

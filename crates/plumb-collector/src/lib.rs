@@ -3,7 +3,8 @@ plumb's collector: the server behind `plumb serve`.
 
 It ingests run records and output shipped from `plumb run` on every node
 (and, through its route modules, OpenTelemetry data and node reports),
-stores them in a [`plumb_store::Store`], and answers the versioned JSON
+stores them through a [`plumb_store::Backend`] (the embedded SQLite store
+unless told otherwise), and answers the versioned JSON
 query API under `/api/v1` that the CLI uses. It checks bearer tokens
 ([`auth`]), exports Prometheus metrics on `/metrics` ([`metrics`]), and
 serves HTTP or, with a certificate, HTTPS.
@@ -12,7 +13,8 @@ Tests and the demo start one in-process on a free loopback port:
 
 ```no_run
 let dir = tempfile::tempdir().unwrap();
-let config = plumb_collector::CollectorConfig::new(dir.path().to_path_buf());
+let store = plumb_store::SqliteConnector::new(dir.path());
+let config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(store));
 let handle = plumb_collector::spawn(config).unwrap();
 println!("collector on http://{}", handle.addr());
 handle.shutdown();
@@ -50,8 +52,8 @@ use std::path::PathBuf;
 /// How a collector runs.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    /// The store directory.
-    pub data: PathBuf,
+    /// Where the store is and how to open it.
+    pub store: std::sync::Arc<dyn plumb_store::Connector>,
     /// TLS certificate chain and private key (PEM files); plain HTTP without.
     pub tls: Option<TlsFiles>,
     /// Switch auth off entirely, and allow non-loopback listening without
@@ -89,16 +91,11 @@ pub struct ServerLimits {
     /// Host names (or `name:port`) the collector answers to besides
     /// loopback names and the addresses it listens on (`--allow-host`).
     pub allowed_hosts: Vec<String>,
-    /// How long the store's writer waits for another process holding the
-    /// database (a backup, a `plumb` command on the same file) before the
-    /// request gets 503 with Retry-After.
-    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for ServerLimits {
     /// 10 s for headers, 60 s for a body, 1024 connections, 1 GiB of
-    /// ingest memory, OTLP's default limits, no extra hosts, 30 s for a
-    /// busy store.
+    /// ingest memory, OTLP's default limits, no extra hosts.
     fn default() -> ServerLimits {
         ServerLimits {
             header_timeout: std::time::Duration::from_secs(10),
@@ -107,7 +104,6 @@ impl Default for ServerLimits {
             ingest_memory: 1 << 30,
             otlp: plumb_otlp::Limits::default(),
             allowed_hosts: Vec::new(),
-            busy_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -123,9 +119,9 @@ pub struct TlsFiles {
 
 impl CollectorConfig {
     /// Defaults: plain HTTP, auth as described in [`auth`], 4 readers.
-    pub fn new(data: PathBuf) -> CollectorConfig {
+    pub fn new(store: std::sync::Arc<dyn plumb_store::Connector>) -> CollectorConfig {
         CollectorConfig {
-            data,
+            store,
             tls: None,
             insecure: false,
             readers: 4,
@@ -180,7 +176,7 @@ impl AppState {
     /// Opens the store in `config.data` and builds the shared state.
     /// `non_loopback` is whether any listener is on a non-loopback address.
     pub fn open(config: &CollectorConfig, non_loopback: bool) -> Result<AppState, CollectorError> {
-        let db = Db::open(&config.data, config.readers, config.limits.busy_timeout)?;
+        let db = Db::open(&*config.store, config.readers)?;
         Ok(AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),

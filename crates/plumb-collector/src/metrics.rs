@@ -19,7 +19,8 @@ use prometheus_client::registry::{Metric, Registry};
 use std::sync::{Arc, Mutex};
 
 /// A closure that refreshes gauges from the store before a scrape.
-pub type ScrapeHook = Arc<dyn Fn(&plumb_store::Store) -> plumb_store::Result<()> + Send + Sync>;
+pub type ScrapeHook =
+    Arc<dyn Fn(&dyn plumb_store::Backend) -> plumb_store::Result<()> + Send + Sync>;
 
 /// Labels of per-endpoint metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

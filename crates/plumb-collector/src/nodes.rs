@@ -212,7 +212,7 @@ pub fn views(rows: Vec<NodeRow>) -> Vec<NodeView> {
 /// its group), its state history and its runs in progress; `None` when no
 /// node of that name has reported.
 pub fn node_detail(
-    store: &plumb_store::Store,
+    store: &dyn plumb_store::Backend,
     name: &str,
 ) -> plumb_store::Result<Option<NodeDetail>> {
     let Some(row) = store.node(name)? else {
@@ -358,7 +358,7 @@ async fn list(_: Viewer, State(state): State<AppState>) -> Result<Json<Vec<NodeS
 /// Every node the store knows, with its state and φ now: what
 /// `GET /api/v1/nodes` answers, and what `plumb nodes --local` prints on
 /// the collector's own machine.
-pub fn node_statuses(store: &plumb_store::Store) -> plumb_store::Result<Vec<NodeStatus>> {
+pub fn node_statuses(store: &dyn plumb_store::Backend) -> plumb_store::Result<Vec<NodeStatus>> {
     let now = Timestamp::now();
     Ok(store
         .nodes()?

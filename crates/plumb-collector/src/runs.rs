@@ -340,7 +340,7 @@ async fn output(
             // "finished" has also been given all of the output.
             let run_state = s.get_run(id)?.state;
             let mut buf = Vec::new();
-            s.replay_output(id, only, &mut cursor, |piece| {
+            s.replay_output(id, only, &mut cursor, &mut |piece| {
                 encode_replayed(&mut buf, piece);
                 Ok(())
             })?;

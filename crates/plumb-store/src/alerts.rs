@@ -38,9 +38,8 @@ pub struct JobOutcomes {
     pub last_host: String,
 }
 
-impl Store {
-    /// Every stored alert (pending, firing and kept resolved ones).
-    pub fn alert_rows(&self) -> Result<Vec<AlertRow>> {
+impl crate::backend::Alerts for Store {
+    fn alert_rows(&self) -> Result<Vec<AlertRow>> {
         let mut st = self.conn().prepare(
             "SELECT fingerprint, name, severity, state, labels, annotations, active_ns,
                     starts_ns, ends_ns, last_notified_ns, notified_state
@@ -99,10 +98,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Inserts or replaces alerts (by fingerprint) and deletes others, in
-    /// one transaction: one evaluation's outcome is stored whole or not at
-    /// all.
-    pub fn put_alert_rows(&self, rows: &[AlertRow], delete: &[String]) -> Result<()> {
+    fn put_alert_rows(&self, rows: &[AlertRow], delete: &[String]) -> Result<()> {
         let tx = self.conn().unchecked_transaction()?;
         {
             let mut put = tx.prepare_cached(
@@ -136,9 +132,7 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets resolved alerts that ended before `before`, and all but the
-    /// `keep` most recent resolved ones, so the history stays bounded.
-    pub fn prune_resolved_alerts(&self, before: Timestamp, keep: usize) -> Result<usize> {
+    fn prune_resolved_alerts(&self, before: Timestamp, keep: usize) -> Result<usize> {
         let n = self.conn().execute(
             "DELETE FROM alerts WHERE state = 'resolved' AND (ends_ns < ?1 OR fingerprint IN (
                 SELECT fingerprint FROM alerts WHERE state = 'resolved'
@@ -148,8 +142,7 @@ impl Store {
         Ok(n)
     }
 
-    /// Stores the effective rules (JSON), replacing the previous ones.
-    pub fn set_alert_rules(&self, json: &str) -> Result<()> {
+    fn set_alert_rules(&self, json: &str) -> Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO alert_rules (id, rules) VALUES (1, ?1)",
             [json],
@@ -157,8 +150,7 @@ impl Store {
         Ok(())
     }
 
-    /// The effective rules as last stored (JSON), if any.
-    pub fn alert_rules(&self) -> Result<Option<String>> {
+    fn alert_rules(&self) -> Result<Option<String>> {
         Ok(self
             .conn()
             .query_row("SELECT rules FROM alert_rules WHERE id = 1", [], |r| {
@@ -167,12 +159,8 @@ impl Store {
             .optional()?)
     }
 
-    /// Records a disk sample unless the mount's last one is less than
-    /// `min_gap_ns` older, then drops samples older than `window_start` and
-    /// all but the `keep` newest of the mount. Returns whether it was
-    /// recorded.
     #[allow(clippy::too_many_arguments)]
-    pub fn add_disk_sample(
+    fn add_disk_sample(
         &self,
         node: &str,
         mount: &str,
@@ -207,8 +195,7 @@ impl Store {
         Ok(true)
     }
 
-    /// A mount's samples `(time, available bytes)`, oldest first.
-    pub fn disk_samples(&self, node: &str, mount: &str) -> Result<Vec<(Timestamp, u64)>> {
+    fn disk_samples(&self, node: &str, mount: &str) -> Result<Vec<(Timestamp, u64)>> {
         let mut st = self.conn().prepare_cached(
             "SELECT t_ns, available FROM disk_samples WHERE node = ?1 AND mount = ?2 ORDER BY t_ns",
         )?;
@@ -221,17 +208,14 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Drops the samples of mounts no node reports any more.
-    pub fn forget_disk_samples_before(&self, before: Timestamp) -> Result<usize> {
+    fn forget_disk_samples_before(&self, before: Timestamp) -> Result<usize> {
         Ok(self.conn().execute(
             "DELETE FROM disk_samples WHERE t_ns < ?1",
             [before.as_nanos()],
         )?)
     }
 
-    /// For every run name with a run started since `since`, the outcomes of
-    /// its `last` most recent finished runs.
-    pub fn job_outcomes(&self, since: Timestamp, last: u32) -> Result<Vec<JobOutcomes>> {
+    fn job_outcomes(&self, since: Timestamp, last: u32) -> Result<Vec<JobOutcomes>> {
         let mut names = self
             .conn()
             .prepare_cached("SELECT DISTINCT name FROM runs WHERE started_ns >= ?1")?;
@@ -260,92 +244,5 @@ impl Store {
             });
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn row(fp: &str, state: AlertState, ends: Option<i64>) -> AlertRow {
-        AlertRow {
-            alert: Alert {
-                fingerprint: fp.into(),
-                name: "NodeDown".into(),
-                severity: Severity::Critical,
-                state,
-                labels: BTreeMap::from([("node".to_string(), "n1".to_string())]),
-                annotations: Annotations {
-                    summary: "s".into(),
-                    description: "d".into(),
-                },
-                starts_at: Timestamp::from_nanos(10),
-                ends_at: ends.map(Timestamp::from_nanos),
-                last_notified: Some(Timestamp::from_nanos(11)),
-            },
-            active_since: Timestamp::from_nanos(5),
-            notified: Some(AlertState::Firing),
-        }
-    }
-
-    #[test]
-    fn alerts_round_trip_and_resolved_history_is_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let firing = row("a", AlertState::Firing, None);
-        store
-            .put_alert_rows(
-                &[
-                    firing.clone(),
-                    row("b", AlertState::Resolved, Some(100)),
-                    row("c", AlertState::Resolved, Some(200)),
-                    row("d", AlertState::Resolved, Some(300)),
-                ],
-                &[],
-            )
-            .unwrap();
-        let all = store.alert_rows().unwrap();
-        assert_eq!(all.len(), 4);
-        assert_eq!(
-            all.iter().find(|r| r.alert.fingerprint == "a"),
-            Some(&firing)
-        );
-        // Ended before 150: b goes; keep 1 of the rest: d stays.
-        store
-            .prune_resolved_alerts(Timestamp::from_nanos(150), 1)
-            .unwrap();
-        let mut left: Vec<_> = store
-            .alert_rows()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.alert.fingerprint)
-            .collect();
-        left.sort();
-        assert_eq!(left, vec!["a", "d"]);
-        store.put_alert_rows(&[], &["a".to_string()]).unwrap();
-        assert_eq!(store.alert_rows().unwrap().len(), 1);
-        store.set_alert_rules("[1]").unwrap();
-        store.set_alert_rules("[2]").unwrap();
-        assert_eq!(store.alert_rules().unwrap().as_deref(), Some("[2]"));
-    }
-
-    #[test]
-    fn disk_samples_are_thinned_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let t = Timestamp::from_nanos;
-        for i in 0..20 {
-            store
-                .add_disk_sample("n", "/", t(i * 10), 1000 - i as u64, 2000, 20, t(0), 5)
-                .unwrap();
-        }
-        // One in two was too close to the previous; five kept.
-        let s = store.disk_samples("n", "/").unwrap();
-        assert_eq!(
-            s.iter().map(|x| x.0.as_nanos()).collect::<Vec<_>>(),
-            vec![100, 120, 140, 160, 180]
-        );
-        assert!(store.disk_samples("n", "/other").unwrap().is_empty());
     }
 }

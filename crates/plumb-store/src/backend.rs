@@ -1,19 +1,419 @@
-//! What the collector and the CLI need from a store, as one trait, so a
-//! server database (PostgreSQL) can stand beside the embedded SQLite store,
-//! and the CLI can read a remote collector the same way it reads the local
-//! store.
+//! The storage boundary: what the collector and the CLI need from a store,
+//! as one trait per concern, so a server database (PostgreSQL) can stand
+//! beside the embedded SQLite [`Store`] without anything above this crate
+//! changing.
+//!
+//! Every method returns [`StoreError`], whose [`ErrorKind`](crate::ErrorKind)
+//! is backend-neutral; a backend reads the kind from its own codes when it
+//! makes the error. [`Backend`] is every concern together: the collector
+//! holds `dyn Backend` and never names SQLite. The behaviour each backend
+//! must show is one test suite, `plumb-store-conformance`, run against
+//! every backend.
 
+use crate::alerts::{AlertRow, JobOutcomes};
+use crate::chunk::SealedChunk;
+use crate::dash::{RunQuery, RunsPage};
 use crate::error::{Result, StoreError};
+use crate::insights::{Drained, NewOccurrence};
+use crate::nodes::NodeRow;
+use crate::spool::{ImportError, ImportStats};
+use crate::telemetry::{Ingested, PreparedLogs, prepare_logs};
+use crate::tokens::TokenInfo;
 use crate::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, Store};
-use plumb_model::telemetry::{Hit, LogLine, Trace};
-use plumb_model::{Fingerprint, Run, RunState, Stream, Uuid};
+use plumb_model::insights::{
+    DurationStats, ErrorGroup, ErrorGroupDetail, ErrorQuery, ErrorStatus, RunDuration, SlowConfig,
+    SlowRun,
+};
+use plumb_model::node::{NodeReport, NodeState, NodeTransition};
+use plumb_model::telemetry::{Hit, LogBatch, LogLine, MetricPoint, Span, Trace};
+use plumb_model::{Exception, Fingerprint, Run, RunState, Stream, Timestamp, Uuid};
+use std::collections::HashSet;
 
 /// Where replayed output goes: each read's stream, time and bytes, and the
 /// gap over the output cap in its place.
 pub type OutputSink<'a> = dyn FnMut(Replayed<'_>) -> std::io::Result<()> + 'a;
 
-/// Reading runs, their output and fingerprints. Implemented by [`Store`]
-/// (SQLite) and by the collector's HTTP client.
+/// Run records, their fingerprints, and finding runs: what `plumb run`
+/// records and every run list reads.
+pub trait Runs {
+    /// Inserts or replaces a run record (by id), with its tags.
+    fn put_run(&self, run: &Run) -> Result<()>;
+
+    /// Inserts or replaces many run records in one transaction.
+    fn put_runs(&self, runs: &[Run]) -> Result<()>;
+
+    /// Stores a fingerprint under its hash (once).
+    fn put_fingerprint(&self, hash: &str, fp: &Fingerprint) -> Result<()>;
+
+    /// The fingerprint with this hash, if stored.
+    fn get_fingerprint(&self, hash: &str) -> Result<Option<Fingerprint>>;
+
+    /// The fingerprint a run refers to, if it has one and it is stored.
+    fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>>;
+
+    /// The run with this id.
+    fn get_run(&self, id: Uuid) -> Result<Run>;
+
+    /// Resolves a run reference: a full id, a unique prefix of one (with or
+    /// without hyphens, at least 4 hex digits), `last`, or `last~N` (the Nth
+    /// run before the last).
+    fn resolve(&self, reference: &str) -> Result<Uuid>;
+
+    /// Runs matching `filter`, newest first.
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+
+    /// How many runs are stored.
+    fn count_runs(&self) -> Result<u64>;
+
+    /// How many runs are stored in each state (states with none omitted).
+    fn count_runs_by_state(&self) -> Result<Vec<(RunState, u64)>>;
+
+    /// One page of runs matching `q`, newest first.
+    fn runs_page(&self, q: &RunQuery) -> Result<RunsPage>;
+
+    /// The run of the same name that started last before `run_id` did.
+    fn previous_run(&self, run_id: Uuid) -> Result<Option<Uuid>>;
+
+    /// Which of `ids` are stored runs (log records of programs outside any
+    /// run carry ids that are not).
+    fn existing_runs(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>>;
+
+    /// Imports a body of spool frames (the format of a spool file) in one
+    /// transaction: all of it or, on any bad frame, nothing. Output chunks
+    /// and fingerprints belong to the run record before them. Idempotent:
+    /// a repeated body stores nothing new.
+    fn import_frames(&self, bytes: &[u8]) -> std::result::Result<ImportStats, ImportError>;
+}
+
+/// Programs' output: stored as sealed chunks, replayed in order, searched
+/// with the per-chunk word filters pushed down.
+pub trait Output {
+    /// Stores output chunks of a run. Chunks already stored (same run,
+    /// stream and part) are skipped, so replays are harmless.
+    fn put_chunks(&self, run_id: Uuid, host: &str, chunks: &[SealedChunk]) -> Result<()>;
+
+    /// Replays a run's output in the order it was produced, calling `out`
+    /// with each read's stream, time and bytes, and with the gap where
+    /// output over the run's cap was dropped (once, in its place). With
+    /// `only`, one stream. `cursor` carries the position between calls
+    /// (for following a live run); pass `OutputCursor::default()` to start
+    /// at the beginning.
+    fn replay_output(
+        &self,
+        run_id: Uuid,
+        only: Option<Stream>,
+        cursor: &mut OutputCursor,
+        out: &mut OutputSink<'_>,
+    ) -> Result<()>;
+
+    /// Records matching `opts.text`: lines of recorded output (newest
+    /// chunks first), then log records (newest chunks first), then spans
+    /// (newest first), of the kinds `opts` wants, at most `opts.limit`.
+    fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>>;
+
+    /// Builds and stores the word filters of up to `max_chunks` chunks that
+    /// were stored without one (see [`chunk::IndexPolicy`]); returns how many
+    /// it indexed. Search does this on its own for the chunks it scans; this
+    /// lets a quiet moment do it ahead of a search.
+    fn index_pending(&self, max_chunks: usize) -> Result<usize>;
+}
+
+/// What programs send over OTLP: log records, spans and metric points.
+pub trait Telemetry {
+    /// Stores log batches in one transaction; see [`prepare_logs`].
+    fn put_logs(&self, batches: &[LogBatch]) -> Result<Ingested> {
+        let counts = self.put_prepared_logs(&[prepare_logs(batches)])?;
+        Ok(counts.into_iter().next().unwrap_or_default())
+    }
+
+    /// Stores prepared log records of several requests in one transaction,
+    /// skipping records already stored. Returns the counts per request, in
+    /// order.
+    fn put_prepared_logs(&self, requests: &[PreparedLogs]) -> Result<Vec<Ingested>>;
+
+    /// Stores spans (once each: a retried span is skipped). Returns how many
+    /// were new.
+    fn put_spans(&self, spans: &[Span]) -> Result<usize>;
+
+    /// Stores metric points (once each per name, series and time). Returns
+    /// how many were new.
+    fn put_metric_points(&self, points: &[MetricPoint]) -> Result<usize>;
+
+    /// Log lines of a run, oldest first, at most `limit` (0: all).
+    fn run_logs(&self, run_id: Uuid, limit: usize) -> Result<Vec<LogLine>>;
+
+    /// Log lines of a source that is not a run (`service@host`), oldest
+    /// first, at most `limit` (0: all).
+    fn source_logs(&self, source: &str, limit: usize) -> Result<Vec<LogLine>>;
+
+    /// Spans of a run, by start time.
+    fn run_spans(&self, run_id: Uuid) -> Result<Vec<Span>>;
+
+    /// Spans of a trace, by start time.
+    fn trace_spans(&self, trace_id: &str) -> Result<Vec<Span>>;
+
+    /// Points of a metric at or after `since`, oldest first, at most
+    /// `limit` (0: all).
+    fn metric_points(
+        &self,
+        name: &str,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<MetricPoint>>;
+
+    /// Number of log records stored.
+    fn count_log_records(&self) -> Result<u64>;
+
+    /// Whether a run has any log records or spans (used to say where to
+    /// look for them).
+    fn run_has_telemetry(&self, run_id: Uuid) -> Result<bool>;
+
+    /// The trace id a reference names: a trace id, or a unique prefix of
+    /// one (at least 4 hex digits), among the stored spans. A full id with
+    /// no span stored still names its trace when log records carry it.
+    fn resolve_trace(&self, reference: &str) -> Result<String>;
+
+    /// A trace: its spans and the log records made inside it (those whose
+    /// line carries its `trace_id=`), found by a word search of the log
+    /// chunks around the trace's time, so the word filters skip the rest.
+    fn trace(&self, reference: &str) -> Result<Trace>;
+}
+
+/// Node agents' heartbeats and the states detected from them.
+pub trait Nodes {
+    /// Records a heartbeat that arrived at `received`: the report replaces
+    /// the previous one and the inter-arrival time joins the window. A
+    /// first heartbeat creates the node in `initial` state and records that
+    /// transition. Returns the node as now stored.
+    fn put_node_report(
+        &self,
+        report: &NodeReport,
+        received: Timestamp,
+        initial: NodeState,
+    ) -> Result<NodeRow>;
+
+    /// Moves a node to `to` at `at`, recording the transition; does nothing
+    /// when it is already in that state. Returns whether it changed.
+    fn set_node_state(&self, name: &str, to: NodeState, at: Timestamp, phi: f64) -> Result<bool>;
+
+    /// Every node, by name.
+    fn nodes(&self) -> Result<Vec<NodeRow>>;
+
+    /// One node.
+    fn node(&self, name: &str) -> Result<Option<NodeRow>>;
+
+    /// State transitions, oldest first: of one node or all, at most `limit`
+    /// (the most recent ones).
+    fn node_transitions(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeTransition>>;
+}
+
+/// Alert rules, the alerts raised from them, and the samples they read.
+pub trait Alerts {
+    /// Every stored alert (pending, firing and kept resolved ones).
+    fn alert_rows(&self) -> Result<Vec<AlertRow>>;
+
+    /// Inserts or replaces alerts (by fingerprint) and deletes others, in
+    /// one transaction: one evaluation's outcome is stored whole or not at
+    /// all.
+    fn put_alert_rows(&self, rows: &[AlertRow], delete: &[String]) -> Result<()>;
+
+    /// Forgets resolved alerts that ended before `before`, and all but the
+    /// `keep` most recent resolved ones, so the history stays bounded.
+    fn prune_resolved_alerts(&self, before: Timestamp, keep: usize) -> Result<usize>;
+
+    /// Stores the effective rules (JSON), replacing the previous ones.
+    fn set_alert_rules(&self, json: &str) -> Result<()>;
+
+    /// The effective rules as last stored (JSON), if any.
+    fn alert_rules(&self) -> Result<Option<String>>;
+
+    /// Records a disk sample unless the mount's last one is less than
+    /// `min_gap_ns` older, then drops samples older than `window_start` and
+    /// all but the `keep` newest of the mount. Returns whether it was
+    /// recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn add_disk_sample(
+        &self,
+        node: &str,
+        mount: &str,
+        at: Timestamp,
+        available: u64,
+        total: u64,
+        min_gap_ns: i64,
+        window_start: Timestamp,
+        keep: usize,
+    ) -> Result<bool>;
+
+    /// A mount's samples `(time, available bytes)`, oldest first.
+    fn disk_samples(&self, node: &str, mount: &str) -> Result<Vec<(Timestamp, u64)>>;
+
+    /// Drops the samples of mounts no node reports any more.
+    fn forget_disk_samples_before(&self, before: Timestamp) -> Result<usize>;
+
+    /// For every run name with a run started since `since`, the outcomes of
+    /// its `last` most recent finished runs.
+    fn job_outcomes(&self, since: Timestamp, last: u32) -> Result<Vec<JobOutcomes>>;
+}
+
+/// API tokens and dashboard sessions, by hash (never the secret).
+pub trait Tokens {
+    /// Stores a token's hash with its role and label.
+    fn add_token(&self, hash: &[u8; 32], role: &str, name: &str) -> Result<()>;
+
+    /// Every stored token, oldest first.
+    fn tokens(&self) -> Result<Vec<TokenInfo>>;
+
+    /// Deletes the token with this hash, so it stops working (a running
+    /// collector rereads its tokens every second). Returns whether it
+    /// existed.
+    /// Its dashboard sessions go with it.
+    fn delete_token(&self, hash: &[u8; 32]) -> Result<bool>;
+
+    /// Stores a dashboard session (the hash of its id) opened with the
+    /// token whose hash is `token`.
+    fn add_session(&self, hash: &[u8; 32], token: &[u8; 32]) -> Result<()>;
+
+    /// Deletes a dashboard session (logging out). Returns whether it
+    /// existed.
+    fn delete_session(&self, hash: &[u8; 32]) -> Result<bool>;
+
+    /// The (session hash, role) of every session opened since `since` whose
+    /// token still exists.
+    fn session_hashes(&self, since: Timestamp) -> Result<Vec<([u8; 32], String)>>;
+
+    /// The (hash, role) of every stored token.
+    fn token_hashes(&self) -> Result<Vec<([u8; 32], String)>>;
+}
+
+/// Error groups and run-duration statistics (slow runs).
+pub trait Insights {
+    /// Files occurrences in one transaction; returns how many were new
+    /// (occurrences whose key was stored before are skipped).
+    fn record_error_occurrences(&self, occurrences: &[NewOccurrence]) -> Result<usize>;
+
+    /// Takes up to `limit` queued failed runs, files the exception of each
+    /// that has one under `fingerprint(exception)`, and removes them from
+    /// the queue, in one transaction. The fingerprint function is passed in
+    /// so that grouping always uses the current parser's fingerprint, even
+    /// for runs recorded by an older plumb.
+    fn drain_error_queue(
+        &self,
+        limit: usize,
+        fingerprint: &dyn Fn(&Exception) -> String,
+    ) -> Result<Drained>;
+
+    /// Failed runs waiting to be grouped.
+    fn error_queue_len(&self) -> Result<u64>;
+
+    /// Resolves groups with no occurrence for `quiet_s` seconds before
+    /// `now` (their resolution time is the end of the quiet period);
+    /// returns how many.
+    fn auto_resolve_error_groups(&self, now: Timestamp, quiet_s: u64) -> Result<usize>;
+
+    /// The full fingerprint of the one error group whose fingerprint starts
+    /// with `prefix` (as run ids take unique prefixes); `None` when no group
+    /// does, an [`StoreError::Ambiguous`] error naming some when several do.
+    fn resolve_error_fingerprint(&self, prefix: &str) -> Result<Option<String>>;
+
+    /// Marks a group resolved at `at`; `fingerprint` may be a unique
+    /// prefix. Returns false when there is no such group.
+    fn resolve_error_group(&self, fingerprint: &str, at: Timestamp) -> Result<bool>;
+
+    /// Groups matching `q`, most recently seen first.
+    fn error_groups(&self, q: &ErrorQuery) -> Result<Vec<ErrorGroup>>;
+
+    /// One group (by fingerprint or a unique prefix of one) with its latest
+    /// `recent` occurrences, counts per host and its sample exception;
+    /// `None` when there is no such group.
+    fn error_group(
+        &self,
+        fingerprint: &str,
+        now: Timestamp,
+        new_window_s: u64,
+        recent: usize,
+    ) -> Result<Option<ErrorGroupDetail>>;
+
+    /// Groups by status and the occurrences of all groups, for `/metrics`.
+    fn error_group_counts(
+        &self,
+        now: Timestamp,
+        new_window_s: u64,
+    ) -> Result<(Vec<(ErrorStatus, u64)>, u64)>;
+
+    /// Median and 95th percentile duration of the latest `window`
+    /// successful runs named `name`.
+    fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats>;
+
+    /// Runs in progress at `now` that have been running longer than
+    /// `config.factor` x the p95 of their name (names with at least
+    /// `config.min_history` successful runs), highest factor first.
+    fn slow_runs(&self, now: Timestamp, config: &SlowConfig) -> Result<Vec<SlowRun>>;
+
+    /// A run's duration (elapsed so far while it runs) against its name's
+    /// statistics.
+    fn run_duration(&self, run_id: Uuid, now: Timestamp, window: usize) -> Result<RunDuration>;
+}
+
+/// Every concern together: what a collector serves from. Implemented for
+/// every type that implements each concern, so a backend implements the
+/// concern traits and gets this for free.
+pub trait Backend: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Send {}
+
+impl<T: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Send> Backend for T {}
+
+/// How a server opens its store: one connection for the writer and as many
+/// readers as it wants. The collector takes this, so it never knows which
+/// database is behind it.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Where the store is, for messages (a path, or a URL without its
+    /// password).
+    fn describe(&self) -> String;
+    /// A connection that writes.
+    fn writer(&self) -> Result<Box<dyn Backend>>;
+    /// A connection that only reads; it sees every write committed before
+    /// it reads.
+    fn reader(&self) -> Result<Box<dyn Backend>>;
+}
+
+/// The embedded store in a directory, as a [`Connector`]: the writer opens
+/// it read-write (creating it), readers open it read-only, and a write
+/// waits up to `busy_timeout` for another process holding the file.
+#[derive(Debug, Clone)]
+pub struct SqliteConnector {
+    /// The store directory.
+    pub dir: std::path::PathBuf,
+    /// How long a write waits for another connection's lock.
+    pub busy_timeout: std::time::Duration,
+}
+
+impl SqliteConnector {
+    /// The store in `dir`, with writes waiting up to 30 s for another
+    /// connection's lock.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> SqliteConnector {
+        SqliteConnector {
+            dir: dir.into(),
+            busy_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+impl Connector for SqliteConnector {
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+    fn writer(&self) -> Result<Box<dyn Backend>> {
+        let store = Store::open(&self.dir)?;
+        store.set_busy_timeout(self.busy_timeout)?;
+        Ok(Box::new(store))
+    }
+    fn reader(&self) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(Store::open_read_only(&self.dir)?))
+    }
+}
+
+/// Reading runs, their output and fingerprints, with the error of whoever
+/// answers: implemented by every [`Backend`] and by the collector's HTTP
+/// client, so the CLI reads a remote collector as it reads the local store.
 pub trait RunStore {
     /// The backend's error.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -42,29 +442,29 @@ pub trait RunStore {
     ) -> std::result::Result<(), Self::Error>;
 }
 
-impl RunStore for Store {
+impl<B: Backend + ?Sized> RunStore for B {
     type Error = StoreError;
 
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        Store::list_runs(self, filter)
+        Runs::list_runs(self, filter)
     }
     fn resolve(&self, reference: &str) -> Result<Uuid> {
-        Store::resolve(self, reference)
+        Runs::resolve(self, reference)
     }
     fn get_run(&self, id: Uuid) -> Result<Run> {
-        Store::get_run(self, id)
+        Runs::get_run(self, id)
     }
     fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>> {
-        Store::run_fingerprint(self, run)
+        Runs::run_fingerprint(self, run)
     }
     fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
-        Store::search(self, opts)
+        Output::search(self, opts)
     }
     fn trace(&self, reference: &str) -> Result<Trace> {
-        Store::trace(self, reference)
+        Telemetry::trace(self, reference)
     }
     fn run_logs(&self, id: Uuid) -> Result<Vec<LogLine>> {
-        Store::run_logs(self, id, 0)
+        Telemetry::run_logs(self, id, 0)
     }
     fn replay_output(
         &self,
@@ -73,24 +473,6 @@ impl RunStore for Store {
         cursor: &mut OutputCursor,
         out: &mut OutputSink<'_>,
     ) -> Result<()> {
-        Store::replay_output(self, run_id, only, cursor, out)
-    }
-}
-
-impl Store {
-    /// How many runs are stored in each state (states with none omitted).
-    pub fn count_runs_by_state(&self) -> Result<Vec<(RunState, u64)>> {
-        let mut st = self
-            .conn()
-            .prepare_cached("SELECT state, count(*) FROM runs GROUP BY state")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (state, n) = row?;
-            if let Ok(s) = state.parse() {
-                out.push((s, n as u64));
-            }
-        }
-        Ok(out)
+        Output::replay_output(self, run_id, only, cursor, out)
     }
 }

@@ -5,9 +5,17 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite said no.
-    #[error("store database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database behind the store said no. Backend-neutral: the kind is
+    /// read from the backend's own codes when the error is made (SQLite's
+    /// result codes, the OS errno), and the backend's error is kept as the
+    /// source for its message.
+    #[error("store database error: {source}")]
+    Database {
+        /// What kind of failure it is.
+        kind: ErrorKind,
+        /// The backend's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A file operation failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -101,15 +109,27 @@ pub enum ErrorKind {
     NotFound,
     /// The caller's input (a reference or query) is malformed or ambiguous.
     BadInput,
+    /// The write contradicts what is stored (the same identity with other
+    /// content, or a name already taken).
+    Conflict,
     /// Anything else: a fault to report, not to retry.
     Other,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database {
+            kind: sqlite_kind(&e),
+            source: Box::new(e),
+        }
+    }
 }
 
 impl StoreError {
     /// The kind of this failure; see [`ErrorKind`].
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::Sqlite(e) => sqlite_kind(e),
+            StoreError::Database { kind, .. } => *kind,
             StoreError::Io { source, .. } => io_kind(source),
             StoreError::Corrupt(_) | StoreError::Json { .. } => ErrorKind::Corrupt,
             StoreError::NoSuchRun(_) | StoreError::NoSuchTrace(_) => ErrorKind::NotFound,
@@ -132,6 +152,7 @@ fn sqlite_kind(e: &rusqlite::Error) -> ErrorKind {
         ErrorCode::SystemIoFailure => ErrorKind::Io,
         ErrorCode::ReadOnly => ErrorKind::ReadOnly,
         ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Corrupt,
+        ErrorCode::ConstraintViolation => ErrorKind::Conflict,
         _ => ErrorKind::Other,
     }
 }

@@ -69,371 +69,6 @@ const STATUS_SQL: &str = "CASE
     WHEN first_seen_ns >= ?1 - ?2 THEN 'new'
     ELSE 'ongoing' END";
 
-impl Store {
-    /// Files occurrences in one transaction; returns how many were new
-    /// (occurrences whose key was stored before are skipped).
-    pub fn record_error_occurrences(&self, occurrences: &[NewOccurrence]) -> Result<usize> {
-        if occurrences.is_empty() {
-            return Ok(0);
-        }
-        let tx = self.conn().unchecked_transaction()?;
-        let mut filed = 0;
-        for o in occurrences {
-            filed += usize::from(record_tx(&tx, o)?);
-        }
-        tx.commit()?;
-        Ok(filed)
-    }
-
-    /// Takes up to `limit` queued failed runs, files the exception of each
-    /// that has one under `fingerprint(exception)`, and removes them from
-    /// the queue, in one transaction. The fingerprint function is passed in
-    /// so that grouping always uses the current parser's fingerprint, even
-    /// for runs recorded by an older plumb.
-    pub fn drain_error_queue(
-        &self,
-        limit: usize,
-        fingerprint: &dyn Fn(&Exception) -> String,
-    ) -> Result<Drained> {
-        let tx = self.conn().unchecked_transaction()?;
-        let queued: Vec<(i64, String)> = {
-            let mut st =
-                tx.prepare_cached("SELECT id, run_id FROM error_queue ORDER BY id LIMIT ?1")?;
-            st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let mut done = Drained::default();
-        for (qid, run_id) in &queued {
-            done.taken += 1;
-            tx.execute("DELETE FROM error_queue WHERE id = ?1", [qid])?;
-            let record: Option<String> = tx
-                .query_row("SELECT record FROM runs WHERE id = ?1", [run_id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let Some(record) = record else { continue };
-            let run: Run = match serde_json::from_str(&record) {
-                Ok(r) => r,
-                Err(e) => {
-                    // One unreadable record must not block the queue.
-                    tracing::warn!(run = %run_id, error = %e, "cannot read a queued run; not grouped");
-                    continue;
-                }
-            };
-            let Some(occ) = run_occurrence(&run, fingerprint) else {
-                continue;
-            };
-            done.filed += usize::from(record_tx(&tx, &occ)?);
-        }
-        tx.commit()?;
-        Ok(done)
-    }
-
-    /// Failed runs waiting to be grouped.
-    pub fn error_queue_len(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT count(*) FROM error_queue", [], |r| r.get(0))?;
-        Ok(n as u64)
-    }
-
-    /// Resolves groups with no occurrence for `quiet_s` seconds before
-    /// `now` (their resolution time is the end of the quiet period);
-    /// returns how many.
-    pub fn auto_resolve_error_groups(&self, now: Timestamp, quiet_s: u64) -> Result<usize> {
-        let quiet = secs_ns(quiet_s);
-        let n = self.conn().execute(
-            "UPDATE error_groups SET resolved_ns = last_seen_ns + ?2
-             WHERE resolved_ns IS NULL AND last_seen_ns + ?2 <= ?1",
-            params![now.as_nanos(), quiet],
-        )?;
-        Ok(n)
-    }
-
-    /// The full fingerprint of the one error group whose fingerprint starts
-    /// with `prefix` (as run ids take unique prefixes); `None` when no group
-    /// does, an [`StoreError::Ambiguous`] error naming some when several do.
-    pub fn resolve_error_fingerprint(&self, prefix: &str) -> Result<Option<String>> {
-        let prefix = prefix.trim().to_string();
-        if prefix.is_empty() {
-            return Ok(None);
-        }
-        // A range on the primary key: every string starting with the prefix.
-        let mut st = self.conn().prepare_cached(
-            "SELECT fingerprint FROM error_groups WHERE fingerprint >= ?1 AND fingerprint < ?1 || char(1114111)
-             ORDER BY fingerprint LIMIT 6",
-        )?;
-        let found: Vec<String> = st
-            .query_map([&prefix], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.into_iter().next()),
-            n => Err(StoreError::Ambiguous {
-                prefix,
-                more: n > 5,
-                candidates: found.into_iter().take(5).collect(),
-            }),
-        }
-    }
-
-    /// Marks a group resolved at `at`; `fingerprint` may be a unique
-    /// prefix. Returns false when there is no such group.
-    pub fn resolve_error_group(&self, fingerprint: &str, at: Timestamp) -> Result<bool> {
-        let Some(fingerprint) = self.resolve_error_fingerprint(fingerprint)? else {
-            return Ok(false);
-        };
-        let n = self.conn().execute(
-            "UPDATE error_groups SET resolved_ns = ?2 WHERE fingerprint = ?1",
-            params![fingerprint, at.as_nanos()],
-        )?;
-        Ok(n == 1)
-    }
-
-    /// Groups matching `q`, most recently seen first.
-    pub fn error_groups(&self, q: &ErrorQuery) -> Result<Vec<ErrorGroup>> {
-        let sql = format!(
-            "SELECT fingerprint, kind, message, language, count, runs, first_seen_ns,
-                    last_seen_ns, resolved_ns, regressed_ns, {STATUS_SQL} AS status
-             FROM error_groups
-             WHERE last_seen_ns >= ?3 AND (?4 IS NULL OR status = ?4)
-             ORDER BY last_seen_ns DESC, fingerprint LIMIT ?5"
-        );
-        let mut st = self.conn().prepare_cached(&sql)?;
-        let rows = st.query_map(
-            params![
-                q.now.as_nanos(),
-                secs_ns(q.new_window_s),
-                q.since.map_or(i64::MIN, Timestamp::as_nanos),
-                q.status.map(ErrorStatus::as_str),
-                q.limit.min(i64::MAX as usize) as i64,
-            ],
-            group_row,
-        )?;
-        let mut groups = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut hosts = self
-            .conn()
-            .prepare_cached("SELECT host FROM error_hosts WHERE fingerprint = ?1 ORDER BY host")?;
-        for g in &mut groups {
-            g.hosts = hosts
-                .query_map([&g.fingerprint], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-        }
-        Ok(groups)
-    }
-
-    /// One group (by fingerprint or a unique prefix of one) with its latest
-    /// `recent` occurrences, counts per host and its sample exception;
-    /// `None` when there is no such group.
-    pub fn error_group(
-        &self,
-        fingerprint: &str,
-        now: Timestamp,
-        new_window_s: u64,
-        recent: usize,
-    ) -> Result<Option<ErrorGroupDetail>> {
-        let Some(fingerprint) = self.resolve_error_fingerprint(fingerprint)? else {
-            return Ok(None);
-        };
-        let fingerprint = fingerprint.as_str();
-        let sql = format!(
-            "SELECT fingerprint, kind, message, language, count, runs, first_seen_ns,
-                    last_seen_ns, resolved_ns, regressed_ns, {STATUS_SQL} AS status, sample
-             FROM error_groups WHERE fingerprint = ?3"
-        );
-        let found = self
-            .conn()
-            .query_row(
-                &sql,
-                params![now.as_nanos(), secs_ns(new_window_s), fingerprint],
-                |r| Ok((group_row(r)?, r.get::<_, String>(11)?)),
-            )
-            .optional()?;
-        let Some((mut group, sample)) = found else {
-            return Ok(None);
-        };
-        let sample: Exception =
-            serde_json::from_str(&sample).map_err(|source| StoreError::Json {
-                id: format!("error group {fingerprint}"),
-                source,
-            })?;
-        let by_host: Vec<HostCount> = {
-            let mut st = self.conn().prepare_cached(
-                "SELECT host, count FROM error_hosts WHERE fingerprint = ?1
-                 ORDER BY count DESC, host",
-            )?;
-            st.query_map([fingerprint], |r| {
-                Ok(HostCount {
-                    host: r.get(0)?,
-                    count: r.get::<_, i64>(1)? as u64,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        group.hosts = by_host.iter().map(|h| h.host.clone()).collect();
-        group.hosts.sort();
-        let occurrences = {
-            let mut st = self.conn().prepare_cached(
-                "SELECT run_id, host, at_ns, source FROM error_events
-                 WHERE fingerprint = ?1 ORDER BY at_ns DESC LIMIT ?2",
-            )?;
-            st.query_map(params![fingerprint, recent as i64], |r| {
-                let run: Option<String> = r.get(0)?;
-                let source: String = r.get(3)?;
-                Ok(ErrorOccurrence {
-                    run_id: run.and_then(|s| Uuid::parse_str(&s).ok()),
-                    host: r.get(1)?,
-                    at: Timestamp::from_nanos(r.get(2)?),
-                    source: if source == "otlp" {
-                        OccurrenceSource::Otlp
-                    } else {
-                        OccurrenceSource::Run
-                    },
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        Ok(Some(ErrorGroupDetail {
-            group,
-            occurrences,
-            by_host,
-            sample,
-        }))
-    }
-
-    /// Groups by status and the occurrences of all groups, for `/metrics`.
-    pub fn error_group_counts(
-        &self,
-        now: Timestamp,
-        new_window_s: u64,
-    ) -> Result<(Vec<(ErrorStatus, u64)>, u64)> {
-        let sql = format!(
-            "SELECT {STATUS_SQL} AS status, count(*), coalesce(sum(count), 0)
-             FROM error_groups GROUP BY status"
-        );
-        let mut st = self.conn().prepare_cached(&sql)?;
-        let mut by_status = Vec::new();
-        let mut total = 0u64;
-        let rows = st.query_map(params![now.as_nanos(), secs_ns(new_window_s)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (status, groups, occurrences) = row?;
-            if let Ok(s) = status.parse() {
-                by_status.push((s, groups as u64));
-            }
-            total += occurrences as u64;
-        }
-        Ok((by_status, total))
-    }
-
-    /// Median and 95th percentile duration of the latest `window`
-    /// successful runs named `name`.
-    pub fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats> {
-        // The inner query walks the runs_name index backwards and stops after
-        // a bounded number of rows, whatever the size of the table.
-        let mut st = self.conn().prepare_cached(
-            "SELECT ended_ns - started_ns FROM (
-                 SELECT state, started_ns, ended_ns FROM runs
-                 WHERE name = ?1 ORDER BY started_ns DESC LIMIT ?2)
-             WHERE state = 'succeeded' AND ended_ns IS NOT NULL LIMIT ?3",
-        )?;
-        let mut durations: Vec<i64> = st
-            .query_map(
-                params![
-                    name,
-                    (window.saturating_mul(SCAN_FACTOR)) as i64,
-                    window as i64
-                ],
-                |r| r.get(0),
-            )?
-            .collect::<rusqlite::Result<_>>()?;
-        durations.sort_unstable();
-        Ok(DurationStats {
-            name: name.to_string(),
-            n: durations.len(),
-            p50_s: percentile_s(&durations, 0.50),
-            p95_s: percentile_s(&durations, 0.95),
-        })
-    }
-
-    /// Runs in progress at `now` that have been running longer than
-    /// `config.factor` x the p95 of their name (names with at least
-    /// `config.min_history` successful runs), highest factor first.
-    pub fn slow_runs(&self, now: Timestamp, config: &SlowConfig) -> Result<Vec<SlowRun>> {
-        let min_elapsed_ns = (config.min_elapsed_s.max(0.0) * 1e9) as i64;
-        let running: Vec<(String, String, String, i64)> = {
-            let mut st = self.conn().prepare_cached(
-                "SELECT id, name, host, started_ns FROM runs
-                 WHERE state = 'running' AND started_ns <= ?1",
-            )?;
-            st.query_map([now.as_nanos().saturating_sub(min_elapsed_ns)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        let mut stats: HashMap<String, DurationStats> = HashMap::new();
-        let mut slow = Vec::new();
-        for (id, name, host, started_ns) in running {
-            if !stats.contains_key(&name) {
-                let s = self.duration_stats(&name, config.window)?;
-                stats.insert(name.clone(), s);
-            }
-            let s = &stats[&name];
-            if s.n < config.min_history.max(1) || s.p95_s <= 0.0 {
-                continue;
-            }
-            let elapsed_s = (now.as_nanos() - started_ns) as f64 / 1e9;
-            if elapsed_s <= config.factor * s.p95_s {
-                continue;
-            }
-            let Ok(run_id) = Uuid::parse_str(&id) else {
-                continue;
-            };
-            slow.push(SlowRun {
-                run_id,
-                name,
-                host,
-                started: Timestamp::from_nanos(started_ns),
-                elapsed_s,
-                p50_s: s.p50_s,
-                p95_s: s.p95_s,
-                factor: elapsed_s / s.p95_s,
-            });
-        }
-        slow.sort_by(|a, b| b.factor.total_cmp(&a.factor));
-        Ok(slow)
-    }
-
-    /// A run's duration (elapsed so far while it runs) against its name's
-    /// statistics.
-    pub fn run_duration(&self, run_id: Uuid, now: Timestamp, window: usize) -> Result<RunDuration> {
-        let row: Option<(String, i64, Option<i64>)> = self
-            .conn()
-            .query_row(
-                "SELECT name, started_ns, ended_ns FROM runs WHERE id = ?1",
-                [run_id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let (name, started, ended) =
-            row.ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
-        let stats = self.duration_stats(&name, window)?;
-        let duration_s = (ended.unwrap_or(now.as_nanos()) - started).max(0) as f64 / 1e9;
-        let factor = (stats.p95_s > 0.0).then(|| duration_s / stats.p95_s);
-        Ok(RunDuration {
-            run_id,
-            duration_s,
-            stats,
-            factor,
-        })
-    }
-}
-
 /// The occurrence a finished run makes: its exception, filed under the
 /// fingerprint `fingerprint` computes, at the time it ended.
 pub fn run_occurrence(
@@ -552,5 +187,339 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, o: &NewOccurrence) -> Result<bool> 
     Ok(true)
 }
 
-#[cfg(test)]
-mod tests;
+impl crate::backend::Insights for Store {
+    fn record_error_occurrences(&self, occurrences: &[NewOccurrence]) -> Result<usize> {
+        if occurrences.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn().unchecked_transaction()?;
+        let mut filed = 0;
+        for o in occurrences {
+            filed += usize::from(record_tx(&tx, o)?);
+        }
+        tx.commit()?;
+        Ok(filed)
+    }
+
+    fn drain_error_queue(
+        &self,
+        limit: usize,
+        fingerprint: &dyn Fn(&Exception) -> String,
+    ) -> Result<Drained> {
+        let tx = self.conn().unchecked_transaction()?;
+        let queued: Vec<(i64, String)> = {
+            let mut st =
+                tx.prepare_cached("SELECT id, run_id FROM error_queue ORDER BY id LIMIT ?1")?;
+            st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut done = Drained::default();
+        for (qid, run_id) in &queued {
+            done.taken += 1;
+            tx.execute("DELETE FROM error_queue WHERE id = ?1", [qid])?;
+            let record: Option<String> = tx
+                .query_row("SELECT record FROM runs WHERE id = ?1", [run_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(record) = record else { continue };
+            let run: Run = match serde_json::from_str(&record) {
+                Ok(r) => r,
+                Err(e) => {
+                    // One unreadable record must not block the queue.
+                    tracing::warn!(run = %run_id, error = %e, "cannot read a queued run; not grouped");
+                    continue;
+                }
+            };
+            let Some(occ) = run_occurrence(&run, fingerprint) else {
+                continue;
+            };
+            done.filed += usize::from(record_tx(&tx, &occ)?);
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    fn error_queue_len(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM error_queue", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn auto_resolve_error_groups(&self, now: Timestamp, quiet_s: u64) -> Result<usize> {
+        let quiet = secs_ns(quiet_s);
+        let n = self.conn().execute(
+            "UPDATE error_groups SET resolved_ns = last_seen_ns + ?2
+             WHERE resolved_ns IS NULL AND last_seen_ns + ?2 <= ?1",
+            params![now.as_nanos(), quiet],
+        )?;
+        Ok(n)
+    }
+
+    fn resolve_error_fingerprint(&self, prefix: &str) -> Result<Option<String>> {
+        let prefix = prefix.trim().to_string();
+        if prefix.is_empty() {
+            return Ok(None);
+        }
+        // A range on the primary key: every string starting with the prefix.
+        let mut st = self.conn().prepare_cached(
+            "SELECT fingerprint FROM error_groups WHERE fingerprint >= ?1 AND fingerprint < ?1 || char(1114111)
+             ORDER BY fingerprint LIMIT 6",
+        )?;
+        let found: Vec<String> = st
+            .query_map([&prefix], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.into_iter().next()),
+            n => Err(StoreError::Ambiguous {
+                prefix,
+                more: n > 5,
+                candidates: found.into_iter().take(5).collect(),
+            }),
+        }
+    }
+
+    fn resolve_error_group(&self, fingerprint: &str, at: Timestamp) -> Result<bool> {
+        let Some(fingerprint) = self.resolve_error_fingerprint(fingerprint)? else {
+            return Ok(false);
+        };
+        let n = self.conn().execute(
+            "UPDATE error_groups SET resolved_ns = ?2 WHERE fingerprint = ?1",
+            params![fingerprint, at.as_nanos()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn error_groups(&self, q: &ErrorQuery) -> Result<Vec<ErrorGroup>> {
+        let sql = format!(
+            "SELECT fingerprint, kind, message, language, count, runs, first_seen_ns,
+                    last_seen_ns, resolved_ns, regressed_ns, {STATUS_SQL} AS status
+             FROM error_groups
+             WHERE last_seen_ns >= ?3 AND (?4 IS NULL OR status = ?4)
+             ORDER BY last_seen_ns DESC, fingerprint LIMIT ?5"
+        );
+        let mut st = self.conn().prepare_cached(&sql)?;
+        let rows = st.query_map(
+            params![
+                q.now.as_nanos(),
+                secs_ns(q.new_window_s),
+                q.since.map_or(i64::MIN, Timestamp::as_nanos),
+                q.status.map(ErrorStatus::as_str),
+                q.limit.min(i64::MAX as usize) as i64,
+            ],
+            group_row,
+        )?;
+        let mut groups = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut hosts = self
+            .conn()
+            .prepare_cached("SELECT host FROM error_hosts WHERE fingerprint = ?1 ORDER BY host")?;
+        for g in &mut groups {
+            g.hosts = hosts
+                .query_map([&g.fingerprint], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+        }
+        Ok(groups)
+    }
+
+    fn error_group(
+        &self,
+        fingerprint: &str,
+        now: Timestamp,
+        new_window_s: u64,
+        recent: usize,
+    ) -> Result<Option<ErrorGroupDetail>> {
+        let Some(fingerprint) = self.resolve_error_fingerprint(fingerprint)? else {
+            return Ok(None);
+        };
+        let fingerprint = fingerprint.as_str();
+        let sql = format!(
+            "SELECT fingerprint, kind, message, language, count, runs, first_seen_ns,
+                    last_seen_ns, resolved_ns, regressed_ns, {STATUS_SQL} AS status, sample
+             FROM error_groups WHERE fingerprint = ?3"
+        );
+        let found = self
+            .conn()
+            .query_row(
+                &sql,
+                params![now.as_nanos(), secs_ns(new_window_s), fingerprint],
+                |r| Ok((group_row(r)?, r.get::<_, String>(11)?)),
+            )
+            .optional()?;
+        let Some((mut group, sample)) = found else {
+            return Ok(None);
+        };
+        let sample: Exception =
+            serde_json::from_str(&sample).map_err(|source| StoreError::Json {
+                id: format!("error group {fingerprint}"),
+                source,
+            })?;
+        let by_host: Vec<HostCount> = {
+            let mut st = self.conn().prepare_cached(
+                "SELECT host, count FROM error_hosts WHERE fingerprint = ?1
+                 ORDER BY count DESC, host",
+            )?;
+            st.query_map([fingerprint], |r| {
+                Ok(HostCount {
+                    host: r.get(0)?,
+                    count: r.get::<_, i64>(1)? as u64,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        group.hosts = by_host.iter().map(|h| h.host.clone()).collect();
+        group.hosts.sort();
+        let occurrences = {
+            let mut st = self.conn().prepare_cached(
+                "SELECT run_id, host, at_ns, source FROM error_events
+                 WHERE fingerprint = ?1 ORDER BY at_ns DESC LIMIT ?2",
+            )?;
+            st.query_map(params![fingerprint, recent as i64], |r| {
+                let run: Option<String> = r.get(0)?;
+                let source: String = r.get(3)?;
+                Ok(ErrorOccurrence {
+                    run_id: run.and_then(|s| Uuid::parse_str(&s).ok()),
+                    host: r.get(1)?,
+                    at: Timestamp::from_nanos(r.get(2)?),
+                    source: if source == "otlp" {
+                        OccurrenceSource::Otlp
+                    } else {
+                        OccurrenceSource::Run
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        Ok(Some(ErrorGroupDetail {
+            group,
+            occurrences,
+            by_host,
+            sample,
+        }))
+    }
+
+    fn error_group_counts(
+        &self,
+        now: Timestamp,
+        new_window_s: u64,
+    ) -> Result<(Vec<(ErrorStatus, u64)>, u64)> {
+        let sql = format!(
+            "SELECT {STATUS_SQL} AS status, count(*), coalesce(sum(count), 0)
+             FROM error_groups GROUP BY status"
+        );
+        let mut st = self.conn().prepare_cached(&sql)?;
+        let mut by_status = Vec::new();
+        let mut total = 0u64;
+        let rows = st.query_map(params![now.as_nanos(), secs_ns(new_window_s)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (status, groups, occurrences) = row?;
+            if let Ok(s) = status.parse() {
+                by_status.push((s, groups as u64));
+            }
+            total += occurrences as u64;
+        }
+        Ok((by_status, total))
+    }
+
+    fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats> {
+        // The inner query walks the runs_name index backwards and stops after
+        // a bounded number of rows, whatever the size of the table.
+        let mut st = self.conn().prepare_cached(
+            "SELECT ended_ns - started_ns FROM (
+                 SELECT state, started_ns, ended_ns FROM runs
+                 WHERE name = ?1 ORDER BY started_ns DESC LIMIT ?2)
+             WHERE state = 'succeeded' AND ended_ns IS NOT NULL LIMIT ?3",
+        )?;
+        let mut durations: Vec<i64> = st
+            .query_map(
+                params![
+                    name,
+                    (window.saturating_mul(SCAN_FACTOR)) as i64,
+                    window as i64
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        durations.sort_unstable();
+        Ok(DurationStats {
+            name: name.to_string(),
+            n: durations.len(),
+            p50_s: percentile_s(&durations, 0.50),
+            p95_s: percentile_s(&durations, 0.95),
+        })
+    }
+
+    fn slow_runs(&self, now: Timestamp, config: &SlowConfig) -> Result<Vec<SlowRun>> {
+        let min_elapsed_ns = (config.min_elapsed_s.max(0.0) * 1e9) as i64;
+        let running: Vec<(String, String, String, i64)> = {
+            let mut st = self.conn().prepare_cached(
+                "SELECT id, name, host, started_ns FROM runs
+                 WHERE state = 'running' AND started_ns <= ?1",
+            )?;
+            st.query_map([now.as_nanos().saturating_sub(min_elapsed_ns)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        let mut stats: HashMap<String, DurationStats> = HashMap::new();
+        let mut slow = Vec::new();
+        for (id, name, host, started_ns) in running {
+            if !stats.contains_key(&name) {
+                let s = self.duration_stats(&name, config.window)?;
+                stats.insert(name.clone(), s);
+            }
+            let s = &stats[&name];
+            if s.n < config.min_history.max(1) || s.p95_s <= 0.0 {
+                continue;
+            }
+            let elapsed_s = (now.as_nanos() - started_ns) as f64 / 1e9;
+            if elapsed_s <= config.factor * s.p95_s {
+                continue;
+            }
+            let Ok(run_id) = Uuid::parse_str(&id) else {
+                continue;
+            };
+            slow.push(SlowRun {
+                run_id,
+                name,
+                host,
+                started: Timestamp::from_nanos(started_ns),
+                elapsed_s,
+                p50_s: s.p50_s,
+                p95_s: s.p95_s,
+                factor: elapsed_s / s.p95_s,
+            });
+        }
+        slow.sort_by(|a, b| b.factor.total_cmp(&a.factor));
+        Ok(slow)
+    }
+
+    fn run_duration(&self, run_id: Uuid, now: Timestamp, window: usize) -> Result<RunDuration> {
+        let row: Option<(String, i64, Option<i64>)> = self
+            .conn()
+            .query_row(
+                "SELECT name, started_ns, ended_ns FROM runs WHERE id = ?1",
+                [run_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (name, started, ended) =
+            row.ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
+        let stats = self.duration_stats(&name, window)?;
+        let duration_s = (ended.unwrap_or(now.as_nanos()) - started).max(0) as f64 / 1e9;
+        let factor = (stats.p95_s > 0.0).then(|| duration_s / stats.p95_s);
+        Ok(RunDuration {
+            run_id,
+            duration_s,
+            stats,
+            factor,
+        })
+    }
+}

@@ -10,6 +10,7 @@ that may match. Nothing outside this crate writes SQL.
 
 ```
 let dir = tempfile::tempdir().unwrap();
+use plumb_store::prelude::*;
 let store = plumb_store::Store::open(dir.path()).unwrap();
 let run = plumb_model::Run::new(plumb_model::new_id(), "job".into(), plumb_model::Timestamp::now());
 store.put_run(&run).unwrap();
@@ -29,20 +30,34 @@ pub mod insights;
 mod matcher;
 pub mod nodes;
 mod query;
+mod runs;
 mod schema;
 pub mod spool;
 pub mod telemetry;
 pub mod tokens;
 mod writer;
 
-pub use backend::{OutputSink, RunStore};
+pub use backend::{
+    Alerts, Backend, Connector, Insights, Nodes, Output, OutputSink, RunStore, Runs,
+    SqliteConnector, Telemetry, Tokens,
+};
+/// The concern traits, for code that calls a store's methods: `use
+/// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
+/// implements it, and having both in scope makes a call ambiguous.
+pub mod prelude {
+    // Anonymous, so that the glob brings the methods into scope without
+    // the names, which would clash with common ones (`std::process::Output`).
+    pub use crate::backend::{
+        Alerts as _, Insights as _, Nodes as _, Output as _, Runs as _, Telemetry as _, Tokens as _,
+    };
+}
 pub use error::{ErrorKind, Result, StoreError};
 pub use matcher::{Matcher, SearchMode};
 pub use query::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, take_kinds};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
 
 use plumb_model::{Fingerprint, Run, Uuid};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -238,140 +253,6 @@ impl Store {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Inserts or replaces a run record (by id), with its tags.
-    pub fn put_run(&self, run: &Run) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        put_run_tx(&tx, run)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Inserts or replaces many run records in one transaction.
-    pub fn put_runs(&self, runs: &[Run]) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        for run in runs {
-            put_run_tx(&tx, run)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Stores a fingerprint under its hash (once).
-    pub fn put_fingerprint(&self, hash: &str, fp: &Fingerprint) -> Result<()> {
-        put_fingerprint_conn(&self.conn, hash, fp)
-    }
-
-    /// The fingerprint a run refers to, if it has one and it is stored.
-    pub fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>> {
-        match &run.fingerprint {
-            Some(hash) => self.get_fingerprint(hash),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores output chunks of a run. Chunks already stored (same run,
-    /// stream and part) are skipped, so replays are harmless.
-    pub fn put_chunks(
-        &self,
-        run_id: Uuid,
-        host: &str,
-        chunks: &[chunk::SealedChunk],
-    ) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        put_chunks_tx(&tx, run_id, host, chunks)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The run with this id.
-    pub fn get_run(&self, id: Uuid) -> Result<Run> {
-        let json: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT record FROM runs WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let json = json.ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
-        serde_json::from_str(&json).map_err(|source| StoreError::Json {
-            id: id.to_string(),
-            source,
-        })
-    }
-
-    /// The fingerprint with this hash, if stored.
-    pub fn get_fingerprint(&self, hash: &str) -> Result<Option<Fingerprint>> {
-        let json: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT record FROM fingerprints WHERE hash = ?1",
-                [hash],
-                |r| r.get(0),
-            )
-            .optional()?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|source| StoreError::Json {
-                id: hash.to_string(),
-                source,
-            })
-        })
-        .transpose()
-    }
-
-    /// Resolves a run reference: a full id, a unique prefix of one (with or
-    /// without hyphens, at least 4 hex digits), `last`, or `last~N` (the Nth
-    /// run before the last).
-    pub fn resolve(&self, reference: &str) -> Result<Uuid> {
-        let r = reference.trim();
-        if r == "last" || r.starts_with("last~") {
-            let n: i64 = if r == "last" {
-                0
-            } else {
-                r[5..]
-                    .parse()
-                    .map_err(|_| StoreError::BadReference(reference.to_string()))?
-            };
-            let id: Option<String> = self
-                .conn
-                .query_row(
-                    "SELECT id FROM runs ORDER BY started_ns DESC, id DESC LIMIT 1 OFFSET ?1",
-                    [n],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            return id
-                .and_then(|s| Uuid::parse_str(&s).ok())
-                .ok_or_else(|| StoreError::NoSuchRun(reference.to_string()));
-        }
-        let hex: String = r
-            .chars()
-            .filter(|c| *c != '-')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if hex.len() < 4 || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::BadReference(reference.to_string()));
-        }
-        let upper = format!("{hex}g");
-        let mut st = self.conn.prepare(
-            "SELECT id FROM runs WHERE hexid >= ?1 AND hexid < ?2 ORDER BY hexid LIMIT 6",
-        )?;
-        let ids: Vec<String> = st
-            .query_map(params![hex, upper], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        match ids.as_slice() {
-            [] => Err(StoreError::NoSuchRun(reference.to_string())),
-            [one] => {
-                Uuid::parse_str(one).map_err(|_| StoreError::Corrupt(format!("bad run id {one}")))
-            }
-            many => Err(StoreError::Ambiguous {
-                prefix: reference.to_string(),
-                candidates: many.iter().take(5).cloned().collect(),
-                more: many.len() > 5,
-            }),
-        }
     }
 
     /// Imports every finished spool file in `dir` (see [`spool`]); returns

@@ -29,12 +29,72 @@ pub struct NodeRow {
     pub fingerprint: Option<String>,
 }
 
-impl Store {
-    /// Records a heartbeat that arrived at `received`: the report replaces
-    /// the previous one and the inter-arrival time joins the window. A
-    /// first heartbeat creates the node in `initial` state and records that
-    /// transition. Returns the node as now stored.
-    pub fn put_node_report(
+type RawRow = (String, String, i64, i64, String, String, Option<String>);
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn decode((name, state, since, last, report, intervals, fp): RawRow) -> Result<NodeRow> {
+    let report = serde_json::from_str(&report).map_err(|source| StoreError::Json {
+        id: format!("node {name}"),
+        source,
+    })?;
+    let intervals_ms = serde_json::from_str(&intervals).map_err(|source| StoreError::Json {
+        id: format!("node {name} intervals"),
+        source,
+    })?;
+    Ok(NodeRow {
+        state: parse_state(&state)?,
+        name,
+        since: Timestamp::from_nanos(since),
+        last_seen: Timestamp::from_nanos(last),
+        report,
+        intervals_ms,
+        fingerprint: fp,
+    })
+}
+
+fn parse_state(s: &str) -> Result<NodeState> {
+    NodeState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown node state `{s}`")))
+}
+
+fn get_node(conn: &rusqlite::Connection, name: &str) -> Result<Option<NodeRow>> {
+    let raw = conn
+        .query_row(
+            "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint FROM nodes WHERE name = ?1",
+            [name],
+            raw_row,
+        )
+        .optional()?;
+    raw.map(decode).transpose()
+}
+
+fn insert_transition(
+    conn: &rusqlite::Connection,
+    node: &str,
+    from: Option<NodeState>,
+    to: NodeState,
+    at: Timestamp,
+    phi: f64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO node_transitions (node, from_state, to_state, at_ns, phi) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![node, from.map(|s| s.as_str()), to.as_str(), at.as_nanos(), phi],
+    )?;
+    Ok(())
+}
+
+impl crate::backend::Nodes for Store {
+    fn put_node_report(
         &self,
         report: &NodeReport,
         received: Timestamp,
@@ -108,15 +168,7 @@ impl Store {
         Ok(row)
     }
 
-    /// Moves a node to `to` at `at`, recording the transition; does nothing
-    /// when it is already in that state. Returns whether it changed.
-    pub fn set_node_state(
-        &self,
-        name: &str,
-        to: NodeState,
-        at: Timestamp,
-        phi: f64,
-    ) -> Result<bool> {
+    fn set_node_state(&self, name: &str, to: NodeState, at: Timestamp, phi: f64) -> Result<bool> {
         let tx = self.conn().unchecked_transaction()?;
         let Some(row) = get_node(&tx, name)? else {
             return Err(StoreError::Corrupt(format!("no node named {name}")));
@@ -133,8 +185,7 @@ impl Store {
         Ok(true)
     }
 
-    /// Every node, by name.
-    pub fn nodes(&self) -> Result<Vec<NodeRow>> {
+    fn nodes(&self) -> Result<Vec<NodeRow>> {
         let mut st = self.conn().prepare(
             "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint FROM nodes ORDER BY name",
         )?;
@@ -146,18 +197,11 @@ impl Store {
         Ok(out)
     }
 
-    /// One node.
-    pub fn node(&self, name: &str) -> Result<Option<NodeRow>> {
+    fn node(&self, name: &str) -> Result<Option<NodeRow>> {
         get_node(self.conn(), name)
     }
 
-    /// State transitions, oldest first: of one node or all, at most `limit`
-    /// (the most recent ones).
-    pub fn node_transitions(
-        &self,
-        node: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<NodeTransition>> {
+    fn node_transitions(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeTransition>> {
         let mut st = self.conn().prepare(
             "SELECT node, from_state, to_state, at_ns, phi FROM node_transitions
              WHERE ?1 IS NULL OR node = ?1 ORDER BY id DESC LIMIT ?2",
@@ -184,134 +228,5 @@ impl Store {
         }
         out.reverse();
         Ok(out)
-    }
-}
-
-type RawRow = (String, String, i64, i64, String, String, Option<String>);
-
-fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
-
-fn decode((name, state, since, last, report, intervals, fp): RawRow) -> Result<NodeRow> {
-    let report = serde_json::from_str(&report).map_err(|source| StoreError::Json {
-        id: format!("node {name}"),
-        source,
-    })?;
-    let intervals_ms = serde_json::from_str(&intervals).map_err(|source| StoreError::Json {
-        id: format!("node {name} intervals"),
-        source,
-    })?;
-    Ok(NodeRow {
-        state: parse_state(&state)?,
-        name,
-        since: Timestamp::from_nanos(since),
-        last_seen: Timestamp::from_nanos(last),
-        report,
-        intervals_ms,
-        fingerprint: fp,
-    })
-}
-
-fn parse_state(s: &str) -> Result<NodeState> {
-    NodeState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown node state `{s}`")))
-}
-
-fn get_node(conn: &rusqlite::Connection, name: &str) -> Result<Option<NodeRow>> {
-    let raw = conn
-        .query_row(
-            "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint FROM nodes WHERE name = ?1",
-            [name],
-            raw_row,
-        )
-        .optional()?;
-    raw.map(decode).transpose()
-}
-
-fn insert_transition(
-    conn: &rusqlite::Connection,
-    node: &str,
-    from: Option<NodeState>,
-    to: NodeState,
-    at: Timestamp,
-    phi: f64,
-) -> Result<()> {
-    conn.execute(
-        "INSERT INTO node_transitions (node, from_state, to_state, at_ns, phi) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![node, from.map(|s| s.as_str()), to.as_str(), at.as_nanos(), phi],
-    )?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(node: &str, boot: &str) -> NodeReport {
-        serde_json::from_value(serde_json::json!({
-            "version": 1, "node": node, "sent": 0, "seq": 0, "interval_ms": 1000,
-            "boot_id": boot,
-            "cpu": {"load1": 0.5, "load5": 0.0, "load15": 0.0, "cpus": 2},
-            "memory": {"total": 1, "available": 1, "swap_total": 0, "swap_free": 0}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn heartbeats_keep_a_window_and_transitions_a_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let t = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
-        store
-            .put_node_report(&report("a", "b1"), t(10), NodeState::Up)
-            .unwrap();
-        store
-            .put_node_report(&report("a", "b1"), t(11), NodeState::Up)
-            .unwrap();
-        let row = store
-            .put_node_report(&report("a", "b1"), t(13), NodeState::Up)
-            .unwrap();
-        assert_eq!(row.intervals_ms, vec![1000.0, 2000.0]);
-        assert!(
-            store
-                .set_node_state("a", NodeState::Suspect, t(20), 4.0)
-                .unwrap()
-        );
-        assert!(
-            !store
-                .set_node_state("a", NodeState::Suspect, t(21), 5.0)
-                .unwrap()
-        );
-        assert!(
-            store
-                .set_node_state("a", NodeState::Down, t(30), 9.0)
-                .unwrap()
-        );
-        // A reboot clears the rhythm rather than recording the outage.
-        let row = store
-            .put_node_report(&report("a", "b2"), t(100), NodeState::Up)
-            .unwrap();
-        assert!(row.intervals_ms.is_empty());
-        let h = store.node_transitions(Some("a"), 10).unwrap();
-        let states: Vec<_> = h.iter().map(|x| (x.from, x.to)).collect();
-        assert_eq!(
-            states,
-            vec![
-                (None, NodeState::Up),
-                (Some(NodeState::Up), NodeState::Suspect),
-                (Some(NodeState::Suspect), NodeState::Down)
-            ]
-        );
-        assert_eq!(h[2].at, t(30));
-        assert_eq!(store.nodes().unwrap().len(), 1);
-        assert_eq!(store.node("a").unwrap().unwrap().state, NodeState::Down);
     }
 }

@@ -1,10 +1,11 @@
 //! Reading the store: listing runs, replaying output, searching.
 
-use crate::Store;
+use crate::backend::{OutputSink, Runs as _};
 use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, DecodedChunk};
 use crate::error::{Result, StoreError};
 use crate::matcher::{Matcher, SearchMode};
+use crate::{Store, put_chunks_tx};
 use plumb_model::telemetry::{Hit, Kind};
 use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, params_from_iter, types::Value};
@@ -153,84 +154,6 @@ pub(crate) struct ChunkMeta {
 }
 
 impl Store {
-    /// Runs matching `filter`, newest first.
-    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let mut sql = String::from(
-            "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal, \
-             json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts'), json_extract(record, '$.launch_error') \
-             FROM runs WHERE 1=1",
-        );
-        let mut args: Vec<Value> = Vec::new();
-        if let Some(n) = &filter.name {
-            sql.push_str(" AND name = ?");
-            args.push(Value::Text(n.clone()));
-        }
-        if let Some(h) = &filter.host {
-            sql.push_str(" AND host = ?");
-            args.push(Value::Text(h.clone()));
-        }
-        if filter.failed {
-            sql.push_str(" AND state IN ('failed', 'killed', 'evicted')");
-        }
-        if let Some(s) = filter.state {
-            sql.push_str(" AND state = ?");
-            args.push(Value::Text(s.as_str().into()));
-        }
-        if let Some(t) = filter.since {
-            sql.push_str(" AND started_ns >= ?");
-            args.push(Value::Integer(t.as_nanos()));
-        }
-        for (k, v) in &filter.tags {
-            sql.push_str(" AND id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)");
-            args.push(Value::Text(k.clone()));
-            args.push(Value::Text(v.clone()));
-        }
-        sql.push_str(" ORDER BY started_ns DESC, id DESC");
-        if filter.limit > 0 {
-            sql.push_str(&format!(" LIMIT {}", filter.limit));
-        }
-        let mut st = self.conn().prepare(&sql)?;
-        let rows = st.query_map(params_from_iter(args), |r| {
-            let id: String = r.get(0)?;
-            let state: String = r.get(3)?;
-            Ok((
-                id,
-                state,
-                RunSummary {
-                    id: Uuid::nil(),
-                    name: r.get(1)?,
-                    host: r.get(2)?,
-                    state: RunState::Running,
-                    started: Timestamp::from_nanos(r.get(4)?),
-                    ended: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_nanos),
-                    exit_code: r.get(6)?,
-                    signal: r.get(7)?,
-                    attempt: r.get::<_, Option<u32>>(8)?.unwrap_or(1),
-                    max_attempts: r.get(9)?,
-                    launch_error: r.get(10)?,
-                },
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, state, mut s) = row?;
-            s.id = Uuid::parse_str(&id)
-                .map_err(|_| StoreError::Corrupt(format!("bad run id {id}")))?;
-            s.state = state
-                .parse()
-                .map_err(|e: String| StoreError::Corrupt(format!("run {id}: {e}")))?;
-            out.push(s);
-        }
-        Ok(out)
-    }
-
-    /// How many runs are stored.
-    pub fn count_runs(&self) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64)
-    }
-
     pub(crate) fn chunk_metas(
         &self,
         run_id: Uuid,
@@ -263,120 +186,6 @@ impl Store {
             )),
             other => other,
         })
-    }
-
-    /// Replays a run's output in the order it was produced, calling `out`
-    /// with each read's stream, time and bytes, and with the gap where
-    /// output over the run's cap was dropped (once, in its place). With
-    /// `only`, one stream. `cursor` carries the position between calls
-    /// (for following a live run); pass `OutputCursor::default()` to start
-    /// at the beginning.
-    pub fn replay_output(
-        &self,
-        run_id: Uuid,
-        only: Option<Stream>,
-        cursor: &mut OutputCursor,
-        mut out: impl FnMut(Replayed<'_>) -> std::io::Result<()>,
-    ) -> Result<()> {
-        let io = |source| StoreError::Io {
-            what: "cannot write output of run",
-            path: run_id.to_string().into(),
-            source,
-        };
-        // A gap is marked once a run has settled its cap (its final
-        // record), for readers that had not passed it: a live follower that
-        // had saw the bytes dropped since as they came.
-        let mut gap = if cursor.gap_done {
-            None
-        } else {
-            self.get_run(run_id)?
-                .output
-                .gap
-                .filter(|g| g.dropped > 0 && cursor.seq.is_none_or(|s| s <= g.after_seq))
-        };
-        let streams: Vec<Stream> = match only {
-            Some(s) => vec![s],
-            None => Stream::ALL.to_vec(),
-        };
-        // Per stream: the chunks not yet replayed, decoded one at a time.
-        let mut pending: Vec<(Stream, std::collections::VecDeque<ChunkMeta>)> = Vec::new();
-        for s in &streams {
-            let after = cursor.last_part(*s);
-            pending.push((*s, self.chunk_metas(run_id, *s, after)?.into()));
-        }
-        let mut current: Vec<Option<(DecodedChunk, usize)>> = vec![None; pending.len()];
-        loop {
-            // Make sure each stream has a decoded chunk with segments left.
-            for (i, (_, queue)) in pending.iter_mut().enumerate() {
-                while current[i]
-                    .as_ref()
-                    .is_none_or(|(d, pos)| *pos >= d.marks.len())
-                {
-                    match queue.pop_front() {
-                        Some(meta) => {
-                            let stream = meta.stream;
-                            let first = meta.part;
-                            current[i] = Some((self.load_chunk(&meta)?, 0));
-                            cursor.set_last_part(stream, first);
-                        }
-                        None => {
-                            current[i] = None;
-                            break;
-                        }
-                    }
-                }
-            }
-            // Emit the segment with the smallest sequence number.
-            let next = current
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.as_ref().map(|(d, pos)| (d.marks[*pos].seq, i)))
-                .min();
-            if let Some(g) = gap
-                && next.is_none_or(|(seq, _)| seq > g.after_seq)
-            {
-                out(Replayed::Gap {
-                    dropped: g.dropped,
-                    cap: g.cap,
-                })
-                .map_err(io)?;
-                cursor.gap_done = true;
-                gap = None;
-            }
-            let Some((seq, i)) = next else {
-                return Ok(());
-            };
-            let (d, pos) = current[i].as_mut().expect("chosen above");
-            let (_, range) = d.segments().nth(*pos).expect("in range");
-            out(Replayed::Read {
-                stream: pending[i].0,
-                time: d.marks[*pos].time,
-                bytes: &d.raw[range],
-            })
-            .map_err(io)?;
-            cursor.seq = Some(cursor.seq.map_or(seq, |s| s.max(seq)));
-            *pos += 1;
-        }
-    }
-
-    /// Records matching `opts.text`: lines of recorded output (newest
-    /// chunks first), then log records (newest chunks first), then spans
-    /// (newest first), of the kinds `opts` wants, at most `opts.limit`.
-    pub fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
-        let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
-        let mut hits = Vec::new();
-        if opts.wants(Kind::Output) {
-            self.search_output(opts, &matcher, &mut hits)?;
-        }
-        // Log records and spans from instrumented applications
-        // (crate::telemetry).
-        if opts.wants(Kind::Log) {
-            self.search_logs(opts, &matcher, &mut hits)?;
-        }
-        if opts.wants(Kind::Span) {
-            self.search_spans(opts, &matcher, &mut hits)?;
-        }
-        Ok(hits)
     }
 
     /// Lines of recorded output matching, appended to `hits`.
@@ -484,28 +293,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Builds and stores the word filters of up to `max_chunks` chunks that
-    /// were stored without one (see [`chunk::IndexPolicy`]); returns how many
-    /// it indexed. Search does this on its own for the chunks it scans; this
-    /// lets a quiet moment do it ahead of a search.
-    pub fn index_pending(&self, max_chunks: usize) -> Result<usize> {
-        let metas: Vec<ChunkMeta> = {
-            let mut st = self.conn().prepare(
-                "SELECT id, run_id, host, stream, part, crc FROM chunks
-                 WHERE length(bloom) = 0 ORDER BY id LIMIT ?1",
-            )?;
-            let rows = st.query_map([max_chunks as i64], meta_from_row)?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let mut built = Vec::with_capacity(metas.len());
-        for meta in &metas {
-            let d = self.load_chunk(meta)?;
-            built.push((meta.id, chunk::word_filter(&d.raw).to_bytes()));
-        }
-        self.store_filters(&built)?;
-        Ok(built.len())
     }
 }
 
@@ -616,10 +403,143 @@ impl OutputCursor {
     }
 }
 
+impl crate::backend::Output for Store {
+    fn put_chunks(&self, run_id: Uuid, host: &str, chunks: &[chunk::SealedChunk]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        put_chunks_tx(&tx, run_id, host, chunks)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn replay_output(
+        &self,
+        run_id: Uuid,
+        only: Option<Stream>,
+        cursor: &mut OutputCursor,
+        out: &mut OutputSink<'_>,
+    ) -> Result<()> {
+        let io = |source| StoreError::Io {
+            what: "cannot write output of run",
+            path: run_id.to_string().into(),
+            source,
+        };
+        // A gap is marked once a run has settled its cap (its final
+        // record), for readers that had not passed it: a live follower that
+        // had saw the bytes dropped since as they came.
+        let mut gap = if cursor.gap_done {
+            None
+        } else {
+            self.get_run(run_id)?
+                .output
+                .gap
+                .filter(|g| g.dropped > 0 && cursor.seq.is_none_or(|s| s <= g.after_seq))
+        };
+        let streams: Vec<Stream> = match only {
+            Some(s) => vec![s],
+            None => Stream::ALL.to_vec(),
+        };
+        // Per stream: the chunks not yet replayed, decoded one at a time.
+        let mut pending: Vec<(Stream, std::collections::VecDeque<ChunkMeta>)> = Vec::new();
+        for s in &streams {
+            let after = cursor.last_part(*s);
+            pending.push((*s, self.chunk_metas(run_id, *s, after)?.into()));
+        }
+        let mut current: Vec<Option<(DecodedChunk, usize)>> = vec![None; pending.len()];
+        loop {
+            // Make sure each stream has a decoded chunk with segments left.
+            for (i, (_, queue)) in pending.iter_mut().enumerate() {
+                while current[i]
+                    .as_ref()
+                    .is_none_or(|(d, pos)| *pos >= d.marks.len())
+                {
+                    match queue.pop_front() {
+                        Some(meta) => {
+                            let stream = meta.stream;
+                            let first = meta.part;
+                            current[i] = Some((self.load_chunk(&meta)?, 0));
+                            cursor.set_last_part(stream, first);
+                        }
+                        None => {
+                            current[i] = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            // Emit the segment with the smallest sequence number.
+            let next = current
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|(d, pos)| (d.marks[*pos].seq, i)))
+                .min();
+            if let Some(g) = gap
+                && next.is_none_or(|(seq, _)| seq > g.after_seq)
+            {
+                out(Replayed::Gap {
+                    dropped: g.dropped,
+                    cap: g.cap,
+                })
+                .map_err(io)?;
+                cursor.gap_done = true;
+                gap = None;
+            }
+            let Some((seq, i)) = next else {
+                return Ok(());
+            };
+            let (d, pos) = current[i].as_mut().expect("chosen above");
+            let (_, range) = d.segments().nth(*pos).expect("in range");
+            out(Replayed::Read {
+                stream: pending[i].0,
+                time: d.marks[*pos].time,
+                bytes: &d.raw[range],
+            })
+            .map_err(io)?;
+            cursor.seq = Some(cursor.seq.map_or(seq, |s| s.max(seq)));
+            *pos += 1;
+        }
+    }
+
+    fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
+        let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
+        let mut hits = Vec::new();
+        if opts.wants(Kind::Output) {
+            self.search_output(opts, &matcher, &mut hits)?;
+        }
+        // Log records and spans from instrumented applications
+        // (crate::telemetry).
+        if opts.wants(Kind::Log) {
+            self.search_logs(opts, &matcher, &mut hits)?;
+        }
+        if opts.wants(Kind::Span) {
+            self.search_spans(opts, &matcher, &mut hits)?;
+        }
+        Ok(hits)
+    }
+
+    fn index_pending(&self, max_chunks: usize) -> Result<usize> {
+        let metas: Vec<ChunkMeta> = {
+            let mut st = self.conn().prepare(
+                "SELECT id, run_id, host, stream, part, crc FROM chunks
+                 WHERE length(bloom) = 0 ORDER BY id LIMIT ?1",
+            )?;
+            let rows = st.query_map([max_chunks as i64], meta_from_row)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut built = Vec::with_capacity(metas.len());
+        for meta in &metas {
+            let d = self.load_chunk(meta)?;
+            built.push((meta.id, chunk::word_filter(&d.raw).to_bytes()));
+        }
+        self.store_filters(&built)?;
+        Ok(built.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::chunk::{ChunkBuilder, IndexPolicy};
+    use crate::prelude::*;
     use plumb_model::Run;
 
     /// A run whose output chunks were stored without word filters, as the

@@ -573,172 +573,72 @@ fn put_run_unless_less_final(tx: &rusqlite::Transaction<'_>, run: &Run) -> Resul
     Ok(true)
 }
 
-impl Store {
-    /// Imports a body of spool frames (the format of a spool file) in one
-    /// transaction: all of it or, on any bad frame, nothing. Output chunks
-    /// and fingerprints belong to the run record before them. Idempotent:
-    /// a repeated body stores nothing new.
-    pub fn import_frames(&self, bytes: &[u8]) -> std::result::Result<ImportStats, ImportError> {
-        let items = parse_strict(bytes)?;
-        let mut stats = ImportStats {
-            frames: items.len() as u64,
-            ..Default::default()
+/// Imports a body of spool frames; see [`Runs::import_frames`](crate::Runs::import_frames).
+pub(crate) fn import_frames(
+    store: &Store,
+    bytes: &[u8],
+) -> std::result::Result<ImportStats, ImportError> {
+    let items = parse_strict(bytes)?;
+    let mut stats = ImportStats {
+        frames: items.len() as u64,
+        ..Default::default()
+    };
+    let tx = store
+        .conn()
+        .unchecked_transaction()
+        .map_err(StoreError::from)?;
+    let mut current: Option<(plumb_model::Uuid, String, Option<OutputGap>)> = None;
+    let mut pending: Vec<SealedChunk> = Vec::new();
+    let flush = |tx: &rusqlite::Transaction<'_>,
+                 current: &Option<(plumb_model::Uuid, String, Option<OutputGap>)>,
+                 pending: &mut Vec<SealedChunk>,
+                 stats: &mut ImportStats|
+     -> Result<()> {
+        let Some((id, host, gap)) = current else {
+            return Ok(());
         };
-        let tx = self
-            .conn()
-            .unchecked_transaction()
-            .map_err(StoreError::from)?;
-        let mut current: Option<(plumb_model::Uuid, String, Option<OutputGap>)> = None;
-        let mut pending: Vec<SealedChunk> = Vec::new();
-        let flush = |tx: &rusqlite::Transaction<'_>,
-                     current: &Option<(plumb_model::Uuid, String, Option<OutputGap>)>,
-                     pending: &mut Vec<SealedChunk>,
-                     stats: &mut ImportStats|
-         -> Result<()> {
-            let Some((id, host, gap)) = current else {
-                return Ok(());
-            };
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let count = |tx: &rusqlite::Transaction<'_>| -> Result<i64> {
-                Ok(tx.query_row(
-                    "SELECT count(*) FROM chunks WHERE run_id = ?1",
-                    [id.to_string()],
-                    |r| r.get(0),
-                )?)
-            };
-            let before = count(tx)?;
-            put_chunks_tx(tx, *id, host, pending)?;
-            let added = (count(tx)? - before) as u64;
-            stats.chunks += added;
-            stats.chunks_duplicate += pending.len() as u64 - added;
-            pending.clear();
-            // A run over its output cap: keep storage bounded while it goes
-            // on; its final record settles the cap to the byte.
-            if let Some(gap) = gap {
-                crate::cap::drop_over_cap(tx, *id, gap, false)?;
-            }
-            Ok(())
-        };
-        for item in items {
-            match item {
-                Item::Run(run) => {
-                    flush(&tx, &current, &mut pending, &mut stats)?;
-                    if put_run_unless_less_final(&tx, &run)? {
-                        stats.runs += 1;
-                    } else {
-                        stats.runs_kept += 1;
-                    }
-                    current = Some((run.id, run.host.hostname.clone(), run.output.gap));
-                }
-                Item::Fingerprint(hash, fp) => {
-                    put_fingerprint_conn(&tx, &hash, &fp)?;
-                    stats.fingerprints += 1;
-                }
-                Item::Chunk(c) => pending.push(c),
-            }
+        if pending.is_empty() {
+            return Ok(());
         }
-        flush(&tx, &current, &mut pending, &mut stats)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(stats)
+        let count = |tx: &rusqlite::Transaction<'_>| -> Result<i64> {
+            Ok(tx.query_row(
+                "SELECT count(*) FROM chunks WHERE run_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )?)
+        };
+        let before = count(tx)?;
+        put_chunks_tx(tx, *id, host, pending)?;
+        let added = (count(tx)? - before) as u64;
+        stats.chunks += added;
+        stats.chunks_duplicate += pending.len() as u64 - added;
+        pending.clear();
+        // A run over its output cap: keep storage bounded while it goes
+        // on; its final record settles the cap to the byte.
+        if let Some(gap) = gap {
+            crate::cap::drop_over_cap(tx, *id, gap, false)?;
+        }
+        Ok(())
+    };
+    for item in items {
+        match item {
+            Item::Run(run) => {
+                flush(&tx, &current, &mut pending, &mut stats)?;
+                if put_run_unless_less_final(&tx, &run)? {
+                    stats.runs += 1;
+                } else {
+                    stats.runs_kept += 1;
+                }
+                current = Some((run.id, run.host.hostname.clone(), run.output.gap));
+            }
+            Item::Fingerprint(hash, fp) => {
+                put_fingerprint_conn(&tx, &hash, &fp)?;
+                stats.fingerprints += 1;
+            }
+            Item::Chunk(c) => pending.push(c),
+        }
     }
-}
-
-#[cfg(test)]
-mod import_tests {
-    use super::*;
-    use crate::chunk::ChunkBuilder;
-    use plumb_model::{RunState, new_id};
-
-    fn run(state: RunState) -> Run {
-        let mut r = Run::new(new_id(), "job".into(), Timestamp::now());
-        r.state = state;
-        r.host.hostname = "node-a".into();
-        r
-    }
-
-    fn chunks(text: &str) -> Vec<SealedChunk> {
-        let mut b = ChunkBuilder::new(Stream::Stdout);
-        let mut out = Vec::new();
-        b.push(0, Timestamp::now(), text.as_bytes(), &mut out);
-        b.flush(&mut out);
-        out
-    }
-
-    #[test]
-    fn a_body_imports_once_and_a_repeat_stores_nothing_new() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let r = run(RunState::Succeeded);
-        let mut f = Frames::default();
-        f.put_run(&r).put_chunks(&chunks("hello needle\n"));
-        let first = store.import_frames(&f.bytes).unwrap();
-        assert_eq!(
-            (first.runs, first.chunks, first.chunks_duplicate),
-            (1, 1, 0)
-        );
-        let again = store.import_frames(&f.bytes).unwrap();
-        assert_eq!((again.chunks, again.chunks_duplicate), (0, 1));
-        assert_eq!(store.count_runs().unwrap(), 1);
-        let hits = store
-            .search(&crate::SearchOptions {
-                text: "needle".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(hits.len(), 1, "{hits:?}");
-    }
-
-    #[test]
-    fn a_late_running_record_never_replaces_a_finished_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut done = run(RunState::Failed);
-        let mut early = done.clone();
-        early.state = RunState::Running;
-        done.ended = Some(Timestamp::now());
-        let mut f = Frames::default();
-        f.put_run(&done);
-        store.import_frames(&f.bytes).unwrap();
-        let mut late = Frames::default();
-        late.put_run(&early);
-        let stats = store.import_frames(&late.bytes).unwrap();
-        assert_eq!((stats.runs, stats.runs_kept), (0, 1));
-        assert_eq!(store.get_run(done.id).unwrap().state, RunState::Failed);
-    }
-
-    #[test]
-    fn a_corrupt_frame_is_named_and_nothing_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut f = Frames::default();
-        f.put_run(&run(RunState::Succeeded))
-            .put_run(&run(RunState::Succeeded));
-        let second = f.bytes.len() / 2 + 12;
-        f.bytes[second] ^= 0xff;
-        let err = store.import_frames(&f.bytes).unwrap_err().to_string();
-        assert!(err.contains("frame 1") && err.contains("checksum"), "{err}");
-        assert_eq!(store.count_runs().unwrap(), 0);
-        let cut = &f.bytes[..f.bytes.len() - 3];
-        let err = store.import_frames(cut).unwrap_err().to_string();
-        assert!(
-            err.contains("frame 1") && err.contains("truncated"),
-            "{err}"
-        );
-        assert_eq!(store.count_runs().unwrap(), 0);
-    }
-
-    #[test]
-    fn chunks_before_any_run_record_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut f = Frames::default();
-        f.put_chunks(&chunks("orphan\n"));
-        let err = store.import_frames(&f.bytes).unwrap_err().to_string();
-        assert!(
-            err.contains("frame 0") && err.contains("before any run"),
-            "{err}"
-        );
-    }
+    flush(&tx, &current, &mut pending, &mut stats)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(stats)
 }

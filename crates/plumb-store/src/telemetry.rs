@@ -69,6 +69,11 @@ impl PreparedLogs {
         self.groups.iter().map(|g| g.keys.len()).sum()
     }
 
+    /// How many compressed chunks the records are stored as.
+    pub fn chunks(&self) -> usize {
+        self.groups.len()
+    }
+
     /// Raw bytes of the rendered lines.
     pub fn raw_bytes(&self) -> usize {
         self.groups.iter().map(|g| g.raw.len()).sum()
@@ -156,135 +161,6 @@ fn group(
 }
 
 impl Store {
-    /// Stores log batches in one transaction; see [`prepare_logs`].
-    pub fn put_logs(&self, batches: &[LogBatch]) -> Result<Ingested> {
-        let counts = self.put_prepared_logs(&[prepare_logs(batches)])?;
-        Ok(counts.into_iter().next().unwrap_or_default())
-    }
-
-    /// Stores prepared log records of several requests in one transaction,
-    /// skipping records already stored. Returns the counts per request, in
-    /// order.
-    pub fn put_prepared_logs(&self, requests: &[PreparedLogs]) -> Result<Vec<Ingested>> {
-        let tx = self.conn().unchecked_transaction()?;
-        let mut counts = Vec::with_capacity(requests.len());
-        {
-            let mut meta = tx.prepare_cached(
-                "INSERT INTO log_chunks (source, run_id, service, host, t_min, t_max, lines, raw_bytes, crc, bloom, resource)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut data =
-                tx.prepare_cached("INSERT INTO log_chunk_data (id, data) VALUES (?1, ?2)")?;
-            for req in requests {
-                let mut count = Ingested::default();
-                for g in &req.groups {
-                    let fresh = mark_seen(&tx, &g.keys)?;
-                    let new = fresh.iter().filter(|f| **f).count();
-                    count.stored += new;
-                    count.duplicates += g.keys.len() - new;
-                    if new == 0 {
-                        continue;
-                    }
-                    let rebuilt;
-                    let c = if new == g.keys.len() {
-                        &g.chunk
-                    } else {
-                        rebuilt = rebuild(g, &fresh);
-                        &rebuilt
-                    };
-                    meta.execute(params![
-                        g.source,
-                        g.run_id.map(|u| u.to_string()),
-                        g.service,
-                        g.host,
-                        c.t_min.as_nanos(),
-                        c.t_max.as_nanos(),
-                        c.lines as i64,
-                        c.raw_bytes as i64,
-                        c.crc as i64,
-                        c.bloom,
-                        g.resource,
-                    ])?;
-                    data.execute(params![tx.last_insert_rowid(), c.data])?;
-                }
-                counts.push(count);
-            }
-        }
-        tx.commit()?;
-        Ok(counts)
-    }
-
-    /// Stores spans (once each: a retried span is skipped). Returns how many
-    /// were new.
-    pub fn put_spans(&self, spans: &[Span]) -> Result<usize> {
-        let tx = self.conn().unchecked_transaction()?;
-        let mut stored = 0;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_span_id, run_id, service, host, name, start_ns, end_ns, status, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            for s in spans {
-                let json = serde_json::to_string(s).expect("span serializes");
-                stored += st.execute(params![
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.source.run_id.map(|u| u.to_string()),
-                    s.source.service,
-                    s.source.host,
-                    s.name,
-                    s.start.as_nanos(),
-                    s.end.as_nanos(),
-                    s.status.as_i32(),
-                    json
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(stored)
-    }
-
-    /// Stores metric points (once each per name, series and time). Returns
-    /// how many were new.
-    pub fn put_metric_points(&self, points: &[MetricPoint]) -> Result<usize> {
-        let tx = self.conn().unchecked_transaction()?;
-        let mut stored = 0;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO metric_points (name, series, time_ns, kind, value, run_id, service, host, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for p in points {
-                let json = serde_json::to_string(p).expect("metric point serializes");
-                stored += st.execute(params![
-                    p.name,
-                    p.series_hash() as i64,
-                    p.time.as_nanos(),
-                    p.kind.as_str(),
-                    p.value,
-                    p.source.run_id.map(|u| u.to_string()),
-                    p.source.service,
-                    p.source.host,
-                    json
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(stored)
-    }
-
-    /// Log lines of a run, oldest first, at most `limit` (0: all).
-    pub fn run_logs(&self, run_id: Uuid, limit: usize) -> Result<Vec<LogLine>> {
-        self.logs_where("run_id = ?1", run_id.to_string(), limit)
-    }
-
-    /// Log lines of a source that is not a run (`service@host`), oldest
-    /// first, at most `limit` (0: all).
-    pub fn source_logs(&self, source: &str, limit: usize) -> Result<Vec<LogLine>> {
-        self.logs_where("source = ?1", source.to_owned(), limit)
-    }
-
     fn logs_where(&self, cond: &str, arg: String, limit: usize) -> Result<Vec<LogLine>> {
         let mut st = self.conn().prepare(&format!(
             "SELECT c.id, c.source, c.run_id, c.crc, d.data, c.service, c.host FROM log_chunks c
@@ -319,16 +195,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Spans of a run, by start time.
-    pub fn run_spans(&self, run_id: Uuid) -> Result<Vec<Span>> {
-        self.spans_where("run_id = ?1", run_id.to_string())
-    }
-
-    /// Spans of a trace, by start time.
-    pub fn trace_spans(&self, trace_id: &str) -> Result<Vec<Span>> {
-        self.spans_where("trace_id = ?1", trace_id.to_ascii_lowercase())
-    }
-
     fn spans_where(&self, cond: &str, arg: String) -> Result<Vec<Span>> {
         let mut st = self.conn().prepare(&format!(
             "SELECT trace_id, span_id, record FROM spans WHERE {cond} ORDER BY start_ns, span_id"
@@ -353,67 +219,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Points of a metric at or after `since`, oldest first, at most
-    /// `limit` (0: all).
-    pub fn metric_points(
-        &self,
-        name: &str,
-        since: Option<Timestamp>,
-        limit: usize,
-    ) -> Result<Vec<MetricPoint>> {
-        let mut st = self.conn().prepare(
-            "SELECT record FROM metric_points WHERE name = ?1 AND time_ns >= ?2
-             ORDER BY time_ns, series LIMIT ?3",
-        )?;
-        let limit = if limit == 0 { -1 } else { limit as i64 };
-        let rows = st.query_map(
-            params![name, since.map_or(i64::MIN, |t| t.as_nanos()), limit],
-            |r| r.get::<_, String>(0),
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let json = row?;
-            out.push(
-                serde_json::from_str(&json).map_err(|source| StoreError::Json {
-                    id: format!("metric point of {name}"),
-                    source,
-                })?,
-            );
-        }
-        Ok(out)
-    }
-
     /// Moves everything in the write-ahead log into the database file and
     /// truncates the log (for measuring the store's size on disk).
     pub fn checkpoint_wal(&self) -> Result<()> {
         self.conn()
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
-    }
-
-    /// Number of log records stored.
-    pub fn count_log_records(&self) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row("SELECT coalesce(sum(lines), 0) FROM log_chunks", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
-    }
-
-    /// Whether a run has any log records or spans (used to say where to
-    /// look for them).
-    pub fn run_has_telemetry(&self, run_id: Uuid) -> Result<bool> {
-        let id = run_id.to_string();
-        let found: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT 1 WHERE EXISTS (SELECT 1 FROM log_chunks WHERE run_id = ?1)
-                 OR EXISTS (SELECT 1 FROM spans WHERE run_id = ?1)",
-                [&id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(found.is_some())
     }
 
     /// Log lines containing `opts.text`, newest chunks first, appended to
@@ -544,77 +355,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// The trace id a reference names: a trace id, or a unique prefix of
-    /// one (at least 4 hex digits), among the stored spans. A full id with
-    /// no span stored still names its trace when log records carry it.
-    pub fn resolve_trace(&self, reference: &str) -> Result<String> {
-        let hex = reference.trim().to_ascii_lowercase();
-        if hex.len() < 4 || hex.len() > 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::BadQuery(format!(
-                "`{reference}` is not a trace reference: use a trace id (32 hex digits) or a unique prefix of one (at least 4)"
-            )));
-        }
-        let upper = format!("{hex}g");
-        let mut st = self.conn().prepare(
-            "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ?1 AND trace_id < ?2 ORDER BY trace_id LIMIT 6",
-        )?;
-        let ids: Vec<String> = st
-            .query_map(params![hex, upper], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        match ids.as_slice() {
-            [one] => Ok(one.clone()),
-            [] if hex.len() == 32 => Ok(hex),
-            [] => Err(StoreError::NoSuchTrace(reference.to_owned())),
-            many => Err(StoreError::Ambiguous {
-                prefix: reference.to_owned(),
-                candidates: many.iter().take(5).cloned().collect(),
-                more: many.len() > 5,
-            }),
-        }
-    }
-
-    /// A trace: its spans and the log records made inside it (those whose
-    /// line carries its `trace_id=`), found by a word search of the log
-    /// chunks around the trace's time, so the word filters skip the rest.
-    pub fn trace(&self, reference: &str) -> Result<Trace> {
-        let trace_id = self.resolve_trace(reference)?;
-        let spans = self.trace_spans(&trace_id)?;
-        // Records of a span are made while it runs; a minute either side
-        // allows for clocks of different hosts that disagree.
-        const SLACK_NS: i64 = 60_000_000_000;
-        let start = spans.iter().map(|s| s.start.as_nanos()).min();
-        let end = spans.iter().map(|s| s.end.as_nanos()).max();
-        let opts = SearchOptions {
-            text: format!("trace_id={trace_id}"),
-            mode: SearchMode::Words,
-            kinds: vec![Kind::Log],
-            since: start.map(|t| Timestamp::from_nanos(t.saturating_sub(SLACK_NS))),
-            until: end.map(|t| Timestamp::from_nanos(t.saturating_add(SLACK_NS))),
-            ..Default::default()
-        };
-        let matcher = Matcher::new(&opts.text, opts.mode, false)?;
-        let mut hits = Vec::new();
-        self.search_logs(&opts, &matcher, &mut hits)?;
-        let mut logs: Vec<LogLine> = hits
-            .into_iter()
-            .filter_map(|h| match h {
-                // The words matched; the line must also carry the id as
-                // its own trace, not as some attribute's value.
-                Hit::Log(l) if l.trace_id.as_deref() == Some(trace_id.as_str()) => Some(l),
-                _ => None,
-            })
-            .collect();
-        if spans.is_empty() && logs.is_empty() {
-            return Err(StoreError::NoSuchTrace(reference.to_owned()));
-        }
-        logs.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.text.cmp(&b.text)));
-        Ok(Trace {
-            trace_id,
-            spans,
-            logs,
-        })
-    }
 }
 
 /// Rows per `log_seen` insert statement: many rows per statement spare
@@ -735,427 +475,245 @@ fn trim_newline(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\n").unwrap_or(b)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use plumb_model::telemetry::{
-        Attributes, LogBody, LogRecord, MetricKind, RUN_ID_ATTRIBUTE, SpanEvent, SpanKind,
-        StatusCode,
-    };
-    use serde_json::json;
+impl crate::backend::Telemetry for Store {
+    fn put_logs(&self, batches: &[LogBatch]) -> Result<Ingested> {
+        let counts = self.put_prepared_logs(&[prepare_logs(batches)])?;
+        Ok(counts.into_iter().next().unwrap_or_default())
+    }
 
-    fn source(run: Option<Uuid>, host: &str) -> Source {
-        let mut r = Attributes::new();
-        r.insert("service.name".into(), json!("shop"));
-        r.insert("host.name".into(), json!(host));
-        if let Some(id) = run {
-            r.insert(RUN_ID_ATTRIBUTE.into(), json!(id.to_string()));
+    fn put_prepared_logs(&self, requests: &[PreparedLogs]) -> Result<Vec<Ingested>> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut counts = Vec::with_capacity(requests.len());
+        {
+            let mut meta = tx.prepare_cached(
+                "INSERT INTO log_chunks (source, run_id, service, host, t_min, t_max, lines, raw_bytes, crc, bloom, resource)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut data =
+                tx.prepare_cached("INSERT INTO log_chunk_data (id, data) VALUES (?1, ?2)")?;
+            for req in requests {
+                let mut count = Ingested::default();
+                for g in &req.groups {
+                    let fresh = mark_seen(&tx, &g.keys)?;
+                    let new = fresh.iter().filter(|f| **f).count();
+                    count.stored += new;
+                    count.duplicates += g.keys.len() - new;
+                    if new == 0 {
+                        continue;
+                    }
+                    let rebuilt;
+                    let c = if new == g.keys.len() {
+                        &g.chunk
+                    } else {
+                        rebuilt = rebuild(g, &fresh);
+                        &rebuilt
+                    };
+                    meta.execute(params![
+                        g.source,
+                        g.run_id.map(|u| u.to_string()),
+                        g.service,
+                        g.host,
+                        c.t_min.as_nanos(),
+                        c.t_max.as_nanos(),
+                        c.lines as i64,
+                        c.raw_bytes as i64,
+                        c.crc as i64,
+                        c.bloom,
+                        g.resource,
+                    ])?;
+                    data.execute(params![tx.last_insert_rowid(), c.data])?;
+                }
+                counts.push(count);
+            }
         }
-        Source::from_resource(r)
+        tx.commit()?;
+        Ok(counts)
     }
 
-    fn record(i: i64, body: &str) -> LogRecord {
-        LogRecord {
-            time: Timestamp::from_nanos(1_764_000_000_000_000_000 + i * 1_000_000),
-            observed: Timestamp::from_nanos(1_764_000_000_000_000_000 + i * 1_000_000),
-            severity_number: 9,
-            severity_text: "INFO".into(),
-            body: LogBody::Text(body.into()),
-            attributes: Attributes::new(),
-            trace_id: None,
-            span_id: None,
-            scope: "test".into(),
+    fn put_spans(&self, spans: &[Span]) -> Result<usize> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut stored = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO spans (trace_id, span_id, parent_span_id, run_id, service, host, name, start_ns, end_ns, status, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for s in spans {
+                let json = serde_json::to_string(s).expect("span serializes");
+                stored += st.execute(params![
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.source.run_id.map(|u| u.to_string()),
+                    s.source.service,
+                    s.source.host,
+                    s.name,
+                    s.start.as_nanos(),
+                    s.end.as_nanos(),
+                    s.status.as_i32(),
+                    json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn put_metric_points(&self, points: &[MetricPoint]) -> Result<usize> {
+        let tx = self.conn().unchecked_transaction()?;
+        let mut stored = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metric_points (name, series, time_ns, kind, value, run_id, service, host, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for p in points {
+                let json = serde_json::to_string(p).expect("metric point serializes");
+                stored += st.execute(params![
+                    p.name,
+                    p.series_hash() as i64,
+                    p.time.as_nanos(),
+                    p.kind.as_str(),
+                    p.value,
+                    p.source.run_id.map(|u| u.to_string()),
+                    p.source.service,
+                    p.source.host,
+                    json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn run_logs(&self, run_id: Uuid, limit: usize) -> Result<Vec<LogLine>> {
+        self.logs_where("run_id = ?1", run_id.to_string(), limit)
+    }
+
+    fn source_logs(&self, source: &str, limit: usize) -> Result<Vec<LogLine>> {
+        self.logs_where("source = ?1", source.to_owned(), limit)
+    }
+
+    fn run_spans(&self, run_id: Uuid) -> Result<Vec<Span>> {
+        self.spans_where("run_id = ?1", run_id.to_string())
+    }
+
+    fn trace_spans(&self, trace_id: &str) -> Result<Vec<Span>> {
+        self.spans_where("trace_id = ?1", trace_id.to_ascii_lowercase())
+    }
+
+    fn metric_points(
+        &self,
+        name: &str,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<MetricPoint>> {
+        let mut st = self.conn().prepare(
+            "SELECT record FROM metric_points WHERE name = ?1 AND time_ns >= ?2
+             ORDER BY time_ns, series LIMIT ?3",
+        )?;
+        let limit = if limit == 0 { -1 } else { limit as i64 };
+        let rows = st.query_map(
+            params![name, since.map_or(i64::MIN, |t| t.as_nanos()), limit],
+            |r| r.get::<_, String>(0),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row?;
+            out.push(
+                serde_json::from_str(&json).map_err(|source| StoreError::Json {
+                    id: format!("metric point of {name}"),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn count_log_records(&self) -> Result<u64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT coalesce(sum(lines), 0) FROM log_chunks", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    fn run_has_telemetry(&self, run_id: Uuid) -> Result<bool> {
+        let id = run_id.to_string();
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM log_chunks WHERE run_id = ?1)
+                 OR EXISTS (SELECT 1 FROM spans WHERE run_id = ?1)",
+                [&id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn resolve_trace(&self, reference: &str) -> Result<String> {
+        let hex = reference.trim().to_ascii_lowercase();
+        if hex.len() < 4 || hex.len() > 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::BadQuery(format!(
+                "`{reference}` is not a trace reference: use a trace id (32 hex digits) or a unique prefix of one (at least 4)"
+            )));
+        }
+        let upper = format!("{hex}g");
+        let mut st = self.conn().prepare(
+            "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ?1 AND trace_id < ?2 ORDER BY trace_id LIMIT 6",
+        )?;
+        let ids: Vec<String> = st
+            .query_map(params![hex, upper], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] if hex.len() == 32 => Ok(hex),
+            [] => Err(StoreError::NoSuchTrace(reference.to_owned())),
+            many => Err(StoreError::Ambiguous {
+                prefix: reference.to_owned(),
+                candidates: many.iter().take(5).cloned().collect(),
+                more: many.len() > 5,
+            }),
         }
     }
 
-    fn batch(source: &Source, range: std::ops::Range<i64>) -> LogBatch {
-        LogBatch {
-            source: source.clone(),
-            records: range
-                .map(|i| record(i, &format!("order {i} shipped")))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn retried_records_are_stored_once_however_batched() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let run = plumb_model::new_id();
-        let s = source(Some(run), "web-1");
-        let first = store.put_logs(&[batch(&s, 0..100)]).unwrap();
-        assert_eq!(
-            first,
-            Ingested {
-                stored: 100,
-                duplicates: 0
-            }
-        );
-        // A retry of the same request, then a re-batched one overlapping it.
-        let again = store.put_logs(&[batch(&s, 0..100)]).unwrap();
-        assert_eq!(
-            again,
-            Ingested {
-                stored: 0,
-                duplicates: 100
-            }
-        );
-        let overlap = store
-            .put_logs(&[batch(&s, 50..120), batch(&s, 120..130)])
-            .unwrap();
-        assert_eq!(
-            overlap,
-            Ingested {
-                stored: 30,
-                duplicates: 50
-            }
-        );
-        let lines = store.run_logs(run, 0).unwrap();
-        assert_eq!(lines.len(), 130);
-        let mut bodies: Vec<String> = lines
-            .iter()
-            .map(|l| l.text.split("@web-1 ").nth(1).unwrap().to_string())
-            .collect();
-        bodies.sort();
-        bodies.dedup();
-        assert_eq!(bodies.len(), 130, "every record exactly once");
-        assert!(
-            lines[0].text.starts_with("2025-11-24T"),
-            "{}",
-            lines[0].text
-        );
-        assert!(lines[0].text.contains(" INFO shop@web-1 order 0 shipped"));
-        assert_eq!(store.count_log_records().unwrap(), 130);
-    }
-
-    #[test]
-    fn overlaps_across_statement_sizes_and_repeats_within_a_request_are_stored_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let s = source(None, "web-1");
-        assert_eq!(store.put_logs(&[batch(&s, 0..600)]).unwrap().stored, 600);
-        // 300..900 overlaps by 300 records, spread over 256-, 16- and 1-row
-        // statements; record 700 is sent twice in the same request.
-        let mut b = batch(&s, 300..900);
-        b.records.push(record(700, "order 700 shipped"));
-        let counts = store.put_logs(&[b]).unwrap();
-        assert_eq!(
-            counts,
-            Ingested {
-                stored: 300,
-                duplicates: 301
-            }
-        );
-        let lines = store.source_logs("shop@web-1", 0).unwrap();
-        assert_eq!(lines.len(), 900);
-        let mut texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-        texts.sort_unstable();
-        texts.dedup();
-        assert_eq!(texts.len(), 900, "every record exactly once");
-    }
-
-    #[test]
-    fn search_finds_log_lines_by_run_and_by_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let run = plumb_model::new_id();
-        let with_run = source(Some(run), "web-1");
-        let no_run = source(None, "db-2");
-        let mut b = batch(&with_run, 0..500);
-        b.records[250].body = LogBody::Text("disk quota zanzibar exceeded".into());
-        store.put_logs(&[b, batch(&no_run, 1000..1200)]).unwrap();
-        let hits = store
-            .search(&SearchOptions {
-                text: "Zanzibar".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(hits.len(), 1);
-        let Hit::Log(l) = &hits[0] else {
-            panic!("a log record is a log hit: {hits:?}")
+    fn trace(&self, reference: &str) -> Result<Trace> {
+        let trace_id = self.resolve_trace(reference)?;
+        let spans = self.trace_spans(&trace_id)?;
+        // Records of a span are made while it runs; a minute either side
+        // allows for clocks of different hosts that disagree.
+        const SLACK_NS: i64 = 60_000_000_000;
+        let start = spans.iter().map(|s| s.start.as_nanos()).min();
+        let end = spans.iter().map(|s| s.end.as_nanos()).max();
+        let opts = SearchOptions {
+            text: format!("trace_id={trace_id}"),
+            mode: SearchMode::Words,
+            kinds: vec![Kind::Log],
+            since: start.map(|t| Timestamp::from_nanos(t.saturating_sub(SLACK_NS))),
+            until: end.map(|t| Timestamp::from_nanos(t.saturating_add(SLACK_NS))),
+            ..Default::default()
         };
-        assert_eq!(l.run_id, Some(run));
-        assert_eq!(l.host, "web-1");
-        assert_eq!(l.service, "shop");
-        assert_eq!(l.severity, "INFO");
-        assert_eq!(l.message(), "disk quota zanzibar exceeded");
-        assert_eq!(l.time, record(250, "").time);
-        // Records without a run are filed under their source, and belong
-        // to no run.
-        let hits = store
-            .search(&SearchOptions {
-                text: "order 1100 shipped".into(),
-                host: Some("db-2".into()),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].kind(), Kind::Log);
-        assert_eq!(hits[0].run_id(), None);
-        assert_eq!(store.source_logs("shop@db-2", 0).unwrap().len(), 200);
-        // Filters exclude what they should: log records are neither output
-        // nor on any stream.
-        for opts in [
-            SearchOptions {
-                text: "zanzibar".into(),
-                host: Some("db-2".into()),
-                ..Default::default()
-            },
-            SearchOptions {
-                text: "zanzibar".into(),
-                stream: Some(Stream::Stderr),
-                ..Default::default()
-            },
-            SearchOptions {
-                text: "zanzibar".into(),
-                kinds: vec![Kind::Output, Kind::Span],
-                ..Default::default()
-            },
-        ] {
-            let none = store.search(&opts).unwrap();
-            assert!(none.is_empty(), "{opts:?}: {none:?}");
-        }
-    }
-
-    fn span_of(trace: &str, id: &str, parent: Option<&str>, name: &str, start: i64) -> Span {
-        let mut attributes = Attributes::new();
-        attributes.insert("order.id".into(), json!(42));
-        Span {
-            trace_id: trace.into(),
-            span_id: id.into(),
-            parent_span_id: parent.map(str::to_owned),
-            name: name.into(),
-            kind: SpanKind::Internal,
-            start: Timestamp::from_nanos(1_764_000_000_000_000_000 + start),
-            end: Timestamp::from_nanos(1_764_000_000_000_000_000 + start + 1_000_000),
-            status: StatusCode::Unset,
-            status_message: String::new(),
-            attributes,
-            events: Vec::new(),
-            scope: "t".into(),
-            source: source(None, "web-1"),
-        }
-    }
-
-    #[test]
-    fn spans_are_found_by_name_service_and_attributes_and_traces_by_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let t1 = "0af7651916cd43dd8448eb211c80319c";
-        let t2 = "0af7000016cd43dd8448eb211c80319d";
-        store
-            .put_spans(&[
-                span_of(t1, "b7ad6b7169203331", None, "checkout", 0),
-                span_of(
-                    t1,
-                    "00f067aa0ba902b7",
-                    Some("b7ad6b7169203331"),
-                    "charge-card",
-                    100,
-                ),
-                span_of(t2, "1111111111111111", None, "refund", 50),
-            ])
-            .unwrap();
-        let find = |text: &str| -> Vec<String> {
-            store
-                .search(&SearchOptions {
-                    text: text.into(),
-                    kinds: vec![Kind::Span],
-                    ..Default::default()
-                })
-                .unwrap()
-                .into_iter()
-                .map(|h| match h {
-                    Hit::Span(s) => s.name,
-                    other => panic!("not a span: {other:?}"),
-                })
-                .collect()
-        };
-        assert_eq!(find("checkout"), ["checkout"]);
-        // Words in sequence, as for output: `charge` finds `charge-card`.
-        assert_eq!(find("charge"), ["charge-card"]);
-        assert_eq!(find("shop"), ["charge-card", "refund", "checkout"]);
-        assert_eq!(find("order.id=42 refund"), ["refund"]);
-        assert!(find("nosuchspan").is_empty());
-        // A span hit names its trace and no run.
-        let hits = store
-            .search(&SearchOptions {
-                text: "refund".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(hits.len(), 1);
-        assert_eq!(hits[0].trace_id(), Some(t2));
-        assert_eq!(hits[0].run_id(), None);
-
-        // Traces by a unique prefix; an ambiguous one is refused.
-        assert_eq!(store.resolve_trace("0af76519").unwrap(), t1);
-        assert!(matches!(
-            store.resolve_trace("0af7"),
-            Err(StoreError::Ambiguous { .. })
-        ));
-        assert!(matches!(
-            store.resolve_trace("ffff"),
-            Err(StoreError::NoSuchTrace(_))
-        ));
-        assert!(matches!(
-            store.resolve_trace("zz!"),
-            Err(StoreError::BadQuery(_))
-        ));
-    }
-
-    #[test]
-    fn a_trace_holds_its_spans_as_a_tree_and_the_logs_made_in_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let t = "4bf92f3577b34da6a3ce929d0e0e4736";
-        store
-            .put_spans(&[
-                span_of(t, "00000000000000a1", None, "checkout", 0),
-                span_of(
-                    t,
-                    "00000000000000b2",
-                    Some("00000000000000a1"),
-                    "charge",
-                    200,
-                ),
-                span_of(
-                    t,
-                    "00000000000000c3",
-                    Some("00000000000000a1"),
-                    "reserve",
-                    100,
-                ),
-                span_of(t, "00000000000000d4", Some("00000000000000c3"), "lock", 150),
-            ])
-            .unwrap();
-        let s = source(None, "web-1");
-        let mut inside = record(0, "card declined");
-        inside.trace_id = Some(t.into());
-        inside.span_id = Some("00000000000000b2".into());
-        let mut other = record(1, "another trace");
-        other.trace_id = Some("ffffffffffffffffffffffffffffffff".into());
-        // Naming the trace as an attribute does not put a record in it.
-        let mut mention = record(2, "mentions it");
-        mention.attributes.insert("trace_id".into(), json!(t));
-        store
-            .put_logs(&[LogBatch {
-                source: s,
-                records: vec![inside, other, mention, record(3, "no trace")],
-            }])
-            .unwrap();
-        let trace = store.trace("4bf92f").unwrap();
-        assert_eq!(trace.trace_id, t);
-        let order: Vec<(&str, usize)> = trace
-            .tree()
+        let matcher = Matcher::new(&opts.text, opts.mode, false)?;
+        let mut hits = Vec::new();
+        self.search_logs(&opts, &matcher, &mut hits)?;
+        let mut logs: Vec<LogLine> = hits
             .into_iter()
-            .map(|(i, depth)| (trace.spans[i].name.as_str(), depth))
+            .filter_map(|h| match h {
+                // The words matched; the line must also carry the id as
+                // its own trace, not as some attribute's value.
+                Hit::Log(l) if l.trace_id.as_deref() == Some(trace_id.as_str()) => Some(l),
+                _ => None,
+            })
             .collect();
-        assert_eq!(
-            order,
-            [("checkout", 0), ("reserve", 1), ("lock", 2), ("charge", 1)]
-        );
-        assert_eq!(trace.logs.len(), 1, "{:?}", trace.logs);
-        assert_eq!(
-            trace.logs[0].message(),
-            format!("card declined trace_id={t} span_id=00000000000000b2")
-        );
-        assert_eq!(trace.logs[0].trace_id.as_deref(), Some(t));
-        assert!(matches!(
-            store.trace("abcdef"),
-            Err(StoreError::NoSuchTrace(_))
-        ));
-    }
-
-    #[test]
-    fn spans_and_metric_points_are_stored_once_and_found_by_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let run = plumb_model::new_id();
-        let s = source(Some(run), "web-1");
-        let mut exc = Attributes::new();
-        exc.insert("exception.type".into(), json!("ValueError"));
-        let span = |id: &str, parent: Option<&str>, start: i64| Span {
-            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
-            span_id: id.into(),
-            parent_span_id: parent.map(str::to_owned),
-            name: format!("op-{id}"),
-            kind: SpanKind::Server,
-            start: Timestamp::from_nanos(start),
-            end: Timestamp::from_nanos(start + 10),
-            status: StatusCode::Error,
-            status_message: "boom".into(),
-            attributes: Attributes::new(),
-            events: vec![SpanEvent {
-                time: Timestamp::from_nanos(start + 5),
-                name: "exception".into(),
-                attributes: exc.clone(),
-            }],
-            scope: "t".into(),
-            source: s.clone(),
-        };
-        let spans = vec![
-            span("b7ad6b7169203331", None, 100),
-            span("00f067aa0ba902b7", Some("b7ad6b7169203331"), 200),
-        ];
-        assert_eq!(store.put_spans(&spans).unwrap(), 2);
-        assert_eq!(
-            store.put_spans(&spans).unwrap(),
-            0,
-            "a retry stores nothing"
-        );
-        let got = store.run_spans(run).unwrap();
-        assert_eq!(got, spans);
-        assert_eq!(got[1].exceptions().count(), 1);
-        assert_eq!(
-            store
-                .trace_spans("0AF7651916CD43DD8448EB211C80319C")
-                .unwrap()
-                .len(),
-            2
-        );
-        assert!(store.run_has_telemetry(run).unwrap());
-        assert!(!store.run_has_telemetry(plumb_model::new_id()).unwrap());
-
-        let point = |t: i64, v: f64| MetricPoint {
-            name: "queue.depth".into(),
-            kind: MetricKind::Gauge,
-            unit: "1".into(),
-            time: Timestamp::from_nanos(t),
-            start: None,
-            value: v,
-            count: None,
-            buckets: None,
-            attributes: Attributes::new(),
-            source: s.clone(),
-        };
-        let points = vec![point(10, 1.0), point(20, 3.5)];
-        assert_eq!(store.put_metric_points(&points).unwrap(), 2);
-        assert_eq!(store.put_metric_points(&points).unwrap(), 0);
-        assert_eq!(store.metric_points("queue.depth", None, 0).unwrap(), points);
-        assert_eq!(
-            store
-                .metric_points("queue.depth", Some(Timestamp::from_nanos(15)), 0)
-                .unwrap()
-                .len(),
-            1
-        );
-    }
-
-    #[test]
-    fn big_batches_are_cut_into_several_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let s = source(None, "web-1");
-        let prepared = prepare_logs(&[batch(&s, 0..20_000)]);
-        assert!(
-            prepared.groups.len() > 1,
-            "{} groups",
-            prepared.groups.len()
-        );
-        assert_eq!(prepared.records(), 20_000);
-        let counts = store.put_prepared_logs(&[prepared]).unwrap();
-        assert_eq!(counts[0].stored, 20_000);
-        assert_eq!(store.source_logs("shop@web-1", 0).unwrap().len(), 20_000);
+        if spans.is_empty() && logs.is_empty() {
+            return Err(StoreError::NoSuchTrace(reference.to_owned()));
+        }
+        logs.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.text.cmp(&b.text)));
+        Ok(Trace {
+            trace_id,
+            spans,
+            logs,
+        })
     }
 }

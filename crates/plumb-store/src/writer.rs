@@ -911,6 +911,7 @@ fn write_spool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
     use crate::query::OutputCursor;
     use plumb_model::{RunState, new_id};
 
@@ -962,7 +963,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut got = Vec::new();
         store
-            .replay_output(run.id, None, &mut OutputCursor::default(), |p| {
+            .replay_output(run.id, None, &mut OutputCursor::default(), &mut |p| {
                 got.extend_from_slice(p.bytes());
                 Ok(())
             })

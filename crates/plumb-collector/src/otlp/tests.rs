@@ -95,7 +95,10 @@ fn run_logs(h: &Handle) -> Vec<serde_json::Value> {
 #[test]
 fn logs_and_spans_in_json_and_protobuf_are_stored_once_and_searchable() {
     let dir = tempfile::tempdir().unwrap();
-    let h = crate::spawn(CollectorConfig::new(dir.path().to_path_buf())).unwrap();
+    let h = crate::spawn(CollectorConfig::new(std::sync::Arc::new(
+        plumb_store::SqliteConnector::new(dir.path()),
+    )))
+    .unwrap();
     let body = logs_json("order shipped", 1_764_000_000_000_000_000, 50);
     let r = post(&h, "/v1/logs", &[JSON], body.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
@@ -144,7 +147,10 @@ fn logs_and_spans_in_json_and_protobuf_are_stored_once_and_searchable() {
 #[test]
 fn partial_success_names_what_was_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let h = crate::spawn(CollectorConfig::new(dir.path().to_path_buf())).unwrap();
+    let h = crate::spawn(CollectorConfig::new(std::sync::Arc::new(
+        plumb_store::SqliteConnector::new(dir.path()),
+    )))
+    .unwrap();
     let body = logs_json("ok", 1_764_000_000_000_000_000, 3).replace(
         r#""severityNumber":9,"#,
         r#""severityNumber":9,"traceId":"00ff","#,
@@ -164,7 +170,10 @@ fn partial_success_names_what_was_rejected() {
 #[test]
 fn malformed_bodies_get_4xx_naming_the_problem_and_harm_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let h = crate::spawn(CollectorConfig::new(dir.path().to_path_buf())).unwrap();
+    let h = crate::spawn(CollectorConfig::new(std::sync::Arc::new(
+        plumb_store::SqliteConnector::new(dir.path()),
+    )))
+    .unwrap();
     let good = logs_json("kept", 1_764_000_000_000_000_000, 10);
     assert_eq!(post(&h, "/v1/logs", &[JSON], good.as_bytes()).status, 200);
     let pb = plumb_otlp::logs_json_to_protobuf(good.as_bytes()).unwrap();
@@ -253,7 +262,10 @@ fn ingest_needs_an_agent_token_and_queries_a_viewer_token() {
             crate::auth::create_token(&store, Role::Viewer, "v").unwrap(),
         )
     };
-    let h = crate::spawn(CollectorConfig::new(dir.path().to_path_buf())).unwrap();
+    let h = crate::spawn(CollectorConfig::new(std::sync::Arc::new(
+        plumb_store::SqliteConnector::new(dir.path()),
+    )))
+    .unwrap();
     let body = logs_json("secret", 1_764_000_000_000_000_000, 2);
     let r = post(&h, "/v1/logs", &[JSON], body.as_bytes());
     assert_eq!(r.status, 401, "{}", r.text());

@@ -352,7 +352,7 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
             let mut kept = 0usize;
             let mut truncated = false;
             let mut cursor = OutputCursor::default();
-            s.replay_output(id, None, &mut cursor, |piece| {
+            s.replay_output(id, None, &mut cursor, &mut |piece| {
                 match piece {
                     Replayed::Read { .. } if truncated => {}
                     Replayed::Read {

@@ -12,6 +12,7 @@ use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{ErrorGroup, ErrorGroupDetail, ErrorGroups, ErrorQuery, ErrorStatus};
 use plumb_model::text::Cell;
 use plumb_store::Store;
+use plumb_store::prelude::*;
 use std::process::ExitCode;
 
 /// Arguments of `plumb errors`.

@@ -11,6 +11,7 @@ use plumb_http::Client;
 use plumb_model::Timestamp;
 use plumb_model::node::{NodeStatus, NodeTransition};
 use plumb_model::text::Cell;
+use plumb_store::prelude::*;
 use std::process::ExitCode;
 
 /// Arguments of `plumb nodes`.

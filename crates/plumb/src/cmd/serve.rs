@@ -65,14 +65,17 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    let mut config = plumb_collector::CollectorConfig::new(a.data.unwrap_or(cfg.home));
+    let store = plumb_store::SqliteConnector {
+        dir: a.data.unwrap_or(cfg.home),
+        busy_timeout: a.busy_timeout,
+    };
+    let mut config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(store));
     config.insecure = a.insecure;
     config.limits.allowed_hosts = a.allow_host;
     config.limits.header_timeout = a.header_timeout;
     config.limits.body_timeout = a.body_timeout;
     config.limits.max_connections = a.max_connections;
     config.limits.ingest_memory = a.ingest_memory_mib << 20;
-    config.limits.busy_timeout = a.busy_timeout;
     config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {

@@ -11,6 +11,7 @@ use plumb_model::Timestamp;
 use plumb_model::display::duration as human_duration;
 use plumb_model::insights::{DurationStats, SlowRun, SlowRuns};
 use plumb_model::text::Cell;
+use plumb_store::prelude::*;
 use std::process::ExitCode;
 
 /// Arguments of `plumb slow`.

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use plumb_collector::Role;
+use plumb_store::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,6 +14,7 @@ mod upstream;
 #[allow(unused_imports)] // Only the proxy tests use it.
 pub use upstream::echo_server;
 
+use plumb_store::prelude::*;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -847,10 +848,15 @@ pub fn stored_stdout(data: &Path, run: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut cursor = plumb_store::OutputCursor::default();
     store
-        .replay_output(id, Some(plumb_model::Stream::Stdout), &mut cursor, |p| {
-            out.extend_from_slice(p.bytes());
-            Ok(())
-        })
+        .replay_output(
+            id,
+            Some(plumb_model::Stream::Stdout),
+            &mut cursor,
+            &mut |p| {
+                out.extend_from_slice(p.bytes());
+                Ok(())
+            },
+        )
         .ok()?;
     Some(out)
 }

@@ -1,14 +1,13 @@
-use super::*;
+//! Conformance cases: moved from plumb-store/src/insights/tests.rs.
+
+use crate::Harness;
 use plumb_model::insights::ErrorQuery;
+use plumb_model::insights::{ErrorStatus, OccurrenceSource, SlowConfig};
+use plumb_model::{Exception, Run, RunState, Timestamp};
 use plumb_model::{ExitStatus, Frame, new_id};
+use plumb_store::insights::NewOccurrence;
 
 const S: i64 = 1_000_000_000;
-
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
-    (dir, s)
-}
 
 /// A fingerprint stand-in: the store only needs a stable function.
 fn fp(e: &Exception) -> String {
@@ -42,9 +41,8 @@ fn query(now_s: i64) -> ErrorQuery {
     ErrorQuery::at(Timestamp::from_nanos(now_s * S))
 }
 
-#[test]
-fn failed_runs_are_queued_by_the_trigger_and_grouped_once() {
-    let (_d, s) = store();
+pub fn failed_runs_are_queued_by_the_trigger_and_grouped_once(h: &dyn Harness) {
+    let s = h.open();
     let runs = [
         failed("job", "n1", 100, "ValueError"),
         failed("job", "n2", 101, "ValueError"),
@@ -89,9 +87,8 @@ fn failed_runs_are_queued_by_the_trigger_and_grouped_once() {
     );
 }
 
-#[test]
-fn status_new_then_ongoing_resolved_and_regressed() {
-    let (_d, s) = store();
+pub fn status_new_then_ongoing_resolved_and_regressed(h: &dyn Harness) {
+    let s = h.open();
     s.put_run(&failed("job", "n1", 100, "ValueError")).unwrap();
     s.drain_error_queue(10, &fp).unwrap();
     let mut q = query(100 + 3600);
@@ -139,9 +136,8 @@ fn status_new_then_ongoing_resolved_and_regressed() {
     assert_eq!(total, 3);
 }
 
-#[test]
-fn otlp_occurrences_are_idempotent_by_key() {
-    let (_d, s) = store();
+pub fn otlp_occurrences_are_idempotent_by_key(h: &dyn Harness) {
+    let s = h.open();
     let e = Exception {
         language: "python".into(),
         kind: "ValueError".into(),
@@ -179,9 +175,8 @@ fn finished(name: &str, start_s: i64, dur_ms: i64, state: RunState) -> Run {
     r
 }
 
-#[test]
-fn duration_stats_use_the_latest_successful_runs() {
-    let (_d, s) = store();
+pub fn duration_stats_use_the_latest_successful_runs(h: &dyn Harness) {
+    let s = h.open();
     // 20 successful runs of 100..2000 ms, and failed ones that do not count.
     let mut runs: Vec<Run> = (1..=20)
         .map(|i| finished("job", i * 10, i * 100, RunState::Succeeded))
@@ -201,9 +196,8 @@ fn duration_stats_use_the_latest_successful_runs() {
     assert_eq!((none.n, none.p95_s), (0, 0.0));
 }
 
-#[test]
-fn slow_runs_need_history_and_exceed_the_p95() {
-    let (_d, s) = store();
+pub fn slow_runs_need_history_and_exceed_the_p95(h: &dyn Harness) {
+    let s = h.open();
     let runs: Vec<Run> = (1..=20)
         .map(|i| finished("job", i, 1000, RunState::Succeeded))
         .collect();

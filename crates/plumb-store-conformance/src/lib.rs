@@ -1,0 +1,120 @@
+/*!
+The behaviour every store backend must show, as one suite of cases, each a
+function of a [`Harness`] that opens connections to one fresh, empty store.
+A backend runs the whole suite from one of its own test files:
+
+```ignore
+struct Sqlite(tempfile::TempDir);
+impl plumb_store_conformance::Harness for Sqlite {
+    fn open(&self) -> Box<dyn plumb_store::Backend> {
+        Box::new(plumb_store::Store::open(self.0.path()).unwrap())
+    }
+}
+plumb_store_conformance::suite!(Sqlite(tempfile::tempdir().unwrap()));
+```
+
+[`suite!`] makes one `#[test]` per case, named after it, each with its own
+fresh store, so a failing case is named and the others still run. The cases
+use only the traits of [`plumb_store::Backend`], never a backend's own
+methods, so passing them is what "a backend" means.
+*/
+
+pub mod alerts;
+pub mod import;
+pub mod insights;
+pub mod nodes;
+pub mod runs;
+pub mod telemetry;
+pub mod tokens;
+
+/// One fresh, empty store of the backend under test.
+pub trait Harness {
+    /// A new connection to this harness's store (read-write). Called more
+    /// than once by cases that check what survives a reconnection.
+    fn open(&self) -> Box<dyn plumb_store::Backend>;
+}
+
+/// One `#[test]` per conformance case, each with a fresh store made by
+/// `$fresh` (an expression giving a [`Harness`]).
+#[macro_export]
+macro_rules! suite {
+    ($fresh:expr) => {
+        $crate::suite!(@cases $fresh;
+            runs::a_run_reads_back_as_written,
+            runs::a_run_sent_twice_is_stored_once_and_the_later_state_wins,
+            runs::references_resolve_and_bad_ones_say_what_kind_of_failure,
+            runs::lists_filter_by_name_state_and_tag_newest_first,
+            runs::fingerprints_are_stored_once_by_hash,
+            runs::output_replays_in_order_and_search_finds_every_matching_line,
+            runs::search_does_not_depend_on_how_output_was_chunked,
+            runs::pages_follow_each_other_without_gaps_or_repeats,
+            import::a_body_imports_once_and_a_repeat_stores_nothing_new,
+            import::a_late_running_record_never_replaces_a_finished_one,
+            import::a_corrupt_frame_is_named_and_nothing_is_stored,
+            import::chunks_before_any_run_record_are_refused,
+            telemetry::retried_records_are_stored_once_however_batched,
+            telemetry::overlaps_across_statement_sizes_and_repeats_within_a_request_are_stored_once,
+            telemetry::search_finds_log_lines_by_run_and_by_source,
+            telemetry::spans_are_found_by_name_service_and_attributes_and_traces_by_prefix,
+            telemetry::a_trace_holds_its_spans_as_a_tree_and_the_logs_made_in_it,
+            telemetry::spans_and_metric_points_are_stored_once_and_found_by_run,
+            telemetry::big_batches_are_cut_into_several_chunks,
+            nodes::heartbeats_keep_a_window_and_transitions_a_history,
+            alerts::alerts_round_trip_and_resolved_history_is_bounded,
+            alerts::disk_samples_are_thinned_and_bounded,
+            tokens::tokens_round_trip_by_hash,
+            tokens::a_token_added_twice_is_a_conflict,
+            tokens::sessions_end_with_their_token,
+            insights::failed_runs_are_queued_by_the_trigger_and_grouped_once,
+            insights::status_new_then_ongoing_resolved_and_regressed,
+            insights::otlp_occurrences_are_idempotent_by_key,
+            insights::duration_stats_use_the_latest_successful_runs,
+            insights::slow_runs_need_history_and_exceed_the_p95
+        );
+    };
+    (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let harness = $fresh;
+                $crate::$module::$case(&harness);
+            }
+        )*
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every public case function is in [`suite!`], so a case written and
+    /// forgotten there fails here instead of never running.
+    #[test]
+    fn every_case_is_in_the_suite() {
+        let lib = include_str!("lib.rs");
+        let modules = [
+            ("alerts", include_str!("alerts.rs")),
+            ("import", include_str!("import.rs")),
+            ("insights", include_str!("insights.rs")),
+            ("nodes", include_str!("nodes.rs")),
+            ("runs", include_str!("runs.rs")),
+            ("telemetry", include_str!("telemetry.rs")),
+            ("tokens", include_str!("tokens.rs")),
+        ];
+        let mut cases = 0;
+        for (module, text) in modules {
+            for item in text.split("pub fn ").skip(1) {
+                let (name, rest) = item.split_once('(').unwrap();
+                let params = &rest[..rest.find(')').unwrap()];
+                if !params.contains("&dyn Harness") {
+                    continue;
+                }
+                cases += 1;
+                assert!(
+                    lib.contains(&format!("{module}::{name},"))
+                        || lib.contains(&format!("{module}::{name}\n")),
+                    "{module}::{name} is not listed in suite!"
+                );
+            }
+        }
+        assert!(cases >= 30, "only {cases} cases found");
+    }
+}

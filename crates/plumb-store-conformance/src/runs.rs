@@ -1,0 +1,358 @@
+//! Conformance cases for [`Runs`](plumb_store::Runs) and
+//! [`Output`](plumb_store::Output): run records, references, lists,
+//! fingerprints, output replay and search.
+
+use crate::Harness;
+use plumb_model::{Fingerprint, Run, RunState, Stream, Timestamp, Uuid, new_id, telemetry::Hit};
+use plumb_store::chunk::{CHUNK_TARGET, ChunkBuilder, SealedChunk};
+use plumb_store::dash::{PageKey, RunQuery};
+use plumb_store::{ErrorKind, OutputCursor, Replayed, RunFilter, SearchOptions};
+use std::collections::HashSet;
+
+const T0: i64 = 1_764_000_000_000_000_000;
+
+fn run_named(name: &str, at_s: i64, state: RunState) -> Run {
+    let mut r = Run::new(
+        new_id(),
+        name.into(),
+        Timestamp::from_nanos(T0 + at_s * 1_000_000_000),
+    );
+    r.state = state;
+    r.host.hostname = "node-a".into();
+    if state.is_final() {
+        r.ended = Some(Timestamp::from_nanos(
+            T0 + at_s * 1_000_000_000 + 500_000_000,
+        ));
+    }
+    r
+}
+
+/// Sealed chunks of `reads` on one stream, cut wherever the builder cuts
+/// (every `CHUNK_TARGET` bytes or so).
+fn sealed(stream: Stream, first_seq: u64, reads: &[Vec<u8>]) -> Vec<SealedChunk> {
+    let mut b = ChunkBuilder::new(stream);
+    let mut out = Vec::new();
+    for (i, r) in reads.iter().enumerate() {
+        b.push(
+            first_seq + i as u64,
+            Timestamp::from_nanos(T0 + i as i64),
+            r,
+            &mut out,
+        );
+    }
+    b.flush(&mut out);
+    out
+}
+
+fn replay(store: &dyn plumb_store::Backend, id: Uuid) -> Vec<(Stream, Vec<u8>)> {
+    let mut got: Vec<(Stream, Vec<u8>)> = Vec::new();
+    store
+        .replay_output(id, None, &mut OutputCursor::default(), &mut |piece| {
+            if let Replayed::Read { stream, bytes, .. } = piece {
+                match got.last_mut() {
+                    Some((s, b)) if *s == stream => b.extend_from_slice(bytes),
+                    _ => got.push((stream, bytes.to_vec())),
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    got
+}
+
+fn search(store: &dyn plumb_store::Backend, text: &str, run: Option<Uuid>) -> Vec<String> {
+    store
+        .search(&SearchOptions {
+            text: text.into(),
+            run,
+            limit: 100_000,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h {
+            Hit::Output(l) => Some(l.text),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn a_run_reads_back_as_written(h: &dyn Harness) {
+    let store = h.open();
+    let mut r = run_named("train", 0, RunState::Failed);
+    r.tags.insert("team".into(), "ml".into());
+    r.argv = vec!["python".into(), "train.py".into(), "--lr=0.1".into()];
+    store.put_run(&r).unwrap();
+    let back = store.get_run(r.id).unwrap();
+    assert_eq!(
+        serde_json::to_value(&back).unwrap(),
+        serde_json::to_value(&r).unwrap(),
+        "every field of the record survives"
+    );
+    assert_eq!(store.count_runs().unwrap(), 1);
+    // A second connection sees it too.
+    assert_eq!(h.open().get_run(r.id).unwrap().name, "train");
+}
+
+pub fn a_run_sent_twice_is_stored_once_and_the_later_state_wins(h: &dyn Harness) {
+    let store = h.open();
+    let running = run_named("job", 0, RunState::Running);
+    store.put_run(&running).unwrap();
+    let mut done = running.clone();
+    done.state = RunState::Succeeded;
+    done.ended = Some(Timestamp::from_nanos(T0 + 2_000_000_000));
+    store.put_runs(&[done.clone(), done.clone()]).unwrap();
+    store.put_run(&done).unwrap();
+    assert_eq!(store.count_runs().unwrap(), 1);
+    assert_eq!(
+        store.get_run(running.id).unwrap().state,
+        RunState::Succeeded
+    );
+    assert_eq!(
+        store.count_runs_by_state().unwrap(),
+        vec![(RunState::Succeeded, 1)]
+    );
+}
+
+pub fn references_resolve_and_bad_ones_say_what_kind_of_failure(h: &dyn Harness) {
+    let store = h.open();
+    let older = run_named("a", 0, RunState::Succeeded);
+    let newer = run_named("b", 10, RunState::Failed);
+    store.put_runs(&[older.clone(), newer.clone()]).unwrap();
+    assert_eq!(store.resolve(&newer.id.to_string()).unwrap(), newer.id);
+    let simple = newer.id.simple().to_string();
+    assert_eq!(store.resolve(&simple[..31]).unwrap(), newer.id);
+    assert_eq!(store.resolve("last").unwrap(), newer.id);
+    assert_eq!(store.resolve("last~1").unwrap(), older.id);
+
+    let kind = |r: &str| store.resolve(r).unwrap_err().kind();
+    assert_eq!(kind("last~2"), ErrorKind::NotFound);
+    assert_eq!(kind("ffffffffffff"), ErrorKind::NotFound);
+    assert_eq!(kind("not a reference"), ErrorKind::BadInput);
+    assert_eq!(kind("ab"), ErrorKind::BadInput, "too short a prefix");
+    let missing = store.get_run(new_id()).unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+    // Two runs whose ids share the first hex digits: their common prefix
+    // is ambiguous, and the error says so.
+    let shared = newer.id.simple().to_string()[..8].to_string();
+    let twin_id =
+        Uuid::parse_str(&format!("{shared}{}", &new_id().simple().to_string()[8..])).unwrap();
+    let mut twin = run_named("b", 11, RunState::Succeeded);
+    twin.id = twin_id;
+    store.put_run(&twin).unwrap();
+    let amb = store.resolve(&shared).unwrap_err();
+    assert_eq!(amb.kind(), ErrorKind::BadInput);
+    assert!(amb.to_string().contains("ambiguous"), "{amb}");
+}
+
+pub fn lists_filter_by_name_state_and_tag_newest_first(h: &dyn Harness) {
+    let store = h.open();
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        let state = if i % 3 == 0 {
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        };
+        let mut r = run_named(if i % 2 == 0 { "even" } else { "odd" }, i, state);
+        if i % 4 == 0 {
+            r.tags.insert("gpu".into(), "a100".into());
+            r.host.hostname = "node-b".into();
+        }
+        runs.push(r);
+    }
+    store.put_runs(&runs).unwrap();
+    let ids =
+        |f: RunFilter| -> Vec<Uuid> { store.list_runs(&f).unwrap().iter().map(|s| s.id).collect() };
+    let expect = |keep: &dyn Fn(&Run) -> bool| -> Vec<Uuid> {
+        runs.iter()
+            .rev()
+            .filter(|r| keep(r))
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(RunFilter {
+            limit: 100,
+            ..Default::default()
+        }),
+        expect(&|_| true)
+    );
+    assert_eq!(
+        ids(RunFilter {
+            name: Some("even".into()),
+            limit: 100,
+            ..Default::default()
+        }),
+        expect(&|r| r.name == "even")
+    );
+    assert_eq!(
+        ids(RunFilter {
+            failed: true,
+            limit: 100,
+            ..Default::default()
+        }),
+        expect(&|r| r.state == RunState::Failed)
+    );
+    assert_eq!(
+        ids(RunFilter {
+            tags: vec![("gpu".into(), "a100".into())],
+            limit: 100,
+            ..Default::default()
+        }),
+        expect(&|r| r.tags.contains_key("gpu"))
+    );
+    assert_eq!(
+        ids(RunFilter {
+            host: Some("node-b".into()),
+            limit: 100,
+            ..Default::default()
+        }),
+        expect(&|r| r.host.hostname == "node-b")
+    );
+    assert_eq!(
+        ids(RunFilter {
+            limit: 3,
+            ..Default::default()
+        })
+        .len(),
+        3
+    );
+    let present: HashSet<Uuid> = store.existing_runs(&[runs[0].id, new_id()]).unwrap();
+    assert_eq!(present, HashSet::from([runs[0].id]));
+    assert_eq!(store.previous_run(runs[4].id).unwrap(), Some(runs[2].id));
+    assert_eq!(store.previous_run(runs[0].id).unwrap(), None);
+}
+
+pub fn fingerprints_are_stored_once_by_hash(h: &dyn Harness) {
+    let store = h.open();
+    let fp = Fingerprint::default();
+    let hash = "b3:0123456789abcdef";
+    store.put_fingerprint(hash, &fp).unwrap();
+    store.put_fingerprint(hash, &fp).unwrap();
+    assert!(store.get_fingerprint(hash).unwrap().is_some());
+    assert!(store.get_fingerprint("b3:none").unwrap().is_none());
+    let mut r = run_named("job", 0, RunState::Succeeded);
+    r.fingerprint = Some(hash.into());
+    store.put_run(&r).unwrap();
+    assert!(store.run_fingerprint(&r).unwrap().is_some());
+}
+
+pub fn output_replays_in_order_and_search_finds_every_matching_line(h: &dyn Harness) {
+    let store = h.open();
+    let r = run_named("job", 0, RunState::Succeeded);
+    store.put_run(&r).unwrap();
+    let out: Vec<Vec<u8>> = (0..2000)
+        .map(|i| format!("step {i} loss 0.{i:04}\n").into_bytes())
+        .collect();
+    let err: Vec<Vec<u8>> = vec![b"warning: needle in stderr\n".to_vec()];
+    store
+        .put_chunks(r.id, "node-a", &sealed(Stream::Stdout, 0, &out))
+        .unwrap();
+    store
+        .put_chunks(r.id, "node-a", &sealed(Stream::Stderr, 2000, &err))
+        .unwrap();
+    let got = replay(&*store, r.id);
+    assert_eq!(got.len(), 2, "stdout then stderr, in production order");
+    assert_eq!(got[0], (Stream::Stdout, out.concat()));
+    assert_eq!(got[1], (Stream::Stderr, err.concat()));
+    assert_eq!(
+        search(&*store, "needle", None),
+        vec!["warning: needle in stderr"]
+    );
+    let steps = search(&*store, "step 1999", Some(r.id));
+    assert_eq!(steps, vec!["step 1999 loss 0.1999"]);
+    assert!(
+        search(&*store, "needle", Some(new_id())).is_empty(),
+        "another run's output is not searched"
+    );
+    assert!(search(&*store, "absent-word", None).is_empty());
+}
+
+pub fn search_does_not_depend_on_how_output_was_chunked(h: &dyn Harness) {
+    // The same output, read in reads of different sizes (so cut into
+    // chunks at different places), finds the same lines, including the
+    // line that straddles a chunk boundary.
+    let line = |i: usize| format!("record {i} payload {}\n", "x".repeat(i % 50));
+    let text: String = (0..20_000).map(line).collect();
+    assert!(text.len() > 3 * CHUNK_TARGET, "several chunks");
+    let mut answers = Vec::new();
+    for read in [7usize, 4096, 65_536, text.len()] {
+        let store = h.open();
+        let r = run_named(&format!("read-{read}"), 0, RunState::Succeeded);
+        store.put_run(&r).unwrap();
+        let reads: Vec<Vec<u8>> = text.as_bytes().chunks(read).map(|c| c.to_vec()).collect();
+        store
+            .put_chunks(r.id, "node-a", &sealed(Stream::Stdout, 0, &reads))
+            .unwrap();
+        assert_eq!(
+            replay(&*store, r.id)[0].1,
+            text.as_bytes(),
+            "read size {read}"
+        );
+        let mut hits = search(
+            &*store,
+            "payload xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Some(r.id),
+        );
+        hits.sort();
+        answers.push((read, hits));
+    }
+    let (_, first) = &answers[0];
+    assert_eq!(first.len(), 20_000 / 50, "one line in 50 has 49 x");
+    for (read, hits) in &answers {
+        assert_eq!(hits, first, "read size {read} found other lines");
+    }
+}
+
+pub fn pages_follow_each_other_without_gaps_or_repeats(h: &dyn Harness) {
+    let store = h.open();
+    let mut runs = Vec::new();
+    for i in 0..25i64 {
+        // Pairs share a start time, so the id must break ties.
+        let mut r = Run::new(
+            plumb_model::new_id(),
+            if i % 2 == 0 { "Train-A" } else { "eval" }.into(),
+            Timestamp::from_nanos(1_000 + i / 2),
+        );
+        r.host.hostname = "h1".into();
+        runs.push(r);
+    }
+    store.put_runs(&runs).unwrap();
+    let mut q = RunQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let page = store.runs_page(&q).unwrap();
+        seen.extend(page.runs.iter().map(|r| r.id));
+        match page.next {
+            Some(k) => q.after = Some(PageKey::decode(&k).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 25);
+    let filtered = store
+        .runs_page(&RunQuery {
+            text: vec!["train".into()],
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(filtered.runs.len(), 13);
+    assert!(filtered.next.is_none());
+    let newest_train = filtered.runs[0].id;
+    let prev = store.previous_run(newest_train).unwrap().unwrap();
+    assert_eq!(prev, filtered.runs[1].id);
+    let oldest = filtered.runs[12].id;
+    assert_eq!(store.previous_run(oldest).unwrap(), None);
+    let ids = [newest_train, plumb_model::new_id()];
+    assert_eq!(
+        store.existing_runs(&ids).unwrap(),
+        HashSet::from([newest_train])
+    );
+    assert!(PageKey::decode("banana").unwrap_err().contains("banana"));
+}

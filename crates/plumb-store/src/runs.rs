@@ -1,0 +1,315 @@
+//! [`Runs`](crate::Runs) on SQLite: run records, fingerprints, finding runs.
+
+use crate::dash::{PageKey, RunQuery, RunsPage};
+use crate::error::{Result, StoreError};
+use crate::spool::{ImportError, ImportStats};
+use crate::{RunFilter, RunSummary, Store, put_fingerprint_conn, put_run_tx};
+use plumb_model::{Fingerprint, Run, RunState, Timestamp, Uuid};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
+use std::collections::HashSet;
+
+impl crate::backend::Runs for Store {
+    fn put_run(&self, run: &Run) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        put_run_tx(&tx, run)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_runs(&self, runs: &[Run]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        for run in runs {
+            put_run_tx(&tx, run)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_fingerprint(&self, hash: &str, fp: &Fingerprint) -> Result<()> {
+        put_fingerprint_conn(&self.conn, hash, fp)
+    }
+
+    fn get_fingerprint(&self, hash: &str) -> Result<Option<Fingerprint>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM fingerprints WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|source| StoreError::Json {
+                id: hash.to_string(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    fn run_fingerprint(&self, run: &Run) -> Result<Option<Fingerprint>> {
+        match &run.fingerprint {
+            Some(hash) => self.get_fingerprint(hash),
+            None => Ok(None),
+        }
+    }
+
+    fn get_run(&self, id: Uuid) -> Result<Run> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM runs WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let json = json.ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+        serde_json::from_str(&json).map_err(|source| StoreError::Json {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    fn resolve(&self, reference: &str) -> Result<Uuid> {
+        let r = reference.trim();
+        if r == "last" || r.starts_with("last~") {
+            let n: i64 = if r == "last" {
+                0
+            } else {
+                r[5..]
+                    .parse()
+                    .map_err(|_| StoreError::BadReference(reference.to_string()))?
+            };
+            let id: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT id FROM runs ORDER BY started_ns DESC, id DESC LIMIT 1 OFFSET ?1",
+                    [n],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            return id
+                .and_then(|s| Uuid::parse_str(&s).ok())
+                .ok_or_else(|| StoreError::NoSuchRun(reference.to_string()));
+        }
+        let hex: String = r
+            .chars()
+            .filter(|c| *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if hex.len() < 4 || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::BadReference(reference.to_string()));
+        }
+        let upper = format!("{hex}g");
+        let mut st = self.conn.prepare(
+            "SELECT id FROM runs WHERE hexid >= ?1 AND hexid < ?2 ORDER BY hexid LIMIT 6",
+        )?;
+        let ids: Vec<String> = st
+            .query_map(params![hex, upper], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match ids.as_slice() {
+            [] => Err(StoreError::NoSuchRun(reference.to_string())),
+            [one] => {
+                Uuid::parse_str(one).map_err(|_| StoreError::Corrupt(format!("bad run id {one}")))
+            }
+            many => Err(StoreError::Ambiguous {
+                prefix: reference.to_string(),
+                candidates: many.iter().take(5).cloned().collect(),
+                more: many.len() > 5,
+            }),
+        }
+    }
+
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let mut sql = String::from(SUMMARY_SELECT);
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(n) = &filter.name {
+            sql.push_str(" AND name = ?");
+            args.push(Value::Text(n.clone()));
+        }
+        if let Some(h) = &filter.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if filter.failed {
+            sql.push_str(" AND state IN ('failed', 'killed', 'evicted')");
+        }
+        if let Some(s) = filter.state {
+            sql.push_str(" AND state = ?");
+            args.push(Value::Text(s.as_str().into()));
+        }
+        if let Some(t) = filter.since {
+            sql.push_str(" AND started_ns >= ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        for (k, v) in &filter.tags {
+            sql.push_str(" AND id IN (SELECT run_id FROM run_tags WHERE key = ? AND value = ?)");
+            args.push(Value::Text(k.clone()));
+            args.push(Value::Text(v.clone()));
+        }
+        sql.push_str(" ORDER BY started_ns DESC, id DESC");
+        if filter.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", filter.limit));
+        }
+        summaries(self, &sql, args)
+    }
+
+    fn count_runs(&self) -> Result<u64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn count_runs_by_state(&self) -> Result<Vec<(RunState, u64)>> {
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT state, count(*) FROM runs GROUP BY state")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, n) = row?;
+            if let Ok(s) = state.parse() {
+                out.push((s, n as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    fn runs_page(&self, q: &RunQuery) -> Result<RunsPage> {
+        let limit = q.limit.clamp(1, 1000);
+        let mut sql = String::from(SUMMARY_SELECT);
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(n) = &q.name {
+            sql.push_str(" AND name = ?");
+            args.push(Value::Text(n.clone()));
+        }
+        if let Some(h) = &q.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if let Some(s) = q.state {
+            sql.push_str(" AND state = ?");
+            args.push(Value::Text(s.as_str().into()));
+        }
+        if let Some(t) = q.since {
+            sql.push_str(" AND started_ns >= ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
+        for (k, v) in &q.tags {
+            // A probe per candidate row while walking runs newest first, so a
+            // common tag stops at one page instead of collecting every run
+            // that has it and sorting them.
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM run_tags WHERE run_id = runs.id AND key = ? AND value = ?)",
+            );
+            args.push(Value::Text(k.clone()));
+            args.push(Value::Text(v.clone()));
+        }
+        for w in &q.text {
+            // instr on lower() rather than LIKE, so `%` and `_` in what a
+            // user typed are plain characters.
+            sql.push_str(" AND instr(lower(name), ?) > 0");
+            args.push(Value::Text(w.to_lowercase()));
+        }
+        if let Some(k) = &q.after {
+            sql.push_str(" AND (started_ns, id) < (?, ?)");
+            args.push(Value::Integer(k.started_ns));
+            args.push(Value::Text(k.id.clone()));
+        }
+        // One more than a page tells whether there is a next one without
+        // counting.
+        sql.push_str(&format!(
+            " ORDER BY started_ns DESC, id DESC LIMIT {}",
+            limit + 1
+        ));
+        let mut runs = summaries(self, &sql, args)?;
+        let next = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|r| {
+                PageKey {
+                    started_ns: r.started.as_nanos(),
+                    id: r.id.to_string(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(RunsPage { runs, next })
+    }
+
+    fn previous_run(&self, run_id: Uuid) -> Result<Option<Uuid>> {
+        let id: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT p.id FROM runs r JOIN runs p ON p.name = r.name
+                 AND (p.started_ns, p.id) < (r.started_ns, r.id)
+                 WHERE r.id = ?1 ORDER BY p.started_ns DESC, p.id DESC LIMIT 1",
+                [run_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|s| Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("bad run id {s}"))))
+            .transpose()
+    }
+
+    fn existing_runs(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?;
+        let mut found = HashSet::new();
+        for id in ids {
+            if found.contains(id) {
+                continue;
+            }
+            if st.exists(params![id.to_string()])? {
+                found.insert(*id);
+            }
+        }
+        Ok(found)
+    }
+
+    fn import_frames(&self, bytes: &[u8]) -> std::result::Result<ImportStats, ImportError> {
+        crate::spool::import_frames(self, bytes)
+    }
+}
+
+/// The columns of a [`RunSummary`], for a query to add its conditions to.
+const SUMMARY_SELECT: &str = "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal, \
+     json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts'), json_extract(record, '$.launch_error') \
+     FROM runs WHERE 1=1";
+
+/// Runs a query that starts with [`SUMMARY_SELECT`].
+fn summaries(store: &Store, sql: &str, args: Vec<Value>) -> Result<Vec<RunSummary>> {
+    let mut st = store.conn().prepare_cached(sql)?;
+    let rows = st.query_map(params_from_iter(args), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(3)?,
+            RunSummary {
+                id: Uuid::nil(),
+                name: r.get(1)?,
+                host: r.get(2)?,
+                state: RunState::Running,
+                started: Timestamp::from_nanos(r.get(4)?),
+                ended: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_nanos),
+                exit_code: r.get(6)?,
+                signal: r.get(7)?,
+                attempt: r.get::<_, Option<u32>>(8)?.unwrap_or(1),
+                max_attempts: r.get(9)?,
+                launch_error: r.get(10)?,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, state, mut s) = row?;
+        s.id = Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("bad run id {id}")))?;
+        s.state = state
+            .parse()
+            .map_err(|e: String| StoreError::Corrupt(format!("run {id}: {e}")))?;
+        out.push(s);
+    }
+    Ok(out)
+}
