@@ -237,6 +237,26 @@ pub fn signal_known(signal: i32) -> Option<&'static str> {
     NAMES.get(k).copied()
 }
 
+/// A post-mortem as text lines, the way `plumb show --locals` and the
+/// dashboard print it: a heading (where, which exception), then each frame
+/// innermost last, as a traceback reads, with its locals indented under it.
+pub fn postmortem(pm: &crate::postmortem::PostMortem) -> Vec<String> {
+    let mut out = vec![format!(
+        "{}: {} (pid {}, {})",
+        pm.kind, pm.message, pm.pid, pm.origin
+    )];
+    if pm.frames_omitted > 0 {
+        out.push(format!("  ... {} outer frames left out", pm.frames_omitted));
+    }
+    for f in &pm.frames {
+        out.push(format!("  {}:{} in {}", f.file, f.line, f.function));
+        for l in &f.locals {
+            out.push(format!("      {} = {}", l.name, l.value));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod insights;
 pub mod node;
+pub mod postmortem;
 mod secret;
 pub mod telemetry;
 pub mod text;
@@ -414,6 +415,10 @@ pub struct Run {
     /// The exception or panic it died with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<Exception>,
+    /// Uncaught exceptions with every frame's locals, from the Python hook
+    /// of `plumb run` (one per process and thread that died of one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub postmortem: Vec<postmortem::PostMortem>,
     /// The command line, exactly (non-UTF-8 bytes are replaced).
     pub argv: Vec<String>,
     /// Working directory.
@@ -567,6 +572,7 @@ impl Run {
             ended: None,
             exit: None,
             exception: None,
+            postmortem: Vec::new(),
             argv: Vec::new(),
             cwd: String::new(),
             pid: 0,

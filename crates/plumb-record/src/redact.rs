@@ -228,6 +228,14 @@ impl Redactor {
         if let Some(e) = run.exception.as_mut() {
             self.redact_exception(e);
         }
+        for pm in &mut run.postmortem {
+            pm.message = self.redact_text(&pm.message);
+            for local in pm.frames.iter_mut().flat_map(|f| f.locals.iter_mut()) {
+                // Whole when the name looks secret, secret-looking parts
+                // otherwise, as environment values are.
+                local.value = self.redact(&local.name, &local.value);
+            }
+        }
         run.warnings = run.warnings.iter().map(|w| self.redact_text(w)).collect();
     }
 

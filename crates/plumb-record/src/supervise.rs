@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::capture::{self, Source};
 use crate::evict::EvictOptions;
 use crate::signals::{EvictPolicy, Forwarder};
-use crate::{Redactor, cloud, files, fingerprint, host, pty};
+use crate::{Redactor, cloud, files, fingerprint, host, postmortem, pty};
 use plumb_model::exception;
 
 /// What to run and what to capture.
@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub extra_env: Vec<(String, String)>,
     /// The run's id, chosen by the caller (UUIDv7).
     pub run_id: plumb_model::Uuid,
+    /// Where the Python post-mortem hook and its files live (see
+    /// [`crate::postmortem`]); `None` records no locals.
+    pub postmortem_dir: Option<PathBuf>,
 }
 
 /// How a run is supervised beyond plain recording: which attempt it is,
@@ -243,10 +246,24 @@ pub fn record_supervised(
     // than init, so they can still be signalled on eviction and reported
     // when the run ends.
     crate::tree::become_subreaper();
+    let mut setup_warnings = Vec::new();
+    let hook = opts.postmortem_dir.as_ref().and_then(|dir| {
+        postmortem::Hook::prepare(dir, opts.run_id, std::env::var_os("PYTHONPATH"))
+            .map_err(|e| {
+                setup_warnings.push(format!(
+                    "no post-mortem locals: cannot set up the Python hook in {}: {e}",
+                    dir.display()
+                ))
+            })
+            .ok()
+    });
     let mut cmd = Command::new(&program);
     cmd.args(&opts.argv[1..])
         .stdin(Stdio::inherit())
         .envs(opts.extra_env.iter().map(|(k, v)| (k, v)));
+    if let Some(h) = &hook {
+        cmd.envs(h.env().iter().map(|(k, v)| (k, v)));
+    }
     let (stdout_end, stdout_read) = stdout.split();
     let mut sources = Vec::with_capacity(2);
     match stderr {
@@ -436,6 +453,12 @@ pub fn record_supervised(
     run.warnings.extend(captured.warnings);
     if run.state.is_failure() {
         run.exception = exception::parse(&captured.stderr_tail);
+    }
+    run.warnings.extend(setup_warnings);
+    if let Some(hook) = hook {
+        let (found, warning) = hook.collect();
+        run.postmortem = found;
+        run.warnings.extend(warning);
     }
     run.outputs = opts.outputs.iter().map(|p| files::record_file(p)).collect();
     // The lookup has had the whole run to finish by now.
@@ -696,6 +719,7 @@ mod tests {
             tools: BTreeMap::new(),
             extra_env: Vec::new(),
             run_id: plumb_model::new_id(),
+            postmortem_dir: None,
         };
         assert_eq!(run_name(&opts), "x");
         let named = RunOptions {

@@ -454,6 +454,7 @@ fn options(argv: Vec<OsString>) -> RunOptions {
         tools: BTreeMap::new(),
         extra_env: Vec::new(),
         run_id: plumb_model::new_id(),
+        postmortem_dir: None,
     }
 }
 

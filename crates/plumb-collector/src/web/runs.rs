@@ -577,6 +577,21 @@ async fn run_page(
         exception_chain(&mut b, ex);
         b.push_str("</section>");
     }
+    if !r.postmortem.is_empty() {
+        // The same lines as `plumb show --locals`, one block per process
+        // and thread that died.
+        b.push_str(
+            "<section aria-labelledby=\"h-locals\"><h2 id=\"h-locals\">Post-mortem locals</h2>",
+        );
+        for pm in &r.postmortem {
+            b.push_str("<pre class=\"output\" data-postmortem=\"1\">");
+            for line in plumb_model::display::postmortem(pm) {
+                let _ = writeln!(b, "{}", esc(&line));
+            }
+            b.push_str("</pre>");
+        }
+        b.push_str("</section>");
+    }
     // Output: each read is a span; the first read at a time carries the
     // anchor `t<ns>` that search hits link to.
     b.push_str("<section aria-labelledby=\"h-out\"><h2 id=\"h-out\">Output</h2>");

@@ -116,6 +116,7 @@ fn main() -> ExitCode {
         tools: BTreeMap::new(),
         extra_env,
         run_id: plumb_model::new_id(),
+        postmortem_dir: None,
     };
     match record(opts, &mut sink) {
         Ok(run) => {

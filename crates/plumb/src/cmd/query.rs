@@ -81,6 +81,11 @@ pub struct ShowArgs {
     /// Print JSON (the run and its fingerprint).
     #[arg(long)]
     pub json: bool,
+    /// Show the local variables of every frame of the uncaught exceptions
+    /// the run's Python processes died of (recorded unless `plumb run
+    /// --no-locals`).
+    #[arg(long)]
+    pub locals: bool,
 }
 
 /// Arguments of `plumb logs`.
@@ -330,11 +335,32 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
     } else {
         // Everything in it came from the run or the node that sent it.
         out.write_all(escape_controls(&render_run(&run, fp.as_ref())).as_bytes())?;
+        if a.locals {
+            out.write_all(escape_controls(&render_locals(&run)).as_bytes())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The readable form of `plumb show`.
+/// The post-mortems of `plumb show --locals`, or why there are none.
+fn render_locals(run: &Run) -> String {
+    let mut s = String::from("\npost-mortem locals\n");
+    if run.postmortem.is_empty() {
+        s.push_str(
+            "  none recorded: no Python process of this run died of an uncaught exception \
+             (or it ran with --no-locals, or Python with -S/-I)\n",
+        );
+    }
+    for pm in &run.postmortem {
+        for line in display::postmortem(pm) {
+            s.push_str("  ");
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    s
+}
+
 /// The `waited` line of `plumb show`: what the run waited for and how long.
 fn render_waiting(w: &plumb_model::Waiting) -> String {
     let now = Timestamp::now();
@@ -419,6 +445,15 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     if let Some(ex) = &run.exception {
         let _ = writeln!(s, "\nexception ({})", ex.language);
         render_exception(&mut s, ex, "  ");
+    }
+    if !run.postmortem.is_empty() {
+        let _ = writeln!(
+            s,
+            "locals    {} post-mortem{} with every frame's locals: plumb show {} --locals",
+            run.postmortem.len(),
+            if run.postmortem.len() == 1 { "" } else { "s" },
+            run.id
+        );
     }
     if let Some(r) = &run.rusage {
         let _ = writeln!(

@@ -83,6 +83,12 @@ pub struct Args {
     /// the record and in a `plumb:` line on stderr.
     #[arg(long)]
     pub kill_orphans: bool,
+    /// Record no post-mortem locals: by default a Python process of the
+    /// run that dies of an uncaught exception leaves every frame's local
+    /// variables with the run (through a `sitecustomize` plumb puts first
+    /// on PYTHONPATH; `plumb show RUN --locals`).
+    #[arg(long)]
+    pub no_locals: bool,
     /// Ship the run to this collector (`http://host:7700`) instead of the
     /// local store (default: `collector` in plumb.toml or PLUMB_COLLECTOR).
     #[arg(long, value_name = "URL")]
@@ -231,6 +237,7 @@ pub fn options(cfg: &Config, args: &Args, run_id: plumb_model::Uuid) -> Result<R
             ("OTEL_RESOURCE_ATTRIBUTES".into(), otel),
         ],
         run_id,
+        postmortem_dir: (!args.no_locals).then(|| cfg.home.clone()),
     })
 }
 
