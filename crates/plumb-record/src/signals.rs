@@ -286,7 +286,7 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
 }
 
 /// The other runs' programs, which are no orphans of this one.
-fn others(pid: libc::pid_t) -> Vec<libc::pid_t> {
+pub(crate) fn others(pid: libc::pid_t) -> Vec<libc::pid_t> {
     programs().into_iter().filter(|&p| p != pid).collect()
 }
 
@@ -365,6 +365,11 @@ impl Warner {
     /// processes ended where it was being stopped): nothing left to warn.
     pub(crate) fn done(&self) -> bool {
         lock(&self.target.state).done
+    }
+
+    /// Whether a stop (an eviction, a timeout) has already begun.
+    pub(crate) fn under_way(&self) -> bool {
+        lock(&self.target.state).eviction.is_some()
     }
 }
 

@@ -170,7 +170,7 @@ impl Store {
             args.push(Value::Text(h.clone()));
         }
         if filter.failed {
-            sql.push_str(" AND state IN ('failed', 'killed', 'evicted')");
+            sql.push_str(" AND state IN ('failed', 'killed', 'evicted', 'timed-out')");
         }
         if let Some(s) = filter.state {
             sql.push_str(" AND state = ?");

@@ -50,11 +50,11 @@ pub struct LsArgs {
     /// Only runs on this host.
     #[arg(long)]
     pub host: Option<String>,
-    /// Only runs that failed, were killed or evicted.
+    /// Only runs that failed, were killed, evicted or timed out.
     #[arg(long)]
     pub failed: bool,
     /// Only runs in this state (waiting, running, succeeded, failed, killed,
-    /// evicted, cancelled).
+    /// evicted, cancelled, timed-out).
     #[arg(long)]
     pub state: Option<RunState>,
     /// Only runs started within this long ago (`90s`, `2h`, `3d`).
@@ -334,6 +334,33 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which timeout stopped a run and how, in one line.
+fn timeout_line(t: &plumb_model::stack::Timeout) -> String {
+    let mut line = format!(
+        "{} {} fired at {}",
+        t.kind.flag(),
+        human_duration(t.limit_ns),
+        t.fired
+    );
+    if let Some(b) = &t.basis {
+        line.push_str(&format!(" ({b})"));
+    }
+    line.push_str(&format!(
+        "; {} to {} process{}, grace {}",
+        t.signal,
+        t.signalled,
+        if t.signalled == 1 { "" } else { "es" },
+        human_duration(t.grace_ns)
+    ));
+    if t.grace_expired {
+        line.push_str(&format!(", grace ran out: {} SIGKILLed", t.killed));
+    }
+    if t.snapshot.is_none() {
+        line.push_str("; no stack snapshot");
+    }
+    line
+}
+
 /// The readable form of `plumb show`.
 /// The `waited` line of `plumb show`: what the run waited for and how long.
 fn render_waiting(w: &plumb_model::Waiting) -> String {
@@ -386,6 +413,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             let _ = writeln!(s, "{label:<9} {line}");
         }
     }
+    if let Some(t) = &run.timeout {
+        let _ = writeln!(s, "timed out {}", timeout_line(t));
+    }
     if !run.tags.is_empty() {
         let tags: Vec<String> = run.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "tags      {}", tags.join(" "));
@@ -419,6 +449,16 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     if let Some(ex) = &run.exception {
         let _ = writeln!(s, "\nexception ({})", ex.language);
         render_exception(&mut s, ex, "  ");
+    }
+    if let Some(snap) = run.timeout.as_ref().and_then(|t| t.snapshot.as_ref()) {
+        let _ = writeln!(s, "\nstacks when the timeout fired");
+        for line in snap.render().lines() {
+            if line.is_empty() {
+                s.push('\n');
+            } else {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
     }
     if let Some(r) = &run.rusage {
         let _ = writeln!(
