@@ -11,6 +11,7 @@ mod bench_dashboard;
 mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
+mod bench_stack;
 mod measure;
 
 fn main() -> Result<()> {
@@ -113,6 +114,7 @@ const BENCHES: &[&str] = &[
     "ingest",
     "proxy",
     "recorder",
+    "stack",
 ];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
@@ -123,6 +125,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
+        "stack" => bench_stack::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }
 }
