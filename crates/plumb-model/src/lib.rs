@@ -480,6 +480,10 @@ pub struct Run {
     /// with the stack snapshot taken before it was signalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<stack::Timeout>,
+    /// Stack snapshots plumb took by itself while the run ran
+    /// (`plumb run --snapshot-on-silence`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<stack::StackSnapshot>,
     /// What the run waited for before it started (a throttle slot, or a
     /// retry's backoff); kept after it started, with the wait's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -599,6 +603,7 @@ impl Run {
             max_attempts: None,
             eviction: None,
             timeout: None,
+            snapshots: Vec::new(),
             waiting: None,
             launch_error: None,
             orphans: Vec::new(),

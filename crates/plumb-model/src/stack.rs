@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 pub struct StackSnapshot {
     /// When the snapshot began (UTC).
     pub taken: Timestamp,
+    /// Why it was taken, when plumb took it by itself (`no output for
+    /// 5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// How long taking it took, nanoseconds.
     pub took_ns: i64,
     /// One entry per process found, in the order of the tree walk (roots
@@ -489,6 +493,7 @@ mod tests {
         let busy = [("busy", 3), ("<module>", 9)];
         let snap = StackSnapshot {
             taken: Timestamp::from_nanos(0),
+            reason: None,
             took_ns: 0,
             processes: vec![
                 process(10, vec![thread(10, &[("wait_lock", 6), ("<module>", 10)])]),
@@ -514,6 +519,7 @@ mod tests {
     fn a_different_line_is_a_different_stack_and_nothing_is_odd_alone() {
         let snap = StackSnapshot {
             taken: Timestamp::from_nanos(0),
+            reason: None,
             took_ns: 0,
             processes: vec![
                 process(1, vec![thread(1, &[("f", 1)])]),
@@ -539,6 +545,7 @@ mod tests {
         });
         let snap = StackSnapshot {
             taken: Timestamp::from_nanos(5),
+            reason: None,
             took_ns: 9,
             processes: vec![p],
         };

@@ -353,6 +353,7 @@ pub fn record_supervised(
     let sink = Mutex::new(sink);
     let activity = crate::timeout::Activity::new();
     let fired: crate::timeout::Fired = Arc::default();
+    let snapshots: crate::timeout::Snapshots = Arc::default();
     let (mut run, captured, waited) = std::thread::scope(|scope| {
         // Hold the sink until `started` has been called, so that no output
         // reaches it first; the capture thread still copies to the terminal
@@ -363,15 +364,21 @@ pub fn record_supervised(
             .spawn_scoped(scope, || {
                 capture::run(sources, &reaped_r.into(), &sink, &activity)
             });
-        if sup.timeouts.any() {
+        if sup.timeouts.watching() {
             let warner = forwarder.warner();
-            let (activity, fired) = (&activity, &fired);
+            let (activity, fired, snapshots) = (&activity, &fired, &snapshots);
             let watcher = std::thread::Builder::new()
                 .name("plumb-timeout".into())
                 .spawn_scoped(scope, move || {
-                    crate::timeout::watch(&sup.timeouts, activity, pid, &warner, fired, &|| {
-                        crate::signals::others(pid as libc::pid_t)
-                    })
+                    crate::timeout::watch(
+                        &sup.timeouts,
+                        activity,
+                        pid,
+                        &warner,
+                        fired,
+                        snapshots,
+                        &|| crate::signals::others(pid as libc::pid_t),
+                    )
                 });
             if let Err(error) = watcher {
                 tracing::warn!(%error, "cannot start the timeout watcher; the run has no timeout");
@@ -447,6 +454,7 @@ pub fn record_supervised(
         }
         run.timeout = Some(t);
     }
+    run.snapshots = std::mem::take(&mut *snapshots.lock().unwrap_or_else(|e| e.into_inner()));
     run.forwarded = forwarder.forwarded();
     let (orphans, killed) = forwarder.orphans(sup.kill_orphans);
     run.orphans = orphans;

@@ -33,7 +33,15 @@ pub struct Timeouts {
     pub signal: libc::c_int,
     /// How long the run has after the warning before SIGKILL.
     pub grace: Duration,
+    /// Take a stack snapshot (without stopping anything) when the run has
+    /// printed nothing for this long; once per silence, at most
+    /// [`MAX_SILENCE_SNAPSHOTS`] per run.
+    pub snapshot_on_silence: Option<Duration>,
 }
+
+/// How many snapshots `--snapshot-on-silence` attaches to one run at most,
+/// so a run silent on and off for days does not grow without bound.
+pub const MAX_SILENCE_SNAPSHOTS: usize = 5;
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -43,6 +51,7 @@ impl Default for Timeouts {
             silence: None,
             signal: libc::SIGTERM,
             grace: crate::evict::DEFAULT_GRACE,
+            snapshot_on_silence: None,
         }
     }
 }
@@ -51,6 +60,12 @@ impl Timeouts {
     /// Whether any timeout is set.
     pub fn any(&self) -> bool {
         self.total.is_some() || self.silence.is_some()
+    }
+
+    /// Whether the run's clocks need watching: a timeout, or snapshots on
+    /// silence.
+    pub fn watching(&self) -> bool {
+        self.any() || self.snapshot_on_silence.is_some()
     }
 }
 
@@ -134,12 +149,39 @@ pub(crate) fn watch(
     pid: u32,
     warner: &Warner,
     fired: &Mutex<Option<Timeout>>,
+    snapshots: &Mutex<Vec<StackSnapshot>>,
     others: &dyn Fn() -> Vec<libc::pid_t>,
 ) {
+    // A snapshot on silence is taken once per silence: re-armed when the
+    // run prints again.
+    let mut armed = true;
+    let mut taken = 0;
     // Bounded: ends when the run is over, or once a timeout fired.
     loop {
         if warner.done() {
             return;
+        }
+        if let Some(d) = timeouts.snapshot_on_silence {
+            let quiet = activity.quiet_for();
+            if quiet < d {
+                armed = true;
+            } else if armed && taken < MAX_SILENCE_SNAPSHOTS && !warner.under_way() {
+                armed = false;
+                taken += 1;
+                tracing::info!(
+                    silent_s = quiet.as_secs_f64(),
+                    "no output: taking a stack snapshot of the run"
+                );
+                let mut snap = snapshot_run(pid, &others());
+                snap.reason = Some(format!(
+                    "no output for {}",
+                    plumb_model::display::duration(quiet.as_nanos() as i64)
+                ));
+                snapshots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(snap);
+            }
         }
         let which = match (timeouts.total, timeouts.silence) {
             (Some(t), _) if activity.elapsed() >= t => Some((TimeoutKind::Total, t)),
@@ -190,3 +232,6 @@ pub(crate) fn watch(
 
 /// Shared between the watcher and the end of the run.
 pub(crate) type Fired = Arc<Mutex<Option<Timeout>>>;
+
+/// The snapshots taken on silence, shared the same way.
+pub(crate) type Snapshots = Arc<Mutex<Vec<StackSnapshot>>>;

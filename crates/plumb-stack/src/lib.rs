@@ -140,6 +140,7 @@ pub fn snapshot_with(roots: &[u32], opts: &Options, spawner: &dyn Spawner) -> St
         .collect();
     StackSnapshot {
         taken,
+        reason: None,
         took_ns: i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
         processes,
     }

@@ -456,6 +456,51 @@ fn timeout_auto_is_a_multiple_of_the_names_history() {
 }
 
 #[test]
+fn snapshot_on_silence_attaches_the_stacks_and_lets_the_run_finish() {
+    need_py_spy();
+    let home = Home::new();
+    let script = "import time\n\
+                  def quiet_for_a_while():\n    time.sleep(4)\n\
+                  print('start', flush=True)\n\
+                  quiet_for_a_while()\n\
+                  print('done', flush=True)\n";
+    let py = python();
+    let out = ok(
+        home.run(&[
+            "run",
+            "--name",
+            "quiet",
+            "--snapshot-on-silence",
+            "1s",
+            "--",
+            &py,
+            "-c",
+            script,
+        ]),
+        "plumb run --snapshot-on-silence",
+    );
+    assert!(text(&out.stdout).contains("done"));
+    let id = home.json(&["ls", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = home.json(&["show", "--json", &id])["run"].clone();
+    assert_eq!(run["state"], "succeeded", "nothing was stopped: {run:#}");
+    let snaps = run["snapshots"].as_array().expect("a snapshot is attached");
+    assert_eq!(snaps.len(), 1, "one per silence: {run:#}");
+    assert!(
+        snaps[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no output for")
+    );
+    let frames = &snaps[0]["processes"][0]["stacks"][0]["frames"];
+    assert_eq!(function_names(frames)[0], "quiet_for_a_while", "{frames:#}");
+    let t = text(&ok(home.run(&["show", &id]), "plumb show").stdout);
+    assert!(t.contains("stacks taken by plumb (no output for"), "{t}");
+}
+
+#[test]
 fn bad_timeout_values_are_refused_before_anything_runs() {
     let home = Home::new();
     let marker = home.dir().join("ran");
@@ -479,6 +524,7 @@ fn bad_timeout_values_are_refused_before_anything_runs() {
             "--timeout-factor",
         ),
         (&["--timeout-floor", "1m"][..], "--timeout-floor"),
+        (&["--snapshot-on-silence", "0"][..], "--snapshot-on-silence"),
     ] {
         let mut all = vec!["run"];
         all.extend_from_slice(args);

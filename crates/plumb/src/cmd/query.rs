@@ -334,6 +334,18 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Appends `text` indented by two spaces, blank lines left blank.
+fn push_indented(s: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    for line in text.lines() {
+        if line.is_empty() {
+            s.push('\n');
+        } else {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+}
+
 /// Which timeout stopped a run and how, in one line.
 fn timeout_line(t: &plumb_model::stack::Timeout) -> String {
     let mut line = format!(
@@ -452,13 +464,15 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     }
     if let Some(snap) = run.timeout.as_ref().and_then(|t| t.snapshot.as_ref()) {
         let _ = writeln!(s, "\nstacks when the timeout fired");
-        for line in snap.render().lines() {
-            if line.is_empty() {
-                s.push('\n');
-            } else {
-                let _ = writeln!(s, "  {line}");
-            }
-        }
+        push_indented(&mut s, &snap.render());
+    }
+    for snap in &run.snapshots {
+        let _ = writeln!(
+            s,
+            "\nstacks taken by plumb ({})",
+            snap.reason.as_deref().unwrap_or("automatically")
+        );
+        push_indented(&mut s, &snap.render());
     }
     if let Some(r) = &run.rusage {
         let _ = writeln!(

@@ -94,6 +94,11 @@ pub struct Args {
     /// long (`5m`), with the same evidence as --timeout.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub silence_timeout: Option<Duration>,
+    /// When the run prints nothing on stdout or stderr for this long, take
+    /// a stack snapshot of its processes and attach it to the run (once
+    /// per silence, at most 5 per run); nothing is stopped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub snapshot_on_silence: Option<Duration>,
     /// With --timeout auto: the multiple of the p95 duration (default 3).
     #[arg(long, value_name = "F", allow_hyphen_values = true)]
     pub timeout_factor: Option<f64>,
@@ -180,6 +185,7 @@ pub fn timeouts(cfg: &Config, args: &Args) -> Result<plumb_record::timeout::Time
     }
     let mut t = plumb_record::timeout::Timeouts {
         silence: args.silence_timeout,
+        snapshot_on_silence: args.snapshot_on_silence,
         signal: args.on_evict.unwrap_or(libc::SIGTERM),
         grace: args.grace.unwrap_or(plumb_record::evict::DEFAULT_GRACE),
         ..Default::default()
