@@ -248,11 +248,17 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
         return;
     }
     let signal = signal_name(policy.signal).unwrap_or_else(|| policy.signal.to_string());
+    // A timeout (`--timeout`, `--silence-timeout`) takes this path too.
+    let what = if source.starts_with("--") {
+        "timeout: sending the warning signal to every process of the run"
+    } else {
+        "eviction warning: passing it on to the program"
+    };
     tracing::warn!(
         source,
         signal = %signal,
         grace_s = policy.grace.as_secs_f64(),
-        "eviction warning: passing it on to the program"
+        "{what}"
     );
     state.eviction = Some(Eviction {
         warned: Timestamp::now(),

@@ -115,13 +115,23 @@ pub fn command_line(pid: u32) -> String {
 }
 
 /// Whether the process is a Python interpreter: its executable is named
-/// `python*`, or it has libpython mapped (an embedding program).
+/// `python*`, or it has libpython mapped (an embedding program). Another
+/// user's process hides both; its command line's program name decides
+/// then, so the report names py-spy's refusal rather than a native tool's.
 pub fn is_python(pid: u32) -> bool {
-    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe"))
-        && let Some(name) = exe.file_name().and_then(|n| n.to_str())
-        && name.starts_with("python")
-    {
-        return true;
+    let named_python = |p: &std::path::Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("python"))
+    };
+    match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(exe) if named_python(&exe) => return true,
+        Ok(_) => {}
+        Err(_) => {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+            return named_python(std::path::Path::new(&*String::from_utf8_lossy(argv0)));
+        }
     }
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .map(|m| m.contains("/libpython"))

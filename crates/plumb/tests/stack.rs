@@ -300,6 +300,57 @@ fn a_missing_tool_is_reported_for_each_process_with_the_reason() {
 }
 
 #[test]
+fn ptrace_refused_is_reported_for_each_process_with_the_reason() {
+    need_py_spy();
+    need_native_tool();
+    // Looking at root's processes as nobody: /proc hides their files and
+    // ptrace is refused, whatever Yama says.
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test runs plumb stack as nobody (setpriv) on a process of root's: run it as root"
+    );
+    let py = python();
+    let mut child = Command::new(&py)
+        .args(["-c", "import time\nwhile True: time.sleep(1)"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // nobody may not be able to reach root's py-spy (under /root with
+    // pyenv): a copy where it can, first on its PATH.
+    let tools = tempfile::tempdir().unwrap();
+    let real = Path::new(&py).with_file_name("py-spy");
+    let real = if real.is_file() {
+        real
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("py-spy"))
+            .find(|p| p.is_file())
+            .unwrap()
+    };
+    std::fs::copy(&real, tools.path().join("py-spy")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", PLUMB])
+        .args(["stack", "--pid", &pid.to_string()])
+        .env("PATH", path)
+        .current_dir("/")
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let t = text(&ok(out, "plumb stack as nobody").stdout);
+    assert!(
+        t.contains("no python stacks (ptrace-denied): py-spy may not attach"),
+        "{t}"
+    );
+    assert!(t.contains("no open files (permission-denied)"), "{t}");
+}
+
+#[test]
 fn stack_of_a_run_that_is_not_running_is_refused_naming_it() {
     let home = Home::new();
     ok(
