@@ -43,8 +43,9 @@ pub fn workspace_root() -> std::path::PathBuf {
 }
 
 /// The whole test suite: first what the tests need from outside Rust
-/// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool;
-/// each installs only what is missing and says what it installs), then
+/// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool,
+/// py-spy and elfutils; each installs only what is missing and says what
+/// it installs), then
 /// every crate's tests under nextest, then the Python package's tests
 /// under pytest. Each stage's time is printed at the end.
 fn test(extra: &[&str]) -> Result<()> {

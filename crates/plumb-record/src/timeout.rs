@@ -141,8 +141,9 @@ pub(crate) fn snapshot_run(pid: u32, others: &[libc::pid_t]) -> StackSnapshot {
 const TICK: Duration = Duration::from_millis(50);
 
 /// Watches the run's clocks until it is over ([`Warner::done`]) or a
-/// timeout fires; then snapshots, records and starts the stop. Runs on its
-/// own thread; returns what fired, if anything.
+/// timeout fires; then snapshots, puts the [`Timeout`] in `fired` and
+/// starts the stop. Snapshots on silence go to `snapshots`. Runs on its
+/// own thread.
 pub(crate) fn watch(
     timeouts: &Timeouts,
     activity: &Activity,
