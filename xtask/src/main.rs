@@ -11,6 +11,7 @@ mod bench_dashboard;
 mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
+mod bench_stack;
 mod measure;
 
 fn main() -> Result<()> {
@@ -42,8 +43,9 @@ pub fn workspace_root() -> std::path::PathBuf {
 }
 
 /// The whole test suite: first what the tests need from outside Rust
-/// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool;
-/// each installs only what is missing and says what it installs), then
+/// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool,
+/// py-spy and elfutils; each installs only what is missing and says what
+/// it installs), then
 /// every crate's tests under nextest, then the Python package's tests
 /// under pytest. Each stage's time is printed at the end.
 fn test(extra: &[&str]) -> Result<()> {
@@ -113,6 +115,7 @@ const BENCHES: &[&str] = &[
     "ingest",
     "proxy",
     "recorder",
+    "stack",
 ];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
@@ -123,6 +126,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
+        "stack" => bench_stack::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }
 }

@@ -31,6 +31,7 @@ pub mod insights;
 pub mod node;
 pub mod postmortem;
 mod secret;
+pub mod stack;
 pub mod telemetry;
 pub mod text;
 
@@ -149,6 +150,10 @@ pub enum RunState {
     /// Given up while waiting (the recorder was interrupted): the command
     /// never started.
     Cancelled,
+    /// Stopped by `plumb run --timeout` or `--silence-timeout` ([`Run::timeout`]
+    /// says which, with the stacks taken before it was stopped).
+    #[serde(rename = "timed-out")]
+    TimedOut,
 }
 
 impl RunState {
@@ -162,11 +167,12 @@ impl RunState {
             RunState::Killed => "killed",
             RunState::Evicted => "evicted",
             RunState::Cancelled => "cancelled",
+            RunState::TimedOut => "timed-out",
         }
     }
 
     /// Every state, in the order of a run's life.
-    pub const ALL: [RunState; 7] = [
+    pub const ALL: [RunState; 8] = [
         RunState::Waiting,
         RunState::Running,
         RunState::Succeeded,
@@ -174,6 +180,7 @@ impl RunState {
         RunState::Killed,
         RunState::Evicted,
         RunState::Cancelled,
+        RunState::TimedOut,
     ];
 
     /// True once the run has ended, one way or another.
@@ -185,7 +192,7 @@ impl RunState {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            RunState::Failed | RunState::Killed | RunState::Evicted
+            RunState::Failed | RunState::Killed | RunState::Evicted | RunState::TimedOut
         )
     }
 }
@@ -201,6 +208,7 @@ impl std::str::FromStr for RunState {
             "killed" => RunState::Killed,
             "evicted" => RunState::Evicted,
             "cancelled" => RunState::Cancelled,
+            "timed-out" => RunState::TimedOut,
             other => {
                 return Err(format!(
                     "unknown run state `{other}`: expected one of {}",
@@ -473,6 +481,14 @@ pub struct Run {
     /// The eviction warning and its timings, when one came during the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction: Option<Eviction>,
+    /// The timeout that stopped the run (state [`RunState::TimedOut`]),
+    /// with the stack snapshot taken before it was signalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<stack::Timeout>,
+    /// Stack snapshots plumb took by itself while the run ran
+    /// (`plumb run --snapshot-on-silence`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<stack::StackSnapshot>,
     /// What the run waited for before it started (a throttle slot, or a
     /// retry's backoff); kept after it started, with the wait's end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -592,6 +608,8 @@ impl Run {
             first_attempt: None,
             max_attempts: None,
             eviction: None,
+            timeout: None,
+            snapshots: Vec::new(),
             waiting: None,
             launch_error: None,
             orphans: Vec::new(),

@@ -84,7 +84,12 @@ fn is_pipe(fd: RawFd) -> bool {
 
 /// Runs until the child has been reaped (a byte arrives on `reaped`) and its
 /// streams are closed or quiet; see [`QUIET_AFTER_EXIT`].
-pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn Sink>) -> Captured {
+pub(crate) fn run(
+    sources: Vec<Source>,
+    reaped: &OwnedFd,
+    sink: &Mutex<&mut dyn Sink>,
+    activity: &crate::timeout::Activity,
+) -> Captured {
     let mut open: Vec<Open> = sources
         .into_iter()
         .map(|source| {
@@ -196,6 +201,7 @@ pub(crate) fn run(sources: Vec<Source>, reaped: &OwnedFd, sink: &Mutex<&mut dyn 
             let error = (n < 0).then(io::Error::last_os_error);
             if n > 0 {
                 last_data = Instant::now();
+                activity.touch();
                 let keep = deliver(&mut open[i], buf, start, copied, seq, sink, &mut out);
                 seq += 1;
                 if !keep {

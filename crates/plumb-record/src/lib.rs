@@ -28,6 +28,7 @@ pub mod retry;
 mod signals;
 pub mod supervise;
 pub mod throttle;
+pub mod timeout;
 mod tree;
 
 pub use redact::Redactor;

@@ -248,11 +248,17 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
         return;
     }
     let signal = signal_name(policy.signal).unwrap_or_else(|| policy.signal.to_string());
+    // A timeout (`--timeout`, `--silence-timeout`) takes this path too.
+    let what = if source.starts_with("--") {
+        "timeout: sending the warning signal to every process of the run"
+    } else {
+        "eviction warning: passing it on to the program"
+    };
     tracing::warn!(
         source,
         signal = %signal,
         grace_s = policy.grace.as_secs_f64(),
-        "eviction warning: passing it on to the program"
+        "{what}"
     );
     state.eviction = Some(Eviction {
         warned: Timestamp::now(),
@@ -286,7 +292,7 @@ fn warn(target: &Arc<Target>, source: &str, detail: Option<String>) {
 }
 
 /// The other runs' programs, which are no orphans of this one.
-fn others(pid: libc::pid_t) -> Vec<libc::pid_t> {
+pub(crate) fn others(pid: libc::pid_t) -> Vec<libc::pid_t> {
     programs().into_iter().filter(|&p| p != pid).collect()
 }
 
@@ -365,6 +371,11 @@ impl Warner {
     /// processes ended where it was being stopped): nothing left to warn.
     pub(crate) fn done(&self) -> bool {
         lock(&self.target.state).done
+    }
+
+    /// Whether a stop (an eviction, a timeout) has already begun.
+    pub(crate) fn under_way(&self) -> bool {
+        lock(&self.target.state).eviction.is_some()
     }
 }
 

@@ -73,6 +73,10 @@ pub struct Supervision {
     /// re-parented to the recorder) are SIGKILLed; they are reported on
     /// [`Run::orphans`] either way.
     pub kill_orphans: bool,
+    /// `--timeout` and `--silence-timeout`: when one fires, the run's
+    /// stacks are taken, then it is stopped as an eviction is (warning
+    /// signal, grace, SIGKILL) and recorded as timed out.
+    pub timeouts: crate::timeout::Timeouts,
 }
 
 impl Default for Supervision {
@@ -84,6 +88,7 @@ impl Default for Supervision {
             evict: None,
             waited: None,
             kill_orphans: false,
+            timeouts: crate::timeout::Timeouts::default(),
         }
     }
 }
@@ -221,11 +226,23 @@ pub fn record_supervised(
             })?);
         }
     }
-    let policy = sup.evict.as_ref().map(|e| EvictPolicy {
-        signal: e.signal,
-        grace: e.grace,
-        on_sigterm: e.on_sigterm,
-    });
+    // A timeout stops the run the way an eviction does; without eviction
+    // handling SIGTERM to the recorder is still forwarded unchanged.
+    let policy = sup
+        .evict
+        .as_ref()
+        .map(|e| EvictPolicy {
+            signal: e.signal,
+            grace: e.grace,
+            on_sigterm: e.on_sigterm,
+        })
+        .or_else(|| {
+            sup.timeouts.any().then_some(EvictPolicy {
+                signal: sup.timeouts.signal,
+                grace: sup.timeouts.grace,
+                on_sigterm: false,
+            })
+        });
     let forwarder =
         Forwarder::install(winch_to, winch_from, policy).map_err(|source| RecordError::Os {
             what: "installing signal handlers",
@@ -351,6 +368,9 @@ pub fn record_supervised(
         .collect();
 
     let sink = Mutex::new(sink);
+    let activity = crate::timeout::Activity::new();
+    let fired: crate::timeout::Fired = Arc::default();
+    let snapshots: crate::timeout::Snapshots = Arc::default();
     let (mut run, captured, waited) = std::thread::scope(|scope| {
         // Hold the sink until `started` has been called, so that no output
         // reaches it first; the capture thread still copies to the terminal
@@ -358,7 +378,29 @@ pub fn record_supervised(
         let mut guard = sink.lock().unwrap_or_else(|e| e.into_inner());
         let capture_thread = std::thread::Builder::new()
             .name("plumb-capture".into())
-            .spawn_scoped(scope, || capture::run(sources, &reaped_r.into(), &sink));
+            .spawn_scoped(scope, || {
+                capture::run(sources, &reaped_r.into(), &sink, &activity)
+            });
+        if sup.timeouts.watching() {
+            let warner = forwarder.warner();
+            let (activity, fired, snapshots) = (&activity, &fired, &snapshots);
+            let watcher = std::thread::Builder::new()
+                .name("plumb-timeout".into())
+                .spawn_scoped(scope, move || {
+                    crate::timeout::watch(
+                        &sup.timeouts,
+                        activity,
+                        pid,
+                        &warner,
+                        fired,
+                        snapshots,
+                        &|| crate::signals::others(pid as libc::pid_t),
+                    )
+                });
+            if let Err(error) = watcher {
+                tracing::warn!(%error, "cannot start the timeout watcher; the run has no timeout");
+            }
+        }
         let capture_thread = match capture_thread {
             Ok(t) => Some(t),
             Err(error) => {
@@ -418,6 +460,18 @@ pub fn record_supervised(
     });
     let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     run.eviction = forwarder.eviction();
+    let timed_out = fired.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut t) = timed_out {
+        // The stop the timeout started went through the eviction path; its
+        // counts belong to the timeout, and no eviction warning came.
+        if let Some(e) = run.eviction.take_if(|e| e.source == t.kind.flag()) {
+            t.signalled = e.signalled;
+            t.killed = e.killed;
+            t.grace_expired = e.grace_expired;
+        }
+        run.timeout = Some(t);
+    }
+    run.snapshots = std::mem::take(&mut *snapshots.lock().unwrap_or_else(|e| e.into_inner()));
     run.forwarded = forwarder.forwarded();
     let (orphans, killed) = forwarder.orphans(sup.kill_orphans);
     run.orphans = orphans;
@@ -440,6 +494,9 @@ pub fn record_supervised(
         }
     }
     run.state = match &run.exit {
+        // Whatever the program did once stopped, the run did not finish
+        // within its limit.
+        _ if run.timeout.is_some() => RunState::TimedOut,
         Some(ExitStatus { code: Some(0), .. }) => RunState::Succeeded,
         _ if run.eviction.is_some() => RunState::Evicted,
         Some(ExitStatus {

@@ -133,7 +133,7 @@ impl crate::backend::Runs for Store {
             args.push(Value::Text(h.clone()));
         }
         if filter.failed {
-            sql.push_str(" AND state IN ('failed', 'killed', 'evicted')");
+            sql.push_str(" AND state IN ('failed', 'killed', 'evicted', 'timed-out')");
         }
         if let Some(s) = filter.state {
             sql.push_str(" AND state = ?");

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a command exactly as if run directly, and record it.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// List recorded runs.
     Ls(cmd::query::LsArgs),
     /// Show everything recorded about one run.
@@ -55,6 +55,8 @@ enum Command {
     Errors(cmd::errors::Args),
     /// Running runs that take longer than usual for their name.
     Slow(cmd::slow::Args),
+    /// What every process of a job is doing right now: stacks, grouped.
+    Stack(cmd::stack::Args),
 }
 
 fn main() -> ExitCode {
@@ -77,11 +79,12 @@ fn main() -> ExitCode {
             | Command::Errors(_)
             | Command::Slow(_)
             | Command::Checkpoint(_)
+            | Command::Stack(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
     let result = match cli.command {
-        Command::Run(a) => cmd::run::main(a),
+        Command::Run(a) => cmd::run::main(*a),
         Command::Ls(a) => cmd::query::ls(a),
         Command::Show(a) => cmd::query::show(a),
         Command::Logs(a) => cmd::query::logs(a),
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Alerts(a) => cmd::alerts::main(a),
         Command::Errors(a) => cmd::errors::main(a),
         Command::Slow(a) => cmd::slow::main(a),
+        Command::Stack(a) => cmd::stack::main(a),
     };
     match result {
         Ok(code) => code,

@@ -17,4 +17,5 @@ pub mod query;
 pub mod run;
 pub mod serve;
 pub mod slow;
+pub mod stack;
 pub mod token;

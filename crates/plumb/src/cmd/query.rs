@@ -50,11 +50,11 @@ pub struct LsArgs {
     /// Only runs on this host.
     #[arg(long)]
     pub host: Option<String>,
-    /// Only runs that failed, were killed or evicted.
+    /// Only runs that failed, were killed, evicted or timed out.
     #[arg(long)]
     pub failed: bool,
     /// Only runs in this state (waiting, running, succeeded, failed, killed,
-    /// evicted, cancelled).
+    /// evicted, cancelled, timed-out).
     #[arg(long)]
     pub state: Option<RunState>,
     /// Only runs started within this long ago (`90s`, `2h`, `3d`).
@@ -361,6 +361,46 @@ fn render_locals(run: &Run) -> String {
     s
 }
 
+/// Appends `text` indented by two spaces, blank lines left blank.
+fn push_indented(s: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    for line in text.lines() {
+        if line.is_empty() {
+            s.push('\n');
+        } else {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+}
+
+/// Which timeout stopped a run and how, in one line.
+fn timeout_line(t: &plumb_model::stack::Timeout) -> String {
+    let mut line = format!(
+        "{} {} fired at {}",
+        t.kind.flag(),
+        human_duration(t.limit_ns),
+        t.fired
+    );
+    if let Some(b) = &t.basis {
+        line.push_str(&format!(" ({b})"));
+    }
+    line.push_str(&format!(
+        "; {} to {} process{}, grace {}",
+        t.signal,
+        t.signalled,
+        if t.signalled == 1 { "" } else { "es" },
+        human_duration(t.grace_ns)
+    ));
+    if t.grace_expired {
+        line.push_str(&format!(", grace ran out: {} SIGKILLed", t.killed));
+    }
+    if t.snapshot.is_none() {
+        line.push_str("; no stack snapshot");
+    }
+    line
+}
+
+/// The readable form of `plumb show`.
 /// The `waited` line of `plumb show`: what the run waited for and how long.
 fn render_waiting(w: &plumb_model::Waiting) -> String {
     let now = Timestamp::now();
@@ -412,6 +452,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             let _ = writeln!(s, "{label:<9} {line}");
         }
     }
+    if let Some(t) = &run.timeout {
+        let _ = writeln!(s, "timed out {}", timeout_line(t));
+    }
     if !run.tags.is_empty() {
         let tags: Vec<String> = run.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "tags      {}", tags.join(" "));
@@ -454,6 +497,18 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             if run.postmortem.len() == 1 { "" } else { "s" },
             run.id
         );
+    }
+    if let Some(snap) = run.timeout.as_ref().and_then(|t| t.snapshot.as_ref()) {
+        let _ = writeln!(s, "\nstacks when the timeout fired");
+        push_indented(&mut s, &snap.render());
+    }
+    for snap in &run.snapshots {
+        let _ = writeln!(
+            s,
+            "\nstacks taken by plumb ({})",
+            snap.reason.as_deref().unwrap_or("automatically")
+        );
+        push_indented(&mut s, &snap.render());
     }
     if let Some(r) = &run.rusage {
         let _ = writeln!(

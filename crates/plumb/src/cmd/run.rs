@@ -8,6 +8,7 @@ use plumb_record::evict::EvictOptions;
 use plumb_record::retry::{Backoff, RetryOn};
 use plumb_record::throttle::ThrottleSpec;
 use plumb_record::{Redactor, RunOptions, Sink, Supervision};
+use plumb_store::prelude::*;
 use plumb_store::{Destination, RunWriter, WriterConfig};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -89,6 +90,28 @@ pub struct Args {
     /// on PYTHONPATH; `plumb show RUN --locals`).
     #[arg(long)]
     pub no_locals: bool,
+    /// Stop the run after this long (`10m`), or `auto`: --timeout-factor
+    /// times the p95 duration of this name's recent succeeded runs in the
+    /// local store, at least --timeout-floor. Before stopping it, plumb
+    /// takes the stacks of every process; the run is recorded as timed-out
+    /// with them (`plumb show`).
+    #[arg(long, value_name = "DURATION|auto", value_parser = parse_timeout, allow_hyphen_values = true)]
+    pub timeout: Option<TimeoutSpec>,
+    /// Stop the run when it prints nothing on stdout or stderr for this
+    /// long (`5m`), with the same evidence as --timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub silence_timeout: Option<Duration>,
+    /// When the run prints nothing on stdout or stderr for this long, take
+    /// a stack snapshot of its processes and attach it to the run (once
+    /// per silence, at most 5 per run); nothing is stopped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub snapshot_on_silence: Option<Duration>,
+    /// With --timeout auto: the multiple of the p95 duration (default 3).
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
+    pub timeout_factor: Option<f64>,
+    /// With --timeout auto: the shortest timeout it may choose (default 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub timeout_floor: Option<Duration>,
     /// Ship the run to this collector (`http://host:7700`) instead of the
     /// local store (default: `collector` in plumb.toml or PLUMB_COLLECTOR).
     #[arg(long, value_name = "URL")]
@@ -113,6 +136,113 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
         ));
     }
     plumb_model::parse_duration_ns(s).map(|ns| Duration::from_nanos(ns.max(0) as u64))
+}
+
+/// `--timeout`: a duration, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeoutSpec {
+    /// A fixed limit.
+    Fixed(Duration),
+    /// From the name's history.
+    Auto,
+}
+
+fn parse_timeout(s: &str) -> Result<TimeoutSpec, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(TimeoutSpec::Auto);
+    }
+    parse_positive_duration(s).map(TimeoutSpec::Fixed)
+}
+
+/// A duration that must be more than zero: a timeout of zero or less would
+/// stop the run before it started.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_grace(s)?;
+    if d.is_zero() {
+        return Err(format!("`{s}` is zero: a timeout must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// How many succeeded runs `--timeout auto` needs before it trusts their
+/// p95.
+const AUTO_MIN_HISTORY: usize = 5;
+/// How many of the latest succeeded runs `--timeout auto` looks at.
+const AUTO_WINDOW: usize = 50;
+/// The timeout `--timeout auto` uses without enough history: Jenkins'
+/// elastic timeout falls back to the same hour.
+const AUTO_FALLBACK: Duration = Duration::from_secs(3600);
+const AUTO_DEFAULT_FACTOR: f64 = 3.0;
+const AUTO_DEFAULT_FLOOR: Duration = Duration::from_secs(60);
+
+/// The run's timeouts from the arguments, checked before anything runs;
+/// `--timeout auto` reads this name's history from the local store and
+/// says on stderr what it chose and why.
+pub fn timeouts(cfg: &Config, args: &Args) -> Result<plumb_record::timeout::Timeouts> {
+    if let Some(f) = args.timeout_factor {
+        if args.timeout != Some(TimeoutSpec::Auto) {
+            bail!("--timeout-factor needs --timeout auto");
+        }
+        if !(f.is_finite() && f > 0.0) {
+            bail!("--timeout-factor {f}: the factor must be a number greater than zero");
+        }
+    }
+    if args.timeout_floor.is_some() && args.timeout != Some(TimeoutSpec::Auto) {
+        bail!("--timeout-floor needs --timeout auto");
+    }
+    let mut t = plumb_record::timeout::Timeouts {
+        silence: args.silence_timeout,
+        snapshot_on_silence: args.snapshot_on_silence,
+        signal: args.on_evict.unwrap_or(libc::SIGTERM),
+        grace: args.grace.unwrap_or(plumb_record::evict::DEFAULT_GRACE),
+        ..Default::default()
+    };
+    match args.timeout {
+        None => {}
+        Some(TimeoutSpec::Fixed(d)) => t.total = Some(d),
+        Some(TimeoutSpec::Auto) => {
+            let name = args
+                .name
+                .clone()
+                .unwrap_or_else(|| plumb_record::name::default_name(&args.command));
+            let factor = args.timeout_factor.unwrap_or(AUTO_DEFAULT_FACTOR);
+            let floor = args.timeout_floor.unwrap_or(AUTO_DEFAULT_FLOOR);
+            let stats = crate::cmd::query::open_store(cfg)
+                .and_then(|s| Ok(s.duration_stats(&name, AUTO_WINDOW)?));
+            let fallback = |why: String| {
+                eprintln!(
+                    "plumb: --timeout auto: {why}; using {} this time",
+                    plumb_model::display::duration(AUTO_FALLBACK.as_nanos() as i64)
+                );
+                (AUTO_FALLBACK, format!("auto: {why}, fallback"))
+            };
+            let (limit, basis) = match stats {
+                Ok(s) if s.n >= AUTO_MIN_HISTORY && s.p95_s > 0.0 => {
+                    let chosen = Duration::from_secs_f64(s.p95_s * factor).max(floor);
+                    let basis = format!(
+                        "auto: {factor} x p95 {} of the last {} succeeded runs of `{name}`, floor {}",
+                        plumb_model::display::duration((s.p95_s * 1e9) as i64),
+                        s.n,
+                        plumb_model::display::duration(floor.as_nanos() as i64)
+                    );
+                    eprintln!(
+                        "plumb: --timeout auto: {} ({basis})",
+                        plumb_model::display::duration(chosen.as_nanos() as i64)
+                    );
+                    (chosen, basis)
+                }
+                Ok(s) => fallback(format!(
+                    "only {} succeeded run{} of `{name}` in the local store (it needs {AUTO_MIN_HISTORY})",
+                    s.n,
+                    if s.n == 1 { "" } else { "s" }
+                )),
+                Err(e) => fallback(format!("cannot read the history of `{name}`: {e:#}")),
+            };
+            t.total = Some(limit);
+            t.basis = Some(basis);
+        }
+    }
+    Ok(t)
 }
 
 fn parse_signal(s: &str) -> Result<i32, String> {
@@ -259,6 +389,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         );
     }
     let evict = evict_options(&args)?;
+    let timeouts = timeouts(&cfg, &args)?;
     let retry_on = args.retry_on.clone().unwrap_or_default();
     let max_attempts = args.retries.saturating_add(1);
     let first_id = plumb_model::new_id();
@@ -323,6 +454,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             evict: evict.clone(),
             waited: None,
             kill_orphans: args.kill_orphans,
+            timeouts: timeouts.clone(),
         };
         let wait = Wait {
             backoff: backoff.take(),

@@ -1,0 +1,589 @@
+//! `plumb stack` and the timeouts of `plumb run`, end to end: real Python
+//! and C processes, the real py-spy and eu-stack (or gdb), a real store.
+//!
+//! These tests need py-spy (pip) and elfutils or gdb (apt); they fail
+//! naming what to install when one is missing (`.ci/install-stack.sh`
+//! installs them), never skip.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+/// A job of four processes: the parent starts three busy workers
+/// (`busy_loop`), prints their pids, then deadlocks acquiring a lock it
+/// already holds (`wait_for_lock`, line 11). With `ignore-term` every
+/// process ignores SIGTERM, so only SIGKILL ends it.
+const JOB: &str = r#"import signal, subprocess, sys, threading
+
+def busy_loop():
+    while True: pass
+
+def wait_for_lock(lock):
+    # The parent holds the lock already: this never returns.
+    print("waiting", flush=True)
+    lock.acquire()
+    lock.acquire()
+
+if __name__ == "__main__":
+    if "ignore-term" in sys.argv:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "busy" in sys.argv:
+        busy_loop()
+    extra = ["ignore-term"] if "ignore-term" in sys.argv else []
+    workers = [subprocess.Popen([sys.executable, __file__, "busy"] + extra) for _ in range(3)]
+    print("workers", " ".join(str(w.pid) for w in workers), flush=True)
+    wait_for_lock(threading.Lock())
+"#;
+
+/// The line of `JOB` that waits on the lock.
+const LOCK_LINE: u64 = 10;
+
+/// The real Python interpreter behind `python3` (not a version manager's
+/// shim script, which would be one more process in the tree).
+fn python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is needed: apt install python3");
+    text(&out.stdout).trim().to_string()
+}
+
+/// Panics naming what to install when py-spy is missing.
+fn need_py_spy() {
+    let found = Command::new("py-spy").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "py-spy is not installed: pip install py-spy (or run .ci/install-stack.sh)"
+    );
+}
+
+/// Panics naming what to install when neither eu-stack nor gdb is there.
+fn need_native_tool() {
+    let ok = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        ok("eu-stack") || ok("gdb"),
+        "neither eu-stack nor gdb is installed: apt install elfutils (or run .ci/install-stack.sh)"
+    );
+}
+
+fn write_job(dir: &Path) -> PathBuf {
+    let path = dir.join("job.py");
+    std::fs::write(&path, JOB).unwrap();
+    path
+}
+
+/// A `plumb run` in the background, killed (with its process group) on drop.
+struct Background {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Background {
+    fn start(mut cmd: Command) -> Background {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Background { child, lines: rx }
+    }
+
+    /// The first stdout line starting with `prefix` (bounded wait).
+    fn line(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // plumb passes SIGTERM on to every process of the run.
+        signal(self.child.id(), libc::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+fn pids(line: &str) -> Vec<u32> {
+    line.split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Whether `pid` is still one of the job's processes.
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("job.py"))
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn function_names(frames: &serde_json::Value) -> Vec<String> {
+    frames
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn stack_by_name_groups_the_busy_workers_and_singles_out_the_one_stuck_on_a_lock() {
+    need_py_spy();
+    let home = Home::new();
+    let job = write_job(home.dir());
+    let py = python();
+    let bg = Background::start(home.cmd(&[
+        "run",
+        "--name",
+        "stackjob",
+        "--",
+        &py,
+        job.to_str().unwrap(),
+    ]));
+    let workers = pids(&bg.line("workers"));
+    bg.line("waiting");
+    // The run is in the store once its writer has flushed the start.
+    let snap = wait_for(
+        "the running run in the store",
+        Duration::from_secs(30),
+        || {
+            let out = home.run(&["stack", "--name", "stackjob", "--json"]);
+            if !out.status.success() {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            // Wait until every worker is in its loop (not still starting).
+            let three = v["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["members"].as_array().unwrap().len() == 3);
+            three.then_some(v)
+        },
+    );
+    let groups = snap["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{snap:#}");
+    let busy = &groups[0];
+    assert_eq!(busy["members"].as_array().unwrap().len(), 3, "{snap:#}");
+    assert_eq!(busy["odd"], false);
+    assert_eq!(function_names(&busy["frames"])[0], "busy_loop");
+    let mut member_pids: Vec<u64> = busy["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["pid"].as_u64().unwrap())
+        .collect();
+    member_pids.sort();
+    let mut want: Vec<u64> = workers.iter().map(|&p| u64::from(p)).collect();
+    want.sort();
+    assert_eq!(member_pids, want);
+    let stuck = &groups[1];
+    assert_eq!(stuck["odd"], true, "{snap:#}");
+    assert_eq!(stuck["members"].as_array().unwrap().len(), 1);
+    assert_eq!(stuck["frames"][0]["function"], "wait_for_lock");
+    assert_eq!(stuck["frames"][0]["line"], LOCK_LINE, "{snap:#}");
+
+    // The text form: largest group first, the stuck one flagged with the
+    // line that waits.
+    let out = ok(home.run(&["stack", "--name", "stackjob"]), "plumb stack");
+    let t = text(&out.stdout);
+    let three = t.find("3 threads (python stack)").expect(&t);
+    let odd = t.find("odd one out").expect(&t);
+    assert!(three < odd, "{t}");
+    assert!(
+        t.contains(&format!("wait_for_lock ({}:{LOCK_LINE})", job.display())),
+        "{t}"
+    );
+    drop(bg);
+}
+
+#[test]
+fn stack_of_a_c_program_shows_the_function_it_is_blocked_in() {
+    need_native_tool();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("stuck.c");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\n\
+         __attribute__((noinline)) void stuck_here(void) { pause(); }\n\
+         int main(void) { stuck_here(); return 0; }\n",
+    )
+    .unwrap();
+    let bin = dir.path().join("stuck");
+    let cc = Command::new("gcc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc is needed: apt install gcc");
+    assert!(cc.status.success(), "{}", text(&cc.stderr));
+    let mut child = Command::new(&bin).spawn().unwrap();
+    let pid = child.id().to_string();
+    let t = wait_for("pause() in the stack", Duration::from_secs(30), || {
+        let out = ok(
+            plumb().args(["stack", "--pid", &pid]).output().unwrap(),
+            "plumb stack",
+        );
+        let t = text(&out.stdout);
+        t.contains("pause").then_some(t)
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(t.contains("stuck_here"), "{t}");
+    assert!(t.contains("1 thread (native stack)"), "{t}");
+}
+
+#[test]
+fn a_missing_tool_is_reported_for_each_process_with_the_reason() {
+    let empty = tempfile::tempdir().unwrap();
+    let py = python();
+    let mut child = Command::new(&py)
+        .args(["-c", "import time\nwhile True: time.sleep(1)"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for("the interpreter to sleep", Duration::from_secs(30), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')')
+            .next()?
+            .trim_start()
+            .starts_with('S')
+            .then_some(())
+    });
+    let out = plumb()
+        .args(["stack", "--pid", &pid.to_string()])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let t = text(&ok(out, "plumb stack without tools").stdout);
+    assert!(
+        t.contains("no python stacks (not-installed): py-spy is not installed"),
+        "{t}"
+    );
+    assert!(t.contains("no native stacks (not-installed)"), "{t}");
+    // The /proc facts are there all the same.
+    assert!(t.contains(&format!(":{pid}  sleeping")), "{t}");
+}
+
+#[test]
+fn ptrace_refused_is_reported_for_each_process_with_the_reason() {
+    need_py_spy();
+    need_native_tool();
+    // Looking at root's processes as nobody: /proc hides their files and
+    // ptrace is refused, whatever Yama says.
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test runs plumb stack as nobody (setpriv) on a process of root's: run it as root"
+    );
+    let py = python();
+    let mut child = Command::new(&py)
+        .args(["-c", "import time\nwhile True: time.sleep(1)"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // nobody may not be able to reach root's py-spy (under /root with
+    // pyenv): a copy where it can, first on its PATH.
+    let tools = tempfile::tempdir().unwrap();
+    let real = Path::new(&py).with_file_name("py-spy");
+    let real = if real.is_file() {
+        real
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("py-spy"))
+            .find(|p| p.is_file())
+            .unwrap()
+    };
+    std::fs::copy(&real, tools.path().join("py-spy")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", PLUMB])
+        .args(["stack", "--pid", &pid.to_string()])
+        .env("PATH", path)
+        .current_dir("/")
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let t = text(&ok(out, "plumb stack as nobody").stdout);
+    assert!(
+        t.contains("no python stacks (ptrace-denied): py-spy may not attach"),
+        "{t}"
+    );
+    assert!(t.contains("no open files (permission-denied)"), "{t}");
+}
+
+#[test]
+fn stack_of_a_run_that_is_not_running_is_refused_naming_it() {
+    let home = Home::new();
+    ok(
+        home.run(&["run", "--name", "done-already", "--", "true"]),
+        "plumb run",
+    );
+    let id = home.json(&["ls", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = home.run(&["stack", "--run", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(&id) && e.contains("succeeded, not running"),
+        "{e}"
+    );
+    let out = home.run(&["stack", "--name", "nothing-by-that-name"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+/// Runs the job under `plumb run ARGS`, waits for it, and returns the
+/// recorded run, the worker pids and the parent's pid.
+fn timed_out_run(home: &Home, args: &[&str], job_args: &[&str]) -> (serde_json::Value, Vec<u32>) {
+    let job = write_job(home.dir());
+    let py = python();
+    let mut all: Vec<&str> = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend(["--", &py, job.to_str().unwrap()]);
+    all.extend_from_slice(job_args);
+    let mut bg = Background::start(home.cmd(&all));
+    let workers = pids(&bg.line("workers"));
+    let status = wait_for("plumb run to end", Duration::from_secs(60), || {
+        bg.child.try_wait().unwrap()
+    });
+    assert!(!status.success());
+    let id = home.json(&["ls", "--json", "--limit", "1"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = home.json(&["show", "--json", &id])["run"].clone();
+    (run, workers)
+}
+
+fn assert_timed_out_with_evidence(run: &serde_json::Value, workers: &[u32], kind: &str) {
+    assert_eq!(run["state"], "timed-out", "{run:#}");
+    let t = &run["timeout"];
+    assert_eq!(t["kind"], kind, "{t:#}");
+    let procs = t["snapshot"]["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 4, "the program and its three workers: {t:#}");
+    let parent = procs
+        .iter()
+        .find(|p| p["pid"] == run["pid"])
+        .expect("the program is in the snapshot");
+    assert_eq!(
+        function_names(&parent["stacks"][0]["frames"])[0],
+        "wait_for_lock",
+        "{parent:#}"
+    );
+    // Nothing of the run is left.
+    let mut everyone: Vec<u32> = workers.to_vec();
+    everyone.push(run["pid"].as_u64().unwrap() as u32);
+    for pid in everyone {
+        assert!(!alive(pid), "process {pid} of the run is still alive");
+    }
+}
+
+#[test]
+fn timeout_takes_the_stacks_then_stops_the_whole_tree() {
+    need_py_spy();
+    let home = Home::new();
+    let (run, workers) = timed_out_run(&home, &["--timeout", "2s"], &[]);
+    assert_timed_out_with_evidence(&run, &workers, "total");
+    assert_eq!(run["timeout"]["signal"], "SIGTERM");
+    assert_eq!(run["timeout"]["signalled"], 4, "{run:#}");
+    assert!(run.get("eviction").is_none(), "a timeout is no eviction");
+    // plumb show says which timeout fired and shows the grouped stacks.
+    let id = run["id"].as_str().unwrap();
+    let t = text(&ok(home.run(&["show", id]), "plumb show").stdout);
+    assert!(t.contains("state     timed-out"), "{t}");
+    assert!(t.contains("timed out --timeout 2.0s fired"), "{t}");
+    assert!(t.contains("stacks when the timeout fired"), "{t}");
+    assert!(t.contains("3 threads (python stack)"), "{t}");
+    // And it is a failure for the views that list failures.
+    let failed = home.json(&["ls", "--json", "--failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn silence_timeout_kills_a_tree_that_ignores_the_warning() {
+    need_py_spy();
+    let home = Home::new();
+    let (run, workers) = timed_out_run(
+        &home,
+        &["--silence-timeout", "2s", "--grace", "1s"],
+        &["ignore-term"],
+    );
+    assert_timed_out_with_evidence(&run, &workers, "silence");
+    assert_eq!(run["timeout"]["grace_expired"], true, "{run:#}");
+    assert!(run["timeout"]["killed"].as_u64().unwrap() >= 4, "{run:#}");
+    assert_eq!(run["exit"]["signal"], libc::SIGKILL);
+}
+
+#[test]
+fn timeout_auto_is_a_multiple_of_the_names_history() {
+    need_py_spy();
+    let home = Home::new();
+    // Without history: the fallback, said on stderr.
+    let out = ok(
+        home.run(&[
+            "run",
+            "--name",
+            "auto-job",
+            "--timeout",
+            "auto",
+            "--",
+            "true",
+        ]),
+        "plumb run --timeout auto",
+    );
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("--timeout auto: only 0 succeeded runs of `auto-job`") && e.contains("1h"),
+        "{e}"
+    );
+    for _ in 0..4 {
+        ok(
+            home.run(&["run", "--name", "auto-job", "--", "true"]),
+            "history",
+        );
+    }
+    let (run, workers) = timed_out_run(
+        &home,
+        &[
+            "--name",
+            "auto-job",
+            "--timeout",
+            "auto",
+            "--timeout-factor",
+            "2",
+            "--timeout-floor",
+            "2s",
+        ],
+        &[],
+    );
+    assert_timed_out_with_evidence(&run, &workers, "total");
+    let basis = run["timeout"]["basis"].as_str().unwrap();
+    assert!(
+        basis.starts_with("auto: 2 x p95") && basis.contains("of the last 5 succeeded runs"),
+        "{basis}"
+    );
+    // The floor, 2 s, is above twice the history's p95.
+    assert_eq!(run["timeout"]["limit_ns"], 2_000_000_000u64);
+}
+
+#[test]
+fn snapshot_on_silence_attaches_the_stacks_and_lets_the_run_finish() {
+    need_py_spy();
+    let home = Home::new();
+    let script = "import time\n\
+                  def quiet_for_a_while():\n    time.sleep(4)\n\
+                  print('start', flush=True)\n\
+                  quiet_for_a_while()\n\
+                  print('done', flush=True)\n";
+    let py = python();
+    let out = ok(
+        home.run(&[
+            "run",
+            "--name",
+            "quiet",
+            "--snapshot-on-silence",
+            "1s",
+            "--",
+            &py,
+            "-c",
+            script,
+        ]),
+        "plumb run --snapshot-on-silence",
+    );
+    assert!(text(&out.stdout).contains("done"));
+    let id = home.json(&["ls", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = home.json(&["show", "--json", &id])["run"].clone();
+    assert_eq!(run["state"], "succeeded", "nothing was stopped: {run:#}");
+    let snaps = run["snapshots"].as_array().expect("a snapshot is attached");
+    assert_eq!(snaps.len(), 1, "one per silence: {run:#}");
+    assert!(
+        snaps[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no output for")
+    );
+    let frames = &snaps[0]["processes"][0]["stacks"][0]["frames"];
+    assert_eq!(function_names(frames)[0], "quiet_for_a_while", "{frames:#}");
+    let t = text(&ok(home.run(&["show", &id]), "plumb show").stdout);
+    assert!(t.contains("stacks taken by plumb (no output for"), "{t}");
+}
+
+#[test]
+fn bad_timeout_values_are_refused_before_anything_runs() {
+    let home = Home::new();
+    let marker = home.dir().join("ran");
+    for (args, flag) in [
+        (&["--timeout", "0"][..], "--timeout"),
+        (&["--timeout", "0s"][..], "--timeout"),
+        (&["--timeout", "-5s"][..], "--timeout"),
+        (&["--timeout", "soon"][..], "--timeout"),
+        (&["--silence-timeout", "0"][..], "--silence-timeout"),
+        (&["--silence-timeout", "x"][..], "--silence-timeout"),
+        (
+            &["--timeout", "auto", "--timeout-factor", "-1"][..],
+            "--timeout-factor",
+        ),
+        (
+            &["--timeout", "auto", "--timeout-factor", "nan"][..],
+            "--timeout-factor",
+        ),
+        (
+            &["--timeout", "5m", "--timeout-factor", "2"][..],
+            "--timeout-factor",
+        ),
+        (&["--timeout-floor", "1m"][..], "--timeout-floor"),
+        (&["--snapshot-on-silence", "0"][..], "--snapshot-on-silence"),
+    ] {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend(["--", "touch", marker.to_str().unwrap()]);
+        let out = home.run(&all);
+        let e = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(flag), "{args:?} should name {flag}: {e}");
+        assert!(!marker.exists(), "{args:?}: the command ran");
+    }
+}
