@@ -24,6 +24,7 @@ pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod clock;
 mod db;
 mod error;
 pub mod guard;

@@ -260,6 +260,27 @@ impl Estimate {
     }
 }
 
+/// What the kernel says of its own clock's synchronization (`adjtimex(2)`
+/// with no change requested): whether a time daemon such as chrony
+/// disciplines it, and how far off it may be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSync {
+    /// `STA_UNSYNC` is clear: a time daemon says the clock is
+    /// synchronized.
+    pub synchronized: bool,
+    /// The clock state adjtimex returned: `ok`, `insert leap second`,
+    /// `delete leap second`, `leap second in progress`, `leap second
+    /// done` or `error` (not synchronized).
+    pub state: String,
+    /// Maximum error the daemon allows for, microseconds.
+    pub max_error_us: i64,
+    /// Estimated error, microseconds.
+    pub est_error_us: i64,
+    /// The frequency correction applied, ppm.
+    pub freq_ppm: f64,
+}
+
 /// `ppm` parts per million of `ns`, rounded up.
 fn grow(ns: i64, ppm: f64) -> i64 {
     (ns.unsigned_abs() as f64 * ppm / 1e6).ceil() as i64
