@@ -22,6 +22,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 */
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod host;
 mod pylogs;
 pub use pylogs::{Drained, PythonLogSpool};

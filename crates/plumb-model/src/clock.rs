@@ -245,6 +245,9 @@ pub struct Estimate {
     pub delay_ns: i64,
     /// When that sample was taken (local clock).
     pub at: Timestamp,
+    /// When the newest sample of the window was taken (local clock): the
+    /// last measurement, whichever sample was chosen.
+    pub latest: Timestamp,
     /// How fast the local clock gains on the reference, ppm, when the
     /// window spans long enough to say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,6 +364,7 @@ impl Window {
             error_ns: self.error_at(best, now.max(best.at())),
             delay_ns: best.delay_ns(),
             at: Timestamp::from_nanos(best.at()),
+            latest: Timestamp::from_nanos(self.samples.back().map_or(best.at(), Sample::at)),
             drift_ppm: self.drift_ppm(),
             samples: self.samples.len() as u32,
         })

@@ -55,6 +55,8 @@ enum Command {
     Errors(cmd::errors::Args),
     /// Running runs that take longer than usual for their name.
     Slow(cmd::slow::Args),
+    /// Clock offsets: each node's against the collector, or this host's now.
+    Clock(cmd::clock::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             | Command::Alerts(_)
             | Command::Errors(_)
             | Command::Slow(_)
+            | Command::Clock(_)
             | Command::Checkpoint(_)
     ) {
         logging::die_quietly_on_closed_pipe();
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Alerts(a) => cmd::alerts::main(a),
         Command::Errors(a) => cmd::errors::main(a),
         Command::Slow(a) => cmd::slow::main(a),
+        Command::Clock(a) => cmd::clock::main(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,212 @@
+//! `plumb clock probe`: measures this host's clock against a collector now.
+//! plumb measures clocks and says how far off they are; setting them is
+//! chrony's (or ntpd's) job, and the output says so.
+
+use crate::out::outln;
+use anyhow::{Context, Result};
+use plumb_agent::clock::{Prober, probe_address};
+use plumb_model::clock::{Estimate, KernelSync, Policy, Sample, Window};
+use serde::Serialize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `plumb clock`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub what: What,
+}
+
+/// `plumb clock` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Measure this host's clock against a collector now, with a few UDP
+    /// exchanges (NTP's four timestamps), and say how this host's kernel
+    /// sees its own synchronization.
+    Probe {
+        /// The collector: its URL (probes go to the same port number over
+        /// UDP) or HOST:PORT of its clock probe port (`--clock-port`).
+        target: String,
+        /// Exchanges to make, a few milliseconds apart.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+        /// How long to wait for each answer.
+        #[arg(long, default_value = "1s", value_parser = positive_duration)]
+        timeout: Duration,
+    },
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let ns = plumb_model::parse_duration_ns(s)?;
+    if ns <= 0 {
+        return Err(format!("`{s}` is not a positive duration"));
+    }
+    Ok(Duration::from_nanos(ns as u64))
+}
+
+/// Time between the exchanges of one probe: long enough not to trip the
+/// server's per-source limit, short enough that 8 take a few tens of ms.
+const GAP: Duration = Duration::from_millis(5);
+
+/// What `plumb clock probe --json` prints.
+#[derive(Debug, Serialize)]
+struct ProbeReport {
+    /// The UDP address probed.
+    address: String,
+    /// Exchanges answered, of those sent.
+    answered: usize,
+    sent: u32,
+    /// The window's estimate at the last exchange.
+    estimate: Estimate,
+    /// The sample chosen (lowest bound).
+    best: Sample,
+    /// Median round trip.
+    median_delay_ns: i64,
+    /// Every sample.
+    samples: Vec<Sample>,
+    /// This host's kernel on its own clock; absent when adjtimex failed.
+    local_clock: Option<KernelSync>,
+}
+
+/// A signed offset in the unit that reads best: `+5.000012 s`,
+/// `-0.042 ms`.
+pub fn signed(ns: i64) -> String {
+    let sign = if ns < 0 { '-' } else { '+' };
+    let a = ns.unsigned_abs();
+    if a >= 1_000_000_000 {
+        format!("{sign}{:.6} s", a as f64 / 1e9)
+    } else {
+        format!("{sign}{:.3} ms", a as f64 / 1e6)
+    }
+}
+
+/// An unsigned amount of time in milliseconds, to the microsecond.
+pub fn millis(ns: i64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
+}
+
+/// The kernel's view in words.
+pub fn sync_words(k: &KernelSync) -> String {
+    if k.synchronized {
+        format!(
+            "synchronized (kernel state {}, estimated error {} us, maximum error {} us, frequency correction {:+.3} ppm)",
+            k.state, k.est_error_us, k.max_error_us, k.freq_ppm
+        )
+    } else {
+        format!(
+            "NOT synchronized (the kernel's STA_UNSYNC is set: no time daemon disciplines this clock; maximum error {} us)",
+            k.max_error_us
+        )
+    }
+}
+
+/// The closing line of every clock report.
+pub const WHO_SETS_CLOCKS: &str = "plumb measures clocks; setting them is chrony's job (see `chronyc tracking` and `chronyc sources`).";
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    match args.what {
+        What::Probe {
+            target,
+            count,
+            timeout,
+        } => probe(&target, count, timeout, args.json),
+    }
+}
+
+fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<ExitCode> {
+    let addr = probe_address(target)?;
+    let prober = Prober::new(addr, timeout)?;
+    let samples = prober
+        .measure(count as usize, GAP)
+        .with_context(|| format!("cannot measure the clock against {target}"))?;
+    let mut window = Window::new(Policy {
+        capacity: samples.len(),
+        ..Policy::default()
+    });
+    for s in &samples {
+        window.push(*s);
+    }
+    let last = samples
+        .last()
+        .expect("measure returns a sample or an error");
+    let estimate = window.estimate(last.at()).expect("a sample was pushed");
+    let best = *window
+        .samples()
+        .find(|s| s.at() == estimate.at.as_nanos())
+        .unwrap_or(last);
+    let mut delays: Vec<i64> = samples.iter().map(Sample::delay_ns).collect();
+    delays.sort_unstable();
+    let median_delay_ns = delays[delays.len() / 2];
+    let local_clock = match plumb_collector::clock::kernel_sync() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the kernel's clock status (adjtimex)");
+            None
+        }
+    };
+    if json {
+        let r = ProbeReport {
+            address: addr.to_string(),
+            answered: samples.len(),
+            sent: count,
+            estimate,
+            best,
+            median_delay_ns,
+            samples,
+            local_clock,
+        };
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kv = |k: &str, v: String| outln!("{k:<13} {v}");
+    kv("collector", format!("udp {addr}"));
+    kv(
+        "offset",
+        format!(
+            "{}  (this clock minus the collector's: {})",
+            signed(estimate.offset_ns),
+            if estimate.offset_ns >= 0 {
+                "this host is ahead"
+            } else {
+                "this host is behind"
+            }
+        ),
+    );
+    kv(
+        "error bound",
+        format!(
+            "±{}  (the true offset lies within it whatever way the delay splits)",
+            millis(estimate.error_ns)
+        ),
+    );
+    kv(
+        "delay",
+        format!(
+            "{} best, {} median",
+            millis(estimate.delay_ns),
+            millis(median_delay_ns)
+        ),
+    );
+    kv(
+        "best sample",
+        format!(
+            "T1 {}  T2 {}  T3 {}  T4 {}",
+            best.t1, best.t2, best.t3, best.t4
+        ),
+    );
+    kv(
+        "exchanges",
+        format!("{} answered of {count}", window.samples().count()),
+    );
+    kv(
+        "local clock",
+        local_clock
+            .as_ref()
+            .map_or_else(|| "unknown (adjtimex failed)".into(), sync_words),
+    );
+    outln!("{WHO_SETS_CLOCKS}");
+    Ok(ExitCode::SUCCESS)
+}
