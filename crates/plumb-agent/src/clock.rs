@@ -245,12 +245,14 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(10);
 /// How long an agent waits for each reply.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The agent's measuring thread: probes `addr` at once and then about
-/// every `every`, keeps a [`Window`], and after each answered probe puts
-/// its estimate in `latest` for the next heartbeat to carry. Failures are
-/// logged once per kind of cause and retried at the next turn.
+/// The agent's measuring thread: probes `target` (a collector URL or
+/// HOST:PORT, resolved again after a failure, so a collector that moves or
+/// is not up yet is found later) at once and then about every `every`,
+/// keeps a [`Window`], and after each answered probe puts its estimate in
+/// `latest` for the next heartbeat to carry. A failure is logged once until
+/// a probe is answered again.
 pub fn spawn_measuring(
-    addr: SocketAddr,
+    target: String,
     every: Duration,
     latest: Arc<Mutex<Option<Estimate>>>,
     stop: Arc<AtomicBool>,
@@ -258,28 +260,29 @@ pub fn spawn_measuring(
     std::thread::Builder::new()
         .name("clock-probes".into())
         .spawn(move || {
-            let prober = match Prober::new(addr, PROBE_TIMEOUT) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "clock offsets are not measured");
-                    return;
-                }
-            };
+            let mut prober: Option<Prober> = None;
             let mut window = Window::new(Policy::default());
             let mut warned = false;
             while !stop.load(Ordering::Relaxed) {
-                match prober.exchange() {
+                let result = match &prober {
+                    Some(p) => p.exchange(),
+                    None => probe_address(&target)
+                        .and_then(|a| Prober::new(a, PROBE_TIMEOUT))
+                        .and_then(|p| prober.insert(p).exchange()),
+                };
+                match result {
                     Ok(s) => {
                         window.push(s);
-                        let e = window.estimate(s.at());
-                        *latest.lock().expect("clock estimate lock") = e;
+                        *latest.lock().expect("clock estimate lock") = window.estimate(s.at());
                         warned = false;
                     }
-                    Err(e) if !warned => {
-                        tracing::warn!(error = %e, "clock probe failed; trying again later");
-                        warned = true;
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "clock probe failed; trying again later");
+                            warned = true;
+                        }
+                        prober = None;
                     }
-                    Err(_) => {}
                 }
                 let jitter = 0.8 + 0.4 * fastrand::f64();
                 let until = Instant::now() + every.mul_f64(jitter);

@@ -78,11 +78,18 @@ pub struct AgentConfig {
     pub fingerprint_every: Duration,
     /// Mount points always reported, whatever their file system type.
     pub mounts: Vec<PathBuf>,
+    /// How often the node's clock is measured against the collector's
+    /// (on average; jittered); `None`: never.
+    pub clock_every: Option<Duration>,
+    /// Where clock probes go: a URL or HOST:PORT (default: the
+    /// collector's URL, whose port number the collector answers them on).
+    pub clock_target: Option<String>,
 }
 
 impl AgentConfig {
     /// Defaults: host name, 5 s interval, 1 GiB outbox, fingerprint every
-    /// 10 minutes, token and CA from the environment.
+    /// 10 minutes, clock probes every 10 s, token and CA from the
+    /// environment.
     pub fn new(collector: &str, outbox: PathBuf) -> AgentConfig {
         AgentConfig {
             client: ClientConfig::from_env(collector),
@@ -96,6 +103,8 @@ impl AgentConfig {
             tools: BTreeMap::new(),
             fingerprint_every: Duration::from_secs(600),
             mounts: Vec::new(),
+            clock_every: Some(clock::PROBE_EVERY),
+            clock_target: None,
         }
     }
 }
@@ -148,6 +157,7 @@ impl Agent {
             runs_in_progress: self.outbox.runs_in_progress(),
             spool: self.outbox.stats(),
             fingerprint: None,
+            clock: None,
         }
     }
 
@@ -181,6 +191,20 @@ impl Agent {
                 .ok();
             (stop_logs, thread)
         };
+        // Clock measurement: its own thread, since a probe must be sent and
+        // answered without waiting behind a heartbeat's HTTP request.
+        let clock_estimate: Arc<Mutex<Option<plumb_model::clock::Estimate>>> = Arc::default();
+        let clock_stop = Arc::new(AtomicBool::new(false));
+        let clock_thread = self.config.clock_every.and_then(|every| {
+            let target = self
+                .config
+                .clock_target
+                .clone()
+                .unwrap_or_else(|| self.config.client.collector.clone());
+            clock::spawn_measuring(target, every, clock_estimate.clone(), clock_stop.clone())
+                .map_err(|e| tracing::warn!(error = %e, "clock offsets are not measured"))
+                .ok()
+        });
         let mut seq = 0u64;
         let mut next = Instant::now();
         let mut failures = 0u32;
@@ -189,6 +213,7 @@ impl Agent {
         while !stop.load(Ordering::Relaxed) {
             let mut report = self.report(seq);
             report.fingerprint = pending_fp.lock().expect("fingerprint lock").clone();
+            report.clock = *clock_estimate.lock().expect("clock estimate lock");
             let body = serde_json::to_vec(&report).expect("report serializes");
             match self
                 .client
@@ -238,6 +263,10 @@ impl Agent {
                 next = now;
             }
             sleep_until(next, stop);
+        }
+        clock_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = clock_thread {
+            let _ = t.join();
         }
         let _ = shipper.finish(Duration::from_secs(2));
         python_logs.0.store(true, Ordering::Relaxed);

@@ -9,13 +9,24 @@
 //! with `recvmsg`), taken when the packet reached the socket, not when the
 //! thread woke; T3 is read just before `sendto`.
 //!
+//! `GET /api/v1/clock` (viewer) answers [`ClockView`]: every node's latest
+//! estimate, as its agent measured it, and this host's kernel's view of
+//! its own clock; `plumb clock` prints it.
+//!
 //! The server never amplifies: it answers only well-formed requests of
 //! exactly [`PACKET_LEN`] bytes with a reply of the same size, ignores
 //! everything else, and answers each source address at most
 //! [`REPLIES_PER_SECOND`] times a second.
 
+use crate::AppState;
+use crate::auth::Viewer;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
 use plumb_model::Timestamp;
 use plumb_model::clock::{KernelSync, PACKET_LEN, Packet, PacketKind};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -264,6 +275,103 @@ fn serve(socket: UdpSocket, stop: &AtomicBool, stats: &ProbeStats) {
             stats.answered.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One node's clock, as `plumb clock` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeClock {
+    /// The node.
+    pub node: String,
+    /// How far its clock is ahead of the collector's, ns.
+    pub offset_ns: i64,
+    /// The bound as the agent sent it, grown since by the drift
+    /// allowance over the time the estimate has waited here.
+    pub error_ns: i64,
+    /// The round trip of the sample the estimate rests on.
+    pub delay_ns: i64,
+    /// How fast its clock gains on the collector's, when known.
+    pub drift_ppm: Option<f64>,
+    /// Its last probe, on its own clock.
+    pub measured: Timestamp,
+    /// When that estimate arrived, on the collector's clock.
+    pub received: Timestamp,
+    /// How long ago it arrived.
+    pub age_ns: i64,
+    /// Samples in the agent's window.
+    pub samples: u32,
+    /// Its offset is beyond [`ClockView::max_offset_ns`].
+    pub beyond: bool,
+}
+
+/// `GET /api/v1/clock`: every measured node and the collector's own
+/// clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockView {
+    /// The kernel's view of the collector host's clock.
+    pub collector: Option<KernelSync>,
+    /// Why it is missing, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector_error: Option<String>,
+    /// The threshold nodes are marked and alerted beyond
+    /// (`[alerts.rules.clock_offset] max_offset`).
+    pub max_offset_ns: i64,
+    /// Each node's latest estimate, by name.
+    pub nodes: Vec<NodeClock>,
+}
+
+/// The view from `store` at `now`, with this host's kernel status: what
+/// the API answers and what `plumb clock --local` prints on the
+/// collector's machine.
+pub fn clock_view(
+    store: &plumb_store::Store,
+    max_offset_ns: i64,
+    now: Timestamp,
+) -> plumb_store::Result<ClockView> {
+    let nodes = store
+        .clock_latest()?
+        .into_iter()
+        .map(|r| {
+            let age_ns = (now.as_nanos() - r.received.as_nanos()).max(0);
+            let e = r.estimate;
+            NodeClock {
+                node: r.node,
+                offset_ns: e.offset_ns,
+                error_ns: e.error_after(age_ns),
+                delay_ns: e.delay_ns,
+                drift_ppm: e.drift_ppm,
+                measured: e.latest,
+                received: r.received,
+                age_ns,
+                samples: e.samples,
+                beyond: e.offset_ns.unsigned_abs() > max_offset_ns.max(0) as u64,
+            }
+        })
+        .collect();
+    let (collector, collector_error) = match kernel_sync() {
+        Ok(k) => (Some(k), None),
+        Err(e) => (None, Some(format!("adjtimex failed: {e}"))),
+    };
+    Ok(ClockView {
+        collector,
+        collector_error,
+        max_offset_ns,
+        nodes,
+    })
+}
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/clock", get(view))
+}
+
+async fn view(_: Viewer, State(state): State<AppState>) -> Result<Json<ClockView>, ApiError> {
+    let max = state.clock_max_offset_ns;
+    Ok(Json(
+        state
+            .db
+            .read(move |store| clock_view(store, max, Timestamp::now()))
+            .await?,
+    ))
 }
 
 /// This host's clock synchronization as the kernel sees it

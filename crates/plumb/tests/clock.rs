@@ -174,3 +174,139 @@ fn bad_probes_get_clear_errors_in_bounded_time() {
         assert!(started.elapsed() < Duration::from_secs(10), "{args:?}");
     }
 }
+
+/// A plumb.toml evaluating alerts every 200 ms with only the clock rule.
+fn clock_rule_config(dir: &std::path::Path) -> PathBuf {
+    let mut toml = String::from("[alerts]\ninterval = \"200ms\"\n\n");
+    for r in [
+        "disk_low",
+        "disk_fill",
+        "node_down",
+        "slow_run",
+        "failure_rate",
+        "new_error",
+    ] {
+        toml.push_str(&format!("[alerts.rules.{r}]\nenabled = false\n\n"));
+    }
+    toml.push_str("[alerts.rules.clock_offset]\nmax_offset = \"100ms\"\n");
+    let path = dir.join("plumb.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn node<'a>(view: &'a Value, name: &str) -> Option<&'a Value> {
+    view["nodes"].as_array()?.iter().find(|n| n["node"] == name)
+}
+
+#[test]
+fn an_agent_under_faketime_shows_its_offset_in_plumb_clock_and_fires_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = clock_rule_config(dir.path());
+    let serve = Serve::builder().env("PLUMB_CONFIG", &config).start();
+    let agent = |name: &str, shift: Option<&str>| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = plumb_in(&home);
+        cmd.args([
+            "agent",
+            "--name",
+            name,
+            "--interval",
+            "200ms",
+            "--clock-every",
+            "200ms",
+            "--collector",
+            &serve.api,
+        ]);
+        if let Some(s) = shift {
+            cmd = shifted(cmd, s);
+        }
+        Proc(cmd.spawn().expect("plumb agent starts"))
+    };
+    let _skewed = agent("skewed", Some("+5s"));
+    let _fine = agent("fine", None);
+    let home = Home::new();
+    let view = wait_for(
+        "both nodes' clocks in plumb clock",
+        Duration::from_secs(30),
+        || {
+            let out = home
+                .cmd(&["clock", "--json", "--collector", &serve.api])
+                .output()
+                .ok()?;
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (node(&v, "skewed").is_some() && node(&v, "fine").is_some()).then_some(v)
+        },
+    );
+    let skewed = node(&view, "skewed").unwrap();
+    let (offset, error) = (
+        skewed["offset_ns"].as_i64().unwrap(),
+        skewed["error_ns"].as_i64().unwrap(),
+    );
+    assert!((offset - 5_000_000_000).abs() <= error, "{view}");
+    assert!(error < 5_000_000, "{view}");
+    assert_eq!(skewed["beyond"], true, "{view}");
+    let fine = node(&view, "fine").unwrap();
+    let (offset, error) = (
+        fine["offset_ns"].as_i64().unwrap(),
+        fine["error_ns"].as_i64().unwrap(),
+    );
+    assert!(offset.abs() <= error, "{view}");
+    assert_eq!(fine["beyond"], false, "{view}");
+    assert!(view["collector"]["state"].is_string(), "{view}");
+    assert_eq!(view["max_offset_ns"], 100_000_000, "{view}");
+    // The table says the same in words.
+    let out = ok(
+        home.cmd(&["clock", "--collector", &serve.api])
+            .output()
+            .unwrap(),
+        "plumb clock",
+    );
+    let t = text(&out.stdout);
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("skewed"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(line.contains("+4.99") || line.contains("+5.00"), "{line}");
+    assert!(line.contains("BEYOND 100"), "{line}");
+    assert!(
+        t.contains("collector clock:") && t.contains("chrony"),
+        "{t}"
+    );
+    // The skewed node, and only it, fires the clock alert, whose words
+    // say who sets clocks.
+    let alert = wait_for(
+        "the ClockOffset alert to fire",
+        Duration::from_secs(30),
+        || {
+            let v = get_json(&serve.api, "/api/v1/alerts");
+            v["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["name"] == "ClockOffset" && a["state"] == "firing")
+                .cloned()
+        },
+    );
+    assert_eq!(alert["labels"]["node"], "skewed", "{alert}");
+    let d = alert["annotations"]["description"].as_str().unwrap();
+    assert!(
+        d.contains("ahead of the collector's") && d.contains("chrony"),
+        "{d}"
+    );
+    let v = get_json(&serve.api, "/api/v1/alerts");
+    let clock_alerts = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "ClockOffset")
+        .count();
+    assert_eq!(clock_alerts, 1, "{v}");
+    // The collector's own store, read directly, says the same.
+    let local = plumb_at(dir.path(), &["clock", "--json", "--local"])
+        .env("PLUMB_HOME", &serve.data)
+        .env("PLUMB_CONFIG", &config)
+        .output()
+        .unwrap();
+    let local: Value = serde_json::from_slice(&ok(local, "plumb clock --local").stdout).unwrap();
+    assert!(node(&local, "skewed").is_some(), "{local}");
+}

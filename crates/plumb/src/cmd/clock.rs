@@ -1,11 +1,19 @@
-//! `plumb clock probe`: measures this host's clock against a collector now.
-//! plumb measures clocks and says how far off they are; setting them is
-//! chrony's (or ntpd's) job, and the output says so.
+//! `plumb clock`: each node's clock against the collector's, as its agent
+//! measured it, and the collector's own sync status, read from the
+//! collector (or with `--local` its store, on its machine) by the rule in
+//! target.rs; `plumb clock probe`: this host's clock against a collector,
+//! measured now. plumb measures clocks and says how far off they are;
+//! setting them is chrony's (or ntpd's) job, and the output says so.
 
+use crate::config::Config;
 use crate::out::outln;
+use crate::target::{SourceArgs, Target, get_json};
 use anyhow::{Context, Result};
 use plumb_agent::clock::{Prober, probe_address};
+use plumb_collector::clock::ClockView;
+use plumb_model::Timestamp;
 use plumb_model::clock::{Estimate, KernelSync, Policy, Sample, Window};
+use plumb_model::text::Cell;
 use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,11 +21,15 @@ use std::time::Duration;
 /// Arguments of `plumb clock`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Without a collector, the local store is read (a collector's own
+    /// store, on its machine).
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
-    pub what: What,
+    pub what: Option<What>,
 }
 
 /// `plumb clock` subcommands.
@@ -108,12 +120,93 @@ pub const WHO_SETS_CLOCKS: &str = "plumb measures clocks; setting them is chrony
 
 pub fn main(args: Args) -> Result<ExitCode> {
     match args.what {
-        What::Probe {
+        Some(What::Probe {
             target,
             count,
             timeout,
-        } => probe(&target, count, timeout, args.json),
+        }) => probe(&target, count, timeout, args.json),
+        None => fleet(&args.source, args.json),
     }
+}
+
+/// `plumb clock`: the fleet's clocks.
+fn fleet(source: &SourceArgs, json: bool) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    let view: ClockView = match source.target(&cfg)? {
+        Target::Collector(client) => get_json(&client, "/api/v1/clock")?,
+        Target::Local => {
+            let max = cfg.alerts.rules.clock_offset.max_offset.as_nanos();
+            if cfg.home.join(plumb_store::DB_FILE).exists() {
+                let store = plumb_store::Store::open_read_only(&cfg.home)
+                    .with_context(|| format!("cannot open the store in {}", cfg.home.display()))?;
+                plumb_collector::clock::clock_view(&store, max, Timestamp::now())?
+            } else {
+                // No store yet: no node has reported here; the host's own
+                // clock is still worth saying.
+                let (collector, collector_error) = match plumb_collector::clock::kernel_sync() {
+                    Ok(k) => (Some(k), None),
+                    Err(e) => (None, Some(format!("adjtimex failed: {e}"))),
+                };
+                ClockView {
+                    collector,
+                    collector_error,
+                    max_offset_ns: max,
+                    nodes: Vec::new(),
+                }
+            }
+        }
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{:<20} {:>16} {:>12} {:>11} {:>10} {:>12}  ",
+        "NODE",
+        "OFFSET",
+        "ERROR",
+        "DRIFT",
+        "DELAY",
+        "MEASURED"
+    );
+    for n in &view.nodes {
+        outln!(
+            "{:<20} {:>16} {:>12} {:>11} {:>10} {:>12}  {}",
+            Cell(&n.node),
+            signed(n.offset_ns),
+            format!("±{}", millis(n.error_ns)),
+            n.drift_ppm
+                .map_or_else(|| "-".into(), |d| format!("{d:+.2} ppm")),
+            millis(n.delay_ns),
+            format!("{} ago", plumb_model::display::duration(n.age_ns)),
+            if n.beyond {
+                format!(
+                    "BEYOND {}",
+                    millis(view.max_offset_ns)
+                        .trim_end_matches(".000 ms")
+                        .to_string()
+                        + " ms"
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if view.nodes.is_empty() {
+        outln!(
+            "(no clock measured yet: agents measure theirs against the collector every 10 s; `plumb clock probe URL` measures this host now)"
+        );
+    }
+    outln!(
+        "\ncollector clock: {}",
+        match (&view.collector, &view.collector_error) {
+            (Some(k), _) => sync_words(k),
+            (None, Some(e)) => format!("unknown ({e})"),
+            (None, None) => "unknown".into(),
+        }
+    );
+    outln!("offsets are each node's clock minus the collector's; {WHO_SETS_CLOCKS}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<ExitCode> {
