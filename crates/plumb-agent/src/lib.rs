@@ -2,8 +2,10 @@
 `plumb agent`, the node daemon: a heartbeat every few seconds with the
 node's load, memory, disks, network and plumb runs in progress, its software
 fingerprint whenever it changes, the node's outbox shipped to the
-collector (runs recorded while the collector was away), and the log records
-Python processes spooled and never sent ([`PythonLogSpool`]).
+collector (runs recorded while the collector was away), the log records
+Python processes spooled and never sent ([`PythonLogSpool`]), and the node's
+clock offset against the collector's, measured over UDP every 10 s
+([`clock`]) and carried by the heartbeats.
 
 Heartbeats are sent directly, not spooled: a heartbeat is worth something
 only when it arrives on time, since the collector's failure detector reads
