@@ -59,9 +59,17 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(ns as u64))
 }
 
-/// Time between the exchanges of one probe: long enough not to trip the
-/// server's per-source limit, short enough that 8 take a few tens of ms.
-const GAP: Duration = Duration::from_millis(5);
+/// Time between the exchanges of one probe: 5 ms, so the default 8 take a
+/// few tens of ms; 20 ms past 48 exchanges, so a long probe stays under the
+/// server's limit of 64 replies a second per source
+/// (`plumb_collector::clock::REPLIES_PER_SECOND`).
+fn gap(count: u32) -> Duration {
+    if count <= 48 {
+        Duration::from_millis(5)
+    } else {
+        Duration::from_secs(1) / (plumb_collector::clock::REPLIES_PER_SECOND - 14)
+    }
+}
 
 /// What `plumb clock probe --json` prints.
 #[derive(Debug, Serialize)]
@@ -213,7 +221,7 @@ fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<Exit
     let addr = probe_address(target)?;
     let prober = Prober::new(addr, timeout)?;
     let samples = prober
-        .measure(count as usize, GAP)
+        .measure(count as usize, gap(count))
         .with_context(|| format!("cannot measure the clock against {target}"))?;
     let mut window = Window::new(Policy {
         capacity: samples.len(),
