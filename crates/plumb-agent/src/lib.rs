@@ -207,6 +207,7 @@ impl Agent {
                 .map_err(|e| tracing::warn!(error = %e, "clock offsets are not measured"))
                 .ok()
         });
+        let mut collector_takes_clock = true;
         let mut seq = 0u64;
         let mut next = Instant::now();
         let mut failures = 0u32;
@@ -215,12 +216,28 @@ impl Agent {
         while !stop.load(Ordering::Relaxed) {
             let mut report = self.report(seq);
             report.fingerprint = pending_fp.lock().expect("fingerprint lock").clone();
-            report.clock = *clock_estimate.lock().expect("clock estimate lock");
-            let body = serde_json::to_vec(&report).expect("report serializes");
-            match self
-                .client
-                .post(NODE_PATH, "application/json", &body, false, &[])
-            {
+            if collector_takes_clock {
+                report.clock = *clock_estimate.lock().expect("clock estimate lock");
+            }
+            let send = |report: &NodeReport| {
+                let body = serde_json::to_vec(report).expect("report serializes");
+                self.client
+                    .post(NODE_PATH, "application/json", &body, false, &[])
+            };
+            let mut result = send(&report);
+            // A collector older than clock measurement refuses a report
+            // with a field it does not know: heartbeats matter more than
+            // the clock, so they go on without it.
+            if report.clock.is_some() && refuses_clock(&result) {
+                tracing::warn!(
+                    collector = self.client.base(),
+                    "the collector does not take clock estimates (an older plumb serve?); heartbeats go on without them"
+                );
+                collector_takes_clock = false;
+                report.clock = None;
+                result = send(&report);
+            }
+            match result {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!(after = failures, "collector reachable again");
@@ -308,6 +325,17 @@ impl Agent {
                     std::thread::sleep(every);
                 }
             });
+    }
+}
+
+/// Whether a heartbeat was refused for its `clock` field: the 400 of a
+/// collector whose node report has no such field.
+fn refuses_clock<T>(result: &Result<T, ShipError>) -> bool {
+    match result {
+        Err(ShipError::Http(e)) => {
+            e.status() == Some(400) && e.message().is_some_and(|m| m.contains("`clock`"))
+        }
+        _ => false,
     }
 }
 
