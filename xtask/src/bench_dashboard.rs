@@ -378,5 +378,6 @@ fn node_report(i: usize) -> NodeReport {
             hash: fp.content_hash(),
             fingerprint: fp,
         }),
+        clock: None,
     }
 }

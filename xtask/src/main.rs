@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 mod bench_agent;
 mod bench_checkpoint;
+mod bench_clock;
 mod bench_dashboard;
 mod bench_ingest;
 mod bench_proxy;
@@ -111,6 +112,7 @@ fn test(extra: &[&str]) -> Result<()> {
 const BENCHES: &[&str] = &[
     "agent",
     "checkpoint",
+    "clock",
     "dashboard",
     "ingest",
     "proxy",
@@ -122,6 +124,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
     match name {
         "agent" => bench_agent::run(rest),
         "checkpoint" => bench_checkpoint::run(rest),
+        "clock" => bench_clock::run(rest),
         "dashboard" => bench_dashboard::run(rest),
         "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),

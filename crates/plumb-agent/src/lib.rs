@@ -2,8 +2,10 @@
 `plumb agent`, the node daemon: a heartbeat every few seconds with the
 node's load, memory, disks, network and plumb runs in progress, its software
 fingerprint whenever it changes, the node's outbox shipped to the
-collector (runs recorded while the collector was away), and the log records
-Python processes spooled and never sent ([`PythonLogSpool`]).
+collector (runs recorded while the collector was away), the log records
+Python processes spooled and never sent ([`PythonLogSpool`]), and the node's
+clock offset against the collector's, measured over UDP every 10 s
+([`clock`]) and carried by the heartbeats.
 
 Heartbeats are sent directly, not spooled: a heartbeat is worth something
 only when it arrives on time, since the collector's failure detector reads
@@ -22,6 +24,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 */
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod host;
 mod pylogs;
 pub use pylogs::{Drained, PythonLogSpool};
@@ -77,11 +80,18 @@ pub struct AgentConfig {
     pub fingerprint_every: Duration,
     /// Mount points always reported, whatever their file system type.
     pub mounts: Vec<PathBuf>,
+    /// How often the node's clock is measured against the collector's
+    /// (on average; jittered); `None`: never.
+    pub clock_every: Option<Duration>,
+    /// Where clock probes go: a URL or HOST:PORT (default: the
+    /// collector's URL, whose port number the collector answers them on).
+    pub clock_target: Option<String>,
 }
 
 impl AgentConfig {
     /// Defaults: host name, 5 s interval, 1 GiB outbox, fingerprint every
-    /// 10 minutes, token and CA from the environment.
+    /// 10 minutes, clock probes every 10 s, token and CA from the
+    /// environment.
     pub fn new(collector: &str, outbox: PathBuf) -> AgentConfig {
         AgentConfig {
             client: ClientConfig::from_env(collector),
@@ -95,6 +105,8 @@ impl AgentConfig {
             tools: BTreeMap::new(),
             fingerprint_every: Duration::from_secs(600),
             mounts: Vec::new(),
+            clock_every: Some(clock::PROBE_EVERY),
+            clock_target: None,
         }
     }
 }
@@ -147,6 +159,7 @@ impl Agent {
             runs_in_progress: self.outbox.runs_in_progress(),
             spool: self.outbox.stats(),
             fingerprint: None,
+            clock: None,
         }
     }
 
@@ -180,6 +193,21 @@ impl Agent {
                 .ok();
             (stop_logs, thread)
         };
+        // Clock measurement: its own thread, since a probe must be sent and
+        // answered without waiting behind a heartbeat's HTTP request.
+        let clock_estimate: Arc<Mutex<Option<plumb_model::clock::Estimate>>> = Arc::default();
+        let clock_stop = Arc::new(AtomicBool::new(false));
+        let clock_thread = self.config.clock_every.and_then(|every| {
+            let target = self
+                .config
+                .clock_target
+                .clone()
+                .unwrap_or_else(|| self.config.client.collector.clone());
+            clock::spawn_measuring(target, every, clock_estimate.clone(), clock_stop.clone())
+                .map_err(|e| tracing::warn!(error = %e, "clock offsets are not measured"))
+                .ok()
+        });
+        let mut collector_takes_clock = true;
         let mut seq = 0u64;
         let mut next = Instant::now();
         let mut failures = 0u32;
@@ -188,11 +216,28 @@ impl Agent {
         while !stop.load(Ordering::Relaxed) {
             let mut report = self.report(seq);
             report.fingerprint = pending_fp.lock().expect("fingerprint lock").clone();
-            let body = serde_json::to_vec(&report).expect("report serializes");
-            match self
-                .client
-                .post(NODE_PATH, "application/json", &body, false, &[])
-            {
+            if collector_takes_clock {
+                report.clock = *clock_estimate.lock().expect("clock estimate lock");
+            }
+            let send = |report: &NodeReport| {
+                let body = serde_json::to_vec(report).expect("report serializes");
+                self.client
+                    .post(NODE_PATH, "application/json", &body, false, &[])
+            };
+            let mut result = send(&report);
+            // A collector older than clock measurement refuses a report
+            // with a field it does not know: heartbeats matter more than
+            // the clock, so they go on without it.
+            if report.clock.is_some() && refuses_clock(&result) {
+                tracing::warn!(
+                    collector = self.client.base(),
+                    "the collector does not take clock estimates (an older plumb serve?); heartbeats go on without them"
+                );
+                collector_takes_clock = false;
+                report.clock = None;
+                result = send(&report);
+            }
+            match result {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!(after = failures, "collector reachable again");
@@ -238,6 +283,10 @@ impl Agent {
             }
             sleep_until(next, stop);
         }
+        clock_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = clock_thread {
+            let _ = t.join();
+        }
         let _ = shipper.finish(Duration::from_secs(2));
         python_logs.0.store(true, Ordering::Relaxed);
         if let Some(t) = python_logs.1 {
@@ -276,6 +325,17 @@ impl Agent {
                     std::thread::sleep(every);
                 }
             });
+    }
+}
+
+/// Whether a heartbeat was refused for its `clock` field: the 400 of a
+/// collector whose node report has no such field.
+fn refuses_clock<T>(result: &Result<T, ShipError>) -> bool {
+    match result {
+        Err(ShipError::Http(e)) => {
+            e.status() == Some(400) && e.message().is_some_and(|m| m.contains("`clock`"))
+        }
+        _ => false,
     }
 }
 

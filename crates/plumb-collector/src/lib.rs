@@ -26,6 +26,7 @@ pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod clock;
 mod db;
 mod error;
 pub mod guard;
@@ -170,6 +171,9 @@ pub struct AppState {
     pub budget: body::MemoryBudget,
     /// Serving HTTPS: cookies are marked `Secure`.
     pub tls: bool,
+    /// A node's clock further off than this is marked (and alerted on,
+    /// `[alerts.rules.clock_offset] max_offset`), ns.
+    pub clock_max_offset_ns: i64,
 }
 
 impl AppState {
@@ -186,6 +190,7 @@ impl AppState {
             limits: std::sync::Arc::new(config.limits.clone()),
             budget: body::MemoryBudget::new(config.limits.ingest_memory),
             tls: config.tls.is_some(),
+            clock_max_offset_ns: config.alerts.rules.clock_offset.max_offset.as_nanos(),
         })
     }
 }
@@ -202,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .merge(otlp::routes())
         .merge(insights::routes(&state))
         .merge(alerts::routes())
+        .merge(clock::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.limits.body_timeout,

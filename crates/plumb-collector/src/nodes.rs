@@ -194,16 +194,19 @@ pub fn views(rows: Vec<NodeRow>) -> Vec<NodeView> {
     rows.into_iter()
         .zip(keys)
         .zip(marked)
-        .map(|((r, group), differs)| NodeView {
-            node: r.name,
-            state: r.state,
-            since: r.since,
-            last_heartbeat: r.last_seen,
-            report: r.report,
-            fingerprint: r.fingerprint,
-            group,
-            fingerprint_differs: differs,
-            clock_offset_ms: None,
+        .map(|((r, group), differs)| {
+            let clock_offset_ms = r.report.clock.map(|c| c.offset_ns as f64 / 1e6);
+            NodeView {
+                node: r.name,
+                state: r.state,
+                since: r.since,
+                last_heartbeat: r.last_seen,
+                report: r.report,
+                fingerprint: r.fingerprint,
+                group,
+                fingerprint_differs: differs,
+                clock_offset_ms,
+            }
         })
         .collect()
 }
@@ -345,6 +348,9 @@ async fn ingest_node_inner(
             let fresh = policy.state(0.0, &report);
             let row = store.put_node_report(&report, now, fresh)?;
             store.set_node_state(&row.name, fresh, now, 0.0)?;
+            if let Some(e) = &report.clock {
+                store.put_clock_estimate(&row.name, e, now)?;
+            }
             Ok((row.name, fresh))
         })
         .await?;

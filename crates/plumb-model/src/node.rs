@@ -57,6 +57,10 @@ pub struct NodeReport {
     /// collector acknowledged it), otherwise absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<NodeFingerprint>,
+    /// The agent's latest measurement of the node's clock against the
+    /// collector's, once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::clock::Estimate>,
 }
 
 /// Load averages and CPU count.

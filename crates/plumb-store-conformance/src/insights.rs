@@ -244,3 +244,17 @@ pub fn slow_runs_need_history_and_exceed_the_p95(h: &dyn Harness) {
     assert!((d.duration_s - 1.0).abs() < 1e-9);
     assert_eq!(d.factor, Some(1.0));
 }
+
+pub fn every_failed_state_is_queued_for_grouping_and_no_other(h: &dyn Harness) {
+    let s = h.open();
+    for (i, state) in plumb_model::RunState::ALL.into_iter().enumerate() {
+        let mut r = failed("job", "n1", 100 + i as i64, "ValueError");
+        r.state = state;
+        s.put_run(&r).unwrap();
+    }
+    let failures = plumb_model::RunState::ALL
+        .into_iter()
+        .filter(|st| st.is_failure())
+        .count();
+    assert_eq!(s.error_queue_len().unwrap(), failures as u64);
+}

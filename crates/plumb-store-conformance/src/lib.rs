@@ -20,6 +20,7 @@ methods, so passing them is what "a backend" means.
 */
 
 pub mod alerts;
+pub mod clocks;
 pub mod import;
 pub mod insights;
 pub mod nodes;
@@ -69,7 +70,9 @@ macro_rules! suite {
             insights::status_new_then_ongoing_resolved_and_regressed,
             insights::otlp_occurrences_are_idempotent_by_key,
             insights::duration_stats_use_the_latest_successful_runs,
-            insights::slow_runs_need_history_and_exceed_the_p95
+            insights::slow_runs_need_history_and_exceed_the_p95,
+            insights::every_failed_state_is_queued_for_grouping_and_no_other,
+            clocks::one_row_per_probe_latest_per_node_and_a_day_kept
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
@@ -92,6 +95,7 @@ mod tests {
         let lib = include_str!("lib.rs");
         let modules = [
             ("alerts", include_str!("alerts.rs")),
+            ("clocks", include_str!("clocks.rs")),
             ("import", include_str!("import.rs")),
             ("insights", include_str!("insights.rs")),
             ("nodes", include_str!("nodes.rs")),

@@ -12,6 +12,7 @@
 
 use crate::alerts::{AlertRow, JobOutcomes};
 use crate::chunk::SealedChunk;
+use crate::clock::ClockRow;
 use crate::dash::{RunQuery, RunsPage};
 use crate::error::{Result, StoreError};
 use crate::insights::{Drained, NewOccurrence};
@@ -20,6 +21,7 @@ use crate::spool::{ImportError, ImportStats};
 use crate::telemetry::{Ingested, PreparedLogs, prepare_logs};
 use crate::tokens::TokenInfo;
 use crate::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, Store};
+use plumb_model::clock::Estimate;
 use plumb_model::insights::{
     DurationStats, ErrorGroup, ErrorGroupDetail, ErrorQuery, ErrorStatus, RunDuration, SlowConfig,
     SlowRun,
@@ -354,12 +356,33 @@ pub trait Insights {
     fn run_duration(&self, run_id: Uuid, now: Timestamp, window: usize) -> Result<RunDuration>;
 }
 
+/// Clock estimates the node agents send: one row per probe, a day kept.
+pub trait Clocks {
+    /// Stores `node`'s estimate, arrived at `received`, once per probe (a
+    /// heartbeat repeating the last estimate adds nothing), and drops that
+    /// node's estimates older than [`KEEP_NS`].
+    fn put_clock_estimate(&self, node: &str, e: &Estimate, received: Timestamp) -> Result<()>;
+
+    /// The latest estimate of every node that sent one, by node name.
+    fn clock_latest(&self) -> Result<Vec<ClockRow>>;
+
+    /// `node`'s estimates that arrived from `since` on, oldest first, at
+    /// most `limit`.
+    fn clock_history(&self, node: &str, since: Timestamp, limit: usize) -> Result<Vec<ClockRow>>;
+}
+
 /// Every concern together: what a collector serves from. Implemented for
 /// every type that implements each concern, so a backend implements the
 /// concern traits and gets this for free.
-pub trait Backend: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Send {}
+pub trait Backend:
+    Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Send
+{
+}
 
-impl<T: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Send> Backend for T {}
+impl<T: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Send> Backend
+    for T
+{
+}
 
 /// How a server opens its store: one connection for the writer and as many
 /// readers as it wants. The collector takes this, so it never knows which

@@ -24,6 +24,7 @@ mod backend;
 pub mod bloom;
 mod cap;
 pub mod chunk;
+pub mod clock;
 pub mod dash;
 mod error;
 pub mod insights;

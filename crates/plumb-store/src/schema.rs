@@ -253,4 +253,36 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX sessions_token ON sessions(token_hash);
     "#,
+    // 8 -> 9 (helper "clock"): clock_estimates, what each node's agent
+    // measured of its clock against the collector's, one row per probe,
+    // kept for a day per node (clock.rs).
+    r#"
+    CREATE TABLE clock_estimates (
+        node        TEXT NOT NULL,
+        latest_ns   INTEGER NOT NULL,      -- the probe's time, node clock
+        received_ns INTEGER NOT NULL,      -- arrival, collector clock
+        at_ns       INTEGER NOT NULL,      -- the chosen sample's time, node clock
+        offset_ns   INTEGER NOT NULL,      -- node clock minus collector clock
+        error_ns    INTEGER NOT NULL,
+        delay_ns    INTEGER NOT NULL,
+        drift_ppm   REAL,
+        samples     INTEGER NOT NULL,
+        PRIMARY KEY (node, latest_ns)
+    ) WITHOUT ROWID;
+    CREATE INDEX clock_estimates_received ON clock_estimates(node, received_ns);
+    "#,
+    // 9 -> 10: a timed-out run is a failure like a killed one, so it is
+    // queued for error grouping too (the triggers of 4 -> 5, widened).
+    r#"
+    DROP TRIGGER runs_error_queue_insert;
+    DROP TRIGGER runs_error_queue_update;
+    CREATE TRIGGER runs_error_queue_insert AFTER INSERT ON runs
+        WHEN new.state IN ('failed', 'killed', 'evicted', 'timed-out')
+        BEGIN INSERT OR IGNORE INTO error_queue (run_id) VALUES (new.id); END;
+    CREATE TRIGGER runs_error_queue_update AFTER UPDATE OF state, record ON runs
+        WHEN new.state IN ('failed', 'killed', 'evicted', 'timed-out')
+        BEGIN INSERT OR IGNORE INTO error_queue (run_id) VALUES (new.id); END;
+    INSERT OR IGNORE INTO error_queue (run_id)
+        SELECT id FROM runs WHERE state = 'timed-out';
+    "#,
 ];

@@ -57,6 +57,8 @@ enum Command {
     Slow(cmd::slow::Args),
     /// What every process of a job is doing right now: stacks, grouped.
     Stack(cmd::stack::Args),
+    /// Clock offsets: each node's against the collector, or this host's now.
+    Clock(cmd::clock::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             | Command::Alerts(_)
             | Command::Errors(_)
             | Command::Slow(_)
+            | Command::Clock(_)
             | Command::Checkpoint(_)
             | Command::Stack(_)
     ) {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Errors(a) => cmd::errors::main(a),
         Command::Slow(a) => cmd::slow::main(a),
         Command::Stack(a) => cmd::stack::main(a),
+        Command::Clock(a) => cmd::clock::main(a),
     };
     match result {
         Ok(code) => code,

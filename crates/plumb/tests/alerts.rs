@@ -400,6 +400,7 @@ fn one_rule_config(dir: &Path, receiver: &Receiver, rule: &str, extra: &str) -> 
         "slow_run",
         "failure_rate",
         "new_error",
+        "clock_offset",
     ] {
         toml.push_str(&format!("[alerts.rules.{r}]\nenabled = {}\n", r == rule));
         if r == rule {

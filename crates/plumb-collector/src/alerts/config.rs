@@ -104,6 +104,8 @@ pub struct Rules {
     pub failure_rate: FailureRateRule,
     /// An error group first seen since the rule started.
     pub new_error: BasicRule,
+    /// A node's clock further from the collector's than `max_offset`.
+    pub clock_offset: ClockOffsetRule,
 }
 
 /// Settings every rule has; `severity` and `for` default per rule.
@@ -268,6 +270,36 @@ impl Default for FailureRateRule {
     }
 }
 
+/// `[alerts.rules.clock_offset]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockOffsetRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Fire when a node's measured offset from the collector's clock is
+    /// larger than this, either way. `plumb clock` marks such nodes too.
+    pub max_offset: Dur,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for ClockOffsetRule {
+    fn default() -> Self {
+        ClockOffsetRule {
+            enabled: true,
+            severity: Severity::Warning,
+            max_offset: Dur(Duration::from_millis(100)),
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
 /// `[[alerts.webhook]]`: a JSON POST of Alertmanager's webhook payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,6 +385,12 @@ impl AlertsConfig {
                 "alerts.rules.failure_rate: last = {} must be at least 1 and at least min_runs = {}",
                 r.failure_rate.last, r.failure_rate.min_runs
             ));
+        }
+        if r.clock_offset.max_offset.0.is_zero() {
+            return Err(
+                "alerts.rules.clock_offset.max_offset = 0: use a positive duration, e.g. 100ms (no two clocks agree to the nanosecond)"
+                    .into(),
+            );
         }
         for (i, w) in self.webhook.iter().enumerate() {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {

@@ -83,6 +83,8 @@ pub const SLOW_RUN: &str = "RunLongerThanUsual";
 pub const FAILURE_RATE: &str = "JobFailureRate";
 /// See [`DISK_LOW`].
 pub const NEW_ERROR: &str = "NewErrorGroup";
+/// See [`DISK_LOW`].
+pub const CLOCK_OFFSET: &str = "ClockOffset";
 
 fn gib(b: u64) -> String {
     format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
@@ -172,6 +174,34 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
                     &r.disk_fill.note,
                 ));
             }
+        }
+        if r.clock_offset.enabled
+            && !down
+            && let Some(c) = &n.report.clock
+            && c.offset_ns.unsigned_abs() > r.clock_offset.max_offset.0.as_nanos() as u64
+        {
+            out.push(candidate(
+                CLOCK_OFFSET,
+                r.clock_offset.severity,
+                r.clock_offset.for_.0,
+                &[("node", &n.node)],
+                format!(
+                    "the clock of {} is {} off the collector's",
+                    n.node,
+                    signed_secs(c.offset_ns)
+                ),
+                format!(
+                    "Node {}'s clock is {} the collector's by {} (± {}, measured by its plumb agent at {} on its clock): beyond the {} threshold. plumb measures clocks and alerts; setting them is chrony's job: look at `chronyc tracking` and `chronyc sources` on {}.",
+                    n.node,
+                    if c.offset_ns > 0 { "ahead of" } else { "behind" },
+                    signed_secs(c.offset_ns.abs()).trim_start_matches('+'),
+                    signed_secs(c.error_ns).trim_start_matches('+'),
+                    c.latest,
+                    crate::alerts::human(r.clock_offset.max_offset.0),
+                    n.node
+                ),
+                &r.clock_offset.note,
+            ));
         }
         if r.node_down.enabled && down {
             out.push(candidate(
@@ -270,6 +300,15 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
         }
     }
     out
+}
+
+/// An offset in seconds with its sign, to the microsecond.
+fn signed_secs(ns: i64) -> String {
+    format!(
+        "{}{:.6} s",
+        if ns < 0 { '-' } else { '+' },
+        ns.unsigned_abs() as f64 / 1e9
+    )
 }
 
 fn first_line(s: &str) -> String {
@@ -524,6 +563,17 @@ pub fn rule_infos(cfg: &AlertsConfig) -> Vec<RuleInfo> {
             for_s: r.new_error.for_.map(|d| secs(d.0)).unwrap_or(0.0),
             condition: "an error group first seen since the collector started watching".into(),
         },
+        RuleInfo {
+            rule: "clock_offset".into(),
+            alertname: CLOCK_OFFSET.into(),
+            enabled: r.clock_offset.enabled,
+            severity: r.clock_offset.severity,
+            for_s: secs(r.clock_offset.for_.0),
+            condition: format!(
+                "a node's clock more than {} off the collector's, as its agent measured it",
+                crate::alerts::human(r.clock_offset.max_offset.0)
+            ),
+        },
     ]
 }
 
@@ -568,6 +618,7 @@ mod tests {
                 runs_in_progress: 0,
                 spool: Default::default(),
                 fingerprint: None,
+                clock: None,
             },
         }
     }
@@ -621,6 +672,57 @@ mod tests {
                 (DISK_LOW, "full", Severity::Critical),
                 (NODE_DOWN, "gone", Severity::Critical),
             ]
+        );
+    }
+
+    #[test]
+    fn a_clock_beyond_the_threshold_either_way_fires_and_names_chrony() {
+        let cfg = AlertsConfig::default();
+        let with_clock = |name: &str, state, offset_ns: i64| {
+            let mut n = node(name, state, 500);
+            n.report.clock = Some(plumb_model::clock::Estimate {
+                offset_ns,
+                error_ns: 40_000,
+                delay_ns: 80_000,
+                at: t(0),
+                latest: t(0),
+                drift_ppm: None,
+                samples: 8,
+            });
+            n
+        };
+        let snap = Snapshot {
+            nodes: vec![
+                with_clock("fine", NodeState::Up, 99_000_000),
+                with_clock("fast", NodeState::Up, 5_000_000_000),
+                with_clock("slow", NodeState::Busy, -150_000_000),
+                // A down node's last measurement is stale: node down says
+                // what matters.
+                with_clock("gone", NodeState::Down, 9_000_000_000),
+                node("unmeasured", NodeState::Up, 500),
+            ],
+            ..Default::default()
+        };
+        let c: Vec<_> = evaluate(&cfg, &snap, t(0))
+            .into_iter()
+            .filter(|c| c.labels["alertname"] == CLOCK_OFFSET)
+            .collect();
+        let nodes: Vec<_> = c.iter().map(|c| c.labels["node"].as_str()).collect();
+        assert_eq!(nodes, vec!["fast", "slow"]);
+        let d = &c[0].annotations.description;
+        assert!(d.contains("ahead of the collector's by 5.000000 s"), "{d}");
+        assert!(d.contains("chrony"), "{d}");
+        assert!(
+            c[1].annotations.description.contains("behind"),
+            "{:?}",
+            c[1]
+        );
+        let mut off = AlertsConfig::default();
+        off.rules.clock_offset.max_offset = super::super::config::Dur(Duration::ZERO);
+        assert!(
+            off.validate()
+                .unwrap_err()
+                .contains("clock_offset.max_offset")
         );
     }
 

@@ -341,6 +341,7 @@ mod tests {
                 runs_in_progress: (i % 3) as u32,
                 spool: Default::default(),
                 fingerprint: None,
+                clock: None,
             },
             fingerprint: Some(format!("{:064x}", i % 7)),
             group: format!("rack=r{}", i % 10),

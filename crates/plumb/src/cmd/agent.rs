@@ -37,6 +37,31 @@ pub struct Args {
     /// repeatable, added to `[agent] mounts` of plumb.toml.
     #[arg(long = "mount", value_name = "PATH")]
     pub mounts: Vec<PathBuf>,
+    /// How often to measure this node's clock against the collector's, on
+    /// average (jittered by ±20%), or `off`.
+    #[arg(long, default_value = "10s", value_parser = parse_clock_every, value_name = "DURATION")]
+    pub clock_every: ClockEvery,
+    /// Where the collector answers clock probes, when not on its API's
+    /// port number (`plumb serve --clock-port`): HOST:PORT or a URL.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub clock_target: Option<String>,
+}
+
+/// `--clock-every`: a duration, or `off` (`None`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClockEvery(pub Option<Duration>);
+
+fn parse_clock_every(s: &str) -> Result<ClockEvery, String> {
+    if s == "off" {
+        return Ok(ClockEvery(None));
+    }
+    let ns = plumb_model::parse_duration_ns(s)?;
+    if ns < 10_000_000 {
+        return Err(format!(
+            "`{s}` is too short a clock probe interval: use 10ms or more, or `off`"
+        ));
+    }
+    Ok(ClockEvery(Some(Duration::from_nanos(ns as u64))))
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -73,6 +98,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.tools = cfg.tools.clone();
     ac.mounts = cfg.agent_mounts.clone();
     ac.mounts.extend(args.mounts);
+    ac.clock_every = args.clock_every.0;
+    if let Some(t) = &args.clock_target {
+        // Checked now, so a typo is an error at start rather than a
+        // warning in the log.
+        plumb_agent::clock::probe_address(t).context("--clock-target")?;
+    }
+    ac.clock_target = args.clock_target;
     let agent = plumb_agent::Agent::new(ac).context("cannot start the agent")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod alerts;
 pub mod checkpoint;
+pub mod clock;
 pub mod dashboard;
 pub mod demo;
 pub mod errors;

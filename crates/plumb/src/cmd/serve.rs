@@ -53,6 +53,10 @@ pub struct Args {
     /// database before the request gets 503 with Retry-After.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub busy_timeout: std::time::Duration,
+    /// UDP port answering clock probes (`plumb clock probe`, agents), on
+    /// the API's address; default: the API's port number; 0: off.
+    #[arg(long, value_name = "PORT")]
+    pub clock_port: Option<u16>,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -108,10 +112,12 @@ pub fn main(a: Args) -> Result<ExitCode> {
                     .with_context(|| format!("cannot listen on {o} (OTLP)"))?,
             );
         }
+        let api_addr = listeners[0].local_addr()?;
+        let _probes = clock_probes(api_addr, a.clock_port)?;
         // Tests and scripts read the bound addresses from stdout.
         {
             let mut out = crate::out::stdout();
-            writeln!(out, "api  {scheme}://{}", listeners[0].local_addr()?)?;
+            writeln!(out, "api  {scheme}://{api_addr}")?;
             if let Some(l) = listeners.get(1) {
                 writeln!(out, "otlp {scheme}://{}", l.local_addr()?)?;
             }
@@ -121,6 +127,34 @@ pub fn main(a: Args) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the UDP clock probe server on the API's address: on `port`
+/// when given (0: none), else on the API's port number, where a client
+/// given the collector's URL looks for it. A port asked for that cannot be
+/// bound is an error; the default one only a warning, since the collector
+/// is useful without it.
+fn clock_probes(
+    api: SocketAddr,
+    port: Option<u16>,
+) -> Result<Option<plumb_collector::clock::ProbeServer>> {
+    let addr = SocketAddr::new(api.ip(), port.unwrap_or(api.port()));
+    if addr.port() == 0 {
+        return Ok(None);
+    }
+    let socket = match std::net::UdpSocket::bind(addr) {
+        Ok(s) => s,
+        Err(e) if port.is_none() => {
+            tracing::warn!(%addr, error = %e, "cannot listen for clock probes over UDP; pass --clock-port PORT to choose another port");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot listen for clock probes on udp {addr}"));
+        }
+    };
+    let server = plumb_collector::clock::ProbeServer::spawn(socket)
+        .with_context(|| format!("cannot start the clock probe server on udp {addr}"))?;
+    Ok(Some(server))
 }
 
 /// Completes on SIGINT or SIGTERM.
