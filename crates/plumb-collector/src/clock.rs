@@ -433,6 +433,14 @@ mod tests {
             sample.offset_ns().abs() <= sample.delay_ns() / 2 + 1_000,
             "{sample:?}"
         );
+        // The server counts a reply once `sendto` returned, which may be
+        // after the reply arrived here: wait for it, boundedly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while s.stats().answered.load(Ordering::Relaxed) == 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(s.stats().answered.load(Ordering::Relaxed), 1);
     }
 

@@ -257,6 +257,33 @@ pub fn postmortem(pm: &crate::postmortem::PostMortem) -> Vec<String> {
     out
 }
 
+/// Which timeout stopped a run and how, in one line.
+pub fn timeout(t: &crate::stack::Timeout) -> String {
+    let mut line = format!(
+        "{} {} fired at {}",
+        t.kind.flag(),
+        duration(t.limit_ns),
+        t.fired
+    );
+    if let Some(b) = &t.basis {
+        line.push_str(&format!(" ({b})"));
+    }
+    line.push_str(&format!(
+        "; {} to {} process{}, grace {}",
+        t.signal,
+        t.signalled,
+        if t.signalled == 1 { "" } else { "es" },
+        duration(t.grace_ns)
+    ));
+    if t.grace_expired {
+        line.push_str(&format!(", grace ran out: {} SIGKILLed", t.killed));
+    }
+    if t.snapshot.is_none() {
+        line.push_str("; no stack snapshot");
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

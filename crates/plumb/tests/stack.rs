@@ -434,6 +434,12 @@ fn timeout_takes_the_stacks_then_stops_the_whole_tree() {
     assert!(t.contains("timed out --timeout 2.0s fired"), "{t}");
     assert!(t.contains("stacks when the timeout fired"), "{t}");
     assert!(t.contains("3 threads (python stack)"), "{t}");
+    // The dashboard's run page says the same, with the stuck function.
+    let serve = Serve::builder().data(&home.store()).start();
+    let page = serve.get(&format!("/runs/{id}")).expect("the run page");
+    assert!(page.contains("Timed out"), "{page}");
+    assert!(page.contains("--timeout 2.0s fired"), "{page}");
+    assert!(page.contains("wait_for_lock"), "{page}");
     // And it is a failure for the views that list failures.
     let failed = home.json(&["ls", "--json", "--failed"]);
     assert_eq!(failed.as_array().unwrap().len(), 1);

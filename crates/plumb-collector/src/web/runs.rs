@@ -577,6 +577,28 @@ async fn run_page(
         exception_chain(&mut b, ex);
         b.push_str("</section>");
     }
+    if let Some(t) = &r.timeout {
+        // Which timeout fired, and the stacks it took first, in `plumb
+        // show`'s words.
+        b.push_str("<section aria-labelledby=\"h-timeout\"><h2 id=\"h-timeout\">Timed out</h2>");
+        let _ = write!(b, "<p>{}</p>", esc(&plumb_model::display::timeout(t)));
+        if let Some(snap) = &t.snapshot {
+            let _ = write!(
+                b,
+                "<pre class=\"output\" data-stacks=\"timeout\">{}</pre>",
+                esc(&snap.render())
+            );
+        }
+        b.push_str("</section>");
+    }
+    for snap in &r.snapshots {
+        let _ = write!(
+            b,
+            "<section><h2>Stacks taken by plumb ({})</h2><pre class=\"output\" data-stacks=\"auto\">{}</pre></section>",
+            esc(snap.reason.as_deref().unwrap_or("automatically")),
+            esc(&snap.render())
+        );
+    }
     if !r.postmortem.is_empty() {
         // The same lines as `plumb show --locals`, one block per process
         // and thread that died.

@@ -373,33 +373,6 @@ fn push_indented(s: &mut String, text: &str) {
     }
 }
 
-/// Which timeout stopped a run and how, in one line.
-fn timeout_line(t: &plumb_model::stack::Timeout) -> String {
-    let mut line = format!(
-        "{} {} fired at {}",
-        t.kind.flag(),
-        human_duration(t.limit_ns),
-        t.fired
-    );
-    if let Some(b) = &t.basis {
-        line.push_str(&format!(" ({b})"));
-    }
-    line.push_str(&format!(
-        "; {} to {} process{}, grace {}",
-        t.signal,
-        t.signalled,
-        if t.signalled == 1 { "" } else { "es" },
-        human_duration(t.grace_ns)
-    ));
-    if t.grace_expired {
-        line.push_str(&format!(", grace ran out: {} SIGKILLed", t.killed));
-    }
-    if t.snapshot.is_none() {
-        line.push_str("; no stack snapshot");
-    }
-    line
-}
-
 /// The readable form of `plumb show`.
 /// The `waited` line of `plumb show`: what the run waited for and how long.
 fn render_waiting(w: &plumb_model::Waiting) -> String {
@@ -453,7 +426,7 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
         }
     }
     if let Some(t) = &run.timeout {
-        let _ = writeln!(s, "timed out {}", timeout_line(t));
+        let _ = writeln!(s, "timed out {}", display::timeout(t));
     }
     if !run.tags.is_empty() {
         let tags: Vec<String> = run.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
