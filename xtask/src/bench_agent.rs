@@ -9,8 +9,7 @@
 
 use crate::measure::{self, cpu_seconds, verdict, vm_kib};
 use anyhow::{Context, Result};
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CPU_TARGET_PCT: f64 = 1.0;
@@ -32,28 +31,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         plumb.display()
     );
 
-    let mut serve = Command::new(&plumb)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-listen",
-            "off",
-            "--data",
-        ])
-        .arg(work.join("collector"))
-        .env("PLUMB_HOME", work.join("collector"))
-        .env_remove("PLUMB_COLLECTOR")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting plumb serve")?;
-    let mut line = String::new();
-    std::io::BufReader::new(serve.stdout.take().expect("piped")).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .nth(1)
-        .context("plumb serve printed no address")?
-        .to_string();
+    let (mut serve, url) = measure::start_serve(&plumb, &work.join("collector"))?;
     let mut agent = Command::new(&plumb)
         .args([
             "agent",

@@ -20,9 +20,8 @@ use crate::measure::{self, cpu_seconds, median, verdict};
 use anyhow::{Context, Result, bail};
 use plumb_model::Timestamp;
 use plumb_model::clock::{PACKET_LEN, Packet, PacketKind, Sample};
-use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MEDIAN_TARGET_US: f64 = 50.0;
@@ -47,29 +46,12 @@ pub fn run(args: &[&str]) -> Result<()> {
         plumb.display(),
         measure::load_average()
     );
-    let mut serve = Command::new(&plumb)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-listen",
-            "off",
-            "--data",
-        ])
-        .arg(work.join("collector"))
-        .env("PLUMB_HOME", work.join("collector"))
-        .env_remove("PLUMB_COLLECTOR")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting plumb serve")?;
-    let mut line = String::new();
-    std::io::BufReader::new(serve.stdout.take().expect("piped")).read_line(&mut line)?;
-    let port: u16 = line
-        .trim()
+    let (mut serve, url) = measure::start_serve(&plumb, &work.join("collector"))?;
+    let port: u16 = url
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
-        .context("plumb serve printed no address")?;
+        .context("plumb serve printed no port")?;
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
     std::thread::sleep(Duration::from_millis(500));
     let result = measure_both(server, samples, seconds, serve.id());

@@ -183,3 +183,34 @@ pub fn dir_size(p: &Path) -> u64 {
     }
     total
 }
+
+/// `plumb serve` on a free loopback port with its store in `data`, no OTLP
+/// listener: the child and the API's URL (`http://127.0.0.1:PORT`), read
+/// from the first line it prints.
+pub fn start_serve(plumb: &Path, data: &Path) -> Result<(std::process::Child, String)> {
+    use anyhow::Context as _;
+    use std::io::BufRead as _;
+    let mut serve = std::process::Command::new(plumb)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-listen",
+            "off",
+            "--data",
+        ])
+        .arg(data)
+        .env("PLUMB_HOME", data)
+        .env_remove("PLUMB_COLLECTOR")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting plumb serve")?;
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().expect("piped")).read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .nth(1)
+        .context("plumb serve printed no address")?
+        .to_string();
+    Ok((serve, url))
+}

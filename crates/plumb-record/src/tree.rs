@@ -224,18 +224,7 @@ pub(crate) fn signal_all(procs: &[Proc], sig: libc::c_int) -> u32 {
 /// A process's command line for the record: its arguments joined by
 /// spaces, or its name when it has none (a kernel thread, a zombie).
 pub(crate) fn command_line(pid: libc::pid_t) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    if !args.is_empty() {
-        return args.join(" ");
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_default()
+    plumb_stack::proc::command_line(pid as u32)
 }
 
 #[cfg(test)]
