@@ -16,16 +16,11 @@ import sys
 
 
 def _plumb_install(path):
-    import json
-    import reprlib
+    # Only what hooking needs is imported here, at every Python start;
+    # json and reprlib wait for an exception.
     import threading
-    import traceback
 
-    limits = reprlib.Repr()
-    limits.maxlevel = 3
-    limits.maxstring = 200
-    limits.maxother = 200
-    limits.maxlist = limits.maxtuple = limits.maxset = limits.maxdict = 10
+    limits = []
     max_frames, max_locals, max_line = 40, 50, 256 * 1024
     # The exceptions recorded, kept alive so that a new one cannot take a
     # recorded one's id; bounded, since only the first few are kept anyway.
@@ -33,14 +28,26 @@ def _plumb_install(path):
     own_file = os.path.abspath(__file__)
 
     def value_repr(v):
+        if not limits:
+            import reprlib
+
+            r = reprlib.Repr()
+            r.maxlevel = 3
+            r.maxstring = 200
+            r.maxother = 200
+            r.maxlist = r.maxtuple = r.maxset = r.maxdict = 10
+            limits.append(r)
         try:
-            return limits.repr(v)
+            return limits[0].repr(v)
         except BaseException as e:  # a broken __repr__ must not hide the rest
             return "<repr failed: %s>" % type(e).__name__
 
     def frames_of(tb):
-        frames = [(f, n) for f, n in traceback.walk_tb(tb)
-                  if os.path.abspath(f.f_code.co_filename) != own_file]
+        frames = []
+        while tb is not None:
+            if os.path.abspath(tb.tb_frame.f_code.co_filename) != own_file:
+                frames.append((tb.tb_frame, tb.tb_lineno))
+            tb = tb.tb_next
         omitted = max(0, len(frames) - max_frames)
         out = []
         for frame, line in frames[omitted:]:
@@ -61,6 +68,8 @@ def _plumb_install(path):
 
     def record(exc, tb, origin):
         try:
+            import json
+
             if exc is None or isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 return
             if any(e is exc for e in seen) or len(seen) >= 64:
@@ -154,10 +163,9 @@ def _plumb_install(path):
 def _plumb_patch_on_import(patches):
     # Patches modules when they are first imported, so a program that never
     # uses multiprocessing never pays for importing it.
-    import importlib.abc
     import importlib.machinery
 
-    class Finder(importlib.abc.MetaPathFinder):
+    class Finder:
         def find_spec(self, name, path, target=None):
             if name not in patches:
                 return None
