@@ -16,12 +16,7 @@ const CPU_TARGET_PCT: f64 = 1.0;
 const RSS_TARGET_MIB: f64 = 20.0;
 
 pub fn run(args: &[&str]) -> Result<()> {
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| *a == name)
-            .and_then(|i| args.get(i + 1))
-            .copied()
-    };
+    let opt = |name: &str| measure::opt(args, name);
     let seconds: u64 = opt("--seconds").map_or(Ok(30), str::parse)?;
     let interval = opt("--interval").unwrap_or("5s");
     let plumb = measure::release_plumb()?;

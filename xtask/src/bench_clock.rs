@@ -31,12 +31,7 @@ const SOURCES: u8 = 100;
 const PER_SOURCE_PER_SECOND: u32 = 50;
 
 pub fn run(args: &[&str]) -> Result<()> {
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| *a == name)
-            .and_then(|i| args.get(i + 1))
-            .copied()
-    };
+    let opt = |name: &str| measure::opt(args, name);
     let samples: usize = opt("--samples").map_or(Ok(2000), str::parse)?;
     let seconds: u64 = opt("--seconds").map_or(Ok(10), str::parse)?;
     let plumb = measure::release_plumb()?;

@@ -34,12 +34,7 @@ sleeping_here()
 "#;
 
 pub fn run(args: &[&str]) -> Result<()> {
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| *a == name)
-            .and_then(|i| args.get(i + 1))
-            .copied()
-    };
+    let opt = |name: &str| measure::opt(args, name);
     let runs: usize = opt("--runs").map_or(Ok(3), str::parse)?;
     let processes: usize = opt("--processes").map_or(Ok(100), str::parse)?;
     if runs == 0 || processes < 2 {

@@ -214,3 +214,11 @@ pub fn start_serve(plumb: &Path, data: &Path) -> Result<(std::process::Child, St
         .to_string();
     Ok((serve, url))
 }
+
+/// The value after `--name` in a bench's arguments, if given.
+pub fn opt<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == name)
+        .and_then(|i| args.get(i + 1))
+        .copied()
+}

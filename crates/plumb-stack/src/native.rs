@@ -50,19 +50,24 @@ pub(crate) fn stacks(
     Ok(threads)
 }
 
+/// A native thread with no frames yet, as both parsers start one.
+fn native_thread(tid: u32, name: Option<String>) -> ThreadStack {
+    ThreadStack {
+        tid,
+        name,
+        kind: StackKind::Native,
+        status: None,
+        frames: Vec::new(),
+    }
+}
+
 /// `eu-stack -s` output: `TID n:` headers, `#k 0xADDR function` frames,
 /// each optionally followed by an indented `file:line[:column]`.
 pub(crate) fn parse_eu_stack(text: &str) -> Vec<ThreadStack> {
     let mut threads: Vec<ThreadStack> = Vec::new();
     for line in text.lines() {
         if let Some(tid) = line.strip_prefix("TID ").and_then(|r| r.strip_suffix(':')) {
-            threads.push(ThreadStack {
-                tid: tid.trim().parse().unwrap_or(0),
-                name: None,
-                kind: StackKind::Native,
-                status: None,
-                frames: Vec::new(),
-            });
+            threads.push(native_thread(tid.trim().parse().unwrap_or(0), None));
         } else if let Some(rest) = line.strip_prefix('#') {
             let Some(t) = threads.last_mut() else {
                 continue;
@@ -123,13 +128,7 @@ pub(crate) fn parse_gdb(text: &str) -> Vec<ThreadStack> {
                 .rsplit_once(") \"")
                 .and_then(|(_, n)| n.strip_suffix("\"):"))
                 .map(str::to_string);
-            threads.push(ThreadStack {
-                tid,
-                name,
-                kind: StackKind::Native,
-                status: None,
-                frames: Vec::new(),
-            });
+            threads.push(native_thread(tid, name));
         } else if let Some(rest) = line.strip_prefix('#') {
             let Some(t) = threads.last_mut() else {
                 continue;
