@@ -50,11 +50,64 @@ impl Found {
             .or_else(|| std::env::var_os("PATH"))
             .unwrap_or_default();
         Found {
-            py_spy: which("py-spy", &path),
+            py_spy: which("py-spy", &path).map(|p| past_shim(p, "py-spy")),
             eu_stack: which("eu-stack", &path),
             gdb: which("gdb", &path),
         }
     }
+}
+
+/// The program a version manager's shim would run, when `found` is a pyenv
+/// or asdf shim (pip installs py-spy under pyenv, whose shim is a bash
+/// script that starts pyenv, which takes about 170 ms each time against
+/// py-spy's own 20 ms: a snapshot of 100 processes spent most of its time
+/// in shims). The manager is asked once, from this directory, which is the
+/// answer the shim would reach; `found` itself when it is no shim or the
+/// manager does not answer.
+pub fn past_shim(found: PathBuf, name: &str) -> PathBuf {
+    let Some(manager) = shim_manager(&found) else {
+        return found;
+    };
+    let mut cmd = Command::new(&manager);
+    cmd.args(["which", name]);
+    match run(
+        cmd,
+        "shim",
+        name,
+        Duration::from_secs(5),
+        64 * 1024,
+        &Direct,
+    ) {
+        Ok(out) if out.success => {
+            let real = PathBuf::from(out.stdout.trim());
+            if real.is_absolute() && real.is_file() {
+                return real;
+            }
+            found
+        }
+        _ => found,
+    }
+}
+
+/// The manager a shim script hands over to (`exec "/root/.pyenv/libexec/pyenv"
+/// exec ...` or `exec /root/.asdf/bin/asdf exec ...`), if `path` is one.
+fn shim_manager(path: &std::path::Path) -> Option<PathBuf> {
+    if path.parent()?.file_name()? != "shims" {
+        return None;
+    }
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let text = std::str::from_utf8(head.get(..n)?).ok()?;
+    if !text.starts_with("#!") {
+        return None;
+    }
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("exec ")?;
+        let manager = rest.split_whitespace().next()?.trim_matches('"');
+        let base = std::path::Path::new(manager).file_name()?;
+        ((base == "pyenv" || base == "asdf") && rest.contains(" exec "))
+            .then(|| PathBuf::from(manager))
+    })
 }
 
 /// The first executable file named `name` in the directories of `path`.
@@ -234,6 +287,52 @@ pub fn failure(pid: u32, tool: &str, what: &str, out: &Output) -> Missing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn script(path: &std::path::Path, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_pyenv_shim_is_looked_past_to_the_program_it_would_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shims, libexec, real) = (
+            dir.path().join("shims"),
+            dir.path().join("libexec"),
+            dir.path().join("versions"),
+        );
+        for d in [&shims, &libexec, &real] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let real_py_spy = real.join("py-spy");
+        script(&real_py_spy, "#!/bin/sh\necho real\n");
+        let manager = libexec.join("pyenv");
+        // The manager answers `which NAME` as pyenv does.
+        script(
+            &manager,
+            &format!(
+                "#!/bin/sh\n[ \"$1\" = which ] && [ \"$2\" = py-spy ] && echo {}\n",
+                real_py_spy.display()
+            ),
+        );
+        let shim = shims.join("py-spy");
+        script(
+            &shim,
+            &format!(
+                "#!/usr/bin/env bash\nset -e\nprogram=\"${{0##*/}}\"\nexec \"{}\" exec \"$program\" \"$@\"\n",
+                manager.display()
+            ),
+        );
+        let found = Found::look_up(Some(shims.as_os_str()));
+        assert_eq!(found.py_spy.as_deref(), Some(real_py_spy.as_path()));
+        // A manager that does not answer leaves the shim in place.
+        script(&manager, "#!/bin/sh\nexit 1\n");
+        let found = Found::look_up(Some(shims.as_os_str()));
+        assert_eq!(found.py_spy.as_deref(), Some(shim.as_path()));
+        // A program that is no shim is taken as it is.
+        assert_eq!(past_shim(real_py_spy.clone(), "py-spy"), real_py_spy);
+    }
 
     #[test]
     fn a_tool_over_its_limit_is_killed_and_said_to_be() {
