@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the stack snapshot and timeout tests (crates/plumb/tests/stack.rs)
 # need: py-spy (PyPI) for Python stacks, elfutils (Debian, for eu-stack)
-# for native stacks, gcc to build the blocked C program, python3. Idempotent.
+# for native stacks, perf (linux-perf) for native CPU profiles, gcc to build
+# the blocked C program, python3. Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -10,6 +11,7 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 command -v eu-stack >/dev/null || missing+=(elfutils)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+command -v perf >/dev/null || missing+=(linux-perf)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-stack: installing ${missing[*]} (apt)"
     $SUDO apt-get update

@@ -31,6 +31,7 @@ pub mod fuzzing;
 pub mod insights;
 pub mod node;
 pub mod postmortem;
+pub mod profile;
 mod secret;
 pub mod stack;
 pub mod telemetry;

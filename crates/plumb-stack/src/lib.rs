@@ -21,6 +21,7 @@ record; grouping identical stacks is `StackSnapshot::groups`.
 
 mod native;
 pub mod proc;
+pub mod profile;
 mod python;
 pub mod tools;
 

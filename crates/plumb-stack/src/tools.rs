@@ -40,6 +40,8 @@ pub struct Found {
     pub eu_stack: Option<PathBuf>,
     /// gdb.
     pub gdb: Option<PathBuf>,
+    /// perf (linux-perf), for native CPU profiles.
+    pub perf: Option<PathBuf>,
 }
 
 impl Found {
@@ -53,6 +55,7 @@ impl Found {
             py_spy: which("py-spy", &path).map(|p| past_shim(p, "py-spy")),
             eu_stack: which("eu-stack", &path),
             gdb: which("gdb", &path),
+            perf: which("perf", &path),
         }
     }
 }

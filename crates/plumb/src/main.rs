@@ -57,6 +57,8 @@ enum Command {
     Slow(cmd::slow::Args),
     /// What every process of a job is doing right now: stacks, grouped.
     Stack(cmd::stack::Args),
+    /// Sampled CPU profiles of every process of a job, merged into flame graphs.
+    Profile(cmd::profile::Args),
     /// Clock offsets: each node's against the collector, or this host's now.
     Clock(cmd::clock::Args),
 }
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             | Command::Clock(_)
             | Command::Checkpoint(_)
             | Command::Stack(_)
+            | Command::Profile(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Errors(a) => cmd::errors::main(a),
         Command::Slow(a) => cmd::slow::main(a),
         Command::Stack(a) => cmd::stack::main(a),
+        Command::Profile(a) => cmd::profile::main(a),
         Command::Clock(a) => cmd::clock::main(a),
     };
     match result {

@@ -593,3 +593,193 @@ fn bad_timeout_values_are_refused_before_anything_runs() {
         assert!(!marker.exists(), "{args:?}: the command ran");
     }
 }
+
+/// A CPU-bound job of two Python processes that spend nearly all their
+/// time in `hot_function` and a little in `cool_function`.
+const HOT: &str = r#"import subprocess, sys, time
+
+def hot_function():
+    x = 0
+    for i in range(200000):
+        x += i * i
+    return x
+
+def cool_function():
+    return sum(range(1000))
+
+if __name__ == "__main__":
+    if "child" not in sys.argv:
+        child = subprocess.Popen([sys.executable, __file__, "child"])
+        print("child", child.pid, flush=True)
+    else:
+        print("up", flush=True)
+    while True:
+        hot_function()
+        cool_function()
+"#;
+
+#[test]
+fn profile_of_a_cpu_bound_python_job_puts_its_hot_function_on_top() {
+    need_py_spy();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hot.py");
+    std::fs::write(&script, HOT).unwrap();
+    let mut job = Command::new(python())
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(job.stdout.take().unwrap()).lines();
+    let child: u32 = lines.next().unwrap().unwrap()["child ".len()..]
+        .parse()
+        .unwrap();
+    let out_dir = dir.path().join("graphs");
+    let out = plumb()
+        .args([
+            "profile",
+            "--duration",
+            "2s",
+            "--pid",
+            &job.id().to_string(),
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let json = plumb()
+        .args([
+            "profile",
+            "--duration",
+            "1s",
+            "--json",
+            "--pid",
+            &job.id().to_string(),
+        ])
+        .output()
+        .unwrap();
+    signal(child, libc::SIGKILL);
+    job.kill().unwrap();
+    let _ = job.wait();
+    let t = text(&ok(out, "plumb profile").stdout);
+    let first = t
+        .lines()
+        .skip_while(|l| !l.contains("own   total  function"))
+        .nth(1)
+        .unwrap_or_default();
+    // Aggregated by function (its `def` line), not by the line running.
+    assert!(first.contains("hot_function (hot.py:3)"), "{t}");
+    assert!(t.contains("from 2 of 2 processes"), "{t}");
+    let svg = std::fs::read_to_string(out_dir.join("profile.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("hot_function (hot.py:"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(json, "plumb profile --json").stdout).unwrap();
+    let procs = json["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "{json:#}");
+    for p in procs {
+        assert_eq!(p["kind"], "python", "{p:#}");
+        assert!(!p["stacks"].as_array().unwrap().is_empty(), "{p:#}");
+    }
+}
+
+#[test]
+fn profile_of_a_c_program_shows_its_hot_function_through_perf() {
+    let perf = Command::new("perf").arg("--version").output();
+    assert!(
+        perf.is_ok_and(|o| o.status.success()),
+        "perf is not installed: apt install linux-perf (or run .ci/install-stack.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("spin.c");
+    std::fs::write(
+        &src,
+        "int spin_here(long n){ volatile long x = 0; for (long i = 0; i < n; i++) x += i; return (int)x; }\nint main(void){ for (;;) spin_here(100000000); }\n",
+    )
+    .unwrap();
+    let bin = dir.path().join("spin");
+    let cc = Command::new("gcc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc is needed: apt install gcc");
+    assert!(cc.status.success(), "{}", text(&cc.stderr));
+    let mut child = Command::new(&bin).spawn().unwrap();
+    let out = plumb()
+        .args([
+            "profile",
+            "--duration",
+            "1s",
+            "--pid",
+            &child.id().to_string(),
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let t = text(&ok(out, "plumb profile of a C program").stdout);
+    let first = t
+        .lines()
+        .skip_while(|l| !l.contains("own   total  function"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.ends_with("spin_here"), "{t}");
+}
+
+#[test]
+fn profile_says_per_process_what_is_missing_and_refuses_bad_windows() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut py = Command::new(python())
+        .args(["-c", "import time\nwhile True: time.sleep(1)"])
+        .spawn()
+        .unwrap();
+    let pid = py.id().to_string();
+    let out = plumb()
+        .args(["profile", "--duration", "1s", "--pid", &pid])
+        .arg("--out")
+        .arg(empty.path())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    py.kill().unwrap();
+    let _ = py.wait();
+    assert_eq!(out.status.code(), Some(1), "no samples is a failure");
+    let t = text(&out.stdout);
+    assert!(
+        t.contains(&format!(
+            "pid {pid} (" 
+        )) && t.contains("no cpu samples: py-spy is not installed (not on PATH): pip install py-spy (not-installed)"),
+        "{t}"
+    );
+    for (args, says) in [
+        (vec!["--duration", "0s"], "under a second"),
+        (vec!["--duration", "500ms"], "under a second"),
+        (vec!["--duration", "-5s"], "negative"),
+        (vec!["--duration", "2h"], "over an hour"),
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--rate", "5000"], "--rate"),
+    ] {
+        let out = plumb()
+            .args(["profile", "--pid", "1"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = plumb()
+        .args(["profile", "--pid", "4194303"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no process 4194303"),
+        "{}",
+        text(&out.stderr)
+    );
+}

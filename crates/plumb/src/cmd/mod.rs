@@ -13,6 +13,7 @@ pub mod otlp;
 pub mod proxy;
 // `ls` and `show` escape what they print themselves (escape_cell,
 // escape_controls); `logs` writes a run's output as the program wrote it.
+pub mod profile;
 #[allow(clippy::disallowed_methods)]
 pub mod query;
 pub mod run;

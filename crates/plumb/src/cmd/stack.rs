@@ -33,14 +33,34 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    let roots = match (&a.pid, &a.run, &a.name) {
+    let roots = local_roots(a.pid, a.run.as_deref(), a.name.as_deref())?;
+    let snap = plumb_stack::snapshot(
+        &roots,
+        &plumb_stack::Options {
+            locals: a.locals,
+            ..plumb_stack::Options::default()
+        },
+    );
+    print(&snap, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The root pids of what `--pid`, `--run` or `--name` points at on this
+/// machine (`plumb stack` and `plumb profile` alike), or a clear refusal
+/// saying where it is instead.
+pub(crate) fn local_roots(
+    pid: Option<u32>,
+    run: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<u32>> {
+    let roots = match (pid, run, name) {
         (Some(pid), _, _) => {
-            if !plumb_stack::proc::exists(*pid) {
+            if !plumb_stack::proc::exists(pid) {
                 return Err(
                     crate::exit::NotFound(format!("no process {pid} on this machine")).into(),
                 );
             }
-            vec![*pid]
+            vec![pid]
         }
         (None, Some(reference), _) => {
             let cfg = Config::load()?;
@@ -56,7 +76,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
             let store = crate::cmd::query::open_store(&cfg)?;
             let here = plumb_stack::hostname();
             let running = store.list_runs(&RunFilter {
-                name: Some(name.clone()),
+                name: Some(name.to_string()),
                 state: Some(RunState::Running),
                 ..RunFilter::default()
             })?;
@@ -92,15 +112,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     if roots.is_empty() {
         bail!("the running runs' processes are gone (their recorder may have died)");
     }
-    let snap = plumb_stack::snapshot(
-        &roots,
-        &plumb_stack::Options {
-            locals: a.locals,
-            ..plumb_stack::Options::default()
-        },
-    );
-    print(&snap, a.json)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(roots)
 }
 
 /// The pid of a run that is running on this machine; a clear refusal
