@@ -3,7 +3,7 @@
 //!
 //! | Route | Role | What |
 //! |---|---|---|
-//! | `POST /api/v1/stack` | viewer | asks the live nodes, waits for their answers (bounded), answers a [`FleetStack`] |
+//! | `POST /api/v1/stack` | viewer (admin with `locals`) | asks the live nodes, waits for their answers (bounded), answers a [`FleetStack`] |
 //! | `GET /api/v1/agent/requests?node=N&wait=15s` | agent | long poll: the requests for node N not yet given to it |
 //! | `POST /api/v1/agent/answers` | agent | one node's [`StackAnswer`] |
 //!
@@ -112,8 +112,14 @@ pub fn routes() -> Router<AppState> {
 async fn ask_route(
     _: Viewer,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Json(q): Json<StackQuery>,
 ) -> Result<Json<FleetStack>, ApiError> {
+    // Live locals are the program's memory, unredacted (py-spy reads them
+    // as they are): an admin's to ask for, not any reader's.
+    if q.locals {
+        crate::auth::require(&state, &headers, crate::Role::Admin).await?;
+    }
     Ok(Json(ask(&state, q, None).await?))
 }
 
