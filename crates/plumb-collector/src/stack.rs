@@ -120,16 +120,18 @@ async fn ask_route(
     if q.locals {
         crate::auth::require(&state, &headers, crate::Role::Admin).await?;
     }
-    Ok(Json(ask(&state, q, None).await?))
+    Ok(Json(ask(&state, q, None, true).await?))
 }
 
 /// Asks the live nodes (or `q.node`) for a snapshot of `q.target`, waits
-/// up to `q.wait_ms` for their answers, merges them, attaches the merge to
-/// every run it covers, and says which nodes did not answer.
+/// up to `q.wait_ms` for their answers, merges them, with `attach`
+/// attaches the merge to every run it covers, and says which nodes did
+/// not answer.
 pub async fn ask(
     state: &AppState,
     q: StackQuery,
     reason: Option<String>,
+    attach: bool,
 ) -> Result<FleetStack, ApiError> {
     if q.wait_ms == 0 {
         return Err(ApiError::BadRequest(
@@ -294,7 +296,7 @@ pub async fn ask(
         result.snapshot = StackSnapshot::merge(parts, Some(reason));
     }
     result.runs = runs.into_iter().collect();
-    if !result.snapshot.processes.is_empty() {
+    if attach && !result.snapshot.processes.is_empty() {
         for run in result.runs.clone() {
             let snap = result.snapshot.clone();
             if let Err(e) = state.db.write(move |s| s.attach_snapshot(run, &snap)).await {
@@ -457,7 +459,7 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
                 locals: false,
                 wait_ms: EVIDENCE_WAIT.as_millis() as u64,
             };
-            match ask(&state, q, Some(reason)).await {
+            match ask(&state, q, Some(reason), true).await {
                 Ok(f) if f.runs.contains(&s.run_id) && !f.snapshot.processes.is_empty() => {
                     tracing::info!(run = %s.run_id, name = %s.name, nodes = ?f.answered, "stack snapshot of a slow run attached");
                 }

@@ -781,8 +781,16 @@ fn stack_through_the_collector_groups_a_job_over_two_nodes_and_names_a_node_that
         .iter()
         .map(|r| r.as_str().unwrap().to_string())
         .find(|id| {
-            let shown = text(&a.plumb(&serve, &["show", id]).stdout);
-            shown.contains("--stuck") || shown.contains(" stuck")
+            let out = ok(
+                a.plumb(&serve, &["show", "--json", id]),
+                "plumb show --json",
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["run"]["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "stuck")
         })
         .expect("node b's run is one of the runs covered");
     let shown = text(&ok(a.plumb(&serve, &["show", &run_b_id]), "plumb show").stdout);
@@ -791,6 +799,19 @@ fn stack_through_the_collector_groups_a_job_over_two_nodes_and_names_a_node_that
         "{shown}"
     );
     assert!(shown.contains("wait_for_lock"), "{shown}");
+    // The dashboard's stack page of that run asks the nodes live: node b
+    // has its processes, node a has nothing of it.
+    let run_page = serve.get(&format!("/runs/{run_b_id}")).unwrap();
+    assert!(run_page.contains(&format!("href=\"/runs/{run_b_id}/stack\"")));
+    let page = serve.get(&format!("/runs/{run_b_id}/stack")).unwrap();
+    assert!(page.contains("data-stacks=\"live\""), "{page}");
+    assert!(page.contains("wait_for_lock"), "{page}");
+    assert!(page.contains("busy_loop"), "{page}");
+    assert!(page.contains("<dt>answered</dt><dd>fleet-b</dd>"), "{page}");
+    assert!(
+        page.contains("<dt>nothing there</dt><dd>fleet-a</dd>"),
+        "{page}"
+    );
 
     // Node a's agent goes away: node a is named as not answering, and
     // node b's processes are still there.
