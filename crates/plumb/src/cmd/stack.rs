@@ -269,3 +269,80 @@ fn print(snap: &StackSnapshot, json: bool) -> Result<()> {
     out.flush()?;
     Ok(())
 }
+
+/// The demo's job: a lead starts three workers and works along with them;
+/// one worker deadlocks on a lock it already holds. The others sleep in
+/// short steps inside `crunch`, so the demo costs no CPU.
+const DEMO_JOB: &str = r#"import subprocess, sys, threading, time
+
+def crunch():
+    while True:
+        time.sleep(0.1)
+
+def wait_for_lock(lock):
+    lock.acquire()
+    lock.acquire()  # never returns: the worker is stuck
+
+if __name__ == "__main__":
+    role = sys.argv[1] if len(sys.argv) > 1 else "lead"
+    if role == "lead":
+        for r in ["worker", "worker", "stuck"]:
+            subprocess.Popen([sys.executable, __file__, r])
+    if role == "stuck":
+        wait_for_lock(threading.Lock())
+    crunch()
+"#;
+
+/// The `plumb demo` scene of a stuck worker: a job of four processes runs
+/// under `plumb run` on demo-node-1 (recording into that agent's outbox,
+/// `outbox`), and `plumb stack --name workers` through the collector groups
+/// the three that work and singles out the stuck one. Returns the run's
+/// process for the caller to stop with the other demo processes.
+pub fn demo_scene(
+    collector: &str,
+    home: &std::path::Path,
+    dir: &std::path::Path,
+    outbox: &std::path::Path,
+    python: &std::path::Path,
+) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().context("cannot find the plumb executable")?;
+    let script = dir.join("workers.py");
+    std::fs::write(&script, DEMO_JOB)?;
+    let job = std::process::Command::new(&exe)
+        .env("PLUMB_HOME", home)
+        .env("PLUMB_COLLECTOR", collector)
+        .env("PLUMB_OUTBOX", outbox)
+        .args(["run", "--name", "workers", "--"])
+        .arg(python)
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the stuck-worker job")?;
+    outln!("   started `workers` on demo-node-1: a lead and three workers, one stuck on a lock");
+    outln!("── $ plumb stack --name workers --collector {collector}");
+    // Bounded: the workers start and the agent sees the run within a
+    // second or two; until then the answer may hold fewer processes.
+    let mut last = String::new();
+    for _ in 0..20 {
+        let out = std::process::Command::new(&exe)
+            .env("PLUMB_HOME", home)
+            .args(["stack", "--name", "workers", "--collector", collector])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("cannot run plumb stack")?;
+        last = String::from_utf8_lossy(if out.status.success() {
+            &out.stdout
+        } else {
+            &out.stderr
+        })
+        .into_owned();
+        if out.status.success() && last.starts_with("4 processes") && last.contains("odd one out") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    crate::out::out!("{last}");
+    Ok(job)
+}
