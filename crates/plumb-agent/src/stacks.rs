@@ -77,9 +77,17 @@ pub fn spawn(
                 for req in requests {
                     let answer = answer(&req, &node, &outbox);
                     let body = serde_json::to_vec(&answer).expect("answer serializes");
-                    if let Err(e) = client.post(ANSWERS_PATH, "application/json", &body, false, &[])
-                    {
-                        tracing::warn!(request = %req.id, error = %e, "stack answer not delivered");
+                    match client.post(ANSWERS_PATH, "application/json", &body, false, &[]) {
+                        Ok(_) => {}
+                        // The asker stopped waiting before this node was
+                        // done: expected of a slow node, not a fault.
+                        Err(e) if e.status() == Some(404) => tracing::info!(
+                            request = %req.id,
+                            "stack answer came after the collector stopped waiting for it"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(request = %req.id, error = %e, "stack answer not delivered")
+                        }
                     }
                 }
             }

@@ -95,6 +95,39 @@ struct Evidence {
     recent: VecDeque<Instant>,
 }
 
+impl Evidence {
+    /// The runs of `slow` to snapshot now, recorded as taken: none seen
+    /// within `every`, and no more than `per_hour` in the hour before `now`.
+    fn choose(
+        &mut self,
+        slow: &[SlowRun],
+        every: Duration,
+        per_hour: usize,
+        now: Instant,
+    ) -> Vec<SlowRun> {
+        let hour = Duration::from_secs(3600);
+        let age = |t: &Instant| now.saturating_duration_since(*t);
+        while self.recent.front().is_some_and(|t| age(t) >= hour) {
+            self.recent.pop_front();
+        }
+        self.last.retain(|_, t| age(t) < every.max(hour));
+        let mut chosen = Vec::new();
+        for s in slow {
+            if self.recent.len() >= per_hour {
+                tracing::debug!("automatic stack snapshots: hourly cap reached");
+                break;
+            }
+            if self.last.get(&s.run_id).is_some_and(|t| age(t) < every) {
+                continue;
+            }
+            self.last.insert(s.run_id, now);
+            self.recent.push_back(now);
+            chosen.push(s.clone());
+        }
+        chosen
+    }
+}
+
 impl StackRequests {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -424,29 +457,12 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
     if !cfg.evidence || slow.is_empty() {
         return;
     }
-    let every = Duration::from_secs(cfg.evidence_every_s);
-    let mut chosen = Vec::new();
-    {
-        let mut inner = state.stacks.lock();
-        let ev = &mut inner.evidence;
-        let hour = Duration::from_secs(3600);
-        while ev.recent.front().is_some_and(|t| t.elapsed() >= hour) {
-            ev.recent.pop_front();
-        }
-        ev.last.retain(|_, t| t.elapsed() < every.max(hour));
-        for s in slow {
-            if ev.recent.len() >= cfg.evidence_per_hour as usize {
-                tracing::debug!("automatic stack snapshots: hourly cap reached");
-                break;
-            }
-            if ev.last.get(&s.run_id).is_some_and(|t| t.elapsed() < every) {
-                continue;
-            }
-            ev.last.insert(s.run_id, Instant::now());
-            ev.recent.push_back(Instant::now());
-            chosen.push(s.clone());
-        }
-    }
+    let chosen = state.stacks.lock().evidence.choose(
+        slow,
+        Duration::from_secs(cfg.evidence_every_s),
+        cfg.evidence_per_hour as usize,
+        Instant::now(),
+    );
     for s in chosen {
         let state = state.clone();
         tokio::spawn(async move {
@@ -474,5 +490,50 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow(n: usize) -> Vec<SlowRun> {
+        (0..n)
+            .map(|i| SlowRun {
+                run_id: plumb_model::new_id(),
+                name: format!("job{i}"),
+                host: "node".into(),
+                started: Timestamp::from_nanos(0),
+                elapsed_s: 10.0,
+                p50_s: 1.0,
+                p95_s: 2.0,
+                factor: 5.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn evidence_is_taken_once_per_run_per_period_and_capped_per_hour() {
+        let mut ev = Evidence::default();
+        let runs = slow(3);
+        let every = Duration::from_secs(600);
+        let t0 = Instant::now();
+        assert_eq!(ev.choose(&runs, every, 10, t0).len(), 3);
+        // Still slow a second later: nothing new.
+        assert!(
+            ev.choose(&runs, every, 10, t0 + Duration::from_secs(1))
+                .is_empty()
+        );
+        // After the period, each once more.
+        let later = t0 + every + Duration::from_secs(1);
+        assert_eq!(ev.choose(&runs, every, 10, later).len(), 3);
+        // The hourly cap across runs: 6 taken in this hour, 2 more allowed.
+        let more = slow(5);
+        let chosen = ev.choose(&more, every, 8, later + Duration::from_secs(1));
+        assert_eq!(chosen.len(), 2);
+        assert_eq!(chosen[0].run_id, more[0].run_id);
+        // An hour after the first ones, room again.
+        let next_hour = t0 + Duration::from_secs(3600) + Duration::from_secs(1);
+        assert_eq!(ev.choose(&more[2..], every, 8, next_hour).len(), 3);
     }
 }
