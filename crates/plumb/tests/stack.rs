@@ -950,3 +950,76 @@ fn a_run_flagged_longer_than_usual_gets_a_snapshot_from_its_node_by_itself() {
     );
     drop(slow);
 }
+
+#[test]
+fn with_tokens_agents_answer_with_their_token_and_live_locals_need_an_admin() {
+    need_py_spy();
+    let serve = Serve::builder().tokens().start();
+    let (agent_token, viewer, admin) = (
+        serve.agent.clone().unwrap(),
+        serve.viewer.clone().unwrap(),
+        serve.admin.clone().unwrap(),
+    );
+    let shared = tempfile::tempdir().unwrap();
+    let job = fleet_job(shared.path());
+    let home = Home::new();
+    std::fs::create_dir_all(home.store()).unwrap();
+    let _agent = Proc(
+        plumb_in(&home.store())
+            .env("PLUMB_TOKEN", &agent_token)
+            .args(["agent", "--name", "fleet-t", "--interval", "500ms"])
+            .args(["--clock-every", "off", "--collector", &serve.api])
+            .spawn()
+            .unwrap(),
+    );
+    let py = python();
+    let mut cmd = home.cmd(&[
+        "run",
+        "--name",
+        "tokjob",
+        "--",
+        &py,
+        job.to_str().unwrap(),
+        "stuck",
+    ]);
+    cmd.env("PLUMB_COLLECTOR", &serve.api)
+        .env("PLUMB_TOKEN", &agent_token);
+    let bg = Background::start(cmd);
+    bg.line("waiting");
+    let stack = |token: &str, extra: &[&str]| {
+        let mut args = vec!["stack", "--name", "tokjob", "--json"];
+        args.extend_from_slice(extra);
+        home.cmd(&args)
+            .env("PLUMB_COLLECTOR", &serve.api)
+            .env("PLUMB_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    // A viewer sees the stacks, answered by an agent polling with its
+    // agent token.
+    wait_for("the agent's answer", Duration::from_secs(60), || {
+        let out = stack(&viewer, &[]);
+        out.status.success().then_some(())
+    });
+    // Live locals are unredacted memory: a viewer is refused, naming the
+    // role it needs; an admin gets them.
+    let out = stack(&viewer, &["--locals"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let e = text(&out.stderr);
+    assert!(e.contains("403") && e.contains("admin"), "{e}");
+    let out = ok(
+        stack(&admin, &["--locals"]),
+        "plumb stack --locals as admin",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stuck = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["frames"][0]["function"] == "wait_for_lock")
+        .unwrap_or_else(|| panic!("{v:#}"))
+        .clone();
+    let locals = stuck["frames"][0]["locals"].to_string();
+    assert!(locals.contains("\"lock\""), "{stuck:#}");
+    drop(bg);
+}
