@@ -27,6 +27,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 pub mod clock;
 pub mod host;
 mod pylogs;
+pub mod stacks;
 pub use pylogs::{Drained, PythonLogSpool};
 
 use plumb_model::Timestamp;
@@ -207,6 +208,20 @@ impl Agent {
                 .map_err(|e| tracing::warn!(error = %e, "clock offsets are not measured"))
                 .ok()
         });
+        // Stack requests: a long poll on its own thread, so a request is
+        // answered within a round trip rather than at the next heartbeat,
+        // and heartbeats keep their rhythm while a snapshot is taken. Not
+        // joined at the end: it may be inside a poll the collector holds
+        // open for up to 15 s, and it holds nothing that needs closing.
+        let stacks_stop = Arc::new(AtomicBool::new(false));
+        if let Err(e) = stacks::spawn(
+            self.client.clone(),
+            self.config.name.clone(),
+            self.outbox.clone(),
+            stacks_stop.clone(),
+        ) {
+            tracing::warn!(error = %e, "stack requests are not answered on this node");
+        }
         let mut collector_takes_clock = true;
         let mut seq = 0u64;
         let mut next = Instant::now();
@@ -284,6 +299,7 @@ impl Agent {
             sleep_until(next, stop);
         }
         clock_stop.store(true, Ordering::Relaxed);
+        stacks_stop.store(true, Ordering::Relaxed);
         if let Some(t) = clock_thread {
             let _ = t.join();
         }

@@ -305,6 +305,7 @@ async fn evaluate_once(
         None
     };
     let c = cfg.clone();
+    let evidence = state.insights.slow.evidence;
     let snap = state
         .db
         .read(move |store| {
@@ -361,6 +362,7 @@ async fn evaluate_once(
                 slow_runs,
                 error_groups,
                 alerts: store.alert_rows()?,
+                evidence,
             })
         })
         .await?;

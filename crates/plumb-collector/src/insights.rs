@@ -195,8 +195,11 @@ pub fn spawn_slow_watch(state: &AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = refresh_slow_runs(&state).await {
-                tracing::warn!(error = %e, "computing the slow-run list failed; retrying");
+            match refresh_slow_runs(&state).await {
+                Ok(slow) => crate::stack::take_evidence(&state, &slow),
+                Err(e) => {
+                    tracing::warn!(error = %e, "computing the slow-run list failed; retrying")
+                }
             }
         }
     });

@@ -36,6 +36,7 @@ pub mod nodes;
 pub mod otlp;
 pub mod runs;
 pub mod server;
+pub mod stack;
 pub mod tls;
 pub mod web;
 
@@ -174,6 +175,8 @@ pub struct AppState {
     /// A node's clock further off than this is marked (and alerted on,
     /// `[alerts.rules.clock_offset] max_offset`), ns.
     pub clock_max_offset_ns: i64,
+    /// Fleet-wide stack requests waiting for their nodes' answers.
+    pub stacks: stack::StackRequests,
 }
 
 impl AppState {
@@ -191,6 +194,7 @@ impl AppState {
             budget: body::MemoryBudget::new(config.limits.ingest_memory),
             tls: config.tls.is_some(),
             clock_max_offset_ns: config.alerts.rules.clock_offset.max_offset.as_nanos(),
+            stacks: stack::StackRequests::default(),
         })
     }
 }
@@ -208,6 +212,7 @@ pub fn router(state: AppState) -> Router {
         .merge(insights::routes(&state))
         .merge(alerts::routes())
         .merge(clock::routes())
+        .merge(stack::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.limits.body_timeout,

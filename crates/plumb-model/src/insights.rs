@@ -196,6 +196,13 @@ pub struct SlowConfig {
     pub min_elapsed_s: f64,
     /// How many of the latest successful runs make the statistics.
     pub window: usize,
+    /// The collector takes a stack snapshot of a run flagged slow by
+    /// itself, through the run's node's agent, and attaches it to the run.
+    pub evidence: bool,
+    /// At most one such snapshot per run this often (s).
+    pub evidence_every_s: u64,
+    /// At most this many such snapshots in any hour, across the fleet.
+    pub evidence_per_hour: u32,
 }
 
 impl Default for SlowConfig {
@@ -205,6 +212,9 @@ impl Default for SlowConfig {
             min_history: 10,
             min_elapsed_s: 1.0,
             window: 100,
+            evidence: true,
+            evidence_every_s: 600,
+            evidence_per_hour: 30,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! and groups them, with no I/O, so the recorder, the store and the
 //! collector can carry them inside a [`crate::Run`].
 
-use crate::Timestamp;
+use crate::{Timestamp, Uuid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -400,6 +400,144 @@ impl StackSnapshot {
             }
         }
         s
+    }
+}
+
+/// What a fleet-wide stack request looks at, on every node that has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StackTarget {
+    /// One run, by id or unique prefix of one.
+    Run {
+        /// The reference as given.
+        run: String,
+    },
+    /// Every running run of this name.
+    Name {
+        /// The run name.
+        name: String,
+    },
+    /// Every running run of the node(s) asked.
+    Node,
+    /// One process (and its descendants) on the node asked.
+    Pid {
+        /// Its id.
+        pid: u32,
+    },
+}
+
+impl StackTarget {
+    /// The target in words (`name job`, `run 0193...`), for messages and
+    /// the snapshot's reason.
+    pub fn describe(&self) -> String {
+        match self {
+            StackTarget::Run { run } => format!("run {run}"),
+            StackTarget::Name { name } => format!("name {name}"),
+            StackTarget::Node => "every running run".into(),
+            StackTarget::Pid { pid } => format!("pid {pid}"),
+        }
+    }
+}
+
+/// `POST /api/v1/stack`: what `plumb stack` asks the collector for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackQuery {
+    /// What to look at.
+    pub target: StackTarget,
+    /// Only this node (all live nodes when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Add each Python frame's locals.
+    #[serde(default)]
+    pub locals: bool,
+    /// How long to wait for the nodes' answers, milliseconds.
+    pub wait_ms: u64,
+}
+
+/// One pending request, as an agent receives it from
+/// `GET /api/v1/agent/requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackRequest {
+    /// The request's id, quoted in the answer.
+    pub id: Uuid,
+    /// What to look at.
+    pub target: StackTarget,
+    /// Add each Python frame's locals.
+    #[serde(default)]
+    pub locals: bool,
+    /// When the collector stops waiting (collector clock; an answer after
+    /// it is dropped).
+    pub deadline: Timestamp,
+    /// Why it was asked (`plumb stack`, `longer than usual`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/agent/answers`: one node's answer to a [`StackRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackAnswer {
+    /// The request answered.
+    pub request: Uuid,
+    /// The node answering.
+    pub node: String,
+    /// The runs whose processes the snapshot covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Uuid>,
+    /// The snapshot; `None` when nothing on the node matched the target
+    /// ("nothing here"), so the collector need not wait for the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<StackSnapshot>,
+    /// Why nothing matched, in words, when nothing did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A node that did not answer in time, and what the collector knew of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silent {
+    /// The node.
+    pub node: String,
+    /// Why, in words (`no answer within 5s`, `down since ...`).
+    pub why: String,
+}
+
+/// The answer of `POST /api/v1/stack`: every answering node's processes
+/// merged into one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStack {
+    /// The merged snapshot (its processes carry their node as `host`).
+    pub snapshot: StackSnapshot,
+    /// The runs it covers (it is attached to each).
+    #[serde(default)]
+    pub runs: Vec<Uuid>,
+    /// Nodes whose processes are in it.
+    #[serde(default)]
+    pub answered: Vec<String>,
+    /// Nodes that answered with nothing matching.
+    #[serde(default)]
+    pub nothing_here: Vec<String>,
+    /// Nodes asked that did not answer in time.
+    #[serde(default)]
+    pub not_answered: Vec<Silent>,
+}
+
+impl StackSnapshot {
+    /// One snapshot of several: every process of each, in the order given;
+    /// taken when the first was, and as long as the longest took.
+    pub fn merge(parts: Vec<StackSnapshot>, reason: Option<String>) -> StackSnapshot {
+        let taken = parts
+            .iter()
+            .map(|p| p.taken)
+            .min()
+            .unwrap_or_else(Timestamp::now);
+        let took_ns = parts.iter().map(|p| p.took_ns).max().unwrap_or(0);
+        StackSnapshot {
+            taken,
+            reason,
+            took_ns,
+            processes: parts.into_iter().flat_map(|p| p.processes).collect(),
+        }
     }
 }
 

@@ -49,6 +49,7 @@ macro_rules! suite {
             runs::output_replays_in_order_and_search_finds_every_matching_line,
             runs::search_does_not_depend_on_how_output_was_chunked,
             runs::pages_follow_each_other_without_gaps_or_repeats,
+            runs::attached_snapshots_read_back_with_the_run_and_survive_its_later_records,
             import::a_body_imports_once_and_a_repeat_stores_nothing_new,
             import::a_late_running_record_never_replaces_a_finished_one,
             import::a_corrupt_frame_is_named_and_nothing_is_stored,

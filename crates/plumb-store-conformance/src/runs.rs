@@ -356,3 +356,56 @@ pub fn pages_follow_each_other_without_gaps_or_repeats(h: &dyn Harness) {
     );
     assert!(PageKey::decode("banana").unwrap_err().contains("banana"));
 }
+
+pub fn attached_snapshots_read_back_with_the_run_and_survive_its_later_records(h: &dyn Harness) {
+    use plumb_model::stack::{ProcessSnapshot, StackSnapshot};
+    let store = h.open();
+    let running = run_named("stuck", 0, RunState::Running);
+    store.put_run(&running).unwrap();
+    let snap = |at_s: i64, reason: &str| StackSnapshot {
+        taken: Timestamp::from_nanos(T0 + at_s * 1_000_000_000),
+        reason: Some(reason.into()),
+        took_ns: 1,
+        processes: vec![ProcessSnapshot {
+            host: "node-a".into(),
+            pid: 42,
+            command: "python job.py".into(),
+            state: "sleeping".into(),
+            ..ProcessSnapshot::default()
+        }],
+    };
+    // Attached out of order: read back oldest first.
+    store
+        .attach_snapshot(running.id, &snap(20, "second"))
+        .unwrap();
+    store
+        .attach_snapshot(running.id, &snap(10, "first"))
+        .unwrap();
+    // The recorder's final record replaces the record, not what was attached.
+    let mut done = running.clone();
+    done.state = RunState::Succeeded;
+    done.ended = Some(Timestamp::from_nanos(T0 + 30_000_000_000));
+    done.snapshots = vec![snap(5, "recorder's own")];
+    store.put_run(&done).unwrap();
+    let reasons: Vec<String> = h
+        .open()
+        .get_run(running.id)
+        .unwrap()
+        .snapshots
+        .iter()
+        .map(|s| s.reason.clone().unwrap())
+        .collect();
+    assert_eq!(reasons, ["recorder's own", "first", "second"]);
+    // Bounded per run, the oldest dropped first.
+    for i in 0..plumb_store::MAX_ATTACHED_SNAPSHOTS as i64 {
+        store
+            .attach_snapshot(running.id, &snap(100 + i, &format!("n{i}")))
+            .unwrap();
+    }
+    let back = store.get_run(running.id).unwrap().snapshots;
+    assert_eq!(back.len(), 1 + plumb_store::MAX_ATTACHED_SNAPSHOTS);
+    assert_eq!(back[1].reason.as_deref(), Some("n0"));
+    // A run that is not stored is named as not found.
+    let err = store.attach_snapshot(new_id(), &snap(1, "x")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}

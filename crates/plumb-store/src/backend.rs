@@ -27,6 +27,7 @@ use plumb_model::insights::{
     SlowRun,
 };
 use plumb_model::node::{NodeReport, NodeState, NodeTransition};
+use plumb_model::stack::StackSnapshot;
 use plumb_model::telemetry::{Hit, LogBatch, LogLine, MetricPoint, Span, Trace};
 use plumb_model::{Exception, Fingerprint, Run, RunState, Stream, Timestamp, Uuid};
 use std::collections::HashSet;
@@ -79,6 +80,15 @@ pub trait Runs {
     /// Which of `ids` are stored runs (log records of programs outside any
     /// run carry ids that are not).
     fn existing_runs(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>>;
+
+    /// Attaches a stack snapshot to a stored run, after its record (a
+    /// fleet-wide `plumb stack`, the automatic evidence of a slow run).
+    /// [`Runs::get_run`] returns it in `Run.snapshots` after the recorder's
+    /// own, oldest first, and a later record of the run (the recorder's
+    /// final one) keeps it. At most [`crate::MAX_ATTACHED_SNAPSHOTS`] are
+    /// kept per run, the oldest dropped first. A run not stored is
+    /// `NotFound`.
+    fn attach_snapshot(&self, run_id: Uuid, snapshot: &StackSnapshot) -> Result<()>;
 
     /// Imports a body of spool frames (the format of a spool file) in one
     /// transaction: all of it or, on any bad frame, nothing. Output chunks

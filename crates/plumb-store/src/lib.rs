@@ -65,6 +65,11 @@ use std::time::Duration;
 /// The database file name inside a store directory.
 pub const DB_FILE: &str = "plumb.db";
 
+/// How many snapshots [`Runs::attach_snapshot`] keeps per run: enough for
+/// a run asked about now and then, bounded against one asked about in a
+/// loop.
+pub const MAX_ATTACHED_SNAPSHOTS: usize = 20;
+
 /// An open store.
 #[derive(Debug)]
 pub struct Store {

@@ -4,6 +4,7 @@ use crate::dash::{PageKey, RunQuery, RunsPage};
 use crate::error::{Result, StoreError};
 use crate::spool::{ImportError, ImportStats};
 use crate::{RunFilter, RunSummary, Store, put_fingerprint_conn, put_run_tx};
+use plumb_model::stack::StackSnapshot;
 use plumb_model::{Fingerprint, Run, RunState, Timestamp, Uuid};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -65,10 +66,12 @@ impl crate::backend::Runs for Store {
             )
             .optional()?;
         let json = json.ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
-        serde_json::from_str(&json).map_err(|source| StoreError::Json {
+        let mut run: Run = serde_json::from_str(&json).map_err(|source| StoreError::Json {
             id: id.to_string(),
             source,
-        })
+        })?;
+        run.snapshots.extend(self.attached_snapshots(id)?);
+        Ok(run)
     }
 
     fn resolve(&self, reference: &str) -> Result<Uuid> {
@@ -270,8 +273,57 @@ impl crate::backend::Runs for Store {
         Ok(found)
     }
 
+    fn attach_snapshot(&self, run_id: Uuid, snapshot: &StackSnapshot) -> Result<()> {
+        let id = run_id.to_string();
+        let json = serde_json::to_string(snapshot).map_err(|source| StoreError::Json {
+            id: id.clone(),
+            source,
+        })?;
+        let tx = self.conn.unchecked_transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [&id], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchRun(id));
+        }
+        let taken = snapshot.taken.as_nanos();
+        tx.execute(
+            "INSERT INTO run_snapshots (run_id, taken_ns, seq, snapshot) \
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), -1) + 1 FROM run_snapshots WHERE run_id = ?1 AND taken_ns = ?2), ?3)",
+            rusqlite::params![id, taken, json],
+        )?;
+        tx.execute(
+            "DELETE FROM run_snapshots WHERE run_id = ?1 AND (taken_ns, seq) NOT IN \
+             (SELECT taken_ns, seq FROM run_snapshots WHERE run_id = ?1 ORDER BY taken_ns DESC, seq DESC LIMIT ?2)",
+            rusqlite::params![id, crate::MAX_ATTACHED_SNAPSHOTS as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn import_frames(&self, bytes: &[u8]) -> std::result::Result<ImportStats, ImportError> {
         crate::spool::import_frames(self, bytes)
+    }
+}
+
+impl Store {
+    /// The snapshots attached to a run after its record, oldest first.
+    fn attached_snapshots(&self, run_id: Uuid) -> Result<Vec<StackSnapshot>> {
+        let id = run_id.to_string();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT snapshot FROM run_snapshots WHERE run_id = ?1 ORDER BY taken_ns, seq",
+        )?;
+        let rows = stmt.query_map([&id], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(
+                serde_json::from_str(&json?).map_err(|source| StoreError::Json {
+                    id: id.clone(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
     }
 }
 

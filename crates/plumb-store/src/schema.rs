@@ -285,4 +285,18 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO error_queue (run_id)
         SELECT id FROM runs WHERE state = 'timed-out';
     "#,
+    // 10 -> 11 (helper "fleetstack"): stack snapshots attached to a run
+    // after it was recorded (`plumb stack` through the collector, the
+    // automatic evidence of a slow run). They live beside the run's record,
+    // not in it, because the recorder's final record replaces the record
+    // whole and would drop them.
+    r#"
+    CREATE TABLE run_snapshots (
+        run_id   TEXT NOT NULL,
+        taken_ns INTEGER NOT NULL,
+        seq      INTEGER NOT NULL,         -- tie-breaker among equal times
+        snapshot TEXT NOT NULL,            -- StackSnapshot as JSON
+        PRIMARY KEY (run_id, taken_ns, seq)
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -594,6 +594,436 @@ fn bad_timeout_values_are_refused_before_anything_runs() {
     }
 }
 
+/// One run of a job spread over two nodes: the parent starts one child
+/// (which prints `child PID`), then both call `busy_loop` from the same
+/// line, so their stacks are identical; with `stuck` the parent instead
+/// deadlocks acquiring a lock it already holds (`FLEET_LOCK_LINE`).
+const FLEET_JOB: &str = r#"import subprocess, sys, threading
+
+def busy_loop():
+    while True: pass
+
+def wait_for_lock(lock):
+    lock.acquire()
+    lock.acquire()
+
+if __name__ == "__main__":
+    if "child" not in sys.argv:
+        child = subprocess.Popen([sys.executable, __file__, "child"])
+        print("child", child.pid, flush=True)
+    if "stuck" in sys.argv:
+        print("waiting", flush=True)
+        wait_for_lock(threading.Lock())
+    busy_loop()
+"#;
+
+/// The line of `FLEET_JOB` that waits on the lock.
+const FLEET_LOCK_LINE: u64 = 8;
+
+/// `FLEET_JOB` written to `dir`.
+fn fleet_job(dir: &Path) -> PathBuf {
+    let path = dir.join("fleet_job.py");
+    std::fs::write(&path, FLEET_JOB).unwrap();
+    path
+}
+
+/// A node of the fleet tests: its own plumb home, an agent named `name`
+/// reporting to `serve` from that home, and the job's script (one path
+/// for every node, as a job deployed the same way everywhere has, since
+/// the file is part of what makes two stacks identical).
+struct Node {
+    home: Home,
+    agent: Option<Agent>,
+    job: PathBuf,
+}
+
+impl Node {
+    fn start(serve: &Serve, name: &str, job: &Path) -> Node {
+        let home = Home::new();
+        let agent = Agent::start(
+            &home.store(),
+            &serve.api,
+            name,
+            "500ms",
+            &["--clock-every", "off"],
+        );
+        Node {
+            home,
+            agent: Some(agent),
+            job: job.to_path_buf(),
+        }
+    }
+
+    /// `plumb run --name NAME -- python fleet_job.py ARGS`, recording into
+    /// this node's outbox and shipping to `serve`.
+    fn run_job(&self, serve: &Serve, name: &str, args: &[&str]) -> Background {
+        let py = python();
+        let mut cmd =
+            self.home
+                .cmd(&["run", "--name", name, "--", &py, self.job.to_str().unwrap()]);
+        cmd.args(args).env("PLUMB_COLLECTOR", &serve.api);
+        Background::start(cmd)
+    }
+
+    /// `plumb ARGS` from this node's home, asking `serve`.
+    fn plumb(&self, serve: &Serve, args: &[&str]) -> std::process::Output {
+        self.home
+            .cmd(args)
+            .env("PLUMB_COLLECTOR", &serve.api)
+            .output()
+            .unwrap()
+    }
+}
+
+fn members(group: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["host"].as_str().unwrap().to_string(),
+                m["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn stack_through_the_collector_groups_a_job_over_two_nodes_and_names_a_node_that_does_not_answer() {
+    need_py_spy();
+    let serve = Serve::builder().start();
+    let shared = tempfile::tempdir().unwrap();
+    let job = fleet_job(shared.path());
+    let mut a = Node::start(&serve, "fleet-a", &job);
+    let b = Node::start(&serve, "fleet-b", &job);
+    let run_a = a.run_job(&serve, "fleetjob", &[]);
+    let run_b = b.run_job(&serve, "fleetjob", &["stuck"]);
+    let child_a: u64 = pids(&run_a.line("child"))[0].into();
+    let child_b: u64 = pids(&run_b.line("child"))[0].into();
+    run_b.line("waiting");
+    // Until both nodes answer with all four processes in their loops (a
+    // child may still be starting, an agent still making its first poll).
+    let snap = wait_for(
+        "both nodes' processes in one snapshot",
+        Duration::from_secs(60),
+        || {
+            let out = a.plumb(&serve, &["stack", "--name", "fleetjob", "--json"]);
+            if !out.status.success() {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let three = v["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["members"].as_array().unwrap().len() == 3);
+            (three && v["answered"].as_array().unwrap().len() == 2).then_some(v)
+        },
+    );
+    assert_eq!(snap["answered"], serde_json::json!(["fleet-a", "fleet-b"]));
+    assert_eq!(snap["not_answered"], serde_json::json!([]));
+    let groups = snap["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{snap:#}");
+    let busy = &groups[0];
+    assert_eq!(function_names(&busy["frames"])[0], "busy_loop", "{snap:#}");
+    assert_eq!(busy["odd"], false);
+    let busy_members = members(busy);
+    assert_eq!(busy_members.len(), 3, "{snap:#}");
+    assert!(
+        busy_members.contains(&("fleet-a".into(), child_a)),
+        "{snap:#}"
+    );
+    assert!(
+        busy_members.contains(&("fleet-b".into(), child_b)),
+        "{snap:#}"
+    );
+    assert_eq!(
+        busy_members.iter().filter(|(n, _)| n == "fleet-a").count(),
+        2,
+        "both processes of node a: {snap:#}"
+    );
+    let stuck = &groups[1];
+    assert_eq!(stuck["odd"], true, "{snap:#}");
+    let stuck_members = members(stuck);
+    assert_eq!(stuck_members.len(), 1);
+    assert_eq!(stuck_members[0].0, "fleet-b", "{snap:#}");
+    assert_ne!(stuck_members[0].1, child_b, "the parent is the stuck one");
+    assert_eq!(stuck["frames"][0]["function"], "wait_for_lock");
+    assert_eq!(stuck["frames"][0]["line"], FLEET_LOCK_LINE, "{snap:#}");
+    assert_eq!(snap["runs"].as_array().unwrap().len(), 2, "{snap:#}");
+
+    // The text form names the nodes and the line that waits.
+    let out = ok(
+        a.plumb(&serve, &["stack", "--name", "fleetjob"]),
+        "plumb stack",
+    );
+    let t = text(&out.stdout);
+    let three = t.find("3 threads (python stack)").expect(&t);
+    let odd = t.find("odd one out").expect(&t);
+    assert!(three < odd, "{t}");
+    assert!(
+        t.contains(&format!(
+            "wait_for_lock ({}:{FLEET_LOCK_LINE})",
+            b.job.display()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("2 answered: fleet-a, fleet-b"), "{t}");
+    assert!(!t.contains("NOT ANSWERING"), "{t}");
+
+    // The snapshot is stored with each run it covers.
+    let run_b_id = snap["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .find(|id| {
+            let out = ok(
+                a.plumb(&serve, &["show", "--json", id]),
+                "plumb show --json",
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["run"]["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "stuck")
+        })
+        .expect("node b's run is one of the runs covered");
+    let shown = text(&ok(a.plumb(&serve, &["show", &run_b_id]), "plumb show").stdout);
+    assert!(
+        shown.contains("stacks taken by plumb (plumb stack, name fleetjob)"),
+        "{shown}"
+    );
+    assert!(shown.contains("wait_for_lock"), "{shown}");
+    // The dashboard's stack page of that run asks the nodes live: node b
+    // has its processes, node a has nothing of it.
+    let run_page = serve.get(&format!("/runs/{run_b_id}")).unwrap();
+    assert!(run_page.contains(&format!("href=\"/runs/{run_b_id}/stack\"")));
+    let page = serve.get(&format!("/runs/{run_b_id}/stack")).unwrap();
+    assert!(page.contains("data-stacks=\"live\""), "{page}");
+    assert!(page.contains("wait_for_lock"), "{page}");
+    assert!(page.contains("busy_loop"), "{page}");
+    assert!(page.contains("<dt>answered</dt><dd>fleet-b</dd>"), "{page}");
+    assert!(
+        page.contains("<dt>nothing there</dt><dd>fleet-a</dd>"),
+        "{page}"
+    );
+
+    // Node a's agent goes away: node a is named as not answering, and
+    // node b's processes are still there.
+    drop(a.agent.take());
+    let out = ok(
+        a.plumb(&serve, &["stack", "--name", "fleetjob", "--wait", "2s"]),
+        "plumb stack with an agent down",
+    );
+    let t = text(&out.stdout);
+    assert!(t.contains("NOT ANSWERING: fleet-a"), "{t}");
+    assert!(t.contains("1 answered: fleet-b"), "{t}");
+    assert!(t.contains("wait_for_lock"), "{t}");
+    drop(run_a);
+    drop(run_b);
+}
+
+#[test]
+fn stack_through_the_collector_refuses_bad_input_naming_it() {
+    let serve = Serve::builder().start();
+    let shared = tempfile::tempdir().unwrap();
+    let job = fleet_job(shared.path());
+    let node = Node::start(&serve, "fleet-c", &job);
+    wait_for(
+        "the agent's first heartbeat",
+        Duration::from_secs(30),
+        || serve.get("/api/v1/nodes").filter(|b| b.contains("fleet-c")),
+    );
+    let out = node.plumb(
+        &serve,
+        &["stack", "--run", "0193aaaa-0000-7000-8000-000000000000"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no run matches"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = node.plumb(&serve, &["stack", "--node", "no-such-node"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no node `no-such-node`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = node.plumb(&serve, &["stack", "--name", "fleetjob", "--wait", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no time to answer"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A name nothing runs under: the node says "nothing here" at once.
+    let out = node.plumb(&serve, &["stack", "--name", "not-running-anywhere"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "no node has a running process for name not-running-anywhere (asked: fleet-c)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // --node without a collector.
+    let out = node.home.run(&["stack", "--node", "fleet-c"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no collector is configured"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_run_flagged_longer_than_usual_gets_a_snapshot_from_its_node_by_itself() {
+    need_py_spy();
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("plumb.toml");
+    std::fs::write(
+        &toml,
+        "[insights.slow]\nmin_history = 3\nmin_elapsed_s = 0.5\nfactor = 1.0\n",
+    )
+    .unwrap();
+    let serve = Serve::builder().env("PLUMB_CONFIG", &toml).start();
+    let job = fleet_job(tmp.path());
+    let node = Node::start(&serve, "fleet-d", &job);
+    for _ in 0..3 {
+        ok(
+            node.plumb(&serve, &["run", "--name", "usually-quick", "--", "true"]),
+            "a quick run",
+        );
+    }
+    wait_for("the quick runs to arrive", Duration::from_secs(30), || {
+        serve
+            .get("/api/v1/durations/usually-quick")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .filter(|v| v["n"] == 3)
+    });
+    let slow = node.run_job(&serve, "usually-quick", &[]);
+    slow.line("child");
+    let run = wait_for(
+        "the slow run's automatic snapshot",
+        Duration::from_secs(60),
+        || {
+            let flagged = serve.get_json("/api/v1/runs/slow");
+            let id = flagged["runs"].as_array()?.first()?["run_id"]
+                .as_str()?
+                .to_string();
+            let out = node.plumb(&serve, &["show", "--json", &id]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let run = v["run"].clone();
+            (!run["snapshots"].as_array()?.is_empty()).then_some(run)
+        },
+    );
+    let snap = &run["snapshots"][0];
+    assert!(
+        snap["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("longer than usual"),
+        "{snap:#}"
+    );
+    let procs = snap["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "parent and child: {snap:#}");
+    for p in procs {
+        assert_eq!(p["host"], "fleet-d");
+        assert_eq!(
+            function_names(&p["stacks"][0]["frames"])[0],
+            "busy_loop",
+            "{snap:#}"
+        );
+    }
+    let id = run["id"].as_str().unwrap();
+    let shown = text(&ok(node.plumb(&serve, &["show", id]), "plumb show").stdout);
+    assert!(
+        shown.contains("stacks taken by plumb (longer than usual"),
+        "{shown}"
+    );
+    drop(slow);
+}
+
+#[test]
+fn with_tokens_agents_answer_with_their_token_and_live_locals_need_an_admin() {
+    need_py_spy();
+    let serve = Serve::builder().tokens().start();
+    let (agent_token, viewer, admin) = (
+        serve.agent.clone().unwrap(),
+        serve.viewer.clone().unwrap(),
+        serve.admin.clone().unwrap(),
+    );
+    let shared = tempfile::tempdir().unwrap();
+    let job = fleet_job(shared.path());
+    let home = Home::new();
+    std::fs::create_dir_all(home.store()).unwrap();
+    let _agent = Proc(
+        plumb_in(&home.store())
+            .env("PLUMB_TOKEN", &agent_token)
+            .args(["agent", "--name", "fleet-t", "--interval", "500ms"])
+            .args(["--clock-every", "off", "--collector", &serve.api])
+            .spawn()
+            .unwrap(),
+    );
+    let py = python();
+    let mut cmd = home.cmd(&[
+        "run",
+        "--name",
+        "tokjob",
+        "--",
+        &py,
+        job.to_str().unwrap(),
+        "stuck",
+    ]);
+    cmd.env("PLUMB_COLLECTOR", &serve.api)
+        .env("PLUMB_TOKEN", &agent_token);
+    let bg = Background::start(cmd);
+    bg.line("waiting");
+    let stack = |token: &str, extra: &[&str]| {
+        let mut args = vec!["stack", "--name", "tokjob", "--json"];
+        args.extend_from_slice(extra);
+        home.cmd(&args)
+            .env("PLUMB_COLLECTOR", &serve.api)
+            .env("PLUMB_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    // A viewer sees the stacks, answered by an agent polling with its
+    // agent token.
+    wait_for("the agent's answer", Duration::from_secs(60), || {
+        let out = stack(&viewer, &[]);
+        out.status.success().then_some(())
+    });
+    // Live locals are unredacted memory: a viewer is refused, naming the
+    // role it needs; an admin gets them.
+    let out = stack(&viewer, &["--locals"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let e = text(&out.stderr);
+    assert!(e.contains("403") && e.contains("admin"), "{e}");
+    let out = ok(
+        stack(&admin, &["--locals"]),
+        "plumb stack --locals as admin",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stuck = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["frames"][0]["function"] == "wait_for_lock")
+        .unwrap_or_else(|| panic!("{v:#}"))
+        .clone();
+    let locals = stuck["frames"][0]["locals"].to_string();
+    assert!(locals.contains("\"lock\""), "{stuck:#}");
+    drop(bg);
+}
+
 /// A CPU-bound job of two Python processes that spend nearly all their
 /// time in `hot_function` and a little in `cool_function`.
 const HOT: &str = r#"import subprocess, sys, time

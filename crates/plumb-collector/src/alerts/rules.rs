@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub error_groups: Vec<ErrorGroup>,
     /// Every stored alert.
     pub alerts: Vec<AlertRow>,
+    /// Whether the collector snapshots the stacks of slow runs by itself
+    /// (`[insights.slow] evidence`), so the slow-run alert can point at them.
+    pub evidence: bool,
 }
 
 /// A condition that holds now.
@@ -235,7 +238,13 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
                     human_secs(s.p50_s),
                     human_secs(s.p95_s),
                     s.factor
-                ),
+                ) + &if snap.evidence {
+                    format!(
+                        " A stack snapshot of its processes is taken automatically and attached to the run: plumb show {id}, or /runs/{id} on the dashboard."
+                    )
+                } else {
+                    String::new()
+                },
                 &r.slow_run.note,
             ));
         }

@@ -1,6 +1,7 @@
 //! `/runs` (qualifier search, keyset pages), `/runs/{id}` (everything the
-//! recorder captured, output with a live tail, spans and logs) and
-//! `/runs/{id}/diff`, with their JSON twins.
+//! recorder captured, output with a live tail, spans and logs),
+//! `/runs/{id}/diff` and `/runs/{id}/stack` (live stacks of a running run
+//! on every node), with their JSON twins.
 
 use super::{
     Nav, PageError, PageViewer, badge, bytes, esc, human_duration, layout, time_cell, url_enc,
@@ -33,9 +34,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/diff", get(diff_page))
+        .route("/runs/{id}/stack", get(stack_page))
         .route("/api/v1/pages/runs", get(runs_json))
         .route("/api/v1/pages/runs/{id}", get(run_json))
         .route("/api/v1/pages/runs/{id}/diff", get(diff_json))
+        .route("/api/v1/pages/runs/{id}/stack", get(stack_json))
 }
 
 /// Parses the runs search box: qualifiers `name:` `host:` `state:`
@@ -438,6 +441,12 @@ async fn run_page(
         name = esc(&r.name),
         st = r.state.as_str(),
     );
+    if running {
+        let _ = write!(
+            b,
+            "<p><a href=\"/runs/{id}/stack\">What its processes are doing now, on every node</a></p>"
+        );
+    }
     match v.previous {
         Some(p) => {
             let _ = write!(
@@ -783,6 +792,103 @@ async fn diff_json(
     Path(id): Path<String>,
 ) -> Result<Json<DiffView>, ApiError> {
     Ok(Json(diff_data(&state, id).await?))
+}
+
+/// How long the stack page waits for the nodes.
+const STACK_WAIT_MS: u64 = 5_000;
+
+/// The data of `/runs/{id}/stack`: the run, and, while it runs, a live
+/// snapshot of its processes on every node (not attached to the run: a
+/// page view changes nothing; `plumb stack --run` attaches).
+#[derive(Debug, Serialize)]
+pub struct StackView {
+    /// The run.
+    pub run: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: RunState,
+    /// The nodes' merged answer, while it runs.
+    pub live: Option<plumb_model::stack::FleetStack>,
+}
+
+async fn stack_data(state: &AppState, id: String) -> Result<StackView, ApiError> {
+    let run = state
+        .db
+        .read(move |s| {
+            let id = s.resolve(&id)?;
+            s.get_run(id)
+        })
+        .await?;
+    let live = if run.state == RunState::Running {
+        let q = plumb_model::stack::StackQuery {
+            target: plumb_model::stack::StackTarget::Run {
+                run: run.id.to_string(),
+            },
+            node: None,
+            locals: false,
+            wait_ms: STACK_WAIT_MS,
+        };
+        Some(crate::stack::ask(state, q, Some("dashboard".into()), false).await?)
+    } else {
+        None
+    };
+    Ok(StackView {
+        run: run.id,
+        name: run.name,
+        state: run.state,
+        live,
+    })
+}
+
+async fn stack_json(
+    _: Viewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StackView>, ApiError> {
+    Ok(Json(stack_data(&state, id).await?))
+}
+
+async fn stack_page(
+    _: PageViewer,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let v = stack_data(&state, id).await?;
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<h1>Stacks of {name}</h1><p>Run <a class=\"mono\" href=\"/runs/{r}\">{r}</a> is {st}.</p>",
+        name = esc(&v.name),
+        r = v.run,
+        st = v.state.as_str(),
+    );
+    match &v.live {
+        None => b.push_str(
+            "<p>It is not running: there is nothing live to look at. The run page shows the stacks taken while it ran.</p>",
+        ),
+        Some(f) => {
+            if f.snapshot.processes.is_empty() {
+                b.push_str("<p>No node had its processes.</p>");
+            } else {
+                let _ = write!(
+                    b,
+                    "<pre class=\"output\" data-stacks=\"live\">{}</pre>",
+                    esc(&f.snapshot.render())
+                );
+            }
+            b.push_str("<dl class=\"kv\">");
+            kv(&mut b, "answered", &f.answered.join(", "));
+            if !f.nothing_here.is_empty() {
+                kv(&mut b, "nothing there", &f.nothing_here.join(", "));
+            }
+            for s in &f.not_answered {
+                kv(&mut b, "not answering", &format!("{} ({})", s.node, s.why));
+            }
+            b.push_str("</dl>");
+        }
+    }
+    Ok(layout(&format!("stacks of {}", v.name), Nav::Runs, "", &b))
 }
 
 async fn diff_page(

@@ -325,6 +325,15 @@ fn fleet_section(
         outln!("── errors grouped across runs, and a run taking longer than usual");
         agents.push(crate::cmd::errors::demo_scene(&collector.api, dir, 600)?);
         outln!();
+        outln!("── a stuck worker: plumb stack asks every node and singles it out");
+        agents.push(crate::cmd::stack::demo_scene(
+            &collector.api,
+            home,
+            dir,
+            &dir.join("agents").join("node-1"),
+            python,
+        )?);
+        outln!();
         outln!("── alerts: a disk rule fires and its webhook is called");
         agents.push(crate::cmd::alerts::demo_scene(
             &collector.api,

@@ -73,7 +73,8 @@ fn parse_window(s: &str) -> Result<Duration, String> {
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
-    let roots = super::stack::local_roots(a.pid, a.run.as_deref(), a.name.as_deref())?;
+    let cfg = crate::config::Config::load()?;
+    let roots = super::stack::local_roots(&cfg, a.pid, a.run.as_deref(), a.name.as_deref())?;
     // Refused before sampling, not after a wait of the whole window.
     if !a.json {
         std::fs::create_dir_all(&a.out)

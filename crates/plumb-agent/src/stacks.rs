@@ -1,0 +1,265 @@
+//! Stack requests from the collector: a long poll on a thread of its own
+//! (`GET /api/v1/agent/requests?node=N&wait=15s`, which returns the moment
+//! a request is posted), the target resolved against the runs this node's
+//! `plumb run`s are recording, a `plumb_stack` snapshot, and the answer
+//! posted back (`POST /api/v1/agent/answers`).
+//!
+//! The runs are found in the agent's outbox: with a collector configured,
+//! `plumb run` records each run into a spool file there and holds that
+//! file's lock while the run goes on, and its run record (id, name, pid)
+//! is a frame of the file. So "this node's running runs" are the locked
+//! spool files of the agent's own plumb home, whatever the host name says
+//! (two agents on one machine, as in tests, each see only their own).
+//! A node with nothing matching answers "nothing here" at once.
+
+use plumb_model::frame::{HEADER, Header, KIND_RUN};
+use plumb_model::stack::{
+    Missing, MissingReason, ProcessSnapshot, StackAnswer, StackRequest, StackSnapshot, StackTarget,
+};
+use plumb_model::{Run, RunState, Timestamp};
+use plumb_ship::{Client, Outbox};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The collector's pending-request endpoint.
+pub const REQUESTS_PATH: &str = "/api/v1/agent/requests";
+/// The collector's answer endpoint.
+pub const ANSWERS_PATH: &str = "/api/v1/agent/answers";
+/// How long one poll is held open by the collector: under the shipping
+/// client's 20 s request timeout.
+const POLL_WAIT: &str = "15s";
+
+/// Starts the thread that polls for stack requests and answers them, until
+/// `stop` is set (it notices within one poll, at most [`POLL_WAIT`]).
+pub fn spawn(
+    client: Client,
+    node: String,
+    outbox: Outbox,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("plumb-stacks".into())
+        .spawn(move || {
+            // Node names are letters, digits, `.`, `-` and `_` (checked
+            // by `Agent::new`): nothing to escape in a query.
+            let path = format!("{REQUESTS_PATH}?node={node}&wait={POLL_WAIT}");
+            let mut failures = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let requests: Vec<StackRequest> = match client.get(&path) {
+                    Ok(r) => match serde_json::from_str(&r.body) {
+                        Ok(v) => {
+                            failures = 0;
+                            v
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the collector's stack requests do not parse");
+                            Vec::new()
+                        }
+                    },
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_power_of_two() {
+                            tracing::debug!(error = %e, failures, "polling for stack requests failed");
+                        }
+                        // A collector away or too old for this endpoint:
+                        // try again later, without hammering it.
+                        let pause = Duration::from_millis(500 * u64::from(failures.min(10)));
+                        let until = Instant::now() + pause;
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        continue;
+                    }
+                };
+                for req in requests {
+                    let answer = answer(&req, &node, &outbox);
+                    let body = serde_json::to_vec(&answer).expect("answer serializes");
+                    match client.post(ANSWERS_PATH, "application/json", &body, false, &[]) {
+                        Ok(_) => {}
+                        // The asker stopped waiting before this node was
+                        // done: expected of a slow node, not a fault.
+                        Err(e) if e.status() == Some(404) => tracing::info!(
+                            request = %req.id,
+                            "stack answer came after the collector stopped waiting for it"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(request = %req.id, error = %e, "stack answer not delivered")
+                        }
+                    }
+                }
+            }
+        })
+}
+
+/// This node's answer to `req`: a snapshot of the matching processes, or
+/// "nothing here".
+pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
+    let started = Instant::now();
+    let mut roots = Vec::new();
+    let mut runs = Vec::new();
+    let mut gone = Vec::new();
+    match &req.target {
+        StackTarget::Pid { pid } => {
+            if plumb_stack::proc::exists(*pid) {
+                roots.push(*pid);
+            }
+        }
+        target => {
+            for run in running_runs(outbox) {
+                let wanted = match target {
+                    StackTarget::Run { run: id } => run.id.to_string() == *id,
+                    StackTarget::Name { name } => run.name == *name,
+                    StackTarget::Node => true,
+                    StackTarget::Pid { .. } => false,
+                };
+                if !wanted {
+                    continue;
+                }
+                runs.push(run.id);
+                if run.pid != 0 && plumb_stack::proc::exists(run.pid) {
+                    roots.push(run.pid);
+                } else {
+                    gone.push(run);
+                }
+            }
+        }
+    }
+    if roots.is_empty() && gone.is_empty() {
+        return StackAnswer {
+            request: req.id,
+            node: node.to_string(),
+            runs,
+            snapshot: None,
+            note: Some(format!("no {} on node {node}", req.target.describe())),
+        };
+    }
+    let mut snap = if roots.is_empty() {
+        StackSnapshot::merge(Vec::new(), None)
+    } else {
+        plumb_stack::snapshot(
+            &roots,
+            &plumb_stack::Options {
+                locals: req.locals,
+                host: node.to_string(),
+                ..plumb_stack::Options::default()
+            },
+        )
+    };
+    // A run whose recorder still holds its spool file but whose process is
+    // gone is said, as a process with what is missing, like any other.
+    for run in gone {
+        snap.processes.push(ProcessSnapshot {
+            host: node.to_string(),
+            pid: run.pid,
+            command: run.argv.join(" "),
+            state: "gone".into(),
+            missing: vec![Missing {
+                what: "process".into(),
+                reason: MissingReason::Gone,
+                detail: format!(
+                    "run {} ({}) is recorded as running, but its process {} is gone",
+                    run.id, run.name, run.pid
+                ),
+            }],
+            ..ProcessSnapshot::default()
+        });
+    }
+    snap.reason = req.reason.clone();
+    snap.took_ns = started.elapsed().as_nanos() as i64;
+    if snap.processes.is_empty() {
+        snap.taken = Timestamp::now();
+    }
+    StackAnswer {
+        request: req.id,
+        node: node.to_string(),
+        runs,
+        snapshot: Some(snap),
+        note: None,
+    }
+}
+
+/// The runs being recorded into `outbox` right now: its locked spool
+/// files, each with the last run record it holds.
+pub fn running_runs(outbox: &Outbox) -> Vec<Run> {
+    outbox
+        .entries()
+        .iter()
+        .filter(|e| plumb_ship::outbox::is_being_written(&e.path))
+        .filter_map(|e| last_run_record(&e.path))
+        .filter(|r| r.state == RunState::Running)
+        .collect()
+}
+
+/// The last whole run record of a spool file, reading only run frames'
+/// payloads and seeking over output chunks (a spool can hold gigabytes of
+/// output).
+fn last_run_record(path: &Path) -> Option<Run> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut pos = 0u64;
+    let mut last = None;
+    // Bounded: every turn moves `pos` forward by a whole frame.
+    while pos + (HEADER as u64) < len {
+        let mut head = [0u8; HEADER];
+        f.read_exact(&mut head).ok()?;
+        let Ok(h) = Header::parse(&head) else {
+            break;
+        };
+        let end = pos + h.frame_len() as u64;
+        if end > len {
+            // The recorder is writing this frame right now.
+            break;
+        }
+        let mut kind = [0u8; 1];
+        f.read_exact(&mut kind).ok()?;
+        if kind[0] == KIND_RUN {
+            let mut payload = vec![KIND_RUN; h.len as usize];
+            f.read_exact(&mut payload[1..]).ok()?;
+            if h.check(&payload).is_ok()
+                && let Ok(run) = serde_json::from_slice::<Run>(&payload[1..])
+            {
+                last = Some(run);
+            }
+        } else {
+            f.seek(SeekFrom::Start(end)).ok()?;
+        }
+        pos = end;
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_model::frame;
+
+    fn run_frame(run: &Run, out: &mut Vec<u8>) {
+        let mut p = vec![KIND_RUN];
+        p.extend(serde_json::to_vec(run).unwrap());
+        frame::encode(&p, out);
+    }
+
+    #[test]
+    fn the_last_run_record_is_read_over_chunks_and_a_frame_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Run::new(plumb_model::new_id(), "job".into(), Timestamp::now());
+        first.state = RunState::Running;
+        first.pid = 10;
+        let mut later = first.clone();
+        later.pid = 11;
+        let mut bytes = Vec::new();
+        run_frame(&first, &mut bytes);
+        frame::encode(&[3, 1, 2, 3, 4, 5], &mut bytes);
+        run_frame(&later, &mut bytes);
+        // Half a frame: the recorder is in the middle of writing it.
+        let mut partial = Vec::new();
+        run_frame(&first, &mut partial);
+        bytes.extend_from_slice(&partial[..partial.len() / 2]);
+        let path = dir.path().join("x.spool");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(last_run_record(&path).unwrap().pid, 11);
+    }
+}
