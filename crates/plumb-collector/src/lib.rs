@@ -36,6 +36,7 @@ pub mod nodes;
 pub mod otlp;
 pub mod runs;
 pub mod server;
+pub mod timeline;
 pub mod tls;
 pub mod web;
 
@@ -208,6 +209,7 @@ pub fn router(state: AppState) -> Router {
         .merge(insights::routes(&state))
         .merge(alerts::routes())
         .merge(clock::routes())
+        .merge(timeline::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.limits.body_timeout,

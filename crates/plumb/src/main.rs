@@ -59,6 +59,8 @@ enum Command {
     Stack(cmd::stack::Args),
     /// Clock offsets: each node's against the collector, or this host's now.
     Clock(cmd::clock::Args),
+    /// One merged, clock-corrected timeline of the fleet, or of log files (--merge).
+    Timeline(Box<cmd::timeline::Args>),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             | Command::Clock(_)
             | Command::Checkpoint(_)
             | Command::Stack(_)
+            | Command::Timeline(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Slow(a) => cmd::slow::main(a),
         Command::Stack(a) => cmd::stack::main(a),
         Command::Clock(a) => cmd::clock::main(a),
+        Command::Timeline(a) => cmd::timeline::main(*a),
     };
     match result {
         Ok(code) => code,

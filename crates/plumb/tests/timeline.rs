@@ -1,0 +1,306 @@
+//! `plumb timeline` with real processes and files: `--merge` of plain log
+//! files in every recognised format with per-file offsets, causal order of
+//! request/response pairs across two skewed hosts, bad input; and the
+//! store timeline corrected by an agent's measured offset.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use support::*;
+
+const SEC: i64 = 1_000_000_000;
+const MS: i64 = 1_000_000;
+/// 2026-12-03T20:55:06Z.
+const T0: i64 = 1_796_331_306 * SEC;
+
+/// An RFC 3339 time with milliseconds.
+fn iso(ns: i64) -> String {
+    let s = ns.div_euclid(SEC);
+    let days = s.div_euclid(86_400);
+    // T0's day is 2026-12-03; the tests stay within it.
+    assert_eq!(days, T0 / SEC / 86_400, "the tests stay on one day");
+    let t = s.rem_euclid(86_400);
+    format!(
+        "2026-12-03T{:02}:{:02}:{:02}.{:03}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        ns.rem_euclid(SEC) / MS
+    )
+}
+
+/// Epoch seconds with microseconds.
+fn epoch(ns: i64) -> String {
+    format!("{}.{:06}", ns.div_euclid(SEC), ns.rem_euclid(SEC) / 1000)
+}
+
+/// Two hosts: the client (true clock, RFC 3339 stamps) sends a request
+/// every 50 ms; the server, whose clock is `skew` ahead (epoch stamps),
+/// receives it 2 ms later and answers 1 ms after that; the client receives
+/// the answer 2 ms later. Returns the two files' contents.
+fn exchange(pairs: i64, skew: i64) -> (String, String) {
+    let (mut client, mut server) = (String::new(), String::new());
+    for k in 0..pairs {
+        let t = T0 + k * 50 * MS;
+        client.push_str(&format!("{} GET /item/{k} plumb.msg.send=q{k}\n", iso(t)));
+        server.push_str(&format!(
+            "{} handling plumb.msg.recv=q{k}\n",
+            epoch(t + 2 * MS + skew)
+        ));
+        server.push_str(&format!(
+            "{} 200 OK plumb.msg.send=r{k}\n",
+            epoch(t + 3 * MS + skew)
+        ));
+        client.push_str(&format!(
+            "{} got 200 plumb.msg.recv=r{k}\n",
+            iso(t + 5 * MS)
+        ));
+    }
+    (client, server)
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// The JSON lines `plumb timeline --merge ARGS --json` prints.
+fn merged(home: &Home, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["timeline", "--json", "--merge"];
+    all.extend_from_slice(args);
+    let out = ok(home.run(&all), &format!("plumb {all:?}"));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The send and receive ids out of order: receives that come before
+/// their send (or with no send before them).
+fn receives_before_sends(lines: &[Value]) -> Vec<String> {
+    let mut seen = HashMap::new();
+    let mut bad = Vec::new();
+    for l in lines {
+        let t = l["text"].as_str().unwrap();
+        if let Some(id) = t.split("plumb.msg.send=").nth(1) {
+            seen.insert(id.trim().to_string(), ());
+        }
+        if let Some(id) = t.split("plumb.msg.recv=").nth(1)
+            && !seen.contains_key(id.trim())
+        {
+            bad.push(id.trim().to_string());
+        }
+    }
+    bad
+}
+
+#[test]
+fn merge_with_offsets_puts_every_response_after_its_request_and_raw_timestamps_would_not() {
+    let home = Home::new();
+    let (c, s) = exchange(20, 3 * SEC + 250 * MS);
+    let c = write(home.dir(), "client.log", &c);
+    let s = write(home.dir(), "server.log", &s);
+
+    // Corrected by the server's known offset, with the causal pass off:
+    // the correction alone orders every pair, and nothing is moved.
+    let fixed = merged(&home, &[&c, &format!("{s}@+3.25s"), "--causal-window", "0"]);
+    assert_eq!(fixed.len(), 80);
+    assert_eq!(receives_before_sends(&fixed), Vec::<String>::new());
+    assert!(
+        fixed.iter().all(|l| l["shift_ns"].is_null()),
+        "nothing moved"
+    );
+    let first_server = fixed.iter().find(|l| l["host"] == "server").unwrap();
+    assert_eq!(first_server["raw_ns"], T0 + 2 * MS + 3 * SEC + 250 * MS);
+    assert_eq!(first_server["placed_ns"], T0 + 2 * MS);
+    assert_eq!(first_server["offset_ns"], 3 * SEC + 250 * MS);
+
+    // The same lines on their raw timestamps: the server's lines come
+    // seconds late, so its answers' receipts precede their sends.
+    let raw = merged(&home, &[&c, &s, "--causal-window", "0"]);
+    assert_eq!(raw.len(), 80);
+    let bad = receives_before_sends(&raw);
+    assert_eq!(
+        bad.len(),
+        20,
+        "every answer is received before it is sent: {bad:?}"
+    );
+
+    // The offset given by label, the other way of giving it, agrees.
+    let by_label = merged(&home, &[&c, &s, "--offset", "server=+3.25s"]);
+    assert_eq!(by_label, fixed);
+}
+
+#[test]
+fn without_offsets_the_causal_pass_moves_receives_after_their_sends_and_marks_them() {
+    let home = Home::new();
+    // The server is 40 ms behind: its receipts of requests land before
+    // the requests on raw time, but within one exchange.
+    let (c, s) = exchange(10, -40 * MS);
+    let c = write(home.dir(), "client.log", &c);
+    let s = write(home.dir(), "server.log", &s);
+    let lines = merged(&home, &[&c, &s]);
+    assert_eq!(lines.len(), 40);
+    assert_eq!(receives_before_sends(&lines), Vec::<String>::new());
+    let moved: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["shift_ns"].as_i64().unwrap_or(0) > 0)
+        .collect();
+    assert!(!moved.is_empty());
+    // A host's own order holds, and the placed times never go back.
+    for host in ["client", "server"] {
+        let raws: Vec<i64> = lines
+            .iter()
+            .filter(|l| l["host"] == host)
+            .map(|l| l["raw_ns"].as_i64().unwrap())
+            .collect();
+        assert!(raws.windows(2).all(|w| w[0] <= w[1]), "{host}: {raws:?}");
+    }
+    let placed: Vec<i64> = lines
+        .iter()
+        .map(|l| l["placed_ns"].as_i64().unwrap())
+        .collect();
+    assert!(placed.windows(2).all(|w| w[0] <= w[1]), "{placed:?}");
+    // In text, a moved line is marked `>`.
+    let out = ok(home.run(&["timeline", "--merge", &c, &s]), "text");
+    let t = text(&out.stdout);
+    assert!(
+        t.lines()
+            .any(|l| l.contains(" > server ") || l.contains(" > client ")),
+        "{t}"
+    );
+}
+
+#[test]
+fn merge_reads_every_recognised_format_and_a_pattern() {
+    let home = Home::new();
+    let d = home.dir();
+    // One moment, 2026-12-03T20:55:06Z, in each format (plus a fraction
+    // that orders the first three).
+    let files = [
+        write(d, "epoch.log", "1796331306.000100 e1\n"),
+        write(d, "iso.log", "2026-12-03T20:55:06.0002Z i1\n"),
+        write(d, "zoned.log", "2026-12-03T21:55:06.0003+01:00 z1\n"),
+        write(d, "py.log", "2026-12-03 20:55:06,000 INFO p1\n"),
+        write(d, "sys.log", "Dec  3 20:55:06 host sshd[7]: s1\n"),
+        write(d, "web.log", "[03/Dec/2026:20:55:06 +0000] \"GET /\" 200\n"),
+    ];
+    let mut args: Vec<String> = files[..4].to_vec();
+    // The Python host's clock is 4 ms behind and the syslog host's 5 ms:
+    // their lines are placed 4 and 5 ms later, after the three others.
+    args[3] = format!("{}@-4ms", files[3]);
+    args.push(format!("{}@-5ms", files[4]));
+    args.extend(["--year".into(), "2026".into()]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let lines = merged(&home, &a);
+    let order: Vec<(&str, i64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["host"].as_str().unwrap(),
+                l["placed_ns"].as_i64().unwrap() - T0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("epoch", 100_000),
+            ("iso", 200_000),
+            ("zoned", 300_000),
+            ("py", 4 * MS),
+            ("sys", 5 * MS)
+        ]
+    );
+    // The access log's format is none of the built-in ones: named, with
+    // the way out; with --pattern it reads.
+    let out = home.run(&["timeline", "--merge", &files[5]]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(e.contains("web.log:1") && e.contains("--pattern"), "{e}");
+    let lines = merged(&home, &[&files[5], "--pattern", "[%d/%b/%Y:%H:%M:%S %z]"]);
+    assert_eq!(lines[0]["placed_ns"], T0);
+}
+
+#[test]
+fn continuation_lines_stay_under_their_line_and_a_last_line_without_newline_is_kept() {
+    let home = Home::new();
+    let d = home.dir();
+    let app = write(
+        d,
+        "app.log",
+        "2026-12-03 20:55:06,100 ERROR boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad\n2026-12-03 20:55:06,300 INFO after\n2026-12-03 20:55:06,500 INFO cut short",
+    );
+    let other = write(
+        d,
+        "other.log",
+        "1796331306.200 between\n1796331306.400 later\n",
+    );
+    let lines = merged(&home, &[&app, &other]);
+    let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "2026-12-03 20:55:06,100 ERROR boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad",
+            "1796331306.200 between",
+            "2026-12-03 20:55:06,300 INFO after",
+            "1796331306.400 later",
+            "2026-12-03 20:55:06,500 INFO cut short",
+        ]
+    );
+    assert_eq!(lines[2]["line"], 5, "line numbers count continuation lines");
+    // Text output keeps the traceback lines right under their line, and
+    // ends the cut-short line.
+    let out = ok(home.run(&["timeline", "--merge", &app, &other]), "text");
+    let t = text(&out.stdout);
+    let l: Vec<&str> = t.lines().collect();
+    assert!(
+        l[0].ends_with("ERROR boom") && l[1] == "Traceback (most recent call last):",
+        "{t}"
+    );
+    assert!(t.ends_with("cut short\n"), "{t}");
+}
+
+#[test]
+fn bad_merge_input_gets_clear_errors_naming_the_file() {
+    let home = Home::new();
+    let d = home.dir();
+    let good = write(d, "good.log", "1796331306.1 x\n");
+    let prose = write(d, "prose.txt", "\n\nDear diary, today\n");
+    let cases: [(Vec<String>, &[&str]); 5] = [
+        (
+            vec![prose.clone()],
+            &["prose.txt:3", "no timestamp in a known format", "--pattern"],
+        ),
+        (
+            vec![format!("{good}@soon")],
+            &["good.log@soon", "bad offset `soon`"],
+        ),
+        (
+            vec![good.clone(), d.join("missing.log").to_string_lossy().into()],
+            &["cannot open", "missing.log"],
+        ),
+        (
+            vec![good.clone(), "--offset".into(), "gooood=+1s".into()],
+            &["no file is labelled `gooood`", "good"],
+        ),
+        (
+            vec![good.clone(), "--pattern".into(), "%H:%M".into()],
+            &["good.log:1", "--pattern `%H:%M`"],
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["timeline".to_string(), "--merge".into()];
+        all.extend(args);
+        let a: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = home.run(&a);
+        let e = text(&out.stderr);
+        assert!(!out.status.success(), "{a:?} succeeded");
+        for w in want {
+            assert!(e.contains(w), "{a:?}: `{w}` not in {e}");
+        }
+    }
+}
