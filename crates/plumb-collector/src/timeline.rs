@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use plumb_model::telemetry::{LogLine, Span};
 use plumb_model::timeline::{ClockPoint, Correction, Event, HostClock, Kind, Placed, place};
 use plumb_model::{Timestamp, Uuid};
 use plumb_store::{Backend, OutputCursor, Replayed, RunFilter};
@@ -33,6 +34,9 @@ pub const COLLECTOR_HOST: &str = "collector";
 
 /// Runs looked at when no run is named.
 pub const MAX_RUNS: usize = 200;
+
+/// Log records, and spans, read when no run is named.
+pub const MAX_TELEMETRY: usize = 100_000;
 
 /// Estimates read per node: a day at one every 10 s.
 const MAX_ESTIMATES: usize = 8_640;
@@ -176,8 +180,46 @@ impl Lines {
     }
 }
 
-/// Events of one run.
-fn run_events(store: &dyn Backend, id: Uuid, ev: &mut Vec<Event>) -> plumb_store::Result<()> {
+/// A log record as an event of `host` (its own `host.name` when it has
+/// one).
+fn log_event(l: LogLine, host: &str) -> Event {
+    let h = if l.host.is_empty() { host } else { &l.host };
+    let mut e = Event::new(Kind::Log, h, l.time.as_nanos(), &l.text);
+    e.source = Some(l.source);
+    e.trace_id = l.trace_id;
+    e.span_id = l.span_id;
+    e
+}
+
+/// A span as an interval event of `host` (its own `host.name` when it has
+/// one).
+fn span_event(s: Span, host: &str) -> Event {
+    let h = if s.source.host.is_empty() {
+        host
+    } else {
+        &s.source.host
+    };
+    let mut e = Event::new(
+        Kind::Span,
+        h,
+        s.start.as_nanos(),
+        &format!("{} ({})", s.name, s.source.service),
+    );
+    e.source = Some(s.source.service);
+    e.end_ns = Some(s.end.as_nanos());
+    e.trace_id = Some(s.trace_id);
+    e.span_id = Some(s.span_id);
+    e.parent_span_id = s.parent_span_id;
+    e
+}
+
+/// Events of one run; with `telemetry`, its log records and spans too.
+fn run_events(
+    store: &dyn Backend,
+    id: Uuid,
+    telemetry: bool,
+    ev: &mut Vec<Event>,
+) -> plumb_store::Result<()> {
     let run = store.get_run(id)?;
     let host = run.host.hostname.clone();
     let src = Some(format!(
@@ -260,30 +302,13 @@ fn run_events(store: &dyn Backend, id: Uuid, ev: &mut Vec<Event>) -> plumb_store
     for (t, line) in lines.finish() {
         push(Event::new(Kind::Output, &host, t, &line));
     }
-    for l in store.run_logs(id, 0)? {
-        let h = if l.host.is_empty() { &host } else { &l.host };
-        let mut e = Event::new(Kind::Log, h, l.time.as_nanos(), &l.text);
-        e.trace_id = l.trace_id;
-        e.span_id = l.span_id;
-        push(e);
-    }
-    for s in store.run_spans(id)? {
-        let h = if s.source.host.is_empty() {
-            &host
-        } else {
-            &s.source.host
-        };
-        let mut e = Event::new(
-            Kind::Span,
-            h,
-            s.start.as_nanos(),
-            &format!("{} ({})", s.name, s.source.service),
-        );
-        e.end_ns = Some(s.end.as_nanos());
-        e.trace_id = Some(s.trace_id);
-        e.span_id = Some(s.span_id);
-        e.parent_span_id = s.parent_span_id;
-        push(e);
+    if telemetry {
+        for l in store.run_logs(id, 0)? {
+            ev.push(log_event(l, &host));
+        }
+        for s in store.run_spans(id)? {
+            ev.push(span_event(s, &host));
+        }
     }
     Ok(())
 }
@@ -322,9 +347,26 @@ pub fn timeline(store: &dyn Backend, q: &TimelineQuery) -> plumb_store::Result<T
             .collect::<plumb_store::Result<_>>()?
     };
     for id in ids {
-        run_events(store, id, &mut events)?;
+        run_events(store, id, !q.runs.is_empty(), &mut events)?;
     }
     if q.runs.is_empty() {
+        // Every log record and span of the window, of runs or not, read
+        // an hour wider on each side since host clocks may be that far off.
+        let wide = 3_600_000_000_000;
+        let from = Timestamp::from_nanos(
+            q.since
+                .map_or(i64::MIN, |t| t.as_nanos().saturating_sub(wide)),
+        );
+        let to = Timestamp::from_nanos(
+            q.until
+                .map_or(i64::MAX, |t| t.as_nanos().saturating_add(wide)),
+        );
+        for l in store.logs_between(from, to, MAX_TELEMETRY)? {
+            events.push(log_event(l, ""));
+        }
+        for s in store.spans_between(from, to, MAX_TELEMETRY)? {
+            events.push(span_event(s, ""));
+        }
         for t in store.node_transitions(None, 10_000)? {
             let from = t
                 .from

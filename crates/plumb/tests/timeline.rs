@@ -304,3 +304,171 @@ fn bad_merge_input_gets_clear_errors_naming_the_file() {
         }
     }
 }
+
+/// One OTLP/JSON log record of `host` at `ns` saying `body`.
+fn post_log(serve: &Serve, host: &str, ns: i64, body: &str) {
+    let req = serde_json::json!({"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "shop"}},
+        {"key": "host.name", "value": {"stringValue": host}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": ns.to_string(),
+            "severityNumber": 9, "body": {"stringValue": body}}]}]}]});
+    let (status, text) = http(
+        serve.otlp(),
+        "POST",
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        req.to_string().as_bytes(),
+    )
+    .status_and_text();
+    assert_eq!(status, 200, "{text}");
+}
+
+/// Two hosts: `skewed`, whose agent runs under libfaketime 3 s ahead and
+/// measures that against the collector, and `steady`, whose agent runs on
+/// the true clock. Each logs its side of request/response pairs on its own
+/// clock (the skewed host's stamps 3 s ahead); the timeline read from the
+/// collector corrects the skewed host by its measured offset and puts every
+/// receive after its send with no causal move needed, where the raw stamps
+/// would not.
+#[test]
+fn store_timeline_corrects_each_host_by_its_agents_measured_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::builder().otlp().start();
+    let agent = |name: &str, shift: Option<&str>| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = plumb_in(&home);
+        cmd.args([
+            "agent",
+            "--name",
+            name,
+            "--interval",
+            "200ms",
+            "--clock-every",
+            "200ms",
+            "--collector",
+            &serve.api,
+        ]);
+        if let Some(s) = shift {
+            cmd = shifted(cmd, s);
+        }
+        Proc(cmd.spawn().expect("plumb agent starts"))
+    };
+    let _skewed = agent("skewed", Some("+3s"));
+    let _steady = agent("steady", None);
+    let home = Home::new();
+    wait_for(
+        "both nodes' clocks measured",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = home
+                .cmd(&["clock", "--json", "--collector", &serve.api])
+                .output()
+                .ok()?;
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let nodes = v["nodes"].as_array()?;
+            (nodes.len() == 2).then_some(())
+        },
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let skew = 3 * SEC;
+    for k in 0..5 {
+        let t = now + k * 40 * MS;
+        post_log(
+            &serve,
+            "steady",
+            t,
+            &format!("GET /x/{k} plumb.msg.send=q{k}"),
+        );
+        post_log(
+            &serve,
+            "skewed",
+            t + 5 * MS + skew,
+            &format!("handling plumb.msg.recv=q{k}"),
+        );
+        post_log(
+            &serve,
+            "skewed",
+            t + 10 * MS + skew,
+            &format!("200 plumb.msg.send=r{k}"),
+        );
+        post_log(
+            &serve,
+            "steady",
+            t + 15 * MS,
+            &format!("got 200 plumb.msg.recv=r{k}"),
+        );
+    }
+
+    let view = home.json(&[
+        "timeline",
+        "--json",
+        "--collector",
+        &serve.api,
+        "--grep",
+        "plumb.msg.",
+    ]);
+    let events = view["events"].as_array().unwrap();
+    assert_eq!(events.len(), 20, "{view:#}");
+    let as_lines = |order: &[&Value]| -> Vec<Value> {
+        order
+            .iter()
+            .map(|e| serde_json::json!({"text": e["event"]["text"]}))
+            .collect()
+    };
+    let placed: Vec<&Value> = events.iter().collect();
+    assert_eq!(
+        receives_before_sends(&as_lines(&placed)),
+        Vec::<String>::new(),
+        "{view:#}"
+    );
+    for e in events {
+        // Placed by correction alone: no causal move, and the skewed
+        // host's correction is its measured offset, near 3 s.
+        assert_eq!(e["shift_ns"], 0, "{e}");
+        if e["event"]["host"] == "skewed" {
+            let off = e["correction"]["offset_ns"].as_i64().unwrap();
+            let err = e["correction"]["error_ns"].as_i64().unwrap();
+            assert!((off - skew).abs() <= err.max(2 * MS), "{e}");
+        }
+    }
+    let hosts = view["hosts"].as_array().unwrap();
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h["host"] == "skewed" && h["node"] == "skewed"),
+        "{view:#}"
+    );
+    // On raw timestamps the skewed host's lines all come 3 s late.
+    let mut raw = placed.clone();
+    raw.sort_by_key(|e| e["event"]["raw_ns"].as_i64().unwrap());
+    assert_eq!(
+        receives_before_sends(&as_lines(&raw)).len(),
+        5,
+        "every answer received before sent"
+    );
+
+    // The text output shows raw time and correction with --raw.
+    let out = ok(
+        home.run(&[
+            "timeline",
+            "--raw",
+            "--collector",
+            &serve.api,
+            "--host",
+            "skewed",
+        ]),
+        "plumb timeline --raw",
+    );
+    let t = text(&out.stdout);
+    assert_eq!(
+        t.lines().filter(|l| l.contains(" skewed ")).count(),
+        10,
+        "{t}"
+    );
+    assert!(t.contains("-3.0"), "the correction shown: {t}");
+}
