@@ -119,6 +119,9 @@ pub struct Options {
 #[derive(Debug)]
 struct Source {
     label: String,
+    /// The label padded to the widest one, and the gap after it: written
+    /// as bytes on every line rather than formatted each time.
+    column: Vec<u8>,
     path: String,
     offset: i64,
     format: Format,
@@ -220,6 +223,7 @@ impl Source {
         let (raw, _) = format.parse(&first).expect("checked above");
         let mut s = Source {
             label: input.label.clone(),
+            column: Vec::new(),
             path: input.path.clone(),
             offset,
             format,
@@ -320,7 +324,6 @@ struct Writer<W: Write> {
     raw_time: Rfc3339,
     raw: bool,
     json: bool,
-    width: usize,
 }
 
 impl<W: Write> Writer<W> {
@@ -355,7 +358,7 @@ impl<W: Write> Writer<W> {
         };
         self.out.write_all(self.time.format(placed))?;
         self.out.write_all(&[b' ', flag.char() as u8, b' '])?;
-        write!(self.out, "{:<w$}  ", s.label, w = self.width)?;
+        self.out.write_all(&s.column)?;
         if self.raw {
             self.out.write_all(self.raw_time.format(s.rec_raw))?;
             write!(
@@ -383,6 +386,9 @@ pub fn run(opts: &Options) -> Result<()> {
         .map(|s| s.label.chars().count())
         .max()
         .unwrap_or(4);
+    for s in &mut sources {
+        s.column = format!("{:<width$}  ", s.label).into_bytes();
+    }
     // Text for a terminal goes through the escaping writer, so a log line
     // cannot drive the terminal; into a pipe or file the lines go as the
     // hosts wrote them, as `plumb logs` writes a run's output.
@@ -398,7 +404,6 @@ pub fn run(opts: &Options) -> Result<()> {
                 raw_time: Rfc3339::default(),
                 raw: opts.raw,
                 json,
-                width,
             },
         )
     } else {
@@ -411,7 +416,6 @@ pub fn run(opts: &Options) -> Result<()> {
                 raw_time: Rfc3339::default(),
                 raw: opts.raw,
                 json,
-                width,
             },
         )
     }
