@@ -471,4 +471,16 @@ fn store_timeline_corrects_each_host_by_its_agents_measured_offset() {
         "{t}"
     );
     assert!(t.contains("-3.0"), "the correction shown: {t}");
+
+    // The dashboard's timeline page: one lane per host, the events in
+    // them.
+    let page = serve
+        .get("/timeline?grep=plumb.msg.")
+        .expect("the timeline page");
+    assert_eq!(page.matches("class=\"lane\"").count(), 2, "{page}");
+    assert!(
+        page.contains(">skewed</th>") && page.contains(">steady</th>"),
+        "{page}"
+    );
+    assert_eq!(page.matches("plumb.msg.recv=").count(), 10, "{page}");
 }
