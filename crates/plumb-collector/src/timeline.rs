@@ -35,6 +35,10 @@ pub const COLLECTOR_HOST: &str = "collector";
 /// Runs looked at when no run is named.
 pub const MAX_RUNS: usize = 200;
 
+/// How much wider than the asked window events are read: more than any
+/// clock is expected to be off.
+const WIDE_NS: i64 = 3_600_000_000_000;
+
 /// Log records, and spans, read when no run is named.
 pub const MAX_TELEMETRY: usize = 100_000;
 
@@ -331,7 +335,7 @@ pub fn timeline(store: &dyn Backend, q: &TimelineQuery) -> plumb_store::Result<T
         let filter = RunFilter {
             since: q
                 .since
-                .map(|t| Timestamp::from_nanos(t.as_nanos() - 3_600_000_000_000)),
+                .map(|t| Timestamp::from_nanos(t.as_nanos().saturating_sub(WIDE_NS))),
             limit: MAX_RUNS,
             ..RunFilter::default()
         };
@@ -352,14 +356,13 @@ pub fn timeline(store: &dyn Backend, q: &TimelineQuery) -> plumb_store::Result<T
     if q.runs.is_empty() {
         // Every log record and span of the window, of runs or not, read
         // an hour wider on each side since host clocks may be that far off.
-        let wide = 3_600_000_000_000;
         let from = Timestamp::from_nanos(
             q.since
-                .map_or(i64::MIN, |t| t.as_nanos().saturating_sub(wide)),
+                .map_or(i64::MIN, |t| t.as_nanos().saturating_sub(WIDE_NS)),
         );
         let to = Timestamp::from_nanos(
             q.until
-                .map_or(i64::MAX, |t| t.as_nanos().saturating_add(wide)),
+                .map_or(i64::MAX, |t| t.as_nanos().saturating_add(WIDE_NS)),
         );
         for l in store.logs_between(from, to, MAX_TELEMETRY)? {
             events.push(log_event(l, ""));
@@ -404,10 +407,21 @@ pub fn timeline(store: &dyn Backend, q: &TimelineQuery) -> plumb_store::Result<T
         }
     }
 
+    // Events far outside the window (by more than any clock is off) are
+    // dropped before placing, so a long run's whole output is not placed
+    // to show a minute of it.
+    let (lo, hi) = (
+        q.since
+            .map_or(i64::MIN, |t| t.as_nanos().saturating_sub(WIDE_NS)),
+        q.until
+            .map_or(i64::MAX, |t| t.as_nanos().saturating_add(WIDE_NS)),
+    );
+    events.retain(|e| e.raw_ns >= lo && e.raw_ns < hi);
+
     // Each host's clock, from the estimates of its node.
     let nodes: Vec<String> = store.clock_latest()?.into_iter().map(|r| r.node).collect();
     let since_estimates = q.since.map_or(Timestamp::from_nanos(0), |t| {
-        Timestamp::from_nanos(t.as_nanos() - 3_600_000_000_000)
+        Timestamp::from_nanos(t.as_nanos().saturating_sub(WIDE_NS))
     });
     let mut clocks: HashMap<String, (HostClock, HostMapping)> = HashMap::new();
     for e in &events {
