@@ -484,3 +484,43 @@ fn store_timeline_corrects_each_host_by_its_agents_measured_offset() {
     );
     assert_eq!(page.matches("plumb.msg.recv=").count(), 10, "{page}");
 }
+
+#[test]
+fn offsets_estimated_from_send_receive_pairs_order_the_merge() {
+    let home = Home::new();
+    let skew = 2 * SEC + 700 * MS;
+    let (c, s) = exchange(20, skew);
+    let c = write(home.dir(), "client.log", &c);
+    let s = write(home.dir(), "server.log", &s);
+    let out = ok(
+        home.run(&[
+            "timeline",
+            "--json",
+            "--causal-window",
+            "0",
+            "--estimate-offsets",
+            "--merge",
+            &c,
+            &s,
+        ]),
+        "--estimate-offsets",
+    );
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("server offset estimated from send/receive pairs: +2.7"),
+        "{e}"
+    );
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 80);
+    assert_eq!(receives_before_sends(&lines), Vec::<String>::new());
+    // Each message takes 2 ms either way, so the tightest bounds are
+    // symmetric about the true offset: the estimate is exact, ±2 ms.
+    let off = lines.iter().find(|l| l["host"] == "server").unwrap()["offset_ns"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(off, skew);
+    assert!(e.contains("±2.000 ms"), "{e}");
+}

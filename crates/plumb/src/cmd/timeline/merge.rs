@@ -372,6 +372,106 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// An offset estimated from matched send/receive pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimated {
+    /// The file's index in the inputs.
+    pub input: usize,
+    /// The estimated offset, ns.
+    pub offset_ns: i64,
+    /// The true offset is within this of it (given the reference's).
+    pub error_ns: i64,
+    /// Whether the pairs contradict each other (a receive before its send
+    /// in both directions at once: the clock moved during the logs).
+    pub inconsistent: bool,
+}
+
+/// Estimates the offsets of the files that have none from the
+/// `plumb.msg.send=ID` / `plumb.msg.recv=ID` pairs between files, in a
+/// first pass that keeps only the pairs' ids and times. A message from
+/// host a (sent at `s`, a's clock) to host b (received at `r`, b's clock)
+/// says `off_b − off_a ≤ r − s` (a receive comes after its send); messages
+/// both ways bound `off_b − off_a` on both sides, and the middle of the
+/// tightest bounds is the estimate, half their width the error, as NTP's
+/// four timestamps do. The reference is the first file with a given
+/// offset (else the first file, at zero); estimates spread from it to
+/// every file linked to it by pairs in both directions.
+pub fn estimate_offsets(
+    inputs: &[Input],
+    pattern: Option<&str>,
+    year: i32,
+) -> Result<Vec<Estimated>> {
+    let finder = memchr::memmem::Finder::new(b"plumb.msg.");
+    let mut sends: HashMap<String, (usize, i64)> = HashMap::new();
+    let mut recvs: Vec<(String, usize, i64)> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(mut s) = Source::open(input, 0, pattern, year)? else {
+            continue;
+        };
+        loop {
+            match s.msg(&finder) {
+                Some(Msg::Send(id)) => {
+                    sends.entry(id).or_insert((i, s.rec_raw));
+                }
+                Some(Msg::Recv(id)) => recvs.push((id, i, s.rec_raw)),
+                None => {}
+            }
+            if !s.fill()? {
+                break;
+            }
+        }
+    }
+    // upper[(a, b)]: the least r − s of messages from a to b.
+    let mut upper: HashMap<(usize, usize), i64> = HashMap::new();
+    for (id, b, r) in &recvs {
+        if let Some(&(a, s)) = sends.get(id)
+            && a != *b
+        {
+            let d = r - s;
+            upper
+                .entry((a, *b))
+                .and_modify(|u| *u = (*u).min(d))
+                .or_insert(d);
+        }
+    }
+    let n = inputs.len();
+    let mut known: Vec<Option<(i64, i64)>> =
+        inputs.iter().map(|i| i.offset_ns.map(|o| (o, 0))).collect();
+    if known.iter().all(Option::is_none) && n > 0 {
+        known[0] = Some((0, 0));
+    }
+    let mut out = Vec::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for b in 0..n {
+            if known[b].is_some() {
+                continue;
+            }
+            // The best-bounded link from any known file.
+            let best = (0..n)
+                .filter_map(|a| {
+                    let (off_a, err_a) = known[a]?;
+                    let hi = *upper.get(&(a, b))?;
+                    let lo = -*upper.get(&(b, a))?;
+                    Some((off_a + (hi + lo) / 2, err_a + (hi - lo).abs() / 2, lo > hi))
+                })
+                .min_by_key(|&(_, err, _)| err);
+            if let Some((offset_ns, error_ns, inconsistent)) = best {
+                known[b] = Some((offset_ns, error_ns));
+                out.push(Estimated {
+                    input: b,
+                    offset_ns,
+                    error_ns,
+                    inconsistent,
+                });
+                changed = true;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Merges the files to standard output.
 pub fn run(opts: &Options) -> Result<()> {
     let mut sources = Vec::with_capacity(opts.inputs.len());

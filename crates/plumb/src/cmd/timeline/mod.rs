@@ -43,6 +43,12 @@ pub struct Args {
     /// waits for its `plumb.msg.send=ID`; 0 turns the causal pass off.
     #[arg(long, default_value = "10s", value_parser = plumb_model::parse_duration_ns, requires = "merge")]
     pub causal_window: i64,
+    /// With --merge, estimate the offsets not given from matched
+    /// `plumb.msg.send=ID` / `plumb.msg.recv=ID` pairs between the files
+    /// (a first pass over them), relative to the first file with an
+    /// offset, else the first file. The estimates go to standard error.
+    #[arg(long, requires = "merge")]
+    pub estimate_offsets: bool,
     /// Also show each event's raw timestamp and the correction applied.
     #[arg(long)]
     pub raw: bool,
@@ -281,6 +287,30 @@ fn merge_files(args: &Args) -> Result<ExitCode> {
             .parse()
             .context("the system clock's year")?,
     };
+    if args.estimate_offsets {
+        let found = merge::estimate_offsets(&inputs, args.pattern.as_deref(), year)?;
+        for e in &found {
+            let input = &mut inputs[e.input];
+            input.offset_ns = Some(e.offset_ns);
+            eprintln!(
+                "plumb: {} offset estimated from send/receive pairs: {} ±{}{}",
+                plumb_model::text::escape_controls(&input.label),
+                crate::cmd::clock::signed(e.offset_ns),
+                crate::cmd::clock::millis(e.error_ns),
+                if e.inconsistent {
+                    " (the pairs contradict each other: that clock moved during the logs)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for i in inputs.iter().filter(|i| i.offset_ns.is_none()) {
+            eprintln!(
+                "plumb: warning: no offset for {}: no send/receive pairs both ways link it to the others",
+                plumb_model::text::escape_controls(&i.label)
+            );
+        }
+    }
     merge::run(&merge::Options {
         inputs,
         pattern: args.pattern.clone(),
