@@ -524,3 +524,41 @@ fn offsets_estimated_from_send_receive_pairs_order_the_merge() {
     assert_eq!(off, skew);
     assert!(e.contains("±2.000 ms"), "{e}");
 }
+
+#[test]
+fn a_receive_whose_send_never_comes_is_let_go_marked_and_in_order() {
+    let home = Home::new();
+    let a = write(
+        home.dir(),
+        "a.log",
+        "1796331306.000 got plumb.msg.recv=lost\n1796331306.001 after it on a\n",
+    );
+    let b: String = (0..30)
+        .map(|k| format!("{} b line {k}\n", epoch(T0 + k * 100 * MS)))
+        .collect();
+    let b = write(home.dir(), "b.log", &b);
+    let lines = merged(&home, &[&a, &b, "--causal-window", "1s"]);
+    assert_eq!(lines.len(), 32);
+    let lost = lines
+        .iter()
+        .position(|l| l["unmatched"] == true)
+        .expect("marked");
+    assert!(lines[lost]["text"].as_str().unwrap().contains("recv=lost"));
+    // It waited a second of merged time, and a's next line waited with it.
+    assert!(lines[lost]["placed_ns"].as_i64().unwrap() >= T0 + SEC);
+    assert_eq!(lines[lost + 1]["text"], "1796331306.001 after it on a");
+    let placed: Vec<i64> = lines
+        .iter()
+        .map(|l| l["placed_ns"].as_i64().unwrap())
+        .collect();
+    assert!(placed.windows(2).all(|w| w[0] <= w[1]), "{placed:?}");
+    let out = ok(
+        home.run(&["timeline", "--merge", &a, &b, "--causal-window", "1s"]),
+        "text",
+    );
+    assert!(
+        text(&out.stdout).lines().any(|l| l.contains(" ? a ")),
+        "{}",
+        text(&out.stdout)
+    );
+}

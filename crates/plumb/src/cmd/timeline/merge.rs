@@ -14,7 +14,8 @@
 //! after it, as a hybrid logical clock demands) until the send is merged,
 //! then goes right after it. A send remembered for `--causal-window` of
 //! merged time is what bounds the memory; a receive whose send does not
-//! come within that window is let go at its own time and marked `?`.
+//! come within that window is let go where the merge has got to (so the
+//! output never goes back in time) and marked `?`.
 
 use super::{Flag, Format as OutFormat};
 use crate::out::{raw_stdout, stdout};
@@ -536,6 +537,8 @@ fn merge<W: Write>(sources: &mut [Source], opts: &Options, mut w: Writer<W>) -> 
     // Files held back by a receive: id -> files; and each hold's deadline.
     let mut held: HashMap<String, Vec<usize>> = HashMap::new();
     let mut deadlines: Vec<(i64, usize, String)> = Vec::new();
+    // The latest placed time written.
+    let mut last = i64::MIN;
     loop {
         // Holds whose window ran out before the next record (or with
         // nothing else left to merge) are let go, marked.
@@ -543,11 +546,7 @@ fn merge<W: Write>(sources: &mut [Source], opts: &Options, mut w: Writer<W>) -> 
             let next = heap.peek().map(|Reverse((k, _))| *k);
             let mut k = 0;
             while k < deadlines.len() {
-                let (deadline, s, _) = &deadlines[k];
-                let expired = match next {
-                    Some(n) => *deadline < n,
-                    None => true,
-                };
+                let expired = next.is_none_or(|n| deadlines[k].0 < n);
                 if expired {
                     let (_, s, id) = deadlines.swap_remove(k);
                     if let Some(v) = held.get_mut(&id) {
@@ -556,10 +555,12 @@ fn merge<W: Write>(sources: &mut [Source], opts: &Options, mut w: Writer<W>) -> 
                             held.remove(&id);
                         }
                     }
+                    // Where the merge has got to, so the output never
+                    // goes back in time.
                     sources[s].gate = Gate::Unmatched;
+                    sources[s].floor = sources[s].floor.max(last);
                     heap.push(Reverse((sources[s].key(), s)));
                 } else {
-                    let _ = s;
                     k += 1;
                 }
             }
@@ -590,6 +591,7 @@ fn merge<W: Write>(sources: &mut [Source], opts: &Options, mut w: Writer<W>) -> 
         }
         w.record(s, placed)?;
         s.floor = placed;
+        last = last.max(placed);
         if let Some(Msg::Send(id)) = msg {
             if let Some(waiting) = held.remove(&id) {
                 deadlines.retain(|(_, _, d)| *d != id);
