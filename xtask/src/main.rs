@@ -13,6 +13,7 @@ mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
 mod bench_stack;
+mod bench_timeline;
 mod measure;
 
 fn main() -> Result<()> {
@@ -118,6 +119,7 @@ const BENCHES: &[&str] = &[
     "proxy",
     "recorder",
     "stack",
+    "timeline",
 ];
 
 fn bench(name: &str, rest: &[&str]) -> Result<()> {
@@ -130,6 +132,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
         "stack" => bench_stack::run(rest),
+        "timeline" => bench_timeline::run(rest),
         other => bail!("unknown benchmark `{other}`; known: {}", BENCHES.join(", ")),
     }
 }

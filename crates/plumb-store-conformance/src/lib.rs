@@ -26,6 +26,7 @@ pub mod insights;
 pub mod nodes;
 pub mod runs;
 pub mod telemetry;
+pub mod timeline;
 pub mod tokens;
 
 /// One fresh, empty store of the backend under test.
@@ -73,7 +74,8 @@ macro_rules! suite {
             insights::duration_stats_use_the_latest_successful_runs,
             insights::slow_runs_need_history_and_exceed_the_p95,
             insights::every_failed_state_is_queued_for_grouping_and_no_other,
-            clocks::one_row_per_probe_latest_per_node_and_a_day_kept
+            clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
+            timeline::logs_and_spans_are_found_by_time_window_from_every_source
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
@@ -102,6 +104,7 @@ mod tests {
             ("nodes", include_str!("nodes.rs")),
             ("runs", include_str!("runs.rs")),
             ("telemetry", include_str!("telemetry.rs")),
+            ("timeline", include_str!("timeline.rs")),
             ("tokens", include_str!("tokens.rs")),
         ];
         let mut cases = 0;

@@ -13,7 +13,7 @@ use plumb_store::telemetry::prepare_logs;
 use plumb_store::{SearchOptions, StoreError};
 use serde_json::json;
 
-fn source(run: Option<Uuid>, host: &str) -> Source {
+pub(crate) fn source(run: Option<Uuid>, host: &str) -> Source {
     let mut r = Attributes::new();
     r.insert("service.name".into(), json!("shop"));
     r.insert("host.name".into(), json!(host));
@@ -37,7 +37,7 @@ fn record(i: i64, body: &str) -> LogRecord {
     }
 }
 
-fn batch(source: &Source, range: std::ops::Range<i64>) -> LogBatch {
+pub(crate) fn batch(source: &Source, range: std::ops::Range<i64>) -> LogBatch {
     LogBatch {
         source: source.clone(),
         records: range
@@ -182,7 +182,7 @@ pub fn search_finds_log_lines_by_run_and_by_source(h: &dyn Harness) {
     }
 }
 
-fn span_of(trace: &str, id: &str, parent: Option<&str>, name: &str, start: i64) -> Span {
+pub(crate) fn span_of(trace: &str, id: &str, parent: Option<&str>, name: &str, start: i64) -> Span {
     let mut attributes = Attributes::new();
     attributes.insert("order.id".into(), json!(42));
     Span {

@@ -381,16 +381,32 @@ pub trait Clocks {
     fn clock_history(&self, node: &str, since: Timestamp, limit: usize) -> Result<Vec<ClockRow>>;
 }
 
+/// What a merged timeline reads beyond runs (`plumb timeline`).
+pub trait Timeline {
+    /// Log records whose own time is in `[since, until)`, whichever run or
+    /// source sent them, oldest first, at most `limit` (0: all).
+    fn logs_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<LogLine>>;
+
+    /// Spans starting in `[since, until)`, by start time, at most `limit`
+    /// (0: all).
+    fn spans_between(&self, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Span>>;
+}
+
 /// Every concern together: what a collector serves from. Implemented for
 /// every type that implements each concern, so a backend implements the
 /// concern traits and gets this for free.
 pub trait Backend:
-    Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Send
+    Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Timeline + Send
 {
 }
 
-impl<T: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Send> Backend
-    for T
+impl<T: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Timeline + Send>
+    Backend for T
 {
 }
 

@@ -35,12 +35,13 @@ mod runs;
 mod schema;
 pub mod spool;
 pub mod telemetry;
+mod timeline;
 pub mod tokens;
 mod writer;
 
 pub use backend::{
     Alerts, Backend, Connector, Insights, Nodes, Output, OutputSink, RunStore, Runs,
-    SqliteConnector, Telemetry, Tokens,
+    SqliteConnector, Telemetry, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
@@ -49,7 +50,8 @@ pub mod prelude {
     // Anonymous, so that the glob brings the methods into scope without
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
-        Alerts as _, Insights as _, Nodes as _, Output as _, Runs as _, Telemetry as _, Tokens as _,
+        Alerts as _, Insights as _, Nodes as _, Output as _, Runs as _, Telemetry as _,
+        Timeline as _, Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

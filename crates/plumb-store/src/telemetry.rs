@@ -464,14 +464,14 @@ fn rebuild(g: &PreparedGroup, fresh: &[bool]) -> SealedChunk {
     chunk::encode(LOG_CHUNK_STREAM, &marks, &raw)
 }
 
-fn decode_log_chunk(id: i64, data: &[u8], crc: u32) -> Result<chunk::DecodedChunk> {
+pub(crate) fn decode_log_chunk(id: i64, data: &[u8], crc: u32) -> Result<chunk::DecodedChunk> {
     chunk::decode(data, crc).map_err(|e| match e {
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("{m} (log chunk {id})")),
         other => other,
     })
 }
 
-fn trim_newline(b: &[u8]) -> &[u8] {
+pub(crate) fn trim_newline(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\n").unwrap_or(b)
 }
 

@@ -61,6 +61,8 @@ enum Command {
     Profile(cmd::profile::Args),
     /// Clock offsets: each node's against the collector, or this host's now.
     Clock(cmd::clock::Args),
+    /// One merged, clock-corrected timeline of the fleet, or of log files (--merge).
+    Timeline(Box<cmd::timeline::Args>),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
             | Command::Checkpoint(_)
             | Command::Stack(_)
             | Command::Profile(_)
+            | Command::Timeline(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Stack(a) => cmd::stack::main(a),
         Command::Profile(a) => cmd::profile::main(a),
         Command::Clock(a) => cmd::clock::main(a),
+        Command::Timeline(a) => cmd::timeline::main(*a),
     };
     match result {
         Ok(code) => code,

@@ -12,7 +12,8 @@
 //!
 //! `clippy.toml` forbids `println!`, `print!` and `std::io::stdout` in this
 //! crate, so a new command cannot print around it by accident. Bytes that
-//! must pass as they are (a checkpoint's binary payload) go through
+//! must pass as they are (a checkpoint's binary payload, `timeline --merge`'s
+//! log lines into a pipe or file) go through
 //! [`raw_stdout`], by name; `cmd/query.rs` (`logs` writes a run's output as
 //! the program wrote it) is let off with an `allow` on its `mod` line.
 

@@ -3,7 +3,7 @@
 //! the settings of an HTTP client for a collector.
 //!
 //! The rule, for `ls`, `show`, `logs`, `search`, `trace`, `diff`, `errors`,
-//! `slow`, `nodes` and `clock` alike: `--local` reads the local store; otherwise
+//! `slow`, `nodes`, `clock` and `timeline` alike: `--local` reads the local store; otherwise
 //! `--collector URL`, else the configured collector (`PLUMB_COLLECTOR`, or
 //! `collector =` in plumb.toml), else the local store. Giving both flags is
 //! refused by clap.

@@ -11,32 +11,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// libfaketime's preload library. Missing is a failure naming the
-/// package, never a silent skip.
-fn faketime_lib() -> PathBuf {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ] {
-        let p = PathBuf::from(dir).join("faketime/libfaketime.so.1");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("libfaketime is missing: install the Debian package `faketime` (.ci/install-clock.sh)");
-}
-
-/// `cmd` on a clock shifted by `shift` (libfaketime's relative syntax,
-/// `+5s`). FAKETIME_DONT_RESET keeps the shift for the threads and
-/// children of the process rather than restarting it.
-fn shifted(mut cmd: Command, shift: &str) -> Command {
-    cmd.env("LD_PRELOAD", faketime_lib())
-        .env("FAKETIME", shift)
-        .env("FAKETIME_DONT_RESET", "1");
-    cmd
-}
-
 fn probe_json(cmd: Command) -> Value {
     let mut cmd = cmd;
     let out = ok(cmd.output().unwrap(), "plumb clock probe");

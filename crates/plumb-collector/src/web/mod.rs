@@ -14,6 +14,7 @@
 //! | `/errors` | `/api/v1/errors` | error groups with new / regressed markers |
 //! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: hosts, sample, occurrences |
 //! | `/alerts` | `/api/v1/alerts` | firing and resolved alerts, rules |
+//! | `/timeline` | `/api/v1/timeline` | the clock-corrected timeline, one lane per host |
 //! | `/login` | | a form that stores a viewer token in a cookie |
 //!
 //! Each page's data comes from one `*_data` function that both the HTML
@@ -28,6 +29,7 @@ mod errors;
 mod nodes;
 mod runs;
 mod search;
+mod timeline;
 mod traces;
 
 use crate::AppState;
@@ -60,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .merge(traces::routes())
         .merge(errors::routes())
         .merge(alerts::routes())
+        .merge(timeline::routes())
 }
 
 /// Escapes text for HTML element content and quoted attribute values. The
@@ -170,6 +173,8 @@ pub enum Nav {
     Errors,
     /// Alerts.
     Alerts,
+    /// The merged timeline.
+    Timeline,
     /// Anything else.
     None,
 }
@@ -195,7 +200,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
 <link rel=\"stylesheet\" href=\"{css}\">\
 <script src=\"{js}\" defer></script></head><body>\
 <a class=\"skip\" href=\"#main\">Skip to content</a>\
-<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {alerts} {search_link}</nav>\
+<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {alerts} {timeline} {search_link}</nav>\
 <form role=\"search\" action=\"/search\" method=\"get\"><label for=\"q\" class=\"skip\">Search output and logs</label>\
 <input id=\"q\" name=\"q\" type=\"search\" placeholder=\"Search output and logs (press /)\" value=\"{sv}\"><button type=\"submit\">Search</button></form>\
 </header><main id=\"main\" tabindex=\"-1\">{body}</main></body></html>\n",
@@ -207,6 +212,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
         nodes = item(Nav::Nodes, "/nodes", "Nodes"),
         errors = item(Nav::Errors, "/errors", "Errors"),
         alerts = item(Nav::Alerts, "/alerts", "Alerts"),
+        timeline = item(Nav::Timeline, "/timeline", "Timeline"),
         search_link = item(Nav::Search, "/search", "Search"),
         sv = esc(search),
     );

@@ -20,4 +20,5 @@ pub mod run;
 pub mod serve;
 pub mod slow;
 pub mod stack;
+pub mod timeline;
 pub mod token;

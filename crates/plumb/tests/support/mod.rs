@@ -871,3 +871,29 @@ pub fn stored_ended(data: &Path, run: &str) -> bool {
     };
     store.get_run(id).is_ok_and(|r| r.ended.is_some())
 }
+
+/// libfaketime's preload library. Missing is a failure naming the
+/// package, never a silent skip.
+pub fn faketime_lib() -> PathBuf {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ] {
+        let p = PathBuf::from(dir).join("faketime/libfaketime.so.1");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("libfaketime is missing: install the Debian package `faketime` (.ci/install-clock.sh)");
+}
+
+/// `cmd` on a clock shifted by `shift` (libfaketime's relative syntax,
+/// `+5s`). FAKETIME_DONT_RESET keeps the shift for the threads and
+/// children of the process rather than restarting it.
+pub fn shifted(mut cmd: Command, shift: &str) -> Command {
+    cmd.env("LD_PRELOAD", faketime_lib())
+        .env("FAKETIME", shift)
+        .env("FAKETIME_DONT_RESET", "1");
+    cmd
+}
