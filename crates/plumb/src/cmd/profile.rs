@@ -4,8 +4,8 @@
 //! draws).
 
 use crate::out::outln;
-use anyhow::{Context, Result, bail};
-use plumb_model::profile::{Profile, compare_html, flame_svg, top};
+use anyhow::{Context, Result};
+use plumb_model::profile::{Profile, flame_svg, top};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,10 +44,6 @@ pub struct Args {
     /// `DIR/profile-HOST.svg` for each host (default: the current directory).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
-    /// Also write `DIR/compare-A-B.html`: the two hosts' flame graphs side
-    /// by side with a table of where their time differs.
-    #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 2)]
-    pub compare: Vec<String>,
     /// How many functions to list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
@@ -90,17 +86,6 @@ pub fn main(a: Args) -> Result<ExitCode> {
             ..plumb_stack::profile::ProfileOptions::default()
         },
     );
-    if !a.compare.is_empty() {
-        let hosts = profile.hosts();
-        for h in &a.compare {
-            if !hosts.contains(h) {
-                bail!(
-                    "--compare names host `{h}`, which has no process in this profile (hosts: {})",
-                    hosts.join(", ")
-                );
-            }
-        }
-    }
     if a.json {
         let mut out = crate::out::stdout();
         serde_json::to_writer_pretty(&mut out, &profile)?;
@@ -108,7 +93,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let written = write_graphs(&profile, &a.out, &a.compare)?;
+    let written = write_graphs(&profile, &a.out)?;
     report(&profile, &written, a.top);
     Ok(if profile.samples() == 0 {
         ExitCode::FAILURE
@@ -117,9 +102,9 @@ pub fn main(a: Args) -> Result<ExitCode> {
     })
 }
 
-/// The job's flame graph, one per host when there are several, and the
-/// comparison when asked for; the paths written.
-fn write_graphs(profile: &Profile, dir: &Path, compare: &[String]) -> Result<Vec<PathBuf>> {
+/// The job's flame graph and one per host when there are several; the
+/// paths written.
+fn write_graphs(profile: &Profile, dir: &Path) -> Result<Vec<PathBuf>> {
     let write = |name: String, body: String| -> Result<PathBuf> {
         let path = dir.join(name);
         std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
@@ -144,16 +129,6 @@ fn write_graphs(profile: &Profile, dir: &Path, compare: &[String]) -> Result<Vec
                 flame_svg(h, &profile.folded(Some(h))),
             )?);
         }
-    }
-    if let [a, b] = compare {
-        written.push(write(
-            format!("compare-{}-{}.html", file_safe(a), file_safe(b)),
-            compare_html(
-                &format!("{a} against {b}"),
-                (a, &profile.folded(Some(a))),
-                (b, &profile.folded(Some(b))),
-            ),
-        )?);
     }
     Ok(written)
 }
