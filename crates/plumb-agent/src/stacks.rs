@@ -1,8 +1,11 @@
-//! Stack requests from the collector: a long poll on a thread of its own
+//! Stack and profile requests from the collector: a long poll on a thread of its own
 //! (`GET /api/v1/agent/requests?node=N&wait=15s`, which returns the moment
 //! a request is posted), the target resolved against the runs this node's
-//! `plumb run`s are recording, a `plumb_stack` snapshot, and the answer
-//! posted back (`POST /api/v1/agent/answers`).
+//! `plumb run`s are recording, a `plumb_stack` snapshot (or a sampled
+//! profile, which takes its whole window), and the answer posted back
+//! (`POST /api/v1/agent/answers`). Each request is answered on a thread of
+//! its own, at most [`MAX_IN_FLIGHT`] at once, so a stack request is not
+//! kept waiting behind a 30 s profile.
 //!
 //! The runs are found in the agent's outbox: with a collector configured,
 //! `plumb run` records each run into a spool file there and holds that
@@ -13,15 +16,17 @@
 //! A node with nothing matching answers "nothing here" at once.
 
 use plumb_model::frame::{HEADER, Header, KIND_RUN};
+use plumb_model::profile::{ProcessProfile, Profile};
 use plumb_model::stack::{
-    Missing, MissingReason, ProcessSnapshot, StackAnswer, StackRequest, StackSnapshot, StackTarget,
+    Missing, MissingReason, ProcessSnapshot, ProfileSpec, StackAnswer, StackRequest, StackSnapshot,
+    StackTarget,
 };
 use plumb_model::{Run, RunState, Timestamp};
 use plumb_ship::{Client, Outbox};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The collector's pending-request endpoint.
@@ -47,6 +52,7 @@ pub fn spawn(
             // by `Agent::new`): nothing to escape in a query.
             let path = format!("{REQUESTS_PATH}?node={node}&wait={POLL_WAIT}");
             let mut failures = 0u32;
+            let in_flight = Arc::new(AtomicUsize::new(0));
             while !stop.load(Ordering::Relaxed) {
                 let requests: Vec<StackRequest> = match client.get(&path) {
                     Ok(r) => match serde_json::from_str(&r.body) {
@@ -75,72 +81,86 @@ pub fn spawn(
                     }
                 };
                 for req in requests {
-                    let answer = answer(&req, &node, &outbox);
-                    let body = serde_json::to_vec(&answer).expect("answer serializes");
-                    match client.post(ANSWERS_PATH, "application/json", &body, false, &[]) {
-                        Ok(_) => {}
-                        // The asker stopped waiting before this node was
-                        // done: expected of a slow node, not a fault.
-                        Err(e) if e.status() == Some(404) => tracing::info!(
+                    // Each request on a thread of its own: a profile samples
+                    // for its whole window, and a stack request coming
+                    // meanwhile must not wait behind it.
+                    if in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
+                        tracing::warn!(
                             request = %req.id,
-                            "stack answer came after the collector stopped waiting for it"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(request = %req.id, error = %e, "stack answer not delivered")
-                        }
+                            "{MAX_IN_FLIGHT} stack or profile requests are being answered already; this one is left unanswered"
+                        );
+                        continue;
+                    }
+                    in_flight.fetch_add(1, Ordering::SeqCst);
+                    let (client, node, outbox, busy) =
+                        (client.clone(), node.clone(), outbox.clone(), in_flight.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("plumb-stack-answer".into())
+                        .spawn(move || {
+                            deliver(&client, &req, &answer(&req, &node, &outbox));
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if let Err(e) = spawned {
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        tracing::warn!(error = %e, "no thread to answer a stack request");
                     }
                 }
             }
         })
 }
 
-/// This node's answer to `req`: a snapshot of the matching processes, or
-/// "nothing here".
-pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
-    let started = Instant::now();
-    let mut roots = Vec::new();
-    let mut runs = Vec::new();
-    let mut gone = Vec::new();
-    match &req.target {
-        StackTarget::Pid { pid } => {
-            if plumb_stack::proc::exists(*pid) {
-                roots.push(*pid);
-            }
-        }
-        target => {
-            for run in running_runs(outbox) {
-                let wanted = match target {
-                    StackTarget::Run { run: id } => run.id.to_string() == *id,
-                    StackTarget::Name { name } => run.name == *name,
-                    StackTarget::Node => true,
-                    StackTarget::Pid { .. } => false,
-                };
-                if !wanted {
-                    continue;
-                }
-                runs.push(run.id);
-                if run.pid != 0 && plumb_stack::proc::exists(run.pid) {
-                    roots.push(run.pid);
-                } else {
-                    gone.push(run);
-                }
-            }
+/// Requests answered at once; past it, new ones are left unanswered (the
+/// collector names the node as not answering) until one is done.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Posts `answer` to the collector.
+fn deliver(client: &Client, req: &StackRequest, answer: &StackAnswer) {
+    let body = serde_json::to_vec(answer).expect("answer serializes");
+    match client.post(ANSWERS_PATH, "application/json", &body, false, &[]) {
+        Ok(_) => {}
+        // The asker stopped waiting before this node was done: expected of
+        // a slow node, not a fault.
+        Err(e) if e.status() == Some(404) => tracing::info!(
+            request = %req.id,
+            "stack answer came after the collector stopped waiting for it"
+        ),
+        Err(e) => {
+            tracing::warn!(request = %req.id, error = %e, "stack answer not delivered")
         }
     }
-    if roots.is_empty() && gone.is_empty() {
+}
+
+/// This node's answer to `req`: a snapshot (or, for a profile request, a
+/// profile) of the matching processes, or "nothing here".
+pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
+    let started = Instant::now();
+    let found = find(&req.target, outbox);
+    if found.roots.is_empty() && found.gone.is_empty() {
         return StackAnswer {
             request: req.id,
             node: node.to_string(),
-            runs,
+            runs: found.runs,
             snapshot: None,
             note: Some(format!("no {} on node {node}", req.target.describe())),
+            profile: None,
         };
     }
-    let mut snap = if roots.is_empty() {
+    if let Some(spec) = req.profile {
+        let profile = profile(&found, spec, node);
+        return StackAnswer {
+            request: req.id,
+            node: node.to_string(),
+            runs: found.runs,
+            snapshot: None,
+            note: None,
+            profile: Some(profile),
+        };
+    }
+    let mut snap = if found.roots.is_empty() {
         StackSnapshot::merge(Vec::new(), None)
     } else {
         plumb_stack::snapshot(
-            &roots,
+            &found.roots,
             &plumb_stack::Options {
                 locals: req.locals,
                 host: node.to_string(),
@@ -150,20 +170,13 @@ pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
     };
     // A run whose recorder still holds its spool file but whose process is
     // gone is said, as a process with what is missing, like any other.
-    for run in gone {
+    for run in &found.gone {
         snap.processes.push(ProcessSnapshot {
             host: node.to_string(),
             pid: run.pid,
             command: run.argv.join(" "),
             state: "gone".into(),
-            missing: vec![Missing {
-                what: "process".into(),
-                reason: MissingReason::Gone,
-                detail: format!(
-                    "run {} ({}) is recorded as running, but its process {} is gone",
-                    run.id, run.name, run.pid
-                ),
-            }],
+            missing: vec![gone(run)],
             ..ProcessSnapshot::default()
         });
     }
@@ -175,10 +188,90 @@ pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
     StackAnswer {
         request: req.id,
         node: node.to_string(),
-        runs,
+        runs: found.runs,
         snapshot: Some(snap),
         note: None,
+        profile: None,
     }
+}
+
+/// The processes of this node a request's target names.
+struct Found {
+    /// Live processes to look at (each with its descendants).
+    roots: Vec<u32>,
+    /// The runs matched.
+    runs: Vec<plumb_model::Uuid>,
+    /// Runs recorded as running whose process is gone.
+    gone: Vec<Run>,
+}
+
+fn find(target: &StackTarget, outbox: &Outbox) -> Found {
+    let mut found = Found {
+        roots: Vec::new(),
+        runs: Vec::new(),
+        gone: Vec::new(),
+    };
+    if let StackTarget::Pid { pid } = target {
+        if plumb_stack::proc::exists(*pid) {
+            found.roots.push(*pid);
+        }
+        return found;
+    }
+    for run in running_runs(outbox) {
+        let wanted = match target {
+            StackTarget::Run { run: id } => run.id.to_string() == *id,
+            StackTarget::Name { name } => run.name == *name,
+            StackTarget::Node => true,
+            StackTarget::Pid { .. } => false,
+        };
+        if !wanted {
+            continue;
+        }
+        found.runs.push(run.id);
+        if run.pid != 0 && plumb_stack::proc::exists(run.pid) {
+            found.roots.push(run.pid);
+        } else {
+            found.gone.push(run);
+        }
+    }
+    found
+}
+
+/// What is missing of a run whose process is gone.
+fn gone(run: &Run) -> Missing {
+    Missing {
+        what: "process".into(),
+        reason: MissingReason::Gone,
+        detail: format!(
+            "run {} ({}) is recorded as running, but its process {} is gone",
+            run.id, run.name, run.pid
+        ),
+    }
+}
+
+/// Samples the processes found for `spec`'s window.
+fn profile(found: &Found, spec: ProfileSpec, node: &str) -> Profile {
+    let mut p = plumb_stack::profile::profile(
+        &found.roots,
+        &plumb_stack::profile::ProfileOptions {
+            duration: Duration::from_millis(spec.duration_ms),
+            rate_hz: spec.rate_hz,
+            idle: spec.idle,
+            lines: spec.lines,
+            host: node.to_string(),
+            ..plumb_stack::profile::ProfileOptions::default()
+        },
+    );
+    for run in &found.gone {
+        p.processes.push(ProcessProfile {
+            host: node.to_string(),
+            pid: run.pid,
+            command: run.argv.join(" "),
+            missing: vec![gone(run)],
+            ..ProcessProfile::default()
+        });
+    }
+    p
 }
 
 /// The runs being recorded into `outbox` right now: its locked spool

@@ -4,6 +4,7 @@
 //! | Route | Role | What |
 //! |---|---|---|
 //! | `POST /api/v1/stack` | viewer (admin with `locals`) | asks the live nodes, waits for their answers (bounded), answers a [`FleetStack`] |
+//! | `POST /api/v1/profile` | viewer | asks the live nodes to sample a CPU profile for a window (at most [`MAX_PROFILE`]), answers a [`FleetProfile`] |
 //! | `GET /api/v1/agent/requests?node=N&wait=15s` | agent | long poll: the requests for node N not yet given to it |
 //! | `POST /api/v1/agent/answers` | agent | one node's [`StackAnswer`] |
 //!
@@ -30,8 +31,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use plumb_model::insights::SlowRun;
 use plumb_model::node::NodeState;
+use plumb_model::profile::Profile;
 use plumb_model::stack::{
-    FleetStack, Silent, StackAnswer, StackQuery, StackRequest, StackSnapshot, StackTarget,
+    FleetProfile, FleetStack, Silent, StackAnswer, StackQuery, StackRequest, StackSnapshot,
+    StackTarget,
 };
 use plumb_model::{Timestamp, Uuid};
 use serde::Deserialize;
@@ -138,6 +141,7 @@ impl StackRequests {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/stack", post(ask_route))
+        .route("/api/v1/profile", post(profile_route))
         .route("/api/v1/agent/requests", get(poll))
         .route("/api/v1/agent/answers", post(answer))
 }
@@ -166,18 +170,144 @@ pub async fn ask(
     reason: Option<String>,
     attach: bool,
 ) -> Result<FleetStack, ApiError> {
+    let mut q = q;
+    q.profile = None;
+    let reason = reason.unwrap_or_else(|| format!("plumb stack, {}", q.target.describe()));
+    let g = gather(state, q, &reason).await?;
+    let mut result = FleetStack {
+        snapshot: StackSnapshot::merge(Vec::new(), Some(reason.clone())),
+        runs: g.runs,
+        answered: Vec::new(),
+        nothing_here: Vec::new(),
+        not_answered: g.not_answered,
+    };
+    let mut parts = Vec::new();
+    for a in g.answers {
+        match a.snapshot {
+            Some(s) => {
+                result.answered.push(a.node);
+                parts.push(s);
+            }
+            None => result.nothing_here.push(a.node),
+        }
+    }
+    if !parts.is_empty() {
+        result.snapshot = StackSnapshot::merge(parts, Some(reason));
+    }
+    if attach && !result.snapshot.processes.is_empty() {
+        for run in result.runs.clone() {
+            let snap = result.snapshot.clone();
+            if let Err(e) = state.db.write(move |s| s.attach_snapshot(run, &snap)).await {
+                tracing::warn!(%run, error = %e, "the stack snapshot could not be attached to the run");
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// The longest window of a fleet-wide profile: the asker's request stays
+/// open for all of it.
+pub const MAX_PROFILE: Duration = Duration::from_secs(600);
+
+async fn profile_route(
+    _: Viewer,
+    State(state): State<AppState>,
+    Json(q): Json<StackQuery>,
+) -> Result<Json<FleetProfile>, ApiError> {
+    Ok(Json(profile(&state, q).await?))
+}
+
+/// Asks the live nodes (or `q.node`) to sample a CPU profile of
+/// `q.target` for `q.profile`'s window, waits for it and then up to
+/// `q.wait_ms` more for their answers, and merges them.
+pub async fn profile(state: &AppState, q: StackQuery) -> Result<FleetProfile, ApiError> {
+    let Some(spec) = q.profile else {
+        return Err(ApiError::BadRequest(
+            "no profile: say how long and how often to sample (profile.duration_ms, profile.rate_hz)".into(),
+        ));
+    };
+    if spec.duration_ms < 1000 || spec.duration_ms > MAX_PROFILE.as_millis() as u64 {
+        return Err(ApiError::BadRequest(format!(
+            "profile.duration_ms {} is outside 1 s to {} s",
+            spec.duration_ms,
+            MAX_PROFILE.as_secs()
+        )));
+    }
+    if !(1..=1000).contains(&spec.rate_hz) {
+        return Err(ApiError::BadRequest(format!(
+            "profile.rate_hz {} is outside 1 to 1000",
+            spec.rate_hz
+        )));
+    }
+    if q.locals {
+        return Err(ApiError::BadRequest(
+            "locals are for stack snapshots, not profiles".into(),
+        ));
+    }
+    let reason = format!("plumb profile, {}", q.target.describe());
+    let g = gather(state, q, &reason).await?;
+    let mut result = FleetProfile {
+        profile: Profile {
+            taken: Timestamp::now(),
+            duration_ms: spec.duration_ms,
+            rate_hz: spec.rate_hz,
+            processes: Vec::new(),
+        },
+        runs: g.runs,
+        answered: Vec::new(),
+        nothing_here: Vec::new(),
+        not_answered: g.not_answered,
+    };
+    let mut parts = Vec::new();
+    for a in g.answers {
+        match (a.profile, a.snapshot) {
+            (Some(p), _) => {
+                result.answered.push(a.node);
+                parts.push(p);
+            }
+            // An agent from before fleet-wide profiles takes a snapshot.
+            (None, Some(_)) => result.not_answered.push(Silent {
+                node: a.node,
+                why: "its agent answered with a stack snapshot, not a profile: it is older than fleet-wide profiles (upgrade plumb there)".into(),
+            }),
+            (None, None) => result.nothing_here.push(a.node),
+        }
+    }
+    if let Some(merged) = Profile::merge(parts) {
+        result.profile = merged;
+    }
+    Ok(result)
+}
+
+/// What the nodes answered to one request.
+struct Gathered {
+    /// Every answer received in time (snapshots, profiles, "nothing here").
+    answers: Vec<StackAnswer>,
+    /// Nodes down, or silent until the deadline.
+    not_answered: Vec<Silent>,
+    /// The runs the answers cover.
+    runs: Vec<Uuid>,
+}
+
+/// Posts `q` to the live nodes (or `q.node`) and collects their answers:
+/// until every node expected has answered, or the wait is over (for a
+/// profile, its window plus `q.wait_ms`).
+async fn gather(state: &AppState, q: StackQuery, reason: &str) -> Result<Gathered, ApiError> {
     if q.wait_ms == 0 {
         return Err(ApiError::BadRequest(
             "wait_ms is 0: give the nodes some time to answer (a few seconds)".into(),
         ));
     }
-    let wait = Duration::from_millis(q.wait_ms);
+    let mut wait = Duration::from_millis(q.wait_ms);
     if wait > MAX_WAIT {
         return Err(ApiError::BadRequest(format!(
             "wait_ms {} is longer than the longest wait, {} s",
             q.wait_ms,
             MAX_WAIT.as_secs()
         )));
+    }
+    if let Some(p) = &q.profile {
+        wait += Duration::from_millis(p.duration_ms);
     }
     if let StackTarget::Pid { .. } = q.target
         && q.node.is_none()
@@ -254,7 +384,6 @@ pub async fn ask(
     let started = Instant::now();
     let id = plumb_model::new_id();
     let deadline = Timestamp::from_nanos(Timestamp::now().as_nanos() + wait.as_nanos() as i64);
-    let reason = reason.unwrap_or_else(|| format!("plumb stack, {}", q.target.describe()));
     let answered = Arc::new(Notify::new());
     if !expected.is_empty() {
         register(
@@ -266,7 +395,8 @@ pub async fn ask(
                     target: q.target.clone(),
                     locals: q.locals,
                     deadline,
-                    reason: Some(reason.clone()),
+                    reason: Some(reason.to_string()),
+                    profile: q.profile,
                 },
                 node: q.node.clone(),
                 expected: expected.clone(),
@@ -276,7 +406,7 @@ pub async fn ask(
             },
         )?;
         reqs.posted.notify_waiters();
-        tracing::debug!(%id, nodes = expected.len(), target = %q.target.describe(), "stack request posted");
+        tracing::debug!(%id, nodes = expected.len(), target = %q.target.describe(), profile = q.profile.is_some(), "stack request posted");
         // Bounded by the deadline; each answer wakes this loop once.
         loop {
             let notified = answered.notified();
@@ -295,28 +425,13 @@ pub async fn ask(
     let answers: Vec<StackAnswer> = pending
         .map(|p| p.answers.into_values().collect())
         .unwrap_or_default();
-    let mut result = FleetStack {
-        snapshot: StackSnapshot::merge(Vec::new(), Some(reason.clone())),
-        runs: Vec::new(),
-        answered: Vec::new(),
-        nothing_here: Vec::new(),
-        not_answered,
-    };
-    let mut parts = Vec::new();
     let mut runs = BTreeSet::new();
-    for a in answers {
+    for a in &answers {
         runs.extend(a.runs.iter().copied());
-        match a.snapshot {
-            Some(s) => {
-                result.answered.push(a.node);
-                parts.push(s);
-            }
-            None => result.nothing_here.push(a.node),
-        }
     }
     for n in &expected {
-        if !result.answered.contains(n) && !result.nothing_here.contains(n) {
-            result.not_answered.push(Silent {
+        if !answers.iter().any(|a| &a.node == n) {
+            not_answered.push(Silent {
                 node: n.clone(),
                 why: format!(
                     "no answer within {}",
@@ -325,19 +440,11 @@ pub async fn ask(
             });
         }
     }
-    if !parts.is_empty() {
-        result.snapshot = StackSnapshot::merge(parts, Some(reason));
-    }
-    result.runs = runs.into_iter().collect();
-    if attach && !result.snapshot.processes.is_empty() {
-        for run in result.runs.clone() {
-            let snap = result.snapshot.clone();
-            if let Err(e) = state.db.write(move |s| s.attach_snapshot(run, &snap)).await {
-                tracing::warn!(%run, error = %e, "the stack snapshot could not be attached to the run");
-            }
-        }
-    }
-    Ok(result)
+    Ok(Gathered {
+        answers,
+        not_answered,
+        runs: runs.into_iter().collect(),
+    })
 }
 
 /// Adds a pending request, unless [`MAX_PENDING`] wait already.
@@ -474,6 +581,7 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
                 node: None,
                 locals: false,
                 wait_ms: EVIDENCE_WAIT.as_millis() as u64,
+                profile: None,
             };
             match ask(&state, q, Some(reason), true).await {
                 Ok(f) if f.runs.contains(&s.run_id) && !f.snapshot.processes.is_empty() => {

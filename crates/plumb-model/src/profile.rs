@@ -67,6 +67,19 @@ impl ProcessProfile {
 }
 
 impl Profile {
+    /// One profile of several (the nodes' parts of a fleet-wide profile):
+    /// every process of each, in the order given; begun when the first
+    /// began, over the longest window. `None` when there are no parts.
+    pub fn merge(parts: Vec<Profile>) -> Option<Profile> {
+        let taken = parts.iter().map(|p| p.taken).min()?;
+        Some(Profile {
+            taken,
+            duration_ms: parts.iter().map(|p| p.duration_ms).max().unwrap_or(0),
+            rate_hz: parts.iter().map(|p| p.rate_hz).max().unwrap_or(0),
+            processes: parts.into_iter().flat_map(|p| p.processes).collect(),
+        })
+    }
+
     /// The hosts present, sorted.
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self.processes.iter().map(|p| p.host.clone()).collect();
@@ -434,6 +447,21 @@ mod tests {
         assert_eq!(profile.folded(None)["main;hot"], 40);
         assert_eq!(profile.folded(Some("n1")).len(), 1);
         assert_eq!(profile.samples(), 100);
+
+        // The nodes' parts of a fleet profile merge into one: the earliest
+        // start, the longest window, every process.
+        let part = |host: &str, at, ms| Profile {
+            taken: Timestamp::from_nanos(at),
+            duration_ms: ms,
+            rate_hz: 100,
+            processes: vec![p(host, 7, "main;hot 5\n")],
+        };
+        let merged = Profile::merge(vec![part("n2", 20, 2000), part("n1", 10, 1000)]).unwrap();
+        assert_eq!(merged.taken, Timestamp::from_nanos(10));
+        assert_eq!(merged.duration_ms, 2000);
+        assert_eq!(merged.hosts(), vec!["n1", "n2"]);
+        assert_eq!(merged.folded(None)["main;hot"], 10);
+        assert!(Profile::merge(Vec::new()).is_none());
     }
 
     #[test]

@@ -451,8 +451,28 @@ pub struct StackQuery {
     /// Add each Python frame's locals.
     #[serde(default)]
     pub locals: bool,
-    /// How long to wait for the nodes' answers, milliseconds.
+    /// How long to wait for the nodes' answers, milliseconds (for a
+    /// profile: after its sampling window).
     pub wait_ms: u64,
+    /// A CPU profile instead of a stack snapshot (`POST /api/v1/profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileSpec>,
+}
+
+/// What a fleet-wide `plumb profile` asks each node to sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// How long to sample each process, milliseconds (whole seconds).
+    pub duration_ms: u64,
+    /// Samples a second per process.
+    pub rate_hz: u32,
+    /// Also sample waiting threads.
+    #[serde(default)]
+    pub idle: bool,
+    /// Keep Python frames apart by the line running.
+    #[serde(default)]
+    pub lines: bool,
 }
 
 /// One pending request, as an agent receives it from
@@ -472,6 +492,11 @@ pub struct StackRequest {
     /// Why it was asked (`plumb stack`, `longer than usual`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Sample a CPU profile instead of taking a snapshot. An agent older
+    /// than this field answers with a snapshot, which the collector
+    /// reports as "no profile" for that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileSpec>,
 }
 
 /// `POST /api/v1/agent/answers`: one node's answer to a [`StackRequest`].
@@ -491,6 +516,10 @@ pub struct StackAnswer {
     /// Why nothing matched, in words, when nothing did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The profile asked for by a profile request (processes whose
+    /// `host` is the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::Profile>,
 }
 
 /// A node that did not answer in time, and what the collector knew of it.
@@ -509,6 +538,26 @@ pub struct FleetStack {
     /// The merged snapshot (its processes carry their node as `host`).
     pub snapshot: StackSnapshot,
     /// The runs it covers (it is attached to each).
+    #[serde(default)]
+    pub runs: Vec<Uuid>,
+    /// Nodes whose processes are in it.
+    #[serde(default)]
+    pub answered: Vec<String>,
+    /// Nodes that answered with nothing matching.
+    #[serde(default)]
+    pub nothing_here: Vec<String>,
+    /// Nodes asked that did not answer in time.
+    #[serde(default)]
+    pub not_answered: Vec<Silent>,
+}
+
+/// The answer of `POST /api/v1/profile`: every answering node's profile
+/// merged into one (each process carries its node as `host`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetProfile {
+    /// The merged profile.
+    pub profile: crate::profile::Profile,
+    /// The runs it covers.
     #[serde(default)]
     pub runs: Vec<Uuid>,
     /// Nodes whose processes are in it.

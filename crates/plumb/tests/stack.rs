@@ -1103,8 +1103,9 @@ fn profile_of_a_cpu_bound_python_job_puts_its_hot_function_on_top() {
     assert!(svg.starts_with("<svg") && svg.contains("hot_function (hot.py:"));
     let json: serde_json::Value =
         serde_json::from_slice(&ok(json, "plumb profile --json").stdout).unwrap();
-    let procs = json["processes"].as_array().unwrap();
+    let procs = json["profile"]["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 2, "{json:#}");
+    assert_eq!(json["answered"].as_array().unwrap().len(), 1, "{json:#}");
     for p in procs {
         assert_eq!(p["kind"], "python", "{p:#}");
         assert!(!p["stacks"].as_array().unwrap().is_empty(), "{p:#}");
@@ -1155,6 +1156,111 @@ fn profile_of_a_c_program_shows_its_hot_function_through_perf() {
         .nth(1)
         .unwrap_or_default();
     assert!(first.ends_with("spin_here"), "{t}");
+}
+
+#[test]
+fn profile_through_the_collector_merges_two_nodes_and_puts_them_side_by_side() {
+    need_py_spy();
+    let serve = Serve::builder().start();
+    let shared = tempfile::tempdir().unwrap();
+    let script = shared.path().join("hot.py");
+    std::fs::write(&script, HOT).unwrap();
+    let a = Node::start(&serve, "prof-a", &script);
+    let b = Node::start(&serve, "prof-b", &script);
+    let run_a = a.run_job(&serve, "hotjob", &[]);
+    let run_b = b.run_job(&serve, "hotjob", &[]);
+    run_a.line("child");
+    run_b.line("child");
+    // Until both agents answer (each may still be making its first poll).
+    let v = wait_for(
+        "both nodes' profiles in one",
+        Duration::from_secs(60),
+        || {
+            let out = a.plumb(
+                &serve,
+                &["profile", "--name", "hotjob", "--duration", "1s", "--json"],
+            );
+            if !out.status.success() {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            (v["answered"].as_array().unwrap().len() == 2).then_some(v)
+        },
+    );
+    assert_eq!(v["answered"], serde_json::json!(["prof-a", "prof-b"]));
+    let procs = v["profile"]["processes"].as_array().unwrap();
+    for node in ["prof-a", "prof-b"] {
+        let mine: Vec<_> = procs.iter().filter(|p| p["host"] == node).collect();
+        assert_eq!(mine.len(), 2, "two processes on {node}: {v:#}");
+    }
+    assert_eq!(v["runs"].as_array().unwrap().len(), 2, "{v:#}");
+
+    // The text form: one graph for the job, one per node, and the two
+    // nodes side by side.
+    let graphs = shared.path().join("graphs");
+    let out = ok(
+        a.plumb(
+            &serve,
+            &[
+                "profile",
+                "--name",
+                "hotjob",
+                "--duration",
+                "2s",
+                "--compare",
+                "prof-a,prof-b",
+                "--out",
+                graphs.to_str().unwrap(),
+            ],
+        ),
+        "plumb profile --compare",
+    );
+    let t = text(&out.stdout);
+    let first = t
+        .lines()
+        .skip_while(|l| !l.contains("own   total  function"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.contains("hot_function (hot.py:3)"), "{t}");
+    assert!(t.contains("from 4 of 4 processes"), "{t}");
+    assert!(t.contains("2 answered: prof-a, prof-b"), "{t}");
+    for f in ["profile.svg", "profile-prof-a.svg", "profile-prof-b.svg"] {
+        let svg = std::fs::read_to_string(graphs.join(f)).unwrap();
+        assert!(svg.contains("hot_function (hot.py:"), "{f}");
+    }
+    let html = std::fs::read_to_string(graphs.join("compare-prof-a-prof-b.html")).unwrap();
+    assert!(html.contains("prof-a") && html.contains("prof-b"));
+    assert_eq!(html.matches("<svg").count(), 2);
+
+    // Bad input is refused before any sampling, naming what is wrong.
+    for (args, says) in [
+        (vec!["--compare", "prof-a,nosuch"], "no node `nosuch`"),
+        (vec!["--compare", "prof-a,prof-a"], "twice"),
+        (vec!["--compare", "prof-a"], "A,B"),
+        (vec!["--node", "nosuch"], "no node `nosuch`"),
+        (vec!["--wait", "0s"], "no time"),
+    ] {
+        let mut all = vec!["profile", "--name", "hotjob", "--duration", "1s"];
+        all.extend(&args);
+        let out = a.plumb(&serve, &all);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = a.plumb(
+        &serve,
+        &["profile", "--local", "--name", "hotjob", "--compare", "x,y"],
+    );
+    assert!(
+        text(&out.stderr).contains("--compare asks the nodes' agents through the collector"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(run_a);
+    drop(run_b);
 }
 
 #[test]

@@ -828,6 +828,7 @@ async fn stack_data(state: &AppState, id: String) -> Result<StackView, ApiError>
             node: None,
             locals: false,
             wait_ms: STACK_WAIT_MS,
+            profile: None,
         };
         Some(crate::stack::ask(state, q, Some("dashboard".into()), false).await?)
     } else {

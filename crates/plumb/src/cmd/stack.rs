@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::out::outln;
 use crate::target::SourceArgs;
 use anyhow::{Context, Result, bail};
-use plumb_model::stack::{FleetStack, StackQuery, StackSnapshot, StackTarget};
+use plumb_model::stack::{FleetStack, Silent, StackQuery, StackSnapshot, StackTarget};
 use plumb_model::{Run, RunState};
 use plumb_store::RunFilter;
 use plumb_store::prelude::*;
@@ -49,7 +49,7 @@ pub struct Args {
 }
 
 /// `--wait`: a positive duration no longer than the collector waits.
-fn parse_wait(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_wait(s: &str) -> Result<Duration, String> {
     let ns = plumb_model::parse_duration_ns(s)?;
     if ns <= 0 {
         return Err(format!(
@@ -78,17 +78,13 @@ pub fn main(a: Args) -> Result<ExitCode> {
 /// Through the collector: every live node (or `--node`) is asked, and
 /// their snapshots come back merged.
 fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
-    let target = match (&a.pid, &a.run, &a.name) {
-        (Some(pid), _, _) => StackTarget::Pid { pid: *pid },
-        (None, Some(run), _) => StackTarget::Run { run: run.clone() },
-        (None, None, Some(name)) => StackTarget::Name { name: name.clone() },
-        (None, None, None) => StackTarget::Node,
-    };
+    let target = fleet_target(a.pid, a.run.as_deref(), a.name.as_deref());
     let query = StackQuery {
         target: target.clone(),
         node: a.node.clone(),
         locals: a.locals,
         wait_ms: a.wait.as_millis() as u64,
+        profile: None,
     };
     let client = crate::target::client(cfg, url)?;
     let resp = client
@@ -98,19 +94,11 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         .with_context(|| format!("asking {url} for the stacks of {}", target.describe()))?;
     let fleet: FleetStack = resp.json()?;
     if fleet.snapshot.processes.is_empty() {
-        let mut why = format!("no node has a running process for {}", target.describe());
-        if !fleet.nothing_here.is_empty() {
-            why.push_str(&format!(" (asked: {})", fleet.nothing_here.join(", ")));
-        }
-        for s in &fleet.not_answered {
-            why.push_str(&format!("; node {} did not answer: {}", s.node, s.why));
-        }
-        if fleet.nothing_here.is_empty() && fleet.not_answered.is_empty() {
-            why.push_str(
-                " (no node is known to the collector: is `plumb agent` running on the nodes?)",
-            );
-        }
-        return Err(crate::exit::NotFound(why).into());
+        return Err(nobody_has(
+            &target,
+            &fleet.nothing_here,
+            &fleet.not_answered,
+        ));
     }
     if a.json {
         let mut out = crate::out::stdout();
@@ -131,17 +119,7 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
     }
     print(&fleet.snapshot, false)?;
     outln!();
-    outln!(
-        "nodes     {} answered: {}",
-        fleet.answered.len(),
-        fleet.answered.join(", ")
-    );
-    if !fleet.nothing_here.is_empty() {
-        outln!("          nothing there: {}", fleet.nothing_here.join(", "));
-    }
-    for s in &fleet.not_answered {
-        outln!("          NOT ANSWERING: {} ({})", s.node, s.why);
-    }
+    print_nodes(&fleet.answered, &fleet.nothing_here, &fleet.not_answered);
     if !fleet.runs.is_empty() {
         let ids: Vec<String> = fleet.runs.iter().map(|r| r.to_string()).collect();
         outln!(
@@ -151,6 +129,54 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `--pid`, `--run`, `--name` (or none: every running run) ask the
+/// nodes for (`plumb stack` and `plumb profile` alike).
+pub(crate) fn fleet_target(pid: Option<u32>, run: Option<&str>, name: Option<&str>) -> StackTarget {
+    match (pid, run, name) {
+        (Some(pid), _, _) => StackTarget::Pid { pid },
+        (None, Some(run), _) => StackTarget::Run { run: run.into() },
+        (None, None, Some(name)) => StackTarget::Name { name: name.into() },
+        (None, None, None) => StackTarget::Node,
+    }
+}
+
+/// The error when no node had a process of `target`, naming the nodes
+/// asked and those that did not answer.
+pub(crate) fn nobody_has(
+    target: &StackTarget,
+    nothing_here: &[String],
+    not_answered: &[Silent],
+) -> anyhow::Error {
+    let mut why = format!("no node has a running process for {}", target.describe());
+    if !nothing_here.is_empty() {
+        why.push_str(&format!(" (asked: {})", nothing_here.join(", ")));
+    }
+    for s in not_answered {
+        why.push_str(&format!("; node {} did not answer: {}", s.node, s.why));
+    }
+    if nothing_here.is_empty() && not_answered.is_empty() {
+        why.push_str(
+            " (no node is known to the collector: is `plumb agent` running on the nodes?)",
+        );
+    }
+    crate::exit::NotFound(why).into()
+}
+
+/// The nodes that answered, had nothing there, or did not answer.
+pub(crate) fn print_nodes(answered: &[String], nothing_here: &[String], not_answered: &[Silent]) {
+    outln!(
+        "nodes     {} answered: {}",
+        answered.len(),
+        answered.join(", ")
+    );
+    if !nothing_here.is_empty() {
+        outln!("          nothing there: {}", nothing_here.join(", "));
+    }
+    for s in not_answered {
+        outln!("          NOT ANSWERING: {} ({})", s.node, s.why);
+    }
 }
 
 /// This machine only: today's behaviour without a collector.
