@@ -136,6 +136,9 @@ pub struct Prober {
     socket: UdpSocket,
     addr: SocketAddr,
     timeout: Duration,
+    /// Added to this host's clock readings: a simulated offset for the
+    /// demo on machines without libfaketime; 0 otherwise.
+    shift_ns: i64,
 }
 
 impl Prober {
@@ -153,7 +156,15 @@ impl Prober {
             socket,
             addr,
             timeout,
+            shift_ns: 0,
         })
+    }
+
+    /// The same prober with this host's clock read `shift_ns` ahead (a
+    /// simulated offset, as libfaketime would make a real one).
+    pub fn shifted(mut self, shift_ns: i64) -> Prober {
+        self.shift_ns = shift_ns;
+        self
     }
 
     /// The probe server's address.
@@ -168,7 +179,7 @@ impl Prober {
             addr: self.addr,
             cause,
         };
-        let t1 = Timestamp::now().as_nanos();
+        let t1 = Timestamp::now().as_nanos() + self.shift_ns;
         let started = Instant::now();
         match self.socket.send(&Packet::request(t1).encode()) {
             Ok(_) => {}
@@ -203,7 +214,7 @@ impl Prober {
                 }
                 Err(e) => return Err(io(e)),
             };
-            let t4 = Timestamp::now().as_nanos();
+            let t4 = Timestamp::now().as_nanos() + self.shift_ns;
             match Packet::decode(&buf[..n]) {
                 Some(p) if p.kind == PacketKind::Reply && p.t1 == t1 => {
                     return Sample::new(t1, p.t2, p.t3, t4).map_err(|e| {
@@ -254,6 +265,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub fn spawn_measuring(
     target: String,
     every: Duration,
+    shift_ns: i64,
     latest: Arc<Mutex<Option<Estimate>>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
@@ -268,7 +280,7 @@ pub fn spawn_measuring(
                     Some(p) => p.exchange(),
                     None => probe_address(&target)
                         .and_then(|a| Prober::new(a, PROBE_TIMEOUT))
-                        .and_then(|p| prober.insert(p).exchange()),
+                        .and_then(|p| prober.insert(p.shifted(shift_ns)).exchange()),
                 };
                 match result {
                     Ok(s) => {

@@ -87,6 +87,10 @@ pub struct AgentConfig {
     /// Where clock probes go: a URL or HOST:PORT (default: the
     /// collector's URL, whose port number the collector answers them on).
     pub clock_target: Option<String>,
+    /// A simulated clock offset, added to this node's clock readings in
+    /// its probes (`plumb demo` on a machine without libfaketime); 0 for
+    /// the true clock.
+    pub clock_shift_ns: i64,
 }
 
 impl AgentConfig {
@@ -108,6 +112,7 @@ impl AgentConfig {
             mounts: Vec::new(),
             clock_every: Some(clock::PROBE_EVERY),
             clock_target: None,
+            clock_shift_ns: 0,
         }
     }
 }
@@ -204,9 +209,15 @@ impl Agent {
                 .clock_target
                 .clone()
                 .unwrap_or_else(|| self.config.client.collector.clone());
-            clock::spawn_measuring(target, every, clock_estimate.clone(), clock_stop.clone())
-                .map_err(|e| tracing::warn!(error = %e, "clock offsets are not measured"))
-                .ok()
+            clock::spawn_measuring(
+                target,
+                every,
+                self.config.clock_shift_ns,
+                clock_estimate.clone(),
+                clock_stop.clone(),
+            )
+            .map_err(|e| tracing::warn!(error = %e, "clock offsets are not measured"))
+            .ok()
         });
         // Stack requests: a long poll on its own thread, so a request is
         // answered within a round trip rather than at the next heartbeat,

@@ -477,7 +477,14 @@ pub fn timeline(store: &dyn Backend, q: &TimelineQuery) -> plumb_store::Result<T
         0
     };
     events.drain(..left_out);
-    let mut hosts: Vec<HostMapping> = clocks.into_values().map(|(_, m)| m).collect();
+    // The hosts of the events shown, not of every event read.
+    let shown: std::collections::HashSet<&str> =
+        events.iter().map(|p| p.event.host.as_str()).collect();
+    let mut hosts: Vec<HostMapping> = clocks
+        .into_values()
+        .map(|(_, m)| m)
+        .filter(|m| shown.contains(m.host.as_str()))
+        .collect();
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
     Ok(TimelineView {
         events,

@@ -345,7 +345,10 @@ impl StackSnapshot {
                 }
             }
             if g.frames.is_empty() {
-                let _ = writeln!(s, "    (no frames)");
+                let _ = writeln!(
+                    s,
+                    "    (no frames: the tool listed these threads but could not unwind them; what is missing is under processes)"
+                );
             }
         }
         let _ = writeln!(s, "\nprocesses");

@@ -283,4 +283,65 @@ fn an_agent_under_faketime_shows_its_offset_in_plumb_clock_and_fires_the_alert()
         .unwrap();
     let local: Value = serde_json::from_slice(&ok(local, "plumb clock --local").stdout).unwrap();
     assert!(node(&local, "skewed").is_some(), "{local}");
+    // Read locally, the clock described is this host's, not "the
+    // collector's" (the reader may not be on the collector's host).
+    let local = plumb_at(dir.path(), &["clock", "--local"])
+        .env("PLUMB_HOME", &serve.data)
+        .env("PLUMB_CONFIG", &config)
+        .output()
+        .unwrap();
+    let t = text(&ok(local, "plumb clock --local").stdout);
+    assert!(
+        t.contains("this host's clock:") && !t.contains("collector clock"),
+        "{t}"
+    );
+}
+
+/// The demo's skewed node on machines without libfaketime: an agent told
+/// to simulate an offset reports that offset, within its error bound, and
+/// a bad value is refused.
+#[test]
+fn a_simulated_clock_offset_is_measured_like_a_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::builder().start();
+    let home = dir.path().join("sim");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = plumb_in(&home);
+    cmd.args([
+        "agent",
+        "--name",
+        "sim",
+        "--interval",
+        "200ms",
+        "--clock-every",
+        "200ms",
+        "--simulate-clock-offset",
+        "-2s",
+        "--collector",
+        &serve.api,
+    ]);
+    let _agent = Proc(cmd.spawn().expect("plumb agent starts"));
+    let view = wait_for("the node's clock measured", Duration::from_secs(30), || {
+        let v = get_json(&serve.api, "/api/v1/clock");
+        node(&v, "sim").is_some().then_some(v)
+    });
+    let sim = node(&view, "sim").unwrap();
+    let offset = sim["offset_ns"].as_i64().unwrap();
+    let error = sim["error_ns"].as_i64().unwrap();
+    assert!(
+        (offset + 2_000_000_000).abs() <= error.max(2_000_000),
+        "{view}"
+    );
+    let out = plumb_in(&home)
+        .args([
+            "agent",
+            "--simulate-clock-offset",
+            "2 s",
+            "--collector",
+            &serve.api,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--simulate-clock-offset"));
 }

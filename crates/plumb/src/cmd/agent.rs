@@ -45,6 +45,21 @@ pub struct Args {
     /// port number (`plumb serve --clock-port`): HOST:PORT or a URL.
     #[arg(long, value_name = "HOST:PORT")]
     pub clock_target: Option<String>,
+    /// Pretend this node's clock is this far ahead (`+2s`) or behind
+    /// (`-2s`) in its clock probes: the demo's skewed node on a machine
+    /// without libfaketime. Hidden: a real node's offset is its clock's.
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_shift, allow_hyphen_values = true)]
+    pub simulate_clock_offset: Option<i64>,
+}
+
+/// `--simulate-clock-offset`: a signed duration, in nanoseconds.
+fn parse_shift(s: &str) -> Result<i64, String> {
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'-') => (-1, &s[1..]),
+        Some(b'+') => (1, &s[1..]),
+        _ => (1, s),
+    };
+    Ok(sign * plumb_model::parse_duration_ns(rest)?)
 }
 
 /// `--clock-every`: a duration, or `off` (`None`).
@@ -105,6 +120,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         plumb_agent::clock::probe_address(t).context("--clock-target")?;
     }
     ac.clock_target = args.clock_target;
+    ac.clock_shift_ns = args.simulate_clock_offset.unwrap_or(0);
     let agent = plumb_agent::Agent::new(ac).context("cannot start the agent")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {

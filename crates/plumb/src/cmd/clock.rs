@@ -140,7 +140,14 @@ pub fn main(args: Args) -> Result<ExitCode> {
 /// `plumb clock`: the fleet's clocks.
 fn fleet(source: &SourceArgs, json: bool) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    let view: ClockView = match source.target(&cfg)? {
+    let target = source.target(&cfg)?;
+    let whose = match target {
+        Target::Collector(_) => "collector clock",
+        // The local store is a collector's on the collector's own host;
+        // anywhere else, the clock read is this host's.
+        Target::Local => "this host's clock",
+    };
+    let view: ClockView = match target {
         Target::Collector(client) => get_json(&client, "/api/v1/clock")?,
         Target::Local => {
             let max = cfg.alerts.rules.clock_offset.max_offset.as_nanos();
@@ -206,7 +213,7 @@ fn fleet(source: &SourceArgs, json: bool) -> Result<ExitCode> {
         );
     }
     outln!(
-        "\ncollector clock: {}",
+        "\n{whose}: {}",
         match (&view.collector, &view.collector_error) {
             (Some(k), _) => sync_words(k),
             (None, Some(e)) => format!("unknown ({e})"),
@@ -310,4 +317,135 @@ fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<Exit
     );
     outln!("{WHO_SETS_CLOCKS}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far ahead the demo's skewed node runs.
+const DEMO_SKEW: &str = "+2.5s";
+const DEMO_SKEW_NS: i64 = 2_500_000_000;
+
+/// libfaketime's library, when the Debian package `faketime` is installed.
+fn faketime_lib() -> Option<std::path::PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join("faketime/libfaketime.so.1"))
+    .find(|p| p.exists())
+}
+
+/// `plumb demo`'s skewed clock: an agent `demo-skewed` whose clock runs
+/// 2.5 s ahead (libfaketime when installed, else a simulated offset, said
+/// so), `plumb clock` showing it, and a request/response exchange between
+/// demo-node-2 and the skewed node, each side logging on its own clock
+/// through OTLP, put in order by `plumb timeline`. Returns the agent.
+pub fn demo_scene(
+    collector: &str,
+    otlp: &str,
+    home: &std::path::Path,
+    spool: &std::path::Path,
+) -> Result<std::process::Child> {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().context("cannot find the plumb executable")?;
+    let mut cmd = Command::new(&exe);
+    cmd.env("PLUMB_HOME", home)
+        .args(["agent", "--collector", collector, "--name", "demo-skewed"])
+        .args(["--interval", "1s", "--clock-every", "250ms", "--spool"])
+        .arg(spool)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let how = match faketime_lib() {
+        Some(lib) => {
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME", DEMO_SKEW)
+                .env("FAKETIME_DONT_RESET", "1");
+            "its clock runs 2.5 s ahead (libfaketime)"
+        }
+        None => {
+            cmd.args(["--simulate-clock-offset", DEMO_SKEW]);
+            "a simulated clock 2.5 s ahead (libfaketime is not installed: apt install faketime for a real one)"
+        }
+    };
+    let agent = cmd.spawn().context("cannot start the skewed agent")?;
+    outln!("   started demo-skewed: {how}");
+    let cfg = Config::load()?;
+    let client = crate::target::client(&cfg, collector)?;
+    // Bounded: the first estimate comes with a heartbeat a second or two in.
+    for _ in 0..40 {
+        let v: ClockView = get_json(&client, "/api/v1/clock")?;
+        if v.nodes.iter().any(|n| n.node == "demo-skewed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let show = |args: &[&str]| -> Result<()> {
+        outln!("── $ plumb {}", args.join(" "));
+        let status = Command::new(&exe)
+            .env("PLUMB_HOME", home)
+            .args(args)
+            .args(["--collector", collector])
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run plumb {}", args.join(" ")))?;
+        if !status.success() {
+            anyhow::bail!("`plumb {}` failed with {status}", args.join(" "));
+        }
+        Ok(())
+    };
+    show(&["clock"])?;
+    if otlp.is_empty() {
+        outln!("   (the collector's OTLP port is off, so no exchange is logged for the timeline)");
+        return Ok(agent);
+    }
+    // demo-node-2 asks demo-skewed for prices; each logs its side on its
+    // own clock, demo-skewed's 2.5 s ahead, so on raw timestamps every
+    // answer comes before its question.
+    let logs = plumb_http::Client::new(&plumb_http::Config::new(otlp))?;
+    let now = Timestamp::now().as_nanos();
+    const MS: i64 = 1_000_000;
+    let mut records = Vec::new();
+    for k in 0..3i64 {
+        let t = now - 400 * MS + k * 100 * MS;
+        records.push((
+            "demo-node-2",
+            t,
+            format!("GET /price/{k} plumb.msg.send=q{k}"),
+        ));
+        records.push((
+            "demo-skewed",
+            t + 4 * MS + DEMO_SKEW_NS,
+            format!("pricing item {k} plumb.msg.recv=q{k}"),
+        ));
+        records.push((
+            "demo-skewed",
+            t + 9 * MS + DEMO_SKEW_NS,
+            format!("200 price={} plumb.msg.send=r{k}", 10 + k),
+        ));
+        records.push((
+            "demo-node-2",
+            t + 12 * MS,
+            format!("got 200 plumb.msg.recv=r{k}"),
+        ));
+    }
+    for (host, ns, body) in &records {
+        let req = serde_json::json!({"resourceLogs": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "shop"}},
+            {"key": "host.name", "value": {"stringValue": host}}]},
+            "scopeLogs": [{"logRecords": [{"timeUnixNano": ns.to_string(),
+                "severityNumber": 9, "body": {"stringValue": body}}]}]}]});
+        logs.post("/v1/logs")
+            .json(&req)
+            .send()
+            .with_context(|| format!("cannot send the demo's logs to {otlp}"))?;
+    }
+    outln!(
+        "   demo-node-2 asked demo-skewed for three prices; each logged its side on its own clock"
+    );
+    show(&["timeline", "--grep", "plumb.msg.", "--raw"])?;
+    outln!(
+        "   each of demo-skewed's lines is placed at its own time minus its measured offset (the CORRECTION column), so every answer follows its question; by raw time every answer would come first."
+    );
+    Ok(agent)
 }

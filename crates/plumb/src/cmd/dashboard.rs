@@ -19,6 +19,10 @@ const PAGES: &[(&str, &str)] = &[
     ("/errors", "error groups, new and regressed"),
     ("/alerts", "firing and resolved alerts, rules"),
     (
+        "/timeline?grep=plumb.msg.",
+        "one timeline, a lane per host, each corrected by its clock offset",
+    ),
+    (
         "/search?q=error",
         "every line of output and logs containing `error`",
     ),

@@ -334,6 +334,14 @@ fn fleet_section(
             python,
         )?);
         outln!();
+        outln!("── a node whose clock is off: plumb clock measures it, plumb timeline corrects it");
+        agents.push(crate::cmd::clock::demo_scene(
+            &collector.api,
+            &collector.otlp,
+            home,
+            &dir.join("agents").join("skewed"),
+        )?);
+        outln!();
         outln!("── alerts: a disk rule fires and its webhook is called");
         agents.push(crate::cmd::alerts::demo_scene(
             &collector.api,

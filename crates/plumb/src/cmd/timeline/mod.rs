@@ -242,7 +242,13 @@ fn print_view(view: &TimelineView, raw: bool) {
         .hosts
         .iter()
         .filter(|h| h.node.is_none() && h.host != plumb_collector::timeline::COLLECTOR_HOST)
-        .map(|h| h.host.as_str())
+        .map(|h| {
+            if h.host.is_empty() {
+                "(no host name)"
+            } else {
+                h.host.as_str()
+            }
+        })
         .collect();
     if !unmeasured.is_empty() {
         outln!(
