@@ -71,6 +71,132 @@ fn probe_under_faketime_reports_the_shift_within_its_bound() {
     }
 }
 
+/// A UDP relay in front of the collector's probe port that holds each
+/// packet back, as `tc qdisc ... netem delay D J` would on a link (this
+/// VM's kernel has no sch_netem): `out` plus up to `jitter` on the way to
+/// the collector, `back` plus up to `jitter` on the way back, so the two
+/// directions differ, which is what an offset measurement cannot see.
+struct DelayRelay {
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DelayRelay {
+    fn start(upstream: &str, out: Duration, back: Duration, jitter: Duration) -> DelayRelay {
+        use std::net::UdpSocket;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let up = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        up.connect(upstream).unwrap();
+        let addr = front.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = Arc::new(std::sync::Mutex::new(None));
+        let delay = move |base: Duration| base + jitter.mul_f64(fastrand::f64());
+        for towards_collector in [true, false] {
+            let (front, up, stop, client) =
+                (front.clone(), up.clone(), stop.clone(), client.clone());
+            std::thread::spawn(move || {
+                let from = if towards_collector { &front } else { &up };
+                from.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                // Bounded by `stop`, set when the relay is dropped.
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, peer)) = from.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let packet = buf[..n].to_vec();
+                    let (front, up) = (front.clone(), up.clone());
+                    let wait = if towards_collector {
+                        *client.lock().unwrap() = Some(peer);
+                        delay(out)
+                    } else {
+                        delay(back)
+                    };
+                    let to = *client.lock().unwrap();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(wait);
+                        if towards_collector {
+                            let _ = up.send(&packet);
+                        } else if let Some(to) = to {
+                            let _ = front.send_to(&packet, to);
+                        }
+                    });
+                }
+            });
+        }
+        DelayRelay { addr, stop }
+    }
+}
+
+impl Drop for DelayRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Issue 15's netem test, with the delays made by a relay: a host 3 s
+/// ahead (libfaketime) probing through a path of 1 ms out and 6 ms back,
+/// each with up to 3 ms of jitter. Every sample's offset is off the truth
+/// by half the asymmetry, and its bound (half its delay) must still hold
+/// the truth in at least 99% of samples; the estimate must hold it too.
+#[test]
+fn through_an_asymmetric_jittery_path_the_true_offset_stays_inside_the_bounds() {
+    let serve = Serve::builder().start();
+    let home = Home::new();
+    let port = serve.api.rsplit(':').next().unwrap();
+    let relay = DelayRelay::start(
+        &format!("127.0.0.1:{port}"),
+        Duration::from_millis(1),
+        Duration::from_millis(6),
+        Duration::from_millis(3),
+    );
+    let truth = 3_000_000_000i64;
+    let v = probe_json(shifted(
+        home.cmd(&["clock", "probe", &relay.addr, "--json", "--count", "200"]),
+        "+3s",
+    ));
+    let samples = v["samples"].as_array().unwrap();
+    assert!(samples.len() >= 190, "{} answered", samples.len());
+    let mut inside = 0;
+    let mut errors = Vec::new();
+    for s in samples {
+        let t = |k: &str| s[k].as_i64().unwrap();
+        let (t1, t2, t3, t4) = (t("t1"), t("t2"), t("t3"), t("t4"));
+        // This clock minus the collector's: -θ, θ = ((T2-T1)+(T3-T4))/2.
+        let offset = -((t2 - t1) + (t3 - t4)) / 2;
+        let delay = (t4 - t1) - (t3 - t2);
+        // The bound the estimate starts from: half the delay, plus the
+        // clocks' reading precision.
+        let bound = delay / 2 + plumb_model::clock::PRECISION_NS;
+        if (offset - truth).abs() <= bound {
+            inside += 1;
+        }
+        errors.push(offset - truth);
+    }
+    assert!(
+        inside * 100 >= samples.len() * 99,
+        "truth inside the bound in only {inside} of {}",
+        samples.len()
+    );
+    // The path really was asymmetric: the samples put this clock ahead
+    // of the truth by about half the difference, (6 - 1) / 2 ms.
+    errors.sort();
+    let median = errors[errors.len() / 2];
+    assert!(
+        (1_000_000..=4_000_000).contains(&median),
+        "median error {median} ns"
+    );
+    let e = &v["estimate"];
+    let (offset, error) = (
+        e["offset_ns"].as_i64().unwrap(),
+        e["error_ns"].as_i64().unwrap(),
+    );
+    assert!((offset - truth).abs() <= error, "{offset} ± {error}: {v}");
+    assert!(error < 10_000_000, "a bound that says something: {error}");
+}
+
 #[test]
 fn probe_of_the_clock_port_given_as_host_and_port() {
     let port = free_port();
