@@ -542,6 +542,60 @@ fn every_page_shows_the_fleet_in_a_real_browser() {
             .is_some_and(|t| t.contains("dashword")),
         "the link lands on the line: {v}"
     );
+
+    // Timeline: a request from lane-a and its answer from lane-b, whose
+    // stamps (no agent measures its clock) put the receive 50 ms before
+    // the send; the page shows one lane per host and, by causality, the
+    // receive after the send, flagged as moved (`>`), the send as of an
+    // order the unmeasured clocks cannot settle (`~`).
+    for (host, at, body) in [
+        ("lane-a", now, "GET /lanes plumb.msg.send=lq1"),
+        (
+            "lane-b",
+            now - 50_000_000,
+            "serving /lanes plumb.msg.recv=lq1",
+        ),
+    ] {
+        let req = serde_json::json!({"resourceLogs": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "lanes"}},
+            {"key": "host.name", "value": {"stringValue": host}}]},
+            "scopeLogs": [{"logRecords": [{"timeUnixNano": at.to_string(),
+                "severityNumber": 9, "body": {"stringValue": body}}]}]}]});
+        let (code, body) = http(
+            &api,
+            "POST",
+            "/v1/logs",
+            &[("Content-Type", "application/json")],
+            req.to_string().as_bytes(),
+        )
+        .status_and_text();
+        assert_eq!(code, 200, "{body}");
+    }
+    let v = page(
+        "timeline.mjs",
+        &api,
+        &out,
+        serde_json::json!({"grep": "/lanes plumb.msg.", "narrow": "GET /lanes"}),
+    );
+    assert_eq!(strs(&v["lanes"]), vec!["lane-a", "lane-b"], "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert_eq!(rows[0]["lane"], 0, "the send first, in lane-a: {v}");
+    assert!(
+        rows[0]["text"].as_str().unwrap().contains("send=lq1"),
+        "{v}"
+    );
+    assert_eq!(rows[1]["lane"], 1, "the receive after it, in lane-b: {v}");
+    assert!(
+        rows[1]["text"].as_str().unwrap().contains("recv=lq1"),
+        "{v}"
+    );
+    assert_eq!(rows[0]["flag"], "~", "{v}");
+    assert_eq!(rows[1]["flag"], ">", "moved by causality: {v}");
+    assert_eq!(v["narrowed"], 1, "{v}");
+    assert!(v["url"].as_str().unwrap().contains("grep=GET"), "{v}");
+    assert!(v["dialogs"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["console_errors"].as_array().unwrap().is_empty(), "{v}");
 }
 
 #[test]

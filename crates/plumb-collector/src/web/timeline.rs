@@ -140,7 +140,7 @@ pub(crate) fn render(view: &TimelineView) -> String {
         };
         let _ = write!(
             b,
-            "<tr><td class=\"mono\">{flag}{}</td>",
+            "<tr><td class=\"mono when\">{flag}{}</td>",
             p.at().to_rfc3339()
         );
         for l in &lanes {
@@ -160,6 +160,9 @@ pub(crate) fn render(view: &TimelineView) -> String {
     b.push_str("</tbody></table>");
     if view.events.iter().any(|p| p.ambiguous) {
         b.push_str("<p class=\"muted\">~: the order against another host's event is within the clocks' error bounds.</p>");
+    }
+    if view.events.iter().any(|p| p.shift_ns > 0 && !p.ambiguous) {
+        b.push_str("<p class=\"muted\">&gt;: placed later than its clock says, after the event that caused it (a receive after its send).</p>");
     }
     b
 }
