@@ -227,9 +227,7 @@ fn parse_field(field: &str, lo: u32, hi: u32, names: &[&str]) -> Result<u64, Str
             let a = value(a, lo, hi, names)?;
             let b = value(b, lo, hi, names)?;
             if a > b {
-                return Err(format!(
-                    "range `{range}` runs backwards ({a} is after {b})"
-                ));
+                return Err(format!("range `{range}` runs backwards ({a} is after {b})"));
             }
             (a, b)
         } else {
@@ -362,24 +360,72 @@ mod tests {
     #[test]
     fn cron_next_fire() {
         let cases = [
-            ("*/5 * * * *", "2026-12-04T02:03:10Z", "2026-12-04T02:05:00Z"),
-            ("*/5 * * * *", "2026-12-04T02:05:00Z", "2026-12-04T02:10:00Z"),
-            ("* * * * *", "2026-12-04T02:05:59.9Z", "2026-12-04T02:06:00Z"),
+            (
+                "*/5 * * * *",
+                "2026-12-04T02:03:10Z",
+                "2026-12-04T02:05:00Z",
+            ),
+            (
+                "*/5 * * * *",
+                "2026-12-04T02:05:00Z",
+                "2026-12-04T02:10:00Z",
+            ),
+            (
+                "* * * * *",
+                "2026-12-04T02:05:59.9Z",
+                "2026-12-04T02:06:00Z",
+            ),
             ("0 * * * *", "2026-12-04T23:30:00Z", "2026-12-05T00:00:00Z"),
-            ("30 9 * * mon-fri", "2026-12-04T10:00:00Z", "2026-12-07T09:30:00Z"),
-            ("0 0 1 jan *", "2026-06-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+            (
+                "30 9 * * mon-fri",
+                "2026-12-04T10:00:00Z",
+                "2026-12-07T09:30:00Z",
+            ),
+            (
+                "0 0 1 jan *",
+                "2026-06-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+            ),
             ("0 0 29 2 *", "2025-03-01T00:00:00Z", "2028-02-29T00:00:00Z"),
-            ("15,45 */6 * * *", "2026-12-04T06:16:00Z", "2026-12-04T06:45:00Z"),
-            ("15,45 */6 * * *", "2026-12-04T06:46:00Z", "2026-12-04T12:15:00Z"),
+            (
+                "15,45 */6 * * *",
+                "2026-12-04T06:16:00Z",
+                "2026-12-04T06:45:00Z",
+            ),
+            (
+                "15,45 */6 * * *",
+                "2026-12-04T06:46:00Z",
+                "2026-12-04T12:15:00Z",
+            ),
             ("0 12 * * 7", "2026-12-04T00:00:00Z", "2026-12-06T12:00:00Z"),
             ("0 12 * * 0", "2026-12-04T00:00:00Z", "2026-12-06T12:00:00Z"),
             // Both day fields restricted: either matches (the 13th, or a Friday).
-            ("0 0 13 * fri", "2026-12-05T00:00:00Z", "2026-12-11T00:00:00Z"),
-            ("0 0 13 * fri", "2026-12-11T00:00:00Z", "2026-12-13T00:00:00Z"),
-            ("10-20/5 1 * * *", "2026-12-04T01:16:00Z", "2026-12-04T01:20:00Z"),
-            ("50/5 1 * * *", "2026-12-04T01:56:00Z", "2026-12-05T01:50:00Z"),
+            (
+                "0 0 13 * fri",
+                "2026-12-05T00:00:00Z",
+                "2026-12-11T00:00:00Z",
+            ),
+            (
+                "0 0 13 * fri",
+                "2026-12-11T00:00:00Z",
+                "2026-12-13T00:00:00Z",
+            ),
+            (
+                "10-20/5 1 * * *",
+                "2026-12-04T01:16:00Z",
+                "2026-12-04T01:20:00Z",
+            ),
+            (
+                "50/5 1 * * *",
+                "2026-12-04T01:56:00Z",
+                "2026-12-05T01:50:00Z",
+            ),
             ("0 0 31 * *", "2026-11-01T00:00:00Z", "2026-12-31T00:00:00Z"),
-            ("0 0 * DEC Sun", "2026-01-01T00:00:00Z", "2026-12-06T00:00:00Z"),
+            (
+                "0 0 * DEC Sun",
+                "2026-01-01T00:00:00Z",
+                "2026-12-06T00:00:00Z",
+            ),
         ];
         for (expr, from, want) in cases {
             assert_eq!(next(expr, from), want, "{expr} after {from}");
@@ -397,14 +443,29 @@ mod tests {
         let cases = [
             ("61 * * * *", "minute field `61`: 61 is out of range 0-59"),
             ("* 24 * * *", "hour field `24`: 24 is out of range 0-23"),
-            ("* * 0 * *", "day-of-month field `0`: 0 is out of range 1-31"),
+            (
+                "* * 0 * *",
+                "day-of-month field `0`: 0 is out of range 1-31",
+            ),
             ("* * * 13 *", "month field `13`: 13 is out of range 1-12"),
-            ("* * * foo *", "month field `foo`: `foo` is not a number or a name (jan..dec)"),
+            (
+                "* * * foo *",
+                "month field `foo`: `foo` is not a number or a name (jan..dec)",
+            ),
             ("* * * * 8", "day-of-week field `8`: 8 is out of range 0-7"),
-            ("*/0 * * * *", "minute field `*/0`: a step of 0 matches nothing"),
-            ("5-1 * * * *", "minute field `5-1`: range `5-1` runs backwards"),
+            (
+                "*/0 * * * *",
+                "minute field `*/0`: a step of 0 matches nothing",
+            ),
+            (
+                "5-1 * * * *",
+                "minute field `5-1`: range `5-1` runs backwards",
+            ),
             ("1,,2 * * * *", "minute field `1,,2`: an empty item"),
-            ("*/x * * * *", "minute field `*/x`: step `x` is not a whole number"),
+            (
+                "*/x * * * *",
+                "minute field `*/x`: step `x` is not a whole number",
+            ),
             ("* * * *", "has 4 fields: it needs 5"),
             ("", "has 0 fields"),
             ("* * * * * *", "has 6 fields"),
@@ -421,7 +482,11 @@ mod tests {
         assert_eq!(parse_interval("1h30m"), Ok(90 * NS_PER_MIN));
         assert!(parse_interval("0s").unwrap_err().contains("is zero"));
         assert!(parse_interval("0").unwrap_err().contains("is zero"));
-        assert!(parse_interval("500ms").unwrap_err().contains("shorter than 1s"));
+        assert!(
+            parse_interval("500ms")
+                .unwrap_err()
+                .contains("shorter than 1s")
+        );
         assert!(
             parse_interval("5x")
                 .unwrap_err()
@@ -430,11 +495,15 @@ mod tests {
         assert!(parse_interval("10").unwrap_err().contains("no unit"));
         let s = Schedule::Every(10 * NS_PER_MIN);
         assert_eq!(
-            s.next_after(at("2026-12-04T02:03:10Z")).unwrap().to_rfc3339(),
+            s.next_after(at("2026-12-04T02:03:10Z"))
+                .unwrap()
+                .to_rfc3339(),
             "2026-12-04T02:10:00Z"
         );
         assert_eq!(
-            s.next_after(at("2026-12-04T02:10:00Z")).unwrap().to_rfc3339(),
+            s.next_after(at("2026-12-04T02:10:00Z"))
+                .unwrap()
+                .to_rfc3339(),
             "2026-12-04T02:20:00Z"
         );
     }
