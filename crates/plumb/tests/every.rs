@@ -29,8 +29,20 @@ fn run_bounded(mut c: Command, limit: Duration) -> (ExitStatus, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let text: Vec<String> = stderr.try_iter().collect();
-    (status, text.join("\n"))
+    (status, drain(&stderr).join("\n"))
+}
+
+/// Every line still to come from an ended process's stderr, up to the end
+/// of the pipe (waiting at most 10 s for each).
+fn drain(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let mut text = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => text.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return text,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr still open: {text:?}"),
+        }
+    }
 }
 
 /// The child's stderr, line by line, read on a thread.
@@ -65,7 +77,7 @@ fn runs(home: &Home) -> Vec<serde_json::Value> {
 fn each_tick_is_a_recorded_run() {
     let home = Home::new();
     let (status, stderr) = run_bounded(
-        home.cmd(&["every", "1s", "--count", "3", "--", "sh", "-c", "echo tick"]),
+        home.cmd(&["every", "2s", "--count", "3", "--", "sh", "-c", "echo tick"]),
         Duration::from_secs(60),
     );
     assert!(status.success(), "{status}: {stderr}");
@@ -283,7 +295,7 @@ fn sigterm_is_forwarded_to_the_running_run_and_nothing_more_starts() {
     let ran: Vec<_> = runs.iter().filter(|r| r["state"] != "cancelled").collect();
     assert_eq!(ran.len(), 1, "{runs:#?}");
     assert_eq!(ran[0]["state"], "killed", "{:#}", ran[0]);
-    let text: Vec<String> = lines.try_iter().collect();
+    let text = drain(&lines);
     assert!(
         text.iter().any(|l| l.contains("stopping `long`")),
         "{text:?}"
@@ -322,6 +334,10 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_recorded() {
         (
             &["1m", "--splay", "2m", "--", "true"],
             "more than the interval",
+        ),
+        (
+            &["--at", "*/5 * * * *", "--splay", "6m", "--", "true"],
+            "more than the 5m00s between two starts of `*/5 * * * *`",
         ),
         (
             &["--at", "* * * * *", "--stable-splay", "--", "true"],

@@ -188,6 +188,19 @@ fn plan(args: &Args) -> Result<Plan> {
             );
         }
     }
+    if let Schedule::Cron(cron) = &schedule {
+        let total = splay.unwrap_or(0) + jitter;
+        if total > 0 {
+            let gap = shortest_gap(cron);
+            if total > gap {
+                bail!(
+                    "--splay and --jitter add up to {}, more than the {} between two starts of `{cron}`: a start would fall after the next one",
+                    plumb_model::display::duration(total),
+                    plumb_model::display::duration(gap)
+                );
+            }
+        }
+    }
     if args.count == Some(0) {
         bail!("--count 0 would run nothing: give 1 or more (or leave it out to run until stopped)");
     }
@@ -237,6 +250,22 @@ fn plan(args: &Args) -> Result<Plan> {
         run_args,
         command: args.command.clone(),
     })
+}
+
+/// The shortest time between two of the next 500 starts of `cron`.
+fn shortest_gap(cron: &Cron) -> i64 {
+    let mut gap = i64::MAX;
+    let Some(mut prev) = cron.next_after(Timestamp::now()) else {
+        return gap;
+    };
+    for _ in 0..500 {
+        let Some(next) = cron.next_after(prev) else {
+            break;
+        };
+        gap = gap.min(next.as_nanos() - prev.as_nanos());
+        prev = next;
+    }
+    gap
 }
 
 /// The host id --stable-splay hashes: the flag, else /etc/machine-id,
@@ -373,14 +402,15 @@ pub fn main(args: Args) -> Result<ExitCode> {
             break None;
         }
         let now = Timestamp::now();
-        let realign = Timestamp::from_nanos(now.as_nanos() - plan.delays.fixed);
-        // After a tick, the next one; after a long stall (a suspended
-        // machine), the next one from now rather than a burst of the missed.
-        let from = match prev_tick {
-            Some(p) if p >= Timestamp::from_nanos(realign.as_nanos() - 1_000_000_000) => p,
-            _ => realign,
+        let from_now = Timestamp::from_nanos(now.as_nanos() - plan.delays.fixed);
+        // After a tick, the next one; but after a stall (a suspended
+        // machine) that left it behind by more than a second, the next one
+        // from now rather than a burst of the missed ones.
+        let next = match prev_tick.and_then(|p| plan.schedule.next_after(p)) {
+            Some(t) if t.as_nanos() >= from_now.as_nanos() - 1_000_000_000 => Some(t),
+            _ => plan.schedule.next_after(from_now),
         };
-        let Some(tick) = plan.schedule.next_after(from) else {
+        let Some(tick) = next else {
             bail!("the schedule has no further start (past the year 2262)");
         };
         let (delay, words) = plan.delays.draw();
