@@ -532,6 +532,83 @@ mod tests {
         }
     }
 
+    /// Whether `minute` (since the epoch) matches `c`, by the definition,
+    /// minute by minute: the check `next_after` is held to.
+    fn matches(c: &Cron, minute: i64) -> bool {
+        let days = minute.div_euclid(1440);
+        let (_, mo, d) = civil_from_days(days);
+        let in_day = minute.rem_euclid(1440);
+        c.minutes & (1 << (in_day % 60)) != 0
+            && c.hours & (1 << (in_day / 60)) != 0
+            && c.months & (1 << mo) != 0
+            && c.day_matches(d, (days + 4).rem_euclid(7) as u32)
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn minute() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("*".to_string()),
+                (0u32..60).prop_map(|n| n.to_string()),
+                (1u32..30).prop_map(|n| format!("*/{n}")),
+                (0u32..30, 30u32..60, 1u32..10).prop_map(|(a, b, s)| format!("{a}-{b}/{s}")),
+                (0u32..60, 0u32..60).prop_map(|(a, b)| format!("{a},{b}")),
+            ]
+        }
+
+        fn hour() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("*".to_string()),
+                (0u32..24).prop_map(|n| n.to_string()),
+                (1u32..12).prop_map(|n| format!("*/{n}")),
+            ]
+        }
+
+        fn day_of_month() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("*".to_string()),
+                (1u32..29).prop_map(|n| n.to_string()),
+            ]
+        }
+
+        fn day_of_week() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("*".to_string()),
+                (0u32..8).prop_map(|n| n.to_string()),
+                Just("mon-fri".to_string()),
+            ]
+        }
+
+        proptest! {
+            /// Expressions that fire at least once a month, at random
+            /// moments: the next fire matches, and no minute before it
+            /// does.
+            #[test]
+            fn next_after_is_the_first_matching_minute(
+                minute in minute(),
+                hour in hour(),
+                dom in day_of_month(),
+                dow in day_of_week(),
+                at_s in 0i64..4_000_000_000,
+            ) {
+                let expr = format!("{minute} {hour} {dom} * {dow}");
+                let c = Cron::parse(&expr).unwrap();
+                let t = Timestamp::from_nanos(at_s * NS_PER_SEC);
+                let next = c.next_after(t).unwrap();
+                let next_min = next.as_nanos() / NS_PER_MIN;
+                prop_assert_eq!(next.as_nanos() % NS_PER_MIN, 0);
+                prop_assert!(matches(&c, next_min), "{} -> {}", expr, next);
+                let first = at_s * NS_PER_SEC / NS_PER_MIN + 1;
+                prop_assert!(next_min >= first);
+                for m in first..next_min {
+                    prop_assert!(!matches(&c, m), "{} matches minute {} before {}", expr, m, next);
+                }
+            }
+        }
+    }
+
     /// The test: 100 hosts with --stable-splay over a 10-minute
     /// window; no minute gets more than twice the mean number of starts.
     #[test]

@@ -184,6 +184,11 @@ fn an_overlapping_start_is_skipped_and_recorded_never_stacked() {
 /// Starts `plumb every ARGS -- true`, returns its first `next` line, then
 /// stops it with SIGTERM and checks it ended as a terminated command.
 fn first_next_line(home: &Home, args: &[&str]) -> String {
+    first_next_line_then(home, args, libc::SIGTERM, 143)
+}
+
+/// [`first_next_line`], stopped with `sig`, which must exit with `code`.
+fn first_next_line_then(home: &Home, args: &[&str], sig: i32, code: i32) -> String {
     let mut all = vec!["every"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--", "true"]);
@@ -197,17 +202,47 @@ fn first_next_line(home: &Home, args: &[&str]) -> String {
     let line = lines
         .recv_timeout(Duration::from_secs(30))
         .expect("a `next` line on stderr");
-    signal(child.id(), libc::SIGTERM);
+    signal(child.id(), sig);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "plumb every ignored SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "plumb every ignored signal {sig}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(143), "{line}");
+    assert_eq!(status.code(), Some(code), "{line}");
     line
+}
+
+#[test]
+fn a_cron_schedule_waits_for_its_next_minute_in_utc() {
+    let home = Home::new();
+    let before = plumb_model::Timestamp::now();
+    // Interrupted as Ctrl-C would: 130, and nothing recorded.
+    let line = first_next_line_then(
+        &home,
+        &["--at", "*/5 * * * *", "--name", "five"],
+        libc::SIGINT,
+        130,
+    );
+    let after = plumb_model::Timestamp::now();
+    let at = line
+        .strip_prefix("plumb: next `five` at ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let at = plumb_model::Timestamp::parse_rfc3339(at).unwrap();
+    let cron = plumb_model::schedule::Cron::parse("*/5 * * * *").unwrap();
+    // The next five-minute boundary after the start (which lies between
+    // `before` and `after`).
+    assert!(
+        [cron.next_after(before), cron.next_after(after)].contains(&Some(at)),
+        "{line}"
+    );
+    assert_eq!(at.as_nanos() % 300_000_000_000, 0, "{line}");
+    assert!(!home.store().exists());
 }
 
 #[test]
