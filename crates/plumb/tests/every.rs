@@ -397,3 +397,55 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_recorded() {
         assert!(!home.store().exists(), "{args:?} recorded something");
     }
 }
+
+#[test]
+fn with_a_collector_the_runs_and_the_skipped_starts_arrive_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Serve::builder().data(&tmp.path().join("srv")).start();
+    let (status, stderr) = run_bounded(
+        plumb_at(
+            tmp.path(),
+            &[
+                "every",
+                "1s",
+                "--count",
+                "3",
+                "--name",
+                "shipped",
+                "--collector",
+                &server.api,
+                "--",
+                "sleep",
+                "1.5",
+            ],
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{status}: {stderr}");
+    let list = |dir: &std::path::Path| {
+        let out = ok(
+            plumb_at(dir, &["ls", "--json", "--collector", &server.api])
+                .output()
+                .unwrap(),
+            "plumb ls --collector",
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let runs = wait_for(
+        "three records at the collector",
+        Duration::from_secs(30),
+        || {
+            let l = list(tmp.path());
+            let runs = l.as_array()?.clone();
+            (runs.len() == 3 && runs.iter().all(|r| r["state"] != "running")).then_some(runs)
+        },
+    );
+    assert!(runs.iter().all(|r| r["name"] == "shipped"), "{runs:#?}");
+    assert!(
+        runs.iter().any(|r| r["state"] == "cancelled"),
+        "sleep 1.5 every 1s skips a start: {runs:#?}"
+    );
+    assert!(runs.iter().any(|r| r["state"] == "succeeded"), "{runs:#?}");
+    // Nothing went to the local store.
+    assert!(!tmp.path().join("home").join("plumb.db").exists());
+}
