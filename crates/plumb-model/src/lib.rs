@@ -32,6 +32,7 @@ pub mod insights;
 pub mod node;
 pub mod postmortem;
 pub mod profile;
+pub mod schedule;
 mod secret;
 pub mod stack;
 pub mod telemetry;
@@ -546,6 +547,10 @@ pub enum WaitKind {
     Backoff,
     /// Waiting for a free slot of a throttle (`plumb run --throttle`).
     Throttle,
+    /// A periodic start skipped because the job's previous run was still
+    /// running (`plumb every`): recorded as cancelled, never started, so
+    /// two runs of a job never overlap.
+    Overlap,
 }
 
 /// A run's wait before it started.

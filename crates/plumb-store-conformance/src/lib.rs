@@ -44,6 +44,7 @@ macro_rules! suite {
         $crate::suite!(@cases $fresh;
             runs::a_run_reads_back_as_written,
             runs::a_run_sent_twice_is_stored_once_and_the_later_state_wins,
+            runs::a_skipped_start_reads_back_with_its_overlap_wait,
             runs::references_resolve_and_bad_ones_say_what_kind_of_failure,
             runs::lists_filter_by_name_state_and_tag_newest_first,
             runs::fingerprints_are_stored_once_by_hash,

@@ -94,6 +94,38 @@ pub fn a_run_reads_back_as_written(h: &dyn Harness) {
     assert_eq!(h.open().get_run(r.id).unwrap().name, "train");
 }
 
+/// A periodic start `plumb every` skipped because the previous run was
+/// still running: cancelled, never started, with an overlap wait naming
+/// that run. It reads back whole and lists under its state.
+pub fn a_skipped_start_reads_back_with_its_overlap_wait(h: &dyn Harness) {
+    let store = h.open();
+    let blocker = run_named("backup", 0, RunState::Running);
+    let mut skipped = run_named("backup", 1, RunState::Cancelled);
+    let at = skipped.started;
+    skipped.waiting = Some(plumb_model::Waiting {
+        kind: plumb_model::WaitKind::Overlap,
+        reason: format!("skipped: previous run {} still running", blocker.id),
+        since: at,
+        until: None,
+        ended: skipped.ended,
+    });
+    store.put_runs(&[blocker.clone(), skipped.clone()]).unwrap();
+    let back = store.get_run(skipped.id).unwrap();
+    assert_eq!(back.waiting, skipped.waiting);
+    assert_eq!(
+        serde_json::to_value(&back).unwrap(),
+        serde_json::to_value(&skipped).unwrap()
+    );
+    let cancelled = store
+        .list_runs(&RunFilter {
+            state: Some(RunState::Cancelled),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].id, skipped.id);
+}
+
 pub fn a_run_sent_twice_is_stored_once_and_the_later_state_wins(h: &dyn Harness) {
     let store = h.open();
     let running = run_named("job", 0, RunState::Running);

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a command exactly as if run directly, and record it.
     Run(Box<cmd::run::Args>),
+    /// Run a command periodically, each run recorded; overlapping starts skipped.
+    Every(Box<cmd::every::Args>),
     /// List recorded runs.
     Ls(cmd::query::LsArgs),
     /// Show everything recorded about one run.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(a) => cmd::run::main(*a),
+        Command::Every(a) => cmd::every::main(*a),
         Command::Ls(a) => cmd::query::ls(a),
         Command::Show(a) => cmd::query::show(a),
         Command::Logs(a) => cmd::query::logs(a),

@@ -119,6 +119,10 @@ pub struct Args {
     /// Record to the local store even when a collector is configured.
     #[arg(long, conflicts_with = "collector")]
     pub local: bool,
+    /// The first attempt's run id (`plumb every` chooses it, so that a
+    /// start it skips can name the run still running).
+    #[arg(long, value_name = "UUID", hide = true)]
+    pub run_id: Option<plumb_model::Uuid>,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -371,13 +375,19 @@ pub fn options(cfg: &Config, args: &Args, run_id: plumb_model::Uuid) -> Result<R
     })
 }
 
-pub fn main(args: Args) -> Result<ExitCode> {
+/// The configuration with `--collector`/`--local` applied.
+pub(crate) fn config(args: &Args) -> Result<Config> {
     let mut cfg = Config::load()?;
     if let Some(url) = &args.collector {
         cfg.collector = Some(url.clone());
     } else if args.local {
         cfg.collector = None;
     }
+    Ok(cfg)
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let cfg = config(&args)?;
     // Everything that can be wrong with the arguments is found before
     // anything runs. A command starting with `-` is a mistyped option
     // (the command may start with anything, so clap takes it as one).
@@ -392,7 +402,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let timeouts = timeouts(&cfg, &args)?;
     let retry_on = args.retry_on.clone().unwrap_or_default();
     let max_attempts = args.retries.saturating_add(1);
-    let first_id = plumb_model::new_id();
+    let first_id = args.run_id.unwrap_or_else(plumb_model::new_id);
     let checkpoint_dir = if args.checkpoint_dir.is_some() || args.retries > 0 || evict.is_some() {
         let dir = args
             .checkpoint_dir
@@ -599,6 +609,44 @@ fn wait_to_start(
     }
     sup.waited = record.and_then(|r| r.waiting);
     Ok(Some(slot))
+}
+
+/// Records a run that never started (`plumb every`'s skipped start): the
+/// record `plumb run` with these arguments would have written, waiting as
+/// `waiting` says and cancelled at once, through the same writer, spool
+/// and shipper. Returns its id.
+pub(crate) fn record_not_started(
+    cfg: &Config,
+    args: &Args,
+    waiting: Waiting,
+) -> Result<plumb_model::Uuid> {
+    let run_id = plumb_model::new_id();
+    let opts = options(cfg, args, run_id)?;
+    let sup = Supervision::default();
+    let (writer, shipper) = crate::cmd::agent::start_writer(
+        cfg,
+        WriterConfig {
+            store_dir: cfg.home.clone(),
+            spool_dirs: plumb_store::spool::candidate_dirs(&cfg.home),
+            output_cap: cfg.output_cap,
+            flush_interval: Duration::from_secs(1),
+            busy_timeout: Duration::from_secs(5),
+        },
+        run_id,
+        Box::new(|line| eprintln!("{line}")),
+    );
+    let mut sink = StoreSink {
+        writer: Some(writer),
+        destination: None,
+        redactor: opts.redactor.clone(),
+    };
+    let run = plumb_record::supervise::waiting_run(&opts, &sup, waiting);
+    sink.started(&run);
+    cancel(Some(run), &mut sink);
+    if let Some(shipper) = shipper {
+        crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
+    }
+    Ok(run_id)
 }
 
 /// Records a waiting attempt as cancelled: it ends without having started.
