@@ -228,7 +228,7 @@ fn find(target: &StackTarget, outbox: &Outbox) -> Found {
             continue;
         }
         found.runs.push(run.id);
-        if run.pid != 0 && plumb_stack::proc::exists(run.pid) {
+        if plumb_stack::proc::is_run_process(run.pid, run.started.as_nanos()) {
             found.roots.push(run.pid);
         } else {
             found.gone.push(run);
@@ -243,7 +243,7 @@ fn gone(run: &Run) -> Missing {
         what: "process".into(),
         reason: MissingReason::Gone,
         detail: format!(
-            "run {} ({}) is recorded as running, but its process {} is gone",
+            "run {} ({}) is recorded as running, but its process {} is gone (or the pid is another program's now)",
             run.id, run.name, run.pid
         ),
     }

@@ -56,6 +56,8 @@ pub struct Stat {
     pub threads: u32,
     /// Resident pages.
     pub rss_pages: u64,
+    /// When the process started, clock ticks after boot.
+    pub start_ticks: u64,
 }
 
 /// Parses /proc/PID/stat.
@@ -77,7 +79,42 @@ fn parse_stat(s: &str) -> Option<Stat> {
         stime: field(15)?.parse().ok()?,
         threads: field(20)?.parse().ok()?,
         rss_pages: field(24)?.parse().ok()?,
+        start_ticks: field(22)?.parse().ok()?,
     })
+}
+
+/// When `pid` started, nanoseconds since the Unix epoch (the boot time
+/// from /proc/stat plus its start in clock ticks; good to about a
+/// second), or `None` when it is gone or unreadable.
+pub fn started_unix_ns(pid: u32) -> Option<i64> {
+    let ticks = stat(pid)?.start_ticks;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as i64 } else { 100 };
+    Some(boot * 1_000_000_000 + ticks as i64 * (1_000_000_000 / hz))
+}
+
+/// Whether `pid` is alive and can be the process a run recorded as its
+/// own, the run having started at `started_ns`: not older than the run
+/// (10 s of margin for the boot time's one-second grain), and started
+/// within 5 minutes of it (the recorder hashes input files between its
+/// record and the spawn). A pid the kernel gave to another process after
+/// the run's recorder died, its record still saying running, fails one or
+/// the other, as the kernel hands pids out in rising order up to
+/// `pid_max` before it wraps.
+pub fn is_run_process(pid: u32, started_ns: i64) -> bool {
+    const BEFORE_NS: i64 = 10_000_000_000;
+    const AFTER_NS: i64 = 300_000_000_000;
+    pid != 0
+        && started_unix_ns(pid)
+            .is_some_and(|at| at >= started_ns - BEFORE_NS && at <= started_ns + AFTER_NS)
 }
 
 /// The state letter in words, as `ps` documents them.
@@ -274,6 +311,24 @@ fn inet_table(pid: u32, table: &str) -> Vec<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_is_the_runs_only_when_it_started_with_the_run() {
+        let me = std::process::id();
+        let at = started_unix_ns(me).expect("this process's start time");
+        let now = plumb_model::Timestamp::now().as_nanos();
+        assert!(at <= now && now - at < 3_600_000_000_000, "{at} vs {now}");
+        assert!(is_run_process(me, at));
+        assert!(
+            is_run_process(me, at - 60_000_000_000),
+            "spawned a minute after the record"
+        );
+        // A run recorded an hour after this process started, or an hour
+        // before: the pid belongs to something else.
+        assert!(!is_run_process(me, at + 3_600_000_000_000));
+        assert!(!is_run_process(me, at - 3_600_000_000_000));
+        assert!(!is_run_process(0, at));
+    }
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {

@@ -370,6 +370,28 @@ fn stack_of_a_run_that_is_not_running_is_refused_naming_it() {
     );
     let out = home.run(&["stack", "--name", "nothing-by-that-name"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    // A run whose recorder died with its record still saying running, and
+    // whose pid the kernel has given to another program since (here pid 1,
+    // started at boot, long before the run): refused, not looked at.
+    {
+        use plumb_store::prelude::*;
+        let store = plumb_store::Store::open(&home.store()).unwrap();
+        let mut run = store.get_run(store.resolve(&id).unwrap()).unwrap();
+        run.state = plumb_model::RunState::Running;
+        run.ended = None;
+        run.pid = 1;
+        run.started = plumb_model::Timestamp::now();
+        store.put_run(&run).unwrap();
+    }
+    let out = home.run(&["stack", "--run", &id]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(e.contains("that pid is another program's now"), "{e}");
+    let out = home.run(&["stack", "--name", "done-already"]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(e.contains("processes are gone"), "{e}");
 }
 
 /// Runs the job under `plumb run ARGS`, waits for it, and returns the

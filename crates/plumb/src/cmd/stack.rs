@@ -250,7 +250,7 @@ pub(crate) fn local_roots(
             local
                 .iter()
                 .filter_map(|r| store.get_run(r.id).ok())
-                .filter(|r| r.pid != 0 && plumb_stack::proc::exists(r.pid))
+                .filter(|r| plumb_stack::proc::is_run_process(r.pid, r.started.as_nanos()))
                 .map(|r| r.pid)
                 .collect()
         }
@@ -286,6 +286,14 @@ fn local_pid(run: &Run) -> Result<u32> {
     if run.pid == 0 || !plumb_stack::proc::exists(run.pid) {
         bail!(
             "run {} ({}) is recorded as running, but its process {} is gone (its recorder may have died)",
+            run.id,
+            run.name,
+            run.pid
+        );
+    }
+    if !plumb_stack::proc::is_run_process(run.pid, run.started.as_nanos()) {
+        bail!(
+            "run {} ({}) is recorded as running, but process {} started long after or before it: that pid is another program's now (the run's recorder may have died)",
             run.id,
             run.name,
             run.pid
