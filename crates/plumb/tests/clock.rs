@@ -303,26 +303,7 @@ fn an_agent_under_faketime_shows_its_offset_in_plumb_clock_and_fires_the_alert()
     let dir = tempfile::tempdir().unwrap();
     let config = clock_rule_config(dir.path());
     let serve = Serve::builder().env("PLUMB_CONFIG", &config).start();
-    let agent = |name: &str, shift: Option<&str>| {
-        let home = dir.path().join(name);
-        std::fs::create_dir_all(&home).unwrap();
-        let mut cmd = plumb_in(&home);
-        cmd.args([
-            "agent",
-            "--name",
-            name,
-            "--interval",
-            "200ms",
-            "--clock-every",
-            "200ms",
-            "--collector",
-            &serve.api,
-        ]);
-        if let Some(s) = shift {
-            cmd = shifted(cmd, s);
-        }
-        Proc(cmd.spawn().expect("plumb agent starts"))
-    };
+    let agent = |name: &str, shift: Option<&str>| clock_agent(dir.path(), &serve.api, name, shift);
     let _skewed = agent("skewed", Some("+5s"));
     let _fine = agent("fine", None);
     let home = Home::new();

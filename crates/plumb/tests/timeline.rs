@@ -334,26 +334,7 @@ fn post_log(serve: &Serve, host: &str, ns: i64, body: &str) {
 fn store_timeline_corrects_each_host_by_its_agents_measured_offset() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::builder().otlp().start();
-    let agent = |name: &str, shift: Option<&str>| {
-        let home = dir.path().join(name);
-        std::fs::create_dir_all(&home).unwrap();
-        let mut cmd = plumb_in(&home);
-        cmd.args([
-            "agent",
-            "--name",
-            name,
-            "--interval",
-            "200ms",
-            "--clock-every",
-            "200ms",
-            "--collector",
-            &serve.api,
-        ]);
-        if let Some(s) = shift {
-            cmd = shifted(cmd, s);
-        }
-        Proc(cmd.spawn().expect("plumb agent starts"))
-    };
+    let agent = |name: &str, shift: Option<&str>| clock_agent(dir.path(), &serve.api, name, shift);
     let _skewed = agent("skewed", Some("+3s"));
     let _steady = agent("steady", None);
     let home = Home::new();

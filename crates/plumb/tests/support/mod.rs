@@ -888,6 +888,30 @@ pub fn faketime_lib() -> PathBuf {
     panic!("libfaketime is missing: install the Debian package `faketime` (.ci/install-clock.sh)");
 }
 
+/// `plumb agent --name NAME` reporting to `api` every 200 ms and probing
+/// its clock as often, from its own home under `dir`, its clock shifted by
+/// `shift` (libfaketime's syntax, `+5s`) when given.
+pub fn clock_agent(dir: &Path, api: &str, name: &str, shift: Option<&str>) -> Proc {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = plumb_in(&home);
+    cmd.args([
+        "agent",
+        "--name",
+        name,
+        "--interval",
+        "200ms",
+        "--clock-every",
+        "200ms",
+        "--collector",
+        api,
+    ]);
+    if let Some(s) = shift {
+        cmd = shifted(cmd, s);
+    }
+    Proc(cmd.spawn().expect("plumb agent starts"))
+}
+
 /// `cmd` on a clock shifted by `shift` (libfaketime's relative syntax,
 /// `+5s`). FAKETIME_DONT_RESET keeps the shift for the threads and
 /// children of the process rather than restarting it.
