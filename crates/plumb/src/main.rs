@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod exit;
+mod lease;
 mod logging;
 mod out;
 mod target;
