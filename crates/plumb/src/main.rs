@@ -64,6 +64,8 @@ enum Command {
     Clock(cmd::clock::Args),
     /// One merged, clock-corrected timeline of the fleet, or of log files (--merge).
     Timeline(Box<cmd::timeline::Args>),
+    /// Throttles: each one's N, its holders and its queue (fleet-wide with a collector).
+    Throttles(cmd::throttles::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             | Command::Stack(_)
             | Command::Profile(_)
             | Command::Timeline(_)
+            | Command::Throttles(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Profile(a) => cmd::profile::main(a),
         Command::Clock(a) => cmd::clock::main(a),
         Command::Timeline(a) => cmd::timeline::main(*a),
+        Command::Throttles(a) => cmd::throttles::main(a),
     };
     match result {
         Ok(code) => code,

@@ -20,5 +20,6 @@ pub mod run;
 pub mod serve;
 pub mod slow;
 pub mod stack;
+pub mod throttles;
 pub mod timeline;
 pub mod token;
