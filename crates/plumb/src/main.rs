@@ -66,6 +66,8 @@ enum Command {
     Timeline(Box<cmd::timeline::Args>),
     /// Throttles: each one's N, its holders and its queue (fleet-wide with a collector).
     Throttles(cmd::throttles::Args),
+    /// Run a command for each new file in a directory, recorded, throttled, journaled.
+    Watch(cmd::watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Clock(a) => cmd::clock::main(a),
         Command::Timeline(a) => cmd::timeline::main(*a),
         Command::Throttles(a) => cmd::throttles::main(a),
+        Command::Watch(a) => cmd::watch::main(a),
     };
     match result {
         Ok(code) => code,

@@ -23,3 +23,4 @@ pub mod stack;
 pub mod throttles;
 pub mod timeline;
 pub mod token;
+pub mod watch;

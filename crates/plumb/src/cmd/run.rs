@@ -135,6 +135,10 @@ pub struct Args {
     /// Record to the local store even when a collector is configured.
     #[arg(long, conflicts_with = "collector")]
     pub local: bool,
+    /// The id of the (first attempt's) run, chosen by the caller
+    /// (`plumb watch` journals it before starting the run).
+    #[arg(long, hide = true, value_name = "UUID")]
+    pub run_id: Option<plumb_model::Uuid>,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -408,7 +412,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let timeouts = timeouts(&cfg, &args)?;
     let retry_on = args.retry_on.clone().unwrap_or_default();
     let max_attempts = args.retries.saturating_add(1);
-    let first_id = plumb_model::new_id();
+    let first_id = args.run_id.unwrap_or_else(plumb_model::new_id);
     let checkpoint_dir = if args.checkpoint_dir.is_some() || args.retries > 0 || evict.is_some() {
         let dir = args
             .checkpoint_dir
