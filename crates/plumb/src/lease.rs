@@ -126,6 +126,26 @@ impl FleetThrottle {
         }
     }
 
+    /// Gives up the run's place in the queue (interrupted while waiting),
+    /// so it does not hold up the runs behind it until it expires. Best
+    /// effort: a failure is said, and the place expires by itself.
+    pub fn leave(&self) {
+        let sent = self
+            .client
+            .post(&self.path("release"))
+            .json(&ReleaseRequest {
+                holder: self.req.holder.clone(),
+            })
+            .send();
+        if let Err(e) = sent {
+            eprintln!(
+                "plumb: cannot leave the queue of throttle `{}` ({e}); the place expires by itself within {}",
+                self.spec.name,
+                display::duration(self.ttl.as_nanos() as i64)
+            );
+        }
+    }
+
     /// The waiting reason for `s`: "waiting for a slot of throttle `x` (3
     /// held fleet-wide, 2nd in queue)".
     pub fn reason(&self, s: &LeaseState) -> String {

@@ -490,3 +490,35 @@ fn host_scope_keeps_local_slots_and_throttles_lists_them_without_a_collector() {
     let err = text(&out.stderr);
     assert!(err.contains("no collector configured"), "{err}");
 }
+
+#[test]
+fn an_interrupted_waiter_leaves_the_queue_at_once() {
+    let serve = Serve::builder().tokens().start();
+    let agent = serve.agent.clone().unwrap();
+    let (a, b) = (Home::new(), Home::new());
+    // A minute's TTL: only a release can take the waiter's place away
+    // within this test.
+    let mut holder = long_holder(&a, &serve.api, &agent, 60_000, "w=1", "holder");
+    let pid = command_pid(&a, "holder");
+    let mut waiter = spawn(
+        node_cmd(
+            &b,
+            &serve.api,
+            &agent,
+            60_000,
+            &["run", "--throttle", "w=1", "--", "true"],
+        ),
+        &b.dir().join("waiter.stderr"),
+    );
+    wait_for("the waiter to queue", Duration::from_secs(30), || {
+        (leases(&a, &serve, "w").1.len() == 1).then_some(())
+    });
+    signal(waiter.id(), libc::SIGINT);
+    let status = exit_within(&mut waiter, Duration::from_secs(30), "the waiter to stop");
+    assert_eq!(status.code(), Some(130), "{status}");
+    let (held, queued) = leases(&a, &serve, "w");
+    assert_eq!((held.len(), queued.len()), (1, 0), "the place was given up");
+    signal(holder.id(), libc::SIGTERM);
+    let _ = exit_within(&mut holder, Duration::from_secs(30), "the holder to end");
+    signal(pid, libc::SIGKILL);
+}

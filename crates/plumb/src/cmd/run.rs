@@ -737,6 +737,7 @@ fn wait_for_lease(
             }
         }
         if !sleep_unless(stop, fleet.poll()) {
+            fleet.leave();
             cancel(record, sink);
             return Ok(None);
         }
