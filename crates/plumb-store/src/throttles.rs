@@ -314,3 +314,64 @@ impl crate::backend::Throttles for Store {
         Ok(views)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+    use crate::backend::Throttles;
+    use plumb_model::Timestamp;
+    use plumb_model::throttle::LeaseRequest;
+    use std::time::Duration;
+
+    /// Four connections to one file (as two collectors on one store
+    /// would have), each asking and releasing as fast as it can: no
+    /// answer and no listing ever shows more than N holders.
+    #[test]
+    fn racing_connections_never_grant_more_than_n() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let path = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let store = Store::open(&path).unwrap();
+                    store.set_busy_timeout(Duration::from_secs(30)).unwrap();
+                    let mut granted = 0;
+                    for i in 0..40 {
+                        let holder = format!("t{t}-{i}");
+                        let req = LeaseRequest {
+                            holder: holder.clone(),
+                            slots: 3,
+                            ttl_ms: None,
+                            run_id: None,
+                            node: format!("n{t}"),
+                            pid: None,
+                        };
+                        let now = Timestamp::now();
+                        let s = store
+                            .throttle_acquire("x", &req, Duration::from_secs(60), now)
+                            .unwrap();
+                        assert!(s.holders <= 3, "{s:?}");
+                        let listed = store.throttle_list(now).unwrap();
+                        let held = listed.first().map_or(0, |v| v.holders.len());
+                        assert!(held <= 3, "{listed:?}");
+                        if s.granted {
+                            granted += 1;
+                        }
+                        // Every other one leaves at once; the rest stay
+                        // queued or holding until the end.
+                        if i % 2 == 0 || s.granted {
+                            store.throttle_release("x", &holder, now).unwrap();
+                        }
+                    }
+                    granted
+                })
+            })
+            .collect();
+        let granted: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(granted >= 3, "some were granted: {granted}");
+        let store = Store::open(dir.path()).unwrap();
+        let v = store.throttle_list(Timestamp::now()).unwrap();
+        assert!(v.first().is_none_or(|t| t.holders.len() <= 3), "{v:?}");
+    }
+}

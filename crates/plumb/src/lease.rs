@@ -23,6 +23,9 @@ pub const TTL_ENV: &str = "PLUMB_THROTTLE_TTL_MS";
 /// The longest a waiting run goes without asking again.
 const MAX_POLL: Duration = Duration::from_secs(1);
 
+/// How often the first runs in line (as many as there are slots) ask.
+const HEAD_POLL: Duration = Duration::from_millis(200);
+
 /// How long one lease request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -90,9 +93,16 @@ impl FleetThrottle {
         })
     }
 
-    /// How long to wait between two asks while waiting.
-    pub fn poll(&self) -> Duration {
-        (self.ttl / 3).min(MAX_POLL)
+    /// How long to wait between two asks while waiting: often when the
+    /// run is among the next in line (a slot freed is taken within
+    /// [`HEAD_POLL`]), else every [`MAX_POLL`]; never longer than a third
+    /// of the TTL, so the place does not expire.
+    pub fn poll(&self, s: Option<&LeaseState>) -> Duration {
+        let every = match s {
+            Some(s) if s.position <= s.slots => HEAD_POLL,
+            _ => MAX_POLL,
+        };
+        (self.ttl / 3).min(every)
     }
 
     fn path(&self, what: &str) -> String {

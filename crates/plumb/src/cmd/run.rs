@@ -686,6 +686,7 @@ fn wait_for_lease(
     use crate::lease::Asked;
     let mut away = false;
     let mut last_reason = String::new();
+    let mut last_state = None;
     loop {
         match fleet.ask() {
             // Recorded as cancelled, with the reason, by record_attempt.
@@ -725,18 +726,20 @@ fn wait_for_lease(
                     record = Some(run);
                     last_reason = reason;
                 }
+                last_state = Some(s);
             }
             Ok(Asked::Away(why)) => {
+                last_state = None;
                 if !away {
                     away = true;
                     eprintln!(
                         "plumb: cannot reach the collector for a slot of a fleet-wide throttle ({why}); still waiting, asking again every {} (local slots are not used: they could exceed N fleet-wide)",
-                        plumb_model::display::duration(fleet.poll().as_nanos() as i64)
+                        plumb_model::display::duration(fleet.poll(None).as_nanos() as i64)
                     );
                 }
             }
         }
-        if !sleep_unless(stop, fleet.poll()) {
+        if !sleep_unless(stop, fleet.poll(last_state.as_ref())) {
             fleet.leave();
             cancel(record, sink);
             return Ok(None);
