@@ -686,7 +686,7 @@ fn wait_for_lease(
     use crate::lease::Asked;
     let mut away = false;
     let mut last_reason = String::new();
-    let mut last_state = None;
+    let mut last_state: Option<plumb_model::throttle::LeaseState>;
     loop {
         match fleet.ask() {
             // Recorded as cancelled, with the reason, by record_attempt.
