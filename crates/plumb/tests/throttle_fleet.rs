@@ -79,7 +79,7 @@ fn twenty_runs_from_three_nodes_never_hold_more_than_three_slots() {
             home,
             &serve.api,
             &agent,
-            3000,
+            6000,
             &[
                 "run",
                 "--name",
@@ -190,7 +190,7 @@ fn a_killed_holder_frees_its_slot_once_its_lease_expires() {
     let serve = Serve::builder().tokens().start();
     let agent = serve.agent.clone().unwrap();
     let (a, b) = (Home::new(), Home::new());
-    let mut holder = long_holder(&a, &serve.api, &agent, 1500, "k=1", "holder");
+    let mut holder = long_holder(&a, &serve.api, &agent, 3000, "k=1", "holder");
     let held_pid = command_pid(&a, "holder");
     let marker = b.dir().join("ran");
     let mut waiter = spawn(
@@ -198,7 +198,7 @@ fn a_killed_holder_frees_its_slot_once_its_lease_expires() {
             &b,
             &serve.api,
             &agent,
-            1500,
+            3000,
             &[
                 "run",
                 "--name",
@@ -233,7 +233,7 @@ fn a_killed_holder_frees_its_slot_once_its_lease_expires() {
     assert!(table.contains("waits 1"), "{table}");
     assert!(!marker.exists(), "the waiter ran while the slot was held");
     assert!(waiter.try_wait().unwrap().is_none());
-    // SIGKILL: plumb releases nothing; the lease expires after 1.5 s.
+    // SIGKILL: plumb releases nothing; the lease expires after 3 s.
     signal(holder.id(), libc::SIGKILL);
     let _ = holder.wait();
     let status = exit_within(&mut waiter, Duration::from_secs(30), "the waiter to run");
@@ -264,7 +264,8 @@ fn a_restarted_collector_keeps_its_leases_and_grants_no_extra_slot() {
     let agent = serve.agent.clone().unwrap();
     let viewer = serve.viewer.clone();
     let (a, b, c) = (Home::new(), Home::new(), Home::new());
-    let ttl = 4000;
+    // Long enough to cover the restart on a loaded machine.
+    let ttl = 8000;
     let mut h1 = long_holder(&a, &serve.api, &agent, ttl, "r=2", "one");
     let mut h2 = long_holder(&b, &serve.api, &agent, ttl, "r=2", "two");
     let p1 = command_pid(&a, "one");
