@@ -523,3 +523,68 @@ fn an_interrupted_waiter_leaves_the_queue_at_once() {
     let _ = exit_within(&mut holder, Duration::from_secs(30), "the holder to end");
     signal(pid, libc::SIGKILL);
 }
+
+#[test]
+fn the_lease_api_refuses_bad_requests_with_what_is_wrong() {
+    let serve = Serve::builder().tokens().start();
+    let agent = format!("Bearer {}", serve.agent.as_ref().unwrap());
+    let viewer = format!("Bearer {}", serve.viewer.as_ref().unwrap());
+    let post = |auth: &str, path: &str, body: &str| {
+        support::http(
+            &serve.api,
+            "POST",
+            path,
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .status_and_text()
+    };
+    let acquire = "/api/v1/throttles/api/acquire";
+    for (body, says) in [
+        (
+            r#"{"holder":"h","slots":0}"#,
+            "the number of slots must be from 1",
+        ),
+        (r#"{"holder":"","slots":1}"#, "holder ``"),
+        (r#"{"holder":"h","slots":1,"ttl_ms":1}"#, "ttl_ms 1"),
+        (
+            r#"{"holder":"h","slots":1,"ttl_ms":3600000}"#,
+            "ttl_ms 3600000",
+        ),
+    ] {
+        let (code, text) = post(&agent, acquire, body);
+        assert_eq!(code, 400, "{body}: {text}");
+        assert!(text.contains(says), "{body}: {text}");
+    }
+    let (code, text) = post(
+        &agent,
+        "/api/v1/throttles/.bad/acquire",
+        r#"{"holder":"h","slots":1}"#,
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("throttle name `.bad`"), "{text}");
+    // Asking for slots is an agent's; a viewer only reads.
+    let (code, _) = post(&viewer, acquire, r#"{"holder":"h","slots":1}"#);
+    assert_eq!(code, 403);
+    let (code, text) = post(&agent, acquire, r#"{"holder":"h","slots":1}"#);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(r#""granted":true"#), "{text}");
+    let (code, text) = post(
+        &agent,
+        "/api/v1/throttles/api/renew",
+        r#"{"holder":"nobody"}"#,
+    );
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("no lease or place for `nobody`"), "{text}");
+    for released in ["true", "false"] {
+        let (code, text) = post(&agent, "/api/v1/throttles/api/release", r#"{"holder":"h"}"#);
+        assert_eq!(code, 200, "{text}");
+        assert!(
+            text.contains(&format!(r#""released":{released}"#)),
+            "{text}"
+        );
+    }
+}
