@@ -165,3 +165,57 @@ fn bad_watch_arguments_are_clear_errors() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_refused_token_or_another_n_stops_watch_before_any_file_is_taken() {
+    let serve = Serve::builder().tokens().start();
+    let home = Home::new();
+    let dir = home.dir().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a"), "a").unwrap();
+    let marker = home.dir().join("ran");
+    let run = |token: &str, spec: &str| {
+        let mut c = home.cmd(&[
+            "watch",
+            dir.to_str().unwrap(),
+            "--throttle",
+            spec,
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ]);
+        c.env("PLUMB_COLLECTOR", &serve.api)
+            .env("PLUMB_TOKEN", token);
+        c.output().unwrap()
+    };
+    let out = run("wrong-token", "w=2");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("refused the token"), "{err}");
+    // Another run holds `w` with N=3: a watch saying N=2 is refused.
+    let agent = serve.agent.clone().unwrap();
+    let held = support::http(
+        &serve.api,
+        "POST",
+        "/api/v1/throttles/w/acquire",
+        &[
+            ("Authorization", &format!("Bearer {agent}")),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"holder":"other","slots":3}"#,
+    );
+    assert_eq!(held.status, 200, "{}", held.text());
+    let out = run(&agent, "w=2");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has 3 slots") && err.contains("says 2"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "nothing ran");
+    assert!(
+        journal(&dir).is_empty(),
+        "no file was taken: {}",
+        journal(&dir)
+    );
+}

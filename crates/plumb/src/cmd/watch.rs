@@ -17,6 +17,10 @@
 //! sent SIGTERM if plumb watch dies (PR_SET_PDEATHSIG), so a killed watch
 //! leaves no run going on that its restart would repeat.
 //!
+//! With `--throttle` and a collector, the collector is asked once at start
+//! (`preflight`), so a refused token or a conflicting N stops plumb watch
+//! before any file is taken rather than failing every file's run.
+//!
 //! Ctrl-C or SIGTERM: no new run starts; the running ones are waited for.
 //! (Ctrl-C at a terminal reaches the running commands as well; a run
 //! that ends interrupted is left unfinished in the journal and runs again
@@ -241,6 +245,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
     if jobs == 0 {
         bail!("--jobs 0: at least one run must be allowed at once");
     }
+    if let Some(spec) = &args.throttle {
+        preflight(spec)?;
+    }
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("cannot watch {}", args.dir.display()))?;
     let jdir = dir.join(JOURNAL_DIR);
@@ -379,6 +386,23 @@ pub fn main(args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// With a collector configured, asks it once for the throttle (and gives
+/// the place straight back), so a refused token or another N than the
+/// fleet's is said now, before any file is taken, instead of failing
+/// every file's run. A collector that cannot be reached is no error: the
+/// runs wait for it.
+fn preflight(spec: &ThrottleSpec) -> Result<()> {
+    let cfg = crate::config::Config::load()?;
+    let Some(url) = &cfg.collector else {
+        return Ok(());
+    };
+    let probe = crate::lease::FleetThrottle::new(&cfg, url, spec, plumb_model::new_id())?;
+    if let crate::lease::Asked::State(_) = probe.ask()? {
+        probe.leave();
+    }
+    Ok(())
 }
 
 /// The signal number of a status, 0 when none.
