@@ -75,9 +75,11 @@ pub struct Args {
     #[arg(long, value_name = "OUTCOMES")]
     pub retry_on: Option<RetryOn>,
     /// Wait for one of N slots of the throttle NAME before starting, so at
-    /// most N runs holding it run at once on this machine (or on every
-    /// machine sharing --throttle-dir). The run is recorded as waiting
-    /// meanwhile.
+    /// most N runs holding it run at once: across the fleet when a
+    /// collector is configured (leases held at the collector, first come
+    /// first served), else on this machine (or on every machine sharing
+    /// --throttle-dir). The run is recorded as waiting meanwhile, with its
+    /// place in the queue.
     #[arg(long, value_name = "NAME=N")]
     pub throttle: Option<ThrottleSpec>,
     /// Where throttles keep their slot files (default <plumb home>/throttle);
