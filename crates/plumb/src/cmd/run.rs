@@ -453,7 +453,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         (None, Some(_)) if args.throttle_dir.is_none() => ThrottleScope::Fleet,
         (None, _) => ThrottleScope::Host,
     };
-    if scope == ThrottleScope::Fleet {
+    if scope == ThrottleScope::Fleet && args.throttle.is_some() {
         // A bad PLUMB_THROTTLE_TTL_MS is said before anything runs.
         crate::lease::ttl()?;
     }
