@@ -37,6 +37,7 @@ pub mod otlp;
 pub mod runs;
 pub mod server;
 pub mod stack;
+pub mod throttles;
 pub mod timeline;
 pub mod tls;
 pub mod web;
@@ -215,6 +216,7 @@ pub fn router(state: AppState) -> Router {
         .merge(clock::routes())
         .merge(stack::routes())
         .merge(timeline::routes())
+        .merge(throttles::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.limits.body_timeout,

@@ -37,6 +37,7 @@ mod secret;
 pub mod stack;
 pub mod telemetry;
 pub mod text;
+pub mod throttle;
 pub mod timeline;
 
 pub use eviction::Eviction;

@@ -8,14 +8,17 @@
 //! a daemon it leaves behind does not keep it either. The directory is
 //! `<plumb home>/throttle/<name>` by default; pointing several machines at
 //! one directory on a shared file system with working `flock` (NFSv4, for
-//! one) makes the throttle span them.
+//! one) makes the throttle span them. With a collector configured, `plumb
+//! run` makes throttles fleet-wide with leases at the collector instead
+//! (`plumb_model::throttle`); this module is then only the `--throttle`
+//! flag's parser.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-/// The most slots a throttle may have.
-pub const MAX_SLOTS: u32 = 4096;
+/// The most slots a throttle may have (the same here and fleet-wide).
+pub const MAX_SLOTS: u32 = plumb_model::throttle::MAX_SLOTS;
 
 /// `--throttle NAME=N`: a throttle's name and how many runs may hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +51,7 @@ impl std::str::FromStr for ThrottleSpec {
         let (name, n) = s
             .split_once('=')
             .ok_or_else(|| ThrottleError::Syntax(s.to_string()))?;
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !name_ok {
+        if !plumb_model::throttle::name_ok(name) {
             return Err(ThrottleError::Name(s.to_string()));
         }
         let slots: u32 = n

@@ -26,6 +26,7 @@ pub mod insights;
 pub mod nodes;
 pub mod runs;
 pub mod telemetry;
+pub mod throttles;
 pub mod timeline;
 pub mod tokens;
 
@@ -76,7 +77,11 @@ macro_rules! suite {
             insights::slow_runs_need_history_and_exceed_the_p95,
             insights::every_failed_state_is_queued_for_grouping_and_no_other,
             clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
-            timeline::logs_and_spans_are_found_by_time_window_from_every_source
+            timeline::logs_and_spans_are_found_by_time_window_from_every_source,
+            throttles::never_more_than_n_holders_and_the_queue_is_first_come_first_served,
+            throttles::an_expired_lease_frees_its_slot_and_an_expired_waiter_leaves_the_queue,
+            throttles::release_is_idempotent_and_an_unknown_holder_releases_nothing,
+            throttles::bad_requests_are_bad_input_and_a_different_n_is_a_conflict_naming_both
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
@@ -105,6 +110,7 @@ mod tests {
             ("nodes", include_str!("nodes.rs")),
             ("runs", include_str!("runs.rs")),
             ("telemetry", include_str!("telemetry.rs")),
+            ("throttles", include_str!("throttles.rs")),
             ("timeline", include_str!("timeline.rs")),
             ("tokens", include_str!("tokens.rs")),
         ];

@@ -29,6 +29,7 @@ use plumb_model::insights::{
 use plumb_model::node::{NodeReport, NodeState, NodeTransition};
 use plumb_model::stack::StackSnapshot;
 use plumb_model::telemetry::{Hit, LogBatch, LogLine, MetricPoint, Span, Trace};
+use plumb_model::throttle::{LeaseRequest, LeaseState, ThrottleView};
 use plumb_model::{Exception, Fingerprint, Run, RunState, Stream, Timestamp, Uuid};
 use std::collections::HashSet;
 
@@ -397,16 +398,82 @@ pub trait Timeline {
     fn spans_between(&self, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Span>>;
 }
 
+/// Fleet-wide throttle leases (`throttles.rs`): at most N holders of a
+/// throttle at once, a first-come-first-served queue of waiters, and
+/// leases and places that expire unless renewed. Every method is one
+/// transaction that takes the write lock first, drops what expired by
+/// `now` and grants freed slots to the first in line, so racing requests
+/// (or two collectors on one store) never grant more than N.
+pub trait Throttles {
+    /// Asks for a slot of `name` for `req.holder`, or keeps its place:
+    /// a new holder joins the end of the queue, a known one has its lease
+    /// or place renewed to `now + ttl`. Granted at once when a slot is
+    /// free and nobody waits before it. Bad names, 0 slots or an empty
+    /// holder are `BadInput`; an N other than that of those already there
+    /// is a `Conflict` naming both.
+    fn throttle_acquire(
+        &self,
+        name: &str,
+        req: &LeaseRequest,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<LeaseState>;
+
+    /// Renews `holder`'s lease or place to `now + ttl`; `NotFound` when it
+    /// has none (it expired or was released).
+    fn throttle_renew(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<LeaseState>;
+
+    /// Gives up `holder`'s lease or place, granting the slot to the next
+    /// in line; true when there was one. Releasing twice is no error.
+    fn throttle_release(&self, name: &str, holder: &str, now: Timestamp) -> Result<bool>;
+
+    /// Drops every lease and place expired by `now`, granting the slots
+    /// they held; how many were dropped.
+    fn throttle_expire(&self, now: Timestamp) -> Result<u64>;
+
+    /// Every throttle someone holds or waits for, by name, with its
+    /// holders (earliest grant first) and queue (first in line first);
+    /// what expired by `now` is left out.
+    fn throttle_list(&self, now: Timestamp) -> Result<Vec<ThrottleView>>;
+}
+
 /// Every concern together: what a collector serves from. Implemented for
 /// every type that implements each concern, so a backend implements the
 /// concern traits and gets this for free.
 pub trait Backend:
-    Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Timeline + Send
+    Runs
+    + Output
+    + Telemetry
+    + Nodes
+    + Alerts
+    + Tokens
+    + Insights
+    + Clocks
+    + Timeline
+    + Throttles
+    + Send
 {
 }
 
-impl<T: Runs + Output + Telemetry + Nodes + Alerts + Tokens + Insights + Clocks + Timeline + Send>
-    Backend for T
+impl<
+    T: Runs
+        + Output
+        + Telemetry
+        + Nodes
+        + Alerts
+        + Tokens
+        + Insights
+        + Clocks
+        + Timeline
+        + Throttles
+        + Send,
+> Backend for T
 {
 }
 

@@ -74,6 +74,31 @@ pub enum StoreError {
     /// A search query could not be understood.
     #[error("bad search: {0}")]
     BadQuery(String),
+    /// A throttle request is malformed (no name, 0 slots, no holder).
+    #[error("bad throttle request: {0}")]
+    BadThrottle(String),
+    /// A throttle request disagrees with the holders and waiters already
+    /// there on how many slots the throttle has.
+    #[error(
+        "throttle `{name}` has {held} slots for the runs holding or waiting for it; this request says {asked}: use the same N everywhere (or wait until none hold it)"
+    )]
+    ThrottleConflict {
+        /// The throttle.
+        name: String,
+        /// The N of those already there.
+        held: u32,
+        /// The N asked for.
+        asked: u32,
+    },
+    /// A renewal of a lease (or place) that is not there: it expired, or
+    /// was released.
+    #[error("throttle `{name}` has no lease or place for `{holder}` (it expired or was released)")]
+    NoSuchLease {
+        /// The throttle.
+        name: String,
+        /// The holder.
+        holder: String,
+    },
     /// A stored JSON record could not be read.
     #[error("stored record {id} does not parse: {source}")]
     Json {
@@ -132,10 +157,14 @@ impl StoreError {
             StoreError::Database { kind, .. } => *kind,
             StoreError::Io { source, .. } => io_kind(source),
             StoreError::Corrupt(_) | StoreError::Json { .. } => ErrorKind::Corrupt,
-            StoreError::NoSuchRun(_) | StoreError::NoSuchTrace(_) => ErrorKind::NotFound,
+            StoreError::NoSuchRun(_)
+            | StoreError::NoSuchTrace(_)
+            | StoreError::NoSuchLease { .. } => ErrorKind::NotFound,
+            StoreError::ThrottleConflict { .. } => ErrorKind::Conflict,
             StoreError::Ambiguous { .. }
             | StoreError::BadReference(_)
-            | StoreError::BadQuery(_) => ErrorKind::BadInput,
+            | StoreError::BadQuery(_)
+            | StoreError::BadThrottle(_) => ErrorKind::BadInput,
             StoreError::Foreign { .. } | StoreError::TooNew { .. } => ErrorKind::Other,
         }
     }

@@ -35,13 +35,14 @@ mod runs;
 mod schema;
 pub mod spool;
 pub mod telemetry;
+pub mod throttles;
 mod timeline;
 pub mod tokens;
 mod writer;
 
 pub use backend::{
     Alerts, Backend, Connector, Insights, Nodes, Output, OutputSink, RunStore, Runs,
-    SqliteConnector, Telemetry, Timeline, Tokens,
+    SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
@@ -51,7 +52,7 @@ pub mod prelude {
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
         Alerts as _, Insights as _, Nodes as _, Output as _, Runs as _, Telemetry as _,
-        Timeline as _, Tokens as _,
+        Throttles as _, Timeline as _, Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

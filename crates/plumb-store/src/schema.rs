@@ -299,4 +299,27 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, taken_ns, seq)
     ) WITHOUT ROWID;
     "#,
+    // 11 -> 12 (helper "throttle"): fleet-wide throttle leases
+    // (throttles.rs): a throttle's N while anyone holds it or waits, and
+    // one row per holder or waiter, which expires unless renewed.
+    r#"
+    CREATE TABLE throttles (
+        name  TEXT PRIMARY KEY,
+        slots INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE throttle_leases (
+        name        TEXT NOT NULL,
+        holder      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,      -- order of arrival in the throttle (FIFO)
+        enqueued_ns INTEGER NOT NULL,      -- collector clock
+        granted_ns  INTEGER,               -- NULL while waiting
+        expires_ns  INTEGER NOT NULL,
+        run_id      TEXT,
+        node        TEXT NOT NULL,
+        pid         INTEGER,
+        PRIMARY KEY (name, holder)
+    ) WITHOUT ROWID;
+    CREATE INDEX throttle_leases_seq ON throttle_leases(name, seq);
+    CREATE INDEX throttle_leases_expires ON throttle_leases(expires_ns);
+    "#,
 ];

@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod exit;
+mod lease;
 mod logging;
 mod out;
 mod target;
@@ -65,6 +66,10 @@ enum Command {
     Clock(cmd::clock::Args),
     /// One merged, clock-corrected timeline of the fleet, or of log files (--merge).
     Timeline(Box<cmd::timeline::Args>),
+    /// Throttles: each one's N, its holders and its queue (fleet-wide with a collector).
+    Throttles(cmd::throttles::Args),
+    /// Run a command for each new file in a directory, recorded, throttled, journaled.
+    Watch(cmd::watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
             | Command::Stack(_)
             | Command::Profile(_)
             | Command::Timeline(_)
+            | Command::Throttles(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
@@ -117,6 +123,8 @@ fn main() -> ExitCode {
         Command::Profile(a) => cmd::profile::main(a),
         Command::Clock(a) => cmd::clock::main(a),
         Command::Timeline(a) => cmd::timeline::main(*a),
+        Command::Throttles(a) => cmd::throttles::main(a),
+        Command::Watch(a) => cmd::watch::main(a),
     };
     match result {
         Ok(code) => code,

@@ -717,6 +717,10 @@ fn a_waiting_run_shows_on_the_dashboard_and_moves_on_when_it_starts() {
                 "run",
                 "--throttle",
                 "t=1",
+                // The holder's slot is this host's (it has no collector);
+                // with one, a throttle is fleet-wide unless said so.
+                "--throttle-scope",
+                "host",
                 "--name",
                 "queued",
                 "--",

@@ -21,5 +21,7 @@ pub mod run;
 pub mod serve;
 pub mod slow;
 pub mod stack;
+pub mod throttles;
 pub mod timeline;
 pub mod token;
+pub mod watch;

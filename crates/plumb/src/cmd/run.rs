@@ -17,6 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Where a throttle's N counts (`--throttle-scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThrottleScope {
+    /// Leases held at the collector: N across the fleet.
+    Fleet,
+    /// Slot files on this machine (or a shared --throttle-dir).
+    Host,
+}
+
 /// Arguments of `plumb run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,14 +75,23 @@ pub struct Args {
     #[arg(long, value_name = "OUTCOMES")]
     pub retry_on: Option<RetryOn>,
     /// Wait for one of N slots of the throttle NAME before starting, so at
-    /// most N runs holding it run at once on this machine (or on every
-    /// machine sharing --throttle-dir). The run is recorded as waiting
-    /// meanwhile.
+    /// most N runs holding it run at once: across the fleet when a
+    /// collector is configured (leases held at the collector, first come
+    /// first served), else on this machine (or on every machine sharing
+    /// --throttle-dir). The run is recorded as waiting meanwhile, with its
+    /// place in the queue.
     #[arg(long, value_name = "NAME=N")]
     pub throttle: Option<ThrottleSpec>,
-    /// Where throttles keep their slot files (default <plumb home>/throttle).
+    /// Where throttles keep their slot files (default <plumb home>/throttle);
+    /// implies --throttle-scope host.
     #[arg(long, value_name = "DIR", requires = "throttle")]
     pub throttle_dir: Option<PathBuf>,
+    /// Where the throttle's N counts: `fleet` (leases held at the
+    /// collector, the default when a collector is configured) or `host`
+    /// (slot files on this machine, or in --throttle-dir; the default
+    /// without a collector).
+    #[arg(long, value_name = "fleet|host", requires = "throttle")]
+    pub throttle_scope: Option<ThrottleScope>,
     /// The program's checkpoint directory, passed as PLUMB_CHECKPOINT_DIR
     /// (default: <plumb home>/checkpoints/<first attempt's id>).
     #[arg(long, value_name = "DIR")]
@@ -119,8 +137,9 @@ pub struct Args {
     /// Record to the local store even when a collector is configured.
     #[arg(long, conflicts_with = "collector")]
     pub local: bool,
-    /// The first attempt's run id (`plumb every` chooses it, so that a
-    /// start it skips can name the run still running).
+    /// The (first attempt's) run id, chosen by the caller: `plumb every`
+    /// names a run still running when it skips a start, `plumb watch`
+    /// journals the id before the run starts.
     #[arg(long, value_name = "UUID", hide = true)]
     pub run_id: Option<plumb_model::Uuid>,
     /// The command and its arguments (after `--`).
@@ -428,6 +447,23 @@ pub fn main(args: Args) -> Result<ExitCode> {
         signal_hook::flag::register(libc::SIGTERM, Arc::clone(&terminated))
             .context("installing the signal handlers for waiting")?;
     }
+    let scope = match (args.throttle_scope, &cfg.collector) {
+        (Some(ThrottleScope::Fleet), _) if args.throttle_dir.is_some() => {
+            bail!(
+                "--throttle-dir is for --throttle-scope host: fleet-wide slots are leases at the collector"
+            )
+        }
+        (Some(ThrottleScope::Fleet), None) => bail!(
+            "--throttle-scope fleet needs a collector (--collector URL, PLUMB_COLLECTOR, or `collector =` in plumb.toml)"
+        ),
+        (Some(scope), _) => scope,
+        (None, Some(_)) if args.throttle_dir.is_none() => ThrottleScope::Fleet,
+        (None, _) => ThrottleScope::Host,
+    };
+    if scope == ThrottleScope::Fleet && args.throttle.is_some() {
+        // A bad PLUMB_THROTTLE_TTL_MS is said before anything runs.
+        crate::lease::ttl()?;
+    }
     let throttle = args.throttle.as_ref().map(|spec| {
         let root = args
             .throttle_dir
@@ -435,7 +471,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
             .unwrap_or_else(|| cfg.home.join("throttle"));
         (spec, root.join(&spec.name))
     });
-    if let Some((spec, dir)) = &throttle {
+    if let Some((spec, dir)) = &throttle
+        && scope == ThrottleScope::Host
+    {
         std::fs::create_dir_all(dir).with_context(|| {
             format!("throttle `{}`: cannot create {}", spec.name, dir.display())
         })?;
@@ -466,9 +504,18 @@ pub fn main(args: Args) -> Result<ExitCode> {
             kill_orphans: args.kill_orphans,
             timeouts: timeouts.clone(),
         };
+        let throttle_wait = match (&throttle, &cfg.collector) {
+            (None, _) => None,
+            (Some((spec, _)), Some(url)) if scope == ThrottleScope::Fleet => {
+                Some(ThrottleWait::Fleet(Box::new(
+                    crate::lease::FleetThrottle::new(&cfg, url, spec, run_id)?,
+                )))
+            }
+            (Some((spec, dir)), _) => Some(ThrottleWait::Host(spec, dir.as_path())),
+        };
         let wait = Wait {
             backoff: backoff.take(),
-            throttle: throttle.as_ref().map(|(spec, dir)| (*spec, dir.as_path())),
+            throttle: throttle_wait,
             stop: &stop,
         };
         let run = match record_attempt(&cfg, opts, &mut sup, wait)? {
@@ -518,10 +565,27 @@ pub fn main(args: Args) -> Result<ExitCode> {
 struct Wait<'a> {
     /// A retry's backoff and why.
     backoff: Option<(Duration, String)>,
-    /// A throttle and its slot directory.
-    throttle: Option<(&'a ThrottleSpec, &'a std::path::Path)>,
+    /// A throttle to take a slot of.
+    throttle: Option<ThrottleWait<'a>>,
     /// Set by SIGINT/SIGTERM: give up waiting.
     stop: &'a AtomicBool,
+}
+
+/// Where a throttle's slots are.
+enum ThrottleWait<'a> {
+    /// Slot files in a directory (`--throttle-scope host`).
+    Host(&'a ThrottleSpec, &'a std::path::Path),
+    /// Leases at the collector.
+    Fleet(Box<crate::lease::FleetThrottle>),
+}
+
+/// A throttle slot held while the command runs; dropping it frees it.
+#[allow(dead_code)] // held for its Drop
+enum Held {
+    /// A slot file's lock.
+    Slot(plumb_record::throttle::Slot),
+    /// A lease at the collector, renewed on a thread.
+    Lease(crate::lease::HeldLease),
 }
 
 /// How an attempt went.
@@ -546,7 +610,7 @@ fn wait_to_start(
     sup: &mut Supervision,
     wait: Wait<'_>,
     sink: &mut StoreSink,
-) -> Result<Option<Option<plumb_record::throttle::Slot>>> {
+) -> Result<Option<Option<Held>>> {
     let since = Timestamp::now();
     let mut record = None;
     if let Some((delay, reason)) = wait.backoff {
@@ -569,7 +633,10 @@ fn wait_to_start(
         }
     }
     let mut slot = None;
-    if let Some((spec, dir)) = wait.throttle {
+    if let Some(ThrottleWait::Fleet(fleet)) = wait.throttle {
+        return wait_for_lease(opts, sup, *fleet, wait.stop, record, since, sink);
+    }
+    if let Some(ThrottleWait::Host(spec, dir)) = wait.throttle {
         let take = || {
             plumb_record::throttle::try_acquire(dir, spec)
                 .with_context(|| format!("throttle `{}`: cannot use {}", spec.name, dir.display()))
@@ -608,7 +675,87 @@ fn wait_to_start(
         }
     }
     sup.waited = record.and_then(|r| r.waiting);
-    Ok(Some(slot))
+    Ok(Some(slot.map(Held::Slot)))
+}
+
+/// Waits for a lease of a fleet-wide throttle, asking the collector again
+/// every poll (which keeps the run's place in the queue), with the run
+/// recorded as waiting and its reason saying its place, updated as it
+/// moves. A collector that cannot be reached is waited for, said once per
+/// outage on stderr; a refusal (the token, a conflicting N) is an error.
+fn wait_for_lease(
+    opts: &RunOptions,
+    sup: &mut Supervision,
+    fleet: crate::lease::FleetThrottle,
+    stop: &AtomicBool,
+    mut record: Option<Run>,
+    since: Timestamp,
+    sink: &mut StoreSink,
+) -> Result<Option<Option<Held>>> {
+    use crate::lease::Asked;
+    let mut away = false;
+    let mut last_reason = String::new();
+    let mut last_state: Option<plumb_model::throttle::LeaseState>;
+    loop {
+        match fleet.ask() {
+            // Recorded as cancelled, with the reason, by record_attempt.
+            Err(e) => return Err(e),
+            Ok(Asked::State(s)) if s.granted => {
+                if away {
+                    eprintln!("plumb: the collector answers again");
+                }
+                break;
+            }
+            Ok(Asked::State(s)) => {
+                if away {
+                    eprintln!("plumb: the collector answers again");
+                    away = false;
+                }
+                let reason = fleet.reason(&s);
+                if reason != last_reason {
+                    if last_reason.is_empty() {
+                        eprintln!("plumb: {reason}");
+                    }
+                    let mut run = record.take().unwrap_or_else(|| {
+                        let w = Waiting {
+                            kind: WaitKind::Throttle,
+                            reason: String::new(),
+                            since,
+                            until: None,
+                            ended: None,
+                        };
+                        plumb_record::supervise::waiting_run(opts, sup, w)
+                    });
+                    if let Some(w) = run.waiting.as_mut() {
+                        w.kind = WaitKind::Throttle;
+                        w.reason = reason.clone();
+                        w.until = None;
+                    }
+                    sink.started(&run);
+                    record = Some(run);
+                    last_reason = reason;
+                }
+                last_state = Some(s);
+            }
+            Ok(Asked::Away(why)) => {
+                last_state = None;
+                if !away {
+                    away = true;
+                    eprintln!(
+                        "plumb: cannot reach the collector for a slot of a fleet-wide throttle ({why}); still waiting, asking again every {} (local slots are not used: they could exceed N fleet-wide)",
+                        plumb_model::display::duration(fleet.poll(None).as_nanos() as i64)
+                    );
+                }
+            }
+        }
+        if !sleep_unless(stop, fleet.poll(last_state.as_ref())) {
+            fleet.leave();
+            cancel(record, sink);
+            return Ok(None);
+        }
+    }
+    sup.waited = record.and_then(|r| r.waiting);
+    Ok(Some(Some(Held::Lease(fleet.hold()))))
 }
 
 /// Records a run that never started (`plumb every`'s skipped start): the
