@@ -26,13 +26,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use plumb_model::Timestamp;
 use plumb_model::clock::{KernelSync, PACKET_LEN, Packet, PacketKind};
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Replies to one source address per second at most; the rest are
@@ -47,15 +48,38 @@ const MAX_SOURCES: usize = 65_536;
 /// How often the thread looks at its stop flag while no probe arrives.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Counts of what the probe server did.
-#[derive(Debug, Default)]
+/// Counts of what the probe server did; clones share them, and
+/// [`ProbeStats::register`] puts them in `/metrics`.
+#[derive(Debug, Default, Clone)]
 pub struct ProbeStats {
     /// Requests answered.
-    pub answered: AtomicU64,
+    pub answered: Counter,
     /// Packets that were not a well-formed request (ignored).
-    pub malformed: AtomicU64,
+    pub malformed: Counter,
     /// Requests dropped by the per-source rate limit.
-    pub limited: AtomicU64,
+    pub limited: Counter,
+}
+
+impl ProbeStats {
+    /// Adds the counts to the collector's metrics:
+    /// `plumb_clock_probes_{answered,malformed,limited}_total`.
+    pub fn register(&self, metrics: &crate::Metrics) {
+        metrics.register(
+            "clock_probes_answered",
+            "Clock probes answered over UDP",
+            self.answered.clone(),
+        );
+        metrics.register(
+            "clock_probes_malformed",
+            "UDP packets on the clock port that were not a well-formed probe (ignored)",
+            self.malformed.clone(),
+        );
+        metrics.register(
+            "clock_probes_limited",
+            "Clock probes dropped by the per-source rate limit",
+            self.limited.clone(),
+        );
+    }
 }
 
 /// A running probe server; stops (within [`POLL`]) when dropped.
@@ -233,7 +257,7 @@ fn serve(socket: UdpSocket, stop: &AtomicBool, stats: &ProbeStats) {
         let request = match Packet::decode(&buf[..r.len.min(buf.len())]) {
             Some(p) if !r.truncated && p.kind == PacketKind::Request => p,
             _ => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                stats.malformed.inc();
                 continue;
             }
         };
@@ -245,7 +269,7 @@ fn serve(socket: UdpSocket, stop: &AtomicBool, stats: &ProbeStats) {
             let n = sources.entry(ip).or_default();
             *n += 1;
             if *n > REPLIES_PER_SECOND {
-                stats.limited.fetch_add(1, Ordering::Relaxed);
+                stats.limited.inc();
                 continue;
             }
         }
@@ -272,7 +296,7 @@ fn serve(socket: UdpSocket, stop: &AtomicBool, stats: &ProbeStats) {
         if sent < 0 {
             tracing::debug!(error = %io::Error::last_os_error(), "clock probe reply failed");
         } else {
-            stats.answered.fetch_add(1, Ordering::Relaxed);
+            stats.answered.inc();
         }
     }
 }
@@ -436,12 +460,10 @@ mod tests {
         // The server counts a reply once `sendto` returned, which may be
         // after the reply arrived here: wait for it, boundedly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while s.stats().answered.load(Ordering::Relaxed) == 0
-            && std::time::Instant::now() < deadline
-        {
+        while s.stats().answered.get() == 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert_eq!(s.stats().answered.load(Ordering::Relaxed), 1);
+        assert_eq!(s.stats().answered.get(), 1);
     }
 
     #[test]
@@ -467,8 +489,8 @@ mod tests {
         }
         let mut buf = [0u8; 64];
         assert!(c.recv(&mut buf).is_err(), "nothing comes back");
-        assert_eq!(s.stats().malformed.load(Ordering::Relaxed), 4);
-        assert_eq!(s.stats().answered.load(Ordering::Relaxed), 0);
+        assert_eq!(s.stats().malformed.get(), 4);
+        assert_eq!(s.stats().answered.get(), 0);
     }
 
     #[test]
@@ -489,7 +511,7 @@ mod tests {
         // were answered.
         if started.elapsed() < Duration::from_millis(900) {
             assert!(got <= 2 * REPLIES_PER_SECOND, "{got} replies");
-            assert!(s.stats().limited.load(Ordering::Relaxed) > 0);
+            assert!(s.stats().limited.get() > 0);
         }
         assert!(got >= 1);
     }

@@ -56,6 +56,9 @@ use std::path::PathBuf;
 /// How a collector runs.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
+    /// The UDP clock probe server's counts, shown in `/metrics` (the
+    /// server runs beside the HTTP one: `clock::ProbeServer`).
+    pub clock_probes: Option<clock::ProbeStats>,
     /// Where the store is and how to open it.
     pub store: std::sync::Arc<dyn plumb_store::Connector>,
     /// TLS certificate chain and private key (PEM files); plain HTTP without.
@@ -132,6 +135,7 @@ impl CollectorConfig {
             insights: Default::default(),
             alerts: alerts::AlertsConfig::default(),
             limits: ServerLimits::default(),
+            clock_probes: None,
         }
     }
 }
@@ -186,10 +190,14 @@ impl AppState {
     /// `non_loopback` is whether any listener is on a non-loopback address.
     pub fn open(config: &CollectorConfig, non_loopback: bool) -> Result<AppState, CollectorError> {
         let db = Db::open(&*config.store, config.readers)?;
+        let metrics = Metrics::new();
+        if let Some(p) = &config.clock_probes {
+            p.register(&metrics);
+        }
         Ok(AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),
-            metrics: Metrics::new(),
+            metrics,
             insights: std::sync::Arc::new(config.insights.clone()),
             slow: insights::SlowCache::default(),
             limits: std::sync::Arc::new(config.limits.clone()),

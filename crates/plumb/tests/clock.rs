@@ -49,6 +49,21 @@ fn probe_on_loopback_finds_the_same_clock_within_its_bound() {
     let t = text(&out.stdout);
     assert!(t.contains("chrony"), "{t}");
     assert!(t.contains("offset") && t.contains("error bound"), "{t}");
+    // The collector counts what its probe server did in /metrics: the
+    // 16 probes of the two `plumb clock probe` above.
+    let metrics = serve.get("/metrics").unwrap();
+    let answered: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("plumb_clock_probes_answered_total "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(answered, 16, "{metrics}");
+    assert!(
+        metrics.contains("plumb_clock_probes_limited_total 0"),
+        "{metrics}"
+    );
 }
 
 #[test]

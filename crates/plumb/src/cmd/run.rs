@@ -770,6 +770,23 @@ pub(crate) fn record_not_started(
     let run_id = plumb_model::new_id();
     let opts = options(cfg, args, run_id)?;
     let sup = Supervision::default();
+    let (mut sink, shipper) = open_sink(cfg, &opts);
+    let run = plumb_record::supervise::waiting_run(&opts, &sup, waiting);
+    sink.started(&run);
+    cancel(Some(run), &mut sink);
+    if let Some(shipper) = shipper {
+        crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
+    }
+    Ok(run_id)
+}
+
+/// Where a run's record goes: with a collector configured, the outbox,
+/// shipped as it goes by the returned shipper (see cmd::agent); without
+/// one, the local store.
+fn open_sink(
+    cfg: &Config,
+    opts: &RunOptions,
+) -> (StoreSink, Option<plumb_ship::BackgroundShipper>) {
     let (writer, shipper) = crate::cmd::agent::start_writer(
         cfg,
         WriterConfig {
@@ -779,21 +796,15 @@ pub(crate) fn record_not_started(
             flush_interval: Duration::from_secs(1),
             busy_timeout: Duration::from_secs(5),
         },
-        run_id,
+        opts.run_id,
         Box::new(|line| eprintln!("{line}")),
     );
-    let mut sink = StoreSink {
+    let sink = StoreSink {
         writer: Some(writer),
         destination: None,
         redactor: opts.redactor.clone(),
     };
-    let run = plumb_record::supervise::waiting_run(&opts, &sup, waiting);
-    sink.started(&run);
-    cancel(Some(run), &mut sink);
-    if let Some(shipper) = shipper {
-        crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
-    }
-    Ok(run_id)
+    (sink, shipper)
 }
 
 /// Records a waiting attempt as cancelled: it ends without having started.
@@ -821,23 +832,7 @@ fn record_attempt(
     let run_id = opts.run_id;
     // With a collector configured the run goes to the outbox and is shipped
     // as it goes (see cmd::agent); without one, to the local store.
-    let (writer, shipper) = crate::cmd::agent::start_writer(
-        cfg,
-        WriterConfig {
-            store_dir: cfg.home.clone(),
-            spool_dirs: plumb_store::spool::candidate_dirs(&cfg.home),
-            output_cap: cfg.output_cap,
-            flush_interval: Duration::from_secs(1),
-            busy_timeout: Duration::from_secs(5),
-        },
-        run_id,
-        Box::new(|line| eprintln!("{line}")),
-    );
-    let mut sink = StoreSink {
-        writer: Some(writer),
-        destination: None,
-        redactor: opts.redactor.clone(),
-    };
+    let (mut sink, shipper) = open_sink(cfg, &opts);
     let waited = wait_to_start(&opts, sup, wait, &mut sink);
     let (recorded, _slot) = match waited {
         Ok(Some(slot)) => (

@@ -113,7 +113,8 @@ pub fn main(a: Args) -> Result<ExitCode> {
             );
         }
         let api_addr = listeners[0].local_addr()?;
-        let _probes = clock_probes(api_addr, a.clock_port)?;
+        let probes = clock_probes(api_addr, a.clock_port)?;
+        config.clock_probes = probes.as_ref().map(|p| p.stats().clone());
         // Tests and scripts read the bound addresses from stdout.
         {
             let mut out = crate::out::stdout();
