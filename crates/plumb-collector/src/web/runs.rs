@@ -492,6 +492,9 @@ async fn run_page(
     if let Some(x) = &r.exit {
         kv(&mut b, "exit", &plumb_model::display::exit_status(x));
     }
+    if let Some(o) = &r.oom {
+        kv(&mut b, "cause", &plumb_model::display::oom(o));
+    }
     if let Some(w) = &r.waiting {
         waiting_kv(&mut b, w);
     }

@@ -398,6 +398,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     if let Some(e) = &run.exit {
         let _ = writeln!(s, "exit      {}", display::exit_status(e));
     }
+    if let Some(o) = &run.oom {
+        let _ = writeln!(s, "cause     {}", display::oom(o));
+    }
     if let Some(e) = &run.launch_error {
         let _ = writeln!(s, "launch    failed: {e}");
     }
