@@ -203,3 +203,48 @@ fn a_worker_killed_by_the_oom_killer_is_recorded_though_the_run_went_on() {
         "{shown}"
     );
 }
+
+#[test]
+fn an_oom_kill_reaches_the_collector_and_its_run_page() {
+    let cg = MemCgroup::new("shipped");
+    let home = Home::new();
+    let server = support::Serve::start(&home.dir().join("srv"));
+    let out = cg
+        .plumb(
+            &home,
+            &[
+                "run",
+                "--name",
+                "oomshipped",
+                "--",
+                "python3",
+                "-c",
+                "x = bytearray(512 << 20)",
+            ],
+        )
+        .env("PLUMB_COLLECTOR", &server.api)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    let id = support::wait_for(
+        "the OOM-killed run at the collector",
+        std::time::Duration::from_secs(30),
+        || {
+            let list = support::get_json(&server.api, "/api/v1/runs?name=oomshipped");
+            let r = list.as_array()?.first()?.clone();
+            (r["state"] == "killed").then(|| r["id"].as_str().unwrap().to_string())
+        },
+    );
+    let run = &support::get_json(&server.api, &format!("/api/v1/runs/{id}"))["run"];
+    assert_eq!(run["oom"]["root"], true, "{run}");
+    assert_eq!(run["oom"]["source"], "cgroup_v1", "{run}");
+    assert_eq!(run["oom"]["limit"], LIMIT, "{run}");
+    let (code, page) =
+        support::http(&server.api, "GET", &format!("/runs/{id}"), &[], b"").status_and_text();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<dt>cause</dt>")
+            && page.contains("killed by the OOM killer (limit 64.0 MiB, peak "),
+        "{page}"
+    );
+}
