@@ -80,6 +80,16 @@ pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
+/// [`exit`], except `OOM` for a run whose own process the kernel's OOM
+/// killer killed: the lists' exit column.
+pub fn exit_or_oom(code: Option<i32>, signal: Option<i32>, oom_killed: bool) -> String {
+    if oom_killed && code.is_none() {
+        "OOM".into()
+    } else {
+        exit(code, signal)
+    }
+}
+
 /// How a run ended, as `plumb show` and the run page both word it:
 /// `code 1`, `signal 9 (SIGKILL), core dumped`, or `unknown`.
 pub fn exit_status(e: &crate::ExitStatus) -> String {

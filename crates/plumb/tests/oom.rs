@@ -140,6 +140,15 @@ fn a_run_killed_by_the_oom_killer_is_recorded_with_its_limit_and_peak() {
         "{shown}"
     );
     assert!(shown.contains("from the v1 memory cgroup)"), "{shown}");
+    // The list's exit column says OOM rather than SIGKILL.
+    let listed = home.json(&["ls", "--json"]);
+    assert_eq!(listed[0]["oom_killed"], true, "{listed}");
+    let table = text(&home.run(&["ls"]).stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("oomjob"))
+        .expect("the run's row");
+    assert!(row.contains(" OOM ") && !row.contains("SIGKILL"), "{table}");
 }
 
 #[test]
@@ -162,6 +171,11 @@ fn a_kill_9_is_not_reported_as_the_oom_killer() {
     assert!(run.get("warnings").is_none(), "{run}");
     let shown = text(&home.run(&["show", "last"]).stdout);
     assert!(!shown.contains("OOM"), "{shown}");
+    let table = text(&home.run(&["ls"]).stdout);
+    assert!(
+        table.contains("SIGKILL") && !table.contains("OOM"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -241,6 +255,8 @@ fn an_oom_kill_reaches_the_collector_and_its_run_page() {
     assert_eq!(run["oom"]["limit"], LIMIT, "{run}");
     let (code, page) =
         support::http(&server.api, "GET", &format!("/runs/{id}"), &[], b"").status_and_text();
+    let (_, list) = support::http(&server.api, "GET", "/runs", &[], b"").status_and_text();
+    assert!(list.contains(">OOM<"), "{list}");
     assert_eq!(code, 200);
     assert!(
         page.contains("<dt>cause</dt>")

@@ -264,7 +264,7 @@ placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" ar
             let id = r.id.to_string();
             let exit = match (r.exit_code, r.signal) {
                 (Some(c), _) => c.to_string(),
-                (None, Some(s)) => plumb_model::display::exit(None, Some(s)),
+                (None, Some(s)) => plumb_model::display::exit_or_oom(None, Some(s), r.oom_killed),
                 _ => "—".into(),
             };
             let attempt = match r.max_attempts {
