@@ -11,7 +11,9 @@
 //! A rise of the cgroup's count is an OOM kill in the run's cgroup: of the
 //! run's own process when the kernel log names its pid (or, the log being
 //! unreadable, when it died by SIGKILL), else of another process of it (a
-//! worker). Without a countable cgroup, the kernel log naming the run's
+//! worker). Workers are known by their cgroup, not their parentage (they
+//! are dead by then): in a cgroup shared with programs outside the run, an
+//! OOM kill of one of those is taken for a worker's. Without a countable cgroup, the kernel log naming the run's
 //! pid is the evidence. What cannot be read is reported once, with the
 //! reason, as a warning on the run and only when it mattered (the run died
 //! by SIGKILL, or the host counted OOM kills it cannot attribute); never as
@@ -61,10 +63,14 @@ impl Cgroup {
 
     /// The cgroup's count of OOM kills.
     fn kills(&self) -> Result<u64, String> {
-        let file = if self.v2 {
-            "memory.events"
-        } else {
+        // v2's memory.events counts the cgroups below too; its .local file
+        // (Linux 5.7+) only this one, as v1's count does.
+        let file = if !self.v2 {
             "memory.oom_control"
+        } else if self.dir.join("memory.events.local").exists() {
+            "memory.events.local"
+        } else {
+            "memory.events"
         };
         let p = self.dir.join(file);
         let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -551,6 +557,18 @@ mod tests {
         assert!(oom.root);
         assert_eq!(oom.limit, Some(64 << 20));
         assert_eq!(oom.peak, Some(67_100_000));
+    }
+
+    #[test]
+    fn a_v2_kill_in_a_cgroup_below_the_runs_is_not_the_runs() {
+        let f = Fake::new(true);
+        let events = "oom 0\noom_kill 0\n";
+        std::fs::write(f.cg().join("memory.events.local"), events).unwrap();
+        let w = Watch::start_in(f.sys(), PID);
+        // memory.events counts the kill below; memory.events.local does not.
+        f.oom_kill(PID + 1);
+        std::fs::write(f.cg().join("memory.events.local"), events).unwrap();
+        assert_eq!(w.finish(false), (None, None));
     }
 
     #[test]
