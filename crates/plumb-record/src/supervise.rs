@@ -520,6 +520,13 @@ pub fn record_supervised(
     if run.state.is_failure() {
         run.exception = exception::parse(&captured.stderr_tail);
     }
+    // A program the OOM killer killed prints nothing; its error group is
+    // the kill itself.
+    if run.exception.is_none()
+        && let Some(o) = run.oom.as_ref().filter(|o| o.root)
+    {
+        run.exception = Some(exception::oom_kill(o));
+    }
     run.warnings.extend(setup_warnings);
     if let Some(hook) = hook {
         let (found, warning) = hook.collect();

@@ -263,4 +263,22 @@ fn an_oom_kill_reaches_the_collector_and_its_run_page() {
             && page.contains("killed by the OOM killer (limit 64.0 MiB, peak "),
         "{page}"
     );
+    // The error groups file it as an OOM kill of python3, not a bare signal.
+    let group = support::wait_for(
+        "the OOM kill's error group",
+        std::time::Duration::from_secs(30),
+        || {
+            let g = support::get_json(&server.api, "/api/v1/errors");
+            g["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["kind"] == "OOMKilled")
+                .cloned()
+        },
+    );
+    assert_eq!(group["language"], "kernel", "{group}");
+    assert!(
+        group["message"].as_str().unwrap() == "python3 killed by the OOM killer",
+        "{group}"
+    );
 }
