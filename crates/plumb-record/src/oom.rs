@@ -407,7 +407,9 @@ impl Watch {
             (Err(cg), Some(log)) if sigkilled => Some(format!(
                 "whether the OOM killer killed the run is unknown: {cg}; kernel log: {log}"
             )),
-            (_, Some(log)) if matches!(vmstat_kills, Ok(1..)) => Some(format!(
+            // A cgroup count that stayed put rules the run out (it counts
+            // every OOM kill of its processes, global ones too).
+            (Err(_), Some(log)) if matches!(vmstat_kills, Ok(1..)) => Some(format!(
                 "the OOM killer killed {} process(es) on this host during the run; which is \
                  unknown: kernel log: {log}",
                 vmstat_kills.as_ref().copied().unwrap_or(0)
@@ -632,6 +634,28 @@ mod tests {
         sys.proc = f.dir.path().join("no-proc");
         sys.kmsg = f.dir.path().join("no-kmsg");
         assert_eq!(Watch::start_in(sys, PID).finish(false), (None, None));
+    }
+
+    #[test]
+    fn host_oom_kills_warn_only_when_neither_cgroup_nor_log_could_tell() {
+        let f = Fake::new(false);
+        let mut sys = f.sys();
+        sys.kmsg = f.dir.path().join("no-kmsg");
+        // The cgroup's count stayed put: not the run's, no warning.
+        let w = Watch::start_in(sys.clone(), PID);
+        std::fs::write(sys.proc.join("vmstat"), "oom_kill 9\n").unwrap();
+        assert_eq!(w.finish(false), (None, None));
+        // Without the cgroup either, the host's kills are worth a warning.
+        std::fs::write(sys.proc.join("self/mountinfo"), "").unwrap();
+        let w = Watch::start_in(sys.clone(), PID);
+        std::fs::write(sys.proc.join("vmstat"), "oom_kill 10\n").unwrap();
+        let (oom, warning) = w.finish(false);
+        assert_eq!(oom, None);
+        assert!(
+            warning
+                .expect("a warning")
+                .contains("killed 1 process(es) on this host")
+        );
     }
 
     #[test]
