@@ -80,6 +80,16 @@ pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
+/// [`exit`], except `OOM` for a run whose own process the kernel's OOM
+/// killer killed: the lists' exit column.
+pub fn exit_or_oom(code: Option<i32>, signal: Option<i32>, oom_killed: bool) -> String {
+    if oom_killed && code.is_none() {
+        "OOM".into()
+    } else {
+        exit(code, signal)
+    }
+}
+
 /// How a run ended, as `plumb show` and the run page both word it:
 /// `code 1`, `signal 9 (SIGKILL), core dumped`, or `unknown`.
 pub fn exit_status(e: &crate::ExitStatus) -> String {
@@ -167,6 +177,43 @@ pub fn eviction(e: &crate::Eviction) -> Vec<String> {
         lines.push(format!("notice {d}"));
     }
     lines
+}
+
+/// Why the kernel killed the run, when its OOM killer did:
+/// `killed by the OOM killer (limit 64.0 MiB, peak 64.0 MiB, from the
+/// v1 memory cgroup)`, or for a worker `a process of the run (pid 7,
+/// python3) killed by the OOM killer (...)`. Unknown values are left out,
+/// never shown as zero.
+pub fn oom(o: &crate::OomKill) -> String {
+    let mut facts = Vec::new();
+    if let Some(l) = o.limit {
+        facts.push(format!("limit {}", size(l)));
+    }
+    if let Some(p) = o.peak {
+        facts.push(format!("peak {}", size(p)));
+    }
+    facts.push(format!("from {}", o.source.describe()));
+    let facts = facts.join(", ");
+    if o.root {
+        return format!("killed by the OOM killer ({facts})");
+    }
+    let who = match (o.pids.as_slice(), &o.command) {
+        ([], None) => String::new(),
+        ([], Some(c)) => format!(" ({c})"),
+        (pids, c) => {
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            let pid = format!(
+                "pid{} {}",
+                if pids.len() == 1 { "" } else { "s" },
+                pids.join(", ")
+            );
+            match c {
+                Some(c) => format!(" ({pid}, {c})"),
+                None => format!(" ({pid})"),
+            }
+        }
+    };
+    format!("a process of the run{who} killed by the OOM killer ({facts})")
 }
 
 /// Processes a run left behind: the heading and one line per process.

@@ -751,6 +751,28 @@ fn in_application(language: &str, f: &Frame) -> bool {
     }
 }
 
+/// The failure a run killed by the OOM killer is grouped under when it
+/// left no exception of its own: language `kernel`, type `OOMKilled`, and
+/// `PROGRAM killed by the OOM killer` as its message, so each program's OOM
+/// kills make one group; the limit and peak, which vary (and change units),
+/// are left to the run's own record ([`crate::display::oom`]).
+pub fn oom_kill(o: &crate::OomKill) -> Exception {
+    let message = match &o.command {
+        Some(c) => format!("{c} killed by the OOM killer"),
+        None => "killed by the OOM killer".into(),
+    };
+    let mut e = Exception {
+        language: "kernel".into(),
+        kind: "OOMKilled".into(),
+        message,
+        frames: Vec::new(),
+        causes: Vec::new(),
+        fingerprint: String::new(),
+    };
+    e.fingerprint = fingerprint(&e);
+    e
+}
+
 /// SHA-256 (first 16 hex) of the language, type and the application's own
 /// frames (function and file base name, no line numbers, so small edits do
 /// not split a group); without such frames, of the type and the message with

@@ -510,6 +510,10 @@ pub struct Run {
     /// Whether those orphans were killed (`plumb run --kill-orphans`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub orphans_killed: bool,
+    /// What the kernel's OOM killer did to the run: its own process or a
+    /// process of its tree killed for want of memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom: Option<OomKill>,
     /// Interrupts (SIGINT, SIGTERM without eviction handling) sent to the
     /// recorder by a process and passed on to every process of the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -517,6 +521,57 @@ pub struct Run {
     /// Problems the recorder met that did not stop the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// Where the recorder learned of an OOM kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OomSource {
+    /// The cgroup v1 memory controller (`memory.oom_control`).
+    CgroupV1,
+    /// The cgroup v2 memory controller (`memory.events`).
+    CgroupV2,
+    /// The kernel log (`/dev/kmsg`), with `/proc/vmstat`'s `oom_kill`.
+    KernelLog,
+}
+
+impl OomSource {
+    /// How `plumb show` and the run page say where it came from.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OomSource::CgroupV1 => "the v1 memory cgroup",
+            OomSource::CgroupV2 => "the v2 memory cgroup",
+            OomSource::KernelLog => "the kernel log",
+        }
+    }
+}
+
+/// A kill by the kernel's OOM killer during a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomKill {
+    /// Whether the run's own process (the one `plumb run` started) was
+    /// killed; `false` when only a process of its tree was (a worker).
+    pub root: bool,
+    /// The killed processes' ids, when the kernel log named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
+    /// The killed process's name (`comm`), when the kernel log named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// How many OOM kills the cgroup (or, without one, the kernel log)
+    /// counted during the run.
+    pub kills: u64,
+    /// The memory limit of the run's cgroup in bytes, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// The cgroup's peak memory use in bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<u64>,
+    /// The cgroup's path inside its hierarchy (`/jobs/train`), when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Where this was learned.
+    pub source: OomSource,
 }
 
 /// An interrupt passed on to every process of a run.
@@ -623,6 +678,7 @@ impl Run {
             launch_error: None,
             orphans: Vec::new(),
             orphans_killed: false,
+            oom: None,
             forwarded: Vec::new(),
             warnings: Vec::new(),
         }

@@ -21,6 +21,7 @@ pub mod files;
 pub mod fingerprint;
 pub mod host;
 pub mod name;
+pub mod oom;
 pub mod postmortem;
 mod pty;
 pub mod redact;

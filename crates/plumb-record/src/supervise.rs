@@ -323,6 +323,8 @@ pub fn record_supervised(
     drop(cmd);
     let pid = child.id();
     forwarder.set_child(pid);
+    // Read while the child lives: its cgroup, and the OOM kill counts.
+    let oom_watch = crate::oom::Watch::start(pid);
     let watch_warnings = Arc::new(Mutex::new(Vec::new()));
     // Dropped when this function returns, which stops the polling.
     let _cloud_watcher = match sup.evict.as_ref().and_then(|e| e.cloud.clone()) {
@@ -493,6 +495,13 @@ pub fn record_supervised(
             run.exit = Some(ExitStatus::default());
         }
     }
+    let sigkilled = run
+        .exit
+        .as_ref()
+        .is_some_and(|e| e.signal == Some(libc::SIGKILL));
+    let (oom, oom_warning) = oom_watch.finish(sigkilled);
+    run.oom = oom;
+    run.warnings.extend(oom_warning);
     run.state = match &run.exit {
         // Whatever the program did once stopped, the run did not finish
         // within its limit.
@@ -510,6 +519,13 @@ pub fn record_supervised(
     run.warnings.extend(captured.warnings);
     if run.state.is_failure() {
         run.exception = exception::parse(&captured.stderr_tail);
+    }
+    // A program the OOM killer killed prints nothing; its error group is
+    // the kill itself.
+    if run.exception.is_none()
+        && let Some(o) = run.oom.as_ref().filter(|o| o.root)
+    {
+        run.exception = Some(exception::oom_kill(o));
     }
     run.warnings.extend(setup_warnings);
     if let Some(hook) = hook {

@@ -82,8 +82,20 @@ pub fn a_run_reads_back_as_written(h: &dyn Harness) {
     let mut r = run_named("train", 0, RunState::Failed);
     r.tags.insert("team".into(), "ml".into());
     r.argv = vec!["python".into(), "train.py".into(), "--lr=0.1".into()];
+    // Killed by the OOM killer, with every field of that set.
+    r.oom = Some(plumb_model::OomKill {
+        root: true,
+        pids: vec![4242, 4243],
+        command: Some("python3".into()),
+        kills: 2,
+        limit: Some(64 << 20),
+        peak: Some((64 << 20) - 4096),
+        cgroup: Some("/jobs/train".into()),
+        source: plumb_model::OomSource::CgroupV2,
+    });
     store.put_run(&r).unwrap();
     let back = store.get_run(r.id).unwrap();
+    assert_eq!(back.oom, r.oom, "the OOM kill reads back field for field");
     assert_eq!(
         serde_json::to_value(&back).unwrap(),
         serde_json::to_value(&r).unwrap(),

@@ -59,6 +59,10 @@ pub struct RunSummary {
     /// ([`plumb_model::Run::launch_error`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_error: Option<String>,
+    /// Whether the kernel's OOM killer killed the run's own process
+    /// ([`plumb_model::OomKill::root`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// What `search` looks for and where.

@@ -329,7 +329,8 @@ impl Store {
 
 /// The columns of a [`RunSummary`], for a query to add its conditions to.
 const SUMMARY_SELECT: &str = "SELECT id, name, host, state, started_ns, ended_ns, exit_code, signal, \
-     json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts'), json_extract(record, '$.launch_error') \
+     json_extract(record, '$.attempt'), json_extract(record, '$.max_attempts'), json_extract(record, '$.launch_error'), \
+     coalesce(json_extract(record, '$.oom.root'), 0) \
      FROM runs WHERE 1=1";
 
 /// Runs a query that starts with [`SUMMARY_SELECT`].
@@ -351,6 +352,7 @@ fn summaries(store: &Store, sql: &str, args: Vec<Value>) -> Result<Vec<RunSummar
                 attempt: r.get::<_, Option<u32>>(8)?.unwrap_or(1),
                 max_attempts: r.get(9)?,
                 launch_error: r.get(10)?,
+                oom_killed: r.get(11)?,
             },
         ))
     })?;

@@ -264,7 +264,7 @@ placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" ar
             let id = r.id.to_string();
             let exit = match (r.exit_code, r.signal) {
                 (Some(c), _) => c.to_string(),
-                (None, Some(s)) => plumb_model::display::exit(None, Some(s)),
+                (None, Some(s)) => plumb_model::display::exit_or_oom(None, Some(s), r.oom_killed),
                 _ => "—".into(),
             };
             let attempt = match r.max_attempts {
@@ -491,6 +491,9 @@ async fn run_page(
     }
     if let Some(x) = &r.exit {
         kv(&mut b, "exit", &plumb_model::display::exit_status(x));
+    }
+    if let Some(o) = &r.oom {
+        kv(&mut b, "cause", &plumb_model::display::oom(o));
     }
     if let Some(w) = &r.waiting {
         waiting_kv(&mut b, w);

@@ -396,3 +396,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn oom_kills_group_by_program_whatever_the_limit_and_peak() {
+    let kill = |command: &str, limit: u64, peak: u64| crate::OomKill {
+        root: true,
+        pids: vec![7],
+        command: Some(command.into()),
+        kills: 1,
+        limit: Some(limit),
+        peak: Some(peak),
+        cgroup: None,
+        source: crate::OomSource::CgroupV1,
+    };
+    let a = oom_kill(&kill("python3", 64 << 20, 64 << 20));
+    let b = oom_kill(&kill("python3", 1 << 30, (1 << 30) - 4096));
+    let c = oom_kill(&kill("java", 64 << 20, 64 << 20));
+    assert_eq!(
+        (a.language.as_str(), a.kind.as_str()),
+        ("kernel", "OOMKilled")
+    );
+    assert_eq!(a.message, "python3 killed by the OOM killer");
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, c.fingerprint);
+}

@@ -279,7 +279,7 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
     let now = Timestamp::now().as_nanos();
     for r in &runs {
         let dur = r.ended.map_or(now, |e| e.as_nanos()) - r.started.as_nanos();
-        let exit = plumb_model::display::exit(r.exit_code, r.signal);
+        let exit = plumb_model::display::exit_or_oom(r.exit_code, r.signal, r.oom_killed);
         // `2/4` for retried runs; `-` for a run that was never retried.
         let attempt = match r.max_attempts {
             Some(max) => format!("{}/{max}", r.attempt),
@@ -397,6 +397,9 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
     let _ = writeln!(s, "state     {}", run.state.as_str());
     if let Some(e) = &run.exit {
         let _ = writeln!(s, "exit      {}", display::exit_status(e));
+    }
+    if let Some(o) = &run.oom {
+        let _ = writeln!(s, "cause     {}", display::oom(o));
     }
     if let Some(e) = &run.launch_error {
         let _ = writeln!(s, "launch    failed: {e}");
