@@ -28,6 +28,7 @@ pub mod body;
 pub mod client;
 pub mod clock;
 mod db;
+pub mod env;
 mod error;
 pub mod guard;
 pub mod insights;
@@ -225,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stack::routes())
         .merge(timeline::routes())
         .merge(throttles::routes())
+        .merge(env::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.limits.body_timeout,

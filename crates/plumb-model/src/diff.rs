@@ -210,14 +210,7 @@ impl RunDiff {
         let _ = writeln!(out, "{}", self.summary());
         let _ = writeln!(out, "  A = {}", self.a);
         let _ = writeln!(out, "  B = {}", self.b);
-        let mut current = None;
-        for d in &self.differences {
-            if current != Some(d.category) {
-                current = Some(d.category);
-                let _ = writeln!(out, "\n{}", d.category.as_str());
-            }
-            render_one(&mut out, d);
-        }
+        render_differences(&mut out, &self.differences);
         out
     }
 
@@ -232,6 +225,18 @@ impl RunDiff {
         }
         counts.sort_by_key(|(c, _)| c.order());
         counts
+    }
+}
+
+/// Differences grouped under their category's name, one per line.
+pub fn render_differences(out: &mut String, differences: &[Difference]) {
+    let mut current = None;
+    for d in differences {
+        if current != Some(d.category) {
+            current = Some(d.category);
+            let _ = writeln!(out, "\n{}", d.category.as_str());
+        }
+        render_one(out, d);
     }
 }
 
@@ -346,6 +351,17 @@ pub fn diff(a: &Run, fa: Option<&Fingerprint>, b: &Run, fb: Option<&Fingerprint>
         b: b.id,
         differences,
     }
+}
+
+/// How two software environments differ (`plumb env diff`): the
+/// executable, git state, Python and its packages, libraries, platform and
+/// tools, most telling first, as [`diff`] reports them for two runs.
+pub fn diff_fingerprints(x: &Fingerprint, y: &Fingerprint) -> Vec<Difference> {
+    let mut c = Collector::default();
+    fingerprints(&mut c, x, y);
+    let mut differences = c.out;
+    differences.sort_by_key(|d| d.rank);
+    differences
 }
 
 /// Accumulates differences; each helper compares one kind of value.
@@ -766,7 +782,12 @@ fn fingerprints(c: &mut Collector, x: &Fingerprint, y: &Fingerprint) {
     executable(c, x.executable.as_ref(), y.executable.as_ref());
     git(c, x.git.as_ref(), y.git.as_ref());
     python(c, x.python.as_ref(), y.python.as_ref());
-    libraries(c, &x.libraries, &y.libraries);
+    // Libraries are sampled from the program's memory maps while it runs;
+    // a program that exits within a millisecond may leave none sampled,
+    // which says nothing about the libraries it used.
+    if !x.libraries.is_empty() && !y.libraries.is_empty() {
+        libraries(c, &x.libraries, &y.libraries);
+    }
 
     let cat = Category::Platform;
     let os = |f: &Fingerprint| {

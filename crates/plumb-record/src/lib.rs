@@ -20,6 +20,7 @@ pub mod evict;
 pub mod files;
 pub mod fingerprint;
 pub mod host;
+pub mod lock;
 pub mod name;
 pub mod oom;
 pub mod postmortem;

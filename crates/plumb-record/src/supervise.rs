@@ -617,7 +617,17 @@ fn skeleton(opts: &RunOptions, sup: &Supervision, started: Timestamp) -> Run {
 /// user, attempt). When the attempt starts, [`record_supervised`] writes
 /// the full record under the same id over it.
 pub fn waiting_run(opts: &RunOptions, sup: &Supervision, waiting: plumb_model::Waiting) -> Run {
-    let mut run = skeleton(opts, sup, waiting.since);
+    let mut run = unstarted_run(opts, sup, waiting.since);
+    run.state = RunState::Waiting;
+    run.waiting = Some(waiting);
+    run
+}
+
+/// The record of a run that has not started (yet, or at all: refused
+/// before it could): its name, command, directory, host and user, in
+/// state `Waiting`, as of `at`.
+pub fn unstarted_run(opts: &RunOptions, sup: &Supervision, at: Timestamp) -> Run {
+    let mut run = skeleton(opts, sup, at);
     run.state = RunState::Waiting;
     if let Ok(p) = std::env::current_dir() {
         run.cwd = p.to_string_lossy().into_owned();
@@ -629,7 +639,6 @@ pub fn waiting_run(opts: &RunOptions, sup: &Supervision, waiting: plumb_model::W
         ips: host::non_loopback_ips(),
     };
     run.user = host::user_info();
-    run.waiting = Some(waiting);
     run
 }
 

@@ -38,6 +38,12 @@ enum Command {
     Trace(cmd::query::TraceArgs),
     /// Say why two runs differ.
     Diff(cmd::query::DiffArgs),
+    /// Software environments: this host's or a node's, drift across nodes, diffs, lock checks.
+    Env(cmd::env::Args),
+    /// Runs given the same inputs that produced different outputs.
+    Integrity(cmd::integrity::Args),
+    /// Do a recorded run again, here: same command, directory and environment.
+    Rerun(cmd::rerun::Args),
     /// Run the demo workload and show what plumb recorded.
     Demo(cmd::demo::Args),
     /// Inspect checkpoint directories: list, verify, show.
@@ -87,6 +93,8 @@ fn main() -> ExitCode {
             | Command::Search(_)
             | Command::Trace(_)
             | Command::Diff(_)
+            | Command::Env(_)
+            | Command::Integrity(_)
             | Command::Nodes(_)
             | Command::Alerts(_)
             | Command::Errors(_)
@@ -109,6 +117,9 @@ fn main() -> ExitCode {
         Command::Search(a) => cmd::query::search(a),
         Command::Trace(a) => cmd::query::trace(a),
         Command::Diff(a) => cmd::query::diff(a),
+        Command::Env(a) => cmd::env::main(a),
+        Command::Integrity(a) => cmd::integrity::main(a),
+        Command::Rerun(a) => cmd::rerun::main(a),
         Command::Demo(a) => cmd::demo::main(a),
         Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),

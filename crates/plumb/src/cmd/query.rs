@@ -287,10 +287,9 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
             None => "-".into(),
         };
         // A command that never started says why, after the columns.
-        let why = r
-            .launch_error
-            .as_deref()
-            .map_or(String::new(), |e| format!("  {}", escape_cell(e)));
+        let why = r.launch_error.as_deref().map_or(String::new(), |e| {
+            format!("  {}", escape_cell(e.lines().next().unwrap_or("")))
+        });
         writeln!(
             out,
             "{:<18}  {:<20}  {:<16}  {:<9}  {:<20}  {:>9}  {:>7}  {:>7}{why}",
@@ -402,7 +401,18 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
         let _ = writeln!(s, "cause     {}", display::oom(o));
     }
     if let Some(e) = &run.launch_error {
-        let _ = writeln!(s, "launch    failed: {e}");
+        // A refusal (`--require-lock`) says so itself; its mismatches
+        // follow, one per line.
+        let mut lines = e.lines();
+        let first = lines.next().unwrap_or("");
+        if first.starts_with("refused:") {
+            let _ = writeln!(s, "launch    {first}");
+        } else {
+            let _ = writeln!(s, "launch    failed: {first}");
+        }
+        for l in lines {
+            let _ = writeln!(s, "            {l}");
+        }
     }
     let _ = writeln!(s, "started   {}", run.started);
     if let Some(end) = run.ended {

@@ -11,7 +11,7 @@ use plumb_record::{Redactor, RunOptions, Sink, Supervision};
 use plumb_store::prelude::*;
 use plumb_store::{Destination, RunWriter, WriterConfig};
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +108,12 @@ pub struct Args {
     /// on PYTHONPATH; `plumb show RUN --locals`).
     #[arg(long)]
     pub no_locals: bool,
+    /// Refuse to start the command unless its environment matches this
+    /// lock (pip requirements or `pip freeze` output, uv.lock,
+    /// poetry.lock, Cargo.lock, or `plumb env lock`'s): the mismatches
+    /// are printed and the refusal is recorded as a cancelled run.
+    #[arg(long, value_name = "FILE")]
+    pub require_lock: Option<PathBuf>,
     /// Stop the run after this long (`10m`), or `auto`: --timeout-factor
     /// times the p95 duration of this name's recent succeeded runs in the
     /// local store, at least --timeout-floor. Before stopping it, plumb
@@ -478,6 +484,11 @@ pub fn main(args: Args) -> Result<ExitCode> {
             format!("throttle `{}`: cannot create {}", spec.name, dir.display())
         })?;
     }
+    if let Some(path) = &args.require_lock
+        && let Some(code) = require_lock(&cfg, &args, path)?
+    {
+        return Ok(code);
+    }
     let mut attempt = 1;
     let mut backoff: Option<(Duration, String)> = None;
     loop {
@@ -778,6 +789,62 @@ pub(crate) fn record_not_started(
         crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
     }
     Ok(run_id)
+}
+
+/// `--require-lock`: checks the command's environment against the lock;
+/// on a mismatch prints it, records the refusal (a cancelled run with the
+/// reason and the environment's fingerprint) and returns the exit code.
+fn require_lock(cfg: &Config, args: &Args, path: &Path) -> Result<Option<ExitCode>> {
+    let lock = plumb_record::lock::read(path).context("--require-lock")?;
+    let (mut hash, mut fp) = crate::cmd::env::capture_here(cfg, None, &args.command);
+    let wants_python = lock
+        .pins
+        .iter()
+        .any(|p| p.component.starts_with(plumb_model::env::PYTHON_PACKAGE));
+    if fp.python.is_none() && wants_python {
+        // The command is not a Python program plumb recognises (a shell
+        // script, say): check the Python it would find on PATH.
+        (hash, fp) = crate::cmd::env::capture_here(cfg, Some(Path::new("python3")), &args.command);
+    }
+    let checked = plumb_record::lock::check(&lock, &crate::cmd::env::checkable(&fp));
+    if checked.mismatches.is_empty() {
+        return Ok(None);
+    }
+    let n = checked.mismatches.len();
+    let mut reason = format!(
+        "refused: the environment does not match {} ({}): {n} mismatch{}",
+        path.display(),
+        checked.kind.as_str(),
+        if n == 1 { "" } else { "es" }
+    );
+    eprintln!("plumb: {reason}");
+    for m in &checked.mismatches {
+        eprintln!(
+            "plumb:   {}",
+            plumb_model::text::escape_controls(&m.to_string())
+        );
+    }
+    for m in checked.mismatches.iter().take(20) {
+        reason.push_str(&format!("\n{m}"));
+    }
+    if n > 20 {
+        reason.push_str(&format!("\n... and {} more", n - 20));
+    }
+    let run_id = args.run_id.unwrap_or_else(plumb_model::new_id);
+    let opts = options(cfg, args, run_id)?;
+    let (mut sink, shipper) = open_sink(cfg, &opts);
+    let mut run =
+        plumb_record::supervise::unstarted_run(&opts, &Supervision::default(), Timestamp::now());
+    run.launch_error = Some(reason);
+    run.fingerprint = Some(hash.clone());
+    sink.started(&run);
+    sink.fingerprint(&hash, &fp);
+    cancel(Some(run), &mut sink);
+    if let Some(shipper) = shipper {
+        crate::cmd::agent::finish_shipping(cfg, shipper, run_id);
+    }
+    eprintln!("plumb: the command was not started; recorded as run {run_id}");
+    Ok(Some(ExitCode::from(crate::exit::TROUBLE)))
 }
 
 /// Where a run's record goes: with a collector configured, the outbox,

@@ -1,0 +1,129 @@
+//! Environments across the fleet: which nodes' software differs from
+//! their group's.
+//!
+//! | method, path | role | what |
+//! |---|---|---|
+//! | `GET /api/v1/env/drift` | viewer | a [`DriftView`] of the nodes with the labels `label=k=v,k2=v2` (all nodes without) |
+//!
+//! Each node's agent sends its software fingerprint when it changes; the
+//! store keeps the latest per node (by content hash). Drift is computed
+//! per request from the distinct fingerprints, which are few even on a
+//! large fleet, by [`plumb_model::env::drift`].
+
+use crate::auth::Viewer;
+use crate::{ApiError, AppState};
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use plumb_model::env::{Drift, Node, components};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/env/drift", get(drift_route))
+}
+
+/// Drift over a group of nodes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DriftView {
+    /// The labels the nodes were chosen by (empty: every node).
+    pub labels: BTreeMap<String, String>,
+    /// What differs between them.
+    pub drift: Drift,
+    /// Nodes of the group that have not sent a fingerprint yet (an agent
+    /// sends one within seconds of starting), so they are not compared.
+    pub without_fingerprint: Vec<String>,
+}
+
+/// Parses `k=v,k2=v2` (the `label` parameter; `--label` flags joined).
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            _ => return Err(format!("label `{part}`: expected KEY=VALUE")),
+        }
+    }
+    Ok(out)
+}
+
+/// Drift among the stored nodes whose labels include `labels`.
+pub fn fleet_drift(
+    store: &dyn plumb_store::Backend,
+    labels: &BTreeMap<String, String>,
+) -> plumb_store::Result<DriftView> {
+    let rows = store.nodes()?;
+    let mut by_hash: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let mut nodes = Vec::new();
+    let mut without = Vec::new();
+    for r in rows {
+        if !labels
+            .iter()
+            .all(|(k, v)| r.report.labels.get(k) == Some(v))
+        {
+            continue;
+        }
+        let Some(hash) = r.fingerprint else {
+            without.push(r.name);
+            continue;
+        };
+        if !by_hash.contains_key(&hash) {
+            match store.get_fingerprint(&hash)? {
+                Some(fp) => {
+                    by_hash.insert(hash.clone(), components(&fp));
+                }
+                None => {
+                    without.push(r.name);
+                    continue;
+                }
+            }
+        }
+        nodes.push(Node {
+            name: r.name,
+            components: by_hash[&hash].clone(),
+        });
+    }
+    Ok(DriftView {
+        labels: labels.clone(),
+        drift: plumb_model::env::drift(&nodes),
+        without_fingerprint: without,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct DriftParams {
+    #[serde(default)]
+    label: String,
+}
+
+async fn drift_route(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(p): Query<DriftParams>,
+) -> Result<Json<DriftView>, ApiError> {
+    let labels = parse_labels(&p.label).map_err(ApiError::BadRequest)?;
+    let view = state
+        .db
+        .read(move |store| fleet_drift(store, &labels))
+        .await?;
+    Ok(Json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_and_bad_ones_are_named() {
+        let l = parse_labels("role=worker, zone = a").unwrap();
+        assert_eq!(l["role"], "worker");
+        assert_eq!(l["zone"], "a");
+        assert!(parse_labels("").unwrap().is_empty());
+        let e = parse_labels("role").unwrap_err();
+        assert!(e.contains("`role`"), "{e}");
+        assert!(parse_labels("=x").is_err());
+    }
+}

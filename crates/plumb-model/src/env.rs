@@ -1,0 +1,434 @@
+//! Environments as flat lists of components, and drift across a fleet.
+//!
+//! A [`Fingerprint`] is a tree (the OS, the Python packages, the tools,
+//! the libraries, ...); comparing many of them is easiest on a flat map
+//! from a component's name to its version: [`components`]. The names read
+//! as a user would say them: `kernel`, `libc`, `python`,
+//! `python:numpy`, `tool:gcc`, `library:libssl.so.3`. Hardware (CPU
+//! model and count, memory) is not a component: machines of one group may
+//! differ there on purpose, and the software is what drifts.
+//!
+//! [`drift`] takes the components of many nodes and lists every component
+//! whose version is not the same on all of them, with which nodes have
+//! which version and which version most have (the majority, which is what
+//! the others probably should have).
+//!
+//! ```
+//! use plumb_model::env::{drift, Node};
+//! use std::collections::BTreeMap;
+//! let mk = |v: &str| BTreeMap::from([("python:numpy".to_string(), v.to_string())]);
+//! let nodes = vec![
+//!     Node { name: "a".into(), components: mk("1.26.0") },
+//!     Node { name: "b".into(), components: mk("1.26.0") },
+//!     Node { name: "c".into(), components: mk("2.0.1") },
+//! ];
+//! let d = drift(&nodes);
+//! assert_eq!(d.items.len(), 1);
+//! assert_eq!(d.items[0].majority.as_deref(), Some("1.26.0"));
+//! assert_eq!(d.drifted_nodes(), vec!["c"]);
+//! ```
+
+use crate::Fingerprint;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Prefix of a Python distribution's component name.
+pub const PYTHON_PACKAGE: &str = "python:";
+/// Prefix of an extra tool's component name.
+pub const TOOL: &str = "tool:";
+/// Prefix of a shared library's component name.
+pub const LIBRARY: &str = "library:";
+
+/// The software of a fingerprint as component name -> version.
+pub fn components(fp: &Fingerprint) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: String, v: &str| {
+        if !v.trim().is_empty() {
+            m.insert(k, v.trim().to_string());
+        }
+    };
+    let os = if fp.os.pretty.is_empty() {
+        format!("{} {}", fp.os.id, fp.os.version)
+    } else {
+        fp.os.pretty.clone()
+    };
+    put("os".into(), &os);
+    put("kernel".into(), &fp.os.kernel);
+    put("arch".into(), &fp.os.arch);
+    put("libc".into(), &fp.libc);
+    if let Some(exe) = &fp.executable {
+        let v = exe.sha256.as_deref().map(|h| &h[..h.len().min(12)]);
+        put(format!("executable:{}", exe.path), v.unwrap_or("?"));
+    }
+    if let Some(py) = &fp.python {
+        put("python".into(), &py.version);
+        for (name, version) in &py.packages {
+            put(
+                format!("{PYTHON_PACKAGE}{}", normalize_package(name)),
+                version,
+            );
+        }
+    }
+    for (name, version) in &fp.tools {
+        put(format!("{TOOL}{name}"), version);
+    }
+    for lib in &fp.libraries {
+        let file = lib.path.rsplit('/').next().unwrap_or(&lib.path);
+        put(
+            format!("{LIBRARY}{file}"),
+            lib.version.as_deref().unwrap_or(&lib.path),
+        );
+    }
+    if let Some(g) = &fp.git {
+        let dirty = if g.dirty { " (dirty)" } else { "" };
+        put("git".into(), &format!("{}{dirty}", g.commit));
+    }
+    m
+}
+
+/// A Python distribution's name as PEP 503 compares them: lowercase, with
+/// every run of `-`, `_` and `.` one `-`.
+pub fn normalize_package(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// Whether two versions are the same release: equal after dropping a
+/// leading `v`, case, and trailing `.0` parts of the release number
+/// (`1.26` is `1.26.0`, as PEP 440 says).
+pub fn same_version(a: &str, b: &str) -> bool {
+    fn norm(v: &str) -> String {
+        let v = v.trim().to_ascii_lowercase();
+        let v = v.strip_prefix('v').unwrap_or(&v).to_string();
+        let end = v
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(v.len());
+        let (release, rest) = v.split_at(end);
+        let mut parts: Vec<&str> = release.split('.').collect();
+        while parts.len() > 1 && parts.last().is_some_and(|p| p.chars().all(|c| c == '0')) {
+            parts.pop();
+        }
+        format!("{}{rest}", parts.join("."))
+    }
+    a == b || norm(a) == norm(b)
+}
+
+/// One node's components, as [`drift`] takes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// The node's name.
+    pub name: String,
+    /// Its software, from [`components`].
+    pub components: BTreeMap<String, String>,
+}
+
+/// The nodes that have one version of a component (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The version; `None` for the nodes that lack the component.
+    pub version: Option<String>,
+    /// The nodes with it, by name.
+    pub nodes: Vec<String>,
+}
+
+/// A component whose version is not the same on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftItem {
+    /// The component's name.
+    pub component: String,
+    /// Whether one version (the first of `versions`) has more nodes than
+    /// any other.
+    pub has_majority: bool,
+    /// That version (`None` on a tie, or when most nodes lack the
+    /// component).
+    pub majority: Option<String>,
+    /// Every version seen, most nodes first.
+    pub versions: Vec<Version>,
+}
+
+impl DriftItem {
+    /// The nodes that do not have the majority version (all of them on a
+    /// tie).
+    pub fn outliers(&self) -> impl Iterator<Item = &str> {
+        let skip = usize::from(self.has_majority);
+        self.versions
+            .iter()
+            .skip(skip)
+            .flat_map(|v| v.nodes.iter().map(String::as_str))
+    }
+}
+
+/// What [`drift`] found over a group of nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// The nodes compared, by name.
+    pub nodes: Vec<String>,
+    /// Components that differ, by name.
+    pub items: Vec<DriftItem>,
+}
+
+impl Drift {
+    /// The nodes that differ from the majority in at least one component,
+    /// by name.
+    pub fn drifted_nodes(&self) -> Vec<&str> {
+        let set: BTreeSet<&str> = self.items.iter().flat_map(|i| i.outliers()).collect();
+        set.into_iter().collect()
+    }
+
+    /// For one node: the components where it differs from the majority,
+    /// with its version and the majority's.
+    pub fn of_node(&self, node: &str) -> Vec<(&str, Option<&str>, Option<&str>)> {
+        self.items
+            .iter()
+            .filter(|i| i.outliers().any(|n| n == node))
+            .map(|i| {
+                let mine = i
+                    .versions
+                    .iter()
+                    .find(|v| v.nodes.iter().any(|n| n == node))
+                    .and_then(|v| v.version.as_deref());
+                (i.component.as_str(), mine, i.majority.as_deref())
+            })
+            .collect()
+    }
+}
+
+/// Every component whose version differs between `nodes` (a node lacking
+/// a component others have counts as a version of its own). Nodes with
+/// equal components cost one comparison each: the work is in the distinct
+/// versions, not in the number of nodes.
+pub fn drift(nodes: &[Node]) -> Drift {
+    // Nodes usually come in a few distinct environments: group them first
+    // so that 1,000 nodes with 3 environments compare 3 maps.
+    let mut groups: Vec<(&BTreeMap<String, String>, Vec<&str>)> = Vec::new();
+    for n in nodes {
+        match groups.iter_mut().find(|(c, _)| **c == n.components) {
+            Some((_, names)) => names.push(&n.name),
+            None => groups.push((&n.components, vec![&n.name])),
+        }
+    }
+    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    for (c, _) in &groups {
+        keys.extend(c.keys().map(String::as_str));
+    }
+    let mut items = Vec::new();
+    for key in keys {
+        let mut by_version: HashMap<Option<&str>, Vec<&str>> = HashMap::new();
+        for (c, names) in &groups {
+            by_version
+                .entry(c.get(key).map(String::as_str))
+                .or_default()
+                .extend(names.iter().copied());
+        }
+        if by_version.len() < 2 {
+            continue;
+        }
+        let mut versions: Vec<Version> = by_version
+            .into_iter()
+            .map(|(v, mut names)| {
+                names.sort_unstable();
+                Version {
+                    version: v.map(str::to_string),
+                    nodes: names.into_iter().map(str::to_string).collect(),
+                }
+            })
+            .collect();
+        versions.sort_by(|a, b| {
+            b.nodes
+                .len()
+                .cmp(&a.nodes.len())
+                .then_with(|| a.version.cmp(&b.version))
+        });
+        let has_majority = versions[0].nodes.len() > versions[1].nodes.len();
+        items.push(DriftItem {
+            component: key.to_string(),
+            has_majority,
+            majority: versions[0].version.clone().filter(|_| has_majority),
+            versions,
+        });
+    }
+    let mut names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    names.sort();
+    Drift {
+        nodes: names,
+        items,
+    }
+}
+
+/// Renders a drift report as text: one block per component, its versions
+/// with their nodes (at most `max_nodes` named per version).
+pub fn render_drift(d: &Drift, max_nodes: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if d.items.is_empty() {
+        let _ = writeln!(
+            out,
+            "no drift: {} node{} with the same software",
+            d.nodes.len(),
+            if d.nodes.len() == 1 { "" } else { "s" }
+        );
+        return out;
+    }
+    let drifted = d.drifted_nodes();
+    let _ = writeln!(
+        out,
+        "{} component{} differ across {} nodes; {} node{} differ from the majority: {}",
+        d.items.len(),
+        if d.items.len() == 1 { "" } else { "s" },
+        d.nodes.len(),
+        drifted.len(),
+        if drifted.len() == 1 { "" } else { "s" },
+        list(&drifted, max_nodes),
+    );
+    for item in &d.items {
+        let _ = writeln!(out, "\n{}", crate::text::escape_controls(&item.component));
+        for v in &item.versions {
+            let label = v.version.as_deref().unwrap_or("(absent)");
+            let mark = if item.has_majority && v.version == item.versions[0].version {
+                "  (majority)"
+            } else {
+                ""
+            };
+            let names: Vec<&str> = v.nodes.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>4} node{}: {}{mark}",
+                crate::text::escape_controls(label),
+                v.nodes.len(),
+                if v.nodes.len() == 1 { " " } else { "s" },
+                list(&names, max_nodes),
+            );
+        }
+    }
+    out
+}
+
+fn list(names: &[&str], max: usize) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(max)
+        .map(|n| crate::text::escape_controls(n).into_owned())
+        .collect();
+    let more = names.len().saturating_sub(max);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Library, PythonEnv};
+
+    fn node(name: &str, pairs: &[(&str, &str)]) -> Node {
+        Node {
+            name: name.into(),
+            components: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn components_flatten_a_fingerprint() {
+        let mut fp = Fingerprint::default();
+        fp.os.kernel = "6.1.0".into();
+        fp.libc = "glibc 2.36".into();
+        fp.cpu_count = 8;
+        fp.python = Some(PythonEnv {
+            version: "3.11.2".into(),
+            packages: BTreeMap::from([("Typing_Extensions".into(), "4.8.0".into())]),
+            ..Default::default()
+        });
+        fp.tools.insert("gcc".into(), "gcc 12.2".into());
+        fp.libraries.push(Library {
+            path: "/usr/lib/libssl.so.3".into(),
+            version: Some("3.0.11".into()),
+        });
+        let c = components(&fp);
+        assert_eq!(c["kernel"], "6.1.0");
+        assert_eq!(c["libc"], "glibc 2.36");
+        assert_eq!(c["python"], "3.11.2");
+        assert_eq!(c["python:typing-extensions"], "4.8.0");
+        assert_eq!(c["tool:gcc"], "gcc 12.2");
+        assert_eq!(c["library:libssl.so.3"], "3.0.11");
+        assert!(!c.keys().any(|k| k.contains("cpu")), "{c:?}");
+    }
+
+    #[test]
+    fn names_and_versions_compare_as_pep_503_and_440_say() {
+        assert_eq!(normalize_package("Foo__Bar.baz"), "foo-bar-baz");
+        assert_eq!(normalize_package("-x"), "x");
+        assert!(same_version("1.26", "1.26.0"));
+        assert!(same_version("v2.0", "2"));
+        assert!(same_version("1.0rc1", "1.0.0rc1"));
+        assert!(!same_version("1.26.1", "1.26.0"));
+        assert!(!same_version("10", "1"));
+        assert!(!same_version("1.0", "1.0.post1"));
+    }
+
+    #[test]
+    fn drift_names_versions_nodes_and_the_majority() {
+        let nodes = vec![
+            node("a", &[("python:numpy", "1.26.0"), ("kernel", "6.1")]),
+            node("b", &[("python:numpy", "1.26.0"), ("kernel", "6.1")]),
+            node(
+                "c",
+                &[
+                    ("python:numpy", "2.0.1"),
+                    ("kernel", "6.1"),
+                    ("python:x", "1"),
+                ],
+            ),
+        ];
+        let d = drift(&nodes);
+        let names: Vec<&str> = d.items.iter().map(|i| i.component.as_str()).collect();
+        assert_eq!(names, ["python:numpy", "python:x"]);
+        assert_eq!(d.items[0].majority.as_deref(), Some("1.26.0"));
+        assert_eq!(d.items[0].versions[0].nodes, ["a", "b"]);
+        assert_eq!(d.items[0].versions[1].nodes, ["c"]);
+        // Most nodes lack python:x: the majority is its absence.
+        assert!(d.items[1].has_majority);
+        assert_eq!(d.items[1].majority, None);
+        assert_eq!(d.items[1].versions[0].version, None);
+        assert_eq!(d.drifted_nodes(), ["c"]);
+        assert_eq!(
+            d.of_node("c"),
+            vec![
+                ("python:numpy", Some("2.0.1"), Some("1.26.0")),
+                ("python:x", Some("1"), None)
+            ]
+        );
+        assert!(d.of_node("a").is_empty());
+        let text = render_drift(&d, 5);
+        assert!(text.contains("python:numpy"), "{text}");
+        assert!(text.contains("(majority)"), "{text}");
+        assert!(text.contains("1 node differ"), "{text}");
+    }
+
+    #[test]
+    fn a_tie_has_no_majority_and_equal_nodes_no_drift() {
+        let d = drift(&[node("a", &[("k", "1")]), node("b", &[("k", "2")])]);
+        assert!(!d.items[0].has_majority);
+        assert_eq!(d.drifted_nodes(), ["a", "b"]);
+        let same = drift(&[node("a", &[("k", "1")]), node("b", &[("k", "1")])]);
+        assert!(same.items.is_empty());
+        assert!(render_drift(&same, 5).starts_with("no drift: 2 nodes"));
+        assert!(drift(&[]).items.is_empty());
+    }
+}
