@@ -109,7 +109,12 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.interval = args.interval;
     ac.spool_max = cfg.spool_max;
     ac.cache_dir = cfg.home.join("cache");
-    ac.python = cfg.python.clone();
+    // As `plumb env` does: the configured Python, else `python3` on PATH,
+    // so that `plumb env --node N` and `plumb env` on N agree.
+    ac.python = cfg
+        .python
+        .clone()
+        .or_else(|| Some(std::path::PathBuf::from("python3")));
     ac.tools = cfg.tools.clone();
     ac.mounts = cfg.agent_mounts.clone();
     ac.mounts.extend(args.mounts);

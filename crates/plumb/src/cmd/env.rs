@@ -34,7 +34,7 @@ pub struct Args {
     pub python: Option<PathBuf>,
     /// Another node's environment, as its agent last sent it to the
     /// collector.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub node: Option<String>,
     #[command(subcommand)]
     pub what: Option<What>,
