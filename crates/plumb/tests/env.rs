@@ -256,11 +256,7 @@ fn lock_checks_against_plumb_locks_pip_freeze_and_cargo_lock() {
         home.run(&["env", "check", "--lock", lock_s, "--python", py]),
         "check against its own lock",
     );
-    uninstall(
-        &v1.parent().unwrap().parent().unwrap().to_path_buf(),
-        "demo-pkg",
-        "1.0",
-    );
+    uninstall(v1.parent().unwrap().parent().unwrap(), "demo-pkg", "1.0");
     install(v1.parent().unwrap().parent().unwrap(), "demo-pkg", "1.1");
     install(v1.parent().unwrap().parent().unwrap(), "extra", "9");
     let out = home.run(&["env", "check", "--lock", lock_s, "--python", py]);
