@@ -24,6 +24,7 @@ pub mod lock;
 pub mod name;
 pub mod oom;
 pub mod postmortem;
+pub mod preflight;
 mod pty;
 pub mod redact;
 pub mod retry;

@@ -156,7 +156,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Lock, LockError> {
 fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> LockError {
     let line = e
         .span()
-        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     let at = match line {
         Some(l) => format!("{}:{l}", path.display()),
         None => path.display().to_string(),

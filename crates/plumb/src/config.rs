@@ -5,7 +5,7 @@
 //! A missing file is fine; an unknown key or a wrong type is an error that
 //! names the file and the key.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -219,24 +219,10 @@ fn read_file(path: &Path) -> Result<FileConfig> {
         .with_context(|| format!("configuration file {} is invalid", path.display()))
 }
 
-/// Parses `512`, `64K`, `10M`, `1G`, `1GiB` into bytes.
+/// Parses `512`, `64K`, `10M`, `1G`, `1GiB` into bytes
+/// ([`plumb_model::display::parse_size`]).
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().with_context(|| {
-        format!("`{s}` is not a size: expected a number and an optional unit (K, M, G)")
-    })?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        other => bail!("`{s}`: unknown size unit `{other}` (use K, M, G or T)"),
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("`{s}` is too large"))
+    plumb_model::display::parse_size(s).map_err(anyhow::Error::msg)
 }
 
 /// Parses `key=value`.

@@ -44,6 +44,8 @@ enum Command {
     Integrity(cmd::integrity::Args),
     /// Do a recorded run again, here: same command, directory and environment.
     Rerun(cmd::rerun::Args),
+    /// Check what a job needs of this host before launching it (user, paths, disk, ports...).
+    Preflight(cmd::preflight::Args),
     /// Run the demo workload and show what plumb recorded.
     Demo(cmd::demo::Args),
     /// Inspect checkpoint directories: list, verify, show.
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Env(a) => cmd::env::main(a),
         Command::Integrity(a) => cmd::integrity::main(a),
         Command::Rerun(a) => cmd::rerun::main(a),
+        Command::Preflight(a) => cmd::preflight::main(a),
         Command::Demo(a) => cmd::demo::main(a),
         Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),

@@ -224,7 +224,14 @@ fn fleet(source: &SourceArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<ExitCode> {
+/// This host's clock against the collector at `target` (URL or
+/// HOST:PORT), measured now with `count` exchanges: the samples, the
+/// estimate, and the sample it chose.
+pub(crate) fn measure_now(
+    target: &str,
+    count: u32,
+    timeout: Duration,
+) -> Result<(Vec<Sample>, plumb_model::clock::Estimate, Sample)> {
     let addr = probe_address(target)?;
     let prober = Prober::new(addr, timeout)?;
     let samples = prober
@@ -245,6 +252,12 @@ fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<Exit
         .samples()
         .find(|s| s.at() == estimate.at.as_nanos())
         .unwrap_or(last);
+    Ok((samples, estimate, best))
+}
+
+fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<ExitCode> {
+    let addr = probe_address(target)?;
+    let (samples, estimate, best) = measure_now(target, count, timeout)?;
     let mut delays: Vec<i64> = samples.iter().map(Sample::delay_ns).collect();
     delays.sort_unstable();
     let median_delay_ns = delays[delays.len() / 2];
@@ -307,7 +320,7 @@ fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<Exit
     );
     kv(
         "exchanges",
-        format!("{} answered of {count}", window.samples().count()),
+        format!("{} answered of {count}", samples.len()),
     );
     kv(
         "local clock",

@@ -13,6 +13,7 @@ pub mod evict_demo;
 pub mod integrity;
 pub mod nodes;
 pub mod otlp;
+pub mod preflight;
 pub mod proxy;
 // `ls` and `show` escape what they print themselves (escape_cell,
 // escape_controls); `logs` writes a run's output as the program wrote it.

@@ -1,0 +1,254 @@
+//! `plumb preflight`: each kind of check, run as a non-root user created
+//! here, failing with reasons that name the node, the check and the value.
+//! Needs root (to create the user, switch to it and mount a tmpfs), as
+//! the other system tests do.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+use support::*;
+
+const USER: &str = "plumb-preflight";
+
+/// The test's non-root user (created once; kept, as a system user with no
+/// home and no shell).
+fn test_user() -> (u32, u32) {
+    if let Some(ids) = plumb_record::preflight::lookup_user(USER) {
+        return ids;
+    }
+    let out = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            USER,
+        ])
+        .output()
+        .expect("useradd (package passwd; the test needs root)");
+    // Another test binary may have created it meanwhile.
+    assert!(
+        out.status.success() || plumb_record::preflight::lookup_user(USER).is_some(),
+        "useradd {USER}: {}",
+        text(&out.stderr)
+    );
+    plumb_record::preflight::lookup_user(USER).unwrap()
+}
+
+#[test]
+fn every_check_kind_fails_with_a_reason_naming_node_check_and_value() {
+    let (uid, gid) = test_user();
+    let home = Home::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // The user must be able to reach what it should read.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let readable = tmp.path().join("readable");
+    std::fs::create_dir(&readable).unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let writable = tmp.path().join("out");
+    std::fs::create_dir(&writable).unwrap();
+    std::os::unix::fs::chown(&writable, Some(uid), Some(gid)).unwrap();
+
+    // A full disk.
+    let full = Tmpfs::mount("1M");
+    std::fs::set_permissions(full.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::write(full.path().join("filler"), vec![0u8; 2 << 20]);
+
+    // A port in use.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    // A port that answers.
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_addr = open.local_addr().unwrap();
+
+    let spec = tmp.path().join("job.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"[user]
+name = "{USER}"
+uid = {uid}
+run_as = true
+
+[[env]]
+name = "DATA_DIR"
+pattern = "^/"
+[[env]]
+name = "MODE"
+default = "batch"
+[[env]]
+name = "MUST_BE_SET"
+
+[[path]]
+path = "readable"
+access = "r"
+[[path]]
+path = "secret"
+access = "r"
+[[path]]
+path = "out"
+access = "rw"
+[[path]]
+path = "readable"
+access = "w"
+
+[[disk]]
+path = "{full}"
+free = "512K"
+
+[[port]]
+listen = {taken_port}
+[[port]]
+connect = "{open_addr}"
+
+[[command]]
+name = "sh"
+[[command]]
+name = "python3"
+min_version = "99.1"
+"#,
+            full = full.path().display()
+        ),
+    )
+    .unwrap();
+    let spec_s = spec.to_str().unwrap();
+    let out = home
+        .cmd(&["preflight", spec_s, "--json"])
+        .env("DATA_DIR", "relative/path")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["user"], USER, "the checks ran as the job's user");
+    assert_eq!(v["node"], plumb_record::host::hostname());
+    let checks = v["checks"].as_array().unwrap();
+    let get = |name: &str| -> (bool, String) {
+        let c = checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no check `{name}` in {v:#}"));
+        (
+            c["ok"].as_bool().unwrap(),
+            c["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    let passes = |name: &str| {
+        let (ok, d) = get(name);
+        assert!(ok, "{name} should pass: {d}");
+        d
+    };
+    let fails = |name: &str, why: &str| {
+        let (ok, d) = get(name);
+        assert!(!ok, "{name} should fail: {d}");
+        assert!(d.contains(why), "{name}: `{d}` should say `{why}`");
+    };
+    assert!(passes(&format!("user {USER}")).contains(&format!("uid={uid}")));
+    fails("env DATA_DIR", "relative/path: does not match `^/`");
+    assert_eq!(passes("env MODE"), "not set, default: batch");
+    fails("env MUST_BE_SET", "not set, and no default");
+    passes("path readable r");
+    // Root could read it; the job's user cannot, and plumb tried as it.
+    fails("path secret r", "Permission denied");
+    assert!(passes("path out rw").contains("created a file in it"));
+    fails(
+        "path readable w",
+        "creating a file in the directory: Permission denied",
+    );
+    assert_eq!(
+        std::fs::read_dir(&writable).unwrap().count(),
+        0,
+        "the probe file is removed"
+    );
+    fails(&format!("disk {}", full.path().display()), "needs 512K");
+    fails(
+        &format!("port {taken_port} free"),
+        &format!("cannot listen on {taken_port}"),
+    );
+    assert!(passes(&format!("port {open_addr} reachable")).contains("connected to"));
+    passes("command sh");
+    fails("command python3", "older than 99.1");
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|c| c["check"] == format!("user {USER}"))
+            .count(),
+        1
+    );
+
+    // As text: the node, each check and its reason.
+    let out = home
+        .cmd(&["preflight", spec_s])
+        .env("DATA_DIR", "/data")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with(&format!(
+            "preflight on {} as {USER}",
+            plumb_record::host::hostname()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("path secret r") && t.contains("FAIL"), "{t}");
+    assert!(t.contains("checks failed"), "{t}");
+    drop((taken, open));
+
+    // A spec whose checks all pass exits 0.
+    let good = tmp.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[path]]\npath = \"readable\"\n[[command]]\nname = \"sh\"\n",
+    )
+    .unwrap();
+    let out = home.run(&["preflight", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("all 2 checks passed"));
+}
+
+#[test]
+fn bad_specs_are_refused_with_the_line_before_any_check() {
+    let home = Home::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[path]]\npath = \"/\"\n\n[[procs]]\nname = \"x\"\n",
+            "spec.toml:4: unknown field `procs`",
+        ),
+        ("[[path]]\npath = \"/\"\nacess = \"r\"\n", "spec.toml:3:"),
+        ("[[path]\npath = \"/\"\n", "spec.toml:1:"),
+        (
+            "[[disk]]\npath = \"/\"\nfree = \"much\"\n",
+            "free: `much` is not a size",
+        ),
+        ("[clock]\nmax_offset = \"soon\"\n", "[clock] max_offset"),
+        (
+            "[[port]]\nlisten = 1\nconnect = \"a:1\"\n",
+            "exactly one of listen",
+        ),
+    ];
+    for (text_, want) in cases {
+        let spec = tmp.path().join("spec.toml");
+        std::fs::write(&spec, text_).unwrap();
+        let out = home.run(&["preflight", spec.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{text_}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(want),
+            "{text_}: `{err}` should contain `{want}`"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing checked: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = home.run(&["preflight", "/nonexistent/spec.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/spec.toml"));
+}
