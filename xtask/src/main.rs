@@ -9,6 +9,7 @@ mod bench_agent;
 mod bench_checkpoint;
 mod bench_clock;
 mod bench_dashboard;
+mod bench_fingerprint;
 mod bench_ingest;
 mod bench_proxy;
 mod bench_recorder;
@@ -115,6 +116,7 @@ const BENCHES: &[&str] = &[
     "checkpoint",
     "clock",
     "dashboard",
+    "fingerprint",
     "ingest",
     "proxy",
     "recorder",
@@ -128,6 +130,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "checkpoint" => bench_checkpoint::run(rest),
         "clock" => bench_clock::run(rest),
         "dashboard" => bench_dashboard::run(rest),
+        "fingerprint" => bench_fingerprint::run(rest),
         "ingest" => bench_ingest::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),

@@ -15,7 +15,7 @@ use crate::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use plumb_model::env::{Drift, Node, components};
+use plumb_model::env::{Drift, components};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -57,7 +57,7 @@ pub fn fleet_drift(
 ) -> plumb_store::Result<DriftView> {
     let rows = store.nodes()?;
     let mut by_hash: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    let mut nodes = Vec::new();
+    let mut chosen: Vec<(String, String)> = Vec::new();
     let mut without = Vec::new();
     for r in rows {
         if !labels
@@ -81,11 +81,14 @@ pub fn fleet_drift(
                 }
             }
         }
-        nodes.push(Node {
-            name: r.name,
-            components: by_hash[&hash].clone(),
-        });
+        chosen.push((r.name, hash));
     }
+    // Nodes with one fingerprint share one map: grouping them is a
+    // pointer comparison.
+    let nodes: Vec<(&str, &BTreeMap<String, String>)> = chosen
+        .iter()
+        .map(|(name, hash)| (name.as_str(), &by_hash[hash]))
+        .collect();
     Ok(DriftView {
         labels: labels.clone(),
         drift: plumb_model::env::drift(&nodes),

@@ -14,15 +14,11 @@
 //! the others probably should have).
 //!
 //! ```
-//! use plumb_model::env::{drift, Node};
+//! use plumb_model::env::drift;
 //! use std::collections::BTreeMap;
 //! let mk = |v: &str| BTreeMap::from([("python:numpy".to_string(), v.to_string())]);
-//! let nodes = vec![
-//!     Node { name: "a".into(), components: mk("1.26.0") },
-//!     Node { name: "b".into(), components: mk("1.26.0") },
-//!     Node { name: "c".into(), components: mk("2.0.1") },
-//! ];
-//! let d = drift(&nodes);
+//! let (old, new) = (mk("1.26.0"), mk("2.0.1"));
+//! let d = drift(&[("a", &old), ("b", &old), ("c", &new)]);
 //! assert_eq!(d.items.len(), 1);
 //! assert_eq!(d.items[0].majority.as_deref(), Some("1.26.0"));
 //! assert_eq!(d.drifted_nodes(), vec!["c"]);
@@ -125,15 +121,6 @@ pub fn same_version(a: &str, b: &str) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-/// One node's components, as [`drift`] takes them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Node {
-    /// The node's name.
-    pub name: String,
-    /// Its software, from [`components`].
-    pub components: BTreeMap<String, String>,
-}
-
 /// The nodes that have one version of a component (`None`: absent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
@@ -205,28 +192,35 @@ impl Drift {
     }
 }
 
-/// Every component whose version differs between `nodes` (a node lacking
-/// a component others have counts as a version of its own). Nodes with
-/// equal components cost one comparison each: the work is in the distinct
-/// versions, not in the number of nodes.
-pub fn drift(nodes: &[Node]) -> Drift {
-    // Nodes usually come in a few distinct environments: group them first
-    // so that 1,000 nodes with 3 environments compare 3 maps.
-    let mut groups: Vec<(&BTreeMap<String, String>, Vec<&str>)> = Vec::new();
-    for n in nodes {
-        match groups.iter_mut().find(|(c, _)| **c == n.components) {
-            Some((_, names)) => names.push(&n.name),
-            None => groups.push((&n.components, vec![&n.name])),
+/// Every component whose version differs between `nodes` (name and
+/// components; a node lacking a component others have counts as a version
+/// of its own). Nodes with equal components are grouped first (by a hash
+/// of their components, then compared once), so the work is in the
+/// distinct environments, not in the number of nodes.
+pub fn drift(nodes: &[(&str, &BTreeMap<String, String>)]) -> Drift {
+    use std::hash::{Hash, Hasher};
+    type Group<'a> = (u64, &'a BTreeMap<String, String>, Vec<&'a str>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for (name, c) in nodes {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        c.hash(&mut h);
+        let h = h.finish();
+        match groups
+            .iter_mut()
+            .find(|(gh, gc, _)| *gh == h && (std::ptr::eq(*gc, *c) || *gc == *c))
+        {
+            Some((_, _, names)) => names.push(name),
+            None => groups.push((h, c, vec![name])),
         }
     }
     let mut keys: BTreeSet<&str> = BTreeSet::new();
-    for (c, _) in &groups {
+    for (_, c, _) in &groups {
         keys.extend(c.keys().map(String::as_str));
     }
     let mut items = Vec::new();
     for key in keys {
         let mut by_version: HashMap<Option<&str>, Vec<&str>> = HashMap::new();
-        for (c, names) in &groups {
+        for (_, c, names) in &groups {
             by_version
                 .entry(c.get(key).map(String::as_str))
                 .or_default()
@@ -259,7 +253,7 @@ pub fn drift(nodes: &[Node]) -> Drift {
             versions,
         });
     }
-    let mut names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let mut names: Vec<String> = nodes.iter().map(|(n, _)| n.to_string()).collect();
     names.sort();
     Drift {
         nodes: names,
@@ -334,14 +328,23 @@ mod tests {
     use super::*;
     use crate::{Library, PythonEnv};
 
-    fn node(name: &str, pairs: &[(&str, &str)]) -> Node {
-        Node {
-            name: name.into(),
-            components: pairs
+    fn node(
+        name: &'static str,
+        pairs: &[(&str, &str)],
+    ) -> (&'static str, BTreeMap<String, String>) {
+        (
+            name,
+            pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        }
+        )
+    }
+
+    fn drift_of(nodes: &[(&'static str, BTreeMap<String, String>)]) -> Drift {
+        let refs: Vec<(&str, &BTreeMap<String, String>)> =
+            nodes.iter().map(|(n, c)| (*n, c)).collect();
+        drift(&refs)
     }
 
     #[test]
@@ -396,7 +399,7 @@ mod tests {
                 ],
             ),
         ];
-        let d = drift(&nodes);
+        let d = drift_of(&nodes);
         let names: Vec<&str> = d.items.iter().map(|i| i.component.as_str()).collect();
         assert_eq!(names, ["python:numpy", "python:x"]);
         assert_eq!(d.items[0].majority.as_deref(), Some("1.26.0"));
@@ -423,10 +426,10 @@ mod tests {
 
     #[test]
     fn a_tie_has_no_majority_and_equal_nodes_no_drift() {
-        let d = drift(&[node("a", &[("k", "1")]), node("b", &[("k", "2")])]);
+        let d = drift_of(&[node("a", &[("k", "1")]), node("b", &[("k", "2")])]);
         assert!(!d.items[0].has_majority);
         assert_eq!(d.drifted_nodes(), ["a", "b"]);
-        let same = drift(&[node("a", &[("k", "1")]), node("b", &[("k", "1")])]);
+        let same = drift_of(&[node("a", &[("k", "1")]), node("b", &[("k", "1")])]);
         assert!(same.items.is_empty());
         assert!(render_drift(&same, 5).starts_with("no drift: 2 nodes"));
         assert!(drift(&[]).items.is_empty());
