@@ -311,8 +311,21 @@ async fn evaluate_once(
         .read(move |store| {
             let now = Timestamp::now();
             let r = &c.rules;
-            let nodes: Vec<NodeStatus> = store
-                .nodes()?
+            let rows = store.nodes()?;
+            // Down nodes' software is what it was: comparing it still
+            // says something, but their alert would be noise beside
+            // NodeDown; drift counts the nodes that report.
+            let drift = if r.env_drift.enabled {
+                let live: Vec<_> = rows
+                    .iter()
+                    .filter(|n| n.state != plumb_model::node::NodeState::Down)
+                    .cloned()
+                    .collect();
+                crate::env::drift_by_group(store, &live)?
+            } else {
+                Vec::new()
+            };
+            let nodes: Vec<NodeStatus> = rows
                 .into_iter()
                 .map(|n| NodeStatus {
                     node: n.name,
@@ -362,6 +375,7 @@ async fn evaluate_once(
                 slow_runs,
                 error_groups,
                 alerts: store.alert_rows()?,
+                drift,
                 evidence,
             })
         })

@@ -96,6 +96,59 @@ pub fn fleet_drift(
     })
 }
 
+/// Drift within one group of nodes (those with the same labels).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupDrift {
+    /// The group's labels (`k=v,...`; empty for nodes without labels).
+    pub group: String,
+    /// What differs between its nodes.
+    pub drift: Drift,
+}
+
+/// The drift of every group of `rows` (nodes with the same labels) whose
+/// nodes do not all have one fingerprint; groups that agree cost nothing.
+pub fn drift_by_group(
+    store: &dyn plumb_store::Backend,
+    rows: &[plumb_store::nodes::NodeRow],
+) -> plumb_store::Result<Vec<GroupDrift>> {
+    let mut groups: BTreeMap<String, Vec<&plumb_store::nodes::NodeRow>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry(crate::nodes::group_key(&r.report.labels))
+            .or_default()
+            .push(r);
+    }
+    let mut by_hash: HashMap<String, Option<BTreeMap<String, String>>> = HashMap::new();
+    let mut out = Vec::new();
+    for (group, members) in groups {
+        let distinct: std::collections::HashSet<&str> = members
+            .iter()
+            .filter_map(|r| r.fingerprint.as_deref())
+            .collect();
+        if distinct.len() < 2 {
+            continue;
+        }
+        for h in &distinct {
+            if !by_hash.contains_key(*h) {
+                let c = store.get_fingerprint(h)?.map(|fp| components(&fp));
+                by_hash.insert(h.to_string(), c);
+            }
+        }
+        let nodes: Vec<(&str, &BTreeMap<String, String>)> = members
+            .iter()
+            .filter_map(|r| {
+                let c = by_hash.get(r.fingerprint.as_deref()?)?.as_ref()?;
+                Some((r.name.as_str(), c))
+            })
+            .collect();
+        let drift = plumb_model::env::drift(&nodes);
+        if !drift.items.is_empty() {
+            out.push(GroupDrift { group, drift });
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Deserialize)]
 struct DriftParams {
     #[serde(default)]

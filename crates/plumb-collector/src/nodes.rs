@@ -144,6 +144,10 @@ pub struct NodeView {
 pub struct NodeDetail {
     /// The node.
     pub node: NodeView,
+    /// The components where its software differs from most nodes of its
+    /// group (empty when it agrees, or is alone in its group).
+    #[serde(default)]
+    pub differs_in: Vec<plumb_model::env::Difference>,
     /// Its state changes, oldest first (the latest [`HISTORY`]).
     pub transitions: Vec<NodeTransition>,
     /// Its runs in progress as the store holds them, newest first (at most
@@ -152,7 +156,9 @@ pub struct NodeDetail {
     pub running: Vec<plumb_store::RunSummary>,
 }
 
-fn group_key(labels: &BTreeMap<String, String>) -> String {
+/// A group's name: its labels as `k=v,k2=v2` (nodes with the same labels
+/// are compared with each other).
+pub fn group_key(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -230,6 +236,10 @@ pub fn node_detail(
         .filter(|r| r.name != name && r.report.labels == labels)
         .collect();
     rows.insert(0, row);
+    let differs_in = crate::env::drift_by_group(store, &rows)?
+        .first()
+        .map(|g| g.drift.differences(name))
+        .unwrap_or_default();
     let node = views(rows).swap_remove(0);
     let transitions = store.node_transitions(Some(name), HISTORY)?;
     let running = store.list_runs(&plumb_store::RunFilter {
@@ -240,6 +250,7 @@ pub fn node_detail(
     })?;
     Ok(Some(NodeDetail {
         node,
+        differs_in,
         transitions,
         running,
     }))

@@ -157,6 +157,18 @@ impl DriftItem {
     }
 }
 
+/// One component where a node differs from most of its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    /// The component.
+    pub component: String,
+    /// The node's version (`None`: it lacks it).
+    pub version: Option<String>,
+    /// The version most nodes of the group have (`None`: they lack it, or
+    /// there is no majority).
+    pub majority: Option<String>,
+}
+
 /// What [`drift`] found over a group of nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
@@ -172,6 +184,18 @@ impl Drift {
     pub fn drifted_nodes(&self) -> Vec<&str> {
         let set: BTreeSet<&str> = self.items.iter().flat_map(|i| i.outliers()).collect();
         set.into_iter().collect()
+    }
+
+    /// [`Drift::of_node`] as owned values.
+    pub fn differences(&self, node: &str) -> Vec<Difference> {
+        self.of_node(node)
+            .into_iter()
+            .map(|(c, v, m)| Difference {
+                component: c.to_string(),
+                version: v.map(str::to_string),
+                majority: m.map(str::to_string),
+            })
+            .collect()
     }
 
     /// For one node: the components where it differs from the majority,

@@ -56,8 +56,14 @@ fn code(out: &std::process::Output) -> i32 {
 #[test]
 fn drift_across_agents_names_each_differing_component_and_the_majority() {
     let site = Site::new();
-    let _serve = site.serve();
     let tmp = site.dir();
+    let config = tmp.join("collector.toml");
+    std::fs::write(&config, "[alerts]\ninterval = \"200ms\"\n").unwrap();
+    let _serve = Serve::builder()
+        .data(&site.data)
+        .port(site.port)
+        .env("PLUMB_CONFIG", &config)
+        .start();
     let v1 = venv(&tmp.join("v1"), &[("demo-pkg", "1.0"), ("common", "3.2")]);
     let v2 = venv(
         &tmp.join("v2"),
@@ -220,6 +226,50 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("2 pins checked"));
+
+    // The alert: node c, and only c, drifted from its group.
+    let alerts = wait_for("the drift alert", Duration::from_secs(30), || {
+        let v = get_json(&site.url, "/api/v1/alerts");
+        let firing: Vec<serde_json::Value> = v["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "EnvironmentDrift")
+            .cloned()
+            .collect();
+        (!firing.is_empty()).then_some(firing)
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["labels"]["node"], "c");
+    assert_eq!(alerts[0]["labels"]["group"], "role=worker");
+    let description = alerts[0]["annotations"]["description"].as_str().unwrap();
+    assert!(
+        description.contains("python:demo-pkg 2.0 (most have 1.0)"),
+        "{description}"
+    );
+
+    // The node's page and `plumb nodes show` name what differs.
+    let page = get(&site.url, "/nodes/c").expect("the node page");
+    assert!(
+        page.contains("Software that differs from its group"),
+        "{page}"
+    );
+    assert!(
+        page.contains(">python:demo-pkg</td><td>2.0</td><td>1.0</td>"),
+        "{page}"
+    );
+    let shown = text(
+        &ok(
+            home.run(&["nodes", "show", "c", "--collector", &site.url]),
+            "plumb nodes show c",
+        )
+        .stdout,
+    );
+    assert!(
+        shown.contains("SOFTWARE THAT DIFFERS FROM ITS GROUP"),
+        "{shown}"
+    );
+    let a = get_json(&site.url, "/api/v1/nodes/a");
+    assert_eq!(a["differs_in"], serde_json::json!([]), "{a:#}");
 
     // A collector that is down is said, not taken for "no drift".
     drop(_serve);

@@ -106,6 +106,8 @@ pub struct Rules {
     pub new_error: BasicRule,
     /// A node's clock further from the collector's than `max_offset`.
     pub clock_offset: ClockOffsetRule,
+    /// A node whose software differs from most nodes with its labels.
+    pub env_drift: BasicRule,
 }
 
 /// Settings every rule has; `severity` and `for` default per rule.

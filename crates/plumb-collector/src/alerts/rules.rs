@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub error_groups: Vec<ErrorGroup>,
     /// Every stored alert.
     pub alerts: Vec<AlertRow>,
+    /// Groups of nodes (same labels) whose software differs.
+    pub drift: Vec<crate::env::GroupDrift>,
     /// Whether the collector snapshots the stacks of slow runs by itself
     /// (`[insights.slow] evidence`), so the slow-run alert can point at them.
     pub evidence: bool,
@@ -88,6 +90,8 @@ pub const FAILURE_RATE: &str = "JobFailureRate";
 pub const NEW_ERROR: &str = "NewErrorGroup";
 /// See [`DISK_LOW`].
 pub const CLOCK_OFFSET: &str = "ClockOffset";
+/// See [`DISK_LOW`].
+pub const ENV_DRIFT: &str = "EnvironmentDrift";
 
 fn gib(b: u64) -> String {
     format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
@@ -219,6 +223,47 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
                 ),
                 &r.node_down.note,
             ));
+        }
+    }
+    if r.env_drift.enabled {
+        for g in &snap.drift {
+            for node in g.drift.drifted_nodes() {
+                let differs = g.drift.of_node(node);
+                let shown: Vec<String> = differs
+                    .iter()
+                    .take(10)
+                    .map(|(c, mine, most)| {
+                        format!(
+                            "{c} {} (most have {})",
+                            mine.unwrap_or("absent"),
+                            most.unwrap_or("it absent, or no majority")
+                        )
+                    })
+                    .collect();
+                let group = if g.group.is_empty() {
+                    "(no labels)".to_string()
+                } else {
+                    g.group.clone()
+                };
+                out.push(candidate(
+                    ENV_DRIFT,
+                    r.env_drift.severity.unwrap_or(Severity::Warning),
+                    r.env_drift.for_.map(|d| d.0).unwrap_or_default(),
+                    &[("node", node), ("group", &group)],
+                    format!(
+                        "the software of {node} differs from its group {group} in {} component{}",
+                        differs.len(),
+                        if differs.len() == 1 { "" } else { "s" }
+                    ),
+                    format!(
+                        "Node {node} (labels {group}) differs from most of the {} nodes with its labels: {}{}. See `plumb env drift` and `plumb env diff`.",
+                        g.drift.nodes.len(),
+                        shown.join("; "),
+                        if differs.len() > 10 { "; ..." } else { "" }
+                    ),
+                    &r.env_drift.note,
+                ));
+            }
         }
     }
     if r.slow_run.enabled {

@@ -241,7 +241,24 @@ async fn node_page(
             }
         );
     }
-    b.push_str("</dl><h2>Disks: free / size</h2><div class=\"disk\">");
+    b.push_str("</dl>");
+    if !v.differs_in.is_empty() {
+        b.push_str(
+            "<h2>Software that differs from its group</h2><table id=\"drift\"><thead><tr>\
+<th scope=\"col\">Component</th><th scope=\"col\">This node</th><th scope=\"col\">Most of its group</th></tr></thead><tbody>",
+        );
+        for d in &v.differs_in {
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.component),
+                esc(d.version.as_deref().unwrap_or("(absent)")),
+                esc(d.majority.as_deref().unwrap_or("(absent or no majority)"))
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    b.push_str("<h2>Disks: free / size</h2><div class=\"disk\">");
     disk_lines(&mut b, r);
     b.push_str("</div>");
     let _ = write!(

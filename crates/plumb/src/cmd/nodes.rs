@@ -258,6 +258,17 @@ pub fn print_detail(d: &NodeDetail) {
             bytes(r.spool.dropped_bytes)
         ),
     );
+    if !d.differs_in.is_empty() {
+        outln!("\nSOFTWARE THAT DIFFERS FROM ITS GROUP (see `plumb env drift`)");
+        for x in &d.differs_in {
+            outln!(
+                "  {:<32} {}  (most have {})",
+                Cell(&x.component),
+                Cell(x.version.as_deref().unwrap_or("absent")),
+                Cell(x.majority.as_deref().unwrap_or("it absent, or no majority"))
+            );
+        }
+    }
     outln!("\nDISKS");
     if r.disks.is_empty() {
         outln!("  (none reported)");
