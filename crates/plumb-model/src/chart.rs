@@ -49,6 +49,28 @@ pub fn choose_interval(range_ns: i64) -> i64 {
         .unwrap_or(INTERVALS[INTERVALS.len() - 1])
 }
 
+/// An interval in words: `5 minutes`, `hour`, `3 hours`, `day`, `week`.
+pub fn interval_label(ns: i64) -> String {
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            one.to_string()
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    if ns >= 7 * DAY && (ns % (7 * DAY)) == 0 {
+        unit(ns / (7 * DAY), "week")
+    } else if ns >= DAY && ns % DAY == 0 {
+        unit(ns / DAY, "day")
+    } else if ns >= HOUR && ns % HOUR == 0 {
+        unit(ns / HOUR, "hour")
+    } else if ns >= MINUTE && ns % MINUTE == 0 {
+        unit(ns / MINUTE, "minute")
+    } else {
+        crate::display::duration(ns)
+    }
+}
+
 /// `t` rounded down to a multiple of `step` (also before 1970).
 pub fn align_down(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
@@ -386,6 +408,10 @@ fn value_axis(out: &mut String, top: f64, unit: &str, height: f64, fmt: &dyn Fn(
         "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{y0}\" stroke=\"#5b6470\"/>"
     );
     for f in [0.0, 0.5, 1.0] {
+        // Half of an odd top would be a fraction of a count.
+        if f == 0.5 && (top * f).fract() != 0.0 && top <= 10.0 {
+            continue;
+        }
         let y = y0 - f * ph;
         let _ = write!(
             out,
@@ -707,7 +733,9 @@ pub fn points_svg(c: &Points<'_>) -> String {
         .chain(c.band.as_ref().map(|b| b.1))
         .fold(0.0, f64::max);
     let top = nice_max(biggest);
-    value_axis(&mut out, top, c.unit, c.height, &|v| {
+    // Durations are labelled in their own units (`2m30s`).
+    let unit = if c.unit == "s" { "duration" } else { c.unit };
+    value_axis(&mut out, top, unit, c.height, &|v| {
         if c.unit == "s" {
             crate::display::duration((v * 1e9) as i64)
         } else {
@@ -906,6 +934,15 @@ mod tests {
             assert!((r + iv - 1) / iv <= MAX_BARS, "{r}: {iv}");
             assert_eq!(iv % (5 * MINUTE), 0);
         }
+    }
+
+    #[test]
+    fn intervals_read_as_words() {
+        assert_eq!(interval_label(5 * MINUTE), "5 minutes");
+        assert_eq!(interval_label(HOUR), "hour");
+        assert_eq!(interval_label(3 * HOUR), "3 hours");
+        assert_eq!(interval_label(DAY), "day");
+        assert_eq!(interval_label(28 * DAY), "4 weeks");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! | page | JSON twin | what |
 //! |---|---|---|
 //! | `/` | | redirects to `/runs` |
-//! | `/runs?q=` | `/api/v1/pages/runs?q=` | runs, qualifier search, keyset pages |
+//! | `/runs?q=` | `/api/v1/pages/runs?q=` | runs, qualifier search, keyset pages, runs per interval by state (`chart`) |
 //! | `/runs/{id}` | `/api/v1/pages/runs/{id}` | one run: record, output (live tail), spans, logs |
+//! | `/jobs/{name}` | `/api/v1/pages/jobs/{name}` | a job's history: durations with the p50..p95 band, failure rate per day |
 //! | `/runs/{id}/diff` | `/api/v1/pages/runs/{id}/diff` | the diff against the previous run of its name |
 //! | `/nodes` | `/api/v1/pages/nodes` | nodes, disks, fingerprint outliers |
 //! | `/nodes/{name}` | `/api/v1/nodes/{name}` | one node and its state history |
@@ -26,6 +27,7 @@
 
 mod alerts;
 mod errors;
+mod jobs;
 mod nodes;
 mod runs;
 mod search;
@@ -57,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_form).post(login))
         .route("/logout", axum::routing::post(logout))
         .merge(runs::routes())
+        .merge(jobs::routes())
         .merge(nodes::routes())
         .merge(search::routes())
         .merge(traces::routes())
