@@ -342,7 +342,7 @@ const W: f64 = 720.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 26.0;
-const BOTTOM: f64 = 34.0;
+const BOTTOM: f64 = 40.0;
 
 fn open_svg(out: &mut String, id: &str, height: f64, title: &str, desc: &str) {
     let _ = write!(
@@ -356,7 +356,7 @@ width=\"100%\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" font-family=\"syst
     let _ = write!(
         out,
         "<text x=\"{LEFT}\" y=\"15\" font-size=\"13\" font-weight=\"600\" fill=\"#1b1f24\">{}</text>",
-        esc(&shorten(title, 90))
+        esc(&shorten(title, 80))
     );
 }
 
@@ -371,8 +371,14 @@ fn time_axis(out: &mut String, from: i64, until: i64, interval_ns: i64, height: 
         x2 = W - RIGHT
     );
     let span = (until - from).max(1);
-    // About six ticks, on multiples of the interval.
-    let per = ((span / interval_ns.max(1)) / 6).max(1) * interval_ns.max(1);
+    // At most seven ticks, on round moments (a multiple of one of the
+    // intervals, never shorter than the bars).
+    let per = INTERVALS
+        .iter()
+        .copied()
+        .filter(|iv| *iv >= interval_ns)
+        .find(|iv| span / iv <= 7)
+        .unwrap_or(span.max(1));
     let mut t = align_down(from, per);
     if t < from {
         t += per;
@@ -380,10 +386,20 @@ fn time_axis(out: &mut String, from: i64, until: i64, interval_ns: i64, height: 
     let mut n = 0;
     while t <= until && n < 12 {
         let x = LEFT + (t - from) as f64 / span as f64 * pw;
+        if x > W - RIGHT - 20.0 && n > 0 {
+            // Too close to the edge to label.
+            break;
+        }
+        // Labels near the right edge end at their tick, so none is cut.
+        let anchor = if x > W - RIGHT - 40.0 {
+            "end"
+        } else {
+            "middle"
+        };
         let _ = write!(
             out,
             "<line x1=\"{x:.1}\" y1=\"{y}\" x2=\"{x:.1}\" y2=\"{y2}\" stroke=\"#5b6470\"/>\
-<text x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"#5b6470\">{}</text>",
+<text x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"{anchor}\" fill=\"#5b6470\">{}</text>",
             esc(&tick_label(Timestamp::from_nanos(t), interval_ns)),
             y2 = y + 4.0,
             ty = y + 15.0,
@@ -424,11 +440,11 @@ fn value_axis(out: &mut String, top: f64, unit: &str, height: f64, fmt: &dyn Fn(
             ty = y + 4.0,
         );
     }
+    // Above the axis, left of the title.
     let _ = write!(
         out,
-        "<text x=\"4\" y=\"{ty}\" fill=\"#5b6470\">{}</text>",
-        esc(unit),
-        ty = TOP - 2.0
+        "<text x=\"4\" y=\"15\" fill=\"#5b6470\">{}</text>",
+        esc(&shorten(unit, 8))
     );
 }
 
@@ -561,26 +577,27 @@ pub fn stacked_bars_svg(c: &StackedBars<'_>) -> String {
         }
     }
     time_axis(&mut out, from, until, c.interval_ns, c.height);
-    legend(&mut out, c.id, &shown);
+    legend(&mut out, c.id, &shown, c.height);
     out.push_str("</svg>");
     out
 }
 
 /// The legend at the top right: a swatch and the state's name for each
 /// state drawn, in [`RunState::ALL`]'s order.
-fn legend(out: &mut String, id: &str, states: &[RunState]) {
-    let mut x = W - RIGHT;
-    for s in RunState::ALL.iter().rev().filter(|s| states.contains(s)) {
+fn legend(out: &mut String, id: &str, states: &[RunState], height: f64) {
+    let mut x = LEFT;
+    let y = height - 4.0;
+    for s in RunState::ALL.iter().filter(|s| states.contains(s)) {
         let label = s.as_str();
-        let w = 14.0 + label.len() as f64 * 6.2;
-        x -= w + 8.0;
         let _ = write!(
             out,
-            "<g class=\"legend\"><rect x=\"{x:.1}\" y=\"6\" width=\"10\" height=\"10\" fill=\"{f}\" stroke=\"#1b1f24\" stroke-width=\".5\"/>\
-<text x=\"{tx:.1}\" y=\"15\" fill=\"#1b1f24\">{label}</text></g>",
+            "<g class=\"legend\"><rect x=\"{x:.1}\" y=\"{ry}\" width=\"10\" height=\"10\" fill=\"{f}\" stroke=\"#1b1f24\" stroke-width=\".5\"/>\
+<text x=\"{tx:.1}\" y=\"{y}\" fill=\"#1b1f24\">{label}</text></g>",
             f = fill(id, *s),
+            ry = y - 9.0,
             tx = x + 13.0
         );
+        x += 22.0 + label.len() as f64 * 6.2;
     }
 }
 
@@ -805,17 +822,18 @@ pub fn points_svg(c: &Points<'_>) -> String {
         choose_interval(until - from),
         c.height,
     );
-    // The legend: each shape drawn, with its state's name.
-    let mut x = W - RIGHT;
-    for s in RunState::ALL.iter().rev().filter(|s| shown.contains(s)) {
+    // The legend, bottom left: each shape drawn, with its state's name.
+    let mut x = LEFT;
+    let y = c.height - 4.0;
+    for s in RunState::ALL.iter().filter(|s| shown.contains(s)) {
         let label = s.as_str();
-        x -= 22.0 + label.len() as f64 * 6.2;
         let _ = write!(
             out,
-            "<g class=\"legend\">{}<text x=\"{tx:.1}\" y=\"15\" fill=\"#1b1f24\">{label}</text></g>",
-            shape(*s, x + 5.0, 11.0, 4.0, look(*s).fill),
+            "<g class=\"legend\">{}<text x=\"{tx:.1}\" y=\"{y}\" fill=\"#1b1f24\">{label}</text></g>",
+            shape(*s, x + 5.0, y - 4.0, 4.0, look(*s).fill),
             tx = x + 13.0
         );
+        x += 22.0 + label.len() as f64 * 6.2;
     }
     out.push_str("</svg>");
     out

@@ -359,7 +359,7 @@ fn runs_chart_section(b: &mut String, v: &RunsView) {
     let _ = write!(
         b,
         "<section aria-labelledby=\"h-chart\" class=\"chart-box\"><h2 id=\"h-chart\" class=\"skip\">Runs over time</h2>{svg}\
-<p class=\"muted\" id=\"runs-chart-note\">{total} runs from {from} to {until} (UTC), one bar per {iv}; click a bar to list its runs.</p>",
+<p class=\"muted\" id=\"runs-chart-note\">{total} runs from {from} to {until}, one bar per {iv}; click a bar to list its runs.</p>",
         total = c.total,
         from = esc(&plumb_model::chart::moment(c.from)),
         until = esc(&plumb_model::chart::moment(c.until)),
