@@ -399,3 +399,79 @@ pub const MIGRATIONS: &[&str] = &[
     END;
     "#,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Runs;
+    use crate::dash::RunQuery;
+    use plumb_model::Timestamp;
+
+    /// A store made before the runs rollup (schema 12) gets it filled from
+    /// its runs when it is opened, and keeps it from then on.
+    #[test]
+    fn an_older_store_gets_its_counts_from_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            for m in &MIGRATIONS[..12] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 12).unwrap();
+            let b = 300_000_000_000i64;
+            for (i, (name, state, at)) in [
+                ("a", "succeeded", 10 * b + 1),
+                ("a", "succeeded", 10 * b + 2),
+                ("a", "failed", 10 * b + 3),
+                ("b", "running", 11 * b),
+                ("b", "succeeded", 40 * b + 7),
+            ]
+            .iter()
+            .enumerate()
+            {
+                conn.execute(
+                    "INSERT INTO runs (id, hexid, name, host, state, started_ns, record) VALUES (?1, ?2, ?3, 'h', ?4, ?5, '{}')",
+                    rusqlite::params![format!("id-{i}"), format!("{i:032x}"), name, state, at],
+                )
+                .unwrap();
+            }
+        }
+        let store = crate::Store::open(dir.path()).unwrap();
+        let b = 300_000_000_000i64;
+        let counts = store
+            .run_counts(
+                &RunQuery::default(),
+                Timestamp::from_nanos(0),
+                Timestamp::from_nanos(100 * b),
+            )
+            .unwrap();
+        let mut got: Vec<(i64, &str, u64)> = counts
+            .rows
+            .iter()
+            .map(|r| (r.bucket_ns, r.state.as_str(), r.n))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (10 * b, "failed", 1),
+                (10 * b, "succeeded", 2),
+                (11 * b, "running", 1),
+                (40 * b, "succeeded", 1),
+            ]
+        );
+        let a = store
+            .run_counts(
+                &RunQuery {
+                    name: Some("a".into()),
+                    ..Default::default()
+                },
+                Timestamp::from_nanos(0),
+                Timestamp::from_nanos(100 * b),
+            )
+            .unwrap();
+        assert_eq!(a.rows.iter().map(|r| r.n).sum::<u64>(), 3);
+    }
+}

@@ -399,13 +399,13 @@ fn ls_chart<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
             .map(|c| format!("{} {}", c.n, c.state.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        writeln!(
-            out,
+        let line = format!(
             "{:<16} {:<30} {:>6}  {detail}",
             tick_label(b.start, chart.interval_ns.min(86_400_000_000_000 - 1)),
             bar_text(b.total, max, 30),
             b.total
-        )?;
+        );
+        writeln!(out, "{}", line.trim_end())?;
     }
     if let Some(p) = chart.partial_from {
         writeln!(
