@@ -668,6 +668,9 @@ pub struct Point {
     pub href: Option<String>,
     /// Drawn larger, ringed and labelled (the run being looked at).
     pub current: bool,
+    /// Marked with a diamond outline and named in the legend as longer
+    /// than usual.
+    pub slow: bool,
 }
 
 /// What a points chart shows.
@@ -782,6 +785,7 @@ pub fn points_svg(c: &Points<'_>) -> String {
     }
     let mut shown = Vec::new();
     let mut current = None;
+    let mut any_slow = false;
     for p in &c.points {
         let x = LEFT + (p.t.as_nanos() - from).clamp(0, until - from) as f64 / span * pw;
         let y = y0 - (p.value / top).clamp(0.0, 1.0) * ph;
@@ -791,9 +795,16 @@ pub fn points_svg(c: &Points<'_>) -> String {
         if let Some(h) = &p.href {
             let _ = write!(out, "<a href=\"{}\">", esc(h));
         }
+        let slow_mark = if p.slow {
+            any_slow = true;
+            slow_diamond(x, y, 7.0)
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
-            "<g class=\"point\"><title>{}</title>{}</g>",
+            "<g class=\"point{}\"><title>{}</title>{}{slow_mark}</g>",
+            if p.slow { " slow" } else { "" },
             esc(&p.hover),
             shape(p.state, x, y, 3.5, look(p.state).fill)
         );
@@ -835,8 +846,27 @@ pub fn points_svg(c: &Points<'_>) -> String {
         );
         x += 22.0 + label.len() as f64 * 6.2;
     }
+    if any_slow {
+        let _ = write!(
+            out,
+            "<g class=\"legend\">{}<text x=\"{tx:.1}\" y=\"{y}\" fill=\"#1b1f24\">longer than usual</text></g>",
+            slow_diamond(x + 5.0, y - 4.0, 5.0),
+            tx = x + 13.0
+        );
+    }
     out.push_str("</svg>");
     out
+}
+
+/// The outline marking a point as longer than usual.
+fn slow_diamond(x: f64, y: f64, r: f64) -> String {
+    format!(
+        "<path d=\"M{x:.1} {a:.1} L{b:.1} {y:.1} L{x:.1} {c:.1} L{d:.1} {y:.1} Z\" fill=\"none\" stroke=\"#9a6700\" stroke-width=\"1.5\"/>",
+        a = y - r,
+        b = x + r,
+        c = y + r,
+        d = x - r
+    )
 }
 
 /// A small line of values over time, inline with text: one `<svg>` with
@@ -1084,12 +1114,14 @@ mod tests {
                 hover: "12s".into(),
                 href: None,
                 current: true,
+                slow: true,
             }],
             band: Some((10.0, 20.0, "p50 10s – p95 20s".into())),
             height: 200.0,
         });
-        assert_eq!(svg.matches("<g class=\"point\"").count(), 1);
+        assert_eq!(svg.matches("<g class=\"point").count(), 1);
         assert!(svg.contains("this run"));
+        assert!(svg.contains("class=\"point slow\"") && svg.contains("longer than usual"));
         assert!(svg.contains("p50 10s – p95 20s"));
         let s = sparkline_svg("s", "load", "", &[(ts(0), 2.0)]);
         assert!(s.contains("load: 2"), "{s}");
@@ -1139,6 +1171,7 @@ mod tests {
                 hover: name.clone(),
                 href: Some("/runs/\"x".into()),
                 current: false,
+                slow: false,
             }],
             band: Some((0.0, 1.0, name.clone())),
             height: 200.0,

@@ -154,6 +154,17 @@ fn charts_count_what_the_store_holds() {
     assert_eq!(job["stats"]["p50_s"].as_f64().unwrap(), stats.p50_s);
     assert_eq!(job["stats"]["p95_s"].as_f64().unwrap(), stats.p95_s);
     assert!(stats.n > 10 && stats.p95_s > stats.p50_s, "{stats:?}");
+    // Runs longer than usual stand out, by the slow-run test.
+    let cfg = plumb_model::insights::SlowConfig::default();
+    let mut slow = 0;
+    for p in job["runs"].as_array().unwrap() {
+        let d = p["duration_s"].as_f64().unwrap();
+        let want =
+            stats.n >= cfg.min_history && d >= cfg.min_elapsed_s && d > cfg.factor * stats.p95_s;
+        assert_eq!(p["longer_than_usual"].as_bool().unwrap(), want, "{p}");
+        slow += usize::from(want);
+    }
+    assert!(slow > 0, "the slowest runs are longer than the p95: {job}");
     const DAY: i64 = 86_400_000_000_000;
     let days = job["days"].as_array().unwrap();
     assert!(days.len() >= 3, "{job}");
@@ -176,11 +187,12 @@ fn charts_count_what_the_store_holds() {
     );
     let html = serve.get("/jobs/nightly").unwrap();
     assert_eq!(
-        html.matches("<g class=\"point\"").count(),
+        html.matches("<g class=\"point").count(),
         nightly.len(),
         "a point per run"
     );
     assert!(html.contains("id=\"job-failures\""));
+    assert_eq!(html.matches("<g class=\"point slow\"").count(), slow);
     // The run page marks its run and links to the job.
     let id = nightly[3].id;
     let html = serve.get(&format!("/runs/{id}")).unwrap();

@@ -13,7 +13,7 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use plumb_model::chart::{self, Point, Points, Segment, StackBar, StackedBars, align_down};
-use plumb_model::insights::DurationStats;
+use plumb_model::insights::{DurationStats, SlowConfig};
 use plumb_model::{RunState, Timestamp, Uuid};
 use plumb_store::Backend;
 use plumb_store::dash::{COUNT_BUCKET_NS, RunQuery};
@@ -45,6 +45,9 @@ pub struct JobPoint {
     pub ended: Option<Timestamp>,
     /// How long it ran (so far, while running), seconds.
     pub duration_s: f64,
+    /// Longer than usual by the slow-run settings (`factor` x p95, with
+    /// enough history), finished or not.
+    pub longer_than_usual: bool,
 }
 
 /// Runs and failures of one UTC day.
@@ -89,7 +92,7 @@ pub fn history(
     s: &dyn Backend,
     name: &str,
     limit: usize,
-    window: usize,
+    slow: &SlowConfig,
     current: Option<Uuid>,
     now: Timestamp,
 ) -> plumb_store::Result<JobHistory> {
@@ -108,18 +111,27 @@ pub fn history(
             },
         );
     }
-    let stats = s.duration_stats(name, window)?;
+    let stats = s.duration_stats(name, slow.window)?;
+    // The test of `Store::slow_runs`, applied to every run drawn.
+    let longer = |d: f64| {
+        stats.n >= slow.min_history.max(1)
+            && stats.p95_s > 0.0
+            && d >= slow.min_elapsed_s
+            && d > slow.factor * stats.p95_s
+    };
     let points: Vec<JobPoint> = runs
         .iter()
         .filter(|r| r.state != RunState::Waiting)
         .map(|r| {
             let end = r.ended.unwrap_or(now);
+            let duration_s = (end.as_nanos() - r.started.as_nanos()).max(0) as f64 / 1e9;
             JobPoint {
                 id: r.id,
                 state: r.state,
                 started: r.started,
                 ended: r.ended,
-                duration_s: (end.as_nanos() - r.started.as_nanos()).max(0) as f64 / 1e9,
+                duration_s,
+                longer_than_usual: longer(duration_s),
             }
         })
         .collect();
@@ -219,6 +231,7 @@ pub fn history_svg(h: &JobHistory, current: Option<Uuid>) -> String {
                 ),
                 href: Some(format!("/runs/{}", p.id)),
                 current: Some(p.id) == current,
+                slow: p.longer_than_usual,
             })
             .collect(),
         band,
@@ -260,11 +273,11 @@ pub fn history_svg(h: &JobHistory, current: Option<Uuid>) -> String {
 }
 
 async fn job_data(state: &AppState, name: String) -> Result<JobHistory, ApiError> {
-    let window = state.insights.slow.window;
+    let slow = state.insights.slow.clone();
     let now = Timestamp::now();
     let h = state
         .db
-        .read(move |s| history(s, &name, JOB_POINTS, window, None, now))
+        .read(move |s| history(s, &name, JOB_POINTS, &slow, None, now))
         .await?;
     if h.runs.is_empty() && h.days.iter().all(|d| d.runs == 0) {
         return Err(ApiError::NotFound(format!("no runs named `{}`", h.name)));

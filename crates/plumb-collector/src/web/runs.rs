@@ -468,7 +468,7 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
                 s,
                 &run.name,
                 super::jobs::RUN_PAGE_POINTS,
-                slow_cfg.window,
+                &slow_cfg,
                 Some(id),
                 Timestamp::now(),
             )?;
