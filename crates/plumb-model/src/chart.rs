@@ -132,6 +132,51 @@ pub struct RunsChart {
     pub partial_from: Option<Timestamp>,
 }
 
+/// Events per interval: the data of a one-series bar chart (an error
+/// group's occurrences over time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountChart {
+    /// Start of the first interval.
+    pub from: Timestamp,
+    /// End of the last one.
+    pub until: Timestamp,
+    /// Every interval's length, ns.
+    pub interval_ns: i64,
+    /// The count of each interval, oldest first, empty ones included.
+    pub counts: Vec<u64>,
+    /// Events counted in all.
+    pub total: u64,
+    /// When only the newest events were counted: the oldest one counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_from: Option<Timestamp>,
+}
+
+/// Counts `times` per interval from `from` to `until`, the interval chosen
+/// from the range ([`choose_interval`]); times outside are left out.
+pub fn count_times(times: &[Timestamp], from: Timestamp, until: Timestamp) -> CountChart {
+    let iv = choose_interval(until.as_nanos() - from.as_nanos());
+    let start = align_down(from.as_nanos(), iv);
+    let end = until.as_nanos().max(start + 1);
+    let n = ((end - start + iv - 1) / iv).max(1) as usize;
+    let mut counts = vec![0u64; n];
+    let mut total = 0;
+    for t in times {
+        let t = t.as_nanos();
+        if t >= start && t < end {
+            counts[((t - start) / iv) as usize] += 1;
+            total += 1;
+        }
+    }
+    CountChart {
+        from: Timestamp::from_nanos(start),
+        until: Timestamp::from_nanos(start + n as i64 * iv),
+        interval_ns: iv,
+        counts,
+        total,
+        partial_from: None,
+    }
+}
+
 /// Puts counts into bars of `interval_ns` from `from` (rounded down to the
 /// interval) up to `until`: one bar per interval, empty ones included;
 /// counts outside the range are left out.
@@ -491,6 +536,9 @@ pub struct StackedBars<'a> {
     pub bars: Vec<StackBar>,
     /// A fixed top of the value axis (e.g. 100 for percentages).
     pub max: Option<f64>,
+    /// Moments marked with a dashed vertical line and a label (first
+    /// seen, resolved...).
+    pub markers: Vec<(Timestamp, String)>,
     /// Height in px.
     pub height: f64,
 }
@@ -576,6 +624,20 @@ pub fn stacked_bars_svg(c: &StackedBars<'_>) -> String {
             out.push_str("</a>");
         }
     }
+    for (k, (t, label)) in c.markers.iter().enumerate() {
+        let x = LEFT + (t.as_nanos() - from).clamp(0, until - from) as f64 / span * pw;
+        let ty = TOP + 10.0 + (k % 3) as f64 * 12.0;
+        let right = x > W - 140.0;
+        let _ = write!(
+            out,
+            "<g class=\"marker\"><title>{t}: {m}</title><line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{y0}\" stroke=\"#1b1f24\" stroke-dasharray=\"3 3\"/>\
+<text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"{a}\" fill=\"#1b1f24\">{t}</text></g>",
+            t = esc(label),
+            m = esc(&moment(*t)),
+            tx = if right { x - 3.0 } else { x + 3.0 },
+            a = if right { "end" } else { "start" },
+        );
+    }
     time_axis(&mut out, from, until, c.interval_ns, c.height);
     legend(&mut out, c.id, &shown, c.height);
     out.push_str("</svg>");
@@ -649,6 +711,7 @@ pub fn runs_chart_svg(
             })
             .collect(),
         max: None,
+        markers: Vec::new(),
         height: 200.0,
     })
 }
@@ -994,6 +1057,20 @@ mod tests {
     }
 
     #[test]
+    fn times_are_counted_per_interval() {
+        let c = count_times(
+            &[ts(MINUTE), ts(2 * MINUTE), ts(HOUR + 1), ts(10 * DAY)],
+            ts(0),
+            ts(2 * HOUR),
+        );
+        assert_eq!(c.interval_ns, 5 * MINUTE);
+        assert_eq!(c.counts.len(), 24);
+        assert_eq!((c.counts[0], c.counts[12], c.total), (2, 1, 3));
+        let empty = count_times(&[], ts(0), ts(0));
+        assert_eq!((empty.counts.len(), empty.total), (1, 0));
+    }
+
+    #[test]
     fn align_down_rounds_towards_minus_infinity() {
         assert_eq!(align_down(7, 5), 5);
         assert_eq!(align_down(-3, 5), -5);
@@ -1149,12 +1226,14 @@ mod tests {
                 href: Some("/runs?q=\"><script>".into()),
             }],
             max: None,
+            markers: vec![(ts(HOUR / 2), "<first> seen".into())],
             height: 200.0,
         });
         assert!(!svg.contains("<script"), "{svg}");
         assert!(!svg.contains("<u>"));
         assert!(svg.contains("&lt;script&gt;alert(&#39;x&#39;)"));
         assert!(svg.contains("href=\"/runs?q=&quot;&gt;&lt;script&gt;\""));
+        assert!(svg.contains(">&lt;first&gt; seen</text>"), "{svg}");
         // The drawn title is cut; the accessible one is whole.
         assert!(svg.contains(&format!("{}…</text>", "n".repeat(50))));
         assert!(svg.contains(&format!("{}</title>", "n".repeat(500))));

@@ -80,6 +80,7 @@ macro_rules! suite {
             insights::duration_stats_use_the_latest_successful_runs,
             insights::slow_runs_need_history_and_exceed_the_p95,
             insights::every_failed_state_is_queued_for_grouping_and_no_other,
+            insights::occurrence_times_are_a_groups_own_in_a_window,
             clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
             timeline::logs_and_spans_are_found_by_time_window_from_every_source,
             throttles::never_more_than_n_holders_and_the_queue_is_first_come_first_served,

@@ -366,6 +366,16 @@ pub trait Insights {
         new_window_s: u64,
     ) -> Result<(Vec<(ErrorStatus, u64)>, u64)>;
 
+    /// When a group's occurrences happened in `[from, until)`, newest
+    /// first, at most `limit` of them (an index range, not the group).
+    fn error_occurrence_times(
+        &self,
+        fingerprint: &str,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Timestamp>>;
+
     /// Median and 95th percentile duration of the latest `window`
     /// successful runs named `name`.
     fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats>;

@@ -267,6 +267,7 @@ pub fn history_svg(h: &JobHistory, current: Option<Uuid>) -> String {
             })
             .collect(),
         max: Some(100.0),
+        markers: Vec::new(),
         height: 140.0,
     }));
     out

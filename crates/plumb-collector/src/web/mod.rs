@@ -13,7 +13,7 @@
 //! | `/search?q=` | `/api/v1/pages/search?q=` | output lines, log records and spans, linked to their run and trace |
 //! | `/traces/{id}` | `/api/v1/traces/{id}` | one trace: spans as a waterfall, each with its log records |
 //! | `/errors` | `/api/v1/errors` | error groups with new / regressed markers |
-//! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: hosts, sample, occurrences |
+//! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: occurrences over time (first seen, regressed, resolved marked), hosts, sample, occurrences |
 //! | `/alerts` | `/api/v1/alerts` | firing and resolved alerts, rules |
 //! | `/timeline` | `/api/v1/timeline` | the clock-corrected timeline, one lane per host |
 //! | `/login` | | a form that stores a viewer token in a cookie |
@@ -33,6 +33,8 @@ mod runs;
 mod search;
 mod timeline;
 mod traces;
+
+pub(crate) use errors::add_chart as add_error_chart;
 
 use crate::AppState;
 use crate::auth::{self, Role};
