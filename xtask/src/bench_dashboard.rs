@@ -132,6 +132,12 @@ pub fn run(args: &[&str]) -> Result<()> {
         ),
         ("runs free text".into(), "/runs?q=job-19".into(), 100.0),
         ("run".into(), format!("/runs/{}", meta.sample_run), 100.0),
+        ("job".into(), "/jobs/job-7".into(), 100.0),
+        (
+            "runs chart API".into(),
+            "/api/v1/runs/chart?name=job-7".into(),
+            100.0,
+        ),
         (
             "run diff".into(),
             format!("/runs/{}/diff", meta.sample_run),

@@ -172,6 +172,35 @@ impl RunStore for RemoteStore {
         Ok(self.client.get_json("/api/v1/runs", &q)?)
     }
 
+    fn runs_chart(
+        &self,
+        rq: &plumb_store::dash::RunQuery,
+    ) -> Result<plumb_model::chart::RunsChart, RemoteError> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(n) = &rq.name {
+            q.push(("name", n.clone()));
+        }
+        if let Some(h) = &rq.host {
+            q.push(("host", h.clone()));
+        }
+        if let Some(s) = rq.state {
+            q.push(("state", s.as_str().into()));
+        }
+        if let Some(t) = rq.since {
+            q.push(("since", t.as_nanos().to_string()));
+        }
+        if let Some(t) = rq.until {
+            q.push(("until", t.as_nanos().to_string()));
+        }
+        for (k, v) in &rq.tags {
+            q.push(("tag", format!("{k}={v}")));
+        }
+        for w in &rq.text {
+            q.push(("text", w.clone()));
+        }
+        Ok(self.client.get_json("/api/v1/runs/chart", &q)?)
+    }
+
     fn resolve(&self, reference: &str) -> Result<Uuid, RemoteError> {
         #[derive(serde::Deserialize)]
         struct Id {

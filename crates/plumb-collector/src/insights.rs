@@ -4,7 +4,7 @@
 //! | method, path | role | what |
 //! |---|---|---|
 //! | `GET /api/v1/errors` | viewer | `{"groups": [...]}`, most recently seen first: `since` (ns), `status`, `limit` |
-//! | `GET /api/v1/errors/{fingerprint}` | viewer | the group, `occurrences` (newest first, `recent` of them), `by_host`, `sample` |
+//! | `GET /api/v1/errors/{fingerprint}` | viewer | the group, `occurrences` (newest first, `recent` of them), `by_host`, `sample`, `over_time` (occurrences per interval since first seen) |
 //! | `POST /api/v1/errors/{fingerprint}/resolve` | admin | resolves the group; returns it |
 //! | `GET /api/v1/runs/slow` | viewer | `{"runs": [...]}`: running runs longer than usual |
 //! | `GET /api/v1/runs/{ref}/duration` | viewer | a run's duration against its name's p50/p95 |
@@ -370,7 +370,14 @@ async fn show(
     let fp = fingerprint.clone();
     state
         .db
-        .read(move |s| s.error_group(&fp, Timestamp::now(), window, recent))
+        .read(move |s| {
+            let now = Timestamp::now();
+            let mut d = s.error_group(&fp, now, window, recent)?;
+            if let Some(d) = &mut d {
+                crate::web::add_error_chart(s, d, now)?;
+            }
+            Ok(d)
+        })
         .await?
         .map(Json)
         .ok_or_else(|| {

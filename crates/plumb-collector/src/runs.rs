@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `POST /api/v1/ingest/spool` | agent | spool frames (`application/x-plumb-spool`, optionally gzip) |
 //! | `GET /api/v1/runs` | viewer | runs, filters as `plumb ls`: `name`, `host`, `failed`, `state`, `since` (ns), `tag=k=v`..., `limit` |
+//! | `GET /api/v1/runs/chart` | viewer | runs per interval by state (`plumb_model::chart::RunsChart`): `name`, `host`, `state`, `since`, `until` (ns), `tag=k=v`..., `text`... |
 //! | `GET /api/v1/runs/{ref}` | viewer | `{"run", "fingerprint"}`; `ref` is an id, a prefix, `last` or `last~N` |
 //! | `GET /api/v1/runs/{ref}/id` | viewer | `{"id"}`: the reference resolved |
 //! | `GET /api/v1/runs/{ref}/output` | viewer | output segments from `cursor` on (see [`OUTPUT_MEDIA_TYPE`]) |
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/ingest/spool", post(ingest_spool))
         .route("/api/v1/runs", get(list))
+        .route("/api/v1/runs/chart", get(chart))
         .route("/api/v1/runs/{reference}", get(show))
         .route("/api/v1/runs/{reference}/id", get(resolve))
         .route("/api/v1/runs/{reference}/output", get(output))
@@ -176,6 +178,49 @@ async fn list(
 ) -> Result<Json<Vec<plumb_store::RunSummary>>, ApiError> {
     let filter = run_filter(pairs)?;
     Ok(Json(state.db.read(move |s| s.list_runs(&filter)).await?))
+}
+
+/// Query of `GET /api/v1/runs/chart`, as pairs so `tag` and `text` may
+/// repeat.
+fn chart_query(pairs: Vec<(String, String)>) -> Result<plumb_store::dash::RunQuery, ApiError> {
+    let mut q = plumb_store::dash::RunQuery::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "name" => q.name = Some(v),
+            "host" => q.host = Some(v),
+            "state" => q.state = Some(v.parse::<RunState>().map_err(ApiError::BadRequest)?),
+            "since" => q.since = Some(parse_ns("since", &v)?),
+            "until" => q.until = Some(parse_ns("until", &v)?),
+            "text" => q.text.push(v),
+            "tag" => match v.split_once('=') {
+                Some((tk, tv)) if !tk.is_empty() => q.tags.push((tk.into(), tv.into())),
+                _ => {
+                    return Err(ApiError::BadRequest(format!("tag `{v}` is not key=value")));
+                }
+            },
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{other}`: use name, host, state, since, until, tag, text"
+                )));
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn chart(
+    _: Viewer,
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<plumb_model::chart::RunsChart>, ApiError> {
+    let q = chart_query(pairs)?;
+    let now = Timestamp::now();
+    Ok(Json(
+        state
+            .db
+            .read(move |s| plumb_store::dash::runs_chart(s, &q, now))
+            .await?,
+    ))
 }
 
 async fn show(

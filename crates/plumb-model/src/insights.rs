@@ -135,6 +135,10 @@ pub struct ErrorGroupDetail {
     pub by_host: Vec<HostCount>,
     /// The exception of one occurrence, frames included.
     pub sample: Exception,
+    /// Occurrences per interval from the first seen to now (the
+    /// dashboard's chart; filled by the collector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_time: Option<crate::chart::CountChart>,
 }
 
 /// How often a group occurred on one host.

@@ -258,3 +258,47 @@ pub fn every_failed_state_is_queued_for_grouping_and_no_other(h: &dyn Harness) {
         .count();
     assert_eq!(s.error_queue_len().unwrap(), failures as u64);
 }
+
+/// A group's occurrence times: those in the window, newest first, at most
+/// the limit, another group's never.
+pub fn occurrence_times_are_a_groups_own_in_a_window(h: &dyn Harness) {
+    let s = h.open();
+    let occ = |fp: &str, key: &str, at_s: i64| NewOccurrence {
+        key: key.into(),
+        exception: Exception {
+            language: "python".into(),
+            kind: "ValueError".into(),
+            message: "x".into(),
+            fingerprint: fp.into(),
+            ..Default::default()
+        },
+        run_id: None,
+        host: "h".into(),
+        at: Timestamp::from_nanos(at_s * S),
+        source: OccurrenceSource::Otlp,
+    };
+    let mut all = Vec::new();
+    for i in 0..10 {
+        all.push(occ("aaa", &format!("otlp:{i}:1"), 100 + i * 10));
+    }
+    all.push(occ("bbb", "otlp:x:2", 150));
+    assert_eq!(s.record_error_occurrences(&all).unwrap(), 11);
+    let t = |x: i64| Timestamp::from_nanos(x * S);
+    let got = s
+        .error_occurrence_times("aaa", t(120), t(160), 100)
+        .unwrap();
+    assert_eq!(got, vec![t(150), t(140), t(130), t(120)]);
+    assert_eq!(
+        s.error_occurrence_times("aaa", t(0), t(1000), 3).unwrap(),
+        vec![t(190), t(180), t(170)]
+    );
+    assert_eq!(
+        s.error_occurrence_times("bbb", t(0), t(1000), 100).unwrap(),
+        vec![t(150)]
+    );
+    assert!(
+        s.error_occurrence_times("ccc", t(0), t(1000), 100)
+            .unwrap()
+            .is_empty()
+    );
+}

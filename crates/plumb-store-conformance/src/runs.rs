@@ -453,3 +453,296 @@ pub fn attached_snapshots_read_back_with_the_run_and_survive_its_later_records(h
     let err = store.attach_snapshot(new_id(), &snap(1, "x")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+/// Counts per (bucket, state) of what [`Runs::run_counts`] answered,
+/// bucket rows added up.
+fn summed(
+    rows: &[plumb_model::chart::StateCount],
+) -> std::collections::BTreeMap<(i64, String), u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in rows {
+        *m.entry((r.bucket_ns, r.state.as_str().to_string()))
+            .or_insert(0) += r.n;
+    }
+    m.retain(|_, n| *n > 0);
+    m
+}
+
+/// The same, counted directly from the runs written.
+fn direct(
+    runs: &[Run],
+    keep: &dyn Fn(&Run) -> bool,
+    from: i64,
+    until: i64,
+) -> std::collections::BTreeMap<(i64, String), u64> {
+    let b = plumb_store::dash::COUNT_BUCKET_NS;
+    let mut m = std::collections::BTreeMap::new();
+    for r in runs.iter().filter(|r| keep(r)) {
+        let t = r.started.as_nanos();
+        if t >= plumb_model::chart::align_down(from, b) && t < until {
+            *m.entry((
+                plumb_model::chart::align_down(t, b),
+                r.state.as_str().to_string(),
+            ))
+            .or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// The runs-over-time rollup equals a direct count of the runs for every
+/// kind of filter (all, name, state, words, host, tag), over runs spread
+/// across three days with empty hours between; the chart built on it has
+/// one bar per interval, empty ones included, and the same total.
+pub fn run_counts_equal_a_direct_count_for_every_filter(h: &dyn Harness) {
+    let store = h.open();
+    let names = ["train-a", "train-b", "Eval"];
+    let states = [
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Running,
+        RunState::Killed,
+        RunState::Evicted,
+        RunState::Waiting,
+    ];
+    let mut runs = Vec::new();
+    let mut k = 0usize;
+    // Three days; only some hours have runs, so most intervals are empty.
+    for day in 0..3i64 {
+        for hour in [0i64, 1, 7, 13, 22] {
+            for j in 0..(3 + (day as usize + hour as usize) % 4) {
+                let at = day * 86_400 + hour * 3_600 + j as i64 * 290;
+                let mut r = run_named(
+                    names[k % names.len()],
+                    at,
+                    states[(k * 7 + j) % states.len()],
+                );
+                r.host.hostname = if k.is_multiple_of(3) { "h1" } else { "h2" }.into();
+                r.tags.insert(
+                    "team".into(),
+                    if k.is_multiple_of(2) { "ml" } else { "web" }.into(),
+                );
+                runs.push(r);
+                k += 1;
+            }
+        }
+    }
+    // Written in two batches and one at a time, as ingest does.
+    let (a, rest) = runs.split_at(runs.len() / 2);
+    store.put_runs(a).unwrap();
+    for r in rest {
+        store.put_run(r).unwrap();
+    }
+    let from = T0;
+    let until = T0 + 3 * 86_400_000_000_000;
+    type Keep = Box<dyn Fn(&Run) -> bool>;
+    let cases: Vec<(RunQuery, Keep)> = vec![
+        (RunQuery::default(), Box::new(|_| true)),
+        (
+            RunQuery {
+                name: Some("train-a".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.name == "train-a"),
+        ),
+        (
+            RunQuery {
+                state: Some(RunState::Failed),
+                ..Default::default()
+            },
+            Box::new(|r| r.state == RunState::Failed),
+        ),
+        (
+            RunQuery {
+                text: vec!["TRAIN".into()],
+                state: Some(RunState::Succeeded),
+                ..Default::default()
+            },
+            Box::new(|r| r.name.starts_with("train") && r.state == RunState::Succeeded),
+        ),
+        (
+            RunQuery {
+                host: Some("h1".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.host.hostname == "h1"),
+        ),
+        (
+            RunQuery {
+                tags: vec![("team".into(), "ml".into())],
+                name: Some("Eval".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.tags.get("team").map(String::as_str) == Some("ml") && r.name == "Eval"),
+        ),
+    ];
+    for (q, keep) in &cases {
+        for (f, u) in [
+            (from, until),
+            // Part of a day, starting mid-bucket.
+            (
+                from + 86_400_000_000_000 + 100_000_000_000,
+                from + 2 * 86_400_000_000_000,
+            ),
+        ] {
+            let got = store
+                .run_counts(q, Timestamp::from_nanos(f), Timestamp::from_nanos(u))
+                .unwrap();
+            assert_eq!(got.partial_from, None);
+            assert_eq!(
+                summed(&got.rows),
+                direct(&runs, keep, f, u),
+                "{q:?} {f}..{u}"
+            );
+        }
+        let want: u64 = direct(&runs, keep, from, until).values().sum();
+        assert!(want > 0, "{q:?} matches runs");
+        let q = RunQuery {
+            since: Some(Timestamp::from_nanos(from)),
+            until: Some(Timestamp::from_nanos(until)),
+            ..q.clone()
+        };
+        let chart =
+            plumb_store::dash::runs_chart(&*store, &q, Timestamp::from_nanos(until)).unwrap();
+        assert_eq!(chart.total, want, "{q:?}");
+        assert_eq!(chart.interval_ns, 3 * 3_600_000_000_000);
+        // Bars start on a multiple of the interval: T0 is not one.
+        assert_eq!(chart.bars.len(), 25);
+        assert!(chart.from.as_nanos() <= from && chart.until.as_nanos() >= until);
+        assert!(
+            chart.bars.iter().any(|b| b.total == 0),
+            "empty intervals are bars too"
+        );
+        for b in &chart.bars {
+            let n = runs
+                .iter()
+                .filter(|r| keep(r) && r.started >= b.start && r.started < b.end)
+                .count() as u64;
+            assert_eq!(b.total, n, "{q:?} bar at {:?}", b.start);
+        }
+    }
+    // Without `since`, the chart starts at the first bucket with a run.
+    let chart =
+        plumb_store::dash::runs_chart(&*store, &RunQuery::default(), Timestamp::from_nanos(until))
+            .unwrap();
+    assert_eq!(chart.total, runs.len() as u64);
+    assert!(chart.from.as_nanos() <= T0 && chart.from.as_nanos() > T0 - chart.interval_ns);
+}
+
+/// An empty store charts nothing; a single run is one count in one bar.
+pub fn run_counts_of_nothing_and_of_a_single_run(h: &dyn Harness) {
+    let store = h.open();
+    let now = Timestamp::from_nanos(T0 + 3_600_000_000_000);
+    let chart = plumb_store::dash::runs_chart(&*store, &RunQuery::default(), now).unwrap();
+    assert_eq!(chart.total, 0);
+    assert!(!chart.bars.is_empty());
+    assert!(
+        chart
+            .bars
+            .iter()
+            .all(|b| b.total == 0 && b.counts.is_empty())
+    );
+    let r = run_named("solo", 600, RunState::Succeeded);
+    store.put_run(&r).unwrap();
+    let chart = plumb_store::dash::runs_chart(&*store, &RunQuery::default(), now).unwrap();
+    assert_eq!(chart.total, 1);
+    let full: Vec<_> = chart.bars.iter().filter(|b| b.total > 0).collect();
+    assert_eq!(full.len(), 1);
+    assert!(full[0].start <= r.started && r.started < full[0].end);
+    assert_eq!(full[0].counts[0].state, RunState::Succeeded);
+    // Another name's filter sees none of it.
+    let other = RunQuery {
+        name: Some("other".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        plumb_store::dash::runs_chart(&*store, &other, now)
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+/// A run recorded as running and then replaced by its final record moves
+/// from one state's count to the other's, never counted twice; a rename
+/// or a new start time moves it too.
+pub fn run_counts_follow_a_run_whose_state_changes(h: &dyn Harness) {
+    let store = h.open();
+    let from = Timestamp::from_nanos(T0);
+    let until = Timestamp::from_nanos(T0 + 86_400_000_000_000);
+    let all = RunQuery::default();
+    let mut r = run_named("job", 60, RunState::Running);
+    store.put_run(&r).unwrap();
+    let b = T0;
+    let counts = |q: &RunQuery| summed(&store.run_counts(q, from, until).unwrap().rows);
+    assert_eq!(
+        counts(&all),
+        [((b, "running".to_string()), 1)].into_iter().collect()
+    );
+    r.state = RunState::Failed;
+    r.ended = Some(Timestamp::from_nanos(T0 + 61_000_000_000));
+    store.put_run(&r).unwrap();
+    // The same record again changes nothing (and is not refused: a failed
+    // run still in the error-grouping queue is queued once).
+    store.put_run(&r).unwrap();
+    store.put_runs(&[r.clone(), r.clone()]).unwrap();
+    let want: std::collections::BTreeMap<_, _> =
+        [((b, "failed".to_string()), 1)].into_iter().collect();
+    assert_eq!(counts(&all), want);
+    let by_name = RunQuery {
+        name: Some("job".into()),
+        ..Default::default()
+    };
+    assert_eq!(counts(&by_name), want);
+    // Renamed and restarted an hour later (a waiting run that started).
+    r.name = "job2".into();
+    r.started = Timestamp::from_nanos(T0 + 3_600_000_000_000);
+    store.put_runs(std::slice::from_ref(&r)).unwrap();
+    assert!(counts(&by_name).is_empty());
+    let want: std::collections::BTreeMap<_, _> =
+        [((T0 + 3_600_000_000_000, "failed".to_string()), 1)]
+            .into_iter()
+            .collect();
+    assert_eq!(counts(&all), want);
+    assert_eq!(
+        counts(&RunQuery {
+            name: Some("job2".into()),
+            ..Default::default()
+        }),
+        want
+    );
+}
+
+/// A job's runs: the newest `limit` of the name, oldest first, with their
+/// state and times.
+pub fn job_runs_are_the_newest_of_a_name_oldest_first(h: &dyn Harness) {
+    let store = h.open();
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        runs.push(run_named(
+            "nightly",
+            i * 100,
+            if i % 3 == 0 {
+                RunState::Failed
+            } else {
+                RunState::Succeeded
+            },
+        ));
+        runs.push(run_named("other", i * 100 + 1, RunState::Succeeded));
+    }
+    store.put_runs(&runs).unwrap();
+    let got = store.job_runs("nightly", 4).unwrap();
+    let want: Vec<_> = runs
+        .iter()
+        .filter(|r| r.name == "nightly")
+        .skip(6)
+        .map(|r| (r.id, r.state, r.started, r.ended))
+        .collect();
+    assert_eq!(
+        got.iter()
+            .map(|j| (j.id, j.state, j.started, j.ended))
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert!(store.job_runs("nobody", 10).unwrap().is_empty());
+}

@@ -13,7 +13,7 @@
 use crate::alerts::{AlertRow, JobOutcomes};
 use crate::chunk::SealedChunk;
 use crate::clock::ClockRow;
-use crate::dash::{RunQuery, RunsPage};
+use crate::dash::{JobRun, RunCounts, RunQuery, RunsPage};
 use crate::error::{Result, StoreError};
 use crate::insights::{Drained, NewOccurrence};
 use crate::nodes::NodeRow;
@@ -21,6 +21,7 @@ use crate::spool::{ImportError, ImportStats};
 use crate::telemetry::{Ingested, PreparedLogs, prepare_logs};
 use crate::tokens::TokenInfo;
 use crate::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, Store};
+use plumb_model::chart::RunsChart;
 use plumb_model::clock::Estimate;
 use plumb_model::insights::{
     DurationStats, ErrorGroup, ErrorGroupDetail, ErrorQuery, ErrorStatus, RunDuration, SlowConfig,
@@ -74,6 +75,18 @@ pub trait Runs {
 
     /// One page of runs matching `q`, newest first.
     fn runs_page(&self, q: &RunQuery) -> Result<RunsPage>;
+
+    /// Runs matching `q` (its `since`, `until`, `after` and `limit` aside)
+    /// that started in `[from, until)`, per
+    /// [`COUNT_BUCKET_NS`](crate::dash::COUNT_BUCKET_NS) bucket by state,
+    /// whole buckets from the one holding `from`. From the rollup kept with
+    /// every run write when the filter names no host or tag; else from the
+    /// newest [`DIRECT_COUNT_CAP`](crate::dash::DIRECT_COUNT_CAP) runs, the
+    /// answer saying where it stopped.
+    fn run_counts(&self, q: &RunQuery, from: Timestamp, until: Timestamp) -> Result<RunCounts>;
+
+    /// The newest `limit` runs named `name`, oldest first.
+    fn job_runs(&self, name: &str, limit: usize) -> Result<Vec<JobRun>>;
 
     /// The run of the same name that started last before `run_id` did.
     fn previous_run(&self, run_id: Uuid) -> Result<Option<Uuid>>;
@@ -353,6 +366,16 @@ pub trait Insights {
         new_window_s: u64,
     ) -> Result<(Vec<(ErrorStatus, u64)>, u64)>;
 
+    /// When a group's occurrences happened in `[from, until)`, newest
+    /// first, at most `limit` of them (an index range, not the group).
+    fn error_occurrence_times(
+        &self,
+        fingerprint: &str,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Timestamp>>;
+
     /// Median and 95th percentile duration of the latest `window`
     /// successful runs named `name`.
     fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats>;
@@ -556,6 +579,9 @@ pub trait RunStore {
         cursor: &mut OutputCursor,
         out: &mut OutputSink<'_>,
     ) -> std::result::Result<(), Self::Error>;
+    /// Runs matching `q` per interval by state
+    /// ([`runs_chart`](crate::dash::runs_chart)).
+    fn runs_chart(&self, q: &RunQuery) -> std::result::Result<RunsChart, Self::Error>;
 }
 
 impl<B: Backend + ?Sized> RunStore for B {
@@ -590,5 +616,8 @@ impl<B: Backend + ?Sized> RunStore for B {
         out: &mut OutputSink<'_>,
     ) -> Result<()> {
         Output::replay_output(self, run_id, only, cursor, out)
+    }
+    fn runs_chart(&self, q: &RunQuery) -> Result<RunsChart> {
+        crate::dash::runs_chart(self, q, Timestamp::now())
     }
 }

@@ -396,6 +396,7 @@ impl crate::backend::Insights for Store {
             occurrences,
             by_host,
             sample,
+            over_time: None,
         }))
     }
 
@@ -426,6 +427,24 @@ impl crate::backend::Insights for Store {
             total += occurrences as u64;
         }
         Ok((by_status, total))
+    }
+
+    fn error_occurrence_times(
+        &self,
+        fingerprint: &str,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Timestamp>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT at_ns FROM error_events WHERE fingerprint = ?1 AND at_ns >= ?2 AND at_ns < ?3 \
+             ORDER BY at_ns DESC LIMIT ?4",
+        )?;
+        let rows = st.query_map(
+            params![fingerprint, from.as_nanos(), until.as_nanos(), limit as i64],
+            |r| r.get::<_, i64>(0).map(Timestamp::from_nanos),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats> {

@@ -1,9 +1,12 @@
 //! [`Runs`](crate::Runs) on SQLite: run records, fingerprints, finding runs.
 
-use crate::dash::{PageKey, RunQuery, RunsPage};
+use crate::dash::{
+    COUNT_BUCKET_NS, DIRECT_COUNT_CAP, JobRun, PageKey, RunCounts, RunQuery, RunsPage,
+};
 use crate::error::{Result, StoreError};
 use crate::spool::{ImportError, ImportStats};
 use crate::{RunFilter, RunSummary, Store, put_fingerprint_conn, put_run_tx};
+use plumb_model::chart::{StateCount, align_down};
 use plumb_model::stack::StackSnapshot;
 use plumb_model::{Fingerprint, Run, RunState, Timestamp, Uuid};
 use rusqlite::types::Value;
@@ -215,6 +218,10 @@ impl crate::backend::Runs for Store {
             sql.push_str(" AND instr(lower(name), ?) > 0");
             args.push(Value::Text(w.to_lowercase()));
         }
+        if let Some(t) = q.until {
+            sql.push_str(" AND started_ns < ?");
+            args.push(Value::Integer(t.as_nanos()));
+        }
         if let Some(k) = &q.after {
             sql.push_str(" AND (started_ns, id) < (?, ?)");
             args.push(Value::Integer(k.started_ns));
@@ -240,6 +247,153 @@ impl crate::backend::Runs for Store {
             None
         };
         Ok(RunsPage { runs, next })
+    }
+
+    fn run_counts(&self, q: &RunQuery, from: Timestamp, until: Timestamp) -> Result<RunCounts> {
+        let lo = align_down(from.as_nanos(), COUNT_BUCKET_NS);
+        let hi = until.as_nanos();
+        if q.host.is_none() && q.tags.is_empty() {
+            let names = match (&q.name, q.text.is_empty()) {
+                (Some(n), _) => Some(vec![n.clone()]),
+                (None, true) => None,
+                (None, false) => self.names_matching(&q.text)?,
+            };
+            if let Some(names) = names
+                && names.iter().all(|n| text_matches(n, &q.text))
+            {
+                let mut rows = Vec::new();
+                let mut st = self.conn().prepare_cached(
+                    "SELECT bucket_ns, state, n FROM run_counts \
+                     WHERE name = ?1 AND bucket_ns >= ?2 AND bucket_ns < ?3 AND (?4 IS NULL OR state = ?4)",
+                )?;
+                for name in names {
+                    let it = st.query_map(
+                        params![name, lo, hi, q.state.map(|s| s.as_str())],
+                        count_row,
+                    )?;
+                    for r in it {
+                        rows.extend(r?);
+                    }
+                }
+                return Ok(RunCounts {
+                    rows,
+                    partial_from: None,
+                });
+            }
+            if q.name.is_none() && q.text.is_empty() {
+                let mut st = self.conn().prepare_cached(
+                    "SELECT bucket_ns, state, n FROM run_counts_all \
+                     WHERE bucket_ns >= ?1 AND bucket_ns < ?2 AND (?3 IS NULL OR state = ?3)",
+                )?;
+                let rows = st
+                    .query_map(params![lo, hi, q.state.map(|s| s.as_str())], count_row)?
+                    .filter_map(|r| r.transpose())
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                return Ok(RunCounts {
+                    rows,
+                    partial_from: None,
+                });
+            }
+        }
+        // A host or a tag (or too many names to look up one by one): the
+        // runs themselves, newest first, at most DIRECT_COUNT_CAP.
+        let mut sql = String::from(
+            "SELECT started_ns, state FROM runs WHERE started_ns >= ? AND started_ns < ?",
+        );
+        let mut args: Vec<Value> = vec![Value::Integer(lo), Value::Integer(hi)];
+        if let Some(n) = &q.name {
+            sql.push_str(" AND name = ?");
+            args.push(Value::Text(n.clone()));
+        }
+        if let Some(h) = &q.host {
+            sql.push_str(" AND host = ?");
+            args.push(Value::Text(h.clone()));
+        }
+        if let Some(s) = q.state {
+            sql.push_str(" AND state = ?");
+            args.push(Value::Text(s.as_str().into()));
+        }
+        for (k, v) in &q.tags {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM run_tags WHERE run_id = runs.id AND key = ? AND value = ?)",
+            );
+            args.push(Value::Text(k.clone()));
+            args.push(Value::Text(v.clone()));
+        }
+        for w in &q.text {
+            sql.push_str(" AND instr(lower(name), ?) > 0");
+            args.push(Value::Text(w.to_lowercase()));
+        }
+        sql.push_str(&format!(
+            " ORDER BY started_ns DESC LIMIT {}",
+            DIRECT_COUNT_CAP + 1
+        ));
+        let mut st = self.conn().prepare_cached(&sql)?;
+        let mut it = st.query(params_from_iter(args))?;
+        let mut rows: Vec<StateCount> = Vec::new();
+        let mut seen = 0usize;
+        let mut oldest = None;
+        let mut partial = false;
+        while let Some(r) = it.next()? {
+            if seen == DIRECT_COUNT_CAP {
+                partial = true;
+                break;
+            }
+            seen += 1;
+            let started: i64 = r.get(0)?;
+            let state: String = r.get(1)?;
+            let Ok(state) = state.parse::<RunState>() else {
+                continue;
+            };
+            oldest = Some(started);
+            let bucket_ns = align_down(started, COUNT_BUCKET_NS);
+            match rows.last_mut() {
+                Some(l) if l.bucket_ns == bucket_ns && l.state == state => l.n += 1,
+                _ => rows.push(StateCount {
+                    bucket_ns,
+                    state,
+                    n: 1,
+                }),
+            }
+        }
+        Ok(RunCounts {
+            rows,
+            partial_from: if partial {
+                oldest.map(Timestamp::from_nanos)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn job_runs(&self, name: &str, limit: usize) -> Result<Vec<JobRun>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT id, state, started_ns, ended_ns FROM runs WHERE name = ?1 \
+             ORDER BY started_ns DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![name, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, state, started, ended) = row?;
+            out.push(JobRun {
+                id: Uuid::parse_str(&id)
+                    .map_err(|_| StoreError::Corrupt(format!("bad run id {id}")))?,
+                state: state
+                    .parse()
+                    .map_err(|e: String| StoreError::Corrupt(format!("run {id}: {e}")))?,
+                started: Timestamp::from_nanos(started),
+                ended: ended.map(Timestamp::from_nanos),
+            });
+        }
+        out.reverse();
+        Ok(out)
     }
 
     fn previous_run(&self, run_id: Uuid) -> Result<Option<Uuid>> {
@@ -325,6 +479,60 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Most distinct names [`Store::names_matching`] walks before giving up
+/// (the count then reads the runs).
+const MAX_NAMES_WALKED: usize = 2_000;
+
+impl Store {
+    /// The names in the rollup that contain every word (as the runs page
+    /// matches them), walking the distinct names one index probe each;
+    /// `None` when there are more than [`MAX_NAMES_WALKED`] names.
+    fn names_matching(&self, words: &[String]) -> Result<Option<Vec<String>>> {
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT name FROM run_counts WHERE name > ?1 ORDER BY name LIMIT 1")?;
+        let mut out = Vec::new();
+        let mut first = self
+            .conn()
+            .prepare_cached("SELECT name FROM run_counts ORDER BY name LIMIT 1")?;
+        let mut next = first.query_row([], |r| r.get::<_, String>(0)).optional()?;
+        let mut walked = 0;
+        while let Some(name) = next {
+            walked += 1;
+            if walked > MAX_NAMES_WALKED {
+                return Ok(None);
+            }
+            if text_matches(&name, words) {
+                out.push(name.clone());
+            }
+            next = st
+                .query_row([&name], |r| r.get::<_, String>(0))
+                .optional()?;
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Whether a name holds every word, as `runs_page` tests it in SQL
+/// (`instr(lower(name), lower-cased word)`: SQLite's `lower` folds ASCII
+/// only).
+fn text_matches(name: &str, words: &[String]) -> bool {
+    let n = name.to_ascii_lowercase();
+    words.iter().all(|w| n.contains(&w.to_lowercase()))
+}
+
+/// A rollup row; a state this build does not know is skipped.
+fn count_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StateCount>> {
+    let state: String = r.get(1)?;
+    let bucket_ns: i64 = r.get(0)?;
+    let n: i64 = r.get(2)?;
+    Ok(state.parse::<RunState>().ok().map(|state| StateCount {
+        bucket_ns,
+        state,
+        n: n.max(0) as u64,
+    }))
 }
 
 /// The columns of a [`RunSummary`], for a query to add its conditions to.

@@ -322,4 +322,156 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX throttle_leases_seq ON throttle_leases(name, seq);
     CREATE INDEX throttle_leases_expires ON throttle_leases(expires_ns);
     "#,
+    // 12 -> 13 (helper "charts"): runs per 5-minute bucket by state, per
+    // name (run_counts) and for every name (run_counts_all), kept by
+    // triggers in the transaction that writes the run, so a replaced run
+    // moves from its old state's count to its new one. The dashboard's
+    // runs-over-time chart reads these instead of the runs. Also: the
+    // error-queue triggers no longer fail a failed run written twice.
+    r#"
+    CREATE TABLE run_counts (
+        name      TEXT NOT NULL,
+        bucket_ns INTEGER NOT NULL,        -- started_ns rounded down to 5 minutes
+        state     TEXT NOT NULL,
+        n         INTEGER NOT NULL,
+        PRIMARY KEY (name, bucket_ns, state)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_counts_all (
+        bucket_ns INTEGER NOT NULL,
+        state     TEXT NOT NULL,
+        n         INTEGER NOT NULL,
+        PRIMARY KEY (bucket_ns, state)
+    ) WITHOUT ROWID;
+    INSERT INTO run_counts (name, bucket_ns, state, n)
+        SELECT name, (started_ns - (((started_ns % 300000000000) + 300000000000) % 300000000000)), state, count(*) FROM runs GROUP BY 1, 2, 3;
+    INSERT INTO run_counts_all (bucket_ns, state, n)
+        SELECT bucket_ns, state, sum(n) FROM run_counts GROUP BY 1, 2;
+    -- The error-queue triggers of 9 -> 10 used INSERT OR IGNORE, but the
+    -- outer statement's conflict policy (the upsert of a run: ABORT)
+    -- overrides a trigger's, so a failed run written twice before the
+    -- queue drained failed with a UNIQUE error. NOT EXISTS instead.
+    DROP TRIGGER runs_error_queue_insert;
+    DROP TRIGGER runs_error_queue_update;
+    CREATE TRIGGER runs_error_queue_insert AFTER INSERT ON runs
+        WHEN new.state IN ('failed', 'killed', 'evicted', 'timed-out')
+        BEGIN INSERT INTO error_queue (run_id) SELECT new.id
+            WHERE NOT EXISTS (SELECT 1 FROM error_queue WHERE run_id = new.id); END;
+    CREATE TRIGGER runs_error_queue_update AFTER UPDATE OF state, record ON runs
+        WHEN new.state IN ('failed', 'killed', 'evicted', 'timed-out')
+        BEGIN INSERT INTO error_queue (run_id) SELECT new.id
+            WHERE NOT EXISTS (SELECT 1 FROM error_queue WHERE run_id = new.id); END;
+    CREATE TRIGGER runs_counts_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO run_counts (name, bucket_ns, state, n)
+            VALUES (new.name, (new.started_ns - (((new.started_ns % 300000000000) + 300000000000) % 300000000000)), new.state, 1)
+            ON CONFLICT (name, bucket_ns, state) DO UPDATE SET n = n + 1;
+        INSERT INTO run_counts_all (bucket_ns, state, n)
+            VALUES ((new.started_ns - (((new.started_ns % 300000000000) + 300000000000) % 300000000000)), new.state, 1)
+            ON CONFLICT (bucket_ns, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER runs_counts_update AFTER UPDATE OF name, state, started_ns ON runs
+        WHEN old.name IS NOT new.name OR old.state IS NOT new.state
+          OR (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) IS NOT (new.started_ns - (((new.started_ns % 300000000000) + 300000000000) % 300000000000))
+    BEGIN
+        UPDATE run_counts SET n = n - 1
+            WHERE name = old.name AND bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state;
+        DELETE FROM run_counts
+            WHERE name = old.name AND bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state AND n <= 0;
+        UPDATE run_counts_all SET n = n - 1
+            WHERE bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state;
+        DELETE FROM run_counts_all
+            WHERE bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state AND n <= 0;
+        INSERT INTO run_counts (name, bucket_ns, state, n)
+            VALUES (new.name, (new.started_ns - (((new.started_ns % 300000000000) + 300000000000) % 300000000000)), new.state, 1)
+            ON CONFLICT (name, bucket_ns, state) DO UPDATE SET n = n + 1;
+        INSERT INTO run_counts_all (bucket_ns, state, n)
+            VALUES ((new.started_ns - (((new.started_ns % 300000000000) + 300000000000) % 300000000000)), new.state, 1)
+            ON CONFLICT (bucket_ns, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER runs_counts_delete AFTER DELETE ON runs BEGIN
+        UPDATE run_counts SET n = n - 1
+            WHERE name = old.name AND bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state;
+        DELETE FROM run_counts
+            WHERE name = old.name AND bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state AND n <= 0;
+        UPDATE run_counts_all SET n = n - 1
+            WHERE bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state;
+        DELETE FROM run_counts_all
+            WHERE bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state AND n <= 0;
+    END;
+    "#,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Runs;
+    use crate::dash::RunQuery;
+    use plumb_model::Timestamp;
+
+    /// A store made before the runs rollup (schema 12) gets it filled from
+    /// its runs when it is opened, and keeps it from then on.
+    #[test]
+    fn an_older_store_gets_its_counts_from_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            for m in &MIGRATIONS[..12] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 12).unwrap();
+            let b = 300_000_000_000i64;
+            for (i, (name, state, at)) in [
+                ("a", "succeeded", 10 * b + 1),
+                ("a", "succeeded", 10 * b + 2),
+                ("a", "failed", 10 * b + 3),
+                ("b", "running", 11 * b),
+                ("b", "succeeded", 40 * b + 7),
+            ]
+            .iter()
+            .enumerate()
+            {
+                conn.execute(
+                    "INSERT INTO runs (id, hexid, name, host, state, started_ns, record) VALUES (?1, ?2, ?3, 'h', ?4, ?5, '{}')",
+                    rusqlite::params![format!("id-{i}"), format!("{i:032x}"), name, state, at],
+                )
+                .unwrap();
+            }
+        }
+        let store = crate::Store::open(dir.path()).unwrap();
+        let b = 300_000_000_000i64;
+        let counts = store
+            .run_counts(
+                &RunQuery::default(),
+                Timestamp::from_nanos(0),
+                Timestamp::from_nanos(100 * b),
+            )
+            .unwrap();
+        let mut got: Vec<(i64, &str, u64)> = counts
+            .rows
+            .iter()
+            .map(|r| (r.bucket_ns, r.state.as_str(), r.n))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (10 * b, "failed", 1),
+                (10 * b, "succeeded", 2),
+                (11 * b, "running", 1),
+                (40 * b, "succeeded", 1),
+            ]
+        );
+        let a = store
+            .run_counts(
+                &RunQuery {
+                    name: Some("a".into()),
+                    ..Default::default()
+                },
+                Timestamp::from_nanos(0),
+                Timestamp::from_nanos(100 * b),
+            )
+            .unwrap();
+        assert_eq!(a.rows.iter().map(|r| r.n).sum::<u64>(), 3);
+    }
+}

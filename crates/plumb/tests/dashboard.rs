@@ -816,3 +816,78 @@ fn the_run_page_shows_the_whole_exception_chain_escaped() {
         "{section}"
     );
 }
+
+/// Issue 22: the runs chart in a real browser: an SVG with a bar per
+/// interval (as many as the JSON twin says), each a link; clicking one
+/// narrows the list to exactly its runs. The job page draws a point per
+/// run with the p50..p95 band; a run page rings its run.
+#[test]
+fn the_runs_chart_has_a_bar_per_interval_and_a_click_filters_the_list() {
+    require_tools();
+    let out = out_dir("charts");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("srv");
+    let runs = seed_chart_runs(&data);
+    let server = Serve::start(&data);
+    let api = server.api.clone();
+    let chart = get_json(&api, "/api/v1/pages/runs")["chart"].clone();
+    let bars = chart["bars"].as_array().unwrap();
+    let bar = bars
+        .iter()
+        .find(|b| b["total"].as_u64().unwrap() >= 2)
+        .expect("a bar of two runs or more");
+    let nightly: Vec<_> = runs.iter().filter(|r| r.name == "nightly").collect();
+    let v = page(
+        "charts.mjs",
+        &api,
+        &out,
+        serde_json::json!({"start": bar["start"].to_string(), "run": nightly[2].id.to_string()}),
+    );
+    assert_eq!(v["svgs"], 1, "{v}");
+    assert_eq!(v["bars"].as_u64().unwrap() as usize, bars.len(), "{v}");
+    let non_empty = bars.iter().filter(|b| b["total"] != 0).count();
+    assert_eq!(
+        v["bar_links"].as_u64().unwrap() as usize,
+        non_empty,
+        "every bar with runs is a link: {v}"
+    );
+    assert!(v["title"].as_str().unwrap().starts_with("Runs per "), "{v}");
+    let legend = strs(&v["legend"]);
+    for s in ["succeeded", "failed", "killed", "evicted"] {
+        assert!(legend.contains(&s.to_string()), "the legend names {s}: {v}");
+    }
+    assert_eq!(v["script_tags"], 0, "hostile names stay text: {v}");
+    let hover = v["hover"].as_str().unwrap();
+    assert!(
+        hover.contains(&format!("{} runs", bar["total"])) && hover.contains("UTC"),
+        "{v}"
+    );
+    let size = v["chart_box"].as_array().unwrap();
+    assert!(
+        size[0].as_u64().unwrap() >= 300 && size[1].as_u64().unwrap() >= 80,
+        "{v}"
+    );
+    // The click.
+    assert_eq!(
+        v["rows_after_click"].as_u64().unwrap(),
+        bar["total"].as_u64().unwrap(),
+        "{v}"
+    );
+    let q = v["query_after_click"].as_str().unwrap();
+    let start = plumb_model::Timestamp::from_nanos(bar["start"].as_i64().unwrap());
+    assert!(
+        q.contains(&format!("since:{}", start.to_rfc3339_secs())) && q.contains("until:"),
+        "{v}"
+    );
+    assert!(v["bars_after_click"].as_u64().unwrap() >= 1, "{v}");
+    // The job's history and the run page.
+    assert_eq!(
+        v["job_points"].as_u64().unwrap() as usize,
+        nightly.len(),
+        "{v}"
+    );
+    assert!(v["job_band"].as_str().unwrap().starts_with("p50 "), "{v}");
+    assert!(v["job_days"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["run_current"], 1, "{v}");
+    assert_eq!(v["run_job_link"], "/jobs/nightly", "{v}");
+}

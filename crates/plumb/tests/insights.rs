@@ -171,6 +171,8 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
     assert!(out.status.success(), "{out:?}");
     let g = groups(&serve.api);
     assert_eq!(group_of(&g, "ValueError").unwrap()["status"], "resolved");
+    let page = get(&serve.api, &format!("/errors/{fp}")).expect("the group page");
+    assert!(page.contains(">resolved</text>"), "resolved marked");
     let out = node_cmd(tmp.path(), None)
         .args([
             "errors",
@@ -209,6 +211,29 @@ fn same_error_on_three_nodes_is_one_group_and_it_regresses_after_resolve() {
         (Some(4), Some(4))
     );
     assert_eq!(v["hosts"].as_array().unwrap().len(), 3);
+    // Issue 22: occurrences over time, in the JSON twin and as a chart
+    // marking first seen and regressed (and resolved while it is).
+    let d = get_json(&serve.api, &format!("/api/v1/errors/{fp}"));
+    let c = &d["over_time"];
+    assert_eq!(c["total"], 4, "{d}");
+    assert_eq!(
+        c["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        4
+    );
+    let page = get(&serve.api, &format!("/errors/{fp}")).expect("the group page");
+    assert!(
+        page.contains("<svg class=\"chart\" id=\"error-chart\""),
+        "{page}"
+    );
+    // Regressed: the resolution is over, its moment no longer kept.
+    for m in ["first seen", "regressed"] {
+        assert!(page.contains(&format!(">{m}</text>")), "{m} marked");
+    }
     let out = node_cmd(tmp.path(), None)
         .args(["errors", "--status", "regressed", "--collector", &serve.api])
         .output()

@@ -91,6 +91,27 @@ async fn errors_page(
     Ok(layout("Errors", Nav::Errors, "", &b))
 }
 
+/// Occurrences a group's chart reads at most (the newest).
+pub(crate) const CHART_CAP: usize = 100_000;
+
+/// Fills `over_time`: the group's occurrences per interval from its first
+/// sighting to `now`, from at most [`CHART_CAP`] of them.
+pub(crate) fn add_chart(
+    s: &dyn plumb_store::Backend,
+    d: &mut plumb_model::insights::ErrorGroupDetail,
+    now: Timestamp,
+) -> plumb_store::Result<()> {
+    let from = d.group.first_seen.min(now);
+    let until = Timestamp::from_nanos(now.as_nanos().max(d.group.last_seen.as_nanos()) + 1);
+    let times = s.error_occurrence_times(&d.group.fingerprint, from, until, CHART_CAP)?;
+    let mut c = plumb_model::chart::count_times(&times, from, until);
+    if times.len() == CHART_CAP {
+        c.partial_from = times.last().copied();
+    }
+    d.over_time = Some(c);
+    Ok(())
+}
+
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -107,7 +128,14 @@ async fn group_page(
     let fp = fingerprint.clone();
     let d = state
         .db
-        .read(move |s| s.error_group(&fp, Timestamp::now(), window, RECENT))
+        .read(move |s| {
+            let now = Timestamp::now();
+            let mut d = s.error_group(&fp, now, window, RECENT)?;
+            if let Some(d) = &mut d {
+                add_chart(s, d, now)?;
+            }
+            Ok(d)
+        })
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("no error group with fingerprint `{fingerprint}`"))
@@ -135,7 +163,69 @@ async fn group_page(
     if let Some(t) = g.resolved_at {
         let _ = write!(b, "<dt>resolved</dt><dd>{}</dd>", time_cell(t));
     }
-    b.push_str("</dl><h2>By host</h2><table id=\"by-host\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\" class=\"num\">Count</th></tr></thead><tbody>");
+    b.push_str("</dl>");
+    if let Some(c) = &d.over_time {
+        let mut markers = vec![(g.first_seen, "first seen".to_string())];
+        if let Some(t) = g.regressed_at {
+            markers.push((t, "regressed".into()));
+        }
+        if let Some(t) = g.resolved_at {
+            markers.push((t, "resolved".into()));
+        }
+        let title = format!(
+            "Occurrences per {} of {}",
+            plumb_model::chart::interval_label(c.interval_ns),
+            g.kind
+        );
+        let svg = plumb_model::chart::stacked_bars_svg(&plumb_model::chart::StackedBars {
+            id: "error-chart",
+            title: &title,
+            unit: "events",
+            from: c.from,
+            until: c.until,
+            interval_ns: c.interval_ns,
+            bars: c
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let start = Timestamp::from_nanos(c.from.as_nanos() + i as i64 * c.interval_ns);
+                    let end = Timestamp::from_nanos(start.as_nanos() + c.interval_ns);
+                    plumb_model::chart::StackBar {
+                        start,
+                        end,
+                        segments: vec![plumb_model::chart::Segment {
+                            state: plumb_model::RunState::Failed,
+                            value: *n as f64,
+                        }],
+                        hover: format!(
+                            "{} – {}: {n} occurrence{}",
+                            plumb_model::chart::moment(start),
+                            plumb_model::chart::moment(end),
+                            if *n == 1 { "" } else { "s" }
+                        ),
+                        href: None,
+                    }
+                })
+                .collect(),
+            max: None,
+            markers,
+            height: 180.0,
+        });
+        let _ = write!(
+            b,
+            "<section class=\"chart-box\" aria-label=\"Occurrences over time\">{svg}"
+        );
+        if let Some(p) = c.partial_from {
+            let _ = write!(
+                b,
+                "<p class=\"note\">Only the newest {CHART_CAP} occurrences were counted: the bars before {} are short.</p>",
+                esc(&plumb_model::chart::moment(p))
+            );
+        }
+        b.push_str("</section>");
+    }
+    b.push_str("<h2>By host</h2><table id=\"by-host\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\" class=\"num\">Count</th></tr></thead><tbody>");
     for h in &d.by_host {
         let _ = write!(
             b,

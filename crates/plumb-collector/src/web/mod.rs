@@ -4,15 +4,16 @@
 //! | page | JSON twin | what |
 //! |---|---|---|
 //! | `/` | | redirects to `/runs` |
-//! | `/runs?q=` | `/api/v1/pages/runs?q=` | runs, qualifier search, keyset pages |
+//! | `/runs?q=` | `/api/v1/pages/runs?q=` | runs, qualifier search, keyset pages, runs per interval by state (`chart`) |
 //! | `/runs/{id}` | `/api/v1/pages/runs/{id}` | one run: record, output (live tail), spans, logs |
+//! | `/jobs/{name}` | `/api/v1/pages/jobs/{name}` | a job's history: durations with the p50..p95 band, failure rate per day |
 //! | `/runs/{id}/diff` | `/api/v1/pages/runs/{id}/diff` | the diff against the previous run of its name |
 //! | `/nodes` | `/api/v1/pages/nodes` | nodes, disks, fingerprint outliers |
 //! | `/nodes/{name}` | `/api/v1/nodes/{name}` | one node and its state history |
 //! | `/search?q=` | `/api/v1/pages/search?q=` | output lines, log records and spans, linked to their run and trace |
 //! | `/traces/{id}` | `/api/v1/traces/{id}` | one trace: spans as a waterfall, each with its log records |
 //! | `/errors` | `/api/v1/errors` | error groups with new / regressed markers |
-//! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: hosts, sample, occurrences |
+//! | `/errors/{fp}` | `/api/v1/errors/{fp}` | one group: occurrences over time (first seen, regressed, resolved marked), hosts, sample, occurrences |
 //! | `/alerts` | `/api/v1/alerts` | firing and resolved alerts, rules |
 //! | `/timeline` | `/api/v1/timeline` | the clock-corrected timeline, one lane per host |
 //! | `/login` | | a form that stores a viewer token in a cookie |
@@ -26,11 +27,14 @@
 
 mod alerts;
 mod errors;
+mod jobs;
 mod nodes;
 mod runs;
 mod search;
 mod timeline;
 mod traces;
+
+pub(crate) use errors::add_chart as add_error_chart;
 
 use crate::AppState;
 use crate::auth::{self, Role};
@@ -57,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_form).post(login))
         .route("/logout", axum::routing::post(logout))
         .merge(runs::routes())
+        .merge(jobs::routes())
         .merge(nodes::routes())
         .merge(search::routes())
         .merge(traces::routes())

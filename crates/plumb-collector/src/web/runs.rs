@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
+use plumb_model::chart::RunsChart;
 use plumb_model::diff::RunDiff;
 use plumb_model::insights::{RunDuration, SlowRun};
 use plumb_model::telemetry::{LogLine, Span, StatusCode};
@@ -42,7 +43,8 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// Parses the runs search box: qualifiers `name:` `host:` `state:`
-/// `tag:k=v` `since:2h` (or an RFC 3339 time), and free words that must
+/// `tag:k=v` `since:2h` `until:1h` (or RFC 3339 times; runs started at or
+/// after `since` and before `until`), and free words that must
 /// appear in the run name. The message of an error names the bad part.
 pub fn parse_run_query(q: &str) -> Result<RunQuery, String> {
     let mut out = RunQuery {
@@ -78,13 +80,19 @@ pub fn parse_run_query(q: &str) -> Result<RunQuery, String> {
                         .map_err(|e| format!("`{word}`: since: {e}"))?,
                 );
             }
+            "until" => {
+                out.until = Some(
+                    plumb_model::parse_moment(value, Timestamp::now())
+                        .map_err(|e| format!("`{word}`: until: {e}"))?,
+                );
+            }
             // A colon in a free word (a URL, a time) is just text.
             _ if value.starts_with("//") || key.chars().any(|c| !c.is_ascii_alphabetic()) => {
                 out.text.push(word.to_string())
             }
             other => {
                 return Err(format!(
-                    "`{word}`: unknown qualifier `{other}:`; use name:, host:, state:, tag:key=value, since:"
+                    "`{word}`: unknown qualifier `{other}:`; use name:, host:, state:, tag:key=value, since:, until:"
                 ));
             }
         }
@@ -115,6 +123,22 @@ pub struct RunsView {
     pub slow: Vec<SlowRun>,
     /// When it was read.
     pub now: Timestamp,
+    /// Runs per interval by state for the same filter (paging aside): the
+    /// chart above the list.
+    pub chart: RunsChart,
+}
+
+/// The query `q` with its `since:` and `until:` replaced by one interval's:
+/// where clicking a bar of the runs chart goes.
+pub fn narrowed_query(q: &str, start: Timestamp, end: Timestamp) -> String {
+    let mut words: Vec<String> = q
+        .split_whitespace()
+        .filter(|w| !w.starts_with("since:") && !w.starts_with("until:"))
+        .map(str::to_string)
+        .collect();
+    words.push(format!("since:{}", start.to_rfc3339_secs()));
+    words.push(format!("until:{}", end.to_rfc3339_secs()));
+    words.join(" ")
 }
 
 async fn runs_data(state: &AppState, p: RunsParams) -> Result<RunsView, ApiError> {
@@ -138,14 +162,23 @@ async fn runs_data(state: &AppState, p: RunsParams) -> Result<RunsView, ApiError
     } else {
         crate::insights::slow_runs(state).await?
     };
-    let page = state.db.read(move |s| s.runs_page(&query)).await?;
+    let now = Timestamp::now();
+    let (page, chart) = state
+        .db
+        .read(move |s| {
+            let page = s.runs_page(&query)?;
+            let chart = plumb_store::dash::runs_chart(s, &query, now)?;
+            Ok((page, chart))
+        })
+        .await?;
     Ok(RunsView {
         q,
         error,
         page,
         paged,
         slow,
-        now: Timestamp::now(),
+        now,
+        chart,
     })
 }
 
@@ -219,9 +252,10 @@ async fn runs_page(
 placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" aria-describedby=\"runs-help\">\
 <button type=\"submit\">Filter</button></form>\
 <p id=\"runs-help\" class=\"muted\">Qualifiers: <code>name:</code> <code>host:</code> <code>state:</code> \
-<code>tag:key=value</code> <code>since:2h</code>; other words must appear in the run name.</p>",
+<code>tag:key=value</code> <code>since:2h</code> <code>until:1h</code>; other words must appear in the run name.</p>",
         esc(&v.q)
     );
+    runs_chart_section(&mut b, &v);
     if let Some(e) = &v.error {
         let _ = write!(
             b,
@@ -302,6 +336,46 @@ placeholder=\"name:train host:gpu-3 state:failed tag:team=ml since:2h words\" ar
     Ok(layout("Runs", Nav::Runs, "", &b))
 }
 
+/// The runs-over-time chart above the list: each bar links to the list
+/// narrowed to its interval.
+fn runs_chart_section(b: &mut String, v: &RunsView) {
+    let c = &v.chart;
+    let title = format!(
+        "Runs per {} by state{}",
+        plumb_model::chart::interval_label(c.interval_ns),
+        if v.q.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" for “{}”", v.q.trim())
+        }
+    );
+    let q = v.q.clone();
+    let svg = plumb_model::chart::runs_chart_svg("runs-chart", &title, c, &|bar| {
+        Some(format!(
+            "/runs?q={}",
+            url_enc(&narrowed_query(&q, bar.start, bar.end))
+        ))
+    });
+    let _ = write!(
+        b,
+        "<section aria-labelledby=\"h-chart\" class=\"chart-box\"><h2 id=\"h-chart\" class=\"skip\">Runs over time</h2>{svg}\
+<p class=\"muted\" id=\"runs-chart-note\">{total} runs from {from} to {until}, one bar per {iv}; click a bar to list its runs.</p>",
+        total = c.total,
+        from = esc(&plumb_model::chart::moment(c.from)),
+        until = esc(&plumb_model::chart::moment(c.until)),
+        iv = plumb_model::chart::interval_label(c.interval_ns),
+    );
+    if let Some(p) = c.partial_from {
+        let _ = write!(
+            b,
+            "<p class=\"note\">Only the newest {} runs of this filter were counted (a host or tag filter reads runs one by one): the bars before {} are short.</p>",
+            plumb_store::dash::DIRECT_COUNT_CAP,
+            esc(&plumb_model::chart::moment(p))
+        );
+    }
+    b.push_str("</section>");
+}
+
 /// One read of a run's output, as the page shows it.
 #[derive(Debug, Serialize)]
 pub struct Segment {
@@ -340,6 +414,8 @@ pub struct RunView {
     pub duration: RunDuration,
     /// Running longer than usual, by the collector's slow-run settings.
     pub longer_than_usual: bool,
+    /// The history of its name (the newest runs, this one among them).
+    pub history: super::jobs::JobHistory,
 }
 
 async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiError> {
@@ -388,6 +464,14 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
             let logs = s.run_logs(id, LOG_CAP)?;
             let spans = s.run_spans(id)?;
             let duration = s.run_duration(id, Timestamp::now(), slow_cfg.window)?;
+            let history = super::jobs::history(
+                s,
+                &run.name,
+                super::jobs::RUN_PAGE_POINTS,
+                &slow_cfg,
+                Some(id),
+                Timestamp::now(),
+            )?;
             // The same test as Store::slow_runs applies to running runs.
             let longer_than_usual = run.state == RunState::Running
                 && duration.stats.n >= slow_cfg.min_history.max(1)
@@ -405,6 +489,7 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
                 cursor,
                 logs,
                 spans,
+                history,
             })
         })
         .await
@@ -457,6 +542,11 @@ async fn run_page(
         }
         None => b.push_str("<p class=\"muted\">No earlier run of this name to diff against.</p>"),
     }
+    let _ = write!(
+        b,
+        "<p><a id=\"job-link\" href=\"/jobs/{}\">History of every run of this name</a></p>",
+        url_enc(&r.name)
+    );
     b.push_str("<div class=\"cols\"><section aria-labelledby=\"h-run\"><h2 id=\"h-run\">Run</h2><dl class=\"kv\">");
     kv(&mut b, "command", &shell_words(&r.argv));
     kv(&mut b, "cwd", &r.cwd);
@@ -626,6 +716,9 @@ async fn run_page(
         }
         b.push_str("</section>");
     }
+    b.push_str("<section aria-labelledby=\"h-history\" class=\"chart-box\"><h2 id=\"h-history\">History of this job</h2>");
+    b.push_str(&super::jobs::history_svg(&v.history, Some(r.id)));
+    b.push_str("</section>");
     // Output: each read is a span; the first read at a time carries the
     // anchor `t<ns>` that search hits link to.
     b.push_str("<section aria-labelledby=\"h-out\"><h2 id=\"h-out\">Output</h2>");
@@ -981,6 +1074,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bar_narrows_the_query_to_its_interval() {
+        let a = Timestamp::parse_rfc3339("2026-12-04T05:00:00Z").unwrap();
+        let b = Timestamp::parse_rfc3339("2026-12-04T06:00:00Z").unwrap();
+        let q = narrowed_query("name:train since:2d  until:1h state:failed", a, b);
+        assert_eq!(
+            q,
+            "name:train state:failed since:2026-12-04T05:00:00Z until:2026-12-04T06:00:00Z"
+        );
+        let parsed = parse_run_query(&q).unwrap();
+        assert_eq!((parsed.since, parsed.until), (Some(a), Some(b)));
+    }
+
+    #[test]
     fn qualifiers_parse_and_bad_ones_are_named() {
         let q = parse_run_query("name:train host:gpu-3 state:failed tag:team=ml since:2h loss nan")
             .unwrap();
@@ -1006,6 +1112,17 @@ mod tests {
             parse_run_query("name:")
                 .unwrap_err()
                 .contains("needs a value")
+        );
+        let q = parse_run_query("until:2026-12-04T05:00:00Z since:2026-12-04T04:00:00Z").unwrap();
+        assert_eq!(
+            q.until,
+            Some(Timestamp::parse_rfc3339("2026-12-04T05:00:00Z").unwrap())
+        );
+        assert!(q.since < q.until);
+        assert!(
+            parse_run_query("until:soon")
+                .unwrap_err()
+                .contains("until:soon")
         );
         assert_eq!(
             parse_run_query("http://x").unwrap().text,

@@ -69,6 +69,11 @@ pub struct LsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Draw the matching runs per interval by state instead of listing
+    /// them: bars and a sparkline on a terminal, one line of numbers per
+    /// interval otherwise (or with NO_COLOR). `--limit` does not apply.
+    #[arg(long)]
+    pub chart: bool,
 }
 
 /// Arguments of `plumb show`.
@@ -248,6 +253,9 @@ pub fn ls(a: LsArgs) -> Result<ExitCode> {
 }
 
 fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
+    if a.chart {
+        return ls_chart(store, a);
+    }
     // Like grep, filters that match nothing exit 1; a plain `plumb ls` of
     // an empty store is not a failed search.
     let filtered = a.name.is_some()
@@ -304,6 +312,108 @@ fn ls_on<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
         )?;
     }
     Ok(found_code(runs.is_empty() && filtered))
+}
+
+/// `plumb ls --chart`: the runs `ls` would list (its `--limit` aside) per
+/// interval by state, from the same store query as the dashboard's chart.
+fn ls_chart<S: RunStore>(store: &S, a: LsArgs) -> Result<ExitCode> {
+    use plumb_model::chart::{bar_text, interval_label, spark_text, tick_label};
+    use std::io::IsTerminal;
+    let q = plumb_store::dash::RunQuery {
+        name: a.name.clone(),
+        host: a.host.clone(),
+        state: a.state,
+        tags: a.tags.clone(),
+        since: since(&a.since)?,
+        ..Default::default()
+    };
+    let mut chart = store.runs_chart(&q).context("reading runs per interval")?;
+    if a.failed {
+        // `--failed` is several states: keep those.
+        chart.total = 0;
+        for b in &mut chart.bars {
+            b.counts.retain(|c| c.state.is_failure());
+            b.total = b.counts.iter().map(|c| c.n).sum();
+            chart.total += b.total;
+        }
+    }
+    let filtered = a.name.is_some()
+        || a.host.is_some()
+        || a.failed
+        || a.state.is_some()
+        || a.since.is_some()
+        || !a.tags.is_empty();
+    let code = found_code(chart.total == 0 && filtered);
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &chart)?;
+        writeln!(out)?;
+        return Ok(code);
+    }
+    let pretty = out.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if let (false, Some(p)) = (pretty, chart.partial_from) {
+        tracing::warn!(
+            "only the newest runs were counted, back to {} (a host or tag filter reads runs one by one)",
+            p.to_rfc3339_secs()
+        );
+    }
+    if !pretty {
+        // One line per interval: start, end, total, then each state's count.
+        write!(out, "START                 END                   TOTAL")?;
+        for s in RunState::ALL {
+            write!(out, "  {}", s.as_str().to_uppercase())?;
+        }
+        writeln!(out)?;
+        for b in &chart.bars {
+            write!(
+                out,
+                "{}  {}  {:>5}",
+                b.start.to_rfc3339_secs(),
+                b.end.to_rfc3339_secs(),
+                b.total
+            )?;
+            for s in RunState::ALL {
+                let n = b.counts.iter().find(|c| c.state == s).map_or(0, |c| c.n);
+                write!(out, "  {n:>w$}", w = s.as_str().len())?;
+            }
+            writeln!(out)?;
+        }
+        return Ok(code);
+    }
+    writeln!(
+        out,
+        "{} runs per {} from {} to {} UTC",
+        chart.total,
+        interval_label(chart.interval_ns),
+        chart.from.to_rfc3339_secs(),
+        chart.until.to_rfc3339_secs()
+    )?;
+    let totals: Vec<u64> = chart.bars.iter().map(|b| b.total).collect();
+    writeln!(out, "{}", spark_text(&totals))?;
+    let max = totals.iter().copied().max().unwrap_or(0);
+    for b in &chart.bars {
+        let detail = b
+            .counts
+            .iter()
+            .map(|c| format!("{} {}", c.n, c.state.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let line = format!(
+            "{:<16} {:<30} {:>6}  {detail}",
+            tick_label(b.start, chart.interval_ns.min(86_400_000_000_000 - 1)),
+            bar_text(b.total, max, 30),
+            b.total
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    if let Some(p) = chart.partial_from {
+        writeln!(
+            out,
+            "(only the newest runs were counted, back to {}: a host or tag filter reads runs one by one)",
+            p.to_rfc3339_secs()
+        )?;
+    }
+    Ok(code)
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -921,3 +921,71 @@ pub fn shifted(mut cmd: Command, shift: &str) -> Command {
         .env("FAKETIME_DONT_RESET", "1");
     cmd
 }
+
+/// A hostile run name for the chart tests: markup, quotes and length.
+pub const HOSTILE_NAME: &str = "<script>alert('chart')</script>&\"x";
+
+/// Seeds the store in `data` with runs spread over the three UTC days
+/// before today, for the chart tests: `nightly` every two hours of the
+/// first and third day (a failure every fifth, days with no runs between),
+/// a few runs of a hostile name and of a 300-character one, and one run
+/// written as running and then replaced by its failed record. Returns
+/// every run as finally stored.
+pub fn seed_chart_runs(data: &Path) -> Vec<plumb_model::Run> {
+    use plumb_model::{Run, RunState, Timestamp};
+    let store = plumb_store::Store::open(data).unwrap();
+    const HOUR: i64 = 3_600_000_000_000;
+    let now = Timestamp::now().as_nanos();
+    // Midnight UTC three days ago: day 1 has no `nightly` runs.
+    let t0 = now - now.rem_euclid(24 * HOUR) - 72 * HOUR;
+    let mut runs = Vec::new();
+    let mut make = |name: &str, at: i64, state: RunState, secs: i64| {
+        let mut r = Run::new(
+            plumb_model::new_id(),
+            name.into(),
+            Timestamp::from_nanos(at),
+        );
+        r.host.hostname = "seed-node".into();
+        r.state = state;
+        if state.is_final() {
+            r.ended = Some(Timestamp::from_nanos(at + secs * 1_000_000_000));
+        }
+        runs.push(r);
+    };
+    let mut k = 0;
+    for day in [0i64, 2] {
+        for h in (0..24).step_by(2) {
+            let state = if k % 5 == 4 {
+                RunState::Failed
+            } else {
+                RunState::Succeeded
+            };
+            make(
+                "nightly",
+                t0 + (day * 24 + h) * HOUR + 60_000_000_000,
+                state,
+                60 + k * 3,
+            );
+            k += 1;
+        }
+    }
+    for i in 0..3 {
+        make(HOSTILE_NAME, t0 + (30 + i) * HOUR, RunState::Killed, 5);
+    }
+    make(&"long".repeat(75), t0 + 40 * HOUR, RunState::Evicted, 7);
+    store.put_runs(&runs).unwrap();
+    // Running, then its final record: counted once, as failed.
+    let mut flip = Run::new(
+        plumb_model::new_id(),
+        "nightly".into(),
+        Timestamp::from_nanos(t0 + 49 * HOUR),
+    );
+    flip.host.hostname = "seed-node".into();
+    flip.state = RunState::Running;
+    store.put_run(&flip).unwrap();
+    flip.state = RunState::Failed;
+    flip.ended = Some(Timestamp::from_nanos(t0 + 49 * HOUR + 90_000_000_000));
+    store.put_run(&flip).unwrap();
+    runs.push(flip);
+    runs
+}
