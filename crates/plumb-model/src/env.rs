@@ -302,12 +302,20 @@ pub fn render_drift(d: &Drift, max_nodes: usize) -> String {
     let drifted = d.drifted_nodes();
     let _ = writeln!(
         out,
-        "{} component{} differ across {} nodes; {} node{} differ from the majority: {}",
+        "{} component{} across {} nodes; {} node{} from the majority: {}",
         d.items.len(),
-        if d.items.len() == 1 { "" } else { "s" },
+        if d.items.len() == 1 {
+            " differs"
+        } else {
+            "s differ"
+        },
         d.nodes.len(),
         drifted.len(),
-        if drifted.len() == 1 { "" } else { "s" },
+        if drifted.len() == 1 {
+            " differs"
+        } else {
+            "s differ"
+        },
         list(&drifted, max_nodes),
     );
     for item in &d.items {
@@ -445,7 +453,12 @@ mod tests {
         let text = render_drift(&d, 5);
         assert!(text.contains("python:numpy"), "{text}");
         assert!(text.contains("(majority)"), "{text}");
-        assert!(text.contains("1 node differ"), "{text}");
+        assert!(
+            text.contains(
+                "2 components differ across 3 nodes; 1 node differs from the majority: c"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
     assert_eq!(code(&out), 1, "{}", text(&out.stderr));
     let t = text(&out.stdout);
     assert!(t.contains("3 components differ across 3 nodes"), "{t}");
-    assert!(t.contains("1 node differ from the majority: c"), "{t}");
+    assert!(t.contains("1 node differs from the majority: c"), "{t}");
     assert!(t.contains("(majority)"), "{t}");
 
     // A label nobody has: said, exit 1.

@@ -10,7 +10,15 @@ use std::time::Instant;
 const PAGES: &[(&str, &str)] = &[
     (
         "/runs",
-        "runs, filters such as `state:failed since:2h`, runs longer than usual",
+        "runs over time by state (click a bar), filters such as `state:failed since:2h`",
+    ),
+    (
+        "/jobs/nightly",
+        "a job's history: every run's duration, the p50-p95 band, failures per day",
+    ),
+    (
+        "/nodes/demo-node-4",
+        "a node, and the software where it differs from its group",
     ),
     (
         "/nodes",

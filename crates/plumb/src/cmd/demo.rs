@@ -213,6 +213,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     outln!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
     crate::cmd::evict_demo::demo_scene(&home, &python)?;
     outln!();
+    crate::cmd::env_demo::local_scene(&me, &home, &dir, &python)?;
     let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
     fleet_section(&me, &home, &dir, &python, &session, keep)?;
     outln!(
@@ -347,6 +348,13 @@ fn fleet_section(
             &collector.api,
             &alerts_demo,
             &dir.join("agents"),
+        )?);
+        outln!();
+        outln!("── a node whose software drifted from its rack");
+        agents.push(crate::cmd::env_demo::fleet_scene(
+            &collector.api,
+            &dir.join("agents"),
+            &dir.join("site"),
         )?);
         outln!();
         crate::cmd::dashboard::demo_scene(&collector.api)?;

@@ -88,15 +88,17 @@ pub fn capture_here(
     argv: &[OsString],
 ) -> (String, Fingerprint) {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    capture_in(cfg, python, argv, &cwd)
+    capture_in(cfg, python, argv, &cwd, Vec::new())
 }
 
-/// [`capture_here`] for a program started in `cwd`.
+/// [`capture_here`] for a program started in `cwd` with the environment
+/// `env` (empty: plumb's own).
 pub fn capture_in(
     cfg: &Config,
     python: Option<&Path>,
     argv: &[OsString],
     cwd: &Path,
+    env: Vec<(OsString, OsString)>,
 ) -> (String, Fingerprint) {
     let python = python
         .map(Path::to_path_buf)
@@ -106,7 +108,7 @@ pub fn capture_in(
         cache_dir: cfg.home.join("cache"),
         argv: argv.to_vec(),
         cwd: cwd.to_path_buf(),
-        env: Vec::new(),
+        env,
         python,
         tools: cfg.tools.clone(),
     };

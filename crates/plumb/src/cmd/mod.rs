@@ -7,6 +7,7 @@ pub mod clock;
 pub mod dashboard;
 pub mod demo;
 pub mod env;
+pub mod env_demo;
 pub mod errors;
 pub mod every;
 pub mod evict_demo;

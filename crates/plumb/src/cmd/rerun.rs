@@ -160,8 +160,6 @@ pub fn main(a: Args) -> Result<ExitCode> {
             run.host.hostname
         );
     }
-    software_changes(&cfg, &run, recorded_fp.as_ref(), cwd);
-
     let current: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -170,6 +168,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     for n in &notes {
         eprintln!("plumb: {n}");
     }
+    software_changes(&cfg, &run, recorded_fp.as_ref(), cwd, &env);
     let exe = std::env::current_exe().context("finding plumb's own executable")?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg("run").arg("--name").arg(&run.name);
@@ -215,13 +214,24 @@ fn load<S: RunStore>(store: &S, reference: &str) -> Result<(Run, Option<Fingerpr
 
 /// Prints how this host's software (for the run's command, from its
 /// directory) differs from what the run had.
-fn software_changes(cfg: &Config, run: &Run, recorded: Option<&Fingerprint>, cwd: &Path) {
+fn software_changes(
+    cfg: &Config,
+    run: &Run,
+    recorded: Option<&Fingerprint>,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) {
     let Some(recorded) = recorded else {
         eprintln!("plumb: the run's software fingerprint is not stored; cannot say what changed");
         return;
     };
     let argv: Vec<OsString> = run.argv.iter().map(OsString::from).collect();
-    let (_, mut now) = crate::cmd::env::capture_in(cfg, None, &argv, cwd);
+    // With the environment the program will get (its PYTHONPATH, say).
+    let env: Vec<(OsString, OsString)> = env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+    let (_, mut now) = crate::cmd::env::capture_in(cfg, None, &argv, cwd, env);
     // The libraries a program maps are known only while it runs: compare
     // everything else.
     let mut then = recorded.clone();
