@@ -44,6 +44,8 @@ enum Command {
     Checkpoint(cmd::checkpoint::Args),
     /// Run the Toxiproxy-compatible fault-injection proxy, or drive a running one.
     Proxy(cmd::proxy::Args),
+    /// Chaos experiments: inject faults on a schedule, check the steady state, report.
+    Chaos(cmd::chaos::Args),
     /// Run the collector: ingest from every node, serve the query API.
     Serve(cmd::serve::Args),
     /// Create, list and revoke the collector's access tokens.
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::main(a),
         Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),
+        Command::Chaos(a) => cmd::chaos::main(a),
         Command::Serve(a) => cmd::serve::main(a),
         Command::Token(a) => cmd::token::main(a),
         Command::Agent(a) => cmd::agent::main(a),

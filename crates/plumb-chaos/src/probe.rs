@@ -1,0 +1,261 @@
+//! Steady-state probes: one check of one probe gives a [`Check`].
+
+use crate::scenario::{LogSource, Probe, ProbeKind};
+use serde::Serialize;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One check of one probe.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    /// The probe's name.
+    pub probe: String,
+    /// When it started (UTC, RFC 3339).
+    pub at: String,
+    /// When it started (UTC nanoseconds), for ordering.
+    #[serde(skip)]
+    pub at_ns: i64,
+    /// Whether the steady state held for it.
+    pub ok: bool,
+    /// What it saw, in words.
+    pub detail: String,
+    /// How long it took, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Where a log probe's text is, and from which byte it counts.
+#[derive(Debug, Clone)]
+pub struct LogPlace {
+    /// The file.
+    pub path: PathBuf,
+    /// Its length when the scenario began: "must not appear" counts only
+    /// what was written after.
+    pub from: u64,
+}
+
+/// Runs one check of `p`. `log` is where its log lives (log probes only),
+/// `cwd` where commands run.
+pub fn check(p: &Probe, log: Option<&LogPlace>, cwd: &Path) -> Check {
+    let now = plumb_model::Timestamp::now();
+    let t0 = Instant::now();
+    let (ok, detail) = match &p.kind {
+        ProbeKind::Http {
+            url,
+            status,
+            max_latency,
+        } => match http_get(url, p.timeout) {
+            Ok(got) => {
+                let took = t0.elapsed();
+                if got != *status {
+                    (false, format!("status {got}, expected {status}"))
+                } else if let Some(max) = max_latency
+                    && took > *max
+                {
+                    (
+                        false,
+                        format!(
+                            "status {got} in {} (over {})",
+                            crate::scenario::human(took),
+                            crate::scenario::human(*max)
+                        ),
+                    )
+                } else {
+                    (
+                        true,
+                        format!("status {got} in {}", crate::scenario::human(took)),
+                    )
+                }
+            }
+            Err(e) => (false, e),
+        },
+        ProbeKind::Command { argv, exit } => command(argv, *exit, p.timeout, cwd),
+        ProbeKind::Log {
+            pattern,
+            present,
+            source,
+        } => match log {
+            Some(place) => log_check(place, pattern, *present),
+            None => (
+                false,
+                match source {
+                    LogSource::File(f) => format!("{} cannot be read", f.display()),
+                    LogSource::Target(t) => format!("target `{t}` has no output yet"),
+                },
+            ),
+        },
+    };
+    Check {
+        probe: p.name.clone(),
+        at: now.to_rfc3339(),
+        at_ns: now.as_nanos(),
+        ok,
+        detail,
+        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// A GET over HTTP/1.0; returns the status, or what went wrong.
+fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
+    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let hostport_p = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let addr = hostport_p
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {hostport}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    s.set_write_timeout(Some(left())).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: plumb-chaos\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot send to {hostport}: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        s.set_read_timeout(Some(left())).ok();
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 1 << 20 {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "no complete answer within {}",
+                    crate::scenario::human(timeout)
+                ));
+            }
+            Err(e) => return Err(format!("reading from {hostport}: {e}")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no complete answer within {}",
+                crate::scenario::human(timeout)
+            ));
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok());
+    match status {
+        Some(c) if head.starts_with("HTTP/") => Ok(c),
+        _ if buf.is_empty() => Err(format!(
+            "{hostport} closed the connection without an answer"
+        )),
+        _ => Err(format!("{hostport} did not answer HTTP")),
+    }
+}
+
+fn command(argv: &[String], want: i32, timeout: Duration, cwd: &Path) -> (bool, String) {
+    let out = std::env::temp_dir().join(format!(
+        "plumb-chaos-probe-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let file = match std::fs::File::create(&out) {
+        Ok(f) => f,
+        Err(e) => return (false, format!("cannot create {}: {e}", out.display())),
+    };
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().map(Stdio::from).unwrap_or(Stdio::null()))
+        .stderr(Stdio::from(file))
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&out);
+            return (false, format!("cannot run {}: {e}", argv[0]));
+        }
+    };
+    let until = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let said = if last.is_empty() {
+        String::new()
+    } else {
+        format!(": {last}")
+    };
+    match status {
+        None => (
+            false,
+            format!("did not finish within {}", crate::scenario::human(timeout)),
+        ),
+        Some(s) => match s.code() {
+            Some(c) if c == want => (true, format!("exit {c}{said}")),
+            Some(c) => (false, format!("exit {c}, expected {want}{said}")),
+            None => (false, format!("killed by a signal{said}")),
+        },
+    }
+}
+
+fn log_check(place: &LogPlace, pattern: &regex::Regex, present: bool) -> (bool, String) {
+    let Ok(mut f) = std::fs::File::open(&place.path) else {
+        return if present {
+            (false, format!("{} does not exist", place.path.display()))
+        } else {
+            (true, format!("{} does not exist", place.path.display()))
+        };
+    };
+    let mut text = Vec::new();
+    if !present {
+        use std::io::Seek;
+        let _ = f.seek(std::io::SeekFrom::Start(place.from));
+    }
+    let _ = f.take(64 << 20).read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text);
+    let hit = text.lines().find(|l| pattern.is_match(l));
+    match (hit, present) {
+        (Some(l), true) => (true, format!("found: {}", l.trim())),
+        (None, true) => (false, format!("`{}` not found", pattern.as_str())),
+        (Some(l), false) => (false, format!("appeared: {}", l.trim())),
+        (None, false) => (true, format!("`{}` absent", pattern.as_str())),
+    }
+}

@@ -1,0 +1,177 @@
+//! `plumb chaos`: run a chaos scenario (plumb-chaos) against this machine's
+//! processes, check one without running it, or undo what a killed run
+//! left behind. The store is read only to find a target given as a plumb
+//! run name.
+
+use crate::config::Config;
+use crate::out::{out, outln};
+use anyhow::{Context, Result};
+use plumb_model::RunState;
+use plumb_store::prelude::*;
+use plumb_store::{RunFilter, Store};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Arguments of `plumb chaos`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// Run a scenario: steady state, faults, steady state again, report.
+    /// Exits 0 when the hypothesis held, 1 when it did not, 2 on trouble.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as one self-contained HTML file.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
+        /// No progress lines on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a scenario and print its plan (when each fault is injected)
+    /// without running anything.
+    Validate {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+    },
+    /// Undo what a plumb chaos that was killed left behind (stopped
+    /// processes, tmpfs mounts, started processes). `run` does this first
+    /// on its own.
+    Cleanup,
+}
+
+/// Entry point.
+pub fn main(a: Args) -> Result<ExitCode> {
+    let cfg = Config::load()?;
+    match a.what {
+        What::Validate { scenario } => {
+            let s = plumb_chaos::load(&scenario)?;
+            let plan = plumb_chaos::preflight(&s)?;
+            outln!(
+                "{}: ok: {} target(s), {} link(s), {} probe(s), {} injection(s) in {} (seed {})",
+                scenario.display(),
+                s.targets.len(),
+                s.links.len(),
+                s.probes.len(),
+                plan.len(),
+                plumb_chaos::scenario::human(s.duration),
+                s.seed
+            );
+            for p in plan {
+                let f = &s.faults[p.fault];
+                outln!(
+                    "  +{:>6} ms  {} on `{}` for {} (line {})",
+                    p.at.as_millis(),
+                    f.kind.as_str(),
+                    f.on,
+                    plumb_chaos::scenario::human(f.duration),
+                    f.line
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        What::Cleanup => {
+            let done = plumb_chaos::cleanup_leftovers(&cfg.home)?;
+            if done.is_empty() {
+                outln!("nothing left behind");
+            }
+            for d in done {
+                outln!("undone: {d}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        What::Run {
+            scenario,
+            json,
+            report,
+            quiet,
+        } => run(&cfg, scenario, json, report, quiet),
+    }
+}
+
+fn run(
+    cfg: &Config,
+    scenario: PathBuf,
+    json: bool,
+    html: Option<PathBuf>,
+    quiet: bool,
+) -> Result<ExitCode> {
+    // Everything is checked before anything (even the replay) is done.
+    let s = plumb_chaos::load(&scenario)?;
+    plumb_chaos::preflight(&s)?;
+    for d in plumb_chaos::cleanup_leftovers(&cfg.home)? {
+        eprintln!("plumb chaos: undone from a run that did not finish: {d}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    let home = cfg.home.clone();
+    let runs = move |name: &str| -> Result<Vec<u32>> { run_pids(&home, name) };
+    let mut progress = |line: &str| {
+        if !quiet {
+            eprintln!("plumb chaos: {line}");
+        }
+    };
+    let report = plumb_chaos::run(
+        &s,
+        plumb_chaos::Options {
+            home: cfg.home.clone(),
+            runs: &runs,
+            progress: &mut progress,
+            stop,
+            scenario: scenario.display().to_string(),
+        },
+    )?;
+    if let Some(path) = &html {
+        std::fs::write(path, report.html())
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+        if !quiet {
+            eprintln!("plumb chaos: report written to {}", path.display());
+        }
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        out!("{}", report.text());
+    }
+    Ok(if report.held {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The pids of the running runs of this name on this host.
+fn run_pids(home: &std::path::Path, name: &str) -> Result<Vec<u32>> {
+    let store = Store::open_read_only(home)
+        .with_context(|| format!("target run `{name}`: cannot open the store"))?;
+    let here = plumb_stack::hostname();
+    let running = store.list_runs(&RunFilter {
+        name: Some(name.to_string()),
+        state: Some(RunState::Running),
+        ..RunFilter::default()
+    })?;
+    let pids: Vec<u32> = running
+        .iter()
+        .filter(|r| r.host == here)
+        .filter_map(|r| store.get_run(r.id).ok())
+        .filter(|r| plumb_stack::proc::is_run_process(r.pid, r.started.as_nanos()))
+        .map(|r| r.pid)
+        .collect();
+    if pids.is_empty() {
+        anyhow::bail!("no run named `{name}` is running on this host");
+    }
+    Ok(pids)
+}
