@@ -11,7 +11,7 @@ use crate::target::{RunResolver, Running, faketime_lib};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -264,14 +264,16 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     ..
                 } => Some(LogPlace {
                     path: f.clone(),
-                    from: std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+                    from: Arc::new(AtomicU64::new(
+                        std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+                    )),
                 }),
                 ProbeKind::Log {
                     source: LogSource::Target(t),
                     ..
                 } => started.get(t).map(|r| LogPlace {
                     path: r.log.clone(),
-                    from: 0,
+                    from: Arc::new(AtomicU64::new(0)),
                 }),
                 _ => None,
             })

@@ -31,9 +31,11 @@ pub struct Check {
 pub struct LogPlace {
     /// The file.
     pub path: PathBuf,
-    /// Its length when the scenario began: "must not appear" counts only
-    /// what was written after.
-    pub from: u64,
+    /// Where the last check stopped reading (at first, the file's length
+    /// when the scenario began): "must not appear" looks only at what was
+    /// written since the probe's previous check, so a fault's error lines
+    /// do not fail the checks after it. Shared by every check of the probe.
+    pub from: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs one check of `p`. `log` is where its log lives (log probes only),
@@ -245,11 +247,20 @@ fn log_check(place: &LogPlace, pattern: &regex::Regex, present: bool) -> (bool, 
         };
     };
     let mut text = Vec::new();
+    let from = place.from.load(std::sync::atomic::Ordering::Relaxed);
     if !present {
         use std::io::Seek;
-        let _ = f.seek(std::io::SeekFrom::Start(place.from));
+        let _ = f.seek(std::io::SeekFrom::Start(from));
     }
-    let _ = f.take(64 << 20).read_to_end(&mut text);
+    let _ = (&mut f).take(64 << 20).read_to_end(&mut text);
+    if !present {
+        // Only whole lines are consumed: a line being written is read again.
+        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        text.truncate(whole);
+        place
+            .from
+            .store(from + whole as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     let text = String::from_utf8_lossy(&text);
     let hit = text.lines().find(|l| pattern.is_match(l));
     match (hit, present) {

@@ -56,7 +56,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     match a.what {
         What::Validate { scenario } => {
             let s = plumb_chaos::load(&scenario)?;
-            let plan = plumb_chaos::preflight(&s)?;
+            let plan = preflight(&s, &scenario)?;
             outln!(
                 "{}: ok: {} target(s), {} link(s), {} probe(s), {} injection(s) in {} (seed {})",
                 scenario.display(),
@@ -108,7 +108,7 @@ fn run(
 ) -> Result<ExitCode> {
     // Everything is checked before anything (even the replay) is done.
     let s = plumb_chaos::load(&scenario)?;
-    plumb_chaos::preflight(&s)?;
+    preflight(&s, &scenario)?;
     for d in plumb_chaos::cleanup_leftovers(&cfg.home)? {
         eprintln!("plumb chaos: undone from a run that did not finish: {d}");
     }
@@ -151,6 +151,14 @@ fn run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// [`plumb_chaos::preflight`], its errors naming the file as parsing's do.
+fn preflight(
+    s: &plumb_chaos::Scenario,
+    path: &std::path::Path,
+) -> Result<Vec<plumb_chaos::engine::Planned>> {
+    plumb_chaos::preflight(s).map_err(|e| anyhow::anyhow!("{}:{e:#}", path.display()))
 }
 
 /// The pids of the running runs of this name on this host.

@@ -1,0 +1,687 @@
+//! `plumb chaos`: the scenarios of examples/chaos run against their real
+//! example processes (a Python HTTP service and a checkpointing worker),
+//! each asserting the fault's effect and that nothing is left behind; a
+//! plumb SIGKILLed mid-scenario is cleaned up by the next start; bad
+//! scenarios are refused, with their line, before anything is injected.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{Home, text, wait_for};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chaos")
+}
+
+fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python")
+}
+
+/// A copy of examples/chaos (programs and one scenario) in the home's
+/// directory, every 184xx port in the scenario replaced by a free one.
+/// Returns the scenario's path and the ports (old -> new).
+fn example(home: &Home, name: &str) -> (PathBuf, BTreeMap<u16, u16>) {
+    let dir = home.dir().join("app");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for f in ["service.py", "worker.py", "clockcheck.py"] {
+        std::fs::copy(examples().join(f), dir.join(f)).unwrap();
+    }
+    let mut scenario = std::fs::read_to_string(examples().join(name)).unwrap();
+    let mut ports = BTreeMap::new();
+    for word in scenario.clone().split(|c: char| !c.is_ascii_digit()) {
+        if word.len() == 5
+            && word.starts_with("184")
+            && let Ok(p) = word.parse::<u16>()
+        {
+            ports.entry(p).or_insert_with(quiet_port);
+        }
+    }
+    for (old, new) in &ports {
+        scenario = scenario.replace(&old.to_string(), &new.to_string());
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, scenario).unwrap();
+    (path, ports)
+}
+
+/// A free loopback port below Linux's ephemeral range (32768 and up), so
+/// no bind to port 0 (plumb's own proxy admin API, a client's connection)
+/// takes it between now and the scenario's use of it.
+fn quiet_port() -> u16 {
+    for _ in 0..200 {
+        let p = 20_000 + fastrand::u16(..12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
+/// `plumb chaos run --json` in `home`: (exit code, report, stderr).
+fn chaos(home: &Home, scenario: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec!["chaos", "run", "--json"];
+    args.extend_from_slice(extra);
+    let s = scenario.to_str().unwrap();
+    args.push(s);
+    let out = home
+        .cmd(&args)
+        .env("PYTHONPATH", python_dir())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}\nstdout: {}\nstderr: {}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report, text(&out.stderr))
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+fn our_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" tmpfs plumb-chaos "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Nothing the run started or injected is left: its started processes are
+/// gone (or zombies of another parent), no tmpfs of plumb's is mounted
+/// over its directories, its links refuse connections, its journal is empty.
+#[track_caller]
+fn assert_clean(home: &Home, report: &Value, dir: &Path) {
+    for t in report["targets"].as_array().unwrap() {
+        for pid in t["pids"].as_array().unwrap() {
+            let pid = pid.as_u64().unwrap() as u32;
+            let state = proc_state(pid);
+            assert!(
+                matches!(state, None | Some('Z')),
+                "target {} pid {pid} is still there ({state:?})",
+                t["name"]
+            );
+        }
+    }
+    let dir = dir.canonicalize().unwrap();
+    let mounts = our_mounts();
+    assert!(
+        !mounts.iter().any(|m| m.contains(dir.to_str().unwrap())),
+        "a tmpfs is left over {}: {mounts:?}",
+        dir.display()
+    );
+    for l in report["links"].as_array().unwrap() {
+        let addr: std::net::SocketAddr = l["listen"].as_str().unwrap().parse().unwrap();
+        assert!(
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+            "link {} still listens on {addr}",
+            l["name"]
+        );
+    }
+    let journal = home.store().join("chaos/journal");
+    let left: Vec<_> = std::fs::read_dir(&journal)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "journal entries left: {left:?}");
+}
+
+fn fault(report: &Value) -> &Value {
+    &report["faults"][0]
+}
+
+/// Every check made while the first fault was on (between its injection
+/// and its removal), from the report's list of every check.
+fn during_fault(report: &Value) -> Vec<&Value> {
+    let f = fault(report);
+    let from = ns(f["injected"].as_str().unwrap());
+    let to = ns(f["removed"].as_str().unwrap());
+    report["during"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| (from..to).contains(&ns(c["at"].as_str().unwrap())))
+        .collect()
+}
+
+fn ns(rfc3339: &str) -> i64 {
+    plumb_model::Timestamp::parse_rfc3339(rfc3339)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn disk_full_makes_writes_fail_with_enospc_and_unmounts() {
+    if !is_root() {
+        eprintln!("skipped: disk_full needs root (the not-root refusal is tested below)");
+        return;
+    }
+    let home = Home::new();
+    let (scenario, _) = example(&home, "disk_full.toml");
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "the hypothesis did not hold: {stderr}");
+    let f = fault(&report);
+    assert_eq!(f["kind"], "disk_full");
+    assert_eq!(f["verdict"], "deviated");
+    let dev = f["first_deviation"]["detail"].as_str().unwrap();
+    assert!(dev.contains("No space left on device"), "{dev}");
+    // The worker's own checkpoint writes failed with ENOSPC too.
+    let worker = std::fs::read_to_string(report["targets"][0]["log"].as_str().unwrap()).unwrap();
+    assert!(worker.contains("no space left"), "{worker}");
+    assert!(
+        report["after"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{report:#}"
+    );
+    assert_clean(&home, &report, &scenario.parent().unwrap().join("data"));
+    assert!(
+        !scenario
+            .parent()
+            .unwrap()
+            .join("data/.plumb-chaos-fill")
+            .exists()
+    );
+}
+
+#[test]
+fn disk_full_without_root_is_refused_saying_what_is_needed() {
+    if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to become another user");
+        return;
+    }
+    let home = Home::new();
+    let (scenario, _) = example(&home, "disk_full.toml");
+    // Readable by nobody.
+    for p in [home.dir(), scenario.parent().unwrap()] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            support::PLUMB,
+        ])
+        .args(["chaos", "validate", scenario.to_str().unwrap()])
+        .env("PLUMB_HOME", home.dir().join("nobody-home"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("disk_full.toml:21: fault disk_full"), "{err}");
+    assert!(err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn clock_skew_puts_the_target_an_hour_ahead_then_back() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "clock.toml");
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let dev = fault(&report)["first_deviation"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // "service clock is ahead by 3600 s"
+    let ahead: i64 = dev
+        .rsplit("ahead by ")
+        .next()
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{dev}"));
+    assert!((3590..=3610).contains(&ahead), "{dev}");
+    for c in report["after"].as_array().unwrap() {
+        assert_eq!(c["ok"], true, "the clock came back: {c}");
+    }
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+#[test]
+fn latency_adds_200_ms_through_the_link_and_the_html_report_says_so() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "latency.toml");
+    let html = home.dir().join("report.html");
+    let (code, report, stderr) = chaos(&home, &scenario, &["--report", html.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["verdict"], "deviated");
+    let slow: Vec<f64> = during_fault(&report)
+        .iter()
+        .map(|c| c["latency_ms"].as_f64().unwrap())
+        .collect();
+    assert!(!slow.is_empty());
+    // Every request that started after the toxic sees the 200 ms.
+    assert!(
+        slow.iter().filter(|l| **l >= 200.0).count() >= slow.len() - 1,
+        "{slow:?}"
+    );
+    assert!(
+        report["before"][0]["latency_ms"].as_f64().unwrap() < 200.0,
+        "{report:#}"
+    );
+    assert!(stderr.contains("link `api`"), "{stderr}");
+    assert!(!stderr.contains("accept failed"), "{stderr}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.contains("hypothesis deviated"));
+    assert!(page.contains("over 150ms"));
+    assert!(
+        !page.contains("<script") && !page.contains("<link"),
+        "self-contained"
+    );
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+#[test]
+fn a_fragile_frontend_deviates_when_the_link_goes_down_a_robust_one_holds() {
+    let home = Home::new();
+    let (fragile, _) = example(&home, "down-fragile.toml");
+    let (code, report, stderr) = chaos(&home, &fragile, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["held"], false);
+    let f = fault(&report);
+    assert_eq!(f["verdict"], "deviated");
+    assert!(
+        f["first_deviation"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("status 502"),
+        "{f:#}"
+    );
+    assert_clean(&home, &report, fragile.parent().unwrap());
+
+    let home = Home::new();
+    let (robust, _) = example(&home, "down-robust.toml");
+    let (code, report, stderr) = chaos(&home, &robust, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(report["verdict"], "held");
+    assert_eq!(fault(&report)["verdict"], "held");
+    assert!(fault(&report)["during"][0]["checks"].as_u64().unwrap() > 0);
+    assert_clean(&home, &report, robust.parent().unwrap());
+}
+
+#[test]
+fn pause_stops_the_service_then_continues_it() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "pause.toml");
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let f = fault(&report);
+    assert!(
+        f["action"].as_str().unwrap().starts_with("SIGSTOP pid "),
+        "{f}"
+    );
+    assert!(
+        f["first_deviation"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no complete answer within 300ms"),
+        "{f:#}"
+    );
+    assert_eq!(
+        f["after"][0]["ok"], true,
+        "answers again once continued: {f:#}"
+    );
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+#[test]
+fn kill_sigkills_the_service_and_restart_brings_it_back() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "kill.toml");
+    let (_, report, stderr) = chaos(&home, &scenario, &[]);
+    let t = &report["targets"][0];
+    let pids = t["pids"].as_array().unwrap();
+    assert_eq!(pids.len(), 2, "started again: {t}\n{stderr}");
+    let exits = t["exits"].to_string();
+    assert!(
+        exits.contains(&format!("pid {} was killed by SIGKILL", pids[0])),
+        "{exits}"
+    );
+    assert!(
+        fault(&report)["removal"]
+            .as_str()
+            .unwrap()
+            .contains("restarted as pid")
+    );
+    assert_eq!(report["after"][0]["ok"], true, "{report:#}");
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+#[test]
+fn evict_warns_the_worker_which_checkpoints_and_resumes() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "evict.toml");
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let t = &report["targets"][0];
+    assert!(
+        t["exits"][0][1]
+            .as_str()
+            .unwrap()
+            .ends_with("exited with 75"),
+        "{t}"
+    );
+    assert!(
+        fault(&report)["removal"]
+            .as_str()
+            .unwrap()
+            .contains("had exited within the grace"),
+        "{report:#}"
+    );
+    let log = std::fs::read_to_string(t["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("worker: resumed at step"), "{log}");
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+#[test]
+fn env_restarts_the_service_without_the_variable_then_with_it() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "env.toml");
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let details: Vec<&str> = during_fault(&report)
+        .iter()
+        .map(|c| c["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("status 404")),
+        "GREETING was missing during the fault: {details:?}"
+    );
+    assert_eq!(report["after"][0]["ok"], true);
+    assert_eq!(report["targets"][0]["pids"].as_array().unwrap().len(), 3);
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+/// A process for a pattern target to find: `sleep` with a unique argument.
+fn bystander(secs: u32) -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg(secs.to_string())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_plumb_killed_mid_scenario_is_cleaned_up_by_the_next_start() {
+    let home = Home::new();
+    let victim_secs = 900_000 + fastrand::u32(..99_999);
+    let mut victim = bystander(victim_secs);
+    let disk = home.dir().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let root = is_root();
+    let disk_fault = if root {
+        format!(
+            "[[fault]]\nkind = \"disk_full\"\npath = \"{}\"\nat = \"100ms\"\nduration = \"50s\"\n",
+            disk.display()
+        )
+    } else {
+        String::new()
+    };
+    let scenario = home.dir().join("long.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"duration = "60s"
+[[target]]
+name = "bystander"
+pattern = "^sleep {victim_secs}$"
+
+[[target]]
+name = "helper"
+command = ["sleep", "1000"]
+
+[[fault]]
+kind = "pause"
+target = "bystander"
+at = "100ms"
+duration = "50s"
+{disk_fault}"#
+        ),
+    )
+    .unwrap();
+    let mut plumb = home
+        .cmd(&["chaos", "run", scenario.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = home.store().join("chaos/journal");
+    let want = if root { 3 } else { 2 };
+    let count = || {
+        std::fs::read_dir(&journal)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(
+        "the injections to be journaled",
+        Duration::from_secs(20),
+        || (count() >= want).then_some(()),
+    );
+    wait_for("the bystander to stop", Duration::from_secs(5), || {
+        (proc_state(victim.id()) == Some('T')).then_some(())
+    });
+    // Which process plumb started, from its journal.
+    let mut helper_pid = 0u32;
+    for e in std::fs::read_dir(&journal).unwrap() {
+        let body = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<Value>(&body)
+            && v["undo"] == "kill_group"
+        {
+            helper_pid = v["pid"].as_u64().unwrap() as u32;
+        }
+    }
+    assert!(helper_pid > 0, "the started target is journaled");
+    plumb.kill().unwrap();
+    plumb.wait().unwrap();
+    // plumb is gone; what it did is still there.
+    assert_eq!(proc_state(victim.id()), Some('T'));
+    assert!(matches!(proc_state(helper_pid), Some(s) if s != 'Z'));
+    if root {
+        assert!(
+            our_mounts()
+                .iter()
+                .any(|m| m.contains(disk.to_str().unwrap())),
+            "the tmpfs is still mounted"
+        );
+    }
+
+    // The next start undoes it before running its own scenario.
+    let next = home.dir().join("next.toml");
+    std::fs::write(
+        &next,
+        r#"duration = "1s"
+[[target]]
+name = "t"
+command = ["sleep", "100"]
+[[probe]]
+name = "true"
+command = ["true"]
+[[fault]]
+kind = "pause"
+target = "t"
+at = "100ms"
+duration = "100ms"
+"#,
+    )
+    .unwrap();
+    let (code, report, stderr) = chaos(&home, &next, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert!(
+        stderr.contains("undone from a run that did not finish"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("continued 1 of 1 stopped processes"),
+        "{stderr}"
+    );
+    assert_ne!(
+        proc_state(victim.id()),
+        Some('T'),
+        "the bystander runs again"
+    );
+    assert!(
+        matches!(proc_state(helper_pid), None | Some('Z')),
+        "the helper plumb had started is gone"
+    );
+    if root {
+        assert!(stderr.contains("unmounted the tmpfs over"), "{stderr}");
+        assert!(
+            !our_mounts()
+                .iter()
+                .any(|m| m.contains(disk.to_str().unwrap()))
+        );
+    }
+    assert_clean(&home, &report, &disk);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+/// Runs `plumb chaos run` on `body`; returns (exit code, stderr).
+fn refused(home: &Home, body: &str) -> (i32, String) {
+    let path = home.dir().join("bad.toml");
+    std::fs::write(&path, body).unwrap();
+    let out = home.run(&["chaos", "run", path.to_str().unwrap()]);
+    assert!(out.stdout.is_empty(), "no report: {}", text(&out.stdout));
+    (out.status.code().unwrap_or(-1), text(&out.stderr))
+}
+
+#[test]
+fn bad_scenarios_are_refused_with_their_line_before_anything_is_injected() {
+    let home = Home::new();
+    let victim_secs = 800_000 + fastrand::u32(..99_999);
+    let mut victim = bystander(victim_secs);
+    let good = format!(
+        r#"duration = "5s"
+[[target]]
+name = "victim"
+pattern = "^sleep {}$"
+
+[[fault]]
+kind = "pause"
+target = "victim"
+at = "100ms"
+"#,
+        victim_secs
+    );
+    let cases: &[(&str, &str)] = &[
+        ("colour = \"red\"\n", "bad.toml:10: unknown field `colour`"),
+        (
+            "\n[[fault]]\nkind = \"meteor\"\ntarget = \"victim\"\nat = \"1s\"\n",
+            "bad.toml:12: unknown variant `meteor`",
+        ),
+        (
+            "\n[[fault]]\nkind = \"kill\"\ntarget = \"ghost\"\nat = \"1s\"\n",
+            "bad.toml:11: fault kill: target `ghost` is not a [[target]] of this scenario (targets: victim)",
+        ),
+        (
+            "\n[[fault]]\nkind = \"kill\"\ntarget = \"victim\"\nat = \"9s\"\n",
+            "bad.toml:11: fault kill: at = \"9s\" is not within the scenario's duration (5.0s)",
+        ),
+        (
+            "\n[[fault]]\nkind = \"kill\"\ntarget = \"victim\"\nevery = \"1s\"\njitter = \"1s\"\n",
+            "bad.toml:11: fault kill: jitter must be less than every",
+        ),
+        (
+            "\n[[fault]]\nkind = \"pause\"\ntarget = \"victim\"\n",
+            "bad.toml:11: fault pause: say when with one of at",
+        ),
+        (
+            "\n[[fault]]\nkind = \"latency\"\nlink = \"db\"\nat = \"1s\"\nlatency = \"1s\"\n",
+            "bad.toml:11: fault latency: link `db` is not a [[link]] of this scenario (links: none)",
+        ),
+        (
+            "\n[[fault]]\nkind = \"clock\"\ntarget = \"victim\"\nat = \"1s\"\noffset = \"+1h\"\n",
+            "must be a command plumb starts",
+        ),
+    ];
+    for (extra, want) in cases {
+        // The good pause fault comes first: it must not have run.
+        let (code, err) = refused(&home, &format!("{good}{extra}"));
+        assert_eq!(code, 2, "{extra}: {err}");
+        assert!(err.contains(want), "{extra}\nwanted: {want}\ngot: {err}");
+        assert_ne!(proc_state(victim.id()), Some('T'), "nothing was injected");
+    }
+    assert!(
+        !home.store().join("chaos/journal").exists(),
+        "nothing was started, not even a journal"
+    );
+    let (code, err) = refused(&home, "duration = \"5s\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.toml:1: the scenario has no [[fault]]"),
+        "{err}"
+    );
+    let out = home.run(&["chaos", "run", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read scenario missing.toml"));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn validate_prints_the_same_seeded_plan_every_time() {
+    let home = Home::new();
+    let path = home.dir().join("random.toml");
+    std::fs::write(
+        &path,
+        r#"duration = "60s"
+seed = 42
+[[target]]
+name = "w"
+process = "nothing-runs-this"
+[[fault]]
+kind = "kill"
+target = "w"
+random = 3
+[[fault]]
+kind = "pause"
+target = "w"
+every = "10s"
+jitter = "2s"
+duration = "1s"
+"#,
+    )
+    .unwrap();
+    let plan = || {
+        let out = support::ok(
+            home.run(&["chaos", "validate", path.to_str().unwrap()]),
+            "validate",
+        );
+        text(&out.stdout)
+    };
+    let first = plan();
+    assert_eq!(first, plan(), "same seed, same plan");
+    assert_eq!(first.matches(" kill on `w`").count(), 3, "{first}");
+    assert_eq!(first.matches(" pause on `w`").count(), 5, "{first}");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("seed = 42", "seed = 43"),
+    )
+    .unwrap();
+    assert_ne!(first, plan(), "another seed, another plan");
+}
