@@ -181,8 +181,19 @@ fn disk_full_makes_writes_fail_with_enospc_and_unmounts() {
     assert_eq!(f["kind"], "disk_full");
     assert_eq!(f["verdict"], "deviated");
     let dev = f["first_deviation"]["detail"].as_str().unwrap();
-    assert!(dev.contains("No space left on device"), "{dev}");
-    // The worker's own checkpoint writes failed with ENOSPC too.
+    assert!(dev.to_lowercase().contains("no space left"), "{dev}");
+    // The probe's own writes failed with ENOSPC...
+    let enospc = during_fault(&report)
+        .iter()
+        .filter(|c| c["probe"] == "data writable")
+        .any(|c| {
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device")
+        });
+    assert!(enospc, "{report:#}");
+    // ... and the worker's own checkpoint writes failed with ENOSPC too.
     let worker = std::fs::read_to_string(report["targets"][0]["log"].as_str().unwrap()).unwrap();
     assert!(worker.contains("no space left"), "{worker}");
     assert!(

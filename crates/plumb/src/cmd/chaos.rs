@@ -4,11 +4,12 @@
 //! run name.
 
 use crate::config::Config;
-use crate::out::{out, outln};
+use crate::out::outln;
 use anyhow::{Context, Result};
 use plumb_model::RunState;
 use plumb_store::prelude::*;
 use plumb_store::{RunFilter, Store};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum What {
     /// Run a scenario: steady state, faults, steady state again, report.
-    /// Exits 0 when the hypothesis held, 1 when it did not, 2 on trouble.
+    /// Exits 0 when the hypothesis held, 1 when it did not, 2 on trouble,
+    /// 130 when stopped by SIGINT or SIGTERM (after removing every fault).
     Run {
         /// The scenario file (TOML).
         scenario: PathBuf,
@@ -110,7 +112,10 @@ fn run(
     let s = plumb_chaos::load(&scenario)?;
     preflight(&s, &scenario)?;
     for d in plumb_chaos::cleanup_leftovers(&cfg.home)? {
-        eprintln!("plumb chaos: undone from a run that did not finish: {d}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "plumb chaos: undone from a run that did not finish: {d}"
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -119,9 +124,11 @@ fn run(
     }
     let home = cfg.home.clone();
     let runs = move |name: &str| -> Result<Vec<u32>> { run_pids(&home, name) };
+    // Never fails: a closed stderr (`2>&1 | head`) must not stop the run
+    // half-way through, with faults still injected.
     let mut progress = |line: &str| {
         if !quiet {
-            eprintln!("plumb chaos: {line}");
+            let _ = writeln!(std::io::stderr(), "plumb chaos: {line}");
         }
     };
     let report = plumb_chaos::run(
@@ -138,16 +145,27 @@ fn run(
         std::fs::write(path, report.html())
             .with_context(|| format!("cannot write the report {}", path.display()))?;
         if !quiet {
-            eprintln!("plumb chaos: report written to {}", path.display());
+            let _ = writeln!(
+                std::io::stderr(),
+                "plumb chaos: report written to {}",
+                path.display()
+            );
         }
     }
+    // Written with `?`, so a reader that went away (`| head`) ends the
+    // command quietly (main treats a broken pipe as success).
+    let mut stdout = crate::out::stdout();
     if json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        out!("{}", report.text());
+        stdout.write_all(report.text().as_bytes())?;
     }
+    stdout.flush()?;
     Ok(if report.held {
         ExitCode::SUCCESS
+    } else if report.verdict == "stopped" {
+        // SIGINT or SIGTERM: every fault was removed, then we stop.
+        ExitCode::from(crate::exit::INTERRUPTED)
     } else {
         ExitCode::from(1)
     })
