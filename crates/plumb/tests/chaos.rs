@@ -696,3 +696,76 @@ duration = "1s"
     .unwrap();
     assert_ne!(first, plan(), "another seed, another plan");
 }
+
+#[test]
+fn a_plumb_run_by_name_is_a_target_and_rollbacks_run_at_the_end() {
+    let home = Home::new();
+    let mut job = home
+        .cmd(&["run", "--name", "chaosjob", "--", "sleep", "300"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the running run in the store",
+        Duration::from_secs(20),
+        || {
+            let out = home.run(&["ls", "--name", "chaosjob", "--json"]);
+            text(&out.stdout).contains("\"running\"").then_some(())
+        },
+    );
+    let scenario = home.dir().join("run.toml");
+    std::fs::write(
+        &scenario,
+        r#"duration = "1500ms"
+[[target]]
+name = "job"
+run = "chaosjob"
+
+[[probe]]
+name = "true"
+command = ["true"]
+
+[[fault]]
+kind = "pause"
+target = "job"
+all = true
+at = "100ms"
+duration = "500ms"
+
+[[rollback]]
+command = ["touch", "rolled-back"]
+"#,
+    )
+    .unwrap();
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let f = fault(&report);
+    let action = f["action"].as_str().unwrap();
+    assert!(
+        action.starts_with("SIGSTOP pid ") && action.ends_with("of `job`"),
+        "{action}"
+    );
+    let pid: u32 = action["SIGSTOP pid ".len()..]
+        .split([',', ' '])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(
+        cmdline.split('\0').collect::<Vec<_>>(),
+        ["sleep", "300", ""],
+        "the run's program was the target"
+    );
+    assert_ne!(proc_state(pid), Some('T'), "continued");
+    assert!(home.dir().join("rolled-back").exists(), "the rollback ran");
+    assert!(
+        report["rollbacks"][0].as_str().unwrap().contains("touch"),
+        "{report:#}"
+    );
+    job.kill().unwrap();
+    job.wait().unwrap();
+    // SAFETY: kill(2) of the sleep the killed recorder left behind.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
