@@ -10,7 +10,10 @@
 //! probes run continuously, removes every fault, checks again and returns
 //! a [`report::Report`]. Every injection that could outlive plumb is
 //! written to a cleanup [`journal`] first, replayed by the next start.
+//! [`ctk`] runs chaostoolkit experiment files (process and http
+//! activities) the way chaostoolkit does.
 
+pub mod ctk;
 pub mod engine;
 pub mod fault;
 pub mod journal;

@@ -101,6 +101,17 @@ pub fn check(p: &Probe, log: Option<&LogPlace>, cwd: &Path) -> Check {
 
 /// A GET over HTTP/1.0; returns the status, or what went wrong.
 fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
+    http_request("GET", url, timeout, None).map(|(status, _)| status)
+}
+
+/// One HTTP/1.0 request (plain http only); returns the status and the
+/// body, or what went wrong.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    timeout: Duration,
+    body: Option<&[u8]>,
+) -> Result<(u16, String), String> {
     let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -125,10 +136,18 @@ fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
             .max(Duration::from_millis(1))
     };
     s.set_write_timeout(Some(left())).ok();
+    let length = match body {
+        Some(b) => format!(
+            "Content-Length: {}\r\nContent-Type: application/json\r\n",
+            b.len()
+        ),
+        None => String::new(),
+    };
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: plumb-chaos\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: plumb-chaos\r\n{length}Connection: close\r\n\r\n"
     )
+    .and_then(|()| s.write_all(body.unwrap_or_default()))
     .map_err(|e| format!("cannot send to {hostport}: {e}"))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -167,8 +186,13 @@ fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok());
+    let text = String::from_utf8_lossy(&buf);
+    let content = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     match status {
-        Some(c) if head.starts_with("HTTP/") => Ok(c),
+        Some(c) if head.starts_with("HTTP/") => Ok((c, content)),
         _ if buf.is_empty() => Err(format!(
             "{hostport} closed the connection without an answer"
         )),

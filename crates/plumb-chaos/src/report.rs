@@ -136,11 +136,16 @@ impl Report {
             let _ = writeln!(s, "  {} {}: {}", mark(c.ok), c.probe, c.detail);
         }
         for f in &self.faults {
-            let _ = writeln!(
-                s,
-                "fault {} on `{}` (line {}, planned at +{} ms): {}",
-                f.kind, f.on, f.line, f.planned_ms, f.verdict
-            );
+            let _ = if f.line == 0 {
+                // A chaostoolkit method activity.
+                writeln!(s, "{} `{}`", f.kind, f.on)
+            } else {
+                writeln!(
+                    s,
+                    "fault {} on `{}` (line {}, planned at +{} ms): {}",
+                    f.kind, f.on, f.line, f.planned_ms, f.verdict
+                )
+            };
             if let Some(at) = &f.injected {
                 let _ = writeln!(s, "  injected {at}: {}", f.action);
             }

@@ -769,3 +769,148 @@ command = ["touch", "rolled-back"]
     // SAFETY: kill(2) of the sleep the killed recorder left behind.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
+
+/// chaostoolkit's `chaos`: $PLUMB_CHAOSTOOLKIT, else on PATH, else where
+/// .ci/install-chaos.sh puts it.
+fn chaostoolkit() -> PathBuf {
+    if let Some(p) = std::env::var_os("PLUMB_CHAOSTOOLKIT") {
+        return PathBuf::from(p);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("chaos"))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_default();
+    let ci = PathBuf::from("/opt/plumb-ci/chaostoolkit/bin/chaos");
+    on_path
+        .or_else(|| ci.is_file().then_some(ci))
+        .expect("chaostoolkit's `chaos` is not installed: run .ci/install-chaos.sh")
+}
+
+/// (name, met) of each probe of one phase of chaostoolkit's journal.
+fn ctk_phase(journal: &Value, phase: &str) -> Vec<(String, bool)> {
+    journal["steady_states"][phase]["probes"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["activity"]["name"].as_str().unwrap().to_string(),
+                        p["tolerance_met"].as_bool().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn plumb_phase(report: &Value, phase: &str) -> Vec<(String, bool)> {
+    report[phase]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["probe"].as_str().unwrap().to_string(),
+                c["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn chaostoolkit_experiments_run_unchanged_with_chaostoolkit_s_verdicts() {
+    let ctk = chaostoolkit();
+    for (name, holds) in [("ctk-holds.json", true), ("ctk-deviates.json", false)] {
+        let home = Home::new();
+        let (experiment, ports) = example(&home, name);
+        let dir = experiment.parent().unwrap().to_path_buf();
+        let port = ports[&18491];
+        let mut service = std::process::Command::new("python3")
+            .args(["service.py", "--port", &port.to_string()])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the service", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        let flag = dir.join("data/flag");
+
+        std::fs::write(&flag, "ready\n").unwrap();
+        let journal = dir.join("journal.json");
+        let theirs = std::process::Command::new(&ctk)
+            .args(["--no-log-file", "run", "--no-verify-tls", "--journal-path"])
+            .arg(&journal)
+            .arg(&experiment)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let journal: Value = serde_json::from_slice(&std::fs::read(&journal).unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&theirs.stderr)));
+
+        std::fs::write(&flag, "ready\n").unwrap();
+        let (code, report, stderr) = chaos(&home, &experiment, &[]);
+
+        assert_eq!(
+            journal["deviated"],
+            !holds,
+            "chaostoolkit: {}",
+            text(&theirs.stderr)
+        );
+        assert_eq!(report["held"], holds, "{stderr}\n{report:#}");
+        assert_eq!(code, theirs.status.code().unwrap(), "the same exit code");
+        for phase in ["before", "after"] {
+            assert_eq!(
+                plumb_phase(&report, phase),
+                ctk_phase(&journal, phase),
+                "{name}: the probes {phase} and whether each was within tolerance"
+            );
+        }
+        assert_eq!(
+            report["faults"].as_array().unwrap().len(),
+            journal["run"].as_array().unwrap().len()
+        );
+        assert!(!dir.join("data/neighbour").exists(), "the rollbacks ran");
+        service.kill().unwrap();
+        service.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_chaostoolkit_experiment_with_python_activities_is_refused_naming_them() {
+    let home = Home::new();
+    let path = home.dir().join("experiment.json");
+    let mut e: Value =
+        serde_json::from_str(&std::fs::read_to_string(examples().join("ctk-holds.json")).unwrap())
+            .unwrap();
+    e["method"].as_array_mut().unwrap().push(serde_json::json!({
+        "type": "action", "name": "stop-an-instance",
+        "provider": {"type": "python", "module": "chaosaws.ec2.actions", "func": "stop_instance"}
+    }));
+    e["rollbacks"].as_array_mut().unwrap().push(serde_json::json!({
+        "type": "action", "name": "start-it",
+        "provider": {"type": "python", "module": "chaosaws.ec2.actions", "func": "start_instances"}
+    }));
+    std::fs::write(&path, serde_json::to_string_pretty(&e).unwrap()).unwrap();
+    let out = home.run(&["chaos", "run", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("plumb cannot run these activities (nothing was run)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "method[1] 'stop-an-instance': a python provider (chaosaws.ec2.actions.stop_instance)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("rollbacks[1] 'start-it': a python provider"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -56,6 +56,17 @@ enum What {
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     match a.what {
+        What::Validate { scenario } if plumb_chaos::ctk::is_experiment(&scenario) => {
+            let e = plumb_chaos::ctk::load(&scenario)?;
+            outln!(
+                "{}: ok: a chaostoolkit experiment: {} hypothesis probe(s), {} method activities, {} rollback(s)",
+                scenario.display(),
+                e.hypothesis.len(),
+                e.method.len(),
+                e.rollbacks.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         What::Validate { scenario } => {
             let s = plumb_chaos::load(&scenario)?;
             let plan = preflight(&s, &scenario)?;
@@ -108,6 +119,24 @@ fn run(
     html: Option<PathBuf>,
     quiet: bool,
 ) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    // Never fails: a closed stderr (`2>&1 | head`) must not stop the run
+    // half-way through, with faults still injected.
+    let mut progress = |line: &str| {
+        if !quiet {
+            let _ = writeln!(std::io::stderr(), "plumb chaos: {line}");
+        }
+    };
+    if plumb_chaos::ctk::is_experiment(&scenario) {
+        let e = plumb_chaos::ctk::load(&scenario)?;
+        let report =
+            plumb_chaos::ctk::run(&e, scenario.display().to_string(), &mut progress, &stop);
+        return finish(&report, json, html.as_deref(), quiet);
+    }
     // Everything is checked before anything (even the replay) is done.
     let s = plumb_chaos::load(&scenario)?;
     preflight(&s, &scenario)?;
@@ -117,20 +146,8 @@ fn run(
             "plumb chaos: undone from a run that did not finish: {d}"
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("cannot install the signal handlers")?;
-    }
     let home = cfg.home.clone();
     let runs = move |name: &str| -> Result<Vec<u32>> { run_pids(&home, name) };
-    // Never fails: a closed stderr (`2>&1 | head`) must not stop the run
-    // half-way through, with faults still injected.
-    let mut progress = |line: &str| {
-        if !quiet {
-            let _ = writeln!(std::io::stderr(), "plumb chaos: {line}");
-        }
-    };
     let report = plumb_chaos::run(
         &s,
         plumb_chaos::Options {
@@ -141,7 +158,17 @@ fn run(
             scenario: scenario.display().to_string(),
         },
     )?;
-    if let Some(path) = &html {
+    finish(&report, json, html.as_deref(), quiet)
+}
+
+/// Writes the report (HTML file, then stdout) and gives the exit code.
+fn finish(
+    report: &plumb_chaos::Report,
+    json: bool,
+    html: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<ExitCode> {
+    if let Some(path) = html {
         std::fs::write(path, report.html())
             .with_context(|| format!("cannot write the report {}", path.display()))?;
         if !quiet {
@@ -156,7 +183,7 @@ fn run(
     // command quietly (main treats a broken pipe as success).
     let mut stdout = crate::out::stdout();
     if json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(report)?)?;
     } else {
         stdout.write_all(report.text().as_bytes())?;
     }
