@@ -17,6 +17,7 @@ pub mod ctk;
 pub mod engine;
 pub mod fault;
 pub mod journal;
+pub mod monkey;
 pub mod probe;
 pub mod procs;
 pub mod report;

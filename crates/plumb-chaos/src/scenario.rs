@@ -39,6 +39,9 @@ pub struct Scenario {
     pub base: PathBuf,
 }
 
+/// A compiled process pattern (a regular expression).
+pub type Pattern = regex::Regex;
+
 /// What a target is.
 #[derive(Debug, Clone)]
 pub enum TargetKind {

@@ -914,3 +914,111 @@ fn a_chaostoolkit_experiment_with_python_activities_is_refused_naming_them() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn the_monkey_kills_at_random_but_never_takes_a_target_down_past_its_limit() {
+    let home = Home::new();
+    let secs = 700_000 + fastrand::u32(..99_999);
+    let mut herd: Vec<std::process::Child> = (0..3).map(|_| bystander(secs)).collect();
+    let pattern = format!("^sleep {secs}$");
+    wait_for("the herd to start", Duration::from_secs(10), || {
+        herd.iter()
+            .all(|c| {
+                std::fs::read_to_string(format!("/proc/{}/cmdline", c.id()))
+                    .is_ok_and(|l| l.starts_with("sleep"))
+            })
+            .then_some(())
+    });
+    let args = [
+        "chaos",
+        "monkey",
+        "--pattern",
+        &pattern,
+        "--every",
+        "100ms",
+        "--jitter",
+        "50ms",
+        "--max-down",
+        "0",
+        "--count",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let out = support::ok(home.run(&args), "monkey");
+    let turns: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(turns.len(), 5);
+    let killed: Vec<u64> = turns
+        .iter()
+        .filter(|t| t["what"] == "killed")
+        .map(|t| t["pid"].as_u64().unwrap())
+        .collect();
+    // With --max-down 0 the last process of the target is never killed.
+    assert_eq!(killed.len(), 2, "{turns:#?}");
+    assert!(
+        turns[2..].iter().all(|t| t["what"] == "skipped"
+            && t["detail"]
+                .as_str()
+                .unwrap()
+                .contains("every kill would take a target down")),
+        "{turns:#?}"
+    );
+    let mut alive = 0;
+    for c in herd.iter_mut() {
+        match c.try_wait().unwrap() {
+            Some(status) => {
+                assert!(killed.contains(&u64::from(c.id())));
+                assert_eq!(
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                    Some(9)
+                );
+            }
+            None => alive += 1,
+        }
+    }
+    assert_eq!(alive, 1);
+
+    // A stop file ends it at its first turn; nothing is killed.
+    let stop = home.dir().join("STOP");
+    std::fs::write(&stop, "").unwrap();
+    let out = support::ok(
+        home.run(&[
+            "chaos",
+            "monkey",
+            "--pattern",
+            &pattern,
+            "--every",
+            "50ms",
+            "--stop-file",
+            stop.to_str().unwrap(),
+        ]),
+        "monkey with a stop file",
+    );
+    assert!(
+        text(&out.stdout).contains("stopped    stop file"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        herd.iter_mut()
+            .map(|c| c.try_wait().unwrap())
+            .filter(Option::is_none)
+            .count(),
+        1
+    );
+
+    // Bad flags are named.
+    let out = home.run(&["chaos", "monkey", "--every", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("say what to kill"));
+    let out = home.run(&["chaos", "monkey", "--pattern", "x", "--window", "9-17"]);
+    assert!(text(&out.stderr).contains("window \"9-17\": give HH:MM-HH:MM in UTC"));
+    for c in herd.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -46,10 +46,142 @@ enum What {
         /// The scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Kill a random target process every interval (± jitter), until
+    /// stopped, with safety limits: a most --max-down targets left without
+    /// a process, a stop file, allowed UTC time windows.
+    Monkey(MonkeyArgs),
     /// Undo what a plumb chaos that was killed left behind (stopped
     /// processes, tmpfs mounts, started processes). `run` does this first
     /// on its own.
     Cleanup,
+}
+
+#[derive(Debug, clap::Args)]
+struct MonkeyArgs {
+    /// Processes whose command line matches this regex: one target;
+    /// repeatable.
+    #[arg(long = "pattern", alias = "targets", value_name = "REGEX")]
+    patterns: Vec<String>,
+    /// Processes with this exact name (/proc/PID/comm): one target;
+    /// repeatable.
+    #[arg(long = "process", value_name = "NAME")]
+    processes: Vec<String>,
+    /// Mean time between kills.
+    #[arg(long, default_value = "10m")]
+    every: String,
+    /// Each kill comes up to this much earlier or later (seeded).
+    #[arg(long, default_value = "0s")]
+    jitter: String,
+    /// SIGKILL or SIGTERM.
+    #[arg(long, default_value = "SIGKILL")]
+    signal: String,
+    /// Never leave more than this many targets without a process.
+    #[arg(long, default_value_t = 1)]
+    max_down: usize,
+    /// Stop as soon as this file exists.
+    #[arg(long, value_name = "FILE")]
+    stop_file: Option<PathBuf>,
+    /// Only kill within this UTC window, HH:MM-HH:MM; repeatable.
+    #[arg(long = "window", value_name = "HH:MM-HH:MM")]
+    windows: Vec<String>,
+    /// Seed of the schedule and of which process is hit.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop after this many turns (kills or skips).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Say what would be killed; kill nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// One JSON object per turn.
+    #[arg(long)]
+    json: bool,
+}
+
+fn monkey(a: MonkeyArgs) -> Result<ExitCode> {
+    use plumb_chaos::scenario::{TargetKind, parse_dur, signal_number};
+    let mut targets = Vec::new();
+    for p in &a.patterns {
+        let re = regex_lite(p)?;
+        targets.push((p.clone(), TargetKind::Pattern(re)));
+    }
+    for n in &a.processes {
+        targets.push((n.clone(), TargetKind::Name(n.clone())));
+    }
+    if targets.is_empty() {
+        anyhow::bail!("say what to kill: --pattern REGEX or --process NAME (repeatable)");
+    }
+    let every = parse_dur(&a.every).map_err(|e| anyhow::anyhow!("--every: {e}"))?;
+    let jitter = parse_dur(&a.jitter).map_err(|e| anyhow::anyhow!("--jitter: {e}"))?;
+    if every.is_zero() {
+        anyhow::bail!("--every must be more than 0");
+    }
+    if jitter >= every {
+        anyhow::bail!("--jitter must be less than --every");
+    }
+    let signal = match signal_number(&a.signal) {
+        Some(s) if s == libc::SIGKILL || s == libc::SIGTERM => s,
+        _ => anyhow::bail!(
+            "--signal {:?}: the monkey sends SIGKILL or SIGTERM",
+            a.signal
+        ),
+    };
+    let windows = a
+        .windows
+        .iter()
+        .map(|w| plumb_chaos::monkey::parse_window(w))
+        .collect::<Result<Vec<_>>>()?;
+    let m = plumb_chaos::monkey::Monkey {
+        targets,
+        every,
+        jitter,
+        signal,
+        max_down: a.max_down,
+        stop_file: a.stop_file,
+        windows,
+        seed: a.seed,
+        ticks: a.count,
+        dry_run: a.dry_run,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    let json = a.json;
+    let mut failed: Option<std::io::Error> = None;
+    let ticks = plumb_chaos::monkey::run(&m, &stop, &mut |t| {
+        let mut out = crate::out::stdout();
+        let r = if json {
+            serde_json::to_string(t)
+                .map_err(std::io::Error::other)
+                .and_then(|s| writeln!(out, "{s}"))
+        } else {
+            writeln!(out, "{} {:<10} {}", t.at, t.what, t.detail)
+        }
+        .and_then(|()| out.flush());
+        // A reader that went away (`| head`) stops the monkey.
+        if let Err(e) = r
+            && failed.is_none()
+        {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let killed = ticks.iter().filter(|t| t.what == "killed").count();
+    let _ = writeln!(
+        std::io::stderr(),
+        "plumb chaos monkey: {killed} kill(s) in {} turn(s)",
+        ticks.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn regex_lite(p: &str) -> Result<plumb_chaos::scenario::Pattern> {
+    plumb_chaos::scenario::Pattern::new(p).map_err(|e| anyhow::anyhow!("--pattern {p:?}: {e}"))
 }
 
 /// Entry point.
@@ -93,6 +225,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        What::Monkey(m) => monkey(m),
         What::Cleanup => {
             let done = plumb_chaos::cleanup_leftovers(&cfg.home)?;
             if done.is_empty() {
@@ -137,15 +270,17 @@ fn run(
             plumb_chaos::ctk::run(&e, scenario.display().to_string(), &mut progress, &stop);
         return finish(&report, json, html.as_deref(), quiet);
     }
-    // Everything is checked before anything (even the replay) is done.
+    // The file is checked before anything (even the replay) is done; the
+    // replay comes before the preflight, which would otherwise refuse a
+    // directory a killed run left its tmpfs on.
     let s = plumb_chaos::load(&scenario)?;
-    preflight(&s, &scenario)?;
     for d in plumb_chaos::cleanup_leftovers(&cfg.home)? {
         let _ = writeln!(
             std::io::stderr(),
             "plumb chaos: undone from a run that did not finish: {d}"
         );
     }
+    preflight(&s, &scenario)?;
     let home = cfg.home.clone();
     let runs = move |name: &str| -> Result<Vec<u32>> { run_pids(&home, name) };
     let report = plumb_chaos::run(
