@@ -1022,3 +1022,68 @@ fn the_monkey_kills_at_random_but_never_takes_a_target_down_past_its_limit() {
         let _ = c.wait();
     }
 }
+
+#[test]
+fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() {
+    let collector = support::Serve::builder().start();
+    let home = Home::new();
+    let (scenario, _) = example(&home, "pause.toml");
+    let out = home
+        .cmd(&["chaos", "run", "-q", scenario.to_str().unwrap()])
+        .env("PLUMB_COLLECTOR", &collector.api)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("3 event(s) sent to {}", collector.api)),
+        "{stderr}"
+    );
+    let search = |word: &str| {
+        wait_for(
+            "the events at the collector",
+            Duration::from_secs(10),
+            || {
+                let out = home.run(&["search", "--collector", &collector.api, word]);
+                let found = text(&out.stdout);
+                found.contains(word).then_some(found)
+            },
+        )
+    };
+    let found = search("chaos_injected") + &search("chaos_removed") + &search("chaos_verdict");
+    assert!(
+        found.contains("kind=pause on=service: SIGSTOP pid"),
+        "{found}"
+    );
+    assert!(found.contains("chaos_verdict deviated"), "{found}");
+    // ... and on the merged timeline, in order.
+    let out = support::ok(
+        home.run(&["timeline", "--collector", &collector.api]),
+        "plumb timeline",
+    );
+    let timeline = text(&out.stdout);
+    let at = |w: &str| {
+        timeline
+            .find(w)
+            .unwrap_or_else(|| panic!("{w} in {timeline}"))
+    };
+    assert!(
+        at("chaos_injected") < at("chaos_removed") && at("chaos_removed") < at("chaos_verdict")
+    );
+
+    // A collector that is away costs a warning, not the verdict.
+    let out = home
+        .cmd(&["chaos", "run", "-q", scenario.to_str().unwrap()])
+        .env(
+            "PLUMB_COLLECTOR",
+            format!("http://127.0.0.1:{}", quiet_port()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("warning: cannot send the events to the collector"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use plumb_model::RunState;
 use plumb_store::prelude::*;
 use plumb_store::{RunFilter, Store};
+use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -268,7 +269,7 @@ fn run(
         let e = plumb_chaos::ctk::load(&scenario)?;
         let report =
             plumb_chaos::ctk::run(&e, scenario.display().to_string(), &mut progress, &stop);
-        return finish(&report, json, html.as_deref(), quiet);
+        return finish(cfg, &report, json, html.as_deref(), quiet);
     }
     // The file is checked before anything (even the replay) is done; the
     // replay comes before the preflight, which would otherwise refuse a
@@ -293,16 +294,133 @@ fn run(
             scenario: scenario.display().to_string(),
         },
     )?;
-    finish(&report, json, html.as_deref(), quiet)
+    finish(cfg, &report, json, html.as_deref(), quiet)
+}
+
+/// One OTLP log record.
+fn record(ts: &str, severity: (u8, &str), body: String, attrs: &[(&str, &str)]) -> Value {
+    let ns = plumb_model::Timestamp::parse_rfc3339(ts)
+        .map(|t| t.as_nanos())
+        .unwrap_or_else(|_| plumb_model::Timestamp::now().as_nanos());
+    let attributes: Vec<Value> = attrs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": {"stringValue": v}}))
+        .collect();
+    json!({
+        "timeUnixNano": ns.to_string(),
+        "observedTimeUnixNano": ns.to_string(),
+        "severityNumber": severity.0,
+        "severityText": severity.1,
+        "body": {"stringValue": body},
+        "attributes": attributes,
+    })
+}
+
+/// The run's injections, removals and verdict as OTLP/HTTP JSON log
+/// records (`service.name = plumb-chaos`), each at its own UTC time, so
+/// they stand on the collector's timeline beside the application's logs.
+pub(crate) fn otlp_events(report: &plumb_chaos::Report) -> Value {
+    const INFO: (u8, &str) = (9, "INFO");
+    const WARN: (u8, &str) = (13, "WARN");
+    let title = report.title.as_str();
+    let mut records = Vec::new();
+    for f in &report.faults {
+        let base = [
+            ("plumb.chaos.title", title),
+            ("plumb.chaos.kind", f.kind.as_str()),
+            ("plumb.chaos.target", f.on.as_str()),
+        ];
+        if let Some(at) = &f.injected {
+            records.push(record(
+                at,
+                INFO,
+                format!("chaos_injected kind={} on={}: {}", f.kind, f.on, f.action),
+                &base,
+            ));
+        }
+        if let Some(at) = &f.removed {
+            records.push(record(
+                at,
+                INFO,
+                format!("chaos_removed kind={} on={}: {}", f.kind, f.on, f.removal),
+                &base,
+            ));
+        }
+    }
+    let verdict = match &report.first_deviation {
+        Some(d) => format!(
+            "chaos_verdict {} title={title:?}: first deviation {}: {}",
+            report.verdict, d.probe, d.detail
+        ),
+        None => format!("chaos_verdict {} title={title:?}", report.verdict),
+    };
+    records.push(record(
+        &report.ended,
+        if report.held { INFO } else { WARN },
+        verdict,
+        &[
+            ("plumb.chaos.title", title),
+            ("plumb.chaos.verdict", &report.verdict),
+        ],
+    ));
+    json!({
+        "resourceLogs": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "plumb-chaos"}},
+                {"key": "host.name", "value": {"stringValue": plumb_stack::hostname()}},
+            ]},
+            "scopeLogs": [{
+                "scope": {"name": "plumb.chaos", "version": env!("CARGO_PKG_VERSION")},
+                "logRecords": records,
+            }],
+        }],
+    })
+}
+
+/// With a collector configured, sends the run's events to it; a collector
+/// that is away costs a warning, never the verdict.
+fn ship(cfg: &Config, report: &plumb_chaos::Report) {
+    let Some(url) = cfg.collector.clone() else {
+        return;
+    };
+    let events = otlp_events(report);
+    let count = events["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let body = events.to_string();
+    let sent = plumb_http::Client::new(&crate::target::client_config(cfg, &url))
+        .map_err(anyhow::Error::from)
+        .and_then(|c| {
+            c.post(plumb_proxy::LOGS_PATH)
+                .bytes("application/json", body)
+                .send()
+                .map_err(anyhow::Error::from)
+        });
+    match sent {
+        Ok(_) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "plumb chaos: {count} event(s) sent to {url}"
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "plumb chaos: warning: cannot send the events to the collector {url}: {e:#}"
+            );
+        }
+    }
 }
 
 /// Writes the report (HTML file, then stdout) and gives the exit code.
 fn finish(
+    cfg: &Config,
     report: &plumb_chaos::Report,
     json: bool,
     html: Option<&std::path::Path>,
     quiet: bool,
 ) -> Result<ExitCode> {
+    ship(cfg, report);
     if let Some(path) = html {
         std::fs::write(path, report.html())
             .with_context(|| format!("cannot write the report {}", path.display()))?;
