@@ -46,8 +46,24 @@ pub struct Active {
     undo: Removal,
 }
 
+/// Memory held by a memory fault (not printed by Debug).
+struct Held(Vec<u8>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} bytes)", self.0.len())
+    }
+}
+
 #[derive(Debug)]
 enum Removal {
+    /// Stop the busy threads; report the CPU time they used.
+    Cpu(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        Vec<std::thread::JoinHandle<Duration>>,
+    ),
+    /// Free the memory.
+    Memory(Held),
     /// Restart the target if it exited and restarts.
     Restart(String),
     /// SIGKILL after the grace if still alive, then restart.
@@ -218,6 +234,52 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 },
             ))
         }
+        FaultKind::Cpu => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut threads = Vec::new();
+            for i in 0..f.workers {
+                let stop = std::sync::Arc::clone(&stop);
+                let t = std::thread::Builder::new()
+                    .name(format!("chaos-cpu-{i}"))
+                    .spawn(move || burn(&stop))
+                    .context("cannot start a CPU burner thread")?;
+                threads.push(t);
+            }
+            Ok((
+                format!("{} busy thread(s) in plumb", f.workers),
+                Active {
+                    entry: None,
+                    undo: Removal::Cpu(stop, threads),
+                },
+            ))
+        }
+        FaultKind::Memory => {
+            let before = rss_bytes();
+            let mut v = Vec::new();
+            v.try_reserve_exact(f.size as usize).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot allocate {}: {e}",
+                    plumb_model::display::size(f.size)
+                )
+            })?;
+            v.resize(f.size as usize, 0u8);
+            // Touch every page, so it is resident, not just reserved.
+            for i in (0..v.len()).step_by(4096) {
+                v[i] = 1;
+            }
+            let grew = rss_bytes().saturating_sub(before);
+            Ok((
+                format!(
+                    "{} allocated and touched in plumb (resident memory grew by {})",
+                    plumb_model::display::size(f.size),
+                    plumb_model::display::size(grew)
+                ),
+                Active {
+                    entry: None,
+                    undo: Removal::Memory(Held(v)),
+                },
+            ))
+        }
         FaultKind::Down => {
             let proxy = w.proxy.context("no proxy")?;
             proxy
@@ -238,9 +300,9 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
 pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
     let journal = w.journal;
     let base = w.base;
-    let said = match &a.undo {
-        Removal::Restart(name) => restart(w, name, journal, base)?,
-        Removal::Evict(pid, start, name) => {
+    let said = match a.undo {
+        Removal::Restart(ref name) => restart(w, name, journal, base)?,
+        Removal::Evict(ref pid, ref start, ref name) => {
             let mut s = if procs::signal(*pid, *start, libc::SIGKILL) {
                 format!("pid {pid} still alive after the grace: SIGKILL")
             } else {
@@ -252,37 +314,50 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
             }
             s
         }
-        Removal::Continue(pids) => {
+        Removal::Continue(ref pids) => {
             let n = pids
                 .iter()
                 .filter(|(pid, start)| procs::signal(*pid, *start, libc::SIGCONT))
                 .count();
             format!("SIGCONT {n} process(es)")
         }
-        Removal::ClockBack(name) => {
+        Removal::ClockBack(ref name) => {
             if let Some(file) = w.started.get(name).and_then(|r| r.faketime_file.clone()) {
                 std::fs::write(&file, "+0\n")?;
             }
             format!("clock of `{name}` back to the real time")
         }
-        Removal::EnvBack(name, set, remove) => {
+        Removal::EnvBack(ref name, ref set, ref remove) => {
             let r = w.started.get_mut(name).context("not a started target")?;
             r.stop(journal);
             r.start(journal, base, set, remove)?;
             format!("`{name}` restarted with its own environment")
         }
-        Removal::Unmount(path) => {
+        Removal::Unmount(ref path) => {
             unmount(path)?;
             format!("{} unmounted", path.display())
         }
-        Removal::RemoveToxic(link) => {
+        Removal::RemoveToxic(ref link) => {
             let proxy = w.proxy.context("no proxy")?;
             proxy
                 .remove_toxic(link, "chaos_latency")
                 .map_err(|e| anyhow::anyhow!("link `{link}`: cannot remove latency: {e}"))?;
             format!("link `{link}` latency removed")
         }
-        Removal::Enable(link) => {
+        Removal::Cpu(stop, threads) => {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let n = threads.len();
+            let used: Duration = threads.into_iter().filter_map(|t| t.join().ok()).sum();
+            format!(
+                "{n} busy thread(s) stopped after using {} of CPU",
+                crate::scenario::human(used)
+            )
+        }
+        Removal::Memory(ref held) => {
+            let n = held.0.len() as u64;
+            format!("{} freed", plumb_model::display::size(n))
+        }
+        Removal::Enable(ref link) => {
             let proxy = w.proxy.context("no proxy")?;
             proxy
                 .update_proxy(link, &serde_json::json!({"enabled": true}))
@@ -294,6 +369,38 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
         journal.done(e);
     }
     Ok(said)
+}
+
+/// Keeps a core busy until `stop`; returns the CPU time this thread used.
+fn burn(stop: &std::sync::atomic::AtomicBool) -> Duration {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// This process's resident memory (VmRSS), in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Starts a started target again once it has exited, if it restarts.

@@ -167,6 +167,10 @@ pub enum FaultKind {
     Latency,
     /// The link stops listening and drops its connections.
     Down,
+    /// CPU pressure: busy threads, one per `workers`.
+    Cpu,
+    /// Memory pressure: `size` bytes allocated and touched.
+    Memory,
 }
 
 impl FaultKind {
@@ -181,6 +185,8 @@ impl FaultKind {
             FaultKind::DiskFull => "disk_full",
             FaultKind::Latency => "latency",
             FaultKind::Down => "down",
+            FaultKind::Cpu => "cpu",
+            FaultKind::Memory => "memory",
         }
     }
 }
@@ -228,6 +234,8 @@ pub struct Fault {
     pub latency: Duration,
     /// pause: every process of the target (true) or one, seeded (false).
     pub all: bool,
+    /// cpu: how many busy threads.
+    pub workers: usize,
     /// Its line in the file.
     pub line: usize,
 }
@@ -331,6 +339,7 @@ struct RawFault {
     latency: Option<String>,
     #[serde(default)]
     all: bool,
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -620,8 +629,11 @@ fn fault(
         FaultKind::DiskFull => &["path", "size", "duration", "target"],
         FaultKind::Latency => &["link", "latency", "duration"],
         FaultKind::Down => &["link", "duration"],
+        FaultKind::Cpu => &["workers", "duration"],
+        FaultKind::Memory => &["size", "duration"],
     };
-    let present: [(&str, bool); 11] = [
+    let present: [(&str, bool); 12] = [
+        ("workers", r.workers.is_some()),
         ("target", r.target.is_some()),
         ("link", r.link.is_some()),
         ("signal", r.signal.is_some()),
@@ -659,6 +671,8 @@ fn fault(
         l
     } else if kind == FaultKind::DiskFull && r.target.is_none() {
         r.path.clone().unwrap_or_default()
+    } else if matches!(kind, FaultKind::Cpu | FaultKind::Memory) {
+        "this host".to_string()
     } else {
         let t = r
             .target
@@ -793,9 +807,19 @@ fn fault(
         }
         (None, _) => PathBuf::new(),
     };
-    let size = match &r.size {
-        Some(s) => parse_size(s).ok_or_else(|| err(format!("size {s:?}: e.g. \"64k\", \"1M\"")))?,
-        None => 64 * 1024,
+    let size = match (&r.size, kind) {
+        (Some(s), _) => {
+            parse_size(s).ok_or_else(|| err(format!("size {s:?}: e.g. \"64k\", \"1M\"")))?
+        }
+        (None, FaultKind::Memory) => {
+            return Err(err("say how much: size = \"256M\"".into()));
+        }
+        (None, _) => 64 * 1024,
+    };
+    let workers = match r.workers {
+        Some(0) => return Err(err("workers must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let latency = match (d(&r.latency, "latency")?, kind) {
         (Some(l), _) => l,
@@ -817,6 +841,7 @@ fn fault(
         size,
         latency,
         all: r.all,
+        workers,
         line,
     })
 }

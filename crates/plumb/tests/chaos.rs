@@ -1087,3 +1087,37 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
         text(&out.stderr)
     );
 }
+
+#[test]
+fn cpu_and_memory_pressure_come_from_plumb_s_own_load_generator_and_go() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "pressure.toml");
+    let (_, report, stderr) = chaos(&home, &scenario, &[]);
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{stderr}\n{report:#}");
+    let cpu = &faults[0];
+    assert_eq!(cpu["kind"], "cpu");
+    assert_eq!(cpu["action"], "2 busy thread(s) in plumb");
+    // "2 busy thread(s) stopped after using 2.9s of CPU"
+    let used = cpu["removal"].as_str().unwrap();
+    let secs = used
+        .rsplit("using ")
+        .next()
+        .and_then(|s| s.split(' ').next())
+        .unwrap();
+    let ns = plumb_model::parse_duration_ns(secs).unwrap_or_else(|e| panic!("{used}: {e}"));
+    assert!(ns > 100_000_000, "the threads were busy: {used}");
+    let mem = &faults[1];
+    assert_eq!(mem["kind"], "memory");
+    let action = mem["action"].as_str().unwrap();
+    // "64.0 MiB allocated and touched in plumb (resident memory grew by 64.1 MiB)"
+    let grew: f64 = action
+        .rsplit("grew by ")
+        .next()
+        .and_then(|s| s.strip_suffix(" MiB)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{action}"));
+    assert!(grew >= 60.0, "the memory is resident: {action}");
+    assert_eq!(mem["removal"], "64.0 MiB freed");
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
