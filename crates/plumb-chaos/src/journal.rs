@@ -190,6 +190,12 @@ pub fn replay(home: &Path) -> Result<Vec<String>> {
         done.push(format!("{}: {how}", entry.what));
         let _ = std::fs::remove_file(&path);
     }
+    // The locks of the dead runs, including any the check above created.
+    for (run, is_dead) in dead {
+        if is_dead {
+            let _ = std::fs::remove_file(dir.join(format!("{run}.lock")));
+        }
+    }
     Ok(done)
 }
 

@@ -1121,3 +1121,43 @@ fn cpu_and_memory_pressure_come_from_plumb_s_own_load_generator_and_go() {
     assert_eq!(mem["removal"], "64.0 MiB freed");
     assert_clean(&home, &report, scenario.parent().unwrap());
 }
+
+#[test]
+fn the_demo_scene_runs_a_kill_an_eviction_and_a_latency_spike_and_cleans_up() {
+    let home = Home::new();
+    let out = support::ok(home.run(&["chaos", "demo"]), "plumb chaos demo");
+    let shown = text(&out.stdout);
+    for kind in ["kill     service", "evict    worker", "latency  api"] {
+        assert!(shown.contains(kind), "{shown}");
+    }
+    assert!(
+        shown.contains("over 150ms"),
+        "the latency spike was seen: {shown}"
+    );
+    let html = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("HTML report: "))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        std::fs::read_to_string(html)
+            .unwrap()
+            .contains("hypothesis deviated")
+    );
+    // Nothing it started is left running, and its journal is empty.
+    let journal = home.store().join("chaos/journal");
+    assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0);
+    let dir = home.store().join("demo/chaos");
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir)
+                && !matches!(proc_state(*pid), Some('Z') | None)
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left in {}: {left:?}",
+        dir.display()
+    );
+}

@@ -51,6 +51,13 @@ enum What {
     /// stopped, with safety limits: a most --max-down targets left without
     /// a process, a stop file, allowed UTC time windows.
     Monkey(MonkeyArgs),
+    /// A short scenario against a bundled example service and worker: a
+    /// kill, an eviction and a latency spike, then the report's summary.
+    Demo {
+        /// The Python interpreter for the example programs.
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+    },
     /// Undo what a plumb chaos that was killed left behind (stopped
     /// processes, tmpfs mounts, started processes). `run` does this first
     /// on its own.
@@ -227,6 +234,10 @@ pub fn main(a: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         What::Monkey(m) => monkey(m),
+        What::Demo { python } => {
+            demo_scene(&cfg.home, &python)?;
+            Ok(ExitCode::SUCCESS)
+        }
         What::Cleanup => {
             let done = plumb_chaos::cleanup_leftovers(&cfg.home)?;
             if done.is_empty() {
@@ -480,4 +491,123 @@ fn run_pids(home: &std::path::Path, name: &str) -> Result<Vec<u32>> {
         anyhow::bail!("no run named `{name}` is running on this host");
     }
     Ok(pids)
+}
+
+const DEMO_SERVICE: &str = include_str!("../../../../examples/chaos/service.py");
+const DEMO_WORKER: &str = include_str!("../../../../examples/chaos/worker.py");
+const DEMO_CHECKPOINT: &str = include_str!("../../../../python/plumb/checkpoint.py");
+
+/// `plumb demo`'s chaos scene (and `plumb chaos demo`): the example service
+/// behind a link and the checkpointing worker, both started by plumb; a
+/// kill, an eviction and a latency spike; the summary and where the HTML
+/// report is. Everything started is stopped before it returns.
+pub fn demo_scene(home: &std::path::Path, python: &std::path::Path) -> Result<()> {
+    let dir = home.join("demo").join("chaos");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("plumb"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("service.py"), DEMO_SERVICE)?;
+    std::fs::write(dir.join("worker.py"), DEMO_WORKER)?;
+    std::fs::write(dir.join("plumb/__init__.py"), "")?;
+    std::fs::write(dir.join("plumb/checkpoint.py"), DEMO_CHECKPOINT)?;
+    let port = || -> Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let (service, link) = (port()?, port()?);
+    let py = python.display().to_string();
+    let scenario = format!(
+        r#"title = "the service answers within 150 ms through its link"
+duration = "4500ms"
+seed = 1
+interval = "250ms"
+settle = "500ms"
+
+[[target]]
+name = "service"
+command = [{py:?}, "service.py", "--port", "{service}"]
+ready = "127.0.0.1:{service}"
+restart = true
+
+[[target]]
+name = "worker"
+command = [{py:?}, "worker.py", "--dir", "checkpoints"]
+restart = true
+
+[[link]]
+name = "api"
+listen = "127.0.0.1:{link}"
+upstream = "127.0.0.1:{service}"
+
+[[probe]]
+name = "health"
+http = "http://127.0.0.1:{link}/health"
+max_latency = "150ms"
+
+[[probe]]
+name = "worker without tracebacks"
+log = "Traceback"
+target = "worker"
+absent = true
+
+[[fault]]
+kind = "kill"
+target = "service"
+at = "500ms"
+
+[[fault]]
+kind = "evict"
+target = "worker"
+grace = "1s"
+at = "1500ms"
+
+[[fault]]
+kind = "latency"
+link = "api"
+latency = "200ms"
+at = "3s"
+duration = "1s"
+"#
+    );
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, scenario)?;
+    outln!(
+        "== chaos: a kill, an eviction and a latency spike against a small service and worker =="
+    );
+    outln!(
+        "$ plumb chaos run {} --report {}",
+        path.display(),
+        dir.join("report.html").display()
+    );
+    let s = plumb_chaos::load(&path)?;
+    let none = |_: &str| -> Result<Vec<u32>> { Ok(Vec::new()) };
+    let mut progress = |_: &str| {};
+    let report = plumb_chaos::run(
+        &s,
+        plumb_chaos::Options {
+            home: home.to_path_buf(),
+            runs: &none,
+            progress: &mut progress,
+            stop: Arc::new(AtomicBool::new(false)),
+            scenario: path.display().to_string(),
+        },
+    )?;
+    let html = dir.join("report.html");
+    std::fs::write(&html, report.html())
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    for f in &report.faults {
+        let what = match &f.first_deviation {
+            Some(d) => format!("deviated: {}: {}", d.probe, d.detail),
+            None => f.verdict.clone(),
+        };
+        outln!("  {:<8} {:<8} {}", f.kind, f.on, f.action);
+        outln!("  {:<8} {:<8} -> {what}", "", "");
+    }
+    outln!(
+        "  hypothesis: {} (plumb chaos exits 1 when it does not hold, so a scenario can gate CI)",
+        report.verdict
+    );
+    outln!("  HTML report: {}", html.display());
+    Ok(())
 }

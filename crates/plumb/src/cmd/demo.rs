@@ -213,6 +213,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
     outln!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
     crate::cmd::evict_demo::demo_scene(&home, &python)?;
     outln!();
+    crate::cmd::chaos::demo_scene(&home, &python)?;
+    outln!();
     let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
     fleet_section(&me, &home, &dir, &python, &session, keep)?;
     outln!(
