@@ -440,7 +440,7 @@ pub fn check_disk_full(path: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
-            "disk_full mounts a size-limited tmpfs over {}, which needs root (CAP_SYS_ADMIN): run plumb chaos as root, or leave this fault out",
+            "it mounts a size-limited tmpfs over {}, which needs root (CAP_SYS_ADMIN): run plumb chaos as root, or leave this fault out",
             path.display()
         );
     }

@@ -213,7 +213,15 @@ pub fn main(args: Args) -> Result<ExitCode> {
     outln!("── surviving eviction: a worker is evicted mid-run, saves, and resumes");
     crate::cmd::evict_demo::demo_scene(&home, &python)?;
     outln!();
-    crate::cmd::chaos::demo_scene(&home, &python)?;
+    // A process of its own, so its logging is `plumb chaos`'s.
+    let status = Command::new(&me)
+        .env("PLUMB_HOME", &home)
+        .args(["chaos", "demo", "--python"])
+        .arg(&python)
+        .status()?;
+    if !status.success() {
+        bail!("`plumb chaos demo` failed with {status}");
+    }
     outln!();
     let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
     fleet_section(&me, &home, &dir, &python, &session, keep)?;
