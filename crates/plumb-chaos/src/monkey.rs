@@ -79,6 +79,11 @@ fn minute_of_day_utc() -> u32 {
 }
 
 fn processes_of(kind: &TargetKind, lineage: &[u32]) -> Vec<Proc> {
+    if let TargetKind::Cgroup(dir) = kind {
+        let mut v = crate::target::cgroup_procs(dir);
+        v.retain(|p| !lineage.contains(&p.pid));
+        return v;
+    }
     procs::all()
         .into_iter()
         .filter(|p| p.state != 'Z' && !lineage.contains(&p.pid))

@@ -53,6 +53,8 @@ pub enum TargetKind {
     Name(String),
     /// The processes of a running plumb run of this name.
     Run(String),
+    /// The processes in this cgroup (its `cgroup.procs`).
+    Cgroup(PathBuf),
 }
 
 /// A command plumb starts.
@@ -284,6 +286,7 @@ struct RawTarget {
     pattern: Option<String>,
     process: Option<String>,
     run: Option<String>,
+    cgroup: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,13 +422,15 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
             r.pattern.is_some(),
             r.process.is_some(),
             r.run.is_some(),
+            r.cgroup.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if given != 1 {
             return Err(err(
-                "say what it is with exactly one of command, pattern, process or run".into(),
+                "say what it is with exactly one of command, pattern, process, run or cgroup"
+                    .into(),
             ));
         }
         let started_only = !r.env.is_empty()
@@ -459,6 +464,15 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
             )
         } else if let Some(p) = &r.process {
             TargetKind::Name(p.clone())
+        } else if let Some(c) = &r.cgroup {
+            let dir = Path::new("/sys/fs/cgroup").join(c);
+            if !dir.join("cgroup.procs").is_file() {
+                return Err(err(format!(
+                    "{} has no cgroup.procs: not a cgroup directory",
+                    dir.display()
+                )));
+            }
+            TargetKind::Cgroup(dir)
         } else {
             TargetKind::Run(r.run.clone().unwrap_or_default())
         };

@@ -256,6 +256,7 @@ pub fn processes(
             .into_iter()
             .filter(|p| p.state != 'Z' && &p.comm == name)
             .collect(),
+        TargetKind::Cgroup(dir) => cgroup_procs(dir),
         TargetKind::Run(name) => {
             let mut v = Vec::new();
             for pid in runs(name)? {
@@ -268,4 +269,15 @@ pub fn processes(
     out.sort_by_key(|p| p.pid);
     out.dedup_by_key(|p| p.pid);
     Ok(out)
+}
+
+/// The live processes of a cgroup, from its `cgroup.procs`.
+pub fn cgroup_procs(dir: &Path) -> Vec<procs::Proc> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .filter_map(procs::read)
+        .filter(|p| p.state != 'Z')
+        .collect()
 }

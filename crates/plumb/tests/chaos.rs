@@ -1163,3 +1163,74 @@ fn the_demo_scene_runs_a_kill_an_eviction_and_a_latency_spike_and_cleans_up() {
         dir.display()
     );
 }
+
+/// A fresh cgroup (v1 pids controller, or v2) holding `pid`, removed on drop.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn with(pid: u32) -> Option<Cgroup> {
+        let name = format!("plumb-chaos-test-{}", fastrand::u32(..));
+        let parent = [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("cgroup.procs").is_file())?;
+        let dir = parent.join(name);
+        std::fs::create_dir(&dir).ok()?;
+        let g = Cgroup(dir);
+        std::fs::write(g.0.join("cgroup.procs"), pid.to_string()).ok()?;
+        Some(g)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_cgroup_is_a_target() {
+    let home = Home::new();
+    let mut member = bystander(600);
+    let Some(group) = Cgroup::with(member.id()) else {
+        member.kill().unwrap();
+        member.wait().unwrap();
+        assert!(!is_root(), "root can make a cgroup");
+        eprintln!("skipped: cannot make a cgroup here");
+        return;
+    };
+    let scenario = home.dir().join("cgroup.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "duration = \"1s\"\n[[target]]\nname = \"group\"\ncgroup = \"{}\"\n\n[[fault]]\nkind = \"pause\"\ntarget = \"group\"\nall = true\nat = \"100ms\"\nduration = \"300ms\"\n",
+            group.0.display()
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(
+        fault(&report)["action"],
+        format!("SIGSTOP pid {} of `group`", member.id())
+    );
+    assert_ne!(proc_state(member.id()), Some('T'));
+    // A directory that is no cgroup is named, with its line.
+    std::fs::write(
+        &scenario,
+        "duration = \"1s\"\n[[target]]\nname = \"g\"\ncgroup = \"/tmp\"\n[[fault]]\nkind = \"kill\"\ntarget = \"g\"\nat = \"1ms\"\n",
+    )
+    .unwrap();
+    let out = home.run(&["chaos", "run", scenario.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("cgroup.toml:2: target `g`: /tmp has no cgroup.procs"),
+        "{}",
+        text(&out.stderr)
+    );
+    member.kill().unwrap();
+    member.wait().unwrap();
+}

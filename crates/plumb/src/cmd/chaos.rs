@@ -74,6 +74,10 @@ struct MonkeyArgs {
     /// repeatable.
     #[arg(long = "process", value_name = "NAME")]
     processes: Vec<String>,
+    /// The processes of this cgroup (a directory with cgroup.procs,
+    /// absolute or under /sys/fs/cgroup): one target; repeatable.
+    #[arg(long = "cgroup", value_name = "DIR")]
+    cgroups: Vec<PathBuf>,
     /// Mean time between kills.
     #[arg(long, default_value = "10m")]
     every: String,
@@ -116,8 +120,20 @@ fn monkey(a: MonkeyArgs) -> Result<ExitCode> {
     for n in &a.processes {
         targets.push((n.clone(), TargetKind::Name(n.clone())));
     }
+    for c in &a.cgroups {
+        let dir = std::path::Path::new("/sys/fs/cgroup").join(c);
+        if !dir.join("cgroup.procs").is_file() {
+            anyhow::bail!(
+                "--cgroup {}: no cgroup.procs there: not a cgroup directory",
+                dir.display()
+            );
+        }
+        targets.push((dir.display().to_string(), TargetKind::Cgroup(dir)));
+    }
     if targets.is_empty() {
-        anyhow::bail!("say what to kill: --pattern REGEX or --process NAME (repeatable)");
+        anyhow::bail!(
+            "say what to kill: --pattern REGEX, --process NAME or --cgroup DIR (repeatable)"
+        );
     }
     let every = parse_dur(&a.every).map_err(|e| anyhow::anyhow!("--every: {e}"))?;
     let jitter = parse_dur(&a.jitter).map_err(|e| anyhow::anyhow!("--jitter: {e}"))?;
