@@ -10,6 +10,7 @@ GET /checkout  asks the upstream's /health (--upstream URL) and answers
                --retries N it tries N more times, 100 ms apart (the robust
                version); with 0 it gives up at once (the fragile one).
 GET /write     writes 8 KiB under --data DIR; 507 when the disk is full.
+GET /metrics   Prometheus text: service_requests_total{path,code}.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import errno
 import http.server
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -30,12 +32,18 @@ def main():
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--data", default="data")
     args = ap.parse_args()
+    counts = {}
+    lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, fmt, *a):
             pass
 
         def answer(self, code, body):
+            path = urllib.parse.urlparse(self.path).path
+            if path != "/metrics":
+                with lock:
+                    counts[(path, code)] = counts.get((path, code), 0) + 1
             data = (body + "\n").encode()
             self.send_response(code)
             self.send_header("Content-Type", "text/plain")
@@ -57,6 +65,13 @@ def main():
                 return self.answer(404, f"{name} is not set")
             if url.path == "/checkout":
                 return self.checkout()
+            if url.path == "/metrics":
+                with lock:
+                    lines = [
+                        f'service_requests_total{{path="{p}",code="{c}"}} {n}'
+                        for (p, c), n in sorted(counts.items())
+                    ]
+                return self.answer(200, "# TYPE service_requests_total counter\n" + "\n".join(lines))
             if url.path == "/write":
                 try:
                     os.makedirs(args.data, exist_ok=True)

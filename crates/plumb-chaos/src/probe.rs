@@ -74,6 +74,28 @@ pub fn check(p: &Probe, log: Option<&LogPlace>, cwd: &Path) -> Check {
             Err(e) => (false, e),
         },
         ProbeKind::Command { argv, exit } => command(argv, *exit, p.timeout, cwd),
+        ProbeKind::Metric {
+            url,
+            name,
+            labels,
+            min,
+            max,
+        } => match http_request("GET", url, p.timeout, None) {
+            Ok((200, body)) => match sum_series(&body, name, labels) {
+                None => (false, format!("no metric {name} at {url}")),
+                Some(v) if min.is_some_and(|m| v < m) => (
+                    false,
+                    format!("{name} = {v} (under {})", min.unwrap_or_default()),
+                ),
+                Some(v) if max.is_some_and(|m| v > m) => (
+                    false,
+                    format!("{name} = {v} (over {})", max.unwrap_or_default()),
+                ),
+                Some(v) => (true, format!("{name} = {v}")),
+            },
+            Ok((status, _)) => (false, format!("{url} answered {status}")),
+            Err(e) => (false, e),
+        },
         ProbeKind::Log {
             pattern,
             present,
@@ -292,5 +314,77 @@ fn log_check(place: &LogPlace, pattern: &regex::Regex, present: bool) -> (bool, 
         (None, true) => (false, format!("`{}` not found", pattern.as_str())),
         (Some(l), false) => (false, format!("appeared: {}", l.trim())),
         (None, false) => (true, format!("`{}` absent", pattern.as_str())),
+    }
+}
+
+/// The sum of the samples of `name` whose labels include `labels`, from
+/// Prometheus text (0 when the metric is there but no sample has those
+/// labels: a counter not yet incremented); None when the text has no
+/// metric of that name at all (a `# TYPE` line or a sample), as a typo.
+pub fn sum_series(text: &str, name: &str, labels: &[(String, String)]) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(meta) = line.strip_prefix('#') {
+            let mut words = meta.split_whitespace();
+            if matches!(words.next(), Some("TYPE" | "HELP")) && words.next() == Some(name) {
+                sum = sum.or(Some(0.0));
+            }
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let (key, rest) = match line.find('{') {
+            Some(i) if line[..i] == *name => match line.rfind('}') {
+                Some(close) => (&line[i + 1..close], &line[close + 1..]),
+                None => continue,
+            },
+            Some(_) => continue,
+            None => match line.split_once(char::is_whitespace) {
+                Some((n, rest)) if n == name => ("", rest),
+                _ => continue,
+            },
+        };
+        let has = |k: &str, v: &str| {
+            key.split(',').any(|kv| {
+                kv.split_once('=')
+                    .is_some_and(|(a, b)| a.trim() == k && b.trim().trim_matches('"') == v)
+            })
+        };
+        sum = sum.or(Some(0.0));
+        if !labels.iter().all(|(k, v)| has(k, v)) {
+            continue;
+        }
+        if let Some(v) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            sum = Some(sum.unwrap_or(0.0) + v);
+        }
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_summed_over_the_labels_not_given() {
+        let text = "# TYPE r counter\nr{path=\"/a\",code=\"200\"} 3\nr{path=\"/b\",code=\"500\"} 2\nrr 9\nr_total 1\n";
+        assert_eq!(sum_series(text, "r", &[]), Some(5.0));
+        assert_eq!(
+            sum_series(text, "r", &[("code".into(), "500".into())]),
+            Some(2.0)
+        );
+        assert_eq!(sum_series(text, "rr", &[]), Some(9.0));
+        assert_eq!(sum_series(text, "nope", &[]), None);
+        // Known by its TYPE line or another sample: no matching sample is 0.
+        assert_eq!(
+            sum_series(text, "r", &[("code".into(), "502".into())]),
+            Some(0.0)
+        );
+        assert_eq!(sum_series("# TYPE q counter\n", "q", &[]), Some(0.0));
     }
 }

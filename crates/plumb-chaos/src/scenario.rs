@@ -118,6 +118,20 @@ pub enum ProbeKind {
         /// The expected exit code.
         exit: i32,
     },
+    /// A Prometheus text endpoint: the sum of a series' samples within
+    /// bounds.
+    Metric {
+        /// `http://host:port/metrics`.
+        url: String,
+        /// The metric's name.
+        name: String,
+        /// Labels a sample must have (others are summed over).
+        labels: Vec<(String, String)>,
+        /// Below this is a deviation.
+        min: Option<f64>,
+        /// Above this is a deviation.
+        max: Option<f64>,
+    },
     /// A pattern in a log: a file, or a started target's output.
     Log {
         /// The pattern.
@@ -317,6 +331,10 @@ struct RawProbe {
     #[serde(default)]
     absent: bool,
     timeout: Option<String>,
+    metric: Option<String>,
+    series: Option<String>,
+    min: Option<f64>,
+    max: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -505,20 +523,61 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
         let line = at(p.span());
         let r = p.get_ref();
         let err = |m: String| anyhow!("{line}: probe `{}`: {m}", r.name);
-        let given = [r.http.is_some(), r.command.is_some(), r.log.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let given = [
+            r.http.is_some(),
+            r.command.is_some(),
+            r.log.is_some(),
+            r.metric.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if given != 1 {
             return Err(err(
-                "say what it checks with exactly one of http, command or log".into(),
+                "say what it checks with exactly one of http, command, log or metric".into(),
             ));
+        }
+        if r.metric.is_none() && (r.series.is_some() || r.min.is_some() || r.max.is_some()) {
+            return Err(err("series, min and max go with metric".into()));
         }
         let timeout = match &r.timeout {
             Some(s) => parse_dur(s).map_err(|e| err(format!("timeout: {e}")))?,
             None => Duration::from_secs(2),
         };
-        let kind = if let Some(url) = &r.http {
+        let kind = if let Some(url) = &r.metric {
+            if r.status.is_some()
+                || r.max_latency.is_some()
+                || r.exit.is_some()
+                || r.file.is_some()
+                || r.target.is_some()
+                || r.absent
+            {
+                return Err(err(
+                    "a metric probe takes series, min, max and timeout".into()
+                ));
+            }
+            if !url.starts_with("http://") {
+                return Err(err(format!(
+                    "metric = {url:?}: only http:// URLs are read in this version"
+                )));
+            }
+            let series = r
+                .series
+                .as_deref()
+                .ok_or_else(|| err("name the series: series = 'name{label=\"value\"}'".into()))?;
+            let (name, labels) =
+                parse_series(series).map_err(|e| err(format!("series {series:?}: {e}")))?;
+            if r.min.is_none() && r.max.is_none() {
+                return Err(err("give its bounds: min and/or max".into()));
+            }
+            ProbeKind::Metric {
+                url: url.clone(),
+                name,
+                labels,
+                min: r.min,
+                max: r.max,
+            }
+        } else if let Some(url) = &r.http {
             if r.exit.is_some() || r.file.is_some() || r.target.is_some() || r.absent {
                 return Err(err(
                     "an http probe takes status, max_latency and timeout".into()
@@ -858,6 +917,36 @@ fn fault(
         workers,
         line,
     })
+}
+
+/// `name` or `name{a="x",b="y"}`.
+pub fn parse_series(s: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let s = s.trim();
+    let (name, rest) = match s.find('{') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let ok_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if !ok_name {
+        return Err("a metric name is letters, digits, _ and :".into());
+    }
+    let mut labels = Vec::new();
+    if let Some(rest) = rest {
+        let body = rest.strip_suffix('}').ok_or("a { without its }")?;
+        for part in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or("labels are key=\"value\"")?;
+            let v = v
+                .trim()
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .ok_or("label values are quoted")?;
+            labels.push((k.trim().to_string(), v.to_string()));
+        }
+    }
+    Ok((name.to_string(), labels))
 }
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {

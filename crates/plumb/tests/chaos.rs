@@ -1234,3 +1234,44 @@ fn a_cgroup_is_a_target() {
     member.kill().unwrap();
     member.wait().unwrap();
 }
+
+#[test]
+fn a_metric_probe_sees_the_fragile_frontend_s_errors_climb() {
+    let home = Home::new();
+    let (scenario, ports) = example(&home, "down-fragile.toml");
+    // The frontend's own count of failed checkouts must stay at 0.
+    let mut text_ = std::fs::read_to_string(&scenario).unwrap();
+    text_.push_str(&format!(
+        "\n[[probe]]\nname = \"no failed checkouts\"\nmetric = \"http://127.0.0.1:{}/metrics\"\nseries = 'service_requests_total{{path=\"/checkout\",code=\"502\"}}'\nmax = 0\n",
+        ports[&18453]
+    ));
+    std::fs::write(&scenario, text_).unwrap();
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let metric: Vec<&Value> = report["during"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["probe"] == "no failed checkouts")
+        .collect();
+    assert!(
+        metric.iter().any(|c| c["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("service_requests_total = ")
+            && c["detail"].as_str().unwrap().contains("(over 0)")),
+        "{metric:#?}"
+    );
+    // Bad series and bounds are named before anything runs.
+    std::fs::write(
+        &scenario,
+        "duration = \"1s\"\n[[target]]\nname = \"t\"\nprocess = \"x\"\n[[probe]]\nname = \"m\"\nmetric = \"http://127.0.0.1:1/metrics\"\nseries = 'a{b=c}'\nmax = 1\n[[fault]]\nkind = \"kill\"\ntarget = \"t\"\nat = \"1ms\"\n",
+    )
+    .unwrap();
+    let out = home.run(&["chaos", "validate", scenario.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains(":5: probe `m`: series \"a{b=c}\": label values are quoted"),
+        "{}",
+        text(&out.stderr)
+    );
+}
