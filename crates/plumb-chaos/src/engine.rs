@@ -84,6 +84,12 @@ pub fn preflight(s: &Scenario) -> Result<Vec<Planned>> {
         let at = |e: anyhow::Error| anyhow::anyhow!("{}: fault {}: {e:#}", f.line, f.kind.as_str());
         match f.kind {
             FaultKind::DiskFull => fault::check_disk_full(&f.path).map_err(at)?,
+            // SAFETY: geteuid has no preconditions.
+            FaultKind::Env if f.user.is_some() && unsafe { libc::geteuid() } != 0 => {
+                return Err(at(anyhow::anyhow!(
+                    "starting a target as another user needs root: run plumb chaos as root, or leave user out"
+                )));
+            }
             FaultKind::Clock if faketime_lib().is_none() => {
                 return Err(at(anyhow::anyhow!(
                     "libfaketime is not installed (Debian/Ubuntu: apt install faketime)"

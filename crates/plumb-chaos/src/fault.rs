@@ -70,7 +70,12 @@ enum Removal {
     Evict(u32, u64, String),
     Continue(Vec<(u32, u64)>),
     ClockBack(String),
-    EnvBack(String, BTreeMap<String, String>, Vec<String>),
+    EnvBack(
+        String,
+        BTreeMap<String, String>,
+        Vec<String>,
+        Option<(u32, u32)>,
+    ),
     Unmount(std::path::PathBuf),
     RemoveToxic(String),
     Enable(String),
@@ -167,7 +172,11 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
             let base = w.base;
             let r = w.started.get_mut(&f.on).context("not a started target")?;
             let (set0, remove0) = r.env_now();
+            let user0 = r.as_user;
             r.stop(journal);
+            if let Some((_, uid, gid)) = &f.user {
+                r.as_user = Some((*uid, *gid));
+            }
             r.start(journal, base, &f.env_set, &f.env_remove)?;
             let mut parts = Vec::new();
             for (k, v) in &f.env_set {
@@ -176,11 +185,18 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
             for k in &f.env_remove {
                 parts.push(format!("-{k}"));
             }
+            let mut what = format!("`{}` restarted", f.on);
+            if !parts.is_empty() {
+                what.push_str(&format!(" with {}", parts.join(" ")));
+            }
+            if let Some((name, uid, _)) = &f.user {
+                what.push_str(&format!(" as user {name} (uid {uid})"));
+            }
             Ok((
-                format!("`{}` restarted with {}", f.on, parts.join(" ")),
+                what,
                 Active {
                     entry: None,
-                    undo: Removal::EnvBack(f.on.clone(), set0, remove0),
+                    undo: Removal::EnvBack(f.on.clone(), set0, remove0, user0),
                 },
             ))
         }
@@ -327,9 +343,10 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
             }
             format!("clock of `{name}` back to the real time")
         }
-        Removal::EnvBack(ref name, ref set, ref remove) => {
+        Removal::EnvBack(ref name, ref set, ref remove, user0) => {
             let r = w.started.get_mut(name).context("not a started target")?;
             r.stop(journal);
+            r.as_user = user0;
             r.start(journal, base, set, remove)?;
             format!("`{name}` restarted with its own environment")
         }

@@ -242,6 +242,8 @@ pub struct Fault {
     pub env_set: BTreeMap<String, String>,
     /// env: variables removed.
     pub env_remove: Vec<String>,
+    /// env: run the target as this user instead: (name, uid, gid).
+    pub user: Option<(String, u32, u32)>,
     /// disk_full: the directory.
     pub path: PathBuf,
     /// disk_full: the tmpfs size in bytes.
@@ -355,6 +357,7 @@ struct RawFault {
     set: BTreeMap<String, String>,
     #[serde(default)]
     remove: Vec<String>,
+    user: Option<String>,
     path: Option<String>,
     size: Option<String>,
     latency: Option<String>,
@@ -698,14 +701,15 @@ fn fault(
         FaultKind::Evict => &["target", "signal", "grace"],
         FaultKind::Pause => &["target", "duration", "all"],
         FaultKind::Clock => &["target", "offset", "duration"],
-        FaultKind::Env => &["target", "set", "remove", "duration"],
+        FaultKind::Env => &["target", "set", "remove", "user", "duration"],
         FaultKind::DiskFull => &["path", "size", "duration", "target"],
         FaultKind::Latency => &["link", "latency", "duration"],
         FaultKind::Down => &["link", "duration"],
         FaultKind::Cpu => &["workers", "duration"],
         FaultKind::Memory => &["size", "duration"],
     };
-    let present: [(&str, bool); 12] = [
+    let present: [(&str, bool); 13] = [
+        ("user", r.user.is_some()),
         ("workers", r.workers.is_some()),
         ("target", r.target.is_some()),
         ("link", r.link.is_some()),
@@ -866,11 +870,20 @@ fn fault(
             )));
         }
     }
-    if kind == FaultKind::Env && r.set.is_empty() && r.remove.is_empty() {
+    if kind == FaultKind::Env && r.set.is_empty() && r.remove.is_empty() && r.user.is_none() {
         return Err(err(
-            "say what changes: set = { VAR = \"value\" } and/or remove = [\"VAR\"]".into(),
+            "say what changes: set = { VAR = \"value\" }, remove = [\"VAR\"] and/or user = \"NAME\""
+                .into(),
         ));
     }
+    let user = match &r.user {
+        Some(name) => Some(
+            user_ids(name)
+                .map(|(uid, gid)| (name.clone(), uid, gid))
+                .ok_or_else(|| err(format!("user {name:?} does not exist on this machine")))?,
+        ),
+        None => None,
+    };
     let path = match (&r.path, kind) {
         (Some(p), _) => base.join(p),
         (None, FaultKind::DiskFull) => {
@@ -910,6 +923,7 @@ fn fault(
         offset,
         env_set: r.set.clone(),
         env_remove: r.remove.clone(),
+        user,
         path,
         size,
         latency,
@@ -917,6 +931,21 @@ fn fault(
         workers,
         line,
     })
+}
+
+/// A user's uid and primary gid, from the password database.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam with a NUL-terminated name; the record it points at
+    // is read at once, before any other call could reuse it.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        if pw.is_null() {
+            None
+        } else {
+            Some(((*pw).pw_uid, (*pw).pw_gid))
+        }
+    }
 }
 
 /// `name` or `name{a="x",b="y"}`.

@@ -35,6 +35,8 @@ pub struct Running {
     /// How its processes ended, in words, with UTC times.
     pub exits: Vec<(String, String)>,
     env_now: (BTreeMap<String, String>, Vec<String>),
+    /// Start it as this user (uid, gid) instead of plumb's.
+    pub as_user: Option<(u32, u32)>,
 }
 
 /// libfaketime's library, when installed.
@@ -65,6 +67,7 @@ impl Running {
             pids: Vec::new(),
             exits: Vec::new(),
             env_now: (BTreeMap::new(), Vec::new()),
+            as_user: None,
         }
     }
 
@@ -110,6 +113,10 @@ impl Running {
             cmd.env_remove(v);
         }
         cmd.envs(set);
+        if let Some((uid, gid)) = self.as_user {
+            // std drops root's supplementary groups along with the ids.
+            cmd.uid(uid).gid(gid);
+        }
         self.env_now = (set.clone(), remove.to_vec());
         let child = cmd.spawn().with_context(|| {
             format!("target `{}`: cannot start {:?}", self.name, self.spec.argv)

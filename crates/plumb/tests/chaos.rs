@@ -1275,3 +1275,69 @@ fn a_metric_probe_sees_the_fragile_frontend_s_errors_climb() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn env_can_restart_a_target_as_another_user_and_back() {
+    if !is_root() || !Path::new("/usr/bin/pgrep").exists() {
+        eprintln!("skipped: needs root (to change user) and pgrep");
+        return;
+    }
+    let home = Home::new();
+    let secs = 500_000 + fastrand::u32(..99_999);
+    let scenario = home.dir().join("user.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"duration = "2500ms"
+interval = "100ms"
+[[target]]
+name = "t"
+command = ["sleep", "{secs}"]
+
+[[probe]]
+name = "runs as root"
+command = ["/usr/bin/pgrep", "-u", "root", "-f", "^sleep {secs}$"]
+
+[[fault]]
+kind = "env"
+target = "t"
+user = "nobody"
+at = "500ms"
+duration = "1s"
+"#
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let f = fault(&report);
+    assert!(
+        f["action"]
+            .as_str()
+            .unwrap()
+            .ends_with("`t` restarted as user nobody (uid 65534)"),
+        "{f:#}"
+    );
+    assert!(
+        during_fault(&report).iter().any(|c| c["ok"] == false),
+        "it ran as nobody: {report:#}"
+    );
+    assert_eq!(report["after"][0]["ok"], true, "and as root again after");
+    assert_clean(&home, &report, home.dir());
+    let out = home.run(&["chaos", "validate", scenario.to_str().unwrap()]);
+    assert!(support::ok(out, "validate").status.success());
+    std::fs::write(
+        &scenario,
+        std::fs::read_to_string(&scenario)
+            .unwrap()
+            .replace("\"nobody\"", "\"no-such-user-here\""),
+    )
+    .unwrap();
+    let out = home.run(&["chaos", "validate", scenario.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr)
+            .contains("user.toml:11: fault env: user \"no-such-user-here\" does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+}
