@@ -48,7 +48,7 @@ enum What {
         scenario: PathBuf,
     },
     /// Kill a random target process every interval (± jitter), until
-    /// stopped, with safety limits: a most --max-down targets left without
+    /// stopped, with safety limits: at most --max-down targets left without
     /// a process, a stop file, allowed UTC time windows.
     Monkey(MonkeyArgs),
     /// A short scenario against a bundled example service and worker: a
@@ -280,6 +280,11 @@ fn run(
     html: Option<PathBuf>,
     quiet: bool,
 ) -> Result<ExitCode> {
+    // A report that could not be written is found out before anything runs.
+    if let Some(path) = &html {
+        std::fs::File::create(path)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
