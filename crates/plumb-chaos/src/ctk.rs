@@ -506,6 +506,7 @@ pub fn run(
                 after: Vec::new(),
                 verdict: "done".into(),
                 first_deviation: None,
+                links: Vec::new(),
                 injected_ns: t0.as_nanos(),
                 removed_ns: t1.as_nanos(),
             });

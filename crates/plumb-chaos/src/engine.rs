@@ -354,6 +354,7 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     after: Vec::new(),
                     verdict: "not injected".into(),
                     first_deviation: None,
+                    links: Vec::new(),
                     injected_ns: now.as_nanos(),
                     removed_ns: now.as_nanos(),
                 };

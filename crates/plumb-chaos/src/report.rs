@@ -78,6 +78,10 @@ pub struct FaultReport {
     pub verdict: String,
     /// The first failed check while it was on.
     pub first_deviation: Option<Check>,
+    /// With a collector: (what, URL) of its dashboard pages for this
+    /// fault's window (the timeline, the search of plumb-chaos's events).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub links: Vec<(String, String)>,
     #[serde(skip)]
     pub(crate) injected_ns: i64,
     #[serde(skip)]
@@ -174,6 +178,9 @@ impl Report {
             }
             if let Some(d) = &f.first_deviation {
                 let _ = writeln!(s, "  first deviation {}: {}: {}", d.at, d.probe, d.detail);
+            }
+            for (what, url) in &f.links {
+                let _ = writeln!(s, "  {what}: {url}");
             }
         }
         let _ = writeln!(s, "steady state after:");
@@ -303,6 +310,9 @@ table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #cc
                         .unwrap_or_default()
                 ),
             };
+            let verdict = f.links.iter().fold(verdict, |v, (what, url)| {
+                format!("{v}<br><a href=\"{}\">{}</a>", e(url), e(what))
+            });
             let _ = write!(
                 s,
                 "<tr><td>{} on {} (line {})<br>{}</td><td>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

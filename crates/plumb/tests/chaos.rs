@@ -1031,7 +1031,7 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
     let home = Home::new();
     let (scenario, _) = example(&home, "pause.toml");
     let out = home
-        .cmd(&["chaos", "run", "-q", scenario.to_str().unwrap()])
+        .cmd(&["chaos", "run", "--json", "-q", scenario.to_str().unwrap()])
         .env("PLUMB_COLLECTOR", &collector.api)
         .output()
         .unwrap();
@@ -1040,6 +1040,16 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
     assert!(
         stderr.contains(&format!("3 event(s) sent to {}", collector.api)),
         "{stderr}"
+    );
+    // The report links to the dashboard's timeline of the fault's window.
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = report["faults"][0]["links"][0][1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        link.starts_with(&format!("{}/timeline?since=", collector.api)),
+        "{link}"
     );
     let search = |word: &str| {
         wait_for(
@@ -1058,6 +1068,18 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
         "{found}"
     );
     assert!(found.contains("chaos_verdict deviated"), "{found}");
+    let page = support::http(
+        &collector.api,
+        "GET",
+        &link[collector.api.len()..],
+        &[],
+        b"",
+    );
+    assert_eq!(page.status, 200, "{link}");
+    assert!(
+        text(&page.body).contains("chaos_injected"),
+        "the window shows the injection"
+    );
     // ... and on the merged timeline, in order.
     let out = support::ok(
         home.run(&["timeline", "--collector", &collector.api]),

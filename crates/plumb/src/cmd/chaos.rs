@@ -444,6 +444,36 @@ fn ship(cfg: &Config, report: &plumb_chaos::Report) {
     }
 }
 
+/// Links to the collector's dashboard for each fault's window: the
+/// timeline from 5 s before the injection to 5 s after the removal, and
+/// the search of the run's events.
+fn add_links(url: &str, report: &mut plumb_chaos::Report) {
+    let base = url.trim_end_matches('/');
+    let shift = |at: &str, by: i64| {
+        plumb_model::Timestamp::parse_rfc3339(at)
+            .map(|t| plumb_model::Timestamp::from_nanos(t.as_nanos() + by).to_rfc3339())
+            .unwrap_or_else(|_| at.to_string())
+    };
+    for f in &mut report.faults {
+        let (Some(from), Some(to)) = (f.injected.clone(), f.removed.clone().or(f.injected.clone()))
+        else {
+            continue;
+        };
+        let since = shift(&from, -5_000_000_000);
+        let until = shift(&to, 5_000_000_000);
+        f.links.push((
+            "timeline".into(),
+            format!(
+                "{base}/timeline?since={}&until={}",
+                plumb_http::encode_segment(&since),
+                plumb_http::encode_segment(&until)
+            ),
+        ));
+        f.links
+            .push(("events".into(), format!("{base}/search?q=chaos_injected")));
+    }
+}
+
 /// Writes the report (HTML file, then stdout) and gives the exit code.
 fn finish(
     cfg: &Config,
@@ -453,6 +483,11 @@ fn finish(
     quiet: bool,
 ) -> Result<ExitCode> {
     ship(cfg, report);
+    let mut report = report.clone();
+    if let Some(url) = &cfg.collector {
+        add_links(url, &mut report);
+    }
+    let report = &report;
     if let Some(path) = html {
         std::fs::write(path, report.html())
             .with_context(|| format!("cannot write the report {}", path.display()))?;
