@@ -21,8 +21,15 @@ pub fn colour_on_stderr() -> bool {
 
 /// Installs the tracing subscriber; `daemon` picks the timestamped form.
 pub fn init(daemon: bool) {
+    init_with(daemon, "warn");
+}
+
+/// [`init`] with another filter when PLUMB_LOG is not set (`plumb chaos`
+/// keeps its in-process proxy's warnings about the upstream it broke on
+/// purpose to itself).
+pub fn init_with(daemon: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -52,6 +52,8 @@ enum Command {
     Checkpoint(cmd::checkpoint::Args),
     /// Run the Toxiproxy-compatible fault-injection proxy, or drive a running one.
     Proxy(cmd::proxy::Args),
+    /// Chaos experiments: inject faults on a schedule, check the steady state, report.
+    Chaos(cmd::chaos::Args),
     /// Run the collector: ingest from every node, serve the query API.
     Serve(cmd::serve::Args),
     /// Create, list and revoke the collector's access tokens.
@@ -86,7 +88,12 @@ fn main() -> ExitCode {
         cli.command,
         Command::Serve(_) | Command::Agent(_) | Command::Proxy(_)
     );
-    logging::init(daemon);
+    if matches!(cli.command, Command::Chaos(_)) {
+        // The chaos run breaks the upstreams of its own proxy on purpose.
+        logging::init_with(daemon, "warn,plumb_proxy=error");
+    } else {
+        logging::init(daemon);
+    }
     if matches!(
         cli.command,
         Command::Ls(_)
@@ -126,6 +133,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::main(a),
         Command::Checkpoint(a) => cmd::checkpoint::main(a),
         Command::Proxy(a) => cmd::proxy::main(a),
+        Command::Chaos(a) => cmd::chaos::main(a),
         Command::Serve(a) => cmd::serve::main(a),
         Command::Token(a) => cmd::token::main(a),
         Command::Agent(a) => cmd::agent::main(a),

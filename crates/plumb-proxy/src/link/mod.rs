@@ -54,6 +54,12 @@ pub(crate) async fn accept_loop(
                     proxy.metrics.connections_active.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(serve(sock, peer.ip(), Arc::clone(&proxy), Arc::clone(&upstream), stop.clone()));
                 }
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    // `Proxy::stop` shut the listener down just before
+                    // signalling: not a failure, the stop is on its way.
+                    let _ = stop.changed().await;
+                    return;
+                }
                 Err(error) => {
                     // Usually out of file descriptors; back off instead of
                     // spinning, and log the first of a run of failures only.

@@ -214,6 +214,16 @@ pub fn main(args: Args) -> Result<ExitCode> {
     crate::cmd::evict_demo::demo_scene(&home, &python)?;
     outln!();
     crate::cmd::env_demo::local_scene(&me, &home, &dir, &python)?;
+    // A process of its own, so its logging is `plumb chaos`'s.
+    let status = Command::new(&me)
+        .env("PLUMB_HOME", &home)
+        .args(["chaos", "demo", "--python"])
+        .arg(&python)
+        .status()?;
+    if !status.success() {
+        bail!("`plumb chaos demo` failed with {status}");
+    }
+    outln!();
     let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
     fleet_section(&me, &home, &dir, &python, &session, keep)?;
     outln!(

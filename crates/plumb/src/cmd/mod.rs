@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod chaos;
 pub mod checkpoint;
 pub mod clock;
 pub mod dashboard;

@@ -1,0 +1,570 @@
+//! Injecting one fault and removing it. Every injection that could outlive
+//! plumb is journaled first ([`crate::journal`]).
+
+use crate::journal::{Journal, Undo, Written};
+use crate::procs;
+use crate::scenario::{Fault, FaultKind, signal_name};
+use crate::target::{RunResolver, Running, processes};
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The tmpfs source name plumb mounts with, so its mounts are told apart.
+pub const MOUNT_SOURCE: &str = "plumb-chaos";
+
+/// Everything a fault can act on.
+pub struct World<'a> {
+    /// The scenario's targets.
+    pub targets: &'a [crate::scenario::Target],
+    /// The started ones, by name.
+    pub started: &'a mut BTreeMap<String, Running>,
+    /// Plumb run names to pids.
+    pub runs: &'a RunResolver,
+    /// The in-process proxy, when there are links.
+    pub proxy: Option<&'a plumb_proxy::Client>,
+    /// The journal.
+    pub journal: &'a Journal,
+    /// Where relative paths start.
+    pub base: &'a Path,
+    /// The seeded generator.
+    pub rng: &'a mut fastrand::Rng,
+}
+
+impl std::fmt::Debug for World<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World").finish_non_exhaustive()
+    }
+}
+
+/// An injected fault, to be removed.
+#[derive(Debug)]
+pub struct Active {
+    entry: Option<Written>,
+    undo: Removal,
+}
+
+/// Memory held by a memory fault (not printed by Debug).
+struct Held(Vec<u8>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Debug)]
+enum Removal {
+    /// Stop the busy threads; report the CPU time they used.
+    Cpu(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        Vec<std::thread::JoinHandle<Duration>>,
+    ),
+    /// Free the memory.
+    Memory(Held),
+    /// Restart the target if it exited and restarts.
+    Restart(String),
+    /// SIGKILL after the grace if still alive, then restart.
+    Evict(u32, u64, String),
+    Continue(Vec<(u32, u64)>),
+    ClockBack(String),
+    EnvBack(
+        String,
+        BTreeMap<String, String>,
+        Vec<String>,
+        Option<(u32, u32)>,
+    ),
+    Unmount(std::path::PathBuf),
+    RemoveToxic(String),
+    Enable(String),
+}
+
+/// Injects `f`; returns what was done, in words, and how to remove it.
+pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
+    let pick = |w: &mut World<'_>| -> Result<Vec<procs::Proc>> {
+        let t = w
+            .targets
+            .iter()
+            .find(|t| t.name == f.on)
+            .context("no such target")?;
+        let ps = processes(t, w.started, w.runs)?;
+        if ps.is_empty() {
+            bail!("target `{}` has no process right now", f.on);
+        }
+        Ok(ps)
+    };
+    let journal = w.journal;
+    match f.kind {
+        FaultKind::Kill | FaultKind::Evict => {
+            let ps = pick(w)?;
+            // The main process of a started target; else one at random.
+            let p = match w.started.get(&f.on).and_then(|r| r.pid()) {
+                Some((pid, _)) => ps.iter().find(|p| p.pid == pid).unwrap_or(&ps[0]).clone(),
+                None => ps[w.rng.usize(..ps.len())].clone(),
+            };
+            let what = format!(
+                "{} pid {} ({}) of `{}`",
+                signal_name(f.signal),
+                p.pid,
+                short(&p.cmdline),
+                f.on
+            );
+            if !procs::signal(p.pid, p.start, f.signal) {
+                bail!(
+                    "pid {} of `{}` was gone before it could be signalled",
+                    p.pid,
+                    f.on
+                );
+            }
+            let undo = if f.kind == FaultKind::Evict {
+                Removal::Evict(p.pid, p.start, f.on.clone())
+            } else {
+                Removal::Restart(f.on.clone())
+            };
+            let what = if f.kind == FaultKind::Evict {
+                format!(
+                    "{what}, SIGKILL after {} grace",
+                    crate::scenario::human(f.duration)
+                )
+            } else {
+                what
+            };
+            Ok((what, Active { entry: None, undo }))
+        }
+        FaultKind::Pause => {
+            let ps = pick(w)?;
+            let chosen: Vec<procs::Proc> = if f.all {
+                ps
+            } else {
+                vec![ps[w.rng.usize(..ps.len())].clone()]
+            };
+            let pids: Vec<(u32, u64)> = chosen.iter().map(|p| (p.pid, p.start)).collect();
+            let list: Vec<String> = chosen.iter().map(|p| p.pid.to_string()).collect();
+            let what = format!("SIGSTOP pid {} of `{}`", list.join(", "), f.on);
+            let entry = journal.write(&what, &Undo::Continue { pids: pids.clone() })?;
+            for (pid, start) in &pids {
+                procs::signal(*pid, *start, libc::SIGSTOP);
+            }
+            Ok((
+                what,
+                Active {
+                    entry: Some(entry),
+                    undo: Removal::Continue(pids),
+                },
+            ))
+        }
+        FaultKind::Clock => {
+            let r = w.started.get(&f.on).context("not a started target")?;
+            let file = r.faketime_file.clone().context("not under libfaketime")?;
+            std::fs::write(&file, format!("{}\n", f.offset))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Ok((
+                format!("clock of `{}` set {} (libfaketime)", f.on, f.offset),
+                Active {
+                    entry: None,
+                    undo: Removal::ClockBack(f.on.clone()),
+                },
+            ))
+        }
+        FaultKind::Env => {
+            let base = w.base;
+            let r = w.started.get_mut(&f.on).context("not a started target")?;
+            let (set0, remove0) = r.env_now();
+            let user0 = r.as_user;
+            r.stop(journal);
+            if let Some((_, uid, gid)) = &f.user {
+                r.as_user = Some((*uid, *gid));
+            }
+            r.start(journal, base, &f.env_set, &f.env_remove)?;
+            let mut parts = Vec::new();
+            for (k, v) in &f.env_set {
+                parts.push(format!("{k}={v}"));
+            }
+            for k in &f.env_remove {
+                parts.push(format!("-{k}"));
+            }
+            let mut what = format!("`{}` restarted", f.on);
+            if !parts.is_empty() {
+                what.push_str(&format!(" with {}", parts.join(" ")));
+            }
+            if let Some((name, uid, _)) = &f.user {
+                what.push_str(&format!(" as user {name} (uid {uid})"));
+            }
+            Ok((
+                what,
+                Active {
+                    entry: None,
+                    undo: Removal::EnvBack(f.on.clone(), set0, remove0, user0),
+                },
+            ))
+        }
+        FaultKind::DiskFull => {
+            let what = format!(
+                "{} replaced by a full {} tmpfs",
+                f.path.display(),
+                plumb_model::display::size(f.size)
+            );
+            let entry = journal.write(
+                &what,
+                &Undo::Unmount {
+                    path: f.path.clone(),
+                },
+            )?;
+            if let Err(e) = mount_full(&f.path, f.size) {
+                journal.done(entry);
+                return Err(e);
+            }
+            Ok((
+                what,
+                Active {
+                    entry: Some(entry),
+                    undo: Removal::Unmount(f.path.clone()),
+                },
+            ))
+        }
+        FaultKind::Latency => {
+            let proxy = w.proxy.context("no proxy")?;
+            let name = "chaos_latency";
+            proxy
+                .add_toxic(
+                    &f.on,
+                    &serde_json::json!({
+                        "name": name,
+                        "type": "latency",
+                        "stream": "downstream",
+                        "attributes": {"latency": f.latency.as_millis() as u64},
+                    }),
+                )
+                .map_err(|e| anyhow::anyhow!("link `{}`: cannot add latency: {e}", f.on))?;
+            Ok((
+                format!(
+                    "link `{}` delayed by {}",
+                    f.on,
+                    crate::scenario::human(f.latency)
+                ),
+                Active {
+                    entry: None,
+                    undo: Removal::RemoveToxic(f.on.clone()),
+                },
+            ))
+        }
+        FaultKind::Cpu => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut threads = Vec::new();
+            for i in 0..f.workers {
+                let stop = std::sync::Arc::clone(&stop);
+                let t = std::thread::Builder::new()
+                    .name(format!("chaos-cpu-{i}"))
+                    .spawn(move || burn(&stop))
+                    .context("cannot start a CPU burner thread")?;
+                threads.push(t);
+            }
+            Ok((
+                format!("{} busy thread(s) in plumb", f.workers),
+                Active {
+                    entry: None,
+                    undo: Removal::Cpu(stop, threads),
+                },
+            ))
+        }
+        FaultKind::Memory => {
+            let before = rss_bytes();
+            let mut v = Vec::new();
+            v.try_reserve_exact(f.size as usize).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot allocate {}: {e}",
+                    plumb_model::display::size(f.size)
+                )
+            })?;
+            v.resize(f.size as usize, 0u8);
+            // Touch every page, so it is resident, not just reserved.
+            for i in (0..v.len()).step_by(4096) {
+                v[i] = 1;
+            }
+            let grew = rss_bytes().saturating_sub(before);
+            Ok((
+                format!(
+                    "{} allocated and touched in plumb (resident memory grew by {})",
+                    plumb_model::display::size(f.size),
+                    plumb_model::display::size(grew)
+                ),
+                Active {
+                    entry: None,
+                    undo: Removal::Memory(Held(v)),
+                },
+            ))
+        }
+        FaultKind::Down => {
+            let proxy = w.proxy.context("no proxy")?;
+            proxy
+                .update_proxy(&f.on, &serde_json::json!({"enabled": false}))
+                .map_err(|e| anyhow::anyhow!("link `{}`: cannot take it down: {e}", f.on))?;
+            Ok((
+                format!("link `{}` down (not listening, connections closed)", f.on),
+                Active {
+                    entry: None,
+                    undo: Removal::Enable(f.on.clone()),
+                },
+            ))
+        }
+    }
+}
+
+/// Removes an injected fault; returns what was done, in words.
+pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
+    let journal = w.journal;
+    let base = w.base;
+    let said = match a.undo {
+        Removal::Restart(ref name) => restart(w, name, journal, base)?,
+        Removal::Evict(ref pid, ref start, ref name) => {
+            let mut s = if procs::signal(*pid, *start, libc::SIGKILL) {
+                format!("pid {pid} still alive after the grace: SIGKILL")
+            } else {
+                format!("pid {pid} had exited within the grace")
+            };
+            let r = restart(w, name, journal, base)?;
+            if !r.is_empty() {
+                s = format!("{s}; {r}");
+            }
+            s
+        }
+        Removal::Continue(ref pids) => {
+            let n = pids
+                .iter()
+                .filter(|(pid, start)| procs::signal(*pid, *start, libc::SIGCONT))
+                .count();
+            format!("SIGCONT {n} process(es)")
+        }
+        Removal::ClockBack(ref name) => {
+            if let Some(file) = w.started.get(name).and_then(|r| r.faketime_file.clone()) {
+                std::fs::write(&file, "+0\n")?;
+            }
+            format!("clock of `{name}` back to the real time")
+        }
+        Removal::EnvBack(ref name, ref set, ref remove, user0) => {
+            let r = w.started.get_mut(name).context("not a started target")?;
+            r.stop(journal);
+            r.as_user = user0;
+            r.start(journal, base, set, remove)?;
+            format!("`{name}` restarted with its own environment")
+        }
+        Removal::Unmount(ref path) => {
+            unmount(path)?;
+            format!("{} unmounted", path.display())
+        }
+        Removal::RemoveToxic(ref link) => {
+            let proxy = w.proxy.context("no proxy")?;
+            proxy
+                .remove_toxic(link, "chaos_latency")
+                .map_err(|e| anyhow::anyhow!("link `{link}`: cannot remove latency: {e}"))?;
+            format!("link `{link}` latency removed")
+        }
+        Removal::Cpu(stop, threads) => {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let n = threads.len();
+            let used: Duration = threads.into_iter().filter_map(|t| t.join().ok()).sum();
+            format!(
+                "{n} busy thread(s) stopped after using {} of CPU",
+                crate::scenario::human(used)
+            )
+        }
+        Removal::Memory(ref held) => {
+            let n = held.0.len() as u64;
+            format!("{} freed", plumb_model::display::size(n))
+        }
+        Removal::Enable(ref link) => {
+            let proxy = w.proxy.context("no proxy")?;
+            proxy
+                .update_proxy(link, &serde_json::json!({"enabled": true}))
+                .map_err(|e| anyhow::anyhow!("link `{link}`: cannot bring it up: {e}"))?;
+            format!("link `{link}` up")
+        }
+    };
+    if let Some(e) = a.entry {
+        journal.done(e);
+    }
+    Ok(said)
+}
+
+/// Keeps a core busy until `stop`; returns the CPU time this thread used.
+fn burn(stop: &std::sync::atomic::AtomicBool) -> Duration {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// This process's resident memory (VmRSS), in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Starts a started target again once it has exited, if it restarts.
+fn restart(w: &mut World<'_>, name: &str, journal: &Journal, base: &Path) -> Result<String> {
+    let Some(r) = w.started.get_mut(name) else {
+        return Ok(String::new());
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while r.pid().is_some() && r.poll_exit().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if r.pid().is_some() {
+        return Ok(String::new());
+    }
+    r.forget(journal);
+    if !r.restarts() {
+        return Ok(format!("`{name}` left down (restart = false)"));
+    }
+    let (set, remove) = r.env_now();
+    r.start(journal, base, &set, &remove)?;
+    Ok(format!(
+        "`{name}` restarted as pid {}",
+        r.pid().map(|p| p.0).unwrap_or(0)
+    ))
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 100 {
+        format!("{}…", s.chars().take(100).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// Checks, before anything runs, that a disk_full fault can be done here.
+pub fn check_disk_full(path: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "it mounts a size-limited tmpfs over {}, which needs root (CAP_SYS_ADMIN): run plumb chaos as root, or leave this fault out",
+            path.display()
+        );
+    }
+    if !path.is_dir() {
+        bail!(
+            "{} is not a directory (create it first: the tmpfs is mounted over it)",
+            path.display()
+        );
+    }
+    if is_our_mount(path) {
+        bail!(
+            "{} already has plumb's tmpfs over it (a plumb chaos is running, or run `plumb chaos cleanup`)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).context("path has a NUL byte")
+}
+
+/// Mounts a tmpfs of `size` bytes over `path` and fills it.
+fn mount_full(path: &Path, size: u64) -> Result<()> {
+    let src = CString::new(MOUNT_SOURCE)?;
+    let fstype = CString::new("tmpfs")?;
+    let opts = CString::new(format!("size={size},mode=1777"))?;
+    let target = cpath(path)?;
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            opts.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("cannot mount a tmpfs over {}: {e}", path.display());
+    }
+    // Fill it, so the next write fails with ENOSPC.
+    let fill = path.join(".plumb-chaos-fill");
+    if let Ok(mut f) = std::fs::File::create(&fill) {
+        let block = vec![0u8; 4096];
+        for _ in 0..(size / 4096 + 16) {
+            if std::io::Write::write_all(&mut f, &block).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+    }
+    Ok(())
+}
+
+/// Unmounts plumb's tmpfs from `path` (lazily, if something holds it).
+pub fn unmount(path: &Path) -> Result<()> {
+    let target = cpath(path)?;
+    // SAFETY: umount2(2) with a NUL-terminated path.
+    let rc = unsafe { libc::umount2(target.as_ptr(), 0) };
+    if rc != 0 {
+        // SAFETY: as above; MNT_DETACH leaves it to go when last used.
+        let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            bail!("cannot unmount {}: {e}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Whether plumb's tmpfs is mounted on `path` (per /proc/self/mountinfo).
+pub fn is_our_mount(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(dash) = f.iter().position(|x| *x == "-") else {
+            return false;
+        };
+        f.get(4)
+            .map(|m| Path::new(&unescape(m)) == want)
+            .unwrap_or(false)
+            && f.get(dash + 1) == Some(&"tmpfs")
+            && f.get(dash + 2) == Some(&MOUNT_SOURCE)
+    })
+}
+
+/// mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(n) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(n);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

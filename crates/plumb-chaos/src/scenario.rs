@@ -1,0 +1,1109 @@
+//! The scenario file: TOML, read strictly. Every mistake is found before
+//! anything runs and named with its line: unknown keys and fault kinds (by
+//! serde, `deny_unknown_fields`), then what serde cannot see (a fault
+//! naming a target that does not exist, a schedule that cannot run, a
+//! field a fault kind does not take) by [`parse`]'s own checks, which carry
+//! each table's span.
+
+use anyhow::{Result, anyhow};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A scenario that passed validation, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// What the experiment is about (the file name when not given).
+    pub title: String,
+    /// How long the method (the faults' schedule) lasts.
+    pub duration: Duration,
+    /// The seed of every random choice: schedules and which process to hit.
+    pub seed: u64,
+    /// How often the probes run during the method.
+    pub interval: Duration,
+    /// How long to wait after the last rollback before the after-check.
+    pub settle: Duration,
+    /// What the faults act on.
+    pub targets: Vec<Target>,
+    /// Network links plumb proxies itself.
+    pub links: Vec<Link>,
+    /// The steady-state hypothesis.
+    pub probes: Vec<Probe>,
+    /// The method.
+    pub faults: Vec<Fault>,
+    /// Commands run at the end, whatever happened.
+    pub rollbacks: Vec<Rollback>,
+    /// The directory relative paths in the file are read from.
+    pub base: PathBuf,
+}
+
+/// A compiled process pattern (a regular expression).
+pub type Pattern = regex::Regex;
+
+/// What a target is.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    /// A command plumb starts (and stops) itself.
+    Command(Started),
+    /// Every process whose command line matches this pattern.
+    Pattern(regex::Regex),
+    /// Every process with this exact name (`/proc/PID/comm`).
+    Name(String),
+    /// The processes of a running plumb run of this name.
+    Run(String),
+    /// The processes in this cgroup (its `cgroup.procs`).
+    Cgroup(PathBuf),
+}
+
+/// A command plumb starts.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Variables set.
+    pub env: BTreeMap<String, String>,
+    /// Variables removed.
+    pub env_remove: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// A libfaketime offset from the start (e.g. `+1h`).
+    pub faketime: Option<String>,
+    /// A TCP address that accepts connections once the target is ready.
+    pub ready: Option<String>,
+    /// Start it again after it exits because of a fault.
+    pub restart: bool,
+}
+
+/// A named target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name in the scenario.
+    pub name: String,
+    /// What it is.
+    pub kind: TargetKind,
+    /// Its line in the file.
+    pub line: usize,
+}
+
+/// A link: plumb listens on `listen` and forwards to `upstream` through
+/// its own proxy, so network faults apply to it.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Its name.
+    pub name: String,
+    /// Where the application connects.
+    pub listen: String,
+    /// Where the real service listens.
+    pub upstream: String,
+}
+
+/// What a probe checks.
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    /// An HTTP GET: the status and, optionally, a latency bound.
+    Http {
+        /// `http://host:port/path`.
+        url: String,
+        /// The expected status.
+        status: u16,
+        /// Slower than this is a deviation.
+        max_latency: Option<Duration>,
+    },
+    /// A command whose exit code must be `exit`.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// The expected exit code.
+        exit: i32,
+    },
+    /// A Prometheus text endpoint: the sum of a series' samples within
+    /// bounds.
+    Metric {
+        /// `http://host:port/metrics`.
+        url: String,
+        /// The metric's name.
+        name: String,
+        /// Labels a sample must have (others are summed over).
+        labels: Vec<(String, String)>,
+        /// Below this is a deviation.
+        min: Option<f64>,
+        /// Above this is a deviation.
+        max: Option<f64>,
+    },
+    /// A pattern in a log: a file, or a started target's output.
+    Log {
+        /// The pattern.
+        pattern: regex::Regex,
+        /// Where to look.
+        source: LogSource,
+        /// True: it must appear; false: it must not.
+        present: bool,
+    },
+}
+
+/// Where a log probe reads.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// A file.
+    File(PathBuf),
+    /// The output of a target plumb started.
+    Target(String),
+}
+
+/// One steady-state probe.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Its name.
+    pub name: String,
+    /// What it checks.
+    pub kind: ProbeKind,
+    /// How long one check may take.
+    pub timeout: Duration,
+}
+
+/// The fault kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// SIGKILL or SIGTERM one process of the target, chosen with the seed.
+    Kill,
+    /// A warning signal, a grace period, then SIGKILL.
+    Evict,
+    /// SIGSTOP, then SIGCONT.
+    Pause,
+    /// The started target's clock is offset (libfaketime).
+    Clock,
+    /// The started target runs with variables removed or changed.
+    Env,
+    /// The directory is replaced by a full, size-limited tmpfs.
+    DiskFull,
+    /// The link delays every byte.
+    Latency,
+    /// The link stops listening and drops its connections.
+    Down,
+    /// CPU pressure: busy threads, one per `workers`.
+    Cpu,
+    /// Memory pressure: `size` bytes allocated and touched.
+    Memory,
+}
+
+impl FaultKind {
+    /// Its name in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Evict => "evict",
+            FaultKind::Pause => "pause",
+            FaultKind::Clock => "clock",
+            FaultKind::Env => "env",
+            FaultKind::DiskFull => "disk_full",
+            FaultKind::Latency => "latency",
+            FaultKind::Down => "down",
+            FaultKind::Cpu => "cpu",
+            FaultKind::Memory => "memory",
+        }
+    }
+}
+
+/// When a fault is injected.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Once, this long after the method starts.
+    At(Duration),
+    /// Every `every`, each moved by up to ± `jitter` (seeded).
+    Every {
+        /// The period.
+        every: Duration,
+        /// The most each injection moves.
+        jitter: Duration,
+    },
+    /// `count` times at seeded random moments of the method.
+    Random(u32),
+}
+
+/// One fault of the method.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Its kind.
+    pub kind: FaultKind,
+    /// A target's name (process faults) or a link's (network faults).
+    pub on: String,
+    /// When.
+    pub schedule: Schedule,
+    /// How long it lasts before it is removed (an eviction's grace).
+    pub duration: Duration,
+    /// kill: SIGKILL (9) or SIGTERM (15); evict: the warning signal.
+    pub signal: i32,
+    /// clock: the libfaketime offset, e.g. `+1h`.
+    pub offset: String,
+    /// env: variables set.
+    pub env_set: BTreeMap<String, String>,
+    /// env: variables removed.
+    pub env_remove: Vec<String>,
+    /// env: run the target as this user instead: (name, uid, gid).
+    pub user: Option<(String, u32, u32)>,
+    /// disk_full: the directory.
+    pub path: PathBuf,
+    /// disk_full: the tmpfs size in bytes.
+    pub size: u64,
+    /// latency: the added delay.
+    pub latency: Duration,
+    /// pause: every process of the target (true) or one, seeded (false).
+    pub all: bool,
+    /// cpu: how many busy threads.
+    pub workers: usize,
+    /// Its line in the file.
+    pub line: usize,
+}
+
+/// A command run after the method, whatever happened.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    title: Option<String>,
+    duration: Spanned<String>,
+    seed: Option<u64>,
+    interval: Option<Spanned<String>>,
+    settle: Option<Spanned<String>>,
+    #[serde(default)]
+    target: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    link: Vec<Spanned<RawLink>>,
+    #[serde(default)]
+    probe: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    fault: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    rollback: Vec<Spanned<RawRollback>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    env_remove: Vec<String>,
+    cwd: Option<String>,
+    faketime: Option<String>,
+    ready: Option<String>,
+    #[serde(default)]
+    restart: bool,
+    pattern: Option<String>,
+    process: Option<String>,
+    run: Option<String>,
+    cgroup: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    name: String,
+    #[serde(default = "default_listen")]
+    listen: String,
+    upstream: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:0".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: String,
+    http: Option<String>,
+    status: Option<u16>,
+    max_latency: Option<String>,
+    command: Option<Vec<String>>,
+    exit: Option<i32>,
+    log: Option<String>,
+    file: Option<String>,
+    target: Option<String>,
+    #[serde(default)]
+    absent: bool,
+    timeout: Option<String>,
+    metric: Option<String>,
+    series: Option<String>,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    kind: Spanned<FaultKind>,
+    target: Option<String>,
+    link: Option<String>,
+    at: Option<String>,
+    every: Option<String>,
+    jitter: Option<String>,
+    random: Option<u32>,
+    duration: Option<String>,
+    signal: Option<String>,
+    grace: Option<String>,
+    offset: Option<String>,
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+    user: Option<String>,
+    path: Option<String>,
+    size: Option<String>,
+    latency: Option<String>,
+    #[serde(default)]
+    all: bool,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollback {
+    command: Vec<String>,
+}
+
+/// The line (1-based) of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read scenario {}: {e}", path.display()))?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let title = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse(&text, &base, &title).map_err(|e| anyhow!("{}:{e}", path.display()))
+}
+
+/// Validates a scenario's text. Errors start with `LINE: `.
+pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        anyhow!("{line}: {}", e.message().trim_end())
+    })?;
+    let at = |span: std::ops::Range<usize>| line_of(text, span.start);
+    let dur = |s: &Spanned<String>, what: &str| -> Result<Duration> {
+        parse_dur(s.get_ref()).map_err(|e| anyhow!("{}: {what}: {e}", at(s.span())))
+    };
+    let duration = dur(&raw.duration, "duration")?;
+    if duration.is_zero() {
+        return Err(anyhow!(
+            "{}: duration must be more than 0",
+            at(raw.duration.span())
+        ));
+    }
+    let interval = match &raw.interval {
+        Some(s) => dur(s, "interval")?,
+        None => Duration::from_millis(500),
+    };
+    if interval < Duration::from_millis(10) {
+        let line = raw.interval.as_ref().map(|s| at(s.span())).unwrap_or(1);
+        return Err(anyhow!("{line}: interval must be at least 10ms"));
+    }
+    let settle = match &raw.settle {
+        Some(s) => dur(s, "settle")?,
+        None => Duration::from_secs(1),
+    };
+
+    let mut targets = Vec::new();
+    for t in &raw.target {
+        let line = at(t.span());
+        let r = t.get_ref();
+        let err = |m: String| anyhow!("{line}: target `{}`: {m}", r.name);
+        if targets.iter().any(|x: &Target| x.name == r.name) {
+            return Err(err("a second target with this name".into()));
+        }
+        let given = [
+            r.command.is_some(),
+            r.pattern.is_some(),
+            r.process.is_some(),
+            r.run.is_some(),
+            r.cgroup.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given != 1 {
+            return Err(err(
+                "say what it is with exactly one of command, pattern, process, run or cgroup"
+                    .into(),
+            ));
+        }
+        let started_only = !r.env.is_empty()
+            || !r.env_remove.is_empty()
+            || r.cwd.is_some()
+            || r.faketime.is_some()
+            || r.ready.is_some()
+            || r.restart;
+        if r.command.is_none() && started_only {
+            return Err(err(
+                "env, env_remove, cwd, faketime, ready and restart are for a command plumb starts"
+                    .into(),
+            ));
+        }
+        let kind = if let Some(argv) = &r.command {
+            if argv.is_empty() {
+                return Err(err("command is empty".into()));
+            }
+            TargetKind::Command(Started {
+                argv: argv.clone(),
+                env: r.env.clone(),
+                env_remove: r.env_remove.clone(),
+                cwd: r.cwd.as_ref().map(|c| base.join(c)),
+                faketime: r.faketime.clone(),
+                ready: r.ready.clone(),
+                restart: r.restart,
+            })
+        } else if let Some(p) = &r.pattern {
+            TargetKind::Pattern(
+                regex::Regex::new(p).map_err(|e| err(format!("pattern is not a regex: {e}")))?,
+            )
+        } else if let Some(p) = &r.process {
+            TargetKind::Name(p.clone())
+        } else if let Some(c) = &r.cgroup {
+            let dir = Path::new("/sys/fs/cgroup").join(c);
+            if !dir.join("cgroup.procs").is_file() {
+                return Err(err(format!(
+                    "{} has no cgroup.procs: not a cgroup directory",
+                    dir.display()
+                )));
+            }
+            TargetKind::Cgroup(dir)
+        } else {
+            TargetKind::Run(r.run.clone().unwrap_or_default())
+        };
+        targets.push(Target {
+            name: r.name.clone(),
+            kind,
+            line,
+        });
+    }
+
+    let mut links: Vec<Link> = Vec::new();
+    for l in &raw.link {
+        let r = l.get_ref();
+        if links.iter().any(|x| x.name == r.name) {
+            return Err(anyhow!(
+                "{}: link `{}`: a second link with this name",
+                at(l.span()),
+                r.name
+            ));
+        }
+        links.push(Link {
+            name: r.name.clone(),
+            listen: r.listen.clone(),
+            upstream: r.upstream.clone(),
+        });
+    }
+
+    let mut probes = Vec::new();
+    for p in &raw.probe {
+        let line = at(p.span());
+        let r = p.get_ref();
+        let err = |m: String| anyhow!("{line}: probe `{}`: {m}", r.name);
+        let given = [
+            r.http.is_some(),
+            r.command.is_some(),
+            r.log.is_some(),
+            r.metric.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given != 1 {
+            return Err(err(
+                "say what it checks with exactly one of http, command, log or metric".into(),
+            ));
+        }
+        if r.metric.is_none() && (r.series.is_some() || r.min.is_some() || r.max.is_some()) {
+            return Err(err("series, min and max go with metric".into()));
+        }
+        let timeout = match &r.timeout {
+            Some(s) => parse_dur(s).map_err(|e| err(format!("timeout: {e}")))?,
+            None => Duration::from_secs(2),
+        };
+        let kind = if let Some(url) = &r.metric {
+            if r.status.is_some()
+                || r.max_latency.is_some()
+                || r.exit.is_some()
+                || r.file.is_some()
+                || r.target.is_some()
+                || r.absent
+            {
+                return Err(err(
+                    "a metric probe takes series, min, max and timeout".into()
+                ));
+            }
+            if !url.starts_with("http://") {
+                return Err(err(format!(
+                    "metric = {url:?}: only http:// URLs are read in this version"
+                )));
+            }
+            let series = r
+                .series
+                .as_deref()
+                .ok_or_else(|| err("name the series: series = 'name{label=\"value\"}'".into()))?;
+            let (name, labels) =
+                parse_series(series).map_err(|e| err(format!("series {series:?}: {e}")))?;
+            if r.min.is_none() && r.max.is_none() {
+                return Err(err("give its bounds: min and/or max".into()));
+            }
+            ProbeKind::Metric {
+                url: url.clone(),
+                name,
+                labels,
+                min: r.min,
+                max: r.max,
+            }
+        } else if let Some(url) = &r.http {
+            if r.exit.is_some() || r.file.is_some() || r.target.is_some() || r.absent {
+                return Err(err(
+                    "an http probe takes status, max_latency and timeout".into()
+                ));
+            }
+            if !url.starts_with("http://") {
+                return Err(err(format!(
+                    "http = {url:?}: only http:// URLs are checked in this version"
+                )));
+            }
+            let max_latency = match &r.max_latency {
+                Some(s) => Some(parse_dur(s).map_err(|e| err(format!("max_latency: {e}")))?),
+                None => None,
+            };
+            ProbeKind::Http {
+                url: url.clone(),
+                status: r.status.unwrap_or(200),
+                max_latency,
+            }
+        } else if let Some(argv) = &r.command {
+            if argv.is_empty() {
+                return Err(err("command is empty".into()));
+            }
+            if r.status.is_some()
+                || r.max_latency.is_some()
+                || r.file.is_some()
+                || r.target.is_some()
+                || r.absent
+            {
+                return Err(err("a command probe takes exit and timeout".into()));
+            }
+            ProbeKind::Command {
+                argv: argv.clone(),
+                exit: r.exit.unwrap_or(0),
+            }
+        } else {
+            let pat = r.log.as_deref().unwrap_or_default();
+            let pattern =
+                regex::Regex::new(pat).map_err(|e| err(format!("log is not a regex: {e}")))?;
+            let source = match (&r.file, &r.target) {
+                (Some(f), None) => LogSource::File(base.join(f)),
+                (None, Some(t)) => {
+                    let known = targets.iter().find(|x| &x.name == t).ok_or_else(|| {
+                        err(format!("target `{t}` is not a target of this scenario"))
+                    })?;
+                    if !matches!(known.kind, TargetKind::Command(_)) {
+                        return Err(err(format!(
+                            "target `{t}` is not started by plumb, so plumb has no output of it: read a file instead"
+                        )));
+                    }
+                    LogSource::Target(t.clone())
+                }
+                _ => return Err(err("a log probe reads exactly one of file or target".into())),
+            };
+            ProbeKind::Log {
+                pattern,
+                source,
+                present: !r.absent,
+            }
+        };
+        probes.push(Probe {
+            name: r.name.clone(),
+            kind,
+            timeout,
+        });
+    }
+
+    let mut faults = Vec::new();
+    for f in &raw.fault {
+        faults.push(fault(f, text, base, &targets, &links, duration)?);
+    }
+    if faults.is_empty() {
+        return Err(anyhow!(
+            "1: the scenario has no [[fault]]: nothing would be tested"
+        ));
+    }
+    let mut rollbacks = Vec::new();
+    for r in &raw.rollback {
+        if r.get_ref().command.is_empty() {
+            return Err(anyhow!("{}: rollback: command is empty", at(r.span())));
+        }
+        rollbacks.push(Rollback {
+            argv: r.get_ref().command.clone(),
+        });
+    }
+    Ok(Scenario {
+        title: raw.title.unwrap_or_else(|| default_title.to_string()),
+        duration,
+        seed: raw.seed.unwrap_or(0),
+        interval,
+        settle,
+        targets,
+        links,
+        probes,
+        faults,
+        rollbacks,
+        base: base.to_path_buf(),
+    })
+}
+
+fn fault(
+    f: &Spanned<RawFault>,
+    text: &str,
+    base: &Path,
+    targets: &[Target],
+    links: &[Link],
+    method: Duration,
+) -> Result<Fault> {
+    let line = line_of(text, f.span().start);
+    let r = f.get_ref();
+    let kind = *r.kind.get_ref();
+    let name = kind.as_str();
+    let err = |m: String| anyhow!("{line}: fault {name}: {m}");
+    let network = matches!(kind, FaultKind::Latency | FaultKind::Down);
+    // Which fields each kind takes, beyond the schedule.
+    let allowed: &[&str] = match kind {
+        FaultKind::Kill => &["target", "signal", "duration"],
+        FaultKind::Evict => &["target", "signal", "grace"],
+        FaultKind::Pause => &["target", "duration", "all"],
+        FaultKind::Clock => &["target", "offset", "duration"],
+        FaultKind::Env => &["target", "set", "remove", "user", "duration"],
+        FaultKind::DiskFull => &["path", "size", "duration", "target"],
+        FaultKind::Latency => &["link", "latency", "duration"],
+        FaultKind::Down => &["link", "duration"],
+        FaultKind::Cpu => &["workers", "duration"],
+        FaultKind::Memory => &["size", "duration"],
+    };
+    let present: [(&str, bool); 13] = [
+        ("user", r.user.is_some()),
+        ("workers", r.workers.is_some()),
+        ("target", r.target.is_some()),
+        ("link", r.link.is_some()),
+        ("signal", r.signal.is_some()),
+        ("grace", r.grace.is_some()),
+        ("duration", r.duration.is_some()),
+        ("offset", r.offset.is_some()),
+        ("set", !r.set.is_empty()),
+        ("remove", !r.remove.is_empty()),
+        ("path", r.path.is_some()),
+        ("size", r.size.is_some()),
+        ("latency", r.latency.is_some()),
+    ];
+    for (key, is) in present {
+        if is && !allowed.contains(&key) {
+            return Err(err(format!(
+                "`{key}` does not apply to this kind (it takes {})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    if r.all && kind != FaultKind::Pause {
+        return Err(err("`all` applies to pause only".into()));
+    }
+    let on = if network {
+        let l = r
+            .link
+            .clone()
+            .ok_or_else(|| err("name the link it acts on: link = \"NAME\"".into()))?;
+        if !links.iter().any(|x| x.name == l) {
+            return Err(err(format!(
+                "link `{l}` is not a [[link]] of this scenario (links: {})",
+                names(links.iter().map(|x| x.name.as_str()))
+            )));
+        }
+        l
+    } else if kind == FaultKind::DiskFull && r.target.is_none() {
+        r.path.clone().unwrap_or_default()
+    } else if matches!(kind, FaultKind::Cpu | FaultKind::Memory) {
+        "this host".to_string()
+    } else {
+        let t = r
+            .target
+            .clone()
+            .ok_or_else(|| err("name the target it acts on: target = \"NAME\"".into()))?;
+        let target = targets.iter().find(|x| x.name == t).ok_or_else(|| {
+            err(format!(
+                "target `{t}` is not a [[target]] of this scenario (targets: {})",
+                names(targets.iter().map(|x| x.name.as_str()))
+            ))
+        })?;
+        if matches!(kind, FaultKind::Clock | FaultKind::Env)
+            && !matches!(target.kind, TargetKind::Command(_))
+        {
+            return Err(err(format!(
+                "target `{t}` must be a command plumb starts (command = [...]): only a process plumb starts can be given another clock or environment"
+            )));
+        }
+        t
+    };
+    let d = |s: &Option<String>, what: &str| -> Result<Option<Duration>> {
+        s.as_ref()
+            .map(|v| parse_dur(v).map_err(|e| err(format!("{what}: {e}"))))
+            .transpose()
+    };
+    let schedule = match (&r.at, &r.every, r.random) {
+        (Some(_), None, None) => {
+            if r.jitter.is_some() {
+                return Err(err("jitter goes with every".into()));
+            }
+            let t = d(&r.at, "at")?.unwrap_or_default();
+            if t >= method {
+                return Err(err(format!(
+                    "at = {:?} is not within the scenario's duration ({})",
+                    r.at.as_deref().unwrap_or_default(),
+                    human(method)
+                )));
+            }
+            Schedule::At(t)
+        }
+        (None, Some(_), None) => {
+            let every = d(&r.every, "every")?.unwrap_or_default();
+            let jitter = d(&r.jitter, "jitter")?.unwrap_or_default();
+            if every.is_zero() {
+                return Err(err("every must be more than 0".into()));
+            }
+            if jitter >= every {
+                return Err(err("jitter must be less than every".into()));
+            }
+            if every + jitter >= method {
+                return Err(err(format!(
+                    "every = {:?} never comes within the scenario's duration ({})",
+                    r.every.as_deref().unwrap_or_default(),
+                    human(method)
+                )));
+            }
+            Schedule::Every { every, jitter }
+        }
+        (None, None, Some(n)) => {
+            if r.jitter.is_some() {
+                return Err(err("jitter goes with every".into()));
+            }
+            if n == 0 {
+                return Err(err("random must be at least 1".into()));
+            }
+            Schedule::Random(n)
+        }
+        (None, None, None) => {
+            return Err(err(
+                "say when with one of at = \"2s\", every = \"5s\" (with jitter), or random = N"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(err(
+                "at, every and random exclude each other: use one".into()
+            ));
+        }
+    };
+    let duration = match kind {
+        FaultKind::Kill => d(&r.duration, "duration")?.unwrap_or_default(),
+        FaultKind::Evict => d(&r.grace, "grace")?.unwrap_or(Duration::from_secs(2)),
+        _ => d(&r.duration, "duration")?.unwrap_or(Duration::from_secs(2)),
+    };
+    if let Schedule::Every { every, jitter } = schedule
+        && duration + jitter * 2 >= every
+    {
+        return Err(err(format!(
+            "each injection lasts {} but they come every {} ± {}: they would overlap",
+            human(duration),
+            human(every),
+            human(jitter)
+        )));
+    }
+    let signal = match (&r.signal, kind) {
+        (None, FaultKind::Kill) => libc::SIGKILL,
+        (None, _) => libc::SIGTERM,
+        (Some(s), _) => signal_number(s).ok_or_else(|| {
+            err(format!(
+                "signal {s:?} is not one plumb sends (SIGKILL, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT)"
+            ))
+        })?,
+    };
+    if kind == FaultKind::Kill && signal != libc::SIGKILL && signal != libc::SIGTERM {
+        return Err(err("kill sends SIGKILL or SIGTERM".into()));
+    }
+    let offset = r.offset.clone().unwrap_or_default();
+    if kind == FaultKind::Clock {
+        let ok = offset.len() > 1
+            && (offset.starts_with('+') || offset.starts_with('-'))
+            && offset[1..]
+                .trim_end_matches(['s', 'm', 'h', 'd', 'y'])
+                .parse::<f64>()
+                .is_ok();
+        if !ok {
+            return Err(err(format!(
+                "offset = {offset:?}: give libfaketime's relative form, e.g. \"+1h\", \"-30m\", \"+90s\""
+            )));
+        }
+    }
+    if kind == FaultKind::Env && r.set.is_empty() && r.remove.is_empty() && r.user.is_none() {
+        return Err(err(
+            "say what changes: set = { VAR = \"value\" }, remove = [\"VAR\"] and/or user = \"NAME\""
+                .into(),
+        ));
+    }
+    let user = match &r.user {
+        Some(name) => Some(
+            user_ids(name)
+                .map(|(uid, gid)| (name.clone(), uid, gid))
+                .ok_or_else(|| err(format!("user {name:?} does not exist on this machine")))?,
+        ),
+        None => None,
+    };
+    let path = match (&r.path, kind) {
+        (Some(p), _) => base.join(p),
+        (None, FaultKind::DiskFull) => {
+            return Err(err(
+                "name the directory that fills up: path = \"DIR\"".into()
+            ));
+        }
+        (None, _) => PathBuf::new(),
+    };
+    let size = match (&r.size, kind) {
+        (Some(s), _) => {
+            parse_size(s).ok_or_else(|| err(format!("size {s:?}: e.g. \"64k\", \"1M\"")))?
+        }
+        (None, FaultKind::Memory) => {
+            return Err(err("say how much: size = \"256M\"".into()));
+        }
+        (None, _) => 64 * 1024,
+    };
+    let workers = match r.workers {
+        Some(0) => return Err(err("workers must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let latency = match (d(&r.latency, "latency")?, kind) {
+        (Some(l), _) => l,
+        (None, FaultKind::Latency) => {
+            return Err(err("say how much: latency = \"200ms\"".into()));
+        }
+        (None, _) => Duration::ZERO,
+    };
+    Ok(Fault {
+        kind,
+        on,
+        schedule,
+        duration,
+        signal,
+        offset,
+        env_set: r.set.clone(),
+        env_remove: r.remove.clone(),
+        user,
+        path,
+        size,
+        latency,
+        all: r.all,
+        workers,
+        line,
+    })
+}
+
+/// A user's uid and primary gid, from the password database.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam with a NUL-terminated name; the record it points at
+    // is read at once, before any other call could reuse it.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        if pw.is_null() {
+            None
+        } else {
+            Some(((*pw).pw_uid, (*pw).pw_gid))
+        }
+    }
+}
+
+/// `name` or `name{a="x",b="y"}`.
+pub fn parse_series(s: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let s = s.trim();
+    let (name, rest) = match s.find('{') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let ok_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if !ok_name {
+        return Err("a metric name is letters, digits, _ and :".into());
+    }
+    let mut labels = Vec::new();
+    if let Some(rest) = rest {
+        let body = rest.strip_suffix('}').ok_or("a { without its }")?;
+        for part in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or("labels are key=\"value\"")?;
+            let v = v
+                .trim()
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .ok_or("label values are quoted")?;
+            labels.push((k.trim().to_string(), v.to_string()));
+        }
+    }
+    Ok((name.to_string(), labels))
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = it.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// A duration with its unit (`500ms`, `2s`, `1m`).
+pub fn parse_dur(s: &str) -> Result<Duration, String> {
+    plumb_model::parse_duration(s)
+}
+
+/// A duration for people.
+pub fn human(d: Duration) -> String {
+    plumb_model::display::duration(d.as_nanos() as i64)
+}
+
+/// `64k`, `1M`, `4096` as bytes.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1024),
+        (i, 'm' | 'M') => (&s[..i], 1024 * 1024),
+        (i, 'g' | 'G') => (&s[..i], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .map(|n| n * mult)
+        .filter(|n| *n >= 4096)
+}
+
+/// A signal's number from its name (with or without `SIG`).
+pub fn signal_number(name: &str) -> Option<i32> {
+    let n = name.trim().to_ascii_uppercase();
+    let n = n.strip_prefix("SIG").unwrap_or(&n);
+    Some(match n {
+        "KILL" => libc::SIGKILL,
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "HUP" => libc::SIGHUP,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "QUIT" => libc::SIGQUIT,
+        _ => return None,
+    })
+}
+
+/// A signal's name.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGCONT => "SIGCONT",
+        _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Scenario> {
+        parse(text, Path::new("."), "t")
+    }
+
+    const OK: &str = r#"duration = "5s"
+[[target]]
+name = "w"
+command = ["sleep", "100"]
+
+[[fault]]
+kind = "kill"
+target = "w"
+at = "1s"
+"#;
+
+    #[test]
+    fn a_good_scenario_parses() {
+        let s = p(OK).unwrap();
+        assert_eq!(s.faults[0].kind, FaultKind::Kill);
+        assert_eq!(s.faults[0].signal, libc::SIGKILL);
+        assert_eq!(s.faults[0].line, 6);
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_name_their_line() {
+        let e = p(&OK.replace("at = \"1s\"", "at = \"1s\"\ncolour = 1")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("10: unknown field `colour`"),
+            "{e}"
+        );
+        let e = p(&OK.replace("\"kill\"", "\"meteor\"")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("7: unknown variant `meteor`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_targets_and_bad_schedules_are_refused() {
+        let e = p(&OK.replace("target = \"w\"", "target = \"x\"")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("6: fault kill: target `x` is not a [[target]]"),
+            "{e}"
+        );
+        let e = p(&OK.replace("at = \"1s\"", "at = \"9s\"")).unwrap_err();
+        assert!(
+            e.to_string().contains("not within the scenario's duration"),
+            "{e}"
+        );
+        let e = p(&OK.replace("at = \"1s\"", "every = \"1s\"\njitter = \"2s\"")).unwrap_err();
+        assert!(
+            e.to_string().contains("jitter must be less than every"),
+            "{e}"
+        );
+        let e = p(&OK.replace("at = \"1s\"", "at = \"soon\"")).unwrap_err();
+        assert!(e.to_string().starts_with("6: fault kill: at:"), "{e}");
+    }
+}
