@@ -104,6 +104,7 @@ fn main() -> ExitCode {
             | Command::Diff(_)
             | Command::Env(_)
             | Command::Integrity(_)
+            | Command::Preflight(_)
             | Command::Nodes(_)
             | Command::Alerts(_)
             | Command::Errors(_)
