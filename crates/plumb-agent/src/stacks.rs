@@ -133,6 +133,21 @@ fn deliver(client: &Client, req: &StackRequest, answer: &StackAnswer) {
 /// This node's answer to `req`: a snapshot (or, for a profile request, a
 /// profile) of the matching processes, or "nothing here".
 pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
+    if let Some(spec) = &req.preflight {
+        let (preflight, note) = match preflight(spec, node, req.deadline) {
+            Ok(r) => (Some(r), None),
+            Err(why) => (None, Some(why)),
+        };
+        return StackAnswer {
+            request: req.id,
+            node: node.to_string(),
+            runs: Vec::new(),
+            snapshot: None,
+            note,
+            profile: None,
+            preflight,
+        };
+    }
     let started = Instant::now();
     let found = find(&req.target, outbox);
     if found.roots.is_empty() && found.gone.is_empty() {
@@ -143,6 +158,7 @@ pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
             snapshot: None,
             note: Some(format!("no {} on node {node}", req.target.describe())),
             profile: None,
+            preflight: None,
         };
     }
     if let Some(spec) = req.profile {
@@ -154,6 +170,7 @@ pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
             snapshot: None,
             note: None,
             profile: Some(profile),
+            preflight: None,
         };
     }
     let mut snap = if found.roots.is_empty() {
@@ -192,6 +209,7 @@ pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
         snapshot: Some(snap),
         note: None,
         profile: None,
+        preflight: None,
     }
 }
 
@@ -322,6 +340,68 @@ fn last_run_record(path: &Path) -> Option<Run> {
         pos = end;
     }
     last
+}
+
+/// Runs a preflight spec on this node through `plumb preflight - --json`
+/// (the agent is the `plumb` executable, which switches to the spec's
+/// user itself when the spec says `run_as`), the spec on stdin, killed at
+/// the collector's deadline. The results name the node as the collector
+/// knows it.
+fn preflight(
+    spec: &str,
+    node: &str,
+    deadline: Timestamp,
+) -> Result<plumb_model::preflight::HostResults, String> {
+    use std::io::{Read as _, Write as _};
+    let exe = std::env::current_exe().map_err(|e| format!("finding plumb's executable: {e}"))?;
+    let mut child = std::process::Command::new(&exe)
+        .args(["preflight", "-", "--json", "--spec-dir", "/"])
+        .current_dir("/")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {} preflight: {e}", exe.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(spec.as_bytes());
+    }
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    // Bounded by the collector's deadline (it drops later answers).
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Timestamp::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the preflight checks took longer than the collector waits".into());
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for the preflight checks: {e}")),
+        }
+    };
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    match serde_json::from_slice::<plumb_model::preflight::HostResults>(&out) {
+        Ok(mut r) => {
+            r.node = node.to_string();
+            Ok(r)
+        }
+        Err(_) => Err(format!(
+            "the preflight checks failed ({status}): {}",
+            String::from_utf8_lossy(&err).trim()
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use plumb_model::insights::SlowRun;
 use plumb_model::node::NodeState;
+use plumb_model::preflight::FleetPreflight;
 use plumb_model::profile::Profile;
 use plumb_model::stack::{
     FleetProfile, FleetStack, Silent, StackAnswer, StackQuery, StackRequest, StackSnapshot,
@@ -142,6 +143,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/stack", post(ask_route))
         .route("/api/v1/profile", post(profile_route))
+        .route("/api/v1/preflight", post(preflight_route))
         .route("/api/v1/agent/requests", get(poll))
         .route("/api/v1/agent/answers", post(answer))
 }
@@ -279,6 +281,56 @@ pub async fn profile(state: &AppState, q: StackQuery) -> Result<FleetProfile, Ap
     Ok(result)
 }
 
+async fn preflight_route(
+    _: Viewer,
+    State(state): State<AppState>,
+    Json(q): Json<StackQuery>,
+) -> Result<Json<FleetPreflight>, ApiError> {
+    Ok(Json(preflight(&state, q).await?))
+}
+
+/// Asks the live nodes (those with `q.labels`, or `q.node`) to run the
+/// preflight spec `q.preflight` and collects their results. The spec is
+/// checked by the CLI before it is sent, and by each agent again.
+pub async fn preflight(state: &AppState, q: StackQuery) -> Result<FleetPreflight, ApiError> {
+    let Some(spec) = &q.preflight else {
+        return Err(ApiError::BadRequest(
+            "no preflight: give the spec (TOML) to check".into(),
+        ));
+    };
+    if spec.len() > 256 << 10 {
+        return Err(ApiError::BadRequest(format!(
+            "the preflight spec is {} bytes; at most 256 KiB",
+            spec.len()
+        )));
+    }
+    if q.profile.is_some() || q.locals {
+        return Err(ApiError::BadRequest(
+            "a preflight request takes no profile and no locals".into(),
+        ));
+    }
+    let mut q = q;
+    q.target = StackTarget::Node;
+    let g = gather(state, q, "plumb preflight").await?;
+    let mut result = FleetPreflight {
+        nodes: Vec::new(),
+        not_answered: g.not_answered,
+    };
+    for a in g.answers {
+        match a.preflight {
+            Some(r) => result.nodes.push(r),
+            None => result.not_answered.push(Silent {
+                node: a.node,
+                why: a.note.unwrap_or_else(|| {
+                    "its agent cannot run preflight checks: it is older than fleet-wide preflight (upgrade plumb there)".into()
+                }),
+            }),
+        }
+    }
+    result.nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(result)
+}
+
 /// What the nodes answered to one request.
 struct Gathered {
     /// Every answer received in time (snapshots, profiles, "nothing here").
@@ -363,7 +415,16 @@ async fn gather(state: &AppState, q: StackQuery, reason: &str) -> Result<Gathere
                 "no node `{n}` is known to the collector (plumb nodes lists them)"
             )));
         }
-        let wanted = |n: &str| q.node.as_deref().is_none_or(|only| only == n);
+        let labelled = |n: &str| {
+            q.labels.is_empty()
+                || statuses.iter().any(|s| {
+                    s.node == n
+                        && q.labels
+                            .iter()
+                            .all(|(k, v)| s.report.labels.get(k) == Some(v))
+                })
+        };
+        let wanted = |n: &str| q.node.as_deref().is_none_or(|only| only == n) && labelled(n);
         for s in statuses.iter().filter(|s| wanted(&s.node)) {
             if s.state == NodeState::Down && !fresh.contains(&s.node) {
                 not_answered.push(Silent {
@@ -397,6 +458,7 @@ async fn gather(state: &AppState, q: StackQuery, reason: &str) -> Result<Gathere
                     deadline,
                     reason: Some(reason.to_string()),
                     profile: q.profile,
+                    preflight: q.preflight.clone(),
                 },
                 node: q.node.clone(),
                 expected: expected.clone(),
@@ -582,6 +644,8 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
                 locals: false,
                 wait_ms: EVIDENCE_WAIT.as_millis() as u64,
                 profile: None,
+                preflight: None,
+                labels: Default::default(),
             };
             match ask(&state, q, Some(reason), true).await {
                 Ok(f) if f.runs.contains(&s.run_id) && !f.snapshot.processes.is_empty() => {

@@ -34,6 +34,7 @@ pub mod insights;
 pub mod integrity;
 pub mod node;
 pub mod postmortem;
+pub mod preflight;
 pub mod profile;
 pub mod schedule;
 mod secret;

@@ -460,6 +460,13 @@ pub struct StackQuery {
     /// A CPU profile instead of a stack snapshot (`POST /api/v1/profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileSpec>,
+    /// A preflight spec (TOML) to check on each node instead
+    /// (`POST /api/v1/preflight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<String>,
+    /// Only nodes with all these labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What a fleet-wide `plumb profile` asks each node to sample.
@@ -500,6 +507,11 @@ pub struct StackRequest {
     /// reports as "no profile" for that node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileSpec>,
+    /// Run these preflight checks (a spec, TOML) instead. An agent older
+    /// than this field answers with a snapshot or "nothing here", which
+    /// the collector reports as "cannot run preflight checks".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<String>,
 }
 
 /// `POST /api/v1/agent/answers`: one node's answer to a [`StackRequest`].
@@ -523,6 +535,9 @@ pub struct StackAnswer {
     /// `host` is the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::profile::Profile>,
+    /// The results of a preflight request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<crate::preflight::HostResults>,
 }
 
 /// A node that did not answer in time, and what the collector knew of it.

@@ -269,16 +269,7 @@ pub fn parse(name: &str, text: &str) -> Result<Spec, SpecError> {
     Ok(spec)
 }
 
-/// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The check, in words (`path /data/in r`).
-    pub check: String,
-    /// Whether it passed.
-    pub ok: bool,
-    /// What was seen, or why it failed.
-    pub detail: String,
-}
+pub use plumb_model::preflight::Outcome;
 
 fn outcome(check: String, r: Result<String, String>) -> Outcome {
     match r {

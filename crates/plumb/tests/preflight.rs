@@ -252,3 +252,105 @@ fn bad_specs_are_refused_with_the_line_before_any_check() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("/nonexistent/spec.toml"));
 }
+
+#[test]
+fn preflight_on_every_node_through_the_agents_names_each_nodes_failures() {
+    let site = Site::new();
+    let _serve = site.serve();
+    let mut agents = Vec::new();
+    for (name, role) in [("pf-one", "a"), ("pf-two", "b")] {
+        let home = site.dir().join(format!("agent-{name}"));
+        agents.push(Agent::start(
+            &home,
+            &site.url,
+            name,
+            "300ms",
+            &["--label", &format!("role={role}")],
+        ));
+    }
+    wait_for("both agents", std::time::Duration::from_secs(30), || {
+        let v = get_json(&site.url, "/api/v1/nodes");
+        (v.as_array()?.len() == 2).then_some(())
+    });
+    let spec = site.dir().join("fleet.toml");
+    // Each agent runs the checks in its own environment: its PLUMB_HOME
+    // names it.
+    std::fs::write(
+        &spec,
+        "[[env]]\nname = \"PLUMB_HOME\"\npattern = \"agent-pf-one\"\n[[path]]\npath = \"/\"\n",
+    )
+    .unwrap();
+    let spec_s = spec.to_str().unwrap();
+    let home = Home::new();
+    let ask = |which: &str, json: bool| {
+        let mut args = vec![
+            "preflight",
+            spec_s,
+            "--nodes",
+            which,
+            "--collector",
+            &site.url,
+        ];
+        if json {
+            args.push("--json");
+        }
+        home.run(&args)
+    };
+    // Agents poll for requests; the first may come before they do.
+    let v = wait_for(
+        "results from both nodes",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = ask("all", true);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["nodes"].as_array()?.len() == 2).then_some((out.status.code(), v))
+        },
+    );
+    assert_eq!(v.0, Some(1), "one node fails a check: {:#}", v.1);
+    let nodes = v.1["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["node"], "pf-one");
+    assert!(
+        nodes[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{:#}",
+        v.1
+    );
+    assert_eq!(nodes[1]["node"], "pf-two");
+    let env = &nodes[1]["checks"][0];
+    assert_eq!(env["check"], "env PLUMB_HOME");
+    assert_eq!(env["ok"], false);
+    assert!(
+        env["detail"].as_str().unwrap().contains("does not match"),
+        "{env}"
+    );
+
+    // As a table, with the failure named by node, check and value.
+    let out = ask("all", false);
+    let t = text(&out.stdout);
+    assert!(t.contains("pf-one") && t.contains("pf-two"), "{t}");
+    assert!(t.contains("pf-two (as "), "{t}");
+    assert!(t.contains("env PLUMB_HOME: set: "), "{t}");
+    assert!(t.contains("2 nodes answered, 1 failed check"), "{t}");
+
+    // By label, and by name.
+    let out = ask("label=role=a", true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["nodes"][0]["node"], "pf-one");
+    let out = ask("pf-two", true);
+    assert_eq!(out.status.code(), Some(1));
+    let out = ask("nosuch", false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ask("label=role", false);
+    assert_eq!(out.status.code(), Some(2));
+    drop(agents);
+}

@@ -925,6 +925,8 @@ async fn stack_data(state: &AppState, id: String) -> Result<StackView, ApiError>
             locals: false,
             wait_ms: STACK_WAIT_MS,
             profile: None,
+            preflight: None,
+            labels: Default::default(),
         };
         Some(crate::stack::ask(state, q, Some("dashboard".into()), false).await?)
     } else {

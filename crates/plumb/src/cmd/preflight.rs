@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::out::{outln, stdout};
 use anyhow::{Context as _, Result, anyhow, bail};
+use plumb_model::preflight::HostResults;
 use plumb_model::text::Cell;
 use plumb_record::preflight::{self, Outcome, Spec};
 use std::collections::BTreeMap;
@@ -30,17 +31,17 @@ pub struct Args {
     /// plumb runs itself as the job's user).
     #[arg(long, hide = true)]
     pub as_is: bool,
-}
-
-/// The results of one host.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct HostResults {
-    /// The host.
-    pub node: String,
-    /// The user the checks ran as.
-    pub user: String,
-    /// Every check's outcome.
-    pub checks: Vec<Outcome>,
+    /// Check on the collector's nodes through their agents instead of
+    /// here: `all`, `label=KEY=VALUE[,KEY=VALUE]`, or one node's name.
+    #[arg(long, value_name = "WHICH")]
+    pub nodes: Option<String>,
+    /// The collector to ask (default: `collector` in plumb.toml or
+    /// PLUMB_COLLECTOR).
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+    /// How long to wait for the nodes' results.
+    #[arg(long, default_value = "30s", value_parser = plumb_model::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 pub fn main(a: Args) -> Result<ExitCode> {
@@ -74,6 +75,9 @@ pub fn main(a: Args) -> Result<ExitCode> {
     };
     let spec_dir = std::fs::canonicalize(&spec_dir).unwrap_or(spec_dir);
     let cfg = Config::load()?;
+    if let Some(which) = &a.nodes {
+        return fleet(&cfg, &a, which, &spec, text);
+    }
     let (user, checks) = checks(&cfg, &spec, &text, &spec_dir, a.as_is)?;
     let results = HostResults {
         node: plumb_record::host::hostname(),
@@ -254,4 +258,129 @@ fn as_user(user: &str, uid: u32, gid: u32, text: &str, spec_dir: &Path) -> Resul
             String::from_utf8_lossy(&out.stderr).trim()
         ),
     }
+}
+
+/// `--nodes`: the spec checked by every chosen node's agent, through the
+/// collector; a node-by-check table, and the failures with their reasons.
+fn fleet(cfg: &Config, a: &Args, which: &str, spec: &Spec, text: String) -> Result<ExitCode> {
+    if spec.lock.is_some() {
+        bail!(
+            "a [lock] check names a file on this host; for --nodes, check locks with `plumb env check --lock FILE --node NAME`"
+        );
+    }
+    let url = a.collector.clone().or_else(|| cfg.collector.clone()).ok_or_else(|| {
+        anyhow!("--nodes asks the nodes' agents through a collector: give --collector URL (or set `collector` in plumb.toml)")
+    })?;
+    let (node, labels) = if which == "all" {
+        (None, BTreeMap::new())
+    } else if let Some(l) = which.strip_prefix("label=") {
+        let labels = plumb_collector::env::parse_labels(l).map_err(|e| anyhow!("--nodes: {e}"))?;
+        if labels.is_empty() {
+            bail!("--nodes label=: give KEY=VALUE");
+        }
+        (None, labels)
+    } else {
+        (Some(which.to_string()), BTreeMap::new())
+    };
+    let query = plumb_model::stack::StackQuery {
+        target: plumb_model::stack::StackTarget::Node,
+        node,
+        locals: false,
+        wait_ms: a.wait.as_millis() as u64,
+        profile: None,
+        preflight: Some(text),
+        labels,
+    };
+    let client = plumb_http::Client::new(&plumb_http::Config {
+        timeout: a.wait + std::time::Duration::from_secs(30),
+        retry: plumb_http::Retry::NEVER,
+        ..crate::target::client_config(cfg, &url)
+    })?;
+    let resp = client.post("/api/v1/preflight").json(&query).send()?;
+    let fleet: plumb_model::preflight::FleetPreflight = serde_json::from_slice(&resp.body)
+        .map_err(|e| resp.decode_error(format!("{e} (is it a plumb collector?)")))?;
+    let failed = fleet.nodes.iter().map(HostResults::failed).sum::<usize>();
+    if a.json {
+        let mut o = stdout();
+        serde_json::to_writer_pretty(&mut o, &fleet)?;
+        writeln!(o)?;
+    } else {
+        print_fleet(&fleet);
+    }
+    if fleet.nodes.is_empty() && fleet.not_answered.is_empty() {
+        return Err(crate::exit::NotFound(format!(
+            "no node matches `{which}` (plumb nodes lists them, with their labels)"
+        ))
+        .into());
+    }
+    Ok(if failed == 0 && fleet.not_answered.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::DIFFERENT)
+    })
+}
+
+fn print_fleet(f: &plumb_model::preflight::FleetPreflight) {
+    // Checks in the order the first node gave them, then any others.
+    let mut checks: Vec<&str> = Vec::new();
+    for n in &f.nodes {
+        for c in &n.checks {
+            if !checks.contains(&c.check.as_str()) {
+                checks.push(&c.check);
+            }
+        }
+    }
+    let width = checks.iter().map(|c| c.len()).max().unwrap_or(5).min(40);
+    let mut head = format!("  {:<width$}", "CHECK");
+    for n in &f.nodes {
+        head.push_str(&format!(
+            "  {:<10}",
+            plumb_model::text::escape_cell(&n.node)
+        ));
+    }
+    outln!("{head}");
+    for c in &checks {
+        let mut line = format!("  {:<width$}", plumb_model::text::escape_cell(c));
+        for n in &f.nodes {
+            let cell = match n.checks.iter().find(|x| x.check == *c) {
+                Some(x) if x.ok => "ok",
+                Some(_) => "FAIL",
+                None => "-",
+            };
+            line.push_str(&format!("  {cell:<10}"));
+        }
+        outln!("{line}");
+    }
+    let mut any = false;
+    for n in &f.nodes {
+        for c in n.checks.iter().filter(|c| !c.ok) {
+            if !any {
+                outln!("\nfailures:");
+                any = true;
+            }
+            outln!(
+                "  {} (as {}): {}: {}",
+                Cell(&n.node),
+                Cell(&n.user),
+                Cell(&c.check),
+                Cell(&c.detail)
+            );
+        }
+    }
+    for s in &f.not_answered {
+        outln!("  {}: no results: {}", Cell(&s.node), Cell(&s.why));
+    }
+    let failed: usize = f.nodes.iter().map(HostResults::failed).sum();
+    outln!(
+        "\n{} node{} answered, {} failed check{}{}",
+        f.nodes.len(),
+        if f.nodes.len() == 1 { "" } else { "s" },
+        failed,
+        if failed == 1 { "" } else { "s" },
+        if f.not_answered.is_empty() {
+            String::new()
+        } else {
+            format!(", {} without results", f.not_answered.len())
+        }
+    );
 }

@@ -167,6 +167,8 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
             idle: a.idle,
             lines: a.lines,
         }),
+        preflight: None,
+        labels: Default::default(),
     };
     // The request stays open for the whole window; it is not retried (a
     // retry would sample all over again).

@@ -85,6 +85,8 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         locals: a.locals,
         wait_ms: a.wait.as_millis() as u64,
         profile: None,
+        preflight: None,
+        labels: Default::default(),
     };
     let client = crate::target::client(cfg, url)?;
     let resp = client
