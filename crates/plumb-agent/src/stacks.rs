@@ -97,7 +97,11 @@ pub fn spawn(
                     let spawned = std::thread::Builder::new()
                         .name("plumb-stack-answer".into())
                         .spawn(move || {
-                            deliver(&client, &req, &answer(&req, &node, &outbox));
+                            deliver(
+                                &client,
+                                &req,
+                                &answer_from(&req, &node, &outbox, Some(client.base())),
+                            );
                             busy.fetch_sub(1, Ordering::SeqCst);
                         });
                     if let Err(e) = spawned {
@@ -133,8 +137,19 @@ fn deliver(client: &Client, req: &StackRequest, answer: &StackAnswer) {
 /// This node's answer to `req`: a snapshot (or, for a profile request, a
 /// profile) of the matching processes, or "nothing here".
 pub fn answer(req: &StackRequest, node: &str, outbox: &Outbox) -> StackAnswer {
+    answer_from(req, node, outbox, None)
+}
+
+/// [`answer`], for an agent reporting to `collector`: a preflight's clock
+/// check measures this node's clock against it.
+pub fn answer_from(
+    req: &StackRequest,
+    node: &str,
+    outbox: &Outbox,
+    collector: Option<&str>,
+) -> StackAnswer {
     if let Some(spec) = &req.preflight {
-        let (preflight, note) = match preflight(spec, node, req.deadline) {
+        let (preflight, note) = match preflight(spec, node, req.deadline, collector) {
             Ok(r) => (Some(r), None),
             Err(why) => (None, Some(why)),
         };
@@ -351,10 +366,15 @@ fn preflight(
     spec: &str,
     node: &str,
     deadline: Timestamp,
+    collector: Option<&str>,
 ) -> Result<plumb_model::preflight::HostResults, String> {
     use std::io::{Read as _, Write as _};
     let exe = std::env::current_exe().map_err(|e| format!("finding plumb's executable: {e}"))?;
-    let mut child = std::process::Command::new(&exe)
+    let mut cmd = std::process::Command::new(&exe);
+    if let Some(url) = collector {
+        cmd.env("PLUMB_COLLECTOR", url);
+    }
+    let mut child = cmd
         .args(["preflight", "-", "--json", "--spec-dir", "/"])
         .current_dir("/")
         .stdin(std::process::Stdio::piped())

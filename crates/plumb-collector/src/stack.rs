@@ -583,7 +583,9 @@ fn take_due(reqs: &StackRequests, node: &str) -> Vec<StackRequest> {
     inner.polls.insert(node.to_string(), Instant::now());
     let mut due = Vec::new();
     for p in inner.pending.values_mut() {
-        if p.node.as_deref().is_none_or(|n| n == node) && p.delivered.insert(node.to_string()) {
+        // Only the nodes the request was meant for (its node, or the live
+        // nodes with its labels when it was posted) are given it.
+        if p.expected.contains(node) && p.delivered.insert(node.to_string()) {
             due.push(p.request.clone());
         }
     }

@@ -277,7 +277,7 @@ fn preflight_on_every_node_through_the_agents_names_each_nodes_failures() {
     // names it.
     std::fs::write(
         &spec,
-        "[[env]]\nname = \"PLUMB_HOME\"\npattern = \"agent-pf-one\"\n[[path]]\npath = \"/\"\n",
+        "[[env]]\nname = \"PLUMB_HOME\"\npattern = \"agent-pf-one\"\n[[path]]\npath = \"/\"\n[clock]\nmax_offset = \"1s\"\n",
     )
     .unwrap();
     let spec_s = spec.to_str().unwrap();
@@ -318,6 +318,21 @@ fn preflight_on_every_node_through_the_agents_names_each_nodes_failures() {
         "{:#}",
         v.1
     );
+    // The clock check measured each node against the collector its agent
+    // reports to (one host here: well within a second).
+    for n in nodes {
+        let clock = n["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "clock within 1s")
+            .unwrap_or_else(|| panic!("no clock check: {n:#}"));
+        assert_eq!(clock["ok"], true, "{clock}");
+        assert!(
+            clock["detail"].as_str().unwrap().starts_with("offset "),
+            "{clock}"
+        );
+    }
     assert_eq!(nodes[1]["node"], "pf-two");
     let env = &nodes[1]["checks"][0];
     assert_eq!(env["check"], "env PLUMB_HOME");
@@ -337,7 +352,13 @@ fn preflight_on_every_node_through_the_agents_names_each_nodes_failures() {
 
     // By label, and by name.
     let out = ask("label=role=a", true);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(v["nodes"][0]["node"], "pf-one");
