@@ -708,9 +708,11 @@ fn a_plumb_run_by_name_is_a_target_and_rollbacks_run_at_the_end() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Generous: on a loaded CI machine the recorder's first write and
+    // `plumb ls` share the store with many other tests' processes.
     wait_for(
         "the running run in the store",
-        Duration::from_secs(20),
+        Duration::from_secs(90),
         || {
             let out = home.run(&["ls", "--name", "chaosjob", "--json"]);
             text(&out.stdout).contains("\"running\"").then_some(())
