@@ -153,10 +153,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Lock, LockError> {
     Ok(lock)
 }
 
+/// The 1-based line of `text` where a TOML error starts, when it says.
+pub(crate) fn toml_error_line(text: &str, e: &toml::de::Error) -> Option<usize> {
+    e.span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+}
+
 fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> LockError {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let line = toml_error_line(text, &e);
     let at = match line {
         Some(l) => format!("{}:{l}", path.display()),
         None => path.display().to_string(),

@@ -208,9 +208,7 @@ impl std::error::Error for SpecError {}
 /// so a bad spec fails before any check runs.
 pub fn parse(name: &str, text: &str) -> Result<Spec, SpecError> {
     let spec: Spec = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let line = crate::lock::toml_error_line(text, &e);
         let msg = e.message().trim().to_string();
         let msg = if msg.starts_with("unknown field") {
             format!("{msg} (an unknown check kind or key)")
