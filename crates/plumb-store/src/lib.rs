@@ -28,6 +28,7 @@ pub mod clock;
 pub mod dash;
 mod error;
 pub mod insights;
+pub mod kit;
 mod matcher;
 pub mod nodes;
 mod query;
