@@ -47,9 +47,9 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// The whole test suite: first what the tests need from outside Rust
 /// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool,
-/// py-spy and elfutils; each installs only what is missing and says what
-/// it installs), then
-/// every crate's tests under nextest, then the Python package's tests
+/// py-spy, elfutils and PostgreSQL; each installs only what is missing and
+/// says what it installs), then every crate's tests under nextest (the
+/// PostgreSQL tests start a private server, stopped here at the end), then the Python package's tests
 /// under pytest. Each stage's time is printed at the end.
 fn test(extra: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -92,6 +92,11 @@ fn test(extra: &[&str]) -> Result<()> {
         .args(extra)
         .status()?;
     times.push(("cargo nextest (build and run)", started.elapsed()));
+    // The PostgreSQL tests started a private server (see
+    // plumb_store_postgres::testing); it stops with the suite.
+    if plumb_store_postgres::testing::stop_private() {
+        println!("== stopped the tests' PostgreSQL server");
+    }
     if !status.success() {
         bail!("cargo nextest failed: {status}");
     }

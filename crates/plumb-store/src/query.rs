@@ -356,6 +356,11 @@ impl Replayed<'_> {
 }
 
 impl OutputCursor {
+    /// Whether the gap over the output cap was replayed already.
+    pub fn gap_done(&self) -> bool {
+        self.gap_done
+    }
+
     pub(crate) fn last_part(&self, s: Stream) -> Option<i64> {
         match s {
             Stream::Stdout => self.stdout,
