@@ -92,6 +92,23 @@ fn test(extra: &[&str]) -> Result<()> {
         .args(extra)
         .status()?;
     times.push(("cargo nextest (build and run)", started.elapsed()));
+    // The collector's end-to-end tests again, every collector on
+    // PostgreSQL (tests/support: PLUMB_TEST_STORE), so both backends pass
+    // the same ingest, search, dashboard, error-group, alert, token and
+    // node-state tests.
+    let pg_started = std::time::Instant::now();
+    println!("== the collector's tests on PostgreSQL");
+    let mut pg_args = vec!["nextest", "run", "-p", "plumb", "--no-fail-fast"];
+    for t in PG_PASS {
+        pg_args.extend(["--test", t]);
+    }
+    let pg_status = std::process::Command::new(&cargo)
+        .current_dir(&root)
+        .args(&pg_args)
+        .args(extra)
+        .env("PLUMB_TEST_STORE", "postgres")
+        .status()?;
+    times.push(("collector tests on PostgreSQL", pg_started.elapsed()));
     // The PostgreSQL tests started a private server (see
     // plumb_store_postgres::testing); it stops with the suite.
     if plumb_store_postgres::testing::stop_private() {
@@ -99,6 +116,9 @@ fn test(extra: &[&str]) -> Result<()> {
     }
     if !status.success() {
         bail!("cargo nextest failed: {status}");
+    }
+    if !pg_status.success() {
+        bail!("the collector's tests on PostgreSQL failed: {pg_status}");
     }
     let started = std::time::Instant::now();
     println!("== pytest python/tests");
@@ -115,6 +135,22 @@ fn test(extra: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The test binaries run a second time with every collector on
+/// PostgreSQL: those whose collectors do not read the SQLite file behind
+/// the collector's back.
+const PG_PASS: &[&str] = &[
+    "collector",
+    "insights",
+    "alerts",
+    "nodes_cli",
+    "agent",
+    "ship",
+    "dashboard",
+    "charts",
+    "timeline",
+    "otlp_ingest",
+];
 
 const BENCHES: &[&str] = &[
     "agent",

@@ -145,7 +145,7 @@ impl CollectorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
     /// The store could not be opened.
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] plumb_store::StoreError),
     /// A socket operation failed.
     #[error("{what}: {source}")]

@@ -104,7 +104,7 @@ pub enum StoreError {
     BadUrl(String),
     /// The database server cannot be reached (refused, unresolvable, gone
     /// away, or the login was refused).
-    #[error("cannot reach the store database at {target}: {source}")]
+    #[error("cannot reach the store database at {target}")]
     Unreachable {
         /// Where it was looked for: host, port and database, no password.
         target: String,

@@ -46,6 +46,9 @@ pub struct Config {
     /// Mounts `plumb agent` always reports, whatever their file system type
     /// (`[agent] mounts = [...]`).
     pub agent_mounts: Vec<PathBuf>,
+    /// The collector's store when it is not the embedded one (`[store] url
+    /// =`, PLUMB_STORE_URL): `postgres://...` (see [`crate::store`]).
+    pub store_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +69,14 @@ struct FileConfig {
     alerts: Option<plumb_collector::alerts::AlertsConfig>,
     #[serde(default)]
     agent: AgentFileConfig,
+    #[serde(default)]
+    store: StoreFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFileConfig {
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +136,7 @@ impl Config {
             insights: file.insights.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
             agent_mounts: file.agent.mounts,
+            store_url: file.store.url.filter(|u| !u.trim().is_empty()),
         };
         if let Some(c) = file.spool_max {
             cfg.spool_max = parse_size(&c).context("plumb.toml: spool_max")?;
@@ -145,6 +157,9 @@ impl Config {
         }
         if let Some(v) = env("PLUMB_COLLECTOR") {
             cfg.collector = Some(v);
+        }
+        if let Some(v) = env("PLUMB_STORE_URL") {
+            cfg.store_url = Some(v);
         }
         if let Some(v) = env("PLUMB_TOKEN") {
             cfg.token = Some(v.into());

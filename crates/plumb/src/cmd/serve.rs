@@ -18,8 +18,13 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:4318")]
     pub otlp_listen: String,
     /// Store directory (default: the configured store).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub data: Option<PathBuf>,
+    /// The store as a URL instead: postgres://user@host:port/db for
+    /// PostgreSQL (several collectors may share it), or sqlite:DIR; also
+    /// PLUMB_STORE_URL or `[store] url` in plumb.toml.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -69,11 +74,8 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    let store = plumb_store::SqliteConnector {
-        dir: a.data.unwrap_or(cfg.home),
-        busy_timeout: a.busy_timeout,
-    };
-    let mut config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(store));
+    let store = crate::store::connector(&cfg, a.data, a.store, a.busy_timeout)?;
+    let mut config = plumb_collector::CollectorConfig::new(store);
     config.insecure = a.insecure;
     config.limits.allowed_hosts = a.allow_host;
     config.limits.header_timeout = a.header_timeout;
