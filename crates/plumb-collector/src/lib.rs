@@ -32,6 +32,7 @@ pub mod env;
 mod error;
 pub mod guard;
 pub mod insights;
+pub mod leader;
 pub mod metrics;
 pub mod nodes;
 pub mod otlp;
@@ -175,6 +176,9 @@ pub struct AppState {
     pub slow: insights::SlowCache,
     /// Timeouts and limits.
     pub limits: std::sync::Arc<ServerLimits>,
+    /// Whether this collector holds the lease for the work that must
+    /// happen once (see [`leader`]).
+    pub leader: leader::Leader,
     /// Memory shared by the ingest requests in flight.
     pub budget: body::MemoryBudget,
     /// Serving HTTPS: cookies are marked `Secure`.
@@ -202,6 +206,7 @@ impl AppState {
             insights: std::sync::Arc::new(config.insights.clone()),
             slow: insights::SlowCache::default(),
             limits: std::sync::Arc::new(config.limits.clone()),
+            leader: leader::Leader::default(),
             budget: body::MemoryBudget::new(config.limits.ingest_memory),
             tls: config.tls.is_some(),
             clock_max_offset_ns: config.alerts.rules.clock_offset.max_offset.as_nanos(),
@@ -295,6 +300,7 @@ pub async fn prepare(
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let state = AppState::open(&config, addrs.iter().any(|a| !a.ip().is_loopback()))?;
     check_exposure(&config, &state, &addrs).await?;
+    leader::start(&state).await;
     alerts::start(&state, &config.alerts, addrs.first().copied()).await?;
     Ok(Prepared {
         listeners,
@@ -320,6 +326,7 @@ impl Prepared {
             tls,
         } = self;
         let limits = state.limits.clone();
+        let after = state.clone();
         let app = router(state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -349,6 +356,8 @@ impl Prepared {
         while let Some(res) = servers.join_next().await {
             res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
         }
+        // Stopping cleanly: another collector on the store takes over now.
+        after.leader.step_down(&after).await;
         Ok(())
     }
 }

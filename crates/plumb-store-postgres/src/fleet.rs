@@ -1,5 +1,5 @@
 //! The fleet's concerns on PostgreSQL: [`Nodes`], [`Alerts`], [`Tokens`],
-//! [`Clocks`] and [`Throttles`].
+//! [`Clocks`](plumb_store::Clocks), [`Throttles`] and [`Leases`].
 //!
 //! Writes that read before they write (a node's window of heartbeats, the
 //! throttle queue, disk samples) lock what they read (`FOR UPDATE`, or a
@@ -17,7 +17,7 @@ use plumb_store::clock::{ClockRow, KEEP_NS};
 use plumb_store::kit;
 use plumb_store::nodes::NodeRow;
 use plumb_store::tokens::TokenInfo;
-use plumb_store::{Alerts, Nodes, Result, StoreError, Throttles, Tokens};
+use plumb_store::{Alerts, Leases, Nodes, Result, StoreError, Throttles, Tokens};
 use postgres::{GenericClient, Row, Transaction};
 use std::time::Duration;
 
@@ -785,5 +785,38 @@ impl Throttles for PgStore {
         }
         views.retain(|v| !v.holders.is_empty() || !v.queue.is_empty());
         Ok(views)
+    }
+}
+
+impl Leases for PgStore {
+    fn lead(&self, name: &str, holder: &str, ttl: Duration, now: Timestamp) -> Result<bool> {
+        let until = now
+            .as_nanos()
+            .saturating_add(ttl.as_nanos().min(i64::MAX as u128) as i64);
+        // The row lock ON CONFLICT takes makes racing collectors take turns:
+        // the second sees the first's lease and does not update.
+        Ok(self.c()?.x(
+            "INSERT INTO leases (name, holder, expires_ns) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_ns = EXCLUDED.expires_ns
+             WHERE leases.holder = EXCLUDED.holder OR leases.expires_ns <= $4",
+            &[&name, &holder, &until, &now.as_nanos()],
+        )? == 1)
+    }
+
+    fn step_down(&self, name: &str, holder: &str) -> Result<bool> {
+        Ok(self.c()?.x(
+            "DELETE FROM leases WHERE name = $1 AND holder = $2",
+            &[&name, &holder],
+        )? == 1)
+    }
+
+    fn leader(&self, name: &str) -> Result<Option<(String, Timestamp)>> {
+        Ok(self
+            .c()?
+            .qo(
+                "SELECT holder, expires_ns FROM leases WHERE name = $1",
+                &[&name],
+            )?
+            .map(|r| (r.get(0), Timestamp::from_nanos(r.get(1)))))
     }
 }

@@ -258,6 +258,11 @@ CREATE TABLE throttle_leases (
 );
 CREATE INDEX throttle_leases_seq ON throttle_leases (name, seq);
 CREATE INDEX throttle_leases_expires ON throttle_leases (expires_ns);
+CREATE TABLE leases (
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    holder     TEXT COLLATE "C" NOT NULL,
+    expires_ns BIGINT NOT NULL
+);
 CREATE TABLE run_counts (
     name      TEXT COLLATE "C" NOT NULL,
     bucket_ns BIGINT NOT NULL,

@@ -29,6 +29,7 @@ pub mod dash;
 mod error;
 pub mod insights;
 pub mod kit;
+mod lease;
 mod matcher;
 pub mod nodes;
 mod query;
@@ -42,8 +43,8 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{
-    Alerts, Backend, Clocks, Connector, Insights, Nodes, Output, OutputSink, RunStore, Runs,
-    SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
+    Alerts, Backend, Clocks, Connector, Insights, Leases, Nodes, Output, OutputSink, RunStore,
+    Runs, SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
