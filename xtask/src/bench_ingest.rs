@@ -87,7 +87,10 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
     let schema = format!("bench_ingest_{}", std::process::id());
     let sep = if url.contains('?') { '&' } else { '?' };
-    let pg = one(args, Backend::Postgres(format!("{url}{sep}schema={schema}")))?;
+    let pg = one(
+        args,
+        Backend::Postgres(format!("{url}{sep}schema={schema}")),
+    )?;
     println!("PostgreSQL against SQLite (same workload, this run)");
     println!(
         "   lines/s: {:.0} vs {:.0}  (ratio {:.2}; the issue's target on PostgreSQL >= 150000, ratio {:.2})",
@@ -363,7 +366,8 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
         Backend::Postgres(url) => {
             // Tables with their indexes and TOAST, in the store's schema.
             let schema = url.rsplit_once("schema=").map_or("public", |(_, s)| s);
-            let mut c = postgres::Client::connect(url.split('?').next().unwrap_or(url), postgres::NoTls)?;
+            let mut c =
+                postgres::Client::connect(url.split('?').next().unwrap_or(url), postgres::NoTls)?;
             let bytes: i64 = c
                 .query_one(
                     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::BIGINT FROM pg_class c

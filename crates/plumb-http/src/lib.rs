@@ -144,12 +144,20 @@ impl Config {
     }
 }
 
-/// A blocking client of one server. Cheap to clone: clones share one
-/// connection pool. Its `Debug` hides the token.
+/// A blocking client of one server, or of several interchangeable ones
+/// (collectors on one shared store): the configured URL may list several,
+/// separated by commas, and a request that cannot reach the current one,
+/// or finds it unavailable (502, 503, 504), goes to the next in turn, which
+/// becomes current once it answers. Cheap to clone: clones share one
+/// connection pool and the current server. Its `Debug` hides the token.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     base: Arc<str>,
+    /// Every server's base URL, the first being `base`.
+    bases: Arc<[Arc<str>]>,
+    /// The index in `bases` of the server that answered last.
+    current: Arc<std::sync::atomic::AtomicUsize>,
     /// The URL as configured (trimmed), asked for an empty path: a
     /// webhook's URL is used exactly as given, trailing slash and all.
     given: Arc<str>,
@@ -174,18 +182,27 @@ impl Client {
     /// Builds a client. Fails on a malformed URL or an unusable CA file,
     /// so a bad setting is reported before any request.
     pub fn new(config: &Config) -> Result<Client, Error> {
-        let base = config.url.trim().trim_end_matches('/').to_string();
-        let host = base
-            .strip_prefix("http://")
-            .or_else(|| base.strip_prefix("https://"));
-        if host
-            .is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace))
-        {
-            return Err(Error::BadUrl {
-                service: config.service,
-                url: config.url.clone(),
-            });
+        let mut bases: Vec<Arc<str>> = Vec::new();
+        for url in config.url.split(',') {
+            let base = url.trim().trim_end_matches('/').to_string();
+            let host = base
+                .strip_prefix("http://")
+                .or_else(|| base.strip_prefix("https://"));
+            if host.is_none_or(|h| {
+                h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)
+            }) {
+                return Err(Error::BadUrl {
+                    service: config.service,
+                    url: if config.url.contains(',') {
+                        url.trim().to_string()
+                    } else {
+                        config.url.clone()
+                    },
+                });
+            }
+            bases.push(base.into());
         }
+        let base = bases[0].clone();
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(path) = &config.ca_cert {
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&read_ca(path)?));
@@ -204,8 +221,10 @@ impl Client {
             .into();
         Ok(Client {
             agent,
-            base: base.into(),
-            given: config.url.trim().into(),
+            base,
+            bases: bases.into(),
+            current: Arc::default(),
+            given: config.url.split(',').next().unwrap_or("").trim().into(),
             service: config.service,
             token: config.token.clone(),
             retry: config.retry,
@@ -213,18 +232,28 @@ impl Client {
         })
     }
 
-    /// The base URL, without a trailing slash.
+    /// The base URL of the server that answered last (the first listed
+    /// until another answers), without a trailing slash.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Every server's base URL, in the order they are tried.
+    pub fn bases(&self) -> impl Iterator<Item = &str> {
+        self.bases.iter().map(|b| &**b)
     }
 
     /// The full URL of `path` (which starts with `/`, or is empty for the
-    /// configured URL itself, exactly as given).
+    /// configured URL itself, exactly as given) on the current server.
     pub fn url(&self, path: &str) -> String {
+        self.url_on(self.base(), path)
+    }
+
+    fn url_on(&self, base: &str, path: &str) -> String {
         if path.is_empty() {
             return self.given.to_string();
         }
-        format!("{}{path}", self.base)
+        format!("{base}{path}")
     }
 
     /// A request of any method to `path`.
@@ -376,7 +405,7 @@ impl Request<'_> {
         };
         let mut failures = 0;
         loop {
-            let result = self.send_once(body.as_deref(), status_is_error);
+            let result = self.send_to_any(body.as_deref(), status_is_error);
             match result {
                 Err(e) if e.is_retryable() && failures + 1 < retry.attempts => {
                     let wait = retry.backoff.next_delay(failures, e.retry_after());
@@ -389,9 +418,42 @@ impl Request<'_> {
         }
     }
 
-    fn send_once(&self, body: Option<&[u8]>, status_is_error: bool) -> Result<Response, Error> {
+    /// Sends once to the current server, and on to the others in turn
+    /// while one cannot be reached or is unavailable.
+    fn send_to_any(&self, body: Option<&[u8]>, status_is_error: bool) -> Result<Response, Error> {
+        use std::sync::atomic::Ordering;
         let c = self.client;
-        let url = c.url(&self.path);
+        let n = c.bases.len();
+        let start = c.current.load(Ordering::Relaxed) % n;
+        let mut k = 0;
+        loop {
+            let i = (start + k) % n;
+            let result = self.send_once(&c.bases[i], body, status_is_error);
+            let unavailable = match &result {
+                Err(Error::Transport { .. }) => true,
+                Err(e) => matches!(e.status(), Some(502..=504)),
+                Ok(r) => matches!(r.status, 502..=504),
+            };
+            if unavailable && k + 1 < n {
+                tracing::debug!(server = %c.bases[i], "unavailable; trying the next one listed");
+                k += 1;
+                continue;
+            }
+            if !unavailable && i != start {
+                c.current.store(i, Ordering::Relaxed);
+            }
+            return result;
+        }
+    }
+
+    fn send_once(
+        &self,
+        base: &str,
+        body: Option<&[u8]>,
+        status_is_error: bool,
+    ) -> Result<Response, Error> {
+        let c = self.client;
+        let url = c.url_on(base, &self.path);
         let agent = &c.agent;
         let auth = c.token.as_ref().map(|t| format!("Bearer {}", t.expose()));
         macro_rules! prepare {

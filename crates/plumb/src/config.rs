@@ -28,7 +28,8 @@ pub struct Config {
     /// Configuration files recorded for every run.
     pub config_files: Vec<PathBuf>,
     /// The collector's base URL (`collector =`, PLUMB_COLLECTOR): where
-    /// runs are shipped and queries go.
+    /// runs are shipped and queries go; several interchangeable ones,
+    /// comma-separated, are tried in turn.
     pub collector: Option<String>,
     /// The bearer token for the collector (`token =`, PLUMB_TOKEN).
     pub token: Option<plumb_model::Secret>,
@@ -61,7 +62,7 @@ struct FileConfig {
     tools: BTreeMap<String, String>,
     #[serde(default)]
     redact: RedactConfig,
-    collector: Option<String>,
+    collector: Option<OneOrMany>,
     token: Option<plumb_model::Secret>,
     ca_cert: Option<PathBuf>,
     spool_max: Option<String>,
@@ -71,6 +72,30 @@ struct FileConfig {
     agent: AgentFileConfig,
     #[serde(default)]
     store: StoreFileConfig,
+}
+
+/// `collector = "URL"`, or a list of interchangeable collectors tried in
+/// turn (`collector = ["https://a:7700", "https://b:7700"]`), kept as the
+/// comma-separated form `PLUMB_COLLECTOR` also takes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn joined(self) -> String {
+        match self {
+            OneOrMany::One(s) => s,
+            OneOrMany::Many(v) => v
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +154,10 @@ impl Config {
             tools: file.tools,
             python: file.python,
             config_files: Vec::new(),
-            collector: file.collector.filter(|c| !c.trim().is_empty()),
+            collector: file
+                .collector
+                .map(OneOrMany::joined)
+                .filter(|c| !c.trim().is_empty()),
             token: file.token.filter(|t| !t.expose().trim().is_empty()),
             ca_cert: file.ca_cert,
             spool_max: plumb_ship::DEFAULT_SPOOL_MAX,

@@ -427,3 +427,64 @@ fn the_lease_passes_to_the_survivor_which_sends_a_pending_alert_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(firing(&got, "JobFailureRate"), 1, "sent exactly once");
 }
+
+#[test]
+fn a_list_of_collectors_is_tried_in_turn_for_shipping_and_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = fresh_store_url();
+    let a = serve_on(&url, 0, None);
+    let b = serve_on(&url, 0, None);
+    // The first listed is down: nothing listens on its port.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let list = format!("{dead},{}", b.api);
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let status = plumb_in(&home)
+        .env("PLUMB_COLLECTOR", &list)
+        .env("PLUMB_OUTBOX", home.join("outbox"))
+        .args([
+            "run",
+            "--name",
+            "failover",
+            "--",
+            "echo",
+            "shipped past a dead collector",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Read through the list, and through the other collector on the same
+    // store: the run is there once.
+    let listed = wait_for("the run on the store", Duration::from_secs(20), || {
+        let out = plumb_in(&home)
+            .args(["ls", "--collector", &list, "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let runs: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let n = runs
+            .as_array()?
+            .iter()
+            .filter(|r| r["name"] == "failover")
+            .count();
+        (n > 0).then_some(n)
+    });
+    assert_eq!(listed, 1);
+    let via_a: Value =
+        serde_json::from_str(&get(&a.api, "/api/v1/runs?name=failover").unwrap()).unwrap();
+    assert_eq!(via_a.as_array().map(Vec::len), Some(1), "{via_a}");
+    // A bad URL in the list is named.
+    let out = plumb_in(&home)
+        .args(["ls", "--collector", &format!("{},ftp://nope", b.api)])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ftp://nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}
