@@ -673,6 +673,7 @@ mod tests {
                 spool: Default::default(),
                 fingerprint: None,
                 clock: None,
+                health: None,
             },
         }
     }

@@ -359,6 +359,7 @@ mod tests {
                 spool: Default::default(),
                 fingerprint: None,
                 clock: None,
+                health: None,
             },
             fingerprint: Some(format!("{:064x}", i % 7)),
             group: format!("rack=r{}", i % 10),
