@@ -471,7 +471,9 @@ impl HealthReader {
     pub fn new(root: PathBuf, smartctl: PathBuf, smart_every: Option<Duration>) -> HealthReader {
         let smart = Arc::new(Mutex::new(match smart_every {
             Some(_) => Reading::unavailable("not read yet (the first SMART read is under way)"),
-            None => Reading::unavailable("SMART reading is turned off (--health-smart-every 0)"),
+            None => {
+                Reading::unavailable("SMART reading is turned off (plumb agent --smart-every off)")
+            }
         }));
         if let Some(every) = smart_every {
             let slot = smart.clone();

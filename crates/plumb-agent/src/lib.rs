@@ -261,6 +261,9 @@ impl Agent {
             )
         });
         let mut health_sent: Option<(Instant, plumb_model::health::NodeHealth)> = None;
+        // Whether the last reading was under pressure: the first reading
+        // after pressure ends goes too, so the collector sees it end.
+        let mut health_pressured = false;
         let mut collector_takes_clock = true;
         let mut collector_takes_health = true;
         let mut seq = 0u64;
@@ -276,11 +279,20 @@ impl Agent {
             }
             if collector_takes_health && let Some(reader) = health_reader.as_mut() {
                 let h = reader.read();
-                let stable = h.stable_part(PRESSURE_FLOOR);
-                let due = match &health_sent {
-                    None => true,
-                    Some((at, last)) => at.elapsed() >= self.config.health_every || *last != stable,
-                };
+                let stable = h.stable_part();
+                let pressured = h.under_pressure(PRESSURE_FLOOR);
+                // Under pressure, every reading goes (the collector's
+                // sustained-pressure rule counts readings in a row), and
+                // the first one after it ended, so the collector sees that.
+                let due = pressured
+                    || health_pressured
+                    || match &health_sent {
+                        None => true,
+                        Some((at, last)) => {
+                            at.elapsed() >= self.config.health_every || *last != stable
+                        }
+                    };
+                health_pressured = pressured;
                 if due {
                     report.health = Some(Box::new(h));
                 }
@@ -320,7 +332,7 @@ impl Agent {
                     failures = 0;
                     said = None;
                     if let Some(h) = &report.health {
-                        health_sent = Some((Instant::now(), h.stable_part(PRESSURE_FLOOR)));
+                        health_sent = Some((Instant::now(), h.stable_part()));
                     }
                     // Acknowledged: stop repeating it, unless a newer one
                     // arrived meanwhile.

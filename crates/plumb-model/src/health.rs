@@ -310,24 +310,31 @@ impl NodeHealth {
             .unwrap_or(0)
     }
 
-    /// A copy without the values that move at every read (PSI averages,
+    /// Whether memory or I/O is under pressure: PSI some avg10 at or above
+    /// `floor` percent.
+    pub fn under_pressure(&self, floor: f64) -> bool {
+        self.psi.ok().is_some_and(|p| {
+            [&p.memory, &p.io]
+                .into_iter()
+                .flatten()
+                .any(|r| r.some.avg10 >= floor)
+        })
+    }
+
+    /// A copy without the values that move at every read (PSI figures,
     /// temperatures, frequencies, the read time), so two readings can be
-    /// compared for a change worth sending at once. A resource under
-    /// pressure (some avg10 at or above `pressure_floor` percent) keeps its
-    /// PSI, so the collector sees every reading while it lasts.
-    pub fn stable_part(&self, pressure_floor: f64) -> NodeHealth {
+    /// compared for a change worth sending at once. Which PSI resources
+    /// are reported stays.
+    pub fn stable_part(&self) -> NodeHealth {
         let mut h = self.clone();
         h.read_at = Timestamp::from_nanos(0);
         if let Reading::Ok { value } = &mut h.psi {
             for r in [&mut value.cpu, &mut value.memory, &mut value.io] {
                 if let Some(res) = r.as_mut() {
-                    if res.some.avg10 < pressure_floor {
-                        *res = PsiResource::default();
-                    } else {
-                        res.some.total_us = 0;
-                        if let Some(f) = res.full.as_mut() {
-                            f.total_us = 0;
-                        }
+                    let full = res.full.is_some();
+                    *res = PsiResource::default();
+                    if full {
+                        res.full = Some(PsiLine::default());
                     }
                 }
             }

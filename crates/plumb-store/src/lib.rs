@@ -27,6 +27,7 @@ pub mod chunk;
 pub mod clock;
 pub mod dash;
 mod error;
+pub mod health;
 pub mod insights;
 mod matcher;
 pub mod nodes;
@@ -41,7 +42,7 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{
-    Alerts, Backend, Connector, Insights, Nodes, Output, OutputSink, RunStore, Runs,
+    Alerts, Backend, Connector, Health, Insights, Nodes, Output, OutputSink, RunStore, Runs,
     SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
@@ -51,8 +52,8 @@ pub mod prelude {
     // Anonymous, so that the glob brings the methods into scope without
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
-        Alerts as _, Insights as _, Nodes as _, Output as _, Runs as _, Telemetry as _,
-        Throttles as _, Timeline as _, Tokens as _,
+        Alerts as _, Health as _, Insights as _, Nodes as _, Output as _, Runs as _,
+        Telemetry as _, Throttles as _, Timeline as _, Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

@@ -398,6 +398,16 @@ pub const MIGRATIONS: &[&str] = &[
             WHERE bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state AND n <= 0;
     END;
     "#,
+    // 13 -> 14 (helper "health"): node hardware health as the agents send
+    // it (NodeHealth as JSON), a bounded history per node (health.rs).
+    r#"
+    CREATE TABLE node_health (
+        node   TEXT NOT NULL,
+        at_ns  INTEGER NOT NULL,           -- arrival, collector clock
+        health TEXT NOT NULL,              -- NodeHealth as JSON
+        PRIMARY KEY (node, at_ns)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[cfg(test)]
