@@ -644,4 +644,43 @@ mod tests {
         let again: AlertsConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(again.interval, Dur(Duration::from_micros(1500)));
     }
+
+    #[test]
+    fn bad_health_thresholds_name_their_key() {
+        for (json, key) in [
+            (
+                r#"{"rules":{"pressure":{"memory_above":0}}}"#,
+                "alerts.rules.pressure.memory_above",
+            ),
+            (
+                r#"{"rules":{"pressure":{"io_above":150}}}"#,
+                "alerts.rules.pressure.io_above",
+            ),
+            (
+                r#"{"rules":{"pressure":{"intervals":0}}}"#,
+                "alerts.rules.pressure.intervals",
+            ),
+            (
+                r#"{"rules":{"oom_kill":{"at_least":0}}}"#,
+                "alerts.rules.oom_kill.at_least",
+            ),
+            (
+                r#"{"rules":{"smart":{"window":"0s"}}}"#,
+                "alerts.rules.smart.window",
+            ),
+        ] {
+            let c: AlertsConfig = serde_json::from_str(json).unwrap();
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(key), "{json}: {err}");
+        }
+        let err = serde_json::from_str::<AlertsConfig>(r#"{"rules":{"smart":{"treshold":1}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("treshold"), "{err}");
+        let err = serde_json::from_str::<AlertsConfig>(r#"{"rules":{"smarts":{}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smarts"), "{err}");
+        assert!(AlertsConfig::default().validate().is_ok());
+    }
 }

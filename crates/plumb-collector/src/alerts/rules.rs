@@ -1234,4 +1234,149 @@ mod tests {
         assert_eq!(c[0].labels["job"], "bad");
         assert_eq!(c[0].labels["alertname"], FAILURE_RATE);
     }
+
+    fn sick(oom: u64, throttle: u64, ue: u64, mem_psi: f64, pending: u64) -> NodeHealth {
+        use plumb_model::health::*;
+        NodeHealth {
+            version: HEALTH_VERSION,
+            read_at: t(0),
+            psi: Reading::Ok {
+                value: Psi {
+                    cpu: None,
+                    memory: Some(PsiResource {
+                        some: PsiLine {
+                            avg10: mem_psi,
+                            ..Default::default()
+                        },
+                        full: None,
+                    }),
+                    io: None,
+                },
+            },
+            oom_kills: Reading::Ok { value: oom },
+            memory_errors: Reading::Ok {
+                value: vec![MemoryController {
+                    name: "mc0".into(),
+                    corrected: 0,
+                    uncorrected: ue,
+                }],
+            },
+            temperatures: Reading::unavailable("a VM"),
+            throttling: Reading::Ok {
+                value: Throttling {
+                    cpus: 2,
+                    core_events: throttle,
+                    package_events: 0,
+                },
+            },
+            cpu_freq: Reading::unavailable("a VM"),
+            network: Reading::Ok { value: vec![] },
+            io_errors: Reading::unavailable("virtio"),
+            smart: Reading::Ok {
+                value: vec![SmartDisk {
+                    device: "/dev/sda".into(),
+                    serial: "S1".into(),
+                    passed: Some(true),
+                    pending: Some(pending),
+                    ..Default::default()
+                }],
+            },
+        }
+    }
+
+    fn series(recent: Vec<NodeHealth>, base: Option<NodeHealth>) -> Snapshot {
+        let mut baseline = HashMap::new();
+        if let Some(b) = base {
+            for k in [
+                "smart",
+                "memory_errors",
+                "thermal_throttle",
+                "oom_kill",
+                "io_errors",
+            ] {
+                baseline.insert(k, b.clone());
+            }
+        }
+        Snapshot {
+            health: vec![HealthSeries {
+                node: "n1".into(),
+                recent,
+                baseline,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn names(c: &[Candidate]) -> Vec<&str> {
+        let mut v: Vec<&str> = c.iter().map(|c| c.labels["alertname"].as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn health_counters_fire_on_a_rise_within_the_window_not_on_their_level() {
+        let cfg = AlertsConfig::default();
+        // Counters high since boot but unchanged: nothing.
+        let calm = series(vec![sick(50, 9, 0, 0.0, 0)], Some(sick(50, 9, 0, 0.0, 0)));
+        assert!(evaluate(&cfg, &calm, t(0)).is_empty());
+        // No baseline (the first reading): nothing either.
+        assert!(evaluate(&cfg, &series(vec![sick(50, 9, 0, 0.0, 0)], None), t(0)).is_empty());
+        // Rises: OOM kill, throttle, a pending sector.
+        let rose = series(vec![sick(51, 12, 0, 0.0, 8)], Some(sick(50, 9, 0, 0.0, 0)));
+        let c = evaluate(&cfg, &rose, t(0));
+        assert_eq!(
+            names(&c),
+            [THERMAL_THROTTLE, SMART_RISING, OOM_KILL],
+            "{c:#?}"
+        );
+        let smart = c
+            .iter()
+            .find(|c| c.labels["alertname"] == SMART_RISING)
+            .unwrap();
+        assert_eq!(smart.labels["device"], "/dev/sda");
+        assert!(smart.annotations.description.contains("pending 0 -> 8"));
+        // A reboot resets counters: a lower value now is all new.
+        let rebooted = series(vec![sick(2, 0, 0, 0.0, 0)], Some(sick(50, 9, 0, 0.0, 0)));
+        assert_eq!(names(&evaluate(&cfg, &rebooted, t(0))), [OOM_KILL]);
+        // A threshold of 3 needs 3.
+        let mut cfg3 = AlertsConfig::default();
+        cfg3.rules.oom_kill.at_least = 3;
+        assert!(
+            names(&evaluate(&cfg3, &rose, t(0)))
+                .iter()
+                .all(|n| *n != OOM_KILL)
+        );
+        // Any uncorrected memory error fires, critical, with or without a rise.
+        let ue = series(vec![sick(0, 0, 1, 0.0, 0)], None);
+        let c = evaluate(&cfg, &ue, t(0));
+        assert_eq!(names(&c), [MEMORY_UNCORRECTED]);
+        assert_eq!(c[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn pressure_fires_only_after_its_intervals_in_a_row() {
+        let cfg = AlertsConfig::default();
+        assert_eq!(cfg.rules.pressure.intervals, 3);
+        let two = series(vec![sick(0, 0, 0, 50.0, 0), sick(0, 0, 0, 50.0, 0)], None);
+        assert!(
+            evaluate(&cfg, &two, t(0)).is_empty(),
+            "two readings are not three"
+        );
+        let broken = series(
+            vec![
+                sick(0, 0, 0, 50.0, 0),
+                sick(0, 0, 0, 5.0, 0),
+                sick(0, 0, 0, 50.0, 0),
+            ],
+            None,
+        );
+        assert!(evaluate(&cfg, &broken, t(0)).is_empty(), "not in a row");
+        let three = series(vec![sick(0, 0, 0, 25.0, 0); 3], None);
+        let c = evaluate(&cfg, &three, t(0));
+        assert_eq!(names(&c), [PRESSURE]);
+        assert_eq!(c[0].labels["resource"], "memory");
+        let mut off = AlertsConfig::default();
+        off.rules.pressure.enabled = false;
+        assert!(evaluate(&off, &three, t(0)).is_empty());
+    }
 }
