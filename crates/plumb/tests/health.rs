@@ -326,6 +326,20 @@ fn a_failing_disk_and_memory_errors_are_listed_first_and_alerted_and_unavailable
         );
     }
 
+    // Heartbeats stay small: an unchanging node sends its health again
+    // only once a minute (the first reading, then the one with its first
+    // SMART attempt), not with each of its heartbeats.
+    let beats = seq(&url, "bare").unwrap();
+    assert!(beats >= 5, "{beats}");
+    let sent = get_json(&url, "/api/v1/nodes/bare/health?history=1000")["history"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        (1..=2).contains(&sent),
+        "{sent} readings stored for {beats} heartbeats"
+    );
+
     // The dashboard's node page and its JSON twin carry the health.
     let page = get(&url, "/nodes/sick").expect("the node page");
     assert!(page.contains("id=\"health-findings\""), "{page}");

@@ -371,6 +371,12 @@ fn health_main(cfg: &Config, target: &Target, node: Option<&str>, json: bool) ->
             }
         }
         _ => {
+            if !cfg.home.join(plumb_store::DB_FILE).exists() {
+                bail!(
+                    "no node `{name}` has reported to the store in {} (there is none yet; nodes report to a collector with `plumb agent --collector URL`; read one with --collector URL)",
+                    cfg.home.display()
+                );
+            }
             let store = local_store(cfg)?;
             plumb_collector::health::node_health(
                 &store,
