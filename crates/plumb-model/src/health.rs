@@ -662,4 +662,52 @@ mod tests {
         assert!(texts.iter().any(|t| t.contains("pending 8")), "{texts:?}");
         assert_eq!(h.unavailable().len(), 5);
     }
+
+    #[test]
+    fn the_stable_part_ignores_moving_figures_but_not_counters() {
+        let mut a = NodeHealth {
+            version: HEALTH_VERSION,
+            read_at: Timestamp::from_nanos(1),
+            psi: Reading::Ok {
+                value: Psi {
+                    memory: Some(parse_psi("some avg10=1.00 avg60=0 avg300=0 total=5\n").unwrap()),
+                    ..Default::default()
+                },
+            },
+            oom_kills: Reading::Ok { value: 3 },
+            memory_errors: Reading::unavailable("no"),
+            temperatures: Reading::Ok {
+                value: vec![Temperature {
+                    chip: "coretemp".into(),
+                    label: "Core 0".into(),
+                    celsius: 50.0,
+                    crit_celsius: None,
+                }],
+            },
+            throttling: Reading::unavailable("no"),
+            cpu_freq: Reading::unavailable("no"),
+            network: Reading::unavailable("no"),
+            io_errors: Reading::unavailable("no"),
+            smart: Reading::unavailable("no"),
+        };
+        let mut b = a.clone();
+        b.read_at = Timestamp::from_nanos(2);
+        b.psi = Reading::Ok {
+            value: Psi {
+                memory: Some(parse_psi("some avg10=3.00 avg60=1 avg300=0 total=9\n").unwrap()),
+                ..Default::default()
+            },
+        };
+        if let Reading::Ok { value } = &mut b.temperatures {
+            value[0].celsius = 51.0;
+        }
+        assert_eq!(a.stable_part(), b.stable_part());
+        assert!(!b.under_pressure(5.0));
+        assert!(b.under_pressure(2.0));
+        b.oom_kills = Reading::Ok { value: 4 };
+        assert_ne!(a.stable_part(), b.stable_part(), "a counter moved");
+        a.smart = Reading::unavailable("smartctl is not installed");
+        b.oom_kills = Reading::Ok { value: 3 };
+        assert_ne!(a.stable_part(), b.stable_part(), "availability changed");
+    }
 }
