@@ -401,6 +401,14 @@ fn bad_health_rules_and_flags_are_named() {
         assert!(err.contains(needle), "{toml}: no `{needle}` in {err}");
     }
     let home = Home::new();
+    // A node asked of a home without a store: named, not a database error.
+    let out = home
+        .cmd(&["nodes", "health", "nosuch", "--local"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("no node `nosuch` has reported"), "{err}");
     for (args, needle) in [
         (&["--smart-every", "10ms"][..], "too short a SMART interval"),
         (&["--health-root", "/nonexistent/root"][..], "--health-root"),
