@@ -6,6 +6,10 @@
 //! `/proc/PID/stat` and its peak RSS (VmHWM) from `/proc/PID/status`.
 //! Targets (issue 3): under 1% of one core and under 20 MiB RSS. For scale,
 //! the baseline is the budget itself: the ratios printed are figure/target.
+//! The agent reads hardware health at every heartbeat (issue 20), so the
+//! steady figure includes it; the health read is also timed on its own
+//! (this machine's `/`, and the failing fake root of the agent's tests,
+//! which has every source), with the size it adds to a heartbeat.
 
 use crate::measure::{self, cpu_seconds, verdict, vm_kib};
 use anyhow::{Context, Result};
@@ -15,10 +19,45 @@ use std::time::{Duration, Instant};
 const CPU_TARGET_PCT: f64 = 1.0;
 const RSS_TARGET_MIB: f64 = 20.0;
 
+/// Times `plumb_agent::health::read_fast` under `root`: mean and worst
+/// microseconds per read over `n` reads, and its JSON size.
+fn time_health_read(root: &std::path::Path, n: u32) -> (f64, f64, usize) {
+    let mut worst = 0f64;
+    let t0 = Instant::now();
+    let mut size = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        let h = plumb_agent::health::read_fast(root);
+        worst = worst.max(t.elapsed().as_secs_f64() * 1e6);
+        size = serde_json::to_vec(&h).map(|v| v.len()).unwrap_or(0);
+    }
+    (t0.elapsed().as_secs_f64() * 1e6 / f64::from(n), worst, size)
+}
+
+fn health_reads(interval: &str) -> Result<()> {
+    let every = plumb_model::parse_duration_ns(interval).map_err(anyhow::Error::msg)? as f64 / 1e3;
+    let fake = crate::workspace_root().join("crates/plumb-agent/testdata/health/failing");
+    for (what, root) in [
+        ("this machine (/)", std::path::PathBuf::from("/")),
+        ("fake root, every source", fake),
+    ] {
+        let (mean, worst, size) = time_health_read(&root, 2000);
+        println!(
+            "  health read, {what}: {mean:.1} us mean, {worst:.0} us worst over 2000 reads; {:.4}% of one core at one read per {interval}; {size} bytes of JSON when sent",
+            mean / every * 100.0
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &[&str]) -> Result<()> {
     let opt = |name: &str| measure::opt(args, name);
     let seconds: u64 = opt("--seconds").map_or(Ok(30), str::parse)?;
     let interval = opt("--interval").unwrap_or("5s");
+    if args.contains(&"--health-only") {
+        // The health read alone, without building a release plumb.
+        return health_reads(interval);
+    }
     let plumb = measure::release_plumb()?;
     let work = measure::fresh_work_dir("agent")?;
     println!(
@@ -74,6 +113,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     if let Some(n) = heartbeats {
         println!("  node state at the end: {n}");
     }
+    health_reads(interval)?;
     Ok(())
 }
 

@@ -385,5 +385,6 @@ fn node_report(i: usize) -> NodeReport {
             fingerprint: fp,
         }),
         clock: None,
+        health: None,
     }
 }

@@ -25,6 +25,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod health;
 pub mod host;
 mod pylogs;
 pub mod stacks;
@@ -91,12 +92,25 @@ pub struct AgentConfig {
     /// its probes (`plumb demo` on a machine without libfaketime); 0 for
     /// the true clock.
     pub clock_shift_ns: i64,
+    /// Read the node's hardware health and send it with heartbeats.
+    pub health: bool,
+    /// The root the health sources are read under: `/` on a node (another
+    /// directory only for tests, laid out as the kernel does).
+    pub health_root: PathBuf,
+    /// The whole health is sent at least this often; a change in a counter,
+    /// a source's availability or SMART is sent at the next heartbeat.
+    pub health_every: Duration,
+    /// `smartctl`, a path or a name looked up in `PATH`.
+    pub smartctl: PathBuf,
+    /// How often SMART is read; `None`: never.
+    pub smart_every: Option<Duration>,
 }
 
 impl AgentConfig {
     /// Defaults: host name, 5 s interval, 1 GiB outbox, fingerprint every
-    /// 10 minutes, clock probes every 10 s, token and CA from the
-    /// environment.
+    /// 10 minutes, clock probes every 10 s, health with every heartbeat
+    /// that sees a change and at least every minute, SMART every hour,
+    /// token and CA from the environment.
     pub fn new(collector: &str, outbox: PathBuf) -> AgentConfig {
         AgentConfig {
             client: ClientConfig::from_env(collector),
@@ -113,6 +127,11 @@ impl AgentConfig {
             clock_every: Some(clock::PROBE_EVERY),
             clock_target: None,
             clock_shift_ns: 0,
+            health: true,
+            health_root: PathBuf::from("/"),
+            health_every: Duration::from_secs(60),
+            smartctl: PathBuf::from("smartctl"),
+            smart_every: Some(health::SMART_EVERY),
         }
     }
 }
@@ -166,6 +185,7 @@ impl Agent {
             spool: self.outbox.stats(),
             fingerprint: None,
             clock: None,
+            health: None,
         }
     }
 
@@ -233,7 +253,19 @@ impl Agent {
         ) {
             tracing::warn!(error = %e, "stack requests are not answered on this node");
         }
+        let mut health_reader = self.config.health.then(|| {
+            health::HealthReader::new(
+                self.config.health_root.clone(),
+                self.config.smartctl.clone(),
+                self.config.smart_every,
+            )
+        });
+        let mut health_sent: Option<(Instant, plumb_model::health::NodeHealth)> = None;
+        // Whether the last reading was under pressure: the first reading
+        // after pressure ends goes too, so the collector sees it end.
+        let mut health_pressured = false;
         let mut collector_takes_clock = true;
+        let mut collector_takes_health = true;
         let mut seq = 0u64;
         let mut next = Instant::now();
         let mut failures = 0u32;
@@ -244,6 +276,26 @@ impl Agent {
             report.fingerprint = pending_fp.lock().expect("fingerprint lock").clone();
             if collector_takes_clock {
                 report.clock = *clock_estimate.lock().expect("clock estimate lock");
+            }
+            if collector_takes_health && let Some(reader) = health_reader.as_mut() {
+                let h = reader.read();
+                let stable = h.stable_part();
+                let pressured = h.under_pressure(PRESSURE_FLOOR);
+                // Under pressure, every reading goes (the collector's
+                // sustained-pressure rule counts readings in a row), and
+                // the first one after it ended, so the collector sees that.
+                let due = pressured
+                    || health_pressured
+                    || match &health_sent {
+                        None => true,
+                        Some((at, last)) => {
+                            at.elapsed() >= self.config.health_every || *last != stable
+                        }
+                    };
+                health_pressured = pressured;
+                if due {
+                    report.health = Some(Box::new(h));
+                }
             }
             let send = |report: &NodeReport| {
                 let body = serde_json::to_vec(report).expect("report serializes");
@@ -263,6 +315,15 @@ impl Agent {
                 report.clock = None;
                 result = send(&report);
             }
+            if report.health.is_some() && refuses_field(&result, "health") {
+                tracing::warn!(
+                    collector = self.client.base(),
+                    "the collector does not take hardware health (an older plumb serve?); heartbeats go on without it"
+                );
+                collector_takes_health = false;
+                report.health = None;
+                result = send(&report);
+            }
             match result {
                 Ok(_) => {
                     if failures > 0 {
@@ -270,6 +331,9 @@ impl Agent {
                     }
                     failures = 0;
                     said = None;
+                    if let Some(h) = &report.health {
+                        health_sent = Some((Instant::now(), h.stable_part()));
+                    }
                     // Acknowledged: stop repeating it, unless a newer one
                     // arrived meanwhile.
                     let mut fp = pending_fp.lock().expect("fingerprint lock");
@@ -358,13 +422,26 @@ impl Agent {
 /// Whether a heartbeat was refused for its `clock` field: the 400 of a
 /// collector whose node report has no such field.
 fn refuses_clock<T>(result: &Result<T, ShipError>) -> bool {
+    refuses_field(result, "clock")
+}
+
+/// Whether a heartbeat was refused for its field `name`: the 400 of a
+/// collector whose node report has no such field.
+fn refuses_field<T>(result: &Result<T, ShipError>, name: &str) -> bool {
     match result {
         Err(ShipError::Http(e)) => {
-            e.status() == Some(400) && e.message().is_some_and(|m| m.contains("`clock`"))
+            e.status() == Some(400)
+                && e.message()
+                    .is_some_and(|m| m.contains(&format!("`{name}`")))
         }
         _ => false,
     }
 }
+
+/// PSI (some, avg10, percent) at or above which a resource counts as under
+/// pressure: while one is, its health goes with every heartbeat, so the
+/// collector's sustained-pressure rule sees each interval.
+const PRESSURE_FLOOR: f64 = 5.0;
 
 fn sleep_until(t: Instant, stop: &AtomicBool) {
     // Short naps so a stop request is honoured within 100 ms.

@@ -264,6 +264,85 @@ pub fn payloads(external: &str, alerts: Vec<Alert>) -> Vec<WebhookPayload> {
         .collect()
 }
 
+/// The health readings the health rules read, of every node that is not
+/// down: the latest ones (as many as the pressure rule needs) and the
+/// oldest within each rule's window.
+fn health_series(
+    store: &dyn plumb_store::Backend,
+    nodes: &[NodeStatus],
+    r: &config::Rules,
+    now: Timestamp,
+) -> plumb_store::Result<Vec<rules::HealthSeries>> {
+    let windows: Vec<(&'static str, bool, config::Dur)> = vec![
+        ("smart", r.smart.enabled, r.smart.window),
+        (
+            "memory_errors",
+            r.memory_errors.enabled,
+            r.memory_errors.window,
+        ),
+        (
+            "thermal_throttle",
+            r.thermal_throttle.enabled,
+            r.thermal_throttle.window,
+        ),
+        ("oom_kill", r.oom_kill.enabled, r.oom_kill.window),
+        ("io_errors", r.io_errors.enabled, r.io_errors.window),
+    ];
+    let any = r.pressure.enabled || windows.iter().any(|w| w.1);
+    let mut out = Vec::new();
+    if !any {
+        return Ok(out);
+    }
+    let keep = if r.pressure.enabled {
+        r.pressure.intervals.max(1) as usize
+    } else {
+        1
+    };
+    for n in nodes {
+        if n.state == plumb_model::node::NodeState::Down {
+            continue;
+        }
+        let recent: Vec<_> = store
+            .node_health_recent(&n.node, keep)?
+            .into_iter()
+            .map(|row| row.health)
+            .collect();
+        if recent.is_empty() {
+            continue;
+        }
+        let mut baseline = std::collections::HashMap::new();
+        let mut by_window: std::collections::HashMap<i64, Option<plumb_model::health::NodeHealth>> =
+            std::collections::HashMap::new();
+        for (key, enabled, w) in &windows {
+            if !enabled {
+                continue;
+            }
+            let since = Timestamp::from_nanos(now.as_nanos().saturating_sub(w.as_nanos()));
+            let b = match by_window.get(&w.as_nanos()) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = store
+                        .node_health_history(&n.node, since, 1)?
+                        .into_iter()
+                        .next()
+                        .map(|row| row.health);
+                    by_window.insert(w.as_nanos(), b.clone());
+                    b
+                }
+            };
+            if let Some(b) = b {
+                baseline.insert(*key, b);
+            }
+        }
+        out.push(rules::HealthSeries {
+            node: n.node.clone(),
+            recent,
+            baseline,
+        });
+    }
+    Ok(out)
+}
+
 async fn evaluate_once(
     state: &AppState,
     cfg: &Arc<AlertsConfig>,
@@ -373,7 +452,9 @@ async fn evaluate_once(
             } else {
                 Vec::new()
             };
+            let health = health_series(store, &nodes, r, now)?;
             Ok(rules::Snapshot {
+                health,
                 nodes,
                 disk_samples,
                 jobs,

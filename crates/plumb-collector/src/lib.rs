@@ -31,6 +31,7 @@ mod db;
 pub mod env;
 mod error;
 pub mod guard;
+pub mod health;
 pub mod insights;
 pub mod leader;
 pub mod metrics;
@@ -186,6 +187,9 @@ pub struct AppState {
     /// A node's clock further off than this is marked (and alerted on,
     /// `[alerts.rules.clock_offset] max_offset`), ns.
     pub clock_max_offset_ns: i64,
+    /// The pressure a node's health view marks as abnormal
+    /// (`[alerts.rules.pressure]`'s thresholds).
+    pub health_limits: plumb_model::health::FindingLimits,
     /// Fleet-wide stack requests waiting for their nodes' answers.
     pub stacks: stack::StackRequests,
 }
@@ -210,6 +214,10 @@ impl AppState {
             budget: body::MemoryBudget::new(config.limits.ingest_memory),
             tls: config.tls.is_some(),
             clock_max_offset_ns: config.alerts.rules.clock_offset.max_offset.as_nanos(),
+            health_limits: plumb_model::health::FindingLimits {
+                memory_pressure: config.alerts.rules.pressure.memory_above,
+                io_pressure: config.alerts.rules.pressure.io_above,
+            },
             stacks: stack::StackRequests::default(),
         })
     }
@@ -224,6 +232,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::handler))
         .merge(runs::routes())
         .merge(nodes::routes(&state))
+        .merge(health::routes())
         .merge(otlp::routes())
         .merge(insights::routes(&state))
         .merge(alerts::routes())

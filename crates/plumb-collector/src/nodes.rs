@@ -154,6 +154,10 @@ pub struct NodeDetail {
     /// [`RUNNING`]; the report's `runs_in_progress` is the node's own count).
     #[serde(default)]
     pub running: Vec<plumb_store::RunSummary>,
+    /// Its hardware health: current values, unavailable sources and the
+    /// latest readings summarized (absent from an older collector).
+    #[serde(default)]
+    pub health: Option<crate::health::HealthDetail>,
 }
 
 /// A group's name: its labels as `k=v,k2=v2` (nodes with the same labels
@@ -218,11 +222,13 @@ pub fn views(rows: Vec<NodeRow>) -> Vec<NodeView> {
 }
 
 /// Everything the store knows about node `name`: its view (compared with
-/// its group), its state history and its runs in progress; `None` when no
-/// node of that name has reported.
+/// its group), its state history, its runs in progress and its health
+/// (pressure marked abnormal by `limits`); `None` when no node of that name
+/// has reported.
 pub fn node_detail(
     store: &dyn plumb_store::Backend,
     name: &str,
+    limits: &plumb_model::health::FindingLimits,
 ) -> plumb_store::Result<Option<NodeDetail>> {
     let Some(row) = store.node(name)? else {
         return Ok(None);
@@ -248,11 +254,13 @@ pub fn node_detail(
         limit: RUNNING,
         ..Default::default()
     })?;
+    let health = crate::health::node_health(store, name, crate::health::HISTORY, limits)?;
     Ok(Some(NodeDetail {
         node,
         differs_in,
         transitions,
         running,
+        health,
     }))
 }
 
@@ -356,6 +364,10 @@ async fn ingest_node_inner(
         ));
     }
     let policy = StatePolicy::default();
+    let mut report = report;
+    // Health goes to its own bounded history; the node's row keeps the
+    // heartbeat without it (most heartbeats carry none).
+    let health = report.health.take();
     let (name, st) = state
         .db
         .write(move |store| {
@@ -366,6 +378,9 @@ async fn ingest_node_inner(
             store.set_node_state(&row.name, fresh, now, 0.0)?;
             if let Some(e) = &report.clock {
                 store.put_clock_estimate(&row.name, e, now)?;
+            }
+            if let Some(h) = &health {
+                store.put_node_health(&row.name, now, h)?;
             }
             Ok((row.name, fresh))
         })

@@ -30,6 +30,7 @@ mod eviction;
 pub mod exception;
 pub mod frame;
 pub mod fuzzing;
+pub mod health;
 pub mod insights;
 pub mod integrity;
 pub mod node;

@@ -61,6 +61,10 @@ pub struct NodeReport {
     /// collector's, once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<crate::clock::Estimate>,
+    /// The node's hardware health, sent when something in it changed and
+    /// otherwise at the agent's slow health pace; absent in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Box<crate::health::NodeHealth>>,
 }
 
 /// Load averages and CPU count.

@@ -21,6 +21,7 @@ methods, so passing them is what "a backend" means.
 
 pub mod alerts;
 pub mod clocks;
+pub mod health;
 pub mod import;
 pub mod insights;
 pub mod leases;
@@ -83,6 +84,7 @@ macro_rules! suite {
             insights::every_failed_state_is_queued_for_grouping_and_no_other,
             insights::occurrence_times_are_a_groups_own_in_a_window,
             clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
+            health::health_reads_back_newest_first_or_since_and_is_bounded_per_node,
             timeline::logs_and_spans_are_found_by_time_window_from_every_source,
             throttles::never_more_than_n_holders_and_the_queue_is_first_come_first_served,
             throttles::an_expired_lease_frees_its_slot_and_an_expired_waiter_leaves_the_queue,
@@ -112,6 +114,7 @@ mod tests {
         let modules = [
             ("alerts", include_str!("alerts.rs")),
             ("clocks", include_str!("clocks.rs")),
+            ("health", include_str!("health.rs")),
             ("import", include_str!("import.rs")),
             ("insights", include_str!("insights.rs")),
             ("leases", include_str!("leases.rs")),

@@ -1,5 +1,5 @@
 //! The fleet's concerns on PostgreSQL: [`Nodes`], [`Alerts`], [`Tokens`],
-//! [`Clocks`](plumb_store::Clocks), [`Throttles`] and [`Leases`].
+//! [`Clocks`](plumb_store::Clocks), [`Health`], [`Throttles`] and [`Leases`].
 //!
 //! Writes that read before they write (a node's window of heartbeats, the
 //! throttle queue, disk samples) lock what they read (`FOR UPDATE`, or a
@@ -14,10 +14,11 @@ use plumb_model::node::{NodeReport, NodeState, NodeTransition};
 use plumb_model::throttle::{Lease, LeaseRequest, LeaseState, ThrottleView};
 use plumb_store::alerts::{AlertRow, JobOutcomes};
 use plumb_store::clock::{ClockRow, KEEP_NS};
+use plumb_store::health::{HealthRow, KEEP_NS as HEALTH_KEEP_NS, KEEP_ROWS as HEALTH_KEEP_ROWS};
 use plumb_store::kit;
 use plumb_store::nodes::NodeRow;
 use plumb_store::tokens::TokenInfo;
-use plumb_store::{Alerts, Leases, Nodes, Result, StoreError, Throttles, Tokens};
+use plumb_store::{Alerts, Health, Leases, Nodes, Result, StoreError, Throttles, Tokens};
 use postgres::{GenericClient, Row, Transaction};
 use std::time::Duration;
 
@@ -818,5 +819,75 @@ impl Leases for PgStore {
                 &[&name],
             )?
             .map(|r| (r.get(0), Timestamp::from_nanos(r.get(1)))))
+    }
+}
+
+fn health_row(r: &Row) -> Result<HealthRow> {
+    let (node, at): (String, i64) = (r.get(0), r.get(1));
+    Ok(HealthRow {
+        health: json(
+            format!("health of node {node} at {at}"),
+            r.get::<_, &str>(2),
+        )?,
+        at: Timestamp::from_nanos(at),
+        node,
+    })
+}
+
+impl Health for PgStore {
+    fn put_node_health(
+        &self,
+        node: &str,
+        at: Timestamp,
+        health: &plumb_model::health::NodeHealth,
+    ) -> Result<()> {
+        let record = serde_json::to_string(health).expect("health serializes");
+        self.tx(|tx| {
+            tx.x(
+                "INSERT INTO node_health (node, at_ns, health) VALUES ($1, $2, $3)
+                 ON CONFLICT (node, at_ns) DO UPDATE SET health = EXCLUDED.health",
+                &[&node, &at.as_nanos(), &record],
+            )?;
+            tx.x(
+                "DELETE FROM node_health WHERE node = $1 AND at_ns < $2",
+                &[&node, &(at.as_nanos() - HEALTH_KEEP_NS)],
+            )?;
+            tx.x(
+                "DELETE FROM node_health WHERE node = $1 AND at_ns < (
+                     SELECT at_ns FROM node_health WHERE node = $1
+                     ORDER BY at_ns DESC LIMIT 1 OFFSET $2)",
+                &[&node, &((HEALTH_KEEP_ROWS - 1) as i64)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn node_health_history(
+        &self,
+        node: &str,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HealthRow>> {
+        self.c()?
+            .q(
+                "SELECT node, at_ns, health FROM node_health
+                 WHERE node = $1 AND at_ns >= $2 ORDER BY at_ns LIMIT $3",
+                &[&node, &since.as_nanos(), &(limit as i64)],
+            )?
+            .iter()
+            .map(health_row)
+            .collect()
+    }
+
+    fn node_health_recent(&self, node: &str, limit: usize) -> Result<Vec<HealthRow>> {
+        self.c()?
+            .q(
+                "SELECT node, at_ns, health FROM node_health
+                 WHERE node = $1 ORDER BY at_ns DESC LIMIT $2",
+                &[&node, &(limit as i64)],
+            )?
+            .iter()
+            .map(health_row)
+            .collect()
     }
 }

@@ -258,6 +258,12 @@ CREATE TABLE throttle_leases (
 );
 CREATE INDEX throttle_leases_seq ON throttle_leases (name, seq);
 CREATE INDEX throttle_leases_expires ON throttle_leases (expires_ns);
+CREATE TABLE node_health (
+    node   TEXT COLLATE "C" NOT NULL,
+    at_ns  BIGINT NOT NULL,
+    health TEXT NOT NULL,
+    PRIMARY KEY (node, at_ns)
+);
 CREATE TABLE leases (
     name       TEXT COLLATE "C" PRIMARY KEY,
     holder     TEXT COLLATE "C" NOT NULL,

@@ -15,6 +15,7 @@ use crate::chunk::SealedChunk;
 use crate::clock::ClockRow;
 use crate::dash::{JobRun, RunCounts, RunQuery, RunsPage};
 use crate::error::{Result, StoreError};
+use crate::health::HealthRow;
 use crate::insights::{Drained, NewOccurrence};
 use crate::nodes::NodeRow;
 use crate::spool::{ImportError, ImportStats};
@@ -405,6 +406,33 @@ pub trait Clocks {
     fn clock_history(&self, node: &str, since: Timestamp, limit: usize) -> Result<Vec<ClockRow>>;
 }
 
+/// Node hardware health the agents send: a bounded history per node
+/// ([`crate::health::KEEP_ROWS`] rows, [`crate::health::KEEP_NS`] of age).
+pub trait Health {
+    /// Stores `node`'s reading, arrived at `at` (a second reading at the
+    /// same time replaces the first), and drops that node's readings beyond
+    /// the bounds.
+    fn put_node_health(
+        &self,
+        node: &str,
+        at: Timestamp,
+        health: &plumb_model::health::NodeHealth,
+    ) -> Result<()>;
+
+    /// `node`'s readings that arrived from `since` on, oldest first, at
+    /// most `limit`.
+    fn node_health_history(
+        &self,
+        node: &str,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HealthRow>>;
+
+    /// `node`'s latest `limit` readings, newest first (the first is its
+    /// current health).
+    fn node_health_recent(&self, node: &str, limit: usize) -> Result<Vec<HealthRow>>;
+}
+
 /// What a merged timeline reads beyond runs (`plumb timeline`).
 pub trait Timeline {
     /// Log records whose own time is in `[since, until)`, whichever run or
@@ -504,6 +532,7 @@ pub trait Backend:
     + Tokens
     + Insights
     + Clocks
+    + Health
     + Timeline
     + Throttles
     + Leases
@@ -520,6 +549,7 @@ impl<
         + Tokens
         + Insights
         + Clocks
+        + Health
         + Timeline
         + Throttles
         + Leases

@@ -407,6 +407,16 @@ pub const MIGRATIONS: &[&str] = &[
         expires_ns INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 14 -> 15 (helper "health"): node hardware health as the agents send
+    // it (NodeHealth as JSON), a bounded history per node (health.rs).
+    r#"
+    CREATE TABLE node_health (
+        node   TEXT NOT NULL,
+        at_ns  INTEGER NOT NULL,           -- arrival, collector clock
+        health TEXT NOT NULL,              -- NodeHealth as JSON
+        PRIMARY KEY (node, at_ns)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[cfg(test)]

@@ -300,6 +300,12 @@ fn clock_rule_config(dir: &std::path::Path) -> PathBuf {
         "slow_run",
         "failure_rate",
         "new_error",
+        "smart",
+        "memory_errors",
+        "thermal_throttle",
+        "oom_kill",
+        "io_errors",
+        "pressure",
     ] {
         toml.push_str(&format!("[alerts.rules.{r}]\nenabled = false\n\n"));
     }

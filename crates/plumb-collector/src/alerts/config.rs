@@ -108,6 +108,158 @@ pub struct Rules {
     pub clock_offset: ClockOffsetRule,
     /// A node whose software differs from most nodes with its labels.
     pub env_drift: BasicRule,
+    /// A disk failing its SMART self-assessment, or a predictive SMART
+    /// attribute that rose.
+    pub smart: SmartRule,
+    /// Uncorrected memory errors, or corrected ones above a rate.
+    pub memory_errors: MemoryErrorsRule,
+    /// CPU thermal-throttle events.
+    pub thermal_throttle: CounterRule,
+    /// OOM kills on a node.
+    pub oom_kill: CounterRule,
+    /// I/O errors of a block device or file system.
+    pub io_errors: CounterRule,
+    /// Sustained memory or I/O pressure (PSI).
+    pub pressure: PressureRule,
+}
+
+/// `[alerts.rules.smart]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmartRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of a disk failing its self-assessment.
+    pub severity: Severity,
+    /// Severity of a predictive attribute that rose (reallocated, pending,
+    /// uncorrectable sectors, CRC errors, NVMe media errors).
+    pub rising_severity: Severity,
+    /// A rise is a higher value than the node's oldest reading in this
+    /// window.
+    pub window: Dur,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for SmartRule {
+    fn default() -> Self {
+        SmartRule {
+            enabled: true,
+            severity: Severity::Critical,
+            rising_severity: Severity::Warning,
+            window: Dur::secs(24 * 3600),
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.memory_errors]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryErrorsRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of any uncorrected error.
+    pub severity: Severity,
+    /// Severity of corrected errors above the rate.
+    pub corrected_severity: Severity,
+    /// Corrected errors fire when more than this many were counted within
+    /// `window`.
+    pub corrected_above: u64,
+    /// The window of the corrected-error rate.
+    pub window: Dur,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for MemoryErrorsRule {
+    fn default() -> Self {
+        MemoryErrorsRule {
+            enabled: true,
+            severity: Severity::Critical,
+            corrected_severity: Severity::Warning,
+            corrected_above: 10,
+            window: Dur::secs(3600),
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// A counter that rose within a window: `[alerts.rules.thermal_throttle]`,
+/// `[alerts.rules.oom_kill]`, `[alerts.rules.io_errors]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CounterRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Fire when the counter rose by at least this much...
+    pub at_least: u64,
+    /// ...since the node's oldest reading within this window.
+    pub window: Dur,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for CounterRule {
+    fn default() -> Self {
+        CounterRule {
+            enabled: true,
+            severity: Severity::Warning,
+            at_least: 1,
+            window: Dur::secs(3600),
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.pressure]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PressureRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// Memory PSI (some, avg10) in percent at or above which a reading
+    /// counts.
+    pub memory_above: f64,
+    /// The same for I/O.
+    pub io_above: f64,
+    /// Fire when this many latest readings in a row are at or above.
+    pub intervals: u32,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for PressureRule {
+    fn default() -> Self {
+        PressureRule {
+            enabled: true,
+            severity: Severity::Warning,
+            memory_above: 20.0,
+            io_above: 40.0,
+            intervals: 3,
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
 }
 
 /// Settings every rule has; `severity` and `for` default per rule.
@@ -394,6 +546,46 @@ impl AlertsConfig {
                     .into(),
             );
         }
+        for (key, v) in [
+            ("pressure.memory_above", r.pressure.memory_above),
+            ("pressure.io_above", r.pressure.io_above),
+        ] {
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(format!(
+                    "alerts.rules.{key} = {v}: a percentage of time stalled above 0 and at most 100"
+                ));
+            }
+        }
+        if r.pressure.intervals == 0 {
+            return Err(
+                "alerts.rules.pressure.intervals = 0: use 1 or more (readings in a row at or above the threshold)"
+                    .into(),
+            );
+        }
+        for (key, w) in [
+            ("smart.window", r.smart.window),
+            ("memory_errors.window", r.memory_errors.window),
+            ("thermal_throttle.window", r.thermal_throttle.window),
+            ("oom_kill.window", r.oom_kill.window),
+            ("io_errors.window", r.io_errors.window),
+        ] {
+            if w.0.is_zero() {
+                return Err(format!(
+                    "alerts.rules.{key} = 0: use a positive duration, e.g. 1h (a rise is measured over it)"
+                ));
+            }
+        }
+        for (key, n) in [
+            ("thermal_throttle.at_least", r.thermal_throttle.at_least),
+            ("oom_kill.at_least", r.oom_kill.at_least),
+            ("io_errors.at_least", r.io_errors.at_least),
+        ] {
+            if n == 0 {
+                return Err(format!(
+                    "alerts.rules.{key} = 0: use 1 or more (a rise of 0 is no event)"
+                ));
+            }
+        }
         for (i, w) in self.webhook.iter().enumerate() {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 return Err(format!(
@@ -451,5 +643,44 @@ mod tests {
         assert!(text.contains(r#""interval":"1500000ns""#), "{text}");
         let again: AlertsConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(again.interval, Dur(Duration::from_micros(1500)));
+    }
+
+    #[test]
+    fn bad_health_thresholds_name_their_key() {
+        for (json, key) in [
+            (
+                r#"{"rules":{"pressure":{"memory_above":0}}}"#,
+                "alerts.rules.pressure.memory_above",
+            ),
+            (
+                r#"{"rules":{"pressure":{"io_above":150}}}"#,
+                "alerts.rules.pressure.io_above",
+            ),
+            (
+                r#"{"rules":{"pressure":{"intervals":0}}}"#,
+                "alerts.rules.pressure.intervals",
+            ),
+            (
+                r#"{"rules":{"oom_kill":{"at_least":0}}}"#,
+                "alerts.rules.oom_kill.at_least",
+            ),
+            (
+                r#"{"rules":{"smart":{"window":"0s"}}}"#,
+                "alerts.rules.smart.window",
+            ),
+        ] {
+            let c: AlertsConfig = serde_json::from_str(json).unwrap();
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(key), "{json}: {err}");
+        }
+        let err = serde_json::from_str::<AlertsConfig>(r#"{"rules":{"smart":{"treshold":1}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("treshold"), "{err}");
+        let err = serde_json::from_str::<AlertsConfig>(r#"{"rules":{"smarts":{}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smarts"), "{err}");
+        assert!(AlertsConfig::default().validate().is_ok());
     }
 }

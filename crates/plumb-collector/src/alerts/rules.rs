@@ -5,6 +5,7 @@
 use super::config::AlertsConfig;
 use plumb_model::Timestamp;
 use plumb_model::alerts::{Alert, AlertState, Annotations, RuleInfo, Severity, fingerprint};
+use plumb_model::health::NodeHealth;
 use plumb_model::insights::{ErrorGroup, ErrorStatus, SlowRun};
 use plumb_model::node::{NodeState, NodeStatus};
 use plumb_store::alerts::{AlertRow, JobOutcomes};
@@ -28,9 +29,24 @@ pub struct Snapshot {
     pub alerts: Vec<AlertRow>,
     /// Groups of nodes (same labels) whose software differs.
     pub drift: Vec<crate::env::GroupDrift>,
+    /// Health readings of every node that is not down and sent any.
+    pub health: Vec<HealthSeries>,
     /// Whether the collector snapshots the stacks of slow runs by itself
     /// (`[insights.slow] evidence`), so the slow-run alert can point at them.
     pub evidence: bool,
+}
+
+/// One node's health readings, as the health rules read them.
+#[derive(Debug, Clone, Default)]
+pub struct HealthSeries {
+    /// The node.
+    pub node: String,
+    /// Its latest readings, newest first (as many as the pressure rule
+    /// needs; at least the latest).
+    pub recent: Vec<NodeHealth>,
+    /// Its oldest reading within each rule's window, by rule key (`smart`,
+    /// `memory_errors`, `thermal_throttle`, `oom_kill`, `io_errors`).
+    pub baseline: HashMap<&'static str, NodeHealth>,
 }
 
 /// A condition that holds now.
@@ -92,6 +108,278 @@ pub const NEW_ERROR: &str = "NewErrorGroup";
 pub const CLOCK_OFFSET: &str = "ClockOffset";
 /// See [`DISK_LOW`].
 pub const ENV_DRIFT: &str = "EnvironmentDrift";
+/// See [`DISK_LOW`].
+pub const SMART_FAILING: &str = "DiskSmartFailing";
+/// See [`DISK_LOW`].
+pub const SMART_RISING: &str = "DiskSmartAttributeRising";
+/// See [`DISK_LOW`].
+pub const MEMORY_UNCORRECTED: &str = "MemoryUncorrectedErrors";
+/// See [`DISK_LOW`].
+pub const MEMORY_CORRECTED: &str = "MemoryCorrectedErrors";
+/// See [`DISK_LOW`].
+pub const THERMAL_THROTTLE: &str = "CpuThermalThrottling";
+/// See [`DISK_LOW`].
+pub const OOM_KILL: &str = "NodeOomKills";
+/// See [`DISK_LOW`].
+pub const IO_ERRORS: &str = "IoErrors";
+/// See [`DISK_LOW`].
+pub const PRESSURE: &str = "NodePressure";
+
+/// How much a counter rose from `base` to `now`; a lower value now means
+/// the node rebooted (counters start again from 0), so all of `now` is new.
+fn rise(base: u64, now: u64) -> u64 {
+    if now >= base { now - base } else { now }
+}
+
+/// A counter rule: its key, alert name, settings, how to read the counter
+/// and what it counts, in words.
+type CounterCheck<'a> = (
+    &'static str,
+    &'static str,
+    &'a super::config::CounterRule,
+    fn(&NodeHealth) -> Option<u64>,
+    &'static str,
+);
+
+/// The candidates of the health rules.
+fn health_candidates(cfg: &AlertsConfig, snap: &Snapshot, out: &mut Vec<Candidate>) {
+    let r = &cfg.rules;
+    for s in &snap.health {
+        let Some(h) = s.recent.first() else {
+            continue;
+        };
+        let node = s.node.as_str();
+        if r.smart.enabled
+            && let Some(disks) = h.smart.ok()
+        {
+            let base: Vec<_> = s
+                .baseline
+                .get("smart")
+                .and_then(|b| b.smart.ok())
+                .cloned()
+                .unwrap_or_default();
+            for d in disks {
+                if d.passed == Some(false) {
+                    out.push(candidate(
+                        SMART_FAILING,
+                        r.smart.severity,
+                        r.smart.for_.0,
+                        &[("node", node), ("device", &d.device)],
+                        format!("disk {} on {node} fails its SMART self-assessment", d.device),
+                        format!(
+                            "smartctl says the overall health of {} ({} {}) on node {node} is FAILED: replace it before it fails its jobs. Attributes: {}.",
+                            d.device,
+                            d.model,
+                            d.serial,
+                            attrs(&d.predictive())
+                        ),
+                        &r.smart.note,
+                    ));
+                }
+                let Some(b) = base
+                    .iter()
+                    .find(|b| b.device == d.device && b.serial == d.serial)
+                else {
+                    continue;
+                };
+                let before = b.predictive();
+                let rose: Vec<String> = d
+                    .predictive()
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let was = before.iter().find(|(bk, _)| *bk == k)?.1;
+                        (v > was).then(|| format!("{k} {was} -> {v}"))
+                    })
+                    .collect();
+                if !rose.is_empty() {
+                    out.push(candidate(
+                        SMART_RISING,
+                        r.smart.rising_severity,
+                        r.smart.for_.0,
+                        &[("node", node), ("device", &d.device)],
+                        format!("SMART attributes of {} on {node} rose", d.device),
+                        format!(
+                            "Within the last {} the SMART attributes that predict a failure rose on {} ({} {}) of node {node}: {}.",
+                            crate::alerts::human(r.smart.window.0),
+                            d.device,
+                            d.model,
+                            d.serial,
+                            rose.join(", ")
+                        ),
+                        &r.smart.note,
+                    ));
+                }
+            }
+        }
+        if r.memory_errors.enabled && h.memory_errors.ok().is_some() {
+            let ue = h.uncorrected_memory_errors();
+            if ue > 0 {
+                out.push(candidate(
+                    MEMORY_UNCORRECTED,
+                    r.memory_errors.severity,
+                    r.memory_errors.for_.0,
+                    &[("node", node)],
+                    format!("{ue} uncorrected memory error(s) on {node}"),
+                    format!(
+                        "EDAC counts {ue} uncorrected memory error(s) on node {node} since boot ({}): data in memory was lost; move work off it and check the DIMMs.",
+                        controllers(h)
+                    ),
+                    &r.memory_errors.note,
+                ));
+            }
+            let ce = h.corrected_memory_errors();
+            let base = s
+                .baseline
+                .get("memory_errors")
+                .map(|b| b.corrected_memory_errors())
+                .unwrap_or(ce);
+            let rose = rise(base, ce);
+            if rose > r.memory_errors.corrected_above {
+                out.push(candidate(
+                    MEMORY_CORRECTED,
+                    r.memory_errors.corrected_severity,
+                    r.memory_errors.for_.0,
+                    &[("node", node)],
+                    format!("{rose} corrected memory errors on {node} within {}", crate::alerts::human(r.memory_errors.window.0)),
+                    format!(
+                        "EDAC counted {rose} corrected memory errors on node {node} within the last {} (threshold {}; {ce} since boot: {}): a DIMM that corrects often tends to fail.",
+                        crate::alerts::human(r.memory_errors.window.0),
+                        r.memory_errors.corrected_above,
+                        controllers(h)
+                    ),
+                    &r.memory_errors.note,
+                ));
+            }
+        }
+        let counters: [CounterCheck<'_>; 3] = [
+            (
+                "thermal_throttle",
+                THERMAL_THROTTLE,
+                &r.thermal_throttle,
+                |h| h.throttling.ok().map(|t| t.total()),
+                "thermal throttle events",
+            ),
+            (
+                "oom_kill",
+                OOM_KILL,
+                &r.oom_kill,
+                |h| h.oom_kills.ok().copied(),
+                "OOM kills",
+            ),
+            (
+                "io_errors",
+                IO_ERRORS,
+                &r.io_errors,
+                |h| h.io_errors.ok().map(|_| h.io_error_total()),
+                "I/O errors",
+            ),
+        ];
+        for (key, name, rule, get, what) in counters {
+            if !rule.enabled {
+                continue;
+            }
+            let Some(now) = get(h) else {
+                continue;
+            };
+            let Some(base) = s.baseline.get(key).and_then(get) else {
+                continue;
+            };
+            let rose = rise(base, now);
+            if rose >= rule.at_least {
+                let hint = match key {
+                    "thermal_throttle" => {
+                        " The CPU slowed itself down to cool: check cooling, fans and airflow; jobs run slower on it meanwhile."
+                    }
+                    "oom_kill" => {
+                        " The kernel killed processes to free memory: see `plumb show` of the runs that ended on it (a run the OOM killer stopped says so)."
+                    }
+                    _ => {
+                        " A disk or file system is failing or was mishandled: see the kernel log (dmesg) and `plumb nodes health`."
+                    }
+                };
+                out.push(candidate(
+                    name,
+                    rule.severity,
+                    rule.for_.0,
+                    &[("node", node)],
+                    format!("{rose} {what} on {node} within {}", crate::alerts::human(rule.window.0)),
+                    format!(
+                        "Node {node} counted {rose} {what} within the last {} ({now} since boot; threshold {}).{hint}",
+                        crate::alerts::human(rule.window.0),
+                        rule.at_least
+                    ),
+                    &rule.note,
+                ));
+            }
+        }
+        if r.pressure.enabled && s.recent.len() >= r.pressure.intervals as usize {
+            let n = r.pressure.intervals as usize;
+            for (resource, limit) in [
+                ("memory", r.pressure.memory_above),
+                ("io", r.pressure.io_above),
+            ] {
+                let values: Option<Vec<f64>> = s.recent[..n]
+                    .iter()
+                    .map(|h| {
+                        let p = h.psi.ok()?;
+                        let r = if resource == "memory" {
+                            &p.memory
+                        } else {
+                            &p.io
+                        };
+                        r.as_ref().map(|r| r.some.avg10)
+                    })
+                    .collect();
+                let Some(values) = values else {
+                    continue;
+                };
+                if values.iter().all(|v| *v >= limit) {
+                    let shown: Vec<String> =
+                        values.iter().rev().map(|v| format!("{v:.1}%")).collect();
+                    out.push(candidate(
+                        PRESSURE,
+                        r.pressure.severity,
+                        r.pressure.for_.0,
+                        &[("node", node), ("resource", resource)],
+                        format!("sustained {resource} pressure on {node}: {:.1}%", values[0]),
+                        format!(
+                            "Some tasks on node {node} stalled waiting for {resource} {} of the time (PSI some avg10 over its last {n} readings, oldest first), at or above the {limit}% threshold: work there runs slower than it should.",
+                            shown.join(", ")
+                        ),
+                        &r.pressure.note,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn attrs(v: &[(&str, u64)]) -> String {
+    if v.is_empty() {
+        return "none reported".into();
+    }
+    v.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn controllers(h: &NodeHealth) -> String {
+    h.memory_errors
+        .ok()
+        .map(|v| {
+            v.iter()
+                .map(|m| {
+                    format!(
+                        "{}: {} corrected, {} uncorrected",
+                        m.name, m.corrected, m.uncorrected
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
 
 fn gib(b: u64) -> String {
     format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
@@ -266,6 +554,7 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
             }
         }
     }
+    health_candidates(cfg, snap, &mut out);
     if r.slow_run.enabled {
         for s in &snap.slow_runs {
             let id = s.run_id.to_string();
@@ -628,7 +917,81 @@ pub fn rule_infos(cfg: &AlertsConfig) -> Vec<RuleInfo> {
                 crate::alerts::human(r.clock_offset.max_offset.0)
             ),
         },
+        RuleInfo {
+            rule: "smart".into(),
+            alertname: format!("{SMART_FAILING}, {SMART_RISING}"),
+            enabled: r.smart.enabled,
+            severity: r.smart.severity.max(r.smart.rising_severity),
+            for_s: secs(r.smart.for_.0),
+            condition: format!(
+                "a disk failing its SMART self-assessment ({}), or a predictive attribute higher than within the last {} ({})",
+                r.smart.severity,
+                crate::alerts::human(r.smart.window.0),
+                r.smart.rising_severity
+            ),
+        },
+        RuleInfo {
+            rule: "memory_errors".into(),
+            alertname: format!("{MEMORY_UNCORRECTED}, {MEMORY_CORRECTED}"),
+            enabled: r.memory_errors.enabled,
+            severity: r
+                .memory_errors
+                .severity
+                .max(r.memory_errors.corrected_severity),
+            for_s: secs(r.memory_errors.for_.0),
+            condition: format!(
+                "any uncorrected memory error ({}), or more than {} corrected within {} ({})",
+                r.memory_errors.severity,
+                r.memory_errors.corrected_above,
+                crate::alerts::human(r.memory_errors.window.0),
+                r.memory_errors.corrected_severity
+            ),
+        },
+        counter_info(
+            "thermal_throttle",
+            THERMAL_THROTTLE,
+            &r.thermal_throttle,
+            "CPU thermal-throttle events",
+        ),
+        counter_info("oom_kill", OOM_KILL, &r.oom_kill, "OOM kills"),
+        counter_info(
+            "io_errors",
+            IO_ERRORS,
+            &r.io_errors,
+            "block device or ext4 I/O errors",
+        ),
+        RuleInfo {
+            rule: "pressure".into(),
+            alertname: PRESSURE.into(),
+            enabled: r.pressure.enabled,
+            severity: r.pressure.severity,
+            for_s: secs(r.pressure.for_.0),
+            condition: format!(
+                "memory PSI (some, avg10) at or above {}% or I/O at or above {}% in {} readings in a row",
+                r.pressure.memory_above, r.pressure.io_above, r.pressure.intervals
+            ),
+        },
     ]
+}
+
+fn counter_info(
+    rule: &str,
+    alertname: &str,
+    c: &super::config::CounterRule,
+    what: &str,
+) -> RuleInfo {
+    RuleInfo {
+        rule: rule.into(),
+        alertname: alertname.into(),
+        enabled: c.enabled,
+        severity: c.severity,
+        for_s: c.for_.0.as_secs_f64(),
+        condition: format!(
+            "{what} rose by {} or more within {}",
+            c.at_least,
+            crate::alerts::human(c.window.0)
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -673,6 +1036,7 @@ mod tests {
                 spool: Default::default(),
                 fingerprint: None,
                 clock: None,
+                health: None,
             },
         }
     }
@@ -869,5 +1233,150 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].labels["job"], "bad");
         assert_eq!(c[0].labels["alertname"], FAILURE_RATE);
+    }
+
+    fn sick(oom: u64, throttle: u64, ue: u64, mem_psi: f64, pending: u64) -> NodeHealth {
+        use plumb_model::health::*;
+        NodeHealth {
+            version: HEALTH_VERSION,
+            read_at: t(0),
+            psi: Reading::Ok {
+                value: Psi {
+                    cpu: None,
+                    memory: Some(PsiResource {
+                        some: PsiLine {
+                            avg10: mem_psi,
+                            ..Default::default()
+                        },
+                        full: None,
+                    }),
+                    io: None,
+                },
+            },
+            oom_kills: Reading::Ok { value: oom },
+            memory_errors: Reading::Ok {
+                value: vec![MemoryController {
+                    name: "mc0".into(),
+                    corrected: 0,
+                    uncorrected: ue,
+                }],
+            },
+            temperatures: Reading::unavailable("a VM"),
+            throttling: Reading::Ok {
+                value: Throttling {
+                    cpus: 2,
+                    core_events: throttle,
+                    package_events: 0,
+                },
+            },
+            cpu_freq: Reading::unavailable("a VM"),
+            network: Reading::Ok { value: vec![] },
+            io_errors: Reading::unavailable("virtio"),
+            smart: Reading::Ok {
+                value: vec![SmartDisk {
+                    device: "/dev/sda".into(),
+                    serial: "S1".into(),
+                    passed: Some(true),
+                    pending: Some(pending),
+                    ..Default::default()
+                }],
+            },
+        }
+    }
+
+    fn series(recent: Vec<NodeHealth>, base: Option<NodeHealth>) -> Snapshot {
+        let mut baseline = HashMap::new();
+        if let Some(b) = base {
+            for k in [
+                "smart",
+                "memory_errors",
+                "thermal_throttle",
+                "oom_kill",
+                "io_errors",
+            ] {
+                baseline.insert(k, b.clone());
+            }
+        }
+        Snapshot {
+            health: vec![HealthSeries {
+                node: "n1".into(),
+                recent,
+                baseline,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn names(c: &[Candidate]) -> Vec<&str> {
+        let mut v: Vec<&str> = c.iter().map(|c| c.labels["alertname"].as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn health_counters_fire_on_a_rise_within_the_window_not_on_their_level() {
+        let cfg = AlertsConfig::default();
+        // Counters high since boot but unchanged: nothing.
+        let calm = series(vec![sick(50, 9, 0, 0.0, 0)], Some(sick(50, 9, 0, 0.0, 0)));
+        assert!(evaluate(&cfg, &calm, t(0)).is_empty());
+        // No baseline (the first reading): nothing either.
+        assert!(evaluate(&cfg, &series(vec![sick(50, 9, 0, 0.0, 0)], None), t(0)).is_empty());
+        // Rises: OOM kill, throttle, a pending sector.
+        let rose = series(vec![sick(51, 12, 0, 0.0, 8)], Some(sick(50, 9, 0, 0.0, 0)));
+        let c = evaluate(&cfg, &rose, t(0));
+        assert_eq!(
+            names(&c),
+            [THERMAL_THROTTLE, SMART_RISING, OOM_KILL],
+            "{c:#?}"
+        );
+        let smart = c
+            .iter()
+            .find(|c| c.labels["alertname"] == SMART_RISING)
+            .unwrap();
+        assert_eq!(smart.labels["device"], "/dev/sda");
+        assert!(smart.annotations.description.contains("pending 0 -> 8"));
+        // A reboot resets counters: a lower value now is all new.
+        let rebooted = series(vec![sick(2, 0, 0, 0.0, 0)], Some(sick(50, 9, 0, 0.0, 0)));
+        assert_eq!(names(&evaluate(&cfg, &rebooted, t(0))), [OOM_KILL]);
+        // A threshold of 3 needs 3.
+        let mut cfg3 = AlertsConfig::default();
+        cfg3.rules.oom_kill.at_least = 3;
+        assert!(
+            names(&evaluate(&cfg3, &rose, t(0)))
+                .iter()
+                .all(|n| *n != OOM_KILL)
+        );
+        // Any uncorrected memory error fires, critical, with or without a rise.
+        let ue = series(vec![sick(0, 0, 1, 0.0, 0)], None);
+        let c = evaluate(&cfg, &ue, t(0));
+        assert_eq!(names(&c), [MEMORY_UNCORRECTED]);
+        assert_eq!(c[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn pressure_fires_only_after_its_intervals_in_a_row() {
+        let cfg = AlertsConfig::default();
+        assert_eq!(cfg.rules.pressure.intervals, 3);
+        let two = series(vec![sick(0, 0, 0, 50.0, 0), sick(0, 0, 0, 50.0, 0)], None);
+        assert!(
+            evaluate(&cfg, &two, t(0)).is_empty(),
+            "two readings are not three"
+        );
+        let broken = series(
+            vec![
+                sick(0, 0, 0, 50.0, 0),
+                sick(0, 0, 0, 5.0, 0),
+                sick(0, 0, 0, 50.0, 0),
+            ],
+            None,
+        );
+        assert!(evaluate(&cfg, &broken, t(0)).is_empty(), "not in a row");
+        let three = series(vec![sick(0, 0, 0, 25.0, 0); 3], None);
+        let c = evaluate(&cfg, &three, t(0));
+        assert_eq!(names(&c), [PRESSURE]);
+        assert_eq!(c[0].labels["resource"], "memory");
+        let mut off = AlertsConfig::default();
+        off.rules.pressure.enabled = false;
+        assert!(evaluate(&off, &three, t(0)).is_empty());
     }
 }

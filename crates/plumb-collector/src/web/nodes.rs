@@ -179,9 +179,10 @@ async fn nodes_page(
 
 async fn node_data(state: &AppState, name: String) -> Result<NodeDetail, ApiError> {
     let n = name.clone();
+    let limits = state.health_limits;
     state
         .db
-        .read(move |s| node_detail(s, &n))
+        .read(move |s| node_detail(s, &n, &limits))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no node `{name}` has reported")))
 }
@@ -284,6 +285,7 @@ async fn node_page(
         }
         b.push_str("</tbody></table>");
     }
+    health_section(&mut b, v.health.as_ref());
     b.push_str("<h2>State history</h2>");
     if v.transitions.is_empty() {
         b.push_str("<p>No state changes recorded.</p>");
@@ -307,6 +309,205 @@ async fn node_page(
         b.push_str("</tbody></table>");
     }
     Ok(layout(&n.node, Nav::Nodes, "", &b))
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "—".into(), |v| v.to_string())
+}
+
+/// The node page's health section: what is abnormal, the current values,
+/// the sources that could not be read and why, the latest readings.
+fn health_section(b: &mut String, d: Option<&crate::health::HealthDetail>) {
+    use plumb_model::health::Level;
+    b.push_str("<h2 id=\"health\">Health</h2>");
+    let Some(d) = d else {
+        return;
+    };
+    let c = &d.current;
+    let Some(h) = &c.health else {
+        b.push_str(
+            "<p>No hardware health reported: the node's agent is older than health reading, or runs with <code>--no-health</code>.</p>",
+        );
+        return;
+    };
+    if let Some(at) = c.at {
+        let _ = write!(b, "<p>Read {} ({}).</p>", time_cell(at), ago(at));
+    }
+    if c.findings.is_empty() {
+        b.push_str("<p id=\"health-findings\">Nothing abnormal.</p>");
+    } else {
+        b.push_str("<ul id=\"health-findings\">");
+        for f in &c.findings {
+            let _ = write!(
+                b,
+                "<li><span class=\"marker\">{}</span> {}: {}</li>",
+                if f.level == Level::Critical {
+                    "critical"
+                } else {
+                    "warning"
+                },
+                esc(&f.source),
+                esc(&f.text)
+            );
+        }
+        b.push_str("</ul>");
+    }
+    b.push_str("<dl class=\"kv\" id=\"health-values\">");
+    let mut kv = |k: &str, v: String| {
+        let _ = write!(b, "<dt>{k}</dt><dd>{v}</dd>");
+    };
+    if let Some(p) = h.psi.ok() {
+        for (name, r) in [("cpu", &p.cpu), ("memory", &p.memory), ("io", &p.io)] {
+            if let Some(r) = r {
+                kv(
+                    &format!("{name} pressure"),
+                    format!(
+                        "some {:.1}% / {:.1}% / {:.1}% (10 s / 60 s / 300 s){}",
+                        r.some.avg10,
+                        r.some.avg60,
+                        r.some.avg300,
+                        r.full
+                            .as_ref()
+                            .map(|f| format!(", full {:.1}% (10 s)", f.avg10))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(n) = h.oom_kills.ok() {
+        kv("OOM kills since boot", n.to_string());
+    }
+    if let Some(m) = h.memory_errors.ok() {
+        for mc in m {
+            kv(
+                &format!("memory errors {}", esc(&mc.name)),
+                format!("{} corrected, {} uncorrected", mc.corrected, mc.uncorrected),
+            );
+        }
+    }
+    if let Some(t) = h.temperatures.ok() {
+        for t in t {
+            kv(
+                &format!("{} {}", esc(&t.chip), esc(&t.label)),
+                format!(
+                    "{:.1} °C{}",
+                    t.celsius,
+                    t.crit_celsius
+                        .map(|c| format!(" (critical {c:.0} °C)"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if let Some(t) = h.throttling.ok() {
+        kv(
+            "thermal throttling",
+            format!(
+                "{} core, {} package events over {} CPUs",
+                t.core_events, t.package_events, t.cpus
+            ),
+        );
+    }
+    if let Some(f) = h.cpu_freq.ok() {
+        kv(
+            "CPU frequency",
+            format!(
+                "mean {:.0} MHz, lowest {:.0} MHz, max {:.0} MHz",
+                f.cur_mhz_mean, f.cur_mhz_min, f.max_mhz
+            ),
+        );
+    }
+    if let Some(n) = h.network.ok() {
+        for i in n {
+            kv(
+                &format!("network {}", esc(&i.interface)),
+                format!(
+                    "errors rx {} tx {}, dropped rx {} tx {}",
+                    i.rx_errors, i.tx_errors, i.rx_dropped, i.tx_dropped
+                ),
+            );
+        }
+    }
+    if let Some(io) = h.io_errors.ok() {
+        for e in io {
+            kv(
+                &format!("I/O errors {} {}", esc(&e.kind), esc(&e.device)),
+                e.count.to_string(),
+            );
+        }
+    }
+    if let Some(disks) = h.smart.ok() {
+        for d in disks {
+            let v = match &d.error {
+                Some(e) => format!("not read: {}", esc(e)),
+                None => format!(
+                    "{} {} {}{}; {}",
+                    match d.passed {
+                        Some(true) => "PASSED".to_string(),
+                        Some(false) => "<span class=\"marker\">FAILED</span>".to_string(),
+                        None => "no self-assessment".to_string(),
+                    },
+                    esc(&d.model),
+                    esc(&d.serial),
+                    d.temperature_c
+                        .map(|t| format!(", {t:.0} °C"))
+                        .unwrap_or_default(),
+                    esc(&d
+                        .predictive()
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .chain(d.percentage_used.map(|p| format!("percentage_used {p}")))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                ),
+            };
+            kv(&format!("SMART {}", esc(&d.device)), v);
+        }
+    }
+    b.push_str("</dl>");
+    if !c.unavailable.is_empty() {
+        b.push_str(
+            "<h3>Not available on this node</h3><table id=\"health-unavailable\"><thead><tr>\
+<th scope=\"col\">Source</th><th scope=\"col\">Why</th></tr></thead><tbody>",
+        );
+        for u in &c.unavailable {
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td>{}</td></tr>",
+                esc(&u.source),
+                esc(&u.reason)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    if d.history.len() > 1 {
+        b.push_str(
+            "<h3>Latest readings</h3><table id=\"health-history\"><thead><tr><th scope=\"col\">When (UTC)</th>\
+<th scope=\"col\" class=\"num\">OOM kills</th><th scope=\"col\" class=\"num\">Mem. errors (corr./uncorr.)</th>\
+<th scope=\"col\" class=\"num\">Throttle events</th><th scope=\"col\" class=\"num\">I/O errors</th>\
+<th scope=\"col\" class=\"num\">Mem. pressure</th><th scope=\"col\" class=\"num\">I/O pressure</th>\
+<th scope=\"col\" class=\"num\">Hottest °C</th><th scope=\"col\" class=\"num\">SMART failing</th></tr></thead><tbody>",
+        );
+        for p in d.history.iter().rev().take(30) {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                time_cell(p.at),
+                opt(p.oom_kills),
+                opt(p.memory_corrected),
+                opt(p.memory_uncorrected),
+                opt(p.throttle_events),
+                opt(p.io_errors),
+                opt(p.memory_pressure.map(|v| format!("{v:.1}%"))),
+                opt(p.io_pressure.map(|v| format!("{v:.1}%"))),
+                opt(p.max_temperature.map(|v| format!("{v:.0}"))),
+                opt(p.smart_failing),
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +560,7 @@ mod tests {
                 spool: Default::default(),
                 fingerprint: None,
                 clock: None,
+                health: None,
             },
             fingerprint: Some(format!("{:064x}", i % 7)),
             group: format!("rack=r{}", i % 10),

@@ -50,6 +50,38 @@ pub struct Args {
     /// without libfaketime. Hidden: a real node's offset is its clock's.
     #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_shift, allow_hyphen_values = true)]
     pub simulate_clock_offset: Option<i64>,
+    /// Do not read or send the node's hardware health.
+    #[arg(long)]
+    pub no_health: bool,
+    /// The whole hardware health goes with a heartbeat at least this often
+    /// (a change in a counter, a disk's SMART or a source's availability,
+    /// or pressure, goes with the next heartbeat).
+    #[arg(long, default_value = "1m", value_parser = parse_interval, value_name = "DURATION")]
+    pub health_every: Duration,
+    /// How often to read the disks' SMART with smartctl, or `off`.
+    #[arg(long, default_value = "1h", value_parser = parse_smart_every, value_name = "DURATION")]
+    pub smart_every: ClockEvery,
+    /// The smartctl program (smartmontools 7.0 or later, for --json).
+    #[arg(long, default_value = "smartctl", value_name = "PATH")]
+    pub smartctl: PathBuf,
+    /// Read health under this directory instead of `/` (tests: a fake
+    /// sysfs/procfs laid out as the kernel documents it).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub health_root: Option<PathBuf>,
+}
+
+/// `--smart-every`: a duration of a second or more, or `off`.
+fn parse_smart_every(s: &str) -> Result<ClockEvery, String> {
+    if s == "off" {
+        return Ok(ClockEvery(None));
+    }
+    let ns = plumb_model::parse_duration_ns(s)?;
+    if ns < 1_000_000_000 {
+        return Err(format!(
+            "`{s}` is too short a SMART interval: use 1s or more (1h is the default; smartctl wakes disks), or `off`"
+        ));
+    }
+    Ok(ClockEvery(Some(Duration::from_nanos(ns as u64))))
 }
 
 /// `--simulate-clock-offset`: a signed duration, in nanoseconds.
@@ -126,6 +158,16 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     ac.clock_target = args.clock_target;
     ac.clock_shift_ns = args.simulate_clock_offset.unwrap_or(0);
+    ac.health = !args.no_health;
+    ac.health_every = args.health_every;
+    ac.smart_every = args.smart_every.0;
+    ac.smartctl = args.smartctl;
+    if let Some(root) = args.health_root {
+        if !root.is_dir() {
+            bail!("--health-root {}: not a directory", root.display());
+        }
+        ac.health_root = root;
+    }
     let agent = plumb_agent::Agent::new(ac).context("cannot start the agent")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {

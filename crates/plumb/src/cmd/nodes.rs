@@ -6,9 +6,11 @@ use crate::config::Config;
 use crate::out::outln;
 use crate::target::{SourceArgs, Target, get_json};
 use anyhow::{Context, Result, bail};
+use plumb_collector::health::{HealthDetail, HealthView};
 use plumb_collector::nodes::NodeDetail;
 use plumb_http::Client;
 use plumb_model::Timestamp;
+use plumb_model::health::Level;
 use plumb_model::node::{NodeStatus, NodeTransition};
 use plumb_model::text::Cell;
 use plumb_store::prelude::*;
@@ -43,6 +45,14 @@ pub enum What {
     Show {
         /// The node's name.
         name: String,
+    },
+    /// Hardware health: without NODE, the fleet with nodes that have
+    /// something abnormal (a failing disk, memory errors, throttling, OOM
+    /// kills, I/O errors, pressure) first; with NODE, its current values,
+    /// the sources its agent cannot read and why, and its latest readings.
+    Health {
+        /// One node's name.
+        node: Option<String>,
     },
 }
 
@@ -138,7 +148,7 @@ fn local_store(cfg: &Config) -> Result<plumb_store::Store> {
 fn detail(cfg: &Config, target: &Target, name: &str) -> Result<NodeDetail> {
     let Target::Collector(client) = target else {
         let store = local_store(cfg)?;
-        return plumb_collector::nodes::node_detail(&store, name)?.with_context(|| {
+        return plumb_collector::nodes::node_detail(&store, name, &health_limits(cfg))?.with_context(|| {
             format!(
                 "no node `{name}` has reported to the store in {} (is it a collector's store? `plumb nodes` lists the known ones)",
                 cfg.home.display()
@@ -313,9 +323,302 @@ pub fn print_detail(d: &NodeDetail) {
     }
 }
 
+fn health_limits(cfg: &Config) -> plumb_model::health::FindingLimits {
+    plumb_model::health::FindingLimits {
+        memory_pressure: cfg.alerts.rules.pressure.memory_above,
+        io_pressure: cfg.alerts.rules.pressure.io_above,
+    }
+}
+
+fn health_main(cfg: &Config, target: &Target, node: Option<&str>, json: bool) -> Result<ExitCode> {
+    let limits = health_limits(cfg);
+    let Some(name) = node else {
+        let fleet: Vec<HealthView> = match target {
+            Target::Collector(client) => get_json(client, "/api/v1/nodes/health")?,
+            _ => {
+                if !cfg.home.join(plumb_store::DB_FILE).exists() {
+                    eprintln!(
+                        "plumb: no node has reported to the store in {} (nodes report to a collector with `plumb agent --collector URL`; read one with --collector URL)",
+                        cfg.home.display()
+                    );
+                    Vec::new()
+                } else {
+                    plumb_collector::health::fleet_health(&local_store(cfg)?, &limits)?
+                }
+            }
+        };
+        if json {
+            outln!("{}", serde_json::to_string_pretty(&fleet)?);
+        } else {
+            print_fleet_health(&fleet);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let d: HealthDetail = match target {
+        Target::Collector(client) => {
+            let path = format!("/api/v1/nodes/{}/health", plumb_http::encode_segment(name));
+            match get_json(client, &path) {
+                Err(e)
+                    if e.downcast_ref::<plumb_http::Error>()
+                        .is_some_and(|e| e.status() == Some(404)) =>
+                {
+                    bail!(
+                        "no node `{name}` has reported to {} (`plumb nodes health` lists the known ones)",
+                        client.base()
+                    )
+                }
+                other => other?,
+            }
+        }
+        _ => {
+            if !cfg.home.join(plumb_store::DB_FILE).exists() {
+                bail!(
+                    "no node `{name}` has reported to the store in {} (there is none yet; nodes report to a collector with `plumb agent --collector URL`; read one with --collector URL)",
+                    cfg.home.display()
+                );
+            }
+            let store = local_store(cfg)?;
+            plumb_collector::health::node_health(
+                &store,
+                name,
+                plumb_collector::health::HISTORY,
+                &limits,
+            )?
+            .with_context(|| {
+                format!(
+                    "no node `{name}` has reported to the store in {} (`plumb nodes health` lists the known ones)",
+                    cfg.home.display()
+                )
+            })?
+        }
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print_node_health(&d);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the fleet's health, abnormal nodes first (as given).
+pub fn print_fleet_health(v: &[HealthView]) {
+    outln!(
+        "{:<20} {:<8} {:<9} {:>11}  {}",
+        "NODE",
+        "STATE",
+        "HEALTH",
+        "UNAVAILABLE",
+        "FINDINGS"
+    );
+    for n in v {
+        let health = match (n.worst(), &n.health) {
+            (_, None) => "-",
+            (Some(Level::Critical), _) => "CRITICAL",
+            (Some(Level::Warning), _) => "warning",
+            (None, _) => "ok",
+        };
+        let findings = if n.health.is_none() {
+            "(no health reported: an older agent, or --no-health)".to_string()
+        } else {
+            n.findings
+                .iter()
+                .map(|f| f.text.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        outln!(
+            "{:<20} {:<8} {:<9} {:>11}  {}",
+            Cell(&n.node),
+            n.state.as_str(),
+            health,
+            n.unavailable.len(),
+            Cell(&findings)
+        );
+    }
+    if v.is_empty() {
+        outln!("(no nodes yet: start `plumb agent --collector URL` on each node)");
+    }
+}
+
+/// Prints one node's health for people.
+pub fn print_node_health(d: &HealthDetail) {
+    let c = &d.current;
+    outln!("{:<18} {}", "node", Cell(&c.node));
+    outln!("{:<18} {}", "state", c.state.as_str());
+    let Some(h) = &c.health else {
+        outln!(
+            "\n(no health reported: the node's agent is older than health reading, or runs with --no-health)"
+        );
+        return;
+    };
+    if let Some(at) = c.at {
+        outln!("{:<18} {} ({})", "read", at.to_rfc3339_secs(), ago(at));
+    }
+    outln!("\nFINDINGS");
+    if c.findings.is_empty() {
+        outln!("  nothing abnormal");
+    }
+    for f in &c.findings {
+        let level = if f.level == Level::Critical {
+            "CRITICAL"
+        } else {
+            "warning"
+        };
+        outln!("  {level:<8} {:<14} {}", f.source, Cell(&f.text));
+    }
+    outln!("\nVALUES");
+    let kv = |k: &str, v: String| outln!("  {k:<24} {v}");
+    if let Some(p) = h.psi.ok() {
+        for (name, r) in [("cpu", &p.cpu), ("memory", &p.memory), ("io", &p.io)] {
+            if let Some(r) = r {
+                kv(
+                    &format!("{name} pressure"),
+                    format!(
+                        "some {:.1}% {:.1}% {:.1}% (10s 60s 300s){}",
+                        r.some.avg10,
+                        r.some.avg60,
+                        r.some.avg300,
+                        r.full
+                            .as_ref()
+                            .map(|f| format!("; full {:.1}% (10s)", f.avg10))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(n) = h.oom_kills.ok() {
+        kv("oom kills since boot", n.to_string());
+    }
+    for m in h.memory_errors.ok().into_iter().flatten() {
+        kv(
+            &format!("memory errors {}", Cell(&m.name)),
+            format!("{} corrected, {} uncorrected", m.corrected, m.uncorrected),
+        );
+    }
+    for t in h.temperatures.ok().into_iter().flatten() {
+        kv(
+            &format!("{} {}", Cell(&t.chip), Cell(&t.label)),
+            format!(
+                "{:.1} C{}",
+                t.celsius,
+                t.crit_celsius
+                    .map(|c| format!(" (critical {c:.0} C)"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    if let Some(t) = h.throttling.ok() {
+        kv(
+            "thermal throttling",
+            format!(
+                "{} core, {} package events ({} CPUs)",
+                t.core_events, t.package_events, t.cpus
+            ),
+        );
+    }
+    if let Some(f) = h.cpu_freq.ok() {
+        kv(
+            "cpu frequency",
+            format!(
+                "mean {:.0} MHz, lowest {:.0}, max {:.0}",
+                f.cur_mhz_mean, f.cur_mhz_min, f.max_mhz
+            ),
+        );
+    }
+    for i in h.network.ok().into_iter().flatten() {
+        kv(
+            &format!("net {}", Cell(&i.interface)),
+            format!(
+                "errors rx {} tx {}, dropped rx {} tx {}",
+                i.rx_errors, i.tx_errors, i.rx_dropped, i.tx_dropped
+            ),
+        );
+    }
+    for e in h.io_errors.ok().into_iter().flatten() {
+        kv(
+            &format!("io errors {} {}", e.kind, Cell(&e.device)),
+            e.count.to_string(),
+        );
+    }
+    for d in h.smart.ok().into_iter().flatten() {
+        let v = match &d.error {
+            Some(e) => format!("not read: {}", Cell(e)),
+            None => {
+                let attrs: Vec<String> = d
+                    .predictive()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .chain(d.percentage_used.map(|p| format!("percentage_used {p}")))
+                    .collect();
+                format!(
+                    "{} {} {}{}{}",
+                    match d.passed {
+                        Some(true) => "PASSED",
+                        Some(false) => "FAILED",
+                        None => "no self-assessment",
+                    },
+                    Cell(&d.model),
+                    Cell(&d.serial),
+                    d.temperature_c
+                        .map(|t| format!(" {t:.0} C"))
+                        .unwrap_or_default(),
+                    if attrs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", attrs.join(", "))
+                    }
+                )
+            }
+        };
+        kv(&format!("smart {}", Cell(&d.device)), v);
+    }
+    if !c.unavailable.is_empty() {
+        outln!("\nUNAVAILABLE");
+        for u in &c.unavailable {
+            outln!("  {:<14} {}", u.source, Cell(&u.reason));
+        }
+    }
+    if d.history.len() > 1 {
+        outln!("\nLATEST READINGS (newest first)");
+        outln!(
+            "  {:<22} {:>5} {:>11} {:>8} {:>6} {:>8} {:>8} {:>6} {:>6}",
+            "TIME",
+            "OOM",
+            "MEM CE/UE",
+            "THROTTLE",
+            "IOERR",
+            "MEM PSI",
+            "IO PSI",
+            "MAX C",
+            "SMART!"
+        );
+        let o = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let p = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}%"));
+        for x in d.history.iter().rev().take(20) {
+            outln!(
+                "  {:<22} {:>5} {:>11} {:>8} {:>6} {:>8} {:>8} {:>6} {:>6}",
+                x.at.to_rfc3339_secs(),
+                o(x.oom_kills),
+                format!("{}/{}", o(x.memory_corrected), o(x.memory_uncorrected)),
+                o(x.throttle_events),
+                o(x.io_errors),
+                p(x.memory_pressure),
+                p(x.io_pressure),
+                x.max_temperature
+                    .map_or("-".to_string(), |v| format!("{v:.0}")),
+                o(x.smart_failing)
+            );
+        }
+    }
+}
+
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     let target = args.source.target(&cfg)?;
+    if let Some(What::Health { node }) = &args.what {
+        return health_main(&cfg, &target, node.as_deref(), args.json);
+    }
     if let Some(What::Show { name }) = &args.what {
         let d = detail(&cfg, &target, name)?;
         if args.json {
