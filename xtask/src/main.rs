@@ -150,6 +150,7 @@ const PG_PASS: &[&str] = &[
     "charts",
     "timeline",
     "otlp_ingest",
+    "health",
 ];
 
 const BENCHES: &[&str] = &[
