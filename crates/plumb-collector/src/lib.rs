@@ -30,6 +30,7 @@ pub mod clock;
 mod db;
 pub mod env;
 mod error;
+pub mod export;
 pub mod guard;
 pub mod insights;
 pub mod metrics;
@@ -75,6 +76,9 @@ pub struct CollectorConfig {
     pub alerts: alerts::AlertsConfig,
     /// Timeouts, connection and memory limits against hostile clients.
     pub limits: ServerLimits,
+    /// OTLP export of what is accepted (`[export]` in plumb.toml); off
+    /// when `None`.
+    pub export: Option<export::ExportConfig>,
 }
 
 /// Limits that keep slow, idle or hostile clients from exhausting the
@@ -137,6 +141,7 @@ impl CollectorConfig {
             alerts: alerts::AlertsConfig::default(),
             limits: ServerLimits::default(),
             clock_probes: None,
+            export: None,
         }
     }
 }
@@ -184,6 +189,8 @@ pub struct AppState {
     pub clock_max_offset_ns: i64,
     /// Fleet-wide stack requests waiting for their nodes' answers.
     pub stacks: stack::StackRequests,
+    /// The OTLP exporter, when `[export]` is configured.
+    pub export: Option<export::Exporter>,
 }
 
 impl AppState {
@@ -195,6 +202,12 @@ impl AppState {
         if let Some(p) = &config.clock_probes {
             p.register(&metrics);
         }
+        let export = config
+            .export
+            .clone()
+            .map(|e| export::Exporter::start(e, &metrics))
+            .transpose()
+            .map_err(|e| CollectorError::Config(format!("[export]: {e}")))?;
         Ok(AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),
@@ -206,6 +219,7 @@ impl AppState {
             tls: config.tls.is_some(),
             clock_max_offset_ns: config.alerts.rules.clock_offset.max_offset.as_nanos(),
             stacks: stack::StackRequests::default(),
+            export,
         })
     }
 }
@@ -320,6 +334,7 @@ impl Prepared {
             tls,
         } = self;
         let limits = state.limits.clone();
+        let exporter = state.export.clone();
         let app = router(state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -346,10 +361,21 @@ impl Prepared {
             };
             servers.spawn(server::serve(app, incoming, limits.clone(), stop));
         }
+        let mut result = Ok(());
         while let Some(res) = servers.join_next().await {
-            res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
+            if let Err(e) = res
+                .map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))
+                .and_then(|r| r)
+            {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(())
+        if let Some(x) = exporter {
+            // Writes what is still in memory to the queue's files.
+            let _ = tokio::task::spawn_blocking(move || x.stop()).await;
+        }
+        result
     }
 }
 

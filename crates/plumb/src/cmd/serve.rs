@@ -69,8 +69,15 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
+    let data = a.data.unwrap_or(cfg.home);
+    let export = cfg.export.map(|e| plumb_collector::export::ExportConfig {
+        url: e.otlp,
+        headers: e.headers,
+        queue_max: e.queue_max,
+        dir: e.queue_dir.unwrap_or_else(|| data.join("export")),
+    });
     let store = plumb_store::SqliteConnector {
-        dir: a.data.unwrap_or(cfg.home),
+        dir: data,
         busy_timeout: a.busy_timeout,
     };
     let mut config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(store));
@@ -82,6 +89,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     config.limits.ingest_memory = a.ingest_memory_mib << 20;
     config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
+    config.export = export;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         config.tls = Some(plumb_collector::TlsFiles { cert, key });
     }
