@@ -460,16 +460,19 @@ impl Exporter {
         self.inner.pending_cv.notify_one();
     }
 
-    /// Writes what is pending, then stops both threads (a batch being
-    /// sent is abandoned and sent again at the next start).
+    /// Writes what is pending to the queue's files and stops. The sender
+    /// stops at its next step without waiting for a request in flight (up
+    /// to its 30 s timeout); what it was sending is sent again at the next
+    /// start.
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.inner.pending_cv.notify_all();
         self.inner.disk_cv.notify_all();
         let threads: Vec<_> =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
-            let _ = t.join();
+        // The appender is first: wait for it to finish writing.
+        if let Some(appender) = threads.into_iter().next() {
+            let _ = appender.join();
         }
     }
 }
