@@ -110,7 +110,8 @@ pub fn check_header_name(name: &str) -> Result<(), String> {
 pub enum Kind {
     /// A native ingest body: spool frames.
     Spool = 1,
-    /// An OTLP logs request, protobuf.
+    /// An OTLP logs request, protobuf (as for all OTLP kinds: a `u32`
+    /// record count, then the body as received).
     LogsProtobuf = 2,
     /// An OTLP logs request, JSON.
     LogsJson = 3,
@@ -437,6 +438,20 @@ impl Exporter {
             inner,
             threads: Arc::new(Mutex::new(vec![appender, sender])),
         })
+    }
+
+    /// Queues an OTLP request body holding `records` records.
+    pub fn enqueue_otlp(
+        &self,
+        signal: plumb_otlp::Signal,
+        format: plumb_otlp::Format,
+        records: usize,
+        body: &[u8],
+    ) {
+        let mut data = Vec::with_capacity(body.len() + 4);
+        data.extend_from_slice(&(records.min(u32::MAX as usize) as u32).to_le_bytes());
+        data.extend_from_slice(body);
+        self.enqueue(Kind::otlp(signal, format), Bytes::from(data));
     }
 
     /// Queues what a request put in the store. Never waits on the disk or
@@ -941,10 +956,18 @@ fn convert(entry: &[u8], batch: &mut Batch) -> Result<(), String> {
     let (&k, data) = entry.split_first().ok_or("empty entry")?;
     let kind = Kind::from_u8(k).ok_or_else(|| format!("unknown entry kind {k}"))?;
     use plumb_otlp::Signal;
-    let otlp = |batch: &mut Batch, signal, json| {
-        batch
-            .add_otlp(signal, data, json)
-            .map_err(|e| e.to_string())
+    // OTLP entries: u32 record count, then the body as received.
+    let otlp = |batch: &mut Batch, signal, json: bool| -> Result<(), String> {
+        let (count, body) = data.split_at_checked(4).ok_or("OTLP entry too short")?;
+        if json {
+            batch
+                .add_otlp(signal, body, true)
+                .map_err(|e| e.to_string())
+        } else {
+            let n = u32::from_le_bytes(count.try_into().unwrap_or([0; 4]));
+            batch.add_protobuf(signal, body, n as usize);
+            Ok(())
+        }
     };
     match kind {
         Kind::Spool => spool(data, batch),

@@ -295,12 +295,9 @@ async fn export_inner(
     // With export on, the decoded body is kept until the store has it and
     // then queued as it is (still counted in this request's memory lease).
     let keep = state.export.is_some();
-    let queue = |signal: plumb_otlp::Signal, plain: Option<Vec<u8>>| {
+    let queue = |signal: plumb_otlp::Signal, records: usize, plain: Option<Vec<u8>>| {
         if let (Some(x), Some(p)) = (&state.export, plain) {
-            x.enqueue(
-                crate::export::Kind::otlp(signal, format),
-                axum::body::Bytes::from(p),
-            );
+            x.enqueue_otlp(signal, format, records, &p);
         }
     };
     match signal {
@@ -309,6 +306,8 @@ async fn export_inner(
                 let (plain, lease) = decode(plumb_otlp::Signal::Logs, lease)?;
                 let logs = plumb_otlp::decode_logs_within(&plain, format, &limits)?;
                 let kept = keep.then_some(plain);
+                let records = logs.batches.iter().map(|b| b.records.len()).sum::<usize>()
+                    + logs.rejected as usize;
                 let prepared = plumb_store::telemetry::prepare_logs(&logs.batches);
                 let exceptions = crate::insights::otlp_occurrences(&logs.batches);
                 Ok((
@@ -316,14 +315,14 @@ async fn export_inner(
                     logs.rejected,
                     logs.message,
                     exceptions,
-                    kept,
+                    (records, kept),
                     lease,
                 ))
             })
             .await?;
             let stored = state.db.put_logs(prepared).await??.stored as u64;
             crate::insights::record_otlp(state, exceptions).await?;
-            queue(plumb_otlp::Signal::Logs, kept);
+            queue(plumb_otlp::Signal::Logs, kept.0, kept.1);
             Ok((
                 ok(
                     format,
@@ -344,8 +343,9 @@ async fn export_inner(
             .await?;
             let (rejected, message) = (traces.rejected, traces.message);
             let spans = traces.spans;
+            let records = spans.len() + rejected as usize;
             let stored = state.db.write(move |s| Ok(s.put_spans(&spans))).await?? as u64;
-            queue(plumb_otlp::Signal::Traces, kept);
+            queue(plumb_otlp::Signal::Traces, records, kept);
             Ok((
                 ok(
                     format,
@@ -366,11 +366,12 @@ async fn export_inner(
             .await?;
             let (rejected, message) = (m.rejected, m.message);
             let points = m.points;
+            let records = points.len() + rejected as usize;
             let stored = state
                 .db
                 .write(move |s| Ok(s.put_metric_points(&points)))
                 .await?? as u64;
-            queue(plumb_otlp::Signal::Metrics, kept);
+            queue(plumb_otlp::Signal::Metrics, records, kept);
             Ok((
                 ok(
                     format,

@@ -359,26 +359,39 @@ pub struct Batch {
     pub logs: ExportLogsServiceRequest,
     /// Metric points.
     pub metrics: ExportMetricsServiceRequest,
+    /// Protobuf request bodies added as they came, per signal (traces,
+    /// logs, metrics), with their record counts: a protobuf message
+    /// followed by another of the same type decodes as one holding both
+    /// messages' repeated fields, so bodies are joined without decoding.
+    pub raw: [(Vec<u8>, usize); 3],
+}
+
+fn slot(signal: crate::Signal) -> usize {
+    match signal {
+        crate::Signal::Traces => 0,
+        crate::Signal::Logs => 1,
+        crate::Signal::Metrics => 2,
+    }
 }
 
 impl Batch {
     /// Spans, log records and data points in it.
     pub fn counts(&self) -> (usize, usize, usize) {
-        let spans = self
+        let spans: usize = self
             .traces
             .resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
-        let logs = self
+        let logs: usize = self
             .logs
             .resource_logs
             .iter()
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len())
             .sum();
-        let points = self
+        let points: usize = self
             .metrics
             .resource_metrics
             .iter()
@@ -393,11 +406,27 @@ impl Batch {
                 None => 0,
             })
             .sum();
-        (spans, logs, points)
+        (
+            spans + self.raw[0].1,
+            logs + self.raw[1].1,
+            points + self.raw[2].1,
+        )
+    }
+
+    /// Adds a protobuf request body of `signal` holding `records` records,
+    /// without decoding it.
+    pub fn add_protobuf(&mut self, signal: crate::Signal, body: &[u8], records: usize) {
+        let (raw, n) = &mut self.raw[slot(signal)];
+        raw.extend_from_slice(body);
+        *n += records;
     }
 
     /// Moves `other`'s records into this batch.
     pub fn append(&mut self, other: Batch) {
+        for (mine, theirs) in self.raw.iter_mut().zip(other.raw) {
+            mine.0.extend_from_slice(&theirs.0);
+            mine.1 += theirs.1;
+        }
         self.traces
             .resource_spans
             .extend(other.traces.resource_spans);
@@ -412,6 +441,7 @@ impl Batch {
         self.traces.resource_spans.is_empty()
             && self.logs.resource_logs.is_empty()
             && self.metrics.resource_metrics.is_empty()
+            && self.raw.iter().all(|(b, _)| b.is_empty())
     }
 
     /// Adds an OTLP/HTTP request body as the collector received it
@@ -450,25 +480,34 @@ impl Batch {
     /// The trace request's protobuf body.
     pub fn traces_body(&self) -> Vec<u8> {
         use prost::Message;
-        self.traces.encode_to_vec()
+        let mut body = self.traces.encode_to_vec();
+        body.extend_from_slice(&self.raw[0].0);
+        body
     }
 
     /// The logs request's protobuf body.
     pub fn logs_body(&self) -> Vec<u8> {
         use prost::Message;
-        self.logs.encode_to_vec()
+        let mut body = self.logs.encode_to_vec();
+        body.extend_from_slice(&self.raw[1].0);
+        body
     }
 
     /// The metrics request's protobuf body.
     pub fn metrics_body(&self) -> Vec<u8> {
         use prost::Message;
-        self.metrics.encode_to_vec()
+        let mut body = self.metrics.encode_to_vec();
+        body.extend_from_slice(&self.raw[2].0);
+        body
     }
 
     /// The encoded size of the three requests, to cut batches.
     pub fn encoded_len(&self) -> usize {
         use prost::Message;
-        self.traces.encoded_len() + self.logs.encoded_len() + self.metrics.encoded_len()
+        self.traces.encoded_len()
+            + self.logs.encoded_len()
+            + self.metrics.encoded_len()
+            + self.raw.iter().map(|(b, _)| b.len()).sum::<usize>()
     }
 }
 
@@ -533,6 +572,25 @@ mod tests {
             span.status.as_ref().unwrap().code,
             status::StatusCode::Ok as i32
         );
+    }
+
+    #[test]
+    fn protobuf_bodies_joined_undecoded_read_back_as_one_request() {
+        let a = run(RunState::Succeeded, 0);
+        let mut b = run(RunState::Failed, 1);
+        b.id = Uuid::parse_str("0193a0f4-5b2c-7d3e-8f10-000000000002").unwrap();
+        let mut batch = Batch {
+            traces: runs_request([&a]),
+            ..Default::default()
+        };
+        batch.add_protobuf(
+            crate::Signal::Traces,
+            &runs_request([&b]).encode_to_vec(),
+            1,
+        );
+        assert_eq!(batch.counts(), (2, 0, 0));
+        let back = ExportTraceServiceRequest::decode(&*batch.traces_body()).unwrap();
+        assert_eq!(back, runs_request([&a, &b]));
     }
 
     #[test]

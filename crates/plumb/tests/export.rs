@@ -177,6 +177,19 @@ fn runs_output_sdk_telemetry_and_heartbeats_reach_the_receiver_across_outages_an
             .unwrap(),
         "the OpenTelemetry program",
     );
+    // An OTLP/JSON request: forwarded as protobuf.
+    let json = br#"{"resourceLogs":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"json-svc"}}]},
+      "scopeLogs":[{"logRecords":[{"timeUnixNano":"1764000000000000000",
+        "severityNumber":9,"body":{"stringValue":"sent as json"}}]}]}]}"#;
+    let a = http(
+        serve.otlp(),
+        "POST",
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        json,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
     // Heartbeats from a real agent.
     let agent = Agent::start(
         &dir.path().join("agent"),
@@ -263,7 +276,13 @@ fn runs_output_sdk_telemetry_and_heartbeats_reach_the_receiver_across_outages_an
             *last.borrow_mut() = format!(
                 "runs {have_runs}, sdk logs {sdk_logs}, sdk spans {sdk_spans}, beats {beats}, lines {lines:?}"
             );
-            (have_runs && lines == expect_lines && sdk_logs >= 22 && sdk_spans >= 2 && beats > 0)
+            let json = of(&r, "log").iter().any(|l| l["body"] == "sent as json");
+            (have_runs
+                && lines == expect_lines
+                && sdk_logs >= 22
+                && sdk_spans >= 2
+                && beats > 0
+                && json)
                 .then_some(r)
         },
     );
@@ -396,6 +415,7 @@ fn runs_output_sdk_telemetry_and_heartbeats_reach_the_receiver_across_outages_an
         0.0
     );
     assert_eq!(metric(&serve, "plumb_export_rejected_total", ""), 0.0);
+    promtool_ok(&serve.get("/metrics").unwrap());
 }
 
 #[test]
@@ -493,6 +513,13 @@ fn a_full_queue_drops_its_oldest_entries_and_counts_them() {
         .map(|s| s["span_id"].as_str().unwrap().to_string())
         .collect::<BTreeSet<_>>()
         .len() as f64;
+    // Drops counted while the last posts were still being written count too.
+    let dropped = metric(
+        &serve,
+        "plumb_export_dropped_entries_total",
+        "reason=\"queue_full\"",
+    );
+    assert!(dropped < 150.0, "dropped {dropped}");
     assert_eq!(
         spans + dropped,
         150.0,
