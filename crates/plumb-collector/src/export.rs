@@ -1072,3 +1072,68 @@ fn parse_chunk(p: &[u8]) -> Option<ChunkRef<'_>> {
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_model::{Run, RunState, Stream, Timestamp, Uuid};
+
+    /// Spool frames as `plumb_store::spool` writes them: a finished run and
+    /// its stdout and stderr chunks.
+    fn frames() -> (Run, Vec<u8>) {
+        let mut run = Run::new(
+            Uuid::parse_str("0193a0f4-5b2c-7d3e-8f10-123456789abc").unwrap(),
+            "job".into(),
+            Timestamp::from_nanos(1_000),
+        );
+        run.state = RunState::Succeeded;
+        run.ended = Some(Timestamp::from_nanos(9_000));
+        let mut chunks = Vec::new();
+        let mut out = plumb_store::chunk::ChunkBuilder::new(Stream::Stdout);
+        out.push(0, Timestamp::from_nanos(2_000), b"one\ntwo\n", &mut chunks);
+        out.flush(&mut chunks);
+        let mut err = plumb_store::chunk::ChunkBuilder::new(Stream::Stderr);
+        err.push(
+            1,
+            Timestamp::from_nanos(3_000),
+            b"oops\r\nno newline",
+            &mut chunks,
+        );
+        err.flush(&mut chunks);
+        let mut f = plumb_store::spool::Frames::default();
+        f.put_run(&run).put_chunks(&chunks);
+        (run, f.bytes)
+    }
+
+    #[test]
+    fn spool_frames_become_a_span_and_one_log_record_per_line() {
+        let (run, bytes) = frames();
+        let mut batch = Batch::default();
+        convert(&[&[Kind::Spool as u8][..], &bytes].concat(), &mut batch).unwrap();
+        assert_eq!(batch.counts(), (1, 4, 0));
+        let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.trace_id, run.id.as_bytes().to_vec());
+        let bodies: Vec<String> = batch
+            .logs
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(|r| format!("{:?}", r.body))
+            .collect();
+        let want = ["one", "two", "oops", "no newline"]
+            .map(|s| format!("Some(AnyValue {{ value: Some(StringValue({s:?})) }})"));
+        assert_eq!(bodies, want);
+    }
+
+    #[test]
+    fn a_torn_or_unknown_entry_is_an_error_not_a_panic() {
+        let (_, bytes) = frames();
+        let mut batch = Batch::default();
+        let entry = [&[Kind::Spool as u8][..], &bytes[..bytes.len() - 3]].concat();
+        assert!(convert(&entry, &mut batch).is_err());
+        assert!(convert(&[42, 1, 2], &mut batch).is_err());
+        assert!(convert(&[], &mut batch).is_err());
+        assert!(convert(&[Kind::LogsProtobuf as u8, 1], &mut batch).is_err());
+    }
+}

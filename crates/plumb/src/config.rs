@@ -258,9 +258,16 @@ fn export_config(
         "plumb.toml: [export] otlp"
     };
     plumb_collector::export::check_url(&otlp).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
-    for name in file.headers.keys() {
+    for (name, value) in &file.headers {
         plumb_collector::export::check_header_name(name)
             .map_err(|e| anyhow::anyhow!("plumb.toml: [export] headers: {e}"))?;
+        anyhow::ensure!(
+            value
+                .expose()
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b)),
+            "plumb.toml: [export] headers: the value of `{name}` holds a control or non-ASCII character"
+        );
     }
     let mib = file
         .queue_max_mib
@@ -381,6 +388,15 @@ mod tests {
                 .unwrap();
         let err = export_config(f.export, None).unwrap_err().to_string();
         assert!(err.contains("headers") && err.contains("bad name"), "{err}");
+        let f: FileConfig = toml::from_str(
+            "[export]\notlp = \"http://x:1\"\nheaders = { authorization = \"a\\nb\" }\n",
+        )
+        .unwrap();
+        let err = export_config(f.export, None).unwrap_err().to_string();
+        assert!(
+            err.contains("authorization") && !err.contains("a\nb"),
+            "{err}"
+        );
         let f: FileConfig =
             toml::from_str("[export]\notlp = \"http://x:1\"\nqueue_max_mib = 0\n").unwrap();
         let err = export_config(f.export, None).unwrap_err().to_string();

@@ -190,6 +190,18 @@ fn runs_output_sdk_telemetry_and_heartbeats_reach_the_receiver_across_outages_an
         json,
     );
     assert_eq!(a.status, 200, "{}", a.text());
+    let json = br#"{"resourceMetrics":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"json-svc"}}]},
+      "scopeMetrics":[{"metrics":[{"name":"json.gauge","gauge":{"dataPoints":[
+        {"timeUnixNano":"1764000000000000000","asDouble":2.5}]}}]}]}]}"#;
+    let a = http(
+        serve.otlp(),
+        "POST",
+        "/v1/metrics",
+        &[("Content-Type", "application/json")],
+        json,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
     // Heartbeats from a real agent.
     let agent = Agent::start(
         &dir.path().join("agent"),
@@ -276,7 +288,10 @@ fn runs_output_sdk_telemetry_and_heartbeats_reach_the_receiver_across_outages_an
             *last.borrow_mut() = format!(
                 "runs {have_runs}, sdk logs {sdk_logs}, sdk spans {sdk_spans}, beats {beats}, lines {lines:?}"
             );
-            let json = of(&r, "log").iter().any(|l| l["body"] == "sent as json");
+            let json = of(&r, "log").iter().any(|l| l["body"] == "sent as json")
+                && of(&r, "metric")
+                    .iter()
+                    .any(|m| m["name"] == "json.gauge" && m["value"] == 2.5);
             (have_runs
                 && lines == expect_lines
                 && sdk_logs >= 22
