@@ -905,12 +905,18 @@ fn send_batch(inner: &Inner, client: &plumb_http::Client, batch: &Batch, seq: u6
                     )
                 }
                 Ok(r) => {
+                    let hint = match r.status {
+                        401 | 403 => "; check the credentials in [export] headers",
+                        404 => "; check [export] otlp: it is the base URL, without /v1/...",
+                        413 => "; the receiver's request size limit is below this batch",
+                        _ => "",
+                    };
                     tracing::warn!(
                         url = %client.url(path),
                         status = r.status,
                         records = n,
                         answer = %r.text().chars().take(300).collect::<String>(),
-                        "the OTLP receiver refused a batch; dropped"
+                        "the OTLP receiver refused a batch; dropped{hint}"
                     );
                     inner
                         .counts
