@@ -858,13 +858,12 @@ fn send_batch(inner: &Inner, client: &plumb_http::Client, batch: &Batch, seq: u6
         let d = inner.disk.lock().unwrap_or_else(|e| e.into_inner());
         d.cursor.0 > seq
     };
-    let (spans, logs, points) = batch.counts();
-    let parts = [
-        ("traces", "/v1/traces", spans, batch.traces_body()),
-        ("logs", "/v1/logs", logs, batch.logs_body()),
-        ("metrics", "/v1/metrics", points, batch.metrics_body()),
-    ];
-    for (signal, path, n, body) in parts {
+    for (signal, n, body) in batch.requests(BATCH_SEND) {
+        let (signal, path) = match signal {
+            plumb_otlp::Signal::Traces => ("traces", "/v1/traces"),
+            plumb_otlp::Signal::Logs => ("logs", "/v1/logs"),
+            plumb_otlp::Signal::Metrics => ("metrics", "/v1/metrics"),
+        };
         if n == 0 {
             continue;
         }

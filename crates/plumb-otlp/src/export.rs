@@ -374,7 +374,96 @@ fn slot(signal: crate::Signal) -> usize {
     }
 }
 
+/// Records in one resource's part of a request.
+fn spans_in(r: &ResourceSpans) -> usize {
+    r.scope_spans.iter().map(|s| s.spans.len()).sum()
+}
+
+fn logs_in(r: &ResourceLogs) -> usize {
+    r.scope_logs.iter().map(|s| s.log_records.len()).sum()
+}
+
+fn points_in(r: &ResourceMetrics) -> usize {
+    r.scope_metrics
+        .iter()
+        .flat_map(|s| &s.metrics)
+        .map(|m| match &m.data {
+            Some(metric::Data::Gauge(g)) => g.data_points.len(),
+            Some(metric::Data::Sum(g)) => g.data_points.len(),
+            Some(metric::Data::Histogram(g)) => g.data_points.len(),
+            Some(metric::Data::ExponentialHistogram(g)) => g.data_points.len(),
+            Some(metric::Data::Summary(g)) => g.data_points.len(),
+            None => 0,
+        })
+        .sum()
+}
+
+/// Cuts resources into request bodies of about `max` bytes (a resource is
+/// never split), each with its record count.
+fn cut<R: prost::Message + Clone, Q: prost::Message + Default>(
+    items: &[R],
+    count: impl Fn(&R) -> usize,
+    wrap: impl Fn(Vec<R>) -> Q,
+    max: usize,
+) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut part = Vec::new();
+    let (mut size, mut n) = (0, 0);
+    for r in items {
+        let len = r.encoded_len();
+        if !part.is_empty() && size + len > max {
+            out.push((n, wrap(std::mem::take(&mut part)).encode_to_vec()));
+            (size, n) = (0, 0);
+        }
+        size += len;
+        n += count(r);
+        part.push(r.clone());
+    }
+    if !part.is_empty() {
+        out.push((n, wrap(part).encode_to_vec()));
+    }
+    out
+}
+
 impl Batch {
+    /// The requests to send, per signal, each body about `max` bytes at
+    /// most (one resource, or one body as received, may be larger), with
+    /// its record count.
+    pub fn requests(&self, max: usize) -> Vec<(crate::Signal, usize, Vec<u8>)> {
+        use crate::Signal;
+        let mut out = Vec::new();
+        let traces = cut(
+            &self.traces.resource_spans,
+            spans_in,
+            |resource_spans| ExportTraceServiceRequest { resource_spans },
+            max,
+        );
+        let logs = cut(
+            &self.logs.resource_logs,
+            logs_in,
+            |resource_logs| ExportLogsServiceRequest { resource_logs },
+            max,
+        );
+        let metrics = cut(
+            &self.metrics.resource_metrics,
+            points_in,
+            |resource_metrics| ExportMetricsServiceRequest { resource_metrics },
+            max,
+        );
+        for (signal, parts) in [
+            (Signal::Traces, traces),
+            (Signal::Logs, logs),
+            (Signal::Metrics, metrics),
+        ] {
+            out.extend(parts.into_iter().map(|(n, b)| (signal, n, b)));
+            let (raw, n) = &self.raw[slot(signal)];
+            if !raw.is_empty() {
+                out.push((signal, *n, raw.clone()));
+            }
+        }
+        out
+    }
+
     /// Spans, log records and data points in it.
     pub fn counts(&self) -> (usize, usize, usize) {
         let spans: usize = self
@@ -591,6 +680,37 @@ mod tests {
         assert_eq!(batch.counts(), (2, 0, 0));
         let back = ExportTraceServiceRequest::decode(&*batch.traces_body()).unwrap();
         assert_eq!(back, runs_request([&a, &b]));
+    }
+
+    #[test]
+    fn large_batches_are_cut_between_resources() {
+        let r = run(RunState::Succeeded, 0);
+        let text = "x".repeat(1000);
+        let mut batch = Batch::default();
+        for part in 0..10 {
+            batch.logs.resource_logs.push(output_logs(
+                &r,
+                (0..10).map(|index| OutputLine {
+                    time: Timestamp::from_nanos(1),
+                    stream: Stream::Stdout,
+                    text: &text,
+                    part,
+                    index,
+                }),
+            ));
+        }
+        batch.add_protobuf(crate::Signal::Logs, b"", 0);
+        let reqs = batch.requests(25_000);
+        assert!(reqs.len() >= 4, "{}", reqs.len());
+        let mut total = 0;
+        for (signal, n, body) in &reqs {
+            assert_eq!(*signal, crate::Signal::Logs);
+            assert!(body.len() < 25_000 + 12_000, "{}", body.len());
+            let back = ExportLogsServiceRequest::decode(&body[..]).unwrap();
+            assert_eq!(back.resource_logs.iter().map(logs_in).sum::<usize>(), *n);
+            total += n;
+        }
+        assert_eq!(total, 100);
     }
 
     #[test]
