@@ -182,7 +182,7 @@ impl Counts {
     fn register(&self, m: &crate::Metrics) {
         m.register(
             "export_queue_bytes",
-            "Bytes waiting in the OTLP export queue (memory and disk)",
+            "Bytes of the OTLP export queue's segment files on disk (sent entries included until their segment is removed)",
             self.queue_bytes.clone(),
         );
         m.register(
