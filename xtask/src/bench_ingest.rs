@@ -20,10 +20,16 @@
 //! ~10,000 log records/s per core; SQLite with an inline FTS5 index reached
 //! 27k-44k rows/s on this machine.
 //!
-//! Options: `--lines N`, `--quick` (1 million lines), `--export` (the
-//! collector exports everything over OTLP (`[export] otlp`) to a sink on
-//! loopback that reads and discards each request; compare with a run
-//! without it for the cost of export on ingest).
+//! Options: `--lines N`, `--quick` (1 million lines), `--store postgres`
+//! (the same workload on PostgreSQL after SQLite, with both backends'
+//! figures and their ratios; the server is `--pg-url URL`, else the tests'
+//! private cluster, which runs with fsync and synchronous commit off, as
+//! SQLite's WAL with synchronous=NORMAL does not sync each commit either).
+//! On PostgreSQL the database's own CPU per line (its processes' CPU
+//! time) is printed beside the collector's. `--export`: the collector
+//! exports everything over OTLP (`[export] otlp`) to a sink on loopback
+//! that reads and discards each request; compare with a run without it for
+//! the cost of export on ingest.
 
 use crate::measure;
 use anyhow::{Context, Result, bail};
@@ -32,7 +38,6 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use plumb_model::Timestamp;
-use plumb_store::prelude::*;
 use plumb_store::{SearchOptions, Store};
 use prost::Message;
 use std::sync::{Arc, Barrier};
@@ -53,7 +58,98 @@ const SPAN_NS: i64 = 10 * 3600 * 1_000_000_000;
 /// One rare word is planted every this many lines.
 const RARE_EVERY: u64 = 1_000_000;
 
+/// Which store a run of the benchmark uses.
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// What one backend's run measured, for the side-by-side ratios.
+#[derive(Default)]
+struct Figures {
+    rate: f64,
+    cpu_per_line_us: f64,
+    db_cpu_per_line_us: f64,
+    disk_ratio: f64,
+    search_p50_ms: f64,
+    filtered_p50_ms: f64,
+}
+
 pub fn run(args: &[&str]) -> Result<()> {
+    let pg = match measure::opt(args, "--store") {
+        None | Some("sqlite") => None,
+        Some("postgres") => Some(match measure::opt(args, "--pg-url") {
+            Some(u) => u.to_string(),
+            None => plumb_store_postgres::testing::server_url(),
+        }),
+        Some(other) => bail!("--store `{other}`: use sqlite or postgres"),
+    };
+    let sqlite = one(args, Backend::Sqlite)?;
+    let Some(url) = pg else {
+        return Ok(());
+    };
+    let schema = format!("bench_ingest_{}", std::process::id());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let pg = one(
+        args,
+        Backend::Postgres(format!("{url}{sep}schema={schema}")),
+    )?;
+    println!("PostgreSQL against SQLite (same workload, this run)");
+    println!(
+        "   lines/s: {:.0} vs {:.0}  (ratio {:.2}; the issue's target on PostgreSQL >= 150000, ratio {:.2})",
+        pg.rate,
+        sqlite.rate,
+        pg.rate / sqlite.rate,
+        pg.rate / 150_000.0
+    );
+    println!(
+        "   collector CPU per line: {:.2} vs {:.2} core-us (ratio {:.2}); PostgreSQL's own CPU per line: {:.2} core-us",
+        pg.cpu_per_line_us,
+        sqlite.cpu_per_line_us,
+        pg.cpu_per_line_us / sqlite.cpu_per_line_us,
+        pg.db_cpu_per_line_us
+    );
+    println!(
+        "   bytes on disk per raw byte: {:.2}x vs {:.2}x  (target on PostgreSQL <= 1.5x, ratio {:.2})",
+        pg.disk_ratio,
+        sqlite.disk_ratio,
+        pg.disk_ratio / 1.5
+    );
+    println!(
+        "   rare-term search p50: {:.1} vs {:.1} ms  (target <= 200 ms, ratio {:.2}); host + hour: {:.1} vs {:.1} ms",
+        pg.search_p50_ms,
+        sqlite.search_p50_ms,
+        pg.search_p50_ms / 200.0,
+        pg.filtered_p50_ms,
+        sqlite.filtered_p50_ms
+    );
+    let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    Ok(())
+}
+
+/// CPU seconds of every PostgreSQL server process on this machine.
+fn postgres_cpu_seconds() -> f64 {
+    let tick = 100.0;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (comm, rest) = stat.split_once(") ")?;
+            if !comm.ends_with("(postgres") {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / tick)
+        })
+        .sum()
+}
+
+fn one(args: &[&str], backend: Backend) -> Result<Figures> {
+    let mut figures = Figures::default();
     let quick = args.contains(&"--quick");
     let lines: u64 = match args.iter().position(|a| *a == "--lines") {
         Some(i) => args
@@ -68,14 +164,17 @@ pub fn run(args: &[&str]) -> Result<()> {
     let work = target.join("bench-ingest");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
+    let connector: Arc<dyn plumb_store::Connector> = match &backend {
+        Backend::Sqlite => Arc::new(plumb_store::SqliteConnector::new(work.clone())),
+        Backend::Postgres(url) => Arc::new(plumb_store_postgres::PgConnector::new(url)?),
+    };
     println!(
         "bench ingest: {lines} OTLP log lines from {SENDERS} HTTP senders, batches of {BATCH}, store {}",
-        work.display()
+        connector.describe()
     );
+    let db_cpu0 = postgres_cpu_seconds();
 
-    let mut config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(
-        plumb_store::SqliteConnector::new(work.clone()),
-    ));
+    let mut config = plumb_collector::CollectorConfig::new(connector.clone());
     config.insecure = true;
     let sink = if args.contains(&"--export") {
         let sink = Sink::start()?;
@@ -193,6 +292,15 @@ pub fn run(args: &[&str]) -> Result<()> {
     } else {
         f64::INFINITY
     };
+    figures.rate = rate;
+    figures.cpu_per_line_us = per_line_us;
+    if matches!(backend, Backend::Postgres(_)) {
+        figures.db_cpu_per_line_us = (postgres_cpu_seconds() - db_cpu0) / sent as f64 * 1e6;
+        println!(
+            "   PostgreSQL's own CPU per line: {:.2} core-us (its server processes, during the sending)",
+            figures.db_cpu_per_line_us
+        );
+    }
     let alone = (2e6 / per_line_us).min(writer_cap);
     let shared = (2e6 / (per_line_us + sender_us)).min(writer_cap);
     println!("1. ingest ({secs:.1} s of sending)");
@@ -303,17 +411,34 @@ pub fn run(args: &[&str]) -> Result<()> {
     collector.shutdown();
 
     // 3. Bytes on disk per line.
-    {
-        let store = Store::open(&work)?;
-        store.checkpoint_wal()?;
-    }
-    let disk: u64 = std::fs::read_dir(&work)?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
+    let disk: u64 = match &backend {
+        Backend::Sqlite => {
+            Store::open(&work)?.checkpoint_wal()?;
+            std::fs::read_dir(&work)?
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        }
+        Backend::Postgres(url) => {
+            // Tables with their indexes and TOAST, in the store's schema.
+            let schema = url.rsplit_once("schema=").map_or("public", |(_, s)| s);
+            let mut c =
+                postgres::Client::connect(url.split('?').next().unwrap_or(url), postgres::NoTls)?;
+            let bytes: i64 = c
+                .query_one(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::BIGINT FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relkind = 'r'",
+                    &[&schema],
+                )?
+                .get(0);
+            bytes as u64
+        }
+    };
     let per_line = disk as f64 / sent as f64;
     let raw_line = raw as f64 / sent as f64;
+    figures.disk_ratio = per_line / raw_line;
     println!("3. disk");
     println!(
         "   bytes on disk per line: {per_line:.1} for {raw_line:.1} raw bytes: {:.2}x raw  (target <= 1.2x, ratio {:.2})",
@@ -322,7 +447,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     );
 
     // 4. Search over everything stored.
-    let store = Store::open_read_only(&work)?;
+    let store = connector.reader()?;
     let stored = store.count_log_records()?;
     let mut all = Vec::new();
     let mut filtered = Vec::new();
@@ -356,6 +481,8 @@ pub fn run(args: &[&str]) -> Result<()> {
     filtered.sort();
     let p50 = all[all.len() / 2].as_secs_f64() * 1e3;
     let fp50 = filtered[filtered.len() / 2].as_secs_f64() * 1e3;
+    figures.search_p50_ms = p50;
+    figures.filtered_p50_ms = fp50;
     println!("4. search over {stored} stored lines ({found} hits for the rare term)");
     println!(
         "   rare term p50: {p50:.1} ms  (target <= 200 ms, ratio {:.2})",
@@ -368,7 +495,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     println!(
         "peers for scale: OpenTelemetry Collector ~10000 log records/s per core; SQLite + inline FTS5 27k-44k rows/s here"
     );
-    Ok(())
+    Ok(figures)
 }
 
 /// An OTLP/HTTP receiver that reads each request whole and answers 200

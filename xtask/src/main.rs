@@ -47,9 +47,9 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// The whole test suite: first what the tests need from outside Rust
 /// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool,
-/// py-spy and elfutils; each installs only what is missing and says what
-/// it installs), then
-/// every crate's tests under nextest, then the Python package's tests
+/// py-spy, elfutils and PostgreSQL; each installs only what is missing and
+/// says what it installs), then every crate's tests under nextest (the
+/// PostgreSQL tests start a private server, stopped here at the end), then the Python package's tests
 /// under pytest. Each stage's time is printed at the end.
 fn test(extra: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -92,8 +92,33 @@ fn test(extra: &[&str]) -> Result<()> {
         .args(extra)
         .status()?;
     times.push(("cargo nextest (build and run)", started.elapsed()));
+    // The collector's end-to-end tests again, every collector on
+    // PostgreSQL (tests/support: PLUMB_TEST_STORE), so both backends pass
+    // the same ingest, search, dashboard, error-group, alert, token and
+    // node-state tests.
+    let pg_started = std::time::Instant::now();
+    println!("== the collector's tests on PostgreSQL");
+    let mut pg_args = vec!["nextest", "run", "-p", "plumb", "--no-fail-fast"];
+    for t in PG_PASS {
+        pg_args.extend(["--test", t]);
+    }
+    let pg_status = std::process::Command::new(&cargo)
+        .current_dir(&root)
+        .args(&pg_args)
+        .args(extra)
+        .env("PLUMB_TEST_STORE", "postgres")
+        .status()?;
+    times.push(("collector tests on PostgreSQL", pg_started.elapsed()));
+    // The PostgreSQL tests started a private server (see
+    // plumb_store_postgres::testing); it stops with the suite.
+    if plumb_store_postgres::testing::stop_private() {
+        println!("== stopped the tests' PostgreSQL server");
+    }
     if !status.success() {
         bail!("cargo nextest failed: {status}");
+    }
+    if !pg_status.success() {
+        bail!("the collector's tests on PostgreSQL failed: {pg_status}");
     }
     let started = std::time::Instant::now();
     println!("== pytest python/tests");
@@ -110,6 +135,22 @@ fn test(extra: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The test binaries run a second time with every collector on
+/// PostgreSQL: those whose collectors do not read the SQLite file behind
+/// the collector's back.
+const PG_PASS: &[&str] = &[
+    "collector",
+    "insights",
+    "alerts",
+    "nodes_cli",
+    "agent",
+    "ship",
+    "dashboard",
+    "charts",
+    "timeline",
+    "otlp_ingest",
+];
 
 const BENCHES: &[&str] = &[
     "agent",

@@ -227,6 +227,11 @@ async fn evaluator(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Alerts are evaluated and sent by one collector of those sharing
+        // the store (see `leader`).
+        if !state.leader.is_leading() {
+            continue;
+        }
         match evaluate_once(&state, &cfg, started, &mut limit).await {
             Ok(notify) if !notify.is_empty() => {
                 tracing::info!(alerts = notify.len(), "alert state changes to notify");

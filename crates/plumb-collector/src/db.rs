@@ -66,11 +66,21 @@ impl Db {
     /// Opens the writing connection (creating the store if need be),
     /// starts the writer thread and opens `readers` reading connections.
     pub fn open(connector: &dyn Connector, readers: usize) -> Result<Db, plumb_store::StoreError> {
-        let store = connector.writer()?;
-        let mut idle = Vec::with_capacity(readers.max(1));
-        for _ in 0..readers.max(1) {
-            idle.push(connector.reader()?);
-        }
+        // Connections are made on a thread of their own: a backend's
+        // driver may run its own event loop to connect, which cannot start
+        // inside the collector's async runtime (this is called from it).
+        let (store, idle) = std::thread::scope(|s| {
+            s.spawn(|| -> Result<_, plumb_store::StoreError> {
+                let store = connector.writer()?;
+                let mut idle = Vec::with_capacity(readers.max(1));
+                for _ in 0..readers.max(1) {
+                    idle.push(connector.reader()?);
+                }
+                Ok((store, idle))
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         std::thread::Builder::new()
             .name("plumb-db-writer".into())

@@ -97,6 +97,9 @@ pub fn spawn_grouper(state: &AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !state.leader.is_leading() {
+                continue;
+            }
             if let Err(e) = group_once(&state).await {
                 tracing::warn!(error = %e, "grouping failed runs into errors failed; retrying");
             }
@@ -196,7 +199,10 @@ pub fn spawn_slow_watch(state: &AppState) {
         loop {
             tick.tick().await;
             match refresh_slow_runs(&state).await {
-                Ok(slow) => crate::stack::take_evidence(&state, &slow),
+                // Every collector keeps the list for its readers; evidence
+                // is taken once, by the one that leads.
+                Ok(slow) if state.leader.is_leading() => crate::stack::take_evidence(&state, &slow),
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "computing the slow-run list failed; retrying")
                 }

@@ -33,6 +33,7 @@ mod error;
 pub mod export;
 pub mod guard;
 pub mod insights;
+pub mod leader;
 pub mod metrics;
 pub mod nodes;
 pub mod otlp;
@@ -150,7 +151,7 @@ impl CollectorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
     /// The store could not be opened.
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] plumb_store::StoreError),
     /// A socket operation failed.
     #[error("{what}: {source}")]
@@ -180,6 +181,9 @@ pub struct AppState {
     pub slow: insights::SlowCache,
     /// Timeouts and limits.
     pub limits: std::sync::Arc<ServerLimits>,
+    /// Whether this collector holds the lease for the work that must
+    /// happen once (see [`leader`]).
+    pub leader: leader::Leader,
     /// Memory shared by the ingest requests in flight.
     pub budget: body::MemoryBudget,
     /// Serving HTTPS: cookies are marked `Secure`.
@@ -215,6 +219,7 @@ impl AppState {
             insights: std::sync::Arc::new(config.insights.clone()),
             slow: insights::SlowCache::default(),
             limits: std::sync::Arc::new(config.limits.clone()),
+            leader: leader::Leader::default(),
             budget: body::MemoryBudget::new(config.limits.ingest_memory),
             tls: config.tls.is_some(),
             clock_max_offset_ns: config.alerts.rules.clock_offset.max_offset.as_nanos(),
@@ -309,6 +314,7 @@ pub async fn prepare(
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let state = AppState::open(&config, addrs.iter().any(|a| !a.ip().is_loopback()))?;
     check_exposure(&config, &state, &addrs).await?;
+    leader::start(&state).await;
     alerts::start(&state, &config.alerts, addrs.first().copied()).await?;
     Ok(Prepared {
         listeners,
@@ -334,7 +340,7 @@ impl Prepared {
             tls,
         } = self;
         let limits = state.limits.clone();
-        let exporter = state.export.clone();
+        let after = state.clone();
         let app = router(state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -371,7 +377,9 @@ impl Prepared {
                 break;
             }
         }
-        if let Some(x) = exporter {
+        // Stopping cleanly: another collector on the store takes over now.
+        after.leader.step_down(&after).await;
+        if let Some(x) = after.export.clone() {
             // Writes what is still in memory to the queue's files.
             let _ = tokio::task::spawn_blocking(move || x.stop()).await;
         }

@@ -274,6 +274,11 @@ async fn evaluator(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Node states change on one collector of those sharing the store
+        // (see `leader`), so each change is recorded once.
+        if !state.leader.is_leading() {
+            continue;
+        }
         let result = state
             .db
             .write(move |store| {

@@ -23,6 +23,7 @@ pub mod alerts;
 pub mod clocks;
 pub mod import;
 pub mod insights;
+pub mod leases;
 pub mod nodes;
 pub mod runs;
 pub mod telemetry;
@@ -86,7 +87,8 @@ macro_rules! suite {
             throttles::never_more_than_n_holders_and_the_queue_is_first_come_first_served,
             throttles::an_expired_lease_frees_its_slot_and_an_expired_waiter_leaves_the_queue,
             throttles::release_is_idempotent_and_an_unknown_holder_releases_nothing,
-            throttles::bad_requests_are_bad_input_and_a_different_n_is_a_conflict_naming_both
+            throttles::bad_requests_are_bad_input_and_a_different_n_is_a_conflict_naming_both,
+            leases::one_holder_at_a_time_and_an_expired_lease_passes_on
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
@@ -112,6 +114,7 @@ mod tests {
             ("clocks", include_str!("clocks.rs")),
             ("import", include_str!("import.rs")),
             ("insights", include_str!("insights.rs")),
+            ("leases", include_str!("leases.rs")),
             ("nodes", include_str!("nodes.rs")),
             ("runs", include_str!("runs.rs")),
             ("telemetry", include_str!("telemetry.rs")),

@@ -466,6 +466,32 @@ pub trait Throttles {
     fn throttle_list(&self, now: Timestamp) -> Result<Vec<ThrottleView>>;
 }
 
+/// Work that must happen on one collector at a time (alert evaluation and
+/// notification, error grouping, node states, slow-run evidence), when
+/// several collectors share one store: a named lease with an expiry,
+/// renewed by its holder, taken over by another once it expires.
+pub trait Leases {
+    /// Takes the lease `name` for `holder` until `now + ttl` when it is
+    /// free, expired by `now`, or already `holder`'s (a renewal); true when
+    /// `holder` holds it after the call. One statement, so two collectors
+    /// racing for a free lease never both get it.
+    fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Gives the lease up if `holder` holds it (a clean shutdown), so
+    /// another collector takes over at once; true when it did.
+    fn step_down(&self, name: &str, holder: &str) -> Result<bool>;
+
+    /// Who holds the lease `name` and until when, if anyone does (an
+    /// expired lease is still shown: it is the last holder).
+    fn leader(&self, name: &str) -> Result<Option<(String, Timestamp)>>;
+}
+
 /// Every concern together: what a collector serves from. Implemented for
 /// every type that implements each concern, so a backend implements the
 /// concern traits and gets this for free.
@@ -480,6 +506,7 @@ pub trait Backend:
     + Clocks
     + Timeline
     + Throttles
+    + Leases
     + Send
 {
 }
@@ -495,6 +522,7 @@ impl<
         + Clocks
         + Timeline
         + Throttles
+        + Leases
         + Send,
 > Backend for T
 {

@@ -43,6 +43,18 @@ fn mask(hash: u64) -> [u32; 8] {
     m
 }
 
+/// The bits a word's hash sets in its block, as the block's 32 bytes are
+/// stored (eight little-endian lanes): a block may contain the word when
+/// it has every one of them. For backends that test blocks in SQL.
+pub fn block_mask(hash: u64) -> [u8; BLOCK_BYTES] {
+    let m = mask(hash);
+    let mut out = [0u8; BLOCK_BYTES];
+    for (i, lane) in m.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&lane.to_le_bytes());
+    }
+    out
+}
+
 /// Whether a stored block (32 little-endian bytes) may contain `hash`.
 pub fn block_may_contain(block: &[u8], hash: u64) -> bool {
     let m = mask(hash);

@@ -17,8 +17,9 @@
 //! wherever a final record lands: the recorder's own store, a spool
 //! imported later, or a collector's store, so the cap holds on every path.
 
-use crate::chunk::{self, ReadMark};
+use crate::chunk;
 use crate::error::{Result, StoreError};
+use crate::kit;
 use plumb_model::{OutputGap, Run, Uuid};
 use rusqlite::{Connection, params};
 
@@ -40,58 +41,40 @@ pub(crate) fn drop_over_cap(
         params![id, gap.after_seq as i64],
         |r| r.get(0),
     )?;
-    let keep = gap.cap.saturating_sub(head as u64);
     // Newest first: what is kept is counted from the end.
-    let tail: Vec<(i64, u64, u32)> = {
+    let tail: Vec<(i64, u64)> = {
         let mut st = conn.prepare_cached(
-            "SELECT id, raw_bytes, crc FROM chunks WHERE run_id = ?1 AND first_seq > ?2
+            "SELECT id, raw_bytes FROM chunks WHERE run_id = ?1 AND first_seq > ?2
              ORDER BY first_seq DESC, id DESC",
         )?;
         let rows = st.query_map(params![id, gap.after_seq as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u32,
-            ))
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
         })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let mut kept = 0u64;
-    let mut dropped = 0u64;
-    for (cid, bytes, crc) in tail {
-        if kept >= keep {
-            conn.execute("DELETE FROM chunks WHERE id = ?1", [cid])?;
-            conn.execute("DELETE FROM chunk_data WHERE id = ?1", [cid])?;
-            dropped += bytes;
-            continue;
-        }
-        let over = (kept + bytes).saturating_sub(keep);
-        if exact && over > 0 {
-            cut_front(conn, cid, crc, over as usize)?;
-            dropped += over;
-            kept = keep;
-        } else {
-            kept += bytes;
-        }
+    let plan = kit::plan_over_cap(gap, head as u64, &tail, exact);
+    for cid in &plan.delete {
+        conn.execute("DELETE FROM chunks WHERE id = ?1", [cid])?;
+        conn.execute("DELETE FROM chunk_data WHERE id = ?1", [cid])?;
     }
-    Ok(dropped)
+    if let Some((cid, n)) = plan.cut {
+        cut_front(conn, cid, n)?;
+    }
+    Ok(plan.dropped)
 }
 
-/// Cuts the first `n` bytes off a stored chunk (fewer than it holds),
-/// keeping the reads after them with their sequence numbers and times.
-fn cut_front(conn: &Connection, cid: i64, crc: u32, n: usize) -> Result<()> {
-    let (data, stream, part): (Vec<u8>, u8, i64) = conn.query_row(
-        "SELECT d.data, c.stream, c.part FROM chunk_data d JOIN chunks c ON c.id = d.id
+/// Cuts the first `n` bytes off a stored chunk (fewer than it holds).
+fn cut_front(conn: &Connection, cid: i64, n: usize) -> Result<()> {
+    let (data, stream, part, crc): (Vec<u8>, u8, i64, i64) = conn.query_row(
+        "SELECT d.data, c.stream, c.part, c.crc FROM chunk_data d JOIN chunks c ON c.id = d.id
          WHERE d.id = ?1",
         [cid],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let decoded = chunk::decode(&data, crc)?;
+    let decoded = chunk::decode(&data, crc as u32)?;
     let stream = plumb_model::Stream::from_u8(stream)
         .ok_or_else(|| StoreError::Corrupt(format!("chunk {cid} has unknown stream {stream}")))?;
-    let marks = cut_marks(&decoded.marks, decoded.raw.len(), n);
-    let mut sealed = chunk::encode(stream, &marks, &decoded.raw[n..]);
-    sealed.part = part as u64;
+    let sealed = kit::cut_front(&decoded, stream, part as u64, n);
     conn.execute(
         "UPDATE chunks SET first_seq = ?2, t_min = ?3, t_max = ?4, lines = ?5, raw_bytes = ?6,
            crc = ?7, bloom = ?8 WHERE id = ?1",
@@ -111,23 +94,6 @@ fn cut_front(conn: &Connection, cid: i64, crc: u32, n: usize) -> Result<()> {
         params![cid, sealed.data],
     )?;
     Ok(())
-}
-
-/// The read marks of a chunk of `len` bytes after its first `n` bytes are
-/// cut: reads wholly inside them go, the read they end in starts at 0.
-fn cut_marks(marks: &[ReadMark], len: usize, n: usize) -> Vec<ReadMark> {
-    let mut out = Vec::with_capacity(marks.len());
-    for (i, m) in marks.iter().enumerate() {
-        let end = marks.get(i + 1).map_or(len, |next| next.offset as usize);
-        if end <= n {
-            continue;
-        }
-        out.push(ReadMark {
-            offset: (m.offset as usize).saturating_sub(n) as u32,
-            ..*m
-        });
-    }
-    out
 }
 
 /// For a final run with a gap: drops what is over the cap, to the byte,
@@ -152,45 +118,5 @@ pub(crate) fn settle(conn: &Connection, run: &Run) -> Result<Option<Run>> {
         [run.id.to_string()],
         |r| r.get(0),
     )?;
-    let written = run.output.stdout_bytes + run.output.stderr_bytes;
-    let lost_elsewhere = run.output.dropped_bytes.saturating_sub(gap.dropped);
-    let at_gap = written
-        .saturating_sub(stored as u64)
-        .saturating_sub(lost_elsewhere);
-    if at_gap == gap.dropped {
-        return Ok(None);
-    }
-    let mut settled = run.clone();
-    settled.output.dropped_bytes = lost_elsewhere + at_gap;
-    settled.output.gap = Some(OutputGap {
-        dropped: at_gap,
-        ..gap
-    });
-    Ok(Some(settled))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use plumb_model::Timestamp;
-
-    fn mark(offset: u32, seq: u64) -> ReadMark {
-        ReadMark {
-            offset,
-            seq,
-            time: Timestamp::from_nanos(seq as i64),
-        }
-    }
-
-    #[test]
-    fn cutting_the_front_keeps_the_reads_after_the_cut() {
-        let marks = [mark(0, 1), mark(10, 2), mark(20, 3)];
-        assert_eq!(cut_marks(&marks, 30, 0), marks.to_vec());
-        assert_eq!(
-            cut_marks(&marks, 30, 5),
-            [mark(0, 1), mark(5, 2), mark(15, 3)]
-        );
-        assert_eq!(cut_marks(&marks, 30, 10), [mark(0, 2), mark(10, 3)]);
-        assert_eq!(cut_marks(&marks, 30, 29), [mark(0, 3)]);
-    }
+    Ok(kit::settled_record(run, &gap, stored as u64))
 }

@@ -99,6 +99,18 @@ pub enum StoreError {
         /// The holder.
         holder: String,
     },
+    /// A store URL could not be understood.
+    #[error("bad store URL: {0}")]
+    BadUrl(String),
+    /// The database server cannot be reached (refused, unresolvable, gone
+    /// away, or the login was refused).
+    #[error("cannot reach the store database at {target}")]
+    Unreachable {
+        /// Where it was looked for: host, port and database, no password.
+        target: String,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A stored JSON record could not be read.
     #[error("stored record {id} does not parse: {source}")]
     Json {
@@ -164,7 +176,9 @@ impl StoreError {
             StoreError::Ambiguous { .. }
             | StoreError::BadReference(_)
             | StoreError::BadQuery(_)
-            | StoreError::BadThrottle(_) => ErrorKind::BadInput,
+            | StoreError::BadThrottle(_)
+            | StoreError::BadUrl(_) => ErrorKind::BadInput,
+            StoreError::Unreachable { .. } => ErrorKind::Busy,
             StoreError::Foreign { .. } | StoreError::TooNew { .. } => ErrorKind::Other,
         }
     }

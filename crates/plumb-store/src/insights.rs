@@ -28,11 +28,8 @@ use plumb_model::insights::{
 };
 use plumb_model::{Exception, Run, RunState, Timestamp, Uuid};
 use rusqlite::{OptionalExtension, params};
-use std::collections::HashMap;
 
-/// How many rows of one name [`Store::duration_stats`] reads at most to
-/// find its successful runs: a bound on the work when a name mostly fails.
-const SCAN_FACTOR: usize = 4;
+use crate::kit::SCAN_FACTOR;
 
 /// An occurrence to file: what happened, where, and the key that makes
 /// filing it idempotent.
@@ -92,15 +89,6 @@ pub fn run_occurrence(
 
 fn secs_ns(s: u64) -> i64 {
     (s as i64).saturating_mul(1_000_000_000)
-}
-
-/// Nearest-rank percentile of sorted nanosecond durations, in seconds.
-fn percentile_s(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e9
 }
 
 fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ErrorGroup> {
@@ -456,7 +444,7 @@ impl crate::backend::Insights for Store {
                  WHERE name = ?1 ORDER BY started_ns DESC LIMIT ?2)
              WHERE state = 'succeeded' AND ended_ns IS NOT NULL LIMIT ?3",
         )?;
-        let mut durations: Vec<i64> = st
+        let durations: Vec<i64> = st
             .query_map(
                 params![
                     name,
@@ -466,13 +454,7 @@ impl crate::backend::Insights for Store {
                 |r| r.get(0),
             )?
             .collect::<rusqlite::Result<_>>()?;
-        durations.sort_unstable();
-        Ok(DurationStats {
-            name: name.to_string(),
-            n: durations.len(),
-            p50_s: percentile_s(&durations, 0.50),
-            p95_s: percentile_s(&durations, 0.95),
-        })
+        Ok(crate::kit::duration_stats(name, durations))
     }
 
     fn slow_runs(&self, now: Timestamp, config: &SlowConfig) -> Result<Vec<SlowRun>> {
@@ -487,37 +469,9 @@ impl crate::backend::Insights for Store {
             })?
             .collect::<rusqlite::Result<_>>()?
         };
-        let mut stats: HashMap<String, DurationStats> = HashMap::new();
-        let mut slow = Vec::new();
-        for (id, name, host, started_ns) in running {
-            if !stats.contains_key(&name) {
-                let s = self.duration_stats(&name, config.window)?;
-                stats.insert(name.clone(), s);
-            }
-            let s = &stats[&name];
-            if s.n < config.min_history.max(1) || s.p95_s <= 0.0 {
-                continue;
-            }
-            let elapsed_s = (now.as_nanos() - started_ns) as f64 / 1e9;
-            if elapsed_s <= config.factor * s.p95_s {
-                continue;
-            }
-            let Ok(run_id) = Uuid::parse_str(&id) else {
-                continue;
-            };
-            slow.push(SlowRun {
-                run_id,
-                name,
-                host,
-                started: Timestamp::from_nanos(started_ns),
-                elapsed_s,
-                p50_s: s.p50_s,
-                p95_s: s.p95_s,
-                factor: elapsed_s / s.p95_s,
-            });
-        }
-        slow.sort_by(|a, b| b.factor.total_cmp(&a.factor));
-        Ok(slow)
+        crate::kit::slow_runs(now, config, running, &mut |name| {
+            self.duration_stats(name, config.window)
+        })
     }
 
     fn run_duration(&self, run_id: Uuid, now: Timestamp, window: usize) -> Result<RunDuration> {

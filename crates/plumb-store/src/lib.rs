@@ -28,6 +28,8 @@ pub mod clock;
 pub mod dash;
 mod error;
 pub mod insights;
+pub mod kit;
+mod lease;
 mod matcher;
 pub mod nodes;
 mod query;
@@ -41,8 +43,8 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{
-    Alerts, Backend, Connector, Insights, Nodes, Output, OutputSink, RunStore, Runs,
-    SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
+    Alerts, Backend, Clocks, Connector, Insights, Leases, Nodes, Output, OutputSink, RunStore,
+    Runs, SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
@@ -51,8 +53,8 @@ pub mod prelude {
     // Anonymous, so that the glob brings the methods into scope without
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
-        Alerts as _, Insights as _, Nodes as _, Output as _, Runs as _, Telemetry as _,
-        Throttles as _, Timeline as _, Tokens as _,
+        Alerts as _, Clocks as _, Insights as _, Nodes as _, Output as _, Runs as _,
+        Telemetry as _, Throttles as _, Timeline as _, Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

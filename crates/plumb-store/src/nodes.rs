@@ -7,7 +7,7 @@
 use crate::Store;
 use crate::error::{Result, StoreError};
 use plumb_model::Timestamp;
-use plumb_model::node::{NodeReport, NodeState, NodeTransition, PHI_WINDOW};
+use plumb_model::node::{NodeReport, NodeState, NodeTransition};
 use rusqlite::{OptionalExtension, params};
 
 /// A node as stored.
@@ -103,67 +103,38 @@ impl crate::backend::Nodes for Store {
         let tx = self.conn().unchecked_transaction()?;
         let json = serde_json::to_string(report).expect("report serializes");
         let prev = get_node(&tx, &report.node)?;
-        let fp_hash = report.fingerprint.as_ref().map(|f| f.hash.clone());
         if let Some(f) = &report.fingerprint {
             crate::put_fingerprint_conn(&tx, &f.hash, &f.fingerprint)?;
         }
-        let row = match prev {
-            None => {
-                let row = NodeRow {
-                    name: report.node.clone(),
-                    state: initial,
-                    since: received,
-                    last_seen: received,
-                    report: report.clone(),
-                    intervals_ms: Vec::new(),
-                    fingerprint: fp_hash,
-                };
-                tx.execute(
-                    "INSERT INTO nodes (name, state, since_ns, last_seen_ns, report, intervals, fingerprint)
-                     VALUES (?1, ?2, ?3, ?4, ?5, '[]', ?6)",
-                    params![
-                        row.name,
-                        row.state.as_str(),
-                        received.as_nanos(),
-                        received.as_nanos(),
-                        json,
-                        row.fingerprint
-                    ],
-                )?;
-                insert_transition(&tx, &row.name, None, initial, received, 0.0)?;
-                row
-            }
-            Some(mut row) => {
-                // A new boot restarts the node's rhythm: the time it was
-                // away is not an inter-arrival time.
-                let rebooted = row.report.boot_id != report.boot_id;
-                let gap_ms = (received.as_nanos() - row.last_seen.as_nanos()) as f64 / 1e6;
-                if !rebooted && gap_ms > 0.0 {
-                    row.intervals_ms.push(gap_ms);
-                    let excess = row.intervals_ms.len().saturating_sub(PHI_WINDOW);
-                    row.intervals_ms.drain(..excess);
-                } else if rebooted {
-                    row.intervals_ms.clear();
-                }
-                row.last_seen = received;
-                row.report = report.clone();
-                if fp_hash.is_some() {
-                    row.fingerprint = fp_hash;
-                }
-                tx.execute(
-                    "UPDATE nodes SET last_seen_ns = ?2, report = ?3, intervals = ?4, fingerprint = ?5
-                     WHERE name = ?1",
-                    params![
-                        row.name,
-                        received.as_nanos(),
-                        json,
-                        serde_json::to_string(&row.intervals_ms).expect("floats serialize"),
-                        row.fingerprint
-                    ],
-                )?;
-                row
-            }
-        };
+        let first = prev.is_none();
+        let row = crate::kit::next_node_row(prev, report, received, initial);
+        if first {
+            tx.execute(
+                "INSERT INTO nodes (name, state, since_ns, last_seen_ns, report, intervals, fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '[]', ?6)",
+                params![
+                    row.name,
+                    row.state.as_str(),
+                    received.as_nanos(),
+                    received.as_nanos(),
+                    json,
+                    row.fingerprint
+                ],
+            )?;
+            insert_transition(&tx, &row.name, None, initial, received, 0.0)?;
+        } else {
+            tx.execute(
+                "UPDATE nodes SET last_seen_ns = ?2, report = ?3, intervals = ?4, fingerprint = ?5
+                 WHERE name = ?1",
+                params![
+                    row.name,
+                    received.as_nanos(),
+                    json,
+                    serde_json::to_string(&row.intervals_ms).expect("floats serialize"),
+                    row.fingerprint
+                ],
+            )?;
+        }
         tx.commit()?;
         Ok(row)
     }

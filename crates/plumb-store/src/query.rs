@@ -4,10 +4,11 @@ use crate::backend::{OutputSink, Runs as _};
 use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, DecodedChunk};
 use crate::error::{Result, StoreError};
+use crate::kit::{self, ChunkMeta};
 use crate::matcher::{Matcher, SearchMode};
 use crate::{Store, put_chunks_tx};
 use plumb_model::telemetry::{Hit, Kind};
-use plumb_model::{OutputLine, RunState, Stream, Timestamp, Uuid};
+use plumb_model::{RunState, Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, params_from_iter, types::Value};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -146,17 +147,6 @@ pub fn take_kinds(text: &str) -> Result<(Vec<Kind>, String)> {
     Ok((kinds, rest.to_owned()))
 }
 
-/// Metadata of a stored chunk.
-#[derive(Debug, Clone)]
-pub(crate) struct ChunkMeta {
-    pub id: i64,
-    pub run_id: String,
-    pub host: String,
-    pub stream: Stream,
-    pub part: i64,
-    pub crc: u32,
-}
-
 impl Store {
     pub(crate) fn chunk_metas(
         &self,
@@ -181,15 +171,7 @@ impl Store {
             [meta.id],
             |r| r.get(0),
         )?;
-        chunk::decode(&data, meta.crc).map_err(|e| match e {
-            StoreError::Corrupt(m) => StoreError::Corrupt(format!(
-                "{m} (run {}, {} chunk {})",
-                meta.run_id,
-                meta.stream.as_str(),
-                meta.part
-            )),
-            other => other,
-        })
+        kit::decode_chunk(meta, &data)
     }
 
     /// Lines of recorded output matching, appended to `hits`.
@@ -249,24 +231,7 @@ impl Store {
             if nblocks == 0 {
                 built.push((meta.id, chunk::word_filter(&d.raw).to_bytes()));
             }
-            let run_id = Uuid::parse_str(&meta.run_id)
-                .map_err(|_| StoreError::Corrupt(format!("bad run id {}", meta.run_id)))?;
-            let mut full = false;
-            matcher.for_each_match(&d.raw, |start, end| {
-                let time = d.time_at(start);
-                if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
-                    return true;
-                }
-                hits.push(Hit::Output(OutputLine {
-                    run_id,
-                    host: meta.host.clone(),
-                    stream: meta.stream,
-                    time,
-                    text: String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
-                }));
-                full = opts.limit > 0 && hits.len() >= opts.limit;
-                !full
-            });
+            let full = kit::output_hits(&d, &meta, opts, matcher, hits)?;
             if full {
                 break 'chunks;
             }
@@ -345,17 +310,17 @@ pub(crate) fn common_filters(
 /// client can hand it back to continue where it stopped.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct OutputCursor {
-    stdout: Option<i64>,
-    stderr: Option<i64>,
+    pub(crate) stdout: Option<i64>,
+    pub(crate) stderr: Option<i64>,
     /// Absent from cursors of older clients, which knew no combined stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    combined: Option<i64>,
+    pub(crate) combined: Option<i64>,
     /// Whether the gap over the output cap was replayed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    gap_done: bool,
+    pub(crate) gap_done: bool,
     /// The highest sequence number replayed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
+    pub(crate) seq: Option<u64>,
 }
 
 /// One piece of a run's output, as [`Store::replay_output`] gives it.
@@ -391,14 +356,19 @@ impl Replayed<'_> {
 }
 
 impl OutputCursor {
-    fn last_part(&self, s: Stream) -> Option<i64> {
+    /// Whether the gap over the output cap was replayed already.
+    pub fn gap_done(&self) -> bool {
+        self.gap_done
+    }
+
+    pub(crate) fn last_part(&self, s: Stream) -> Option<i64> {
         match s {
             Stream::Stdout => self.stdout,
             Stream::Stderr => self.stderr,
             Stream::Combined => self.combined,
         }
     }
-    fn set_last_part(&mut self, s: Stream, seq: i64) {
+    pub(crate) fn set_last_part(&mut self, s: Stream, seq: i64) {
         match s {
             Stream::Stdout => self.stdout = Some(seq),
             Stream::Stderr => self.stderr = Some(seq),
@@ -422,85 +392,21 @@ impl crate::backend::Output for Store {
         cursor: &mut OutputCursor,
         out: &mut OutputSink<'_>,
     ) -> Result<()> {
-        let io = |source| StoreError::Io {
-            what: "cannot write output of run",
-            path: run_id.to_string().into(),
-            source,
-        };
-        // A gap is marked once a run has settled its cap (its final
-        // record), for readers that had not passed it: a live follower that
-        // had saw the bytes dropped since as they came.
-        let mut gap = if cursor.gap_done {
+        // A gap is marked once a run has settled its cap (its final record).
+        let gap = if cursor.gap_done {
             None
         } else {
-            self.get_run(run_id)?
-                .output
-                .gap
-                .filter(|g| g.dropped > 0 && cursor.seq.is_none_or(|s| s <= g.after_seq))
+            self.get_run(run_id)?.output.gap
         };
-        let streams: Vec<Stream> = match only {
-            Some(s) => vec![s],
-            None => Stream::ALL.to_vec(),
-        };
-        // Per stream: the chunks not yet replayed, decoded one at a time.
-        let mut pending: Vec<(Stream, std::collections::VecDeque<ChunkMeta>)> = Vec::new();
-        for s in &streams {
-            let after = cursor.last_part(*s);
-            pending.push((*s, self.chunk_metas(run_id, *s, after)?.into()));
-        }
-        let mut current: Vec<Option<(DecodedChunk, usize)>> = vec![None; pending.len()];
-        loop {
-            // Make sure each stream has a decoded chunk with segments left.
-            for (i, (_, queue)) in pending.iter_mut().enumerate() {
-                while current[i]
-                    .as_ref()
-                    .is_none_or(|(d, pos)| *pos >= d.marks.len())
-                {
-                    match queue.pop_front() {
-                        Some(meta) => {
-                            let stream = meta.stream;
-                            let first = meta.part;
-                            current[i] = Some((self.load_chunk(&meta)?, 0));
-                            cursor.set_last_part(stream, first);
-                        }
-                        None => {
-                            current[i] = None;
-                            break;
-                        }
-                    }
-                }
-            }
-            // Emit the segment with the smallest sequence number.
-            let next = current
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.as_ref().map(|(d, pos)| (d.marks[*pos].seq, i)))
-                .min();
-            if let Some(g) = gap
-                && next.is_none_or(|(seq, _)| seq > g.after_seq)
-            {
-                out(Replayed::Gap {
-                    dropped: g.dropped,
-                    cap: g.cap,
-                })
-                .map_err(io)?;
-                cursor.gap_done = true;
-                gap = None;
-            }
-            let Some((seq, i)) = next else {
-                return Ok(());
-            };
-            let (d, pos) = current[i].as_mut().expect("chosen above");
-            let (_, range) = d.segments().nth(*pos).expect("in range");
-            out(Replayed::Read {
-                stream: pending[i].0,
-                time: d.marks[*pos].time,
-                bytes: &d.raw[range],
-            })
-            .map_err(io)?;
-            cursor.seq = Some(cursor.seq.map_or(seq, |s| s.max(seq)));
-            *pos += 1;
-        }
+        kit::replay(
+            run_id,
+            gap,
+            only,
+            cursor,
+            out,
+            &mut |s, after| self.chunk_metas(run_id, s, after),
+            &mut |meta| self.load_chunk(meta),
+        )
     }
 
     fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {

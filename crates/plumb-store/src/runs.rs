@@ -5,7 +5,7 @@ use crate::dash::{
 };
 use crate::error::{Result, StoreError};
 use crate::spool::{ImportError, ImportStats};
-use crate::{RunFilter, RunSummary, Store, put_fingerprint_conn, put_run_tx};
+use crate::{RunFilter, RunSummary, Store, kit, put_fingerprint_conn, put_run_tx};
 use plumb_model::chart::{StateCount, align_down};
 use plumb_model::stack::StackSnapshot;
 use plumb_model::{Fingerprint, Run, RunState, Timestamp, Uuid};
@@ -78,35 +78,22 @@ impl crate::backend::Runs for Store {
     }
 
     fn resolve(&self, reference: &str) -> Result<Uuid> {
-        let r = reference.trim();
-        if r == "last" || r.starts_with("last~") {
-            let n: i64 = if r == "last" {
-                0
-            } else {
-                r[5..]
-                    .parse()
-                    .map_err(|_| StoreError::BadReference(reference.to_string()))?
-            };
-            let id: Option<String> = self
-                .conn
-                .query_row(
-                    "SELECT id FROM runs ORDER BY started_ns DESC, id DESC LIMIT 1 OFFSET ?1",
-                    [n],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            return id
-                .and_then(|s| Uuid::parse_str(&s).ok())
-                .ok_or_else(|| StoreError::NoSuchRun(reference.to_string()));
-        }
-        let hex: String = r
-            .chars()
-            .filter(|c| *c != '-')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if hex.len() < 4 || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::BadReference(reference.to_string()));
-        }
+        let hex = match kit::parse_run_ref(reference)? {
+            kit::RunRef::Last(n) => {
+                let id: Option<String> = self
+                    .conn
+                    .query_row(
+                        "SELECT id FROM runs ORDER BY started_ns DESC, id DESC LIMIT 1 OFFSET ?1",
+                        [n],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                return id
+                    .and_then(|s| Uuid::parse_str(&s).ok())
+                    .ok_or_else(|| StoreError::NoSuchRun(reference.to_string()));
+            }
+            kit::RunRef::Prefix(hex) => hex,
+        };
         let upper = format!("{hex}g");
         let mut st = self.conn.prepare(
             "SELECT id FROM runs WHERE hexid >= ?1 AND hexid < ?2 ORDER BY hexid LIMIT 6",
@@ -114,17 +101,7 @@ impl crate::backend::Runs for Store {
         let ids: Vec<String> = st
             .query_map(params![hex, upper], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        match ids.as_slice() {
-            [] => Err(StoreError::NoSuchRun(reference.to_string())),
-            [one] => {
-                Uuid::parse_str(one).map_err(|_| StoreError::Corrupt(format!("bad run id {one}")))
-            }
-            many => Err(StoreError::Ambiguous {
-                prefix: reference.to_string(),
-                candidates: many.iter().take(5).cloned().collect(),
-                more: many.len() > 5,
-            }),
-        }
+        kit::one_run(reference, &ids)
     }
 
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {

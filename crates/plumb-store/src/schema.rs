@@ -398,6 +398,15 @@ pub const MIGRATIONS: &[&str] = &[
             WHERE bucket_ns = (old.started_ns - (((old.started_ns % 300000000000) + 300000000000) % 300000000000)) AND state = old.state AND n <= 0;
     END;
     "#,
+    // 13 -> 14: leases (one row per named lease: work that one collector
+    // at a time does when several share the store).
+    r#"
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[cfg(test)]

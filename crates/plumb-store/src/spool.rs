@@ -468,15 +468,20 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-enum Item {
+/// One frame of a spool body, parsed.
+#[derive(Debug)]
+pub enum Item {
+    /// A run record.
     Run(Box<Run>),
+    /// A fingerprint and its hash.
     Fingerprint(String, Box<Fingerprint>),
+    /// An output chunk of the run record before it.
     Chunk(SealedChunk),
 }
 
 /// Parses every frame strictly, so a bad body is refused before anything
 /// is written.
-fn parse_strict(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
+pub fn parse_frames(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
     let mut items = Vec::new();
     let mut off = 0usize;
     let mut index = 0usize;
@@ -547,15 +552,6 @@ fn parse_strict(bytes: &[u8]) -> std::result::Result<Vec<Item>, ImportError> {
 /// Returns whether it was stored.
 fn put_run_unless_less_final(tx: &rusqlite::Transaction<'_>, run: &Run) -> Result<bool> {
     use rusqlite::OptionalExtension;
-    // waiting, then running, then any final state: a record never moves a
-    // run backwards along that line.
-    fn stage(state: plumb_model::RunState) -> u8 {
-        match state {
-            plumb_model::RunState::Waiting => 0,
-            plumb_model::RunState::Running => 1,
-            _ => 2,
-        }
-    }
     if !run.state.is_final() {
         let existing: Option<String> = tx
             .query_row(
@@ -565,7 +561,7 @@ fn put_run_unless_less_final(tx: &rusqlite::Transaction<'_>, run: &Run) -> Resul
             )
             .optional()?;
         let existing = existing.and_then(|s| s.parse::<plumb_model::RunState>().ok());
-        if existing.is_some_and(|s| stage(s) > stage(run.state)) {
+        if existing.is_some_and(|s| crate::kit::less_final(s, run.state)) {
             return Ok(false);
         }
     }
@@ -578,7 +574,7 @@ pub(crate) fn import_frames(
     store: &Store,
     bytes: &[u8],
 ) -> std::result::Result<ImportStats, ImportError> {
-    let items = parse_strict(bytes)?;
+    let items = parse_frames(bytes)?;
     let mut stats = ImportStats {
         frames: items.len() as u64,
         ..Default::default()

@@ -22,16 +22,13 @@
 //! Spans (fewer, richer) are rows keyed by trace and span id with the whole
 //! span as JSON; metric points are rows keyed by name, series and time.
 
-use crate::Store;
 use crate::bloom::{BLOCK_BYTES, block_index, block_may_contain};
 use crate::chunk::{self, ReadMark, SealedChunk};
 use crate::error::{Result, StoreError};
 use crate::matcher::Matcher;
-use crate::matcher::SearchMode;
 use crate::query::SearchOptions;
-use plumb_model::telemetry::{
-    Hit, Kind, LogBatch, LogLine, MetricPoint, Source, Span, SpanHit, TimeText, Trace,
-};
+use crate::{Store, kit};
+use plumb_model::telemetry::{Hit, LogBatch, LogLine, MetricPoint, Source, Span, TimeText, Trace};
 use plumb_model::{Stream, Timestamp, Uuid};
 use rusqlite::{MAIN_DB, OptionalExtension, params, params_from_iter, types::Value};
 
@@ -43,18 +40,25 @@ const LOG_CHUNK_STREAM: Stream = Stream::Stderr;
 
 /// One source's records from one request, rendered and encoded.
 #[derive(Debug, Clone)]
-struct PreparedGroup {
-    source: String,
-    run_id: Option<Uuid>,
-    service: String,
-    host: String,
-    resource: String,
+pub struct PreparedGroup {
+    /// The source key: the run id, or `service@host`.
+    pub source: String,
+    /// The plumb run, when the records named one.
+    pub run_id: Option<Uuid>,
+    /// The service.
+    pub service: String,
+    /// The host.
+    pub host: String,
+    /// The sender's resource attributes, JSON.
+    pub resource: String,
     /// Identity of each record: (time ns, content hash).
-    keys: Vec<(i64, i64)>,
+    pub keys: Vec<(i64, i64)>,
     /// One mark per record: where its line starts, and its time.
-    marks: Vec<ReadMark>,
-    raw: Vec<u8>,
-    chunk: SealedChunk,
+    pub marks: Vec<ReadMark>,
+    /// The rendered lines.
+    pub raw: Vec<u8>,
+    /// The lines encoded as one chunk.
+    pub chunk: SealedChunk,
 }
 
 /// Log records rendered and encoded, ready for [`Store::put_prepared_logs`].
@@ -64,6 +68,11 @@ pub struct PreparedLogs {
 }
 
 impl PreparedLogs {
+    /// The groups: one source's records from one request each.
+    pub fn groups(&self) -> &[PreparedGroup] {
+        &self.groups
+    }
+
     /// Number of records.
     pub fn records(&self) -> usize {
         self.groups.iter().map(|g| g.keys.len()).sum()
@@ -174,22 +183,15 @@ impl Store {
             let crc = r.get::<_, i64>(3)? as u32;
             let data: Vec<u8> = r.get(4)?;
             let (service, host): (String, String) = (r.get(5)?, r.get(6)?);
-            let run_id = run.and_then(|s| Uuid::parse_str(&s).ok());
+            let src = kit::LogSource {
+                source,
+                run_id: run.and_then(|s| Uuid::parse_str(&s).ok()),
+                service,
+                host,
+            };
             let d = decode_log_chunk(id, &data, crc)?;
-            for (_, range) in d.segments() {
-                let start = range.start;
-                let text = trim_newline(&d.raw[range]);
-                out.push(LogLine::parse(
-                    d.time_at(start),
-                    source.clone(),
-                    run_id,
-                    service.clone(),
-                    host.clone(),
-                    String::from_utf8_lossy(text).into_owned(),
-                ));
-                if limit > 0 && out.len() >= limit {
-                    return Ok(out);
-                }
+            if kit::log_lines(&d, &src, None, limit, &mut out) {
+                return Ok(out);
             }
         }
         Ok(out)
@@ -292,24 +294,13 @@ impl Store {
             let d = decode_log_chunk(id, &data, crc)?;
             // Records sent from outside any run belong to none: no made-up
             // run id stands in for their source.
-            let run_id = run.and_then(|s| Uuid::parse_str(&s).ok());
-            let mut full = false;
-            matcher.for_each_match(&d.raw, |start, end| {
-                let time = d.time_at(start);
-                if opts.since.is_some_and(|t| time < t) || opts.until.is_some_and(|t| time >= t) {
-                    return true;
-                }
-                hits.push(Hit::Log(LogLine::parse(
-                    time,
-                    source.clone(),
-                    run_id,
-                    service.clone(),
-                    host.clone(),
-                    String::from_utf8_lossy(&d.raw[start..end]).into_owned(),
-                )));
-                full = opts.limit > 0 && hits.len() >= opts.limit;
-                !full
-            });
+            let src = kit::LogSource {
+                source,
+                run_id: run.and_then(|s| Uuid::parse_str(&s).ok()),
+                service,
+                host,
+            };
+            let full = kit::log_hits(&d, &src, opts, matcher, hits);
             if full {
                 break 'chunks;
             }
@@ -345,9 +336,8 @@ impl Store {
                 id: format!("span {t}/{s}"),
                 source,
             })?;
-            let line = span.search_line();
-            if matcher.line_matches(line.as_bytes()) {
-                hits.push(Hit::Span(SpanHit::new(&span, line)));
+            if let Some(hit) = kit::span_hit(&span, matcher) {
+                hits.push(hit);
                 if opts.limit > 0 && hits.len() >= opts.limit {
                     break;
                 }
@@ -442,8 +432,9 @@ fn mark_seen_returning(tx: &rusqlite::Transaction<'_>, keys: &[(i64, i64)]) -> R
     Ok(fresh)
 }
 
-/// Re-encodes a group with only the records not stored before.
-fn rebuild(g: &PreparedGroup, fresh: &[bool]) -> SealedChunk {
+/// Re-encodes a group with only the records not stored before
+/// (`fresh[i]`: record `i` is new).
+pub fn rebuild_group(g: &PreparedGroup, fresh: &[bool]) -> SealedChunk {
     let mut marks = Vec::new();
     let mut raw = Vec::new();
     for (i, m) in g.marks.iter().enumerate() {
@@ -464,14 +455,16 @@ fn rebuild(g: &PreparedGroup, fresh: &[bool]) -> SealedChunk {
     chunk::encode(LOG_CHUNK_STREAM, &marks, &raw)
 }
 
-pub(crate) fn decode_log_chunk(id: i64, data: &[u8], crc: u32) -> Result<chunk::DecodedChunk> {
+/// Decodes a log chunk, naming it when it is corrupt.
+pub fn decode_log_chunk(id: i64, data: &[u8], crc: u32) -> Result<chunk::DecodedChunk> {
     chunk::decode(data, crc).map_err(|e| match e {
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("{m} (log chunk {id})")),
         other => other,
     })
 }
 
-pub(crate) fn trim_newline(b: &[u8]) -> &[u8] {
+/// A line without its newline.
+pub fn trim_newline(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\n").unwrap_or(b)
 }
 
@@ -505,7 +498,7 @@ impl crate::backend::Telemetry for Store {
                     let c = if new == g.keys.len() {
                         &g.chunk
                     } else {
-                        rebuilt = rebuild(g, &fresh);
+                        rebuilt = rebuild_group(g, &fresh);
                         &rebuilt
                     };
                     meta.execute(params![
@@ -653,12 +646,7 @@ impl crate::backend::Telemetry for Store {
     }
 
     fn resolve_trace(&self, reference: &str) -> Result<String> {
-        let hex = reference.trim().to_ascii_lowercase();
-        if hex.len() < 4 || hex.len() > 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::BadQuery(format!(
-                "`{reference}` is not a trace reference: use a trace id (32 hex digits) or a unique prefix of one (at least 4)"
-            )));
-        }
+        let hex = kit::trace_prefix(reference)?;
         let upper = format!("{hex}g");
         let mut st = self.conn().prepare(
             "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ?1 AND trace_id < ?2 ORDER BY trace_id LIMIT 6",
@@ -666,54 +654,16 @@ impl crate::backend::Telemetry for Store {
         let ids: Vec<String> = st
             .query_map(params![hex, upper], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        match ids.as_slice() {
-            [one] => Ok(one.clone()),
-            [] if hex.len() == 32 => Ok(hex),
-            [] => Err(StoreError::NoSuchTrace(reference.to_owned())),
-            many => Err(StoreError::Ambiguous {
-                prefix: reference.to_owned(),
-                candidates: many.iter().take(5).cloned().collect(),
-                more: many.len() > 5,
-            }),
-        }
+        kit::one_trace(reference, hex, ids)
     }
 
     fn trace(&self, reference: &str) -> Result<Trace> {
         let trace_id = self.resolve_trace(reference)?;
         let spans = self.trace_spans(&trace_id)?;
-        // Records of a span are made while it runs; a minute either side
-        // allows for clocks of different hosts that disagree.
-        const SLACK_NS: i64 = 60_000_000_000;
-        let start = spans.iter().map(|s| s.start.as_nanos()).min();
-        let end = spans.iter().map(|s| s.end.as_nanos()).max();
-        let opts = SearchOptions {
-            text: format!("trace_id={trace_id}"),
-            mode: SearchMode::Words,
-            kinds: vec![Kind::Log],
-            since: start.map(|t| Timestamp::from_nanos(t.saturating_sub(SLACK_NS))),
-            until: end.map(|t| Timestamp::from_nanos(t.saturating_add(SLACK_NS))),
-            ..Default::default()
-        };
+        let opts = kit::trace_log_search(&trace_id, &spans);
         let matcher = Matcher::new(&opts.text, opts.mode, false)?;
         let mut hits = Vec::new();
         self.search_logs(&opts, &matcher, &mut hits)?;
-        let mut logs: Vec<LogLine> = hits
-            .into_iter()
-            .filter_map(|h| match h {
-                // The words matched; the line must also carry the id as
-                // its own trace, not as some attribute's value.
-                Hit::Log(l) if l.trace_id.as_deref() == Some(trace_id.as_str()) => Some(l),
-                _ => None,
-            })
-            .collect();
-        if spans.is_empty() && logs.is_empty() {
-            return Err(StoreError::NoSuchTrace(reference.to_owned()));
-        }
-        logs.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.text.cmp(&b.text)));
-        Ok(Trace {
-            trace_id,
-            spans,
-            logs,
-        })
+        kit::assemble_trace(reference, trace_id, spans, hits)
     }
 }

@@ -11,13 +11,13 @@
 
 use crate::Store;
 use crate::error::{Result, StoreError};
-use plumb_model::throttle::{Lease, LeaseRequest, LeaseState, MAX_SLOTS, ThrottleView, name_ok};
+use plumb_model::throttle::{Lease, LeaseRequest, LeaseState, ThrottleView};
 use plumb_model::{Timestamp, Uuid};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::time::Duration;
 
-/// The longest holder id accepted.
-pub const MAX_HOLDER: usize = 200;
+pub use crate::kit::MAX_HOLDER;
+use crate::kit::{check_holder, check_throttle_name as check_name, ttl_ns};
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken
 /// first, so the reads in `f` see what no other writer can change before
@@ -37,32 +37,6 @@ fn immediate<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> 
             Err(e)
         }
     }
-}
-
-fn check_name(name: &str) -> Result<()> {
-    if name_ok(name) {
-        Ok(())
-    } else {
-        Err(StoreError::BadThrottle(format!(
-            "throttle name `{name}`: it must be 1 to 64 letters, digits, `-`, `_` or `.`, and not start with `.`"
-        )))
-    }
-}
-
-fn check_holder(holder: &str) -> Result<()> {
-    if holder.is_empty() || holder.len() > MAX_HOLDER {
-        return Err(StoreError::BadThrottle(format!(
-            "holder `{holder}`: it must be 1 to {MAX_HOLDER} bytes"
-        )));
-    }
-    Ok(())
-}
-
-fn ttl_ns(ttl: Duration) -> Result<i64> {
-    if ttl.is_zero() {
-        return Err(StoreError::BadThrottle("the lease TTL is 0".into()));
-    }
-    Ok(ttl.as_nanos().min(i64::MAX as u128) as i64)
 }
 
 /// Drops the expired leases and places of every throttle, grants the
@@ -176,15 +150,7 @@ impl crate::backend::Throttles for Store {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<LeaseState> {
-        check_name(name)?;
-        check_holder(&req.holder)?;
-        if req.slots == 0 || req.slots > MAX_SLOTS {
-            return Err(StoreError::BadThrottle(format!(
-                "throttle `{name}`: {} slots; the number of slots must be from 1 to {MAX_SLOTS}",
-                req.slots
-            )));
-        }
-        let ttl = ttl_ns(ttl)?;
+        let ttl = crate::kit::check_acquire(name, req, ttl)?;
         immediate(self.conn(), |conn| {
             sweep(conn, now)?;
             match slots_of(conn, name)? {

@@ -4,7 +4,7 @@
 
 use crate::Store;
 use crate::error::{Result, StoreError};
-use crate::telemetry::{decode_log_chunk, trim_newline};
+use crate::telemetry::decode_log_chunk;
 use plumb_model::telemetry::{LogLine, Span};
 use plumb_model::{Timestamp, Uuid};
 use rusqlite::params;
@@ -32,23 +32,14 @@ impl crate::backend::Timeline for Store {
             let crc = r.get::<_, i64>(3)? as u32;
             let data: Vec<u8> = r.get(4)?;
             let (service, host): (String, String) = (r.get(5)?, r.get(6)?);
-            let run_id = run.and_then(|s| Uuid::parse_str(&s).ok());
+            let src = crate::kit::LogSource {
+                source,
+                run_id: run.and_then(|s| Uuid::parse_str(&s).ok()),
+                service,
+                host,
+            };
             let d = decode_log_chunk(id, &data, crc)?;
-            for (_, range) in d.segments() {
-                let time = d.time_at(range.start);
-                if time.as_nanos() < since || time.as_nanos() >= until {
-                    continue;
-                }
-                let text = trim_newline(&d.raw[range]);
-                out.push(LogLine::parse(
-                    time,
-                    source.clone(),
-                    run_id,
-                    service.clone(),
-                    host.clone(),
-                    String::from_utf8_lossy(text).into_owned(),
-                ));
-            }
+            crate::kit::log_lines(&d, &src, Some((since, until)), 0, &mut out);
         }
         out.sort_by_key(|l| l.time);
         if limit > 0 {

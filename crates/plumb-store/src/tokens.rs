@@ -18,16 +18,7 @@ pub struct TokenInfo {
     pub created: plumb_model::Timestamp,
 }
 
-fn parse_hash(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+use crate::kit::parse_hash;
 
 impl crate::backend::Tokens for Store {
     fn add_token(&self, hash: &[u8; 32], role: &str, name: &str) -> Result<()> {

@@ -46,6 +46,9 @@ pub struct Config {
     /// Mounts `plumb agent` always reports, whatever their file system type
     /// (`[agent] mounts = [...]`).
     pub agent_mounts: Vec<PathBuf>,
+    /// The collector's store when it is not the embedded one (`[store] url
+    /// =`, PLUMB_STORE_URL): `postgres://...` (see [`crate::store`]).
+    pub store_url: Option<String>,
     /// OTLP export from `plumb serve` (`[export]`, PLUMB_EXPORT_OTLP).
     pub export: Option<Export>,
 }
@@ -92,6 +95,14 @@ struct FileConfig {
     #[serde(default)]
     agent: AgentFileConfig,
     export: Option<ExportFileConfig>,
+    #[serde(default)]
+    store: StoreFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFileConfig {
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +163,7 @@ impl Config {
             alerts: file.alerts.unwrap_or_default(),
             agent_mounts: file.agent.mounts,
             export: None,
+            store_url: file.store.url.filter(|u| !u.trim().is_empty()),
         };
         cfg.export = export_config(file.export, env("PLUMB_EXPORT_OTLP"))?;
         if let Some(c) = file.spool_max {
@@ -173,6 +185,9 @@ impl Config {
         }
         if let Some(v) = env("PLUMB_COLLECTOR") {
             cfg.collector = Some(v);
+        }
+        if let Some(v) = env("PLUMB_STORE_URL") {
+            cfg.store_url = Some(v);
         }
         if let Some(v) = env("PLUMB_TOKEN") {
             cfg.token = Some(v.into());

@@ -7,6 +7,7 @@ mod exit;
 mod lease;
 mod logging;
 mod out;
+mod store;
 mod target;
 
 use clap::{Parser, Subcommand};

@@ -18,8 +18,13 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:4318")]
     pub otlp_listen: String,
     /// Store directory (default: the configured store).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub data: Option<PathBuf>,
+    /// The store as a URL instead: postgres://user@host:port/db for
+    /// PostgreSQL (several collectors may share it), or sqlite:DIR; also
+    /// PLUMB_STORE_URL or `[store] url` in plumb.toml.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -69,18 +74,24 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
-    let data = a.data.unwrap_or(cfg.home);
-    let export = cfg.export.map(|e| plumb_collector::export::ExportConfig {
-        url: e.otlp,
-        headers: e.headers,
-        queue_max: e.queue_max,
-        dir: e.queue_dir.unwrap_or_else(|| data.join("export")),
-    });
-    let store = plumb_store::SqliteConnector {
-        dir: data,
-        busy_timeout: a.busy_timeout,
-    };
-    let mut config = plumb_collector::CollectorConfig::new(std::sync::Arc::new(store));
+    // The export queue lives beside the embedded store, or in the home
+    // directory with a PostgreSQL store.
+    let export_dir = a
+        .data
+        .clone()
+        .unwrap_or_else(|| cfg.home.clone())
+        .join("export");
+    let export = cfg
+        .export
+        .clone()
+        .map(|e| plumb_collector::export::ExportConfig {
+            url: e.otlp,
+            headers: e.headers,
+            queue_max: e.queue_max,
+            dir: e.queue_dir.unwrap_or(export_dir),
+        });
+    let store = crate::store::connector(&cfg, a.data, a.store, a.busy_timeout)?;
+    let mut config = plumb_collector::CollectorConfig::new(store);
     config.insecure = a.insecure;
     config.limits.allowed_hosts = a.allow_host;
     config.limits.header_timeout = a.header_timeout;

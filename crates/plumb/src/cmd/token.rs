@@ -3,7 +3,6 @@
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use plumb_collector::Role;
-use plumb_store::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +26,12 @@ pub enum TokenCommand {
         #[arg(long, default_value = "")]
         name: String,
         /// The collector's store directory (default: the configured store).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         data: Option<PathBuf>,
+        /// The collector's store as a URL (postgres://..., sqlite:DIR), as
+        /// `plumb serve --store` takes it.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Revoke a token, named by the start of its hash as `plumb token ls`
     /// shows it; a running collector refuses it within a second or two.
@@ -40,25 +43,42 @@ pub enum TokenCommand {
         #[arg(long)]
         force: bool,
         /// The collector's store directory (default: the configured store).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         data: Option<PathBuf>,
+        /// The collector's store as a URL (postgres://..., sqlite:DIR), as
+        /// `plumb serve --store` takes it.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// List tokens (role, label, creation time; never the token).
     Ls {
         /// The collector's store directory (default: the configured store).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         data: Option<PathBuf>,
+        /// The collector's store as a URL (postgres://..., sqlite:DIR), as
+        /// `plumb serve --store` takes it.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
 }
+
+/// How long a token command waits for a collector holding the store.
+const BUSY: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
     match a.command {
-        TokenCommand::Create { role, name, data } => {
-            let dir = data.unwrap_or(cfg.home);
-            let store = plumb_store::Store::open(&dir)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            let token = plumb_collector::auth::create_token(&store, role, &name)?;
+        TokenCommand::Create {
+            role,
+            name,
+            data,
+            store,
+        } => {
+            let target = crate::store::connector(&cfg, data, store, BUSY)?;
+            let store = target
+                .writer()
+                .with_context(|| format!("cannot open the store {}", target.describe()))?;
+            let token = plumb_collector::auth::create_token(&*store, role, &name)?;
             let mut out = crate::out::stdout();
             writeln!(out, "{token}")?;
             eprintln!(
@@ -66,16 +86,22 @@ pub fn main(a: Args) -> Result<ExitCode> {
                 role.as_str()
             );
         }
-        TokenCommand::Revoke { hash, force, data } => {
+        TokenCommand::Revoke {
+            hash,
+            force,
+            data,
+            store,
+        } => {
             let prefix = hash.trim().to_ascii_lowercase();
             if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
                 bail!(
                     "`{hash}` is not a token hash prefix: give at least 8 hex digits of the HASH column of `plumb token ls`"
                 );
             }
-            let dir = data.unwrap_or(cfg.home);
-            let store = plumb_store::Store::open(&dir)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let target = crate::store::connector(&cfg, data, store, BUSY)?;
+            let store = target
+                .writer()
+                .with_context(|| format!("cannot open the store {}", target.describe()))?;
             let tokens = store.tokens()?;
             let matching: Vec<_> = tokens
                 .iter()
@@ -84,7 +110,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
             let token = match matching.as_slice() {
                 [] => bail!(
                     "no token's hash starts with `{prefix}` in {} (see `plumb token ls`)",
-                    dir.display()
+                    target.describe()
                 ),
                 [one] => *one,
                 many => bail!(
@@ -109,10 +135,11 @@ pub fn main(a: Args) -> Result<ExitCode> {
                 }
             );
         }
-        TokenCommand::Ls { data } => {
-            let dir = data.unwrap_or(cfg.home);
-            let store = plumb_store::Store::open_read_only(&dir)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        TokenCommand::Ls { data, store } => {
+            let target = crate::store::connector(&cfg, data, store, BUSY)?;
+            let store = target
+                .reader()
+                .with_context(|| format!("cannot open the store {}", target.describe()))?;
             let mut out = crate::out::stdout();
             writeln!(
                 out,

@@ -299,6 +299,7 @@ impl Drop for Proc {
 #[derive(Default)]
 pub struct ServeBuilder {
     data: Option<PathBuf>,
+    store: Option<String>,
     port: Option<u16>,
     otlp: bool,
     tokens: bool,
@@ -309,6 +310,19 @@ pub struct ServeBuilder {
 }
 
 impl ServeBuilder {
+    /// A store URL instead of a directory (`plumb serve --store`), e.g. a
+    /// PostgreSQL store a restarted collector should find again.
+    pub fn store(mut self, url: &str) -> Self {
+        self.store = Some(url.to_string());
+        self
+    }
+
+    /// A fresh, empty PostgreSQL store on the tests' server (see
+    /// `plumb_store_postgres::testing`).
+    pub fn postgres(self) -> Self {
+        self.store(&plumb_store_postgres::testing::fresh_store_url())
+    }
+
     /// Store directory (default: a fresh one the handle owns).
     pub fn data(mut self, dir: &Path) -> Self {
         self.data = Some(dir.to_path_buf());
@@ -374,7 +388,15 @@ impl ServeBuilder {
         // test that fills the store's disk does not fill the log's.
         let tmp = tempfile::tempdir().unwrap();
         let data = self.data.clone().unwrap_or_else(|| tmp.path().join("data"));
+        // PLUMB_TEST_STORE=postgres runs every collector that names no
+        // store of its own on PostgreSQL (the collector tests' second pass
+        // in `cargo xtask test`).
+        let store = self.store.clone().or_else(|| {
+            (self.data.is_none() && std::env::var("PLUMB_TEST_STORE").as_deref() == Ok("postgres"))
+                .then(plumb_store_postgres::testing::fresh_store_url)
+        });
         let mut serve = Serve {
+            store,
             child: None,
             api: String::new(),
             otlp: None,
@@ -395,8 +417,10 @@ impl ServeBuilder {
         args.push(format!("127.0.0.1:{}", self.port.unwrap_or(0)).into());
         args.push("--otlp-listen".into());
         args.push(if self.otlp { "127.0.0.1:0" } else { "off" }.into());
-        args.push("--data".into());
-        args.push(serve.data.clone().into());
+        match &serve.store {
+            Some(url) => args.extend(["--store".into(), url.into()]),
+            None => args.extend(["--data".into(), serve.data.clone().into()]),
+        }
         if self.tls {
             let cert = rcgen::generate_simple_self_signed(vec![
                 "127.0.0.1".to_string(),
@@ -464,6 +488,9 @@ impl ServeBuilder {
 /// log (stderr) is printed then, so the failure shows what the collector
 /// said.
 pub struct Serve {
+    /// The store URL, when the collector is not on the SQLite store in
+    /// `data`.
+    pub store: Option<String>,
     child: Option<Child>,
     /// The API (and dashboard) URL, `http://127.0.0.1:PORT` (https with TLS).
     pub api: String,
@@ -498,12 +525,13 @@ impl Serve {
 
     /// Creates a token of `role` for this collector's store.
     pub fn token(&self, role: &str) -> String {
-        let out = plumb()
-            .args(["token", "create", "--role", role, "--data"])
-            .arg(&self.data)
-            .env("PLUMB_HOME", &self.data)
-            .output()
-            .unwrap();
+        let mut cmd = plumb();
+        cmd.args(["token", "create", "--role", role]);
+        match &self.store {
+            Some(url) => cmd.args(["--store", url]),
+            None => cmd.arg("--data").arg(&self.data),
+        };
+        let out = cmd.env("PLUMB_HOME", &self.data).output().unwrap();
         text(&ok(out, "plumb token create").stdout)
             .trim()
             .to_string()
