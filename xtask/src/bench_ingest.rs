@@ -26,7 +26,10 @@
 //! private cluster, which runs with fsync and synchronous commit off, as
 //! SQLite's WAL with synchronous=NORMAL does not sync each commit either).
 //! On PostgreSQL the database's own CPU per line (its processes' CPU
-//! time) is printed beside the collector's.
+//! time) is printed beside the collector's. `--export`: the collector
+//! exports everything over OTLP (`[export] otlp`) to a sink on loopback
+//! that reads and discards each request; compare with a run without it for
+//! the cost of export on ingest.
 
 use crate::measure;
 use anyhow::{Context, Result, bail};
@@ -173,6 +176,19 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
 
     let mut config = plumb_collector::CollectorConfig::new(connector.clone());
     config.insecure = true;
+    let sink = if args.contains(&"--export") {
+        let sink = Sink::start()?;
+        config.export = Some(plumb_collector::export::ExportConfig {
+            url: sink.url.clone(),
+            headers: Vec::new(),
+            queue_max: plumb_collector::export::DEFAULT_QUEUE_MAX,
+            dir: work.join("export"),
+        });
+        println!("exporting over OTLP to a discarding sink at {}", sink.url);
+        Some(sink)
+    } else {
+        None
+    };
     let collector = plumb_collector::spawn(config)?;
     let url = format!("{}/v1/logs", collector.url());
     let base = Timestamp::now().as_nanos() - SPAN_NS;
@@ -351,6 +367,47 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
         ),
         None => println!("   NOT searchable within 10 s (target <= 2 s)"),
     }
+    if let Some(sink) = &sink {
+        // How long the exporter takes to send everything after the
+        // senders stopped (bounded: 5 minutes).
+        use std::sync::atomic::Ordering;
+        let metrics_url = format!("{}/metrics", collector.url());
+        let queued = || -> Option<f64> {
+            let text = agent
+                .get(&metrics_url)
+                .call()
+                .ok()?
+                .body_mut()
+                .read_to_string()
+                .ok()?;
+            text.lines()
+                .find(|l| l.starts_with("plumb_export_queue_entries "))?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        };
+        let t = Instant::now();
+        let mut drained = None;
+        for _ in 0..3000 {
+            if queued() == Some(0.0) {
+                drained = Some(t.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("export");
+        match drained {
+            Some(d) => println!(
+                "   queue empty {:.1} s after the last acknowledgement; {:.0} lines/s exported end to end; the sink got {} requests, {:.1} MB",
+                d.as_secs_f64(),
+                sent as f64 / (secs + d.as_secs_f64()),
+                sink.requests.load(Ordering::Relaxed),
+                sink.bytes.load(Ordering::Relaxed) as f64 / 1e6
+            ),
+            None => println!("   the export queue did not empty within 5 minutes"),
+        }
+    }
     collector.shutdown();
 
     // 3. Bytes on disk per line.
@@ -439,6 +496,74 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
         "peers for scale: OpenTelemetry Collector ~10000 log records/s per core; SQLite + inline FTS5 27k-44k rows/s here"
     );
     Ok(figures)
+}
+
+/// An OTLP/HTTP receiver that reads each request whole and answers 200
+/// without decoding it, counting requests and bytes.
+struct Sink {
+    url: String,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sink {
+    fn start() -> Result<Sink> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (r, b) = (requests.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (r, b) = (r.clone(), b.clone());
+                std::thread::spawn(move || {
+                    let mut w = match conn.try_clone() {
+                        Ok(w) => w,
+                        Err(_) => return,
+                    };
+                    let mut rd = BufReader::new(conn);
+                    loop {
+                        let mut len = 0usize;
+                        let mut line = String::new();
+                        // Headers, up to the blank line.
+                        loop {
+                            line.clear();
+                            if rd.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let l = line.trim_end();
+                            if l.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = l.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        if rd.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        r.fetch_add(1, Ordering::Relaxed);
+                        b.fetch_add(len as u64, Ordering::Relaxed);
+                        if w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Sink {
+            url,
+            requests,
+            bytes,
+        })
+    }
 }
 
 fn agent() -> ureq::Agent {

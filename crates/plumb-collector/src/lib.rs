@@ -30,6 +30,7 @@ pub mod clock;
 mod db;
 pub mod env;
 mod error;
+pub mod export;
 pub mod guard;
 pub mod health;
 pub mod insights;
@@ -77,6 +78,9 @@ pub struct CollectorConfig {
     pub alerts: alerts::AlertsConfig,
     /// Timeouts, connection and memory limits against hostile clients.
     pub limits: ServerLimits,
+    /// OTLP export of what is accepted (`[export]` in plumb.toml); off
+    /// when `None`.
+    pub export: Option<export::ExportConfig>,
 }
 
 /// Limits that keep slow, idle or hostile clients from exhausting the
@@ -139,6 +143,7 @@ impl CollectorConfig {
             alerts: alerts::AlertsConfig::default(),
             limits: ServerLimits::default(),
             clock_probes: None,
+            export: None,
         }
     }
 }
@@ -192,6 +197,8 @@ pub struct AppState {
     pub health_limits: plumb_model::health::FindingLimits,
     /// Fleet-wide stack requests waiting for their nodes' answers.
     pub stacks: stack::StackRequests,
+    /// The OTLP exporter, when `[export]` is configured.
+    pub export: Option<export::Exporter>,
 }
 
 impl AppState {
@@ -203,6 +210,12 @@ impl AppState {
         if let Some(p) = &config.clock_probes {
             p.register(&metrics);
         }
+        let export = config
+            .export
+            .clone()
+            .map(|e| export::Exporter::start(e, &metrics))
+            .transpose()
+            .map_err(|e| CollectorError::Config(format!("[export]: {e}")))?;
         Ok(AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),
@@ -219,6 +232,7 @@ impl AppState {
                 io_pressure: config.alerts.rules.pressure.io_above,
             },
             stacks: stack::StackRequests::default(),
+            export,
         })
     }
 }
@@ -362,12 +376,23 @@ impl Prepared {
             };
             servers.spawn(server::serve(app, incoming, limits.clone(), stop));
         }
+        let mut result = Ok(());
         while let Some(res) = servers.join_next().await {
-            res.map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))??;
+            if let Err(e) = res
+                .map_err(|e| CollectorError::Config(format!("a server task failed: {e}")))
+                .and_then(|r| r)
+            {
+                result = Err(e);
+                break;
+            }
         }
         // Stopping cleanly: another collector on the store takes over now.
         after.leader.step_down(&after).await;
-        Ok(())
+        if let Some(x) = after.export.clone() {
+            // Writes what is still in memory to the queue's files.
+            let _ = tokio::task::spawn_blocking(move || x.stop()).await;
+        }
+        result
     }
 }
 

@@ -344,6 +344,7 @@ async fn ingest_node_inner(
 ) -> Result<(serde_json::Value, u64), ApiError> {
     body::expect_content_type(headers, &["application/json"])?;
     let (bytes, sent, _lease) = body::read(&state.budget, headers, request, MAX_REPORT).await?;
+    let for_export = state.export.as_ref().map(|_| bytes.clone());
     let report: NodeReport = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("bad node report: {e}")))?;
     if report.node.is_empty()
@@ -385,6 +386,9 @@ async fn ingest_node_inner(
             Ok((row.name, fresh))
         })
         .await?;
+    if let (Some(x), Some(b)) = (&state.export, for_export) {
+        x.enqueue(crate::export::Kind::Node, b);
+    }
     Ok((serde_json::json!({ "node": name, "state": st }), sent))
 }
 

@@ -292,19 +292,37 @@ async fn export_inner(
             .map_err(|s| OtlpError::from(ApiError::from(s)))?;
         Ok((plain, lease))
     };
+    // With export on, the decoded body is kept until the store has it and
+    // then queued as it is (still counted in this request's memory lease).
+    let keep = state.export.is_some();
+    let queue = |signal: plumb_otlp::Signal, records: usize, plain: Option<Vec<u8>>| {
+        if let (Some(x), Some(p)) = (&state.export, plain) {
+            x.enqueue_otlp(signal, format, records, &p);
+        }
+    };
     match signal {
         Signal::Logs => {
-            let (prepared, rejected, message, exceptions, _lease) = cpu(move || {
+            let (prepared, rejected, message, exceptions, kept, _lease) = cpu(move || {
                 let (plain, lease) = decode(plumb_otlp::Signal::Logs, lease)?;
                 let logs = plumb_otlp::decode_logs_within(&plain, format, &limits)?;
-                drop(plain);
+                let kept = keep.then_some(plain);
+                let records = logs.batches.iter().map(|b| b.records.len()).sum::<usize>()
+                    + logs.rejected as usize;
                 let prepared = plumb_store::telemetry::prepare_logs(&logs.batches);
                 let exceptions = crate::insights::otlp_occurrences(&logs.batches);
-                Ok((prepared, logs.rejected, logs.message, exceptions, lease))
+                Ok((
+                    prepared,
+                    logs.rejected,
+                    logs.message,
+                    exceptions,
+                    (records, kept),
+                    lease,
+                ))
             })
             .await?;
             let stored = state.db.put_logs(prepared).await??.stored as u64;
             crate::insights::record_otlp(state, exceptions).await?;
+            queue(plumb_otlp::Signal::Logs, kept.0, kept.1);
             Ok((
                 ok(
                     format,
@@ -314,17 +332,20 @@ async fn export_inner(
             ))
         }
         Signal::Traces => {
-            let (traces, _lease) = cpu(move || {
+            let (traces, kept, _lease) = cpu(move || {
                 let (plain, lease) = decode(plumb_otlp::Signal::Traces, lease)?;
                 Ok((
                     plumb_otlp::decode_traces_within(&plain, format, &limits)?,
+                    keep.then_some(plain),
                     lease,
                 ))
             })
             .await?;
             let (rejected, message) = (traces.rejected, traces.message);
             let spans = traces.spans;
+            let records = spans.len() + rejected as usize;
             let stored = state.db.write(move |s| Ok(s.put_spans(&spans))).await?? as u64;
+            queue(plumb_otlp::Signal::Traces, records, kept);
             Ok((
                 ok(
                     format,
@@ -334,20 +355,23 @@ async fn export_inner(
             ))
         }
         Signal::Metrics => {
-            let (m, _lease) = cpu(move || {
+            let (m, kept, _lease) = cpu(move || {
                 let (plain, lease) = decode(plumb_otlp::Signal::Metrics, lease)?;
                 Ok((
                     plumb_otlp::decode_metrics_within(&plain, format, &limits)?,
+                    keep.then_some(plain),
                     lease,
                 ))
             })
             .await?;
             let (rejected, message) = (m.rejected, m.message);
             let points = m.points;
+            let records = points.len() + rejected as usize;
             let stored = state
                 .db
                 .write(move |s| Ok(s.put_metric_points(&points)))
                 .await?? as u64;
+            queue(plumb_otlp::Signal::Metrics, records, kept);
             Ok((
                 ok(
                     format,

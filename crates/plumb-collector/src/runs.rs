@@ -96,6 +96,7 @@ async fn ingest_spool_inner(
     let (bytes, sent, _lease) = body::read(&state.budget, headers, request, body::MAX_BODY)
         .await
         .map_err(|e| (e, 0))?;
+    let for_export = state.export.as_ref().map(|_| bytes.clone());
     let stats = state
         .db
         .write(move |store| {
@@ -115,6 +116,9 @@ async fn ingest_spool_inner(
                 sent,
             )
         })?;
+    if let (Some(x), Some(b)) = (&state.export, for_export) {
+        x.enqueue(crate::export::Kind::Spool, b);
+    }
     Ok((stats, sent))
 }
 

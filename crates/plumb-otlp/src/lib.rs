@@ -29,6 +29,7 @@ assert_eq!(logs.rejected, 0);
 
 mod budget;
 mod convert;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 

@@ -50,6 +50,31 @@ pub struct Config {
     /// The collector's store when it is not the embedded one (`[store] url
     /// =`, PLUMB_STORE_URL): `postgres://...` (see [`crate::store`]).
     pub store_url: Option<String>,
+    /// OTLP export from `plumb serve` (`[export]`, PLUMB_EXPORT_OTLP).
+    pub export: Option<Export>,
+}
+
+/// `[export]`: where `plumb serve` forwards what it accepts.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// The OTLP/HTTP base URL (`otlp =`).
+    pub otlp: String,
+    /// Headers sent with every request (`headers = { ... }`).
+    pub headers: Vec<(String, plumb_model::Secret)>,
+    /// The queue's bound in bytes (`queue_max_mib =`, default 1024).
+    pub queue_max: u64,
+    /// The queue's directory (`queue_dir =`; default `<data>/export`).
+    pub queue_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportFileConfig {
+    otlp: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, plumb_model::Secret>,
+    queue_max_mib: Option<u64>,
+    queue_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +95,7 @@ struct FileConfig {
     alerts: Option<plumb_collector::alerts::AlertsConfig>,
     #[serde(default)]
     agent: AgentFileConfig,
+    export: Option<ExportFileConfig>,
     #[serde(default)]
     store: StoreFileConfig,
 }
@@ -164,8 +190,10 @@ impl Config {
             insights: file.insights.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
             agent_mounts: file.agent.mounts,
+            export: None,
             store_url: file.store.url.filter(|u| !u.trim().is_empty()),
         };
+        cfg.export = export_config(file.export, env("PLUMB_EXPORT_OTLP"))?;
         if let Some(c) = file.spool_max {
             cfg.spool_max = parse_size(&c).context("plumb.toml: spool_max")?;
         }
@@ -251,6 +279,54 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
+/// `[export]` with `PLUMB_EXPORT_OTLP` over its `otlp`; checked here so a
+/// bad value is named before anything starts.
+fn export_config(
+    file: Option<ExportFileConfig>,
+    env_url: Option<String>,
+) -> Result<Option<Export>> {
+    let from_env = env_url.is_some();
+    let file = file.unwrap_or_default();
+    let Some(otlp) = env_url.or(file.otlp.filter(|u| !u.trim().is_empty())) else {
+        anyhow::ensure!(
+            file.headers.is_empty() && file.queue_max_mib.is_none() && file.queue_dir.is_none(),
+            "plumb.toml: [export] has settings but no `otlp = \"http://host:4318\"` URL to export to"
+        );
+        return Ok(None);
+    };
+    let otlp = otlp.trim().to_string();
+    let key = if from_env {
+        "PLUMB_EXPORT_OTLP"
+    } else {
+        "plumb.toml: [export] otlp"
+    };
+    plumb_collector::export::check_url(&otlp).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+    for (name, value) in &file.headers {
+        plumb_collector::export::check_header_name(name)
+            .map_err(|e| anyhow::anyhow!("plumb.toml: [export] headers: {e}"))?;
+        anyhow::ensure!(
+            value
+                .expose()
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b)),
+            "plumb.toml: [export] headers: the value of `{name}` holds a control or non-ASCII character"
+        );
+    }
+    let mib = file
+        .queue_max_mib
+        .unwrap_or(plumb_collector::export::DEFAULT_QUEUE_MAX >> 20);
+    anyhow::ensure!(
+        (1..=1 << 30).contains(&mib),
+        "plumb.toml: [export] queue_max_mib: {mib} is not between 1 and 1073741824"
+    );
+    Ok(Some(Export {
+        otlp,
+        headers: file.headers.into_iter().collect(),
+        queue_max: mib << 20,
+        queue_dir: file.queue_dir,
+    }))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -318,6 +394,59 @@ mod tests {
         let err =
             toml::from_str::<FileConfig>("[alerts.rules.node_down]\nfor = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn export_parses_and_bad_values_are_named() {
+        let f: FileConfig = toml::from_str(
+            "[export]\notlp = \"http://otel:4318\"\nheaders = { authorization = \"Bearer s3cr3t-77\" }\nqueue_max_mib = 64\n",
+        )
+        .unwrap();
+        assert!(!format!("{f:?}").contains("s3cr3t-77"));
+        let e = export_config(f.export, None).unwrap().unwrap();
+        assert_eq!(e.otlp, "http://otel:4318");
+        assert_eq!(e.queue_max, 64 << 20);
+        assert_eq!(e.headers[0].0, "authorization");
+        assert_eq!(e.headers[0].1.expose(), "Bearer s3cr3t-77");
+        let env = export_config(None, Some("https://vendor:443".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(env.otlp, "https://vendor:443");
+        assert!(export_config(None, None).unwrap().is_none());
+
+        let err = toml::from_str::<FileConfig>("[export]\notlp_url = \"http://x\"\n").unwrap_err();
+        assert!(err.to_string().contains("otlp_url"), "{err}");
+        let f: FileConfig = toml::from_str("[export]\notlp = \"otel:4318\"\n").unwrap();
+        let err = export_config(f.export, None).unwrap_err().to_string();
+        assert!(
+            err.contains("[export] otlp") && err.contains("otel:4318"),
+            "{err}"
+        );
+        let err = export_config(None, Some("ftp://x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PLUMB_EXPORT_OTLP"), "{err}");
+        let f: FileConfig =
+            toml::from_str("[export]\notlp = \"http://x:1\"\nheaders = { \"bad name\" = \"v\" }\n")
+                .unwrap();
+        let err = export_config(f.export, None).unwrap_err().to_string();
+        assert!(err.contains("headers") && err.contains("bad name"), "{err}");
+        let f: FileConfig = toml::from_str(
+            "[export]\notlp = \"http://x:1\"\nheaders = { authorization = \"a\\nb\" }\n",
+        )
+        .unwrap();
+        let err = export_config(f.export, None).unwrap_err().to_string();
+        assert!(
+            err.contains("authorization") && !err.contains("a\nb"),
+            "{err}"
+        );
+        let f: FileConfig =
+            toml::from_str("[export]\notlp = \"http://x:1\"\nqueue_max_mib = 0\n").unwrap();
+        let err = export_config(f.export, None).unwrap_err().to_string();
+        assert!(err.contains("queue_max_mib"), "{err}");
+        let f: FileConfig = toml::from_str("[export]\nqueue_max_mib = 5\n").unwrap();
+        let err = export_config(f.export, None).unwrap_err().to_string();
+        assert!(err.contains("otlp"), "{err}");
     }
 
     #[test]

@@ -74,6 +74,22 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn main(a: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
+    // The export queue lives beside the embedded store, or in the home
+    // directory with a PostgreSQL store.
+    let export_dir = a
+        .data
+        .clone()
+        .unwrap_or_else(|| cfg.home.clone())
+        .join("export");
+    let export = cfg
+        .export
+        .clone()
+        .map(|e| plumb_collector::export::ExportConfig {
+            url: e.otlp,
+            headers: e.headers,
+            queue_max: e.queue_max,
+            dir: e.queue_dir.unwrap_or(export_dir),
+        });
     let store = crate::store::connector(&cfg, a.data, a.store, a.busy_timeout)?;
     let mut config = plumb_collector::CollectorConfig::new(store);
     config.insecure = a.insecure;
@@ -84,6 +100,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     config.limits.ingest_memory = a.ingest_memory_mib << 20;
     config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
+    config.export = export;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         config.tls = Some(plumb_collector::TlsFiles { cert, key });
     }
