@@ -139,7 +139,7 @@ impl PgConnector {
     fn connect(&self, read_only: bool) -> Result<PgStore> {
         let client = self.client(read_only)?;
         Ok(PgStore {
-            client: RefCell::new(client),
+            client: std::mem::ManuallyDrop::new(RefCell::new(client)),
             connector: self.clone(),
             read_only,
         })
@@ -257,9 +257,27 @@ fn describe(config: &Config, schema: Option<&str>) -> String {
 /// back; calls in between fail as busy (the collector answers 503 with
 /// Retry-After).
 pub struct PgStore {
-    client: RefCell<Client>,
+    /// Dropped on a thread of its own (see `Drop`).
+    client: std::mem::ManuallyDrop<RefCell<Client>>,
     connector: PgConnector,
     read_only: bool,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again.
+        let client = unsafe { std::mem::ManuallyDrop::take(&mut self.client) }.into_inner();
+        // Closing a connection runs the driver's own event loop, which
+        // cannot start on a thread that drives an async runtime (a
+        // collector's reader pool dropped as it shuts down): close it on a
+        // thread of its own, wherever the store is dropped.
+        let closing = std::thread::Builder::new()
+            .name("plumb-pg-close".into())
+            .spawn(move || drop(client));
+        if let Ok(t) = closing {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
