@@ -8,7 +8,7 @@
 //! are fetched and decompressed.
 
 use crate::{Params, PgStore, Sql};
-use plumb_model::telemetry::{Hit, Kind};
+use plumb_model::telemetry::Hit;
 use plumb_model::{Stream, Uuid};
 use plumb_store::bloom::block_mask;
 use plumb_store::chunk::{self, DecodedChunk, SealedChunk};
@@ -244,18 +244,12 @@ impl Output for PgStore {
     }
 
     fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
-        let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
-        let mut hits = Vec::new();
-        if opts.wants(Kind::Output) {
-            self.search_output(opts, &matcher, &mut hits)?;
-        }
-        if opts.wants(Kind::Log) {
-            self.search_logs(opts, &matcher, &mut hits)?;
-        }
-        if opts.wants(Kind::Span) {
-            self.search_spans(opts, &matcher, &mut hits)?;
-        }
-        Ok(hits)
+        kit::search_kinds(
+            opts,
+            &mut |o, m, h| self.search_output(o, m, h),
+            &mut |o, m, h| self.search_logs(o, m, h),
+            &mut |o, m, h| self.search_spans(o, m, h),
+        )
     }
 
     fn index_pending(&self, max_chunks: usize) -> Result<usize> {

@@ -473,33 +473,10 @@ impl Runs for PgStore {
             DIRECT_COUNT_CAP + 1
         ));
         let found = self.c()?.q(&sql, &p.refs())?;
-        let partial = found.len() > DIRECT_COUNT_CAP;
-        let mut rows: Vec<StateCount> = Vec::new();
-        let mut oldest = None;
-        for r in found.iter().take(DIRECT_COUNT_CAP) {
-            let started: i64 = r.get(0);
-            let Ok(state) = r.get::<_, &str>(1).parse::<RunState>() else {
-                continue;
-            };
-            oldest = Some(started);
-            let bucket_ns = align_down(started, COUNT_BUCKET_NS);
-            match rows.last_mut() {
-                Some(l) if l.bucket_ns == bucket_ns && l.state == state => l.n += 1,
-                _ => rows.push(StateCount {
-                    bucket_ns,
-                    state,
-                    n: 1,
-                }),
-            }
-        }
-        Ok(RunCounts {
-            rows,
-            partial_from: if partial {
-                oldest.map(Timestamp::from_nanos)
-            } else {
-                None
-            },
-        })
+        Ok(kit::direct_counts(
+            found.iter().map(|r| (r.get(0), r.get(1))),
+            DIRECT_COUNT_CAP,
+        ))
     }
 
     fn job_runs(&self, name: &str, limit: usize) -> Result<Vec<JobRun>> {

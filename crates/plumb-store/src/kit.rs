@@ -466,6 +466,71 @@ pub fn one_trace(reference: &str, hex: String, ids: Vec<String>) -> Result<Strin
     }
 }
 
+/// Runs counted one by one (newest first, `(started ns, state)`), at
+/// most `cap` of them: per 5-minute bucket and state, and where the count
+/// stopped when there were more (see [`crate::Runs::run_counts`]).
+pub fn direct_counts(
+    runs: impl Iterator<Item = (i64, String)>,
+    cap: usize,
+) -> crate::dash::RunCounts {
+    use plumb_model::chart::{StateCount, align_down};
+    let mut rows: Vec<StateCount> = Vec::new();
+    let mut oldest = None;
+    let mut partial = false;
+    for (seen, (started, state)) in runs.enumerate() {
+        if seen == cap {
+            partial = true;
+            break;
+        }
+        let Ok(state) = state.parse::<RunState>() else {
+            continue;
+        };
+        oldest = Some(started);
+        let bucket_ns = align_down(started, crate::dash::COUNT_BUCKET_NS);
+        match rows.last_mut() {
+            Some(l) if l.bucket_ns == bucket_ns && l.state == state => l.n += 1,
+            _ => rows.push(StateCount {
+                bucket_ns,
+                state,
+                n: 1,
+            }),
+        }
+    }
+    crate::dash::RunCounts {
+        rows,
+        partial_from: if partial {
+            oldest.map(Timestamp::from_nanos)
+        } else {
+            None
+        },
+    }
+}
+
+/// A backend's search of one kind of record, appending its hits.
+pub type SearchKind<'a> = dyn FnMut(&SearchOptions, &Matcher, &mut Vec<Hit>) -> Result<()> + 'a;
+
+/// A search over the three kinds of record, each kind searched by its
+/// function in turn (output, log records, spans) until the limit.
+pub fn search_kinds(
+    opts: &SearchOptions,
+    output: &mut SearchKind<'_>,
+    logs: &mut SearchKind<'_>,
+    spans: &mut SearchKind<'_>,
+) -> Result<Vec<Hit>> {
+    let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
+    let mut hits = Vec::new();
+    if opts.wants(Kind::Output) {
+        output(opts, &matcher, &mut hits)?;
+    }
+    if opts.wants(Kind::Log) {
+        logs(opts, &matcher, &mut hits)?;
+    }
+    if opts.wants(Kind::Span) {
+        spans(opts, &matcher, &mut hits)?;
+    }
+    Ok(hits)
+}
+
 /// How many rows of one name duration statistics read at most to find its
 /// successful runs: a bound on the work when a name mostly fails.
 pub const SCAN_FACTOR: usize = 4;

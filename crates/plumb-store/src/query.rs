@@ -410,20 +410,14 @@ impl crate::backend::Output for Store {
     }
 
     fn search(&self, opts: &SearchOptions) -> Result<Vec<Hit>> {
-        let matcher = Matcher::new(&opts.text, opts.mode, opts.ignore_case)?;
-        let mut hits = Vec::new();
-        if opts.wants(Kind::Output) {
-            self.search_output(opts, &matcher, &mut hits)?;
-        }
         // Log records and spans from instrumented applications
-        // (crate::telemetry).
-        if opts.wants(Kind::Log) {
-            self.search_logs(opts, &matcher, &mut hits)?;
-        }
-        if opts.wants(Kind::Span) {
-            self.search_spans(opts, &matcher, &mut hits)?;
-        }
-        Ok(hits)
+        // (crate::telemetry) after the output.
+        kit::search_kinds(
+            opts,
+            &mut |o, m, h| self.search_output(o, m, h),
+            &mut |o, m, h| self.search_logs(o, m, h),
+            &mut |o, m, h| self.search_spans(o, m, h),
+        )
     }
 
     fn index_pending(&self, max_chunks: usize) -> Result<usize> {

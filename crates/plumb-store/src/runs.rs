@@ -306,41 +306,10 @@ impl crate::backend::Runs for Store {
             DIRECT_COUNT_CAP + 1
         ));
         let mut st = self.conn().prepare_cached(&sql)?;
-        let mut it = st.query(params_from_iter(args))?;
-        let mut rows: Vec<StateCount> = Vec::new();
-        let mut seen = 0usize;
-        let mut oldest = None;
-        let mut partial = false;
-        while let Some(r) = it.next()? {
-            if seen == DIRECT_COUNT_CAP {
-                partial = true;
-                break;
-            }
-            seen += 1;
-            let started: i64 = r.get(0)?;
-            let state: String = r.get(1)?;
-            let Ok(state) = state.parse::<RunState>() else {
-                continue;
-            };
-            oldest = Some(started);
-            let bucket_ns = align_down(started, COUNT_BUCKET_NS);
-            match rows.last_mut() {
-                Some(l) if l.bucket_ns == bucket_ns && l.state == state => l.n += 1,
-                _ => rows.push(StateCount {
-                    bucket_ns,
-                    state,
-                    n: 1,
-                }),
-            }
-        }
-        Ok(RunCounts {
-            rows,
-            partial_from: if partial {
-                oldest.map(Timestamp::from_nanos)
-            } else {
-                None
-            },
-        })
+        let found = st
+            .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+        Ok(kit::direct_counts(found.into_iter(), DIRECT_COUNT_CAP))
     }
 
     fn job_runs(&self, name: &str, limit: usize) -> Result<Vec<JobRun>> {
