@@ -36,10 +36,24 @@ export async function withPage(fn) {
       if (m.type() === "error" && !/status of 401/.test(m.text())) result.console_errors.push(m.text());
     });
     page.on("pageerror", (e) => result.console_errors.push(String(e)));
+    // Screenshots are evidence for a human, not assertions: chromium on
+    // a loaded 2-core machine now and then answers a capture with a
+    // protocol error, so one is tried three times and then left out,
+    // with a line on stderr.
     const shot = async (name) => {
       const file = path.join(OUTDIR, name + ".png");
-      await page.screenshot({ path: file, fullPage: true });
-      return file;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await page.screenshot({ path: file, fullPage: true });
+          return file;
+        } catch (e) {
+          if (attempt >= 3) {
+            process.stderr.write(`screenshot ${name} left out: ${e}\n`);
+            return null;
+          }
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
     };
     await fn(page, result, shot, context);
   } finally {
