@@ -26,6 +26,7 @@ pub mod import;
 pub mod insights;
 pub mod leases;
 pub mod nodes;
+pub mod retention;
 pub mod runs;
 pub mod telemetry;
 pub mod throttles;
@@ -90,7 +91,8 @@ macro_rules! suite {
             throttles::an_expired_lease_frees_its_slot_and_an_expired_waiter_leaves_the_queue,
             throttles::release_is_idempotent_and_an_unknown_holder_releases_nothing,
             throttles::bad_requests_are_bad_input_and_a_different_n_is_a_conflict_naming_both,
-            leases::one_holder_at_a_time_and_an_expired_lease_passes_on
+            leases::one_holder_at_a_time_and_an_expired_lease_passes_on,
+            retention::output_logs_and_spans_older_than_the_horizon_go_and_runs_stay
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
