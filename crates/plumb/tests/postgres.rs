@@ -488,3 +488,53 @@ fn a_list_of_collectors_is_tried_in_turn_for_shipping_and_reading() {
         text(&out.stderr)
     );
 }
+
+/// `plumb demo --store URL` runs the fleet scene's collector on
+/// PostgreSQL: the workload's runs land in that database, and the demo
+/// says where its store is. A URL that is not PostgreSQL's, or a server
+/// that does not answer, is named before anything runs.
+#[test]
+fn the_demo_runs_its_fleet_scene_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    for (url, says) in [
+        ("sqlite:/tmp/x", "not a PostgreSQL URL"),
+        ("postgres://plumb@127.0.0.1:1/plumb", "127.0.0.1:1"),
+    ] {
+        let out = plumb_in(dir.path())
+            .env("PLUMB_HOME", &home)
+            .args(["demo", "--no-keep", "--store", url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url}");
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{url}: {err}");
+        assert!(!home.join("demo").exists(), "nothing ran for {url}");
+    }
+    let url = fresh_store_url();
+    let out = ok(
+        plumb_in(dir.path())
+            .env("PLUMB_HOME", &home)
+            .args(["demo", "--no-keep", "--store", &url])
+            .output()
+            .unwrap(),
+        "plumb demo --store",
+    );
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!("(store {url})")),
+        "the demo names its store:\n{shown}"
+    );
+    let runs: i64 = admin()
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {s}.runs r JOIN {s}.run_tags t ON t.run_id = r.id
+                 WHERE t.key = 'where' AND t.value = 'collector'",
+                s = schema_of(&url)
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(runs >= 2, "the workload's runs are in PostgreSQL: {runs}");
+}

@@ -25,6 +25,11 @@ pub struct Args {
     /// Stop everything at the end, even on a terminal.
     #[arg(long)]
     pub no_keep: bool,
+    /// Run the fleet scene's collector on this PostgreSQL store instead of
+    /// the embedded one (postgres://user@host:port/database[?schema=NAME]);
+    /// the rest of the demo records locally as always.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 const TRAIN: &str = r#"
@@ -94,6 +99,20 @@ const EXTRA_METADATA: &str = "Metadata-Version: 2.1\nName: plumb-demo-extra\nVer
 
 pub fn main(args: Args) -> Result<ExitCode> {
     let cfg = Config::load()?;
+    // A PostgreSQL store is checked first, so a bad URL or a database that
+    // cannot be reached is named before anything runs.
+    let pg = match &args.store {
+        None => None,
+        Some(url) => {
+            use plumb_store::Connector as _;
+            let c = plumb_store_postgres::PgConnector::new(url)?;
+            drop(
+                c.open()
+                    .with_context(|| format!("plumb demo --store {}", c.describe()))?,
+            );
+            Some((url.clone(), c.describe()))
+        }
+    };
     let home = cfg.home.clone();
     let dir = home.join("demo");
     std::fs::create_dir_all(dir.join("site/plumb_demo_extra-2.0.1.dist-info"))
@@ -225,7 +244,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     outln!();
     let keep = args.keep || (!args.no_keep && std::io::IsTerminal::is_terminal(&std::io::stdin()));
-    fleet_section(&me, &home, &dir, &python, &session, keep)?;
+    fleet_section(&me, &home, &dir, &python, &session, keep, pg.as_ref())?;
     outln!(
         "Try: plumb ls · plumb show last · plumb logs last -t · plumb search converged · plumb proxy --help · plumb serve"
     );
@@ -243,11 +262,16 @@ fn fleet_section(
     python: &Path,
     session: &str,
     keep: bool,
+    pg: Option<&(String, String)>,
 ) -> Result<()> {
     outln!("── one place for the whole fleet: a collector and three agents");
     // The collector starts with the alerts scene's rules and webhook.
     let alerts_demo = crate::cmd::alerts::demo_prepare(&dir.join("alerts"))?;
-    let collector = crate::cmd::serve::demo_scene_with(home, Some(&alerts_demo.config))?;
+    let collector = crate::cmd::serve::demo_scene_with(
+        home,
+        Some(&alerts_demo.config),
+        pg.map(|(url, _)| url.as_str()),
+    )?;
     let mut agents = crate::cmd::agent::demo_scene(&collector.api, &dir.join("agents"))?;
     let result = (|| -> Result<()> {
         outln!();
@@ -397,11 +421,16 @@ fn fleet_section(
         let _ = a.wait();
     }
     drop(collector);
-    outln!(
-        "   (the demo's collector and agents are stopped; its store stays in {}; start one with `plumb serve --data {}`)\n",
-        home.join("collector").display(),
-        home.join("collector").display()
-    );
+    match pg {
+        Some((_, shown)) => outln!(
+            "   (the demo's collector and agents are stopped; its store stays in {shown}; start one with `plumb serve --store URL`)\n"
+        ),
+        None => outln!(
+            "   (the demo's collector and agents are stopped; its store stays in {}; start one with `plumb serve --data {}`)\n",
+            home.join("collector").display(),
+            home.join("collector").display()
+        ),
+    }
     result
 }
 

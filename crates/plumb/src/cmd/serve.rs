@@ -236,17 +236,29 @@ impl Drop for DemoCollector {
 }
 
 /// The demo's collector scene: starts `plumb serve` on free loopback ports
-/// with its store in `<store_dir>/collector` and `config` as its plumb.toml
+/// with its store in `<store_dir>/collector` (or the PostgreSQL store at
+/// `store_url`) and `config` as its plumb.toml
 /// (the alerts demo's rules and webhook, see `cmd::alerts::demo_prepare`),
 /// waits until it is ready, and prints where it listens. Bounded: gives up
 /// after 10 s.
 pub fn demo_scene_with(
     store_dir: &std::path::Path,
     config: Option<&std::path::Path>,
+    store_url: Option<&str>,
 ) -> Result<DemoCollector> {
     use std::io::BufRead;
     let exe = std::env::current_exe().context("cannot find the plumb executable")?;
     let data = store_dir.join("collector");
+    let (flag, store): (&str, std::ffi::OsString) = match store_url {
+        Some(url) => ("--store", url.into()),
+        None => ("--data", data.clone().into()),
+    };
+    let shown = match store_url {
+        Some(url) => {
+            plumb_store::Connector::describe(&plumb_store_postgres::PgConnector::new(url)?)
+        }
+        None => data.display().to_string(),
+    };
     let mut child = std::process::Command::new(exe)
         .args([
             "serve",
@@ -254,9 +266,9 @@ pub fn demo_scene_with(
             "127.0.0.1:0",
             "--otlp-listen",
             "127.0.0.1:0",
-            "--data",
+            flag,
         ])
-        .arg(&data)
+        .arg(&store)
         .envs(config.map(|c| ("PLUMB_CONFIG", c)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -295,7 +307,7 @@ pub fn demo_scene_with(
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    outln!("collector   {}  (store {})", demo.api, data.display());
+    outln!("collector   {}  (store {shown})", demo.api);
     outln!("            plumb ls --collector {}", demo.api);
     if !demo.otlp.is_empty() {
         outln!("OTLP/HTTP   {}  (OTEL_EXPORTER_OTLP_ENDPOINT)", demo.otlp);
