@@ -29,7 +29,12 @@
 //! time) is printed beside the collector's. `--export`: the collector
 //! exports everything over OTLP (`[export] otlp`) to a sink on loopback
 //! that reads and discards each request; compare with a run without it for
-//! the cost of export on ingest.
+//! the cost of export on ingest. `--collectors N` (with `--store
+//! postgres`): after the one-collector run, N collectors on the same
+//! database share the senders (sender i posts to collector i mod N); the
+//! combined rate, the collectors' and the database's CPU per line, and from
+//! them the projected rate of N collectors on machines of their own are
+//! printed, with the database's ceiling.
 
 use crate::measure;
 use anyhow::{Context, Result, bail};
@@ -84,7 +89,22 @@ pub fn run(args: &[&str]) -> Result<()> {
         }),
         Some(other) => bail!("--store `{other}`: use sqlite or postgres"),
     };
-    let sqlite = one(args, Backend::Sqlite)?;
+    let collectors: usize = match measure::opt(args, "--collectors") {
+        None => 1,
+        Some(n) => match n.parse() {
+            Ok(n) if (1..=16).contains(&n) => n,
+            _ => bail!("--collectors `{n}`: give a number from 1 to 16"),
+        },
+    };
+    if collectors > 1 && args.contains(&"--export") {
+        bail!(
+            "--collectors and --export together would share one export queue directory: give one"
+        );
+    }
+    if collectors > 1 && pg.is_none() {
+        bail!("--collectors {collectors} needs --store postgres: SQLite serves one collector");
+    }
+    let sqlite = one(args, Backend::Sqlite, 1)?;
     let Some(url) = pg else {
         return Ok(());
     };
@@ -93,6 +113,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     let pg = one(
         args,
         Backend::Postgres(format!("{url}{sep}schema={schema}")),
+        1,
     )?;
     println!("PostgreSQL against SQLite (same workload, this run)");
     println!(
@@ -125,6 +146,48 @@ pub fn run(args: &[&str]) -> Result<()> {
     );
     let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
     c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    if collectors > 1 {
+        let schema = format!("bench_ingest_{}_n", std::process::id());
+        let n = one(
+            args,
+            Backend::Postgres(format!("{url}{sep}schema={schema}")),
+            collectors,
+        )?;
+        println!("{collectors} collectors on one PostgreSQL database (all on these 2 cores)");
+        println!(
+            "   combined lines/s: {:.0}  (one collector: {:.0}, ratio {:.2})",
+            n.rate,
+            pg.rate,
+            n.rate / pg.rate
+        );
+        let per_collector_us = n.cpu_per_line_us;
+        println!(
+            "   CPU per line: each collector {per_collector_us:.2} core-us (all {collectors} together, per line each stored once), PostgreSQL {:.2} core-us",
+            n.db_cpu_per_line_us
+        );
+        // On machines of their own with 2 cores each: a collector stores
+        // 2 core-s / its CPU per line; the database, on 2 cores of its own,
+        // caps the sum.
+        let one_collector = 2e6 / per_collector_us;
+        let ceiling = 2e6 / n.db_cpu_per_line_us;
+        println!(
+            "   projected lines/s with each collector and the database on 2 cores of its own (database ceiling {ceiling:.0}):"
+        );
+        for k in [1usize, 2, 4, 8] {
+            let r = (k as f64 * one_collector).min(ceiling);
+            println!(
+                "     {k} collector{}: {r:.0}{}  (the issue's target for one collector >= 150000, ratio {:.2})",
+                if k == 1 { "" } else { "s" },
+                if r >= ceiling {
+                    " (at the database's ceiling)"
+                } else {
+                    ""
+                },
+                r / 150_000.0
+            );
+        }
+        c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    }
     Ok(())
 }
 
@@ -148,7 +211,7 @@ fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
-fn one(args: &[&str], backend: Backend) -> Result<Figures> {
+fn one(args: &[&str], backend: Backend, collectors: usize) -> Result<Figures> {
     let mut figures = Figures::default();
     let quick = args.contains(&"--quick");
     let lines: u64 = match args.iter().position(|a| *a == "--lines") {
@@ -189,8 +252,19 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
     } else {
         None
     };
+    let mut more = Vec::new();
+    for _ in 1..collectors {
+        more.push(plumb_collector::spawn(config.clone())?);
+    }
     let collector = plumb_collector::spawn(config)?;
     let url = format!("{}/v1/logs", collector.url());
+    // Sender i posts to collector i mod N.
+    let urls: Vec<String> = std::iter::once(url.clone())
+        .chain(more.iter().map(|c| format!("{}/v1/logs", c.url())))
+        .collect();
+    if collectors > 1 {
+        println!("{collectors} collectors: {}", urls.join(", "));
+    }
     let base = Timestamp::now().as_nanos() - SPAN_NS;
 
     // 1. Throughput and acknowledgement latency. Request bodies are built
@@ -213,7 +287,11 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
         let done = Arc::new(Barrier::new(SENDERS + 1));
         let mut threads = Vec::new();
         for sender in 0..SENDERS {
-            let (url, ready, done) = (url.clone(), ready.clone(), done.clone());
+            let (url, ready, done) = (
+                urls[sender % urls.len()].clone(),
+                ready.clone(),
+                done.clone(),
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("bench-sender-{sender}"))
                 .spawn(move || -> Result<(Vec<Duration>, u64, f64)> {
@@ -409,6 +487,9 @@ fn one(args: &[&str], backend: Backend) -> Result<Figures> {
         }
     }
     collector.shutdown();
+    for c in more {
+        c.shutdown();
+    }
 
     // 3. Bytes on disk per line.
     let disk: u64 = match &backend {

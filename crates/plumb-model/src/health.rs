@@ -486,6 +486,122 @@ pub fn findings(h: &NodeHealth, limits: &FindingLimits) -> Vec<Finding> {
     out
 }
 
+/// One reading's values for people, as `(name, value)` rows in a fixed
+/// order: pressure, OOM kills, memory errors, temperatures, throttling,
+/// CPU frequency, network errors, I/O errors, SMART. `plumb nodes health`
+/// and the dashboard's node page both show these (each escaping the text
+/// for its medium); sources not read are left out (they are listed as
+/// unavailable with their reason).
+pub fn value_rows(h: &NodeHealth) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    if let Some(p) = h.psi.ok() {
+        for (name, r) in [("cpu", &p.cpu), ("memory", &p.memory), ("io", &p.io)] {
+            if let Some(r) = r {
+                rows.push((
+                    format!("{name} pressure"),
+                    format!(
+                        "some {:.1}% / {:.1}% / {:.1}% (10 s / 60 s / 300 s){}",
+                        r.some.avg10,
+                        r.some.avg60,
+                        r.some.avg300,
+                        r.full
+                            .as_ref()
+                            .map(|f| format!(", full {:.1}% (10 s)", f.avg10))
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(n) = h.oom_kills.ok() {
+        rows.push(("OOM kills since boot".into(), n.to_string()));
+    }
+    for m in h.memory_errors.ok().into_iter().flatten() {
+        rows.push((
+            format!("memory errors {}", m.name),
+            format!("{} corrected, {} uncorrected", m.corrected, m.uncorrected),
+        ));
+    }
+    for t in h.temperatures.ok().into_iter().flatten() {
+        rows.push((
+            format!("{} {}", t.chip, t.label),
+            format!(
+                "{:.1} °C{}",
+                t.celsius,
+                t.crit_celsius
+                    .map(|c| format!(" (critical {c:.0} °C)"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(t) = h.throttling.ok() {
+        rows.push((
+            "thermal throttling".into(),
+            format!(
+                "{} core, {} package events over {} CPUs",
+                t.core_events, t.package_events, t.cpus
+            ),
+        ));
+    }
+    if let Some(f) = h.cpu_freq.ok() {
+        rows.push((
+            "CPU frequency".into(),
+            format!(
+                "mean {:.0} MHz, lowest {:.0} MHz, max {:.0} MHz",
+                f.cur_mhz_mean, f.cur_mhz_min, f.max_mhz
+            ),
+        ));
+    }
+    for i in h.network.ok().into_iter().flatten() {
+        rows.push((
+            format!("network {}", i.interface),
+            format!(
+                "errors rx {} tx {}, dropped rx {} tx {}",
+                i.rx_errors, i.tx_errors, i.rx_dropped, i.tx_dropped
+            ),
+        ));
+    }
+    for e in h.io_errors.ok().into_iter().flatten() {
+        rows.push((
+            format!("I/O errors {} {}", e.kind, e.device),
+            e.count.to_string(),
+        ));
+    }
+    for d in h.smart.ok().into_iter().flatten() {
+        let v = match &d.error {
+            Some(e) => format!("not read: {e}"),
+            None => {
+                let attrs: Vec<String> = d
+                    .predictive()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .chain(d.percentage_used.map(|p| format!("percentage_used {p}")))
+                    .collect();
+                format!(
+                    "{} {} {}{}{}",
+                    match d.passed {
+                        Some(true) => "PASSED",
+                        Some(false) => "FAILED",
+                        None => "no self-assessment",
+                    },
+                    d.model,
+                    d.serial,
+                    d.temperature_c
+                        .map(|t| format!(", {t:.0} °C"))
+                        .unwrap_or_default(),
+                    if attrs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", attrs.join(", "))
+                    }
+                )
+            }
+        };
+        rows.push((format!("SMART {}", d.device), v));
+    }
+    rows
+}
+
 /// Parses one `/proc/pressure/*` file.
 pub fn parse_psi(text: &str) -> Result<PsiResource, String> {
     let mut some = None;

@@ -254,15 +254,15 @@ fn a_failing_disk_and_memory_errors_are_listed_first_and_alerted_and_unavailable
     );
     let t = text(&out.stdout);
     for needle in [
-        "smart /dev/sda",
+        "SMART /dev/sda",
         "FAILED",
-        "smart /dev/nvme0n1",
+        "SMART /dev/nvme0n1",
         "PASSED",
         "memory errors mc0",
         "12 corrected, 3 uncorrected",
         "coretemp Package id 0",
         "thermal throttling",
-        "io errors block sda",
+        "I/O errors block sda",
     ] {
         assert!(t.contains(needle), "no `{needle}` in\n{t}");
     }

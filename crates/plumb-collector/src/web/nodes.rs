@@ -353,117 +353,18 @@ fn health_section(b: &mut String, d: Option<&crate::health::HealthDetail>) {
         b.push_str("</ul>");
     }
     b.push_str("<dl class=\"kv\" id=\"health-values\">");
-    let mut kv = |k: &str, v: String| {
-        let _ = write!(b, "<dt>{k}</dt><dd>{v}</dd>");
-    };
-    if let Some(p) = h.psi.ok() {
-        for (name, r) in [("cpu", &p.cpu), ("memory", &p.memory), ("io", &p.io)] {
-            if let Some(r) = r {
-                kv(
-                    &format!("{name} pressure"),
-                    format!(
-                        "some {:.1}% / {:.1}% / {:.1}% (10 s / 60 s / 300 s){}",
-                        r.some.avg10,
-                        r.some.avg60,
-                        r.some.avg300,
-                        r.full
-                            .as_ref()
-                            .map(|f| format!(", full {:.1}% (10 s)", f.avg10))
-                            .unwrap_or_default()
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(n) = h.oom_kills.ok() {
-        kv("OOM kills since boot", n.to_string());
-    }
-    if let Some(m) = h.memory_errors.ok() {
-        for mc in m {
-            kv(
-                &format!("memory errors {}", esc(&mc.name)),
-                format!("{} corrected, {} uncorrected", mc.corrected, mc.uncorrected),
-            );
-        }
-    }
-    if let Some(t) = h.temperatures.ok() {
-        for t in t {
-            kv(
-                &format!("{} {}", esc(&t.chip), esc(&t.label)),
-                format!(
-                    "{:.1} °C{}",
-                    t.celsius,
-                    t.crit_celsius
-                        .map(|c| format!(" (critical {c:.0} °C)"))
-                        .unwrap_or_default()
-                ),
-            );
-        }
-    }
-    if let Some(t) = h.throttling.ok() {
-        kv(
-            "thermal throttling",
+    for (k, v) in plumb_model::health::value_rows(h) {
+        let v = esc(&v);
+        // A failing disk stands out.
+        let v = if k.starts_with("SMART ") && v.starts_with("FAILED") {
             format!(
-                "{} core, {} package events over {} CPUs",
-                t.core_events, t.package_events, t.cpus
-            ),
-        );
-    }
-    if let Some(f) = h.cpu_freq.ok() {
-        kv(
-            "CPU frequency",
-            format!(
-                "mean {:.0} MHz, lowest {:.0} MHz, max {:.0} MHz",
-                f.cur_mhz_mean, f.cur_mhz_min, f.max_mhz
-            ),
-        );
-    }
-    if let Some(n) = h.network.ok() {
-        for i in n {
-            kv(
-                &format!("network {}", esc(&i.interface)),
-                format!(
-                    "errors rx {} tx {}, dropped rx {} tx {}",
-                    i.rx_errors, i.tx_errors, i.rx_dropped, i.tx_dropped
-                ),
-            );
-        }
-    }
-    if let Some(io) = h.io_errors.ok() {
-        for e in io {
-            kv(
-                &format!("I/O errors {} {}", esc(&e.kind), esc(&e.device)),
-                e.count.to_string(),
-            );
-        }
-    }
-    if let Some(disks) = h.smart.ok() {
-        for d in disks {
-            let v = match &d.error {
-                Some(e) => format!("not read: {}", esc(e)),
-                None => format!(
-                    "{} {} {}{}; {}",
-                    match d.passed {
-                        Some(true) => "PASSED".to_string(),
-                        Some(false) => "<span class=\"marker\">FAILED</span>".to_string(),
-                        None => "no self-assessment".to_string(),
-                    },
-                    esc(&d.model),
-                    esc(&d.serial),
-                    d.temperature_c
-                        .map(|t| format!(", {t:.0} °C"))
-                        .unwrap_or_default(),
-                    esc(&d
-                        .predictive()
-                        .iter()
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .chain(d.percentage_used.map(|p| format!("percentage_used {p}")))
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                ),
-            };
-            kv(&format!("SMART {}", esc(&d.device)), v);
-        }
+                "<span class=\"marker\">FAILED</span>{}",
+                &v["FAILED".len()..]
+            )
+        } else {
+            v.to_string()
+        };
+        let _ = write!(b, "<dt>{}</dt><dd>{v}</dd>", esc(&k));
     }
     b.push_str("</dl>");
     if !c.unavailable.is_empty() {
