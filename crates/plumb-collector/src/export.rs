@@ -1013,8 +1013,9 @@ fn spool(mut bytes: &[u8], batch: &mut Batch) -> Result<(), String> {
             }
             KIND_CHUNK => {
                 let Some(r) = &run else { continue };
-                let c = parse_chunk(&f[1..]).ok_or("output chunk header is malformed")?;
-                let decoded = plumb_store::chunk::decode(c.data, c.crc)
+                let c = plumb_store::kit::parse_chunk(&f[1..])
+                    .ok_or("output chunk header is malformed")?;
+                let decoded = plumb_store::chunk::decode(&c.data, c.crc)
                     .map_err(|e| format!("output chunk: {e}"))?;
                 let raw = &decoded.raw;
                 let mut lines = Vec::new();
@@ -1048,34 +1049,6 @@ fn spool(mut bytes: &[u8], batch: &mut Batch) -> Result<(), String> {
     let req = runs_request(&finished);
     batch.traces.resource_spans.extend(req.resource_spans);
     Ok(())
-}
-
-/// The parts of a chunk frame's payload the exporter needs (the layout
-/// `plumb_store::spool` writes: stream, part, first seq, times, lines, raw
-/// bytes, CRC32C, filter length, filter, data).
-struct ChunkRef<'a> {
-    stream: plumb_model::Stream,
-    part: u64,
-    crc: u32,
-    data: &'a [u8],
-}
-
-fn parse_chunk(p: &[u8]) -> Option<ChunkRef<'_>> {
-    const FIXED: usize = 1 + 8 * 6 + 4 + 4;
-    if p.len() < FIXED {
-        return None;
-    }
-    let stream = plumb_model::Stream::from_u8(p[0])?;
-    let part = u64::from_le_bytes(p[1..9].try_into().ok()?);
-    let crc = u32::from_le_bytes(p[49..53].try_into().ok()?);
-    let bloom_len = u32::from_le_bytes(p[53..57].try_into().ok()?) as usize;
-    let data = p.get(FIXED + bloom_len..)?;
-    Some(ChunkRef {
-        stream,
-        part,
-        crc,
-        data,
-    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use plumb_model::throttle::{LeaseRequest, MAX_SLOTS, name_ok};
 use plumb_model::{OutputGap, OutputLine, Run, RunState, Stream, Timestamp, Uuid};
 use std::collections::{HashMap, VecDeque};
 
-pub use crate::spool::{Item, parse_frames};
+pub use crate::spool::{Item, parse_chunk, parse_frames};
 pub use crate::telemetry::{PreparedGroup, decode_log_chunk, rebuild_group, trim_newline};
 
 /// One UTC day in nanoseconds: retention's unit (PostgreSQL keeps a

@@ -403,7 +403,11 @@ fn import_bytes(store: &Store, bytes: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-fn parse_chunk(p: &[u8]) -> Option<SealedChunk> {
+/// An output chunk frame's payload (after its kind byte), as the spool
+/// writes it: stream, part, first seq, times, lines, raw bytes, CRC32C,
+/// filter length, filter, data. `None` when it is too short. The data is
+/// not checked here: `chunk::decode` does that.
+pub fn parse_chunk(p: &[u8]) -> Option<SealedChunk> {
     const FIXED: usize = 1 + 8 * 6 + 4 + 4;
     if p.len() < FIXED {
         return None;
