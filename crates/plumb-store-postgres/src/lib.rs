@@ -27,6 +27,7 @@ is stored once.
 mod fleet;
 mod insights;
 mod output;
+mod raw;
 mod runs;
 mod schema;
 mod telemetry;
