@@ -348,8 +348,8 @@ pub const TABLES: &[RawTable] = &[
 /// Tables a store holds that the copy leaves out, each with the reason.
 pub const SKIPPED: &[(&str, &str)] = &[(
     "leases",
-    "who leads the collectors of the store right now belongs to those collectors, not to the data: \
-     a copy's collectors elect their own leader at once instead of waiting out a stranger's lease",
+    "the collectors' leader lease: a copy's collectors elect their own at once \
+     instead of waiting out a stranger's lease",
 )];
 
 /// The table named `name` in [`TABLES`].
@@ -567,6 +567,8 @@ pub struct Copied {
     pub source: Digest,
     /// Rows the target did not hold and now does.
     pub inserted: u64,
+    /// The bytes of the rows read, about (see [`row_size`]).
+    pub bytes: u64,
 }
 
 /// Copies one table from `from` to `to` in batches (a [`Role::Derived`]
@@ -582,9 +584,11 @@ pub fn copy_table(
 ) -> Result<Copied> {
     let mut hasher = Hasher::default();
     let mut inserted = 0;
+    let mut bytes = 0;
     scan(from, table, batch, &mut |rows| {
         for row in rows {
             hasher.row(row);
+            bytes += row_size(row) as u64;
         }
         if table.role == Role::Copied {
             inserted += to.put_raw_rows(table, rows)?;
@@ -595,6 +599,7 @@ pub fn copy_table(
     Ok(Copied {
         source: hasher.finish(),
         inserted,
+        bytes,
     })
 }
 
