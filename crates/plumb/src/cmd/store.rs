@@ -7,8 +7,8 @@
 
 use crate::out::outln;
 use anyhow::{Context, Result, bail};
-use plumb_store::copy::{self, Batch, Digest, Role};
 use plumb_store::Backend;
+use plumb_store::copy::{self, Batch, Digest, Role};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,7 +77,8 @@ impl Place {
             bail!("{flag}: give a store (postgres://..., sqlite:DIR or a directory)");
         }
         if plumb_store_postgres::is_postgres_url(arg) {
-            let c = plumb_store_postgres::PgConnector::new(arg).with_context(|| flag.to_string())?;
+            let c =
+                plumb_store_postgres::PgConnector::new(arg).with_context(|| flag.to_string())?;
             return Ok(Place::Postgres(c));
         }
         if let Some(dir) = arg
@@ -167,7 +168,8 @@ fn open_source(place: &Place) -> Result<Box<dyn Backend>> {
                 .with_context(|| format!("cannot open the source store {}", place.describe()))?,
         ),
     };
-    let wrong = copy::schema_mismatches(&store.raw_schema().context("reading the source's schema")?);
+    let wrong =
+        copy::schema_mismatches(&store.raw_schema().context("reading the source's schema")?);
     if !wrong.is_empty() {
         bail!(
             "the source store {} is not of this plumb's schema ({}): open it once with this plumb (`plumb serve --store {}`) to bring it up to date, then copy",
@@ -242,11 +244,7 @@ fn copy_store(a: CopyArgs) -> Result<ExitCode> {
         tty: std::io::stderr().is_terminal(),
         last: Instant::now(),
     };
-    progress.done(&format!(
-        "copying {} to {}",
-        from.describe(),
-        to.describe()
-    ));
+    progress.done(&format!("copying {} to {}", from.describe(), to.describe()));
     let started = Instant::now();
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut copied = Vec::with_capacity(copy::TABLES.len());
@@ -314,7 +312,12 @@ fn copy_store(a: CopyArgs) -> Result<ExitCode> {
         );
     }
     for (name, why) in copy::SKIPPED {
-        outln!("{name:<18} {:>12} {:>12} {:>10}  skipped: {why}", "-", "-", "-");
+        outln!(
+            "{name:<18} {:>12} {:>12} {:>10}  skipped: {why}",
+            "-",
+            "-",
+            "-"
+        );
     }
     if !differ.is_empty() {
         bail!(
