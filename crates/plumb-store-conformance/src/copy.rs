@@ -155,7 +155,12 @@ pub fn raw_rows_page_in_key_order_and_putting_them_again_inserts_nothing(h: &dyn
     let tokens = copy::table("tokens").unwrap();
     let mut token = all_rows(&*store, "tokens").remove(0);
     token[0] = Value::Text(plumb_model::hex(&[6u8; 32]));
-    assert_eq!(store.put_raw_rows(tokens, &[token.clone()]).unwrap(), 1);
+    assert_eq!(
+        store
+            .put_raw_rows(tokens, std::slice::from_ref(&token))
+            .unwrap(),
+        1
+    );
     assert_eq!(store.put_raw_rows(tokens, &[token]).unwrap(), 0);
     assert_eq!(store.token_hashes().unwrap().len(), 2);
 
@@ -242,7 +247,12 @@ pub fn runs_put_raw_are_queued_for_grouping_only_as_the_queue_says(h: &dyn Harne
     // Queued at its source: the queue's row, with its id, stays as copied.
     let pending = new_id();
     let entry = vec![Value::Int(1000), Value::Text(pending.to_string())];
-    assert_eq!(store.put_raw_rows(queue, &[entry.clone()]).unwrap(), 1);
+    assert_eq!(
+        store
+            .put_raw_rows(queue, std::slice::from_ref(&entry))
+            .unwrap(),
+        1
+    );
     assert_eq!(store.put_raw_rows(runs, &[as_new(pending)]).unwrap(), 1);
     let after = all_rows(&*store, "error_queue");
     assert_eq!(after.len(), 2, "{after:?}");

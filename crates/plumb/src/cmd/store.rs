@@ -68,7 +68,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
 /// A store named on the command line.
 enum Place {
     Sqlite(PathBuf),
-    Postgres(plumb_store_postgres::PgConnector),
+    Postgres(Box<plumb_store_postgres::PgConnector>),
 }
 
 impl Place {
@@ -79,7 +79,7 @@ impl Place {
         if plumb_store_postgres::is_postgres_url(arg) {
             let c =
                 plumb_store_postgres::PgConnector::new(arg).with_context(|| flag.to_string())?;
-            return Ok(Place::Postgres(c));
+            return Ok(Place::Postgres(Box::new(c)));
         }
         if let Some(dir) = arg
             .strip_prefix("sqlite://")
@@ -101,7 +101,7 @@ impl Place {
     fn describe(&self) -> String {
         match self {
             Place::Sqlite(d) => d.display().to_string(),
-            Place::Postgres(c) => plumb_store::Connector::describe(c),
+            Place::Postgres(c) => plumb_store::Connector::describe(&**c),
         }
     }
 
@@ -110,7 +110,7 @@ impl Place {
     fn identity(&self) -> String {
         match self {
             Place::Sqlite(d) => format!("sqlite:{}", resolve(d).display()),
-            Place::Postgres(c) => plumb_store::Connector::describe(c),
+            Place::Postgres(c) => plumb_store::Connector::describe(&**c),
         }
     }
 }
