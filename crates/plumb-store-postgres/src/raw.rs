@@ -18,9 +18,6 @@ use std::collections::HashSet;
 /// Columns of `runs` made from the record, not copied.
 const RUN_COLUMNS_FROM_RECORD: &[&str] = &["attempt", "max_attempts", "launch_error", "oom_root"];
 
-/// Parameters per statement, under the protocol's 65,535.
-const MAX_PARAMS: usize = 60_000;
-
 fn quote(name: &str) -> String {
     format!("\"{name}\"")
 }
@@ -32,6 +29,36 @@ fn pg_type(kind: Kind) -> &'static str {
         Kind::Text => "text",
         Kind::Blob => "bytea",
     }
+}
+
+/// Adds column `n` of `rows` as one array parameter of the column's
+/// kind; its placeholder, cast.
+fn column_array(p: &mut Params, kind: Kind, rows: &[RawRow], n: usize) -> String {
+    let mark = match kind {
+        Kind::Int => p.add(rows.iter().map(|r| r[n].as_int()).collect::<Vec<_>>()),
+        Kind::Real => p.add(
+            rows.iter()
+                .map(|r| match r[n] {
+                    Value::Real(f) => Some(f),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Text => p.add(
+            rows.iter()
+                .map(|r| r[n].as_text().map(String::from))
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Blob => p.add(
+            rows.iter()
+                .map(|r| match &r[n] {
+                    Value::Blob(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+    };
+    format!("{mark}::{}[]", pg_type(kind))
 }
 
 /// Adds `v` as a parameter of the column's kind; its placeholder, cast.
@@ -171,81 +198,78 @@ impl Raw for PgStore {
         if runs {
             names.extend(RUN_COLUMNS_FROM_RECORD.iter().map(|c| quote(c)));
         }
-        let per = (MAX_PARAMS / names.len()).max(1);
         self.tx(|tx| {
-            let mut inserted = 0;
-            for part in rows.chunks(per) {
-                let ids: Vec<String> = if runs {
-                    part.iter()
-                        .filter_map(|r| r[0].as_text().map(String::from))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let queued: HashSet<String> = if runs {
-                    tx.q(
-                        "SELECT run_id FROM error_queue WHERE run_id = ANY($1)",
-                        &[&ids],
-                    )?
-                    .iter()
-                    .map(|r| r.get(0))
+            let ids: Vec<String> = if runs {
+                rows.iter()
+                    .filter_map(|r| r[0].as_text().map(String::from))
                     .collect()
-                } else {
-                    HashSet::new()
-                };
-                let mut p = Params::default();
-                let mut values = Vec::with_capacity(part.len());
-                for row in part {
-                    let mut marks: Vec<String> = table
-                        .columns
-                        .iter()
-                        .zip(row)
-                        .map(|(c, v)| bind(&mut p, c.kind, v))
-                        .collect();
-                    if runs {
-                        let id = row[0].as_text().unwrap_or_default();
-                        let record = row[table.columns.len() - 1].as_text().unwrap_or_default();
-                        let run: Run = json(id, record)?;
-                        marks.push(format!("{}::bigint", p.add(i64::from(run.attempt))));
-                        marks.push(format!(
-                            "{}::bigint",
-                            p.add(run.max_attempts.map(i64::from))
-                        ));
-                        marks.push(format!("{}::text", p.add(run.launch_error.clone())));
-                        marks.push(format!(
-                            "{}::boolean",
-                            p.add(run.oom.as_ref().is_some_and(|o| o.root))
-                        ));
-                    }
-                    values.push(format!("({})", marks.join(", ")));
+            } else {
+                Vec::new()
+            };
+            let queued: HashSet<String> = if runs {
+                tx.q(
+                    "SELECT run_id FROM error_queue WHERE run_id = ANY($1)",
+                    &[&ids],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+            } else {
+                HashSet::new()
+            };
+            // One array per column, unnested into rows: a statement of
+            // as many parameters as columns, whatever the batch's size.
+            let mut p = Params::default();
+            let mut arrays: Vec<String> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(n, c)| column_array(&mut p, c.kind, rows, n))
+                .collect();
+            if runs {
+                let record_at = table.columns.len() - 1;
+                let mut attempt = Vec::with_capacity(rows.len());
+                let mut max_attempts = Vec::with_capacity(rows.len());
+                let mut launch_error = Vec::with_capacity(rows.len());
+                let mut oom_root = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id = row[0].as_text().unwrap_or_default();
+                    let record = row[record_at].as_text().unwrap_or_default();
+                    let run: Run = json(id, record)?;
+                    attempt.push(i64::from(run.attempt));
+                    max_attempts.push(run.max_attempts.map(i64::from));
+                    launch_error.push(run.launch_error);
+                    oom_root.push(run.oom.as_ref().is_some_and(|o| o.root));
                 }
-                let sql = format!(
-                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES {} ON CONFLICT DO NOTHING",
-                    quote(table.name),
-                    names.join(", "),
-                    values.join(", ")
-                );
-                if runs {
-                    // Each run inserted was queued for grouping by the
-                    // trigger; the copy brings the source's queue as it
-                    // is, so those entries go unless the queue had them.
-                    let new: Vec<String> = tx
-                        .q(&format!("{sql} RETURNING id"), &p.refs())?
-                        .iter()
-                        .map(|r| r.get::<_, String>(0))
-                        .collect();
-                    inserted += new.len() as u64;
-                    let unqueue: Vec<String> =
-                        new.into_iter().filter(|id| !queued.contains(id)).collect();
-                    if !unqueue.is_empty() {
-                        tx.x(
-                            "DELETE FROM error_queue WHERE run_id = ANY($1)",
-                            &[&unqueue],
-                        )?;
-                    }
-                } else {
-                    inserted += tx.x(&sql, &p.refs())?;
-                }
+                arrays.push(format!("{}::bigint[]", p.add(attempt)));
+                arrays.push(format!("{}::bigint[]", p.add(max_attempts)));
+                arrays.push(format!("{}::text[]", p.add(launch_error)));
+                arrays.push(format!("{}::boolean[]", p.add(oom_root)));
+            }
+            let sql = format!(
+                "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT * FROM unnest({}) ON CONFLICT DO NOTHING",
+                quote(table.name),
+                names.join(", "),
+                arrays.join(", ")
+            );
+            if !runs {
+                return tx.x(&sql, &p.refs());
+            }
+            // Each run inserted was queued for grouping by the trigger;
+            // the copy brings the source's queue as it is, so those
+            // entries go unless the queue had them.
+            let new: Vec<String> = tx
+                .q(&format!("{sql} RETURNING id"), &p.refs())?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            let inserted = new.len() as u64;
+            let unqueue: Vec<String> = new.into_iter().filter(|id| !queued.contains(id)).collect();
+            if !unqueue.is_empty() {
+                tx.x(
+                    "DELETE FROM error_queue WHERE run_id = ANY($1)",
+                    &[&unqueue],
+                )?;
             }
             Ok(inserted)
         })

@@ -395,25 +395,36 @@ fn a_copy_killed_mid_table_and_run_again_ends_equal_with_nothing_doubled() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Killed once the runs are being copied (fingerprints come first):
-    // 500 batches of runs, each its own transaction.
+    // Killed once some runs are in (500 batches of 3, each a transaction
+    // of its own), so the copy stops in the middle of a table.
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    for _ in 0..10 {
-        let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if line.starts_with("fingerprints:") {
-            break;
-        }
-    }
-    assert!(seen.contains("fingerprints:"), "{seen}");
-    std::thread::sleep(Duration::from_millis(100));
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.starts_with("copying "), "{first}");
+    let schema = pg.rsplit_once("schema=").unwrap().1.to_string();
+    let mut admin = postgres::Client::connect(&server_url(), postgres::NoTls).unwrap();
+    let mut count = |table: &str| -> i64 {
+        admin
+            .query_one(&format!("SELECT count(*) FROM {schema}.{table}"), &[])
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    };
+    let at_kill = wait_for(
+        "the copy to store some runs",
+        Duration::from_secs(60),
+        || {
+            let n = count("runs");
+            (n > 0).then_some(n)
+        },
+    );
     signal(child.id(), libc::SIGKILL);
     let status = child.wait().unwrap();
     assert!(!status.success());
+    let stored = count("runs");
+    assert!(
+        stored >= at_kill && stored < 1500,
+        "killed mid-table: {stored} of 1500 runs stored"
+    );
 
     let out = copy(src_s, &pg, &["--batch", "50"]);
     let counts = assert_equal(&out, "the copy run again");
@@ -427,19 +438,15 @@ fn a_copy_killed_mid_table_and_run_again_ends_equal_with_nothing_doubled() {
         .3
         .parse()
         .unwrap();
-    assert!(
-        new_runs < 1500,
-        "the killed copy had stored some runs: {}",
+    assert_eq!(
+        new_runs,
+        1500 - stored as u64,
+        "the rest of the runs: {}",
         text(&out.stderr)
     );
     // Nothing doubled: the counts at the target are the source's.
-    let mut admin = postgres::Client::connect(&server_url(), postgres::NoTls).unwrap();
-    let schema = pg.rsplit_once("schema=").unwrap().1;
-    let n: i64 = admin
-        .query_one(&format!("SELECT count(*) FROM {schema}.runs"), &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1500);
+    assert_eq!(count("runs"), 1500);
+    assert_eq!(count("error_queue"), 300, "each failed run queued once");
     let rollup: i64 = admin
         .query_one(
             &format!("SELECT sum(n)::bigint FROM {schema}.run_counts_all"),
@@ -512,6 +519,18 @@ fn bad_input_is_named_and_the_target_is_untouched() {
         &[],
     );
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+
+    // A target that is another store: refused before anything is copied.
+    let other = tmp.path().join("other");
+    seed(&other, 2);
+    let out = copy(src_s, other.to_str().unwrap(), &[]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(e.contains("holds runs the source has not (run "), "{e}");
+    let store = plumb_store::Store::open_read_only(&other).unwrap();
+    use plumb_store::prelude::*;
+    assert_eq!(store.count_runs().unwrap(), 2, "nothing copied into it");
+    drop(store);
 
     // A target from a newer plumb is refused with the store's own message.
     let newer = tmp.path().join("newer");

@@ -190,6 +190,29 @@ fn open_target(place: &Place) -> Result<Box<dyn Backend>> {
     Ok(store)
 }
 
+/// Refuses a target that holds runs the source has not: another store,
+/// whose rows the copy would mix with the source's. Its first runs (in id
+/// order) are looked up in the source; a new store or an earlier copy of
+/// this source passes.
+fn refuse_another_store(source: &dyn Backend, target: &dyn Backend, to: &Place) -> Result<()> {
+    let runs = copy::table("runs").expect("runs is copied");
+    for row in target.raw_rows(runs, None, 100, 1 << 20)? {
+        let Some(id) = row[0].as_text() else { continue };
+        let Ok(uuid) = plumb_model::Uuid::parse_str(id) else {
+            continue;
+        };
+        match source.get_run(uuid) {
+            Ok(_) => {}
+            Err(e) if e.kind() == plumb_store::ErrorKind::NotFound => bail!(
+                "the target store {} holds runs the source has not (run {id}): it is another store; copy into a new one, or into an earlier copy of this source",
+                to.describe()
+            ),
+            Err(e) => return Err(e).context("looking up the target's runs in the source"),
+        }
+    }
+    Ok(())
+}
+
 /// Progress on stderr: a line updated in place on a terminal, else one
 /// line per table.
 struct Progress {
@@ -236,6 +259,7 @@ fn copy_store(a: CopyArgs) -> Result<ExitCode> {
             wrong.join("; ")
         );
     }
+    refuse_another_store(&*source, &*target, &to)?;
     let batch = Batch {
         rows: a.batch as usize,
         ..Batch::default()
