@@ -455,6 +455,25 @@ fn a_copy_killed_mid_table_and_run_again_ends_equal_with_nothing_doubled() {
         .unwrap()
         .get(0);
     assert_eq!(rollup, 1500, "each run counted once in the rollup");
+
+    // A row changed at the target is not overwritten: the comparison
+    // names its table, and the copy fails.
+    admin
+        .execute(
+            &format!("UPDATE {schema}.chunks SET lines = lines + 1 WHERE id = (SELECT min(id) FROM {schema}.chunks)"),
+            &[],
+        )
+        .unwrap();
+    let out = copy(src_s, &pg, &[]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(e.contains("differs from the source in chunks:"), "{e}");
+    let differs: Vec<String> = table(&out)
+        .into_iter()
+        .filter(|r| r.4 == "DIFFERS")
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(differs, vec!["chunks"], "{}", text(&out.stdout));
 }
 
 #[test]
