@@ -152,6 +152,7 @@ const PG_PASS: &[&str] = &[
     "timeline",
     "otlp_ingest",
     "health",
+    "retention",
 ];
 
 const BENCHES: &[&str] = &[

@@ -172,6 +172,18 @@ impl RunStore for RemoteStore {
         Ok(self.client.get_json("/api/v1/runs", &q)?)
     }
 
+    fn output_horizon(&self) -> Result<Option<plumb_model::Timestamp>, RemoteError> {
+        match self
+            .client
+            .get_json::<crate::retention::RetentionView>("/api/v1/retention", &[])
+        {
+            Ok(r) => Ok(r.output_before_ns.map(plumb_model::Timestamp::from_nanos)),
+            // A collector older than retention dropped nothing.
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn runs_chart(
         &self,
         rq: &plumb_store::dash::RunQuery,

@@ -38,6 +38,7 @@ pub mod leader;
 pub mod metrics;
 pub mod nodes;
 pub mod otlp;
+pub mod retention;
 pub mod runs;
 pub mod server;
 pub mod stack;
@@ -81,6 +82,10 @@ pub struct CollectorConfig {
     /// OTLP export of what is accepted (`[export]` in plumb.toml); off
     /// when `None`.
     pub export: Option<export::ExportConfig>,
+    /// How long recorded output, logs, spans and metric points are kept
+    /// (`[retention] output` in plumb.toml); forever when `None`. Runs
+    /// are kept whatever this says.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// Limits that keep slow, idle or hostile clients from exhausting the
@@ -144,6 +149,7 @@ impl CollectorConfig {
             limits: ServerLimits::default(),
             clock_probes: None,
             export: None,
+            retention: None,
         }
     }
 }
@@ -199,6 +205,8 @@ pub struct AppState {
     pub stacks: stack::StackRequests,
     /// The OTLP exporter, when `[export]` is configured.
     pub export: Option<export::Exporter>,
+    /// What `[retention]` keeps, and what it dropped.
+    pub retention: retention::Retention,
 }
 
 impl AppState {
@@ -216,6 +224,7 @@ impl AppState {
             .map(|e| export::Exporter::start(e, &metrics))
             .transpose()
             .map_err(|e| CollectorError::Config(format!("[export]: {e}")))?;
+        let retention = retention::Retention::new(config.retention, &metrics);
         Ok(AppState {
             db,
             auth: auth::Auth::new(config.insecure, non_loopback),
@@ -233,6 +242,7 @@ impl AppState {
             },
             stacks: stack::StackRequests::default(),
             export,
+            retention,
         })
     }
 }
@@ -324,6 +334,7 @@ pub async fn prepare(
     let state = AppState::open(&config, addrs.iter().any(|a| !a.ip().is_loopback()))?;
     check_exposure(&config, &state, &addrs).await?;
     leader::start(&state).await;
+    retention::start(&state);
     alerts::start(&state, &config.alerts, addrs.first().copied()).await?;
     Ok(Prepared {
         listeners,

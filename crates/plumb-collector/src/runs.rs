@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/fingerprints/{hash}", get(fingerprint))
         .route("/api/v1/search", get(search))
         .route("/api/v1/diff", get(diff))
+        .route("/api/v1/retention", get(crate::retention::view))
 }
 
 async fn ingest_spool(

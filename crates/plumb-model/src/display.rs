@@ -70,6 +70,20 @@ pub fn output_gap(dropped: u64, cap: u64) -> String {
     )
 }
 
+/// What `plumb logs`, `plumb show` and the dashboard say about a run that
+/// started before the store's retention horizon (output older than it was
+/// dropped by `[retention] output`); `None` when the run's output is whole.
+pub fn output_retention(
+    started: crate::Timestamp,
+    horizon: Option<crate::Timestamp>,
+) -> Option<String> {
+    let h = horizon.filter(|h| started < *h)?;
+    Some(format!(
+        "output written before {} was removed by the collector's retention ([retention] output)",
+        h.to_rfc3339_secs()
+    ))
+}
+
 /// How a process ended, for people: its exit code (`0`, `1`), or the
 /// signal that killed it by name (`SIGKILL`), or `-` while unknown.
 pub fn exit(code: Option<i32>, signal: Option<i32>) -> String {

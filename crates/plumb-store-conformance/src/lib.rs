@@ -27,6 +27,7 @@ pub mod import;
 pub mod insights;
 pub mod leases;
 pub mod nodes;
+pub mod retention;
 pub mod runs;
 pub mod telemetry;
 pub mod throttles;
@@ -94,7 +95,8 @@ macro_rules! suite {
             leases::one_holder_at_a_time_and_an_expired_lease_passes_on,
             copy::every_table_and_column_is_copied_or_skipped_with_a_reason,
             copy::raw_rows_page_in_key_order_and_putting_them_again_inserts_nothing,
-            copy::runs_put_raw_are_queued_for_grouping_only_as_the_queue_says
+            copy::runs_put_raw_are_queued_for_grouping_only_as_the_queue_says,
+            retention::output_logs_and_spans_older_than_the_horizon_go_and_runs_stay
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {

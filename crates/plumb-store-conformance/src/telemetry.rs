@@ -24,9 +24,14 @@ pub(crate) fn source(run: Option<Uuid>, host: &str) -> Source {
 }
 
 fn record(i: i64, body: &str) -> LogRecord {
+    log_at(1_764_000_000_000_000_000 + i * 1_000_000, body)
+}
+
+/// An INFO record made and observed at `t` (ns).
+pub(crate) fn log_at(t: i64, body: &str) -> LogRecord {
     LogRecord {
-        time: Timestamp::from_nanos(1_764_000_000_000_000_000 + i * 1_000_000),
-        observed: Timestamp::from_nanos(1_764_000_000_000_000_000 + i * 1_000_000),
+        time: Timestamp::from_nanos(t),
+        observed: Timestamp::from_nanos(t),
         severity_number: 9,
         severity_text: "INFO".into(),
         body: LogBody::Text(body.into()),

@@ -553,7 +553,7 @@ impl plumb_store::Clocks for PgStore {
 const THROTTLE_LOCK: i64 = 0x706c_7468;
 
 impl PgStore {
-    fn throttled<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+    fn throttled<T>(&self, mut f: impl FnMut(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
         self.tx(|tx| {
             tx.x("SELECT pg_advisory_xact_lock($1)", &[&THROTTLE_LOCK])?;
             f(tx)

@@ -28,6 +28,7 @@ mod fleet;
 mod insights;
 mod output;
 mod raw;
+mod retention;
 mod runs;
 mod schema;
 mod telemetry;
@@ -289,6 +290,9 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// The most day partitions one transaction may make before it gives up.
+const MAX_NEW_PARTITIONS: usize = 16;
+
 impl PgStore {
     /// The connection, made again if it was lost.
     pub(crate) fn c(&self) -> Result<RefMut<'_, Client>> {
@@ -300,15 +304,34 @@ impl PgStore {
     }
 
     /// Runs `f` in a transaction, committed when it returns `Ok`.
+    ///
+    /// A row for a day whose partition of `chunks` or `log_chunks` does
+    /// not exist yet makes the transaction fail; the partition is made
+    /// then and `f` runs again (at most a few times: a batch may span days).
     pub(crate) fn tx<T>(
         &self,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T>,
+        mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut c = self.c()?;
-        let mut tx = c.transaction().map_err(db)?;
-        let v = f(&mut tx)?;
-        tx.commit().map_err(db)?;
-        Ok(v)
+        let mut made = 0;
+        loop {
+            let attempt = (|| {
+                let mut c = self.c()?;
+                let mut tx = c.transaction().map_err(db)?;
+                let v = f(&mut tx)?;
+                tx.commit().map_err(db)?;
+                Ok(v)
+            })();
+            match attempt {
+                Err(e) if made < MAX_NEW_PARTITIONS => match retention::missing_partition(&e) {
+                    Some((table, t)) => {
+                        retention::make_partition(&mut *self.c()?, &table, t)?;
+                        made += 1;
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
     }
 
     /// Where the store is, for messages.

@@ -28,7 +28,7 @@ pub(crate) fn put_chunks_tx(
     tx: &mut Transaction<'_>,
     run_id: Uuid,
     host: &str,
-    chunks: &[SealedChunk],
+    chunks: &[impl std::borrow::Borrow<SealedChunk>],
 ) -> Result<u64> {
     let id = run_id.to_string();
     let mut added = 0;
@@ -36,6 +36,7 @@ pub(crate) fn put_chunks_tx(
         let mut p = Params::default();
         let mut values = Vec::with_capacity(batch.len());
         for c in batch {
+            let c: &SealedChunk = c.borrow();
             let cols = [
                 p.add(id.clone()),
                 p.add(host.to_string()),
@@ -56,7 +57,7 @@ pub(crate) fn put_chunks_tx(
             &format!(
                 "INSERT INTO chunks (run_id, host, stream, part, first_seq, t_min, t_max, lines,
                      raw_bytes, crc, bloom, data) VALUES {}
-                 ON CONFLICT (run_id, stream, part) DO NOTHING",
+                 ON CONFLICT (run_id, stream, part, t_max) DO NOTHING",
                 values.join(", ")
             ),
             &p.refs(),

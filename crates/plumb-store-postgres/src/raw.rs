@@ -7,13 +7,29 @@
 //! columns (attempt, max_attempts, launch_error, oom_root) are made from
 //! its record as it is inserted.
 
+use crate::retention::{PARTED, make_partition};
 use crate::{Params, PgStore, Sql, db, json};
 use plumb_model::Run;
 use plumb_store::copy::{Kind, RawRow, RawTable, Value, check_row, row_size};
+use plumb_store::kit::DAY_NS;
 use plumb_store::{Raw, Result, StoreError};
 use postgres::Row;
 use postgres::fallible_iterator::FallibleIterator;
 use std::collections::HashSet;
+
+/// The copy's `store_meta` (SQLite's table of the store's settings, such
+/// as the retention horizon) is `plumb_meta` here, without the schema
+/// version, which belongs to this database.
+const STORE_META: &str = "store_meta";
+
+/// The table that holds `table`'s rows, and the condition on them.
+fn physical(table: &RawTable) -> (&'static str, &'static str) {
+    if table.name == STORE_META {
+        ("plumb_meta", "\"key\" <> 'schema_version'")
+    } else {
+        (table.name, "true")
+    }
+}
 
 /// Columns of `runs` made from the record, not copied.
 const RUN_COLUMNS_FROM_RECORD: &[&str] = &["attempt", "max_attempts", "launch_error", "oom_root"];
@@ -100,10 +116,13 @@ fn key_exprs(table: &RawTable) -> Vec<String> {
 
 impl Raw for PgStore {
     fn raw_schema(&self) -> Result<Vec<(String, Vec<String>)>> {
+        // Tables of the schema, not their partitions (a day of chunks).
         let rows = self.c()?.q(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name <> 'plumb_meta'
-             ORDER BY table_name, ordinal_position",
+            "SELECT c.table_name::text, c.column_name::text
+             FROM information_schema.columns c
+             JOIN pg_class k ON k.oid = to_regclass(quote_ident(c.table_name))
+             WHERE c.table_schema = current_schema() AND NOT k.relispartition
+             ORDER BY c.table_name, c.ordinal_position",
             &[],
         )?;
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
@@ -112,6 +131,11 @@ impl Raw for PgStore {
             if table == "runs" && RUN_COLUMNS_FROM_RECORD.contains(&column.as_str()) {
                 continue;
             }
+            let table = if table == "plumb_meta" {
+                STORE_META.to_string()
+            } else {
+                table
+            };
             match out.last_mut() {
                 Some((t, cols)) if *t == table => cols.push(column),
                 _ => out.push((table, vec![column])),
@@ -137,7 +161,12 @@ impl Raw for PgStore {
             .collect();
         let keys = key_exprs(table);
         let mut p = Params::default();
-        let mut sql = format!("SELECT {} FROM {}", select.join(", "), quote(table.name));
+        let (name, condition) = physical(table);
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE {condition}",
+            select.join(", "),
+            quote(name)
+        );
         if let Some(after) = after {
             if after.len() != table.key {
                 return Err(StoreError::BadQuery(format!(
@@ -154,7 +183,7 @@ impl Raw for PgStore {
                 .map(|(c, v)| bind(&mut p, c.kind, v))
                 .collect();
             sql.push_str(&format!(
-                " WHERE ({}) > ({})",
+                " AND ({}) > ({})",
                 keys.join(", "),
                 marks.join(", ")
             ));
@@ -190,8 +219,37 @@ impl Raw for PgStore {
         for row in rows {
             check_row(table, row)?;
         }
+        let (name, _) = physical(table);
+        let kept: Vec<RawRow>;
+        let rows = if table.name == STORE_META {
+            kept = rows
+                .iter()
+                .filter(|r| r[0].as_text() != Some("schema_version"))
+                .cloned()
+                .collect();
+            &kept[..]
+        } else {
+            rows
+        };
         if rows.is_empty() {
             return Ok(0);
+        }
+        if PARTED.contains(&table.name) {
+            // Each day's partition made before the insert, however many
+            // days one batch spans.
+            let at = table
+                .columns
+                .iter()
+                .position(|c| c.name == "t_max")
+                .expect("a partitioned table has t_max");
+            let days: std::collections::BTreeSet<i64> = rows
+                .iter()
+                .filter_map(|r| r[at].as_int())
+                .map(|t| t.div_euclid(DAY_NS) * DAY_NS)
+                .collect();
+            for day in days {
+                make_partition(&mut *self.c()?, table.name, day)?;
+            }
         }
         let runs = table.name == "runs";
         let mut names: Vec<String> = table.columns.iter().map(|c| quote(c.name)).collect();
@@ -248,7 +306,7 @@ impl Raw for PgStore {
             }
             let sql = format!(
                 "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT * FROM unnest({}) ON CONFLICT DO NOTHING",
-                quote(table.name),
+                quote(name),
                 names.join(", "),
                 arrays.join(", ")
             );
@@ -276,21 +334,29 @@ impl Raw for PgStore {
     }
 
     fn raw_ids_advance(&self) -> Result<()> {
-        let identities = self.c()?.q(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() AND is_identity = 'YES'",
+        // Every column whose default takes from a sequence it owns
+        // (identity columns, and the chunk ids shared by a day's
+        // partitions).
+        let owned = self.c()?.q(
+            "SELECT c.table_name::text, c.column_name::text,
+                    pg_get_serial_sequence(quote_ident(c.table_name), c.column_name)
+             FROM information_schema.columns c
+             JOIN pg_class k ON k.oid = to_regclass(quote_ident(c.table_name))
+             WHERE c.table_schema = current_schema() AND NOT k.relispartition
+               AND pg_get_serial_sequence(quote_ident(c.table_name), c.column_name) IS NOT NULL",
             &[],
         )?;
-        for r in identities {
-            let (table, column): (String, String) = (r.get(0), r.get(1));
+        for r in owned {
+            let (table, column, sequence): (String, String, String) =
+                (r.get(0), r.get(1), r.get(2));
             self.c()?.x(
                 &format!(
-                    "SELECT setval(pg_get_serial_sequence($1, $2),
-                         COALESCE((SELECT max({c}) FROM {t}), 0) + 1, false)",
+                    "SELECT setval($1::text::regclass, GREATEST(COALESCE((SELECT max({c}) FROM {t}), 0) + 1,
+                         (SELECT last_value + 1 FROM {sequence})), false)",
                     c = quote(&column),
                     t = quote(&table)
                 ),
-                &[&quote(&table), &column],
+                &[&sequence],
             )?;
         }
         Ok(())

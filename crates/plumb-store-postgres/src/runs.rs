@@ -557,18 +557,19 @@ impl Runs for PgStore {
 
     fn import_frames(&self, bytes: &[u8]) -> std::result::Result<ImportStats, ImportError> {
         let items = kit::parse_frames(bytes)?;
-        let mut stats = ImportStats {
-            frames: items.len() as u64,
-            ..Default::default()
-        };
         self.tx(|tx| {
+            // Counted afresh by each attempt (see `PgStore::tx`).
+            let mut stats = ImportStats {
+                frames: items.len() as u64,
+                ..Default::default()
+            };
             let mut current: Option<(Uuid, String, Option<OutputGap>)> = None;
             let mut pending = Vec::new();
-            for item in items {
+            for item in &items {
                 match item {
                     Item::Run(run) => {
                         flush(tx, &current, &mut pending, &mut stats)?;
-                        if put_run_unless_less_final(tx, &run)? {
+                        if put_run_unless_less_final(tx, run)? {
                             stats.runs += 1;
                         } else {
                             stats.runs_kept += 1;
@@ -576,15 +577,16 @@ impl Runs for PgStore {
                         current = Some((run.id, run.host.hostname.clone(), run.output.gap));
                     }
                     Item::Fingerprint(hash, fp) => {
-                        put_fingerprint_tx(tx, &hash, &fp)?;
+                        put_fingerprint_tx(tx, hash, fp)?;
                         stats.fingerprints += 1;
                     }
                     Item::Chunk(c) => pending.push(c),
                 }
             }
-            flush(tx, &current, &mut pending, &mut stats)
-        })?;
-        Ok(stats)
+            flush(tx, &current, &mut pending, &mut stats)?;
+            Ok(stats)
+        })
+        .map_err(ImportError::from)
     }
 }
 
@@ -592,7 +594,7 @@ impl Runs for PgStore {
 fn flush(
     tx: &mut Transaction<'_>,
     current: &Option<(Uuid, String, Option<OutputGap>)>,
-    pending: &mut Vec<plumb_store::chunk::SealedChunk>,
+    pending: &mut Vec<&plumb_store::chunk::SealedChunk>,
     stats: &mut ImportStats,
 ) -> Result<()> {
     let Some((id, host, gap)) = current else {

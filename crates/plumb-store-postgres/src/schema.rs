@@ -16,7 +16,8 @@ use plumb_store::{Result, StoreError};
 const MIGRATE_LOCK: i64 = 0x706c_6d62;
 
 /// Each migration brings the schema from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id           TEXT COLLATE "C" PRIMARY KEY,
     hexid        TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -320,7 +321,92 @@ BEGIN
 END $$;
 CREATE TRIGGER runs_changed AFTER INSERT OR UPDATE OR DELETE ON runs
     FOR EACH ROW EXECUTE FUNCTION plumb_runs_changed();
-"#];
+"#,
+    // 1 -> 2: output and log chunks partitioned by UTC day of their last
+    // line (t_max), so retention drops a day at once (`retention.rs`). A
+    // partition is made on the first row that needs it (`plumb_partition`).
+    // Keys include the partition column, as PostgreSQL requires; a chunk sent
+    // twice has the same t_max, so it is still stored once.
+    r#"
+CREATE FUNCTION plumb_partition(parent TEXT, prefix TEXT, t BIGINT) RETURNS TEXT
+LANGUAGE plpgsql AS $$
+DECLARE
+    day  CONSTANT BIGINT := 86400000000000;
+    lo   BIGINT := floor(t::NUMERIC / day)::BIGINT * day;
+    name TEXT := prefix || to_char(to_timestamp(lo / 1000000000) AT TIME ZONE 'UTC', 'YYYYMMDD');
+BEGIN
+    IF to_regclass(quote_ident(name)) IS NULL THEN
+        -- Collectors making the same partition at once take turns.
+        PERFORM pg_advisory_xact_lock(hashtext(name));
+        IF to_regclass(quote_ident(name)) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
+                name, parent, lo, lo + day);
+            EXECUTE format('ALTER TABLE %I ALTER COLUMN bloom SET STORAGE EXTERNAL,
+                ALTER COLUMN data SET STORAGE EXTERNAL', name);
+        END IF;
+    END IF;
+    RETURN name;
+END $$;
+CREATE SEQUENCE chunk_ids;
+CREATE TABLE chunks_parted (
+    id        BIGINT NOT NULL DEFAULT nextval('chunk_ids'),
+    run_id    TEXT COLLATE "C" NOT NULL,
+    host      TEXT COLLATE "C" NOT NULL,
+    stream    BIGINT NOT NULL,
+    part      BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    t_min     BIGINT NOT NULL,
+    t_max     BIGINT NOT NULL,
+    lines     BIGINT NOT NULL,
+    raw_bytes BIGINT NOT NULL,
+    crc       BIGINT NOT NULL,
+    bloom     BYTEA NOT NULL,
+    data      BYTEA NOT NULL,
+    PRIMARY KEY (id, t_max),
+    UNIQUE (run_id, stream, part, t_max)
+) PARTITION BY RANGE (t_max);
+CREATE SEQUENCE log_chunk_ids;
+CREATE TABLE log_chunks_parted (
+    id        BIGINT NOT NULL DEFAULT nextval('log_chunk_ids'),
+    source    TEXT COLLATE "C" NOT NULL,
+    run_id    TEXT COLLATE "C",
+    service   TEXT COLLATE "C" NOT NULL,
+    host      TEXT COLLATE "C" NOT NULL,
+    t_min     BIGINT NOT NULL,
+    t_max     BIGINT NOT NULL,
+    lines     BIGINT NOT NULL,
+    raw_bytes BIGINT NOT NULL,
+    crc       BIGINT NOT NULL,
+    bloom     BYTEA NOT NULL,
+    data      BYTEA NOT NULL,
+    resource  TEXT NOT NULL,
+    PRIMARY KEY (id, t_max)
+) PARTITION BY RANGE (t_max);
+SELECT plumb_partition('chunks_parted', 'chunks_', d)
+    FROM (SELECT DISTINCT t_max - (((t_max % 86400000000000) + 86400000000000) % 86400000000000) AS d FROM chunks) days;
+SELECT plumb_partition('log_chunks_parted', 'log_chunks_', d)
+    FROM (SELECT DISTINCT t_max - (((t_max % 86400000000000) + 86400000000000) % 86400000000000) AS d FROM log_chunks) days;
+INSERT INTO chunks_parted SELECT * FROM chunks;
+INSERT INTO log_chunks_parted SELECT * FROM log_chunks;
+SELECT setval('chunk_ids', coalesce((SELECT max(id) FROM chunks), 0) + 1, false);
+SELECT setval('log_chunk_ids', coalesce((SELECT max(id) FROM log_chunks), 0) + 1, false);
+DROP TABLE chunks;
+DROP TABLE log_chunks;
+ALTER TABLE chunks_parted RENAME TO chunks;
+ALTER TABLE log_chunks_parted RENAME TO log_chunks;
+ALTER SEQUENCE chunk_ids OWNED BY chunks.id;
+ALTER SEQUENCE log_chunk_ids OWNED BY log_chunks.id;
+ALTER TABLE chunks ALTER COLUMN bloom SET STORAGE EXTERNAL, ALTER COLUMN data SET STORAGE EXTERNAL;
+ALTER TABLE log_chunks ALTER COLUMN bloom SET STORAGE EXTERNAL, ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE INDEX chunks_time ON chunks (t_max);
+CREATE INDEX chunks_host ON chunks (host, t_max);
+CREATE INDEX chunks_unindexed ON chunks (id) WHERE octet_length(bloom) = 0;
+CREATE INDEX log_chunks_run ON log_chunks (run_id, t_min) WHERE run_id IS NOT NULL;
+CREATE INDEX log_chunks_source ON log_chunks (source, t_min);
+CREATE INDEX log_chunks_host ON log_chunks (host, t_max);
+CREATE INDEX log_chunks_time ON log_chunks (t_max);
+"#,
+];
 
 /// The schema version of the connection's schema, `None` when it holds no
 /// plumb store; a schema holding other tables named like plumb's is
@@ -417,4 +503,77 @@ pub(crate) fn migrate(store: &PgStore) -> Result<()> {
     result?;
     unlocked?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::{PgConnector, Sql};
+
+    /// A store made before chunks were partitioned keeps every chunk, and
+    /// new chunks get ids after the old ones.
+    #[test]
+    fn a_store_made_before_day_partitions_keeps_its_chunks() {
+        let url = crate::testing::fresh_store_url();
+        let connector = PgConnector::new(&url).unwrap();
+        let day = plumb_store::kit::DAY_NS;
+        let t0 = 1_764_000_000_000_000_000i64;
+        {
+            let store = connector.connect(false).unwrap();
+            let mut c = store.c().unwrap();
+            c.batch_execute(
+                "CREATE TABLE plumb_meta (key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .unwrap();
+            c.batch_execute(MIGRATIONS[0]).unwrap();
+            c.batch_execute("INSERT INTO plumb_meta VALUES ('schema_version', '1')")
+                .unwrap();
+            for (part, t) in [(0i64, t0), (1, t0 + day), (2, t0 + 2 * day)] {
+                c.x(
+                    "INSERT INTO chunks (run_id, host, stream, part, first_seq, t_min, t_max,
+                         lines, raw_bytes, crc, bloom, data)
+                     VALUES ('r', 'h', 1, $1, $1, $2, $2, 1, 2, 3, '\\x00', '\\x01')",
+                    &[&part, &t],
+                )
+                .unwrap();
+            }
+            c.x(
+                "INSERT INTO log_chunks (source, service, host, t_min, t_max, lines, raw_bytes,
+                     crc, bloom, data, resource)
+                 VALUES ('s', 'svc', 'h', $1, $1, 1, 2, 3, '', '\\x01', '{}')",
+                &[&t0],
+            )
+            .unwrap();
+        }
+        let store = connector.open().unwrap();
+        let mut c = store.c().unwrap();
+        let n: i64 = c.q1("SELECT count(*) FROM chunks", &[]).unwrap().get(0);
+        assert_eq!(n, 3);
+        let n: i64 = c.q1("SELECT count(*) FROM log_chunks", &[]).unwrap().get(0);
+        assert_eq!(n, 1);
+        let parts: i64 = c
+            .q1(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('chunks')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(parts, 3, "one partition per day");
+        let ids: Vec<i64> = c
+            .q(
+                "INSERT INTO chunks (run_id, host, stream, part, first_seq, t_min, t_max,
+                     lines, raw_bytes, crc, bloom, data)
+                 VALUES ('r2', 'h', 1, 0, 0, $1, $1, 1, 2, 3, '', '\\x01') RETURNING id",
+                &[&t0],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let max_old: i64 = c
+            .q1("SELECT max(id) FROM chunks WHERE run_id = 'r'", &[])
+            .unwrap()
+            .get(0);
+        assert!(ids[0] > max_old, "{ids:?} after {max_old}");
+    }
 }

@@ -561,6 +561,25 @@ pub trait Raw {
     fn raw_ids_advance(&self) -> Result<()>;
 }
 
+/// Retention: dropping recorded output, logs and spans older than a
+/// collector's `[retention] output` horizon, in bounded steps, while runs
+/// stay. Times are compared against each record's own time: an output or
+/// log chunk goes when its last line is older than the horizon, a span
+/// when it started before it, a metric point or a dedupe key when its
+/// time is. A backend may drop more coarsely only in whole UTC days
+/// (PostgreSQL drops a day's partition), so callers pass a horizon on a
+/// day boundary ([`crate::kit::retention_horizon`]).
+pub trait Retention {
+    /// Drops one bounded step of what is older than `before` and records
+    /// `before` as the output horizon (it only moves forward). Returns
+    /// what went; nothing (`Dropped::is_empty`) once nothing older is left.
+    fn drop_output_before(&self, before: Timestamp) -> Result<crate::query::Dropped>;
+
+    /// Output older than this was dropped by retention; `None` when
+    /// retention never ran on this store.
+    fn output_horizon(&self) -> Result<Option<Timestamp>>;
+}
+
 /// Every concern together: what a collector serves from. Implemented for
 /// every type that implements each concern, so a backend implements the
 /// concern traits and gets this for free.
@@ -578,6 +597,7 @@ pub trait Backend:
     + Throttles
     + Leases
     + Raw
+    + Retention
     + Send
 {
 }
@@ -596,6 +616,7 @@ impl<
         + Throttles
         + Leases
         + Raw
+        + Retention
         + Send,
 > Backend for T
 {
@@ -683,6 +704,9 @@ pub trait RunStore {
     /// Runs matching `q` per interval by state
     /// ([`runs_chart`](crate::dash::runs_chart)).
     fn runs_chart(&self, q: &RunQuery) -> std::result::Result<RunsChart, Self::Error>;
+    /// Output older than this was dropped by retention
+    /// ([`Retention::output_horizon`]); `None` when none was.
+    fn output_horizon(&self) -> std::result::Result<Option<Timestamp>, Self::Error>;
 }
 
 impl<B: Backend + ?Sized> RunStore for B {
@@ -717,6 +741,9 @@ impl<B: Backend + ?Sized> RunStore for B {
         out: &mut OutputSink<'_>,
     ) -> Result<()> {
         Output::replay_output(self, run_id, only, cursor, out)
+    }
+    fn output_horizon(&self) -> Result<Option<Timestamp>> {
+        Retention::output_horizon(self)
     }
     fn runs_chart(&self, q: &RunQuery) -> Result<RunsChart> {
         crate::dash::runs_chart(self, q, Timestamp::now())

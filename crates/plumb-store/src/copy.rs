@@ -111,6 +111,8 @@ const fn copied(name: &'static str, key: usize, columns: &'static [Column]) -> R
 /// their occurrences). A table added to the schema is one line here (the
 /// conformance suite fails until it is here or in [`SKIPPED`]).
 pub const TABLES: &[RawTable] = &[
+    // The store's settings (the retention horizon).
+    copied("store_meta", 1, &[t("key"), t("value")]),
     copied("fingerprints", 1, &[t("hash"), t("record")]),
     copied(
         "runs",

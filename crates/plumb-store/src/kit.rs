@@ -18,6 +18,20 @@ use std::collections::{HashMap, VecDeque};
 pub use crate::spool::{Item, parse_frames};
 pub use crate::telemetry::{PreparedGroup, decode_log_chunk, rebuild_group, trim_newline};
 
+/// One UTC day in nanoseconds: retention's unit (PostgreSQL keeps a
+/// partition per day of output and of logs).
+pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// The output horizon for keeping `keep` at `now`: the start of the UTC
+/// day that `now - keep` falls in, so every backend drops the same records
+/// (whole days). What is older than the horizon goes; at most one day
+/// more than `keep` is kept.
+pub fn retention_horizon(now: Timestamp, keep: std::time::Duration) -> Timestamp {
+    let keep = keep.as_nanos().min(i64::MAX as u128) as i64;
+    let t = now.as_nanos().saturating_sub(keep);
+    Timestamp::from_nanos(t.div_euclid(DAY_NS) * DAY_NS)
+}
+
 /// Metadata of a stored output chunk, as replay and search need it.
 #[derive(Debug, Clone)]
 pub struct ChunkMeta {

@@ -36,6 +36,7 @@ mod matcher;
 pub mod nodes;
 mod query;
 mod raw;
+mod retention;
 mod runs;
 mod schema;
 pub mod spool;
@@ -47,7 +48,7 @@ mod writer;
 
 pub use backend::{
     Alerts, Backend, Clocks, Connector, Health, Insights, Leases, Nodes, Output, OutputSink, Raw,
-    RunStore, Runs, SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
+    Retention, RunStore, Runs, SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
@@ -57,12 +58,15 @@ pub mod prelude {
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
         Alerts as _, Clocks as _, Health as _, Insights as _, Leases as _, Nodes as _, Output as _,
-        Raw as _, Runs as _, Telemetry as _, Throttles as _, Timeline as _, Tokens as _,
+        Raw as _, Retention as _, Runs as _, Telemetry as _, Throttles as _, Timeline as _,
+        Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};
 pub use matcher::{Matcher, SearchMode};
-pub use query::{OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, take_kinds};
+pub use query::{
+    Dropped, OutputCursor, Replayed, RunFilter, RunSummary, SearchOptions, take_kinds,
+};
 pub use writer::{Destination, RunWriter, WarnFn, WriterConfig};
 
 use plumb_model::{Fingerprint, Run, Uuid};

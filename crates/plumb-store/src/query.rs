@@ -613,3 +613,34 @@ mod tests {
         }
     }
 }
+
+/// What one step of retention dropped ([`crate::Retention`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Dropped {
+    /// Output chunks.
+    pub chunks: u64,
+    /// Log chunks (OpenTelemetry log records).
+    pub log_chunks: u64,
+    /// Spans.
+    pub spans: u64,
+    /// Metric points.
+    pub metric_points: u64,
+    /// Bytes of chunk data (as stored, compressed) that went with them.
+    pub bytes: u64,
+}
+
+impl Dropped {
+    /// Whether nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.chunks == 0 && self.log_chunks == 0 && self.spans == 0 && self.metric_points == 0
+    }
+
+    /// Adds another step's figures to these.
+    pub fn add(&mut self, o: Dropped) {
+        self.chunks += o.chunks;
+        self.log_chunks += o.log_chunks;
+        self.spans += o.spans;
+        self.metric_points += o.metric_points;
+        self.bytes += o.bytes;
+    }
+}

@@ -417,6 +417,16 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, at_ns)
     ) WITHOUT ROWID;
     "#,
+    // 15 -> 16: retention. Log chunks by time (to find the old ones
+    // without reading every row), and store_meta for the output horizon
+    // (`retention.output_before_ns`: what is older was dropped).
+    r#"
+    CREATE INDEX log_chunks_time ON log_chunks(t_max);
+    CREATE TABLE store_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[cfg(test)]

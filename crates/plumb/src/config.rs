@@ -52,6 +52,10 @@ pub struct Config {
     pub store_url: Option<String>,
     /// OTLP export from `plumb serve` (`[export]`, PLUMB_EXPORT_OTLP).
     pub export: Option<Export>,
+    /// How long `plumb serve` keeps recorded output, logs, spans and
+    /// metric points (`[retention] output =`, PLUMB_RETENTION_OUTPUT);
+    /// forever when `None`. Runs are always kept.
+    pub retention_output: Option<std::time::Duration>,
 }
 
 /// `[export]`: where `plumb serve` forwards what it accepts.
@@ -98,6 +102,14 @@ struct FileConfig {
     export: Option<ExportFileConfig>,
     #[serde(default)]
     store: StoreFileConfig,
+    #[serde(default)]
+    retention: RetentionFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFileConfig {
+    output: Option<String>,
 }
 
 /// `collector = "URL"`, or a list of interchangeable collectors tried in
@@ -192,7 +204,14 @@ impl Config {
             agent_mounts: file.agent.mounts,
             export: None,
             store_url: file.store.url.filter(|u| !u.trim().is_empty()),
+            retention_output: None,
         };
+        if let Some(v) = &file.retention.output {
+            cfg.retention_output = retention(v).context("plumb.toml: [retention] output")?;
+        }
+        if let Some(v) = env("PLUMB_RETENTION_OUTPUT") {
+            cfg.retention_output = retention(&v).context("PLUMB_RETENTION_OUTPUT")?;
+        }
         cfg.export = export_config(file.export, env("PLUMB_EXPORT_OTLP"))?;
         if let Some(c) = file.spool_max {
             cfg.spool_max = parse_size(&c).context("plumb.toml: spool_max")?;
@@ -279,6 +298,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
+/// A retention period: a duration of a day or more (output is kept in
+/// whole UTC days), or `forever`.
+fn retention(v: &str) -> Result<Option<std::time::Duration>> {
+    let v = v.trim();
+    if v == "forever" {
+        return Ok(None);
+    }
+    let d = plumb_model::parse_duration(v).map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        d >= std::time::Duration::from_secs(86_400),
+        "`{v}` is less than a day: output is kept in whole UTC days, so give 1d or more (or `forever`)"
+    );
+    Ok(Some(d))
+}
+
 /// `[export]` with `PLUMB_EXPORT_OTLP` over its `otlp`; checked here so a
 /// bad value is named before anything starts.
 fn export_config(
@@ -363,6 +397,24 @@ mod tests {
         assert!(!shown.contains("file-secret-91c2"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
         assert_eq!(f.token.unwrap().expose(), "file-secret-91c2");
+    }
+
+    #[test]
+    fn retention_is_a_day_or_more_or_forever() {
+        let f: FileConfig = toml::from_str("[retention]\noutput = \"30d\"\n").unwrap();
+        assert_eq!(
+            retention(f.retention.output.as_deref().unwrap()).unwrap(),
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(retention("forever").unwrap(), None);
+        let e = retention("6h").unwrap_err().to_string();
+        assert!(e.contains("less than a day"), "{e}");
+        let e = retention("30 days").unwrap_err().to_string();
+        assert!(e.contains("unknown duration unit"), "{e}");
+        let e = toml::from_str::<FileConfig>("[retention]\nruns = \"1d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `runs`"), "{e}");
     }
 
     #[test]

@@ -431,6 +431,17 @@ async fn run_data(state: &AppState, reference: String) -> Result<RunView, ApiErr
             let mut kept = 0usize;
             let mut truncated = false;
             let mut cursor = OutputCursor::default();
+            // Output dropped by retention is marked where it was: first.
+            if let Some(note) =
+                plumb_model::display::output_retention(run.started, s.output_horizon()?)
+            {
+                output.push(Segment {
+                    stream: Stream::Stdout,
+                    time: Timestamp::from_nanos(0),
+                    text: format!("[plumb: {note}]"),
+                    gap: true,
+                });
+            }
             s.replay_output(id, None, &mut cursor, &mut |piece| {
                 match piece {
                     Replayed::Read { .. } if truncated => {}

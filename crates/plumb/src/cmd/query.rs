@@ -434,16 +434,21 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
     let id = store.resolve(&a.run)?;
     let run = store.get_run(id)?;
     let fp = store.run_fingerprint(&run)?;
+    let horizon = store.output_horizon()?.filter(|h| run.started < *h);
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer_pretty(
-            &mut out,
-            &serde_json::json!({ "run": run, "fingerprint": fp }),
-        )?;
+        let mut v = serde_json::json!({ "run": run, "fingerprint": fp });
+        if let Some(h) = horizon {
+            v["output_removed_before"] = h.to_rfc3339_secs().into();
+        }
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
         // Everything in it came from the run or the node that sent it.
         out.write_all(escape_controls(&render_run(&run, fp.as_ref())).as_bytes())?;
+        if let Some(note) = display::output_retention(run.started, horizon) {
+            writeln!(out, "retention {note}")?;
+        }
         if a.locals {
             out.write_all(escape_controls(&render_locals(&run)).as_bytes())?;
         }
@@ -761,6 +766,12 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
 
 fn logs_on<S: RunStore>(store: &S, a: LogsArgs) -> Result<ExitCode> {
     let id = store.resolve(&a.run)?;
+    // Said on stderr, so the output itself stays the program's.
+    if let Some(note) =
+        display::output_retention(store.get_run(id)?.started, store.output_horizon()?)
+    {
+        eprintln!("plumb: run {}: {note}", short_id(&id));
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if a.stream == Some(LogsStream::Log) {

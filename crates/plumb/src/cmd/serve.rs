@@ -101,6 +101,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
     config.insights = cfg.insights.clone();
     config.alerts = cfg.alerts;
     config.export = export;
+    config.retention = cfg.retention_output;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         config.tls = Some(plumb_collector::TlsFiles { cert, key });
     }
