@@ -368,9 +368,11 @@ fn seed(dir: &Path, runs: usize) {
     for (i, r) in all.iter().enumerate().take(runs / 2) {
         let mut chunks = Vec::new();
         let mut b = plumb_store::chunk::ChunkBuilder::new(plumb_model::Stream::Stdout);
+        // Over 40 days: on PostgreSQL, 40 day partitions, more than one
+        // batch's worth.
         b.push(
             0,
-            plumb_model::Timestamp::from_nanos(t0),
+            plumb_model::Timestamp::from_nanos(t0 + (i % 40) as i64 * 86_400_000_000_000),
             format!("seeded output {i}\n").as_bytes(),
             &mut chunks,
         );
