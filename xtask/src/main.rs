@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 mod bench_agent;
 mod bench_checkpoint;
 mod bench_clock;
+mod bench_copy;
 mod bench_dashboard;
 mod bench_fingerprint;
 mod bench_ingest;
@@ -158,6 +159,7 @@ const BENCHES: &[&str] = &[
     "agent",
     "checkpoint",
     "clock",
+    "copy",
     "dashboard",
     "fingerprint",
     "ingest",
@@ -172,6 +174,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "agent" => bench_agent::run(rest),
         "checkpoint" => bench_checkpoint::run(rest),
         "clock" => bench_clock::run(rest),
+        "copy" => bench_copy::run(rest),
         "dashboard" => bench_dashboard::run(rest),
         "fingerprint" => bench_fingerprint::run(rest),
         "ingest" => bench_ingest::run(rest),

@@ -21,6 +21,7 @@ methods, so passing them is what "a backend" means.
 
 pub mod alerts;
 pub mod clocks;
+pub mod copy;
 pub mod health;
 pub mod import;
 pub mod insights;
@@ -92,6 +93,9 @@ macro_rules! suite {
             throttles::release_is_idempotent_and_an_unknown_holder_releases_nothing,
             throttles::bad_requests_are_bad_input_and_a_different_n_is_a_conflict_naming_both,
             leases::one_holder_at_a_time_and_an_expired_lease_passes_on,
+            copy::every_table_and_column_is_copied_or_skipped_with_a_reason,
+            copy::raw_rows_page_in_key_order_and_putting_them_again_inserts_nothing,
+            copy::runs_put_raw_are_queued_for_grouping_only_as_the_queue_says,
             retention::output_logs_and_spans_older_than_the_horizon_go_and_runs_stay
         );
     };
@@ -116,6 +120,7 @@ mod tests {
         let modules = [
             ("alerts", include_str!("alerts.rs")),
             ("clocks", include_str!("clocks.rs")),
+            ("copy", include_str!("copy.rs")),
             ("health", include_str!("health.rs")),
             ("import", include_str!("import.rs")),
             ("insights", include_str!("insights.rs")),

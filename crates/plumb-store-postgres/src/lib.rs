@@ -27,6 +27,7 @@ is stored once.
 mod fleet;
 mod insights;
 mod output;
+mod raw;
 mod retention;
 mod runs;
 mod schema;

@@ -19,7 +19,7 @@ const STEP_ROWS: i64 = 20_000;
 /// The horizon's key in `plumb_meta`.
 const HORIZON: &str = "retention.output_before_ns";
 /// The partitioned tables and their partitions' name prefixes.
-const PARTED: [&str; 2] = ["chunks", "log_chunks"];
+pub(crate) const PARTED: [&str; 2] = ["chunks", "log_chunks"];
 
 /// When `e` says a row had no partition to go to: the table and the
 /// row's partition key, read from the server's message and detail.

@@ -520,6 +520,47 @@ pub trait Leases {
     fn leader(&self, name: &str) -> Result<Option<(String, Timestamp)>>;
 }
 
+/// Whole tables as raw rows, for copying a store to another backend
+/// (`plumb store copy`): the copy loop and the content hash are
+/// [`crate::copy`]'s, shared; a backend reads and writes its rows here,
+/// folding its own layout into the tables of [`crate::copy::TABLES`].
+pub trait Raw {
+    /// The store's tables as the copy names them, each with its columns:
+    /// every table of the backend's schema but its own bookkeeping, with
+    /// tables and columns that are one backend's layout of a copied table
+    /// folded into it (so a table added to the schema and not to the copy
+    /// shows here).
+    fn raw_schema(&self) -> Result<Vec<(String, Vec<String>)>>;
+
+    /// At most `limit` rows of `table` whose key comes after `after` (the
+    /// key's values; from the first row when `None`), in key order (text
+    /// by bytes), stopping early at the row that brings the batch to
+    /// `max_bytes`.
+    fn raw_rows(
+        &self,
+        table: &crate::copy::RawTable,
+        after: Option<&[crate::copy::Value]>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<crate::copy::RawRow>>;
+
+    /// Inserts `rows` of `table` with their identity, in one transaction,
+    /// skipping each row whose key (or other unique value) the store holds
+    /// already; returns how many were inserted. A run inserted here is not
+    /// queued for error grouping unless the queue already names it (the
+    /// copy brings the source's queue as it is).
+    fn put_raw_rows(
+        &self,
+        table: &crate::copy::RawTable,
+        rows: &[crate::copy::RawRow],
+    ) -> Result<u64>;
+
+    /// After rows were put with their ids: the store's own id counters
+    /// continue past the highest id of each table, so later inserts never
+    /// collide with a copied row.
+    fn raw_ids_advance(&self) -> Result<()>;
+}
+
 /// Retention: dropping recorded output, logs and spans older than a
 /// collector's `[retention] output` horizon, in bounded steps, while runs
 /// stay. Times are compared against each record's own time: an output or
@@ -555,6 +596,7 @@ pub trait Backend:
     + Timeline
     + Throttles
     + Leases
+    + Raw
     + Retention
     + Send
 {
@@ -573,6 +615,7 @@ impl<
         + Timeline
         + Throttles
         + Leases
+        + Raw
         + Retention
         + Send,
 > Backend for T

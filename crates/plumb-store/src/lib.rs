@@ -25,6 +25,7 @@ pub mod bloom;
 mod cap;
 pub mod chunk;
 pub mod clock;
+pub mod copy;
 pub mod dash;
 mod error;
 pub mod health;
@@ -34,6 +35,7 @@ mod lease;
 mod matcher;
 pub mod nodes;
 mod query;
+mod raw;
 mod retention;
 mod runs;
 mod schema;
@@ -45,7 +47,7 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{
-    Alerts, Backend, Clocks, Connector, Health, Insights, Leases, Nodes, Output, OutputSink,
+    Alerts, Backend, Clocks, Connector, Health, Insights, Leases, Nodes, Output, OutputSink, Raw,
     Retention, RunStore, Runs, SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
@@ -56,7 +58,8 @@ pub mod prelude {
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
         Alerts as _, Clocks as _, Health as _, Insights as _, Leases as _, Nodes as _, Output as _,
-        Retention as _, Runs as _, Telemetry as _, Throttles as _, Timeline as _, Tokens as _,
+        Raw as _, Retention as _, Runs as _, Telemetry as _, Throttles as _, Timeline as _,
+        Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

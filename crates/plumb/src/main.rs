@@ -59,6 +59,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Create, list and revoke the collector's access tokens.
     Token(cmd::token::Args),
+    /// Move a whole store: copy it to another place or backend, compared at the end.
+    Store(cmd::store::Args),
     /// The node daemon: heartbeats to the collector, and shipping of runs left behind.
     Agent(cmd::agent::Args),
     /// List the nodes the collector knows, with their state.
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
             | Command::Profile(_)
             | Command::Timeline(_)
             | Command::Throttles(_)
+            | Command::Store(_)
     ) {
         logging::die_quietly_on_closed_pipe();
     }
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Chaos(a) => cmd::chaos::main(a),
         Command::Serve(a) => cmd::serve::main(a),
         Command::Token(a) => cmd::token::main(a),
+        Command::Store(a) => cmd::store::main(a),
         Command::Agent(a) => cmd::agent::main(a),
         Command::Nodes(a) => cmd::nodes::main(a),
         Command::Alerts(a) => cmd::alerts::main(a),

@@ -27,6 +27,7 @@ pub mod run;
 pub mod serve;
 pub mod slow;
 pub mod stack;
+pub mod store;
 pub mod throttles;
 pub mod timeline;
 pub mod token;
