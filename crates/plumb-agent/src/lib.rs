@@ -24,6 +24,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 */
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod clock;
 pub mod health;
 pub mod host;
