@@ -16,7 +16,8 @@ use plumb_store::{Result, StoreError};
 const MIGRATE_LOCK: i64 = 0x706c_6d62;
 
 /// Each migration brings the schema from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id           TEXT COLLATE "C" PRIMARY KEY,
     hexid        TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -320,7 +321,20 @@ BEGIN
 END $$;
 CREATE TRIGGER runs_changed AFTER INSERT OR UPDATE OR DELETE ON runs
     FOR EACH ROW EXECUTE FUNCTION plumb_runs_changed();
-"#];
+"#,
+    // 1 (helper "benchnode"): node benchmark results (NodeBench as JSON), a
+    // bounded history per node.
+    r#"
+CREATE TABLE node_bench (
+    node     TEXT COLLATE "C" NOT NULL,
+    at_ns    BIGINT NOT NULL,
+    taken_ns BIGINT NOT NULL,
+    bench    TEXT NOT NULL,
+    PRIMARY KEY (node, at_ns)
+);
+CREATE INDEX node_bench_taken ON node_bench (node, taken_ns);
+"#,
+];
 
 /// The schema version of the connection's schema, `None` when it holds no
 /// plumb store; a schema holding other tables named like plumb's is
