@@ -151,6 +151,7 @@ const PG_PASS: &[&str] = &[
     "timeline",
     "otlp_ingest",
     "health",
+    "bench_node",
 ];
 
 const BENCHES: &[&str] = &[

@@ -47,7 +47,7 @@ pub struct BenchOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// The disk test file could not be made, written or read.
-    #[error("cannot measure disk I/O at {path}: {what}: {source}")]
+    #[error("cannot measure disk I/O at {path}: {what}")]
     Disk {
         /// The directory.
         path: PathBuf,
@@ -57,7 +57,7 @@ pub enum BenchError {
         source: std::io::Error,
     },
     /// The collector could not be reached or refused the request.
-    #[error("cannot measure the network to the collector {collector}: {source}")]
+    #[error("cannot measure the network to the collector {collector}")]
     Collector {
         /// The collector's URL.
         collector: String,
