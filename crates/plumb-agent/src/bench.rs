@@ -30,6 +30,88 @@ pub const PING_PATH: &str = "/api/v1/agent/bench/ping";
 /// length).
 pub const SINK_PATH: &str = "/api/v1/agent/bench/sink";
 
+/// How often an agent benchmarks its node by default (as HTCondor does).
+pub const BENCH_EVERY: Duration = Duration::from_secs(4 * 3600);
+/// An agent's first benchmark is no sooner than this after its start.
+pub const FIRST_DELAY: Duration = Duration::from_secs(120);
+/// Idle: the 1-minute load average per online CPU below this.
+pub const IDLE_LOAD_PER_CPU: f64 = 0.5;
+/// A busy node is looked at again after this long.
+const BUSY_RETRY: Duration = Duration::from_secs(60);
+
+/// Whether the node is idle: its 1-minute load average per online CPU
+/// below `below` ([`IDLE_LOAD_PER_CPU`] by default; `/proc/loadavg`); the
+/// load when it is not.
+pub fn idle(below: f64) -> Result<(), f64> {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let per_cpu = load / online_cpus() as f64;
+    if per_cpu < below { Ok(()) } else { Err(load) }
+}
+
+/// The agent's benchmark thread: after `delay`, whenever the node is idle
+/// and `every` has passed since the last result, runs the benchmark and
+/// sends it; a busy node is looked at again each minute. Stops when
+/// `stop` is set (checked at least every second while it waits).
+pub fn spawn_idle(
+    opts: BenchOptions,
+    idle_below: f64,
+    every: Duration,
+    delay: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let wait = move |d: Duration| {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep((until - Instant::now()).min(Duration::from_secs(1)));
+        }
+        !stop.load(Ordering::Relaxed)
+    };
+    let spawned = std::thread::Builder::new()
+        .name("bench".into())
+        .spawn(move || {
+            if !wait(delay) {
+                return;
+            }
+            loop {
+                if let Err(load) = idle(idle_below) {
+                    tracing::debug!(load, "node busy; benchmark postponed");
+                    if !wait(BUSY_RETRY.min(every)) {
+                        return;
+                    }
+                    continue;
+                }
+                let Some(client) = opts.collector.clone() else {
+                    return;
+                };
+                match run(&opts) {
+                    Ok(b) => match send(&client, &b) {
+                        Ok(()) => tracing::info!(
+                            wall_s = b.wall_s,
+                            cpu_int_mops = b.cpu_int_mops.value,
+                            mem_mbs = b.mem_triad_mbs.value,
+                            "node benchmark sent"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "the collector did not take the node benchmark"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "node benchmark failed"),
+                }
+                if !wait(every) {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "node benchmarks are not run on this node");
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {

@@ -399,3 +399,42 @@ fn a_bad_path_a_down_collector_and_a_refused_token_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--fast"));
 }
+
+#[test]
+fn an_idle_agent_benchmarks_its_node_after_its_delay_and_sends_it() {
+    let serve = Serve::builder().start();
+    let tmp = tempfile::tempdir().unwrap();
+    let _agent = Agent::start(
+        &tmp.path().join("node"),
+        &serve.api,
+        "benched",
+        "200ms",
+        &[
+            "--bench-every",
+            "1h",
+            "--bench-delay",
+            "300ms",
+            // This machine is shared: idle for the test whatever its load.
+            "--bench-idle-below",
+            "1000",
+            "--bench-quick",
+        ],
+    );
+    let v = wait_for(
+        "the agent's benchmark at the collector",
+        Duration::from_secs(60),
+        || {
+            let v: Value = serde_json::from_str(&serve.get("/api/v1/nodes/benched/bench")?).ok()?;
+            (!v.as_array()?.is_empty()).then_some(v)
+        },
+    );
+    let b = &v[0]["bench"];
+    assert_eq!(b["node"], "benched");
+    assert_figure(&b["cpu_all_int_mops"], "all cores");
+    assert_figure(&b["disk"]["seq_write_mbs"], "disk at the outbox");
+    assert_figure(&b["net"]["rtt_ms"], "round trip");
+    // Once an hour: no second result soon after.
+    std::thread::sleep(Duration::from_secs(2));
+    let again: Value = serve.get_json("/api/v1/nodes/benched/bench");
+    assert_eq!(again.as_array().unwrap().len(), 1, "{again}");
+}
