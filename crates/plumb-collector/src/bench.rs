@@ -10,7 +10,7 @@
 //! | `GET /api/v1/agent/bench/ping` | agent | an empty answer, for round trips |
 //! | `POST /api/v1/agent/bench/sink` | agent | reads the body, answers its length |
 //! | `GET /api/v1/nodes/bench?rank=cpu,mem` | viewer | every node's latest [`BenchEntry`], best first by the keys (by name without) |
-//! | `GET /api/v1/nodes/{name}/bench?limit=N` | viewer | one node's results, newest first |
+//! | `GET /api/v1/nodes/{name}/bench?limit=N` | viewer | one node's results, newest first (`?before=NS`: only the latest taken at or before then) |
 
 use crate::AppState;
 use crate::auth::{Agent, Viewer};
@@ -172,6 +172,9 @@ async fn latest(
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     limit: Option<usize>,
+    /// Only the latest result taken (node clock) at or before this
+    /// moment, in ns since the epoch: what a run started then ran on.
+    before: Option<i64>,
 }
 
 async fn history(
@@ -184,9 +187,16 @@ async fn history(
         .limit
         .unwrap_or(HISTORY)
         .clamp(1, plumb_store::bench::KEEP_ROWS);
+    let before = q.before;
     let rows = state
         .db
-        .read(move |s| s.node_bench_history(&name, limit))
+        .read(move |s| match before {
+            Some(t) => Ok(s
+                .node_bench_before(&name, Timestamp::from_nanos(t))?
+                .into_iter()
+                .collect()),
+            None => s.node_bench_history(&name, limit),
+        })
         .await?;
     Ok(Json(rows.into_iter().map(BenchEntry::from).collect()))
 }

@@ -667,10 +667,21 @@ pub trait RunStore {
     /// Runs matching `q` per interval by state
     /// ([`runs_chart`](crate::dash::runs_chart)).
     fn runs_chart(&self, q: &RunQuery) -> std::result::Result<RunsChart, Self::Error>;
+    /// `node`'s latest benchmark taken at or before `before`
+    /// ([`Benches::node_bench_before`]).
+    fn node_bench_before(
+        &self,
+        node: &str,
+        before: Timestamp,
+    ) -> std::result::Result<Option<BenchRow>, Self::Error>;
 }
 
 impl<B: Backend + ?Sized> RunStore for B {
     type Error = StoreError;
+
+    fn node_bench_before(&self, node: &str, before: Timestamp) -> Result<Option<BenchRow>> {
+        Benches::node_bench_before(self, node, before)
+    }
 
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         Runs::list_runs(self, filter)

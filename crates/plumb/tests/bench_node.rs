@@ -438,3 +438,42 @@ fn an_idle_agent_benchmarks_its_node_after_its_delay_and_sends_it() {
     let again: Value = serve.get_json("/api/v1/nodes/benched/bench");
     assert_eq!(again.as_array().unwrap().len(), 1, "{again}");
 }
+
+#[test]
+fn show_gives_a_runs_node_benchmark_taken_before_it_started() {
+    let home = Home::new();
+    // The collector serves the store the run is recorded in.
+    let serve = Serve::builder().tokens().data(&home.store()).start();
+    let host = plumb_record::host::hostname();
+    let mut before = result(&host, 777.0, 5555.0);
+    before.taken_at = Timestamp::from_nanos(Timestamp::now().as_nanos() - 1_000_000_000);
+    post(&serve, &before);
+    ok(home.run(&["run", "--", "true"]), "plumb run");
+    // Taken after the run started: not the one the run ran on.
+    post(&serve, &result(&host, 999.0, 6666.0));
+    let local = text(&ok(home.run(&["show", "last", "--local"]), "plumb show").stdout);
+    let remote = text(
+        &ok(
+            home.cmd(&["show", "last", "--collector", &serve.api])
+                .env("PLUMB_TOKEN", serve.viewer.as_deref().unwrap())
+                .output()
+                .unwrap(),
+            "plumb show --collector",
+        )
+        .stdout,
+    );
+    for (how, t) in [("local", &local), ("collector", &remote)] {
+        assert!(t.contains("node benchmark"), "{how}:\n{t}");
+        assert!(t.contains("before the run started"), "{how}:\n{t}");
+        assert!(
+            t.contains("777") && t.contains("5555"),
+            "{how}: the earlier one:\n{t}"
+        );
+        assert!(!t.contains("999"), "{how}: not the later one:\n{t}");
+    }
+    // A run on a node never benchmarked shows no such section.
+    let other = Home::new();
+    ok(other.run(&["run", "--", "true"]), "plumb run");
+    let t = text(&ok(other.run(&["show", "last"]), "plumb show").stdout);
+    assert!(!t.contains("node benchmark"), "{t}");
+}
