@@ -11,6 +11,7 @@ mod bench_clock;
 mod bench_dashboard;
 mod bench_fingerprint;
 mod bench_ingest;
+mod bench_node;
 mod bench_proxy;
 mod bench_recorder;
 mod bench_stack;
@@ -161,6 +162,7 @@ const BENCHES: &[&str] = &[
     "dashboard",
     "fingerprint",
     "ingest",
+    "node",
     "proxy",
     "recorder",
     "stack",
@@ -175,6 +177,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "dashboard" => bench_dashboard::run(rest),
         "fingerprint" => bench_fingerprint::run(rest),
         "ingest" => bench_ingest::run(rest),
+        "node" => bench_node::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
         "stack" => bench_stack::run(rest),
