@@ -221,6 +221,26 @@ fn a_real_run_is_sent_and_three_nodes_rank_as_their_figures_say() {
     assert_eq!(a.as_array().unwrap().len(), 4);
     assert_eq!(a[0]["bench"]["cpu_int_mops"]["value"], 900.0);
 
+    // The dashboard's nodes page ranks them too, best CPU first.
+    let page = http(
+        &url,
+        "GET",
+        "/nodes",
+        &[("Authorization", &format!("Bearer {viewer}"))],
+        b"",
+    )
+    .text();
+    let ranking = page
+        .split("id=\"bench-ranking\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a ranking on /nodes:\n{page}"));
+    let at = |n: &str| {
+        ranking
+            .find(&format!(">{n}</a>"))
+            .unwrap_or_else(|| panic!("{n} in the ranking:\n{ranking}"))
+    };
+    assert!(at("a") < at("c") && at("c") < at("b"), "{ranking}");
+
     // An unknown key is refused, named, before anything is asked.
     let out = home
         .cmd(&["nodes", "--rank", "cpu,gpu", "--collector", &url])
@@ -433,6 +453,9 @@ fn an_idle_agent_benchmarks_its_node_after_its_delay_and_sends_it() {
     assert_figure(&b["cpu_all_int_mops"], "all cores");
     assert_figure(&b["disk"]["seq_write_mbs"], "disk at the outbox");
     assert_figure(&b["net"]["rtt_ms"], "round trip");
+    // The node page shows its benchmark history.
+    let page = serve.get("/nodes/benched").expect("the node page");
+    assert!(page.contains("id=\"bench-history\""), "{page}");
     // Once an hour: no second result soon after.
     std::thread::sleep(Duration::from_secs(2));
     let again: Value = serve.get_json("/api/v1/nodes/benched/bench");
