@@ -720,7 +720,18 @@ fn rank_main(cfg: &Config, target: &Target, keys: &str, json: bool) -> Result<Ex
             if !cfg.home.join(plumb_store::DB_FILE).exists() {
                 Vec::new()
             } else {
-                plumb_collector::bench::latest_benches(&local_store(cfg)?, &parsed)?
+                // Opened for writing when it can be, so a store made by an
+                // older plumb gets its benchmark table; else read-only.
+                let store = match plumb_store::Store::open(&cfg.home) {
+                    Ok(s) => s,
+                    Err(_) => local_store(cfg)?,
+                };
+                plumb_collector::bench::latest_benches(&store, &parsed).with_context(|| {
+                    format!(
+                        "cannot read node benchmarks from the store in {}",
+                        cfg.home.display()
+                    )
+                })?
             }
         }
     };
