@@ -12,6 +12,7 @@ mod bench_copy;
 mod bench_dashboard;
 mod bench_fingerprint;
 mod bench_ingest;
+mod bench_node;
 mod bench_proxy;
 mod bench_recorder;
 mod bench_stack;
@@ -153,6 +154,7 @@ const PG_PASS: &[&str] = &[
     "otlp_ingest",
     "health",
     "retention",
+    "bench_node",
 ];
 
 const BENCHES: &[&str] = &[
@@ -163,6 +165,7 @@ const BENCHES: &[&str] = &[
     "dashboard",
     "fingerprint",
     "ingest",
+    "node",
     "proxy",
     "recorder",
     "stack",
@@ -178,6 +181,7 @@ fn bench(name: &str, rest: &[&str]) -> Result<()> {
         "dashboard" => bench_dashboard::run(rest),
         "fingerprint" => bench_fingerprint::run(rest),
         "ingest" => bench_ingest::run(rest),
+        "node" => bench_node::run(rest),
         "proxy" => bench_proxy::run(rest),
         "recorder" => bench_recorder::run(rest),
         "stack" => bench_stack::run(rest),

@@ -24,6 +24,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 */
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod clock;
 pub mod health;
 pub mod host;
@@ -104,6 +105,18 @@ pub struct AgentConfig {
     pub smartctl: PathBuf,
     /// How often SMART is read; `None`: never.
     pub smart_every: Option<Duration>,
+    /// How often the node is benchmarked when idle ([`bench`]); `None`:
+    /// never.
+    pub bench_every: Option<Duration>,
+    /// The first benchmark is no sooner than this after the start.
+    pub bench_delay: Duration,
+    /// Where the benchmark measures disk I/O (default: the outbox).
+    pub bench_path: Option<PathBuf>,
+    /// Idle: the 1-minute load per CPU below this
+    /// ([`bench::IDLE_LOAD_PER_CPU`]).
+    pub bench_idle_below: f64,
+    /// Run the quick variant (tests).
+    pub bench_quick: bool,
 }
 
 impl AgentConfig {
@@ -132,6 +145,11 @@ impl AgentConfig {
             health_every: Duration::from_secs(60),
             smartctl: PathBuf::from("smartctl"),
             smart_every: Some(health::SMART_EVERY),
+            bench_every: Some(bench::BENCH_EVERY),
+            bench_delay: bench::FIRST_DELAY,
+            bench_path: None,
+            bench_idle_below: bench::IDLE_LOAD_PER_CPU,
+            bench_quick: false,
         }
     }
 }
@@ -252,6 +270,26 @@ impl Agent {
             stacks_stop.clone(),
         ) {
             tracing::warn!(error = %e, "stack requests are not answered on this node");
+        }
+        // Benchmarks when idle: a thread of their own, sleeping for hours.
+        if let Some(every) = self.config.bench_every {
+            bench::spawn_idle(
+                bench::BenchOptions {
+                    node: self.config.name.clone(),
+                    path: Some(
+                        self.config
+                            .bench_path
+                            .clone()
+                            .unwrap_or_else(|| self.config.outbox.clone()),
+                    ),
+                    collector: Some(self.client.clone()),
+                    quick: self.config.bench_quick,
+                },
+                self.config.bench_idle_below,
+                every,
+                self.config.bench_delay,
+                stacks_stop.clone(),
+            );
         }
         let mut health_reader = self.config.health.then(|| {
             health::HealthReader::new(

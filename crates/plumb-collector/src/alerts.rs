@@ -343,6 +343,43 @@ fn health_series(
     Ok(out)
 }
 
+/// Every node's latest benchmark and the ones before it (as many as the
+/// `node_bench_drop` rule takes the median of).
+fn bench_series(
+    store: &dyn plumb_store::Backend,
+    r: &config::Rules,
+) -> plumb_store::Result<Vec<rules::BenchSeries>> {
+    let mut out = Vec::new();
+    if !r.node_bench_drop.enabled {
+        return Ok(out);
+    }
+    for latest in store.latest_node_benches()? {
+        let mut rows =
+            store.node_bench_history(&latest.node, r.node_bench_drop.history as usize + 1)?;
+        if rows.is_empty() {
+            continue;
+        }
+        let newest = rows.remove(0);
+        out.push(rules::BenchSeries {
+            node: latest.node,
+            latest: newest.bench,
+            earlier: rows.into_iter().map(|r| r.bench).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// A benchmark figure with as many decimals as it needs.
+pub fn figure(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 async fn evaluate_once(
     state: &AppState,
     cfg: &Arc<AlertsConfig>,
@@ -453,8 +490,10 @@ async fn evaluate_once(
                 Vec::new()
             };
             let health = health_series(store, &nodes, r, now)?;
+            let benches = bench_series(store, r)?;
             Ok(rules::Snapshot {
                 health,
+                benches,
                 nodes,
                 disk_samples,
                 jobs,

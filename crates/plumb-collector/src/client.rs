@@ -9,7 +9,7 @@
 use crate::runs::{CURSOR_HEADER, OUTPUT_MEDIA_TYPE, SPOOL_MEDIA_TYPE};
 use plumb_http::{HeaderMap, encode_segment as path_segment};
 use plumb_model::telemetry::{Hit, LogLine, Trace};
-use plumb_model::{Fingerprint, Run, Stream, Uuid};
+use plumb_model::{Fingerprint, Run, Stream, Timestamp, Uuid};
 use plumb_store::spool::ImportStats;
 use plumb_store::{OutputCursor, OutputSink, RunFilter, RunStore, RunSummary, SearchOptions};
 
@@ -147,6 +147,26 @@ struct Shown {
 
 impl RunStore for RemoteStore {
     type Error = RemoteError;
+
+    fn node_bench_before(
+        &self,
+        node: &str,
+        before: Timestamp,
+    ) -> Result<Option<plumb_store::bench::BenchRow>, RemoteError> {
+        let path = format!("/api/v1/nodes/{}/bench", plumb_http::encode_segment(node));
+        let v: Vec<crate::bench::BenchEntry> = self.client.get_json(
+            &path,
+            &[
+                ("before", before.as_nanos().to_string()),
+                ("limit", "1".into()),
+            ],
+        )?;
+        Ok(v.into_iter().next().map(|e| plumb_store::bench::BenchRow {
+            node: e.node,
+            at: e.at,
+            bench: e.bench,
+        }))
+    }
 
     fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, RemoteError> {
         let mut q: Vec<(&str, String)> = Vec::new();

@@ -24,6 +24,7 @@ handle.shutdown();
 
 pub mod alerts;
 pub mod auth;
+pub mod bench;
 pub mod body;
 pub mod client;
 pub mod clock;
@@ -257,6 +258,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::routes())
         .merge(nodes::routes(&state))
         .merge(health::routes())
+        .merge(bench::routes())
         .merge(otlp::routes())
         .merge(insights::routes(&state))
         .merge(alerts::routes())

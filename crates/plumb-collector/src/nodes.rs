@@ -158,7 +158,14 @@ pub struct NodeDetail {
     /// latest readings summarized (absent from an older collector).
     #[serde(default)]
     pub health: Option<crate::health::HealthDetail>,
+    /// Its latest benchmark results, newest first (at most
+    /// [`BENCH_HISTORY`]).
+    #[serde(default)]
+    pub benches: Vec<crate::bench::BenchEntry>,
 }
+
+/// Benchmark results a node's detail carries.
+pub const BENCH_HISTORY: usize = 20;
 
 /// A group's name: its labels as `k=v,k2=v2` (nodes with the same labels
 /// are compared with each other).
@@ -255,12 +262,18 @@ pub fn node_detail(
         ..Default::default()
     })?;
     let health = crate::health::node_health(store, name, crate::health::HISTORY, limits)?;
+    let benches = store
+        .node_bench_history(name, BENCH_HISTORY)?
+        .into_iter()
+        .map(crate::bench::BenchEntry::from)
+        .collect();
     Ok(Some(NodeDetail {
         node,
         differs_in,
         transitions,
         running,
         health,
+        benches,
     }))
 }
 

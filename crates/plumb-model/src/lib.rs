@@ -21,6 +21,7 @@ assert!(run.started.to_rfc3339().ends_with('Z'));
 mod time;
 
 pub mod alerts;
+pub mod bench;
 pub mod chart;
 pub mod clock;
 pub mod diff;

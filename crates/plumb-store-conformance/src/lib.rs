@@ -20,6 +20,7 @@ methods, so passing them is what "a backend" means.
 */
 
 pub mod alerts;
+pub mod benches;
 pub mod clocks;
 pub mod copy;
 pub mod health;
@@ -87,6 +88,7 @@ macro_rules! suite {
             insights::occurrence_times_are_a_groups_own_in_a_window,
             clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
             health::health_reads_back_newest_first_or_since_and_is_bounded_per_node,
+            benches::benches_read_back_latest_per_node_before_a_time_and_are_bounded,
             timeline::logs_and_spans_are_found_by_time_window_from_every_source,
             throttles::never_more_than_n_holders_and_the_queue_is_first_come_first_served,
             throttles::an_expired_lease_frees_its_slot_and_an_expired_waiter_leaves_the_queue,
@@ -119,6 +121,7 @@ mod tests {
         let lib = include_str!("lib.rs");
         let modules = [
             ("alerts", include_str!("alerts.rs")),
+            ("benches", include_str!("benches.rs")),
             ("clocks", include_str!("clocks.rs")),
             ("copy", include_str!("copy.rs")),
             ("health", include_str!("health.rs")),

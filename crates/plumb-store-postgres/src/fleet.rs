@@ -1,5 +1,5 @@
 //! The fleet's concerns on PostgreSQL: [`Nodes`], [`Alerts`], [`Tokens`],
-//! [`Clocks`](plumb_store::Clocks), [`Health`], [`Throttles`] and [`Leases`].
+//! [`Clocks`](plumb_store::Clocks), [`Health`], [`Benches`], [`Throttles`] and [`Leases`].
 //!
 //! Writes that read before they write (a node's window of heartbeats, the
 //! throttle queue, disk samples) lock what they read (`FOR UPDATE`, or a
@@ -13,12 +13,13 @@ use plumb_model::clock::Estimate;
 use plumb_model::node::{NodeReport, NodeState, NodeTransition};
 use plumb_model::throttle::{Lease, LeaseRequest, LeaseState, ThrottleView};
 use plumb_store::alerts::{AlertRow, JobOutcomes};
+use plumb_store::bench::{BenchRow, KEEP_ROWS as BENCH_KEEP_ROWS, decode_row};
 use plumb_store::clock::{ClockRow, KEEP_NS};
 use plumb_store::health::{HealthRow, KEEP_NS as HEALTH_KEEP_NS, KEEP_ROWS as HEALTH_KEEP_ROWS};
 use plumb_store::kit;
 use plumb_store::nodes::NodeRow;
 use plumb_store::tokens::TokenInfo;
-use plumb_store::{Alerts, Health, Leases, Nodes, Result, StoreError, Throttles, Tokens};
+use plumb_store::{Alerts, Benches, Health, Leases, Nodes, Result, StoreError, Throttles, Tokens};
 use postgres::{GenericClient, Row, Transaction};
 use std::time::Duration;
 
@@ -889,5 +890,71 @@ impl Health for PgStore {
             .iter()
             .map(health_row)
             .collect()
+    }
+}
+
+fn bench_row(r: &Row) -> Result<BenchRow> {
+    decode_row(r.get(0), r.get(1), r.get::<_, &str>(2))
+}
+
+impl Benches for PgStore {
+    fn put_node_bench(
+        &self,
+        node: &str,
+        at: Timestamp,
+        bench: &plumb_model::bench::NodeBench,
+    ) -> Result<()> {
+        let record = serde_json::to_string(bench).expect("bench serializes");
+        self.tx(|tx| {
+            tx.x(
+                "INSERT INTO node_bench (node, at_ns, taken_ns, bench) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (node, at_ns) DO UPDATE
+                 SET taken_ns = EXCLUDED.taken_ns, bench = EXCLUDED.bench",
+                &[&node, &at.as_nanos(), &bench.taken_at.as_nanos(), &record],
+            )?;
+            tx.x(
+                "DELETE FROM node_bench WHERE node = $1 AND at_ns < (
+                     SELECT at_ns FROM node_bench WHERE node = $1
+                     ORDER BY at_ns DESC LIMIT 1 OFFSET $2)",
+                &[&node, &((BENCH_KEEP_ROWS - 1) as i64)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn node_bench_history(&self, node: &str, limit: usize) -> Result<Vec<BenchRow>> {
+        self.c()?
+            .q(
+                "SELECT node, at_ns, bench FROM node_bench
+                 WHERE node = $1 ORDER BY at_ns DESC LIMIT $2",
+                &[&node, &(limit as i64)],
+            )?
+            .iter()
+            .map(bench_row)
+            .collect()
+    }
+
+    fn latest_node_benches(&self) -> Result<Vec<BenchRow>> {
+        self.c()?
+            .q(
+                "SELECT DISTINCT ON (node) node, at_ns, bench FROM node_bench
+                 ORDER BY node, at_ns DESC",
+                &[],
+            )?
+            .iter()
+            .map(bench_row)
+            .collect()
+    }
+
+    fn node_bench_before(&self, node: &str, before: Timestamp) -> Result<Option<BenchRow>> {
+        self.c()?
+            .qo(
+                "SELECT node, at_ns, bench FROM node_bench
+                 WHERE node = $1 AND taken_ns <= $2 ORDER BY taken_ns DESC, at_ns DESC LIMIT 1",
+                &[&node, &before.as_nanos()],
+            )?
+            .as_ref()
+            .map(bench_row)
+            .transpose()
     }
 }

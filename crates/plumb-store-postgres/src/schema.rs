@@ -406,6 +406,18 @@ CREATE INDEX log_chunks_source ON log_chunks (source, t_min);
 CREATE INDEX log_chunks_host ON log_chunks (host, t_max);
 CREATE INDEX log_chunks_time ON log_chunks (t_max);
 "#,
+    // 2 -> 3 (helper "benchnode"): node benchmark results (NodeBench as JSON), a
+    // bounded history per node.
+    r#"
+CREATE TABLE node_bench (
+    node     TEXT COLLATE "C" NOT NULL,
+    at_ns    BIGINT NOT NULL,
+    taken_ns BIGINT NOT NULL,
+    bench    TEXT NOT NULL,
+    PRIMARY KEY (node, at_ns)
+);
+CREATE INDEX node_bench_taken ON node_bench (node, taken_ns);
+"#,
 ];
 
 /// The schema version of the connection's schema, `None` when it holds no

@@ -11,6 +11,7 @@
 //! every backend.
 
 use crate::alerts::{AlertRow, JobOutcomes};
+use crate::bench::BenchRow;
 use crate::chunk::SealedChunk;
 use crate::clock::ClockRow;
 use crate::dash::{JobRun, RunCounts, RunQuery, RunsPage};
@@ -433,6 +434,30 @@ pub trait Health {
     fn node_health_recent(&self, node: &str, limit: usize) -> Result<Vec<HealthRow>>;
 }
 
+/// Node benchmark results (`plumb bench-node`, idle agents): a bounded
+/// history per node ([`crate::bench::KEEP_ROWS`] rows).
+pub trait Benches {
+    /// Stores `node`'s result, arrived at `at` (a second result at the same
+    /// time replaces the first), and drops that node's oldest results
+    /// beyond the bound.
+    fn put_node_bench(
+        &self,
+        node: &str,
+        at: Timestamp,
+        bench: &plumb_model::bench::NodeBench,
+    ) -> Result<()>;
+
+    /// `node`'s latest `limit` results, newest first (by arrival).
+    fn node_bench_history(&self, node: &str, limit: usize) -> Result<Vec<BenchRow>>;
+
+    /// Every node's latest result (by arrival), by node name.
+    fn latest_node_benches(&self) -> Result<Vec<BenchRow>>;
+
+    /// `node`'s latest result taken (by its own `taken_at`) at or before
+    /// `before`: what a run started then ran on.
+    fn node_bench_before(&self, node: &str, before: Timestamp) -> Result<Option<BenchRow>>;
+}
+
 /// What a merged timeline reads beyond runs (`plumb timeline`).
 pub trait Timeline {
     /// Log records whose own time is in `[since, until)`, whichever run or
@@ -593,6 +618,7 @@ pub trait Backend:
     + Insights
     + Clocks
     + Health
+    + Benches
     + Timeline
     + Throttles
     + Leases
@@ -612,6 +638,7 @@ impl<
         + Insights
         + Clocks
         + Health
+        + Benches
         + Timeline
         + Throttles
         + Leases
@@ -707,10 +734,21 @@ pub trait RunStore {
     /// Output older than this was dropped by retention
     /// ([`Retention::output_horizon`]); `None` when none was.
     fn output_horizon(&self) -> std::result::Result<Option<Timestamp>, Self::Error>;
+    /// `node`'s latest benchmark taken at or before `before`
+    /// ([`Benches::node_bench_before`]).
+    fn node_bench_before(
+        &self,
+        node: &str,
+        before: Timestamp,
+    ) -> std::result::Result<Option<BenchRow>, Self::Error>;
 }
 
 impl<B: Backend + ?Sized> RunStore for B {
     type Error = StoreError;
+
+    fn node_bench_before(&self, node: &str, before: Timestamp) -> Result<Option<BenchRow>> {
+        Benches::node_bench_before(self, node, before)
+    }
 
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         Runs::list_runs(self, filter)

@@ -245,6 +245,11 @@ pub const TABLES: &[RawTable] = &[
     ),
     copied("node_health", 2, &[t("node"), i("at_ns"), t("health")]),
     copied(
+        "node_bench",
+        2,
+        &[t("node"), i("at_ns"), i("taken_ns"), t("bench")],
+    ),
+    copied(
         "clock_estimates",
         2,
         &[

@@ -21,6 +21,7 @@ assert_eq!(store.get_run(run.id).unwrap().name, "job");
 
 pub mod alerts;
 mod backend;
+pub mod bench;
 pub mod bloom;
 mod cap;
 pub mod chunk;
@@ -47,8 +48,9 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{
-    Alerts, Backend, Clocks, Connector, Health, Insights, Leases, Nodes, Output, OutputSink, Raw,
-    Retention, RunStore, Runs, SqliteConnector, Telemetry, Throttles, Timeline, Tokens,
+    Alerts, Backend, Benches, Clocks, Connector, Health, Insights, Leases, Nodes, Output,
+    OutputSink, Raw, Retention, RunStore, Runs, SqliteConnector, Telemetry, Throttles, Timeline,
+    Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
@@ -57,9 +59,9 @@ pub mod prelude {
     // Anonymous, so that the glob brings the methods into scope without
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
-        Alerts as _, Clocks as _, Health as _, Insights as _, Leases as _, Nodes as _, Output as _,
-        Raw as _, Retention as _, Runs as _, Telemetry as _, Throttles as _, Timeline as _,
-        Tokens as _,
+        Alerts as _, Benches as _, Clocks as _, Health as _, Insights as _, Leases as _,
+        Nodes as _, Output as _, Raw as _, Retention as _, Runs as _, Telemetry as _,
+        Throttles as _, Timeline as _, Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

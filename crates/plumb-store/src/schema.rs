@@ -427,6 +427,18 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 16 -> 17 (helper "benchnode"): node benchmark results (NodeBench as
+    // JSON), a bounded history per node (bench.rs).
+    r#"
+    CREATE TABLE node_bench (
+        node     TEXT NOT NULL,
+        at_ns    INTEGER NOT NULL,         -- arrival, collector clock
+        taken_ns INTEGER NOT NULL,         -- when it started, node clock
+        bench    TEXT NOT NULL,            -- NodeBench as JSON
+        PRIMARY KEY (node, at_ns)
+    ) WITHOUT ROWID;
+    CREATE INDEX node_bench_taken ON node_bench (node, taken_ns);
+    "#,
 ];
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ pub struct Config {
     /// Mounts `plumb agent` always reports, whatever their file system type
     /// (`[agent] mounts = [...]`).
     pub agent_mounts: Vec<PathBuf>,
+    /// How often the agent benchmarks its idle node (`[agent] bench_every`,
+    /// `"off"`: `Some(None)`); `None` when not set.
+    pub agent_bench_every: Option<Option<std::time::Duration>>,
     /// The collector's store when it is not the embedded one (`[store] url
     /// =`, PLUMB_STORE_URL): `postgres://...` (see [`crate::store`]).
     pub store_url: Option<String>,
@@ -147,6 +150,9 @@ struct StoreFileConfig {
 struct AgentFileConfig {
     #[serde(default)]
     mounts: Vec<PathBuf>,
+    /// `bench_every = "4h"` or `"off"`.
+    #[serde(default)]
+    bench_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +208,13 @@ impl Config {
             insights: file.insights.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
             agent_mounts: file.agent.mounts,
+            agent_bench_every: match &file.agent.bench_every {
+                None => None,
+                Some(v) => Some(
+                    parse_bench_every(v)
+                        .map_err(|e| anyhow::anyhow!("plumb.toml: [agent] bench_every: {e}"))?,
+                ),
+            },
             export: None,
             store_url: file.store.url.filter(|u| !u.trim().is_empty()),
             retention_output: None,
@@ -384,6 +397,20 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not key=value")),
     }
+}
+
+/// `bench_every`: a duration of a minute or more, or `off` (`None`).
+pub fn parse_bench_every(s: &str) -> std::result::Result<Option<std::time::Duration>, String> {
+    if s.trim() == "off" {
+        return Ok(None);
+    }
+    let ns = plumb_model::parse_duration_ns(s)?;
+    if ns < 60_000_000_000 {
+        return Err(format!(
+            "`{s}` is too short a benchmark interval: use 1m or more (4h is the default; a benchmark keeps the node busy for ~10 s), or `off`"
+        ));
+    }
+    Ok(Some(std::time::Duration::from_nanos(ns as u64)))
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// List the nodes the collector knows, with their state.
     Nodes(cmd::nodes::Args),
+    /// Benchmark this node: CPU, memory bandwidth, disk I/O, network to a collector.
+    BenchNode(cmd::bench_node::Args),
     /// The collector's alerts (firing and resolved), or its rules.
     Alerts(cmd::alerts::Args),
     /// Failures grouped by exception fingerprint: list, show, resolve.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             | Command::Integrity(_)
             | Command::Preflight(_)
             | Command::Nodes(_)
+            | Command::BenchNode(_)
             | Command::Alerts(_)
             | Command::Errors(_)
             | Command::Slow(_)
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Store(a) => cmd::store::main(a),
         Command::Agent(a) => cmd::agent::main(a),
         Command::Nodes(a) => cmd::nodes::main(a),
+        Command::BenchNode(a) => cmd::bench_node::main(a),
         Command::Alerts(a) => cmd::alerts::main(a),
         Command::Errors(a) => cmd::errors::main(a),
         Command::Slow(a) => cmd::slow::main(a),

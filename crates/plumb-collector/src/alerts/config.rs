@@ -121,6 +121,76 @@ pub struct Rules {
     pub io_errors: CounterRule,
     /// Sustained memory or I/O pressure (PSI).
     pub pressure: PressureRule,
+    /// A node's new benchmark result far below its own history.
+    pub node_bench_drop: BenchDropRule,
+}
+
+/// A percentage written as `"30%"` (or a bare number, `30`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Pct(pub f64);
+
+impl<'de> Deserialize<'de> for Pct {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pct, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Num(f64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Num(v) => Ok(Pct(v)),
+            Either::Text(s) => {
+                let t = s.trim();
+                let t = t.strip_suffix('%').unwrap_or(t).trim();
+                t.parse::<f64>().map(Pct).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is not a percentage: write it like \"30%\""
+                    ))
+                })
+            }
+        }
+    }
+}
+
+impl Serialize for Pct {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0))
+    }
+}
+
+/// `[alerts.rules.node_bench_drop]`: a node's latest benchmark
+/// (`plumb bench-node`, idle agents) has a figure at least `drop` worse
+/// than the median of the same figure in its earlier results (at least
+/// [`plumb_model::bench::MIN_HISTORY`] of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchDropRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// How much worse than the median a figure must be (`"30%"`).
+    pub drop: Pct,
+    /// The median is of at most this many earlier results.
+    pub history: u32,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for BenchDropRule {
+    fn default() -> Self {
+        BenchDropRule {
+            enabled: true,
+            severity: Severity::Warning,
+            drop: Pct(30.0),
+            history: 10,
+            for_: Dur::secs(0),
+            note: None,
+        }
+    }
 }
 
 /// `[alerts.rules.smart]`.
@@ -586,6 +656,19 @@ impl AlertsConfig {
                 ));
             }
         }
+        let d = r.node_bench_drop.drop.0;
+        if !(d > 0.0 && d < 100.0) {
+            return Err(format!(
+                "alerts.rules.node_bench_drop.drop = {d}%: a percentage above 0 and below 100, e.g. \"30%\""
+            ));
+        }
+        if (r.node_bench_drop.history as usize) < plumb_model::bench::MIN_HISTORY {
+            return Err(format!(
+                "alerts.rules.node_bench_drop.history = {}: use {} or more (earlier results the median is taken of)",
+                r.node_bench_drop.history,
+                plumb_model::bench::MIN_HISTORY
+            ));
+        }
         for (i, w) in self.webhook.iter().enumerate() {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 return Err(format!(
@@ -668,6 +751,14 @@ mod tests {
                 r#"{"rules":{"smart":{"window":"0s"}}}"#,
                 "alerts.rules.smart.window",
             ),
+            (
+                r#"{"rules":{"node_bench_drop":{"drop":"120%"}}}"#,
+                "alerts.rules.node_bench_drop.drop",
+            ),
+            (
+                r#"{"rules":{"node_bench_drop":{"history":1}}}"#,
+                "alerts.rules.node_bench_drop.history",
+            ),
         ] {
             let c: AlertsConfig = serde_json::from_str(json).unwrap();
             let err = c.validate().unwrap_err();
@@ -682,5 +773,14 @@ mod tests {
             .to_string();
         assert!(err.contains("smarts"), "{err}");
         assert!(AlertsConfig::default().validate().is_ok());
+        let c: AlertsConfig =
+            serde_json::from_str(r#"{"rules":{"node_bench_drop":{"drop":"25%"}}}"#).unwrap();
+        assert_eq!(c.rules.node_bench_drop.drop, Pct(25.0));
+        let err = serde_json::from_str::<AlertsConfig>(
+            r#"{"rules":{"node_bench_drop":{"drop":"lots"}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lots"), "{err}");
     }
 }

@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub drift: Vec<crate::env::GroupDrift>,
     /// Health readings of every node that is not down and sent any.
     pub health: Vec<HealthSeries>,
+    /// Every node's latest benchmark with its earlier ones.
+    pub benches: Vec<BenchSeries>,
     /// Whether the collector snapshots the stacks of slow runs by itself
     /// (`[insights.slow] evidence`), so the slow-run alert can point at them.
     pub evidence: bool,
@@ -47,6 +49,17 @@ pub struct HealthSeries {
     /// Its oldest reading within each rule's window, by rule key (`smart`,
     /// `memory_errors`, `thermal_throttle`, `oom_kill`, `io_errors`).
     pub baseline: HashMap<&'static str, NodeHealth>,
+}
+
+/// One node's benchmark results, as the `node_bench_drop` rule reads them.
+#[derive(Debug, Clone)]
+pub struct BenchSeries {
+    /// The node.
+    pub node: String,
+    /// Its latest result.
+    pub latest: plumb_model::bench::NodeBench,
+    /// The ones before it, newest first.
+    pub earlier: Vec<plumb_model::bench::NodeBench>,
 }
 
 /// A condition that holds now.
@@ -124,6 +137,43 @@ pub const OOM_KILL: &str = "NodeOomKills";
 pub const IO_ERRORS: &str = "IoErrors";
 /// See [`DISK_LOW`].
 pub const PRESSURE: &str = "NodePressure";
+/// See [`DISK_LOW`].
+pub const BENCH_DROP: &str = "NodeBenchmarkDrop";
+
+/// The candidates of the `node_bench_drop` rule: one per node and figure
+/// whose latest value is far worse than the median of its history.
+fn bench_candidates(cfg: &AlertsConfig, snap: &Snapshot, out: &mut Vec<Candidate>) {
+    let r = &cfg.rules.node_bench_drop;
+    if !r.enabled {
+        return;
+    }
+    for s in &snap.benches {
+        let node = s.node.as_str();
+        let n = s.earlier.len();
+        for d in plumb_model::bench::drops(&s.latest, &s.earlier, r.drop.0) {
+            let value = crate::alerts::figure(d.value);
+            let median = crate::alerts::figure(d.median);
+            out.push(candidate(
+                BENCH_DROP,
+                r.severity,
+                r.for_.0,
+                &[("node", node), ("figure", d.figure)],
+                format!(
+                    "{} on {node} dropped {:.0}%: {value} {} against a median of {median}",
+                    d.label, d.worse_pct, d.unit
+                ),
+                format!(
+                    "Node {node}'s latest benchmark measured {} at {value} {unit}, {:.0}% worse than the median of its {n} earlier results ({median} {unit}; threshold {}%): a failing disk, thermal throttling or a noisy neighbour makes jobs there slower. See `plumb nodes show {node}` and `plumb nodes health {node}`.",
+                    d.label.to_lowercase(),
+                    d.worse_pct,
+                    r.drop.0,
+                    unit = d.unit,
+                ),
+                &r.note,
+            ));
+        }
+    }
+}
 
 /// How much a counter rose from `base` to `now`; a lower value now means
 /// the node rebooted (counters start again from 0), so all of `now` is new.
@@ -555,6 +605,7 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
         }
     }
     health_candidates(cfg, snap, &mut out);
+    bench_candidates(cfg, snap, &mut out);
     if r.slow_run.enabled {
         for s in &snap.slow_runs {
             let id = s.run_id.to_string();
@@ -960,6 +1011,19 @@ pub fn rule_infos(cfg: &AlertsConfig) -> Vec<RuleInfo> {
             &r.io_errors,
             "block device or ext4 I/O errors",
         ),
+        RuleInfo {
+            rule: "node_bench_drop".into(),
+            alertname: BENCH_DROP.into(),
+            enabled: r.node_bench_drop.enabled,
+            severity: r.node_bench_drop.severity,
+            for_s: secs(r.node_bench_drop.for_.0),
+            condition: format!(
+                "a figure of a node's latest benchmark {}% or more worse than the median of its last {} earlier results (at least {})",
+                r.node_bench_drop.drop.0,
+                r.node_bench_drop.history,
+                plumb_model::bench::MIN_HISTORY
+            ),
+        },
         RuleInfo {
             rule: "pressure".into(),
             alertname: PRESSURE.into(),

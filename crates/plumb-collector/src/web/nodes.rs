@@ -33,15 +33,110 @@ pub struct NodesView {
     pub nodes: Vec<NodeView>,
     /// When it was read.
     pub now: Timestamp,
+    /// The nodes with a benchmark, best CPU first (at most [`RANKED`]).
+    #[serde(default)]
+    pub ranking: Vec<crate::bench::BenchEntry>,
 }
+
+/// Nodes the nodes page ranks by benchmark (`plumb nodes --rank` has all).
+pub const RANKED: usize = 20;
 
 /// Every node, for `/nodes` and its JSON twin.
 pub async fn nodes_data(state: &AppState) -> Result<NodesView, ApiError> {
-    let rows = state.db.read(|s| s.nodes()).await?;
+    let (rows, mut ranking) = state
+        .db
+        .read(|s| {
+            Ok((
+                s.nodes()?,
+                crate::bench::latest_benches(s, &["cpu".into(), "mem".into()])?,
+            ))
+        })
+        .await?;
+    ranking.truncate(RANKED);
     Ok(NodesView {
         nodes: views(rows),
         now: Timestamp::now(),
+        ranking,
     })
+}
+
+/// A benchmark score cell.
+fn score_cell(b: &plumb_model::bench::NodeBench, key: &str) -> String {
+    b.score(key)
+        .map_or_else(|| "—".into(), crate::alerts::figure)
+}
+
+/// The nodes page's ranking: nodes best first by their latest benchmark.
+fn ranking_section(b: &mut String, v: &NodesView) {
+    if v.ranking.is_empty() {
+        return;
+    }
+    b.push_str(
+        "<h2 id=\"ranking\">Ranking by benchmark</h2><p>Best first by CPU, then memory bandwidth, from each node's latest <code>plumb bench-node</code> (<code>plumb nodes --rank cpu,mem</code>).</p>\
+<table id=\"bench-ranking\"><thead><tr><th scope=\"col\" class=\"num\">#</th><th scope=\"col\">Node</th>\
+<th scope=\"col\" class=\"num\">CPU</th><th scope=\"col\" class=\"num\">Memory MB/s</th><th scope=\"col\" class=\"num\">Disk</th>\
+<th scope=\"col\" class=\"num\">Net</th><th scope=\"col\">Taken</th></tr></thead><tbody>",
+    );
+    for (i, e) in v.ranking.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td class=\"num\">{}</td><td><a href=\"/nodes/{}#benchmarks\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+<td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            i + 1,
+            url_enc(&e.node),
+            esc(&e.node),
+            score_cell(&e.bench, "cpu"),
+            score_cell(&e.bench, "mem"),
+            score_cell(&e.bench, "disk"),
+            score_cell(&e.bench, "net"),
+            ago(e.bench.taken_at),
+        );
+    }
+    b.push_str("</tbody></table>");
+}
+
+/// The node page's benchmark history, newest first.
+fn bench_section(b: &mut String, benches: &[crate::bench::BenchEntry]) {
+    b.push_str("<h2 id=\"benchmarks\">Benchmarks</h2>");
+    if benches.is_empty() {
+        b.push_str("<p>No benchmark yet: its agent runs one when the node is idle (every 4 h by default), or run <code>plumb bench-node --collector URL</code> on it.</p>");
+        return;
+    }
+    b.push_str(
+        "<table id=\"bench-history\"><thead><tr><th scope=\"col\">Taken (UTC)</th>\
+<th scope=\"col\" class=\"num\">CPU int, 1 core (Mops/s)</th><th scope=\"col\" class=\"num\">CPU int, all (Mops/s)</th>\
+<th scope=\"col\" class=\"num\">CPU float, 1 core (Mflop/s)</th><th scope=\"col\" class=\"num\">Memory (MB/s)</th>\
+<th scope=\"col\" class=\"num\">Disk read (MB/s)</th><th scope=\"col\" class=\"num\">Random read (IOPS)</th>\
+<th scope=\"col\" class=\"num\">Round trip (ms)</th></tr></thead><tbody>",
+    );
+    let f = |x: &plumb_model::bench::Figure| {
+        format!(
+            "{} <small title=\"spread of its repetitions, (max - min) / median\">{:.0}%</small>",
+            crate::alerts::figure(x.value),
+            x.spread_pct
+        )
+    };
+    for e in benches {
+        let d = e.bench.disk.as_ref();
+        let _ = write!(
+            b,
+            "<tr><td>{}{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            time_cell(e.bench.taken_at),
+            if e.bench.quick { " (quick)" } else { "" },
+            f(&e.bench.cpu_int_mops),
+            f(&e.bench.cpu_all_int_mops),
+            f(&e.bench.cpu_float_mflops),
+            f(&e.bench.mem_triad_mbs),
+            d.map_or_else(|| "—".into(), |d| f(&d.seq_read_mbs)),
+            d.map_or_else(|| "—".into(), |d| f(&d.rand_read_iops)),
+            e.bench
+                .net
+                .as_ref()
+                .map_or_else(|| "—".into(), |n| f(&n.rtt_ms)),
+        );
+    }
+    b.push_str("</tbody></table>");
 }
 
 async fn nodes_json(_: Viewer, State(state): State<AppState>) -> Result<Json<NodesView>, ApiError> {
@@ -166,6 +261,7 @@ fn nodes_body(v: &NodesView) -> String {
         );
     }
     b.push_str("</tbody></table>");
+    ranking_section(&mut b, v);
     b
 }
 
@@ -286,6 +382,7 @@ async fn node_page(
         b.push_str("</tbody></table>");
     }
     health_section(&mut b, v.health.as_ref());
+    bench_section(&mut b, &v.benches);
     b.push_str("<h2>State history</h2>");
     if v.transitions.is_empty() {
         b.push_str("<p>No state changes recorded.</p>");
@@ -475,6 +572,7 @@ mod tests {
         let v = NodesView {
             nodes: (0..1000).map(node).collect(),
             now: Timestamp::from_nanos(1_800_000_000_000_000_000),
+            ranking: Vec::new(),
         };
         let body = nodes_body(&v);
         let page = layout("Nodes", Nav::Nodes, "", &body).0;
@@ -497,14 +595,46 @@ mod tests {
         let mut n = node(1);
         n.node = "<b>x</b>".into();
         n.report.disks[0].mount = "/\"><script>".into();
+        let fig = plumb_model::bench::Figure {
+            value: 10.0,
+            spread_pct: 1.0,
+            reps: 3,
+        };
+        let bench = plumb_model::bench::NodeBench {
+            version: plumb_model::bench::BENCH_VERSION,
+            node: n.node.clone(),
+            taken_at: Timestamp::from_nanos(0),
+            wall_s: 1.0,
+            quick: false,
+            cpus: 1,
+            cpu_int_mops: fig.clone(),
+            cpu_float_mflops: fig.clone(),
+            cpu_all_int_mops: fig.clone(),
+            cpu_all_float_mflops: fig.clone(),
+            mem_triad_mbs: fig,
+            mem_bytes: 1,
+            disk: None,
+            net: None,
+        };
+        let ranking = vec![crate::bench::BenchEntry {
+            node: n.node.clone(),
+            at: Timestamp::from_nanos(0),
+            bench,
+        }];
         let body = nodes_body(&NodesView {
             nodes: vec![n],
             now: Timestamp::from_nanos(0),
+            ranking: ranking.clone(),
         });
         assert!(
             !body.contains("<b>x") && !body.contains("<script>"),
             "{body}"
         );
         assert!(body.contains("&lt;b&gt;x&lt;/b&gt;"));
+        assert!(body.contains("id=\"bench-ranking\""), "{body}");
+        let mut history = String::new();
+        bench_section(&mut history, &ranking);
+        assert!(history.contains("id=\"bench-history\""), "{history}");
+        assert!(!history.contains("<b>x"), "{history}");
     }
 }

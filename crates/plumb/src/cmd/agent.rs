@@ -64,6 +64,24 @@ pub struct Args {
     /// The smartctl program (smartmontools 7.0 or later, for --json).
     #[arg(long, default_value = "smartctl", value_name = "PATH")]
     pub smartctl: PathBuf,
+    /// How often to benchmark this node when it is idle (1-minute load
+    /// below 0.5 per CPU), or `off` (default: `[agent] bench_every` of
+    /// plumb.toml, else 4h).
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| crate::config::parse_bench_every(s).map(ClockEvery))]
+    pub bench_every: Option<ClockEvery>,
+    /// The first benchmark is no sooner than this after the start.
+    #[arg(long, hide = true, default_value = "2m", value_parser = parse_interval, value_name = "DURATION")]
+    pub bench_delay: Duration,
+    /// Where the benchmark measures disk I/O (default: the outbox).
+    #[arg(long, value_name = "DIR")]
+    pub bench_path: Option<PathBuf>,
+    /// Idle means a 1-minute load per CPU below this (tests on a busy
+    /// machine).
+    #[arg(long, hide = true, default_value_t = plumb_agent::bench::IDLE_LOAD_PER_CPU)]
+    pub bench_idle_below: f64,
+    /// Run the quick benchmark (tests).
+    #[arg(long, hide = true)]
+    pub bench_quick: bool,
     /// Read health under this directory instead of `/` (tests: a fake
     /// sysfs/procfs laid out as the kernel documents it).
     #[arg(long, hide = true, value_name = "DIR")]
@@ -162,6 +180,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.health_every = args.health_every;
     ac.smart_every = args.smart_every.0;
     ac.smartctl = args.smartctl;
+    if let Some(every) = args.bench_every.map(|e| e.0).or(cfg.agent_bench_every) {
+        ac.bench_every = every;
+    }
+    ac.bench_delay = args.bench_delay;
+    ac.bench_path = args.bench_path;
+    ac.bench_idle_below = args.bench_idle_below;
+    ac.bench_quick = args.bench_quick;
     if let Some(root) = args.health_root {
         if !root.is_dir() {
             bail!("--health-root {}: not a directory", root.display());

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod bench_node;
 pub mod chaos;
 pub mod checkpoint;
 pub mod clock;

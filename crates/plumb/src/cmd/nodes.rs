@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::out::outln;
 use crate::target::{SourceArgs, Target, get_json};
 use anyhow::{Context, Result, bail};
+use plumb_collector::bench::BenchEntry;
 use plumb_collector::health::{HealthDetail, HealthView};
 use plumb_collector::nodes::NodeDetail;
 use plumb_http::Client;
@@ -30,6 +31,11 @@ pub struct Args {
     /// instead of the current states.
     #[arg(long, value_name = "NODE", num_args = 0..=1, default_missing_value = "")]
     pub history: Option<String>,
+    /// Print the nodes best first by their latest benchmark
+    /// (`plumb bench-node`): one or more of cpu, mem, disk, net, separated
+    /// by commas; later keys break ties.
+    #[arg(long, value_name = "KEYS", conflicts_with = "history")]
+    pub rank: Option<String>,
     #[command(subcommand)]
     pub what: Option<What>,
 }
@@ -516,6 +522,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
     if let Some(What::Health { node }) = &args.what {
         return health_main(&cfg, &target, node.as_deref(), args.json);
     }
+    if let Some(keys) = &args.rank {
+        return rank_main(&cfg, &target, keys, args.json);
+    }
     if let Some(What::Show { name }) = &args.what {
         let d = detail(&cfg, &target, name)?;
         if args.json {
@@ -588,4 +597,83 @@ pub fn main(args: Args) -> Result<ExitCode> {
         print_table(&nodes);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `plumb nodes --rank KEYS`: every node's latest benchmark, best first.
+fn rank_main(cfg: &Config, target: &Target, keys: &str, json: bool) -> Result<ExitCode> {
+    let parsed = plumb_model::bench::parse_rank_keys(keys)
+        .map_err(|e| anyhow::anyhow!("--rank {keys}: {e}"))?;
+    let entries: Vec<BenchEntry> = match target {
+        Target::Collector(client) => {
+            let req = client
+                .get("/api/v1/nodes/bench")
+                .query("rank", parsed.join(","));
+            let resp = req.send()?;
+            serde_json::from_slice(&resp.body).map_err(|e| {
+                anyhow::Error::from(resp.decode_error(format!("{e} (is it a plumb collector?)")))
+            })?
+        }
+        Target::Local => {
+            if !cfg.home.join(plumb_store::DB_FILE).exists() {
+                Vec::new()
+            } else {
+                // Opened for writing when it can be, so a store made by an
+                // older plumb gets its benchmark table; else read-only.
+                let store = match plumb_store::Store::open(&cfg.home) {
+                    Ok(s) => s,
+                    Err(_) => local_store(cfg)?,
+                };
+                plumb_collector::bench::latest_benches(&store, &parsed).with_context(|| {
+                    format!(
+                        "cannot read node benchmarks from the store in {}",
+                        cfg.home.display()
+                    )
+                })?
+            }
+        }
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_rank(&entries, &parsed);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a ranking: the keys' scores and the main figures.
+pub fn print_rank(entries: &[BenchEntry], keys: &[String]) {
+    use crate::cmd::bench_node::number;
+    outln!(
+        "{:>4} {:<20} {:>12} {:>12} {:>12} {:>12} {:<10}",
+        "RANK",
+        "NODE",
+        "CPU",
+        "MEM MB/s",
+        "DISK",
+        "NET",
+        "TAKEN"
+    );
+    for (i, e) in entries.iter().enumerate() {
+        let score = |k: &str| e.bench.score(k).map_or_else(|| "-".into(), number);
+        outln!(
+            "{:>4} {:<20} {:>12} {:>12} {:>12} {:>12} {:<10}",
+            i + 1,
+            Cell(&e.node),
+            score("cpu"),
+            score("mem"),
+            score("disk"),
+            score("net"),
+            ago(e.bench.taken_at)
+        );
+    }
+    if entries.is_empty() {
+        outln!(
+            "(no node has sent a benchmark yet: run `plumb bench-node --collector URL`, or leave `plumb agent` running)"
+        );
+    } else {
+        outln!(
+            "ranked by {}; CPU: geometric mean of the four CPU figures (Mops/s, Mflop/s), DISK: of write, read MB/s and random IOPS, NET: upload MB/s per ms of round trip",
+            keys.join(", then ")
+        );
+    }
 }

@@ -449,11 +449,46 @@ fn show_on<S: RunStore>(store: &S, a: ShowArgs) -> Result<ExitCode> {
         if let Some(note) = display::output_retention(run.started, horizon) {
             writeln!(out, "retention {note}")?;
         }
+        out.write_all(escape_controls(&render_node_bench(store, &run)).as_bytes())?;
         if a.locals {
             out.write_all(escape_controls(&render_locals(&run)).as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run's node's latest benchmark taken before the run started (by the
+/// run's host name, else its part before the first dot), so a slow run
+/// can be explained by a slow node; empty when there is none. A store or
+/// collector that cannot say is not an error: this is an aside.
+fn render_node_bench<S: RunStore>(store: &S, run: &Run) -> String {
+    let host = &run.host.hostname;
+    let short = host.split('.').next().unwrap_or(host);
+    let mut found = store.node_bench_before(host, run.started).ok().flatten();
+    if found.is_none() && short != host {
+        found = store.node_bench_before(short, run.started).ok().flatten();
+    }
+    let Some(row) = found else {
+        return String::new();
+    };
+    let b = &row.bench;
+    let before = human_duration((run.started.as_nanos() - b.taken_at.as_nanos()).max(0));
+    let mut s = format!(
+        "\nnode benchmark    {} at {} ({before} before the run started{})\n",
+        row.node,
+        b.taken_at.to_rfc3339_secs(),
+        if b.quick { "; a quick one" } else { "" }
+    );
+    for f in b.figures() {
+        s.push_str(&format!(
+            "  {:<32} {:>12} {:<8} spread {:.1}%\n",
+            f.label,
+            plumb_collector::alerts::figure(f.figure.value),
+            f.unit,
+            f.figure.spread_pct
+        ));
+    }
+    s
 }
 
 /// The post-mortems of `plumb show --locals`, or why there are none.

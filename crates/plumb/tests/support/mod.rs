@@ -1017,3 +1017,85 @@ pub fn seed_chart_runs(data: &Path) -> Vec<plumb_model::Run> {
     runs.push(flip);
     runs
 }
+
+/// A webhook receiver on 127.0.0.1 keeping every JSON body posted to it
+/// (an alert receiver for tests of the alert rules).
+pub struct WebhookReceiver {
+    /// Where to post: `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    /// Every payload received, in order.
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl WebhookReceiver {
+    /// Listens on a free loopback port, on a thread of its own.
+    pub fn start() -> WebhookReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(body) = read_webhook(stream) {
+                    g.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).expect("the payload is JSON"));
+                }
+            }
+        });
+        WebhookReceiver { url, got }
+    }
+
+    /// Every alert received so far (of every payload), in order.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits up to `secs` for a firing alert `alertname` whose labels
+    /// include `labels`, and returns it.
+    pub fn firing(&self, alertname: &str, labels: &[(&str, &str)], secs: u64) -> serde_json::Value {
+        wait_for(
+            &format!("{alertname} {labels:?} firing at the webhook"),
+            Duration::from_secs(secs),
+            || {
+                self.alerts().into_iter().find(|a| {
+                    a["labels"]["alertname"] == alertname
+                        && a["status"] == "firing"
+                        && labels.iter().all(|(k, v)| a["labels"][*k] == *v)
+                })
+            },
+        )
+    }
+}
+
+fn read_webhook(mut stream: std::net::TcpStream) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut r = BufReader::new(stream.try_clone().ok()?);
+    let mut len = 0;
+    let mut first = String::new();
+    r.read_line(&mut first).ok()?;
+    // Every header line, bounded: a request has a handful.
+    for _ in 0..100 {
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':')?;
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    Some(body)
+}
