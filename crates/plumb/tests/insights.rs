@@ -414,7 +414,7 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
             assert!(c.wait().unwrap().success());
         }
     }
-    wait_for("the quick runs to arrive", Duration::from_secs(30), || {
+    wait_for("the quick runs to arrive", Duration::from_secs(60), || {
         ({
             get(&serve.api, "/api/v1/durations/nightly")
                 .and_then(|b| serde_json::from_str::<Value>(&b).ok())
