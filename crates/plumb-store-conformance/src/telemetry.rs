@@ -82,22 +82,34 @@ pub fn retried_records_are_stored_once_however_batched(h: &dyn Harness) {
             duplicates: 50
         }
     );
+    // New records first and a duplicate request after them, in one call:
+    // the new ones are kept whichever way the store checks.
+    let mixed = store
+        .put_logs(&[batch(&s, 130..140), batch(&s, 0..10)])
+        .unwrap();
+    assert_eq!(
+        mixed,
+        Ingested {
+            stored: 10,
+            duplicates: 10
+        }
+    );
     let lines = store.run_logs(run, 0).unwrap();
-    assert_eq!(lines.len(), 130);
+    assert_eq!(lines.len(), 140);
     let mut bodies: Vec<String> = lines
         .iter()
         .map(|l| l.text.split("@web-1 ").nth(1).unwrap().to_string())
         .collect();
     bodies.sort();
     bodies.dedup();
-    assert_eq!(bodies.len(), 130, "every record exactly once");
+    assert_eq!(bodies.len(), 140, "every record exactly once");
     assert!(
         lines[0].text.starts_with("2025-11-24T"),
         "{}",
         lines[0].text
     );
     assert!(lines[0].text.contains(" INFO shop@web-1 order 0 shipped"));
-    assert_eq!(store.count_log_records().unwrap(), 130);
+    assert_eq!(store.count_log_records().unwrap(), 140);
 }
 
 pub fn overlaps_across_statement_sizes_and_repeats_within_a_request_are_stored_once(
