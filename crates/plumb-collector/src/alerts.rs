@@ -489,6 +489,12 @@ async fn evaluate_once(
             } else {
                 Vec::new()
             };
+            let env_changes = if r.env_change.enabled {
+                let since = now.as_nanos() - r.env_change.window.0.as_nanos() as i64;
+                crate::env::env_changes(store, None, Timestamp::from_nanos(since), 10_000)?
+            } else {
+                Vec::new()
+            };
             let health = health_series(store, &nodes, r, now)?;
             let benches = bench_series(store, r)?;
             Ok(rules::Snapshot {
@@ -501,6 +507,7 @@ async fn evaluate_once(
                 error_groups,
                 alerts: store.alert_rows()?,
                 drift,
+                env_changes,
                 evidence,
             })
         })

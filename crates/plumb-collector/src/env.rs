@@ -149,6 +149,68 @@ pub fn drift_by_group(
     Ok(out)
 }
 
+/// A change of one node's software, its components compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEnvChange {
+    /// The node.
+    pub node: String,
+    /// When the heartbeat with the new fingerprint arrived.
+    pub at: plumb_model::Timestamp,
+    /// What changed, by component (empty when only parts that are not
+    /// components changed, such as the hardware).
+    pub changes: Vec<plumb_model::env::Change>,
+    /// Whether a fingerprint was no longer stored, so the change is known
+    /// only by its hashes.
+    pub unknown: bool,
+}
+
+/// Software changes (of `node`, or every node) that arrived from `since`
+/// on, newest first, at most `limit`, each compared by component. A
+/// fingerprint read once serves every change that names it.
+pub fn env_changes(
+    store: &dyn plumb_store::Backend,
+    node: Option<&str>,
+    since: plumb_model::Timestamp,
+    limit: usize,
+) -> plumb_store::Result<Vec<NodeEnvChange>> {
+    let mut by_hash: HashMap<String, Option<BTreeMap<String, String>>> = HashMap::new();
+    let mut out = Vec::new();
+    for c in store.env_changes(node, since, limit)? {
+        for h in [&c.old, &c.new] {
+            if !by_hash.contains_key(h) {
+                let comps = store.get_fingerprint(h)?.map(|fp| components(&fp));
+                by_hash.insert(h.clone(), comps);
+            }
+        }
+        let (before, after) = (&by_hash[&c.old], &by_hash[&c.new]);
+        let (changes, unknown) = match (before, after) {
+            (Some(b), Some(a)) => (plumb_model::env::changes(b, a), false),
+            _ => (Vec::new(), true),
+        };
+        out.push(NodeEnvChange {
+            node: c.node,
+            at: c.at,
+            changes,
+            unknown,
+        });
+    }
+    Ok(out)
+}
+
+/// One change as a line of text: the components that changed, or why
+/// they are not known.
+pub fn describe_change(c: &NodeEnvChange) -> String {
+    if c.unknown {
+        "a new fingerprint (the previous one is no longer stored)".to_string()
+    } else if c.changes.is_empty() {
+        "a new fingerprint, no software component changed (hardware or plumb's own libraries)"
+            .to_string()
+    } else {
+        let parts: Vec<String> = c.changes.iter().map(|x| x.to_string()).collect();
+        parts.join("; ")
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct DriftParams {
     #[serde(default)]

@@ -148,6 +148,10 @@ pub struct NodeDetail {
     /// group (empty when it agrees, or is alone in its group).
     #[serde(default)]
     pub differs_in: Vec<plumb_model::env::Difference>,
+    /// Its latest software changes, newest first (at most
+    /// [`ENV_HISTORY`]).
+    #[serde(default)]
+    pub env_changes: Vec<crate::env::NodeEnvChange>,
     /// Its state changes, oldest first (the latest [`HISTORY`]).
     pub transitions: Vec<NodeTransition>,
     /// Its runs in progress as the store holds them, newest first (at most
@@ -163,6 +167,9 @@ pub struct NodeDetail {
     #[serde(default)]
     pub benches: Vec<crate::bench::BenchEntry>,
 }
+
+/// Software changes a node's detail carries.
+pub const ENV_HISTORY: usize = 10;
 
 /// Benchmark results a node's detail carries.
 pub const BENCH_HISTORY: usize = 20;
@@ -254,6 +261,8 @@ pub fn node_detail(
         .map(|g| g.drift.differences(name))
         .unwrap_or_default();
     let node = views(rows).swap_remove(0);
+    let env_changes =
+        crate::env::env_changes(store, Some(name), Timestamp::from_nanos(0), ENV_HISTORY)?;
     let transitions = store.node_transitions(Some(name), HISTORY)?;
     let running = store.list_runs(&plumb_store::RunFilter {
         host: Some(name.to_string()),
@@ -270,6 +279,7 @@ pub fn node_detail(
     Ok(Some(NodeDetail {
         node,
         differs_in,
+        env_changes,
         transitions,
         running,
         health,

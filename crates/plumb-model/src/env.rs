@@ -121,6 +121,50 @@ pub fn same_version(a: &str, b: &str) -> bool {
     a == b || norm(a) == norm(b)
 }
 
+/// A component whose version changed between two environments of one
+/// node (or any two), as [`changes`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The component.
+    pub component: String,
+    /// Its version before (`None`: it was absent).
+    pub before: Option<String>,
+    /// Its version after (`None`: it is gone).
+    pub after: Option<String>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.before, &self.after) {
+            (Some(b), Some(a)) => write!(f, "{} {b} -> {a}", self.component),
+            (None, Some(a)) => write!(f, "{} added ({a})", self.component),
+            (Some(b), None) => write!(f, "{} removed (was {b})", self.component),
+            (None, None) => write!(f, "{}", self.component),
+        }
+    }
+}
+
+/// The components that differ between `before` and `after`, by name:
+/// versions that are the same release ([`same_version`]) are not a change.
+pub fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<Change> {
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|c| {
+            let (b, a) = (before.get(c), after.get(c));
+            let same = match (b, a) {
+                (Some(b), Some(a)) => same_version(b, a),
+                _ => false,
+            };
+            (!same).then(|| Change {
+                component: c.clone(),
+                before: b.cloned(),
+                after: a.cloned(),
+            })
+        })
+        .collect()
+}
+
 /// The nodes that have one version of a component (`None`: absent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
@@ -357,6 +401,44 @@ fn list(names: &[&str], max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn changes_name_upgrades_additions_and_removals_and_skip_equal_releases() {
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let before = m(&[
+            ("python", "3.11.2"),
+            ("python:numpy", "1.26"),
+            ("tool:app", "1.0"),
+        ]);
+        let after = m(&[
+            ("python", "3.11.2"),
+            ("python:numpy", "2.0.1"),
+            ("git", "2.39"),
+            ("tool:app", "1.0.0"),
+        ]);
+        let found: Vec<String> = changes(&before, &after)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            found,
+            vec!["git added (2.39)", "python:numpy 1.26 -> 2.0.1"]
+        );
+        let back: Vec<String> = changes(&after, &before)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            back,
+            vec!["git removed (was 2.39)", "python:numpy 2.0.1 -> 1.26"]
+        );
+        assert!(changes(&before, &before).is_empty());
+    }
+
     use super::*;
     use crate::{Library, PythonEnv};
 

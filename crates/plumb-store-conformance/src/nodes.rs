@@ -62,3 +62,71 @@ pub fn heartbeats_keep_a_window_and_transitions_a_history(h: &dyn Harness) {
     assert_eq!(store.nodes().unwrap().len(), 1);
     assert_eq!(store.node("a").unwrap().unwrap().state, NodeState::Down);
 }
+
+pub fn fingerprint_changes_are_kept_per_node_newest_first_and_bounded(h: &dyn Harness) {
+    use plumb_model::Fingerprint;
+    use plumb_model::node::NodeFingerprint;
+    use plumb_store::nodes::ENV_CHANGES_KEEP;
+    let store = h.open();
+    let t = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
+    let with = |node: &str, hash: Option<&str>| {
+        let mut r = report(node, "b1");
+        r.fingerprint = hash.map(|h| NodeFingerprint {
+            hash: h.to_string(),
+            fingerprint: Fingerprint::default(),
+        });
+        r
+    };
+    // The first fingerprint, a repeat, a heartbeat without one: no change.
+    for (s, fp) in [(1, Some("f1")), (2, Some("f1")), (3, None)] {
+        store
+            .put_node_report(&with("a", fp), t(s), NodeState::Up)
+            .unwrap();
+    }
+    assert!(store.env_changes(None, t(0), 10).unwrap().is_empty());
+    // A heartbeat without one keeps the node's: the same one again is no
+    // change, another one is.
+    store
+        .put_node_report(&with("a", Some("f1")), t(4), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&with("a", Some("f2")), t(5), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&with("b", Some("g1")), t(5), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&with("b", Some("g2")), t(6), NodeState::Up)
+        .unwrap();
+    let all = store.env_changes(None, t(0), 10).unwrap();
+    let seen: Vec<(&str, i64, &str, &str)> = all
+        .iter()
+        .map(|c| {
+            (
+                c.node.as_str(),
+                c.at.as_nanos() / 1_000_000_000,
+                c.old.as_str(),
+                c.new.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![("b", 6, "g1", "g2"), ("a", 5, "f1", "f2")]);
+    assert_eq!(store.env_changes(Some("a"), t(0), 10).unwrap().len(), 1);
+    assert!(store.env_changes(None, t(7), 10).unwrap().is_empty());
+    assert_eq!(store.env_changes(None, t(6), 10).unwrap().len(), 1);
+    // Flipping back and forth keeps the newest ENV_CHANGES_KEEP.
+    for i in 0..(ENV_CHANGES_KEEP as i64 + 5) {
+        let fp = if i % 2 == 0 { "f1" } else { "f2" };
+        store
+            .put_node_report(&with("a", Some(fp)), t(100 + i), NodeState::Up)
+            .unwrap();
+    }
+    let kept = store.env_changes(Some("a"), t(0), 1000).unwrap();
+    assert_eq!(kept.len(), ENV_CHANGES_KEEP);
+    assert_eq!(
+        kept[0].at,
+        t(100 + ENV_CHANGES_KEEP as i64 + 4),
+        "the newest first"
+    );
+    assert_eq!(store.env_changes(Some("b"), t(0), 1000).unwrap().len(), 1);
+}

@@ -17,7 +17,7 @@ use plumb_store::bench::{BenchRow, KEEP_ROWS as BENCH_KEEP_ROWS, decode_row};
 use plumb_store::clock::{ClockRow, KEEP_NS};
 use plumb_store::health::{HealthRow, KEEP_NS as HEALTH_KEEP_NS, KEEP_ROWS as HEALTH_KEEP_ROWS};
 use plumb_store::kit;
-use plumb_store::nodes::NodeRow;
+use plumb_store::nodes::{ENV_CHANGES_KEEP, EnvChange, NodeRow};
 use plumb_store::tokens::TokenInfo;
 use plumb_store::{Alerts, Benches, Health, Leases, Nodes, Result, StoreError, Throttles, Tokens};
 use postgres::{GenericClient, Row, Transaction};
@@ -95,7 +95,23 @@ impl Nodes for PgStore {
                 return Ok(kit::next_node_row(None, report, received, initial));
             }
             let prev = get_node(tx, &report.node, true)?;
+            let prev_fp = prev.as_ref().and_then(|p| p.fingerprint.clone());
             let row = kit::next_node_row(prev, report, received, initial);
+            if let Some((old, new)) = kit::env_change(prev_fp.as_deref(), row.fingerprint.as_deref())
+            {
+                tx.x(
+                    "INSERT INTO node_env_changes (node, at_ns, old_fp, new_fp)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (node, at_ns) DO UPDATE SET old_fp = $3, new_fp = $4",
+                    &[&row.name, &received.as_nanos(), &old, &new],
+                )?;
+                tx.x(
+                    "DELETE FROM node_env_changes WHERE node = $1 AND at_ns <= (
+                         SELECT at_ns FROM node_env_changes WHERE node = $1
+                         ORDER BY at_ns DESC LIMIT 1 OFFSET $2)",
+                    &[&row.name, &(ENV_CHANGES_KEEP as i64)],
+                )?;
+            }
             tx.x(
                 "UPDATE nodes SET last_seen_ns = $2, report = $3, intervals = $4, fingerprint = $5
                  WHERE name = $1",
@@ -160,6 +176,29 @@ impl Nodes for PgStore {
             });
         }
         Ok(out)
+    }
+
+    fn env_changes(
+        &self,
+        node: Option<&str>,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<EnvChange>> {
+        let rows = self.c()?.q(
+            "SELECT node, at_ns, old_fp, new_fp FROM node_env_changes
+             WHERE ($1::TEXT IS NULL OR node = $1) AND at_ns >= $2
+             ORDER BY at_ns DESC, node LIMIT $3",
+            &[&node, &since.as_nanos(), &(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| EnvChange {
+                node: r.get(0),
+                at: Timestamp::from_nanos(r.get(1)),
+                old: r.get(2),
+                new: r.get(3),
+            })
+            .collect())
     }
 }
 

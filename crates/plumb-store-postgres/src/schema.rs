@@ -418,6 +418,18 @@ CREATE TABLE node_bench (
 );
 CREATE INDEX node_bench_taken ON node_bench (node, taken_ns);
 "#,
+    // 3 -> 4: each change of a node's software fingerprint, a bounded
+    // history per node.
+    r#"
+CREATE TABLE node_env_changes (
+    node   TEXT COLLATE "C" NOT NULL,
+    at_ns  BIGINT NOT NULL,
+    old_fp TEXT NOT NULL,
+    new_fp TEXT NOT NULL,
+    PRIMARY KEY (node, at_ns)
+);
+CREATE INDEX node_env_changes_at ON node_env_changes (at_ns);
+"#,
 ];
 
 /// The schema version of the connection's schema, `None` when it holds no

@@ -233,6 +233,17 @@ pub trait Nodes {
     /// State transitions, oldest first: of one node or all, at most `limit`
     /// (the most recent ones).
     fn node_transitions(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeTransition>>;
+
+    /// Changes of software fingerprints (of one node or all) that arrived
+    /// from `since` on, newest first, at most `limit`. A change is kept
+    /// when a heartbeat's fingerprint differs from the node's previous
+    /// one; [`crate::nodes::ENV_CHANGES_KEEP`] per node.
+    fn env_changes(
+        &self,
+        node: Option<&str>,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::nodes::EnvChange>>;
 }
 
 /// Alert rules, the alerts raised from them, and the samples they read.

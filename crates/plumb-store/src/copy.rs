@@ -243,6 +243,11 @@ pub const TABLES: &[RawTable] = &[
             r("phi"),
         ],
     ),
+    copied(
+        "node_env_changes",
+        2,
+        &[t("node"), i("at_ns"), t("old_fp"), t("new_fp")],
+    ),
     copied("node_health", 2, &[t("node"), i("at_ns"), t("health")]),
     copied(
         "node_bench",

@@ -668,6 +668,16 @@ pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The fingerprint change a heartbeat brings, `(old, new)`: only when the
+/// node had one and reports a different one (a heartbeat without a
+/// fingerprint changes nothing).
+pub fn env_change<'a>(old: Option<&'a str>, new: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    match (old, new) {
+        (Some(o), Some(n)) if o != n => Some((o, n)),
+        _ => None,
+    }
+}
+
 /// A node's row after a heartbeat: its window of inter-arrival times
 /// grows (a new boot restarts it), its report and fingerprint are the
 /// latest. `prev` is the stored row, `None` for a node seen first.

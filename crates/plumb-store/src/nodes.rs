@@ -29,6 +29,22 @@ pub struct NodeRow {
     pub fingerprint: Option<String>,
 }
 
+/// A change of a node's software fingerprint, as a heartbeat brought it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvChange {
+    /// The node.
+    pub node: String,
+    /// When the heartbeat with the new fingerprint arrived.
+    pub at: Timestamp,
+    /// Content hash of the fingerprint before.
+    pub old: String,
+    /// Content hash of the fingerprint after.
+    pub new: String,
+}
+
+/// Changes kept per node (the oldest go first).
+pub const ENV_CHANGES_KEEP: usize = 50;
+
 type RawRow = (String, String, i64, i64, String, String, Option<String>);
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -107,6 +123,7 @@ impl crate::backend::Nodes for Store {
             crate::put_fingerprint_conn(&tx, &f.hash, &f.fingerprint)?;
         }
         let first = prev.is_none();
+        let prev_fp = prev.as_ref().and_then(|p| p.fingerprint.clone());
         let row = crate::kit::next_node_row(prev, report, received, initial);
         if first {
             tx.execute(
@@ -123,6 +140,20 @@ impl crate::backend::Nodes for Store {
             )?;
             insert_transition(&tx, &row.name, None, initial, received, 0.0)?;
         } else {
+            let old = prev_fp.as_deref();
+            if let Some((old, new)) = crate::kit::env_change(old, row.fingerprint.as_deref()) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO node_env_changes (node, at_ns, old_fp, new_fp)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![row.name, received.as_nanos(), old, new],
+                )?;
+                tx.execute(
+                    "DELETE FROM node_env_changes WHERE node = ?1 AND at_ns <= (
+                         SELECT at_ns FROM node_env_changes WHERE node = ?1
+                         ORDER BY at_ns DESC LIMIT 1 OFFSET ?2)",
+                    params![row.name, ENV_CHANGES_KEEP as i64],
+                )?;
+            }
             tx.execute(
                 "UPDATE nodes SET last_seen_ns = ?2, report = ?3, intervals = ?4, fingerprint = ?5
                  WHERE name = ?1",
@@ -199,5 +230,26 @@ impl crate::backend::Nodes for Store {
         }
         out.reverse();
         Ok(out)
+    }
+
+    fn env_changes(
+        &self,
+        node: Option<&str>,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<EnvChange>> {
+        let mut st = self.conn().prepare(
+            "SELECT node, at_ns, old_fp, new_fp FROM node_env_changes
+             WHERE (?1 IS NULL OR node = ?1) AND at_ns >= ?2 ORDER BY at_ns DESC, node LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![node, since.as_nanos(), limit as i64], |r| {
+            Ok(EnvChange {
+                node: r.get(0)?,
+                at: Timestamp::from_nanos(r.get(1)?),
+                old: r.get(2)?,
+                new: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

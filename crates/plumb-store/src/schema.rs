@@ -439,6 +439,18 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX node_bench_taken ON node_bench (node, taken_ns);
     "#,
+    // 17 -> 18: each change of a node's software fingerprint (the hashes
+    // before and after), a bounded history per node (nodes.rs), for the
+    // EnvironmentChanged alert and the node page.
+    r#"
+    CREATE TABLE node_env_changes (
+        node   TEXT NOT NULL,
+        at_ns  INTEGER NOT NULL,           -- arrival of the heartbeat
+        old_fp TEXT NOT NULL,
+        new_fp TEXT NOT NULL,
+        PRIMARY KEY (node, at_ns)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
             &site.url,
             name,
             "500ms",
-            &["--label", "role=worker"],
+            &["--label", "role=worker", "--fingerprint-every", "1s"],
         ));
     }
     let home = Home::new();
@@ -270,6 +270,44 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
     );
     let a = get_json(&site.url, "/api/v1/nodes/a");
     assert_eq!(a["differs_in"], serde_json::json!([]), "{a:#}");
+
+    // An upgrade on c: its fingerprint changes, and the EnvironmentChanged
+    // alert, the node page and `plumb nodes show` name what changed.
+    let v2_dir = v2.parent().unwrap().parent().unwrap();
+    uninstall(v2_dir, "demo-pkg", "2.0");
+    install(v2_dir, "demo-pkg", "2.1");
+    let changed = wait_for("the change alert", Duration::from_secs(60), || {
+        let v = get_json(&site.url, "/api/v1/alerts");
+        let firing: Vec<serde_json::Value> = v["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "EnvironmentChanged")
+            .cloned()
+            .collect();
+        (!firing.is_empty()).then_some(firing)
+    });
+    assert_eq!(changed.len(), 1, "{changed:#?}");
+    assert_eq!(changed[0]["labels"]["node"], "c");
+    let description = changed[0]["annotations"]["description"].as_str().unwrap();
+    assert!(
+        description.contains("python:demo-pkg 2.0 -> 2.1"),
+        "{description}"
+    );
+    assert!(!description.contains("only-here"), "{description}");
+    let page = get(&site.url, "/nodes/c").expect("the node page");
+    assert!(page.contains("Software changes"), "{page}");
+    assert!(page.contains("python:demo-pkg 2.0 -&gt; 2.1"), "{page}");
+    let shown = text(
+        &ok(
+            home.run(&["nodes", "show", "c", "--collector", &site.url]),
+            "plumb nodes show c",
+        )
+        .stdout,
+    );
+    assert!(shown.contains("SOFTWARE CHANGES"), "{shown}");
+    assert!(shown.contains("python:demo-pkg 2.0 -> 2.1"), "{shown}");
+    let a = get_json(&site.url, "/api/v1/nodes/a");
+    assert_eq!(a["env_changes"], serde_json::json!([]), "{a:#}");
 
     // A collector that is down is said, not taken for "no drift".
     drop(_serve);

@@ -108,6 +108,8 @@ pub struct Rules {
     pub clock_offset: ClockOffsetRule,
     /// A node whose software differs from most nodes with its labels.
     pub env_drift: BasicRule,
+    /// A node whose software changed (an upgrade, a package gone).
+    pub env_change: EnvChangeRule,
     /// A disk failing its SMART self-assessment, or a predictive SMART
     /// attribute that rose.
     pub smart: SmartRule,
@@ -291,6 +293,32 @@ impl Default for CounterRule {
             at_least: 1,
             window: Dur::secs(3600),
             for_: Dur::secs(0),
+            note: None,
+        }
+    }
+}
+
+/// `[alerts.rules.env_change]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvChangeRule {
+    /// Evaluate it.
+    pub enabled: bool,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// The alert fires for this long after a node's software changed,
+    /// then resolves by itself (a change is an event, not a state).
+    pub window: Dur,
+    /// Text added to every alert's description.
+    pub note: Option<String>,
+}
+
+impl Default for EnvChangeRule {
+    fn default() -> Self {
+        EnvChangeRule {
+            enabled: true,
+            severity: Severity::Warning,
+            window: Dur::secs(3600),
             note: None,
         }
     }

@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub alerts: Vec<AlertRow>,
     /// Groups of nodes (same labels) whose software differs.
     pub drift: Vec<crate::env::GroupDrift>,
+    /// Software changes within the `env_change` rule's window, newest
+    /// first.
+    pub env_changes: Vec<crate::env::NodeEnvChange>,
     /// Health readings of every node that is not down and sent any.
     pub health: Vec<HealthSeries>,
     /// Every node's latest benchmark with its earlier ones.
@@ -121,6 +124,8 @@ pub const NEW_ERROR: &str = "NewErrorGroup";
 pub const CLOCK_OFFSET: &str = "ClockOffset";
 /// See [`DISK_LOW`].
 pub const ENV_DRIFT: &str = "EnvironmentDrift";
+/// Alert name of the `env_change` rule.
+pub const ENV_CHANGE: &str = "EnvironmentChanged";
 /// See [`DISK_LOW`].
 pub const SMART_FAILING: &str = "DiskSmartFailing";
 /// See [`DISK_LOW`].
@@ -602,6 +607,43 @@ pub fn evaluate(cfg: &AlertsConfig, snap: &Snapshot, started: Timestamp) -> Vec<
                     &r.env_drift.note,
                 ));
             }
+        }
+    }
+    if r.env_change.enabled {
+        let mut seen = std::collections::HashSet::new();
+        // The newest change of each node speaks for it; one that touched
+        // no component (hardware, the agent's own libraries) is not news.
+        for c in &snap.env_changes {
+            if !seen.insert(c.node.as_str()) || (c.changes.is_empty() && !c.unknown) {
+                continue;
+            }
+            let shown: Vec<String> = c.changes.iter().take(10).map(|x| x.to_string()).collect();
+            let what = if c.unknown {
+                "its previous fingerprint is no longer stored".to_string()
+            } else {
+                format!(
+                    "{}{}",
+                    shown.join("; "),
+                    if c.changes.len() > 10 { "; ..." } else { "" }
+                )
+            };
+            out.push(candidate(
+                ENV_CHANGE,
+                r.env_change.severity,
+                std::time::Duration::ZERO,
+                &[("node", &c.node)],
+                format!(
+                    "the software of {} changed in {} component{}",
+                    c.node,
+                    c.changes.len(),
+                    if c.changes.len() == 1 { "" } else { "s" }
+                ),
+                format!(
+                    "Node {} reported a new software fingerprint at {}: {what}. See `plumb env --node {}` and the node page.",
+                    c.node, c.at, c.node
+                ),
+                &r.env_change.note,
+            ));
         }
     }
     health_candidates(cfg, snap, &mut out);
@@ -1122,6 +1164,69 @@ mod tests {
         });
         stored.extend(out.put);
         out.notify
+    }
+
+    #[test]
+    fn a_software_change_alerts_once_per_node_with_its_newest_components() {
+        use crate::env::NodeEnvChange;
+        use plumb_model::env::Change;
+        let change =
+            |node: &str, at: i64, c: &[(&str, Option<&str>, Option<&str>)]| NodeEnvChange {
+                node: node.into(),
+                at: t(at),
+                changes: c
+                    .iter()
+                    .map(|(k, b, a)| Change {
+                        component: k.to_string(),
+                        before: b.map(str::to_string),
+                        after: a.map(str::to_string),
+                    })
+                    .collect(),
+                unknown: false,
+            };
+        let mut gone = change("c", 5, &[]);
+        gone.unknown = true;
+        let snap = Snapshot {
+            env_changes: vec![
+                change("a", 9, &[("python:numpy", Some("1.26"), Some("2.0"))]),
+                change("b", 8, &[]),
+                change("a", 3, &[("tool:app", None, Some("1.0"))]),
+                gone,
+            ],
+            ..Default::default()
+        };
+        let c = evaluate(&AlertsConfig::default(), &snap, t(0));
+        let got: Vec<(&str, &str)> = c
+            .iter()
+            .filter(|c| c.labels["alertname"] == ENV_CHANGE)
+            .map(|c| {
+                (
+                    c.labels["node"].as_str(),
+                    c.annotations.description.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, "a");
+        assert!(
+            got[0].1.contains("python:numpy 1.26 -> 2.0"),
+            "{}",
+            got[0].1
+        );
+        assert!(
+            !got[0].1.contains("tool:app"),
+            "only the newest change: {}",
+            got[0].1
+        );
+        assert_eq!(got[1].0, "c");
+        assert!(got[1].1.contains("no longer stored"), "{}", got[1].1);
+        let mut off = AlertsConfig::default();
+        off.rules.env_change.enabled = false;
+        assert!(
+            evaluate(&off, &snap, t(0))
+                .iter()
+                .all(|c| c.labels["alertname"] != ENV_CHANGE)
+        );
     }
 
     #[test]

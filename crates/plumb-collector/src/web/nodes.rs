@@ -355,6 +355,22 @@ async fn node_page(
         }
         b.push_str("</tbody></table>");
     }
+    if !v.env_changes.is_empty() {
+        b.push_str(
+            "<h2>Software changes</h2><table id=\"env-changes\"><thead><tr>\
+<th scope=\"col\">When (UTC)</th><th scope=\"col\">What changed</th></tr></thead><tbody>",
+        );
+        for c in &v.env_changes {
+            let what = crate::env::describe_change(c);
+            let _ = write!(
+                b,
+                "<tr><td class=\"mono\">{}</td><td>{}</td></tr>",
+                esc(&c.at.to_string()),
+                esc(&what)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
     b.push_str("<h2>Disks: free / size</h2><div class=\"disk\">");
     disk_lines(&mut b, r);
     b.push_str("</div>");

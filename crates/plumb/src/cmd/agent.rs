@@ -58,6 +58,11 @@ pub struct Args {
     /// or pressure, goes with the next heartbeat).
     #[arg(long, default_value = "1m", value_parser = parse_interval, value_name = "DURATION")]
     pub health_every: Duration,
+    /// How often the node's software fingerprint is taken again, to see
+    /// whether it changed (a change goes with the next heartbeat and
+    /// raises the EnvironmentChanged alert).
+    #[arg(long, default_value = "10m", value_parser = parse_interval, value_name = "DURATION")]
+    pub fingerprint_every: Duration,
     /// How often to read the disks' SMART with smartctl, or `off`.
     #[arg(long, default_value = "1h", value_parser = parse_smart_every, value_name = "DURATION")]
     pub smart_every: ClockEvery,
@@ -132,9 +137,7 @@ fn parse_clock_every(s: &str) -> Result<ClockEvery, String> {
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let ns = plumb_model::parse_duration_ns(s)?;
     if ns < 10_000_000 {
-        return Err(format!(
-            "`{s}` is too short a heartbeat interval: use 10ms or more"
-        ));
+        return Err(format!("`{s}` is too short an interval: use 10ms or more"));
     }
     Ok(Duration::from_nanos(ns as u64))
 }
@@ -178,6 +181,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.clock_shift_ns = args.simulate_clock_offset.unwrap_or(0);
     ac.health = !args.no_health;
     ac.health_every = args.health_every;
+    ac.fingerprint_every = args.fingerprint_every;
     ac.smart_every = args.smart_every.0;
     ac.smartctl = args.smartctl;
     if let Some(every) = args.bench_every.map(|e| e.0).or(cfg.agent_bench_every) {

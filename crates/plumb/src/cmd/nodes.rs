@@ -285,6 +285,16 @@ pub fn print_detail(d: &NodeDetail) {
             );
         }
     }
+    if !d.env_changes.is_empty() {
+        outln!("\nSOFTWARE CHANGES (newest first)");
+        for c in &d.env_changes {
+            outln!(
+                "  {}  {}",
+                c.at,
+                Cell(&plumb_collector::env::describe_change(c))
+            );
+        }
+    }
     outln!("\nDISKS");
     if r.disks.is_empty() {
         outln!("  (none reported)");
