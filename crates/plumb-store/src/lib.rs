@@ -31,6 +31,7 @@ pub mod dash;
 mod error;
 pub mod health;
 pub mod insights;
+pub mod integrity;
 pub mod kit;
 mod lease;
 mod matcher;

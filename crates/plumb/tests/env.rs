@@ -688,4 +688,22 @@ fn integrity_flags_equal_inputs_with_different_outputs_only() {
     assert_eq!(code(&out), 0);
     let out = home.run(&["integrity", "--last", "0"]);
     assert_eq!(code(&out), 2);
+
+    // The dashboard flags them on the job's page, and its JSON twin lists
+    // the same groups.
+    let serve = Serve::start(&home.store());
+    let page = serve.get("/jobs/flaky").expect("the job page");
+    assert!(page.contains("Same inputs, different outputs"), "{page}");
+    assert!(page.contains("out.csv"), "{page}");
+    let v = serve.get_json("/api/v1/pages/jobs/flaky");
+    let flagged = v["integrity"].as_array().expect("integrity in the twin");
+    assert_eq!(flagged.len(), 1, "{v:#}");
+    assert_eq!(flagged[0]["outcomes"].as_array().unwrap().len(), 2);
+    assert!(v["runs"].as_array().is_some(), "the history is still there");
+    let page = serve.get("/jobs/stable").expect("the job page");
+    assert!(!page.contains("Same inputs, different outputs"), "{page}");
+    assert_eq!(
+        serve.get_json("/api/v1/pages/jobs/stable")["integrity"],
+        serde_json::json!([])
+    );
 }

@@ -17,6 +17,7 @@ use plumb_model::insights::{DurationStats, SlowConfig};
 use plumb_model::{RunState, Timestamp, Uuid};
 use plumb_store::Backend;
 use plumb_store::dash::{COUNT_BUCKET_NS, RunQuery};
+use plumb_store::integrity::{Flagged, flagged};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -273,25 +274,118 @@ pub fn history_svg(h: &JobHistory, current: Option<Uuid>) -> String {
     out
 }
 
-async fn job_data(state: &AppState, name: String) -> Result<JobHistory, ApiError> {
+/// What the job page shows: the history and the runs flagged for equal
+/// inputs with different outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    /// The history drawn.
+    #[serde(flatten)]
+    pub history: JobHistory,
+    /// Groups of its latest [`INTEGRITY_RUNS`] runs with the same inputs
+    /// and more than one outcome (`plumb integrity --name`).
+    pub integrity: Vec<Flagged>,
+}
+
+/// Runs compared for equal inputs with different outputs on a job page.
+pub const INTEGRITY_RUNS: usize = 200;
+
+async fn job_data(state: &AppState, name: String) -> Result<JobPage, ApiError> {
     let slow = state.insights.slow.clone();
     let now = Timestamp::now();
-    let h = state
+    let page = state
         .db
-        .read(move |s| history(s, &name, JOB_POINTS, &slow, None, now))
+        .read(move |s| {
+            let history = history(s, &name, JOB_POINTS, &slow, None, now)?;
+            let integrity = flagged(s, Some(&name), INTEGRITY_RUNS)?;
+            Ok(JobPage { history, integrity })
+        })
         .await?;
+    let h = &page.history;
     if h.runs.is_empty() && h.days.iter().all(|d| d.runs == 0) {
         return Err(ApiError::NotFound(format!("no runs named `{}`", h.name)));
     }
-    Ok(h)
+    Ok(page)
 }
 
 async fn job_json(
     _: Viewer,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<JobHistory>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     Ok(Json(job_data(&state, name).await?))
+}
+
+/// The flagged groups as HTML: shared inputs, each outcome with its runs,
+/// and how the software of the two largest outcomes' newest runs differs.
+fn integrity_html(b: &mut String, flagged: &[Flagged]) {
+    let short = |h: &Option<String>| match h {
+        Some(h) => h[..h.len().min(12)].to_string(),
+        None => "(not produced)".to_string(),
+    };
+    let _ = write!(
+        b,
+        "<h2 id=\"integrity\">Same inputs, different outputs</h2><p>{} group{} among the latest {INTEGRITY_RUNS} runs: runs whose inputs had the same contents and whose outputs did not.</p>",
+        flagged.len(),
+        if flagged.len() == 1 { "" } else { "s" }
+    );
+    for f in flagged {
+        b.push_str("<section class=\"integrity\"><p>Inputs:");
+        for (path, hash) in &f.finding.inputs {
+            let _ = write!(
+                b,
+                " <span class=\"mono\">{} {}</span>",
+                esc(path),
+                esc(&hash[..hash.len().min(12)])
+            );
+        }
+        b.push_str("</p><table><thead><tr><th scope=\"col\">Outcome</th><th scope=\"col\">Outputs</th><th scope=\"col\">Runs</th></tr></thead><tbody>");
+        for (k, o) in f.finding.outcomes.iter().enumerate() {
+            let outputs: Vec<String> = o
+                .outputs
+                .iter()
+                .map(|(p, h)| format!("{} {}", esc(p), esc(&short(h))))
+                .collect();
+            let runs: Vec<String> = o
+                .runs
+                .iter()
+                .take(10)
+                .map(|r| {
+                    let id = r.id.to_string();
+                    format!(
+                        "<a href=\"/runs/{id}\">{}</a> on {}",
+                        &id[..8],
+                        esc(&r.host)
+                    )
+                })
+                .collect();
+            let more = o.runs.len().saturating_sub(10);
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td class=\"mono\">{}</td><td>{}{}</td></tr>",
+                k + 1,
+                outputs.join("<br>"),
+                runs.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        b.push_str("</tbody></table>");
+        if f.environment.is_empty() {
+            b.push_str("<p>The software of outcomes 1 and 2 is the same: look at the data, the arguments, or nondeterminism.</p>");
+        } else {
+            let mut text = String::new();
+            plumb_model::diff::render_differences(&mut text, &f.environment);
+            let _ = write!(
+                b,
+                "<p>How the software of outcomes 1 and 2 differs:</p><pre>{}</pre>",
+                esc(&text)
+            );
+        }
+        b.push_str("</section>");
+    }
 }
 
 async fn job_page(
@@ -299,7 +393,8 @@ async fn job_page(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let h = job_data(&state, name).await?;
+    let page = job_data(&state, name).await?;
+    let h = &page.history;
     let mut b = String::with_capacity(64 * 1024);
     let _ = write!(
         b,
@@ -319,7 +414,10 @@ async fn job_page(
         );
     }
     b.push_str(".</p><section class=\"chart-box\" aria-label=\"History\">");
-    b.push_str(&history_svg(&h, None));
+    b.push_str(&history_svg(h, None));
     b.push_str("</section>");
+    if !page.integrity.is_empty() {
+        integrity_html(&mut b, &page.integrity);
+    }
     Ok(layout(&format!("job {}", h.name), Nav::Runs, "", &b))
 }

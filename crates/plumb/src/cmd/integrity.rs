@@ -5,9 +5,8 @@ use crate::config::Config;
 use crate::out::{out, outln, stdout};
 use crate::target::{SourceArgs, Target};
 use anyhow::Result;
-use plumb_model::integrity::{Finding, findings};
 use plumb_model::text::Cell;
-use plumb_store::{RunFilter, RunStore};
+use plumb_store::integrity::{Flagged, flagged};
 use std::io::Write as _;
 use std::process::ExitCode;
 
@@ -27,17 +26,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A finding with the environment difference between its two largest
-/// outcomes' newest runs.
-#[derive(Debug, serde::Serialize)]
-struct Flagged {
-    #[serde(flatten)]
-    finding: Finding,
-    /// How the software of the two runs compared differs (empty: the same,
-    /// so look at the data, the arguments or nondeterminism).
-    environment: Vec<plumb_model::diff::Difference>,
-}
-
 pub fn main(a: Args) -> Result<ExitCode> {
     if a.last == 0 {
         anyhow::bail!("--last 0: compare at least one run");
@@ -46,11 +34,11 @@ pub fn main(a: Args) -> Result<ExitCode> {
     let flagged = match a.source.target(&cfg)? {
         Target::Collector(client) => {
             let store = plumb_collector::client::RemoteStore::new(client.into());
-            flag(&store, &a)?
+            flagged(&store, a.name.as_deref(), a.last)?
         }
         Target::Local => {
             let store = crate::cmd::query::open_store(&cfg)?;
-            flag(&store, &a)?
+            flagged(&store, a.name.as_deref(), a.last)?
         }
     };
     if a.json {
@@ -65,39 +53,6 @@ pub fn main(a: Args) -> Result<ExitCode> {
     } else {
         ExitCode::from(crate::exit::DIFFERENT)
     })
-}
-
-fn flag<S: RunStore>(store: &S, a: &Args) -> Result<Vec<Flagged>> {
-    let summaries = store.list_runs(&RunFilter {
-        name: a.name.clone(),
-        limit: a.last,
-        ..Default::default()
-    })?;
-    let mut runs = Vec::with_capacity(summaries.len());
-    for s in summaries {
-        runs.push(store.get_run(s.id)?);
-    }
-    let mut out = Vec::new();
-    for finding in findings(&runs) {
-        let pick = |i: usize| finding.outcomes[i].runs[0].id;
-        let (x, y) = (pick(0), pick(1));
-        let run_x = runs.iter().find(|r| r.id == x);
-        let run_y = runs.iter().find(|r| r.id == y);
-        let environment = match (run_x, run_y) {
-            (Some(rx), Some(ry)) => {
-                match (store.run_fingerprint(rx)?, store.run_fingerprint(ry)?) {
-                    (Some(fx), Some(fy)) => plumb_model::diff::diff_fingerprints(&fx, &fy),
-                    _ => Vec::new(),
-                }
-            }
-            _ => Vec::new(),
-        };
-        out.push(Flagged {
-            finding,
-            environment,
-        });
-    }
-    Ok(out)
 }
 
 fn short(h: &Option<String>) -> String {
