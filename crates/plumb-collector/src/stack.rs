@@ -309,10 +309,12 @@ pub async fn preflight(state: &AppState, q: StackQuery) -> Result<FleetPreflight
             "a preflight request takes no profile and no locals".into(),
         ));
     }
+    let spec = spec.clone();
     let mut q = q;
     q.target = StackTarget::Node;
     let g = gather(state, q, "plumb preflight").await?;
     let mut result = FleetPreflight {
+        id: Some(plumb_model::new_id()),
         nodes: Vec::new(),
         not_answered: g.not_answered,
     };
@@ -328,6 +330,22 @@ pub async fn preflight(state: &AppState, q: StackQuery) -> Result<FleetPreflight
         }
     }
     result.nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    // Recorded for the dashboard (`/preflight`) when any node was asked;
+    // failing to record it does not fail the answer.
+    if result.nodes.is_empty() && result.not_answered.is_empty() {
+        result.id = None;
+        return Ok(result);
+    }
+    let record = plumb_store::nodes::PreflightRecord {
+        id: result.id.expect("set above"),
+        at: plumb_model::Timestamp::now(),
+        spec,
+        result: result.clone(),
+    };
+    if let Err(e) = state.db.write(move |s| s.put_preflight(&record)).await {
+        tracing::warn!(error = %e, "could not record a preflight");
+        result.id = None;
+    }
     Ok(result)
 }
 

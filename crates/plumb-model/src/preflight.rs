@@ -36,6 +36,10 @@ impl HostResults {
 /// A fleet-wide preflight's answer (`POST /api/v1/preflight`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetPreflight {
+    /// Its id when the collector recorded it (`/preflight/{id}` on the
+    /// dashboard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<crate::Uuid>,
     /// Each node that answered, by name.
     pub nodes: Vec<HostResults>,
     /// Nodes down or silent until the deadline, or whose agent could not

@@ -130,3 +130,45 @@ pub fn fingerprint_changes_are_kept_per_node_newest_first_and_bounded(h: &dyn Ha
     );
     assert_eq!(store.env_changes(Some("b"), t(0), 1000).unwrap().len(), 1);
 }
+
+pub fn preflights_round_trip_newest_first_and_are_bounded(h: &dyn Harness) {
+    use plumb_model::preflight::{FleetPreflight, HostResults, Outcome};
+    use plumb_store::nodes::{PREFLIGHTS_KEEP, PreflightRecord};
+    let store = h.open();
+    let t = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
+    let record = |s: i64, ok: bool| PreflightRecord {
+        id: plumb_model::new_id(),
+        at: t(s),
+        spec: format!("[[env]]\nname = \"V{s}\"\n"),
+        result: FleetPreflight {
+            id: None,
+            nodes: vec![HostResults {
+                node: "a".into(),
+                user: "job".into(),
+                checks: vec![Outcome {
+                    check: format!("env V{s}"),
+                    ok,
+                    detail: if ok { "set".into() } else { "missing".into() },
+                }],
+            }],
+            not_answered: Vec::new(),
+        },
+    };
+    assert!(store.preflights(10).unwrap().is_empty());
+    let first = record(1, false);
+    store.put_preflight(&first).unwrap();
+    let second = record(2, true);
+    store.put_preflight(&second).unwrap();
+    let listed = store.preflights(10).unwrap();
+    assert_eq!(listed, vec![second.clone(), first.clone()]);
+    assert_eq!(store.preflight(first.id).unwrap(), Some(first.clone()));
+    assert_eq!(store.preflight(plumb_model::new_id()).unwrap(), None);
+    assert_eq!(store.preflights(1).unwrap(), vec![second.clone()]);
+    for s in 0..PREFLIGHTS_KEEP as i64 {
+        store.put_preflight(&record(10 + s, true)).unwrap();
+    }
+    let kept = store.preflights(10_000).unwrap();
+    assert_eq!(kept.len(), PREFLIGHTS_KEEP);
+    assert_eq!(kept[0].at, t(10 + PREFLIGHTS_KEEP as i64 - 1));
+    assert_eq!(store.preflight(first.id).unwrap(), None, "the oldest went");
+}

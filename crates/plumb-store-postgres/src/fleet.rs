@@ -17,7 +17,7 @@ use plumb_store::bench::{BenchRow, KEEP_ROWS as BENCH_KEEP_ROWS, decode_row};
 use plumb_store::clock::{ClockRow, KEEP_NS};
 use plumb_store::health::{HealthRow, KEEP_NS as HEALTH_KEEP_NS, KEEP_ROWS as HEALTH_KEEP_ROWS};
 use plumb_store::kit;
-use plumb_store::nodes::{ENV_CHANGES_KEEP, EnvChange, NodeRow};
+use plumb_store::nodes::{ENV_CHANGES_KEEP, EnvChange, NodeRow, PREFLIGHTS_KEEP, PreflightRecord};
 use plumb_store::tokens::TokenInfo;
 use plumb_store::{Alerts, Benches, Health, Leases, Nodes, Result, StoreError, Throttles, Tokens};
 use postgres::{GenericClient, Row, Transaction};
@@ -176,6 +176,42 @@ impl Nodes for PgStore {
             });
         }
         Ok(out)
+    }
+
+    fn put_preflight(&self, p: &PreflightRecord) -> Result<()> {
+        let result = serde_json::to_string(&p.result).expect("results serialize");
+        self.tx(|tx| {
+            tx.x(
+                "INSERT INTO preflights (id, at_ns, spec, result) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET at_ns = $2, spec = $3, result = $4",
+                &[&p.id.to_string(), &p.at.as_nanos(), &p.spec, &result],
+            )?;
+            tx.x(
+                "DELETE FROM preflights WHERE at_ns < (
+                     SELECT at_ns FROM preflights ORDER BY at_ns DESC LIMIT 1 OFFSET $1)",
+                &[&(PREFLIGHTS_KEEP as i64 - 1)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn preflights(&self, limit: usize) -> Result<Vec<PreflightRecord>> {
+        let rows = self.c()?.q(
+            "SELECT id, at_ns, spec, result FROM preflights ORDER BY at_ns DESC, id LIMIT $1",
+            &[&(limit as i64)],
+        )?;
+        rows.iter()
+            .map(|r| kit::preflight_record(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
+    fn preflight(&self, id: plumb_model::Uuid) -> Result<Option<PreflightRecord>> {
+        let row = self.c()?.qo(
+            "SELECT id, at_ns, spec, result FROM preflights WHERE id = $1",
+            &[&id.to_string()],
+        )?;
+        row.map(|r| kit::preflight_record(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .transpose()
     }
 
     fn env_changes(

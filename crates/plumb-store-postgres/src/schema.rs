@@ -430,6 +430,16 @@ CREATE TABLE node_env_changes (
 );
 CREATE INDEX node_env_changes_at ON node_env_changes (at_ns);
 "#,
+    // 4 -> 5: fleet-wide preflight results, the newest kept.
+    r#"
+CREATE TABLE preflights (
+    id     TEXT COLLATE "C" PRIMARY KEY,
+    at_ns  BIGINT NOT NULL,
+    spec   TEXT NOT NULL,
+    result TEXT NOT NULL
+);
+CREATE INDEX preflights_at ON preflights (at_ns);
+"#,
 ];
 
 /// The schema version of the connection's schema, `None` when it holds no

@@ -244,6 +244,16 @@ pub trait Nodes {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<crate::nodes::EnvChange>>;
+
+    /// Records a fleet-wide preflight (replacing one with its id), keeping
+    /// the newest [`crate::nodes::PREFLIGHTS_KEEP`].
+    fn put_preflight(&self, p: &crate::nodes::PreflightRecord) -> Result<()>;
+
+    /// The newest preflights first, at most `limit`.
+    fn preflights(&self, limit: usize) -> Result<Vec<crate::nodes::PreflightRecord>>;
+
+    /// One preflight.
+    fn preflight(&self, id: Uuid) -> Result<Option<crate::nodes::PreflightRecord>>;
 }
 
 /// Alert rules, the alerts raised from them, and the samples they read.

@@ -248,6 +248,11 @@ pub const TABLES: &[RawTable] = &[
         2,
         &[t("node"), i("at_ns"), t("old_fp"), t("new_fp")],
     ),
+    copied(
+        "preflights",
+        1,
+        &[t("id"), i("at_ns"), t("spec"), t("result")],
+    ),
     copied("node_health", 2, &[t("node"), i("at_ns"), t("health")]),
     copied(
         "node_bench",

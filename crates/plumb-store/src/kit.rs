@@ -668,6 +668,25 @@ pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A stored preflight from its columns (id, time, spec, results JSON).
+pub fn preflight_record(
+    id: &str,
+    at_ns: i64,
+    spec: String,
+    result: &str,
+) -> crate::Result<crate::nodes::PreflightRecord> {
+    let bad = |what: &str| crate::StoreError::Corrupt(format!("preflight {id}: {what}"));
+    Ok(crate::nodes::PreflightRecord {
+        id: plumb_model::Uuid::parse_str(id).map_err(|_| bad("its id is not a UUID"))?,
+        at: Timestamp::from_nanos(at_ns),
+        spec,
+        result: serde_json::from_str(result).map_err(|source| crate::StoreError::Json {
+            id: format!("preflight {id}"),
+            source,
+        })?,
+    })
+}
+
 /// The fingerprint change a heartbeat brings, `(old, new)`: only when the
 /// node had one and reports a different one (a heartbeat without a
 /// fingerprint changes nothing).

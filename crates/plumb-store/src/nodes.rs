@@ -42,6 +42,23 @@ pub struct EnvChange {
     pub new: String,
 }
 
+/// A fleet-wide preflight as recorded: its spec and what each node
+/// answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightRecord {
+    /// Its id.
+    pub id: plumb_model::Uuid,
+    /// When its results were complete.
+    pub at: Timestamp,
+    /// The spec (TOML) as sent.
+    pub spec: String,
+    /// Every node's outcomes, and the nodes that did not answer.
+    pub result: plumb_model::preflight::FleetPreflight,
+}
+
+/// Preflights kept (the oldest go first).
+pub const PREFLIGHTS_KEEP: usize = 200;
+
 /// Changes kept per node (the oldest go first).
 pub const ENV_CHANGES_KEEP: usize = 50;
 
@@ -232,6 +249,44 @@ impl crate::backend::Nodes for Store {
         Ok(out)
     }
 
+    fn put_preflight(&self, p: &PreflightRecord) -> Result<()> {
+        let tx = self.conn().unchecked_transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO preflights (id, at_ns, spec, result) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                p.id.to_string(),
+                p.at.as_nanos(),
+                p.spec,
+                serde_json::to_string(&p.result).expect("results serialize")
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM preflights WHERE at_ns < (
+                 SELECT at_ns FROM preflights ORDER BY at_ns DESC LIMIT 1 OFFSET ?1)",
+            params![PREFLIGHTS_KEEP as i64 - 1],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn preflights(&self, limit: usize) -> Result<Vec<PreflightRecord>> {
+        let mut st = self.conn().prepare(
+            "SELECT id, at_ns, spec, result FROM preflights ORDER BY at_ns DESC, id LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit as i64], raw_preflight)?;
+        rows.map(|r| decode_preflight(r?)).collect()
+    }
+
+    fn preflight(&self, id: plumb_model::Uuid) -> Result<Option<PreflightRecord>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT id, at_ns, spec, result FROM preflights WHERE id = ?1")?;
+        st.query_row(params![id.to_string()], raw_preflight)
+            .optional()?
+            .map(decode_preflight)
+            .transpose()
+    }
+
     fn env_changes(
         &self,
         node: Option<&str>,
@@ -252,4 +307,14 @@ impl crate::backend::Nodes for Store {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+type RawPreflight = (String, i64, String, String);
+
+fn raw_preflight(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawPreflight> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn decode_preflight((id, at, spec, result): RawPreflight) -> Result<PreflightRecord> {
+    crate::kit::preflight_record(&id, at, spec, &result)
 }

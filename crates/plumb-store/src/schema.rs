@@ -451,6 +451,17 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, at_ns)
     ) WITHOUT ROWID;
     "#,
+    // 18 -> 19: fleet-wide preflight results (`POST /api/v1/preflight`),
+    // the spec and every node's outcomes as JSON, the newest kept.
+    r#"
+    CREATE TABLE preflights (
+        id     TEXT PRIMARY KEY,
+        at_ns  INTEGER NOT NULL,
+        spec   TEXT NOT NULL,
+        result TEXT NOT NULL               -- FleetPreflight as JSON
+    );
+    CREATE INDEX preflights_at ON preflights (at_ns);
+    "#,
 ];
 
 #[cfg(test)]

@@ -350,6 +350,44 @@ fn preflight_on_every_node_through_the_agents_names_each_nodes_failures() {
     assert!(t.contains("env PLUMB_HOME: set: "), "{t}");
     assert!(t.contains("2 nodes answered, 1 failed check"), "{t}");
 
+    // Recorded: the dashboard lists it and shows the node-by-check table
+    // with the failure's reason, and its JSON twin has the same results.
+    let link = t
+        .lines()
+        .find_map(|l| l.strip_prefix("recorded: "))
+        .unwrap_or_else(|| panic!("no recorded link: {t}"));
+    let path = link
+        .strip_prefix(site.url.as_str())
+        .expect("a link to this collector");
+    let id = path.strip_prefix("/preflight/").expect("/preflight/ID");
+    let page = get(&site.url, path).expect("the preflight page");
+    assert!(page.contains("id=\"preflight-matrix\""), "{page}");
+    assert!(page.contains("✗ set: "), "the failure's reason: {page}");
+    assert!(page.contains("pf-one") && page.contains("pf-two"), "{page}");
+    let twin = get_json(&site.url, &format!("/api/v1/preflights/{id}"));
+    assert_eq!(
+        twin["result"]["nodes"].as_array().unwrap().len(),
+        2,
+        "{twin:#}"
+    );
+    assert_eq!(twin["result"]["nodes"][1]["checks"][0]["ok"], false);
+    assert!(twin["spec"].as_str().unwrap().contains("PLUMB_HOME"));
+    let listed = get_json(&site.url, "/api/v1/preflights");
+    assert!(
+        listed.as_array().unwrap().len() >= 2,
+        "every fleet preflight so far: {listed:#}"
+    );
+    assert_eq!(listed[0]["id"], id, "the newest first");
+    assert_eq!(listed[0]["failed_checks"], 1);
+    let list_page = get(&site.url, "/preflight").expect("the list");
+    assert!(
+        list_page.contains(&format!("/preflight/{id}")),
+        "{list_page}"
+    );
+    let bad = http(&site.url, "GET", "/api/v1/preflights/not-an-id", &[], b"");
+    assert_eq!(bad.status, 400, "a bad id is refused: {}", bad.text());
+    assert!(bad.text().contains("not-an-id"), "{}", bad.text());
+
     // By label, and by name.
     let out = ask("label=role=a", true);
     assert_eq!(

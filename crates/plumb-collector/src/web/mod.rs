@@ -29,6 +29,7 @@ mod alerts;
 mod errors;
 mod jobs;
 mod nodes;
+mod preflight;
 mod runs;
 mod search;
 mod timeline;
@@ -63,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .merge(runs::routes())
         .merge(jobs::routes())
         .merge(nodes::routes())
+        .merge(preflight::routes())
         .merge(search::routes())
         .merge(traces::routes())
         .merge(errors::routes())

@@ -306,6 +306,9 @@ fn fleet(cfg: &Config, a: &Args, which: &str, spec: &Spec, text: String) -> Resu
         writeln!(o)?;
     } else {
         print_fleet(&fleet);
+        if let Some(id) = fleet.id {
+            outln!("recorded: {}/preflight/{id}", url.trim_end_matches('/'));
+        }
     }
     if fleet.nodes.is_empty() && fleet.not_answered.is_empty() {
         return Err(crate::exit::NotFound(format!(
