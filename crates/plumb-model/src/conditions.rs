@@ -55,8 +55,9 @@ pub const CPU_STALL_NOTABLE_SHARE: f64 = 0.10;
 pub const STALL_NOTABLE_MIN_US: u64 = 100_000;
 
 /// The CPU frequency at the end of the run is notable below this share of
-/// the maximum (a throttled or power-capped CPU; an idle core clocked down
-/// by its governor usually stays above it while a run just ended).
+/// the maximum, and only when the CPU also throttled during the run: idle
+/// cores clocked down by their governor make a low mean on their own, so a
+/// low frequency alone says nothing.
 pub const FREQ_NOTABLE_SHARE: f64 = 0.5;
 
 /// Stall time of one resource during the run.
@@ -246,6 +247,7 @@ impl NodeConditions {
                 });
             }
         }
+        let throttled = self.throttle_events.ok().is_some_and(|n| *n > 0);
         if let Some(&n) = self.throttle_events.ok() {
             let figure = format!("{n} time{}", if n == 1 { "" } else { "s" });
             out.push(Fact {
@@ -314,7 +316,7 @@ impl NodeConditions {
             let figure = format!("{:.0}% of its maximum", share * 100.0);
             out.push(Fact {
                 kind: "cpu_freq".into(),
-                notable: share < FREQ_NOTABLE_SHARE,
+                notable: throttled && share < FREQ_NOTABLE_SHARE,
                 text: format!(
                     "CPU at {figure} frequency at the end ({:.0} of {:.0} MHz)",
                     f.cur_mhz_mean, f.max_mhz
@@ -593,16 +595,29 @@ mod tests {
     }
 
     #[test]
-    fn a_low_frequency_at_the_end_is_notable() {
+    fn a_low_frequency_at_the_end_is_notable_only_with_throttling() {
         let a = health(0, 0, 0, 0, 0, 0);
         let mut b = health(10, 0, 0, 0, 0, 0);
         assert!(NodeConditions::between(&a, &b).notable(0).is_empty());
         if let Reading::Ok { value } = &mut b.cpu_freq {
             value.cur_mhz_mean = 1200.0;
         }
+        // Idle cores clocked down: not notable by itself.
+        assert!(NodeConditions::between(&a, &b).notable(0).is_empty());
+        if let Reading::Ok { value } = &mut b.throttling {
+            value.core_events = 3;
+        }
+        let texts: Vec<String> = NodeConditions::between(&a, &b)
+            .notable(0)
+            .into_iter()
+            .map(|f| f.text)
+            .collect();
         assert_eq!(
-            NodeConditions::between(&a, &b).notable(0)[0].text,
-            "CPU at 40% of its maximum frequency at the end (1200 of 3000 MHz)"
+            texts,
+            [
+                "CPU throttled 3 times",
+                "CPU at 40% of its maximum frequency at the end (1200 of 3000 MHz)"
+            ]
         );
     }
 
