@@ -8,6 +8,10 @@
 //!    <= 1.25, plumb's peak RSS < 64 MiB.
 //! 3. `plumb search` for a rare word over 10 million stored lines: p50 <= 200 ms.
 //! 4. `plumb ls` over 100,000 runs: <= 100 ms.
+//! 5. What recording the node's conditions adds to every run: the two
+//!    reads of the node's counters (`plumb_agent::health::read_for_run`,
+//!    at the start and at the end) and their difference. Target: <= 2 ms
+//!    in all (`--only 5` runs it without building a release plumb).
 //!
 //! Options: `--quick` (smaller sizes, for a smoke run), `--only N` (one part).
 
@@ -28,6 +32,9 @@ pub fn run(args: &[&str]) -> Result<()> {
         .position(|a| *a == "--only")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok());
+    if only == Some(5) {
+        return node_conditions();
+    }
     let plumb = measure::release_plumb()?;
     let work = measure::fresh_work_dir("recorder")?;
     println!(
@@ -51,6 +58,39 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     if only.is_none_or(|n| n == 4) {
         list(&plumb, &work, if quick { 10_000 } else { 100_000 })?;
+    }
+    if only.is_none() {
+        node_conditions()?;
+    }
+    Ok(())
+}
+
+/// Part 5: the per-run cost of the node's conditions, on this machine's
+/// `/` and on the agent tests' fake root (which has every counter).
+fn node_conditions() -> Result<()> {
+    const TARGET_MS: f64 = 2.0;
+    let fake = crate::workspace_root().join("crates/plumb-agent/testdata/health/failing");
+    println!("node conditions per run (two counter reads and their difference)");
+    for (what, root) in [
+        ("this machine (/)", std::path::PathBuf::from("/")),
+        ("fake root, every counter", fake),
+    ] {
+        let n = 1000;
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let a = plumb_agent::health::read_for_run(&root);
+            let b = plumb_agent::health::read_for_run(&root);
+            let c = plumb_model::conditions::NodeConditions::between(&a, &b);
+            std::hint::black_box(c);
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let med = median(&mut times);
+        let worst = times.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "  {what}: median {med:.3} ms, worst {worst:.3} ms over {n}; {} (<= {TARGET_MS} ms)",
+            verdict(med <= TARGET_MS)
+        );
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// The whole test suite: first what the tests need from outside Rust
 /// (`.ci/install-*.sh`: Python packages, node modules, chromium, promtool,
-/// py-spy, elfutils and PostgreSQL; each installs only what is missing and
+/// py-spy, elfutils, stress-ng and PostgreSQL; each installs only what is missing and
 /// says what it installs), then every crate's tests under nextest (the
 /// PostgreSQL tests start a private server, stopped here at the end), then the Python package's tests
 /// under pytest. Each stage's time is printed at the end.
@@ -155,6 +155,7 @@ const PG_PASS: &[&str] = &[
     "health",
     "retention",
     "bench_node",
+    "run_health",
 ];
 
 const BENCHES: &[&str] = &[

@@ -41,6 +41,27 @@ pub fn read_fast(root: &Path) -> NodeHealth {
     }
 }
 
+/// Reads only the counters `plumb run` compares between the start and the
+/// end of a run (PSI, OOM kills, thermal throttling, CPU frequency, I/O
+/// errors): a handful of small files, well under a millisecond. The other
+/// sources are left unavailable, saying they are not read for runs.
+pub fn read_for_run(root: &Path) -> NodeHealth {
+    let skipped = || "not read for runs".to_string();
+    NodeHealth {
+        version: HEALTH_VERSION,
+        read_at: Timestamp::now(),
+        psi: psi(root),
+        oom_kills: oom_kills(root),
+        memory_errors: Reading::unavailable(skipped()),
+        temperatures: Reading::unavailable(skipped()),
+        throttling: throttling(root),
+        cpu_freq: cpu_freq(root),
+        network: Reading::unavailable(skipped()),
+        io_errors: io_errors(root),
+        smart: Reading::unavailable(skipped()),
+    }
+}
+
 fn why(path: &Path, e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => format!("{} is absent", path.display()),

@@ -100,6 +100,10 @@ pub enum Category {
     Tags,
     /// What stdin was and whether stdout/stderr were terminals.
     Stdio,
+    /// What the node went through during the run (pressure, throttling,
+    /// I/O errors), notable during one run and not the other. Next to
+    /// resources, which it often explains.
+    Node,
     /// CPU time, peak memory, duration (beyond [`RESOURCE_FACTOR`]).
     Resources,
     /// Bytes and lines of output.
@@ -129,6 +133,7 @@ impl Category {
             Category::Name => "name",
             Category::Tags => "tags",
             Category::Stdio => "stdio",
+            Category::Node => "node",
             Category::Resources => "resources",
             Category::OutputSize => "output size",
         }
@@ -339,6 +344,7 @@ pub fn diff(a: &Run, fa: Option<&Fingerprint>, b: &Run, fb: Option<&Fingerprint>
     c.value(Category::Name, "name", &a.name, &b.name);
     c.maps(Category::Tags, &a.tags, &b.tags);
     stdio(&mut c, a, b);
+    node(&mut c, a, b);
     resources(&mut c, a, b);
     output_size(&mut c, a, b);
 
@@ -922,6 +928,59 @@ fn stdio(c: &mut Collector, a: &Run, b: &Run) {
     );
 }
 
+/// Node conditions notable during one run and not the other, each with a
+/// sentence naming the node: `node-7 was under memory pressure during B
+/// (12.3 s stalled), not during A`. A run without conditions recorded (an
+/// older plumb, or none could be read) is compared only when the other has
+/// notable ones, and the sentence then says A's were not recorded.
+fn node(c: &mut Collector, a: &Run, b: &Run) {
+    use crate::conditions::{Fact, contrast};
+    let facts = |r: &Run| -> Option<Vec<Fact>> {
+        let own = r.oom.as_ref().map_or(0, |o| o.kills);
+        r.node.as_ref().map(|n| n.notable(own))
+    };
+    let (fa, fb) = (facts(a), facts(b));
+    let mut kinds: Vec<&str> = Vec::new();
+    for f in fa.iter().flatten().chain(fb.iter().flatten()) {
+        if !kinds.contains(&f.kind.as_str()) {
+            kinds.push(&f.kind);
+        }
+    }
+    let find = |fs: &Option<Vec<Fact>>, kind: &str| -> Option<Fact> {
+        fs.as_ref()?.iter().find(|f| f.kind == kind).cloned()
+    };
+    let not_recorded = |r: &Run| -> String {
+        if r.node.is_some() {
+            "nothing notable".into()
+        } else {
+            "not recorded".into()
+        }
+    };
+    for kind in kinds {
+        let (x, y) = (find(&fa, kind), find(&fb, kind));
+        let (during, fact, host) = match (&x, &y) {
+            (Some(f), None) => ("A", f, &a.host.hostname),
+            (None, Some(f)) => ("B", f, &b.host.hostname),
+            _ => continue,
+        };
+        let mut sentence = contrast(kind, host, during, &fact.figure);
+        let quiet = if during == "A" { b } else { a };
+        if quiet.node.is_none() {
+            sentence.push_str(&format!(
+                " (not recorded for {})",
+                if during == "A" { "B" } else { "A" }
+            ));
+        }
+        c.push(
+            Category::Node,
+            kind.replace('_', " "),
+            Some(x.map_or_else(|| not_recorded(a), |f| f.text)),
+            Some(y.map_or_else(|| not_recorded(b), |f| f.text)),
+            vec![sentence],
+        );
+    }
+}
+
 /// Whether two resource figures differ by more than [`RESOURCE_FACTOR`]
 /// and by at least `floor`.
 fn beyond_noise(x: u64, y: u64, floor: u64) -> bool {
@@ -1239,6 +1298,68 @@ mod tests {
             .iter()
             .find(|x| x.category == cat && x.key == key)
             .unwrap_or_else(|| panic!("no {cat:?} difference `{key}` in {d:#?}"))
+    }
+
+    #[test]
+    fn node_conditions_notable_in_one_run_only_are_told_with_the_node() {
+        use crate::conditions::{NodeConditions, Stall};
+        use crate::health::Reading;
+        let quiet = NodeConditions {
+            window_ns: 100 * SEC as u64,
+            stalls: Reading::Ok {
+                value: vec![Stall {
+                    resource: "memory".into(),
+                    some_us: 0,
+                    full_us: None,
+                }],
+            },
+            throttle_events: Reading::Ok { value: 0 },
+            io_errors: Reading::Ok { value: vec![] },
+            oom_kills: Reading::Ok { value: 0 },
+            cpu_freq: Reading::unavailable("no cpufreq"),
+        };
+        let mut sick = quiet.clone();
+        sick.stalls = Reading::Ok {
+            value: vec![Stall {
+                resource: "memory".into(),
+                some_us: 12_300_000,
+                full_us: None,
+            }],
+        };
+        sick.throttle_events = Reading::Ok { value: 37 };
+        let mut a = base_run();
+        a.host.hostname = "node-7".into();
+        a.node = Some(quiet);
+        let mut b = rerun(&a);
+        b.node = Some(sick);
+        let d = diff(&a, None, &b, None);
+        let mem = find(&d, Category::Node, "memory pressure");
+        assert_eq!(mem.a.as_deref(), Some("nothing notable"));
+        assert_eq!(
+            mem.detail,
+            ["node-7 was under memory pressure during B (12.3 s stalled), not during A"]
+        );
+        let t = find(&d, Category::Node, "throttling");
+        assert_eq!(
+            t.detail,
+            ["CPU throttled during B (37 times on node-7), not during A"]
+        );
+        assert!(d.summary().contains("node (2)"), "{}", d.summary());
+        // Symmetric: the other way round, A is the sick one.
+        let r = diff(&b, None, &a, None);
+        assert!(
+            find(&r, Category::Node, "throttling").detail[0].contains("during A (37 times"),
+            "{r:#?}"
+        );
+        // Without conditions recorded for A, the sentence says so.
+        a.node = None;
+        let d = diff(&a, None, &b, None);
+        let t = find(&d, Category::Node, "throttling");
+        assert_eq!(t.a.as_deref(), Some("not recorded"));
+        assert!(t.detail[0].ends_with("(not recorded for A)"), "{t:?}");
+        // Notable in both (or neither): nothing to tell.
+        a.node = b.node.clone();
+        assert!(diff(&a, None, &b, None).is_empty());
     }
 
     #[test]

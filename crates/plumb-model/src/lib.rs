@@ -24,6 +24,7 @@ pub mod alerts;
 pub mod bench;
 pub mod chart;
 pub mod clock;
+pub mod conditions;
 pub mod diff;
 pub mod display;
 pub mod env;
@@ -520,6 +521,11 @@ pub struct Run {
     /// process of its tree killed for want of memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom: Option<OomKill>,
+    /// What the node went through during the run (pressure, throttling,
+    /// I/O errors, OOM kills), from its kernel counters read by `plumb run`
+    /// at the start and at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<conditions::NodeConditions>,
     /// Interrupts (SIGINT, SIGTERM without eviction handling) sent to the
     /// recorder by a process and passed on to every process of the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -685,6 +691,7 @@ impl Run {
             orphans: Vec::new(),
             orphans_killed: false,
             oom: None,
+            node: None,
             forwarded: Vec::new(),
             warnings: Vec::new(),
         }

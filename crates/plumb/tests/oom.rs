@@ -5,84 +5,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use support::{Home, PLUMB, text};
+use support::{Home, MemCgroup, text};
 
-const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
-const LIMIT: u64 = 64 << 20;
-
-/// A memory cgroup made for one test, removed when dropped.
-struct MemCgroup {
-    dir: PathBuf,
-}
-
-impl MemCgroup {
-    fn new(tag: &str) -> MemCgroup {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
-            "the OOM tests need root, to make a memory cgroup under {V1_MEMORY}"
-        );
-        assert!(
-            Path::new(V1_MEMORY).join("memory.limit_in_bytes").exists(),
-            "the OOM tests need the cgroup v1 memory controller mounted at {V1_MEMORY}"
-        );
-        let dir = Path::new(V1_MEMORY).join(format!(
-            "plumb-test-{tag}-{}-{:x}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        let cg = MemCgroup { dir };
-        std::fs::write(cg.dir.join("memory.limit_in_bytes"), LIMIT.to_string())
-            .unwrap_or_else(|e| panic!("setting {}'s limit: {e}", cg.dir.display()));
-        cg
-    }
-
-    /// `sh -c` running `plumb ARGS` inside this cgroup, with `home`'s store.
-    fn plumb(&self, home: &Home, args: &[&str]) -> Command {
-        // The environment Home::cmd gives plumb, on a shell that
-        // joins the cgroup and then becomes plumb.
-        let plumb = home.cmd(&[]);
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#)
-            .arg("sh")
-            .arg(&self.dir)
-            .arg(PLUMB)
-            .args(args);
-        for (k, v) in plumb.get_envs() {
-            match v {
-                Some(v) => sh.env(k, v),
-                None => sh.env_remove(k),
-            };
-        }
-        sh.current_dir(home.dir())
-            .stdin(std::process::Stdio::null());
-        sh
-    }
-}
-
-impl Drop for MemCgroup {
-    fn drop(&mut self) {
-        // The processes that were in it have exited by now; the kernel may
-        // take a moment to let go of the cgroup.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        eprintln!("could not remove the test cgroup {}", self.dir.display());
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
+const LIMIT: u64 = support::MEM_CGROUP_LIMIT;
 
 fn show_json(home: &Home) -> serde_json::Value {
     home.json(&["show", "--json", "last"])["run"].clone()

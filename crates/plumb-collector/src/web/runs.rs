@@ -636,6 +636,11 @@ async fn run_page(
             &format!("{heading}: {}", lines.join("; ")),
         );
     }
+    // What the node went through during the run, one fact per line, as
+    // `plumb show` says it.
+    for line in plumb_model::conditions::notable_lines(r) {
+        kv(&mut b, "node during the run", &line);
+    }
     for w in &r.warnings {
         kv(&mut b, "warning", w);
     }

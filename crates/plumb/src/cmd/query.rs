@@ -696,6 +696,13 @@ pub fn render_run(run: &Run, fp: Option<&plumb_model::Fingerprint>) -> String {
             );
         }
     }
+    let node = plumb_model::conditions::notable_lines(run);
+    if !node.is_empty() {
+        let _ = writeln!(s, "\nnode during the run: {}", run.host.hostname);
+        for line in node {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
     if !run.warnings.is_empty() {
         let _ = writeln!(s, "\nwarnings");
         for w in &run.warnings {

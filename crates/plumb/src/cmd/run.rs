@@ -148,6 +148,12 @@ pub struct Args {
     /// journals the id before the run starts.
     #[arg(long, value_name = "UUID", hide = true)]
     pub run_id: Option<plumb_model::Uuid>,
+    /// Read the node's counters (pressure, throttling, I/O errors, OOM
+    /// kills) under this directory instead of `/` (tests: a fake
+    /// sysfs/procfs laid out as the kernel documents it, as for `plumb
+    /// agent --health-root`).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub health_root: Option<PathBuf>,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -312,6 +318,11 @@ struct StoreSink {
     writer: Option<RunWriter>,
     destination: Option<Destination>,
     redactor: Redactor,
+    /// Where the node's counters are read (`/`, or `--health-root`).
+    node_root: PathBuf,
+    /// The node's counters read just before the command started; the
+    /// finished record gets the difference to a reading at its end.
+    node_start: Option<plumb_model::health::NodeHealth>,
 }
 
 impl Sink for StoreSink {
@@ -353,6 +364,15 @@ impl Sink for StoreSink {
     fn finished(&mut self, run: &Run) {
         if let Some(w) = self.writer.take() {
             let mut run = run.clone();
+            // Read first: the end of the run is now, not after redaction.
+            if let Some(start) = self.node_start.take()
+                && run.launch_error.is_none()
+            {
+                let end = plumb_agent::health::read_for_run(&self.node_root);
+                run.node = Some(plumb_model::conditions::NodeConditions::between(
+                    &start, &end,
+                ));
+            }
             self.redactor.redact_run(&mut run);
             self.destination = Some(w.finish(&run));
         }
@@ -425,6 +445,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     let evict = evict_options(&args)?;
     let timeouts = timeouts(&cfg, &args)?;
+    let health_root = match &args.health_root {
+        Some(root) if !root.is_dir() => {
+            bail!("--health-root {}: not a directory", root.display())
+        }
+        Some(root) => root.clone(),
+        None => PathBuf::from("/"),
+    };
     let retry_on = args.retry_on.clone().unwrap_or_default();
     let max_attempts = args.retries.saturating_add(1);
     let first_id = args.run_id.unwrap_or_else(plumb_model::new_id);
@@ -529,7 +556,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             throttle: throttle_wait,
             stop: &stop,
         };
-        let run = match record_attempt(&cfg, opts, &mut sup, wait)? {
+        let run = match record_attempt(&cfg, opts, &mut sup, wait, &health_root)? {
             Attempt::Ran(run) => *run,
             Attempt::NotStarted(code) => return Ok(code),
             Attempt::Cancelled => {
@@ -870,6 +897,8 @@ fn open_sink(
         writer: Some(writer),
         destination: None,
         redactor: opts.redactor.clone(),
+        node_root: PathBuf::from("/"),
+        node_start: None,
     };
     (sink, shipper)
 }
@@ -895,6 +924,7 @@ fn record_attempt(
     opts: RunOptions,
     sup: &mut Supervision,
     wait: Wait<'_>,
+    health_root: &Path,
 ) -> Result<Attempt> {
     let run_id = opts.run_id;
     // With a collector configured the run goes to the outbox and is shipped
@@ -902,10 +932,16 @@ fn record_attempt(
     let (mut sink, shipper) = open_sink(cfg, &opts);
     let waited = wait_to_start(&opts, sup, wait, &mut sink);
     let (recorded, _slot) = match waited {
-        Ok(Some(slot)) => (
-            Some(plumb_record::record_supervised(opts, sup, &mut sink)),
-            slot,
-        ),
+        Ok(Some(slot)) => {
+            // What the node goes through during the run: its counters now
+            // and when the run ends (`StoreSink::finished`).
+            sink.node_root = health_root.to_path_buf();
+            sink.node_start = Some(plumb_agent::health::read_for_run(health_root));
+            (
+                Some(plumb_record::record_supervised(opts, sup, &mut sink)),
+                slot,
+            )
+        }
         Ok(None) => (None, None),
         Err(e) => {
             // A throttle directory that cannot be used: the attempt is

@@ -1099,3 +1099,96 @@ fn read_webhook(mut stream: std::net::TcpStream) -> Option<Vec<u8>> {
         .ok()?;
     Some(body)
 }
+
+/// Where the cgroup v1 memory controller is mounted on CI's machines.
+pub const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
+
+/// The memory limit of a [`MemCgroup`] made by [`MemCgroup::new`].
+pub const MEM_CGROUP_LIMIT: u64 = 64 << 20;
+
+/// A cgroup v1 memory cgroup made for one test (the OOM and pressure
+/// tests), with a [`MEM_CGROUP_LIMIT`] limit, removed when dropped.
+pub struct MemCgroup {
+    pub dir: PathBuf,
+}
+
+impl MemCgroup {
+    /// Makes one; panics saying what is missing (root, the controller).
+    pub fn new(tag: &str) -> MemCgroup {
+        MemCgroup::try_new(tag).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Makes one, or says why it cannot (not root, no v1 memory
+    /// controller), for tests that skip without one.
+    pub fn try_new(tag: &str) -> Result<MemCgroup, String> {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            return Err(format!(
+                "this test needs root, to make a memory cgroup under {V1_MEMORY}"
+            ));
+        }
+        if !Path::new(V1_MEMORY).join("memory.limit_in_bytes").exists() {
+            return Err(format!(
+                "this test needs the cgroup v1 memory controller mounted at {V1_MEMORY}"
+            ));
+        }
+        use std::hash::{BuildHasher, RandomState};
+        let suffix = RandomState::new().hash_one(std::time::SystemTime::now());
+        let dir = Path::new(V1_MEMORY).join(format!(
+            "plumb-test-{tag}-{}-{suffix:x}",
+            std::process::id(),
+        ));
+        std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let cg = MemCgroup { dir };
+        std::fs::write(
+            cg.dir.join("memory.limit_in_bytes"),
+            MEM_CGROUP_LIMIT.to_string(),
+        )
+        .map_err(|e| format!("setting {}'s limit: {e}", cg.dir.display()))?;
+        Ok(cg)
+    }
+
+    /// `sh -c` running `plumb ARGS` inside this cgroup, with `home`'s store.
+    pub fn plumb(&self, home: &Home, args: &[&str]) -> Command {
+        // The environment Home::cmd gives plumb, on a shell that
+        // joins the cgroup and then becomes plumb.
+        let plumb = home.cmd(&[]);
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&self.dir)
+            .arg(PLUMB)
+            .args(args);
+        for (k, v) in plumb.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.current_dir(home.dir()).stdin(Stdio::null());
+        sh
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // Kill whatever is still in it (a stressor a failed test left),
+        // then remove it; the kernel may take a moment to let go.
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill has no memory preconditions; these pids are
+                // the test's own cgroup's processes.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove the test cgroup {}", self.dir.display());
+    }
+}
