@@ -49,4 +49,7 @@ await withPage(async (page, r, shot) => {
   r.shot_node = await shot("node-charts");
   await page.goto(BASE + "/nodes");
   r.node_sparks = await page.$$eval(`#nodes tr[data-node="chart-node"] td.sp svg path`, (e) => e.length > 0 ? 1 : 0);
+  await page.goto(BASE + "/status");
+  r.status_charts = await page.$$eval("svg#ingest-chart", (e) => e.length);
+  r.shot_status = await shot("status");
 });

@@ -927,4 +927,5 @@ fn the_runs_chart_has_a_bar_per_interval_and_a_click_filters_the_list() {
         "{v}"
     );
     assert_eq!(v["node_sparks"], 1, "{v}");
+    assert_eq!(v["status_charts"], 1, "/status renders: {v}");
 }

@@ -227,7 +227,9 @@ fn node_charts_show_the_highest_per_interval_gaps_states_and_the_fill_prediction
     beat(&api, &report("n1", 1.5, 500, &[("/", 400)]));
     at(m0 + 120 * MIN + 20 * SEC);
     beat(&api, &report("n1", 2.5, 500, &[("/", 300)]));
-    beat(&api, &report("n2", 0.25, 500, &[("/", 100)]));
+    let mut r2 = report("n2", 0.25, 500, &[("/", 100)]);
+    r2["spool"] = json!({"files": 2, "bytes": 300, "dropped_runs": 1, "dropped_bytes": 50});
+    beat(&api, &r2);
     at(m0 + 121 * MIN);
     let c = get_json(&api, "/api/v1/nodes/n1")["charts"].clone();
     assert_eq!(c["range"], "1d", "the default range");
@@ -310,4 +312,18 @@ fn node_charts_show_the_highest_per_interval_gaps_states_and_the_fill_prediction
     let page = serve.get("/nodes").unwrap();
     assert_eq!(page.matches("<td class=sp><svg").count(), 2, "{page}");
     assert_eq!(page.matches("<path class=l2").count(), 2);
+
+    // /status: the collector's own counters (the eight heartbeats, one
+    // record each) and the backlog the agents reported.
+    let st = get_json(&api, "/api/v1/status");
+    assert_eq!(st["records_total"], 8, "{st}");
+    assert_eq!(st["spool_files"], 2, "{st}");
+    assert_eq!(st["spool_bytes"], 300, "{st}");
+    assert_eq!(st["dropped_runs"], 1, "{st}");
+    assert_eq!(st["nodes_with_backlog"], json!(["n2"]), "{st}");
+    assert!(!st["per_minute"].as_array().unwrap().is_empty(), "{st}");
+    let html = serve.get("/status").unwrap();
+    assert!(html.contains("id=\"ingest-chart\""), "{html}");
+    assert!(html.contains("href=\"/nodes/n2\""), "{html}");
+    assert!(page.contains("href=\"/status\""), "linked from every page");
 }
