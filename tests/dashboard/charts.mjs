@@ -37,4 +37,19 @@ await withPage(async (page, r, shot) => {
   r.run_current = await page.$$eval("svg#job-durations g.current", (e) => e.length);
   r.run_job_link = await page.$eval("#job-link", (e) => e.getAttribute("href"));
   r.shot_run = await shot("run-history");
+
+  // A node's charts: a series per line, a hover dot per point.
+  await page.goto(BASE + "/nodes/chart-node");
+  r.node_series = [];
+  r.node_dots = [];
+  for (const id of ["load-chart", "memory-chart", "disk-chart"]) {
+    r.node_series.push(await page.$$eval(`svg#${id} g.series`, (e) => e.length));
+    r.node_dots.push(await page.$$eval(`svg#${id} g.series circle`, (e) => e.length));
+  }
+  r.shot_node = await shot("node-charts");
+  await page.goto(BASE + "/nodes");
+  r.node_sparks = await page.$$eval(`#nodes tr[data-node="chart-node"] td.sp svg path`, (e) => e.length > 0 ? 1 : 0);
+  await page.goto(BASE + "/status");
+  r.status_charts = await page.$$eval("svg#ingest-chart", (e) => e.length);
+  r.shot_status = await shot("status");
 });

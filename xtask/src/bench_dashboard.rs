@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Bump when the seeded data changes shape.
-const SEED_VERSION: u32 = 1;
+const SEED_VERSION: u32 = 2;
 const NODES: usize = 1_000;
 const RUNS: usize = 1_000_000;
 /// Runs that have output, and lines each: 10,000,000 lines in all.
@@ -108,7 +108,23 @@ pub fn run(args: &[&str]) -> Result<()> {
     let pages: Vec<(String, String, f64)> = vec![
         ("nodes".into(), "/nodes".into(), 50.0),
         ("nodes JSON".into(), "/api/v1/pages/nodes".into(), 50.0),
-        ("node".into(), format!("/nodes/{}", meta.sample_node), 100.0),
+        ("node".into(), format!("/nodes/{}", meta.sample_node), 50.0),
+        (
+            "node 1h".into(),
+            format!("/nodes/{}?range=1h", meta.sample_node),
+            50.0,
+        ),
+        (
+            "node 7d".into(),
+            format!("/nodes/{}?range=7d", meta.sample_node),
+            50.0,
+        ),
+        (
+            "node JSON 7d".into(),
+            format!("/api/v1/nodes/{}?range=7d", meta.sample_node),
+            50.0,
+        ),
+        ("errors".into(), "/errors".into(), 50.0),
         ("runs".into(), "/runs".into(), 100.0),
         (
             "runs deep page".into(),
@@ -219,6 +235,37 @@ fn seed(dir: &Path) -> Result<Meta> {
         store.put_node_report(&report, Timestamp::from_nanos(now), NodeState::Up)?;
     }
     println!("  {NODES} nodes in {:.1} s", t.elapsed().as_secs_f64());
+    // Their history as heartbeats would leave it: a week of ten-minute
+    // rows and the last hour of minute rows per node (a heartbeat every
+    // ten minutes, then every minute; the store folds each into both).
+    let t = Instant::now();
+    const MIN: i64 = 60_000_000_000;
+    for i in 0..NODES {
+        let mut report = node_report(i);
+        let mut put = |at: i64, k: i64| -> Result<()> {
+            report.cpu.load1 = ((i as i64 * 7 + k) % 17) as f64 * 0.37;
+            for d in &mut report.disks {
+                d.available = d.available.saturating_sub(1 << 24);
+            }
+            let at = Timestamp::from_nanos(at);
+            store.put_node_sample(
+                &report.node,
+                at,
+                &plumb_model::node::NodeSample::from_report(&report, at),
+            )?;
+            Ok(())
+        };
+        for k in (1..(7 * 24 * 6)).rev() {
+            put(now - k * 10 * MIN, k)?;
+        }
+        for k in (0..60).rev() {
+            put(now - k * MIN, k)?;
+        }
+    }
+    println!(
+        "  {NODES} nodes' history in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let mut rng = fastrand::Rng::with_seed(7);
     let mut batch = Vec::with_capacity(10_000);

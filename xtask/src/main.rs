@@ -143,6 +143,7 @@ fn test(extra: &[&str]) -> Result<()> {
 /// the collector's back.
 const PG_PASS: &[&str] = &[
     "collector",
+    "nodecharts",
     "insights",
     "alerts",
     "nodes_cli",

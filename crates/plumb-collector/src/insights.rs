@@ -351,8 +351,47 @@ async fn list(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<ErrorGroups>, ApiError> {
     let q = error_query(&state.insights, &pairs)?;
-    let groups = state.db.read(move |s| s.error_groups(&q)).await?;
-    Ok(Json(ErrorGroups { groups }))
+    Ok(Json(state.db.read(move |s| error_list(s, &q)).await?))
+}
+
+/// Days the error list's sparklines cover.
+pub const SPARK_DAYS: i64 = 14;
+
+/// Occurrences a list sparkline counts at most per group (the newest).
+pub const SPARK_CAP: usize = 2000;
+
+/// The groups of `q` with their sparklines: `GET /api/v1/errors` and
+/// `/errors`. Each group's days come from one bounded index range of its
+/// own occurrences ([`SPARK_CAP`] at most).
+pub fn error_list(
+    s: &dyn plumb_store::Backend,
+    q: &plumb_model::insights::ErrorQuery,
+) -> plumb_store::Result<ErrorGroups> {
+    const DAY: i64 = 86_400_000_000_000;
+    let groups = s.error_groups(q)?;
+    let now = Timestamp::now().as_nanos();
+    let from = now - now.rem_euclid(DAY) - (SPARK_DAYS - 1) * DAY;
+    let mut sparks = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let times = s.error_occurrence_times(
+            &g.fingerprint,
+            Timestamp::from_nanos(from),
+            Timestamp::from_nanos(now + 1),
+            SPARK_CAP,
+        )?;
+        let mut per_day = vec![0u64; SPARK_DAYS as usize];
+        for t in &times {
+            let i = ((t.as_nanos() - from) / DAY).clamp(0, SPARK_DAYS - 1) as usize;
+            per_day[i] += 1;
+        }
+        sparks.push(plumb_model::insights::ErrorSpark {
+            fingerprint: g.fingerprint.clone(),
+            from: Timestamp::from_nanos(from),
+            per_day,
+            partial: times.len() == SPARK_CAP,
+        });
+    }
+    Ok(ErrorGroups { groups, sparks })
 }
 
 async fn show(

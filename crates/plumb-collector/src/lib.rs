@@ -208,6 +208,8 @@ pub struct AppState {
     pub export: Option<export::Exporter>,
     /// What `[retention]` keeps, and what it dropped.
     pub retention: retention::Retention,
+    /// The collector's own counters once a minute, for `/status`.
+    pub status: web::status::Ring,
 }
 
 impl AppState {
@@ -244,6 +246,7 @@ impl AppState {
             stacks: stack::StackRequests::default(),
             export,
             retention,
+            status: web::status::Ring::default(),
         })
     }
 }
@@ -251,6 +254,7 @@ impl AppState {
 /// The whole HTTP API: every route module merged, plus health checks and
 /// metrics.
 pub fn router(state: AppState) -> Router {
+    web::status::start(&state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -166,6 +166,234 @@ pub struct NodeDetail {
     /// [`BENCH_HISTORY`]).
     #[serde(default)]
     pub benches: Vec<crate::bench::BenchEntry>,
+    /// Its load, memory and disks over the chosen range, with its state
+    /// changes and disk-fill predictions: the node page's charts (absent
+    /// from an older collector).
+    #[serde(default)]
+    pub charts: Option<NodeCharts>,
+}
+
+/// The time range of a node's charts (`?range=1h|1d|7d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ChartRange {
+    /// The last hour, a point a minute.
+    #[serde(rename = "1h")]
+    Hour,
+    /// The last day, a point per ten minutes.
+    #[default]
+    #[serde(rename = "1d")]
+    Day,
+    /// The last week, a point per ten minutes.
+    #[serde(rename = "7d")]
+    Week,
+}
+
+impl ChartRange {
+    /// Every range, shortest first.
+    pub const ALL: [ChartRange; 3] = [ChartRange::Hour, ChartRange::Day, ChartRange::Week];
+
+    /// Its name in a URL and the JSON (`1h`, `1d`, `7d`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChartRange::Hour => "1h",
+            ChartRange::Day => "1d",
+            ChartRange::Week => "7d",
+        }
+    }
+
+    /// Parses a name; the error names the ones there are.
+    pub fn parse(s: &str) -> Result<ChartRange, String> {
+        ChartRange::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("range `{s}` is not one of 1h, 1d, 7d"))
+    }
+
+    /// Its length.
+    pub fn ns(self) -> i64 {
+        const H: i64 = 3_600_000_000_000;
+        match self {
+            ChartRange::Hour => H,
+            ChartRange::Day => 24 * H,
+            ChartRange::Week => 7 * 24 * H,
+        }
+    }
+
+    /// The stored resolution it is drawn from.
+    pub fn step(self) -> plumb_store::samples::Step {
+        match self {
+            ChartRange::Hour => plumb_store::samples::Step::Minute,
+            _ => plumb_store::samples::Step::TenMinutes,
+        }
+    }
+}
+
+/// One point of a node chart.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ChartPoint {
+    /// Start of the interval (collector clock).
+    pub at: Timestamp,
+    /// The highest value in it.
+    pub value: f64,
+}
+
+/// One disk's use over the range, in percent, and when it is predicted to
+/// fill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSeries {
+    /// Mount point.
+    pub mount: String,
+    /// Used share, percent, per interval.
+    pub points: Vec<ChartPoint>,
+    /// When it fills at the rate of its recent samples (the disk-fill
+    /// alert's least-squares fit), if it is filling.
+    pub fills_at: Option<Timestamp>,
+}
+
+/// A stretch of time the node spent in one state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateSpan {
+    /// The state.
+    pub state: NodeState,
+    /// From (at least the range's start).
+    pub from: Timestamp,
+    /// Until (at most the range's end).
+    pub until: Timestamp,
+}
+
+/// A node's charts: every series at the range's resolution, oldest first;
+/// an interval in which no heartbeat arrived has no point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCharts {
+    /// The range.
+    pub range: ChartRange,
+    /// Its start.
+    pub from: Timestamp,
+    /// Its end (when it was read).
+    pub until: Timestamp,
+    /// The spacing of the points, ns.
+    pub step_ns: i64,
+    /// The highest 1-minute load per interval.
+    pub load: Vec<ChartPoint>,
+    /// The highest memory in use per interval, percent of the total.
+    pub memory: Vec<ChartPoint>,
+    /// Memory in total as last sampled, bytes.
+    pub memory_total: u64,
+    /// Each disk, by mount.
+    pub disks: Vec<DiskSeries>,
+    /// States over the range (from `node_transitions`).
+    pub states: Vec<StateSpan>,
+}
+
+/// Samples a node chart reads at most (a week of ten-minute rows, and
+/// some).
+pub const CHART_SAMPLES: usize = 1100;
+
+/// The charts of node `name` over `range` ending at `now`: its samples,
+/// states from `transitions` (oldest first) and each disk's predicted
+/// fill (from the disk-fill alert's samples when it keeps them, else from
+/// the history's last six hours).
+pub fn node_charts(
+    store: &dyn plumb_store::Backend,
+    name: &str,
+    range: ChartRange,
+    now: Timestamp,
+    transitions: &[NodeTransition],
+) -> plumb_store::Result<NodeCharts> {
+    let step = range.step();
+    let from = Timestamp::from_nanos(now.as_nanos() - range.ns());
+    let samples = store.node_samples(name, step, step.start_of(from), CHART_SAMPLES)?;
+    let pt = |at: Timestamp, value: f64| ChartPoint { at, value };
+    let load = samples.iter().map(|s| pt(s.at, s.load1)).collect();
+    let memory = samples
+        .iter()
+        .filter(|s| s.mem_total > 0)
+        .map(|s| pt(s.at, s.mem_pct()))
+        .collect();
+    let mut mounts: Vec<&str> = samples
+        .iter()
+        .flat_map(|s| s.disks.iter().map(|d| d.mount.as_str()))
+        .collect();
+    mounts.sort_unstable();
+    mounts.dedup();
+    let recent_from = now.as_nanos() - 6 * 3_600_000_000_000;
+    let mut disks = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        let points: Vec<ChartPoint> = samples
+            .iter()
+            .filter_map(|s| {
+                s.disks
+                    .iter()
+                    .find(|d| d.mount == m)
+                    .map(|d| pt(s.at, d.pct()))
+            })
+            .collect();
+        let mut fit = store.disk_samples(name, m)?;
+        if fit.len() < 3 {
+            fit = samples
+                .iter()
+                .filter(|s| s.at.as_nanos() >= recent_from)
+                .filter_map(|s| {
+                    let d = s.disks.iter().find(|d| d.mount == m)?;
+                    Some((s.at, d.total.saturating_sub(d.used)))
+                })
+                .collect();
+        }
+        let last = fit.iter().map(|f| f.0).max();
+        let min_span = crate::alerts::config::DiskFillRule::default().min_span;
+        let fills_at = match (
+            plumb_model::alerts::predict_fill_seconds(&fit, min_span.0.as_secs_f64()),
+            last,
+        ) {
+            (Some(left), Some(last)) if left.is_finite() && left < 3.0e9 => Some(
+                Timestamp::from_nanos(last.as_nanos().saturating_add((left * 1e9) as i64)),
+            ),
+            _ => None,
+        };
+        disks.push(DiskSeries {
+            mount: m.to_string(),
+            points,
+            fills_at,
+        });
+    }
+    Ok(NodeCharts {
+        range,
+        from,
+        until: now,
+        step_ns: step.ns(),
+        load,
+        memory,
+        memory_total: samples.last().map_or(0, |s| s.mem_total),
+        disks,
+        states: state_spans(transitions, from, now),
+    })
+}
+
+/// The states a node was in over `[from, until)`, from its transitions
+/// (oldest first): the one it was in at `from` (the last before it), then
+/// each change. Nothing before its first transition.
+pub fn state_spans(
+    transitions: &[NodeTransition],
+    from: Timestamp,
+    until: Timestamp,
+) -> Vec<StateSpan> {
+    let mut spans: Vec<StateSpan> = Vec::new();
+    for t in transitions {
+        if t.at >= until {
+            break;
+        }
+        let start = t.at.max(from);
+        if let Some(last) = spans.last_mut() {
+            last.until = start;
+        }
+        spans.push(StateSpan {
+            state: t.to,
+            from: start,
+            until,
+        });
+    }
+    spans.retain(|s| s.until > s.from && s.until > from);
+    spans
 }
 
 /// Software changes a node's detail carries.
@@ -243,6 +471,7 @@ pub fn node_detail(
     store: &dyn plumb_store::Backend,
     name: &str,
     limits: &plumb_model::health::FindingLimits,
+    range: ChartRange,
 ) -> plumb_store::Result<Option<NodeDetail>> {
     let Some(row) = store.node(name)? else {
         return Ok(None);
@@ -276,6 +505,7 @@ pub fn node_detail(
         .into_iter()
         .map(crate::bench::BenchEntry::from)
         .collect();
+    let charts = node_charts(store, name, range, Timestamp::now(), &transitions)?;
     Ok(Some(NodeDetail {
         node,
         differs_in,
@@ -284,6 +514,7 @@ pub fn node_detail(
         running,
         health,
         benches,
+        charts: Some(charts),
     }))
 }
 
@@ -406,6 +637,13 @@ async fn ingest_node_inner(
             if let Some(h) = &health {
                 store.put_node_health(&row.name, now, h)?;
             }
+            // The node's history: folded into its minute and ten-minute
+            // rows, never a row per heartbeat.
+            store.put_node_sample(
+                &row.name,
+                now,
+                &plumb_model::node::NodeSample::from_report(&report, now),
+            )?;
             Ok((row.name, fresh))
         })
         .await?;

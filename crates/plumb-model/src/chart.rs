@@ -984,6 +984,328 @@ pub fn sparkline_svg(id: &str, title: &str, unit: &str, values: &[(Timestamp, f6
     out
 }
 
+/// One line of a [`LineChart`]: its name (legend, hover) and its points,
+/// oldest first. Two points further apart than the chart's step allows
+/// leave a gap: an interval with nothing in it is not drawn as a slope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineSeries<'a> {
+    /// Name in the legend and hover text.
+    pub name: &'a str,
+    /// `(time, value)`, oldest first.
+    pub points: &'a [(Timestamp, f64)],
+}
+
+/// A span of time shaded behind the lines, labelled (a node's state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band<'a> {
+    /// Start.
+    pub from: Timestamp,
+    /// End.
+    pub until: Timestamp,
+    /// What it is (hover text and its class, `band-<label>`).
+    pub label: &'a str,
+}
+
+/// A dashed line from a series' last point ahead to a predicted moment and
+/// value (a disk filling up), labelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast<'a> {
+    /// From.
+    pub from: (Timestamp, f64),
+    /// To (may lie beyond the chart's end: the line is cut at the edge).
+    pub to: (Timestamp, f64),
+    /// What it says (`/data full 2026-12-09`).
+    pub label: &'a str,
+}
+
+/// A line chart over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineChart<'a> {
+    /// Element id (unique in the page).
+    pub id: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Unit of the values (`%`, `load`).
+    pub unit: &'a str,
+    /// The time range drawn.
+    pub from: Timestamp,
+    /// End of the range.
+    pub until: Timestamp,
+    /// The spacing of the points: a wider gap between two is a gap.
+    pub step_ns: i64,
+    /// A fixed top of the value axis (100 for percentages), else from the
+    /// values.
+    pub top: Option<f64>,
+    /// The lines.
+    pub series: &'a [LineSeries<'a>],
+    /// Shaded spans behind them.
+    pub bands: &'a [Band<'a>],
+    /// Predictions ahead.
+    pub forecasts: &'a [Forecast<'a>],
+}
+
+/// Dash patterns telling the lines apart without colour (first solid).
+const DASHES: [&str; 5] = ["", "6 3", "2 2", "8 3 2 3", "1 3"];
+const LINE_HUES: [&str; 5] = ["#0b5cad", "#b35900", "#1a7f37", "#8250df", "#cf222e"];
+
+/// Points drawn with a hover circle each, at most (beyond, only the lines
+/// and each series' summary: a week of ten-minute points stays small).
+pub const HOVER_POINTS: usize = 200;
+
+/// A line chart: one polyline per unbroken stretch of a series (class
+/// `line`, `data-series` its index), each series with its own dash and hue
+/// and a legend entry, hover text per series (latest, lowest, highest) and,
+/// for a short series, per point; shaded bands behind, dashed forecasts
+/// ahead. Empty series draw nothing but their legend and a note.
+pub fn lines_svg(c: &LineChart<'_>) -> String {
+    let height = 200.0;
+    let n_points: usize = c.series.iter().map(|s| s.points.len()).sum();
+    let mut out = String::with_capacity(2048 + n_points * 24);
+    let desc = format!(
+        "{} from {} to {}: {}",
+        c.unit,
+        moment(c.from),
+        moment(c.until),
+        c.series
+            .iter()
+            .map(|s| format!("{} ({} points)", s.name, s.points.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    open_svg(&mut out, c.id, height, c.title, &desc);
+    let (from, until) = (
+        c.from.as_nanos(),
+        c.until.as_nanos().max(c.from.as_nanos() + 1),
+    );
+    let span = (until - from) as f64;
+    let pw = W - LEFT - RIGHT;
+    let y0 = height - BOTTOM;
+    let ph = y0 - TOP;
+    let max = c
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .chain(c.forecasts.iter().map(|f| f.from.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let top = c.top.unwrap_or_else(|| nice_max(max));
+    let x_of = |t: i64| LEFT + ((t - from) as f64 / span).clamp(0.0, 1.0) * pw;
+    let y_of = |v: f64| {
+        let v = if v.is_finite() { v } else { 0.0 };
+        y0 - (v / top).clamp(0.0, 1.0) * ph
+    };
+    for b in c.bands {
+        let (a, z) = (x_of(b.from.as_nanos()), x_of(b.until.as_nanos()));
+        if z <= a {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "<rect class=\"band band-{cls}\" x=\"{a:.1}\" y=\"{TOP}\" width=\"{w:.1}\" height=\"{ph}\"><title>{l}: {f} to {u}</title></rect>",
+            cls = esc(b.label),
+            w = z - a,
+            l = esc(b.label),
+            f = esc(&moment(b.from)),
+            u = esc(&moment(b.until)),
+        );
+    }
+    value_axis(&mut out, top, c.unit, height, &|v| fmt_num(v));
+    time_axis(&mut out, from, until, c.step_ns.max(1), height);
+    let gap = c.step_ns.max(1) * 3 / 2;
+    for (i, s) in c.series.iter().enumerate() {
+        let (hue, dash) = (LINE_HUES[i % LINE_HUES.len()], DASHES[i % DASHES.len()]);
+        let dash_attr = if dash.is_empty() {
+            String::new()
+        } else {
+            format!(" stroke-dasharray=\"{dash}\"")
+        };
+        let summary = match (s.points.last(), s.points.is_empty()) {
+            (Some(last), false) => {
+                let lo = s.points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+                let hi = s
+                    .points
+                    .iter()
+                    .map(|p| p.1)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                format!(
+                    "{}: latest {} {u} at {}, lowest {} {u}, highest {} {u}",
+                    s.name,
+                    fmt_num(last.1),
+                    moment(last.0),
+                    fmt_num(lo),
+                    fmt_num(hi),
+                    u = c.unit
+                )
+            }
+            _ => format!("{}: no data in this range", s.name),
+        };
+        let _ = write!(
+            out,
+            "<g class=\"series\" data-series=\"{i}\"><title>{}</title>",
+            esc(&summary)
+        );
+        let mut k = 0;
+        while k < s.points.len() {
+            let mut end = k + 1;
+            while end < s.points.len()
+                && s.points[end].0.as_nanos() - s.points[end - 1].0.as_nanos() <= gap
+            {
+                end += 1;
+            }
+            let _ = write!(
+                out,
+                "<polyline class=\"line\" fill=\"none\" stroke=\"{hue}\" stroke-width=\"1.5\"{dash_attr} points=\""
+            );
+            for p in &s.points[k..end] {
+                let _ = write!(out, "{:.1},{:.1} ", x_of(p.0.as_nanos()), y_of(p.1));
+            }
+            out.push_str("\"/>");
+            k = end;
+        }
+        if s.points.len() <= HOVER_POINTS {
+            for p in s.points {
+                let _ = write!(
+                    out,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{hue}\"><title>{}: {} {} at {}</title></circle>",
+                    x_of(p.0.as_nanos()),
+                    y_of(p.1),
+                    esc(s.name),
+                    fmt_num(p.1),
+                    esc(c.unit),
+                    esc(&moment(p.0)),
+                );
+            }
+        }
+        out.push_str("</g>");
+    }
+    for f in c.forecasts {
+        let (t0, v0) = (f.from.0.as_nanos(), f.from.1);
+        let (t1, v1) = (f.to.0.as_nanos(), f.to.1);
+        // Cut at the right edge, on the line between the two.
+        let (te, ve) = if t1 > until && t1 > t0 {
+            (
+                until,
+                v0 + (v1 - v0) * (until - t0) as f64 / (t1 - t0) as f64,
+            )
+        } else {
+            (t1, v1)
+        };
+        let _ = write!(
+            out,
+            "<g class=\"forecast\"><title>{l}</title><line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#cf222e\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/>\
+<text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\" fill=\"#cf222e\">{l}</text></g>",
+            x_of(t0),
+            y_of(v0),
+            x_of(te),
+            y_of(ve),
+            tx = x_of(te).max(LEFT + 80.0),
+            ty = (y_of(ve) - 4.0).max(TOP + 10.0),
+            l = esc(&shorten(f.label, 60)),
+        );
+    }
+    // The legend: each line's dash and name, under the axis.
+    let mut x = LEFT;
+    for (i, s) in c.series.iter().enumerate() {
+        let (hue, dash) = (LINE_HUES[i % LINE_HUES.len()], DASHES[i % DASHES.len()]);
+        let name = shorten(s.name, 24);
+        let _ = write!(
+            out,
+            "<g class=\"legend\"><line x1=\"{x:.1}\" y1=\"{y:.1}\" x2=\"{x2:.1}\" y2=\"{y:.1}\" stroke=\"{hue}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>\
+<text x=\"{tx:.1}\" y=\"{ty:.1}\" fill=\"#1b1f24\">{n}</text></g>",
+            x2 = x + 18.0,
+            y = height - 8.0,
+            tx = x + 22.0,
+            ty = height - 4.0,
+            n = esc(&name),
+        );
+        x += 30.0 + name.chars().count() as f64 * 6.5;
+    }
+    if n_points == 0 {
+        let _ = write!(
+            out,
+            "<text class=\"empty\" x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"middle\" fill=\"#5b6470\">no samples in this range</text>",
+            x = LEFT + pw / 2.0,
+            y = TOP + ph / 2.0
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// A tiny two-line sparkline for a list row (a thousand of them on one
+/// page, so every byte counts): each value one step right, its height a
+/// digit 0-9 of the box (relative path moves, unquoted attributes, which
+/// HTML allows), the first series solid and the second dashed (class
+/// `l2`), the hover text given by the caller. `None` values are gaps; a
+/// lone point is a dot. The caller's CSS sizes it (`td.sp svg`).
+pub fn mini_spark_svg(title: &str, series: [(&[Option<f64>], f64); 2]) -> String {
+    let n = series[0].0.len().max(series[1].0.len()).max(2);
+    let mut out = String::with_capacity(64 + n * 8);
+    let _ = write!(
+        out,
+        "<svg viewBox=\"0 0 {} 9\"><title>{}</title>",
+        n - 1,
+        esc(title)
+    );
+    for (k, (values, top)) in series.iter().enumerate() {
+        let top = if *top > 0.0 { *top } else { 1.0 };
+        let mut d = String::with_capacity(values.len() * 4);
+        // Each stretch without gaps as its first point then relative moves
+        // (`M0 7l1-2 3 0`), a level stretch one move.
+        let ys: Vec<Option<i64>> = values
+            .iter()
+            .map(|v| v.map(|v| (9.0 - (v / top).clamp(0.0, 1.0) * 9.0).round() as i64))
+            .collect();
+        let mut i = 0;
+        while i < ys.len() {
+            let Some(y0) = ys[i] else {
+                i += 1;
+                continue;
+            };
+            let _ = write!(d, "M{i} {y0}");
+            let (mut at, mut y) = (i, y0);
+            let mut j = i + 1;
+            let mut first = true;
+            while j < ys.len() {
+                let Some(yj) = ys[j] else { break };
+                let mut end = j;
+                if yj == y {
+                    while end + 1 < ys.len() && ys[end + 1] == Some(y) {
+                        end += 1;
+                    }
+                }
+                let ye = ys[end].unwrap_or(y);
+                let (dx, dy) = (end - at, ye - y);
+                d.push(if first { 'l' } else { ' ' });
+                let _ = write!(d, "{dx}");
+                if dy >= 0 {
+                    d.push(' ');
+                }
+                let _ = write!(d, "{dy}");
+                first = false;
+                at = end;
+                y = ye;
+                j = end + 1;
+            }
+            if first {
+                // A lone point: a dot.
+                d.push_str("h.1");
+            }
+            i = j;
+        }
+        if d.is_empty() {
+            continue;
+        }
+        if k == 1 {
+            let _ = write!(out, "<path class=l2 d=\"{d}\"/>");
+        } else {
+            let _ = write!(out, "<path d=\"{d}\"/>");
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// Values as a line of Unicode block characters, the highest value a full
@@ -1026,6 +1348,125 @@ mod tests {
 
     fn ts(ns: i64) -> Timestamp {
         Timestamp::from_nanos(ns)
+    }
+
+    fn line_points(svg: &str) -> usize {
+        svg.split("<polyline class=\"line\"")
+            .skip(1)
+            .map(|p| {
+                let pts = p.split("points=\"").nth(1).unwrap();
+                pts[..pts.find('"').unwrap()].split_whitespace().count()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_line_chart_breaks_at_gaps_escapes_and_draws_an_empty_or_single_series() {
+        let m = 60_000_000_000i64;
+        let pts = [
+            (ts(0), 1.0),
+            (ts(m), 2.0),
+            // a gap of two empty minutes
+            (ts(4 * m), 3.0),
+        ];
+        let one = [(ts(2 * m), 5.0)];
+        let series = [
+            LineSeries {
+                name: "<load>",
+                points: &pts,
+            },
+            LineSeries {
+                name: "one",
+                points: &one,
+            },
+            LineSeries {
+                name: "none",
+                points: &[],
+            },
+        ];
+        let bands = [Band {
+            from: ts(m),
+            until: ts(2 * m),
+            label: "down",
+        }];
+        let forecasts = [Forecast {
+            from: (ts(4 * m), 3.0),
+            to: (ts(100 * m), 100.0),
+            label: "/x\"<b> full",
+        }];
+        let c = LineChart {
+            id: "c1",
+            title: "Load of <script>",
+            unit: "load",
+            from: ts(0),
+            until: ts(10 * m),
+            step_ns: m,
+            top: None,
+            series: &series,
+            bands: &bands,
+            forecasts: &forecasts,
+        };
+        let svg = lines_svg(&c);
+        assert!(
+            !svg.contains("<script>") && !svg.contains("<load>") && !svg.contains("<b>"),
+            "{svg}"
+        );
+        assert!(svg.contains("&lt;load&gt;"));
+        // Two stretches for the first series, one for the single point.
+        assert_eq!(svg.matches("<polyline class=\"line\"").count(), 3, "{svg}");
+        assert_eq!(line_points(&svg), 4);
+        assert_eq!(svg.matches("<circle").count(), 4, "hover per point");
+        assert!(svg.contains("none: no data in this range"));
+        assert!(svg.contains("class=\"band band-down\""));
+        assert!(svg.contains("class=\"forecast\""));
+        assert_eq!(svg.matches("<g class=\"legend\"").count(), 3);
+        // Nothing at all: a note, no lines.
+        let empty = lines_svg(&LineChart {
+            series: &series[2..],
+            bands: &[],
+            forecasts: &[],
+            ..c.clone()
+        });
+        assert!(empty.contains("no samples in this range"));
+        assert_eq!(line_points(&empty), 0);
+        // A long series keeps its lines and drops the per-point hover.
+        let many: Vec<(Timestamp, f64)> = (0..1000).map(|i| (ts(i * m), i as f64)).collect();
+        let long = lines_svg(&LineChart {
+            series: &[LineSeries {
+                name: "x",
+                points: &many,
+            }],
+            until: ts(1000 * m),
+            ..c.clone()
+        });
+        assert_eq!(line_points(&long), 1000);
+        assert_eq!(long.matches("<circle").count(), 0);
+    }
+
+    #[test]
+    fn a_mini_sparkline_is_small_escaped_and_shows_gaps_and_single_points() {
+        let a = [Some(1.0), Some(2.0), None, Some(4.0), Some(3.0), Some(0.0)];
+        let b = [None, None, Some(50.0), None, None, None];
+        let svg = mini_spark_svg("<x> load 1–4", [(&a, 4.0), (&b, 100.0)]);
+        assert!(svg.contains("&lt;x&gt;") && !svg.contains("<x>"), "{svg}");
+        assert!(svg.starts_with("<svg viewBox=\"0 0 5 9\">"), "{svg}");
+        assert_eq!(svg.matches("<path").count(), 2, "{svg}");
+        // y = 9 - v/top*9, rounded: 1 -> 7, 2 -> 5 (up 2), then a gap,
+        // 4 -> 0, 3 -> 2 (down 2), 0 -> 9 (down 7).
+        assert!(svg.contains("<path d=\"M0 7l1-2M3 0l1 2 1 7\"/>"), "{svg}");
+        assert!(svg.contains("<path class=l2 d=\"M2 5h.1\"/>"), "{svg}");
+        let none = mini_spark_svg("t", [(&[], 1.0), (&[None], 1.0)]);
+        assert_eq!(none.matches("<path").count(), 0, "{none}");
+        // A level stretch is one move.
+        let level = [Some(5.0), Some(5.0), Some(5.0), Some(6.0), Some(6.0)];
+        let svg = mini_spark_svg("t", [(&level, 9.0), (&[], 1.0)]);
+        assert!(svg.contains("d=\"M0 4l2 0 1-1 1 0\""), "{svg}");
+        // Thirteen points of a varying load and a level disk: small enough
+        // for a thousand rows.
+        let load: Vec<Option<f64>> = (0..13).map(|i| Some(f64::from(i % 7))).collect();
+        let disk = vec![Some(62.0); 13];
+        let svg = mini_spark_svg("load≤6.0 disk≤62%", [(&load, 6.0), (&disk, 100.0)]);
+        assert!(svg.len() < 170, "{} bytes: {svg}", svg.len());
     }
 
     #[test]

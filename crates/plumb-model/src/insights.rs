@@ -155,6 +155,26 @@ pub struct HostCount {
 pub struct ErrorGroups {
     /// Groups, most recently seen first.
     pub groups: Vec<ErrorGroup>,
+    /// Each group's occurrences per UTC day over the last days (the
+    /// list's sparklines), in the order of `groups` (absent from an older
+    /// collector).
+    #[serde(default)]
+    pub sparks: Vec<ErrorSpark>,
+}
+
+/// One error group's occurrences per UTC day, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorSpark {
+    /// The group.
+    pub fingerprint: String,
+    /// Start of the first day.
+    pub from: crate::Timestamp,
+    /// Occurrences per day.
+    pub per_day: Vec<u64>,
+    /// Only the newest occurrences were counted (the earliest days are
+    /// short).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// Which groups to list and how to judge their status.

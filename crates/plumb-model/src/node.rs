@@ -142,6 +142,108 @@ pub struct SpoolStats {
     pub dropped_bytes: u64,
 }
 
+/// A node's use over one interval of its history (a minute, ten minutes):
+/// the highest load, memory and disk use of the heartbeats that arrived in
+/// it, so a spike between two samples still shows. What the node charts
+/// draw; `at` is the interval's start (collector clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSample {
+    /// Start of the interval.
+    pub at: Timestamp,
+    /// Highest 1-minute load average.
+    pub load1: f64,
+    /// Highest memory in use (total - available), bytes.
+    pub mem_used: u64,
+    /// Memory in total, bytes (the latest).
+    pub mem_total: u64,
+    /// Each disk's highest use, by mount.
+    #[serde(default)]
+    pub disks: Vec<DiskUse>,
+}
+
+/// One disk's use in a [`NodeSample`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUse {
+    /// Mount point.
+    pub mount: String,
+    /// Bytes in use (total - available).
+    pub used: u64,
+    /// Size in bytes.
+    pub total: u64,
+}
+
+impl DiskUse {
+    /// The used share in percent (0 for a disk of no size).
+    pub fn pct(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.used as f64 / self.total as f64 * 100.0
+        }
+    }
+}
+
+impl NodeSample {
+    /// What one heartbeat says, for the interval starting at `at`.
+    pub fn from_report(report: &NodeReport, at: Timestamp) -> NodeSample {
+        let mut s = NodeSample {
+            at,
+            load1: if report.cpu.load1.is_finite() {
+                report.cpu.load1.max(0.0)
+            } else {
+                0.0
+            },
+            mem_used: report.memory.total.saturating_sub(report.memory.available),
+            mem_total: report.memory.total,
+            disks: report
+                .disks
+                .iter()
+                .map(|d| DiskUse {
+                    mount: d.mount.clone(),
+                    used: d.total.saturating_sub(d.available),
+                    total: d.total,
+                })
+                .collect(),
+        };
+        s.disks.sort_by(|a, b| a.mount.cmp(&b.mount));
+        s.disks.dedup_by(|a, b| a.mount == b.mount);
+        s
+    }
+
+    /// Folds a later heartbeat of the same interval in: the highest load,
+    /// memory and disk use, the latest sizes, every mount either reported
+    /// (by mount).
+    pub fn merge(&mut self, later: &NodeSample) {
+        self.load1 = self.load1.max(later.load1);
+        self.mem_used = self.mem_used.max(later.mem_used);
+        self.mem_total = later.mem_total;
+        for d in &later.disks {
+            match self.disks.iter_mut().find(|o| o.mount == d.mount) {
+                Some(o) => {
+                    o.used = o.used.max(d.used);
+                    o.total = d.total;
+                }
+                None => self.disks.push(d.clone()),
+            }
+        }
+        self.disks.sort_by(|a, b| a.mount.cmp(&b.mount));
+    }
+
+    /// The fullest disk's used share in percent (0 without disks).
+    pub fn disk_max_pct(&self) -> f64 {
+        self.disks.iter().map(DiskUse::pct).fold(0.0, f64::max)
+    }
+
+    /// Memory in use in percent of the total (0 when unknown).
+    pub fn mem_pct(&self) -> f64 {
+        if self.mem_total == 0 {
+            0.0
+        } else {
+            self.mem_used as f64 / self.mem_total as f64 * 100.0
+        }
+    }
+}
+
 /// A node's software fingerprint with its content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +420,39 @@ pub fn phi(elapsed_ms: f64, intervals_ms: &[f64], declared_ms: f64) -> f64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_sample_keeps_the_highest_use_of_its_interval_and_the_latest_sizes() {
+        let t = Timestamp::from_nanos(60_000_000_000);
+        let disk = |m: &str, used: u64, total: u64| DiskUse {
+            mount: m.into(),
+            used,
+            total,
+        };
+        let mut a = NodeSample {
+            at: t,
+            load1: 2.0,
+            mem_used: 10,
+            mem_total: 100,
+            disks: vec![disk("/", 50, 100)],
+        };
+        let b = NodeSample {
+            at: t,
+            load1: 1.0,
+            mem_used: 30,
+            mem_total: 120,
+            disks: vec![disk("/", 40, 200), disk("/data", 5, 10)],
+        };
+        a.merge(&b);
+        assert_eq!(a.load1, 2.0);
+        assert_eq!((a.mem_used, a.mem_total), (30, 120));
+        assert_eq!(a.disks, vec![disk("/", 50, 200), disk("/data", 5, 10)]);
+        assert_eq!(a.disk_max_pct(), 50.0);
+        assert_eq!(a.mem_pct(), 25.0);
+        a.disks.clear();
+        assert_eq!(a.disk_max_pct(), 0.0);
+        assert_eq!(disk("/", 1, 0).pct(), 0.0);
+    }
 
     #[test]
     fn phi_is_low_on_time_and_high_when_late() {

@@ -30,6 +30,7 @@ pub mod leases;
 pub mod nodes;
 pub mod retention;
 pub mod runs;
+pub mod samples;
 pub mod telemetry;
 pub mod throttles;
 pub mod timeline;
@@ -91,6 +92,7 @@ macro_rules! suite {
             clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
             health::health_reads_back_newest_first_or_since_and_is_bounded_per_node,
             benches::benches_read_back_latest_per_node_before_a_time_and_are_bounded,
+            samples::node_samples_keep_the_highest_per_interval_bounded_and_sparks_for_every_node,
             timeline::logs_and_spans_are_found_by_time_window_from_every_source,
             throttles::never_more_than_n_holders_and_the_queue_is_first_come_first_served,
             throttles::an_expired_lease_frees_its_slot_and_an_expired_waiter_leaves_the_queue,
@@ -132,6 +134,7 @@ mod tests {
             ("leases", include_str!("leases.rs")),
             ("nodes", include_str!("nodes.rs")),
             ("runs", include_str!("runs.rs")),
+            ("samples", include_str!("samples.rs")),
             ("telemetry", include_str!("telemetry.rs")),
             ("throttles", include_str!("throttles.rs")),
             ("timeline", include_str!("timeline.rs")),

@@ -19,7 +19,9 @@ use plumb_store::health::{HealthRow, KEEP_NS as HEALTH_KEEP_NS, KEEP_ROWS as HEA
 use plumb_store::kit;
 use plumb_store::nodes::{ENV_CHANGES_KEEP, EnvChange, NodeRow, PREFLIGHTS_KEEP, PreflightRecord};
 use plumb_store::tokens::TokenInfo;
-use plumb_store::{Alerts, Benches, Health, Leases, Nodes, Result, StoreError, Throttles, Tokens};
+use plumb_store::{
+    Alerts, Benches, Health, Leases, NodeHistory, Nodes, Result, StoreError, Throttles, Tokens,
+};
 use postgres::{GenericClient, Row, Transaction};
 use std::time::Duration;
 
@@ -1031,5 +1033,108 @@ impl Benches for PgStore {
             .as_ref()
             .map(bench_row)
             .transpose()
+    }
+}
+
+fn sample_row(node: &str, r: &Row) -> Result<plumb_model::node::NodeSample> {
+    plumb_store::samples::decode(
+        node,
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get::<_, &str>(4),
+    )
+}
+
+impl NodeHistory for PgStore {
+    fn put_node_sample(
+        &self,
+        node: &str,
+        at: Timestamp,
+        sample: &plumb_model::node::NodeSample,
+    ) -> Result<()> {
+        use plumb_store::samples::{Step, as_i64, disks_json, folded};
+        self.tx(|tx| {
+            for step in Step::ALL {
+                let start = step.start_of(at);
+                // The row of the interval is locked while it is folded, so
+                // two collectors never lose each other's figures.
+                let old = tx
+                    .qo(
+                        "SELECT at_ns, load1, mem_used, mem_total, disks FROM node_samples
+                         WHERE node = $1 AND step_s = $2 AND at_ns = $3 FOR UPDATE",
+                        &[&node, &step.secs(), &start.as_nanos()],
+                    )?
+                    .map(|r| sample_row(node, &r))
+                    .transpose()?;
+                let row = folded(old, sample, start);
+                tx.x(
+                    "INSERT INTO node_samples
+                     (node, step_s, at_ns, load1, mem_used, mem_total, disk_pct, disks)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (node, step_s, at_ns) DO UPDATE SET
+                       load1 = EXCLUDED.load1, mem_used = EXCLUDED.mem_used,
+                       mem_total = EXCLUDED.mem_total, disk_pct = EXCLUDED.disk_pct,
+                       disks = EXCLUDED.disks",
+                    &[
+                        &node,
+                        &step.secs(),
+                        &start.as_nanos(),
+                        &row.load1,
+                        &as_i64(row.mem_used),
+                        &as_i64(row.mem_total),
+                        &row.disk_max_pct(),
+                        &disks_json(&row),
+                    ],
+                )?;
+                tx.x(
+                    "DELETE FROM node_samples WHERE node = $1 AND step_s = $2 AND at_ns < $3",
+                    &[&node, &step.secs(), &(start.as_nanos() - step.keep_ns())],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn node_samples(
+        &self,
+        node: &str,
+        step: plumb_store::samples::Step,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<plumb_model::node::NodeSample>> {
+        self.c()?
+            .q(
+                "SELECT at_ns, load1, mem_used, mem_total, disks FROM node_samples
+                 WHERE node = $1 AND step_s = $2 AND at_ns >= $3 ORDER BY at_ns LIMIT $4",
+                &[&node, &step.secs(), &since.as_nanos(), &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| sample_row(node, r))
+            .collect()
+    }
+
+    fn node_sparks(
+        &self,
+        step: plumb_store::samples::Step,
+        since: Timestamp,
+    ) -> Result<Vec<plumb_store::samples::SparkRow>> {
+        Ok(self
+            .c()?
+            .q(
+                "SELECT s.node, s.at_ns, s.load1, s.disk_pct FROM nodes n
+                 JOIN node_samples s ON s.node = n.name AND s.step_s = $1 AND s.at_ns >= $2
+                 ORDER BY n.name, s.at_ns",
+                &[&step.secs(), &since.as_nanos()],
+            )?
+            .iter()
+            .map(|r| plumb_store::samples::SparkRow {
+                node: r.get(0),
+                at: Timestamp::from_nanos(r.get(1)),
+                load1: r.get(2),
+                disk_pct: r.get(3),
+            })
+            .collect())
     }
 }

@@ -440,6 +440,21 @@ CREATE TABLE preflights (
 );
 CREATE INDEX preflights_at ON preflights (at_ns);
 "#,
+    // 5 -> 6 (helper "nodecharts"): each node's use over time, downsampled per
+    // minute and per ten minutes (plumb_store::samples).
+    r#"
+CREATE TABLE node_samples (
+    node      TEXT COLLATE "C" NOT NULL,
+    step_s    BIGINT NOT NULL,
+    at_ns     BIGINT NOT NULL,
+    load1     DOUBLE PRECISION NOT NULL,
+    mem_used  BIGINT NOT NULL,
+    mem_total BIGINT NOT NULL,
+    disk_pct  DOUBLE PRECISION NOT NULL,
+    disks     TEXT NOT NULL,
+    PRIMARY KEY (node, step_s, at_ns)
+);
+"#,
 ];
 
 /// The schema version of the connection's schema, `None` when it holds no

@@ -455,6 +455,41 @@ pub trait Health {
     fn node_health_recent(&self, node: &str, limit: usize) -> Result<Vec<HealthRow>>;
 }
 
+/// Each node's load, memory and disk use over time, downsampled as the
+/// heartbeats arrive: one row per node per [`crate::samples::Step`]
+/// interval (the highest use of its heartbeats), each step kept for its
+/// own span ([`crate::samples::Step::keep_ns`]).
+pub trait NodeHistory {
+    /// Folds one heartbeat's figures, arrived at `at`, into `node`'s row of
+    /// each step's interval holding `at`, and drops that node's rows older
+    /// than each step keeps.
+    fn put_node_sample(
+        &self,
+        node: &str,
+        at: Timestamp,
+        sample: &plumb_model::node::NodeSample,
+    ) -> Result<()>;
+
+    /// `node`'s samples of `step` whose interval starts at or after
+    /// `since`, oldest first, at most `limit`.
+    fn node_samples(
+        &self,
+        node: &str,
+        step: crate::samples::Step,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<plumb_model::node::NodeSample>>;
+
+    /// Every known node's samples of `step` from `since` on, in one query,
+    /// by node then time: what the nodes page's sparklines draw (load and
+    /// the fullest disk only).
+    fn node_sparks(
+        &self,
+        step: crate::samples::Step,
+        since: Timestamp,
+    ) -> Result<Vec<crate::samples::SparkRow>>;
+}
+
 /// Node benchmark results (`plumb bench-node`, idle agents): a bounded
 /// history per node ([`crate::bench::KEEP_ROWS`] rows).
 pub trait Benches {
@@ -640,6 +675,7 @@ pub trait Backend:
     + Clocks
     + Health
     + Benches
+    + NodeHistory
     + Timeline
     + Throttles
     + Leases
@@ -660,6 +696,8 @@ impl<
         + Clocks
         + Health
         + Benches
+        + NodeHistory
+        + NodeHistory
         + Timeline
         + Throttles
         + Leases

@@ -260,6 +260,20 @@ pub const TABLES: &[RawTable] = &[
         &[t("node"), i("at_ns"), i("taken_ns"), t("bench")],
     ),
     copied(
+        "node_samples",
+        3,
+        &[
+            t("node"),
+            i("step_s"),
+            i("at_ns"),
+            r("load1"),
+            i("mem_used"),
+            i("mem_total"),
+            r("disk_pct"),
+            t("disks"),
+        ],
+    ),
+    copied(
         "clock_estimates",
         2,
         &[

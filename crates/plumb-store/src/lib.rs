@@ -40,6 +40,7 @@ mod query;
 mod raw;
 mod retention;
 mod runs;
+pub mod samples;
 mod schema;
 pub mod spool;
 pub mod telemetry;
@@ -49,9 +50,9 @@ pub mod tokens;
 mod writer;
 
 pub use backend::{
-    Alerts, Backend, Benches, Clocks, Connector, Health, Insights, Leases, Nodes, Output,
-    OutputSink, Raw, Retention, RunStore, Runs, SqliteConnector, Telemetry, Throttles, Timeline,
-    Tokens,
+    Alerts, Backend, Benches, Clocks, Connector, Health, Insights, Leases, NodeHistory, Nodes,
+    Output, OutputSink, Raw, Retention, RunStore, Runs, SqliteConnector, Telemetry, Throttles,
+    Timeline, Tokens,
 };
 /// The concern traits, for code that calls a store's methods: `use
 /// plumb_store::prelude::*;`. [`RunStore`] is left out: every backend also
@@ -61,8 +62,8 @@ pub mod prelude {
     // the names, which would clash with common ones (`std::process::Output`).
     pub use crate::backend::{
         Alerts as _, Benches as _, Clocks as _, Health as _, Insights as _, Leases as _,
-        Nodes as _, Output as _, Raw as _, Retention as _, Runs as _, Telemetry as _,
-        Throttles as _, Timeline as _, Tokens as _,
+        NodeHistory as _, Nodes as _, Output as _, Raw as _, Retention as _, Runs as _,
+        Telemetry as _, Throttles as _, Timeline as _, Tokens as _,
     };
 }
 pub use error::{ErrorKind, Result, StoreError};

@@ -462,6 +462,21 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX preflights_at ON preflights (at_ns);
     "#,
+    // 19 -> 20 (helper "nodecharts"): each node's use over time,
+    // downsampled per minute and per ten minutes (samples.rs).
+    r#"
+    CREATE TABLE node_samples (
+        node      TEXT NOT NULL,
+        step_s    INTEGER NOT NULL,        -- 60 or 600
+        at_ns     INTEGER NOT NULL,        -- interval start, collector clock
+        load1     REAL NOT NULL,           -- highest 1-minute load
+        mem_used  INTEGER NOT NULL,        -- highest memory in use, bytes
+        mem_total INTEGER NOT NULL,
+        disk_pct  REAL NOT NULL,           -- the fullest disk's use, percent
+        disks     TEXT NOT NULL,           -- [DiskUse] as JSON
+        PRIMARY KEY (node, step_s, at_ns)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[cfg(test)]

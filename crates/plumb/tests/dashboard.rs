@@ -837,6 +837,27 @@ fn the_runs_chart_has_a_bar_per_interval_and_a_click_filters_the_list() {
         .find(|b| b["total"].as_u64().unwrap() >= 2)
         .expect("a bar of two runs or more");
     let nightly: Vec<_> = runs.iter().filter(|r| r.name == "nightly").collect();
+    // A node with two disks, for its charts.
+    let (code, body) = http(
+        &api,
+        "POST",
+        "/api/v1/ingest/node",
+        &[("Content-Type", "application/json")],
+        serde_json::json!({
+            "version": 1, "node": "chart-node", "sent": 0, "seq": 1, "interval_ms": 5000,
+            "cpu": {"load1": 1.5, "load5": 0.0, "load15": 0.0, "cpus": 4},
+            "memory": {"total": 1000, "available": 400, "swap_total": 0, "swap_free": 0},
+            "disks": [
+                {"mount": "/", "fs_type": "ext4", "device": "/dev/a", "total": 100, "available": 40, "inodes_total": 0, "inodes_free": 0},
+                {"mount": "/data", "fs_type": "ext4", "device": "/dev/b", "total": 100, "available": 90, "inodes_total": 0, "inodes_free": 0}
+            ]
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .status_and_text();
+    assert_eq!(code, 200, "{body}");
+    let node_charts = get_json(&api, "/api/v1/nodes/chart-node")["charts"].clone();
     let v = page(
         "charts.mjs",
         &api,
@@ -890,4 +911,21 @@ fn the_runs_chart_has_a_bar_per_interval_and_a_click_filters_the_list() {
     assert!(v["job_days"].as_u64().unwrap() >= 3, "{v}");
     assert_eq!(v["run_current"], 1, "{v}");
     assert_eq!(v["run_job_link"], "/jobs/nightly", "{v}");
+    // The node page: a series per line of its JSON twin, a hover dot per
+    // point, and a sparkline on the nodes list.
+    let disks = node_charts["disks"].as_array().unwrap();
+    assert_eq!(disks.len(), 2, "{node_charts}");
+    assert_eq!(v["node_series"], serde_json::json!([1, 1, 2]), "{v}");
+    let points = |s: &Value| s.as_array().unwrap().len() as u64;
+    assert_eq!(
+        v["node_dots"],
+        serde_json::json!([
+            points(&node_charts["load"]),
+            points(&node_charts["memory"]),
+            disks.iter().map(|d| points(&d["points"])).sum::<u64>()
+        ]),
+        "{v}"
+    );
+    assert_eq!(v["node_sparks"], 1, "{v}");
+    assert_eq!(v["status_charts"], 1, "/status renders: {v}");
 }

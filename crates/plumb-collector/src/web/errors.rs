@@ -29,7 +29,11 @@ async fn errors_page(
 ) -> Result<Html<String>, PageError> {
     let q = error_query(&state.insights, &pairs)?;
     let status = q.status;
-    let groups = state.db.read(move |s| s.error_groups(&q)).await?;
+    let list = state
+        .db
+        .read(move |s| crate::insights::error_list(s, &q))
+        .await?;
+    let groups = &list.groups;
     let mut b = String::with_capacity(8192);
     b.push_str("<h1>Errors</h1><p>Exceptions of failed runs and OpenTelemetry logs, grouped by fingerprint (type and in-application frames, else type and normalized message). Show: ");
     let _ = write!(
@@ -57,12 +61,18 @@ async fn errors_page(
     if groups.is_empty() {
         b.push_str("<p>No error groups.</p>");
     } else {
-        b.push_str(
+        let _ = write!(
+            b,
             "<table id=\"errors\"><thead><tr><th scope=\"col\">Error</th><th scope=\"col\">Status</th>\
 <th scope=\"col\" class=\"num\">Count</th><th scope=\"col\" class=\"num\">Runs</th><th scope=\"col\">Hosts</th>\
-<th scope=\"col\">First seen</th><th scope=\"col\">Last seen</th></tr></thead><tbody>",
+<th scope=\"col\">First seen</th><th scope=\"col\">Last seen</th>\
+<th scope=\"col\" title=\"occurrences per UTC day\">Last {days} days</th></tr></thead><tbody>",
+            days = crate::insights::SPARK_DAYS,
         );
-        for g in &groups {
+        for (g, sp) in groups
+            .iter()
+            .zip(list.sparks.iter().map(Some).chain(std::iter::repeat(None)))
+        {
             let hosts = if g.hosts.len() > 3 {
                 format!("{} and {} more", g.hosts[..3].join(", "), g.hosts.len() - 3)
             } else {
@@ -71,7 +81,9 @@ async fn errors_page(
             let _ = write!(
                 b,
                 "<tr><td><a href=\"/errors/{fp}\"><strong>{kind}</strong></a>: {msg} <span class=\"muted\">({lang})</span></td>\
-<td>{status}</td><td class=\"num\">{count}</td><td class=\"num\">{runs}</td><td>{hosts}</td><td title=\"{first_full}\">{first}</td><td title=\"{last_full}\">{last}</td></tr>",
+<td>{status}</td><td class=\"num\">{count}</td><td class=\"num\">{runs}</td><td>{hosts}</td><td title=\"{first_full}\">{first}</td><td title=\"{last_full}\">{last}</td>\
+<td class=sp>{spark}</td></tr>",
+                spark = sp.map_or_else(String::new, error_spark),
                 fp = url_enc(&g.fingerprint),
                 kind = esc(&g.kind),
                 msg = esc(&truncate(&g.message, 160)),
@@ -89,6 +101,28 @@ async fn errors_page(
         b.push_str("</tbody></table>");
     }
     Ok(layout("Errors", Nav::Errors, "", &b))
+}
+
+/// A group's sparkline: occurrences per day, with the days in its hover
+/// text.
+fn error_spark(sp: &plumb_model::insights::ErrorSpark) -> String {
+    let hi = sp.per_day.iter().copied().max().unwrap_or(0);
+    let vals: Vec<Option<f64>> = sp.per_day.iter().map(|n| Some(*n as f64)).collect();
+    let title = format!(
+        "per day from {}: {}{}",
+        &sp.from.to_rfc3339_secs()[..10],
+        sp.per_day
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        if sp.partial {
+            " (the newest occurrences only)"
+        } else {
+            ""
+        }
+    );
+    plumb_model::chart::mini_spark_svg(&title, [(&vals, hi.max(1) as f64), (&[], 1.0)])
 }
 
 /// Occurrences a group's chart reads at most (the newest).

@@ -32,6 +32,7 @@ mod nodes;
 mod preflight;
 mod runs;
 mod search;
+pub mod status;
 mod timeline;
 mod traces;
 
@@ -70,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .merge(errors::routes())
         .merge(alerts::routes())
         .merge(timeline::routes())
+        .merge(status::routes())
 }
 
 /// Escapes text for HTML element content and quoted attribute values. The
@@ -207,7 +209,7 @@ pub fn layout(title: &str, nav: Nav, search: &str, body: &str) -> Html<String> {
 <link rel=\"stylesheet\" href=\"{css}\">\
 <script src=\"{js}\" defer></script></head><body>\
 <a class=\"skip\" href=\"#main\">Skip to content</a>\
-<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {alerts} {timeline} {search_link}</nav>\
+<header class=\"top\"><a class=\"brand\" href=\"/runs\">plumb</a><nav aria-label=\"Sections\">{runs} {nodes} {errors} {alerts} {timeline} {search_link} <a href=\"/status\">Status</a></nav>\
 <form role=\"search\" action=\"/search\" method=\"get\"><label for=\"q\" class=\"skip\">Search output and logs</label>\
 <input id=\"q\" name=\"q\" type=\"search\" placeholder=\"Search output and logs (press /)\" value=\"{sv}\"><button type=\"submit\">Search</button></form>\
 </header><main id=\"main\" tabindex=\"-1\">{body}</main></body></html>\n",

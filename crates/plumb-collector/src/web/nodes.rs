@@ -5,13 +5,13 @@ use super::{Nav, PageError, PageViewer, ago, badge, bytes, esc, layout, time_cel
 use crate::AppState;
 use crate::auth::Viewer;
 use crate::error::ApiError;
-use crate::nodes::{NodeDetail, NodeView, node_detail, views};
-use axum::extract::{Path, State};
+use crate::nodes::{ChartRange, NodeCharts, NodeDetail, NodeView, node_detail, views};
+use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use plumb_model::Timestamp;
-use plumb_model::node::{NodeReport, NodeState};
+use plumb_model::node::NodeState;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -29,34 +29,205 @@ pub(super) fn routes() -> Router<AppState> {
 /// What `/nodes` shows.
 #[derive(Debug, Serialize)]
 pub struct NodesView {
-    /// Nodes by name.
-    pub nodes: Vec<NodeView>,
+    /// Nodes by name, as the list shows them.
+    pub nodes: Vec<NodeListItem>,
     /// When it was read.
     pub now: Timestamp,
     /// The nodes with a benchmark, best CPU first (at most [`RANKED`]).
     #[serde(default)]
     pub ranking: Vec<crate::bench::BenchEntry>,
+    /// Start of the sparklines' first interval (each `spark` value is one
+    /// interval of `spark_step_ns`, over the last [`SPARK_HOURS`] hours).
+    pub spark_from: Timestamp,
+    /// Sparkline interval, ns.
+    pub spark_step_ns: i64,
 }
 
 /// Nodes the nodes page ranks by benchmark (`plumb nodes --rank` has all).
 pub const RANKED: usize = 20;
 
+/// Hours the nodes page's sparklines cover.
+pub const SPARK_HOURS: i64 = 2;
+
+/// One node as the nodes list shows it: what its row needs and no more, so
+/// the list stays small at a thousand nodes. Its whole last report (labels,
+/// disk devices and inodes, network counters, the software fingerprint,
+/// uptime, spool) is in `/api/v1/nodes/{name}`, as before.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeListItem {
+    /// Name.
+    pub node: String,
+    /// State.
+    pub state: NodeState,
+    /// In that state since.
+    pub since: Timestamp,
+    /// 1-minute load.
+    pub load1: f64,
+    /// CPUs.
+    pub cpus: u32,
+    /// Memory in total, bytes.
+    pub mem_total: u64,
+    /// Memory available, bytes.
+    pub mem_available: u64,
+    /// Disks: mount, size, available.
+    pub disks: Vec<ListDisk>,
+    /// Runs in progress by its last report.
+    pub runs: u32,
+    /// Clock offset against the collector, when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<f64>,
+    /// The first 12 characters of its fingerprint's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Its fingerprint differs from most of its group.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fingerprint_differs: bool,
+    /// Its label group (`k=v,...`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Its sparklines, when it has history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spark: Option<Spark>,
+}
+
+/// One disk in a [`NodeListItem`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ListDisk {
+    /// Mount point.
+    pub mount: String,
+    /// Size, bytes.
+    pub total: u64,
+    /// Available, bytes.
+    pub available: u64,
+}
+
+impl NodeListItem {
+    /// The list's view of a node.
+    pub fn from_view(n: NodeView) -> NodeListItem {
+        let r = n.report;
+        NodeListItem {
+            node: n.node,
+            state: n.state,
+            since: n.since,
+            load1: r.cpu.load1,
+            cpus: r.cpu.cpus,
+            mem_total: r.memory.total,
+            mem_available: r.memory.available,
+            disks: r
+                .disks
+                .into_iter()
+                .map(|d| ListDisk {
+                    mount: d.mount,
+                    total: d.total,
+                    available: d.available,
+                })
+                .collect(),
+            runs: r.runs_in_progress,
+            clock_offset_ms: n.clock_offset_ms,
+            fingerprint: n.fingerprint.map(|h| h.chars().take(12).collect()),
+            fingerprint_differs: n.fingerprint_differs,
+            group: n.group,
+            spark: None,
+        }
+    }
+}
+
+/// One node's sparklines: one value per interval from the list's
+/// `spark_from`, `null` for an interval with no heartbeat.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spark {
+    /// The highest 1-minute load (one decimal).
+    pub load: Vec<Option<f64>>,
+    /// The fullest disk's highest use, whole percent.
+    pub disk: Vec<Option<f64>>,
+}
+
+/// The sparklines' first interval and how many there are, at `now`.
+pub fn spark_slots(now: Timestamp) -> (Timestamp, usize) {
+    let step = plumb_store::samples::Step::TenMinutes;
+    let from = step.start_of(Timestamp::from_nanos(
+        now.as_nanos() - SPARK_HOURS * 3_600_000_000_000,
+    ));
+    let slots = ((step.start_of(now).as_nanos() - from.as_nanos()) / step.ns() + 1).max(1);
+    (from, slots as usize)
+}
+
+/// Puts rows of [`plumb_store::NodeHistory::node_sparks`] on the nodes
+/// they belong to (both by name), by interval from `from`.
+pub fn add_sparks(
+    nodes: &mut [NodeListItem],
+    rows: Vec<plumb_store::samples::SparkRow>,
+    from: Timestamp,
+    slots: usize,
+) {
+    let step = plumb_store::samples::Step::TenMinutes.ns();
+    let mut k = 0;
+    for r in rows {
+        let i = (r.at.as_nanos() - from.as_nanos()).div_euclid(step);
+        if i < 0 || i as usize >= slots {
+            continue;
+        }
+        while k < nodes.len() && nodes[k].node < r.node {
+            k += 1;
+        }
+        let Some(n) = nodes.get_mut(k).filter(|n| n.node == r.node) else {
+            continue;
+        };
+        let e = n.spark.get_or_insert_with(|| Spark {
+            load: vec![None; slots],
+            disk: vec![None; slots],
+        });
+        // Rounded: the page draws ten pixels, and the JSON stays small.
+        e.load[i as usize] = Some((r.load1 * 10.0).round() / 10.0);
+        e.disk[i as usize] = Some(r.disk_pct.round());
+    }
+}
+
+/// A node's sparkline cell: load (solid, scaled to its CPUs or its highest
+/// load) and its fullest disk (dashed, 0-100 %).
+fn spark_cell(n: &NodeListItem) -> String {
+    let Some(s) = &n.spark else {
+        return "<td class=sp>—".into();
+    };
+    let hi = s.load.iter().flatten().copied().fold(0.0, f64::max);
+    let disk = s.disk.iter().flatten().copied().fold(0.0, f64::max);
+    let title = format!("load≤{hi:.1} disk≤{disk:.0}%");
+    format!(
+        "<td class=sp>{}",
+        plumb_model::chart::mini_spark_svg(
+            &title,
+            [(&s.load, hi.max(f64::from(n.cpus))), (&s.disk, 100.0)]
+        )
+    )
+}
+
 /// Every node, for `/nodes` and its JSON twin.
 pub async fn nodes_data(state: &AppState) -> Result<NodesView, ApiError> {
-    let (rows, mut ranking) = state
+    let now = Timestamp::now();
+    let (rows, mut ranking, spark_rows) = state
         .db
-        .read(|s| {
+        .read(move |s| {
             Ok((
                 s.nodes()?,
                 crate::bench::latest_benches(s, &["cpu".into(), "mem".into()])?,
+                // One read for every node's sparklines.
+                s.node_sparks(plumb_store::samples::Step::TenMinutes, spark_slots(now).0)?,
             ))
         })
         .await?;
     ranking.truncate(RANKED);
+    let mut nodes: Vec<NodeListItem> = views(rows)
+        .into_iter()
+        .map(NodeListItem::from_view)
+        .collect();
+    let (spark_from, slots) = spark_slots(now);
+    add_sparks(&mut nodes, spark_rows, spark_from, slots);
     Ok(NodesView {
-        nodes: views(rows),
-        now: Timestamp::now(),
+        nodes,
+        now,
         ranking,
+        spark_from,
+        spark_step_ns: plumb_store::samples::Step::TenMinutes.ns(),
     })
 }
 
@@ -147,40 +318,46 @@ async fn nodes_json(_: Viewer, State(state): State<AppState>) -> Result<Json<Nod
 /// free / size. Compact on purpose: the nodes page repeats this for every
 /// mount of every node, so each byte here is a kilobyte at a thousand nodes
 /// (one empty element per bar, its share in a custom property).
-fn disk_lines(b: &mut String, r: &NodeReport) {
-    for (i, d) in r.disks.iter().enumerate() {
+fn disk_lines<'a>(b: &mut String, disks: impl Iterator<Item = (&'a str, u64, u64)>) {
+    for (i, (mount, available, total)) in disks.enumerate() {
+        let d = ListDisk {
+            mount: String::new(),
+            total,
+            available,
+        };
         let pct = if d.total > 0 {
             d.available as f64 / d.total as f64 * 100.0
         } else {
             0.0
         };
+        // Unquoted (one class each: `bar`, `low`/`mid` say the same by
+        // colour and the figures by words).
         let class = if pct < 10.0 {
-            "bar low"
+            "\"bar low\""
         } else if pct < 25.0 {
-            "bar mid"
+            "\"bar mid\""
         } else {
             "bar"
         };
         let _ = write!(
             b,
-            "{br}{m} <span class=\"{class}\" style=\"--p:{pct:.0}%\"></span> {avail} / {total}",
+            "{br}{m} <i class={class} style=--p:{pct:.0}%></i> {avail} / {total}",
             br = if i > 0 { "<br>" } else { "" },
-            m = esc(&d.mount),
+            m = esc(mount),
             avail = bytes(d.available),
             total = bytes(d.total),
         );
     }
 }
 
-fn mem_cell(r: &NodeReport) -> String {
-    let m = &r.memory;
-    if m.total == 0 {
+fn mem_cell(available: u64, total: u64) -> String {
+    if total == 0 {
         return "—".into();
     }
-    format!("{} / {}", bytes(m.available), bytes(m.total))
+    format!("{} / {}", bytes(available), bytes(total))
 }
 
-fn fingerprint_cell(n: &NodeView) -> String {
+fn fingerprint_cell(n: &NodeListItem) -> String {
     match &n.fingerprint {
         Some(h) if n.fingerprint_differs => format!(
             "<code>{}</code> <span class=\"marker\" title=\"differs from most nodes labelled {g}\">≠ group</span>",
@@ -223,7 +400,7 @@ fn nodes_body(v: &NodesView) -> String {
             s.as_str()
         );
     }
-    b.push_str("</p>");
+    b.push_str(" · <a href=\"/preflight\">preflight checks</a></p>");
     if v.nodes.is_empty() {
         b.push_str("<p id=\"no-nodes\">No node has reported yet: start <code>plumb agent --collector URL</code> on each.</p>");
     }
@@ -231,11 +408,11 @@ fn nodes_body(v: &NodesView) -> String {
         b,
         "<table id=\"nodes\" data-poll=\"/api/v1/pages/nodes\" data-every=\"{POLL_MS}\"{hidden}><thead><tr><th scope=\"col\">Node</th><th scope=\"col\">State</th><th scope=\"col\">Since</th>\
 <th scope=\"col\" class=\"num\">Load (1m)</th><th scope=\"col\">Memory free / total</th><th scope=\"col\">Disks: free / size</th>\
-<th scope=\"col\" class=\"num\">Clock offset</th><th scope=\"col\">Fingerprint</th><th scope=\"col\" class=\"num\">Runs</th></tr></thead><tbody>",
+<th scope=\"col\" class=\"num\">Clock offset</th><th scope=\"col\">Fingerprint</th><th scope=\"col\" class=\"num\">Runs</th>\
+<th scope=\"col\" title=\"the highest per ten minutes: load solid, the fullest disk dashed\">Last {SPARK_HOURS} h</th></tr></thead><tbody>",
         hidden = if v.nodes.is_empty() { " hidden" } else { "" }
     );
     for n in &v.nodes {
-        let r = &n.report;
         let _ = write!(
             b,
             "<tr data-node=\"{name}\"><td><a href=\"/nodes/{link}\">{name}</a><td>{st}<td title=\"{since_full}\">{since}\
@@ -245,19 +422,25 @@ fn nodes_body(v: &NodesView) -> String {
             st = badge(n.state.as_str()),
             since_full = n.since.to_rfc3339_secs(),
             since = ago(n.since),
-            load = r.cpu.load1,
-            cpus = r.cpu.cpus,
-            mem = mem_cell(r),
+            load = n.load1,
+            cpus = n.cpus,
+            mem = mem_cell(n.mem_available, n.mem_total),
         );
-        disk_lines(&mut b, r);
+        disk_lines(
+            &mut b,
+            n.disks
+                .iter()
+                .map(|d| (d.mount.as_str(), d.available, d.total)),
+        );
         let _ = write!(
             b,
-            "<td>{}<td>{}<td>{}</tr>",
+            "<td>{}<td>{}<td>{}{}</tr>",
             n.clock_offset_ms
                 .map(|o| format!("{o:.1} ms"))
                 .unwrap_or_else(|| "—".into()),
             fingerprint_cell(n),
-            r.runs_in_progress
+            n.runs,
+            spark_cell(n),
         );
     }
     b.push_str("</tbody></table>");
@@ -273,12 +456,33 @@ async fn nodes_page(
     Ok(layout("Nodes", Nav::Nodes, "", &nodes_body(&v)))
 }
 
-async fn node_data(state: &AppState, name: String) -> Result<NodeDetail, ApiError> {
+/// Query of a node page and its JSON twin.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NodeQuery {
+    /// `1h`, `1d` (default) or `7d`.
+    range: Option<String>,
+}
+
+impl NodeQuery {
+    fn range(&self) -> Result<ChartRange, ApiError> {
+        self.range
+            .as_deref()
+            .map_or(Ok(ChartRange::default()), ChartRange::parse)
+            .map_err(ApiError::BadRequest)
+    }
+}
+
+async fn node_data(
+    state: &AppState,
+    name: String,
+    range: ChartRange,
+) -> Result<NodeDetail, ApiError> {
     let n = name.clone();
     let limits = state.health_limits;
     state
         .db
-        .read(move |s| node_detail(s, &n, &limits))
+        .read(move |s| node_detail(s, &n, &limits, range))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no node `{name}` has reported")))
 }
@@ -287,16 +491,174 @@ async fn node_json(
     _: Viewer,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<NodeQuery>,
 ) -> Result<Json<NodeDetail>, ApiError> {
-    Ok(Json(node_data(&state, name).await?))
+    Ok(Json(node_data(&state, name, q.range()?).await?))
+}
+
+/// The node page's charts: the range links, then load, memory and disks
+/// over the range with the node's states shaded behind each, and each
+/// filling disk's prediction drawn ahead to the day it fills.
+fn charts_section(b: &mut String, node: &str, c: &NodeCharts) {
+    let _ = write!(
+        b,
+        "<h2 id=\"charts\">Over the last {}</h2><p class=\"ranges\">",
+        match c.range {
+            ChartRange::Hour => "hour",
+            ChartRange::Day => "day",
+            ChartRange::Week => "week",
+        }
+    );
+    for r in ChartRange::ALL {
+        if r == c.range {
+            let _ = write!(b, "<strong aria-current=\"true\">{}</strong> ", r.as_str());
+        } else {
+            let _ = write!(
+                b,
+                "<a href=\"/nodes/{}?range={r}#charts\">{r}</a> ",
+                url_enc(node),
+                r = r.as_str()
+            );
+        }
+    }
+    let _ = write!(
+        b,
+        "<span class=\"muted\">the highest value per {}; a gap is a time with no heartbeat; shading is the node's state</span></p>",
+        plumb_model::chart::interval_label(c.step_ns)
+    );
+    let labels: Vec<&'static str> = c.states.iter().map(|s| s.state.as_str()).collect();
+    let bands: Vec<plumb_model::chart::Band<'_>> = c
+        .states
+        .iter()
+        .zip(&labels)
+        // Up is the normal state: only the others are shaded.
+        .filter(|(s, _)| s.state != NodeState::Up)
+        .map(|(s, l)| plumb_model::chart::Band {
+            from: s.from,
+            until: s.until,
+            label: l,
+        })
+        .collect();
+    let pts = |v: &[crate::nodes::ChartPoint]| -> Vec<(Timestamp, f64)> {
+        v.iter().map(|p| (p.at, p.value)).collect()
+    };
+    let chart = |b: &mut String,
+                 id: &str,
+                 title: &str,
+                 unit: &str,
+                 top: Option<f64>,
+                 series: &[plumb_model::chart::LineSeries<'_>],
+                 until: Timestamp,
+                 forecasts: &[plumb_model::chart::Forecast<'_>]| {
+        b.push_str("<div class=\"chart-box\">");
+        b.push_str(&plumb_model::chart::lines_svg(
+            &plumb_model::chart::LineChart {
+                id,
+                title,
+                unit,
+                from: c.from,
+                until,
+                step_ns: c.step_ns,
+                top,
+                series,
+                bands: &bands,
+                forecasts,
+            },
+        ));
+        b.push_str("</div>");
+    };
+    let load = pts(&c.load);
+    chart(
+        b,
+        "load-chart",
+        &format!("Load (1-minute average) of {node}"),
+        "load",
+        None,
+        &[plumb_model::chart::LineSeries {
+            name: "load",
+            points: &load,
+        }],
+        c.until,
+        &[],
+    );
+    let mem = pts(&c.memory);
+    chart(
+        b,
+        "memory-chart",
+        &format!(
+            "Memory in use of {node}, {} in total",
+            bytes(c.memory_total)
+        ),
+        "%",
+        Some(100.0),
+        &[plumb_model::chart::LineSeries {
+            name: "memory used",
+            points: &mem,
+        }],
+        c.until,
+        &[],
+    );
+    let disk_pts: Vec<Vec<(Timestamp, f64)>> = c.disks.iter().map(|d| pts(&d.points)).collect();
+    let series: Vec<plumb_model::chart::LineSeries<'_>> = c
+        .disks
+        .iter()
+        .zip(&disk_pts)
+        .map(|(d, p)| plumb_model::chart::LineSeries {
+            name: &d.mount,
+            points: p,
+        })
+        .collect();
+    let labels: Vec<String> = c
+        .disks
+        .iter()
+        .map(|d| {
+            d.fills_at.map_or_else(String::new, |t| {
+                format!("{} full {}", d.mount, &t.to_rfc3339_secs()[..10])
+            })
+        })
+        .collect();
+    let forecasts: Vec<plumb_model::chart::Forecast<'_>> = c
+        .disks
+        .iter()
+        .zip(&labels)
+        .filter_map(|(d, l)| {
+            let at = d.fills_at?;
+            let last = d.points.last()?;
+            Some(plumb_model::chart::Forecast {
+                from: (last.at, last.value),
+                to: (at, 100.0),
+                label: l,
+            })
+        })
+        .collect();
+    // Drawn ahead to the day the first disk fills, at most as far again as
+    // the range (further, the line is cut at the edge and says the date).
+    let ahead = forecasts
+        .iter()
+        .map(|f| f.to.0.as_nanos())
+        .min()
+        .map_or(c.until.as_nanos(), |t| {
+            t.clamp(c.until.as_nanos(), c.until.as_nanos() + c.range.ns())
+        });
+    chart(
+        b,
+        "disk-chart",
+        &format!("Disk use of {node}"),
+        "%",
+        Some(100.0),
+        &series,
+        Timestamp::from_nanos(ahead),
+        &forecasts,
+    );
 }
 
 async fn node_page(
     _: PageViewer,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<NodeQuery>,
 ) -> Result<Html<String>, PageError> {
-    let v = node_data(&state, name).await?;
+    let v = node_data(&state, name, q.range()?).await?;
     let n = &v.node;
     let r = &n.report;
     let mut b = String::with_capacity(8192);
@@ -315,7 +677,7 @@ async fn node_page(
         r.cpu.load5,
         r.cpu.load15,
         r.cpu.cpus,
-        mem_cell(r),
+        mem_cell(r.memory.available, r.memory.total),
         r.runs_in_progress,
         super::human_duration((r.uptime_s * 1e9) as i64),
         r.spool.files,
@@ -371,8 +733,16 @@ async fn node_page(
         }
         b.push_str("</tbody></table>");
     }
+    if let Some(c) = &v.charts {
+        charts_section(&mut b, &n.node, c);
+    }
     b.push_str("<h2>Disks: free / size</h2><div class=\"disk\">");
-    disk_lines(&mut b, r);
+    disk_lines(
+        &mut b,
+        r.disks
+            .iter()
+            .map(|d| (d.mount.as_str(), d.available, d.total)),
+    );
     b.push_str("</div>");
     let _ = write!(
         b,
@@ -527,7 +897,7 @@ fn health_section(b: &mut String, d: Option<&crate::health::HealthDetail>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plumb_model::node::{CpuLoad, DiskInfo, MemoryInfo};
+    use plumb_model::node::{CpuLoad, DiskInfo, MemoryInfo, NodeReport};
     use std::collections::BTreeMap;
 
     fn node(i: usize) -> NodeView {
@@ -583,13 +953,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_thousand_nodes_with_three_disks_make_a_small_page() {
-        let v = NodesView {
-            nodes: (0..1000).map(node).collect(),
-            now: Timestamp::from_nanos(1_800_000_000_000_000_000),
-            ranking: Vec::new(),
+    /// A thousand nodes with three disks, each with a full two hours of
+    /// sparkline points and a software fingerprint in its stored report.
+    fn thousand() -> NodesView {
+        let now = Timestamp::from_nanos(1_800_000_000_000_000_000);
+        let mut rows = Vec::new();
+        for i in 0..1000usize {
+            for k in 0..=(SPARK_HOURS * 6) {
+                rows.push(plumb_store::samples::SparkRow {
+                    node: format!("node-{i:05}"),
+                    at: Timestamp::from_nanos(now.as_nanos() - k * 600_000_000_000),
+                    load1: (i * 7 + k as usize) as f64 % 17.0 * 0.37,
+                    // Disks fill slowly: a tenth of a percent an interval.
+                    disk_pct: (i % 90) as f64 + k as f64 * 0.1,
+                });
+            }
+        }
+        rows.sort_by(|a, b| (&a.node, a.at).cmp(&(&b.node, b.at)));
+        let fp = plumb_model::Fingerprint {
+            os: plumb_model::OsInfo {
+                id: "debian".into(),
+                version: "12.8".into(),
+                pretty: "Debian 12.8".into(),
+                kernel: "6.1.0".into(),
+                arch: "x86_64".into(),
+            },
+            ..Default::default()
         };
+        let mut nodes: Vec<NodeListItem> = (0..1000)
+            .map(|i| {
+                let mut n = node(i);
+                n.report.fingerprint = Some(plumb_model::node::NodeFingerprint {
+                    hash: fp.content_hash(),
+                    fingerprint: fp.clone(),
+                });
+                NodeListItem::from_view(n)
+            })
+            .collect();
+        let (spark_from, slots) = spark_slots(now);
+        add_sparks(&mut nodes, rows, spark_from, slots);
+        NodesView {
+            nodes,
+            now,
+            ranking: Vec::new(),
+            spark_from,
+            spark_step_ns: 600_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_thousand_nodes_with_sparklines_make_a_small_page_and_json() {
+        let v = thousand();
+        assert!(
+            v.nodes.iter().all(|n| n.spark.as_ref().is_some_and(|s| s
+                .load
+                .iter()
+                .all(Option::is_some)
+                && s.load.len() == 13)),
+            "every node's every interval filled"
+        );
+        let json = serde_json::to_vec(&v).unwrap();
+        println!("nodes JSON at 1,000 nodes: {} KiB", json.len() / 1024);
+        assert!(json.len() < 600 * 1024, "{} bytes", json.len());
+        assert!(
+            !String::from_utf8_lossy(&json).contains("Debian"),
+            "no fingerprint in the list"
+        );
         let body = nodes_body(&v);
         let page = layout("Nodes", Nav::Nodes, "", &body).0;
         println!(
@@ -597,11 +1026,14 @@ mod tests {
             page.len() / 1024
         );
         // The bench's 1,000-node page (3 disks each) measured 862 KiB in
-        // session 3, with a bar of two elements and a label per disk.
-        assert!(page.len() < 500 * 1024, "{} bytes", page.len());
+        // session 3, with a bar of two elements and a label per disk; 462
+        // KiB before the sparklines.
+        assert!(page.len() < 600 * 1024, "{} bytes", page.len());
+        assert_eq!(page.matches("<td class=sp><svg").count(), 1000);
+        assert_eq!(page.matches("class=l2").count(), 1000);
         assert_eq!(page.matches("<tr data-node=").count(), 1000);
         assert_eq!(page.matches("<td class=\"disk\">").count(), 1000);
-        assert_eq!(page.matches("class=\"bar").count(), 3000);
+        assert_eq!(page.matches("<i class=").count(), 3000);
         assert_eq!(page.matches("≠ group").count(), 20);
         assert!(page.contains("data-poll=\"/api/v1/pages/nodes\""));
     }
@@ -638,9 +1070,11 @@ mod tests {
             bench,
         }];
         let body = nodes_body(&NodesView {
-            nodes: vec![n],
+            nodes: vec![NodeListItem::from_view(n)],
             now: Timestamp::from_nanos(0),
             ranking: ranking.clone(),
+            spark_from: Timestamp::from_nanos(0),
+            spark_step_ns: 600_000_000_000,
         });
         assert!(
             !body.contains("<b>x") && !body.contains("<script>"),

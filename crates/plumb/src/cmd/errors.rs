@@ -209,7 +209,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
         None => {
             let groups = groups(&args)?;
             if args.json {
-                outln!("{}", serde_json::to_string_pretty(&ErrorGroups { groups })?);
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&ErrorGroups {
+                        groups,
+                        sparks: Vec::new()
+                    })?
+                );
             } else {
                 print_table(&groups, &mut crate::out::stdout())?;
             }

@@ -154,7 +154,7 @@ fn local_store(cfg: &Config) -> Result<plumb_store::Store> {
 fn detail(cfg: &Config, target: &Target, name: &str) -> Result<NodeDetail> {
     let Target::Collector(client) = target else {
         let store = local_store(cfg)?;
-        return plumb_collector::nodes::node_detail(&store, name, &health_limits(cfg))?.with_context(|| {
+        return plumb_collector::nodes::node_detail(&store, name, &health_limits(cfg), Default::default())?.with_context(|| {
             format!(
                 "no node `{name}` has reported to the store in {} (is it a collector's store? `plumb nodes` lists the known ones)",
                 cfg.home.display()
@@ -181,6 +181,87 @@ fn pct(avail: u64, total: u64) -> String {
         "-".into()
     } else {
         format!("{:.0}%", avail as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Prints a node's history (the node page's charts): on a terminal a
+/// Unicode sparkline per series, scaled to its highest value; into a pipe
+/// or with NO_COLOR one line per interval with plain numbers (`-` for an
+/// interval without heartbeats), as `plumb ls --chart` does.
+pub fn print_charts(c: &plumb_collector::nodes::NodeCharts, pretty: bool) {
+    use plumb_model::chart::{interval_label, spark_text};
+    use std::collections::BTreeMap;
+    outln!(
+        "\nHISTORY: the highest per {} from {} to {} UTC",
+        interval_label(c.step_ns),
+        c.from.to_rfc3339_secs(),
+        c.until.to_rfc3339_secs()
+    );
+    let mut names = vec!["LOAD".to_string(), "MEM%".to_string()];
+    let mut series = vec![&c.load, &c.memory];
+    for d in &c.disks {
+        names.push(format!("DISK% {}", Cell(&d.mount)));
+        series.push(&d.points);
+    }
+    // Every interval any series has, oldest first; `None` where one has
+    // no point.
+    let mut rows: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
+    for (k, s) in series.iter().enumerate() {
+        for p in s.iter() {
+            rows.entry(p.at.as_nanos())
+                .or_insert_with(|| vec![None; series.len()])[k] = Some(p.value);
+        }
+    }
+    if rows.is_empty() {
+        outln!("  (no heartbeats in this range)");
+        return;
+    }
+    if !pretty {
+        let mut head = String::from("START               ");
+        for n in &names {
+            head.push_str(&format!("  {n:>6}"));
+        }
+        outln!("{head}");
+        for (at, vals) in &rows {
+            let mut line = Timestamp::from_nanos(*at).to_rfc3339_secs();
+            for (v, n) in vals.iter().zip(&names) {
+                let w = n.chars().count().max(6);
+                match v {
+                    Some(v) => line.push_str(&format!("  {v:>w$.2}")),
+                    None => line.push_str(&format!("  {:>w$}", "-")),
+                }
+            }
+            outln!("{line}");
+        }
+        return;
+    }
+    // Every interval of the range, so a gap shows as a space.
+    let (from, step) = (
+        c.from.as_nanos() - c.from.as_nanos().rem_euclid(c.step_ns),
+        c.step_ns.max(1),
+    );
+    let slots = ((c.until.as_nanos() - from) / step + 1).clamp(1, 2000) as usize;
+    for (k, n) in names.iter().enumerate() {
+        let mut v = vec![0u64; slots];
+        let mut hi: f64 = 0.0;
+        for (at, vals) in &rows {
+            if let Some(x) = vals[k] {
+                let i = ((at - from) / step) as usize;
+                if i < slots {
+                    // Hundredths, at least 1 so a zero still shows as a point.
+                    v[i] = ((x * 100.0).round() as u64).max(1);
+                    hi = hi.max(x);
+                }
+            }
+        }
+        // A week is 1,008 intervals: shown as at most 120 columns, each the
+        // highest of its intervals.
+        let per = slots.div_ceil(120);
+        let cols: Vec<u64> = v
+            .chunks(per)
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .collect();
+        outln!("  {n:<14} {} max {hi:.2}", spark_text(&cols));
     }
 }
 
@@ -541,6 +622,12 @@ pub fn main(args: Args) -> Result<ExitCode> {
             outln!("{}", serde_json::to_string_pretty(&d)?);
         } else {
             print_detail(&d);
+            if let Some(c) = &d.charts {
+                use std::io::IsTerminal as _;
+                let pretty = crate::out::raw_stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+                print_charts(c, pretty);
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -135,16 +135,16 @@
     };
     var cell = function (cls, text) { return el("td", cls, text); };
     var nodeCells = function (n) {
-      var r = n.report, out = [];
+      var out = [];
       var c = cell(), a = el("a", null, n.node);
       a.href = "/nodes/" + encodeURIComponent(n.node);
       c.appendChild(a); out.push(c);
       c = cell(); c.appendChild(el("span", "state st-" + n.state, n.state)); out.push(c);
       c = cell(); c.title = isoSecs(n.since); out.push(c);
-      out.push(cell(null, r.cpu.load1.toFixed(2) + " / " + r.cpu.cpus));
-      out.push(cell(null, r.memory.total ? bytes(r.memory.available) + " / " + bytes(r.memory.total) : "\u2014"));
+      out.push(cell(null, n.load1.toFixed(2) + " / " + n.cpus));
+      out.push(cell(null, n.mem_total ? bytes(n.mem_available) + " / " + bytes(n.mem_total) : "\u2014"));
       c = cell("disk");
-      r.disks.forEach(function (d, i) {
+      n.disks.forEach(function (d, i) {
         var pct = d.total > 0 ? d.available / d.total * 100 : 0;
         if (i > 0) c.appendChild(el("br"));
         c.appendChild(document.createTextNode(d.mount + " "));
@@ -168,14 +168,13 @@
         c.textContent = "\u2014";
       }
       out.push(c);
-      out.push(cell(null, String(r.runs_in_progress)));
+      out.push(cell(null, String(n.runs)));
       return out;
     };
     // What a row shows, apart from the age that changes every poll.
     var shown = function (n) {
-      var r = n.report;
-      return JSON.stringify([n.state, n.since, r.cpu.load1, r.cpu.cpus, r.memory, r.disks,
-        n.clock_offset_ms, n.fingerprint, n.fingerprint_differs, n.group, r.runs_in_progress]);
+      return JSON.stringify([n.state, n.since, n.load1, n.cpus, n.mem_total, n.mem_available, n.disks,
+        n.clock_offset_ms, n.fingerprint, n.fingerprint_differs, n.group, n.runs]);
     };
     var update = function (v) {
       var rows = {}, i;
@@ -194,8 +193,12 @@
         // Server-rendered rows have no signature yet: rebuilt once, so the
         // table is in the script's own form from the first poll on.
         if (tr.getAttribute("data-shown") !== sig) {
+          // The sparkline cell is the server's drawing: kept as it is (it
+          // changes every ten minutes; a reload redraws it).
+          var sp = tr.querySelector("td.sp") || el("td", "sp", "\u2014");
           while (tr.firstChild) tr.removeChild(tr.firstChild);
           nodeCells(n).forEach(function (c) { tr.appendChild(c); });
+          tr.appendChild(sp);
           tr.setAttribute("data-shown", sig);
         }
         tr.cells[2].textContent = human(v.now - n.since) + " ago";
