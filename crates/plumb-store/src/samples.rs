@@ -133,15 +133,7 @@ impl crate::backend::NodeHistory for Store {
                     "SELECT at_ns, load1, mem_used, mem_total, disks FROM node_samples
                      WHERE node = ?1 AND step_s = ?2 AND at_ns = ?3",
                     params![node, step.secs(), start.as_nanos()],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, f64>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, String>(4)?,
-                        ))
-                    },
+                    raw_sample,
                 )
                 .optional()?
                 .map(|(a, l, u, t, d)| decode(node, a, l, u, t, &d))
@@ -185,15 +177,7 @@ impl crate::backend::NodeHistory for Store {
         let rows = st
             .query_map(
                 params![node, step.secs(), since.as_nanos(), limit as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, f64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                },
+                raw_sample,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
@@ -221,4 +205,12 @@ impl crate::backend::NodeHistory for Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+/// A sample row's columns `(at_ns, load1, mem_used, mem_total, disks)`, as
+/// both the fold and the history read them.
+type RawSample = (i64, f64, i64, i64, String);
+
+fn raw_sample(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSample> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
