@@ -4,8 +4,8 @@
 # a `plumb` process on a shifted clock. Idempotent.
 set -euo pipefail
 
-lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
-if [ ! -e "$lib" ] && ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+if [ ! -e "$lib" ] && ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
     echo "install-clock: installing faketime (apt)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update

@@ -39,17 +39,21 @@ pub struct Running {
     pub as_user: Option<(u32, u32)>,
 }
 
-/// libfaketime's library, when installed.
+/// libfaketime's library, when installed: its multithreaded build first.
+/// That one takes a lock around each faked call; the plain one parses the
+/// offset in a static buffer another thread may be rewriting, so a thread of
+/// a busy program can read the real time (libfaketime PR 547).
 pub fn faketime_lib() -> Option<PathBuf> {
-    [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-        "/usr/local/lib/faketime/libfaketime.so.1",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+        "/usr/lib/faketime",
+        "/usr/local/lib/faketime",
+    ];
+    ["libfaketimeMT.so.1", "libfaketime.so.1"]
+        .iter()
+        .flat_map(|lib| dirs.iter().map(move |d| Path::new(d).join(lib)))
+        .find(|p| p.exists())
 }
 
 impl Running {

@@ -336,18 +336,6 @@ fn probe(target: &str, count: u32, timeout: Duration, json: bool) -> Result<Exit
 const DEMO_SKEW: &str = "+2.5s";
 const DEMO_SKEW_NS: i64 = 2_500_000_000;
 
-/// libfaketime's library, when the Debian package `faketime` is installed.
-fn faketime_lib() -> Option<std::path::PathBuf> {
-    [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ]
-    .iter()
-    .map(|d| std::path::Path::new(d).join("faketime/libfaketime.so.1"))
-    .find(|p| p.exists())
-}
-
 /// `plumb demo`'s skewed clock: an agent `demo-skewed` whose clock runs
 /// 2.5 s ahead (libfaketime when installed, else a simulated offset, said
 /// so), `plumb clock` showing it, and a request/response exchange between
@@ -369,7 +357,7 @@ pub fn demo_scene(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let how = match faketime_lib() {
+    let how = match plumb_chaos::target::faketime_lib() {
         Some(lib) => {
             cmd.env("LD_PRELOAD", lib)
                 .env("FAKETIME", DEMO_SKEW)

@@ -903,17 +903,12 @@ pub fn stored_ended(data: &Path, run: &str) -> bool {
 /// libfaketime's preload library. Missing is a failure naming the
 /// package, never a silent skip.
 pub fn faketime_lib() -> PathBuf {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ] {
-        let p = PathBuf::from(dir).join("faketime/libfaketime.so.1");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("libfaketime is missing: install the Debian package `faketime` (.ci/install-clock.sh)");
+    // The one plumb itself uses (its multithreaded build first).
+    plumb_chaos::target::faketime_lib().unwrap_or_else(|| {
+        panic!(
+            "libfaketime is missing: install the Debian package `faketime` (.ci/install-clock.sh)"
+        )
+    })
 }
 
 /// `plumb agent --name NAME` reporting to `api` every 200 ms and probing
