@@ -2,8 +2,9 @@
 //! idle): CPU on one core and on every online CPU, integer and floating
 //! point; memory bandwidth with a STREAM-triad-like kernel on arrays well
 //! past the last-level cache; sequential write (fsync'd) and read, and
-//! 4 KiB random reads, at a chosen directory, with the file's page cache
-//! dropped before reading; and, with a collector, round trips and upload
+//! 4 KiB random reads, at a chosen directory, around the page cache
+//! (O_DIRECT, or the file's cache dropped where the file system refuses
+//! it); and, with a collector, round trips and upload
 //! throughput to it.
 //!
 //! Each figure is the median of several short, time-bounded repetitions
@@ -16,7 +17,7 @@ use plumb_model::Timestamp;
 use plumb_model::bench::{BENCH_VERSION, DiskBench, Figure, NetBench, NodeBench};
 use plumb_ship::{Client, ShipError};
 use std::hint::black_box;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -159,6 +160,8 @@ struct Plan {
     mem_llc_times: usize,
     disk_reps: usize,
     disk_file: usize,
+    /// How long each sequential and random read repetition reads for.
+    seq_rep: Duration,
     rand_rep: Duration,
     pings: usize,
     upload: usize,
@@ -175,6 +178,7 @@ impl Plan {
                 mem_llc_times: 2,
                 disk_reps: 3,
                 disk_file: 4 << 20,
+                seq_rep: Duration::from_millis(20),
                 rand_rep: Duration::from_millis(20),
                 pings: 5,
                 upload: 256 << 10,
@@ -186,8 +190,9 @@ impl Plan {
                 all_rep: Duration::from_millis(250),
                 mem_rep: Duration::from_millis(250),
                 mem_llc_times: 4,
-                disk_reps: 3,
-                disk_file: 32 << 20,
+                disk_reps: 5,
+                disk_file: 64 << 20,
+                seq_rep: Duration::from_millis(200),
                 rand_rep: Duration::from_millis(200),
                 pings: 20,
                 upload: 4 << 20,
@@ -443,12 +448,30 @@ impl TestFile {
             what,
             source,
         };
-        let mut block = vec![0u8; 1 << 20];
+        let mut buf = Aligned::new(1 << 20);
         let mut rng = fastrand::Rng::with_seed(0x5eed);
-        rng.fill(&mut block);
+        rng.fill(buf.get());
         let (mut writes, mut reads, mut rands) = (vec![], vec![], vec![]);
         let mut dropped = true;
-        let mut note = None;
+        let mut notes: Vec<String> = Vec::new();
+        // Reads go around the page cache with O_DIRECT where the file
+        // system takes it (steadier than buffered reads: nothing is read
+        // ahead, a pass can be repeated); where it does not, buffered
+        // reads after dropping the file's cache, said so.
+        let direct = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)
+        {
+            Ok(_) => true,
+            Err(e) => {
+                notes.push(format!(
+                    "the file system refused O_DIRECT ({e}): reads were buffered, after dropping the file's page cache"
+                ));
+                false
+            }
+        };
+        let pages = (plan.disk_file / 4096).max(1) as u64;
         for _ in 0..plan.disk_reps {
             // Sequential write, fsync included.
             let start = Instant::now();
@@ -459,9 +482,9 @@ impl TestFile {
                 .map_err(|e| err("cannot open the test file", e))?;
             let mut left = plan.disk_file;
             while left > 0 {
-                let n = left.min(block.len());
-                block[0] = block[0].wrapping_add(1);
-                f.write_all(&block[..n])
+                let n = left.min(buf.len());
+                buf.get()[0] = buf.get()[0].wrapping_add(1);
+                f.write_all(&buf.get()[..n])
                     .map_err(|e| err("cannot write the test file", e))?;
                 left -= n;
             }
@@ -470,45 +493,65 @@ impl TestFile {
             writes.push(plan.disk_file as f64 / start.elapsed().as_secs_f64() / 1e6);
             drop(f);
 
-            // Sequential read from disk.
-            let mut f =
-                std::fs::File::open(&self.path).map_err(|e| err("cannot open the test file", e))?;
-            if let Err(why) = drop_cache(&f, plan.disk_file) {
-                dropped = false;
-                note.get_or_insert(why);
+            let mut open = std::fs::OpenOptions::new();
+            open.read(true);
+            if direct {
+                open.custom_flags(libc::O_DIRECT);
             }
+            let f = open
+                .open(&self.path)
+                .map_err(|e| err("cannot open the test file", e))?;
+            // Dropped with O_DIRECT too: the written pages leave, and a file
+            // that cannot leave memory (a tmpfs, which may take O_DIRECT)
+            // is named.
+            let mut cache = |f: &std::fs::File| {
+                if let Err(why) = drop_cache(f, plan.disk_file) {
+                    dropped = false;
+                    if !notes.contains(&why) {
+                        notes.push(why);
+                    }
+                }
+            };
+
+            // Sequential reads of 1 MiB, around the file for the window
+            // (once through at least).
+            cache(&f);
             advise(&f, libc::POSIX_FADV_SEQUENTIAL);
             let start = Instant::now();
-            let mut total = 0usize;
-            loop {
+            let (mut total, mut off) = (0usize, 0u64);
+            while total < plan.disk_file || start.elapsed() < plan.seq_rep {
+                let want = buf.len().min(plan.disk_file - off as usize);
                 let n = f
-                    .read(&mut block)
+                    .read_at(&mut buf.get()[..want], off)
                     .map_err(|e| err("cannot read the test file", e))?;
                 if n == 0 {
                     break;
                 }
                 total += n;
+                off += n as u64;
+                if off as usize >= plan.disk_file {
+                    if !direct {
+                        // Another pass would come from memory.
+                        break;
+                    }
+                    off = 0;
+                }
             }
-            black_box(&block);
+            black_box(buf.get());
             reads.push(total as f64 / start.elapsed().as_secs_f64() / 1e6);
 
             // 4 KiB reads at random aligned offsets.
-            if let Err(why) = drop_cache(&f, plan.disk_file) {
-                dropped = false;
-                note.get_or_insert(why);
-            }
+            cache(&f);
             advise(&f, libc::POSIX_FADV_RANDOM);
-            let pages = (plan.disk_file / 4096).max(1) as u64;
-            let mut page = [0u8; 4096];
             let start = Instant::now();
             let mut n = 0u64;
             while n == 0 || start.elapsed() < plan.rand_rep {
                 let off = rng.u64(0..pages) * 4096;
-                f.read_exact_at(&mut page, off)
+                f.read_exact_at(&mut buf.get()[..4096], off)
                     .map_err(|e| err("cannot read the test file", e))?;
                 n += 1;
             }
-            black_box(&page);
+            black_box(buf.get());
             rands.push(n as f64 / start.elapsed().as_secs_f64());
         }
         Ok(DiskBench {
@@ -517,8 +560,33 @@ impl TestFile {
             seq_read_mbs: Figure::of(&reads),
             rand_read_iops: Figure::of(&rands),
             cache_dropped: dropped,
-            note,
+            direct_io: direct,
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
         })
+    }
+}
+
+/// A buffer aligned to 4 KiB, as O_DIRECT wants (a slice of a slightly
+/// larger vector, so no unsafe allocation).
+struct Aligned {
+    raw: Vec<u8>,
+    at: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let raw = vec![0u8; len + 4096];
+        let at = raw.as_ptr().align_offset(4096);
+        Aligned { raw, at, len }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&mut self) -> &mut [u8] {
+        &mut self.raw[self.at..self.at + self.len]
     }
 }
 

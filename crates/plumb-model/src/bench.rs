@@ -62,7 +62,7 @@ pub struct DiskBench {
     pub path: String,
     /// Sequential write, fsync included, MB/s.
     pub seq_write_mbs: Figure,
-    /// Sequential read after the file's page cache was dropped, MB/s.
+    /// Sequential read, around the page cache, MB/s.
     pub seq_read_mbs: Figure,
     /// 4 KiB reads at random offsets, per second.
     pub rand_read_iops: Figure,
@@ -70,6 +70,10 @@ pub struct DiskBench {
     /// (`posix_fadvise(DONTNEED)`); when not, the reads may have come from
     /// memory and `note` says why.
     pub cache_dropped: bool,
+    /// Whether the reads bypassed the page cache (O_DIRECT); results of
+    /// agents before this field read `false`.
+    #[serde(default)]
+    pub direct_io: bool,
     /// What a reader should know about these figures, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -441,6 +445,7 @@ mod tests {
             seq_read_mbs: fig(1.0),
             rand_read_iops: fig(1.0),
             cache_dropped: true,
+            direct_io: true,
             note: None,
         });
         let v = [bench("a", 100.0, 5.0), d];

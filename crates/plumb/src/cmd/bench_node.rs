@@ -93,6 +93,7 @@ pub fn print(b: &NodeBench) {
             Cell(&d.path),
             match &d.note {
                 Some(n) => n.clone(),
+                None if d.direct_io => "reads bypassed the page cache (O_DIRECT)".into(),
                 None if d.cache_dropped => {
                     "the file's page cache was dropped before each read".into()
                 }

@@ -214,21 +214,25 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     pub fn mount(size: &str) -> Tmpfs {
+        Tmpfs::mount_as("tmpfs", &format!("size={size},mode=0700"))
+    }
+
+    /// A ramfs: memory like a tmpfs, without a size limit, and refusing
+    /// O_DIRECT (which a tmpfs takes on recent kernels).
+    pub fn ramfs() -> Tmpfs {
+        Tmpfs::mount_as("ramfs", "mode=0700")
+    }
+
+    fn mount_as(kind: &str, options: &str) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
+            .args(["-t", kind, "-o", options, kind])
             .arg(dir.path())
             .output()
             .unwrap_or_else(|e| panic!("cannot run mount(8) (disk tests need it, as root): {e}"));
         assert!(
             out.status.success(),
-            "cannot mount a {size} tmpfs (disk tests need root or CAP_SYS_ADMIN): {}",
+            "cannot mount a {kind} ({options}; disk tests need root or CAP_SYS_ADMIN): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
         Tmpfs { dir }
