@@ -85,17 +85,17 @@ pub fn is_experiment(path: &Path) -> bool {
 /// named in one error.
 pub fn load(path: &Path) -> Result<Experiment> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if ext == "yaml" || ext == "yml" {
-        bail!(
-            "{}: YAML experiments are not read yet; convert it to JSON (python3 -c 'import json,sys,yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)' < {} > experiment.json)",
-            path.display(),
-            path.display()
-        );
-    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read experiment {}: {e}", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+    // chaostoolkit reads either; so does plumb, into the same value.
+    let v: Value = if ext == "yaml" || ext == "yml" {
+        yaml_serde::from_str(&text).map_err(|e| match e.location() {
+            Some(at) => anyhow!("{}:{}: {e}", path.display(), at.line()),
+            None => anyhow!("{}: {e}", path.display()),
+        })?
+    } else {
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}:{}: {e}", path.display(), e.line()))?
+    };
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -827,9 +827,33 @@ fn plumb_phase(report: &Value, phase: &str) -> Vec<(String, bool)> {
 #[test]
 fn chaostoolkit_experiments_run_unchanged_with_chaostoolkit_s_verdicts() {
     let ctk = chaostoolkit();
-    for (name, holds) in [("ctk-holds.json", true), ("ctk-deviates.json", false)] {
+    // The third: the deviating one as YAML, written by chaostoolkit's own
+    // Python (PyYAML), which both tools then read.
+    for (name, holds, yaml) in [
+        ("ctk-holds.json", true, false),
+        ("ctk-deviates.json", false, false),
+        ("ctk-deviates.json", false, true),
+    ] {
         let home = Home::new();
-        let (experiment, ports) = example(&home, name);
+        let (mut experiment, ports) = example(&home, name);
+        if yaml {
+            let to = experiment.with_extension("yaml");
+            let python = Some(ctk.with_file_name("python3"))
+                .filter(|p| p.exists())
+                .unwrap_or_else(|| "python3".into());
+            let out = std::process::Command::new(python)
+                .args([
+                    "-c",
+                    "import json, sys, yaml; yaml.safe_dump(json.load(open(sys.argv[1])), open(sys.argv[2], 'w'))",
+                ])
+                .arg(&experiment)
+                .arg(&to)
+                .output()
+                .unwrap();
+            support::ok(out, "PyYAML next to chaostoolkit");
+            assert!(std::fs::read_to_string(&to).unwrap().contains("method:\n"));
+            experiment = to;
+        }
         let dir = experiment.parent().unwrap().to_path_buf();
         let port = ports[&18491];
         let mut service = std::process::Command::new("python3")
@@ -881,6 +905,23 @@ fn chaostoolkit_experiments_run_unchanged_with_chaostoolkit_s_verdicts() {
         service.kill().unwrap();
         service.wait().unwrap();
     }
+}
+
+#[test]
+fn a_broken_yaml_experiment_is_refused_naming_its_line() {
+    let home = Home::new();
+    let path = home.dir().join("experiment.yaml");
+    std::fs::write(
+        &path,
+        "title: broken\nmethod:\n  - type: action\n\tname: tabbed\n",
+    )
+    .unwrap();
+    let out = home.run(&["chaos", "run", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("experiment.yaml:4: "), "{err}");
+    assert!(err.contains("tab"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
