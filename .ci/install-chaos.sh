@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the chaos tests need: libfaketime (see install-clock.sh)
+# Installs what the chaos tests need: libfaketime (see install-clock.sh),
+# stress-ng (see install-run-health.sh; the cpu and memory faults' load)
 # and chaostoolkit (PyPI), in a virtualenv of its own at
 # /opt/plumb-ci/chaostoolkit, whose `chaos` the test that compares verdicts
 # with chaostoolkit's runs (or set PLUMB_CHAOSTOOLKIT to another `chaos`).
@@ -7,6 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/.ci/install-clock.sh"
+"$root/.ci/install-run-health.sh"
 
 venv=/opt/plumb-ci/chaostoolkit
 if [ ! -x "$venv/bin/chaos" ]; then

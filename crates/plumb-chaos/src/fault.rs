@@ -3,12 +3,13 @@
 
 use crate::journal::{Journal, Undo, Written};
 use crate::procs;
-use crate::scenario::{Fault, FaultKind, signal_name};
+use crate::scenario::{Fault, FaultKind, Load, signal_name};
 use crate::target::{RunResolver, Running, processes};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,8 @@ enum Removal {
     ),
     /// Free the memory.
     Memory(Held),
+    /// Stop stress-ng (its process group); say what it used.
+    Stress(std::process::Child, u64),
     /// Restart the target if it exited and restarts.
     Restart(String),
     /// SIGKILL after the grace if still alive, then restart.
@@ -250,6 +253,9 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 },
             ))
         }
+        FaultKind::Cpu | FaultKind::Memory if matches!(f.load, Load::StressNg(_)) => {
+            stress(f, journal)
+        }
         FaultKind::Cpu => {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut threads = Vec::new();
@@ -374,6 +380,23 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
             let n = held.0.len() as u64;
             format!("{} freed", plumb_model::display::size(n))
         }
+        Removal::Stress(mut child, start) => {
+            let pid = child.id();
+            let (cpu, _) = tree_usage(pid);
+            // SIGTERM first: stress-ng stops its workers and exits.
+            procs::signal_group(pid, start, libc::SIGTERM);
+            let until = Instant::now() + Duration::from_secs(3);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let forced = procs::signal_group(pid, start, libc::SIGKILL);
+            let _ = child.wait();
+            format!(
+                "stress-ng (pid {pid}) stopped{} after using {} of CPU",
+                if forced { " with SIGKILL" } else { "" },
+                crate::scenario::human(cpu)
+            )
+        }
         Removal::Enable(ref link) => {
             let proxy = w.proxy.context("no proxy")?;
             proxy
@@ -410,7 +433,99 @@ fn burn(stop: &std::sync::atomic::AtomicBool) -> Duration {
 
 /// This process's resident memory (VmRSS), in bytes.
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_rss(Path::new("/proc/self/status"))
+}
+
+/// Starts stress-ng for a cpu or memory fault, in its own process group,
+/// journaled (a plumb killed meanwhile leaves nothing: the next start
+/// kills the group) and bounded by stress-ng's own `--timeout`.
+fn stress(f: &Fault, journal: &Journal) -> Result<(String, Active)> {
+    let Load::StressNg(bin) = &f.load else {
+        bail!("not a stress-ng fault");
+    };
+    // Its own end, should plumb and its journal both be gone: the fault's
+    // duration and a margin.
+    let timeout = f.duration.as_secs() + 10;
+    let mut args: Vec<String> = match f.kind {
+        FaultKind::Cpu => vec!["--cpu".into(), f.workers.to_string()],
+        // Allocate, write once, then hold it without more CPU.
+        _ => vec![
+            "--vm".into(),
+            "1".into(),
+            "--vm-bytes".into(),
+            f.size.to_string(),
+            "--vm-hang".into(),
+            "0".into(),
+        ],
+    };
+    args.extend(["--timeout".into(), format!("{timeout}s"), "--quiet".into()]);
+    let child = std::process::Command::new(bin)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let pid = child.id();
+    let start = procs::read(pid).map(|p| p.start).unwrap_or(0);
+    let entry = journal.write(
+        &format!("stress-ng started as pid {pid}"),
+        &Undo::KillGroup { pid, start },
+    )?;
+    let shown = format!("stress-ng {}", args[..args.len() - 3].join(" "));
+    let said = if f.kind == FaultKind::Memory {
+        // Until its worker holds the memory (bounded).
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut rss = 0;
+        while Instant::now() < until {
+            rss = tree_usage(pid).1;
+            if rss >= f.size / 10 * 9 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        format!(
+            "{shown} (pid {pid}; resident memory {})",
+            plumb_model::display::size(rss)
+        )
+    } else {
+        format!("{shown} (pid {pid})")
+    };
+    Ok((
+        said,
+        Active {
+            entry: Some(entry),
+            undo: Removal::Stress(child, start),
+        },
+    ))
+}
+
+/// CPU time used and resident memory, summed over a process and every
+/// descendant alive now.
+fn tree_usage(root: u32) -> (Duration, u64) {
+    // SAFETY: sysconf only reads a constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut ticks = 0u64;
+    let mut rss = 0u64;
+    for p in procs::tree(root) {
+        let dir = Path::new("/proc").join(p.pid.to_string());
+        if let Ok(stat) = std::fs::read_to_string(dir.join("stat"))
+            && let Some(close) = stat.rfind(')')
+        {
+            let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of stat(5).
+            ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+        rss += vm_rss(&dir.join("status"));
+    }
+    (Duration::from_millis(ticks * 1000 / tick), rss)
+}
+
+/// `VmRSS` of a `/proc/PID/status` file, in bytes (0 when unreadable).
+fn vm_rss(status: &Path) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()

@@ -254,8 +254,29 @@ pub struct Fault {
     pub all: bool,
     /// cpu: how many busy threads.
     pub workers: usize,
+    /// cpu and memory: what makes the load.
+    pub load: Load,
     /// Its line in the file.
     pub line: usize,
+}
+
+/// What makes a cpu or memory fault's load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Load {
+    /// stress-ng, at this path (the default where it is installed).
+    StressNg(PathBuf),
+    /// plumb's own threads and allocation.
+    Plumb,
+}
+
+/// stress-ng on `PATH`.
+pub fn stress_ng() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("stress-ng"))
+        .find(|p| p.is_file())
 }
 
 /// A command run after the method, whatever happened.
@@ -364,6 +385,7 @@ struct RawFault {
     #[serde(default)]
     all: bool,
     workers: Option<usize>,
+    with: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -705,10 +727,11 @@ fn fault(
         FaultKind::DiskFull => &["path", "size", "duration", "target"],
         FaultKind::Latency => &["link", "latency", "duration"],
         FaultKind::Down => &["link", "duration"],
-        FaultKind::Cpu => &["workers", "duration"],
-        FaultKind::Memory => &["size", "duration"],
+        FaultKind::Cpu => &["workers", "duration", "with"],
+        FaultKind::Memory => &["size", "duration", "with"],
     };
-    let present: [(&str, bool); 13] = [
+    let present: [(&str, bool); 14] = [
+        ("with", r.with.is_some()),
         ("user", r.user.is_some()),
         ("workers", r.workers.is_some()),
         ("target", r.target.is_some()),
@@ -907,6 +930,18 @@ fn fault(
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let load = match r.with.as_deref() {
+        Some("plumb") => Load::Plumb,
+        Some("stress-ng") => Load::StressNg(stress_ng().ok_or_else(|| {
+            err("with = \"stress-ng\", but stress-ng is not on PATH (Debian: apt install stress-ng); with = \"plumb\" uses plumb's own load".into())
+        })?),
+        Some(other) => {
+            return Err(err(format!(
+                "with = {other:?}: \"stress-ng\" or \"plumb\""
+            )));
+        }
+        None => stress_ng().map_or(Load::Plumb, Load::StressNg),
+    };
     let latency = match (d(&r.latency, "latency")?, kind) {
         (Some(l), _) => l,
         (None, FaultKind::Latency) => {
@@ -929,6 +964,7 @@ fn fault(
         latency,
         all: r.all,
         workers,
+        load,
         line,
     })
 }

@@ -1155,10 +1155,107 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
     );
 }
 
+/// examples/chaos/pressure.toml with `with = WHAT` on both its faults.
+fn pressure_with(home: &Home, what: &str) -> PathBuf {
+    let (scenario, _) = example(home, "pressure.toml");
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    let text = text
+        .replace(
+            "kind = \"cpu\"\n",
+            &format!("kind = \"cpu\"\nwith = \"{what}\"\n"),
+        )
+        .replace(
+            "kind = \"memory\"\n",
+            &format!("kind = \"memory\"\nwith = \"{what}\"\n"),
+        );
+    assert_eq!(text.matches("with = ").count(), 2, "{text}");
+    std::fs::write(&scenario, text).unwrap();
+    scenario
+}
+
+/// stress-ng processes (by comm) now.
+fn stress_ng_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim().starts_with("stress-ng"))
+                && proc_state(*pid) != Some('Z')
+        })
+        .collect()
+}
+
+/// Where stress-ng is installed (.ci/install-run-health.sh), the default
+/// load comes from it: its workers use the CPU, its worker holds the
+/// memory, and none of its processes is left.
+#[test]
+fn cpu_and_memory_pressure_come_from_stress_ng_and_its_processes_go() {
+    let home = Home::new();
+    let scenario = pressure_with(&home, "stress-ng");
+    let before = stress_ng_pids();
+    let (_, report, stderr) = chaos(&home, &scenario, &[]);
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{stderr}\n{report:#}");
+    let cpu = &faults[0];
+    let action = cpu["action"].as_str().unwrap();
+    assert!(action.starts_with("stress-ng --cpu 2 (pid "), "{action}");
+    // "stress-ng (pid 123) stopped after using 2.9s of CPU"
+    let removal = cpu["removal"].as_str().unwrap();
+    let used = removal
+        .rsplit("using ")
+        .next()
+        .and_then(|s| s.split(' ').next())
+        .unwrap();
+    let ns = plumb_model::parse_duration_ns(used).unwrap_or_else(|e| panic!("{removal}: {e}"));
+    assert!(ns > 100_000_000, "its workers were busy: {removal}");
+    let mem = &faults[1];
+    let action = mem["action"].as_str().unwrap();
+    // "stress-ng --vm 1 --vm-bytes 67108864 --vm-hang 0 (pid 7; resident memory 64.2 MiB)"
+    assert!(action.contains("--vm-bytes 67108864"), "{action}");
+    let resident: f64 = action
+        .rsplit("resident memory ")
+        .next()
+        .and_then(|s| s.strip_suffix(" MiB)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{action}"));
+    assert!(resident >= 57.0, "the memory is held: {action}");
+    let after: Vec<u32> = stress_ng_pids()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(after.is_empty(), "stress-ng left running: {after:?}");
+    assert_clean(&home, &report, scenario.parent().unwrap());
+}
+
+/// A stress-ng fault on a machine without it, or an unknown generator, is
+/// refused before anything starts.
+#[test]
+fn a_load_generator_that_is_not_there_or_unknown_is_named() {
+    let home = Home::new();
+    let scenario = pressure_with(&home, "stress");
+    let out = home.run(&["chaos", "validate", scenario.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("with = \"stress\": \"stress-ng\" or \"plumb\""),
+        "{err}"
+    );
+    let scenario = pressure_with(&home, "stress-ng");
+    let out = home
+        .cmd(&["chaos", "validate", scenario.to_str().unwrap()])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("stress-ng is not on PATH"), "{err}");
+}
+
 #[test]
 fn cpu_and_memory_pressure_come_from_plumb_s_own_load_generator_and_go() {
     let home = Home::new();
-    let (scenario, _) = example(&home, "pressure.toml");
+    let scenario = pressure_with(&home, "plumb");
     let (_, report, stderr) = chaos(&home, &scenario, &[]);
     let faults = report["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{stderr}\n{report:#}");
