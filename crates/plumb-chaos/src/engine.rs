@@ -109,6 +109,10 @@ pub struct Options<'a> {
     pub runs: &'a RunResolver,
     /// Progress lines, as they happen.
     pub progress: &'a mut dyn FnMut(&str),
+    /// Each fault's report as it is injected (`injected` set) and again as
+    /// it is removed (`removed` set), as it happens: the CLI sends these
+    /// to the collector live.
+    pub on_fault: &'a mut dyn FnMut(&FaultReport),
     /// Set (by a signal handler) to stop early; everything is still undone.
     pub stop: Arc<AtomicBool>,
     /// The scenario file's name, for the report.
@@ -363,6 +367,7 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                         fr.injected = Some(now.to_rfc3339());
                         fr.action = what.clone();
                         progress(&format!("injected {}: {what}", f.kind.as_str()));
+                        (o.on_fault)(&fr);
                         by_plan.insert(k, (p.fault, a));
                     }
                     Err(e) => {
@@ -382,6 +387,7 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     Ok(said) => {
                         progress(&format!("removed {}: {said}", f.kind.as_str()));
                         fr.removal = said;
+                        (o.on_fault)(fr);
                     }
                     Err(e) => {
                         progress(&format!("could not remove {}: {e:#}", f.kind.as_str()));

@@ -25,5 +25,5 @@ pub mod scenario;
 pub mod target;
 
 pub use engine::{Options, cleanup_leftovers, plan, preflight, run};
-pub use report::Report;
+pub use report::{FaultReport, Report};
 pub use scenario::{Scenario, load};

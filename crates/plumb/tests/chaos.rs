@@ -1073,11 +1073,37 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
     let collector = support::Serve::builder().start();
     let home = Home::new();
     let (scenario, _) = example(&home, "pause.toml");
-    let out = home
+    // Longer, so the run is surely still going when the injection is seen.
+    let longer = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace("duration = \"3s\"", "duration = \"5s\"")
+        .replace("duration = \"1s\"", "duration = \"3s\"");
+    std::fs::write(&scenario, longer).unwrap();
+    let run = home
         .cmd(&["chaos", "run", "--json", "-q", scenario.to_str().unwrap()])
         .env("PLUMB_COLLECTOR", &collector.api)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = run.id();
+    // Each injection is sent as it happens, not with the verdict.
+    let live = wait_for(
+        "the injection at the collector",
+        Duration::from_secs(15),
+        || {
+            let out = home.run(&["search", "--collector", &collector.api, "chaos_injected"]);
+            let still = proc_state(pid).is_some_and(|s| s != 'Z');
+            text(&out.stdout)
+                .contains("chaos_injected")
+                .then_some(still)
+        },
+    );
+    assert!(
+        live,
+        "the injection reached the collector only after the run ended"
+    );
+    let out = run.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -1168,7 +1194,7 @@ fn pressure_with(home: &Home, what: &str) -> PathBuf {
             "kind = \"memory\"\n",
             &format!("kind = \"memory\"\nwith = \"{what}\"\n"),
         );
-    assert_eq!(text.matches("with = ").count(), 2, "{text}");
+    assert_eq!(text.matches("\nwith = ").count(), 2, "{text}");
     std::fs::write(&scenario, text).unwrap();
     scenario
 }

@@ -301,7 +301,7 @@ fn run(
         let e = plumb_chaos::ctk::load(&scenario)?;
         let report =
             plumb_chaos::ctk::run(&e, scenario.display().to_string(), &mut progress, &stop);
-        return finish(cfg, &report, json, html.as_deref(), quiet);
+        return finish(cfg, &report, json, html.as_deref(), quiet, None);
     }
     // The file is checked before anything (even the replay) is done; the
     // replay comes before the preflight, which would otherwise refuse a
@@ -316,17 +316,20 @@ fn run(
     preflight(&s, &scenario)?;
     let home = cfg.home.clone();
     let runs = move |name: &str| -> Result<Vec<u32>> { run_pids(&home, name) };
+    let live = Live::start(cfg);
+    let title = s.title.clone();
     let report = plumb_chaos::run(
         &s,
         plumb_chaos::Options {
             home: cfg.home.clone(),
             runs: &runs,
             progress: &mut progress,
+            on_fault: &mut |f| live.send(fault_event(&title, f, f.removed.is_some())),
             stop,
             scenario: scenario.display().to_string(),
         },
     )?;
-    finish(cfg, &report, json, html.as_deref(), quiet)
+    finish(cfg, &report, json, html.as_deref(), quiet, Some(live))
 }
 
 /// One OTLP log record.
@@ -348,37 +351,39 @@ fn record(ts: &str, severity: (u8, &str), body: String, attrs: &[(&str, &str)]) 
     })
 }
 
-/// The run's injections, removals and verdict as OTLP/HTTP JSON log
-/// records (`service.name = plumb-chaos`), each at its own UTC time, so
-/// they stand on the collector's timeline beside the application's logs.
-pub(crate) fn otlp_events(report: &plumb_chaos::Report) -> Value {
-    const INFO: (u8, &str) = (9, "INFO");
-    const WARN: (u8, &str) = (13, "WARN");
-    let title = report.title.as_str();
-    let mut records = Vec::new();
-    for f in &report.faults {
-        let base = [
-            ("plumb.chaos.title", title),
-            ("plumb.chaos.kind", f.kind.as_str()),
-            ("plumb.chaos.target", f.on.as_str()),
-        ];
-        if let Some(at) = &f.injected {
-            records.push(record(
-                at,
-                INFO,
-                format!("chaos_injected kind={} on={}: {}", f.kind, f.on, f.action),
-                &base,
-            ));
-        }
-        if let Some(at) = &f.removed {
-            records.push(record(
-                at,
-                INFO,
-                format!("chaos_removed kind={} on={}: {}", f.kind, f.on, f.removal),
-                &base,
-            ));
-        }
+const INFO: (u8, &str) = (9, "INFO");
+const WARN: (u8, &str) = (13, "WARN");
+
+/// One fault's injection (`removed` false) or removal as an OTLP log
+/// record, at its own UTC time; `None` when that did not happen.
+fn fault_event(title: &str, f: &plumb_chaos::FaultReport, removed: bool) -> Option<Value> {
+    let base = [
+        ("plumb.chaos.title", title),
+        ("plumb.chaos.kind", f.kind.as_str()),
+        ("plumb.chaos.target", f.on.as_str()),
+    ];
+    if removed {
+        let at = f.removed.as_ref()?;
+        Some(record(
+            at,
+            INFO,
+            format!("chaos_removed kind={} on={}: {}", f.kind, f.on, f.removal),
+            &base,
+        ))
+    } else {
+        let at = f.injected.as_ref()?;
+        Some(record(
+            at,
+            INFO,
+            format!("chaos_injected kind={} on={}: {}", f.kind, f.on, f.action),
+            &base,
+        ))
     }
+}
+
+/// The run's verdict as an OTLP log record.
+fn verdict_event(report: &plumb_chaos::Report) -> Value {
+    let title = report.title.as_str();
     let verdict = match &report.first_deviation {
         Some(d) => format!(
             "chaos_verdict {} title={title:?}: first deviation {}: {}",
@@ -386,7 +391,7 @@ pub(crate) fn otlp_events(report: &plumb_chaos::Report) -> Value {
         ),
         None => format!("chaos_verdict {} title={title:?}", report.verdict),
     };
-    records.push(record(
+    record(
         &report.ended,
         if report.held { INFO } else { WARN },
         verdict,
@@ -394,7 +399,12 @@ pub(crate) fn otlp_events(report: &plumb_chaos::Report) -> Value {
             ("plumb.chaos.title", title),
             ("plumb.chaos.verdict", &report.verdict),
         ],
-    ));
+    )
+}
+
+/// Log records as an OTLP/HTTP JSON body (`service.name = plumb-chaos`),
+/// so they stand on the collector's timeline beside the application's.
+fn envelope(records: Vec<Value>) -> Value {
     json!({
         "resourceLogs": [{
             "resource": {"attributes": [
@@ -409,30 +419,109 @@ pub(crate) fn otlp_events(report: &plumb_chaos::Report) -> Value {
     })
 }
 
-/// With a collector configured, sends the run's events to it; a collector
-/// that is away costs a warning, never the verdict.
-fn ship(cfg: &Config, report: &plumb_chaos::Report) {
+/// The run's injections, removals and verdict, in that order per fault.
+fn all_events(report: &plumb_chaos::Report) -> Vec<Value> {
+    let mut records: Vec<Value> = report
+        .faults
+        .iter()
+        .flat_map(|f| {
+            [false, true]
+                .into_iter()
+                .filter_map(|removed| fault_event(&report.title, f, removed))
+        })
+        .collect();
+    records.push(verdict_event(report));
+    records
+}
+
+/// Posts log records to the collector.
+fn post_events(cfg: &Config, url: &str, records: Vec<Value>) -> Result<()> {
+    let body = envelope(records).to_string();
+    plumb_http::Client::new(&crate::target::client_config(cfg, url))?
+        .post(plumb_proxy::LOGS_PATH)
+        .bytes("application/json", body)
+        .send()?;
+    Ok(())
+}
+
+/// Sends each injection and removal to the collector as it happens, from
+/// a thread of its own, so a slow collector never delays a fault. After
+/// the first failure it stops trying; what it could not send goes with the
+/// verdict at the end.
+struct Live {
+    tx: Option<std::sync::mpsc::Sender<Value>>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<Value>)>>,
+}
+
+impl Live {
+    fn start(cfg: &Config) -> Live {
+        let Some(url) = cfg.collector.clone() else {
+            return Live {
+                tx: None,
+                thread: None,
+            };
+        };
+        let cfg = cfg.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<Value>();
+        let thread = std::thread::Builder::new()
+            .name("chaos-events".into())
+            .spawn(move || {
+                let (mut sent, mut unsent, mut failing) = (0, Vec::new(), false);
+                for r in rx {
+                    if !failing && post_events(&cfg, &url, vec![r.clone()]).is_ok() {
+                        sent += 1;
+                    } else {
+                        failing = true;
+                        unsent.push(r);
+                    }
+                }
+                (sent, unsent)
+            })
+            .ok();
+        Live {
+            tx: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    fn send(&self, record: Option<Value>) {
+        if let (Some(tx), Some(r)) = (&self.tx, record) {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// How many were sent, and those that were not.
+    fn finish(mut self) -> (usize, Vec<Value>) {
+        drop(self.tx.take());
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// With a collector configured, sends the run's events to it (those the
+/// live sender could not, and the verdict; `live` None: all of them); a
+/// collector that is away costs a warning, never the verdict.
+fn ship(cfg: &Config, report: &plumb_chaos::Report, live: Option<Live>) {
     let Some(url) = cfg.collector.clone() else {
         return;
     };
-    let events = otlp_events(report);
-    let count = events["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
-        .as_array()
-        .map_or(0, Vec::len);
-    let body = events.to_string();
-    let sent = plumb_http::Client::new(&crate::target::client_config(cfg, &url))
-        .map_err(anyhow::Error::from)
-        .and_then(|c| {
-            c.post(plumb_proxy::LOGS_PATH)
-                .bytes("application/json", body)
-                .send()
-                .map_err(anyhow::Error::from)
-        });
-    match sent {
-        Ok(_) => {
+    let (before, records) = match live {
+        Some(l) => {
+            let (sent, mut unsent) = l.finish();
+            unsent.push(verdict_event(report));
+            (sent, unsent)
+        }
+        None => (0, all_events(report)),
+    };
+    let count = records.len();
+    match post_events(cfg, &url, records) {
+        Ok(()) => {
             let _ = writeln!(
                 std::io::stderr(),
-                "plumb chaos: {count} event(s) sent to {url}"
+                "plumb chaos: {} event(s) sent to {url}",
+                before + count
             );
         }
         Err(e) => {
@@ -481,8 +570,9 @@ fn finish(
     json: bool,
     html: Option<&std::path::Path>,
     quiet: bool,
+    live: Option<Live>,
 ) -> Result<ExitCode> {
-    ship(cfg, report);
+    ship(cfg, report, live);
     let mut report = report.clone();
     if let Some(url) = &cfg.collector {
         add_links(url, &mut report);
@@ -645,6 +735,7 @@ duration = "1s"
             home: home.to_path_buf(),
             runs: &none,
             progress: &mut progress,
+            on_fault: &mut |_| {},
             stop: Arc::new(AtomicBool::new(false)),
             scenario: path.display().to_string(),
         },
