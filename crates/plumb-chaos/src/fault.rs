@@ -102,11 +102,8 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
     match f.kind {
         FaultKind::Kill | FaultKind::Evict => {
             let ps = pick(w)?;
-            // The main process of a started target; else one at random.
-            let p = match w.started.get(&f.on).and_then(|r| r.pid()) {
-                Some((pid, _)) => ps.iter().find(|p| p.pid == pid).unwrap_or(&ps[0]).clone(),
-                None => ps[w.rng.usize(..ps.len())].clone(),
-            };
+            let main = w.started.get(&f.on).and_then(|r| r.pid()).map(|p| p.0);
+            let p = choose(&ps, main, f.any, w.rng).clone();
             let what = format!(
                 "{} pid {} ({}) of `{}`",
                 signal_name(f.signal),
@@ -315,6 +312,21 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 },
             ))
         }
+    }
+}
+
+/// The process a kill or an eviction hits: a started target's main
+/// process (`main`), unless `any`; else one at random (seeded) among `ps`
+/// (not empty).
+fn choose<'p>(
+    ps: &'p [procs::Proc],
+    main: Option<u32>,
+    any: bool,
+    rng: &mut fastrand::Rng,
+) -> &'p procs::Proc {
+    match main.filter(|_| !any) {
+        Some(pid) => ps.iter().find(|p| p.pid == pid).unwrap_or(&ps[0]),
+        None => &ps[rng.usize(..ps.len())],
     }
 }
 
@@ -682,4 +694,41 @@ fn unescape(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: u32) -> procs::Proc {
+        procs::Proc {
+            pid,
+            ppid: 1,
+            comm: "x".into(),
+            cmdline: "x".into(),
+            state: 'S',
+            start: 0,
+        }
+    }
+
+    #[test]
+    fn a_kill_hits_the_main_process_unless_any_then_each_of_the_tree_in_turn() {
+        let ps = [proc(10), proc(11), proc(12)];
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..20 {
+            assert_eq!(choose(&ps, Some(11), false, &mut rng).pid, 11);
+        }
+        let hit: std::collections::BTreeSet<u32> = (0..60)
+            .map(|_| choose(&ps, Some(11), true, &mut rng).pid)
+            .collect();
+        assert_eq!(hit.into_iter().collect::<Vec<_>>(), [10, 11, 12]);
+        // The same seed, the same choices.
+        let picks = |seed| {
+            let mut r = fastrand::Rng::with_seed(seed);
+            (0..10)
+                .map(|_| choose(&ps, None, false, &mut r).pid)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(picks(7), picks(7));
+    }
 }

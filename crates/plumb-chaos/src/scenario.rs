@@ -252,6 +252,9 @@ pub struct Fault {
     pub latency: Duration,
     /// pause: every process of the target (true) or one, seeded (false).
     pub all: bool,
+    /// kill: a random process of a started target's tree (true), not its
+    /// main one.
+    pub any: bool,
     /// cpu: how many busy threads.
     pub workers: usize,
     /// cpu and memory: what makes the load.
@@ -384,6 +387,8 @@ struct RawFault {
     latency: Option<String>,
     #[serde(default)]
     all: bool,
+    #[serde(default)]
+    any: bool,
     workers: Option<usize>,
     with: Option<String>,
 }
@@ -754,6 +759,9 @@ fn fault(
             )));
         }
     }
+    if r.any && kind != FaultKind::Kill {
+        return Err(err("`any` applies to kill only".into()));
+    }
     if r.all && kind != FaultKind::Pause {
         return Err(err("`all` applies to pause only".into()));
     }
@@ -963,6 +971,7 @@ fn fault(
         size,
         latency,
         all: r.all,
+        any: r.any,
         workers,
         load,
         line,

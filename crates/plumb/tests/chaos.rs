@@ -1181,6 +1181,72 @@ fn with_a_collector_every_injection_removal_and_verdict_is_a_searchable_event() 
     );
 }
 
+/// `any = true`: the kill hits a random process of a started target's
+/// tree (a worker of a pool), seeded, and the pool's main process lives on.
+#[test]
+fn a_kill_with_any_hits_a_worker_of_the_pool_and_its_main_process_lives_on() {
+    let home = Home::new();
+    let secs = 600_000 + fastrand::u32(..99_999);
+    let scenario = home.dir().join("pool.toml");
+    let text_of = |kind: &str, extra: &str| {
+        format!(
+            r#"title = "a pool loses a worker"
+duration = "1500ms"
+seed = 7
+interval = "200ms"
+
+[[target]]
+name = "pool"
+command = ["sh", "-c", "sleep {secs} & sleep {secs} & sleep {secs} & wait"]
+
+[[probe]]
+name = "ok"
+command = ["true"]
+
+[[fault]]
+kind = "{kind}"
+target = "pool"
+{extra}any = true
+at = "500ms"
+"#
+        )
+    };
+    std::fs::write(&scenario, text_of("kill", "signal = \"SIGKILL\"\n")).unwrap();
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let action = report["faults"][0]["action"].as_str().unwrap();
+    // With seed 7 the third of the four (by pid) is hit: a worker.
+    assert!(
+        action.starts_with("SIGKILL pid ") && action.contains(&format!("(sleep {secs}) of `pool`")),
+        "{action}"
+    );
+    let exits = report["targets"][0]["exits"].to_string();
+    assert!(
+        exits.contains("killed by SIGTERM"),
+        "the main process lived until the end: {exits}"
+    );
+    let left: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(&format!("sleep\0{secs}")))
+        })
+        .collect();
+    assert!(left.is_empty(), "workers left running: {left:?}");
+    assert_clean(&home, &report, &home.dir());
+
+    // `any` is for kill only.
+    std::fs::write(&scenario, text_of("pause", "duration = \"1s\"\n")).unwrap();
+    let out = home.run(&["chaos", "validate", scenario.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("pool.toml:14: fault pause: `any` applies to kill only"),
+        "{err}"
+    );
+}
+
 /// examples/chaos/pressure.toml with `with = WHAT` on both its faults.
 fn pressure_with(home: &Home, what: &str) -> PathBuf {
     let (scenario, _) = example(home, "pressure.toml");
