@@ -1234,7 +1234,7 @@ at = "500ms"
         })
         .collect();
     assert!(left.is_empty(), "workers left running: {left:?}");
-    assert_clean(&home, &report, &home.dir());
+    assert_clean(&home, &report, home.dir());
 
     // `any` is for kill only.
     std::fs::write(&scenario, text_of("pause", "duration = \"1s\"\n")).unwrap();
