@@ -4,8 +4,11 @@
 //! with their pauses, the hypothesis again, then the rollbacks (always).
 //!
 //! Only `process` and `http` providers run; every other activity (a
-//! `python` provider, a `ref`, a tolerance of a kind not handled) is named,
-//! all at once, before anything runs. Tolerances follow chaoslib's
+//! `python` provider, a tolerance of a kind not handled) is named, all at
+//! once, before anything runs. `{"ref": NAME}` runs the method's or the
+//! hypothesis's activity of that name; `${name}` in arguments, URLs,
+//! timeouts and pauses takes the experiment's `configuration` and
+//! `secrets` (plain values and environment variables). Tolerances follow chaoslib's
 //! `within_tolerance`: an integer is the exit code or HTTP status; a list
 //! is a set of them; `{"type": "regex", "pattern", "target"}` searches
 //! stdout, stderr or body; `{"type": "range", "range": [lo, hi], "target"}`
@@ -107,10 +110,61 @@ pub fn load(path: &Path) -> Result<Experiment> {
 fn parse(v: &Value, base: PathBuf) -> Result<Experiment> {
     let title = v["title"].as_str().unwrap_or("experiment").to_string();
     let mut refused = Vec::new();
+    // `${name}` values: the configuration first, then every secret scope,
+    // read once at the start (environment variables included), as
+    // chaostoolkit does.
+    let mut values = serde_json::Map::new();
+    if let Some(c) = v["configuration"].as_object() {
+        for (k, x) in c {
+            match value_of(x) {
+                Ok(x) => {
+                    values.insert(k.clone(), x);
+                }
+                Err(why) => refused.push(format!("configuration.{k}: {why}")),
+            }
+        }
+    }
+    if let Some(scopes) = v["secrets"].as_object() {
+        for (scope, keys) in scopes {
+            for (k, x) in keys.as_object().into_iter().flatten() {
+                match value_of(x) {
+                    Ok(x) => {
+                        values.entry(k.clone()).or_insert(x);
+                    }
+                    Err(why) => refused.push(format!("secrets.{scope}.{k}: {why}")),
+                }
+            }
+        }
+    }
+    // What a `{"ref": NAME}` stands for: the method's activities, then the
+    // hypothesis's probes (a later one of the same name wins).
+    let mut named: std::collections::HashMap<&str, &Value> = std::collections::HashMap::new();
+    for a in v["method"].as_array().into_iter().flatten().chain(
+        v["steady-state-hypothesis"]["probes"]
+            .as_array()
+            .into_iter()
+            .flatten(),
+    ) {
+        if let Some(n) = a["name"].as_str().filter(|n| !n.is_empty()) {
+            named.insert(n, a);
+        }
+    }
     let mut list = |key: &str, items: Option<&Vec<Value>>| -> Vec<Activity> {
         let mut out = Vec::new();
         for (i, a) in items.into_iter().flatten().enumerate() {
-            match activity(a) {
+            let a = match a["ref"].as_str() {
+                Some(r) => match named.get(r) {
+                    Some(x) => *x,
+                    None => {
+                        refused.push(format!(
+                            "{key}[{i}] a reference to '{r}', which no activity of the method or the hypothesis is named"
+                        ));
+                        continue;
+                    }
+                },
+                None => a,
+            };
+            match activity(a, &values) {
                 Ok(act) => out.push(act),
                 Err(why) => refused.push(format!("{key}[{i}] {why}")),
             }
@@ -139,18 +193,159 @@ fn parse(v: &Value, base: PathBuf) -> Result<Experiment> {
     })
 }
 
-fn activity(a: &Value) -> Result<Activity, String> {
+/// A configuration or secret value: as given, or `{"type": "env", "key":
+/// VAR[, "default": X][, "env_var_type": "int"|"float"|"str"]}`.
+fn value_of(x: &Value) -> Result<Value, String> {
+    let Some(kind) = x.get("type") else {
+        return Ok(x.clone());
+    };
+    if kind != "env" {
+        return Err(format!(
+            "a value of type {kind}: plumb reads plain values and environment variables (type env)"
+        ));
+    }
+    let var = x["key"]
+        .as_str()
+        .ok_or("an env value needs the variable's name as `key`")?;
+    let raw = match (std::env::var(var), x.get("default")) {
+        (Ok(v), _) => v,
+        (Err(_), Some(d)) => return Ok(d.clone()),
+        (Err(_), None) => {
+            return Err(format!(
+                "the environment variable {var} is not set, and there is no default"
+            ));
+        }
+    };
+    Ok(match x["env_var_type"].as_str() {
+        None | Some("str") => Value::String(raw),
+        Some("int") => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|e| format!("{var}={raw:?} is not an int: {e}"))?,
+        Some("float") => raw
+            .trim()
+            .parse::<f64>()
+            .map(Value::from)
+            .map_err(|e| format!("{var}={raw:?} is not a float: {e}"))?,
+        Some(other) => return Err(format!("env_var_type {other:?} is not handled")),
+    })
+}
+
+/// chaostoolkit's `${name}` substitution into strings, recursively: a
+/// string that is one whole `${name}` (or `$name`) becomes the value with
+/// its type; elsewhere values are written in as Python writes them, `$$`
+/// is a `$`, and an unknown name stays as written.
+fn substitute(x: &Value, values: &serde_json::Map<String, Value>) -> Value {
+    match x {
+        Value::String(s) => substitute_str(s, values),
+        Value::Array(xs) => Value::Array(xs.iter().map(|x| substitute(x, values)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), substitute(x, values)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn substitute_str(s: &str, values: &serde_json::Map<String, Value>) -> Value {
+    // (start, end, name) of each `$name` / `${name}`; `$$` as name "$".
+    let b = s.as_bytes();
+    let ident = |i: usize| {
+        let mut j = i;
+        while j < b.len() && (b[j] == b'_' || b[j].is_ascii_alphanumeric()) {
+            if j == i && b[j].is_ascii_digit() {
+                break;
+            }
+            j += 1;
+        }
+        j
+    };
+    let mut out = String::new();
+    let (mut i, mut last) = (0, 0);
+    let mut whole = None;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        let (name, end) = if b.get(i + 1) == Some(&b'$') {
+            ("$", i + 2)
+        } else if b.get(i + 1) == Some(&b'{') {
+            let j = ident(i + 2);
+            if j > i + 2 && b.get(j) == Some(&b'}') {
+                (&s[i + 2..j], j + 1)
+            } else {
+                i += 1;
+                continue;
+            }
+        } else {
+            let j = ident(i + 1);
+            if j > i + 1 {
+                (&s[i + 1..j], j)
+            } else {
+                i += 1;
+                continue;
+            }
+        };
+        if i == 0 && end == s.len() && name != "$" {
+            whole = Some(name);
+        }
+        out.push_str(&s[last..i]);
+        match (name, values.get(name)) {
+            ("$", _) => out.push('$'),
+            (_, Some(v)) => out.push_str(&python_str(v)),
+            (_, None) => out.push_str(&s[i..end]),
+        }
+        last = end;
+        i = end;
+    }
+    if let Some(v) = whole.and_then(|n| values.get(n)) {
+        return v.clone();
+    }
+    out.push_str(&s[last..]);
+    Value::String(out)
+}
+
+/// A value as Python's `str()` writes it.
+fn python_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 && f.abs() < 1e16 {
+                format!("{f:.1}")
+            } else {
+                f.to_string()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn activity(a: &Value, values: &serde_json::Map<String, Value>) -> Result<Activity, String> {
     let name = a["name"].as_str().unwrap_or("").to_string();
     let label = if name.is_empty() {
         "(no name)".to_string()
     } else {
         format!("'{name}'")
     };
-    if let Some(r) = a["ref"].as_str() {
-        return Err(format!(
-            "a reference to '{r}': write the activity out in full"
-        ));
+    // What chaostoolkit substitutes: a process's arguments, an http
+    // provider's url, timeout and arguments, and the pauses.
+    let mut a = a.clone();
+    for key in ["arguments", "url", "timeout"] {
+        if let Some(x) = a["provider"].get(key).cloned() {
+            a["provider"][key] = substitute(&x, values);
+        }
     }
+    if let Some(x) = a.get("pauses").cloned() {
+        a["pauses"] = substitute(&x, values);
+    }
+    let a = &a;
     let kind = a["type"].as_str().unwrap_or("").to_string();
     if kind != "probe" && kind != "action" {
         return Err(format!(
@@ -578,11 +773,57 @@ mod tests {
                    "provider": {"type": "python", "module": "chaosaws.ec2.probes", "func": "describe"}}]},
                 "method": [
                   {"type": "action", "name": "a", "provider": {"type": "process", "path": "true"}},
-                  {"ref": "p"}]}"#,
+                  {"ref": "p"}, {"ref": "q"}],
+                "configuration": {"v": {"type": "vault", "key": "k"},
+                                  "e": {"type": "env", "key": "PLUMB_TEST_NEVER_SET_VAR"}}}"#,
         )
         .unwrap();
         let e = parse(&v, PathBuf::from(".")).unwrap_err().to_string();
         assert!(e.contains("steady-state-hypothesis.probes[0] 'p': a python provider (chaosaws.ec2.probes.describe)"), "{e}");
-        assert!(e.contains("method[1] a reference to 'p'"), "{e}");
+        // A reference is what it refers to.
+        assert!(e.contains("method[1] 'p': a python provider"), "{e}");
+        assert!(
+            e.contains("method[2] a reference to 'q', which no activity of the method or the hypothesis is named"),
+            "{e}"
+        );
+        assert!(
+            e.contains("configuration.v: a value of type \"vault\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("configuration.e: the environment variable PLUMB_TEST_NEVER_SET_VAR is not set, and there is no default"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn substitution_follows_chaostoolkit_typed_whole_values_and_python_strings() {
+        let values: serde_json::Map<String, Value> = serde_json::from_str(
+            r#"{"port": 8080, "host": "127.0.0.1", "ratio": 1.0, "on": true}"#,
+        )
+        .unwrap();
+        let sub = |s: &str| substitute(&Value::String(s.into()), &values);
+        assert_eq!(
+            sub("${port}"),
+            Value::from(8080),
+            "a whole value keeps its type"
+        );
+        assert_eq!(sub("$port"), Value::from(8080));
+        assert_eq!(sub("http://${host}:$port/x"), "http://127.0.0.1:8080/x");
+        assert_eq!(sub("${ratio} ${on}"), "1.0 True", "as Python writes them");
+        assert_eq!(
+            sub("${missing} and $$5 and ${port"),
+            "${missing} and $5 and ${port"
+        );
+        assert_eq!(sub("${missing}"), "${missing}");
+        assert_eq!(sub("$1 $"), "$1 $");
+        let nested = substitute(
+            &serde_json::json!({"a": ["-p", "${port}"], "b": {"c": "${host}"}}),
+            &values,
+        );
+        assert_eq!(
+            nested,
+            serde_json::json!({"a": ["-p", 8080], "b": {"c": "127.0.0.1"}})
+        );
     }
 }

@@ -62,6 +62,16 @@ fn quiet_port() -> u16 {
 
 /// `plumb chaos run --json` in `home`: (exit code, report, stderr).
 fn chaos(home: &Home, scenario: &Path, extra: &[&str]) -> (i32, Value, String) {
+    chaos_with(home, scenario, extra, &[])
+}
+
+/// [`chaos`] with more environment variables.
+fn chaos_with(
+    home: &Home,
+    scenario: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, Value, String) {
     let mut args = vec!["chaos", "run", "--json"];
     args.extend_from_slice(extra);
     let s = scenario.to_str().unwrap();
@@ -69,6 +79,7 @@ fn chaos(home: &Home, scenario: &Path, extra: &[&str]) -> (i32, Value, String) {
     let out = home
         .cmd(&args)
         .env("PYTHONPATH", python_dir())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -833,6 +844,8 @@ fn chaostoolkit_experiments_run_unchanged_with_chaostoolkit_s_verdicts() {
         ("ctk-holds.json", true, false),
         ("ctk-deviates.json", false, false),
         ("ctk-deviates.json", false, true),
+        // configuration, secrets from the environment, a `ref`.
+        ("ctk-config.json", true, false),
     ] {
         let home = Home::new();
         let (mut experiment, ports) = example(&home, name);
@@ -869,10 +882,12 @@ fn chaostoolkit_experiments_run_unchanged_with_chaostoolkit_s_verdicts() {
 
         std::fs::write(&flag, "ready\n").unwrap();
         let journal = dir.join("journal.json");
+        let env = [("PLUMB_CTK_TOKEN", "s3cr3t-42"), ("PLUMB_CTK_WAIT", "0.2")];
         let theirs = std::process::Command::new(&ctk)
             .args(["--no-log-file", "run", "--no-verify-tls", "--journal-path"])
             .arg(&journal)
             .arg(&experiment)
+            .envs(env)
             .current_dir(&dir)
             .output()
             .unwrap();
@@ -880,7 +895,7 @@ fn chaostoolkit_experiments_run_unchanged_with_chaostoolkit_s_verdicts() {
             .unwrap_or_else(|e| panic!("{e}: {}", text(&theirs.stderr)));
 
         std::fs::write(&flag, "ready\n").unwrap();
-        let (code, report, stderr) = chaos(&home, &experiment, &[]);
+        let (code, report, stderr) = chaos_with(&home, &experiment, &[], &env);
 
         assert_eq!(
             journal["deviated"],
