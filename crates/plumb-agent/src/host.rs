@@ -160,31 +160,12 @@ fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             Some((
-                unescape(it.next()?),
-                unescape(it.next()?),
+                plumb_model::text::unescape_octal(it.next()?),
+                plumb_model::text::unescape_octal(it.next()?),
                 it.next()?.to_string(),
             ))
         })
         .collect()
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Byte counters of every interface but loopback.

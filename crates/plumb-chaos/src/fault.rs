@@ -669,31 +669,11 @@ pub fn is_our_mount(path: &Path) -> bool {
             return false;
         };
         f.get(4)
-            .map(|m| Path::new(&unescape(m)) == want)
+            .map(|m| Path::new(&plumb_model::text::unescape_octal(m)) == want)
             .unwrap_or(false)
             && f.get(dash + 1) == Some(&"tmpfs")
             && f.get(dash + 2) == Some(&MOUNT_SOURCE)
     })
-}
-
-/// mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(n) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(n);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

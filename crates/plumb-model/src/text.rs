@@ -124,6 +124,32 @@ impl<W: std::io::Write> Drop for Escaping<W> {
     }
 }
 
+/// A field of `/proc/mounts` or `/proc/self/mountinfo` with the kernel's
+/// octal escapes (`\040` for a space, `\134` for a backslash) undone; a
+/// backslash not followed by three octal digits stays as it is.
+pub fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(
+                (b[i + 1] - b'0')
+                    .wrapping_mul(64)
+                    .wrapping_add((b[i + 2] - b'0') * 8 + (b[i + 3] - b'0')),
+            );
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +184,18 @@ mod tests {
         let title = "a\u{1b}[2J";
         writeln!(Escaping::new(&mut buf), "{title}|{:<6}|", Cell("x\ny")).unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), "a\\u{1b}[2J|x\\ny  |\n");
+    }
+
+    #[test]
+    fn mount_fields_lose_their_octal_escapes_and_nothing_else() {
+        assert_eq!(unescape_octal("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_octal("/x\\134y\\011z"), "/x\\y\tz");
+        assert_eq!(unescape_octal("/é\\0"), "/é\\0", "too short: kept");
+        assert_eq!(unescape_octal("\\é12"), "\\é12", "not digits, no panic");
+        assert_eq!(
+            unescape_octal("\\777"),
+            "\u{fffd}",
+            "past a byte: still no panic"
+        );
     }
 }
