@@ -320,15 +320,10 @@ fn a_real_run_is_sent_and_three_nodes_rank_as_their_figures_say() {
 fn a_result_far_below_the_nodes_own_history_fires_the_alert_and_a_normal_one_does_not() {
     let receiver = WebhookReceiver::start();
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("plumb.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[alerts]\ninterval = \"200ms\"\n\n[alerts.rules.node_bench_drop]\ndrop = \"30%\"\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
-            receiver.url
-        ),
-    )
-    .unwrap();
+    let config = receiver.config(
+        tmp.path(),
+        "[alerts.rules.node_bench_drop]\ndrop = \"30%\"\n",
+    );
     let serve = Serve::builder()
         .tokens()
         .env("PLUMB_CONFIG", &config)

@@ -64,15 +64,7 @@ fn unavailable<'a>(view: &'a Value, source: &str) -> Option<&'a str> {
 fn a_failing_disk_and_memory_errors_are_listed_first_and_alerted_and_unavailable_sources_say_why() {
     let tmp = tempfile::tempdir().unwrap();
     let receiver = WebhookReceiver::start();
-    let config = tmp.path().join("plumb.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[alerts]\ninterval = \"200ms\"\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
-            receiver.url
-        ),
-    )
-    .unwrap();
+    let config = receiver.config(tmp.path(), "");
     let serve = Serve::builder()
         .data(&tmp.path().join("collector"))
         .env("PLUMB_CONFIG", &config)

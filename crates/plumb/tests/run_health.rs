@@ -339,18 +339,13 @@ fn the_agents_pressure_alert_fires_while_stress_ng_runs() {
     let cg = MemCgroup::new("alert");
     let tmp = tempfile::tempdir().unwrap();
     let receiver = WebhookReceiver::start();
-    let config = tmp.path().join("plumb.toml");
     // A low memory threshold and two readings in a row (avg10 rises
     // slowly); I/O pressure out of the way, since the builds and tests
     // around this one make plenty of it.
-    std::fs::write(
-        &config,
-        format!(
-            "[alerts]\ninterval = \"200ms\"\n\n[alerts.rules.pressure]\nmemory_above = 1.0\nio_above = 100.0\nintervals = 2\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
-            receiver.url
-        ),
-    )
-    .unwrap();
+    let config = receiver.config(
+        tmp.path(),
+        "[alerts.rules.pressure]\nmemory_above = 1.0\nio_above = 100.0\nintervals = 2\n",
+    );
     let serve = Serve::builder()
         .data(&tmp.path().join("collector"))
         .env("PLUMB_CONFIG", &config)
@@ -400,15 +395,10 @@ fn bench_node_under_stress_ng_cpu_load_fires_the_drop_alert_when_the_drop_is_mea
     need_stress!();
     let tmp = tempfile::tempdir().unwrap();
     let receiver = WebhookReceiver::start();
-    let config = tmp.path().join("plumb.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[alerts]\ninterval = \"200ms\"\n\n[alerts.rules.node_bench_drop]\ndrop = \"30%\"\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
-            receiver.url
-        ),
-    )
-    .unwrap();
+    let config = receiver.config(
+        tmp.path(),
+        "[alerts.rules.node_bench_drop]\ndrop = \"30%\"\n",
+    );
     let serve = Serve::builder()
         .tokens()
         .env("PLUMB_CONFIG", &config)

@@ -1027,6 +1027,22 @@ pub struct WebhookReceiver {
 }
 
 impl WebhookReceiver {
+    /// Writes `dir/plumb.toml`: alerts evaluated every 200 ms, the given
+    /// `[alerts.rules.*]` text, and this receiver as the webhook; returns
+    /// its path (for `PLUMB_CONFIG`).
+    pub fn config(&self, dir: &Path, rules: &str) -> PathBuf {
+        let path = dir.join("plumb.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[alerts]\ninterval = \"200ms\"\n\n{rules}\n[[alerts.webhook]]\nurl = \"{}\"\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     /// Listens on a free loopback port, on a thread of its own.
     pub fn start() -> WebhookReceiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
