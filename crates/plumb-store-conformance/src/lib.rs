@@ -89,6 +89,7 @@ macro_rules! suite {
             insights::slow_runs_need_history_and_exceed_the_p95,
             insights::every_failed_state_is_queued_for_grouping_and_no_other,
             insights::occurrence_times_are_a_groups_own_in_a_window,
+            insights::error_day_counts_are_each_groups_occurrences_per_utc_day,
             clocks::one_row_per_probe_latest_per_node_and_a_day_kept,
             health::health_reads_back_newest_first_or_since_and_is_bounded_per_node,
             benches::benches_read_back_latest_per_node_before_a_time_and_are_bounded,

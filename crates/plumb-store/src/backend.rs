@@ -399,6 +399,18 @@ pub trait Insights {
         limit: usize,
     ) -> Result<Vec<Timestamp>>;
 
+    /// Occurrences per UTC day of each group in `fingerprints` (full
+    /// fingerprints) over the `days` days from `from` (the start of a UTC
+    /// day), in one query of the per-day rollup kept as occurrences are
+    /// filed: (fingerprint, start of the day, count) for each group and day
+    /// with any, in no particular order.
+    fn error_day_counts(
+        &self,
+        fingerprints: &[String],
+        from: Timestamp,
+        days: usize,
+    ) -> Result<Vec<(String, Timestamp, u64)>>;
+
     /// Median and 95th percentile duration of the latest `window`
     /// successful runs named `name`.
     fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats>;
