@@ -470,7 +470,7 @@ fn browser_stage(agent: &ureq::Agent, url: &str, meta: &Meta, screens: &Path) ->
             "points",
             "svg#ingest-chart g.series polyline",
             "points",
-            |v| len(&v["per_minute"]),
+            |v| 2 * len(&v["per_minute"]), // records/s and lines/s
         )],
     });
     // The twins before and after the browser ran: a page drawn across a
