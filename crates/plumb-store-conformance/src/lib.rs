@@ -75,6 +75,7 @@ macro_rules! suite {
             telemetry::spans_and_metric_points_are_stored_once_and_found_by_run,
             telemetry::big_batches_are_cut_into_several_chunks,
             nodes::heartbeats_keep_a_window_and_transitions_a_history,
+            nodes::transitions_between_are_the_ones_a_range_shades,
             nodes::fingerprint_changes_are_kept_per_node_newest_first_and_bounded,
             nodes::preflights_round_trip_newest_first_and_are_bounded,
             alerts::alerts_round_trip_and_resolved_history_is_bounded,
