@@ -147,8 +147,17 @@ pub fn run(args: &[&str]) -> Result<()> {
         }
     };
     // The sample node's last hour and day as fresh heartbeats would leave
-    // them, so its 1h and 1d charts have points however old the seed is.
-    refresh_node(&Store::open(&dir)?, &meta.sample_node)?;
+    // them, so its 1h and 1d charts have points however old the seed is,
+    // and every node's last two hours (the /nodes sparklines).
+    let t = Instant::now();
+    let store = Store::open(&dir)?;
+    refresh_node(&store, &meta.sample_node)?;
+    refresh_sparks(&store)?;
+    drop(store);
+    println!(
+        "refreshed the nodes' recent history in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let handle = plumb_collector::spawn(plumb_collector::CollectorConfig::new(
         std::sync::Arc::new(plumb_store::SqliteConnector::new(dir.clone())),
     ))
@@ -650,6 +659,26 @@ fn refresh_node(store: &Store, node: &str) -> Result<()> {
             at,
             &plumb_model::node::NodeSample::from_report(&report, at),
         )?;
+    }
+    Ok(())
+}
+
+/// Every node's ten-minute samples over the last two hours and ten
+/// minutes, up to now: what the /nodes sparklines read.
+fn refresh_sparks(store: &Store) -> Result<()> {
+    const TEN_MIN: i64 = 600_000_000_000;
+    let now = Timestamp::now().as_nanos();
+    for i in 0..NODES {
+        let mut report = node_report(i);
+        for k in (0..14).rev() {
+            report.cpu.load1 = ((i as i64 * 7 + k) % 17) as f64 * 0.37;
+            let at = Timestamp::from_nanos(now - k * TEN_MIN);
+            store.put_node_sample(
+                &report.node,
+                at,
+                &plumb_model::node::NodeSample::from_report(&report, at),
+            )?;
+        }
     }
     Ok(())
 }
