@@ -455,7 +455,7 @@ CREATE TABLE node_samples (
     PRIMARY KEY (node, step_s, at_ns)
 );
 "#,
-    // 6 -> 7 (helper "charts"; 7 -> 8 once merged after "env"): each error
+    // 6 -> 7 (helper "charts"; 7 -> 8 once merged after the other helper's 6 -> 7): each error
     // group's occurrences per UTC day (error_days), kept by a trigger on
     // error_events in the transaction that files them, as SQLite's are; the
     // /errors sparklines read these instead of the occurrences.

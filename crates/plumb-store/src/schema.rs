@@ -477,7 +477,7 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, step_s, at_ns)
     ) WITHOUT ROWID;
     "#,
-    // 20 -> 21 (helper "charts"; 21 -> 22 once merged after "env"): each
+    // 20 -> 21 (helper "charts"; 21 -> 22 once merged after the other helper's 20 -> 21): each
     // error group's occurrences per UTC day (error_days), kept by triggers
     // on error_events in the transaction that files them; the /errors
     // sparklines read these instead of the occurrences. Plain UPDATE and
