@@ -1,6 +1,7 @@
 // /nodes keeps itself current without a reload: a node's new heartbeat
-// (its load now makes it busy) and a node that reports for the first time
-// appear in the open page, which is never reloaded.
+// (its load now makes it busy, and its sparkline rises) and a node that
+// reports for the first time appear in the open page, which is never
+// reloaded.
 // args: {node, busy_report, new_report}: reports posted to the collector.
 import { withPage, BASE, args, texts } from "./lib.mjs";
 
@@ -13,6 +14,15 @@ const post = async (report) => {
   if (!r.ok) throw new Error("posting a node report: HTTP " + r.status + " " + (await r.text()));
 };
 
+// A row's sparkline: its hover text and each line's path.
+const sparkOf = (page, node) =>
+  page.$eval(`#nodes tr[data-node="${node}"] td.sp`, (td) => {
+    const svg = td.querySelector("svg");
+    return svg
+      ? { title: svg.querySelector("title").textContent, paths: [...svg.querySelectorAll("path")].map((p) => p.getAttribute("d")) }
+      : null;
+  });
+
 const stateOf = (page, node) =>
   page.$eval(`#nodes tr[data-node="${node}"] td:nth-child(2)`, (td) => td.textContent.trim());
 
@@ -21,6 +31,7 @@ await withPage(async (page, r, shot) => {
   page.on("load", () => { loads++; });
   await page.goto(BASE + "/nodes");
   r.before = await stateOf(page, args.node);
+  r.spark_before = await sparkOf(page, args.node);
   r.poll = await page.getAttribute("#nodes", "data-poll");
   r.shot_before = await shot("nodes-live-before");
   // A marker a reload would wipe.
@@ -37,6 +48,8 @@ await withPage(async (page, r, shot) => {
     { timeout: 30000 },
   );
   r.after = await stateOf(page, args.node);
+  r.spark_after = await sparkOf(page, args.node);
+  r.new_spark = await sparkOf(page, args.new_report.node);
   r.same_document = await page.evaluate(() => window.__sameDocument === true);
   r.loads = loads;
   r.refreshed = await page.getAttribute("#nodes", "data-refreshed");

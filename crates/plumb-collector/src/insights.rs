@@ -357,40 +357,43 @@ async fn list(
 /// Days the error list's sparklines cover.
 pub const SPARK_DAYS: i64 = 14;
 
-/// Occurrences a list sparkline counts at most per group (the newest).
-pub const SPARK_CAP: usize = 2000;
-
 /// The groups of `q` with their sparklines: `GET /api/v1/errors` and
-/// `/errors`. Each group's days come from one bounded index range of its
-/// own occurrences ([`SPARK_CAP`] at most).
+/// `/errors`. Every group's days come from one read of the store's per-day
+/// rollup ([`plumb_store::Insights::error_day_counts`]), exact however
+/// many occurrences there are.
 pub fn error_list(
     s: &dyn plumb_store::Backend,
     q: &plumb_model::insights::ErrorQuery,
 ) -> plumb_store::Result<ErrorGroups> {
-    const DAY: i64 = 86_400_000_000_000;
+    const DAY: i64 = plumb_store::insights::DAY_NS;
     let groups = s.error_groups(q)?;
     let now = Timestamp::now().as_nanos();
     let from = now - now.rem_euclid(DAY) - (SPARK_DAYS - 1) * DAY;
-    let mut sparks = Vec::with_capacity(groups.len());
-    for g in &groups {
-        let times = s.error_occurrence_times(
-            &g.fingerprint,
-            Timestamp::from_nanos(from),
-            Timestamp::from_nanos(now + 1),
-            SPARK_CAP,
-        )?;
-        let mut per_day = vec![0u64; SPARK_DAYS as usize];
-        for t in &times {
-            let i = ((t.as_nanos() - from) / DAY).clamp(0, SPARK_DAYS - 1) as usize;
-            per_day[i] += 1;
+    let fps: Vec<String> = groups.iter().map(|g| g.fingerprint.clone()).collect();
+    let mut per_group: std::collections::HashMap<String, Vec<u64>> = fps
+        .iter()
+        .map(|f| (f.clone(), vec![0u64; SPARK_DAYS as usize]))
+        .collect();
+    for (fp, day, n) in
+        s.error_day_counts(&fps, Timestamp::from_nanos(from), SPARK_DAYS as usize)?
+    {
+        let i = (day.as_nanos() - from) / DAY;
+        if let (Some(days), 0..SPARK_DAYS) = (per_group.get_mut(&fp), i) {
+            days[i as usize] += n;
         }
-        sparks.push(plumb_model::insights::ErrorSpark {
-            fingerprint: g.fingerprint.clone(),
-            from: Timestamp::from_nanos(from),
-            per_day,
-            partial: times.len() == SPARK_CAP,
-        });
     }
+    let sparks = fps
+        .into_iter()
+        .map(|fp| {
+            let per_day = per_group.remove(&fp).unwrap_or_default();
+            plumb_model::insights::ErrorSpark {
+                fingerprint: fp,
+                from: Timestamp::from_nanos(from),
+                per_day,
+                partial: false,
+            }
+        })
+        .collect();
     Ok(ErrorGroups { groups, sparks })
 }
 

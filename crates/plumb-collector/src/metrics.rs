@@ -54,6 +54,8 @@ pub struct Metrics {
     pub ingest_requests: Family<RequestLabels, Counter>,
     /// Records stored (deduplicated or not) by endpoint.
     pub ingest_records: Family<EndpointLabels, Counter>,
+    /// Output lines (in spooled chunks) and OTLP log records received.
+    pub ingest_lines: Counter,
     /// Request body bytes received by endpoint (as sent, before gunzip).
     pub ingest_bytes: Family<EndpointLabels, Counter>,
     /// Seconds from request to acknowledgement, by endpoint.
@@ -89,6 +91,7 @@ impl Metrics {
         let ingest_requests = Family::<RequestLabels, Counter>::default();
         let ingest_records = Family::<EndpointLabels, Counter>::default();
         let ingest_bytes = Family::<EndpointLabels, Counter>::default();
+        let ingest_lines = Counter::default();
         let ingest_latency = Family::<EndpointLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
@@ -102,6 +105,11 @@ impl Metrics {
             "ingest_records",
             "Records received by ingest endpoint (before deduplication)",
             ingest_records.clone(),
+        );
+        registry.register(
+            "ingest_lines",
+            "Output lines and OTLP log records received (before deduplication)",
+            ingest_lines.clone(),
         );
         registry.register_with_unit(
             "ingest",
@@ -121,6 +129,7 @@ impl Metrics {
             hooks: Arc::new(Mutex::new(Vec::new())),
             ingest_requests,
             ingest_records,
+            ingest_lines,
             ingest_bytes,
             ingest_latency,
             runs,

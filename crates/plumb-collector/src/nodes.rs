@@ -281,16 +281,24 @@ pub struct NodeCharts {
     pub memory_total: u64,
     /// Each disk, by mount.
     pub disks: Vec<DiskSeries>,
-    /// States over the range (from `node_transitions`).
+    /// States over the range (from the transitions that overlap it).
     pub states: Vec<StateSpan>,
+    /// When the range held more than [`STATE_CAP`] transitions: the
+    /// earliest shaded moment (the states before it are not shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states_from: Option<Timestamp>,
 }
+
+/// Transitions a node chart shades at most (the newest in its range).
+pub const STATE_CAP: usize = 2000;
 
 /// Samples a node chart reads at most (a week of ten-minute rows, and
 /// some).
 pub const CHART_SAMPLES: usize = 1100;
 
 /// The charts of node `name` over `range` ending at `now`: its samples,
-/// states from `transitions` (oldest first) and each disk's predicted
+/// states from the transitions that overlap the range (at most
+/// [`STATE_CAP`], the newest) and each disk's predicted
 /// fill (from the disk-fill alert's samples when it keeps them, else from
 /// the history's last six hours).
 pub fn node_charts(
@@ -298,10 +306,16 @@ pub fn node_charts(
     name: &str,
     range: ChartRange,
     now: Timestamp,
-    transitions: &[NodeTransition],
 ) -> plumb_store::Result<NodeCharts> {
     let step = range.step();
     let from = Timestamp::from_nanos(now.as_nanos() - range.ns());
+    let mut transitions = store.node_transitions_between(name, from, now, STATE_CAP + 1)?;
+    // More than the cap in the range (the one before it is then absent).
+    let capped = transitions.len() > STATE_CAP && transitions[0].at >= from;
+    let states_from = capped.then(|| {
+        transitions.remove(0);
+        transitions[0].at
+    });
     let samples = store.node_samples(name, step, step.start_of(from), CHART_SAMPLES)?;
     let pt = |at: Timestamp, value: f64| ChartPoint { at, value };
     let load = samples.iter().map(|s| pt(s.at, s.load1)).collect();
@@ -365,7 +379,8 @@ pub fn node_charts(
         memory,
         memory_total: samples.last().map_or(0, |s| s.mem_total),
         disks,
-        states: state_spans(transitions, from, now),
+        states: state_spans(&transitions, states_from.unwrap_or(from), now),
+        states_from,
     })
 }
 
@@ -505,7 +520,7 @@ pub fn node_detail(
         .into_iter()
         .map(crate::bench::BenchEntry::from)
         .collect();
-    let charts = node_charts(store, name, range, Timestamp::now(), &transitions)?;
+    let charts = node_charts(store, name, range, Timestamp::now())?;
     Ok(Some(NodeDetail {
         node,
         differs_in,
@@ -697,4 +712,90 @@ async fn transitions(
         .read(move |store| store.node_transitions(node.as_deref(), limit))
         .await?;
     Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_store::prelude::*;
+
+    fn report(node: &str) -> plumb_model::node::NodeReport {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "node": node, "sent": 0, "seq": 0, "interval_ms": 1000,
+            "boot_id": "b",
+            "cpu": {"load1": 0.5, "load5": 0.0, "load15": 0.0, "cpus": 2},
+            "memory": {"total": 1, "available": 1, "swap_total": 0, "swap_free": 0}
+        }))
+        .unwrap()
+    }
+
+    /// The shading covers the range from the state the node was in at its
+    /// start (read from the transitions around the range, not the node's
+    /// latest 200); past the cap, the newest are shaded and the chart says
+    /// from when.
+    #[test]
+    fn states_are_the_transitions_that_overlap_the_range_up_to_a_cap() {
+        const SEC: i64 = 1_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = plumb_store::Store::open(dir.path()).unwrap();
+        let now = Timestamp::from_nanos(1_000_000 * SEC);
+        let at = |s: i64| Timestamp::from_nanos(now.as_nanos() - s * SEC);
+        // Two days ago: 300 flaps, ending down; then back up 30 minutes ago.
+        store
+            .put_node_report(&report("a"), at(2 * 86_400 + 1), NodeState::Up)
+            .unwrap();
+        for i in 0..300 {
+            let to = if i % 2 == 0 {
+                NodeState::Suspect
+            } else {
+                NodeState::Down
+            };
+            store
+                .set_node_state("a", to, at(2 * 86_400 - i), 1.0)
+                .unwrap();
+        }
+        store
+            .set_node_state("a", NodeState::Up, at(1800), 0.0)
+            .unwrap();
+        let c = node_charts(&store, "a", ChartRange::Hour, now).unwrap();
+        let spans: Vec<(NodeState, i64, i64)> = c
+            .states
+            .iter()
+            .map(|s| (s.state, s.from.as_nanos(), s.until.as_nanos()))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (NodeState::Down, at(3600).as_nanos(), at(1800).as_nanos()),
+                (NodeState::Up, at(1800).as_nanos(), now.as_nanos()),
+            ]
+        );
+        assert_eq!(c.states_from, None);
+        // More changes in the last hour than the cap: the newest are shaded.
+        for i in 0..STATE_CAP as i64 + 10 {
+            let to = if i % 2 == 0 {
+                NodeState::Suspect
+            } else {
+                NodeState::Up
+            };
+            store
+                .set_node_state(
+                    "a",
+                    to,
+                    Timestamp::from_nanos(at(1700).as_nanos() + i * SEC / 2),
+                    1.0,
+                )
+                .unwrap();
+        }
+        let now = Timestamp::from_nanos(at(1700).as_nanos() + 1100 * SEC);
+        let c = node_charts(&store, "a", ChartRange::Hour, now).unwrap();
+        assert_eq!(c.states.len(), STATE_CAP);
+        let first = c.states_from.expect("the cap was hit");
+        assert_eq!(c.states[0].from, first);
+        assert_eq!(
+            first.as_nanos(),
+            at(1700).as_nanos() + 10 * SEC / 2,
+            "the oldest 10 left out"
+        );
+    }
 }

@@ -216,6 +216,9 @@ async fn export(
             (e.into_response(), 0)
         }
     };
+    if let Signal::Logs = signal {
+        state.metrics.ingest_lines.inc_by(stored);
+    }
     state.metrics.observe_ingest(
         signal.endpoint(),
         resp.status().as_u16(),

@@ -74,6 +74,7 @@ async fn ingest_spool(
                 + stats.fingerprints
                 + stats.chunks
                 + stats.chunks_duplicate;
+            state.metrics.ingest_lines.inc_by(stats.lines);
             (200, sent, records, Json(stats).into_response())
         }
         Err((e, sent)) => (e.status().as_u16(), sent, 0, e.into_response()),

@@ -27,14 +27,24 @@ pub fn a_body_imports_once_and_a_repeat_stores_nothing_new(h: &dyn Harness) {
     let store = h.open();
     let r = run(RunState::Succeeded);
     let mut f = Frames::default();
-    f.put_run(&r).put_chunks(&chunks("hello needle\n"));
+    f.put_run(&r)
+        .put_chunks(&chunks("hello needle\nsecond line\nthird"));
     let first = store.import_frames(&f.bytes).unwrap();
     assert_eq!(
-        (first.runs, first.chunks, first.chunks_duplicate),
-        (1, 1, 0)
+        (
+            first.runs,
+            first.chunks,
+            first.chunks_duplicate,
+            first.lines
+        ),
+        (1, 1, 0, 3),
+        "the lines received are counted, the last one without a newline too"
     );
     let again = store.import_frames(&f.bytes).unwrap();
-    assert_eq!((again.chunks, again.chunks_duplicate), (0, 1));
+    assert_eq!(
+        (again.chunks, again.chunks_duplicate, again.lines),
+        (0, 1, 3)
+    );
     assert_eq!(store.count_runs().unwrap(), 1);
     let hits = store
         .search(&plumb_store::SearchOptions {

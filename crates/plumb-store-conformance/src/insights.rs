@@ -302,3 +302,77 @@ pub fn occurrence_times_are_a_groups_own_in_a_window(h: &dyn Harness) {
             .is_empty()
     );
 }
+
+pub fn error_day_counts_are_each_groups_occurrences_per_utc_day(h: &dyn Harness) {
+    const DAY: i64 = 86_400;
+    let s = h.open();
+    let occ = |fp: &str, key: &str, at_s: i64| NewOccurrence {
+        key: key.into(),
+        exception: Exception {
+            language: "python".into(),
+            kind: "ValueError".into(),
+            message: "x".into(),
+            fingerprint: fp.into(),
+            ..Default::default()
+        },
+        run_id: None,
+        host: "h".into(),
+        at: Timestamp::from_nanos(at_s * S),
+        source: OccurrenceSource::Otlp,
+    };
+    // Days 100..=104: aaa on days 100 (twice, one at its first and one at
+    // its last second), 102 and 104 (out of the range asked); bbb on day
+    // 101; ccc on day 99 (before it). A key sent twice counts once.
+    let d = |day: i64, s: i64| day * DAY + s;
+    let all = vec![
+        occ("aaa", "k1", d(100, 0)),
+        occ("aaa", "k2", d(100, DAY - 1)),
+        occ("aaa", "k3", d(102, 7)),
+        occ("aaa", "k3", d(102, 7)),
+        occ("aaa", "k4", d(104, 0)),
+        occ("bbb", "k5", d(101, 5)),
+        occ("ccc", "k6", d(99, DAY - 1)),
+    ];
+    assert_eq!(s.record_error_occurrences(&all).unwrap(), 6);
+    // Sent again later: nothing new.
+    assert_eq!(s.record_error_occurrences(&all[..2]).unwrap(), 0);
+    let day = |n: i64| Timestamp::from_nanos(n * DAY * S);
+    let ask = |fps: &[&str], from: i64, days: usize| {
+        let fps: Vec<String> = fps.iter().map(|f| f.to_string()).collect();
+        let mut got = s.error_day_counts(&fps, day(from), days).unwrap();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        ask(&["aaa", "bbb", "ccc", "zzz"], 100, 4),
+        vec![
+            ("aaa".to_string(), day(100), 2),
+            ("aaa".to_string(), day(102), 1),
+            ("bbb".to_string(), day(101), 1),
+        ]
+    );
+    assert_eq!(
+        ask(&["ccc", "aaa"], 99, 6),
+        vec![
+            ("aaa".to_string(), day(100), 2),
+            ("aaa".to_string(), day(102), 1),
+            ("aaa".to_string(), day(104), 1),
+            ("ccc".to_string(), day(99), 1),
+        ]
+    );
+    assert!(ask(&[], 0, 1000).is_empty());
+    assert!(ask(&["aaa"], 100, 0).is_empty());
+    // Failed runs grouped from the queue count too, each on its day.
+    let mut r = failed("job", "h", d(103, 1), "KeyError");
+    r.exception.as_mut().unwrap().fingerprint = String::new();
+    s.put_run(&r).unwrap();
+    s.drain_error_queue(100, &fp).unwrap();
+    let key = fp(r.exception.as_ref().unwrap());
+    assert_eq!(ask(&[&key], 100, 5), vec![(key.clone(), day(103), 1)]);
+    // The per-day counts are the occurrences' own.
+    let times = s
+        .error_occurrence_times("aaa", day(0), day(200), 100)
+        .unwrap();
+    let total: u64 = ask(&["aaa"], 0, 200).iter().map(|r| r.2).sum();
+    assert_eq!(total as usize, times.len());
+}

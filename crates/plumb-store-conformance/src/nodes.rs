@@ -172,3 +172,65 @@ pub fn preflights_round_trip_newest_first_and_are_bounded(h: &dyn Harness) {
     assert_eq!(kept[0].at, t(10 + PREFLIGHTS_KEEP as i64 - 1));
     assert_eq!(store.preflight(first.id).unwrap(), None, "the oldest went");
 }
+
+pub fn transitions_between_are_the_ones_a_range_shades(h: &dyn Harness) {
+    let store = h.open();
+    let t = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
+    // a: up at 10, suspect 20, down 30, up 40, suspect 50; b: up at 25.
+    store
+        .put_node_report(&report("a", "b1"), t(10), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&report("b", "b1"), t(25), NodeState::Up)
+        .unwrap();
+    for (s, to) in [
+        (20, NodeState::Suspect),
+        (30, NodeState::Down),
+        (40, NodeState::Up),
+        (50, NodeState::Suspect),
+    ] {
+        assert!(store.set_node_state("a", to, t(s), 1.0).unwrap());
+    }
+    let at = |from: i64, until: i64, limit: usize| -> Vec<i64> {
+        store
+            .node_transitions_between("a", t(from), t(until), limit)
+            .unwrap()
+            .iter()
+            .map(|x| {
+                assert_eq!(x.node, "a");
+                x.at.as_nanos() / 1_000_000_000
+            })
+            .collect()
+    };
+    // The one before the range (its state at the start), then those in it.
+    assert_eq!(at(25, 45, 10), vec![20, 30, 40]);
+    assert_eq!(
+        at(30, 45, 10),
+        vec![20, 30, 40],
+        "the start is in the range"
+    );
+    // Nothing in the range: only the state it was in.
+    assert_eq!(at(60, 70, 10), vec![50]);
+    // Before the first: nothing; a range ending at a transition leaves it out.
+    assert_eq!(at(0, 5, 10), Vec::<i64>::new());
+    assert_eq!(at(0, 20, 10), vec![10]);
+    // Over the limit: the newest in the range, and not the one before.
+    assert_eq!(at(15, 60, 2), vec![40, 50]);
+    assert_eq!(at(25, 45, 3), vec![20, 30, 40], "exactly the limit in all");
+    let states: Vec<NodeState> = store
+        .node_transitions_between("a", t(25), t(45), 10)
+        .unwrap()
+        .iter()
+        .map(|x| x.to)
+        .collect();
+    assert_eq!(
+        states,
+        vec![NodeState::Suspect, NodeState::Down, NodeState::Up]
+    );
+    assert!(
+        store
+            .node_transitions_between("nobody", t(0), t(100), 10)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -161,6 +161,40 @@ impl Nodes for PgStore {
         get_node(&mut *self.c()?, name, false)
     }
 
+    fn node_transitions_between(
+        &self,
+        name: &str,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<NodeTransition>> {
+        let mut c = self.c()?;
+        // Newest first along the node's index; each walk stops at its limit.
+        let mut rows = c.q(
+            "SELECT from_state, to_state, at_ns, phi FROM node_transitions
+             WHERE node = $1 AND at_ns >= $2 AND at_ns < $3 ORDER BY id DESC LIMIT $4",
+            &[&name, &from.as_nanos(), &until.as_nanos(), &(limit as i64)],
+        )?;
+        if rows.len() < limit {
+            rows.extend(c.q(
+                "SELECT from_state, to_state, at_ns, phi FROM node_transitions
+                 WHERE node = $1 AND at_ns < $2 ORDER BY id DESC LIMIT 1",
+                &[&name, &from.as_nanos()],
+            )?);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows.iter().rev() {
+            out.push(NodeTransition {
+                node: name.to_string(),
+                from: r.get::<_, Option<&str>>(0).map(parse_state).transpose()?,
+                to: parse_state(r.get(1))?,
+                at: Timestamp::from_nanos(r.get(2)),
+                phi: r.get(3),
+            });
+        }
+        Ok(out)
+    }
+
     fn node_transitions(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeTransition>> {
         let rows = self.c()?.q(
             "SELECT node, from_state, to_state, at_ns, phi FROM node_transitions

@@ -357,6 +357,36 @@ impl Insights for PgStore {
             .collect())
     }
 
+    fn error_day_counts(
+        &self,
+        fingerprints: &[String],
+        from: Timestamp,
+        days: usize,
+    ) -> Result<Vec<(String, Timestamp, u64)>> {
+        if fingerprints.is_empty() || days == 0 {
+            return Ok(Vec::new());
+        }
+        let until = from
+            .as_nanos()
+            .saturating_add(days as i64 * plumb_store::insights::DAY_NS);
+        Ok(self
+            .c()?
+            .q(
+                "SELECT fingerprint, day_ns, n FROM error_days
+                 WHERE fingerprint = ANY($1) AND day_ns >= $2 AND day_ns < $3",
+                &[&fingerprints, &from.as_nanos(), &until],
+            )?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    Timestamp::from_nanos(r.get(1)),
+                    r.get::<_, i64>(2) as u64,
+                )
+            })
+            .collect())
+    }
+
     fn duration_stats(&self, name: &str, window: usize) -> Result<DurationStats> {
         // The inner query walks the runs_name index backwards and stops
         // after a bounded number of rows, whatever the size of the table.

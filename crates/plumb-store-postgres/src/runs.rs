@@ -606,6 +606,7 @@ fn flush(
     let added = crate::output::put_chunks_tx(tx, *id, host, pending)?;
     stats.chunks += added;
     stats.chunks_duplicate += pending.len() as u64 - added;
+    stats.lines += pending.iter().map(|c| c.lines).sum::<u64>();
     pending.clear();
     // A run over its output cap: keep storage bounded while it goes on;
     // its final record settles the cap to the byte.

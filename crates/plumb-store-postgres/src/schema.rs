@@ -455,6 +455,37 @@ CREATE TABLE node_samples (
     PRIMARY KEY (node, step_s, at_ns)
 );
 "#,
+    // 6 -> 7 (helper "charts"; 7 -> 8 once merged after the other helper's 6 -> 7): each error
+    // group's occurrences per UTC day (error_days), kept by a trigger on
+    // error_events in the transaction that files them, as SQLite's are; the
+    // /errors sparklines read these instead of the occurrences.
+    r#"
+CREATE TABLE error_days (
+    fingerprint TEXT COLLATE "C" NOT NULL,
+    day_ns      BIGINT NOT NULL,
+    n           BIGINT NOT NULL,
+    PRIMARY KEY (fingerprint, day_ns)
+);
+INSERT INTO error_days (fingerprint, day_ns, n)
+    SELECT fingerprint, at_ns - (((at_ns % 86400000000000) + 86400000000000) % 86400000000000), count(*)
+    FROM error_events GROUP BY 1, 2;
+CREATE FUNCTION plumb_error_events_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO error_days (fingerprint, day_ns, n)
+            VALUES (NEW.fingerprint, (NEW.at_ns - (((NEW.at_ns % 86400000000000) + 86400000000000) % 86400000000000)), 1)
+            ON CONFLICT (fingerprint, day_ns) DO UPDATE SET n = error_days.n + 1;
+    ELSE
+        UPDATE error_days SET n = n - 1
+            WHERE fingerprint = OLD.fingerprint AND day_ns = (OLD.at_ns - (((OLD.at_ns % 86400000000000) + 86400000000000) % 86400000000000));
+        DELETE FROM error_days
+            WHERE fingerprint = OLD.fingerprint AND day_ns = (OLD.at_ns - (((OLD.at_ns % 86400000000000) + 86400000000000) % 86400000000000)) AND n <= 0;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER error_events_changed AFTER INSERT OR DELETE ON error_events
+    FOR EACH ROW EXECUTE FUNCTION plumb_error_events_changed();
+"#,
 ];
 
 /// The schema version of the connection's schema, `None` when it holds no

@@ -234,6 +234,19 @@ pub trait Nodes {
     /// (the most recent ones).
     fn node_transitions(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeTransition>>;
 
+    /// The transitions of node `name` that a chart of `[from, until)`
+    /// shades, oldest first: every one in the range and, before them, the
+    /// last one before `from` (the state it was in at `from`). At most
+    /// `limit` in the range (the newest); when there are more, the one
+    /// before is left out too. Two bounded index walks.
+    fn node_transitions_between(
+        &self,
+        name: &str,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<NodeTransition>>;
+
     /// Changes of software fingerprints (of one node or all) that arrived
     /// from `since` on, newest first, at most `limit`. A change is kept
     /// when a heartbeat's fingerprint differs from the node's previous
@@ -398,6 +411,18 @@ pub trait Insights {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<Timestamp>>;
+
+    /// Occurrences per UTC day of each group in `fingerprints` (full
+    /// fingerprints) over the `days` days from `from` (the start of a UTC
+    /// day), in one query of the per-day rollup kept as occurrences are
+    /// filed: (fingerprint, start of the day, count) for each group and day
+    /// with any, in no particular order.
+    fn error_day_counts(
+        &self,
+        fingerprints: &[String],
+        from: Timestamp,
+        days: usize,
+    ) -> Result<Vec<(String, Timestamp, u64)>>;
 
     /// Median and 95th percentile duration of the latest `window`
     /// successful runs named `name`.

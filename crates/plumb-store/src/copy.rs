@@ -374,6 +374,12 @@ pub const TABLES: &[RawTable] = &[
         key: 2,
         role: Role::Derived,
     },
+    RawTable {
+        name: "error_days",
+        columns: &[t("fingerprint"), i("day_ns"), i("n")],
+        key: 2,
+        role: Role::Derived,
+    },
 ];
 
 /// Tables a store holds that the copy leaves out, each with the reason.

@@ -58,6 +58,9 @@ pub struct Drained {
     pub filed: usize,
 }
 
+/// A UTC day, ns: the bucket of [`crate::backend::Insights::error_day_counts`].
+pub const DAY_NS: i64 = 86_400_000_000_000;
+
 /// SQL that maps a group row to its status; `?now` and `?window` are the
 /// first two parameters of every query that uses it.
 const STATUS_SQL: &str = "CASE
@@ -432,6 +435,38 @@ impl crate::backend::Insights for Store {
             params![fingerprint, from.as_nanos(), until.as_nanos(), limit as i64],
             |r| r.get::<_, i64>(0).map(Timestamp::from_nanos),
         )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn error_day_counts(
+        &self,
+        fingerprints: &[String],
+        from: Timestamp,
+        days: usize,
+    ) -> Result<Vec<(String, Timestamp, u64)>> {
+        if fingerprints.is_empty() || days == 0 {
+            return Ok(Vec::new());
+        }
+        let until = from.as_nanos().saturating_add(days as i64 * DAY_NS);
+        let marks = vec!["?"; fingerprints.len()].join(", ");
+        let mut st = self.conn().prepare(&format!(
+            "SELECT fingerprint, day_ns, n FROM error_days \
+             WHERE fingerprint IN ({marks}) AND day_ns >= ? AND day_ns < ?"
+        ))?;
+        let mut args: Vec<&dyn rusqlite::ToSql> = fingerprints
+            .iter()
+            .map(|f| f as &dyn rusqlite::ToSql)
+            .collect();
+        let (a, b) = (from.as_nanos(), until);
+        args.push(&a);
+        args.push(&b);
+        let rows = st.query_map(args.as_slice(), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Timestamp::from_nanos(r.get(1)?),
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -220,6 +220,54 @@ impl crate::backend::Nodes for Store {
         get_node(self.conn(), name)
     }
 
+    fn node_transitions_between(
+        &self,
+        name: &str,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<NodeTransition>> {
+        let conn = self.conn();
+        let read = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Vec<NodeTransition>> {
+            let mut st = conn.prepare_cached(sql)?;
+            let rows = st.query_map(args, |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, f64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (from, to, at, phi) = r?;
+                out.push(NodeTransition {
+                    node: name.to_string(),
+                    from: from.as_deref().map(parse_state).transpose()?,
+                    to: parse_state(&to)?,
+                    at: Timestamp::from_nanos(at),
+                    phi,
+                });
+            }
+            Ok(out)
+        };
+        // Newest first along the node's index; each walk stops at its limit.
+        let mut out = read(
+            "SELECT from_state, to_state, at_ns, phi FROM node_transitions
+             WHERE node = ?1 AND at_ns >= ?2 AND at_ns < ?3 ORDER BY id DESC LIMIT ?4",
+            &[&name, &from.as_nanos(), &until.as_nanos(), &(limit as i64)],
+        )?;
+        if out.len() < limit {
+            out.extend(read(
+                "SELECT from_state, to_state, at_ns, phi FROM node_transitions
+                 WHERE node = ?1 AND at_ns < ?2 ORDER BY id DESC LIMIT 1",
+                &[&name, &from.as_nanos()],
+            )?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     fn node_transitions(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeTransition>> {
         let mut st = self.conn().prepare(
             "SELECT node, from_state, to_state, at_ns, phi FROM node_transitions

@@ -477,6 +477,37 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, step_s, at_ns)
     ) WITHOUT ROWID;
     "#,
+    // 20 -> 21 (helper "charts"; 21 -> 22 once merged after the other helper's 20 -> 21): each
+    // error group's occurrences per UTC day (error_days), kept by triggers
+    // on error_events in the transaction that files them; the /errors
+    // sparklines read these instead of the occurrences. Plain UPDATE and
+    // INSERT ... WHERE NOT EXISTS, never an upsert: the outer statement
+    // (INSERT OR IGNORE) would impose its conflict policy on the trigger's.
+    r#"
+    CREATE TABLE error_days (
+        fingerprint TEXT NOT NULL,
+        day_ns      INTEGER NOT NULL,      -- start of the UTC day
+        n           INTEGER NOT NULL,
+        PRIMARY KEY (fingerprint, day_ns)
+    ) WITHOUT ROWID;
+    INSERT INTO error_days (fingerprint, day_ns, n)
+        SELECT fingerprint, (at_ns - (((at_ns % 86400000000000) + 86400000000000) % 86400000000000)), count(*)
+        FROM error_events GROUP BY 1, 2;
+    CREATE TRIGGER error_days_insert AFTER INSERT ON error_events BEGIN
+        INSERT INTO error_days (fingerprint, day_ns, n)
+            SELECT new.fingerprint, (new.at_ns - (((new.at_ns % 86400000000000) + 86400000000000) % 86400000000000)), 0
+            WHERE NOT EXISTS (SELECT 1 FROM error_days
+                WHERE fingerprint = new.fingerprint AND day_ns = (new.at_ns - (((new.at_ns % 86400000000000) + 86400000000000) % 86400000000000)));
+        UPDATE error_days SET n = n + 1
+            WHERE fingerprint = new.fingerprint AND day_ns = (new.at_ns - (((new.at_ns % 86400000000000) + 86400000000000) % 86400000000000));
+    END;
+    CREATE TRIGGER error_days_delete AFTER DELETE ON error_events BEGIN
+        UPDATE error_days SET n = n - 1
+            WHERE fingerprint = old.fingerprint AND day_ns = (old.at_ns - (((old.at_ns % 86400000000000) + 86400000000000) % 86400000000000));
+        DELETE FROM error_days
+            WHERE fingerprint = old.fingerprint AND day_ns = (old.at_ns - (((old.at_ns % 86400000000000) + 86400000000000) % 86400000000000)) AND n <= 0;
+    END;
+    "#,
 ];
 
 #[cfg(test)]
@@ -552,5 +583,53 @@ mod tests {
             )
             .unwrap();
         assert_eq!(a.rows.iter().map(|r| r.n).sum::<u64>(), 3);
+    }
+
+    /// A store made before the error rollup (schema 20) gets its per-day
+    /// counts from its occurrences when it is opened (negative times too).
+    #[test]
+    fn an_older_store_gets_its_error_days_from_its_occurrences() {
+        use crate::backend::Insights;
+        const DAY: i64 = 86_400_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            for m in &MIGRATIONS[..20] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 20).unwrap();
+            for (k, fp, at) in [
+                ("a", "f1", 3 * DAY + 1),
+                ("b", "f1", 3 * DAY + 2),
+                ("c", "f1", 5 * DAY),
+                ("d", "f2", -1),
+            ] {
+                conn.execute(
+                    "INSERT INTO error_events (key, fingerprint, run_id, host, at_ns, source) VALUES (?1, ?2, NULL, 'h', ?3, 'otlp')",
+                    rusqlite::params![k, fp, at],
+                )
+                .unwrap();
+            }
+        }
+        let store = crate::Store::open(dir.path()).unwrap();
+        let mut got = store
+            .error_day_counts(
+                &["f1".to_string(), "f2".to_string()],
+                Timestamp::from_nanos(-DAY),
+                10,
+            )
+            .unwrap();
+        got.sort();
+        let day = |d: i64| Timestamp::from_nanos(d * DAY);
+        assert_eq!(
+            got,
+            vec![
+                ("f1".to_string(), day(3), 2),
+                ("f1".to_string(), day(5), 1),
+                ("f2".to_string(), day(-1), 1),
+            ]
+        );
     }
 }

@@ -449,6 +449,10 @@ pub struct ImportStats {
     pub chunks: u64,
     /// Output chunks already stored (a retry), skipped.
     pub chunks_duplicate: u64,
+    /// Output lines in the chunks read, stored or repeated (absent from
+    /// an older collector's answer).
+    #[serde(default)]
+    pub lines: u64,
 }
 
 /// Why a body of frames was refused. Nothing from it was stored.
@@ -612,6 +616,7 @@ pub(crate) fn import_frames(
         let added = (count(tx)? - before) as u64;
         stats.chunks += added;
         stats.chunks_duplicate += pending.len() as u64 - added;
+        stats.lines += pending.iter().map(|c| c.lines).sum::<u64>();
         pending.clear();
         // A run over its output cap: keep storage bounded while it goes
         // on; its final record settles the cap to the byte.

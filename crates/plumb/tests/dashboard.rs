@@ -666,6 +666,28 @@ fn the_nodes_page_follows_node_changes_without_a_reload() {
     );
     assert_eq!(v["before"], "up", "{v}");
     assert_eq!(v["after"], "busy", "{v}");
+    // The sparkline follows the heartbeat: the server drew it from the
+    // first (load 0.25 on 4 CPUs), the refresh redrew it from the JSON twin's
+    // `spark` (its highest load now 20, the top of the scale), still with
+    // both lines.
+    let (before, after) = (&v["spark_before"], &v["spark_after"]);
+    let title = before["title"].as_str().unwrap();
+    assert!(
+        title.starts_with("load≤0.") && title.contains(" disk≤"),
+        "the server's drawing: {v}"
+    );
+    assert!(
+        after["title"].as_str().unwrap().starts_with("load≤20.0 "),
+        "{v}"
+    );
+    assert_ne!(before["paths"][0], after["paths"][0], "{v}");
+    assert_eq!(after["paths"].as_array().unwrap().len(), 2, "{v}");
+    let load = after["paths"][0].as_str().unwrap();
+    assert!(
+        load.ends_with(" 0") || load.ends_with(" 0h.1"),
+        "the newest load at the top: {v}"
+    );
+    assert!(v["new_spark"]["title"].is_string(), "{v}");
     assert_eq!(v["same_document"], true, "the page was reloaded: {v}");
     assert_eq!(v["loads"], 1, "{v}");
     assert_eq!(v["poll"], "/api/v1/pages/nodes", "{v}");

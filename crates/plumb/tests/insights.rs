@@ -505,3 +505,116 @@ fn a_sleeping_run_after_twenty_quick_ones_is_flagged_while_it_runs() {
         },
     );
 }
+
+/// An OTLP log batch of one service on `host` whose records carry
+/// exceptions of `kind`, one at each of `times` (ns).
+fn otlp_exceptions(host: &str, kind: &str, times: &[i64]) -> Vec<u8> {
+    let records: Vec<Value> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({
+                "timeUnixNano": t.to_string(),
+                "severityText": "ERROR",
+                "body": {"stringValue": format!("failure {i}")},
+                "attributes": [
+                    {"key": "exception.type", "value": {"stringValue": kind}},
+                    {"key": "exception.message", "value": {"stringValue": "shard could not be read"}},
+                ],
+            })
+        })
+        .collect();
+    serde_json::json!({"resourceLogs": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "shop"}},
+            {"key": "host.name", "value": {"stringValue": host}},
+        ]},
+        "scopeLogs": [{"logRecords": records}],
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The error list's sparklines count each group's occurrences per UTC day
+/// over the last 14 days, exactly (the store's per-day rollup), however
+/// many there are: occurrences sent with times on chosen days, one group
+/// with more than the 2,000 a group's old bounded read counted.
+#[test]
+fn the_error_lists_sparklines_count_each_groups_occurrences_per_day() {
+    const DAY: i64 = 86_400_000_000_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = serve(&tmp.path().join("collector"), "");
+    let now = plumb_model::Timestamp::now().as_nanos();
+    let today = now - now.rem_euclid(DAY);
+    let from = today - 13 * DAY;
+    // Group A: 3 occurrences 10 days ago, 2,500 yesterday, 1 today; one 20
+    // days ago (before the sparkline). Group B: 4 occurrences 2 days ago.
+    let mut a = vec![
+        today - 10 * DAY + 5,
+        today - 10 * DAY + 6,
+        today - 10 * DAY + 7,
+    ];
+    a.extend((0..2500).map(|i| today - DAY + 1_000_000 * i));
+    a.push(now - 1);
+    a.push(today - 20 * DAY);
+    let b: Vec<i64> = (0..4)
+        .map(|i| today - 2 * DAY + 60_000_000_000 * i)
+        .collect();
+    for body in [
+        otlp_exceptions("node-a", "ShardError", &a),
+        otlp_exceptions("node-b", "QuotaError", &b),
+    ] {
+        let (code, text) = http(
+            serve.otlp(),
+            "POST",
+            "/v1/logs",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .status_and_text();
+        assert_eq!(code, 200, "{text}");
+    }
+    let list = wait_for(
+        "both groups with every occurrence",
+        Duration::from_secs(30),
+        || {
+            let v = get_json(&serve.api, "/api/v1/errors");
+            let g = v["groups"].as_array().unwrap().clone();
+            (group_of(&g, "ShardError").is_some_and(|x| x["count"] == 2505)
+                && group_of(&g, "QuotaError").is_some_and(|x| x["count"] == 4))
+            .then_some(v)
+        },
+    );
+    let spark = |kind: &str| -> Value {
+        let g = group_of(list["groups"].as_array().unwrap(), kind).unwrap();
+        list["sparks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["fingerprint"] == g["fingerprint"])
+            .unwrap_or_else(|| panic!("no sparkline for {kind}: {list}"))
+            .clone()
+    };
+    let days = |v: &[(usize, u64)]| {
+        let mut d = vec![0u64; 14];
+        for (i, n) in v {
+            d[*i] = *n;
+        }
+        serde_json::json!(d)
+    };
+    let sa = spark("ShardError");
+    assert_eq!(sa["from"], from, "{sa}");
+    assert_eq!(sa["per_day"], days(&[(3, 3), (12, 2500), (13, 1)]), "{sa}");
+    assert!(sa.get("partial").is_none(), "exact, not partial: {sa}");
+    let sb = spark("QuotaError");
+    assert_eq!(sb["per_day"], days(&[(11, 4)]), "{sb}");
+    // The page draws one sparkline per group, its days in the hover text.
+    let page = http(&serve.api, "GET", "/errors", &[], b"")
+        .status_and_text()
+        .1;
+    assert_eq!(page.matches("<td class=sp><svg").count(), 2, "{page}");
+    assert!(
+        page.contains(" 0 0 0 3 0 0 0 0 0 0 0 0 2500 1"),
+        "ShardError's days in its hover text: {page}"
+    );
+}

@@ -327,3 +327,67 @@ fn node_charts_show_the_highest_per_interval_gaps_states_and_the_fill_prediction
     assert!(html.contains("href=\"/nodes/n2\""), "{html}");
     assert!(page.contains("href=\"/status\""), "linked from every page");
 }
+
+/// /status counts lines as well as records: a recorded run's output lines
+/// (shipped in chunks by `plumb run`) and OTLP log records, each counted
+/// once, in `lines_total` and on the page, beside a lines/s series.
+#[test]
+fn status_counts_the_lines_ingested() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::builder()
+        .data(&tmp.path().join("srv"))
+        .otlp()
+        .start();
+    let api = serve.api.clone();
+    let st = get_json(&api, "/api/v1/status");
+    assert_eq!(st["lines_total"], 0, "{st}");
+    // Five lines on stdout, two on stderr, the last without a newline.
+    let out = plumb_at(
+        tmp.path(),
+        &[
+            "run",
+            "--name",
+            "lines",
+            "--",
+            "sh",
+            "-c",
+            "printf 'a\\nb\\nc\\nd\\ne\\n'; printf 'x\\ny' >&2",
+        ],
+    )
+    .env("PLUMB_COLLECTOR", &api)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for("the run's 7 lines", Duration::from_secs(30), || {
+        (get_json(&api, "/api/v1/status")["lines_total"] == 7).then_some(())
+    });
+    // Three log records over OTLP.
+    let records: Vec<Value> = (0..3)
+        .map(|i| json!({"timeUnixNano": (real_now() + i).to_string(), "body": {"stringValue": format!("log {i}")}}))
+        .collect();
+    let body = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+        "scopeLogs": [{"logRecords": records}],
+    }]})
+    .to_string();
+    let (code, text) = http(
+        serve.otlp(),
+        "POST",
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .status_and_text();
+    assert_eq!(code, 200, "{text}");
+    let st = get_json(&api, "/api/v1/status");
+    assert_eq!(st["lines_total"], 10, "{st}");
+    for r in st["per_minute"].as_array().unwrap() {
+        assert!(r["lines_per_s"].is_number(), "{st}");
+    }
+    let html = serve.get("/status").unwrap();
+    assert!(
+        html.contains("<dd id=\"lines-total\">10 output lines and log records"),
+        "{html}"
+    );
+    assert!(html.contains("lines/s"), "the lines series' legend: {html}");
+}

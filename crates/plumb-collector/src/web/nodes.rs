@@ -526,6 +526,14 @@ fn charts_section(b: &mut String, node: &str, c: &NodeCharts) {
         "<span class=\"muted\">the highest value per {}; a gap is a time with no heartbeat; shading is the node's state</span></p>",
         plumb_model::chart::interval_label(c.step_ns)
     );
+    if let Some(t) = c.states_from {
+        let _ = write!(
+            b,
+            "<p class=\"note\">Only the newest {} state changes are shaded: the states before {} are not shown.</p>",
+            crate::nodes::STATE_CAP,
+            esc(&plumb_model::chart::moment(t))
+        );
+    }
     let labels: Vec<&'static str> = c.states.iter().map(|s| s.state.as_str()).collect();
     let bands: Vec<plumb_model::chart::Band<'_>> = c
         .states

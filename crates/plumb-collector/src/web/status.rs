@@ -1,6 +1,6 @@
 //! `/status` and its JSON twin `/api/v1/status`: the collector itself.
 //! Its ingest rate comes from its own counters (`plumb_ingest_records`,
-//! `plumb_ingest_bytes`), sampled once a minute into a small ring in
+//! `plumb_ingest_lines`, `plumb_ingest_bytes`), sampled once a minute into a small ring in
 //! memory ([`Ring`], the last [`KEEP`] minutes; nothing is stored); the
 //! spool backlog and drops are what agents reported in their last
 //! heartbeats; alerts are the store's.
@@ -38,6 +38,8 @@ pub struct Sample {
     pub at: Timestamp,
     /// Records ingested since the collector started.
     pub records: u64,
+    /// Output lines and log records ingested since it started.
+    pub lines: u64,
     /// Request bytes ingested since the collector started.
     pub bytes: u64,
 }
@@ -54,6 +56,7 @@ fn totals(state: &AppState) -> Sample {
     Sample {
         at: Timestamp::now(),
         records,
+        lines: state.metrics.ingest_lines.get(),
         bytes: b,
     }
 }
@@ -100,6 +103,8 @@ pub struct Rate {
     pub at: Timestamp,
     /// Records per second over it.
     pub records_per_s: f64,
+    /// Output lines and log records per second over it.
+    pub lines_per_s: f64,
     /// Bytes per second over it.
     pub bytes_per_s: f64,
 }
@@ -114,6 +119,9 @@ pub struct StatusView {
     pub records_total: u64,
     /// Request bytes ingested since the start.
     pub bytes_total: u64,
+    /// Output lines (recorded runs' output, in spooled chunks) and OTLP log
+    /// records ingested since the start.
+    pub lines_total: u64,
     /// The rate per minute sampled, oldest first (the last hour).
     pub per_minute: Vec<Rate>,
     /// Spool files waiting on the nodes, as last reported.
@@ -145,6 +153,7 @@ pub async fn status_data(state: &AppState) -> Result<StatusView, ApiError> {
             (secs >= 1.0).then(|| Rate {
                 at: w[1].at,
                 records_per_s: w[1].records.saturating_sub(w[0].records) as f64 / secs,
+                lines_per_s: w[1].lines.saturating_sub(w[0].lines) as f64 / secs,
                 bytes_per_s: w[1].bytes.saturating_sub(w[0].bytes) as f64 / secs,
             })
         })
@@ -153,6 +162,7 @@ pub async fn status_data(state: &AppState) -> Result<StatusView, ApiError> {
         now: now.at,
         records_total: now.records,
         bytes_total: now.bytes,
+        lines_total: now.lines,
         per_minute,
         spool_files: 0,
         spool_bytes: 0,
@@ -203,10 +213,12 @@ async fn status_page(
     let _ = write!(
         b,
         "<h1>Collector status</h1><dl class=\"kv\" id=\"status\"><dt>records ingested</dt><dd>{} ({}) since it started</dd>\
+<dt>lines ingested</dt><dd id=\"lines-total\">{} output lines and log records since it started</dd>\
 <dt>spool backlog on the nodes</dt><dd>{} files, {}</dd><dt>dropped by full spools</dt><dd>{} runs, {}</dd>\
 <dt>alerts</dt><dd>{} firing, {} pending (<a href=\"/alerts\">alerts</a>)</dd></dl>",
         v.records_total,
         bytes(v.bytes_total),
+        v.lines_total,
         v.spool_files,
         bytes(v.spool_bytes),
         v.dropped_runs,
@@ -219,20 +231,27 @@ async fn status_page(
         .iter()
         .map(|r| (r.at, r.records_per_s))
         .collect();
+    let lines: Vec<(Timestamp, f64)> = v.per_minute.iter().map(|r| (r.at, r.lines_per_s)).collect();
     let from = Timestamp::from_nanos(v.now.as_nanos() - KEEP as i64 * 60_000_000_000);
     b.push_str("<div class=\"chart-box\">");
     b.push_str(&plumb_model::chart::lines_svg(&plumb_model::chart::LineChart {
         id: "ingest-chart",
-        title: "Records ingested per second, per minute (the last hour since the collector started)",
-        unit: "rec/s",
+        title: "Records and lines ingested per second, per minute (the last hour since the collector started)",
+        unit: "per s",
         from,
         until: v.now,
         step_ns: 60_000_000_000,
         top: None,
-        series: &[plumb_model::chart::LineSeries {
-            name: "records/s",
-            points: &pts,
-        }],
+        series: &[
+            plumb_model::chart::LineSeries {
+                name: "records/s",
+                points: &pts,
+            },
+            plumb_model::chart::LineSeries {
+                name: "lines/s",
+                points: &lines,
+            },
+        ],
         bands: &[],
         forecasts: &[],
     }));

@@ -134,6 +134,47 @@
       return new Date(ns / 1e6).toISOString().replace(/\.\d+Z$/, "Z");
     };
     var cell = function (cls, text) { return el("td", cls, text); };
+    // A row's sparkline from its `spark`, drawn as the server's
+    // plumb_model::chart::mini_spark_svg draws it (the same scale, y and
+    // gaps; absolute moves): load solid, scaled to the CPUs or the highest
+    // load, and the fullest disk dashed, 0-100 %.
+    var SVG_NS = "http://www.w3.org/2000/svg";
+    var sparkCell = function (n) {
+      var c = cell("sp");
+      var s = n.spark;
+      if (!s) { c.textContent = "\u2014"; return c; }
+      var highest = function (vs) {
+        return vs.reduce(function (m, v) { return v != null && v > m ? v : m; }, 0);
+      };
+      var hi = highest(s.load), disk = highest(s.disk);
+      var len = Math.max(s.load.length, s.disk.length, 2);
+      var svg = document.createElementNS(SVG_NS, "svg");
+      svg.setAttribute("viewBox", "0 0 " + (len - 1) + " 9");
+      var t = document.createElementNS(SVG_NS, "title");
+      t.textContent = "load\u2264" + hi.toFixed(1) + " disk\u2264" + disk.toFixed(0) + "%";
+      svg.appendChild(t);
+      [[s.load, Math.max(hi, n.cpus)], [s.disk, 100]].forEach(function (series, k) {
+        var top = series[1] > 0 ? series[1] : 1, d = "", run = 0;
+        series[0].forEach(function (v, i) {
+          if (v == null) {
+            if (run === 1) d += "h.1";
+            run = 0;
+            return;
+          }
+          var y = Math.round(9 - Math.min(Math.max(v / top, 0), 1) * 9);
+          d += (run ? "L" : "M") + i + " " + y;
+          run++;
+        });
+        if (run === 1) d += "h.1";
+        if (!d) return;
+        var p = document.createElementNS(SVG_NS, "path");
+        if (k === 1) p.setAttribute("class", "l2");
+        p.setAttribute("d", d);
+        svg.appendChild(p);
+      });
+      c.appendChild(svg);
+      return c;
+    };
     var nodeCells = function (n) {
       var out = [];
       var c = cell(), a = el("a", null, n.node);
@@ -169,12 +210,13 @@
       }
       out.push(c);
       out.push(cell(null, String(n.runs)));
+      out.push(sparkCell(n));
       return out;
     };
     // What a row shows, apart from the age that changes every poll.
     var shown = function (n) {
       return JSON.stringify([n.state, n.since, n.load1, n.cpus, n.mem_total, n.mem_available, n.disks,
-        n.clock_offset_ms, n.fingerprint, n.fingerprint_differs, n.group, n.runs]);
+        n.clock_offset_ms, n.fingerprint, n.fingerprint_differs, n.group, n.runs, n.spark]);
     };
     var update = function (v) {
       var rows = {}, i;
@@ -193,12 +235,8 @@
         // Server-rendered rows have no signature yet: rebuilt once, so the
         // table is in the script's own form from the first poll on.
         if (tr.getAttribute("data-shown") !== sig) {
-          // The sparkline cell is the server's drawing: kept as it is (it
-          // changes every ten minutes; a reload redraws it).
-          var sp = tr.querySelector("td.sp") || el("td", "sp", "\u2014");
           while (tr.firstChild) tr.removeChild(tr.firstChild);
           nodeCells(n).forEach(function (c) { tr.appendChild(c); });
-          tr.appendChild(sp);
           tr.setAttribute("data-shown", sig);
         }
         tr.cells[2].textContent = human(v.now - n.since) + " ago";
