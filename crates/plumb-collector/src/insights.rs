@@ -366,7 +366,10 @@ pub fn error_list(
     q: &plumb_model::insights::ErrorQuery,
 ) -> plumb_store::Result<ErrorGroups> {
     const DAY: i64 = plumb_store::insights::DAY_NS;
-    let groups = s.error_groups(q)?;
+    let mut groups = s.error_groups(q)?;
+    groups
+        .iter_mut()
+        .for_each(plumb_model::insights::ErrorGroup::shorten_hosts);
     let now = Timestamp::now().as_nanos();
     let from = now - now.rem_euclid(DAY) - (SPARK_DAYS - 1) * DAY;
     let fps: Vec<String> = groups.iter().map(|g| g.fingerprint.clone()).collect();

@@ -58,6 +58,10 @@ impl std::str::FromStr for ErrorStatus {
     }
 }
 
+/// Hosts a list of groups gives per group (a failure on every node of a
+/// 1,000-node fleet would otherwise make the list megabytes).
+pub const LIST_HOSTS: usize = 10;
+
 /// One group of failures sharing a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorGroup {
@@ -75,8 +79,12 @@ pub struct ErrorGroup {
     pub first_seen: Timestamp,
     /// The latest occurrence.
     pub last_seen: Timestamp,
-    /// Hosts it occurred on, sorted.
+    /// Hosts it occurred on, sorted (in a list, the first
+    /// [`LIST_HOSTS`]; the group's own page has them all).
     pub hosts: Vec<String>,
+    /// How many hosts there are, when `hosts` was cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts_total: Option<u64>,
     /// Distinct runs it occurred in.
     pub runs: u64,
     /// Where it stands.
@@ -87,6 +95,21 @@ pub struct ErrorGroup {
     /// When it last regressed, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regressed_at: Option<Timestamp>,
+}
+
+impl ErrorGroup {
+    /// How many hosts it occurred on, listed or not.
+    pub fn host_count(&self) -> u64 {
+        self.hosts_total.unwrap_or(self.hosts.len() as u64)
+    }
+
+    /// Keeps the first [`LIST_HOSTS`] hosts, counting them all.
+    pub fn shorten_hosts(&mut self) {
+        if self.hosts.len() > LIST_HOSTS {
+            self.hosts_total = Some(self.hosts.len() as u64);
+            self.hosts.truncate(LIST_HOSTS);
+        }
+    }
 }
 
 /// Where an occurrence came from.
@@ -323,6 +346,42 @@ impl Default for InsightsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_keeps_ten_hosts_and_counts_them_all() {
+        let mut g = ErrorGroup {
+            fingerprint: "0".repeat(16),
+            kind: "ValueError".into(),
+            message: "m".into(),
+            language: "python".into(),
+            count: 30,
+            first_seen: Timestamp::from_nanos(0),
+            last_seen: Timestamp::from_nanos(0),
+            hosts: (0..30).map(|i| format!("node-{i:02}")).collect(),
+            hosts_total: None,
+            runs: 30,
+            status: ErrorStatus::Ongoing,
+            resolved_at: None,
+            regressed_at: None,
+        };
+        assert_eq!(g.host_count(), 30);
+        g.shorten_hosts();
+        assert_eq!(g.hosts.len(), LIST_HOSTS);
+        assert_eq!(g.hosts[9], "node-09");
+        assert_eq!(g.host_count(), 30);
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["hosts_total"], 30);
+        // Few hosts: nothing cut, no count written.
+        g.hosts.truncate(2);
+        g.hosts_total = None;
+        g.shorten_hosts();
+        assert!(
+            serde_json::to_value(&g)
+                .unwrap()
+                .get("hosts_total")
+                .is_none()
+        );
+    }
 
     #[test]
     fn status_names_round_trip() {

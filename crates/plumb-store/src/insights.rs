@@ -106,6 +106,7 @@ fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ErrorGroup> {
         first_seen: Timestamp::from_nanos(r.get(6)?),
         last_seen: Timestamp::from_nanos(r.get(7)?),
         hosts: Vec::new(),
+        hosts_total: None,
         status: status.parse().unwrap_or(ErrorStatus::Ongoing),
         resolved_at: r.get::<_, Option<i64>>(8)?.map(Timestamp::from_nanos),
         regressed_at: r.get::<_, Option<i64>>(9)?.map(Timestamp::from_nanos),

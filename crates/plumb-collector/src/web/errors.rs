@@ -73,8 +73,12 @@ async fn errors_page(
             .iter()
             .zip(list.sparks.iter().map(Some).chain(std::iter::repeat(None)))
         {
-            let hosts = if g.hosts.len() > 3 {
-                format!("{} and {} more", g.hosts[..3].join(", "), g.hosts.len() - 3)
+            let hosts = if g.host_count() > 3 {
+                format!(
+                    "{} and {} more",
+                    g.hosts[..3.min(g.hosts.len())].join(", "),
+                    g.host_count() - 3
+                )
             } else {
                 g.hosts.join(", ")
             };

@@ -142,7 +142,7 @@ pub fn print_table(groups: &[ErrorGroup], out: &mut impl std::io::Write) -> std:
             g.fingerprint,
             g.status.as_str(),
             g.count,
-            g.hosts.len(),
+            g.host_count(),
             ago(g.first_seen),
             ago(g.last_seen),
             Cell(&g.kind),
