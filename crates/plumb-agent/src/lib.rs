@@ -117,6 +117,10 @@ pub struct AgentConfig {
     pub bench_idle_below: f64,
     /// Run the quick variant (tests).
     pub bench_quick: bool,
+    /// Start recorded runs again when the collector asks
+    /// (`plumb rerun --on-node`); off by default, as it runs programs on
+    /// this machine as their recorded users.
+    pub allow_reruns: bool,
 }
 
 impl AgentConfig {
@@ -150,6 +154,7 @@ impl AgentConfig {
             bench_path: None,
             bench_idle_below: bench::IDLE_LOAD_PER_CPU,
             bench_quick: false,
+            allow_reruns: false,
         }
     }
 }
@@ -267,6 +272,7 @@ impl Agent {
             self.client.clone(),
             self.config.name.clone(),
             self.outbox.clone(),
+            self.config.allow_reruns,
             stacks_stop.clone(),
         ) {
             tracing::warn!(error = %e, "stack requests are not answered on this node");

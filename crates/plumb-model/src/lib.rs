@@ -39,6 +39,7 @@ pub mod node;
 pub mod postmortem;
 pub mod preflight;
 pub mod profile;
+pub mod rerun;
 pub mod schedule;
 mod secret;
 pub mod stack;

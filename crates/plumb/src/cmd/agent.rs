@@ -87,6 +87,11 @@ pub struct Args {
     /// Run the quick benchmark (tests).
     #[arg(long, hide = true)]
     pub bench_quick: bool,
+    /// Let the collector's admins start recorded runs of this node again
+    /// here (`plumb rerun RUN --on-node`), as the users they ran as (the
+    /// agent must be root to switch users). Off unless given.
+    #[arg(long)]
+    pub allow_reruns: bool,
     /// Read health under this directory instead of `/` (tests: a fake
     /// sysfs/procfs laid out as the kernel documents it).
     #[arg(long, hide = true, value_name = "DIR")]
@@ -191,6 +196,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.bench_path = args.bench_path;
     ac.bench_idle_below = args.bench_idle_below;
     ac.bench_quick = args.bench_quick;
+    ac.allow_reruns = args.allow_reruns;
     if let Some(root) = args.health_root {
         if !root.is_dir() {
             bail!("--health-root {}: not a directory", root.display());
