@@ -94,6 +94,14 @@ pub fn components(fp: &Fingerprint) -> BTreeMap<String, String> {
     m
 }
 
+/// A hash of a fingerprint's software only ([`components`]: no hardware),
+/// so two nodes that differ only in CPU or memory hash equal. The node
+/// list compares nodes by it; stored per node as its fingerprint arrives.
+pub fn software_hash(fp: &Fingerprint) -> String {
+    let json = serde_json::to_vec(&components(fp)).expect("components serialize");
+    crate::sha256_hex(&json)
+}
+
 /// A Python distribution's name as PEP 503 compares them: lowercase, with
 /// every run of `-`, `_` and `.` one `-`.
 pub fn normalize_package(name: &str) -> String {

@@ -455,6 +455,11 @@ CREATE TABLE node_samples (
     PRIMARY KEY (node, step_s, at_ns)
 );
 "#,
+    // 6 -> 7 (helper "rerun"): each node's software-only hash, set as its
+    // fingerprint arrives, which the node list compares.
+    r#"
+ALTER TABLE nodes ADD COLUMN software TEXT;
+"#,
 ];
 
 /// The schema version of the connection's schema, `None` when it holds no

@@ -477,6 +477,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, step_s, at_ns)
     ) WITHOUT ROWID;
     "#,
+    // 20 -> 21 (helper "rerun"): each node's software-only hash
+    // (plumb_model::env::software_hash), set as its fingerprint arrives,
+    // which the node list compares (hardware is not drift).
+    r#"
+    ALTER TABLE nodes ADD COLUMN software TEXT;
+    "#,
 ];
 
 #[cfg(test)]
