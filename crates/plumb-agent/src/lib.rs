@@ -117,6 +117,14 @@ pub struct AgentConfig {
     pub bench_idle_below: f64,
     /// Run the quick variant (tests).
     pub bench_quick: bool,
+    /// Start recorded runs again when the collector asks
+    /// (`plumb rerun --on-node`); off by default, as it runs programs on
+    /// this machine as their recorded users.
+    pub allow_reruns: bool,
+    /// Environment variables reported with the fingerprint (`--env-var`),
+    /// each with whether its name looks secret (then, as for a value that
+    /// looks secret, only "set" is reported).
+    pub env_vars: Vec<(String, bool)>,
 }
 
 impl AgentConfig {
@@ -150,6 +158,8 @@ impl AgentConfig {
             bench_path: None,
             bench_idle_below: bench::IDLE_LOAD_PER_CPU,
             bench_quick: false,
+            allow_reruns: false,
+            env_vars: Vec::new(),
         }
     }
 }
@@ -267,6 +277,7 @@ impl Agent {
             self.client.clone(),
             self.config.name.clone(),
             self.outbox.clone(),
+            self.config.allow_reruns,
             stacks_stop.clone(),
         ) {
             tracing::warn!(error = %e, "stack requests are not answered on this node");
@@ -433,6 +444,7 @@ impl Agent {
             tools: self.config.tools.clone(),
         };
         let every = self.config.fingerprint_every;
+        let env_vars = self.config.env_vars.clone();
         // A daemon thread: it sleeps most of the time and ends with the
         // process.
         let _ = std::thread::Builder::new()
@@ -444,7 +456,13 @@ impl Agent {
                     // this node": its libraries are the system's.
                     let capture =
                         plumb_record::fingerprint::Capture::start(&opts, std::process::id());
-                    let (hash, fingerprint) = capture.finish();
+                    let (mut hash, mut fingerprint) = capture.finish();
+                    if !env_vars.is_empty() {
+                        fingerprint.variables = reported_variables(&env_vars, |n| {
+                            std::env::var_os(n).map(|v| v.to_string_lossy().into_owned())
+                        });
+                        hash = fingerprint.content_hash();
+                    }
                     if hash != last {
                         tracing::info!(%hash, "node fingerprint changed");
                         last = hash.clone();
@@ -455,6 +473,29 @@ impl Agent {
                 }
             });
     }
+}
+
+/// The values of the variables `vars` (name, secret-looking name) as
+/// `get` reads them: [`plumb_model::VARIABLE_UNSET`] when unset,
+/// [`plumb_model::VARIABLE_REDACTED`] when the name or the value looks
+/// secret (by plumb's redaction rules), else the value.
+pub fn reported_variables(
+    vars: &[(String, bool)],
+    get: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let rules = plumb_record::redact::Redactor::new(b"");
+    vars.iter()
+        .map(|(name, secret)| {
+            let v = match get(name) {
+                None => plumb_model::VARIABLE_UNSET.to_string(),
+                Some(v) if *secret || rules.is_secret_value(&v) => {
+                    plumb_model::VARIABLE_REDACTED.to_string()
+                }
+                Some(v) => v,
+            };
+            (name.clone(), v)
+        })
+        .collect()
 }
 
 /// Whether a heartbeat was refused for its `clock` field: the 400 of a
@@ -489,5 +530,34 @@ fn sleep_until(t: Instant, stop: &AtomicBool) {
             return;
         }
         std::thread::sleep((t - now).min(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_variables_are_values_unset_or_redacted() {
+        let vars = [
+            ("OMP_NUM_THREADS".to_string(), false),
+            ("DB_URL".to_string(), false),
+            ("API_TOKEN".to_string(), true),
+            ("MISSING".to_string(), false),
+        ];
+        let got = reported_variables(&vars, |n| match n {
+            "OMP_NUM_THREADS" => Some("8".into()),
+            "DB_URL" => Some("postgres://u:hunter2@db/x".into()),
+            "API_TOKEN" => Some("abc".into()),
+            _ => None,
+        });
+        assert_eq!(got["OMP_NUM_THREADS"], "8");
+        assert_eq!(
+            got["DB_URL"],
+            plumb_model::VARIABLE_REDACTED,
+            "a password in a URL"
+        );
+        assert_eq!(got["API_TOKEN"], plumb_model::VARIABLE_REDACTED);
+        assert_eq!(got["MISSING"], plumb_model::VARIABLE_UNSET);
     }
 }

@@ -14,15 +14,22 @@
 //! spool files of the agent's own plumb home, whatever the host name says
 //! (two agents on one machine, as in tests, each see only their own).
 //! A node with nothing matching answers "nothing here" at once.
+//!
+//! A rerun request (`plumb rerun --on-node`) is answered by [`rerun`]:
+//! this executable started as `plumb run` again, as the recorded user, in
+//! the recorded directory; the answer says it started (or why not) and the
+//! run reaches the collector as any run does.
 
 use plumb_model::frame::{HEADER, Header, KIND_RUN};
 use plumb_model::profile::{ProcessProfile, Profile};
+use plumb_model::rerun::{RerunOrder, RerunOutcome};
 use plumb_model::stack::{
     Missing, MissingReason, ProcessSnapshot, ProfileSpec, StackAnswer, StackRequest, StackSnapshot,
     StackTarget,
 };
 use plumb_model::{Run, RunState, Timestamp};
 use plumb_ship::{Client, Outbox};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
@@ -43,6 +50,7 @@ pub fn spawn(
     client: Client,
     node: String,
     outbox: Outbox,
+    allow_reruns: bool,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -97,11 +105,17 @@ pub fn spawn(
                     let spawned = std::thread::Builder::new()
                         .name("plumb-stack-answer".into())
                         .spawn(move || {
-                            deliver(
-                                &client,
-                                &req,
-                                &answer_from(&req, &node, &outbox, Some(client.base())),
-                            );
+                            let answer = match &req.rerun {
+                                Some(order) => rerun_answer(
+                                    &req,
+                                    order,
+                                    &node,
+                                    client.base(),
+                                    allow_reruns,
+                                ),
+                                None => answer_from(&req, &node, &outbox, Some(client.base())),
+                            };
+                            deliver(&client, &req, &answer);
                             busy.fetch_sub(1, Ordering::SeqCst);
                         });
                     if let Err(e) = spawned {
@@ -161,6 +175,7 @@ pub fn answer_from(
             note,
             profile: None,
             preflight,
+            rerun: None,
         };
     }
     let started = Instant::now();
@@ -174,6 +189,7 @@ pub fn answer_from(
             note: Some(format!("no {} on node {node}", req.target.describe())),
             profile: None,
             preflight: None,
+            rerun: None,
         };
     }
     if let Some(spec) = req.profile {
@@ -186,6 +202,7 @@ pub fn answer_from(
             note: None,
             profile: Some(profile),
             preflight: None,
+            rerun: None,
         };
     }
     let mut snap = if found.roots.is_empty() {
@@ -225,6 +242,7 @@ pub fn answer_from(
         note: None,
         profile: None,
         preflight: None,
+        rerun: None,
     }
 }
 
@@ -355,6 +373,215 @@ fn last_run_record(path: &Path) -> Option<Run> {
         pos = end;
     }
     last
+}
+
+/// This node's answer to a rerun request: the run started (by
+/// [`rerun`]), or why not.
+fn rerun_answer(
+    req: &StackRequest,
+    order: &RerunOrder,
+    node: &str,
+    collector: &str,
+    allowed: bool,
+) -> StackAnswer {
+    let outcome = if allowed {
+        match rerun(order, node, collector) {
+            Ok(pid) => RerunOutcome::Started { pid },
+            Err(why) => RerunOutcome::Refused { why },
+        }
+    } else {
+        RerunOutcome::Refused {
+            why: "reruns are off on this node (start its agent with --allow-reruns to let the collector's admins start recorded runs again there)".into(),
+        }
+    };
+    if let RerunOutcome::Refused { why } = &outcome {
+        tracing::info!(original = %order.original, "rerun refused: {why}");
+    }
+    StackAnswer {
+        request: req.id,
+        node: node.to_string(),
+        runs: Vec::new(),
+        snapshot: None,
+        note: None,
+        profile: None,
+        preflight: None,
+        rerun: Some(outcome),
+    }
+}
+
+/// Starts `order` again on this node: this executable as `plumb run
+/// --run-id ID --tag rerun_of=ORIGINAL ...` in the recorded directory,
+/// with the recorded environment, as the recorded user (switched to when
+/// the agent is root), shipping to `collector`. Returns its pid, or why it
+/// cannot be started. A thread of its own waits for it.
+///
+/// plumb's own settings (`PLUMB_*`) are the agent's when the run's user
+/// is the agent's, else the recorded ones (the user's own plumb home);
+/// values plumb redacted come from the agent's environment or the rerun
+/// is refused naming them.
+pub fn rerun(order: &RerunOrder, node: &str, collector: &str) -> Result<u32, String> {
+    use std::os::unix::process::CommandExt as _;
+    if order.argv.is_empty() {
+        return Err(format!("run {} recorded no command line", order.original));
+    }
+    let cwd = Path::new(&order.cwd);
+    if !cwd.is_dir() {
+        return Err(format!(
+            "run {} ran in {}, which does not exist on node {node} now",
+            order.original, order.cwd
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let user = &order.user;
+    let who = if user.name.is_empty() {
+        format!("uid {}", user.uid)
+    } else {
+        format!("{} (uid {})", user.name, user.uid)
+    };
+    let switch = user.uid != euid;
+    if switch {
+        if euid != 0 {
+            return Err(format!(
+                "the run ran as {who}; this agent runs as uid {euid}, not root, so it cannot start it as that user"
+            ));
+        }
+        if let Some(why) = user_gone(user) {
+            return Err(why);
+        }
+    }
+    let agent_env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let secrets: BTreeMap<String, String> = agent_env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("PLUMB_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (mut env, notes) =
+        plumb_model::rerun::environment(&order.env, &secrets, &mut |_| None).map_err(|missing| {
+            format!(
+                "the run's environment had values plumb redacted and never stored: {}; set them in the environment of the agent on {node} (they are taken from there)",
+                missing.join(", ")
+            )
+        })?;
+    for n in notes {
+        tracing::info!(original = %order.original, "rerun: {n}");
+    }
+    let settings = if switch { &order.env } else { &agent_env };
+    for (k, v) in settings {
+        if k.starts_with("PLUMB_")
+            && !plumb_model::rerun::PER_RUN.contains(&k.as_str())
+            && !plumb_model::is_redacted(v)
+        {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    env.insert("PLUMB_COLLECTOR".into(), collector.to_string());
+    let exe = std::env::current_exe().map_err(|e| format!("finding plumb's executable: {e}"))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(plumb_model::rerun::run_args(order, Some(order.run_id)))
+        .current_dir(cwd)
+        .env_clear()
+        .envs(&env)
+        .stdin(std::process::Stdio::null())
+        // Apart, as the original's were when recorded from a terminal or
+        // a pipeline: the recorder keeps stdout and stderr as two streams
+        // when they go to different places. plumb's own lines on stderr
+        // go to the agent's log.
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        // Its own process group: signals meant for the agent are not its.
+        .process_group(0);
+    if switch {
+        let (uid, gid) = (user.uid, user.gid);
+        let groups: Vec<libc::gid_t> = if user.groups.is_empty() {
+            vec![gid]
+        } else {
+            user.groups.clone()
+        };
+        // SAFETY: only async-signal-safe calls between fork and exec:
+        // setgroups, setgid, setuid, on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        format!(
+            "starting {} run as {who} in {}: {e}",
+            exe.display(),
+            order.cwd
+        )
+    })?;
+    let pid = child.id();
+    let (original, run_id) = (order.original, order.run_id);
+    tracing::info!(%original, %run_id, pid, "rerun started");
+    let stderr = child.stderr.take();
+    let reaped = std::thread::Builder::new()
+        .name("plumb-rerun".into())
+        .spawn(move || {
+            use std::io::BufRead as _;
+            if let Some(err) = stderr {
+                // Until the run ends and closes it.
+                for line in std::io::BufReader::new(err).lines() {
+                    match line {
+                        Ok(l) if l.starts_with("plumb:") => {
+                            tracing::info!(%run_id, "rerun: {l}")
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            match child.wait() {
+                Ok(st) => tracing::info!(%original, %run_id, status = %st, "rerun ended"),
+                Err(e) => tracing::warn!(%original, %run_id, error = %e, "waiting for a rerun"),
+            }
+        });
+    if let Err(e) = reaped {
+        tracing::warn!(error = %e, "no thread to wait for a rerun; it is reaped when the agent exits");
+    }
+    Ok(pid)
+}
+
+/// Why `user` cannot be switched to on this node: its uid has no account,
+/// or the account has another name now.
+fn user_gone(user: &plumb_model::UserInfo) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    // SAFETY: passwd is plain data filled by getpwuid_r before use.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf's length is given.
+    let rc =
+        unsafe { libc::getpwuid_r(user.uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return Some(format!(
+            "the run ran as {} (uid {}), which has no account on this node now",
+            if user.name.is_empty() {
+                "a user"
+            } else {
+                &user.name
+            },
+            user.uid
+        ));
+    }
+    // SAFETY: getpwuid_r succeeded: pw_name points into buf, NUL-terminated.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_string_lossy();
+    if !user.name.is_empty() && name != user.name {
+        return Some(format!(
+            "the run ran as {} (uid {}); uid {} is {name} on this node now",
+            user.name, user.uid, user.uid
+        ));
+    }
+    None
 }
 
 /// Runs a preflight spec on this node through `plumb preflight - --json`

@@ -427,15 +427,37 @@ pub fn group_key(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// The nodes as views, each marked when its fingerprint differs from the
+/// The nodes as views, each marked when its software differs from the
 /// majority of the nodes with the same labels (a group of one has nothing
-/// to differ from). `rows` must be every node, for the comparison.
+/// to differ from). Software is compared by the stored software-only hash
+/// (`NodeRow::software`), so hardware alone marks nothing; a group with a
+/// node whose fingerprint came before that hash existed is compared by
+/// whole fingerprints until it sends one again. `rows` must be every node,
+/// for the comparison. One pass over the rows, no fingerprint read.
 pub fn views(rows: Vec<NodeRow>) -> Vec<NodeView> {
     let mut counts: HashMap<(String, &str), usize> = HashMap::new();
     let mut sizes: HashMap<String, usize> = HashMap::new();
     let keys: Vec<String> = rows.iter().map(|r| group_key(&r.report.labels)).collect();
+    let mut whole: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (r, g) in rows.iter().zip(&keys) {
-        if let Some(fp) = r.fingerprint.as_deref() {
+        if r.fingerprint.is_some() && r.software.is_none() {
+            whole.insert(g.as_str());
+        }
+    }
+    let compared = |r: &'_ NodeRow, g: &str| -> Option<String> {
+        if whole.contains(g) {
+            r.fingerprint.clone()
+        } else {
+            r.software.clone()
+        }
+    };
+    let hashes: Vec<Option<String>> = rows
+        .iter()
+        .zip(&keys)
+        .map(|(r, g)| compared(r, g))
+        .collect();
+    for (h, g) in hashes.iter().zip(&keys) {
+        if let Some(fp) = h.as_deref() {
             *counts.entry((g.clone(), fp)).or_default() += 1;
             *sizes.entry(g.clone()).or_default() += 1;
         }
@@ -448,15 +470,13 @@ pub fn views(rows: Vec<NodeRow>) -> Vec<NodeView> {
             *e = (fp, *n);
         }
     }
-    let marked: Vec<bool> = rows
+    let marked: Vec<bool> = hashes
         .iter()
         .zip(&keys)
-        .map(
-            |(r, g)| match (r.fingerprint.as_deref(), majority.get(g.as_str())) {
-                (Some(fp), Some((m, _))) => sizes.get(g).copied().unwrap_or(0) > 1 && fp != *m,
-                _ => false,
-            },
-        )
+        .map(|(h, g)| match (h.as_deref(), majority.get(g.as_str())) {
+            (Some(fp), Some((m, _))) => sizes.get(g).copied().unwrap_or(0) > 1 && fp != *m,
+            _ => false,
+        })
         .collect();
     rows.into_iter()
         .zip(keys)

@@ -5,6 +5,8 @@
 //! |---|---|---|
 //! | `POST /api/v1/stack` | viewer (admin with `locals`) | asks the live nodes, waits for their answers (bounded), answers a [`FleetStack`] |
 //! | `POST /api/v1/profile` | viewer | asks the live nodes to sample a CPU profile for a window (at most [`MAX_PROFILE`]), answers a [`FleetProfile`] |
+//! | `POST /api/v1/preflight` | viewer | runs a preflight spec on the live nodes (or those with labels), answers a [`FleetPreflight`] |
+//! | `POST /api/v1/rerun` | admin | hands a recorded run to its node's agent to start again, answers a [`RerunStarted`] |
 //! | `GET /api/v1/agent/requests?node=N&wait=15s` | agent | long poll: the requests for node N not yet given to it |
 //! | `POST /api/v1/agent/answers` | agent | one node's [`StackAnswer`] |
 //!
@@ -33,6 +35,7 @@ use plumb_model::insights::SlowRun;
 use plumb_model::node::NodeState;
 use plumb_model::preflight::FleetPreflight;
 use plumb_model::profile::Profile;
+use plumb_model::rerun::{RerunOrder, RerunOutcome, RerunQuery, RerunStarted};
 use plumb_model::stack::{
     FleetProfile, FleetStack, Silent, StackAnswer, StackQuery, StackRequest, StackSnapshot,
     StackTarget,
@@ -144,6 +147,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/stack", post(ask_route))
         .route("/api/v1/profile", post(profile_route))
         .route("/api/v1/preflight", post(preflight_route))
+        .route("/api/v1/rerun", post(rerun_route))
         .route("/api/v1/agent/requests", get(poll))
         .route("/api/v1/agent/answers", post(answer))
 }
@@ -349,6 +353,98 @@ pub async fn preflight(state: &AppState, q: StackQuery) -> Result<FleetPreflight
     Ok(result)
 }
 
+async fn rerun_route(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Json(q): Json<RerunQuery>,
+) -> Result<Json<RerunStarted>, ApiError> {
+    // It runs a program on a machine, as the run's user: an admin's to ask.
+    crate::auth::require(&state, &headers, crate::Role::Admin).await?;
+    Ok(Json(rerun(&state, q).await?))
+}
+
+/// Hands run `q.run` to the agent of its node (`q.node`, else the node
+/// named like the run's host) to start again there, and waits up to
+/// `q.wait_ms` for the agent to say it started it (its answer carries the
+/// new run's process id; the run itself reaches the collector as the node
+/// ships it, under the id chosen here).
+pub async fn rerun(state: &AppState, q: RerunQuery) -> Result<RerunStarted, ApiError> {
+    let reference = q.run.clone();
+    let run = state
+        .db
+        .read(move |s| {
+            let id = s.resolve(&reference)?;
+            s.get_run(id)
+        })
+        .await?;
+    if run.argv.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "run {} recorded no command line (it never started: {}), so there is nothing to do again",
+            run.id,
+            run.launch_error.as_deref().unwrap_or("no command")
+        )));
+    }
+    let node = match q.node.clone() {
+        Some(n) => n,
+        None if run.host.hostname.is_empty() => {
+            return Err(ApiError::Conflict(format!(
+                "run {} recorded no host name: say which node should run it (node)",
+                run.id
+            )));
+        }
+        None => run.host.hostname.clone(),
+    };
+    let order = RerunOrder::of(&run, plumb_model::new_id());
+    let run_id = order.run_id;
+    let sq = StackQuery {
+        target: StackTarget::Node,
+        node: Some(node.clone()),
+        locals: false,
+        wait_ms: q.wait_ms,
+        profile: None,
+        preflight: None,
+        labels: Default::default(),
+        rerun: Some(order),
+    };
+    let reason = format!("plumb rerun {} --on-node", run.id);
+    let g = gather(state, sq, &reason).await.map_err(|e| match e {
+        ApiError::NotFound(m) => ApiError::NotFound(format!(
+            "run {} ran on host {}: {m}; name the node with --node if its agent is called otherwise",
+            run.id, run.host.hostname
+        )),
+        e => e,
+    })?;
+    let Some(a) = g.answers.into_iter().find(|a| a.node == node) else {
+        let why = g
+            .not_answered
+            .iter()
+            .find(|s| s.node == node)
+            .map(|s| s.why.clone())
+            .unwrap_or_else(|| "no answer".into());
+        return Err(ApiError::Conflict(format!(
+            "node {node} did not take the rerun: {why} (is `plumb agent` running there, and can it reach this collector?)"
+        )));
+    };
+    match a.rerun {
+        Some(RerunOutcome::Started { pid }) => {
+            tracing::info!(original = %run.id, %run_id, %node, pid, "rerun started on its node");
+            Ok(RerunStarted {
+                original: run.id,
+                node,
+                run_id,
+                pid,
+            })
+        }
+        Some(RerunOutcome::Refused { why }) => Err(ApiError::Conflict(format!(
+            "node {node} refused to rerun {}: {why}",
+            run.id
+        ))),
+        None => Err(ApiError::Conflict(format!(
+            "node {node} cannot rerun runs: its agent is older than reruns on the node (upgrade plumb there)"
+        ))),
+    }
+}
+
 /// What the nodes answered to one request.
 struct Gathered {
     /// Every answer received in time (snapshots, profiles, "nothing here").
@@ -477,6 +573,7 @@ async fn gather(state: &AppState, q: StackQuery, reason: &str) -> Result<Gathere
                     reason: Some(reason.to_string()),
                     profile: q.profile,
                     preflight: q.preflight.clone(),
+                    rerun: q.rerun.clone(),
                 },
                 node: q.node.clone(),
                 expected: expected.clone(),
@@ -666,6 +763,7 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
                 profile: None,
                 preflight: None,
                 labels: Default::default(),
+                rerun: None,
             };
             match ask(&state, q, Some(reason), true).await {
                 Ok(f) if f.runs.contains(&s.run_id) && !f.snapshot.processes.is_empty() => {

@@ -822,6 +822,7 @@ fn fingerprints(c: &mut Collector, x: &Fingerprint, y: &Fingerprint) {
     );
 
     c.maps(Category::Tools, &x.tools, &y.tools);
+    c.maps(Category::Environment, &x.variables, &y.variables);
 }
 
 fn executable(c: &mut Collector, x: Option<&FileRecord>, y: Option<&FileRecord>) {
@@ -1271,6 +1272,7 @@ mod tests {
                 dirty: false,
                 diff_sha256: None,
             }),
+            variables: BTreeMap::new(),
         }
     }
 

@@ -4,7 +4,8 @@
 //! the libraries, ...); comparing many of them is easiest on a flat map
 //! from a component's name to its version: [`components`]. The names read
 //! as a user would say them: `kernel`, `libc`, `python`,
-//! `python:numpy`, `tool:gcc`, `library:libssl.so.3`. Hardware (CPU
+//! `python:numpy`, `tool:gcc`, `library:libssl.so.3`, and the variables a
+//! node's agent reports, `env:OMP_NUM_THREADS`. Hardware (CPU
 //! model and count, memory) is not a component: machines of one group may
 //! differ there on purpose, and the software is what drifts.
 //!
@@ -34,6 +35,8 @@ pub const PYTHON_PACKAGE: &str = "python:";
 pub const TOOL: &str = "tool:";
 /// Prefix of a shared library's component name.
 pub const LIBRARY: &str = "library:";
+/// Prefix of a reported environment variable's component name.
+pub const VARIABLE: &str = "env:";
 
 /// The software of a fingerprint as component name -> version.
 pub fn components(fp: &Fingerprint) -> BTreeMap<String, String> {
@@ -79,7 +82,24 @@ pub fn components(fp: &Fingerprint) -> BTreeMap<String, String> {
         let dirty = if g.dirty { " (dirty)" } else { "" };
         put("git".into(), &format!("{}{dirty}", g.commit));
     }
+    for (name, value) in &fp.variables {
+        // An empty value is a value: kept as `""` so it differs from unset.
+        let v = if value.trim().is_empty() {
+            format!("{value:?}")
+        } else {
+            value.clone()
+        };
+        put(format!("{VARIABLE}{name}"), &v);
+    }
     m
+}
+
+/// A hash of a fingerprint's software only ([`components`]: no hardware),
+/// so two nodes that differ only in CPU or memory hash equal. The node
+/// list compares nodes by it; stored per node as its fingerprint arrives.
+pub fn software_hash(fp: &Fingerprint) -> String {
+    let json = serde_json::to_vec(&components(fp)).expect("components serialize");
+    crate::sha256_hex(&json)
 }
 
 /// A Python distribution's name as PEP 503 compares them: lowercase, with
@@ -401,6 +421,29 @@ fn list(names: &[&str], max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reported_variables_are_components_and_drift_like_packages() {
+        let with = |pairs: &[(&str, &str)]| {
+            let fp = crate::Fingerprint {
+                variables: pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            super::components(&fp)
+        };
+        let a = with(&[("OMP_NUM_THREADS", "4"), ("EMPTY", "")]);
+        assert_eq!(a["env:OMP_NUM_THREADS"], "4");
+        assert_eq!(a["env:EMPTY"], "\"\"", "empty is not unset");
+        let b = with(&[("OMP_NUM_THREADS", "8"), ("EMPTY", crate::VARIABLE_UNSET)]);
+        let d = super::drift(&[("n1", &a), ("n2", &a), ("n3", &b)]);
+        let names: Vec<&str> = d.items.iter().map(|i| i.component.as_str()).collect();
+        assert_eq!(names, vec!["env:EMPTY", "env:OMP_NUM_THREADS"]);
+        assert_eq!(d.items[1].majority.as_deref(), Some("4"));
+        assert_eq!(d.drifted_nodes(), vec!["n3"]);
+    }
+
     #[test]
     fn changes_name_upgrades_additions_and_removals_and_skip_equal_releases() {
         let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {

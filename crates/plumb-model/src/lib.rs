@@ -39,6 +39,7 @@ pub mod node;
 pub mod postmortem;
 pub mod preflight;
 pub mod profile;
+pub mod rerun;
 pub mod schedule;
 mod secret;
 pub mod stack;
@@ -811,7 +812,19 @@ pub struct Fingerprint {
     /// Git state of the working directory's repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitState>,
+    /// Environment variables a node's agent was told to report
+    /// (`plumb agent --env-var NAME`): name -> value, [`VARIABLE_UNSET`]
+    /// when unset, [`VARIABLE_REDACTED`] when secret-looking. Runs' own
+    /// fingerprints leave it empty (their whole environment is on the run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
 }
+
+/// A reported variable that is not set on the node.
+pub const VARIABLE_UNSET: &str = "(unset)";
+/// A reported variable whose name or value looks secret: only that it is
+/// set leaves the node.
+pub const VARIABLE_REDACTED: &str = "(set, redacted)";
 
 impl Fingerprint {
     /// SHA-256 (hex) of the canonical JSON encoding. Maps are ordered

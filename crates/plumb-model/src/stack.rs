@@ -467,6 +467,10 @@ pub struct StackQuery {
     /// Only nodes with all these labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// A run to start again on the node (`POST /api/v1/rerun` sets it;
+    /// never taken from a client's query).
+    #[serde(skip)]
+    pub rerun: Option<crate::rerun::RerunOrder>,
 }
 
 /// What a fleet-wide `plumb profile` asks each node to sample.
@@ -512,6 +516,11 @@ pub struct StackRequest {
     /// the collector reports as "cannot run preflight checks".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<String>,
+    /// Start this run again instead (`plumb rerun --on-node`). An agent
+    /// older than this field answers with a snapshot or "nothing here",
+    /// which the collector reports as "cannot rerun".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<crate::rerun::RerunOrder>,
 }
 
 /// `POST /api/v1/agent/answers`: one node's answer to a [`StackRequest`].
@@ -538,6 +547,9 @@ pub struct StackAnswer {
     /// The results of a preflight request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<crate::preflight::HostResults>,
+    /// What became of a rerun request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<crate::rerun::RerunOutcome>,
 }
 
 /// A node that did not answer in time, and what the collector knew of it.

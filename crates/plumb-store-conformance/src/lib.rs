@@ -78,6 +78,7 @@ macro_rules! suite {
             nodes::transitions_between_are_the_ones_a_range_shades,
             nodes::fingerprint_changes_are_kept_per_node_newest_first_and_bounded,
             nodes::preflights_round_trip_newest_first_and_are_bounded,
+            nodes::software_hash_is_stored_with_the_fingerprint,
             alerts::alerts_round_trip_and_resolved_history_is_bounded,
             alerts::disk_samples_are_thinned_and_bounded,
             tokens::tokens_round_trip_by_hash,

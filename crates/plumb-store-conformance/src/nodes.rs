@@ -234,3 +234,79 @@ pub fn transitions_between_are_the_ones_a_range_shades(h: &dyn Harness) {
             .is_empty()
     );
 }
+
+/// A node's software-only hash is stored as its fingerprint arrives, kept
+/// by heartbeats without one, read back by `nodes` and `node`, and equal
+/// for fingerprints that differ only in hardware.
+pub fn software_hash_is_stored_with_the_fingerprint(h: &dyn Harness) {
+    use plumb_model::node::NodeFingerprint;
+    use plumb_model::{Fingerprint, OsInfo};
+    let store = h.open();
+    let t = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
+    let base = Fingerprint {
+        os: OsInfo {
+            id: "debian".into(),
+            kernel: "6.1".into(),
+            ..Default::default()
+        },
+        cpu_model: "EPYC".into(),
+        cpu_count: 2,
+        ..Default::default()
+    };
+    let bigger = Fingerprint {
+        cpu_model: "Xeon".into(),
+        cpu_count: 64,
+        memory_bytes: 1 << 40,
+        ..base.clone()
+    };
+    let mut newer = base.clone();
+    newer.tools.insert("gcc".into(), "gcc 13".into());
+    let with = |node: &str, fp: Option<&Fingerprint>| {
+        let mut r = report(node, "b1");
+        r.fingerprint = fp.map(|f| NodeFingerprint {
+            hash: f.content_hash(),
+            fingerprint: f.clone(),
+        });
+        r
+    };
+    let a = store
+        .put_node_report(&with("a", Some(&base)), t(1), NodeState::Up)
+        .unwrap();
+    assert_eq!(
+        a.software.as_deref(),
+        Some(plumb_model::env::software_hash(&base).as_str())
+    );
+    store
+        .put_node_report(&with("b", Some(&bigger)), t(1), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&with("c", Some(&base)), t(1), NodeState::Up)
+        .unwrap();
+    // A heartbeat without a fingerprint keeps the node's; a new one
+    // replaces it.
+    store
+        .put_node_report(&with("c", None), t(2), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&with("c", Some(&newer)), t(3), NodeState::Up)
+        .unwrap();
+    store
+        .put_node_report(&with("a", None), t(4), NodeState::Up)
+        .unwrap();
+    let rows = store.nodes().unwrap();
+    let sw = |n: &str| {
+        rows.iter()
+            .find(|r| r.name == n)
+            .and_then(|r| r.software.clone())
+            .unwrap_or_else(|| panic!("node {n} has a software hash"))
+    };
+    assert_ne!(
+        rows.iter().find(|r| r.name == "a").unwrap().fingerprint,
+        rows.iter().find(|r| r.name == "b").unwrap().fingerprint,
+        "hardware is in the whole fingerprint"
+    );
+    assert_eq!(sw("a"), sw("b"), "and not in the software");
+    assert_ne!(sw("a"), sw("c"), "a tool differs");
+    assert_eq!(sw("c"), plumb_model::env::software_hash(&newer));
+    assert_eq!(store.node("b").unwrap().unwrap().software, Some(sw("b")));
+}

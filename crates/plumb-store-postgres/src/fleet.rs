@@ -25,7 +25,8 @@ use plumb_store::{
 use postgres::{GenericClient, Row, Transaction};
 use std::time::Duration;
 
-const NODE_COLUMNS: &str = "name, state, since_ns, last_seen_ns, report, intervals, fingerprint";
+const NODE_COLUMNS: &str =
+    "name, state, since_ns, last_seen_ns, report, intervals, fingerprint, software";
 
 fn parse_state(s: &str) -> Result<NodeState> {
     NodeState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown node state `{s}`")))
@@ -40,6 +41,7 @@ fn node_row(r: &Row) -> Result<NodeRow> {
         report: json(format!("node {name}"), r.get::<_, &str>(4))?,
         intervals_ms: json(format!("node {name} intervals"), r.get::<_, &str>(5))?,
         fingerprint: r.get(6),
+        software: r.get(7),
         name,
     })
 }
@@ -82,14 +84,18 @@ impl Nodes for PgStore {
             // The first heartbeat of a node creates its row; a concurrent
             // first heartbeat elsewhere then finds it and locks it.
             let inserted = tx.x(
-                "INSERT INTO nodes (name, state, since_ns, last_seen_ns, report, intervals, fingerprint)
-                 VALUES ($1, $2, $3, $3, $4, '[]', $5) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO nodes (name, state, since_ns, last_seen_ns, report, intervals, fingerprint, software)
+                 VALUES ($1, $2, $3, $3, $4, '[]', $5, $6) ON CONFLICT (name) DO NOTHING",
                 &[
                     &report.node,
                     &initial.as_str(),
                     &received.as_nanos(),
                     &record,
                     &report.fingerprint.as_ref().map(|f| f.hash.clone()),
+                    &report
+                        .fingerprint
+                        .as_ref()
+                        .map(|f| plumb_model::env::software_hash(&f.fingerprint)),
                 ],
             )?;
             if inserted == 1 {
@@ -115,14 +121,15 @@ impl Nodes for PgStore {
                 )?;
             }
             tx.x(
-                "UPDATE nodes SET last_seen_ns = $2, report = $3, intervals = $4, fingerprint = $5
-                 WHERE name = $1",
+                "UPDATE nodes SET last_seen_ns = $2, report = $3, intervals = $4, fingerprint = $5,
+                 software = $6 WHERE name = $1",
                 &[
                     &row.name,
                     &received.as_nanos(),
                     &record,
                     &serde_json::to_string(&row.intervals_ms).expect("floats serialize"),
                     &row.fingerprint,
+                    &row.software,
                 ],
             )?;
             Ok(row)

@@ -455,7 +455,7 @@ CREATE TABLE node_samples (
     PRIMARY KEY (node, step_s, at_ns)
 );
 "#,
-    // 6 -> 7 (helper "charts"; 7 -> 8 once merged after the other helper's 6 -> 7): each error
+    // 6 -> 7 (helper "charts"): each error
     // group's occurrences per UTC day (error_days), kept by a trigger on
     // error_events in the transaction that files them, as SQLite's are; the
     // /errors sparklines read these instead of the occurrences.
@@ -485,6 +485,11 @@ BEGIN
 END $$;
 CREATE TRIGGER error_events_changed AFTER INSERT OR DELETE ON error_events
     FOR EACH ROW EXECUTE FUNCTION plumb_error_events_changed();
+"#,
+    // 7 -> 8 (helper "rerun"): each node's software-only hash, set as its
+    // fingerprint arrives, which the node list compares.
+    r#"
+ALTER TABLE nodes ADD COLUMN software TEXT;
 "#,
 ];
 

@@ -229,6 +229,7 @@ pub const TABLES: &[RawTable] = &[
             t("report"),
             t("intervals"),
             t("fingerprint"),
+            t("software"),
         ],
     ),
     copied(

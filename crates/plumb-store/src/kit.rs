@@ -707,6 +707,10 @@ pub fn next_node_row(
     initial: plumb_model::node::NodeState,
 ) -> crate::nodes::NodeRow {
     let fp_hash = report.fingerprint.as_ref().map(|f| f.hash.clone());
+    let software = report
+        .fingerprint
+        .as_ref()
+        .map(|f| plumb_model::env::software_hash(&f.fingerprint));
     let Some(mut row) = prev else {
         return crate::nodes::NodeRow {
             name: report.node.clone(),
@@ -716,6 +720,7 @@ pub fn next_node_row(
             report: report.clone(),
             intervals_ms: Vec::new(),
             fingerprint: fp_hash,
+            software,
         };
     };
     // A new boot restarts the node's rhythm: the time it was away is not
@@ -736,6 +741,7 @@ pub fn next_node_row(
     row.report = report.clone();
     if fp_hash.is_some() {
         row.fingerprint = fp_hash;
+        row.software = software;
     }
     row
 }

@@ -27,6 +27,11 @@ pub struct NodeRow {
     pub intervals_ms: Vec<f64>,
     /// Content hash of its last fingerprint.
     pub fingerprint: Option<String>,
+    /// Hash of that fingerprint's software only
+    /// (`plumb_model::env::software_hash`), what the node list compares;
+    /// `None` for a fingerprint stored before it existed (until the node
+    /// sends its fingerprint again).
+    pub software: Option<String>,
 }
 
 /// A change of a node's software fingerprint, as a heartbeat brought it.
@@ -62,7 +67,16 @@ pub const PREFLIGHTS_KEEP: usize = 200;
 /// Changes kept per node (the oldest go first).
 pub const ENV_CHANGES_KEEP: usize = 50;
 
-type RawRow = (String, String, i64, i64, String, String, Option<String>);
+type RawRow = (
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     Ok((
@@ -73,10 +87,11 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
-fn decode((name, state, since, last, report, intervals, fp): RawRow) -> Result<NodeRow> {
+fn decode((name, state, since, last, report, intervals, fp, software): RawRow) -> Result<NodeRow> {
     let report = serde_json::from_str(&report).map_err(|source| StoreError::Json {
         id: format!("node {name}"),
         source,
@@ -93,6 +108,7 @@ fn decode((name, state, since, last, report, intervals, fp): RawRow) -> Result<N
         report,
         intervals_ms,
         fingerprint: fp,
+        software,
     })
 }
 
@@ -103,7 +119,7 @@ fn parse_state(s: &str) -> Result<NodeState> {
 fn get_node(conn: &rusqlite::Connection, name: &str) -> Result<Option<NodeRow>> {
     let raw = conn
         .query_row(
-            "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint FROM nodes WHERE name = ?1",
+            "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint, software FROM nodes WHERE name = ?1",
             [name],
             raw_row,
         )
@@ -144,15 +160,16 @@ impl crate::backend::Nodes for Store {
         let row = crate::kit::next_node_row(prev, report, received, initial);
         if first {
             tx.execute(
-                "INSERT INTO nodes (name, state, since_ns, last_seen_ns, report, intervals, fingerprint)
-                 VALUES (?1, ?2, ?3, ?4, ?5, '[]', ?6)",
+                "INSERT INTO nodes (name, state, since_ns, last_seen_ns, report, intervals, fingerprint, software)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '[]', ?6, ?7)",
                 params![
                     row.name,
                     row.state.as_str(),
                     received.as_nanos(),
                     received.as_nanos(),
                     json,
-                    row.fingerprint
+                    row.fingerprint,
+                    row.software
                 ],
             )?;
             insert_transition(&tx, &row.name, None, initial, received, 0.0)?;
@@ -172,14 +189,15 @@ impl crate::backend::Nodes for Store {
                 )?;
             }
             tx.execute(
-                "UPDATE nodes SET last_seen_ns = ?2, report = ?3, intervals = ?4, fingerprint = ?5
-                 WHERE name = ?1",
+                "UPDATE nodes SET last_seen_ns = ?2, report = ?3, intervals = ?4, fingerprint = ?5,
+                 software = ?6 WHERE name = ?1",
                 params![
                     row.name,
                     received.as_nanos(),
                     json,
                     serde_json::to_string(&row.intervals_ms).expect("floats serialize"),
-                    row.fingerprint
+                    row.fingerprint,
+                    row.software
                 ],
             )?;
         }
@@ -206,7 +224,7 @@ impl crate::backend::Nodes for Store {
 
     fn nodes(&self) -> Result<Vec<NodeRow>> {
         let mut st = self.conn().prepare(
-            "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint FROM nodes ORDER BY name",
+            "SELECT name, state, since_ns, last_seen_ns, report, intervals, fingerprint, software FROM nodes ORDER BY name",
         )?;
         let rows = st.query_map([], raw_row)?;
         let mut out = Vec::new();

@@ -477,7 +477,7 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, step_s, at_ns)
     ) WITHOUT ROWID;
     "#,
-    // 20 -> 21 (helper "charts"; 21 -> 22 once merged after the other helper's 20 -> 21): each
+    // 20 -> 21 (helper "charts"): each
     // error group's occurrences per UTC day (error_days), kept by triggers
     // on error_events in the transaction that files them; the /errors
     // sparklines read these instead of the occurrences. Plain UPDATE and
@@ -507,6 +507,12 @@ pub const MIGRATIONS: &[&str] = &[
         DELETE FROM error_days
             WHERE fingerprint = old.fingerprint AND day_ns = (old.at_ns - (((old.at_ns % 86400000000000) + 86400000000000) % 86400000000000)) AND n <= 0;
     END;
+    "#,
+    // 21 -> 22 (helper "rerun"): each node's software-only hash
+    // (plumb_model::env::software_hash), set as its fingerprint arrives,
+    // which the node list compares (hardware is not drift).
+    r#"
+    ALTER TABLE nodes ADD COLUMN software TEXT;
     "#,
 ];
 

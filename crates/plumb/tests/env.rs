@@ -81,13 +81,22 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
             ),
         )
         .unwrap();
-        agents.push(Agent::start(
-            &home,
-            &site.url,
-            name,
-            "500ms",
-            &["--label", "role=worker", "--fingerprint-every", "1s"],
-        ));
+        // Different variables too: c runs with 8 threads; each has its own
+        // token (secret-looking: reported only as set, so no drift).
+        let threads = if name == "c" { "8" } else { "4" };
+        let child = plumb_in(&home)
+            .args(["agent", "--name", name, "--interval", "500ms"])
+            .args(["--collector", &site.url, "--label", "role=worker"])
+            .args(["--fingerprint-every", "1s"])
+            .args(["--env-var", "OMP_NUM_THREADS", "--env-var", "SERVICE_TOKEN"])
+            .env("OMP_NUM_THREADS", threads)
+            .env("SERVICE_TOKEN", format!("tok-secret-{name}"))
+            .spawn()
+            .expect("plumb agent starts");
+        agents.push(Agent {
+            proc: Proc(child),
+            home: home.clone(),
+        });
     }
     let home = Home::new();
     let drift = || {
@@ -106,9 +115,22 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
         .collect();
     assert_eq!(
         names,
-        ["python:demo-pkg", "python:only-here", "tool:app"],
+        [
+            "env:OMP_NUM_THREADS",
+            "python:demo-pkg",
+            "python:only-here",
+            "tool:app"
+        ],
         "exactly what differs: {view:#}"
     );
+    assert_eq!(items[0]["majority"], "4");
+    assert_eq!(items[0]["versions"][1]["version"], "8");
+    assert_eq!(items[0]["versions"][1]["nodes"], serde_json::json!(["c"]));
+    assert!(
+        !view.to_string().contains("tok-secret"),
+        "a secret-looking variable's value never leaves the node"
+    );
+    let items = &items[1..];
     assert_eq!(items[0]["majority"], "1.0");
     assert_eq!(
         items[0]["versions"][0]["nodes"],
@@ -126,7 +148,24 @@ fn drift_across_agents_names_each_differing_component_and_the_majority() {
         .unwrap();
     assert_eq!(code(&out), 1, "{}", text(&out.stderr));
     let t = text(&out.stdout);
-    assert!(t.contains("3 components differ across 3 nodes"), "{t}");
+    assert!(t.contains("4 components differ across 3 nodes"), "{t}");
+    assert!(t.contains("env:OMP_NUM_THREADS"), "{t}");
+    let out = home
+        .cmd(&[
+            "agent",
+            "--collector",
+            &site.url,
+            "--env-var",
+            "OMP-THREADS",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("`OMP-THREADS` is not a variable name"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(t.contains("1 node differs from the majority: c"), "{t}");
     assert!(t.contains("(majority)"), "{t}");
 

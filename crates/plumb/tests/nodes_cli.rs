@@ -105,6 +105,19 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     post_report(&site.url, &report("twin-1", "fp-same"));
     post_report(&site.url, &report("twin-2", "fp-same"));
     post_report(&site.url, &report("odd-1", "fp-odd"));
+    // Two more: one differs only in hardware (not marked: the list
+    // compares software), one only in a package (marked).
+    let mut hw = report("hw-1", "fp-hw");
+    hw["fingerprint"]["fingerprint"]["os"] =
+        report("x", "fp-same")["fingerprint"]["fingerprint"]["os"].clone();
+    hw["fingerprint"]["fingerprint"]["cpu_model"] = "Xeon Max".into();
+    hw["fingerprint"]["fingerprint"]["memory_bytes"] = (1u64 << 40).into();
+    post_report(&site.url, &hw);
+    let mut pkg = report("pkg-1", "fp-pkg");
+    pkg["fingerprint"]["fingerprint"]["os"] = hw["fingerprint"]["fingerprint"]["os"].clone();
+    pkg["fingerprint"]["fingerprint"]["python"] = serde_json::json!({"executable": "/usr/bin/python3", "version": "3.11", "prefix": "/usr",
+                           "packages": {"numpy": "2.0.1"}});
+    post_report(&site.url, &pkg);
     wait_for(
         "the agent reports its disks and fingerprint",
         Duration::from_secs(30),
@@ -182,6 +195,24 @@ fn nodes_show_tells_everything_about_one_node_from_the_collector_or_its_store() 
     assert!(odd.contains("/scratch") && odd.contains("xfs"), "{odd}");
     let twin = text(&show(&site.home, &["twin-1", "--collector", &site.url]));
     assert!(twin.contains("fp-same  (same as its group)"), "{twin}");
+    // The list (/nodes and its JSON twin) marks by software only.
+    let list = get_json(&site.url, "/api/v1/pages/nodes");
+    let differs = |n: &str| {
+        list["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == n)
+            .unwrap_or_else(|| panic!("{n} in {list}"))["fingerprint_differs"]
+            .as_bool()
+            .unwrap_or(false)
+    };
+    assert!(!differs("hw-1"), "hardware alone is not drift");
+    assert!(!differs("twin-1"));
+    assert!(differs("pkg-1"), "a package is");
+    assert!(differs("odd-1"));
+    let page = get(&site.url, "/nodes").unwrap();
+    assert_eq!(page.matches("≠ group</span>").count(), 2, "odd-1 and pkg-1");
 
     // The collector's own store, read where it lies (PLUMB_HOME = its site.data
     // directory), without asking the collector.

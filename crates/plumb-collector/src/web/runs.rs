@@ -526,6 +526,18 @@ async fn run_page(
     let v = run_data(&state, id).await?;
     let r = &v.run;
     let id = r.id.to_string();
+    // The runs that did this one again (`plumb rerun`), newest first.
+    let q = plumb_store::dash::RunQuery {
+        tags: vec![(plumb_model::rerun::RERUN_OF.into(), id.clone())],
+        limit: 20,
+        ..Default::default()
+    };
+    let reruns = state
+        .db
+        .read(move |s| s.runs_page(&q))
+        .await
+        .map(|p| p.runs)
+        .unwrap_or_default();
     let running = r.state == RunState::Running;
     // A waiting run is followed too: the page picks up its start.
     let live = !r.state.is_final();
@@ -616,7 +628,29 @@ async fn run_page(
         );
     }
     for (k, val) in &r.tags {
+        if k == plumb_model::rerun::RERUN_OF
+            && let Ok(orig) = val.parse::<plumb_model::Uuid>()
+        {
+            let _ = write!(
+                b,
+                "<dt>rerun of</dt><dd id=\"rerun-of\">rerun of <a class=\"mono\" href=\"/runs/{orig}\">{orig}</a></dd>"
+            );
+            continue;
+        }
         kv(&mut b, &format!("tag {k}"), val);
+    }
+    if !reruns.is_empty() {
+        b.push_str("<dt>reruns</dt><dd id=\"reruns\">");
+        for (i, x) in reruns.iter().enumerate() {
+            let _ = write!(
+                b,
+                "{}<a class=\"mono\" href=\"/runs/{id}\">{id}</a> ({st})",
+                if i > 0 { ", " } else { "" },
+                id = x.id,
+                st = x.state.as_str()
+            );
+        }
+        b.push_str("</dd>");
     }
     kv(
         &mut b,
@@ -943,6 +977,7 @@ async fn stack_data(state: &AppState, id: String) -> Result<StackView, ApiError>
             profile: None,
             preflight: None,
             labels: Default::default(),
+            rerun: None,
         };
         Some(crate::stack::ask(state, q, Some("dashboard".into()), false).await?)
     } else {

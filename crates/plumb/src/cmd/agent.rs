@@ -87,10 +87,36 @@ pub struct Args {
     /// Run the quick benchmark (tests).
     #[arg(long, hide = true)]
     pub bench_quick: bool,
+    /// Let the collector's admins start recorded runs of this node again
+    /// here (`plumb rerun RUN --on-node`), as the users they ran as (the
+    /// agent must be root to switch users). Off unless given.
+    #[arg(long)]
+    pub allow_reruns: bool,
+    /// An environment variable whose value (in the agent's environment)
+    /// goes with the node's fingerprint, so `plumb env drift` compares it
+    /// across nodes (repeatable). A secret-looking name or value is
+    /// reported only as set.
+    #[arg(long = "env-var", value_name = "NAME", value_parser = parse_var_name)]
+    pub env_vars: Vec<String>,
     /// Read health under this directory instead of `/` (tests: a fake
     /// sysfs/procfs laid out as the kernel documents it).
     #[arg(long, hide = true, value_name = "DIR")]
     pub health_root: Option<PathBuf>,
+}
+
+/// `--env-var`: a variable's name (letters, digits and `_`, not starting
+/// with a digit).
+fn parse_var_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a variable name: use letters, digits and `_`, not starting with a digit"
+        ))
+    }
 }
 
 /// `--smart-every`: a duration of a second or more, or `off`.
@@ -191,6 +217,15 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.bench_path = args.bench_path;
     ac.bench_idle_below = args.bench_idle_below;
     ac.bench_quick = args.bench_quick;
+    ac.allow_reruns = args.allow_reruns;
+    let redactor = plumb_record::redact::Redactor::new(b"")
+        .with_extra_fragments(cfg.redact_names.iter().cloned())
+        .with_allowed_names(cfg.redact_allow.iter().cloned());
+    ac.env_vars = args
+        .env_vars
+        .iter()
+        .map(|n| (n.clone(), redactor.is_secret_name(n)))
+        .collect();
     if let Some(root) = args.health_root {
         if !root.is_dir() {
             bail!("--health-root {}: not a directory", root.display());

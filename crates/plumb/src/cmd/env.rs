@@ -152,7 +152,7 @@ pub fn main(a: Args) -> Result<ExitCode> {
 
 /// A node's fingerprint from the collector (or, on the collector's
 /// machine, its store).
-fn node_fingerprint(
+pub(crate) fn node_fingerprint(
     cfg: &Config,
     target: &Target,
     name: &str,

@@ -169,6 +169,7 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         }),
         preflight: None,
         labels: Default::default(),
+        rerun: None,
     };
     // The request stays open for the whole window; it is not retried (a
     // retry would sample all over again).

@@ -87,6 +87,7 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         profile: None,
         preflight: None,
         labels: Default::default(),
+        rerun: None,
     };
     let client = crate::target::client(cfg, url)?;
     let resp = client
