@@ -159,6 +159,16 @@ impl Auth {
         }
     }
 
+    /// Whether anyone who reaches the collector may do anything: auth
+    /// disabled, or no token created yet (as of the last check).
+    pub fn open(&self) -> bool {
+        if self.inner.disabled {
+            return true;
+        }
+        let c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.tokens.is_empty() && !self.inner.required
+    }
+
     fn stale(&self) -> bool {
         let c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
         c.loaded.is_none_or(|t| t.elapsed() > TOKEN_REFRESH)

@@ -360,6 +360,14 @@ async fn rerun_route(
 ) -> Result<Json<RerunStarted>, ApiError> {
     // It runs a program on a machine, as the run's user: an admin's to ask.
     crate::auth::require(&state, &headers, crate::Role::Admin).await?;
+    // Without tokens "admin" is anyone who can connect, and an agent
+    // running as root would start the run as its recorded user (root,
+    // too): never on an open collector.
+    if state.auth.open() {
+        return Err(ApiError::Forbidden(
+            "reruns need tokens: this collector has none, so anyone who can reach it could run programs on your nodes; create one with `plumb token create --role admin` and give it to `plumb rerun` (PLUMB_TOKEN)".into(),
+        ));
+    }
     Ok(Json(rerun(&state, q).await?))
 }
 

@@ -326,6 +326,18 @@ fn rerun_on_node_runs_it_again_there_linked_and_refusals_say_why() {
     let out = client(&home, &down, &admin, &["rerun", &first, "--on-node"]);
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains(&down), "{}", text(&out.stderr));
+    // A collector without tokens never hands out reruns: anyone who can
+    // reach it would be "admin".
+    let open = Serve::builder().start();
+    let a = http(
+        &open.api,
+        "POST",
+        "/api/v1/rerun",
+        &[("Content-Type", "application/json")],
+        br#"{"run": "last", "wait_ms": 1000}"#,
+    );
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(a.text().contains("reruns need tokens"), "{}", a.text());
 }
 
 #[test]
