@@ -6,35 +6,13 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::Command;
 use support::*;
 
 const USER: &str = "plumb-preflight";
 
-/// The test's non-root user (created once; kept, as a system user with no
-/// home and no shell).
+/// The test's non-root user.
 fn test_user() -> (u32, u32) {
-    if let Some(ids) = plumb_record::preflight::lookup_user(USER) {
-        return ids;
-    }
-    let out = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--user-group",
-            USER,
-        ])
-        .output()
-        .expect("useradd (package passwd; the test needs root)");
-    // Another test binary may have created it meanwhile.
-    assert!(
-        out.status.success() || plumb_record::preflight::lookup_user(USER).is_some(),
-        "useradd {USER}: {}",
-        text(&out.stderr)
-    );
-    plumb_record::preflight::lookup_user(USER).unwrap()
+    system_user(USER)
 }
 
 #[test]

@@ -13,29 +13,9 @@ use support::*;
 
 const USER: &str = "plumb-rerun";
 
-/// The test's non-root user (created once; kept, as a system user with no
-/// home and no shell).
+/// The test's non-root user.
 fn test_user() -> (u32, u32) {
-    if let Some(ids) = plumb_record::preflight::lookup_user(USER) {
-        return ids;
-    }
-    let out = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--user-group",
-            USER,
-        ])
-        .output()
-        .expect("useradd (package passwd; the test needs root)");
-    assert!(
-        out.status.success() || plumb_record::preflight::lookup_user(USER).is_some(),
-        "useradd {USER}: {}",
-        text(&out.stderr)
-    );
-    plumb_record::preflight::lookup_user(USER).unwrap()
+    system_user(USER)
 }
 
 fn code(out: &Output) -> i32 {

@@ -904,6 +904,32 @@ pub fn stored_ended(data: &Path, run: &str) -> bool {
     store.get_run(id).is_ok_and(|r| r.ended.is_some())
 }
 
+/// A non-root system user named `name` (no home, no shell), created on
+/// first use and kept: `(uid, gid)`. Needs root.
+pub fn system_user(name: &str) -> (u32, u32) {
+    if let Some(ids) = plumb_record::preflight::lookup_user(name) {
+        return ids;
+    }
+    let out = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            name,
+        ])
+        .output()
+        .expect("useradd (package passwd; the test needs root)");
+    // Another test binary may have created it meanwhile.
+    assert!(
+        out.status.success() || plumb_record::preflight::lookup_user(name).is_some(),
+        "useradd {name}: {}",
+        text(&out.stderr)
+    );
+    plumb_record::preflight::lookup_user(name).unwrap()
+}
+
 /// libfaketime's preload library. Missing is a failure naming the
 /// package, never a silent skip.
 pub fn faketime_lib() -> PathBuf {
