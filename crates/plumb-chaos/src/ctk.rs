@@ -76,12 +76,28 @@ enum Tolerance {
     Range(f64, f64, Option<String>),
 }
 
-/// Whether `path` names a chaostoolkit experiment (by its extension).
+/// Whether `path` holds a chaostoolkit experiment: a JSON or YAML file
+/// whose top level has a `method` (chaostoolkit requires one; plumb's own
+/// scenario format, which may also be written as JSON or YAML, has none).
+/// A file that cannot be read or parsed is not one: plumb's own loader then
+/// names what is wrong with it.
 pub fn is_experiment(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("json" | "yaml" | "yml")
-    )
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let v: Option<Value> = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::from_str(&text).ok(),
+        Some("yaml" | "yml") => yaml_serde::from_str(&text).ok(),
+        _ => None,
+    };
+    match v {
+        Some(v) => v.get("method").is_some(),
+        // Broken: chaostoolkit's if it says `method` at its top level, so
+        // the error is about the experiment it was meant to be.
+        None => text
+            .lines()
+            .any(|l| l.starts_with("method:") || l.trim_start().starts_with("\"method\"")),
+    }
 }
 
 /// Reads and validates an experiment; every activity plumb cannot run is
@@ -384,9 +400,7 @@ fn activity(a: &Value, values: &serde_json::Map<String, Value>) -> Result<Activi
                 .as_str()
                 .ok_or_else(|| format!("{label}: an http provider needs a url"))?
                 .to_string();
-            if !url.starts_with("http://") {
-                return Err(format!("{label}: only http:// URLs are handled"));
-            }
+            crate::probe::check_url(&url).map_err(|e| format!("{label}: {e}"))?;
             Provider::Http {
                 url,
                 method: p["method"].as_str().unwrap_or("GET").to_uppercase(),

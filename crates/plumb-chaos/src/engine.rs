@@ -6,7 +6,7 @@ use crate::fault::{self, Active, World};
 use crate::journal::{self, Journal};
 use crate::probe::{self, Check, LogPlace};
 use crate::report::{FaultReport, LinkReport, ProbeSummary, Report, TargetReport};
-use crate::scenario::{FaultKind, LogSource, ProbeKind, Scenario, Schedule, TargetKind};
+use crate::scenario::{FaultKind, Fill, LogSource, ProbeKind, Scenario, Schedule, TargetKind};
 use crate::target::{RunResolver, Running, faketime_lib};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ pub fn preflight(s: &Scenario) -> Result<Vec<Planned>> {
     for f in &s.faults {
         let at = |e: anyhow::Error| anyhow::anyhow!("{}: fault {}: {e:#}", f.line, f.kind.as_str());
         match f.kind {
-            FaultKind::DiskFull => fault::check_disk_full(&f.path).map_err(at)?,
+            FaultKind::DiskFull => fault::check_disk_full(&f.path, f.fill).map_err(at)?,
             // SAFETY: geteuid has no preconditions.
             FaultKind::Env if f.user.is_some() && unsafe { libc::geteuid() } != 0 => {
                 return Err(at(anyhow::anyhow!(
@@ -255,7 +255,16 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     .faults
                     .iter()
                     .any(|f| f.kind == FaultKind::Clock && f.on == t.name);
-                let mut r = Running::new(&t.name, spec, &work, clocked);
+                let enospc = s.faults.iter().find(|f| {
+                    f.kind == FaultKind::DiskFull && f.fill == Fill::Preload && f.on == t.name
+                });
+                let mut r = Running::new(
+                    &t.name,
+                    spec,
+                    &work,
+                    clocked,
+                    enospc.map(|f| f.path.as_path()),
+                );
                 r.start(&journal, &s.base, &BTreeMap::new(), &[])?;
                 progress(&format!(
                     "target `{}` started: pid {}",

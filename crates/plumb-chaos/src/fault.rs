@@ -3,7 +3,7 @@
 
 use crate::journal::{Journal, Undo, Written};
 use crate::procs;
-use crate::scenario::{Fault, FaultKind, Load, signal_name};
+use crate::scenario::{Fault, FaultKind, Fill, Load, signal_name};
 use crate::target::{RunResolver, Running, processes};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -80,6 +80,8 @@ enum Removal {
         Option<(u32, u32)>,
     ),
     Unmount(std::path::PathBuf),
+    /// Remove the injector's flag file: the target's writes go through.
+    Unflag(std::path::PathBuf, String),
     RemoveToxic(String),
     Enable(String),
 }
@@ -197,6 +199,29 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::EnvBack(f.on.clone(), set0, remove0, user0),
+                },
+            ))
+        }
+        FaultKind::DiskFull if f.fill == Fill::Preload => {
+            let r = w
+                .started
+                .get(&f.on)
+                .with_context(|| format!("`{}` is not running", f.on))?;
+            let (dir, flag) = r
+                .enospc
+                .clone()
+                .with_context(|| format!("`{}` was not started with the injector", f.on))?;
+            std::fs::write(&flag, b"full\n")
+                .with_context(|| format!("cannot write {}", flag.display()))?;
+            Ok((
+                format!(
+                    "writes of `{}` under {} fail with ENOSPC (LD_PRELOAD)",
+                    f.on,
+                    dir.display()
+                ),
+                Active {
+                    entry: None,
+                    undo: Removal::Unflag(flag, f.on.clone()),
                 },
             ))
         }
@@ -371,6 +396,14 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
         Removal::Unmount(ref path) => {
             unmount(path)?;
             format!("{} unmounted", path.display())
+        }
+        Removal::Unflag(ref flag, ref on) => {
+            match std::fs::remove_file(flag) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => bail!("cannot remove {}: {e}", flag.display()),
+            }
+            format!("writes of `{on}` go through again")
         }
         Removal::RemoveToxic(ref link) => {
             let proxy = w.proxy.context("no proxy")?;
@@ -580,11 +613,25 @@ fn short(s: &str) -> String {
 }
 
 /// Checks, before anything runs, that a disk_full fault can be done here.
-pub fn check_disk_full(path: &Path) -> Result<()> {
+pub fn check_disk_full(path: &Path, fill: Fill) -> Result<()> {
+    if fill == Fill::Preload {
+        if !path.is_dir() {
+            bail!(
+                "{} is not a directory (create it first: the target's writes under it fail)",
+                path.display()
+            );
+        }
+        if !crate::enospc::available() {
+            bail!(
+                "this plumb was built without a C compiler, so it has no ENOSPC injector: rebuild with gcc or cc on PATH, or run as root for the tmpfs"
+            );
+        }
+        return Ok(());
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
-            "it mounts a size-limited tmpfs over {}, which needs root (CAP_SYS_ADMIN): run plumb chaos as root, or leave this fault out",
+            "it mounts a size-limited tmpfs over {}, which needs root (CAP_SYS_ADMIN): run plumb chaos as root, or name a target plumb starts (target = \"NAME\", with = \"preload\") to fail its writes there with ENOSPC without root",
             path.display()
         );
     }

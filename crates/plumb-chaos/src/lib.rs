@@ -15,6 +15,7 @@
 
 pub mod ctk;
 pub mod engine;
+pub mod enospc;
 pub mod fault;
 pub mod journal;
 pub mod monkey;

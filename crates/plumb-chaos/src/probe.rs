@@ -2,8 +2,7 @@
 
 use crate::scenario::{LogSource, Probe, ProbeKind};
 use serde::Serialize;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -126,99 +125,47 @@ fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
     http_request("GET", url, timeout, None).map(|(status, _)| status)
 }
 
-/// One HTTP/1.0 request (plain http only); returns the status and the
-/// body, or what went wrong.
+/// Whether `url` can be asked: http:// or https:// with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let config = plumb_http::Config::new(url).service("probe");
+    plumb_http::Client::new(&config)
+        .map(|_| ())
+        .map_err(|_| format!("{url:?} is not an http:// or https:// URL with a host"))
+}
+
+/// One request through plumb's HTTP client (http:// or https://, verified
+/// against the Mozilla roots or the private CA in `PLUMB_CA_CERT`; the
+/// environment's proxies apply, as they do for chaostoolkit's requests);
+/// returns the status and the body, or what went wrong. plumb's own token
+/// is never sent: the server is the application under test.
 pub fn http_request(
     method: &str,
     url: &str,
     timeout: Duration,
     body: Option<&[u8]>,
 ) -> Result<(u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let hostport_p = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    let addr = hostport_p
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {hostport}"))?;
-    let deadline = Instant::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    s.set_write_timeout(Some(left())).ok();
-    let length = match body {
-        Some(b) => format!(
-            "Content-Length: {}\r\nContent-Type: application/json\r\n",
-            b.len()
-        ),
-        None => String::new(),
-    };
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: plumb-chaos\r\n{length}Connection: close\r\n\r\n"
-    )
-    .and_then(|()| s.write_all(body.unwrap_or_default()))
-    .map_err(|e| format!("cannot send to {hostport}: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        s.set_read_timeout(Some(left())).ok();
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > 1 << 20 {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!(
-                    "no complete answer within {}",
-                    crate::scenario::human(timeout)
-                ));
-            }
-            Err(e) => return Err(format!("reading from {hostport}: {e}")),
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
+    let mut config = plumb_http::Config::new(url).service("probe");
+    config.timeout = timeout;
+    config.ca_cert = std::env::var_os("PLUMB_CA_CERT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    config.max_body = 1 << 20;
+    let client = plumb_http::Client::new(&config).map_err(|e| e.to_string())?;
+    let method = plumb_http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+    let mut req = client.request(method, "");
+    if let Some(b) = body {
+        req = req.bytes("application/json", b.to_vec());
+    }
+    match req.send_any() {
+        Ok(r) => Ok((r.status, String::from_utf8_lossy(&r.body).into_owned())),
+        Err(plumb_http::Error::Transport { message, .. }) if message.starts_with("timed out") => {
+            Err(format!(
                 "no complete answer within {}",
                 crate::scenario::human(timeout)
-            ));
+            ))
         }
-    }
-    let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok());
-    let text = String::from_utf8_lossy(&buf);
-    let content = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    match status {
-        Some(c) if head.starts_with("HTTP/") => Ok((c, content)),
-        _ if buf.is_empty() => Err(format!(
-            "{hostport} closed the connection without an answer"
-        )),
-        _ => Err(format!("{hostport} did not answer HTTP")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -1,16 +1,15 @@
-//! The scenario file: TOML, read strictly. Every mistake is found before
-//! anything runs and named with its line: unknown keys and fault kinds (by
-//! serde, `deny_unknown_fields`), then what serde cannot see (a fault
-//! naming a target that does not exist, a schedule that cannot run, a
-//! field a fault kind does not take) by [`parse`]'s own checks, which carry
-//! each table's span.
+//! The scenario file: TOML, or the same keys written as YAML or JSON, read
+//! strictly. Every mistake is found before anything runs and named with its
+//! line: unknown keys and fault kinds (by serde, `deny_unknown_fields`),
+//! then what serde cannot see (a fault naming a target that does not exist,
+//! a schedule that cannot run, a field a fault kind does not take) by
+//! [`parse`]'s own checks, which carry each table's position ([`At`]).
 
 use anyhow::{Result, anyhow};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use toml::Spanned;
 
 /// A scenario that passed validation, ready to run.
 #[derive(Debug, Clone)]
@@ -259,8 +258,21 @@ pub struct Fault {
     pub workers: usize,
     /// cpu and memory: what makes the load.
     pub load: Load,
+    /// disk_full: how the directory fills up.
+    pub fill: Fill,
     /// Its line in the file.
     pub line: usize,
+}
+
+/// How a disk_full fault fills its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// A full, size-limited tmpfs mounted over it (root): every process
+    /// sees it full.
+    Tmpfs,
+    /// plumb's ENOSPC injector, loaded with LD_PRELOAD into the target
+    /// plumb starts (no root): that target's writes under it fail.
+    Preload,
 }
 
 /// What makes a cpu or memory fault's load.
@@ -289,27 +301,27 @@ pub struct Rollback {
     pub argv: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
     title: Option<String>,
-    duration: Spanned<String>,
+    duration: At<String>,
     seed: Option<u64>,
-    interval: Option<Spanned<String>>,
-    settle: Option<Spanned<String>>,
+    interval: Option<At<String>>,
+    settle: Option<At<String>>,
     #[serde(default)]
-    target: Vec<Spanned<RawTarget>>,
+    target: Vec<At<RawTarget>>,
     #[serde(default)]
-    link: Vec<Spanned<RawLink>>,
+    link: Vec<At<RawLink>>,
     #[serde(default)]
-    probe: Vec<Spanned<RawProbe>>,
+    probe: Vec<At<RawProbe>>,
     #[serde(default)]
-    fault: Vec<Spanned<RawFault>>,
+    fault: Vec<At<RawFault>>,
     #[serde(default)]
-    rollback: Vec<Spanned<RawRollback>>,
+    rollback: Vec<At<RawRollback>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     name: String,
@@ -329,7 +341,7 @@ struct RawTarget {
     cgroup: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLink {
     name: String,
@@ -342,7 +354,7 @@ fn default_listen() -> String {
     "127.0.0.1:0".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProbe {
     name: String,
@@ -363,10 +375,10 @@ struct RawProbe {
     max: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFault {
-    kind: Spanned<FaultKind>,
+    kind: At<FaultKind>,
     target: Option<String>,
     link: Option<String>,
     at: Option<String>,
@@ -393,10 +405,167 @@ struct RawFault {
     with: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRollback {
     command: Vec<String>,
+}
+
+/// How a scenario is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The documented form.
+    Toml,
+    /// The same keys as YAML: tables are mappings, `[[fault]]` a list.
+    Yaml,
+    /// The same keys as JSON.
+    Json,
+}
+
+impl Format {
+    /// The format a file's extension names (TOML unless `.yaml`, `.yml` or
+    /// `.json`).
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("json") => Format::Json,
+            _ => Format::Toml,
+        }
+    }
+}
+
+/// Where a value was written: TOML's parser gives byte offsets, the YAML
+/// loader (which also reads the JSON form) lines.
+#[derive(Debug, Clone, Copy)]
+enum Pos {
+    Byte(usize),
+    Line(usize),
+}
+
+/// A value and where it was written, from whichever of the three forms is
+/// being read (the thread's [`FROM_YAML`] says which deserializer is
+/// asking). Every check after serde's quotes its line.
+#[derive(Debug, Clone)]
+struct At<T> {
+    value: T,
+    pos: Pos,
+}
+
+impl<T> At<T> {
+    fn get_ref(&self) -> &T {
+        &self.value
+    }
+    fn line(&self, text: &str) -> usize {
+        match self.pos {
+            Pos::Byte(b) => line_of(text, b),
+            Pos::Line(l) => l,
+        }
+    }
+}
+
+thread_local! {
+    /// Set while the YAML loader's deserializer runs on this thread.
+    static FROM_YAML: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl<'de, T: Deserialize<'de> + Clone> Deserialize<'de> for At<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if FROM_YAML.get() {
+            let s = marked_yaml::Spanned::<T>::deserialize(d)?;
+            let line = s.span().start().map(|m| m.line()).unwrap_or(1);
+            Ok(At {
+                value: (*s).clone(),
+                pos: Pos::Line(line),
+            })
+        } else {
+            let s = toml::Spanned::<T>::deserialize(d)?;
+            let pos = Pos::Byte(s.span().start);
+            Ok(At {
+                value: s.into_inner(),
+                pos,
+            })
+        }
+    }
+}
+
+/// Reads `text` as YAML (or JSON, which the YAML loader reads too) into
+/// the raw scenario, errors led by their line.
+fn from_yaml(text: &str, format: Format) -> Result<RawScenario> {
+    if format == Format::Json {
+        // JSON's own parser first, for JSON's own words on a syntax error.
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
+            let msg = e.to_string();
+            let tail = format!(" at line {} column {}", e.line(), e.column());
+            let msg = msg.strip_suffix(&tail).unwrap_or(&msg);
+            anyhow!("{}: {msg} (column {})", e.line(), e.column())
+        })?;
+    }
+    let opts = marked_yaml::LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .toplevel_mapping();
+    let node = marked_yaml::parse_yaml_with_options(0, text, opts).map_err(|e| match e {
+        marked_yaml::LoadError::DuplicateKey(d) => {
+            let line =
+                |n: &marked_yaml::types::MarkedScalarNode| n.span().start().map_or(1, |m| m.line());
+            anyhow!(
+                "{}: `{}` is given twice (first on line {})",
+                line(&d.key),
+                d.key.as_str(),
+                line(&d.prev_key)
+            )
+        }
+        marked_yaml::LoadError::ScanError(m, s) => anyhow!("{}: {}", m.line(), s.info()),
+        other => {
+            // The others lead with `LINE:COLUMN: `; keep the line.
+            let msg = other.to_string();
+            match msg.split_once(':') {
+                Some((line, rest)) if line.parse::<usize>().is_ok() => {
+                    let rest = rest.split_once(": ").map_or(rest, |(_, r)| r);
+                    anyhow!("{line}: {rest}")
+                }
+                _ => anyhow!("1: {msg}"),
+            }
+        }
+    })?;
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FROM_YAML.set(false);
+        }
+    }
+    FROM_YAML.set(true);
+    let _reset = Reset;
+    marked_yaml::from_node::<RawScenario>(&node).map_err(|e| {
+        let line = key_line(&node, e.path()).or_else(|| e.start_mark().map(|m| m.line()));
+        let what = e.path().map(|p| format!("{p}: ")).unwrap_or_default();
+        anyhow!("{}: {what}{}", line.unwrap_or(1), e.into_inner())
+    })
+}
+
+/// The line of the key `path` (`fault[0].bogus`) names, found by walking
+/// the loaded document: the deserializer's own position for an unknown key
+/// is its table's, not the key's.
+fn key_line(node: &marked_yaml::Node, path: Option<&str>) -> Option<usize> {
+    let mut node = node;
+    let mut line = None;
+    for part in path?.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            let map = node.as_mapping()?;
+            let (k, v) = map.iter().find(|(k, _)| k.as_str() == key)?;
+            line = k.span().start().map(|m| m.line());
+            node = v;
+        }
+        for ix in indexes.split('[').filter(|s| !s.is_empty()) {
+            let i: usize = ix.trim_end_matches(']').parse().ok()?;
+            node = node.as_sequence()?.get(i)?;
+            line = node.span().start().map(|m| m.line());
+        }
+    }
+    line
 }
 
 /// The line (1-based) of byte `offset` in `text`.
@@ -424,24 +593,32 @@ pub fn load(path: &Path) -> Result<Scenario> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    parse(&text, &base, &title).map_err(|e| anyhow!("{}:{e}", path.display()))
+    parse_as(&text, Format::of(path), &base, &title).map_err(|e| anyhow!("{}:{e}", path.display()))
 }
 
-/// Validates a scenario's text. Errors start with `LINE: `.
+/// Validates a scenario's TOML text. Errors start with `LINE: `.
 pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
-    let raw: RawScenario = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-        anyhow!("{line}: {}", e.message().trim_end())
-    })?;
-    let at = |span: std::ops::Range<usize>| line_of(text, span.start);
-    let dur = |s: &Spanned<String>, what: &str| -> Result<Duration> {
-        parse_dur(s.get_ref()).map_err(|e| anyhow!("{}: {what}: {e}", at(s.span())))
+    parse_as(text, Format::Toml, base, default_title)
+}
+
+/// Validates a scenario's text written in `format`. Errors start with
+/// `LINE: `.
+pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) -> Result<Scenario> {
+    let raw: RawScenario = match format {
+        Format::Toml => toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            anyhow!("{line}: {}", e.message().trim_end())
+        })?,
+        Format::Yaml | Format::Json => from_yaml(text, format)?,
+    };
+    let dur = |s: &At<String>, what: &str| -> Result<Duration> {
+        parse_dur(s.get_ref()).map_err(|e| anyhow!("{}: {what}: {e}", s.line(text)))
     };
     let duration = dur(&raw.duration, "duration")?;
     if duration.is_zero() {
         return Err(anyhow!(
             "{}: duration must be more than 0",
-            at(raw.duration.span())
+            raw.duration.line(text)
         ));
     }
     let interval = match &raw.interval {
@@ -449,7 +626,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
         None => Duration::from_millis(500),
     };
     if interval < Duration::from_millis(10) {
-        let line = raw.interval.as_ref().map(|s| at(s.span())).unwrap_or(1);
+        let line = raw.interval.as_ref().map(|s| s.line(text)).unwrap_or(1);
         return Err(anyhow!("{line}: interval must be at least 10ms"));
     }
     let settle = match &raw.settle {
@@ -459,7 +636,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
 
     let mut targets = Vec::new();
     for t in &raw.target {
-        let line = at(t.span());
+        let line = t.line(text);
         let r = t.get_ref();
         let err = |m: String| anyhow!("{line}: target `{}`: {m}", r.name);
         if targets.iter().any(|x: &Target| x.name == r.name) {
@@ -537,7 +714,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
         if links.iter().any(|x| x.name == r.name) {
             return Err(anyhow!(
                 "{}: link `{}`: a second link with this name",
-                at(l.span()),
+                l.line(text),
                 r.name
             ));
         }
@@ -550,7 +727,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
 
     let mut probes = Vec::new();
     for p in &raw.probe {
-        let line = at(p.span());
+        let line = p.line(text);
         let r = p.get_ref();
         let err = |m: String| anyhow!("{line}: probe `{}`: {m}", r.name);
         let given = [
@@ -586,11 +763,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
                     "a metric probe takes series, min, max and timeout".into()
                 ));
             }
-            if !url.starts_with("http://") {
-                return Err(err(format!(
-                    "metric = {url:?}: only http:// URLs are read in this version"
-                )));
-            }
+            crate::probe::check_url(url).map_err(|e| err(format!("metric = {e}")))?;
             let series = r
                 .series
                 .as_deref()
@@ -613,11 +786,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
                     "an http probe takes status, max_latency and timeout".into()
                 ));
             }
-            if !url.starts_with("http://") {
-                return Err(err(format!(
-                    "http = {url:?}: only http:// URLs are checked in this version"
-                )));
-            }
+            crate::probe::check_url(url).map_err(|e| err(format!("http = {e}")))?;
             let max_latency = match &r.max_latency {
                 Some(s) => Some(parse_dur(s).map_err(|e| err(format!("max_latency: {e}")))?),
                 None => None,
@@ -677,7 +846,26 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
 
     let mut faults = Vec::new();
     for f in &raw.fault {
-        faults.push(fault(f, text, base, &targets, &links, duration)?);
+        let made = fault(f, text, base, &targets, &links, duration)?;
+        // A started target carries one injector directory, fixed when it
+        // starts.
+        if made.fill == Fill::Preload
+            && let Some(other) = faults.iter().find(|o: &&Fault| {
+                o.kind == FaultKind::DiskFull
+                    && o.fill == Fill::Preload
+                    && o.on == made.on
+                    && o.path != made.path
+            })
+        {
+            return Err(anyhow!(
+                "{}: fault disk_full: `{}` already has its writes failed under {} (line {}); one directory per target",
+                made.line,
+                made.on,
+                other.path.display(),
+                other.line
+            ));
+        }
+        faults.push(made);
     }
     if faults.is_empty() {
         return Err(anyhow!(
@@ -687,7 +875,7 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
     let mut rollbacks = Vec::new();
     for r in &raw.rollback {
         if r.get_ref().command.is_empty() {
-            return Err(anyhow!("{}: rollback: command is empty", at(r.span())));
+            return Err(anyhow!("{}: rollback: command is empty", r.line(text)));
         }
         rollbacks.push(Rollback {
             argv: r.get_ref().command.clone(),
@@ -709,14 +897,14 @@ pub fn parse(text: &str, base: &Path, default_title: &str) -> Result<Scenario> {
 }
 
 fn fault(
-    f: &Spanned<RawFault>,
+    f: &At<RawFault>,
     text: &str,
     base: &Path,
     targets: &[Target],
     links: &[Link],
     method: Duration,
 ) -> Result<Fault> {
-    let line = line_of(text, f.span().start);
+    let line = f.line(text);
     let r = f.get_ref();
     let kind = *r.kind.get_ref();
     let name = kind.as_str();
@@ -729,7 +917,7 @@ fn fault(
         FaultKind::Pause => &["target", "duration", "all"],
         FaultKind::Clock => &["target", "offset", "duration"],
         FaultKind::Env => &["target", "set", "remove", "user", "duration"],
-        FaultKind::DiskFull => &["path", "size", "duration", "target"],
+        FaultKind::DiskFull => &["path", "size", "duration", "target", "with"],
         FaultKind::Latency => &["link", "latency", "duration"],
         FaultKind::Down => &["link", "duration"],
         FaultKind::Cpu => &["workers", "duration", "with"],
@@ -939,6 +1127,7 @@ fn fault(
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let load = match r.with.as_deref() {
+        _ if !matches!(kind, FaultKind::Cpu | FaultKind::Memory) => Load::Plumb,
         Some("plumb") => Load::Plumb,
         Some("stress-ng") => Load::StressNg(stress_ng().ok_or_else(|| {
             err("with = \"stress-ng\", but stress-ng is not on PATH (Debian: apt install stress-ng); with = \"plumb\" uses plumb's own load".into())
@@ -950,6 +1139,34 @@ fn fault(
         }
         None => stress_ng().map_or(Load::Plumb, Load::StressNg),
     };
+    let started = |name: &str| {
+        targets
+            .iter()
+            .any(|t| t.name == name && matches!(t.kind, TargetKind::Command(_)))
+    };
+    let fill = match (kind, r.with.as_deref()) {
+        (FaultKind::DiskFull, Some("tmpfs")) => Fill::Tmpfs,
+        (FaultKind::DiskFull, Some("preload")) => Fill::Preload,
+        (FaultKind::DiskFull, Some(other)) => {
+            return Err(err(format!(
+                "with = {other:?}: \"tmpfs\" (root) or \"preload\" (a target plumb starts)"
+            )));
+        }
+        // Root mounts a tmpfs; anyone else can still fail the writes of a
+        // target plumb starts.
+        // SAFETY: geteuid has no preconditions.
+        (FaultKind::DiskFull, None)
+            if unsafe { libc::geteuid() } != 0 && r.target.as_deref().is_some_and(started) =>
+        {
+            Fill::Preload
+        }
+        _ => Fill::Tmpfs,
+    };
+    if fill == Fill::Preload && !r.target.as_deref().is_some_and(started) {
+        return Err(err(
+            "with = \"preload\" fails the writes of a target plumb starts: name it, target = \"NAME\" (a target with command)".into(),
+        ));
+    }
     let latency = match (d(&r.latency, "latency")?, kind) {
         (Some(l), _) => l,
         (None, FaultKind::Latency) => {
@@ -974,6 +1191,7 @@ fn fault(
         any: r.any,
         workers,
         load,
+        fill,
         line,
     })
 }
@@ -1114,6 +1332,150 @@ at = "1s"
         assert_eq!(s.faults[0].kind, FaultKind::Kill);
         assert_eq!(s.faults[0].signal, libc::SIGKILL);
         assert_eq!(s.faults[0].line, 6);
+    }
+
+    const OK_YAML: &str = "duration: 5s
+seed: 9
+target:
+  - name: w
+    command: [sleep, \"100\"]
+    env: {MODE: prod}
+fault:
+  - kind: kill
+    target: w
+    at: 1s
+  - kind: pause
+    target: w
+    every: 2s
+    jitter: 500ms
+    duration: 300ms
+    all: true
+";
+
+    const OK_JSON: &str = r#"{
+	"duration": "5s",
+	"seed": 9,
+	"target": [
+		{"name": "w", "command": ["sleep", "100"], "env": {"MODE": "prod"}}
+	],
+	"fault": [
+		{"kind": "kill", "target": "w", "at": "1s"},
+		{"kind": "pause", "target": "w", "every": "2s", "jitter": "500ms",
+		 "duration": "300ms", "all": true}
+	]
+}
+"#;
+
+    fn as_(text: &str, f: Format) -> Result<Scenario> {
+        parse_as(text, f, Path::new("."), "t")
+    }
+
+    /// What a scenario means, without where it was written.
+    fn meaning(s: &Scenario) -> String {
+        let faults: Vec<_> = s
+            .faults
+            .iter()
+            .map(|f| format!("{:?} {} {:?} {}", f.kind, f.on, f.schedule, f.all))
+            .collect();
+        let targets: Vec<_> = s
+            .targets
+            .iter()
+            .map(|t| format!("{} {:?}", t.name, t.kind))
+            .collect();
+        format!(
+            "{} {} {targets:?} {faults:?}",
+            s.seed,
+            s.duration.as_millis()
+        )
+    }
+
+    #[test]
+    fn yaml_and_json_scenarios_mean_what_the_toml_one_does() {
+        let toml = p(r#"duration = "5s"
+seed = 9
+[[target]]
+name = "w"
+command = ["sleep", "100"]
+env = { MODE = "prod" }
+[[fault]]
+kind = "kill"
+target = "w"
+at = "1s"
+[[fault]]
+kind = "pause"
+target = "w"
+every = "2s"
+jitter = "500ms"
+duration = "300ms"
+all = true
+"#)
+        .unwrap();
+        let yaml = as_(OK_YAML, Format::Yaml).unwrap();
+        let json = as_(OK_JSON, Format::Json).unwrap();
+        assert_eq!(meaning(&yaml), meaning(&toml));
+        assert_eq!(meaning(&json), meaning(&toml));
+        // Each fault's line is where it is written in its own file.
+        assert_eq!(
+            yaml.faults.iter().map(|f| f.line).collect::<Vec<_>>(),
+            [8, 11]
+        );
+        assert_eq!(
+            json.faults.iter().map(|f| f.line).collect::<Vec<_>>(),
+            [8, 9]
+        );
+    }
+
+    #[test]
+    fn yaml_and_json_mistakes_name_their_line() {
+        let e = as_(
+            &OK_YAML.replace("    at: 1s\n", "    at: 1s\n    colour: red\n"),
+            Format::Yaml,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("11: fault[0].colour: Unknown field `colour`"),
+            "{e}"
+        );
+        let e = as_(
+            &OK_YAML.replace("kind: pause", "kind: meteor"),
+            Format::Yaml,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("11: fault[1].kind: unknown variant `meteor`"),
+            "{e}"
+        );
+        let e = as_(&OK_JSON.replace("\"seed\": 9", "\"sead\": 9"), Format::Json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("3: sead: Unknown field `sead`"), "{e}");
+        // A syntax error, in JSON's words.
+        let e = as_(&OK_JSON.replace("\"1s\"}", "\"1s\""), Format::Json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("9: key must be a string (column 3)"), "{e}");
+        // The same key twice is an error, as in TOML.
+        let e = as_(&format!("{OK_YAML}seed: 10\n"), Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("17: `seed` is given twice (first on line 2)"),
+            "{e}"
+        );
+        // A check after serde's: a fault on a target that does not exist.
+        let e = as_(
+            &OK_YAML.replace("target: w\n    at", "target: x\n    at"),
+            Format::Yaml,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("8: fault kill: "), "{e}");
+        let e = as_("- just\n- a list\n", Format::Yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("1: "), "{e}");
     }
 
     #[test]

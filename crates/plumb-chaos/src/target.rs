@@ -30,6 +30,9 @@ pub struct Running {
     pub log: PathBuf,
     /// Its libfaketime control file, when it runs under libfaketime.
     pub faketime_file: Option<PathBuf>,
+    /// Under plumb's ENOSPC injector: (the directory whose writes fail,
+    /// the flag file that turns it on).
+    pub enospc: Option<(PathBuf, PathBuf)>,
     /// Every pid it had, in order.
     pub pids: Vec<u32>,
     /// How its processes ended, in words, with UTC times.
@@ -58,7 +61,15 @@ pub fn faketime_lib() -> Option<PathBuf> {
 
 impl Running {
     /// Prepares (does not start) a started target.
-    pub fn new(name: &str, spec: &Started, work: &Path, under_faketime: bool) -> Running {
+    /// `enospc` is the directory of a disk_full fault with `with =
+    /// "preload"` on it.
+    pub fn new(
+        name: &str,
+        spec: &Started,
+        work: &Path,
+        under_faketime: bool,
+        enospc: Option<&Path>,
+    ) -> Running {
         Running {
             name: name.to_string(),
             spec: spec.clone(),
@@ -68,6 +79,7 @@ impl Running {
             log: work.join(format!("{name}.log")),
             faketime_file: (under_faketime || spec.faketime.is_some())
                 .then(|| work.join(format!("{name}.faketime"))),
+            enospc: enospc.map(|d| (d.to_path_buf(), work.join(format!("{name}.enospc")))),
             pids: Vec::new(),
             exits: Vec::new(),
             env_now: (BTreeMap::new(), Vec::new()),
@@ -99,6 +111,9 @@ impl Running {
             cmd.env_remove(v);
         }
         cmd.envs(&self.spec.env);
+        // What is preloaded: libfaketime, the ENOSPC injector, then
+        // whatever the target's own environment preloads.
+        let mut preload: Vec<String> = Vec::new();
         if let Some(file) = &self.faketime_file {
             let lib = faketime_lib().context(
                 "libfaketime is not installed (Debian/Ubuntu: apt install faketime): clock faults need it",
@@ -107,11 +122,36 @@ impl Running {
                 let spec = self.spec.faketime.clone().unwrap_or_else(|| "+0".into());
                 std::fs::write(file, format!("{spec}\n"))?;
             }
-            cmd.env("LD_PRELOAD", lib)
-                .env("FAKETIME_TIMESTAMP_FILE", file)
+            preload.push(lib.to_string_lossy().into_owned());
+            cmd.env("FAKETIME_TIMESTAMP_FILE", file)
                 .env("FAKETIME_NO_CACHE", "1")
                 .env("FAKETIME_DONT_RESET", "1")
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        if let Some((dir, flag)) = &self.enospc {
+            let work = self.log.parent().unwrap_or(Path::new("."));
+            let lib = crate::enospc::install(work)
+                .with_context(|| format!("target `{}`: the ENOSPC injector", self.name))?;
+            // The injector compares the kernel's names of open files with
+            // it: the directory's real, absolute path.
+            let dir = base.join(dir);
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("target `{}`: {}", self.name, dir.display()))?;
+            preload.push(lib.to_string_lossy().into_owned());
+            cmd.env(crate::enospc::DIR_VAR, dir)
+                .env(crate::enospc::FLAG_VAR, flag);
+        }
+        if !preload.is_empty() {
+            let theirs = self
+                .spec
+                .env
+                .get("LD_PRELOAD")
+                .cloned()
+                .or_else(|| std::env::var("LD_PRELOAD").ok())
+                .filter(|v| !v.trim().is_empty());
+            preload.extend(theirs);
+            cmd.env("LD_PRELOAD", preload.join(":"));
         }
         for v in remove {
             cmd.env_remove(v);

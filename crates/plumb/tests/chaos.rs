@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{Home, text, wait_for};
+use support::{Home, Serve, text, wait_for};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/chaos")
@@ -255,6 +255,105 @@ fn disk_full_without_root_is_refused_saying_what_is_needed() {
         "{err}"
     );
     assert!(err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn disk_full_with_preload_fails_the_targets_writes_without_root_then_lets_them_through() {
+    let home = Home::new();
+    let (scenario, _) = example(&home, "disk_full_preload.toml");
+    let app = scenario.parent().unwrap().to_path_buf();
+    // As an unprivileged user when the test can become one: the point of
+    // this mode is that it needs no root.
+    let nobody = is_root() && Path::new("/usr/bin/setpriv").exists();
+    let plumb_home = home.dir().join("nobody-home");
+    std::fs::create_dir_all(&plumb_home).unwrap();
+    let mut cmd = if nobody {
+        std::fs::set_permissions(
+            home.dir(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&app)
+            .arg(&plumb_home)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let mut c = std::process::Command::new("/usr/bin/setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            support::PLUMB,
+        ]);
+        c
+    } else {
+        std::process::Command::new(support::PLUMB)
+    };
+    let out = cmd
+        .args(["chaos", "run", "--json", scenario.to_str().unwrap()])
+        .env("PLUMB_HOME", &plumb_home)
+        .env("PYTHONPATH", python_dir())
+        .env_remove("PLUMB_COLLECTOR")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the worker's log shows the full disk: {stderr}"
+    );
+    let f = fault(&report);
+    assert_eq!(f["kind"], "disk_full");
+    let action = f["action"].as_str().unwrap();
+    assert!(
+        action.contains("writes of `worker` under") && action.contains("fail with ENOSPC"),
+        "{action}"
+    );
+    assert!(
+        f["first_deviation"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no space left"),
+        "{f:#}"
+    );
+    // The worker's own writes failed with ENOSPC (its checkpoint library
+    // turns that errno into StorageFull) and went through once removed,
+    // without a restart.
+    let log = std::fs::read_to_string(report["targets"][0]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("checkpoint failed: no space left"), "{log}");
+    assert!(log.contains("checkpoints written again at step"), "{log}");
+    assert_eq!(
+        log.matches("worker: starting at step 0").count(),
+        1,
+        "never restarted: {log}"
+    );
+    // Nothing is mounted, and the injector touched nothing else: the
+    // directory is writable by others all along.
+    let real = app.canonicalize().unwrap();
+    assert!(
+        !our_mounts()
+            .iter()
+            .any(|m| m.contains(real.to_str().unwrap())),
+        "{:?}",
+        our_mounts()
+    );
+    std::fs::write(app.join("data/after.bin"), b"x").unwrap();
+    let pids: Vec<u32> = report["targets"][0]["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap() as u32)
+        .collect();
+    for pid in pids {
+        assert!(
+            matches!(proc_state(pid), None | Some('Z')),
+            "pid {pid} left"
+        );
+    }
 }
 
 #[test]
@@ -665,13 +764,9 @@ at = "100ms"
     victim.wait().unwrap();
 }
 
-#[test]
-fn validate_prints_the_same_seeded_plan_every_time() {
-    let home = Home::new();
-    let path = home.dir().join("random.toml");
-    std::fs::write(
-        &path,
-        r#"duration = "60s"
+/// Three kills at random and a pause every 10 s ± 2 s on a process that
+/// is not there: a plan to print, never to run.
+const SEEDED_PLAN: &str = r#"duration = "60s"
 seed = 42
 [[target]]
 name = "w"
@@ -686,9 +781,13 @@ target = "w"
 every = "10s"
 jitter = "2s"
 duration = "1s"
-"#,
-    )
-    .unwrap();
+"#;
+
+#[test]
+fn validate_prints_the_same_seeded_plan_every_time() {
+    let home = Home::new();
+    let path = home.dir().join("random.toml");
+    std::fs::write(&path, SEEDED_PLAN).unwrap();
     let plan = || {
         let out = support::ok(
             home.run(&["chaos", "validate", path.to_str().unwrap()]),
@@ -708,6 +807,142 @@ duration = "1s"
     )
     .unwrap();
     assert_ne!(first, plan(), "another seed, another plan");
+}
+
+#[test]
+fn a_scenario_written_as_yaml_or_json_plans_as_its_toml_twin_and_errors_name_lines() {
+    let home = Home::new();
+    let toml = SEEDED_PLAN;
+    let yaml = "duration: 60s
+seed: 42
+target:
+  - name: w
+    process: nothing-runs-this
+fault:
+  - kind: kill
+    target: w
+    random: 3
+  - kind: pause
+    target: w
+    every: 10s
+    jitter: 2s
+    duration: 1s
+";
+    let json = r#"{"duration": "60s", "seed": 42,
+ "target": [{"name": "w", "process": "nothing-runs-this"}],
+ "fault": [
+  {"kind": "kill", "target": "w", "random": 3},
+  {"kind": "pause", "target": "w", "every": "10s", "jitter": "2s", "duration": "1s"}
+ ]}
+"#;
+    let plan = |name: &str, body: &str| {
+        let path = home.dir().join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = support::ok(
+            home.run(&["chaos", "validate", path.to_str().unwrap()]),
+            "validate",
+        );
+        let out = text(&out.stdout);
+        let (first, rest) = out.split_once('\n').unwrap();
+        assert!(
+            first.starts_with(&format!("{}: ok: ", path.display())),
+            "{out}"
+        );
+        // Each names the line of its own file.
+        rest.lines()
+            .map(|l| l.split(" (line ").next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let want = plan("s.toml", toml);
+    assert_eq!(
+        want.iter().filter(|l| l.contains(" kill on `w`")).count(),
+        3,
+        "{want:?}"
+    );
+    assert_eq!(plan("s.yaml", yaml), want);
+    assert_eq!(plan("s.json", json), want);
+
+    // Mistakes name the file and line, and nothing runs.
+    for (name, body, want) in [
+        (
+            "bad.yaml",
+            yaml.replace("    random: 3\n", "    random: 3\n    colour: red\n"),
+            "bad.yaml:10: fault[0].colour: Unknown field `colour`",
+        ),
+        (
+            "bad.json",
+            json.replace("\"random\": 3", "\"random\": 3, \"colour\": 1"),
+            "bad.json:4: fault[0].colour: Unknown field `colour`",
+        ),
+        (
+            "kind.yml",
+            yaml.replace("kind: pause", "kind: meteor"),
+            "kind.yml:10: fault[1].kind: unknown variant `meteor`",
+        ),
+        (
+            "syntax.json",
+            json.replace("\"nothing-runs-this\"}],", "\"nothing-runs-this\"}"),
+            "syntax.json:3: expected `,` or `]`",
+        ),
+    ] {
+        let path = home.dir().join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = home.run(&["chaos", "run", path.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn an_https_probe_checks_the_certificate_against_plumb_ca_cert() {
+    let home = Home::new();
+    let serve = Serve::builder().tls().start();
+    let ca = serve.ca.clone().unwrap();
+    let path = home.dir().join("tls.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "duration: 300ms
+interval: 100ms
+settle: 100ms
+target:
+  - name: sleeper
+    command: [sleep, \"30\"]
+probe:
+  - name: tls health
+    http: {}/healthz
+fault:
+  - kind: kill
+    target: sleeper
+    at: 100ms
+",
+            serve.api
+        ),
+    )
+    .unwrap();
+    assert!(serve.api.starts_with("https://"), "{}", serve.api);
+    let (code, report, stderr) = chaos_with(
+        &home,
+        &path,
+        &[],
+        &[("PLUMB_CA_CERT", ca.to_str().unwrap())],
+    );
+    assert_eq!(
+        code, 0,
+        "verified against the CA, it holds: {stderr}\n{report:#}"
+    );
+    assert_eq!(report["before"][0]["ok"], true, "{report:#}");
+    // Without the CA, the self-signed certificate is refused, and the
+    // report says why.
+    let (code, report, _) = chaos_with(&home, &path, &[], &[("PLUMB_CA_CERT", "")]);
+    assert_eq!(code, 1, "{report:#}");
+    let detail = report["before"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(detail.contains("certificate"), "{detail}");
 }
 
 #[test]
