@@ -28,6 +28,7 @@ import urllib.request
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     ap.add_argument("--upstream", default=None)
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--data", default="data")
@@ -65,6 +66,10 @@ def main():
                 return self.answer(404, f"{name} is not set")
             if url.path == "/checkout":
                 return self.checkout()
+            if url.path == "/bytes":
+                # n bytes (at most 16 MiB): something to time a download by.
+                n = min(int(q.get("n", ["0"])[0] or 0), 16 << 20)
+                return self.answer(200, "x" * n)
             if url.path == "/metrics":
                 with lock:
                     lines = [
@@ -102,8 +107,10 @@ def main():
                         time.sleep(0.1)
             return self.answer(502, f"upstream unreachable: {last}")
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    print(f"service listening on 127.0.0.1:{args.port}", flush=True)
+    # A listen backlog for bursts of connections (socketserver's is 5).
+    http.server.ThreadingHTTPServer.request_queue_size = 128
+    server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
+    print(f"service listening on {args.host}:{args.port}", flush=True)
     server.serve_forever()
 
 

@@ -80,6 +80,9 @@ pub fn plan(s: &Scenario) -> Result<Vec<Planned>> {
 /// disk_full, libfaketime for clock faults, the links' addresses.
 pub fn preflight(s: &Scenario) -> Result<Vec<Planned>> {
     let p = plan(s)?;
+    if !s.netns.is_empty() {
+        crate::netns::check().map_err(|e| anyhow::anyhow!("1: [[netns]]: {e:#}"))?;
+    }
     for f in &s.faults {
         let at = |e: anyhow::Error| anyhow::anyhow!("{}: fault {}: {e:#}", f.line, f.kind.as_str());
         match f.kind {
@@ -88,6 +91,11 @@ pub fn preflight(s: &Scenario) -> Result<Vec<Planned>> {
             FaultKind::Env if f.user.is_some() && unsafe { libc::geteuid() } != 0 => {
                 return Err(at(anyhow::anyhow!(
                     "starting a target as another user needs root: run plumb chaos as root, or leave user out"
+                )));
+            }
+            FaultKind::Delay if !crate::netns::netem_available() => {
+                return Err(at(anyhow::anyhow!(
+                    "this kernel has no tc netem (sch_netem), which delay needs: use a [[link]] and a latency fault through plumb's proxy instead"
                 )));
             }
             FaultKind::Clock if faketime_lib().is_none() => {
@@ -144,7 +152,56 @@ impl std::fmt::Debug for Probes {
     }
 }
 
-fn start_probes(s: &Scenario, places: &[Option<LogPlace>]) -> Probes {
+/// Where a probe looks: its log, and the network namespace it checks from.
+#[derive(Debug, Clone, Default)]
+struct Place {
+    log: Option<LogPlace>,
+    netns: Option<PathBuf>,
+}
+
+/// One check of `p`, from its namespace. Called on a thread of its own,
+/// which it moves into that namespace.
+fn check_from(p: &crate::scenario::Probe, place: &Place, base: &Path) -> Check {
+    if let Some(ns) = &place.netns
+        && let Err(e) = crate::netns::enter(ns)
+    {
+        let now = plumb_model::Timestamp::now();
+        return Check {
+            probe: p.name.clone(),
+            at: now.to_rfc3339(),
+            at_ns: now.as_nanos(),
+            ok: false,
+            detail: format!("cannot enter {}: {e}", ns.display()),
+            latency_ms: 0.0,
+        };
+    }
+    probe::check(p, place.log.as_ref(), base)
+}
+
+/// Where a log probe reads, from the byte it starts at.
+fn log_place(p: &crate::scenario::Probe, started: &BTreeMap<String, Running>) -> Option<LogPlace> {
+    match &p.kind {
+        ProbeKind::Log {
+            source: LogSource::File(f),
+            ..
+        } => Some(LogPlace {
+            path: f.clone(),
+            from: Arc::new(AtomicU64::new(
+                std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+            )),
+        }),
+        ProbeKind::Log {
+            source: LogSource::Target(t),
+            ..
+        } => started.get(t).map(|r| LogPlace {
+            path: r.log.clone(),
+            from: Arc::new(AtomicU64::new(0)),
+        }),
+        _ => None,
+    }
+}
+
+fn start_probes(s: &Scenario, places: &[Place]) -> Probes {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let mut threads = Vec::new();
@@ -162,7 +219,7 @@ fn start_probes(s: &Scenario, places: &[Option<LogPlace>]) -> Probes {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    let c = probe::check(&p, place.as_ref(), &base);
+                    let c = check_from(&p, &place, &base);
                     samples.lock().unwrap_or_else(|e| e.into_inner()).push(c);
                     let next = t0 + every;
                     while Instant::now() < next && !stop.load(Ordering::Relaxed) {
@@ -193,13 +250,13 @@ impl Probes {
     }
 }
 
-fn check_all(s: &Scenario, places: &[Option<LogPlace>]) -> Vec<Check> {
+fn check_all(s: &Scenario, places: &[Place]) -> Vec<Check> {
     std::thread::scope(|sc| {
         let hs: Vec<_> = s
             .probes
             .iter()
             .zip(places)
-            .map(|(p, place)| sc.spawn(move || probe::check(p, place.as_ref(), &s.base)))
+            .map(|(p, place)| sc.spawn(move || check_from(p, place, &s.base)))
             .collect();
         hs.into_iter().filter_map(|h| h.join().ok()).collect()
     })
@@ -222,6 +279,7 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
     let progress = o.progress;
     let mut started: BTreeMap<String, Running> = BTreeMap::new();
     let mut proxy: Option<plumb_proxy::ServerHandle> = None;
+    let mut net: Option<crate::netns::Net> = None;
     let mut links = Vec::new();
     let mut active: Vec<(usize, Active)> = Vec::new();
     let mut reports: Vec<FaultReport> = Vec::new();
@@ -249,6 +307,11 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
             }
             proxy = Some(server);
         }
+        if !s.netns.is_empty() {
+            let made = crate::netns::Net::create(&run_id, &s.netns, &journal)?;
+            progress(&format!("network namespaces: {}", made.names().join(", ")));
+            net = Some(made);
+        }
         for t in &s.targets {
             if let TargetKind::Command(spec) = &t.kind {
                 let clocked = s
@@ -265,6 +328,9 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     clocked,
                     enospc.map(|f| f.path.as_path()),
                 );
+                if let (Some(n), Some(net)) = (&spec.netns, &net) {
+                    r.netns = Some(net.path(n)?);
+                }
                 r.start(&journal, &s.base, &BTreeMap::new(), &[])?;
                 progress(&format!(
                     "target `{}` started: pid {}",
@@ -274,27 +340,15 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                 started.insert(t.name.clone(), r);
             }
         }
-        let places: Vec<Option<LogPlace>> = s
+        let places: Vec<Place> = s
             .probes
             .iter()
-            .map(|p| match &p.kind {
-                ProbeKind::Log {
-                    source: LogSource::File(f),
-                    ..
-                } => Some(LogPlace {
-                    path: f.clone(),
-                    from: Arc::new(AtomicU64::new(
-                        std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
-                    )),
-                }),
-                ProbeKind::Log {
-                    source: LogSource::Target(t),
-                    ..
-                } => started.get(t).map(|r| LogPlace {
-                    path: r.log.clone(),
-                    from: Arc::new(AtomicU64::new(0)),
-                }),
-                _ => None,
+            .map(|p| Place {
+                log: log_place(p, &started),
+                netns: p
+                    .netns
+                    .as_ref()
+                    .and_then(|n| net.as_ref().and_then(|net| net.path(n).ok())),
             })
             .collect();
 
@@ -344,6 +398,7 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                 started: &mut started,
                 runs: o.runs,
                 proxy: None,
+                net: net.as_ref(),
                 journal: &journal,
                 base: &s.base,
                 rng: &mut rng,
@@ -429,6 +484,7 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
             started: &mut started,
             runs: o.runs,
             proxy: client.as_ref(),
+            net: net.as_ref(),
             journal: &journal,
             base: &s.base,
             rng: &mut rng,
@@ -473,6 +529,11 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
         }
         p.shutdown();
         cleanup.push(format!("{} link(s) closed", links.len()));
+    }
+    if let Some(mut n) = net.take() {
+        let names = n.names();
+        n.destroy(&journal);
+        cleanup.push(format!("network namespaces deleted: {}", names.join(", ")));
     }
     journal.close();
     let (before, during, after, completed) = result?;

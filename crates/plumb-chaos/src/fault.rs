@@ -26,6 +26,8 @@ pub struct World<'a> {
     pub runs: &'a RunResolver,
     /// The in-process proxy, when there are links.
     pub proxy: Option<&'a plumb_proxy::Client>,
+    /// The scenario's network namespaces, when it has any.
+    pub net: Option<&'a crate::netns::Net>,
     /// The journal.
     pub journal: &'a Journal,
     /// Where relative paths start.
@@ -80,6 +82,10 @@ enum Removal {
         Option<(u32, u32)>,
     ),
     Unmount(std::path::PathBuf),
+    /// Delete the nftables table of this kind in this namespace.
+    NetRules(String, &'static str),
+    /// Delete this namespace's qdisc.
+    NetQdisc(String),
     /// Remove the injector's flag file: the target's writes go through.
     Unflag(std::path::PathBuf, String),
     RemoveToxic(String),
@@ -337,6 +343,31 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 },
             ))
         }
+        FaultKind::Partition | FaultKind::Loss | FaultKind::Bandwidth | FaultKind::Delay => {
+            let net = w
+                .net
+                .context("the scenario's network namespaces are not made")?;
+            let name = f.on.as_str();
+            let (what, undo) = match f.kind {
+                FaultKind::Partition => (
+                    net.partition(name)?,
+                    Removal::NetRules(name.into(), "partition"),
+                ),
+                FaultKind::Loss => (
+                    net.loss(name, f.percent)?,
+                    Removal::NetRules(name.into(), "loss"),
+                ),
+                FaultKind::Bandwidth => (
+                    net.bandwidth(name, &f.rate)?,
+                    Removal::NetQdisc(name.into()),
+                ),
+                _ => (
+                    net.delay(name, f.latency.as_millis())?,
+                    Removal::NetQdisc(name.into()),
+                ),
+            };
+            Ok((what, Active { entry: None, undo }))
+        }
     }
 }
 
@@ -396,6 +427,16 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
         Removal::Unmount(ref path) => {
             unmount(path)?;
             format!("{} unmounted", path.display())
+        }
+        Removal::NetRules(ref name, kind) => {
+            w.net
+                .context("no network namespaces")?
+                .remove_rules(name, kind)?;
+            format!("`{name}` rules removed")
+        }
+        Removal::NetQdisc(ref name) => {
+            w.net.context("no network namespaces")?.remove_qdisc(name)?;
+            format!("`{name}` qdisc removed")
         }
         Removal::Unflag(ref flag, ref on) => {
             match std::fs::remove_file(flag) {

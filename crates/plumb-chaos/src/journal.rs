@@ -37,6 +37,12 @@ pub enum Undo {
         /// Its start time.
         start: u64,
     },
+    /// Delete a network namespace plumb made (`plumb-...`): its veths,
+    /// rules and qdiscs go with it.
+    DeleteNetns {
+        /// Its name under /run/netns.
+        name: String,
+    },
     /// Nothing outlives plumb (an in-process proxy's toxic, a signal sent).
     Nothing,
 }
@@ -224,6 +230,16 @@ pub fn undo(u: &Undo) -> String {
                 format!("killed the processes of {pid} it had started")
             } else {
                 format!("the processes of {pid} it had started were gone")
+            }
+        }
+        Undo::DeleteNetns { name } => {
+            if !crate::netns::path_of(name).exists() {
+                format!("network namespace {name} was gone")
+            } else {
+                match crate::netns::delete(name) {
+                    Ok(()) => format!("deleted network namespace {name}"),
+                    Err(e) => format!("could not delete network namespace {name}: {e}"),
+                }
             }
         }
         Undo::Nothing => "nothing left to undo".to_string(),

@@ -19,6 +19,7 @@ pub mod enospc;
 pub mod fault;
 pub mod journal;
 pub mod monkey;
+pub mod netns;
 pub mod probe;
 pub mod procs;
 pub mod report;

@@ -26,6 +26,8 @@ pub struct Scenario {
     pub settle: Duration,
     /// What the faults act on.
     pub targets: Vec<Target>,
+    /// Network namespaces plumb makes (root), in the file's order.
+    pub netns: Vec<crate::netns::Spec>,
     /// Network links plumb proxies itself.
     pub links: Vec<Link>,
     /// The steady-state hypothesis.
@@ -73,6 +75,8 @@ pub struct Started {
     pub ready: Option<String>,
     /// Start it again after it exits because of a fault.
     pub restart: bool,
+    /// The `[[netns]]` it runs in.
+    pub netns: Option<String>,
 }
 
 /// A named target.
@@ -160,6 +164,8 @@ pub struct Probe {
     pub kind: ProbeKind,
     /// How long one check may take.
     pub timeout: Duration,
+    /// The `[[netns]]` it checks from.
+    pub netns: Option<String>,
 }
 
 /// The fault kinds.
@@ -186,6 +192,14 @@ pub enum FaultKind {
     Cpu,
     /// Memory pressure: `size` bytes allocated and touched.
     Memory,
+    /// A `[[netns]]` cut off from every other one, both ways.
+    Partition,
+    /// A share of the packets in and out of a `[[netns]]` dropped.
+    Loss,
+    /// What a `[[netns]]` sends limited to a rate.
+    Bandwidth,
+    /// What a `[[netns]]` sends delayed (tc netem).
+    Delay,
 }
 
 impl FaultKind {
@@ -202,7 +216,19 @@ impl FaultKind {
             FaultKind::Down => "down",
             FaultKind::Cpu => "cpu",
             FaultKind::Memory => "memory",
+            FaultKind::Partition => "partition",
+            FaultKind::Loss => "loss",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Delay => "delay",
         }
+    }
+
+    /// Whether it acts inside a `[[netns]]`.
+    pub fn in_netns(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::Loss | FaultKind::Bandwidth | FaultKind::Delay
+        )
     }
 }
 
@@ -260,6 +286,10 @@ pub struct Fault {
     pub load: Load,
     /// disk_full: how the directory fills up.
     pub fill: Fill,
+    /// loss: the share of packets dropped, in percent.
+    pub percent: f64,
+    /// bandwidth: the rate, in tc's units (`1mbit`).
+    pub rate: String,
     /// Its line in the file.
     pub line: usize,
 }
@@ -312,6 +342,8 @@ struct RawScenario {
     #[serde(default)]
     target: Vec<At<RawTarget>>,
     #[serde(default)]
+    netns: Vec<At<RawNetns>>,
+    #[serde(default)]
     link: Vec<At<RawLink>>,
     #[serde(default)]
     probe: Vec<At<RawProbe>>,
@@ -339,6 +371,14 @@ struct RawTarget {
     process: Option<String>,
     run: Option<String>,
     cgroup: Option<String>,
+    netns: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetns {
+    name: String,
+    address: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -373,6 +413,7 @@ struct RawProbe {
     series: Option<String>,
     min: Option<f64>,
     max: Option<f64>,
+    netns: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -403,6 +444,9 @@ struct RawFault {
     any: bool,
     workers: Option<usize>,
     with: Option<String>,
+    netns: Option<String>,
+    percent: Option<f64>,
+    rate: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -634,6 +678,66 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
         None => Duration::from_secs(1),
     };
 
+    let mut netns: Vec<crate::netns::Spec> = Vec::new();
+    for n in &raw.netns {
+        let line = n.line(text);
+        let r = n.get_ref();
+        let err = |m: String| anyhow!("{line}: netns `{}`: {m}", r.name);
+        if r.name.is_empty()
+            || r.name.len() > 20
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err("a name is 1 to 20 letters, digits, `-` and `_`".into()));
+        }
+        if netns.iter().any(|x| x.name == r.name) {
+            return Err(err("a second netns with this name".into()));
+        }
+        let (address, prefix) = match &r.address {
+            Some(a) => {
+                let (ip, len) = a.split_once('/').unwrap_or((a, "24"));
+                let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| {
+                    err(format!(
+                        "address {a:?}: an IPv4 address, e.g. \"10.213.0.1/24\""
+                    ))
+                })?;
+                let len: u8 = len
+                    .parse()
+                    .ok()
+                    .filter(|l| (8..=30).contains(l))
+                    .ok_or_else(|| err(format!("address {a:?}: a prefix length from 8 to 30")))?;
+                (ip, len)
+            }
+            None => (
+                std::net::Ipv4Addr::new(10, 213, 0, u8::try_from(netns.len() + 1).unwrap_or(250)),
+                24,
+            ),
+        };
+        if let Some(other) = netns.iter().find(|x| x.address == address) {
+            return Err(err(format!("address {address} is `{}`'s too", other.name)));
+        }
+        netns.push(crate::netns::Spec {
+            name: r.name.clone(),
+            address,
+            prefix,
+        });
+    }
+    if netns.len() > 200 {
+        return Err(anyhow!("1: at most 200 [[netns]]"));
+    }
+    let known_netns = |name: &Option<String>| -> Result<Option<String>, String> {
+        match name {
+            None => Ok(None),
+            Some(n) if netns.iter().any(|x| &x.name == n) => Ok(Some(n.clone())),
+            Some(n) => Err(format!(
+                "netns `{n}` is not a [[netns]] of this scenario (netns: {})",
+                names(netns.iter().map(|x| x.name.as_str()))
+            )),
+        }
+    };
+
     let mut targets = Vec::new();
     for t in &raw.target {
         let line = t.line(text);
@@ -659,6 +763,7 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
             ));
         }
         let started_only = !r.env.is_empty()
+            || r.netns.is_some()
             || !r.env_remove.is_empty()
             || r.cwd.is_some()
             || r.faketime.is_some()
@@ -666,7 +771,7 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
             || r.restart;
         if r.command.is_none() && started_only {
             return Err(err(
-                "env, env_remove, cwd, faketime, ready and restart are for a command plumb starts"
+                "env, env_remove, cwd, faketime, ready, restart and netns are for a command plumb starts"
                     .into(),
             ));
         }
@@ -682,6 +787,7 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
                 faketime: r.faketime.clone(),
                 ready: r.ready.clone(),
                 restart: r.restart,
+                netns: known_netns(&r.netns).map_err(err)?,
             })
         } else if let Some(p) = &r.pattern {
             TargetKind::Pattern(
@@ -837,16 +943,21 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
                 present: !r.absent,
             }
         };
+        let netns = known_netns(&r.netns).map_err(err)?;
+        if netns.is_some() && matches!(kind, ProbeKind::Log { .. }) {
+            return Err(err("a log probe reads a file: netns does not apply".into()));
+        }
         probes.push(Probe {
             name: r.name.clone(),
             kind,
             timeout,
+            netns,
         });
     }
 
     let mut faults = Vec::new();
     for f in &raw.fault {
-        let made = fault(f, text, base, &targets, &links, duration)?;
+        let made = fault(f, text, base, &targets, &links, &netns, duration)?;
         // A started target carries one injector directory, fixed when it
         // starts.
         if made.fill == Fill::Preload
@@ -888,6 +999,7 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
         interval,
         settle,
         targets,
+        netns,
         links,
         probes,
         faults,
@@ -902,6 +1014,7 @@ fn fault(
     base: &Path,
     targets: &[Target],
     links: &[Link],
+    netns: &[crate::netns::Spec],
     method: Duration,
 ) -> Result<Fault> {
     let line = f.line(text);
@@ -922,8 +1035,15 @@ fn fault(
         FaultKind::Down => &["link", "duration"],
         FaultKind::Cpu => &["workers", "duration", "with"],
         FaultKind::Memory => &["size", "duration", "with"],
+        FaultKind::Partition => &["netns", "duration"],
+        FaultKind::Loss => &["netns", "percent", "duration"],
+        FaultKind::Bandwidth => &["netns", "rate", "duration"],
+        FaultKind::Delay => &["netns", "latency", "duration"],
     };
-    let present: [(&str, bool); 14] = [
+    let present: [(&str, bool); 17] = [
+        ("netns", r.netns.is_some()),
+        ("percent", r.percent.is_some()),
+        ("rate", r.rate.is_some()),
         ("with", r.with.is_some()),
         ("user", r.user.is_some()),
         ("workers", r.workers.is_some()),
@@ -965,6 +1085,23 @@ fn fault(
             )));
         }
         l
+    } else if kind.in_netns() {
+        let n = r
+            .netns
+            .clone()
+            .ok_or_else(|| err("name the namespace it acts on: netns = \"NAME\"".into()))?;
+        if !netns.iter().any(|x| x.name == n) {
+            return Err(err(format!(
+                "netns `{n}` is not a [[netns]] of this scenario (netns: {})",
+                names(netns.iter().map(|x| x.name.as_str()))
+            )));
+        }
+        if kind == FaultKind::Partition && netns.len() < 2 {
+            return Err(err(format!(
+                "`{n}` is the only [[netns]]: a partition needs another to cut it off from"
+            )));
+        }
+        n
     } else if kind == FaultKind::DiskFull && r.target.is_none() {
         r.path.clone().unwrap_or_default()
     } else if matches!(kind, FaultKind::Cpu | FaultKind::Memory) {
@@ -1167,9 +1304,31 @@ fn fault(
             "with = \"preload\" fails the writes of a target plumb starts: name it, target = \"NAME\" (a target with command)".into(),
         ));
     }
+    let percent = match (r.percent, kind) {
+        (Some(p), _) if p > 0.0 && p <= 100.0 => p,
+        (Some(p), _) => return Err(err(format!("percent = {p}: more than 0, at most 100"))),
+        (None, FaultKind::Loss) => return Err(err("say how much: percent = 30".into())),
+        (None, _) => 0.0,
+    };
+    let rate = match (&r.rate, kind) {
+        (Some(rate), _) => {
+            let digits = rate.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let unit = &rate[digits.len()..];
+            if digits.parse::<f64>().map_or(true, |v| v <= 0.0)
+                || !["bit", "kbit", "mbit", "gbit"].contains(&unit)
+            {
+                return Err(err(format!(
+                    "rate = {rate:?}: a number and bit, kbit, mbit or gbit, e.g. \"1mbit\""
+                )));
+            }
+            rate.clone()
+        }
+        (None, FaultKind::Bandwidth) => return Err(err("say how much: rate = \"1mbit\"".into())),
+        (None, _) => String::new(),
+    };
     let latency = match (d(&r.latency, "latency")?, kind) {
         (Some(l), _) => l,
-        (None, FaultKind::Latency) => {
+        (None, FaultKind::Latency | FaultKind::Delay) => {
             return Err(err("say how much: latency = \"200ms\"".into()));
         }
         (None, _) => Duration::ZERO,
@@ -1192,6 +1351,8 @@ fn fault(
         workers,
         load,
         fill,
+        percent,
+        rate,
         line,
     })
 }

@@ -33,6 +33,8 @@ pub struct Running {
     /// Under plumb's ENOSPC injector: (the directory whose writes fail,
     /// the flag file that turns it on).
     pub enospc: Option<(PathBuf, PathBuf)>,
+    /// The network namespace it starts in (its file under /run/netns).
+    pub netns: Option<PathBuf>,
     /// Every pid it had, in order.
     pub pids: Vec<u32>,
     /// How its processes ended, in words, with UTC times.
@@ -80,6 +82,7 @@ impl Running {
             faketime_file: (under_faketime || spec.faketime.is_some())
                 .then(|| work.join(format!("{name}.faketime"))),
             enospc: enospc.map(|d| (d.to_path_buf(), work.join(format!("{name}.enospc")))),
+            netns: None,
             pids: Vec::new(),
             exits: Vec::new(),
             env_now: (BTreeMap::new(), Vec::new()),
@@ -157,6 +160,27 @@ impl Running {
             cmd.env_remove(v);
         }
         cmd.envs(set);
+        // Held open until the spawn below, which enters it.
+        let _netns_file = match &self.netns {
+            Some(ns) => {
+                let f = std::fs::File::open(ns)
+                    .with_context(|| format!("target `{}`: {}", self.name, ns.display()))?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+                // SAFETY: between fork and exec only setns, an
+                // async-signal-safe system call, runs on a descriptor that
+                // stays open until after the spawn.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                Some(f)
+            }
+            None => None,
+        };
         if let Some((uid, gid)) = self.as_user {
             // std drops root's supplementary groups along with the ids.
             cmd.uid(uid).gid(gid);
@@ -187,7 +211,14 @@ impl Running {
             format!("target `{}`: ready = {addr:?} is not HOST:PORT", self.name)
         })?;
         loop {
-            if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+            let connect =
+                || std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok();
+            // From inside its namespace, where it listens.
+            let accepted = match &self.netns {
+                Some(ns) => crate::netns::within(ns, connect).unwrap_or(false),
+                None => connect(),
+            };
+            if accepted {
                 return Ok(());
             }
             if let Some(status) = self.poll_exit() {

@@ -26,7 +26,7 @@ fn python_dir() -> PathBuf {
 fn example(home: &Home, name: &str) -> (PathBuf, BTreeMap<u16, u16>) {
     let dir = home.dir().join("app");
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    for f in ["service.py", "worker.py", "clockcheck.py"] {
+    for f in ["service.py", "worker.py", "clockcheck.py", "netcheck.py"] {
         std::fs::copy(examples().join(f), dir.join(f)).unwrap();
     }
     let mut scenario = std::fs::read_to_string(examples().join(name)).unwrap();
@@ -353,6 +353,236 @@ fn disk_full_with_preload_fails_the_targets_writes_without_root_then_lets_them_t
             matches!(proc_state(pid), None | Some('Z')),
             "pid {pid} left"
         );
+    }
+}
+
+/// Checks of `probe` that started while fault `i` was injected.
+fn during_fault_i<'r>(report: &'r Value, i: usize, probe: &str) -> Vec<&'r Value> {
+    let f = &report["faults"][i];
+    let from = ns(f["injected"].as_str().unwrap());
+    let to = ns(f["removed"].as_str().unwrap());
+    report["during"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["probe"] == probe && (from..to).contains(&ns(c["at"].as_str().unwrap())))
+        .collect()
+}
+
+/// The namespaces a report's cleanup says it deleted.
+fn deleted_namespaces(report: &Value) -> Vec<String> {
+    report["cleanup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str()?.strip_prefix("network namespaces deleted: "))
+        .flat_map(|l| l.split(", ").map(str::to_string))
+        .collect()
+}
+
+fn can_make_namespaces() -> bool {
+    is_root()
+        && ["ip", "tc", "nft"]
+            .iter()
+            .all(|p| std::process::Command::new(p).arg("-V").output().is_ok())
+}
+
+#[test]
+fn partition_loss_and_bandwidth_inside_namespaces_plumb_makes_and_deletes() {
+    if !can_make_namespaces() {
+        eprintln!("skipped: needs root, iproute2 and nftables (.ci/install-chaos.sh)");
+        return;
+    }
+    let home = Home::new();
+    let (scenario, _) = example(&home, "network.toml");
+    let (code, report, stderr) = chaos(&home, &scenario, &[]);
+    assert_eq!(code, 1, "each fault shows: {stderr}");
+    let kinds: Vec<_> = report["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["partition", "loss", "bandwidth"], "{report:#}");
+    for f in report["faults"].as_array().unwrap() {
+        assert_eq!(f["verdict"], "deviated", "{f:#}");
+        assert!(f["removed"].is_string(), "{f:#}");
+    }
+    assert!(
+        report["before"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "west reached east before: {report:#}"
+    );
+    // The partition: west's requests to east went unanswered.
+    let cut = during_fault_i(&report, 0, "health from west");
+    // (A check that starts in the moment between the rules going and the
+    // removal's timestamp may pass.)
+    assert!(
+        cut.len() >= 2 && cut[0]["ok"] == false && cut[1]["ok"] == false,
+        "{cut:#?}"
+    );
+    // The loss: some connections made it, not all.
+    let lossy: Vec<&str> = during_fault_i(&report, 1, "connections from west")
+        .iter()
+        .map(|c| c["detail"].as_str().unwrap())
+        .collect();
+    let made: Vec<u32> = lossy
+        .iter()
+        .filter_map(|d| d.split('/').next()?.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(!made.is_empty(), "{lossy:?}");
+    assert!(
+        made.iter().all(|m| *m < 20),
+        "40% loss drops some: {lossy:?}"
+    );
+    assert!(made.iter().any(|m| *m > 0), "and not all: {lossy:?}");
+    // The bandwidth: 200 KB at 1 Mbit/s takes more than a second.
+    let slow: Vec<f64> = during_fault_i(&report, 2, "200 KB from west")
+        .iter()
+        .filter_map(|c| {
+            let d = c["detail"].as_str()?;
+            d.split(" bytes in ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(slow.iter().any(|s| *s >= 1.0), "{slow:?}: {report:#}");
+    assert!(
+        report["after"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{report:#}"
+    );
+    // Every namespace it made is gone, and so is the service in it.
+    let gone = deleted_namespaces(&report);
+    assert_eq!(gone.len(), 3, "east, west and the hub: {gone:?}");
+    for ns in &gone {
+        assert!(!Path::new("/run/netns").join(ns).exists(), "{ns} is left");
+    }
+    assert_clean(&home, &report, &scenario.parent().unwrap().join("data"));
+}
+
+#[test]
+fn a_plumb_killed_with_namespaces_up_leaves_none_after_cleanup() {
+    if !can_make_namespaces() {
+        eprintln!("skipped: needs root, iproute2 and nftables (.ci/install-chaos.sh)");
+        return;
+    }
+    let home = Home::new();
+    let (scenario, _) = example(&home, "network.toml");
+    let body = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace("duration = \"13s\"", "duration = \"60s\"")
+        .replace(
+            "at = \"500ms\"\nduration = \"1500ms\"",
+            "at = \"500ms\"\nduration = \"50s\"",
+        );
+    assert!(body.contains("duration = \"50s\""), "{body}");
+    std::fs::write(&scenario, body).unwrap();
+    let mut child = home
+        .cmd(&["chaos", "run", scenario.to_str().unwrap()])
+        .env("PYTHONPATH", python_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the partition, reading its progress lines.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut names = Vec::new();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if let Some(n) = line.strip_prefix("plumb chaos: network namespaces: ") {
+            names = n.split(", ").map(str::to_string).collect::<Vec<_>>();
+        }
+        if line.contains("injected partition") {
+            break;
+        }
+        assert!(seen.len() < 50, "{seen:#?}");
+    }
+    assert_eq!(names.len(), 3, "{seen:#?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for ns in &names {
+        assert!(Path::new("/run/netns").join(ns).exists(), "{ns} is up");
+    }
+    let out = support::ok(home.run(&["chaos", "cleanup"]), "cleanup");
+    let said = text(&out.stdout) + &text(&out.stderr);
+    for ns in &names {
+        assert!(!Path::new("/run/netns").join(ns).exists(), "{ns}: {said}");
+        assert!(
+            said.contains(&format!("deleted network namespace {ns}")),
+            "{said}"
+        );
+    }
+}
+
+#[test]
+fn delay_needs_netem_and_namespace_mistakes_are_named_before_anything_runs() {
+    let home = Home::new();
+    let write = |name: &str, body: &str| {
+        let p = home.dir().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let base = "duration = \"2s\"\n[[netns]]\nname = \"a\"\n[[netns]]\nname = \"b\"\n";
+    for (body, want) in [
+        (
+            format!("{base}[[fault]]\nkind = \"partition\"\nnetns = \"c\"\nat = \"1s\"\n"),
+            "6: fault partition: netns `c` is not a [[netns]] of this scenario (netns: a, b)",
+        ),
+        (
+            format!("{base}[[fault]]\nkind = \"loss\"\nnetns = \"a\"\nat = \"1s\"\n"),
+            "6: fault loss: say how much: percent = 30",
+        ),
+        (
+            format!(
+                "{base}[[fault]]\nkind = \"bandwidth\"\nnetns = \"a\"\nrate = \"fast\"\nat = \"1s\"\n"
+            ),
+            "6: fault bandwidth: rate = \"fast\"",
+        ),
+        (
+            format!(
+                "{base}[[target]]\nname = \"t\"\nprocess = \"x\"\nnetns = \"a\"\n[[fault]]\nkind = \"kill\"\ntarget = \"t\"\nat = \"1s\"\n"
+            ),
+            "6: target `t`: env, env_remove, cwd, faketime, ready, restart and netns are for a command plumb starts",
+        ),
+    ] {
+        let p = write("bad.toml", &body);
+        let out = home.run(&["chaos", "validate", p.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+    // delay is tc netem's; a kernel without it is named before anything
+    // runs (this project's CI kernel has none).
+    let p = write(
+        "delay.toml",
+        &format!(
+            "{base}[[fault]]\nkind = \"delay\"\nnetns = \"a\"\nlatency = \"200ms\"\nat = \"1s\"\n"
+        ),
+    );
+    let out = home.run(&["chaos", "validate", p.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    if !can_make_namespaces() {
+        assert!(
+            err.contains("need root") || err.contains("not installed"),
+            "{err}"
+        );
+    } else if plumb_chaos::netns::netem_available() {
+        assert!(out.status.success(), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("no tc netem (sch_netem)"), "{err}");
     }
 }
 
