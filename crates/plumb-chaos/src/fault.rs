@@ -350,7 +350,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
             let name = f.on.as_str();
             let (what, undo) = match f.kind {
                 FaultKind::Partition => (
-                    net.partition(name)?,
+                    net.partition(name, &f.from)?,
                     Removal::NetRules(name.into(), "partition"),
                 ),
                 FaultKind::Loss => (

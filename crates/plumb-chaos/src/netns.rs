@@ -263,14 +263,20 @@ impl Net {
         v
     }
 
-    /// Cuts `name` off from every other namespace, both ways.
-    pub fn partition(&self, name: &str) -> Result<String> {
+    /// Cuts `name` off from the namespaces in `from` (every other one when
+    /// empty), both ways; the rest still reach it.
+    pub fn partition(&self, name: &str, from: &[String]) -> Result<String> {
         let ns = self.ns(name)?;
-        let others: Vec<String> = self
+        let cut: Vec<&Spec> = self
             .groups
             .iter()
-            .filter(|(s, _)| s.name != name)
-            .map(|(s, _)| s.address.to_string())
+            .map(|(s, _)| s)
+            .filter(|s| s.name != name && (from.is_empty() || from.contains(&s.name)))
+            .collect();
+        let others: Vec<String> = cut.iter().map(|s| s.address.to_string()).collect();
+        let named: Vec<String> = cut
+            .iter()
+            .map(|s| format!("`{}` ({})", s.name, s.address))
             .collect();
         if others.is_empty() {
             bail!("`{name}` is the only network namespace: nothing to cut it off from");
@@ -288,7 +294,7 @@ impl Net {
             &["netns", "exec", ns, "nft", "-f", "-"],
             Some(&script),
         )?;
-        Ok(format!("`{name}` cut off from {set}"))
+        Ok(format!("`{name}` cut off from {}", named.join(", ")))
     }
 
     /// Drops `percent` of the packets in and out of `name`'s `eth0`.

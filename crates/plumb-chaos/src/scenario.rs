@@ -290,6 +290,8 @@ pub struct Fault {
     pub percent: f64,
     /// bandwidth: the rate, in tc's units (`1mbit`).
     pub rate: String,
+    /// partition: the namespaces it is cut off from (empty: every other).
+    pub from: Vec<String>,
     /// Its line in the file.
     pub line: usize,
 }
@@ -447,6 +449,8 @@ struct RawFault {
     netns: Option<String>,
     percent: Option<f64>,
     rate: Option<String>,
+    #[serde(default)]
+    from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1035,12 +1039,13 @@ fn fault(
         FaultKind::Down => &["link", "duration"],
         FaultKind::Cpu => &["workers", "duration", "with"],
         FaultKind::Memory => &["size", "duration", "with"],
-        FaultKind::Partition => &["netns", "duration"],
+        FaultKind::Partition => &["netns", "from", "duration"],
         FaultKind::Loss => &["netns", "percent", "duration"],
         FaultKind::Bandwidth => &["netns", "rate", "duration"],
         FaultKind::Delay => &["netns", "latency", "duration"],
     };
-    let present: [(&str, bool); 17] = [
+    let present: [(&str, bool); 18] = [
+        ("from", !r.from.is_empty()),
         ("netns", r.netns.is_some()),
         ("percent", r.percent.is_some()),
         ("rate", r.rate.is_some()),
@@ -1100,6 +1105,17 @@ fn fault(
             return Err(err(format!(
                 "`{n}` is the only [[netns]]: a partition needs another to cut it off from"
             )));
+        }
+        for other in &r.from {
+            if other == &n {
+                return Err(err(format!("from: `{n}` cannot be cut off from itself")));
+            }
+            if !netns.iter().any(|x| &x.name == other) {
+                return Err(err(format!(
+                    "from: netns `{other}` is not a [[netns]] of this scenario (netns: {})",
+                    names(netns.iter().map(|x| x.name.as_str()))
+                )));
+            }
         }
         n
     } else if kind == FaultKind::DiskFull && r.target.is_none() {
@@ -1353,6 +1369,7 @@ fn fault(
         fill,
         percent,
         rate,
+        from: r.from.clone(),
         line,
     })
 }

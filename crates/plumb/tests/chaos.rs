@@ -471,6 +471,65 @@ fn partition_loss_and_bandwidth_inside_namespaces_plumb_makes_and_deletes() {
 }
 
 #[test]
+fn a_partition_from_one_namespace_leaves_the_others_connected() {
+    if !can_make_namespaces() {
+        eprintln!("skipped: needs root, iproute2 and nftables (.ci/install-chaos.sh)");
+        return;
+    }
+    let home = Home::new();
+    let (scenario, _) = example(&home, "network.toml");
+    let dir = scenario.parent().unwrap();
+    let path = dir.join("split.yaml");
+    std::fs::write(
+        &path,
+        "duration: 2500ms
+interval: 200ms
+settle: 300ms
+netns:
+  - name: east
+  - name: west
+  - name: north
+target:
+  - name: service
+    command: [python3, service.py, --port, \"8080\", --host, 0.0.0.0]
+    netns: east
+    ready: 127.0.0.1:8080
+probe:
+  - name: from west
+    http: http://10.213.0.1:8080/health
+    netns: west
+    timeout: 300ms
+  - name: from north
+    http: http://10.213.0.1:8080/health
+    netns: north
+    timeout: 300ms
+fault:
+  - kind: partition
+    netns: east
+    from: [west]
+    at: 500ms
+    duration: 1500ms
+",
+    )
+    .unwrap();
+    let (code, report, stderr) = chaos(&home, &path, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let f = fault(&report);
+    assert_eq!(
+        f["action"], "`east` cut off from `west` (10.213.0.2)",
+        "{f:#}"
+    );
+    let west = during_fault_i(&report, 0, "from west");
+    let north = during_fault_i(&report, 0, "from north");
+    assert!(!west.is_empty() && west[0]["ok"] == false, "{west:#?}");
+    assert!(
+        !north.is_empty() && north.iter().all(|c| c["ok"] == true),
+        "north still reaches east: {north:#?}"
+    );
+    assert_eq!(deleted_namespaces(&report).len(), 4);
+}
+
+#[test]
 fn a_plumb_killed_with_namespaces_up_leaves_none_after_cleanup() {
     if !can_make_namespaces() {
         eprintln!("skipped: needs root, iproute2 and nftables (.ci/install-chaos.sh)");
