@@ -1,8 +1,9 @@
 //! `plumb chaos run` with targets on other nodes: a real collector with
 //! tokens, real agents (two node names on 127.0.0.1, each with its own
-//! plumb home), real `sleep` processes with a unique argv marker. A kill
-//! and a pause are carried out by the named node's agent (the pause's
-//! SIGCONT too), the report and the collector's events name the node; an
+//! plumb home), real `sleep` processes with a unique argv marker. A kill,
+//! a pause and an eviction are carried out by the named node's agent (the
+//! pause's SIGCONT and the eviction's SIGKILL too), the report and the
+//! collector's events name the node; an
 //! agent without --allow-chaos, an unknown node, a viewer token and a
 //! collector without tokens are refused, saying why, before anything is
 //! done; an agent SIGKILLed mid-pause continues the process when it is
@@ -24,9 +25,15 @@ struct Marked {
 
 impl Marked {
     fn start(tag: &str) -> Marked {
+        Marked::start_with(tag, "")
+    }
+
+    /// Started after `prelude` (shell), e.g. `trap '' TERM;` to ignore
+    /// SIGTERM across the exec.
+    fn start_with(tag: &str, prelude: &str) -> Marked {
         let marker = format!("plumb-fleet-{tag}-{}", std::process::id());
         let child = Command::new("bash")
-            .args(["-c", &format!("exec -a {marker} sleep 300")])
+            .args(["-c", &format!("{prelude} exec -a {marker} sleep 300")])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -315,6 +322,43 @@ fn faults_on_other_nodes_are_carried_out_by_their_agents_and_refusals_say_why() 
         "{fault:#}"
     );
     assert_ne!(paused.state(), Some('T'));
+
+    // An eviction of a process that ignores the warning: the agent
+    // SIGKILLs it after the grace, on its own.
+    let mut stubborn = Marked::start_with("evict", "trap '' TERM;");
+    let path = f.scenario(
+        "evict",
+        &scenario(
+            "1s",
+            &stubborn.pattern(),
+            "chaos-a",
+            "kind = \"evict\"\nat = \"100ms\"\ngrace = \"500ms\"",
+        ),
+    );
+    let out = f.chaos(&path, &f.admin).output().unwrap();
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{so}\n{se}");
+    let fault = &report(&out)["faults"][0];
+    assert_eq!(
+        fault["pids"],
+        serde_json::json!([stubborn.pid()]),
+        "{fault:#}"
+    );
+    assert!(
+        fault["action"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("SIGTERM pid {}", stubborn.pid())),
+        "{fault:#}"
+    );
+    let status = wait_for("the evicted process's end", Duration::from_secs(10), || {
+        stubborn.child.try_wait().unwrap()
+    });
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "SIGTERM was ignored: the agent's SIGKILL after the grace ended it"
+    );
 
     // Node B's agent was not started with --allow-chaos: refused, named,
     // non-zero, and the process untouched.
