@@ -13,11 +13,14 @@
 //! plumb home (`<home>/chaos/journal`) and is replayed when the agent
 //! starts ([`replay`]), so an agent killed mid-pause leaves no stopped
 //! process once it is started again. A stopping agent removes what it
-//! still holds first ([`Chaos::shutdown`]).
+//! still holds first ([`Chaos::shutdown`]), and an order with `end`
+//! removes its injection at once (the scenario's run was stopped).
 
 use plumb_chaos::journal::Journal;
+use plumb_model::Uuid;
 use plumb_model::chaos::{ChaosOrder, ChaosOutcome};
 use plumb_ship::Outbox;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,13 +46,21 @@ pub fn replay(home: &Path) -> Vec<String> {
     }
 }
 
-/// The agent's chaos side: its journal and the removals it owes.
+/// A removal this agent owes: set `now` to do it before its time.
+#[derive(Debug)]
+struct Owed {
+    now: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<String>,
+}
+
+/// The agent's chaos side: its journal and the removals it owes, by the
+/// injection's id.
 #[derive(Debug)]
 pub struct Chaos {
     journal: Arc<Journal>,
     outbox: Outbox,
     stop: Arc<AtomicBool>,
-    removals: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    removals: Mutex<HashMap<Uuid, Owed>>,
 }
 
 impl Chaos {
@@ -62,7 +73,7 @@ impl Chaos {
             journal: Arc::new(journal),
             outbox,
             stop: Arc::new(AtomicBool::new(false)),
-            removals: Mutex::new(Vec::new()),
+            removals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -86,6 +97,9 @@ impl Chaos {
             }
             Ok(pids)
         };
+        if order.end {
+            return self.end(order.id, node);
+        }
         if self.stop.load(Ordering::Relaxed) {
             return ChaosOutcome::Refused {
                 why: format!("the agent on node {node} is stopping"),
@@ -102,28 +116,44 @@ impl Chaos {
         tracing::info!(scenario = %order.scenario, target = %order.target, "chaos: {}", c.what);
         if let Some((after, active)) = c.pending {
             let (journal, stop) = (self.journal.clone(), self.stop.clone());
+            let now = Arc::new(AtomicBool::new(false));
+            let early = now.clone();
             let kind = order.kind.as_str();
             let spawned = std::thread::Builder::new()
                 .name("plumb-chaos-removal".into())
                 .spawn(move || {
-                    // Bounded by the fault's duration; a stopping agent
-                    // removes it at once.
+                    // Bounded by the fault's duration; a stopping agent, or
+                    // an order to end it, removes it at once.
                     let until = Instant::now() + after;
-                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    while Instant::now() < until
+                        && !stop.load(Ordering::Relaxed)
+                        && !early.load(Ordering::Relaxed)
+                    {
                         std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
                     }
                     match plumb_chaos::remote::finish(active, &journal) {
-                        Ok(said) => tracing::info!("chaos: {kind} removed: {said}"),
+                        Ok(said) => {
+                            tracing::info!("chaos: {kind} removed: {said}");
+                            said
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), "chaos: could not remove a {kind}")
+                            tracing::warn!(error = %format!("{e:#}"), "chaos: could not remove a {kind}");
+                            format!("could not remove it: {e:#}")
                         }
                     }
                 });
             match spawned {
-                Ok(t) => {
+                Ok(thread) => {
+                    // An order without an id (an older plumb chaos) cannot
+                    // be ended early; it is still removed in time.
+                    let id = if order.id.is_nil() {
+                        plumb_model::new_id()
+                    } else {
+                        order.id
+                    };
                     let mut removals = self.removals.lock().unwrap_or_else(|e| e.into_inner());
-                    removals.retain(|t| !t.is_finished());
-                    removals.push(t);
+                    removals.retain(|_, o| !o.thread.is_finished());
+                    removals.insert(id, Owed { now, thread });
                 }
                 // The active fault was moved into the closure that did not
                 // run; its journal entry stays, so the next start undoes it.
@@ -140,12 +170,35 @@ impl Chaos {
         }
     }
 
+    /// Removes injection `id` now, before its time; says what that did.
+    fn end(&self, id: Uuid, node: &str) -> ChaosOutcome {
+        let owed = self
+            .removals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        match owed {
+            Some(o) => {
+                o.now.store(true, Ordering::Relaxed);
+                // Bounded: the thread notices within 50 ms, then signals.
+                let what = o
+                    .thread
+                    .join()
+                    .unwrap_or_else(|_| "its removal failed".into());
+                ChaosOutcome::Ended { what }
+            }
+            None => ChaosOutcome::Ended {
+                what: format!("nothing of it is held on node {node} any more (already removed)"),
+            },
+        }
+    }
+
     /// Removes every fault still held, at once, and waits for that.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        let threads = std::mem::take(&mut *self.removals.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
-            let _ = t.join();
+        let owed = std::mem::take(&mut *self.removals.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, o) in owed {
+            let _ = o.thread.join();
         }
     }
 }

@@ -448,25 +448,25 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     (Some(t), Some(node)) => {
                         // The node's agent does it, its removal included.
                         let seed = world.rng.u64(..);
-                        crate::remote::order(f, t, seed, &s.title)
-                            .and_then(|order| {
-                                let dispatch =
-                                    o.remote.context("no collector to reach the node")?;
-                                dispatch(&node, &order)
-                            })
-                            .map(|d| {
-                                fr.pids = d.hit.iter().map(|h| h.pid).collect();
-                                let removal = if d.removal.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!("by node {}'s agent: {}", d.node, d.removal)
-                                };
+                        (|| -> Result<_> {
+                            let order = crate::remote::order(f, t, seed, &s.title)?;
+                            let dispatch = o.remote.context("no collector to reach the node")?;
+                            let d = dispatch(&node, &order)?;
+                            fr.pids = d.hit.iter().map(|h| h.pid).collect();
+                            let (removal, end) = if d.removal.is_empty() {
+                                (String::new(), None)
+                            } else {
                                 (
-                                    d.what,
-                                    fault::Active::remote(removal),
-                                    Some(d.injected.to_rfc3339()),
+                                    format!("by node {}'s agent: {}", d.node, d.removal),
+                                    Some((node.clone(), order.ending())),
                                 )
-                            })
+                            };
+                            Ok((
+                                d.what,
+                                fault::Active::remote(removal, end),
+                                Some(d.injected.to_rfc3339()),
+                            ))
+                        })()
                     }
                     _ => fault::inject(f, &mut world).map(|(what, a)| (what, a, None)),
                 };
@@ -535,7 +535,14 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
             rng: &mut rng,
         };
         for (i, a) in active.drain(..) {
-            match fault::remove(a, &mut world) {
+            // A node's agent holds it: it is told to remove it now.
+            let end = a.remote_end().map(|(n, e)| (n.to_string(), e.clone()));
+            let removed = match (end, o.remote) {
+                (Some((node, order)), Some(dispatch)) => dispatch(&node, &order)
+                    .map(|d| format!("ended early by node {node}'s agent: {}", d.what)),
+                _ => fault::remove(a, &mut world),
+            };
+            match removed {
                 Ok(said) => cleanup.push(format!("{}: {said}", s.faults[i].kind.as_str())),
                 Err(e) => cleanup.push(format!(
                     "{}: could not remove: {e:#}",

@@ -53,12 +53,22 @@ pub struct Active {
 
 impl Active {
     /// A fault a node's agent carries out and removes itself: removing it
-    /// here only says `said`.
-    pub fn remote(said: String) -> Active {
+    /// here only says `said`. `end` is the node and the order that remove
+    /// it before its time, for a run that stops early.
+    pub fn remote(said: String, end: Option<(String, plumb_model::chaos::ChaosOrder)>) -> Active {
         Active {
             entry: None,
-            undo: Removal::Remote(said),
+            undo: Removal::Remote(said, end),
             hit: Vec::new(),
+        }
+    }
+
+    /// For a fault a node's agent holds: its node and the order that
+    /// removes it now.
+    pub fn remote_end(&self) -> Option<(&str, &plumb_model::chaos::ChaosOrder)> {
+        match &self.undo {
+            Removal::Remote(_, Some((node, order))) => Some((node, order)),
+            _ => None,
         }
     }
 }
@@ -104,8 +114,9 @@ enum Removal {
     Unflag(std::path::PathBuf, String),
     RemoveToxic(String),
     Enable(String),
-    /// A node's agent removes it; this says how.
-    Remote(String),
+    /// A node's agent removes it; this says how (and how to end it
+    /// early: the node and the order).
+    Remote(String, Option<(String, plumb_model::chaos::ChaosOrder)>),
 }
 
 /// Injects `f`; returns what was done, in words, and how to remove it.
@@ -538,7 +549,7 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
                 crate::scenario::human(cpu)
             )
         }
-        Removal::Remote(ref said) => said.clone(),
+        Removal::Remote(ref said, _) => said.clone(),
         Removal::Enable(ref link) => {
             let proxy = w.proxy.context("no proxy")?;
             proxy

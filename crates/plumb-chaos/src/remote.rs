@@ -9,7 +9,9 @@
 //! choice, signalling and journal as a local fault ([`crate::fault`]),
 //! and [`finish`], which the agent calls itself after the fault's
 //! duration (SIGCONT after a pause, SIGKILL after an eviction's grace),
-//! so nothing stays broken when the scenario's `plumb chaos run` dies.
+//! so nothing stays broken when the scenario's `plumb chaos run` dies. A
+//! run that is stopped early sends each injection's
+//! [`ChaosOrder::ending`], and the agent removes it at once.
 
 use crate::fault::{self, Active, World};
 use crate::journal::Journal;
@@ -58,6 +60,8 @@ pub fn order(f: &Fault, t: &Target, seed: u64, scenario: &str) -> Result<ChaosOr
         any: f.any,
         seed,
         scenario: scenario.to_string(),
+        id: plumb_model::new_id(),
+        end: false,
     })
 }
 
@@ -251,6 +255,8 @@ mod tests {
             any: false,
             seed: 1,
             scenario: "test".into(),
+            id: plumb_model::new_id(),
+            end: false,
         }
     }
 

@@ -480,7 +480,8 @@ async fn chaos_route(
 pub async fn chaos(state: &AppState, q: ChaosQuery) -> Result<ChaosInjected, ApiError> {
     let node = q.node.clone();
     let what = format!(
-        "{} on `{}` ({})",
+        "{}{} on `{}` ({})",
+        if q.order.end { "ending " } else { "" },
         q.order.kind.as_str(),
         q.order.target,
         q.order.select.describe()
@@ -525,6 +526,13 @@ pub async fn chaos(state: &AppState, q: ChaosQuery) -> Result<ChaosInjected, Api
                 removal,
             })
         }
+        Some(ChaosOutcome::Ended { what: done }) => Ok(ChaosInjected {
+            node,
+            what: done,
+            hit: Vec::new(),
+            injected: Timestamp::now(),
+            removal: String::new(),
+        }),
         Some(ChaosOutcome::Refused { why }) => Err(ApiError::Conflict(format!(
             "node {node} refused the chaos fault ({what}): {why}"
         ))),

@@ -10,7 +10,7 @@
 //! an eviction's grace), so nothing stays broken when the scenario's
 //! `plumb chaos run` dies.
 
-use crate::Timestamp;
+use crate::{Timestamp, Uuid};
 use serde::{Deserialize, Serialize};
 
 /// The fault kinds an agent carries out.
@@ -88,6 +88,24 @@ pub struct ChaosOrder {
     /// The scenario's title (the agent's log says it).
     #[serde(default)]
     pub scenario: String,
+    /// This injection's id, chosen by the scenario's run, so it can be
+    /// ended early (nil: it cannot).
+    #[serde(default)]
+    pub id: Uuid,
+    /// Do not inject: remove injection `id` now, before its time (the
+    /// scenario's run was stopped).
+    #[serde(default)]
+    pub end: bool,
+}
+
+impl ChaosOrder {
+    /// The order that removes this one's injection now.
+    pub fn ending(&self) -> ChaosOrder {
+        ChaosOrder {
+            end: true,
+            ..self.clone()
+        }
+    }
 }
 
 /// One process a fault hit.
@@ -115,6 +133,11 @@ pub enum ChaosOutcome {
         /// empty when there is nothing to remove (a kill).
         #[serde(default)]
         removal: String,
+    },
+    /// An injection was removed before its time (an order with `end`).
+    Ended {
+        /// What removing it did, in words.
+        what: String,
     },
     /// Nothing was done.
     Refused {
@@ -168,6 +191,8 @@ mod tests {
             any: false,
             seed: 7,
             scenario: "t".into(),
+            id: crate::new_id(),
+            end: false,
         };
         let json = serde_json::to_string(&order).unwrap();
         assert!(json.contains(r#""kind":"pause""#), "{json}");
@@ -176,6 +201,14 @@ mod tests {
             "{json}"
         );
         assert_eq!(serde_json::from_str::<ChaosOrder>(&json).unwrap(), order);
+        let ending = order.ending();
+        assert!(ending.end && ending.id == order.id);
+        // Without id and end (an older plumb chaos): nil, inject.
+        let old = json
+            .replace(&format!(r#","id":"{}""#, order.id), "")
+            .replace(r#","end":false"#, "");
+        let read: ChaosOrder = serde_json::from_str(&old).unwrap();
+        assert!(read.id.is_nil() && !read.end, "{old}");
         let out = ChaosOutcome::Refused { why: "no".into() };
         let json = serde_json::to_string(&out).unwrap();
         assert_eq!(json, r#"{"outcome":"refused","why":"no"}"#);

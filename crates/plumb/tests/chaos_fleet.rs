@@ -2,8 +2,9 @@
 //! tokens, real agents (two node names on 127.0.0.1, each with its own
 //! plumb home), real `sleep` processes with a unique argv marker. A kill,
 //! a pause and an eviction are carried out by the named node's agent (the
-//! pause's SIGCONT and the eviction's SIGKILL too), the report and the
-//! collector's events name the node; an
+//! pause's SIGCONT and the eviction's SIGKILL too; a run stopped early
+//! has it end the pause at once), the report and the collector's events
+//! name the node; an
 //! agent without --allow-chaos, an unknown node, a viewer token and a
 //! collector without tokens are refused, saying why, before anything is
 //! done; an agent SIGKILLed mid-pause continues the process when it is
@@ -322,6 +323,41 @@ fn faults_on_other_nodes_are_carried_out_by_their_agents_and_refusals_say_why() 
         "{fault:#}"
     );
     assert_ne!(paused.state(), Some('T'));
+
+    // A run stopped (SIGINT) during a long pause has the agent end it at
+    // once, and exits 130.
+    let long = Marked::start("stopped");
+    let path = f.scenario(
+        "stopped",
+        &scenario(
+            "2s",
+            &long.pattern(),
+            "chaos-a",
+            "kind = \"pause\"\nat = \"100ms\"\nduration = \"5m\"",
+        ),
+    );
+    let mut run = Proc(
+        f.chaos(&path, &f.admin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the long pause", Duration::from_secs(20), || {
+        (long.state() == Some('T')).then_some(())
+    });
+    signal(run.0.id(), libc::SIGINT);
+    let out = output_of(&mut run);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{so}\n{se}");
+    let cleanup = report(&out)["cleanup"].to_string();
+    assert!(
+        cleanup.contains("pause: ended early by node chaos-a's agent: SIGCONT 1 process(es)"),
+        "{cleanup}"
+    );
+    wait_for("the early SIGCONT", Duration::from_secs(5), || {
+        matches!(long.state(), Some(s) if s != 'T').then_some(())
+    });
 
     // An eviction of a process that ignores the warning: the agent
     // SIGKILLs it after the grace, on its own.
