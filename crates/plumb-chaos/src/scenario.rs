@@ -1746,6 +1746,16 @@ at = "1s"
         assert!(e.to_string().starts_with("2: target `w`: node ="), "{e}");
         let e = p(&REMOTE.replace("node-a", "node a")).unwrap_err();
         assert!(e.to_string().contains("is not a node name"), "{e}");
+        // The same key in YAML, and its mistakes with their line.
+        let yaml = "duration: 5s\ntarget:\n  - name: w\n    process: postgres\n    node: node-a\nfault:\n  - kind: evict\n    target: w\n    at: 1s\n";
+        let s = as_(yaml, Format::Yaml).unwrap();
+        assert_eq!(s.targets[0].node.as_deref(), Some("node-a"));
+        let e = as_(&yaml.replace("kind: evict", "kind: clock"), Format::Yaml).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("7: fault clock: target `w` is on node node-a"),
+            "{e}"
+        );
         // Any other kind on it: refused naming the kind and the node.
         let e = p(&REMOTE.replace(
             "kind = \"pause\"",
