@@ -25,6 +25,7 @@ agent.run(&std::sync::atomic::AtomicBool::new(false));
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod chaos;
 pub mod clock;
 pub mod health;
 pub mod host;
@@ -121,6 +122,13 @@ pub struct AgentConfig {
     /// (`plumb rerun --on-node`); off by default, as it runs programs on
     /// this machine as their recorded users.
     pub allow_reruns: bool,
+    /// Carry out chaos faults (kill, evict, pause) on this node's
+    /// processes when the collector hands one over (`plumb chaos run`, a
+    /// target with `node`); off by default. Needs `home`.
+    pub allow_chaos: bool,
+    /// The plumb home: the chaos journal is under it, replayed at start
+    /// whether or not chaos is allowed now (`None`: no journal).
+    pub home: Option<PathBuf>,
     /// Environment variables reported with the fingerprint (`--env-var`),
     /// each with whether its name looks secret (then, as for a value that
     /// looks secret, only "set" is reported).
@@ -159,6 +167,8 @@ impl AgentConfig {
             bench_idle_below: bench::IDLE_LOAD_PER_CPU,
             bench_quick: false,
             allow_reruns: false,
+            allow_chaos: false,
+            home: None,
             env_vars: Vec::new(),
         }
     }
@@ -272,12 +282,34 @@ impl Agent {
         // and heartbeats keep their rhythm while a snapshot is taken. Not
         // joined at the end: it may be inside a poll the collector holds
         // open for up to 15 s, and it holds nothing that needs closing.
+        // What a chaos fault left behind when this agent (or a `plumb
+        // chaos run` of the same home) last died is undone first.
+        if let Some(home) = &self.config.home {
+            chaos::replay(home);
+        }
+        let chaos = match (&self.config.home, self.config.allow_chaos) {
+            (Some(home), true) => match chaos::Chaos::open(home, self.outbox.clone()) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "chaos faults are refused on this node: its journal cannot be opened");
+                    None
+                }
+            },
+            (None, true) => {
+                tracing::warn!(
+                    "chaos faults are refused on this node: no plumb home for their journal"
+                );
+                None
+            }
+            (_, false) => None,
+        };
         let stacks_stop = Arc::new(AtomicBool::new(false));
         if let Err(e) = stacks::spawn(
             self.client.clone(),
             self.config.name.clone(),
             self.outbox.clone(),
             self.config.allow_reruns,
+            chaos.clone(),
             stacks_stop.clone(),
         ) {
             tracing::warn!(error = %e, "stack requests are not answered on this node");
@@ -424,6 +456,11 @@ impl Agent {
         }
         clock_stop.store(true, Ordering::Relaxed);
         stacks_stop.store(true, Ordering::Relaxed);
+        // Processes it paused are continued, evictions ended, before it
+        // goes.
+        if let Some(c) = &chaos {
+            c.shutdown();
+        }
         if let Some(t) = clock_thread {
             let _ = t.join();
         }

@@ -15,6 +15,10 @@
 //! (two agents on one machine, as in tests, each see only their own).
 //! A node with nothing matching answers "nothing here" at once.
 //!
+//! A chaos order (`plumb chaos run`, a target with `node`) is answered by
+//! [`crate::chaos::Chaos::answer`], or refused when the agent was not
+//! started with `--allow-chaos`.
+//!
 //! A rerun request (`plumb rerun --on-node`) is answered by [`rerun`]:
 //! this executable started as `plumb run` again, as the recorded user, in
 //! the recorded directory; the answer says it started (or why not) and the
@@ -51,6 +55,7 @@ pub fn spawn(
     node: String,
     outbox: Outbox,
     allow_reruns: bool,
+    chaos: Option<Arc<crate::chaos::Chaos>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -100,20 +105,30 @@ pub fn spawn(
                         continue;
                     }
                     in_flight.fetch_add(1, Ordering::SeqCst);
-                    let (client, node, outbox, busy) =
-                        (client.clone(), node.clone(), outbox.clone(), in_flight.clone());
+                    let (client, node, outbox, busy, chaos) = (
+                        client.clone(),
+                        node.clone(),
+                        outbox.clone(),
+                        in_flight.clone(),
+                        chaos.clone(),
+                    );
                     let spawned = std::thread::Builder::new()
                         .name("plumb-stack-answer".into())
                         .spawn(move || {
-                            let answer = match &req.rerun {
-                                Some(order) => rerun_answer(
+                            let answer = match (&req.rerun, &req.chaos) {
+                                (Some(order), _) => rerun_answer(
                                     &req,
                                     order,
                                     &node,
                                     client.base(),
                                     allow_reruns,
                                 ),
-                                None => answer_from(&req, &node, &outbox, Some(client.base())),
+                                (None, Some(order)) => {
+                                    chaos_answer(&req, order, &node, chaos.as_deref())
+                                }
+                                (None, None) => {
+                                    answer_from(&req, &node, &outbox, Some(client.base()))
+                                }
                             };
                             deliver(&client, &req, &answer);
                             busy.fetch_sub(1, Ordering::SeqCst);
@@ -176,6 +191,7 @@ pub fn answer_from(
             profile: None,
             preflight,
             rerun: None,
+            chaos: None,
         };
     }
     let started = Instant::now();
@@ -190,6 +206,7 @@ pub fn answer_from(
             profile: None,
             preflight: None,
             rerun: None,
+            chaos: None,
         };
     }
     if let Some(spec) = req.profile {
@@ -203,6 +220,7 @@ pub fn answer_from(
             profile: Some(profile),
             preflight: None,
             rerun: None,
+            chaos: None,
         };
     }
     let mut snap = if found.roots.is_empty() {
@@ -243,6 +261,7 @@ pub fn answer_from(
         profile: None,
         preflight: None,
         rerun: None,
+        chaos: None,
     }
 }
 
@@ -406,6 +425,37 @@ fn rerun_answer(
         profile: None,
         preflight: None,
         rerun: Some(outcome),
+        chaos: None,
+    }
+}
+
+/// This node's answer to a chaos order: what [`crate::chaos::Chaos`]
+/// did, or that chaos is off here.
+fn chaos_answer(
+    req: &StackRequest,
+    order: &plumb_model::chaos::ChaosOrder,
+    node: &str,
+    chaos: Option<&crate::chaos::Chaos>,
+) -> StackAnswer {
+    let outcome = match chaos {
+        Some(c) => c.answer(order, node),
+        None => {
+            tracing::info!(scenario = %order.scenario, target = %order.target, "chaos refused: it is off on this node");
+            plumb_model::chaos::ChaosOutcome::Refused {
+                why: crate::chaos::OFF.into(),
+            }
+        }
+    };
+    StackAnswer {
+        request: req.id,
+        node: node.to_string(),
+        runs: Vec::new(),
+        snapshot: None,
+        note: None,
+        profile: None,
+        preflight: None,
+        rerun: None,
+        chaos: Some(outcome),
     }
 }
 

@@ -703,6 +703,8 @@ pub fn run(
             faults.push(FaultReport {
                 kind: a.kind.clone(),
                 on: a.name.clone(),
+                node: None,
+                pids: Vec::new(),
                 line: 0,
                 planned_ms: 0,
                 injected: Some(t0.to_rfc3339()),

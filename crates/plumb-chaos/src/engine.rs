@@ -121,6 +121,11 @@ pub struct Options<'a> {
     /// it is removed (`removed` set), as it happens: the CLI sends these
     /// to the collector live.
     pub on_fault: &'a mut dyn FnMut(&FaultReport),
+    /// Hands a fault on a target with `node` to that node's agent (the
+    /// CLI's goes through the collector); `None` when there is no
+    /// collector, and then a scenario with such a target is refused
+    /// before anything runs.
+    pub remote: Option<&'a crate::remote::Dispatch>,
     /// Set (by a signal handler) to stop early; everything is still undone.
     pub stop: Arc<AtomicBool>,
     /// The scenario file's name, for the report.
@@ -271,6 +276,16 @@ type Phases = (Vec<Check>, Vec<Check>, Vec<Check>, bool);
 /// stopped before this returns.
 pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
     let plan = preflight(s)?;
+    if o.remote.is_none()
+        && let Some(t) = s.targets.iter().find(|t| t.node.is_some())
+    {
+        bail!(
+            "{}: target `{}` is on node {}: its faults go through a collector to that node's agent, and none is configured (set PLUMB_COLLECTOR or `collector =` in plumb.toml)",
+            t.line,
+            t.name,
+            t.node.as_deref().unwrap_or_default()
+        );
+    }
     let run_id = plumb_model::new_id().simple().to_string();
     let work = o.home.join("chaos").join("runs").join(&run_id);
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
@@ -407,9 +422,12 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
             world.proxy = client.as_ref();
             if inject {
                 let now = plumb_model::Timestamp::now();
+                let target = s.targets.iter().find(|t| t.name == f.on);
                 let mut fr = FaultReport {
                     kind: f.kind.as_str().to_string(),
                     on: f.on.clone(),
+                    node: target.and_then(|t| t.node.clone()),
+                    pids: Vec::new(),
                     line: f.line,
                     planned_ms: p.at.as_millis() as u64,
                     injected: None,
@@ -426,16 +444,43 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     injected_ns: now.as_nanos(),
                     removed_ns: now.as_nanos(),
                 };
-                match fault::inject(f, &mut world) {
-                    Ok((what, a)) => {
-                        fr.injected = Some(now.to_rfc3339());
+                let done = match (target, fr.node.clone()) {
+                    (Some(t), Some(node)) => {
+                        // The node's agent does it, its removal included.
+                        let seed = world.rng.u64(..);
+                        (|| -> Result<_> {
+                            let order = crate::remote::order(f, t, seed, &s.title)?;
+                            let dispatch = o.remote.context("no collector to reach the node")?;
+                            let d = dispatch(&node, &order)?;
+                            fr.pids = d.hit.iter().map(|h| h.pid).collect();
+                            let (removal, end) = if d.removal.is_empty() {
+                                (String::new(), None)
+                            } else {
+                                (
+                                    format!("by node {}'s agent: {}", d.node, d.removal),
+                                    Some((node.clone(), order.ending())),
+                                )
+                            };
+                            Ok((
+                                d.what,
+                                fault::Active::remote(removal, end),
+                                Some(d.injected.to_rfc3339()),
+                            ))
+                        })()
+                    }
+                    _ => fault::inject(f, &mut world).map(|(what, a)| (what, a, None)),
+                };
+                let on = fr.node_words();
+                match done {
+                    Ok((what, a, at)) => {
+                        fr.injected = Some(at.unwrap_or_else(|| now.to_rfc3339()));
                         fr.action = what.clone();
-                        progress(&format!("injected {}: {what}", f.kind.as_str()));
+                        progress(&format!("injected {}{on}: {what}", f.kind.as_str()));
                         (o.on_fault)(&fr);
                         by_plan.insert(k, (p.fault, a));
                     }
                     Err(e) => {
-                        progress(&format!("could not inject {}: {e:#}", f.kind.as_str()));
+                        progress(&format!("could not inject {}{on}: {e:#}", f.kind.as_str()));
                         fr.error = Some(format!("{e:#}"));
                     }
                 }
@@ -490,7 +535,14 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
             rng: &mut rng,
         };
         for (i, a) in active.drain(..) {
-            match fault::remove(a, &mut world) {
+            // A node's agent holds it: it is told to remove it now.
+            let end = a.remote_end().map(|(n, e)| (n.to_string(), e.clone()));
+            let removed = match (end, o.remote) {
+                (Some((node, order)), Some(dispatch)) => dispatch(&node, &order)
+                    .map(|d| format!("ended early by node {node}'s agent: {}", d.what)),
+                _ => fault::remove(a, &mut world),
+            };
+            match removed {
                 Ok(said) => cleanup.push(format!("{}: {said}", s.faults[i].kind.as_str())),
                 Err(e) => cleanup.push(format!(
                     "{}: could not remove: {e:#}",

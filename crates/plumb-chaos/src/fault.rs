@@ -47,6 +47,30 @@ impl std::fmt::Debug for World<'_> {
 pub struct Active {
     entry: Option<Written>,
     undo: Removal,
+    /// The processes a kill, an eviction or a pause signalled.
+    pub hit: Vec<procs::Proc>,
+}
+
+impl Active {
+    /// A fault a node's agent carries out and removes itself: removing it
+    /// here only says `said`. `end` is the node and the order that remove
+    /// it before its time, for a run that stops early.
+    pub fn remote(said: String, end: Option<(String, plumb_model::chaos::ChaosOrder)>) -> Active {
+        Active {
+            entry: None,
+            undo: Removal::Remote(said, end),
+            hit: Vec::new(),
+        }
+    }
+
+    /// For a fault a node's agent holds: its node and the order that
+    /// removes it now.
+    pub fn remote_end(&self) -> Option<(&str, &plumb_model::chaos::ChaosOrder)> {
+        match &self.undo {
+            Removal::Remote(_, Some((node, order))) => Some((node, order)),
+            _ => None,
+        }
+    }
 }
 
 /// Memory held by a memory fault (not printed by Debug).
@@ -90,6 +114,9 @@ enum Removal {
     Unflag(std::path::PathBuf, String),
     RemoveToxic(String),
     Enable(String),
+    /// A node's agent removes it; this says how (and how to end it
+    /// early: the node and the order).
+    Remote(String, Option<(String, plumb_model::chaos::ChaosOrder)>),
 }
 
 /// Injects `f`; returns what was done, in words, and how to remove it.
@@ -119,7 +146,31 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 short(&p.cmdline),
                 f.on
             );
+            let what = if f.kind == FaultKind::Evict {
+                format!(
+                    "{what}, SIGKILL after {} grace",
+                    crate::scenario::human(f.duration)
+                )
+            } else {
+                what
+            };
+            // An eviction outlives plumb until its grace runs out: the
+            // next start ends it should plumb die meanwhile.
+            let entry = if f.kind == FaultKind::Evict {
+                Some(journal.write(
+                    &what,
+                    &Undo::Kill {
+                        pid: p.pid,
+                        start: p.start,
+                    },
+                )?)
+            } else {
+                None
+            };
             if !procs::signal(p.pid, p.start, f.signal) {
+                if let Some(e) = entry {
+                    journal.done(e);
+                }
                 bail!(
                     "pid {} of `{}` was gone before it could be signalled",
                     p.pid,
@@ -131,15 +182,14 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
             } else {
                 Removal::Restart(f.on.clone())
             };
-            let what = if f.kind == FaultKind::Evict {
-                format!(
-                    "{what}, SIGKILL after {} grace",
-                    crate::scenario::human(f.duration)
-                )
-            } else {
-                what
-            };
-            Ok((what, Active { entry: None, undo }))
+            Ok((
+                what,
+                Active {
+                    entry,
+                    undo,
+                    hit: vec![p],
+                },
+            ))
         }
         FaultKind::Pause => {
             let ps = pick(w)?;
@@ -160,6 +210,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: Some(entry),
                     undo: Removal::Continue(pids),
+                    hit: chosen,
                 },
             ))
         }
@@ -173,6 +224,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::ClockBack(f.on.clone()),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -205,6 +257,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::EnvBack(f.on.clone(), set0, remove0, user0),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -228,6 +281,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::Unflag(flag, f.on.clone()),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -252,6 +306,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: Some(entry),
                     undo: Removal::Unmount(f.path.clone()),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -278,6 +333,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::RemoveToxic(f.on.clone()),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -300,6 +356,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::Cpu(stop, threads),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -327,6 +384,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::Memory(Held(v)),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -340,6 +398,7 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                 Active {
                     entry: None,
                     undo: Removal::Enable(f.on.clone()),
+                    hit: Vec::new(),
                 },
             ))
         }
@@ -366,7 +425,14 @@ pub fn inject(f: &Fault, w: &mut World<'_>) -> Result<(String, Active)> {
                     Removal::NetQdisc(name.into()),
                 ),
             };
-            Ok((what, Active { entry: None, undo }))
+            Ok((
+                what,
+                Active {
+                    entry: None,
+                    undo,
+                    hit: Vec::new(),
+                },
+            ))
         }
     }
 }
@@ -483,6 +549,7 @@ pub fn remove(a: Active, w: &mut World<'_>) -> Result<String> {
                 crate::scenario::human(cpu)
             )
         }
+        Removal::Remote(ref said, _) => said.clone(),
         Removal::Enable(ref link) => {
             let proxy = w.proxy.context("no proxy")?;
             proxy
@@ -583,6 +650,7 @@ fn stress(f: &Fault, journal: &Journal) -> Result<(String, Active)> {
         Active {
             entry: Some(entry),
             undo: Removal::Stress(child, start),
+            hit: Vec::new(),
         },
     ))
 }

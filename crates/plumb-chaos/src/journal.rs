@@ -3,7 +3,10 @@
 //! file is removed once it is undone. A `plumb chaos` that dies (SIGKILL,
 //! a crash, a reboot of plumb alone) leaves its files, and the next
 //! `plumb chaos` start replays them ([`replay`]): stopped processes are
-//! continued, tmpfs mounts unmounted, started processes stopped.
+//! continued, tmpfs mounts unmounted, started processes stopped, evicted
+//! processes whose grace ran out killed. `plumb agent` keeps one under its
+//! own plumb home for the faults it carries out for other machines'
+//! scenarios, and replays it when it starts.
 //!
 //! Each scenario run holds an exclusive `flock` on `<run>.lock` for its
 //! life, so a replay never undoes the faults of a run that is still going.
@@ -42,6 +45,14 @@ pub enum Undo {
     DeleteNetns {
         /// Its name under /run/netns.
         name: String,
+    },
+    /// End an eviction whose grace ran out: SIGKILL this process if it
+    /// is still itself.
+    Kill {
+        /// Its pid.
+        pid: u32,
+        /// Its start time.
+        start: u64,
     },
     /// Nothing outlives plumb (an in-process proxy's toxic, a signal sent).
     Nothing,
@@ -240,6 +251,13 @@ pub fn undo(u: &Undo) -> String {
                     Ok(()) => format!("deleted network namespace {name}"),
                     Err(e) => format!("could not delete network namespace {name}: {e}"),
                 }
+            }
+        }
+        Undo::Kill { pid, start } => {
+            if procs::signal(*pid, *start, libc::SIGKILL) {
+                format!("killed pid {pid}, whose eviction's grace had run out")
+            } else {
+                format!("pid {pid} had exited within its eviction's grace")
             }
         }
         Undo::Nothing => "nothing left to undo".to_string(),

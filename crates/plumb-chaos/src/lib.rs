@@ -11,7 +11,8 @@
 //! a [`report::Report`]. Every injection that could outlive plumb is
 //! written to a cleanup [`journal`] first, replayed by the next start.
 //! [`ctk`] runs chaostoolkit experiment files (process and http
-//! activities) the way chaostoolkit does.
+//! activities) the way chaostoolkit does. A target with `node = "NAME"`
+//! is faulted by that node's agent ([`remote`]).
 
 pub mod ctk;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod monkey;
 pub mod netns;
 pub mod probe;
 pub mod procs;
+pub mod remote;
 pub mod report;
 pub mod scenario;
 pub mod target;

@@ -53,6 +53,12 @@ pub struct FaultReport {
     pub kind: String,
     /// The target or link.
     pub on: String,
+    /// The node whose agent carried it out, for a target with `node`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<String>,
+    /// The pids the node's agent signalled there.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub pids: Vec<u32>,
     /// The fault's line in the scenario.
     pub line: usize,
     /// When it was planned, after the method's start, in milliseconds.
@@ -125,6 +131,26 @@ pub struct LinkReport {
     pub upstream: String,
 }
 
+impl FaultReport {
+    /// ` on node NAME (pids 1, 2)` for a fault a node's agent carried
+    /// out; empty otherwise.
+    pub fn node_words(&self) -> String {
+        let Some(node) = &self.node else {
+            return String::new();
+        };
+        if self.pids.is_empty() {
+            format!(" on node {node}")
+        } else {
+            let pids: Vec<String> = self.pids.iter().map(u32::to_string).collect();
+            format!(
+                " on node {node} (pid{} {})",
+                if pids.len() == 1 { "" } else { "s" },
+                pids.join(", ")
+            )
+        }
+    }
+}
+
 fn mark(ok: bool) -> &'static str {
     if ok { "ok  " } else { "FAIL" }
 }
@@ -146,8 +172,13 @@ impl Report {
             } else {
                 writeln!(
                     s,
-                    "fault {} on `{}` (line {}, planned at +{} ms): {}",
-                    f.kind, f.on, f.line, f.planned_ms, f.verdict
+                    "fault {} on `{}`{} (line {}, planned at +{} ms): {}",
+                    f.kind,
+                    f.on,
+                    f.node_words(),
+                    f.line,
+                    f.planned_ms,
+                    f.verdict
                 )
             };
             if let Some(at) = &f.injected {
@@ -315,9 +346,10 @@ table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #cc
             });
             let _ = write!(
                 s,
-                "<tr><td>{} on {} (line {})<br>{}</td><td>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{} on {}{} (line {})<br>{}</td><td>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 e(&f.kind),
                 e(&f.on),
+                e(&f.node_words()),
                 f.line,
                 e(&f.action),
                 e(f.injected.as_deref().unwrap_or("-")),

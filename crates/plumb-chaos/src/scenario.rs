@@ -86,6 +86,10 @@ pub struct Target {
     pub name: String,
     /// What it is.
     pub kind: TargetKind,
+    /// The node whose processes these are, when not this machine's: its
+    /// faults are carried out by that node's agent, through the collector
+    /// (`node = "NAME"`, with process, pattern or run).
+    pub node: Option<String>,
     /// Its line in the file.
     pub line: usize,
 }
@@ -374,6 +378,7 @@ struct RawTarget {
     run: Option<String>,
     cgroup: Option<String>,
     netns: Option<String>,
+    node: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -779,6 +784,18 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
                     .into(),
             ));
         }
+        if let Some(node) = &r.node {
+            if r.command.is_some() || r.cgroup.is_some() {
+                return Err(err(format!(
+                    "node = {node:?} goes with process, pattern or run: a command plumb starts, or a cgroup, is on this machine"
+                )));
+            }
+            if !node_name_ok(node) {
+                return Err(err(format!(
+                    "node = {node:?} is not a node name: 1-253 letters, digits, `.`, `-` or `_`, as its agent is called (plumb nodes lists them)"
+                )));
+            }
+        }
         let kind = if let Some(argv) = &r.command {
             if argv.is_empty() {
                 return Err(err("command is empty".into()));
@@ -814,6 +831,7 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
         targets.push(Target {
             name: r.name.clone(),
             kind,
+            node: r.node.clone(),
             line,
         });
     }
@@ -1133,6 +1151,14 @@ fn fault(
                 names(targets.iter().map(|x| x.name.as_str()))
             ))
         })?;
+        if let Some(node) = &target.node
+            && !REMOTE_KINDS.contains(&kind)
+        {
+            return Err(err(format!(
+                "target `{t}` is on node {node}, and a node's agent carries out only {} there",
+                names(REMOTE_KINDS.iter().map(|k| k.as_str()))
+            )));
+        }
         if matches!(kind, FaultKind::Clock | FaultKind::Env)
             && !matches!(target.kind, TargetKind::Command(_))
         {
@@ -1372,6 +1398,17 @@ fn fault(
         from: r.from.clone(),
         line,
     })
+}
+
+/// The fault kinds a node's agent carries out on a target with `node`.
+pub const REMOTE_KINDS: &[FaultKind] = &[FaultKind::Kill, FaultKind::Evict, FaultKind::Pause];
+
+/// A node name as agents are named: 1-253 letters, digits, `.`, `-`, `_`.
+pub fn node_name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// A user's uid and primary gid, from the password database.
@@ -1690,5 +1727,63 @@ all = true
         );
         let e = p(&OK.replace("at = \"1s\"", "at = \"soon\"")).unwrap_err();
         assert!(e.to_string().starts_with("6: fault kill: at:"), "{e}");
+    }
+
+    const REMOTE: &str = r#"duration = "5s"
+[[target]]
+name = "w"
+pattern = "worker"
+node = "node-a"
+
+[[fault]]
+kind = "pause"
+target = "w"
+at = "1s"
+"#;
+
+    #[test]
+    fn a_target_on_a_node_takes_process_pattern_or_run_and_only_kill_evict_pause() {
+        let s = p(REMOTE).unwrap();
+        assert_eq!(s.targets[0].node.as_deref(), Some("node-a"));
+        assert!(matches!(s.targets[0].kind, TargetKind::Pattern(_)));
+        for kind in ["kill", "evict"] {
+            let s = p(&REMOTE.replace("\"pause\"", &format!("{kind:?}"))).unwrap();
+            assert_eq!(s.faults[0].kind.as_str(), kind);
+        }
+        let s = p(&REMOTE.replace("pattern = \"worker\"", "run = \"etl\"")).unwrap();
+        assert!(matches!(s.targets[0].kind, TargetKind::Run(_)));
+        let e =
+            p(&REMOTE.replace("pattern = \"worker\"", "command = [\"sleep\", \"9\"]")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("2: target `w`: node = \"node-a\" goes with process, pattern or run"),
+            "{e}"
+        );
+        let e = p(&REMOTE.replace("pattern = \"worker\"", "cgroup = \".\"")).unwrap_err();
+        assert!(e.to_string().starts_with("2: target `w`: node ="), "{e}");
+        let e = p(&REMOTE.replace("node-a", "node a")).unwrap_err();
+        assert!(e.to_string().contains("is not a node name"), "{e}");
+        // The same key in YAML, and its mistakes with their line.
+        let yaml = "duration: 5s\ntarget:\n  - name: w\n    process: postgres\n    node: node-a\nfault:\n  - kind: evict\n    target: w\n    at: 1s\n";
+        let s = as_(yaml, Format::Yaml).unwrap();
+        assert_eq!(s.targets[0].node.as_deref(), Some("node-a"));
+        let e = as_(&yaml.replace("kind: evict", "kind: clock"), Format::Yaml).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("7: fault clock: target `w` is on node node-a"),
+            "{e}"
+        );
+        // Any other kind on it: refused naming the kind and the node.
+        let e = p(&REMOTE.replace(
+            "kind = \"pause\"",
+            "kind = \"disk_full\"\npath = \"/tmp/x\"",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "7: fault disk_full: target `w` is on node node-a, and a node's agent carries out only kill, evict, pause there"
+            ),
+            "{e}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! | `POST /api/v1/profile` | viewer | asks the live nodes to sample a CPU profile for a window (at most [`MAX_PROFILE`]), answers a [`FleetProfile`] |
 //! | `POST /api/v1/preflight` | viewer | runs a preflight spec on the live nodes (or those with labels), answers a [`FleetPreflight`] |
 //! | `POST /api/v1/rerun` | admin | hands a recorded run to its node's agent to start again, answers a [`RerunStarted`] |
+//! | `POST /api/v1/chaos/inject` | admin | hands a chaos fault (kill, evict, pause) to a node's agent, answers a [`ChaosInjected`] |
 //! | `GET /api/v1/agent/requests?node=N&wait=15s` | agent | long poll: the requests for node N not yet given to it |
 //! | `POST /api/v1/agent/answers` | agent | one node's [`StackAnswer`] |
 //!
@@ -31,6 +32,7 @@ use crate::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use plumb_model::chaos::{ChaosInjected, ChaosOutcome, ChaosQuery};
 use plumb_model::insights::SlowRun;
 use plumb_model::node::NodeState;
 use plumb_model::preflight::FleetPreflight;
@@ -148,6 +150,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/profile", post(profile_route))
         .route("/api/v1/preflight", post(preflight_route))
         .route("/api/v1/rerun", post(rerun_route))
+        .route("/api/v1/chaos/inject", post(chaos_route))
         .route("/api/v1/agent/requests", get(poll))
         .route("/api/v1/agent/answers", post(answer))
 }
@@ -413,6 +416,7 @@ pub async fn rerun(state: &AppState, q: RerunQuery) -> Result<RerunStarted, ApiE
         preflight: None,
         labels: Default::default(),
         rerun: Some(order),
+        chaos: None,
     };
     let reason = format!("plumb rerun {} --on-node", run.id);
     let g = gather(state, sq, &reason).await.map_err(|e| match e {
@@ -449,6 +453,91 @@ pub async fn rerun(state: &AppState, q: RerunQuery) -> Result<RerunStarted, ApiE
         ))),
         None => Err(ApiError::Conflict(format!(
             "node {node} cannot rerun runs: its agent is older than reruns on the node (upgrade plumb there)"
+        ))),
+    }
+}
+
+async fn chaos_route(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Json(q): Json<ChaosQuery>,
+) -> Result<Json<ChaosInjected>, ApiError> {
+    // It kills and stops processes on a machine: an admin's to ask.
+    crate::auth::require(&state, &headers, crate::Role::Admin).await?;
+    // Without tokens "admin" is anyone who can connect: never on an open
+    // collector, as with reruns.
+    if state.auth.open() {
+        return Err(ApiError::Forbidden(
+            "chaos faults on nodes need tokens: this collector has none, so anyone who can reach it could kill and stop processes on your nodes; create one with `plumb token create --role admin` and give it to `plumb chaos run` (PLUMB_TOKEN)".into(),
+        ));
+    }
+    Ok(Json(chaos(&state, q).await?))
+}
+
+/// Hands `q.order` to the agent of node `q.node` and waits up to
+/// `q.wait_ms` for it to say what it did (the processes it signalled and
+/// when) or why it did nothing. The agent removes the fault itself.
+pub async fn chaos(state: &AppState, q: ChaosQuery) -> Result<ChaosInjected, ApiError> {
+    let node = q.node.clone();
+    let what = format!(
+        "{}{} on `{}` ({})",
+        if q.order.end { "ending " } else { "" },
+        q.order.kind.as_str(),
+        q.order.target,
+        q.order.select.describe()
+    );
+    let sq = StackQuery {
+        target: StackTarget::Node,
+        node: Some(node.clone()),
+        locals: false,
+        wait_ms: q.wait_ms,
+        profile: None,
+        preflight: None,
+        labels: Default::default(),
+        rerun: None,
+        chaos: Some(q.order),
+    };
+    let reason = format!("plumb chaos run, {what}");
+    let g = gather(state, sq, &reason).await?;
+    let Some(a) = g.answers.into_iter().find(|a| a.node == node) else {
+        let why = g
+            .not_answered
+            .iter()
+            .find(|s| s.node == node)
+            .map(|s| s.why.clone())
+            .unwrap_or_else(|| "no answer".into());
+        return Err(ApiError::Conflict(format!(
+            "node {node} did not take the chaos fault ({what}): {why} (is `plumb agent` running there, and can it reach this collector?)"
+        )));
+    };
+    match a.chaos {
+        Some(ChaosOutcome::Injected {
+            what: done,
+            hit,
+            injected,
+            removal,
+        }) => {
+            tracing::info!(%node, fault = %what, pids = ?hit.iter().map(|h| h.pid).collect::<Vec<_>>(), "chaos fault carried out by its node");
+            Ok(ChaosInjected {
+                node,
+                what: done,
+                hit,
+                injected,
+                removal,
+            })
+        }
+        Some(ChaosOutcome::Ended { what: done }) => Ok(ChaosInjected {
+            node,
+            what: done,
+            hit: Vec::new(),
+            injected: Timestamp::now(),
+            removal: String::new(),
+        }),
+        Some(ChaosOutcome::Refused { why }) => Err(ApiError::Conflict(format!(
+            "node {node} refused the chaos fault ({what}): {why}"
+        ))),
+        None => Err(ApiError::Conflict(format!(
+            "node {node} cannot carry out chaos faults: its agent is older than chaos on nodes (upgrade plumb there)"
         ))),
     }
 }
@@ -582,6 +671,7 @@ async fn gather(state: &AppState, q: StackQuery, reason: &str) -> Result<Gathere
                     profile: q.profile,
                     preflight: q.preflight.clone(),
                     rerun: q.rerun.clone(),
+                    chaos: q.chaos.clone(),
                 },
                 node: q.node.clone(),
                 expected: expected.clone(),
@@ -772,6 +862,7 @@ pub fn take_evidence(state: &AppState, slow: &[SlowRun]) {
                 preflight: None,
                 labels: Default::default(),
                 rerun: None,
+                chaos: None,
             };
             match ask(&state, q, Some(reason), true).await {
                 Ok(f) if f.runs.contains(&s.run_id) && !f.snapshot.processes.is_empty() => {

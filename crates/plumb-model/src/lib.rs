@@ -22,6 +22,7 @@ mod time;
 
 pub mod alerts;
 pub mod bench;
+pub mod chaos;
 pub mod chart;
 pub mod clock;
 pub mod conditions;

@@ -471,6 +471,10 @@ pub struct StackQuery {
     /// never taken from a client's query).
     #[serde(skip)]
     pub rerun: Option<crate::rerun::RerunOrder>,
+    /// A fault for the node's agent to carry out (`POST
+    /// /api/v1/chaos/inject` sets it; never taken from a client's query).
+    #[serde(skip)]
+    pub chaos: Option<crate::chaos::ChaosOrder>,
 }
 
 /// What a fleet-wide `plumb profile` asks each node to sample.
@@ -521,6 +525,12 @@ pub struct StackRequest {
     /// which the collector reports as "cannot rerun".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun: Option<crate::rerun::RerunOrder>,
+    /// Carry out this chaos fault instead (`plumb chaos run`, a target
+    /// with `node`). An agent older than this field answers with a
+    /// snapshot or "nothing here", which the collector reports as "cannot
+    /// carry out chaos faults".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<crate::chaos::ChaosOrder>,
 }
 
 /// `POST /api/v1/agent/answers`: one node's answer to a [`StackRequest`].
@@ -550,6 +560,9 @@ pub struct StackAnswer {
     /// What became of a rerun request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun: Option<crate::rerun::RerunOutcome>,
+    /// What became of a chaos order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<crate::chaos::ChaosOutcome>,
 }
 
 /// A node that did not answer in time, and what the collector knew of it.

@@ -978,6 +978,7 @@ async fn stack_data(state: &AppState, id: String) -> Result<StackView, ApiError>
             preflight: None,
             labels: Default::default(),
             rerun: None,
+            chaos: None,
         };
         Some(crate::stack::ask(state, q, Some("dashboard".into()), false).await?)
     } else {

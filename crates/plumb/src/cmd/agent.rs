@@ -92,6 +92,12 @@ pub struct Args {
     /// agent must be root to switch users). Off unless given.
     #[arg(long)]
     pub allow_reruns: bool,
+    /// Let the collector's admins kill, evict and pause this node's
+    /// processes (`plumb chaos run` with targets that say `node = "THIS
+    /// NODE"`); the agent removes each fault itself and journals it under
+    /// its plumb home. Off unless given.
+    #[arg(long)]
+    pub allow_chaos: bool,
     /// An environment variable whose value (in the agent's environment)
     /// goes with the node's fingerprint, so `plumb env drift` compares it
     /// across nodes (repeatable). A secret-looking name or value is
@@ -218,6 +224,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
     ac.bench_idle_below = args.bench_idle_below;
     ac.bench_quick = args.bench_quick;
     ac.allow_reruns = args.allow_reruns;
+    ac.allow_chaos = args.allow_chaos;
+    ac.home = Some(cfg.home.clone());
     let redactor = plumb_record::redact::Redactor::new(b"")
         .with_extra_fragments(cfg.redact_names.iter().cloned())
         .with_allowed_names(cfg.redact_allow.iter().cloned());

@@ -2,11 +2,18 @@
 //! processes, check one without running it, or undo what a killed run
 //! left behind. The store is read only to find a target given as a plumb
 //! run name.
+//!
+//! A target with `node = "NAME"` is another machine's: before anything is
+//! injected, each such node must be known to the configured collector;
+//! each of its faults is posted to `POST /api/v1/chaos/inject` (admin, as
+//! `plumb rerun --on-node` does, with the same collector URL and token),
+//! which hands it to that node's agent ([`remote_dispatch`]).
 
 use crate::config::Config;
 use crate::out::outln;
 use anyhow::{Context, Result};
 use plumb_model::RunState;
+use plumb_model::chaos::{ChaosInjected, ChaosOrder, ChaosQuery};
 use plumb_store::prelude::*;
 use plumb_store::{RunFilter, Store};
 use serde_json::{Value, json};
@@ -238,8 +245,15 @@ pub fn main(a: Args) -> Result<ExitCode> {
             );
             for p in plan {
                 let f = &s.faults[p.fault];
+                let node = s
+                    .targets
+                    .iter()
+                    .find(|t| t.name == f.on)
+                    .and_then(|t| t.node.as_deref())
+                    .map(|n| format!(" on node {n}, by its agent"))
+                    .unwrap_or_default();
                 outln!(
-                    "  +{:>6} ms  {} on `{}` for {} (line {})",
+                    "  +{:>6} ms  {} on `{}`{node} for {} (line {})",
                     p.at.as_millis(),
                     f.kind.as_str(),
                     f.on,
@@ -314,6 +328,7 @@ fn run(
         );
     }
     preflight(&s, &scenario)?;
+    let dispatch = remote_dispatch(cfg, &s, &scenario)?;
     let home = cfg.home.clone();
     let runs = move |name: &str| -> Result<Vec<u32>> { run_pids(&home, name) };
     let live = Live::start(cfg);
@@ -325,11 +340,87 @@ fn run(
             runs: &runs,
             progress: &mut progress,
             on_fault: &mut |f| live.send(fault_event(&title, f, f.removed.is_some())),
+            remote: dispatch
+                .as_ref()
+                .map(|d| d as &plumb_chaos::remote::Dispatch),
             stop,
             scenario: scenario.display().to_string(),
         },
     )?;
     finish(cfg, &report, json, html.as_deref(), quiet, Some(live))
+}
+
+/// How long the collector waits for a node's agent to take a fault (its
+/// poll returns at once when the request is posted).
+const AGENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// For a scenario with targets on other nodes: checks, before anything is
+/// injected, that a collector is configured and knows every such node,
+/// and returns what hands each of their faults to the node's agent
+/// through it (`POST /api/v1/chaos/inject`). `None` when every target is
+/// this machine's.
+#[allow(clippy::type_complexity)]
+fn remote_dispatch(
+    cfg: &Config,
+    s: &plumb_chaos::Scenario,
+    path: &std::path::Path,
+) -> Result<Option<Box<dyn Fn(&str, &ChaosOrder) -> Result<ChaosInjected>>>> {
+    let remote: Vec<&plumb_chaos::scenario::Target> =
+        s.targets.iter().filter(|t| t.node.is_some()).collect();
+    let Some(first) = remote.first() else {
+        return Ok(None);
+    };
+    let node_of = |t: &plumb_chaos::scenario::Target| t.node.clone().unwrap_or_default();
+    let Some(url) = cfg.collector.clone() else {
+        anyhow::bail!(
+            "{}:{}: target `{}` is on node {}: its faults go through a collector to that node's agent, and none is configured: set PLUMB_COLLECTOR or `collector =` in plumb.toml (nothing was injected)",
+            path.display(),
+            first.line,
+            first.name,
+            node_of(first)
+        );
+    };
+    let url = url.trim_end_matches('/').to_string();
+    let client = crate::target::client(cfg, &url)?;
+    let nodes = crate::cmd::nodes::fetch(&client)
+        .with_context(|| format!("asking {url} which nodes it knows (nothing was injected)"))?;
+    for t in &remote {
+        let node = node_of(t);
+        if !nodes.iter().any(|n| n.node == node) {
+            anyhow::bail!(
+                "{}:{}: target `{}`: no node `{node}` is known to the collector {url} (plumb nodes lists them; is `plumb agent --name {node} --allow-chaos` running there?); nothing was injected",
+                path.display(),
+                t.line,
+                t.name
+            );
+        }
+    }
+    let asked = plumb_http::Client::new(&plumb_http::Config {
+        timeout: AGENT_WAIT + std::time::Duration::from_secs(30),
+        retry: plumb_http::Retry::NEVER,
+        ..crate::target::client_config(cfg, &url)
+    })?;
+    Ok(Some(Box::new(move |node: &str, order: &ChaosOrder| {
+        let query = ChaosQuery {
+            node: node.to_string(),
+            order: order.clone(),
+            wait_ms: AGENT_WAIT.as_millis() as u64,
+        };
+        let resp = asked
+            .post("/api/v1/chaos/inject")
+            .json(&query)
+            .send()
+            .with_context(|| {
+                format!(
+                    "asking {url} to have node {node}'s agent {} `{}`",
+                    order.kind.as_str(),
+                    order.target
+                )
+            })?;
+        serde_json::from_slice::<ChaosInjected>(&resp.body).map_err(|e| {
+            anyhow::Error::from(resp.decode_error(format!("{e} (is it a plumb collector?)")))
+        })
+    })))
 }
 
 /// One OTLP log record.
@@ -357,17 +448,28 @@ const WARN: (u8, &str) = (13, "WARN");
 /// One fault's injection (`removed` false) or removal as an OTLP log
 /// record, at its own UTC time; `None` when that did not happen.
 fn fault_event(title: &str, f: &plumb_chaos::FaultReport, removed: bool) -> Option<Value> {
-    let base = [
+    let mut base = vec![
         ("plumb.chaos.title", title),
         ("plumb.chaos.kind", f.kind.as_str()),
         ("plumb.chaos.target", f.on.as_str()),
     ];
+    // A fault a node's agent carried out names the node.
+    let node = match &f.node {
+        Some(n) => {
+            base.push(("plumb.chaos.node", n.as_str()));
+            format!(" node={n}")
+        }
+        None => String::new(),
+    };
     if removed {
         let at = f.removed.as_ref()?;
         Some(record(
             at,
             INFO,
-            format!("chaos_removed kind={} on={}: {}", f.kind, f.on, f.removal),
+            format!(
+                "chaos_removed kind={} on={}{node}: {}",
+                f.kind, f.on, f.removal
+            ),
             &base,
         ))
     } else {
@@ -375,7 +477,10 @@ fn fault_event(title: &str, f: &plumb_chaos::FaultReport, removed: bool) -> Opti
         Some(record(
             at,
             INFO,
-            format!("chaos_injected kind={} on={}: {}", f.kind, f.on, f.action),
+            format!(
+                "chaos_injected kind={} on={}{node}: {}",
+                f.kind, f.on, f.action
+            ),
             &base,
         ))
     }
@@ -736,6 +841,7 @@ duration = "1s"
             runs: &none,
             progress: &mut progress,
             on_fault: &mut |_| {},
+            remote: None,
             stop: Arc::new(AtomicBool::new(false)),
             scenario: path.display().to_string(),
         },

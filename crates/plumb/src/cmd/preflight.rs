@@ -291,6 +291,7 @@ fn fleet(cfg: &Config, a: &Args, which: &str, spec: &Spec, text: String) -> Resu
         preflight: Some(text),
         labels,
         rerun: None,
+        chaos: None,
     };
     let client = plumb_http::Client::new(&plumb_http::Config {
         timeout: a.wait + std::time::Duration::from_secs(30),

@@ -170,6 +170,7 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         preflight: None,
         labels: Default::default(),
         rerun: None,
+        chaos: None,
     };
     // The request stays open for the whole window; it is not retried (a
     // retry would sample all over again).

@@ -88,6 +88,7 @@ fn fleet(cfg: &Config, url: &str, a: &Args) -> Result<ExitCode> {
         preflight: None,
         labels: Default::default(),
         rerun: None,
+        chaos: None,
     };
     let client = crate::target::client(cfg, url)?;
     let resp = client
