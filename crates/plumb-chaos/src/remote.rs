@@ -133,6 +133,7 @@ pub fn carry_out(order: &ChaosOrder, journal: &Journal, runs: &RunResolver) -> R
         fill: Fill::Tmpfs,
         percent: 0.0,
         rate: String::new(),
+        from: Vec::new(),
         line: 0,
     };
     let mut started = BTreeMap::new();
