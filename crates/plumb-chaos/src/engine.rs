@@ -80,8 +80,9 @@ pub fn plan(s: &Scenario) -> Result<Vec<Planned>> {
 /// disk_full, libfaketime for clock faults, the links' addresses.
 pub fn preflight(s: &Scenario) -> Result<Vec<Planned>> {
     let p = plan(s)?;
-    if !s.netns.is_empty() {
-        crate::netns::check().map_err(|e| anyhow::anyhow!("1: [[netns]]: {e:#}"))?;
+    if let Some(first) = s.netns.first() {
+        crate::netns::check()
+            .map_err(|e| anyhow::anyhow!("{}: netns `{}`: {e:#}", first.line, first.name))?;
     }
     for f in &s.faults {
         let at = |e: anyhow::Error| anyhow::anyhow!("{}: fault {}: {e:#}", f.line, f.kind.as_str());

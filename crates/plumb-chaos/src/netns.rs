@@ -43,6 +43,8 @@ pub struct Spec {
     pub address: Ipv4Addr,
     /// The prefix length of that network.
     pub prefix: u8,
+    /// Its line in the scenario.
+    pub line: usize,
 }
 
 /// The namespaces of one scenario run, made and joined.

@@ -731,6 +731,7 @@ pub fn parse_as(text: &str, format: Format, base: &Path, default_title: &str) ->
             name: r.name.clone(),
             address,
             prefix,
+            line,
         });
     }
     if netns.len() > 200 {

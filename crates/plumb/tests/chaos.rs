@@ -622,6 +622,36 @@ fn delay_needs_netem_and_namespace_mistakes_are_named_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(want), "{want}\n{err}");
     }
+    // Namespaces need root, and say so with the first one's line.
+    if is_root() && Path::new("/usr/bin/setpriv").exists() {
+        let p = write(
+            "ns.toml",
+            &format!("{base}[[fault]]\nkind = \"partition\"\nnetns = \"a\"\nat = \"1s\"\n"),
+        );
+        std::fs::set_permissions(
+            home.dir(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let out = std::process::Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                support::PLUMB,
+            ])
+            .args(["chaos", "validate", p.to_str().unwrap()])
+            .env("PLUMB_HOME", home.dir().join("nobody-home"))
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("ns.toml:2: netns `a`: network namespaces need root"),
+            "{err}"
+        );
+    }
     // delay is tc netem's; a kernel without it is named before anything
     // runs (this project's CI kernel has none).
     let p = write(
