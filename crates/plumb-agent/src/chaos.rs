@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the agent says when chaos is off.
-pub const OFF: &str = "chaos is off on this node (start its agent with --allow-chaos to let the collector's admins kill, evict and pause processes here)";
+pub const OFF: &str = "chaos is off on this node (start its agent with --allow-chaos to let the collector's admins kill, evict and pause processes and make CPU and memory pressure here)";
 
 /// Undoes what a dead agent (or a dead `plumb chaos run`) of this plumb
 /// home left in its journal; returns one line per thing undone.

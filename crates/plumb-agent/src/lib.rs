@@ -122,9 +122,10 @@ pub struct AgentConfig {
     /// (`plumb rerun --on-node`); off by default, as it runs programs on
     /// this machine as their recorded users.
     pub allow_reruns: bool,
-    /// Carry out chaos faults (kill, evict, pause) on this node's
-    /// processes when the collector hands one over (`plumb chaos run`, a
-    /// target with `node`); off by default. Needs `home`.
+    /// Carry out chaos faults (kill, evict, pause; cpu and memory
+    /// pressure) on this node when the collector hands one over (`plumb
+    /// chaos run`, a target or a cpu/memory fault with `node`); off by
+    /// default. Needs `home`.
     pub allow_chaos: bool,
     /// The plumb home: the chaos journal is under it, replayed at start
     /// whether or not chaos is allowed now (`None`: no journal).

@@ -277,15 +277,23 @@ type Phases = (Vec<Check>, Vec<Check>, Vec<Check>, bool);
 /// stopped before this returns.
 pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
     let plan = preflight(s)?;
-    if o.remote.is_none()
-        && let Some(t) = s.targets.iter().find(|t| t.node.is_some())
-    {
-        bail!(
-            "{}: target `{}` is on node {}: its faults go through a collector to that node's agent, and none is configured (set PLUMB_COLLECTOR or `collector =` in plumb.toml)",
-            t.line,
-            t.name,
-            t.node.as_deref().unwrap_or_default()
-        );
+    if o.remote.is_none() {
+        if let Some(t) = s.targets.iter().find(|t| t.node.is_some()) {
+            bail!(
+                "{}: target `{}` is on node {}: its faults go through a collector to that node's agent, and none is configured (set PLUMB_COLLECTOR or `collector =` in plumb.toml)",
+                t.line,
+                t.name,
+                t.node.as_deref().unwrap_or_default()
+            );
+        }
+        if let Some(f) = s.faults.iter().find(|f| f.node.is_some()) {
+            bail!(
+                "{}: fault {} is on node {}: it goes through a collector to that node's agent, and none is configured (set PLUMB_COLLECTOR or `collector =` in plumb.toml)",
+                f.line,
+                f.kind.as_str(),
+                f.node.as_deref().unwrap_or_default()
+            );
+        }
     }
     let run_id = plumb_model::new_id().simple().to_string();
     let work = o.home.join("chaos").join("runs").join(&run_id);
@@ -427,7 +435,10 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                 let mut fr = FaultReport {
                     kind: f.kind.as_str().to_string(),
                     on: f.on.clone(),
-                    node: target.and_then(|t| t.node.clone()),
+                    node: f
+                        .node
+                        .clone()
+                        .or_else(|| target.and_then(|t| t.node.clone())),
                     pids: Vec::new(),
                     line: f.line,
                     planned_ms: p.at.as_millis() as u64,
@@ -445,11 +456,12 @@ pub fn run(s: &Scenario, o: Options<'_>) -> Result<Report> {
                     injected_ns: now.as_nanos(),
                     removed_ns: now.as_nanos(),
                 };
-                let done = match (target, fr.node.clone()) {
-                    (Some(t), Some(node)) => {
+                let done = match fr.node.clone() {
+                    Some(node) => {
                         // The node's agent does it, its removal included.
                         let seed = world.rng.u64(..);
                         (|| -> Result<_> {
+                            let t = target.filter(|t| t.node.is_some());
                             let order = crate::remote::order(f, t, seed, &s.title)?;
                             let dispatch = o.remote.context("no collector to reach the node")?;
                             let d = dispatch(&node, &order)?;

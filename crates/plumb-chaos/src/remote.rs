@@ -29,30 +29,40 @@ use std::time::Duration;
 /// nothing was done.
 pub type Dispatch = dyn Fn(&str, &ChaosOrder) -> Result<ChaosInjected>;
 
-/// The order for one injection of `f` on `t`, a target with a node; the
-/// agent chooses the process with `seed`.
-pub fn order(f: &Fault, t: &Target, seed: u64, scenario: &str) -> Result<ChaosOrder> {
+/// The order for one injection of `f` on `t`, a target with a node (or,
+/// for cpu and memory pressure, on the fault's own node, `t` being
+/// `None`); the agent chooses the process with `seed`.
+pub fn order(f: &Fault, t: Option<&Target>, seed: u64, scenario: &str) -> Result<ChaosOrder> {
     let kind = match f.kind {
         FaultKind::Kill => ChaosKind::Kill,
         FaultKind::Evict => ChaosKind::Evict,
         FaultKind::Pause => ChaosKind::Pause,
+        FaultKind::Cpu => ChaosKind::Cpu,
+        FaultKind::Memory => ChaosKind::Memory,
         other => bail!(
-            "fault {} cannot be carried out on another node (only kill, evict and pause)",
+            "fault {} cannot be carried out on another node (only kill, evict, pause, cpu and memory)",
             other.as_str()
         ),
     };
-    let select = match &t.kind {
-        TargetKind::Name(n) => ChaosSelect::Process(n.clone()),
-        TargetKind::Pattern(re) => ChaosSelect::Pattern(re.as_str().to_string()),
-        TargetKind::Run(r) => ChaosSelect::Run(r.clone()),
-        TargetKind::Command(_) | TargetKind::Cgroup(_) => bail!(
-            "target `{}`: only process, pattern and run targets can be on another node",
-            t.name
+    let (target, select) = match t {
+        None => (f.on.clone(), ChaosSelect::Host),
+        Some(t) => (
+            t.name.clone(),
+            match &t.kind {
+                TargetKind::Name(n) => ChaosSelect::Process(n.clone()),
+                TargetKind::Pattern(re) => ChaosSelect::Pattern(re.as_str().to_string()),
+                TargetKind::Run(r) => ChaosSelect::Run(r.clone()),
+                TargetKind::Command(_) | TargetKind::Cgroup(_) => bail!(
+                    "target `{}`: only process, pattern and run targets can be on another node",
+                    t.name
+                ),
+            },
         ),
     };
+    let pressure = matches!(kind, ChaosKind::Cpu | ChaosKind::Memory);
     Ok(ChaosOrder {
         kind,
-        target: t.name.clone(),
+        target,
         select,
         signal: crate::scenario::signal_name(f.signal).to_string(),
         duration_ms: f.duration.as_millis() as u64,
@@ -62,6 +72,13 @@ pub fn order(f: &Fault, t: &Target, seed: u64, scenario: &str) -> Result<ChaosOr
         scenario: scenario.to_string(),
         id: plumb_model::new_id(),
         end: false,
+        workers: if kind == ChaosKind::Cpu {
+            f.workers as u64
+        } else {
+            0
+        },
+        size: if kind == ChaosKind::Memory { f.size } else { 0 },
+        with: if pressure { f.with.clone() } else { None },
     })
 }
 
@@ -93,7 +110,24 @@ pub fn carry_out(order: &ChaosOrder, journal: &Journal, runs: &RunResolver) -> R
         ChaosKind::Kill => FaultKind::Kill,
         ChaosKind::Evict => FaultKind::Evict,
         ChaosKind::Pause => FaultKind::Pause,
+        ChaosKind::Cpu => FaultKind::Cpu,
+        ChaosKind::Memory => FaultKind::Memory,
     };
+    let load = match order.with.as_deref() {
+        _ if !matches!(kind, FaultKind::Cpu | FaultKind::Memory) => Load::Plumb,
+        Some("plumb") => Load::Plumb,
+        Some("stress-ng") => Load::StressNg(crate::scenario::stress_ng().ok_or_else(|| {
+            anyhow!("with = \"stress-ng\", but stress-ng is not on PATH on this node (Debian: apt install stress-ng)")
+        })?),
+        Some(other) => bail!("with = {other:?}: \"stress-ng\" or \"plumb\""),
+        None => crate::scenario::stress_ng().map_or(Load::Plumb, Load::StressNg),
+    };
+    if kind == FaultKind::Cpu && !(1..=1024).contains(&order.workers) {
+        bail!("cpu takes 1 to 1024 workers, not {}", order.workers);
+    }
+    if kind == FaultKind::Memory && order.size == 0 {
+        bail!("memory needs a size");
+    }
     let signal = crate::scenario::signal_number(&order.signal)
         .ok_or_else(|| anyhow!("signal {:?} is not one plumb sends", order.signal))?;
     if kind == FaultKind::Kill && signal != libc::SIGKILL && signal != libc::SIGTERM {
@@ -105,6 +139,8 @@ pub fn carry_out(order: &ChaosOrder, journal: &Journal, runs: &RunResolver) -> R
             regex::Regex::new(p).map_err(|e| anyhow!("pattern {p:?} is not a regex: {e}"))?,
         ),
         ChaosSelect::Run(r) => TargetKind::Run(r.clone()),
+        // Pressure acts on the node, not on a process.
+        ChaosSelect::Host => TargetKind::Name(String::new()),
     };
     let target = Target {
         name: order.target.clone(),
@@ -124,16 +160,18 @@ pub fn carry_out(order: &ChaosOrder, journal: &Journal, runs: &RunResolver) -> R
         env_remove: Vec::new(),
         user: None,
         path: PathBuf::new(),
-        size: 0,
+        size: order.size,
         latency: Duration::ZERO,
         all: order.all,
         any: order.any,
-        workers: 1,
-        load: Load::Plumb,
+        workers: order.workers.max(1) as usize,
+        load,
         fill: Fill::Tmpfs,
         percent: 0.0,
         rate: String::new(),
         from: Vec::new(),
+        node: None,
+        with: None,
         line: 0,
     };
     let mut started = BTreeMap::new();
@@ -165,6 +203,10 @@ pub fn carry_out(order: &ChaosOrder, journal: &Journal, runs: &RunResolver) -> R
         ),
         FaultKind::Evict => (
             format!("SIGKILL after {} grace if still alive", human(duration)),
+            Some((duration, active)),
+        ),
+        FaultKind::Cpu | FaultKind::Memory => (
+            format!("load removed after {}", human(duration)),
             Some((duration, active)),
         ),
         _ => (String::new(), None),
@@ -258,6 +300,9 @@ mod tests {
             scenario: "test".into(),
             id: plumb_model::new_id(),
             end: false,
+            workers: 0,
+            size: 0,
+            with: None,
         }
     }
 

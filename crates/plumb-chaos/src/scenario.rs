@@ -296,6 +296,11 @@ pub struct Fault {
     pub rate: String,
     /// partition: the namespaces it is cut off from (empty: every other).
     pub from: Vec<String>,
+    /// cpu and memory: the node whose agent makes the load (`node =
+    /// "NAME"`), instead of this machine.
+    pub node: Option<String>,
+    /// cpu and memory: `with` as written (a node's agent chooses by it).
+    pub with: Option<String>,
     /// Its line in the file.
     pub line: usize,
 }
@@ -456,6 +461,7 @@ struct RawFault {
     rate: Option<String>,
     #[serde(default)]
     from: Vec<String>,
+    node: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1056,14 +1062,15 @@ fn fault(
         FaultKind::DiskFull => &["path", "size", "duration", "target", "with"],
         FaultKind::Latency => &["link", "latency", "duration"],
         FaultKind::Down => &["link", "duration"],
-        FaultKind::Cpu => &["workers", "duration", "with"],
-        FaultKind::Memory => &["size", "duration", "with"],
+        FaultKind::Cpu => &["workers", "duration", "with", "node"],
+        FaultKind::Memory => &["size", "duration", "with", "node"],
         FaultKind::Partition => &["netns", "from", "duration"],
         FaultKind::Loss => &["netns", "percent", "duration"],
         FaultKind::Bandwidth => &["netns", "rate", "duration"],
         FaultKind::Delay => &["netns", "latency", "duration"],
     };
-    let present: [(&str, bool); 18] = [
+    let present: [(&str, bool); 19] = [
+        ("node", r.node.is_some()),
         ("from", !r.from.is_empty()),
         ("netns", r.netns.is_some()),
         ("percent", r.percent.is_some()),
@@ -1140,7 +1147,15 @@ fn fault(
     } else if kind == FaultKind::DiskFull && r.target.is_none() {
         r.path.clone().unwrap_or_default()
     } else if matches!(kind, FaultKind::Cpu | FaultKind::Memory) {
-        "this host".to_string()
+        match &r.node {
+            Some(node) if !node_name_ok(node) => {
+                return Err(err(format!(
+                    "node = {node:?} is not a node name: 1-253 letters, digits, `.`, `-` or `_`, as its agent is called (plumb nodes lists them)"
+                )));
+            }
+            Some(node) => format!("node {node}"),
+            None => "this host".to_string(),
+        }
     } else {
         let t = r
             .target
@@ -1308,6 +1323,8 @@ fn fault(
     };
     let load = match r.with.as_deref() {
         _ if !matches!(kind, FaultKind::Cpu | FaultKind::Memory) => Load::Plumb,
+        // The node's agent finds its own stress-ng.
+        Some("plumb" | "stress-ng") | None if r.node.is_some() => Load::Plumb,
         Some("plumb") => Load::Plumb,
         Some("stress-ng") => Load::StressNg(stress_ng().ok_or_else(|| {
             err("with = \"stress-ng\", but stress-ng is not on PATH (Debian: apt install stress-ng); with = \"plumb\" uses plumb's own load".into())
@@ -1397,6 +1414,8 @@ fn fault(
         percent,
         rate,
         from: r.from.clone(),
+        node: r.node.clone(),
+        with: r.with.clone(),
         line,
     })
 }
@@ -1741,6 +1760,24 @@ kind = "pause"
 target = "w"
 at = "1s"
 "#;
+
+    #[test]
+    fn cpu_and_memory_pressure_may_name_a_node_and_other_kinds_may_not() {
+        let s = p("duration = \"5s\"\n[[fault]]\nkind = \"cpu\"\nnode = \"gpu-3\"\nwith = \"stress-ng\"\nworkers = 2\nat = \"1s\"\n").unwrap();
+        assert_eq!(s.faults[0].node.as_deref(), Some("gpu-3"));
+        assert_eq!(s.faults[0].on, "node gpu-3");
+        // The node's agent finds its own stress-ng: none is needed here.
+        assert_eq!(s.faults[0].with.as_deref(), Some("stress-ng"));
+        assert_eq!(s.faults[0].load, Load::Plumb);
+        let e = p("duration = \"5s\"\n[[fault]]\nkind = \"memory\"\nnode = \"gpu 3\"\nsize = \"1M\"\nat = \"1s\"\n").unwrap_err();
+        assert!(e.to_string().contains("is not a node name"), "{e}");
+        let e = p(&OK.replace("at = \"1s\"", "at = \"1s\"\nnode = \"gpu-3\"")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("6: fault kill: `node` does not apply to this kind"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_target_on_a_node_takes_process_pattern_or_run_and_only_kill_evict_pause() {

@@ -24,6 +24,11 @@ pub enum ChaosKind {
     Evict,
     /// SIGSTOP, then SIGCONT after `duration_ms`.
     Pause,
+    /// CPU pressure on the node: `workers` busy workers for `duration_ms`.
+    Cpu,
+    /// Memory pressure on the node: `size` bytes resident for
+    /// `duration_ms`.
+    Memory,
 }
 
 impl ChaosKind {
@@ -33,6 +38,8 @@ impl ChaosKind {
             ChaosKind::Kill => "kill",
             ChaosKind::Evict => "evict",
             ChaosKind::Pause => "pause",
+            ChaosKind::Cpu => "cpu",
+            ChaosKind::Memory => "memory",
         }
     }
 }
@@ -47,6 +54,8 @@ pub enum ChaosSelect {
     Pattern(String),
     /// The processes of the running plumb runs of this name on the node.
     Run(String),
+    /// No process: the node itself (cpu and memory pressure).
+    Host,
 }
 
 impl ChaosSelect {
@@ -56,6 +65,7 @@ impl ChaosSelect {
             ChaosSelect::Process(n) => format!("process {n:?}"),
             ChaosSelect::Pattern(p) => format!("pattern {p:?}"),
             ChaosSelect::Run(r) => format!("run {r:?}"),
+            ChaosSelect::Host => "the node itself".to_string(),
         }
     }
 }
@@ -96,6 +106,20 @@ pub struct ChaosOrder {
     /// scenario's run was stopped).
     #[serde(default)]
     pub end: bool,
+    /// cpu: how many busy workers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub workers: u64,
+    /// memory: how many bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// cpu and memory: what makes the load on the node (`stress-ng` or
+    /// `plumb`; its own choice when not said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ChaosOrder {
@@ -193,8 +217,16 @@ mod tests {
             scenario: "t".into(),
             id: crate::new_id(),
             end: false,
+            workers: 0,
+            size: 0,
+            with: None,
         };
         let json = serde_json::to_string(&order).unwrap();
+        // What a pause does not use is left out, so older agents read it.
+        assert!(
+            !json.contains(r#""workers":"#) && !json.contains(r#""with":"#),
+            "{json}"
+        );
         assert!(json.contains(r#""kind":"pause""#), "{json}");
         assert!(
             json.contains(r#""select":{"by":"pattern","value":"worker\\.py"}"#),
@@ -209,6 +241,17 @@ mod tests {
             .replace(r#","end":false"#, "");
         let read: ChaosOrder = serde_json::from_str(&old).unwrap();
         assert!(read.id.is_nil() && !read.end, "{old}");
+        // Pressure on the node itself.
+        let cpu = ChaosOrder {
+            kind: ChaosKind::Cpu,
+            select: ChaosSelect::Host,
+            workers: 2,
+            with: Some("stress-ng".into()),
+            ..order.clone()
+        };
+        let json = serde_json::to_string(&cpu).unwrap();
+        assert!(json.contains(r#""select":{"by":"host"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<ChaosOrder>(&json).unwrap(), cpu);
         let out = ChaosOutcome::Refused { why: "no".into() };
         let json = serde_json::to_string(&out).unwrap();
         assert_eq!(json, r#"{"outcome":"refused","why":"no"}"#);

@@ -560,3 +560,88 @@ fn an_agent_killed_mid_pause_continues_the_process_when_started_again() {
         (entries() == 0).then_some(())
     });
 }
+
+/// `(utime + stime in ticks, VmHWM in KiB)` of a process.
+fn cpu_and_peak(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    (ticks, hwm)
+}
+
+#[test]
+fn cpu_and_memory_pressure_on_a_node_are_made_by_its_agent() {
+    let f = Fleet::start();
+    let home_a = f.home("node-a");
+    let a = f.agent("chaos-a", &home_a, &["--allow-chaos"]);
+    f.wait_for_nodes(&["chaos-a"]);
+    let agent_pid = a.0.id();
+    let (ticks0, hwm0) = cpu_and_peak(agent_pid);
+    // plumb's own load, so it is the agent's own CPU time and memory that
+    // grow, and can be read from its /proc entry.
+    let path = f.scenario(
+        "pressure",
+        r#"title = "pressure on a node"
+duration = "2s"
+settle = "100ms"
+
+[[fault]]
+kind = "cpu"
+node = "chaos-a"
+with = "plumb"
+workers = 1
+at = "100ms"
+duration = "1s"
+
+[[fault]]
+kind = "memory"
+node = "chaos-a"
+with = "plumb"
+size = "96M"
+at = "1200ms"
+duration = "500ms"
+"#,
+    );
+    let out = f.chaos(&path, &f.admin).output().unwrap();
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{so}\n{se}");
+    let r = report(&out);
+    for (i, (kind, after)) in [("cpu", "1.0s"), ("memory", "500ms")].iter().enumerate() {
+        let fault = &r["faults"][i];
+        assert_eq!(fault["kind"], *kind, "{fault:#}");
+        assert_eq!(fault["node"], "chaos-a", "{fault:#}");
+        assert!(fault["error"].is_null(), "{fault:#}");
+        assert_eq!(
+            fault["removal"],
+            format!("by node chaos-a's agent: load removed after {after}"),
+            "{fault:#}"
+        );
+    }
+    assert!(
+        r["faults"][0]["action"]
+            .as_str()
+            .unwrap()
+            .contains("busy thread"),
+        "{:#}",
+        r["faults"][0]
+    );
+    assert!(se.contains("injected cpu on node chaos-a"), "{se}");
+    // The agent's own CPU time grew by most of a second, and its peak
+    // resident memory by the 96 MiB it held (once the memory fault's
+    // removal is done: the agent frees it after 500 ms).
+    let ticks_per_s = 100;
+    wait_for("the agent's load", Duration::from_secs(10), || {
+        let (ticks, hwm) = cpu_and_peak(agent_pid);
+        (ticks - ticks0 >= ticks_per_s / 2 && hwm - hwm0 >= 90 * 1024).then_some(())
+    });
+    drop(a);
+}

@@ -93,8 +93,8 @@ pub struct Args {
     #[arg(long)]
     pub allow_reruns: bool,
     /// Let the collector's admins kill, evict and pause this node's
-    /// processes (`plumb chaos run` with targets that say `node = "THIS
-    /// NODE"`); the agent removes each fault itself and journals it under
+    /// processes, and load its CPU and memory (`plumb chaos run` with
+    /// targets or cpu/memory faults that say `node = "THIS NODE"`); the agent removes each fault itself and journals it under
     /// its plumb home. Off unless given.
     #[arg(long)]
     pub allow_chaos: bool,

@@ -245,11 +245,15 @@ pub fn main(a: Args) -> Result<ExitCode> {
             );
             for p in plan {
                 let f = &s.faults[p.fault];
-                let node = s
-                    .targets
-                    .iter()
-                    .find(|t| t.name == f.on)
-                    .and_then(|t| t.node.as_deref())
+                let node = f
+                    .node
+                    .as_deref()
+                    .or_else(|| {
+                        s.targets
+                            .iter()
+                            .find(|t| t.name == f.on)
+                            .and_then(|t| t.node.as_deref())
+                    })
                     .map(|n| format!(" on node {n}, by its agent"))
                     .unwrap_or_default();
                 outln!(
@@ -365,33 +369,41 @@ fn remote_dispatch(
     s: &plumb_chaos::Scenario,
     path: &std::path::Path,
 ) -> Result<Option<Box<dyn Fn(&str, &ChaosOrder) -> Result<ChaosInjected>>>> {
-    let remote: Vec<&plumb_chaos::scenario::Target> =
-        s.targets.iter().filter(|t| t.node.is_some()).collect();
+    // (line, what is on the node, the node): targets with `node`, and
+    // cpu and memory faults with their own.
+    let remote: Vec<(usize, String, String)> = s
+        .targets
+        .iter()
+        .filter_map(|t| Some((t.line, format!("target `{}`", t.name), t.node.clone()?)))
+        .chain(s.faults.iter().filter_map(|f| {
+            Some((
+                f.line,
+                format!("fault {}", f.kind.as_str()),
+                f.node.clone()?,
+            ))
+        }))
+        .collect();
     let Some(first) = remote.first() else {
         return Ok(None);
     };
-    let node_of = |t: &plumb_chaos::scenario::Target| t.node.clone().unwrap_or_default();
     let Some(url) = cfg.collector.clone() else {
         anyhow::bail!(
-            "{}:{}: target `{}` is on node {}: its faults go through a collector to that node's agent, and none is configured: set PLUMB_COLLECTOR or `collector =` in plumb.toml (nothing was injected)",
+            "{}:{}: {} is on node {}: it goes through a collector to that node's agent, and none is configured: set PLUMB_COLLECTOR or `collector =` in plumb.toml (nothing was injected)",
             path.display(),
-            first.line,
-            first.name,
-            node_of(first)
+            first.0,
+            first.1,
+            first.2
         );
     };
     let url = url.trim_end_matches('/').to_string();
     let client = crate::target::client(cfg, &url)?;
     let nodes = crate::cmd::nodes::fetch(&client)
         .with_context(|| format!("asking {url} which nodes it knows (nothing was injected)"))?;
-    for t in &remote {
-        let node = node_of(t);
-        if !nodes.iter().any(|n| n.node == node) {
+    for (line, what, node) in &remote {
+        if !nodes.iter().any(|n| &n.node == node) {
             anyhow::bail!(
-                "{}:{}: target `{}`: no node `{node}` is known to the collector {url} (plumb nodes lists them; is `plumb agent --name {node} --allow-chaos` running there?); nothing was injected",
+                "{}:{line}: {what}: no node `{node}` is known to the collector {url} (plumb nodes lists them; is `plumb agent --name {node} --allow-chaos` running there?); nothing was injected",
                 path.display(),
-                t.line,
-                t.name
             );
         }
     }
