@@ -361,17 +361,30 @@ async fn rerun_route(
     headers: axum::http::HeaderMap,
     Json(q): Json<RerunQuery>,
 ) -> Result<Json<RerunStarted>, ApiError> {
-    // It runs a program on a machine, as the run's user: an admin's to ask.
-    crate::auth::require(&state, &headers, crate::Role::Admin).await?;
-    // Without tokens "admin" is anyone who can connect, and an agent
-    // running as root would start the run as its recorded user (root,
-    // too): never on an open collector.
-    if state.auth.open() {
-        return Err(ApiError::Forbidden(
-            "reruns need tokens: this collector has none, so anyone who can reach it could run programs on your nodes; create one with `plumb token create --role admin` and give it to `plumb rerun` (PLUMB_TOKEN)".into(),
-        ));
-    }
+    // It runs a program on a machine, as the run's user (root, for an
+    // agent running as root).
+    require_tokened_admin(
+        &state,
+        &headers,
+        "reruns need tokens: this collector has none, so anyone who can reach it could run programs on your nodes; create one with `plumb token create --role admin` and give it to `plumb rerun` (PLUMB_TOKEN)",
+    )
+    .await?;
     Ok(Json(rerun(&state, q).await?))
+}
+
+/// For a request that acts on a node's machine: an admin's to ask, and
+/// never on a collector without tokens, where "admin" is anyone who can
+/// connect (`refusal` says so, and what to do).
+async fn require_tokened_admin(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    refusal: &str,
+) -> Result<(), ApiError> {
+    crate::auth::require(state, headers, crate::Role::Admin).await?;
+    if state.auth.open() {
+        return Err(ApiError::Forbidden(refusal.into()));
+    }
+    Ok(())
 }
 
 /// Hands run `q.run` to the agent of its node (`q.node`, else the node
@@ -462,15 +475,13 @@ async fn chaos_route(
     headers: axum::http::HeaderMap,
     Json(q): Json<ChaosQuery>,
 ) -> Result<Json<ChaosInjected>, ApiError> {
-    // It kills and stops processes on a machine: an admin's to ask.
-    crate::auth::require(&state, &headers, crate::Role::Admin).await?;
-    // Without tokens "admin" is anyone who can connect: never on an open
-    // collector, as with reruns.
-    if state.auth.open() {
-        return Err(ApiError::Forbidden(
-            "chaos faults on nodes need tokens: this collector has none, so anyone who can reach it could kill and stop processes on your nodes; create one with `plumb token create --role admin` and give it to `plumb chaos run` (PLUMB_TOKEN)".into(),
-        ));
-    }
+    // It kills and stops processes on a machine.
+    require_tokened_admin(
+        &state,
+        &headers,
+        "chaos faults on nodes need tokens: this collector has none, so anyone who can reach it could kill and stop processes on your nodes; create one with `plumb token create --role admin` and give it to `plumb chaos run` (PLUMB_TOKEN)",
+    )
+    .await?;
     Ok(Json(chaos(&state, q).await?))
 }
 

@@ -111,6 +111,27 @@ fn our_mounts() -> Vec<String> {
         .collect()
 }
 
+/// plumb as uid and gid 65534 (nobody), through setpriv.
+fn as_nobody() -> std::process::Command {
+    let mut c = std::process::Command::new("/usr/bin/setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        support::PLUMB,
+    ]);
+    c
+}
+
+/// `plumb chaos validate SCENARIO` as nobody, with a home of its own.
+fn validate_as_nobody(home: &Home, scenario: &Path) -> std::process::Output {
+    as_nobody()
+        .args(["chaos", "validate", scenario.to_str().unwrap()])
+        .env("PLUMB_HOME", home.dir().join("nobody-home"))
+        .output()
+        .unwrap()
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -237,17 +258,7 @@ fn disk_full_without_root_is_refused_saying_what_is_needed() {
     for p in [home.dir(), scenario.parent().unwrap()] {
         std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
-    let out = std::process::Command::new("/usr/bin/setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            support::PLUMB,
-        ])
-        .args(["chaos", "validate", scenario.to_str().unwrap()])
-        .env("PLUMB_HOME", home.dir().join("nobody-home"))
-        .output()
-        .unwrap();
+    let out = validate_as_nobody(&home, &scenario);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -280,14 +291,7 @@ fn disk_full_with_preload_fails_the_targets_writes_without_root_then_lets_them_t
             .status()
             .unwrap();
         assert!(chown.success());
-        let mut c = std::process::Command::new("/usr/bin/setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            support::PLUMB,
-        ]);
-        c
+        as_nobody()
     } else {
         std::process::Command::new(support::PLUMB)
     };
@@ -634,17 +638,7 @@ fn delay_needs_netem_and_namespace_mistakes_are_named_before_anything_runs() {
         )
         .unwrap();
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-        let out = std::process::Command::new("/usr/bin/setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                support::PLUMB,
-            ])
-            .args(["chaos", "validate", p.to_str().unwrap()])
-            .env("PLUMB_HOME", home.dir().join("nobody-home"))
-            .output()
-            .unwrap();
+        let out = validate_as_nobody(&home, &p);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
