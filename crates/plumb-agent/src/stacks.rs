@@ -183,44 +183,26 @@ pub fn answer_from(
             Err(why) => (None, Some(why)),
         };
         return StackAnswer {
-            request: req.id,
-            node: node.to_string(),
-            runs: Vec::new(),
-            snapshot: None,
             note,
-            profile: None,
             preflight,
-            rerun: None,
-            chaos: None,
+            ..StackAnswer::empty(req.id, node)
         };
     }
     let started = Instant::now();
     let found = find(&req.target, outbox);
     if found.roots.is_empty() && found.gone.is_empty() {
         return StackAnswer {
-            request: req.id,
-            node: node.to_string(),
             runs: found.runs,
-            snapshot: None,
             note: Some(format!("no {} on node {node}", req.target.describe())),
-            profile: None,
-            preflight: None,
-            rerun: None,
-            chaos: None,
+            ..StackAnswer::empty(req.id, node)
         };
     }
     if let Some(spec) = req.profile {
         let profile = profile(&found, spec, node);
         return StackAnswer {
-            request: req.id,
-            node: node.to_string(),
             runs: found.runs,
-            snapshot: None,
-            note: None,
             profile: Some(profile),
-            preflight: None,
-            rerun: None,
-            chaos: None,
+            ..StackAnswer::empty(req.id, node)
         };
     }
     let mut snap = if found.roots.is_empty() {
@@ -253,15 +235,9 @@ pub fn answer_from(
         snap.taken = Timestamp::now();
     }
     StackAnswer {
-        request: req.id,
-        node: node.to_string(),
         runs: found.runs,
         snapshot: Some(snap),
-        note: None,
-        profile: None,
-        preflight: None,
-        rerun: None,
-        chaos: None,
+        ..StackAnswer::empty(req.id, node)
     }
 }
 
@@ -417,15 +393,8 @@ fn rerun_answer(
         tracing::info!(original = %order.original, "rerun refused: {why}");
     }
     StackAnswer {
-        request: req.id,
-        node: node.to_string(),
-        runs: Vec::new(),
-        snapshot: None,
-        note: None,
-        profile: None,
-        preflight: None,
         rerun: Some(outcome),
-        chaos: None,
+        ..StackAnswer::empty(req.id, node)
     }
 }
 
@@ -447,15 +416,8 @@ fn chaos_answer(
         }
     };
     StackAnswer {
-        request: req.id,
-        node: node.to_string(),
-        runs: Vec::new(),
-        snapshot: None,
-        note: None,
-        profile: None,
-        preflight: None,
-        rerun: None,
         chaos: Some(outcome),
+        ..StackAnswer::empty(req.id, node)
     }
 }
 

@@ -34,6 +34,23 @@ fn table(kind: &str) -> String {
     format!("plumb_{kind}")
 }
 
+/// Loads, inside namespace `ns`, the table of fault `kind`: one rule on
+/// what comes in, one on what goes out.
+fn add_rules(ns: &str, kind: &str, input: &str, output: &str) -> Result<()> {
+    let t = table(kind);
+    let script = format!(
+        "table inet {t} {{\n\
+         chain input {{ type filter hook input priority 0; policy accept; {input}; }}\n\
+         chain output {{ type filter hook output priority 0; policy accept; {output}; }}\n\
+         }}\n"
+    );
+    run(
+        "ip",
+        &["netns", "exec", ns, "nft", "-f", "-"],
+        Some(&script),
+    )
+}
+
 /// One `[[netns]]` of a scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -284,17 +301,11 @@ impl Net {
             bail!("`{name}` is the only network namespace: nothing to cut it off from");
         }
         let set = others.join(", ");
-        let t = table("partition");
-        let script = format!(
-            "table inet {t} {{\n\
-             chain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n\
-             chain output {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n\
-             }}\n"
-        );
-        run(
-            "ip",
-            &["netns", "exec", ns, "nft", "-f", "-"],
-            Some(&script),
+        add_rules(
+            ns,
+            "partition",
+            &format!("ip saddr {{ {set} }} drop"),
+            &format!("ip daddr {{ {set} }} drop"),
         )?;
         Ok(format!("`{name}` cut off from {}", named.join(", ")))
     }
@@ -304,17 +315,11 @@ impl Net {
         let ns = self.ns(name)?;
         // numgen counts in ten-thousandths, for fractions of a percent.
         let below = (percent * 100.0).round() as u32;
-        let t = table("loss");
-        let script = format!(
-            "table inet {t} {{\n\
-             chain input {{ type filter hook input priority 0; policy accept; iifname \"eth0\" numgen random mod 10000 < {below} drop; }}\n\
-             chain output {{ type filter hook output priority 0; policy accept; oifname \"eth0\" numgen random mod 10000 < {below} drop; }}\n\
-             }}\n"
-        );
-        run(
-            "ip",
-            &["netns", "exec", ns, "nft", "-f", "-"],
-            Some(&script),
+        add_rules(
+            ns,
+            "loss",
+            &format!("iifname \"eth0\" numgen random mod 10000 < {below} drop"),
+            &format!("oifname \"eth0\" numgen random mod 10000 < {below} drop"),
         )?;
         Ok(format!(
             "{percent}% of packets in and out of `{name}` dropped"

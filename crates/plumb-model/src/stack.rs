@@ -565,6 +565,24 @@ pub struct StackAnswer {
     pub chaos: Option<crate::chaos::ChaosOutcome>,
 }
 
+impl StackAnswer {
+    /// `node`'s answer to request `request` that says nothing yet: each
+    /// kind of request fills in its own field.
+    pub fn empty(request: Uuid, node: &str) -> StackAnswer {
+        StackAnswer {
+            request,
+            node: node.to_string(),
+            runs: Vec::new(),
+            snapshot: None,
+            note: None,
+            profile: None,
+            preflight: None,
+            rerun: None,
+            chaos: None,
+        }
+    }
+}
+
 /// A node that did not answer in time, and what the collector knew of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silent {
